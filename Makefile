@@ -1,0 +1,205 @@
+# shoal — top-level Makefile.
+#
+#   make            build the common library (and the binaries as they exist)
+#   make deps       install missing Debian packages (runs apt-get only if needed)
+#   make test       unit + integration tests, again under ASan/UBSan, then fuzz smoke
+#   make fuzz       build the libFuzzer targets (clang)
+#   make fuzz-smoke run every fuzz target for FUZZ_SECONDS from its seed corpus
+#   make bench      build the benchmarks under build/bench/
+#   make demo       see the README
+#   make clean      remove build/
+#
+# Objects live under $(BUILD) (build/ by default, build/asan/ for the
+# sanitizer pass) so that the two configurations never share an object.
+
+BUILD     ?= build
+SANITIZE  ?=
+CC        ?= cc
+FUZZ_CC   ?= clang
+FUZZ_SECONDS ?= 20
+
+PKGS      := libuv libsodium
+TEST_PKGS := cmocka
+
+# Debian packages that provide what the build, the tests and the fuzzers need.
+# Each line: a check command, then the packages that satisfy it.
+DEB_PKGS  := build-essential pkg-config libuv1-dev libsodium-dev libcmocka-dev \
+             clang libclang-rt-14-dev
+
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+TEST_CFLAGS_PKG := $(shell pkg-config --cflags $(TEST_PKGS) 2>/dev/null)
+TEST_LIBS_PKG   := $(shell pkg-config --libs $(TEST_PKGS) 2>/dev/null)
+
+WARN := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
+        -Wpointer-arith -Wformat=2 -Wvla -Wcast-qual -Wundef -Werror
+CSTD := -std=c11 -D_DEFAULT_SOURCE -D_POSIX_C_SOURCE=200809L
+OPT  ?= -O2 -g
+
+ifeq ($(SANITIZE),1)
+  OPT += -O1 -fno-omit-frame-pointer -fsanitize=address,undefined \
+         -fno-sanitize-recover=undefined
+  SANLD := -fsanitize=address,undefined
+endif
+
+CFLAGS_ALL  = $(CSTD) $(OPT) $(WARN) -I. $(PKG_CFLAGS) -MMD -MP $(CFLAGS)
+LDFLAGS_ALL = $(SANLD) $(LDFLAGS)
+
+COMMON_SRC := $(sort $(wildcard common/*.c))
+COMMON_OBJ := $(COMMON_SRC:%.c=$(BUILD)/obj/%.o)
+COMMON_LIB := $(BUILD)/lib/libshoal-common.a
+
+TRACKER_SRC := $(sort $(wildcard tracker/*.c))
+PEER_SRC    := $(sort $(wildcard peer/*.c))
+
+BINS :=
+ifneq ($(TRACKER_SRC),)
+  BINS += $(BUILD)/bin/shoal-tracker
+endif
+ifneq ($(PEER_SRC),)
+  BINS += $(BUILD)/bin/shoal-peer
+endif
+
+UNIT_SRC   := $(sort $(wildcard tests/test_*.c))
+UNIT_BINS  := $(UNIT_SRC:tests/%.c=$(BUILD)/tests/%)
+TESTLIB_SRC := $(sort $(wildcard tests/lib/*.c))
+TESTLIB_OBJ := $(TESTLIB_SRC:%.c=$(BUILD)/obj/%.o)
+INTEG_SCRIPTS := $(sort $(wildcard tests/integration/*.sh))
+
+BENCH_SRC  := $(sort $(wildcard bench/*.c))
+BENCH_BINS := $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
+
+FUZZ_SRC   := $(sort $(wildcard tests/fuzz/fuzz_*.c))
+FUZZ_BINS  := $(FUZZ_SRC:tests/fuzz/%.c=build/fuzz/%)
+
+.PHONY: all deps build test check unit integration sanitize fuzz fuzz-smoke \
+        bench demo clean format
+
+all: deps
+	@$(MAKE) --no-print-directory build
+
+build: $(COMMON_LIB) $(BINS)
+
+# ---------------------------------------------------------------------------
+# Dependencies. Nothing happens when every library and tool is present; on a
+# fresh Debian 12 machine the missing packages are installed (through sudo
+# when not root). The check is pkg-config for libraries and `command -v` /
+# a file test for tools.
+deps:
+	@missing=""; \
+	command -v cc >/dev/null 2>&1 || missing="$$missing build-essential"; \
+	command -v pkg-config >/dev/null 2>&1 || missing="$$missing pkg-config"; \
+	pkg-config --exists libuv 2>/dev/null || missing="$$missing libuv1-dev"; \
+	pkg-config --exists libsodium 2>/dev/null || missing="$$missing libsodium-dev"; \
+	pkg-config --exists cmocka 2>/dev/null || missing="$$missing libcmocka-dev"; \
+	command -v clang >/dev/null 2>&1 || missing="$$missing clang"; \
+	ls /usr/lib/llvm-*/lib/clang/*/lib/linux/libclang_rt.fuzzer-x86_64.a >/dev/null 2>&1 || \
+	  ls /usr/lib/llvm-*/lib/clang/*/lib/linux/libclang_rt.fuzzer-*.a >/dev/null 2>&1 || \
+	  missing="$$missing libclang-rt-14-dev"; \
+	if [ -n "$$missing" ]; then \
+	  echo "deps: installing:$$missing"; \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi; \
+	  $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+	  $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing \
+	    || { echo "deps: apt-get failed; install by hand:$$missing" >&2; exit 1; }; \
+	fi
+
+# ---------------------------------------------------------------------------
+# Objects and libraries.
+$(BUILD)/obj/%.o: %.c
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS_ALL) -c -o $@ $<
+
+$(COMMON_LIB): $(COMMON_OBJ)
+	@mkdir -p $(@D)
+	rm -f $@
+	ar rcs $@ $^
+
+$(BUILD)/bin/shoal-tracker: $(TRACKER_SRC:%.c=$(BUILD)/obj/%.o) $(COMMON_LIB)
+	@mkdir -p $(@D)
+	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(PKG_LIBS) -lm
+
+$(BUILD)/bin/shoal-peer: $(PEER_SRC:%.c=$(BUILD)/obj/%.o) $(COMMON_LIB)
+	@mkdir -p $(@D)
+	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(PKG_LIBS) -lm
+
+# Unit tests: one cmocka program per module, linked with the small shared
+# test helpers in tests/lib/.
+$(BUILD)/obj/tests/%.o: tests/%.c
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS_ALL) $(TEST_CFLAGS_PKG) -c -o $@ $<
+
+$(BUILD)/tests/%: $(BUILD)/obj/tests/%.o $(TESTLIB_OBJ) $(COMMON_LIB)
+	@mkdir -p $(@D)
+	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(TEST_LIBS_PKG) $(PKG_LIBS) -lm
+
+$(BUILD)/bench/%: $(BUILD)/obj/bench/%.o $(COMMON_LIB)
+	@mkdir -p $(@D)
+	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(PKG_LIBS) -lm
+
+# ---------------------------------------------------------------------------
+# Tests.
+test: deps
+	@$(MAKE) --no-print-directory check BUILD=build
+	@$(MAKE) --no-print-directory check BUILD=build/asan SANITIZE=1
+	@$(MAKE) --no-print-directory fuzz-smoke
+	@echo "make test: all passed"
+
+check: unit integration
+
+unit: $(UNIT_BINS)
+	@fail=0; for t in $(UNIT_BINS); do \
+	  echo "== $$t"; \
+	  SHOAL_TEST_VECTORS=tests/vectors ./$$t || fail=1; \
+	done; \
+	if [ $$fail != 0 ]; then echo "unit tests FAILED ($(BUILD))"; exit 1; fi
+
+integration: build
+	@fail=0; for t in $(INTEG_SCRIPTS); do \
+	  echo "== $$t"; \
+	  SHOAL_BIN=$(BUILD)/bin bash $$t || fail=1; \
+	done; \
+	if [ $$fail != 0 ]; then echo "integration tests FAILED ($(BUILD))"; exit 1; fi
+
+# ---------------------------------------------------------------------------
+# Fuzzing (clang + libFuzzer). The common sources are compiled straight into
+# each target with coverage instrumentation.
+FUZZ_FLAGS := -std=c11 -D_DEFAULT_SOURCE -D_POSIX_C_SOURCE=200809L -O1 -g \
+              -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
+              -Wall -Wextra -Werror -I. $(PKG_CFLAGS)
+
+fuzz: deps
+	@$(MAKE) --no-print-directory $(FUZZ_BINS)
+
+build/fuzz/%: tests/fuzz/%.c $(COMMON_SRC) $(wildcard common/*.h)
+	@mkdir -p $(@D)
+	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ $< $(COMMON_SRC) $(PKG_LIBS)
+
+fuzz-smoke: fuzz
+	@for f in $(FUZZ_BINS); do \
+	  name=$$(basename $$f); seeds=tests/fuzz/corpus/$${name#fuzz_}; \
+	  work=$$(mktemp -d); cp $$seeds/* $$work/ 2>/dev/null; \
+	  echo "== $$name ($(FUZZ_SECONDS) s)"; \
+	  ./$$f -max_total_time=$(FUZZ_SECONDS) -print_final_stats=0 \
+	      -artifact_prefix=$$work/ $$work >$$work.log 2>&1; rc=$$?; \
+	  tail -n 1 $$work.log; \
+	  if [ $$rc != 0 ]; then cat $$work.log | tail -n 40; \
+	     echo "fuzz-smoke: $$name FAILED; crash input left in $$work"; exit 1; fi; \
+	  rm -rf $$work $$work.log; \
+	done
+
+# ---------------------------------------------------------------------------
+bench: deps
+	@$(MAKE) --no-print-directory $(BENCH_BINS)
+
+demo: deps
+	@$(MAKE) --no-print-directory build
+	@bash tests/demo.sh
+
+format:
+	clang-format -i common/*.[ch] tests/*.c tests/lib/*.[ch] bench/*.c tests/fuzz/*.c
+
+clean:
+	rm -rf build
+
+-include $(shell find build -name '*.d' 2>/dev/null)

@@ -1,0 +1,158 @@
+#include "common/replay.h"
+
+#include <sodium.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/error.h"
+
+int replay_guard_init(struct replay_guard *g, size_t max_senders,
+                      uint64_t window_ms) {
+  size_t size = 16;
+
+  memset(g, 0, sizeof(*g));
+  if (max_senders == 0 || max_senders > REPLAY_MAX_SENDERS) {
+    return SHOAL_EINVAL;
+  }
+  /* Keep the load factor at or below 3/4 so probe runs stay short. */
+  while (size / 4 * 3 < max_senders) {
+    size *= 2;
+  }
+  g->slots = calloc(size, sizeof(*g->slots));
+  if (g->slots == NULL) {
+    return SHOAL_ENOMEM;
+  }
+  g->mask = size - 1;
+  g->cap = max_senders;
+  g->window_ms = window_ms;
+  if (sodium_init() < 0) {
+    abort();
+  }
+  randombytes_buf(g->key, sizeof(g->key));
+  return 0;
+}
+
+void replay_guard_close(struct replay_guard *g) {
+  free(g->slots);
+  sodium_memzero(g, sizeof(*g));
+}
+
+static uint64_t fingerprint(const struct replay_guard *g, const uint8_t pk[32]) {
+  uint8_t h[crypto_shorthash_BYTES];
+  uint64_t fp = 0;
+
+  crypto_shorthash(h, pk, 32, g->key);
+  for (size_t i = 0; i < sizeof(h); i++) {
+    fp = fp << 8 | h[i];
+  }
+  return fp == 0 ? 1 : fp; /* 0 marks an empty slot */
+}
+
+/* Removes the entry at i by shifting later members of its probe run back
+ * (linear probing without tombstones). */
+static void remove_at(struct replay_guard *g, size_t i) {
+  size_t j = i;
+  for (;;) {
+    j = (j + 1) & g->mask;
+    if (g->slots[j].fp == 0) {
+      break;
+    }
+    size_t home = g->slots[j].fp & g->mask;
+    /* Move j into the hole at i unless its home lies cyclically in (i, j]. */
+    int in_range = i <= j ? (home > i && home <= j) : (home > i || home <= j);
+    if (!in_range) {
+      g->slots[i] = g->slots[j];
+      i = j;
+    }
+  }
+  memset(&g->slots[i], 0, sizeof(g->slots[i]));
+  g->count--;
+}
+
+/* Forgets one sender to make room, preferring one whose messages would be
+ * refused as stale anyway. */
+static void evict_one(struct replay_guard *g, uint64_t now_ms) {
+  size_t start = randombytes_uniform((uint32_t)(g->mask + 1));
+  size_t victim = SIZE_MAX;
+  size_t seen = 0;
+
+  for (size_t k = 0; k <= g->mask && seen < REPLAY_EVICT_SAMPLE; k++) {
+    size_t i = (start + k) & g->mask;
+    if (g->slots[i].fp == 0) {
+      continue;
+    }
+    seen++;
+    if (victim == SIZE_MAX || g->slots[i].last_ms < g->slots[victim].last_ms) {
+      victim = i;
+    }
+  }
+  if (victim == SIZE_MAX) {
+    return;
+  }
+  uint64_t last = g->slots[victim].last_ms;
+  if (now_ms < g->window_ms || last > now_ms - g->window_ms) {
+    /* Still inside the window: a replay of it would pass the clock check, so
+     * from now on unknown senders must be newer than it. */
+    if (last > g->floor_ms) {
+      g->floor_ms = last;
+    }
+  }
+  g->evictions++;
+  remove_at(g, victim);
+}
+
+int replay_guard_accept(struct replay_guard *g, const uint8_t pk[32],
+                        uint64_t seq, uint64_t timestamp_ms, uint64_t now_ms) {
+  uint64_t fp = fingerprint(g, pk);
+  size_t i = fp & g->mask;
+
+  while (g->slots[i].fp != 0 && g->slots[i].fp != fp) {
+    i = (i + 1) & g->mask;
+  }
+  struct replay_slot *s = &g->slots[i];
+
+  if (s->fp == 0) {
+    if (timestamp_ms <= g->floor_ms) {
+      return SHOAL_EGUARDFULL;
+    }
+    if (g->count >= g->cap) {
+      evict_one(g, now_ms);
+      if (timestamp_ms <= g->floor_ms) {
+        return SHOAL_EGUARDFULL;
+      }
+      /* The eviction may have shifted entries; find the free slot again. */
+      i = fp & g->mask;
+      while (g->slots[i].fp != 0) {
+        i = (i + 1) & g->mask;
+      }
+      s = &g->slots[i];
+    }
+    s->fp = fp;
+    s->hwm = seq;
+    s->bitmap = 1;
+    s->last_ms = timestamp_ms;
+    g->count++;
+    return 0;
+  }
+
+  if (seq > s->hwm) {
+    uint64_t shift = seq - s->hwm;
+    s->bitmap = shift >= REPLAY_WINDOW ? 0 : s->bitmap << shift;
+    s->bitmap |= 1;
+    s->hwm = seq;
+  } else {
+    uint64_t back = s->hwm - seq;
+    if (back >= REPLAY_WINDOW) {
+      return SHOAL_ESEQ;
+    }
+    uint64_t bit = (uint64_t)1 << back;
+    if (s->bitmap & bit) {
+      return SHOAL_EREPLAY;
+    }
+    s->bitmap |= bit;
+  }
+  if (timestamp_ms > s->last_ms) {
+    s->last_ms = timestamp_ms;
+  }
+  return 0;
+}
