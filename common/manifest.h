@@ -1,0 +1,160 @@
+/* Manifests: what a content is, chunk by chunk, signed by its publisher.
+ *
+ * A manifest describes one file or one folder: its name, total size, chunk
+ * size, every file's relative path and size, and one BLAKE2b-256 hash per
+ * chunk. Chunks never span files: each file starts a new chunk, so chunk i
+ * belongs to exactly one file and an identical file always hashes the same.
+ * Every path starts with the content's name ("report.pdf", or
+ * "photos/2024/a.jpg" inside the folder "photos").
+ *
+ * Canonical bytes (docs/protocol.md, "Manifest") are followed on the wire by
+ * the publisher's Ed25519 signature over "shoal/1 manifest" || 0x00 ||
+ * canonical bytes. The content ID is BLAKE2b-256 of the canonical bytes, so
+ * it names both the data and its publisher.
+ *
+ * Paths from a decoded manifest are safe to join under a download folder:
+ * decoding refuses absolute paths, "." and "..", empty segments, control
+ * characters, backslashes, invalid UTF-8, duplicates, and a file that would
+ * also have to be a folder.
+ */
+#ifndef SHOAL_MANIFEST_H
+#define SHOAL_MANIFEST_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "common/identity.h"
+
+#define MANIFEST_VERSION 1
+#define MANIFEST_HASH_BYTES 32
+#define MANIFEST_ID_BYTES 32
+/* Chunk sizes are powers of two between 16 KiB (small files waste little)
+ * and 16 MiB (one chunk stays cheap to re-fetch after a bad hash). */
+#define MANIFEST_CHUNK_LOG2_MIN 14
+#define MANIFEST_CHUNK_LOG2_MAX 24
+/* The automatic choice keeps a content at or below this many chunks. */
+#define MANIFEST_TARGET_CHUNKS 2048
+/* Limits a decoder enforces before it trusts a count. */
+#define MANIFEST_MAX_FILES (1u << 17)     /* files in one folder share */
+#define MANIFEST_MAX_CHUNKS (1u << 20)    /* 32 MiB of hashes */
+#define MANIFEST_MAX_PATH 4096            /* bytes in one relative path */
+#define MANIFEST_MAX_SEGMENT 255          /* bytes in one path segment */
+#define MANIFEST_MAX_DEPTH 64             /* folder levels below the name */
+#define MANIFEST_MAX_BYTES (48u << 20)    /* whole signed manifest */
+/* The bytes one hashing job reads before it hands back to the loop. */
+#define MANIFEST_JOB_BYTES (8u << 20)
+/* The read size while hashing: small enough to stay in cache between the
+ * read and the hash. */
+#define MANIFEST_READ_BYTES (256u << 10)
+
+enum manifest_kind {
+  MANIFEST_KIND_FILE = 1,
+  MANIFEST_KIND_FOLDER = 2,
+};
+
+struct manifest_file {
+  char *path; /* owned, NUL-terminated, '/'-separated, starts with name */
+  uint64_t size;
+  uint32_t first_chunk;
+  uint32_t chunk_count;
+  /* Local source only (manifest_build): when the file was hashed. */
+  int64_t mtime_sec;
+  int64_t mtime_nsec;
+};
+
+struct manifest {
+  uint8_t kind;
+  uint8_t chunk_log2;
+  uint64_t total_size;
+  char *name;
+  uint32_t file_count;
+  struct manifest_file *files;
+  uint32_t chunk_count;
+  uint8_t *hashes; /* chunk_count * MANIFEST_HASH_BYTES */
+  uint8_t publisher[IDENTITY_PK_BYTES];
+  uint8_t signature[IDENTITY_SIG_BYTES];
+  uint8_t id[MANIFEST_ID_BYTES];
+  uint8_t *encoded; /* canonical bytes || signature */
+  size_t encoded_len;
+  /* Local source only: the folder that holds the shared file or folder, so
+   * a file's local path is local_root "/" path. NULL when decoded. */
+  char *local_root;
+};
+
+struct manifest_build_opts {
+  unsigned chunk_log2; /* 0: choose from the total size */
+  unsigned threads;    /* 0: hash on the calling thread; else this many jobs
+                          at once on libuv's thread pool */
+  /* Called on the loop thread (or the calling thread) as bytes are hashed. */
+  void (*progress)(void *arg, uint64_t done, uint64_t total);
+  /* Called for every entry left out of a folder, with the reason. */
+  void (*skipped)(void *arg, const char *path, const char *why);
+  void *arg;
+  /* When not NULL, receives the path that caused a failure. */
+  char *err_path;
+  size_t err_path_cap;
+};
+
+struct manifest_builder;
+typedef void (*manifest_build_cb)(void *arg, int status, struct manifest *m);
+
+/* Chooses the chunk size (log2) for a content of total bytes. */
+unsigned manifest_choose_chunk_log2(uint64_t total);
+
+/* Scans path (a file, or a folder recursively), hashes it and returns a
+ * signed manifest that the caller frees with manifest_free(). Blocks; with
+ * opts->threads > 0 it runs a private loop to use the thread pool. Symbolic
+ * links inside a folder are not followed and are skipped, as are special
+ * files (sockets, fifos, devices) and names that cannot be shared safely;
+ * each is reported through opts->skipped. Empty folders are not recorded.
+ * Returns 0 or an error (SHOAL_ECHANGED when a file changed while it was
+ * read, SHOAL_ETOOBIG over a limit, or a file-system error). */
+int manifest_build(const char *path, const struct identity *publisher,
+                   const struct manifest_build_opts *opts,
+                   struct manifest **out);
+
+/* The same on the caller's loop: scans now, hashes on the thread pool, and
+ * calls cb(arg, status, manifest) on the loop thread; the manifest then
+ * belongs to the callback. opts and publisher are copied. Returns 0 when the
+ * build started (cb will be called exactly once) or an error (cb will not). */
+int manifest_build_start(uv_loop_t *loop, const char *path,
+                         const struct identity *publisher,
+                         const struct manifest_build_opts *opts,
+                         manifest_build_cb cb, void *arg,
+                         struct manifest_builder **out);
+/* Asks a running build to stop; cb still comes, with SHOAL_ECANCELED. */
+void manifest_build_cancel(struct manifest_builder *b);
+
+/* Verifies the publisher's signature over bytes, then decodes and validates
+ * them. Returns 0 and a manifest to free, or an error: SHOAL_ETRUNC,
+ * SHOAL_ETOOBIG, SHOAL_EVERSION, SHOAL_EBADSIG, SHOAL_EFORMAT, SHOAL_EPATH,
+ * SHOAL_EDUPPATH, SHOAL_ESIZE. */
+__attribute__((warn_unused_result)) int
+manifest_decode(const uint8_t *bytes, size_t len, struct manifest **out);
+
+/* Computes the content ID of signed manifest bytes without decoding them
+ * (the hash of everything but the trailing signature). Returns 0 or
+ * SHOAL_ETRUNC. */
+int manifest_id_of(const uint8_t *bytes, size_t len,
+                   uint8_t id[MANIFEST_ID_BYTES]);
+
+/* Frees a manifest; NULL is a no-op. */
+void manifest_free(struct manifest *m);
+
+/* Checks one relative path as manifest decoding does. Returns 0,
+ * SHOAL_EPATH or SHOAL_ETOOBIG. */
+int manifest_check_path(const char *path, size_t len);
+
+/* Bytes in chunk idx (the last chunk of a file may be short). */
+uint32_t manifest_chunk_len(const struct manifest *m, uint32_t idx);
+/* The file that holds chunk idx and the chunk's offset inside it. Returns 0
+ * or SHOAL_EINVAL for an index out of range. */
+int manifest_chunk_file(const struct manifest *m, uint32_t idx,
+                        uint32_t *file, uint64_t *offset);
+/* Checks data against chunk idx's hash. Returns 0, SHOAL_EHASH or
+ * SHOAL_EINVAL (index or length out of range). */
+int manifest_verify_chunk(const struct manifest *m, uint32_t idx,
+                          const uint8_t *data, size_t len);
+
+#endif
