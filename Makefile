@@ -72,6 +72,8 @@ BENCH_BINS := $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
 FUZZ_SRC   := $(sort $(wildcard tests/fuzz/fuzz_*.c))
 FUZZ_BINS  := $(FUZZ_SRC:tests/fuzz/%.c=build/fuzz/%)
 
+.SECONDARY:
+
 .PHONY: all deps build test check unit integration sanitize fuzz fuzz-smoke \
         bench demo clean format
 
