@@ -20,6 +20,9 @@ const uint8_t *buf_read_bytes(struct buf_reader *r, size_t n) {
     r->err = SHOAL_ETRUNC;
     return NULL;
   }
+  if (r->data == NULL) {
+    return NULL; /* only possible for n == 0 on an empty reader */
+  }
   const uint8_t *p = r->data + r->off;
   r->off += n;
   return p;

@@ -82,20 +82,28 @@ int frame_decoder_next(struct frame_decoder *d, const uint8_t *data,
     return 1;
   }
 
-  if (d->body_cap < d->body_len) {
-    free(d->body);
-    d->body = malloc(d->body_len);
-    if (d->body == NULL) {
-      d->body_cap = 0;
+  size_t take = d->body_len - d->body_have;
+  if (take > len - off) {
+    take = len - off;
+  }
+  /* Grow with the bytes that actually arrived, not with the announced
+   * length: a peer that sends a header and stalls pins almost nothing. */
+  if (d->body_cap < d->body_have + take) {
+    size_t cap = d->body_cap ? d->body_cap : 4096;
+    while (cap < d->body_have + take) {
+      cap *= 2;
+    }
+    if (cap > d->body_len) {
+      cap = d->body_len;
+    }
+    uint8_t *p = realloc(d->body, cap);
+    if (p == NULL) {
       d->err = SHOAL_ENOMEM;
       *consumed = off;
       return d->err;
     }
-    d->body_cap = d->body_len;
-  }
-  size_t take = d->body_len - d->body_have;
-  if (take > len - off) {
-    take = len - off;
+    d->body = p;
+    d->body_cap = cap;
   }
   memcpy(d->body + d->body_have, data + off, take);
   d->body_have += take;

@@ -1,3 +1,6 @@
+/* nftw() is an XSI interface. */
+#define _XOPEN_SOURCE 700
+
 #include "tests/lib/testutil.h"
 
 #include <errno.h>
