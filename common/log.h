@@ -1,0 +1,37 @@
+/* One-line log records: "2026-11-23T19:06:00.123Z INFO  tracker: message".
+ *
+ * The level filter and the output stream are process-wide settings made once
+ * at start-up (and by log_reopen after SIGHUP); they are the only mutable
+ * state outside a daemon's context struct, and only the loop thread writes
+ * log lines. Keys and other secrets are never passed to the logger.
+ */
+#ifndef SHOAL_LOG_H
+#define SHOAL_LOG_H
+
+enum log_level {
+  LOG_ERROR = 0,
+  LOG_WARN = 1,
+  LOG_INFO = 2,
+  LOG_DEBUG = 3,
+};
+
+/* Parses "error", "warn", "info" or "debug". Returns the level or -1. */
+int log_level_parse(const char *s);
+void log_set_level(enum log_level level);
+enum log_level log_get_level(void);
+/* Sends log lines to path (appending), or to stderr when path is NULL.
+ * Returns 0 or a negative errno; on failure the previous stream stays. */
+int log_open(const char *path);
+/* Opens the same path again (after the file was rotated). */
+int log_reopen(void);
+void log_close(void);
+
+__attribute__((format(printf, 3, 4))) void
+log_msg(enum log_level level, const char *who, const char *fmt, ...);
+
+#define log_error(who, ...) log_msg(LOG_ERROR, who, __VA_ARGS__)
+#define log_warn(who, ...) log_msg(LOG_WARN, who, __VA_ARGS__)
+#define log_info(who, ...) log_msg(LOG_INFO, who, __VA_ARGS__)
+#define log_debug(who, ...) log_msg(LOG_DEBUG, who, __VA_ARGS__)
+
+#endif
