@@ -84,7 +84,9 @@ int identity_load(struct identity *id, const char *path) {
   int fd;
 
   memset(id, 0, sizeof(*id));
-  fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+  /* O_NONBLOCK: a fifo planted at the key path must not hang us; it is
+   * refused below as not a regular file. */
+  fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
   if (fd < 0) {
     return -errno;
   }

@@ -90,9 +90,10 @@ static void evict_one(struct replay_guard *g, uint64_t now_ms) {
     return;
   }
   uint64_t last = g->slots[victim].last_ms;
-  if (now_ms < g->window_ms || last > now_ms - g->window_ms) {
-    /* Still inside the window: a replay of it would pass the clock check, so
-     * from now on unknown senders must be newer than it. */
+  if (now_ms < g->window_ms || last >= now_ms - g->window_ms) {
+    /* Still inside the window (the clock check accepts now - window itself):
+     * a replay of it would pass, so from now on unknown senders must be
+     * newer than it. */
     if (last > g->floor_ms) {
       g->floor_ms = last;
     }
@@ -148,6 +149,12 @@ int replay_guard_accept(struct replay_guard *g, const uint8_t pk[32],
     uint64_t bit = (uint64_t)1 << back;
     if (s->bitmap & bit) {
       return SHOAL_EREPLAY;
+    }
+    /* An unset bit below the mark may belong to an earlier life of this
+     * sender that was forgotten under memory pressure; like an unknown
+     * sender, it must then be newer than the floor. */
+    if (timestamp_ms <= g->floor_ms) {
+      return SHOAL_EGUARDFULL;
     }
     s->bitmap |= bit;
   }

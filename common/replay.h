@@ -51,7 +51,9 @@ void replay_guard_close(struct replay_guard *g);
 
 /* Accepts (and records) seq from sender pk, or refuses it: SHOAL_EREPLAY for
  * a sequence number already accepted, SHOAL_ESEQ for one below the window,
- * SHOAL_EGUARDFULL for an unknown sender not above the eviction floor. */
+ * SHOAL_EGUARDFULL for a message not above the eviction floor from an
+ * unknown sender, or below a known sender's mark (the sender may have been
+ * forgotten and its window lost). */
 int replay_guard_accept(struct replay_guard *g, const uint8_t pk[32],
                         uint64_t seq, uint64_t timestamp_ms, uint64_t now_ms);
 
