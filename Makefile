@@ -51,13 +51,25 @@ COMMON_LIB := $(BUILD)/lib/libshoal-common.a
 
 TRACKER_SRC := $(sort $(wildcard tracker/*.c))
 PEER_SRC    := $(sort $(wildcard peer/*.c))
+# Everything but main.c goes into a library the unit tests link as well.
+TRACKER_LIB := $(BUILD)/lib/libshoal-tracker.a
+TRACKER_LIB_OBJ := $(patsubst %.c,$(BUILD)/obj/%.o,$(filter-out tracker/main.c,$(TRACKER_SRC)))
+PEER_LIB    := $(BUILD)/lib/libshoal-peer.a
+PEER_LIB_OBJ := $(patsubst %.c,$(BUILD)/obj/%.o,$(filter-out peer/main.c,$(PEER_SRC)))
 
 BINS :=
-ifneq ($(TRACKER_SRC),)
+LIBS := $(COMMON_LIB)
+ifneq ($(wildcard tracker/main.c),)
   BINS += $(BUILD)/bin/shoal-tracker
 endif
-ifneq ($(PEER_SRC),)
+ifneq ($(TRACKER_LIB_OBJ),)
+  LIBS := $(TRACKER_LIB) $(LIBS)
+endif
+ifneq ($(wildcard peer/main.c),)
   BINS += $(BUILD)/bin/shoal-peer
+endif
+ifneq ($(PEER_LIB_OBJ),)
+  LIBS := $(PEER_LIB) $(LIBS)
 endif
 
 UNIT_SRC   := $(sort $(wildcard tests/test_*.c))
@@ -80,7 +92,7 @@ FUZZ_BINS  := $(FUZZ_SRC:tests/fuzz/%.c=build/fuzz/%)
 all: deps
 	@$(MAKE) --no-print-directory build
 
-build: $(COMMON_LIB) $(BINS)
+build: $(LIBS) $(BINS)
 
 # ---------------------------------------------------------------------------
 # Dependencies. Nothing happens when every library and tool is present; on a
@@ -117,11 +129,21 @@ $(COMMON_LIB): $(COMMON_OBJ)
 	rm -f $@
 	ar rcs $@ $^
 
-$(BUILD)/bin/shoal-tracker: $(TRACKER_SRC:%.c=$(BUILD)/obj/%.o) $(COMMON_LIB)
+$(TRACKER_LIB): $(TRACKER_LIB_OBJ)
+	@mkdir -p $(@D)
+	rm -f $@
+	ar rcs $@ $^
+
+$(PEER_LIB): $(PEER_LIB_OBJ)
+	@mkdir -p $(@D)
+	rm -f $@
+	ar rcs $@ $^
+
+$(BUILD)/bin/shoal-tracker: $(BUILD)/obj/tracker/main.o $(TRACKER_LIB) $(COMMON_LIB)
 	@mkdir -p $(@D)
 	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(PKG_LIBS) -lm
 
-$(BUILD)/bin/shoal-peer: $(PEER_SRC:%.c=$(BUILD)/obj/%.o) $(COMMON_LIB)
+$(BUILD)/bin/shoal-peer: $(BUILD)/obj/peer/main.o $(PEER_LIB) $(COMMON_LIB)
 	@mkdir -p $(@D)
 	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(PKG_LIBS) -lm
 
@@ -131,11 +153,11 @@ $(BUILD)/obj/tests/%.o: tests/%.c
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS_ALL) $(TEST_CFLAGS_PKG) -c -o $@ $<
 
-$(BUILD)/tests/%: $(BUILD)/obj/tests/%.o $(TESTLIB_OBJ) $(COMMON_LIB)
+$(BUILD)/tests/%: $(BUILD)/obj/tests/%.o $(TESTLIB_OBJ) $(LIBS)
 	@mkdir -p $(@D)
 	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(TEST_LIBS_PKG) $(PKG_LIBS) -lm
 
-$(BUILD)/bench/%: $(BUILD)/obj/bench/%.o $(COMMON_LIB)
+$(BUILD)/bench/%: $(BUILD)/obj/bench/%.o $(LIBS)
 	@mkdir -p $(@D)
 	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(PKG_LIBS) -lm
 

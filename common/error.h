@@ -33,7 +33,11 @@
   XX(EKEYPERM, "key file is readable by other users")                          \
   XX(EKEYFILE, "key file is corrupt")                                          \
   XX(EBADLINK, "malformed share link")                                         \
-  XX(ECANCELED, "operation canceled")
+  XX(ECANCELED, "operation canceled")                                         \
+  XX(ERATE, "request rate limit exceeded")                                     \
+  XX(EBUSY, "server is at a limit; try again later")                           \
+  XX(ETIMEDOUT, "peer was too slow or idle")                                   \
+  XX(EPROTO, "unexpected message for this protocol state")
 
 enum shoal_err {
   SHOAL_ERR_BASE_ = -30000,

@@ -1,0 +1,127 @@
+/* The tracker's context: one struct that holds all of a tracker's state,
+ * passed down to every module (no globals but the loop and this). */
+#ifndef SHOAL_TRACKER_TRACKER_H
+#define SHOAL_TRACKER_TRACKER_H
+
+#include <stdint.h>
+#include <uv.h>
+
+#include "common/buf.h"
+#include "common/identity.h"
+#include "common/replay.h"
+#include "common/tmsg.h"
+#include "tracker/catalog.h"
+#include "tracker/ratelimit.h"
+#include "tracker/registry.h"
+#include "tracker/store.h"
+
+#define TRACKER_PORT_DEFAULT 7070
+#define TRACKER_MAX_LISTEN 8
+#define TRACKER_MAX_CONNS_DEFAULT 1024u
+#define TRACKER_IDLE_DEFAULT_S 60u    /* seconds without a whole frame */
+#define TRACKER_FRAME_DEFAULT (64u << 10) /* requests are small */
+#define TRACKER_MAX_PENDING (1u << 20) /* unsent reply bytes before we stop
+                                          reading from a connection */
+#define TRACKER_TICK_MS 1000u          /* expiry and idle sweep period */
+#define TRACKER_SWEEP_WORK 10000u      /* entries examined per tick */
+#define TRACKER_GUARD_SENDERS (1u << 21) /* replay guard capacity */
+#define TRACKER_CACHE_SLOTS 1024u      /* cached signed lookup replies */
+#define TRACKER_CACHE_MS 1000u         /* how long one is reused */
+
+struct tracker_config {
+  char listen[TRACKER_MAX_LISTEN][300];
+  unsigned n_listen;
+  char key_path[4096];
+  uint32_t interval_s;
+  uint32_t max_conns;
+  uint32_t rate;
+  uint32_t burst;
+  uint32_t max_frame;
+  uint32_t idle_s;
+  uint32_t max_peers;
+  uint32_t max_items;
+  uint32_t catalog_max;
+  uint32_t catalog_ttl_s;
+  uint32_t window_ms;
+};
+
+/* One cached, signed lookup reply (see handlers.c). */
+struct lookup_cache_slot {
+  uint8_t content[TMSG_ID_BYTES];
+  uint16_t want;
+  uint8_t flags;
+  uint8_t used;
+  uint64_t made_ms;
+  uint8_t *frame; /* framed, sealed reply */
+  size_t frame_len;
+  uint8_t *pks; /* the public keys in the reply, 32 bytes each */
+  uint16_t npks;
+};
+
+struct tracker_stats {
+  uint64_t requests;
+  uint64_t refused;
+  uint64_t signatures;
+  uint64_t cache_hits;
+  uint64_t expired_peers;
+  uint64_t expired_catalog;
+};
+
+struct conn;
+
+struct tracker {
+  uv_loop_t *loop;
+  struct tracker_config cfg;
+  struct identity id;
+  char id_text[57];
+  uint64_t seq;
+  struct replay_guard guard;
+  struct store *store;
+  struct registry reg;
+  struct catalog cat;
+  struct ratelimit rl;
+  struct lookup_cache_slot *cache;
+  uint8_t cache_key[16];
+  struct tracker_stats stats;
+  struct buf out; /* scratch for building replies */
+  /* Network side (server.c). */
+  uv_tcp_t listeners[TRACKER_MAX_LISTEN];
+  unsigned n_listeners;
+  uv_timer_t tick;
+  uv_signal_t sigint, sigterm, sighup;
+  struct conn *conns;
+  uint32_t n_conns;
+  int closing;
+  uint8_t rbuf[64 << 10];
+  int rbuf_busy;
+};
+
+/* What the handlers know of the connection a frame came on. */
+struct peer_addr {
+  uint8_t family; /* 4 or 6 */
+  uint8_t addr[16];
+  char text[64]; /* "1.2.3.4:5678" for logs */
+};
+
+/* Sets up everything but the network. Returns 0 or an error. */
+int tracker_init(struct tracker *t, uv_loop_t *loop,
+                 const struct tracker_config *cfg,
+                 const struct identity *id);
+void tracker_close(struct tracker *t);
+
+/* Handles one frame body from a client and appends the framed reply to out.
+ * Returns 1 when the connection must be closed after the reply is sent. */
+int handlers_frame(struct tracker *t, const struct peer_addr *from,
+                   const uint8_t *frame, size_t len, struct buf *out);
+/* Appends a framed, signed error reply. */
+void handlers_error(struct tracker *t, struct buf *out, uint8_t req_type,
+                    uint64_t req_id, int code, uint32_t retry_ms,
+                    const char *reason);
+/* The periodic sweep: expiry of registrations and catalog entries. */
+void handlers_tick(struct tracker *t);
+
+/* Network (server.c). */
+int server_start(struct tracker *t);
+void server_stop(struct tracker *t);
+
+#endif
