@@ -5,7 +5,8 @@
 
 #include <stdint.h>
 
-/* Milliseconds since the Unix epoch. */
+/* Milliseconds since the Unix epoch, or 0 if the clock cannot be read (an
+ * envelope stamped 0 is then refused as stale, never accepted). */
 uint64_t clock_wall_ms(void);
 
 #endif

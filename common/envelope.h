@@ -16,8 +16,10 @@
  * Opening checks, in this order, with one error each: length and version;
  * the signature over the exact received bytes (a failure is SHOAL_EDOMAIN
  * when the class byte differs from the expected class, else SHOAL_EBADSIG);
- * then flags and length fields; the expected sender; the clock window; and
- * the replay guard, which records the message only when all else passed.
+ * the class byte again (a validly signed message of another class is
+ * SHOAL_EDOMAIN); flags and length fields; the expected sender; the clock
+ * window; and the replay guard, which records the message only when all
+ * else passed.
  */
 #ifndef SHOAL_ENVELOPE_H
 #define SHOAL_ENVELOPE_H
@@ -71,7 +73,8 @@ struct envelope_policy {
  * NULL for an unknown class. */
 const char *envelope_domain(enum envelope_class cls);
 
-/* First sequence number of a process: the wall clock in microseconds, so a
+/* First sequence number of a process: the wall clock in milliseconds times
+ * 1000 (a microsecond count at millisecond resolution), so a
  * restarted sender continues above everything it sent before as long as it
  * sent fewer than a million messages a second. Then count up by one. */
 uint64_t envelope_seq_start(uint64_t now_ms);

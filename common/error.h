@@ -2,8 +2,8 @@
  *
  * 0 is success and every error is a negative int. shoal's own codes live in
  * one X-macro table below, from which the enum, the names and the messages
- * are all generated (the pattern of libuv's UV_ERRNO_MAP). They start at
- * -30000 so that libuv's codes (negated errno values, and UV_EOF at -4095)
+ * are all generated (the pattern of libuv's UV_ERRNO_MAP). They run upward
+ * from -29999 (-30000 is a sentinel) so that libuv's codes (negated errno values, and UV_EOF at -4095)
  * pass through any shoal function unchanged and stay distinguishable.
  */
 #ifndef SHOAL_ERROR_H
@@ -30,7 +30,7 @@
   XX(ESIZE, "sizes do not add up")                                             \
   XX(EHASH, "hash does not match")                                             \
   XX(ECHANGED, "file changed while it was being read")                         \
-  XX(EKEYPERM, "key file is readable by other users")                          \
+  XX(EKEYPERM, "key file is accessible by other users (needs mode 0600)")                          \
   XX(EKEYFILE, "key file is corrupt")                                          \
   XX(EBADLINK, "malformed share link")                                         \
   XX(ECANCELED, "operation canceled")                                         \

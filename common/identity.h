@@ -32,7 +32,8 @@ void identity_from_seed(struct identity *id, const uint8_t seed[32]);
 void identity_close(struct identity *id);
 
 /* Loads the key at path. Returns 0; UV_ENOENT when there is no file;
- * SHOAL_EKEYPERM when group or others may read it (the file is not read);
+ * SHOAL_EKEYPERM when group or others have any permission on it (the file is
+ * not read);
  * SHOAL_EKEYFILE when its size, magic, checksum or key pair is wrong; or a
  * libuv/errno code from the file system. */
 int identity_load(struct identity *id, const char *path);

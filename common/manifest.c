@@ -17,8 +17,8 @@
 static const char manifest_domain[] = "shoal/1 manifest";
 
 /* version, kind, chunk_log2, flags, publisher, total, name length, file
- * count, chunk count, signature: the smallest possible signed manifest
- * without the name's bytes. */
+ * count, chunk count: the fixed part of the canonical bytes. The smallest
+ * signed manifest adds a one-byte name and the signature. */
 #define FIXED_BYTES (4 + IDENTITY_PK_BYTES + 8 + 2 + 4 + 4)
 #define MIN_SIGNED_BYTES (FIXED_BYTES + 1 + IDENTITY_SIG_BYTES)
 /* Each file entry is at least a 2-byte length, one path byte and a size. */
@@ -74,7 +74,8 @@ static int check_segment(const char *s, size_t len) {
       return SHOAL_EPATH;
     }
     size_t n = utf8_seq(p + i, len - i);
-    if (n == 0) {
+    /* C1 controls (U+0080..U+009F, 0xC2 0x80..0x9F) are controls too. */
+    if (n == 0 || (n == 2 && p[i] == 0xc2 && p[i + 1] <= 0x9f)) {
       return SHOAL_EPATH;
     }
     i += n;
@@ -533,6 +534,10 @@ static int scan_dir(struct scan *s, int dfd, const char *rel, unsigned depth) {
     }
     struct stat st;
     if (fstatat(dirfd(d), e->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0) {
+      if (errno == ENOENT) {
+        report_skip(s, child, "removed while the folder was being read");
+        continue;
+      }
       err = -errno;
       set_err_path(s->opts, child);
       break;
@@ -577,8 +582,9 @@ static int scan_path(struct manifest *m, const char *path,
   int err;
 
   if (real == NULL) {
+    err = -errno; /* read before snprintf() in set_err_path() may change it */
     set_err_path(opts, path);
-    return -errno;
+    return err;
   }
   char *slash = strrchr(real, '/');
   const char *base = slash + 1;
@@ -623,13 +629,16 @@ static int scan_path(struct manifest *m, const char *path,
     total += m->files[i].size;
   }
   m->total_size = total;
-  m->chunk_log2 = (uint8_t)(opts && opts->chunk_log2
-                                ? opts->chunk_log2
-                                : manifest_choose_chunk_log2(total));
-  if (m->chunk_log2 < MANIFEST_CHUNK_LOG2_MIN ||
-      m->chunk_log2 > MANIFEST_CHUNK_LOG2_MAX) {
+  /* Range-checked before the narrowing to uint8_t, so that 256 + 14 is
+   * refused rather than taken as 14. */
+  unsigned want_log2 = opts && opts->chunk_log2
+                           ? opts->chunk_log2
+                           : manifest_choose_chunk_log2(total);
+  if (want_log2 < MANIFEST_CHUNK_LOG2_MIN ||
+      want_log2 > MANIFEST_CHUNK_LOG2_MAX) {
     return SHOAL_EINVAL;
   }
+  m->chunk_log2 = (uint8_t)want_log2;
   uint64_t chunks = 0;
   for (uint32_t i = 0; i < m->file_count; i++) {
     uint64_t c = chunks_for(m->files[i].size, m->chunk_log2);
@@ -655,6 +664,7 @@ struct job {
   uint32_t c0, c1; /* chunk range inside the file, relative to it */
   uint64_t bytes;
   int err;
+  struct job *prev, *next; /* the builder's list of queued jobs */
 };
 
 struct manifest_builder {
@@ -667,6 +677,7 @@ struct manifest_builder {
   uint32_t next_file;  /* the job iterator */
   uint32_t next_chunk; /* relative to next_file */
   unsigned in_flight;
+  struct job *jobs; /* queued or running, so that cancel can reach them */
   int queued_any;
   int status;
   int canceled;
@@ -820,7 +831,10 @@ static void work_cb(uv_work_t *req) {
 static void after_work_cb(uv_work_t *req, int status);
 
 static void queue_jobs(struct manifest_builder *b) {
-  while (b->status == 0 && !b->canceled && b->in_flight < b->opts.threads) {
+  /* Two jobs per worker: the next one is already queued when a worker
+   * finishes, so no thread waits for the loop to hand it work. */
+  while (b->status == 0 && !b->canceled &&
+         b->in_flight < 2 * b->opts.threads) {
     struct job tmp;
     if (!next_job(b, &tmp)) {
       if (b->queued_any) {
@@ -846,6 +860,12 @@ static void queue_jobs(struct manifest_builder *b) {
     }
     b->queued_any = 1;
     b->in_flight++;
+    j->prev = NULL;
+    j->next = b->jobs;
+    if (b->jobs != NULL) {
+      b->jobs->prev = j;
+    }
+    b->jobs = j;
   }
 }
 
@@ -871,6 +891,14 @@ static void after_work_cb(uv_work_t *req, int status) {
   struct manifest_builder *b = j->b;
 
   b->in_flight--;
+  if (j->prev != NULL) {
+    j->prev->next = j->next;
+  } else {
+    b->jobs = j->next;
+  }
+  if (j->next != NULL) {
+    j->next->prev = j->prev;
+  }
   if (status == UV_ECANCELED) {
     b->canceled = 1;
   } else if (j->err != 0 && b->status == 0) {
@@ -950,8 +978,12 @@ int manifest_build_start(uv_loop_t *loop, const char *path,
 }
 
 void manifest_build_cancel(struct manifest_builder *b) {
-  /* Jobs already running finish; queued ones may be cancelled by libuv. */
+  /* Jobs not yet picked up by a worker are cancelled (their after-work
+   * callback sees UV_ECANCELED); running ones finish their range. */
   b->canceled = 1;
+  for (struct job *j = b->jobs; j != NULL; j = j->next) {
+    (void)uv_cancel((uv_req_t *)&j->req);
+  }
 }
 
 struct sync_result {

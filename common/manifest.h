@@ -40,7 +40,9 @@
 #define MANIFEST_MAX_CHUNKS (1u << 20)    /* 32 MiB of hashes */
 #define MANIFEST_MAX_PATH 4096            /* bytes in one relative path */
 #define MANIFEST_MAX_SEGMENT 255          /* bytes in one path segment */
-#define MANIFEST_MAX_DEPTH 64             /* folder levels below the name */
+#define MANIFEST_MAX_DEPTH 64             /* a path has at most this + 1
+                                             segments: the name, up to 63
+                                             folders, the file */
 #define MANIFEST_MAX_BYTES (48u << 20)    /* whole signed manifest */
 /* The bytes one hashing job reads before it hands back to the loop. */
 #define MANIFEST_JOB_BYTES (8u << 20)
@@ -84,8 +86,11 @@ struct manifest {
 
 struct manifest_build_opts {
   unsigned chunk_log2; /* 0: choose from the total size */
-  unsigned threads;    /* 0: hash on the calling thread; else this many jobs
-                          at once on libuv's thread pool */
+  unsigned threads;    /* manifest_build: 0 hashes on the calling thread;
+                          otherwise (and always for manifest_build_start,
+                          which treats 0 as 1) 2 jobs per thread are kept
+                          queued on libuv's thread pool (size it with
+                          UV_THREADPOOL_SIZE; the default is 4) */
   /* Called on the loop thread (or the calling thread) as bytes are hashed. */
   void (*progress)(void *arg, uint64_t done, uint64_t total);
   /* Called for every entry left out of a folder, with the reason. */
@@ -117,7 +122,8 @@ int manifest_build(const char *path, const struct identity *publisher,
 /* The same on the caller's loop: scans now, hashes on the thread pool, and
  * calls cb(arg, status, manifest) on the loop thread; the manifest then
  * belongs to the callback. opts and publisher are copied. Returns 0 when the
- * build started (cb will be called exactly once) or an error (cb will not). */
+ * build started (cb will be called exactly once) or an error (cb will not).
+ * opts->arg and opts->err_path are borrowed and must stay valid until cb. */
 int manifest_build_start(uv_loop_t *loop, const char *path,
                          const struct identity *publisher,
                          const struct manifest_build_opts *opts,
