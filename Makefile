@@ -76,7 +76,9 @@ UNIT_SRC   := $(sort $(wildcard tests/test_*.c))
 UNIT_BINS  := $(UNIT_SRC:tests/%.c=$(BUILD)/tests/%)
 TESTLIB_SRC := $(sort $(wildcard tests/lib/*.c))
 TESTLIB_OBJ := $(TESTLIB_SRC:%.c=$(BUILD)/obj/%.o)
-INTEG_SCRIPTS := $(sort $(wildcard tests/integration/*.sh))
+# Integration tests: cmocka programs that run the real binaries.
+INTEG_SRC  := $(sort $(wildcard tests/it_*.c))
+INTEG_BINS := $(INTEG_SRC:tests/%.c=$(BUILD)/tests/%)
 
 BENCH_SRC  := $(sort $(wildcard bench/*.c))
 BENCH_BINS := $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
@@ -178,10 +180,10 @@ unit: $(UNIT_BINS)
 	done; \
 	if [ $$fail != 0 ]; then echo "unit tests FAILED ($(BUILD))"; exit 1; fi
 
-integration: build
-	@fail=0; for t in $(INTEG_SCRIPTS); do \
+integration: build $(INTEG_BINS)
+	@fail=0; for t in $(INTEG_BINS); do \
 	  echo "== $$t"; \
-	  SHOAL_BIN=$(BUILD)/bin bash $$t || fail=1; \
+	  SHOAL_BIN=$(BUILD)/bin ./$$t || fail=1; \
 	done; \
 	if [ $$fail != 0 ]; then echo "integration tests FAILED ($(BUILD))"; exit 1; fi
 

@@ -96,7 +96,7 @@ void log_msg(enum log_level level, const char *who, const char *fmt, ...) {
   /* A record is one line: anything that came from outside and slipped
    * into the message cannot forge a second record. */
   for (char *p = line; *p != '\0'; p++) {
-    if ((unsigned char)*p < 0x20) {
+    if ((unsigned char)*p < 0x20 || (unsigned char)*p == 0x7f) {
       *p = ' ';
     }
   }

@@ -6,11 +6,15 @@
  * key.
  *
  * Lookup replies are cached: the signed reply for (content, want, flags) is
- * reused for TRACKER_CACHE_MS, so a busy swarm costs one signature a second
- * instead of one per lookup. The cache keeps the public keys it listed; an
- * asker that is among them gets a fresh reply without itself, so "never the
- * asker" holds. A client therefore checks a lookup reply's timestamp but
- * not its sequence number, which is shared by every reader of the cache.
+ * reused for up to TRACKER_CACHE_MS, so a busy swarm costs about one
+ * signature a second instead of one per lookup. Only a reply that does not
+ * depend on the asker is cached (one built while the asker was not in the
+ * swarm); the cache keeps the public keys it listed, and an asker among
+ * them gets a fresh reply without itself, so "never the asker" holds. An
+ * announce that adds, removes or changes a peer drops its swarm's cached
+ * reply, so a lookup never misses a peer that announced before it. A client
+ * checks a lookup reply's timestamp but not its sequence number, which is
+ * shared by every reader of the cache.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -135,6 +139,31 @@ void handlers_error(struct tracker *t, struct buf *out, uint8_t req_type,
 
 /* ------------------------------------------------------------------------ */
 
+/* One slot per content (by a keyed hash of its ID), so an announce can
+ * drop its swarm's cached reply directly. */
+static struct lookup_cache_slot *cache_slot(struct tracker *t,
+                                            const uint8_t content[32]) {
+  uint8_t h[crypto_shorthash_BYTES];
+  crypto_shorthash(h, content, TMSG_ID_BYTES, t->cache_key);
+  return &t->cache[(((unsigned)h[0] << 8) | h[1]) % TRACKER_CACHE_SLOTS];
+}
+
+static void cache_drop(struct tracker *t, const uint8_t content[32]) {
+  struct lookup_cache_slot *s = cache_slot(t, content);
+  if (s->used && memcmp(s->content, content, TMSG_ID_BYTES) == 0) {
+    s->used = 0;
+  }
+}
+
+static int cache_lists(const struct lookup_cache_slot *s, const uint8_t *pk) {
+  for (uint16_t i = 0; i < s->npks; i++) {
+    if (memcmp(s->pks + (size_t)i * 32, pk, 32) == 0) {
+      return 1;
+    }
+  }
+  return 0;
+}
+
 static int on_announce(struct tracker *t, const struct peer_addr *from,
                        const struct envelope *env, struct buf *out) {
   struct tmsg_announce a;
@@ -153,10 +182,15 @@ static int on_announce(struct tracker *t, const struct peer_addr *from,
                    0, "announce payload is malformed");
     return 1;
   }
+  uint8_t changed[TMSG_MAX_ANNOUNCE_ITEMS];
   unsigned n = registry_announce(&t->reg, env->sender, from->family,
-                                 from->addr, &a, now_s(t), &first_err);
+                                 from->addr, &a, now_s(t), &first_err,
+                                 changed);
   for (uint16_t i = 0; i < a.count; i++) {
     catalog_touch(&t->cat, a.items[i].content, now_s(t));
+    if (changed[i]) {
+      cache_drop(t, a.items[i].content);
+    }
   }
   if (n == 0 && a.count > 0) {
     textid_short(TEXTID_KEY, env->sender, who);
@@ -214,27 +248,6 @@ static int on_publish(struct tracker *t, const struct peer_addr *from,
 
 /* ------------------------------------------------------------------------ */
 
-static struct lookup_cache_slot *cache_slot(struct tracker *t,
-                                            const struct tmsg_lookup *q) {
-  uint8_t key[TMSG_ID_BYTES + 3];
-  uint8_t h[crypto_shorthash_BYTES];
-  memcpy(key, q->content, TMSG_ID_BYTES);
-  key[TMSG_ID_BYTES] = (uint8_t)(q->want >> 8);
-  key[TMSG_ID_BYTES + 1] = (uint8_t)q->want;
-  key[TMSG_ID_BYTES + 2] = q->flags;
-  crypto_shorthash(h, key, sizeof(key), t->cache_key);
-  return &t->cache[(((unsigned)h[0] << 8) | h[1]) % TRACKER_CACHE_SLOTS];
-}
-
-static int cache_lists(const struct lookup_cache_slot *s, const uint8_t *pk) {
-  for (uint16_t i = 0; i < s->npks; i++) {
-    if (memcmp(s->pks + (size_t)i * 32, pk, 32) == 0) {
-      return 1;
-    }
-  }
-  return 0;
-}
-
 static int on_lookup(struct tracker *t, const struct tmsg_query *qm,
                      struct buf *out) {
   static const uint8_t zero[IDENTITY_PK_BYTES];
@@ -253,7 +266,7 @@ static int on_lookup(struct tracker *t, const struct tmsg_query *qm,
   }
   int has_asker = memcmp(q.asker, zero, sizeof(zero)) != 0;
   uint64_t now = uv_now(t->loop);
-  struct lookup_cache_slot *s = cache_slot(t, &q);
+  struct lookup_cache_slot *s = cache_slot(t, q.content);
   if (s->used && now - s->made_ms < TRACKER_CACHE_MS && s->want == q.want &&
       s->flags == q.flags && memcmp(s->content, q.content, TMSG_ID_BYTES) == 0 &&
       !(has_asker && cache_lists(s, q.asker))) {
@@ -268,7 +281,8 @@ static int on_lookup(struct tracker *t, const struct tmsg_query *qm,
                    "tracker is out of memory");
     return 0;
   }
-  registry_lookup(&t->reg, &q, reply);
+  int asker_in_swarm = 0;
+  registry_lookup(&t->reg, &q, reply, &asker_in_swarm);
   buf_init(&p, FRAME_MAX_DEFAULT);
   err = tmsg_lookup_ok_encode(&p, reply);
   size_t start = out->len;
@@ -276,7 +290,7 @@ static int on_lookup(struct tracker *t, const struct tmsg_query *qm,
     err = seal_reply(t, out, TMSG_LOOKUP_OK, &p);
   }
   buf_free(&p);
-  if (err == 0) {
+  if (err == 0 && !asker_in_swarm) {
     /* Keep it for the next askers of the same question. */
     uint8_t *frame = malloc(out->len - start);
     uint8_t *pks = malloc(reply->count ? (size_t)reply->count * 32 : 1);
@@ -338,7 +352,7 @@ static int on_search(struct tracker *t, const struct tmsg_query *qm,
     }
     memset(&lq, 0, sizeof(lq));
     memcpy(lq.content, reply->results[i].content, TMSG_ID_BYTES);
-    registry_lookup(&t->reg, &lq, counts);
+    registry_lookup(&t->reg, &lq, counts, NULL);
     reply->results[i].seeders = counts->seeders;
     reply->results[i].downloaders = counts->downloaders;
     free(counts);

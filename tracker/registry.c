@@ -26,7 +26,7 @@ uint32_t registry_next_interval(const struct registry *r) {
 unsigned registry_announce(struct registry *r, const uint8_t pk[32],
                            uint8_t family, const uint8_t addr[16],
                            const struct tmsg_announce *a, uint32_t now_s,
-                           int *first_err) {
+                           int *first_err, uint8_t *changed) {
   struct store_peer p;
   unsigned ok = 0;
   /* The longest interval a peer may have been told, plus grace. */
@@ -41,8 +41,14 @@ unsigned registry_announce(struct registry *r, const uint8_t pk[32],
   p.port = a->port;
   for (uint16_t i = 0; i < a->count; i++) {
     const struct tmsg_announce_item *it = &a->items[i];
+    if (changed != NULL) {
+      changed[i] = 0;
+    }
     if (a->event == TMSG_EVENT_STOPPED) {
       r->store->ops->del(r->store, it->content, pk);
+      if (changed != NULL) {
+        changed[i] = 1;
+      }
       ok++;
       continue;
     }
@@ -56,11 +62,14 @@ unsigned registry_announce(struct registry *r, const uint8_t pk[32],
     int err = r->store->ops->put(r->store, it->content, &p, now_s + life,
                                  a->event == TMSG_EVENT_COMPLETED && p.seeding,
                                  r->max_peers);
-    if (err != 0) {
+    if (err < 0) {
       if (*first_err == 0) {
         *first_err = err;
       }
       continue;
+    }
+    if (changed != NULL) {
+      changed[i] = err == STORE_CHANGED;
     }
     ok++;
   }
@@ -68,7 +77,7 @@ unsigned registry_announce(struct registry *r, const uint8_t pk[32],
 }
 
 void registry_lookup(struct registry *r, const struct tmsg_lookup *q,
-                     struct tmsg_lookup_ok *reply) {
+                     struct tmsg_lookup_ok *reply, int *asker_in_swarm) {
   static const uint8_t zero[IDENTITY_PK_BYTES];
   struct store_peer peers[TMSG_MAX_PEERS];
   struct store_counts c;
@@ -84,6 +93,9 @@ void registry_lookup(struct registry *r, const struct tmsg_lookup *q,
   reply->seeders = c.seeders;
   reply->downloaders = c.downloaders;
   reply->completed = c.completed;
+  if (asker_in_swarm != NULL) {
+    *asker_in_swarm = c.excluded;
+  }
   reply->count = (uint16_t)n;
   for (unsigned i = 0; i < n; i++) {
     struct tmsg_peer *o = &reply->peers[i];

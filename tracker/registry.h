@@ -39,15 +39,18 @@ uint32_t registry_next_interval(const struct registry *r);
 /* Applies one verified announce from pk, seen at family/addr (IPv4 in the
  * first 4 bytes) with the port it announced. Returns how many items were
  * registered (the rest hit a limit); *first_err says why the first one was
- * refused (0 if none was). */
+ * refused (0 if none was). changed[i] (may be NULL) is set when item i
+ * changed what a lookup of its swarm shows. */
 unsigned registry_announce(struct registry *r, const uint8_t pk[32],
                            uint8_t family, const uint8_t addr[16],
                            const struct tmsg_announce *a, uint32_t now_s,
-                           int *first_err);
+                           int *first_err, uint8_t *changed);
 
-/* Fills reply with a random sample of the swarm, never the asker. */
+/* Fills reply with a random sample of the swarm, never the asker.
+ * *asker_in_swarm (may be NULL) tells whether the asker had to be left out,
+ * that is whether the reply depends on who asked. */
 void registry_lookup(struct registry *r, const struct tmsg_lookup *q,
-                     struct tmsg_lookup_ok *reply);
+                     struct tmsg_lookup_ok *reply, int *asker_in_swarm);
 
 /* Removes up to max_work expired registrations. */
 unsigned registry_expire(struct registry *r, uint32_t now_s,

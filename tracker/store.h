@@ -13,6 +13,7 @@
 
 #define STORE_ID_BYTES 32
 #define STORE_PK_BYTES 32
+#define STORE_CHANGED 1
 
 struct store_peer {
   uint8_t pk[STORE_PK_BYTES];
@@ -26,6 +27,7 @@ struct store_counts {
   uint32_t seeders;
   uint32_t downloaders;
   uint32_t completed;
+  uint8_t excluded; /* the peer to exclude is in the swarm */
 };
 
 struct store_stats {
@@ -38,9 +40,11 @@ struct store;
 
 struct store_ops {
   /* Adds or renews p in swarm id until `expires`. A swarm that does not
-   * exist is created. Returns 0, SHOAL_ETOOBIG when the swarm already has
-   * max_peers peers and p is new, or SHOAL_ENOMEM. `completed` counts one
-   * more completed download for the swarm. */
+   * exist is created. Returns 0 for a renewal that changed nothing a lookup
+   * shows, STORE_CHANGED when p is new or its address, port or role
+   * changed, SHOAL_ETOOBIG when the swarm already has max_peers peers and p
+   * is new, or SHOAL_ENOMEM. `completed` counts one more completed download
+   * for the swarm. */
   int (*put)(struct store *s, const uint8_t id[STORE_ID_BYTES],
              const struct store_peer *p, uint32_t expires, int completed,
              uint32_t max_peers);

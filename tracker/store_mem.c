@@ -267,6 +267,7 @@ static int mem_put(struct store *s, const uint8_t id[STORE_ID_BYTES],
   }
 
   int64_t pos = find_pos(sw, p->pk, ph);
+  int changed = pos < 0;
   if (pos < 0) {
     if (sw->n >= max_peers) {
       return SHOAL_ETOOBIG;
@@ -292,6 +293,9 @@ static int mem_put(struct store *s, const uint8_t id[STORE_ID_BYTES],
     m->peers++;
   }
   struct entry *e = &sw->e[pos];
+  changed |= memcmp(e->addr, p->addr, sizeof(e->addr)) != 0 ||
+             e->port != p->port || e->family != p->family ||
+             e->seeding != (p->seeding ? 1 : 0);
   memcpy(e->addr, p->addr, sizeof(e->addr));
   e->port = p->port;
   e->family = p->family;
@@ -301,7 +305,7 @@ static int mem_put(struct store *s, const uint8_t id[STORE_ID_BYTES],
   if (completed) {
     sw->completed++;
   }
-  return 0;
+  return changed ? STORE_CHANGED : 0;
 
 nomem:
   /* Never leave an empty swarm behind: nothing would ever remove it. */
@@ -395,6 +399,7 @@ static unsigned mem_sample(struct store *s, const uint8_t id[STORE_ID_BYTES],
   if (exclude != NULL) {
     ex = find_pos(sw, exclude, (uint32_t)sip(m, exclude, STORE_PK_BYTES));
   }
+  counts->excluded = ex >= 0;
   if (seeders_first) {
     n = pick(0, sw->seeders, ex, want, pos);
     n += pick(sw->seeders, sw->n, ex, want - n, pos + n);

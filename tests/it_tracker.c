@@ -1,0 +1,598 @@
+/* Integration tests: the real shoal-tracker on an ephemeral loopback port,
+ * driven by blocking clients in this process. Every test starts its own
+ * tracker, stops it by PID and removes its folder, also when it fails
+ * (cmocka teardown). Waits poll a condition until a deadline. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <signal.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "common/clock.h"
+#include "common/envelope.h"
+#include "common/error.h"
+#include "common/frame.h"
+#include "common/tmsg.h"
+#include "tests/lib/tclient.h"
+
+#define TIMEOUT_MS 5000
+
+struct fixture {
+  struct tc_tracker t;
+  struct buf frame;
+  struct buf msg;
+  int fds[64];
+  int nfds;
+};
+
+static int setup(void **state) {
+  struct fixture *f = calloc(1, sizeof(*f));
+  if (f == NULL) {
+    return -1;
+  }
+  buf_init(&f->frame, FRAME_MAX_DEFAULT);
+  buf_init(&f->msg, FRAME_MAX_DEFAULT);
+  *state = f;
+  return 0;
+}
+
+static int teardown(void **state) {
+  struct fixture *f = *state;
+  for (int i = 0; i < f->nfds; i++) {
+    if (f->fds[i] >= 0) {
+      close(f->fds[i]);
+    }
+  }
+  tc_tracker_cleanup(&f->t);
+  buf_free(&f->frame);
+  buf_free(&f->msg);
+  free(f);
+  return 0;
+}
+
+static int connect_tracked(struct fixture *f) {
+  int fd = tc_connect(f->t.port);
+  assert_true(fd >= 0);
+  assert_true(f->nfds < 64);
+  f->fds[f->nfds++] = fd;
+  return fd;
+}
+
+static void start(struct fixture *f, const char **extra) {
+  assert_int_equal(tc_tracker_start(&f->t, 0, extra), 0);
+}
+
+static void content_id(uint8_t out[32], unsigned n) {
+  memset(out, 0, 32);
+  out[0] = 0xc0;
+  out[1] = (uint8_t)(n >> 8);
+  out[2] = (uint8_t)n;
+}
+
+static void key(struct identity *id, unsigned n) {
+  uint8_t seed[32] = {0};
+  seed[0] = 0x5e;
+  seed[1] = (uint8_t)(n >> 8);
+  seed[2] = (uint8_t)n;
+  identity_from_seed(id, seed);
+}
+
+/* Sends one frame and returns the reply type (payload in f->frame). */
+static int roundtrip(struct fixture *f, int fd, const struct buf *msg,
+                     const uint8_t **payload, size_t *len) {
+  assert_int_equal(tc_send_frame(fd, msg->data, msg->len), 0);
+  if (tc_recv_frame(fd, &f->frame, TIMEOUT_MS) != 0) {
+    return -1;
+  }
+  return tc_open_reply(&f->t, &f->frame, payload, len);
+}
+
+static void announce(struct fixture *f, int fd, const struct identity *id,
+                     uint64_t seq, uint16_t port, uint8_t event,
+                     const uint8_t content[32], uint8_t role) {
+  const uint8_t *p;
+  size_t n;
+  uint8_t c[1][32];
+  memcpy(c[0], content, 32);
+  tc_seal_announce(&f->msg, id, clock_wall_ms(), seq, port, event,
+                   (const uint8_t(*)[32])c, &role, 1);
+  int type = roundtrip(f, fd, &f->msg, &p, &n);
+  assert_int_equal(type, TMSG_ANNOUNCE_OK);
+  struct tmsg_announce_ok ok;
+  assert_int_equal(tmsg_announce_ok_decode(p, n, &ok), 0);
+  assert_int_equal(ok.seq, seq);
+  assert_int_equal(ok.accepted, 1);
+  assert_true(ok.interval_s > 0);
+}
+
+static void lookup(struct fixture *f, int fd, const uint8_t content[32],
+                   uint16_t want, const uint8_t *asker,
+                   struct tmsg_lookup_ok *out) {
+  const uint8_t *p;
+  size_t n;
+  tc_query_lookup(&f->msg, 1, content, want, 0, asker);
+  assert_int_equal(roundtrip(f, fd, &f->msg, &p, &n), TMSG_LOOKUP_OK);
+  assert_int_equal(tmsg_lookup_ok_decode(p, n, out), 0);
+}
+
+/* Expects an error reply with this code. */
+static void expect_error(struct fixture *f, int fd, int code) {
+  const uint8_t *p;
+  size_t n;
+  struct tmsg_error e;
+  assert_int_equal(tc_recv_frame(fd, &f->frame, TIMEOUT_MS), 0);
+  assert_int_equal(tc_open_reply(&f->t, &f->frame, &p, &n), TMSG_ERROR);
+  assert_int_equal(tmsg_error_decode(p, n, &e), 0);
+  if (e.code != code) {
+    fail_msg("error %s (%s), expected %s", shoal_err_name(e.code), e.reason,
+             shoal_err_name(code));
+  }
+  assert_true(strlen(e.reason) > 0);
+}
+
+/* ------------------------------------------------------------------------ */
+
+static void lookup_returns_exactly_the_live_set(void **state) {
+  struct fixture *f = *state;
+  uint8_t c[32];
+  struct tmsg_lookup_ok r;
+  enum { N = 40 };
+  start(f, NULL);
+  content_id(c, 1);
+  int fd = connect_tracked(f);
+  for (unsigned i = 0; i < N; i++) {
+    struct identity id;
+    key(&id, i);
+    announce(f, fd, &id, 100 + i, (uint16_t)(6000 + i), TMSG_EVENT_STARTED,
+             c, i < 10 ? TMSG_ROLE_SEEDING : TMSG_ROLE_DOWNLOADING);
+    identity_close(&id);
+  }
+  /* A stopped peer leaves the set. */
+  struct identity gone;
+  key(&gone, 7);
+  announce(f, fd, &gone, 500, 6007, TMSG_EVENT_STOPPED, c,
+           TMSG_ROLE_SEEDING);
+
+  struct identity asker;
+  key(&asker, 3);
+  lookup(f, fd, c, TMSG_MAX_PEERS, asker.pk, &r);
+  assert_int_equal(r.seeders, 9);
+  assert_int_equal(r.downloaders, N - 10);
+  /* Everyone alive but the asker (3) and the stopped one (7). */
+  assert_int_equal(r.count, N - 2);
+  for (unsigned i = 0; i < N; i++) {
+    struct identity id;
+    key(&id, i);
+    int found = 0;
+    for (unsigned k = 0; k < r.count; k++) {
+      if (memcmp(r.peers[k].pk, id.pk, 32) == 0) {
+        found++;
+        assert_int_equal(r.peers[k].port, 6000 + i);
+        assert_int_equal(r.peers[k].family, 4);
+        /* The observed address, never a claimed one. */
+        assert_memory_equal(r.peers[k].addr, "\x7f\x00\x00\x01", 4);
+        assert_int_equal(r.peers[k].seeding, i < 10);
+      }
+    }
+    assert_int_equal(found, (i == 3 || i == 7) ? 0 : 1);
+    identity_close(&id);
+  }
+  identity_close(&asker);
+  identity_close(&gone);
+}
+
+static void cached_lookup_never_lists_the_asker(void **state) {
+  struct fixture *f = *state;
+  uint8_t c[32];
+  struct tmsg_lookup_ok r;
+  start(f, NULL);
+  content_id(c, 2);
+  int fd = connect_tracked(f);
+  for (unsigned i = 0; i < 5; i++) {
+    struct identity id;
+    key(&id, 100 + i);
+    announce(f, fd, &id, 1 + i, 7000, TMSG_EVENT_STARTED, c,
+             TMSG_ROLE_SEEDING);
+    identity_close(&id);
+  }
+  /* The first lookup fills the cache; each asker then must not see itself
+   * even though the cached reply lists everyone. */
+  lookup(f, fd, c, 50, NULL, &r);
+  assert_int_equal(r.count, 5);
+  for (unsigned i = 0; i < 5; i++) {
+    struct identity id;
+    key(&id, 100 + i);
+    lookup(f, fd, c, 50, id.pk, &r);
+    assert_int_equal(r.count, 4);
+    for (unsigned k = 0; k < r.count; k++) {
+      assert_memory_not_equal(r.peers[k].pk, id.pk, 32);
+    }
+    identity_close(&id);
+  }
+}
+
+static void registrations_expire_without_renewal(void **state) {
+  struct fixture *f = *state;
+  const char *args[] = {"--interval", "2", NULL};
+  uint8_t c[32];
+  struct identity a, b;
+  struct tmsg_lookup_ok r;
+  start(f, args);
+  content_id(c, 3);
+  key(&a, 1);
+  key(&b, 2);
+  int fd = connect_tracked(f);
+  announce(f, fd, &a, 1, 5000, TMSG_EVENT_STARTED, c, TMSG_ROLE_SEEDING);
+  announce(f, fd, &b, 1, 5001, TMSG_EVENT_STARTED, c, TMSG_ROLE_DOWNLOADING);
+  lookup(f, fd, c, 10, NULL, &r);
+  assert_int_equal(r.count, 2);
+  /* b keeps announcing, a does not: a goes after interval + grace (3 s). */
+  uint64_t deadline = tc_now_ms() + 10000;
+  uint64_t seq = 2;
+  int a_gone = 0;
+  while (tc_now_ms() < deadline && !a_gone) {
+    struct timespec ts = {0, 200 * 1000000L};
+    announce(f, fd, &b, seq++, 5001, TMSG_EVENT_PERIODIC, c,
+             TMSG_ROLE_DOWNLOADING);
+    lookup(f, fd, c, 10, b.pk, &r);
+    a_gone = r.count == 0;
+    if (!a_gone) {
+      nanosleep(&ts, NULL); /* pace the renewals; the loop has a deadline */
+    }
+  }
+  assert_true(a_gone);
+  lookup(f, fd, c, 10, NULL, &r);
+  assert_int_equal(r.count, 1);
+  assert_memory_equal(r.peers[0].pk, b.pk, 32);
+  identity_close(&a);
+  identity_close(&b);
+}
+
+static void restarted_tracker_is_whole_after_reannounce(void **state) {
+  struct fixture *f = *state;
+  uint8_t c[32];
+  struct tmsg_lookup_ok r;
+  uint8_t key_before[32];
+  start(f, NULL);
+  memcpy(key_before, f->t.key, 32);
+  content_id(c, 4);
+  int fd = connect_tracked(f);
+  for (unsigned i = 0; i < 10; i++) {
+    struct identity id;
+    key(&id, 200 + i);
+    announce(f, fd, &id, 1, 4000, TMSG_EVENT_STARTED, c, TMSG_ROLE_SEEDING);
+    identity_close(&id);
+  }
+  tc_tracker_kill(&f->t);
+  (void)fd;
+  /* Same key file, fresh process: soft state is gone until re-announce. */
+  assert_int_equal(tc_tracker_start(&f->t, 1, NULL), 0);
+  assert_memory_equal(f->t.key, key_before, 32);
+  fd = connect_tracked(f);
+  lookup(f, fd, c, 50, NULL, &r);
+  assert_int_equal(r.count, 0);
+  for (unsigned i = 0; i < 10; i++) {
+    struct identity id;
+    key(&id, 200 + i);
+    announce(f, fd, &id, 2, 4000, TMSG_EVENT_PERIODIC, c, TMSG_ROLE_SEEDING);
+    identity_close(&id);
+  }
+  lookup(f, fd, c, 50, NULL, &r);
+  assert_int_equal(r.count, 10);
+  assert_int_equal(r.seeders, 10);
+}
+
+static void publish_then_search_finds_it(void **state) {
+  struct fixture *f = *state;
+  struct tmsg_publish pub;
+  struct identity pubkey, other;
+  const uint8_t *p;
+  size_t n;
+  start(f, NULL);
+  key(&pubkey, 9);
+  key(&other, 10);
+  int fd = connect_tracked(f);
+  memset(&pub, 0, sizeof(pub));
+  content_id(pub.content, 5);
+  pub.size = 123456;
+  snprintf(pub.name, sizeof(pub.name), "Holiday Photos 2026");
+  tc_seal_publish(&f->msg, &pubkey, clock_wall_ms(), 1, &pub);
+  assert_int_equal(roundtrip(f, fd, &f->msg, &p, &n), TMSG_PUBLISH_OK);
+  /* Another key cannot take the entry over. */
+  tc_seal_publish(&f->msg, &other, clock_wall_ms(), 1, &pub);
+  assert_int_equal(tc_send_frame(fd, f->msg.data, f->msg.len), 0);
+  expect_error(f, fd, SHOAL_EWRONGKEY);
+
+  struct tmsg_search_ok r;
+  tc_query_search(&f->msg, 7, "photos HOLIDAY", 0, 10);
+  assert_int_equal(roundtrip(f, fd, &f->msg, &p, &n), TMSG_SEARCH_OK);
+  assert_int_equal(tmsg_search_ok_decode(p, n, &r), 0);
+  assert_int_equal(r.total, 1);
+  assert_int_equal(r.count, 1);
+  assert_string_equal(r.results[0].name, "Holiday Photos 2026");
+  assert_int_equal(r.results[0].size, 123456);
+  assert_memory_equal(r.results[0].publisher, pubkey.pk, 32);
+  tc_query_search(&f->msg, 8, "photos video", 0, 10);
+  assert_int_equal(roundtrip(f, fd, &f->msg, &p, &n), TMSG_SEARCH_OK);
+  assert_int_equal(tmsg_search_ok_decode(p, n, &r), 0);
+  assert_int_equal(r.total, 0);
+  identity_close(&pubkey);
+  identity_close(&other);
+}
+
+static void pipelined_requests_are_answered_in_order(void **state) {
+  struct fixture *f = *state;
+  struct buf all;
+  uint8_t c[32];
+  struct identity id;
+  start(f, NULL);
+  content_id(c, 6);
+  key(&id, 77);
+  int fd = connect_tracked(f);
+  buf_init(&all, 1 << 20);
+  /* 20 announces with rising sequence numbers in one write. */
+  for (unsigned i = 0; i < 20; i++) {
+    uint8_t hdr[FRAME_HEADER_BYTES];
+    uint8_t cc[1][32];
+    uint8_t role = TMSG_ROLE_SEEDING;
+    memcpy(cc[0], c, 32);
+    tc_seal_announce(&f->msg, &id, clock_wall_ms(), 1000 + i, 3000,
+                     TMSG_EVENT_PERIODIC, (const uint8_t(*)[32])cc, &role, 1);
+    frame_header(hdr, f->msg.len);
+    buf_add(&all, hdr, sizeof(hdr));
+    buf_add(&all, f->msg.data, f->msg.len);
+  }
+  assert_int_equal(tc_write(fd, all.data, all.len), 0);
+  for (unsigned i = 0; i < 20; i++) {
+    const uint8_t *p;
+    size_t n;
+    struct tmsg_announce_ok ok;
+    assert_int_equal(tc_recv_frame(fd, &f->frame, TIMEOUT_MS), 0);
+    assert_int_equal(tc_open_reply(&f->t, &f->frame, &p, &n),
+                     TMSG_ANNOUNCE_OK);
+    assert_int_equal(tmsg_announce_ok_decode(p, n, &ok), 0);
+    assert_int_equal(ok.seq, 1000 + i);
+  }
+  buf_free(&all);
+  identity_close(&id);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Hostile clients: each refused with the right error, others still served. */
+
+static void still_serves_others(struct fixture *f) {
+  struct tmsg_lookup_ok r;
+  uint8_t c[32];
+  content_id(c, 999);
+  int fd = connect_tracked(f);
+  lookup(f, fd, c, 5, NULL, &r);
+  assert_int_equal(r.count, 0);
+}
+
+static void forged_signature_is_refused(void **state) {
+  struct fixture *f = *state;
+  uint8_t c[32];
+  uint8_t role = TMSG_ROLE_SEEDING;
+  struct identity id;
+  start(f, NULL);
+  content_id(c, 7);
+  key(&id, 1);
+  int fd = connect_tracked(f);
+  tc_seal_announce(&f->msg, &id, clock_wall_ms(), 1, 9000, 1,
+                   (const uint8_t(*)[32])c, &role, 1);
+  f->msg.data[f->msg.len - 1] ^= 0x01;
+  assert_int_equal(tc_send_frame(fd, f->msg.data, f->msg.len), 0);
+  expect_error(f, fd, SHOAL_EBADSIG);
+  assert_true(tc_wait_closed(fd, TIMEOUT_MS));
+  still_serves_others(f);
+  identity_close(&id);
+}
+
+static void replayed_message_is_refused(void **state) {
+  struct fixture *f = *state;
+  uint8_t c[32];
+  uint8_t role = TMSG_ROLE_SEEDING;
+  struct identity id;
+  const uint8_t *p;
+  size_t n;
+  start(f, NULL);
+  content_id(c, 8);
+  key(&id, 2);
+  int fd = connect_tracked(f);
+  tc_seal_announce(&f->msg, &id, clock_wall_ms(), 42, 9000, 1,
+                   (const uint8_t(*)[32])c, &role, 1);
+  assert_int_equal(roundtrip(f, fd, &f->msg, &p, &n), TMSG_ANNOUNCE_OK);
+  /* The same bytes again, on a new connection. */
+  int fd2 = connect_tracked(f);
+  assert_int_equal(tc_send_frame(fd2, f->msg.data, f->msg.len), 0);
+  expect_error(f, fd2, SHOAL_EREPLAY);
+  assert_true(tc_wait_closed(fd2, TIMEOUT_MS));
+  still_serves_others(f);
+  identity_close(&id);
+}
+
+static void stale_timestamp_is_refused(void **state) {
+  struct fixture *f = *state;
+  uint8_t c[32];
+  uint8_t role = TMSG_ROLE_SEEDING;
+  struct identity id;
+  start(f, NULL);
+  content_id(c, 9);
+  key(&id, 3);
+  int fd = connect_tracked(f);
+  tc_seal_announce(&f->msg, &id, clock_wall_ms() - 3600u * 1000u, 1, 9000, 1,
+                   (const uint8_t(*)[32])c, &role, 1);
+  assert_int_equal(tc_send_frame(fd, f->msg.data, f->msg.len), 0);
+  expect_error(f, fd, SHOAL_ESTALE);
+  assert_true(tc_wait_closed(fd, TIMEOUT_MS));
+  still_serves_others(f);
+  identity_close(&id);
+}
+
+static void oversize_frame_is_refused(void **state) {
+  struct fixture *f = *state;
+  uint8_t hdr[4] = {0x00, 0x10, 0x00, 0x00}; /* 1 MiB, over 64 KiB */
+  start(f, NULL);
+  int fd = connect_tracked(f);
+  assert_int_equal(tc_write(fd, hdr, sizeof(hdr)), 0);
+  expect_error(f, fd, SHOAL_ETOOBIG);
+  assert_true(tc_wait_closed(fd, TIMEOUT_MS));
+  still_serves_others(f);
+}
+
+static void garbage_bytes_are_refused(void **state) {
+  struct fixture *f = *state;
+  static const char http[] = "GET / HTTP/1.1\r\nHost: x\r\n\r\n";
+  uint8_t junk[64];
+  start(f, NULL);
+  int fd = connect_tracked(f);
+  assert_int_equal(tc_write(fd, http, sizeof(http) - 1), 0);
+  expect_error(f, fd, SHOAL_ETOOBIG); /* "GET " read as a length */
+  assert_true(tc_wait_closed(fd, TIMEOUT_MS));
+  /* A well-sized frame of random bytes is neither query nor envelope. */
+  fd = connect_tracked(f);
+  randombytes_buf(junk, sizeof(junk));
+  junk[0] = 1;
+  junk[1] = 1; /* looks like an envelope of the request class */
+  assert_int_equal(tc_send_frame(fd, junk, sizeof(junk)), 0);
+  assert_int_equal(tc_recv_frame(fd, &f->frame, TIMEOUT_MS), 0);
+  assert_true(tc_wait_closed(fd, TIMEOUT_MS));
+  still_serves_others(f);
+}
+
+static void connection_limit_refuses_extra_clients(void **state) {
+  struct fixture *f = *state;
+  const char *args[] = {"--max-connections", "4", NULL};
+  int fds[8];
+  start(f, args);
+  for (int i = 0; i < 8; i++) {
+    fds[i] = connect_tracked(f);
+  }
+  /* Exactly the ones over the limit are closed by the tracker. */
+  int closed = 0;
+  for (int i = 4; i < 8; i++) {
+    closed += tc_wait_closed(fds[i], TIMEOUT_MS);
+  }
+  assert_int_equal(closed, 4);
+  struct tmsg_lookup_ok r;
+  uint8_t c[32];
+  content_id(c, 10);
+  lookup(f, fds[0], c, 5, NULL, &r);
+  lookup(f, fds[3], c, 5, NULL, &r);
+}
+
+static void trickling_client_is_closed_by_idle_timeout(void **state) {
+  struct fixture *f = *state;
+  const char *args[] = {"--idle-timeout", "1", NULL};
+  start(f, args);
+  int slow = connect_tracked(f);
+  int fast = connect_tracked(f);
+  uint8_t c[32];
+  struct tmsg_lookup_ok r;
+  content_id(c, 11);
+  /* One byte of a header every 300 ms never completes a frame. */
+  uint64_t deadline = tc_now_ms() + 8000;
+  int closed = 0;
+  uint8_t byte = 0;
+  while (!closed && tc_now_ms() < deadline) {
+    if (tc_write(slow, &byte, 1) != 0) {
+      closed = 1;
+      break;
+    }
+    lookup(f, fast, c, 5, NULL, &r); /* others keep being served */
+    closed = tc_wait_closed(slow, 300);
+  }
+  assert_true(closed);
+}
+
+static void rate_limit_answers_with_retry_after(void **state) {
+  struct fixture *f = *state;
+  const char *args[] = {"--rate", "1", "--burst", "3", NULL};
+  uint8_t c[32];
+  start(f, args);
+  content_id(c, 12);
+  int fd = connect_tracked(f);
+  struct tmsg_lookup_ok r;
+  for (int i = 0; i < 3; i++) {
+    lookup(f, fd, c, 5, NULL, &r);
+  }
+  tc_query_lookup(&f->msg, 1, c, 5, 0, NULL);
+  assert_int_equal(tc_send_frame(fd, f->msg.data, f->msg.len), 0);
+  const uint8_t *p;
+  size_t n;
+  struct tmsg_error e;
+  assert_int_equal(tc_recv_frame(fd, &f->frame, TIMEOUT_MS), 0);
+  assert_int_equal(tc_open_reply(&f->t, &f->frame, &p, &n), TMSG_ERROR);
+  assert_int_equal(tmsg_error_decode(p, n, &e), 0);
+  assert_int_equal(e.code, SHOAL_ERATE);
+  assert_true(e.retry_after_ms > 0 && e.retry_after_ms <= 1000);
+  /* The connection stays open: a limit is not a reason to hang up. */
+  assert_int_equal(tc_wait_closed(fd, 100), 0);
+}
+
+static void sigterm_stops_cleanly(void **state) {
+  struct fixture *f = *state;
+  start(f, NULL);
+  (void)connect_tracked(f);
+  assert_int_equal(tc_tracker_stop(&f->t), 0);
+}
+
+static void bad_flag_names_the_flag_and_exits_2(void **state) {
+  (void)state;
+  const char *bin = getenv("SHOAL_BIN");
+  char cmd[4400];
+  snprintf(cmd, sizeof(cmd),
+           "%s/shoal-tracker --rate 0 2>&1 | grep -q -- '--rate needs a "
+           "whole number'; r1=$?; %s/shoal-tracker --rate 0 >/dev/null "
+           "2>&1; r2=$?; test $r1 = 0 && test $r2 = 2",
+           bin ? bin : "build/bin", bin ? bin : "build/bin");
+  assert_int_equal(system(cmd), 0);
+}
+
+int main(void) {
+  if (sodium_init() < 0) {
+    return 1;
+  }
+  signal(SIGPIPE, SIG_IGN);
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test_setup_teardown(lookup_returns_exactly_the_live_set,
+                                      setup, teardown),
+      cmocka_unit_test_setup_teardown(cached_lookup_never_lists_the_asker,
+                                      setup, teardown),
+      cmocka_unit_test_setup_teardown(registrations_expire_without_renewal,
+                                      setup, teardown),
+      cmocka_unit_test_setup_teardown(
+          restarted_tracker_is_whole_after_reannounce, setup, teardown),
+      cmocka_unit_test_setup_teardown(publish_then_search_finds_it, setup,
+                                      teardown),
+      cmocka_unit_test_setup_teardown(pipelined_requests_are_answered_in_order,
+                                      setup, teardown),
+      cmocka_unit_test_setup_teardown(forged_signature_is_refused, setup,
+                                      teardown),
+      cmocka_unit_test_setup_teardown(replayed_message_is_refused, setup,
+                                      teardown),
+      cmocka_unit_test_setup_teardown(stale_timestamp_is_refused, setup,
+                                      teardown),
+      cmocka_unit_test_setup_teardown(oversize_frame_is_refused, setup,
+                                      teardown),
+      cmocka_unit_test_setup_teardown(garbage_bytes_are_refused, setup,
+                                      teardown),
+      cmocka_unit_test_setup_teardown(connection_limit_refuses_extra_clients,
+                                      setup, teardown),
+      cmocka_unit_test_setup_teardown(
+          trickling_client_is_closed_by_idle_timeout, setup, teardown),
+      cmocka_unit_test_setup_teardown(rate_limit_answers_with_retry_after,
+                                      setup, teardown),
+      cmocka_unit_test_setup_teardown(sigterm_stops_cleanly, setup, teardown),
+      cmocka_unit_test(bad_flag_names_the_flag_and_exits_2),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
