@@ -14,9 +14,15 @@ int replay_guard_init(struct replay_guard *g, size_t max_senders,
   if (max_senders == 0 || max_senders > REPLAY_MAX_SENDERS) {
     return SHOAL_EINVAL;
   }
-  /* Keep the load factor at or below 3/4 so probe runs stay short. */
+  /* Keep the load factor at or below 3/4 so probe runs stay short. The
+   * table starts small and doubles with use, up to the size that holds
+   * max_senders, so memory follows the senders actually seen. */
   while (size / 4 * 3 < max_senders) {
     size *= 2;
+  }
+  g->max_size = size;
+  if (size > REPLAY_INITIAL_SLOTS) {
+    size = REPLAY_INITIAL_SLOTS;
   }
   g->slots = calloc(size, sizeof(*g->slots));
   if (g->slots == NULL) {
@@ -46,6 +52,29 @@ static uint64_t fingerprint(const struct replay_guard *g, const uint8_t pk[32]) 
     fp = fp << 8 | h[i];
   }
   return fp == 0 ? 1 : fp; /* 0 marks an empty slot */
+}
+
+/* Doubles the table. Returns 0, or SHOAL_ENOMEM (the guard then stays as
+ * it was and evicts instead). */
+static int grow(struct replay_guard *g) {
+  size_t size = (g->mask + 1) * 2;
+  struct replay_slot *t = calloc(size, sizeof(*t));
+  if (t == NULL) {
+    return SHOAL_ENOMEM;
+  }
+  for (size_t i = 0; i <= g->mask; i++) {
+    if (g->slots[i].fp != 0) {
+      size_t j = g->slots[i].fp & (size - 1);
+      while (t[j].fp != 0) {
+        j = (j + 1) & (size - 1);
+      }
+      t[j] = g->slots[i];
+    }
+  }
+  free(g->slots);
+  g->slots = t;
+  g->mask = size - 1;
+  return 0;
 }
 
 /* Removes the entry at i by shifting later members of its probe run back
@@ -116,7 +145,16 @@ int replay_guard_accept(struct replay_guard *g, const uint8_t pk[32],
     if (timestamp_ms <= g->floor_ms) {
       return SHOAL_EGUARDFULL;
     }
-    if (g->count >= g->cap) {
+    int room = g->count < g->cap;
+    if (room && (g->count + 1) * 4 > (g->mask + 1) * 3) {
+      room = (g->mask + 1) < g->max_size && grow(g) == 0;
+      i = fp & g->mask;
+      while (g->slots[i].fp != 0) {
+        i = (i + 1) & g->mask;
+      }
+      s = &g->slots[i];
+    }
+    if (!room) {
       evict_one(g, now_ms);
       if (timestamp_ms <= g->floor_ms) {
         return SHOAL_EGUARDFULL;

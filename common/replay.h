@@ -7,7 +7,9 @@
  * fingerprints of their public keys (the key is random per guard, so nobody
  * can aim a collision), 32 bytes a sender in an open-addressing table.
  *
- * Memory is fixed when the guard is made. When it is full, a sender whose
+ * The table grows with the senders seen, up to a maximum fixed when the
+ * guard is made (32 bytes a slot, at most 3/4 full). When it is full, or
+ * cannot grow for want of memory, a sender whose
  * last message is older than the clock window is forgotten first: any replay
  * of its messages would be refused as stale anyway. Only when none is found
  * among a sample is a live sender forgotten; the guard then raises a floor
@@ -23,6 +25,7 @@
 #define REPLAY_WINDOW 64          /* sequence numbers remembered below the mark */
 #define REPLAY_MAX_SENDERS (1u << 24) /* a guard bigger than this is a bug */
 #define REPLAY_EVICT_SAMPLE 16    /* slots inspected to find one to forget */
+#define REPLAY_INITIAL_SLOTS 1024 /* the table grows from here as needed */
 
 struct replay_slot {
   uint64_t fp; /* 0 = empty */
@@ -34,6 +37,7 @@ struct replay_slot {
 struct replay_guard {
   struct replay_slot *slots;
   size_t mask; /* table size - 1; the size is a power of two */
+  size_t max_size; /* the size that holds cap senders at 3/4 load */
   size_t count;
   size_t cap; /* senders remembered at most (3/4 of the table) */
   uint64_t window_ms;

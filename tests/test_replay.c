@@ -208,12 +208,25 @@ static void test_table_keeps_load_factor_at_most_three_quarters(void **state) {
   for (size_t k = 0; k < sizeof(sizes) / sizeof(sizes[0]); k++) {
     struct replay_guard g;
     assert_int_equal(replay_guard_init(&g, sizes[k], 1000), 0);
-    size_t table = g.mask + 1;
-    assert_int_equal(table & g.mask, 0); /* a power of two */
-    assert_true(sizes[k] * 4 <= table * 3);
+    assert_true(sizes[k] * 4 <= g.max_size * 3);
     assert_int_equal(g.cap, sizes[k]);
     assert_int_equal(g.count, 0);
     assert_int_equal(occupied_slots(&g), 0);
+    /* Filled to capacity, the grown table is still at most 3/4 full. */
+    for (size_t i = 0; i < sizes[k]; i++) {
+      uint8_t pk[32] = {0};
+      pk[0] = (uint8_t)i;
+      pk[1] = (uint8_t)(i >> 8);
+      pk[2] = 0x77;
+      assert_int_equal(replay_guard_accept(&g, pk, 1, 5000, 5000), 0);
+    }
+    size_t table = g.mask + 1;
+    assert_int_equal(table & g.mask, 0); /* a power of two */
+    assert_true(table <= g.max_size);
+    assert_true(g.count * 4 <= table * 3);
+    assert_int_equal(g.count, sizes[k]);
+    assert_int_equal(occupied_slots(&g), sizes[k]);
+    assert_int_equal(g.evictions, 0);
     replay_guard_close(&g);
   }
 }

@@ -273,7 +273,9 @@ static int mem_put(struct store *s, const uint8_t id[STORE_ID_BYTES],
       return SHOAL_ETOOBIG;
     }
     if (sw->n == sw->cap) {
-      uint32_t cap = sw->cap < 4 ? 4 : sw->cap + sw->cap / 2;
+      /* Grow by a quarter: a registration is the tracker's main memory, so
+       * slack costs more here than the extra reallocations. */
+      uint32_t cap = sw->cap < 4 ? 4 : sw->cap + sw->cap / 4;
       struct entry *e = realloc(sw->e, (size_t)cap * sizeof(*e));
       if (e == NULL) {
         goto nomem;
@@ -281,7 +283,8 @@ static int mem_put(struct store *s, const uint8_t id[STORE_ID_BYTES],
       sw->e = e;
       sw->cap = cap;
     }
-    if ((sw->n + 1) * 2 > sw->mask + 1 && index_grow(sw) != 0) {
+    if ((uint64_t)(sw->n + 1) * 4 > ((uint64_t)sw->mask + 1) * 3 &&
+        index_grow(sw) != 0) {
       goto nomem;
     }
     pos = sw->n++;

@@ -24,7 +24,11 @@
                                           reading from a connection */
 #define TRACKER_TICK_MS 1000u          /* expiry and idle sweep period */
 #define TRACKER_SWEEP_WORK 10000u      /* entries examined per tick */
-#define TRACKER_GUARD_SENDERS (1u << 21) /* replay guard capacity */
+/* Replay guard capacity: senders heard within one clock window, not all
+ * peers (a peer announces once an interval, the window is 5 minutes); at
+ * most 2^20 slots of 32 bytes. Past it the guard evicts and grows strict
+ * about clock skew, never lenient about replays (common/replay.h). */
+#define TRACKER_GUARD_SENDERS (3u << 18)
 #define TRACKER_CACHE_SLOTS 1024u      /* cached signed lookup replies */
 #define TRACKER_CACHE_MS 1000u         /* how long one is reused */
 
