@@ -219,7 +219,7 @@ bench: deps
 	@$(MAKE) --no-print-directory $(BENCH_BINS)
 
 demo: deps
-	@$(MAKE) --no-print-directory build
+	@$(MAKE) --no-print-directory build build/tests/demo_tracker
 	@bash tests/demo.sh
 
 format:
