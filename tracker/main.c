@@ -179,8 +179,11 @@ int main(int argc, char **argv) {
       if (cfg.n_listen == TRACKER_MAX_LISTEN) {
         return bad_flag(a, "may be given at most 8 times");
       }
-      if (strlen(v) >= sizeof(cfg.listen[0]) || strchr(v, ':') == NULL) {
-        return bad_flag(a, "needs ADDR:PORT, e.g. 0.0.0.0:7070 or [::1]:7070");
+      struct sockaddr_storage ss;
+      if (strlen(v) >= sizeof(cfg.listen[0]) ||
+          server_parse_listen(v, &ss) != 0) {
+        return bad_flag(a, "needs a numeric ADDR:PORT with a port from 0 to "
+                           "65535, e.g. 0.0.0.0:7070 or [::1]:7070");
       }
       snprintf(cfg.listen[cfg.n_listen++], sizeof(cfg.listen[0]), "%s", v);
     } else if (strcmp(a, "--key") == 0) {

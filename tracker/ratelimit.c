@@ -55,8 +55,12 @@ static void refill(const struct ratelimit *rl, struct ratelimit_slot *s,
                    uint64_t now_ms) {
   uint64_t max = (uint64_t)rl->burst * 1000u;
   if (now_ms > s->last_ms) {
-    uint64_t add = (now_ms - s->last_ms) * rl->rate; /* milli-tokens */
-    s->milli = add >= max - s->milli ? max : s->milli + add;
+    /* Compare the elapsed time with the time to fill the bucket before
+     * multiplying: a long idle times a high rate wraps around 2^64. */
+    uint64_t elapsed = now_ms - s->last_ms;
+    uint64_t room = max - s->milli; /* milli-tokens */
+    s->milli = elapsed > room / rl->rate ? max
+                                         : s->milli + elapsed * rl->rate;
     s->last_ms = now_ms;
   }
 }

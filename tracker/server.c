@@ -277,8 +277,7 @@ static void on_tick(uv_timer_t *timer) {
   }
 }
 
-/* Parses "ADDR:PORT", "[V6]:PORT" into a sockaddr. */
-static int parse_listen(const char *s, struct sockaddr_storage *ss) {
+int server_parse_listen(const char *s, struct sockaddr_storage *ss) {
   char host[256];
   const char *colon = strrchr(s, ':');
   if (colon == NULL || colon == s) {
@@ -318,7 +317,7 @@ int server_start(struct tracker *t) {
   for (unsigned i = 0; i < t->cfg.n_listen; i++) {
     struct sockaddr_storage ss;
     uv_tcp_t *l = &t->listeners[i];
-    err = parse_listen(t->cfg.listen[i], &ss);
+    err = server_parse_listen(t->cfg.listen[i], &ss);
     if (err != 0) {
       log_error("tracker", "--listen %s: not ADDR:PORT", t->cfg.listen[i]);
       return err;

@@ -125,6 +125,9 @@ void handlers_error(struct tracker *t, struct buf *out, uint8_t req_type,
 void handlers_tick(struct tracker *t);
 
 /* Network (server.c). */
+/* Parses "ADDR:PORT" or "[V6]:PORT" (numeric addresses; port 0 picks a
+ * free one). Returns 0 or SHOAL_EINVAL. */
+int server_parse_listen(const char *s, struct sockaddr_storage *ss);
 int server_start(struct tracker *t);
 void server_stop(struct tracker *t);
 
