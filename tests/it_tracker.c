@@ -536,6 +536,11 @@ static void rate_limit_answers_with_retry_after(void **state) {
   assert_true(e.retry_after_ms > 0 && e.retry_after_ms <= 1000);
   /* The connection stays open: a limit is not a reason to hang up. */
   assert_int_equal(tc_wait_closed(fd, 100), 0);
+  /* But a client that ignores the retry-after is refused once more and
+   * closed, so flooding costs the tracker a bounded number of signatures. */
+  assert_int_equal(tc_send_frame(fd, f->msg.data, f->msg.len), 0);
+  expect_error(f, fd, SHOAL_ERATE);
+  assert_true(tc_wait_closed(fd, TIMEOUT_MS));
 }
 
 static void sigterm_stops_cleanly(void **state) {

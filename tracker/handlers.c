@@ -187,7 +187,11 @@ static int on_announce(struct tracker *t, const struct peer_addr *from,
                                  from->addr, &a, now_s(t), &first_err,
                                  changed);
   for (uint16_t i = 0; i < a.count; i++) {
-    catalog_touch(&t->cat, a.items[i].content, now_s(t));
+    /* Announcing a content keeps its catalog entry alive; leaving it
+     * does not. */
+    if (a.event != TMSG_EVENT_STOPPED) {
+      catalog_touch(&t->cat, a.items[i].content, now_s(t));
+    }
     if (changed[i]) {
       cache_drop(t, a.items[i].content);
     }
@@ -398,6 +402,17 @@ int handlers_frame(struct tracker *t, const struct peer_addr *from,
   err = ratelimit_take(&t->rl, from->family, from->addr, uv_now(t->loop),
                        &retry);
   if (err != 0) {
+    uint64_t now = uv_now(t->loop);
+    if (from->limited_until != NULL && *from->limited_until > now) {
+      log_info("tracker", "closed %s: ignored the rate limit's retry-after",
+               from->text);
+      handlers_error(t, out, len > 2 ? frame[2] : 0, 0, err, retry,
+                     "too many requests and retry-after ignored; closing");
+      return 1;
+    }
+    if (from->limited_until != NULL) {
+      *from->limited_until = now + retry;
+    }
     log_debug("tracker", "rate limit for %s", from->text);
     handlers_error(t, out, len > 2 ? frame[2] : 0, 0, err, retry,
                    "too many requests; retry later");

@@ -33,7 +33,8 @@ struct ratelimit {
   uint8_t key[16];
 };
 
-/* Returns 0, SHOAL_EINVAL (rate or burst 0) or SHOAL_ENOMEM. */
+/* Returns 0, SHOAL_EINVAL (rate, burst or max_addresses 0) or
+ * SHOAL_ENOMEM. */
 int ratelimit_init(struct ratelimit *rl, uint32_t rate, uint32_t burst,
                    size_t max_addresses);
 void ratelimit_close(struct ratelimit *rl);

@@ -59,9 +59,9 @@ unsigned registry_announce(struct registry *r, const uint8_t pk[32],
       continue;
     }
     p.seeding = it->role == TMSG_ROLE_SEEDING;
+    int completed = a->event == TMSG_EVENT_COMPLETED && p.seeding;
     int err = r->store->ops->put(r->store, it->content, &p, now_s + life,
-                                 a->event == TMSG_EVENT_COMPLETED && p.seeding,
-                                 r->max_peers);
+                                 completed, r->max_peers);
     if (err < 0) {
       if (*first_err == 0) {
         *first_err = err;
@@ -69,7 +69,9 @@ unsigned registry_announce(struct registry *r, const uint8_t pk[32],
       continue;
     }
     if (changed != NULL) {
-      changed[i] = err == STORE_CHANGED;
+      /* A completed download changes the swarm's completed count, which a
+       * lookup shows, even when the peer itself is unchanged. */
+      changed[i] = err == STORE_CHANGED || completed;
     }
     ok++;
   }

@@ -33,6 +33,7 @@ struct conn {
   struct peer_addr from;
   enum conn_state state;
   uint64_t last_frame_ms;
+  uint64_t limited_until; /* see struct peer_addr */
   size_t pending; /* reply bytes queued but not yet written */
   struct conn *prev, *next;
 };
@@ -250,6 +251,7 @@ static void on_connection(uv_stream_t *server, int status) {
   if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &len) == 0) {
     describe(&ss, &c->from);
   }
+  c->from.limited_until = &c->limited_until;
   if (t->n_conns > t->cfg.max_conns) {
     log_warn("tracker", "refused connection from %s: %u connections is the "
              "limit", c->from.text, t->cfg.max_conns);

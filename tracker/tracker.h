@@ -105,6 +105,10 @@ struct peer_addr {
   uint8_t family; /* 4 or 6 */
   uint8_t addr[16];
   char text[64]; /* "1.2.3.4:5678" for logs */
+  /* The connection's "retry after" deadline (uv_now ms), or NULL. A client
+   * that sends again before it is closed, so that ignoring the limit costs
+   * the tracker at most two signed refusals per connection. */
+  uint64_t *limited_until;
 };
 
 /* Sets up everything but the network. Returns 0 or an error. */
