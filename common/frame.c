@@ -86,6 +86,12 @@ int frame_decoder_next(struct frame_decoder *d, const uint8_t *data,
   if (take > len - off) {
     take = len - off;
   }
+  if (take == 0) {
+    /* The header ended exactly at the end of the input: nothing to copy,
+     * and no buffer may exist yet. */
+    *consumed = off;
+    return 0;
+  }
   /* Grow with the bytes that actually arrived, not with the announced
    * length: a peer that sends a header and stalls pins almost nothing. */
   if (d->body_cap < d->body_have + take) {

@@ -179,8 +179,8 @@ static void expect_tracker_bad(const char *text, const char *reason) {
   memset(&t, 0xa5, sizeof(t));
   int rc = parse_tracker_exact(text, strlen(text), &t, &why);
   if (rc != SHOAL_EBADLINK || why == NULL || strstr(why, reason) == NULL) {
-    print_error("tracker \"%s\" gave %d (%s), want SHOAL_EBADLINK (%s)\n",
-                text, rc, why ? why : "why not set", reason);
+    print_error("tracker \"%s\" gave %d (%s), want SHOAL_EBADLINK (%s)\n", text,
+                rc, why ? why : "why not set", reason);
   }
   assert_int_equal(rc, SHOAL_EBADLINK);
   assert_non_null(why);
@@ -190,8 +190,8 @@ static void expect_tracker_bad(const char *text, const char *reason) {
    * it holds characters that mean something else in a link). */
   if (strpbrk(text, "%&") == NULL) {
     char tmpl[TEXT_CAP];
-    snprintf(tmpl, sizeof(tmpl),
-             "shoal:$ID?name=a&size=1&tracker=%s&key=$KEY", text);
+    snprintf(tmpl, sizeof(tmpl), "shoal:$ID?name=a&size=1&tracker=%s&key=$KEY",
+             text);
     expect_bad(tmpl, reason);
   }
 }
@@ -236,8 +236,7 @@ static size_t round_trip(const struct share_link *l, char *out, size_t cap) {
   assert_memory_equal(back.id, l->id, sizeof(l->id));
   assert_string_equal(back.name, l->name);
   assert_true(back.size == l->size);
-  assert_memory_equal(back.tracker_key, l->tracker_key,
-                      sizeof(l->tracker_key));
+  assert_memory_equal(back.tracker_key, l->tracker_key, sizeof(l->tracker_key));
   assert_int_equal(back.tracker_count, l->tracker_count);
   for (size_t i = 0; i < l->tracker_count; i++) {
     assert_string_equal(back.trackers[i].host, l->trackers[i].host);
@@ -288,8 +287,12 @@ static void link_round_trip_host_name_tracker(void **state) {
   char label63[64 + 4];
   memset(label63, 'b', 63);
   memcpy(label63 + 63, ".io", 4);
-  const char *hosts[] = {"tracker.example.org", "localhost", "x-1.y2.Z3",
-                         longest, label63, "1.2.3.4a"};
+  const char *hosts[] = {"tracker.example.org",
+                         "localhost",
+                         "x-1.y2.Z3",
+                         longest,
+                         label63,
+                         "1.2.3.4a"};
   const uint16_t ports[] = {7070, 80, 443, 9, 10, 11};
   struct share_link l;
   char text[TEXT_CAP];
@@ -300,10 +303,9 @@ static void link_round_trip_host_name_tracker(void **state) {
 
 static void link_round_trip_with_max_trackers_keeps_their_order(void **state) {
   (void)state;
-  const char *hosts[LINK_MAX_TRACKERS] = {"t1.example", "10.0.0.1", "::1",
-                                          "t4.example", "fe80::1",
-                                          "127.0.0.1", "t7",
-                                          "2001:db8::8"};
+  const char *hosts[LINK_MAX_TRACKERS] = {
+      "t1.example", "10.0.0.1",  "::1", "t4.example",
+      "fe80::1",    "127.0.0.1", "t7",  "2001:db8::8"};
   const uint16_t ports[LINK_MAX_TRACKERS] = {1, 2, 3, 4, 5, 6, 7, 8};
   struct share_link l;
   char text[TEXT_CAP];
@@ -348,8 +350,8 @@ static void link_round_trip_names_that_need_percent_encoding(void **state) {
   const char *names[] = {
       "my holiday photos",
       "r\xc3\xa9sum\xc3\xa9 \xe2\x80\x93 2024.pdf", /* résumé – 2024.pdf */
-      "\xe6\x97\xa5\xe6\x9c\xac\xe8\xaa\x9e",     /* 日本語 */
-      "\xf0\x9f\x90\x9f fish",                    /* U+1F41F, 4 bytes */
+      "\xe6\x97\xa5\xe6\x9c\xac\xe8\xaa\x9e",       /* 日本語 */
+      "\xf0\x9f\x90\x9f fish",                      /* U+1F41F, 4 bytes */
       "100%.txt",
       "%41%zz",
       "a&b=c+d.txt",
@@ -402,9 +404,8 @@ static void link_round_trip_size_zero_and_uint64_max(void **state) {
 
 static void link_parameters_in_any_order_give_the_same_link(void **state) {
   (void)state;
-  static const char *const params[4] = {"name=r%C3%A9sum%C3%A9.pdf",
-                                        "size=77", "tracker=[::1]:7070",
-                                        "key=$KEY"};
+  static const char *const params[4] = {"name=r%C3%A9sum%C3%A9.pdf", "size=77",
+                                        "tracker=[::1]:7070", "key=$KEY"};
   struct share_link first;
   int have_first = 0;
   /* All 24 orders. */
@@ -412,8 +413,8 @@ static void link_parameters_in_any_order_give_the_same_link(void **state) {
     for (int b = 0; b < 4; b++) {
       for (int c = 0; c < 4; c++) {
         int d = 6 - a - b - c;
-        if (a == b || a == c || b == c || d < 0 || d > 3 || d == a ||
-            d == b || d == c) {
+        if (a == b || a == c || b == c || d < 0 || d > 3 || d == a || d == b ||
+            d == c) {
           continue;
         }
         char tmpl[TEXT_CAP];
@@ -459,9 +460,9 @@ static void link_scheme_and_ids_are_case_insensitive(void **state) {
   char up_id[TEXTID_STRLEN];
   char up_key[TEXTID_STRLEN];
   for (size_t i = 0; i < TEXTID_STRLEN; i++) {
-    up_id[i] = (char)(id_text[i] >= 'a' && id_text[i] <= 'z'
-                          ? id_text[i] - 'a' + 'A'
-                          : id_text[i]);
+    up_id[i] =
+        (char)(id_text[i] >= 'a' && id_text[i] <= 'z' ? id_text[i] - 'a' + 'A'
+                                                      : id_text[i]);
     up_key[i] = (char)(key_text[i] >= 'a' && key_text[i] <= 'z'
                            ? key_text[i] - 'a' + 'A'
                            : key_text[i]);
@@ -480,8 +481,7 @@ static void link_extension_parameters_are_ignored(void **state) {
   expect_good("shoal:$ID?" GOOD_PARAMS, &want);
   expect_good("shoal:$ID?x-foo=bar&" GOOD_PARAMS, &l);
   assert_memory_equal(&l, &want, sizeof(l));
-  expect_good("shoal:$ID?" GOOD_PARAMS "&x-foo=bar&x-foo=again&x-=&x-e=",
-              &l);
+  expect_good("shoal:$ID?" GOOD_PARAMS "&x-foo=bar&x-foo=again&x-=&x-e=", &l);
   assert_memory_equal(&l, &want, sizeof(l));
   expect_good("shoal:$ID?name=report.pdf&x-name=other&size=1234"
               "&x-tracker=9.9.9.9:9&tracker=1.2.3.4:7070&key=$KEY",
@@ -588,23 +588,25 @@ static void link_refuses_unsafe_names(void **state) {
       "a/b",         /* a raw '/' */
       "a%00b",       /* a NUL would cut the name */
       "%00",
-      "a%01b",       /* control characters */
+      "a%01b", /* control characters */
       "a%0A",
       "%1F",
       "%7F",
-      "a%5Cb",       /* a backslash */
-      "%C0%AF",      /* overlong '/' */
-      "%C3",         /* truncated UTF-8 */
+      "a%5Cb",  /* a backslash */
+      "%C0%AF", /* overlong '/' */
+      "%C3",    /* truncated UTF-8 */
       "%E2%82",
-      "%80",         /* a lone continuation byte */
-      "%ED%A0%80",   /* a UTF-16 surrogate */
+      "%80",          /* a lone continuation byte */
+      "%ED%A0%80",    /* a UTF-16 surrogate */
       "%F4%90%80%80", /* above U+10FFFF */
       "%FF",
   };
   for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
     char tmpl[TEXT_CAP];
-    snprintf(tmpl, sizeof(tmpl), "shoal:$ID?name=%s&size=1&tracker=h:1"
-             "&key=$KEY", names[i]);
+    snprintf(tmpl, sizeof(tmpl),
+             "shoal:$ID?name=%s&size=1&tracker=h:1"
+             "&key=$KEY",
+             names[i]);
     expect_bad(tmpl, "name is not a safe file name");
   }
   /* 256 bytes is one over the longest segment; 255 is accepted. */
@@ -646,9 +648,25 @@ static void link_refuses_bad_size(void **state) {
   (void)state;
   const char *reason = "size is not a decimal number";
   static const char *const sizes[] = {
-      "", "-5", "-0", "+5", "01", "00", "0x10", "10h", "1e3", "1.5", " 5",
-      "5 ", "%205", "1,000", "18446744073709551616", "18446744073709551620",
-      "99999999999999999999", "184467440737095516150", "000000000000000000001",
+      "",
+      "-5",
+      "-0",
+      "+5",
+      "01",
+      "00",
+      "0x10",
+      "10h",
+      "1e3",
+      "1.5",
+      " 5",
+      "5 ",
+      "%205",
+      "1,000",
+      "18446744073709551616",
+      "18446744073709551620",
+      "99999999999999999999",
+      "184467440737095516150",
+      "000000000000000000001",
   };
   for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
     char tmpl[TEXT_CAP];
@@ -729,9 +747,9 @@ static void link_refuses_bad_tracker(void **state) {
     struct link_tracker t;
     const char *why = NULL;
     memset(&t, 0xa5, sizeof(t));
-    assert_int_equal(parse_tracker_exact(nul_in_v6, sizeof(nul_in_v6) - 1,
-                                         &t, &why),
-                     SHOAL_EBADLINK);
+    assert_int_equal(
+        parse_tracker_exact(nul_in_v6, sizeof(nul_in_v6) - 1, &t, &why),
+        SHOAL_EBADLINK);
     assert_non_null(why);
     assert_non_null(strstr(why, "IPv6 address is not valid"));
     assert_true(is_zero(&t, sizeof(t)));
@@ -764,8 +782,8 @@ static void link_refuses_more_than_max_trackers(void **state) {
   (void)state;
   char tmpl[TEXT_CAP];
   struct share_link l;
-  size_t n = (size_t)snprintf(tmpl, sizeof(tmpl),
-                              "shoal:$ID?name=a&size=1&key=$KEY");
+  size_t n =
+      (size_t)snprintf(tmpl, sizeof(tmpl), "shoal:$ID?name=a&size=1&key=$KEY");
   for (unsigned i = 1; i <= LINK_MAX_TRACKERS + 1; i++) {
     if (i == LINK_MAX_TRACKERS + 1) {
       expect_good(tmpl, &l);
@@ -773,8 +791,7 @@ static void link_refuses_more_than_max_trackers(void **state) {
       assert_string_equal(l.trackers[7].host, "t8");
       assert_int_equal(l.trackers[7].port, 8);
     }
-    n += (size_t)snprintf(tmpl + n, sizeof(tmpl) - n, "&tracker=t%u:%u", i,
-                          i);
+    n += (size_t)snprintf(tmpl + n, sizeof(tmpl) - n, "&tracker=t%u:%u", i, i);
     assert_true(n < sizeof(tmpl));
   }
   expect_bad(tmpl, "too many trackers (at most 8)");
@@ -792,8 +809,8 @@ static void link_refuses_bad_tracker_key(void **state) {
   expect_bad("shoal:$ID?name=a&size=1&tracker=h:1&key=0$KEY",
              "tracker key is not a 56-character key");
   char tmpl[TEXT_CAP];
-  snprintf(tmpl, sizeof(tmpl),
-           "shoal:$ID?name=a&size=1&tracker=h:1&key=%.55s1", key_text);
+  snprintf(tmpl, sizeof(tmpl), "shoal:$ID?name=a&size=1&tracker=h:1&key=%.55s1",
+           key_text);
   expect_bad(tmpl, "tracker key is not a 56-character key");
   expect_bad("shoal:$ID?name=a&size=1&tracker=h:1&key=$KEYX",
              "tracker key checksum does not match");
@@ -806,8 +823,8 @@ static void link_refuses_text_longer_than_max_chars(void **state) {
   (void)state;
   char *text = malloc(LINK_MAX_CHARS + 2);
   assert_non_null(text);
-  size_t base = expand("shoal:$ID?" GOOD_PARAMS "&x-pad=", text,
-                       LINK_MAX_CHARS + 2);
+  size_t base =
+      expand("shoal:$ID?" GOOD_PARAMS "&x-pad=", text, LINK_MAX_CHARS + 2);
   /* Pad an extension value to exactly LINK_MAX_CHARS: accepted. */
   memset(text + base, 'p', LINK_MAX_CHARS - base);
   struct share_link l;
@@ -853,8 +870,8 @@ static void link_parse_tracker_accepts_the_three_forms(void **state) {
     struct link_tracker t;
     const char *why = NULL;
     memset(&t, 0xa5, sizeof(t));
-    int rc = parse_tracker_exact(cases[i].text, strlen(cases[i].text), &t,
-                                 &why);
+    int rc =
+        parse_tracker_exact(cases[i].text, strlen(cases[i].text), &t, &why);
     if (rc != 0) {
       print_error("\"%s\": %s\n", cases[i].text, why ? why : "?");
     }
@@ -961,8 +978,8 @@ static void link_format_refuses_links_that_would_not_parse_back(void **state) {
   expect_format_einval(&l);
 
   static const char *const bad_names[] = {
-      "", ".", "..", "a/b", "/a", "a\\b", "a\x01", "\x7f", "\xc0\xaf",
-      "\xff", "\xed\xa0\x80",
+      "",      ".",    "..",       "a/b",  "/a",           "a\\b",
+      "a\x01", "\x7f", "\xc0\xaf", "\xff", "\xed\xa0\x80",
   };
   for (size_t i = 0; i < sizeof(bad_names) / sizeof(bad_names[0]); i++) {
     make_link(&l, bad_names[i], 1, hosts, ports, 1);
@@ -977,13 +994,11 @@ static void link_format_refuses_links_that_would_not_parse_back(void **state) {
     const char *host;
     uint16_t port;
   } bad_trackers[] = {
-      {"h", 0},           {"", 1},         {"bad_host", 1},
-      {"1.2.3.256", 1},   {"-a", 1},       {"zz::1", 1},
-      {"fe80::1%eth0", 1}, {"[::1]", 1},    {"a b", 1},
-      {"h&key=x", 1},
+      {"h", 0},   {"", 1},        {"bad_host", 1},     {"1.2.3.256", 1},
+      {"-a", 1},  {"zz::1", 1},   {"fe80::1%eth0", 1}, {"[::1]", 1},
+      {"a b", 1}, {"h&key=x", 1},
   };
-  for (size_t i = 0; i < sizeof(bad_trackers) / sizeof(bad_trackers[0]);
-       i++) {
+  for (size_t i = 0; i < sizeof(bad_trackers) / sizeof(bad_trackers[0]); i++) {
     const char *h[2] = {"good.example", bad_trackers[i].host};
     const uint16_t p[2] = {1, bad_trackers[i].port};
     make_link(&l, "a", 1, h, p, 2);
@@ -1061,9 +1076,9 @@ static void link_every_prefix_is_refused_unless_itself_valid(void **state) {
 
 static void link_every_byte_mutated_is_refused_or_round_trips(void **state) {
   (void)state;
-  static const char subst[] = {'\0', '%', '&', '=', '?', ':', '[', ']',
-                               '/',  '.', '-', 'A', 'z', '0', '9', ' ',
-                               '+',  (char)0x80, (char)0xff, 'x'};
+  static const char subst[] = {'\0', '%', '&', '=',        '?',        ':', '[',
+                               ']',  '/', '.', '-',        'A',        'z', '0',
+                               '9',  ' ', '+', (char)0x80, (char)0xff, 'x'};
   const char *links[] = {
       "shoal:$ID?name=a%20b&size=12345&tracker=[::1]:7070"
       "&tracker=t.example:80&tracker=10.0.0.1:1&key=$KEY&x-e=v",

@@ -1,0 +1,121 @@
+/* libFuzzer target for common/link: share-link and tracker parsing.
+ *
+ * The input is parsed as a whole link and as a lone tracker address. A
+ * refusal must be SHOAL_EBADLINK with a reason and a zeroed output. Whatever
+ * is accepted must format (link_format never refuses a parsed link) and
+ * parse back to the identical struct: a link that changes meaning when it
+ * is shared again would be a bug.
+ */
+#include <sodium.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/error.h"
+#include "common/link.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+static int is_zero(const void *p, size_t n) {
+  const uint8_t *b = p;
+  for (size_t i = 0; i < n; i++) {
+    if (b[i] != 0) {
+      return 0;
+    }
+  }
+  return 1;
+}
+
+static void fail(const char *what, const char *detail) {
+  fprintf(stderr, "fuzz_link: %s%s%s\n", what, detail ? ": " : "",
+          detail ? detail : "");
+  abort();
+}
+
+static void check_link(const char *text, size_t size) {
+  static struct share_link l;
+  static struct share_link back;
+  static char out[2 * LINK_MAX_CHARS];
+  const char *why = "not cleared";
+
+  memset(&l, 0xa5, sizeof(l));
+  int rc = link_parse(text, size, &l, &why);
+  if (rc != 0) {
+    if (rc != SHOAL_EBADLINK || why == NULL || !is_zero(&l, sizeof(l))) {
+      fail("refusal without SHOAL_EBADLINK, a reason and a zeroed output", why);
+    }
+    return;
+  }
+  if (why != NULL || l.tracker_count == 0 ||
+      l.tracker_count > LINK_MAX_TRACKERS || l.name[0] == '\0') {
+    fail("accepted link is incomplete", why);
+  }
+  int n = link_format(&l, out, sizeof(out));
+  if (n < 0) {
+    fail("link_format refused a parsed link", NULL);
+  }
+  if ((size_t)n != strlen(out) || (size_t)n > LINK_MAX_CHARS) {
+    fail("formatted link has the wrong length", out);
+  }
+  memset(&back, 0xa5, sizeof(back));
+  why = NULL;
+  if (link_parse(out, (size_t)n, &back, &why) != 0) {
+    fprintf(stderr, "formatted: %s\n", out);
+    fail("formatted link does not parse back", why);
+  }
+  if (memcmp(&l, &back, sizeof(l)) != 0) {
+    fail("formatted link parses to a different link", out);
+  }
+}
+
+static void check_tracker(const char *text, size_t size) {
+  struct link_tracker t;
+  struct link_tracker back;
+  char addr[LINK_MAX_HOST + 16];
+  const char *why = "not cleared";
+
+  memset(&t, 0xa5, sizeof(t));
+  int rc = link_parse_tracker(text, size, &t, &why);
+  if (rc != 0) {
+    if (rc != SHOAL_EBADLINK || why == NULL || !is_zero(&t, sizeof(t))) {
+      fail("tracker refusal without a reason and a zeroed output", why);
+    }
+    return;
+  }
+  size_t hlen = strnlen(t.host, sizeof(t.host));
+  if (hlen == 0 || hlen > LINK_MAX_HOST || t.port == 0 ||
+      !is_zero(t.host + hlen, sizeof(t.host) - hlen)) {
+    fail("accepted tracker is malformed", t.host);
+  }
+  /* Written back the way link_format writes it, it must parse the same. */
+  int v6 = strchr(t.host, ':') != NULL;
+  snprintf(addr, sizeof(addr), v6 ? "[%s]:%u" : "%s:%u", t.host,
+           (unsigned)t.port);
+  memset(&back, 0xa5, sizeof(back));
+  if (link_parse_tracker(addr, strlen(addr), &back, &why) != 0 ||
+      memcmp(&t, &back, sizeof(t)) != 0) {
+    fail("tracker does not survive being written back", addr);
+  }
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+  static int ready;
+  if (!ready) {
+    if (sodium_init() < 0) {
+      abort();
+    }
+    ready = 1;
+  }
+  /* An exact-size copy, so that a read past `size` is caught by ASan even
+   * when libFuzzer's own buffer happens to be larger. */
+  char *text = malloc(size ? size : 1);
+  if (text == NULL) {
+    return 0;
+  }
+  memcpy(text, data, size);
+  check_link(text, size);
+  check_tracker(text, size);
+  free(text);
+  return 0;
+}
