@@ -55,10 +55,15 @@ static void read_text(struct buf_reader *r, char *out, size_t max, int *err) {
   out[n] = '\0';
 }
 
-static void add_text(struct buf *b, const char *s) {
+/* Appends a text field; refuses one its decoder would refuse. */
+static int add_text(struct buf *b, const char *s, size_t max) {
   size_t n = strlen(s);
+  if (n > max || !text_ok((const uint8_t *)s, n)) {
+    return SHOAL_EINVAL;
+  }
   buf_add_u16(b, (uint16_t)n);
   buf_add(b, s, n);
+  return 0;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -275,7 +280,9 @@ int tmsg_publish_encode(struct buf *out, const struct tmsg_publish *m) {
   }
   buf_add(out, m->content, TMSG_ID_BYTES);
   buf_add_u64(out, m->size);
-  add_text(out, m->name);
+  if (add_text(out, m->name, TMSG_MAX_NAME) != 0) {
+    return SHOAL_EINVAL;
+  }
   buf_add(out, m->manifest_sig, IDENTITY_SIG_BYTES);
   return buf_err(out);
 }
@@ -315,10 +322,10 @@ int tmsg_publish_ok_decode(const uint8_t *p, size_t len,
 /* ------------------------------------------------------------------------ */
 
 int tmsg_search_encode(struct buf *out, const struct tmsg_search *m) {
-  if (strlen(m->query) > TMSG_MAX_QUERY || m->limit > TMSG_MAX_RESULTS) {
+  if (m->limit > TMSG_MAX_RESULTS ||
+      add_text(out, m->query, TMSG_MAX_QUERY) != 0) {
     return SHOAL_EINVAL;
   }
-  add_text(out, m->query);
   buf_add_u32(out, m->offset);
   buf_add_u16(out, m->limit);
   return buf_err(out);
@@ -344,7 +351,9 @@ int tmsg_search_ok_encode(struct buf *out, const struct tmsg_search_ok *m) {
   for (uint16_t i = 0; i < m->count; i++) {
     const struct tmsg_result *res = &m->results[i];
     buf_add(out, res->content, TMSG_ID_BYTES);
-    add_text(out, res->name);
+    if (add_text(out, res->name, TMSG_MAX_NAME) != 0) {
+      return SHOAL_EINVAL;
+    }
     buf_add_u64(out, res->size);
     buf_add(out, res->publisher, IDENTITY_PK_BYTES);
     buf_add_u32(out, res->seeders);
@@ -380,14 +389,16 @@ int tmsg_search_ok_decode(const uint8_t *p, size_t len,
 /* ------------------------------------------------------------------------ */
 
 int tmsg_error_encode(struct buf *out, const struct tmsg_error *m) {
-  if (strlen(m->reason) > TMSG_MAX_REASON) {
+  if (m->code >= 0) {
     return SHOAL_EINVAL;
   }
   buf_add_u8(out, m->request_type);
   buf_add_u64(out, m->request_id);
   buf_add_u32(out, (uint32_t)m->code);
   buf_add_u32(out, m->retry_after_ms);
-  add_text(out, m->reason);
+  if (add_text(out, m->reason, TMSG_MAX_REASON) != 0) {
+    return SHOAL_EINVAL;
+  }
   return buf_err(out);
 }
 

@@ -10,7 +10,9 @@
  * Query frame (docs/protocol.md, "Tracker query"):
  *   0 u8 version (ENVELOPE_VERSION)   1 u8 class (TMSG_QUERY_CLASS)
  *   2 u8 type                         3 u8 flags (0)
- *   4 u64 query id (chosen by the client, echoed in error replies)
+ *   4 u64 query id (chosen by the client; echoed in an error reply when
+ *         the query header could be read and the request was not refused
+ *         by the rate limit, else 0)
  *   12 u32 payload length n           16 n payload
  *
  * The decoders take a payload (already verified by envelope_open for signed
@@ -89,7 +91,8 @@ struct tmsg_announce_ok {
   uint64_t seq; /* the announce's sequence number */
   uint32_t interval_s;
   uint32_t min_interval_s;
-  uint16_t accepted; /* items registered (the rest hit a limit) */
+  uint16_t accepted; /* items registered (the rest hit a limit); for a
+                        stopped event, every item (removal is idempotent) */
 };
 
 #define TMSG_LOOKUP_SEEDERS_FIRST 1u

@@ -543,6 +543,84 @@ static void rate_limit_answers_with_retry_after(void **state) {
   assert_true(tc_wait_closed(fd, TIMEOUT_MS));
 }
 
+/* A client that pipelines far more than it reads: the tracker pauses
+ * reading it (back-pressure), resumes as replies drain, and answers every
+ * request in order without losing any of the bytes it had read. */
+static void slow_reader_gets_every_reply_in_order(void **state) {
+  struct fixture *f = *state;
+  enum { LOOKUPS = 4000 };
+  const char *args[] = {"--rate", "1000000", "--burst", "1000000", NULL};
+  uint8_t c[32];
+  struct buf all;
+  start(f, args);
+  content_id(c, 13);
+  int fd = connect_tracked(f);
+  for (unsigned i = 0; i < 60; i++) {
+    struct identity id;
+    key(&id, 300 + i);
+    announce(f, fd, &id, 1, 5000, TMSG_EVENT_STARTED, c, TMSG_ROLE_SEEDING);
+    identity_close(&id);
+  }
+  buf_init(&all, 8 << 20);
+  for (unsigned i = 0; i < LOOKUPS; i++) {
+    uint8_t hdr[FRAME_HEADER_BYTES];
+    tc_query_lookup(&f->msg, i, c, 50, 0, NULL);
+    frame_header(hdr, f->msg.len);
+    buf_add(&all, hdr, sizeof(hdr));
+    buf_add(&all, f->msg.data, f->msg.len);
+  }
+  assert_int_equal(buf_err(&all), 0);
+  /* Each reply is about 2.7 KB: 4000 of them are far more than the
+   * tracker keeps pending for one client. */
+  assert_int_equal(tc_write(fd, all.data, all.len), 0);
+  for (unsigned i = 0; i < LOOKUPS; i++) {
+    const uint8_t *p;
+    size_t n;
+    struct tmsg_lookup_ok r;
+    assert_int_equal(tc_recv_frame(fd, &f->frame, TIMEOUT_MS), 0);
+    assert_int_equal(tc_open_reply(&f->t, &f->frame, &p, &n),
+                     TMSG_LOOKUP_OK);
+    assert_int_equal(tmsg_lookup_ok_decode(p, n, &r), 0);
+    assert_int_equal(r.count, 50);
+  }
+  buf_free(&all);
+}
+
+/* A client that sends a pile of requests and closes at once makes the
+ * tracker's writes fail (EPIPE); the tracker must live on. */
+static void client_closing_with_replies_in_flight_is_harmless(void **state) {
+  struct fixture *f = *state;
+  const char *args[] = {"--rate", "1000000", "--burst", "1000000", NULL};
+  uint8_t c[32];
+  struct buf all;
+  start(f, args);
+  content_id(c, 14);
+  int fd = connect_tracked(f);
+  for (unsigned i = 0; i < 60; i++) {
+    struct identity id;
+    key(&id, 400 + i);
+    announce(f, fd, &id, 1, 5000, TMSG_EVENT_STARTED, c, TMSG_ROLE_SEEDING);
+    identity_close(&id);
+  }
+  buf_init(&all, 8 << 20);
+  for (unsigned i = 0; i < 3000; i++) {
+    uint8_t hdr[FRAME_HEADER_BYTES];
+    tc_query_lookup(&f->msg, i, c, 50, 0, NULL);
+    frame_header(hdr, f->msg.len);
+    buf_add(&all, hdr, sizeof(hdr));
+    buf_add(&all, f->msg.data, f->msg.len);
+  }
+  for (int round = 0; round < 3; round++) {
+    int quick = tc_connect(f->t.port);
+    assert_true(quick >= 0);
+    assert_int_equal(tc_write(quick, all.data, all.len), 0);
+    close(quick);
+  }
+  buf_free(&all);
+  still_serves_others(f);
+  assert_int_equal(kill(f->t.pid, 0), 0);
+}
+
 static void sigterm_stops_cleanly(void **state) {
   struct fixture *f = *state;
   start(f, NULL);
@@ -596,6 +674,10 @@ int main(void) {
           trickling_client_is_closed_by_idle_timeout, setup, teardown),
       cmocka_unit_test_setup_teardown(rate_limit_answers_with_retry_after,
                                       setup, teardown),
+      cmocka_unit_test_setup_teardown(slow_reader_gets_every_reply_in_order,
+                                      setup, teardown),
+      cmocka_unit_test_setup_teardown(
+          client_closing_with_replies_in_flight_is_harmless, setup, teardown),
       cmocka_unit_test_setup_teardown(sigterm_stops_cleanly, setup, teardown),
       cmocka_unit_test(bad_flag_names_the_flag_and_exits_2),
   };

@@ -577,6 +577,15 @@ static void test_completed_counts_only_seeding_completed_events(void **state) {
   assert_int_equal(r.downloaders, 2);
   assert_int_equal(r.completed, 1);
 
+  /* A seeder repeating the completed event counts nothing: one peer
+   * cannot inflate the count. */
+  for (int k = 0; k < 3; k++) {
+    announce_one(&f, pk[2], c, TMSG_ROLE_SEEDING, TMSG_EVENT_COMPLETED, 3,
+                 NULL);
+  }
+  lookup(&f, c, NULL, 0, 0, &r);
+  assert_int_equal(r.completed, 1);
+
   /* A completed download survives its peer leaving. */
   announce_one(&f, pk[2], c, TMSG_ROLE_SEEDING, TMSG_EVENT_STOPPED, 4, NULL);
   lookup(&f, c, NULL, 0, 0, &r);
@@ -1286,10 +1295,14 @@ static void test_random_operations_match_a_reference_model(void **state) {
       } else {
         assert_int_equal(ok, 1);
         assert_int_equal(err, 0);
+        /* A completion counts once: a new seeder, or a downloader that
+         * became one; a seeder repeating the event counts nothing. */
+        int was_seeding = m.row[s][k].live && m.row[s][k].seeding;
+        m.completed[s] +=
+            event == TMSG_EVENT_COMPLETED && seeding && !was_seeding;
         m.row[s][k].live = 1;
         m.row[s][k].seeding = seeding;
         m.row[s][k].expires = now + LIFE;
-        m.completed[s] += event == TMSG_EVENT_COMPLETED && seeding;
       }
     } else if (what < 70) {
       int err;

@@ -60,7 +60,7 @@ const struct catalog_entry *catalog_find(const struct catalog *c,
 /* Fills reply with the page [offset, offset + limit) of the matches (limit
  * clamped to TMSG_MAX_RESULTS) and their total. Seeder and downloader
  * counts are left for the caller. Returns SHOAL_EINVAL for an empty query
- * or one with more than CATALOG_MAX_WORDS words. */
+ * or one with more than CATALOG_MAX_WORDS words, or SHOAL_ENOMEM. */
 int catalog_search(const struct catalog *c, const struct tmsg_search *q,
                    struct tmsg_search_ok *reply);
 /* Removes up to max_work entries not announced within ttl_s. */

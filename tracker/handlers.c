@@ -344,8 +344,10 @@ static int on_search(struct tracker *t, const struct tmsg_query *qm,
   err = catalog_search(&t->cat, &q, reply);
   if (err != 0) {
     free(reply);
-    handlers_error(t, out, TMSG_SEARCH, qm->id, err, 0,
-                   "search needs 1 to 8 words");
+    handlers_error(t, out, TMSG_SEARCH, qm->id, err,
+                   err == SHOAL_ENOMEM ? 1000 : 0,
+                   err == SHOAL_ENOMEM ? "tracker is out of memory"
+                                       : "search needs 1 to 8 words");
     return 0;
   }
   for (uint16_t i = 0; i < reply->count; i++) {

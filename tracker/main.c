@@ -1,5 +1,6 @@
 /* shoal-tracker: the central tracker daemon. */
 #include <errno.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,7 +24,8 @@ static const char usage[] =
     "  --listen ADDR:PORT       listen here (repeatable; IPv4 or [IPv6]);\n"
     "                           default [::]:7070, else 0.0.0.0:7070\n"
     "  --key FILE               tracker key, created on first run; default\n"
-    "                           $XDG_DATA_HOME/shoal/tracker.key\n"
+    "                           $XDG_DATA_HOME/shoal/tracker.key, else\n"
+    "                           ~/.local/share/shoal/tracker.key\n"
     "  --interval SECONDS       announce interval told to peers (1800)\n"
     "  --max-connections N      open connections at most (1024)\n"
     "  --rate N                 requests a second per address (50)\n"
@@ -220,6 +222,9 @@ int main(int argc, char **argv) {
     fprintf(stderr, "shoal-tracker: libsodium cannot start\n");
     return 1;
   }
+  /* A client that closes while replies are in flight must cost a write
+   * error (EPIPE), not the process. */
+  signal(SIGPIPE, SIG_IGN);
   err = identity_load_or_create(&id, cfg.key_path, &created);
   if (err != 0) {
     fprintf(stderr, "shoal-tracker: key %s: %s\n", cfg.key_path,
@@ -249,7 +254,7 @@ int main(int argc, char **argv) {
     return 1;
   }
   err = server_start(&t);
-  if (err != 0 && default_listen) {
+  if ((err == UV_EAFNOSUPPORT || err == UV_EADDRNOTAVAIL) && default_listen) {
     /* No IPv6 on this host: fall back to IPv4 only. */
     server_stop(&t);
     uv_run(&loop, UV_RUN_DEFAULT);

@@ -35,6 +35,8 @@ struct conn {
   uint64_t last_frame_ms;
   uint64_t limited_until; /* see struct peer_addr */
   size_t pending; /* reply bytes queued but not yet written */
+  uint8_t *stash; /* input read but not yet handled when reading paused */
+  size_t stash_len;
   struct conn *prev, *next;
 };
 
@@ -46,6 +48,9 @@ struct wreq {
 };
 
 static void conn_close(struct conn *c);
+static void conn_resume(struct conn *c);
+static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b);
+static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *b);
 
 static void conn_set_state(struct conn *c, enum conn_state s) {
   if (c->state != s) {
@@ -68,6 +73,7 @@ static void on_close(uv_handle_t *h) {
   }
   t->n_conns--;
   frame_decoder_close(&c->dec);
+  free(c->stash);
   free(c);
 }
 
@@ -100,28 +106,18 @@ static void on_write(uv_write_t *req, int status) {
   if (c->state == CONN_DRAINING && c->pending == 0) {
     conn_close(c);
   } else if (c->state == CONN_BLOCKED && c->pending < TRACKER_MAX_PENDING / 2) {
-    conn_set_state(c, CONN_READING);
-    uv_read_start((uv_stream_t *)&c->tcp, on_alloc, NULL);
+    conn_resume(c);
   }
 }
 
 /* Queues the bytes gathered in t->out; closes after them when `last`. */
 static void conn_send(struct conn *c, int last);
 
-static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b) {
-  struct conn *c = s->data;
+/* Handles the frames in p[0..left) while the connection is reading. When
+ * reading pauses for back-pressure, the rest is kept in the stash. */
+static void conn_process(struct conn *c, const uint8_t *p, size_t left) {
   struct tracker *t = c->t;
-  const uint8_t *p = (const uint8_t *)b->base;
-  size_t left = nread > 0 ? (size_t)nread : 0;
 
-  if (nread < 0) {
-    if (nread != UV_EOF) {
-      log_debug("tracker", "connection %s: %s", c->from.text,
-                shoal_strerror((int)nread));
-    }
-    conn_close(c);
-    return;
-  }
   buf_reset(&t->out);
   while (left > 0 && c->state == CONN_READING) {
     const uint8_t *frame;
@@ -154,6 +150,48 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b) {
     }
   }
   conn_send(c, 0);
+  if (left > 0 && c->state == CONN_BLOCKED) {
+    /* The bytes are in the shared read buffer, which the next read of any
+     * connection overwrites: keep a copy until this one resumes. */
+    c->stash = malloc(left);
+    if (c->stash == NULL) {
+      conn_close(c);
+      return;
+    }
+    memcpy(c->stash, p, left);
+    c->stash_len = left;
+  }
+}
+
+/* Back-pressure is over: handle what was stashed, then read again. */
+static void conn_resume(struct conn *c) {
+  conn_set_state(c, CONN_READING);
+  if (c->stash != NULL) {
+    uint8_t *p = c->stash;
+    size_t n = c->stash_len;
+    c->stash = NULL;
+    c->stash_len = 0;
+    conn_process(c, p, n); /* may stash the rest again */
+    free(p);
+  }
+  if (c->state == CONN_READING &&
+      uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) != 0) {
+    conn_close(c);
+  }
+}
+
+static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b) {
+  struct conn *c = s->data;
+
+  if (nread < 0) {
+    if (nread != UV_EOF) {
+      log_debug("tracker", "connection %s: %s", c->from.text,
+                shoal_strerror((int)nread));
+    }
+    conn_close(c);
+    return;
+  }
+  conn_process(c, (const uint8_t *)b->base, (size_t)nread);
 }
 
 static void conn_send(struct conn *c, int last) {
@@ -248,8 +286,12 @@ static void on_connection(uv_stream_t *server, int status) {
     conn_close(c);
     return;
   }
-  if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &len) == 0) {
-    describe(&ss, &c->from);
+  if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &len) != 0 ||
+      (describe(&ss, &c->from), c->from.family == 0)) {
+    /* Without the observed address there is nothing to register. */
+    log_warn("tracker", "refused a connection whose address is unknown");
+    conn_close(c);
+    return;
   }
   c->from.limited_until = &c->limited_until;
   if (t->n_conns > t->cfg.max_conns) {
@@ -341,11 +383,7 @@ int server_start(struct tracker *t) {
     struct peer_addr a;
     uv_tcp_getsockname(l, (struct sockaddr *)&got, &len);
     describe(&got, &a);
-    if (got.ss_family == AF_INET6 && a.family == 6) {
-      printf("listening on %s\n", a.text);
-    } else {
-      printf("listening on %s\n", a.text);
-    }
+    printf("listening on %s\n", a.text);
     log_info("tracker", "listening on %s", a.text);
   }
   printf("tracker key %s\n", t->id_text);

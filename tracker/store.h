@@ -44,7 +44,8 @@ struct store_ops {
    * shows, STORE_CHANGED when p is new or its address, port or role
    * changed, SHOAL_ETOOBIG when the swarm already has max_peers peers and p
    * is new, or SHOAL_ENOMEM. `completed` counts one more completed download
-   * for the swarm. */
+   * for the swarm when p is new or was not seeding before, and now seeds;
+   * a repeated completed event from a seeder counts nothing. */
   int (*put)(struct store *s, const uint8_t id[STORE_ID_BYTES],
              const struct store_peer *p, uint32_t expires, int completed,
              uint32_t max_peers);

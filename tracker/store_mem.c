@@ -296,6 +296,9 @@ static int mem_put(struct store *s, const uint8_t id[STORE_ID_BYTES],
     m->peers++;
   }
   struct entry *e = &sw->e[pos];
+  /* A download completes once: count it when a peer becomes a seeder (or
+   * arrives as one with the completed event), never on a repeat. */
+  int counts_completion = completed && (changed || !e->seeding);
   changed |= memcmp(e->addr, p->addr, sizeof(e->addr)) != 0 ||
              e->port != p->port || e->family != p->family ||
              e->seeding != (p->seeding ? 1 : 0);
@@ -305,7 +308,8 @@ static int mem_put(struct store *s, const uint8_t id[STORE_ID_BYTES],
   e->expires = expires;
   e->seeding = p->seeding ? 1 : 0;
   place_role(sw, (uint32_t)pos);
-  if (completed) {
+  /* e may name another entry now that place_role() has moved this one. */
+  if (counts_completion && p->seeding) {
     sw->completed++;
   }
   return changed ? STORE_CHANGED : 0;

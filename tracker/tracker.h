@@ -97,7 +97,6 @@ struct tracker {
   uint32_t n_conns;
   int closing;
   uint8_t rbuf[64 << 10];
-  int rbuf_busy;
 };
 
 /* What the handlers know of the connection a frame came on. */
