@@ -1,0 +1,416 @@
+#include "common/pwire.h"
+
+#include <string.h>
+
+#include "common/error.h"
+
+/* Fixed parts of the messages, after the type byte. */
+#define FIELDS_BLOCK 12 /* REQUEST, CANCEL, REJECT: chunk, offset, length */
+#define FIELDS_RANGE 8  /* MANIFEST_REQ: offset, length */
+#define FIELDS_PART 8   /* MANIFEST_PART: total, offset */
+#define FIELDS_DATA 8   /* DATA: chunk, offset */
+#define FIELDS_HAVE 4   /* HAVE: chunk */
+/* A have-map covers at most the largest manifest's chunks. */
+#define HAVE_MAP_MAX ((MANIFEST_MAX_CHUNKS + 7u) / 8u)
+
+/* ------------------------------------------------------------------------ */
+/* Hello */
+
+void pwire_eph_generate(struct pwire_eph *e) {
+  crypto_kx_keypair(e->pk, e->sk);
+}
+
+void pwire_eph_close(struct pwire_eph *e) { sodium_memzero(e, sizeof(*e)); }
+
+int pwire_hello_seal(struct buf *out, const struct identity *id,
+                     uint64_t timestamp_ms, uint64_t seq,
+                     const struct pwire_hello *h) {
+  uint8_t payload[PWIRE_HELLO_PAYLOAD_BYTES];
+  struct buf b;
+
+  /* Refuse what every receiver would refuse. */
+  if ((h->flags & ~(PWIRE_HELLO_SEEDER | PWIRE_HELLO_NO_UPLOAD)) != 0) {
+    return SHOAL_EINVAL;
+  }
+  buf_init_fixed(&b, payload, sizeof(payload));
+  buf_add(&b, h->content, sizeof(h->content));
+  buf_add(&b, h->eph_pk, sizeof(h->eph_pk));
+  buf_add_u16(&b, h->port);
+  buf_add_u8(&b, h->flags);
+  if (buf_err(&b) != 0 || b.len != sizeof(payload)) {
+    return SHOAL_EINVAL; /* unreachable: the layout is fixed */
+  }
+  return envelope_seal(out, ENVELOPE_PEER_HELLO, PWIRE_HELLO, id,
+                       timestamp_ms, seq, payload, sizeof(payload));
+}
+
+int pwire_hello_open(const uint8_t *msg, size_t len,
+                     const struct envelope_policy *pol, struct pwire_hello *out,
+                     uint8_t sender[IDENTITY_PK_BYTES]) {
+  struct envelope e;
+  struct buf_reader r;
+  int err;
+
+  memset(out, 0, sizeof(*out));
+  if (sender != NULL) {
+    memset(sender, 0, IDENTITY_PK_BYTES);
+  }
+  /* A hello is only ever checked against the hello domain; another class
+   * here is the caller's mistake, and it must not open anything. */
+  if (pol->cls != ENVELOPE_PEER_HELLO) {
+    return SHOAL_EINVAL;
+  }
+  /* The envelope verifies the signature over the exact bytes first; only
+   * then is the payload looked at. */
+  err = envelope_open(msg, len, pol, &e);
+  if (err != 0) {
+    return err;
+  }
+  if (e.type != PWIRE_HELLO) {
+    return SHOAL_EPROTO;
+  }
+  if (e.payload_len != PWIRE_HELLO_PAYLOAD_BYTES) {
+    return SHOAL_EFORMAT;
+  }
+  buf_reader_init(&r, e.payload, e.payload_len);
+  buf_read_copy(&r, out->content, sizeof(out->content));
+  buf_read_copy(&r, out->eph_pk, sizeof(out->eph_pk));
+  out->port = buf_read_u16(&r);
+  out->flags = buf_read_u8(&r);
+  if (buf_reader_err(&r) != 0 || buf_reader_left(&r) != 0 ||
+      (out->flags & ~(PWIRE_HELLO_SEEDER | PWIRE_HELLO_NO_UPLOAD)) != 0) {
+    memset(out, 0, sizeof(*out));
+    return SHOAL_EFORMAT;
+  }
+  if (sender != NULL) {
+    memcpy(sender, e.sender, IDENTITY_PK_BYTES);
+  }
+  return 0;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Session */
+
+int pwire_session_init(struct pwire_session *s, const struct pwire_eph *ours,
+                       const uint8_t theirs[crypto_kx_PUBLICKEYBYTES],
+                       int initiator) {
+  int rc;
+
+  memset(s, 0, sizeof(*s));
+  /* Our own key coming back is a reflected hello: with it both directions
+   * would share one shared secret with ourselves, never with a peer. */
+  if (sodium_memcmp(ours->pk, theirs, crypto_kx_PUBLICKEYBYTES) == 0) {
+    return SHOAL_EBADSIG;
+  }
+  if (initiator) {
+    rc = crypto_kx_client_session_keys(s->rx, s->tx, ours->pk, ours->sk,
+                                       theirs);
+  } else {
+    rc = crypto_kx_server_session_keys(s->rx, s->tx, ours->pk, ours->sk,
+                                       theirs);
+  }
+  if (rc != 0) {
+    sodium_memzero(s, sizeof(*s));
+    return SHOAL_EBADSIG;
+  }
+  return 0;
+}
+
+void pwire_session_close(struct pwire_session *s) {
+  sodium_memzero(s, sizeof(*s));
+}
+
+/* 4 zero bytes, then the frame counter big-endian. */
+static void make_nonce(uint8_t nonce[PWIRE_NONCE_BYTES], uint64_t count) {
+  memset(nonce, 0, PWIRE_NONCE_BYTES - 8);
+  buf_put_be64(nonce + PWIRE_NONCE_BYTES - 8, count);
+}
+
+int pwire_seal(struct pwire_session *s, struct buf *out, const uint8_t *plain,
+               size_t len) {
+  uint8_t nonce[PWIRE_NONCE_BYTES];
+  unsigned long long clen = 0;
+  int err;
+
+  /* A frame the other side could never open is not sent. */
+  if (len > PWIRE_MAX_PLAIN) {
+    return SHOAL_ETOOBIG;
+  }
+  /* The last counter value is never used, so a nonce never repeats. */
+  if (s->tx_count == UINT64_MAX) {
+    return SHOAL_ETOOBIG;
+  }
+  err = buf_reserve(out, len + PWIRE_TAG_BYTES);
+  if (err != 0) {
+    return err;
+  }
+  make_nonce(nonce, s->tx_count);
+  crypto_aead_chacha20poly1305_ietf_encrypt(out->data + out->len, &clen,
+                                            plain, len, NULL, 0, NULL, nonce,
+                                            s->tx);
+  out->len += (size_t)clen;
+  s->tx_count++;
+  return 0;
+}
+
+int pwire_open(struct pwire_session *s, const uint8_t *body, size_t len,
+               uint8_t *plain, size_t cap) {
+  uint8_t nonce[PWIRE_NONCE_BYTES];
+  unsigned long long mlen = 0;
+
+  if (len < PWIRE_TAG_BYTES) {
+    return SHOAL_ETRUNC;
+  }
+  if (len > PWIRE_MAX_FRAME || cap < len - PWIRE_TAG_BYTES) {
+    return SHOAL_ETOOBIG;
+  }
+  if (s->rx_count == UINT64_MAX) {
+    return SHOAL_EBADSIG; /* no sender ever seals under this counter */
+  }
+  make_nonce(nonce, s->rx_count);
+  if (crypto_aead_chacha20poly1305_ietf_decrypt(plain, &mlen, NULL, body, len,
+                                                NULL, 0, nonce, s->rx) != 0) {
+    /* Nothing of a forged frame is handed out, and the counter stays put so
+     * that the next genuine frame still opens. */
+    if (len > PWIRE_TAG_BYTES) {
+      sodium_memzero(plain, len - PWIRE_TAG_BYTES);
+    }
+    return SHOAL_EBADSIG;
+  }
+  s->rx_count++;
+  return (int)mlen;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Message codecs */
+
+/* Checks m's variable part and returns its encoded size after the type
+ * byte, or SHOAL_EINVAL for a message pwire_decode would refuse. */
+static int encoded_body(const struct pwire_msg *m, size_t *size) {
+  switch (m->type) {
+  case PWIRE_MANIFEST_REQ:
+    if (m->length == 0 || m->length > PWIRE_MANIFEST_PART_BYTES) {
+      return SHOAL_EINVAL;
+    }
+    *size = FIELDS_RANGE;
+    return 0;
+  case PWIRE_MANIFEST_PART:
+    if (m->data_len == 0 || m->data_len > PWIRE_MANIFEST_PART_BYTES ||
+        m->total > MANIFEST_MAX_BYTES ||
+        (uint64_t)m->offset + m->data_len > m->total) {
+      return SHOAL_EINVAL;
+    }
+    *size = FIELDS_PART + m->data_len;
+    return 0;
+  case PWIRE_HAVE_MAP:
+    if (m->data_len == 0 || m->data_len > HAVE_MAP_MAX) {
+      return SHOAL_EINVAL;
+    }
+    *size = m->data_len;
+    return 0;
+  case PWIRE_HAVE:
+    *size = FIELDS_HAVE;
+    return 0;
+  case PWIRE_INTERESTED:
+  case PWIRE_NOT_INTERESTED:
+  case PWIRE_CHOKE:
+  case PWIRE_UNCHOKE:
+  case PWIRE_KEEPALIVE:
+    *size = 0;
+    return 0;
+  case PWIRE_REQUEST:
+  case PWIRE_CANCEL:
+  case PWIRE_REJECT:
+    if (m->length == 0 || m->length > PWIRE_BLOCK_BYTES) {
+      return SHOAL_EINVAL;
+    }
+    *size = FIELDS_BLOCK;
+    return 0;
+  case PWIRE_DATA:
+    if (m->data_len == 0 || m->data_len > PWIRE_BLOCK_BYTES) {
+      return SHOAL_EINVAL;
+    }
+    *size = FIELDS_DATA + m->data_len;
+    return 0;
+  default:
+    return SHOAL_EINVAL;
+  }
+}
+
+int pwire_encode(struct buf *out, const struct pwire_msg *m) {
+  size_t body = 0;
+  int err = encoded_body(m, &body);
+  if (err != 0) {
+    return err;
+  }
+  /* Room for the whole message first, so that a failure appends nothing. */
+  err = buf_reserve(out, 1 + body);
+  if (err != 0) {
+    return err;
+  }
+  buf_add_u8(out, m->type);
+  switch (m->type) {
+  case PWIRE_MANIFEST_REQ:
+    buf_add_u32(out, m->offset);
+    buf_add_u32(out, m->length);
+    break;
+  case PWIRE_MANIFEST_PART:
+    buf_add_u32(out, m->total);
+    buf_add_u32(out, m->offset);
+    buf_add(out, m->data, m->data_len);
+    break;
+  case PWIRE_HAVE_MAP:
+    buf_add(out, m->data, m->data_len);
+    break;
+  case PWIRE_HAVE:
+    buf_add_u32(out, m->chunk);
+    break;
+  case PWIRE_REQUEST:
+  case PWIRE_CANCEL:
+  case PWIRE_REJECT:
+    buf_add_u32(out, m->chunk);
+    buf_add_u32(out, m->offset);
+    buf_add_u32(out, m->length);
+    break;
+  case PWIRE_DATA:
+    buf_add_u32(out, m->chunk);
+    buf_add_u32(out, m->offset);
+    buf_add(out, m->data, m->data_len);
+    break;
+  default: /* the types without fields */
+    break;
+  }
+  return buf_err(out);
+}
+
+/* Reads the variable tail of a message: 1..max bytes, all that is left. */
+static void read_tail(struct buf_reader *r, struct pwire_msg *out, size_t max,
+                      int *err) {
+  size_t n = buf_reader_left(r);
+  if (buf_reader_err(r) != 0) {
+    return;
+  }
+  if (n == 0) {
+    *err = SHOAL_ETRUNC;
+    return;
+  }
+  if (n > max) {
+    *err = SHOAL_ETOOBIG;
+    return;
+  }
+  out->data = buf_read_bytes(r, n);
+  out->data_len = n;
+}
+
+/* A length field: 1..max, else SHOAL_EFORMAT (zero) or SHOAL_ETOOBIG. */
+static void check_length(const struct buf_reader *r, uint32_t length,
+                         uint32_t max, int *err) {
+  if (*err != 0 || buf_reader_err(r) != 0) {
+    return;
+  }
+  if (length == 0) {
+    *err = SHOAL_EFORMAT;
+  } else if (length > max) {
+    *err = SHOAL_ETOOBIG;
+  }
+}
+
+int pwire_decode(const uint8_t *p, size_t len, struct pwire_msg *out) {
+  struct buf_reader r;
+  int err = 0;
+
+  memset(out, 0, sizeof(*out));
+  buf_reader_init(&r, p, len);
+  out->type = buf_read_u8(&r);
+  if (buf_reader_err(&r) != 0) {
+    return SHOAL_ETRUNC;
+  }
+  switch (out->type) {
+  case PWIRE_MANIFEST_REQ:
+    out->offset = buf_read_u32(&r);
+    out->length = buf_read_u32(&r);
+    check_length(&r, out->length, PWIRE_MANIFEST_PART_BYTES, &err);
+    break;
+  case PWIRE_MANIFEST_PART:
+    out->total = buf_read_u32(&r);
+    out->offset = buf_read_u32(&r);
+    read_tail(&r, out, PWIRE_MANIFEST_PART_BYTES, &err);
+    if (err == 0 && buf_reader_err(&r) == 0) {
+      if (out->total > MANIFEST_MAX_BYTES) {
+        err = SHOAL_ETOOBIG;
+      } else if ((uint64_t)out->offset + out->data_len > out->total) {
+        err = SHOAL_EFORMAT;
+      }
+    }
+    break;
+  case PWIRE_HAVE_MAP:
+    read_tail(&r, out, HAVE_MAP_MAX, &err);
+    break;
+  case PWIRE_HAVE:
+    out->chunk = buf_read_u32(&r);
+    break;
+  case PWIRE_INTERESTED:
+  case PWIRE_NOT_INTERESTED:
+  case PWIRE_CHOKE:
+  case PWIRE_UNCHOKE:
+  case PWIRE_KEEPALIVE:
+    break;
+  case PWIRE_REQUEST:
+  case PWIRE_CANCEL:
+  case PWIRE_REJECT:
+    out->chunk = buf_read_u32(&r);
+    out->offset = buf_read_u32(&r);
+    out->length = buf_read_u32(&r);
+    check_length(&r, out->length, PWIRE_BLOCK_BYTES, &err);
+    break;
+  case PWIRE_DATA:
+    out->chunk = buf_read_u32(&r);
+    out->offset = buf_read_u32(&r);
+    read_tail(&r, out, PWIRE_BLOCK_BYTES, &err);
+    break;
+  default:
+    err = SHOAL_EFORMAT;
+    break;
+  }
+  /* A reader error wins, then leftover bytes are a format error. */
+  if (err == 0) {
+    err = buf_reader_err(&r);
+  }
+  if (err == 0 && buf_reader_left(&r) != 0) {
+    err = SHOAL_EFORMAT;
+  }
+  if (err != 0) {
+    memset(out, 0, sizeof(*out));
+  }
+  return err;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Checks against a manifest */
+
+int pwire_check_block(const struct manifest *m, uint32_t chunk,
+                      uint32_t offset, uint32_t length) {
+  if (chunk >= m->chunk_count || length == 0 || length > PWIRE_BLOCK_BYTES) {
+    return SHOAL_EINVAL;
+  }
+  /* 64-bit sum: offset + length cannot wrap. */
+  if ((uint64_t)offset + length > manifest_chunk_len(m, chunk)) {
+    return SHOAL_EINVAL;
+  }
+  return 0;
+}
+
+int pwire_check_have_map(const uint8_t *map, size_t len, uint32_t chunks) {
+  uint64_t want = ((uint64_t)chunks + 7u) / 8u;
+  unsigned used = chunks % 8u;
+
+  if ((uint64_t)len != want) {
+    return SHOAL_EFORMAT;
+  }
+  /* Chunk i is bit 7 - i % 8 of byte i / 8; the bits past the last chunk
+   * are the low ones of the last byte. */
+  if (used != 0 && (map[len - 1] & (0xffu >> used)) != 0) {
+    return SHOAL_EFORMAT;
+  }
+  return 0;
+}

@@ -1,0 +1,187 @@
+/* Peer wire protocol: the session between two peers.
+ *
+ * A connection starts with one hello frame in each direction: a signed
+ * envelope of class ENVELOPE_PEER_HELLO (type PWIRE_HELLO) whose payload
+ * binds the sender's identity to an ephemeral X25519 key and to the content
+ * it wants to trade:
+ *
+ *   0  32  content ID
+ *   32 32  ephemeral X25519 public key (crypto_kx)
+ *   64 u16 the sender's listen port (0: it accepts no connections)
+ *   66 u8  flags: bit 0 = PWIRE_HELLO_SEEDER (it holds every chunk),
+ *              bit 1 = PWIRE_HELLO_NO_UPLOAD (client-server baseline: it
+ *              uploads nothing); other bits 0
+ *
+ * Session keys come from crypto_kx with the ephemeral keys: the side that
+ * opened the TCP connection is the kx client, the other the kx server. Every
+ * later frame body is crypto_aead_chacha20poly1305_ietf ciphertext of one
+ * message; the 12-byte nonce is 4 zero bytes and a 64-bit big-endian
+ * counter that starts at 0 for each direction and key, so a dropped,
+ * repeated, reordered or reflected frame fails to open. The associated data
+ * is empty.
+ *
+ * Message plaintext: u8 type, then the fields below (big-endian):
+ *   MANIFEST_REQ   u32 offset, u32 length   (a part of the signed manifest)
+ *   MANIFEST_PART  u32 total, u32 offset, bytes
+ *   HAVE_MAP       bitmap, ceil(chunks / 8) bytes, chunk 0 in the high bit
+ *                  of byte 0, unused low bits of the last byte 0
+ *   HAVE           u32 chunk
+ *   INTERESTED, NOT_INTERESTED, CHOKE, UNCHOKE, KEEPALIVE   (no fields)
+ *   REQUEST        u32 chunk, u32 offset, u32 length
+ *   DATA           u32 chunk, u32 offset, bytes
+ *   CANCEL         u32 chunk, u32 offset, u32 length
+ *   REJECT         u32 chunk, u32 offset, u32 length
+ *
+ * This module only encodes and checks shapes and named maximums; indices
+ * and lengths are checked against the manifest by the peer (pwire_check_*
+ * helpers below do that given a manifest).
+ */
+#ifndef SHOAL_PWIRE_H
+#define SHOAL_PWIRE_H
+
+#include <sodium.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/buf.h"
+#include "common/envelope.h"
+#include "common/identity.h"
+#include "common/manifest.h"
+
+#define PWIRE_HELLO 1
+#define PWIRE_HELLO_PAYLOAD_BYTES 67
+#define PWIRE_HELLO_SEEDER 0x01u
+#define PWIRE_HELLO_NO_UPLOAD 0x02u
+
+#define PWIRE_KEY_BYTES crypto_kx_SESSIONKEYBYTES
+#define PWIRE_TAG_BYTES crypto_aead_chacha20poly1305_ietf_ABYTES
+#define PWIRE_NONCE_BYTES crypto_aead_chacha20poly1305_ietf_NPUBBYTES
+
+/* A block is the unit of request and transfer: at most 64 KiB, never across
+ * a chunk boundary. */
+#define PWIRE_BLOCK_BYTES (64u << 10)
+/* A manifest part sent in one message. */
+#define PWIRE_MANIFEST_PART_BYTES (256u << 10)
+/* Largest plaintext of one message: a manifest part with its header (a
+ * DATA message is smaller: 9 bytes and a block). */
+#define PWIRE_MAX_PLAIN (1 + 8 + PWIRE_MANIFEST_PART_BYTES)
+/* Largest frame body on a session: ciphertext of the largest message. */
+#define PWIRE_MAX_FRAME (PWIRE_MAX_PLAIN + PWIRE_TAG_BYTES)
+
+enum pwire_type {
+  PWIRE_MANIFEST_REQ = 1,
+  PWIRE_MANIFEST_PART = 2,
+  PWIRE_HAVE_MAP = 3,
+  PWIRE_HAVE = 4,
+  PWIRE_INTERESTED = 5,
+  PWIRE_NOT_INTERESTED = 6,
+  PWIRE_CHOKE = 7,
+  PWIRE_UNCHOKE = 8,
+  PWIRE_REQUEST = 9,
+  PWIRE_DATA = 10,
+  PWIRE_CANCEL = 11,
+  PWIRE_REJECT = 12,
+  PWIRE_KEEPALIVE = 13,
+};
+
+struct pwire_hello {
+  uint8_t content[MANIFEST_ID_BYTES];
+  uint8_t eph_pk[crypto_kx_PUBLICKEYBYTES];
+  uint16_t port;
+  uint8_t flags;
+};
+
+/* An ephemeral key pair for one connection; wipe with pwire_eph_close. */
+struct pwire_eph {
+  uint8_t pk[crypto_kx_PUBLICKEYBYTES];
+  uint8_t sk[crypto_kx_SECRETKEYBYTES];
+};
+
+/* One direction-keyed AEAD session. */
+struct pwire_session {
+  uint8_t rx[PWIRE_KEY_BYTES];
+  uint8_t tx[PWIRE_KEY_BYTES];
+  uint64_t rx_count;
+  uint64_t tx_count;
+};
+
+/* A decoded message; pointers borrow from the plaintext. */
+struct pwire_msg {
+  uint8_t type;
+  uint32_t chunk;  /* HAVE, REQUEST, DATA, CANCEL, REJECT */
+  uint32_t offset; /* MANIFEST_REQ/PART, REQUEST, DATA, CANCEL, REJECT */
+  uint32_t length; /* MANIFEST_REQ, REQUEST, CANCEL, REJECT */
+  uint32_t total;  /* MANIFEST_PART */
+  const uint8_t *data; /* MANIFEST_PART, HAVE_MAP, DATA */
+  size_t data_len;
+};
+
+void pwire_eph_generate(struct pwire_eph *e);
+void pwire_eph_close(struct pwire_eph *e);
+
+/* Appends a sealed hello envelope (not framed) to out. Returns 0,
+ * SHOAL_EINVAL (flag bits other than the two above) or an envelope_seal
+ * error; nothing is appended on failure. */
+int pwire_hello_seal(struct buf *out, const struct identity *id,
+                     uint64_t timestamp_ms, uint64_t seq,
+                     const struct pwire_hello *h);
+/* Opens a hello under pol (class must be ENVELOPE_PEER_HELLO, else
+ * SHOAL_EINVAL): verifies the signature, clock and replay, then decodes.
+ * Returns 0, an envelope error, SHOAL_EPROTO (not a hello), or SHOAL_EFORMAT
+ * (payload not PWIRE_HELLO_PAYLOAD_BYTES long, or unknown flag bits);
+ * sender (may be NULL) receives the signer's key. Both outputs are zeroed
+ * on failure. The replay guard records a validly signed envelope even when
+ * it then turns out not to be a well-formed hello. */
+__attribute__((warn_unused_result)) int
+pwire_hello_open(const uint8_t *msg, size_t len,
+                 const struct envelope_policy *pol, struct pwire_hello *out,
+                 uint8_t sender[IDENTITY_PK_BYTES]);
+
+/* Derives the session from our ephemeral pair and theirs; initiator is 1
+ * for the side that opened the TCP connection. Returns 0 or SHOAL_EBADSIG
+ * when their key is unacceptable (libsodium refuses it, or it is our own
+ * key reflected back); s is zeroed on failure. */
+__attribute__((warn_unused_result)) int
+pwire_session_init(struct pwire_session *s, const struct pwire_eph *ours,
+                   const uint8_t theirs[crypto_kx_PUBLICKEYBYTES],
+                   int initiator);
+void pwire_session_close(struct pwire_session *s);
+
+/* Encrypts plain (len bytes, not inside out's storage) into out as one
+ * frame body (appending len + PWIRE_TAG_BYTES bytes). Returns 0, a buf
+ * error, or SHOAL_ETOOBIG for len over PWIRE_MAX_PLAIN or a spent counter;
+ * on failure nothing is appended and the counter does not move. */
+int pwire_seal(struct pwire_session *s, struct buf *out, const uint8_t *plain,
+               size_t len);
+/* Decrypts a frame body into plain (cap bytes, at least len - TAG; plain
+ * may equal body). Returns the plaintext length, or SHOAL_EBADSIG (forged,
+ * reordered, replayed or reflected), SHOAL_ETRUNC (len < PWIRE_TAG_BYTES),
+ * SHOAL_ETOOBIG (len > PWIRE_MAX_FRAME, or cap too small). A failed open
+ * does not advance the counter, and leaves no plaintext in plain. */
+__attribute__((warn_unused_result)) int
+pwire_open(struct pwire_session *s, const uint8_t *body, size_t len,
+           uint8_t *plain, size_t cap);
+
+/* Message codecs (plaintext). Encoders append to out. Returns 0,
+ * SHOAL_EINVAL for a message pwire_decode would refuse, or a buf error;
+ * nothing is appended on failure. */
+int pwire_encode(struct buf *out, const struct pwire_msg *m);
+/* Decodes the shape of one message; out's pointers borrow from p. Returns
+ * 0, SHOAL_ETRUNC (missing fields, or no bytes where 1.. are needed),
+ * SHOAL_EFORMAT (unknown type, trailing bytes, a zero length field, a
+ * manifest part past its total) or SHOAL_ETOOBIG (a length or DATA block
+ * over PWIRE_BLOCK_BYTES, a MANIFEST_REQ length or part over
+ * PWIRE_MANIFEST_PART_BYTES, a total over MANIFEST_MAX_BYTES, a have-map
+ * over ceil(MANIFEST_MAX_CHUNKS / 8) bytes). out is zeroed on failure. */
+int pwire_decode(const uint8_t *p, size_t len, struct pwire_msg *out);
+
+/* Checks a block (chunk, offset, length) against a manifest: the chunk
+ * exists, offset and length are inside it, length is 1..PWIRE_BLOCK_BYTES.
+ * Returns 0 or SHOAL_EINVAL. */
+int pwire_check_block(const struct manifest *m, uint32_t chunk,
+                      uint32_t offset, uint32_t length);
+/* Checks a have-map's length (ceil(chunks / 8)) and unused bits (0)
+ * against a chunk count. Returns 0 or SHOAL_EFORMAT. */
+int pwire_check_have_map(const uint8_t *map, size_t len, uint32_t chunks);
+
+#endif

@@ -1,0 +1,1435 @@
+/* Unit tests for common/pwire.c: the peer wire protocol.
+ *
+ * Everything pwire decodes or opens came from another peer, so the hostile
+ * cases are the main ones. Hellos: a flipped bit in every byte, every
+ * truncation, a wrong key, a wrong class, a wrong type, a replay. Sessions:
+ * forged, replayed, reordered and reflected frames, mismatched ephemeral
+ * keys, and a pinned nonce layout. Codecs: every type round trips, every
+ * truncation and a trailing byte are refused, every length one over its
+ * named maximum. Block and have-map checks run against a manifest built
+ * from real files.
+ *
+ * Inputs are exact-size heap copies so that AddressSanitizer catches a read
+ * one byte past the end, and outputs are pre-filled with 0xa5 so that a
+ * refusal that forgets to zero them is caught. No test reads the real clock.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+#include <sodium.h>
+
+#include "common/buf.h"
+#include "common/envelope.h"
+#include "common/error.h"
+#include "common/frame.h"
+#include "common/identity.h"
+#include "common/manifest.h"
+#include "common/pwire.h"
+#include "common/replay.h"
+#include "tests/lib/testutil.h"
+
+/* 2026-01-01T00:00:00Z: an arbitrary fixed "now" for every test. */
+#define NOW_MS UINT64_C(1767225600000)
+#define WINDOW_MS ((uint64_t)ENVELOPE_WINDOW_MS_DEFAULT)
+
+/* Wire sizes, written out here independently of pwire.c. */
+#define HELLO_PAYLOAD 67   /* content 32, eph key 32, port 2, flags 1 */
+#define HELLO_BYTES (56 + HELLO_PAYLOAD + 64)
+#define TAG 16
+#define BLOCK (64u * 1024u)
+#define PART (256u * 1024u)
+#define HAVE_MAP_MAX (1u << 17) /* ceil(2^20 chunks / 8) */
+
+#define assert_err(got, want)                                                  \
+  do {                                                                         \
+    int g_ = (got);                                                            \
+    int w_ = (want);                                                           \
+    if (g_ != w_) {                                                            \
+      print_error("got %s (%d), want %s (%d)\n", shoal_err_name(g_), g_,       \
+                  shoal_err_name(w_), w_);                                     \
+    }                                                                          \
+    assert_int_equal(g_, w_);                                                  \
+  } while (0)
+
+static int is_zero(const void *p, size_t n) {
+  const uint8_t *b = p;
+  for (size_t i = 0; i < n; i++) {
+    if (b[i] != 0) {
+      return 0;
+    }
+  }
+  return 1;
+}
+
+/* Key pair whose seed is first, first + 1, ..., first + 31. */
+static void key_from_seed(struct identity *id, uint8_t first) {
+  uint8_t seed[32];
+  for (size_t i = 0; i < sizeof(seed); i++) {
+    seed[i] = (uint8_t)(first + i);
+  }
+  identity_from_seed(id, seed);
+}
+
+/* Exactly-sized copy of the first n bytes of p (never NULL). */
+static uint8_t *dup_n(const uint8_t *p, size_t n) {
+  uint8_t *m = malloc(n ? n : 1);
+  assert_non_null(m);
+  if (n > 0) {
+    memcpy(m, p, n);
+  }
+  return m;
+}
+
+static struct envelope_policy hello_policy(const uint8_t *expect,
+                                           struct replay_guard *g) {
+  struct envelope_policy pol = {ENVELOPE_PEER_HELLO, NOW_MS, WINDOW_MS, expect,
+                                g};
+  return pol;
+}
+
+static void sample_hello(struct pwire_hello *h, uint8_t salt) {
+  memset(h, 0, sizeof(*h));
+  tu_fill(h->content, sizeof(h->content), 100 + salt);
+  tu_fill(h->eph_pk, sizeof(h->eph_pk), 200 + salt);
+  h->port = (uint16_t)(40000 + salt);
+  h->flags = PWIRE_HELLO_SEEDER;
+}
+
+/* Seals a hello and returns it in its own exactly-sized heap block. */
+static uint8_t *seal_hello(const struct identity *id, uint64_t seq,
+                           const struct pwire_hello *h, size_t *len) {
+  struct buf b;
+  buf_init(&b, FRAME_MAX_DEFAULT);
+  assert_err(pwire_hello_seal(&b, id, NOW_MS, seq, h), 0);
+  assert_int_equal(b.len, HELLO_BYTES);
+  uint8_t *m = dup_n(b.data, b.len);
+  *len = b.len;
+  buf_free(&b);
+  return m;
+}
+
+/* Seals an arbitrary envelope (to build hellos pwire_hello_seal refuses). */
+static uint8_t *seal_raw(enum envelope_class cls, uint8_t type,
+                         const struct identity *id, uint64_t seq,
+                         const void *payload, size_t plen, size_t *len) {
+  struct buf b;
+  buf_init(&b, FRAME_MAX_DEFAULT);
+  assert_err(envelope_seal(&b, cls, type, id, NOW_MS, seq, payload, plen), 0);
+  uint8_t *m = dup_n(b.data, b.len);
+  *len = b.len;
+  buf_free(&b);
+  return m;
+}
+
+/* Opens a hello and checks that a refusal zeroes both outputs. */
+static int open_hello(const uint8_t *msg, size_t len,
+                      const struct envelope_policy *pol,
+                      struct pwire_hello *h, uint8_t sender[32]) {
+  memset(h, 0xa5, sizeof(*h));
+  memset(sender, 0xa5, IDENTITY_PK_BYTES);
+  int rc = pwire_hello_open(msg, len, pol, h, sender);
+  if (rc != 0) {
+    assert_true(is_zero(h, sizeof(*h)));
+    assert_true(is_zero(sender, IDENTITY_PK_BYTES));
+  }
+  return rc;
+}
+
+/* The payload of a hello, laid out by hand. */
+static void hello_payload(uint8_t p[HELLO_PAYLOAD],
+                          const struct pwire_hello *h) {
+  memcpy(p, h->content, 32);
+  memcpy(p + 32, h->eph_pk, 32);
+  p[64] = (uint8_t)(h->port >> 8);
+  p[65] = (uint8_t)h->port;
+  p[66] = h->flags;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Hello */
+
+static void test_hello_round_trips_every_field(void **state) {
+  struct identity a;
+  struct pwire_hello h, got;
+  uint8_t sender[32];
+  size_t len;
+  (void)state;
+  key_from_seed(&a, 1);
+  sample_hello(&h, 1);
+  h.flags = PWIRE_HELLO_SEEDER | PWIRE_HELLO_NO_UPLOAD;
+  uint8_t *m = seal_hello(&a, 7, &h, &len);
+  struct envelope_policy pol = hello_policy(a.pk, NULL);
+  assert_err(open_hello(m, len, &pol, &got, sender), 0);
+  assert_memory_equal(got.content, h.content, sizeof(h.content));
+  assert_memory_equal(got.eph_pk, h.eph_pk, sizeof(h.eph_pk));
+  assert_int_equal(got.port, h.port);
+  assert_int_equal(got.flags, h.flags);
+  assert_memory_equal(sender, a.pk, 32);
+
+  /* The envelope is of the hello class and type, and the payload is laid
+   * out as the header documents. */
+  uint8_t want[HELLO_PAYLOAD];
+  hello_payload(want, &h);
+  assert_int_equal(m[1], ENVELOPE_PEER_HELLO);
+  assert_int_equal(m[2], PWIRE_HELLO);
+  assert_memory_equal(m + 56, want, sizeof(want));
+
+  /* A NULL sender is allowed; no flags and port 0 are fine. */
+  h.flags = 0;
+  h.port = 0;
+  free(m);
+  m = seal_hello(&a, 8, &h, &len);
+  assert_err(pwire_hello_open(m, len, &pol, &got, NULL), 0);
+  assert_int_equal(got.flags, 0);
+  assert_int_equal(got.port, 0);
+  free(m);
+}
+
+static void test_hello_seal_refuses_unknown_flags(void **state) {
+  struct identity a;
+  struct pwire_hello h;
+  struct buf b;
+  (void)state;
+  key_from_seed(&a, 1);
+  sample_hello(&h, 2);
+  buf_init(&b, FRAME_MAX_DEFAULT);
+  for (unsigned bit = 2; bit < 8; bit++) {
+    h.flags = (uint8_t)(1u << bit);
+    assert_err(pwire_hello_seal(&b, &a, NOW_MS, 1, &h), SHOAL_EINVAL);
+    assert_int_equal(b.len, 0);
+  }
+  buf_free(&b);
+}
+
+static void test_hello_seal_into_small_buffer_is_ETOOBIG(void **state) {
+  struct identity a;
+  struct pwire_hello h;
+  struct buf b;
+  uint8_t store[HELLO_BYTES - 1];
+  (void)state;
+  key_from_seed(&a, 1);
+  sample_hello(&h, 3);
+  buf_init_fixed(&b, store, sizeof(store));
+  assert_err(pwire_hello_seal(&b, &a, NOW_MS, 1, &h), SHOAL_ETOOBIG);
+  assert_int_equal(b.len, 0);
+}
+
+static void test_hello_every_flipped_bit_is_refused(void **state) {
+  struct identity a;
+  struct pwire_hello h, got;
+  struct replay_guard g;
+  uint8_t sender[32];
+  size_t len;
+  (void)state;
+  key_from_seed(&a, 1);
+  sample_hello(&h, 4);
+  uint8_t *m = seal_hello(&a, 9, &h, &len);
+  assert_int_equal(replay_guard_init(&g, 16, WINDOW_MS), 0);
+  struct envelope_policy pol = hello_policy(NULL, &g);
+
+  for (size_t bit = 0; bit < len * 8; bit++) {
+    uint8_t *f = dup_n(m, len);
+    f[bit / 8] ^= (uint8_t)(1u << (bit % 8));
+    int err = open_hello(f, len, &pol, &got, sender);
+    if (bit / 8 == 0) {
+      assert_err(err, SHOAL_EVERSION);
+    } else if (bit / 8 == 1) {
+      assert_err(err, SHOAL_EDOMAIN);
+    } else {
+      assert_err(err, SHOAL_EBADSIG);
+    }
+    free(f);
+  }
+  /* None of the refusals was recorded; the genuine hello still opens. */
+  assert_int_equal(g.count, 0);
+  assert_err(open_hello(m, len, &pol, &got, sender), 0);
+  replay_guard_close(&g);
+  free(m);
+}
+
+static void test_hello_every_truncation_and_extension_is_refused(void **state) {
+  struct identity a;
+  struct pwire_hello h, got;
+  uint8_t sender[32];
+  size_t len;
+  (void)state;
+  key_from_seed(&a, 1);
+  sample_hello(&h, 5);
+  uint8_t *m = seal_hello(&a, 10, &h, &len);
+  struct envelope_policy pol = hello_policy(NULL, NULL);
+  for (size_t n = 0; n < len; n++) {
+    uint8_t *t = dup_n(m, n);
+    assert_int_not_equal(open_hello(t, n, &pol, &got, sender), 0);
+    free(t);
+  }
+  uint8_t *x = malloc(len + 1);
+  assert_non_null(x);
+  memcpy(x, m, len);
+  x[len] = 0;
+  assert_err(open_hello(x, len + 1, &pol, &got, sender), SHOAL_EBADSIG);
+  free(x);
+  free(m);
+}
+
+static void test_hello_signed_by_unexpected_key_is_EWRONGKEY(void **state) {
+  struct identity a, b;
+  struct pwire_hello h, got;
+  uint8_t sender[32];
+  size_t len;
+  (void)state;
+  key_from_seed(&a, 1);
+  key_from_seed(&b, 50);
+  sample_hello(&h, 6);
+  uint8_t *m = seal_hello(&b, 11, &h, &len);
+  struct envelope_policy pol = hello_policy(a.pk, NULL);
+  assert_err(open_hello(m, len, &pol, &got, sender), SHOAL_EWRONGKEY);
+  /* Expecting the real signer opens it. */
+  pol = hello_policy(b.pk, NULL);
+  assert_err(open_hello(m, len, &pol, &got, sender), 0);
+  assert_memory_equal(sender, b.pk, 32);
+  free(m);
+}
+
+static void test_envelope_of_another_class_is_EDOMAIN(void **state) {
+  struct identity a;
+  struct pwire_hello h, got;
+  uint8_t payload[HELLO_PAYLOAD];
+  uint8_t sender[32];
+  size_t len;
+  (void)state;
+  key_from_seed(&a, 1);
+  sample_hello(&h, 7);
+  hello_payload(payload, &h);
+  struct envelope_policy pol = hello_policy(NULL, NULL);
+  for (int cls = ENVELOPE_TRACKER_REQUEST; cls <= ENVELOPE_TRACKER_REPLY;
+       cls++) {
+    uint8_t *m = seal_raw((enum envelope_class)cls, PWIRE_HELLO, &a, 12,
+                          payload, sizeof(payload), &len);
+    assert_err(open_hello(m, len, &pol, &got, sender), SHOAL_EDOMAIN);
+    free(m);
+  }
+}
+
+static void test_policy_of_another_class_is_EINVAL(void **state) {
+  struct identity a;
+  struct pwire_hello h, got;
+  uint8_t sender[32];
+  size_t len;
+  (void)state;
+  key_from_seed(&a, 1);
+  sample_hello(&h, 8);
+  uint8_t *m = seal_hello(&a, 13, &h, &len);
+  struct envelope_policy pol = hello_policy(NULL, NULL);
+  pol.cls = ENVELOPE_TRACKER_REQUEST;
+  assert_err(open_hello(m, len, &pol, &got, sender), SHOAL_EINVAL);
+  free(m);
+}
+
+static void test_hello_of_another_type_is_EPROTO(void **state) {
+  struct identity a;
+  struct pwire_hello h, got;
+  uint8_t payload[HELLO_PAYLOAD];
+  uint8_t sender[32];
+  size_t len;
+  (void)state;
+  key_from_seed(&a, 1);
+  sample_hello(&h, 9);
+  hello_payload(payload, &h);
+  struct envelope_policy pol = hello_policy(NULL, NULL);
+  const uint8_t types[] = {0, 2, 3, 255};
+  for (size_t i = 0; i < sizeof(types); i++) {
+    uint8_t *m = seal_raw(ENVELOPE_PEER_HELLO, types[i], &a, 14 + i, payload,
+                          sizeof(payload), &len);
+    assert_err(open_hello(m, len, &pol, &got, sender), SHOAL_EPROTO);
+    free(m);
+  }
+}
+
+static void test_hello_payload_of_wrong_length_is_EFORMAT(void **state) {
+  struct identity a;
+  struct pwire_hello got;
+  uint8_t payload[HELLO_PAYLOAD + 1];
+  uint8_t sender[32];
+  size_t len;
+  (void)state;
+  key_from_seed(&a, 1);
+  memset(payload, 0, sizeof(payload));
+  struct envelope_policy pol = hello_policy(NULL, NULL);
+  const size_t sizes[] = {0, 1, HELLO_PAYLOAD - 1, HELLO_PAYLOAD + 1};
+  for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
+    uint8_t *m = seal_raw(ENVELOPE_PEER_HELLO, PWIRE_HELLO, &a, 20 + i,
+                          payload, sizes[i], &len);
+    assert_err(open_hello(m, len, &pol, &got, sender), SHOAL_EFORMAT);
+    free(m);
+  }
+}
+
+static void test_hello_unknown_flag_bits_are_EFORMAT(void **state) {
+  struct identity a;
+  struct pwire_hello h, got;
+  uint8_t payload[HELLO_PAYLOAD];
+  uint8_t sender[32];
+  size_t len;
+  (void)state;
+  key_from_seed(&a, 1);
+  sample_hello(&h, 10);
+  struct envelope_policy pol = hello_policy(NULL, NULL);
+  for (unsigned bit = 2; bit < 8; bit++) {
+    h.flags = (uint8_t)(PWIRE_HELLO_SEEDER | (1u << bit));
+    hello_payload(payload, &h);
+    uint8_t *m = seal_raw(ENVELOPE_PEER_HELLO, PWIRE_HELLO, &a, 30 + bit,
+                          payload, sizeof(payload), &len);
+    assert_err(open_hello(m, len, &pol, &got, sender), SHOAL_EFORMAT);
+    free(m);
+  }
+}
+
+static void test_replayed_hello_is_EREPLAY(void **state) {
+  struct identity a;
+  struct pwire_hello h, got;
+  struct replay_guard g;
+  uint8_t sender[32];
+  size_t len, len2;
+  (void)state;
+  key_from_seed(&a, 1);
+  sample_hello(&h, 11);
+  uint8_t *m = seal_hello(&a, 100, &h, &len);
+  uint8_t *m2 = seal_hello(&a, 101, &h, &len2);
+  assert_int_equal(replay_guard_init(&g, 16, WINDOW_MS), 0);
+  struct envelope_policy pol = hello_policy(a.pk, &g);
+  assert_err(open_hello(m, len, &pol, &got, sender), 0);
+  assert_err(open_hello(m, len, &pol, &got, sender), SHOAL_EREPLAY);
+  /* The next hello of the same sender is new. */
+  assert_err(open_hello(m2, len2, &pol, &got, sender), 0);
+  assert_err(open_hello(m2, len2, &pol, &got, sender), SHOAL_EREPLAY);
+  replay_guard_close(&g);
+  free(m);
+  free(m2);
+}
+
+static void test_stale_hello_is_ESTALE(void **state) {
+  struct identity a;
+  struct pwire_hello h, got;
+  uint8_t sender[32];
+  size_t len;
+  (void)state;
+  key_from_seed(&a, 1);
+  sample_hello(&h, 12);
+  uint8_t *m = seal_hello(&a, 1, &h, &len);
+  struct envelope_policy pol = hello_policy(NULL, NULL);
+  pol.now_ms = NOW_MS + WINDOW_MS + 1;
+  assert_err(open_hello(m, len, &pol, &got, sender), SHOAL_ESTALE);
+  free(m);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Session */
+
+/* A pair of connected sessions: a opened the connection. */
+struct pair {
+  struct pwire_eph ea, eb;
+  struct pwire_session a, b;
+};
+
+static void pair_init(struct pair *p) {
+  pwire_eph_generate(&p->ea);
+  pwire_eph_generate(&p->eb);
+  assert_err(pwire_session_init(&p->a, &p->ea, p->eb.pk, 1), 0);
+  assert_err(pwire_session_init(&p->b, &p->eb, p->ea.pk, 0), 0);
+}
+
+static void pair_close(struct pair *p) {
+  pwire_session_close(&p->a);
+  pwire_session_close(&p->b);
+  pwire_eph_close(&p->ea);
+  pwire_eph_close(&p->eb);
+}
+
+/* Seals plain into its own exactly-sized heap block. */
+static uint8_t *seal_dup(struct pwire_session *s, const void *plain,
+                         size_t len, size_t *out_len) {
+  struct buf b;
+  buf_init(&b, PWIRE_MAX_FRAME);
+  assert_err(pwire_seal(s, &b, plain, len), 0);
+  assert_int_equal(b.len, len + TAG);
+  uint8_t *f = dup_n(b.data, b.len);
+  *out_len = b.len;
+  buf_free(&b);
+  return f;
+}
+
+/* Opens a frame that must open, and checks its plaintext. */
+static void open_expect(struct pwire_session *s, const uint8_t *f, size_t len,
+                        const void *plain, size_t plen) {
+  uint8_t *out = malloc(plen ? plen : 1);
+  assert_non_null(out);
+  assert_int_equal(pwire_open(s, f, len, out, plen), (int)plen);
+  if (plen > 0) {
+    assert_memory_equal(out, plain, plen);
+  }
+  free(out);
+}
+
+static int open_into(struct pwire_session *s, const uint8_t *f, size_t len) {
+  static uint8_t out[PWIRE_MAX_PLAIN];
+  return pwire_open(s, f, len, out, sizeof(out));
+}
+
+static void test_session_keys_match_and_messages_flow_both_ways(void **state) {
+  struct pair p;
+  (void)state;
+  pair_init(&p);
+  assert_memory_equal(p.a.tx, p.b.rx, PWIRE_KEY_BYTES);
+  assert_memory_equal(p.a.rx, p.b.tx, PWIRE_KEY_BYTES);
+  assert_memory_not_equal(p.a.tx, p.a.rx, PWIRE_KEY_BYTES);
+  assert_int_equal(p.a.tx_count, 0);
+  assert_int_equal(p.a.rx_count, 0);
+
+  for (int i = 0; i < 5; i++) {
+    uint8_t msg[100];
+    size_t flen;
+    tu_fill(msg, sizeof(msg), (uint64_t)i);
+    uint8_t *f = seal_dup(&p.a, msg, (size_t)(20 * i), &flen);
+    open_expect(&p.b, f, flen, msg, (size_t)(20 * i));
+    free(f);
+    tu_fill(msg, sizeof(msg), (uint64_t)i + 100);
+    f = seal_dup(&p.b, msg, sizeof(msg), &flen);
+    open_expect(&p.a, f, flen, msg, sizeof(msg));
+    free(f);
+  }
+  assert_int_equal(p.a.tx_count, 5);
+  assert_int_equal(p.a.rx_count, 5);
+  assert_int_equal(p.b.tx_count, 5);
+  assert_int_equal(p.b.rx_count, 5);
+  pair_close(&p);
+}
+
+/* The initiator is libsodium's kx client; the nonce is 4 zero bytes and the
+ * counter big-endian; the associated data is empty. Checked here with
+ * libsodium directly, so the layout cannot drift. */
+static void test_kx_roles_and_nonce_layout_are_pinned(void **state) {
+  struct pair p;
+  uint8_t rx[32], tx[32];
+  (void)state;
+  pair_init(&p);
+  assert_int_equal(crypto_kx_client_session_keys(rx, tx, p.ea.pk, p.ea.sk,
+                                                 p.eb.pk),
+                   0);
+  assert_memory_equal(p.a.rx, rx, 32);
+  assert_memory_equal(p.a.tx, tx, 32);
+  assert_int_equal(crypto_kx_server_session_keys(rx, tx, p.eb.pk, p.eb.sk,
+                                                 p.ea.pk),
+                   0);
+  assert_memory_equal(p.b.rx, rx, 32);
+  assert_memory_equal(p.b.tx, tx, 32);
+
+  const char *msg = "pinned";
+  for (uint64_t c = 0; c < 3; c++) {
+    size_t flen;
+    uint8_t nonce[12] = {0};
+    uint8_t plain[16];
+    unsigned long long plen;
+    uint8_t *f = seal_dup(&p.a, msg, 6, &flen);
+    nonce[11] = (uint8_t)c;
+    assert_int_equal(crypto_aead_chacha20poly1305_ietf_decrypt(
+                         plain, &plen, NULL, f, flen, NULL, 0, nonce, p.b.rx),
+                     0);
+    assert_int_equal(plen, 6);
+    assert_memory_equal(plain, msg, 6);
+    free(f);
+  }
+
+  /* A high counter: every byte of it is in the nonce, most significant
+   * first. */
+  size_t flen;
+  uint8_t nonce[12] = {0, 0, 0, 0, 0x01, 0x02, 0x03, 0x04,
+                       0x05, 0x06, 0x07, 0x08};
+  uint8_t plain[16];
+  unsigned long long plen;
+  p.a.tx_count = UINT64_C(0x0102030405060708);
+  uint8_t *f = seal_dup(&p.a, msg, 6, &flen);
+  assert_int_equal(crypto_aead_chacha20poly1305_ietf_decrypt(
+                       plain, &plen, NULL, f, flen, NULL, 0, nonce, p.b.rx),
+                   0);
+  p.b.rx_count = UINT64_C(0x0102030405060708);
+  open_expect(&p.b, f, flen, msg, 6);
+  assert_int_equal(p.b.rx_count, UINT64_C(0x0102030405060709));
+  free(f);
+  pair_close(&p);
+}
+
+static void test_forged_frame_is_EBADSIG_and_next_genuine_opens(void **state) {
+  struct pair p;
+  uint8_t msg[64];
+  size_t flen, flen2;
+  (void)state;
+  pair_init(&p);
+  tu_fill(msg, sizeof(msg), 1);
+  uint8_t *f = seal_dup(&p.a, msg, sizeof(msg), &flen);
+  uint8_t *f2 = seal_dup(&p.a, msg, 10, &flen2);
+
+  /* Every flipped bit, in the ciphertext and in the tag. */
+  for (size_t bit = 0; bit < flen * 8; bit++) {
+    uint8_t *x = dup_n(f, flen);
+    uint8_t out[sizeof(msg)];
+    memset(out, 0xa5, sizeof(out));
+    x[bit / 8] ^= (uint8_t)(1u << (bit % 8));
+    assert_err(pwire_open(&p.b, x, flen, out, sizeof(out)), SHOAL_EBADSIG);
+    assert_true(is_zero(out, sizeof(out)));
+    assert_int_equal(p.b.rx_count, 0);
+    free(x);
+  }
+  /* A frame of random bytes, and a frame made under another key. */
+  uint8_t junk[80];
+  tu_fill(junk, sizeof(junk), 2);
+  assert_err(open_into(&p.b, junk, sizeof(junk)), SHOAL_EBADSIG);
+  struct pair q;
+  size_t qlen;
+  pair_init(&q);
+  uint8_t *g = seal_dup(&q.a, msg, sizeof(msg), &qlen);
+  assert_err(open_into(&p.b, g, qlen), SHOAL_EBADSIG);
+  free(g);
+  pair_close(&q);
+  /* A frame cut short or extended. */
+  assert_err(open_into(&p.b, f, flen - 1), SHOAL_EBADSIG);
+  uint8_t *ext = malloc(flen + 1);
+  assert_non_null(ext);
+  memcpy(ext, f, flen);
+  ext[flen] = 0;
+  assert_err(open_into(&p.b, ext, flen + 1), SHOAL_EBADSIG);
+  free(ext);
+  assert_int_equal(p.b.rx_count, 0);
+
+  open_expect(&p.b, f, flen, msg, sizeof(msg));
+  open_expect(&p.b, f2, flen2, msg, 10);
+  free(f);
+  free(f2);
+  pair_close(&p);
+}
+
+static void test_replayed_frame_is_EBADSIG(void **state) {
+  struct pair p;
+  size_t flen, flen2;
+  (void)state;
+  pair_init(&p);
+  uint8_t *f = seal_dup(&p.a, "one", 3, &flen);
+  uint8_t *f2 = seal_dup(&p.a, "two", 3, &flen2);
+  open_expect(&p.b, f, flen, "one", 3);
+  assert_err(open_into(&p.b, f, flen), SHOAL_EBADSIG);
+  open_expect(&p.b, f2, flen2, "two", 3);
+  assert_err(open_into(&p.b, f, flen), SHOAL_EBADSIG);
+  assert_err(open_into(&p.b, f2, flen2), SHOAL_EBADSIG);
+  assert_int_equal(p.b.rx_count, 2);
+  free(f);
+  free(f2);
+  pair_close(&p);
+}
+
+static void test_reordered_frame_is_EBADSIG(void **state) {
+  struct pair p;
+  size_t flen, flen2;
+  (void)state;
+  pair_init(&p);
+  uint8_t *f = seal_dup(&p.a, "one", 3, &flen);
+  uint8_t *f2 = seal_dup(&p.a, "two", 3, &flen2);
+  assert_err(open_into(&p.b, f2, flen2), SHOAL_EBADSIG);
+  open_expect(&p.b, f, flen, "one", 3);
+  open_expect(&p.b, f2, flen2, "two", 3);
+  free(f);
+  free(f2);
+  pair_close(&p);
+}
+
+static void test_reflected_frame_is_EBADSIG(void **state) {
+  struct pair p;
+  size_t flen;
+  (void)state;
+  pair_init(&p);
+  /* Both sides sealed one frame: each one reflected back to its sender
+   * meets the sender's receive key, with the same counter. */
+  uint8_t *fa = seal_dup(&p.a, "from a", 6, &flen);
+  assert_err(open_into(&p.a, fa, flen), SHOAL_EBADSIG);
+  uint8_t *fb = seal_dup(&p.b, "from b", 6, &flen);
+  assert_err(open_into(&p.b, fb, flen), SHOAL_EBADSIG);
+  open_expect(&p.b, fa, flen, "from a", 6);
+  open_expect(&p.a, fb, flen, "from b", 6);
+  free(fa);
+  free(fb);
+  pair_close(&p);
+}
+
+static void test_different_ephemeral_keys_cannot_open(void **state) {
+  struct pair p;
+  struct pwire_eph ec;
+  struct pwire_session c;
+  size_t flen;
+  (void)state;
+  pair_init(&p);
+  /* b' derives its session with an impostor's key instead of a's. */
+  pwire_eph_generate(&ec);
+  assert_err(pwire_session_init(&c, &p.eb, ec.pk, 0), 0);
+  assert_memory_not_equal(c.rx, p.a.tx, PWIRE_KEY_BYTES);
+  uint8_t *f = seal_dup(&p.a, "secret", 6, &flen);
+  assert_err(open_into(&c, f, flen), SHOAL_EBADSIG);
+  free(f);
+  f = seal_dup(&c, "reply", 5, &flen);
+  assert_err(open_into(&p.a, f, flen), SHOAL_EBADSIG);
+  free(f);
+  pwire_session_close(&c);
+  pwire_eph_close(&ec);
+  pair_close(&p);
+}
+
+static void test_both_sides_initiator_cannot_talk(void **state) {
+  struct pwire_eph ea, eb;
+  struct pwire_session a, b;
+  size_t flen;
+  (void)state;
+  pwire_eph_generate(&ea);
+  pwire_eph_generate(&eb);
+  for (int role = 0; role < 2; role++) {
+    assert_err(pwire_session_init(&a, &ea, eb.pk, role), 0);
+    assert_err(pwire_session_init(&b, &eb, ea.pk, role), 0);
+    uint8_t *f = seal_dup(&a, "hi", 2, &flen);
+    assert_err(open_into(&b, f, flen), SHOAL_EBADSIG);
+    free(f);
+    pwire_session_close(&a);
+    pwire_session_close(&b);
+  }
+  pwire_eph_close(&ea);
+  pwire_eph_close(&eb);
+}
+
+static void test_session_init_refuses_bad_keys(void **state) {
+  struct pwire_eph e;
+  struct pwire_session s;
+  uint8_t zero[crypto_kx_PUBLICKEYBYTES] = {0};
+  (void)state;
+  pwire_eph_generate(&e);
+  for (int initiator = 0; initiator < 2; initiator++) {
+    /* A low-order point gives an all-zero shared secret. */
+    memset(&s, 0xa5, sizeof(s));
+    assert_err(pwire_session_init(&s, &e, zero, initiator), SHOAL_EBADSIG);
+    assert_true(is_zero(&s, sizeof(s)));
+    /* Our own key, reflected back. */
+    memset(&s, 0xa5, sizeof(s));
+    assert_err(pwire_session_init(&s, &e, e.pk, initiator), SHOAL_EBADSIG);
+    assert_true(is_zero(&s, sizeof(s)));
+  }
+  pwire_eph_close(&e);
+}
+
+static void test_close_wipes_keys(void **state) {
+  struct pair p;
+  (void)state;
+  pair_init(&p);
+  assert_false(is_zero(p.a.tx, sizeof(p.a.tx)));
+  pair_close(&p);
+  assert_true(is_zero(&p.a, sizeof(p.a)));
+  assert_true(is_zero(&p.b, sizeof(p.b)));
+  assert_true(is_zero(&p.ea, sizeof(p.ea)));
+  assert_true(is_zero(&p.eb, sizeof(p.eb)));
+}
+
+static void test_open_length_limits(void **state) {
+  struct pair p;
+  size_t flen;
+  uint8_t out[64];
+  (void)state;
+  pair_init(&p);
+  uint8_t *f = seal_dup(&p.a, "0123456789", 10, &flen);
+  for (size_t n = 0; n < TAG; n++) {
+    assert_err(pwire_open(&p.b, f, n, out, sizeof(out)), SHOAL_ETRUNC);
+  }
+  /* Cap one short of the plaintext. */
+  assert_err(pwire_open(&p.b, f, flen, out, 9), SHOAL_ETOOBIG);
+  /* One byte over the largest frame, refused before any decryption. */
+  uint8_t *big = calloc(1, PWIRE_MAX_FRAME + 1);
+  uint8_t *plain = malloc(PWIRE_MAX_FRAME + 1);
+  assert_non_null(big);
+  assert_non_null(plain);
+  assert_err(pwire_open(&p.b, big, PWIRE_MAX_FRAME + 1, plain,
+                        PWIRE_MAX_FRAME + 1),
+             SHOAL_ETOOBIG);
+  assert_int_equal(p.b.rx_count, 0);
+  /* The frame still opens into an exact-size buffer. */
+  open_expect(&p.b, f, flen, "0123456789", 10);
+  free(big);
+  free(plain);
+  free(f);
+  pair_close(&p);
+}
+
+static void test_empty_and_largest_messages_round_trip(void **state) {
+  struct pair p;
+  size_t flen;
+  (void)state;
+  pair_init(&p);
+  uint8_t *f = seal_dup(&p.a, NULL, 0, &flen);
+  assert_int_equal(flen, TAG);
+  assert_int_equal(pwire_open(&p.b, f, flen, NULL, 0), 0);
+  free(f);
+
+  uint8_t *msg = malloc(PWIRE_MAX_PLAIN + 1);
+  assert_non_null(msg);
+  tu_fill(msg, PWIRE_MAX_PLAIN + 1, 3);
+  f = seal_dup(&p.a, msg, PWIRE_MAX_PLAIN, &flen);
+  assert_int_equal(flen, PWIRE_MAX_FRAME);
+  open_expect(&p.b, f, flen, msg, PWIRE_MAX_PLAIN);
+  free(f);
+
+  /* One byte more is refused at sealing, and nothing is appended. */
+  struct buf b;
+  buf_init(&b, 2 * PWIRE_MAX_FRAME);
+  assert_err(pwire_seal(&p.a, &b, msg, PWIRE_MAX_PLAIN + 1), SHOAL_ETOOBIG);
+  assert_int_equal(b.len, 0);
+  assert_int_equal(p.a.tx_count, 2);
+  /* A buffer too small: ETOOBIG, the counter does not move. */
+  uint8_t small[TAG + 3];
+  struct buf fb;
+  buf_init_fixed(&fb, small, sizeof(small));
+  assert_err(pwire_seal(&p.a, &fb, msg, 4), SHOAL_ETOOBIG);
+  assert_int_equal(fb.len, 0);
+  assert_int_equal(p.a.tx_count, 2);
+  buf_free(&b);
+  free(msg);
+  pair_close(&p);
+}
+
+static void test_seal_appends_and_opens_in_place(void **state) {
+  struct pair p;
+  struct buf b;
+  (void)state;
+  pair_init(&p);
+  buf_init(&b, 1024);
+  buf_add(&b, "hdr", 3);
+  assert_err(pwire_seal(&p.a, &b, (const uint8_t *)"abc", 3), 0);
+  assert_err(pwire_seal(&p.a, &b, (const uint8_t *)"defg", 4), 0);
+  assert_int_equal(b.len, 3 + 3 + TAG + 4 + TAG);
+  assert_memory_equal(b.data, "hdr", 3);
+  /* Plaintext written over its own ciphertext. */
+  uint8_t *f1 = b.data + 3;
+  uint8_t *f2 = f1 + 3 + TAG;
+  assert_int_equal(pwire_open(&p.b, f1, 3 + TAG, f1, 3 + TAG), 3);
+  assert_memory_equal(f1, "abc", 3);
+  assert_int_equal(pwire_open(&p.b, f2, 4 + TAG, f2, 4 + TAG), 4);
+  assert_memory_equal(f2, "defg", 4);
+  buf_free(&b);
+  pair_close(&p);
+}
+
+static void test_spent_counter_is_refused(void **state) {
+  struct pair p;
+  struct buf b;
+  size_t flen;
+  (void)state;
+  pair_init(&p);
+  p.a.tx_count = UINT64_MAX - 1;
+  p.b.rx_count = UINT64_MAX - 1;
+  uint8_t *f = seal_dup(&p.a, "last", 4, &flen);
+  open_expect(&p.b, f, flen, "last", 4);
+  free(f);
+  buf_init(&b, 1024);
+  assert_err(pwire_seal(&p.a, &b, (const uint8_t *)"more", 4), SHOAL_ETOOBIG);
+  assert_int_equal(b.len, 0);
+  assert_int_equal(p.a.tx_count, UINT64_MAX);
+  /* No frame opens under the last counter value either. */
+  uint8_t junk[TAG + 4] = {0};
+  assert_err(open_into(&p.b, junk, sizeof(junk)), SHOAL_EBADSIG);
+  buf_free(&b);
+  pair_close(&p);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Message codecs */
+
+static uint8_t g_bytes[PART + 2];
+
+/* One valid message of every type, with its encoded size. The variable
+ * parts borrow from g_bytes. */
+struct sample {
+  const char *name;
+  struct pwire_msg m;
+  size_t size;
+  int tail; /* ends with variable-length bytes */
+};
+
+#define NSAMPLES 13
+static void samples(struct sample s[NSAMPLES]) {
+  memset(s, 0, NSAMPLES * sizeof(*s));
+  s[0] = (struct sample){"manifest_req",
+                         {.type = PWIRE_MANIFEST_REQ, .offset = 1000,
+                          .length = PART},
+                         9, 0};
+  s[1] = (struct sample){"manifest_part",
+                         {.type = PWIRE_MANIFEST_PART, .total = 5000,
+                          .offset = 1000, .data = g_bytes, .data_len = 300},
+                         9 + 300, 1};
+  s[2] = (struct sample){"have_map",
+                         {.type = PWIRE_HAVE_MAP, .data = g_bytes,
+                          .data_len = 3},
+                         1 + 3, 1};
+  s[3] = (struct sample){"have", {.type = PWIRE_HAVE, .chunk = 0x01020304}, 5,
+                         0};
+  s[4] = (struct sample){"interested", {.type = PWIRE_INTERESTED}, 1, 0};
+  s[5] = (struct sample){"not_interested", {.type = PWIRE_NOT_INTERESTED}, 1,
+                         0};
+  s[6] = (struct sample){"choke", {.type = PWIRE_CHOKE}, 1, 0};
+  s[7] = (struct sample){"unchoke", {.type = PWIRE_UNCHOKE}, 1, 0};
+  s[8] = (struct sample){"request",
+                         {.type = PWIRE_REQUEST, .chunk = 7,
+                          .offset = 16384, .length = BLOCK},
+                         13, 0};
+  s[9] = (struct sample){"data",
+                         {.type = PWIRE_DATA, .chunk = 7, .offset = 16384,
+                          .data = g_bytes, .data_len = 1000},
+                         9 + 1000, 1};
+  s[10] = (struct sample){"cancel",
+                          {.type = PWIRE_CANCEL, .chunk = 0xfffffffe,
+                           .offset = 0xffffffff, .length = 1},
+                          13, 0};
+  s[11] = (struct sample){"reject",
+                          {.type = PWIRE_REJECT, .chunk = 1, .offset = 2,
+                           .length = 3},
+                          13, 0};
+  s[12] = (struct sample){"keepalive", {.type = PWIRE_KEEPALIVE}, 1, 0};
+}
+
+/* Encodes m into an exactly-sized heap block. */
+static uint8_t *encode_dup(const struct pwire_msg *m, size_t *len) {
+  struct buf b;
+  buf_init(&b, PWIRE_MAX_PLAIN);
+  assert_err(pwire_encode(&b, m), 0);
+  uint8_t *p = dup_n(b.data, b.len);
+  *len = b.len;
+  buf_free(&b);
+  return p;
+}
+
+/* Decodes an exact-size copy of p[0..len); a refusal must zero out. */
+static int decode_checked(const uint8_t *p, size_t len, struct pwire_msg *out,
+                          uint8_t **copy) {
+  *copy = dup_n(p, len);
+  memset(out, 0xa5, sizeof(*out));
+  int rc = pwire_decode(*copy, len, out);
+  if (rc != 0) {
+    struct pwire_msg zero;
+    memset(&zero, 0, sizeof(zero));
+    assert_int_equal(out->type, 0);
+    assert_int_equal(out->chunk, 0);
+    assert_int_equal(out->offset, 0);
+    assert_int_equal(out->length, 0);
+    assert_int_equal(out->total, 0);
+    assert_null(out->data);
+    assert_int_equal(out->data_len, 0);
+    assert_memory_equal(out, &zero, sizeof(zero));
+  }
+  return rc;
+}
+
+static int decode_err(const uint8_t *p, size_t len) {
+  struct pwire_msg out;
+  uint8_t *copy;
+  int rc = decode_checked(p, len, &out, &copy);
+  free(copy);
+  return rc;
+}
+
+static void assert_same_msg(const struct pwire_msg *a,
+                            const struct pwire_msg *b) {
+  assert_int_equal(a->type, b->type);
+  assert_int_equal(a->chunk, b->chunk);
+  assert_int_equal(a->offset, b->offset);
+  assert_int_equal(a->length, b->length);
+  assert_int_equal(a->total, b->total);
+  assert_int_equal(a->data_len, b->data_len);
+  if (a->data_len > 0) {
+    assert_memory_equal(a->data, b->data, a->data_len);
+  }
+}
+
+static void test_every_type_round_trips(void **state) {
+  struct sample s[NSAMPLES];
+  (void)state;
+  tu_fill(g_bytes, sizeof(g_bytes), 9);
+  samples(s);
+  for (int i = 0; i < NSAMPLES; i++) {
+    size_t len, len2;
+    struct pwire_msg got;
+    uint8_t *copy;
+    uint8_t *p = encode_dup(&s[i].m, &len);
+    assert_int_equal(len, s[i].size);
+    assert_int_equal(p[0], s[i].m.type);
+    assert_err(decode_checked(p, len, &got, &copy), 0);
+    assert_same_msg(&got, &s[i].m);
+    if (s[i].tail) {
+      /* The bytes are borrowed from the input, not copied. */
+      assert_ptr_equal(got.data, copy + len - got.data_len);
+    } else {
+      assert_null(got.data);
+    }
+    /* One encoding per message. */
+    uint8_t *p2 = encode_dup(&got, &len2);
+    assert_int_equal(len2, len);
+    assert_memory_equal(p2, p, len);
+    free(p2);
+    free(copy);
+    free(p);
+  }
+}
+
+static void test_wire_layout_is_pinned(void **state) {
+  struct pwire_msg m;
+  uint8_t *copy;
+  (void)state;
+  const uint8_t request[13] = {9,    0x00, 0x00, 0x00, 0x07, 0x00, 0x00,
+                               0x40, 0x00, 0x00, 0x01, 0x00, 0x00};
+  assert_err(decode_checked(request, sizeof(request), &m, &copy), 0);
+  assert_int_equal(m.type, PWIRE_REQUEST);
+  assert_int_equal(m.chunk, 7);
+  assert_int_equal(m.offset, 0x4000);
+  assert_int_equal(m.length, 0x10000);
+  free(copy);
+
+  const uint8_t part[12] = {2,    0x00, 0x00, 0x01, 0x00, 0x00,
+                            0x00, 0x00, 0xfd, 'a',  'b',  'c'};
+  assert_err(decode_checked(part, sizeof(part), &m, &copy), 0);
+  assert_int_equal(m.type, PWIRE_MANIFEST_PART);
+  assert_int_equal(m.total, 256);
+  assert_int_equal(m.offset, 253);
+  assert_int_equal(m.data_len, 3);
+  assert_memory_equal(m.data, "abc", 3);
+  free(copy);
+
+  const uint8_t have[5] = {4, 0xde, 0xad, 0xbe, 0xef};
+  assert_err(decode_checked(have, sizeof(have), &m, &copy), 0);
+  assert_int_equal(m.chunk, 0xdeadbeef);
+  free(copy);
+
+  struct buf b;
+  buf_init(&b, 64);
+  struct pwire_msg d = {.type = PWIRE_DATA, .chunk = 0x0a0b0c0d,
+                        .offset = 0x01020304, .data = (const uint8_t *)"xy",
+                        .data_len = 2};
+  assert_err(pwire_encode(&b, &d), 0);
+  const uint8_t want[11] = {10,   0x0a, 0x0b, 0x0c, 0x0d, 0x01,
+                            0x02, 0x03, 0x04, 'x',  'y'};
+  assert_int_equal(b.len, sizeof(want));
+  assert_memory_equal(b.data, want, sizeof(want));
+  buf_free(&b);
+}
+
+static void test_every_truncation_is_refused(void **state) {
+  struct sample s[NSAMPLES];
+  (void)state;
+  samples(s);
+  assert_err(decode_err(NULL, 0), SHOAL_ETRUNC);
+  for (int i = 0; i < NSAMPLES; i++) {
+    size_t len;
+    uint8_t *p = encode_dup(&s[i].m, &len);
+    size_t fixed = s[i].tail ? len - s[i].m.data_len : len;
+    for (size_t n = 0; n < len; n++) {
+      int rc = decode_err(p, n);
+      if (n < fixed || (s[i].tail && n == fixed)) {
+        /* Missing fields, or no bytes where at least one is needed. */
+        assert_err(rc, SHOAL_ETRUNC);
+      } else if (s[i].m.type == PWIRE_HAVE_MAP ||
+                 s[i].m.type == PWIRE_DATA ||
+                 s[i].m.type == PWIRE_MANIFEST_PART) {
+        /* A shorter tail is a shorter message of the same type. */
+        assert_err(rc, 0);
+      }
+    }
+    free(p);
+  }
+}
+
+static void test_one_trailing_byte_is_refused(void **state) {
+  struct sample s[NSAMPLES];
+  (void)state;
+  samples(s);
+  for (int i = 0; i < NSAMPLES; i++) {
+    if (s[i].tail) {
+      continue; /* a longer tail is a longer message; see below */
+    }
+    size_t len;
+    uint8_t *p = encode_dup(&s[i].m, &len);
+    uint8_t *x = malloc(len + 1);
+    assert_non_null(x);
+    memcpy(x, p, len);
+    x[len] = 0;
+    assert_err(decode_err(x, len + 1), SHOAL_EFORMAT);
+    free(x);
+    free(p);
+  }
+}
+
+/* The variable-tail types: one byte past their limit is refused. */
+static void test_one_byte_past_a_tail_limit_is_refused(void **state) {
+  static uint8_t msg[9 + PART + 1];
+  (void)state;
+  memset(msg, 0, sizeof(msg));
+
+  /* DATA: a whole block opens, one byte more is too big. */
+  msg[0] = PWIRE_DATA;
+  assert_err(decode_err(msg, 9 + BLOCK), 0);
+  assert_err(decode_err(msg, 9 + BLOCK + 1), SHOAL_ETOOBIG);
+
+  /* MANIFEST_PART: filling its total opens, one byte more passes it. */
+  msg[0] = PWIRE_MANIFEST_PART;
+  buf_put_be32(msg + 1, 100);
+  buf_put_be32(msg + 5, 60);
+  assert_err(decode_err(msg, 9 + 40), 0);
+  assert_err(decode_err(msg, 9 + 41), SHOAL_EFORMAT);
+  /* And a whole part opens, one byte more is too big. */
+  buf_put_be32(msg + 1, MANIFEST_MAX_BYTES);
+  buf_put_be32(msg + 5, 0);
+  assert_err(decode_err(msg, 9 + PART), 0);
+  assert_err(decode_err(msg, 9 + PART + 1), SHOAL_ETOOBIG);
+
+  /* HAVE_MAP: the largest manifest's map opens, one byte more is too
+   * big. */
+  msg[0] = PWIRE_HAVE_MAP;
+  assert_err(decode_err(msg, 1 + HAVE_MAP_MAX), 0);
+  assert_err(decode_err(msg, 1 + HAVE_MAP_MAX + 1), SHOAL_ETOOBIG);
+}
+
+static void test_lengths_over_maximums_are_ETOOBIG(void **state) {
+  uint8_t msg[13];
+  (void)state;
+  const uint8_t block_types[] = {PWIRE_REQUEST, PWIRE_CANCEL, PWIRE_REJECT};
+  for (size_t i = 0; i < sizeof(block_types); i++) {
+    memset(msg, 0, sizeof(msg));
+    msg[0] = block_types[i];
+    buf_put_be32(msg + 9, BLOCK);
+    assert_err(decode_err(msg, 13), 0);
+    buf_put_be32(msg + 9, BLOCK + 1);
+    assert_err(decode_err(msg, 13), SHOAL_ETOOBIG);
+    buf_put_be32(msg + 9, UINT32_MAX);
+    assert_err(decode_err(msg, 13), SHOAL_ETOOBIG);
+  }
+  memset(msg, 0, sizeof(msg));
+  msg[0] = PWIRE_MANIFEST_REQ;
+  buf_put_be32(msg + 5, PART);
+  assert_err(decode_err(msg, 9), 0);
+  buf_put_be32(msg + 5, PART + 1);
+  assert_err(decode_err(msg, 9), SHOAL_ETOOBIG);
+  buf_put_be32(msg + 5, UINT32_MAX);
+  assert_err(decode_err(msg, 9), SHOAL_ETOOBIG);
+
+  /* A manifest part of a manifest larger than any manifest may be. */
+  uint8_t part[10] = {PWIRE_MANIFEST_PART};
+  buf_put_be32(part + 1, MANIFEST_MAX_BYTES);
+  assert_err(decode_err(part, sizeof(part)), 0);
+  buf_put_be32(part + 1, MANIFEST_MAX_BYTES + 1);
+  assert_err(decode_err(part, sizeof(part)), SHOAL_ETOOBIG);
+  buf_put_be32(part + 1, UINT32_MAX);
+  assert_err(decode_err(part, sizeof(part)), SHOAL_ETOOBIG);
+}
+
+static void test_zero_length_fields_are_EFORMAT(void **state) {
+  uint8_t msg[13];
+  (void)state;
+  const uint8_t types[] = {PWIRE_REQUEST, PWIRE_CANCEL, PWIRE_REJECT};
+  for (size_t i = 0; i < sizeof(types); i++) {
+    memset(msg, 0, sizeof(msg));
+    msg[0] = types[i];
+    assert_err(decode_err(msg, 13), SHOAL_EFORMAT);
+  }
+  memset(msg, 0, sizeof(msg));
+  msg[0] = PWIRE_MANIFEST_REQ;
+  assert_err(decode_err(msg, 9), SHOAL_EFORMAT);
+}
+
+static void test_manifest_part_past_its_total_is_EFORMAT(void **state) {
+  uint8_t part[9 + 4] = {PWIRE_MANIFEST_PART};
+  (void)state;
+  buf_put_be32(part + 1, 10);
+  buf_put_be32(part + 5, 6);
+  assert_err(decode_err(part, sizeof(part)), 0);
+  buf_put_be32(part + 5, 7);
+  assert_err(decode_err(part, sizeof(part)), SHOAL_EFORMAT);
+  /* An offset near the top of u32 must not wrap past the check. */
+  buf_put_be32(part + 5, UINT32_MAX - 1);
+  assert_err(decode_err(part, sizeof(part)), SHOAL_EFORMAT);
+  buf_put_be32(part + 5, UINT32_MAX);
+  assert_err(decode_err(part, sizeof(part)), SHOAL_EFORMAT);
+  /* A total of zero leaves room for nothing. */
+  buf_put_be32(part + 1, 0);
+  buf_put_be32(part + 5, 0);
+  assert_err(decode_err(part, sizeof(part)), SHOAL_EFORMAT);
+}
+
+static void test_unknown_type_is_EFORMAT(void **state) {
+  uint8_t msg[13];
+  (void)state;
+  memset(msg, 0, sizeof(msg));
+  const uint8_t types[] = {0, 14, 15, 0x7f, 0x80, 0xff};
+  for (size_t i = 0; i < sizeof(types); i++) {
+    msg[0] = types[i];
+    for (size_t n = 1; n <= sizeof(msg); n++) {
+      assert_err(decode_err(msg, n), SHOAL_EFORMAT);
+    }
+  }
+}
+
+static void test_encode_refuses_what_decode_refuses(void **state) {
+  struct buf b;
+  (void)state;
+  buf_init(&b, PWIRE_MAX_PLAIN);
+  const struct pwire_msg bad[] = {
+      {.type = 0},
+      {.type = 14},
+      {.type = PWIRE_MANIFEST_REQ, .length = 0},
+      {.type = PWIRE_MANIFEST_REQ, .length = PART + 1},
+      {.type = PWIRE_MANIFEST_PART, .total = 10, .data = g_bytes,
+       .data_len = 0},
+      {.type = PWIRE_MANIFEST_PART, .total = 10, .offset = 5, .data = g_bytes,
+       .data_len = 6},
+      {.type = PWIRE_MANIFEST_PART, .total = UINT32_MAX, .data = g_bytes,
+       .data_len = 1},
+      {.type = PWIRE_MANIFEST_PART, .total = MANIFEST_MAX_BYTES,
+       .data = g_bytes, .data_len = PART + 1},
+      {.type = PWIRE_HAVE_MAP, .data = g_bytes, .data_len = 0},
+      {.type = PWIRE_HAVE_MAP, .data = g_bytes, .data_len = HAVE_MAP_MAX + 1},
+      {.type = PWIRE_REQUEST, .length = 0},
+      {.type = PWIRE_CANCEL, .length = BLOCK + 1},
+      {.type = PWIRE_REJECT, .length = UINT32_MAX},
+      {.type = PWIRE_DATA, .data = g_bytes, .data_len = 0},
+      {.type = PWIRE_DATA, .data = g_bytes, .data_len = BLOCK + 1},
+  };
+  for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+    assert_err(pwire_encode(&b, &bad[i]), SHOAL_EINVAL);
+    assert_int_equal(b.len, 0);
+  }
+  /* A full buffer: ETOOBIG and nothing appended. */
+  uint8_t small[12];
+  struct buf fb;
+  buf_init_fixed(&fb, small, sizeof(small));
+  struct pwire_msg req = {.type = PWIRE_REQUEST, .length = 1};
+  assert_err(pwire_encode(&fb, &req), SHOAL_ETOOBIG);
+  assert_int_equal(fb.len, 0);
+  buf_free(&b);
+}
+
+/* A message sealed by one side decodes on the other: the codecs and the
+ * session together, as the peer uses them. */
+static void test_sealed_messages_decode_on_the_other_side(void **state) {
+  struct pair p;
+  struct sample s[NSAMPLES];
+  static uint8_t plain[PWIRE_MAX_PLAIN];
+  (void)state;
+  pair_init(&p);
+  samples(s);
+  for (int i = 0; i < NSAMPLES; i++) {
+    struct buf m, f;
+    struct pwire_msg got;
+    buf_init(&m, PWIRE_MAX_PLAIN);
+    buf_init(&f, PWIRE_MAX_FRAME);
+    assert_err(pwire_encode(&m, &s[i].m), 0);
+    assert_err(pwire_seal(&p.a, &f, m.data, m.len), 0);
+    int n = pwire_open(&p.b, f.data, f.len, plain, sizeof(plain));
+    assert_int_equal(n, (int)m.len);
+    assert_err(pwire_decode(plain, (size_t)n, &got), 0);
+    assert_same_msg(&got, &s[i].m);
+    buf_free(&m);
+    buf_free(&f);
+  }
+  pair_close(&p);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Checks against a manifest */
+
+/* A folder of two files, 16 KiB chunks: "c/a" is 100 bytes (chunk 0), "c/b"
+ * is 20000 bytes (chunks 1 and 2, the last 3616 bytes). */
+static struct manifest *build_folder(char *dir, size_t cap,
+                                     unsigned chunk_log2,
+                                     const size_t sizes[2]) {
+  struct identity pub;
+  struct manifest *m = NULL;
+  struct manifest_build_opts o;
+  char path[512];
+  uint8_t *data = malloc(sizes[0] + sizes[1]);
+  assert_non_null(data);
+  tu_fill(data, sizes[0] + sizes[1], 5);
+  tu_tmpdir(dir, cap);
+  tu_write_file(dir, "c/a", data, sizes[0]);
+  tu_write_file(dir, "c/b", data + sizes[0], sizes[1]);
+  free(data);
+  key_from_seed(&pub, 77);
+  memset(&o, 0, sizeof(o));
+  o.chunk_log2 = chunk_log2;
+  tu_path(path, sizeof(path), dir, "c");
+  assert_err(manifest_build(path, &pub, &o, &m), 0);
+  assert_non_null(m);
+  return m;
+}
+
+static void test_check_block_against_a_manifest(void **state) {
+  char dir[256];
+  const size_t sizes[2] = {100, 20000};
+  (void)state;
+  struct manifest *m = build_folder(dir, sizeof(dir), 14, sizes);
+  assert_int_equal(m->chunk_count, 3);
+  assert_int_equal(manifest_chunk_len(m, 0), 100);
+  assert_int_equal(manifest_chunk_len(m, 1), 16384);
+  assert_int_equal(manifest_chunk_len(m, 2), 20000 - 16384);
+
+  /* In range. */
+  assert_err(pwire_check_block(m, 0, 0, 100), 0);
+  assert_err(pwire_check_block(m, 0, 99, 1), 0);
+  assert_err(pwire_check_block(m, 1, 0, 16384), 0);
+  assert_err(pwire_check_block(m, 1, 16383, 1), 0);
+  assert_err(pwire_check_block(m, 2, 0, 3616), 0);
+  assert_err(pwire_check_block(m, 2, 3000, 616), 0);
+  /* Past the end of the chunk (a short one, a file's last). */
+  assert_err(pwire_check_block(m, 0, 0, 101), SHOAL_EINVAL);
+  assert_err(pwire_check_block(m, 0, 100, 1), SHOAL_EINVAL);
+  assert_err(pwire_check_block(m, 1, 16384, 1), SHOAL_EINVAL);
+  assert_err(pwire_check_block(m, 1, 1, 16384), SHOAL_EINVAL);
+  assert_err(pwire_check_block(m, 2, 0, 3617), SHOAL_EINVAL);
+  assert_err(pwire_check_block(m, 2, 3616, 1), SHOAL_EINVAL);
+  /* Chunk index at and past the count. */
+  assert_err(pwire_check_block(m, 3, 0, 1), SHOAL_EINVAL);
+  assert_err(pwire_check_block(m, UINT32_MAX, 0, 1), SHOAL_EINVAL);
+  /* Zero length, even at a valid place. */
+  assert_err(pwire_check_block(m, 0, 0, 0), SHOAL_EINVAL);
+  assert_err(pwire_check_block(m, 1, 100, 0), SHOAL_EINVAL);
+  /* offset + length would wrap a u32. */
+  assert_err(pwire_check_block(m, 1, UINT32_MAX, 1), SHOAL_EINVAL);
+  assert_err(pwire_check_block(m, 1, 1, UINT32_MAX), SHOAL_EINVAL);
+  assert_err(pwire_check_block(m, 1, UINT32_MAX, UINT32_MAX), SHOAL_EINVAL);
+  assert_err(pwire_check_block(m, 1, 0x80000000u, 0x80000000u),
+             SHOAL_EINVAL);
+  manifest_free(m);
+  tu_rmtree(dir);
+}
+
+static void test_check_block_limits_a_block_inside_a_large_chunk(void **state) {
+  char dir[256];
+  const size_t sizes[2] = {1, 3 * BLOCK};
+  (void)state;
+  /* 256 KiB chunks: a chunk holds more than one block. */
+  struct manifest *m = build_folder(dir, sizeof(dir), 18, sizes);
+  assert_int_equal(m->chunk_count, 2);
+  assert_int_equal(manifest_chunk_len(m, 1), 3 * BLOCK);
+  assert_err(pwire_check_block(m, 1, 0, BLOCK), 0);
+  assert_err(pwire_check_block(m, 1, 2 * BLOCK, BLOCK), 0);
+  assert_err(pwire_check_block(m, 1, 0, BLOCK + 1), SHOAL_EINVAL);
+  assert_err(pwire_check_block(m, 1, 2 * BLOCK + 1, BLOCK), SHOAL_EINVAL);
+  assert_err(pwire_check_block(m, 0, 0, 1), 0);
+  assert_err(pwire_check_block(m, 0, 0, 2), SHOAL_EINVAL);
+  manifest_free(m);
+  tu_rmtree(dir);
+}
+
+static void test_check_have_map(void **state) {
+  uint8_t map[3] = {0};
+  (void)state;
+  /* Length must be ceil(chunks / 8). */
+  assert_err(pwire_check_have_map(map, 0, 0), 0);
+  assert_err(pwire_check_have_map(map, 1, 0), SHOAL_EFORMAT);
+  assert_err(pwire_check_have_map(map, 0, 1), SHOAL_EFORMAT);
+  assert_err(pwire_check_have_map(map, 1, 1), 0);
+  assert_err(pwire_check_have_map(map, 1, 8), 0);
+  assert_err(pwire_check_have_map(map, 2, 8), SHOAL_EFORMAT);
+  assert_err(pwire_check_have_map(map, 1, 9), SHOAL_EFORMAT);
+  assert_err(pwire_check_have_map(map, 2, 9), 0);
+  assert_err(pwire_check_have_map(map, 3, 9), SHOAL_EFORMAT);
+
+  /* A full byte: every bit is a chunk. */
+  map[0] = 0xff;
+  assert_err(pwire_check_have_map(map, 1, 8), 0);
+  /* Chunk 0 is the high bit: with one chunk only 0x80 may be set. */
+  map[0] = 0x80;
+  assert_err(pwire_check_have_map(map, 1, 1), 0);
+  for (unsigned bit = 0; bit < 7; bit++) {
+    map[0] = (uint8_t)(0x80u | (1u << bit));
+    assert_err(pwire_check_have_map(map, 1, 1), SHOAL_EFORMAT);
+  }
+  /* 19 chunks: the last byte's high 3 bits are chunks, the low 5 unused. */
+  for (unsigned bit = 0; bit < 8; bit++) {
+    map[0] = 0xff;
+    map[1] = 0xff;
+    map[2] = (uint8_t)(1u << bit);
+    assert_err(pwire_check_have_map(map, 3, 19),
+               bit >= 5 ? 0 : SHOAL_EFORMAT);
+  }
+
+  /* The largest manifest's map, as it arrives in a HAVE_MAP message. */
+  uint8_t *msg = calloc(1, 1 + HAVE_MAP_MAX);
+  assert_non_null(msg);
+  msg[0] = PWIRE_HAVE_MAP;
+  memset(msg + 1, 0xff, HAVE_MAP_MAX);
+  struct pwire_msg got;
+  assert_err(pwire_decode(msg, 1 + HAVE_MAP_MAX, &got), 0);
+  assert_err(pwire_check_have_map(got.data, got.data_len, MANIFEST_MAX_CHUNKS),
+             0);
+  assert_err(pwire_check_have_map(got.data, got.data_len,
+                                  MANIFEST_MAX_CHUNKS - 1),
+             SHOAL_EFORMAT);
+  assert_err(pwire_check_have_map(got.data, got.data_len,
+                                  MANIFEST_MAX_CHUNKS - 8),
+             SHOAL_EFORMAT);
+  /* A chunk count whose map would not fit a u32 of bytes is no problem. */
+  assert_err(pwire_check_have_map(got.data, got.data_len, UINT32_MAX),
+             SHOAL_EFORMAT);
+  free(msg);
+}
+
+int main(void) {
+  if (sodium_init() < 0) {
+    return 1;
+  }
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_hello_round_trips_every_field),
+      cmocka_unit_test(test_hello_seal_refuses_unknown_flags),
+      cmocka_unit_test(test_hello_seal_into_small_buffer_is_ETOOBIG),
+      cmocka_unit_test(test_hello_every_flipped_bit_is_refused),
+      cmocka_unit_test(test_hello_every_truncation_and_extension_is_refused),
+      cmocka_unit_test(test_hello_signed_by_unexpected_key_is_EWRONGKEY),
+      cmocka_unit_test(test_envelope_of_another_class_is_EDOMAIN),
+      cmocka_unit_test(test_policy_of_another_class_is_EINVAL),
+      cmocka_unit_test(test_hello_of_another_type_is_EPROTO),
+      cmocka_unit_test(test_hello_payload_of_wrong_length_is_EFORMAT),
+      cmocka_unit_test(test_hello_unknown_flag_bits_are_EFORMAT),
+      cmocka_unit_test(test_replayed_hello_is_EREPLAY),
+      cmocka_unit_test(test_stale_hello_is_ESTALE),
+      cmocka_unit_test(test_session_keys_match_and_messages_flow_both_ways),
+      cmocka_unit_test(test_kx_roles_and_nonce_layout_are_pinned),
+      cmocka_unit_test(test_forged_frame_is_EBADSIG_and_next_genuine_opens),
+      cmocka_unit_test(test_replayed_frame_is_EBADSIG),
+      cmocka_unit_test(test_reordered_frame_is_EBADSIG),
+      cmocka_unit_test(test_reflected_frame_is_EBADSIG),
+      cmocka_unit_test(test_different_ephemeral_keys_cannot_open),
+      cmocka_unit_test(test_both_sides_initiator_cannot_talk),
+      cmocka_unit_test(test_session_init_refuses_bad_keys),
+      cmocka_unit_test(test_close_wipes_keys),
+      cmocka_unit_test(test_open_length_limits),
+      cmocka_unit_test(test_empty_and_largest_messages_round_trip),
+      cmocka_unit_test(test_seal_appends_and_opens_in_place),
+      cmocka_unit_test(test_spent_counter_is_refused),
+      cmocka_unit_test(test_every_type_round_trips),
+      cmocka_unit_test(test_wire_layout_is_pinned),
+      cmocka_unit_test(test_every_truncation_is_refused),
+      cmocka_unit_test(test_one_trailing_byte_is_refused),
+      cmocka_unit_test(test_one_byte_past_a_tail_limit_is_refused),
+      cmocka_unit_test(test_lengths_over_maximums_are_ETOOBIG),
+      cmocka_unit_test(test_zero_length_fields_are_EFORMAT),
+      cmocka_unit_test(test_manifest_part_past_its_total_is_EFORMAT),
+      cmocka_unit_test(test_unknown_type_is_EFORMAT),
+      cmocka_unit_test(test_encode_refuses_what_decode_refuses),
+      cmocka_unit_test(test_sealed_messages_decode_on_the_other_side),
+      cmocka_unit_test(test_check_block_against_a_manifest),
+      cmocka_unit_test(test_check_block_limits_a_block_inside_a_large_chunk),
+      cmocka_unit_test(test_check_have_map),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
