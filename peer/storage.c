@@ -1,0 +1,1810 @@
+/* Storage of one content: a read-only source, or a download into a partial
+ * copy that survives a restart.
+ *
+ * Resume record, at the caller's resume_path (integers big-endian):
+ *
+ *   offset  size        field
+ *   0       8           magic "SHOALRS1"
+ *   8       32          content ID (the manifest's id)
+ *   40      4 (u32)     chunk count n
+ *   44      ceil(n/8)   verified chunks, in the have-map layout of pwire.h:
+ *                       chunk 0 in the high bit of byte 0, unused low bits 0
+ *   44+b    16          BLAKE2b-128 of every byte before it
+ *
+ * It is written to a mkstemp() file beside resume_path, fsync'd, renamed
+ * over resume_path, and the folder is fsync'd. A record of the wrong size,
+ * magic, checksum, chunk count or content is ignored and the download starts
+ * over: the partial copy is removed and made again. A record that cannot
+ * be read at all (EIO, EMFILE) fails the open instead, keeping the partial
+ * copy. A listed chunk is never trusted: it is hashed again on resume, and
+ * a resumed partial folder is first pruned to exactly the manifest's paths
+ * (strays would otherwise be renamed into place with it).
+ *
+ * Threads. Every disk access and every hash runs in a uv_queue_work() item;
+ * the loop thread only does bookkeeping. Workers read the manifest and the
+ * storage's fixed fields (paths, descriptors set before the work was queued)
+ * and write only their own request; the have-map, counters and flags change
+ * on the loop thread, in the after-work callbacks. A request that completes
+ * without disk work (a chunk already had) is finished from an idle handle on
+ * a later loop iteration, so no callback ever runs inside the call that
+ * started it.
+ *
+ * Descriptors. A download keeps two open: DIR, and the partial file (file
+ * content) or partial folder (folder content). Files inside the folder are
+ * opened per operation with openat() one segment at a time, with O_NOFOLLOW
+ * throughout, so a symlink planted in the partial folder is never followed;
+ * since they are relative to the kept descriptor, reads keep working after
+ * the final rename. A source opens its file per read. So a storage holds at
+ * most two descriptors plus one per running work item, well under
+ * STORAGE_MAX_OPEN with libuv's default pool, and needs no cache.
+ */
+/* renameat2(RENAME_NOREPLACE) and fallocate(): the final rename must never
+ * replace a folder that appeared meanwhile, and glibc's posix_fallocate()
+ * would emulate preallocation by writing every block where the file system
+ * cannot do it. Both have portable fallbacks below. */
+#define _GNU_SOURCE
+
+#include "peer/storage.h"
+
+#include <assert.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <libgen.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "common/error.h"
+#include "common/log.h"
+
+#define RECORD_MAGIC "SHOALRS1"
+#define RECORD_MAGIC_BYTES 8
+#define RECORD_HEAD_BYTES (RECORD_MAGIC_BYTES + MANIFEST_ID_BYTES + 4)
+#define RECORD_CHECK_BYTES 16
+/* Re-hash jobs kept queued while a download resumes: enough to keep a few
+ * pool threads busy without starving other users of the pool. */
+#define RESUME_JOBS 4
+/* A manifest path has at most MANIFEST_MAX_DEPTH + 1 segments; a deeper
+ * tree in a partial folder was planted, and removing it is refused. */
+#define RMTREE_MAX_DEPTH (2 * MANIFEST_MAX_DEPTH)
+#define PART_MODE 0644
+#define FOLDER_MODE 0755
+
+#define container_of(p, type, field)                                          \
+  ((type *)(void *)((char *)(p) - offsetof(type, field)))
+
+enum record_state {
+  RECORD_OK = 0,
+  RECORD_NONE,    /* no record */
+  RECORD_CORRUPT, /* unreadable, wrong size, bad magic or checksum */
+  RECORD_OTHER,   /* a valid-looking record of another content */
+};
+
+struct deferred {
+  struct deferred *next;
+  storage_cb cb;
+  void *arg;
+  int status;
+};
+
+struct finish_req;
+
+struct storage {
+  uv_loop_t *loop;
+  const struct manifest *m;
+  size_t name_len;
+  int is_source;
+
+  /* Download only. */
+  char *dir;
+  char *final_path;  /* dir/NAME */
+  char *part_name;   /* NAME.shoal-part, relative to dir_fd */
+  char *resume_path;
+  int dir_fd;        /* set when the open succeeds, else -1 */
+  int root_fd;       /* the partial file or folder, else -1 */
+  uint8_t *inflight; /* chunks with a put in flight */
+  uint8_t *listed;   /* chunks the resume record listed (while opening) */
+  uint32_t hash_next;
+  unsigned hash_jobs;
+  int open_status;
+  storage_cb open_cb;
+  void *open_arg;
+  int ready;     /* the open callback reported success */
+  int finishing; /* storage_finish is under way */
+  int finished;  /* the partial copy was renamed into place */
+  int dirty;     /* the have-map changed since the last save began */
+  int saving;
+  int save_failed; /* the last save failed (logged once per streak) */
+  uint64_t last_save;
+  struct finish_req *finish_wait; /* queued once the running save ends */
+
+  /* Both kinds. */
+  uint8_t *have;
+  size_t have_len;
+  uint32_t have_count;
+  uint64_t have_bytes;
+  uint8_t *changed_logged; /* source: files already logged as changed */
+
+  unsigned pending; /* work items and deferred completions not done */
+  struct deferred *defer_head;
+  struct deferred *defer_tail;
+  uv_timer_t save_timer;
+  uv_idle_t defer_idle;
+  int handles_open;
+  int closing;
+  int releasing;
+  int close_status;
+  storage_cb close_cb;
+  void *close_arg;
+};
+
+struct open_req {
+  uv_work_t work;
+  struct storage *s;
+  int status;
+  int record;
+  int part_existed;
+  int resumed;
+  int dir_fd;
+  int root_fd;
+};
+
+struct hash_job {
+  uv_work_t work;
+  struct storage *s;
+  uint32_t c0;
+  uint32_t c1;
+  uint8_t *ok; /* bit i: chunk c0 + i verified */
+};
+
+struct put_req {
+  uv_work_t work;
+  struct storage *s;
+  uint32_t idx;
+  uint32_t file;
+  uint64_t offset;
+  uint32_t len;
+  uint8_t *data;
+  int status;
+  storage_cb cb;
+  void *arg;
+};
+
+struct read_req {
+  uv_work_t work;
+  struct storage *s;
+  uint32_t file;
+  uint64_t offset;
+  uint32_t len;
+  uint8_t *data;
+  int status;
+  storage_read_cb cb;
+  void *arg;
+};
+
+struct save_req {
+  uv_work_t work;
+  struct storage *s;
+  uint8_t *record; /* the bitmap is filled in; the worker adds the rest */
+  size_t record_len;
+  int save;        /* release only: whether to write the record */
+  int status;
+};
+
+struct finish_req {
+  uv_work_t work;
+  struct storage *s;
+  int status;
+  int unlink_err;
+  storage_cb cb;
+  void *arg;
+};
+
+/* ------------------------------------------------------------------------ */
+/* Bitmaps (the pwire.h have-map layout) */
+
+static size_t map_bytes(uint32_t n) { return ((size_t)n + 7) / 8; }
+
+static int bit_get(const uint8_t *map, uint32_t i) {
+  return (map[i >> 3] >> (7 - (i & 7))) & 1;
+}
+
+static void bit_set(uint8_t *map, uint32_t i) {
+  map[i >> 3] |= (uint8_t)(0x80u >> (i & 7));
+}
+
+static void bit_clear(uint8_t *map, uint32_t i) {
+  map[i >> 3] &= (uint8_t) ~(0x80u >> (i & 7));
+}
+
+/* ------------------------------------------------------------------------ */
+/* Blocking helpers: called from workers only */
+
+static ssize_t pread_full(int fd, uint8_t *p, size_t n, uint64_t off) {
+  size_t got = 0;
+  while (got < n) {
+    ssize_t r = pread(fd, p + got, n - got, (off_t)(off + got));
+    if (r < 0) {
+      if (errno == EINTR) {
+        continue;
+      }
+      return -errno;
+    }
+    if (r == 0) {
+      break;
+    }
+    got += (size_t)r;
+  }
+  return (ssize_t)got;
+}
+
+static int pwrite_full(int fd, const uint8_t *p, size_t n, uint64_t off) {
+  size_t done = 0;
+  while (done < n) {
+    ssize_t w = pwrite(fd, p + done, n - done, (off_t)(off + done));
+    if (w < 0) {
+      if (errno == EINTR) {
+        continue;
+      }
+      return -errno;
+    }
+    done += (size_t)w;
+  }
+  return 0;
+}
+
+static int fsync_fd(int fd) {
+  while (fsync(fd) != 0) {
+    if (errno != EINTR) {
+      return -errno;
+    }
+  }
+  return 0;
+}
+
+/* fsync the folder holding path so that a rename into it is durable. */
+static int sync_parent(const char *path) {
+  char *copy = strdup(path);
+  int err;
+  int fd;
+
+  if (copy == NULL) {
+    return SHOAL_ENOMEM;
+  }
+  fd = open(dirname(copy), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  free(copy);
+  if (fd < 0) {
+    return -errno;
+  }
+  err = fsync_fd(fd);
+  close(fd);
+  return err;
+}
+
+/* Removes name under dfd: a file or symlink is unlinked, a folder emptied
+ * first. Never follows a symlink. */
+static int rmtree_at(int dfd, const char *name, unsigned depth) {
+  struct stat st;
+  struct dirent *e;
+  DIR *d;
+  int err = 0;
+  int fd;
+
+  if (fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) != 0) {
+    return errno == ENOENT ? 0 : -errno;
+  }
+  if (!S_ISDIR(st.st_mode)) {
+    return unlinkat(dfd, name, 0) == 0 || errno == ENOENT ? 0 : -errno;
+  }
+  if (depth > RMTREE_MAX_DEPTH) {
+    return SHOAL_EPATH;
+  }
+  fd = openat(dfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+  if (fd < 0) {
+    return -errno;
+  }
+  d = fdopendir(fd);
+  if (d == NULL) {
+    err = -errno;
+    close(fd);
+    return err;
+  }
+  for (;;) {
+    errno = 0;
+    e = readdir(d);
+    if (e == NULL) {
+      err = -errno; /* 0 at the end of the folder */
+      break;
+    }
+    if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0) {
+      continue;
+    }
+    err = rmtree_at(dirfd(d), e->d_name, depth + 1);
+    if (err != 0) {
+      break;
+    }
+  }
+  closedir(d);
+  if (err == 0 && unlinkat(dfd, name, AT_REMOVEDIR) != 0 && errno != ENOENT) {
+    err = -errno;
+  }
+  return err;
+}
+
+/* Opens the folder name under dfd without following a symlink. With create,
+ * a missing folder is made and anything else in its place removed. */
+static int open_dir_at(int dfd, const char *name, int create) {
+  const int flags = O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC;
+  int fd = openat(dfd, name, flags);
+  int err;
+
+  if (fd >= 0) {
+    return fd;
+  }
+  if (!create) {
+    return -errno;
+  }
+  if (errno == ENOTDIR || errno == ELOOP) {
+    err = rmtree_at(dfd, name, 0);
+    if (err != 0) {
+      return err;
+    }
+  } else if (errno != ENOENT) {
+    return -errno;
+  }
+  if (mkdirat(dfd, name, FOLDER_MODE) != 0 && errno != EEXIST) {
+    return -errno;
+  }
+  fd = openat(dfd, name, flags);
+  return fd < 0 ? -errno : fd;
+}
+
+/* Opens (creating it) the regular file name under dfd for reading and
+ * writing. A symlink, folder, fifo or socket in its place is removed first.
+ * O_NONBLOCK keeps a planted fifo from hanging the worker. */
+static int create_file_at(int dfd, const char *name) {
+  const int flags =
+      O_RDWR | O_CREAT | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC;
+  struct stat st;
+  int err = SHOAL_EPATH;
+
+  for (int attempt = 0; attempt < 2; attempt++) {
+    int fd = openat(dfd, name, flags, PART_MODE);
+    if (fd >= 0) {
+      if (fstat(fd, &st) != 0) {
+        err = -errno;
+        close(fd);
+        return err;
+      }
+      if (S_ISREG(st.st_mode)) {
+        return fd;
+      }
+      close(fd);
+      err = SHOAL_EPATH;
+    } else if (errno == ELOOP || errno == EISDIR || errno == ENXIO ||
+               errno == EOPNOTSUPP) {
+      err = -errno;
+    } else {
+      return -errno;
+    }
+    if (attempt == 0) {
+      int rm = rmtree_at(dfd, name, 0);
+      if (rm != 0) {
+        return rm;
+      }
+    }
+  }
+  return err;
+}
+
+/* Opens rel ('/'-separated, relative) under base, one segment at a time and
+ * never through a symlink. With create, missing folders and the file are
+ * made (see create_file_at; flags are ignored); otherwise the file is opened
+ * with flags. If parent is not NULL it receives the descriptor of the
+ * file's folder (-1 when that is base), which the caller closes. Returns a
+ * descriptor or an error. */
+static int open_under(int base, const char *rel, int flags, int create,
+                      int *parent) {
+  char seg[MANIFEST_MAX_SEGMENT + 1];
+  const char *p = rel;
+  int cur = base;
+  int fd;
+
+  if (parent != NULL) {
+    *parent = -1;
+  }
+  for (;;) {
+    const char *slash = strchr(p, '/');
+    size_t n = slash != NULL ? (size_t)(slash - p) : strlen(p);
+    /* Decoded manifests never hold such segments; refusing them here keeps
+     * a path from leaving the folder even if that changed. */
+    if (n == 0 || n > MANIFEST_MAX_SEGMENT || (n == 1 && p[0] == '.') ||
+        (n == 2 && p[0] == '.' && p[1] == '.')) {
+      fd = SHOAL_EPATH;
+      break;
+    }
+    memcpy(seg, p, n);
+    seg[n] = '\0';
+    if (slash == NULL) {
+      if (create) {
+        fd = create_file_at(cur, seg);
+      } else {
+        fd = openat(cur, seg, flags | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+        if (fd < 0) {
+          fd = -errno;
+        }
+      }
+      break;
+    }
+    int next = open_dir_at(cur, seg, create);
+    if (cur != base) {
+      close(cur);
+    }
+    cur = base;
+    if (next < 0) {
+      fd = next;
+      break;
+    }
+    cur = next;
+    p = slash + 1;
+  }
+  if (cur != base) {
+    if (parent != NULL && fd >= 0) {
+      *parent = cur;
+    } else {
+      close(cur);
+    }
+  }
+  return fd;
+}
+
+/* Sets the length of a partial file to size and reserves its blocks, so a
+ * full disk shows at the start rather than halfway. */
+static int size_file(int fd, uint64_t size) {
+  struct stat st;
+
+  if (fstat(fd, &st) != 0) {
+    return -errno;
+  }
+  if ((uint64_t)st.st_size > size && ftruncate(fd, (off_t)size) != 0) {
+    return -errno;
+  }
+  if (size == 0) {
+    return 0;
+  }
+#ifdef FALLOC_FL_KEEP_SIZE
+  /* Linux: fails rather than writing zeros where it is not supported. */
+  if (fallocate(fd, 0, 0, (off_t)size) == 0) {
+    return 0;
+  }
+  if (errno != EOPNOTSUPP && errno != ENOSYS && errno != EINVAL) {
+    return -errno;
+  }
+#else
+  int r = posix_fallocate(fd, 0, (off_t)size);
+  if (r == 0) {
+    return 0;
+  }
+  if (r != EOPNOTSUPP && r != ENOSYS && r != EINVAL) {
+    return -r;
+  }
+#endif
+  if ((uint64_t)st.st_size != size && ftruncate(fd, (off_t)size) != 0) {
+    return -errno;
+  }
+  return 0;
+}
+
+/* Renames from to to inside dfd, failing with UV_EEXIST when to exists. */
+static int rename_noreplace(int dfd, const char *from, const char *to) {
+  struct stat st;
+#ifdef RENAME_NOREPLACE
+  if (renameat2(dfd, from, dfd, to, RENAME_NOREPLACE) == 0) {
+    return 0;
+  }
+  if (errno != EINVAL && errno != ENOSYS && errno != EOPNOTSUPP) {
+    return -errno;
+  }
+#endif
+  /* No atomic form here: check, then rename (a folder could still slip in
+   * between, but rename() refuses a non-empty target folder). */
+  if (fstatat(dfd, to, &st, AT_SYMLINK_NOFOLLOW) == 0) {
+    return UV_EEXIST;
+  }
+  if (errno != ENOENT) {
+    return -errno;
+  }
+  return renameat(dfd, from, dfd, to) == 0 ? 0 : -errno;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Resume record */
+
+static size_t record_size(uint32_t n) {
+  return RECORD_HEAD_BYTES + map_bytes(n) + RECORD_CHECK_BYTES;
+}
+
+/* Fills magic, content ID, count and checksum around the bitmap. */
+static void record_seal(const struct manifest *m, uint8_t *rec) {
+  size_t body = RECORD_HEAD_BYTES + map_bytes(m->chunk_count);
+  memcpy(rec, RECORD_MAGIC, RECORD_MAGIC_BYTES);
+  memcpy(rec + RECORD_MAGIC_BYTES, m->id, MANIFEST_ID_BYTES);
+  uint8_t *c = rec + RECORD_MAGIC_BYTES + MANIFEST_ID_BYTES;
+  c[0] = (uint8_t)(m->chunk_count >> 24);
+  c[1] = (uint8_t)(m->chunk_count >> 16);
+  c[2] = (uint8_t)(m->chunk_count >> 8);
+  c[3] = (uint8_t)m->chunk_count;
+  crypto_generichash(rec + body, RECORD_CHECK_BYTES, rec, body, NULL, 0);
+}
+
+/* Reads the record at path into listed (which stays untouched unless the
+ * record is valid and belongs to m). Returns a record_state, or an error
+ * when the record could not be read at all (out of memory, EIO, EMFILE):
+ * that must not pass for a bad record, which would discard the partial
+ * copy. */
+static int record_read(const char *path, const struct manifest *m,
+                       uint8_t *listed) {
+  const size_t bytes = map_bytes(m->chunk_count);
+  const size_t size = record_size(m->chunk_count);
+  uint8_t check[RECORD_CHECK_BYTES];
+  uint8_t *rec = malloc(size + 1);
+  struct stat st;
+  int state = RECORD_CORRUPT;
+  ssize_t n;
+  int fd;
+
+  if (rec == NULL) {
+    return SHOAL_ENOMEM;
+  }
+  fd = open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+  if (fd < 0) {
+    /* A symlink in its place is replaced by the next save. */
+    state = errno == ENOENT ? RECORD_NONE
+            : errno == ELOOP ? RECORD_CORRUPT
+                             : -errno;
+    goto out;
+  }
+  if (fstat(fd, &st) != 0) {
+    state = -errno;
+    goto out;
+  }
+  if (!S_ISREG(st.st_mode)) {
+    goto out;
+  }
+  /* One byte more than expected tells a longer file from a right one. */
+  n = pread_full(fd, rec, size + 1, 0);
+  if (n < 0) {
+    state = (int)n;
+    goto out;
+  }
+  if (n >= (ssize_t)RECORD_HEAD_BYTES &&
+      memcmp(rec, RECORD_MAGIC, RECORD_MAGIC_BYTES) == 0 &&
+      memcmp(rec + RECORD_MAGIC_BYTES, m->id, MANIFEST_ID_BYTES) != 0) {
+    state = RECORD_OTHER;
+    goto out;
+  }
+  if (n != (ssize_t)size || memcmp(rec, RECORD_MAGIC, RECORD_MAGIC_BYTES)) {
+    goto out;
+  }
+  crypto_generichash(check, sizeof(check), rec, size - RECORD_CHECK_BYTES,
+                     NULL, 0);
+  if (sodium_memcmp(check, rec + size - RECORD_CHECK_BYTES, sizeof(check))) {
+    goto out;
+  }
+  const uint8_t *c = rec + RECORD_MAGIC_BYTES + MANIFEST_ID_BYTES;
+  uint32_t count = (uint32_t)c[0] << 24 | (uint32_t)c[1] << 16 |
+                   (uint32_t)c[2] << 8 | c[3];
+  const uint8_t *map = rec + RECORD_HEAD_BYTES;
+  if (count != m->chunk_count ||
+      (bytes > 0 && (m->chunk_count & 7) != 0 &&
+       (map[bytes - 1] & (0xffu >> (m->chunk_count & 7))) != 0)) {
+    goto out;
+  }
+  memcpy(listed, map, bytes);
+  state = RECORD_OK;
+
+out:
+  if (fd >= 0) {
+    close(fd);
+  }
+  free(rec);
+  return state;
+}
+
+/* Writes rec to path atomically: temporary file, fsync, rename, fsync of
+ * the folder. */
+static int record_write(const char *path, const uint8_t *rec, size_t len) {
+  size_t plen = strlen(path);
+  char *tmp = malloc(plen + 8);
+  int err = 0;
+  int fd;
+
+  if (tmp == NULL) {
+    return SHOAL_ENOMEM;
+  }
+  memcpy(tmp, path, plen);
+  memcpy(tmp + plen, ".XXXXXX", 8);
+  fd = mkstemp(tmp); /* mode 0600 */
+  if (fd < 0) {
+    err = -errno;
+    free(tmp);
+    return err;
+  }
+  err = pwrite_full(fd, rec, len, 0);
+  if (err == 0) {
+    err = fsync_fd(fd);
+  }
+  if (close(fd) != 0 && err == 0) {
+    err = -errno;
+  }
+  if (err == 0 && rename(tmp, path) != 0) {
+    err = -errno;
+  }
+  if (err != 0) {
+    unlink(tmp);
+  } else {
+    err = sync_parent(path);
+  }
+  free(tmp);
+  return err;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Files of a content, from workers */
+
+/* The path of file i inside the partial folder (folder downloads): the
+ * manifest path without its leading "NAME/". */
+static const char *part_rel(const struct storage *s, uint32_t i) {
+  return s->m->files[i].path + s->name_len + 1;
+}
+
+/* A descriptor for file i of a download: the kept one for a file content,
+ * else a fresh one that file_release() closes. */
+static int file_open(const struct storage *s, uint32_t i, int flags) {
+  if (s->m->kind == MANIFEST_KIND_FILE) {
+    return s->root_fd;
+  }
+  return open_under(s->root_fd, part_rel(s, i), flags, 0, NULL);
+}
+
+static void file_release(const struct storage *s, int fd) {
+  if (fd >= 0 && fd != s->root_fd) {
+    close(fd);
+  }
+}
+
+/* Pruning a resumed partial folder down to exactly the manifest's paths,
+ * so that nothing else is renamed into place at the end. */
+struct prune {
+  const char **paths; /* part-relative paths, sorted with strcmp */
+  uint32_t n;
+  char rel[MANIFEST_MAX_PATH + 2];
+};
+
+static int cmp_str(const void *a, const void *b) {
+  return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* The first path not below key, in strcmp order. */
+static uint32_t lower_bound(const struct prune *p, const char *key) {
+  uint32_t lo = 0;
+  uint32_t hi = p->n;
+  while (lo < hi) {
+    uint32_t mid = lo + (hi - lo) / 2;
+    if (strcmp(p->paths[mid], key) < 0) {
+      lo = mid + 1;
+    } else {
+      hi = mid;
+    }
+  }
+  return lo;
+}
+
+/* Removes from the folder dfd (taken; its path is p->rel[0..len)) every
+ * entry that is neither a manifest file (a regular file) nor a folder on
+ * the way to one. */
+static int prune_dir(struct prune *p, int dfd, size_t len) {
+  struct dirent *e;
+  DIR *d = fdopendir(dfd);
+  int err = 0;
+
+  if (d == NULL) {
+    err = -errno;
+    close(dfd);
+    return err;
+  }
+  for (;;) {
+    struct stat st;
+    int keep = 0;
+    errno = 0;
+    e = readdir(d);
+    if (e == NULL) {
+      err = -errno; /* 0 at the end of the folder */
+      break;
+    }
+    if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0) {
+      continue;
+    }
+    size_t n = strlen(e->d_name);
+    size_t sub = len + (len > 0) + n;
+    if (sub + 1 < sizeof(p->rel) &&
+        fstatat(dirfd(d), e->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0) {
+      if (len > 0) {
+        p->rel[len] = '/';
+      }
+      memcpy(p->rel + len + (len > 0), e->d_name, n + 1);
+      uint32_t i = lower_bound(p, p->rel);
+      if (S_ISREG(st.st_mode)) {
+        keep = i < p->n && strcmp(p->paths[i], p->rel) == 0;
+      } else if (S_ISDIR(st.st_mode)) {
+        p->rel[sub] = '/';
+        p->rel[sub + 1] = '\0';
+        i = lower_bound(p, p->rel);
+        keep = i < p->n && strncmp(p->paths[i], p->rel, sub + 1) == 0;
+        p->rel[sub] = '\0';
+        if (keep) {
+          int fd = openat(dirfd(d), e->d_name,
+                          O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+          err = fd < 0 ? -errno : prune_dir(p, fd, sub);
+        }
+      }
+      p->rel[len] = '\0';
+    }
+    if (err == 0 && !keep) {
+      err = rmtree_at(dirfd(d), e->d_name, 0);
+    }
+    if (err != 0) {
+      break;
+    }
+  }
+  closedir(d);
+  return err;
+}
+
+static int prune_part(const struct storage *s, int root_fd) {
+  struct prune *p = malloc(sizeof(*p));
+  int err;
+  int fd;
+
+  if (p == NULL) {
+    return SHOAL_ENOMEM;
+  }
+  p->n = s->m->file_count;
+  p->paths = malloc((p->n > 0 ? p->n : 1) * sizeof(*p->paths));
+  if (p->paths == NULL) {
+    free(p);
+    return SHOAL_ENOMEM;
+  }
+  for (uint32_t i = 0; i < p->n; i++) {
+    p->paths[i] = part_rel(s, i);
+  }
+  qsort(p->paths, p->n, sizeof(*p->paths), cmp_str);
+  p->rel[0] = '\0';
+  /* fdopendir takes the descriptor it is given: hand it a second one. */
+  fd = openat(root_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  err = fd < 0 ? -errno : prune_dir(p, fd, 0);
+  free(p->paths);
+  free(p);
+  return err;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Loop-side plumbing */
+
+static void maybe_close(struct storage *s);
+static void schedule_save(struct storage *s);
+static void queue_finish(struct storage *s, struct finish_req *r);
+
+static void on_defer(uv_idle_t *h) {
+  struct storage *s = h->data;
+  struct deferred *d = s->defer_head;
+
+  /* Completions deferred by these callbacks wait for the next round. */
+  s->defer_head = NULL;
+  s->defer_tail = NULL;
+  uv_idle_stop(h);
+  while (d != NULL) {
+    struct deferred *next = d->next;
+    if (d->cb != NULL) {
+      d->cb(d->arg, d->status);
+    }
+    free(d);
+    s->pending--;
+    d = next;
+  }
+  maybe_close(s);
+}
+
+/* Completes a request on a later loop iteration. */
+static int defer(struct storage *s, storage_cb cb, void *arg, int status) {
+  struct deferred *d = malloc(sizeof(*d));
+  if (d == NULL) {
+    return SHOAL_ENOMEM;
+  }
+  d->next = NULL;
+  d->cb = cb;
+  d->arg = arg;
+  d->status = status;
+  if (s->defer_tail != NULL) {
+    s->defer_tail->next = d;
+  } else {
+    s->defer_head = d;
+  }
+  s->defer_tail = d;
+  s->pending++;
+  uv_idle_start(&s->defer_idle, on_defer);
+  return 0;
+}
+
+static void storage_free(struct storage *s) {
+  struct deferred *d = s->defer_head;
+  while (d != NULL) { /* empty by now; kept for safety */
+    struct deferred *next = d->next;
+    free(d);
+    d = next;
+  }
+  free(s->dir);
+  free(s->final_path);
+  free(s->part_name);
+  free(s->resume_path);
+  free(s->inflight);
+  free(s->listed);
+  free(s->have);
+  free(s->changed_logged);
+  free(s);
+}
+
+static void on_handle_closed(uv_handle_t *h) {
+  struct storage *s = h->data;
+  if (--s->handles_open == 0) {
+    storage_cb cb = s->close_cb;
+    void *arg = s->close_arg;
+    int status = s->close_status;
+    storage_free(s);
+    if (cb != NULL) {
+      cb(arg, status);
+    }
+  }
+}
+
+static void close_handles(struct storage *s) {
+  s->handles_open = 2;
+  uv_close((uv_handle_t *)&s->save_timer, on_handle_closed);
+  uv_close((uv_handle_t *)&s->defer_idle, on_handle_closed);
+}
+
+static void release_work(uv_work_t *w) {
+  struct save_req *r = container_of(w, struct save_req, work);
+  struct storage *s = r->s;
+
+  if (r->save) {
+    record_seal(s->m, r->record);
+    r->status = record_write(s->resume_path, r->record, r->record_len);
+  }
+  if (s->root_fd >= 0) {
+    close(s->root_fd);
+  }
+  if (s->dir_fd >= 0) {
+    close(s->dir_fd);
+  }
+}
+
+static void after_release(uv_work_t *w, int status) {
+  struct save_req *r = container_of(w, struct save_req, work);
+  struct storage *s = r->s;
+
+  (void)status;
+  s->root_fd = -1;
+  s->dir_fd = -1;
+  s->close_status = r->status;
+  if (r->status != 0) {
+    log_warn("storage", "%s: cannot save the resume record: %s",
+             s->resume_path, shoal_strerror(r->status));
+  }
+  free(r->record);
+  free(r);
+  close_handles(s);
+}
+
+/* Once storage_close was called and nothing is pending: saves the record,
+ * closes the descriptors (on the pool), then the handles. */
+static void maybe_close(struct storage *s) {
+  struct save_req *r;
+
+  if (!s->closing || s->pending != 0 || s->releasing) {
+    return;
+  }
+  s->releasing = 1;
+  uv_timer_stop(&s->save_timer);
+  int save = !s->is_source && s->ready && !s->finished;
+  if (!save && s->root_fd < 0 && s->dir_fd < 0) {
+    close_handles(s);
+    return;
+  }
+  r = calloc(1, sizeof(*r));
+  if (r != NULL && save) {
+    r->record_len = record_size(s->m->chunk_count);
+    r->record = malloc(r->record_len);
+    if (r->record == NULL) {
+      free(r);
+      r = NULL;
+    } else {
+      memcpy(r->record + RECORD_HEAD_BYTES, s->have, s->have_len);
+    }
+  }
+  if (r == NULL) {
+    /* Out of memory: the record stays as last saved; the descriptors are
+     * closed here, once, rather than leaked. */
+    s->close_status = SHOAL_ENOMEM;
+    if (s->root_fd >= 0) {
+      close(s->root_fd);
+    }
+    if (s->dir_fd >= 0) {
+      close(s->dir_fd);
+    }
+    s->root_fd = s->dir_fd = -1;
+    close_handles(s);
+    return;
+  }
+  r->s = s;
+  r->save = save;
+  uv_queue_work(s->loop, &r->work, release_work, after_release);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Debounced saves */
+
+static void save_work(uv_work_t *w) {
+  struct save_req *r = container_of(w, struct save_req, work);
+  record_seal(r->s->m, r->record);
+  r->status = record_write(r->s->resume_path, r->record, r->record_len);
+}
+
+static void after_save(uv_work_t *w, int status) {
+  struct save_req *r = container_of(w, struct save_req, work);
+  struct storage *s = r->s;
+
+  (void)status;
+  s->saving = 0;
+  s->last_save = uv_now(s->loop);
+  if (r->status != 0) {
+    s->dirty = 1; /* try again after STORAGE_SAVE_MS */
+    if (!s->save_failed) {
+      log_warn("storage", "%s: cannot save the resume record: %s",
+               s->resume_path, shoal_strerror(r->status));
+    }
+    s->save_failed = 1;
+  } else {
+    s->save_failed = 0;
+  }
+  free(r->record);
+  free(r);
+  if (s->finish_wait != NULL) {
+    struct finish_req *f = s->finish_wait;
+    s->finish_wait = NULL;
+    queue_finish(s, f);
+  } else if (s->dirty) {
+    schedule_save(s);
+  }
+  s->pending--;
+  maybe_close(s);
+}
+
+static void start_save(struct storage *s) {
+  struct save_req *r = calloc(1, sizeof(*r));
+
+  if (r != NULL) {
+    r->record_len = record_size(s->m->chunk_count);
+    r->record = malloc(r->record_len);
+  }
+  if (r == NULL || r->record == NULL) {
+    free(r);
+    s->last_save = uv_now(s->loop);
+    schedule_save(s); /* try again later */
+    return;
+  }
+  r->s = s;
+  memcpy(r->record + RECORD_HEAD_BYTES, s->have, s->have_len);
+  s->dirty = 0;
+  s->saving = 1;
+  s->pending++;
+  uv_queue_work(s->loop, &r->work, save_work, after_save);
+}
+
+static void on_save_timer(uv_timer_t *t) {
+  struct storage *s = t->data;
+  if (s->dirty && !s->saving && !s->closing && !s->finishing &&
+      !s->finished) {
+    start_save(s);
+  }
+}
+
+/* Marks the record dirty and makes sure a save comes, at most one per
+ * STORAGE_SAVE_MS of loop time. */
+static void schedule_save(struct storage *s) {
+  s->dirty = 1;
+  if (s->saving || s->closing || s->finishing || s->finished ||
+      uv_is_active((uv_handle_t *)&s->save_timer)) {
+    return;
+  }
+  uint64_t now = uv_now(s->loop);
+  uint64_t due = s->last_save + STORAGE_SAVE_MS;
+  uv_timer_start(&s->save_timer, on_save_timer, due > now ? due - now : 0, 0);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Opening */
+
+static struct storage *storage_alloc(uv_loop_t *loop,
+                                     const struct manifest *m) {
+  struct storage *s = calloc(1, sizeof(*s));
+  if (s == NULL) {
+    return NULL;
+  }
+  s->loop = loop;
+  s->m = m;
+  s->name_len = strlen(m->name);
+  s->dir_fd = -1;
+  s->root_fd = -1;
+  s->have_len = map_bytes(m->chunk_count);
+  s->have = calloc(s->have_len > 0 ? s->have_len : 1, 1);
+  if (s->have == NULL) {
+    free(s);
+    return NULL;
+  }
+  return s;
+}
+
+/* The last step of a successful open call: from here on the storage is
+ * freed only through its handles' close callbacks. Initialising handles
+ * touches no disk. */
+static void storage_start(struct storage *s) {
+  uv_timer_init(s->loop, &s->save_timer);
+  uv_idle_init(s->loop, &s->defer_idle);
+  s->save_timer.data = s;
+  s->defer_idle.data = s;
+}
+
+static int check_sizes(const struct manifest *m) {
+  for (uint32_t i = 0; i < m->file_count; i++) {
+    if (m->files[i].size > (uint64_t)INT64_MAX) {
+      return SHOAL_ESIZE;
+    }
+  }
+  return 0;
+}
+
+/* Every path must join under DIR as NAME.shoal-part[/rest]. */
+static int check_layout(const struct manifest *m) {
+  size_t nl = strlen(m->name);
+
+  if (manifest_check_path(m->name, nl) != 0 || memchr(m->name, '/', nl)) {
+    return SHOAL_EPATH;
+  }
+  if (m->kind == MANIFEST_KIND_FILE) {
+    if (m->file_count != 1 || strcmp(m->files[0].path, m->name) != 0) {
+      return SHOAL_EPATH;
+    }
+  } else if (m->kind == MANIFEST_KIND_FOLDER) {
+    for (uint32_t i = 0; i < m->file_count; i++) {
+      const char *p = m->files[i].path;
+      size_t n = strlen(p);
+      if (n <= nl + 1 || memcmp(p, m->name, nl) != 0 || p[nl] != '/' ||
+          manifest_check_path(p, n) != 0) {
+        return SHOAL_EPATH;
+      }
+    }
+  } else {
+    return SHOAL_EINVAL;
+  }
+  return check_sizes(m);
+}
+
+int storage_open_source(struct storage **out, uv_loop_t *loop,
+                        const struct manifest *m) {
+  struct storage *s;
+  int err;
+
+  *out = NULL;
+  if (m->local_root == NULL || m->file_count == 0 ||
+      (m->kind != MANIFEST_KIND_FILE && m->kind != MANIFEST_KIND_FOLDER)) {
+    return SHOAL_EINVAL;
+  }
+  err = check_sizes(m);
+  if (err != 0) {
+    return err;
+  }
+  s = storage_alloc(loop, m);
+  if (s == NULL) {
+    return SHOAL_ENOMEM;
+  }
+  s->is_source = 1;
+  s->changed_logged = calloc(map_bytes(m->file_count), 1);
+  if (s->changed_logged == NULL) {
+    storage_free(s);
+    return SHOAL_ENOMEM;
+  }
+  for (uint32_t i = 0; i < m->chunk_count; i++) {
+    bit_set(s->have, i);
+  }
+  s->have_count = m->chunk_count;
+  s->have_bytes = m->total_size;
+  s->ready = 1;
+  storage_start(s);
+  *out = s;
+  return 0;
+}
+
+static void open_work(uv_work_t *w) {
+  struct open_req *r = container_of(w, struct open_req, work);
+  struct storage *s = r->s;
+  const struct manifest *m = s->m;
+  struct stat st;
+  int err;
+
+  r->dir_fd = open(s->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (r->dir_fd < 0) {
+    err = -errno;
+    goto fail;
+  }
+  /* Nothing may be touched when the final path exists. */
+  if (fstatat(r->dir_fd, m->name, &st, AT_SYMLINK_NOFOLLOW) == 0) {
+    err = UV_EEXIST;
+    goto fail;
+  }
+  if (errno != ENOENT) {
+    err = -errno;
+    goto fail;
+  }
+  r->record = record_read(s->resume_path, m, s->listed);
+  if (r->record < 0) {
+    err = r->record;
+    goto fail;
+  }
+  r->part_existed =
+      fstatat(r->dir_fd, s->part_name, &st, AT_SYMLINK_NOFOLLOW) == 0;
+  if (!r->part_existed && errno != ENOENT) {
+    err = -errno;
+    goto fail;
+  }
+  r->resumed = r->part_existed && r->record == RECORD_OK;
+  if (!r->resumed) {
+    /* Start over: what is there may belong to another content. */
+    memset(s->listed, 0, map_bytes(m->chunk_count));
+    if (r->part_existed) {
+      err = rmtree_at(r->dir_fd, s->part_name, 0);
+      if (err != 0) {
+        goto fail;
+      }
+    }
+  }
+  if (m->kind == MANIFEST_KIND_FILE) {
+    r->root_fd = create_file_at(r->dir_fd, s->part_name);
+    if (r->root_fd < 0) {
+      err = r->root_fd;
+      goto fail;
+    }
+    err = size_file(r->root_fd, m->files[0].size);
+    if (err != 0) {
+      goto fail;
+    }
+  } else {
+    r->root_fd = open_dir_at(r->dir_fd, s->part_name, 1);
+    if (r->root_fd < 0) {
+      err = r->root_fd;
+      goto fail;
+    }
+    if (r->resumed) {
+      err = prune_part(s, r->root_fd);
+      if (err != 0) {
+        goto fail;
+      }
+    }
+    for (uint32_t i = 0; i < m->file_count; i++) {
+      int fd = open_under(r->root_fd, part_rel(s, i), 0, 1, NULL);
+      if (fd < 0) {
+        err = fd;
+        goto fail;
+      }
+      err = size_file(fd, m->files[i].size);
+      close(fd);
+      if (err != 0) {
+        goto fail;
+      }
+    }
+  }
+  r->status = 0;
+  return;
+
+fail:
+  if (r->root_fd >= 0) {
+    close(r->root_fd);
+  }
+  if (r->dir_fd >= 0) {
+    close(r->dir_fd);
+  }
+  r->root_fd = -1;
+  r->dir_fd = -1;
+  r->status = err;
+}
+
+/* Reports the end of an open, successful or not, and leaves the storage
+ * ready or inert. */
+static void open_done(struct storage *s, int status) {
+  if (s->closing && status == 0) {
+    status = SHOAL_ECANCELED;
+  }
+  if (status == 0) {
+    s->ready = 1;
+  } else {
+    memset(s->have, 0, s->have_len);
+    s->have_count = 0;
+    s->have_bytes = 0;
+  }
+  free(s->listed);
+  s->listed = NULL;
+  if (s->open_cb != NULL) {
+    s->open_cb(s->open_arg, status);
+  }
+}
+
+static void hash_work(uv_work_t *w) {
+  struct hash_job *j = container_of(w, struct hash_job, work);
+  const struct storage *s = j->s;
+  const struct manifest *m = s->m;
+  uint8_t *buf = malloc((size_t)1 << m->chunk_log2);
+  uint32_t cur = UINT32_MAX;
+  int fd = -1;
+
+  if (buf == NULL) {
+    return; /* nothing verified: those chunks are fetched again */
+  }
+  for (uint32_t idx = j->c0; idx < j->c1; idx++) {
+    uint32_t file;
+    uint64_t off;
+    if (!bit_get(s->listed, idx) ||
+        manifest_chunk_file(m, idx, &file, &off) != 0) {
+      continue;
+    }
+    if (file != cur) {
+      file_release(s, fd);
+      fd = file_open(s, file, O_RDONLY);
+      cur = file;
+    }
+    if (fd < 0) {
+      continue;
+    }
+    uint32_t len = manifest_chunk_len(m, idx);
+    if (pread_full(fd, buf, len, off) == (ssize_t)len &&
+        manifest_verify_chunk(m, idx, buf, len) == 0) {
+      bit_set(j->ok, idx - j->c0);
+    }
+  }
+  file_release(s, fd);
+  free(buf);
+}
+
+static void queue_hash_jobs(struct storage *s);
+
+static void after_hash(uv_work_t *w, int status) {
+  struct hash_job *j = container_of(w, struct hash_job, work);
+  struct storage *s = j->s;
+
+  (void)status;
+  for (uint32_t idx = j->c0; idx < j->c1; idx++) {
+    if (bit_get(j->ok, idx - j->c0)) {
+      bit_set(s->have, idx);
+      s->have_count++;
+      s->have_bytes += manifest_chunk_len(s->m, idx);
+    }
+  }
+  free(j->ok);
+  free(j);
+  s->hash_jobs--;
+  queue_hash_jobs(s);
+  if (s->hash_jobs == 0) {
+    if (!s->closing && s->open_status == 0) {
+      log_info("storage", "%s: resumed with %u of %u chunks verified",
+               s->final_path, s->have_count, s->m->chunk_count);
+    }
+    open_done(s, s->open_status);
+  }
+  s->pending--;
+  maybe_close(s);
+}
+
+/* Keeps up to RESUME_JOBS re-hash jobs queued, each over listed chunks of
+ * about MANIFEST_JOB_BYTES. */
+static void queue_hash_jobs(struct storage *s) {
+  const struct manifest *m = s->m;
+  const uint32_t n = m->chunk_count;
+
+  while (s->hash_jobs < RESUME_JOBS && s->hash_next < n && !s->closing &&
+         s->open_status == 0) {
+    uint32_t c0 = s->hash_next;
+    while (c0 < n && !bit_get(s->listed, c0)) {
+      c0++;
+    }
+    if (c0 == n) {
+      s->hash_next = n;
+      break;
+    }
+    uint32_t c1 = c0;
+    uint64_t bytes = 0;
+    while (c1 < n && bytes < MANIFEST_JOB_BYTES) {
+      if (bit_get(s->listed, c1)) {
+        bytes += manifest_chunk_len(m, c1);
+      }
+      c1++;
+    }
+    struct hash_job *j = calloc(1, sizeof(*j));
+    if (j != NULL) {
+      j->ok = calloc(map_bytes(c1 - c0), 1);
+    }
+    if (j == NULL || j->ok == NULL) {
+      free(j);
+      s->open_status = SHOAL_ENOMEM;
+      break;
+    }
+    j->s = s;
+    j->c0 = c0;
+    j->c1 = c1;
+    s->hash_next = c1;
+    s->hash_jobs++;
+    s->pending++;
+    uv_queue_work(s->loop, &j->work, hash_work, after_hash);
+  }
+}
+
+static void after_open(uv_work_t *w, int status) {
+  struct open_req *r = container_of(w, struct open_req, work);
+  struct storage *s = r->s;
+
+  (void)status;
+  s->dir_fd = r->dir_fd;
+  s->root_fd = r->root_fd;
+  if (r->status == 0 && !r->resumed) {
+    if (r->record == RECORD_CORRUPT) {
+      log_warn("storage", "%s: resume record is corrupt; starting over",
+               s->resume_path);
+    } else if (r->record == RECORD_OTHER) {
+      log_warn("storage",
+               "%s: resume record is for another content; starting over",
+               s->resume_path);
+    } else if (r->record == RECORD_OK) {
+      log_info("storage", "%s: partial copy is gone; starting over",
+               s->final_path);
+    } else if (r->part_existed) {
+      log_info("storage", "%s: partial copy has no resume record; starting "
+                          "over", s->final_path);
+    }
+  }
+  if (r->status != 0 || s->closing || !r->resumed) {
+    open_done(s, r->status);
+  } else {
+    s->hash_next = 0;
+    queue_hash_jobs(s);
+    if (s->hash_jobs == 0) {
+      open_done(s, s->open_status);
+    }
+  }
+  free(r);
+  s->pending--;
+  maybe_close(s);
+}
+
+int storage_open_download(struct storage **out, uv_loop_t *loop,
+                          const struct manifest *m, const char *dir,
+                          const char *resume_path, storage_cb cb, void *arg) {
+  struct storage *s = NULL;
+  struct open_req *r = NULL;
+  size_t dl;
+  int err;
+
+  *out = NULL;
+  if (dir == NULL || dir[0] == '\0' || resume_path == NULL ||
+      resume_path[0] == '\0') {
+    return SHOAL_EINVAL;
+  }
+  err = check_layout(m);
+  if (err != 0) {
+    return err;
+  }
+  s = storage_alloc(loop, m);
+  if (s == NULL) {
+    return SHOAL_ENOMEM;
+  }
+  dl = strlen(dir);
+  s->dir = strdup(dir);
+  s->resume_path = strdup(resume_path);
+  s->final_path = malloc(dl + 1 + s->name_len + 1);
+  s->part_name = malloc(s->name_len + sizeof(STORAGE_PART_SUFFIX));
+  s->inflight = calloc(s->have_len > 0 ? s->have_len : 1, 1);
+  s->listed = calloc(s->have_len > 0 ? s->have_len : 1, 1);
+  r = calloc(1, sizeof(*r));
+  if (s->dir == NULL || s->resume_path == NULL || s->final_path == NULL ||
+      s->part_name == NULL || s->inflight == NULL || s->listed == NULL ||
+      r == NULL) {
+    free(r);
+    storage_free(s);
+    return SHOAL_ENOMEM;
+  }
+  memcpy(s->final_path, dir, dl);
+  s->final_path[dl] = '/';
+  memcpy(s->final_path + dl + 1, m->name, s->name_len + 1);
+  memcpy(s->part_name, m->name, s->name_len);
+  memcpy(s->part_name + s->name_len, STORAGE_PART_SUFFIX,
+         sizeof(STORAGE_PART_SUFFIX));
+  s->open_cb = cb;
+  s->open_arg = arg;
+  r->s = s;
+  r->dir_fd = -1;
+  r->root_fd = -1;
+  storage_start(s);
+  s->pending++;
+  uv_queue_work(loop, &r->work, open_work, after_open);
+  *out = s;
+  return 0;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Queries */
+
+int storage_have(const struct storage *s, uint32_t idx) {
+  return idx < s->m->chunk_count && bit_get(s->have, idx);
+}
+
+uint32_t storage_have_count(const struct storage *s) { return s->have_count; }
+
+uint64_t storage_have_bytes(const struct storage *s) { return s->have_bytes; }
+
+const uint8_t *storage_have_map(const struct storage *s, size_t *len) {
+  *len = s->have_len;
+  return s->have;
+}
+
+const char *storage_final_path(const struct storage *s) {
+  return s->is_source ? NULL : s->final_path;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Writing chunks */
+
+static void put_work(uv_work_t *w) {
+  struct put_req *r = container_of(w, struct put_req, work);
+  const struct storage *s = r->s;
+  int fd;
+
+  r->status = manifest_verify_chunk(s->m, r->idx, r->data, r->len);
+  if (r->status != 0) {
+    return;
+  }
+  fd = file_open(s, r->file, O_WRONLY);
+  if (fd < 0) {
+    r->status = fd;
+    return;
+  }
+  r->status = pwrite_full(fd, r->data, r->len, r->offset);
+  file_release(s, fd);
+}
+
+static void after_put(uv_work_t *w, int status) {
+  struct put_req *r = container_of(w, struct put_req, work);
+  struct storage *s = r->s;
+
+  (void)status;
+  bit_clear(s->inflight, r->idx);
+  if (r->status == 0) {
+    bit_set(s->have, r->idx);
+    s->have_count++;
+    s->have_bytes += r->len;
+    schedule_save(s);
+  }
+  free(r->data);
+  if (r->cb != NULL) {
+    r->cb(r->arg, r->status);
+  }
+  free(r);
+  s->pending--;
+  maybe_close(s);
+}
+
+int storage_put_chunk(struct storage *s, uint32_t idx, uint8_t *data,
+                      storage_cb cb, void *arg) {
+  struct put_req *r;
+  int err;
+
+  assert(s != NULL && !s->closing);
+  if (s->is_source || !s->ready || idx >= s->m->chunk_count ||
+      data == NULL) {
+    return SHOAL_EINVAL;
+  }
+  if (bit_get(s->have, idx) || bit_get(s->inflight, idx)) {
+    err = defer(s, cb, arg, 0);
+    if (err == 0) {
+      free(data);
+    }
+    return err;
+  }
+  r = calloc(1, sizeof(*r));
+  if (r == NULL) {
+    return SHOAL_ENOMEM;
+  }
+  r->s = s;
+  r->idx = idx;
+  manifest_chunk_file(s->m, idx, &r->file, &r->offset);
+  r->len = manifest_chunk_len(s->m, idx);
+  r->data = data;
+  r->cb = cb;
+  r->arg = arg;
+  bit_set(s->inflight, idx);
+  s->pending++;
+  uv_queue_work(s->loop, &r->work, put_work, after_put);
+  return 0;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Reading blocks */
+
+static int stat_matches(const struct stat *st, const struct manifest_file *f) {
+  return S_ISREG(st->st_mode) && (uint64_t)st->st_size == f->size &&
+         st->st_mtim.tv_sec == f->mtime_sec &&
+         st->st_mtim.tv_nsec == f->mtime_nsec;
+}
+
+/* A source file is read only when it is still what was hashed: same size
+ * and modification time before the read and after it. */
+static void source_read_work(uv_work_t *w) {
+  struct read_req *r = container_of(w, struct read_req, work);
+  const struct manifest *m = r->s->m;
+  const struct manifest_file *f = &m->files[r->file];
+  struct stat st;
+  ssize_t n;
+  int base;
+  int fd;
+
+  base = open(m->local_root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (base < 0) {
+    r->status = -errno;
+    return;
+  }
+  fd = open_under(base, f->path, O_RDONLY, 0, NULL);
+  close(base);
+  if (fd < 0) {
+    /* Gone, or replaced by a symlink: not the file that was hashed. */
+    r->status = fd == UV_ENOENT || fd == UV_ELOOP || fd == UV_ENOTDIR
+                    ? SHOAL_ECHANGED
+                    : fd;
+    return;
+  }
+  if (fstat(fd, &st) != 0) {
+    r->status = -errno;
+    goto out;
+  }
+  if (!stat_matches(&st, f)) {
+    r->status = SHOAL_ECHANGED;
+    goto out;
+  }
+  n = pread_full(fd, r->data, r->len, r->offset);
+  if (n < 0) {
+    r->status = (int)n;
+    goto out;
+  }
+  if ((size_t)n != r->len || fstat(fd, &st) != 0 || !stat_matches(&st, f)) {
+    r->status = SHOAL_ECHANGED;
+    goto out;
+  }
+  r->status = 0;
+
+out:
+  close(fd);
+}
+
+static void download_read_work(uv_work_t *w) {
+  struct read_req *r = container_of(w, struct read_req, work);
+  const struct storage *s = r->s;
+  ssize_t n;
+  int fd;
+
+  fd = file_open(s, r->file, O_RDONLY);
+  if (fd < 0) {
+    r->status = fd;
+    return;
+  }
+  n = pread_full(fd, r->data, r->len, r->offset);
+  file_release(s, fd);
+  r->status = n < 0 ? (int)n : (size_t)n == r->len ? 0 : UV_EIO;
+}
+
+static void after_read(uv_work_t *w, int status) {
+  struct read_req *r = container_of(w, struct read_req, work);
+  struct storage *s = r->s;
+
+  (void)status;
+  if (r->status != 0) {
+    if (r->status == SHOAL_ECHANGED && s->is_source &&
+        !bit_get(s->changed_logged, r->file)) {
+      bit_set(s->changed_logged, r->file);
+      log_warn("storage", "%s/%s changed since it was shared; not serving it",
+               s->m->local_root, s->m->files[r->file].path);
+    }
+    free(r->data);
+    r->data = NULL;
+  }
+  r->cb(r->arg, r->status, r->data, r->status == 0 ? r->len : 0);
+  free(r);
+  s->pending--;
+  maybe_close(s);
+}
+
+int storage_read(struct storage *s, uint32_t idx, uint32_t offset,
+                 uint32_t len, storage_read_cb cb, void *arg) {
+  struct read_req *r;
+  uint64_t off;
+  uint32_t clen;
+
+  assert(s != NULL && cb != NULL && !s->closing);
+  if (idx >= s->m->chunk_count || !bit_get(s->have, idx)) {
+    return SHOAL_EINVAL;
+  }
+  clen = manifest_chunk_len(s->m, idx);
+  if (len == 0 || offset > clen || len > clen - offset) {
+    return SHOAL_EINVAL;
+  }
+  r = calloc(1, sizeof(*r));
+  if (r == NULL) {
+    return SHOAL_ENOMEM;
+  }
+  r->data = malloc(len);
+  if (r->data == NULL) {
+    free(r);
+    return SHOAL_ENOMEM;
+  }
+  r->s = s;
+  manifest_chunk_file(s->m, idx, &r->file, &off);
+  r->offset = off + offset;
+  r->len = len;
+  r->cb = cb;
+  r->arg = arg;
+  s->pending++;
+  uv_queue_work(s->loop, &r->work,
+                s->is_source ? source_read_work : download_read_work,
+                after_read);
+  return 0;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Finishing */
+
+/* Length of rel's folder part ("a/b" in "a/b/c"; 0 for "c"). */
+static size_t folder_len(const char *rel) {
+  const char *slash = strrchr(rel, '/');
+  return slash != NULL ? (size_t)(slash - rel) : 0;
+}
+
+/* Flushes every file and folder of the partial folder. */
+static int sync_tree(const struct storage *s) {
+  const char *prev = NULL;
+  size_t prev_len = 0;
+
+  for (uint32_t i = 0; i < s->m->file_count; i++) {
+    const char *rel = part_rel(s, i);
+    size_t len = folder_len(rel);
+    int parent;
+    int fd = open_under(s->root_fd, rel, O_RDONLY, 0, &parent);
+    int err;
+
+    if (fd < 0) {
+      return fd;
+    }
+    err = fsync_fd(fd);
+    close(fd);
+    /* Files of one folder sort together: sync each folder once. */
+    if (err == 0 && parent >= 0 &&
+        (prev == NULL || prev_len != len || memcmp(prev, rel, len) != 0)) {
+      err = fsync_fd(parent);
+    }
+    if (parent >= 0) {
+      close(parent);
+    }
+    if (err != 0) {
+      return err;
+    }
+    prev = rel;
+    prev_len = len;
+  }
+  return 0;
+}
+
+static void finish_work(uv_work_t *w) {
+  struct finish_req *r = container_of(w, struct finish_req, work);
+  const struct storage *s = r->s;
+  int err;
+
+  err = s->m->kind == MANIFEST_KIND_FOLDER ? sync_tree(s) : 0;
+  if (err == 0) {
+    err = fsync_fd(s->root_fd);
+  }
+  if (err == 0) {
+    err = rename_noreplace(s->dir_fd, s->part_name, s->m->name);
+  }
+  if (err == 0) {
+    err = fsync_fd(s->dir_fd);
+  }
+  r->status = err;
+  if (err == 0 && unlink(s->resume_path) != 0 && errno != ENOENT) {
+    r->unlink_err = -errno; /* the content is in place all the same */
+  }
+}
+
+static void after_finish(uv_work_t *w, int status) {
+  struct finish_req *r = container_of(w, struct finish_req, work);
+  struct storage *s = r->s;
+
+  (void)status;
+  s->finishing = 0;
+  if (r->status == 0) {
+    s->finished = 1;
+    log_info("storage", "%s: complete", s->final_path);
+    if (r->unlink_err != 0) {
+      log_warn("storage", "%s: cannot remove the resume record: %s",
+               s->resume_path, shoal_strerror(r->unlink_err));
+    }
+  } else if (s->dirty) {
+    schedule_save(s);
+  }
+  if (r->cb != NULL) {
+    r->cb(r->arg, r->status);
+  }
+  free(r);
+  s->pending--;
+  maybe_close(s);
+}
+
+static void queue_finish(struct storage *s, struct finish_req *r) {
+  uv_queue_work(s->loop, &r->work, finish_work, after_finish);
+}
+
+int storage_finish(struct storage *s, storage_cb cb, void *arg) {
+  struct finish_req *r;
+
+  assert(s != NULL && !s->closing);
+  if (s->is_source || !s->ready || s->finishing || s->finished ||
+      s->have_count != s->m->chunk_count) {
+    return SHOAL_EINVAL;
+  }
+  r = calloc(1, sizeof(*r));
+  if (r == NULL) {
+    return SHOAL_ENOMEM;
+  }
+  r->s = s;
+  r->cb = cb;
+  r->arg = arg;
+  s->finishing = 1;
+  s->pending++;
+  uv_timer_stop(&s->save_timer);
+  /* A save still running would write the record again after the unlink;
+   * the finish waits for it. */
+  if (s->saving) {
+    s->finish_wait = r;
+  } else {
+    queue_finish(s, r);
+  }
+  return 0;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Closing */
+
+void storage_close(struct storage *s, storage_cb cb, void *arg) {
+  assert(s != NULL && !s->closing);
+  s->closing = 1;
+  s->close_cb = cb;
+  s->close_arg = arg;
+  uv_timer_stop(&s->save_timer);
+  maybe_close(s);
+}

@@ -1,0 +1,102 @@
+/* Storage of one content on one peer: where its bytes live, which chunks
+ * are verified, and how a download survives a restart.
+ *
+ * A source is content this peer shares from its own files: the files are
+ * only ever read, and a file whose size or modification time differs from
+ * when it was hashed is not served (the read fails with SHOAL_ECHANGED and
+ * the reason is logged once).
+ *
+ * A download writes into a partial copy beside its final place, DIR/NAME
+ * plus ".shoal-part" (a file, or a folder holding exactly the manifest's
+ * paths), preallocated to full size. A chunk is hashed on libuv's thread
+ * pool and written with a positional write only when it matches the
+ * manifest. Which chunks are done is kept in a resume record (path given by
+ * the caller), saved atomically (temporary file, fsync, rename) at most
+ * every STORAGE_SAVE_MS and when the storage closes. When every chunk is
+ * verified, the partial copy is flushed and renamed to DIR/NAME, and the
+ * record is removed. A restarted download re-hashes the chunks its record
+ * lists and fetches the rest.
+ *
+ * All callbacks run on the loop thread. Disk work and hashing run on the
+ * thread pool; the loop never blocks on the disk.
+ */
+#ifndef SHOAL_PEER_STORAGE_H
+#define SHOAL_PEER_STORAGE_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "common/manifest.h"
+
+#define STORAGE_PART_SUFFIX ".shoal-part"
+#define STORAGE_SAVE_MS 1000u /* at most one resume-record save a second */
+#define STORAGE_MAX_OPEN 64   /* file descriptors a folder download keeps */
+
+struct storage;
+
+/* status 0 or an error; for a chunk write SHOAL_EHASH means the data did
+ * not match and nothing was written. */
+typedef void (*storage_cb)(void *arg, int status);
+typedef void (*storage_read_cb)(void *arg, int status, uint8_t *data,
+                                size_t len);
+
+/* Opens a source for m, whose local_root and per-file mtimes come from
+ * manifest_build. The manifest is borrowed and must outlive the storage. */
+int storage_open_source(struct storage **out, uv_loop_t *loop,
+                        const struct manifest *m);
+
+/* Opens (or resumes) a download of m into dir. resume_path is where the
+ * resume record lives. Fails with UV_EEXIST when dir/NAME already exists
+ * (nothing is overwritten), SHOAL_EPATH when a manifest path cannot be
+ * created inside dir (both as the status of cb; SHOAL_EPATH for an unsafe
+ * path is also returned at once). cb(arg, status) comes once the partial
+ * copy is ready and every chunk the record listed was re-hashed
+ * (storage_have() then tells which survived). On a non-zero return there is
+ * no storage and cb never comes; otherwise cb comes exactly once, with
+ * SHOAL_ECANCELED if storage_close() came first, and after a failure the
+ * storage is only good for storage_close(). The manifest is borrowed. */
+int storage_open_download(struct storage **out, uv_loop_t *loop,
+                          const struct manifest *m, const char *dir,
+                          const char *resume_path, storage_cb cb, void *arg);
+
+/* Whether chunk idx is verified and on disk (sources: always). */
+int storage_have(const struct storage *s, uint32_t idx);
+/* Number of verified chunks, and their bytes. */
+uint32_t storage_have_count(const struct storage *s);
+uint64_t storage_have_bytes(const struct storage *s);
+/* The have-map in the wire layout of pwire.h (chunk 0 in the high bit of
+ * byte 0); len receives its size. Borrowed; valid until the next change. */
+const uint8_t *storage_have_map(const struct storage *s, size_t *len);
+
+/* Verifies data as chunk idx and writes it. The storage takes data (a
+ * malloc'd buffer of exactly the chunk's length) and frees it. cb gets 0,
+ * SHOAL_EHASH (nothing written), or a file-system error; cb may be NULL.
+ * A chunk already had, or with a put in flight, completes with 0 at once
+ * (asynchronously). On a non-zero return (SHOAL_EINVAL: a source, not yet
+ * open, index out of range) nothing was taken and cb never comes. */
+int storage_put_chunk(struct storage *s, uint32_t idx, uint8_t *data,
+                      storage_cb cb, void *arg);
+
+/* Reads len bytes at offset of chunk idx (the block must lie inside the
+ * chunk, and the chunk must be had). cb gets a malloc'd buffer it must
+ * free, or an error and NULL (SHOAL_ECHANGED for a changed source file). */
+int storage_read(struct storage *s, uint32_t idx, uint32_t offset,
+                 uint32_t len, storage_read_cb cb, void *arg);
+
+/* When every chunk is had: flushes, renames the partial copy into place,
+ * removes the resume record; cb(0) then. Returns SHOAL_EINVAL if a chunk is
+ * missing. */
+int storage_finish(struct storage *s, storage_cb cb, void *arg);
+
+/* Saves the resume record now (download) and releases everything once
+ * pending disk work is done; cb may be NULL, and gets 0 or the error of
+ * that last save. Every request already accepted still gets its callback,
+ * before cb. No other call may follow. The partial copy stays for a later
+ * resume unless storage_finish completed. */
+void storage_close(struct storage *s, storage_cb cb, void *arg);
+
+/* The final path (dir/NAME) of a download; NULL for a source. */
+const char *storage_final_path(const struct storage *s);
+
+#endif

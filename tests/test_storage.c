@@ -1,0 +1,1498 @@
+/* Tests for peer/storage: downloads into a partial copy, the resume record,
+ * the final rename, and read-only sources.
+ *
+ * Every test runs a real libuv loop: an API call queues work, and the test
+ * runs the loop one iteration at a time until the callback it waits for has
+ * fired (run_until). Each test checks that callbacks never fire inside the
+ * call that started them, and ends with uv_loop_close() == 0 in teardown,
+ * so a storage that leaked a handle or a request fails the test.
+ *
+ * Contents are built with manifest_build() from files written with
+ * tu_write_file/tu_fill, with 16 KiB chunks so that small files have
+ * several chunks, and signed by a key from a fixed seed.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <uv.h>
+
+#include "common/error.h"
+#include "common/identity.h"
+#include "common/manifest.h"
+#include "peer/storage.h"
+#include "tests/lib/testutil.h"
+
+#define CS ((size_t)1 << 14) /* chunk size of every test content */
+#define PATH_CAP 4096
+
+#define assert_err(got, want)                                                  \
+  do {                                                                         \
+    int g_ = (got);                                                            \
+    int w_ = (want);                                                           \
+    if (g_ != w_) {                                                            \
+      print_error("got %s (%d), want %s (%d)\n", shoal_err_name(g_), g_,       \
+                  shoal_err_name(w_), w_);                                     \
+    }                                                                          \
+    assert_int_equal(g_, w_);                                                  \
+  } while (0)
+
+static struct identity g_pub;
+
+struct fx {
+  char root[PATH_CAP];
+  char src[PATH_CAP]; /* shared files live here */
+  char dl[PATH_CAP];  /* downloads go here */
+  char rec[PATH_CAP]; /* the resume record */
+  uv_loop_t loop;
+};
+
+static int setup(void **state) {
+  struct fx *f = calloc(1, sizeof(*f));
+  char tmp[PATH_CAP];
+  assert_non_null(f);
+  tu_tmpdir(tmp, sizeof(tmp));
+  /* Resolved, so that paths compare with a manifest's local_root. */
+  assert_non_null(realpath(tmp, f->root));
+  tu_path(f->src, sizeof(f->src), f->root, "src");
+  tu_path(f->dl, sizeof(f->dl), f->root, "dl");
+  tu_path(f->rec, sizeof(f->rec), f->root, "resume");
+  assert_int_equal(mkdir(f->src, 0755), 0);
+  assert_int_equal(mkdir(f->dl, 0755), 0);
+  assert_int_equal(uv_loop_init(&f->loop), 0);
+  *state = f;
+  return 0;
+}
+
+static int teardown(void **state) {
+  struct fx *f = *state;
+  /* Nothing may be left on the loop: no handle, no request. */
+  assert_int_equal(uv_loop_close(&f->loop), 0);
+  tu_rmtree(f->root);
+  free(f);
+  return 0;
+}
+
+/* ---------------------------------------------------------------------- */
+/* Helpers */
+
+/* Runs the loop until *flag is set; fails if the loop runs dry first. */
+static void run_until(uv_loop_t *loop, const int *flag) {
+  while (!*flag) {
+    int alive = uv_run(loop, UV_RUN_ONCE);
+    if (!*flag && !alive) {
+      fail_msg("the loop ran out of work before the callback came");
+    }
+  }
+}
+
+struct done {
+  int called;
+  int status;
+  int order; /* when it was called, from a shared counter */
+  int *counter;
+};
+
+static void on_done(void *arg, int status) {
+  struct done *d = arg;
+  d->called++;
+  d->status = status;
+  if (d->counter != NULL) {
+    d->order = ++*d->counter;
+  }
+}
+
+struct got {
+  int called;
+  int status;
+  uint8_t *data;
+  size_t len;
+};
+
+static void on_read(void *arg, int status, uint8_t *data, size_t len) {
+  struct got *g = arg;
+  g->called++;
+  g->status = status;
+  g->data = data;
+  g->len = len;
+}
+
+static struct manifest *build(const char *path) {
+  struct manifest_build_opts o;
+  struct manifest *m = NULL;
+  memset(&o, 0, sizeof(o));
+  o.chunk_log2 = 14;
+  assert_int_equal(manifest_build(path, &g_pub, &o, &m), 0);
+  return m;
+}
+
+/* Writes a file of len pseudo-random bytes under the source folder. */
+static void make_file(struct fx *f, const char *rel, size_t len,
+                      uint64_t seed) {
+  uint8_t *p = malloc(len > 0 ? len : 1);
+  assert_non_null(p);
+  tu_fill(p, len, seed);
+  tu_write_file(f->src, rel, p, len);
+  free(p);
+}
+
+/* A malloc'd copy of chunk idx, read from the source files. */
+static uint8_t *chunk_copy(const struct manifest *m, uint32_t idx) {
+  char path[PATH_CAP];
+  uint32_t file;
+  uint64_t off;
+  size_t n;
+  assert_int_equal(manifest_chunk_file(m, idx, &file, &off), 0);
+  tu_path(path, sizeof(path), m->local_root, m->files[file].path);
+  uint8_t *all = tu_read_file(path, &n);
+  assert_non_null(all);
+  uint32_t len = manifest_chunk_len(m, idx);
+  assert_true(off + len <= n);
+  uint8_t *c = malloc(len);
+  assert_non_null(c);
+  memcpy(c, all + off, len);
+  free(all);
+  return c;
+}
+
+static int exists(const char *path) {
+  struct stat st;
+  return lstat(path, &st) == 0;
+}
+
+static void part_path(char *out, const struct fx *f, const char *name) {
+  char rel[PATH_CAP];
+  snprintf(rel, sizeof(rel), "%s%s", name, STORAGE_PART_SUFFIX);
+  tu_path(out, PATH_CAP, f->dl, rel);
+}
+
+static struct storage *open_dl(struct fx *f, const struct manifest *m,
+                               int want) {
+  struct storage *s = NULL;
+  struct done d = {0};
+  assert_int_equal(
+      storage_open_download(&s, &f->loop, m, f->dl, f->rec, on_done, &d), 0);
+  assert_non_null(s);
+  assert_int_equal(d.called, 0); /* never inside the call */
+  run_until(&f->loop, &d.called);
+  assert_int_equal(d.called, 1);
+  assert_err(d.status, want);
+  return s;
+}
+
+static void put(struct fx *f, struct storage *s, uint32_t idx, uint8_t *data,
+                int want) {
+  struct done d = {0};
+  assert_int_equal(storage_put_chunk(s, idx, data, on_done, &d), 0);
+  assert_int_equal(d.called, 0);
+  run_until(&f->loop, &d.called);
+  assert_int_equal(d.called, 1);
+  assert_err(d.status, want);
+}
+
+static void put_good(struct fx *f, struct storage *s,
+                     const struct manifest *m, uint32_t idx) {
+  put(f, s, idx, chunk_copy(m, idx), 0);
+  assert_true(storage_have(s, idx));
+}
+
+static int finish(struct fx *f, struct storage *s) {
+  struct done d = {0};
+  assert_int_equal(storage_finish(s, on_done, &d), 0);
+  assert_int_equal(d.called, 0);
+  run_until(&f->loop, &d.called);
+  assert_int_equal(d.called, 1);
+  return d.status;
+}
+
+static void close_s(struct fx *f, struct storage *s) {
+  struct done d = {0};
+  storage_close(s, on_done, &d);
+  assert_int_equal(d.called, 0);
+  run_until(&f->loop, &d.called);
+  assert_int_equal(d.called, 1);
+  assert_err(d.status, 0);
+}
+
+static void assert_same_file(const char *a, const char *b) {
+  size_t na;
+  size_t nb;
+  uint8_t *pa = tu_read_file(a, &na);
+  uint8_t *pb = tu_read_file(b, &nb);
+  assert_non_null(pa);
+  assert_non_null(pb);
+  assert_int_equal(na, nb);
+  assert_memory_equal(pa, pb, na);
+  free(pa);
+  free(pb);
+}
+
+/* Counts regular files, folders and anything else under path. */
+static void count_tree(const char *path, int *files, int *dirs, int *other) {
+  DIR *d = opendir(path);
+  struct dirent *e;
+  assert_non_null(d);
+  while ((e = readdir(d)) != NULL) {
+    char child[PATH_CAP];
+    struct stat st;
+    if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0) {
+      continue;
+    }
+    tu_path(child, sizeof(child), path, e->d_name);
+    assert_int_equal(lstat(child, &st), 0);
+    if (S_ISREG(st.st_mode)) {
+      (*files)++;
+    } else if (S_ISDIR(st.st_mode)) {
+      (*dirs)++;
+      count_tree(child, files, dirs, other);
+    } else {
+      (*other)++;
+    }
+  }
+  closedir(d);
+}
+
+/* Flips one byte of a file in place. */
+static void flip_byte(const char *path, long off) {
+  FILE *fp = fopen(path, "r+b");
+  assert_non_null(fp);
+  assert_int_equal(fseek(fp, off, SEEK_SET), 0);
+  int c = fgetc(fp);
+  assert_true(c != EOF);
+  assert_int_equal(fseek(fp, off, SEEK_SET), 0);
+  assert_int_equal(fputc(c ^ 0x5a, fp), c ^ 0x5a);
+  assert_int_equal(fclose(fp), 0);
+}
+
+static void shuffle(uint32_t *v, uint32_t n, uint64_t seed) {
+  uint64_t x = seed;
+  for (uint32_t i = n; i > 1; i--) {
+    x = x * 6364136223846793005u + 1442695040888963407u;
+    uint32_t j = (uint32_t)((x >> 33) % i);
+    uint32_t t = v[i - 1];
+    v[i - 1] = v[j];
+    v[j] = t;
+  }
+}
+
+/* ---------------------------------------------------------------------- */
+/* Downloads */
+
+static void test_file_download_in_random_order_appears_only_at_finish(
+    void **state) {
+  struct fx *f = *state;
+  char src[PATH_CAP];
+  char fin[PATH_CAP];
+  char part[PATH_CAP];
+  struct stat st;
+
+  make_file(f, "movie.bin", 5 * CS + 1000, 1);
+  tu_path(src, sizeof(src), f->src, "movie.bin");
+  struct manifest *m = build(src);
+  assert_int_equal(m->chunk_count, 6);
+  tu_path(fin, sizeof(fin), f->dl, "movie.bin");
+  part_path(part, f, "movie.bin");
+
+  struct storage *s = open_dl(f, m, 0);
+  assert_string_equal(storage_final_path(s), fin);
+  assert_int_equal(storage_have_count(s), 0);
+  /* The partial file is preallocated to full size. */
+  assert_int_equal(stat(part, &st), 0);
+  assert_int_equal((uint64_t)st.st_size, m->total_size);
+  assert_false(exists(fin));
+
+  uint32_t order[6] = {0, 1, 2, 3, 4, 5};
+  shuffle(order, 6, 7);
+  uint64_t bytes = 0;
+  for (uint32_t i = 0; i < 6; i++) {
+    assert_false(storage_have(s, order[i]));
+    put_good(f, s, m, order[i]);
+    bytes += manifest_chunk_len(m, order[i]);
+    assert_int_equal(storage_have_count(s), i + 1);
+    assert_int_equal(storage_have_bytes(s), bytes);
+    assert_false(exists(fin)); /* never before finish */
+  }
+  /* A chunk already had completes with 0, later, and takes the data. */
+  put(f, s, 3, chunk_copy(m, 3), 0);
+  assert_int_equal(storage_have_count(s), 6);
+
+  assert_err(finish(f, s), 0);
+  assert_true(exists(fin));
+  assert_false(exists(part));
+  assert_false(exists(f->rec));
+  assert_same_file(src, fin);
+  /* Finishing twice is refused. */
+  assert_err(storage_finish(s, on_done, NULL), SHOAL_EINVAL);
+  close_s(f, s);
+  assert_false(exists(f->rec)); /* no record after a finished download */
+  assert_same_file(src, fin);
+  manifest_free(m);
+}
+
+static void test_folder_download_arrives_exactly(void **state) {
+  struct fx *f = *state;
+  static const struct {
+    const char *rel;
+    size_t len;
+  } files[] = {
+      {"photos/a.bin", 40000},
+      {"photos/empty.txt", 0},
+      {"photos/sub/b.bin", 16384},
+      {"photos/sub/deeper/c.bin", 1},
+      {"photos/sub/deeper/also-empty", 0},
+      {"photos/z/e.bin", 30000},
+  };
+  const size_t nfiles = sizeof(files) / sizeof(files[0]);
+  char src[PATH_CAP];
+  char fin[PATH_CAP];
+  char part[PATH_CAP];
+
+  for (size_t i = 0; i < nfiles; i++) {
+    make_file(f, files[i].rel, files[i].len, 100 + i);
+  }
+  tu_path(src, sizeof(src), f->src, "photos");
+  struct manifest *m = build(src);
+  assert_int_equal(m->file_count, nfiles);
+  tu_path(fin, sizeof(fin), f->dl, "photos");
+  part_path(part, f, "photos");
+
+  struct storage *s = open_dl(f, m, 0);
+  /* Every file is there at full size from the start, the empty ones too,
+   * under the partial folder without the leading "photos/". */
+  for (uint32_t i = 0; i < m->file_count; i++) {
+    char p[PATH_CAP];
+    struct stat st;
+    tu_path(p, sizeof(p), part, m->files[i].path + strlen("photos/"));
+    assert_int_equal(lstat(p, &st), 0);
+    assert_true(S_ISREG(st.st_mode));
+    assert_int_equal((uint64_t)st.st_size, m->files[i].size);
+  }
+  uint32_t n = m->chunk_count;
+  uint32_t *order = malloc(n * sizeof(*order));
+  assert_non_null(order);
+  for (uint32_t i = 0; i < n; i++) {
+    order[i] = i;
+  }
+  shuffle(order, n, 3);
+  for (uint32_t i = 0; i < n; i++) {
+    put_good(f, s, m, order[i]);
+    assert_false(exists(fin));
+  }
+  free(order);
+  assert_int_equal(storage_have_bytes(s), m->total_size);
+  assert_err(finish(f, s), 0);
+  assert_false(exists(part));
+
+  for (size_t i = 0; i < nfiles; i++) {
+    char a[PATH_CAP];
+    char b[PATH_CAP];
+    tu_path(a, sizeof(a), f->src, files[i].rel);
+    tu_path(b, sizeof(b), f->dl, files[i].rel);
+    assert_same_file(a, b);
+  }
+  int nf = 0;
+  int nd = 0;
+  int no = 0;
+  count_tree(fin, &nf, &nd, &no);
+  assert_int_equal(nf, (int)nfiles);
+  assert_int_equal(nd, 3); /* sub, sub/deeper, z */
+  assert_int_equal(no, 0);
+  /* A block read after the rename comes from the final copy. */
+  struct got g = {0};
+  assert_int_equal(storage_read(s, 0, 10, 100, on_read, &g), 0);
+  run_until(&f->loop, &g.called);
+  assert_err(g.status, 0);
+  uint8_t *c0 = chunk_copy(m, 0);
+  assert_memory_equal(g.data, c0 + 10, 100);
+  free(c0);
+  free(g.data);
+  close_s(f, s);
+  manifest_free(m);
+}
+
+static void test_wrong_chunk_is_EHASH_and_nothing_is_written(void **state) {
+  struct fx *f = *state;
+  char src[PATH_CAP];
+  char part[PATH_CAP];
+
+  make_file(f, "f.bin", 3 * CS, 2);
+  tu_path(src, sizeof(src), f->src, "f.bin");
+  struct manifest *m = build(src);
+  part_path(part, f, "f.bin");
+  struct storage *s = open_dl(f, m, 0);
+
+  uint8_t *bad = chunk_copy(m, 1);
+  bad[CS / 2] ^= 1;
+  put(f, s, 1, bad, SHOAL_EHASH);
+  /* The data of another chunk is wrong for this one too. */
+  put(f, s, 1, chunk_copy(m, 0), SHOAL_EHASH);
+  assert_false(storage_have(s, 1));
+  assert_int_equal(storage_have_count(s), 0);
+  size_t n;
+  uint8_t *disk = tu_read_file(part, &n);
+  assert_int_equal(n, 3 * CS);
+  for (size_t i = 0; i < n; i++) {
+    if (disk[i] != 0) {
+      fail_msg("byte %zu of the partial file was written", i);
+    }
+  }
+  free(disk);
+
+  /* Bad calls: nothing is taken, no callback comes. */
+  uint8_t *keep = chunk_copy(m, 0);
+  assert_err(storage_put_chunk(s, 3, keep, on_done, NULL), SHOAL_EINVAL);
+  assert_err(storage_put_chunk(s, 0, NULL, on_done, NULL), SHOAL_EINVAL);
+  free(keep);
+  /* Reading a chunk not had is refused. */
+  assert_err(storage_read(s, 1, 0, 10, on_read, NULL), SHOAL_EINVAL);
+  assert_err(storage_finish(s, on_done, NULL), SHOAL_EINVAL);
+
+  /* The right data afterwards is accepted. */
+  put_good(f, s, m, 1);
+  close_s(f, s);
+  manifest_free(m);
+}
+
+static void test_existing_final_path_is_EEXIST_and_nothing_touched(
+    void **state) {
+  struct fx *f = *state;
+  char src[PATH_CAP];
+  char part[PATH_CAP];
+  char fin[PATH_CAP];
+  static const uint8_t mine[] = "the user's own file";
+
+  make_file(f, "doc.bin", 2 * CS, 3);
+  tu_path(src, sizeof(src), f->src, "doc.bin");
+  struct manifest *m = build(src);
+  part_path(part, f, "doc.bin");
+  tu_path(fin, sizeof(fin), f->dl, "doc.bin");
+
+  /* A file in the way. */
+  tu_write_file(f->dl, "doc.bin", mine, sizeof(mine));
+  struct storage *s = open_dl(f, m, UV_EEXIST);
+  assert_int_equal(storage_have_count(s), 0);
+  uint8_t *c = chunk_copy(m, 0);
+  assert_err(storage_put_chunk(s, 0, c, on_done, NULL), SHOAL_EINVAL);
+  free(c);
+  close_s(f, s);
+  assert_false(exists(part));
+  assert_false(exists(f->rec));
+  size_t n;
+  uint8_t *p = tu_read_file(fin, &n);
+  assert_int_equal(n, sizeof(mine));
+  assert_memory_equal(p, mine, n);
+  free(p);
+  assert_int_equal(unlink(fin), 0);
+
+  /* A dangling symlink in the way counts too, and is not followed. */
+  char target[PATH_CAP];
+  tu_path(target, sizeof(target), f->root, "nowhere");
+  assert_int_equal(symlink(target, fin), 0);
+  s = open_dl(f, m, UV_EEXIST);
+  close_s(f, s);
+  assert_false(exists(target));
+  assert_false(exists(part));
+  assert_int_equal(unlink(fin), 0);
+
+  /* A folder in the way. */
+  assert_int_equal(mkdir(fin, 0755), 0);
+  s = open_dl(f, m, UV_EEXIST);
+  close_s(f, s);
+  assert_false(exists(part));
+  manifest_free(m);
+}
+
+static void test_missing_download_folder_fails_cleanly(void **state) {
+  struct fx *f = *state;
+  char src[PATH_CAP];
+  struct storage *s = NULL;
+  struct done d = {0};
+
+  make_file(f, "x.bin", 100, 4);
+  tu_path(src, sizeof(src), f->src, "x.bin");
+  struct manifest *m = build(src);
+  char nodir[PATH_CAP];
+  tu_path(nodir, sizeof(nodir), f->root, "no-such-folder");
+  assert_int_equal(storage_open_download(&s, &f->loop, m, nodir, f->rec,
+                                         on_done, &d),
+                   0);
+  run_until(&f->loop, &d.called);
+  assert_err(d.status, UV_ENOENT);
+  close_s(f, s);
+  manifest_free(m);
+}
+
+static void test_unsafe_manifest_path_is_EPATH(void **state) {
+  struct fx *f = *state;
+  char src[PATH_CAP];
+  struct storage *s = NULL;
+  static const char *const bad[] = {
+      "pics/../../escape", "pics/./a", "pics//a", "/etc/passwd",
+      "other/a",           "pics",     "pics/",   "picsx/a",
+  };
+
+  make_file(f, "pics/a", 100, 5);
+  make_file(f, "pics/b", 100, 6);
+  tu_path(src, sizeof(src), f->src, "pics");
+  struct manifest *m = build(src);
+  char *orig = m->files[0].path;
+  for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+    m->files[0].path = (char *)(uintptr_t)bad[i];
+    assert_err(storage_open_download(&s, &f->loop, m, f->dl, f->rec, on_done,
+                                     NULL),
+               SHOAL_EPATH);
+    assert_null(s);
+  }
+  m->files[0].path = orig;
+  int nf = 0;
+  int nd = 0;
+  int no = 0;
+  count_tree(f->dl, &nf, &nd, &no);
+  assert_int_equal(nf + nd + no, 0);
+  manifest_free(m);
+}
+
+/* ---------------------------------------------------------------------- */
+/* Resume */
+
+static void test_resume_rehashes_listed_chunks_and_trusts_nothing_else(
+    void **state) {
+  struct fx *f = *state;
+  char src[PATH_CAP];
+  char part[PATH_CAP];
+  char fin[PATH_CAP];
+
+  make_file(f, "big.bin", 10 * CS - 5, 8);
+  tu_path(src, sizeof(src), f->src, "big.bin");
+  struct manifest *m = build(src);
+  assert_int_equal(m->chunk_count, 10);
+  part_path(part, f, "big.bin");
+  tu_path(fin, sizeof(fin), f->dl, "big.bin");
+
+  struct storage *s = open_dl(f, m, 0);
+  for (uint32_t i = 0; i < 10; i += 2) {
+    put_good(f, s, m, i);
+  }
+  close_s(f, s);
+  assert_true(exists(f->rec));
+  assert_true(exists(part));
+  assert_false(exists(fin));
+
+  /* Between runs: chunk 4 is damaged on disk, and chunk 1 is written
+   * correctly behind the record's back. */
+  flip_byte(part, (long)(4 * CS + 77));
+  uint8_t *c1 = chunk_copy(m, 1);
+  FILE *fp = fopen(part, "r+b");
+  assert_non_null(fp);
+  assert_int_equal(fseek(fp, (long)CS, SEEK_SET), 0);
+  assert_int_equal(fwrite(c1, 1, CS, fp), CS);
+  assert_int_equal(fclose(fp), 0);
+  free(c1);
+
+  s = open_dl(f, m, 0);
+  for (uint32_t i = 0; i < 10; i++) {
+    int want = i % 2 == 0 && i != 4;
+    assert_int_equal(storage_have(s, i), want);
+  }
+  assert_int_equal(storage_have_count(s), 4);
+  assert_int_equal(storage_have_bytes(s), 4 * CS);
+  for (uint32_t i = 0; i < 10; i++) {
+    if (!storage_have(s, i)) {
+      put_good(f, s, m, i);
+    }
+  }
+  assert_err(finish(f, s), 0);
+  assert_same_file(src, fin);
+  assert_false(exists(f->rec));
+  close_s(f, s);
+  manifest_free(m);
+}
+
+static void test_resume_of_a_folder_download(void **state) {
+  struct fx *f = *state;
+  char src[PATH_CAP];
+  char fin[PATH_CAP];
+  char part[PATH_CAP];
+
+  make_file(f, "album/one", 3 * CS, 20);
+  make_file(f, "album/two/three", 2 * CS + 3, 21);
+  make_file(f, "album/two/zero", 0, 22);
+  tu_path(src, sizeof(src), f->src, "album");
+  struct manifest *m = build(src);
+  tu_path(fin, sizeof(fin), f->dl, "album");
+  part_path(part, f, "album");
+
+  struct storage *s = open_dl(f, m, 0);
+  put_good(f, s, m, 1);
+  put_good(f, s, m, 4);
+  close_s(f, s);
+
+  /* Strays appear in the partial folder between runs: a file, a folder
+   * tree, a symlink, and a folder where a manifest file belongs. The
+   * partial folder holds exactly the manifest's paths again after the
+   * open, so none of them reaches the final folder. */
+  char p[PATH_CAP];
+  tu_write_file(part, "stray.txt", "x", 1);
+  tu_write_file(part, "two/junk/deep/file", "y", 1);
+  tu_path(p, sizeof(p), part, "link");
+  assert_int_equal(symlink(f->src, p), 0);
+  tu_path(p, sizeof(p), part, "two/zero");
+  assert_int_equal(unlink(p), 0);
+  tu_write_file(part, "two/zero/inside", "z", 1);
+
+  s = open_dl(f, m, 0);
+  int nf = 0;
+  int nd = 0;
+  int no = 0;
+  count_tree(part, &nf, &nd, &no);
+  assert_int_equal(nf, (int)m->file_count);
+  assert_int_equal(nd, 1); /* two */
+  assert_int_equal(no, 0);
+  assert_int_equal(storage_have_count(s), 2);
+  assert_true(storage_have(s, 1));
+  assert_true(storage_have(s, 4));
+  for (uint32_t i = 0; i < m->chunk_count; i++) {
+    if (!storage_have(s, i)) {
+      put_good(f, s, m, i);
+    }
+  }
+  assert_err(finish(f, s), 0);
+  close_s(f, s);
+  for (uint32_t i = 0; i < m->file_count; i++) {
+    char a[PATH_CAP];
+    char b[PATH_CAP];
+    tu_path(a, sizeof(a), f->src, m->files[i].path);
+    tu_path(b, sizeof(b), f->dl, m->files[i].path);
+    assert_same_file(a, b);
+  }
+  nf = nd = no = 0;
+  count_tree(fin, &nf, &nd, &no);
+  assert_int_equal(nf, (int)m->file_count);
+  assert_int_equal(nd + no, 1);
+  manifest_free(m);
+}
+
+/* Writes a resume record by hand, following the layout documented at the
+ * top of storage.c, listing the chunks for which listed(i) is true. */
+static void write_record(const struct fx *f, const struct manifest *m,
+                         int (*listed)(uint32_t)) {
+  size_t bm = ((size_t)m->chunk_count + 7) / 8;
+  size_t n = 8 + 32 + 4 + bm + 16;
+  uint8_t *r = calloc(1, n);
+  assert_non_null(r);
+  memcpy(r, "SHOALRS1", 8);
+  memcpy(r + 8, m->id, 32);
+  r[40] = (uint8_t)(m->chunk_count >> 24);
+  r[41] = (uint8_t)(m->chunk_count >> 16);
+  r[42] = (uint8_t)(m->chunk_count >> 8);
+  r[43] = (uint8_t)m->chunk_count;
+  for (uint32_t i = 0; i < m->chunk_count; i++) {
+    if (listed(i)) {
+      r[44 + i / 8] |= (uint8_t)(0x80u >> (i % 8));
+    }
+  }
+  crypto_generichash(r + n - 16, 16, r, n - 16, NULL, 0);
+  tu_write_file(f->root, "resume", r, n);
+  free(r);
+}
+
+#define BIG_UNLISTED 600u
+#define BIG_DAMAGED 1500u
+
+static int big_listed(uint32_t i) { return i != BIG_UNLISTED; }
+
+/* A content larger than several re-hash jobs (MANIFEST_JOB_BYTES each):
+ * the partial copy is complete on disk, the record lists all but one
+ * chunk, and one listed chunk is damaged. */
+static void test_resume_rehashes_across_many_jobs(void **state) {
+  struct fx *f = *state;
+  char src[PATH_CAP];
+  char part[PATH_CAP];
+  char fin[PATH_CAP];
+  const uint32_t chunks = 5 * (MANIFEST_JOB_BYTES / CS) + 37;
+
+  make_file(f, "large.bin", chunks * CS - 100, 12);
+  tu_path(src, sizeof(src), f->src, "large.bin");
+  struct manifest *m = build(src);
+  assert_int_equal(m->chunk_count, chunks);
+  part_path(part, f, "large.bin");
+  tu_path(fin, sizeof(fin), f->dl, "large.bin");
+
+  size_t n;
+  uint8_t *all = tu_read_file(src, &n);
+  all[(size_t)BIG_DAMAGED * CS + 5] ^= 0xff;
+  tu_write_file(f->dl, "large.bin" STORAGE_PART_SUFFIX, all, n);
+  free(all);
+  write_record(f, m, big_listed);
+
+  struct storage *s = open_dl(f, m, 0);
+  assert_int_equal(storage_have_count(s), chunks - 2);
+  assert_false(storage_have(s, BIG_UNLISTED));
+  assert_false(storage_have(s, BIG_DAMAGED));
+  assert_true(storage_have(s, 0));
+  assert_true(storage_have(s, chunks - 1));
+  put_good(f, s, m, BIG_UNLISTED);
+  put_good(f, s, m, BIG_DAMAGED);
+  assert_err(finish(f, s), 0);
+  assert_same_file(src, fin);
+  close_s(f, s);
+  manifest_free(m);
+}
+
+static void test_corrupt_resume_record_starts_over(void **state) {
+  struct fx *f = *state;
+  char src[PATH_CAP];
+  char part[PATH_CAP];
+
+  make_file(f, "r.bin", 4 * CS, 9);
+  tu_path(src, sizeof(src), f->src, "r.bin");
+  struct manifest *m = build(src);
+  part_path(part, f, "r.bin");
+
+  size_t good_len = 0;
+  uint8_t *good = NULL;
+  /* Each case damages the record a different way. */
+  for (int which = 0; which < 8; which++) {
+    struct storage *s = open_dl(f, m, 0);
+    for (uint32_t i = 0; i < 4; i++) {
+      if (!storage_have(s, i)) {
+        put_good(f, s, m, i);
+      }
+    }
+    close_s(f, s);
+    free(good);
+    good = tu_read_file(f->rec, &good_len);
+    assert_non_null(good);
+    uint8_t *bad = malloc(good_len + 1);
+    assert_non_null(bad);
+    memcpy(bad, good, good_len);
+    size_t bad_len = good_len;
+    switch (which) {
+    case 0: /* flipped bitmap bit: the checksum catches it */
+      bad[44] ^= 0x10;
+      break;
+    case 1: /* flipped checksum */
+      bad[good_len - 1] ^= 1;
+      break;
+    case 2: /* truncated */
+      bad_len = good_len - 3;
+      break;
+    case 3: /* one byte too many */
+      bad[good_len] = 0;
+      bad_len = good_len + 1;
+      break;
+    case 4: /* empty */
+      bad_len = 0;
+      break;
+    case 5: /* wrong magic */
+      bad[0] = 'X';
+      break;
+    case 6: /* garbage of the right size */
+      tu_fill(bad, good_len, 99);
+      break;
+    default: /* no record at all */
+      break;
+    }
+    if (which == 7) {
+      assert_int_equal(unlink(f->rec), 0);
+    } else {
+      tu_write_file(f->root, "resume", bad, bad_len);
+    }
+    free(bad);
+
+    s = open_dl(f, m, 0);
+    assert_int_equal(storage_have_count(s), 0);
+    /* Started over: the partial file is zero again, at full size. */
+    size_t n;
+    uint8_t *disk = tu_read_file(part, &n);
+    assert_int_equal(n, 4 * CS);
+    for (size_t i = 0; i < n; i++) {
+      if (disk[i] != 0) {
+        fail_msg("case %d: byte %zu kept from before", which, i);
+      }
+    }
+    free(disk);
+    close_s(f, s);
+  }
+  free(good);
+
+  /* A record folder that is a folder, not a file, is also ignored. */
+  assert_int_equal(unlink(f->rec), 0);
+  assert_int_equal(mkdir(f->rec, 0755), 0);
+  struct storage *s = open_dl(f, m, 0);
+  assert_int_equal(storage_have_count(s), 0);
+  struct done d = {0};
+  storage_close(s, on_done, &d);
+  run_until(&f->loop, &d.called);
+  assert_true(d.status != 0); /* the record cannot replace a folder */
+  manifest_free(m);
+}
+
+/* A record that cannot be read at all (here: its folder is a file, so
+ * ENOTDIR; permissions would not stop root) fails the open, and the partial
+ * copy is kept: only a record that was read and found bad starts over. */
+static void test_unreadable_record_fails_the_open_and_keeps_the_part(
+    void **state) {
+  struct fx *f = *state;
+  char src[PATH_CAP];
+  char part[PATH_CAP];
+  char badrec[PATH_CAP];
+  struct storage *s = NULL;
+  struct done d = {0};
+
+  make_file(f, "u.bin", 2 * CS, 14);
+  tu_path(src, sizeof(src), f->src, "u.bin");
+  struct manifest *m = build(src);
+  part_path(part, f, "u.bin");
+  s = open_dl(f, m, 0);
+  put_good(f, s, m, 1);
+  close_s(f, s);
+
+  tu_path(badrec, sizeof(badrec), src, "resume");
+  assert_int_equal(storage_open_download(&s, &f->loop, m, f->dl, badrec,
+                                         on_done, &d),
+                   0);
+  run_until(&f->loop, &d.called);
+  assert_err(d.status, UV_ENOTDIR);
+  close_s(f, s);
+  size_t n;
+  uint8_t *disk = tu_read_file(part, &n);
+  uint8_t *c1 = chunk_copy(m, 1);
+  assert_int_equal(n, 2 * CS);
+  assert_memory_equal(disk + CS, c1, CS);
+  free(c1);
+  free(disk);
+  s = open_dl(f, m, 0);
+  assert_true(storage_have(s, 1));
+  close_s(f, s);
+  manifest_free(m);
+}
+
+static void test_record_of_another_content_starts_over(void **state) {
+  struct fx *f = *state;
+  char a[PATH_CAP];
+  char part[PATH_CAP];
+
+  /* Two contents with the same name, one after the other. */
+  tu_path(a, sizeof(a), f->src, "same.bin");
+  make_file(f, "same.bin", 3 * CS, 31);
+  struct manifest *m2 = build(a);
+  make_file(f, "same.bin", 3 * CS, 30);
+  struct manifest *m1 = build(a);
+  part_path(part, f, "same.bin");
+
+  /* m1's chunks are written while its bytes are the source. */
+  struct storage *s = open_dl(f, m1, 0);
+  put_good(f, s, m1, 0);
+  put_good(f, s, m1, 2);
+  close_s(f, s);
+  make_file(f, "same.bin", 3 * CS, 31);
+
+  s = open_dl(f, m2, 0);
+  assert_int_equal(storage_have_count(s), 0);
+  put_good(f, s, m2, 1);
+  close_s(f, s);
+  s = open_dl(f, m2, 0);
+  assert_int_equal(storage_have_count(s), 1);
+  assert_true(storage_have(s, 1));
+  close_s(f, s);
+  manifest_free(m1);
+  manifest_free(m2);
+}
+
+/* The record's bytes, exactly as the comment in storage.c documents. */
+static void test_resume_record_layout(void **state) {
+  struct fx *f = *state;
+  char src[PATH_CAP];
+
+  make_file(f, "l.bin", 11 * CS, 10);
+  tu_path(src, sizeof(src), f->src, "l.bin");
+  struct manifest *m = build(src);
+  assert_int_equal(m->chunk_count, 11);
+  struct storage *s = open_dl(f, m, 0);
+  put_good(f, s, m, 0);
+  put_good(f, s, m, 7);
+  put_good(f, s, m, 9);
+  close_s(f, s);
+
+  size_t n;
+  uint8_t *r = tu_read_file(f->rec, &n);
+  assert_non_null(r);
+  assert_int_equal(n, 8 + 32 + 4 + 2 + 16);
+  assert_memory_equal(r, "SHOALRS1", 8);
+  assert_memory_equal(r + 8, m->id, 32);
+  static const uint8_t count[4] = {0, 0, 0, 11};
+  assert_memory_equal(r + 40, count, 4);
+  assert_int_equal(r[44], 0x81); /* chunks 0 and 7 */
+  assert_int_equal(r[45], 0x40); /* chunk 9 */
+  uint8_t h[16];
+  crypto_generichash(h, sizeof(h), r, n - 16, NULL, 0);
+  assert_memory_equal(h, r + n - 16, 16);
+  free(r);
+  manifest_free(m);
+}
+
+static void on_sleep(uv_timer_t *t) { *(int *)t->data = 1; }
+
+static void on_timer_closed(uv_handle_t *h) { *(int *)h->data = 2; }
+
+/* Runs the loop for about ms milliseconds. */
+static void run_for(struct fx *f, uint64_t ms) {
+  uv_timer_t t;
+  int state = 0;
+  uv_timer_init(&f->loop, &t);
+  t.data = &state;
+  uv_timer_start(&t, on_sleep, ms, 0);
+  run_until(&f->loop, &state);
+  uv_close((uv_handle_t *)&t, on_timer_closed);
+  while (state != 2) {
+    uv_run(&f->loop, UV_RUN_ONCE);
+  }
+}
+
+/* The first byte of the record's bitmap (a 3-chunk content), or -1. */
+static int record_bits(const struct fx *f) {
+  size_t n;
+  uint8_t *r = tu_read_file(f->rec, &n);
+  int bits = r != NULL && n == 8 + 32 + 4 + 1 + 16 ? r[44] : -1;
+  free(r);
+  return bits;
+}
+
+/* Runs the loop until the record's bitmap is want; returns the loop time. */
+static uint64_t wait_record(struct fx *f, int want) {
+  for (int i = 0; i < 100 && record_bits(f) != want; i++) {
+    run_for(f, 20);
+  }
+  assert_int_equal(record_bits(f), want);
+  return uv_now(&f->loop);
+}
+
+static void test_record_is_saved_without_close_at_most_once_a_period(
+    void **state) {
+  struct fx *f = *state;
+  char src[PATH_CAP];
+
+  make_file(f, "d.bin", 3 * CS, 11);
+  tu_path(src, sizeof(src), f->src, "d.bin");
+  struct manifest *m = build(src);
+  struct storage *s = open_dl(f, m, 0);
+  /* The first change is saved at once, by itself. */
+  put_good(f, s, m, 0);
+  uint64_t t0 = wait_record(f, 0x80);
+  /* The next ones wait for the end of the period, and share one save. */
+  put_good(f, s, m, 1);
+  put_good(f, s, m, 2);
+  run_for(f, 100);
+  if (uv_now(&f->loop) - t0 < STORAGE_SAVE_MS / 2) {
+    assert_int_equal(record_bits(f), 0x80);
+  }
+  uint64_t t1 = wait_record(f, 0xe0);
+  /* t0 is at most about one poll (20 ms) after the first save ended. */
+  assert_true(t1 - t0 + 50 >= STORAGE_SAVE_MS);
+  close_s(f, s);
+  manifest_free(m);
+}
+
+/* ---------------------------------------------------------------------- */
+/* Finishing */
+
+static void test_finish_refuses_to_replace_what_appeared(void **state) {
+  struct fx *f = *state;
+  char src[PATH_CAP];
+  char fin[PATH_CAP];
+  char part[PATH_CAP];
+
+  make_file(f, "w/a", 2 * CS, 12);
+  make_file(f, "w/b", 100, 13);
+  tu_path(src, sizeof(src), f->src, "w");
+  struct manifest *m = build(src);
+  tu_path(fin, sizeof(fin), f->dl, "w");
+  part_path(part, f, "w");
+
+  struct storage *s = open_dl(f, m, 0);
+  for (uint32_t i = 0; i < m->chunk_count; i++) {
+    put_good(f, s, m, i);
+  }
+  /* An empty folder appears at the final path meanwhile. */
+  assert_int_equal(mkdir(fin, 0755), 0);
+  assert_err(finish(f, s), UV_EEXIST);
+  assert_true(exists(part));
+  close_s(f, s);
+  assert_true(exists(f->rec)); /* kept for a later try */
+
+  assert_int_equal(rmdir(fin), 0);
+  s = open_dl(f, m, 0);
+  assert_int_equal(storage_have_count(s), m->chunk_count);
+  assert_err(finish(f, s), 0);
+  close_s(f, s);
+  assert_false(exists(part));
+  char a[PATH_CAP];
+  char b[PATH_CAP];
+  tu_path(a, sizeof(a), f->src, "w/a");
+  tu_path(b, sizeof(b), f->dl, "w/a");
+  assert_same_file(a, b);
+  manifest_free(m);
+}
+
+static void test_empty_content_finishes_at_once(void **state) {
+  struct fx *f = *state;
+  char src[PATH_CAP];
+  char fin[PATH_CAP];
+  struct stat st;
+
+  make_file(f, "nothing", 0, 0);
+  tu_path(src, sizeof(src), f->src, "nothing");
+  struct manifest *m = build(src);
+  assert_int_equal(m->chunk_count, 0);
+  tu_path(fin, sizeof(fin), f->dl, "nothing");
+  struct storage *s = open_dl(f, m, 0);
+  size_t len = 99;
+  (void)storage_have_map(s, &len);
+  assert_int_equal(len, 0);
+  assert_err(finish(f, s), 0);
+  assert_int_equal(stat(fin, &st), 0);
+  assert_true(S_ISREG(st.st_mode));
+  assert_int_equal(st.st_size, 0);
+  close_s(f, s);
+  manifest_free(m);
+}
+
+/* ---------------------------------------------------------------------- */
+/* Symlinks planted in the partial folder */
+
+static void test_planted_symlinks_are_never_followed(void **state) {
+  struct fx *f = *state;
+  char src[PATH_CAP];
+  char part[PATH_CAP];
+  char outside[PATH_CAP];
+  char victim[PATH_CAP];
+  char p[PATH_CAP];
+  static const uint8_t precious[] = "must not change";
+
+  make_file(f, "t/sub/x", 2 * CS, 40);
+  make_file(f, "t/y", CS, 41);
+  tu_path(src, sizeof(src), f->src, "t");
+  struct manifest *m = build(src);
+  part_path(part, f, "t");
+  tu_path(outside, sizeof(outside), f->root, "outside");
+  tu_write_file(outside, "x", precious, sizeof(precious));
+  tu_path(victim, sizeof(victim), outside, "x");
+
+  struct storage *s = open_dl(f, m, 0);
+  put_good(f, s, m, 0);
+  put_good(f, s, m, 2);
+  close_s(f, s);
+
+  /* sub/ becomes a symlink to a folder outside, and y a symlink to a file
+   * outside. */
+  tu_path(p, sizeof(p), part, "sub");
+  tu_rmtree(p);
+  assert_int_equal(symlink(outside, p), 0);
+  tu_path(p, sizeof(p), part, "y");
+  assert_int_equal(unlink(p), 0);
+  assert_int_equal(symlink(victim, p), 0);
+
+  s = open_dl(f, m, 0);
+  /* The chunks that were behind the links are not had; the links are gone
+   * and real entries stand in their place. */
+  assert_int_equal(storage_have_count(s), 0);
+  struct stat st;
+  tu_path(p, sizeof(p), part, "sub");
+  assert_int_equal(lstat(p, &st), 0);
+  assert_true(S_ISDIR(st.st_mode));
+  tu_path(p, sizeof(p), part, "y");
+  assert_int_equal(lstat(p, &st), 0);
+  assert_true(S_ISREG(st.st_mode));
+  for (uint32_t i = 0; i < m->chunk_count; i++) {
+    put_good(f, s, m, i);
+  }
+  assert_err(finish(f, s), 0);
+  close_s(f, s);
+  size_t n;
+  uint8_t *v = tu_read_file(victim, &n);
+  assert_int_equal(n, sizeof(precious));
+  assert_memory_equal(v, precious, n);
+  free(v);
+
+  /* A symlink planted after the open is refused by writes (ELOOP), not
+   * followed. */
+  tu_rmtree(f->dl);
+  assert_int_equal(mkdir(f->dl, 0755), 0);
+  assert_false(exists(f->rec)); /* removed by the finish */
+  s = open_dl(f, m, 0);
+  tu_path(p, sizeof(p), part, "y");
+  assert_int_equal(unlink(p), 0);
+  assert_int_equal(symlink(victim, p), 0);
+  put(f, s, 2, chunk_copy(m, 2), UV_ELOOP);
+  assert_false(storage_have(s, 2));
+  close_s(f, s);
+  v = tu_read_file(victim, &n);
+  assert_int_equal(n, sizeof(precious));
+  assert_memory_equal(v, precious, n);
+  free(v);
+  manifest_free(m);
+}
+
+/* ---------------------------------------------------------------------- */
+/* Sources */
+
+static void test_source_reads_the_right_bytes_and_never_modifies(
+    void **state) {
+  struct fx *f = *state;
+  char src[PATH_CAP];
+  struct stat before;
+  struct stat after;
+
+  make_file(f, "s.bin", 3 * CS + 10, 50);
+  tu_path(src, sizeof(src), f->src, "s.bin");
+  struct manifest *m = build(src);
+  size_t n;
+  uint8_t *orig = tu_read_file(src, &n);
+  assert_int_equal(stat(src, &before), 0);
+
+  struct storage *s = NULL;
+  assert_int_equal(storage_open_source(&s, &f->loop, m), 0);
+  assert_null(storage_final_path(s));
+  assert_int_equal(storage_have_count(s), m->chunk_count);
+  assert_int_equal(storage_have_bytes(s), m->total_size);
+  for (uint32_t i = 0; i < m->chunk_count; i++) {
+    assert_true(storage_have(s, i));
+  }
+  assert_false(storage_have(s, m->chunk_count));
+
+  static const struct {
+    uint32_t idx, off, len;
+  } reads[] = {{0, 0, 16384}, {2, 100, 5000}, {3, 0, 10}, {3, 9, 1}};
+  for (size_t i = 0; i < sizeof(reads) / sizeof(reads[0]); i++) {
+    struct got g = {0};
+    assert_int_equal(storage_read(s, reads[i].idx, reads[i].off, reads[i].len,
+                                  on_read, &g),
+                     0);
+    assert_int_equal(g.called, 0);
+    run_until(&f->loop, &g.called);
+    assert_err(g.status, 0);
+    assert_int_equal(g.len, reads[i].len);
+    assert_memory_equal(g.data, orig + reads[i].idx * CS + reads[i].off,
+                        reads[i].len);
+    free(g.data);
+  }
+  /* Blocks outside their chunk, and chunks out of range. */
+  assert_err(storage_read(s, 3, 5, 6, on_read, NULL), SHOAL_EINVAL);
+  assert_err(storage_read(s, 0, 16384, 1, on_read, NULL), SHOAL_EINVAL);
+  assert_err(storage_read(s, 0, 0, 0, on_read, NULL), SHOAL_EINVAL);
+  assert_err(storage_read(s, 4, 0, 1, on_read, NULL), SHOAL_EINVAL);
+  /* A source takes no chunks and does not finish. */
+  uint8_t *c = chunk_copy(m, 0);
+  assert_err(storage_put_chunk(s, 0, c, on_done, NULL), SHOAL_EINVAL);
+  free(c);
+  assert_err(storage_finish(s, on_done, NULL), SHOAL_EINVAL);
+  close_s(f, s);
+
+  uint8_t *now = tu_read_file(src, &n);
+  assert_memory_equal(now, orig, n);
+  assert_int_equal(stat(src, &after), 0);
+  assert_int_equal(after.st_size, before.st_size);
+  assert_int_equal(after.st_mtim.tv_sec, before.st_mtim.tv_sec);
+  assert_int_equal(after.st_mtim.tv_nsec, before.st_mtim.tv_nsec);
+  assert_int_equal(after.st_ctim.tv_sec, before.st_ctim.tv_sec);
+  assert_int_equal(after.st_ctim.tv_nsec, before.st_ctim.tv_nsec);
+  free(now);
+  free(orig);
+  manifest_free(m);
+}
+
+static int source_read_status(struct fx *f, struct storage *s, uint32_t idx) {
+  struct got g = {0};
+  assert_int_equal(storage_read(s, idx, 0, 100, on_read, &g), 0);
+  run_until(&f->loop, &g.called);
+  if (g.status != 0) {
+    assert_null(g.data);
+    assert_int_equal(g.len, 0);
+  }
+  free(g.data);
+  return g.status;
+}
+
+static void test_source_changed_file_is_ECHANGED(void **state) {
+  struct fx *f = *state;
+  char a[PATH_CAP];
+  char b[PATH_CAP];
+  char c[PATH_CAP];
+
+  make_file(f, "share/a", 2 * CS, 60);
+  make_file(f, "share/b", CS, 61);
+  make_file(f, "share/c", CS, 62);
+  char root[PATH_CAP];
+  tu_path(root, sizeof(root), f->src, "share");
+  struct manifest *m = build(root);
+  tu_path(a, sizeof(a), f->src, "share/a");
+  tu_path(b, sizeof(b), f->src, "share/b");
+  tu_path(c, sizeof(c), f->src, "share/c");
+  struct storage *s = NULL;
+  assert_int_equal(storage_open_source(&s, &f->loop, m), 0);
+  assert_err(source_read_status(f, s, 0), 0);
+  assert_err(source_read_status(f, s, 2), 0);
+  assert_err(source_read_status(f, s, 3), 0);
+
+  /* a grows by one byte. */
+  FILE *fp = fopen(a, "ab");
+  assert_non_null(fp);
+  assert_int_equal(fputc('!', fp), '!');
+  assert_int_equal(fclose(fp), 0);
+  assert_err(source_read_status(f, s, 0), SHOAL_ECHANGED);
+  assert_err(source_read_status(f, s, 1), SHOAL_ECHANGED); /* logged once */
+
+  /* b keeps its bytes but gets another modification time. */
+  struct timespec ts[2] = {{.tv_sec = 1000000000, .tv_nsec = 0},
+                           {.tv_sec = 1000000000, .tv_nsec = 0}};
+  assert_int_equal(utimensat(AT_FDCWD, b, ts, 0), 0);
+  assert_err(source_read_status(f, s, 2), SHOAL_ECHANGED);
+
+  /* c is removed. */
+  assert_int_equal(unlink(c), 0);
+  assert_err(source_read_status(f, s, 3), SHOAL_ECHANGED);
+  close_s(f, s);
+  manifest_free(m);
+}
+
+static void test_source_needs_a_local_manifest(void **state) {
+  struct fx *f = *state;
+  char src[PATH_CAP];
+  struct storage *s = NULL;
+
+  make_file(f, "n.bin", 10, 70);
+  tu_path(src, sizeof(src), f->src, "n.bin");
+  struct manifest *m = build(src);
+  struct manifest *d = NULL;
+  assert_int_equal(manifest_decode(m->encoded, m->encoded_len, &d), 0);
+  assert_err(storage_open_source(&s, &f->loop, d), SHOAL_EINVAL);
+  assert_null(s);
+  manifest_free(d);
+  manifest_free(m);
+}
+
+/* ---------------------------------------------------------------------- */
+/* Have-map */
+
+static void test_have_map_layout(void **state) {
+  struct fx *f = *state;
+  char src[PATH_CAP];
+  size_t len;
+
+  make_file(f, "h.bin", 10 * CS + 1, 80);
+  tu_path(src, sizeof(src), f->src, "h.bin");
+  struct manifest *m = build(src);
+  assert_int_equal(m->chunk_count, 11);
+
+  struct storage *s = NULL;
+  assert_int_equal(storage_open_source(&s, &f->loop, m), 0);
+  const uint8_t *map = storage_have_map(s, &len);
+  assert_int_equal(len, 2);
+  assert_int_equal(map[0], 0xff);
+  assert_int_equal(map[1], 0xe0); /* unused low bits are 0 */
+  close_s(f, s);
+
+  s = open_dl(f, m, 0);
+  map = storage_have_map(s, &len);
+  assert_int_equal(len, 2);
+  assert_int_equal(map[0], 0);
+  assert_int_equal(map[1], 0);
+  put_good(f, s, m, 0);
+  put_good(f, s, m, 7);
+  put_good(f, s, m, 8);
+  put_good(f, s, m, 10);
+  map = storage_have_map(s, &len);
+  assert_int_equal(map[0], 0x81);
+  assert_int_equal(map[1], 0xa0);
+  assert_int_equal(storage_have_bytes(s), 3 * CS + 1);
+  close_s(f, s);
+  manifest_free(m);
+}
+
+/* ---------------------------------------------------------------------- */
+/* Closing with work in flight */
+
+static void test_close_with_pending_work_completes_cleanly(void **state) {
+  struct fx *f = *state;
+  char src[PATH_CAP];
+  enum { N = 8 };
+  struct done puts[N];
+  struct done dup;
+  struct got reads[2];
+  struct done closed;
+  int counter = 0;
+
+  make_file(f, "p.bin", N * CS, 90);
+  tu_path(src, sizeof(src), f->src, "p.bin");
+  struct manifest *m = build(src);
+  struct storage *s = open_dl(f, m, 0);
+  put_good(f, s, m, 0);
+
+  memset(puts, 0, sizeof(puts));
+  memset(&dup, 0, sizeof(dup));
+  memset(reads, 0, sizeof(reads));
+  memset(&closed, 0, sizeof(closed));
+  for (uint32_t i = 1; i < N; i++) {
+    puts[i].counter = &counter;
+    uint8_t *c = chunk_copy(m, i);
+    if (i == 5) {
+      c[0] ^= 1; /* one of them is bad */
+    }
+    assert_int_equal(storage_put_chunk(s, i, c, on_done, &puts[i]), 0);
+  }
+  /* A second put of a chunk in flight completes with 0 at once. */
+  dup.counter = &counter;
+  assert_int_equal(storage_put_chunk(s, 3, chunk_copy(m, 3), on_done, &dup),
+                   0);
+  assert_int_equal(storage_read(s, 0, 0, 100, on_read, &reads[0]), 0);
+  assert_int_equal(storage_read(s, 0, 100, 100, on_read, &reads[1]), 0);
+  closed.counter = &counter;
+  storage_close(s, on_done, &closed);
+  assert_int_equal(counter, 0);
+  run_until(&f->loop, &closed.called);
+  assert_err(closed.status, 0);
+  /* Everything accepted was completed, before the close callback. */
+  for (uint32_t i = 1; i < N; i++) {
+    assert_int_equal(puts[i].called, 1);
+    assert_err(puts[i].status, i == 5 ? SHOAL_EHASH : 0);
+    assert_true(puts[i].order < closed.order);
+  }
+  assert_int_equal(dup.called, 1);
+  assert_err(dup.status, 0);
+  assert_true(dup.order < closed.order);
+  for (int i = 0; i < 2; i++) {
+    assert_int_equal(reads[i].called, 1);
+    assert_err(reads[i].status, 0);
+    free(reads[i].data);
+  }
+
+  /* The record saved on close lists every chunk that was written. */
+  s = open_dl(f, m, 0);
+  assert_int_equal(storage_have_count(s), N - 1);
+  assert_false(storage_have(s, 5));
+  close_s(f, s);
+  manifest_free(m);
+}
+
+static void test_close_during_open_cancels_it(void **state) {
+  struct fx *f = *state;
+  char src[PATH_CAP];
+  struct storage *s = NULL;
+  struct done opened = {0};
+  struct done closed = {0};
+  int counter = 0;
+
+  make_file(f, "q.bin", 4 * CS, 91);
+  tu_path(src, sizeof(src), f->src, "q.bin");
+  struct manifest *m = build(src);
+  /* A record to re-hash, so the open has two phases. */
+  s = open_dl(f, m, 0);
+  put_good(f, s, m, 1);
+  put_good(f, s, m, 2);
+  close_s(f, s);
+  size_t n0;
+  uint8_t *rec0 = tu_read_file(f->rec, &n0);
+
+  opened.counter = &counter;
+  closed.counter = &counter;
+  assert_int_equal(storage_open_download(&s, &f->loop, m, f->dl, f->rec,
+                                         on_done, &opened),
+                   0);
+  storage_close(s, on_done, &closed);
+  run_until(&f->loop, &closed.called);
+  assert_int_equal(opened.called, 1);
+  assert_err(opened.status, SHOAL_ECANCELED);
+  assert_true(opened.order < closed.order);
+  assert_err(closed.status, 0);
+  /* The record was left as it was. */
+  size_t n1;
+  uint8_t *rec1 = tu_read_file(f->rec, &n1);
+  assert_int_equal(n0, n1);
+  assert_memory_equal(rec0, rec1, n0);
+  free(rec0);
+  free(rec1);
+
+  s = open_dl(f, m, 0);
+  assert_int_equal(storage_have_count(s), 2);
+  close_s(f, s);
+  manifest_free(m);
+}
+
+static void close_from_callback(void *arg, int status) {
+  struct storage **sp = arg;
+  (void)status;
+  storage_close(*sp, NULL, NULL);
+  *sp = NULL;
+}
+
+static void test_close_from_inside_a_callback(void **state) {
+  struct fx *f = *state;
+  char src[PATH_CAP];
+
+  make_file(f, "cb.bin", 2 * CS, 92);
+  tu_path(src, sizeof(src), f->src, "cb.bin");
+  struct manifest *m = build(src);
+  struct storage *s = open_dl(f, m, 0);
+  struct storage *sp = s;
+  assert_int_equal(
+      storage_put_chunk(s, 0, chunk_copy(m, 0), close_from_callback, &sp), 0);
+  /* No close callback to wait for: run until the loop is empty. */
+  while (uv_run(&f->loop, UV_RUN_DEFAULT) != 0) {
+  }
+  assert_null(sp);
+  s = open_dl(f, m, 0);
+  assert_true(storage_have(s, 0));
+  close_s(f, s);
+  manifest_free(m);
+}
+
+int main(void) {
+  uint8_t seed[32];
+  if (sodium_init() < 0) {
+    return 1;
+  }
+  memset(seed, 0x42, sizeof(seed));
+  identity_from_seed(&g_pub, seed);
+  const struct CMUnitTest tests[] = {
+#define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
+      T(test_file_download_in_random_order_appears_only_at_finish),
+      T(test_folder_download_arrives_exactly),
+      T(test_wrong_chunk_is_EHASH_and_nothing_is_written),
+      T(test_existing_final_path_is_EEXIST_and_nothing_touched),
+      T(test_missing_download_folder_fails_cleanly),
+      T(test_unsafe_manifest_path_is_EPATH),
+      T(test_resume_rehashes_listed_chunks_and_trusts_nothing_else),
+      T(test_resume_of_a_folder_download),
+      T(test_resume_rehashes_across_many_jobs),
+      T(test_corrupt_resume_record_starts_over),
+      T(test_unreadable_record_fails_the_open_and_keeps_the_part),
+      T(test_record_of_another_content_starts_over),
+      T(test_resume_record_layout),
+      T(test_record_is_saved_without_close_at_most_once_a_period),
+      T(test_finish_refuses_to_replace_what_appeared),
+      T(test_empty_content_finishes_at_once),
+      T(test_planted_symlinks_are_never_followed),
+      T(test_source_reads_the_right_bytes_and_never_modifies),
+      T(test_source_changed_file_is_ECHANGED),
+      T(test_source_needs_a_local_manifest),
+      T(test_have_map_layout),
+      T(test_close_with_pending_work_completes_cleanly),
+      T(test_close_during_open_cancels_it),
+      T(test_close_from_inside_a_callback),
+#undef T
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
