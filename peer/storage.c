@@ -169,6 +169,7 @@ struct put_req {
   uint64_t offset;
   uint32_t len;
   uint8_t *data;
+  uint8_t *bad_hashes; /* caller's, filled when the chunk fails */
   int status;
   storage_cb cb;
   void *arg;
@@ -1480,6 +1481,16 @@ static void put_work(uv_work_t *w) {
   int fd;
 
   r->status = manifest_verify_chunk(s->m, r->idx, r->data, r->len);
+  if (r->status == SHOAL_EHASH && r->bad_hashes != NULL) {
+    /* Block by block, so the caller can tell later which sender's block
+     * differed from the verified copy. */
+    for (uint32_t off = 0, i = 0; off < r->len; off += STORAGE_BLOCK_BYTES, i++) {
+      uint32_t n = r->len - off < STORAGE_BLOCK_BYTES ? r->len - off
+                                                      : STORAGE_BLOCK_BYTES;
+      crypto_generichash(r->bad_hashes + (size_t)i * 32, 32, r->data + off, n,
+                         NULL, 0);
+    }
+  }
   if (r->status != 0) {
     return;
   }
@@ -1515,6 +1526,11 @@ static void after_put(uv_work_t *w, int status) {
 
 int storage_put_chunk(struct storage *s, uint32_t idx, uint8_t *data,
                       storage_cb cb, void *arg) {
+  return storage_put_chunk_ex(s, idx, data, NULL, cb, arg);
+}
+
+int storage_put_chunk_ex(struct storage *s, uint32_t idx, uint8_t *data,
+                         uint8_t *bad_hashes, storage_cb cb, void *arg) {
   struct put_req *r;
   int err;
 
@@ -1539,6 +1555,7 @@ int storage_put_chunk(struct storage *s, uint32_t idx, uint8_t *data,
   manifest_chunk_file(s->m, idx, &r->file, &r->offset);
   r->len = manifest_chunk_len(s->m, idx);
   r->data = data;
+  r->bad_hashes = bad_hashes;
   r->cb = cb;
   r->arg = arg;
   bit_set(s->inflight, idx);

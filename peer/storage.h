@@ -78,6 +78,14 @@ const uint8_t *storage_have_map(const struct storage *s, size_t *len);
 int storage_put_chunk(struct storage *s, uint32_t idx, uint8_t *data,
                       storage_cb cb, void *arg);
 
+/* The same, and when the chunk fails its hash, bad_hashes (the caller's,
+ * ceil(len / STORAGE_BLOCK_BYTES) x 32 bytes, valid until cb) receives the
+ * BLAKE2b-256 of each block of the bad data, so the caller can find out
+ * later which sender's block was wrong. */
+#define STORAGE_BLOCK_BYTES (64u << 10) /* PWIRE_BLOCK_BYTES */
+int storage_put_chunk_ex(struct storage *s, uint32_t idx, uint8_t *data,
+                         uint8_t *bad_hashes, storage_cb cb, void *arg);
+
 /* Reads len bytes at offset of chunk idx (the block must lie inside the
  * chunk, and the chunk must be had). cb gets a malloc'd buffer it must
  * free, or an error and NULL (SHOAL_ECHANGED for a changed source file). */

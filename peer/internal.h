@@ -1,0 +1,260 @@
+/* The peer node's internals, shared by node.c, swarm.c and session.c.
+ *
+ * One loop thread touches all of this; nothing here is locked.
+ */
+#ifndef SHOAL_PEER_INTERNAL_H
+#define SHOAL_PEER_INTERNAL_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "common/buf.h"
+#include "common/frame.h"
+#include "common/identity.h"
+#include "common/link.h"
+#include "common/manifest.h"
+#include "common/pwire.h"
+#include "common/replay.h"
+#include "peer/node.h"
+#include "peer/picker.h"
+#include "peer/rate.h"
+#include "peer/storage.h"
+#include "peer/tracker_client.h"
+
+#ifndef container_of
+#define container_of(ptr, type, member)                                        \
+  ((type *)(void *)((char *)(ptr)-offsetof(type, member)))
+#endif
+
+struct swarm;
+struct session;
+
+/* A block a remote peer asked us for. */
+struct upreq {
+  uint32_t chunk, offset, length;
+};
+
+enum session_state {
+  SESS_CONNECTING,  /* we dialled; TCP not up yet */
+  SESS_HELLO_WAIT,  /* waiting for the other side's hello */
+  SESS_OPEN,        /* hellos done; messages flow */
+  SESS_CLOSING,
+};
+
+struct session {
+  uv_tcp_t tcp;
+  uv_connect_t connect_req;
+  struct node *node;
+  struct swarm *sw;       /* NULL until an accepted hello names a swarm */
+  struct session *next;   /* in the swarm's list, or the node's pending */
+  struct session **pprev;
+  int slot;               /* picker peer id, -1 before the swarm takes it */
+  int initiator;
+  enum session_state state;
+  int have_expect;
+  uint8_t expect_pk[IDENTITY_PK_BYTES]; /* what the tracker listed */
+  uint8_t remote_pk[IDENTITY_PK_BYTES];
+  char remote_short[TEXTID_SHORT_CHARS + 1];
+  char addr_text[64];
+  struct sockaddr_storage addr;
+  struct pwire_eph eph;
+  struct pwire_session ps;
+  struct frame_decoder dec;
+  uint8_t remote_flags;
+  uint16_t remote_port;
+
+  /* Peer-wire state. */
+  int am_choking, am_interested;
+  int peer_choking, peer_interested;
+  int sent_have_map;
+  uint8_t *have_map;   /* the remote's, raw until the manifest is known */
+  size_t have_map_len;
+  int have_map_checked; /* checked against the manifest, in the picker */
+  uint32_t remote_have; /* chunks the remote has */
+  int in_picker;
+
+  /* Manifest transfer from this peer. */
+  int manifest_source;
+
+  /* Uploads: the remote's requests, oldest first. */
+  struct upreq upq[NODE_MAX_REMOTE_REQUESTS];
+  unsigned upq_head, upq_len;
+  int reading; /* a storage_read for this peer is running */
+
+  uint64_t up_bytes, down_bytes;
+  struct rate_meter down_meter; /* from this peer, for tit-for-tat */
+  uint64_t last_send_ms, last_recv_ms, started_ms;
+  uint64_t unchoked_at_ms, choked_at_ms;
+  int optimistic;
+  int refs; /* callbacks in flight that point here */
+  int closed; /* uv_close done */
+};
+
+/* What we remember about a failed chunk to find who sent the bad block. */
+struct suspect {
+  struct suspect *next;
+  uint32_t chunk;
+  uint32_t nblocks;
+  uint8_t *owners;  /* nblocks x IDENTITY_PK_BYTES */
+  uint8_t *hashes;  /* nblocks x 32 */
+};
+
+/* A chunk being assembled from blocks. */
+struct partial {
+  struct partial *next;
+  uint32_t chunk;
+  uint32_t len;
+  uint32_t nblocks;
+  uint8_t *data;
+  uint8_t *owners; /* nblocks x IDENTITY_PK_BYTES: who sent each block */
+};
+
+struct banned {
+  struct banned *next;
+  uint8_t pk[IDENTITY_PK_BYTES];
+  unsigned strikes;
+  int banned;
+};
+
+enum swarm_state {
+  SW_FETCHING,  /* waiting for the manifest */
+  SW_OPENING,   /* storage opening / re-checking */
+  SW_RUNNING,   /* downloading */
+  SW_FINISHING, /* storage_finish running */
+  SW_SEEDING,
+  SW_FAILED,
+  SW_STOPPING,
+};
+
+struct swarm {
+  struct node *node;
+  struct swarm *next;
+  enum swarm_state state;
+  int is_source;    /* shared from our own files */
+  int seed_after;   /* keep serving after completion */
+  uint8_t content[MANIFEST_ID_BYTES];
+  char content_text[TEXTID_STRLEN];
+  char name[MANIFEST_MAX_SEGMENT + 1];
+  uint64_t size_hint;
+  char *dir;
+  struct manifest *m;
+  struct storage *st;
+  struct picker *pk;
+  struct tcl *tc;
+  uint8_t tracker_key[IDENTITY_PK_BYTES];
+  int have_tracker_key;
+  struct link_tracker trackers[LINK_MAX_TRACKERS];
+  unsigned ntrackers;
+
+  struct session *sessions;
+  unsigned nsessions;
+  uint8_t slots_used[PICKER_MAX_PEERS];
+
+  /* Manifest fetch. */
+  struct session *mf_from;
+  struct buf mf;
+  uint32_t mf_total;
+
+  struct partial *partials;
+  struct suspect *suspects;
+  struct banned *bans;
+  unsigned puts_in_flight;
+
+  /* Tracker schedule. */
+  uv_timer_t announce_timer;
+  uv_timer_t lookup_timer;
+  int announce_busy, lookup_busy, publish_busy;
+  int published;
+  int announced_once;
+  int ever_met_tracker;
+  int ever_met_peer;
+  unsigned tracker_failures;
+  uint32_t interval_s;
+  uint32_t lookup_backoff_ms;
+  uint64_t started_ms;
+  uint64_t complete_ms;
+  int stop_announced;
+  int completed_pending; /* "completed" not yet told to the tracker */
+
+  /* Choking. */
+  uint64_t last_rechoke_ms;
+  uint64_t last_optimistic_ms;
+
+  struct rate_meter down_meter;
+  uint64_t up_bytes, down_bytes;
+  uint64_t resumed_bytes;
+  int refs;
+  int warned_no_peers;
+};
+
+struct node {
+  uv_loop_t *loop;
+  struct node_config cfg;
+  char *home;
+  const struct identity *id;
+  node_event_cb cb;
+  void *cb_arg;
+  uv_tcp_t listener;
+  int listening;
+  uint16_t port;
+  uint64_t seq;
+  struct replay_guard hello_guard;
+  struct swarm *swarms;
+  struct session *pending; /* accepted, hello not yet seen */
+  uv_timer_t tick;
+  uv_timer_t pump_timer;
+  uv_timer_t throttle_timer;
+  int throttled;
+  struct rate_bucket up_bucket, down_bucket;
+  uint64_t up_bytes, down_bytes;
+  uint8_t rbuf[256u << 10];
+  uint8_t *plain; /* PWIRE_MAX_PLAIN scratch */
+  int stopping;
+  void (*stop_cb)(void *);
+  void *stop_arg;
+  unsigned closing_handles;
+  uv_timer_t stop_timer;
+  uint64_t stop_deadline;
+};
+
+/* session.c */
+int session_connect(struct node *n, struct swarm *sw, const struct sockaddr *sa,
+                    const uint8_t *expect_pk);
+void session_accepted(struct node *n, uv_tcp_t *client);
+void session_close(struct session *s, const char *why);
+int session_send(struct session *s, const struct pwire_msg *m);
+void session_send_simple(struct session *s, uint8_t type);
+void session_tick(struct session *s, uint64_t now);
+void session_pump_upload(struct session *s);
+void session_resume_reading(struct session *s);
+void session_pause_reading(struct session *s);
+
+/* swarm.c: called by sessions. */
+struct swarm *swarm_find(struct node *n, const uint8_t content[32]);
+int swarm_attach(struct swarm *sw, struct session *s);
+void swarm_detach(struct swarm *sw, struct session *s);
+void swarm_session_open(struct swarm *sw, struct session *s);
+int swarm_on_message(struct swarm *sw, struct session *s,
+                     const struct pwire_msg *m);
+int swarm_is_banned(const struct swarm *sw, const uint8_t pk[32]);
+void swarm_fill_requests(struct swarm *sw, struct session *s);
+void swarm_rechoke(struct swarm *sw, uint64_t now, int full);
+void swarm_tick(struct swarm *sw, uint64_t now);
+void swarm_upload_sent(struct swarm *sw, struct session *s, uint32_t len);
+void swarm_info(const struct swarm *sw, struct node_swarm_info *out);
+void swarm_storage_ready(struct swarm *sw);
+
+/* node.c: called by swarms. */
+void swarm_manifest_ready(struct swarm *sw);
+void swarm_fail(struct swarm *sw, int code, const char *msg);
+void swarm_completed(struct swarm *sw);
+
+/* node.c */
+uint64_t node_now(const struct node *n);
+void node_emit(struct node *n, const struct node_event *ev);
+void node_pump(struct node *n);
+void node_charge_download(struct node *n, size_t bytes);
+uint64_t node_next_seq(struct node *n);
+
+#endif

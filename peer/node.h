@@ -1,0 +1,134 @@
+/* The peer node: one process's swarms, sessions and tracker clients.
+ *
+ * A node listens for other peers, takes part in one swarm per content it
+ * shares or gets, and talks to the trackers of each. It runs on the
+ * caller's loop; everything it reports goes through one event callback, so
+ * the command line decides how to show it (a progress line, plain lines, or
+ * JSON).
+ *
+ * Ownership: the node borrows the loop and the identity; it owns its swarms,
+ * and each swarm owns its manifest, storage, picker, sessions and tracker
+ * client. node_stop() announces "stopped" to the trackers (bounded in
+ * time), closes every session, saves every resume record, and calls its
+ * callback once every handle is closed; node_free() then releases the rest.
+ */
+#ifndef SHOAL_PEER_NODE_H
+#define SHOAL_PEER_NODE_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "common/identity.h"
+#include "common/link.h"
+#include "common/manifest.h"
+
+#define NODE_DEFAULT_MAX_PEERS 50
+#define NODE_UPLOAD_SLOTS 4          /* regular unchoke slots per swarm */
+#define NODE_RECHOKE_MS 10000u       /* tit-for-tat round */
+#define NODE_OPTIMISTIC_MS 30000u    /* optimistic unchoke rotation */
+#define NODE_PIPELINE 32             /* block requests in flight per peer */
+#define NODE_MAX_REMOTE_REQUESTS 64  /* a peer's requests we queue */
+#define NODE_REQUEST_TIMEOUT_MS 10000u
+#define NODE_KEEPALIVE_MS 30000u
+#define NODE_IDLE_MS 120000u         /* a silent session is closed */
+#define NODE_HELLO_MS 10000u         /* hellos must be done by then */
+#define NODE_STRIKES_BAN 3           /* failed chunks, sole source, to ban */
+#define NODE_STOP_MS 2000u           /* "stopped" announces may take this */
+#define NODE_NO_PEERS_MS 60000u      /* get gives up when no peer appears */
+#define NODE_TRACKER_TRIES 3         /* get gives up on trackers never met */
+#define NODE_WRITE_QUEUE_MAX (1u << 20) /* bytes queued on one socket */
+
+enum node_mode {
+  NODE_MODE_P2P = 0,
+  NODE_MODE_CS = 1, /* client-server baseline: fetch only from the
+                       publisher, upload nothing */
+};
+
+struct node_config {
+  const char *home;    /* keys, resume/ and manifests/ */
+  const char *listen;  /* "ADDR:PORT"; NULL: 0.0.0.0:0 */
+  unsigned max_peers;  /* sessions per swarm, 1..PICKER_MAX_PEERS */
+  uint64_t upload_rate;   /* bytes a second; 0: no limit */
+  uint64_t download_rate; /* bytes a second; 0: no limit */
+  enum node_mode mode;
+  unsigned interval_cap_s; /* 0: follow the tracker */
+};
+
+enum node_event_type {
+  NODE_EV_LISTENING,  /* port */
+  NODE_EV_TRACKER,    /* key: a tracker's key, learned on first contact */
+  NODE_EV_HASHING,    /* done, total (sharing) */
+  NODE_EV_SHARED,     /* swarm published; link */
+  NODE_EV_MANIFEST,   /* manifest fetched and storage ready; resumed */
+  NODE_EV_PROGRESS,   /* periodic, per swarm */
+  NODE_EV_COMPLETE,   /* every chunk verified and in place; path */
+  NODE_EV_BANNED,     /* peer, reason */
+  NODE_EV_WARNING,    /* message: something the user should know */
+  NODE_EV_FAILED,     /* a swarm cannot go on: code, message */
+};
+
+struct node_swarm_info {
+  const uint8_t *content; /* 32 bytes */
+  const char *name;
+  uint64_t total;  /* 0 until the manifest is known */
+  uint64_t have;   /* verified bytes */
+  uint32_t chunks;
+  uint64_t rate;   /* download bytes a second, recent */
+  unsigned peers;  /* open sessions */
+  unsigned seeders;
+  uint64_t uploaded;   /* DATA payload bytes this swarm sent */
+  uint64_t downloaded; /* DATA payload bytes this swarm received */
+  int seeding;
+};
+
+struct node_event {
+  enum node_event_type type;
+  const struct node_swarm_info *swarm; /* NULL for node-wide events */
+  uint16_t port;
+  const uint8_t *key;  /* NODE_EV_TRACKER, NODE_EV_BANNED: 32 bytes */
+  const char *link;    /* NODE_EV_SHARED */
+  const char *path;    /* NODE_EV_COMPLETE */
+  const char *message; /* NODE_EV_BANNED reason, WARNING, FAILED */
+  int code;            /* NODE_EV_FAILED */
+  uint64_t done, total;       /* NODE_EV_HASHING */
+  uint64_t resumed;           /* NODE_EV_MANIFEST */
+  double seconds;             /* NODE_EV_COMPLETE */
+};
+
+typedef void (*node_event_cb)(void *arg, const struct node_event *ev);
+
+struct node;
+
+/* Creates a node on loop and starts listening. Returns 0 or an error
+ * (a bad listen address is SHOAL_EINVAL; a port in use is UV_EADDRINUSE). */
+int node_new(struct node **out, uv_loop_t *loop, const struct node_config *c,
+             const struct identity *id, node_event_cb cb, void *arg);
+
+/* Shares a content: the manifest (from manifest_build, with local_root) is
+ * taken. It is published to the trackers and served until the node stops.
+ * tracker_key may be NULL (trust the first reply). Returns 0 or an error
+ * (the manifest is freed then too). */
+int node_share(struct node *n, struct manifest *m,
+               const struct link_tracker *trackers, unsigned ntrackers,
+               const uint8_t *tracker_key);
+
+/* Gets a content into dir. name and size (from a link; NULL/0 when not
+ * known) are checked against the manifest. With seed, the swarm keeps
+ * serving after it completes; else NODE_EV_COMPLETE is the end of it. */
+int node_get(struct node *n, const uint8_t content[MANIFEST_ID_BYTES],
+             const char *name, uint64_t size,
+             const struct link_tracker *trackers, unsigned ntrackers,
+             const uint8_t *tracker_key, const char *dir, int seed);
+
+/* DATA payload bytes sent and received by the node since it started. */
+uint64_t node_uploaded(const struct node *n);
+uint64_t node_downloaded(const struct node *n);
+/* The port peers connect to. */
+uint16_t node_port(const struct node *n);
+
+/* Stops everything (see above); cb runs once when all is closed. */
+void node_stop(struct node *n, void (*cb)(void *arg), void *arg);
+void node_free(struct node *n);
+
+#endif

@@ -1,0 +1,596 @@
+/* A session: one TCP connection to another peer, for one content.
+ *
+ * Life of a session: connect (or accept), hellos, then encrypted messages
+ * until either side closes. The session owns the socket and the framing and
+ * crypto; what a message means for the swarm is swarm.c's business.
+ *
+ * A session is freed only from its close callback, once no storage read
+ * points at it (refs), so callbacks never see a freed session.
+ */
+#include <assert.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/clock.h"
+#include "common/envelope.h"
+#include "common/error.h"
+#include "common/log.h"
+#include "common/textid.h"
+#include "peer/internal.h"
+
+struct wreq {
+  uv_write_t req;
+  struct session *s;
+  size_t len;
+  uint8_t data[];
+};
+
+static void on_read(uv_stream_t *h, ssize_t nread, const uv_buf_t *b);
+
+static struct session *session_new(struct node *n) {
+  struct session *s = calloc(1, sizeof(*s));
+  if (s == NULL) {
+    return NULL;
+  }
+  s->node = n;
+  s->slot = -1;
+  s->am_choking = 1;
+  s->peer_choking = 1;
+  s->state = SESS_HELLO_WAIT;
+  s->started_ms = node_now(n);
+  s->last_recv_ms = s->started_ms;
+  s->last_send_ms = s->started_ms;
+  s->choked_at_ms = s->started_ms;
+  meter_init(&s->down_meter, 20000, s->started_ms);
+  frame_decoder_init(&s->dec, PWIRE_MAX_FRAME);
+  pwire_eph_generate(&s->eph);
+  if (uv_tcp_init(n->loop, &s->tcp) != 0) {
+    frame_decoder_close(&s->dec);
+    pwire_eph_close(&s->eph);
+    free(s);
+    return NULL;
+  }
+  s->tcp.data = s;
+  return s;
+}
+
+static void addr_text(const struct sockaddr_storage *ss, char *out,
+                      size_t cap) {
+  char host[INET6_ADDRSTRLEN] = "?";
+  int port = 0;
+  if (ss->ss_family == AF_INET) {
+    const struct sockaddr_in *a = (const struct sockaddr_in *)(const void *)ss;
+    uv_ip4_name(a, host, sizeof(host));
+    port = ntohs(a->sin_port);
+    snprintf(out, cap, "%s:%d", host, port);
+  } else if (ss->ss_family == AF_INET6) {
+    const struct sockaddr_in6 *a =
+        (const struct sockaddr_in6 *)(const void *)ss;
+    uv_ip6_name(a, host, sizeof(host));
+    port = ntohs(a->sin6_port);
+    snprintf(out, cap, "[%s]:%d", host, port);
+  } else {
+    snprintf(out, cap, "?");
+  }
+}
+
+static void on_closed(uv_handle_t *h) {
+  struct session *s = h->data;
+  s->closed = 1;
+  if (s->refs == 0) {
+    frame_decoder_close(&s->dec);
+    free(s->have_map);
+    free(s);
+  }
+}
+
+/* A storage read finished after the session closed. */
+static void session_unref(struct session *s) {
+  s->refs--;
+  if (s->refs == 0 && s->closed) {
+    frame_decoder_close(&s->dec);
+    free(s->have_map);
+    free(s);
+  }
+}
+
+void session_close(struct session *s, const char *why) {
+  struct node *n = s->node;
+  if (s->state == SESS_CLOSING) {
+    return;
+  }
+  log_info("peer", "session %s %s closed: %s", s->addr_text,
+           s->remote_short[0] != '\0' ? s->remote_short : "-", why);
+  s->state = SESS_CLOSING;
+  if (s->sw != NULL) {
+    swarm_detach(s->sw, s);
+  } else if (s->pprev != NULL) {
+    *s->pprev = s->next;
+    if (s->next != NULL) {
+      s->next->pprev = s->pprev;
+    }
+    s->next = NULL;
+    s->pprev = NULL;
+  }
+  pwire_eph_close(&s->eph);
+  pwire_session_close(&s->ps);
+  (void)n;
+  uv_close((uv_handle_t *)&s->tcp, on_closed);
+}
+
+static void on_write(uv_write_t *req, int status) {
+  struct wreq *w = container_of(req, struct wreq, req);
+  struct session *s = w->s;
+  free(w);
+  if (status < 0 && status != UV_ECANCELED && s->state != SESS_CLOSING) {
+    session_close(s, uv_strerror(status));
+    return;
+  }
+  if (s->state == SESS_OPEN) {
+    session_pump_upload(s);
+  }
+}
+
+static int write_frame(struct session *s, struct wreq *w) {
+  uv_buf_t b = uv_buf_init((char *)w->data, (unsigned)w->len);
+  int err;
+  w->s = s;
+  err = uv_write(&w->req, (uv_stream_t *)&s->tcp, &b, 1, on_write);
+  if (err != 0) {
+    free(w);
+    return err;
+  }
+  s->last_send_ms = node_now(s->node);
+  return 0;
+}
+
+static int send_hello(struct session *s) {
+  struct node *n = s->node;
+  struct pwire_hello h;
+  struct buf out;
+  struct wreq *w;
+  size_t cap = FRAME_HEADER_BYTES + ENVELOPE_OVERHEAD + PWIRE_HELLO_PAYLOAD_BYTES;
+  int err;
+
+  memset(&h, 0, sizeof(h));
+  memcpy(h.content, s->sw->content, sizeof(h.content));
+  memcpy(h.eph_pk, s->eph.pk, sizeof(h.eph_pk));
+  h.port = n->port;
+  if (s->sw->state == SW_SEEDING) {
+    h.flags |= PWIRE_HELLO_SEEDER;
+  }
+  if (n->cfg.mode == NODE_MODE_CS && !s->sw->is_source) {
+    h.flags |= PWIRE_HELLO_NO_UPLOAD;
+  }
+  w = malloc(sizeof(*w) + cap);
+  if (w == NULL) {
+    return SHOAL_ENOMEM;
+  }
+  buf_init_fixed(&out, w->data, cap);
+  buf_add(&out, "\0\0\0\0", FRAME_HEADER_BYTES);
+  err = pwire_hello_seal(&out, n->id, clock_wall_ms(), node_next_seq(n), &h);
+  if (err != 0) {
+    free(w);
+    return err;
+  }
+  frame_header(w->data, out.len - FRAME_HEADER_BYTES);
+  w->len = out.len;
+  return write_frame(s, w);
+}
+
+int session_send(struct session *s, const struct pwire_msg *m) {
+  struct node *n = s->node;
+  uint8_t small[64];
+  struct buf plain;
+  struct buf out;
+  struct wreq *w;
+  size_t cap;
+  int err;
+
+  if (s->state != SESS_OPEN) {
+    return SHOAL_EPROTO;
+  }
+  /* Encode into a stack buffer for small messages, else the scratch. */
+  if (m->data_len + 16 <= sizeof(small)) {
+    buf_init_fixed(&plain, small, sizeof(small));
+  } else {
+    buf_init_fixed(&plain, n->plain, PWIRE_MAX_PLAIN);
+  }
+  err = pwire_encode(&plain, m);
+  if (err != 0) {
+    return err;
+  }
+  cap = FRAME_HEADER_BYTES + plain.len + PWIRE_TAG_BYTES;
+  w = malloc(sizeof(*w) + cap);
+  if (w == NULL) {
+    return SHOAL_ENOMEM;
+  }
+  buf_init_fixed(&out, w->data, cap);
+  buf_add(&out, "\0\0\0\0", FRAME_HEADER_BYTES);
+  err = pwire_seal(&s->ps, &out, plain.data, plain.len);
+  if (err != 0) {
+    free(w);
+    return err;
+  }
+  frame_header(w->data, out.len - FRAME_HEADER_BYTES);
+  w->len = out.len;
+  err = write_frame(s, w);
+  if (err != 0) {
+    session_close(s, uv_strerror(err));
+  }
+  return err;
+}
+
+void session_send_simple(struct session *s, uint8_t type) {
+  struct pwire_msg m;
+  memset(&m, 0, sizeof(m));
+  m.type = type;
+  (void)session_send(s, &m);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Uploads */
+
+struct readreq {
+  struct session *s;
+  struct upreq r;
+};
+
+static void on_block_read(void *arg, int status, uint8_t *data, size_t len) {
+  struct readreq *rr = arg;
+  struct session *s = rr->s;
+  struct upreq r = rr->r;
+  free(rr);
+  s->reading = 0;
+  if (s->state != SESS_OPEN || s->sw == NULL) {
+    free(data);
+    session_unref(s);
+    return;
+  }
+  if (status != 0) {
+    struct pwire_msg m;
+    log_warn("peer", "%s: cannot read chunk %u for %s: %s", s->sw->name,
+             r.chunk, s->remote_short, shoal_strerror(status));
+    memset(&m, 0, sizeof(m));
+    m.type = PWIRE_REJECT;
+    m.chunk = r.chunk;
+    m.offset = r.offset;
+    m.length = r.length;
+    (void)session_send(s, &m);
+  } else {
+    struct pwire_msg m;
+    memset(&m, 0, sizeof(m));
+    m.type = PWIRE_DATA;
+    m.chunk = r.chunk;
+    m.offset = r.offset;
+    m.data = data;
+    m.data_len = len;
+    if (session_send(s, &m) == 0) {
+      swarm_upload_sent(s->sw, s, (uint32_t)len);
+    }
+  }
+  free(data);
+  session_unref(s);
+  if (s->state == SESS_OPEN) {
+    session_pump_upload(s);
+  }
+}
+
+void session_pump_upload(struct session *s) {
+  struct node *n = s->node;
+  struct readreq *rr;
+  struct upreq r;
+  int err;
+
+  if (s->reading || s->upq_len == 0 || s->state != SESS_OPEN ||
+      s->sw == NULL || s->am_choking) {
+    return;
+  }
+  if (uv_stream_get_write_queue_size((uv_stream_t *)&s->tcp) >=
+      NODE_WRITE_QUEUE_MAX) {
+    return; /* on_write pumps again */
+  }
+  r = s->upq[s->upq_head];
+  if (!rate_take(&n->up_bucket, r.length, node_now(n))) {
+    node_pump(n); /* the node's timer comes back when tokens are there */
+    return;
+  }
+  rr = malloc(sizeof(*rr));
+  if (rr == NULL) {
+    return;
+  }
+  rr->s = s;
+  rr->r = r;
+  err = storage_read(s->sw->st, r.chunk, r.offset, r.length, on_block_read,
+                     rr);
+  s->upq_head = (s->upq_head + 1) % NODE_MAX_REMOTE_REQUESTS;
+  s->upq_len--;
+  if (err != 0) {
+    struct pwire_msg m;
+    free(rr);
+    memset(&m, 0, sizeof(m));
+    m.type = PWIRE_REJECT;
+    m.chunk = r.chunk;
+    m.offset = r.offset;
+    m.length = r.length;
+    (void)session_send(s, &m);
+    return;
+  }
+  s->reading = 1;
+  s->refs++;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Receiving */
+
+static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *b) {
+  struct session *s = h->data;
+  (void)hint;
+  /* One buffer serves every session: frames are handled inside the read
+   * callback, before another read can start. */
+  b->base = (char *)s->node->rbuf;
+  b->len = sizeof(s->node->rbuf);
+}
+
+static int on_hello(struct session *s, const uint8_t *frame, size_t len) {
+  struct node *n = s->node;
+  struct envelope_policy pol;
+  struct pwire_hello h;
+  uint8_t sender[IDENTITY_PK_BYTES];
+  int err;
+
+  memset(&pol, 0, sizeof(pol));
+  pol.cls = ENVELOPE_PEER_HELLO;
+  pol.now_ms = clock_wall_ms();
+  pol.window_ms = ENVELOPE_WINDOW_MS_DEFAULT;
+  pol.expect_sender = s->have_expect ? s->expect_pk : NULL;
+  pol.guard = &n->hello_guard;
+  err = pwire_hello_open(frame, len, &pol, &h, sender);
+  if (err != 0) {
+    log_warn("peer", "hello from %s refused: %s", s->addr_text,
+             shoal_strerror(err));
+    return err;
+  }
+  memcpy(s->remote_pk, sender, sizeof(sender));
+  textid_short(TEXTID_KEY, sender, s->remote_short);
+  if (memcmp(sender, n->id->pk, IDENTITY_PK_BYTES) == 0) {
+    log_debug("peer", "%s is this peer itself", s->addr_text);
+    return SHOAL_EPROTO;
+  }
+  if (s->initiator) {
+    if (memcmp(h.content, s->sw->content, MANIFEST_ID_BYTES) != 0) {
+      log_warn("peer", "%s answered for another content", s->addr_text);
+      return SHOAL_EPROTO;
+    }
+  } else {
+    struct swarm *sw = swarm_find(n, h.content);
+    if (sw == NULL) {
+      log_info("peer", "%s asked for a content this peer does not have",
+               s->addr_text);
+      return SHOAL_EPROTO;
+    }
+    if (swarm_is_banned(sw, sender)) {
+      log_info("peer", "%s is banned", s->remote_short);
+      return SHOAL_EPROTO;
+    }
+    /* Leave the pending list for the swarm's. */
+    if (s->pprev != NULL) {
+      *s->pprev = s->next;
+      if (s->next != NULL) {
+        s->next->pprev = s->pprev;
+      }
+      s->next = NULL;
+      s->pprev = NULL;
+    }
+    s->sw = sw;
+    err = swarm_attach(sw, s);
+    if (err != 0) {
+      s->sw = NULL;
+      log_info("peer", "%s: no room for %s", sw->name, s->remote_short);
+      return err;
+    }
+    err = send_hello(s);
+    if (err != 0) {
+      return err;
+    }
+  }
+  err = pwire_session_init(&s->ps, &s->eph, h.eph_pk, s->initiator);
+  pwire_eph_close(&s->eph);
+  if (err != 0) {
+    return err;
+  }
+  s->remote_flags = h.flags;
+  s->remote_port = h.port;
+  s->state = SESS_OPEN;
+  log_info("peer", "%s: session with %s at %s%s", s->sw->name,
+           s->remote_short, s->addr_text,
+           (h.flags & PWIRE_HELLO_SEEDER) ? " (seeder)" : "");
+  swarm_session_open(s->sw, s);
+  return 0;
+}
+
+static int on_frame(struct session *s, const uint8_t *frame, size_t len) {
+  struct node *n = s->node;
+  struct pwire_msg m;
+  int plen;
+  int err;
+
+  if (s->state == SESS_HELLO_WAIT) {
+    return on_hello(s, frame, len);
+  }
+  plen = pwire_open(&s->ps, frame, len, n->plain, PWIRE_MAX_PLAIN);
+  if (plen < 0) {
+    log_warn("peer", "%s: frame does not open: %s", s->remote_short,
+             shoal_strerror(plen));
+    return plen;
+  }
+  err = pwire_decode(n->plain, (size_t)plen, &m);
+  if (err != 0) {
+    log_warn("peer", "%s: bad message: %s", s->remote_short,
+             shoal_strerror(err));
+    return err;
+  }
+  return swarm_on_message(s->sw, s, &m);
+}
+
+static void on_read(uv_stream_t *h, ssize_t nread, const uv_buf_t *b) {
+  struct session *s = h->data;
+  struct node *n = s->node;
+  const uint8_t *p = (const uint8_t *)b->base;
+  size_t left;
+
+  if (nread < 0) {
+    session_close(s, nread == UV_EOF ? "closed by the other side"
+                                     : uv_strerror((int)nread));
+    return;
+  }
+  if (nread == 0) {
+    return;
+  }
+  s->last_recv_ms = node_now(n);
+  node_charge_download(n, (size_t)nread);
+  left = (size_t)nread;
+  while (left > 0 && s->state != SESS_CLOSING) {
+    const uint8_t *frame;
+    size_t flen, used = 0;
+    int r = frame_decoder_next(&s->dec, p, left, &used, &frame, &flen);
+    p += used;
+    left -= used;
+    if (r < 0) {
+      log_warn("peer", "%s: %s", s->addr_text, shoal_strerror(r));
+      session_close(s, shoal_strerror(r));
+      return;
+    }
+    if (r == 0) {
+      break;
+    }
+    r = on_frame(s, frame, flen);
+    if (r != 0 && s->state != SESS_CLOSING) {
+      session_close(s, shoal_strerror(r));
+      return;
+    }
+  }
+}
+
+void session_pause_reading(struct session *s) {
+  if (s->state == SESS_OPEN || s->state == SESS_HELLO_WAIT) {
+    uv_read_stop((uv_stream_t *)&s->tcp);
+  }
+}
+
+void session_resume_reading(struct session *s) {
+  if (s->state == SESS_OPEN || s->state == SESS_HELLO_WAIT) {
+    int err = uv_read_start((uv_stream_t *)&s->tcp, on_alloc, on_read);
+    if (err != 0 && err != UV_EALREADY) {
+      session_close(s, uv_strerror(err));
+    }
+  }
+}
+
+/* ------------------------------------------------------------------------ */
+/* Connecting and accepting */
+
+static void on_connect(uv_connect_t *req, int status) {
+  struct session *s = container_of(req, struct session, connect_req);
+  int err;
+  if (s->state == SESS_CLOSING) {
+    return;
+  }
+  if (status < 0) {
+    session_close(s, uv_strerror(status));
+    return;
+  }
+  s->state = SESS_HELLO_WAIT;
+  err = uv_read_start((uv_stream_t *)&s->tcp, on_alloc, on_read);
+  if (err == 0) {
+    err = send_hello(s);
+  }
+  if (err != 0) {
+    session_close(s, shoal_strerror(err));
+  }
+}
+
+int session_connect(struct node *n, struct swarm *sw, const struct sockaddr *sa,
+                    const uint8_t *expect_pk) {
+  struct session *s = session_new(n);
+  int err;
+  if (s == NULL) {
+    return SHOAL_ENOMEM;
+  }
+  s->initiator = 1;
+  s->state = SESS_CONNECTING;
+  if (expect_pk != NULL) {
+    s->have_expect = 1;
+    memcpy(s->expect_pk, expect_pk, IDENTITY_PK_BYTES);
+    textid_short(TEXTID_KEY, expect_pk, s->remote_short);
+  }
+  memcpy(&s->addr, sa,
+         sa->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6)
+                                   : sizeof(struct sockaddr_in));
+  addr_text(&s->addr, s->addr_text, sizeof(s->addr_text));
+  s->sw = sw;
+  err = swarm_attach(sw, s);
+  if (err != 0) {
+    s->sw = NULL;
+    s->state = SESS_CLOSING;
+    uv_close((uv_handle_t *)&s->tcp, on_closed);
+    return err;
+  }
+  err = uv_tcp_connect(&s->connect_req, &s->tcp, sa, on_connect);
+  if (err != 0) {
+    session_close(s, uv_strerror(err));
+    return err;
+  }
+  uv_tcp_nodelay(&s->tcp, 1);
+  return 0;
+}
+
+void session_accepted(struct node *n, uv_tcp_t *server) {
+  struct session *s = session_new(n);
+  int len = (int)sizeof(s->addr);
+  int err;
+  if (s == NULL) {
+    return;
+  }
+  err = uv_accept((uv_stream_t *)server, (uv_stream_t *)&s->tcp);
+  if (err == 0) {
+    uv_tcp_getpeername(&s->tcp, (struct sockaddr *)&s->addr, &len);
+    addr_text(&s->addr, s->addr_text, sizeof(s->addr_text));
+    uv_tcp_nodelay(&s->tcp, 1);
+    err = uv_read_start((uv_stream_t *)&s->tcp, on_alloc, on_read);
+  }
+  /* Accepted sessions wait on the node's list until a hello names their
+   * swarm. */
+  s->next = n->pending;
+  if (n->pending != NULL) {
+    n->pending->pprev = &s->next;
+  }
+  n->pending = s;
+  s->pprev = &n->pending;
+  if (err != 0) {
+    session_close(s, uv_strerror(err));
+    return;
+  }
+  if (n->throttled) {
+    session_pause_reading(s);
+  }
+}
+
+void session_tick(struct session *s, uint64_t now) {
+  if (s->state == SESS_CONNECTING || s->state == SESS_HELLO_WAIT) {
+    if (now - s->started_ms > NODE_HELLO_MS) {
+      session_close(s, "no hello in time");
+    }
+    return;
+  }
+  if (s->state != SESS_OPEN) {
+    return;
+  }
+  if (now - s->last_recv_ms > NODE_IDLE_MS) {
+    session_close(s, "silent for too long");
+    return;
+  }
+  if (now - s->last_send_ms > NODE_KEEPALIVE_MS) {
+    session_send_simple(s, PWIRE_KEEPALIVE);
+  }
+}

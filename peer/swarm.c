@@ -1,0 +1,1118 @@
+/* A swarm: everything this peer does for one content.
+ *
+ * The swarm turns peer-wire messages into picker and storage calls, keeps
+ * the choke state (tit-for-tat while downloading, round robin while
+ * seeding), assembles blocks into chunks, and decides who is banned: a peer
+ * is struck when a chunk it alone sent fails its hash, or when a block it
+ * sent differs from the same block of the copy that later verified; at
+ * NODE_STRIKES_BAN strikes it is banned and never talked to again.
+ */
+#include <assert.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/error.h"
+#include "common/log.h"
+#include "common/textid.h"
+#include "peer/internal.h"
+
+static void update_interest(struct swarm *sw, struct session *s);
+static void maybe_finish(struct swarm *sw);
+
+struct swarm *swarm_find(struct node *n, const uint8_t content[32]) {
+  for (struct swarm *sw = n->swarms; sw != NULL; sw = sw->next) {
+    if (memcmp(sw->content, content, MANIFEST_ID_BYTES) == 0 &&
+        sw->state != SW_FAILED && sw->state != SW_STOPPING) {
+      return sw;
+    }
+  }
+  return NULL;
+}
+
+static struct banned *ban_entry(struct swarm *sw, const uint8_t pk[32],
+                                int create) {
+  struct banned *b;
+  for (b = sw->bans; b != NULL; b = b->next) {
+    if (memcmp(b->pk, pk, IDENTITY_PK_BYTES) == 0) {
+      return b;
+    }
+  }
+  if (!create) {
+    return NULL;
+  }
+  b = calloc(1, sizeof(*b));
+  if (b != NULL) {
+    memcpy(b->pk, pk, IDENTITY_PK_BYTES);
+    b->next = sw->bans;
+    sw->bans = b;
+  }
+  return b;
+}
+
+int swarm_is_banned(const struct swarm *sw, const uint8_t pk[32]) {
+  for (const struct banned *b = sw->bans; b != NULL; b = b->next) {
+    if (b->banned && memcmp(b->pk, pk, IDENTITY_PK_BYTES) == 0) {
+      return 1;
+    }
+  }
+  return 0;
+}
+
+/* One strike against pk; at NODE_STRIKES_BAN (or with ban set) the peer is
+ * banned and its session closed. */
+static void strike(struct swarm *sw, const uint8_t pk[32], int ban,
+                   const char *why) {
+  struct banned *b = ban_entry(sw, pk, 1);
+  char who[TEXTID_SHORT_CHARS + 1];
+  if (b == NULL || b->banned) {
+    return;
+  }
+  textid_short(TEXTID_KEY, pk, who);
+  b->strikes++;
+  log_warn("peer", "%s: strike %u for %s: %s", sw->name, b->strikes, who, why);
+  if (!ban && b->strikes < NODE_STRIKES_BAN) {
+    return;
+  }
+  b->banned = 1;
+  {
+    struct node_swarm_info info;
+    struct node_event ev;
+    swarm_info(sw, &info);
+    memset(&ev, 0, sizeof(ev));
+    ev.type = NODE_EV_BANNED;
+    ev.swarm = &info;
+    ev.key = pk;
+    ev.message = why;
+    node_emit(sw->node, &ev);
+  }
+  for (struct session *s = sw->sessions, *next; s != NULL; s = next) {
+    next = s->next;
+    if (memcmp(s->remote_pk, pk, IDENTITY_PK_BYTES) == 0) {
+      session_close(s, "banned");
+    }
+  }
+}
+
+/* ------------------------------------------------------------------------ */
+/* Sessions joining and leaving */
+
+int swarm_attach(struct swarm *sw, struct session *s) {
+  unsigned max = sw->node->cfg.max_peers;
+  int slot = -1;
+  if (sw->state == SW_FAILED || sw->state == SW_STOPPING) {
+    return SHOAL_EBUSY;
+  }
+  if (sw->nsessions >= max) {
+    return SHOAL_EBUSY;
+  }
+  for (unsigned i = 0; i < PICKER_MAX_PEERS; i++) {
+    if (!sw->slots_used[i]) {
+      slot = (int)i;
+      break;
+    }
+  }
+  if (slot < 0) {
+    return SHOAL_EBUSY;
+  }
+  sw->slots_used[slot] = 1;
+  s->slot = slot;
+  s->next = sw->sessions;
+  if (sw->sessions != NULL) {
+    sw->sessions->pprev = &s->next;
+  }
+  sw->sessions = s;
+  s->pprev = &sw->sessions;
+  sw->nsessions++;
+  return 0;
+}
+
+void swarm_detach(struct swarm *sw, struct session *s) {
+  int was_unchoked = !s->am_choking && s->peer_interested;
+  if (s->pprev != NULL) {
+    *s->pprev = s->next;
+    if (s->next != NULL) {
+      s->next->pprev = s->pprev;
+    }
+  }
+  s->next = NULL;
+  s->pprev = NULL;
+  if (s->in_picker && sw->pk != NULL) {
+    picker_peer_remove(sw->pk, (unsigned)s->slot);
+  }
+  s->in_picker = 0;
+  if (s->slot >= 0) {
+    sw->slots_used[s->slot] = 0;
+  }
+  s->slot = -1;
+  sw->nsessions--;
+  if (sw->mf_from == s) {
+    sw->mf_from = NULL;
+    buf_reset(&sw->mf);
+    sw->mf_total = 0;
+  }
+  s->sw = NULL;
+  if (sw->node->stopping) {
+    return;
+  }
+  /* Someone else may get the manifest fetch, the slot, or the requests. */
+  if (sw->state == SW_FETCHING) {
+    for (struct session *o = sw->sessions; o != NULL; o = o->next) {
+      if (o->state == SESS_OPEN && o->have_map != NULL) {
+        struct pwire_msg m;
+        memset(&m, 0, sizeof(m));
+        m.type = PWIRE_MANIFEST_REQ;
+        m.offset = 0;
+        m.length = PWIRE_MANIFEST_PART_BYTES;
+        sw->mf_from = o;
+        if (session_send(o, &m) == 0) {
+          break;
+        }
+        sw->mf_from = NULL;
+      }
+    }
+  }
+  if (was_unchoked) {
+    swarm_rechoke(sw, node_now(sw->node), 0);
+  }
+  for (struct session *o = sw->sessions; o != NULL; o = o->next) {
+    swarm_fill_requests(sw, o);
+  }
+}
+
+static void send_have_map(struct swarm *sw, struct session *s) {
+  struct pwire_msg m;
+  size_t len;
+  if (s->sent_have_map || sw->st == NULL ||
+      (sw->state != SW_RUNNING && sw->state != SW_SEEDING &&
+       sw->state != SW_FINISHING)) {
+    return;
+  }
+  memset(&m, 0, sizeof(m));
+  m.type = PWIRE_HAVE_MAP;
+  m.data = storage_have_map(sw->st, &len);
+  m.data_len = len;
+  if (len == 0) {
+    /* A content without chunks (one empty file) still needs its map to say
+     * "I hold the manifest": it is one zero byte. */
+    static const uint8_t zero = 0;
+    m.data = &zero;
+    m.data_len = 1;
+  }
+  if (session_send(s, &m) == 0) {
+    s->sent_have_map = 1;
+  }
+}
+
+/* Puts the remote's have-map into the picker once the manifest is known. */
+static int take_have_map(struct swarm *sw, struct session *s) {
+  int err;
+  if (s->have_map == NULL || s->in_picker || sw->pk == NULL) {
+    return 0;
+  }
+  if (sw->m->chunk_count == 0) {
+    return s->have_map_len == 1 && s->have_map[0] == 0 ? 0 : SHOAL_EFORMAT;
+  }
+  err = pwire_check_have_map(s->have_map, s->have_map_len,
+                             sw->m->chunk_count);
+  if (err != 0) {
+    return err;
+  }
+  err = picker_peer_add(sw->pk, (unsigned)s->slot, s->have_map);
+  if (err != 0) {
+    return err;
+  }
+  s->in_picker = 1;
+  s->remote_have = 0;
+  for (uint32_t i = 0; i < sw->m->chunk_count; i++) {
+    if (s->have_map[i / 8] & (0x80u >> (i % 8))) {
+      s->remote_have++;
+    }
+  }
+  return 0;
+}
+
+static int only_publisher(const struct swarm *sw) {
+  return sw->node->cfg.mode == NODE_MODE_CS && !sw->is_source;
+}
+
+void swarm_session_open(struct swarm *sw, struct session *s) {
+  const uint8_t *me = sw->node->id->pk;
+  sw->ever_met_peer = 1;
+  /* Two sessions between the same two peers: the one opened by the peer
+   * with the lower key survives, so both sides agree. */
+  for (struct session *o = sw->sessions; o != NULL; o = o->next) {
+    const uint8_t *ko, *ks;
+    if (o == s || o->state != SESS_OPEN ||
+        memcmp(o->remote_pk, s->remote_pk, IDENTITY_PK_BYTES) != 0) {
+      continue;
+    }
+    ko = o->initiator ? me : o->remote_pk;
+    ks = s->initiator ? me : s->remote_pk;
+    if (memcmp(ks, ko, IDENTITY_PK_BYTES) < 0) {
+      session_close(o, "duplicate session");
+    } else {
+      session_close(s, "duplicate session");
+      return;
+    }
+    break;
+  }
+  if (only_publisher(sw)) {
+    int ok = sw->m != NULL
+                 ? memcmp(s->remote_pk, sw->m->publisher, IDENTITY_PK_BYTES) == 0
+                 : (s->remote_flags & PWIRE_HELLO_SEEDER) != 0;
+    if (!ok) {
+      session_close(s, "client-server mode takes data from the publisher only");
+      return;
+    }
+  }
+  send_have_map(sw, s);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Choking */
+
+static void set_choke(struct session *s, int choke, uint64_t now) {
+  if (s->am_choking == choke || s->state != SESS_OPEN) {
+    return;
+  }
+  s->am_choking = choke;
+  if (choke) {
+    /* A choke drops every request the remote made; it asks again when
+     * unchoked. */
+    s->upq_len = 0;
+    s->upq_head = 0;
+    s->choked_at_ms = now;
+    s->optimistic = 0;
+    session_send_simple(s, PWIRE_CHOKE);
+  } else {
+    s->unchoked_at_ms = now;
+    session_send_simple(s, PWIRE_UNCHOKE);
+  }
+}
+
+static int is_seeding(const struct swarm *sw) {
+  return sw->state == SW_SEEDING;
+}
+
+/* Regular unchoked slots in use: interested peers we unchoked, not counting
+ * client-server clients a seeder always serves. */
+static unsigned slots_used(const struct swarm *sw, int seeding) {
+  unsigned n = 0;
+  for (const struct session *s = sw->sessions; s != NULL; s = s->next) {
+    if (s->state == SESS_OPEN && !s->am_choking && s->peer_interested &&
+        !(seeding && (s->remote_flags & PWIRE_HELLO_NO_UPLOAD))) {
+      n++;
+    }
+  }
+  return n;
+}
+
+void swarm_rechoke(struct swarm *sw, uint64_t now, int full) {
+  int seeding = is_seeding(sw);
+  unsigned used;
+
+  if (sw->st == NULL || sw->state == SW_FAILED || sw->state == SW_STOPPING) {
+    return;
+  }
+  if (only_publisher(sw)) {
+    return; /* a client-server client uploads nothing: all stay choked */
+  }
+  for (struct session *s = sw->sessions; s != NULL; s = s->next) {
+    if (s->state != SESS_OPEN) {
+      continue;
+    }
+    if (!s->peer_interested || (s->remote_flags & PWIRE_HELLO_NO_UPLOAD &&
+                                !seeding && !sw->is_source)) {
+      if (full || (s->remote_flags & PWIRE_HELLO_NO_UPLOAD)) {
+        set_choke(s, 1, now);
+      }
+    } else if (seeding && (s->remote_flags & PWIRE_HELLO_NO_UPLOAD)) {
+      set_choke(s, 0, now); /* the client-server baseline: serve them all */
+    }
+  }
+  if (full) {
+    sw->last_rechoke_ms = now;
+    if (seeding) {
+      /* Round robin: the peer unchoked longest gives its slot to the one
+       * that has waited longest, when someone waits. */
+      struct session *oldest = NULL, *waiting = NULL;
+      for (struct session *s = sw->sessions; s != NULL; s = s->next) {
+        if (s->state != SESS_OPEN || !s->peer_interested ||
+            (s->remote_flags & PWIRE_HELLO_NO_UPLOAD)) {
+          continue;
+        }
+        if (!s->am_choking &&
+            (oldest == NULL || s->unchoked_at_ms < oldest->unchoked_at_ms)) {
+          oldest = s;
+        }
+        if (s->am_choking &&
+            (waiting == NULL || s->choked_at_ms < waiting->choked_at_ms)) {
+          waiting = s;
+        }
+      }
+      if (oldest != NULL && waiting != NULL &&
+          slots_used(sw, seeding) >= NODE_UPLOAD_SLOTS) {
+        set_choke(oldest, 1, now);
+      }
+    } else {
+      /* Tit-for-tat: the NODE_UPLOAD_SLOTS - 1 peers that sent us the most
+       * lately keep their slots; one more slot is the optimistic unchoke. */
+      struct session *best[NODE_UPLOAD_SLOTS];
+      unsigned nbest = 0;
+      int rotate = now - sw->last_optimistic_ms >= NODE_OPTIMISTIC_MS;
+      for (struct session *s = sw->sessions; s != NULL; s = s->next) {
+        uint64_t r;
+        unsigned i;
+        if (s->state != SESS_OPEN || !s->peer_interested) {
+          continue;
+        }
+        r = meter_rate(&s->down_meter, now);
+        for (i = nbest; i > 0; i--) {
+          if (meter_rate(&best[i - 1]->down_meter, now) >= r) {
+            break;
+          }
+          if (i < NODE_UPLOAD_SLOTS - 1) {
+            best[i] = best[i - 1];
+          }
+        }
+        if (i < NODE_UPLOAD_SLOTS - 1) {
+          best[i] = s;
+          if (nbest < NODE_UPLOAD_SLOTS - 1) {
+            nbest++;
+          }
+        }
+      }
+      for (struct session *s = sw->sessions; s != NULL; s = s->next) {
+        int keep = 0;
+        if (s->state != SESS_OPEN || !s->peer_interested) {
+          continue;
+        }
+        for (unsigned i = 0; i < nbest; i++) {
+          keep |= best[i] == s;
+        }
+        if (keep) {
+          s->optimistic = 0;
+          set_choke(s, 0, now);
+        } else if (!(s->optimistic && !rotate)) {
+          set_choke(s, 1, now);
+        }
+      }
+      if (rotate) {
+        /* A random choked, interested peer gets the optimistic slot. */
+        unsigned count = 0, pick;
+        for (struct session *s = sw->sessions; s != NULL; s = s->next) {
+          count += s->state == SESS_OPEN && s->peer_interested && s->am_choking;
+        }
+        if (count > 0) {
+          pick = (unsigned)randombytes_uniform(count);
+          for (struct session *s = sw->sessions; s != NULL; s = s->next) {
+            if (s->state == SESS_OPEN && s->peer_interested && s->am_choking &&
+                pick-- == 0) {
+              s->optimistic = 1;
+              set_choke(s, 0, now);
+              break;
+            }
+          }
+        }
+        sw->last_optimistic_ms = now;
+      }
+    }
+  }
+  /* Free slots go at once to the interested peer that waited longest. */
+  used = slots_used(sw, seeding);
+  while (used < NODE_UPLOAD_SLOTS) {
+    struct session *waiting = NULL;
+    for (struct session *s = sw->sessions; s != NULL; s = s->next) {
+      if (s->state == SESS_OPEN && s->peer_interested && s->am_choking &&
+          !(s->remote_flags & PWIRE_HELLO_NO_UPLOAD && !seeding) &&
+          (waiting == NULL || s->choked_at_ms < waiting->choked_at_ms)) {
+        waiting = s;
+      }
+    }
+    if (waiting == NULL) {
+      break;
+    }
+    set_choke(waiting, 0, now);
+    used++;
+  }
+}
+
+/* ------------------------------------------------------------------------ */
+/* Downloading */
+
+static void update_interest(struct swarm *sw, struct session *s) {
+  int want = s->state == SESS_OPEN && sw->pk != NULL && s->in_picker &&
+             sw->state == SW_RUNNING &&
+             picker_interesting(sw->pk, (unsigned)s->slot);
+  if (want == s->am_interested) {
+    return;
+  }
+  s->am_interested = want;
+  session_send_simple(s, want ? PWIRE_INTERESTED : PWIRE_NOT_INTERESTED);
+}
+
+void swarm_fill_requests(struct swarm *sw, struct session *s) {
+  struct picker_block blocks[NODE_PIPELINE];
+  unsigned have, n;
+  if (s->state != SESS_OPEN || sw->pk == NULL || !s->in_picker ||
+      s->peer_choking || !s->am_interested || sw->state != SW_RUNNING) {
+    return;
+  }
+  have = picker_outstanding(sw->pk, (unsigned)s->slot);
+  if (have >= NODE_PIPELINE) {
+    return;
+  }
+  n = picker_next(sw->pk, (unsigned)s->slot, node_now(sw->node), blocks,
+                  NODE_PIPELINE - have);
+  for (unsigned i = 0; i < n; i++) {
+    struct pwire_msg m;
+    memset(&m, 0, sizeof(m));
+    m.type = PWIRE_REQUEST;
+    m.chunk = blocks[i].chunk;
+    m.offset = blocks[i].offset;
+    m.length = blocks[i].length;
+    if (session_send(s, &m) != 0) {
+      return;
+    }
+  }
+}
+
+static struct partial *partial_get(struct swarm *sw, uint32_t chunk) {
+  struct partial *p;
+  for (p = sw->partials; p != NULL; p = p->next) {
+    if (p->chunk == chunk) {
+      return p;
+    }
+  }
+  p = calloc(1, sizeof(*p));
+  if (p == NULL) {
+    return NULL;
+  }
+  p->chunk = chunk;
+  p->len = manifest_chunk_len(sw->m, chunk);
+  p->nblocks = (p->len + PWIRE_BLOCK_BYTES - 1) / PWIRE_BLOCK_BYTES;
+  p->data = malloc(p->len);
+  p->owners = calloc(p->nblocks ? p->nblocks : 1, IDENTITY_PK_BYTES);
+  if (p->data == NULL || p->owners == NULL) {
+    free(p->data);
+    free(p->owners);
+    free(p);
+    return NULL;
+  }
+  p->next = sw->partials;
+  sw->partials = p;
+  return p;
+}
+
+static void partial_drop(struct swarm *sw, struct partial *p) {
+  struct partial **pp = &sw->partials;
+  while (*pp != p) {
+    pp = &(*pp)->next;
+  }
+  *pp = p->next;
+  free(p->data);
+  free(p->owners);
+  free(p);
+}
+
+static struct suspect *suspect_find(struct swarm *sw, uint32_t chunk) {
+  for (struct suspect *x = sw->suspects; x != NULL; x = x->next) {
+    if (x->chunk == chunk) {
+      return x;
+    }
+  }
+  return NULL;
+}
+
+static void suspect_drop(struct swarm *sw, struct suspect *x) {
+  struct suspect **pp = &sw->suspects;
+  while (*pp != x) {
+    pp = &(*pp)->next;
+  }
+  *pp = x->next;
+  free(x->owners);
+  free(x->hashes);
+  free(x);
+}
+
+struct put_ctx {
+  struct swarm *sw;
+  uint32_t chunk;
+  uint32_t nblocks;
+  uint8_t *owners;     /* taken from the partial */
+  uint8_t *bad_hashes; /* nblocks x 32 */
+};
+
+static void broadcast_have(struct swarm *sw, uint32_t chunk) {
+  for (struct session *s = sw->sessions; s != NULL; s = s->next) {
+    if (s->state == SESS_OPEN && s->sent_have_map) {
+      struct pwire_msg m;
+      memset(&m, 0, sizeof(m));
+      m.type = PWIRE_HAVE;
+      m.chunk = chunk;
+      (void)session_send(s, &m);
+    }
+  }
+}
+
+static void on_chunk_put(void *arg, int status) {
+  struct put_ctx *c = arg;
+  struct swarm *sw = c->sw;
+  sw->puts_in_flight--;
+  if (sw->state != SW_RUNNING || sw->pk == NULL) {
+    goto done;
+  }
+  if (status == 0) {
+    picker_chunk_verified(sw->pk, c->chunk);
+    broadcast_have(sw, c->chunk);
+    for (struct session *s = sw->sessions, *next; s != NULL; s = next) {
+      next = s->next;
+      update_interest(sw, s);
+    }
+    maybe_finish(sw);
+  } else if (status == SHOAL_EHASH) {
+    /* Who sent it? One sender alone is proof; with several, remember each
+     * block's hash and sender, to compare with the copy that verifies. */
+    int sole = 1;
+    for (uint32_t i = 1; i < c->nblocks; i++) {
+      if (memcmp(c->owners, c->owners + (size_t)i * IDENTITY_PK_BYTES,
+                 IDENTITY_PK_BYTES) != 0) {
+        sole = 0;
+      }
+    }
+    log_warn("peer", "%s: chunk %u failed its hash", sw->name, c->chunk);
+    picker_chunk_failed(sw->pk, c->chunk);
+    if (sole) {
+      strike(sw, c->owners, 0, "sent a chunk that failed its hash");
+    } else if (suspect_find(sw, c->chunk) == NULL) {
+      struct suspect *x = calloc(1, sizeof(*x));
+      if (x != NULL) {
+        x->chunk = c->chunk;
+        x->nblocks = c->nblocks;
+        x->owners = c->owners;
+        x->hashes = c->bad_hashes;
+        c->owners = NULL;
+        c->bad_hashes = NULL;
+        x->next = sw->suspects;
+        sw->suspects = x;
+      }
+    }
+  } else {
+    struct node_swarm_info info;
+    struct node_event ev;
+    char msg[256];
+    picker_chunk_failed(sw->pk, c->chunk);
+    snprintf(msg, sizeof(msg), "cannot write %s: %s%s",
+             storage_final_path(sw->st), shoal_strerror(status),
+             status == UV_ENOSPC ? " — free some disk space and run the same "
+                                   "get again to resume"
+                                 : "");
+    sw->state = SW_FAILED;
+    swarm_info(sw, &info);
+    memset(&ev, 0, sizeof(ev));
+    ev.type = NODE_EV_FAILED;
+    ev.swarm = &info;
+    ev.code = status;
+    ev.message = msg;
+    node_emit(sw->node, &ev);
+  }
+done:
+  free(c->owners);
+  free(c->bad_hashes);
+  free(c);
+}
+
+/* The chunk is whole: check the suspects, then hand it to storage, which
+ * verifies it off the loop. */
+static void submit_chunk(struct swarm *sw, struct partial *p) {
+  struct suspect *x = suspect_find(sw, p->chunk);
+  struct put_ctx *c = calloc(1, sizeof(*c));
+  uint8_t *data = p->data;
+  int err;
+
+  if (x != NULL && x->nblocks == p->nblocks &&
+      manifest_verify_chunk(sw->m, p->chunk, p->data, p->len) == 0) {
+    /* This copy is good: a sender whose block of the failed copy differs
+     * from the good block sent bad data. */
+    for (uint32_t i = 0; i < x->nblocks; i++) {
+      uint8_t h[32];
+      uint32_t off = i * PWIRE_BLOCK_BYTES;
+      uint32_t n = p->len - off < PWIRE_BLOCK_BYTES ? p->len - off
+                                                    : PWIRE_BLOCK_BYTES;
+      crypto_generichash(h, sizeof(h), p->data + off, n, NULL, 0);
+      if (memcmp(h, x->hashes + (size_t)i * 32, 32) != 0) {
+        strike(sw, x->owners + (size_t)i * IDENTITY_PK_BYTES, 0,
+               "sent a block that differs from the verified chunk");
+      }
+    }
+    suspect_drop(sw, x);
+  }
+  if (c == NULL) {
+    uint32_t chunk = p->chunk;
+    partial_drop(sw, p);
+    picker_chunk_failed(sw->pk, chunk);
+    return;
+  }
+  c->sw = sw;
+  c->chunk = p->chunk;
+  c->nblocks = p->nblocks;
+  c->owners = p->owners;
+  c->bad_hashes = calloc(p->nblocks ? p->nblocks : 1, 32);
+  p->owners = NULL;
+  p->data = NULL;
+  partial_drop(sw, p);
+  err = storage_put_chunk_ex(sw->st, c->chunk, data, c->bad_hashes,
+                             on_chunk_put, c);
+  if (err != 0) {
+    free(data);
+    picker_chunk_failed(sw->pk, c->chunk);
+    free(c->owners);
+    free(c->bad_hashes);
+    free(c);
+    return;
+  }
+  sw->puts_in_flight++;
+}
+
+static int on_data(struct swarm *sw, struct session *s,
+                   const struct pwire_msg *m) {
+  struct picker_block b;
+  unsigned cancel[PICKER_ENDGAME_DUP];
+  unsigned ncancel = 0;
+  int chunk_done = 0;
+  struct partial *p;
+  uint32_t bi;
+
+  if (sw->m == NULL || m->data_len > UINT32_MAX ||
+      pwire_check_block(sw->m, m->chunk, m->offset,
+                        (uint32_t)m->data_len) != 0) {
+    log_warn("peer", "%s: %s sent a block outside the content", sw->name,
+             s->remote_short);
+    return SHOAL_EINVAL;
+  }
+  s->down_bytes += m->data_len;
+  sw->down_bytes += m->data_len;
+  sw->node->down_bytes += m->data_len;
+  meter_add(&s->down_meter, m->data_len, node_now(sw->node));
+  meter_add(&sw->down_meter, m->data_len, node_now(sw->node));
+  if (sw->pk == NULL || sw->state != SW_RUNNING) {
+    return 0;
+  }
+  b.chunk = m->chunk;
+  b.offset = m->offset;
+  b.length = (uint32_t)m->data_len;
+  if (!picker_block_done(sw->pk, (unsigned)s->slot, &b, &chunk_done, cancel,
+                         &ncancel)) {
+    return 0; /* late, duplicate or unrequested: dropped */
+  }
+  p = partial_get(sw, m->chunk);
+  if (p == NULL) {
+    picker_chunk_failed(sw->pk, m->chunk);
+    return 0;
+  }
+  memcpy(p->data + m->offset, m->data, m->data_len);
+  for (bi = m->offset / PWIRE_BLOCK_BYTES;
+       bi * PWIRE_BLOCK_BYTES < m->offset + m->data_len && bi < p->nblocks;
+       bi++) {
+    memcpy(p->owners + (size_t)bi * IDENTITY_PK_BYTES, s->remote_pk,
+           IDENTITY_PK_BYTES);
+  }
+  for (unsigned i = 0; i < ncancel; i++) {
+    for (struct session *o = sw->sessions; o != NULL; o = o->next) {
+      if (o->slot == (int)cancel[i] && o->state == SESS_OPEN) {
+        struct pwire_msg c;
+        memset(&c, 0, sizeof(c));
+        c.type = PWIRE_CANCEL;
+        c.chunk = b.chunk;
+        c.offset = b.offset;
+        c.length = b.length;
+        (void)session_send(o, &c);
+      }
+    }
+  }
+  if (chunk_done) {
+    submit_chunk(sw, p);
+  }
+  swarm_fill_requests(sw, s);
+  return 0;
+}
+
+/* ------------------------------------------------------------------------ */
+/* The manifest */
+
+static void start_manifest_fetch(struct swarm *sw, struct session *s) {
+  struct pwire_msg m;
+  if (sw->state != SW_FETCHING || sw->mf_from != NULL) {
+    return;
+  }
+  memset(&m, 0, sizeof(m));
+  m.type = PWIRE_MANIFEST_REQ;
+  m.offset = 0;
+  m.length = PWIRE_MANIFEST_PART_BYTES;
+  buf_reset(&sw->mf);
+  sw->mf_total = 0;
+  sw->mf_from = s;
+  if (session_send(s, &m) != 0) {
+    sw->mf_from = NULL;
+  }
+}
+
+
+static int on_manifest_part(struct swarm *sw, struct session *s,
+                            const struct pwire_msg *m) {
+  struct manifest *man = NULL;
+  uint8_t id[MANIFEST_ID_BYTES];
+  int err;
+
+  if (sw->state != SW_FETCHING || sw->mf_from != s) {
+    return SHOAL_EPROTO;
+  }
+  if (sw->mf.len == 0) {
+    sw->mf_total = m->total;
+  }
+  if (m->total != sw->mf_total || m->offset != sw->mf.len ||
+      m->data_len > m->total - m->offset) {
+    return SHOAL_EFORMAT;
+  }
+  buf_add(&sw->mf, m->data, m->data_len);
+  if (buf_err(&sw->mf) != 0) {
+    return buf_err(&sw->mf);
+  }
+  if (sw->mf.len < sw->mf_total) {
+    struct pwire_msg r;
+    if (m->data_len == 0) {
+      return SHOAL_EFORMAT;
+    }
+    memset(&r, 0, sizeof(r));
+    r.type = PWIRE_MANIFEST_REQ;
+    r.offset = (uint32_t)sw->mf.len;
+    r.length = sw->mf_total - (uint32_t)sw->mf.len;
+    if (r.length > PWIRE_MANIFEST_PART_BYTES) {
+      r.length = PWIRE_MANIFEST_PART_BYTES;
+    }
+    return session_send(s, &r);
+  }
+  sw->mf_from = NULL;
+  if (manifest_id_of(sw->mf.data, sw->mf.len, id) != 0 ||
+      memcmp(id, sw->content, MANIFEST_ID_BYTES) != 0) {
+    buf_reset(&sw->mf);
+    strike(sw, s->remote_pk, 1, "sent a manifest that is not the content's");
+    return 0;
+  }
+  err = manifest_decode(sw->mf.data, sw->mf.len, &man);
+  buf_free(&sw->mf);
+  buf_init(&sw->mf, MANIFEST_MAX_BYTES);
+  if (err != 0) {
+    char msg[256];
+    snprintf(msg, sizeof(msg),
+             "the content's manifest is invalid (%s); its publisher made a "
+             "bad manifest, so no peer can fix it",
+             shoal_strerror(err));
+    swarm_fail(sw, err, msg);
+    return 0;
+  }
+  sw->m = man;
+  swarm_manifest_ready(sw);
+  return 0;
+}
+
+static int on_manifest_req(struct swarm *sw, struct session *s,
+                           const struct pwire_msg *m) {
+  struct pwire_msg r;
+  size_t total, n;
+  if (sw->m == NULL || !s->sent_have_map) {
+    return SHOAL_EPROTO;
+  }
+  total = sw->m->encoded_len;
+  if (m->offset >= total) {
+    return SHOAL_EINVAL;
+  }
+  n = total - m->offset;
+  if (n > m->length) {
+    n = m->length;
+  }
+  memset(&r, 0, sizeof(r));
+  r.type = PWIRE_MANIFEST_PART;
+  r.total = (uint32_t)total;
+  r.offset = m->offset;
+  r.data = sw->m->encoded + m->offset;
+  r.data_len = n;
+  return session_send(s, &r);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Messages */
+
+static int on_request(struct swarm *sw, struct session *s,
+                      const struct pwire_msg *m) {
+  unsigned tail;
+  if (sw->m == NULL || sw->st == NULL ||
+      pwire_check_block(sw->m, m->chunk, m->offset, m->length) != 0) {
+    log_warn("peer", "%s: %s asked for a block outside the content",
+             sw->name, s->remote_short);
+    return SHOAL_EINVAL;
+  }
+  if (s->am_choking || !storage_have(sw->st, m->chunk)) {
+    struct pwire_msg r = *m;
+    r.type = PWIRE_REJECT;
+    return session_send(s, &r);
+  }
+  if (s->upq_len >= NODE_MAX_REMOTE_REQUESTS) {
+    log_warn("peer", "%s: %s has too many requests outstanding", sw->name,
+             s->remote_short);
+    return SHOAL_ETOOBIG;
+  }
+  tail = (s->upq_head + s->upq_len) % NODE_MAX_REMOTE_REQUESTS;
+  s->upq[tail].chunk = m->chunk;
+  s->upq[tail].offset = m->offset;
+  s->upq[tail].length = m->length;
+  s->upq_len++;
+  session_pump_upload(s);
+  return 0;
+}
+
+static void on_cancel(struct session *s, const struct pwire_msg *m) {
+  unsigned kept = 0;
+  struct upreq q[NODE_MAX_REMOTE_REQUESTS];
+  for (unsigned i = 0; i < s->upq_len; i++) {
+    struct upreq r = s->upq[(s->upq_head + i) % NODE_MAX_REMOTE_REQUESTS];
+    if (r.chunk == m->chunk && r.offset == m->offset && r.length == m->length) {
+      continue;
+    }
+    q[kept++] = r;
+  }
+  memcpy(s->upq, q, kept * sizeof(q[0]));
+  s->upq_head = 0;
+  s->upq_len = kept;
+}
+
+int swarm_on_message(struct swarm *sw, struct session *s,
+                     const struct pwire_msg *m) {
+  uint64_t now = node_now(sw->node);
+  int err;
+  switch (m->type) {
+  case PWIRE_MANIFEST_REQ:
+    return on_manifest_req(sw, s, m);
+  case PWIRE_MANIFEST_PART:
+    return on_manifest_part(sw, s, m);
+  case PWIRE_HAVE_MAP:
+    if (s->have_map != NULL) {
+      return SHOAL_EPROTO;
+    }
+    s->have_map = malloc(m->data_len);
+    if (s->have_map == NULL) {
+      return SHOAL_ENOMEM;
+    }
+    memcpy(s->have_map, m->data, m->data_len);
+    s->have_map_len = m->data_len;
+    if (sw->m != NULL) {
+      err = take_have_map(sw, s);
+      if (err != 0) {
+        log_warn("peer", "%s: %s sent a bad have-map", sw->name,
+                 s->remote_short);
+        return err;
+      }
+      update_interest(sw, s);
+    } else {
+      start_manifest_fetch(sw, s);
+    }
+    return 0;
+  case PWIRE_HAVE:
+    if (s->have_map == NULL || m->chunk / 8 >= s->have_map_len ||
+        (sw->m != NULL && m->chunk >= sw->m->chunk_count)) {
+      return SHOAL_EINVAL;
+    }
+    if (!(s->have_map[m->chunk / 8] & (0x80u >> (m->chunk % 8)))) {
+      s->have_map[m->chunk / 8] |= (uint8_t)(0x80u >> (m->chunk % 8));
+      s->remote_have++;
+      if (s->in_picker) {
+        picker_peer_have(sw->pk, (unsigned)s->slot, m->chunk);
+      }
+    }
+    update_interest(sw, s);
+    swarm_fill_requests(sw, s);
+    if (sw->state == SW_SEEDING && sw->m != NULL &&
+        s->remote_have == sw->m->chunk_count) {
+      session_close(s, "both hold the whole content");
+    }
+    return 0;
+  case PWIRE_INTERESTED:
+    s->peer_interested = 1;
+    swarm_rechoke(sw, now, 0);
+    return 0;
+  case PWIRE_NOT_INTERESTED:
+    s->peer_interested = 0;
+    if (!s->am_choking) {
+      set_choke(s, 1, now);
+      swarm_rechoke(sw, now, 0);
+    }
+    return 0;
+  case PWIRE_CHOKE:
+    s->peer_choking = 1;
+    if (s->in_picker) {
+      /* Whatever was requested is dropped by the remote: give it back. */
+      picker_peer_remove(sw->pk, (unsigned)s->slot);
+      s->in_picker = 0;
+      err = picker_peer_add(sw->pk, (unsigned)s->slot, s->have_map);
+      if (err != 0) {
+        return err;
+      }
+      s->in_picker = 1;
+    }
+    return 0;
+  case PWIRE_UNCHOKE:
+    s->peer_choking = 0;
+    swarm_fill_requests(sw, s);
+    return 0;
+  case PWIRE_REQUEST:
+    return on_request(sw, s, m);
+  case PWIRE_DATA:
+    return on_data(sw, s, m);
+  case PWIRE_CANCEL:
+    on_cancel(s, m);
+    return 0;
+  case PWIRE_REJECT:
+    if (sw->pk != NULL && s->in_picker) {
+      struct picker_block b = {m->chunk, m->offset, m->length};
+      picker_block_rejected(sw->pk, (unsigned)s->slot, &b);
+    }
+    return 0;
+  case PWIRE_KEEPALIVE:
+    return 0;
+  default:
+    return SHOAL_EPROTO;
+  }
+}
+
+void swarm_upload_sent(struct swarm *sw, struct session *s, uint32_t len) {
+  s->up_bytes += len;
+  sw->up_bytes += len;
+  sw->node->up_bytes += len;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Storage ready, completion */
+
+/* Storage is open and re-checked: start trading. */
+void swarm_storage_ready(struct swarm *sw) {
+  for (struct session *s = sw->sessions, *next; s != NULL; s = next) {
+    next = s->next;
+    if (s->state != SESS_OPEN) {
+      continue;
+    }
+    if (only_publisher(sw) &&
+        memcmp(s->remote_pk, sw->m->publisher, IDENTITY_PK_BYTES) != 0) {
+      session_close(s, "client-server mode takes data from the publisher only");
+      continue;
+    }
+    send_have_map(sw, s);
+    if (take_have_map(sw, s) != 0) {
+      session_close(s, "bad have-map");
+      continue;
+    }
+    update_interest(sw, s);
+  }
+  maybe_finish(sw);
+}
+
+
+static void on_finished(void *arg, int status) {
+  struct swarm *sw = arg;
+  sw->refs--;
+  if (sw->state != SW_FINISHING) {
+    return;
+  }
+  if (status != 0) {
+    char msg[256];
+    snprintf(msg, sizeof(msg), "cannot move the finished download into place: "
+             "%s", shoal_strerror(status));
+    swarm_fail(sw, status, msg);
+    return;
+  }
+  sw->state = SW_SEEDING;
+  for (struct session *s = sw->sessions, *next; s != NULL; s = next) {
+    next = s->next;
+    update_interest(sw, s);
+    if (s->state == SESS_OPEN && s->in_picker && sw->m != NULL &&
+        s->remote_have == sw->m->chunk_count) {
+      session_close(s, "both hold the whole content");
+    }
+  }
+  for (struct partial *p = sw->partials, *next; p != NULL; p = next) {
+    next = p->next;
+    partial_drop(sw, p);
+  }
+  swarm_completed(sw);
+}
+
+static void maybe_finish(struct swarm *sw) {
+  int err;
+  if (sw->state != SW_RUNNING || sw->pk == NULL ||
+      !picker_complete(sw->pk) || sw->puts_in_flight > 0) {
+    return;
+  }
+  sw->state = SW_FINISHING;
+  sw->refs++;
+  err = storage_finish(sw->st, on_finished, sw);
+  if (err != 0) {
+    sw->refs--;
+    sw->state = SW_RUNNING;
+    swarm_fail(sw, err, "cannot finish the download");
+  }
+}
+
+/* ------------------------------------------------------------------------ */
+
+void swarm_tick(struct swarm *sw, uint64_t now) {
+  if (sw->pk != NULL && sw->state == SW_RUNNING) {
+    struct picker_block b[64];
+    unsigned peers[64];
+    unsigned n = picker_expire(sw->pk, now, NODE_REQUEST_TIMEOUT_MS, b, peers,
+                               64);
+    for (unsigned i = 0; i < n; i++) {
+      for (struct session *s = sw->sessions; s != NULL; s = s->next) {
+        if (s->slot == (int)peers[i] && s->state == SESS_OPEN) {
+          struct pwire_msg c;
+          memset(&c, 0, sizeof(c));
+          c.type = PWIRE_CANCEL;
+          c.chunk = b[i].chunk;
+          c.offset = b[i].offset;
+          c.length = b[i].length;
+          (void)session_send(s, &c);
+        }
+      }
+    }
+    for (struct session *s = sw->sessions; s != NULL; s = s->next) {
+      swarm_fill_requests(sw, s);
+    }
+  }
+  if (now - sw->last_rechoke_ms >= NODE_RECHOKE_MS) {
+    swarm_rechoke(sw, now, 1);
+  }
+}
+
+void swarm_info(const struct swarm *sw, struct node_swarm_info *out) {
+  uint64_t now = node_now(sw->node);
+  memset(out, 0, sizeof(*out));
+  out->content = sw->content;
+  out->name = sw->m != NULL ? sw->m->name : sw->name;
+  out->total = sw->m != NULL ? sw->m->total_size : sw->size_hint;
+  out->chunks = sw->m != NULL ? sw->m->chunk_count : 0;
+  if (sw->st != NULL) {
+    out->have = sw->is_source ? sw->m->total_size : storage_have_bytes(sw->st);
+  }
+  out->rate = meter_rate(&sw->down_meter, now);
+  for (const struct session *s = sw->sessions; s != NULL; s = s->next) {
+    if (s->state == SESS_OPEN) {
+      out->peers++;
+      if ((s->remote_flags & PWIRE_HELLO_SEEDER) ||
+          (sw->m != NULL && s->in_picker &&
+           s->remote_have == sw->m->chunk_count)) {
+        out->seeders++;
+      }
+    }
+  }
+  out->uploaded = sw->up_bytes;
+  out->downloaded = sw->down_bytes;
+  out->seeding = sw->state == SW_SEEDING;
+}

@@ -1,0 +1,831 @@
+/* The peer's tracker client: one pipelined connection, replies matched by
+ * order, fail-over on any trouble.
+ *
+ * Requests live in two lists. `head` holds the pending ones in request
+ * order: while the connection is open they are all written, so the oldest
+ * is the one the next reply answers; while it is being made they wait with
+ * their framed bytes. `done` holds requests that failed and whose callback
+ * is due: failures are delivered from a zero-delay timer, so that a
+ * failure found inside a tcl_* call (a connection that cannot even start)
+ * never calls back inside that call, and so that tearing a connection down
+ * never runs user code halfway. Replies are delivered straight from the
+ * read callback, in order.
+ *
+ * Invariant: a non-empty `head` means a current connection exists. Every
+ * failure detaches the connection (t->conn = NULL), moves the whole of
+ * `head` to `done` and moves t->cur to the next tracker, so the next
+ * request makes a fresh connection there.
+ *
+ * A connection is a heap object of its own, because libuv finishes with it
+ * after the client has moved on: a name resolution cannot be stopped at
+ * once (uv_cancel may find it running), and a closing socket has its
+ * callbacks still to come. A detached ("dead") connection is freed by the
+ * last of those callbacks; the client itself is freed when its two timers
+ * are closed and no connection is left.
+ */
+#include "peer/tracker_client.h"
+
+#include <assert.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/buf.h"
+#include "common/clock.h"
+#include "common/envelope.h"
+#include "common/error.h"
+#include "common/frame.h"
+#include "common/log.h"
+#include "common/textid.h"
+
+#define TCL_READ_BYTES (64u << 10) /* one read; replies are at most 17 KB */
+#define TCL_REQUEST_MAX 4096u      /* largest request frame (2 754 bytes) */
+
+static const char who[] = "tracker-client";
+
+enum conn_state {
+  CONN_RESOLVING,  /* uv_getaddrinfo in flight */
+  CONN_CONNECTING, /* uv_tcp_connect in flight */
+  CONN_REOPENING,  /* closing the socket of a refused address */
+  CONN_OPEN,       /* reading; requests are written at once */
+  CONN_CLOSING,    /* detached; waiting for libuv to let go */
+};
+
+static const char *const state_names[] = {"resolving", "connecting",
+                                          "reopening", "open", "closing"};
+
+struct conn {
+  struct tcl *t;
+  enum conn_state state;
+  unsigned tracker; /* index into t->trackers */
+  int dead;         /* detached from the client; freed by libuv's last word */
+  int gai_busy;
+  int tcp_open;     /* uv_tcp_init done and its close callback not yet run */
+  int last_err;     /* of the last address tried */
+  uv_getaddrinfo_t gai;
+  struct addrinfo *ai_list;
+  struct addrinfo *ai_next;
+  uv_tcp_t tcp;
+  uv_connect_t connect;
+  struct frame_decoder dec;
+  uint8_t rbuf[TCL_READ_BYTES];
+};
+
+struct tcl_req {
+  struct tcl_req *next;
+  uint8_t type;                 /* TMSG_ANNOUNCE .. TMSG_SEARCH */
+  uint8_t content[TMSG_ID_BYTES]; /* lookup and publish: for the echo */
+  uint64_t id;                  /* envelope seq or query id */
+  uint64_t deadline;            /* uv_now() ms */
+  int status;                   /* on the done list */
+  tcl_cb cb;
+  void *arg;
+  uint8_t *frame;               /* framed request until it is written */
+  size_t frame_len;
+};
+
+struct wreq {
+  uv_write_t req;
+  struct conn *c;
+  size_t len;
+  uint8_t data[];
+};
+
+struct tcl {
+  uv_loop_t *loop;
+  const struct identity *id;
+  struct link_tracker trackers[LINK_MAX_TRACKERS];
+  char names[LINK_MAX_TRACKERS][TCL_ADDR_TEXT];
+  unsigned ntrackers;
+  unsigned cur;
+  uint8_t key[IDENTITY_PK_BYTES];
+  int key_known;
+  uint64_t *seq;
+  unsigned timeout_ms;
+  unsigned idle_ms;
+  struct conn *conn;  /* current connection, or NULL */
+  unsigned nconns;    /* connections not yet freed, current or dead */
+  struct tcl_req *head;
+  struct tcl_req **tail;
+  struct tcl_req *done;
+  struct tcl_req **done_tail;
+  unsigned count;     /* requests on either list */
+  uv_timer_t timer;   /* oldest request's deadline, or the idle close */
+  uv_timer_t later;   /* delivers the done list */
+  unsigned handles;   /* timers not yet closed */
+  int closing;
+  struct buf scratch; /* payload being encoded */
+  struct tcl_reply reply;
+};
+
+static void conn_release(struct conn *c);
+static void conn_try_next(struct conn *c);
+static void on_reopen_closed(uv_handle_t *h);
+
+/* ---------------------------------------------------------------------- */
+/* Freeing */
+
+static void tcl_maybe_free(struct tcl *t) {
+  if (t->closing && t->nconns == 0 && t->handles == 0) {
+    buf_free(&t->scratch);
+    free(t);
+  }
+}
+
+static void on_timer_closed(uv_handle_t *h) {
+  struct tcl *t = h->data;
+  t->handles--;
+  tcl_maybe_free(t);
+}
+
+static void conn_free(struct conn *c) {
+  struct tcl *t = c->t;
+  assert(c->dead && !c->gai_busy && !c->tcp_open);
+  frame_decoder_close(&c->dec);
+  if (c->ai_list != NULL) {
+    uv_freeaddrinfo(c->ai_list);
+  }
+  free(c);
+  t->nconns--;
+  tcl_maybe_free(t);
+}
+
+/* ---------------------------------------------------------------------- */
+/* Timers and delivery */
+
+static void conn_set_state(struct conn *c, enum conn_state s) {
+  if (c->state != s) {
+    log_debug(who, "tracker %s: %s -> %s", c->t->names[c->tracker],
+              state_names[c->state], state_names[s]);
+    c->state = s;
+  }
+}
+
+static void on_timer(uv_timer_t *h);
+
+/* Points the timer at the oldest request's deadline, or at the idle close
+ * of an open connection with nothing pending. */
+static void arm_timer(struct tcl *t) {
+  if (t->closing) {
+    return;
+  }
+  if (t->head != NULL) {
+    uint64_t now = uv_now(t->loop);
+    uint64_t due = t->head->deadline;
+    uv_timer_start(&t->timer, on_timer, due > now ? due - now : 0, 0);
+  } else if (t->conn != NULL && t->conn->state == CONN_OPEN) {
+    uv_timer_start(&t->timer, on_timer, t->idle_ms, 0);
+  } else {
+    uv_timer_stop(&t->timer);
+  }
+}
+
+static void on_later(uv_timer_t *h) {
+  struct tcl *t = h->data;
+  /* A callback may close the client, which delivers the rest itself. */
+  while (t->done != NULL && !t->closing) {
+    struct tcl_req *r = t->done;
+    t->done = r->next;
+    if (t->done == NULL) {
+      t->done_tail = &t->done;
+    }
+    t->count--;
+    r->cb(r->arg, r->status, NULL);
+    free(r->frame);
+    free(r);
+  }
+}
+
+/* Moves every pending request to the done list with status err. */
+static void fail_pending(struct tcl *t, int err) {
+  if (t->head == NULL) {
+    return;
+  }
+  for (struct tcl_req *r = t->head; r != NULL; r = r->next) {
+    r->status = err;
+  }
+  *t->done_tail = t->head;
+  t->done_tail = t->tail;
+  t->head = NULL;
+  t->tail = &t->head;
+  uv_timer_start(&t->later, on_later, 0, 0);
+}
+
+/* Detaches the current connection without failing anything (idle, or
+ * closed by the tracker with nothing pending). */
+static void conn_drop(struct conn *c) {
+  struct tcl *t = c->t;
+  assert(t->conn == c && t->head == NULL);
+  t->conn = NULL;
+  conn_release(c);
+  arm_timer(t);
+}
+
+/* The connection failed: every pending request fails with err, and the next
+ * request goes to the next tracker. */
+static void conn_fail(struct conn *c, int err) {
+  struct tcl *t = c->t;
+  assert(t->conn == c);
+  log_info(who, "tracker %s: %s (%s)%s", t->names[c->tracker],
+           shoal_strerror(err), state_names[c->state],
+           t->ntrackers > 1 ? "; trying the next tracker next time" : "");
+  t->conn = NULL;
+  t->cur = (c->tracker + 1) % t->ntrackers;
+  fail_pending(t, err);
+  conn_release(c);
+  arm_timer(t);
+}
+
+static void on_timer(uv_timer_t *h) {
+  struct tcl *t = h->data;
+  if (t->head != NULL) {
+    /* head implies a current connection (see the top of the file). */
+    conn_fail(t->conn, SHOAL_ETIMEDOUT);
+  } else if (t->conn != NULL && t->conn->state == CONN_OPEN) {
+    log_debug(who, "tracker %s: idle; closing", t->names[t->conn->tracker]);
+    conn_drop(t->conn);
+  }
+}
+
+/* ---------------------------------------------------------------------- */
+/* Connection */
+
+static void on_tcp_closed(uv_handle_t *h) {
+  struct conn *c = h->data;
+  c->tcp_open = 0;
+  conn_free(c);
+}
+
+/* Lets go of a detached connection: it is freed once libuv is done. */
+static void conn_release(struct conn *c) {
+  conn_set_state(c, CONN_CLOSING);
+  c->dead = 1;
+  if (c->gai_busy) {
+    /* Either the resolution had not started and its callback comes with
+     * UV_EAI_CANCELED, or it is running and its callback comes when it
+     * ends; either way that callback frees the connection. */
+    uv_cancel((uv_req_t *)&c->gai);
+  } else if (c->tcp_open) {
+    /* A socket already closing (reopening) is freed by its callback. */
+    if (!uv_is_closing((uv_handle_t *)&c->tcp)) {
+      uv_close((uv_handle_t *)&c->tcp, on_tcp_closed);
+    }
+  } else {
+    conn_free(c);
+  }
+}
+
+static void on_write(uv_write_t *req, int status) {
+  struct wreq *w = (struct wreq *)req;
+  struct conn *c = w->c;
+  free(w);
+  if (status != 0 && !c->dead && c->t->conn == c) {
+    conn_fail(c, status);
+  }
+}
+
+/* Writes every request that has not been written yet, in order, in one
+ * write. */
+static void conn_flush(struct conn *c) {
+  struct tcl *t = c->t;
+  size_t total = 0;
+  for (struct tcl_req *r = t->head; r != NULL; r = r->next) {
+    total += r->frame_len;
+  }
+  if (total == 0) {
+    return;
+  }
+  struct wreq *w = malloc(sizeof(*w) + total);
+  if (w == NULL) {
+    conn_fail(c, SHOAL_ENOMEM);
+    return;
+  }
+  w->c = c;
+  w->len = total;
+  size_t off = 0;
+  for (struct tcl_req *r = t->head; r != NULL; r = r->next) {
+    if (r->frame != NULL) {
+      memcpy(w->data + off, r->frame, r->frame_len);
+      off += r->frame_len;
+      free(r->frame);
+      r->frame = NULL;
+      r->frame_len = 0;
+    }
+  }
+  uv_buf_t b = uv_buf_init((char *)w->data, (unsigned)w->len);
+  int err = uv_write(&w->req, (uv_stream_t *)&c->tcp, &b, 1, on_write);
+  if (err != 0) {
+    free(w);
+    conn_fail(c, err);
+  }
+}
+
+static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *b) {
+  struct conn *c = h->data;
+  (void)hint;
+  b->base = (char *)c->rbuf;
+  b->len = sizeof(c->rbuf);
+}
+
+/* Checks that a verified reply answers request q and decodes it into rep.
+ * Returns the status for q's callback through *status, or an error that
+ * condemns the connection. */
+static int reply_decode(const struct tcl_req *q, const struct envelope *e,
+                        struct tcl_reply *rep, int *status) {
+  int err = 0;
+
+  rep->type = e->type;
+  memset(&rep->error, 0, sizeof(rep->error));
+  *status = 0;
+  if (e->type == TMSG_ERROR) {
+    err = tmsg_error_decode(e->payload, e->payload_len, &rep->error);
+    if (err != 0) {
+      return err;
+    }
+    /* Type and id are 0 when the tracker refused the frame before it could
+     * read them (rate limit, or an envelope it could not open). */
+    if ((rep->error.request_type != 0 && rep->error.request_type != q->type) ||
+        (rep->error.request_id != 0 && rep->error.request_id != q->id)) {
+      return SHOAL_EPROTO;
+    }
+    *status = rep->error.code;
+    return 0;
+  }
+  if (e->type != (uint8_t)(q->type | 0x80u)) {
+    return SHOAL_EPROTO;
+  }
+  switch (q->type) {
+  case TMSG_ANNOUNCE:
+    err = tmsg_announce_ok_decode(e->payload, e->payload_len, &rep->u.announce);
+    if (err == 0 && rep->u.announce.seq != q->id) {
+      err = SHOAL_EPROTO;
+    }
+    break;
+  case TMSG_LOOKUP:
+    err = tmsg_lookup_ok_decode(e->payload, e->payload_len, &rep->u.lookup);
+    if (err == 0 &&
+        memcmp(rep->u.lookup.content, q->content, TMSG_ID_BYTES) != 0) {
+      err = SHOAL_EPROTO;
+    }
+    break;
+  case TMSG_PUBLISH:
+    err = tmsg_publish_ok_decode(e->payload, e->payload_len, &rep->u.publish);
+    if (err == 0 &&
+        (rep->u.publish.seq != q->id ||
+         memcmp(rep->u.publish.content, q->content, TMSG_ID_BYTES) != 0)) {
+      err = SHOAL_EPROTO;
+    }
+    break;
+  case TMSG_SEARCH:
+    /* Nothing in a search reply ties it to its query but the order. */
+    err = tmsg_search_ok_decode(e->payload, e->payload_len, &rep->u.search);
+    break;
+  default:
+    err = SHOAL_EPROTO;
+    break;
+  }
+  return err;
+}
+
+/* Handles one reply frame. Returns 0 to go on reading, or -1 when the
+ * connection is no longer the client's current one (failed, dropped, or the
+ * client closed from the callback). */
+static int conn_frame(struct conn *c, const uint8_t *frame, size_t len) {
+  struct tcl *t = c->t;
+  struct tcl_req *q = t->head;
+  struct envelope e;
+  int status;
+  int err;
+
+  if (q == NULL) {
+    log_info(who, "tracker %s: reply with no request pending",
+             t->names[c->tracker]);
+    conn_fail(c, SHOAL_EPROTO);
+    return -1;
+  }
+  struct envelope_policy pol = {
+      .cls = ENVELOPE_TRACKER_REPLY,
+      .now_ms = clock_wall_ms(),
+      .window_ms = ENVELOPE_WINDOW_MS_DEFAULT,
+      .expect_sender = t->key_known ? t->key : NULL,
+      /* No replay guard: identical lookups within a second get the very
+       * same signed bytes (the tracker's lookup cache). */
+      .guard = NULL,
+  };
+  err = envelope_open(frame, len, &pol, &e);
+  if (err == 0) {
+    err = reply_decode(q, &e, &t->reply, &status);
+  }
+  if (err != 0) {
+    log_info(who, "tracker %s: reply refused: %s", t->names[c->tracker],
+             shoal_strerror(err));
+    conn_fail(c, err);
+    return -1;
+  }
+  if (!t->key_known) {
+    char text[TEXTID_STRLEN];
+    memcpy(t->key, e.sender, sizeof(t->key));
+    t->key_known = 1;
+    textid_encode(TEXTID_KEY, t->key, text);
+    log_info(who, "tracker %s: key %s (trusted on first use)",
+             t->names[c->tracker], text);
+  }
+  t->head = q->next;
+  if (t->head == NULL) {
+    t->tail = &t->head;
+  }
+  t->count--;
+  arm_timer(t);
+  q->cb(q->arg, status, &t->reply);
+  free(q->frame);
+  free(q);
+  return t->conn == c && !t->closing ? 0 : -1;
+}
+
+static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b) {
+  struct conn *c = s->data;
+  struct tcl *t = c->t;
+
+  if (c->dead || t->conn != c) {
+    return;
+  }
+  if (nread < 0) {
+    if (t->head == NULL) {
+      log_debug(who, "tracker %s: closed the idle connection",
+                t->names[c->tracker]);
+      conn_drop(c);
+    } else {
+      conn_fail(c, (int)nread);
+    }
+    return;
+  }
+  const uint8_t *p = (const uint8_t *)b->base;
+  size_t left = (size_t)nread;
+  while (left > 0) {
+    const uint8_t *frame;
+    size_t flen;
+    size_t used;
+    int r = frame_decoder_next(&c->dec, p, left, &used, &frame, &flen);
+    p += used;
+    left -= used;
+    if (r < 0) {
+      log_info(who, "tracker %s: bad frame: %s", t->names[c->tracker],
+               shoal_strerror(r));
+      conn_fail(c, r);
+      return;
+    }
+    if (r == 0) {
+      break;
+    }
+    if (conn_frame(c, frame, flen) != 0) {
+      return;
+    }
+  }
+}
+
+static void on_connect(uv_connect_t *req, int status) {
+  struct conn *c = req->data;
+  struct tcl *t = c->t;
+
+  if (c->dead) {
+    return; /* closing; the close callback frees it */
+  }
+  if (status != 0) {
+    c->last_err = status;
+    conn_set_state(c, CONN_REOPENING);
+    uv_close((uv_handle_t *)&c->tcp, on_reopen_closed);
+    return;
+  }
+  conn_set_state(c, CONN_OPEN);
+  uv_tcp_nodelay(&c->tcp, 1);
+  int err = uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+  if (err != 0) {
+    conn_fail(c, err);
+    return;
+  }
+  conn_flush(c);
+  if (t->conn == c) {
+    arm_timer(t);
+  }
+}
+
+static void on_reopen_closed(uv_handle_t *h) {
+  struct conn *c = h->data;
+  c->tcp_open = 0;
+  if (c->dead) {
+    conn_free(c);
+    return;
+  }
+  conn_try_next(c);
+}
+
+/* Connects to the next address the name resolved to; after the last one
+ * fails, the connection fails with the last address's error. */
+static void conn_try_next(struct conn *c) {
+  struct tcl *t = c->t;
+
+  while (c->ai_next != NULL) {
+    struct addrinfo *ai = c->ai_next;
+    c->ai_next = ai->ai_next;
+    if (ai->ai_family != AF_INET && ai->ai_family != AF_INET6) {
+      continue;
+    }
+    int err = uv_tcp_init(t->loop, &c->tcp);
+    if (err != 0) {
+      c->last_err = err;
+      break;
+    }
+    c->tcp.data = c;
+    c->tcp_open = 1;
+    c->connect.data = c;
+    err = uv_tcp_connect(&c->connect, &c->tcp, ai->ai_addr, on_connect);
+    if (err != 0) {
+      c->last_err = err;
+      conn_set_state(c, CONN_REOPENING);
+      uv_close((uv_handle_t *)&c->tcp, on_reopen_closed);
+      return;
+    }
+    conn_set_state(c, CONN_CONNECTING);
+    return;
+  }
+  conn_fail(c, c->last_err != 0 ? c->last_err : UV_EAI_ADDRFAMILY);
+}
+
+static void on_resolved(uv_getaddrinfo_t *req, int status,
+                        struct addrinfo *res) {
+  struct conn *c = req->data;
+  c->gai_busy = 0;
+  c->ai_list = res;
+  c->ai_next = res;
+  if (c->dead) {
+    conn_free(c);
+    return;
+  }
+  if (status != 0) {
+    conn_fail(c, status);
+    return;
+  }
+  conn_try_next(c);
+}
+
+/* Starts a connection to the current tracker. A failure to start fails
+ * the pending requests through the done list (never calling back here). */
+static void conn_start(struct tcl *t) {
+  const struct link_tracker *tr = &t->trackers[t->cur];
+  struct addrinfo hints;
+  char port[8];
+
+  assert(t->conn == NULL);
+  struct conn *c = calloc(1, sizeof(*c));
+  if (c == NULL) {
+    fail_pending(t, SHOAL_ENOMEM);
+    return;
+  }
+  c->t = t;
+  c->tracker = t->cur;
+  c->state = CONN_RESOLVING;
+  frame_decoder_init(&c->dec, FRAME_MAX_DEFAULT);
+  t->nconns++;
+  t->conn = c;
+  log_debug(who, "tracker %s: resolving", t->names[c->tracker]);
+
+  memset(&hints, 0, sizeof(hints));
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  hints.ai_protocol = IPPROTO_TCP;
+  hints.ai_flags = AI_NUMERICSERV;
+  snprintf(port, sizeof(port), "%u", (unsigned)tr->port);
+  c->gai.data = c;
+  c->gai_busy = 1;
+  int err = uv_getaddrinfo(t->loop, &c->gai, on_resolved, tr->host, port,
+                           &hints);
+  if (err != 0) {
+    c->gai_busy = 0;
+    conn_fail(c, err);
+  }
+}
+
+/* ---------------------------------------------------------------------- */
+/* Requests */
+
+/* Checks that a request may be queued now. */
+static int can_queue(const struct tcl *t, tcl_cb cb) {
+  assert(cb != NULL);
+  if (t->closing) {
+    return SHOAL_ECANCELED;
+  }
+  if (t->count >= TCL_MAX_PENDING) {
+    return SHOAL_EBUSY;
+  }
+  return 0;
+}
+
+/* Queues a framed request (frame is taken over, also on failure) and gets
+ * it on its way. */
+static int queue(struct tcl *t, uint8_t type, uint64_t id,
+                 const uint8_t *content, uint8_t *frame, size_t frame_len,
+                 tcl_cb cb, void *arg) {
+  struct tcl_req *r = calloc(1, sizeof(*r));
+  if (r == NULL) {
+    free(frame);
+    return SHOAL_ENOMEM;
+  }
+  r->type = type;
+  r->id = id;
+  if (content != NULL) {
+    memcpy(r->content, content, TMSG_ID_BYTES);
+  }
+  r->deadline = uv_now(t->loop) + t->timeout_ms;
+  r->cb = cb;
+  r->arg = arg;
+  r->frame = frame;
+  r->frame_len = frame_len;
+  *t->tail = r;
+  t->tail = &r->next;
+  t->count++;
+  if (t->conn == NULL) {
+    conn_start(t);
+  } else if (t->conn->state == CONN_OPEN) {
+    conn_flush(t->conn);
+  }
+  arm_timer(t);
+  return 0;
+}
+
+/* Frames the payload in t->scratch as a signed request (type 1 or 3) or a
+ * query (type 2 or 4) and queues it. */
+static int send_request(struct tcl *t, uint8_t type, const uint8_t *content,
+                        tcl_cb cb, void *arg) {
+  struct buf f;
+  uint8_t hdr[FRAME_HEADER_BYTES] = {0};
+  size_t len;
+  int err;
+
+  buf_init(&f, TCL_REQUEST_MAX);
+  buf_add(&f, hdr, sizeof(hdr));
+  uint64_t id = (*t->seq)++;
+  if (type == TMSG_ANNOUNCE || type == TMSG_PUBLISH) {
+    err = envelope_seal(&f, ENVELOPE_TRACKER_REQUEST, type, t->id,
+                        clock_wall_ms(), id, t->scratch.data, t->scratch.len);
+  } else {
+    err = tmsg_query_encode(&f, type, id, t->scratch.data, t->scratch.len);
+  }
+  if (err != 0) {
+    buf_free(&f);
+    return err;
+  }
+  frame_header(f.data, f.len - FRAME_HEADER_BYTES);
+  uint8_t *frame = buf_steal(&f, &len);
+  if (frame == NULL) {
+    return SHOAL_ENOMEM;
+  }
+  return queue(t, type, id, content, frame, len, cb, arg);
+}
+
+int tcl_announce(struct tcl *t, const struct tmsg_announce *a, tcl_cb cb,
+                 void *arg) {
+  int err = can_queue(t, cb);
+  if (err != 0) {
+    return err;
+  }
+  buf_reset(&t->scratch);
+  err = tmsg_announce_encode(&t->scratch, a);
+  if (err != 0) {
+    return err;
+  }
+  return send_request(t, TMSG_ANNOUNCE, NULL, cb, arg);
+}
+
+int tcl_lookup(struct tcl *t, const struct tmsg_lookup *l, tcl_cb cb,
+               void *arg) {
+  int err = can_queue(t, cb);
+  if (err != 0) {
+    return err;
+  }
+  buf_reset(&t->scratch);
+  err = tmsg_lookup_encode(&t->scratch, l);
+  if (err != 0) {
+    return err;
+  }
+  return send_request(t, TMSG_LOOKUP, l->content, cb, arg);
+}
+
+int tcl_publish(struct tcl *t, const struct tmsg_publish *p, tcl_cb cb,
+                void *arg) {
+  int err = can_queue(t, cb);
+  if (err != 0) {
+    return err;
+  }
+  buf_reset(&t->scratch);
+  err = tmsg_publish_encode(&t->scratch, p);
+  if (err != 0) {
+    return err;
+  }
+  return send_request(t, TMSG_PUBLISH, p->content, cb, arg);
+}
+
+int tcl_search(struct tcl *t, const struct tmsg_search *s, tcl_cb cb,
+               void *arg) {
+  int err = can_queue(t, cb);
+  if (err != 0) {
+    return err;
+  }
+  buf_reset(&t->scratch);
+  err = tmsg_search_encode(&t->scratch, s);
+  if (err != 0) {
+    return err;
+  }
+  return send_request(t, TMSG_SEARCH, NULL, cb, arg);
+}
+
+/* ---------------------------------------------------------------------- */
+/* Life */
+
+int tcl_new(struct tcl **out, const struct tcl_config *c) {
+  *out = NULL;
+  if (c->loop == NULL || c->id == NULL || c->seq == NULL ||
+      c->trackers == NULL || c->ntrackers == 0 ||
+      c->ntrackers > LINK_MAX_TRACKERS) {
+    return SHOAL_EINVAL;
+  }
+  for (unsigned i = 0; i < c->ntrackers; i++) {
+    const struct link_tracker *tr = &c->trackers[i];
+    if (tr->port == 0 || tr->host[0] == '\0' ||
+        memchr(tr->host, '\0', sizeof(tr->host)) == NULL) {
+      return SHOAL_EINVAL;
+    }
+  }
+  struct tcl *t = calloc(1, sizeof(*t));
+  if (t == NULL) {
+    return SHOAL_ENOMEM;
+  }
+  t->loop = c->loop;
+  t->id = c->id;
+  t->ntrackers = c->ntrackers;
+  for (unsigned i = 0; i < c->ntrackers; i++) {
+    const struct link_tracker *tr = &c->trackers[i];
+    t->trackers[i] = *tr;
+    /* An IPv6 literal is the only host with a colon. */
+    snprintf(t->names[i], sizeof(t->names[i]),
+             strchr(tr->host, ':') != NULL ? "[%s]:%u" : "%s:%u", tr->host,
+             (unsigned)tr->port);
+  }
+  if (c->tracker_key != NULL) {
+    memcpy(t->key, c->tracker_key, sizeof(t->key));
+    t->key_known = 1;
+  }
+  t->seq = c->seq;
+  t->timeout_ms = c->timeout_ms != 0 ? c->timeout_ms : TCL_TIMEOUT_MS;
+  t->idle_ms = c->idle_ms != 0 ? c->idle_ms : TCL_IDLE_MS;
+  t->tail = &t->head;
+  t->done_tail = &t->done;
+  buf_init(&t->scratch, TCL_REQUEST_MAX);
+  uv_timer_init(t->loop, &t->timer);
+  uv_timer_init(t->loop, &t->later);
+  t->timer.data = t;
+  t->later.data = t;
+  t->handles = 2;
+  *out = t;
+  return 0;
+}
+
+void tcl_close(struct tcl *t) {
+  if (t == NULL || t->closing) {
+    return;
+  }
+  t->closing = 1;
+  /* Failures already due come first: they are older than what is pending. */
+  while (t->done != NULL || t->head != NULL) {
+    struct tcl_req *r;
+    if (t->done != NULL) {
+      r = t->done;
+      t->done = r->next;
+    } else {
+      r = t->head;
+      t->head = r->next;
+    }
+    t->count--;
+    r->cb(r->arg, SHOAL_ECANCELED, NULL);
+    free(r->frame);
+    free(r);
+  }
+  t->tail = &t->head;
+  t->done_tail = &t->done;
+  if (t->conn != NULL) {
+    struct conn *c = t->conn;
+    t->conn = NULL;
+    conn_release(c);
+  }
+  uv_close((uv_handle_t *)&t->timer, on_timer_closed);
+  uv_close((uv_handle_t *)&t->later, on_timer_closed);
+}
+
+const uint8_t *tcl_key(const struct tcl *t) {
+  return t->key_known ? t->key : NULL;
+}
+
+const char *tcl_current(const struct tcl *t) { return t->names[t->cur]; }
+
+unsigned tcl_pending(const struct tcl *t) { return t->count; }
+
+int tcl_connected(const struct tcl *t) { return t->conn != NULL; }

@@ -1,0 +1,147 @@
+/* The peer's client for the shoal tracker, on a libuv loop.
+ *
+ * One client talks to one tracker at a time over one TCP connection. The
+ * connection is opened when the first request comes (requests made while
+ * it is being resolved or connected wait in a queue), carries any number
+ * of requests pipelined, and matches replies to requests by their order,
+ * as the tracker answers in order (docs/protocol.md, "Transport"). It is
+ * closed after TCL_IDLE_MS without a pending request, before the tracker's
+ * own idle timeout; when the tracker closes it first while nothing is
+ * pending, the next request simply opens a new one.
+ *
+ * Announce and publish are sealed as envelopes of class
+ * ENVELOPE_TRACKER_REQUEST with the caller's identity; lookup and search are
+ * unsigned queries. Each takes the next number of the shared sequence
+ * counter (*seq)++, as envelope sequence number or query id. Every reply is
+ * opened with envelope_open for class ENVELOPE_TRACKER_REPLY, the pinned
+ * tracker key and the default clock window, and without a replay guard (the
+ * tracker sends one signed lookup reply to every identical lookup within a
+ * second). Without a configured key, the sender of the first reply that
+ * verifies is pinned for the life of the client (trust on first use).
+ *
+ * Failure and fail-over. A connection that cannot be made, breaks, ends
+ * while requests are pending, sends a reply that does not verify or does
+ * not answer its request, or leaves the oldest request unanswered for the
+ * timeout, fails every pending request and is closed; the next request goes
+ * to the next tracker of the list (round robin) on a fresh connection. The
+ * client never retries by itself: backing off is the caller's business.
+ *
+ * Callbacks run on the loop thread, never inside the tcl_* call that queued
+ * the request; each request's callback comes exactly once.
+ */
+#ifndef SHOAL_PEER_TRACKER_CLIENT_H
+#define SHOAL_PEER_TRACKER_CLIENT_H
+
+#include <stdint.h>
+#include <uv.h>
+
+#include "common/identity.h"
+#include "common/link.h"
+#include "common/tmsg.h"
+
+#define TCL_TIMEOUT_MS 10000u /* default wait for one reply */
+#define TCL_MAX_PENDING 64u   /* requests queued or in flight per client */
+/* Half the tracker's default idle timeout (60 s), so that the client, not
+ * the tracker, closes an idle connection and a request never races the
+ * tracker's close. */
+#define TCL_IDLE_MS 30000u
+#define TCL_ADDR_TEXT 264 /* "[host]:65535" for the longest host name */
+
+struct tcl;
+
+struct tcl_config {
+  uv_loop_t *loop;
+  const struct identity *id;           /* signs announce/publish; borrowed
+                                          for the client's life */
+  const struct link_tracker *trackers; /* copied; 1..LINK_MAX_TRACKERS */
+  unsigned ntrackers;
+  const uint8_t *tracker_key;          /* 32 bytes (copied), or NULL: trust
+                                          on first use */
+  uint64_t *seq;                       /* shared envelope sequence counter;
+                                          borrowed for the client's life */
+  unsigned timeout_ms;                 /* per request; 0 = TCL_TIMEOUT_MS */
+  unsigned idle_ms;                    /* close an idle connection after
+                                          this; 0 = TCL_IDLE_MS */
+};
+
+/* A verified reply; it and everything it points to are valid only during
+ * the callback. */
+struct tcl_reply {
+  uint8_t type; /* TMSG_*_OK or TMSG_ERROR */
+  union {
+    struct tmsg_announce_ok announce;
+    struct tmsg_lookup_ok lookup;
+    struct tmsg_publish_ok publish;
+    struct tmsg_search_ok search;
+  } u;
+  struct tmsg_error error; /* when type == TMSG_ERROR */
+};
+
+/* status 0: r->type is the request's *_OK type and r->u its payload.
+ * The tracker refused: status is the error reply's code (negative), with
+ * r->type == TMSG_ERROR and r->error filled (reason, retry_after_ms).
+ * Otherwise r is NULL and status is one of:
+ *   SHOAL_ETIMEDOUT   no reply within the timeout (connecting included);
+ *   a libuv code      resolution or connection failed (UV_ECONNREFUSED,
+ *                     UV_EAI_NONAME, ...), the connection broke
+ *                     (UV_ECONNRESET), or it ended before the reply (UV_EOF);
+ *   envelope_open's error for a reply that does not verify: SHOAL_EWRONGKEY
+ *                     (signed by another key than the pinned one),
+ *                     SHOAL_EBADSIG, SHOAL_EDOMAIN, SHOAL_ESTALE,
+ *                     SHOAL_EFUTURE, SHOAL_EVERSION, SHOAL_ETRUNC,
+ *                     SHOAL_EFORMAT;
+ *   the frame decoder's error: SHOAL_ETOOBIG (frame over FRAME_MAX_DEFAULT),
+ *                     SHOAL_EFORMAT (empty frame);
+ *   the payload decoder's error (SHOAL_ETRUNC, SHOAL_EFORMAT,
+ *                     SHOAL_ETOOBIG) for a verified reply that does not
+ *                     decode;
+ *   SHOAL_EPROTO      a verified reply that does not answer the request: a
+ *                     wrong type, an announce_ok or publish_ok whose seq (or
+ *                     content) is not the request's, a lookup_ok for another
+ *                     content, an error whose request type or id is neither
+ *                     the request's nor 0, or a reply with nothing pending;
+ *   SHOAL_ECANCELED   tcl_close came first;
+ *   SHOAL_ENOMEM.
+ * The callback may make new requests and may call tcl_close. */
+typedef void (*tcl_cb)(void *arg, int status, const struct tcl_reply *r);
+
+/* Makes a client; nothing is sent until the first request. Returns 0,
+ * SHOAL_EINVAL (no loop, identity or counter; 0 or more than
+ * LINK_MAX_TRACKERS trackers; an empty host or port 0) or SHOAL_ENOMEM. */
+int tcl_new(struct tcl **out, const struct tcl_config *c);
+
+/* Queue a request. The message is encoded at once and not kept. Returns 0
+ * (cb will come exactly once, later, from the loop), or without calling cb:
+ * SHOAL_EINVAL (a message the encoder refuses: a count, limit or text
+ * over its maximum),
+ * SHOAL_EBUSY (TCL_MAX_PENDING requests are already waiting),
+ * SHOAL_ECANCELED (the client is closing) or SHOAL_ENOMEM. */
+int tcl_announce(struct tcl *t, const struct tmsg_announce *a, tcl_cb cb,
+                 void *arg);
+int tcl_lookup(struct tcl *t, const struct tmsg_lookup *l, tcl_cb cb,
+               void *arg);
+int tcl_publish(struct tcl *t, const struct tmsg_publish *p, tcl_cb cb,
+                void *arg);
+int tcl_search(struct tcl *t, const struct tmsg_search *s, tcl_cb cb,
+               void *arg);
+
+/* The tracker key: the configured one, or the pinned one once a reply has
+ * verified; NULL until then. Valid until tcl_close. */
+const uint8_t *tcl_key(const struct tcl *t);
+/* "host:port" ("[v6]:port" for an IPv6 literal) of the tracker the next or
+ * current request goes to, for messages. Valid until tcl_close. */
+const char *tcl_current(const struct tcl *t);
+/* Requests accepted whose callback has not come yet. */
+unsigned tcl_pending(const struct tcl *t);
+/* 1 while a connection is being made or is open, else 0. */
+int tcl_connected(const struct tcl *t);
+
+/* Closes the client. Every callback still due is called with
+ * SHOAL_ECANCELED before tcl_close returns, so no callback comes after it;
+ * tcl_* calls made from those callbacks fail with SHOAL_ECANCELED. The
+ * memory is freed from the loop once libuv has closed the client's handles
+ * (run the loop until it has no more work). tcl_close(NULL), and tcl_close
+ * from one of those callbacks, are no-ops. */
+void tcl_close(struct tcl *t);
+
+#endif
