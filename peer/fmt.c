@@ -102,6 +102,8 @@ int fmt_parse_size(const char *s, uint64_t *out) {
   uint64_t v = whole << shift;
   /* frac < 10^6 < 2^20 and shift <= 40, so the product fits in 2^60. */
   uint64_t part = (frac << shift) / pow10_table[frac_digits];
+  /* part is below one unit, so this holds whenever whole passed the check
+   * above; it stays as the guard should FMT_SIZE_FRAC_DIGITS change. */
   if (part > UINT64_MAX - v) {
     return SHOAL_EINVAL;
   }
@@ -333,8 +335,9 @@ void fmt_json_u64_field(struct buf *b, const char *key, uint64_t v) {
 }
 
 void fmt_json_double_field(struct buf *b, const char *key, double v) {
-  /* %.3f of the largest double is 309 digits, a sign, a point, three. */
-  char t[320];
+  /* %.3f of the largest double is a sign, 309 digits, the locale's
+   * decimal point (at most a few bytes) and three digits. */
+  char t[400];
   json_key(b, key);
   if (!isfinite(v)) {
     buf_add(b, "null", 4);

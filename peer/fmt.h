@@ -5,7 +5,8 @@
  * character belongs to the number: no spaces, no sign, no trailing junk.
  * Formatters write with snprintf into a caller buffer (truncating when it is
  * short; FMT_NUM_BYTES always suffices) or append to a struct buf, whose
- * sticky error they report. Nothing depends on the locale.
+ * sticky error they report. Nothing depends on the locale. String
+ * arguments are borrowed for the call only and must not be NULL.
  */
 #ifndef SHOAL_PEER_FMT_H
 #define SHOAL_PEER_FMT_H

@@ -470,6 +470,17 @@ static void on_built(void *arg, int status, struct manifest *m) {
   }
   err = node_share(a->node, m, a->trackers, a->ntrackers,
                    a->have_key ? a->tracker_key : NULL);
+  if (err == SHOAL_ESIZE) {
+    snprintf(msg, sizeof(msg),
+             "cannot share %s: it holds no files (empty folders are not "
+             "shared) — put files in it first",
+             a->args[a->next_path - 1]);
+    report_error(a, err, msg);
+    a->finished = 1;
+    a->exit_code = 1;
+    stop_node(a);
+    return;
+  }
   if (err != 0 && err != UV_EEXIST) {
     snprintf(msg, sizeof(msg), "cannot share %s: %s",
              a->args[a->next_path - 1], shoal_strerror(err));

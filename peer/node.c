@@ -731,6 +731,10 @@ int node_share(struct node *n, struct manifest *m,
     manifest_free(m);
     return UV_EEXIST;
   }
+  if (m->file_count == 0) {
+    manifest_free(m);
+    return SHOAL_ESIZE; /* an empty folder: nothing to serve */
+  }
   sw = swarm_new(n, m->id, trackers, ntrackers, tracker_key);
   if (sw == NULL || sw->tc == NULL) {
     manifest_free(m);

@@ -458,6 +458,11 @@ void swarm_fill_requests(struct swarm *sw, struct session *s) {
       s->peer_choking || !s->am_interested || sw->state != SW_RUNNING) {
     return;
   }
+  /* Memory stays bounded when the disk is slower than the network: no new
+   * requests while too many chunks wait to be hashed and written. */
+  if (sw->puts_in_flight >= NODE_MAX_PUTS) {
+    return;
+  }
   have = picker_outstanding(sw->pk, (unsigned)s->slot);
   if (have >= NODE_PIPELINE) {
     return;
@@ -568,6 +573,7 @@ static void on_chunk_put(void *arg, int status) {
     for (struct session *s = sw->sessions, *next; s != NULL; s = next) {
       next = s->next;
       update_interest(sw, s);
+      swarm_fill_requests(sw, s);
     }
     maybe_finish(sw);
   } else if (status == SHOAL_EHASH) {
@@ -969,9 +975,17 @@ int swarm_on_message(struct swarm *sw, struct session *s,
   case PWIRE_DATA:
     return on_data(sw, s, m);
   case PWIRE_CANCEL:
+    if (sw->m == NULL ||
+        pwire_check_block(sw->m, m->chunk, m->offset, m->length) != 0) {
+      return SHOAL_EINVAL;
+    }
     on_cancel(s, m);
     return 0;
   case PWIRE_REJECT:
+    if (sw->m == NULL ||
+        pwire_check_block(sw->m, m->chunk, m->offset, m->length) != 0) {
+      return SHOAL_EINVAL;
+    }
     if (sw->pk != NULL && s->in_picker) {
       struct picker_block b = {m->chunk, m->offset, m->length};
       picker_block_rejected(sw->pk, (unsigned)s->slot, &b);

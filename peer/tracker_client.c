@@ -240,6 +240,7 @@ static void on_timer(uv_timer_t *h) {
   struct tcl *t = h->data;
   if (t->head != NULL) {
     /* head implies a current connection (see the top of the file). */
+    assert(t->conn != NULL);
     conn_fail(t->conn, SHOAL_ETIMEDOUT);
   } else if (t->conn != NULL && t->conn->state == CONN_OPEN) {
     log_debug(who, "tracker %s: idle; closing", t->names[t->conn->tracker]);
