@@ -219,8 +219,8 @@ bench: deps
 	@$(MAKE) --no-print-directory $(BENCH_BINS)
 
 demo: deps
-	@$(MAKE) --no-print-directory build build/tests/demo_tracker
-	@bash tests/demo.sh
+	@$(MAKE) --no-print-directory build
+	@SHOAL_BIN=$(BUILD)/bin bash tests/demo.sh
 
 format:
 	clang-format -i common/*.[ch] tests/*.c tests/lib/*.[ch] bench/*.c tests/fuzz/*.c

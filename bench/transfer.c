@@ -1,0 +1,1006 @@
+/* bench/transfer: one seeder, one downloader, one file over loopback.
+ *
+ * Starts the real binaries ($SHOAL_BIN, default build/bin): shoal-tracker on
+ * 127.0.0.1 (ephemeral port), `shoal-peer share FILE` as the seeder and one
+ * `shoal-peer get LINK --json` as the downloader, each with its own home,
+ * no rate limits. The file is random bytes in a fresh temp folder (1 GiB by
+ * default). It measures:
+ *
+ *   throughput   size / (complete - manifest event): the transfer itself;
+ *   wall         size / (complete - get started): with start-up, tracker
+ *                lookup and manifest fetch;
+ *   CPU per GiB  seeder: utime + stime from /proc/PID/stat just before it is
+ *                stopped, minus what it had spent when the get started (so
+ *                the hashing done by `share` is left out, and shown apart);
+ *                downloader: /proc/PID/stat when the complete event arrives;
+ *   peak RSS     downloader: wait4's ru_maxrss (it exits by itself);
+ *                seeder: VmHWM from /proc/PID/status before it is stopped.
+ *
+ * Beside them, measured in the same run over the same bytes, the
+ * hash-and-decrypt limit: BLAKE2b-256 (crypto_generichash) plus
+ * crypto_aead_chacha20poly1305_ietf_decrypt, 64 KiB blocks, one thread —
+ * the work a downloader cannot avoid per byte. The copy is checked against
+ * the original by BLAKE2b-256 of the whole file.
+ *
+ * Targets: throughput >= 0.60 x the limit; with --rss (a 4 GiB file unless
+ * --size says otherwise) the downloader's peak RSS < 64 MiB. --rss needs
+ * 10 GiB free in $TMPDIR and is skipped (exit 0) with a message otherwise.
+ * RSS is printed in both modes; only --rss judges it.
+ *
+ * Every process it starts is stopped by PID and the temp folder removed,
+ * also on failure, timeout and SIGINT/SIGTERM (exit 130 / 143).
+ * Exit 0 when the run completed and the copy is identical (a figure below
+ * its target is reported, not an error), 1 on failure, 2 on bad usage.
+ *
+ * Usage: transfer [--size N[k|M|G]] [--rss] [--timeout SECONDS]
+ */
+#define _XOPEN_SOURCE 700 /* nftw() is an XSI interface. */
+
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <inttypes.h>
+#include <poll.h>
+#include <signal.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#define BLOCK (64u * 1024u)           /* the wire's largest DATA block */
+#define GEN_BLOCK (1u << 20)          /* file generation unit */
+#define LINE_CAP 16384                /* longest stdout line kept */
+#define RSS_TARGET (64ull << 20)      /* downloader peak RSS, --rss */
+#define RSS_FREE_NEEDED (10ull << 30) /* disk for --rss: file + copy + room */
+#define RSS_DEFAULT_SIZE (4ull << 30)
+#define DEFAULT_SIZE (1ull << 30)
+#define RATIO_TARGET 0.60
+#define STOP_GRACE_MS 5000 /* SIGTERM, then SIGKILL (peer stops in 2 s) */
+#define NCHILD 3
+
+enum { TRACKER, SEEDER, GETTER };
+
+struct child {
+  const char *name;
+  pid_t pid; /* 0: not running (never started or reaped) */
+  int out;   /* read end of its stdout, -1 once at EOF */
+  char line[LINE_CAP];
+  size_t have;
+  int overlong; /* dropping the rest of a line longer than LINE_CAP */
+  char err_path[4200];
+  int exited;
+  int status;
+  struct rusage ru;
+};
+
+struct run {
+  struct child c[NCHILD];
+  char dir[4096];
+  /* From the tracker. */
+  char port[16];
+  char key[128];
+  /* From the seeder. */
+  char link[LINE_CAP];
+  /* From the downloader. */
+  double t_get, t_manifest, t_first_progress, t_complete;
+  char path[4200];
+  double cpu_at_complete;
+  uint64_t down_payload, up_payload;
+  double reported_s;
+  unsigned last_peers;
+  char error[512];
+};
+
+static volatile sig_atomic_t g_signal;
+
+static void on_signal(int sig) { g_signal = sig; }
+
+static double now_s(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static void pause_ms(int ms) {
+  struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+  nanosleep(&ts, NULL);
+}
+
+static double mib(double bytes) { return bytes / 1048576.0; }
+
+/* ----------------------------------------------------------- arguments */
+
+/* "1073741824", "256M", "1G", "512k": powers of 1024. 0 on a bad value. */
+static uint64_t parse_size(const char *s) {
+  char *end;
+  errno = 0;
+  unsigned long long v = strtoull(s, &end, 10);
+  if (errno != 0 || end == s || v == 0) {
+    return 0;
+  }
+  unsigned shift = 0;
+  if (*end == 'k' || *end == 'K') {
+    shift = 10;
+  } else if (*end == 'm' || *end == 'M') {
+    shift = 20;
+  } else if (*end == 'g' || *end == 'G') {
+    shift = 30;
+  }
+  if (shift != 0) {
+    end++;
+  }
+  if (*end != '\0' || v > (UINT64_MAX >> 1) >> shift) {
+    return 0;
+  }
+  return (uint64_t)v << shift;
+}
+
+static void usage(const char *why) {
+  fprintf(stderr, "transfer: %s\n", why);
+  fprintf(stderr,
+          "usage: transfer [--size N[k|M|G]] [--rss] [--timeout SECONDS]\n");
+  exit(2);
+}
+
+/* --------------------------------------------------------------- files */
+
+static int rm_one(const char *p, const struct stat *sb, int flag,
+                  struct FTW *ftw) {
+  (void)sb;
+  (void)flag;
+  (void)ftw;
+  remove(p);
+  return 0;
+}
+
+static void rmtree(const char *path) {
+  nftw(path, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+/* DIR/NAME into out; -1 when it does not fit. */
+static int path_join(char *out, size_t cap, const char *dir, const char *name) {
+  int n = snprintf(out, cap, "%s/%s", dir, name);
+  return n < 0 || (size_t)n >= cap ? -1 : 0;
+}
+
+static int read_full(int fd, uint8_t *p, size_t n) {
+  size_t got = 0;
+  while (got < n) {
+    ssize_t r = read(fd, p + got, n - got);
+    if (r < 0 && errno == EINTR) {
+      continue;
+    }
+    if (r <= 0) {
+      return -1;
+    }
+    got += (size_t)r;
+  }
+  return 0;
+}
+
+static int write_full(int fd, const uint8_t *p, size_t n) {
+  size_t put = 0;
+  while (put < n) {
+    ssize_t r = write(fd, p + put, n - put);
+    if (r < 0 && errno == EINTR) {
+      continue;
+    }
+    if (r <= 0) {
+      return -1;
+    }
+    put += (size_t)r;
+  }
+  return 0;
+}
+
+/* Random bytes, 1 MiB at a time, each from its own seed. */
+static int make_file(const char *path, uint64_t size) {
+  int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+  uint8_t *b = malloc(GEN_BLOCK);
+  uint8_t seed[randombytes_SEEDBYTES];
+  int rc = -1;
+
+  if (fd < 0 || b == NULL) {
+    goto out;
+  }
+  randombytes_buf(seed, sizeof(seed));
+  for (uint64_t off = 0; off < size && !g_signal; off += GEN_BLOCK) {
+    size_t n = size - off < GEN_BLOCK ? (size_t)(size - off) : GEN_BLOCK;
+    for (int k = 0; k < 8; k++) {
+      seed[k] = (uint8_t)((off / GEN_BLOCK) >> (8 * k));
+    }
+    randombytes_buf_deterministic(b, n, seed);
+    if (write_full(fd, b, n) != 0) {
+      goto out;
+    }
+  }
+  rc = g_signal ? -1 : 0;
+
+out:
+  if (fd >= 0 && close(fd) != 0) {
+    rc = -1;
+  }
+  free(b);
+  return rc;
+}
+
+/* BLAKE2b-256 of a whole file. */
+static int hash_file(const char *path, uint64_t size, uint8_t h[32]) {
+  crypto_generichash_state st;
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  uint8_t *b = malloc(GEN_BLOCK);
+  int rc = -1;
+  struct stat sb;
+
+  if (fd < 0 || b == NULL || fstat(fd, &sb) != 0 ||
+      (uint64_t)sb.st_size != size) {
+    goto out;
+  }
+  crypto_generichash_init(&st, NULL, 0, 32);
+  for (uint64_t off = 0; off < size; off += GEN_BLOCK) {
+    size_t n = size - off < GEN_BLOCK ? (size_t)(size - off) : GEN_BLOCK;
+    if (read_full(fd, b, n) != 0) {
+      goto out;
+    }
+    crypto_generichash_update(&st, b, n);
+  }
+  crypto_generichash_final(&st, h, 32);
+  rc = 0;
+
+out:
+  if (fd >= 0) {
+    close(fd);
+  }
+  free(b);
+  return rc;
+}
+
+/* The hash-and-decrypt limit over the file's bytes: each 64 KiB block is
+ * sealed (not timed), then opened and hashed (timed), as a downloader
+ * opens a DATA frame and hashes the plaintext for its chunk. Only the
+ * crypto is timed, not the reads. Also yields the file's BLAKE2b-256. */
+static int measure_limit(const char *path, uint64_t size, double *bps,
+                         uint8_t h[32]) {
+  crypto_generichash_state st;
+  uint8_t key[crypto_aead_chacha20poly1305_ietf_KEYBYTES];
+  uint8_t nonce[crypto_aead_chacha20poly1305_ietf_NPUBBYTES] = {0};
+  const size_t tag = crypto_aead_chacha20poly1305_ietf_ABYTES;
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  uint8_t *pt = malloc(BLOCK);
+  uint8_t *ct = malloc(BLOCK + tag);
+  uint8_t *out = malloc(BLOCK);
+  double busy = 0;
+  uint64_t counter = 0;
+  int rc = -1;
+
+  if (fd < 0 || pt == NULL || ct == NULL || out == NULL) {
+    goto done;
+  }
+  crypto_aead_chacha20poly1305_ietf_keygen(key);
+  crypto_generichash_init(&st, NULL, 0, 32);
+  for (uint64_t off = 0; off < size && !g_signal; off += BLOCK) {
+    size_t n = size - off < BLOCK ? (size_t)(size - off) : BLOCK;
+    unsigned long long clen, mlen;
+    if (read_full(fd, pt, n) != 0) {
+      goto done;
+    }
+    for (int k = 0; k < 8; k++) {
+      nonce[11 - k] = (uint8_t)(counter >> (8 * k));
+    }
+    counter++;
+    crypto_aead_chacha20poly1305_ietf_encrypt(ct, &clen, pt, n, NULL, 0, NULL,
+                                              nonce, key);
+    double t0 = now_s();
+    if (crypto_aead_chacha20poly1305_ietf_decrypt(out, &mlen, NULL, ct, clen,
+                                                  NULL, 0, nonce, key) != 0) {
+      goto done;
+    }
+    crypto_generichash_update(&st, out, (size_t)mlen);
+    busy += now_s() - t0;
+  }
+  crypto_generichash_final(&st, h, 32);
+  *bps = busy > 0 ? (double)size / busy : 0;
+  rc = g_signal ? -1 : 0;
+
+done:
+  if (fd >= 0) {
+    close(fd);
+  }
+  sodium_memzero(key, sizeof(key));
+  free(pt);
+  free(ct);
+  free(out);
+  return rc;
+}
+
+/* ----------------------------------------------------------- processes */
+
+/* Starts argv[0] with stdout on a pipe and stderr in DIR/NAME.err. The
+ * child gets SIGKILL if this process dies, and its own process group so
+ * that a terminal's ^C reaches only this process, which then stops it. */
+static int spawn(struct run *r, struct child *c, char *const argv[]) {
+  int fds[2];
+  if (path_join(c->err_path, sizeof(c->err_path), r->dir, c->name) != 0 ||
+      strlen(c->err_path) + 5 > sizeof(c->err_path)) {
+    return -1;
+  }
+  memcpy(c->err_path + strlen(c->err_path), ".err", 5);
+  int err = open(c->err_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  if (err < 0) {
+    return -1;
+  }
+  if (pipe(fds) != 0) {
+    close(err);
+    return -1;
+  }
+  fcntl(fds[0], F_SETFD, FD_CLOEXEC);
+  fcntl(fds[1], F_SETFD, FD_CLOEXEC);
+  pid_t pid = fork();
+  if (pid < 0) {
+    close(err);
+    close(fds[0]);
+    close(fds[1]);
+    return -1;
+  }
+  if (pid == 0) {
+    int devnull = open("/dev/null", O_RDONLY);
+    setpgid(0, 0);
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    signal(SIGINT, SIG_DFL);
+    signal(SIGTERM, SIG_DFL);
+    signal(SIGPIPE, SIG_DFL);
+    if (devnull >= 0) {
+      dup2(devnull, 0);
+    }
+    dup2(fds[1], 1);
+    dup2(err, 2);
+    execv(argv[0], argv);
+    dprintf(2, "transfer: cannot run %s: %s\n", argv[0], strerror(errno));
+    _exit(127);
+  }
+  close(err);
+  close(fds[1]);
+  c->pid = pid;
+  c->out = fds[0];
+  c->have = 0;
+  c->overlong = 0;
+  c->exited = 0;
+  fcntl(c->out, F_SETFL, fcntl(c->out, F_GETFL) | O_NONBLOCK);
+  return 0;
+}
+
+/* utime + stime in seconds from /proc/PID/stat, or -1. */
+static double proc_cpu_s(pid_t pid) {
+  char path[64], buf[2048];
+  snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    return -1;
+  }
+  ssize_t n = read(fd, buf, sizeof(buf) - 1);
+  close(fd);
+  if (n <= 0) {
+    return -1;
+  }
+  buf[n] = '\0';
+  /* The command name is in parentheses and may hold spaces: count fields
+   * from the last ')'. utime and stime are fields 14 and 15. */
+  char *p = strrchr(buf, ')');
+  if (p == NULL) {
+    return -1;
+  }
+  p++;
+  unsigned long long ticks[2] = {0, 0};
+  for (int field = 3; field <= 15; field++) {
+    while (*p == ' ') {
+      p++;
+    }
+    char *end;
+    unsigned long long v = strtoull(p, &end, 10);
+    if (field >= 14) {
+      if (end == p) {
+        return -1;
+      }
+      ticks[field - 14] = v;
+    }
+    p = strchr(p, ' ');
+    if (p == NULL && field < 15) {
+      return -1;
+    }
+  }
+  long hz = sysconf(_SC_CLK_TCK);
+  return (double)(ticks[0] + ticks[1]) / (double)(hz > 0 ? hz : 100);
+}
+
+/* A "Key:   N kB" value from /proc/PID/status in bytes, or 0. */
+static uint64_t proc_status_kb(pid_t pid, const char *key) {
+  char path[64], buf[8192];
+  snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    return 0;
+  }
+  ssize_t n = read(fd, buf, sizeof(buf) - 1);
+  close(fd);
+  if (n <= 0) {
+    return 0;
+  }
+  buf[n] = '\0';
+  size_t kl = strlen(key);
+  for (char *line = buf; line != NULL && *line != '\0';) {
+    if (strncmp(line, key, kl) == 0 && line[kl] == ':') {
+      return (uint64_t)strtoull(line + kl + 1, NULL, 10) * 1024u;
+    }
+    line = strchr(line, '\n');
+    line = line != NULL ? line + 1 : NULL;
+  }
+  return 0;
+}
+
+static int reap_nohang(struct child *c) {
+  if (c->pid <= 0 || c->exited) {
+    return c->exited;
+  }
+  pid_t w = wait4(c->pid, &c->status, WNOHANG, &c->ru);
+  if (w == c->pid) {
+    c->exited = 1;
+  }
+  return c->exited;
+}
+
+static const char *exit_text(const struct child *c, char *buf, size_t cap) {
+  if (WIFEXITED(c->status)) {
+    snprintf(buf, cap, "exit %d", WEXITSTATUS(c->status));
+  } else if (WIFSIGNALED(c->status)) {
+    snprintf(buf, cap, "killed by signal %d", WTERMSIG(c->status));
+  } else {
+    snprintf(buf, cap, "status %d", c->status);
+  }
+  return buf;
+}
+
+/* SIGTERM, wait with a deadline, then SIGKILL. Returns 0 when it exited 0
+ * on SIGTERM (or had already exited 0). */
+static int stop_child(struct child *c) {
+  if (c->pid <= 0) {
+    return 0;
+  }
+  if (!reap_nohang(c)) {
+    kill(c->pid, SIGTERM);
+    double deadline = now_s() + STOP_GRACE_MS / 1000.0;
+    while (!reap_nohang(c) && now_s() < deadline) {
+      pause_ms(10);
+    }
+    if (!c->exited) {
+      kill(c->pid, SIGKILL);
+      while (waitpid(c->pid, &c->status, 0) < 0 && errno == EINTR) {
+      }
+      c->exited = 1;
+      c->status = -1;
+    }
+  }
+  if (c->out >= 0) {
+    close(c->out);
+    c->out = -1;
+  }
+  int ok =
+      c->status != -1 && WIFEXITED(c->status) && WEXITSTATUS(c->status) == 0;
+  c->pid = 0;
+  return ok ? 0 : -1;
+}
+
+static void show_err_tail(const struct child *c) {
+  char buf[2048];
+  int fd = open(c->err_path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    return;
+  }
+  off_t end = lseek(fd, 0, SEEK_END);
+  off_t from = end > (off_t)sizeof(buf) - 1 ? end - (off_t)sizeof(buf) + 1 : 0;
+  ssize_t n = pread(fd, buf, sizeof(buf) - 1, from);
+  close(fd);
+  if (n > 0) {
+    buf[n] = '\0';
+    fprintf(stderr, "--- %s stderr (last %zd bytes)\n%s", c->name, n, buf);
+    if (buf[n - 1] != '\n') {
+      fputc('\n', stderr);
+    }
+  }
+}
+
+/* ---------------------------------------------------------- line parse */
+
+/* The value of "key":"..." in a JSON line (no escapes expected in the
+ * fields read here; a value with a backslash is refused). */
+static int json_str(const char *line, const char *key, char *out, size_t cap) {
+  char pat[64];
+  snprintf(pat, sizeof(pat), "\"%s\":\"", key);
+  const char *p = strstr(line, pat);
+  if (p == NULL) {
+    return -1;
+  }
+  p += strlen(pat);
+  const char *q = strchr(p, '"');
+  if (q == NULL || (size_t)(q - p) >= cap || memchr(p, '\\', (size_t)(q - p))) {
+    return -1;
+  }
+  memcpy(out, p, (size_t)(q - p));
+  out[q - p] = '\0';
+  return 0;
+}
+
+static int json_num(const char *line, const char *key, double *out) {
+  char pat[64];
+  snprintf(pat, sizeof(pat), "\"%s\":", key);
+  const char *p = strstr(line, pat);
+  if (p == NULL) {
+    return -1;
+  }
+  p += strlen(pat);
+  char *end;
+  double v = strtod(p, &end);
+  if (end == p) {
+    return -1;
+  }
+  *out = v;
+  return 0;
+}
+
+static int is_event(const char *line, const char *name) {
+  char pat[64];
+  snprintf(pat, sizeof(pat), "\"event\":\"%s\"", name);
+  return strstr(line, pat) != NULL;
+}
+
+static void on_line(struct run *r, int who, const char *line, double t) {
+  double v;
+  if (who == TRACKER) {
+    const char *lp = "listening on 127.0.0.1:";
+    const char *kp = "tracker key ";
+    if (strncmp(line, lp, strlen(lp)) == 0) {
+      snprintf(r->port, sizeof(r->port), "%s", line + strlen(lp));
+    } else if (strncmp(line, kp, strlen(kp)) == 0) {
+      snprintf(r->key, sizeof(r->key), "%s", line + strlen(kp));
+    }
+    return;
+  }
+  if (is_event(line, "error")) {
+    char msg[400] = "";
+    json_str(line, "message", msg, sizeof(msg));
+    snprintf(r->error, sizeof(r->error), "%s: %s", r->c[who].name, msg);
+    return;
+  }
+  if (who == SEEDER) {
+    if (is_event(line, "shared") && r->link[0] == '\0') {
+      json_str(line, "link", r->link, sizeof(r->link));
+    }
+    return;
+  }
+  if (is_event(line, "manifest") && r->t_manifest == 0) {
+    r->t_manifest = t;
+  } else if (is_event(line, "progress")) {
+    if (r->t_first_progress == 0) {
+      r->t_first_progress = t;
+    }
+    if (json_num(line, "peers", &v) == 0) {
+      r->last_peers = (unsigned)v;
+    }
+  } else if (is_event(line, "complete") && r->t_complete == 0) {
+    r->t_complete = t;
+    r->cpu_at_complete = proc_cpu_s(r->c[GETTER].pid);
+    json_str(line, "path", r->path, sizeof(r->path));
+    if (json_num(line, "seconds", &v) == 0) {
+      r->reported_s = v;
+    }
+    if (json_num(line, "downloaded", &v) == 0) {
+      r->down_payload = (uint64_t)v;
+    }
+    if (json_num(line, "uploaded", &v) == 0) {
+      r->up_payload = (uint64_t)v;
+    }
+  }
+}
+
+/* Reads what the children wrote, up to timeout_ms, and reaps any that
+ * exited. */
+static void pump(struct run *r, int timeout_ms) {
+  struct pollfd p[NCHILD];
+  int idx[NCHILD];
+  nfds_t n = 0;
+  for (int i = 0; i < NCHILD; i++) {
+    if (r->c[i].out >= 0) {
+      p[n].fd = r->c[i].out;
+      p[n].events = POLLIN;
+      p[n].revents = 0;
+      idx[n++] = i;
+    }
+  }
+  if (n == 0) {
+    pause_ms(timeout_ms);
+  } else if (poll(p, n, timeout_ms) > 0) {
+    double t = now_s();
+    for (nfds_t k = 0; k < n; k++) {
+      struct child *c = &r->c[idx[k]];
+      if (p[k].revents == 0) {
+        continue;
+      }
+      for (;;) {
+        ssize_t got = read(c->out, c->line + c->have, LINE_CAP - 1 - c->have);
+        if (got < 0 && errno == EINTR) {
+          continue;
+        }
+        if (got < 0 && errno == EAGAIN) {
+          break;
+        }
+        if (got <= 0) {
+          close(c->out);
+          c->out = -1;
+          break;
+        }
+        c->have += (size_t)got;
+        c->line[c->have] = '\0';
+        char *start = c->line;
+        char *nl;
+        while ((nl = strchr(start, '\n')) != NULL) {
+          *nl = '\0';
+          if (!c->overlong) {
+            on_line(r, idx[k], start, t);
+          }
+          c->overlong = 0;
+          start = nl + 1;
+        }
+        c->have = strlen(start);
+        memmove(c->line, start, c->have);
+        if (c->have == LINE_CAP - 1) {
+          c->overlong = 1;
+          c->have = 0;
+        }
+      }
+    }
+  }
+  for (int i = 0; i < NCHILD; i++) {
+    reap_nohang(&r->c[i]);
+  }
+}
+
+/* ----------------------------------------------------------------- run */
+
+static void cleanup(struct run *r) {
+  for (int i = NCHILD - 1; i >= 0; i--) {
+    stop_child(&r->c[i]);
+  }
+  if (r->dir[0] != '\0') {
+    rmtree(r->dir);
+    r->dir[0] = '\0';
+  }
+}
+
+static int fail(struct run *r, const char *what) {
+  char st[64];
+  fprintf(stderr, "transfer: FAILED: %s\n", what);
+  if (r->error[0] != '\0') {
+    fprintf(stderr, "transfer: reported: %s\n", r->error);
+  }
+  for (int i = 0; i < NCHILD; i++) {
+    if (r->c[i].exited) {
+      fprintf(stderr, "transfer: %s: %s\n", r->c[i].name,
+              exit_text(&r->c[i], st, sizeof(st)));
+    }
+    if (r->c[i].pid > 0 || r->c[i].exited) {
+      show_err_tail(&r->c[i]);
+    }
+  }
+  return 1;
+}
+
+static void hex(const uint8_t *h, size_t n, char *out) {
+  for (size_t i = 0; i < n; i++) {
+    snprintf(out + 2 * i, 3, "%02x", h[i]);
+  }
+}
+
+int main(int argc, char **argv) {
+  static struct run run; /* large: line buffers */
+  struct run *r = &run;
+  uint64_t size = 0;
+  int rss_mode = 0;
+  double timeout_s = 0;
+  const char *binenv = getenv("SHOAL_BIN");
+  const char *bin = binenv && binenv[0] ? binenv : "build/bin";
+  const char *tmpenv = getenv("TMPDIR");
+  const char *tmp = tmpenv && tmpenv[0] ? tmpenv : "/tmp";
+  char tracker_exe[4200], peer_exe[4200];
+  char file[4200], outdir[4200], seed_home[4200], get_home[4200];
+  char tkey[4200], tlog[4200], taddr[64];
+  uint8_t h_orig[32], h_copy[32];
+  double limit_bps = 0;
+  int rc = 1;
+
+  for (int i = 1; i < argc; i++) {
+    if (strcmp(argv[i], "--size") == 0 && i + 1 < argc) {
+      size = parse_size(argv[++i]);
+      if (size == 0) {
+        usage("--size needs a positive size such as 256M or 1G");
+      }
+    } else if (strcmp(argv[i], "--rss") == 0) {
+      rss_mode = 1;
+    } else if (strcmp(argv[i], "--timeout") == 0 && i + 1 < argc) {
+      char *end;
+      unsigned long v = strtoul(argv[++i], &end, 10);
+      if (*end != '\0' || v == 0 || v > 86400) {
+        usage("--timeout needs whole seconds from 1 to 86400");
+      }
+      timeout_s = (double)v;
+    } else {
+      char why[256];
+      snprintf(why, sizeof(why), "unknown argument '%s'", argv[i]);
+      usage(why);
+    }
+  }
+  if (size == 0) {
+    size = rss_mode ? RSS_DEFAULT_SIZE : DEFAULT_SIZE;
+  }
+  if (timeout_s == 0) {
+    /* Generous: 60 s plus 20 MiB/s; a healthy run is far faster. */
+    timeout_s = 60.0 + (double)size / (20.0 * 1048576.0);
+  }
+  if (sodium_init() < 0) {
+    return 1;
+  }
+  for (int i = 0; i < NCHILD; i++) {
+    r->c[i].out = -1;
+  }
+  r->c[TRACKER].name = "tracker";
+  r->c[SEEDER].name = "seeder";
+  r->c[GETTER].name = "downloader";
+
+  snprintf(tracker_exe, sizeof(tracker_exe), "%s/shoal-tracker", bin);
+  snprintf(peer_exe, sizeof(peer_exe), "%s/shoal-peer", bin);
+  if (access(tracker_exe, X_OK) != 0 || access(peer_exe, X_OK) != 0) {
+    fprintf(stderr, "transfer: %s or %s missing (run make, or set SHOAL_BIN)\n",
+            tracker_exe, peer_exe);
+    return 1;
+  }
+
+  struct statvfs vfs;
+  if (statvfs(tmp, &vfs) != 0) {
+    fprintf(stderr, "transfer: statvfs %s: %s\n", tmp, strerror(errno));
+    return 1;
+  }
+  uint64_t free_b = (uint64_t)vfs.f_bavail * (uint64_t)vfs.f_frsize;
+  uint64_t need = rss_mode && RSS_FREE_NEEDED > 2 * size + (256u << 20)
+                      ? RSS_FREE_NEEDED
+                      : 2 * size + (256u << 20);
+  if (free_b < need) {
+    printf("transfer%s: skipped: %.1f GiB free in %s, needs %.1f GiB\n",
+           rss_mode ? " --rss" : "", (double)free_b / 1073741824.0, tmp,
+           (double)need / 1073741824.0);
+    return rss_mode ? 0 : 1;
+  }
+
+  struct sigaction sa;
+  memset(&sa, 0, sizeof(sa));
+  sa.sa_handler = on_signal;
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGINT, &sa, NULL);
+  sigaction(SIGTERM, &sa, NULL);
+  signal(SIGPIPE, SIG_IGN);
+
+  snprintf(r->dir, sizeof(r->dir), "%s/shoal-bench-transfer-XXXXXX", tmp);
+  if (mkdtemp(r->dir) == NULL) {
+    fprintf(stderr, "transfer: mkdtemp in %s: %s\n", tmp, strerror(errno));
+    return 1;
+  }
+  if (path_join(file, sizeof(file), r->dir, "data.bin") != 0 ||
+      path_join(outdir, sizeof(outdir), r->dir, "out") != 0 ||
+      path_join(seed_home, sizeof(seed_home), r->dir, "home-seeder") != 0 ||
+      path_join(get_home, sizeof(get_home), r->dir, "home-downloader") != 0 ||
+      path_join(tkey, sizeof(tkey), r->dir, "tracker.key") != 0 ||
+      path_join(tlog, sizeof(tlog), r->dir, "tracker.log") != 0) {
+    rc = fail(r, "TMPDIR path too long");
+    goto out;
+  }
+  if (mkdir(outdir, 0700) != 0) {
+    rc = fail(r, "mkdir out");
+    goto out;
+  }
+
+  printf("transfer: %.0f MiB of random data, 1 seeder -> 1 downloader over "
+         "127.0.0.1, no rate limits\n",
+         mib((double)size));
+  fflush(stdout);
+  double t_gen = now_s();
+  if (make_file(file, size) != 0) {
+    rc = fail(r, g_signal ? "interrupted" : "writing the test file");
+    goto out;
+  }
+  t_gen = now_s() - t_gen;
+  if (measure_limit(file, size, &limit_bps, h_orig) != 0) {
+    rc = fail(r, g_signal ? "interrupted" : "measuring the limit");
+    goto out;
+  }
+
+  /* Tracker. */
+  {
+    char *argv_t[] = {tracker_exe, "--listen",   "127.0.0.1:0", "--key",
+                      tkey,        "--log-file", tlog,          NULL};
+    if (spawn(r, &r->c[TRACKER], argv_t) != 0) {
+      rc = fail(r, "starting the tracker");
+      goto out;
+    }
+    double deadline = now_s() + 10;
+    while ((r->port[0] == '\0' || r->key[0] == '\0') && !g_signal &&
+           !r->c[TRACKER].exited && now_s() < deadline) {
+      pump(r, 100);
+    }
+    if (r->port[0] == '\0' || r->key[0] == '\0') {
+      rc = fail(r, g_signal ? "interrupted"
+                            : "the tracker did not print its port and key "
+                              "within 10 s");
+      goto out;
+    }
+    if (strlen(r->port) > 5 ||
+        strspn(r->port, "0123456789") != strlen(r->port)) {
+      rc = fail(r, "the tracker printed a bad port");
+      goto out;
+    }
+    memcpy(taddr, "127.0.0.1:", 10);
+    memcpy(taddr + 10, r->port, strlen(r->port) + 1);
+  }
+
+  /* Seeder: hashes the file, publishes, prints the link. */
+  double t_share = now_s();
+  {
+    char *argv_s[] = {peer_exe,  "share",         file,          "--tracker",
+                      taddr,     "--tracker-key", r->key,        "--home",
+                      seed_home, "--listen",      "127.0.0.1:0", "--json",
+                      NULL};
+    if (spawn(r, &r->c[SEEDER], argv_s) != 0) {
+      rc = fail(r, "starting the seeder");
+      goto out;
+    }
+    double deadline = now_s() + 60 + (double)size / (50.0 * 1048576.0);
+    while (r->link[0] == '\0' && r->error[0] == '\0' && !g_signal &&
+           !r->c[SEEDER].exited && now_s() < deadline) {
+      pump(r, 100);
+    }
+    if (r->link[0] == '\0') {
+      rc = fail(r, g_signal ? "interrupted"
+                            : "the seeder printed no share link in time");
+      goto out;
+    }
+  }
+  t_share = now_s() - t_share;
+  double seeder_cpu_shared = proc_cpu_s(r->c[SEEDER].pid);
+
+  /* Downloader: runs until the copy is complete, then exits by itself. */
+  {
+    char *argv_g[] = {peer_exe,      "get",    r->link,  "-o",
+                      outdir,        "--home", get_home, "--listen",
+                      "127.0.0.1:0", "--json", NULL};
+    r->t_get = now_s();
+    if (spawn(r, &r->c[GETTER], argv_g) != 0) {
+      rc = fail(r, "starting the downloader");
+      goto out;
+    }
+    double deadline = r->t_get + timeout_s;
+    while (r->t_complete == 0 && !g_signal && !r->c[GETTER].exited &&
+           !r->c[SEEDER].exited && now_s() < deadline) {
+      pump(r, 50);
+    }
+    if (r->t_complete == 0) {
+      char why[256];
+      if (g_signal) {
+        snprintf(why, sizeof(why), "interrupted");
+      } else if (r->c[GETTER].exited || r->c[SEEDER].exited) {
+        snprintf(why, sizeof(why),
+                 "a peer exited before the download "
+                 "completed");
+      } else {
+        snprintf(why, sizeof(why), "no complete event within %.0f s",
+                 timeout_s);
+      }
+      rc = fail(r, why);
+      goto out;
+    }
+    deadline = now_s() + 10;
+    while (!r->c[GETTER].exited && !g_signal && now_s() < deadline) {
+      pump(r, 50);
+    }
+    if (!r->c[GETTER].exited) {
+      rc = fail(r, "the downloader did not exit within 10 s of completing");
+      goto out;
+    }
+    if (!WIFEXITED(r->c[GETTER].status) ||
+        WEXITSTATUS(r->c[GETTER].status) != 0) {
+      rc = fail(r, "the downloader did not exit 0");
+      goto out;
+    }
+  }
+
+  double seeder_cpu_end = proc_cpu_s(r->c[SEEDER].pid);
+  uint64_t seeder_hwm = proc_status_kb(r->c[SEEDER].pid, "VmHWM");
+  if (stop_child(&r->c[SEEDER]) != 0) {
+    rc = fail(r, "the seeder did not exit 0 on SIGTERM");
+    goto out;
+  }
+  stop_child(&r->c[TRACKER]);
+
+  if (r->path[0] == '\0') {
+    path_join(r->path, sizeof(r->path), outdir, "data.bin");
+  }
+  if (hash_file(r->path, size, h_copy) != 0) {
+    rc = fail(r, "the copy is missing or has the wrong size");
+    goto out;
+  }
+  if (sodium_memcmp(h_orig, h_copy, 32) != 0) {
+    rc = fail(r, "the copy differs from the original");
+    goto out;
+  }
+
+  {
+    double gib = (double)size / 1073741824.0;
+    double t0 = r->t_manifest != 0 ? r->t_manifest : r->t_first_progress;
+    double dl = r->t_complete - (t0 != 0 ? t0 : r->t_get);
+    double wall = r->t_complete - r->t_get;
+    double tput = (double)size / dl;
+    double ratio = tput / limit_bps;
+    double cpu_get = r->cpu_at_complete >= 0
+                         ? r->cpu_at_complete
+                         : (double)r->c[GETTER].ru.ru_utime.tv_sec +
+                               r->c[GETTER].ru.ru_utime.tv_usec / 1e6 +
+                               r->c[GETTER].ru.ru_stime.tv_sec +
+                               r->c[GETTER].ru.ru_stime.tv_usec / 1e6;
+    double cpu_seed = seeder_cpu_end - seeder_cpu_shared;
+    uint64_t get_rss = (uint64_t)r->c[GETTER].ru.ru_maxrss * 1024u;
+    double rss_ratio = (double)get_rss / (double)RSS_TARGET;
+    char hx[65];
+    hex(h_copy, 32, hx);
+
+    printf("  test file written          %6.2f s\n", t_gen);
+    printf("  share (hash + publish)     %6.2f s   seeder CPU %.2f s\n",
+           t_share, seeder_cpu_shared);
+    printf("  download                   %6.2f s  %8.1f MiB/s   (%s to "
+           "complete)\n",
+           dl, mib(tput), r->t_manifest != 0 ? "manifest" : "first progress");
+    printf("  wall                       %6.2f s  %8.1f MiB/s   (get started "
+           "to complete; peer says %.2f s)\n",
+           wall, mib((double)size / wall), r->reported_s);
+    printf("  hash+decrypt limit                   %8.1f MiB/s   (BLAKE2b-256 "
+           "+ ChaCha20-Poly1305 open, 64 KiB blocks, 1 thread)\n",
+           mib(limit_bps));
+    printf("  throughput / limit         %6.2f     target >= %.2f  %s\n", ratio,
+           RATIO_TARGET, ratio >= RATIO_TARGET ? "ok" : "BELOW TARGET");
+    printf("  CPU per GiB                seeder %.2f s (serving)   "
+           "downloader %.2f s\n",
+           cpu_seed / gib, cpu_get / gib);
+    printf("  payload received           %.1f MiB (%.3f x size)\n",
+           mib((double)r->down_payload),
+           (double)r->down_payload / (double)size);
+    printf("  peak RSS                   seeder %.1f MiB   downloader %.1f MiB "
+           "= %.2f x 64 MiB",
+           mib((double)seeder_hwm), mib((double)get_rss), rss_ratio);
+    if (rss_mode) {
+      printf("   target < 64 MiB  %s",
+             get_rss < RSS_TARGET ? "ok" : "ABOVE TARGET");
+    }
+    printf("\n  copy                       identical, BLAKE2b-256 %.16s...\n",
+           hx);
+    rc = 0;
+  }
+
+out:
+  if (g_signal && rc != 0) {
+    rc = 128 + g_signal;
+  }
+  cleanup(r);
+  return rc;
+}
