@@ -27,6 +27,7 @@
 #define JSON_PROGRESS_GET_MS 500u
 #define JSON_PROGRESS_SEED_MS 2000u
 #define TTY_PROGRESS_MS 500u
+#define PROGRESS_SLOTS 64u
 
 static const char usage[] =
     "usage: shoal-peer share PATH... --tracker ADDR:PORT [options]\n"
@@ -89,6 +90,12 @@ struct app {
   /* run state */
   int exit_code;
   int finished; /* the command's work is done (or failed) */
+  int completed; /* get: the content is complete */
+  struct {
+    uint8_t content[32];
+    uint64_t last_ms;
+  } shown[PROGRESS_SLOTS]; /* when each content's progress was shown */
+  unsigned nshown;
   int signalled;
   uint64_t start_ms;
   uint64_t last_progress_ms;
@@ -185,17 +192,37 @@ static void progress_text(const struct node_swarm_info *s, char *out,
   }
 }
 
+/* When the progress of a content was last shown (0: never). */
+static uint64_t *last_shown(struct app *a, const uint8_t content[32]) {
+  unsigned i;
+  for (i = 0; i < a->nshown; i++) {
+    if (memcmp(a->shown[i].content, content, 32) == 0) {
+      return &a->shown[i].last_ms;
+    }
+  }
+  if (a->nshown == PROGRESS_SLOTS) {
+    return &a->last_progress_ms; /* many contents share one clock */
+  }
+  memcpy(a->shown[a->nshown].content, content, 32);
+  a->shown[a->nshown].last_ms = 0;
+  return &a->shown[a->nshown++].last_ms;
+}
+
 static void on_progress(struct app *a, const struct node_swarm_info *s) {
   uint64_t now = uv_now(&a->loop);
   char line[1024];
+  if (a->quiet) {
+    return;
+  }
   if (a->json) {
     uint64_t every = s->seeding ? JSON_PROGRESS_SEED_MS : JSON_PROGRESS_GET_MS;
+    uint64_t *last = last_shown(a, s->content);
     char cid[TEXTID_STRLEN];
     struct buf b;
-    if (now - a->last_progress_ms < every - 50) {
+    if (*last != 0 && now - *last < every - 50) {
       return;
     }
-    a->last_progress_ms = now;
+    *last = now;
     textid_encode(TEXTID_CONTENT, s->content, cid);
     buf_init(&b, 4096);
     fmt_json_begin(&b, "progress");
@@ -225,10 +252,17 @@ static void on_progress(struct app *a, const struct node_swarm_info *s) {
     a->progress_line = 1;
     return;
   }
-  if (now - a->last_progress_ms < PLAIN_PROGRESS_MS) {
-    return;
+  {
+    uint64_t *last = last_shown(a, s->content);
+    if (*last != 0 && now - *last < PLAIN_PROGRESS_MS) {
+      return;
+    }
+    if (*last == 0) {
+      *last = now; /* the first line comes after one period */
+      return;
+    }
+    *last = now;
   }
-  a->last_progress_ms = now;
   progress_text(s, line, sizeof(line));
   fprintf(stderr, "%s\n", line);
 }
@@ -323,6 +357,7 @@ static void on_node_event(void *arg, const struct node_event *ev) {
       printf("%s\n", ev->path);
       fflush(stdout);
     }
+    a->completed = 1;
     if (!a->seed) {
       a->finished = 1;
       a->exit_code = 0;
@@ -388,13 +423,10 @@ static void on_signal(uv_signal_t *h, int signum) {
   uv_signal_stop(&a->sigint);
   uv_signal_stop(&a->sigterm);
   if (!a->finished) {
-    /* A get that did not complete leaves a resumable download. */
-    a->exit_code = (a->cmd == CMD_GET && !a->seed) || a->cmd == CMD_GET
-                       ? 128 + signum
-                       : 0;
-    if (a->cmd == CMD_SHARE) {
-      a->exit_code = 0;
-    }
+    /* A get stopped before it completed leaves a resumable download and
+     * says so in its exit status; a share, or a get that completed and
+     * seeds, ends normally. */
+    a->exit_code = a->cmd == CMD_GET && !a->completed ? 128 + signum : 0;
     a->finished = 1;
   }
   log_info("peer", "signal %d: stopping", signum);
@@ -936,11 +968,11 @@ int main(int argc, char **argv) {
     char sub[8192];
     err = make_dirs(a->home);
     if (err == 0) {
-      snprintf(sub, sizeof(sub), "%s/resume", a->home);
+      snprintf(sub, sizeof(sub), "%.4095s/resume", a->home);
       err = make_dirs(sub);
     }
     if (err == 0) {
-      snprintf(sub, sizeof(sub), "%s/manifests", a->home);
+      snprintf(sub, sizeof(sub), "%.4095s/manifests", a->home);
       err = make_dirs(sub);
     }
     if (err != 0) {

@@ -7,7 +7,8 @@
  * tracker that cannot be reached is retried with backoff (1 s doubling to
  * 60 s) while the swarm goes on with the peers it knows; a get that never
  * reached any tracker and never met a peer gives up after
- * NODE_TRACKER_TRIES attempts, and one that reaches a tracker but finds no
+ * NODE_TRACKER_TRIES attempts per tracker (a share likewise, since it
+ * cannot print a link without its tracker), and one that reaches a tracker but finds no
  * peer gives up after NODE_NO_PEERS_MS.
  */
 #include <arpa/inet.h>
@@ -158,16 +159,18 @@ static void on_connection(uv_stream_t *server, int status) {
     log_warn("peer", "accept: %s", uv_strerror(status));
     return;
   }
-  if (n->stopping) {
-    uv_tcp_t tmp;
-    if (uv_tcp_init(n->loop, &tmp) == 0) {
-      (void)uv_accept(server, (uv_stream_t *)&tmp);
-      uv_close((uv_handle_t *)&tmp, NULL);
-      uv_run(n->loop, UV_RUN_NOWAIT);
+  {
+    /* Sessions that have not said hello yet hold a read buffer each: cap
+     * them, so a flood of silent connections cannot pile up. */
+    unsigned waiting = 0;
+    for (struct session *s = n->pending; s != NULL; s = s->next) {
+      waiting++;
     }
-    return;
+    session_accepted(n, (uv_tcp_t *)server);
+    if (waiting >= NODE_MAX_PENDING && n->pending != NULL) {
+      session_close(n->pending, "too many connections waiting for a hello");
+    }
   }
-  session_accepted(n, (uv_tcp_t *)server);
 }
 
 static int parse_listen(const char *s, struct sockaddr_storage *ss) {
@@ -519,6 +522,8 @@ static void do_announce(struct swarm *sw, uint8_t event) {
   sw->refs++;
 }
 
+static void publish(struct swarm *sw);
+
 static void on_announce_timer(uv_timer_t *t) {
   struct swarm *sw = t->data;
   uint8_t event = TMSG_EVENT_PERIODIC;
@@ -526,6 +531,13 @@ static void on_announce_timer(uv_timer_t *t) {
     event = TMSG_EVENT_STARTED;
   } else if (sw->completed_pending) {
     event = TMSG_EVENT_COMPLETED;
+  }
+  if (sw->is_source && !sw->published) {
+    /* A share announces only once its publish went through. */
+    if (!sw->publish_busy) {
+      publish(sw);
+    }
+    return;
   }
   do_announce(sw, event);
 }
@@ -746,9 +758,12 @@ int node_share(struct node *n, struct manifest *m,
   sw->size_hint = m->total_size;
   err = storage_open_source(&sw->st, n->loop, m);
   if (err != 0) {
+    char msg[600];
     sw->st = NULL;
-    swarm_fail(sw, err, "cannot open the shared files");
-    return err;
+    snprintf(msg, sizeof(msg), "cannot open the files of %s: %s", sw->name,
+             shoal_strerror(err));
+    swarm_fail(sw, err, msg); /* reported through the event */
+    return 0;
   }
   sw->state = SW_SEEDING;
   sw->complete_ms = node_now(n);
@@ -1055,6 +1070,7 @@ void node_stop(struct node *n, void (*cb)(void *arg), void *arg) {
   n->stop_cb = cb;
   n->stop_arg = arg;
   n->stop_deadline = node_now(n) + NODE_STOP_MS;
+  close_handle(n, (uv_handle_t *)&n->listener); /* no new sessions */
   for (struct swarm *sw = n->swarms; sw != NULL; sw = sw->next) {
     uv_timer_stop(&sw->announce_timer);
     uv_timer_stop(&sw->lookup_timer);

@@ -37,6 +37,7 @@
 #define NODE_STOP_MS 2000u           /* "stopped" announces may take this */
 #define NODE_NO_PEERS_MS 60000u      /* get gives up when no peer appears */
 #define NODE_TRACKER_TRIES 3         /* get gives up on trackers never met */
+#define NODE_MAX_PENDING 64          /* accepted sessions before hello */
 #define NODE_MAX_PUTS 8              /* chunks waiting for hash and write */
 #define NODE_WRITE_QUEUE_MAX (1u << 20) /* bytes queued on one socket */
 

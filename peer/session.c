@@ -507,6 +507,10 @@ static void on_connect(uv_connect_t *req, int status) {
   }
   if (err != 0) {
     session_close(s, shoal_strerror(err));
+    return;
+  }
+  if (s->node->throttled) {
+    session_pause_reading(s);
   }
 }
 

@@ -18,6 +18,7 @@
 
 static void update_interest(struct swarm *sw, struct session *s);
 static void maybe_finish(struct swarm *sw);
+static void start_manifest_fetch(struct swarm *sw, struct session *s);
 
 struct swarm *swarm_find(struct node *n, const uint8_t content[32]) {
   for (struct swarm *sw = n->swarms; sw != NULL; sw = sw->next) {
@@ -128,6 +129,7 @@ int swarm_attach(struct swarm *sw, struct session *s) {
 
 void swarm_detach(struct swarm *sw, struct session *s) {
   int was_unchoked = !s->am_choking && s->peer_interested;
+  int refetch = 0;
   if (s->pprev != NULL) {
     *s->pprev = s->next;
     if (s->next != NULL) {
@@ -149,25 +151,20 @@ void swarm_detach(struct swarm *sw, struct session *s) {
     sw->mf_from = NULL;
     buf_reset(&sw->mf);
     sw->mf_total = 0;
+    refetch = 1;
   }
   s->sw = NULL;
   if (sw->node->stopping) {
     return;
   }
-  /* Someone else may get the manifest fetch, the slot, or the requests. */
-  if (sw->state == SW_FETCHING) {
+  /* The manifest's source left: another peer that holds it takes over. */
+  if (refetch && sw->state == SW_FETCHING) {
     for (struct session *o = sw->sessions; o != NULL; o = o->next) {
       if (o->state == SESS_OPEN && o->have_map != NULL) {
-        struct pwire_msg m;
-        memset(&m, 0, sizeof(m));
-        m.type = PWIRE_MANIFEST_REQ;
-        m.offset = 0;
-        m.length = PWIRE_MANIFEST_PART_BYTES;
-        sw->mf_from = o;
-        if (session_send(o, &m) == 0) {
+        start_manifest_fetch(sw, o);
+        if (sw->mf_from != NULL) {
           break;
         }
-        sw->mf_from = NULL;
       }
     }
   }
@@ -206,28 +203,37 @@ static void send_have_map(struct swarm *sw, struct session *s) {
 /* Puts the remote's have-map into the picker once the manifest is known. */
 static int take_have_map(struct swarm *sw, struct session *s) {
   int err;
-  if (s->have_map == NULL || s->in_picker || sw->pk == NULL) {
+  if (s->have_map == NULL || sw->m == NULL) {
     return 0;
   }
-  if (sw->m->chunk_count == 0) {
-    return s->have_map_len == 1 && s->have_map[0] == 0 ? 0 : SHOAL_EFORMAT;
+  if (!s->have_map_checked) {
+    if (sw->m->chunk_count == 0) {
+      if (s->have_map_len != 1 || s->have_map[0] != 0) {
+        return SHOAL_EFORMAT;
+      }
+    } else {
+      err = pwire_check_have_map(s->have_map, s->have_map_len,
+                                 sw->m->chunk_count);
+      if (err != 0) {
+        return err;
+      }
+    }
+    s->have_map_checked = 1;
+    s->remote_have = 0;
+    for (uint32_t i = 0; i < sw->m->chunk_count; i++) {
+      if (s->have_map[i / 8] & (0x80u >> (i % 8))) {
+        s->remote_have++;
+      }
+    }
   }
-  err = pwire_check_have_map(s->have_map, s->have_map_len,
-                             sw->m->chunk_count);
-  if (err != 0) {
-    return err;
+  if (s->in_picker || sw->pk == NULL || sw->m->chunk_count == 0) {
+    return 0;
   }
   err = picker_peer_add(sw->pk, (unsigned)s->slot, s->have_map);
   if (err != 0) {
     return err;
   }
   s->in_picker = 1;
-  s->remote_have = 0;
-  for (uint32_t i = 0; i < sw->m->chunk_count; i++) {
-    if (s->have_map[i / 8] & (0x80u >> (i % 8))) {
-      s->remote_have++;
-    }
-  }
   return 0;
 }
 
@@ -366,6 +372,9 @@ void swarm_rechoke(struct swarm *sw, uint64_t now, int full) {
         if (s->state != SESS_OPEN || !s->peer_interested) {
           continue;
         }
+        if (s->remote_flags & PWIRE_HELLO_NO_UPLOAD) {
+          continue; /* choked above: a downloader does not serve them */
+        }
         r = meter_rate(&s->down_meter, now);
         for (i = nbest; i > 0; i--) {
           if (meter_rate(&best[i - 1]->down_meter, now) >= r) {
@@ -384,7 +393,8 @@ void swarm_rechoke(struct swarm *sw, uint64_t now, int full) {
       }
       for (struct session *s = sw->sessions; s != NULL; s = s->next) {
         int keep = 0;
-        if (s->state != SESS_OPEN || !s->peer_interested) {
+        if (s->state != SESS_OPEN || !s->peer_interested ||
+            (s->remote_flags & PWIRE_HELLO_NO_UPLOAD)) {
           continue;
         }
         for (unsigned i = 0; i < nbest; i++) {
@@ -401,13 +411,14 @@ void swarm_rechoke(struct swarm *sw, uint64_t now, int full) {
         /* A random choked, interested peer gets the optimistic slot. */
         unsigned count = 0, pick;
         for (struct session *s = sw->sessions; s != NULL; s = s->next) {
-          count += s->state == SESS_OPEN && s->peer_interested && s->am_choking;
+          count += s->state == SESS_OPEN && s->peer_interested &&
+                   s->am_choking && !(s->remote_flags & PWIRE_HELLO_NO_UPLOAD);
         }
         if (count > 0) {
           pick = (unsigned)randombytes_uniform(count);
           for (struct session *s = sw->sessions; s != NULL; s = s->next) {
             if (s->state == SESS_OPEN && s->peer_interested && s->am_choking &&
-                pick-- == 0) {
+                !(s->remote_flags & PWIRE_HELLO_NO_UPLOAD) && pick-- == 0) {
               s->optimistic = 1;
               set_choke(s, 0, now);
               break;
@@ -604,23 +615,14 @@ static void on_chunk_put(void *arg, int status) {
       }
     }
   } else {
-    struct node_swarm_info info;
-    struct node_event ev;
-    char msg[256];
+    char msg[4600];
     picker_chunk_failed(sw->pk, c->chunk);
     snprintf(msg, sizeof(msg), "cannot write %s: %s%s",
              storage_final_path(sw->st), shoal_strerror(status),
-             status == UV_ENOSPC ? " — free some disk space and run the same "
-                                   "get again to resume"
+             status == UV_ENOSPC ? " — disk full: free some space and run "
+                                   "the same get again to resume"
                                  : "");
-    sw->state = SW_FAILED;
-    swarm_info(sw, &info);
-    memset(&ev, 0, sizeof(ev));
-    ev.type = NODE_EV_FAILED;
-    ev.swarm = &info;
-    ev.code = status;
-    ev.message = msg;
-    node_emit(sw->node, &ev);
+    swarm_fail(sw, status, msg);
   }
 done:
   free(c->owners);
@@ -640,17 +642,29 @@ static void submit_chunk(struct swarm *sw, struct partial *p) {
       manifest_verify_chunk(sw->m, p->chunk, p->data, p->len) == 0) {
     /* This copy is good: a sender whose block of the failed copy differs
      * from the good block sent bad data. */
-    for (uint32_t i = 0; i < x->nblocks; i++) {
+    uint8_t *struck = calloc(x->nblocks, 1);
+    for (uint32_t i = 0; i < x->nblocks && struck != NULL; i++) {
       uint8_t h[32];
       uint32_t off = i * PWIRE_BLOCK_BYTES;
       uint32_t n = p->len - off < PWIRE_BLOCK_BYTES ? p->len - off
                                                     : PWIRE_BLOCK_BYTES;
+      const uint8_t *who = x->owners + (size_t)i * IDENTITY_PK_BYTES;
+      int seen = 0;
       crypto_generichash(h, sizeof(h), p->data + off, n, NULL, 0);
-      if (memcmp(h, x->hashes + (size_t)i * 32, 32) != 0) {
-        strike(sw, x->owners + (size_t)i * IDENTITY_PK_BYTES, 0,
-               "sent a block that differs from the verified chunk");
+      if (memcmp(h, x->hashes + (size_t)i * 32, 32) == 0) {
+        continue;
+      }
+      /* One strike per sender for this chunk, however many bad blocks. */
+      for (uint32_t j = 0; j < i && !seen; j++) {
+        seen = struck[j] && memcmp(x->owners + (size_t)j * IDENTITY_PK_BYTES,
+                                   who, IDENTITY_PK_BYTES) == 0;
+      }
+      struck[i] = 1;
+      if (!seen) {
+        strike(sw, who, 0, "sent a block that differs from the verified chunk");
       }
     }
+    free(struck);
     suspect_drop(sw, x);
   }
   if (c == NULL) {
@@ -919,6 +933,9 @@ int swarm_on_message(struct swarm *sw, struct session *s,
         return err;
       }
       update_interest(sw, s);
+      if (sw->state == SW_SEEDING && s->remote_have == sw->m->chunk_count) {
+        session_close(s, "both hold the whole content");
+      }
     } else {
       start_manifest_fetch(sw, s);
     }
@@ -1047,7 +1064,7 @@ static void on_finished(void *arg, int status) {
   for (struct session *s = sw->sessions, *next; s != NULL; s = next) {
     next = s->next;
     update_interest(sw, s);
-    if (s->state == SESS_OPEN && s->in_picker && sw->m != NULL &&
+    if (s->state == SESS_OPEN && s->have_map_checked && sw->m != NULL &&
         s->remote_have == sw->m->chunk_count) {
       session_close(s, "both hold the whole content");
     }
@@ -1120,7 +1137,7 @@ void swarm_info(const struct swarm *sw, struct node_swarm_info *out) {
     if (s->state == SESS_OPEN) {
       out->peers++;
       if ((s->remote_flags & PWIRE_HELLO_SEEDER) ||
-          (sw->m != NULL && s->in_picker &&
+          (sw->m != NULL && s->have_map_checked &&
            s->remote_have == sw->m->chunk_count)) {
         out->seeders++;
       }
