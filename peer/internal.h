@@ -80,7 +80,7 @@ struct session {
   /* Uploads: the remote's requests, oldest first. */
   struct upreq upq[NODE_MAX_REMOTE_REQUESTS];
   unsigned upq_head, upq_len;
-  int reading; /* a storage_read for this peer is running */
+  unsigned reading; /* storage_reads for this peer in flight */
 
   uint64_t up_bytes, down_bytes;
   struct rate_meter down_meter; /* from this peer, for tit-for-tat */

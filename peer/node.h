@@ -38,6 +38,7 @@
 #define NODE_NO_PEERS_MS 60000u      /* get gives up when no peer appears */
 #define NODE_TRACKER_TRIES 3         /* get gives up on trackers never met */
 #define NODE_MAX_PENDING 64          /* accepted sessions before hello */
+#define NODE_READS_IN_FLIGHT 4       /* block reads per peer at once */
 #define NODE_MAX_PUTS 8              /* chunks waiting for hash and write */
 #define NODE_WRITE_QUEUE_MAX (1u << 20) /* bytes queued on one socket */
 

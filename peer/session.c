@@ -241,7 +241,7 @@ static void on_block_read(void *arg, int status, uint8_t *data, size_t len) {
   struct session *s = rr->s;
   struct upreq r = rr->r;
   free(rr);
-  s->reading = 0;
+  s->reading--;
   if (s->state != SESS_OPEN || s->sw == NULL) {
     free(data);
     session_unref(s);
@@ -282,42 +282,42 @@ void session_pump_upload(struct session *s) {
   struct upreq r;
   int err;
 
-  if (s->reading || s->upq_len == 0 || s->state != SESS_OPEN ||
-      s->sw == NULL || s->am_choking) {
-    return;
+  /* A few reads in flight keep the disk and the socket busy at once. */
+  while (s->reading < NODE_READS_IN_FLIGHT && s->upq_len > 0 &&
+         s->state == SESS_OPEN && s->sw != NULL && !s->am_choking) {
+    if (uv_stream_get_write_queue_size((uv_stream_t *)&s->tcp) >=
+        NODE_WRITE_QUEUE_MAX) {
+      return; /* on_write pumps again */
+    }
+    r = s->upq[s->upq_head];
+    if (!rate_take(&n->up_bucket, r.length, node_now(n))) {
+      node_pump(n); /* the node's timer comes back when tokens are there */
+      return;
+    }
+    rr = malloc(sizeof(*rr));
+    if (rr == NULL) {
+      return;
+    }
+    rr->s = s;
+    rr->r = r;
+    err = storage_read(s->sw->st, r.chunk, r.offset, r.length, on_block_read,
+                       rr);
+    s->upq_head = (s->upq_head + 1) % NODE_MAX_REMOTE_REQUESTS;
+    s->upq_len--;
+    if (err != 0) {
+      struct pwire_msg m;
+      free(rr);
+      memset(&m, 0, sizeof(m));
+      m.type = PWIRE_REJECT;
+      m.chunk = r.chunk;
+      m.offset = r.offset;
+      m.length = r.length;
+      (void)session_send(s, &m);
+      continue;
+    }
+    s->reading++;
+    s->refs++;
   }
-  if (uv_stream_get_write_queue_size((uv_stream_t *)&s->tcp) >=
-      NODE_WRITE_QUEUE_MAX) {
-    return; /* on_write pumps again */
-  }
-  r = s->upq[s->upq_head];
-  if (!rate_take(&n->up_bucket, r.length, node_now(n))) {
-    node_pump(n); /* the node's timer comes back when tokens are there */
-    return;
-  }
-  rr = malloc(sizeof(*rr));
-  if (rr == NULL) {
-    return;
-  }
-  rr->s = s;
-  rr->r = r;
-  err = storage_read(s->sw->st, r.chunk, r.offset, r.length, on_block_read,
-                     rr);
-  s->upq_head = (s->upq_head + 1) % NODE_MAX_REMOTE_REQUESTS;
-  s->upq_len--;
-  if (err != 0) {
-    struct pwire_msg m;
-    free(rr);
-    memset(&m, 0, sizeof(m));
-    m.type = PWIRE_REJECT;
-    m.chunk = r.chunk;
-    m.offset = r.offset;
-    m.length = r.length;
-    (void)session_send(s, &m);
-    return;
-  }
-  s->reading = 1;
-  s->refs++;
 }
 
 /* ------------------------------------------------------------------------ */
