@@ -20,7 +20,7 @@
 #define FRAME_MAX_LIMIT (16u << 20)
 /* After a frame larger than this, the body buffer is released so that one
  * large frame does not pin memory for the connection's lifetime. */
-#define FRAME_KEEP_BYTES (64u << 10)
+#define FRAME_KEEP_BYTES (80u << 10) /* one peer-wire DATA frame fits */
 
 struct frame_decoder {
   size_t max;
