@@ -87,6 +87,7 @@ struct session {
   uint64_t last_send_ms, last_recv_ms, started_ms;
   uint64_t unchoked_at_ms, choked_at_ms;
   int optimistic;
+  unsigned rejects; /* REJECTs in a row from this peer */
   int refs; /* callbacks in flight that point here */
   int closed; /* uv_close done */
 };
@@ -155,6 +156,7 @@ struct swarm {
   struct session *mf_from;
   struct buf mf;
   uint32_t mf_total;
+  uint64_t mf_sent_ms; /* when the last MANIFEST_REQ went out */
 
   struct partial *partials;
   struct suspect *suspects;
@@ -186,6 +188,8 @@ struct swarm {
   uint64_t resumed_bytes;
   int refs;
   int warned_no_peers;
+  uint64_t progress_ms;   /* when a chunk last verified (or start) */
+  uint64_t progress_have; /* verified bytes then */
 };
 
 struct node {

@@ -798,7 +798,13 @@ int main(int argc, char **argv) {
       NEED_VALUE();
       a->out_dir = v;
     } else if (strcmp(f, "--listen") == 0) {
+      struct sockaddr_storage ss;
       NEED_VALUE();
+      if (node_parse_listen(v, &ss) != 0) {
+        return fail_usage("--listen must be ADDR:PORT with an IPv4 or "
+                          "[IPv6] address and a port 0-65535 (0: any), not "
+                          "'%s'", v);
+      }
       a->cfg.listen = v;
     } else if (strcmp(f, "--home") == 0) {
       NEED_VALUE();

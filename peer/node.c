@@ -166,14 +166,20 @@ static void on_connection(uv_stream_t *server, int status) {
     for (struct session *s = n->pending; s != NULL; s = s->next) {
       waiting++;
     }
-    session_accepted(n, (uv_tcp_t *)server);
-    if (waiting >= NODE_MAX_PENDING && n->pending != NULL) {
-      session_close(n->pending, "too many connections waiting for a hello");
+    if (waiting >= NODE_MAX_PENDING) {
+      /* The oldest gives way: silent connections cannot lock others out
+       * for longer than NODE_HELLO_MS. */
+      struct session *oldest = n->pending;
+      while (oldest->next != NULL) {
+        oldest = oldest->next;
+      }
+      session_close(oldest, "too many connections waiting for a hello");
     }
+    session_accepted(n, (uv_tcp_t *)server);
   }
 }
 
-static int parse_listen(const char *s, struct sockaddr_storage *ss) {
+int node_parse_listen(const char *s, struct sockaddr_storage *ss) {
   struct link_tracker t;
   const char *why;
   memset(ss, 0, sizeof(*ss));
@@ -215,7 +221,7 @@ int node_new(struct node **out, uv_loop_t *loop, const struct node_config *c,
   int err;
 
   *out = NULL;
-  err = parse_listen(c->listen, &ss);
+  err = node_parse_listen(c->listen, &ss);
   if (err != 0) {
     return SHOAL_EINVAL;
   }
@@ -1014,7 +1020,6 @@ static void on_storage_closed(void *arg, int status) {
 }
 
 static void close_all(struct node *n) {
-  n->closing_handles++; /* held while closing starts */
   for (struct session *s = n->pending, *next; s != NULL; s = next) {
     next = s->next;
     session_close(s, "stopping");
@@ -1038,7 +1043,7 @@ static void close_all(struct node *n) {
   close_handle(n, (uv_handle_t *)&n->pump_timer);
   close_handle(n, (uv_handle_t *)&n->throttle_timer);
   close_handle(n, (uv_handle_t *)&n->stop_timer);
-  /* Let go of the hold. */
+  /* Let go of node_stop's hold. */
   n->closing_handles--;
   if (n->closing_handles == 0 && n->stop_cb != NULL) {
     void (*cb)(void *) = n->stop_cb;
@@ -1070,6 +1075,7 @@ void node_stop(struct node *n, void (*cb)(void *arg), void *arg) {
   n->stop_cb = cb;
   n->stop_arg = arg;
   n->stop_deadline = node_now(n) + NODE_STOP_MS;
+  n->closing_handles++; /* held until close_all has closed everything */
   close_handle(n, (uv_handle_t *)&n->listener); /* no new sessions */
   for (struct swarm *sw = n->swarms; sw != NULL; sw = sw->next) {
     uv_timer_stop(&sw->announce_timer);

@@ -10,7 +10,9 @@
  * and each swarm owns its manifest, storage, picker, sessions and tracker
  * client. node_stop() announces "stopped" to the trackers (bounded in
  * time), closes every session, saves every resume record, and calls its
- * callback once every handle is closed; node_free() then releases the rest.
+ * callback once its listener, timers and storages are closed; sessions and
+ * tracker clients finish closing on the loop, so run the loop until it has
+ * no more work before node_free() releases the rest.
  */
 #ifndef SHOAL_PEER_NODE_H
 #define SHOAL_PEER_NODE_H
@@ -40,7 +42,10 @@
 #define NODE_MAX_PENDING 64          /* accepted sessions before hello */
 #define NODE_READS_IN_FLIGHT 4       /* block reads per peer at once */
 #define NODE_MAX_PUTS 8              /* chunks waiting for hash and write */
-#define NODE_WRITE_QUEUE_MAX (1u << 20) /* bytes queued on one socket */
+#define NODE_WRITE_QUEUE_MAX (1u << 20) /* bytes queued before uploads wait */
+#define NODE_WRITE_QUEUE_HARD (8u << 20) /* past this the peer is closed */
+#define NODE_REJECTS_CLOSE 32        /* rejects in a row: it cannot serve */
+#define NODE_STALL_WARN_MS 60000u    /* no progress for this long: say so */
 
 enum node_mode {
   NODE_MODE_P2P = 0,
@@ -123,6 +128,11 @@ int node_get(struct node *n, const uint8_t content[MANIFEST_ID_BYTES],
              const char *name, uint64_t size,
              const struct link_tracker *trackers, unsigned ntrackers,
              const uint8_t *tracker_key, const char *dir, int seed);
+
+/* Parses a --listen value ("ADDR:PORT", port 0 for any). Returns 0 or
+ * SHOAL_EINVAL. */
+struct sockaddr_storage;
+int node_parse_listen(const char *s, struct sockaddr_storage *ss);
 
 /* DATA payload bytes sent and received by the node since it started. */
 uint64_t node_uploaded(const struct node *n);

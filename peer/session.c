@@ -18,6 +18,9 @@
 #include "common/textid.h"
 #include "peer/internal.h"
 
+/* A hello frame is ENVELOPE_OVERHEAD + PWIRE_HELLO_PAYLOAD_BYTES bytes. */
+#define SESSION_HELLO_FRAME_MAX 1024u
+
 struct wreq {
   uv_write_t req;
   struct session *s;
@@ -42,7 +45,9 @@ static struct session *session_new(struct node *n) {
   s->last_send_ms = s->started_ms;
   s->choked_at_ms = s->started_ms;
   meter_init(&s->down_meter, 20000, s->started_ms);
-  frame_decoder_init(&s->dec, PWIRE_MAX_FRAME);
+  /* Until the hellos are done only a hello may come: a small limit keeps
+   * connections that never say hello cheap. */
+  frame_decoder_init(&s->dec, SESSION_HELLO_FRAME_MAX);
   pwire_eph_generate(&s->eph);
   if (uv_tcp_init(n->loop, &s->tcp) != 0) {
     frame_decoder_close(&s->dec);
@@ -191,6 +196,12 @@ int session_send(struct session *s, const struct pwire_msg *m) {
     return SHOAL_EPROTO;
   }
   /* Encode into a stack buffer for small messages, else the scratch. */
+  /* A peer that asks and never reads would make us queue without end. */
+  if (uv_stream_get_write_queue_size((uv_stream_t *)&s->tcp) >
+      NODE_WRITE_QUEUE_HARD) {
+    session_close(s, "the peer does not read what it asks for");
+    return SHOAL_EBUSY;
+  }
   if (m->data_len + 16 <= sizeof(small)) {
     buf_init_fixed(&plain, small, sizeof(small));
   } else {
@@ -330,6 +341,17 @@ static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *b) {
    * callback, before another read can start. */
   b->base = (char *)s->node->rbuf;
   b->len = sizeof(s->node->rbuf);
+  if (!rate_unlimited(&s->node->down_bucket)) {
+    /* Under a download limit, one read is at most a quarter second's worth
+     * (and at least 16 KiB), so a pause never outlasts the timeouts. */
+    uint64_t quarter = s->node->down_bucket.rate / 4;
+    if (quarter < (16u << 10)) {
+      quarter = 16u << 10;
+    }
+    if (quarter < b->len) {
+      b->len = (size_t)quarter;
+    }
+  }
 }
 
 static int on_hello(struct session *s, const uint8_t *frame, size_t len) {
@@ -402,6 +424,7 @@ static int on_hello(struct session *s, const uint8_t *frame, size_t len) {
   s->remote_flags = h.flags;
   s->remote_port = h.port;
   s->state = SESS_OPEN;
+  s->dec.max = PWIRE_MAX_FRAME; /* between frames: the next header sees it */
   log_info("peer", "%s: session with %s at %s%s", s->sw->name,
            s->remote_short, s->addr_text,
            (h.flags & PWIRE_HELLO_SEEDER) ? " (seeder)" : "");

@@ -462,9 +462,39 @@ static void update_interest(struct swarm *sw, struct session *s) {
   session_send_simple(s, want ? PWIRE_INTERESTED : PWIRE_NOT_INTERESTED);
 }
 
+/* Blocks to keep requested from one peer: enough to fill the pipe, but
+ * under a download limit no more than about two seconds' worth, so that
+ * what was asked for arrives well within the request timeout. */
+static unsigned pipeline_depth(const struct swarm *sw) {
+  const struct rate_bucket *b = &sw->node->down_bucket;
+  uint64_t blocks;
+  if (rate_unlimited(b)) {
+    return NODE_PIPELINE;
+  }
+  blocks = 2 * b->rate / PWIRE_BLOCK_BYTES;
+  if (blocks < 1) {
+    blocks = 1;
+  }
+  return blocks < NODE_PIPELINE ? (unsigned)blocks : NODE_PIPELINE;
+}
+
+/* The request timeout: NODE_REQUEST_TIMEOUT_MS, longer under a download
+ * limit when what is in flight takes longer than that to arrive. */
+static uint64_t request_timeout(const struct swarm *sw) {
+  const struct rate_bucket *b = &sw->node->down_bucket;
+  uint64_t bytes, ms;
+  if (rate_unlimited(b)) {
+    return NODE_REQUEST_TIMEOUT_MS;
+  }
+  bytes = (uint64_t)pipeline_depth(sw) * PWIRE_BLOCK_BYTES *
+          (sw->nsessions ? sw->nsessions : 1);
+  ms = 2 * bytes * 1000 / b->rate;
+  return ms > NODE_REQUEST_TIMEOUT_MS ? ms : NODE_REQUEST_TIMEOUT_MS;
+}
+
 void swarm_fill_requests(struct swarm *sw, struct session *s) {
   struct picker_block blocks[NODE_PIPELINE];
-  unsigned have, n;
+  unsigned have, n, depth;
   if (s->state != SESS_OPEN || sw->pk == NULL || !s->in_picker ||
       s->peer_choking || !s->am_interested || sw->state != SW_RUNNING) {
     return;
@@ -475,11 +505,12 @@ void swarm_fill_requests(struct swarm *sw, struct session *s) {
     return;
   }
   have = picker_outstanding(sw->pk, (unsigned)s->slot);
-  if (have >= NODE_PIPELINE) {
+  depth = pipeline_depth(sw);
+  if (have >= depth) {
     return;
   }
   n = picker_next(sw->pk, (unsigned)s->slot, node_now(sw->node), blocks,
-                  NODE_PIPELINE - have);
+                  depth - have);
   for (unsigned i = 0; i < n; i++) {
     struct pwire_msg m;
     memset(&m, 0, sizeof(m));
@@ -710,6 +741,7 @@ static int on_data(struct swarm *sw, struct session *s,
              s->remote_short);
     return SHOAL_EINVAL;
   }
+  s->rejects = 0;
   s->down_bytes += m->data_len;
   sw->down_bytes += m->data_len;
   sw->node->down_bytes += m->data_len;
@@ -772,6 +804,7 @@ static void start_manifest_fetch(struct swarm *sw, struct session *s) {
   buf_reset(&sw->mf);
   sw->mf_total = 0;
   sw->mf_from = s;
+  sw->mf_sent_ms = node_now(sw->node);
   if (session_send(s, &m) != 0) {
     sw->mf_from = NULL;
   }
@@ -810,6 +843,7 @@ static int on_manifest_part(struct swarm *sw, struct session *s,
     if (r.length > PWIRE_MANIFEST_PART_BYTES) {
       r.length = PWIRE_MANIFEST_PART_BYTES;
     }
+    sw->mf_sent_ms = node_now(sw->node);
     return session_send(s, &r);
   }
   sw->mf_from = NULL;
@@ -1007,6 +1041,10 @@ int swarm_on_message(struct swarm *sw, struct session *s,
       struct picker_block b = {m->chunk, m->offset, m->length};
       picker_block_rejected(sw->pk, (unsigned)s->slot, &b);
     }
+    if (++s->rejects >= NODE_REJECTS_CLOSE) {
+      /* Its copy changed or cannot be read: asking again is no use. */
+      session_close(s, "it rejects every request");
+    }
     return 0;
   case PWIRE_KEEPALIVE:
     return 0;
@@ -1095,11 +1133,34 @@ static void maybe_finish(struct swarm *sw) {
 /* ------------------------------------------------------------------------ */
 
 void swarm_tick(struct swarm *sw, uint64_t now) {
+  if (sw->state == SW_FETCHING && sw->mf_from != NULL &&
+      now - sw->mf_sent_ms > NODE_REQUEST_TIMEOUT_MS) {
+    /* Its departure hands the fetch to another peer that holds it. */
+    session_close(sw->mf_from, "no manifest part in time");
+  }
+  if (sw->state == SW_RUNNING && sw->st != NULL) {
+    uint64_t have = storage_have_bytes(sw->st);
+    if (have != sw->progress_have || sw->progress_ms == 0) {
+      sw->progress_have = have;
+      sw->progress_ms = now;
+    } else if (now - sw->progress_ms >= NODE_STALL_WARN_MS) {
+      struct node_event ev;
+      char msg[400];
+      snprintf(msg, sizeof(msg),
+               "%s: no progress for a minute; %u peers connected, none "
+               "serving the missing chunks yet",
+               sw->name, sw->nsessions);
+      memset(&ev, 0, sizeof(ev));
+      ev.type = NODE_EV_WARNING;
+      ev.message = msg;
+      node_emit(sw->node, &ev);
+      sw->progress_ms = now;
+    }
+  }
   if (sw->pk != NULL && sw->state == SW_RUNNING) {
     struct picker_block b[64];
     unsigned peers[64];
-    unsigned n = picker_expire(sw->pk, now, NODE_REQUEST_TIMEOUT_MS, b, peers,
-                               64);
+    unsigned n = picker_expire(sw->pk, now, request_timeout(sw), b, peers, 64);
     for (unsigned i = 0; i < n; i++) {
       for (struct session *s = sw->sessions; s != NULL; s = s->next) {
         if (s->slot == (int)peers[i] && s->state == SESS_OPEN) {
