@@ -118,6 +118,16 @@ struct banned {
   int banned;
 };
 
+/* A peer the tracker listed, kept to reconnect while the tracker is
+ * unreachable. */
+struct known_peer {
+  uint8_t pk[IDENTITY_PK_BYTES];
+  struct sockaddr_storage addr;
+  uint64_t next_try_ms;
+  uint32_t backoff_ms;
+};
+#define SWARM_KNOWN_MAX 64
+
 enum swarm_state {
   SW_FETCHING,  /* waiting for the manifest */
   SW_OPENING,   /* storage opening / re-checking */
@@ -150,6 +160,9 @@ struct swarm {
 
   struct session *sessions;
   unsigned nsessions;
+  struct known_peer *known; /* SWARM_KNOWN_MAX entries, lazily */
+  unsigned nknown;
+  int name_given; /* name came from a link, so the manifest must match */
   uint8_t slots_used[PICKER_MAX_PEERS];
 
   /* Manifest fetch. */

@@ -739,12 +739,13 @@ static int add_tracker(struct app *a, const char *text) {
   return 0;
 }
 
-int main(int argc, char **argv) {
+/* The whole program but the argument array, which main owns, so every
+ * return path (usage errors included) leaves nothing allocated. */
+static int run(int argc, char **argv, char **pos) {
   static struct app app;
   struct app *a = &app;
   const char *tracker_key_text = NULL;
   const char *level = "warn";
-  char **pos;
   int npos = 0;
   int err;
 
@@ -766,10 +767,6 @@ int main(int argc, char **argv) {
   a->limit = 20;
   a->out_dir = ".";
   a->cfg.max_peers = NODE_DEFAULT_MAX_PEERS;
-  pos = calloc((size_t)argc + 1, sizeof(*pos));
-  if (pos == NULL) {
-    return 1;
-  }
 
   for (int i = 1; i < argc; i++) {
     const char *f = argv[i];
@@ -1017,7 +1014,6 @@ int main(int argc, char **argv) {
       printf("%s\n", text);
     }
     identity_close(&a->id);
-    free(pos);
     return 0;
   }
 
@@ -1061,7 +1057,6 @@ int main(int argc, char **argv) {
     uv_run(&a->loop, UV_RUN_DEFAULT);
     uv_loop_close(&a->loop);
     identity_close(&a->id);
-    free(pos);
     return a->exit_code;
   }
 
@@ -1113,6 +1108,17 @@ int main(int argc, char **argv) {
   if (a->lock_fd >= 0) {
     close(a->lock_fd);
   }
-  free(pos);
   return a->exit_code;
+}
+
+int main(int argc, char **argv) {
+  char **pos = calloc((size_t)argc + 1, sizeof(*pos));
+  int rc;
+  if (pos == NULL) {
+    fprintf(stderr, "shoal-peer: error: out of memory\n");
+    return 1;
+  }
+  rc = run(argc, argv, pos);
+  free(pos);
+  return rc;
 }

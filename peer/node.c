@@ -565,6 +565,59 @@ static int connected_to(const struct swarm *sw, const uint8_t pk[32]) {
   return 0;
 }
 
+static void remember_peer(struct swarm *sw, const uint8_t pk[32],
+                          const struct sockaddr_storage *ss) {
+  struct known_peer *k = NULL;
+  if (sw->known == NULL) {
+    sw->known = calloc(SWARM_KNOWN_MAX, sizeof(*sw->known));
+    if (sw->known == NULL) {
+      return;
+    }
+  }
+  for (unsigned i = 0; i < sw->nknown; i++) {
+    if (memcmp(sw->known[i].pk, pk, IDENTITY_PK_BYTES) == 0) {
+      k = &sw->known[i];
+      break;
+    }
+  }
+  if (k == NULL) {
+    if (sw->nknown == SWARM_KNOWN_MAX) {
+      return;
+    }
+    k = &sw->known[sw->nknown++];
+    memset(k, 0, sizeof(*k));
+    memcpy(k->pk, pk, IDENTITY_PK_BYTES);
+  }
+  k->addr = *ss;
+  k->backoff_ms = 0;
+  k->next_try_ms = 0;
+}
+
+/* The tracker cannot be asked: dial the peers it listed before, each with
+ * its own backoff, so the swarm goes on with the peers it knows. */
+static void redial_known(struct swarm *sw) {
+  struct node *n = sw->node;
+  uint64_t now = node_now(n);
+  for (unsigned i = 0; i < sw->nknown; i++) {
+    struct known_peer *k = &sw->known[i];
+    if (sw->nsessions >= n->cfg.max_peers) {
+      return;
+    }
+    if (k->next_try_ms > now || swarm_is_banned(sw, k->pk) ||
+        connected_to(sw, k->pk)) {
+      continue;
+    }
+    k->backoff_ms = k->backoff_ms == 0 ? 2000 : k->backoff_ms * 2;
+    if (k->backoff_ms > LOOKUP_MAX_MS) {
+      k->backoff_ms = LOOKUP_MAX_MS;
+    }
+    k->next_try_ms = now + k->backoff_ms;
+    log_info("peer", "%s: tracker unreachable; dialling a known peer",
+             sw->name);
+    (void)session_connect(n, sw, (const struct sockaddr *)&k->addr, k->pk);
+  }
+}
+
 static void on_lookup(void *arg, int status, const struct tcl_reply *r) {
   struct swarm *sw = arg;
   struct node *n = sw->node;
@@ -576,7 +629,9 @@ static void on_lookup(void *arg, int status, const struct tcl_reply *r) {
   }
   if (status != 0) {
     if (!tracker_failed(sw, status, r)) {
-      schedule_lookup(sw, backoff_ms(sw));
+      redial_known(sw);
+      schedule_lookup(sw, backoff_ms(sw) < LOOKUP_MAX_MS ? backoff_ms(sw)
+                                                         : LOOKUP_MAX_MS);
     }
     return;
   }
@@ -613,6 +668,7 @@ static void on_lookup(void *arg, int status, const struct tcl_reply *r) {
     } else {
       continue;
     }
+    remember_peer(sw, p->pk, &ss);
     if (session_connect(n, sw, (const struct sockaddr *)&ss, p->pk) == 0) {
       fresh++;
     }
@@ -897,7 +953,7 @@ static void on_storage_open(void *arg, int status) {
 void swarm_manifest_ready(struct swarm *sw) {
   char rpath[4096];
   int err;
-  if (sw->name[0] != '\0' && strcmp(sw->name, sw->m->name) != 0) {
+  if (sw->name_given && strcmp(sw->name, sw->m->name) != 0) {
     char msg[600];
     snprintf(msg, sizeof(msg),
              "the manifest does not match the link: the link names '%s', the "
@@ -967,6 +1023,10 @@ int node_get(struct node *n, const uint8_t content[MANIFEST_ID_BYTES],
   }
   if (name != NULL) {
     snprintf(sw->name, sizeof(sw->name), "%s", name);
+    sw->name_given = 1;
+  } else {
+    /* Until the manifest names it, logs show the content ID's start. */
+    textid_short(TEXTID_CONTENT, content, sw->name);
   }
   sw->size_hint = size;
   sw->seed_after = seed;
@@ -1122,6 +1182,7 @@ void node_free(struct node *n) {
       free(b);
     }
     free(sw->dir);
+    free(sw->known);
     free(sw);
   }
   replay_guard_close(&n->hello_guard);

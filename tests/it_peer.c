@@ -1,0 +1,1913 @@
+/* Integration tests: the real shoal-peer (and shoal-tracker) on loopback.
+ *
+ * Each test starts a tracker with a short announce interval, the peers it
+ * needs as child processes with --json output captured to files, and, for
+ * the hostile cases, a peer-wire client of its own (tests/lib/pclient.c)
+ * that breaks one rule at a time. Every wait polls a condition until a
+ * deadline; teardown kills every child by PID, stops the tracker and any
+ * fake peer thread, prints the children's output when the test failed, and
+ * removes the test's folder.
+ *
+ * Files are generated from fixed seeds and kept to a few MiB; download
+ * rate limits give the swarms time to trade.
+ */
+/* cmocka needs these four first. */
+/* clang-format off */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+/* clang-format on */
+
+#include <dirent.h>
+#include <errno.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <sodium.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <uv.h>
+
+#include "common/clock.h"
+#include "common/envelope.h"
+#include "common/error.h"
+#include "common/frame.h"
+#include "common/identity.h"
+#include "common/link.h"
+#include "common/manifest.h"
+#include "common/pwire.h"
+#include "common/textid.h"
+#include "common/tmsg.h"
+#include "tests/lib/jsonl.h"
+#include "tests/lib/pclient.h"
+#include "tests/lib/proc.h"
+#include "tests/lib/tclient.h"
+#include "tests/lib/testutil.h"
+
+#define MiB (1024u * 1024u)
+#define KiB 1024u
+
+/* Upper bounds for one wait. Runs take a fraction of these; they only
+ * decide how long a broken build hangs before the test fails. */
+#define START_MS 20000      /* a peer prints "listening" / "shared" */
+#define COMPLETE_MS 90000   /* a download finishes */
+#define EXIT_MS 15000       /* a signalled peer exits (stop is bounded 2 s) */
+#define CLOSE_MS 5000       /* a peer closes a session that broke a rule */
+#define MSG_MS 5000         /* a peer answers a hello or sends its have-map */
+#define UNCHOKE_MS 15000    /* a seeder unchokes an interested peer */
+#define FAKE_LIFE_MS 120000 /* a fake peer thread ends by itself after this */
+/* Last resort: a test that hangs past this kills the program (and with
+ * it, through PR_SET_PDEATHSIG, every child). */
+#define WATCHDOG_S 600
+
+#define MAX_PROCS 16
+#define MAX_PCS 8
+#define LINE_CAP PROC_LINE_MAX
+
+/* ------------------------------------------------------------------------ */
+/* A fake seeder: a single-threaded peer-wire server on its own thread. It
+ * serves the signed manifest it was given (a genuine one, or a hostile
+ * one), and every block it is asked for with every byte changed. */
+
+#define FAKE_MAX_SESSIONS 8
+
+struct fake {
+  struct identity id;
+  int lfd;
+  int port;
+  uint8_t content[MANIFEST_ID_BYTES];
+  uint8_t *manifest; /* signed manifest bytes (a copy) */
+  size_t manifest_len;
+  uint8_t *data; /* the single file's bytes (a copy) */
+  uint64_t data_len;
+  unsigned chunk_log2;
+  uint32_t chunks;
+  const struct tc_tracker *tracker;
+  uint64_t announce_seq;
+  uint64_t hello_seq;
+  uint64_t deadline_ms;
+  pthread_t th;
+  int running;
+  atomic_int stop;
+  atomic_uint parts;  /* manifest parts served */
+  atomic_uint blocks; /* (corrupted) blocks served */
+};
+
+/* ------------------------------------------------------------------------ */
+/* Fixture */
+
+struct fx {
+  char dir[PROC_PATH_MAX];
+  char bin[PROC_PATH_MAX];
+  struct tc_tracker t;
+  int tracker_up;
+  char tracker_addr[64];
+  char tracker_key[TEXTID_STRLEN];
+  struct proc procs[MAX_PROCS];
+  int json[MAX_PROCS]; /* the child was started with --json */
+  int nprocs;
+  struct pclient pcs[MAX_PCS];
+  int npcs;
+  struct fake *fakes[2];
+  int nfakes;
+  int done; /* the test body reached its end */
+};
+
+struct shared {
+  char link[LINK_MAX_CHARS + 1];
+  char content_text[TEXTID_STRLEN + 8];
+  uint8_t content[MANIFEST_ID_BYTES];
+  uint64_t size;
+};
+
+static void fake_stop(struct fake *fk);
+
+/* The tracker of the running test, for the watchdog: the peers die with
+ * this program (PR_SET_PDEATHSIG), the tracker is killed by hand. */
+static volatile pid_t watchdog_tracker;
+
+static void on_watchdog(int sig) {
+  static const char msg[] = "it_peer: a test hung; giving up\n";
+  (void)sig;
+  if (watchdog_tracker > 0) {
+    kill(watchdog_tracker, SIGKILL);
+  }
+  ssize_t w = write(2, msg, sizeof(msg) - 1);
+  (void)w;
+  _exit(1);
+}
+
+static int setup(void **state) {
+  struct fx *f = calloc(1, sizeof(*f));
+  const char *bin = getenv("SHOAL_BIN");
+  if (f == NULL) {
+    return -1;
+  }
+  tu_tmpdir(f->dir, sizeof(f->dir));
+  snprintf(f->bin, sizeof(f->bin), "%s/shoal-peer",
+           bin && bin[0] ? bin : "build/bin");
+  alarm(WATCHDOG_S);
+  *state = f;
+  return 0;
+}
+
+static int teardown(void **state) {
+  struct fx *f = *state;
+  for (int i = 0; i < f->nfakes; i++) {
+    fake_stop(f->fakes[i]);
+  }
+  for (int i = 0; i < f->nprocs; i++) {
+    proc_kill(&f->procs[i]);
+  }
+  if (!f->done) {
+    for (int i = 0; i < f->nprocs; i++) {
+      proc_dump(&f->procs[i]);
+    }
+  }
+  for (int i = 0; i < f->npcs; i++) {
+    pc_close(&f->pcs[i]);
+  }
+  if (f->tracker_up && !f->done) {
+    size_t n;
+    uint8_t *log = tu_read_file(f->t.log_path, &n);
+    if (log != NULL) {
+      size_t from = n > 8192 ? n - 8192 : 0;
+      fprintf(stderr, "---- tracker log (tail)\n%.*s\n", (int)(n - from),
+              (const char *)log + from);
+      free(log);
+    }
+  }
+  tc_tracker_cleanup(&f->t);
+  watchdog_tracker = 0;
+  const char *keep = getenv("SHOAL_TEST_KEEP");
+  if (!f->done && keep != NULL && keep[0] == '1') {
+    fprintf(stderr, "test folder kept: %s\n", f->dir);
+  } else {
+    tu_rmtree(f->dir);
+  }
+  alarm(0);
+  free(f);
+  return 0;
+}
+
+static void start_tracker(struct fx *f) {
+  /* A 2 s interval so peers meet quickly; a high rate limit because every
+   * peer of a test shares the address 127.0.0.1. */
+  const char *extra[] = {"--interval",  "2",       "--rate",
+                         "1000",        "--burst", "5000",
+                         "--log-level", "debug",   NULL};
+  assert_int_equal(tc_tracker_start(&f->t, 0, extra), 0);
+  f->tracker_up = 1;
+  watchdog_tracker = f->t.pid;
+  snprintf(f->tracker_addr, sizeof(f->tracker_addr), "127.0.0.1:%d", f->t.port);
+  textid_encode(TEXTID_KEY, f->t.key, f->tracker_key);
+}
+
+static void path_in(const struct fx *f, char *out, size_t cap,
+                    const char *rel) {
+  tu_path(out, cap, f->dir, rel);
+}
+
+static void mkdir_in(const struct fx *f, const char *rel) {
+  char p[PROC_PATH_MAX];
+  path_in(f, p, sizeof(p), rel);
+  if (mkdir(p, 0700) != 0 && errno != EEXIST) {
+    fail_msg("mkdir %s: %s", p, strerror(errno));
+  }
+}
+
+/* Starts the binary with the arguments given (NULL-ended) and nothing
+ * else. */
+static struct proc *run_raw(struct fx *f, const char *name, ...) {
+  const char *argv[64];
+  int n = 0;
+  va_list ap;
+  assert_true(f->nprocs < MAX_PROCS);
+  argv[n++] = f->bin;
+  va_start(ap, name);
+  const char *a;
+  while ((a = va_arg(ap, const char *)) != NULL && n < 62) {
+    argv[n++] = a;
+  }
+  va_end(ap);
+  argv[n] = NULL;
+  struct proc *p = &f->procs[f->nprocs];
+  assert_int_equal(proc_start(p, f->dir, name, argv), 0);
+  f->nprocs++;
+  return p;
+}
+
+/* Starts a peer: the command arguments given (NULL-ended), then
+ * --listen 127.0.0.1:0 --home DIR/home-HOME --json --log-level info. */
+static struct proc *peer_start(struct fx *f, const char *name, const char *home,
+                               ...) {
+  const char *argv[64];
+  char home_rel[128];
+  char home_path[PROC_PATH_MAX];
+  int n = 0;
+  va_list ap;
+  assert_true(f->nprocs < MAX_PROCS);
+  snprintf(home_rel, sizeof(home_rel), "home-%s", home);
+  mkdir_in(f, home_rel);
+  path_in(f, home_path, sizeof(home_path), home_rel);
+  argv[n++] = f->bin;
+  va_start(ap, home);
+  const char *a;
+  while ((a = va_arg(ap, const char *)) != NULL && n < 50) {
+    argv[n++] = a;
+  }
+  va_end(ap);
+  argv[n++] = "--listen";
+  argv[n++] = "127.0.0.1:0";
+  argv[n++] = "--home";
+  argv[n++] = home_path;
+  argv[n++] = "--json";
+  argv[n++] = "--log-level";
+  argv[n++] = "info";
+  argv[n] = NULL;
+  struct proc *p = &f->procs[f->nprocs];
+  assert_int_equal(proc_start(p, f->dir, name, argv), 0);
+  f->json[f->nprocs] = 1;
+  f->nprocs++;
+  return p;
+}
+
+static void wait_event(struct proc *p, const char *ev, proc_pred pred,
+                       void *arg, int timeout_ms, char *line) {
+  int rc = proc_wait_event(p, ev, pred, arg, timeout_ms, line, LINE_CAP);
+  if (rc == -2) {
+    fail_msg("%s ended (status %d) before its \"%s\" event", p->name, p->status,
+             ev);
+  } else if (rc != 0) {
+    fail_msg("%s: no \"%s\" event within %d ms", p->name, ev, timeout_ms);
+  }
+}
+
+static uint64_t field_u64(const char *line, const char *key) {
+  uint64_t v;
+  if (jsonl_u64(line, key, &v) != 0) {
+    fail_msg("no integer \"%s\" in: %s", key, line);
+  }
+  return v;
+}
+
+static int listening_port(struct proc *p) {
+  char line[LINE_CAP];
+  wait_event(p, "listening", NULL, NULL, START_MS, line);
+  uint64_t port = field_u64(line, "port");
+  assert_true(port > 0 && port < 65536);
+  return (int)port;
+}
+
+static void wait_shared(struct proc *p, struct shared *out) {
+  char line[LINE_CAP];
+  memset(out, 0, sizeof(*out));
+  wait_event(p, "shared", NULL, NULL, START_MS, line);
+  assert_int_equal(jsonl_str(line, "link", out->link, sizeof(out->link)), 0);
+  assert_int_equal(
+      jsonl_str(line, "content", out->content_text, sizeof(out->content_text)),
+      0);
+  assert_int_equal(strlen(out->content_text), TEXTID_CHARS);
+  assert_int_equal(textid_decode(TEXTID_CONTENT, out->content_text,
+                                 TEXTID_CHARS, out->content),
+                   0);
+  out->size = field_u64(line, "size");
+  /* The link names the same content. */
+  struct share_link l;
+  const char *why = NULL;
+  assert_int_equal(link_parse(out->link, strlen(out->link), &l, &why), 0);
+  assert_memory_equal(l.id, out->content, MANIFEST_ID_BYTES);
+  assert_int_equal(l.size, out->size);
+}
+
+static int wait_exit(struct proc *p, int timeout_ms) {
+  int st = proc_wait(p, timeout_ms);
+  if (st < 0) {
+    fail_msg("%s still running after %d ms", p->name, timeout_ms);
+  }
+  return st;
+}
+
+static void expect_exit(struct proc *p, int timeout_ms, int want) {
+  int st = wait_exit(p, timeout_ms);
+  if (st != want) {
+    fail_msg("%s exited with %d, expected %d", p->name, st, want);
+  }
+}
+
+/* SIGTERM, then the exit status must be 0; stats_line (may be NULL)
+ * receives the "stats" line. */
+static void stop_peer(struct proc *p, char *stats_line) {
+  proc_signal(p, SIGTERM);
+  expect_exit(p, EXIT_MS, 0);
+  if (stats_line != NULL) {
+    assert_true(
+        proc_find_event(p, "stats", NULL, NULL, 1, stats_line, LINE_CAP));
+  }
+}
+
+static int keep_line(const char *line, void *arg) {
+  snprintf(arg, LINE_CAP, "%s", line);
+  return 0;
+}
+
+/* --json output is one object a line. */
+static void assert_json_output(const struct proc *p) {
+  if (!proc_all_json(p)) {
+    fail_msg("%s: stdout has a line that is not one JSON object", p->name);
+  }
+}
+
+/* A share or get that ended by itself or by SIGINT/SIGTERM printed its
+ * "stats" line last. */
+static void assert_stats_last(struct proc *p) {
+  char last[LINE_CAP];
+  if (!proc_alive(p) && p->status != 128 + SIGKILL) {
+    last[0] = '\0';
+    proc_each_line(p, 0, keep_line, last);
+    if (!jsonl_is_event(last, "stats")) {
+      fail_msg("%s: the last line is not the stats event: %s", p->name, last);
+    }
+  }
+}
+
+/* The last step of every test: what every child printed is checked once
+ * more (--json output is one object a line; no sanitizer report, also from
+ * a child whose exit status was not looked at), then teardown may stay
+ * quiet. */
+static void finish(struct fx *f) {
+  static const char *const reports[] = {
+      "ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:"};
+  for (int i = 0; i < f->nprocs; i++) {
+    struct proc *p = &f->procs[i];
+    for (size_t k = 0; k < sizeof(reports) / sizeof(reports[0]); k++) {
+      if (proc_output_has(p, 1, reports[k])) {
+        fail_msg("%s: sanitizer report in its stderr", p->name);
+      }
+    }
+    if (f->json[i]) {
+      assert_json_output(p);
+      assert_stats_last(p);
+    }
+  }
+  f->done = 1;
+}
+
+static void write_random(const struct fx *f, const char *rel, size_t len,
+                         uint64_t seed, uint8_t **out) {
+  uint8_t *data = malloc(len ? len : 1);
+  assert_non_null(data);
+  tu_fill(data, len, seed);
+  tu_write_file(f->dir, rel, data, len);
+  if (out != NULL) {
+    *out = data;
+  } else {
+    free(data);
+  }
+}
+
+static void assert_file_is(const char *path, const uint8_t *data, size_t len) {
+  size_t n;
+  uint8_t *got = tu_read_file(path, &n);
+  if (got == NULL) {
+    fail_msg("missing %s", path);
+  }
+  if (n != len || (len > 0 && memcmp(got, data, len) != 0)) {
+    free(got);
+    fail_msg("%s differs from the original (%zu bytes, expected %zu)", path, n,
+             len);
+  }
+  free(got);
+}
+
+static int exists(const char *path) {
+  struct stat st;
+  return lstat(path, &st) == 0;
+}
+
+/* The downloaded copy DIR/NAME equals data, and no partial is left. */
+static void assert_copy(const struct fx *f, const char *outdir,
+                        const char *name, const uint8_t *data, size_t len) {
+  char rel[512];
+  char p[PROC_PATH_MAX];
+  snprintf(rel, sizeof(rel), "%s/%s", outdir, name);
+  path_in(f, p, sizeof(p), rel);
+  assert_file_is(p, data, len);
+  snprintf(rel, sizeof(rel), "%s/%s%s", outdir, name, ".shoal-part");
+  path_in(f, p, sizeof(p), rel);
+  if (exists(p)) {
+    fail_msg("%s left behind", p);
+  }
+}
+
+static struct pclient *pc_new(struct fx *f) {
+  struct identity id;
+  assert_true(f->npcs < MAX_PCS);
+  struct pclient *c = &f->pcs[f->npcs++];
+  identity_generate(&id);
+  assert_int_equal(pc_init(c, &id), 0);
+  identity_close(&id);
+  return c;
+}
+
+static void pc_done(struct fx *f, struct pclient *c) {
+  pc_close(c);
+  /* Reuse the slot when it is the last one. */
+  if (f->npcs > 0 && c == &f->pcs[f->npcs - 1]) {
+    f->npcs--;
+  }
+}
+
+/* A session to port as a downloader of content, hellos done. */
+static struct pclient *pc_session(struct fx *f, int port,
+                                  const uint8_t content[32]) {
+  struct pclient *c = pc_new(f);
+  assert_int_equal(pc_connect(c, port), 0);
+  int err = pc_handshake(c, content, 0, 0, MSG_MS);
+  if (err != 0) {
+    fail_msg("handshake with port %d: %s", port, shoal_err_name(err));
+  }
+  assert_memory_equal(c->theirs.content, content, 32);
+  return c;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Predicates on JSON lines. */
+
+struct frac {
+  uint64_t num, den; /* have * den >= total * num */
+};
+
+static int have_at_least(const char *line, void *arg) {
+  const struct frac *q = arg;
+  uint64_t have, total;
+  return jsonl_u64(line, "have", &have) == 0 &&
+         jsonl_u64(line, "total", &total) == 0 && total > 0 &&
+         have * q->den >= total * q->num;
+}
+
+static int have_some(const char *line, void *arg) {
+  (void)arg;
+  uint64_t have;
+  return jsonl_u64(line, "have", &have) == 0 && have > 0;
+}
+
+/* ------------------------------------------------------------------------ */
+/* The fake seeder. */
+
+static int fake_announce(struct fake *fk) {
+  struct buf msg;
+  struct buf reply;
+  const uint8_t *p;
+  size_t n;
+  uint8_t c[1][32];
+  uint8_t role = TMSG_ROLE_SEEDING;
+  int rc = -1;
+  int fd = tc_connect(fk->tracker->port);
+  if (fd < 0) {
+    return -1;
+  }
+  memcpy(c[0], fk->content, 32);
+  buf_init(&msg, FRAME_MAX_DEFAULT);
+  buf_init(&reply, FRAME_MAX_DEFAULT);
+  tc_seal_announce(&msg, &fk->id, clock_wall_ms(), fk->announce_seq++,
+                   (uint16_t)fk->port, TMSG_EVENT_STARTED,
+                   (const uint8_t(*)[32])c, &role, 1);
+  if (tc_send_frame(fd, msg.data, msg.len) == 0 &&
+      tc_recv_frame(fd, &reply, 3000) == 0 &&
+      tc_open_reply(fk->tracker, &reply, &p, &n) == TMSG_ANNOUNCE_OK) {
+    rc = 0;
+  }
+  close(fd);
+  buf_free(&msg);
+  buf_free(&reply);
+  return rc;
+}
+
+static int fake_send_have_map(struct pclient *c, uint32_t chunks) {
+  uint8_t map[64];
+  size_t len = (chunks + 7u) / 8u;
+  struct pwire_msg m;
+  if (len == 0 || len > sizeof(map)) {
+    return SHOAL_EINVAL;
+  }
+  memset(map, 0xff, len);
+  if (chunks % 8u != 0) {
+    map[len - 1] = (uint8_t)(0xffu << (8u - chunks % 8u));
+  }
+  memset(&m, 0, sizeof(m));
+  m.type = PWIRE_HAVE_MAP;
+  m.data = map;
+  m.data_len = len;
+  return pc_send(c, &m);
+}
+
+/* Handles one readable event on a session. Returns 0 to keep it. */
+static int fake_serve(struct fake *fk, struct pclient *c) {
+  struct pwire_msg m;
+  struct pwire_msg out;
+  int err;
+
+  if (!c->session_ready) {
+    err = pc_handshake(c, fk->content, (uint16_t)fk->port, PWIRE_HELLO_SEEDER,
+                       3000);
+    if (err != 0) {
+      return err;
+    }
+    return fake_send_have_map(c, fk->chunks);
+  }
+  err = pc_recv(c, &m, 3000);
+  if (err != 0) {
+    return err;
+  }
+  memset(&out, 0, sizeof(out));
+  switch (m.type) {
+  case PWIRE_MANIFEST_REQ: {
+    if (m.offset >= fk->manifest_len) {
+      return SHOAL_EINVAL;
+    }
+    size_t len = fk->manifest_len - m.offset;
+    if (len > m.length) {
+      len = m.length;
+    }
+    out.type = PWIRE_MANIFEST_PART;
+    out.total = (uint32_t)fk->manifest_len;
+    out.offset = m.offset;
+    out.data = fk->manifest + m.offset;
+    out.data_len = len;
+    atomic_fetch_add(&fk->parts, 1);
+    return pc_send(c, &out);
+  }
+  case PWIRE_INTERESTED:
+    out.type = PWIRE_UNCHOKE;
+    return pc_send(c, &out);
+  case PWIRE_REQUEST: {
+    uint64_t chunk_size = (uint64_t)1 << fk->chunk_log2;
+    uint64_t at = (uint64_t)m.chunk * chunk_size + m.offset;
+    uint8_t block[PWIRE_BLOCK_BYTES];
+    if (m.chunk >= fk->chunks || m.length > sizeof(block) ||
+        at + m.length > fk->data_len) {
+      return SHOAL_EINVAL;
+    }
+    /* Every byte changed: the block can never match its chunk's hash. */
+    for (uint32_t i = 0; i < m.length; i++) {
+      block[i] = (uint8_t)(fk->data[at + i] ^ 0xa5u);
+    }
+    out.type = PWIRE_DATA;
+    out.chunk = m.chunk;
+    out.offset = m.offset;
+    out.data = block;
+    out.data_len = m.length;
+    atomic_fetch_add(&fk->blocks, 1);
+    return pc_send(c, &out);
+  }
+  default:
+    return 0; /* have, keepalive, cancel, not interested: nothing to do */
+  }
+}
+
+static void *fake_main(void *arg) {
+  struct fake *fk = arg;
+  struct pclient sess[FAKE_MAX_SESSIONS];
+  int used[FAKE_MAX_SESSIONS] = {0};
+  uint64_t next_announce = proc_now_ms() + 1000;
+
+  while (!atomic_load(&fk->stop) && proc_now_ms() < fk->deadline_ms) {
+    struct pollfd pf[FAKE_MAX_SESSIONS + 1];
+    int idx[FAKE_MAX_SESSIONS + 1];
+    int n = 0;
+    /* Registrations last interval + grace (3 s with --interval 2). */
+    if (proc_now_ms() >= next_announce) {
+      fake_announce(fk);
+      next_announce = proc_now_ms() + 1000;
+    }
+    pf[n].fd = fk->lfd;
+    pf[n].events = POLLIN;
+    idx[n++] = -1;
+    for (int i = 0; i < FAKE_MAX_SESSIONS; i++) {
+      if (used[i]) {
+        pf[n].fd = sess[i].fd;
+        pf[n].events = POLLIN;
+        idx[n++] = i;
+      }
+    }
+    if (poll(pf, (nfds_t)n, 100) <= 0) {
+      continue;
+    }
+    for (int k = 0; k < n; k++) {
+      if (pf[k].revents == 0) {
+        continue;
+      }
+      if (idx[k] < 0) {
+        int slot = -1;
+        for (int i = 0; i < FAKE_MAX_SESSIONS && slot < 0; i++) {
+          slot = used[i] ? -1 : i;
+        }
+        struct pclient tmp;
+        if (pc_init(&tmp, &fk->id) != 0) {
+          continue;
+        }
+        if (pc_accept(&tmp, fk->lfd, 0) != 0 || slot < 0) {
+          pc_close(&tmp);
+          continue;
+        }
+        /* One hello sequence for every session of this identity: the
+         * peer's replay guard refuses a number it saw before. */
+        tmp.seq = fk->hello_seq++;
+        sess[slot] = tmp;
+        used[slot] = 1;
+        continue;
+      }
+      int i = idx[k];
+      if (fake_serve(fk, &sess[i]) != 0) {
+        pc_close(&sess[i]);
+        used[i] = 0;
+      }
+    }
+  }
+  for (int i = 0; i < FAKE_MAX_SESSIONS; i++) {
+    if (used[i]) {
+      pc_close(&sess[i]);
+    }
+  }
+  return NULL;
+}
+
+/* Starts a fake seeder for content with copies of the manifest and data
+ * (the thread may outlive the test function's frame until teardown). It
+ * announces itself once before this returns, then every second. */
+static struct fake *fake_start(struct fx *f, const uint8_t content[32],
+                               const uint8_t *manifest, size_t manifest_len,
+                               const uint8_t *data, uint64_t data_len,
+                               unsigned chunk_log2, uint32_t chunks) {
+  struct fake *fk = calloc(1, sizeof(*fk));
+  assert_non_null(fk);
+  assert_true(f->nfakes < 2);
+  fk->lfd = -1;
+  f->fakes[f->nfakes++] = fk;
+  identity_generate(&fk->id);
+  memcpy(fk->content, content, 32);
+  fk->manifest = malloc(manifest_len);
+  fk->data = malloc(data_len);
+  assert_non_null(fk->manifest);
+  assert_non_null(fk->data);
+  memcpy(fk->manifest, manifest, manifest_len);
+  memcpy(fk->data, data, data_len);
+  fk->manifest_len = manifest_len;
+  fk->data_len = data_len;
+  fk->chunk_log2 = chunk_log2;
+  fk->chunks = chunks;
+  fk->tracker = &f->t;
+  fk->announce_seq = envelope_seq_start(clock_wall_ms());
+  fk->hello_seq = fk->announce_seq;
+  fk->deadline_ms = proc_now_ms() + FAKE_LIFE_MS;
+  fk->lfd = pc_listen(&fk->port);
+  assert_true(fk->lfd >= 0);
+  assert_int_equal(fake_announce(fk), 0);
+  assert_int_equal(pthread_create(&fk->th, NULL, fake_main, fk), 0);
+  fk->running = 1;
+  return fk;
+}
+
+static void fake_stop(struct fake *fk) {
+  if (fk == NULL) {
+    return;
+  }
+  if (fk->running) {
+    atomic_store(&fk->stop, 1);
+    pthread_join(fk->th, NULL);
+    fk->running = 0;
+  }
+  if (fk->lfd >= 0) {
+    close(fk->lfd);
+    fk->lfd = -1;
+  }
+  identity_close(&fk->id);
+  free(fk->manifest);
+  free(fk->data);
+  free(fk);
+}
+
+/* ------------------------------------------------------------------------ */
+/* 1. One seeder, six downloaders. */
+
+static void six_downloaders_trade_and_get_identical_copies(void **state) {
+  struct fx *f = *state;
+  const size_t size = 6 * MiB;
+  enum { N = 6 };
+  uint8_t *data;
+  struct shared sh;
+  struct proc *dl[N];
+  char line[LINE_CAP];
+
+  start_tracker(f);
+  mkdir_in(f, "src");
+  write_random(f, "src/six.bin", size, 1, &data);
+  char src[PROC_PATH_MAX];
+  path_in(f, src, sizeof(src), "src/six.bin");
+  /* The seeder alone cannot feed everyone at their rate: they must trade. */
+  struct proc *seed =
+      peer_start(f, "seeder", "s", "share", src, "--tracker", f->tracker_addr,
+                 "--tracker-key", f->tracker_key, "--upload-rate", "4M", NULL);
+  wait_shared(seed, &sh);
+  assert_int_equal(sh.size, size);
+
+  for (int i = 0; i < N; i++) {
+    char name[16], out[32], opath[PROC_PATH_MAX];
+    snprintf(name, sizeof(name), "dl%d", i);
+    snprintf(out, sizeof(out), "out%d", i);
+    mkdir_in(f, out);
+    path_in(f, opath, sizeof(opath), out);
+    dl[i] = peer_start(f, name, name, "get", sh.link, "-o", opath, "--seed",
+                       "--download-rate", "2M", NULL);
+  }
+  for (int i = 0; i < N; i++) {
+    wait_event(dl[i], "complete", NULL, NULL, COMPLETE_MS, line);
+    char path[PROC_PATH_MAX];
+    assert_int_equal(jsonl_str(line, "path", path, sizeof(path)), 0);
+    size_t pl = strlen(path);
+    assert_true(pl >= 8 && strcmp(path + pl - 8, "/six.bin") == 0);
+  }
+  for (int i = 0; i < N; i++) {
+    char out[32];
+    snprintf(out, sizeof(out), "out%d", i);
+    assert_copy(f, out, "six.bin", data, size);
+  }
+
+  uint64_t up_dl = 0, up_all = 0, down_all = 0;
+  for (int i = 0; i < N; i++) {
+    stop_peer(dl[i], line);
+    uint64_t up = field_u64(line, "uploaded");
+    uint64_t down = field_u64(line, "downloaded");
+    /* Every byte of the copy came in a DATA message. */
+    assert_true(down >= size);
+    up_dl += up;
+    up_all += up;
+    down_all += down;
+    assert_json_output(dl[i]);
+  }
+  stop_peer(seed, line);
+  up_all += field_u64(line, "uploaded");
+  assert_json_output(seed);
+  print_message("six downloaders uploaded %llu bytes to each other; the "
+                "seeder %llu\n",
+                (unsigned long long)up_dl,
+                (unsigned long long)(up_all - up_dl));
+  assert_true(up_dl > 0);
+  /* What was received was sent by someone in the swarm. */
+  assert_true(up_all >= down_all);
+  free(data);
+  finish(f);
+}
+
+/* ------------------------------------------------------------------------ */
+/* 2. The seeder leaves once the swarm holds every chunk. */
+
+/* ORs each downloader's current have-map (fresh sessions, so only the
+ * first message after the hellos is relied on) into uni, and counts the
+ * chunks each holds into held. */
+static void collect_have_maps(struct fx *f, const int *ports, int n,
+                              const uint8_t content[32], uint32_t chunks,
+                              uint8_t *uni, unsigned *held) {
+  size_t len = (chunks + 7u) / 8u;
+  for (int i = 0; i < n; i++) {
+    struct pwire_msg m;
+    struct pclient *c = pc_session(f, ports[i], content);
+    int err = pc_expect(c, PWIRE_HAVE_MAP, &m, MSG_MS);
+    if (err != 0) {
+      fail_msg("no have-map from port %d: %s", ports[i], shoal_err_name(err));
+    }
+    assert_int_equal(m.data_len, len);
+    assert_int_equal(pwire_check_have_map(m.data, m.data_len, chunks), 0);
+    held[i] = 0;
+    for (size_t k = 0; k < len; k++) {
+      uni[k] |= m.data[k];
+      for (unsigned b = 0; b < 8; b++) {
+        held[i] += (m.data[k] >> b) & 1u;
+      }
+    }
+    pc_done(f, c);
+  }
+}
+
+static int all_chunks(const uint8_t *map, uint32_t chunks) {
+  for (uint32_t i = 0; i < chunks; i++) {
+    if (!(map[i / 8] & (0x80u >> (i % 8)))) {
+      return 0;
+    }
+  }
+  return 1;
+}
+
+static void seeder_leaves_when_swarm_holds_every_chunk(void **state) {
+  struct fx *f = *state;
+  const size_t size = 2 * MiB;
+  enum { N = 3 };
+  uint8_t *data;
+  struct shared sh;
+  struct proc *dl[N];
+  int ports[N];
+  unsigned held[N];
+  char line[LINE_CAP];
+
+  start_tracker(f);
+  mkdir_in(f, "src");
+  write_random(f, "src/leave.bin", size, 2, &data);
+  char src[PROC_PATH_MAX];
+  path_in(f, src, sizeof(src), "src/leave.bin");
+  /* The seeder sends out new chunks faster than the downloaders can pass
+   * them on to each other, so every chunk is in the swarm well before any
+   * one downloader holds them all. */
+  struct proc *seed = peer_start(
+      f, "seeder", "s", "share", src, "--tracker", f->tracker_addr,
+      "--tracker-key", f->tracker_key, "--upload-rate", "1536k", NULL);
+  wait_shared(seed, &sh);
+  for (int i = 0; i < N; i++) {
+    char name[16], out[32], opath[PROC_PATH_MAX];
+    snprintf(name, sizeof(name), "dl%d", i);
+    snprintf(out, sizeof(out), "out%d", i);
+    mkdir_in(f, out);
+    path_in(f, opath, sizeof(opath), out);
+    dl[i] = peer_start(f, name, name, "get", sh.link, "-o", opath, "--seed",
+                       "--download-rate", "2M", "--upload-rate", "256k", NULL);
+  }
+  uint32_t chunks = 0;
+  for (int i = 0; i < N; i++) {
+    ports[i] = listening_port(dl[i]);
+    wait_event(dl[i], "manifest", NULL, NULL, START_MS, line);
+    uint32_t c = (uint32_t)field_u64(line, "chunks");
+    assert_true(c > 0);
+    assert_true(chunks == 0 || chunks == c);
+    chunks = c;
+  }
+
+  uint8_t *uni = calloc((chunks + 7u) / 8u, 1);
+  assert_non_null(uni);
+  uint64_t deadline = proc_now_ms() + COMPLETE_MS;
+  for (;;) {
+    memset(uni, 0, (chunks + 7u) / 8u);
+    collect_have_maps(f, ports, N, sh.content, chunks, uni, held);
+    if (all_chunks(uni, chunks)) {
+      break;
+    }
+    if (proc_now_ms() >= deadline) {
+      free(uni);
+      fail_msg("the downloaders never held every chunk between them");
+    }
+    proc_pause_ms(250);
+  }
+  free(uni);
+  print_message("the swarm holds all %u chunks; the downloaders hold %u, "
+                "%u, %u; stopping the seeder\n",
+                chunks, held[0], held[1], held[2]);
+  stop_peer(seed, NULL);
+
+  for (int i = 0; i < N; i++) {
+    wait_event(dl[i], "complete", NULL, NULL, COMPLETE_MS, line);
+  }
+  for (int i = 0; i < N; i++) {
+    char out[32];
+    snprintf(out, sizeof(out), "out%d", i);
+    assert_copy(f, out, "leave.bin", data, size);
+    stop_peer(dl[i], NULL);
+    assert_json_output(dl[i]);
+  }
+  free(data);
+  finish(f);
+}
+
+/* ------------------------------------------------------------------------ */
+/* 3. A killed download resumes. */
+
+static void killed_download_resumes(void **state) {
+  struct fx *f = *state;
+  const size_t size = 8 * MiB;
+  uint8_t *data;
+  struct shared sh;
+  char line[LINE_CAP];
+  char opath[PROC_PATH_MAX];
+
+  start_tracker(f);
+  mkdir_in(f, "src");
+  write_random(f, "src/resume.bin", size, 3, &data);
+  char src[PROC_PATH_MAX];
+  path_in(f, src, sizeof(src), "src/resume.bin");
+  struct proc *seed =
+      peer_start(f, "seeder", "s", "share", src, "--tracker", f->tracker_addr,
+                 "--tracker-key", f->tracker_key, NULL);
+  wait_shared(seed, &sh);
+  mkdir_in(f, "out");
+  path_in(f, opath, sizeof(opath), "out");
+
+  struct proc *dl = peer_start(f, "dl-first", "dl", "get", sh.link, "-o", opath,
+                               "--download-rate", "1M", NULL);
+  /* At least 40% verified. The resume record is saved at most once a
+   * second (STORAGE_SAVE_MS), so what survives SIGKILL may lag what the
+   * progress line shows by a second of download (1 MiB, 12.5%): killing at
+   * half leaves the record at 40% or more, well clear of the 70% bound. */
+  struct frac half = {50, 100};
+  wait_event(dl, "progress", have_at_least, &half, COMPLETE_MS, line);
+  proc_kill(dl);
+  char part[PROC_PATH_MAX], fin[PROC_PATH_MAX];
+  path_in(f, part, sizeof(part), "out/resume.bin.shoal-part");
+  path_in(f, fin, sizeof(fin), "out/resume.bin");
+  assert_true(exists(part));
+  assert_false(exists(fin));
+
+  struct proc *again = peer_start(f, "dl-again", "dl", "get", sh.link, "-o",
+                                  opath, "--download-rate", "1M", NULL);
+  expect_exit(again, COMPLETE_MS, 0);
+  assert_copy(f, "out", "resume.bin", data, size);
+  assert_true(
+      proc_find_event(again, "manifest", NULL, NULL, 0, line, sizeof(line)));
+  uint64_t resumed = field_u64(line, "resumed_bytes");
+  assert_true(
+      proc_find_event(again, "complete", NULL, NULL, 0, line, sizeof(line)));
+  uint64_t downloaded = field_u64(line, "downloaded");
+  print_message("resumed %llu bytes; fetched %llu of %zu again\n",
+                (unsigned long long)resumed, (unsigned long long)downloaded,
+                size);
+  assert_true(resumed > 0);
+  assert_true(downloaded * 10 <= (uint64_t)size * 7);
+  /* It fetched what it lacked, give or take the endgame's duplicates. */
+  assert_true(resumed <= size);
+  assert_true(downloaded <= size - resumed + size / 10);
+  assert_json_output(again);
+  stop_peer(seed, NULL);
+  free(data);
+  finish(f);
+}
+
+/* ------------------------------------------------------------------------ */
+/* 4. A peer that serves corrupt blocks is banned. */
+
+static void corrupt_peer_is_banned(void **state) {
+  struct fx *f = *state;
+  const size_t size = 512 * KiB;
+  uint8_t *data;
+  struct identity publisher;
+  struct manifest *m = NULL;
+  char line[LINE_CAP];
+  char src[PROC_PATH_MAX], opath[PROC_PATH_MAX], keypath[PROC_PATH_MAX];
+
+  start_tracker(f);
+  mkdir_in(f, "src");
+  write_random(f, "src/bait.bin", size, 4, &data);
+  path_in(f, src, sizeof(src), "src/bait.bin");
+  /* The test is the publisher: the honest seeder gets the same key, so it
+   * shares the very content ID the fake serves. */
+  identity_generate(&publisher);
+  assert_int_equal(manifest_build(src, &publisher, NULL, &m), 0);
+  assert_int_equal(m->chunk_count, (uint32_t)(size >> m->chunk_log2));
+  struct fake *fk = fake_start(f, m->id, m->encoded, m->encoded_len, data, size,
+                               m->chunk_log2, m->chunk_count);
+  char bad_id[TEXTID_STRLEN];
+  textid_encode(TEXTID_KEY, fk->id.pk, bad_id);
+
+  struct share_link l;
+  char link[LINK_MAX_CHARS + 1];
+  memset(&l, 0, sizeof(l));
+  memcpy(l.id, m->id, 32);
+  snprintf(l.name, sizeof(l.name), "bait.bin");
+  l.size = size;
+  memcpy(l.tracker_key, f->t.key, 32);
+  l.tracker_count = 1;
+  snprintf(l.trackers[0].host, sizeof(l.trackers[0].host), "127.0.0.1");
+  l.trackers[0].port = (uint16_t)f->t.port;
+  assert_true(link_format(&l, link, sizeof(link)) > 0);
+
+  mkdir_in(f, "out");
+  path_in(f, opath, sizeof(opath), "out");
+  struct proc *dl = peer_start(f, "dl", "dl", "get", link, "-o", opath, NULL);
+  wait_event(dl, "banned", NULL, NULL, COMPLETE_MS, line);
+  char who[TEXTID_STRLEN + 8];
+  assert_int_equal(jsonl_str(line, "peer", who, sizeof(who)), 0);
+  assert_string_equal(who, bad_id);
+  assert_true(atomic_load(&fk->blocks) > 0);
+  assert_int_equal(proc_count_event(dl, "complete", NULL, NULL), 0);
+
+  /* Now the honest seeder, with the publisher's key. */
+  mkdir_in(f, "home-s");
+  path_in(f, keypath, sizeof(keypath), "home-s/identity.key");
+  assert_int_equal(identity_save(&publisher, keypath), 0);
+  struct proc *seed =
+      peer_start(f, "seeder", "s", "share", src, "--tracker", f->tracker_addr,
+                 "--tracker-key", f->tracker_key, NULL);
+  struct shared sh;
+  wait_shared(seed, &sh);
+  char want[TEXTID_STRLEN];
+  textid_encode(TEXTID_CONTENT, m->id, want);
+  assert_string_equal(sh.content_text, want);
+
+  expect_exit(dl, COMPLETE_MS, 0);
+  assert_copy(f, "out", "bait.bin", data, size);
+  assert_json_output(dl);
+  stop_peer(seed, NULL);
+  manifest_free(m);
+  identity_close(&publisher);
+  free(data);
+  finish(f);
+}
+
+/* ------------------------------------------------------------------------ */
+/* 5. The tracker goes away after the peers met. */
+
+static void tracker_stop_after_peers_met(void **state) {
+  struct fx *f = *state;
+  const size_t size = 4 * MiB;
+  enum { N = 2 };
+  uint8_t *data;
+  struct shared sh;
+  struct proc *dl[N];
+  char line[LINE_CAP];
+
+  start_tracker(f);
+  mkdir_in(f, "src");
+  write_random(f, "src/alone.bin", size, 5, &data);
+  char src[PROC_PATH_MAX];
+  path_in(f, src, sizeof(src), "src/alone.bin");
+  struct proc *seed =
+      peer_start(f, "seeder", "s", "share", src, "--tracker", f->tracker_addr,
+                 "--tracker-key", f->tracker_key, NULL);
+  wait_shared(seed, &sh);
+  for (int i = 0; i < N; i++) {
+    char name[16], out[32], opath[PROC_PATH_MAX];
+    snprintf(name, sizeof(name), "dl%d", i);
+    snprintf(out, sizeof(out), "out%d", i);
+    mkdir_in(f, out);
+    path_in(f, opath, sizeof(opath), out);
+    dl[i] = peer_start(f, name, name, "get", sh.link, "-o", opath,
+                       "--download-rate", "1M", NULL);
+  }
+  for (int i = 0; i < N; i++) {
+    wait_event(dl[i], "progress", have_some, NULL, COMPLETE_MS, line);
+  }
+  assert_int_equal(tc_tracker_stop(&f->t), 0);
+  for (int i = 0; i < N; i++) {
+    expect_exit(dl[i], COMPLETE_MS, 0);
+    char out[32];
+    snprintf(out, sizeof(out), "out%d", i);
+    assert_copy(f, out, "alone.bin", data, size);
+  }
+  /* Its "stopped" announce fails, within its bound. */
+  stop_peer(seed, NULL);
+  free(data);
+  finish(f);
+}
+
+/* ------------------------------------------------------------------------ */
+/* 6. A folder tree arrives exactly. */
+
+struct tree_entry {
+  char path[512];
+  char type; /* 'd' or 'f' */
+  uint64_t size;
+};
+
+struct tree {
+  struct tree_entry *e;
+  size_t n, cap;
+};
+
+static void tree_walk(struct tree *t, const char *root, const char *rel) {
+  char dirpath[PROC_PATH_MAX];
+  snprintf(dirpath, sizeof(dirpath), "%s%s%s", root, rel[0] ? "/" : "", rel);
+  DIR *d = opendir(dirpath);
+  if (d == NULL) {
+    fail_msg("opendir %s: %s", dirpath, strerror(errno));
+  }
+  struct dirent *de;
+  while ((de = readdir(d)) != NULL) {
+    if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0) {
+      continue;
+    }
+    if (t->n == t->cap) {
+      t->cap = t->cap ? t->cap * 2 : 32;
+      t->e = realloc(t->e, t->cap * sizeof(*t->e));
+      assert_non_null(t->e);
+    }
+    struct tree_entry *e = &t->e[t->n++];
+    char full[PROC_PATH_MAX];
+    struct stat st;
+    snprintf(e->path, sizeof(e->path), "%s%s%s", rel, rel[0] ? "/" : "",
+             de->d_name);
+    tu_path(full, sizeof(full), root, e->path);
+    assert_int_equal(lstat(full, &st), 0);
+    if (S_ISDIR(st.st_mode)) {
+      e->type = 'd';
+      e->size = 0;
+      char sub[512];
+      snprintf(sub, sizeof(sub), "%s", e->path);
+      tree_walk(t, root, sub);
+    } else if (S_ISREG(st.st_mode)) {
+      e->type = 'f';
+      e->size = (uint64_t)st.st_size;
+    } else {
+      closedir(d);
+      fail_msg("%s is neither a file nor a folder", full);
+    }
+  }
+  closedir(d);
+}
+
+static int tree_cmp(const void *a, const void *b) {
+  return strcmp(((const struct tree_entry *)a)->path,
+                ((const struct tree_entry *)b)->path);
+}
+
+static void assert_same_tree(const char *want_root, const char *got_root) {
+  struct tree a = {0}, b = {0};
+  tree_walk(&a, want_root, "");
+  tree_walk(&b, got_root, "");
+  qsort(a.e, a.n, sizeof(*a.e), tree_cmp);
+  qsort(b.e, b.n, sizeof(*b.e), tree_cmp);
+  for (size_t i = 0; i < a.n || i < b.n; i++) {
+    if (i >= a.n || i >= b.n || strcmp(a.e[i].path, b.e[i].path) != 0) {
+      fail_msg("trees differ at entry %zu: %s vs %s", i,
+               i < a.n ? a.e[i].path : "(none)",
+               i < b.n ? b.e[i].path : "(none)");
+    }
+    assert_int_equal(a.e[i].type, b.e[i].type);
+    assert_int_equal(a.e[i].size, b.e[i].size);
+    if (a.e[i].type == 'f') {
+      char pa[PROC_PATH_MAX], pb[PROC_PATH_MAX];
+      size_t na, nb;
+      tu_path(pa, sizeof(pa), want_root, a.e[i].path);
+      tu_path(pb, sizeof(pb), got_root, b.e[i].path);
+      uint8_t *da = tu_read_file(pa, &na);
+      uint8_t *db = tu_read_file(pb, &nb);
+      assert_true(da != NULL || na == 0);
+      assert_true(db != NULL || nb == 0);
+      int same = na == nb && (na == 0 || memcmp(da, db, na) == 0);
+      free(da);
+      free(db);
+      if (!same) {
+        fail_msg("%s differs", pb);
+      }
+    }
+  }
+  free(a.e);
+  free(b.e);
+}
+
+static void folder_tree_arrives_exactly(void **state) {
+  struct fx *f = *state;
+  static const struct {
+    const char *path;
+    size_t size;
+  } files[] = {
+      {"src/tree/a.bin", 100 * KiB},
+      {"src/tree/empty", 0},
+      {"src/tree/z.txt", 1},
+      {"src/tree/one/b.bin", 33333},
+      {"src/tree/one/two/c.bin", 16 * KiB},
+      {"src/tree/one/two/three/d.bin", 300 * KiB + 7},
+      {"src/tree/one/two/three/e", 5},
+      {"src/tree/one/two/three/empty-too", 0},
+      {"src/tree/other/f.bin", 70000},
+  };
+  struct shared sh;
+  char src[PROC_PATH_MAX], opath[PROC_PATH_MAX], got[PROC_PATH_MAX];
+
+  start_tracker(f);
+  for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
+    write_random(f, files[i].path, files[i].size, 60 + i, NULL);
+  }
+  path_in(f, src, sizeof(src), "src/tree");
+  struct proc *seed =
+      peer_start(f, "seeder", "s", "share", src, "--tracker", f->tracker_addr,
+                 "--tracker-key", f->tracker_key, NULL);
+  wait_shared(seed, &sh);
+  mkdir_in(f, "out");
+  path_in(f, opath, sizeof(opath), "out");
+  struct proc *dl =
+      peer_start(f, "dl", "dl", "get", sh.link, "-o", opath, NULL);
+  expect_exit(dl, COMPLETE_MS, 0);
+  assert_json_output(dl);
+
+  /* out holds exactly the tree: nothing beside it, no partial left. */
+  path_in(f, got, sizeof(got), "out");
+  struct tree top = {0};
+  tree_walk(&top, got, "");
+  for (size_t i = 0; i < top.n; i++) {
+    if (strchr(top.e[i].path, '/') == NULL &&
+        strcmp(top.e[i].path, "tree") != 0) {
+      char extra[512];
+      snprintf(extra, sizeof(extra), "%s", top.e[i].path);
+      free(top.e);
+      fail_msg("unexpected entry in the download folder: %s", extra);
+    }
+    if (strstr(top.e[i].path, ".shoal-part") != NULL) {
+      free(top.e);
+      fail_msg("partial left behind");
+    }
+  }
+  free(top.e);
+  path_in(f, got, sizeof(got), "out/tree");
+  assert_same_tree(src, got);
+  stop_peer(seed, NULL);
+  finish(f);
+}
+
+/* ------------------------------------------------------------------------ */
+/* 7. Hostile peer-wire input to a seeder. */
+
+struct hostile {
+  struct fx *f;
+  struct shared sh;
+  const uint8_t *data;
+  size_t size;
+  int port;
+  uint32_t chunks;
+  unsigned gets;
+};
+
+/* A normal download from the seeder still works. */
+static void still_serves_a_get(struct hostile *h, const char *after) {
+  char name[32], out[32], opath[PROC_PATH_MAX];
+  snprintf(name, sizeof(name), "get%u", h->gets);
+  snprintf(out, sizeof(out), "out%u", h->gets);
+  h->gets++;
+  mkdir_in(h->f, out);
+  path_in(h->f, opath, sizeof(opath), out);
+  struct proc *p =
+      peer_start(h->f, name, name, "get", h->sh.link, "-o", opath, NULL);
+  int st = wait_exit(p, COMPLETE_MS);
+  if (st != 0) {
+    fail_msg("after %s the seeder did not serve a get (exit %d)", after, st);
+  }
+  assert_copy(h->f, out, "target.bin", h->data, h->size);
+}
+
+/* A fresh session still gets a hello and a full have-map. */
+static void still_answers_hellos(struct hostile *h) {
+  struct pwire_msg m;
+  struct pclient *c = pc_session(h->f, h->port, h->sh.content);
+  assert_int_equal(c->theirs.flags & PWIRE_HELLO_SEEDER, PWIRE_HELLO_SEEDER);
+  assert_int_equal(pc_expect(c, PWIRE_HAVE_MAP, &m, MSG_MS), 0);
+  assert_int_equal(pwire_check_have_map(m.data, m.data_len, h->chunks), 0);
+  assert_int_equal(m.data_len, (h->chunks + 7u) / 8u);
+  for (uint32_t i = 0; i < h->chunks; i++) {
+    assert_true(m.data[i / 8] & (0x80u >> (i % 8)));
+  }
+  pc_done(h->f, c);
+}
+
+/* The seeder closes the connection without a single frame back. */
+static void expect_closed_silently(struct pclient *c, const char *what) {
+  int err = pc_recv_frame(c, FRAME_MAX_LIMIT, CLOSE_MS);
+  if (err == 0) {
+    fail_msg("%s: the seeder answered (%zu-byte frame)", what, c->frame.len);
+  }
+  if (err != UV_EOF) {
+    fail_msg("%s: connection not closed (%s)", what, shoal_err_name(err));
+  }
+}
+
+static void expect_closed(struct pclient *c, const char *what) {
+  if (!pc_wait_closed(c, CLOSE_MS)) {
+    fail_msg("%s: the seeder kept the connection open", what);
+  }
+}
+
+/* Sends a hello whose bytes are changed at offset (from the end when
+ * negative) after signing. */
+static void forged_hello(struct hostile *h, long at, const char *what) {
+  struct buf b;
+  struct pclient *c = pc_new(h->f);
+  assert_int_equal(pc_connect(c, h->port), 0);
+  buf_init(&b, FRAME_MAX_DEFAULT);
+  assert_int_equal(pc_hello_bytes(c, &b, h->sh.content, 0, 0, 0), 0);
+  size_t i = at < 0 ? b.len - (size_t)(-at) : (size_t)at;
+  b.data[i] ^= 0x01;
+  assert_int_equal(pc_send_frame(c, b.data, b.len), 0);
+  buf_free(&b);
+  expect_closed_silently(c, what);
+  pc_done(h->f, c);
+}
+
+/* After INTERESTED and UNCHOKE, sends a request (plain bytes) that breaks
+ * the index/offset/length rules: the session closes, or the block is
+ * rejected, and no DATA for it ever comes. */
+static void bad_request(struct hostile *h, uint32_t chunk, uint32_t offset,
+                        uint32_t length, int reject_ok, const char *what) {
+  struct pwire_msg m;
+  uint8_t plain[13];
+  struct pclient *c = pc_session(h->f, h->port, h->sh.content);
+  assert_int_equal(pc_expect(c, PWIRE_HAVE_MAP, &m, MSG_MS), 0);
+  memset(&m, 0, sizeof(m));
+  m.type = PWIRE_INTERESTED;
+  assert_int_equal(pc_send(c, &m), 0);
+  int err = pc_expect(c, PWIRE_UNCHOKE, &m, UNCHOKE_MS);
+  if (err != 0) {
+    fail_msg("%s: no unchoke (%s)", what, shoal_err_name(err));
+  }
+  plain[0] = PWIRE_REQUEST;
+  buf_put_be32(plain + 1, chunk);
+  buf_put_be32(plain + 5, offset);
+  buf_put_be32(plain + 9, length);
+  assert_int_equal(pc_send_plain(c, plain, sizeof(plain)), 0);
+  int rejected = 0;
+  for (;;) {
+    err = pc_recv(c, &m, rejected ? 500 : CLOSE_MS);
+    if (err == UV_EOF) {
+      break; /* closed: the expected outcome */
+    }
+    if (err == SHOAL_ETIMEDOUT && rejected) {
+      break; /* rejected and nothing more came */
+    }
+    if (err != 0) {
+      fail_msg("%s: neither closed nor rejected (%s)", what,
+               shoal_err_name(err));
+    }
+    if (m.type == PWIRE_DATA && m.chunk == chunk && m.offset == offset) {
+      fail_msg("%s: the seeder served data for it", what);
+    }
+    if (m.type == PWIRE_REJECT && m.chunk == chunk && m.offset == offset) {
+      if (!reject_ok) {
+        fail_msg("%s: rejected, but a malformed message must close", what);
+      }
+      rejected = 1;
+    }
+  }
+  pc_done(h->f, c);
+}
+
+static void hostile_input_leaves_seeder_serving(void **state) {
+  struct fx *f = *state;
+  struct hostile h;
+  uint8_t *data;
+  struct pwire_msg m;
+  struct buf b;
+
+  memset(&h, 0, sizeof(h));
+  h.f = f;
+  h.size = 256 * KiB;
+  start_tracker(f);
+  mkdir_in(f, "src");
+  write_random(f, "src/target.bin", h.size, 7, &data);
+  h.data = data;
+  /* One file: chunks of 2^manifest_choose_chunk_log2(size) bytes. */
+  unsigned log2 = manifest_choose_chunk_log2(h.size);
+  h.chunks = (uint32_t)((h.size + ((size_t)1 << log2) - 1) >> log2);
+  char src[PROC_PATH_MAX];
+  path_in(f, src, sizeof(src), "src/target.bin");
+  struct proc *seed =
+      peer_start(f, "seeder", "s", "share", src, "--tracker", f->tracker_addr,
+                 "--tracker-key", f->tracker_key, NULL);
+  wait_shared(seed, &h.sh);
+  h.port = listening_port(seed);
+  still_answers_hellos(&h);
+
+  /* (a) Hellos whose signature does not verify: a bit flipped in the
+   * sender's key, the timestamp, the content ID, the signature. */
+  forged_hello(&h, 4, "hello with a flipped sender key bit");
+  forged_hello(&h, 36, "hello with a flipped timestamp bit");
+  forged_hello(&h, ENVELOPE_HEADER_BYTES, "hello with a flipped content bit");
+  forged_hello(&h, -1, "hello with a flipped signature bit");
+  still_serves_a_get(&h, "forged hellos");
+
+  /* (b) An oversize frame after a proper hello. */
+  {
+    struct pclient *c = pc_session(f, h.port, h.sh.content);
+    uint8_t hdr[FRAME_HEADER_BYTES];
+    uint8_t junk[1024];
+    frame_header(hdr, PWIRE_MAX_FRAME + 1);
+    memset(junk, 0x5a, sizeof(junk));
+    assert_int_equal(pc_send_raw(c, hdr, sizeof(hdr)), 0);
+    pc_send_raw(c, junk, sizeof(junk)); /* may already be closed */
+    expect_closed(c, "oversize frame");
+    pc_done(f, c);
+  }
+  still_serves_a_get(&h, "an oversize frame");
+
+  /* (c) Requests outside the content. */
+  bad_request(&h, h.chunks, 0, 1024, 1, "request for a chunk past the end");
+  bad_request(&h, 0xffffffffu, 0, 1024, 1, "request for chunk 2^32-1");
+  bad_request(&h, 0, (1u << log2) - 1, 2, 1, "request past the end of a chunk");
+  bad_request(&h, 0, 0, PWIRE_BLOCK_BYTES + 1, 0,
+              "request longer than a block");
+  still_serves_a_get(&h, "requests outside the content");
+
+  /* (d) DATA for a chunk that does not exist, sent to the seeder. */
+  {
+    struct pclient *c = pc_session(f, h.port, h.sh.content);
+    uint8_t junk[256];
+    memset(junk, 0x11, sizeof(junk));
+    memset(&m, 0, sizeof(m));
+    m.type = PWIRE_DATA;
+    m.chunk = h.chunks;
+    m.offset = 0;
+    m.data = junk;
+    m.data_len = sizeof(junk);
+    assert_int_equal(pc_send(c, &m), 0);
+    expect_closed(c, "data for a chunk that does not exist");
+    pc_done(f, c);
+  }
+  still_serves_a_get(&h, "data for a chunk that does not exist");
+
+  /* More hellos that must not open a session. */
+  {
+    /* A replay of a hello the seeder accepted before. */
+    struct pclient *c = pc_new(f);
+    assert_int_equal(pc_connect(c, h.port), 0);
+    buf_init(&b, FRAME_MAX_DEFAULT);
+    assert_int_equal(pc_hello_bytes(c, &b, h.sh.content, 0, 0, 0), 0);
+    assert_int_equal(pc_send_frame(c, b.data, b.len), 0);
+    assert_int_equal(pc_recv_hello(c, MSG_MS), 0);
+    pc_done(f, c);
+    c = pc_new(f);
+    assert_int_equal(pc_connect(c, h.port), 0);
+    assert_int_equal(pc_send_frame(c, b.data, b.len), 0);
+    expect_closed_silently(c, "replayed hello");
+    pc_done(f, c);
+
+    /* A hello from ten minutes ago. */
+    c = pc_new(f);
+    assert_int_equal(pc_connect(c, h.port), 0);
+    buf_reset(&b);
+    assert_int_equal(pc_hello_bytes(c, &b, h.sh.content, 0, 0,
+                                    clock_wall_ms() - 10u * 60u * 1000u),
+                     0);
+    assert_int_equal(pc_send_frame(c, b.data, b.len), 0);
+    expect_closed_silently(c, "stale hello");
+    pc_done(f, c);
+
+    /* A hello for a content the seeder does not have. */
+    uint8_t other[32];
+    memcpy(other, h.sh.content, 32);
+    other[0] ^= 0xff;
+    c = pc_new(f);
+    assert_int_equal(pc_connect(c, h.port), 0);
+    assert_int_equal(pc_send_hello(c, other, 0, 0), 0);
+    expect_closed_silently(c, "hello for an unknown content");
+    pc_done(f, c);
+
+    /* Garbage instead of a hello, and an empty frame. */
+    uint8_t junk[300];
+    tu_fill(junk, sizeof(junk), 77);
+    c = pc_new(f);
+    assert_int_equal(pc_connect(c, h.port), 0);
+    assert_int_equal(pc_send_frame(c, junk, sizeof(junk)), 0);
+    expect_closed_silently(c, "garbage hello");
+    pc_done(f, c);
+    c = pc_new(f);
+    assert_int_equal(pc_connect(c, h.port), 0);
+    memset(junk, 0, FRAME_HEADER_BYTES);
+    assert_int_equal(pc_send_raw(c, junk, FRAME_HEADER_BYTES), 0);
+    expect_closed_silently(c, "empty frame");
+    pc_done(f, c);
+
+    /* A session frame that does not open (forged ciphertext). */
+    c = pc_session(f, h.port, h.sh.content);
+    assert_int_equal(pc_send_frame(c, junk, 64), 0);
+    expect_closed(c, "forged session frame");
+    pc_done(f, c);
+    buf_free(&b);
+  }
+  still_answers_hellos(&h);
+  still_serves_a_get(&h, "bad hellos");
+  assert_true(proc_alive(seed));
+  stop_peer(seed, NULL);
+  assert_json_output(seed);
+  free(data);
+  finish(f);
+}
+
+/* ------------------------------------------------------------------------ */
+/* 7e. A signed manifest whose paths climb out of the download folder. */
+
+/* Canonical manifest bytes (docs/protocol.md, "Manifest") for a folder
+ * "evil" holding one file at path, signed by pub. */
+static void hostile_manifest(struct buf *out, const struct identity *pub,
+                             const char *path, const uint8_t *data,
+                             size_t len) {
+  static const char domain[] = "shoal/1 manifest";
+  uint8_t hash[MANIFEST_HASH_BYTES];
+  uint8_t sig[IDENTITY_SIG_BYTES];
+  buf_reset(out);
+  buf_add_u8(out, MANIFEST_VERSION);
+  buf_add_u8(out, MANIFEST_KIND_FOLDER);
+  buf_add_u8(out, MANIFEST_CHUNK_LOG2_MIN);
+  buf_add_u8(out, 0);
+  buf_add(out, pub->pk, IDENTITY_PK_BYTES);
+  buf_add_u64(out, len);
+  buf_add_u16(out, 4);
+  buf_add(out, "evil", 4);
+  buf_add_u32(out, 1);
+  buf_add_u16(out, (uint16_t)strlen(path));
+  buf_add(out, path, strlen(path));
+  buf_add_u64(out, len);
+  buf_add_u32(out, 1);
+  crypto_generichash(hash, sizeof(hash), data, len, NULL, 0);
+  buf_add(out, hash, sizeof(hash));
+  assert_int_equal(buf_err(out), 0);
+  assert_int_equal(
+      identity_sign2(pub, domain, sizeof(domain), out->data, out->len, sig), 0);
+  buf_add(out, sig, sizeof(sig));
+  assert_int_equal(buf_err(out), 0);
+}
+
+static int error_line_names(const char *line, void *arg) {
+  const char *prefix = "shoal-peer: error:";
+  const char *word = arg;
+  if (strncmp(line, prefix, strlen(prefix)) != 0) {
+    return 0;
+  }
+  for (const char *p = line; *p != '\0'; p++) {
+    if (strncasecmp(p, word, strlen(word)) == 0) {
+      return 1;
+    }
+  }
+  return 0;
+}
+
+static void hostile_manifest_paths_fail_the_get(void **state) {
+  struct fx *f = *state;
+  uint8_t data[100];
+  struct identity pub;
+  struct buf good, evil;
+  struct manifest *m = NULL;
+  uint8_t id[MANIFEST_ID_BYTES];
+  char id_text[TEXTID_STRLEN], opath[PROC_PATH_MAX], line[LINE_CAP];
+
+  tu_fill(data, sizeof(data), 8);
+  identity_generate(&pub);
+  buf_init(&good, 4096);
+  buf_init(&evil, 4096);
+  /* The hand-made encoding is right: the same manifest with a safe path
+   * decodes, and the hostile one fails on its path alone. */
+  hostile_manifest(&good, &pub, "evil/x", data, sizeof(data));
+  assert_int_equal(manifest_decode(good.data, good.len, &m), 0);
+  manifest_free(m);
+  m = NULL;
+  hostile_manifest(&evil, &pub, "evil/../../x", data, sizeof(data));
+  assert_int_equal(manifest_decode(evil.data, evil.len, &m), SHOAL_EPATH);
+  assert_int_equal(manifest_id_of(evil.data, evil.len, id), 0);
+  textid_encode(TEXTID_CONTENT, id, id_text);
+
+  start_tracker(f);
+  struct fake *fk = fake_start(f, id, evil.data, evil.len, data, sizeof(data),
+                               MANIFEST_CHUNK_LOG2_MIN, 1);
+  mkdir_in(f, "case");
+  mkdir_in(f, "case/out");
+  path_in(f, opath, sizeof(opath), "case/out");
+  struct proc *dl =
+      peer_start(f, "dl", "dl", "get", id_text, "--tracker", f->tracker_addr,
+                 "--tracker-key", f->tracker_key, "-o", opath, NULL);
+  int st = wait_exit(dl, 30000);
+  assert_true(st != 0);
+  assert_true(atomic_load(&fk->parts) > 0);
+  if (proc_each_line(dl, 1, error_line_names, (void *)"manifest") == 0) {
+    fail_msg("no \"shoal-peer: error:\" line naming the manifest");
+  }
+  assert_true(proc_find_event(dl, "error", NULL, NULL, 1, line, sizeof(line)));
+  char msg[1024];
+  assert_int_equal(jsonl_str(line, "message", msg, sizeof(msg)), 0);
+  assert_true(strstr(msg, "manifest") != NULL ||
+              strstr(msg, "Manifest") != NULL);
+  /* Nothing outside the download folder, and nothing of the content in
+   * it. */
+  char p[PROC_PATH_MAX];
+  path_in(f, p, sizeof(p), "case/x");
+  assert_false(exists(p));
+  path_in(f, p, sizeof(p), "x");
+  assert_false(exists(p));
+  struct tree t = {0};
+  path_in(f, p, sizeof(p), "case");
+  tree_walk(&t, p, "");
+  for (size_t i = 0; i < t.n; i++) {
+    if (strcmp(t.e[i].path, "out") != 0 &&
+        strncmp(t.e[i].path, "out/evil", 8) != 0) {
+      char extra[512];
+      snprintf(extra, sizeof(extra), "%s", t.e[i].path);
+      free(t.e);
+      fail_msg("unexpected %s after a hostile manifest", extra);
+    }
+    if (strncmp(t.e[i].path, "out/evil", 8) == 0 && t.e[i].type == 'f') {
+      fail_msg("a file was written for a hostile manifest: %s", t.e[i].path);
+    }
+  }
+  free(t.e);
+  assert_json_output(dl);
+  buf_free(&good);
+  buf_free(&evil);
+  identity_close(&pub);
+  finish(f);
+}
+
+/* ------------------------------------------------------------------------ */
+/* 8. Client-server mode. */
+
+static void client_server_mode_uploads_only_from_the_publisher(void **state) {
+  struct fx *f = *state;
+  const size_t size = 2 * MiB;
+  enum { N = 3 };
+  uint8_t *data;
+  struct shared sh;
+  struct proc *dl[N];
+  char line[LINE_CAP];
+
+  start_tracker(f);
+  mkdir_in(f, "src");
+  write_random(f, "src/cs.bin", size, 9, &data);
+  char src[PROC_PATH_MAX];
+  path_in(f, src, sizeof(src), "src/cs.bin");
+  struct proc *seed =
+      peer_start(f, "seeder", "s", "share", src, "--tracker", f->tracker_addr,
+                 "--tracker-key", f->tracker_key, NULL);
+  wait_shared(seed, &sh);
+  for (int i = 0; i < N; i++) {
+    char name[16], out[32], opath[PROC_PATH_MAX];
+    snprintf(name, sizeof(name), "dl%d", i);
+    snprintf(out, sizeof(out), "out%d", i);
+    mkdir_in(f, out);
+    path_in(f, opath, sizeof(opath), out);
+    dl[i] = peer_start(f, name, name, "get", sh.link, "-o", opath, "--mode",
+                       "cs", NULL);
+  }
+  for (int i = 0; i < N; i++) {
+    expect_exit(dl[i], COMPLETE_MS, 0);
+    char out[32];
+    snprintf(out, sizeof(out), "out%d", i);
+    assert_copy(f, out, "cs.bin", data, size);
+    assert_true(
+        proc_find_event(dl[i], "stats", NULL, NULL, 1, line, sizeof(line)));
+    assert_int_equal(field_u64(line, "uploaded"), 0);
+    assert_true(field_u64(line, "downloaded") >= size);
+    assert_json_output(dl[i]);
+  }
+  stop_peer(seed, line);
+  assert_true(field_u64(line, "uploaded") >= (uint64_t)N * size);
+  free(data);
+  finish(f);
+}
+
+/* ------------------------------------------------------------------------ */
+/* The command line. */
+
+static void expect_usage_error(struct fx *f, struct proc *p, const char *flag) {
+  (void)f;
+  expect_exit(p, EXIT_MS, 2);
+  char first[LINE_CAP];
+  first[0] = '\0';
+  FILE *e = fopen(p->err_path, "r");
+  assert_non_null(e);
+  if (fgets(first, sizeof(first), e) == NULL) {
+    first[0] = '\0';
+  }
+  fclose(e);
+  if (strncmp(first, "shoal-peer: ", 12) != 0) {
+    fail_msg("%s: stderr does not start with \"shoal-peer: \": %s", p->name,
+             first);
+  }
+  if (flag != NULL && !proc_output_has(p, 1, flag)) {
+    fail_msg("%s: the message does not name %s", p->name, flag);
+  }
+}
+
+static void bad_usage_exits_2(void **state) {
+  struct fx *f = *state;
+  char home[PROC_PATH_MAX];
+  const char *link = "shoal:aaaa";
+  mkdir_in(f, "home");
+  path_in(f, home, sizeof(home), "home");
+  expect_usage_error(f,
+                     run_raw(f, "unknown-flag", "get", link, "--frobnicate",
+                             "--home", home, NULL),
+                     "--frobnicate");
+  expect_usage_error(f,
+                     run_raw(f, "bad-mode", "share", home, "--tracker",
+                             "127.0.0.1:9", "--mode", "xyz", "--home", home,
+                             NULL),
+                     "--mode");
+  expect_usage_error(f,
+                     run_raw(f, "bad-rate", "get", link, "--upload-rate", "10X",
+                             "--home", home, NULL),
+                     "--upload-rate");
+  expect_usage_error(f,
+                     run_raw(f, "bad-max-peers", "get", link, "--max-peers",
+                             "0", "--home", home, NULL),
+                     "--max-peers");
+  expect_usage_error(f, run_raw(f, "no-command", "--home", home, NULL), NULL);
+  expect_usage_error(
+      f, run_raw(f, "unknown-command", "frobnicate", "--home", home, NULL),
+      "frobnicate");
+  finish(f);
+}
+
+static void malformed_link_is_refused(void **state) {
+  struct fx *f = *state;
+  char home[PROC_PATH_MAX], out[PROC_PATH_MAX], link[LINK_MAX_CHARS + 1];
+  mkdir_in(f, "out");
+  path_in(f, out, sizeof(out), "out");
+  path_in(f, home, sizeof(home), "home");
+  struct proc *p = run_raw(f, "garbage", "get", "shoal:not-a-link", "-o", out,
+                           "--home", home, NULL);
+  int st = wait_exit(p, EXIT_MS);
+  assert_true(st != 0);
+  assert_true(proc_output_has(p, 1, "link"));
+
+  /* A well-formed link with one character of its content ID changed. */
+  struct share_link l;
+  memset(&l, 0, sizeof(l));
+  randombytes_buf(l.id, sizeof(l.id));
+  randombytes_buf(l.tracker_key, sizeof(l.tracker_key));
+  snprintf(l.name, sizeof(l.name), "file.bin");
+  l.size = 10;
+  l.tracker_count = 1;
+  snprintf(l.trackers[0].host, sizeof(l.trackers[0].host), "127.0.0.1");
+  l.trackers[0].port = 9;
+  assert_true(link_format(&l, link, sizeof(link)) > 0);
+  char *c = link + strlen(LINK_SCHEME) + 3;
+  *c = *c == 'a' ? 'b' : 'a';
+  p = run_raw(f, "typo", "get", link, "-o", out, "--home", home, NULL);
+  st = wait_exit(p, EXIT_MS);
+  assert_true(st != 0);
+  assert_true(proc_output_has(p, 1, "link"));
+  finish(f);
+}
+
+static void unreachable_tracker_fails_in_time(void **state) {
+  struct fx *f = *state;
+  char out[PROC_PATH_MAX], link[LINK_MAX_CHARS + 1];
+  /* A port nobody listens on: bound, then closed. */
+  int port;
+  int fd = pc_listen(&port);
+  assert_true(fd >= 0);
+  close(fd);
+  struct share_link l;
+  memset(&l, 0, sizeof(l));
+  randombytes_buf(l.id, sizeof(l.id));
+  randombytes_buf(l.tracker_key, sizeof(l.tracker_key));
+  snprintf(l.name, sizeof(l.name), "nowhere.bin");
+  l.size = 1000;
+  l.tracker_count = 1;
+  snprintf(l.trackers[0].host, sizeof(l.trackers[0].host), "127.0.0.1");
+  l.trackers[0].port = (uint16_t)port;
+  assert_true(link_format(&l, link, sizeof(link)) > 0);
+  mkdir_in(f, "out");
+  path_in(f, out, sizeof(out), "out");
+  uint64_t t0 = proc_now_ms();
+  struct proc *p = peer_start(f, "dl", "dl", "get", link, "-o", out, NULL);
+  int st = wait_exit(p, 30000);
+  print_message("gave up after %llu ms\n",
+                (unsigned long long)(proc_now_ms() - t0));
+  assert_true(st != 0);
+  if (proc_each_line(p, 1, error_line_names, (void *)"tracker") == 0) {
+    fail_msg("no \"shoal-peer: error:\" line naming the tracker");
+  }
+  finish(f);
+}
+
+static int is_id_line(const char *line, void *arg) {
+  char *out = arg;
+  uint8_t pk[32];
+  if (strlen(line) == TEXTID_CHARS &&
+      textid_decode(TEXTID_KEY, line, TEXTID_CHARS, pk) == 0) {
+    snprintf(out, TEXTID_STRLEN, "%s", line);
+    return 1;
+  }
+  return 0;
+}
+
+static void id_prints_the_peer_id(void **state) {
+  struct fx *f = *state;
+  char home[PROC_PATH_MAX], key[PROC_PATH_MAX], line[LINE_CAP];
+  char first[TEXTID_STRLEN] = "", second[TEXTID_STRLEN] = "";
+  char json[TEXTID_STRLEN + 8];
+  /* A home that does not exist yet: the first run makes it and a key. */
+  path_in(f, home, sizeof(home), "fresh/home");
+  mkdir_in(f, "fresh");
+  struct proc *p = run_raw(f, "id1", "id", "--home", home, NULL);
+  expect_exit(p, EXIT_MS, 0);
+  assert_int_equal(proc_each_line(p, 0, is_id_line, first), 1);
+  p = run_raw(f, "id2", "id", "--home", home, NULL);
+  expect_exit(p, EXIT_MS, 0);
+  assert_int_equal(proc_each_line(p, 0, is_id_line, second), 1);
+  assert_string_equal(first, second);
+  p = run_raw(f, "id3", "id", "--home", home, "--json", NULL);
+  expect_exit(p, EXIT_MS, 0);
+  assert_true(proc_find_event(p, "id", NULL, NULL, 0, line, sizeof(line)));
+  assert_int_equal(jsonl_str(line, "id", json, sizeof(json)), 0);
+  assert_string_equal(json, first);
+  assert_json_output(p);
+  struct stat st;
+  tu_path(key, sizeof(key), home, "identity.key");
+  assert_int_equal(stat(key, &st), 0);
+  assert_int_equal(st.st_mode & 0777, 0600);
+  finish(f);
+}
+
+static void get_refuses_an_existing_name(void **state) {
+  struct fx *f = *state;
+  struct shared sh;
+  char src[PROC_PATH_MAX], out[PROC_PATH_MAX], there[PROC_PATH_MAX];
+  uint8_t mine[1000];
+  start_tracker(f);
+  mkdir_in(f, "src");
+  write_random(f, "src/taken.bin", 64 * KiB, 10, NULL);
+  path_in(f, src, sizeof(src), "src/taken.bin");
+  struct proc *seed =
+      peer_start(f, "seeder", "s", "share", src, "--tracker", f->tracker_addr,
+                 "--tracker-key", f->tracker_key, NULL);
+  wait_shared(seed, &sh);
+  tu_fill(mine, sizeof(mine), 11);
+  tu_write_file(f->dir, "out/taken.bin", mine, sizeof(mine));
+  path_in(f, out, sizeof(out), "out");
+  path_in(f, there, sizeof(there), "out/taken.bin");
+  struct proc *dl = peer_start(f, "dl", "dl", "get", sh.link, "-o", out, NULL);
+  expect_exit(dl, COMPLETE_MS, 1);
+  assert_true(proc_output_has(dl, 1, "exist"));
+  assert_file_is(there, mine, sizeof(mine));
+  stop_peer(seed, NULL);
+  finish(f);
+}
+
+int main(void) {
+  if (sodium_init() < 0) {
+    return 1;
+  }
+  signal(SIGPIPE, SIG_IGN);
+  signal(SIGALRM, on_watchdog);
+  /* SHOAL_TEST_FILTER=name (wildcards * and ?) runs only matching tests. */
+  const char *only = getenv("SHOAL_TEST_FILTER");
+  if (only != NULL && only[0] != '\0') {
+    cmocka_set_test_filter(only);
+  }
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test_setup_teardown(bad_usage_exits_2, setup, teardown),
+      cmocka_unit_test_setup_teardown(malformed_link_is_refused, setup,
+                                      teardown),
+      cmocka_unit_test_setup_teardown(id_prints_the_peer_id, setup, teardown),
+      cmocka_unit_test_setup_teardown(
+          six_downloaders_trade_and_get_identical_copies, setup, teardown),
+      cmocka_unit_test_setup_teardown(
+          seeder_leaves_when_swarm_holds_every_chunk, setup, teardown),
+      cmocka_unit_test_setup_teardown(killed_download_resumes, setup, teardown),
+      cmocka_unit_test_setup_teardown(corrupt_peer_is_banned, setup, teardown),
+      cmocka_unit_test_setup_teardown(tracker_stop_after_peers_met, setup,
+                                      teardown),
+      cmocka_unit_test_setup_teardown(folder_tree_arrives_exactly, setup,
+                                      teardown),
+      cmocka_unit_test_setup_teardown(hostile_input_leaves_seeder_serving,
+                                      setup, teardown),
+      cmocka_unit_test_setup_teardown(hostile_manifest_paths_fail_the_get,
+                                      setup, teardown),
+      cmocka_unit_test_setup_teardown(
+          client_server_mode_uploads_only_from_the_publisher, setup, teardown),
+      cmocka_unit_test_setup_teardown(get_refuses_an_existing_name, setup,
+                                      teardown),
+      cmocka_unit_test_setup_teardown(unreachable_tracker_fails_in_time, setup,
+                                      teardown),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
