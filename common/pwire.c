@@ -153,6 +153,25 @@ int pwire_seal(struct pwire_session *s, struct buf *out, const uint8_t *plain,
   return 0;
 }
 
+int pwire_seal_inplace(struct pwire_session *s, uint8_t *msg, size_t len) {
+  uint8_t nonce[PWIRE_NONCE_BYTES];
+  unsigned long long clen = 0;
+
+  if (len > PWIRE_MAX_PLAIN) {
+    return SHOAL_ETOOBIG;
+  }
+  if (s->tx_count == UINT64_MAX) {
+    return SHOAL_ETOOBIG;
+  }
+  make_nonce(nonce, s->tx_count);
+  /* libsodium encrypts in place when the ciphertext and message coincide;
+   * the tag goes right after the message. */
+  crypto_aead_chacha20poly1305_ietf_encrypt(msg, &clen, msg, len, NULL, 0,
+                                            NULL, nonce, s->tx);
+  s->tx_count++;
+  return 0;
+}
+
 int pwire_open(struct pwire_session *s, const uint8_t *body, size_t len,
                uint8_t *plain, size_t cap) {
   uint8_t nonce[PWIRE_NONCE_BYTES];

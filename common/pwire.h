@@ -153,6 +153,12 @@ void pwire_session_close(struct pwire_session *s);
  * on failure nothing is appended and the counter does not move. */
 int pwire_seal(struct pwire_session *s, struct buf *out, const uint8_t *plain,
                size_t len);
+/* The same in place: msg holds len bytes of plaintext (one encoded
+ * message) and room for PWIRE_TAG_BYTES more; it becomes the frame body
+ * (len + PWIRE_TAG_BYTES bytes). Returns 0 or SHOAL_ETOOBIG (len over
+ * PWIRE_MAX_PLAIN, or a spent counter; msg is untouched then). Lets a
+ * sender read a block straight into its frame and encrypt it there. */
+int pwire_seal_inplace(struct pwire_session *s, uint8_t *msg, size_t len);
 /* Decrypts a frame body into plain (cap bytes, at least len - TAG; plain
  * may equal body). Returns the plaintext length, or SHOAL_EBADSIG (forged,
  * reordered, replayed or reflected), SHOAL_ETRUNC (len < PWIRE_TAG_BYTES),

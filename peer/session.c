@@ -245,21 +245,29 @@ void session_send_simple(struct session *s, uint8_t type) {
 struct readreq {
   struct session *s;
   struct upreq r;
+  struct wreq *w; /* the DATA frame the block is read into */
 };
+
+/* Bytes before the block in a DATA frame: frame header, then the message's
+ * type, chunk and offset (docs/protocol.md, "DATA"). */
+#define DATA_HEAD (FRAME_HEADER_BYTES + 1 + 4 + 4)
 
 static void on_block_read(void *arg, int status, uint8_t *data, size_t len) {
   struct readreq *rr = arg;
   struct session *s = rr->s;
   struct upreq r = rr->r;
+  struct wreq *w = rr->w;
+  (void)data;
   free(rr);
   s->reading--;
   if (s->state != SESS_OPEN || s->sw == NULL) {
-    free(data);
+    free(w);
     session_unref(s);
     return;
   }
   if (status != 0) {
     struct pwire_msg m;
+    free(w);
     log_warn("peer", "%s: cannot read chunk %u for %s: %s", s->sw->name,
              r.chunk, s->remote_short, shoal_strerror(status));
     memset(&m, 0, sizeof(m));
@@ -269,18 +277,26 @@ static void on_block_read(void *arg, int status, uint8_t *data, size_t len) {
     m.length = r.length;
     (void)session_send(s, &m);
   } else {
-    struct pwire_msg m;
-    memset(&m, 0, sizeof(m));
-    m.type = PWIRE_DATA;
-    m.chunk = r.chunk;
-    m.offset = r.offset;
-    m.data = data;
-    m.data_len = len;
-    if (session_send(s, &m) == 0) {
-      swarm_upload_sent(s->sw, s, (uint32_t)len);
+    /* The block is already in place: add the message head, encrypt in
+     * place, frame it. */
+    uint8_t *msg = w->data + FRAME_HEADER_BYTES;
+    size_t mlen = 1 + 4 + 4 + len;
+    msg[0] = PWIRE_DATA;
+    buf_put_be32(msg + 1, r.chunk);
+    buf_put_be32(msg + 5, r.offset);
+    if (pwire_seal_inplace(&s->ps, msg, mlen) != 0) {
+      free(w);
+      session_close(s, "session counter spent");
+    } else {
+      frame_header(w->data, mlen + PWIRE_TAG_BYTES);
+      w->len = FRAME_HEADER_BYTES + mlen + PWIRE_TAG_BYTES;
+      if (write_frame(s, w) == 0) {
+        swarm_upload_sent(s->sw, s, (uint32_t)len);
+      } else {
+        session_close(s, "write failed");
+      }
     }
   }
-  free(data);
   session_unref(s);
   if (s->state == SESS_OPEN) {
     session_pump_upload(s);
@@ -306,17 +322,22 @@ void session_pump_upload(struct session *s) {
       return;
     }
     rr = malloc(sizeof(*rr));
-    if (rr == NULL) {
+    if (rr != NULL) {
+      rr->w = malloc(sizeof(*rr->w) + DATA_HEAD + r.length + PWIRE_TAG_BYTES);
+    }
+    if (rr == NULL || rr->w == NULL) {
+      free(rr);
       return;
     }
     rr->s = s;
     rr->r = r;
-    err = storage_read(s->sw->st, r.chunk, r.offset, r.length, on_block_read,
-                       rr);
+    err = storage_read_into(s->sw->st, r.chunk, r.offset, r.length,
+                            rr->w->data + DATA_HEAD, on_block_read, rr);
     s->upq_head = (s->upq_head + 1) % NODE_MAX_REMOTE_REQUESTS;
     s->upq_len--;
     if (err != 0) {
       struct pwire_msg m;
+      free(rr->w);
       free(rr);
       memset(&m, 0, sizeof(m));
       m.type = PWIRE_REJECT;

@@ -182,6 +182,7 @@ struct read_req {
   uint64_t offset;
   uint32_t len;
   uint8_t *data;
+  int owned; /* data was allocated here (storage_read), not the caller's */
   int status;
   storage_read_cb cb;
   void *arg;
@@ -1649,7 +1650,9 @@ static void after_read(uv_work_t *w, int status) {
       log_warn("storage", "%s/%s changed since it was shared; not serving it",
                s->m->local_root, s->m->files[r->file].path);
     }
-    free(r->data);
+    if (r->owned) {
+      free(r->data);
+    }
     r->data = NULL;
   }
   r->cb(r->arg, r->status, r->data, r->status == 0 ? r->len : 0);
@@ -1658,8 +1661,9 @@ static void after_read(uv_work_t *w, int status) {
   maybe_close(s);
 }
 
-int storage_read(struct storage *s, uint32_t idx, uint32_t offset,
-                 uint32_t len, storage_read_cb cb, void *arg) {
+static int read_start(struct storage *s, uint32_t idx, uint32_t offset,
+                      uint32_t len, uint8_t *dst, storage_read_cb cb,
+                      void *arg) {
   struct read_req *r;
   uint64_t off;
   uint32_t clen;
@@ -1676,10 +1680,14 @@ int storage_read(struct storage *s, uint32_t idx, uint32_t offset,
   if (r == NULL) {
     return SHOAL_ENOMEM;
   }
-  r->data = malloc(len);
-  if (r->data == NULL) {
-    free(r);
-    return SHOAL_ENOMEM;
+  r->data = dst;
+  if (dst == NULL) {
+    r->data = malloc(len);
+    r->owned = 1;
+    if (r->data == NULL) {
+      free(r);
+      return SHOAL_ENOMEM;
+    }
   }
   r->s = s;
   manifest_chunk_file(s->m, idx, &r->file, &off);
@@ -1692,6 +1700,20 @@ int storage_read(struct storage *s, uint32_t idx, uint32_t offset,
                 s->is_source ? source_read_work : download_read_work,
                 after_read);
   return 0;
+}
+
+int storage_read(struct storage *s, uint32_t idx, uint32_t offset,
+                 uint32_t len, storage_read_cb cb, void *arg) {
+  return read_start(s, idx, offset, len, NULL, cb, arg);
+}
+
+int storage_read_into(struct storage *s, uint32_t idx, uint32_t offset,
+                      uint32_t len, uint8_t *dst, storage_read_cb cb,
+                      void *arg) {
+  if (dst == NULL) {
+    return SHOAL_EINVAL;
+  }
+  return read_start(s, idx, offset, len, dst, cb, arg);
 }
 
 /* ------------------------------------------------------------------------ */

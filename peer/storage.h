@@ -92,6 +92,13 @@ int storage_put_chunk_ex(struct storage *s, uint32_t idx, uint8_t *data,
 int storage_read(struct storage *s, uint32_t idx, uint32_t offset,
                  uint32_t len, storage_read_cb cb, void *arg);
 
+/* The same into the caller's buffer dst (len bytes, valid until cb): cb
+ * gets dst back on success and NULL on an error; dst is never freed here.
+ * Saves a copy when the block goes straight into a frame. */
+int storage_read_into(struct storage *s, uint32_t idx, uint32_t offset,
+                      uint32_t len, uint8_t *dst, storage_read_cb cb,
+                      void *arg);
+
 /* When every chunk is had: flushes, renames the partial copy into place,
  * removes the resume record; cb(0) then. Returns SHOAL_EINVAL if a chunk is
  * missing. */
