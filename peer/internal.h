@@ -175,6 +175,7 @@ struct swarm {
   struct suspect *suspects;
   struct banned *bans;
   unsigned puts_in_flight;
+  uint64_t put_bytes; /* bytes of those chunks */
 
   /* Tracker schedule. */
   uv_timer_t announce_timer;

@@ -754,7 +754,7 @@ static int run(int argc, char **argv, char **pos) {
    * glibc's defaults each one is a fresh mmap or a heap grown and trimmed
    * again, so every chunk pays page faults for memory it had a moment
    * ago; keeping them on the heap halves the loop thread's work. The heap
-   * then holds at most the chunks in flight (NODE_MAX_PUTS and the
+   * then holds at most the chunks in flight (NODE_MAX_PUT_BYTES and the
    * partials), as before. */
   mallopt(M_MMAP_THRESHOLD, 32 << 20);
   mallopt(M_TRIM_THRESHOLD, 64 << 20);

@@ -29,8 +29,8 @@
 #define NODE_UPLOAD_SLOTS 4          /* regular unchoke slots per swarm */
 #define NODE_RECHOKE_MS 10000u       /* tit-for-tat round */
 #define NODE_OPTIMISTIC_MS 30000u    /* optimistic unchoke rotation */
-#define NODE_PIPELINE 32             /* block requests in flight per peer */
-#define NODE_MAX_REMOTE_REQUESTS 64  /* a peer's requests we queue */
+#define NODE_PIPELINE 64             /* block requests in flight per peer */
+#define NODE_MAX_REMOTE_REQUESTS 128 /* a peer's requests we queue */
 #define NODE_REQUEST_TIMEOUT_MS 10000u
 #define NODE_KEEPALIVE_MS 30000u
 #define NODE_IDLE_MS 120000u         /* a silent session is closed */
@@ -41,7 +41,7 @@
 #define NODE_TRACKER_TRIES 3         /* get gives up on trackers never met */
 #define NODE_MAX_PENDING 64          /* accepted sessions before hello */
 #define NODE_READS_IN_FLIGHT 4       /* block reads per peer at once */
-#define NODE_MAX_PUTS 8              /* chunks waiting for hash and write */
+#define NODE_MAX_PUT_BYTES (16u << 20) /* chunk bytes waiting for hash and write */
 #define NODE_WRITE_QUEUE_MAX (1u << 20) /* bytes queued before uploads wait */
 #define NODE_WRITE_QUEUE_HARD (8u << 20) /* past this the peer is closed */
 #define NODE_REJECTS_CLOSE 32        /* rejects in a row: it cannot serve */

@@ -501,7 +501,7 @@ void swarm_fill_requests(struct swarm *sw, struct session *s) {
   }
   /* Memory stays bounded when the disk is slower than the network: no new
    * requests while too many chunks wait to be hashed and written. */
-  if (sw->puts_in_flight >= NODE_MAX_PUTS) {
+  if (sw->put_bytes >= NODE_MAX_PUT_BYTES) {
     return;
   }
   have = picker_outstanding(sw->pk, (unsigned)s->slot);
@@ -585,6 +585,7 @@ static void suspect_drop(struct swarm *sw, struct suspect *x) {
 struct put_ctx {
   struct swarm *sw;
   uint32_t chunk;
+  uint32_t len;
   uint32_t nblocks;
   uint8_t *owners;     /* taken from the partial */
   uint8_t *bad_hashes; /* nblocks x 32 */
@@ -606,6 +607,7 @@ static void on_chunk_put(void *arg, int status) {
   struct put_ctx *c = arg;
   struct swarm *sw = c->sw;
   sw->puts_in_flight--;
+  sw->put_bytes -= c->len;
   if (sw->state != SW_RUNNING || sw->pk == NULL) {
     goto done;
   }
@@ -706,6 +708,7 @@ static void submit_chunk(struct swarm *sw, struct partial *p) {
   }
   c->sw = sw;
   c->chunk = p->chunk;
+  c->len = p->len;
   c->nblocks = p->nblocks;
   c->owners = p->owners;
   c->bad_hashes = calloc(p->nblocks ? p->nblocks : 1, 32);
@@ -723,6 +726,7 @@ static void submit_chunk(struct swarm *sw, struct partial *p) {
     return;
   }
   sw->puts_in_flight++;
+  sw->put_bytes += c->len;
 }
 
 static int on_data(struct swarm *sw, struct session *s,
