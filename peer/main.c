@@ -32,8 +32,8 @@
 
 static const char usage[] =
     "usage: shoal-peer share PATH... --tracker ADDR:PORT [options]\n"
-    "       shoal-peer get LINK [-o DIR] [--seed] [options]\n"
-    "       shoal-peer get CONTENT-ID --tracker ADDR:PORT [-o DIR] [--seed]\n"
+    "       shoal-peer get LINK... [-o DIR] [--seed] [options]\n"
+    "       shoal-peer get CONTENT-ID... --tracker ADDR:PORT [-o DIR] [--seed]\n"
     "       shoal-peer search WORDS... --tracker ADDR:PORT [--limit N]\n"
     "       shoal-peer id\n"
     "\n"
@@ -63,6 +63,16 @@ static const char usage[] =
 
 enum cmd { CMD_NONE, CMD_SHARE, CMD_GET, CMD_SEARCH, CMD_ID };
 
+/* One content a get fetches: its ID, and its link when it came as one. */
+struct get_item {
+  uint8_t content[MANIFEST_ID_BYTES];
+  struct share_link link;
+  struct link_tracker trackers[LINK_MAX_TRACKERS];
+  unsigned ntrackers;
+  uint8_t key[32];
+  int have_key;
+};
+
 struct app {
   enum cmd cmd;
   uv_loop_t loop;
@@ -91,7 +101,10 @@ struct app {
   /* run state */
   int exit_code;
   int finished; /* the command's work is done (or failed) */
-  int completed; /* get: the content is complete */
+  int completed; /* get: every content is complete */
+  struct get_item *gets; /* get: the contents asked for */
+  int ngets;
+  int gets_left; /* not complete yet */
   struct {
     uint8_t content[32];
     uint64_t last_ms;
@@ -358,11 +371,16 @@ static void on_node_event(void *arg, const struct node_event *ev) {
       printf("%s\n", ev->path);
       fflush(stdout);
     }
-    a->completed = 1;
-    if (!a->seed) {
-      a->finished = 1;
-      a->exit_code = 0;
-      stop_node(a);
+    if (a->gets_left > 0) {
+      a->gets_left--;
+    }
+    if (a->gets_left == 0) {
+      a->completed = 1;
+      if (!a->seed) {
+        a->finished = 1;
+        a->exit_code = 0;
+        stop_node(a);
+      }
     }
     break;
   case NODE_EV_BANNED:
@@ -741,9 +759,10 @@ static int add_tracker(struct app *a, const char *text) {
 
 /* The whole program but the argument array, which main owns, so every
  * return path (usage errors included) leaves nothing allocated. */
+static struct app the_app; /* one per process: signal handlers reach it */
+
 static int run(int argc, char **argv, char **pos) {
-  static struct app app;
-  struct app *a = &app;
+  struct app *a = &the_app;
   const char *tracker_key_text = NULL;
   const char *level = "warn";
   int npos = 0;
@@ -909,9 +928,6 @@ static int run(int argc, char **argv, char **pos) {
   }
 
   /* Each command's own arguments. */
-  uint8_t content[MANIFEST_ID_BYTES];
-  struct share_link link;
-  memset(&link, 0, sizeof(link));
   switch (a->cmd) {
   case CMD_SHARE:
     if (a->nargs < 1) {
@@ -930,38 +946,54 @@ static int run(int argc, char **argv, char **pos) {
     }
     break;
   case CMD_GET:
-    if (a->nargs != 1) {
-      return fail_usage("get needs one LINK or CONTENT-ID%s", "");
+    if (a->nargs < 1) {
+      return fail_usage("get needs a LINK or CONTENT-ID (or several)%s", "");
     }
-    if (strncmp(a->args[0], LINK_SCHEME, strlen(LINK_SCHEME)) == 0) {
-      const char *why = NULL;
-      if (link_parse(a->args[0], strlen(a->args[0]), &link, &why) != 0) {
-        fprintf(stderr, "shoal-peer: error: bad link: %s — copy the whole "
-                        "link as 'shoal-peer share' printed it\n",
-                why != NULL ? why : "malformed");
-        return 1;
+    a->gets = calloc((size_t)a->nargs, sizeof(*a->gets));
+    if (a->gets == NULL) {
+      fprintf(stderr, "shoal-peer: error: out of memory\n");
+      return 1;
+    }
+    for (int i = 0; i < a->nargs; i++) {
+      struct get_item *g = &a->gets[a->ngets++];
+      const char *arg = a->args[i];
+      /* Each content has the command line's trackers and key, plus its
+       * link's. */
+      memcpy(g->trackers, a->trackers, a->ntrackers * sizeof(a->trackers[0]));
+      g->ntrackers = a->ntrackers;
+      if (a->have_key) {
+        memcpy(g->key, a->tracker_key, 32);
+        g->have_key = 1;
       }
-      memcpy(content, link.id, sizeof(content));
-      if (!a->have_key) {
-        memcpy(a->tracker_key, link.tracker_key, 32);
-        a->have_key = 1;
-      }
-      for (size_t i = 0; i < link.tracker_count &&
-                         a->ntrackers < LINK_MAX_TRACKERS; i++) {
-        a->trackers[a->ntrackers++] = link.trackers[i];
-      }
-    } else {
-      err = textid_decode(TEXTID_CONTENT, a->args[0], strlen(a->args[0]),
-                          content);
-      if (err != 0) {
-        fprintf(stderr,
-                "shoal-peer: error: '%s' is neither a share link (shoal:...) "
-                "nor a content ID: %s\n",
-                a->args[0], shoal_strerror(err));
-        return 1;
-      }
-      if (a->ntrackers == 0) {
-        return fail_usage("get CONTENT-ID needs --tracker ADDR:PORT%s", "");
+      if (strncmp(arg, LINK_SCHEME, strlen(LINK_SCHEME)) == 0) {
+        const char *why = NULL;
+        if (link_parse(arg, strlen(arg), &g->link, &why) != 0) {
+          fprintf(stderr, "shoal-peer: error: bad link: %s — copy the whole "
+                          "link as 'shoal-peer share' printed it\n",
+                  why != NULL ? why : "malformed");
+          return 1;
+        }
+        memcpy(g->content, g->link.id, sizeof(g->content));
+        if (!g->have_key) {
+          memcpy(g->key, g->link.tracker_key, 32);
+          g->have_key = 1;
+        }
+        for (size_t t = 0; t < g->link.tracker_count &&
+                           g->ntrackers < LINK_MAX_TRACKERS; t++) {
+          g->trackers[g->ntrackers++] = g->link.trackers[t];
+        }
+      } else {
+        err = textid_decode(TEXTID_CONTENT, arg, strlen(arg), g->content);
+        if (err != 0) {
+          fprintf(stderr,
+                  "shoal-peer: error: '%s' is neither a share link "
+                  "(shoal:...) nor a content ID: %s\n",
+                  arg, shoal_strerror(err));
+          return 1;
+        }
+        if (a->ntrackers == 0) {
+          return fail_usage("get CONTENT-ID needs --tracker ADDR:PORT%s", "");
+        }
       }
     }
     break;
@@ -1089,14 +1121,21 @@ static int run(int argc, char **argv, char **pos) {
       a->finished = 1;
       stop_node(a);
     } else {
-      err = node_get(a->node, content, link.name[0] ? link.name : NULL,
-                     link.size, a->trackers, a->ntrackers,
-                     a->have_key ? a->tracker_key : NULL, a->out_dir, a->seed);
-      if (err != 0) {
-        report_error(a, err, "cannot start the download");
-        a->exit_code = 1;
-        a->finished = 1;
-        stop_node(a);
+      a->gets_left = a->ngets;
+      for (int i = 0; i < a->ngets && !a->finished; i++) {
+        struct get_item *g = &a->gets[i];
+        err = node_get(a->node, g->content,
+                       g->link.name[0] ? g->link.name : NULL, g->link.size,
+                       g->trackers, g->ntrackers, g->have_key ? g->key : NULL,
+                       a->out_dir, a->seed);
+        if (err == UV_EEXIST) {
+          a->gets_left--; /* the same content twice: one download */
+        } else if (err != 0) {
+          report_error(a, err, "cannot start the download");
+          a->exit_code = 1;
+          a->finished = 1;
+          stop_node(a);
+        }
       }
     }
   }
@@ -1120,5 +1159,6 @@ int main(int argc, char **argv) {
   }
   rc = run(argc, argv, pos);
   free(pos);
+  free(the_app.gets);
   return rc;
 }

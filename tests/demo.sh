@@ -1,11 +1,9 @@
 #!/usr/bin/env bash
 # make demo: a tracker on loopback and five peers sharing a file and a folder.
 #
-# Peer 1 shares a 64 MiB file and a small folder tree. Peers 2-5 fetch both
-# at the same time. shoal-peer takes one link per `get` and allows one
-# process per home, so each of peers 2-5 runs two `get` processes (one per
-# content), each with its own home; a peer's figures are the sum of its two.
-# Downloads are capped at 16 MiB/s each and peer 1 uploads at most 16 MiB/s,
+# Peer 1 shares a 64 MiB file and a small folder tree. Peers 2-5 each run
+# one `get` with both links, so each fetches both contents at the same time
+# in one process. Downloads are capped at 16 MiB/s each and peer 1 uploads at most 16 MiB/s,
 # so the four downloaders can only finish in time by trading chunks.
 # Every copy is compared byte for byte. Everything started here is stopped by
 # PID and the temp folder removed, also on failure or ^C.
@@ -121,24 +119,21 @@ if [ -z "$link_video" ] || [ -z "$link_photos" ]; then
 fi
 say "peer 1 shares holiday-video.bin (64 MiB) and photos/ (5 files, one empty)"
 say "  link: $link_video"
-say "peers 2-5 fetch both at once: one 'get' per content, each with its own home"
-say "  (one process per home), so 8 downloads; each downloads at most $rate_text"
-say "  and peer 1 uploads at most $rate_text, so the peers must trade chunks"
+say "peers 2-5 fetch both at once (one 'get' with both links each); each"
+say "  downloads at most $rate_text and peer 1 uploads at most $rate_text,"
+say "  so the peers must trade chunks"
 
 get_pids=()
 get_names=()
 start=$(date +%s.%N)
 for p in 2 3 4 5; do
   mkdir -p "$work/peer$p"
-  for c in video photos; do
-    if [ "$c" = video ]; then link=$link_video; else link=$link_photos; fi
-    "$bin/shoal-peer" get "$link" -o "$work/peer$p" --home "$work/home/p$p-$c" \
-      --download-rate "$rate" "${common[@]}" \
-      > "$work/p$p-$c.out" 2> "$work/p$p-$c.err" &
-    pids+=($!)
-    get_pids+=($!)
-    get_names+=("p$p-$c")
-  done
+  "$bin/shoal-peer" get "$link_video" "$link_photos" -o "$work/peer$p" \
+    --home "$work/home/p$p" --download-rate "$rate" "${common[@]}" \
+    > "$work/p$p.out" 2> "$work/p$p.err" &
+  pids+=($!)
+  get_pids+=($!)
+  get_names+=("p$p")
 done
 
 # Wait for every get to exit by itself (each exits 0 once its copy is
@@ -178,7 +173,7 @@ for p in 2 3 4 5; do
     die "peer $p: the empty file is missing"
   fi
 done
-say "all 8 downloads done in $elapsed s; every copy matches byte for byte"
+say "all 4 peers done in $elapsed s; every copy matches byte for byte"
 
 # Stop peer 1 and the tracker; peer 1 prints its totals on exit.
 kill -TERM "$seeder_pid"
@@ -195,20 +190,17 @@ printf '%-6s %-14s %-14s %8s MiB %8s MiB\n' 1 shared shared "$(mib "$seed_up")" 
   "$(mib "$(json_num "$work/p1.out" stats downloaded)")"
 traded=0
 for p in 2 3 4 5; do
-  up=0
-  down=0
+  f="$work/p$p.out"
   times=()
-  for c in video photos; do
-    f="$work/p$p-$c.out"
-    s=$(json_num "$f" complete seconds)
-    [ -n "$s" ] || die "peer $p ($c) printed no complete event"
+  for c in holiday-video.bin photos; do
+    s=$({ grep '"event":"complete"' "$f" || true; } | grep "/$c\"" |
+      { grep -o '"seconds":[0-9.]*' || true; } | head -n 1 | cut -d: -f2)
+    [ -n "$s" ] || die "peer $p printed no complete event for $c"
     times+=("$(awk -v s="$s" 'BEGIN { printf "%.1f s", s }')")
-    u=$(json_num "$f" stats uploaded)
-    d=$(json_num "$f" stats downloaded)
-    if [ -z "$u" ] || [ -z "$d" ]; then die "peer $p ($c) printed no stats"; fi
-    up=$((up + u))
-    down=$((down + d))
   done
+  up=$(json_num "$f" stats uploaded)
+  down=$(json_num "$f" stats downloaded)
+  if [ -z "$up" ] || [ -z "$down" ]; then die "peer $p printed no stats"; fi
   traded=$((traded + up))
   printf '%-6s %-14s %-14s %8s MiB %8s MiB\n' "$p" "${times[0]}" "${times[1]}" \
     "$(mib "$up")" "$(mib "$down")"
