@@ -162,6 +162,7 @@ struct swarm {
   unsigned nsessions;
   struct known_peer *known; /* SWARM_KNOWN_MAX entries, lazily */
   unsigned nknown;
+  unsigned known_next; /* the entry a new peer replaces when full */
   int name_given; /* name came from a link, so the manifest must match */
   uint8_t slots_used[PICKER_MAX_PEERS];
 
@@ -226,6 +227,7 @@ struct node {
   int throttled;
   struct rate_bucket up_bucket, down_bucket;
   uint64_t up_bytes, down_bytes;
+  unsigned reads; /* block reads in flight, all sessions */
   uint8_t rbuf[256u << 10];
   uint8_t *plain; /* PWIRE_MAX_PLAIN scratch */
   int stopping;
@@ -272,6 +274,7 @@ void swarm_completed(struct swarm *sw);
 uint64_t node_now(const struct node *n);
 void node_emit(struct node *n, const struct node_event *ev);
 void node_pump(struct node *n);
+void node_pump_now(struct node *n);
 void node_charge_download(struct node *n, size_t bytes);
 uint64_t node_next_seq(struct node *n);
 

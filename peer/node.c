@@ -70,13 +70,18 @@ static void for_each_session(struct node *n, void (*fn)(struct session *)) {
 /* ------------------------------------------------------------------------ */
 /* Rate limits */
 
-static void on_pump(uv_timer_t *t) {
-  struct node *n = container_of(t, struct node, pump_timer);
+void node_pump_now(struct node *n) {
   for (struct swarm *sw = n->swarms; sw != NULL; sw = sw->next) {
-    for (struct session *s = sw->sessions; s != NULL; s = s->next) {
+    for (struct session *s = sw->sessions, *s_next; s != NULL; s = s_next) {
+      s_next = s->next; /* a send may close s */
       session_pump_upload(s);
     }
   }
+}
+
+static void on_pump(uv_timer_t *t) {
+  struct node *n = container_of(t, struct node, pump_timer);
+  node_pump_now(n);
 }
 
 /* Called when the upload bucket is short: come back when it has refilled. */
@@ -582,9 +587,12 @@ static void remember_peer(struct swarm *sw, const uint8_t pk[32],
   }
   if (k == NULL) {
     if (sw->nknown == SWARM_KNOWN_MAX) {
-      return;
+      /* Full: the entries are replaced in turn, oldest first. */
+      k = &sw->known[sw->known_next];
+      sw->known_next = (sw->known_next + 1) % SWARM_KNOWN_MAX;
+    } else {
+      k = &sw->known[sw->nknown++];
     }
-    k = &sw->known[sw->nknown++];
     memset(k, 0, sizeof(*k));
     memcpy(k->pk, pk, IDENTITY_PK_BYTES);
   }

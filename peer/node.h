@@ -40,11 +40,13 @@
 #define NODE_NO_PEERS_MS 60000u      /* get gives up when no peer appears */
 #define NODE_TRACKER_TRIES 3         /* get gives up on trackers never met */
 #define NODE_MAX_PENDING 64          /* accepted sessions before hello */
-#define NODE_READS_IN_FLIGHT 4       /* block reads per peer at once */
+#define NODE_READS_IN_FLIGHT 8       /* block reads per peer at once */
+#define NODE_READS_MAX 32            /* block reads of the node at once */
 #define NODE_MAX_PUT_BYTES (16u << 20) /* chunk bytes waiting for hash and write */
 #define NODE_WRITE_QUEUE_MAX (1u << 20) /* bytes queued before uploads wait */
 #define NODE_WRITE_QUEUE_HARD (8u << 20) /* past this the peer is closed */
-#define NODE_REJECTS_CLOSE 32        /* rejects in a row: it cannot serve */
+#define NODE_REJECTS_CLOSE 128       /* rejects in a row while unchoked:
+                                        it cannot serve */
 #define NODE_STALL_WARN_MS 60000u    /* no progress for this long: say so */
 
 enum node_mode {

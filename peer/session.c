@@ -195,13 +195,13 @@ int session_send(struct session *s, const struct pwire_msg *m) {
   if (s->state != SESS_OPEN) {
     return SHOAL_EPROTO;
   }
-  /* Encode into a stack buffer for small messages, else the scratch. */
   /* A peer that asks and never reads would make us queue without end. */
   if (uv_stream_get_write_queue_size((uv_stream_t *)&s->tcp) >
       NODE_WRITE_QUEUE_HARD) {
     session_close(s, "the peer does not read what it asks for");
     return SHOAL_EBUSY;
   }
+  /* Encode into a stack buffer for small messages, else the scratch. */
   if (m->data_len + 16 <= sizeof(small)) {
     buf_init_fixed(&plain, small, sizeof(small));
   } else {
@@ -257,9 +257,11 @@ static void on_block_read(void *arg, int status, uint8_t *data, size_t len) {
   struct session *s = rr->s;
   struct upreq r = rr->r;
   struct wreq *w = rr->w;
+  int was_full = s->node->reads >= NODE_READS_MAX;
   (void)data;
   free(rr);
   s->reading--;
+  s->node->reads--;
   if (s->state != SESS_OPEN || s->sw == NULL) {
     free(w);
     session_unref(s);
@@ -297,10 +299,15 @@ static void on_block_read(void *arg, int status, uint8_t *data, size_t len) {
       }
     }
   }
-  session_unref(s);
+  /* Pump before letting go of the reference, so s is alive here. */
   if (s->state == SESS_OPEN) {
     session_pump_upload(s);
   }
+  if (was_full) {
+    /* Others may have waited for a read slot of the node. */
+    node_pump_now(s->node);
+  }
+  session_unref(s);
 }
 
 void session_pump_upload(struct session *s) {
@@ -310,8 +317,9 @@ void session_pump_upload(struct session *s) {
   int err;
 
   /* A few reads in flight keep the disk and the socket busy at once. */
-  while (s->reading < NODE_READS_IN_FLIGHT && s->upq_len > 0 &&
-         s->state == SESS_OPEN && s->sw != NULL && !s->am_choking) {
+  while (s->reading < NODE_READS_IN_FLIGHT && n->reads < NODE_READS_MAX &&
+         s->upq_len > 0 && s->state == SESS_OPEN && s->sw != NULL &&
+         !s->am_choking) {
     if (uv_stream_get_write_queue_size((uv_stream_t *)&s->tcp) >=
         NODE_WRITE_QUEUE_MAX) {
       return; /* on_write pumps again */
@@ -348,6 +356,7 @@ void session_pump_upload(struct session *s) {
       continue;
     }
     s->reading++;
+    n->reads++;
     s->refs++;
   }
 }

@@ -159,7 +159,9 @@ void swarm_detach(struct swarm *sw, struct session *s) {
   }
   /* The manifest's source left: another peer that holds it takes over. */
   if (refetch && sw->state == SW_FETCHING) {
-    for (struct session *o = sw->sessions; o != NULL; o = o->next) {
+    for (struct session *o = sw->sessions, *o_next; o != NULL;
+         o = o_next) {
+      o_next = o->next; /* a send may close o */
       if (o->state == SESS_OPEN && o->have_map != NULL) {
         start_manifest_fetch(sw, o);
         if (sw->mf_from != NULL) {
@@ -171,7 +173,9 @@ void swarm_detach(struct swarm *sw, struct session *s) {
   if (was_unchoked) {
     swarm_rechoke(sw, node_now(sw->node), 0);
   }
-  for (struct session *o = sw->sessions; o != NULL; o = o->next) {
+  for (struct session *o = sw->sessions, *o_next; o != NULL;
+       o = o_next) {
+    o_next = o->next; /* a send may close o */
     swarm_fill_requests(sw, o);
   }
 }
@@ -246,7 +250,9 @@ void swarm_session_open(struct swarm *sw, struct session *s) {
   sw->ever_met_peer = 1;
   /* Two sessions between the same two peers: the one opened by the peer
    * with the lower key survives, so both sides agree. */
-  for (struct session *o = sw->sessions; o != NULL; o = o->next) {
+  for (struct session *o = sw->sessions, *o_next; o != NULL;
+       o = o_next) {
+    o_next = o->next; /* a send may close o */
     const uint8_t *ko, *ks;
     if (o == s || o->state != SESS_OPEN ||
         memcmp(o->remote_pk, s->remote_pk, IDENTITY_PK_BYTES) != 0) {
@@ -323,7 +329,9 @@ void swarm_rechoke(struct swarm *sw, uint64_t now, int full) {
   if (only_publisher(sw)) {
     return; /* a client-server client uploads nothing: all stay choked */
   }
-  for (struct session *s = sw->sessions; s != NULL; s = s->next) {
+  for (struct session *s = sw->sessions, *s_next; s != NULL;
+       s = s_next) {
+    s_next = s->next; /* a send may close s */
     if (s->state != SESS_OPEN) {
       continue;
     }
@@ -342,7 +350,9 @@ void swarm_rechoke(struct swarm *sw, uint64_t now, int full) {
       /* Round robin: the peer unchoked longest gives its slot to the one
        * that has waited longest, when someone waits. */
       struct session *oldest = NULL, *waiting = NULL;
-      for (struct session *s = sw->sessions; s != NULL; s = s->next) {
+      for (struct session *s = sw->sessions, *s_next; s != NULL;
+           s = s_next) {
+        s_next = s->next; /* a send may close s */
         if (s->state != SESS_OPEN || !s->peer_interested ||
             (s->remote_flags & PWIRE_HELLO_NO_UPLOAD)) {
           continue;
@@ -366,7 +376,9 @@ void swarm_rechoke(struct swarm *sw, uint64_t now, int full) {
       struct session *best[NODE_UPLOAD_SLOTS];
       unsigned nbest = 0;
       int rotate = now - sw->last_optimistic_ms >= NODE_OPTIMISTIC_MS;
-      for (struct session *s = sw->sessions; s != NULL; s = s->next) {
+      for (struct session *s = sw->sessions, *s_next; s != NULL;
+           s = s_next) {
+        s_next = s->next; /* a send may close s */
         uint64_t r;
         unsigned i;
         if (s->state != SESS_OPEN || !s->peer_interested) {
@@ -391,7 +403,9 @@ void swarm_rechoke(struct swarm *sw, uint64_t now, int full) {
           }
         }
       }
-      for (struct session *s = sw->sessions; s != NULL; s = s->next) {
+      for (struct session *s = sw->sessions, *s_next; s != NULL;
+           s = s_next) {
+        s_next = s->next; /* a send may close s */
         int keep = 0;
         if (s->state != SESS_OPEN || !s->peer_interested ||
             (s->remote_flags & PWIRE_HELLO_NO_UPLOAD)) {
@@ -410,13 +424,17 @@ void swarm_rechoke(struct swarm *sw, uint64_t now, int full) {
       if (rotate) {
         /* A random choked, interested peer gets the optimistic slot. */
         unsigned count = 0, pick;
-        for (struct session *s = sw->sessions; s != NULL; s = s->next) {
+        for (struct session *s = sw->sessions, *s_next; s != NULL;
+             s = s_next) {
+          s_next = s->next; /* a send may close s */
           count += s->state == SESS_OPEN && s->peer_interested &&
                    s->am_choking && !(s->remote_flags & PWIRE_HELLO_NO_UPLOAD);
         }
         if (count > 0) {
           pick = (unsigned)randombytes_uniform(count);
-          for (struct session *s = sw->sessions; s != NULL; s = s->next) {
+          for (struct session *s = sw->sessions, *s_next; s != NULL;
+               s = s_next) {
+            s_next = s->next; /* a send may close s */
             if (s->state == SESS_OPEN && s->peer_interested && s->am_choking &&
                 !(s->remote_flags & PWIRE_HELLO_NO_UPLOAD) && pick-- == 0) {
               s->optimistic = 1;
@@ -433,7 +451,9 @@ void swarm_rechoke(struct swarm *sw, uint64_t now, int full) {
   used = slots_used(sw, seeding);
   while (used < NODE_UPLOAD_SLOTS) {
     struct session *waiting = NULL;
-    for (struct session *s = sw->sessions; s != NULL; s = s->next) {
+    for (struct session *s = sw->sessions, *s_next; s != NULL;
+         s = s_next) {
+      s_next = s->next; /* a send may close s */
       if (s->state == SESS_OPEN && s->peer_interested && s->am_choking &&
           !(s->remote_flags & PWIRE_HELLO_NO_UPLOAD && !seeding) &&
           (waiting == NULL || s->choked_at_ms < waiting->choked_at_ms)) {
@@ -482,13 +502,32 @@ static unsigned pipeline_depth(const struct swarm *sw) {
  * limit when what is in flight takes longer than that to arrive. */
 static uint64_t request_timeout(const struct swarm *sw) {
   const struct rate_bucket *b = &sw->node->down_bucket;
-  uint64_t bytes, ms;
+  uint64_t bytes = 0, ms;
   if (rate_unlimited(b)) {
     return NODE_REQUEST_TIMEOUT_MS;
   }
-  bytes = (uint64_t)pipeline_depth(sw) * PWIRE_BLOCK_BYTES *
-          (sw->nsessions ? sw->nsessions : 1);
+  /* The limit is the node's: count what every swarm may have in flight
+   * from the peers that unchoke it. */
+  for (const struct swarm *o = sw->node->swarms; o != NULL; o = o->next) {
+    unsigned serving = 0;
+    for (const struct session *x = o->sessions; x != NULL; x = x->next) {
+      serving += x->state == SESS_OPEN && !x->peer_choking;
+    }
+    bytes += (uint64_t)pipeline_depth(o) * PWIRE_BLOCK_BYTES * serving;
+  }
   ms = 2 * bytes * 1000 / b->rate;
+  return ms > NODE_REQUEST_TIMEOUT_MS ? ms : NODE_REQUEST_TIMEOUT_MS;
+}
+
+/* How long a manifest part may take: 10 s, or twice its time at the
+ * download limit. */
+static uint64_t manifest_timeout(const struct swarm *sw) {
+  const struct rate_bucket *b = &sw->node->down_bucket;
+  uint64_t ms;
+  if (rate_unlimited(b)) {
+    return NODE_REQUEST_TIMEOUT_MS;
+  }
+  ms = 2 * (uint64_t)PWIRE_MANIFEST_PART_BYTES * 1000 / b->rate;
   return ms > NODE_REQUEST_TIMEOUT_MS ? ms : NODE_REQUEST_TIMEOUT_MS;
 }
 
@@ -592,7 +631,9 @@ struct put_ctx {
 };
 
 static void broadcast_have(struct swarm *sw, uint32_t chunk) {
-  for (struct session *s = sw->sessions; s != NULL; s = s->next) {
+  for (struct session *s = sw->sessions, *s_next; s != NULL;
+       s = s_next) {
+    s_next = s->next; /* a send may close s */
     if (s->state == SESS_OPEN && s->sent_have_map) {
       struct pwire_msg m;
       memset(&m, 0, sizeof(m));
@@ -774,7 +815,9 @@ static int on_data(struct swarm *sw, struct session *s,
            IDENTITY_PK_BYTES);
   }
   for (unsigned i = 0; i < ncancel; i++) {
-    for (struct session *o = sw->sessions; o != NULL; o = o->next) {
+    for (struct session *o = sw->sessions, *o_next; o != NULL;
+         o = o_next) {
+      o_next = o->next; /* a send may close o */
       if (o->slot == (int)cancel[i] && o->state == SESS_OPEN) {
         struct pwire_msg c;
         memset(&c, 0, sizeof(c));
@@ -1010,6 +1053,7 @@ int swarm_on_message(struct swarm *sw, struct session *s,
     return 0;
   case PWIRE_CHOKE:
     s->peer_choking = 1;
+    s->rejects = 0; /* requests in transit come back rejected */
     if (s->in_picker) {
       /* Whatever was requested is dropped by the remote: give it back. */
       picker_peer_remove(sw->pk, (unsigned)s->slot);
@@ -1023,6 +1067,7 @@ int swarm_on_message(struct swarm *sw, struct session *s,
     return 0;
   case PWIRE_UNCHOKE:
     s->peer_choking = 0;
+    s->rejects = 0;
     swarm_fill_requests(sw, s);
     return 0;
   case PWIRE_REQUEST:
@@ -1138,7 +1183,7 @@ static void maybe_finish(struct swarm *sw) {
 
 void swarm_tick(struct swarm *sw, uint64_t now) {
   if (sw->state == SW_FETCHING && sw->mf_from != NULL &&
-      now - sw->mf_sent_ms > NODE_REQUEST_TIMEOUT_MS) {
+      now - sw->mf_sent_ms > manifest_timeout(sw)) {
     /* Its departure hands the fetch to another peer that holds it. */
     session_close(sw->mf_from, "no manifest part in time");
   }
@@ -1166,7 +1211,9 @@ void swarm_tick(struct swarm *sw, uint64_t now) {
     unsigned peers[64];
     unsigned n = picker_expire(sw->pk, now, request_timeout(sw), b, peers, 64);
     for (unsigned i = 0; i < n; i++) {
-      for (struct session *s = sw->sessions; s != NULL; s = s->next) {
+      for (struct session *s = sw->sessions, *s_next; s != NULL;
+           s = s_next) {
+        s_next = s->next; /* a send may close s */
         if (s->slot == (int)peers[i] && s->state == SESS_OPEN) {
           struct pwire_msg c;
           memset(&c, 0, sizeof(c));
@@ -1178,7 +1225,9 @@ void swarm_tick(struct swarm *sw, uint64_t now) {
         }
       }
     }
-    for (struct session *s = sw->sessions; s != NULL; s = s->next) {
+    for (struct session *s = sw->sessions, *s_next; s != NULL;
+         s = s_next) {
+      s_next = s->next; /* a send may close s */
       swarm_fill_requests(sw, s);
     }
   }
