@@ -175,15 +175,23 @@ static pid_t start_tracker(const char *bin, const char *dir, int *port) {
   FILE *f = fdopen(fds[0], "r");
   char line[512];
   *port = 0;
+  /* The tracker prints these lines at once; a tracker that hangs instead
+   * ends the benchmark (SIGALRM's default action) rather than blocking it. */
+  alarm(30);
   while (f != NULL && fgets(line, sizeof(line), f) != NULL) {
     const char *lp = "listening on 127.0.0.1:";
     if (strncmp(line, lp, strlen(lp)) == 0) {
-      *port = atoi(line + strlen(lp));
+      char *end = NULL;
+      unsigned long v = strtoul(line + strlen(lp), &end, 10);
+      if (end != line + strlen(lp) && v > 0 && v <= 65535) {
+        *port = (int)v;
+      }
     }
     if (strncmp(line, "tracker key ", 12) == 0) {
       break;
     }
   }
+  alarm(0);
   if (f != NULL) {
     fclose(f);
   }
