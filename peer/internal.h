@@ -245,6 +245,9 @@ void session_accepted(struct node *n, uv_tcp_t *client);
 void session_close(struct session *s, const char *why);
 int session_send(struct session *s, const struct pwire_msg *m);
 void session_send_simple(struct session *s, uint8_t type);
+/* REQUEST, CANCEL or REJECT of one block. */
+int session_send_block(struct session *s, uint8_t type, uint32_t chunk,
+                       uint32_t offset, uint32_t length);
 void session_tick(struct session *s, uint64_t now);
 void session_pump_upload(struct session *s);
 void session_resume_reading(struct session *s);

@@ -232,6 +232,17 @@ int session_send(struct session *s, const struct pwire_msg *m) {
   return err;
 }
 
+int session_send_block(struct session *s, uint8_t type, uint32_t chunk,
+                       uint32_t offset, uint32_t length) {
+  struct pwire_msg m;
+  memset(&m, 0, sizeof(m));
+  m.type = type;
+  m.chunk = chunk;
+  m.offset = offset;
+  m.length = length;
+  return session_send(s, &m);
+}
+
 void session_send_simple(struct session *s, uint8_t type) {
   struct pwire_msg m;
   memset(&m, 0, sizeof(m));
@@ -268,16 +279,10 @@ static void on_block_read(void *arg, int status, uint8_t *data, size_t len) {
     return;
   }
   if (status != 0) {
-    struct pwire_msg m;
     free(w);
     log_warn("peer", "%s: cannot read chunk %u for %s: %s", s->sw->name,
              r.chunk, s->remote_short, shoal_strerror(status));
-    memset(&m, 0, sizeof(m));
-    m.type = PWIRE_REJECT;
-    m.chunk = r.chunk;
-    m.offset = r.offset;
-    m.length = r.length;
-    (void)session_send(s, &m);
+    (void)session_send_block(s, PWIRE_REJECT, r.chunk, r.offset, r.length);
   } else {
     /* The block is already in place: add the message head, encrypt in
      * place, frame it. */
@@ -344,15 +349,9 @@ void session_pump_upload(struct session *s) {
     s->upq_head = (s->upq_head + 1) % NODE_MAX_REMOTE_REQUESTS;
     s->upq_len--;
     if (err != 0) {
-      struct pwire_msg m;
       free(rr->w);
       free(rr);
-      memset(&m, 0, sizeof(m));
-      m.type = PWIRE_REJECT;
-      m.chunk = r.chunk;
-      m.offset = r.offset;
-      m.length = r.length;
-      (void)session_send(s, &m);
+      (void)session_send_block(s, PWIRE_REJECT, r.chunk, r.offset, r.length);
       continue;
     }
     s->reading++;

@@ -551,13 +551,8 @@ void swarm_fill_requests(struct swarm *sw, struct session *s) {
   n = picker_next(sw->pk, (unsigned)s->slot, node_now(sw->node), blocks,
                   depth - have);
   for (unsigned i = 0; i < n; i++) {
-    struct pwire_msg m;
-    memset(&m, 0, sizeof(m));
-    m.type = PWIRE_REQUEST;
-    m.chunk = blocks[i].chunk;
-    m.offset = blocks[i].offset;
-    m.length = blocks[i].length;
-    if (session_send(s, &m) != 0) {
+    if (session_send_block(s, PWIRE_REQUEST, blocks[i].chunk, blocks[i].offset,
+                           blocks[i].length) != 0) {
       return;
     }
   }
@@ -819,13 +814,8 @@ static int on_data(struct swarm *sw, struct session *s,
          o = o_next) {
       o_next = o->next; /* a send may close o */
       if (o->slot == (int)cancel[i] && o->state == SESS_OPEN) {
-        struct pwire_msg c;
-        memset(&c, 0, sizeof(c));
-        c.type = PWIRE_CANCEL;
-        c.chunk = b.chunk;
-        c.offset = b.offset;
-        c.length = b.length;
-        (void)session_send(o, &c);
+        (void)session_send_block(o, PWIRE_CANCEL, b.chunk, b.offset,
+                                 b.length);
       }
     }
   }
@@ -1215,13 +1205,8 @@ void swarm_tick(struct swarm *sw, uint64_t now) {
            s = s_next) {
         s_next = s->next; /* a send may close s */
         if (s->slot == (int)peers[i] && s->state == SESS_OPEN) {
-          struct pwire_msg c;
-          memset(&c, 0, sizeof(c));
-          c.type = PWIRE_CANCEL;
-          c.chunk = b[i].chunk;
-          c.offset = b[i].offset;
-          c.length = b[i].length;
-          (void)session_send(s, &c);
+          (void)session_send_block(s, PWIRE_CANCEL, b[i].chunk, b[i].offset,
+                                   b[i].length);
         }
       }
     }
