@@ -228,7 +228,7 @@ struct node {
   struct rate_bucket up_bucket, down_bucket;
   uint64_t up_bytes, down_bytes;
   unsigned reads; /* block reads in flight, all sessions */
-  uint8_t rbuf[256u << 10];
+  uint8_t rbuf[1u << 20];
   uint8_t *plain; /* PWIRE_MAX_PLAIN scratch */
   int stopping;
   void (*stop_cb)(void *);
@@ -245,6 +245,9 @@ void session_accepted(struct node *n, uv_tcp_t *client);
 void session_close(struct session *s, const char *why);
 int session_send(struct session *s, const struct pwire_msg *m);
 void session_send_simple(struct session *s, uint8_t type);
+/* REQUESTs of n blocks, in one write. */
+int session_send_requests(struct session *s, const struct picker_block *b,
+                          unsigned n);
 /* REQUEST, CANCEL or REJECT of one block. */
 int session_send_block(struct session *s, uint8_t type, uint32_t chunk,
                        uint32_t offset, uint32_t length);

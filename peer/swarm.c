@@ -545,17 +545,14 @@ void swarm_fill_requests(struct swarm *sw, struct session *s) {
   }
   have = picker_outstanding(sw->pk, (unsigned)s->slot);
   depth = pipeline_depth(sw);
-  if (have >= depth) {
+  /* Top up in batches of a quarter of the pipeline (or whatever fits when
+   * it is short), so that requests travel several to a write. */
+  if (have >= depth || (have > 0 && depth - have < (depth + 3) / 4)) {
     return;
   }
   n = picker_next(sw->pk, (unsigned)s->slot, node_now(sw->node), blocks,
                   depth - have);
-  for (unsigned i = 0; i < n; i++) {
-    if (session_send_block(s, PWIRE_REQUEST, blocks[i].chunk, blocks[i].offset,
-                           blocks[i].length) != 0) {
-      return;
-    }
-  }
+  (void)session_send_requests(s, blocks, n);
 }
 
 static struct partial *partial_get(struct swarm *sw, uint32_t chunk) {
