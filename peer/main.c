@@ -33,7 +33,7 @@
 static const char usage[] =
     "usage: shoal-peer share PATH... --tracker ADDR:PORT [options]\n"
     "       shoal-peer get LINK... [-o DIR] [--seed] [options]\n"
-    "       shoal-peer get CONTENT-ID... --tracker ADDR:PORT [-o DIR] [--seed]\n"
+    "       shoal-peer get CONTENT-ID... --tracker ADDR:PORT [-o DIR]\n"
     "       shoal-peer search WORDS... --tracker ADDR:PORT [--limit N]\n"
     "       shoal-peer id\n"
     "\n"
