@@ -1872,6 +1872,189 @@ static void get_refuses_an_existing_name(void **state) {
   finish(f);
 }
 
+/* ------------------------------------------------------------------------ */
+/* Search, links that do not match, keys that do not match */
+
+static int names_report(const char *line, void *arg) {
+  char name[300];
+  (void)arg;
+  return jsonl_str(line, "name", name, sizeof(name)) == 0 &&
+         strcmp(name, "report-2024.bin") == 0;
+}
+
+static void search_finds_a_shared_file(void **state) {
+  struct fx *f = *state;
+  struct shared sh;
+  char src[PROC_PATH_MAX], out[PROC_PATH_MAX], home[PROC_PATH_MAX];
+  char line[LINE_CAP], link[LINK_MAX_CHARS + 1], got[PROC_PATH_MAX];
+  uint8_t *data = NULL;
+  start_tracker(f);
+  mkdir_in(f, "src");
+  mkdir_in(f, "out");
+  write_random(f, "src/report-2024.bin", 200 * KiB, 21, &data);
+  path_in(f, src, sizeof(src), "src/report-2024.bin");
+  path_in(f, out, sizeof(out), "out");
+  path_in(f, home, sizeof(home), "home-search");
+  struct proc *seed =
+      peer_start(f, "seeder", "s", "share", src, "--tracker", f->tracker_addr,
+                 "--tracker-key", f->tracker_key, NULL);
+  wait_shared(seed, &sh);
+
+  /* Case-insensitive words; the result carries a link that works. */
+  struct proc *q = run_raw(f, "search", "search", "REPORT", "2024", "--tracker",
+                           f->tracker_addr, "--home", home, "--json", NULL);
+  expect_exit(q, EXIT_MS, 0);
+  assert_true(proc_find_event(q, "search", names_report, NULL, 0, line,
+                              LINE_CAP));
+  assert_int_equal(field_u64(line, "size"), 200 * KiB);
+  assert_int_equal(field_u64(line, "seeders"), 1);
+  assert_int_equal(jsonl_str(line, "link", link, sizeof(link)), 0);
+  assert_string_equal(link, sh.link);
+
+  /* Every word must match: no result, still exit 0. */
+  q = run_raw(f, "nomatch", "search", "report", "1999", "--tracker",
+              f->tracker_addr, "--home", home, "--json", NULL);
+  expect_exit(q, EXIT_MS, 0);
+  assert_int_equal(proc_count_event(q, "search", NULL, NULL), 0);
+
+  struct proc *dl = peer_start(f, "dl", "dl", "get", link, "-o", out, NULL);
+  expect_exit(dl, COMPLETE_MS, 0);
+  path_in(f, got, sizeof(got), "out/report-2024.bin");
+  assert_file_is(got, data, 200 * KiB);
+  stop_peer(seed, NULL);
+  free(data);
+  finish(f);
+}
+
+static void link_that_does_not_match_the_manifest_fails(void **state) {
+  struct fx *f = *state;
+  struct shared sh;
+  char src[PROC_PATH_MAX], out[PROC_PATH_MAX], bad[LINK_MAX_CHARS + 1];
+  char where[PROC_PATH_MAX];
+  start_tracker(f);
+  mkdir_in(f, "src");
+  mkdir_in(f, "out");
+  write_random(f, "src/real-name.bin", 64 * KiB, 22, NULL);
+  path_in(f, src, sizeof(src), "src/real-name.bin");
+  path_in(f, out, sizeof(out), "out");
+  struct proc *seed =
+      peer_start(f, "seeder", "s", "share", src, "--tracker", f->tracker_addr,
+                 "--tracker-key", f->tracker_key, NULL);
+  wait_shared(seed, &sh);
+  /* The right content ID under another name. */
+  struct share_link l;
+  const char *why = NULL;
+  assert_int_equal(link_parse(sh.link, strlen(sh.link), &l, &why), 0);
+  snprintf(l.name, sizeof(l.name), "other-name.bin");
+  assert_true(link_format(&l, bad, sizeof(bad)) > 0);
+  struct proc *dl = peer_start(f, "dl", "dl", "get", bad, "-o", out, NULL);
+  expect_exit(dl, COMPLETE_MS, 1);
+  assert_true(proc_output_has(dl, 1, "does not match the link"));
+  path_in(f, where, sizeof(where), "out/other-name.bin");
+  assert_false(exists(where));
+  path_in(f, where, sizeof(where), "out/real-name.bin");
+  assert_false(exists(where));
+  stop_peer(seed, NULL);
+  finish(f);
+}
+
+static void peer_with_another_key_than_listed_is_dropped(void **state) {
+  struct fx *f = *state;
+  struct shared sh;
+  char src[PROC_PATH_MAX], out[PROC_PATH_MAX], got[PROC_PATH_MAX];
+  uint8_t *data = NULL;
+  struct identity liar;
+  struct buf msg, reply;
+  const uint8_t *payload;
+  size_t plen;
+  start_tracker(f);
+  mkdir_in(f, "src");
+  mkdir_in(f, "out");
+  write_random(f, "src/keyed.bin", 256 * KiB, 23, &data);
+  path_in(f, src, sizeof(src), "src/keyed.bin");
+  path_in(f, out, sizeof(out), "out");
+  struct proc *seed =
+      peer_start(f, "seeder", "s", "share", src, "--tracker", f->tracker_addr,
+                 "--tracker-key", f->tracker_key, NULL);
+  int port = listening_port(seed);
+  wait_shared(seed, &sh);
+
+  /* The tracker also lists the seeder's address under a key that is not
+   * the seeder's: a session dialled for that key must be dropped. */
+  identity_generate(&liar);
+  buf_init(&msg, 1 << 16);
+  buf_init(&reply, 1 << 20);
+  const uint8_t role = TMSG_ROLE_SEEDING;
+  uint8_t ids[1][32];
+  uint64_t now = clock_wall_ms();
+  memcpy(ids[0], sh.content, sizeof(ids[0]));
+  tc_seal_announce(&msg, &liar, now, envelope_seq_start(now), (uint16_t)port,
+                   TMSG_EVENT_STARTED, (const uint8_t(*)[32])ids, &role, 1);
+  int fd = tc_connect(f->t.port);
+  assert_true(fd >= 0);
+  assert_int_equal(tc_send_frame(fd, msg.data, msg.len), 0);
+  assert_int_equal(tc_recv_frame(fd, &reply, MSG_MS), 0);
+  assert_int_equal(tc_open_reply(&f->t, &reply, &payload, &plen),
+                   TMSG_ANNOUNCE_OK);
+  close(fd);
+  buf_free(&msg);
+  buf_free(&reply);
+  identity_close(&liar);
+
+  struct proc *dl = peer_start(f, "dl", "dl", "get", sh.link, "-o", out, NULL);
+  expect_exit(dl, COMPLETE_MS, 0);
+  path_in(f, got, sizeof(got), "out/keyed.bin");
+  assert_file_is(got, data, 256 * KiB);
+  /* The download dialled both listings; the false one was refused. */
+  assert_true(proc_output_has(dl, 1, shoal_strerror(SHOAL_EWRONGKEY)));
+  stop_peer(seed, NULL);
+  free(data);
+  finish(f);
+}
+
+static int names_second(const char *line, void *arg) {
+  char name[300];
+  (void)arg;
+  return jsonl_str(line, "name", name, sizeof(name)) == 0 &&
+         strcmp(name, "second.bin") == 0;
+}
+
+static void one_get_fetches_two_contents(void **state) {
+  struct fx *f = *state;
+  struct shared first;
+  char a[PROC_PATH_MAX], b[PROC_PATH_MAX], out[PROC_PATH_MAX];
+  char got[PROC_PATH_MAX], line[LINE_CAP], second[LINK_MAX_CHARS + 1];
+  uint8_t *da = NULL, *db = NULL;
+  start_tracker(f);
+  mkdir_in(f, "src");
+  mkdir_in(f, "out");
+  write_random(f, "src/first.bin", 300 * KiB, 24, &da);
+  write_random(f, "src/second.bin", 500 * KiB, 25, &db);
+  path_in(f, a, sizeof(a), "src/first.bin");
+  path_in(f, b, sizeof(b), "src/second.bin");
+  path_in(f, out, sizeof(out), "out");
+  /* One share process, two paths: two links. */
+  struct proc *seed =
+      peer_start(f, "seeder", "s", "share", a, b, "--tracker", f->tracker_addr,
+                 "--tracker-key", f->tracker_key, NULL);
+  wait_shared(seed, &first);
+  wait_event(seed, "shared", names_second, NULL, START_MS, line);
+  assert_int_equal(jsonl_str(line, "link", second, sizeof(second)), 0);
+  /* One get process, both links: both arrive, then it exits 0. */
+  struct proc *dl =
+      peer_start(f, "dl", "dl", "get", first.link, second, "-o", out, NULL);
+  expect_exit(dl, COMPLETE_MS, 0);
+  assert_int_equal(proc_count_event(dl, "complete", NULL, NULL), 2);
+  path_in(f, got, sizeof(got), "out/first.bin");
+  assert_file_is(got, da, 300 * KiB);
+  path_in(f, got, sizeof(got), "out/second.bin");
+  assert_file_is(got, db, 500 * KiB);
+  stop_peer(seed, NULL);
+  free(da);
+  free(db);
+  finish(f);
+}
+
 int main(void) {
   if (sodium_init() < 0) {
     return 1;
@@ -1885,6 +2068,14 @@ int main(void) {
   }
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(bad_usage_exits_2, setup, teardown),
+      cmocka_unit_test_setup_teardown(search_finds_a_shared_file, setup,
+                                      teardown),
+      cmocka_unit_test_setup_teardown(one_get_fetches_two_contents, setup,
+                                      teardown),
+      cmocka_unit_test_setup_teardown(
+          link_that_does_not_match_the_manifest_fails, setup, teardown),
+      cmocka_unit_test_setup_teardown(
+          peer_with_another_key_than_listed_is_dropped, setup, teardown),
       cmocka_unit_test_setup_teardown(malformed_link_is_refused, setup,
                                       teardown),
       cmocka_unit_test_setup_teardown(id_prints_the_peer_id, setup, teardown),
