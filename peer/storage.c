@@ -1135,6 +1135,18 @@ int storage_open_source(struct storage **out, uv_loop_t *loop,
   }
   s->have_count = m->chunk_count;
   s->have_bytes = m->total_size;
+  if (m->kind == MANIFEST_KIND_FILE) {
+    /* One shared file: one descriptor for every read, instead of opening
+     * the file again for each block. Each read still checks its size and
+     * modification time before and after. If it cannot be opened now, the
+     * reads open it themselves (and report why). */
+    int base = open(m->local_root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (base >= 0) {
+      int fd = open_under(base, m->files[0].path, O_RDONLY, 0, NULL);
+      s->root_fd = fd >= 0 ? fd : -1;
+      close(base);
+    }
+  }
   s->ready = 1;
   storage_start(s);
   *out = s;
@@ -1585,6 +1597,10 @@ static void source_read_work(uv_work_t *w) {
   int base;
   int fd;
 
+  if (r->s->root_fd >= 0) {
+    fd = r->s->root_fd; /* the one shared file, open for the storage's life */
+    goto opened;
+  }
   base = open(m->local_root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (base < 0) {
     r->status = -errno;
@@ -1592,6 +1608,7 @@ static void source_read_work(uv_work_t *w) {
   }
   fd = open_under(base, f->path, O_RDONLY, 0, NULL);
   close(base);
+opened:
   if (fd < 0) {
     /* Gone, or replaced by a symlink: not the file that was hashed. */
     r->status = fd == UV_ENOENT || fd == UV_ELOOP || fd == UV_ENOTDIR
@@ -1619,7 +1636,9 @@ static void source_read_work(uv_work_t *w) {
   r->status = 0;
 
 out:
-  close(fd);
+  if (fd != r->s->root_fd) {
+    close(fd);
+  }
 }
 
 static void download_read_work(uv_work_t *w) {
