@@ -229,3 +229,22 @@ clean:
 	rm -rf build
 
 -include $(shell find build -name '*.d' 2>/dev/null)
+
+# ---------------------------------------------------------------------------
+# Client-server vs peer-to-peer study (bench/compare.sh, docs/comparison.md).
+# Needs root for network namespaces and tc; COMPARE_FLAGS=--loopback runs it
+# on 127.0.0.1 with shoal's own rate limits instead. Tools: iproute2,
+# gnuplot, curl, lighttpd (or busybox httpd); the script names what is missing.
+COMPARE_FLAGS ?=
+
+.PHONY: compare compare-quick
+
+compare: build
+	bash bench/compare.sh --bin $(BUILD)/bin --out $(BUILD)/compare $(COMPARE_FLAGS)
+
+# N = 1 and 4, 8 MiB, one repetition, all three systems; checks that every
+# copy is identical, that shoal p2p beats shoal cs at N = 4 and that the CSV
+# and plots are written. Skipped (status 0) when namespaces cannot be made.
+compare-quick: build
+	bash bench/compare.sh --n "1 4" --size 8M --reps 1 --systems "p2p cs http" \
+	  --bin $(BUILD)/bin --out $(BUILD)/compare-quick --check $(COMPARE_FLAGS)
