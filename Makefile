@@ -88,7 +88,7 @@ FUZZ_BINS  := $(FUZZ_SRC:tests/fuzz/%.c=build/fuzz/%)
 
 .SECONDARY:
 
-.PHONY: all deps build test check unit integration sanitize fuzz fuzz-smoke \
+.PHONY: all deps build tests test check unit integration sanitize fuzz fuzz-smoke \
         bench demo clean format
 
 all: deps
@@ -166,12 +166,18 @@ $(BUILD)/bench/%: $(BUILD)/obj/bench/%.o $(LIBS)
 # ---------------------------------------------------------------------------
 # Tests.
 test: deps
+	@$(MAKE) --no-print-directory -j2 tests BUILD=build
 	@$(MAKE) --no-print-directory check BUILD=build
+	@$(MAKE) --no-print-directory -j2 tests BUILD=build/asan SANITIZE=1
 	@$(MAKE) --no-print-directory check BUILD=build/asan SANITIZE=1
+	@$(MAKE) --no-print-directory -j2 fuzz
 	@$(MAKE) --no-print-directory fuzz-smoke
 	@echo "make test: all passed"
 
 check: unit integration
+
+# Everything the tests run, built (in parallel with -j) before any runs.
+tests: build $(UNIT_BINS) $(INTEG_BINS)
 
 unit: $(UNIT_BINS)
 	@fail=0; for t in $(UNIT_BINS); do \
