@@ -354,14 +354,38 @@ static void on_block_read(void *arg, int status, uint8_t *data, size_t len) {
   session_unref(s);
 }
 
+/* Block reads one session may have in flight: an even share of the node's
+ * NODE_READS_MAX among the sessions that want to upload, so that when many
+ * peers are served at once (a seeder in the client-server baseline) none
+ * waits behind the others; at most NODE_READS_IN_FLIGHT, at least 1. */
+static unsigned reads_share(const struct node *n) {
+  unsigned busy = 0;
+  for (const struct swarm *sw = n->swarms; sw != NULL; sw = sw->next) {
+    for (const struct session *x = sw->sessions; x != NULL; x = x->next) {
+      busy += x->upq_len > 0 || x->reading > 0;
+    }
+  }
+  busy = busy > 0 ? busy : 1;
+  if (NODE_READS_MAX / busy >= NODE_READS_IN_FLIGHT) {
+    return NODE_READS_IN_FLIGHT;
+  }
+  return NODE_READS_MAX / busy > 0 ? NODE_READS_MAX / busy : 1;
+}
+
 void session_pump_upload(struct session *s) {
   struct node *n = s->node;
   struct readreq *rr;
   struct upreq r;
+  unsigned share;
   int err;
 
   /* A few reads in flight keep the disk and the socket busy at once. */
-  while (s->reading < NODE_READS_IN_FLIGHT && n->reads < NODE_READS_MAX &&
+  if (s->upq_len == 0 || s->state != SESS_OPEN || s->sw == NULL ||
+      s->am_choking) {
+    return;
+  }
+  share = reads_share(n);
+  while (s->reading < share && n->reads < NODE_READS_MAX &&
          s->upq_len > 0 && s->state == SESS_OPEN && s->sw != NULL &&
          !s->am_choking) {
     if (uv_stream_get_write_queue_size((uv_stream_t *)&s->tcp) >=

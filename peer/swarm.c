@@ -498,25 +498,55 @@ static unsigned pipeline_depth(const struct swarm *sw) {
   return blocks < NODE_PIPELINE ? (unsigned)blocks : NODE_PIPELINE;
 }
 
-/* The request timeout: NODE_REQUEST_TIMEOUT_MS, longer under a download
- * limit when what is in flight takes longer than that to arrive. */
+/* Blocks to keep requested from one peer: about two seconds of what it has
+ * been sending lately, plus NODE_PIPELINE_MIN to find out whether it can
+ * send more, within pipeline_depth(). A slow peer is not asked for more
+ * than it can deliver before the request timeout, so its blocks are not
+ * asked of others again (duplicates), and a fast one fills the pipe. */
+static unsigned session_depth(const struct swarm *sw,
+                              const struct session *s) {
+  uint64_t rate = meter_rate(&s->down_meter, node_now(sw->node));
+  uint64_t blocks = NODE_PIPELINE_MIN + 2 * rate / PWIRE_BLOCK_BYTES;
+  unsigned cap = pipeline_depth(sw);
+  return blocks < cap ? (unsigned)blocks : cap;
+}
+
+/* The request timeout: NODE_REQUEST_TIMEOUT_MS, longer when what is in
+ * flight takes longer than that to arrive: at the node's download limit,
+ * or from a peer slower than its requests (at most NODE_REQUEST_TIMEOUT_MAX_MS). */
 static uint64_t request_timeout(const struct swarm *sw) {
   const struct rate_bucket *b = &sw->node->down_bucket;
-  uint64_t bytes = 0, ms;
-  if (rate_unlimited(b)) {
-    return NODE_REQUEST_TIMEOUT_MS;
-  }
-  /* The limit is the node's: count what every swarm may have in flight
-   * from the peers that unchoke it. */
-  for (const struct swarm *o = sw->node->swarms; o != NULL; o = o->next) {
-    unsigned serving = 0;
-    for (const struct session *x = o->sessions; x != NULL; x = x->next) {
-      serving += x->state == SESS_OPEN && !x->peer_choking;
+  uint64_t now = node_now(sw->node);
+  uint64_t bytes = 0, ms = NODE_REQUEST_TIMEOUT_MS;
+  for (const struct session *x = sw->sessions; x != NULL; x = x->next) {
+    unsigned out;
+    uint64_t rate, t;
+    if (x->state != SESS_OPEN || !x->in_picker || sw->pk == NULL) {
+      continue;
     }
-    bytes += (uint64_t)pipeline_depth(o) * PWIRE_BLOCK_BYTES * serving;
+    out = picker_outstanding(sw->pk, (unsigned)x->slot);
+    rate = meter_rate(&x->down_meter, now);
+    if (out == 0 || rate == 0) {
+      continue;
+    }
+    t = 2 * (uint64_t)out * PWIRE_BLOCK_BYTES * 1000 / rate;
+    ms = t > ms ? t : ms;
   }
-  ms = 2 * bytes * 1000 / b->rate;
-  return ms > NODE_REQUEST_TIMEOUT_MS ? ms : NODE_REQUEST_TIMEOUT_MS;
+  if (!rate_unlimited(b)) {
+    /* The limit is the node's: count what every swarm may have in flight
+     * from the peers that unchoke it. */
+    for (const struct swarm *o = sw->node->swarms; o != NULL; o = o->next) {
+      unsigned serving = 0;
+      for (const struct session *x = o->sessions; x != NULL; x = x->next) {
+        serving += x->state == SESS_OPEN && !x->peer_choking;
+      }
+      bytes += (uint64_t)pipeline_depth(o) * PWIRE_BLOCK_BYTES * serving;
+    }
+    if (2 * bytes * 1000 / b->rate > ms) {
+      ms = 2 * bytes * 1000 / b->rate;
+    }
+  }
+  return ms < NODE_REQUEST_TIMEOUT_MAX_MS ? ms : NODE_REQUEST_TIMEOUT_MAX_MS;
 }
 
 /* How long a manifest part may take: 10 s, or twice its time at the
@@ -544,7 +574,7 @@ void swarm_fill_requests(struct swarm *sw, struct session *s) {
     return;
   }
   have = picker_outstanding(sw->pk, (unsigned)s->slot);
-  depth = pipeline_depth(sw);
+  depth = session_depth(sw, s);
   /* Top up in batches of a quarter of the pipeline (or whatever fits when
    * it is short), so that requests travel several to a write. */
   if (have >= depth || (have > 0 && depth - have < (depth + 3) / 4)) {
