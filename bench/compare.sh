@@ -1,0 +1,1049 @@
+#!/usr/bin/env bash
+# bench/compare.sh: client-server against peer-to-peer, measured on one
+# machine with the textbook lower bounds beside the measurements.
+#
+# Each host (tracker, origin, downloaders 1..N) gets its own network
+# namespace, joined by a veth link to a bridge that lives in a namespace of
+# its own. Every host's upload is capped with a tbf qdisc on its veth; a
+# download cap, when asked for, is a tbf qdisc on the bridge's port facing
+# the downloader. For each N the same file is distributed three ways on the
+# same hosts and caps: shoal --mode p2p, shoal --mode cs, and a stock HTTP
+# server on the origin with curl on every downloader.
+#
+# Completion times are on one clock: the script's monotonic clock
+# (/proc/uptime) marks a common start T0 and each downloader's launch; a
+# downloader's completion is its launch offset plus the duration it reports
+# itself (shoal's `complete` event "seconds", curl's time_total).
+#
+# Everything made here (namespaces, veth links, the bridge, qdiscs,
+# processes, temp files) is removed on exit, also after ^C or a failure.
+# Names carry the prefix shoalc-$$ so that parallel runs never collide and
+# leftovers of a killed run can be found (--clean-stale).
+#
+# Run `bench/compare.sh --help` for the flags.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+prog=compare
+usage() {
+  cat <<'EOF'
+usage: bench/compare.sh [options]
+
+Distributes one file of random data from an origin to N downloaders three
+ways (shoal p2p, shoal cs, HTTP) and compares the distribution time D with
+the client-server and peer-to-peer lower bounds. Needs root (network
+namespaces, tc), unless --loopback.
+
+  --n "LIST"          downloader counts ("1 2 4 8 16")
+  --reps R            repetitions of every system and N (3)
+  --size S            file size; suffixes K M G are powers of 1024 (64M)
+  --origin-up RATE    origin upload cap, tc units: kbit mbit gbit (40mbit)
+  --peer-up RATE      upload cap of each downloader (10mbit)
+  --peer-down RATE    download cap of each downloader (none)
+  --hetero            half the downloaders (the even-numbered ones) upload
+                      at a quarter of --peer-up
+  --origin-leaves     shoal p2p only: the origin quits as soon as one full
+                      copy exists in the swarm (the first downloader is
+                      complete); the downloaders keep seeding
+  --loopback          no namespaces: everything on 127.0.0.1 with shoal's
+                      own --upload-rate/--download-rate; HTTP is skipped
+  --systems "LIST"    which systems to run, of "p2p cs http" (all)
+  --mtu BYTES         MTU of every veth link (1500)
+  --out DIR           results folder (build/compare)
+  --bin DIR           where shoal-peer and shoal-tracker are ($SHOAL_BIN,
+                      else build/bin)
+  --check             the compare-quick checks: every copy identical, shoal
+                      p2p D below shoal cs D at N = 4, CSV and plots
+                      written; "skipped: ..." and status 0 when network
+                      namespaces cannot be made
+  --clean-stale       remove namespaces left by killed runs of this script
+                      (prefix shoalc-PID- with PID no longer running), exit
+  -h, --help
+
+Outputs in DIR: runs.csv (a row per run and host), summary.csv, summary.md,
+settings.txt, d_vs_n.png, ratio.png, cdf.png (and the gnuplot data under
+DIR/plot/).
+EOF
+}
+
+say() { printf '%s: %s\n' "$prog" "$*"; }
+warn() { printf '%s: %s\n' "$prog" "$*" >&2; }
+die() {
+  printf '%s: error: %s\n' "$prog" "$*" >&2
+  exit 1
+}
+usage_err() {
+  printf '%s: %s (see --help)\n' "$prog" "$*" >&2
+  exit 2
+}
+
+# ---------------------------------------------------------------------------
+# Flags.
+opt_n="1 2 4 8 16"
+opt_reps=3
+opt_size=64M
+opt_origin_up=40mbit
+opt_peer_up=10mbit
+opt_peer_down=""
+opt_hetero=0
+opt_origin_leaves=0
+opt_loopback=0
+opt_systems="p2p cs http"
+opt_mtu=1500
+opt_out=build/compare
+opt_bin=${SHOAL_BIN:-build/bin}
+opt_check=0
+opt_clean_stale=0
+
+need_arg() { [ "$#" -ge 2 ] || usage_err "$1 needs a value"; }
+while [ "$#" -gt 0 ]; do
+  case "$1" in
+  --n) need_arg "$@"; opt_n=$2; shift 2 ;;
+  --reps) need_arg "$@"; opt_reps=$2; shift 2 ;;
+  --size) need_arg "$@"; opt_size=$2; shift 2 ;;
+  --origin-up) need_arg "$@"; opt_origin_up=$2; shift 2 ;;
+  --peer-up) need_arg "$@"; opt_peer_up=$2; shift 2 ;;
+  --peer-down) need_arg "$@"; opt_peer_down=$2; shift 2 ;;
+  --hetero) opt_hetero=1; shift ;;
+  --origin-leaves) opt_origin_leaves=1; shift ;;
+  --loopback) opt_loopback=1; shift ;;
+  --systems) need_arg "$@"; opt_systems=$2; shift 2 ;;
+  --mtu) need_arg "$@"; opt_mtu=$2; shift 2 ;;
+  --out) need_arg "$@"; opt_out=$2; shift 2 ;;
+  --bin) need_arg "$@"; opt_bin=$2; shift 2 ;;
+  --check) opt_check=1; shift ;;
+  --clean-stale) opt_clean_stale=1; shift ;;
+  -h | --help) usage; exit 0 ;;
+  *) usage_err "unknown option '$1'" ;;
+  esac
+done
+
+# A rate in tc's units (bit kbit mbit gbit, decimal; a bare number is bits)
+# to whole bits a second, or nothing when it does not parse.
+rate_bits() {
+  awk -v r="$1" 'BEGIN {
+    if (match(r, /^[0-9]+(\.[0-9]+)?/) == 0) exit 1
+    v = substr(r, 1, RLENGTH); u = tolower(substr(r, RLENGTH + 1))
+    if (u == "" || u == "bit") m = 1
+    else if (u == "kbit") m = 1e3
+    else if (u == "mbit") m = 1e6
+    else if (u == "gbit") m = 1e9
+    else exit 1
+    b = v * m
+    if (b < 8000 || b > 100e9) exit 1
+    printf "%d\n", b
+  }'
+}
+
+# A size with K M G (powers of 1024, optional "iB") to bytes.
+size_bytes() {
+  awk -v s="$1" 'BEGIN {
+    if (match(s, /^[0-9]+/) == 0) exit 1
+    v = substr(s, 1, RLENGTH); u = toupper(substr(s, RLENGTH + 1))
+    sub(/I?B$/, "", u)
+    if (u == "") m = 1
+    else if (u == "K") m = 1024
+    else if (u == "M") m = 1048576
+    else if (u == "G") m = 1073741824
+    else exit 1
+    b = v * m
+    if (b < 1 || b > 16 * 1073741824) exit 1
+    printf "%d\n", b
+  }'
+}
+
+is_uint() { [[ $1 =~ ^[0-9]+$ ]] && [ "${#1}" -le 6 ]; }
+
+# ---------------------------------------------------------------------------
+# Stale leftovers of killed runs (only with --clean-stale).
+clean_stale() {
+  local ns pid n=0
+  for ns in $(ip netns list 2>/dev/null | awk '{ print $1 }'); do
+    [[ $ns =~ ^shoalc-([0-9]+)- ]] || continue
+    pid=${BASH_REMATCH[1]}
+    if kill -0 "$pid" 2>/dev/null; then continue; fi
+    ip netns del "$ns" 2>/dev/null && n=$((n + 1)) || warn "could not remove $ns"
+  done
+  say "removed $n stale namespace(s)"
+}
+if [ "$opt_clean_stale" = 1 ]; then
+  [ "$(id -u)" = 0 ] || die "--clean-stale needs root"
+  clean_stale
+  exit 0
+fi
+
+size=$(size_bytes "$opt_size") || usage_err "--size: '$opt_size' is not a size such as 64M"
+origin_bits=$(rate_bits "$opt_origin_up") || usage_err "--origin-up: '$opt_origin_up' is not a rate such as 40mbit"
+peer_bits=$(rate_bits "$opt_peer_up") || usage_err "--peer-up: '$opt_peer_up' is not a rate such as 10mbit"
+down_bits=0
+if [ -n "$opt_peer_down" ]; then
+  down_bits=$(rate_bits "$opt_peer_down") || usage_err "--peer-down: '$opt_peer_down' is not a rate such as 20mbit"
+fi
+is_uint "$opt_reps" && [ "$opt_reps" -ge 1 ] && [ "$opt_reps" -le 100 ] ||
+  usage_err "--reps must be 1 to 100"
+is_uint "$opt_mtu" && [ "$opt_mtu" -ge 576 ] && [ "$opt_mtu" -le 65535 ] ||
+  usage_err "--mtu must be 576 to 65535"
+ns_list=()
+for n in $opt_n; do
+  is_uint "$n" && [ "$n" -ge 1 ] && [ "$n" -le 200 ] ||
+    usage_err "--n: '$n' is not a downloader count from 1 to 200"
+  ns_list+=("$n")
+done
+[ "${#ns_list[@]}" -gt 0 ] || usage_err "--n is empty"
+max_n=$(printf '%s\n' "${ns_list[@]}" | sort -n | tail -n 1)
+systems=()
+for s in $opt_systems; do
+  case "$s" in
+  p2p | cs) systems+=("$s") ;;
+  http)
+    if [ "$opt_loopback" = 1 ]; then
+      say "HTTP baseline skipped: --loopback has no per-host caps for a stock server"
+    else
+      systems+=("$s")
+    fi
+    ;;
+  *) usage_err "--systems: '$s' is not one of p2p cs http" ;;
+  esac
+done
+[ "${#systems[@]}" -gt 0 ] || usage_err "--systems leaves nothing to run"
+has_system() {
+  local s
+  for s in "${systems[@]}"; do [ "$s" = "$1" ] && return 0; done
+  return 1
+}
+
+# ---------------------------------------------------------------------------
+# Root, tools, namespaces. --check turns "cannot make namespaces" into a skip.
+skip_or_die() {
+  if [ "$opt_check" = 1 ]; then
+    say "skipped: $*"
+    exit 0
+  fi
+  die "$*"
+}
+
+if [ "$opt_loopback" = 0 ] && [ "$(id -u)" != 0 ]; then
+  skip_or_die "network namespaces and tc need root; run as root (sudo $0 ...), or add --loopback to use shoal's own rate limits on 127.0.0.1"
+fi
+
+missing=()
+need_tool() { command -v "$1" >/dev/null 2>&1 || missing+=("$2"); }
+need_tool gnuplot gnuplot-nox
+need_tool cmp diffutils
+need_tool awk gawk
+if [ "$opt_loopback" = 0 ]; then
+  need_tool ip iproute2
+  need_tool tc iproute2
+fi
+http_server=""
+if has_system http; then
+  need_tool curl curl
+  if command -v lighttpd >/dev/null 2>&1; then
+    http_server=lighttpd
+  elif command -v busybox >/dev/null 2>&1 && busybox --list 2>/dev/null | grep -qx httpd; then
+    http_server=busybox
+  else
+    missing+=(lighttpd)
+  fi
+fi
+if [ "${#missing[@]}" -gt 0 ]; then
+  mapfile -t missing < <(printf '%s\n' "${missing[@]}" | sort -u)
+  die "missing tools; install them with: apt-get install -y ${missing[*]}"
+fi
+for exe in shoal-peer shoal-tracker; do
+  [ -x "$opt_bin/$exe" ] || die "$opt_bin/$exe is missing (run make)"
+done
+bin=$(cd "$opt_bin" && pwd)
+
+# ---------------------------------------------------------------------------
+# State and cleanup. Everything made is recorded here and undone in reverse.
+prefix="shoalc-$$"
+work=""
+declare -A live=()  # PID -> name, processes started and not yet reaped
+made_ns=()          # namespaces, in the order made
+made_qdisc=()       # "NS DEV"
+made_link=()        # "NS DEV"
+
+# Sends TERM to the given PIDs, waits up to $1 tenths of a second for all to
+# exit, then KILLs what is left; reaps all of them.
+stop_pids() {
+  local tenths=$1 pid left i
+  shift
+  for pid in "$@"; do kill -TERM "$pid" 2>/dev/null || true; done
+  for ((i = 0; i < tenths; i++)); do
+    left=0
+    for pid in "$@"; do
+      if kill -0 "$pid" 2>/dev/null; then left=1; fi
+    done
+    [ "$left" = 0 ] && break
+    sleep 0.1
+  done
+  for pid in "$@"; do
+    kill -KILL "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+    unset "live[$pid]"
+  done
+}
+
+cleanup() {
+  local rc=$? i entry
+  trap - EXIT INT TERM
+  set +e
+  if [ "${#live[@]}" -gt 0 ]; then
+    stop_pids 30 "${!live[@]}"
+  fi
+  for ((i = ${#made_qdisc[@]} - 1; i >= 0; i--)); do
+    entry=${made_qdisc[$i]}
+    tc -n "${entry% *}" qdisc del dev "${entry#* }" root 2>/dev/null
+  done
+  for ((i = ${#made_link[@]} - 1; i >= 0; i--)); do
+    entry=${made_link[$i]}
+    ip -n "${entry% *}" link del "${entry#* }" 2>/dev/null
+  done
+  for ((i = ${#made_ns[@]} - 1; i >= 0; i--)); do
+    ip netns del "${made_ns[$i]}" 2>/dev/null ||
+      warn "could not remove namespace ${made_ns[$i]}"
+  done
+  if [ -n "$work" ]; then rm -rf "$work"; fi
+  if [ "$rc" != 0 ] && [ "$rc" != 130 ] && [ "$rc" != 143 ]; then
+    warn "stopped with status $rc; everything it made has been removed"
+  fi
+  exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+work=$(mktemp -d "${TMPDIR:-/tmp}/$prefix-XXXXXX")
+
+# The monotonic clock, in hundredths of a second, into $now (no fork).
+now=0
+clock() {
+  local up _
+  read -r up _ </proc/uptime
+  now=$((10#${up/./}))
+}
+
+# Floating-point arithmetic.
+calc() { awk "BEGIN { printf \"%.6f\n\", $1 }"; }
+
+# ---------------------------------------------------------------------------
+# The network.
+net=10.201
+tracker_addr=$net.0.2
+origin_addr=$net.0.3
+host_addr() { echo "$net.$((1 + ($1 - 1) / 250)).$((1 + ($1 - 1) % 250))"; }
+
+# tbf needs a bucket of at least one packet and a few timer ticks of tokens.
+tbf_args() {
+  local bits=$1 burst
+  burst=$((bits / 8 / 100))
+  [ "$burst" -ge $((opt_mtu * 4)) ] || burst=$((opt_mtu * 4))
+  [ "$burst" -ge 16384 ] || burst=16384
+  echo "rate ${bits}bit burst $burst latency 50ms"
+}
+
+mk_ns() {
+  ip netns add "$1" || die "could not create network namespace $1"
+  made_ns+=("$1")
+}
+
+br_ns=$prefix-br
+# add_host NAME ADDR UP_BITS DOWN_BITS
+add_host() {
+  local name=$1 addr=$2 up=$3 down=$4 ns=$prefix-$1
+  mk_ns "$ns"
+  ip -n "$ns" link set lo up
+  ip -n "$ns" link add eth0 mtu "$opt_mtu" type veth peer name "$name" \
+    mtu "$opt_mtu" netns "$br_ns"
+  made_link+=("$ns eth0")
+  ip -n "$br_ns" link set "$name" master br0 up
+  ip -n "$ns" addr add "$addr/16" dev eth0
+  ip -n "$ns" link set eth0 up
+  if [ "$up" -gt 0 ]; then
+    # shellcheck disable=SC2046
+    tc -n "$ns" qdisc add dev eth0 root tbf $(tbf_args "$up")
+    made_qdisc+=("$ns eth0")
+  fi
+  if [ "$down" -gt 0 ]; then
+    # shellcheck disable=SC2046
+    tc -n "$br_ns" qdisc add dev "$name" root tbf $(tbf_args "$down")
+    made_qdisc+=("$br_ns $name")
+  fi
+}
+
+# Upload cap of downloader i in bits a second.
+peer_up_bits() {
+  if [ "$opt_hetero" = 1 ] && [ $(($1 % 2)) = 0 ]; then
+    echo $((peer_bits / 4))
+  else
+    echo "$peer_bits"
+  fi
+}
+
+net_up() {
+  local i
+  if ! ip netns add "$br_ns" 2>"$work/netns.err"; then
+    skip_or_die "cannot create network namespaces ($(head -n 1 "$work/netns.err")); run as root on a kernel with network namespaces, or use --loopback"
+  fi
+  made_ns+=("$br_ns")
+  ip -n "$br_ns" link add br0 type bridge
+  made_link+=("$br_ns br0")
+  ip -n "$br_ns" link set br0 up
+  add_host tr "$tracker_addr" 0 0
+  add_host or "$origin_addr" "$origin_bits" 0
+  for ((i = 1; i <= max_n; i++)); do
+    add_host "d$i" "$(host_addr "$i")" "$(peer_up_bits "$i")" "$down_bits"
+  done
+}
+
+# Runs a command on host $1 ("tr", "or", "dN") in the background, output to
+# $2.out and $2.err; its PID is in $bg_pid. In a namespace `ip netns exec`
+# execs the command itself, so the PID is the command's.
+bg_pid=0
+start_on() {
+  local host=$1 base=$2
+  shift 2
+  if [ "$opt_loopback" = 1 ]; then
+    "$@" >"$base.out" 2>"$base.err" 9>&- &
+  else
+    ip netns exec "$prefix-$host" "$@" >"$base.out" 2>"$base.err" 9>&- &
+  fi
+  bg_pid=$!
+  live[$bg_pid]=$host
+}
+run_on() {
+  local host=$1
+  shift
+  if [ "$opt_loopback" = 1 ]; then "$@"; else ip netns exec "$prefix-$host" "$@"; fi
+}
+
+# The start line. Downloaders are started parked on a FIFO (a small sh
+# reads from it, then execs the real command) and let go together when the
+# script closes its end, so their slow start-up (ip netns exec mounts a
+# fresh /sys) is not part of D. The script holds the FIFO open read-write on
+# fd 9 (so that opening it never blocks); children never inherit fd 9.
+gate=""
+gate_open() {
+  gate=$1
+  mkfifo "$gate"
+  exec 9<>"$gate"
+}
+# start_gated HOST BASE CMD...
+start_gated() {
+  local host=$1 base=$2
+  shift 2
+  # shellcheck disable=SC2016
+  start_on "$host" "$base" sh -c 'read -r x <"$0" || :; exec "$@"' "$gate" "$@"
+}
+# gate_release PID...: waits (at most 30 s) until every PID reads the FIFO,
+# notes the time in $t0 and opens the gate. Status 1 when one is not parked.
+t0=0
+gate_release() {
+  local pid i parked=0
+  for ((i = 0; i < 600; i++)); do
+    parked=1
+    for pid in "$@"; do
+      [ "/proc/$pid/fd/0" -ef "$gate" ] && continue
+      parked=0
+      kill -0 "$pid" 2>/dev/null || break 2
+    done
+    [ "$parked" = 1 ] && break
+    sleep 0.05
+  done
+  clock
+  t0=$now
+  exec 9>&-
+  [ "$parked" = 1 ]
+}
+
+# Last lines of a file, for a failure message.
+tail_of() { if [ -s "$1" ]; then tail -n 3 "$1" | sed 's/^/    /' >&2; fi; }
+
+# A number after "key": in the last line of file $1 with event $2.
+json_num() {
+  { grep -F "\"event\":\"$2\"" "$1" 2>/dev/null || true; } | tail -n 1 |
+    { grep -o "\"$3\":[0-9.eE+-]*" || true; } | head -n 1 | cut -d: -f2
+}
+
+# ---------------------------------------------------------------------------
+# Bounds, in seconds, for N downloaders.
+# u_s: origin upload (bytes/s); u_i: downloader uploads; d_min: the download
+# cap (infinite when none).
+bound_cs() {
+  awk -v F="$size" -v n="$1" -v us="$((origin_bits / 8))" -v d="$((down_bits / 8))" 'BEGIN {
+    b = n * F / us; if (d > 0 && F / d > b) b = F / d; printf "%.6f\n", b }'
+}
+bound_p2p() {
+  local i sum=0
+  for ((i = 1; i <= $1; i++)); do sum=$((sum + $(peer_up_bits "$i") / 8)); done
+  awk -v F="$size" -v n="$1" -v us="$((origin_bits / 8))" -v sum="$sum" \
+    -v d="$((down_bits / 8))" 'BEGIN {
+    b = F / us; if (d > 0 && F / d > b) b = F / d
+    c = n * F / (us + sum); if (c > b) b = c; printf "%.6f\n", b }'
+}
+sum_caps() {
+  local i sum=$((origin_bits / 8))
+  for ((i = 1; i <= $1; i++)); do sum=$((sum + $(peer_up_bits "$i") / 8)); done
+  echo "$sum"
+}
+
+# ---------------------------------------------------------------------------
+# One run. Sets run_status ("ok" or a reason) and appends to runs.csv and to
+# the per-run table; never exits on a failed run, so the study goes on.
+runs_csv=""
+runs_tsv=""
+run_status=ok
+comp=()      # completion time of downloader i from T0, seconds
+launch=()    # launch offset of downloader i from T0, seconds
+up_b=()      # bytes uploaded by downloader i
+down_b=()    # bytes downloaded by downloader i
+same=()      # 1 when the copy is identical
+origin_up=0
+
+fail_run() {
+  if [ "$run_status" = ok ]; then run_status=$1; fi
+  warn "run failed: $1"
+}
+
+# Listen addresses and the tracker's address.
+peer_listen() { if [ "$opt_loopback" = 1 ]; then echo 127.0.0.1:0; else echo 0.0.0.0:7000; fi; }
+
+tracker_pid=0
+tracker_at=""
+tracker_key=""
+start_tracker() {
+  local r=$1 i listen=$tracker_addr:7070
+  [ "$opt_loopback" = 1 ] && listen=127.0.0.1:0
+  start_on tr "$r/tracker" "$bin/shoal-tracker" --listen "$listen" \
+    --key "$work/tracker.key" --interval 30 --rate 2000 --burst 4000 \
+    --log-level warn
+  tracker_pid=$bg_pid
+  tracker_at=""
+  tracker_key=""
+  for ((i = 0; i < 100; i++)); do
+    tracker_at=$(sed -n 's/^listening on \([0-9.]*:[0-9]*\)$/\1/p' "$r/tracker.out" | head -n 1)
+    tracker_key=$(sed -n 's/^tracker key \([a-z2-7]*\)$/\1/p' "$r/tracker.out")
+    [ -n "$tracker_at" ] && [ -n "$tracker_key" ] && return 0
+    kill -0 "$tracker_pid" 2>/dev/null || break
+    sleep 0.1
+  done
+  tail_of "$r/tracker.err"
+  fail_run "the tracker did not start within 10 s"
+  return 1
+}
+
+# Completion, bytes and identity of each copy, then the rows.
+record_run() {
+  local system=$1 n=$2 rep=$3 i d=0 total_up caps bound util host
+  local name
+  name=$(basename "$file")
+  for ((i = 1; i <= n; i++)); do
+    same[$i]=0
+    if [ -f "$r/d$i/$name" ] && cmp -s "$file" "$r/d$i/$name"; then
+      same[$i]=1
+    else
+      fail_run "downloader $i: its copy is missing or differs from the original"
+    fi
+  done
+  total_up=$origin_up
+  for ((i = 1; i <= n; i++)); do total_up=$((total_up + ${up_b[$i]:-0})); done
+  caps=$(sum_caps "$n")
+  if [ "$system" = p2p ]; then bound=$(bound_p2p "$n"); else bound=$(bound_cs "$n"); fi
+  if [ "$run_status" = ok ]; then
+    d=$(printf '%s\n' "${comp[@]:1:n}" | sort -g | tail -n 1)
+    util=$(calc "$total_up / ($d * $caps)")
+  else
+    d=NA
+    util=NA
+  fi
+  printf '%s,%s,%s,origin,%s,,,,,%s,%s,%s\n' "$system" "$n" "$rep" \
+    "$((origin_bits / 8))" "$origin_up" 0 "$run_status" >>"$runs_csv"
+  for ((i = 1; i <= n; i++)); do
+    host=d$i
+    printf '%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s\n' "$system" "$n" "$rep" "$host" \
+      "$(($(peer_up_bits "$i") / 8))" "$((down_bits / 8))" "${launch[$i]:-}" \
+      "${comp[$i]:-}" "${same[$i]}" "${up_b[$i]:-0}" "${down_b[$i]:-0}" \
+      "$run_status" >>"$runs_csv"
+  done
+  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$system" "$n" "$rep" "$d" "$bound" \
+    "$util" "$origin_up" "$total_up" "$run_status" >>"$runs_tsv"
+  if [ "$run_status" = ok ]; then
+    say "$(printf '%-4s N=%-3s rep %s: D %7.2f s  bound %7.2f s  D/bound %.3f  origin sent %s MiB' \
+      "$system" "$n" "$rep" "$d" "$bound" "$(calc "$d / $bound")" \
+      "$(calc "$origin_up / 1048576" | awk '{ printf "%.1f", $1 }')")"
+  fi
+}
+
+run_shoal() {
+  local mode=$1 n=$2 rep=$3 i f t0 deadline_cs secs origin_pid origin_left=0
+  local link="" ndone=0 rate_args=() down_args=() dl_pids=() k
+  local -A got=()
+  run_status=ok
+  comp=() launch=() up_b=() down_b=() same=()
+  origin_up=0
+  r=$work/run
+  rm -rf "$r"
+  mkdir -p "$r"
+  start_tracker "$r" || { record_run "$mode" "$n" "$rep"; stop_pids 30 "$tracker_pid"; return 0; }
+
+  if [ "$opt_loopback" = 1 ]; then rate_args=(--upload-rate "$((origin_bits / 8))"); fi
+  start_on or "$r/origin" "$bin/shoal-peer" share "$file" --tracker "$tracker_at" \
+    --tracker-key "$tracker_key" --home "$r/home-origin" --listen "$(peer_listen)" \
+    --interval-cap 1 --json --mode "$mode" "${rate_args[@]}"
+  origin_pid=$bg_pid
+  for ((i = 0; i < 1200; i++)); do
+    link=$({ grep -F '"event":"shared"' "$r/origin.out" || true; } |
+      sed -n 's/.*"link":"\([^"]*\)".*/\1/p')
+    [ -n "$link" ] && break
+    kill -0 "$origin_pid" 2>/dev/null || break
+    sleep 0.1
+  done
+  if [ -z "$link" ]; then
+    tail_of "$r/origin.err"
+    fail_run "the origin printed no share link within 120 s"
+  fi
+
+  if [ "$run_status" = ok ]; then
+    if [ "$opt_loopback" = 1 ] && [ "$down_bits" -gt 0 ]; then
+      down_args=(--download-rate "$((down_bits / 8))")
+    fi
+    gate_open "$r/gate"
+    for ((i = 1; i <= n; i++)); do
+      mkdir -p "$r/d$i"
+      rate_args=()
+      if [ "$opt_loopback" = 1 ]; then rate_args=(--upload-rate "$(($(peer_up_bits "$i") / 8))"); fi
+      start_gated "d$i" "$r/d$i" "$bin/shoal-peer" get "$link" -o "$r/d$i" --seed \
+        --home "$r/home-d$i" --listen "$(peer_listen)" --interval-cap 1 --json \
+        --mode "$mode" "${rate_args[@]}" "${down_args[@]}"
+      dl_pids[$i]=$bg_pid
+      launch[$i]=0
+    done
+    gate_release "${dl_pids[@]}" || fail_run "the downloaders did not start within 30 s"
+    deadline_cs=$((t0 + 100 * deadline_s))
+    while [ "$run_status" = ok ]; do
+      for f in $(cd "$r" && grep -l -F '"event":"complete"' d*.out 2>/dev/null || true); do
+        i=${f#d}
+        i=${i%.out}
+        [ -n "${got[$i]:-}" ] && continue
+        secs=$(json_num "$r/$f" complete seconds)
+        [ -n "$secs" ] || continue
+        got[$i]=1
+        ndone=$((ndone + 1))
+        comp[$i]=$(calc "${launch[$i]} + $secs")
+        if [ "$opt_origin_leaves" = 1 ] && [ "$mode" = p2p ] && [ "$origin_left" = 0 ]; then
+          # One full copy now exists among the downloaders: the origin goes.
+          kill -TERM "$origin_pid" 2>/dev/null || true
+          origin_left=1
+        fi
+      done
+      [ "$ndone" -ge "$n" ] && break
+      for ((i = 1; i <= n; i++)); do
+        [ -n "${got[$i]:-}" ] && continue
+        if ! kill -0 "${dl_pids[$i]}" 2>/dev/null; then
+          tail_of "$r/d$i.err"
+          fail_run "downloader $i exited before it was complete"
+          break 2
+        fi
+      done
+      if [ "$origin_left" = 0 ] && ! kill -0 "$origin_pid" 2>/dev/null; then
+        tail_of "$r/origin.err"
+        fail_run "the origin exited during the run"
+        break
+      fi
+      clock
+      if [ "$now" -gt "$deadline_cs" ]; then
+        fail_run "$((n - ndone)) of $n downloaders not complete after $deadline_s s"
+        break
+      fi
+      sleep 0.1
+    done
+  fi
+
+  # Everyone stops; each shoal-peer prints its totals on the way out.
+  k=()
+  for ((i = 1; i <= n; i++)); do
+    if [ -n "${dl_pids[$i]:-}" ]; then k+=("${dl_pids[$i]}"); fi
+  done
+  stop_pids 50 "${k[@]}" "$origin_pid"
+  stop_pids 30 "$tracker_pid"
+  origin_up=$(json_num "$r/origin.out" stats uploaded)
+  origin_up=${origin_up:-0}
+  for ((i = 1; i <= n; i++)); do
+    up_b[$i]=$(json_num "$r/d$i.out" stats uploaded)
+    down_b[$i]=$(json_num "$r/d$i.out" stats downloaded)
+    if [ "$run_status" = ok ] && { [ -z "${up_b[$i]}" ] || [ -z "${down_b[$i]}" ]; }; then
+      tail_of "$r/d$i.err"
+      fail_run "downloader $i printed no stats on exit"
+    fi
+  done
+  record_run "$mode" "$n" "$rep"
+  rm -rf "$r"
+}
+
+run_http() {
+  local n=$1 rep=$2 i t0 deadline_cs srv_pid name rc w ndone=0
+  local -A got=()
+  local dl_pids=() k=()
+  run_status=ok
+  comp=() launch=() up_b=() down_b=() same=()
+  origin_up=0
+  r=$work/run
+  rm -rf "$r"
+  mkdir -p "$r/www"
+  name=$(basename "$file")
+  ln "$file" "$r/www/$name" 2>/dev/null || cp "$file" "$r/www/$name"
+  if [ "$http_server" = lighttpd ]; then
+    cat >"$r/lighttpd.conf" <<EOF
+server.document-root = "$r/www"
+server.bind = "$origin_addr"
+server.port = 80
+server.errorlog = "$r/lighttpd.log"
+server.max-connections = 1024
+mimetype.assign = ( "" => "application/octet-stream" )
+EOF
+    start_on or "$r/httpd" lighttpd -D -f "$r/lighttpd.conf"
+  else
+    start_on or "$r/httpd" busybox httpd -f -p "$origin_addr:80" -h "$r/www"
+  fi
+  srv_pid=$bg_pid
+  for ((i = 0; i < 100; i++)); do
+    if run_on or curl -s -o /dev/null -I --max-time 1 "http://$origin_addr/$name" 2>/dev/null; then
+      break
+    fi
+    kill -0 "$srv_pid" 2>/dev/null || break
+    sleep 0.1
+  done
+  if ! run_on or curl -s -o /dev/null -I --max-time 1 "http://$origin_addr/$name" 2>/dev/null; then
+    tail_of "$r/httpd.err"
+    tail_of "$r/lighttpd.log"
+    fail_run "the HTTP server on the origin did not answer within 10 s"
+  fi
+
+  if [ "$run_status" = ok ]; then
+    gate_open "$r/gate"
+    for ((i = 1; i <= n; i++)); do
+      mkdir -p "$r/d$i"
+      start_gated "d$i" "$r/d$i" curl -sS --fail -o "$r/d$i/$name" \
+        -w '%{time_total} %{size_download}\n' "http://$origin_addr/$name"
+      dl_pids[$i]=$bg_pid
+      launch[$i]=0
+    done
+    gate_release "${dl_pids[@]}" || fail_run "the downloaders did not start within 30 s"
+    deadline_cs=$((t0 + 100 * deadline_s))
+    while [ "$run_status" = ok ] && [ "$ndone" -lt "$n" ]; do
+      for ((i = 1; i <= n; i++)); do
+        [ -n "${got[$i]:-}" ] && continue
+        kill -0 "${dl_pids[$i]}" 2>/dev/null && continue
+        if wait "${dl_pids[$i]}"; then rc=0; else rc=$?; fi
+        unset "live[${dl_pids[$i]}]"
+        got[$i]=1
+        ndone=$((ndone + 1))
+        w=$(head -n 1 "$r/d$i.out")
+        if [ "$rc" != 0 ] || [ -z "$w" ]; then
+          tail_of "$r/d$i.err"
+          fail_run "curl on downloader $i exited with status $rc"
+          continue
+        fi
+        comp[$i]=$(calc "${launch[$i]} + ${w% *}")
+        down_b[$i]=${w#* }
+        up_b[$i]=0
+        origin_up=$((origin_up + ${w#* }))
+      done
+      [ "$ndone" -ge "$n" ] && break
+      [ "$run_status" = ok ] || break
+      clock
+      if [ "$now" -gt "$deadline_cs" ]; then
+        fail_run "$((n - ndone)) of $n downloads not complete after $deadline_s s"
+        break
+      fi
+      sleep 0.05
+    done
+  fi
+  k=()
+  for ((i = 1; i <= n; i++)); do
+    if [ -n "${dl_pids[$i]:-}" ] && [ -n "${live[${dl_pids[$i]}]:-}" ]; then k+=("${dl_pids[$i]}"); fi
+  done
+  stop_pids 30 "${k[@]}" "$srv_pid"
+  record_run http "$n" "$rep"
+  rm -rf "$r"
+}
+
+# ---------------------------------------------------------------------------
+# Summary, tables and plots.
+label_of() {
+  case "$1" in
+  p2p) echo "shoal p2p" ;;
+  cs) echo "shoal cs" ;;
+  http) echo "HTTP ($http_server + curl)" ;;
+  esac
+}
+
+write_summary() {
+  local s n
+  # summary.csv from the per-run table: median, min, max of D and of D/bound
+  # over the successful runs of each system and N.
+  awk -F '\t' -v OFS=, '
+    function med(a, k,   i, j, t) {
+      for (i = 2; i <= k; i++) { t = a[i]; for (j = i - 1; j >= 1 && a[j] > t; j--) a[j + 1] = a[j]; a[j + 1] = t }
+      return k % 2 ? a[(k + 1) / 2] : (a[k / 2] + a[k / 2 + 1]) / 2
+    }
+    {
+      key = $1 SUBSEP $2
+      if (!(key in seen)) { seen[key] = 1; order[++nk] = key; sys[key] = $1; nn[key] = $2 }
+      bound[key] = $5; runs[key]++
+      if ($9 != "ok") { failed[key]++; next }
+      k = ++ok[key]
+      D[key, k] = $4 + 0; U[key, k] = $6 + 0; O[key, k] = $7 + 0; T[key, k] = $8 + 0
+      if (!(key in lo) || $4 + 0 < lo[key]) lo[key] = $4 + 0
+      if (!(key in hi) || $4 + 0 > hi[key]) hi[key] = $4 + 0
+    }
+    END {
+      print "system,n,runs,failed,d_median_s,d_min_s,d_max_s,bound_s,ratio_median,ratio_max,upload_utilisation,origin_uploaded_B,total_uploaded_B"
+      for (q = 1; q <= nk; q++) {
+        key = order[q]; k = ok[key] + 0
+        if (k == 0) {
+          print sys[key], nn[key], runs[key], failed[key] + 0, "NA", "NA", "NA", bound[key], "NA", "NA", "NA", "NA", "NA"
+          continue
+        }
+        for (i = 1; i <= k; i++) { a[i] = D[key, i] } ; dm = med(a, k)
+        for (i = 1; i <= k; i++) { a[i] = U[key, i] } ; um = med(a, k)
+        for (i = 1; i <= k; i++) { a[i] = O[key, i] } ; om = med(a, k)
+        for (i = 1; i <= k; i++) { a[i] = T[key, i] } ; tm = med(a, k)
+        printf "%s,%s,%d,%d,%.3f,%.3f,%.3f,%.3f,%.4f,%.4f,%.4f,%.0f,%.0f\n", sys[key], nn[key], runs[key], failed[key] + 0, dm, lo[key], hi[key], bound[key], dm / bound[key], hi[key] / bound[key], um, om, tm
+      }
+    }' "$runs_tsv" >"$opt_out/summary.csv"
+
+  # Data for gnuplot.
+  mkdir -p "$opt_out/plot"
+  rm -f "$opt_out"/plot/*.dat
+  for n in "${ns_list[@]}"; do
+    printf '%s %s %s\n' "$n" "$(bound_cs "$n")" "$(bound_p2p "$n")"
+  done | sort -n >"$opt_out/plot/bounds.dat"
+  for s in "${systems[@]}"; do
+    awk -F, -v s="$s" 'NR > 1 && $1 == s && $5 != "NA" {
+      print $2, $5, $6, $7, $8, $9, $6 / $8, $7 / $8 }' "$opt_out/summary.csv" |
+      sort -n >"$opt_out/plot/d-$s.dat"
+    for n in "${ns_list[@]}"; do
+      # Completion-time CDF over every downloader of every successful run.
+      awk -F, -v s="$s" -v n="$n" 'NR > 1 && $1 == s && $2 == n && $4 != "origin" &&
+        $12 == "ok" && $8 != "" { print $8 }' "$runs_csv" | sort -g |
+        awk '{ t[NR] = $1 } END { if (NR == 0) exit; print 0, 0;
+          for (i = 1; i <= NR; i++) print t[i], i / NR }' >"$opt_out/plot/cdf-$n-$s.dat"
+      [ -s "$opt_out/plot/cdf-$n-$s.dat" ] || rm -f "$opt_out/plot/cdf-$n-$s.dat"
+    done
+  done
+}
+
+# Targets: the worst median D/bound over N, and the worst single run.
+target_line() {
+  local s=$1 target=$2 reference=$3
+  awk -F, -v s="$s" -v t="$target" -v lbl="$(label_of "$s")" -v ref="$reference" '
+    NR > 1 && $1 == s && $9 != "NA" {
+      if ($9 + 0 > worst) { worst = $9 + 0; wn = $2 }
+      if ($10 + 0 > wrun) wrun = $10 + 0
+      txt = txt sprintf("%sN=%s %.3f", sep, $2, $9); sep = ", "; any = 1
+    }
+    END {
+      if (!any) { printf "- %s: no successful run\n", lbl; exit }
+      printf "- %s: target D <= %.2fx its bound at every N%s; measured (median) %s; worst %.3f at N=%s, worst single run %.3f: %s\n",
+        lbl, t, ref, txt, worst, wn, wrun, worst <= t ? "MET" : "NOT MET"
+    }' "$opt_out/summary.csv"
+}
+
+write_md() {
+  local md=$opt_out/summary.md s
+  {
+    echo "# shoal: client-server vs peer-to-peer ($(date -u '+%Y-%m-%d %H:%M UTC'))"
+    echo
+    echo "Settings: $settings_text"
+    echo
+    if [ "$opt_loopback" = 1 ]; then
+      echo "Loopback run: every host on 127.0.0.1, caps by shoal's own --upload-rate /"
+      echo "--download-rate. The HTTP baseline was skipped (a stock server has no"
+      echo "per-host caps here). shoal's limiter counts payload bytes only and starts"
+      echo "with a full bucket (a quarter second of traffic), so D can come out"
+      echo "slightly below the bound."
+    else
+      echo "The caps are tbf qdiscs, which count whole Ethernet frames: at MTU $opt_mtu"
+      echo "a full TCP segment carries $((opt_mtu - 52)) payload bytes in a $((opt_mtu + 14))-byte"
+      echo "frame, so no TCP transfer can get below $(calc "($opt_mtu + 14) / ($opt_mtu - 52)" |
+        awk '{ printf "%.3f", $1 }')x the bound here."
+    fi
+    echo
+    echo "D = time until the last downloader is complete (median, min-max over the"
+    echo "repetitions). Bounds: client-server max(N*F/u_s, F/d_min), peer-to-peer"
+    echo "max(F/u_s, F/d_min, N*F/(u_s + sum u_i)). Utilisation = bytes uploaded by"
+    echo "all hosts / (D x sum of all upload caps)."
+    echo
+    echo "| N | system | runs | D median (s) | D min-max (s) | cs bound (s) | p2p bound (s) | D / own bound | upload utilisation | origin uploaded (MiB) |"
+    echo "|--:|---|--:|--:|--:|--:|--:|--:|--:|--:|"
+    awk -F, -v lp2p="shoal p2p" -v lcs="shoal cs" -v lhttp="HTTP" '
+      FNR == NR { split($0, b, " "); bcs[b[1]] = b[2]; bp2p[b[1]] = b[3]; next }
+      FNR > 1 {
+        l = $1 == "p2p" ? lp2p : $1 == "cs" ? lcs : lhttp
+        runs = $3 - $4; if ($4 > 0) runs = runs " (+" $4 " failed)"
+        if ($5 == "NA") { printf "| %s | %s | %s | failed | | %.2f | %.2f | | | |\n", $2, l, runs, bcs[$2], bp2p[$2]; next }
+        printf "| %s | %s | %s | %.2f | %.2f-%.2f | %.2f | %.2f | %.3f | %.1f%% | %.1f |\n",
+          $2, l, runs, $5, $6, $7, bcs[$2], bp2p[$2], $9, 100 * $11, $12 / 1048576
+      }' "$opt_out/plot/bounds.dat" "$opt_out/summary.csv"
+    echo
+    echo "Targets (median D / bound per N):"
+    echo
+    targets_text
+    echo
+    echo "Plots: d_vs_n.png, ratio.png, cdf.png."
+  } >"$md"
+}
+
+targets_text() {
+  if has_system p2p; then target_line p2p 1.10 ""; fi
+  if has_system cs; then target_line cs 1.06 ""; fi
+  if has_system http; then target_line http 1.06 " (reference: the issue quotes 1.05x)"; fi
+  if [ "$opt_hetero" = 1 ] || [ "$opt_origin_leaves" = 1 ] || [ -n "$opt_peer_down" ]; then
+    echo "- (the targets are stated for the default homogeneous set-up; this run used other scenario flags)"
+  fi
+}
+
+plot() {
+  local s sys_ok=() n ns_ok=()
+  for s in "${systems[@]}"; do
+    [ -s "$opt_out/plot/d-$s.dat" ] && sys_ok+=("$s")
+  done
+  for n in "${ns_list[@]}"; do
+    ls "$opt_out"/plot/cdf-"$n"-*.dat >/dev/null 2>&1 && ns_ok+=("$n")
+  done
+  if [ "${#sys_ok[@]}" = 0 ]; then
+    warn "no successful run: no plots"
+    return 0
+  fi
+  rm -f "$opt_out"/d_vs_n.png "$opt_out"/ratio.png "$opt_out"/cdf.png
+  gnuplot -e "dir='$opt_out'; systems='${sys_ok[*]}'; ns='$(printf '%s\n' "${ns_ok[@]}" | sort -n | tr '\n' ' ')'; subtitle='$plot_subtitle'; httplabel='$(label_of http)'" \
+    bench/compare-plot.gp 2>"$work/gnuplot.err" || {
+    cat "$work/gnuplot.err" >&2
+    warn "gnuplot failed"
+    return 1
+  }
+}
+
+# ---------------------------------------------------------------------------
+# The study.
+mkdir -p "$opt_out"
+opt_out=$(cd "$opt_out" && pwd)
+runs_csv=$opt_out/runs.csv
+runs_tsv=$opt_out/plot/runs.tsv
+mkdir -p "$opt_out/plot"
+: >"$runs_tsv"
+echo "system,n,rep,host,up_cap_Bps,down_cap_Bps,start_s,complete_s,identical,uploaded_B,downloaded_B,status" >"$runs_csv"
+
+if [ "$opt_loopback" = 0 ]; then
+  net_up
+  where="network namespaces $prefix-* joined by a bridge, tbf caps on each veth, MTU $opt_mtu"
+else
+  where="loopback (127.0.0.1), shoal's own rate limits"
+fi
+mib_text=$(calc "$size / 1048576" | awk '{ printf "%g", $1 }')
+hetero_text=""
+leaves_text=""
+extra_flags=""
+plot_extra=""
+if [ "$opt_hetero" = 1 ]; then
+  hetero_text=" (even-numbered downloaders at a quarter: hetero)"
+  extra_flags+=" --hetero"
+  plot_extra+=" (hetero)"
+fi
+if [ -n "$opt_peer_down" ]; then
+  extra_flags+=" --peer-down $opt_peer_down"
+  plot_extra+=", d = $opt_peer_down"
+fi
+if [ "$opt_origin_leaves" = 1 ]; then
+  leaves_text="; origin leaves (p2p) once the first downloader is complete"
+  extra_flags+=" --origin-leaves"
+  plot_extra+=", origin leaves"
+fi
+if [ "$opt_loopback" = 1 ]; then
+  extra_flags+=" --loopback"
+  plot_extra+=", loopback"
+fi
+settings_text="file $mib_text MiB of random data; N in ${ns_list[*]}; $opt_reps repetition(s); origin upload $opt_origin_up, downloader upload $opt_peer_up$hetero_text, download cap ${opt_peer_down:-none}$leaves_text; systems ${systems[*]}; $where; $(nproc) CPUs, kernel $(uname -r)"
+plot_subtitle="F = $mib_text MiB, u_s = $opt_origin_up, u_i = $opt_peer_up$plot_extra"
+{
+  echo "date: $(date -u '+%Y-%m-%d %H:%M:%S UTC')"
+  echo "command: bench/compare.sh --n \"$opt_n\" --reps $opt_reps --size $opt_size --origin-up $opt_origin_up --peer-up $opt_peer_up$extra_flags --systems \"${systems[*]}\" --mtu $opt_mtu"
+  echo "settings: $settings_text"
+  echo "shoal: $("$bin/shoal-peer" --version 2>/dev/null | head -n 1) ($(git rev-parse --short HEAD 2>/dev/null || echo "no git"))"
+  if [ -n "$http_server" ]; then
+    echo "http: $($http_server -v 2>&1 | head -n 1); $(curl --version | head -n 1)"
+  fi
+} >"$opt_out/settings.txt"
+say "$settings_text"
+
+file=$work/content.bin
+head -c "$size" /dev/urandom >"$file"
+
+start_cs=0
+clock
+start_cs=$now
+failed_runs=0
+for ((rep = 1; rep <= opt_reps; rep++)); do
+  for n in "${ns_list[@]}"; do
+    # The longest a run may take: three times the client-server bound
+    # (the largest of the bounds), plus half a minute for start-up.
+    deadline_s=$(awk -v b="$(bound_cs "$n")" 'BEGIN { printf "%d", 3 * b + 30 }')
+    for s in "${systems[@]}"; do
+      case "$s" in
+      p2p | cs) run_shoal "$s" "$n" "$rep" ;;
+      http) run_http "$n" "$rep" ;;
+      esac
+      [ "$run_status" = ok ] || failed_runs=$((failed_runs + 1))
+    done
+  done
+done
+clock
+say "all runs done in $(((now - start_cs) / 100)) s"
+
+write_summary
+write_md
+plot_rc=0
+plot || plot_rc=1
+
+echo
+cat "$opt_out/summary.md" | sed -n '/^| N /,/^$/p'
+say "targets:"
+targets_text | sed 's/^/  /'
+say "results in $opt_out (runs.csv, summary.csv, summary.md, d_vs_n.png, ratio.png, cdf.png)"
+
+status=0
+if [ "$failed_runs" -gt 0 ]; then
+  warn "$failed_runs run(s) failed; see runs.csv (status column)"
+  status=1
+fi
+[ "$plot_rc" = 0 ] || status=1
+
+if [ "$opt_check" = 1 ]; then
+  bad=()
+  if [ "$failed_runs" -gt 0 ]; then bad+=("$failed_runs run(s) failed"); fi
+  if awk -F, 'NR > 1 && $4 != "origin" && $9 != "1" { exit 1 }' "$runs_csv"; then :; else
+    bad+=("a copy differs from the original or is missing")
+  fi
+  if has_system p2p && has_system cs && printf '%s\n' "${ns_list[@]}" | grep -qx 4; then
+    d_p2p=$(awk -F, '$1 == "p2p" && $2 == 4 { print $5 }' "$opt_out/summary.csv")
+    d_cs=$(awk -F, '$1 == "cs" && $2 == 4 { print $5 }' "$opt_out/summary.csv")
+    if [ -z "$d_p2p" ] || [ -z "$d_cs" ] || [ "$d_p2p" = NA ] || [ "$d_cs" = NA ] ||
+      ! awk -v a="$d_p2p" -v b="$d_cs" 'BEGIN { exit !(a < b) }'; then
+      bad+=("shoal p2p D at N=4 ($d_p2p s) is not below shoal cs D ($d_cs s)")
+    else
+      say "check: shoal p2p D at N=4 $d_p2p s < shoal cs D $d_cs s"
+    fi
+  fi
+  for f in runs.csv summary.csv summary.md d_vs_n.png ratio.png cdf.png; do
+    [ -s "$opt_out/$f" ] || bad+=("$f was not written")
+  done
+  if [ "${#bad[@]}" -gt 0 ]; then
+    for f in "${bad[@]}"; do warn "check FAILED: $f"; done
+    exit 1
+  fi
+  say "check: every copy identical; runs.csv, summary.csv, summary.md and plots written"
+  say "check OK"
+fi
+exit "$status"
