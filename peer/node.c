@@ -854,27 +854,61 @@ static void resume_path(const struct swarm *sw, char *out, size_t cap) {
 }
 
 /* Keeps the verified manifest so a resumed get needs no peer to start. */
-static void save_manifest(const struct swarm *sw) {
-  char path[4096], tmp[4200];
+struct manifest_save {
+  uv_work_t work;
+  char path[4096];
+  const uint8_t *bytes; /* the swarm's manifest, alive until node_free */
+  size_t len;
+  int err;
+};
+
+/* On the thread pool: temporary file, fsync, rename. */
+static void manifest_save_work(uv_work_t *w) {
+  struct manifest_save *ms = container_of(w, struct manifest_save, work);
+  char tmp[4200];
   int fd;
-  manifest_path(sw, path, sizeof(path));
-  snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+  snprintf(tmp, sizeof(tmp), "%s.tmp", ms->path);
   fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
   if (fd < 0) {
-    log_warn("peer", "cannot save %s: %s", tmp, strerror(errno));
+    ms->err = -errno;
     return;
   }
-  if (write(fd, sw->m->encoded, sw->m->encoded_len) !=
-          (ssize_t)sw->m->encoded_len ||
-      fsync(fd) != 0) {
-    log_warn("peer", "cannot save %s: %s", tmp, strerror(errno));
+  if (write(fd, ms->bytes, ms->len) != (ssize_t)ms->len || fsync(fd) != 0) {
+    ms->err = errno != 0 ? -errno : UV_EIO;
     close(fd);
     unlink(tmp);
     return;
   }
   close(fd);
-  if (rename(tmp, path) != 0) {
+  if (rename(tmp, ms->path) != 0) {
+    ms->err = -errno;
     unlink(tmp);
+  }
+}
+
+static void manifest_saved(uv_work_t *w, int status) {
+  struct manifest_save *ms = container_of(w, struct manifest_save, work);
+  (void)status;
+  if (ms->err != 0) {
+    /* Only a resumed get needs it, and it can fetch the manifest again. */
+    log_warn("peer", "cannot save %s: %s", ms->path, shoal_strerror(ms->err));
+  }
+  free(ms);
+}
+
+/* Keeps the verified manifest so a resumed get needs no peer to start; the
+ * disk work runs on the thread pool. */
+static void save_manifest(const struct swarm *sw) {
+  struct manifest_save *ms = calloc(1, sizeof(*ms));
+  if (ms == NULL) {
+    return;
+  }
+  manifest_path(sw, ms->path, sizeof(ms->path));
+  ms->bytes = sw->m->encoded;
+  ms->len = sw->m->encoded_len;
+  if (uv_queue_work(sw->node->loop, &ms->work, manifest_save_work,
+                    manifest_saved) != 0) {
+    free(ms);
   }
 }
 
