@@ -229,7 +229,8 @@ demo: deps
 	@SHOAL_BIN=$(BUILD)/bin bash tests/demo.sh
 
 format:
-	clang-format -i common/*.[ch] tests/*.c tests/lib/*.[ch] bench/*.c tests/fuzz/*.c
+	clang-format -i common/*.[ch] tracker/*.[ch] peer/*.[ch] tests/*.c tests/lib/*.[ch] \
+	  bench/*.c tests/fuzz/*.c
 
 clean:
 	rm -rf build
