@@ -112,7 +112,13 @@ deps:
 	ls /usr/lib/llvm-*/lib/clang/*/lib/linux/libclang_rt.fuzzer-x86_64.a >/dev/null 2>&1 || \
 	  ls /usr/lib/llvm-*/lib/clang/*/lib/linux/libclang_rt.fuzzer-*.a >/dev/null 2>&1 || \
 	  missing="$$missing libclang-rt-14-dev"; \
-	if [ -n "$$missing" ]; then \
+	command -v ip >/dev/null 2>&1 || missing="$$missing iproute2"; \
+	command -v tc >/dev/null 2>&1 || missing="$$missing iproute2"; \
+	command -v curl >/dev/null 2>&1 || missing="$$missing curl"; \
+	command -v gnuplot >/dev/null 2>&1 || missing="$$missing gnuplot-nox"; \
+	command -v lighttpd >/dev/null 2>&1 || missing="$$missing lighttpd"; \
+	missing=$$(printf '%s\n' $$missing | sort -u | tr '\n' ' '); \
+	if [ -n "$${missing% }" ]; then \
 	  echo "deps: installing:$$missing"; \
 	  if [ "$$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi; \
 	  $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
@@ -172,6 +178,7 @@ test: deps
 	@$(MAKE) --no-print-directory check BUILD=build/asan SANITIZE=1
 	@$(MAKE) --no-print-directory -j2 fuzz
 	@$(MAKE) --no-print-directory fuzz-smoke
+	@$(MAKE) --no-print-directory compare-quick
 	@echo "make test: all passed"
 
 check: unit integration
