@@ -269,6 +269,8 @@ void swarm_rechoke(struct swarm *sw, uint64_t now, int full);
 void swarm_tick(struct swarm *sw, uint64_t now);
 void swarm_upload_sent(struct swarm *sw, struct session *s, uint32_t len);
 void swarm_info(const struct swarm *sw, struct node_swarm_info *out);
+/* Emits ev about sw, with the swarm's figures filled in. */
+void swarm_emit(struct swarm *sw, struct node_event *ev);
 void swarm_storage_ready(struct swarm *sw);
 
 /* node.c: called by swarms. */

@@ -134,7 +134,6 @@ static void on_tick(uv_timer_t *t) {
   uint64_t now = node_now(n);
   for_each_session(n, tick_session);
   for (struct swarm *sw = n->swarms; sw != NULL; sw = sw->next) {
-    struct node_swarm_info info;
     struct node_event ev;
     if (sw->state == SW_FAILED || sw->state == SW_STOPPING) {
       continue;
@@ -147,11 +146,9 @@ static void on_tick(uv_timer_t *t) {
                  "'shoal-peer share', then try again");
       continue;
     }
-    swarm_info(sw, &info);
     memset(&ev, 0, sizeof(ev));
     ev.type = NODE_EV_PROGRESS;
-    ev.swarm = &info;
-    node_emit(n, &ev);
+    swarm_emit(sw, &ev);
   }
 }
 
@@ -347,7 +344,6 @@ static struct swarm *swarm_new(struct node *n, const uint8_t content[32],
 }
 
 void swarm_fail(struct swarm *sw, int code, const char *msg) {
-  struct node_swarm_info info;
   struct node_event ev;
   if (sw->state == SW_FAILED) {
     return;
@@ -360,13 +356,11 @@ void swarm_fail(struct swarm *sw, int code, const char *msg) {
     next = s->next;
     session_close(s, "the swarm failed");
   }
-  swarm_info(sw, &info);
   memset(&ev, 0, sizeof(ev));
   ev.type = NODE_EV_FAILED;
-  ev.swarm = &info;
   ev.code = code;
   ev.message = msg;
-  node_emit(sw->node, &ev);
+  swarm_emit(sw, &ev);
 }
 
 static void learn_key(struct swarm *sw) {
@@ -378,7 +372,7 @@ static void learn_key(struct swarm *sw) {
     memset(&ev, 0, sizeof(ev));
     ev.type = NODE_EV_TRACKER;
     ev.key = sw->tracker_key;
-    node_emit(sw->node, &ev);
+    swarm_emit(sw, &ev);
   }
 }
 
@@ -737,7 +731,6 @@ static void schedule_lookup(struct swarm *sw, uint64_t ms) {
 
 static void emit_shared(struct swarm *sw) {
   struct share_link l;
-  struct node_swarm_info info;
   struct node_event ev;
   char text[LINK_MAX_CHARS + 1];
   memset(&l, 0, sizeof(l));
@@ -751,12 +744,10 @@ static void emit_shared(struct swarm *sw) {
     swarm_fail(sw, SHOAL_EINVAL, "cannot make a share link");
     return;
   }
-  swarm_info(sw, &info);
   memset(&ev, 0, sizeof(ev));
   ev.type = NODE_EV_SHARED;
-  ev.swarm = &info;
   ev.link = text;
-  node_emit(sw->node, &ev);
+  swarm_emit(sw, &ev);
 }
 
 static void on_published(void *arg, int status, const struct tcl_reply *r) {
@@ -944,7 +935,6 @@ static struct manifest *load_manifest(const struct swarm *sw) {
 
 static void on_storage_open(void *arg, int status) {
   struct swarm *sw = arg;
-  struct node_swarm_info info;
   struct node_event ev;
   sw->refs--;
   if (sw->state != SW_OPENING) {
@@ -982,12 +972,10 @@ static void on_storage_open(void *arg, int status) {
   }
   sw->resumed_bytes = storage_have_bytes(sw->st);
   sw->state = SW_RUNNING;
-  swarm_info(sw, &info);
   memset(&ev, 0, sizeof(ev));
   ev.type = NODE_EV_MANIFEST;
-  ev.swarm = &info;
   ev.resumed = sw->resumed_bytes;
-  node_emit(sw->node, &ev);
+  swarm_emit(sw, &ev);
   swarm_storage_ready(sw);
 }
 
@@ -1026,13 +1014,10 @@ void swarm_manifest_ready(struct swarm *sw) {
 }
 
 void swarm_completed(struct swarm *sw) {
-  struct node_swarm_info info;
   struct node_event ev;
   sw->complete_ms = node_now(sw->node);
-  swarm_info(sw, &info);
   memset(&ev, 0, sizeof(ev));
   ev.type = NODE_EV_COMPLETE;
-  ev.swarm = &info;
   ev.path = storage_final_path(sw->st);
   ev.seconds = (double)(sw->complete_ms - sw->started_ms) / 1000.0;
   uv_timer_stop(&sw->lookup_timer);
@@ -1043,7 +1028,7 @@ void swarm_completed(struct swarm *sw) {
   } else {
     schedule_announce(sw, 1000); /* after the running one */
   }
-  node_emit(sw->node, &ev);
+  swarm_emit(sw, &ev);
 }
 
 int node_get(struct node *n, const uint8_t content[MANIFEST_ID_BYTES],

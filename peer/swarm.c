@@ -76,15 +76,12 @@ static void strike(struct swarm *sw, const uint8_t pk[32], int ban,
   }
   b->banned = 1;
   {
-    struct node_swarm_info info;
     struct node_event ev;
-    swarm_info(sw, &info);
     memset(&ev, 0, sizeof(ev));
     ev.type = NODE_EV_BANNED;
-    ev.swarm = &info;
     ev.key = pk;
     ev.message = why;
-    node_emit(sw->node, &ev);
+    swarm_emit(sw, &ev);
   }
   for (struct session *s = sw->sessions, *next; s != NULL; s = next) {
     next = s->next;
@@ -1219,7 +1216,7 @@ void swarm_tick(struct swarm *sw, uint64_t now) {
       memset(&ev, 0, sizeof(ev));
       ev.type = NODE_EV_WARNING;
       ev.message = msg;
-      node_emit(sw->node, &ev);
+      swarm_emit(sw, &ev);
       sw->progress_ms = now;
     }
   }
@@ -1246,6 +1243,13 @@ void swarm_tick(struct swarm *sw, uint64_t now) {
   if (now - sw->last_rechoke_ms >= NODE_RECHOKE_MS) {
     swarm_rechoke(sw, now, 1);
   }
+}
+
+void swarm_emit(struct swarm *sw, struct node_event *ev) {
+  struct node_swarm_info info;
+  swarm_info(sw, &info);
+  ev->swarm = &info;
+  node_emit(sw->node, ev);
 }
 
 void swarm_info(const struct swarm *sw, struct node_swarm_info *out) {
