@@ -30,13 +30,15 @@
  * started it.
  *
  * Descriptors. A download keeps two open: DIR, and the partial file (file
- * content) or partial folder (folder content). Files inside the folder are
- * opened per operation with openat() one segment at a time, with O_NOFOLLOW
- * throughout, so a symlink planted in the partial folder is never followed;
- * since they are relative to the kept descriptor, reads keep working after
- * the final rename. A source opens its file per read. So a storage holds at
- * most two descriptors plus one per running work item, well under
- * STORAGE_MAX_OPEN with libuv's default pool, and needs no cache.
+ * content) or partial folder (folder content); a file content also keeps
+ * the partial file open with O_DIRECT (see write_chunk). Files inside the
+ * folder are opened per operation with openat() one segment at a time, with
+ * O_NOFOLLOW throughout, so a symlink planted in the partial folder is never
+ * followed; since they are relative to the kept descriptor, reads keep
+ * working after the final rename. A source opens its file per read. So a
+ * storage holds at most three descriptors plus one per running work item,
+ * well under STORAGE_MAX_OPEN with libuv's default pool, and needs no
+ * cache.
  */
 /* renameat2(RENAME_NOREPLACE) and fallocate(): the final rename must never
  * replace a folder that appeared meanwhile, and glibc's posix_fallocate()
@@ -106,6 +108,7 @@ struct storage {
   char *resume_path;
   int dir_fd;        /* set when the open succeeds, else -1 */
   int root_fd;       /* the partial file or folder, else -1 */
+  int direct_fd;     /* file content: the partial file, O_DIRECT, else -1 */
   uint8_t *inflight; /* chunks with a put in flight */
   uint8_t *listed;   /* chunks the resume record listed (while opening) */
   uint32_t hash_next;
@@ -151,6 +154,7 @@ struct open_req {
   int resumed;
   int dir_fd;
   int root_fd;
+  int direct_fd;
 };
 
 struct hash_job {
@@ -679,6 +683,115 @@ static void file_release(const struct storage *s, int fd) {
   }
 }
 
+/* Chunk writes and the page cache. A verified chunk is written with
+ * O_DIRECT where the file system takes it: the bytes go from the chunk's
+ * buffer to the disk without a copy into the page cache, which would cost
+ * a downloader as much CPU as hashing them, and a large download does not
+ * push everything else out of memory. Only the aligned part of a chunk
+ * (buffer, offset and length multiples of STORAGE_DIRECT_ALIGN) goes this
+ * way; the tail of a file's last chunk, unaligned buffers, and file systems
+ * that refuse O_DIRECT (EINVAL) use the ordinary descriptor. Reads stay
+ * buffered: the kernel keeps the two views coherent. */
+
+/* Opens name under dfd for O_DIRECT writes, if it is the file held by fd;
+ * else -1, and writes go through the page cache. */
+static int open_direct(int dfd, const char *name, int fd) {
+  struct stat a;
+  struct stat b;
+  int d = openat(dfd, name, O_WRONLY | O_DIRECT | O_NOFOLLOW | O_NONBLOCK |
+                                O_CLOEXEC);
+  if (d < 0) {
+    return -1;
+  }
+  if (fstat(d, &a) != 0 || fstat(fd, &b) != 0 || a.st_dev != b.st_dev ||
+      a.st_ino != b.st_ino) {
+    close(d);
+    return -1;
+  }
+  return d;
+}
+
+static int direct_acquire(const struct storage *s, uint32_t i) {
+  if (s->m->kind == MANIFEST_KIND_FILE) {
+    return s->direct_fd;
+  }
+  int fd = open_under(s->root_fd, part_rel(s, i), O_WRONLY | O_DIRECT, 0,
+                      NULL);
+  return fd >= 0 ? fd : -1;
+}
+
+static void direct_release(const struct storage *s, int fd) {
+  if (fd >= 0 && fd != s->direct_fd) {
+    close(fd);
+  }
+}
+
+/* Writes n bytes at off of file i of a download, from a worker. */
+static int write_chunk(const struct storage *s, uint32_t i, const uint8_t *p,
+                       size_t n, uint64_t off) {
+  size_t head = 0;
+  int err;
+  int fd;
+
+  if ((uintptr_t)p % STORAGE_DIRECT_ALIGN == 0 &&
+      off % STORAGE_DIRECT_ALIGN == 0) {
+    head = n - n % STORAGE_DIRECT_ALIGN;
+  }
+  if (head > 0 && (fd = direct_acquire(s, i)) >= 0) {
+    err = pwrite_full(fd, p, head, off);
+    direct_release(s, fd);
+    if (err == 0) {
+      p += head;
+      n -= head;
+      off += head;
+    } else if (err != -EINVAL) {
+      return err;
+    }
+  }
+  if (n == 0) {
+    return 0;
+  }
+  fd = file_open(s, i, O_WRONLY);
+  if (fd < 0) {
+    return fd;
+  }
+  err = pwrite_full(fd, p, n, off);
+  file_release(s, fd);
+  return err;
+}
+
+/* A chunk buffer is a malloc'd block of len + STORAGE_DIRECT_ALIGN bytes,
+ * the buffer the first aligned address at least sizeof(void *) into it, and
+ * the block's own address stored just before the buffer. Blocks of one
+ * size reuse each other's space on the heap; posix_memalign() would leave
+ * slack beside each that small allocations fill, and the heap grows. */
+void *storage_chunk_alloc(size_t len) {
+  uint8_t *block;
+  uintptr_t at;
+
+  if (len == 0 || len > SIZE_MAX - STORAGE_DIRECT_ALIGN) {
+    return NULL;
+  }
+  block = malloc(len + STORAGE_DIRECT_ALIGN);
+  if (block == NULL) {
+    return NULL;
+  }
+  at = ((uintptr_t)block + sizeof(void *) + STORAGE_DIRECT_ALIGN - 1) &
+       ~(uintptr_t)(STORAGE_DIRECT_ALIGN - 1);
+  memcpy((uint8_t *)at - sizeof(void *), &block, sizeof(void *));
+  return (void *)at;
+}
+
+void storage_chunk_free(void *p) {
+  void *block;
+
+  if (p == NULL) {
+    return;
+  }
+  memcpy(&block, (uint8_t *)p - sizeof(void *), sizeof(void *));
+  free(block);
+}
+
 /* Pruning a resumed partial folder down to exactly the manifest's paths,
  * so that nothing else is renamed into place at the end. */
 struct prune {
@@ -887,6 +1000,9 @@ static void release_work(uv_work_t *w) {
     record_seal(s->m, r->record);
     r->status = record_write(s->resume_path, r->record, r->record_len);
   }
+  if (s->direct_fd >= 0) {
+    close(s->direct_fd);
+  }
   if (s->root_fd >= 0) {
     close(s->root_fd);
   }
@@ -900,6 +1016,7 @@ static void after_release(uv_work_t *w, int status) {
   struct storage *s = r->s;
 
   (void)status;
+  s->direct_fd = -1;
   s->root_fd = -1;
   s->dir_fd = -1;
   s->close_status = r->status;
@@ -923,7 +1040,7 @@ static void maybe_close(struct storage *s) {
   s->releasing = 1;
   uv_timer_stop(&s->save_timer);
   int save = !s->is_source && s->ready && !s->finished;
-  if (!save && s->root_fd < 0 && s->dir_fd < 0) {
+  if (!save && s->root_fd < 0 && s->dir_fd < 0 && s->direct_fd < 0) {
     close_handles(s);
     return;
   }
@@ -942,13 +1059,16 @@ static void maybe_close(struct storage *s) {
     /* Out of memory: the record stays as last saved; the descriptors are
      * closed here, once, rather than leaked. */
     s->close_status = SHOAL_ENOMEM;
+    if (s->direct_fd >= 0) {
+      close(s->direct_fd);
+    }
     if (s->root_fd >= 0) {
       close(s->root_fd);
     }
     if (s->dir_fd >= 0) {
       close(s->dir_fd);
     }
-    s->root_fd = s->dir_fd = -1;
+    s->direct_fd = s->root_fd = s->dir_fd = -1;
     close_handles(s);
     return;
   }
@@ -1052,6 +1172,7 @@ static struct storage *storage_alloc(uv_loop_t *loop,
   s->name_len = strlen(m->name);
   s->dir_fd = -1;
   s->root_fd = -1;
+  s->direct_fd = -1;
   s->have_len = map_bytes(m->chunk_count);
   s->have = calloc(s->have_len > 0 ? s->have_len : 1, 1);
   if (s->have == NULL) {
@@ -1211,6 +1332,7 @@ static void open_work(uv_work_t *w) {
     if (err != 0) {
       goto fail;
     }
+    r->direct_fd = open_direct(r->dir_fd, s->part_name, r->root_fd);
   } else {
     r->root_fd = open_dir_at(r->dir_fd, s->part_name, 1);
     if (r->root_fd < 0) {
@@ -1240,12 +1362,16 @@ static void open_work(uv_work_t *w) {
   return;
 
 fail:
+  if (r->direct_fd >= 0) {
+    close(r->direct_fd);
+  }
   if (r->root_fd >= 0) {
     close(r->root_fd);
   }
   if (r->dir_fd >= 0) {
     close(r->dir_fd);
   }
+  r->direct_fd = -1;
   r->root_fd = -1;
   r->dir_fd = -1;
   r->status = err;
@@ -1386,6 +1512,7 @@ static void after_open(uv_work_t *w, int status) {
   (void)status;
   s->dir_fd = r->dir_fd;
   s->root_fd = r->root_fd;
+  s->direct_fd = r->direct_fd;
   if (r->status == 0 && !r->resumed) {
     if (r->record == RECORD_CORRUPT) {
       log_warn("storage", "%s: resume record is corrupt; starting over",
@@ -1463,6 +1590,7 @@ int storage_open_download(struct storage **out, uv_loop_t *loop,
   r->s = s;
   r->dir_fd = -1;
   r->root_fd = -1;
+  r->direct_fd = -1;
   storage_start(s);
   s->pending++;
   uv_queue_work(loop, &r->work, open_work, after_open);
@@ -1496,7 +1624,6 @@ const char *storage_final_path(const struct storage *s) {
 static void put_work(uv_work_t *w) {
   struct put_req *r = container_of(w, struct put_req, work);
   const struct storage *s = r->s;
-  int fd;
 
   r->status = manifest_verify_chunk(s->m, r->idx, r->data, r->len);
   if (r->status == SHOAL_EHASH && r->bad_hashes != NULL) {
@@ -1512,13 +1639,7 @@ static void put_work(uv_work_t *w) {
   if (r->status != 0) {
     return;
   }
-  fd = file_open(s, r->file, O_WRONLY);
-  if (fd < 0) {
-    r->status = fd;
-    return;
-  }
-  r->status = pwrite_full(fd, r->data, r->len, r->offset);
-  file_release(s, fd);
+  r->status = write_chunk(s, r->file, r->data, r->len, r->offset);
 }
 
 static void after_put(uv_work_t *w, int status) {
@@ -1533,7 +1654,7 @@ static void after_put(uv_work_t *w, int status) {
     s->have_bytes += r->len;
     schedule_save(s);
   }
-  free(r->data);
+  storage_chunk_free(r->data);
   if (r->cb != NULL) {
     r->cb(r->arg, r->status);
   }
@@ -1560,7 +1681,7 @@ int storage_put_chunk_ex(struct storage *s, uint32_t idx, uint8_t *data,
   if (bit_get(s->have, idx) || bit_get(s->inflight, idx)) {
     err = defer(s, cb, arg, 0);
     if (err == 0) {
-      free(data);
+      storage_chunk_free(data);
     }
     return err;
   }

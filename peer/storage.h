@@ -69,8 +69,16 @@ uint64_t storage_have_bytes(const struct storage *s);
  * byte 0); len receives its size. Borrowed; valid until the next change. */
 const uint8_t *storage_have_map(const struct storage *s, size_t *len);
 
-/* Verifies data as chunk idx and writes it. The storage takes data (a
- * malloc'd buffer of exactly the chunk's length) and frees it. cb gets 0,
+/* A buffer for one chunk of len bytes, aligned to STORAGE_DIRECT_ALIGN so
+ * that storage_put_chunk can write it without a copy into the page cache;
+ * NULL when out of memory. Release it with storage_chunk_free, never
+ * free(). Both are safe from any thread. */
+#define STORAGE_DIRECT_ALIGN 4096u
+void *storage_chunk_alloc(size_t len);
+void storage_chunk_free(void *p);
+
+/* Verifies data as chunk idx and writes it. The storage takes data (from
+ * storage_chunk_alloc, of exactly the chunk's length) and frees it. cb gets 0,
  * SHOAL_EHASH (nothing written), or a file-system error; cb may be NULL.
  * A chunk already had, or with a put in flight, completes with 0 at once
  * (asynchronously). On a non-zero return (SHOAL_EINVAL: a source, not yet

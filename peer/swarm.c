@@ -596,10 +596,10 @@ static struct partial *partial_get(struct swarm *sw, uint32_t chunk) {
   p->chunk = chunk;
   p->len = manifest_chunk_len(sw->m, chunk);
   p->nblocks = (p->len + PWIRE_BLOCK_BYTES - 1) / PWIRE_BLOCK_BYTES;
-  p->data = malloc(p->len);
+  p->data = storage_chunk_alloc(p->len);
   p->owners = calloc(p->nblocks ? p->nblocks : 1, IDENTITY_PK_BYTES);
   if (p->data == NULL || p->owners == NULL) {
-    free(p->data);
+    storage_chunk_free(p->data);
     free(p->owners);
     free(p);
     return NULL;
@@ -615,7 +615,7 @@ static void partial_drop(struct swarm *sw, struct partial *p) {
     pp = &(*pp)->next;
   }
   *pp = p->next;
-  free(p->data);
+  storage_chunk_free(p->data);
   free(p->owners);
   free(p);
 }
@@ -778,7 +778,7 @@ static void submit_chunk(struct swarm *sw, struct partial *p) {
   err = storage_put_chunk_ex(sw->st, c->chunk, data, c->bad_hashes,
                              on_chunk_put, c);
   if (err != 0) {
-    free(data);
+    storage_chunk_free(data);
     picker_chunk_failed(sw->pk, c->chunk);
     free(c->owners);
     free(c->bad_hashes);
