@@ -593,21 +593,42 @@ unsigned picker_next(struct picker *p, unsigned peer, uint64_t now_ms,
     }
   }
 
-  /* 3. Endgame: every missing block is asked of someone, so the peer may
-   * duplicate the ones it can serve, never twice to itself. */
+  /* 3. Endgame: every missing block is asked of someone. A peer with
+   * little left to do takes a second copy of the block asked most
+   * recently of another peer, never twice itself, until it has
+   * PICKER_ENDGAME_PEER blocks in flight. The newest request is the one
+   * that would come last from where it is queued, and the cancel that
+   * follows the first copy usually finds it still queued there: the
+   * duplicate then costs no bytes at all, where copying every block
+   * outstanding would resend up to a whole pipeline per peer. */
   if (n < max && p->wanted_count == 0 && p->unrequested == 0) {
-    for (size_t i = 0; i < p->nact && n < max; i++) {
-      struct pk_active *a = p->act[i];
-      if (!bit_get(ph, a->chunk)) {
-        continue;
-      }
-      for (uint32_t b = 0; b < a->nblocks && n < max; b++) {
-        struct pk_block *blk = &a->blocks[b];
-        if (!blk->received && blk->nreq < PICKER_ENDGAME_DUP &&
-            pk_asked_slot(blk, peer) < 0) {
-          pk_ask(p, a, b, peer, now_ms, &out[n++]);
+    while (n < max && p->peers[peer].outstanding < PICKER_ENDGAME_PEER) {
+      struct pk_active *best = NULL;
+      uint32_t best_b = 0;
+      uint64_t best_ms = 0;
+      for (size_t i = 0; i < p->nact; i++) {
+        struct pk_active *a = p->act[i];
+        if (!bit_get(ph, a->chunk)) {
+          continue;
+        }
+        for (uint32_t b = 0; b < a->nblocks; b++) {
+          struct pk_block *blk = &a->blocks[b];
+          if (blk->received || blk->nreq == 0 ||
+              blk->nreq >= PICKER_ENDGAME_DUP ||
+              pk_asked_slot(blk, peer) >= 0) {
+            continue;
+          }
+          if (best == NULL || blk->asked_ms[blk->nreq - 1] > best_ms) {
+            best = a;
+            best_b = b;
+            best_ms = blk->asked_ms[blk->nreq - 1];
+          }
         }
       }
+      if (best == NULL) {
+        break;
+      }
+      pk_ask(p, best, best_b, peer, now_ms, &out[n++]);
     }
   }
   return n;

@@ -12,8 +12,10 @@
  *   chunk is picked at random among those the peer has, so that new peers
  *   quickly get something to trade.
  * - Endgame: once every missing block is requested, a block may be asked
- *   of a second peer (at most PICKER_ENDGAME_DUP copies); when one copy
- *   arrives the picker says which other peers to cancel.
+ *   of a second peer (at most PICKER_ENDGAME_DUP copies): a peer with fewer
+ *   than PICKER_ENDGAME_PEER blocks in flight takes the blocks asked most
+ *   recently of others. When one copy arrives the picker says which other
+ *   peers to cancel.
  * - Timeouts: a block requested more than timeout_ms ago is given back and
  *   may go to another peer.
  *
@@ -32,6 +34,7 @@
 
 #define PICKER_RANDOM_FIRST 4
 #define PICKER_ENDGAME_DUP 2
+#define PICKER_ENDGAME_PEER 2 /* endgame: blocks in flight per peer */
 #define PICKER_MAX_PEERS 256 /* peer ids are 0..PICKER_MAX_PEERS-1 */
 
 struct picker;

@@ -634,30 +634,39 @@ static void test_endgame_duplicates_and_cancels(void **state) {
    * unasked: not endgame, so B gets nothing. */
   assert_int_equal(picker_next(p, 0, 0, out, 8), 4);
   assert_int_equal(picker_next(p, 1, 0, dup, 8), 0);
-  /* C takes chunk 1 (room for one only, or it would go on into endgame):
-   * now every missing block is asked of someone. */
-  assert_int_equal(picker_next(p, 2, 0, out + 4, 1), 1);
+  assert_int_equal(PICKER_ENDGAME_PEER, 2); /* the offsets below */
+  /* C takes chunk 1 later (room for one only, or it would go on into
+   * endgame): now every missing block is asked of someone. */
+  assert_int_equal(picker_next(p, 2, 3, out + 4, 1), 1);
   assert_int_equal(out[4].chunk, 1);
-  /* B duplicates chunk 0's blocks; D gets chunk 1's, chunk 0's having two
-   * copies already. */
-  assert_int_equal(picker_next(p, 1, 5, dup, 8), 4);
-  for (int i = 0; i < 4; i++) {
+  /* A has PICKER_ENDGAME_PEER blocks in flight or more: no duplicate for
+   * it. B, idle, takes PICKER_ENDGAME_PEER of chunk 0's blocks (asked at
+   * the same time: in order), and no more. */
+  assert_int_equal(picker_next(p, 0, 5, dup, 8), 0);
+  assert_int_equal(picker_next(p, 1, 5, dup, 8), PICKER_ENDGAME_PEER);
+  for (int i = 0; i < PICKER_ENDGAME_PEER; i++) {
     assert_true(same_block(&dup[i], &out[i]));
     check_shape(&f.m, &dup[i]);
   }
-  assert_int_equal(picker_next(p, 3, 5, dup + 4, 8), 1);
-  assert_int_equal(dup[4].chunk, 1);
-  /* Two copies each now: nobody gets a third, nobody a second own copy. */
-  assert_int_equal(picker_next(p, 0, 5, dup + 5, 3), 0);
-  assert_int_equal(picker_next(p, 1, 5, dup + 5, 3), 0);
-  assert_int_equal(picker_next(p, 2, 5, dup + 5, 3), 0);
-  assert_int_equal(picker_next(p, 3, 5, dup + 5, 3), 0);
+  assert_int_equal(picker_next(p, 1, 5, dup + 2, 8), 0);
+  /* D first takes the block asked most recently (chunk 1's, of C), then
+   * chunk 0's next, never one with two copies already. */
+  assert_int_equal(picker_next(p, 3, 5, dup + 2, 8), PICKER_ENDGAME_PEER);
+  assert_true(same_block(&dup[2], &out[4]));
+  assert_true(same_block(&dup[3], &out[2]));
+  /* C, with one block in flight, takes the one block left with a single
+   * copy; then nobody gets anything: two copies each. */
+  assert_int_equal(picker_next(p, 2, 5, dup + 4, 8), 1);
+  assert_true(same_block(&dup[4], &out[3]));
+  for (unsigned peer = 0; peer < 4; peer++) {
+    assert_int_equal(picker_next(p, peer, 6, dup + 5, 3), 0);
+  }
   /* B's copy of block 0 arrives first: A is to be cancelled. */
   assert_int_equal(picker_block_done(p, 1, &dup[0], &cd, cancel, &ncancel), 1);
   assert_int_equal(ncancel, 1);
   assert_int_equal(cancel[0], 0);
   assert_int_equal(picker_outstanding(p, 0), 3);
-  assert_int_equal(picker_outstanding(p, 1), 3);
+  assert_int_equal(picker_outstanding(p, 1), 1);
   assert_int_equal(picker_block_done(p, 0, &out[0], &cd, cancel, &ncancel), 0);
   assert_int_equal(ncancel, 0);
   /* A rejects block 1, so its only copy is B's; when B delivers it there
@@ -670,8 +679,8 @@ static void test_endgame_duplicates_and_cancels(void **state) {
   assert_int_equal(cd, 1);
   assert_int_equal(ncancel, 1);
   assert_int_equal(cancel[0], 3);
-  assert_int_equal(picker_outstanding(p, 3), 0);
-  assert_int_equal(picker_outstanding(p, 2), 0);
+  assert_int_equal(picker_outstanding(p, 3), 1);
+  assert_int_equal(picker_outstanding(p, 2), 1);
   picker_free(p);
   free(all);
   free(only0);
