@@ -52,6 +52,8 @@ namespaces, tc), unless --loopback.
   --out DIR           results folder (build/compare)
   --bin DIR           where shoal-peer and shoal-tracker are ($SHOAL_BIN,
                       else build/bin)
+  --keep-logs         keep each shoal run's event logs (the --json lines and
+                      stderr of every process) under DIR/logs/SYSTEM-nN-rR/
   --check             the compare-quick checks: every copy identical, shoal
                       p2p D below shoal cs D at N = 4, CSV and plots
                       written; "skipped: ..." and status 0 when network
@@ -93,6 +95,7 @@ opt_mtu=1500
 opt_out=build/compare
 opt_bin=${SHOAL_BIN:-build/bin}
 opt_check=0
+opt_keep_logs=0
 opt_clean_stale=0
 
 need_arg() { [ "$#" -ge 2 ] || usage_err "$1 needs a value"; }
@@ -112,6 +115,7 @@ while [ "$#" -gt 0 ]; do
   --out) need_arg "$@"; opt_out=$2; shift 2 ;;
   --bin) need_arg "$@"; opt_bin=$2; shift 2 ;;
   --check) opt_check=1; shift ;;
+  --keep-logs) opt_keep_logs=1; shift ;;
   --clean-stale) opt_clean_stale=1; shift ;;
   -h | --help) usage; exit 0 ;;
   *) usage_err "unknown option '$1'" ;;
@@ -678,6 +682,10 @@ run_shoal() {
     fi
   done
   record_run "$mode" "$n" "$rep"
+  if [ "$opt_keep_logs" = 1 ]; then
+    mkdir -p "$opt_out/logs/$mode-n$n-r$rep"
+    cp "$r"/*.out "$r"/*.err "$opt_out/logs/$mode-n$n-r$rep/" 2>/dev/null || true
+  fi
   rm -rf "$r"
 }
 

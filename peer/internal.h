@@ -35,6 +35,8 @@ struct upreq {
   uint32_t chunk, offset, length;
 };
 
+struct readreq;
+
 enum session_state {
   SESS_CONNECTING,  /* we dialled; TCP not up yet */
   SESS_HELLO_WAIT,  /* waiting for the other side's hello */
@@ -81,9 +83,12 @@ struct session {
   struct upreq upq[NODE_MAX_REMOTE_REQUESTS];
   unsigned upq_head, upq_len;
   unsigned reading; /* storage_reads for this peer in flight */
+  struct readreq *reads[NODE_READS_IN_FLIGHT]; /* those reads; NULL: free */
 
   uint64_t up_bytes, down_bytes;
   struct rate_meter down_meter; /* from this peer, for tit-for-tat */
+  struct rate_meter up_meter;   /* to this peer: sizes its send queue */
+  uint32_t notsent;             /* TCP_NOTSENT_LOWAT set on the socket */
   uint64_t last_send_ms, last_recv_ms, started_ms;
   uint64_t unchoked_at_ms, choked_at_ms;
   int optimistic;
@@ -227,6 +232,7 @@ struct node {
   int throttled;
   struct rate_bucket up_bucket, down_bucket;
   uint64_t up_bytes, down_bytes;
+  uint64_t wasted_bytes; /* of down_bytes: discarded, or in failed chunks */
   unsigned reads; /* block reads in flight, all sessions */
   uint8_t rbuf[1u << 20];
   uint8_t *plain; /* PWIRE_MAX_PLAIN scratch */
@@ -254,6 +260,11 @@ int session_send_block(struct session *s, uint8_t type, uint32_t chunk,
 void session_tick(struct session *s, uint64_t now);
 void session_pump_upload(struct session *s);
 void session_resume_reading(struct session *s);
+/* Sizes the socket's unsent-bytes limit to the session's send rate. */
+void session_tune_socket(struct session *s, uint64_t now);
+/* Blocks being read for the remote that must not be sent after all: the
+ * one named by only (a CANCEL), or every one (only NULL: a CHOKE). */
+void session_drop_reads(struct session *s, const struct upreq *only);
 void session_pause_reading(struct session *s);
 
 /* swarm.c: called by sessions. */

@@ -172,6 +172,7 @@ static void print_stats(struct app *a) {
     fmt_json_begin(&b, "stats");
     fmt_json_u64_field(&b, "uploaded", node_uploaded(a->node));
     fmt_json_u64_field(&b, "downloaded", node_downloaded(a->node));
+    fmt_json_u64_field(&b, "wasted", node_wasted(a->node));
     fmt_json_double_field(&b, "seconds",
                           (double)(uv_now(&a->loop) - a->start_ms) / 1000.0);
     fmt_json_end(&b);

@@ -52,6 +52,7 @@ void node_emit(struct node *n, const struct node_event *ev) {
 
 uint64_t node_uploaded(const struct node *n) { return n->up_bytes; }
 uint64_t node_downloaded(const struct node *n) { return n->down_bytes; }
+uint64_t node_wasted(const struct node *n) { return n->wasted_bytes; }
 uint16_t node_port(const struct node *n) { return n->port; }
 
 static void for_each_session(struct node *n, void (*fn)(struct session *)) {

@@ -27,7 +27,9 @@
 
 #define NODE_DEFAULT_MAX_PEERS 50
 #define NODE_UPLOAD_SLOTS 4          /* regular unchoke slots per swarm */
+#define NODE_SEED_SLOTS 16           /* a seeder's slots per swarm */
 #define NODE_RECHOKE_MS 10000u       /* tit-for-tat round */
+#define NODE_SEED_RECHOKE_MS 2000u   /* a seeder's round */
 #define NODE_OPTIMISTIC_MS 30000u    /* optimistic unchoke rotation */
 #define NODE_PIPELINE 64             /* block requests in flight per peer */
 #define NODE_MAX_REMOTE_REQUESTS 128 /* a peer's requests we queue */
@@ -45,6 +47,12 @@
 #define NODE_READS_IN_FLIGHT 8       /* block reads per peer at once */
 #define NODE_READS_MAX 32            /* block reads of the node at once */
 #define NODE_MAX_PUT_BYTES (16u << 20) /* chunk bytes waiting for hash and write */
+/* Unsent upload bytes a session keeps queued, in its socket buffer and in
+ * libuv's queue each: about NODE_QUEUE_MS of its send rate, within these
+ * bounds, so that a REQUEST, CANCEL or CHOKE never waits long behind DATA
+ * on a slow link while a fast one keeps its pipe full. */
+#define NODE_QUEUE_MS 100u
+#define NODE_QUEUE_MIN (32u << 10)
 #define NODE_WRITE_QUEUE_MAX (1u << 20) /* bytes queued before uploads wait */
 #define NODE_WRITE_QUEUE_HARD (8u << 20) /* past this the peer is closed */
 #define NODE_REJECTS_CLOSE 128       /* rejects in a row while unchoked:
@@ -141,6 +149,9 @@ int node_parse_listen(const char *s, struct sockaddr_storage *ss);
 /* DATA payload bytes sent and received by the node since it started. */
 uint64_t node_uploaded(const struct node *n);
 uint64_t node_downloaded(const struct node *n);
+/* Of those received, the bytes that were of no use: DATA discarded (late,
+ * or a second copy in endgame) and chunks that failed their hash. */
+uint64_t node_wasted(const struct node *n);
 /* The port peers connect to. */
 uint16_t node_port(const struct node *n);
 

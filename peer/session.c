@@ -8,8 +8,11 @@
  * points at it (refs), so callbacks never see a freed session.
  */
 #include <assert.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #include "common/clock.h"
 #include "common/envelope.h"
@@ -45,6 +48,7 @@ static struct session *session_new(struct node *n) {
   s->last_send_ms = s->started_ms;
   s->choked_at_ms = s->started_ms;
   meter_init(&s->down_meter, 20000, s->started_ms);
+  meter_init(&s->up_meter, 2000, s->started_ms);
   /* Until the hellos are done only a hello may come: a small limit keeps
    * connections that never say hello cheap. */
   frame_decoder_init(&s->dec, SESSION_HELLO_FRAME_MAX);
@@ -296,7 +300,21 @@ struct readreq {
   struct session *s;
   struct upreq r;
   struct wreq *w; /* the DATA frame the block is read into */
+  unsigned at;    /* its place in s->reads */
+  int dropped;    /* cancelled or choked while it was read: not sent */
 };
+
+void session_drop_reads(struct session *s, const struct upreq *only) {
+  for (unsigned i = 0; i < NODE_READS_IN_FLIGHT; i++) {
+    struct readreq *rr = s->reads[i];
+    if (rr != NULL &&
+        (only == NULL || (rr->r.chunk == only->chunk &&
+                          rr->r.offset == only->offset &&
+                          rr->r.length == only->length))) {
+      rr->dropped = 1;
+    }
+  }
+}
 
 /* Bytes before the block in a DATA frame: frame header, then the message's
  * type, chunk and offset (docs/protocol.md, "DATA"). */
@@ -308,7 +326,9 @@ static void on_block_read(void *arg, int status, uint8_t *data, size_t len) {
   struct upreq r = rr->r;
   struct wreq *w = rr->w;
   int was_full = s->node->reads >= NODE_READS_MAX;
+  int dropped = rr->dropped;
   (void)data;
+  s->reads[rr->at] = NULL;
   free(rr);
   s->reading--;
   s->node->reads--;
@@ -317,7 +337,12 @@ static void on_block_read(void *arg, int status, uint8_t *data, size_t len) {
     session_unref(s);
     return;
   }
-  if (status != 0) {
+  if (dropped) {
+    /* A CANCEL or CHOKE came while it was read: the remote no longer
+     * counts on it (rules 16 and 21 of docs/protocol.md), and sending it
+     * would spend the upload on a block it discards or has already. */
+    free(w);
+  } else if (status != 0) {
     free(w);
     log_warn("peer", "%s: cannot read chunk %u for %s: %s", s->sw->name,
              r.chunk, s->remote_short, shoal_strerror(status));
@@ -372,6 +397,41 @@ static unsigned reads_share(const struct node *n) {
   return NODE_READS_MAX / busy > 0 ? NODE_READS_MAX / busy : 1;
 }
 
+/* Bytes of DATA a session lets wait unsent: NODE_QUEUE_MS of what it
+ * sent lately, at least NODE_QUEUE_MIN, at most NODE_WRITE_QUEUE_MAX. */
+static uint32_t queue_budget(const struct session *s, uint64_t now) {
+  uint64_t b = meter_rate(&s->up_meter, now) * NODE_QUEUE_MS / 1000;
+  if (b < NODE_QUEUE_MIN) {
+    return NODE_QUEUE_MIN;
+  }
+  return b > NODE_WRITE_QUEUE_MAX ? NODE_WRITE_QUEUE_MAX : (uint32_t)b;
+}
+
+/* The kernel's share of the queue: TCP_NOTSENT_LOWAT keeps the socket
+ * from taking more than the budget of bytes not yet sent, so what else
+ * waits stays in the session, where control messages go ahead of it and
+ * a CANCEL or CHOKE can still withdraw it. Set again when the budget has
+ * moved by more than a quarter. */
+void session_tune_socket(struct session *s, uint64_t now) {
+#ifdef TCP_NOTSENT_LOWAT
+  uint32_t want = queue_budget(s, now);
+  uv_os_fd_t fd;
+  if (s->notsent != 0 && want < s->notsent + s->notsent / 4 &&
+      want > s->notsent - s->notsent / 4) {
+    return;
+  }
+  if (uv_fileno((uv_handle_t *)&s->tcp, &fd) == 0) {
+    int v = (int)want;
+    if (setsockopt(fd, IPPROTO_TCP, TCP_NOTSENT_LOWAT, &v, sizeof(v)) == 0) {
+      s->notsent = want;
+    }
+  }
+#else
+  (void)s;
+  (void)now;
+#endif
+}
+
 void session_pump_upload(struct session *s) {
   struct node *n = s->node;
   struct readreq *rr;
@@ -389,7 +449,7 @@ void session_pump_upload(struct session *s) {
          s->upq_len > 0 && s->state == SESS_OPEN && s->sw != NULL &&
          !s->am_choking) {
     if (uv_stream_get_write_queue_size((uv_stream_t *)&s->tcp) >=
-        NODE_WRITE_QUEUE_MAX) {
+        queue_budget(s, node_now(n))) {
       return; /* on_write pumps again */
     }
     r = s->upq[s->upq_head];
@@ -407,6 +467,11 @@ void session_pump_upload(struct session *s) {
     }
     rr->s = s;
     rr->r = r;
+    rr->dropped = 0;
+    rr->at = 0;
+    while (s->reads[rr->at] != NULL) {
+      rr->at++; /* a free place exists: reading < share <= the array */
+    }
     err = storage_read_into(s->sw->st, r.chunk, r.offset, r.length,
                             rr->w->data + DATA_HEAD, on_block_read, rr);
     s->upq_head = (s->upq_head + 1) % NODE_MAX_REMOTE_REQUESTS;
@@ -417,6 +482,7 @@ void session_pump_upload(struct session *s) {
       (void)session_send_block(s, PWIRE_REJECT, r.chunk, r.offset, r.length);
       continue;
     }
+    s->reads[rr->at] = rr;
     s->reading++;
     n->reads++;
     s->refs++;
@@ -661,6 +727,7 @@ int session_connect(struct node *n, struct swarm *sw, const struct sockaddr *sa,
     return err;
   }
   uv_tcp_nodelay(&s->tcp, 1);
+  session_tune_socket(s, node_now(n));
   return 0;
 }
 
@@ -676,6 +743,7 @@ void session_accepted(struct node *n, uv_tcp_t *server) {
     uv_tcp_getpeername(&s->tcp, (struct sockaddr *)&s->addr, &len);
     addr_text(&s->addr, s->addr_text, sizeof(s->addr_text));
     uv_tcp_nodelay(&s->tcp, 1);
+    session_tune_socket(s, node_now(n));
     err = uv_read_start((uv_stream_t *)&s->tcp, on_alloc, on_read);
   }
   /* Accepted sessions wait on the node's list until a hello names their
@@ -709,6 +777,7 @@ void session_tick(struct session *s, uint64_t now) {
     session_close(s, "silent for too long");
     return;
   }
+  session_tune_socket(s, now);
   if (now - s->last_send_ms > NODE_KEEPALIVE_MS) {
     session_send_simple(s, PWIRE_KEEPALIVE);
   }

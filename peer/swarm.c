@@ -290,6 +290,7 @@ static void set_choke(struct session *s, int choke, uint64_t now) {
      * unchoked. */
     s->upq_len = 0;
     s->upq_head = 0;
+    session_drop_reads(s, NULL);
     s->choked_at_ms = now;
     s->optimistic = 0;
     session_send_simple(s, PWIRE_CHOKE);
@@ -314,6 +315,29 @@ static unsigned slots_used(const struct swarm *sw, int seeding) {
     }
   }
   return n;
+}
+
+/* A peer a seeder's regular slots are for: open, interested, and not a
+ * client-server client (those are all served apart from the slots). */
+static int seed_wants(const struct session *s) {
+  return s->state == SESS_OPEN && s->peer_interested &&
+         !(s->remote_flags & PWIRE_HELLO_NO_UPLOAD);
+}
+
+/* Seeding, whether a needs a slot before b: the peer holding fewer chunks
+ * first, so that the seeder's upload goes where the swarm is furthest
+ * behind and no peer is left at the tail; among equals, a choked peer
+ * before an unchoked one, and the one waiting (or served) longest first,
+ * which makes the choice a round robin while everyone holds the same. */
+static int seed_before(const struct session *a, const struct session *b) {
+  if (a->remote_have != b->remote_have) {
+    return a->remote_have < b->remote_have;
+  }
+  if (a->am_choking != b->am_choking) {
+    return a->am_choking;
+  }
+  return a->am_choking ? a->choked_at_ms < b->choked_at_ms
+                       : a->unchoked_at_ms < b->unchoked_at_ms;
 }
 
 void swarm_rechoke(struct swarm *sw, uint64_t now, int full) {
@@ -344,28 +368,39 @@ void swarm_rechoke(struct swarm *sw, uint64_t now, int full) {
   if (full) {
     sw->last_rechoke_ms = now;
     if (seeding) {
-      /* Round robin: the peer unchoked longest gives its slot to the one
-       * that has waited longest, when someone waits. */
-      struct session *oldest = NULL, *waiting = NULL;
+      /* The slots go to the NODE_SEED_SLOTS interested peers that most
+       * need them (seed_before), chosen again every NODE_SEED_RECHOKE_MS:
+       * as the ones served catch up, others take their turn. */
+      struct session *best[NODE_SEED_SLOTS];
+      unsigned nbest = 0;
+      for (struct session *s = sw->sessions; s != NULL; s = s->next) {
+        unsigned i;
+        if (!seed_wants(s)) {
+          continue;
+        }
+        for (i = nbest; i > 0 && seed_before(s, best[i - 1]); i--) {
+          if (i < NODE_SEED_SLOTS) {
+            best[i] = best[i - 1];
+          }
+        }
+        if (i < NODE_SEED_SLOTS) {
+          best[i] = s;
+          if (nbest < NODE_SEED_SLOTS) {
+            nbest++;
+          }
+        }
+      }
       for (struct session *s = sw->sessions, *s_next; s != NULL;
            s = s_next) {
         s_next = s->next; /* a send may close s */
-        if (s->state != SESS_OPEN || !s->peer_interested ||
-            (s->remote_flags & PWIRE_HELLO_NO_UPLOAD)) {
+        int keep = 0;
+        if (!seed_wants(s)) {
           continue;
         }
-        if (!s->am_choking &&
-            (oldest == NULL || s->unchoked_at_ms < oldest->unchoked_at_ms)) {
-          oldest = s;
+        for (unsigned i = 0; i < nbest; i++) {
+          keep |= best[i] == s;
         }
-        if (s->am_choking &&
-            (waiting == NULL || s->choked_at_ms < waiting->choked_at_ms)) {
-          waiting = s;
-        }
-      }
-      if (oldest != NULL && waiting != NULL &&
-          slots_used(sw, seeding) >= NODE_UPLOAD_SLOTS) {
-        set_choke(oldest, 1, now);
+        set_choke(s, !keep, now);
       }
     } else {
       /* Tit-for-tat: the NODE_UPLOAD_SLOTS - 1 peers that sent us the most
@@ -444,16 +479,19 @@ void swarm_rechoke(struct swarm *sw, uint64_t now, int full) {
       }
     }
   }
-  /* Free slots go at once to the interested peer that waited longest. */
+  /* Free slots go at once to the interested peer that waited longest (a
+   * seeder: the one that needs it most). */
   used = slots_used(sw, seeding);
-  while (used < NODE_UPLOAD_SLOTS) {
+  while (used < (seeding ? NODE_SEED_SLOTS : NODE_UPLOAD_SLOTS)) {
     struct session *waiting = NULL;
     for (struct session *s = sw->sessions, *s_next; s != NULL;
          s = s_next) {
       s_next = s->next; /* a send may close s */
       if (s->state == SESS_OPEN && s->peer_interested && s->am_choking &&
           !(s->remote_flags & PWIRE_HELLO_NO_UPLOAD && !seeding) &&
-          (waiting == NULL || s->choked_at_ms < waiting->choked_at_ms)) {
+          (waiting == NULL ||
+           (seeding ? seed_before(s, waiting)
+                    : s->choked_at_ms < waiting->choked_at_ms))) {
         waiting = s;
       }
     }
@@ -691,6 +729,7 @@ static void on_chunk_put(void *arg, int status) {
       }
     }
     log_warn("peer", "%s: chunk %u failed its hash", sw->name, c->chunk);
+    sw->node->wasted_bytes += c->len;
     picker_chunk_failed(sw->pk, c->chunk);
     if (sole) {
       strike(sw, c->owners, 0, "sent a chunk that failed its hash");
@@ -819,6 +858,7 @@ static int on_data(struct swarm *sw, struct session *s,
   b.length = (uint32_t)m->data_len;
   if (!picker_block_done(sw->pk, (unsigned)s->slot, &b, &chunk_done, cancel,
                          &ncancel)) {
+    sw->node->wasted_bytes += m->data_len;
     return 0; /* late, duplicate or unrequested: dropped */
   }
   p = partial_get(sw, m->chunk);
@@ -999,6 +1039,8 @@ static void on_cancel(struct session *s, const struct pwire_msg *m) {
   memcpy(s->upq, q, kept * sizeof(q[0]));
   s->upq_head = 0;
   s->upq_len = kept;
+  struct upreq r = {m->chunk, m->offset, m->length};
+  session_drop_reads(s, &r);
 }
 
 int swarm_on_message(struct swarm *sw, struct session *s,
@@ -1118,6 +1160,7 @@ int swarm_on_message(struct swarm *sw, struct session *s,
 
 void swarm_upload_sent(struct swarm *sw, struct session *s, uint32_t len) {
   s->up_bytes += len;
+  meter_add(&s->up_meter, len, node_now(sw->node));
   sw->up_bytes += len;
   sw->node->up_bytes += len;
 }
@@ -1240,7 +1283,8 @@ void swarm_tick(struct swarm *sw, uint64_t now) {
       swarm_fill_requests(sw, s);
     }
   }
-  if (now - sw->last_rechoke_ms >= NODE_RECHOKE_MS) {
+  if (now - sw->last_rechoke_ms >=
+      (is_seeding(sw) ? NODE_SEED_RECHOKE_MS : NODE_RECHOKE_MS)) {
     swarm_rechoke(sw, now, 1);
   }
 }

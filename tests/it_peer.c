@@ -1050,6 +1050,13 @@ static void corrupt_peer_is_banned(void **state) {
   expect_exit(dl, COMPLETE_MS, 0);
   assert_copy(f, "out", "bait.bin", data, size);
   assert_json_output(dl);
+  /* The corrupt chunks were received and thrown away: the stats say so. */
+  uint64_t wasted = 0, downloaded = 0;
+  assert_true(proc_find_event(dl, "stats", NULL, NULL, 1, line, LINE_CAP));
+  assert_int_equal(jsonl_u64(line, "wasted", &wasted), 0);
+  assert_int_equal(jsonl_u64(line, "downloaded", &downloaded), 0);
+  assert_true(wasted >= ((uint64_t)1 << m->chunk_log2));
+  assert_true(downloaded >= size + wasted);
   stop_peer(seed, NULL);
   manifest_free(m);
   identity_close(&publisher);
