@@ -35,7 +35,8 @@
 #define NODE_MAX_REMOTE_REQUESTS 128 /* a peer's requests we queue */
 #define NODE_REQUEST_TIMEOUT_MS 10000u
 #define NODE_REQUEST_TIMEOUT_MAX_MS 120000u /* however slow the peer */
-#define NODE_PIPELINE_MIN 8          /* requests beyond a peer's 2 s worth */
+#define NODE_PIPELINE_MIN 4          /* requests beyond a peer's rate's worth */
+#define NODE_PIPELINE_MS 500u        /* requests in flight: this much of its rate */
 #define NODE_KEEPALIVE_MS 30000u
 #define NODE_IDLE_MS 120000u         /* a silent session is closed */
 #define NODE_HELLO_MS 10000u         /* hellos must be done by then */

@@ -533,7 +533,7 @@ static unsigned pipeline_depth(const struct swarm *sw) {
   return blocks < NODE_PIPELINE ? (unsigned)blocks : NODE_PIPELINE;
 }
 
-/* Blocks to keep requested from one peer: about two seconds of what it has
+/* Blocks to keep requested from one peer: NODE_PIPELINE_MS of what it has
  * been sending lately, plus NODE_PIPELINE_MIN to find out whether it can
  * send more, within pipeline_depth(). A slow peer is not asked for more
  * than it can deliver before the request timeout, so its blocks are not
@@ -541,7 +541,10 @@ static unsigned pipeline_depth(const struct swarm *sw) {
 static unsigned session_depth(const struct swarm *sw,
                               const struct session *s) {
   uint64_t rate = meter_rate(&s->down_meter, node_now(sw->node));
-  uint64_t blocks = NODE_PIPELINE_MIN + 2 * rate / PWIRE_BLOCK_BYTES;
+  uint64_t chunk = (uint64_t)1 << sw->m->chunk_log2;
+  uint64_t block = chunk < PWIRE_BLOCK_BYTES ? chunk : PWIRE_BLOCK_BYTES;
+  uint64_t blocks =
+      NODE_PIPELINE_MIN + rate * NODE_PIPELINE_MS / 1000 / block;
   unsigned cap = pipeline_depth(sw);
   return blocks < cap ? (unsigned)blocks : cap;
 }
