@@ -87,7 +87,6 @@ struct session {
 
   uint64_t up_bytes, down_bytes;
   struct rate_meter down_meter; /* from this peer, for tit-for-tat */
-  struct rate_meter up_meter;   /* to this peer: sizes its send queue */
   uint32_t notsent;             /* TCP_NOTSENT_LOWAT set on the socket */
   uint64_t last_send_ms, last_recv_ms, started_ms;
   uint64_t unchoked_at_ms, choked_at_ms;
@@ -233,6 +232,7 @@ struct node {
   struct rate_bucket up_bucket, down_bucket;
   uint64_t up_bytes, down_bytes;
   uint64_t wasted_bytes; /* of down_bytes: discarded, or in failed chunks */
+  struct rate_meter up_meter; /* DATA queued to every peer, over 2 s */
   unsigned reads; /* block reads in flight, all sessions */
   uint8_t rbuf[1u << 20];
   uint8_t *plain; /* PWIRE_MAX_PLAIN scratch */

@@ -252,6 +252,7 @@ int node_new(struct node **out, uv_loop_t *loop, const struct node_config *c,
   n->cb_arg = arg;
   n->seq = envelope_seq_start(clock_wall_ms());
   rate_init(&n->up_bucket, c->upload_rate, uv_now(loop));
+  meter_init(&n->up_meter, 2000, uv_now(loop));
   rate_init(&n->down_bucket, c->download_rate, uv_now(loop));
   err = replay_guard_init(&n->hello_guard, HELLO_GUARD_SENDERS,
                           ENVELOPE_WINDOW_MS_DEFAULT);
