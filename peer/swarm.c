@@ -317,11 +317,50 @@ static unsigned slots_used(const struct swarm *sw, int seeding) {
   return n;
 }
 
-/* A peer a seeder's regular slots are for: open, interested, and not a
- * client-server client (those are all served apart from the slots). */
-static int seed_wants(const struct session *s) {
+/* A peer the regular slots are for: open, interested, and not a
+ * client-server client (a seeder serves those apart from the slots, a
+ * downloader never). */
+static int slot_candidate(const struct session *s) {
   return s->state == SESS_OPEN && s->peer_interested &&
          !(s->remote_flags & PWIRE_HELLO_NO_UPLOAD);
+}
+
+/* An order of candidates for the slots: whether a comes before b. */
+typedef int (*slot_order)(const struct session *a, const struct session *b,
+                          uint64_t now);
+
+/* Keeps best[0..*n) (at most cap) the candidates that come first, in
+ * order, as s is offered. */
+static void best_offer(struct session **best, unsigned cap, unsigned *n,
+                       struct session *s, slot_order before, uint64_t now) {
+  unsigned i;
+  for (i = *n; i > 0 && before(s, best[i - 1], now); i--) {
+    if (i < cap) {
+      best[i] = best[i - 1];
+    }
+  }
+  if (i < cap) {
+    best[i] = s;
+    if (*n < cap) {
+      (*n)++;
+    }
+  }
+}
+
+static int in_best(struct session *const *best, unsigned n,
+                   const struct session *s) {
+  for (unsigned i = 0; i < n; i++) {
+    if (best[i] == s) {
+      return 1;
+    }
+  }
+  return 0;
+}
+
+/* Downloading, tit-for-tat: the peer that sent us more lately first. */
+static int sent_us_more(const struct session *a, const struct session *b,
+                        uint64_t now) {
+  return meter_rate(&a->down_meter, now) > meter_rate(&b->down_meter, now);
 }
 
 /* Seeding, whether a needs a slot before b: the peer holding fewer chunks
@@ -329,7 +368,9 @@ static int seed_wants(const struct session *s) {
  * behind and no peer is left at the tail; among equals, a choked peer
  * before an unchoked one, and the one waiting (or served) longest first,
  * which makes the choice a round robin while everyone holds the same. */
-static int seed_before(const struct session *a, const struct session *b) {
+static int seed_before(const struct session *a, const struct session *b,
+                       uint64_t now) {
+  (void)now;
   if (a->remote_have != b->remote_have) {
     return a->remote_have < b->remote_have;
   }
@@ -374,33 +415,16 @@ void swarm_rechoke(struct swarm *sw, uint64_t now, int full) {
       struct session *best[NODE_SEED_SLOTS];
       unsigned nbest = 0;
       for (struct session *s = sw->sessions; s != NULL; s = s->next) {
-        unsigned i;
-        if (!seed_wants(s)) {
-          continue;
-        }
-        for (i = nbest; i > 0 && seed_before(s, best[i - 1]); i--) {
-          if (i < NODE_SEED_SLOTS) {
-            best[i] = best[i - 1];
-          }
-        }
-        if (i < NODE_SEED_SLOTS) {
-          best[i] = s;
-          if (nbest < NODE_SEED_SLOTS) {
-            nbest++;
-          }
+        if (slot_candidate(s)) {
+          best_offer(best, NODE_SEED_SLOTS, &nbest, s, seed_before, now);
         }
       }
       for (struct session *s = sw->sessions, *s_next; s != NULL;
            s = s_next) {
         s_next = s->next; /* a send may close s */
-        int keep = 0;
-        if (!seed_wants(s)) {
-          continue;
+        if (slot_candidate(s)) {
+          set_choke(s, !in_best(best, nbest, s), now);
         }
-        for (unsigned i = 0; i < nbest; i++) {
-          keep |= best[i] == s;
-        }
-        set_choke(s, !keep, now);
       }
     } else {
       /* Tit-for-tat: the NODE_UPLOAD_SLOTS - 1 peers that sent us the most
@@ -408,45 +432,19 @@ void swarm_rechoke(struct swarm *sw, uint64_t now, int full) {
       struct session *best[NODE_UPLOAD_SLOTS];
       unsigned nbest = 0;
       int rotate = now - sw->last_optimistic_ms >= NODE_OPTIMISTIC_MS;
-      for (struct session *s = sw->sessions, *s_next; s != NULL;
-           s = s_next) {
-        s_next = s->next; /* a send may close s */
-        uint64_t r;
-        unsigned i;
-        if (s->state != SESS_OPEN || !s->peer_interested) {
-          continue;
-        }
-        if (s->remote_flags & PWIRE_HELLO_NO_UPLOAD) {
-          continue; /* choked above: a downloader does not serve them */
-        }
-        r = meter_rate(&s->down_meter, now);
-        for (i = nbest; i > 0; i--) {
-          if (meter_rate(&best[i - 1]->down_meter, now) >= r) {
-            break;
-          }
-          if (i < NODE_UPLOAD_SLOTS - 1) {
-            best[i] = best[i - 1];
-          }
-        }
-        if (i < NODE_UPLOAD_SLOTS - 1) {
-          best[i] = s;
-          if (nbest < NODE_UPLOAD_SLOTS - 1) {
-            nbest++;
-          }
+      for (struct session *s = sw->sessions; s != NULL; s = s->next) {
+        if (slot_candidate(s)) {
+          best_offer(best, NODE_UPLOAD_SLOTS - 1, &nbest, s, sent_us_more,
+                     now);
         }
       }
       for (struct session *s = sw->sessions, *s_next; s != NULL;
            s = s_next) {
         s_next = s->next; /* a send may close s */
-        int keep = 0;
-        if (s->state != SESS_OPEN || !s->peer_interested ||
-            (s->remote_flags & PWIRE_HELLO_NO_UPLOAD)) {
+        if (!slot_candidate(s)) {
           continue;
         }
-        for (unsigned i = 0; i < nbest; i++) {
-          keep |= best[i] == s;
-        }
-        if (keep) {
+        if (in_best(best, nbest, s)) {
           s->optimistic = 0;
           set_choke(s, 0, now);
         } else if (!(s->optimistic && !rotate)) {
@@ -459,16 +457,14 @@ void swarm_rechoke(struct swarm *sw, uint64_t now, int full) {
         for (struct session *s = sw->sessions, *s_next; s != NULL;
              s = s_next) {
           s_next = s->next; /* a send may close s */
-          count += s->state == SESS_OPEN && s->peer_interested &&
-                   s->am_choking && !(s->remote_flags & PWIRE_HELLO_NO_UPLOAD);
+          count += slot_candidate(s) && s->am_choking;
         }
         if (count > 0) {
           pick = (unsigned)randombytes_uniform(count);
           for (struct session *s = sw->sessions, *s_next; s != NULL;
                s = s_next) {
             s_next = s->next; /* a send may close s */
-            if (s->state == SESS_OPEN && s->peer_interested && s->am_choking &&
-                !(s->remote_flags & PWIRE_HELLO_NO_UPLOAD) && pick-- == 0) {
+            if (slot_candidate(s) && s->am_choking && pick-- == 0) {
               s->optimistic = 1;
               set_choke(s, 0, now);
               break;
@@ -490,7 +486,7 @@ void swarm_rechoke(struct swarm *sw, uint64_t now, int full) {
       if (s->state == SESS_OPEN && s->peer_interested && s->am_choking &&
           !(s->remote_flags & PWIRE_HELLO_NO_UPLOAD && !seeding) &&
           (waiting == NULL ||
-           (seeding ? seed_before(s, waiting)
+           (seeding ? seed_before(s, waiting, now)
                     : s->choked_at_ms < waiting->choked_at_ms))) {
         waiting = s;
       }
