@@ -9,7 +9,6 @@
 #define FIELDS_RANGE 8  /* MANIFEST_REQ: offset, length */
 #define FIELDS_PART 8   /* MANIFEST_PART: total, offset */
 #define FIELDS_DATA 8   /* DATA: chunk, offset */
-#define FIELDS_HAVE 4   /* HAVE: chunk */
 /* A have-map covers at most the largest manifest's chunks. */
 #define HAVE_MAP_MAX ((MANIFEST_MAX_CHUNKS + 7u) / 8u)
 
@@ -228,7 +227,11 @@ static int encoded_body(const struct pwire_msg *m, size_t *size) {
     *size = m->data_len;
     return 0;
   case PWIRE_HAVE:
-    *size = FIELDS_HAVE;
+    if (m->data_len == 0 || m->data_len % 4 != 0 ||
+        m->data_len > 4 * PWIRE_HAVE_MAX) {
+      return SHOAL_EINVAL;
+    }
+    *size = m->data_len;
     return 0;
   case PWIRE_INTERESTED:
   case PWIRE_NOT_INTERESTED:
@@ -279,10 +282,8 @@ int pwire_encode(struct buf *out, const struct pwire_msg *m) {
     buf_add(out, m->data, m->data_len);
     break;
   case PWIRE_HAVE_MAP:
-    buf_add(out, m->data, m->data_len);
-    break;
   case PWIRE_HAVE:
-    buf_add_u32(out, m->chunk);
+    buf_add(out, m->data, m->data_len);
     break;
   case PWIRE_REQUEST:
   case PWIRE_CANCEL:
@@ -366,7 +367,10 @@ int pwire_decode(const uint8_t *p, size_t len, struct pwire_msg *out) {
     read_tail(&r, out, HAVE_MAP_MAX, &err);
     break;
   case PWIRE_HAVE:
-    out->chunk = buf_read_u32(&r);
+    read_tail(&r, out, 4 * PWIRE_HAVE_MAX, &err);
+    if (err == 0 && out->data_len % 4 != 0) {
+      err = SHOAL_EFORMAT; /* a chunk number cut short */
+    }
     break;
   case PWIRE_INTERESTED:
   case PWIRE_NOT_INTERESTED:

@@ -25,7 +25,7 @@
  *   MANIFEST_PART  u32 total, u32 offset, bytes
  *   HAVE_MAP       bitmap, ceil(chunks / 8) bytes, chunk 0 in the high bit
  *                  of byte 0, unused low bits of the last byte 0
- *   HAVE           u32 chunk
+ *   HAVE           u32 chunk, repeated: 1 to PWIRE_HAVE_MAX chunks
  *   INTERESTED, NOT_INTERESTED, CHOKE, UNCHOKE, KEEPALIVE   (no fields)
  *   REQUEST        u32 chunk, u32 offset, u32 length
  *   DATA           u32 chunk, u32 offset, bytes
@@ -62,6 +62,9 @@
 #define PWIRE_BLOCK_BYTES (64u << 10)
 /* A manifest part sent in one message. */
 #define PWIRE_MANIFEST_PART_BYTES (256u << 10)
+/* Chunks one HAVE may announce: a peer gathers the chunks it verified for
+ * a moment and announces them together. */
+#define PWIRE_HAVE_MAX 1024u
 /* Largest plaintext of one message: a manifest part with its header (a
  * DATA message is smaller: 9 bytes and a block). */
 #define PWIRE_MAX_PLAIN (1 + 8 + PWIRE_MANIFEST_PART_BYTES)
@@ -108,13 +111,22 @@ struct pwire_session {
 /* A decoded message; pointers borrow from the plaintext. */
 struct pwire_msg {
   uint8_t type;
-  uint32_t chunk;  /* HAVE, REQUEST, DATA, CANCEL, REJECT */
+  uint32_t chunk;  /* REQUEST, DATA, CANCEL, REJECT */
   uint32_t offset; /* MANIFEST_REQ/PART, REQUEST, DATA, CANCEL, REJECT */
   uint32_t length; /* MANIFEST_REQ, REQUEST, CANCEL, REJECT */
   uint32_t total;  /* MANIFEST_PART */
-  const uint8_t *data; /* MANIFEST_PART, HAVE_MAP, DATA */
+  const uint8_t *data; /* MANIFEST_PART, HAVE_MAP, DATA; HAVE: its chunks,
+                          big-endian u32s (pwire_have_chunk) */
   size_t data_len;
 };
+
+/* The chunks a HAVE announces, and the i-th of them. */
+static inline size_t pwire_have_count(const struct pwire_msg *m) {
+  return m->data_len / 4;
+}
+static inline uint32_t pwire_have_chunk(const struct pwire_msg *m, size_t i) {
+  return buf_be32(m->data + 4 * i);
+}
 
 void pwire_eph_generate(struct pwire_eph *e);
 void pwire_eph_close(struct pwire_eph *e);

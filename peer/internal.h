@@ -176,6 +176,11 @@ struct swarm {
   uint32_t mf_total;
   uint64_t mf_sent_ms; /* when the last MANIFEST_REQ went out */
 
+  /* Chunks verified since the last HAVE went out (swarm_send_haves). */
+  uint32_t have_pending[NODE_HAVE_BATCH];
+  unsigned nhave_pending;
+  uint64_t have_sent_ms; /* when the last HAVE went out */
+
   struct partial *partials;
   struct suspect *suspects;
   struct banned *bans;
@@ -228,6 +233,7 @@ struct node {
   uv_timer_t tick;
   uv_timer_t pump_timer;
   uv_timer_t throttle_timer;
+  uv_timer_t have_timer; /* sends the HAVEs swarms gathered */
   int throttled;
   struct rate_bucket up_bucket, down_bucket;
   uint64_t up_bytes, down_bytes;
@@ -276,6 +282,7 @@ int swarm_on_message(struct swarm *sw, struct session *s,
                      const struct pwire_msg *m);
 int swarm_is_banned(const struct swarm *sw, const uint8_t pk[32]);
 void swarm_fill_requests(struct swarm *sw, struct session *s);
+void swarm_send_haves(struct swarm *sw);
 void swarm_rechoke(struct swarm *sw, uint64_t now, int full);
 void swarm_tick(struct swarm *sw, uint64_t now);
 void swarm_upload_sent(struct swarm *sw, struct session *s, uint32_t len);
@@ -293,6 +300,7 @@ void swarm_completed(struct swarm *sw);
 uint64_t node_now(const struct node *n);
 void node_emit(struct node *n, const struct node_event *ev);
 void node_pump(struct node *n);
+void node_have_later(struct node *n, uint64_t ms);
 void node_pump_now(struct node *n);
 void node_charge_download(struct node *n, size_t bytes);
 uint64_t node_next_seq(struct node *n);

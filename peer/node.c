@@ -123,6 +123,35 @@ void node_charge_download(struct node *n, size_t bytes) {
   }
 }
 
+/* Sends the HAVEs that are due, and comes back for the rest. */
+static void on_have_timer(uv_timer_t *t) {
+  struct node *n = container_of(t, struct node, have_timer);
+  uint64_t now = node_now(n), wait = 0;
+  for (struct swarm *sw = n->swarms; sw != NULL; sw = sw->next) {
+    uint64_t due = sw->have_sent_ms + NODE_HAVE_MS;
+    if (sw->nhave_pending == 0) {
+      continue;
+    }
+    if (now >= due) {
+      swarm_send_haves(sw);
+    } else if (wait == 0 || due - now < wait) {
+      wait = due - now;
+    }
+  }
+  if (wait > 0) {
+    node_have_later(n, wait);
+  }
+}
+
+/* A swarm has HAVEs that may go out in ms. */
+void node_have_later(struct node *n, uint64_t ms) {
+  if (n->stopping || (uv_is_active((uv_handle_t *)&n->have_timer) &&
+                      uv_timer_get_due_in(&n->have_timer) <= ms)) {
+    return;
+  }
+  uv_timer_start(&n->have_timer, on_have_timer, ms, 0);
+}
+
 /* ------------------------------------------------------------------------ */
 /* Ticks and progress */
 
@@ -267,6 +296,7 @@ int node_new(struct node **out, uv_loop_t *loop, const struct node_config *c,
   uv_timer_init(loop, &n->tick);
   uv_timer_init(loop, &n->pump_timer);
   uv_timer_init(loop, &n->throttle_timer);
+  uv_timer_init(loop, &n->have_timer);
   uv_timer_init(loop, &n->stop_timer);
   err = uv_tcp_bind(&n->listener, (const struct sockaddr *)&ss, 0);
   if (err == 0) {
@@ -1131,6 +1161,7 @@ static void close_all(struct node *n) {
   close_handle(n, (uv_handle_t *)&n->tick);
   close_handle(n, (uv_handle_t *)&n->pump_timer);
   close_handle(n, (uv_handle_t *)&n->throttle_timer);
+  close_handle(n, (uv_handle_t *)&n->have_timer);
   close_handle(n, (uv_handle_t *)&n->stop_timer);
   /* Let go of node_stop's hold. */
   n->closing_handles--;

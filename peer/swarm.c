@@ -686,17 +686,45 @@ struct put_ctx {
   uint8_t *bad_hashes; /* nblocks x 32 */
 };
 
-static void broadcast_have(struct swarm *sw, uint32_t chunk) {
+/* Tells every peer about the chunks verified since the last call, in one
+ * HAVE each: a HAVE alone would often be a packet of its own, and at one
+ * per chunk and peer those packets take a few percent of a peer's upload
+ * (docs/protocol.md, rule 10). */
+void swarm_send_haves(struct swarm *sw) {
+  uint8_t list[4 * NODE_HAVE_BATCH];
+  struct pwire_msg m;
+  if (sw->nhave_pending == 0) {
+    return;
+  }
+  for (unsigned i = 0; i < sw->nhave_pending; i++) {
+    buf_put_be32(list + 4 * i, sw->have_pending[i]);
+  }
+  memset(&m, 0, sizeof(m));
+  m.type = PWIRE_HAVE;
+  m.data = list;
+  m.data_len = 4 * (size_t)sw->nhave_pending;
+  sw->nhave_pending = 0;
+  sw->have_sent_ms = node_now(sw->node);
   for (struct session *s = sw->sessions, *s_next; s != NULL;
        s = s_next) {
     s_next = s->next; /* a send may close s */
     if (s->state == SESS_OPEN && s->sent_have_map) {
-      struct pwire_msg m;
-      memset(&m, 0, sizeof(m));
-      m.type = PWIRE_HAVE;
-      m.chunk = chunk;
       (void)session_send(s, &m);
     }
+  }
+}
+
+/* Announces chunk at once when the last HAVE went out NODE_HAVE_MS ago or
+ * more (a chunk is worth most to the swarm when it is new), else together
+ * with what else verifies until then. */
+static void have_soon(struct swarm *sw, uint32_t chunk) {
+  uint64_t now = node_now(sw->node);
+  uint64_t due = sw->have_sent_ms + NODE_HAVE_MS;
+  sw->have_pending[sw->nhave_pending++] = chunk;
+  if (sw->nhave_pending == NODE_HAVE_BATCH || now >= due) {
+    swarm_send_haves(sw);
+  } else {
+    node_have_later(sw->node, due - now);
   }
 }
 
@@ -710,7 +738,7 @@ static void on_chunk_put(void *arg, int status) {
   }
   if (status == 0) {
     picker_chunk_verified(sw->pk, c->chunk);
-    broadcast_have(sw, c->chunk);
+    have_soon(sw, c->chunk);
     for (struct session *s = sw->sessions, *next; s != NULL; s = next) {
       next = s->next;
       update_interest(sw, s);
@@ -1077,15 +1105,18 @@ int swarm_on_message(struct swarm *sw, struct session *s,
     }
     return 0;
   case PWIRE_HAVE:
-    if (s->have_map == NULL || m->chunk / 8 >= s->have_map_len ||
-        (sw->m != NULL && m->chunk >= sw->m->chunk_count)) {
-      return SHOAL_EINVAL;
-    }
-    if (!(s->have_map[m->chunk / 8] & (0x80u >> (m->chunk % 8)))) {
-      s->have_map[m->chunk / 8] |= (uint8_t)(0x80u >> (m->chunk % 8));
-      s->remote_have++;
-      if (s->in_picker) {
-        picker_peer_have(sw->pk, (unsigned)s->slot, m->chunk);
+    for (size_t i = 0; i < pwire_have_count(m); i++) {
+      uint32_t chunk = pwire_have_chunk(m, i);
+      if (s->have_map == NULL || chunk / 8 >= s->have_map_len ||
+          (sw->m != NULL && chunk >= sw->m->chunk_count)) {
+        return SHOAL_EINVAL;
+      }
+      if (!(s->have_map[chunk / 8] & (0x80u >> (chunk % 8)))) {
+        s->have_map[chunk / 8] |= (uint8_t)(0x80u >> (chunk % 8));
+        s->remote_have++;
+        if (s->in_picker) {
+          picker_peer_have(sw->pk, (unsigned)s->slot, chunk);
+        }
       }
     }
     update_interest(sw, s);
@@ -1204,6 +1235,7 @@ static void on_finished(void *arg, int status) {
     return;
   }
   sw->state = SW_SEEDING;
+  swarm_send_haves(sw); /* the last chunks: a new seeder, at once */
   for (struct session *s = sw->sessions, *next; s != NULL; s = next) {
     next = s->next;
     update_interest(sw, s);

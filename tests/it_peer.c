@@ -46,6 +46,7 @@
 #include "common/pwire.h"
 #include "common/textid.h"
 #include "common/tmsg.h"
+#include "peer/node.h"
 #include "tests/lib/jsonl.h"
 #include "tests/lib/pclient.h"
 #include "tests/lib/proc.h"
@@ -99,7 +100,20 @@ struct fake {
   atomic_int stop;
   atomic_uint parts;  /* manifest parts served */
   atomic_uint blocks; /* (corrupted) blocks served */
+  int holds_all; /* else it holds nothing, and watches what peers announce */
+  /* What peers announced, in their have-maps (FAKE_SEEN_MAP) and HAVEs
+   * (FAKE_SEEN_HAVE): the counts atomic while the thread runs, the rest
+   * read once it is stopped. */
+  atomic_uint have_msgs;
+  atomic_uint have_chunks; /* distinct chunks announced either way */
+  atomic_uint have_bad;    /* out of range, empty, or in a HAVE twice */
+  unsigned have_full;      /* HAVEs of NODE_HAVE_BATCH chunks */
+  uint64_t have_first_ms, have_last_ms;
+  uint8_t *have_seen;      /* one byte a chunk */
 };
+
+#define FAKE_SEEN_MAP 1u
+#define FAKE_SEEN_HAVE 2u
 
 /* ------------------------------------------------------------------------ */
 /* Fixture */
@@ -509,7 +523,7 @@ static int fake_announce(struct fake *fk) {
   const uint8_t *p;
   size_t n;
   uint8_t c[1][32];
-  uint8_t role = TMSG_ROLE_SEEDING;
+  uint8_t role = fk->holds_all ? TMSG_ROLE_SEEDING : TMSG_ROLE_DOWNLOADING;
   int rc = -1;
   int fd = tc_connect(fk->tracker->port);
   if (fd < 0) {
@@ -532,22 +546,61 @@ static int fake_announce(struct fake *fk) {
   return rc;
 }
 
-static int fake_send_have_map(struct pclient *c, uint32_t chunks) {
+/* A have-map of chunks bits, the first held of them set. */
+static int fake_send_have_map(struct pclient *c, uint32_t held,
+                              uint32_t chunks) {
   uint8_t map[64];
   size_t len = (chunks + 7u) / 8u;
   struct pwire_msg m;
-  if (len == 0 || len > sizeof(map)) {
+  if (len == 0 || len > sizeof(map) || held > chunks) {
     return SHOAL_EINVAL;
   }
-  memset(map, 0xff, len);
-  if (chunks % 8u != 0) {
-    map[len - 1] = (uint8_t)(0xffu << (8u - chunks % 8u));
+  memset(map, 0, len);
+  memset(map, 0xff, held / 8u);
+  if (held % 8u != 0) {
+    map[held / 8u] = (uint8_t)(0xffu << (8u - held % 8u));
   }
   memset(&m, 0, sizeof(m));
   m.type = PWIRE_HAVE_MAP;
   m.data = map;
   m.data_len = len;
   return pc_send(c, &m);
+}
+
+static void fake_seen(struct fake *fk, uint32_t chunk, uint8_t how) {
+  if (chunk >= fk->chunks ||
+      (how == FAKE_SEEN_HAVE && (fk->have_seen[chunk] & FAKE_SEEN_HAVE))) {
+    atomic_fetch_add(&fk->have_bad, 1);
+    return;
+  }
+  if (fk->have_seen[chunk] == 0) {
+    atomic_fetch_add(&fk->have_chunks, 1);
+  }
+  fk->have_seen[chunk] |= how;
+}
+
+static void fake_note(struct fake *fk, const struct pwire_msg *m) {
+  if (m->type == PWIRE_HAVE_MAP) {
+    for (uint32_t i = 0; i < fk->chunks && i / 8 < m->data_len; i++) {
+      if (m->data[i / 8] & (0x80u >> (i % 8))) {
+        fake_seen(fk, i, FAKE_SEEN_MAP);
+      }
+    }
+    return;
+  }
+  size_t n = pwire_have_count(m);
+  uint64_t now = proc_now_ms();
+  if (atomic_fetch_add(&fk->have_msgs, 1) == 0) {
+    fk->have_first_ms = now;
+  }
+  fk->have_last_ms = now;
+  fk->have_full += n == NODE_HAVE_BATCH;
+  if (n == 0 || n > NODE_HAVE_BATCH) {
+    atomic_fetch_add(&fk->have_bad, 1);
+  }
+  for (size_t i = 0; i < n; i++) {
+    fake_seen(fk, pwire_have_chunk(m, i), FAKE_SEEN_HAVE);
+  }
 }
 
 /* Handles one readable event on a session. Returns 0 to keep it. */
@@ -557,12 +610,12 @@ static int fake_serve(struct fake *fk, struct pclient *c) {
   int err;
 
   if (!c->session_ready) {
-    err = pc_handshake(c, fk->content, (uint16_t)fk->port, PWIRE_HELLO_SEEDER,
-                       3000);
+    err = pc_handshake(c, fk->content, (uint16_t)fk->port,
+                       fk->holds_all ? PWIRE_HELLO_SEEDER : 0, 3000);
     if (err != 0) {
       return err;
     }
-    return fake_send_have_map(c, fk->chunks);
+    return fake_send_have_map(c, fk->holds_all ? fk->chunks : 0, fk->chunks);
   }
   err = pc_recv(c, &m, 3000);
   if (err != 0) {
@@ -609,8 +662,12 @@ static int fake_serve(struct fake *fk, struct pclient *c) {
     atomic_fetch_add(&fk->blocks, 1);
     return pc_send(c, &out);
   }
+  case PWIRE_HAVE_MAP:
+  case PWIRE_HAVE:
+    fake_note(fk, &m);
+    return 0;
   default:
-    return 0; /* have, keepalive, cancel, not interested: nothing to do */
+    return 0; /* keepalive, cancel, not interested: nothing to do */
   }
 }
 
@@ -681,13 +738,16 @@ static void *fake_main(void *arg) {
   return NULL;
 }
 
-/* Starts a fake seeder for content with copies of the manifest and data
- * (the thread may outlive the test function's frame until teardown). It
+/* Starts a fake peer for content with copies of the manifest and data:
+ * a seeder that serves every block corrupted when holds_all, else a peer
+ * that holds nothing and notes what the others announce (the thread may
+ * outlive the test function's frame until teardown). It
  * announces itself once before this returns, then every second. */
 static struct fake *fake_start(struct fx *f, const uint8_t content[32],
                                const uint8_t *manifest, size_t manifest_len,
                                const uint8_t *data, uint64_t data_len,
-                               unsigned chunk_log2, uint32_t chunks) {
+                               unsigned chunk_log2, uint32_t chunks,
+                               int holds_all) {
   struct fake *fk = calloc(1, sizeof(*fk));
   assert_non_null(fk);
   assert_true(f->nfakes < 2);
@@ -705,6 +765,9 @@ static struct fake *fake_start(struct fx *f, const uint8_t content[32],
   fk->data_len = data_len;
   fk->chunk_log2 = chunk_log2;
   fk->chunks = chunks;
+  fk->holds_all = holds_all;
+  fk->have_seen = calloc(chunks > 0 ? chunks : 1, 1);
+  assert_non_null(fk->have_seen);
   fk->tracker = &f->t;
   fk->announce_seq = envelope_seq_start(clock_wall_ms());
   fk->hello_seq = fk->announce_seq;
@@ -717,20 +780,26 @@ static struct fake *fake_start(struct fx *f, const uint8_t content[32],
   return fk;
 }
 
-static void fake_stop(struct fake *fk) {
-  if (fk == NULL) {
-    return;
-  }
+/* Stops the thread: what it recorded is then the caller's to read. */
+static void fake_halt(struct fake *fk) {
   if (fk->running) {
     atomic_store(&fk->stop, 1);
     pthread_join(fk->th, NULL);
     fk->running = 0;
   }
+}
+
+static void fake_stop(struct fake *fk) {
+  if (fk == NULL) {
+    return;
+  }
+  fake_halt(fk);
   if (fk->lfd >= 0) {
     close(fk->lfd);
     fk->lfd = -1;
   }
   identity_close(&fk->id);
+  free(fk->have_seen);
   free(fk->manifest);
   free(fk->data);
   free(fk);
@@ -989,6 +1058,22 @@ static void killed_download_resumes(void **state) {
 /* ------------------------------------------------------------------------ */
 /* 4. A peer that serves corrupt blocks is banned. */
 
+/* A share link to m, named name, at the fixture's tracker. */
+static void link_to(const struct fx *f, const struct manifest *m,
+                    const char *name, uint64_t size,
+                    char link[LINK_MAX_CHARS + 1]) {
+  struct share_link l;
+  memset(&l, 0, sizeof(l));
+  memcpy(l.id, m->id, 32);
+  snprintf(l.name, sizeof(l.name), "%s", name);
+  l.size = size;
+  memcpy(l.tracker_key, f->t.key, 32);
+  l.tracker_count = 1;
+  snprintf(l.trackers[0].host, sizeof(l.trackers[0].host), "127.0.0.1");
+  l.trackers[0].port = (uint16_t)f->t.port;
+  assert_true(link_format(&l, link, LINK_MAX_CHARS + 1) > 0);
+}
+
 static void corrupt_peer_is_banned(void **state) {
   struct fx *f = *state;
   const size_t size = 512 * KiB;
@@ -1008,21 +1093,12 @@ static void corrupt_peer_is_banned(void **state) {
   assert_int_equal(manifest_build(src, &publisher, NULL, &m), 0);
   assert_int_equal(m->chunk_count, (uint32_t)(size >> m->chunk_log2));
   struct fake *fk = fake_start(f, m->id, m->encoded, m->encoded_len, data, size,
-                               m->chunk_log2, m->chunk_count);
+                               m->chunk_log2, m->chunk_count, 1);
   char bad_id[TEXTID_STRLEN];
   textid_encode(TEXTID_KEY, fk->id.pk, bad_id);
 
-  struct share_link l;
   char link[LINK_MAX_CHARS + 1];
-  memset(&l, 0, sizeof(l));
-  memcpy(l.id, m->id, 32);
-  snprintf(l.name, sizeof(l.name), "bait.bin");
-  l.size = size;
-  memcpy(l.tracker_key, f->t.key, 32);
-  l.tracker_count = 1;
-  snprintf(l.trackers[0].host, sizeof(l.trackers[0].host), "127.0.0.1");
-  l.trackers[0].port = (uint16_t)f->t.port;
-  assert_true(link_format(&l, link, sizeof(link)) > 0);
+  link_to(f, m, "bait.bin", size, link);
 
   mkdir_in(f, "out");
   path_in(f, opath, sizeof(opath), "out");
@@ -1057,6 +1133,72 @@ static void corrupt_peer_is_banned(void **state) {
   assert_int_equal(jsonl_u64(line, "downloaded", &downloaded), 0);
   assert_true(wasted >= ((uint64_t)1 << m->chunk_log2));
   assert_true(downloaded >= size + wasted);
+  stop_peer(seed, NULL);
+  manifest_free(m);
+  identity_close(&publisher);
+  free(data);
+  finish(f);
+}
+
+/* A downloader tells its peers about the chunks it verified in HAVEs of
+ * several chunks each, at most one every NODE_HAVE_MS but for full ones,
+ * every chunk once, the last ones as soon as it is complete. A fake peer
+ * that holds nothing watches what it announces while a seeder, held to
+ * 2 MiB/s, takes a few seconds to serve it. */
+static void haves_come_in_batches(void **state) {
+  struct fx *f = *state;
+  const size_t size = 8 * MiB;
+  uint8_t *data;
+  struct identity publisher;
+  struct manifest *m = NULL;
+  struct shared sh;
+  char src[PROC_PATH_MAX], opath[PROC_PATH_MAX], keypath[PROC_PATH_MAX];
+
+  start_tracker(f);
+  mkdir_in(f, "src");
+  write_random(f, "src/batch.bin", size, 5, &data);
+  path_in(f, src, sizeof(src), "src/batch.bin");
+  identity_generate(&publisher);
+  assert_int_equal(manifest_build(src, &publisher, NULL, &m), 0);
+  assert_true(m->chunk_count >= 2 * NODE_HAVE_BATCH);
+  struct fake *fk = fake_start(f, m->id, m->encoded, m->encoded_len, data, size,
+                               m->chunk_log2, m->chunk_count, 0);
+  mkdir_in(f, "home-s");
+  path_in(f, keypath, sizeof(keypath), "home-s/identity.key");
+  assert_int_equal(identity_save(&publisher, keypath), 0);
+  struct proc *seed = peer_start(f, "seeder", "s", "share", src, "--tracker",
+                                 f->tracker_addr, "--tracker-key",
+                                 f->tracker_key, "--upload-rate", "2M", NULL);
+  wait_shared(seed, &sh);
+
+  mkdir_in(f, "out");
+  path_in(f, opath, sizeof(opath), "out");
+  struct proc *dl =
+      peer_start(f, "dl", "dl", "get", sh.link, "-o", opath, "--seed", NULL);
+  wait_event(dl, "complete", NULL, NULL, COMPLETE_MS, NULL);
+  assert_copy(f, "out", "batch.bin", data, size);
+  /* The last HAVE follows completion at once; wait for it to arrive. */
+  uint64_t deadline = proc_now_ms() + MSG_MS;
+  while (atomic_load(&fk->have_chunks) < m->chunk_count &&
+         proc_now_ms() < deadline) {
+    (void)poll(NULL, 0, 10); /* then look again */
+  }
+  fake_halt(fk);
+  unsigned msgs = atomic_load(&fk->have_msgs);
+  assert_int_equal(atomic_load(&fk->have_bad), 0);
+  assert_int_equal(atomic_load(&fk->have_chunks), m->chunk_count);
+  /* Batched: far fewer HAVEs than chunks... */
+  if (msgs == 0 || msgs > m->chunk_count / 4) {
+    fail_msg("%u HAVEs for %u chunks", msgs, m->chunk_count);
+  }
+  /* ...and, but for full ones, no two within NODE_HAVE_MS of each other
+   * (with a little slack for when they arrive). */
+  uint64_t span = fk->have_last_ms - fk->have_first_ms;
+  if (msgs - fk->have_full > span / NODE_HAVE_MS + 2) {
+    fail_msg("%u HAVEs (%u full) within %llu ms", msgs, fk->have_full,
+             (unsigned long long)span);
+  }
+  stop_peer(dl, NULL);
   stop_peer(seed, NULL);
   manifest_free(m);
   identity_close(&publisher);
@@ -1603,7 +1745,7 @@ static void hostile_manifest_paths_fail_the_get(void **state) {
 
   start_tracker(f);
   struct fake *fk = fake_start(f, id, evil.data, evil.len, data, sizeof(data),
-                               MANIFEST_CHUNK_LOG2_MIN, 1);
+                               MANIFEST_CHUNK_LOG2_MIN, 1, 1);
   mkdir_in(f, "case");
   mkdir_in(f, "case/out");
   path_in(f, opath, sizeof(opath), "case/out");
@@ -2092,6 +2234,7 @@ int main(void) {
           seeder_leaves_when_swarm_holds_every_chunk, setup, teardown),
       cmocka_unit_test_setup_teardown(killed_download_resumes, setup, teardown),
       cmocka_unit_test_setup_teardown(corrupt_peer_is_banned, setup, teardown),
+      cmocka_unit_test_setup_teardown(haves_come_in_batches, setup, teardown),
       cmocka_unit_test_setup_teardown(tracker_stop_after_peers_met, setup,
                                       teardown),
       cmocka_unit_test_setup_teardown(folder_tree_arrives_exactly, setup,

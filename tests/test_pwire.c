@@ -875,8 +875,9 @@ static void samples(struct sample s[NSAMPLES]) {
                          {.type = PWIRE_HAVE_MAP, .data = g_bytes,
                           .data_len = 3},
                          1 + 3, 1};
-  s[3] = (struct sample){"have", {.type = PWIRE_HAVE, .chunk = 0x01020304}, 5,
-                         0};
+  s[3] = (struct sample){"have",
+                         {.type = PWIRE_HAVE, .data = g_bytes, .data_len = 12},
+                         1 + 12, 1};
   s[4] = (struct sample){"interested", {.type = PWIRE_INTERESTED}, 1, 0};
   s[5] = (struct sample){"not_interested", {.type = PWIRE_NOT_INTERESTED}, 1,
                          0};
@@ -1007,9 +1008,17 @@ static void test_wire_layout_is_pinned(void **state) {
   assert_memory_equal(m.data, "abc", 3);
   free(copy);
 
-  const uint8_t have[5] = {4, 0xde, 0xad, 0xbe, 0xef};
+  const uint8_t have[9] = {4, 0xde, 0xad, 0xbe, 0xef, 0x00, 0x00, 0x01, 0x02};
   assert_err(decode_checked(have, sizeof(have), &m, &copy), 0);
-  assert_int_equal(m.chunk, 0xdeadbeef);
+  assert_int_equal(m.type, PWIRE_HAVE);
+  assert_int_equal(pwire_have_count(&m), 2);
+  assert_int_equal(pwire_have_chunk(&m, 0), 0xdeadbeef);
+  assert_int_equal(pwire_have_chunk(&m, 1), 0x102);
+  free(copy);
+  /* One chunk is the same five bytes as ever. */
+  assert_err(decode_checked(have, 5, &m, &copy), 0);
+  assert_int_equal(pwire_have_count(&m), 1);
+  assert_int_equal(pwire_have_chunk(&m, 0), 0xdeadbeef);
   free(copy);
 
   struct buf b;
@@ -1039,6 +1048,9 @@ static void test_every_truncation_is_refused(void **state) {
       if (n < fixed || (s[i].tail && n == fixed)) {
         /* Missing fields, or no bytes where at least one is needed. */
         assert_err(rc, SHOAL_ETRUNC);
+      } else if (s[i].m.type == PWIRE_HAVE) {
+        /* Whole chunk numbers are a shorter HAVE; a cut one is refused. */
+        assert_err(rc, (n - fixed) % 4 == 0 ? 0 : SHOAL_EFORMAT);
       } else if (s[i].m.type == PWIRE_HAVE_MAP ||
                  s[i].m.type == PWIRE_DATA ||
                  s[i].m.type == PWIRE_MANIFEST_PART) {
@@ -1098,6 +1110,13 @@ static void test_one_byte_past_a_tail_limit_is_refused(void **state) {
   msg[0] = PWIRE_HAVE_MAP;
   assert_err(decode_err(msg, 1 + HAVE_MAP_MAX), 0);
   assert_err(decode_err(msg, 1 + HAVE_MAP_MAX + 1), SHOAL_ETOOBIG);
+
+  /* HAVE: PWIRE_HAVE_MAX chunks open; one more chunk, or one byte more,
+   * is too big. */
+  msg[0] = PWIRE_HAVE;
+  assert_err(decode_err(msg, 1 + 4 * PWIRE_HAVE_MAX), 0);
+  assert_err(decode_err(msg, 1 + 4 * PWIRE_HAVE_MAX + 1), SHOAL_ETOOBIG);
+  assert_err(decode_err(msg, 1 + 4 * PWIRE_HAVE_MAX + 4), SHOAL_ETOOBIG);
 }
 
 static void test_lengths_over_maximums_are_ETOOBIG(void **state) {
@@ -1198,6 +1217,9 @@ static void test_encode_refuses_what_decode_refuses(void **state) {
        .data = g_bytes, .data_len = PART + 1},
       {.type = PWIRE_HAVE_MAP, .data = g_bytes, .data_len = 0},
       {.type = PWIRE_HAVE_MAP, .data = g_bytes, .data_len = HAVE_MAP_MAX + 1},
+      {.type = PWIRE_HAVE, .data = g_bytes, .data_len = 0},
+      {.type = PWIRE_HAVE, .data = g_bytes, .data_len = 3},
+      {.type = PWIRE_HAVE, .data = g_bytes, .data_len = 4 * PWIRE_HAVE_MAX + 4},
       {.type = PWIRE_REQUEST, .length = 0},
       {.type = PWIRE_CANCEL, .length = BLOCK + 1},
       {.type = PWIRE_REJECT, .length = UINT32_MAX},

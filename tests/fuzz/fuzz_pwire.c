@@ -137,6 +137,11 @@ static void decode_checked(const uint8_t *p, size_t len) {
     }
     break;
   case PWIRE_HAVE:
+    if (m.data_len == 0 || m.data_len % 4 != 0 ||
+        m.data_len > 4 * PWIRE_HAVE_MAX) {
+      fail("have list size out of range", rc);
+    }
+    break;
   case PWIRE_INTERESTED:
   case PWIRE_NOT_INTERESTED:
   case PWIRE_CHOKE:
