@@ -64,6 +64,7 @@ struct pk_peer {
   uint64_t *have;       /* NULL while the slot is free */
   uint32_t interesting; /* chunks it has that are not PK_HAVE */
   uint32_t outstanding; /* blocks asked of it and not yet settled */
+  uint64_t rate;        /* bytes a second it sends us; 0: not known */
 };
 
 struct picker {
@@ -418,6 +419,7 @@ int picker_peer_add(struct picker *p, unsigned peer, const uint8_t *have_map) {
   }
   pe->interesting = interesting;
   pe->outstanding = 0;
+  pe->rate = 0;
   return 0;
 }
 
@@ -553,6 +555,42 @@ static unsigned pk_fill(struct picker *p, struct pk_active *a, unsigned peer,
   return n;
 }
 
+/* Whether peer, asked for one more block of len bytes now, would deliver
+ * it before other delivers everything asked of it so far: when other's
+ * rate is not known (a stalled peer sends nothing), or both are known,
+ * other has more than PICKER_ENDGAME_SENT blocks to send, and peer's queue
+ * drains first. */
+static int pk_sooner(const struct picker *p, unsigned peer, unsigned other,
+                     uint32_t len) {
+  const struct pk_peer *me = &p->peers[peer], *o = &p->peers[other];
+  /* Blocks and rates clamped so that the products below fit: 2^15 blocks
+   * of 2^16 bytes at 2^32 bytes a second is past anything real. */
+  uint64_t my_blocks = me->outstanding < (1u << 15) ? me->outstanding + 1
+                                                    : (1u << 15);
+  uint64_t o_blocks = o->outstanding < (1u << 15) ? o->outstanding
+                                                  : (1u << 15);
+  uint64_t my_rate = me->rate < ((uint64_t)1 << 32) ? me->rate
+                                                    : (uint64_t)1 << 32;
+  uint64_t o_rate = o->rate < ((uint64_t)1 << 32) ? o->rate
+                                                  : (uint64_t)1 << 32;
+  if (o_rate == 0) {
+    return 1;
+  }
+  if (o_blocks <= PICKER_ENDGAME_SENT) {
+    return 0; /* they are as good as sent: a copy would come second */
+  }
+  if (my_rate == 0) {
+    return 0;
+  }
+  /* blocks * len / rate on each side, compared without dividing. */
+  return my_blocks * len * o_rate < o_blocks * len * my_rate;
+}
+
+void picker_peer_rate(struct picker *p, unsigned peer, uint64_t rate) {
+  assert(peer < PICKER_MAX_PEERS);
+  p->peers[peer].rate = rate;
+}
+
 unsigned picker_next(struct picker *p, unsigned peer, uint64_t now_ms,
                      struct picker_block *out, unsigned max) {
   const uint64_t *ph;
@@ -600,7 +638,9 @@ unsigned picker_next(struct picker *p, unsigned peer, uint64_t now_ms,
    * that would come last from where it is queued, and the cancel that
    * follows the first copy usually finds it still queued there: the
    * duplicate then costs no bytes at all, where copying every block
-   * outstanding would resend up to a whole pipeline per peer. */
+   * outstanding would resend up to a whole pipeline per peer. And a copy
+   * is only asked of a peer that would deliver it first (pk_sooner): a
+   * copy from a slower one would arrive second and be thrown away. */
   if (n < max && p->wanted_count == 0 && p->unrequested == 0) {
     while (n < max && p->peers[peer].outstanding < PICKER_ENDGAME_PEER) {
       struct pk_active *best = NULL;
@@ -615,7 +655,9 @@ unsigned picker_next(struct picker *p, unsigned peer, uint64_t now_ms,
           struct pk_block *blk = &a->blocks[b];
           if (blk->received || blk->nreq == 0 ||
               blk->nreq >= PICKER_ENDGAME_DUP ||
-              pk_asked_slot(blk, peer) >= 0) {
+              pk_asked_slot(blk, peer) >= 0 ||
+              !pk_sooner(p, peer, blk->peer[blk->nreq - 1],
+                         pk_block_len(a, b))) {
             continue;
           }
           if (best == NULL || blk->asked_ms[blk->nreq - 1] > best_ms) {

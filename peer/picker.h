@@ -35,6 +35,7 @@
 #define PICKER_RANDOM_FIRST 4
 #define PICKER_ENDGAME_DUP 2
 #define PICKER_ENDGAME_PEER 2 /* endgame: blocks in flight per peer */
+#define PICKER_ENDGAME_SENT 2 /* a peer's first blocks in flight: no copies */
 #define PICKER_MAX_PEERS 256 /* peer ids are 0..PICKER_MAX_PEERS-1 */
 
 struct picker;
@@ -60,6 +61,11 @@ void picker_peer_remove(struct picker *p, unsigned peer);
 void picker_peer_have(struct picker *p, unsigned peer, uint32_t chunk);
 /* Whether the peer has a chunk we lack (so we are interested in it). */
 int picker_interesting(const struct picker *p, unsigned peer);
+
+/* How fast peer sends us, in bytes a second (0, the start: not known).
+ * Endgame copies go only to peers that would deliver before the one
+ * already asked. */
+void picker_peer_rate(struct picker *p, unsigned peer, uint64_t rate);
 
 /* Chooses up to max blocks to request from peer now (it is unchoking us),
  * marks them requested at now_ms, and writes them to out. Returns the

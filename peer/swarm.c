@@ -609,6 +609,8 @@ void swarm_fill_requests(struct swarm *sw, struct session *s) {
   }
   have = picker_outstanding(sw->pk, (unsigned)s->slot);
   depth = session_depth(sw, s);
+  picker_peer_rate(sw->pk, (unsigned)s->slot,
+                   meter_rate(&s->down_meter, node_now(sw->node)));
   /* Top up in batches of a quarter of the pipeline (or whatever fits when
    * it is short), so that requests travel several to a write. */
   if (have >= depth || (have > 0 && depth - have < (depth + 3) / 4)) {

@@ -686,6 +686,59 @@ static void test_endgame_duplicates_and_cancels(void **state) {
   free(only0);
 }
 
+/* An endgame copy goes only to a peer that would deliver it before the peer
+ * already asked (rates from picker_peer_rate), and not for a block that
+ * peer has all but sent: one of its last two. */
+static void test_endgame_copies_only_from_a_sooner_peer(void **state) {
+  const uint64_t sizes[1] = {4 * BLOCK}; /* one chunk of 4 blocks */
+  uint8_t *all = map_all(1);
+  struct picker_block out[8];
+  struct picker_block dup[8];
+  struct fake f;
+  struct picker *p;
+  int cd;
+  (void)state;
+
+  fake_init(&f, 18, sizes, 1);
+  p = picker_new(&f.m, NULL);
+  assert_non_null(p);
+  for (unsigned peer = 0; peer < 5; peer++) {
+    assert_int_equal(picker_peer_add(p, peer, all), 0);
+  }
+  /* A is asked for all 4 blocks at 100 KB/s: 2.6 s to deliver them. */
+  assert_int_equal(picker_next(p, 0, 0, out, 8), 4);
+  picker_peer_rate(p, 0, 100000);
+  /* C, at 10 KB/s, would take 6.5 s for one block: no copy. D's rate is
+   * not known yet: no copy either. */
+  picker_peer_rate(p, 2, 10000);
+  assert_int_equal(picker_next(p, 2, 5, dup, 8), 0);
+  assert_int_equal(picker_next(p, 3, 5, dup, 8), 0);
+  /* B, at 1 MB/s, delivers a block in 65 ms: it takes its copies. */
+  picker_peer_rate(p, 1, 1000000);
+  assert_int_equal(picker_next(p, 1, 5, dup, 8), PICKER_ENDGAME_PEER);
+  assert_true(same_block(&dup[0], &out[0])); /* asked together: in order */
+  assert_true(same_block(&dup[1], &out[1]));
+  /* A delivers two: its other two are as good as sent, and even a fast
+   * idle peer takes no copy of them. */
+  assert_int_equal(done(p, 0, &out[0], &cd), 1);
+  assert_int_equal(done(p, 0, &out[1], &cd), 1);
+  picker_peer_rate(p, 4, 10000000);
+  assert_int_equal(picker_next(p, 4, 6, dup + 2, 8), 0);
+  picker_free(p);
+
+  /* When the peer asked sends nothing (its rate is not known), anyone
+   * takes a copy. */
+  p = picker_new(&f.m, NULL);
+  assert_non_null(p);
+  for (unsigned peer = 0; peer < 2; peer++) {
+    assert_int_equal(picker_peer_add(p, peer, all), 0);
+  }
+  assert_int_equal(picker_next(p, 0, 0, out, 8), 4);
+  assert_int_equal(picker_next(p, 1, 5, dup, 8), PICKER_ENDGAME_PEER);
+  picker_free(p);
+  free(all);
+}
+
 /* ---------------------------------------------------------------------- */
 /* Giving blocks back */
 
@@ -1451,6 +1504,7 @@ int main(void) {
       cmocka_unit_test(test_block_done_reports_chunk_done_on_last_block),
       cmocka_unit_test(test_duplicate_and_unrequested_blocks_are_dropped),
       cmocka_unit_test(test_endgame_duplicates_and_cancels),
+      cmocka_unit_test(test_endgame_copies_only_from_a_sooner_peer),
       cmocka_unit_test(test_chunk_failed_makes_all_blocks_wanted_again),
       cmocka_unit_test(test_rejected_block_goes_to_another_peer),
       cmocka_unit_test(test_peer_remove_gives_blocks_back),
