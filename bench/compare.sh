@@ -268,20 +268,28 @@ made_ns=()          # namespaces, in the order made
 made_qdisc=()       # "NS DEV"
 made_link=()        # "NS DEV"
 
-# Sends TERM to the given PIDs, waits up to $1 tenths of a second for all to
-# exit, then KILLs what is left; reaps all of them.
-stop_pids() {
+# wait_gone TENTHS PID...: waits up to TENTHS tenths of a second for the
+# processes to end by themselves.
+wait_gone() {
   local tenths=$1 pid left i
   shift
-  for pid in "$@"; do kill -TERM "$pid" 2>/dev/null || true; done
   for ((i = 0; i < tenths; i++)); do
     left=0
     for pid in "$@"; do
       if kill -0 "$pid" 2>/dev/null; then left=1; fi
     done
-    [ "$left" = 0 ] && break
+    [ "$left" = 0 ] && return 0
     sleep 0.1
   done
+}
+
+# Sends TERM to the given PIDs, waits up to $1 tenths of a second for all to
+# exit, then KILLs what is left; reaps all of them.
+stop_pids() {
+  local tenths=$1 pid
+  shift
+  for pid in "$@"; do kill -TERM "$pid" 2>/dev/null || true; done
+  wait_gone "$tenths" "$@"
   for pid in "$@"; do
     kill -KILL "$pid" 2>/dev/null || true
     wait "$pid" 2>/dev/null || true
@@ -664,7 +672,12 @@ run_shoal() {
     done
   fi
 
-  # Everyone stops; each shoal-peer prints its totals on the way out.
+  # Everyone stops; each shoal-peer prints its totals on the way out. An
+  # origin that was told to leave is on its way out already: a second TERM
+  # would end it before it prints them, so it gets time first.
+  if [ "$origin_left" = 1 ]; then
+    wait_gone 50 "$origin_pid"
+  fi
   k=()
   for ((i = 1; i <= n; i++)); do
     if [ -n "${dl_pids[$i]:-}" ]; then k+=("${dl_pids[$i]}"); fi
