@@ -1074,6 +1074,26 @@ static void link_to(const struct fx *f, const struct manifest *m,
   assert_true(link_format(&l, link, LINK_MAX_CHARS + 1) > 0);
 }
 
+/* The test as a publisher: writes src/NAME, size random bytes from seed
+ * (kept in *data), builds its manifest under a fresh publisher key, and
+ * saves that key as home "s"'s identity, so that a seeder started with
+ * that home shares the very content ID of *m. src receives the path. */
+static void publish_as_test(struct fx *f, const char *name, size_t size,
+                            uint64_t seed, uint8_t **data,
+                            struct identity *publisher, struct manifest **m,
+                            char src[PROC_PATH_MAX]) {
+  char rel[256], keypath[PROC_PATH_MAX];
+  snprintf(rel, sizeof(rel), "src/%s", name);
+  mkdir_in(f, "src");
+  write_random(f, rel, size, seed, data);
+  path_in(f, src, PROC_PATH_MAX, rel);
+  identity_generate(publisher);
+  assert_int_equal(manifest_build(src, publisher, NULL, m), 0);
+  mkdir_in(f, "home-s");
+  path_in(f, keypath, sizeof(keypath), "home-s/identity.key");
+  assert_int_equal(identity_save(publisher, keypath), 0);
+}
+
 static void corrupt_peer_is_banned(void **state) {
   struct fx *f = *state;
   const size_t size = 512 * KiB;
@@ -1081,16 +1101,12 @@ static void corrupt_peer_is_banned(void **state) {
   struct identity publisher;
   struct manifest *m = NULL;
   char line[LINE_CAP];
-  char src[PROC_PATH_MAX], opath[PROC_PATH_MAX], keypath[PROC_PATH_MAX];
+  char src[PROC_PATH_MAX], opath[PROC_PATH_MAX];
 
   start_tracker(f);
-  mkdir_in(f, "src");
-  write_random(f, "src/bait.bin", size, 4, &data);
-  path_in(f, src, sizeof(src), "src/bait.bin");
   /* The test is the publisher: the honest seeder gets the same key, so it
    * shares the very content ID the fake serves. */
-  identity_generate(&publisher);
-  assert_int_equal(manifest_build(src, &publisher, NULL, &m), 0);
+  publish_as_test(f, "bait.bin", size, 4, &data, &publisher, &m, src);
   assert_int_equal(m->chunk_count, (uint32_t)(size >> m->chunk_log2));
   struct fake *fk = fake_start(f, m->id, m->encoded, m->encoded_len, data, size,
                                m->chunk_log2, m->chunk_count, 1);
@@ -1111,9 +1127,6 @@ static void corrupt_peer_is_banned(void **state) {
   assert_int_equal(proc_count_event(dl, "complete", NULL, NULL), 0);
 
   /* Now the honest seeder, with the publisher's key. */
-  mkdir_in(f, "home-s");
-  path_in(f, keypath, sizeof(keypath), "home-s/identity.key");
-  assert_int_equal(identity_save(&publisher, keypath), 0);
   struct proc *seed =
       peer_start(f, "seeder", "s", "share", src, "--tracker", f->tracker_addr,
                  "--tracker-key", f->tracker_key, NULL);
@@ -1152,20 +1165,13 @@ static void haves_come_in_batches(void **state) {
   struct identity publisher;
   struct manifest *m = NULL;
   struct shared sh;
-  char src[PROC_PATH_MAX], opath[PROC_PATH_MAX], keypath[PROC_PATH_MAX];
+  char src[PROC_PATH_MAX], opath[PROC_PATH_MAX];
 
   start_tracker(f);
-  mkdir_in(f, "src");
-  write_random(f, "src/batch.bin", size, 5, &data);
-  path_in(f, src, sizeof(src), "src/batch.bin");
-  identity_generate(&publisher);
-  assert_int_equal(manifest_build(src, &publisher, NULL, &m), 0);
+  publish_as_test(f, "batch.bin", size, 5, &data, &publisher, &m, src);
   assert_true(m->chunk_count >= 2 * NODE_HAVE_BATCH);
   struct fake *fk = fake_start(f, m->id, m->encoded, m->encoded_len, data, size,
                                m->chunk_log2, m->chunk_count, 0);
-  mkdir_in(f, "home-s");
-  path_in(f, keypath, sizeof(keypath), "home-s/identity.key");
-  assert_int_equal(identity_save(&publisher, keypath), 0);
   struct proc *seed = peer_start(f, "seeder", "s", "share", src, "--tracker",
                                  f->tracker_addr, "--tracker-key",
                                  f->tracker_key, "--upload-rate", "2M", NULL);
