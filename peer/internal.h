@@ -176,8 +176,9 @@ struct swarm {
   uint32_t mf_total;
   uint64_t mf_sent_ms; /* when the last MANIFEST_REQ went out */
 
-  /* Chunks verified since the last HAVE went out (swarm_send_haves). */
-  uint32_t have_pending[NODE_HAVE_BATCH];
+  /* Chunks verified since the last HAVE went out (swarm_send_haves), as
+   * the HAVE carries them: big-endian u32s. */
+  uint8_t have_pending[4 * NODE_HAVE_BATCH];
   unsigned nhave_pending;
   uint64_t have_sent_ms; /* when the last HAVE went out */
 

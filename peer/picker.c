@@ -555,6 +555,8 @@ static unsigned pk_fill(struct picker *p, struct pk_active *a, unsigned peer,
   return n;
 }
 
+static uint64_t pk_min(uint64_t a, uint64_t b) { return a < b ? a : b; }
+
 /* Whether peer, asked for one more block of len bytes now, would deliver
  * it before other delivers everything asked of it so far: when other's
  * rate is not known (a stalled peer sends nothing), or both are known,
@@ -565,14 +567,11 @@ static int pk_sooner(const struct picker *p, unsigned peer, unsigned other,
   const struct pk_peer *me = &p->peers[peer], *o = &p->peers[other];
   /* Blocks and rates clamped so that the products below fit: 2^15 blocks
    * of 2^16 bytes at 2^32 bytes a second is past anything real. */
-  uint64_t my_blocks = me->outstanding < (1u << 15) ? me->outstanding + 1
-                                                    : (1u << 15);
-  uint64_t o_blocks = o->outstanding < (1u << 15) ? o->outstanding
-                                                  : (1u << 15);
-  uint64_t my_rate = me->rate < ((uint64_t)1 << 32) ? me->rate
-                                                    : (uint64_t)1 << 32;
-  uint64_t o_rate = o->rate < ((uint64_t)1 << 32) ? o->rate
-                                                  : (uint64_t)1 << 32;
+  const uint64_t max_blocks = 1u << 15, max_rate = (uint64_t)1 << 32;
+  uint64_t my_blocks = pk_min((uint64_t)me->outstanding + 1, max_blocks);
+  uint64_t o_blocks = pk_min(o->outstanding, max_blocks);
+  uint64_t my_rate = pk_min(me->rate, max_rate);
+  uint64_t o_rate = pk_min(o->rate, max_rate);
   if (o_rate == 0) {
     return 1;
   }

@@ -691,19 +691,15 @@ struct put_ctx {
 /* Tells every peer about the chunks verified since the last call, in one
  * HAVE each: a HAVE alone would often be a packet of its own, and at one
  * per chunk and peer those packets take a few percent of a peer's upload
- * (docs/protocol.md, rule 10). */
+ * (docs/protocol.md, rule 13). */
 void swarm_send_haves(struct swarm *sw) {
-  uint8_t list[4 * NODE_HAVE_BATCH];
   struct pwire_msg m;
   if (sw->nhave_pending == 0) {
     return;
   }
-  for (unsigned i = 0; i < sw->nhave_pending; i++) {
-    buf_put_be32(list + 4 * i, sw->have_pending[i]);
-  }
   memset(&m, 0, sizeof(m));
   m.type = PWIRE_HAVE;
-  m.data = list;
+  m.data = sw->have_pending;
   m.data_len = 4 * (size_t)sw->nhave_pending;
   sw->nhave_pending = 0;
   sw->have_sent_ms = node_now(sw->node);
@@ -722,7 +718,7 @@ void swarm_send_haves(struct swarm *sw) {
 static void have_soon(struct swarm *sw, uint32_t chunk) {
   uint64_t now = node_now(sw->node);
   uint64_t due = sw->have_sent_ms + NODE_HAVE_MS;
-  sw->have_pending[sw->nhave_pending++] = chunk;
+  buf_put_be32(sw->have_pending + 4 * sw->nhave_pending++, chunk);
   if (sw->nhave_pending == NODE_HAVE_BATCH || now >= due) {
     swarm_send_haves(sw);
   } else {
