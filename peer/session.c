@@ -442,6 +442,18 @@ void session_tune_socket(struct session *s, uint64_t now) {
 #endif
 }
 
+/* DATA bytes on their way out of the session: written and not yet taken by
+ * the kernel, or still being read from disk. */
+static size_t upload_queued(const struct session *s) {
+  size_t b = uv_stream_get_write_queue_size((const uv_stream_t *)&s->tcp);
+  for (unsigned i = 0; i < NODE_READS_IN_FLIGHT; i++) {
+    if (s->reads[i] != NULL && !s->reads[i]->dropped) {
+      b += s->reads[i]->r.length;
+    }
+  }
+  return b;
+}
+
 void session_pump_upload(struct session *s) {
   struct node *n = s->node;
   struct readreq *rr;
@@ -458,8 +470,7 @@ void session_pump_upload(struct session *s) {
   while (s->reading < share && n->reads < NODE_READS_MAX &&
          s->upq_len > 0 && s->state == SESS_OPEN && s->sw != NULL &&
          !s->am_choking) {
-    if (uv_stream_get_write_queue_size((uv_stream_t *)&s->tcp) >=
-        queue_budget(s, node_now(n))) {
+    if (upload_queued(s) >= queue_budget(s, node_now(n))) {
       return; /* on_write pumps again */
     }
     r = s->upq[s->upq_head];
