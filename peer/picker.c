@@ -558,10 +558,12 @@ static unsigned pk_fill(struct picker *p, struct pk_active *a, unsigned peer,
 static uint64_t pk_min(uint64_t a, uint64_t b) { return a < b ? a : b; }
 
 /* Whether peer, asked for one more block of len bytes now, would deliver
- * it before other delivers everything asked of it so far: when other's
- * rate is not known (a stalled peer sends nothing), or both are known,
- * other has more than PICKER_ENDGAME_SENT blocks to send, and peer's queue
- * drains first. */
+ * it well before other delivers everything asked of it so far: when
+ * other's rate is not known (a stalled peer sends nothing), or both are
+ * known, other has more than PICKER_ENDGAME_SENT blocks to send, and
+ * peer's queue drains in at most half the time. The rates are averages
+ * and the CANCEL for the slower copy takes time to arrive: a copy that
+ * would be only a little sooner mostly comes second, and is thrown away. */
 static int pk_sooner(const struct picker *p, unsigned peer, unsigned other,
                      uint32_t len) {
   const struct pk_peer *me = &p->peers[peer], *o = &p->peers[other];
@@ -582,7 +584,7 @@ static int pk_sooner(const struct picker *p, unsigned peer, unsigned other,
     return 0;
   }
   /* blocks * len / rate on each side, compared without dividing. */
-  return my_blocks * len * o_rate < o_blocks * len * my_rate;
+  return 2 * my_blocks * len * o_rate < o_blocks * len * my_rate;
 }
 
 void picker_peer_rate(struct picker *p, unsigned peer, uint64_t rate) {

@@ -702,7 +702,7 @@ static void test_endgame_copies_only_from_a_sooner_peer(void **state) {
   fake_init(&f, 18, sizes, 1);
   p = picker_new(&f.m, NULL);
   assert_non_null(p);
-  for (unsigned peer = 0; peer < 5; peer++) {
+  for (unsigned peer = 0; peer < 6; peer++) {
     assert_int_equal(picker_peer_add(p, peer, all), 0);
   }
   /* A is asked for all 4 blocks at 100 KB/s: 2.6 s to deliver them. */
@@ -713,6 +713,10 @@ static void test_endgame_copies_only_from_a_sooner_peer(void **state) {
   picker_peer_rate(p, 2, 10000);
   assert_int_equal(picker_next(p, 2, 5, dup, 8), 0);
   assert_int_equal(picker_next(p, 3, 5, dup, 8), 0);
+  /* F, at 40 KB/s, would deliver one in 1.6 s: sooner than A, but not in
+   * half A's time, so its copy would likely come second. No copy. */
+  picker_peer_rate(p, 5, 40000);
+  assert_int_equal(picker_next(p, 5, 5, dup, 8), 0);
   /* B, at 1 MB/s, delivers a block in 65 ms: it takes its copies. */
   picker_peer_rate(p, 1, 1000000);
   assert_int_equal(picker_next(p, 1, 5, dup, 8), PICKER_ENDGAME_PEER);
