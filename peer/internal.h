@@ -70,6 +70,7 @@ struct session {
   int am_choking, am_interested;
   int peer_choking, peer_interested;
   int sent_have_map;
+  unsigned have_at; /* entries of the swarm's have_log sent to this peer */
   uint8_t *have_map;   /* the remote's, raw until the manifest is known */
   size_t have_map_len;
   int have_map_checked; /* checked against the manifest, in the picker */
@@ -176,11 +177,13 @@ struct swarm {
   uint32_t mf_total;
   uint64_t mf_sent_ms; /* when the last MANIFEST_REQ went out */
 
-  /* Chunks verified since the last HAVE went out (swarm_send_haves), as
-   * the HAVE carries them: big-endian u32s. */
-  uint8_t have_pending[4 * NODE_HAVE_BATCH];
-  unsigned nhave_pending;
-  uint64_t have_sent_ms; /* when the last HAVE went out */
+  /* Chunks verified since every session was last told (swarm_send_haves),
+   * as the HAVE carries them: big-endian u32s. Each session's have_at says
+   * how many of them it was sent (swarm_haves_due). */
+  uint8_t have_log[4 * NODE_HAVE_BATCH];
+  unsigned nhave_log;
+  uint64_t have_sent_ms;  /* when the last prompt HAVE went out */
+  uint64_t have_epoch_ms; /* when every session was last told */
 
   struct partial *partials;
   struct suspect *suspects;
@@ -284,6 +287,7 @@ int swarm_on_message(struct swarm *sw, struct session *s,
 int swarm_is_banned(const struct swarm *sw, const uint8_t pk[32]);
 void swarm_fill_requests(struct swarm *sw, struct session *s);
 void swarm_send_haves(struct swarm *sw);
+uint64_t swarm_haves_due(struct swarm *sw, uint64_t now);
 void swarm_rechoke(struct swarm *sw, uint64_t now, int full);
 void swarm_tick(struct swarm *sw, uint64_t now);
 void swarm_upload_sent(struct swarm *sw, struct session *s, uint32_t len);

@@ -128,14 +128,9 @@ static void on_have_timer(uv_timer_t *t) {
   struct node *n = container_of(t, struct node, have_timer);
   uint64_t now = node_now(n), wait = 0;
   for (struct swarm *sw = n->swarms; sw != NULL; sw = sw->next) {
-    uint64_t due = sw->have_sent_ms + NODE_HAVE_MS;
-    if (sw->nhave_pending == 0) {
-      continue;
-    }
-    if (now >= due) {
-      swarm_send_haves(sw);
-    } else if (wait == 0 || due - now < wait) {
-      wait = due - now;
+    uint64_t w = swarm_haves_due(sw, now);
+    if (w > 0 && (wait == 0 || w < wait)) {
+      wait = w;
     }
   }
   if (wait > 0) {

@@ -38,6 +38,7 @@
 #define NODE_PIPELINE_MIN 4          /* requests beyond a peer's rate's worth */
 #define NODE_PIPELINE_MS 500u        /* requests in flight: this much of its rate */
 #define NODE_HAVE_MS 100u            /* verified chunks gathered into one HAVE */
+#define NODE_HAVE_SLOW_MS 1000u      /* ... for peers that cannot use them yet */
 #define NODE_HAVE_BATCH 256          /* ... and at most this many */
 #define NODE_KEEPALIVE_MS 30000u
 #define NODE_IDLE_MS 120000u         /* a silent session is closed */

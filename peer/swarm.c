@@ -19,6 +19,7 @@
 static void update_interest(struct swarm *sw, struct session *s);
 static void maybe_finish(struct swarm *sw);
 static void start_manifest_fetch(struct swarm *sw, struct session *s);
+static void send_have_log(struct swarm *sw, struct session *s);
 
 struct swarm *swarm_find(struct node *n, const uint8_t content[32]) {
   for (struct swarm *sw = n->swarms; sw != NULL; sw = sw->next) {
@@ -198,6 +199,7 @@ static void send_have_map(struct swarm *sw, struct session *s) {
   }
   if (session_send(s, &m) == 0) {
     s->sent_have_map = 1;
+    s->have_at = sw->nhave_log; /* the map holds the logged chunks */
   }
 }
 
@@ -297,6 +299,9 @@ static void set_choke(struct session *s, int choke, uint64_t now) {
   } else {
     s->unchoked_at_ms = now;
     session_send_simple(s, PWIRE_UNCHOKE);
+    if (s->sw != NULL) {
+      send_have_log(s->sw, s); /* it may ask for any of them now */
+    }
   }
 }
 
@@ -688,41 +693,100 @@ struct put_ctx {
   uint8_t *bad_hashes; /* nblocks x 32 */
 };
 
-/* Tells every peer about the chunks verified since the last call, in one
- * HAVE each: a HAVE alone would often be a packet of its own, and at one
- * per chunk and peer those packets take a few percent of a peer's upload
- * (docs/protocol.md, rule 13). */
-void swarm_send_haves(struct swarm *sw) {
+/* Sends s the chunks of the have-log it was not sent yet, in one HAVE. */
+static void send_have_log(struct swarm *sw, struct session *s) {
   struct pwire_msg m;
-  if (sw->nhave_pending == 0) {
+  if (s->state != SESS_OPEN || !s->sent_have_map ||
+      s->have_at >= sw->nhave_log) {
     return;
   }
   memset(&m, 0, sizeof(m));
   m.type = PWIRE_HAVE;
-  m.data = sw->have_pending;
-  m.data_len = 4 * (size_t)sw->nhave_pending;
-  sw->nhave_pending = 0;
-  sw->have_sent_ms = node_now(sw->node);
+  m.data = sw->have_log + 4 * (size_t)s->have_at;
+  m.data_len = 4 * (size_t)(sw->nhave_log - s->have_at);
+  s->have_at = sw->nhave_log;
+  (void)session_send(s, &m);
+}
+
+/* Whether s should hear of a new chunk within NODE_HAVE_MS: a peer we
+ * upload to (it may ask for the chunk at once) or one not interested in us
+ * (the chunk may make it so). An interested peer we choke cannot ask for
+ * it anyway, and a peer holding everything needs it only for its seeding
+ * order: they hear every NODE_HAVE_SLOW_MS (docs/protocol.md, rule 13). */
+static int wants_have_soon(const struct swarm *sw, const struct session *s) {
+  if (sw->m != NULL && s->remote_have == sw->m->chunk_count) {
+    return 0;
+  }
+  return !s->am_choking || !s->peer_interested;
+}
+
+/* Tells every peer about every chunk of the have-log it was not sent yet,
+ * and starts a new log. */
+void swarm_send_haves(struct swarm *sw) {
   for (struct session *s = sw->sessions, *s_next; s != NULL;
        s = s_next) {
     s_next = s->next; /* a send may close s */
-    if (s->state == SESS_OPEN && s->sent_have_map) {
-      (void)session_send(s, &m);
-    }
+    send_have_log(sw, s);
   }
+  for (struct session *s = sw->sessions; s != NULL; s = s->next) {
+    s->have_at = 0;
+  }
+  if (sw->nhave_log > 0) {
+    sw->have_sent_ms = node_now(sw->node);
+  }
+  sw->nhave_log = 0;
+  sw->have_epoch_ms = node_now(sw->node);
 }
 
-/* Announces chunk at once when the last HAVE went out NODE_HAVE_MS ago or
- * more (a chunk is worth most to the swarm when it is new), else together
- * with what else verifies until then. */
-static void have_soon(struct swarm *sw, uint32_t chunk) {
-  uint64_t now = node_now(sw->node);
-  uint64_t due = sw->have_sent_ms + NODE_HAVE_MS;
-  buf_put_be32(sw->have_pending + 4 * sw->nhave_pending++, chunk);
-  if (sw->nhave_pending == NODE_HAVE_BATCH || now >= due) {
+/* Sends the HAVEs that are due at now: to those that want them soon
+ * NODE_HAVE_MS after the last HAVE, and to every peer as well once
+ * NODE_HAVE_SLOW_MS have passed since all were last told. Returns how many
+ * ms until more are due, or 0 when nothing waits. A HAVE alone is often a
+ * packet of its own: one per chunk and peer took a few percent of a peer's
+ * upload, and one every NODE_HAVE_MS to every peer still took 1 %. */
+uint64_t swarm_haves_due(struct swarm *sw, uint64_t now) {
+  uint64_t soon = sw->have_sent_ms + NODE_HAVE_MS;
+  uint64_t all = sw->have_epoch_ms + NODE_HAVE_SLOW_MS;
+  int waiting = 0;
+  if (sw->nhave_log == 0) {
+    return 0;
+  }
+  if (now >= all && now >= soon) {
     swarm_send_haves(sw);
-  } else {
-    node_have_later(sw->node, due - now);
+    return 0;
+  }
+  if (all < soon) {
+    all = soon;
+  }
+  for (struct session *s = sw->sessions, *s_next; s != NULL;
+       s = s_next) {
+    s_next = s->next; /* a send may close s */
+    if (s->state != SESS_OPEN || !s->sent_have_map ||
+        s->have_at >= sw->nhave_log || !wants_have_soon(sw, s)) {
+      continue;
+    }
+    if (now >= soon) {
+      send_have_log(sw, s);
+      sw->have_sent_ms = now;
+    } else {
+      waiting = 1;
+    }
+  }
+  return waiting && soon - now < all - now ? soon - now : all - now;
+}
+
+/* Logs chunk for the next HAVEs; a peer that wants it soon hears at once
+ * when its last HAVE went out NODE_HAVE_MS ago or more (a chunk is worth
+ * most to the swarm when it is new). */
+static void have_soon(struct swarm *sw, uint32_t chunk) {
+  uint64_t wait;
+  if (sw->nhave_log == NODE_HAVE_BATCH) {
+    swarm_send_haves(sw);
+  }
+  buf_put_be32(sw->have_log + 4 * sw->nhave_log++, chunk);
+  wait = swarm_haves_due(sw, node_now(sw->node));
+  if (wait > 0) {
+    node_have_later(sw->node, wait);
   }
 }
 

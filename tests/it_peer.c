@@ -101,6 +101,7 @@ struct fake {
   atomic_uint parts;  /* manifest parts served */
   atomic_uint blocks; /* (corrupted) blocks served */
   int holds_all; /* else it holds nothing, and watches what peers announce */
+  atomic_int choking; /* never unchokes: holds all and serves nothing */
   /* What peers announced, in their have-maps (FAKE_SEEN_MAP) and HAVEs
    * (FAKE_SEEN_HAVE): the counts atomic while the thread runs, the rest
    * read once it is stopped. */
@@ -640,6 +641,9 @@ static int fake_serve(struct fake *fk, struct pclient *c) {
     return pc_send(c, &out);
   }
   case PWIRE_INTERESTED:
+    if (atomic_load(&fk->choking)) {
+      return 0;
+    }
     out.type = PWIRE_UNCHOKE;
     return pc_send(c, &out);
   case PWIRE_REQUEST: {
@@ -1153,13 +1157,12 @@ static void corrupt_peer_is_banned(void **state) {
   finish(f);
 }
 
-/* A downloader tells its peers about the chunks it verified in HAVEs of
- * several chunks each, at most one every NODE_HAVE_MS but for full ones,
- * every chunk once, the last ones as soon as it is complete. A fake peer
- * that holds nothing watches what it announces while a seeder, held to
- * 2 MiB/s, takes a few seconds to serve it. */
-static void haves_come_in_batches(void **state) {
-  struct fx *f = *state;
+/* A downloader fetches an 8 MiB file from a seeder held to 2 MiB/s (a few
+ * seconds), with a fake peer beside them that watches what it announces:
+ * one that holds nothing, or, when seeding, one that holds everything and
+ * keeps everyone choked. Returns the fake, halted, once every chunk was
+ * announced to it; *chunks is the file's chunk count. */
+static struct fake *watch_haves(struct fx *f, int seeding, uint32_t *chunks) {
   const size_t size = 8 * MiB;
   uint8_t *data;
   struct identity publisher;
@@ -1171,7 +1174,8 @@ static void haves_come_in_batches(void **state) {
   publish_as_test(f, "batch.bin", size, 5, &data, &publisher, &m, src);
   assert_true(m->chunk_count >= 2 * NODE_HAVE_BATCH);
   struct fake *fk = fake_start(f, m->id, m->encoded, m->encoded_len, data, size,
-                               m->chunk_log2, m->chunk_count, 0);
+                               m->chunk_log2, m->chunk_count, seeding);
+  atomic_store(&fk->choking, seeding);
   struct proc *seed = peer_start(f, "seeder", "s", "share", src, "--tracker",
                                  f->tracker_addr, "--tracker-key",
                                  f->tracker_key, "--upload-rate", "2M", NULL);
@@ -1183,32 +1187,66 @@ static void haves_come_in_batches(void **state) {
       peer_start(f, "dl", "dl", "get", sh.link, "-o", opath, "--seed", NULL);
   wait_event(dl, "complete", NULL, NULL, COMPLETE_MS, NULL);
   assert_copy(f, "out", "batch.bin", data, size);
-  /* The last HAVE follows completion at once; wait for it to arrive. */
+  /* The last HAVE follows completion at once; wait for it to arrive. A
+   * seeder hears only of chunks it did not see in the have-map. */
   uint64_t deadline = proc_now_ms() + MSG_MS;
   while (atomic_load(&fk->have_chunks) < m->chunk_count &&
          proc_now_ms() < deadline) {
     (void)poll(NULL, 0, 10); /* then look again */
   }
   fake_halt(fk);
-  unsigned msgs = atomic_load(&fk->have_msgs);
   assert_int_equal(atomic_load(&fk->have_bad), 0);
   assert_int_equal(atomic_load(&fk->have_chunks), m->chunk_count);
-  /* Batched: far fewer HAVEs than chunks... */
-  if (msgs == 0 || msgs > m->chunk_count / 4) {
-    fail_msg("%u HAVEs for %u chunks", msgs, m->chunk_count);
-  }
-  /* ...and, but for full ones, no two within NODE_HAVE_MS of each other
-   * (with a little slack for when they arrive). */
+  stop_peer(dl, NULL);
+  stop_peer(seed, NULL);
+  *chunks = m->chunk_count;
+  manifest_free(m);
+  identity_close(&publisher);
+  free(data);
+  return fk;
+}
+
+/* A peer that may want the new chunks (here one not interested yet) hears
+ * of them in HAVEs of several chunks each, at most one every NODE_HAVE_MS
+ * but for full ones, every chunk once, the last ones as soon as the
+ * download is complete. */
+static void haves_come_in_batches(void **state) {
+  struct fx *f = *state;
+  uint32_t chunks;
+  struct fake *fk = watch_haves(f, 0, &chunks);
+  unsigned msgs = atomic_load(&fk->have_msgs);
   uint64_t span = fk->have_last_ms - fk->have_first_ms;
+  /* Batched: far fewer HAVEs than chunks... */
+  if (msgs == 0 || msgs > chunks / 4) {
+    fail_msg("%u HAVEs for %u chunks", msgs, chunks);
+  }
+  /* ...but for full ones, no two within NODE_HAVE_MS of each other (with
+   * a little slack for when they arrive)... */
   if (msgs - fk->have_full > span / NODE_HAVE_MS + 2) {
     fail_msg("%u HAVEs (%u full) within %llu ms", msgs, fk->have_full,
              (unsigned long long)span);
   }
-  stop_peer(dl, NULL);
-  stop_peer(seed, NULL);
-  manifest_free(m);
-  identity_close(&publisher);
-  free(data);
+  /* ...and not only once every NODE_HAVE_SLOW_MS, as a seeder hears. */
+  if (msgs < 2 * (span / NODE_HAVE_SLOW_MS) + 2) {
+    fail_msg("only %u HAVEs within %llu ms", msgs, (unsigned long long)span);
+  }
+  finish(f);
+}
+
+/* A peer that holds everything needs to hear of new chunks only for its
+ * seeding order: it hears every NODE_HAVE_SLOW_MS, and of every chunk. */
+static void seeder_hears_haves_once_a_second(void **state) {
+  struct fx *f = *state;
+  uint32_t chunks;
+  struct fake *fk = watch_haves(f, 1, &chunks);
+  unsigned msgs = atomic_load(&fk->have_msgs);
+  uint64_t span = fk->have_last_ms - fk->have_first_ms;
+  /* The last one follows completion at once; the rest are a second or
+   * more apart (with a little slack for when they arrive). */
+  if (msgs < 2 || msgs > span / (NODE_HAVE_SLOW_MS - 50) + 2) {
+    fail_msg("%u HAVEs within %llu ms", msgs, (unsigned long long)span);
+  }
+  assert_int_equal(atomic_load(&fk->blocks), 0);
   finish(f);
 }
 
@@ -2241,6 +2279,8 @@ int main(void) {
       cmocka_unit_test_setup_teardown(killed_download_resumes, setup, teardown),
       cmocka_unit_test_setup_teardown(corrupt_peer_is_banned, setup, teardown),
       cmocka_unit_test_setup_teardown(haves_come_in_batches, setup, teardown),
+      cmocka_unit_test_setup_teardown(seeder_hears_haves_once_a_second, setup,
+                                      teardown),
       cmocka_unit_test_setup_teardown(tracker_stop_after_peers_met, setup,
                                       teardown),
       cmocka_unit_test_setup_teardown(folder_tree_arrives_exactly, setup,
