@@ -36,7 +36,7 @@
 #define NODE_REQUEST_TIMEOUT_MS 10000u
 #define NODE_REQUEST_TIMEOUT_MAX_MS 120000u /* however slow the peer */
 #define NODE_PIPELINE_MIN 4          /* requests beyond a peer's rate's worth */
-#define NODE_PIPELINE_MS 500u        /* requests in flight: this much of its rate */
+#define NODE_PIPELINE_MS 1000u       /* requests in flight: this much of its rate */
 #define NODE_HAVE_MS 100u            /* verified chunks gathered into one HAVE */
 #define NODE_HAVE_SLOW_MS 1000u      /* ... for peers that cannot use them yet */
 #define NODE_HAVE_BATCH 256          /* ... and at most this many */
