@@ -693,11 +693,16 @@ struct put_ctx {
   uint8_t *bad_hashes; /* nblocks x 32 */
 };
 
+/* Whether s is open, has our have-map, and was not sent all of the log. */
+static int have_behind(const struct swarm *sw, const struct session *s) {
+  return s->state == SESS_OPEN && s->sent_have_map &&
+         s->have_at < sw->nhave_log;
+}
+
 /* Sends s the chunks of the have-log it was not sent yet, in one HAVE. */
 static void send_have_log(struct swarm *sw, struct session *s) {
   struct pwire_msg m;
-  if (s->state != SESS_OPEN || !s->sent_have_map ||
-      s->have_at >= sw->nhave_log) {
+  if (!have_behind(sw, s)) {
     return;
   }
   memset(&m, 0, sizeof(m));
@@ -761,8 +766,7 @@ uint64_t swarm_haves_due(struct swarm *sw, uint64_t now) {
   for (struct session *s = sw->sessions, *s_next; s != NULL;
        s = s_next) {
     s_next = s->next; /* a send may close s */
-    if (s->state != SESS_OPEN || !s->sent_have_map ||
-        s->have_at >= sw->nhave_log || !wants_have_soon(sw, s)) {
+    if (!have_behind(sw, s) || !wants_have_soon(sw, s)) {
       continue;
     }
     if (now >= soon) {
