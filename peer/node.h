@@ -58,6 +58,7 @@
 #define NODE_QUEUE_MS 100u
 #define NODE_QUEUE_MIN (32u << 10)
 #define NODE_WRITE_QUEUE_MAX (1u << 20) /* bytes queued before uploads wait */
+#define NODE_SEND_BUFFER_MAX (4u << 20) /* a socket's send buffer, at most */
 #define NODE_WRITE_QUEUE_HARD (8u << 20) /* past this the peer is closed */
 #define NODE_REJECTS_CLOSE 128       /* rejects in a row while unchoked:
                                         it cannot serve */

@@ -396,49 +396,92 @@ static unsigned reads_share(const struct node *n) {
   return NODE_READS_MAX / busy > 0 ? NODE_READS_MAX / busy : 1;
 }
 
-/* Bytes of DATA a session lets wait unsent: NODE_QUEUE_MS of the node's
- * upload rate lately, shared evenly among the peers it is serving, at
- * least NODE_QUEUE_MIN, at most NODE_WRITE_QUEUE_MAX. Even shares keep
- * the uplink fair: a share by each session's own rate let the faster ones
- * keep more queued and so grow faster still (16 client-server clients of
- * one publisher finished between 57 s and 225 s that way). */
-static uint32_t queue_budget(const struct session *s, uint64_t now) {
+/* The session's share of the node's upload rate lately, in bytes a
+ * second: the rate shared evenly among the peers the node is serving.
+ * Even shares keep the uplink fair: a share by each session's own rate let
+ * the faster ones keep more queued and so grow faster still (16
+ * client-server clients of one publisher finished between 57 s and 225 s
+ * that way). */
+static uint64_t upload_share(const struct session *s, uint64_t now) {
   unsigned k = 0;
   for (const struct swarm *sw = s->node->swarms; sw != NULL; sw = sw->next) {
     for (const struct session *x = sw->sessions; x != NULL; x = x->next) {
       k += x->state == SESS_OPEN && !x->am_choking && x->peer_interested;
     }
   }
-  uint64_t b = meter_rate(&s->node->up_meter, now) * NODE_QUEUE_MS / 1000 /
-               (k > 0 ? k : 1);
+  return meter_rate(&s->node->up_meter, now) / (k > 0 ? k : 1);
+}
+
+/* Bytes of DATA a session lets wait unsent: NODE_QUEUE_MS of its share,
+ * at least NODE_QUEUE_MIN, at most NODE_WRITE_QUEUE_MAX. */
+static uint32_t queue_budget(const struct session *s, uint64_t now) {
+  uint64_t b = upload_share(s, now) * NODE_QUEUE_MS / 1000;
   if (b < NODE_QUEUE_MIN) {
     return NODE_QUEUE_MIN;
   }
   return b > NODE_WRITE_QUEUE_MAX ? NODE_WRITE_QUEUE_MAX : (uint32_t)b;
 }
 
-/* The kernel's share of the queue: TCP_NOTSENT_LOWAT keeps the socket
- * from taking more than the budget of bytes not yet sent, so what else
- * waits stays in the session, where control messages go ahead of it and
- * a CANCEL or CHOKE can still withdraw it. Set again when the budget has
- * moved by more than a quarter. */
+/* Bytes the kernel may hold for the session, sent and unacknowledged or
+ * not yet sent: its share for one round trip (rtt_us) and NODE_QUEUE_MS
+ * more, at least NODE_QUEUE_MIN, at most NODE_SEND_BUFFER_MAX. */
+static uint32_t send_budget(const struct session *s, uint64_t now,
+                            uint32_t rtt_us) {
+  uint64_t b = upload_share(s, now) *
+               ((uint64_t)rtt_us + NODE_QUEUE_MS * 1000u) / 1000000u;
+  if (b < NODE_QUEUE_MIN) {
+    return NODE_QUEUE_MIN;
+  }
+  return b > NODE_SEND_BUFFER_MAX ? NODE_SEND_BUFFER_MAX : (uint32_t)b;
+}
+
+/* Whether want is more than a quarter away from had (or had is unset). */
+static int moved(uint32_t had, uint32_t want) {
+  return had == 0 || want >= had + had / 4 || want <= had - had / 4;
+}
+
+/* The kernel's share of the queue.
+ * - TCP_NOTSENT_LOWAT keeps the socket from taking more than the queue
+ *   budget of bytes not yet sent, so what else waits stays in the session,
+ *   where control messages go ahead of it and a CANCEL or CHOKE can still
+ *   withdraw it.
+ * - SO_SNDBUF keeps what is in flight to the session's share of a round
+ *   trip (send_budget). Left to itself the kernel lets every connection
+ *   keep its congestion window in flight; at a shared uplink the ones with
+ *   the larger windows then take most of it, and the uplink's queue stays
+ *   full, drops packets and delays every request and acknowledgement
+ *   behind it.
+ * Each is set again when it has moved by more than a quarter. */
 void session_tune_socket(struct session *s, uint64_t now) {
-#ifdef TCP_NOTSENT_LOWAT
-  uint32_t want = queue_budget(s, now);
   uv_os_fd_t fd;
-  if (s->notsent != 0 && want < s->notsent + s->notsent / 4 &&
-      want > s->notsent - s->notsent / 4) {
+  (void)now; /* unused where neither option exists */
+  if (uv_fileno((uv_handle_t *)&s->tcp, &fd) != 0) {
     return;
   }
-  if (uv_fileno((uv_handle_t *)&s->tcp, &fd) == 0) {
+#ifdef TCP_NOTSENT_LOWAT
+  uint32_t want = queue_budget(s, now);
+  if (moved(s->notsent, want)) {
     int v = (int)want;
     if (setsockopt(fd, IPPROTO_TCP, TCP_NOTSENT_LOWAT, &v, sizeof(v)) == 0) {
       s->notsent = want;
     }
   }
-#else
-  (void)s;
-  (void)now;
+#endif
+#ifdef TCP_INFO
+  struct tcp_info ti;
+  socklen_t len = sizeof(ti);
+  uint32_t rtt_us = 0;
+  memset(&ti, 0, sizeof(ti));
+  if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len) == 0) {
+    rtt_us = ti.tcpi_rtt;
+  }
+  uint32_t buf = send_budget(s, now, rtt_us);
+  if (moved(s->sndbuf, buf)) {
+    int v = (int)(buf / 2); /* the kernel doubles it for its overhead */
+    if (setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &v, sizeof(v)) == 0) {
+      s->sndbuf = buf;
+    }
+  }
 #endif
 }
 
