@@ -89,7 +89,8 @@ struct session {
   uint64_t up_bytes, down_bytes;
   struct rate_meter down_meter; /* from this peer, for tit-for-tat */
   uint32_t notsent;             /* TCP_NOTSENT_LOWAT set on the socket */
-  uint32_t sndbuf;              /* SO_SNDBUF set on the socket, doubled */
+  uint32_t sndbuf;              /* send buffer asked of the kernel (twice
+                                   the SO_SNDBUF value passed) */
   uint64_t last_send_ms, last_recv_ms, started_ms;
   uint64_t unchoked_at_ms, choked_at_ms;
   int optimistic;

@@ -412,23 +412,23 @@ static uint64_t upload_share(const struct session *s, uint64_t now) {
   return meter_rate(&s->node->up_meter, now) / (k > 0 ? k : 1);
 }
 
-/* Bytes of DATA a session lets wait unsent: NODE_QUEUE_MS of its share,
- * at least NODE_QUEUE_MIN, at most NODE_WRITE_QUEUE_MAX. */
-static uint32_t queue_budget(const struct session *s, uint64_t now) {
-  uint64_t b = upload_share(s, now) * NODE_QUEUE_MS / 1000;
+/* Bytes of DATA a session with this share lets wait unsent: NODE_QUEUE_MS
+ * of it, at least NODE_QUEUE_MIN, at most NODE_WRITE_QUEUE_MAX. */
+static uint32_t queue_budget(uint64_t share) {
+  uint64_t b = share * NODE_QUEUE_MS / 1000;
   if (b < NODE_QUEUE_MIN) {
     return NODE_QUEUE_MIN;
   }
   return b > NODE_WRITE_QUEUE_MAX ? NODE_WRITE_QUEUE_MAX : (uint32_t)b;
 }
 
-/* Bytes the kernel may hold for the session, sent and unacknowledged or
- * not yet sent: its share for one round trip (rtt_us) and NODE_QUEUE_MS
- * more, at least NODE_QUEUE_MIN, at most NODE_SEND_BUFFER_MAX. */
-static uint32_t send_budget(const struct session *s, uint64_t now,
-                            uint32_t rtt_us) {
-  uint64_t b = upload_share(s, now) *
-               ((uint64_t)rtt_us + NODE_QUEUE_MS * 1000u) / 1000000u;
+/* Bytes the kernel may hold for a session with this share, sent and
+ * unacknowledged or not yet sent: the share for one round trip (rtt_us)
+ * and NODE_QUEUE_MS more, at least NODE_QUEUE_MIN, at most
+ * NODE_SEND_BUFFER_MAX. */
+static uint32_t send_budget(uint64_t share, uint32_t rtt_us) {
+  uint64_t b =
+      share * ((uint64_t)rtt_us + NODE_QUEUE_MS * 1000u) / 1000000u;
   if (b < NODE_QUEUE_MIN) {
     return NODE_QUEUE_MIN;
   }
@@ -453,13 +453,14 @@ static int moved(uint32_t had, uint32_t want) {
  *   behind it.
  * Each is set again when it has moved by more than a quarter. */
 void session_tune_socket(struct session *s, uint64_t now) {
+  uint64_t share = upload_share(s, now);
   uv_os_fd_t fd;
-  (void)now; /* unused where neither option exists */
+  (void)share; /* unused where neither option exists */
   if (uv_fileno((uv_handle_t *)&s->tcp, &fd) != 0) {
     return;
   }
 #ifdef TCP_NOTSENT_LOWAT
-  uint32_t want = queue_budget(s, now);
+  uint32_t want = queue_budget(share);
   if (moved(s->notsent, want)) {
     int v = (int)want;
     if (setsockopt(fd, IPPROTO_TCP, TCP_NOTSENT_LOWAT, &v, sizeof(v)) == 0) {
@@ -475,7 +476,7 @@ void session_tune_socket(struct session *s, uint64_t now) {
   if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len) == 0) {
     rtt_us = ti.tcpi_rtt;
   }
-  uint32_t buf = send_budget(s, now, rtt_us);
+  uint32_t buf = send_budget(share, rtt_us);
   if (moved(s->sndbuf, buf)) {
     int v = (int)(buf / 2); /* the kernel doubles it for its overhead */
     if (setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &v, sizeof(v)) == 0) {
@@ -513,7 +514,7 @@ void session_pump_upload(struct session *s) {
   while (s->reading < share && n->reads < NODE_READS_MAX &&
          s->upq_len > 0 && s->state == SESS_OPEN && s->sw != NULL &&
          !s->am_choking) {
-    if (upload_queued(s) >= queue_budget(s, node_now(n))) {
+    if (upload_queued(s) >= queue_budget(upload_share(s, node_now(n)))) {
       return; /* on_write pumps again */
     }
     r = s->upq[s->upq_head];
