@@ -503,6 +503,7 @@ void session_pump_upload(struct session *s) {
   struct readreq *rr;
   struct upreq r;
   unsigned share;
+  uint32_t budget;
   int err;
 
   /* A few reads in flight keep the disk and the socket busy at once. */
@@ -511,10 +512,11 @@ void session_pump_upload(struct session *s) {
     return;
   }
   share = reads_share(n);
+  budget = queue_budget(upload_share(s, node_now(n))); /* once: a walk */
   while (s->reading < share && n->reads < NODE_READS_MAX &&
          s->upq_len > 0 && s->state == SESS_OPEN && s->sw != NULL &&
          !s->am_choking) {
-    if (upload_queued(s) >= queue_budget(upload_share(s, node_now(n)))) {
+    if (upload_queued(s) >= budget) {
       return; /* on_write pumps again */
     }
     r = s->upq[s->upq_head];
