@@ -1,12 +1,12 @@
 /* Integration tests: the real shoal-peer (and shoal-tracker) on loopback.
  *
- * Each test starts a tracker with a short announce interval, the peers it
- * needs as child processes with --json output captured to files, and, for
- * the hostile cases, a peer-wire client of its own (tests/lib/pclient.c)
- * that breaks one rule at a time. Every wait polls a condition until a
- * deadline; teardown kills every child by PID, stops the tracker and any
- * fake peer thread, prints the children's output when the test failed, and
- * removes the test's folder.
+ * Each test (tests/lib/fx.h holds the fixture) starts a tracker with a short
+ * announce interval, the peers it needs as child processes with --json output
+ * captured to files, and, for the hostile cases, a peer-wire client of its own
+ * (tests/lib/pclient.c) that breaks one rule at a time. Every wait polls a
+ * condition until a deadline; teardown kills every child by PID, stops the
+ * tracker and any fake peer thread, prints the children's output when the test
+ * failed, and removes the test's folder.
  *
  * Files are generated from fixed seeds and kept to a few MiB; download
  * rate limits give the swarms time to trade.
@@ -48,31 +48,14 @@
 #include "common/textid.h"
 #include "common/tmsg.h"
 #include "peer/node.h"
+#include "tests/lib/fx.h"
 #include "tests/lib/jsonl.h"
 #include "tests/lib/pclient.h"
 #include "tests/lib/proc.h"
 #include "tests/lib/tclient.h"
 #include "tests/lib/testutil.h"
 
-#define MiB (1024u * 1024u)
-#define KiB 1024u
-
-/* Upper bounds for one wait. Runs take a fraction of these; they only
- * decide how long a broken build hangs before the test fails. */
-#define START_MS 20000      /* a peer prints "listening" / "shared" */
-#define COMPLETE_MS 90000   /* a download finishes */
-#define EXIT_MS 15000       /* a signalled peer exits (stop is bounded 2 s) */
-#define CLOSE_MS 5000       /* a peer closes a session that broke a rule */
-#define MSG_MS 5000         /* a peer answers a hello or sends its have-map */
-#define UNCHOKE_MS 15000    /* a seeder unchokes an interested peer */
 #define FAKE_LIFE_MS 120000 /* a fake peer thread ends by itself after this */
-/* Last resort: a test that hangs past this kills the program (and with
- * it, through PR_SET_PDEATHSIG, every child). */
-#define WATCHDOG_S 600
-
-#define MAX_PROCS 16
-#define MAX_PCS 8
-#define LINE_CAP PROC_LINE_MAX
 
 /* ------------------------------------------------------------------------ */
 /* A fake seeder: a single-threaded peer-wire server on its own thread. It
@@ -111,410 +94,13 @@ struct fake {
   atomic_uint have_bad;    /* out of range, empty, or in a HAVE twice */
   unsigned have_full;      /* HAVEs of NODE_HAVE_BATCH chunks */
   uint64_t have_first_ms, have_last_ms;
-  uint8_t *have_seen;      /* one byte a chunk */
+  uint8_t *have_seen; /* one byte a chunk */
 };
 
 #define FAKE_SEEN_MAP 1u
 #define FAKE_SEEN_HAVE 2u
 
-/* ------------------------------------------------------------------------ */
-/* Fixture */
-
-struct fx {
-  char dir[PROC_PATH_MAX];
-  char bin[PROC_PATH_MAX];
-  struct tc_tracker t;
-  int tracker_up;
-  char tracker_addr[64];
-  char tracker_key[TEXTID_STRLEN];
-  struct proc procs[MAX_PROCS];
-  int json[MAX_PROCS]; /* the child was started with --json */
-  int nprocs;
-  struct pclient pcs[MAX_PCS];
-  int npcs;
-  struct fake *fakes[2];
-  int nfakes;
-  int done; /* the test body reached its end */
-};
-
-struct shared {
-  char link[LINK_MAX_CHARS + 1];
-  char content_text[TEXTID_STRLEN + 8];
-  uint8_t content[MANIFEST_ID_BYTES];
-  uint64_t size;
-};
-
-static void fake_stop(struct fake *fk);
-
-/* The tracker of the running test, for the watchdog: the peers die with
- * this program (PR_SET_PDEATHSIG), the tracker is killed by hand. */
-static volatile pid_t watchdog_tracker;
-
-static void on_watchdog(int sig) {
-  static const char msg[] = "it_peer: a test hung; giving up\n";
-  (void)sig;
-  if (watchdog_tracker > 0) {
-    kill(watchdog_tracker, SIGKILL);
-  }
-  ssize_t w = write(2, msg, sizeof(msg) - 1);
-  (void)w;
-  _exit(1);
-}
-
-static int setup(void **state) {
-  struct fx *f = calloc(1, sizeof(*f));
-  const char *bin = getenv("SHOAL_BIN");
-  if (f == NULL) {
-    return -1;
-  }
-  tu_tmpdir(f->dir, sizeof(f->dir));
-  snprintf(f->bin, sizeof(f->bin), "%s/shoal-peer",
-           bin && bin[0] ? bin : "build/bin");
-  alarm(WATCHDOG_S);
-  *state = f;
-  return 0;
-}
-
-static int teardown(void **state) {
-  struct fx *f = *state;
-  for (int i = 0; i < f->nfakes; i++) {
-    fake_stop(f->fakes[i]);
-  }
-  for (int i = 0; i < f->nprocs; i++) {
-    proc_kill(&f->procs[i]);
-  }
-  if (!f->done) {
-    for (int i = 0; i < f->nprocs; i++) {
-      proc_dump(&f->procs[i]);
-    }
-  }
-  for (int i = 0; i < f->npcs; i++) {
-    pc_close(&f->pcs[i]);
-  }
-  if (f->tracker_up && !f->done) {
-    size_t n;
-    uint8_t *log = tu_read_file(f->t.log_path, &n);
-    if (log != NULL) {
-      size_t from = n > 8192 ? n - 8192 : 0;
-      fprintf(stderr, "---- tracker log (tail)\n%.*s\n", (int)(n - from),
-              (const char *)log + from);
-      free(log);
-    }
-  }
-  tc_tracker_cleanup(&f->t);
-  watchdog_tracker = 0;
-  const char *keep = getenv("SHOAL_TEST_KEEP");
-  if (!f->done && keep != NULL && keep[0] == '1') {
-    fprintf(stderr, "test folder kept: %s\n", f->dir);
-  } else {
-    tu_rmtree(f->dir);
-  }
-  alarm(0);
-  free(f);
-  return 0;
-}
-
-static void start_tracker(struct fx *f) {
-  /* A 2 s interval so peers meet quickly; a high rate limit because every
-   * peer of a test shares the address 127.0.0.1. */
-  const char *extra[] = {"--interval",  "2",       "--rate",
-                         "1000",        "--burst", "5000",
-                         "--log-level", "debug",   NULL};
-  assert_int_equal(tc_tracker_start(&f->t, 0, extra), 0);
-  f->tracker_up = 1;
-  watchdog_tracker = f->t.pid;
-  snprintf(f->tracker_addr, sizeof(f->tracker_addr), "127.0.0.1:%d", f->t.port);
-  textid_encode(TEXTID_KEY, f->t.key, f->tracker_key);
-}
-
-static void path_in(const struct fx *f, char *out, size_t cap,
-                    const char *rel) {
-  tu_path(out, cap, f->dir, rel);
-}
-
-static void mkdir_in(const struct fx *f, const char *rel) {
-  char p[PROC_PATH_MAX];
-  path_in(f, p, sizeof(p), rel);
-  if (mkdir(p, 0700) != 0 && errno != EEXIST) {
-    fail_msg("mkdir %s: %s", p, strerror(errno));
-  }
-}
-
-/* Starts the binary with the arguments given (NULL-ended) and nothing
- * else. */
-static struct proc *run_raw(struct fx *f, const char *name, ...) {
-  const char *argv[64];
-  int n = 0;
-  va_list ap;
-  assert_true(f->nprocs < MAX_PROCS);
-  argv[n++] = f->bin;
-  va_start(ap, name);
-  const char *a;
-  while ((a = va_arg(ap, const char *)) != NULL && n < 62) {
-    argv[n++] = a;
-  }
-  va_end(ap);
-  argv[n] = NULL;
-  struct proc *p = &f->procs[f->nprocs];
-  assert_int_equal(proc_start(p, f->dir, name, argv), 0);
-  f->nprocs++;
-  return p;
-}
-
-/* Starts a peer: the command arguments given (NULL-ended), then
- * --listen 127.0.0.1:0 --home DIR/home-HOME --json --log-level info. */
-static struct proc *peer_start(struct fx *f, const char *name, const char *home,
-                               ...) {
-  const char *argv[64];
-  char home_rel[128];
-  char home_path[PROC_PATH_MAX];
-  int n = 0;
-  va_list ap;
-  assert_true(f->nprocs < MAX_PROCS);
-  snprintf(home_rel, sizeof(home_rel), "home-%s", home);
-  mkdir_in(f, home_rel);
-  path_in(f, home_path, sizeof(home_path), home_rel);
-  argv[n++] = f->bin;
-  va_start(ap, home);
-  const char *a;
-  while ((a = va_arg(ap, const char *)) != NULL && n < 50) {
-    argv[n++] = a;
-  }
-  va_end(ap);
-  argv[n++] = "--listen";
-  argv[n++] = "127.0.0.1:0";
-  argv[n++] = "--home";
-  argv[n++] = home_path;
-  argv[n++] = "--json";
-  argv[n++] = "--log-level";
-  argv[n++] = "info";
-  argv[n] = NULL;
-  struct proc *p = &f->procs[f->nprocs];
-  assert_int_equal(proc_start(p, f->dir, name, argv), 0);
-  f->json[f->nprocs] = 1;
-  f->nprocs++;
-  return p;
-}
-
-static void wait_event(struct proc *p, const char *ev, proc_pred pred,
-                       void *arg, int timeout_ms, char *line) {
-  int rc = proc_wait_event(p, ev, pred, arg, timeout_ms, line, LINE_CAP);
-  if (rc == -2) {
-    fail_msg("%s ended (status %d) before its \"%s\" event", p->name, p->status,
-             ev);
-  } else if (rc != 0) {
-    fail_msg("%s: no \"%s\" event within %d ms", p->name, ev, timeout_ms);
-  }
-}
-
-static uint64_t field_u64(const char *line, const char *key) {
-  uint64_t v;
-  if (jsonl_u64(line, key, &v) != 0) {
-    fail_msg("no integer \"%s\" in: %s", key, line);
-  }
-  return v;
-}
-
-static int listening_port(struct proc *p) {
-  char line[LINE_CAP];
-  wait_event(p, "listening", NULL, NULL, START_MS, line);
-  uint64_t port = field_u64(line, "port");
-  assert_true(port > 0 && port < 65536);
-  return (int)port;
-}
-
-static void wait_shared(struct proc *p, struct shared *out) {
-  char line[LINE_CAP];
-  memset(out, 0, sizeof(*out));
-  wait_event(p, "shared", NULL, NULL, START_MS, line);
-  assert_int_equal(jsonl_str(line, "link", out->link, sizeof(out->link)), 0);
-  assert_int_equal(
-      jsonl_str(line, "content", out->content_text, sizeof(out->content_text)),
-      0);
-  assert_int_equal(strlen(out->content_text), TEXTID_CHARS);
-  assert_int_equal(textid_decode(TEXTID_CONTENT, out->content_text,
-                                 TEXTID_CHARS, out->content),
-                   0);
-  out->size = field_u64(line, "size");
-  /* The link names the same content. */
-  struct share_link l;
-  const char *why = NULL;
-  assert_int_equal(link_parse(out->link, strlen(out->link), &l, &why), 0);
-  assert_memory_equal(l.id, out->content, MANIFEST_ID_BYTES);
-  assert_int_equal(l.size, out->size);
-}
-
-static int wait_exit(struct proc *p, int timeout_ms) {
-  int st = proc_wait(p, timeout_ms);
-  if (st < 0) {
-    fail_msg("%s still running after %d ms", p->name, timeout_ms);
-  }
-  return st;
-}
-
-static void expect_exit(struct proc *p, int timeout_ms, int want) {
-  int st = wait_exit(p, timeout_ms);
-  if (st != want) {
-    fail_msg("%s exited with %d, expected %d", p->name, st, want);
-  }
-}
-
-/* SIGTERM, then the exit status must be 0; stats_line (may be NULL)
- * receives the "stats" line. */
-static void stop_peer(struct proc *p, char *stats_line) {
-  proc_signal(p, SIGTERM);
-  expect_exit(p, EXIT_MS, 0);
-  if (stats_line != NULL) {
-    assert_true(
-        proc_find_event(p, "stats", NULL, NULL, 1, stats_line, LINE_CAP));
-  }
-}
-
-static int keep_line(const char *line, void *arg) {
-  snprintf(arg, LINE_CAP, "%s", line);
-  return 0;
-}
-
-/* --json output is one object a line. */
-static void assert_json_output(const struct proc *p) {
-  if (!proc_all_json(p)) {
-    fail_msg("%s: stdout has a line that is not one JSON object", p->name);
-  }
-}
-
-/* A share or get that ended by itself or by SIGINT/SIGTERM printed its
- * "stats" line last. */
-static void assert_stats_last(struct proc *p) {
-  char last[LINE_CAP];
-  if (!proc_alive(p) && p->status != 128 + SIGKILL) {
-    last[0] = '\0';
-    proc_each_line(p, 0, keep_line, last);
-    if (!jsonl_is_event(last, "stats")) {
-      fail_msg("%s: the last line is not the stats event: %s", p->name, last);
-    }
-  }
-}
-
-/* The last step of every test: what every child printed is checked once
- * more (--json output is one object a line; no sanitizer report, also from
- * a child whose exit status was not looked at), then teardown may stay
- * quiet. */
-static void finish(struct fx *f) {
-  static const char *const reports[] = {
-      "ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:"};
-  for (int i = 0; i < f->nprocs; i++) {
-    struct proc *p = &f->procs[i];
-    for (size_t k = 0; k < sizeof(reports) / sizeof(reports[0]); k++) {
-      if (proc_output_has(p, 1, reports[k])) {
-        fail_msg("%s: sanitizer report in its stderr", p->name);
-      }
-    }
-    if (f->json[i]) {
-      assert_json_output(p);
-      assert_stats_last(p);
-    }
-  }
-  f->done = 1;
-}
-
-static void write_random(const struct fx *f, const char *rel, size_t len,
-                         uint64_t seed, uint8_t **out) {
-  uint8_t *data = malloc(len ? len : 1);
-  assert_non_null(data);
-  tu_fill(data, len, seed);
-  tu_write_file(f->dir, rel, data, len);
-  if (out != NULL) {
-    *out = data;
-  } else {
-    free(data);
-  }
-}
-
-static void assert_file_is(const char *path, const uint8_t *data, size_t len) {
-  size_t n;
-  uint8_t *got = tu_read_file(path, &n);
-  if (got == NULL) {
-    fail_msg("missing %s", path);
-  }
-  if (n != len || (len > 0 && memcmp(got, data, len) != 0)) {
-    free(got);
-    fail_msg("%s differs from the original (%zu bytes, expected %zu)", path, n,
-             len);
-  }
-  free(got);
-}
-
-static int exists(const char *path) {
-  struct stat st;
-  return lstat(path, &st) == 0;
-}
-
-/* The downloaded copy DIR/NAME equals data, and no partial is left. */
-static void assert_copy(const struct fx *f, const char *outdir,
-                        const char *name, const uint8_t *data, size_t len) {
-  char rel[512];
-  char p[PROC_PATH_MAX];
-  snprintf(rel, sizeof(rel), "%s/%s", outdir, name);
-  path_in(f, p, sizeof(p), rel);
-  assert_file_is(p, data, len);
-  snprintf(rel, sizeof(rel), "%s/%s%s", outdir, name, ".shoal-part");
-  path_in(f, p, sizeof(p), rel);
-  if (exists(p)) {
-    fail_msg("%s left behind", p);
-  }
-}
-
-static struct pclient *pc_new(struct fx *f) {
-  struct identity id;
-  assert_true(f->npcs < MAX_PCS);
-  struct pclient *c = &f->pcs[f->npcs++];
-  identity_generate(&id);
-  assert_int_equal(pc_init(c, &id), 0);
-  identity_close(&id);
-  return c;
-}
-
-static void pc_done(struct fx *f, struct pclient *c) {
-  pc_close(c);
-  /* Reuse the slot when it is the last one. */
-  if (f->npcs > 0 && c == &f->pcs[f->npcs - 1]) {
-    f->npcs--;
-  }
-}
-
-/* A session to port as a downloader of content, hellos done. */
-static struct pclient *pc_session(struct fx *f, int port,
-                                  const uint8_t content[32]) {
-  struct pclient *c = pc_new(f);
-  assert_int_equal(pc_connect(c, port), 0);
-  int err = pc_handshake(c, content, 0, 0, MSG_MS);
-  if (err != 0) {
-    fail_msg("handshake with port %d: %s", port, shoal_err_name(err));
-  }
-  assert_memory_equal(c->theirs.content, content, 32);
-  return c;
-}
-
-/* ------------------------------------------------------------------------ */
-/* Predicates on JSON lines. */
-
-struct frac {
-  uint64_t num, den; /* have * den >= total * num */
-};
-
-static int have_at_least(const char *line, void *arg) {
-  const struct frac *q = arg;
-  uint64_t have, total;
-  return jsonl_u64(line, "have", &have) == 0 &&
-         jsonl_u64(line, "total", &total) == 0 && total > 0 &&
-         have * q->den >= total * q->num;
-}
-
-static int have_some(const char *line, void *arg) {
-  (void)arg;
-  uint64_t have;
-  return jsonl_u64(line, "have", &have) == 0 && have > 0;
-}
+static void fake_stop_hook(void *arg);
 
 /* ------------------------------------------------------------------------ */
 /* The fake seeder. */
@@ -746,7 +332,7 @@ static void *fake_main(void *arg) {
 /* Starts a fake peer for content with copies of the manifest and data:
  * a seeder that serves every block corrupted when holds_all, else a peer
  * that holds nothing and notes what the others announce (the thread may
- * outlive the test function's frame until teardown). It
+ * outlive the test function's frame until fx_teardown). It
  * announces itself once before this returns, then every second. */
 static struct fake *fake_start(struct fx *f, const uint8_t content[32],
                                const uint8_t *manifest, size_t manifest_len,
@@ -755,9 +341,8 @@ static struct fake *fake_start(struct fx *f, const uint8_t content[32],
                                int holds_all) {
   struct fake *fk = calloc(1, sizeof(*fk));
   assert_non_null(fk);
-  assert_true(f->nfakes < 2);
   fk->lfd = -1;
-  f->fakes[f->nfakes++] = fk;
+  fx_on_teardown(f, fake_stop_hook, fk);
   identity_generate(&fk->id);
   memcpy(fk->content, content, 32);
   fk->manifest = malloc(manifest_len);
@@ -810,41 +395,45 @@ static void fake_stop(struct fake *fk) {
   free(fk);
 }
 
+static void fake_stop_hook(void *arg) {
+  fake_stop(arg);
+}
+
 /* ------------------------------------------------------------------------ */
 /* 1. One seeder, six downloaders. */
 
 static void six_downloaders_trade_and_get_identical_copies(void **state) {
   struct fx *f = *state;
-  const size_t size = 6 * MiB;
+  const size_t size = 6 * FX_MiB;
   enum { N = 6 };
   uint8_t *data;
-  struct shared sh;
+  struct fx_shared sh;
   struct proc *dl[N];
-  char line[LINE_CAP];
+  char line[FX_LINE_CAP];
 
-  start_tracker(f);
-  mkdir_in(f, "src");
-  write_random(f, "src/six.bin", size, 1, &data);
+  fx_start_tracker(f);
+  fx_mkdir(f, "src");
+  fx_write_random(f, "src/six.bin", size, 1, &data);
   char src[PROC_PATH_MAX];
-  path_in(f, src, sizeof(src), "src/six.bin");
+  fx_path(f, src, sizeof(src), "src/six.bin");
   /* The seeder alone cannot feed everyone at their rate: they must trade. */
   struct proc *seed =
-      peer_start(f, "seeder", "s", "share", src, "--tracker", f->tracker_addr,
-                 "--tracker-key", f->tracker_key, "--upload-rate", "4M", NULL);
-  wait_shared(seed, &sh);
+      fx_peer(f, "seeder", "s", "share", src, "--tracker", f->tracker_addr,
+              "--tracker-key", f->tracker_key, "--upload-rate", "4M", NULL);
+  fx_wait_shared(seed, &sh);
   assert_int_equal(sh.size, size);
 
   for (int i = 0; i < N; i++) {
     char name[16], out[32], opath[PROC_PATH_MAX];
     snprintf(name, sizeof(name), "dl%d", i);
     snprintf(out, sizeof(out), "out%d", i);
-    mkdir_in(f, out);
-    path_in(f, opath, sizeof(opath), out);
-    dl[i] = peer_start(f, name, name, "get", sh.link, "-o", opath, "--seed",
-                       "--download-rate", "2M", NULL);
+    fx_mkdir(f, out);
+    fx_path(f, opath, sizeof(opath), out);
+    dl[i] = fx_peer(f, name, name, "get", sh.link, "-o", opath, "--seed",
+                    "--download-rate", "2M", NULL);
   }
   for (int i = 0; i < N; i++) {
-    wait_event(dl[i], "complete", NULL, NULL, COMPLETE_MS, line);
+    fx_wait_event(dl[i], "complete", NULL, NULL, FX_COMPLETE_MS, line);
     char path[PROC_PATH_MAX];
     assert_int_equal(jsonl_str(line, "path", path, sizeof(path)), 0);
     size_t pl = strlen(path);
@@ -853,24 +442,24 @@ static void six_downloaders_trade_and_get_identical_copies(void **state) {
   for (int i = 0; i < N; i++) {
     char out[32];
     snprintf(out, sizeof(out), "out%d", i);
-    assert_copy(f, out, "six.bin", data, size);
+    fx_assert_copy(f, out, "six.bin", data, size);
   }
 
   uint64_t up_dl = 0, up_all = 0, down_all = 0;
   for (int i = 0; i < N; i++) {
-    stop_peer(dl[i], line);
-    uint64_t up = field_u64(line, "uploaded");
-    uint64_t down = field_u64(line, "downloaded");
+    fx_stop_peer(dl[i], line);
+    uint64_t up = fx_u64(line, "uploaded");
+    uint64_t down = fx_u64(line, "downloaded");
     /* Every byte of the copy came in a DATA message. */
     assert_true(down >= size);
     up_dl += up;
     up_all += up;
     down_all += down;
-    assert_json_output(dl[i]);
+    fx_assert_json_output(dl[i]);
   }
-  stop_peer(seed, line);
-  up_all += field_u64(line, "uploaded");
-  assert_json_output(seed);
+  fx_stop_peer(seed, line);
+  up_all += fx_u64(line, "uploaded");
+  fx_assert_json_output(seed);
   print_message("six downloaders uploaded %llu bytes to each other; the "
                 "seeder %llu\n",
                 (unsigned long long)up_dl,
@@ -879,7 +468,7 @@ static void six_downloaders_trade_and_get_identical_copies(void **state) {
   /* What was received was sent by someone in the swarm. */
   assert_true(up_all >= down_all);
   free(data);
-  finish(f);
+  fx_finish(f);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -894,8 +483,8 @@ static void collect_have_maps(struct fx *f, const int *ports, int n,
   size_t len = (chunks + 7u) / 8u;
   for (int i = 0; i < n; i++) {
     struct pwire_msg m;
-    struct pclient *c = pc_session(f, ports[i], content);
-    int err = pc_expect(c, PWIRE_HAVE_MAP, &m, MSG_MS);
+    struct pclient *c = fx_pc_session(f, ports[i], content);
+    int err = pc_expect(c, PWIRE_HAVE_MAP, &m, FX_MSG_MS);
     if (err != 0) {
       fail_msg("no have-map from port %d: %s", ports[i], shoal_err_name(err));
     }
@@ -908,7 +497,7 @@ static void collect_have_maps(struct fx *f, const int *ports, int n,
         held[i] += (m.data[k] >> b) & 1u;
       }
     }
-    pc_done(f, c);
+    fx_pc_done(f, c);
   }
 }
 
@@ -923,41 +512,41 @@ static int all_chunks(const uint8_t *map, uint32_t chunks) {
 
 static void seeder_leaves_when_swarm_holds_every_chunk(void **state) {
   struct fx *f = *state;
-  const size_t size = 2 * MiB;
+  const size_t size = 2 * FX_MiB;
   enum { N = 3 };
   uint8_t *data;
-  struct shared sh;
+  struct fx_shared sh;
   struct proc *dl[N];
   int ports[N];
   unsigned held[N];
-  char line[LINE_CAP];
+  char line[FX_LINE_CAP];
 
-  start_tracker(f);
-  mkdir_in(f, "src");
-  write_random(f, "src/leave.bin", size, 2, &data);
+  fx_start_tracker(f);
+  fx_mkdir(f, "src");
+  fx_write_random(f, "src/leave.bin", size, 2, &data);
   char src[PROC_PATH_MAX];
-  path_in(f, src, sizeof(src), "src/leave.bin");
+  fx_path(f, src, sizeof(src), "src/leave.bin");
   /* The seeder sends out new chunks faster than the downloaders can pass
    * them on to each other, so every chunk is in the swarm well before any
    * one downloader holds them all. */
-  struct proc *seed = peer_start(
-      f, "seeder", "s", "share", src, "--tracker", f->tracker_addr,
-      "--tracker-key", f->tracker_key, "--upload-rate", "1536k", NULL);
-  wait_shared(seed, &sh);
+  struct proc *seed =
+      fx_peer(f, "seeder", "s", "share", src, "--tracker", f->tracker_addr,
+              "--tracker-key", f->tracker_key, "--upload-rate", "1536k", NULL);
+  fx_wait_shared(seed, &sh);
   for (int i = 0; i < N; i++) {
     char name[16], out[32], opath[PROC_PATH_MAX];
     snprintf(name, sizeof(name), "dl%d", i);
     snprintf(out, sizeof(out), "out%d", i);
-    mkdir_in(f, out);
-    path_in(f, opath, sizeof(opath), out);
-    dl[i] = peer_start(f, name, name, "get", sh.link, "-o", opath, "--seed",
-                       "--download-rate", "2M", "--upload-rate", "256k", NULL);
+    fx_mkdir(f, out);
+    fx_path(f, opath, sizeof(opath), out);
+    dl[i] = fx_peer(f, name, name, "get", sh.link, "-o", opath, "--seed",
+                    "--download-rate", "2M", "--upload-rate", "256k", NULL);
   }
   uint32_t chunks = 0;
   for (int i = 0; i < N; i++) {
-    ports[i] = listening_port(dl[i]);
-    wait_event(dl[i], "manifest", NULL, NULL, START_MS, line);
-    uint32_t c = (uint32_t)field_u64(line, "chunks");
+    ports[i] = fx_listening_port(dl[i]);
+    fx_wait_event(dl[i], "manifest", NULL, NULL, FX_START_MS, line);
+    uint32_t c = (uint32_t)fx_u64(line, "chunks");
     assert_true(c > 0);
     assert_true(chunks == 0 || chunks == c);
     chunks = c;
@@ -965,7 +554,7 @@ static void seeder_leaves_when_swarm_holds_every_chunk(void **state) {
 
   uint8_t *uni = calloc((chunks + 7u) / 8u, 1);
   assert_non_null(uni);
-  uint64_t deadline = proc_now_ms() + COMPLETE_MS;
+  uint64_t deadline = proc_now_ms() + FX_COMPLETE_MS;
   for (;;) {
     memset(uni, 0, (chunks + 7u) / 8u);
     collect_have_maps(f, ports, N, sh.content, chunks, uni, held);
@@ -982,20 +571,20 @@ static void seeder_leaves_when_swarm_holds_every_chunk(void **state) {
   print_message("the swarm holds all %u chunks; the downloaders hold %u, "
                 "%u, %u; stopping the seeder\n",
                 chunks, held[0], held[1], held[2]);
-  stop_peer(seed, NULL);
+  fx_stop_peer(seed, NULL);
 
   for (int i = 0; i < N; i++) {
-    wait_event(dl[i], "complete", NULL, NULL, COMPLETE_MS, line);
+    fx_wait_event(dl[i], "complete", NULL, NULL, FX_COMPLETE_MS, line);
   }
   for (int i = 0; i < N; i++) {
     char out[32];
     snprintf(out, sizeof(out), "out%d", i);
-    assert_copy(f, out, "leave.bin", data, size);
-    stop_peer(dl[i], NULL);
-    assert_json_output(dl[i]);
+    fx_assert_copy(f, out, "leave.bin", data, size);
+    fx_stop_peer(dl[i], NULL);
+    fx_assert_json_output(dl[i]);
   }
   free(data);
-  finish(f);
+  fx_finish(f);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -1003,49 +592,49 @@ static void seeder_leaves_when_swarm_holds_every_chunk(void **state) {
 
 static void killed_download_resumes(void **state) {
   struct fx *f = *state;
-  const size_t size = 8 * MiB;
+  const size_t size = 8 * FX_MiB;
   uint8_t *data;
-  struct shared sh;
-  char line[LINE_CAP];
+  struct fx_shared sh;
+  char line[FX_LINE_CAP];
   char opath[PROC_PATH_MAX];
 
-  start_tracker(f);
-  mkdir_in(f, "src");
-  write_random(f, "src/resume.bin", size, 3, &data);
+  fx_start_tracker(f);
+  fx_mkdir(f, "src");
+  fx_write_random(f, "src/resume.bin", size, 3, &data);
   char src[PROC_PATH_MAX];
-  path_in(f, src, sizeof(src), "src/resume.bin");
+  fx_path(f, src, sizeof(src), "src/resume.bin");
   struct proc *seed =
-      peer_start(f, "seeder", "s", "share", src, "--tracker", f->tracker_addr,
-                 "--tracker-key", f->tracker_key, NULL);
-  wait_shared(seed, &sh);
-  mkdir_in(f, "out");
-  path_in(f, opath, sizeof(opath), "out");
+      fx_peer(f, "seeder", "s", "share", src, "--tracker", f->tracker_addr,
+              "--tracker-key", f->tracker_key, NULL);
+  fx_wait_shared(seed, &sh);
+  fx_mkdir(f, "out");
+  fx_path(f, opath, sizeof(opath), "out");
 
-  struct proc *dl = peer_start(f, "dl-first", "dl", "get", sh.link, "-o", opath,
-                               "--download-rate", "1M", NULL);
+  struct proc *dl = fx_peer(f, "dl-first", "dl", "get", sh.link, "-o", opath,
+                            "--download-rate", "1M", NULL);
   /* At least 40% verified. The resume record is saved at most once a
    * second (STORAGE_SAVE_MS), so what survives SIGKILL may lag what the
-   * progress line shows by a second of download (1 MiB, 12.5%): killing at
+   * progress line shows by a second of download (1 FX_MiB, 12.5%): killing at
    * half leaves the record at 40% or more, well clear of the 70% bound. */
-  struct frac half = {50, 100};
-  wait_event(dl, "progress", have_at_least, &half, COMPLETE_MS, line);
+  struct fx_frac half = {50, 100};
+  fx_wait_event(dl, "progress", fx_have_at_least, &half, FX_COMPLETE_MS, line);
   proc_kill(dl);
   char part[PROC_PATH_MAX], fin[PROC_PATH_MAX];
-  path_in(f, part, sizeof(part), "out/resume.bin.shoal-part");
-  path_in(f, fin, sizeof(fin), "out/resume.bin");
-  assert_true(exists(part));
-  assert_false(exists(fin));
+  fx_path(f, part, sizeof(part), "out/resume.bin.shoal-part");
+  fx_path(f, fin, sizeof(fin), "out/resume.bin");
+  assert_true(fx_exists(part));
+  assert_false(fx_exists(fin));
 
-  struct proc *again = peer_start(f, "dl-again", "dl", "get", sh.link, "-o",
-                                  opath, "--download-rate", "1M", NULL);
-  expect_exit(again, COMPLETE_MS, 0);
-  assert_copy(f, "out", "resume.bin", data, size);
+  struct proc *again = fx_peer(f, "dl-again", "dl", "get", sh.link, "-o", opath,
+                               "--download-rate", "1M", NULL);
+  fx_expect_exit(again, FX_COMPLETE_MS, 0);
+  fx_assert_copy(f, "out", "resume.bin", data, size);
   assert_true(
       proc_find_event(again, "manifest", NULL, NULL, 0, line, sizeof(line)));
-  uint64_t resumed = field_u64(line, "resumed_bytes");
+  uint64_t resumed = fx_u64(line, "resumed_bytes");
   assert_true(
       proc_find_event(again, "complete", NULL, NULL, 0, line, sizeof(line)));
-  uint64_t downloaded = field_u64(line, "downloaded");
+  uint64_t downloaded = fx_u64(line, "downloaded");
   print_message("resumed %llu bytes; fetched %llu of %zu again\n",
                 (unsigned long long)resumed, (unsigned long long)downloaded,
                 size);
@@ -1054,10 +643,10 @@ static void killed_download_resumes(void **state) {
   /* It fetched what it lacked, give or take the endgame's duplicates. */
   assert_true(resumed <= size);
   assert_true(downloaded <= size - resumed + size / 10);
-  assert_json_output(again);
-  stop_peer(seed, NULL);
+  fx_assert_json_output(again);
+  fx_stop_peer(seed, NULL);
   free(data);
-  finish(f);
+  fx_finish(f);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -1089,26 +678,26 @@ static void publish_as_test(struct fx *f, const char *name, size_t size,
                             char src[PROC_PATH_MAX]) {
   char rel[256], keypath[PROC_PATH_MAX];
   snprintf(rel, sizeof(rel), "src/%s", name);
-  mkdir_in(f, "src");
-  write_random(f, rel, size, seed, data);
-  path_in(f, src, PROC_PATH_MAX, rel);
+  fx_mkdir(f, "src");
+  fx_write_random(f, rel, size, seed, data);
+  fx_path(f, src, PROC_PATH_MAX, rel);
   identity_generate(publisher);
   assert_int_equal(manifest_build(src, publisher, NULL, m), 0);
-  mkdir_in(f, "home-s");
-  path_in(f, keypath, sizeof(keypath), "home-s/identity.key");
+  fx_mkdir(f, "home-s");
+  fx_path(f, keypath, sizeof(keypath), "home-s/identity.key");
   assert_int_equal(identity_save(publisher, keypath), 0);
 }
 
 static void corrupt_peer_is_banned(void **state) {
   struct fx *f = *state;
-  const size_t size = 512 * KiB;
+  const size_t size = 512 * FX_KiB;
   uint8_t *data;
   struct identity publisher;
   struct manifest *m = NULL;
-  char line[LINE_CAP];
+  char line[FX_LINE_CAP];
   char src[PROC_PATH_MAX], opath[PROC_PATH_MAX];
 
-  start_tracker(f);
+  fx_start_tracker(f);
   /* The test is the publisher: the honest seeder gets the same key, so it
    * shares the very content ID the fake serves. */
   publish_as_test(f, "bait.bin", size, 4, &data, &publisher, &m, src);
@@ -1121,10 +710,10 @@ static void corrupt_peer_is_banned(void **state) {
   char link[LINK_MAX_CHARS + 1];
   link_to(f, m, "bait.bin", size, link);
 
-  mkdir_in(f, "out");
-  path_in(f, opath, sizeof(opath), "out");
-  struct proc *dl = peer_start(f, "dl", "dl", "get", link, "-o", opath, NULL);
-  wait_event(dl, "banned", NULL, NULL, COMPLETE_MS, line);
+  fx_mkdir(f, "out");
+  fx_path(f, opath, sizeof(opath), "out");
+  struct proc *dl = fx_peer(f, "dl", "dl", "get", link, "-o", opath, NULL);
+  fx_wait_event(dl, "banned", NULL, NULL, FX_COMPLETE_MS, line);
   char who[TEXTID_STRLEN + 8];
   assert_int_equal(jsonl_str(line, "peer", who, sizeof(who)), 0);
   assert_string_equal(who, bad_id);
@@ -1133,64 +722,64 @@ static void corrupt_peer_is_banned(void **state) {
 
   /* Now the honest seeder, with the publisher's key. */
   struct proc *seed =
-      peer_start(f, "seeder", "s", "share", src, "--tracker", f->tracker_addr,
-                 "--tracker-key", f->tracker_key, NULL);
-  struct shared sh;
-  wait_shared(seed, &sh);
+      fx_peer(f, "seeder", "s", "share", src, "--tracker", f->tracker_addr,
+              "--tracker-key", f->tracker_key, NULL);
+  struct fx_shared sh;
+  fx_wait_shared(seed, &sh);
   char want[TEXTID_STRLEN];
   textid_encode(TEXTID_CONTENT, m->id, want);
   assert_string_equal(sh.content_text, want);
 
-  expect_exit(dl, COMPLETE_MS, 0);
-  assert_copy(f, "out", "bait.bin", data, size);
-  assert_json_output(dl);
+  fx_expect_exit(dl, FX_COMPLETE_MS, 0);
+  fx_assert_copy(f, "out", "bait.bin", data, size);
+  fx_assert_json_output(dl);
   /* The corrupt chunks were received and thrown away: the stats say so. */
   uint64_t wasted = 0, downloaded = 0;
-  assert_true(proc_find_event(dl, "stats", NULL, NULL, 1, line, LINE_CAP));
+  assert_true(proc_find_event(dl, "stats", NULL, NULL, 1, line, FX_LINE_CAP));
   assert_int_equal(jsonl_u64(line, "wasted", &wasted), 0);
   assert_int_equal(jsonl_u64(line, "downloaded", &downloaded), 0);
   assert_true(wasted >= ((uint64_t)1 << m->chunk_log2));
   assert_true(downloaded >= size + wasted);
-  stop_peer(seed, NULL);
+  fx_stop_peer(seed, NULL);
   manifest_free(m);
   identity_close(&publisher);
   free(data);
-  finish(f);
+  fx_finish(f);
 }
 
-/* A downloader fetches an 8 MiB file from a seeder held to 2 MiB/s (a few
+/* A downloader fetches an 8 FX_MiB file from a seeder held to 2 FX_MiB/s (a few
  * seconds), with a fake peer beside them that watches what it announces:
  * one that holds nothing, or, when seeding, one that holds everything and
  * keeps everyone choked. Returns the fake, halted, once every chunk was
  * announced to it; *chunks is the file's chunk count. */
 static struct fake *watch_haves(struct fx *f, int seeding, uint32_t *chunks) {
-  const size_t size = 8 * MiB;
+  const size_t size = 8 * FX_MiB;
   uint8_t *data;
   struct identity publisher;
   struct manifest *m = NULL;
-  struct shared sh;
+  struct fx_shared sh;
   char src[PROC_PATH_MAX], opath[PROC_PATH_MAX];
 
-  start_tracker(f);
+  fx_start_tracker(f);
   publish_as_test(f, "batch.bin", size, 5, &data, &publisher, &m, src);
   assert_true(m->chunk_count >= 2 * NODE_HAVE_BATCH);
   struct fake *fk = fake_start(f, m->id, m->encoded, m->encoded_len, data, size,
                                m->chunk_log2, m->chunk_count, seeding);
   atomic_store(&fk->choking, seeding);
-  struct proc *seed = peer_start(f, "seeder", "s", "share", src, "--tracker",
-                                 f->tracker_addr, "--tracker-key",
-                                 f->tracker_key, "--upload-rate", "2M", NULL);
-  wait_shared(seed, &sh);
+  struct proc *seed =
+      fx_peer(f, "seeder", "s", "share", src, "--tracker", f->tracker_addr,
+              "--tracker-key", f->tracker_key, "--upload-rate", "2M", NULL);
+  fx_wait_shared(seed, &sh);
 
-  mkdir_in(f, "out");
-  path_in(f, opath, sizeof(opath), "out");
+  fx_mkdir(f, "out");
+  fx_path(f, opath, sizeof(opath), "out");
   struct proc *dl =
-      peer_start(f, "dl", "dl", "get", sh.link, "-o", opath, "--seed", NULL);
-  wait_event(dl, "complete", NULL, NULL, COMPLETE_MS, NULL);
-  assert_copy(f, "out", "batch.bin", data, size);
+      fx_peer(f, "dl", "dl", "get", sh.link, "-o", opath, "--seed", NULL);
+  fx_wait_event(dl, "complete", NULL, NULL, FX_COMPLETE_MS, NULL);
+  fx_assert_copy(f, "out", "batch.bin", data, size);
   /* The last HAVE follows completion at once; wait for it to arrive. A
    * seeder hears only of chunks it did not see in the have-map. */
-  uint64_t deadline = proc_now_ms() + MSG_MS;
+  uint64_t deadline = proc_now_ms() + FX_MSG_MS;
   while (atomic_load(&fk->have_chunks) < m->chunk_count &&
          proc_now_ms() < deadline) {
     (void)poll(NULL, 0, 10); /* then look again */
@@ -1198,8 +787,8 @@ static struct fake *watch_haves(struct fx *f, int seeding, uint32_t *chunks) {
   fake_halt(fk);
   assert_int_equal(atomic_load(&fk->have_bad), 0);
   assert_int_equal(atomic_load(&fk->have_chunks), m->chunk_count);
-  stop_peer(dl, NULL);
-  stop_peer(seed, NULL);
+  fx_stop_peer(dl, NULL);
+  fx_stop_peer(seed, NULL);
   *chunks = m->chunk_count;
   manifest_free(m);
   identity_close(&publisher);
@@ -1231,7 +820,7 @@ static void haves_come_in_batches(void **state) {
   if (msgs < 2 * (span / NODE_HAVE_SLOW_MS) + 2) {
     fail_msg("only %u HAVEs within %llu ms", msgs, (unsigned long long)span);
   }
-  finish(f);
+  fx_finish(f);
 }
 
 /* A peer that holds everything needs to hear of new chunks only for its
@@ -1248,7 +837,7 @@ static void seeder_hears_haves_once_a_second(void **state) {
     fail_msg("%u HAVEs within %llu ms", msgs, (unsigned long long)span);
   }
   assert_int_equal(atomic_load(&fk->blocks), 0);
-  finish(f);
+  fx_finish(f);
 }
 
 /* The largest send buffer (the kernel's sk_sndbuf, "tb" in ss's socket
@@ -1280,36 +869,36 @@ static long largest_send_buffer(int lport, int rport) {
 /* A seeder's socket to a downloader holds about the seeder's upload rate
  * for a round trip and NODE_QUEUE_MS, not as much as the kernel would let
  * the congestion window take (docs/design.md, "Bytes in flight"). Looked
- * at from outside with ss while 8 MiB go out at 2 MiB/s. */
+ * at from outside with ss while 8 FX_MiB go out at 2 FX_MiB/s. */
 static void send_buffer_follows_the_upload_rate(void **state) {
   struct fx *f = *state;
-  const size_t size = 8 * MiB;
-  const long rate = 2 * MiB;
+  const size_t size = 8 * FX_MiB;
+  const long rate = 2 * FX_MiB;
   uint8_t *data;
-  struct shared sh;
+  struct fx_shared sh;
   char src[PROC_PATH_MAX], opath[PROC_PATH_MAX];
 
   if (largest_send_buffer(1, 1) < 0) {
     print_message("ss (iproute2) cannot run here: skipped\n");
     skip();
   }
-  start_tracker(f);
-  mkdir_in(f, "src");
-  write_random(f, "src/buf.bin", size, 6, &data);
-  path_in(f, src, sizeof(src), "src/buf.bin");
+  fx_start_tracker(f);
+  fx_mkdir(f, "src");
+  fx_write_random(f, "src/buf.bin", size, 6, &data);
+  fx_path(f, src, sizeof(src), "src/buf.bin");
   struct proc *seed =
-      peer_start(f, "seeder", "s", "share", src, "--tracker", f->tracker_addr,
-                 "--tracker-key", f->tracker_key, "--upload-rate", "2M", NULL);
-  int sport = listening_port(seed);
-  wait_shared(seed, &sh);
-  mkdir_in(f, "out");
-  path_in(f, opath, sizeof(opath), "out");
-  struct proc *dl = peer_start(f, "dl", "dl", "get", sh.link, "-o", opath, NULL);
-  int dport = listening_port(dl);
+      fx_peer(f, "seeder", "s", "share", src, "--tracker", f->tracker_addr,
+              "--tracker-key", f->tracker_key, "--upload-rate", "2M", NULL);
+  int sport = fx_listening_port(seed);
+  fx_wait_shared(seed, &sh);
+  fx_mkdir(f, "out");
+  fx_path(f, opath, sizeof(opath), "out");
+  struct proc *dl = fx_peer(f, "dl", "dl", "get", sh.link, "-o", opath, NULL);
+  int dport = fx_listening_port(dl);
 
   long most = 0;
   unsigned seen = 0;
-  uint64_t deadline = proc_now_ms() + COMPLETE_MS;
+  uint64_t deadline = proc_now_ms() + FX_COMPLETE_MS;
   while (proc_count_event(dl, "complete", NULL, NULL) == 0 &&
          proc_now_ms() < deadline) {
     long v = largest_send_buffer(sport, dport);
@@ -1319,8 +908,8 @@ static void send_buffer_follows_the_upload_rate(void **state) {
     }
     (void)poll(NULL, 0, 50); /* then look again */
   }
-  expect_exit(dl, COMPLETE_MS, 0);
-  assert_copy(f, "out", "buf.bin", data, size);
+  fx_expect_exit(dl, FX_COMPLETE_MS, 0);
+  fx_assert_copy(f, "out", "buf.bin", data, size);
   if (seen < 10) {
     fail_msg("the seeder's socket was seen only %u times", seen);
   }
@@ -1332,9 +921,9 @@ static void send_buffer_follows_the_upload_rate(void **state) {
              rate);
   }
   print_message("largest send buffer %ld bytes (%u looks)\n", most, seen);
-  stop_peer(seed, NULL);
+  fx_stop_peer(seed, NULL);
   free(data);
-  finish(f);
+  fx_finish(f);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -1342,45 +931,45 @@ static void send_buffer_follows_the_upload_rate(void **state) {
 
 static void tracker_stop_after_peers_met(void **state) {
   struct fx *f = *state;
-  const size_t size = 4 * MiB;
+  const size_t size = 4 * FX_MiB;
   enum { N = 2 };
   uint8_t *data;
-  struct shared sh;
+  struct fx_shared sh;
   struct proc *dl[N];
-  char line[LINE_CAP];
+  char line[FX_LINE_CAP];
 
-  start_tracker(f);
-  mkdir_in(f, "src");
-  write_random(f, "src/alone.bin", size, 5, &data);
+  fx_start_tracker(f);
+  fx_mkdir(f, "src");
+  fx_write_random(f, "src/alone.bin", size, 5, &data);
   char src[PROC_PATH_MAX];
-  path_in(f, src, sizeof(src), "src/alone.bin");
+  fx_path(f, src, sizeof(src), "src/alone.bin");
   struct proc *seed =
-      peer_start(f, "seeder", "s", "share", src, "--tracker", f->tracker_addr,
-                 "--tracker-key", f->tracker_key, NULL);
-  wait_shared(seed, &sh);
+      fx_peer(f, "seeder", "s", "share", src, "--tracker", f->tracker_addr,
+              "--tracker-key", f->tracker_key, NULL);
+  fx_wait_shared(seed, &sh);
   for (int i = 0; i < N; i++) {
     char name[16], out[32], opath[PROC_PATH_MAX];
     snprintf(name, sizeof(name), "dl%d", i);
     snprintf(out, sizeof(out), "out%d", i);
-    mkdir_in(f, out);
-    path_in(f, opath, sizeof(opath), out);
-    dl[i] = peer_start(f, name, name, "get", sh.link, "-o", opath,
-                       "--download-rate", "1M", NULL);
+    fx_mkdir(f, out);
+    fx_path(f, opath, sizeof(opath), out);
+    dl[i] = fx_peer(f, name, name, "get", sh.link, "-o", opath,
+                    "--download-rate", "1M", NULL);
   }
   for (int i = 0; i < N; i++) {
-    wait_event(dl[i], "progress", have_some, NULL, COMPLETE_MS, line);
+    fx_wait_event(dl[i], "progress", fx_have_some, NULL, FX_COMPLETE_MS, line);
   }
   assert_int_equal(tc_tracker_stop(&f->t), 0);
   for (int i = 0; i < N; i++) {
-    expect_exit(dl[i], COMPLETE_MS, 0);
+    fx_expect_exit(dl[i], FX_COMPLETE_MS, 0);
     char out[32];
     snprintf(out, sizeof(out), "out%d", i);
-    assert_copy(f, out, "alone.bin", data, size);
+    fx_assert_copy(f, out, "alone.bin", data, size);
   }
   /* Its "stopped" announce fails, within its bound. */
-  stop_peer(seed, NULL);
+  fx_stop_peer(seed, NULL);
   free(data);
-  finish(f);
+  fx_finish(f);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -1484,37 +1073,36 @@ static void folder_tree_arrives_exactly(void **state) {
     const char *path;
     size_t size;
   } files[] = {
-      {"src/tree/a.bin", 100 * KiB},
+      {"src/tree/a.bin", 100 * FX_KiB},
       {"src/tree/empty", 0},
       {"src/tree/z.txt", 1},
       {"src/tree/one/b.bin", 33333},
-      {"src/tree/one/two/c.bin", 16 * KiB},
-      {"src/tree/one/two/three/d.bin", 300 * KiB + 7},
+      {"src/tree/one/two/c.bin", 16 * FX_KiB},
+      {"src/tree/one/two/three/d.bin", 300 * FX_KiB + 7},
       {"src/tree/one/two/three/e", 5},
       {"src/tree/one/two/three/empty-too", 0},
       {"src/tree/other/f.bin", 70000},
   };
-  struct shared sh;
+  struct fx_shared sh;
   char src[PROC_PATH_MAX], opath[PROC_PATH_MAX], got[PROC_PATH_MAX];
 
-  start_tracker(f);
+  fx_start_tracker(f);
   for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
-    write_random(f, files[i].path, files[i].size, 60 + i, NULL);
+    fx_write_random(f, files[i].path, files[i].size, 60 + i, NULL);
   }
-  path_in(f, src, sizeof(src), "src/tree");
+  fx_path(f, src, sizeof(src), "src/tree");
   struct proc *seed =
-      peer_start(f, "seeder", "s", "share", src, "--tracker", f->tracker_addr,
-                 "--tracker-key", f->tracker_key, NULL);
-  wait_shared(seed, &sh);
-  mkdir_in(f, "out");
-  path_in(f, opath, sizeof(opath), "out");
-  struct proc *dl =
-      peer_start(f, "dl", "dl", "get", sh.link, "-o", opath, NULL);
-  expect_exit(dl, COMPLETE_MS, 0);
-  assert_json_output(dl);
+      fx_peer(f, "seeder", "s", "share", src, "--tracker", f->tracker_addr,
+              "--tracker-key", f->tracker_key, NULL);
+  fx_wait_shared(seed, &sh);
+  fx_mkdir(f, "out");
+  fx_path(f, opath, sizeof(opath), "out");
+  struct proc *dl = fx_peer(f, "dl", "dl", "get", sh.link, "-o", opath, NULL);
+  fx_expect_exit(dl, FX_COMPLETE_MS, 0);
+  fx_assert_json_output(dl);
 
   /* out holds exactly the tree: nothing beside it, no partial left. */
-  path_in(f, got, sizeof(got), "out");
+  fx_path(f, got, sizeof(got), "out");
   struct tree top = {0};
   tree_walk(&top, got, "");
   for (size_t i = 0; i < top.n; i++) {
@@ -1531,10 +1119,10 @@ static void folder_tree_arrives_exactly(void **state) {
     }
   }
   free(top.e);
-  path_in(f, got, sizeof(got), "out/tree");
+  fx_path(f, got, sizeof(got), "out/tree");
   assert_same_tree(src, got);
-  stop_peer(seed, NULL);
-  finish(f);
+  fx_stop_peer(seed, NULL);
+  fx_finish(f);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -1542,7 +1130,7 @@ static void folder_tree_arrives_exactly(void **state) {
 
 struct hostile {
   struct fx *f;
-  struct shared sh;
+  struct fx_shared sh;
   const uint8_t *data;
   size_t size;
   int port;
@@ -1556,34 +1144,34 @@ static void still_serves_a_get(struct hostile *h, const char *after) {
   snprintf(name, sizeof(name), "get%u", h->gets);
   snprintf(out, sizeof(out), "out%u", h->gets);
   h->gets++;
-  mkdir_in(h->f, out);
-  path_in(h->f, opath, sizeof(opath), out);
+  fx_mkdir(h->f, out);
+  fx_path(h->f, opath, sizeof(opath), out);
   struct proc *p =
-      peer_start(h->f, name, name, "get", h->sh.link, "-o", opath, NULL);
-  int st = wait_exit(p, COMPLETE_MS);
+      fx_peer(h->f, name, name, "get", h->sh.link, "-o", opath, NULL);
+  int st = fx_wait_exit(p, FX_COMPLETE_MS);
   if (st != 0) {
     fail_msg("after %s the seeder did not serve a get (exit %d)", after, st);
   }
-  assert_copy(h->f, out, "target.bin", h->data, h->size);
+  fx_assert_copy(h->f, out, "target.bin", h->data, h->size);
 }
 
 /* A fresh session still gets a hello and a full have-map. */
 static void still_answers_hellos(struct hostile *h) {
   struct pwire_msg m;
-  struct pclient *c = pc_session(h->f, h->port, h->sh.content);
+  struct pclient *c = fx_pc_session(h->f, h->port, h->sh.content);
   assert_int_equal(c->theirs.flags & PWIRE_HELLO_SEEDER, PWIRE_HELLO_SEEDER);
-  assert_int_equal(pc_expect(c, PWIRE_HAVE_MAP, &m, MSG_MS), 0);
+  assert_int_equal(pc_expect(c, PWIRE_HAVE_MAP, &m, FX_MSG_MS), 0);
   assert_int_equal(pwire_check_have_map(m.data, m.data_len, h->chunks), 0);
   assert_int_equal(m.data_len, (h->chunks + 7u) / 8u);
   for (uint32_t i = 0; i < h->chunks; i++) {
     assert_true(m.data[i / 8] & (0x80u >> (i % 8)));
   }
-  pc_done(h->f, c);
+  fx_pc_done(h->f, c);
 }
 
 /* The seeder closes the connection without a single frame back. */
 static void expect_closed_silently(struct pclient *c, const char *what) {
-  int err = pc_recv_frame(c, FRAME_MAX_LIMIT, CLOSE_MS);
+  int err = pc_recv_frame(c, FRAME_MAX_LIMIT, FX_CLOSE_MS);
   if (err == 0) {
     fail_msg("%s: the seeder answered (%zu-byte frame)", what, c->frame.len);
   }
@@ -1593,7 +1181,7 @@ static void expect_closed_silently(struct pclient *c, const char *what) {
 }
 
 static void expect_closed(struct pclient *c, const char *what) {
-  if (!pc_wait_closed(c, CLOSE_MS)) {
+  if (!pc_wait_closed(c, FX_CLOSE_MS)) {
     fail_msg("%s: the seeder kept the connection open", what);
   }
 }
@@ -1602,7 +1190,7 @@ static void expect_closed(struct pclient *c, const char *what) {
  * negative) after signing. */
 static void forged_hello(struct hostile *h, long at, const char *what) {
   struct buf b;
-  struct pclient *c = pc_new(h->f);
+  struct pclient *c = fx_pc_new(h->f);
   assert_int_equal(pc_connect(c, h->port), 0);
   buf_init(&b, FRAME_MAX_DEFAULT);
   assert_int_equal(pc_hello_bytes(c, &b, h->sh.content, 0, 0, 0), 0);
@@ -1611,7 +1199,7 @@ static void forged_hello(struct hostile *h, long at, const char *what) {
   assert_int_equal(pc_send_frame(c, b.data, b.len), 0);
   buf_free(&b);
   expect_closed_silently(c, what);
-  pc_done(h->f, c);
+  fx_pc_done(h->f, c);
 }
 
 /* After INTERESTED and UNCHOKE, sends a request (plain bytes) that breaks
@@ -1621,12 +1209,12 @@ static void bad_request(struct hostile *h, uint32_t chunk, uint32_t offset,
                         uint32_t length, int reject_ok, const char *what) {
   struct pwire_msg m;
   uint8_t plain[13];
-  struct pclient *c = pc_session(h->f, h->port, h->sh.content);
-  assert_int_equal(pc_expect(c, PWIRE_HAVE_MAP, &m, MSG_MS), 0);
+  struct pclient *c = fx_pc_session(h->f, h->port, h->sh.content);
+  assert_int_equal(pc_expect(c, PWIRE_HAVE_MAP, &m, FX_MSG_MS), 0);
   memset(&m, 0, sizeof(m));
   m.type = PWIRE_INTERESTED;
   assert_int_equal(pc_send(c, &m), 0);
-  int err = pc_expect(c, PWIRE_UNCHOKE, &m, UNCHOKE_MS);
+  int err = pc_expect(c, PWIRE_UNCHOKE, &m, FX_UNCHOKE_MS);
   if (err != 0) {
     fail_msg("%s: no unchoke (%s)", what, shoal_err_name(err));
   }
@@ -1637,7 +1225,7 @@ static void bad_request(struct hostile *h, uint32_t chunk, uint32_t offset,
   assert_int_equal(pc_send_plain(c, plain, sizeof(plain)), 0);
   int rejected = 0;
   for (;;) {
-    err = pc_recv(c, &m, rejected ? 500 : CLOSE_MS);
+    err = pc_recv(c, &m, rejected ? 500 : FX_CLOSE_MS);
     if (err == UV_EOF) {
       break; /* closed: the expected outcome */
     }
@@ -1658,7 +1246,7 @@ static void bad_request(struct hostile *h, uint32_t chunk, uint32_t offset,
       rejected = 1;
     }
   }
-  pc_done(h->f, c);
+  fx_pc_done(h->f, c);
 }
 
 static void hostile_input_leaves_seeder_serving(void **state) {
@@ -1670,21 +1258,21 @@ static void hostile_input_leaves_seeder_serving(void **state) {
 
   memset(&h, 0, sizeof(h));
   h.f = f;
-  h.size = 256 * KiB;
-  start_tracker(f);
-  mkdir_in(f, "src");
-  write_random(f, "src/target.bin", h.size, 7, &data);
+  h.size = 256 * FX_KiB;
+  fx_start_tracker(f);
+  fx_mkdir(f, "src");
+  fx_write_random(f, "src/target.bin", h.size, 7, &data);
   h.data = data;
   /* One file: chunks of 2^manifest_choose_chunk_log2(size) bytes. */
   unsigned log2 = manifest_choose_chunk_log2(h.size);
   h.chunks = (uint32_t)((h.size + ((size_t)1 << log2) - 1) >> log2);
   char src[PROC_PATH_MAX];
-  path_in(f, src, sizeof(src), "src/target.bin");
+  fx_path(f, src, sizeof(src), "src/target.bin");
   struct proc *seed =
-      peer_start(f, "seeder", "s", "share", src, "--tracker", f->tracker_addr,
-                 "--tracker-key", f->tracker_key, NULL);
-  wait_shared(seed, &h.sh);
-  h.port = listening_port(seed);
+      fx_peer(f, "seeder", "s", "share", src, "--tracker", f->tracker_addr,
+              "--tracker-key", f->tracker_key, NULL);
+  fx_wait_shared(seed, &h.sh);
+  h.port = fx_listening_port(seed);
   still_answers_hellos(&h);
 
   /* (a) Hellos whose signature does not verify: a bit flipped in the
@@ -1697,7 +1285,7 @@ static void hostile_input_leaves_seeder_serving(void **state) {
 
   /* (b) An oversize frame after a proper hello. */
   {
-    struct pclient *c = pc_session(f, h.port, h.sh.content);
+    struct pclient *c = fx_pc_session(f, h.port, h.sh.content);
     uint8_t hdr[FRAME_HEADER_BYTES];
     uint8_t junk[1024];
     frame_header(hdr, PWIRE_MAX_FRAME + 1);
@@ -1705,7 +1293,7 @@ static void hostile_input_leaves_seeder_serving(void **state) {
     assert_int_equal(pc_send_raw(c, hdr, sizeof(hdr)), 0);
     pc_send_raw(c, junk, sizeof(junk)); /* may already be closed */
     expect_closed(c, "oversize frame");
-    pc_done(f, c);
+    fx_pc_done(f, c);
   }
   still_serves_a_get(&h, "an oversize frame");
 
@@ -1719,7 +1307,7 @@ static void hostile_input_leaves_seeder_serving(void **state) {
 
   /* (d) DATA for a chunk that does not exist, sent to the seeder. */
   {
-    struct pclient *c = pc_session(f, h.port, h.sh.content);
+    struct pclient *c = fx_pc_session(f, h.port, h.sh.content);
     uint8_t junk[256];
     memset(junk, 0x11, sizeof(junk));
     memset(&m, 0, sizeof(m));
@@ -1730,28 +1318,28 @@ static void hostile_input_leaves_seeder_serving(void **state) {
     m.data_len = sizeof(junk);
     assert_int_equal(pc_send(c, &m), 0);
     expect_closed(c, "data for a chunk that does not exist");
-    pc_done(f, c);
+    fx_pc_done(f, c);
   }
   still_serves_a_get(&h, "data for a chunk that does not exist");
 
   /* More hellos that must not open a session. */
   {
     /* A replay of a hello the seeder accepted before. */
-    struct pclient *c = pc_new(f);
+    struct pclient *c = fx_pc_new(f);
     assert_int_equal(pc_connect(c, h.port), 0);
     buf_init(&b, FRAME_MAX_DEFAULT);
     assert_int_equal(pc_hello_bytes(c, &b, h.sh.content, 0, 0, 0), 0);
     assert_int_equal(pc_send_frame(c, b.data, b.len), 0);
-    assert_int_equal(pc_recv_hello(c, MSG_MS), 0);
-    pc_done(f, c);
-    c = pc_new(f);
+    assert_int_equal(pc_recv_hello(c, FX_MSG_MS), 0);
+    fx_pc_done(f, c);
+    c = fx_pc_new(f);
     assert_int_equal(pc_connect(c, h.port), 0);
     assert_int_equal(pc_send_frame(c, b.data, b.len), 0);
     expect_closed_silently(c, "replayed hello");
-    pc_done(f, c);
+    fx_pc_done(f, c);
 
     /* A hello from ten minutes ago. */
-    c = pc_new(f);
+    c = fx_pc_new(f);
     assert_int_equal(pc_connect(c, h.port), 0);
     buf_reset(&b);
     assert_int_equal(pc_hello_bytes(c, &b, h.sh.content, 0, 0,
@@ -1759,47 +1347,47 @@ static void hostile_input_leaves_seeder_serving(void **state) {
                      0);
     assert_int_equal(pc_send_frame(c, b.data, b.len), 0);
     expect_closed_silently(c, "stale hello");
-    pc_done(f, c);
+    fx_pc_done(f, c);
 
     /* A hello for a content the seeder does not have. */
     uint8_t other[32];
     memcpy(other, h.sh.content, 32);
     other[0] ^= 0xff;
-    c = pc_new(f);
+    c = fx_pc_new(f);
     assert_int_equal(pc_connect(c, h.port), 0);
     assert_int_equal(pc_send_hello(c, other, 0, 0), 0);
     expect_closed_silently(c, "hello for an unknown content");
-    pc_done(f, c);
+    fx_pc_done(f, c);
 
     /* Garbage instead of a hello, and an empty frame. */
     uint8_t junk[300];
     tu_fill(junk, sizeof(junk), 77);
-    c = pc_new(f);
+    c = fx_pc_new(f);
     assert_int_equal(pc_connect(c, h.port), 0);
     assert_int_equal(pc_send_frame(c, junk, sizeof(junk)), 0);
     expect_closed_silently(c, "garbage hello");
-    pc_done(f, c);
-    c = pc_new(f);
+    fx_pc_done(f, c);
+    c = fx_pc_new(f);
     assert_int_equal(pc_connect(c, h.port), 0);
     memset(junk, 0, FRAME_HEADER_BYTES);
     assert_int_equal(pc_send_raw(c, junk, FRAME_HEADER_BYTES), 0);
     expect_closed_silently(c, "empty frame");
-    pc_done(f, c);
+    fx_pc_done(f, c);
 
     /* A session frame that does not open (forged ciphertext). */
-    c = pc_session(f, h.port, h.sh.content);
+    c = fx_pc_session(f, h.port, h.sh.content);
     assert_int_equal(pc_send_frame(c, junk, 64), 0);
     expect_closed(c, "forged session frame");
-    pc_done(f, c);
+    fx_pc_done(f, c);
     buf_free(&b);
   }
   still_answers_hellos(&h);
   still_serves_a_get(&h, "bad hellos");
   assert_true(proc_alive(seed));
-  stop_peer(seed, NULL);
-  assert_json_output(seed);
+  fx_stop_peer(seed, NULL);
+  fx_assert_json_output(seed);
   free(data);
-  finish(f);
+  fx_finish(f);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -1857,7 +1445,7 @@ static void hostile_manifest_paths_fail_the_get(void **state) {
   struct buf good, evil;
   struct manifest *m = NULL;
   uint8_t id[MANIFEST_ID_BYTES];
-  char id_text[TEXTID_STRLEN], opath[PROC_PATH_MAX], line[LINE_CAP];
+  char id_text[TEXTID_STRLEN], opath[PROC_PATH_MAX], line[FX_LINE_CAP];
 
   tu_fill(data, sizeof(data), 8);
   identity_generate(&pub);
@@ -1874,16 +1462,16 @@ static void hostile_manifest_paths_fail_the_get(void **state) {
   assert_int_equal(manifest_id_of(evil.data, evil.len, id), 0);
   textid_encode(TEXTID_CONTENT, id, id_text);
 
-  start_tracker(f);
+  fx_start_tracker(f);
   struct fake *fk = fake_start(f, id, evil.data, evil.len, data, sizeof(data),
                                MANIFEST_CHUNK_LOG2_MIN, 1, 1);
-  mkdir_in(f, "case");
-  mkdir_in(f, "case/out");
-  path_in(f, opath, sizeof(opath), "case/out");
+  fx_mkdir(f, "case");
+  fx_mkdir(f, "case/out");
+  fx_path(f, opath, sizeof(opath), "case/out");
   struct proc *dl =
-      peer_start(f, "dl", "dl", "get", id_text, "--tracker", f->tracker_addr,
-                 "--tracker-key", f->tracker_key, "-o", opath, NULL);
-  int st = wait_exit(dl, 30000);
+      fx_peer(f, "dl", "dl", "get", id_text, "--tracker", f->tracker_addr,
+              "--tracker-key", f->tracker_key, "-o", opath, NULL);
+  int st = fx_wait_exit(dl, 30000);
   assert_true(st != 0);
   assert_true(atomic_load(&fk->parts) > 0);
   if (proc_each_line(dl, 1, error_line_names, (void *)"manifest") == 0) {
@@ -1897,12 +1485,12 @@ static void hostile_manifest_paths_fail_the_get(void **state) {
   /* Nothing outside the download folder, and nothing of the content in
    * it. */
   char p[PROC_PATH_MAX];
-  path_in(f, p, sizeof(p), "case/x");
-  assert_false(exists(p));
-  path_in(f, p, sizeof(p), "x");
-  assert_false(exists(p));
+  fx_path(f, p, sizeof(p), "case/x");
+  assert_false(fx_exists(p));
+  fx_path(f, p, sizeof(p), "x");
+  assert_false(fx_exists(p));
   struct tree t = {0};
-  path_in(f, p, sizeof(p), "case");
+  fx_path(f, p, sizeof(p), "case");
   tree_walk(&t, p, "");
   for (size_t i = 0; i < t.n; i++) {
     if (strcmp(t.e[i].path, "out") != 0 &&
@@ -1917,11 +1505,11 @@ static void hostile_manifest_paths_fail_the_get(void **state) {
     }
   }
   free(t.e);
-  assert_json_output(dl);
+  fx_assert_json_output(dl);
   buf_free(&good);
   buf_free(&evil);
   identity_close(&pub);
-  finish(f);
+  fx_finish(f);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -1929,46 +1517,46 @@ static void hostile_manifest_paths_fail_the_get(void **state) {
 
 static void client_server_mode_uploads_only_from_the_publisher(void **state) {
   struct fx *f = *state;
-  const size_t size = 2 * MiB;
+  const size_t size = 2 * FX_MiB;
   enum { N = 3 };
   uint8_t *data;
-  struct shared sh;
+  struct fx_shared sh;
   struct proc *dl[N];
-  char line[LINE_CAP];
+  char line[FX_LINE_CAP];
 
-  start_tracker(f);
-  mkdir_in(f, "src");
-  write_random(f, "src/cs.bin", size, 9, &data);
+  fx_start_tracker(f);
+  fx_mkdir(f, "src");
+  fx_write_random(f, "src/cs.bin", size, 9, &data);
   char src[PROC_PATH_MAX];
-  path_in(f, src, sizeof(src), "src/cs.bin");
+  fx_path(f, src, sizeof(src), "src/cs.bin");
   struct proc *seed =
-      peer_start(f, "seeder", "s", "share", src, "--tracker", f->tracker_addr,
-                 "--tracker-key", f->tracker_key, NULL);
-  wait_shared(seed, &sh);
+      fx_peer(f, "seeder", "s", "share", src, "--tracker", f->tracker_addr,
+              "--tracker-key", f->tracker_key, NULL);
+  fx_wait_shared(seed, &sh);
   for (int i = 0; i < N; i++) {
     char name[16], out[32], opath[PROC_PATH_MAX];
     snprintf(name, sizeof(name), "dl%d", i);
     snprintf(out, sizeof(out), "out%d", i);
-    mkdir_in(f, out);
-    path_in(f, opath, sizeof(opath), out);
-    dl[i] = peer_start(f, name, name, "get", sh.link, "-o", opath, "--mode",
-                       "cs", NULL);
+    fx_mkdir(f, out);
+    fx_path(f, opath, sizeof(opath), out);
+    dl[i] = fx_peer(f, name, name, "get", sh.link, "-o", opath, "--mode", "cs",
+                    NULL);
   }
   for (int i = 0; i < N; i++) {
-    expect_exit(dl[i], COMPLETE_MS, 0);
+    fx_expect_exit(dl[i], FX_COMPLETE_MS, 0);
     char out[32];
     snprintf(out, sizeof(out), "out%d", i);
-    assert_copy(f, out, "cs.bin", data, size);
+    fx_assert_copy(f, out, "cs.bin", data, size);
     assert_true(
         proc_find_event(dl[i], "stats", NULL, NULL, 1, line, sizeof(line)));
-    assert_int_equal(field_u64(line, "uploaded"), 0);
-    assert_true(field_u64(line, "downloaded") >= size);
-    assert_json_output(dl[i]);
+    assert_int_equal(fx_u64(line, "uploaded"), 0);
+    assert_true(fx_u64(line, "downloaded") >= size);
+    fx_assert_json_output(dl[i]);
   }
-  stop_peer(seed, line);
-  assert_true(field_u64(line, "uploaded") >= (uint64_t)N * size);
+  fx_stop_peer(seed, line);
+  assert_true(fx_u64(line, "uploaded") >= (uint64_t)N * size);
   free(data);
-  finish(f);
+  fx_finish(f);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -1976,8 +1564,8 @@ static void client_server_mode_uploads_only_from_the_publisher(void **state) {
 
 static void expect_usage_error(struct fx *f, struct proc *p, const char *flag) {
   (void)f;
-  expect_exit(p, EXIT_MS, 2);
-  char first[LINE_CAP];
+  fx_expect_exit(p, FX_EXIT_MS, 2);
+  char first[FX_LINE_CAP];
   first[0] = '\0';
   FILE *e = fopen(p->err_path, "r");
   assert_non_null(e);
@@ -1998,41 +1586,41 @@ static void bad_usage_exits_2(void **state) {
   struct fx *f = *state;
   char home[PROC_PATH_MAX];
   const char *link = "shoal:aaaa";
-  mkdir_in(f, "home");
-  path_in(f, home, sizeof(home), "home");
+  fx_mkdir(f, "home");
+  fx_path(f, home, sizeof(home), "home");
   expect_usage_error(f,
-                     run_raw(f, "unknown-flag", "get", link, "--frobnicate",
-                             "--home", home, NULL),
+                     fx_run(f, "unknown-flag", "get", link, "--frobnicate",
+                            "--home", home, NULL),
                      "--frobnicate");
   expect_usage_error(f,
-                     run_raw(f, "bad-mode", "share", home, "--tracker",
-                             "127.0.0.1:9", "--mode", "xyz", "--home", home,
-                             NULL),
+                     fx_run(f, "bad-mode", "share", home, "--tracker",
+                            "127.0.0.1:9", "--mode", "xyz", "--home", home,
+                            NULL),
                      "--mode");
   expect_usage_error(f,
-                     run_raw(f, "bad-rate", "get", link, "--upload-rate", "10X",
-                             "--home", home, NULL),
+                     fx_run(f, "bad-rate", "get", link, "--upload-rate", "10X",
+                            "--home", home, NULL),
                      "--upload-rate");
   expect_usage_error(f,
-                     run_raw(f, "bad-max-peers", "get", link, "--max-peers",
-                             "0", "--home", home, NULL),
+                     fx_run(f, "bad-max-peers", "get", link, "--max-peers", "0",
+                            "--home", home, NULL),
                      "--max-peers");
-  expect_usage_error(f, run_raw(f, "no-command", "--home", home, NULL), NULL);
+  expect_usage_error(f, fx_run(f, "no-command", "--home", home, NULL), NULL);
   expect_usage_error(
-      f, run_raw(f, "unknown-command", "frobnicate", "--home", home, NULL),
+      f, fx_run(f, "unknown-command", "frobnicate", "--home", home, NULL),
       "frobnicate");
-  finish(f);
+  fx_finish(f);
 }
 
 static void malformed_link_is_refused(void **state) {
   struct fx *f = *state;
   char home[PROC_PATH_MAX], out[PROC_PATH_MAX], link[LINK_MAX_CHARS + 1];
-  mkdir_in(f, "out");
-  path_in(f, out, sizeof(out), "out");
-  path_in(f, home, sizeof(home), "home");
-  struct proc *p = run_raw(f, "garbage", "get", "shoal:not-a-link", "-o", out,
-                           "--home", home, NULL);
-  int st = wait_exit(p, EXIT_MS);
+  fx_mkdir(f, "out");
+  fx_path(f, out, sizeof(out), "out");
+  fx_path(f, home, sizeof(home), "home");
+  struct proc *p = fx_run(f, "garbage", "get", "shoal:not-a-link", "-o", out,
+                          "--home", home, NULL);
+  int st = fx_wait_exit(p, FX_EXIT_MS);
   assert_true(st != 0);
   assert_true(proc_output_has(p, 1, "link"));
 
@@ -2049,11 +1637,11 @@ static void malformed_link_is_refused(void **state) {
   assert_true(link_format(&l, link, sizeof(link)) > 0);
   char *c = link + strlen(LINK_SCHEME) + 3;
   *c = *c == 'a' ? 'b' : 'a';
-  p = run_raw(f, "typo", "get", link, "-o", out, "--home", home, NULL);
-  st = wait_exit(p, EXIT_MS);
+  p = fx_run(f, "typo", "get", link, "-o", out, "--home", home, NULL);
+  st = fx_wait_exit(p, FX_EXIT_MS);
   assert_true(st != 0);
   assert_true(proc_output_has(p, 1, "link"));
-  finish(f);
+  fx_finish(f);
 }
 
 static void unreachable_tracker_fails_in_time(void **state) {
@@ -2074,18 +1662,18 @@ static void unreachable_tracker_fails_in_time(void **state) {
   snprintf(l.trackers[0].host, sizeof(l.trackers[0].host), "127.0.0.1");
   l.trackers[0].port = (uint16_t)port;
   assert_true(link_format(&l, link, sizeof(link)) > 0);
-  mkdir_in(f, "out");
-  path_in(f, out, sizeof(out), "out");
+  fx_mkdir(f, "out");
+  fx_path(f, out, sizeof(out), "out");
   uint64_t t0 = proc_now_ms();
-  struct proc *p = peer_start(f, "dl", "dl", "get", link, "-o", out, NULL);
-  int st = wait_exit(p, 30000);
+  struct proc *p = fx_peer(f, "dl", "dl", "get", link, "-o", out, NULL);
+  int st = fx_wait_exit(p, 30000);
   print_message("gave up after %llu ms\n",
                 (unsigned long long)(proc_now_ms() - t0));
   assert_true(st != 0);
   if (proc_each_line(p, 1, error_line_names, (void *)"tracker") == 0) {
     fail_msg("no \"shoal-peer: error:\" line naming the tracker");
   }
-  finish(f);
+  fx_finish(f);
 }
 
 static int is_id_line(const char *line, void *arg) {
@@ -2101,55 +1689,55 @@ static int is_id_line(const char *line, void *arg) {
 
 static void id_prints_the_peer_id(void **state) {
   struct fx *f = *state;
-  char home[PROC_PATH_MAX], key[PROC_PATH_MAX], line[LINE_CAP];
+  char home[PROC_PATH_MAX], key[PROC_PATH_MAX], line[FX_LINE_CAP];
   char first[TEXTID_STRLEN] = "", second[TEXTID_STRLEN] = "";
   char json[TEXTID_STRLEN + 8];
   /* A home that does not exist yet: the first run makes it and a key. */
-  path_in(f, home, sizeof(home), "fresh/home");
-  mkdir_in(f, "fresh");
-  struct proc *p = run_raw(f, "id1", "id", "--home", home, NULL);
-  expect_exit(p, EXIT_MS, 0);
+  fx_path(f, home, sizeof(home), "fresh/home");
+  fx_mkdir(f, "fresh");
+  struct proc *p = fx_run(f, "id1", "id", "--home", home, NULL);
+  fx_expect_exit(p, FX_EXIT_MS, 0);
   assert_int_equal(proc_each_line(p, 0, is_id_line, first), 1);
-  p = run_raw(f, "id2", "id", "--home", home, NULL);
-  expect_exit(p, EXIT_MS, 0);
+  p = fx_run(f, "id2", "id", "--home", home, NULL);
+  fx_expect_exit(p, FX_EXIT_MS, 0);
   assert_int_equal(proc_each_line(p, 0, is_id_line, second), 1);
   assert_string_equal(first, second);
-  p = run_raw(f, "id3", "id", "--home", home, "--json", NULL);
-  expect_exit(p, EXIT_MS, 0);
+  p = fx_run(f, "id3", "id", "--home", home, "--json", NULL);
+  fx_expect_exit(p, FX_EXIT_MS, 0);
   assert_true(proc_find_event(p, "id", NULL, NULL, 0, line, sizeof(line)));
   assert_int_equal(jsonl_str(line, "id", json, sizeof(json)), 0);
   assert_string_equal(json, first);
-  assert_json_output(p);
+  fx_assert_json_output(p);
   struct stat st;
   tu_path(key, sizeof(key), home, "identity.key");
   assert_int_equal(stat(key, &st), 0);
   assert_int_equal(st.st_mode & 0777, 0600);
-  finish(f);
+  fx_finish(f);
 }
 
 static void get_refuses_an_existing_name(void **state) {
   struct fx *f = *state;
-  struct shared sh;
+  struct fx_shared sh;
   char src[PROC_PATH_MAX], out[PROC_PATH_MAX], there[PROC_PATH_MAX];
   uint8_t mine[1000];
-  start_tracker(f);
-  mkdir_in(f, "src");
-  write_random(f, "src/taken.bin", 64 * KiB, 10, NULL);
-  path_in(f, src, sizeof(src), "src/taken.bin");
+  fx_start_tracker(f);
+  fx_mkdir(f, "src");
+  fx_write_random(f, "src/taken.bin", 64 * FX_KiB, 10, NULL);
+  fx_path(f, src, sizeof(src), "src/taken.bin");
   struct proc *seed =
-      peer_start(f, "seeder", "s", "share", src, "--tracker", f->tracker_addr,
-                 "--tracker-key", f->tracker_key, NULL);
-  wait_shared(seed, &sh);
+      fx_peer(f, "seeder", "s", "share", src, "--tracker", f->tracker_addr,
+              "--tracker-key", f->tracker_key, NULL);
+  fx_wait_shared(seed, &sh);
   tu_fill(mine, sizeof(mine), 11);
   tu_write_file(f->dir, "out/taken.bin", mine, sizeof(mine));
-  path_in(f, out, sizeof(out), "out");
-  path_in(f, there, sizeof(there), "out/taken.bin");
-  struct proc *dl = peer_start(f, "dl", "dl", "get", sh.link, "-o", out, NULL);
-  expect_exit(dl, COMPLETE_MS, 1);
+  fx_path(f, out, sizeof(out), "out");
+  fx_path(f, there, sizeof(there), "out/taken.bin");
+  struct proc *dl = fx_peer(f, "dl", "dl", "get", sh.link, "-o", out, NULL);
+  fx_expect_exit(dl, FX_COMPLETE_MS, 1);
   assert_true(proc_output_has(dl, 1, "exist"));
-  assert_file_is(there, mine, sizeof(mine));
-  stop_peer(seed, NULL);
-  finish(f);
+  fx_assert_file_is(there, mine, sizeof(mine));
+  fx_stop_peer(seed, NULL);
+  fx_finish(f);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -2164,100 +1752,100 @@ static int names_report(const char *line, void *arg) {
 
 static void search_finds_a_shared_file(void **state) {
   struct fx *f = *state;
-  struct shared sh;
+  struct fx_shared sh;
   char src[PROC_PATH_MAX], out[PROC_PATH_MAX], home[PROC_PATH_MAX];
-  char line[LINE_CAP], link[LINK_MAX_CHARS + 1], got[PROC_PATH_MAX];
+  char line[FX_LINE_CAP], link[LINK_MAX_CHARS + 1], got[PROC_PATH_MAX];
   uint8_t *data = NULL;
-  start_tracker(f);
-  mkdir_in(f, "src");
-  mkdir_in(f, "out");
-  write_random(f, "src/report-2024.bin", 200 * KiB, 21, &data);
-  path_in(f, src, sizeof(src), "src/report-2024.bin");
-  path_in(f, out, sizeof(out), "out");
-  path_in(f, home, sizeof(home), "home-search");
+  fx_start_tracker(f);
+  fx_mkdir(f, "src");
+  fx_mkdir(f, "out");
+  fx_write_random(f, "src/report-2024.bin", 200 * FX_KiB, 21, &data);
+  fx_path(f, src, sizeof(src), "src/report-2024.bin");
+  fx_path(f, out, sizeof(out), "out");
+  fx_path(f, home, sizeof(home), "home-search");
   struct proc *seed =
-      peer_start(f, "seeder", "s", "share", src, "--tracker", f->tracker_addr,
-                 "--tracker-key", f->tracker_key, NULL);
-  wait_shared(seed, &sh);
+      fx_peer(f, "seeder", "s", "share", src, "--tracker", f->tracker_addr,
+              "--tracker-key", f->tracker_key, NULL);
+  fx_wait_shared(seed, &sh);
 
   /* Case-insensitive words; the result carries a link that works. */
-  struct proc *q = run_raw(f, "search", "search", "REPORT", "2024", "--tracker",
-                           f->tracker_addr, "--home", home, "--json", NULL);
-  expect_exit(q, EXIT_MS, 0);
-  assert_true(proc_find_event(q, "search", names_report, NULL, 0, line,
-                              LINE_CAP));
-  assert_int_equal(field_u64(line, "size"), 200 * KiB);
-  assert_int_equal(field_u64(line, "seeders"), 1);
+  struct proc *q = fx_run(f, "search", "search", "REPORT", "2024", "--tracker",
+                          f->tracker_addr, "--home", home, "--json", NULL);
+  fx_expect_exit(q, FX_EXIT_MS, 0);
+  assert_true(
+      proc_find_event(q, "search", names_report, NULL, 0, line, FX_LINE_CAP));
+  assert_int_equal(fx_u64(line, "size"), 200 * FX_KiB);
+  assert_int_equal(fx_u64(line, "seeders"), 1);
   assert_int_equal(jsonl_str(line, "link", link, sizeof(link)), 0);
   assert_string_equal(link, sh.link);
 
   /* Every word must match: no result, still exit 0. */
-  q = run_raw(f, "nomatch", "search", "report", "1999", "--tracker",
-              f->tracker_addr, "--home", home, "--json", NULL);
-  expect_exit(q, EXIT_MS, 0);
+  q = fx_run(f, "nomatch", "search", "report", "1999", "--tracker",
+             f->tracker_addr, "--home", home, "--json", NULL);
+  fx_expect_exit(q, FX_EXIT_MS, 0);
   assert_int_equal(proc_count_event(q, "search", NULL, NULL), 0);
 
-  struct proc *dl = peer_start(f, "dl", "dl", "get", link, "-o", out, NULL);
-  expect_exit(dl, COMPLETE_MS, 0);
-  path_in(f, got, sizeof(got), "out/report-2024.bin");
-  assert_file_is(got, data, 200 * KiB);
-  stop_peer(seed, NULL);
+  struct proc *dl = fx_peer(f, "dl", "dl", "get", link, "-o", out, NULL);
+  fx_expect_exit(dl, FX_COMPLETE_MS, 0);
+  fx_path(f, got, sizeof(got), "out/report-2024.bin");
+  fx_assert_file_is(got, data, 200 * FX_KiB);
+  fx_stop_peer(seed, NULL);
   free(data);
-  finish(f);
+  fx_finish(f);
 }
 
 static void link_that_does_not_match_the_manifest_fails(void **state) {
   struct fx *f = *state;
-  struct shared sh;
+  struct fx_shared sh;
   char src[PROC_PATH_MAX], out[PROC_PATH_MAX], bad[LINK_MAX_CHARS + 1];
   char where[PROC_PATH_MAX];
-  start_tracker(f);
-  mkdir_in(f, "src");
-  mkdir_in(f, "out");
-  write_random(f, "src/real-name.bin", 64 * KiB, 22, NULL);
-  path_in(f, src, sizeof(src), "src/real-name.bin");
-  path_in(f, out, sizeof(out), "out");
+  fx_start_tracker(f);
+  fx_mkdir(f, "src");
+  fx_mkdir(f, "out");
+  fx_write_random(f, "src/real-name.bin", 64 * FX_KiB, 22, NULL);
+  fx_path(f, src, sizeof(src), "src/real-name.bin");
+  fx_path(f, out, sizeof(out), "out");
   struct proc *seed =
-      peer_start(f, "seeder", "s", "share", src, "--tracker", f->tracker_addr,
-                 "--tracker-key", f->tracker_key, NULL);
-  wait_shared(seed, &sh);
+      fx_peer(f, "seeder", "s", "share", src, "--tracker", f->tracker_addr,
+              "--tracker-key", f->tracker_key, NULL);
+  fx_wait_shared(seed, &sh);
   /* The right content ID under another name. */
   struct share_link l;
   const char *why = NULL;
   assert_int_equal(link_parse(sh.link, strlen(sh.link), &l, &why), 0);
   snprintf(l.name, sizeof(l.name), "other-name.bin");
   assert_true(link_format(&l, bad, sizeof(bad)) > 0);
-  struct proc *dl = peer_start(f, "dl", "dl", "get", bad, "-o", out, NULL);
-  expect_exit(dl, COMPLETE_MS, 1);
+  struct proc *dl = fx_peer(f, "dl", "dl", "get", bad, "-o", out, NULL);
+  fx_expect_exit(dl, FX_COMPLETE_MS, 1);
   assert_true(proc_output_has(dl, 1, "does not match the link"));
-  path_in(f, where, sizeof(where), "out/other-name.bin");
-  assert_false(exists(where));
-  path_in(f, where, sizeof(where), "out/real-name.bin");
-  assert_false(exists(where));
-  stop_peer(seed, NULL);
-  finish(f);
+  fx_path(f, where, sizeof(where), "out/other-name.bin");
+  assert_false(fx_exists(where));
+  fx_path(f, where, sizeof(where), "out/real-name.bin");
+  assert_false(fx_exists(where));
+  fx_stop_peer(seed, NULL);
+  fx_finish(f);
 }
 
 static void peer_with_another_key_than_listed_is_dropped(void **state) {
   struct fx *f = *state;
-  struct shared sh;
+  struct fx_shared sh;
   char src[PROC_PATH_MAX], out[PROC_PATH_MAX], got[PROC_PATH_MAX];
   uint8_t *data = NULL;
   struct identity liar;
   struct buf msg, reply;
   const uint8_t *payload;
   size_t plen;
-  start_tracker(f);
-  mkdir_in(f, "src");
-  mkdir_in(f, "out");
-  write_random(f, "src/keyed.bin", 256 * KiB, 23, &data);
-  path_in(f, src, sizeof(src), "src/keyed.bin");
-  path_in(f, out, sizeof(out), "out");
+  fx_start_tracker(f);
+  fx_mkdir(f, "src");
+  fx_mkdir(f, "out");
+  fx_write_random(f, "src/keyed.bin", 256 * FX_KiB, 23, &data);
+  fx_path(f, src, sizeof(src), "src/keyed.bin");
+  fx_path(f, out, sizeof(out), "out");
   struct proc *seed =
-      peer_start(f, "seeder", "s", "share", src, "--tracker", f->tracker_addr,
-                 "--tracker-key", f->tracker_key, NULL);
-  int port = listening_port(seed);
-  wait_shared(seed, &sh);
+      fx_peer(f, "seeder", "s", "share", src, "--tracker", f->tracker_addr,
+              "--tracker-key", f->tracker_key, NULL);
+  int port = fx_listening_port(seed);
+  fx_wait_shared(seed, &sh);
 
   /* The tracker also lists the seeder's address under a key that is not
    * the seeder's: a session dialled for that key must be dropped. */
@@ -2273,7 +1861,7 @@ static void peer_with_another_key_than_listed_is_dropped(void **state) {
   int fd = tc_connect(f->t.port);
   assert_true(fd >= 0);
   assert_int_equal(tc_send_frame(fd, msg.data, msg.len), 0);
-  assert_int_equal(tc_recv_frame(fd, &reply, MSG_MS), 0);
+  assert_int_equal(tc_recv_frame(fd, &reply, FX_MSG_MS), 0);
   assert_int_equal(tc_open_reply(&f->t, &reply, &payload, &plen),
                    TMSG_ANNOUNCE_OK);
   close(fd);
@@ -2281,15 +1869,15 @@ static void peer_with_another_key_than_listed_is_dropped(void **state) {
   buf_free(&reply);
   identity_close(&liar);
 
-  struct proc *dl = peer_start(f, "dl", "dl", "get", sh.link, "-o", out, NULL);
-  expect_exit(dl, COMPLETE_MS, 0);
-  path_in(f, got, sizeof(got), "out/keyed.bin");
-  assert_file_is(got, data, 256 * KiB);
+  struct proc *dl = fx_peer(f, "dl", "dl", "get", sh.link, "-o", out, NULL);
+  fx_expect_exit(dl, FX_COMPLETE_MS, 0);
+  fx_path(f, got, sizeof(got), "out/keyed.bin");
+  fx_assert_file_is(got, data, 256 * FX_KiB);
   /* The download dialled both listings; the false one was refused. */
   assert_true(proc_output_has(dl, 1, shoal_strerror(SHOAL_EWRONGKEY)));
-  stop_peer(seed, NULL);
+  fx_stop_peer(seed, NULL);
   free(data);
-  finish(f);
+  fx_finish(f);
 }
 
 static int names_second(const char *line, void *arg) {
@@ -2301,89 +1889,88 @@ static int names_second(const char *line, void *arg) {
 
 static void one_get_fetches_two_contents(void **state) {
   struct fx *f = *state;
-  struct shared first;
+  struct fx_shared first;
   char a[PROC_PATH_MAX], b[PROC_PATH_MAX], out[PROC_PATH_MAX];
-  char got[PROC_PATH_MAX], line[LINE_CAP], second[LINK_MAX_CHARS + 1];
+  char got[PROC_PATH_MAX], line[FX_LINE_CAP], second[LINK_MAX_CHARS + 1];
   uint8_t *da = NULL, *db = NULL;
-  start_tracker(f);
-  mkdir_in(f, "src");
-  mkdir_in(f, "out");
-  write_random(f, "src/first.bin", 300 * KiB, 24, &da);
-  write_random(f, "src/second.bin", 500 * KiB, 25, &db);
-  path_in(f, a, sizeof(a), "src/first.bin");
-  path_in(f, b, sizeof(b), "src/second.bin");
-  path_in(f, out, sizeof(out), "out");
+  fx_start_tracker(f);
+  fx_mkdir(f, "src");
+  fx_mkdir(f, "out");
+  fx_write_random(f, "src/first.bin", 300 * FX_KiB, 24, &da);
+  fx_write_random(f, "src/second.bin", 500 * FX_KiB, 25, &db);
+  fx_path(f, a, sizeof(a), "src/first.bin");
+  fx_path(f, b, sizeof(b), "src/second.bin");
+  fx_path(f, out, sizeof(out), "out");
   /* One share process, two paths: two links. */
   struct proc *seed =
-      peer_start(f, "seeder", "s", "share", a, b, "--tracker", f->tracker_addr,
-                 "--tracker-key", f->tracker_key, NULL);
-  wait_shared(seed, &first);
-  wait_event(seed, "shared", names_second, NULL, START_MS, line);
+      fx_peer(f, "seeder", "s", "share", a, b, "--tracker", f->tracker_addr,
+              "--tracker-key", f->tracker_key, NULL);
+  fx_wait_shared(seed, &first);
+  fx_wait_event(seed, "shared", names_second, NULL, FX_START_MS, line);
   assert_int_equal(jsonl_str(line, "link", second, sizeof(second)), 0);
   /* One get process, both links: both arrive, then it exits 0. */
   struct proc *dl =
-      peer_start(f, "dl", "dl", "get", first.link, second, "-o", out, NULL);
-  expect_exit(dl, COMPLETE_MS, 0);
+      fx_peer(f, "dl", "dl", "get", first.link, second, "-o", out, NULL);
+  fx_expect_exit(dl, FX_COMPLETE_MS, 0);
   assert_int_equal(proc_count_event(dl, "complete", NULL, NULL), 2);
-  path_in(f, got, sizeof(got), "out/first.bin");
-  assert_file_is(got, da, 300 * KiB);
-  path_in(f, got, sizeof(got), "out/second.bin");
-  assert_file_is(got, db, 500 * KiB);
-  stop_peer(seed, NULL);
+  fx_path(f, got, sizeof(got), "out/first.bin");
+  fx_assert_file_is(got, da, 300 * FX_KiB);
+  fx_path(f, got, sizeof(got), "out/second.bin");
+  fx_assert_file_is(got, db, 500 * FX_KiB);
+  fx_stop_peer(seed, NULL);
   free(da);
   free(db);
-  finish(f);
+  fx_finish(f);
 }
 
 int main(void) {
-  if (sodium_init() < 0) {
+  if (fx_main_init("it_peer") != 0) {
     return 1;
   }
-  signal(SIGPIPE, SIG_IGN);
-  signal(SIGALRM, on_watchdog);
-  /* SHOAL_TEST_FILTER=name (wildcards * and ?) runs only matching tests. */
-  const char *only = getenv("SHOAL_TEST_FILTER");
-  if (only != NULL && only[0] != '\0') {
-    cmocka_set_test_filter(only);
-  }
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test_setup_teardown(bad_usage_exits_2, setup, teardown),
-      cmocka_unit_test_setup_teardown(search_finds_a_shared_file, setup,
-                                      teardown),
-      cmocka_unit_test_setup_teardown(one_get_fetches_two_contents, setup,
-                                      teardown),
+      cmocka_unit_test_setup_teardown(bad_usage_exits_2, fx_setup, fx_teardown),
+      cmocka_unit_test_setup_teardown(search_finds_a_shared_file, fx_setup,
+                                      fx_teardown),
+      cmocka_unit_test_setup_teardown(one_get_fetches_two_contents, fx_setup,
+                                      fx_teardown),
       cmocka_unit_test_setup_teardown(
-          link_that_does_not_match_the_manifest_fails, setup, teardown),
+          link_that_does_not_match_the_manifest_fails, fx_setup, fx_teardown),
       cmocka_unit_test_setup_teardown(
-          peer_with_another_key_than_listed_is_dropped, setup, teardown),
-      cmocka_unit_test_setup_teardown(malformed_link_is_refused, setup,
-                                      teardown),
-      cmocka_unit_test_setup_teardown(id_prints_the_peer_id, setup, teardown),
+          peer_with_another_key_than_listed_is_dropped, fx_setup, fx_teardown),
+      cmocka_unit_test_setup_teardown(malformed_link_is_refused, fx_setup,
+                                      fx_teardown),
+      cmocka_unit_test_setup_teardown(id_prints_the_peer_id, fx_setup,
+                                      fx_teardown),
       cmocka_unit_test_setup_teardown(
-          six_downloaders_trade_and_get_identical_copies, setup, teardown),
+          six_downloaders_trade_and_get_identical_copies, fx_setup,
+          fx_teardown),
       cmocka_unit_test_setup_teardown(
-          seeder_leaves_when_swarm_holds_every_chunk, setup, teardown),
-      cmocka_unit_test_setup_teardown(killed_download_resumes, setup, teardown),
-      cmocka_unit_test_setup_teardown(corrupt_peer_is_banned, setup, teardown),
-      cmocka_unit_test_setup_teardown(haves_come_in_batches, setup, teardown),
-      cmocka_unit_test_setup_teardown(seeder_hears_haves_once_a_second, setup,
-                                      teardown),
+          seeder_leaves_when_swarm_holds_every_chunk, fx_setup, fx_teardown),
+      cmocka_unit_test_setup_teardown(killed_download_resumes, fx_setup,
+                                      fx_teardown),
+      cmocka_unit_test_setup_teardown(corrupt_peer_is_banned, fx_setup,
+                                      fx_teardown),
+      cmocka_unit_test_setup_teardown(haves_come_in_batches, fx_setup,
+                                      fx_teardown),
+      cmocka_unit_test_setup_teardown(seeder_hears_haves_once_a_second,
+                                      fx_setup, fx_teardown),
       cmocka_unit_test_setup_teardown(send_buffer_follows_the_upload_rate,
-                                      setup, teardown),
-      cmocka_unit_test_setup_teardown(tracker_stop_after_peers_met, setup,
-                                      teardown),
-      cmocka_unit_test_setup_teardown(folder_tree_arrives_exactly, setup,
-                                      teardown),
+                                      fx_setup, fx_teardown),
+      cmocka_unit_test_setup_teardown(tracker_stop_after_peers_met, fx_setup,
+                                      fx_teardown),
+      cmocka_unit_test_setup_teardown(folder_tree_arrives_exactly, fx_setup,
+                                      fx_teardown),
       cmocka_unit_test_setup_teardown(hostile_input_leaves_seeder_serving,
-                                      setup, teardown),
+                                      fx_setup, fx_teardown),
       cmocka_unit_test_setup_teardown(hostile_manifest_paths_fail_the_get,
-                                      setup, teardown),
+                                      fx_setup, fx_teardown),
       cmocka_unit_test_setup_teardown(
-          client_server_mode_uploads_only_from_the_publisher, setup, teardown),
-      cmocka_unit_test_setup_teardown(get_refuses_an_existing_name, setup,
-                                      teardown),
-      cmocka_unit_test_setup_teardown(unreachable_tracker_fails_in_time, setup,
-                                      teardown),
+          client_server_mode_uploads_only_from_the_publisher, fx_setup,
+          fx_teardown),
+      cmocka_unit_test_setup_teardown(get_refuses_an_existing_name, fx_setup,
+                                      fx_teardown),
+      cmocka_unit_test_setup_teardown(unreachable_tracker_fails_in_time,
+                                      fx_setup, fx_teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
