@@ -9,14 +9,16 @@
 #include "common/error.h"
 
 /* Character classes by hand: <ctype.h> follows the locale. */
-static int is_digit(char c) { return c >= '0' && c <= '9'; }
+static int is_digit(char c) {
+  return c >= '0' && c <= '9';
+}
 
 static char lower(char c) {
   return c >= 'A' && c <= 'Z' ? (char)(c - 'A' + 'a') : c;
 }
 
-static const uint64_t pow10_table[] = {1,      10,      100,    1000,
-                                       10000,  100000,  1000000};
+static const uint64_t pow10_table[] = {1,     10,     100,    1000,
+                                       10000, 100000, 1000000};
 
 /* Reads decimal digits at *pp into *v; returns 0, or SHOAL_EINVAL when
  * there are none or the value passes UINT64_MAX. */
@@ -174,11 +176,9 @@ void fmt_bytes(char *out, size_t cap, uint64_t n) {
     uint64_t ip = scaled / pow10_table[d];
     uint64_t fp = scaled % pow10_table[d];
     if (d == 2) {
-      snprintf(out, cap, "%" PRIu64 ".%02" PRIu64 " %s", ip, fp,
-               unit_names[k]);
+      snprintf(out, cap, "%" PRIu64 ".%02" PRIu64 " %s", ip, fp, unit_names[k]);
     } else if (d == 1) {
-      snprintf(out, cap, "%" PRIu64 ".%" PRIu64 " %s", ip, fp,
-               unit_names[k]);
+      snprintf(out, cap, "%" PRIu64 ".%" PRIu64 " %s", ip, fp, unit_names[k]);
     } else {
       snprintf(out, cap, "%" PRIu64 " %s", ip, unit_names[k]);
     }
@@ -201,8 +201,7 @@ void fmt_eta(char *out, size_t cap, uint64_t seconds) {
   } else if (s < 3600) {
     snprintf(out, cap, "%" PRIu64 "m%02" PRIu64 "s", s / 60, s % 60);
   } else if (s < 86400) {
-    snprintf(out, cap, "%" PRIu64 "h%02" PRIu64 "m", s / 3600,
-             s % 3600 / 60);
+    snprintf(out, cap, "%" PRIu64 "h%02" PRIu64 "m", s / 3600, s % 3600 / 60);
   } else {
     snprintf(out, cap, "%" PRIu64 "d%02" PRIu64 "h", s / 86400,
              s % 86400 / 3600);
@@ -365,4 +364,6 @@ void fmt_json_double_field(struct buf *b, const char *key, double v) {
   buf_add(b, dec, 3);
 }
 
-void fmt_json_end(struct buf *b) { buf_add(b, "}\n", 2); }
+void fmt_json_end(struct buf *b) {
+  buf_add(b, "}\n", 2);
+}

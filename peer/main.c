@@ -100,8 +100,8 @@ struct app {
   uint64_t last_hash_ms;
   /* run state */
   int exit_code;
-  int finished; /* the command's work is done (or failed) */
-  int completed; /* get: every content is complete */
+  int finished;          /* the command's work is done (or failed) */
+  int completed;         /* get: every content is complete */
   struct get_item *gets; /* get: the contents asked for */
   int ngets;
   int gets_left; /* not complete yet */
@@ -136,8 +136,8 @@ static void clear_progress(struct app *a) {
   }
 }
 
-__attribute__((format(printf, 1, 2))) static int
-fail_usage(const char *fmt, ...) {
+__attribute__((format(printf, 1, 2))) static int fail_usage(const char *fmt,
+                                                            ...) {
   va_list ap;
   fputs("shoal-peer: ", stderr);
   va_start(ap, fmt);
@@ -199,8 +199,8 @@ static void progress_text(const struct node_swarm_info *s, char *out,
   if (s->seeding) {
     char up[FMT_NUM_BYTES];
     fmt_bytes(up, sizeof(up), s->uploaded);
-    snprintf(out, cap, "%s: seeding %s, uploaded %s, peers %u", s->name,
-             total, up, s->peers);
+    snprintf(out, cap, "%s: seeding %s, uploaded %s, peers %u", s->name, total,
+             up, s->peers);
   } else {
     snprintf(out, cap, "%s: %.1f%% %s/%s %s ETA %s peers %u seeders %u",
              s->name, pct, have, total, rate, eta, s->peers, s->seeders);
@@ -476,7 +476,8 @@ static void on_hash_progress(void *arg, uint64_t done, uint64_t total) {
     json_out(&b);
   } else if (a->tty && !a->quiet && total >= (64u << 20)) {
     char d[FMT_NUM_BYTES], t[FMT_NUM_BYTES];
-    int width = 30, fill = total ? (int)((double)done / (double)total * width) : width;
+    int width = 30,
+        fill = total ? (int)((double)done / (double)total * width) : width;
     char bar[64];
     memset(bar, '#', (size_t)fill);
     memset(bar + fill, '.', (size_t)(width - fill));
@@ -534,8 +535,8 @@ static void on_built(void *arg, int status, struct manifest *m) {
     return;
   }
   if (err != 0 && err != UV_EEXIST) {
-    snprintf(msg, sizeof(msg), "cannot share %s: %s",
-             a->args[a->next_path - 1], shoal_strerror(err));
+    snprintf(msg, sizeof(msg), "cannot share %s: %s", a->args[a->next_path - 1],
+             shoal_strerror(err));
     report_error(a, err, msg);
     a->finished = 1;
     a->exit_code = 1;
@@ -820,7 +821,8 @@ static int run(int argc, char **argv, char **pos) {
       if (node_parse_listen(v, &ss) != 0) {
         return fail_usage("--listen must be ADDR:PORT with an IPv4 or "
                           "[IPv6] address and a port 0-65535 (0: any), not "
-                          "'%s'", v);
+                          "'%s'",
+                          v);
       }
       a->cfg.listen = v;
     } else if (strcmp(f, "--home") == 0) {
@@ -832,21 +834,22 @@ static int run(int argc, char **argv, char **pos) {
       NEED_VALUE();
       if (fmt_parse_uint(v, 1, 256, &u) != 0) {
         return fail_usage("--max-peers must be a number from 1 to 256, not "
-                          "'%s'", v);
+                          "'%s'",
+                          v);
       }
       a->cfg.max_peers = (unsigned)u;
     } else if (strcmp(f, "--limit") == 0) {
       NEED_VALUE();
       if (fmt_parse_uint(v, 1, TMSG_MAX_RESULTS, &u) != 0) {
-        return fail_usage("--limit must be a number from 1 to 50, not '%s'",
-                          v);
+        return fail_usage("--limit must be a number from 1 to 50, not '%s'", v);
       }
       a->limit = (unsigned)u;
     } else if (strcmp(f, "--interval-cap") == 0) {
       NEED_VALUE();
       if (fmt_parse_uint(v, 0, 86400, &u) != 0) {
         return fail_usage("--interval-cap must be seconds from 0 to 86400, "
-                          "not '%s'", v);
+                          "not '%s'",
+                          v);
       }
       a->cfg.interval_cap_s = (unsigned)u;
     } else if (strcmp(f, "--upload-rate") == 0 ||
@@ -877,7 +880,8 @@ static int run(int argc, char **argv, char **pos) {
       NEED_VALUE();
       if (log_level_parse(v) < 0) {
         return fail_usage("--log-level must be error, warn, info or debug, "
-                          "not '%s'", v);
+                          "not '%s'",
+                          v);
       }
       level = v;
     } else if (strcmp(f, "--tracker") == 0) {
@@ -969,8 +973,9 @@ static int run(int argc, char **argv, char **pos) {
       if (strncmp(arg, LINK_SCHEME, strlen(LINK_SCHEME)) == 0) {
         const char *why = NULL;
         if (link_parse(arg, strlen(arg), &g->link, &why) != 0) {
-          fprintf(stderr, "shoal-peer: error: bad link: %s — copy the whole "
-                          "link as 'shoal-peer share' printed it\n",
+          fprintf(stderr,
+                  "shoal-peer: error: bad link: %s — copy the whole "
+                  "link as 'shoal-peer share' printed it\n",
                   why != NULL ? why : "malformed");
           return 1;
         }
@@ -979,8 +984,9 @@ static int run(int argc, char **argv, char **pos) {
           memcpy(g->key, g->link.tracker_key, 32);
           g->have_key = 1;
         }
-        for (size_t t = 0; t < g->link.tracker_count &&
-                           g->ntrackers < LINK_MAX_TRACKERS; t++) {
+        for (size_t t = 0;
+             t < g->link.tracker_count && g->ntrackers < LINK_MAX_TRACKERS;
+             t++) {
           g->trackers[g->ntrackers++] = g->link.trackers[t];
         }
       } else {
@@ -1021,8 +1027,9 @@ static int run(int argc, char **argv, char **pos) {
       err = make_dirs(sub);
     }
     if (err != 0) {
-      fprintf(stderr, "shoal-peer: error: cannot create %s: %s — choose "
-                      "another --home\n",
+      fprintf(stderr,
+              "shoal-peer: error: cannot create %s: %s — choose "
+              "another --home\n",
               a->home, strerror(-err));
       return 1;
     }
@@ -1096,8 +1103,9 @@ static int run(int argc, char **argv, char **pos) {
   err = node_new(&a->node, &a->loop, &a->cfg, &a->id, on_node_event, a);
   if (err != 0) {
     char msg[512];
-    snprintf(msg, sizeof(msg), "cannot listen on %s: %s — choose another "
-                               "--listen ADDR:PORT",
+    snprintf(msg, sizeof(msg),
+             "cannot listen on %s: %s — choose another "
+             "--listen ADDR:PORT",
              a->cfg.listen ? a->cfg.listen : "0.0.0.0:0", shoal_strerror(err));
     report_error(a, err, msg);
     a->exit_code = 1;
@@ -1114,8 +1122,9 @@ static int run(int argc, char **argv, char **pos) {
     struct stat st;
     if (stat(a->out_dir, &st) != 0 || !S_ISDIR(st.st_mode)) {
       char msg[4400];
-      snprintf(msg, sizeof(msg), "%s is not a folder — create it or choose "
-                                 "another -o DIR",
+      snprintf(msg, sizeof(msg),
+               "%s is not a folder — create it or choose "
+               "another -o DIR",
                a->out_dir);
       report_error(a, UV_ENOTDIR, msg);
       a->exit_code = 1;
@@ -1125,10 +1134,10 @@ static int run(int argc, char **argv, char **pos) {
       a->gets_left = a->ngets;
       for (int i = 0; i < a->ngets && !a->finished; i++) {
         struct get_item *g = &a->gets[i];
-        err = node_get(a->node, g->content,
-                       g->link.name[0] ? g->link.name : NULL, g->link.size,
-                       g->trackers, g->ntrackers, g->have_key ? g->key : NULL,
-                       a->out_dir, a->seed);
+        err =
+            node_get(a->node, g->content, g->link.name[0] ? g->link.name : NULL,
+                     g->link.size, g->trackers, g->ntrackers,
+                     g->have_key ? g->key : NULL, a->out_dir, a->seed);
         if (err == UV_EEXIST) {
           a->gets_left--; /* the same content twice: one download */
         } else if (err != 0) {

@@ -14,7 +14,9 @@ void rate_init(struct rate_bucket *b, uint64_t bytes_per_s, uint64_t now_ms) {
   b->tokens = (double)b->burst;
 }
 
-int rate_unlimited(const struct rate_bucket *b) { return b->rate == 0; }
+int rate_unlimited(const struct rate_bucket *b) {
+  return b->rate == 0;
+}
 
 void rate_refill(struct rate_bucket *b, uint64_t now_ms) {
   if (b->rate == 0 || now_ms <= b->last_ms) {

@@ -67,8 +67,7 @@ int rate_take(struct rate_bucket *b, uint64_t n, uint64_t now_ms);
 void rate_charge(struct rate_bucket *b, uint64_t n, uint64_t now_ms);
 /* Milliseconds from now_ms until rate_take(n) would succeed: 0 if it would
  * now, and always 0 for an unlimited bucket. The bucket is not changed. */
-uint64_t rate_wait_ms(const struct rate_bucket *b, uint64_t n,
-                      uint64_t now_ms);
+uint64_t rate_wait_ms(const struct rate_bucket *b, uint64_t n, uint64_t now_ms);
 int rate_unlimited(const struct rate_bucket *b);
 
 /* A sliding-window meter: bytes a second over the last window_ms,

@@ -60,8 +60,8 @@ struct conn {
   unsigned tracker; /* index into t->trackers */
   int dead;         /* detached from the client; freed by libuv's last word */
   int gai_busy;
-  int tcp_open;     /* uv_tcp_init done and its close callback not yet run */
-  int last_err;     /* of the last address tried */
+  int tcp_open; /* uv_tcp_init done and its close callback not yet run */
+  int last_err; /* of the last address tried */
   uv_getaddrinfo_t gai;
   struct addrinfo *ai_list;
   struct addrinfo *ai_next;
@@ -73,14 +73,14 @@ struct conn {
 
 struct tcl_req {
   struct tcl_req *next;
-  uint8_t type;                 /* TMSG_ANNOUNCE .. TMSG_SEARCH */
+  uint8_t type;                   /* TMSG_ANNOUNCE .. TMSG_SEARCH */
   uint8_t content[TMSG_ID_BYTES]; /* lookup and publish: for the echo */
-  uint64_t id;                  /* envelope seq or query id */
-  uint64_t deadline;            /* uv_now() ms */
-  int status;                   /* on the done list */
+  uint64_t id;                    /* envelope seq or query id */
+  uint64_t deadline;              /* uv_now() ms */
+  int status;                     /* on the done list */
   tcl_cb cb;
   void *arg;
-  uint8_t *frame;               /* framed request until it is written */
+  uint8_t *frame; /* framed request until it is written */
   size_t frame_len;
 };
 
@@ -103,16 +103,16 @@ struct tcl {
   uint64_t *seq;
   unsigned timeout_ms;
   unsigned idle_ms;
-  struct conn *conn;  /* current connection, or NULL */
-  unsigned nconns;    /* connections not yet freed, current or dead */
+  struct conn *conn; /* current connection, or NULL */
+  unsigned nconns;   /* connections not yet freed, current or dead */
   struct tcl_req *head;
   struct tcl_req **tail;
   struct tcl_req *done;
   struct tcl_req **done_tail;
-  unsigned count;     /* requests on either list */
-  uv_timer_t timer;   /* oldest request's deadline, or the idle close */
-  uv_timer_t later;   /* delivers the done list */
-  unsigned handles;   /* timers not yet closed */
+  unsigned count;   /* requests on either list */
+  uv_timer_t timer; /* oldest request's deadline, or the idle close */
+  uv_timer_t later; /* delivers the done list */
+  unsigned handles; /* timers not yet closed */
   int closing;
   struct buf scratch; /* payload being encoded */
   struct tcl_reply reply;
@@ -598,8 +598,8 @@ static void conn_start(struct tcl *t) {
   snprintf(port, sizeof(port), "%u", (unsigned)tr->port);
   c->gai.data = c;
   c->gai_busy = 1;
-  int err = uv_getaddrinfo(t->loop, &c->gai, on_resolved, tr->host, port,
-                           &hints);
+  int err =
+      uv_getaddrinfo(t->loop, &c->gai, on_resolved, tr->host, port, &hints);
   if (err != 0) {
     c->gai_busy = 0;
     conn_fail(c, err);
@@ -825,8 +825,14 @@ const uint8_t *tcl_key(const struct tcl *t) {
   return t->key_known ? t->key : NULL;
 }
 
-const char *tcl_current(const struct tcl *t) { return t->names[t->cur]; }
+const char *tcl_current(const struct tcl *t) {
+  return t->names[t->cur];
+}
 
-unsigned tcl_pending(const struct tcl *t) { return t->count; }
+unsigned tcl_pending(const struct tcl *t) {
+  return t->count;
+}
 
-int tcl_connected(const struct tcl *t) { return t->conn != NULL; }
+int tcl_connected(const struct tcl *t) {
+  return t->conn != NULL;
+}

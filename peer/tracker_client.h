@@ -55,13 +55,13 @@ struct tcl_config {
                                           for the client's life */
   const struct link_tracker *trackers; /* copied; 1..LINK_MAX_TRACKERS */
   unsigned ntrackers;
-  const uint8_t *tracker_key;          /* 32 bytes (copied), or NULL: trust
-                                          on first use */
-  uint64_t *seq;                       /* shared envelope sequence counter;
-                                          borrowed for the client's life */
-  unsigned timeout_ms;                 /* per request; 0 = TCL_TIMEOUT_MS */
-  unsigned idle_ms;                    /* close an idle connection after
-                                          this; 0 = TCL_IDLE_MS */
+  const uint8_t *tracker_key; /* 32 bytes (copied), or NULL: trust
+                                 on first use */
+  uint64_t *seq;              /* shared envelope sequence counter;
+                                 borrowed for the client's life */
+  unsigned timeout_ms;        /* per request; 0 = TCL_TIMEOUT_MS */
+  unsigned idle_ms;           /* close an idle connection after
+                                 this; 0 = TCL_IDLE_MS */
 };
 
 /* A verified reply; it and everything it points to are valid only during

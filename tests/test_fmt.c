@@ -114,29 +114,74 @@ static void parse_size_accepts_every_suffix(void **state) {
 static void parse_size_refuses_junk_and_overflow(void **state) {
   (void)state;
   static const char *const bad[] = {
-      "", "-1", "+1", "-0", " 5", "5 ", "\t5", "5\n", "10X", "10 M", "10\tM",
-      "1..5M", "1.5.5M", ".5M", "5.M", "5.", ".", "1.5", "1.0", "1.5B",
-      "1.5iB", "K", "M", "KiB", "B", "iB", "10iB", "10KK", "10KBB", "10KiBB",
-      "10Ki", "10KI", "10Kib ", "10kB2", "0x10", "1e3", "1,5M", "1_000",
+      "",
+      "-1",
+      "+1",
+      "-0",
+      " 5",
+      "5 ",
+      "\t5",
+      "5\n",
+      "10X",
+      "10 M",
+      "10\tM",
+      "1..5M",
+      "1.5.5M",
+      ".5M",
+      "5.M",
+      "5.",
+      ".",
+      "1.5",
+      "1.0",
+      "1.5B",
+      "1.5iB",
+      "K",
+      "M",
+      "KiB",
+      "B",
+      "iB",
+      "10iB",
+      "10KK",
+      "10KBB",
+      "10KiBB",
+      "10Ki",
+      "10KI",
+      "10Kib ",
+      "10kB2",
+      "0x10",
+      "1e3",
+      "1,5M",
+      "1_000",
       "1.1234567M", /* more fraction digits than allowed */
-      "1.0000000k", "5E", "5P", "5KM", "5MK",
+      "1.0000000k",
+      "5E",
+      "5P",
+      "5KM",
+      "5MK",
       /* 2^64 and beyond, at every suffix */
-      "18446744073709551616", "18446744073709551616B",
-      "99999999999999999999", "340282366920938463463374607431768211456",
-      "18014398509481984k", "17592186044416M", "17179869184G", "16777216T",
-      "16777216.0T", "18014398509481984.0k",
+      "18446744073709551616",
+      "18446744073709551616B",
+      "99999999999999999999",
+      "340282366920938463463374607431768211456",
+      "18014398509481984k",
+      "17592186044416M",
+      "17179869184G",
+      "16777216T",
+      "16777216.0T",
+      "18014398509481984.0k",
       /* non-ASCII digits and bytes */
-      "\xef\xbc\x95",     /* fullwidth 5 */
-      "\xd9\xa5",         /* Arabic-Indic 5 */
-      "5\xc2\xa0",        /* no-break space */
-      "5\xff", "\x80",
+      "\xef\xbc\x95", /* fullwidth 5 */
+      "\xd9\xa5",     /* Arabic-Indic 5 */
+      "5\xc2\xa0",    /* no-break space */
+      "5\xff",
+      "\x80",
   };
   for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
     uint64_t v = 12345;
     int rc = fmt_parse_size(bad[i], &v);
     if (rc != SHOAL_EINVAL || v != 0) {
-      fail_msg("\"%s\": rc %d value %llu, want SHOAL_EINVAL and 0", bad[i],
-               rc, (unsigned long long)v);
+      fail_msg("\"%s\": rc %d value %llu, want SHOAL_EINVAL and 0", bad[i], rc,
+               (unsigned long long)v);
     }
   }
 }
@@ -193,8 +238,19 @@ static void parse_uint_range_and_junk(void **state) {
   assert_true(v == UINT64_MAX);
 
   static const char *const bad[] = {
-      "", "-1", "+1", " 1", "1 ", "1k", "0x1", "1.0", "1e2", "\xd9\xa1", "1\n",
-      "18446744073709551616", "99999999999999999999",
+      "",
+      "-1",
+      "+1",
+      " 1",
+      "1 ",
+      "1k",
+      "0x1",
+      "1.0",
+      "1e2",
+      "\xd9\xa1",
+      "1\n",
+      "18446744073709551616",
+      "99999999999999999999",
       "0000000000000000000018446744073709551616",
   };
   for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
@@ -214,10 +270,9 @@ static void parse_uint_range_and_junk(void **state) {
   assert_int_equal(v, 5);
   assert_int_equal(fmt_parse_uint("4", 5, 5, &v), SHOAL_EINVAL);
   /* Leading zeros do not hide an overflow or shorten a large value. */
-  assert_int_equal(
-      fmt_parse_uint("000000000000000000000018446744073709551615", 0,
-                     UINT64_MAX, &v),
-      0);
+  assert_int_equal(fmt_parse_uint("000000000000000000000018446744073709551615",
+                                  0, UINT64_MAX, &v),
+                   0);
   assert_true(v == UINT64_MAX);
 }
 
@@ -330,8 +385,8 @@ static void bytes_shape_for_many_values(void **state) {
     /* |shown - real| <= half a unit of the last digit, in long double
      * (64-bit mantissa: n is exact). */
     long double scale = ldexpl(1.0L, (int)(10 * u));
-    long double shown = (long double)whole + (long double)frac /
-                                                 (fdig == 2 ? 100.0L
+    long double shown =
+        (long double)whole + (long double)frac / (fdig == 2   ? 100.0L
                                                   : fdig == 1 ? 10.0L
                                                               : 1.0L);
     long double last = fdig == 2 ? 0.01L : fdig == 1 ? 0.1L : 1.0L;
@@ -738,14 +793,13 @@ static void expect_json(const void *in, size_t n, const char *want) {
 static void json_escapes_every_control_character(void **state) {
   (void)state;
   static const char *const want[32] = {
-      "\"\\u0000\"", "\"\\u0001\"", "\"\\u0002\"", "\"\\u0003\"",
-      "\"\\u0004\"", "\"\\u0005\"", "\"\\u0006\"", "\"\\u0007\"",
-      "\"\\b\"",     "\"\\t\"",     "\"\\n\"",     "\"\\u000b\"",
-      "\"\\f\"",     "\"\\r\"",     "\"\\u000e\"", "\"\\u000f\"",
-      "\"\\u0010\"", "\"\\u0011\"", "\"\\u0012\"", "\"\\u0013\"",
-      "\"\\u0014\"", "\"\\u0015\"", "\"\\u0016\"", "\"\\u0017\"",
-      "\"\\u0018\"", "\"\\u0019\"", "\"\\u001a\"", "\"\\u001b\"",
-      "\"\\u001c\"", "\"\\u001d\"", "\"\\u001e\"", "\"\\u001f\"",
+      "\"\\u0000\"", "\"\\u0001\"", "\"\\u0002\"", "\"\\u0003\"", "\"\\u0004\"",
+      "\"\\u0005\"", "\"\\u0006\"", "\"\\u0007\"", "\"\\b\"",     "\"\\t\"",
+      "\"\\n\"",     "\"\\u000b\"", "\"\\f\"",     "\"\\r\"",     "\"\\u000e\"",
+      "\"\\u000f\"", "\"\\u0010\"", "\"\\u0011\"", "\"\\u0012\"", "\"\\u0013\"",
+      "\"\\u0014\"", "\"\\u0015\"", "\"\\u0016\"", "\"\\u0017\"", "\"\\u0018\"",
+      "\"\\u0019\"", "\"\\u001a\"", "\"\\u001b\"", "\"\\u001c\"", "\"\\u001d\"",
+      "\"\\u001e\"", "\"\\u001f\"",
   };
   for (unsigned c = 0; c < 32; c++) {
     uint8_t byte = (uint8_t)c;
@@ -810,10 +864,10 @@ static void json_replaces_each_invalid_byte(void **state) {
     const char *in;
     const char *want;
   } cases[] = {
-      {"\x80", "\"\\ufffd\""},                 /* stray continuation */
+      {"\x80", "\"\\ufffd\""}, /* stray continuation */
       {"\xbf", "\"\\ufffd\""},
-      {"\xc0\x80", "\"\\ufffd\\ufffd\""},      /* overlong NUL */
-      {"\xc1\xbf", "\"\\ufffd\\ufffd\""},      /* overlong U+007F */
+      {"\xc0\x80", "\"\\ufffd\\ufffd\""},            /* overlong NUL */
+      {"\xc1\xbf", "\"\\ufffd\\ufffd\""},            /* overlong U+007F */
       {"\xe0\x80\x80", "\"\\ufffd\\ufffd\\ufffd\""}, /* overlong */
       {"\xe0\x9f\xbf", "\"\\ufffd\\ufffd\\ufffd\""}, /* overlong U+07FF */
       {"\xed\xa0\x80", "\"\\ufffd\\ufffd\\ufffd\""}, /* U+D800 */
@@ -826,11 +880,13 @@ static void json_replaces_each_invalid_byte(void **state) {
        "\"\\ufffd\\ufffd\\ufffd\\ufffd\\ufffd\""}, /* old 5-byte form */
       {"\xfe", "\"\\ufffd\""},
       {"\xff", "\"\\ufffd\""},
-      {"\xc3", "\"\\ufffd\""},                     /* cut at the end */
+      {"\xc3", "\"\\ufffd\""}, /* cut at the end */
       {"\xe2\x82", "\"\\ufffd\\ufffd\""},
       {"\xf0\x9d\x84", "\"\\ufffd\\ufffd\\ufffd\""},
-      {"\xe2\x82" "A", "\"\\ufffd\\ufffdA\""},     /* cut by ASCII */
-      {"\xc3\"", "\"\\ufffd\\\"\""},               /* cut by a quote */
+      {"\xe2\x82"
+       "A",
+       "\"\\ufffd\\ufffdA\""},       /* cut by ASCII */
+      {"\xc3\"", "\"\\ufffd\\\"\""}, /* cut by a quote */
       {"a\xc3\xa9\xff\xc3\xa9z", "\"a\xc3\xa9\\ufffd\xc3\xa9z\""},
   };
   for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
@@ -878,8 +934,11 @@ static void json_round_trip_random_bytes(void **state) {
   (void)state;
   /* Pieces that make interesting neighbours. */
   static const char *const pieces[] = {
-      "\"", "\\", "\x7f", "\xc3\xa9", "\xe2\x82\xac", "\xf0\x9d\x84\x9e",
-      "\xed\xa0\x80", "\xc0", "\x80", "\xf4\x90", "\\u0000", "\n", "\0",
+      "\"",           "\\",           "\x7f",
+      "\xc3\xa9",     "\xe2\x82\xac", "\xf0\x9d\x84\x9e",
+      "\xed\xa0\x80", "\xc0",         "\x80",
+      "\xf4\x90",     "\\u0000",      "\n",
+      "\0",
   };
   struct buf b;
   uint8_t in[64];
@@ -998,8 +1057,7 @@ static void json_double_three_decimals(void **state) {
     fmt_json_begin(&b, "t");
     fmt_json_double_field(&b, "v", cases[i].v);
     fmt_json_end(&b);
-    snprintf(want, sizeof(want), "{\"event\":\"t\",\"v\":%s}\n",
-             cases[i].want);
+    snprintf(want, sizeof(want), "{\"event\":\"t\",\"v\":%s}\n", cases[i].want);
     expect_line(&b, want);
   }
   /* The largest doubles: 309 digits, then ".000"; still a JSON number. */
@@ -1022,9 +1080,9 @@ static void json_double_three_decimals(void **state) {
  * a locale with a decimal comma is installed (skipped otherwise). */
 static void json_double_ignores_the_locale(void **state) {
   (void)state;
-  static const char *const names[] = {"de_DE.UTF-8", "de_DE.utf8", "de_DE",
-                                      "fr_FR.UTF-8", "fr_FR.utf8", "ru_RU.UTF-8",
-                                      "nl_NL.UTF-8", "pl_PL.UTF-8"};
+  static const char *const names[] = {
+      "de_DE.UTF-8", "de_DE.utf8",  "de_DE",       "fr_FR.UTF-8",
+      "fr_FR.utf8",  "ru_RU.UTF-8", "nl_NL.UTF-8", "pl_PL.UTF-8"};
   const char *found = NULL;
   for (size_t i = 0; i < sizeof(names) / sizeof(names[0]) && !found; i++) {
     if (setlocale(LC_NUMERIC, names[i]) != NULL &&

@@ -40,7 +40,9 @@ static uint64_t rng(void) {
   return x;
 }
 
-static uint64_t rng_below(uint64_t n) { return rng() % n; }
+static uint64_t rng_below(uint64_t n) {
+  return rng() % n;
+}
 
 /* Whether rate_take(n) would succeed at t, without changing b. */
 static int would_take(const struct rate_bucket *b, uint64_t n, uint64_t t) {
@@ -201,8 +203,8 @@ static void refill_is_exact_at_uneven_rates(void **state) {
 
 static void refill_every_ms_equals_one_refill(void **state) {
   (void)state;
-  static const uint64_t rates[] = {1, 3, 7, 999, 1001, 65537, 1000003,
-                                   123456789};
+  static const uint64_t rates[] = {1,    3,     7,       999,
+                                   1001, 65537, 1000003, 123456789};
   for (size_t r = 0; r < sizeof(rates) / sizeof(rates[0]); r++) {
     struct rate_bucket a;
     struct rate_bucket c;
@@ -314,10 +316,9 @@ static void charge_debt_is_bounded(void **state) {
  * bucket is refilled at times in between (exact arithmetic). */
 static void wait_ms_is_the_first_millisecond_take_succeeds(void **state) {
   (void)state;
-  static const uint64_t rates[] = {1,        2,       3,       7,
-                                   999,      1000,    1001,    4096,
-                                   65537,    MIB - 1, MIB,     4 * MIB + 7,
-                                   1000003,  RATE_MAX_BPS};
+  static const uint64_t rates[] = {
+      1,    2,     3,       7,   999,         1000,    1001,
+      4096, 65537, MIB - 1, MIB, 4 * MIB + 7, 1000003, RATE_MAX_BPS};
   rng_state = 0x243f6a8885a308d3u;
   for (size_t r = 0; r < sizeof(rates) / sizeof(rates[0]); r++) {
     for (int round = 0; round < 200; round++) {
@@ -334,8 +335,8 @@ static void wait_ms_is_the_first_millisecond_take_succeeds(void **state) {
           (void)rate_take(&b, n, t);
         }
       }
-      uint64_t n = rng_below(4) == 0 ? rng_below(3 * b.burst)
-                                     : rng_below(128 * KIB);
+      uint64_t n =
+          rng_below(4) == 0 ? rng_below(3 * b.burst) : rng_below(128 * KIB);
       uint64_t w = rate_wait_ms(&b, n, t);
       assert_int_equal(would_take(&b, n, t + w), 1);
       if (w == 0) {
@@ -593,8 +594,8 @@ static void meter_matches_reference(void **state) {
     uint64_t slot = m.slot_ms;
     uint64_t newest = t / slot;
     for (int i = 0; i < EVENTS; i++) {
-      uint64_t step = rng_below(8) == 0 ? rng_below(slot * 30 + 1)
-                                        : rng_below(slot + 1);
+      uint64_t step =
+          rng_below(8) == 0 ? rng_below(slot * 30 + 1) : rng_below(slot + 1);
       t += step;
       uint64_t n = rng_below(100000);
       meter_add(&m, n, t);

@@ -35,8 +35,8 @@
 #include "tests/lib/testutil.h"
 #include "tracker/tracker.h"
 
-#define WAIT_MS 5000u   /* deadline of one wait for something that must come */
-#define SHORT_MS 300u   /* request timeout of the timeout tests */
+#define WAIT_MS 5000u /* deadline of one wait for something that must come */
+#define SHORT_MS 300u /* request timeout of the timeout tests */
 #define MAX_RES 8
 
 /* ---------------------------------------------------------------------- */
@@ -108,8 +108,8 @@ struct fake {
   struct identity other; /* V_OTHER_KEY */
   enum variant variant;
   unsigned accepted;
-  unsigned closed;       /* connections gone, whoever closed them */
-  unsigned eof;          /* connections the client closed */
+  unsigned closed; /* connections gone, whoever closed them */
+  unsigned eof;    /* connections the client closed */
   unsigned requests;
   uint64_t seq;
   uint8_t *cached; /* V_SAME_BYTES */
@@ -166,9 +166,9 @@ static void seal_framed(struct buf *out, enum envelope_class cls, uint8_t type,
   size_t start = out->len;
   uint8_t hdr[FRAME_HEADER_BYTES] = {0};
   buf_add(out, hdr, sizeof(hdr));
-  assert_int_equal(envelope_seal(out, cls, type, id, ts, seq, payload->data,
-                                 payload->len),
-                   0);
+  assert_int_equal(
+      envelope_seal(out, cls, type, id, ts, seq, payload->data, payload->len),
+      0);
   frame_header(out->data + start, out->len - start - FRAME_HEADER_BYTES);
 }
 
@@ -251,8 +251,8 @@ static int fake_respond(struct fake *f, const uint8_t *m, size_t n,
   switch (type) {
   case TMSG_ANNOUNCE: {
     struct tmsg_announce a;
-    struct tmsg_announce_ok ok = {.seq = id, .interval_s = 100,
-                                  .min_interval_s = 10};
+    struct tmsg_announce_ok ok = {
+        .seq = id, .interval_s = 100, .min_interval_s = 10};
     assert_int_equal(tmsg_announce_decode(p, plen, &a), 0);
     ok.accepted = a.count;
     if (v == V_BAD_SEQ) {
@@ -468,8 +468,7 @@ static void fake_start(struct fake *f, uv_loop_t *loop, enum variant v) {
   f->on = 1;
   assert_int_equal(uv_ip4_addr("127.0.0.1", 0, &sa), 0);
   assert_int_equal(uv_tcp_bind(&f->listener, (struct sockaddr *)&sa, 0), 0);
-  assert_int_equal(uv_listen((uv_stream_t *)&f->listener, 16, fake_on_conn),
-                   0);
+  assert_int_equal(uv_listen((uv_stream_t *)&f->listener, 16, fake_on_conn), 0);
   f->port = tcp_port(&f->listener);
 }
 
@@ -525,7 +524,9 @@ static void deadline_start(struct fx *f, unsigned ms) {
   uv_timer_start(&f->deadline, on_deadline, ms, 0);
 }
 
-static void deadline_stop(struct fx *f) { uv_timer_stop(&f->deadline); }
+static void deadline_stop(struct fx *f) {
+  uv_timer_stop(&f->deadline);
+}
 
 /* Runs the loop until cond holds or ms pass; cond is then re-checked by the
  * caller's assert. */
@@ -733,7 +734,9 @@ static void expect_res(const struct res *x, int st, int with_reply) {
   assert_int_equal(x->had_reply, with_reply);
 }
 
-static void content_id(uint8_t c[32], uint64_t n) { tu_fill(c, 32, 0xc0 + n); }
+static void content_id(uint8_t c[32], uint64_t n) {
+  tu_fill(c, 32, 0xc0 + n);
+}
 
 static void make_lookup(struct tmsg_lookup *l, const uint8_t c[32]) {
   memset(l, 0, sizeof(*l));
@@ -899,8 +902,8 @@ static void test_trust_on_first_use_learns_the_tracker_key(void **st) {
   assert_memory_equal(tcl_key(t), f->trk_key.pk, 32);
 }
 
-static void test_wrong_pinned_key_is_refused_and_a_correct_client_works(
-    void **st) {
+static void
+test_wrong_pinned_key_is_refused_and_a_correct_client_works(void **st) {
   struct fx *f = *st;
   uint8_t c[32];
   uint8_t wrong[32];
@@ -956,8 +959,8 @@ static void test_pin_from_first_use_holds_across_fail_over(void **st) {
   assert_memory_equal(tcl_key(t), f->fake.key.pk, 32);
 }
 
-static void test_refused_connection_fails_and_the_next_request_fails_over(
-    void **st) {
+static void
+test_refused_connection_fails_and_the_next_request_fails_over(void **st) {
   struct fx *f = *st;
   uint8_t c[32];
   char name[64];
@@ -1008,8 +1011,8 @@ static void test_fail_over_goes_round_robin(void **st) {
   assert_null(tcl_key(t));
 }
 
-static void test_silent_tracker_times_out_and_the_next_request_reconnects(
-    void **st) {
+static void
+test_silent_tracker_times_out_and_the_next_request_reconnects(void **st) {
   struct fx *f = *st;
   uint8_t c[32];
   fake_start(&f->fake, &f->loop, V_MUTE);
@@ -1072,8 +1075,8 @@ static const struct bad_case bad_cases[] = {
     {V_CLOSE, TMSG_SEARCH, UV_EOF, UV_ECONNRESET, 0},
 };
 
-static int send_kind(struct tcl *t, uint8_t kind,
-                     const uint8_t c[32], struct res *x) {
+static int send_kind(struct tcl *t, uint8_t kind, const uint8_t c[32],
+                     struct res *x) {
   static struct tmsg_announce a;
   static struct tmsg_publish p;
   static struct tmsg_search s;
@@ -1092,8 +1095,7 @@ static int send_kind(struct tcl *t, uint8_t kind,
   }
 }
 
-static void test_bad_replies_fail_every_pending_request_and_close(
-    void **st) {
+static void test_bad_replies_fail_every_pending_request_and_close(void **st) {
   struct fx *f = *st;
   uint8_t c[32];
   fake_start(&f->fake, &f->loop, V_GOOD);
@@ -1112,7 +1114,8 @@ static void test_bad_replies_fail_every_pending_request_and_close(
     assert_int_equal(lookup(t, c, &f->res[1]), 0);
     RUN_UNTIL(f, f->res[1].calls > 0, WAIT_MS);
     int st0 = f->res[0].status;
-    if (!(st0 == bc->status || (bc->alt_status != 0 && st0 == bc->alt_status))) {
+    if (!(st0 == bc->status ||
+          (bc->alt_status != 0 && st0 == bc->alt_status))) {
       fail_msg("case %zu: status %s, expected %s", i, shoal_err_name(st0),
                shoal_err_name(bc->status));
     }
@@ -1516,8 +1519,7 @@ static void test_invalid_configuration_and_messages_are_refused(void **st) {
   content_id(c, 21);
   make_announce(&a, c, 4000, TMSG_ROLE_SEEDING);
   a.count = TMSG_MAX_ANNOUNCE_ITEMS + 1;
-  assert_int_equal(CALL(tcl_announce(t, &a, on_res, &f->res[0])),
-                   SHOAL_EINVAL);
+  assert_int_equal(CALL(tcl_announce(t, &a, on_res, &f->res[0])), SHOAL_EINVAL);
   make_search(&s, "x");
   s.limit = TMSG_MAX_RESULTS + 1;
   assert_int_equal(CALL(tcl_search(t, &s, on_res, &f->res[0])), SHOAL_EINVAL);
