@@ -262,6 +262,14 @@ int fmt_json_strn(struct buf *out, const void *data, size_t len) {
       i++;
       continue;
     }
+    if (n == 2 && c == 0xc2 && p[i + 1] <= 0x9f) {
+      /* U+0080..U+009F, the C1 controls: legal JSON, but a terminal that
+       * shows the line may act on them (U+009B is CSI). */
+      char e[6] = {'\\', 'u', '0', '0', hex[p[i + 1] >> 4], hex[p[i + 1] & 15]};
+      buf_add(out, e, sizeof(e));
+      i += n;
+      continue;
+    }
     if (n > 1) {
       buf_add(out, p + i, n);
       i += n;

@@ -48,10 +48,11 @@ void fmt_eta(char *out, size_t cap, uint64_t seconds);
 
 /* Appends s as a JSON string literal, quotes included. '"' and '\\' are
  * escaped, as are the control characters (\b \f \n \r \t in their short
- * form, the others and DEL as \u00XX). Valid UTF-8 passes through; each
- * byte that does not start a valid sequence (overlong forms, surrogates,
- * code points above U+10FFFF, truncated sequences, stray continuation
- * bytes) becomes \ufffd. Returns buf_err(out). */
+ * form, the other C0 controls, DEL and the C1 controls U+0080..U+009F as
+ * \u00XX), so that a line shown on a terminal cannot drive it. Valid UTF-8
+ * passes through; each byte that does not start a valid sequence (overlong
+ * forms, surrogates, code points above U+10FFFF, truncated sequences, stray
+ * continuation bytes) becomes \ufffd. Returns buf_err(out). */
 int fmt_json_str(struct buf *out, const char *s);
 /* The same for len bytes that may contain NUL (written as \u0000). */
 int fmt_json_strn(struct buf *out, const void *p, size_t len);

@@ -6,11 +6,11 @@
  * suffix, and junk of every kind (signs, spaces, doubled points, unknown
  * suffixes, non-ASCII digits). The formatters are pinned at their unit and
  * rounding edges. The JSON string writer is checked byte by byte for every
- * control character and every class of invalid UTF-8, and then, for every
- * input of up to two bytes and for many longer ones, by a small JSON reader
- * written here: the output must be valid JSON (RFC 8259) in valid UTF-8,
- * and must read back as the input with each invalid byte replaced by
- * U+FFFD.
+ * control character (C0, DEL and C1) and every class of invalid UTF-8, and
+ * then, for every input of up to two bytes and for many longer ones, by a
+ * small JSON reader written here: the output must be valid JSON (RFC 8259)
+ * in valid UTF-8 with no raw control character, and must read back as the
+ * input with each invalid byte replaced by U+FFFD.
  */
 #include <float.h>
 #include <locale.h>
@@ -760,8 +760,18 @@ static size_t expected_decoding(const uint8_t *in, size_t n, uint8_t *out) {
   return o;
 }
 
+/* Whether p[0..n) holds a C1 control (U+0080..U+009F, C2 80..C2 9F). */
+static int has_raw_c1(const uint8_t *p, size_t n) {
+  for (size_t i = 0; i + 1 < n; i++) {
+    if (p[i] == 0xc2 && p[i + 1] >= 0x80 && p[i + 1] <= 0x9f) {
+      return 1;
+    }
+  }
+  return 0;
+}
+
 /* Formats in[0..n) and checks the output reads back as expected, is valid
- * JSON in valid UTF-8, and carries no raw DEL. */
+ * JSON in valid UTF-8, and carries no raw DEL and no raw C1 control. */
 static void check_round_trip(struct buf *b, const uint8_t *in, size_t n) {
   uint8_t want[3 * 64];
   uint8_t got[6 * 64 + 2];
@@ -772,6 +782,7 @@ static void check_round_trip(struct buf *b, const uint8_t *in, size_t n) {
   size_t used = json_read_string(b->data, b->len, got, &dlen);
   assert_int_equal(used, b->len);
   assert_true(memchr(b->data, 0x7f, b->len) == NULL);
+  assert_false(has_raw_c1(b->data, b->len));
   size_t wlen = expected_decoding(in, n, want);
   assert_int_equal(dlen, wlen);
   assert_memory_equal(got, want, wlen);
@@ -823,6 +834,24 @@ static void json_escapes_every_control_character(void **state) {
   }
 }
 
+/* U+0080..U+009F are valid UTF-8 and legal in JSON, but they are the C1
+ * controls (U+009B is CSI), which a terminal may act on when a --json line
+ * is shown on it: they are escaped like the C0 controls. */
+static void json_escapes_c1_controls(void **state) {
+  (void)state;
+  for (unsigned c = 0x80; c <= 0x9f; c++) {
+    uint8_t in[2] = {0xc2, (uint8_t)c};
+    char want[16];
+    snprintf(want, sizeof(want), "\"\\u%04x\"", c);
+    expect_json(in, 2, want);
+  }
+  expect_json("a\xc2\x9b"
+              "31mb",
+              7, "\"a\\u009b31mb\"");
+  /* U+00A0 and on pass as they are. */
+  expect_json("\xc2\xa0", 2, "\"\xc2\xa0\"");
+}
+
 static void json_str_uses_the_c_string(void **state) {
   (void)state;
   struct buf b;
@@ -836,7 +865,7 @@ static void json_str_uses_the_c_string(void **state) {
 static void json_passes_valid_utf8(void **state) {
   (void)state;
   static const char *const ok[] = {
-      "\xc2\x80",         /* U+0080, the first two-byte */
+      "\xc2\xa0",         /* U+00A0, the first after the C1 controls */
       "\xc3\xa9",         /* é */
       "\xdf\xbf",         /* U+07FF */
       "\xe0\xa0\x80",     /* U+0800, the first three-byte */
@@ -1128,6 +1157,7 @@ int main(void) {
       cmocka_unit_test(rate_text),
       cmocka_unit_test(eta_text),
       cmocka_unit_test(json_escapes_every_control_character),
+      cmocka_unit_test(json_escapes_c1_controls),
       cmocka_unit_test(json_str_uses_the_c_string),
       cmocka_unit_test(json_passes_valid_utf8),
       cmocka_unit_test(json_replaces_each_invalid_byte),
