@@ -30,6 +30,7 @@
 #include "common/frame.h"
 #include "common/identity.h"
 #include "common/log.h"
+#include "common/textid.h"
 #include "common/tmsg.h"
 #include "peer/tracker_client.h"
 #include "tests/lib/testutil.h"
@@ -89,7 +90,12 @@ enum variant {
   V_FUTURE,           /* a correct reply stamped 10 minutes ahead */
   V_FLIPPED,          /* a correct reply with a bit of its signature flipped */
   V_TRUNC_PAYLOAD,    /* a signed reply whose payload lacks its last byte */
+  V_HTTP,             /* an HTTP server's answer to a request */
+  V_SSH,              /* an SSH server's banner, sent on accept */
 };
+
+#define HTTP_ANSWER "HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n"
+#define SSH_BANNER "SSH-2.0-OpenSSH_9.2p1 Debian-2+deb12u3\r\n"
 
 struct fconn {
   uv_tcp_t tcp;
@@ -243,6 +249,11 @@ static int fake_respond(struct fake *f, const uint8_t *m, size_t n,
     buf_add(out, hdr, sizeof(hdr));
     return 0;
   }
+  case V_HTTP:
+    buf_add(out, HTTP_ANSWER, strlen(HTTP_ANSWER));
+    return 0;
+  case V_SSH:
+    return 0; /* it said its piece on accept */
   default:
     break;
   }
@@ -440,6 +451,9 @@ static void fake_on_conn(uv_stream_t *l, int status) {
   }
   f->accepted++;
   uv_read_start((uv_stream_t *)&c->tcp, fake_alloc, fake_read);
+  if (f->variant == V_SSH) {
+    fake_write(c, SSH_BANNER, strlen(SSH_BANNER));
+  }
 }
 
 static int tcp_port(const uv_tcp_t *h) {
@@ -1054,8 +1068,12 @@ struct bad_case {
 
 static const struct bad_case bad_cases[] = {
     {V_GARBAGE, TMSG_LOOKUP, SHOAL_EBADSIG, 0, 0},
-    {V_OVERSIZE, TMSG_LOOKUP, SHOAL_ETOOBIG, 0, 0},
-    {V_EMPTY_FRAME, TMSG_LOOKUP, SHOAL_EFORMAT, 0, 0},
+    /* Not a shoal frame as the first thing a connection hears: not a
+     * shoal tracker (SHOAL_EPROTO; tcl_describe says so). */
+    {V_OVERSIZE, TMSG_LOOKUP, SHOAL_EPROTO, 0, 0},
+    {V_EMPTY_FRAME, TMSG_LOOKUP, SHOAL_EPROTO, 0, 0},
+    {V_HTTP, TMSG_SEARCH, SHOAL_EPROTO, 0, 0},
+    {V_SSH, TMSG_LOOKUP, SHOAL_EPROTO, 0, 0},
     {V_WRONG_TYPE, TMSG_LOOKUP, SHOAL_EPROTO, 0, 0},
     {V_WRONG_TYPE, TMSG_ANNOUNCE, SHOAL_EPROTO, 0, 0},
     {V_WRONG_TYPE, TMSG_SEARCH, SHOAL_EPROTO, 0, 0},
@@ -1129,6 +1147,126 @@ static void test_bad_replies_fail_every_pending_request_and_close(void **st) {
     tcl_close(t);
     f->cl[0] = NULL;
   }
+}
+
+/* A server that is not a shoal tracker: the request fails with
+ * SHOAL_EPROTO, and tcl_describe names the address and what the server
+ * said, escaped and cut at its first line. */
+static void test_a_server_that_is_not_a_tracker_is_named(void **st) {
+  struct fx *f = *st;
+  static const struct {
+    enum variant v;
+    uint8_t req;
+    const char *said;
+  } cases[] = {
+      {V_HTTP, TMSG_SEARCH, "(it answered \"HTTP/1.1 400 Bad Request\")"},
+      {V_SSH, TMSG_LOOKUP,
+       "(it answered \"SSH-2.0-OpenSSH_9.2p1 Debian-2+deb12u3\")"},
+      {V_OVERSIZE, TMSG_ANNOUNCE,
+       "(it answered \"\\x00\\x10\\x00\\x01\\x00\\x00\\x00\\x00\\x00"
+       "\\x00\\x00\\x00...\")"},
+  };
+  uint8_t c[32];
+  char want[128], got[512];
+  content_id(c, 20);
+  fake_start(&f->fake, &f->loop, V_GOOD);
+  for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+    f->fake.variant = cases[i].v;
+    memset(&f->res[0], 0, sizeof(f->res[0]));
+    f->res[0].f = f;
+    struct link_tracker tr = at("127.0.0.1", f->fake.port);
+    struct tcl *t = client(f, 0, &tr, 1, NULL, 2000, NULL);
+    assert_int_equal(send_kind(t, cases[i].req, c, &f->res[0]), 0);
+    RUN_UNTIL(f, f->res[0].calls > 0, WAIT_MS);
+    expect_res(&f->res[0], SHOAL_EPROTO, 0);
+    tcl_describe(t, f->res[0].status, NULL, got, sizeof(got));
+    snprintf(want, sizeof(want), "127.0.0.1:%d is not a shoal tracker %s",
+             f->fake.port, cases[i].said);
+    if (strncmp(got, want, strlen(want)) != 0) {
+      fail_msg("case %zu: \"%s\", want \"%s ...\"", i, got, want);
+    }
+    tcl_close(t);
+    f->cl[0] = NULL;
+  }
+}
+
+/* A tracker that spoke shoal first and then sends a bad frame is broken,
+ * not something else: the decoder's error comes through. */
+static void test_bad_frame_after_a_good_reply_keeps_its_error(void **st) {
+  struct fx *f = *st;
+  uint8_t c[32];
+  char got[512];
+  content_id(c, 21);
+  fake_start(&f->fake, &f->loop, V_GOOD);
+  struct link_tracker tr = at("127.0.0.1", f->fake.port);
+  struct tcl *t = client(f, 0, &tr, 1, NULL, 2000, NULL);
+  assert_int_equal(lookup(t, c, &f->res[0]), 0);
+  RUN_UNTIL(f, f->res[0].calls > 0, WAIT_MS);
+  expect_res(&f->res[0], 0, 1);
+  f->fake.variant = V_OVERSIZE;
+  assert_int_equal(lookup(t, c, &f->res[1]), 0);
+  RUN_UNTIL(f, f->res[1].calls > 0, WAIT_MS);
+  expect_res(&f->res[1], SHOAL_ETOOBIG, 0);
+  tcl_describe(t, f->res[1].status, NULL, got, sizeof(got));
+  assert_null(strstr(got, "not a shoal tracker"));
+  assert_non_null(strstr(got, shoal_strerror(SHOAL_ETOOBIG)));
+}
+
+/* A reply signed by another key than the pinned one: tcl_describe names
+ * both keys. */
+static void test_wrong_key_names_both_keys(void **st) {
+  struct fx *f = *st;
+  uint8_t c[32];
+  char got[512], theirs[TEXTID_STRLEN], pinned[TEXTID_STRLEN], want[512];
+  content_id(c, 22);
+  fake_start(&f->fake, &f->loop, V_OTHER_KEY);
+  struct link_tracker tr = at("127.0.0.1", f->fake.port);
+  struct tcl *t = client(f, 0, &tr, 1, f->fake.key.pk, 2000, NULL);
+  assert_int_equal(send_kind(t, TMSG_SEARCH, c, &f->res[0]), 0);
+  RUN_UNTIL(f, f->res[0].calls > 0, WAIT_MS);
+  expect_res(&f->res[0], SHOAL_EWRONGKEY, 0);
+  tcl_describe(t, f->res[0].status, NULL, got, sizeof(got));
+  textid_encode(TEXTID_KEY, f->fake.other.pk, theirs);
+  textid_encode(TEXTID_KEY, f->fake.key.pk, pinned);
+  snprintf(want, sizeof(want),
+           "tracker 127.0.0.1:%d signs with key %s, not with the expected "
+           "key %s",
+           f->fake.port, theirs, pinned);
+  if (strncmp(got, want, strlen(want)) != 0) {
+    fail_msg("\"%s\", want \"%s ...\"", got, want);
+  }
+}
+
+/* tcl_describe names the tracker that failed, also when the client has
+ * moved on to the next one; and a refusal carries the tracker's reason. */
+static void test_describe_names_the_tracker_that_failed(void **st) {
+  struct fx *f = *st;
+  uint8_t c[32];
+  char got[512], want[512];
+  content_id(c, 23);
+  refuser_start(f);
+  fake_start(&f->fake, &f->loop, V_ERROR_ZERO_ID);
+  struct link_tracker trs[2] = {at("127.0.0.1", f->refused_port),
+                                at("127.0.0.1", f->fake.port)};
+  struct tcl *t = client(f, 0, trs, 2, f->fake.key.pk, 2000, NULL);
+  assert_int_equal(lookup(t, c, &f->res[0]), 0);
+  RUN_UNTIL(f, f->res[0].calls > 0, WAIT_MS);
+  expect_res(&f->res[0], UV_ECONNREFUSED, 0);
+  tcl_describe(t, f->res[0].status, NULL, got, sizeof(got));
+  snprintf(want, sizeof(want), "tracker unreachable: 127.0.0.1:%d (%s)",
+           f->refused_port, shoal_strerror(UV_ECONNREFUSED));
+  if (strncmp(got, want, strlen(want)) != 0) {
+    fail_msg("\"%s\", want \"%s ...\"", got, want);
+  }
+  /* The next request goes to the fake, which refuses it. */
+  assert_int_equal(lookup(t, c, &f->res[1]), 0);
+  RUN_UNTIL(f, f->res[1].calls > 0, WAIT_MS);
+  expect_res(&f->res[1], SHOAL_ERATE, 1);
+  tcl_describe(t, f->res[1].status, &f->res[1].rep, got, sizeof(got));
+  snprintf(want, sizeof(want),
+           "tracker 127.0.0.1:%d refused: too many requests; retry later",
+           f->fake.port);
+  assert_string_equal(got, want);
 }
 
 static void test_unsolicited_reply_closes_the_connection(void **st) {
@@ -1553,6 +1691,10 @@ int main(void) {
       T(test_fail_over_goes_round_robin),
       T(test_silent_tracker_times_out_and_the_next_request_reconnects),
       T(test_bad_replies_fail_every_pending_request_and_close),
+      T(test_a_server_that_is_not_a_tracker_is_named),
+      T(test_bad_frame_after_a_good_reply_keeps_its_error),
+      T(test_wrong_key_names_both_keys),
+      T(test_describe_names_the_tracker_that_failed),
       T(test_unsolicited_reply_closes_the_connection),
       T(test_split_and_repeated_replies_are_accepted),
       T(test_error_replies_surface_code_and_reason),
