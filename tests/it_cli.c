@@ -1080,9 +1080,12 @@ static void timed_poll(struct timed *t) {
   fclose(fp);
 }
 
-/* The first event with bytes is k; data began after event k - 1 (or the
- * start), and event k + 1 came about a second later: the bytes it shows
- * came in that window. Returns 1 once measured. */
+/* The first event with bytes is k; event k + 1 comes about a second
+ * after the data began. Whatever the node did before (it starts the
+ * bucket's clock with the first bytes it reads, the peers' hellos), it
+ * cannot have begun before the process: the bytes event k + 1 shows came
+ * in the window from the start of the process to when it was seen.
+ * Returns 1 once measured. */
 static int timed_check(struct timed *t) {
   unsigned k = 0;
   while (k < t->n && t->bytes[k] == 0) {
@@ -1091,11 +1094,12 @@ static int timed_check(struct timed *t) {
   if (k + 1 >= t->n) {
     return 0;
   }
-  uint64_t from = k == 0 ? t->t_start : t->at[k - 1];
-  /* Slack for noticing the earlier event late (polled every 5 ms). */
-  uint64_t window = t->at[k + 1] - from + 50;
+  /* 50 ms of slack: the node's clock is read once a loop turn, so the
+   * bucket may take a turn's time as earned. */
+  uint64_t window = t->at[k + 1] - t->t_start + 50;
   uint64_t got = t->bytes[k + 1];
-  /* The stated margin: one read past the cap, and 16 KiB of noise. */
+  /* The stated margin: one read past the cap (rate.h), and 16 KiB for the
+   * bytes of the first frames. */
   uint64_t allowed = t->cap * window / 1000 + t->read_max + 16 * FX_KiB;
   print_message("--download-rate %llu: %llu bytes in %llu ms (%.2f of the "
                 "cap a second, %.2f of what is allowed)\n",
