@@ -535,6 +535,16 @@ static void shoal_tracker_stands_for_tracker(void **state) {
   fx_expect_exit(p, FX_EXIT_MS, 0);
   assert_int_equal(proc_count_event(p, "search", names_x_report, NULL), 1);
 
+  /* A get by content ID takes its tracker from the variable too. */
+  char out[PROC_PATH_MAX];
+  fx_mkdir(f, "out");
+  fx_path(f, out, sizeof(out), "out");
+  setenv("SHOAL_TRACKER", f->tracker_addr, 1);
+  p = fx_peer(f, "get-id", "get-id", "get", sh.content_text, "-o", out, NULL);
+  unsetenv("SHOAL_TRACKER");
+  fx_expect_exit(p, FX_COMPLETE_MS, 0);
+  assert_int_equal(proc_count_event(p, "complete", NULL, NULL), 1);
+
   /* --tracker wins, and the variable is not even read. */
   setenv("SHOAL_TRACKER", "not a::tracker", 1);
   p = fx_run(f, "flag-wins", "search", "report", "--tracker", f->tracker_addr,
