@@ -383,9 +383,7 @@ static void on_progress(struct app *a, const struct node_swarm_info *s) {
   uint64_t now = uv_now(&a->loop);
   /* A name of MANIFEST_MAX_SEGMENT bytes, escaped, and the figures. */
   char line[SHOWN_BYTES(MANIFEST_MAX_SEGMENT) + 256];
-  if (a->quiet) {
-    return;
-  }
+  /* --quiet is for people: --json output is the same with it. */
   if (a->json) {
     uint64_t every = s->seeding ? JSON_PROGRESS_SEED_MS : JSON_PROGRESS_GET_MS;
     uint64_t *last = last_shown(a, s->content);
@@ -408,6 +406,9 @@ static void on_progress(struct app *a, const struct node_swarm_info *s) {
     fmt_json_u64_field(&b, "downloaded", s->downloaded);
     fmt_json_end(&b);
     json_out(&b);
+    return;
+  }
+  if (a->quiet) {
     return;
   }
   if (a->tty) {
@@ -691,8 +692,7 @@ static void on_hash_progress(void *arg, uint64_t done, uint64_t total) {
 
 /* The manifest builder left an entry out of a folder: a symbolic link, a
  * special file, a name that cannot be shared safely. A warning on the
- * terminal; with --json a "left_out" event, shown even with --quiet, as it
- * says what the shared content holds. */
+ * terminal; with --json a "left_out" event (--quiet is for people). */
 static void on_skipped(void *arg, const char *path, const char *why) {
   struct app *a = arg;
   if (a->json) {
