@@ -28,8 +28,13 @@
 #include <fcntl.h>
 #include <sodium.h>
 #include <stdio.h>
+#include <poll.h>
+#include <signal.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 #include <uv.h>
 
@@ -60,6 +65,7 @@ struct fx {
   char src[PATH_CAP]; /* shared files live here */
   char dl[PATH_CAP];  /* downloads go here */
   char rec[PATH_CAP]; /* the resume record */
+  pid_t child;        /* a forked storage user, killed at teardown; else 0 */
   uv_loop_t loop;
 };
 
@@ -82,6 +88,11 @@ static int setup(void **state) {
 
 static int teardown(void **state) {
   struct fx *f = *state;
+  /* First, so that a failed test leaves no process behind. */
+  if (f->child > 0) {
+    kill(f->child, SIGKILL);
+    waitpid(f->child, NULL, 0);
+  }
   /* Nothing may be left on the loop: no handle, no request. */
   assert_int_equal(uv_loop_close(&f->loop), 0);
   tu_rmtree(f->root);
@@ -182,6 +193,22 @@ static void part_path(char *out, const struct fx *f, const char *name) {
   char rel[PATH_CAP];
   snprintf(rel, sizeof(rel), "%s%s", name, STORAGE_PART_SUFFIX);
   tu_path(out, PATH_CAP, f->dl, rel);
+}
+
+/* Opens a download of m into dir with the resume record at rec, and
+ * waits for the open callback, whose status must be want. */
+static struct storage *open_at(struct fx *f, const struct manifest *m,
+                               const char *dir, const char *rec, int want) {
+  struct storage *s = NULL;
+  struct done d = {0};
+  assert_int_equal(
+      storage_open_download(&s, &f->loop, m, dir, rec, on_done, &d), 0);
+  assert_non_null(s);
+  assert_int_equal(d.called, 0); /* never inside the call */
+  run_until(&f->loop, &d.called);
+  assert_int_equal(d.called, 1);
+  assert_err(d.status, want);
+  return s;
 }
 
 static struct storage *open_dl(struct fx *f, const struct manifest *m,
@@ -1550,6 +1577,224 @@ static void test_close_from_inside_a_callback(void **state) {
   manifest_free(m);
 }
 
+/* ---------------------------------------------------------------------- */
+/* Two downloads of one partial copy */
+
+static void assert_has(const char *text, const char *needle) {
+  if (strstr(text, needle) == NULL) {
+    fail_msg("\"%s\" does not say \"%s\"", text, needle);
+  }
+}
+
+static void assert_names_pid(const struct storage *s, pid_t pid) {
+  char want[64];
+  snprintf(want, sizeof(want), "process %ld", (long)pid);
+  assert_has(storage_open_error(s), want);
+}
+
+/* A second download of the same content into the same folder, with its
+ * own resume record (another --home), is refused at once; the first one's
+ * partial copy is untouched and completes. flock() locks belong to an
+ * open file description, so two opens in one process conflict as two
+ * processes do. */
+static void test_second_download_of_a_partial_file_is_EBUSY(void **state) {
+  struct fx *f = *state;
+  char src[PATH_CAP];
+  char fin[PATH_CAP];
+  char rec2[PATH_CAP];
+
+  make_file(f, "both.bin", 6 * CS + 11, 33);
+  tu_path(src, sizeof(src), f->src, "both.bin");
+  tu_path(fin, sizeof(fin), f->dl, "both.bin");
+  tu_path(rec2, sizeof(rec2), f->root, "resume2");
+  struct manifest *m = build(src);
+  struct storage *s1 = open_dl(f, m, 0);
+  put_good(f, s1, m, 0);
+  put_good(f, s1, m, 1);
+
+  struct storage *s2 = open_at(f, m, f->dl, rec2, UV_EBUSY);
+  assert_names_pid(s2, getpid());
+  close_s(f, s2);
+  assert_false(exists(rec2));
+
+  for (uint32_t i = 2; i < m->chunk_count; i++) {
+    put_good(f, s1, m, i);
+  }
+  assert_err(finish(f, s1), 0);
+  assert_same_file(src, fin);
+  close_s(f, s1);
+  manifest_free(m);
+}
+
+/* The same for a folder, and for a file content of the same name, whose
+ * open would otherwise remove the folder it finds in its place. */
+static void test_second_download_of_a_partial_folder_is_EBUSY(void **state) {
+  struct fx *f = *state;
+  char src[PATH_CAP];
+  char rec2[PATH_CAP];
+  char other[PATH_CAP];
+
+  make_file(f, "tree/a", 2 * CS, 34);
+  make_file(f, "tree/b/c", CS + 1, 35);
+  tu_path(src, sizeof(src), f->src, "tree");
+  tu_path(rec2, sizeof(rec2), f->root, "resume2");
+  struct manifest *m = build(src);
+  struct storage *s1 = open_dl(f, m, 0);
+  put_good(f, s1, m, 0);
+
+  struct storage *s2 = open_at(f, m, f->dl, rec2, UV_EBUSY);
+  assert_names_pid(s2, getpid());
+  close_s(f, s2);
+
+  /* Another content, a file named "tree" too. */
+  make_file(f, "elsewhere/tree", CS, 36);
+  tu_path(other, sizeof(other), f->src, "elsewhere/tree");
+  struct manifest *m2 = build(other);
+  s2 = open_at(f, m2, f->dl, rec2, UV_EBUSY);
+  close_s(f, s2);
+
+  for (uint32_t i = 1; i < m->chunk_count; i++) {
+    put_good(f, s1, m, i);
+  }
+  assert_err(finish(f, s1), 0);
+  for (uint32_t i = 0; i < m->file_count; i++) {
+    char a[PATH_CAP];
+    char b[PATH_CAP];
+    tu_path(a, sizeof(a), f->src, m->files[i].path);
+    tu_path(b, sizeof(b), f->dl, m->files[i].path);
+    assert_same_file(a, b);
+  }
+  close_s(f, s1);
+  manifest_free(m2);
+  manifest_free(m);
+}
+
+/* The lock lasts as long as the storage: refused while it is open, free
+ * again once it closed, and a resume then finds its chunks. */
+static void test_partial_is_locked_until_its_storage_closes(void **state) {
+  struct fx *f = *state;
+  char src[PATH_CAP];
+
+  make_file(f, "held.bin", 3 * CS, 37);
+  tu_path(src, sizeof(src), f->src, "held.bin");
+  struct manifest *m = build(src);
+  struct storage *s1 = open_dl(f, m, 0);
+  put_good(f, s1, m, 1);
+  /* The same record too: it is the partial copy that is locked. */
+  struct storage *s2 = open_dl(f, m, UV_EBUSY);
+  close_s(f, s2);
+  close_s(f, s1);
+
+  s1 = open_dl(f, m, 0);
+  assert_true(storage_have(s1, 1));
+  assert_int_equal(storage_have_count(s1), 1);
+  close_s(f, s1);
+  manifest_free(m);
+}
+
+/* Whether the record at path lists chunks 0 and 1 (the high bits of its
+ * first map byte, at offset 44). */
+static int record_lists_first_two(const char *path) {
+  size_t n;
+  uint8_t *r = tu_read_file(path, &n);
+  int yes = r != NULL && n > 44 && (r[44] & 0xc0) == 0xc0;
+  free(r);
+  return yes;
+}
+
+/* Child side of the next test: opens the download on a loop of its own,
+ * writes two chunks, waits for the record to be saved, says so on fd and
+ * waits to be killed. Exits non-zero when a step fails. */
+static void locker_child(struct fx *f, const struct manifest *m, int fd) {
+  uv_loop_t loop;
+  struct storage *s = NULL;
+  struct done d = {0};
+
+  prctl(PR_SET_PDEATHSIG, SIGKILL);
+  if (uv_loop_init(&loop) != 0 ||
+      storage_open_download(&s, &loop, m, f->dl, f->rec, on_done, &d) != 0) {
+    _exit(3);
+  }
+  while (!d.called) {
+    uv_run(&loop, UV_RUN_ONCE);
+  }
+  if (d.status != 0) {
+    _exit(4);
+  }
+  for (uint32_t i = 0; i < 2; i++) {
+    struct done p = {0};
+    if (storage_put_chunk(s, i, chunk_copy(m, i), on_done, &p) != 0) {
+      _exit(5);
+    }
+    while (!p.called) {
+      uv_run(&loop, UV_RUN_ONCE);
+    }
+    if (p.status != 0) {
+      _exit(6);
+    }
+  }
+  /* The save timer keeps the loop alive until a record lists both. */
+  while (!record_lists_first_two(f->rec)) {
+    uv_run(&loop, UV_RUN_ONCE);
+  }
+  if (write(fd, "r", 1) != 1) {
+    _exit(7);
+  }
+  for (;;) {
+    pause();
+  }
+}
+
+/* Another process holds the partial copy: the refusal names it. Killed
+ * with SIGKILL, it cannot unlock anything, yet the kernel drops its lock
+ * and the next run resumes what it wrote. */
+static void test_lock_of_a_killed_process_is_gone(void **state) {
+  struct fx *f = *state;
+  char src[PATH_CAP];
+  char fin[PATH_CAP];
+  int pfd[2];
+  char c;
+  int st;
+
+  make_file(f, "killed.bin", 8 * CS, 38);
+  tu_path(src, sizeof(src), f->src, "killed.bin");
+  tu_path(fin, sizeof(fin), f->dl, "killed.bin");
+  struct manifest *m = build(src);
+  assert_int_equal(pipe(pfd), 0);
+  f->child = fork();
+  assert_true(f->child >= 0);
+  if (f->child == 0) {
+    close(pfd[0]);
+    locker_child(f, m, pfd[1]);
+  }
+  close(pfd[1]);
+  struct pollfd pf = {.fd = pfd[0], .events = POLLIN};
+  assert_int_equal(poll(&pf, 1, 20000), 1);
+  if (read(pfd[0], &c, 1) != 1) {
+    waitpid(f->child, &st, 0);
+    f->child = 0;
+    fail_msg("the child failed before it was ready (status %d)", st);
+  }
+  close(pfd[0]);
+
+  struct storage *s = open_dl(f, m, UV_EBUSY);
+  assert_names_pid(s, f->child);
+  close_s(f, s);
+
+  assert_int_equal(kill(f->child, SIGKILL), 0);
+  assert_int_equal(waitpid(f->child, &st, 0), f->child);
+  f->child = 0;
+  s = open_dl(f, m, 0);
+  assert_int_equal(storage_have_count(s), 2);
+  for (uint32_t i = 2; i < m->chunk_count; i++) {
+    put_good(f, s, m, i);
+  }
+  assert_err(finish(f, s), 0);
+  assert_same_file(src, fin);
+  close_s(f, s);
+  manifest_free(m);
+}
+
 int main(void) {
   uint8_t seed[32];
   if (sodium_init() < 0) {
@@ -1585,6 +1830,10 @@ int main(void) {
       T(test_close_with_pending_work_completes_cleanly),
       T(test_close_during_open_cancels_it),
       T(test_close_from_inside_a_callback),
+      T(test_second_download_of_a_partial_file_is_EBUSY),
+      T(test_second_download_of_a_partial_folder_is_EBUSY),
+      T(test_partial_is_locked_until_its_storage_closes),
+      T(test_lock_of_a_killed_process_is_gone),
 #undef T
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
