@@ -60,11 +60,13 @@
 #include <string.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <sys/sysmacros.h>
 #include <unistd.h>
 
 #include "common/error.h"
 #include "common/log.h"
+#include "peer/fmt.h"
 
 #define RECORD_MAGIC "SHOALRS1"
 #define RECORD_MAGIC_BYTES 8
@@ -91,6 +93,8 @@
 #define HOLDER_CMDLINE_BYTES 320
 #define HOLDER_ARG_BYTES 40
 #define HOLDER_CMDLINE_RAW 4096
+/* Marks a file in open_req.old_size that this open created. */
+#define SIZE_CREATED UINT64_MAX
 
 #define container_of(p, type, field)                                          \
   ((type *)(void *)((char *)(p) - offsetof(type, field)))
@@ -170,6 +174,9 @@ struct open_req {
   int part_existed; /* a partial copy was there before this open */
   int created;      /* this open made the partial copy it holds */
   int resumed;
+  int changing;       /* the partial copy is being emptied or reserved */
+  uint64_t *old_size; /* resumed: each file's size before, or SIZE_CREATED */
+  uint64_t need;      /* bytes the reservation was to take */
   int dir_fd;
   int root_fd; /* the partial copy, locked for the storage's life */
   int direct_fd;
@@ -1598,7 +1605,114 @@ static int final_absent(const struct storage *s, int dir_fd) {
 }
 
 /* ------------------------------------------------------------------------ */
-/* Starting over, from workers */
+/* Room for the partial copy, from workers */
+
+static uint64_t add_sat(uint64_t a, uint64_t b) {
+  return a > UINT64_MAX - b ? UINT64_MAX : a + b;
+}
+
+/* Bytes that size bytes take in whole blocks of bs. */
+static uint64_t whole_blocks(uint64_t size, uint64_t bs) {
+  return add_sat(size / bs * bs, size % bs != 0 ? bs : 0);
+}
+
+/* Looks at file i of a partial copy that was there before this open:
+ * returns -ENOENT when it is missing, else 0 with its status in st. */
+static int part_file_stat(const struct storage *s, const struct open_req *r,
+                          uint32_t i, struct stat *st) {
+  int fd = s->m->kind == MANIFEST_KIND_FILE
+               ? r->root_fd
+               : open_under(r->root_fd, part_rel(s, i), O_RDONLY, 0, NULL);
+  int err = 0;
+
+  if (fd < 0) {
+    return fd;
+  }
+  if (fstat(fd, st) != 0) {
+    err = -errno;
+  }
+  if (fd != r->root_fd) {
+    close(fd);
+  }
+  return err;
+}
+
+/* Refuses with UV_ENOSPC, before anything is changed, a content that
+ * cannot fit: what its files still lack (whole blocks, less what the
+ * partial copy already holds of each) against what statvfs() says an
+ * unprivileged writer may still use there (root's reserve is left alone),
+ * and the files still to be made against the free inodes. A file system
+ * that tells no block count is not checked; its reservation will say. A
+ * resumed download notes each file's old size in r->old_size, so that a
+ * reservation that fails all the same can be undone. r->why gets what the
+ * user is told. */
+static int space_check(const struct storage *s, struct open_req *r) {
+  const struct manifest *m = s->m;
+  char free_s[FMT_NUM_BYTES];
+  char need_s[FMT_NUM_BYTES];
+  char held_s[FMT_NUM_BYTES];
+  char size_s[FMT_NUM_BYTES];
+  struct statvfs v;
+  uint64_t need = 0;
+  uint64_t held = 0;
+  uint64_t fresh = 0;
+
+  if (fstatvfs(r->dir_fd, &v) != 0 || v.f_frsize == 0 || v.f_blocks == 0) {
+    return 0;
+  }
+  const uint64_t bs = v.f_frsize;
+  for (uint32_t i = 0; i < m->file_count; i++) {
+    uint64_t want = whole_blocks(m->files[i].size, bs);
+    uint64_t has = 0;
+    struct stat st;
+    int err = r->created ? -ENOENT : part_file_stat(s, r, i, &st);
+    if (err == 0 && S_ISREG(st.st_mode)) {
+      has = (uint64_t)st.st_blocks * 512u; /* st_blocks is in 512 B units */
+      if (r->old_size != NULL) {
+        r->old_size[i] = (uint64_t)st.st_size;
+      }
+    } else if (err == -ENOENT) {
+      fresh++;
+      if (r->old_size != NULL) {
+        r->old_size[i] = SIZE_CREATED;
+      }
+    }
+    if (has > want) {
+      has = want;
+    }
+    need = add_sat(need, want - has);
+    held = add_sat(held, has);
+  }
+  r->need = need;
+  uint64_t avail =
+      v.f_bavail > UINT64_MAX / bs ? UINT64_MAX : (uint64_t)v.f_bavail * bs;
+  if (need > avail) {
+    fmt_bytes(free_s, sizeof(free_s), avail);
+    fmt_bytes(need_s, sizeof(need_s), need);
+    if (held == 0) {
+      snprintf(r->why, sizeof(r->why), "%s has %s free; %s needs %s", s->dir,
+               free_s, m->name, need_s);
+    } else {
+      fmt_bytes(held_s, sizeof(held_s), held);
+      fmt_bytes(size_s, sizeof(size_s), m->total_size);
+      snprintf(r->why, sizeof(r->why),
+               "%s has %s free; %s needs %s more (its partial copy holds %s "
+               "of %s)",
+               s->dir, free_s, m->name, need_s, held_s, size_s);
+    }
+    return UV_ENOSPC;
+  }
+  /* Folders count too, but a content has fewer of them than files. */
+  if (m->kind == MANIFEST_KIND_FOLDER && v.f_files > 0 &&
+      fresh > (uint64_t)v.f_favail) {
+    snprintf(r->why, sizeof(r->why),
+             "%s has room for %llu more files; %s needs %llu", s->dir,
+             (unsigned long long)v.f_favail, m->name,
+             (unsigned long long)fresh);
+    return UV_ENOSPC;
+  }
+  return 0;
+}
 
 /* Empties a partial copy that starts over, keeping the locked file or
  * folder itself. */
@@ -1641,11 +1755,103 @@ static int part_empty(const struct storage *s, int root_fd) {
   return err;
 }
 
-/* Removes a partial copy that this open made, when the open fails after
- * all, still under the lock: nothing of it may stay behind. */
+/* Removes every empty folder under the folder dfd (taken), deepest first;
+ * returns whether dfd itself ended up empty. */
+static int remove_empty_dirs(int dfd, unsigned depth) {
+  struct dirent *e;
+  DIR *d = fdopendir(dfd);
+  int empty = 1;
+
+  if (d == NULL) {
+    close(dfd);
+    return 0;
+  }
+  while ((e = readdir(d)) != NULL) {
+    struct stat st;
+    if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0) {
+      continue;
+    }
+    if (depth < RMTREE_MAX_DEPTH &&
+        fstatat(dirfd(d), e->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+        S_ISDIR(st.st_mode)) {
+      int fd = openat(dirfd(d), e->d_name,
+                      O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+      if (fd >= 0 && remove_empty_dirs(fd, depth + 1) &&
+          unlinkat(dirfd(d), e->d_name, AT_REMOVEDIR) == 0) {
+        continue;
+      }
+    }
+    empty = 0;
+  }
+  closedir(d);
+  return empty;
+}
+
+/* Removes the file rel ('/'-separated) under base, through its folder
+ * opened without following a symlink. */
+static void unlink_under(int base, const char *rel) {
+  char dir[MANIFEST_MAX_PATH + 1];
+  const char *slash = strrchr(rel, '/');
+  size_t n;
+  int fd;
+
+  if (slash == NULL) {
+    (void)unlinkat(base, rel, 0);
+    return;
+  }
+  n = (size_t)(slash - rel);
+  if (n >= sizeof(dir)) {
+    return;
+  }
+  memcpy(dir, rel, n);
+  dir[n] = '\0';
+  fd = open_under(base, dir, O_RDONLY | O_DIRECTORY, 0, NULL);
+  if (fd >= 0) {
+    (void)unlinkat(fd, slash + 1, 0);
+    close(fd);
+  }
+}
+
+/* Gives back what a failed open took, still under the lock. A partial
+ * copy that was not resumed holds nothing worth keeping (this open made
+ * it, or was starting it over): it is removed. A resumed one keeps all it
+ * had: the files this open made are removed, with the folders left empty,
+ * and the files it lengthened are cut back to their old length. (Blocks
+ * that it put in holes of a file that was already long enough stay; such
+ * holes arise only where the file system could not preallocate.) */
 static void open_undo(const struct storage *s, struct open_req *r) {
-  if (r->created) {
-    (void)rmtree_at(r->dir_fd, s->part_name, 0);
+  const struct manifest *m = s->m;
+
+  if (!r->resumed) {
+    if (r->created || r->changing) {
+      (void)rmtree_at(r->dir_fd, s->part_name, 0);
+    }
+    return;
+  }
+  if (!r->changing || r->old_size == NULL) {
+    return;
+  }
+  for (uint32_t i = 0; i < m->file_count; i++) {
+    uint64_t old = r->old_size[i];
+    if (old == SIZE_CREATED) {
+      unlink_under(r->root_fd, part_rel(s, i));
+    } else if (old < m->files[i].size) {
+      int fd = m->kind == MANIFEST_KIND_FILE
+                   ? r->root_fd
+                   : open_under(r->root_fd, part_rel(s, i), O_WRONLY, 0, NULL);
+      if (fd >= 0) {
+        (void)ftruncate(fd, (off_t)old);
+        if (fd != r->root_fd) {
+          close(fd);
+        }
+      }
+    }
+  }
+  if (m->kind == MANIFEST_KIND_FOLDER) {
+    int fd = openat(r->root_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd >= 0) {
+      (void)remove_empty_dirs(fd, 0);
+    }
   }
 }
 
@@ -1684,12 +1890,27 @@ static void open_work(uv_work_t *w) {
   if (!r->resumed) {
     /* Start over: what is there may belong to another content. */
     memset(s->listed, 0, map_bytes(m->chunk_count));
-  } else if (m->kind == MANIFEST_KIND_FOLDER) {
-    err = prune_part(s, r->root_fd);
-    if (err != 0) {
+  } else {
+    if (m->kind == MANIFEST_KIND_FOLDER) {
+      err = prune_part(s, r->root_fd);
+      if (err != 0) {
+        goto fail;
+      }
+    }
+    r->old_size = malloc(m->file_count * sizeof(*r->old_size));
+    if (r->old_size == NULL) {
+      err = SHOAL_ENOMEM;
       goto fail;
     }
+    for (uint32_t i = 0; i < m->file_count; i++) {
+      r->old_size[i] = m->files[i].size; /* nothing to undo */
+    }
   }
+  err = space_check(s, r);
+  if (err != 0) {
+    goto fail;
+  }
+  r->changing = 1;
   if (!r->resumed && !r->created) {
     err = part_empty(s, r->root_fd);
     if (err != 0) {
@@ -1716,6 +1937,8 @@ static void open_work(uv_work_t *w) {
       }
     }
   }
+  free(r->old_size);
+  r->old_size = NULL;
   r->status = 0;
   return;
 
@@ -1723,6 +1946,23 @@ fail:
   if (r->root_fd >= 0) {
     open_undo(s, r);
   }
+  if (err == UV_ENOSPC && r->why[0] == '\0') {
+    /* It passed the space check, yet the file system's own records (a
+     * folder's entries, extent blocks) or another writer took the rest. */
+    struct statvfs v;
+    char need_s[FMT_NUM_BYTES];
+    char free_s[FMT_NUM_BYTES] = "?";
+    if (fstatvfs(r->dir_fd, &v) == 0) {
+      fmt_bytes(free_s, sizeof(free_s), (uint64_t)v.f_bavail * v.f_frsize);
+    }
+    fmt_bytes(need_s, sizeof(need_s), r->need);
+    snprintf(r->why, sizeof(r->why),
+             "%s ran out of space while %s was reserved: it needs %s, and "
+             "%s is free",
+             s->dir, m->name, need_s, free_s);
+  }
+  free(r->old_size);
+  r->old_size = NULL;
   if (r->direct_fd >= 0) {
     close(r->direct_fd);
   }

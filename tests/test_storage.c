@@ -33,6 +33,7 @@
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -65,9 +66,13 @@ struct fx {
   char src[PATH_CAP]; /* shared files live here */
   char dl[PATH_CAP];  /* downloads go here */
   char rec[PATH_CAP]; /* the resume record */
-  pid_t child;        /* a forked storage user, killed at teardown; else 0 */
+  char disk[PATH_CAP]; /* where a small ext4 file system is mounted */
+  int mounted;
+  pid_t child; /* a forked storage user, killed at teardown; else 0 */
   uv_loop_t loop;
 };
+
+static void disk_unmount(struct fx *f);
 
 static int setup(void **state) {
   struct fx *f = calloc(1, sizeof(*f));
@@ -88,11 +93,12 @@ static int setup(void **state) {
 
 static int teardown(void **state) {
   struct fx *f = *state;
-  /* First, so that a failed test leaves no process behind. */
+  /* First, so that a failed test leaves no process or mount behind. */
   if (f->child > 0) {
     kill(f->child, SIGKILL);
     waitpid(f->child, NULL, 0);
   }
+  disk_unmount(f);
   /* Nothing may be left on the loop: no handle, no request. */
   assert_int_equal(uv_loop_close(&f->loop), 0);
   tu_rmtree(f->root);
@@ -1578,13 +1584,355 @@ static void test_close_from_inside_a_callback(void **state) {
 }
 
 /* ---------------------------------------------------------------------- */
-/* Two downloads of one partial copy */
+/* A full disk. The tests run on a small ext4 file system on a loop device:
+ * tmpfs, and the machine's large disk, hide what a full disk does to a
+ * download (ext4 keeps what a failed fallocate() took). */
+
+#define DISK_SIZE (16u << 20)
+/* How far the free space may be from what it was once a refusal gave its
+ * reservation back: the file system's own bookkeeping, not file blocks. */
+#define DISK_SLACK (16u << 10)
+/* The longest a refusal may take: it must not write its way to ENOSPC. */
+#define REFUSE_MS 2000u
+
+/* Runs argv (argv[0] from PATH, or /usr/sbin and /sbin, where root's
+ * tools live) with its output thrown away. Returns its exit status, or -1
+ * when it could not run or was killed. */
+static int run_quiet(char *const argv[]) {
+  pid_t pid = fork();
+  int st;
+
+  if (pid < 0) {
+    return -1;
+  }
+  if (pid == 0) {
+    char path[PATH_CAP];
+    int fd = open("/dev/null", O_WRONLY);
+    if (fd >= 0) {
+      dup2(fd, 1);
+      dup2(fd, 2);
+    }
+    execvp(argv[0], argv);
+    snprintf(path, sizeof(path), "/usr/sbin/%s", argv[0]);
+    execv(path, argv);
+    snprintf(path, sizeof(path), "/sbin/%s", argv[0]);
+    execv(path, argv);
+    _exit(127);
+  }
+  if (waitpid(pid, &st, 0) != pid || !WIFEXITED(st)) {
+    return -1;
+  }
+  return WEXITSTATUS(st);
+}
+
+/* Makes a DISK_SIZE ext4 image in the test folder and mounts it at
+ * f->disk. Returns 1, or 0 after saying why it cannot (not root, no
+ * mkfs.ext4, no loop devices): the caller then skips. No blocks are
+ * reserved for root (-m 0), so that what statvfs() calls available is
+ * what the test, running as root, can really use. */
+static int disk_mount(struct fx *f) {
+  char img[PATH_CAP];
+  int fd;
+
+  if (geteuid() != 0) {
+    print_message("skipped: mounting an ext4 image needs root\n");
+    return 0;
+  }
+  tu_path(img, sizeof(img), f->root, "disk.img");
+  tu_path(f->disk, sizeof(f->disk), f->root, "disk");
+  assert_int_equal(mkdir(f->disk, 0755), 0);
+  fd = open(img, O_WRONLY | O_CREAT | O_EXCL, 0600);
+  assert_true(fd >= 0);
+  assert_int_equal(ftruncate(fd, DISK_SIZE), 0);
+  assert_int_equal(close(fd), 0);
+  char *const mkfs[] = {"mkfs.ext4", "-q", "-m", "0", img, NULL};
+  if (run_quiet(mkfs) != 0) {
+    print_message("skipped: mkfs.ext4 is missing or failed\n");
+    return 0;
+  }
+  char *const mnt[] = {"mount", "-o", "loop", img, f->disk, NULL};
+  if (run_quiet(mnt) != 0) {
+    print_message("skipped: cannot mount an ext4 image on a loop device "
+                  "here\n");
+    return 0;
+  }
+  f->mounted = 1;
+  return 1;
+}
+
+/* Unmounts f->disk; the loop device goes with it (mount -o loop sets it
+ * to clear itself). When something still holds the file system (a test
+ * failed with a storage open), it is detached lazily instead. */
+static void disk_unmount(struct fx *f) {
+  if (!f->mounted) {
+    return;
+  }
+  char *const um[] = {"umount", f->disk, NULL};
+  char *const lazy[] = {"umount", "-l", f->disk, NULL};
+  if (run_quiet(um) != 0 && run_quiet(lazy) != 0) {
+    print_error("cannot unmount %s\n", f->disk);
+  }
+  f->mounted = 0;
+}
+
+/* Bytes an unprivileged writer may still use under path. */
+static uint64_t disk_free(const char *path) {
+  struct statvfs v;
+  assert_int_equal(statvfs(path, &v), 0);
+  return (uint64_t)v.f_bavail * v.f_frsize;
+}
+
+/* The free space under path is back where it was (within DISK_SLACK). */
+static void assert_free_is_back(const char *path, uint64_t before) {
+  uint64_t after = disk_free(path);
+  if (after + DISK_SLACK < before) {
+    fail_msg("%s: %llu bytes free after the refusal, %llu before", path,
+             (unsigned long long)after, (unsigned long long)before);
+  }
+}
 
 static void assert_has(const char *text, const char *needle) {
   if (strstr(text, needle) == NULL) {
     fail_msg("\"%s\" does not say \"%s\"", text, needle);
   }
 }
+
+/* A manifest of one file of size bytes in 16 MiB chunks, made by hand:
+ * a real terabyte cannot be hashed in a test. Its chunk hashes are zero,
+ * so no chunk would verify; it is only ever opened. */
+static struct manifest *claimed_manifest(const char *name, uint64_t size) {
+  struct manifest *m = calloc(1, sizeof(*m));
+  assert_non_null(m);
+  m->kind = MANIFEST_KIND_FILE;
+  m->chunk_log2 = MANIFEST_CHUNK_LOG2_MAX;
+  m->total_size = size;
+  m->name = strdup(name);
+  m->file_count = 1;
+  m->files = calloc(1, sizeof(*m->files));
+  assert_non_null(m->name);
+  assert_non_null(m->files);
+  m->files[0].path = strdup(name);
+  assert_non_null(m->files[0].path);
+  m->files[0].size = size;
+  m->files[0].chunk_count =
+      (uint32_t)((size + ((uint64_t)1 << m->chunk_log2) - 1) >> m->chunk_log2);
+  m->chunk_count = m->files[0].chunk_count;
+  m->hashes = calloc(m->chunk_count, MANIFEST_HASH_BYTES);
+  assert_non_null(m->hashes);
+  randombytes_buf(m->id, sizeof(m->id));
+  return m;
+}
+
+static void
+test_terabyte_content_on_a_small_disk_is_refused_at_once(void **state) {
+  struct fx *f = *state;
+  char part[PATH_CAP];
+
+  if (!disk_mount(f)) {
+    skip();
+  }
+  struct manifest *m = claimed_manifest("huge.bin", (uint64_t)1 << 40);
+  tu_path(part, sizeof(part), f->disk, "huge.bin" STORAGE_PART_SUFFIX);
+  uint64_t before = disk_free(f->disk);
+  uint64_t t0 = uv_hrtime();
+  struct storage *s = open_at(f, m, f->disk, f->rec, UV_ENOSPC);
+  uint64_t ms = (uv_hrtime() - t0) / 1000000u;
+  assert_free_is_back(f->disk, before);
+  assert_false(exists(part));
+  assert_false(exists(f->rec));
+  assert_true(ms < REFUSE_MS);
+  /* The user is told what is needed and what is free, and where. */
+  const char *why = storage_open_error(s);
+  assert_has(why, "1.00 TiB");
+  assert_has(why, "free");
+  assert_has(why, f->disk);
+  close_s(f, s);
+  manifest_free(m);
+}
+
+/* Many files, each reserved in turn: together they do not fit. */
+static void
+test_folder_larger_than_the_disk_is_refused_and_leaves_nothing(void **state) {
+  struct fx *f = *state;
+  char src[PATH_CAP];
+  char part[PATH_CAP];
+
+  if (!disk_mount(f)) {
+    skip();
+  }
+  for (int i = 0; i < 24; i++) {
+    char rel[64];
+    snprintf(rel, sizeof(rel), "wide/d%d/f%02d", i % 3, i);
+    make_file(f, rel, 768u << 10, 300 + (uint64_t)i);
+  }
+  tu_path(src, sizeof(src), f->src, "wide");
+  struct manifest *m = build(src);
+  tu_path(part, sizeof(part), f->disk, "wide" STORAGE_PART_SUFFIX);
+  uint64_t before = disk_free(f->disk);
+  struct storage *s = open_at(f, m, f->disk, f->rec, UV_ENOSPC);
+  assert_free_is_back(f->disk, before);
+  assert_false(exists(part));
+  assert_has(storage_open_error(s), "18.0 MiB");
+  close_s(f, s);
+  manifest_free(m);
+}
+
+#define NARROW_FILES 2000u
+/* Long names, so that the folder's own entries take blocks that the
+ * space check does not count: the reservation itself runs out. */
+#define NARROW_NAME_PAD 100
+
+/* A folder that passes the space check by a hair and runs out of space
+ * while its files are made and reserved: all of it is given back. */
+static void test_reservation_that_runs_out_midway_is_given_back(void **state) {
+  struct fx *f = *state;
+  char src[PATH_CAP];
+  char part[PATH_CAP];
+  char pad[NARROW_NAME_PAD + 1];
+
+  if (!disk_mount(f)) {
+    skip();
+  }
+  uint64_t before = disk_free(f->disk);
+  /* Every size a whole number of 1 KiB blocks (mkfs.ext4's choice for a
+   * disk this small), together 8 KiB less than what is free. */
+  uint64_t each = (before - 8192) / NARROW_FILES / 1024 * 1024;
+  uint64_t last = (before - 8192) - each * (NARROW_FILES - 1);
+  last = last / 1024 * 1024;
+  memset(pad, 'n', NARROW_NAME_PAD);
+  pad[NARROW_NAME_PAD] = '\0';
+  for (uint32_t i = 0; i < NARROW_FILES; i++) {
+    char rel[256];
+    snprintf(rel, sizeof(rel), "narrow/%s-%04u", pad, i);
+    make_file(f, rel, i + 1 < NARROW_FILES ? each : last, i);
+  }
+  tu_path(src, sizeof(src), f->src, "narrow");
+  struct manifest *m = build(src);
+  assert_true(m->total_size <= before);
+  tu_path(part, sizeof(part), f->disk, "narrow" STORAGE_PART_SUFFIX);
+  struct storage *s = open_at(f, m, f->disk, f->rec, UV_ENOSPC);
+  assert_free_is_back(f->disk, before);
+  assert_false(exists(part));
+  /* Past the space check: the reservation itself ran out. */
+  assert_has(storage_open_error(s), "ran out of space");
+  close_s(f, s);
+  manifest_free(m);
+}
+
+#define KEPT_CHUNKS 64u
+
+static int kept_listed(uint32_t i) {
+  return i < KEPT_CHUNKS;
+}
+
+/* The BLAKE2b-256 of a whole file, and its size and blocks. */
+struct file_print {
+  uint8_t hash[32];
+  off_t size;
+  blkcnt_t blocks;
+};
+
+static void print_file(const char *path, struct file_print *p) {
+  struct stat st;
+  size_t n;
+  uint8_t *all = tu_read_file(path, &n);
+  assert_non_null(all);
+  crypto_generichash(p->hash, sizeof(p->hash), all, n, NULL, 0);
+  free(all);
+  assert_int_equal(stat(path, &st), 0);
+  p->size = st.st_size;
+  p->blocks = st.st_blocks;
+}
+
+/* A resumable partial copy that cannot grow to its full size: the open is
+ * refused, and the partial copy and its record stay exactly as they
+ * were, for a later run with more room. */
+static void test_refusal_keeps_a_resumable_partial_intact(void **state) {
+  struct fx *f = *state;
+  char src[PATH_CAP];
+  char part[PATH_CAP];
+  struct file_print a;
+  struct file_print b;
+  size_t rec_len;
+  size_t rec_len2;
+
+  if (!disk_mount(f)) {
+    skip();
+  }
+  make_file(f, "kept.bin", 24u << 20, 31);
+  tu_path(src, sizeof(src), f->src, "kept.bin");
+  struct manifest *m = build(src);
+  tu_path(part, sizeof(part), f->disk, "kept.bin" STORAGE_PART_SUFFIX);
+  /* A previous run got the first KEPT_CHUNKS chunks; the rest of the file
+   * is a hole, as where preallocation is not supported. */
+  size_t n;
+  uint8_t *all = tu_read_file(src, &n);
+  assert_non_null(all);
+  int fd = open(part, O_WRONLY | O_CREAT | O_EXCL, 0644);
+  assert_true(fd >= 0);
+  assert_int_equal(ftruncate(fd, (off_t)n), 0);
+  assert_int_equal(write(fd, all, KEPT_CHUNKS * CS),
+                   (ssize_t)(KEPT_CHUNKS * CS));
+  assert_int_equal(fsync(fd), 0);
+  assert_int_equal(close(fd), 0);
+  free(all);
+  write_record(f, m, kept_listed);
+  uint8_t *rec = tu_read_file(f->rec, &rec_len);
+  assert_non_null(rec);
+  print_file(part, &a);
+
+  uint64_t before = disk_free(f->disk);
+  struct storage *s = open_at(f, m, f->disk, f->rec, UV_ENOSPC);
+  assert_free_is_back(f->disk, before);
+  print_file(part, &b);
+  assert_memory_equal(a.hash, b.hash, sizeof(a.hash));
+  assert_int_equal(a.size, b.size);
+  assert_int_equal(a.blocks, b.blocks);
+  uint8_t *rec2 = tu_read_file(f->rec, &rec_len2);
+  assert_non_null(rec2);
+  assert_int_equal(rec_len, rec_len2);
+  assert_memory_equal(rec, rec2, rec_len);
+  /* Only what is missing is asked for: 24 MiB less the 1 MiB it has. */
+  assert_has(storage_open_error(s), "23.0 MiB");
+  free(rec);
+  free(rec2);
+  close_s(f, s);
+  manifest_free(m);
+}
+
+/* A resumed download already holds most of its space: it needs only what
+ * it lacks, even when the whole content would no longer fit. */
+static void test_resumed_download_needs_only_what_it_lacks(void **state) {
+  struct fx *f = *state;
+  char src[PATH_CAP];
+  char fin[PATH_CAP];
+
+  if (!disk_mount(f)) {
+    skip();
+  }
+  uint64_t size = disk_free(f->disk) / 4 * 3;
+  make_file(f, "most.bin", (size_t)size, 32);
+  tu_path(src, sizeof(src), f->src, "most.bin");
+  struct manifest *m = build(src);
+  struct storage *s = open_at(f, m, f->disk, f->rec, 0);
+  put_good(f, s, m, 0);
+  close_s(f, s);
+  assert_true(disk_free(f->disk) < m->total_size);
+
+  s = open_at(f, m, f->disk, f->rec, 0);
+  assert_true(storage_have(s, 0));
+  for (uint32_t i = 1; i < m->chunk_count; i++) {
+    put_good(f, s, m, i);
+  }
+  assert_err(finish(f, s), 0);
+  tu_path(fin, sizeof(fin), f->disk, "most.bin");
+  assert_same_file(src, fin);
+  close_s(f, s);
+  manifest_free(m);
+}
+
+/* ---------------------------------------------------------------------- */
+/* Two downloads of one partial copy */
 
 static void assert_names_pid(const struct storage *s, pid_t pid) {
   char want[64];
@@ -1830,6 +2178,11 @@ int main(void) {
       T(test_close_with_pending_work_completes_cleanly),
       T(test_close_during_open_cancels_it),
       T(test_close_from_inside_a_callback),
+      T(test_terabyte_content_on_a_small_disk_is_refused_at_once),
+      T(test_folder_larger_than_the_disk_is_refused_and_leaves_nothing),
+      T(test_reservation_that_runs_out_midway_is_given_back),
+      T(test_refusal_keeps_a_resumable_partial_intact),
+      T(test_resumed_download_needs_only_what_it_lacks),
       T(test_second_download_of_a_partial_file_is_EBUSY),
       T(test_second_download_of_a_partial_folder_is_EBUSY),
       T(test_partial_is_locked_until_its_storage_closes),
