@@ -1817,8 +1817,9 @@ static void unlink_under(int base, const char *rel) {
  * it, or was starting it over): it is removed. A resumed one keeps all it
  * had: the files this open made are removed, with the folders left empty,
  * and the files it lengthened are cut back to their old length. (Blocks
- * that it put in holes of a file that was already long enough stay; such
- * holes arise only where the file system could not preallocate.) */
+ * that it put in holes of a file that was already long enough stay; that
+ * takes a sparse partial file whose reservation fails after space_check
+ * counted its holes and let it through.) */
 static void open_undo(const struct storage *s, struct open_req *r) {
   const struct manifest *m = s->m;
 
