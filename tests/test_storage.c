@@ -1664,6 +1664,8 @@ static int disk_mount(struct fx *f) {
  * to clear itself). When something still holds the file system (a test
  * failed with a storage open), it is detached lazily instead. */
 static void disk_unmount(struct fx *f) {
+  char img[PATH_CAP];
+
   if (!f->mounted) {
     return;
   }
@@ -1673,6 +1675,10 @@ static void disk_unmount(struct fx *f) {
     print_error("cannot unmount %s\n", f->disk);
   }
   f->mounted = 0;
+  /* Now, rather than with the folder: a failed test's teardown stops
+   * before it removes the folder, and the image is 16 MiB. */
+  tu_path(img, sizeof(img), f->root, "disk.img");
+  unlink(img);
 }
 
 /* Bytes an unprivileged writer may still use under path. */
