@@ -970,8 +970,20 @@ static void on_storage_open(void *arg, int status) {
   if (status != 0) {
     char msg[9000];
     char final[4400];
+    /* What the status does not say: sizes, or who holds the partial. */
+    const char *why = sw->st != NULL ? storage_open_error(sw->st) : "";
     snprintf(final, sizeof(final), "%s/%s", sw->dir, sw->m->name);
-    if (status == UV_EEXIST) {
+    if (status == UV_ENOSPC && why[0] != '\0') {
+      snprintf(msg, sizeof(msg),
+               "not enough disk space: %s — free some space, or choose "
+               "another folder with -o",
+               why);
+    } else if (status == UV_EBUSY && why[0] != '\0') {
+      snprintf(msg, sizeof(msg),
+               "%s — wait for that download to finish, or choose another "
+               "folder with -o",
+               why);
+    } else if (status == UV_EEXIST) {
       snprintf(msg, sizeof(msg),
                "%s already exists — remove it or choose another folder "
                "with -o",
