@@ -1826,6 +1826,54 @@ static void link_that_does_not_match_the_manifest_fails(void **state) {
   fx_finish(f);
 }
 
+/* A get that fails after it announced tells the tracker it stopped, so the
+ * tracker does not send others to a peer that is gone. The tracker's
+ * interval is long here: only "stopped" can take the peer off the list
+ * within the test's wait. */
+static void failed_get_leaves_the_tracker_at_once(void **state) {
+  struct fx *f = *state;
+  struct fx_shared sh;
+  char src[PROC_PATH_MAX], out[PROC_PATH_MAX], bad[LINK_MAX_CHARS + 1];
+  uint8_t dl_pk[32];
+  const char *extra[] = {"--interval", "60", NULL};
+  fx_start_tracker_with(f, extra);
+  fx_mkdir(f, "src");
+  fx_mkdir(f, "out");
+  fx_write_random(f, "src/ghost.bin", 64 * FX_KiB, 31, NULL);
+  fx_path(f, src, sizeof(src), "src/ghost.bin");
+  fx_path(f, out, sizeof(out), "out");
+  struct proc *seed =
+      fx_peer(f, "seeder", "s", "share", src, "--tracker", f->tracker_addr,
+              "--tracker-key", f->tracker_key, NULL);
+  fx_wait_shared(seed, &sh);
+  /* The link names another file: the get announces "started", looks the
+   * content up, fetches the manifest and only then fails. */
+  struct share_link l;
+  const char *why = NULL;
+  assert_int_equal(link_parse(sh.link, strlen(sh.link), &l, &why), 0);
+  snprintf(l.name, sizeof(l.name), "not-ghost.bin");
+  assert_true(link_format(&l, bad, sizeof(bad)) > 0);
+  fx_peer_id(f, "dl", dl_pk);
+  struct proc *dl = fx_peer(f, "dl", "dl", "get", bad, "-o", out, NULL);
+  fx_expect_exit(dl, FX_COMPLETE_MS, 1);
+  assert_true(proc_output_has(dl, 1, "does not match the link"));
+  uint64_t deadline = proc_now_ms() + FX_MSG_MS;
+  int listed = 1;
+  while (listed && proc_now_ms() < deadline) {
+    listed = fx_tracker_lists(f, sh.content, dl_pk, NULL);
+    if (listed) {
+      proc_pause_ms(100);
+    }
+  }
+  if (listed) {
+    fail_msg("the failed get is still listed by the tracker %d ms after it "
+             "exited",
+             FX_MSG_MS);
+  }
+  fx_stop_peer(seed, NULL);
+  fx_finish(f);
+}
+
 static void peer_with_another_key_than_listed_is_dropped(void **state) {
   struct fx *f = *state;
   struct fx_shared sh;
@@ -1967,6 +2015,8 @@ int main(void) {
       cmocka_unit_test_setup_teardown(
           client_server_mode_uploads_only_from_the_publisher, fx_setup,
           fx_teardown),
+      cmocka_unit_test_setup_teardown(failed_get_leaves_the_tracker_at_once,
+                                      fx_setup, fx_teardown),
       cmocka_unit_test_setup_teardown(get_refuses_an_existing_name, fx_setup,
                                       fx_teardown),
       cmocka_unit_test_setup_teardown(unreachable_tracker_fails_in_time,
