@@ -206,7 +206,8 @@ struct swarm {
   uint32_t lookup_backoff_ms;
   uint64_t started_ms;
   uint64_t complete_ms;
-  int stop_announced;
+  int stop_sent;      /* "stopped" went out (or is under way) */
+  int stop_announced; /* ... and the tracker answered */
   int completed_pending; /* "completed" not yet told to the tracker */
 
   /* Choking. */

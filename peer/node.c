@@ -39,6 +39,7 @@
 static void schedule_announce(struct swarm *sw, uint64_t ms);
 static void schedule_lookup(struct swarm *sw, uint64_t ms);
 static void do_announce(struct swarm *sw, uint8_t event);
+static void announce_stopped(struct swarm *sw);
 
 uint64_t node_now(const struct node *n) { return uv_now(n->loop); }
 
@@ -379,6 +380,10 @@ void swarm_fail(struct swarm *sw, int code, const char *msg) {
   sw->state = SW_FAILED;
   uv_timer_stop(&sw->announce_timer);
   uv_timer_stop(&sw->lookup_timer);
+  /* The tracker lists us until we say we stopped: say it now, so that it
+   * sends nobody to a swarm that is gone. An announce under way is let
+   * finish; its reply sends "stopped" (on_announced). */
+  announce_stopped(sw);
   for (struct session *s = sw->sessions, *next; s != NULL; s = next) {
     next = s->next;
     session_close(s, "the swarm failed");
@@ -473,17 +478,12 @@ static void on_announced(void *arg, int status, const struct tcl_reply *r) {
     sw->stop_announced = 1;
     return;
   }
-  if (sw->node->stopping) {
-    /* An announce was under way when the node began to stop: "stopped"
-     * follows it. */
-    if (status == 0 && sw->tc != NULL) {
-      do_announce(sw, TMSG_EVENT_STOPPED);
-    }
-    return;
-  }
-  if (sw->state == SW_FAILED) {
-    if (status == 0 && event == TMSG_EVENT_COMPLETED) {
-      sw->completed_pending = 1;
+  if (sw->node->stopping || sw->state == SW_FAILED) {
+    /* An announce was under way when the node began to stop or the swarm
+     * failed: the tracker has us now, so "stopped" follows it. */
+    if (status == 0) {
+      sw->announced_once = 1;
+      announce_stopped(sw);
     }
     return;
   }
@@ -554,11 +554,26 @@ static void do_announce(struct swarm *sw, uint8_t event) {
   sw->refs++;
 }
 
+/* Tells the trackers this swarm stopped, once, when they may list it: it
+ * announced before, or an announce is under way (whose reply calls this
+ * again). */
+static void announce_stopped(struct swarm *sw) {
+  if (sw->tc == NULL || sw->stop_sent || !sw->announced_once ||
+      sw->announce_busy) {
+    return;
+  }
+  do_announce(sw, TMSG_EVENT_STOPPED);
+  sw->stop_sent = sw->announce_busy;
+}
+
 static void publish(struct swarm *sw);
 
 static void on_announce_timer(uv_timer_t *t) {
   struct swarm *sw = t->data;
   uint8_t event = TMSG_EVENT_PERIODIC;
+  if (sw->state == SW_FAILED) {
+    return; /* it said "stopped" (announce_stopped) */
+  }
   if (!sw->announced_once) {
     event = TMSG_EVENT_STARTED;
   } else if (sw->completed_pending) {
@@ -1195,12 +1210,9 @@ void node_stop(struct node *n, void (*cb)(void *arg), void *arg) {
   for (struct swarm *sw = n->swarms; sw != NULL; sw = sw->next) {
     uv_timer_stop(&sw->announce_timer);
     uv_timer_stop(&sw->lookup_timer);
-    if (sw->state != SW_FAILED && sw->announced_once && sw->tc != NULL) {
-      /* A running announce is let finish; "stopped" goes after it. */
-      if (!sw->announce_busy) {
-        do_announce(sw, TMSG_EVENT_STOPPED);
-      }
-    }
+    /* A running announce is let finish; "stopped" goes after it
+     * (on_announced). A failed swarm sent its own, or sends it now. */
+    announce_stopped(sw);
     if (sw->state != SW_FAILED) {
       sw->state = SW_STOPPING;
     }
