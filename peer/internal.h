@@ -219,6 +219,8 @@ struct swarm {
   uint64_t resumed_bytes;
   int refs;
   int warned_no_peers;
+  unsigned dial_failures; /* sessions we dialled that never opened */
+  int warned_unreachable;
   uint64_t progress_ms;   /* when a chunk last verified (or start) */
   uint64_t progress_have; /* verified bytes then */
 };
@@ -233,6 +235,8 @@ struct node {
   uv_tcp_t listener;
   int listening;
   uint16_t port;
+  int accepts_v4, accepts_v6; /* the listener takes IPv4 / IPv6 peers */
+  char listen_text[64];       /* where it listens, for messages */
   uint64_t seq;
   struct replay_guard hello_guard;
   struct swarm *swarms;
@@ -298,6 +302,9 @@ void swarm_info(const struct swarm *sw, struct node_swarm_info *out);
 /* Emits ev about sw, with the swarm's figures filled in. */
 void swarm_emit(struct swarm *sw, struct node_event *ev);
 void swarm_storage_ready(struct swarm *sw);
+/* A session we dialled closed before its hellos were done. */
+void swarm_dial_failed(struct swarm *sw, const struct session *s,
+                       const char *why);
 
 /* node.c: called by swarms. */
 void swarm_manifest_ready(struct swarm *sw);

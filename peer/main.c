@@ -399,7 +399,17 @@ static void on_node_event(void *arg, const struct node_event *ev) {
     }
     break;
   case NODE_EV_WARNING:
-    if (!a->quiet && !a->json) {
+    if (a->json) {
+      buf_init(&b, 8192);
+      fmt_json_begin(&b, "warning");
+      if (ev->swarm != NULL) {
+        textid_encode(TEXTID_CONTENT, ev->swarm->content, text);
+        fmt_json_str_field(&b, "content", text);
+      }
+      fmt_json_str_field(&b, "message", ev->message);
+      fmt_json_end(&b);
+      json_out(&b);
+    } else if (!a->quiet) {
       clear_progress(a);
       fprintf(stderr, "shoal-peer: %s\n", ev->message);
     }

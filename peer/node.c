@@ -207,11 +207,34 @@ static void on_connection(uv_stream_t *server, int status) {
   }
 }
 
+/* Whether this host can listen on IPv6 at all: the default listener is
+ * dual-stack where it can, IPv4 only where it cannot. */
+static int ipv6_available(void) {
+  struct sockaddr_in6 a;
+  int ok;
+  int fd = socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) {
+    return 0;
+  }
+  memset(&a, 0, sizeof(a));
+  a.sin6_family = AF_INET6;
+  a.sin6_addr = in6addr_any;
+  ok = bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0;
+  close(fd);
+  return ok;
+}
+
 int node_parse_listen(const char *s, struct sockaddr_storage *ss) {
   struct link_tracker t;
   const char *why;
   memset(ss, 0, sizeof(*ss));
   if (s == NULL) {
+    /* Every address of both families ([::], dual-stack: libuv clears
+     * IPV6_V6ONLY), so that a tracker reached over either one lists us
+     * where others can connect. */
+    if (ipv6_available()) {
+      return uv_ip6_addr("::", 0, (struct sockaddr_in6 *)(void *)ss);
+    }
     return uv_ip4_addr("0.0.0.0", 0, (struct sockaddr_in *)(void *)ss);
   }
   /* Port 0 is allowed here (any free port); link_parse_tracker refuses it,
@@ -311,8 +334,23 @@ int node_new(struct node **out, uv_loop_t *loop, const struct node_config *c,
   n->port = ntohs(bound.ss_family == AF_INET6
                       ? ((struct sockaddr_in6 *)(void *)&bound)->sin6_port
                       : ((struct sockaddr_in *)(void *)&bound)->sin_port);
+  if (bound.ss_family == AF_INET6) {
+    const struct sockaddr_in6 *a6 = (const void *)&bound;
+    char ip[INET6_ADDRSTRLEN] = "?";
+    n->accepts_v6 = 1;
+    n->accepts_v4 = memcmp(&a6->sin6_addr, &in6addr_any, 16) == 0;
+    uv_ip6_name(a6, ip, sizeof(ip));
+    snprintf(n->listen_text, sizeof(n->listen_text), "[%s]:%u", ip, n->port);
+  } else {
+    char ip[INET_ADDRSTRLEN] = "?";
+    n->accepts_v4 = 1;
+    uv_ip4_name((const struct sockaddr_in *)(const void *)&bound, ip,
+                sizeof(ip));
+    snprintf(n->listen_text, sizeof(n->listen_text), "%s:%u", ip, n->port);
+  }
   uv_timer_start(&n->tick, on_tick, NODE_TICK_MS, NODE_TICK_MS);
-  log_info("peer", "listening on port %u", n->port);
+  log_info("peer", "listening on %s%s", n->listen_text,
+           n->accepts_v4 && n->accepts_v6 ? " (IPv4 and IPv6)" : "");
   {
     struct node_event ev;
     memset(&ev, 0, sizeof(ev));
@@ -326,6 +364,42 @@ int node_new(struct node **out, uv_loop_t *loop, const struct node_config *c,
 
 /* ------------------------------------------------------------------------ */
 /* Swarms */
+
+/* The trackers of a list that can list us where others reach us: a tracker
+ * records the address it sees us at, so one given as an address of a
+ * family our listener does not take would hand out an address where nobody
+ * answers. Host names are kept: the tracker client resolves them to the
+ * family we listen on. Copies those into out and returns their count; the
+ * first one left out is described in why (cap bytes), "" when none is. */
+static unsigned usable_trackers(const struct node *n,
+                                const struct link_tracker *in, unsigned nin,
+                                struct link_tracker *out, char *why,
+                                size_t cap) {
+  unsigned nout = 0;
+  why[0] = '\0';
+  for (unsigned i = 0; i < nin && i < LINK_MAX_TRACKERS; i++) {
+    struct in6_addr a6;
+    struct in_addr a4;
+    int v6 = inet_pton(AF_INET6, in[i].host, &a6) == 1;
+    int v4 = inet_pton(AF_INET, in[i].host, &a4) == 1;
+    if ((v6 && !n->accepts_v6) || (v4 && !n->accepts_v4)) {
+      if (why[0] == '\0') {
+        snprintf(why, cap,
+                 "tracker %s%s%s:%u is an %s address, but this peer listens "
+                 "on %s (%s only): the tracker would list it at an %s "
+                 "address where no peer can connect — leave out --listen "
+                 "(the default takes IPv4 and IPv6) or give an %s address",
+                 v6 ? "[" : "", in[i].host, v6 ? "]" : "",
+                 (unsigned)in[i].port, v6 ? "IPv6" : "IPv4", n->listen_text,
+                 v6 ? "IPv4" : "IPv6", v6 ? "IPv6" : "IPv4",
+                 v6 ? "IPv6" : "IPv4");
+      }
+      continue;
+    }
+    out[nout++] = in[i];
+  }
+  return nout;
+}
 
 static struct swarm *swarm_new(struct node *n, const uint8_t content[32],
                                const struct link_tracker *trackers,
@@ -363,6 +437,9 @@ static struct swarm *swarm_new(struct node *n, const uint8_t content[32],
   tc.ntrackers = sw->ntrackers;
   tc.tracker_key = key;
   tc.seq = &n->seq;
+  tc.family = n->accepts_v4 && n->accepts_v6 ? 0
+              : n->accepts_v6                ? AF_INET6
+                                             : AF_INET;
   if (sw->ntrackers > 0 && tcl_new(&sw->tc, &tc) != 0) {
     sw->tc = NULL;
   }
@@ -393,6 +470,29 @@ void swarm_fail(struct swarm *sw, int code, const char *msg) {
   ev.code = code;
   ev.message = msg;
   swarm_emit(sw, &ev);
+}
+
+/* After swarm_new with the usable trackers of ntrackers given: fails the
+ * swarm when none was usable (why says why), warns when some were left
+ * out. Returns 1 when the swarm can go on. */
+static int trackers_ready(struct swarm *sw, unsigned ntrackers,
+                          const char *why) {
+  struct node_event ev;
+  if (sw->ntrackers == 0 && ntrackers > 0) {
+    swarm_fail(sw, UV_EAFNOSUPPORT, why);
+    return 0;
+  }
+  if (sw->tc == NULL) {
+    return 0; /* out of memory */
+  }
+  if (why[0] != '\0') {
+    log_info("peer", "%s: %s", sw->name, why);
+    memset(&ev, 0, sizeof(ev));
+    ev.type = NODE_EV_WARNING;
+    ev.message = why;
+    swarm_emit(sw, &ev);
+  }
+  return 1;
 }
 
 static void learn_key(struct swarm *sw) {
@@ -840,6 +940,9 @@ static void publish(struct swarm *sw) {
 int node_share(struct node *n, struct manifest *m,
                const struct link_tracker *trackers, unsigned ntrackers,
                const uint8_t *tracker_key) {
+  struct link_tracker usable[LINK_MAX_TRACKERS];
+  unsigned nusable;
+  char why[512];
   struct swarm *sw;
   int err;
   if (swarm_find(n, m->id) != NULL) {
@@ -850,8 +953,9 @@ int node_share(struct node *n, struct manifest *m,
     manifest_free(m);
     return SHOAL_ESIZE; /* an empty folder: nothing to serve */
   }
-  sw = swarm_new(n, m->id, trackers, ntrackers, tracker_key);
-  if (sw == NULL || sw->tc == NULL) {
+  nusable = usable_trackers(n, trackers, ntrackers, usable, why, sizeof(why));
+  sw = swarm_new(n, m->id, usable, nusable, tracker_key);
+  if (sw == NULL) {
     manifest_free(m);
     return SHOAL_ENOMEM;
   }
@@ -859,6 +963,9 @@ int node_share(struct node *n, struct manifest *m,
   sw->m = m;
   snprintf(sw->name, sizeof(sw->name), "%s", m->name);
   sw->size_hint = m->total_size;
+  if (!trackers_ready(sw, ntrackers, why)) {
+    return sw->tc == NULL && nusable > 0 ? SHOAL_ENOMEM : 0;
+  }
   err = storage_open_source(&sw->st, n->loop, m);
   if (err != 0) {
     char msg[600];
@@ -1077,13 +1184,17 @@ int node_get(struct node *n, const uint8_t content[MANIFEST_ID_BYTES],
              const char *name, uint64_t size,
              const struct link_tracker *trackers, unsigned ntrackers,
              const uint8_t *tracker_key, const char *dir, int seed) {
+  struct link_tracker usable[LINK_MAX_TRACKERS];
+  unsigned nusable;
+  char why[512];
   struct swarm *sw;
   struct manifest *m;
   if (swarm_find(n, content) != NULL) {
     return UV_EEXIST;
   }
-  sw = swarm_new(n, content, trackers, ntrackers, tracker_key);
-  if (sw == NULL || sw->tc == NULL) {
+  nusable = usable_trackers(n, trackers, ntrackers, usable, why, sizeof(why));
+  sw = swarm_new(n, content, usable, nusable, tracker_key);
+  if (sw == NULL) {
     return SHOAL_ENOMEM;
   }
   sw->dir = strdup(dir);
@@ -1100,6 +1211,9 @@ int node_get(struct node *n, const uint8_t content[MANIFEST_ID_BYTES],
   sw->size_hint = size;
   sw->seed_after = seed;
   sw->state = SW_FETCHING;
+  if (!trackers_ready(sw, ntrackers, why)) {
+    return sw->tc == NULL && nusable > 0 ? SHOAL_ENOMEM : 0;
+  }
   do_announce(sw, TMSG_EVENT_STARTED);
   m = load_manifest(sw);
   if (m != NULL) {

@@ -109,6 +109,9 @@ void session_close(struct session *s, const char *why) {
   }
   log_info("peer", "session %s %s closed: %s", s->addr_text,
            s->remote_short[0] != '\0' ? s->remote_short : "-", why);
+  if (s->sw != NULL && s->initiator && s->state != SESS_OPEN) {
+    swarm_dial_failed(s->sw, s, why);
+  }
   s->state = SESS_CLOSING;
   if (s->sw != NULL) {
     swarm_detach(s->sw, s);

@@ -125,6 +125,35 @@ int swarm_attach(struct swarm *sw, struct session *s) {
   return 0;
 }
 
+/* Until the swarm has met a peer, NODE_DIAL_WARN dials that never got
+ * through mean that nobody the tracker lists can be reached from here: say
+ * so once, at the default level, with the last address and reason, rather
+ * than sit at 0% in silence. */
+void swarm_dial_failed(struct swarm *sw, const struct session *s,
+                       const char *why) {
+  struct node_event ev;
+  char msg[600];
+  sw->dial_failures++;
+  if (sw->ever_met_peer || sw->warned_unreachable ||
+      sw->dial_failures < NODE_DIAL_WARN || sw->node->stopping ||
+      sw->state == SW_FAILED) {
+    return;
+  }
+  sw->warned_unreachable = 1;
+  /* The event is what the user sees; the log keeps it at info so that it
+   * is not printed twice. */
+  snprintf(msg, sizeof(msg),
+           "%s: cannot connect to any of the %u peers the tracker listed "
+           "(last: %s: %s) — they may be behind a firewall or listen on "
+           "another address; still trying",
+           sw->name, sw->nknown > 0 ? sw->nknown : 1, s->addr_text, why);
+  log_info("peer", "%s", msg);
+  memset(&ev, 0, sizeof(ev));
+  ev.type = NODE_EV_WARNING;
+  ev.message = msg;
+  swarm_emit(sw, &ev);
+}
+
 void swarm_detach(struct swarm *sw, struct session *s) {
   int was_unchoked = !s->am_choking && s->peer_interested;
   int refetch = 0;
