@@ -221,6 +221,10 @@ struct swarm {
   int warned_no_peers;
   unsigned dial_failures; /* sessions we dialled that never opened */
   int warned_unreachable;
+  uint64_t source_checked_ms; /* when a share's files were last checked */
+  uint64_t unsourced_ms;      /* since when some missing chunk has no
+                                 connected source (0: it has) */
+  int warned_unsourced;
   uint64_t progress_ms;   /* when a chunk last verified (or start) */
   uint64_t progress_have; /* verified bytes then */
 };
@@ -308,6 +312,9 @@ void swarm_dial_failed(struct swarm *sw, const struct session *s,
 
 /* node.c: called by swarms. */
 void swarm_manifest_ready(struct swarm *sw);
+/* A shared file changed (storage_source_change says how): the content is
+ * no longer served. */
+void swarm_source_changed(struct swarm *sw);
 void swarm_fail(struct swarm *sw, int code, const char *msg);
 void swarm_completed(struct swarm *sw);
 

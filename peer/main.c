@@ -105,6 +105,7 @@ struct app {
   struct get_item *gets; /* get: the contents asked for */
   int ngets;
   int gets_left; /* not complete yet */
+  int shares_live; /* share: contents published and still served */
   struct {
     uint8_t content[32];
     uint64_t last_ms;
@@ -333,6 +334,7 @@ static void on_node_event(void *arg, const struct node_event *ev) {
       printf("%s\n", ev->link);
       fflush(stdout);
     }
+    a->shares_live++;
     break;
   case NODE_EV_MANIFEST:
     if (a->json) {
@@ -416,8 +418,14 @@ static void on_node_event(void *arg, const struct node_event *ev) {
     break;
   case NODE_EV_FAILED:
     report_error(a, ev->code, ev->message);
-    a->finished = 1;
     a->exit_code = 1;
+    if (a->cmd == CMD_SHARE && ev->code == SHOAL_ECHANGED &&
+        --a->shares_live > 0) {
+      /* The other contents are still served; the exit status will say
+       * that one of them was lost. */
+      break;
+    }
+    a->finished = 1;
     stop_node(a);
     break;
   }
@@ -455,8 +463,9 @@ static void on_signal(uv_signal_t *h, int signum) {
   if (!a->finished) {
     /* A get stopped before it completed leaves a resumable download and
      * says so in its exit status; a share, or a get that completed and
-     * seeds, ends normally. */
-    a->exit_code = a->cmd == CMD_GET && !a->completed ? 128 + signum : 0;
+     * seeds, ends normally (unless a shared content was lost). */
+    a->exit_code =
+        a->cmd == CMD_GET && !a->completed ? 128 + signum : a->exit_code;
     a->finished = 1;
   }
   log_info("peer", "signal %d: stopping", signum);

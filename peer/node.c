@@ -155,6 +155,17 @@ static void tick_session(struct session *s) {
   session_tick(s, node_now(s->node));
 }
 
+static void on_source_checked(void *arg, int status) {
+  struct swarm *sw = arg;
+  sw->refs--;
+  if (status == SHOAL_ECHANGED) {
+    swarm_source_changed(sw);
+  } else if (status != 0 && sw->state == SW_SEEDING) {
+    log_warn("peer", "%s: cannot check the shared files: %s", sw->name,
+             shoal_strerror(status));
+  }
+}
+
 static void on_tick(uv_timer_t *t) {
   struct node *n = container_of(t, struct node, tick);
   uint64_t now = node_now(n);
@@ -165,6 +176,15 @@ static void on_tick(uv_timer_t *t) {
       continue;
     }
     swarm_tick(sw, now);
+    if (sw->is_source && sw->state == SW_SEEDING && sw->st != NULL &&
+        now - sw->source_checked_ms >= NODE_SOURCE_CHECK_MS) {
+      /* Reads check what they read; this notices a change even when
+       * nobody asks for the content. */
+      sw->source_checked_ms = now;
+      if (storage_check_source(sw->st, on_source_checked, sw) == 0) {
+        sw->refs++;
+      }
+    }
     if (!sw->ever_met_peer && !sw->is_source && sw->state == SW_FETCHING &&
         sw->ever_met_tracker && now - sw->started_ms > NODE_NO_PEERS_MS) {
       swarm_fail(sw, SHOAL_ETIMEDOUT,
@@ -980,6 +1000,45 @@ int node_share(struct node *n, struct manifest *m,
   /* The publish's announce-timer retry path re-publishes. */
   publish(sw);
   return 0;
+}
+
+void swarm_source_changed(struct swarm *sw) {
+  struct storage_change c;
+  const struct manifest *m = sw->m;
+  char what[256], msg[4096 + 512];
+  if (sw->state != SW_SEEDING || !sw->is_source || sw->st == NULL ||
+      sw->node->stopping || !storage_source_change(sw->st, &c)) {
+    return;
+  }
+  switch (c.kind) {
+  case STORAGE_CHANGE_SIZE:
+    /* Exact: a line appended to a large file changes no rounded size. */
+    snprintf(what, sizeof(what), "its size went from %llu to %llu bytes",
+             (unsigned long long)m->files[c.file].size,
+             (unsigned long long)c.size_now);
+    break;
+  case STORAGE_CHANGE_MTIME:
+    snprintf(what, sizeof(what), "it was modified (same size, new time)");
+    break;
+  case STORAGE_CHANGE_HASH:
+    snprintf(what, sizeof(what),
+             "chunk %u no longer matches its hash (rewritten with its size "
+             "and time kept)",
+             c.chunk);
+    break;
+  case STORAGE_CHANGE_GONE:
+  default:
+    snprintf(what, sizeof(what), "it was removed or replaced");
+    break;
+  }
+  snprintf(msg, sizeof(msg),
+           "%s changed since it was shared: %s/%s: %s — %s is no longer "
+           "served; share it again for a new link",
+           sw->name, m->local_root, m->files[c.file].path, what,
+           sw->content_text);
+  /* Failing the swarm tells the trackers "stopped", so they no longer
+   * list this peer as a seeder of the old content. */
+  swarm_fail(sw, SHOAL_ECHANGED, msg);
 }
 
 /* ------------------------------------------------------------------------ */

@@ -1364,6 +1364,50 @@ static void maybe_finish(struct swarm *sw) {
 
 /* ------------------------------------------------------------------------ */
 
+/* A download that lacks chunks none of its peers has, with no complete
+ * copy connected, waits for a source that may never come (its seeder left,
+ * or stopped serving a file that changed): after NODE_NO_SOURCE_MS of that,
+ * say so once, and again if it happens again after sources came back. */
+static void watch_sources(struct swarm *sw, uint64_t now) {
+  struct node_swarm_info info;
+  struct node_event ev;
+  char msg[600];
+  uint32_t missing = 0;
+  swarm_info(sw, &info);
+  if (info.seeders == 0 && !picker_complete(sw->pk)) {
+    missing = picker_unsourced(sw->pk);
+  }
+  if (missing == 0) {
+    sw->unsourced_ms = 0;
+    sw->warned_unsourced = 0;
+    return;
+  }
+  if (sw->unsourced_ms == 0) {
+    sw->unsourced_ms = now;
+  }
+  if (sw->warned_unsourced || now - sw->unsourced_ms < NODE_NO_SOURCE_MS) {
+    return;
+  }
+  sw->warned_unsourced = 1;
+  if (info.peers == 0) {
+    snprintf(msg, sizeof(msg),
+             "%s: no complete source: no peer is connected, and %u chunks "
+             "are missing; waiting for a peer that has them",
+             sw->name, missing);
+  } else {
+    snprintf(msg, sizeof(msg),
+             "%s: no complete source: none of the %u connected peers has %u "
+             "of the missing chunks, and none has all of them; waiting for a "
+             "peer that does",
+             sw->name, info.peers, missing);
+  }
+  log_info("peer", "%s", msg);
+  memset(&ev, 0, sizeof(ev));
+  ev.type = NODE_EV_WARNING;
+  ev.message = msg;
+  swarm_emit(sw, &ev);
+}
+
 void swarm_tick(struct swarm *sw, uint64_t now) {
   if (sw->state == SW_FETCHING && sw->mf_from != NULL &&
       now - sw->mf_sent_ms > manifest_timeout(sw)) {
@@ -1388,6 +1432,9 @@ void swarm_tick(struct swarm *sw, uint64_t now) {
       swarm_emit(sw, &ev);
       sw->progress_ms = now;
     }
+  }
+  if (sw->state == SW_RUNNING && sw->pk != NULL) {
+    watch_sources(sw, now);
   }
   if (sw->pk != NULL && sw->state == SW_RUNNING) {
     struct picker_block b[64];
