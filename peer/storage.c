@@ -135,6 +135,7 @@ struct storage {
   uint64_t have_bytes;
   uint8_t *changed_logged; /* source: files already logged as changed */
   uint8_t *verified;       /* source: chunks hashed since the open */
+  uint8_t *verifying;      /* source: chunks a read is hashing now */
   int changed;             /* source: a change was found (change says it) */
   struct storage_change change;
   int checking;            /* source: storage_check_source under way */
@@ -985,6 +986,7 @@ static void storage_free(struct storage *s) {
   free(s->have);
   free(s->changed_logged);
   free(s->verified);
+  free(s->verifying);
   free(s);
 }
 
@@ -1263,7 +1265,9 @@ int storage_open_source(struct storage **out, uv_loop_t *loop,
   s->is_source = 1;
   s->changed_logged = calloc(map_bytes(m->file_count), 1);
   s->verified = calloc(s->have_len > 0 ? s->have_len : 1, 1);
-  if (s->changed_logged == NULL || s->verified == NULL) {
+  s->verifying = calloc(s->have_len > 0 ? s->have_len : 1, 1);
+  if (s->changed_logged == NULL || s->verified == NULL ||
+      s->verifying == NULL) {
     storage_free(s);
     return SHOAL_ENOMEM;
   }
@@ -1903,8 +1907,11 @@ static void after_read(uv_work_t *w, int status) {
   struct storage *s = r->s;
 
   (void)status;
-  if (r->status == 0 && r->verify) {
-    bit_set(s->verified, r->chunk);
+  if (r->verify) {
+    bit_clear(s->verifying, r->chunk);
+    if (r->status == 0) {
+      bit_set(s->verified, r->chunk);
+    }
   }
   if (r->status != 0) {
     if (r->status == SHOAL_ECHANGED && s->is_source) {
@@ -1956,7 +1963,15 @@ static int read_start(struct storage *s, uint32_t idx, uint32_t offset,
   r->chunk = idx;
   r->chunk_offset = off;
   r->chunk_len = clen;
-  r->verify = s->is_source && !bit_get(s->verified, idx);
+  /* One read hashes a chunk; the others of that chunk meanwhile read the
+   * same file, whose change that read (or the size and time checks of
+   * each) will find: a chunk is hashed about once, however many blocks
+   * of it are asked for at a time. */
+  r->verify = s->is_source && !bit_get(s->verified, idx) &&
+              !bit_get(s->verifying, idx);
+  if (r->verify) {
+    bit_set(s->verifying, idx);
+  }
   r->cb = cb;
   r->arg = arg;
   s->pending++;
