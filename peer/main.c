@@ -105,6 +105,7 @@ struct app {
   struct get_item *gets; /* get: the contents asked for */
   int ngets;
   int gets_left; /* not complete yet */
+  int shares_live; /* share: contents published and still served */
   struct {
     uint8_t content[32];
     uint64_t last_ms;
@@ -333,6 +334,7 @@ static void on_node_event(void *arg, const struct node_event *ev) {
       printf("%s\n", ev->link);
       fflush(stdout);
     }
+    a->shares_live++;
     break;
   case NODE_EV_MANIFEST:
     if (a->json) {
@@ -399,15 +401,31 @@ static void on_node_event(void *arg, const struct node_event *ev) {
     }
     break;
   case NODE_EV_WARNING:
-    if (!a->quiet && !a->json) {
+    if (a->json) {
+      buf_init(&b, 8192);
+      fmt_json_begin(&b, "warning");
+      if (ev->swarm != NULL) {
+        textid_encode(TEXTID_CONTENT, ev->swarm->content, text);
+        fmt_json_str_field(&b, "content", text);
+      }
+      fmt_json_str_field(&b, "message", ev->message);
+      fmt_json_end(&b);
+      json_out(&b);
+    } else if (!a->quiet) {
       clear_progress(a);
       fprintf(stderr, "shoal-peer: %s\n", ev->message);
     }
     break;
   case NODE_EV_FAILED:
     report_error(a, ev->code, ev->message);
-    a->finished = 1;
     a->exit_code = 1;
+    if (a->cmd == CMD_SHARE && ev->code == SHOAL_ECHANGED &&
+        --a->shares_live > 0) {
+      /* The other contents are still served; the exit status will say
+       * that one of them was lost. */
+      break;
+    }
+    a->finished = 1;
     stop_node(a);
     break;
   }
@@ -445,8 +463,9 @@ static void on_signal(uv_signal_t *h, int signum) {
   if (!a->finished) {
     /* A get stopped before it completed leaves a resumable download and
      * says so in its exit status; a share, or a get that completed and
-     * seeds, ends normally. */
-    a->exit_code = a->cmd == CMD_GET && !a->completed ? 128 + signum : 0;
+     * seeds, ends normally (unless a shared content was lost). */
+    a->exit_code =
+        a->cmd == CMD_GET && !a->completed ? 128 + signum : a->exit_code;
     a->finished = 1;
   }
   log_info("peer", "signal %d: stopping", signum);

@@ -63,6 +63,9 @@
 #define NODE_REJECTS_CLOSE 128       /* rejects in a row while unchoked:
                                         it cannot serve */
 #define NODE_STALL_WARN_MS 60000u    /* no progress for this long: say so */
+#define NODE_DIAL_WARN 3             /* dials failed, no peer ever met: say so */
+#define NODE_SOURCE_CHECK_MS 5000u   /* shared files' size and time checked */
+#define NODE_NO_SOURCE_MS 5000u      /* chunks nobody connected has: say so */
 
 enum node_mode {
   NODE_MODE_P2P = 0,

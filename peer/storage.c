@@ -78,6 +78,9 @@
 /* A manifest path has at most MANIFEST_MAX_DEPTH + 1 segments; a deeper
  * tree in a partial folder was planted, and removing it is refused. */
 #define RMTREE_MAX_DEPTH (2 * MANIFEST_MAX_DEPTH)
+/* A source chunk is hashed in pieces of this size before it is first
+ * served: bounded memory per read in flight, whatever the chunk size. */
+#define SOURCE_VERIFY_PIECE (256u << 10)
 #define PART_MODE 0644
 #define FOLDER_MODE 0755
 /* Rounds at taking the lock on the partial copy: each retry means that
@@ -152,6 +155,11 @@ struct storage {
   uint32_t have_count;
   uint64_t have_bytes;
   uint8_t *changed_logged; /* source: files already logged as changed */
+  uint8_t *verified;       /* source: chunks hashed since the open */
+  uint8_t *verifying;      /* source: chunks a read is hashing now */
+  int changed;             /* source: a change was found (change says it) */
+  struct storage_change change;
+  int checking;            /* source: storage_check_source under way */
 
   unsigned pending; /* work items and deferred completions not done */
   struct deferred *defer_head;
@@ -211,6 +219,13 @@ struct read_req {
   uint32_t file;
   uint64_t offset;
   uint32_t len;
+  /* Source: the block's chunk, hashed whole before the first block of it
+   * is served (verify), where it starts in its file, its length. */
+  uint32_t chunk;
+  int verify;
+  uint64_t chunk_offset;
+  uint32_t chunk_len;
+  struct storage_change change; /* what differs, on SHOAL_ECHANGED */
   uint8_t *data;
   int owned; /* data was allocated here (storage_read), not the caller's */
   int status;
@@ -996,6 +1011,8 @@ static void storage_free(struct storage *s) {
   free(s->listed);
   free(s->have);
   free(s->changed_logged);
+  free(s->verified);
+  free(s->verifying);
   free(s);
 }
 
@@ -1273,7 +1290,10 @@ int storage_open_source(struct storage **out, uv_loop_t *loop,
   }
   s->is_source = 1;
   s->changed_logged = calloc(map_bytes(m->file_count), 1);
-  if (s->changed_logged == NULL) {
+  s->verified = calloc(s->have_len > 0 ? s->have_len : 1, 1);
+  s->verifying = calloc(s->have_len > 0 ? s->have_len : 1, 1);
+  if (s->changed_logged == NULL || s->verified == NULL ||
+      s->verifying == NULL) {
     storage_free(s);
     return SHOAL_ENOMEM;
   }
@@ -2321,34 +2341,102 @@ static int stat_matches(const struct stat *st, const struct manifest_file *f) {
          st->st_mtim.tv_nsec == f->mtime_nsec;
 }
 
+/* Says in out how file idx, as st shows it now, differs from when it was
+ * hashed (st NULL: it is gone, or no longer a plain file). */
+static void describe_change(const struct manifest *m, uint32_t idx,
+                            const struct stat *st, struct storage_change *out) {
+  memset(out, 0, sizeof(*out));
+  out->file = idx;
+  if (st == NULL || !S_ISREG(st->st_mode)) {
+    out->kind = STORAGE_CHANGE_GONE;
+  } else if ((uint64_t)st->st_size != m->files[idx].size) {
+    out->kind = STORAGE_CHANGE_SIZE;
+    out->size_now = (uint64_t)st->st_size;
+  } else {
+    out->kind = STORAGE_CHANGE_MTIME;
+  }
+}
+
+/* Opens source file idx for reading, one segment at a time below the
+ * shared root. Returns a descriptor or a negative error; a file that is
+ * gone or was replaced by a symlink is SHOAL_ECHANGED. */
+static int source_open(const struct storage *s, uint32_t idx) {
+  const struct manifest *m = s->m;
+  int base, fd;
+  base = open(m->local_root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (base < 0) {
+    return errno == ENOENT || errno == ENOTDIR ? SHOAL_ECHANGED : -errno;
+  }
+  fd = open_under(base, m->files[idx].path, O_RDONLY, 0, NULL);
+  close(base);
+  if (fd == UV_ENOENT || fd == UV_ELOOP || fd == UV_ENOTDIR) {
+    return SHOAL_ECHANGED;
+  }
+  return fd;
+}
+
+/* Hashes the request's whole chunk from fd and compares it with the
+ * manifest: a file rewritten in place with its size and time kept is
+ * caught on the first read of each chunk, before any of it is served.
+ * Reads in SOURCE_VERIFY_PIECE pieces, so memory stays small whatever the
+ * chunk size. Returns 0, SHOAL_EHASH, or a read error. */
+static int verify_source_chunk(int fd, const struct read_req *r) {
+  crypto_generichash_state st;
+  uint8_t got[MANIFEST_HASH_BYTES];
+  uint8_t *piece = malloc(SOURCE_VERIFY_PIECE);
+  uint32_t done = 0;
+  int err = 0;
+  if (piece == NULL) {
+    return SHOAL_ENOMEM;
+  }
+  crypto_generichash_init(&st, NULL, 0, sizeof(got));
+  while (done < r->chunk_len) {
+    uint32_t want = r->chunk_len - done;
+    if (want > SOURCE_VERIFY_PIECE) {
+      want = SOURCE_VERIFY_PIECE;
+    }
+    ssize_t n = pread_full(fd, piece, want, r->chunk_offset + done);
+    if (n < 0) {
+      err = (int)n;
+      goto out;
+    }
+    if ((uint32_t)n != want) {
+      err = SHOAL_EHASH; /* shorter than it was: no longer the chunk */
+      goto out;
+    }
+    crypto_generichash_update(&st, piece, want);
+    done += want;
+  }
+  crypto_generichash_final(&st, got, sizeof(got));
+  if (sodium_memcmp(got, r->s->m->hashes + (size_t)r->chunk * sizeof(got),
+                    sizeof(got)) != 0) {
+    err = SHOAL_EHASH;
+  }
+out:
+  free(piece);
+  return err;
+}
+
 /* A source file is read only when it is still what was hashed: same size
- * and modification time before the read and after it. */
+ * and modification time before the read and after it, and, for the first
+ * read of each chunk, the same bytes (verify_source_chunk). */
 static void source_read_work(uv_work_t *w) {
   struct read_req *r = container_of(w, struct read_req, work);
   const struct manifest *m = r->s->m;
   const struct manifest_file *f = &m->files[r->file];
   struct stat st;
   ssize_t n;
-  int base;
   int fd;
+  int err;
 
-  if (r->s->root_fd >= 0) {
-    fd = r->s->root_fd; /* the one shared file, open for the storage's life */
-    goto opened;
-  }
-  base = open(m->local_root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (base < 0) {
-    r->status = -errno;
-    return;
-  }
-  fd = open_under(base, f->path, O_RDONLY, 0, NULL);
-  close(base);
-opened:
+  /* The one file of a file content stays open for the storage's life,
+   * instead of being opened again for each block. */
+  fd = r->s->root_fd >= 0 ? r->s->root_fd : source_open(r->s, r->file);
   if (fd < 0) {
-    /* Gone, or replaced by a symlink: not the file that was hashed. */
-    r->status = fd == UV_ENOENT || fd == UV_ELOOP || fd == UV_ENOTDIR
-                    ? SHOAL_ECHANGED
-                    : fd;
+    if (fd == SHOAL_ECHANGED) {
+      describe_change(m, r->file, NULL, &r->change);
+    }
+    r->status = fd;
     return;
   }
   if (fstat(fd, &st) != 0) {
@@ -2356,8 +2444,23 @@ opened:
     goto out;
   }
   if (!stat_matches(&st, f)) {
+    describe_change(m, r->file, &st, &r->change);
     r->status = SHOAL_ECHANGED;
     goto out;
+  }
+  if (r->verify) {
+    err = verify_source_chunk(fd, r);
+    if (err == SHOAL_EHASH) {
+      memset(&r->change, 0, sizeof(r->change));
+      r->change.kind = STORAGE_CHANGE_HASH;
+      r->change.file = r->file;
+      r->change.chunk = r->chunk;
+      err = SHOAL_ECHANGED;
+    }
+    if (err != 0) {
+      r->status = err;
+      goto out;
+    }
   }
   n = pread_full(fd, r->data, r->len, r->offset);
   if (n < 0) {
@@ -2365,6 +2468,7 @@ opened:
     goto out;
   }
   if ((size_t)n != r->len || fstat(fd, &st) != 0 || !stat_matches(&st, f)) {
+    describe_change(m, r->file, fstat(fd, &st) == 0 ? &st : NULL, &r->change);
     r->status = SHOAL_ECHANGED;
     goto out;
   }
@@ -2392,17 +2496,35 @@ static void download_read_work(uv_work_t *w) {
   r->status = n < 0 ? (int)n : (size_t)n == r->len ? 0 : UV_EIO;
 }
 
+/* A source file differs from what was hashed: keep the first such finding
+ * for storage_source_change, log each file once. The caller tells the
+ * user; the log keeps it at info so that it is not printed twice. */
+static void note_change(struct storage *s, const struct storage_change *c) {
+  if (!s->changed) {
+    s->changed = 1;
+    s->change = *c;
+  }
+  if (!bit_get(s->changed_logged, c->file)) {
+    bit_set(s->changed_logged, c->file);
+    log_info("storage", "%s/%s changed since it was shared; not serving it",
+             s->m->local_root, s->m->files[c->file].path);
+  }
+}
+
 static void after_read(uv_work_t *w, int status) {
   struct read_req *r = container_of(w, struct read_req, work);
   struct storage *s = r->s;
 
   (void)status;
+  if (r->verify) {
+    bit_clear(s->verifying, r->chunk);
+    if (r->status == 0) {
+      bit_set(s->verified, r->chunk);
+    }
+  }
   if (r->status != 0) {
-    if (r->status == SHOAL_ECHANGED && s->is_source &&
-        !bit_get(s->changed_logged, r->file)) {
-      bit_set(s->changed_logged, r->file);
-      log_warn("storage", "%s/%s changed since it was shared; not serving it",
-               s->m->local_root, s->m->files[r->file].path);
+    if (r->status == SHOAL_ECHANGED && s->is_source) {
+      note_change(s, &r->change);
     }
     if (r->owned) {
       free(r->data);
@@ -2447,6 +2569,18 @@ static int read_start(struct storage *s, uint32_t idx, uint32_t offset,
   manifest_chunk_file(s->m, idx, &r->file, &off);
   r->offset = off + offset;
   r->len = len;
+  r->chunk = idx;
+  r->chunk_offset = off;
+  r->chunk_len = clen;
+  /* One read hashes a chunk; the others of that chunk meanwhile read the
+   * same file, whose change that read (or the size and time checks of
+   * each) will find: a chunk is hashed about once, however many blocks
+   * of it are asked for at a time. */
+  r->verify = s->is_source && !bit_get(s->verified, idx) &&
+              !bit_get(s->verifying, idx);
+  if (r->verify) {
+    bit_set(s->verifying, idx);
+  }
   r->cb = cb;
   r->arg = arg;
   s->pending++;
@@ -2468,6 +2602,94 @@ int storage_read_into(struct storage *s, uint32_t idx, uint32_t offset,
     return SHOAL_EINVAL;
   }
   return read_start(s, idx, offset, len, dst, cb, arg);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Watching a source */
+
+struct check_req {
+  uv_work_t work;
+  struct storage *s;
+  int status;
+  struct storage_change change;
+  storage_cb cb;
+  void *arg;
+};
+
+/* On the thread pool: every file, by its path, against what was hashed. */
+static void check_work(uv_work_t *w) {
+  struct check_req *c = container_of(w, struct check_req, work);
+  const struct manifest *m = c->s->m;
+  struct stat st;
+  c->status = 0;
+  for (uint32_t i = 0; i < m->file_count; i++) {
+    int fd = source_open(c->s, i);
+    if (fd < 0) {
+      if (fd == SHOAL_ECHANGED) {
+        describe_change(m, i, NULL, &c->change);
+      }
+      c->status = fd;
+      return;
+    }
+    if (fstat(fd, &st) != 0) {
+      c->status = -errno;
+      close(fd);
+      return;
+    }
+    close(fd);
+    if (!stat_matches(&st, &m->files[i])) {
+      describe_change(m, i, &st, &c->change);
+      c->status = SHOAL_ECHANGED;
+      return;
+    }
+  }
+}
+
+static void after_check(uv_work_t *w, int status) {
+  struct check_req *c = container_of(w, struct check_req, work);
+  struct storage *s = c->s;
+  (void)status;
+  s->checking = 0;
+  if (c->status == SHOAL_ECHANGED) {
+    note_change(s, &c->change);
+  }
+  if (c->cb != NULL) {
+    c->cb(c->arg, c->status);
+  }
+  free(c);
+  s->pending--;
+  maybe_close(s);
+}
+
+int storage_check_source(struct storage *s, storage_cb cb, void *arg) {
+  struct check_req *c;
+  if (!s->is_source || s->closing) {
+    return SHOAL_EINVAL;
+  }
+  if (s->checking) {
+    return SHOAL_EBUSY;
+  }
+  c = calloc(1, sizeof(*c));
+  if (c == NULL) {
+    return SHOAL_ENOMEM;
+  }
+  c->s = s;
+  c->cb = cb;
+  c->arg = arg;
+  s->checking = 1;
+  s->pending++;
+  uv_queue_work(s->loop, &c->work, check_work, after_check);
+  return 0;
+}
+
+int storage_source_change(const struct storage *s,
+                          struct storage_change *out) {
+  if (!s->is_source || !s->changed) {
+    memset(out, 0, sizeof(*out));
+    return 0;
+  }
+  *out = s->change;
+  return 1;
 }
 
 /* ------------------------------------------------------------------------ */

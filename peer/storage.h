@@ -113,6 +113,34 @@ int storage_read_into(struct storage *s, uint32_t idx, uint32_t offset,
                       uint32_t len, uint8_t *dst, storage_read_cb cb,
                       void *arg);
 
+/* How a source's file differs from when it was hashed. */
+enum storage_change_kind {
+  STORAGE_CHANGE_NONE = 0,
+  STORAGE_CHANGE_GONE,  /* removed, or no longer a plain file */
+  STORAGE_CHANGE_SIZE,  /* size_now is its size */
+  STORAGE_CHANGE_MTIME, /* same size, another modification time */
+  STORAGE_CHANGE_HASH,  /* same size and time, but chunk fails its hash */
+};
+
+struct storage_change {
+  enum storage_change_kind kind;
+  uint32_t file;     /* index in the manifest's files */
+  uint32_t chunk;    /* STORAGE_CHANGE_HASH */
+  uint64_t size_now; /* STORAGE_CHANGE_SIZE */
+};
+
+/* A source is checked as it is read: every read checks the file's size and
+ * modification time before and after, and the first read of each chunk
+ * hashes the whole chunk. storage_check_source() checks every file's size
+ * and time now, on the thread pool; cb gets 0, SHOAL_ECHANGED or a
+ * file-system error (SHOAL_EBUSY is returned when a check is under way,
+ * SHOAL_EINVAL for a download). */
+int storage_check_source(struct storage *s, storage_cb cb, void *arg);
+
+/* The first change found under a source, by a read or a check: returns 1
+ * and fills out, or 0 (out zeroed) while none was found. */
+int storage_source_change(const struct storage *s, struct storage_change *out);
+
 /* When every chunk is had: flushes, renames the partial copy into place,
  * removes the resume record; cb(0) then. Returns SHOAL_EINVAL if a chunk is
  * missing. */

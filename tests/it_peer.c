@@ -22,6 +22,7 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
@@ -1826,6 +1827,182 @@ static void link_that_does_not_match_the_manifest_fails(void **state) {
   fx_finish(f);
 }
 
+/* A get that fails after it announced tells the tracker it stopped, so the
+ * tracker does not send others to a peer that is gone. The tracker's
+ * interval is long here: only "stopped" can take the peer off the list
+ * within the test's wait. */
+static void failed_get_leaves_the_tracker_at_once(void **state) {
+  struct fx *f = *state;
+  struct fx_shared sh;
+  char src[PROC_PATH_MAX], out[PROC_PATH_MAX], bad[LINK_MAX_CHARS + 1];
+  uint8_t dl_pk[32];
+  const char *extra[] = {"--interval", "60", NULL};
+  fx_start_tracker_with(f, extra);
+  fx_mkdir(f, "src");
+  fx_mkdir(f, "out");
+  fx_write_random(f, "src/ghost.bin", 64 * FX_KiB, 31, NULL);
+  fx_path(f, src, sizeof(src), "src/ghost.bin");
+  fx_path(f, out, sizeof(out), "out");
+  struct proc *seed =
+      fx_peer(f, "seeder", "s", "share", src, "--tracker", f->tracker_addr,
+              "--tracker-key", f->tracker_key, NULL);
+  fx_wait_shared(seed, &sh);
+  /* The link names another file: the get announces "started", looks the
+   * content up, fetches the manifest and only then fails. */
+  struct share_link l;
+  const char *why = NULL;
+  assert_int_equal(link_parse(sh.link, strlen(sh.link), &l, &why), 0);
+  snprintf(l.name, sizeof(l.name), "not-ghost.bin");
+  assert_true(link_format(&l, bad, sizeof(bad)) > 0);
+  fx_peer_id(f, "dl", dl_pk);
+  struct proc *dl = fx_peer(f, "dl", "dl", "get", bad, "-o", out, NULL);
+  fx_expect_exit(dl, FX_COMPLETE_MS, 1);
+  assert_true(proc_output_has(dl, 1, "does not match the link"));
+  uint64_t deadline = proc_now_ms() + FX_MSG_MS;
+  int listed = 1;
+  while (listed && proc_now_ms() < deadline) {
+    listed = fx_tracker_lists(f, sh.content, dl_pk, NULL);
+    if (listed) {
+      proc_pause_ms(100);
+    }
+  }
+  if (listed) {
+    fail_msg("the failed get is still listed by the tracker %d ms after it "
+             "exited",
+             FX_MSG_MS);
+  }
+  fx_stop_peer(seed, NULL);
+  fx_finish(f);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Shared files that change under the seeder. */
+
+static int says_no_source(const char *line, void *arg) {
+  char msg[1024];
+  (void)arg;
+  return jsonl_str(line, "message", msg, sizeof(msg)) == 0 &&
+         strstr(msg, "no complete source") != NULL;
+}
+
+static int error_says(const char *line, void *arg) {
+  char msg[2048], code[64];
+  return jsonl_str(line, "message", msg, sizeof(msg)) == 0 &&
+         jsonl_str(line, "code", code, sizeof(code)) == 0 &&
+         strcmp(code, "SHOAL_ECHANGED") == 0 &&
+         strstr(msg, (const char *)arg) != NULL;
+}
+
+/* The seeder stops announcing the content and leaves the tracker's list at
+ * once; with the interval this long, nothing else takes it off. */
+static void assert_not_listed_soon(struct fx *f, const uint8_t content[32],
+                                   const uint8_t pk[32]) {
+  uint64_t deadline = proc_now_ms() + FX_MSG_MS;
+  int listed = 1;
+  while (listed && proc_now_ms() < deadline) {
+    listed = fx_tracker_lists(f, content, pk, NULL);
+    if (listed) {
+      proc_pause_ms(100);
+    }
+  }
+  if (listed) {
+    fail_msg("the tracker still lists the seeder of a changed file");
+  }
+}
+
+/* A shared file grows while a peer downloads it: the seeder says what
+ * changed and what to do, stops serving and announcing it, and the
+ * downloader, left with no complete source, says so. */
+static void changed_shared_file_stops_being_seeded(void **state) {
+  struct fx *f = *state;
+  struct fx_shared sh;
+  char src[PROC_PATH_MAX], out[PROC_PATH_MAX], line[FX_LINE_CAP];
+  uint8_t seed_pk[32];
+  const char *extra[] = {"--interval", "60", NULL};
+  fx_start_tracker_with(f, extra);
+  fx_mkdir(f, "src");
+  fx_mkdir(f, "out");
+  fx_write_random(f, "src/grows.bin", 2 * FX_MiB, 41, NULL);
+  fx_path(f, src, sizeof(src), "src/grows.bin");
+  fx_path(f, out, sizeof(out), "out");
+  fx_peer_id(f, "s", seed_pk);
+  struct proc *seed =
+      fx_peer(f, "seeder", "s", "share", src, "--tracker", f->tracker_addr,
+              "--tracker-key", f->tracker_key, NULL);
+  fx_wait_shared(seed, &sh);
+  struct proc *dl = fx_peer(f, "dl", "dl", "get", sh.link, "-o", out,
+                            "--download-rate", "256k", NULL);
+  fx_wait_event(dl, "progress", fx_have_some, NULL, FX_COMPLETE_MS, line);
+  FILE *fp = fopen(src, "ab");
+  assert_non_null(fp);
+  assert_int_equal(fputs("one more line\n", fp) >= 0, 1);
+  assert_int_equal(fclose(fp), 0);
+  fx_wait_event(seed, "error", error_says, "its size went from 2097152 to",
+                FX_START_MS, line);
+  assert_non_null(strstr(line, "share it again"));
+  /* It served nothing else: the share ends, and says it lost a content. */
+  fx_expect_exit(seed, FX_EXIT_MS, 1);
+  assert_not_listed_soon(f, sh.content, seed_pk);
+  fx_wait_event(dl, "warning", says_no_source, NULL, 20000, line);
+  proc_signal(dl, SIGTERM);
+  fx_expect_exit(dl, FX_EXIT_MS, 128 + SIGTERM);
+  fx_finish(f);
+}
+
+/* A shared file rewritten in place with its size and modification time
+ * kept: the first read of a chunk hashes it, so not one byte of it is
+ * served. */
+static void file_rewritten_in_place_is_not_served(void **state) {
+  struct fx *f = *state;
+  struct fx_shared sh;
+  char src[PROC_PATH_MAX], out[PROC_PATH_MAX], line[FX_LINE_CAP];
+  struct stat st;
+  fx_start_tracker(f);
+  fx_mkdir(f, "src");
+  fx_mkdir(f, "out");
+  fx_write_random(f, "src/same-time.bin", FX_MiB, 42, NULL);
+  fx_path(f, src, sizeof(src), "src/same-time.bin");
+  fx_path(f, out, sizeof(out), "out");
+  struct proc *seed =
+      fx_peer(f, "seeder", "s", "share", src, "--tracker", f->tracker_addr,
+              "--tracker-key", f->tracker_key, NULL);
+  fx_wait_shared(seed, &sh);
+  assert_int_equal(stat(src, &st), 0);
+  fx_write_random(f, "src/same-time.bin", FX_MiB, 43, NULL);
+  struct timespec times[2] = {st.st_atim, st.st_mtim};
+  assert_int_equal(utimensat(AT_FDCWD, src, times, 0), 0);
+  struct proc *dl = fx_peer(f, "dl", "dl", "get", sh.link, "-o", out, NULL);
+  fx_wait_event(seed, "error", error_says, "no longer matches its hash",
+                FX_START_MS, line);
+  fx_expect_exit(seed, FX_EXIT_MS, 1);
+  fx_wait_event(dl, "warning", says_no_source, NULL, 20000, line);
+  /* Nothing the seeder read was sent: the downloader has no bad chunk. */
+  assert_false(proc_output_has(dl, 1, "failed its hash"));
+  proc_signal(dl, SIGTERM);
+  fx_expect_exit(dl, FX_EXIT_MS, 128 + SIGTERM);
+  fx_finish(f);
+}
+
+/* Nobody downloads, the file is touched: the seeder notices by itself. */
+static void touched_shared_file_is_noticed_while_idle(void **state) {
+  struct fx *f = *state;
+  struct fx_shared sh;
+  char src[PROC_PATH_MAX], line[FX_LINE_CAP];
+  fx_start_tracker(f);
+  fx_mkdir(f, "src");
+  fx_write_random(f, "src/touched.bin", 100 * FX_KiB, 44, NULL);
+  fx_path(f, src, sizeof(src), "src/touched.bin");
+  struct proc *seed =
+      fx_peer(f, "seeder", "s", "share", src, "--tracker", f->tracker_addr,
+              "--tracker-key", f->tracker_key, NULL);
+  fx_wait_shared(seed, &sh);
+  struct timespec times[2] = {{0, UTIME_OMIT}, {1000000000, 0}};
+  assert_int_equal(utimensat(AT_FDCWD, src, times, 0), 0);
+  fx_wait_event(seed, "error", error_says, "same size, new time", 20000, line);
+  fx_expect_exit(seed, FX_EXIT_MS, 1);
+  fx_finish(f);
+}
+
 static void peer_with_another_key_than_listed_is_dropped(void **state) {
   struct fx *f = *state;
   struct fx_shared sh;
@@ -1967,6 +2144,14 @@ int main(void) {
       cmocka_unit_test_setup_teardown(
           client_server_mode_uploads_only_from_the_publisher, fx_setup,
           fx_teardown),
+      cmocka_unit_test_setup_teardown(failed_get_leaves_the_tracker_at_once,
+                                      fx_setup, fx_teardown),
+      cmocka_unit_test_setup_teardown(changed_shared_file_stops_being_seeded,
+                                      fx_setup, fx_teardown),
+      cmocka_unit_test_setup_teardown(file_rewritten_in_place_is_not_served,
+                                      fx_setup, fx_teardown),
+      cmocka_unit_test_setup_teardown(
+          touched_shared_file_is_noticed_while_idle, fx_setup, fx_teardown),
       cmocka_unit_test_setup_teardown(get_refuses_an_existing_name, fx_setup,
                                       fx_teardown),
       cmocka_unit_test_setup_teardown(unreachable_tracker_fails_in_time,

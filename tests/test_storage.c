@@ -1392,6 +1392,82 @@ static void test_source_changed_file_is_ECHANGED(void **state) {
   manifest_free(m);
 }
 
+static int check_status(struct fx *f, struct storage *s) {
+  struct done d = {0};
+  struct storage_change c;
+  assert_int_equal(storage_check_source(s, on_done, &d), 0);
+  assert_err(storage_check_source(s, on_done, &d), SHOAL_EBUSY);
+  run_until(&f->loop, &d.called);
+  assert_int_equal(d.called, 1);
+  assert_int_equal(storage_source_change(s, &c), d.status == SHOAL_ECHANGED);
+  return d.status;
+}
+
+/* A file rewritten in place with its size and time kept is caught on the
+ * first read of each chunk; the check finds size and time changes with no
+ * read at all; either way storage_source_change says what changed. */
+static void test_source_change_is_found_and_described(void **state) {
+  struct fx *f = *state;
+  char a[PATH_CAP], b[PATH_CAP], root[PATH_CAP];
+  struct storage_change c;
+  struct stat st;
+
+  make_file(f, "share/a", 2 * CS, 63);
+  make_file(f, "share/b", CS + 5, 64);
+  tu_path(root, sizeof(root), f->src, "share");
+  tu_path(a, sizeof(a), f->src, "share/a");
+  tu_path(b, sizeof(b), f->src, "share/b");
+  struct manifest *m = build(root);
+  struct storage *s = NULL;
+  assert_int_equal(storage_open_source(&s, &f->loop, m), 0);
+  assert_int_equal(storage_source_change(s, &c), 0);
+  assert_int_equal(c.kind, STORAGE_CHANGE_NONE);
+  assert_err(check_status(f, s), 0);
+
+  /* Chunk 1 of a changes; its size and time are put back. */
+  assert_int_equal(stat(a, &st), 0);
+  flip_byte(a, (long)CS + 7);
+  struct timespec keep[2] = {st.st_atim, st.st_mtim};
+  assert_int_equal(utimensat(AT_FDCWD, a, keep, 0), 0);
+  assert_err(check_status(f, s), 0); /* size and time say nothing */
+  assert_err(source_read_status(f, s, 0), 0);
+  assert_err(source_read_status(f, s, 1), SHOAL_ECHANGED);
+  assert_int_equal(storage_source_change(s, &c), 1);
+  assert_int_equal(c.kind, STORAGE_CHANGE_HASH);
+  assert_int_equal(c.file, 0);
+  assert_int_equal(c.chunk, 1);
+  close_s(f, s);
+
+  /* A fresh storage over the changed files: the check alone finds b's new
+   * time, then its new size, then that it is gone. */
+  assert_int_equal(storage_open_source(&s, &f->loop, m), 0);
+  struct timespec later[2] = {{.tv_sec = 1000000000, .tv_nsec = 0},
+                              {.tv_sec = 1000000000, .tv_nsec = 0}};
+  assert_int_equal(utimensat(AT_FDCWD, b, later, 0), 0);
+  assert_err(check_status(f, s), SHOAL_ECHANGED);
+  assert_int_equal(storage_source_change(s, &c), 1);
+  assert_int_equal(c.kind, STORAGE_CHANGE_MTIME);
+  assert_int_equal(c.file, 1);
+  close_s(f, s);
+
+  assert_int_equal(storage_open_source(&s, &f->loop, m), 0);
+  assert_int_equal(truncate(b, 3), 0);
+  assert_err(check_status(f, s), SHOAL_ECHANGED);
+  assert_int_equal(storage_source_change(s, &c), 1);
+  assert_int_equal(c.kind, STORAGE_CHANGE_SIZE);
+  assert_int_equal(c.file, 1);
+  assert_int_equal(c.size_now, 3);
+  close_s(f, s);
+
+  assert_int_equal(storage_open_source(&s, &f->loop, m), 0);
+  assert_int_equal(unlink(b), 0);
+  assert_err(check_status(f, s), SHOAL_ECHANGED);
+  assert_int_equal(storage_source_change(s, &c), 1);
+  assert_int_equal(c.kind, STORAGE_CHANGE_GONE);
+  close_s(f, s);
+  manifest_free(m);
+}
+
 static void test_source_needs_a_local_manifest(void **state) {
   struct fx *f = *state;
   char src[PATH_CAP];
@@ -2178,6 +2254,7 @@ int main(void) {
       T(test_empty_content_finishes_at_once),
       T(test_planted_symlinks_are_never_followed),
       T(test_source_reads_the_right_bytes_and_never_modifies),
+      T(test_source_change_is_found_and_described),
       T(test_source_changed_file_is_ECHANGED),
       T(test_source_needs_a_local_manifest),
       T(test_have_map_layout),
