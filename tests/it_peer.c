@@ -1414,6 +1414,10 @@ static void hostile_manifest(struct buf *out, const struct identity *pub,
   buf_add_u16(out, (uint16_t)strlen(path));
   buf_add(out, path, strlen(path));
   buf_add_u64(out, len);
+  buf_add_u64(out, 1767225600); /* modification time, seconds */
+  buf_add_u32(out, 0);          /* and nanoseconds */
+  buf_add_u8(out, 0);           /* mode: not executable */
+  buf_add_u32(out, 0);          /* no empty folders */
   buf_add_u32(out, 1);
   crypto_generichash(hash, sizeof(hash), data, len, NULL, 0);
   buf_add(out, hash, sizeof(hash));

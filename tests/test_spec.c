@@ -77,6 +77,7 @@
 /* The inputs the document states for its examples. */
 #define EX_TIMESTAMP UINT64_C(1767225601234) /* 2026-01-01T00:00:01.234Z */
 #define EX_SEQ UINT64_C(1767225600000001)
+#define EX_MTIME INT64_C(1767225600) /* 2026-01-01T00:00:00Z */
 static const char hello_text[] = "hello, shoal\n";
 
 /* Every example this program checks; the document must have each. */
@@ -87,7 +88,9 @@ static const char *const known[] = {
     "textid-examples",
     "layout-keyfile",
     "layout-manifest",
+    "manifest-decoding",
     "manifest-file",
+    "manifest-folder",
     "link",
     "tracker-transport",
     "layout-query",
@@ -530,6 +533,15 @@ static void hex_plain(const uint8_t *b, size_t n, char *out) {
   }
 }
 
+/* An ID as the prose abbreviates it: "4a1eba21...a564". */
+static const char *id_abbrev(const uint8_t id[MANIFEST_ID_BYTES]) {
+  static char out[32];
+  char hex[2 * MANIFEST_ID_BYTES + 1];
+  hex_plain(id, MANIFEST_ID_BYTES, hex);
+  snprintf(out, sizeof(out), "%.8s...%s", hex, hex + sizeof(hex) - 5);
+  return out;
+}
+
 /* ---------------------------------------------------------------------- */
 /* Tables. */
 
@@ -788,8 +800,20 @@ static void eph_from(struct pwire_eph *e, uint8_t first) {
   crypto_kx_seed_keypair(e->pk, e->sk, seed);
 }
 
-/* The manifest of one file named name holding hello_text, published by the
- * key of seed 01 02 ... 20. */
+/* Writes dir/rel holding data, with the mode and the modification time
+ * (seconds and nanoseconds). */
+static void write_with(const char *dir, const char *rel, const char *data,
+                       mode_t mode, int64_t sec, long nsec) {
+  char path[PATH_CAP];
+  struct timespec ts[2] = {{(time_t)sec, nsec}, {(time_t)sec, nsec}};
+  tu_write_file(dir, rel, data, strlen(data));
+  tu_path(path, sizeof(path), dir, rel);
+  assert_int_equal(chmod(path, mode), 0);
+  assert_int_equal(utimensat(AT_FDCWD, path, ts, 0), 0);
+}
+
+/* The manifest of one file named name holding hello_text, mode 0644,
+ * modified at EX_MTIME, published by the key of seed 01 02 ... 20. */
 static struct manifest *hello_manifest(const char *name) {
   char dir[PATH_CAP];
   char path[PATH_CAP];
@@ -797,8 +821,60 @@ static struct manifest *hello_manifest(const char *name) {
   struct manifest *m = NULL;
   key_from(&a, 0x01);
   tu_tmpdir(dir, sizeof(dir));
-  tu_write_file(dir, name, hello_text, strlen(hello_text));
+  write_with(dir, name, hello_text, 0644, EX_MTIME, 0);
   tu_path(path, sizeof(path), dir, name);
+  assert_int_equal(manifest_build(path, &a, NULL, &m), 0);
+  tu_rmtree(dir);
+  identity_close(&a);
+  return m;
+}
+
+static const char readme_text[] = "shoal tools\n";
+static const char script_text[] = "#!/bin/sh\necho shoal\n";
+#define README_MTIME INT64_C(1700000000) /* 2023-11-14T22:13:20Z */
+#define SCRIPT_NSEC 500000000L
+
+/* The folder example: tools/README, the executable tools/bin/run.sh, the
+ * empty folder tools/logs, and tools/cache holding only the empty folder
+ * tools/cache/tmp. */
+static struct manifest *tools_manifest(void) {
+  static const char *const folders[] = {"tools/logs", "tools/cache",
+                                        "tools/cache/tmp"};
+  char dir[PATH_CAP];
+  char path[PATH_CAP];
+  struct identity a;
+  struct manifest *m = NULL;
+  key_from(&a, 0x01);
+  tu_tmpdir(dir, sizeof(dir));
+  write_with(dir, "tools/README", readme_text, 0644, README_MTIME, 0);
+  write_with(dir, "tools/bin/run.sh", script_text, 0755, EX_MTIME, SCRIPT_NSEC);
+  for (size_t i = 0; i < sizeof(folders) / sizeof(folders[0]); i++) {
+    tu_path(path, sizeof(path), dir, folders[i]);
+    assert_int_equal(mkdir(path, 0755), 0);
+  }
+  tu_path(path, sizeof(path), dir, "tools");
+  assert_int_equal(manifest_build(path, &a, NULL, &m), 0);
+  tu_rmtree(dir);
+  identity_close(&a);
+  return m;
+}
+
+/* The smallest manifest, an empty folder with a one-byte name ("x"), or
+ * the same folder holding the empty folder "x/e". */
+static struct manifest *empty_folder_manifest(int with_folder) {
+  char dir[PATH_CAP];
+  char path[PATH_CAP];
+  struct identity a;
+  struct manifest *m = NULL;
+  key_from(&a, 0x01);
+  tu_tmpdir(dir, sizeof(dir));
+  tu_path(path, sizeof(path), dir, "x");
+  assert_int_equal(mkdir(path, 0755), 0);
+  if (with_folder) {
+    tu_path(path, sizeof(path), dir, "x/e");
+    assert_int_equal(mkdir(path, 0755), 0);
+  }
+  tu_path(path, sizeof(path), dir, "x");
   assert_int_equal(manifest_build(path, &a, NULL, &m), 0);
   tu_rmtree(dir);
   identity_close(&a);
@@ -1100,17 +1176,82 @@ static void test_key_file_layout(void **state) {
 /* ---------------------------------------------------------------------- */
 /* Manifests and links. */
 
+/* The sizes the manifest examples check the document against. */
+struct manifest_sizes {
+  size_t smallest;     /* signed bytes of the smallest manifest */
+  size_t file_entry;   /* a file entry without its path */
+  size_t folder_entry; /* a folder entry without its path */
+};
+
+static struct manifest_sizes manifest_sizes(void) {
+  struct manifest_sizes z;
+  const size_t sig = IDENTITY_SIG_BYTES;
+  /* The 46 fixed bytes, the name "x", the file and folder counts, and the
+   * chunk count. */
+  const size_t around = 46 + 1 + 4 + 4 + 4;
+  struct manifest *m = empty_folder_manifest(0);
+  z.smallest = m->encoded_len;
+  assert_int_equal(m->encoded_len - sig, around);
+  manifest_free(m);
+  /* One file "x" (a path of 1 byte) and its one hash. */
+  m = hello_manifest("x");
+  z.file_entry = m->encoded_len - sig - around - MANIFEST_HASH_BYTES - 1;
+  manifest_free(m);
+  /* One folder entry "x/e" (a path of 3 bytes). */
+  m = empty_folder_manifest(1);
+  assert_int_equal(m->folder_count, 1);
+  z.folder_entry = m->encoded_len - sig - around - 3;
+  manifest_free(m);
+  return z;
+}
+
 static void test_manifest_layout(void **state) {
   const struct region *r = example("layout-manifest");
   (void)state;
-  struct manifest *m = hello_manifest("x");
-  const size_t sig = IDENTITY_SIG_BYTES;
-  /* A file content named "x": the fixed part, the name, one entry for the
-   * path "x", the chunk count and one hash. */
-  size_t fixed = 4 + IDENTITY_PK_BYTES + 8 + 2;
-  size_t entry = m->encoded_len - sig - fixed - 1 - 4 - 4 - MANIFEST_HASH_BYTES;
-  expect_says(r, "`%zu + P` bytes", entry - 1);
+  struct manifest_sizes z = manifest_sizes();
+  expect_says(r, "Each file entry is `%zu + P` bytes", z.file_entry);
+  expect_says(r, "Each folder entry is `%zu + P` bytes", z.folder_entry);
+  expect_table_end(r, 1, z.file_entry, "P");
+  expect_table_end(r, 2, z.folder_entry, "P");
   expect_says(r, "`MANIFEST_VERSION` = %u", MANIFEST_VERSION);
+  expect_says(r, "at most `MANIFEST_MAX_FILES` (%s)", grp(MANIFEST_MAX_FILES));
+  expect_says(r, "at most `MANIFEST_MAX_FOLDERS` (%s)",
+              grp(MANIFEST_MAX_FOLDERS));
+  expect_says(r, "`MANIFEST_MODE_EXEC` (%u)", MANIFEST_MODE_EXEC);
+  expect_says(r, "0..%s (below `MANIFEST_NSEC_LIMIT`)",
+              grp(MANIFEST_NSEC_LIMIT - 1));
+  expect_says(r, "it checks only that there are at least %zu bytes",
+              z.smallest);
+}
+
+static void test_manifest_decoding(void **state) {
+  const struct region *r = example("manifest-decoding");
+  (void)state;
+  struct manifest_sizes z = manifest_sizes();
+  expect_says(r, "| byte 0 is %u;", MANIFEST_VERSION);
+  expect_says(r,
+              "| at least %zu bytes (the fixed fields, a 1-byte name and the "
+              "signature) |",
+              z.smallest);
+  expect_says(r, "at %zu bytes per file entry", z.file_entry + 1);
+  expect_says(r, "at %zu bytes per folder entry", z.folder_entry + 1);
+  expect_says(r, "`MANIFEST_MAX_FILES` (%s)", grp(MANIFEST_MAX_FILES));
+  expect_says(r, "`MANIFEST_MAX_FOLDERS` (%s)", grp(MANIFEST_MAX_FOLDERS));
+  expect_says(r, "`MANIFEST_MAX_CHUNKS` (%s)", grp(MANIFEST_MAX_CHUNKS));
+  expect_says(r, "nanoseconds are below %s", grp(MANIFEST_NSEC_LIMIT));
+  /* The smallest manifest is accepted and one byte less is not, but a
+   * byte 0 of 1 is refused for its version even then. */
+  struct manifest *m = empty_folder_manifest(0);
+  struct manifest *d = NULL;
+  uint8_t *b = malloc(m->encoded_len);
+  assert_non_null(b);
+  memcpy(b, m->encoded, m->encoded_len);
+  assert_int_equal(manifest_decode(b, m->encoded_len, &d), 0);
+  manifest_free(d);
+  assert_int_equal(manifest_decode(b, m->encoded_len - 1, &d), SHOAL_ETRUNC);
+  b[0] = 1;
+  assert_int_equal(manifest_decode(b, m->encoded_len - 1, &d), SHOAL_EVERSION);
+  free(b);
   manifest_free(m);
 }
 
@@ -1123,7 +1264,43 @@ static void test_manifest_file_example(void **state) {
   expect_dump(r, m->encoded, m->encoded_len);
   expect_says(r, "gives %zu canonical bytes and %zu signed bytes",
               m->encoded_len - IDENTITY_SIG_BYTES, m->encoded_len);
-  expect_says(r, "holding the %zu bytes `hello, shoal\\n`", strlen(hello_text));
+  expect_says(r, "holding the %zu bytes `hello, shoal\\n`, with mode 0644",
+              strlen(hello_text));
+  expect_says(r, "(%s seconds and 0 nanoseconds)", grp(EX_MTIME));
+  hex_plain(m->id, MANIFEST_ID_BYTES, id_hex);
+  textid_encode(TEXTID_CONTENT, m->id, text);
+  expect_says(r, "Its content ID is `%s`, as a text ID `%s`", id_hex, text);
+  manifest_free(m);
+}
+
+static void test_manifest_folder_example(void **state) {
+  const struct region *r = example("manifest-folder");
+  char id_hex[2 * MANIFEST_ID_BYTES + 1];
+  char text[TEXTID_STRLEN];
+  (void)state;
+  struct manifest *m = tools_manifest();
+  /* What the text says the folder holds, in the order it gives. */
+  assert_int_equal(m->file_count, 2);
+  assert_string_equal(m->files[0].path, "tools/README");
+  assert_string_equal(m->files[1].path, "tools/bin/run.sh");
+  assert_int_equal(m->files[0].mode, 0);
+  assert_int_equal(m->files[1].mode, MANIFEST_MODE_EXEC);
+  assert_int_equal(m->folder_count, 2);
+  expect_dump(r, m->encoded, m->encoded_len);
+  expect_says(r, "It gives %zu canonical bytes and %zu signed bytes",
+              m->encoded_len - IDENTITY_SIG_BYTES, m->encoded_len);
+  expect_says(r, "`tools/README`: the %zu bytes `shoal tools\\n`, mode 0644",
+              strlen(readme_text));
+  expect_says(r, "(%s seconds and 0 nanoseconds)", grp(README_MTIME));
+  expect_says(r,
+              "`tools/bin/run.sh`: the %zu bytes `#!/bin/sh\\necho shoal\\n`, "
+              "mode 0755",
+              strlen(script_text));
+  expect_says(r, "(%s seconds and %s nanoseconds)", grp(EX_MTIME),
+              grp(SCRIPT_NSEC));
+  expect_says(r, "The files sort as `%s`, `%s`", m->files[0].path,
+              m->files[1].path);
+  expect_says(r, "and the folders as `%s`, `%s`", m->folders[0], m->folders[1]);
   hex_plain(m->id, MANIFEST_ID_BYTES, id_hex);
   textid_encode(TEXTID_CONTENT, m->id, text);
   expect_says(r, "Its content ID is `%s`, as a text ID `%s`", id_hex, text);
@@ -1193,6 +1370,7 @@ static void test_link_example(void **state) {
   }
   free(doc_link);
   expect_says(r, "holding the %zu bytes `hello, shoal\\n`", strlen(hello_text));
+  expect_says(r, "with the mode and modification time of `hello.txt`");
 
   /* The parts, put together, are the link again. */
   assert_int_equal(tables_read(r->text, r->len, t, 2), 1);
@@ -1262,6 +1440,10 @@ static void test_tracker_lookup_example(void **state) {
       tmsg_query_encode(&body, TMSG_LOOKUP, 7, payload.data, payload.len), 0);
   frame_with_header(&frame, &body);
   expect_dump(r, frame.data, frame.len);
+  expect_says(r,
+              "the content ID of the `hello.txt` manifest from section "
+              "\"Manifest\" (`%s`)",
+              id_abbrev(m->id));
   expect_says(r, "as sent on the connection (%zu bytes)", frame.len);
   expect_says(r, "body length %zu", body.len);
   expect_says(r, "payload length %zu", payload.len);
@@ -1868,6 +2050,8 @@ static const struct limit limits[] = {
     LIMIT(MANIFEST_CHUNK_LOG2_MAX),
     LIMIT(MANIFEST_TARGET_CHUNKS),
     LIMIT(MANIFEST_MAX_FILES),
+    LIMIT(MANIFEST_MAX_FOLDERS),
+    LIMIT(MANIFEST_NSEC_LIMIT),
     LIMIT(MANIFEST_MAX_CHUNKS),
     LIMIT(MANIFEST_MAX_PATH),
     LIMIT(MANIFEST_MAX_SEGMENT),
@@ -2145,6 +2329,7 @@ static void test_hello_example(void **state) {
   buf_init(&b, 4096);
   example_hello(&x, &b);
   expect_dump(r, b.data, b.len);
+  expect_says(r, "content ID `%s`", id_abbrev(x.m->id));
   frame_header(hdr, b.len);
   expect_says(r,
               "(%zu bytes; %zu on the connection after the frame header "
@@ -2329,7 +2514,9 @@ int main(void) {
       cmocka_unit_test(test_text_id_examples),
       cmocka_unit_test(test_key_file_layout),
       cmocka_unit_test(test_manifest_layout),
+      cmocka_unit_test(test_manifest_decoding),
       cmocka_unit_test(test_manifest_file_example),
+      cmocka_unit_test(test_manifest_folder_example),
       cmocka_unit_test(test_link_example),
       cmocka_unit_test(test_tracker_frame_sizes),
       cmocka_unit_test(test_query_layout),
