@@ -2701,8 +2701,131 @@ static size_t folder_len(const char *rel) {
   return slash != NULL ? (size_t)(slash - rel) : 0;
 }
 
-/* Flushes every file and folder of the partial folder. */
-static int sync_tree(const struct storage *s) {
+/* The process's umask, from /proc/self/status ("Umask:", Linux 4.7 and
+ * later): umask() can only read it by setting it, and for that moment every
+ * file another thread creates would get the wrong mode. -1 when it cannot
+ * be read. */
+static int read_umask(void) {
+  char line[128];
+  int mask = -1;
+  FILE *f = fopen("/proc/self/status", "re");
+
+  if (f == NULL) {
+    return -1;
+  }
+  while (fgets(line, sizeof(line), f) != NULL) {
+    if (strncmp(line, "Umask:", 6) == 0) {
+      char *end;
+      errno = 0;
+      unsigned long v = strtoul(line + 6, &end, 8);
+      if (errno == 0 && end != line + 6 && v <= 0777) {
+        mask = (int)v;
+      }
+      break;
+    }
+  }
+  fclose(f);
+  return mask;
+}
+
+/* The mode a finished file gets: 0644, or 0755 when the manifest marks it
+ * executable, less the umask. Nothing but the manifest's one bit and the
+ * umask decides it, and only permission bits are ever set. When the umask
+ * cannot be read, the file's own mode stands in for 0644 less it (the
+ * partial file was made PART_MODE under it), and an executable gets the
+ * execute bit wherever it may be read. */
+static mode_t finished_mode(const struct manifest_file *f, mode_t partial,
+                            int mask) {
+  int exec = (f->mode & MANIFEST_MODE_EXEC) != 0;
+  if (mask >= 0) {
+    return (mode_t)((exec ? 0755 : PART_MODE) & ~mask);
+  }
+  mode_t rw = partial & 0666;
+  return exec ? rw | ((rw & 0444) >> 2) : rw;
+}
+
+/* Gives a finished file its mode and the manifest's modification time (the
+ * access time is left alone), then flushes it. The data was written and
+ * verified before, so nothing changes the time afterwards. */
+static int finish_file(int fd, const struct manifest_file *f, int mask) {
+  struct timespec ts[2] = {{0, UTIME_OMIT}, {0, 0}};
+  struct stat st;
+
+  if (fstat(fd, &st) != 0) {
+    return -errno;
+  }
+  if (fchmod(fd, finished_mode(f, st.st_mode, mask)) != 0) {
+    return -errno;
+  }
+  ts[1].tv_sec = (time_t)f->mtime_sec;
+  ts[1].tv_nsec = (long)f->mtime_nsec;
+  if (futimens(fd, ts) != 0) {
+    return -errno;
+  }
+  return fsync_fd(fd);
+}
+
+/* Creates the manifest's empty folders, and the folders on the way to
+ * them, inside the partial folder, and flushes each folder that got a new
+ * entry. A folder already there is kept (a finish that failed halfway
+ * runs again); anything else in its place means the partial folder was
+ * tampered with, and the finish fails. */
+static int make_empty_folders(const struct storage *s) {
+  char seg[MANIFEST_MAX_SEGMENT + 1];
+
+  for (uint32_t i = 0; i < s->m->folder_count; i++) {
+    const char *p = s->m->folders[i] + s->name_len + 1;
+    int cur = s->root_fd;
+    int err = 0;
+
+    while (err == 0) {
+      const char *slash = strchr(p, '/');
+      size_t n = slash != NULL ? (size_t)(slash - p) : strlen(p);
+      /* Decoded manifests never hold such segments; as in open_under, a
+       * path must not leave the folder even if that changed. */
+      if (n == 0 || n > MANIFEST_MAX_SEGMENT || (n == 1 && p[0] == '.') ||
+          (n == 2 && p[0] == '.' && p[1] == '.')) {
+        err = SHOAL_EPATH;
+        break;
+      }
+      memcpy(seg, p, n);
+      seg[n] = '\0';
+      int created = mkdirat(cur, seg, FOLDER_MODE) == 0;
+      if (!created && errno != EEXIST) {
+        err = -errno;
+        break;
+      }
+      if (created) {
+        err = fsync_fd(cur);
+      }
+      int next =
+          openat(cur, seg, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+      if (next < 0) {
+        err = err != 0 ? err : -errno;
+        break;
+      }
+      if (cur != s->root_fd) {
+        close(cur);
+      }
+      cur = next;
+      if (err != 0 || slash == NULL) {
+        break;
+      }
+      p = slash + 1;
+    }
+    if (cur != s->root_fd) {
+      close(cur);
+    }
+    if (err != 0) {
+      return err;
+    }
+  }
+  return 0;
+}
+
+/* Gives every file of the partial folder its mode and time and flushes it,
+ * and flushes every folder that holds one. */
+static int finish_tree(const struct storage *s, int mask) {
   const char *prev = NULL;
   size_t prev_len = 0;
 
@@ -2716,7 +2839,7 @@ static int sync_tree(const struct storage *s) {
     if (fd < 0) {
       return fd;
     }
-    err = fsync_fd(fd);
+    err = finish_file(fd, &s->m->files[i], mask);
     close(fd);
     /* Files of one folder sort together: sync each folder once. */
     if (err == 0 && parent >= 0 &&
@@ -2735,12 +2858,23 @@ static int sync_tree(const struct storage *s) {
   return 0;
 }
 
+/* Every chunk is verified and written: the empty folders are made, each
+ * file gets its mode and time, everything is flushed, and only then is the
+ * partial copy renamed into place, so the content appears whole. */
 static void finish_work(uv_work_t *w) {
   struct finish_req *r = container_of(w, struct finish_req, work);
   const struct storage *s = r->s;
+  int mask = read_umask();
   int err;
 
-  err = s->m->kind == MANIFEST_KIND_FOLDER ? sync_tree(s) : 0;
+  if (s->m->kind == MANIFEST_KIND_FOLDER) {
+    err = make_empty_folders(s);
+    if (err == 0) {
+      err = finish_tree(s, mask);
+    }
+  } else {
+    err = finish_file(s->root_fd, &s->m->files[0], mask);
+  }
   if (err == 0) {
     err = fsync_fd(s->root_fd);
   }

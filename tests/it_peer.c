@@ -1126,6 +1126,121 @@ static void folder_tree_arrives_exactly(void **state) {
   fx_finish(f);
 }
 
+/* What a folder holds besides its files' bytes arrives too: empty folders
+ * (one that holds only an empty folder, and one whose only entry, a
+ * symbolic link, was left out), the executable bit, and every file's
+ * modification time to the nanosecond, as docs/protocol.md ("Modes, times
+ * and empty folders") says. The modes come from the manifest's one bit and
+ * the downloader's umask only: the source's set-user-ID bit and odd
+ * permissions do not travel. */
+static void folder_keeps_empty_folders_modes_and_times(void **state) {
+  struct fx *f = *state;
+  static const struct {
+    const char *path;
+    size_t size;
+    mode_t mode;
+    int exec;
+    time_t sec;
+    long nsec;
+  } files[] = {
+      {"src/kit/run.sh", 300, 0755, 1, 1000000000, 123456789},
+      {"src/kit/data.bin", 70000, 0644, 0, 1234567890, 0},
+      {"src/kit/bin/tool", 5000, 04750, 1, 946684800, 999999999},
+      {"src/kit/notes.txt", 10, 0600, 0, 1500000000, 500},
+      {"src/kit/empty", 0, 0664, 0, 1700000000, 1},
+  };
+  static const char *const folders[] = {"kit/cache/tmp", "kit/logs",
+                                        "kit/lonely"};
+  const size_t nfiles = sizeof(files) / sizeof(files[0]);
+  struct fx_shared sh;
+  char p[PROC_PATH_MAX], src[PROC_PATH_MAX], opath[PROC_PATH_MAX];
+  struct stat st;
+  mode_t mask = umask(0);
+
+  umask(mask); /* the downloader inherits this one */
+  fx_start_tracker(f);
+  for (size_t i = 0; i < nfiles; i++) {
+    struct timespec ts[2] = {{files[i].sec, files[i].nsec},
+                             {files[i].sec, files[i].nsec}};
+    fx_write_random(f, files[i].path, files[i].size, 90 + i, NULL);
+    fx_path(f, p, sizeof(p), files[i].path);
+    assert_int_equal(chmod(p, files[i].mode), 0);
+    assert_int_equal(utimensat(AT_FDCWD, p, ts, 0), 0);
+  }
+  fx_mkdir(f, "src/kit/cache");
+  fx_mkdir(f, "src/kit/cache/tmp");
+  fx_mkdir(f, "src/kit/logs");
+  fx_mkdir(f, "src/kit/lonely");
+  fx_path(f, p, sizeof(p), "src/kit/lonely/link");
+  assert_int_equal(symlink("../data.bin", p), 0);
+
+  fx_path(f, src, sizeof(src), "src/kit");
+  struct proc *seed =
+      fx_peer(f, "seeder", "s", "share", src, "--tracker", f->tracker_addr,
+              "--tracker-key", f->tracker_key, NULL);
+  fx_wait_shared(seed, &sh);
+  fx_mkdir(f, "out");
+  fx_path(f, opath, sizeof(opath), "out");
+  struct proc *dl = fx_peer(f, "dl", "dl", "get", sh.link, "-o", opath, NULL);
+  fx_expect_exit(dl, FX_COMPLETE_MS, 0);
+  fx_assert_json_output(dl);
+
+  for (size_t i = 0; i < nfiles; i++) {
+    char rel[PROC_PATH_MAX];
+    snprintf(rel, sizeof(rel), "out/%s", files[i].path + strlen("src/"));
+    fx_path(f, p, sizeof(p), rel);
+    assert_int_equal(lstat(p, &st), 0);
+    assert_true(S_ISREG(st.st_mode));
+    assert_int_equal((uint64_t)st.st_size, files[i].size);
+    mode_t want = (files[i].exec ? 0755 : 0644) & ~mask;
+    if ((st.st_mode & 07777) != want) {
+      fail_msg("%s has mode %04o, want %04o (umask %03o)", rel,
+               (unsigned)(st.st_mode & 07777), (unsigned)want, (unsigned)mask);
+    }
+    if (st.st_mtim.tv_sec != files[i].sec ||
+        st.st_mtim.tv_nsec != files[i].nsec) {
+      fail_msg("%s was modified at %lld.%09ld, want %lld.%09ld", rel,
+               (long long)st.st_mtim.tv_sec, st.st_mtim.tv_nsec,
+               (long long)files[i].sec, files[i].nsec);
+    }
+  }
+  for (size_t i = 0; i < sizeof(folders) / sizeof(folders[0]); i++) {
+    char rel[PROC_PATH_MAX];
+    snprintf(rel, sizeof(rel), "out/%s", folders[i]);
+    fx_path(f, p, sizeof(p), rel);
+    if (lstat(p, &st) != 0 || !S_ISDIR(st.st_mode)) {
+      fail_msg("the empty folder %s did not arrive", rel);
+    }
+    DIR *d = opendir(p);
+    assert_non_null(d);
+    struct dirent *de;
+    while ((de = readdir(d)) != NULL) {
+      if (strcmp(de->d_name, ".") != 0 && strcmp(de->d_name, "..") != 0) {
+        closedir(d);
+        fail_msg("%s should be empty, holds %s", rel, de->d_name);
+      }
+    }
+    closedir(d);
+  }
+  /* Nothing else arrived, and nothing is left partial. */
+  struct tree got = {0};
+  fx_path(f, p, sizeof(p), "out");
+  tree_walk(&got, p, "");
+  assert_int_equal(got.n,
+                   nfiles + 2 /* bin, cache */ + 3 /* folders */ + 1 /* kit */);
+  free(got.e);
+  /* The shared files were only read. */
+  for (size_t i = 0; i < nfiles; i++) {
+    fx_path(f, p, sizeof(p), files[i].path);
+    assert_int_equal(stat(p, &st), 0);
+    assert_int_equal(st.st_mode & 07777, files[i].mode);
+    assert_int_equal(st.st_mtim.tv_sec, files[i].sec);
+    assert_int_equal(st.st_mtim.tv_nsec, files[i].nsec);
+  }
+  fx_stop_peer(seed, NULL);
+  fx_finish(f);
+}
+
 /* ------------------------------------------------------------------------ */
 /* 7. Hostile peer-wire input to a seeder. */
 
@@ -1415,6 +1530,10 @@ static void hostile_manifest(struct buf *out, const struct identity *pub,
   buf_add_u16(out, (uint16_t)strlen(path));
   buf_add(out, path, strlen(path));
   buf_add_u64(out, len);
+  buf_add_u64(out, 1767225600); /* modification time, seconds */
+  buf_add_u32(out, 0);          /* and nanoseconds */
+  buf_add_u8(out, 0);           /* mode: not executable */
+  buf_add_u32(out, 0);          /* no empty folders */
   buf_add_u32(out, 1);
   crypto_generichash(hash, sizeof(hash), data, len, NULL, 0);
   buf_add(out, hash, sizeof(hash));
@@ -2137,6 +2256,8 @@ int main(void) {
                                       fx_teardown),
       cmocka_unit_test_setup_teardown(folder_tree_arrives_exactly, fx_setup,
                                       fx_teardown),
+      cmocka_unit_test_setup_teardown(
+          folder_keeps_empty_folders_modes_and_times, fx_setup, fx_teardown),
       cmocka_unit_test_setup_teardown(hostile_input_leaves_seeder_serving,
                                       fx_setup, fx_teardown),
       cmocka_unit_test_setup_teardown(hostile_manifest_paths_fail_the_get,
