@@ -2122,6 +2122,37 @@ static void touched_shared_file_is_noticed_while_idle(void **state) {
   fx_finish(f);
 }
 
+/* A link says size=0 for a content that is not empty: the size is part of
+ * what the link promises, 0 included. */
+static void link_of_size_zero_for_a_full_content_fails(void **state) {
+  struct fx *f = *state;
+  struct fx_shared sh;
+  char src[PROC_PATH_MAX], out[PROC_PATH_MAX], bad[LINK_MAX_CHARS + 1];
+  char where[PROC_PATH_MAX];
+  fx_start_tracker(f);
+  fx_mkdir(f, "src");
+  fx_mkdir(f, "out");
+  fx_write_random(f, "src/not-empty.bin", 10 * FX_KiB, 32, NULL);
+  fx_path(f, src, sizeof(src), "src/not-empty.bin");
+  fx_path(f, out, sizeof(out), "out");
+  struct proc *seed =
+      fx_peer(f, "seeder", "s", "share", src, "--tracker", f->tracker_addr,
+              "--tracker-key", f->tracker_key, NULL);
+  fx_wait_shared(seed, &sh);
+  struct share_link l;
+  const char *why = NULL;
+  assert_int_equal(link_parse(sh.link, strlen(sh.link), &l, &why), 0);
+  l.size = 0;
+  assert_true(link_format(&l, bad, sizeof(bad)) > 0);
+  struct proc *dl = fx_peer(f, "dl", "dl", "get", bad, "-o", out, NULL);
+  fx_expect_exit(dl, FX_COMPLETE_MS, 1);
+  assert_true(proc_output_has(dl, 1, "does not match the link"));
+  fx_path(f, where, sizeof(where), "out/not-empty.bin");
+  assert_false(fx_exists(where));
+  fx_stop_peer(seed, NULL);
+  fx_finish(f);
+}
+
 static void peer_with_another_key_than_listed_is_dropped(void **state) {
   struct fx *f = *state;
   struct fx_shared sh;
@@ -2265,6 +2296,8 @@ int main(void) {
       cmocka_unit_test_setup_teardown(
           client_server_mode_uploads_only_from_the_publisher, fx_setup,
           fx_teardown),
+      cmocka_unit_test_setup_teardown(
+          link_of_size_zero_for_a_full_content_fails, fx_setup, fx_teardown),
       cmocka_unit_test_setup_teardown(failed_get_leaves_the_tracker_at_once,
                                       fx_setup, fx_teardown),
       cmocka_unit_test_setup_teardown(changed_shared_file_stops_being_seeded,
