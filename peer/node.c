@@ -1212,7 +1212,9 @@ void swarm_manifest_ready(struct swarm *sw) {
     swarm_fail(sw, SHOAL_EFORMAT, msg);
     return;
   }
-  if (sw->size_hint != 0 && sw->size_hint != sw->m->total_size) {
+  /* A link names both; its size is a promise too, 0 included (an empty
+   * file is a content). A get by content ID alone has neither. */
+  if (sw->name_given && sw->size_hint != sw->m->total_size) {
     swarm_fail(sw, SHOAL_ESIZE,
                "the manifest does not match the link: the sizes differ — "
                "ask for a fresh link");

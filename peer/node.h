@@ -141,8 +141,8 @@ int node_share(struct node *n, struct manifest *m,
                const struct link_tracker *trackers, unsigned ntrackers,
                const uint8_t *tracker_key);
 
-/* Gets a content into dir. name and size (from a link; NULL/0 when not
- * known) are checked against the manifest. With seed, the swarm keeps
+/* Gets a content into dir. name and size come from a link, and the
+ * manifest must match both (name NULL: no link, nothing to match). With seed, the swarm keeps
  * serving after it completes; else NODE_EV_COMPLETE is the end of it. */
 int node_get(struct node *n, const uint8_t content[MANIFEST_ID_BYTES],
              const char *name, uint64_t size,

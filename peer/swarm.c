@@ -1079,6 +1079,15 @@ static int on_manifest_part(struct swarm *sw, struct session *s,
   err = manifest_decode(sw->mf.data, sw->mf.len, &man);
   buf_free(&sw->mf);
   buf_init(&sw->mf, MANIFEST_MAX_BYTES);
+  if (err == SHOAL_EVERSION) {
+    /* The content ID holds the manifest's bytes: it cannot be upgraded,
+     * only shared again. */
+    swarm_fail(sw, err,
+               "the content was shared by an older shoal (manifest version "
+               "1), which this one no longer reads — ask its publisher to "
+               "share it again with this version and send the new link");
+    return 0;
+  }
   if (err != 0) {
     char msg[256];
     snprintf(msg, sizeof(msg),
