@@ -1558,6 +1558,41 @@ static int error_line_names(const char *line, void *arg) {
   return 0;
 }
 
+/* A content shared by an older shoal: its version 1 manifest is refused,
+ * and the message says why and what to do. */
+static void version_1_manifest_is_named(void **state) {
+  struct fx *f = *state;
+  char vpath[PROC_PATH_MAX], id_text[TEXTID_STRLEN], opath[PROC_PATH_MAX];
+  char line[FX_LINE_CAP], msg[1024];
+  uint8_t id[MANIFEST_ID_BYTES], data[100];
+  struct manifest *m = NULL;
+  size_t len;
+  tu_vector_path(vpath, sizeof(vpath), "manifest-v1-folder.bin");
+  uint8_t *v1 = tu_read_file(vpath, &len);
+  assert_non_null(v1);
+  assert_int_equal(manifest_decode(v1, len, &m), SHOAL_EVERSION);
+  assert_int_equal(manifest_id_of(v1, len, id), 0);
+  textid_encode(TEXTID_CONTENT, id, id_text);
+  tu_fill(data, sizeof(data), 9);
+  fx_start_tracker(f);
+  struct fake *fk = fake_start(f, id, v1, len, data, sizeof(data),
+                               MANIFEST_CHUNK_LOG2_MIN, 1, 1);
+  fx_mkdir(f, "out");
+  fx_path(f, opath, sizeof(opath), "out");
+  struct proc *dl =
+      fx_peer(f, "dl", "dl", "get", id_text, "--tracker", f->tracker_addr,
+              "--tracker-key", f->tracker_key, "-o", opath, NULL);
+  fx_expect_exit(dl, 30000, 1);
+  assert_true(atomic_load(&fk->parts) > 0);
+  assert_true(proc_find_event(dl, "error", NULL, NULL, 1, line, sizeof(line)));
+  assert_int_equal(jsonl_str(line, "message", msg, sizeof(msg)), 0);
+  if (strstr(msg, "older shoal") == NULL || strstr(msg, "again") == NULL) {
+    fail_msg("the error does not name the old version: %s", msg);
+  }
+  free(v1);
+  fx_finish(f);
+}
+
 static void hostile_manifest_paths_fail_the_get(void **state) {
   struct fx *f = *state;
   uint8_t data[100];
@@ -2291,6 +2326,8 @@ int main(void) {
           folder_keeps_empty_folders_modes_and_times, fx_setup, fx_teardown),
       cmocka_unit_test_setup_teardown(hostile_input_leaves_seeder_serving,
                                       fx_setup, fx_teardown),
+      cmocka_unit_test_setup_teardown(version_1_manifest_is_named, fx_setup,
+                                      fx_teardown),
       cmocka_unit_test_setup_teardown(hostile_manifest_paths_fail_the_get,
                                       fx_setup, fx_teardown),
       cmocka_unit_test_setup_teardown(
