@@ -141,7 +141,9 @@ int storage_check_source(struct storage *s, storage_cb cb, void *arg);
  * and fills out, or 0 (out zeroed) while none was found. */
 int storage_source_change(const struct storage *s, struct storage_change *out);
 
-/* When every chunk is had: flushes, renames the partial copy into place,
+/* When every chunk is had: makes the manifest's empty folders, gives each
+ * file its mode (0644 or 0755 less the umask) and modification time,
+ * flushes, renames the partial copy into place,
  * removes the resume record; cb(0) then. Returns SHOAL_EINVAL if a chunk is
  * missing. */
 int storage_finish(struct storage *s, storage_cb cb, void *arg);
