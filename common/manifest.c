@@ -17,12 +17,15 @@
 static const char manifest_domain[] = "shoal/1 manifest";
 
 /* version, kind, chunk_log2, flags, publisher, total, name length, file
- * count, chunk count: the fixed part of the canonical bytes. The smallest
- * signed manifest adds a one-byte name and the signature. */
-#define FIXED_BYTES (4 + IDENTITY_PK_BYTES + 8 + 2 + 4 + 4)
+ * count, folder count, chunk count: the fixed part of the canonical bytes.
+ * The smallest signed manifest adds a one-byte name and the signature. */
+#define FIXED_BYTES (4 + IDENTITY_PK_BYTES + 8 + 2 + 4 + 4 + 4)
 #define MIN_SIGNED_BYTES (FIXED_BYTES + 1 + IDENTITY_SIG_BYTES)
-/* Each file entry is at least a 2-byte length, one path byte and a size. */
-#define MIN_FILE_BYTES (2 + 1 + 8)
+/* Each file entry is at least a 2-byte length, one path byte, the size, the
+ * modification time (seconds and nanoseconds) and the mode byte. */
+#define MIN_FILE_BYTES (2 + 1 + 8 + 8 + 4 + 1)
+/* Each folder entry is at least a 2-byte length and one path byte. */
+#define MIN_FOLDER_BYTES (2 + 1)
 
 /* ------------------------------------------------------------------------ */
 /* Paths */
@@ -126,6 +129,10 @@ static int file_cmp(const void *x, const void *y) {
   return path_cmp(a->path, b->path);
 }
 
+static int folder_cmp(const void *x, const void *y) {
+  return path_cmp(*(char *const *)x, *(char *const *)y);
+}
+
 /* True when `child` lies inside the folder `parent`. */
 static int is_inside(const char *parent, const char *child) {
   size_t n = strlen(parent);
@@ -157,6 +164,10 @@ void manifest_free(struct manifest *m) {
     free(m->files[i].path);
   }
   free(m->files);
+  for (uint32_t i = 0; i < m->folder_count; i++) {
+    free(m->folders[i]);
+  }
+  free(m->folders);
   free(m->name);
   free(m->hashes);
   free(m->encoded);
@@ -164,8 +175,8 @@ void manifest_free(struct manifest *m) {
   free(m);
 }
 
-int manifest_chunk_file(const struct manifest *m, uint32_t idx,
-                        uint32_t *file, uint64_t *offset) {
+int manifest_chunk_file(const struct manifest *m, uint32_t idx, uint32_t *file,
+                        uint64_t *offset) {
   uint32_t lo = 0;
   uint32_t hi = m->file_count;
 
@@ -246,10 +257,21 @@ static int manifest_seal(struct manifest *m, const struct identity *pub) {
   buf_add(&b, m->name, name_len);
   buf_add_u32(&b, m->file_count);
   for (uint32_t i = 0; i < m->file_count; i++) {
-    size_t n = strlen(m->files[i].path);
+    const struct manifest_file *f = &m->files[i];
+    size_t n = strlen(f->path);
     buf_add_u16(&b, (uint16_t)n);
-    buf_add(&b, m->files[i].path, n);
-    buf_add_u64(&b, m->files[i].size);
+    buf_add(&b, f->path, n);
+    buf_add_u64(&b, f->size);
+    /* The seconds travel as the two's complement of a signed count. */
+    buf_add_u64(&b, (uint64_t)f->mtime_sec);
+    buf_add_u32(&b, (uint32_t)f->mtime_nsec);
+    buf_add_u8(&b, f->mode);
+  }
+  buf_add_u32(&b, m->folder_count);
+  for (uint32_t i = 0; i < m->folder_count; i++) {
+    size_t n = strlen(m->folders[i]);
+    buf_add_u16(&b, (uint16_t)n);
+    buf_add(&b, m->folders[i], n);
   }
   buf_add_u32(&b, m->chunk_count);
   buf_add(&b, m->hashes, (size_t)m->chunk_count * MANIFEST_HASH_BYTES);
@@ -289,8 +311,33 @@ static char *dup_bytes(const uint8_t *p, size_t n) {
   return s;
 }
 
-static int decode_files(struct buf_reader *r, struct manifest *m) {
+/* The signed value of a 64-bit two's complement, without relying on the
+ * implementation-defined conversion of a large unsigned value. */
+static int64_t i64_of(uint64_t v) {
+  return v <= (uint64_t)INT64_MAX ? (int64_t)v : -(int64_t)(UINT64_MAX - v) - 1;
+}
+
+/* Checks one path from the wire and copies it: the path rules, then the
+ * content's name first (a file content's one path is the name itself, and
+ * everything in a folder content lies inside the name). */
+static int decode_path(const struct manifest *m, const uint8_t *p, uint16_t n,
+                       char **out) {
   size_t name_len = strlen(m->name);
+  int err = manifest_check_path((const char *)p, n);
+  if (err != 0) {
+    return err;
+  }
+  if (n < name_len || memcmp(p, m->name, name_len) != 0 ||
+      (m->kind == MANIFEST_KIND_FILE && n != name_len) ||
+      (m->kind == MANIFEST_KIND_FOLDER &&
+       (n <= name_len + 1 || p[name_len] != '/'))) {
+    return SHOAL_EPATH;
+  }
+  *out = dup_bytes(p, n);
+  return *out == NULL ? SHOAL_ENOMEM : 0;
+}
+
+static int decode_files(struct buf_reader *r, struct manifest *m) {
   uint64_t total = 0;
   uint64_t chunks = 0;
 
@@ -299,29 +346,26 @@ static int decode_files(struct buf_reader *r, struct manifest *m) {
     uint16_t n = buf_read_u16(r);
     const uint8_t *p = buf_read_bytes(r, n);
     f->size = buf_read_u64(r);
+    f->mtime_sec = i64_of(buf_read_u64(r));
+    uint32_t nsec = buf_read_u32(r);
+    f->mode = buf_read_u8(r);
     if (buf_reader_err(r) != 0) {
       return buf_reader_err(r);
     }
-    int err = manifest_check_path((const char *)p, n);
+    int err = decode_path(m, p, n, &f->path);
     if (err != 0) {
       return err;
-    }
-    /* Every path begins with the content's name; a file content is that
-     * one name and nothing else. */
-    if (n < name_len || memcmp(p, m->name, name_len) != 0 ||
-        (m->kind == MANIFEST_KIND_FILE && n != name_len) ||
-        (m->kind == MANIFEST_KIND_FOLDER &&
-         (n <= name_len + 1 || p[name_len] != '/'))) {
-      return SHOAL_EPATH;
-    }
-    f->path = dup_bytes(p, n);
-    if (f->path == NULL) {
-      return SHOAL_ENOMEM;
     }
     if (i > 0 && (path_cmp(m->files[i - 1].path, f->path) >= 0 ||
                   is_inside(m->files[i - 1].path, f->path))) {
       return SHOAL_EDUPPATH;
     }
+    /* One bit of mode is defined, and a time has less than a second of
+     * nanoseconds: anything else would be a second encoding of a content. */
+    if ((f->mode & ~MANIFEST_MODE_EXEC) != 0 || nsec >= MANIFEST_NSEC_LIMIT) {
+      return SHOAL_EFORMAT;
+    }
+    f->mtime_nsec = nsec;
     if (f->size > UINT64_MAX - total) {
       return SHOAL_ESIZE;
     }
@@ -341,6 +385,68 @@ static int decode_files(struct buf_reader *r, struct manifest *m) {
   return 0;
 }
 
+/* Walks the files and the empty folders together in canonical order. Each
+ * path must be greater than the one before it and not inside it: a file
+ * inside a file, a folder that is also a file or lies inside one, a folder
+ * that holds a file or another listed folder (it is implied, and listing it
+ * would give the same tree a second encoding), and a folder listed twice
+ * or out of order are all refused. Since '/' sorts lowest, a path inside P
+ * comes right after P, so neighbours are all there is to compare. */
+static int check_tree(const struct manifest *m) {
+  const char *prev = NULL;
+  uint32_t i = 0;
+  uint32_t j = 0;
+
+  while (i < m->file_count || j < m->folder_count) {
+    const char *cur;
+    if (j == m->folder_count ||
+        (i < m->file_count && path_cmp(m->files[i].path, m->folders[j]) < 0)) {
+      cur = m->files[i++].path;
+    } else {
+      cur = m->folders[j++];
+    }
+    if (prev != NULL && (path_cmp(prev, cur) >= 0 || is_inside(prev, cur))) {
+      return SHOAL_EDUPPATH;
+    }
+    prev = cur;
+  }
+  return 0;
+}
+
+static int decode_folders(struct buf_reader *r, struct manifest *m) {
+  uint32_t count = buf_read_u32(r);
+
+  if (buf_reader_err(r) != 0) {
+    return buf_reader_err(r);
+  }
+  if (count > MANIFEST_MAX_FOLDERS) {
+    return SHOAL_ETOOBIG;
+  }
+  /* A file content has no folder; a count the remaining bytes cannot hold
+   * is refused before allocation. */
+  if ((m->kind == MANIFEST_KIND_FILE && count != 0) ||
+      count > buf_reader_left(r) / MIN_FOLDER_BYTES) {
+    return SHOAL_EFORMAT;
+  }
+  m->folders = calloc(count ? count : 1, sizeof(*m->folders));
+  if (m->folders == NULL) {
+    return SHOAL_ENOMEM;
+  }
+  m->folder_count = count;
+  for (uint32_t i = 0; i < count; i++) {
+    uint16_t n = buf_read_u16(r);
+    const uint8_t *p = buf_read_bytes(r, n);
+    if (buf_reader_err(r) != 0) {
+      return buf_reader_err(r);
+    }
+    int err = decode_path(m, p, n, &m->folders[i]);
+    if (err != 0) {
+      return err;
+    }
+  }
+  return check_tree(m);
+}
+
 int manifest_decode(const uint8_t *bytes, size_t len, struct manifest **out) {
   struct manifest *m = NULL;
   struct buf_reader r;
@@ -348,14 +454,20 @@ int manifest_decode(const uint8_t *bytes, size_t len, struct manifest **out) {
   int err;
 
   *out = NULL;
+  if (len < 1) {
+    return SHOAL_ETRUNC;
+  }
+  /* The version fixes the layout, so it is checked before anything else
+   * (the signature included): a manifest of another version is refused as
+   * such, whatever its length. */
+  if (bytes[0] != MANIFEST_VERSION) {
+    return SHOAL_EVERSION;
+  }
   if (len < MIN_SIGNED_BYTES) {
     return SHOAL_ETRUNC;
   }
   if (len > MANIFEST_MAX_BYTES) {
     return SHOAL_ETOOBIG;
-  }
-  if (bytes[0] != MANIFEST_VERSION) {
-    return SHOAL_EVERSION;
   }
   body_len = len - IDENTITY_SIG_BYTES;
   err = identity_verify2(bytes + 4, manifest_domain, sizeof(manifest_domain),
@@ -417,6 +529,10 @@ int manifest_decode(const uint8_t *bytes, size_t len, struct manifest **out) {
   if (err != 0) {
     goto fail;
   }
+  err = decode_folders(&r, m);
+  if (err != 0) {
+    goto fail;
+  }
   uint32_t chunk_count = buf_read_u32(&r);
   if (buf_reader_err(&r) != 0) {
     err = buf_reader_err(&r);
@@ -430,8 +546,8 @@ int manifest_decode(const uint8_t *bytes, size_t len, struct manifest **out) {
     err = SHOAL_EFORMAT;
     goto fail;
   }
-  m->hashes = malloc(chunk_count ? (size_t)chunk_count * MANIFEST_HASH_BYTES
-                                 : 1);
+  m->hashes =
+      malloc(chunk_count ? (size_t)chunk_count * MANIFEST_HASH_BYTES : 1);
   m->encoded = malloc(len);
   if (m->hashes == NULL || m->encoded == NULL) {
     err = SHOAL_ENOMEM;
@@ -456,6 +572,7 @@ fail:
 struct scan {
   struct manifest *m;
   uint32_t cap;
+  uint32_t folder_cap;
   const struct manifest_build_opts *opts;
 };
 
@@ -495,7 +612,32 @@ static int add_file(struct scan *s, const char *rel, const struct stat *st) {
   f->size = (uint64_t)st->st_size;
   f->mtime_sec = st->st_mtim.tv_sec;
   f->mtime_nsec = st->st_mtim.tv_nsec;
+  /* Only whether the owner may run it: the rest of the mode is the
+   * downloader's own (its umask), and the special bits are never shared. */
+  f->mode = (st->st_mode & S_IXUSR) != 0 ? MANIFEST_MODE_EXEC : 0;
   m->file_count++;
+  return 0;
+}
+
+static int add_folder(struct scan *s, const char *rel) {
+  struct manifest *m = s->m;
+  if (m->folder_count == MANIFEST_MAX_FOLDERS) {
+    return SHOAL_ETOOBIG;
+  }
+  if (m->folder_count == s->folder_cap) {
+    uint32_t cap = s->folder_cap ? s->folder_cap * 2 : 16;
+    char **f = realloc(m->folders, cap * sizeof(*f));
+    if (f == NULL) {
+      return SHOAL_ENOMEM;
+    }
+    m->folders = f;
+    s->folder_cap = cap;
+  }
+  m->folders[m->folder_count] = strdup(rel);
+  if (m->folders[m->folder_count] == NULL) {
+    return SHOAL_ENOMEM;
+  }
+  m->folder_count++;
   return 0;
 }
 
@@ -528,14 +670,13 @@ static int scan_dir(struct scan *s, int dfd, const char *rel, unsigned depth) {
       break;
     }
     if (check_segment(e->d_name, strlen(e->d_name)) != 0) {
-      report_skip(s, child, "name cannot be shared safely (control "
-                            "character, backslash or invalid UTF-8)");
+      report_skip(s, child, MANIFEST_SKIP_UNSAFE_NAME);
       continue;
     }
     struct stat st;
     if (fstatat(dirfd(d), e->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0) {
       if (errno == ENOENT) {
-        report_skip(s, child, "removed while the folder was being read");
+        report_skip(s, child, MANIFEST_SKIP_VANISHED);
         continue;
       }
       err = -errno;
@@ -543,7 +684,7 @@ static int scan_dir(struct scan *s, int dfd, const char *rel, unsigned depth) {
       break;
     }
     if (S_ISLNK(st.st_mode)) {
-      report_skip(s, child, "symbolic link (not followed)");
+      report_skip(s, child, MANIFEST_SKIP_SYMLINK);
     } else if (S_ISREG(st.st_mode)) {
       err = add_file(s, child, &st);
     } else if (S_ISDIR(st.st_mode)) {
@@ -561,9 +702,17 @@ static int scan_dir(struct scan *s, int dfd, const char *rel, unsigned depth) {
         set_err_path(s->opts, child);
         break;
       }
+      uint32_t files = s->m->file_count;
+      uint32_t folders = s->m->folder_count;
       err = scan_dir(s, sub, child, depth + 1);
+      /* A folder in which nothing was recorded is kept as an empty folder;
+       * one that holds anything is implied by it. */
+      if (err == 0 && s->m->file_count == files &&
+          s->m->folder_count == folders) {
+        err = add_folder(s, child);
+      }
     } else {
-      report_skip(s, child, "not a regular file (socket, fifo or device)");
+      report_skip(s, child, MANIFEST_SKIP_SPECIAL);
     }
     if (err != 0) {
       break;
@@ -594,7 +743,8 @@ static int scan_path(struct manifest *m, const char *path,
     return SHOAL_EPATH;
   }
   m->name = strdup(base);
-  m->local_root = slash == real ? strdup("/") : strndup(real, (size_t)(slash - real));
+  m->local_root =
+      slash == real ? strdup("/") : strndup(real, (size_t)(slash - real));
   if (m->name == NULL || m->local_root == NULL) {
     free(real);
     return SHOAL_ENOMEM;
@@ -623,6 +773,9 @@ static int scan_path(struct manifest *m, const char *path,
 
   if (m->file_count > 1) {
     qsort(m->files, m->file_count, sizeof(*m->files), file_cmp);
+  }
+  if (m->folder_count > 1) {
+    qsort(m->folders, m->folder_count, sizeof(*m->folders), folder_cmp);
   }
   uint64_t total = 0;
   for (uint32_t i = 0; i < m->file_count; i++) {
@@ -742,8 +895,8 @@ static void hash_range(struct job *j) {
 
     crypto_generichash_init(&hs, NULL, 0, MANIFEST_HASH_BYTES);
     while (left > 0) {
-      size_t want = left < MANIFEST_READ_BYTES ? (size_t)left
-                                               : MANIFEST_READ_BYTES;
+      size_t want =
+          left < MANIFEST_READ_BYTES ? (size_t)left : MANIFEST_READ_BYTES;
       ssize_t r = pread(fd, buf, want, (off_t)off);
       if (r < 0 && errno == EINTR) {
         continue;
@@ -833,8 +986,7 @@ static void after_work_cb(uv_work_t *req, int status);
 static void queue_jobs(struct manifest_builder *b) {
   /* Two jobs per worker: the next one is already queued when a worker
    * finishes, so no thread waits for the loop to hand it work. */
-  while (b->status == 0 && !b->canceled &&
-         b->in_flight < 2 * b->opts.threads) {
+  while (b->status == 0 && !b->canceled && b->in_flight < 2 * b->opts.threads) {
     struct job tmp;
     if (!next_job(b, &tmp)) {
       if (b->queued_any) {
@@ -1011,8 +1163,8 @@ int manifest_build(const char *path, const struct identity *publisher,
     if (err != 0) {
       return err;
     }
-    err = manifest_build_start(&loop, path, publisher, opts, sync_done, &r,
-                               NULL);
+    err =
+        manifest_build_start(&loop, path, publisher, opts, sync_done, &r, NULL);
     if (err == 0) {
       uv_run(&loop, UV_RUN_DEFAULT);
       err = r.status;

@@ -1,11 +1,16 @@
 /* Manifests: what a content is, chunk by chunk, signed by its publisher.
  *
  * A manifest describes one file or one folder: its name, total size, chunk
- * size, every file's relative path and size, and one BLAKE2b-256 hash per
- * chunk. Chunks never span files: each file starts a new chunk, so chunk i
- * belongs to exactly one file and an identical file always hashes the same.
- * Every path starts with the content's name ("report.pdf", or
- * "photos/2024/a.jpg" inside the folder "photos").
+ * size, every file's relative path, size, executable bit and modification
+ * time, the folder's empty folders, and one BLAKE2b-256 hash per chunk.
+ * Chunks never span files: each file starts a new chunk, so chunk i belongs
+ * to exactly one file and an identical file always hashes the same. Every
+ * path starts with the content's name ("report.pdf", or "photos/2024/a.jpg"
+ * inside the folder "photos"). Only the empty folders are listed: every
+ * other folder is implied by the paths inside it, so one tree has one
+ * encoding. Version 2 (this one) added the executable bit, the modification
+ * time and the empty folders; a version 1 manifest is refused with
+ * SHOAL_EVERSION.
  *
  * Canonical bytes (docs/protocol.md, "Manifest") are followed on the wire by
  * the publisher's Ed25519 signature over "shoal/1 manifest" || 0x00 ||
@@ -26,7 +31,7 @@
 
 #include "common/identity.h"
 
-#define MANIFEST_VERSION 1
+#define MANIFEST_VERSION 2
 #define MANIFEST_HASH_BYTES 32
 #define MANIFEST_ID_BYTES 32
 /* Chunk sizes are powers of two between 16 KiB (small files waste little)
@@ -36,19 +41,38 @@
 /* The automatic choice keeps a content at or below this many chunks. */
 #define MANIFEST_TARGET_CHUNKS 2048
 /* Limits a decoder enforces before it trusts a count. */
-#define MANIFEST_MAX_FILES (1u << 17)     /* files in one folder share */
-#define MANIFEST_MAX_CHUNKS (1u << 20)    /* 32 MiB of hashes */
-#define MANIFEST_MAX_PATH 4096            /* bytes in one relative path */
-#define MANIFEST_MAX_SEGMENT 255          /* bytes in one path segment */
-#define MANIFEST_MAX_DEPTH 64             /* a path has at most this + 1
-                                             segments: the name, up to 63
-                                             folders, the file */
-#define MANIFEST_MAX_BYTES (48u << 20)    /* whole signed manifest */
+#define MANIFEST_MAX_FILES (1u << 17)   /* files in one folder share */
+#define MANIFEST_MAX_FOLDERS (1u << 17) /* empty folders in one share */
+#define MANIFEST_MAX_CHUNKS (1u << 20)  /* 32 MiB of hashes */
+#define MANIFEST_MAX_PATH 4096          /* bytes in one relative path */
+#define MANIFEST_MAX_SEGMENT 255        /* bytes in one path segment */
+#define MANIFEST_MAX_BYTES (48u << 20)  /* whole signed manifest */
+/* A path has at most this + 1 segments: the name, up to 63 folders, and
+ * the file (or an empty folder). */
+#define MANIFEST_MAX_DEPTH 64
 /* The bytes one hashing job reads before it hands back to the loop. */
 #define MANIFEST_JOB_BYTES (8u << 20)
 /* The read size while hashing: small enough to stay in cache between the
  * read and the hash. */
 #define MANIFEST_READ_BYTES (256u << 10)
+
+/* A file's mode byte: the one bit of a file's mode a manifest carries, set
+ * when the publisher's file has its owner's execute bit. No other bit may
+ * be set; set-user-ID, set-group-ID, sticky and permission bits are never
+ * carried (a downloader makes the file 0644 or 0755 less its umask). */
+#define MANIFEST_MODE_EXEC 0x01u
+/* A modification time's nanoseconds are below one second. */
+#define MANIFEST_NSEC_LIMIT 1000000000u
+
+/* The reasons manifest_build gives the skipped callback: one static string
+ * for each kind of entry left out of a folder, so that a caller can tell
+ * them apart with strcmp (shoal-peer makes each a --json event). */
+#define MANIFEST_SKIP_SYMLINK "symbolic link (not followed)"
+#define MANIFEST_SKIP_SPECIAL "not a regular file (socket, fifo or device)"
+#define MANIFEST_SKIP_UNSAFE_NAME                                              \
+  "name cannot be shared safely (control character, backslash or invalid "     \
+  "UTF-8)"
+#define MANIFEST_SKIP_VANISHED "removed while the folder was being read"
 
 enum manifest_kind {
   MANIFEST_KIND_FILE = 1,
@@ -60,7 +84,10 @@ struct manifest_file {
   uint64_t size;
   uint32_t first_chunk;
   uint32_t chunk_count;
-  /* Local source only (manifest_build): when the file was hashed. */
+  uint8_t mode; /* 0 or MANIFEST_MODE_EXEC */
+  /* The modification time the manifest carries (seconds may be negative;
+   * nanoseconds are below MANIFEST_NSEC_LIMIT). For a local source it is
+   * also what hashing and serving compare the file against. */
   int64_t mtime_sec;
   int64_t mtime_nsec;
 };
@@ -72,6 +99,10 @@ struct manifest {
   char *name;
   uint32_t file_count;
   struct manifest_file *files;
+  uint32_t folder_count;
+  char **folders; /* owned: the empty folders, paths as for files, in
+                     canonical order; none is inside a file or holds any
+                     other path */
   uint32_t chunk_count;
   uint8_t *hashes; /* chunk_count * MANIFEST_HASH_BYTES */
   uint8_t publisher[IDENTITY_PK_BYTES];
@@ -93,7 +124,11 @@ struct manifest_build_opts {
                           UV_THREADPOOL_SIZE; the default is 4) */
   /* Called on the loop thread (or the calling thread) as bytes are hashed. */
   void (*progress)(void *arg, uint64_t done, uint64_t total);
-  /* Called for every entry left out of a folder, with the reason. */
+  /* Called for every entry left out of a folder: path is its manifest path
+   * (the content's name first, '/'-separated; raw bytes, which for an
+   * unsafe name hold the control characters or invalid UTF-8 that made it
+   * unsafe, so escape it before printing), and why is one of the
+   * MANIFEST_SKIP_ strings above. */
   void (*skipped)(void *arg, const char *path, const char *why);
   void *arg;
   /* When not NULL, receives the path that caused a failure. */
@@ -112,9 +147,12 @@ unsigned manifest_choose_chunk_log2(uint64_t total);
  * opts->threads > 0 it runs a private loop to use the thread pool. Symbolic
  * links inside a folder are not followed and are skipped, as are special
  * files (sockets, fifos, devices) and names that cannot be shared safely;
- * each is reported through opts->skipped. Empty folders are not recorded.
- * Returns 0 or an error (SHOAL_ECHANGED when a file changed while it was
- * read, SHOAL_ETOOBIG over a limit, or a file-system error). */
+ * each is reported through opts->skipped. A folder in which nothing is
+ * recorded (it is empty, or everything in it was skipped) is recorded as an
+ * empty folder. Each file's executable bit and modification time are
+ * recorded as the scan finds them. Returns 0 or an error (SHOAL_ECHANGED
+ * when a file changed while it was read, SHOAL_ETOOBIG over a limit, or a
+ * file-system error). */
 int manifest_build(const char *path, const struct identity *publisher,
                    const struct manifest_build_opts *opts,
                    struct manifest **out);
@@ -132,10 +170,11 @@ int manifest_build_start(uv_loop_t *loop, const char *path,
 /* Asks a running build to stop; cb still comes, with SHOAL_ECANCELED. */
 void manifest_build_cancel(struct manifest_builder *b);
 
-/* Verifies the publisher's signature over bytes, then decodes and validates
- * them. Returns 0 and a manifest to free, or an error: SHOAL_ETRUNC,
- * SHOAL_ETOOBIG, SHOAL_EVERSION, SHOAL_EBADSIG, SHOAL_EFORMAT, SHOAL_EPATH,
- * SHOAL_EDUPPATH, SHOAL_ESIZE. */
+/* Checks the version byte, verifies the publisher's signature over bytes,
+ * then decodes and validates them. Returns 0 and a manifest to free, or an
+ * error: SHOAL_EVERSION (a version other than MANIFEST_VERSION, whatever
+ * the length), SHOAL_ETRUNC, SHOAL_ETOOBIG, SHOAL_EBADSIG, SHOAL_EFORMAT,
+ * SHOAL_EPATH, SHOAL_EDUPPATH, SHOAL_ESIZE. */
 __attribute__((warn_unused_result)) int
 manifest_decode(const uint8_t *bytes, size_t len, struct manifest **out);
 
@@ -156,8 +195,8 @@ int manifest_check_path(const char *path, size_t len);
 uint32_t manifest_chunk_len(const struct manifest *m, uint32_t idx);
 /* The file that holds chunk idx and the chunk's offset inside it. Returns 0
  * or SHOAL_EINVAL for an index out of range. */
-int manifest_chunk_file(const struct manifest *m, uint32_t idx,
-                        uint32_t *file, uint64_t *offset);
+int manifest_chunk_file(const struct manifest *m, uint32_t idx, uint32_t *file,
+                        uint64_t *offset);
 /* Checks data against chunk idx's hash. Returns 0, SHOAL_EHASH or
  * SHOAL_EINVAL (index or length out of range). */
 int manifest_verify_chunk(const struct manifest *m, uint32_t idx,

@@ -206,7 +206,8 @@ struct swarm {
   uint32_t lookup_backoff_ms;
   uint64_t started_ms;
   uint64_t complete_ms;
-  int stop_announced;
+  int stop_sent;      /* "stopped" went out (or is under way) */
+  int stop_announced; /* ... and the tracker answered */
   int completed_pending; /* "completed" not yet told to the tracker */
 
   /* Choking. */
@@ -218,6 +219,12 @@ struct swarm {
   uint64_t resumed_bytes;
   int refs;
   int warned_no_peers;
+  unsigned dial_failures; /* sessions we dialled that never opened */
+  int warned_unreachable;
+  uint64_t source_checked_ms; /* when a share's files were last checked */
+  uint64_t unsourced_ms;      /* since when some missing chunk has no
+                                 connected source (0: it has) */
+  int warned_unsourced;
   uint64_t progress_ms;   /* when a chunk last verified (or start) */
   uint64_t progress_have; /* verified bytes then */
 };
@@ -232,6 +239,8 @@ struct node {
   uv_tcp_t listener;
   int listening;
   uint16_t port;
+  int accepts_v4, accepts_v6; /* the listener takes IPv4 / IPv6 peers */
+  char listen_text[64];       /* where it listens, for messages */
   uint64_t seq;
   struct replay_guard hello_guard;
   struct swarm *swarms;
@@ -297,9 +306,15 @@ void swarm_info(const struct swarm *sw, struct node_swarm_info *out);
 /* Emits ev about sw, with the swarm's figures filled in. */
 void swarm_emit(struct swarm *sw, struct node_event *ev);
 void swarm_storage_ready(struct swarm *sw);
+/* A session we dialled closed before its hellos were done. */
+void swarm_dial_failed(struct swarm *sw, const struct session *s,
+                       const char *why);
 
 /* node.c: called by swarms. */
 void swarm_manifest_ready(struct swarm *sw);
+/* A shared file changed (storage_source_change says how): the content is
+ * no longer served. */
+void swarm_source_changed(struct swarm *sw);
 void swarm_fail(struct swarm *sw, int code, const char *msg);
 void swarm_completed(struct swarm *sw);
 

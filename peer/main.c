@@ -72,7 +72,8 @@ static const char usage[] =
     "                            port 7070 if left out; IPv6 as [ADDR])\n"
     "      --tracker-key=ID      share, get, search: the tracker's public key\n"
     "                            (else learned from its first signed reply)\n"
-    "      --listen=ADDR:PORT    share, get: accept peers here (0.0.0.0:0)\n"
+    "      --listen=ADDR:PORT    share, get: accept peers here ([::]:0, or\n"
+    "                            0.0.0.0:0 without IPv6)\n"
     "      --max-peers=N         share, get: sessions per content, 1..256 "
     "(50)\n"
     "      --upload-rate=R       share, get: bytes a second, e.g. 500k, 10M\n"
@@ -208,7 +209,8 @@ struct app {
   int completed;         /* get: every content is complete */
   struct get_item *gets; /* get: the contents asked for */
   int ngets;
-  int gets_left; /* not complete yet */
+  int gets_left;   /* not complete yet */
+  int shares_live; /* share: contents published and still served */
   struct {
     uint8_t content[32];
     uint64_t last_ms;
@@ -490,6 +492,7 @@ static void on_node_event(void *arg, const struct node_event *ev) {
       put_line(stdout, "", ev->link);
       fflush(stdout);
     }
+    a->shares_live++;
     break;
   case NODE_EV_MANIFEST:
     if (a->json) {
@@ -560,15 +563,31 @@ static void on_node_event(void *arg, const struct node_event *ev) {
     }
     break;
   case NODE_EV_WARNING:
-    if (!a->quiet && !a->json) {
+    if (a->json) {
+      buf_init(&b, 8192);
+      fmt_json_begin(&b, "warning");
+      if (ev->swarm != NULL) {
+        textid_encode(TEXTID_CONTENT, ev->swarm->content, text);
+        fmt_json_str_field(&b, "content", text);
+      }
+      fmt_json_str_field(&b, "message", ev->message);
+      fmt_json_end(&b);
+      json_out(&b);
+    } else if (!a->quiet) {
       clear_progress(a);
       put_line(stderr, "shoal-peer: ", ev->message);
     }
     break;
   case NODE_EV_FAILED:
     report_error(a, ev->code, ev->message);
-    a->finished = 1;
     a->exit_code = 1;
+    if (a->cmd == CMD_SHARE && ev->code == SHOAL_ECHANGED &&
+        --a->shares_live > 0) {
+      /* The other contents are still served; the exit status will say
+       * that one of them was lost. */
+      break;
+    }
+    a->finished = 1;
     stop_node(a);
     break;
   }
@@ -617,11 +636,11 @@ static void on_signal(uv_signal_t *h, int signum) {
   if (!a->finished) {
     /* A get stopped before it completed leaves a resumable download and
      * says so in its exit status; a share, or a get that completed and
-     * seeds, ends normally; a search that had no answer yet did not
-     * finish. */
+     * seeds, ends normally (unless a shared content was lost); a search
+     * that had no answer yet did not finish. */
     a->exit_code = (a->cmd == CMD_GET && !a->completed) || a->cmd == CMD_SEARCH
                        ? 128 + signum
-                       : 0;
+                       : a->exit_code;
     a->finished = 1;
   }
   log_info("peer", "signal %d: stopping", signum);
@@ -1560,7 +1579,8 @@ static int run(int argc, char **argv, char **pos) {
     char msg[512];
     snprintf(msg, sizeof(msg),
              "cannot listen on %s: %s — choose another --listen ADDR:PORT",
-             a->cfg.listen ? a->cfg.listen : "0.0.0.0:0", shoal_strerror(err));
+             a->cfg.listen ? a->cfg.listen : "the default address",
+             shoal_strerror(err));
     report_error(a, err, msg);
     a->exit_code = 1;
     a->finished = 1;

@@ -39,6 +39,7 @@
 static void schedule_announce(struct swarm *sw, uint64_t ms);
 static void schedule_lookup(struct swarm *sw, uint64_t ms);
 static void do_announce(struct swarm *sw, uint8_t event);
+static void announce_stopped(struct swarm *sw);
 
 uint64_t node_now(const struct node *n) { return uv_now(n->loop); }
 
@@ -154,6 +155,17 @@ static void tick_session(struct session *s) {
   session_tick(s, node_now(s->node));
 }
 
+static void on_source_checked(void *arg, int status) {
+  struct swarm *sw = arg;
+  sw->refs--;
+  if (status == SHOAL_ECHANGED) {
+    swarm_source_changed(sw);
+  } else if (status != 0 && sw->state == SW_SEEDING) {
+    log_warn("peer", "%s: cannot check the shared files: %s", sw->name,
+             shoal_strerror(status));
+  }
+}
+
 static void on_tick(uv_timer_t *t) {
   struct node *n = container_of(t, struct node, tick);
   uint64_t now = node_now(n);
@@ -164,6 +176,15 @@ static void on_tick(uv_timer_t *t) {
       continue;
     }
     swarm_tick(sw, now);
+    if (sw->is_source && sw->state == SW_SEEDING && sw->st != NULL &&
+        now - sw->source_checked_ms >= NODE_SOURCE_CHECK_MS) {
+      /* Reads check what they read; this notices a change even when
+       * nobody asks for the content. */
+      sw->source_checked_ms = now;
+      if (storage_check_source(sw->st, on_source_checked, sw) == 0) {
+        sw->refs++;
+      }
+    }
     if (!sw->ever_met_peer && !sw->is_source && sw->state == SW_FETCHING &&
         sw->ever_met_tracker && now - sw->started_ms > NODE_NO_PEERS_MS) {
       swarm_fail(sw, SHOAL_ETIMEDOUT,
@@ -206,11 +227,34 @@ static void on_connection(uv_stream_t *server, int status) {
   }
 }
 
+/* Whether this host can listen on IPv6 at all: the default listener is
+ * dual-stack where it can, IPv4 only where it cannot. */
+static int ipv6_available(void) {
+  struct sockaddr_in6 a;
+  int ok;
+  int fd = socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) {
+    return 0;
+  }
+  memset(&a, 0, sizeof(a));
+  a.sin6_family = AF_INET6;
+  a.sin6_addr = in6addr_any;
+  ok = bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0;
+  close(fd);
+  return ok;
+}
+
 int node_parse_listen(const char *s, struct sockaddr_storage *ss) {
   struct link_tracker t;
   const char *why;
   memset(ss, 0, sizeof(*ss));
   if (s == NULL) {
+    /* Every address of both families ([::], dual-stack: libuv clears
+     * IPV6_V6ONLY), so that a tracker reached over either one lists us
+     * where others can connect. */
+    if (ipv6_available()) {
+      return uv_ip6_addr("::", 0, (struct sockaddr_in6 *)(void *)ss);
+    }
     return uv_ip4_addr("0.0.0.0", 0, (struct sockaddr_in *)(void *)ss);
   }
   /* Port 0 is allowed here (any free port); link_parse_tracker refuses it,
@@ -310,8 +354,23 @@ int node_new(struct node **out, uv_loop_t *loop, const struct node_config *c,
   n->port = ntohs(bound.ss_family == AF_INET6
                       ? ((struct sockaddr_in6 *)(void *)&bound)->sin6_port
                       : ((struct sockaddr_in *)(void *)&bound)->sin_port);
+  if (bound.ss_family == AF_INET6) {
+    const struct sockaddr_in6 *a6 = (const void *)&bound;
+    char ip[INET6_ADDRSTRLEN] = "?";
+    n->accepts_v6 = 1;
+    n->accepts_v4 = memcmp(&a6->sin6_addr, &in6addr_any, 16) == 0;
+    uv_ip6_name(a6, ip, sizeof(ip));
+    snprintf(n->listen_text, sizeof(n->listen_text), "[%s]:%u", ip, n->port);
+  } else {
+    char ip[INET_ADDRSTRLEN] = "?";
+    n->accepts_v4 = 1;
+    uv_ip4_name((const struct sockaddr_in *)(const void *)&bound, ip,
+                sizeof(ip));
+    snprintf(n->listen_text, sizeof(n->listen_text), "%s:%u", ip, n->port);
+  }
   uv_timer_start(&n->tick, on_tick, NODE_TICK_MS, NODE_TICK_MS);
-  log_info("peer", "listening on port %u", n->port);
+  log_info("peer", "listening on %s%s", n->listen_text,
+           n->accepts_v4 && n->accepts_v6 ? " (IPv4 and IPv6)" : "");
   {
     struct node_event ev;
     memset(&ev, 0, sizeof(ev));
@@ -325,6 +384,42 @@ int node_new(struct node **out, uv_loop_t *loop, const struct node_config *c,
 
 /* ------------------------------------------------------------------------ */
 /* Swarms */
+
+/* The trackers of a list that can list us where others reach us: a tracker
+ * records the address it sees us at, so one given as an address of a
+ * family our listener does not take would hand out an address where nobody
+ * answers. Host names are kept: the tracker client resolves them to the
+ * family we listen on. Copies those into out and returns their count; the
+ * first one left out is described in why (cap bytes), "" when none is. */
+static unsigned usable_trackers(const struct node *n,
+                                const struct link_tracker *in, unsigned nin,
+                                struct link_tracker *out, char *why,
+                                size_t cap) {
+  unsigned nout = 0;
+  why[0] = '\0';
+  for (unsigned i = 0; i < nin && i < LINK_MAX_TRACKERS; i++) {
+    struct in6_addr a6;
+    struct in_addr a4;
+    int v6 = inet_pton(AF_INET6, in[i].host, &a6) == 1;
+    int v4 = inet_pton(AF_INET, in[i].host, &a4) == 1;
+    if ((v6 && !n->accepts_v6) || (v4 && !n->accepts_v4)) {
+      if (why[0] == '\0') {
+        snprintf(why, cap,
+                 "tracker %s%s%s:%u is an %s address, but this peer listens "
+                 "on %s (%s only): the tracker would list it at an %s "
+                 "address where no peer can connect — leave out --listen "
+                 "(the default takes IPv4 and IPv6) or give an %s address",
+                 v6 ? "[" : "", in[i].host, v6 ? "]" : "",
+                 (unsigned)in[i].port, v6 ? "IPv6" : "IPv4", n->listen_text,
+                 v6 ? "IPv4" : "IPv6", v6 ? "IPv6" : "IPv4",
+                 v6 ? "IPv6" : "IPv4");
+      }
+      continue;
+    }
+    out[nout++] = in[i];
+  }
+  return nout;
+}
 
 static struct swarm *swarm_new(struct node *n, const uint8_t content[32],
                                const struct link_tracker *trackers,
@@ -362,6 +457,9 @@ static struct swarm *swarm_new(struct node *n, const uint8_t content[32],
   tc.ntrackers = sw->ntrackers;
   tc.tracker_key = key;
   tc.seq = &n->seq;
+  tc.family = n->accepts_v4 && n->accepts_v6 ? 0
+              : n->accepts_v6                ? AF_INET6
+                                             : AF_INET;
   if (sw->ntrackers > 0 && tcl_new(&sw->tc, &tc) != 0) {
     sw->tc = NULL;
   }
@@ -381,6 +479,10 @@ void swarm_fail(struct swarm *sw, int code, const char *msg) {
   sw->state = SW_FAILED;
   uv_timer_stop(&sw->announce_timer);
   uv_timer_stop(&sw->lookup_timer);
+  /* The tracker lists us until we say we stopped: say it now, so that it
+   * sends nobody to a swarm that is gone. An announce under way is let
+   * finish; its reply sends "stopped" (on_announced). */
+  announce_stopped(sw);
   for (struct session *s = sw->sessions, *next; s != NULL; s = next) {
     next = s->next;
     session_close(s, "the swarm failed");
@@ -390,6 +492,29 @@ void swarm_fail(struct swarm *sw, int code, const char *msg) {
   ev.code = code;
   ev.message = msg;
   swarm_emit(sw, &ev);
+}
+
+/* After swarm_new with the usable trackers of ntrackers given: fails the
+ * swarm when none was usable (why says why), warns when some were left
+ * out. Returns 1 when the swarm can go on. */
+static int trackers_ready(struct swarm *sw, unsigned ntrackers,
+                          const char *why) {
+  struct node_event ev;
+  if (sw->ntrackers == 0 && ntrackers > 0) {
+    swarm_fail(sw, UV_EAFNOSUPPORT, why);
+    return 0;
+  }
+  if (sw->tc == NULL) {
+    return 0; /* out of memory */
+  }
+  if (why[0] != '\0') {
+    log_info("peer", "%s: %s", sw->name, why);
+    memset(&ev, 0, sizeof(ev));
+    ev.type = NODE_EV_WARNING;
+    ev.message = why;
+    swarm_emit(sw, &ev);
+  }
+  return 1;
 }
 
 static void learn_key(struct swarm *sw) {
@@ -475,17 +600,12 @@ static void on_announced(void *arg, int status, const struct tcl_reply *r) {
     sw->stop_announced = 1;
     return;
   }
-  if (sw->node->stopping) {
-    /* An announce was under way when the node began to stop: "stopped"
-     * follows it. */
-    if (status == 0 && sw->tc != NULL) {
-      do_announce(sw, TMSG_EVENT_STOPPED);
-    }
-    return;
-  }
-  if (sw->state == SW_FAILED) {
-    if (status == 0 && event == TMSG_EVENT_COMPLETED) {
-      sw->completed_pending = 1;
+  if (sw->node->stopping || sw->state == SW_FAILED) {
+    /* An announce was under way when the node began to stop or the swarm
+     * failed: the tracker has us now, so "stopped" follows it. */
+    if (status == 0) {
+      sw->announced_once = 1;
+      announce_stopped(sw);
     }
     return;
   }
@@ -556,11 +676,26 @@ static void do_announce(struct swarm *sw, uint8_t event) {
   sw->refs++;
 }
 
+/* Tells the trackers this swarm stopped, once, when they may list it: it
+ * announced before, or an announce is under way (whose reply calls this
+ * again). */
+static void announce_stopped(struct swarm *sw) {
+  if (sw->tc == NULL || sw->stop_sent || !sw->announced_once ||
+      sw->announce_busy) {
+    return;
+  }
+  do_announce(sw, TMSG_EVENT_STOPPED);
+  sw->stop_sent = sw->announce_busy;
+}
+
 static void publish(struct swarm *sw);
 
 static void on_announce_timer(uv_timer_t *t) {
   struct swarm *sw = t->data;
   uint8_t event = TMSG_EVENT_PERIODIC;
+  if (sw->state == SW_FAILED) {
+    return; /* it said "stopped" (announce_stopped) */
+  }
   if (!sw->announced_once) {
     event = TMSG_EVENT_STARTED;
   } else if (sw->completed_pending) {
@@ -827,6 +962,9 @@ static void publish(struct swarm *sw) {
 int node_share(struct node *n, struct manifest *m,
                const struct link_tracker *trackers, unsigned ntrackers,
                const uint8_t *tracker_key) {
+  struct link_tracker usable[LINK_MAX_TRACKERS];
+  unsigned nusable;
+  char why[512];
   struct swarm *sw;
   int err;
   if (swarm_find(n, m->id) != NULL) {
@@ -837,8 +975,9 @@ int node_share(struct node *n, struct manifest *m,
     manifest_free(m);
     return SHOAL_ESIZE; /* an empty folder: nothing to serve */
   }
-  sw = swarm_new(n, m->id, trackers, ntrackers, tracker_key);
-  if (sw == NULL || sw->tc == NULL) {
+  nusable = usable_trackers(n, trackers, ntrackers, usable, why, sizeof(why));
+  sw = swarm_new(n, m->id, usable, nusable, tracker_key);
+  if (sw == NULL) {
     manifest_free(m);
     return SHOAL_ENOMEM;
   }
@@ -846,6 +985,9 @@ int node_share(struct node *n, struct manifest *m,
   sw->m = m;
   snprintf(sw->name, sizeof(sw->name), "%s", m->name);
   sw->size_hint = m->total_size;
+  if (!trackers_ready(sw, ntrackers, why)) {
+    return sw->tc == NULL && nusable > 0 ? SHOAL_ENOMEM : 0;
+  }
   err = storage_open_source(&sw->st, n->loop, m);
   if (err != 0) {
     char msg[600];
@@ -860,6 +1002,45 @@ int node_share(struct node *n, struct manifest *m,
   /* The publish's announce-timer retry path re-publishes. */
   publish(sw);
   return 0;
+}
+
+void swarm_source_changed(struct swarm *sw) {
+  struct storage_change c;
+  const struct manifest *m = sw->m;
+  char what[256], msg[4096 + 512];
+  if (sw->state != SW_SEEDING || !sw->is_source || sw->st == NULL ||
+      sw->node->stopping || !storage_source_change(sw->st, &c)) {
+    return;
+  }
+  switch (c.kind) {
+  case STORAGE_CHANGE_SIZE:
+    /* Exact: a line appended to a large file changes no rounded size. */
+    snprintf(what, sizeof(what), "its size went from %llu to %llu bytes",
+             (unsigned long long)m->files[c.file].size,
+             (unsigned long long)c.size_now);
+    break;
+  case STORAGE_CHANGE_MTIME:
+    snprintf(what, sizeof(what), "it was modified (same size, new time)");
+    break;
+  case STORAGE_CHANGE_HASH:
+    snprintf(what, sizeof(what),
+             "chunk %u no longer matches its hash (rewritten with its size "
+             "and time kept)",
+             c.chunk);
+    break;
+  case STORAGE_CHANGE_GONE:
+  default:
+    snprintf(what, sizeof(what), "it was removed or replaced");
+    break;
+  }
+  snprintf(msg, sizeof(msg),
+           "%s changed since it was shared: %s/%s: %s — %s is no longer "
+           "served; share it again for a new link",
+           sw->name, m->local_root, m->files[c.file].path, what,
+           sw->content_text);
+  /* Failing the swarm tells the trackers "stopped", so they no longer
+   * list this peer as a seeder of the old content. */
+  swarm_fail(sw, SHOAL_ECHANGED, msg);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -972,8 +1153,20 @@ static void on_storage_open(void *arg, int status) {
   if (status != 0) {
     char msg[9000];
     char final[4400];
+    /* What the status does not say: sizes, or who holds the partial. */
+    const char *why = sw->st != NULL ? storage_open_error(sw->st) : "";
     snprintf(final, sizeof(final), "%s/%s", sw->dir, sw->m->name);
-    if (status == UV_EEXIST) {
+    if (status == UV_ENOSPC && why[0] != '\0') {
+      snprintf(msg, sizeof(msg),
+               "not enough disk space: %s — free some space, or choose "
+               "another folder with -o",
+               why);
+    } else if (status == UV_EBUSY && why[0] != '\0') {
+      snprintf(msg, sizeof(msg),
+               "%s — wait for that download to finish, or choose another "
+               "folder with -o",
+               why);
+    } else if (status == UV_EEXIST) {
       snprintf(msg, sizeof(msg),
                "%s already exists — remove it or choose another folder "
                "with -o",
@@ -1021,7 +1214,9 @@ void swarm_manifest_ready(struct swarm *sw) {
     swarm_fail(sw, SHOAL_EFORMAT, msg);
     return;
   }
-  if (sw->size_hint != 0 && sw->size_hint != sw->m->total_size) {
+  /* A link names both; its size is a promise too, 0 included (an empty
+   * file is a content). A get by content ID alone has neither. */
+  if (sw->name_given && sw->size_hint != sw->m->total_size) {
     swarm_fail(sw, SHOAL_ESIZE,
                "the manifest does not match the link: the sizes differ — "
                "ask for a fresh link");
@@ -1064,13 +1259,17 @@ int node_get(struct node *n, const uint8_t content[MANIFEST_ID_BYTES],
              const char *name, uint64_t size,
              const struct link_tracker *trackers, unsigned ntrackers,
              const uint8_t *tracker_key, const char *dir, int seed) {
+  struct link_tracker usable[LINK_MAX_TRACKERS];
+  unsigned nusable;
+  char why[512];
   struct swarm *sw;
   struct manifest *m;
   if (swarm_find(n, content) != NULL) {
     return UV_EEXIST;
   }
-  sw = swarm_new(n, content, trackers, ntrackers, tracker_key);
-  if (sw == NULL || sw->tc == NULL) {
+  nusable = usable_trackers(n, trackers, ntrackers, usable, why, sizeof(why));
+  sw = swarm_new(n, content, usable, nusable, tracker_key);
+  if (sw == NULL) {
     return SHOAL_ENOMEM;
   }
   sw->dir = strdup(dir);
@@ -1087,6 +1286,9 @@ int node_get(struct node *n, const uint8_t content[MANIFEST_ID_BYTES],
   sw->size_hint = size;
   sw->seed_after = seed;
   sw->state = SW_FETCHING;
+  if (!trackers_ready(sw, ntrackers, why)) {
+    return sw->tc == NULL && nusable > 0 ? SHOAL_ENOMEM : 0;
+  }
   do_announce(sw, TMSG_EVENT_STARTED);
   m = load_manifest(sw);
   if (m != NULL) {
@@ -1197,12 +1399,9 @@ void node_stop(struct node *n, void (*cb)(void *arg), void *arg) {
   for (struct swarm *sw = n->swarms; sw != NULL; sw = sw->next) {
     uv_timer_stop(&sw->announce_timer);
     uv_timer_stop(&sw->lookup_timer);
-    if (sw->state != SW_FAILED && sw->announced_once && sw->tc != NULL) {
-      /* A running announce is let finish; "stopped" goes after it. */
-      if (!sw->announce_busy) {
-        do_announce(sw, TMSG_EVENT_STOPPED);
-      }
-    }
+    /* A running announce is let finish; "stopped" goes after it
+     * (on_announced). A failed swarm sent its own, or sends it now. */
+    announce_stopped(sw);
     if (sw->state != SW_FAILED) {
       sw->state = SW_STOPPING;
     }

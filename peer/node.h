@@ -63,6 +63,9 @@
 #define NODE_REJECTS_CLOSE 128       /* rejects in a row while unchoked:
                                         it cannot serve */
 #define NODE_STALL_WARN_MS 60000u    /* no progress for this long: say so */
+#define NODE_DIAL_WARN 3             /* dials failed, no peer ever met: say so */
+#define NODE_SOURCE_CHECK_MS 5000u   /* shared files' size and time checked */
+#define NODE_NO_SOURCE_MS 5000u      /* chunks nobody connected has: say so */
 
 enum node_mode {
   NODE_MODE_P2P = 0,
@@ -138,8 +141,8 @@ int node_share(struct node *n, struct manifest *m,
                const struct link_tracker *trackers, unsigned ntrackers,
                const uint8_t *tracker_key);
 
-/* Gets a content into dir. name and size (from a link; NULL/0 when not
- * known) are checked against the manifest. With seed, the swarm keeps
+/* Gets a content into dir. name and size come from a link, and the
+ * manifest must match both (name NULL: no link, nothing to match). With seed, the swarm keeps
  * serving after it completes; else NODE_EV_COMPLETE is the end of it. */
 int node_get(struct node *n, const uint8_t content[MANIFEST_ID_BYTES],
              const char *name, uint64_t size,

@@ -802,3 +802,11 @@ uint32_t picker_have_count(const struct picker *p) { return p->have_count; }
 int picker_complete(const struct picker *p) {
   return p->have_count == p->nchunks;
 }
+
+uint32_t picker_unsourced(const struct picker *p) {
+  uint32_t n = 0;
+  for (uint32_t i = 0; i < p->nchunks; i++) {
+    n += !bit_get(p->have, i) && p->avail[i] == 0;
+  }
+  return n;
+}

@@ -104,5 +104,7 @@ unsigned picker_outstanding(const struct picker *p, unsigned peer);
 /* Chunks we have / in total. */
 uint32_t picker_have_count(const struct picker *p);
 int picker_complete(const struct picker *p);
+/* Chunks we lack that no peer in the picker has. */
+uint32_t picker_unsourced(const struct picker *p);
 
 #endif

@@ -109,6 +109,9 @@ void session_close(struct session *s, const char *why) {
   }
   log_info("peer", "session %s %s closed: %s", s->addr_text,
            s->remote_short[0] != '\0' ? s->remote_short : "-", why);
+  if (s->sw != NULL && s->initiator && s->state != SESS_OPEN) {
+    swarm_dial_failed(s->sw, s, why);
+  }
   s->state = SESS_CLOSING;
   if (s->sw != NULL) {
     swarm_detach(s->sw, s);
@@ -343,9 +346,15 @@ static void on_block_read(void *arg, int status, uint8_t *data, size_t len) {
     free(w);
   } else if (status != 0) {
     free(w);
-    log_warn("peer", "%s: cannot read chunk %u for %s: %s", s->sw->name,
-             r.chunk, s->remote_short, shoal_strerror(status));
-    (void)session_send_block(s, PWIRE_REJECT, r.chunk, r.offset, r.length);
+    if (status == SHOAL_ECHANGED && s->sw->is_source) {
+      /* The shared file is no longer what was hashed: the swarm stops,
+       * closing this session too (it stays allocated until unref). */
+      swarm_source_changed(s->sw);
+    } else {
+      log_warn("peer", "%s: cannot read chunk %u for %s: %s", s->sw->name,
+               r.chunk, s->remote_short, shoal_strerror(status));
+      (void)session_send_block(s, PWIRE_REJECT, r.chunk, r.offset, r.length);
+    }
   } else {
     /* The block is already in place: add the message head, encrypt in
      * place, frame it. */

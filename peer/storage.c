@@ -30,7 +30,8 @@
  * started it.
  *
  * Descriptors. A download keeps two open: DIR, and the partial file (file
- * content) or partial folder (folder content); a file content also keeps
+ * content) or partial folder (folder content), which holds the flock() that
+ * keeps other downloads out of it; a file content also keeps
  * the partial file open with O_DIRECT (see write_chunk). Files inside the
  * folder are opened per operation with openat() one segment at a time, with
  * O_NOFOLLOW throughout, so a symlink planted in the partial folder is never
@@ -57,11 +58,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <sys/sysmacros.h>
 #include <unistd.h>
 
 #include "common/error.h"
 #include "common/log.h"
+#include "peer/fmt.h"
 
 #define RECORD_MAGIC "SHOALRS1"
 #define RECORD_MAGIC_BYTES 8
@@ -73,8 +78,26 @@
 /* A manifest path has at most MANIFEST_MAX_DEPTH + 1 segments; a deeper
  * tree in a partial folder was planted, and removing it is refused. */
 #define RMTREE_MAX_DEPTH (2 * MANIFEST_MAX_DEPTH)
+/* A source chunk is hashed in pieces of this size before it is first
+ * served: bounded memory per read in flight, whatever the chunk size. */
+#define SOURCE_VERIFY_PIECE (256u << 10)
 #define PART_MODE 0644
 #define FOLDER_MODE 0755
+/* Rounds at taking the lock on the partial copy: each retry means that
+ * another download replaced it between our open and our lock. */
+#define PART_LOCK_TRIES 8
+/* Room for what a refused open tells the user (storage_open_error): two
+ * paths would not fit whole anyway, and a truncated message still names
+ * the folder first. */
+#define OPEN_WHY_BYTES 1024
+/* The most of a lock holder's command line that its description shows,
+ * of each of its arguments, and of /proc/PID/cmdline that is read: enough
+ * to tell two downloads apart by their folders and homes. */
+#define HOLDER_CMDLINE_BYTES 320
+#define HOLDER_ARG_BYTES 40
+#define HOLDER_CMDLINE_RAW 4096
+/* Marks a file in open_req.old_size that this open created. */
+#define SIZE_CREATED UINT64_MAX
 
 #define container_of(p, type, field)                                          \
   ((type *)(void *)((char *)(p) - offsetof(type, field)))
@@ -124,6 +147,7 @@ struct storage {
   int save_failed; /* the last save failed (logged once per streak) */
   uint64_t last_save;
   struct finish_req *finish_wait; /* queued once the running save ends */
+  char open_why[OPEN_WHY_BYTES];  /* why the open failed, for the user */
 
   /* Both kinds. */
   uint8_t *have;
@@ -131,6 +155,11 @@ struct storage {
   uint32_t have_count;
   uint64_t have_bytes;
   uint8_t *changed_logged; /* source: files already logged as changed */
+  uint8_t *verified;       /* source: chunks hashed since the open */
+  uint8_t *verifying;      /* source: chunks a read is hashing now */
+  int changed;             /* source: a change was found (change says it) */
+  struct storage_change change;
+  int checking;            /* source: storage_check_source under way */
 
   unsigned pending; /* work items and deferred completions not done */
   struct deferred *defer_head;
@@ -150,11 +179,16 @@ struct open_req {
   struct storage *s;
   int status;
   int record;
-  int part_existed;
+  int part_existed; /* a partial copy was there before this open */
+  int created;      /* this open made the partial copy it holds */
   int resumed;
+  int changing;       /* the partial copy is being emptied or reserved */
+  uint64_t *old_size; /* resumed: each file's size before, or SIZE_CREATED */
+  uint64_t need;      /* bytes the reservation was to take */
   int dir_fd;
-  int root_fd;
+  int root_fd; /* the partial copy, locked for the storage's life */
   int direct_fd;
+  char why[OPEN_WHY_BYTES];
 };
 
 struct hash_job {
@@ -185,6 +219,13 @@ struct read_req {
   uint32_t file;
   uint64_t offset;
   uint32_t len;
+  /* Source: the block's chunk, hashed whole before the first block of it
+   * is served (verify), where it starts in its file, its length. */
+  uint32_t chunk;
+  int verify;
+  uint64_t chunk_offset;
+  uint32_t chunk_len;
+  struct storage_change change; /* what differs, on SHOAL_ECHANGED */
   uint8_t *data;
   int owned; /* data was allocated here (storage_read), not the caller's */
   int status;
@@ -970,6 +1011,8 @@ static void storage_free(struct storage *s) {
   free(s->listed);
   free(s->have);
   free(s->changed_logged);
+  free(s->verified);
+  free(s->verifying);
   free(s);
 }
 
@@ -1247,7 +1290,10 @@ int storage_open_source(struct storage **out, uv_loop_t *loop,
   }
   s->is_source = 1;
   s->changed_logged = calloc(map_bytes(m->file_count), 1);
-  if (s->changed_logged == NULL) {
+  s->verified = calloc(s->have_len > 0 ? s->have_len : 1, 1);
+  s->verifying = calloc(s->have_len > 0 ? s->have_len : 1, 1);
+  if (s->changed_logged == NULL || s->verified == NULL ||
+      s->verifying == NULL) {
     storage_free(s);
     return SHOAL_ENOMEM;
   }
@@ -1279,11 +1325,561 @@ int storage_open_source(struct storage **out, uv_loop_t *loop,
   return 0;
 }
 
+/* ------------------------------------------------------------------------ */
+/* The partial copy's lock, from workers
+ *
+ * A download holds flock(LOCK_EX) on its partial file or folder from the
+ * open until the storage is closed; the locked descriptor is the one the
+ * storage keeps for the partial copy (root_fd). A flock() lock belongs to
+ * an open file description, not to a process: a second open of the same
+ * partial copy conflicts even in the same process, closing another
+ * descriptor of the file (the O_DIRECT one, a re-hash's) does not release
+ * it, the final rename keeps it, and the kernel drops it when the process
+ * dies, even by SIGKILL, so a resume never finds a stale lock. */
+
+/* Writes the command line of process pid into out as one line of text:
+ * the program's base name, then its arguments, each cut to its first
+ * HOLDER_ARG_BYTES bytes (a share link would hide the rest), control bytes
+ * shown as '?'; "..." ends a line cut at cap. Empty when it cannot be
+ * read. */
+static void holder_cmdline(long pid, char *out, size_t cap) {
+  char path[64];
+  char raw[HOLDER_CMDLINE_RAW];
+  size_t o = 0;
+  ssize_t n;
+  int fd;
+
+  out[0] = '\0';
+  snprintf(path, sizeof(path), "/proc/%ld/cmdline", pid);
+  fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    return;
+  }
+  n = read(fd, raw, sizeof(raw) - 1);
+  close(fd);
+  if (n <= 0) {
+    return;
+  }
+  raw[n] = '\0';
+  for (const char *a = raw; a < raw + n; a += strlen(a) + 1) {
+    const char *slash = a == raw ? strrchr(a, '/') : NULL;
+    const char *from = slash != NULL ? slash + 1 : a;
+    size_t len = strlen(from);
+    size_t keep = len > HOLDER_ARG_BYTES ? HOLDER_ARG_BYTES : len;
+    /* Room for a space, the argument and its "...", and still for the
+     * "..." and NUL that end a line cut after it. */
+    if (o + 1 + keep + 3 + 4 > cap) {
+      memcpy(out + o, "...", 4);
+      return;
+    }
+    if (o > 0) {
+      out[o++] = ' ';
+    }
+    for (size_t i = 0; i < keep; i++) {
+      unsigned char c = (unsigned char)from[i];
+      out[o++] = c < 0x20 || c == 0x7f ? '?' : (char)c;
+    }
+    if (keep < len) {
+      memcpy(out + o, "...", 3);
+      o += 3;
+    }
+    out[o] = '\0';
+  }
+}
+
+/* The next space-separated field at *p and its length; *p moves past it. */
+static const char *next_field(const char **p, size_t *len) {
+  const char *q = *p;
+  const char *start;
+
+  while (*q == ' ') {
+    q++;
+  }
+  start = q;
+  while (*q != '\0' && *q != ' ' && *q != '\n') {
+    q++;
+  }
+  *len = (size_t)(q - start);
+  *p = q;
+  return start;
+}
+
+/* The process that holds a flock() lock on the file st, from /proc/locks,
+ * whose lines read "1: FLOCK  ADVISORY  WRITE 1234 08:01:5678 0 EOF": the
+ * holder's pid, then the device's major and minor in hex and the inode in
+ * decimal (a waiter's line has "->" before the type). -1 when none is
+ * listed, as for a holder in a process namespace we cannot see. */
+static long lock_holder(const struct stat *st) {
+  char line[256];
+  long pid = -1;
+  FILE *fp = fopen("/proc/locks", "re");
+
+  if (fp == NULL) {
+    return -1;
+  }
+  while (pid < 0 && fgets(line, sizeof(line), fp) != NULL) {
+    const char *p = line;
+    const char *f;
+    char *end;
+    size_t n;
+
+    (void)next_field(&p, &n); /* the lock's number */
+    f = next_field(&p, &n);
+    if (n != 5 || memcmp(f, "FLOCK", 5) != 0) {
+      continue;
+    }
+    (void)next_field(&p, &n); /* ADVISORY */
+    (void)next_field(&p, &n); /* WRITE */
+    f = next_field(&p, &n);
+    errno = 0;
+    long who = strtol(f, &end, 10);
+    if (errno != 0 || end != f + n || who <= 0) {
+      continue;
+    }
+    f = next_field(&p, &n);
+    unsigned long maj = strtoul(f, &end, 16);
+    if (*end != ':') {
+      continue;
+    }
+    unsigned long min = strtoul(end + 1, &end, 16);
+    if (*end != ':') {
+      continue;
+    }
+    unsigned long long ino = strtoull(end + 1, &end, 10);
+    if (end == f + n && maj == major(st->st_dev) && min == minor(st->st_dev) &&
+        ino == (unsigned long long)st->st_ino) {
+      pid = who;
+    }
+  }
+  fclose(fp);
+  return pid;
+}
+
+/* Fills why with who holds the partial copy st: its pid and command line,
+ * so the user can tell which download it is. */
+static void describe_holder(const struct storage *s, const struct stat *st,
+                            char *why, size_t cap) {
+  char cmd[HOLDER_CMDLINE_BYTES];
+  long pid = lock_holder(st);
+
+  if (pid < 0) {
+    snprintf(why, cap,
+             "%s%s is in use by another download (its process is not "
+             "listed in /proc/locks)",
+             s->final_path, STORAGE_PART_SUFFIX);
+    return;
+  }
+  holder_cmdline(pid, cmd, sizeof(cmd));
+  snprintf(why, cap, "%s%s is in use by another download: process %ld%s%s%s",
+           s->final_path, STORAGE_PART_SUFFIX, pid, cmd[0] ? " (" : "", cmd,
+           cmd[0] ? ")" : "");
+}
+
+/* Locks fd without waiting: 0, UV_EBUSY (why names the holder of st), or
+ * another error. */
+static int lock_fd(const struct storage *s, int fd, const struct stat *st,
+                   char *why, size_t cap) {
+  if (flock(fd, LOCK_EX | LOCK_NB) == 0) {
+    return 0;
+  }
+  if (errno != EWOULDBLOCK) {
+    return -errno;
+  }
+  describe_holder(s, st, why, cap);
+  return UV_EBUSY;
+}
+
+/* Whether the partial copy's name still leads to the file st. */
+static int part_is(const struct storage *s, int dir_fd, const struct stat *st) {
+  struct stat at;
+  return fstatat(dir_fd, s->part_name, &at, AT_SYMLINK_NOFOLLOW) == 0 &&
+         at.st_dev == st->st_dev && at.st_ino == st->st_ino;
+}
+
+/* Removes what is at the partial copy's name when it is of the wrong kind
+ * for this content (a symlink, fifo or socket, a folder where the file
+ * belongs, a file where the folder belongs): it cannot be resumed. A file
+ * or folder may be the partial copy of another content of the same name,
+ * which another download holds: that one is left alone (UV_EBUSY). */
+static int part_remove_other(const struct storage *s, struct open_req *r) {
+  struct stat st;
+  int err;
+  int fd = openat(r->dir_fd, s->part_name,
+                  O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+
+  if (fd < 0) {
+    if (errno == ENOENT) {
+      return 0;
+    }
+    /* A symlink (ELOOP) or a socket (ENXIO): nobody's partial copy. */
+    if (errno != ELOOP && errno != ENXIO) {
+      return -errno;
+    }
+    return rmtree_at(r->dir_fd, s->part_name, 0);
+  }
+  if (fstat(fd, &st) != 0) {
+    err = -errno;
+  } else {
+    err = lock_fd(s, fd, &st, r->why, sizeof(r->why));
+  }
+  if (err == 0 && part_is(s, r->dir_fd, &st)) {
+    err = rmtree_at(r->dir_fd, s->part_name, 0);
+  }
+  close(fd);
+  return err;
+}
+
+/* Opens the partial copy, making an empty one when there is none, and
+ * locks it; r->root_fd then holds the lock, and r->created tells whether
+ * this open made it. Fails with UV_EBUSY (r->why names the holder) when
+ * another download holds it. */
+static int part_lock(const struct storage *s, struct open_req *r) {
+  const int folder = s->m->kind == MANIFEST_KIND_FOLDER;
+  const int flags = (folder ? O_RDONLY | O_DIRECTORY : O_RDWR) | O_NOFOLLOW |
+                    O_NONBLOCK | O_CLOEXEC;
+  struct stat made;
+  struct stat st;
+  int have_made = 0;
+  int err;
+
+  for (int round = 0; round < PART_LOCK_TRIES; round++) {
+    int fd = openat(r->dir_fd, s->part_name, flags);
+    if (fd < 0 && errno == ENOENT) {
+      /* Made empty here; the next round opens and locks it, unless
+       * another download is quicker: then its lock decides. */
+      if (folder) {
+        if (mkdirat(r->dir_fd, s->part_name, FOLDER_MODE) == 0) {
+          have_made =
+              fstatat(r->dir_fd, s->part_name, &made, AT_SYMLINK_NOFOLLOW) == 0;
+        } else if (errno != EEXIST) {
+          return -errno;
+        }
+      } else {
+        fd = openat(r->dir_fd, s->part_name,
+                    O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
+                    PART_MODE);
+        if (fd >= 0) {
+          have_made = fstat(fd, &made) == 0;
+          close(fd);
+        } else if (errno != EEXIST) {
+          return -errno;
+        }
+      }
+      continue;
+    }
+    if (fd < 0) {
+      if (errno != ELOOP && errno != EISDIR && errno != ENOTDIR &&
+          errno != ENXIO) {
+        return -errno;
+      }
+      r->part_existed = 1;
+      err = part_remove_other(s, r);
+      if (err != 0) {
+        return err;
+      }
+      continue;
+    }
+    if (fstat(fd, &st) != 0) {
+      err = -errno;
+      close(fd);
+      return err;
+    }
+    if (!folder && !S_ISREG(st.st_mode)) { /* a fifo or a device */
+      close(fd);
+      r->part_existed = 1;
+      err = part_remove_other(s, r);
+      if (err != 0) {
+        return err;
+      }
+      continue;
+    }
+    err = lock_fd(s, fd, &st, r->why, sizeof(r->why));
+    if (err != 0) {
+      close(fd);
+      return err;
+    }
+    if (!part_is(s, r->dir_fd, &st)) {
+      close(fd); /* replaced between the open and the lock: again */
+      continue;
+    }
+    r->root_fd = fd;
+    r->created =
+        have_made && made.st_dev == st.st_dev && made.st_ino == st.st_ino;
+    r->part_existed |= !r->created;
+    return 0;
+  }
+  snprintf(r->why, sizeof(r->why),
+           "%s%s keeps being replaced by another download", s->final_path,
+           STORAGE_PART_SUFFIX);
+  return UV_EBUSY;
+}
+
+/* UV_EEXIST when anything is at the final name, 0 when nothing is. */
+static int final_absent(const struct storage *s, int dir_fd) {
+  struct stat st;
+
+  if (fstatat(dir_fd, s->m->name, &st, AT_SYMLINK_NOFOLLOW) == 0) {
+    return UV_EEXIST;
+  }
+  return errno == ENOENT ? 0 : -errno;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Room for the partial copy, from workers */
+
+static uint64_t add_sat(uint64_t a, uint64_t b) {
+  return a > UINT64_MAX - b ? UINT64_MAX : a + b;
+}
+
+/* Bytes that size bytes take in whole blocks of bs. */
+static uint64_t whole_blocks(uint64_t size, uint64_t bs) {
+  return add_sat(size / bs * bs, size % bs != 0 ? bs : 0);
+}
+
+/* Looks at file i of a partial copy that was there before this open:
+ * returns -ENOENT when it is missing, else 0 with its status in st. */
+static int part_file_stat(const struct storage *s, const struct open_req *r,
+                          uint32_t i, struct stat *st) {
+  int fd = s->m->kind == MANIFEST_KIND_FILE
+               ? r->root_fd
+               : open_under(r->root_fd, part_rel(s, i), O_RDONLY, 0, NULL);
+  int err = 0;
+
+  if (fd < 0) {
+    return fd;
+  }
+  if (fstat(fd, st) != 0) {
+    err = -errno;
+  }
+  if (fd != r->root_fd) {
+    close(fd);
+  }
+  return err;
+}
+
+/* Refuses with UV_ENOSPC, before anything is changed, a content that
+ * cannot fit: what its files still lack (whole blocks, less what the
+ * partial copy already holds of each) against what statvfs() says an
+ * unprivileged writer may still use there (root's reserve is left alone),
+ * and the files still to be made against the free inodes. A file system
+ * that tells no block count is not checked; its reservation will say. A
+ * resumed download notes each file's old size in r->old_size, so that a
+ * reservation that fails all the same can be undone. r->why gets what the
+ * user is told. */
+static int space_check(const struct storage *s, struct open_req *r) {
+  const struct manifest *m = s->m;
+  char free_s[FMT_NUM_BYTES];
+  char need_s[FMT_NUM_BYTES];
+  char held_s[FMT_NUM_BYTES];
+  char size_s[FMT_NUM_BYTES];
+  struct statvfs v;
+  uint64_t need = 0;
+  uint64_t held = 0;
+  uint64_t fresh = 0;
+
+  if (fstatvfs(r->dir_fd, &v) != 0 || v.f_frsize == 0 || v.f_blocks == 0) {
+    return 0;
+  }
+  const uint64_t bs = v.f_frsize;
+  for (uint32_t i = 0; i < m->file_count; i++) {
+    uint64_t want = whole_blocks(m->files[i].size, bs);
+    uint64_t has = 0;
+    struct stat st;
+    int err = r->created ? -ENOENT : part_file_stat(s, r, i, &st);
+    if (err == 0 && S_ISREG(st.st_mode)) {
+      has = (uint64_t)st.st_blocks * 512u; /* st_blocks is in 512 B units */
+      if (r->old_size != NULL) {
+        r->old_size[i] = (uint64_t)st.st_size;
+      }
+    } else if (err == -ENOENT) {
+      fresh++;
+      if (r->old_size != NULL) {
+        r->old_size[i] = SIZE_CREATED;
+      }
+    }
+    if (has > want) {
+      has = want;
+    }
+    need = add_sat(need, want - has);
+    held = add_sat(held, has);
+  }
+  r->need = need;
+  uint64_t avail =
+      v.f_bavail > UINT64_MAX / bs ? UINT64_MAX : (uint64_t)v.f_bavail * bs;
+  if (need > avail) {
+    fmt_bytes(free_s, sizeof(free_s), avail);
+    fmt_bytes(need_s, sizeof(need_s), need);
+    if (held == 0) {
+      snprintf(r->why, sizeof(r->why), "%s has %s free; %s needs %s", s->dir,
+               free_s, m->name, need_s);
+    } else {
+      fmt_bytes(held_s, sizeof(held_s), held);
+      fmt_bytes(size_s, sizeof(size_s), m->total_size);
+      snprintf(r->why, sizeof(r->why),
+               "%s has %s free; %s needs %s more (its partial copy holds %s "
+               "of %s)",
+               s->dir, free_s, m->name, need_s, held_s, size_s);
+    }
+    return UV_ENOSPC;
+  }
+  /* Folders count too, but a content has fewer of them than files. */
+  if (m->kind == MANIFEST_KIND_FOLDER && v.f_files > 0 &&
+      fresh > (uint64_t)v.f_favail) {
+    snprintf(r->why, sizeof(r->why),
+             "%s has room for %llu more files; %s needs %llu", s->dir,
+             (unsigned long long)v.f_favail, m->name,
+             (unsigned long long)fresh);
+    return UV_ENOSPC;
+  }
+  return 0;
+}
+
+/* Empties a partial copy that starts over, keeping the locked file or
+ * folder itself. */
+static int part_empty(const struct storage *s, int root_fd) {
+  struct dirent *e;
+  DIR *d;
+  int err = 0;
+  int fd;
+
+  if (s->m->kind == MANIFEST_KIND_FILE) {
+    return ftruncate(root_fd, 0) == 0 ? 0 : -errno;
+  }
+  /* fdopendir takes the descriptor it is given: hand it a second one. */
+  fd = openat(root_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) {
+    return -errno;
+  }
+  d = fdopendir(fd);
+  if (d == NULL) {
+    err = -errno;
+    close(fd);
+    return err;
+  }
+  for (;;) {
+    errno = 0;
+    e = readdir(d);
+    if (e == NULL) {
+      err = -errno; /* 0 at the end of the folder */
+      break;
+    }
+    if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0) {
+      continue;
+    }
+    err = rmtree_at(dirfd(d), e->d_name, 1);
+    if (err != 0) {
+      break;
+    }
+  }
+  closedir(d);
+  return err;
+}
+
+/* Removes every empty folder under the folder dfd (taken), deepest first;
+ * returns whether dfd itself ended up empty. */
+static int remove_empty_dirs(int dfd, unsigned depth) {
+  struct dirent *e;
+  DIR *d = fdopendir(dfd);
+  int empty = 1;
+
+  if (d == NULL) {
+    close(dfd);
+    return 0;
+  }
+  while ((e = readdir(d)) != NULL) {
+    struct stat st;
+    if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0) {
+      continue;
+    }
+    if (depth < RMTREE_MAX_DEPTH &&
+        fstatat(dirfd(d), e->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+        S_ISDIR(st.st_mode)) {
+      int fd = openat(dirfd(d), e->d_name,
+                      O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+      if (fd >= 0 && remove_empty_dirs(fd, depth + 1) &&
+          unlinkat(dirfd(d), e->d_name, AT_REMOVEDIR) == 0) {
+        continue;
+      }
+    }
+    empty = 0;
+  }
+  closedir(d);
+  return empty;
+}
+
+/* Removes the file rel ('/'-separated) under base, through its folder
+ * opened without following a symlink. */
+static void unlink_under(int base, const char *rel) {
+  char dir[MANIFEST_MAX_PATH + 1];
+  const char *slash = strrchr(rel, '/');
+  size_t n;
+  int fd;
+
+  if (slash == NULL) {
+    (void)unlinkat(base, rel, 0);
+    return;
+  }
+  n = (size_t)(slash - rel);
+  if (n >= sizeof(dir)) {
+    return;
+  }
+  memcpy(dir, rel, n);
+  dir[n] = '\0';
+  fd = open_under(base, dir, O_RDONLY | O_DIRECTORY, 0, NULL);
+  if (fd >= 0) {
+    (void)unlinkat(fd, slash + 1, 0);
+    close(fd);
+  }
+}
+
+/* Gives back what a failed open took, still under the lock. A partial
+ * copy that was not resumed holds nothing worth keeping (this open made
+ * it, or was starting it over): it is removed. A resumed one keeps all it
+ * had: the files this open made are removed, with the folders left empty,
+ * and the files it lengthened are cut back to their old length. (Blocks
+ * that it put in holes of a file that was already long enough stay; that
+ * takes a sparse partial file whose reservation fails after space_check
+ * counted its holes and let it through.) */
+static void open_undo(const struct storage *s, struct open_req *r) {
+  const struct manifest *m = s->m;
+
+  if (!r->resumed) {
+    if (r->created || r->changing) {
+      (void)rmtree_at(r->dir_fd, s->part_name, 0);
+    }
+    return;
+  }
+  if (!r->changing || r->old_size == NULL) {
+    return;
+  }
+  for (uint32_t i = 0; i < m->file_count; i++) {
+    uint64_t old = r->old_size[i];
+    if (old == SIZE_CREATED) {
+      unlink_under(r->root_fd, part_rel(s, i));
+    } else if (old < m->files[i].size) {
+      int fd = m->kind == MANIFEST_KIND_FILE
+                   ? r->root_fd
+                   : open_under(r->root_fd, part_rel(s, i), O_WRONLY, 0, NULL);
+      if (fd >= 0) {
+        (void)ftruncate(fd, (off_t)old);
+        if (fd != r->root_fd) {
+          close(fd);
+        }
+      }
+    }
+  }
+  if (m->kind == MANIFEST_KIND_FOLDER) {
+    int fd = openat(r->root_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd >= 0) {
+      (void)remove_empty_dirs(fd, 0);
+    }
+  }
+}
+
 static void open_work(uv_work_t *w) {
   struct open_req *r = container_of(w, struct open_req, work);
   struct storage *s = r->s;
   const struct manifest *m = s->m;
-  struct stat st;
   int err;
 
   r->dir_fd = open(s->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -1292,12 +1888,18 @@ static void open_work(uv_work_t *w) {
     goto fail;
   }
   /* Nothing may be touched when the final path exists. */
-  if (fstatat(r->dir_fd, m->name, &st, AT_SYMLINK_NOFOLLOW) == 0) {
-    err = UV_EEXIST;
+  err = final_absent(s, r->dir_fd);
+  if (err != 0) {
     goto fail;
   }
-  if (errno != ENOENT) {
-    err = -errno;
+  err = part_lock(s, r);
+  if (err != 0) {
+    goto fail;
+  }
+  /* Again under the lock: the download that held it may have just
+   * completed. */
+  err = final_absent(s, r->dir_fd);
+  if (err != 0) {
     goto fail;
   }
   r->record = record_read(s->resume_path, m, s->listed);
@@ -1305,46 +1907,44 @@ static void open_work(uv_work_t *w) {
     err = r->record;
     goto fail;
   }
-  r->part_existed =
-      fstatat(r->dir_fd, s->part_name, &st, AT_SYMLINK_NOFOLLOW) == 0;
-  if (!r->part_existed && errno != ENOENT) {
-    err = -errno;
-    goto fail;
-  }
-  r->resumed = r->part_existed && r->record == RECORD_OK;
+  r->resumed = !r->created && r->record == RECORD_OK;
   if (!r->resumed) {
     /* Start over: what is there may belong to another content. */
     memset(s->listed, 0, map_bytes(m->chunk_count));
-    if (r->part_existed) {
-      err = rmtree_at(r->dir_fd, s->part_name, 0);
+  } else {
+    if (m->kind == MANIFEST_KIND_FOLDER) {
+      err = prune_part(s, r->root_fd);
       if (err != 0) {
         goto fail;
       }
     }
-  }
-  if (m->kind == MANIFEST_KIND_FILE) {
-    r->root_fd = create_file_at(r->dir_fd, s->part_name);
-    if (r->root_fd < 0) {
-      err = r->root_fd;
+    r->old_size = malloc(m->file_count * sizeof(*r->old_size));
+    if (r->old_size == NULL) {
+      err = SHOAL_ENOMEM;
       goto fail;
     }
+    for (uint32_t i = 0; i < m->file_count; i++) {
+      r->old_size[i] = m->files[i].size; /* nothing to undo */
+    }
+  }
+  err = space_check(s, r);
+  if (err != 0) {
+    goto fail;
+  }
+  r->changing = 1;
+  if (!r->resumed && !r->created) {
+    err = part_empty(s, r->root_fd);
+    if (err != 0) {
+      goto fail;
+    }
+  }
+  if (m->kind == MANIFEST_KIND_FILE) {
     err = size_file(r->root_fd, m->files[0].size);
     if (err != 0) {
       goto fail;
     }
     r->direct_fd = open_direct(r->dir_fd, s->part_name, r->root_fd);
   } else {
-    r->root_fd = open_dir_at(r->dir_fd, s->part_name, 1);
-    if (r->root_fd < 0) {
-      err = r->root_fd;
-      goto fail;
-    }
-    if (r->resumed) {
-      err = prune_part(s, r->root_fd);
-      if (err != 0) {
-        goto fail;
-      }
-    }
     for (uint32_t i = 0; i < m->file_count; i++) {
       int fd = open_under(r->root_fd, part_rel(s, i), 0, 1, NULL);
       if (fd < 0) {
@@ -1358,15 +1958,37 @@ static void open_work(uv_work_t *w) {
       }
     }
   }
+  free(r->old_size);
+  r->old_size = NULL;
   r->status = 0;
   return;
 
 fail:
+  if (r->root_fd >= 0) {
+    open_undo(s, r);
+  }
+  if (err == UV_ENOSPC && r->why[0] == '\0') {
+    /* It passed the space check, yet the file system's own records (a
+     * folder's entries, extent blocks) or another writer took the rest. */
+    struct statvfs v;
+    char need_s[FMT_NUM_BYTES];
+    char free_s[FMT_NUM_BYTES] = "?";
+    if (fstatvfs(r->dir_fd, &v) == 0) {
+      fmt_bytes(free_s, sizeof(free_s), (uint64_t)v.f_bavail * v.f_frsize);
+    }
+    fmt_bytes(need_s, sizeof(need_s), r->need);
+    snprintf(r->why, sizeof(r->why),
+             "%s ran out of space while %s was reserved: it needs %s, and "
+             "%s is free",
+             s->dir, m->name, need_s, free_s);
+  }
+  free(r->old_size);
+  r->old_size = NULL;
   if (r->direct_fd >= 0) {
     close(r->direct_fd);
   }
   if (r->root_fd >= 0) {
-    close(r->root_fd);
+    close(r->root_fd); /* releases the lock, after the undo */
   }
   if (r->dir_fd >= 0) {
     close(r->dir_fd);
@@ -1513,6 +2135,9 @@ static void after_open(uv_work_t *w, int status) {
   s->dir_fd = r->dir_fd;
   s->root_fd = r->root_fd;
   s->direct_fd = r->direct_fd;
+  if (r->status != 0) {
+    memcpy(s->open_why, r->why, sizeof(s->open_why));
+  }
   if (r->status == 0 && !r->resumed) {
     if (r->record == RECORD_CORRUPT) {
       log_warn("storage", "%s: resume record is corrupt; starting over",
@@ -1614,6 +2239,10 @@ const uint8_t *storage_have_map(const struct storage *s, size_t *len) {
   return s->have;
 }
 
+const char *storage_open_error(const struct storage *s) {
+  return s->open_why;
+}
+
 const char *storage_final_path(const struct storage *s) {
   return s->is_source ? NULL : s->final_path;
 }
@@ -1712,34 +2341,102 @@ static int stat_matches(const struct stat *st, const struct manifest_file *f) {
          st->st_mtim.tv_nsec == f->mtime_nsec;
 }
 
+/* Says in out how file idx, as st shows it now, differs from when it was
+ * hashed (st NULL: it is gone, or no longer a plain file). */
+static void describe_change(const struct manifest *m, uint32_t idx,
+                            const struct stat *st, struct storage_change *out) {
+  memset(out, 0, sizeof(*out));
+  out->file = idx;
+  if (st == NULL || !S_ISREG(st->st_mode)) {
+    out->kind = STORAGE_CHANGE_GONE;
+  } else if ((uint64_t)st->st_size != m->files[idx].size) {
+    out->kind = STORAGE_CHANGE_SIZE;
+    out->size_now = (uint64_t)st->st_size;
+  } else {
+    out->kind = STORAGE_CHANGE_MTIME;
+  }
+}
+
+/* Opens source file idx for reading, one segment at a time below the
+ * shared root. Returns a descriptor or a negative error; a file that is
+ * gone or was replaced by a symlink is SHOAL_ECHANGED. */
+static int source_open(const struct storage *s, uint32_t idx) {
+  const struct manifest *m = s->m;
+  int base, fd;
+  base = open(m->local_root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (base < 0) {
+    return errno == ENOENT || errno == ENOTDIR ? SHOAL_ECHANGED : -errno;
+  }
+  fd = open_under(base, m->files[idx].path, O_RDONLY, 0, NULL);
+  close(base);
+  if (fd == UV_ENOENT || fd == UV_ELOOP || fd == UV_ENOTDIR) {
+    return SHOAL_ECHANGED;
+  }
+  return fd;
+}
+
+/* Hashes the request's whole chunk from fd and compares it with the
+ * manifest: a file rewritten in place with its size and time kept is
+ * caught on the first read of each chunk, before any of it is served.
+ * Reads in SOURCE_VERIFY_PIECE pieces, so memory stays small whatever the
+ * chunk size. Returns 0, SHOAL_EHASH, or a read error. */
+static int verify_source_chunk(int fd, const struct read_req *r) {
+  crypto_generichash_state st;
+  uint8_t got[MANIFEST_HASH_BYTES];
+  uint8_t *piece = malloc(SOURCE_VERIFY_PIECE);
+  uint32_t done = 0;
+  int err = 0;
+  if (piece == NULL) {
+    return SHOAL_ENOMEM;
+  }
+  crypto_generichash_init(&st, NULL, 0, sizeof(got));
+  while (done < r->chunk_len) {
+    uint32_t want = r->chunk_len - done;
+    if (want > SOURCE_VERIFY_PIECE) {
+      want = SOURCE_VERIFY_PIECE;
+    }
+    ssize_t n = pread_full(fd, piece, want, r->chunk_offset + done);
+    if (n < 0) {
+      err = (int)n;
+      goto out;
+    }
+    if ((uint32_t)n != want) {
+      err = SHOAL_EHASH; /* shorter than it was: no longer the chunk */
+      goto out;
+    }
+    crypto_generichash_update(&st, piece, want);
+    done += want;
+  }
+  crypto_generichash_final(&st, got, sizeof(got));
+  if (sodium_memcmp(got, r->s->m->hashes + (size_t)r->chunk * sizeof(got),
+                    sizeof(got)) != 0) {
+    err = SHOAL_EHASH;
+  }
+out:
+  free(piece);
+  return err;
+}
+
 /* A source file is read only when it is still what was hashed: same size
- * and modification time before the read and after it. */
+ * and modification time before the read and after it, and, for the first
+ * read of each chunk, the same bytes (verify_source_chunk). */
 static void source_read_work(uv_work_t *w) {
   struct read_req *r = container_of(w, struct read_req, work);
   const struct manifest *m = r->s->m;
   const struct manifest_file *f = &m->files[r->file];
   struct stat st;
   ssize_t n;
-  int base;
   int fd;
+  int err;
 
-  if (r->s->root_fd >= 0) {
-    fd = r->s->root_fd; /* the one shared file, open for the storage's life */
-    goto opened;
-  }
-  base = open(m->local_root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (base < 0) {
-    r->status = -errno;
-    return;
-  }
-  fd = open_under(base, f->path, O_RDONLY, 0, NULL);
-  close(base);
-opened:
+  /* The one file of a file content stays open for the storage's life,
+   * instead of being opened again for each block. */
+  fd = r->s->root_fd >= 0 ? r->s->root_fd : source_open(r->s, r->file);
   if (fd < 0) {
-    /* Gone, or replaced by a symlink: not the file that was hashed. */
-    r->status = fd == UV_ENOENT || fd == UV_ELOOP || fd == UV_ENOTDIR
-                    ? SHOAL_ECHANGED
-                    : fd;
+    if (fd == SHOAL_ECHANGED) {
+      describe_change(m, r->file, NULL, &r->change);
+    }
+    r->status = fd;
     return;
   }
   if (fstat(fd, &st) != 0) {
@@ -1747,8 +2444,23 @@ opened:
     goto out;
   }
   if (!stat_matches(&st, f)) {
+    describe_change(m, r->file, &st, &r->change);
     r->status = SHOAL_ECHANGED;
     goto out;
+  }
+  if (r->verify) {
+    err = verify_source_chunk(fd, r);
+    if (err == SHOAL_EHASH) {
+      memset(&r->change, 0, sizeof(r->change));
+      r->change.kind = STORAGE_CHANGE_HASH;
+      r->change.file = r->file;
+      r->change.chunk = r->chunk;
+      err = SHOAL_ECHANGED;
+    }
+    if (err != 0) {
+      r->status = err;
+      goto out;
+    }
   }
   n = pread_full(fd, r->data, r->len, r->offset);
   if (n < 0) {
@@ -1756,6 +2468,7 @@ opened:
     goto out;
   }
   if ((size_t)n != r->len || fstat(fd, &st) != 0 || !stat_matches(&st, f)) {
+    describe_change(m, r->file, fstat(fd, &st) == 0 ? &st : NULL, &r->change);
     r->status = SHOAL_ECHANGED;
     goto out;
   }
@@ -1783,17 +2496,35 @@ static void download_read_work(uv_work_t *w) {
   r->status = n < 0 ? (int)n : (size_t)n == r->len ? 0 : UV_EIO;
 }
 
+/* A source file differs from what was hashed: keep the first such finding
+ * for storage_source_change, log each file once. The caller tells the
+ * user; the log keeps it at info so that it is not printed twice. */
+static void note_change(struct storage *s, const struct storage_change *c) {
+  if (!s->changed) {
+    s->changed = 1;
+    s->change = *c;
+  }
+  if (!bit_get(s->changed_logged, c->file)) {
+    bit_set(s->changed_logged, c->file);
+    log_info("storage", "%s/%s changed since it was shared; not serving it",
+             s->m->local_root, s->m->files[c->file].path);
+  }
+}
+
 static void after_read(uv_work_t *w, int status) {
   struct read_req *r = container_of(w, struct read_req, work);
   struct storage *s = r->s;
 
   (void)status;
+  if (r->verify) {
+    bit_clear(s->verifying, r->chunk);
+    if (r->status == 0) {
+      bit_set(s->verified, r->chunk);
+    }
+  }
   if (r->status != 0) {
-    if (r->status == SHOAL_ECHANGED && s->is_source &&
-        !bit_get(s->changed_logged, r->file)) {
-      bit_set(s->changed_logged, r->file);
-      log_warn("storage", "%s/%s changed since it was shared; not serving it",
-               s->m->local_root, s->m->files[r->file].path);
+    if (r->status == SHOAL_ECHANGED && s->is_source) {
+      note_change(s, &r->change);
     }
     if (r->owned) {
       free(r->data);
@@ -1838,6 +2569,18 @@ static int read_start(struct storage *s, uint32_t idx, uint32_t offset,
   manifest_chunk_file(s->m, idx, &r->file, &off);
   r->offset = off + offset;
   r->len = len;
+  r->chunk = idx;
+  r->chunk_offset = off;
+  r->chunk_len = clen;
+  /* One read hashes a chunk; the others of that chunk meanwhile read the
+   * same file, whose change that read (or the size and time checks of
+   * each) will find: a chunk is hashed about once, however many blocks
+   * of it are asked for at a time. */
+  r->verify = s->is_source && !bit_get(s->verified, idx) &&
+              !bit_get(s->verifying, idx);
+  if (r->verify) {
+    bit_set(s->verifying, idx);
+  }
   r->cb = cb;
   r->arg = arg;
   s->pending++;
@@ -1862,6 +2605,94 @@ int storage_read_into(struct storage *s, uint32_t idx, uint32_t offset,
 }
 
 /* ------------------------------------------------------------------------ */
+/* Watching a source */
+
+struct check_req {
+  uv_work_t work;
+  struct storage *s;
+  int status;
+  struct storage_change change;
+  storage_cb cb;
+  void *arg;
+};
+
+/* On the thread pool: every file, by its path, against what was hashed. */
+static void check_work(uv_work_t *w) {
+  struct check_req *c = container_of(w, struct check_req, work);
+  const struct manifest *m = c->s->m;
+  struct stat st;
+  c->status = 0;
+  for (uint32_t i = 0; i < m->file_count; i++) {
+    int fd = source_open(c->s, i);
+    if (fd < 0) {
+      if (fd == SHOAL_ECHANGED) {
+        describe_change(m, i, NULL, &c->change);
+      }
+      c->status = fd;
+      return;
+    }
+    if (fstat(fd, &st) != 0) {
+      c->status = -errno;
+      close(fd);
+      return;
+    }
+    close(fd);
+    if (!stat_matches(&st, &m->files[i])) {
+      describe_change(m, i, &st, &c->change);
+      c->status = SHOAL_ECHANGED;
+      return;
+    }
+  }
+}
+
+static void after_check(uv_work_t *w, int status) {
+  struct check_req *c = container_of(w, struct check_req, work);
+  struct storage *s = c->s;
+  (void)status;
+  s->checking = 0;
+  if (c->status == SHOAL_ECHANGED) {
+    note_change(s, &c->change);
+  }
+  if (c->cb != NULL) {
+    c->cb(c->arg, c->status);
+  }
+  free(c);
+  s->pending--;
+  maybe_close(s);
+}
+
+int storage_check_source(struct storage *s, storage_cb cb, void *arg) {
+  struct check_req *c;
+  if (!s->is_source || s->closing) {
+    return SHOAL_EINVAL;
+  }
+  if (s->checking) {
+    return SHOAL_EBUSY;
+  }
+  c = calloc(1, sizeof(*c));
+  if (c == NULL) {
+    return SHOAL_ENOMEM;
+  }
+  c->s = s;
+  c->cb = cb;
+  c->arg = arg;
+  s->checking = 1;
+  s->pending++;
+  uv_queue_work(s->loop, &c->work, check_work, after_check);
+  return 0;
+}
+
+int storage_source_change(const struct storage *s,
+                          struct storage_change *out) {
+  if (!s->is_source || !s->changed) {
+    memset(out, 0, sizeof(*out));
+    return 0;
+  }
+  *out = s->change;
+  return 1;
+}
+
+/* ------------------------------------------------------------------------ */
 /* Finishing */
 
 /* Length of rel's folder part ("a/b" in "a/b/c"; 0 for "c"). */
@@ -1870,8 +2701,131 @@ static size_t folder_len(const char *rel) {
   return slash != NULL ? (size_t)(slash - rel) : 0;
 }
 
-/* Flushes every file and folder of the partial folder. */
-static int sync_tree(const struct storage *s) {
+/* The process's umask, from /proc/self/status ("Umask:", Linux 4.7 and
+ * later): umask() can only read it by setting it, and for that moment every
+ * file another thread creates would get the wrong mode. -1 when it cannot
+ * be read. */
+static int read_umask(void) {
+  char line[128];
+  int mask = -1;
+  FILE *f = fopen("/proc/self/status", "re");
+
+  if (f == NULL) {
+    return -1;
+  }
+  while (fgets(line, sizeof(line), f) != NULL) {
+    if (strncmp(line, "Umask:", 6) == 0) {
+      char *end;
+      errno = 0;
+      unsigned long v = strtoul(line + 6, &end, 8);
+      if (errno == 0 && end != line + 6 && v <= 0777) {
+        mask = (int)v;
+      }
+      break;
+    }
+  }
+  fclose(f);
+  return mask;
+}
+
+/* The mode a finished file gets: 0644, or 0755 when the manifest marks it
+ * executable, less the umask. Nothing but the manifest's one bit and the
+ * umask decides it, and only permission bits are ever set. When the umask
+ * cannot be read, the file's own mode stands in for 0644 less it (the
+ * partial file was made PART_MODE under it), and an executable gets the
+ * execute bit wherever it may be read. */
+static mode_t finished_mode(const struct manifest_file *f, mode_t partial,
+                            int mask) {
+  int exec = (f->mode & MANIFEST_MODE_EXEC) != 0;
+  if (mask >= 0) {
+    return (mode_t)((exec ? 0755 : PART_MODE) & ~mask);
+  }
+  mode_t rw = partial & 0666;
+  return exec ? rw | ((rw & 0444) >> 2) : rw;
+}
+
+/* Gives a finished file its mode and the manifest's modification time (the
+ * access time is left alone), then flushes it. The data was written and
+ * verified before, so nothing changes the time afterwards. */
+static int finish_file(int fd, const struct manifest_file *f, int mask) {
+  struct timespec ts[2] = {{0, UTIME_OMIT}, {0, 0}};
+  struct stat st;
+
+  if (fstat(fd, &st) != 0) {
+    return -errno;
+  }
+  if (fchmod(fd, finished_mode(f, st.st_mode, mask)) != 0) {
+    return -errno;
+  }
+  ts[1].tv_sec = (time_t)f->mtime_sec;
+  ts[1].tv_nsec = (long)f->mtime_nsec;
+  if (futimens(fd, ts) != 0) {
+    return -errno;
+  }
+  return fsync_fd(fd);
+}
+
+/* Creates the manifest's empty folders, and the folders on the way to
+ * them, inside the partial folder, and flushes each folder that got a new
+ * entry. A folder already there is kept (a finish that failed halfway
+ * runs again); anything else in its place means the partial folder was
+ * tampered with, and the finish fails. */
+static int make_empty_folders(const struct storage *s) {
+  char seg[MANIFEST_MAX_SEGMENT + 1];
+
+  for (uint32_t i = 0; i < s->m->folder_count; i++) {
+    const char *p = s->m->folders[i] + s->name_len + 1;
+    int cur = s->root_fd;
+    int err = 0;
+
+    while (err == 0) {
+      const char *slash = strchr(p, '/');
+      size_t n = slash != NULL ? (size_t)(slash - p) : strlen(p);
+      /* Decoded manifests never hold such segments; as in open_under, a
+       * path must not leave the folder even if that changed. */
+      if (n == 0 || n > MANIFEST_MAX_SEGMENT || (n == 1 && p[0] == '.') ||
+          (n == 2 && p[0] == '.' && p[1] == '.')) {
+        err = SHOAL_EPATH;
+        break;
+      }
+      memcpy(seg, p, n);
+      seg[n] = '\0';
+      int created = mkdirat(cur, seg, FOLDER_MODE) == 0;
+      if (!created && errno != EEXIST) {
+        err = -errno;
+        break;
+      }
+      if (created) {
+        err = fsync_fd(cur);
+      }
+      int next =
+          openat(cur, seg, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+      if (next < 0) {
+        err = err != 0 ? err : -errno;
+        break;
+      }
+      if (cur != s->root_fd) {
+        close(cur);
+      }
+      cur = next;
+      if (err != 0 || slash == NULL) {
+        break;
+      }
+      p = slash + 1;
+    }
+    if (cur != s->root_fd) {
+      close(cur);
+    }
+    if (err != 0) {
+      return err;
+    }
+  }
+  return 0;
+}
+
+/* Gives every file of the partial folder its mode and time and flushes it,
+ * and flushes every folder that holds one. */
+static int finish_tree(const struct storage *s, int mask) {
   const char *prev = NULL;
   size_t prev_len = 0;
 
@@ -1885,7 +2839,7 @@ static int sync_tree(const struct storage *s) {
     if (fd < 0) {
       return fd;
     }
-    err = fsync_fd(fd);
+    err = finish_file(fd, &s->m->files[i], mask);
     close(fd);
     /* Files of one folder sort together: sync each folder once. */
     if (err == 0 && parent >= 0 &&
@@ -1904,12 +2858,23 @@ static int sync_tree(const struct storage *s) {
   return 0;
 }
 
+/* Every chunk is verified and written: the empty folders are made, each
+ * file gets its mode and time, everything is flushed, and only then is the
+ * partial copy renamed into place, so the content appears whole. */
 static void finish_work(uv_work_t *w) {
   struct finish_req *r = container_of(w, struct finish_req, work);
   const struct storage *s = r->s;
+  int mask = read_umask();
   int err;
 
-  err = s->m->kind == MANIFEST_KIND_FOLDER ? sync_tree(s) : 0;
+  if (s->m->kind == MANIFEST_KIND_FOLDER) {
+    err = make_empty_folders(s);
+    if (err == 0) {
+      err = finish_tree(s, mask);
+    }
+  } else {
+    err = finish_file(s->root_fd, &s->m->files[0], mask);
+  }
   if (err == 0) {
     err = fsync_fd(s->root_fd);
   }

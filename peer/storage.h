@@ -8,14 +8,17 @@
  *
  * A download writes into a partial copy beside its final place, DIR/NAME
  * plus ".shoal-part" (a file, or a folder holding exactly the manifest's
- * paths), preallocated to full size. A chunk is hashed on libuv's thread
- * pool and written with a positional write only when it matches the
- * manifest. Which chunks are done is kept in a resume record (path given by
- * the caller), saved atomically (temporary file, fsync, rename) at most
- * every STORAGE_SAVE_MS and when the storage closes. When every chunk is
- * verified, the partial copy is flushed and renamed to DIR/NAME, and the
- * record is removed. A restarted download re-hashes the chunks its record
- * lists and fetches the rest.
+ * paths), preallocated to full size once a check of the free space says it
+ * fits; a reservation that fails all the same is given back. The partial
+ * copy is locked (flock) for the storage's life, so a second download of
+ * it, even in the same process, is refused at once. A chunk is hashed on
+ * libuv's thread pool and written with a positional write only when it
+ * matches the manifest. Which chunks are done is kept in a resume record
+ * (path given by the caller), saved atomically (temporary file, fsync,
+ * rename) at most every STORAGE_SAVE_MS and when the storage closes. When
+ * every chunk is verified, the partial copy is flushed and renamed to
+ * DIR/NAME, and the record is removed. A restarted download re-hashes the
+ * chunks its record lists and fetches the rest.
  *
  * All callbacks run on the loop thread. Disk work and hashing run on the
  * thread pool; the loop never blocks on the disk.
@@ -48,12 +51,15 @@ int storage_open_source(struct storage **out, uv_loop_t *loop,
 
 /* Opens (or resumes) a download of m into dir. resume_path is where the
  * resume record lives. Fails with UV_EEXIST when dir/NAME already exists
- * (nothing is overwritten), SHOAL_EPATH when a manifest path cannot be
- * created inside dir (both as the status of cb; SHOAL_EPATH for an unsafe
- * path is also returned at once). cb(arg, status) comes once the partial
- * copy is ready and every chunk the record listed was re-hashed
- * (storage_have() then tells which survived). On a non-zero return there is
- * no storage and cb never comes; otherwise cb comes exactly once, with
+ * (nothing is overwritten), UV_EBUSY when another download holds the
+ * partial copy, UV_ENOSPC when the content does not fit in what dir has
+ * free (what this open took is given back; a resumable partial copy keeps
+ * what it had), SHOAL_EPATH when a manifest path cannot be created inside
+ * dir (all as the status of cb; SHOAL_EPATH for an unsafe path is also
+ * returned at once); storage_open_error() then tells more. cb(arg, status)
+ * comes once the partial copy is ready and every chunk the record listed was
+ * re-hashed (storage_have() then tells which survived). On a non-zero return
+ * there is no storage and cb never comes; otherwise cb comes exactly once, with
  * SHOAL_ECANCELED if storage_close() came first, and after a failure the
  * storage is only good for storage_close(). The manifest is borrowed. */
 int storage_open_download(struct storage **out, uv_loop_t *loop,
@@ -107,7 +113,37 @@ int storage_read_into(struct storage *s, uint32_t idx, uint32_t offset,
                       uint32_t len, uint8_t *dst, storage_read_cb cb,
                       void *arg);
 
-/* When every chunk is had: flushes, renames the partial copy into place,
+/* How a source's file differs from when it was hashed. */
+enum storage_change_kind {
+  STORAGE_CHANGE_NONE = 0,
+  STORAGE_CHANGE_GONE,  /* removed, or no longer a plain file */
+  STORAGE_CHANGE_SIZE,  /* size_now is its size */
+  STORAGE_CHANGE_MTIME, /* same size, another modification time */
+  STORAGE_CHANGE_HASH,  /* same size and time, but chunk fails its hash */
+};
+
+struct storage_change {
+  enum storage_change_kind kind;
+  uint32_t file;     /* index in the manifest's files */
+  uint32_t chunk;    /* STORAGE_CHANGE_HASH */
+  uint64_t size_now; /* STORAGE_CHANGE_SIZE */
+};
+
+/* A source is checked as it is read: every read checks the file's size and
+ * modification time before and after, and the first read of each chunk
+ * hashes the whole chunk. storage_check_source() checks every file's size
+ * and time now, on the thread pool; cb gets 0, SHOAL_ECHANGED or a
+ * file-system error (SHOAL_EBUSY is returned when a check is under way,
+ * SHOAL_EINVAL for a download). */
+int storage_check_source(struct storage *s, storage_cb cb, void *arg);
+
+/* The first change found under a source, by a read or a check: returns 1
+ * and fills out, or 0 (out zeroed) while none was found. */
+int storage_source_change(const struct storage *s, struct storage_change *out);
+
+/* When every chunk is had: makes the manifest's empty folders, gives each
+ * file its mode (0644 or 0755 less the umask) and modification time,
+ * flushes, renames the partial copy into place,
  * removes the resume record; cb(0) then. Returns SHOAL_EINVAL if a chunk is
  * missing. */
 int storage_finish(struct storage *s, storage_cb cb, void *arg);
@@ -118,6 +154,12 @@ int storage_finish(struct storage *s, storage_cb cb, void *arg);
  * before cb. No other call may follow. The partial copy stays for a later
  * resume unless storage_finish completed. */
 void storage_close(struct storage *s, storage_cb cb, void *arg);
+
+/* After an open that failed, what the status alone does not tell the user:
+ * for UV_ENOSPC how much space the content needs and how much the folder
+ * has free, for UV_EBUSY which process holds the partial copy. "" when
+ * there is nothing to add. Borrowed; valid until the storage is closed. */
+const char *storage_open_error(const struct storage *s);
 
 /* The final path (dir/NAME) of a download; NULL for a source. */
 const char *storage_final_path(const struct storage *s);

@@ -125,6 +125,35 @@ int swarm_attach(struct swarm *sw, struct session *s) {
   return 0;
 }
 
+/* Until the swarm has met a peer, NODE_DIAL_WARN dials that never got
+ * through mean that nobody the tracker lists can be reached from here: say
+ * so once, at the default level, with the last address and reason, rather
+ * than sit at 0% in silence. */
+void swarm_dial_failed(struct swarm *sw, const struct session *s,
+                       const char *why) {
+  struct node_event ev;
+  char msg[600];
+  sw->dial_failures++;
+  if (sw->ever_met_peer || sw->warned_unreachable ||
+      sw->dial_failures < NODE_DIAL_WARN || sw->node->stopping ||
+      sw->state == SW_FAILED) {
+    return;
+  }
+  sw->warned_unreachable = 1;
+  /* The event is what the user sees; the log keeps it at info so that it
+   * is not printed twice. */
+  snprintf(msg, sizeof(msg),
+           "%s: cannot connect to any of the %u peers the tracker listed "
+           "(last: %s: %s) — they may be behind a firewall or listen on "
+           "another address; still trying",
+           sw->name, sw->nknown > 0 ? sw->nknown : 1, s->addr_text, why);
+  log_info("peer", "%s", msg);
+  memset(&ev, 0, sizeof(ev));
+  ev.type = NODE_EV_WARNING;
+  ev.message = msg;
+  swarm_emit(sw, &ev);
+}
+
 void swarm_detach(struct swarm *sw, struct session *s) {
   int was_unchoked = !s->am_choking && s->peer_interested;
   int refetch = 0;
@@ -1050,6 +1079,15 @@ static int on_manifest_part(struct swarm *sw, struct session *s,
   err = manifest_decode(sw->mf.data, sw->mf.len, &man);
   buf_free(&sw->mf);
   buf_init(&sw->mf, MANIFEST_MAX_BYTES);
+  if (err == SHOAL_EVERSION) {
+    /* The content ID holds the manifest's bytes: it cannot be upgraded,
+     * only shared again. */
+    swarm_fail(sw, err,
+               "the content was shared by an older shoal (manifest version "
+               "1), which this one no longer reads — ask its publisher to "
+               "share it again with this version and send the new link");
+    return 0;
+  }
   if (err != 0) {
     char msg[256];
     snprintf(msg, sizeof(msg),
@@ -1335,6 +1373,50 @@ static void maybe_finish(struct swarm *sw) {
 
 /* ------------------------------------------------------------------------ */
 
+/* A download that lacks chunks none of its peers has, with no complete
+ * copy connected, waits for a source that may never come (its seeder left,
+ * or stopped serving a file that changed): after NODE_NO_SOURCE_MS of that,
+ * say so once, and again if it happens again after sources came back. */
+static void watch_sources(struct swarm *sw, uint64_t now) {
+  struct node_swarm_info info;
+  struct node_event ev;
+  char msg[600];
+  uint32_t missing = 0;
+  swarm_info(sw, &info);
+  if (info.seeders == 0 && !picker_complete(sw->pk)) {
+    missing = picker_unsourced(sw->pk);
+  }
+  if (missing == 0) {
+    sw->unsourced_ms = 0;
+    sw->warned_unsourced = 0;
+    return;
+  }
+  if (sw->unsourced_ms == 0) {
+    sw->unsourced_ms = now;
+  }
+  if (sw->warned_unsourced || now - sw->unsourced_ms < NODE_NO_SOURCE_MS) {
+    return;
+  }
+  sw->warned_unsourced = 1;
+  if (info.peers == 0) {
+    snprintf(msg, sizeof(msg),
+             "%s: no complete source: no peer is connected, and %u chunks "
+             "are missing; waiting for a peer that has them",
+             sw->name, missing);
+  } else {
+    snprintf(msg, sizeof(msg),
+             "%s: no complete source: none of the %u connected peers has %u "
+             "of the missing chunks, and none has all of them; waiting for a "
+             "peer that does",
+             sw->name, info.peers, missing);
+  }
+  log_info("peer", "%s", msg);
+  memset(&ev, 0, sizeof(ev));
+  ev.type = NODE_EV_WARNING;
+  ev.message = msg;
+  swarm_emit(sw, &ev);
+}
+
 void swarm_tick(struct swarm *sw, uint64_t now) {
   if (sw->state == SW_FETCHING && sw->mf_from != NULL &&
       now - sw->mf_sent_ms > manifest_timeout(sw)) {
@@ -1359,6 +1441,9 @@ void swarm_tick(struct swarm *sw, uint64_t now) {
       swarm_emit(sw, &ev);
       sw->progress_ms = now;
     }
+  }
+  if (sw->state == SW_RUNNING && sw->pk != NULL) {
+    watch_sources(sw, now);
   }
   if (sw->pk != NULL && sw->state == SW_RUNNING) {
     struct picker_block b[64];

@@ -111,6 +111,7 @@ struct tcl {
   uint64_t *seq;
   unsigned timeout_ms;
   unsigned idle_ms;
+  int family;        /* hints.ai_family for every tracker */
   struct conn *conn; /* current connection, or NULL */
   unsigned nconns;   /* connections not yet freed, current or dead */
   struct tcl_req *head;
@@ -688,7 +689,9 @@ static void conn_start(struct tcl *t) {
   log_debug(who, "tracker %s: resolving", t->names[c->tracker]);
 
   memset(&hints, 0, sizeof(hints));
-  hints.ai_family = AF_UNSPEC;
+  /* The tracker lists us at the address it sees: reach it over the family
+   * our listener accepts, so that other peers can reach us there. */
+  hints.ai_family = t->family;
   hints.ai_socktype = SOCK_STREAM;
   hints.ai_protocol = IPPROTO_TCP;
   hints.ai_flags = AI_NUMERICSERV;
@@ -875,6 +878,8 @@ int tcl_new(struct tcl **out, const struct tcl_config *c) {
   t->seq = c->seq;
   t->timeout_ms = c->timeout_ms != 0 ? c->timeout_ms : TCL_TIMEOUT_MS;
   t->idle_ms = c->idle_ms != 0 ? c->idle_ms : TCL_IDLE_MS;
+  t->family =
+      c->family == AF_INET || c->family == AF_INET6 ? c->family : AF_UNSPEC;
   t->tail = &t->head;
   t->done_tail = &t->done;
   buf_init(&t->scratch, TCL_REQUEST_MAX);

@@ -62,6 +62,10 @@ struct tcl_config {
   unsigned timeout_ms;        /* per request; 0 = TCL_TIMEOUT_MS */
   unsigned idle_ms;           /* close an idle connection after
                                  this; 0 = TCL_IDLE_MS */
+  int family;                 /* AF_INET or AF_INET6: reach the
+                                 trackers over that family only
+                                 (the one the caller listens on);
+                                 0: either */
 };
 
 /* A verified reply; it and everything it points to are valid only during

@@ -22,6 +22,7 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
@@ -1125,6 +1126,121 @@ static void folder_tree_arrives_exactly(void **state) {
   fx_finish(f);
 }
 
+/* What a folder holds besides its files' bytes arrives too: empty folders
+ * (one that holds only an empty folder, and one whose only entry, a
+ * symbolic link, was left out), the executable bit, and every file's
+ * modification time to the nanosecond, as docs/protocol.md ("Modes, times
+ * and empty folders") says. The modes come from the manifest's one bit and
+ * the downloader's umask only: the source's set-user-ID bit and odd
+ * permissions do not travel. */
+static void folder_keeps_empty_folders_modes_and_times(void **state) {
+  struct fx *f = *state;
+  static const struct {
+    const char *path;
+    size_t size;
+    mode_t mode;
+    int exec;
+    time_t sec;
+    long nsec;
+  } files[] = {
+      {"src/kit/run.sh", 300, 0755, 1, 1000000000, 123456789},
+      {"src/kit/data.bin", 70000, 0644, 0, 1234567890, 0},
+      {"src/kit/bin/tool", 5000, 04750, 1, 946684800, 999999999},
+      {"src/kit/notes.txt", 10, 0600, 0, 1500000000, 500},
+      {"src/kit/empty", 0, 0664, 0, 1700000000, 1},
+  };
+  static const char *const folders[] = {"kit/cache/tmp", "kit/logs",
+                                        "kit/lonely"};
+  const size_t nfiles = sizeof(files) / sizeof(files[0]);
+  struct fx_shared sh;
+  char p[PROC_PATH_MAX], src[PROC_PATH_MAX], opath[PROC_PATH_MAX];
+  struct stat st;
+  mode_t mask = umask(0);
+
+  umask(mask); /* the downloader inherits this one */
+  fx_start_tracker(f);
+  for (size_t i = 0; i < nfiles; i++) {
+    struct timespec ts[2] = {{files[i].sec, files[i].nsec},
+                             {files[i].sec, files[i].nsec}};
+    fx_write_random(f, files[i].path, files[i].size, 90 + i, NULL);
+    fx_path(f, p, sizeof(p), files[i].path);
+    assert_int_equal(chmod(p, files[i].mode), 0);
+    assert_int_equal(utimensat(AT_FDCWD, p, ts, 0), 0);
+  }
+  fx_mkdir(f, "src/kit/cache");
+  fx_mkdir(f, "src/kit/cache/tmp");
+  fx_mkdir(f, "src/kit/logs");
+  fx_mkdir(f, "src/kit/lonely");
+  fx_path(f, p, sizeof(p), "src/kit/lonely/link");
+  assert_int_equal(symlink("../data.bin", p), 0);
+
+  fx_path(f, src, sizeof(src), "src/kit");
+  struct proc *seed =
+      fx_peer(f, "seeder", "s", "share", src, "--tracker", f->tracker_addr,
+              "--tracker-key", f->tracker_key, NULL);
+  fx_wait_shared(seed, &sh);
+  fx_mkdir(f, "out");
+  fx_path(f, opath, sizeof(opath), "out");
+  struct proc *dl = fx_peer(f, "dl", "dl", "get", sh.link, "-o", opath, NULL);
+  fx_expect_exit(dl, FX_COMPLETE_MS, 0);
+  fx_assert_json_output(dl);
+
+  for (size_t i = 0; i < nfiles; i++) {
+    char rel[PROC_PATH_MAX];
+    snprintf(rel, sizeof(rel), "out/%s", files[i].path + strlen("src/"));
+    fx_path(f, p, sizeof(p), rel);
+    assert_int_equal(lstat(p, &st), 0);
+    assert_true(S_ISREG(st.st_mode));
+    assert_int_equal((uint64_t)st.st_size, files[i].size);
+    mode_t want = (files[i].exec ? 0755 : 0644) & ~mask;
+    if ((st.st_mode & 07777) != want) {
+      fail_msg("%s has mode %04o, want %04o (umask %03o)", rel,
+               (unsigned)(st.st_mode & 07777), (unsigned)want, (unsigned)mask);
+    }
+    if (st.st_mtim.tv_sec != files[i].sec ||
+        st.st_mtim.tv_nsec != files[i].nsec) {
+      fail_msg("%s was modified at %lld.%09ld, want %lld.%09ld", rel,
+               (long long)st.st_mtim.tv_sec, st.st_mtim.tv_nsec,
+               (long long)files[i].sec, files[i].nsec);
+    }
+  }
+  for (size_t i = 0; i < sizeof(folders) / sizeof(folders[0]); i++) {
+    char rel[PROC_PATH_MAX];
+    snprintf(rel, sizeof(rel), "out/%s", folders[i]);
+    fx_path(f, p, sizeof(p), rel);
+    if (lstat(p, &st) != 0 || !S_ISDIR(st.st_mode)) {
+      fail_msg("the empty folder %s did not arrive", rel);
+    }
+    DIR *d = opendir(p);
+    assert_non_null(d);
+    struct dirent *de;
+    while ((de = readdir(d)) != NULL) {
+      if (strcmp(de->d_name, ".") != 0 && strcmp(de->d_name, "..") != 0) {
+        closedir(d);
+        fail_msg("%s should be empty, holds %s", rel, de->d_name);
+      }
+    }
+    closedir(d);
+  }
+  /* Nothing else arrived, and nothing is left partial. */
+  struct tree got = {0};
+  fx_path(f, p, sizeof(p), "out");
+  tree_walk(&got, p, "");
+  assert_int_equal(got.n,
+                   nfiles + 2 /* bin, cache */ + 3 /* folders */ + 1 /* kit */);
+  free(got.e);
+  /* The shared files were only read. */
+  for (size_t i = 0; i < nfiles; i++) {
+    fx_path(f, p, sizeof(p), files[i].path);
+    assert_int_equal(stat(p, &st), 0);
+    assert_int_equal(st.st_mode & 07777, files[i].mode);
+    assert_int_equal(st.st_mtim.tv_sec, files[i].sec);
+    assert_int_equal(st.st_mtim.tv_nsec, files[i].nsec);
+  }
+  fx_stop_peer(seed, NULL);
+  fx_finish(f);
+}
+
 /* ------------------------------------------------------------------------ */
 /* 7. Hostile peer-wire input to a seeder. */
 
@@ -1414,6 +1530,10 @@ static void hostile_manifest(struct buf *out, const struct identity *pub,
   buf_add_u16(out, (uint16_t)strlen(path));
   buf_add(out, path, strlen(path));
   buf_add_u64(out, len);
+  buf_add_u64(out, 1767225600); /* modification time, seconds */
+  buf_add_u32(out, 0);          /* and nanoseconds */
+  buf_add_u8(out, 0);           /* mode: not executable */
+  buf_add_u32(out, 0);          /* no empty folders */
   buf_add_u32(out, 1);
   crypto_generichash(hash, sizeof(hash), data, len, NULL, 0);
   buf_add(out, hash, sizeof(hash));
@@ -1436,6 +1556,41 @@ static int error_line_names(const char *line, void *arg) {
     }
   }
   return 0;
+}
+
+/* A content shared by an older shoal: its version 1 manifest is refused,
+ * and the message says why and what to do. */
+static void version_1_manifest_is_named(void **state) {
+  struct fx *f = *state;
+  char vpath[PROC_PATH_MAX], id_text[TEXTID_STRLEN], opath[PROC_PATH_MAX];
+  char line[FX_LINE_CAP], msg[1024];
+  uint8_t id[MANIFEST_ID_BYTES], data[100];
+  struct manifest *m = NULL;
+  size_t len;
+  tu_vector_path(vpath, sizeof(vpath), "manifest-v1-folder.bin");
+  uint8_t *v1 = tu_read_file(vpath, &len);
+  assert_non_null(v1);
+  assert_int_equal(manifest_decode(v1, len, &m), SHOAL_EVERSION);
+  assert_int_equal(manifest_id_of(v1, len, id), 0);
+  textid_encode(TEXTID_CONTENT, id, id_text);
+  tu_fill(data, sizeof(data), 9);
+  fx_start_tracker(f);
+  struct fake *fk = fake_start(f, id, v1, len, data, sizeof(data),
+                               MANIFEST_CHUNK_LOG2_MIN, 1, 1);
+  fx_mkdir(f, "out");
+  fx_path(f, opath, sizeof(opath), "out");
+  struct proc *dl =
+      fx_peer(f, "dl", "dl", "get", id_text, "--tracker", f->tracker_addr,
+              "--tracker-key", f->tracker_key, "-o", opath, NULL);
+  fx_expect_exit(dl, 30000, 1);
+  assert_true(atomic_load(&fk->parts) > 0);
+  assert_true(proc_find_event(dl, "error", NULL, NULL, 1, line, sizeof(line)));
+  assert_int_equal(jsonl_str(line, "message", msg, sizeof(msg)), 0);
+  if (strstr(msg, "older shoal") == NULL || strstr(msg, "again") == NULL) {
+    fail_msg("the error does not name the old version: %s", msg);
+  }
+  free(v1);
+  fx_finish(f);
 }
 
 static void hostile_manifest_paths_fail_the_get(void **state) {
@@ -1827,6 +1982,213 @@ static void link_that_does_not_match_the_manifest_fails(void **state) {
   fx_finish(f);
 }
 
+/* A get that fails after it announced tells the tracker it stopped, so the
+ * tracker does not send others to a peer that is gone. The tracker's
+ * interval is long here: only "stopped" can take the peer off the list
+ * within the test's wait. */
+static void failed_get_leaves_the_tracker_at_once(void **state) {
+  struct fx *f = *state;
+  struct fx_shared sh;
+  char src[PROC_PATH_MAX], out[PROC_PATH_MAX], bad[LINK_MAX_CHARS + 1];
+  uint8_t dl_pk[32];
+  const char *extra[] = {"--interval", "60", NULL};
+  fx_start_tracker_with(f, extra);
+  fx_mkdir(f, "src");
+  fx_mkdir(f, "out");
+  fx_write_random(f, "src/ghost.bin", 64 * FX_KiB, 31, NULL);
+  fx_path(f, src, sizeof(src), "src/ghost.bin");
+  fx_path(f, out, sizeof(out), "out");
+  struct proc *seed =
+      fx_peer(f, "seeder", "s", "share", src, "--tracker", f->tracker_addr,
+              "--tracker-key", f->tracker_key, NULL);
+  fx_wait_shared(seed, &sh);
+  /* The link names another file: the get announces "started", looks the
+   * content up, fetches the manifest and only then fails. */
+  struct share_link l;
+  const char *why = NULL;
+  assert_int_equal(link_parse(sh.link, strlen(sh.link), &l, &why), 0);
+  snprintf(l.name, sizeof(l.name), "not-ghost.bin");
+  assert_true(link_format(&l, bad, sizeof(bad)) > 0);
+  fx_peer_id(f, "dl", dl_pk);
+  struct proc *dl = fx_peer(f, "dl", "dl", "get", bad, "-o", out, NULL);
+  fx_expect_exit(dl, FX_COMPLETE_MS, 1);
+  assert_true(proc_output_has(dl, 1, "does not match the link"));
+  uint64_t deadline = proc_now_ms() + FX_MSG_MS;
+  int listed = 1;
+  while (listed && proc_now_ms() < deadline) {
+    listed = fx_tracker_lists(f, sh.content, dl_pk, NULL);
+    if (listed) {
+      proc_pause_ms(100);
+    }
+  }
+  if (listed) {
+    fail_msg("the failed get is still listed by the tracker %d ms after it "
+             "exited",
+             FX_MSG_MS);
+  }
+  fx_stop_peer(seed, NULL);
+  fx_finish(f);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Shared files that change under the seeder. */
+
+static int says_no_source(const char *line, void *arg) {
+  char msg[1024];
+  (void)arg;
+  return jsonl_str(line, "message", msg, sizeof(msg)) == 0 &&
+         strstr(msg, "no complete source") != NULL;
+}
+
+static int error_says(const char *line, void *arg) {
+  char msg[2048], code[64];
+  return jsonl_str(line, "message", msg, sizeof(msg)) == 0 &&
+         jsonl_str(line, "code", code, sizeof(code)) == 0 &&
+         strcmp(code, "SHOAL_ECHANGED") == 0 &&
+         strstr(msg, (const char *)arg) != NULL;
+}
+
+/* The seeder stops announcing the content and leaves the tracker's list at
+ * once; with the interval this long, nothing else takes it off. */
+static void assert_not_listed_soon(struct fx *f, const uint8_t content[32],
+                                   const uint8_t pk[32]) {
+  uint64_t deadline = proc_now_ms() + FX_MSG_MS;
+  int listed = 1;
+  while (listed && proc_now_ms() < deadline) {
+    listed = fx_tracker_lists(f, content, pk, NULL);
+    if (listed) {
+      proc_pause_ms(100);
+    }
+  }
+  if (listed) {
+    fail_msg("the tracker still lists the seeder of a changed file");
+  }
+}
+
+/* A shared file grows while a peer downloads it: the seeder says what
+ * changed and what to do, stops serving and announcing it, and the
+ * downloader, left with no complete source, says so. */
+static void changed_shared_file_stops_being_seeded(void **state) {
+  struct fx *f = *state;
+  struct fx_shared sh;
+  char src[PROC_PATH_MAX], out[PROC_PATH_MAX], line[FX_LINE_CAP];
+  uint8_t seed_pk[32];
+  const char *extra[] = {"--interval", "60", NULL};
+  fx_start_tracker_with(f, extra);
+  fx_mkdir(f, "src");
+  fx_mkdir(f, "out");
+  fx_write_random(f, "src/grows.bin", 2 * FX_MiB, 41, NULL);
+  fx_path(f, src, sizeof(src), "src/grows.bin");
+  fx_path(f, out, sizeof(out), "out");
+  fx_peer_id(f, "s", seed_pk);
+  struct proc *seed =
+      fx_peer(f, "seeder", "s", "share", src, "--tracker", f->tracker_addr,
+              "--tracker-key", f->tracker_key, NULL);
+  fx_wait_shared(seed, &sh);
+  struct proc *dl = fx_peer(f, "dl", "dl", "get", sh.link, "-o", out,
+                            "--download-rate", "256k", NULL);
+  fx_wait_event(dl, "progress", fx_have_some, NULL, FX_COMPLETE_MS, line);
+  FILE *fp = fopen(src, "ab");
+  assert_non_null(fp);
+  assert_int_equal(fputs("one more line\n", fp) >= 0, 1);
+  assert_int_equal(fclose(fp), 0);
+  fx_wait_event(seed, "error", error_says, "its size went from 2097152 to",
+                FX_START_MS, line);
+  assert_non_null(strstr(line, "share it again"));
+  /* It served nothing else: the share ends, and says it lost a content. */
+  fx_expect_exit(seed, FX_EXIT_MS, 1);
+  assert_not_listed_soon(f, sh.content, seed_pk);
+  fx_wait_event(dl, "warning", says_no_source, NULL, 20000, line);
+  proc_signal(dl, SIGTERM);
+  fx_expect_exit(dl, FX_EXIT_MS, 128 + SIGTERM);
+  fx_finish(f);
+}
+
+/* A shared file rewritten in place with its size and modification time
+ * kept: the first read of a chunk hashes it, so not one byte of it is
+ * served. */
+static void file_rewritten_in_place_is_not_served(void **state) {
+  struct fx *f = *state;
+  struct fx_shared sh;
+  char src[PROC_PATH_MAX], out[PROC_PATH_MAX], line[FX_LINE_CAP];
+  struct stat st;
+  fx_start_tracker(f);
+  fx_mkdir(f, "src");
+  fx_mkdir(f, "out");
+  fx_write_random(f, "src/same-time.bin", FX_MiB, 42, NULL);
+  fx_path(f, src, sizeof(src), "src/same-time.bin");
+  fx_path(f, out, sizeof(out), "out");
+  struct proc *seed =
+      fx_peer(f, "seeder", "s", "share", src, "--tracker", f->tracker_addr,
+              "--tracker-key", f->tracker_key, NULL);
+  fx_wait_shared(seed, &sh);
+  assert_int_equal(stat(src, &st), 0);
+  fx_write_random(f, "src/same-time.bin", FX_MiB, 43, NULL);
+  struct timespec times[2] = {st.st_atim, st.st_mtim};
+  assert_int_equal(utimensat(AT_FDCWD, src, times, 0), 0);
+  struct proc *dl = fx_peer(f, "dl", "dl", "get", sh.link, "-o", out, NULL);
+  fx_wait_event(seed, "error", error_says, "no longer matches its hash",
+                FX_START_MS, line);
+  fx_expect_exit(seed, FX_EXIT_MS, 1);
+  fx_wait_event(dl, "warning", says_no_source, NULL, 20000, line);
+  /* Nothing the seeder read was sent: the downloader has no bad chunk. */
+  assert_false(proc_output_has(dl, 1, "failed its hash"));
+  proc_signal(dl, SIGTERM);
+  fx_expect_exit(dl, FX_EXIT_MS, 128 + SIGTERM);
+  fx_finish(f);
+}
+
+/* Nobody downloads, the file is touched: the seeder notices by itself. */
+static void touched_shared_file_is_noticed_while_idle(void **state) {
+  struct fx *f = *state;
+  struct fx_shared sh;
+  char src[PROC_PATH_MAX], line[FX_LINE_CAP];
+  fx_start_tracker(f);
+  fx_mkdir(f, "src");
+  fx_write_random(f, "src/touched.bin", 100 * FX_KiB, 44, NULL);
+  fx_path(f, src, sizeof(src), "src/touched.bin");
+  struct proc *seed =
+      fx_peer(f, "seeder", "s", "share", src, "--tracker", f->tracker_addr,
+              "--tracker-key", f->tracker_key, NULL);
+  fx_wait_shared(seed, &sh);
+  struct timespec times[2] = {{0, UTIME_OMIT}, {1000000000, 0}};
+  assert_int_equal(utimensat(AT_FDCWD, src, times, 0), 0);
+  fx_wait_event(seed, "error", error_says, "same size, new time", 20000, line);
+  fx_expect_exit(seed, FX_EXIT_MS, 1);
+  fx_finish(f);
+}
+
+/* A link says size=0 for a content that is not empty: the size is part of
+ * what the link promises, 0 included. */
+static void link_of_size_zero_for_a_full_content_fails(void **state) {
+  struct fx *f = *state;
+  struct fx_shared sh;
+  char src[PROC_PATH_MAX], out[PROC_PATH_MAX], bad[LINK_MAX_CHARS + 1];
+  char where[PROC_PATH_MAX];
+  fx_start_tracker(f);
+  fx_mkdir(f, "src");
+  fx_mkdir(f, "out");
+  fx_write_random(f, "src/not-empty.bin", 10 * FX_KiB, 32, NULL);
+  fx_path(f, src, sizeof(src), "src/not-empty.bin");
+  fx_path(f, out, sizeof(out), "out");
+  struct proc *seed =
+      fx_peer(f, "seeder", "s", "share", src, "--tracker", f->tracker_addr,
+              "--tracker-key", f->tracker_key, NULL);
+  fx_wait_shared(seed, &sh);
+  struct share_link l;
+  const char *why = NULL;
+  assert_int_equal(link_parse(sh.link, strlen(sh.link), &l, &why), 0);
+  l.size = 0;
+  assert_true(link_format(&l, bad, sizeof(bad)) > 0);
+  struct proc *dl = fx_peer(f, "dl", "dl", "get", bad, "-o", out, NULL);
+  fx_expect_exit(dl, FX_COMPLETE_MS, 1);
+  assert_true(proc_output_has(dl, 1, "does not match the link"));
+  fx_path(f, where, sizeof(where), "out/not-empty.bin");
+  assert_false(fx_exists(where));
+  fx_stop_peer(seed, NULL);
+  fx_finish(f);
+}
+
 static void peer_with_another_key_than_listed_is_dropped(void **state) {
   struct fx *f = *state;
   struct fx_shared sh;
@@ -1961,13 +2323,27 @@ int main(void) {
                                       fx_teardown),
       cmocka_unit_test_setup_teardown(folder_tree_arrives_exactly, fx_setup,
                                       fx_teardown),
+      cmocka_unit_test_setup_teardown(
+          folder_keeps_empty_folders_modes_and_times, fx_setup, fx_teardown),
       cmocka_unit_test_setup_teardown(hostile_input_leaves_seeder_serving,
                                       fx_setup, fx_teardown),
+      cmocka_unit_test_setup_teardown(version_1_manifest_is_named, fx_setup,
+                                      fx_teardown),
       cmocka_unit_test_setup_teardown(hostile_manifest_paths_fail_the_get,
                                       fx_setup, fx_teardown),
       cmocka_unit_test_setup_teardown(
           client_server_mode_uploads_only_from_the_publisher, fx_setup,
           fx_teardown),
+      cmocka_unit_test_setup_teardown(
+          link_of_size_zero_for_a_full_content_fails, fx_setup, fx_teardown),
+      cmocka_unit_test_setup_teardown(failed_get_leaves_the_tracker_at_once,
+                                      fx_setup, fx_teardown),
+      cmocka_unit_test_setup_teardown(changed_shared_file_stops_being_seeded,
+                                      fx_setup, fx_teardown),
+      cmocka_unit_test_setup_teardown(file_rewritten_in_place_is_not_served,
+                                      fx_setup, fx_teardown),
+      cmocka_unit_test_setup_teardown(
+          touched_shared_file_is_noticed_while_idle, fx_setup, fx_teardown),
       cmocka_unit_test_setup_teardown(get_refuses_an_existing_name, fx_setup,
                                       fx_teardown),
       cmocka_unit_test_setup_teardown(unreachable_tracker_fails_in_time,

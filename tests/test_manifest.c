@@ -19,10 +19,15 @@
  * before its job is even queued.
  *
  * Known-answer vector: tests/vectors/manifest-folder.bin is the manifest of
- * a fixed folder (contents from tu_fill seeds, key from the seed 0x42 * 32).
- * Modification times are not part of a manifest, so rebuilding it gives the
- * same bytes. Run with SHOAL_WRITE_VECTORS=1 to write the file instead of
- * comparing against it (only after a deliberate format change).
+ * a fixed folder (contents from tu_fill seeds, key from the seed 0x42 * 32)
+ * with an empty folder and an executable file. Modification times are part
+ * of a version 2 manifest, so the test sets every file's to a fixed moment
+ * before it builds. tests/vectors/manifest-v1-folder.bin is the same kind
+ * of folder as version 1 wrote it; it must be refused as a version 1
+ * manifest. The fuzz target's seed corpus (tests/fuzz/corpus/manifest) is
+ * made here too, so that it stays a corpus of valid current manifests. Run
+ * with SHOAL_WRITE_VECTORS=1 to write the files instead of comparing against
+ * them (only after a deliberate format change).
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -42,6 +47,7 @@
 #include <unistd.h>
 #include <uv.h>
 
+#include "common/buf.h"
 #include "common/error.h"
 #include "common/identity.h"
 #include "common/manifest.h"
@@ -108,6 +114,27 @@ static void append_byte(const char *path) {
 static void set_old_mtime(const char *path) {
   struct timespec ts[2] = {{1000000000, 0}, {1000000000, 0}};
   assert_int_equal(utimensat(AT_FDCWD, path, ts, 0), 0);
+}
+
+/* Sets dir/rel's modification (and access) time. */
+static void set_mtime(const char *dir, const char *rel, int64_t sec,
+                      long nsec) {
+  char p[PATH_CAP];
+  struct timespec ts[2] = {{(time_t)sec, nsec}, {(time_t)sec, nsec}};
+  tu_path(p, sizeof(p), dir, rel);
+  assert_int_equal(utimensat(AT_FDCWD, p, ts, AT_SYMLINK_NOFOLLOW), 0);
+}
+
+static void set_mode(const char *dir, const char *rel, mode_t mode) {
+  char p[PATH_CAP];
+  tu_path(p, sizeof(p), dir, rel);
+  assert_int_equal(chmod(p, mode), 0);
+}
+
+static void make_dir(const char *dir, const char *rel) {
+  char p[PATH_CAP];
+  tu_path(p, sizeof(p), dir, rel);
+  assert_int_equal(mkdir(p, 0755), 0);
 }
 
 /* ---------------------------------------------------------------------- */
@@ -281,9 +308,12 @@ static void check_chunks_against_disk(const struct manifest *m) {
 }
 
 /* ---------------------------------------------------------------------- */
-/* Helpers: canonical bytes written by hand (layout of manifest_seal()). */
+/* Helpers: canonical bytes written by hand (layout of manifest_seal()).
+ * Version 1, the layout before modes, modification times and folders, is
+ * written when h->version is 1. */
 
 #define HM_MAX_FILES 8
+#define HM_MAX_FOLDERS 8
 
 struct hm {
   uint8_t version;
@@ -295,10 +325,17 @@ struct hm {
   const char *path[HM_MAX_FILES];
   size_t path_len[HM_MAX_FILES]; /* 0: strlen(path) */
   uint64_t size[HM_MAX_FILES];
+  int64_t mtime_sec[HM_MAX_FILES];
+  uint32_t mtime_nsec[HM_MAX_FILES];
+  uint8_t mode[HM_MAX_FILES];
+  size_t nfolders;
+  const char *folder[HM_MAX_FOLDERS];
   int total_set; /* else the sum of the sizes */
   uint64_t total;
   int count_set; /* else nfiles */
   uint32_t file_count;
+  int folder_count_set; /* else nfolders */
+  uint32_t folder_count;
   int chunks_set; /* else computed from the sizes */
   uint32_t chunk_count;
   int hash_bytes_set; /* else chunk_count * 32 */
@@ -326,6 +363,11 @@ static void hm_file(struct hm *h, const char *path, uint64_t size) {
   h->path[h->nfiles] = path;
   h->size[h->nfiles] = size;
   h->nfiles++;
+}
+
+static void hm_folder(struct hm *h, const char *path) {
+  assert_true(h->nfolders < HM_MAX_FOLDERS);
+  h->folder[h->nfolders++] = path;
 }
 
 struct wbuf {
@@ -393,6 +435,18 @@ static uint8_t *hm_encode(const struct hm *h, size_t *len) {
     w_be(&w, n, 2);
     w_bytes(&w, h->path[i], n);
     w_be(&w, h->size[i], 8);
+    if (h->version != 1) {
+      w_be(&w, (uint64_t)h->mtime_sec[i], 8);
+      w_be(&w, h->mtime_nsec[i], 4);
+      w_be(&w, h->mode[i], 1);
+    }
+  }
+  if (h->version != 1) {
+    w_be(&w, h->folder_count_set ? h->folder_count : (uint32_t)h->nfolders, 4);
+    for (size_t i = 0; i < h->nfolders; i++) {
+      w_be(&w, strlen(h->folder[i]), 2);
+      w_bytes(&w, h->folder[i], strlen(h->folder[i]));
+    }
   }
   w_be(&w, chunk_count, 4);
   if (h->hashes != NULL) {
@@ -420,6 +474,24 @@ static int hm_decode(const struct hm *h) {
   size_t len;
   uint8_t *bytes = hm_encode(h, &len);
   int err = decode_copy(bytes, len);
+  free(bytes);
+  return err;
+}
+
+/* Signs canonical bytes again after a test changed them (the last
+ * IDENTITY_SIG_BYTES of the len bytes are the signature). */
+static void resign(uint8_t *bytes, size_t len) {
+  size_t body = len - IDENTITY_SIG_BYTES;
+  assert_err(
+      identity_sign2(&g_pub, domain, sizeof(domain), bytes, body, bytes + body),
+      0);
+}
+
+/* Encodes and decodes h, and hands back the manifest (NULL on an error). */
+static int hm_decode_m(const struct hm *h, struct manifest **m) {
+  size_t len;
+  uint8_t *bytes = hm_encode(h, &len);
+  int err = manifest_decode(bytes, len, m);
   free(bytes);
   return err;
 }
@@ -555,12 +627,30 @@ static void test_build_without_opts_works(void **state) {
  *   a/b/c/deep.bin   1 byte
  *   a/empty.txt      0 bytes
  *   d/x              100 bytes
- *   d-e              20000 bytes (2 chunks)
+ *   d-e              20000 bytes (2 chunks), mode 0755: executable
  *   z.bin            40000 bytes (3 chunks)
- *   emptydir/, nest/ed/  folders without files: not recorded
+ *   emptydir/, nest/ed/  folders without files: recorded, nest only through
+ *                    nest/ed
+ *   lonely/          a folder whose only entry is skipped: recorded empty
  *   link -> d/x      symbolic link: skipped
+ *   lonely/l -> ../z.bin   symbolic link: skipped
  *   fifo             named pipe: skipped
- *   back\slash       unsafe name: skipped */
+ *   back\slash       unsafe name: skipped
+ * Every file's modification time is tree_mtime(i) for its index i in
+ * tree_paths, so that two trees made apart in time are the same content. */
+static const char *const tree_paths[] = {
+    "top/a/b/c/deep.bin", "top/a/empty.txt", "top/d/x", "top/d-e", "top/z.bin"};
+static const char *const tree_folders[] = {"top/emptydir", "top/lonely",
+                                           "top/nest/ed"};
+
+static int64_t tree_mtime(size_t i) {
+  return 1600000000 + 86400 * (int64_t)i;
+}
+
+static long tree_nsec(size_t i) {
+  return 1000 * (long)i + 7;
+}
+
 static void make_tree(const char *dir) {
   char p[PATH_CAP];
   write_filled(dir, "top/a/b/c/deep.bin", 1, 1);
@@ -568,12 +658,16 @@ static void make_tree(const char *dir) {
   write_filled(dir, "top/d/x", 100, 3);
   write_filled(dir, "top/d-e", 20000, 4);
   write_filled(dir, "top/z.bin", 40000, 5);
-  tu_path(p, sizeof(p), dir, "top/emptydir");
-  assert_int_equal(mkdir(p, 0755), 0);
-  tu_path(p, sizeof(p), dir, "top/nest");
-  assert_int_equal(mkdir(p, 0755), 0);
-  tu_path(p, sizeof(p), dir, "top/nest/ed");
-  assert_int_equal(mkdir(p, 0755), 0);
+  set_mode(dir, "top/d-e", 0755);
+  for (size_t i = 0; i < sizeof(tree_paths) / sizeof(tree_paths[0]); i++) {
+    set_mtime(dir, tree_paths[i], tree_mtime(i), tree_nsec(i));
+  }
+  make_dir(dir, "top/emptydir");
+  make_dir(dir, "top/nest");
+  make_dir(dir, "top/nest/ed");
+  make_dir(dir, "top/lonely");
+  tu_path(p, sizeof(p), dir, "top/lonely/l");
+  assert_int_equal(symlink("../z.bin", p), 0);
   tu_path(p, sizeof(p), dir, "top/link");
   assert_int_equal(symlink("d/x", p), 0);
   tu_path(p, sizeof(p), dir, "top/fifo");
@@ -600,29 +694,39 @@ test_build_folder_records_files_sorted_and_skips_specials(void **state) {
   assert_string_equal(m->local_root, dir);
   /* Segment-wise order: "top/d/x" sorts before "top/d-e" although '-' is
    * below '/' in ASCII. */
-  static const char *const paths[] = {"top/a/b/c/deep.bin", "top/a/empty.txt",
-                                      "top/d/x", "top/d-e", "top/z.bin"};
   static const uint64_t sizes[] = {1, 0, 100, 20000, 40000};
   static const uint32_t first[] = {0, 1, 1, 2, 4};
   static const uint32_t count[] = {1, 0, 1, 2, 3};
   assert_int_equal(m->file_count, 5);
   uint64_t total = 0;
   for (uint32_t i = 0; i < 5; i++) {
-    assert_string_equal(m->files[i].path, paths[i]);
+    assert_string_equal(m->files[i].path, tree_paths[i]);
     assert_int_equal(m->files[i].size, sizes[i]);
     assert_int_equal(m->files[i].first_chunk, first[i]);
     assert_int_equal(m->files[i].chunk_count, count[i]);
+    /* The one executable file, and every file's modification time. */
+    assert_int_equal(m->files[i].mode, i == 3 ? MANIFEST_MODE_EXEC : 0);
+    assert_int_equal(m->files[i].mtime_sec, tree_mtime(i));
+    assert_int_equal(m->files[i].mtime_nsec, tree_nsec(i));
     total += sizes[i];
   }
   assert_int_equal(m->total_size, total);
   assert_int_equal(m->chunk_count, 7);
   check_chunks_against_disk(m);
+  /* The empty folders, in canonical order: "top/nest" holds only an empty
+   * folder and is implied by it; "top/lonely" is empty once its symlink
+   * is left out. */
+  assert_int_equal(m->folder_count, 3);
+  for (uint32_t i = 0; i < 3; i++) {
+    assert_string_equal(m->folders[i], tree_folders[i]);
+  }
 
-  /* The symlink, the fifo and the unsafe name were reported, each once
-   * with a reason; the empty folders were silently left out. */
-  assert_int_equal(r.skips, 3);
-  const char *const skipped[] = {"top/link", "top/fifo", "top/back\\slash"};
-  for (size_t i = 0; i < 3; i++) {
+  /* The symlinks, the fifo and the unsafe name were reported, each once
+   * with a reason. */
+  assert_int_equal(r.skips, 4);
+  const char *const skipped[] = {"top/link", "top/lonely/l", "top/fifo",
+                                 "top/back\\slash"};
+  for (size_t i = 0; i < 4; i++) {
     int k = rec_find_skip(&r, skipped[i]);
     if (k < 0) {
       print_error("not reported as skipped: %s\n", skipped[i]);
@@ -630,6 +734,16 @@ test_build_folder_records_files_sorted_and_skips_specials(void **state) {
     assert_true(k >= 0);
     assert_true(strlen(r.skip_why[k]) > 0);
   }
+  /* A program that reports these (shoal-peer's --json events) gets the
+   * path and a reason from a fixed set that tells the kinds apart. */
+  assert_string_equal(r.skip_why[rec_find_skip(&r, "top/link")],
+                      MANIFEST_SKIP_SYMLINK);
+  assert_string_equal(r.skip_why[rec_find_skip(&r, "top/lonely/l")],
+                      MANIFEST_SKIP_SYMLINK);
+  assert_string_equal(r.skip_why[rec_find_skip(&r, "top/fifo")],
+                      MANIFEST_SKIP_SPECIAL);
+  assert_string_equal(r.skip_why[rec_find_skip(&r, "top/back\\slash")],
+                      MANIFEST_SKIP_UNSAFE_NAME);
   /* Progress reached the total exactly, never going back. */
   assert_true(r.progress_calls > 0);
   assert_false(r.went_backwards);
@@ -657,22 +771,100 @@ static void test_build_trailing_slash_names_the_folder(void **state) {
   tu_rmtree(dir);
 }
 
-static void test_build_empty_folder_has_no_files_and_decodes(void **state) {
+static void test_build_folder_of_empty_folders_lists_the_deepest(void **state) {
   char dir[PATH_CAP];
   char top[PATH_CAP];
-  char sub[PATH_CAP];
   (void)state;
   make_tmp(dir, sizeof(dir));
+  make_dir(dir, "top");
+  make_dir(dir, "top/sub");
+  make_dir(dir, "top/a");
+  make_dir(dir, "top/a/b");
+  make_dir(dir, "top/a/c");
   tu_path(top, sizeof(top), dir, "top");
-  tu_path(sub, sizeof(sub), dir, "top/sub");
-  assert_int_equal(mkdir(top, 0755), 0);
-  assert_int_equal(mkdir(sub, 0755), 0);
   struct manifest *m = build_ok(top, &g_pub, NULL);
   assert_int_equal(m->kind, MANIFEST_KIND_FOLDER);
   assert_int_equal(m->file_count, 0);
   assert_int_equal(m->chunk_count, 0);
   assert_int_equal(m->total_size, 0);
+  /* "top/a" holds only empty folders: they imply it. */
+  assert_int_equal(m->folder_count, 3);
+  assert_string_equal(m->folders[0], "top/a/b");
+  assert_string_equal(m->folders[1], "top/a/c");
+  assert_string_equal(m->folders[2], "top/sub");
   assert_err(decode_copy(m->encoded, m->encoded_len), 0);
+  manifest_free(m);
+
+  /* A folder with nothing in it at all: no files and no folders. */
+  make_dir(dir, "bare");
+  tu_path(top, sizeof(top), dir, "bare");
+  m = build_ok(top, &g_pub, NULL);
+  assert_int_equal(m->file_count, 0);
+  assert_int_equal(m->folder_count, 0);
+  assert_err(decode_copy(m->encoded, m->encoded_len), 0);
+  manifest_free(m);
+  tu_rmtree(dir);
+}
+
+static void test_build_records_the_executable_bit_and_mtime(void **state) {
+  char dir[PATH_CAP];
+  char top[PATH_CAP];
+  /* The owner's execute bit makes a file executable; nothing else does,
+   * and the special bits are not recorded at all. */
+  static const struct {
+    const char *path;
+    mode_t mode;
+    uint8_t want;
+  } files[] = {
+      {"top/a", 0644, 0},
+      {"top/b", 0755, MANIFEST_MODE_EXEC},
+      {"top/c", 0700, MANIFEST_MODE_EXEC},
+      {"top/d", 0744, MANIFEST_MODE_EXEC},
+      {"top/e", 0654, 0},
+      {"top/f", 0645, 0},
+      {"top/g", 04755, MANIFEST_MODE_EXEC},
+      {"top/h", 01644, 0},
+      {"top/i", 0444, 0},
+  };
+  const size_t n = sizeof(files) / sizeof(files[0]);
+  (void)state;
+  make_tmp(dir, sizeof(dir));
+  for (size_t i = 0; i < n; i++) {
+    write_filled(dir, files[i].path, 10 + i, i);
+    set_mode(dir, files[i].path, files[i].mode);
+    set_mtime(dir, files[i].path, 1234567890 + (int64_t)i, 999999999 - (long)i);
+  }
+  tu_path(top, sizeof(top), dir, "top");
+  struct manifest *m = build_ok(top, &g_pub, NULL);
+  assert_int_equal(m->file_count, n);
+  for (size_t i = 0; i < n; i++) {
+    assert_string_equal(m->files[i].path, files[i].path);
+    if (m->files[i].mode != files[i].want) {
+      print_error("%s (mode %o)\n", files[i].path, (unsigned)files[i].mode);
+    }
+    assert_int_equal(m->files[i].mode, files[i].want);
+    assert_int_equal(m->files[i].mtime_sec, 1234567890 + (int64_t)i);
+    assert_int_equal(m->files[i].mtime_nsec, 999999999 - (long)i);
+  }
+  /* And a decoded manifest gives them back. */
+  struct manifest *d = NULL;
+  assert_err(manifest_decode(m->encoded, m->encoded_len, &d), 0);
+  for (size_t i = 0; i < n; i++) {
+    assert_int_equal(d->files[i].mode, m->files[i].mode);
+    assert_int_equal(d->files[i].mtime_sec, m->files[i].mtime_sec);
+    assert_int_equal(d->files[i].mtime_nsec, m->files[i].mtime_nsec);
+  }
+  manifest_free(d);
+  manifest_free(m);
+
+  /* A single-file content carries them too. */
+  char p[PATH_CAP];
+  tu_path(p, sizeof(p), dir, "top/b");
+  m = build_ok(p, &g_pub, NULL);
+  assert_int_equal(m->kind, MANIFEST_KIND_FILE);
+  assert_int_equal(m->files[0].mode, MANIFEST_MODE_EXEC);
+  assert_int_equal(m->files[0].mtime_sec, 1234567891);
+  assert_int_equal(m->files[0].mtime_nsec, 999999998);
   manifest_free(m);
   tu_rmtree(dir);
 }
@@ -821,6 +1013,7 @@ static void test_same_content_gives_same_id_whatever_the_threads(void **state) {
   tu_fill(x, sizeof(x), 3);
   x[42] ^= 0x80;
   tu_write_file(dir2, "top/d/x", x, sizeof(x));
+  set_mtime(dir2, "top/d/x", tree_mtime(2), tree_nsec(2));
   struct manifest *e = build_ok(top2, &g_pub, &o0);
   assert_memory_not_equal(a->id, e->id, MANIFEST_ID_BYTES);
   /* "top/d/x" is chunk 1; only its hash changed. */
@@ -837,6 +1030,32 @@ static void test_same_content_gives_same_id_whatever_the_threads(void **state) {
   assert_memory_equal(f->publisher, g_other.pk, IDENTITY_PK_BYTES);
   assert_memory_equal(a->hashes, f->hashes,
                       (size_t)a->chunk_count * MANIFEST_HASH_BYTES);
+
+  /* So does anything else a folder holds, with the same bytes in every
+   * file: one nanosecond of one file's modification time, one file's
+   * executable bit, one more empty folder. */
+  struct manifest *g[3];
+  set_mtime(dir1, "top/z.bin", tree_mtime(4), tree_nsec(4) + 1);
+  g[0] = build_ok(top1, &g_pub, &o0);
+  set_mtime(dir1, "top/z.bin", tree_mtime(4), tree_nsec(4));
+  set_mode(dir1, "top/z.bin", 0744);
+  g[1] = build_ok(top1, &g_pub, &o0);
+  set_mode(dir1, "top/z.bin", 0644);
+  make_dir(dir1, "top/one-more");
+  g[2] = build_ok(top1, &g_pub, &o0);
+  for (int i = 0; i < 3; i++) {
+    assert_memory_not_equal(a->id, g[i]->id, MANIFEST_ID_BYTES);
+    assert_int_equal(g[i]->chunk_count, a->chunk_count);
+    assert_memory_equal(a->hashes, g[i]->hashes,
+                        (size_t)a->chunk_count * MANIFEST_HASH_BYTES);
+    manifest_free(g[i]);
+  }
+  char gone[PATH_CAP];
+  tu_path(gone, sizeof(gone), dir1, "top/one-more");
+  assert_int_equal(rmdir(gone), 0);
+  struct manifest *h = build_ok(top1, &g_pub, &o0);
+  assert_same_bytes(a, h);
+  manifest_free(h);
 
   manifest_free(a);
   manifest_free(b);
@@ -1146,6 +1365,14 @@ static void test_decode_round_trip_gives_equal_fields(void **state) {
     assert_int_equal(d->files[i].size, m->files[i].size);
     assert_int_equal(d->files[i].first_chunk, m->files[i].first_chunk);
     assert_int_equal(d->files[i].chunk_count, m->files[i].chunk_count);
+    assert_int_equal(d->files[i].mode, m->files[i].mode);
+    assert_int_equal(d->files[i].mtime_sec, m->files[i].mtime_sec);
+    assert_int_equal(d->files[i].mtime_nsec, m->files[i].mtime_nsec);
+  }
+  assert_int_equal(d->folder_count, m->folder_count);
+  assert_true(m->folder_count > 0);
+  for (uint32_t i = 0; i < m->folder_count; i++) {
+    assert_string_equal(d->folders[i], m->folders[i]);
   }
   assert_int_equal(d->chunk_count, m->chunk_count);
   assert_memory_equal(d->hashes, m->hashes,
@@ -1285,6 +1512,13 @@ static void test_hand_encoder_matches_the_builder(void **state) {
   assert_true(m->file_count <= HM_MAX_FILES);
   for (uint32_t i = 0; i < m->file_count; i++) {
     hm_file(&h, m->files[i].path, m->files[i].size);
+    h.mtime_sec[i] = m->files[i].mtime_sec;
+    h.mtime_nsec[i] = (uint32_t)m->files[i].mtime_nsec;
+    h.mode[i] = m->files[i].mode;
+  }
+  assert_true(m->folder_count <= HM_MAX_FOLDERS);
+  for (uint32_t i = 0; i < m->folder_count; i++) {
+    hm_folder(&h, m->folders[i]);
   }
   h.hashes = m->hashes;
   size_t len;
@@ -1306,7 +1540,7 @@ static void test_hand_encoder_matches_the_builder(void **state) {
 
 static void test_decode_refuses_unsafe_paths(void **state) {
   static const char *const bad[] = {
-      "\xC2\x80",   /* U+0080, a C1 control character */
+      "\xC2\x80",  /* U+0080, a C1 control character */
       "a\xC2\x9F", /* U+009F, the last C1 control */
       "/etc/passwd", "n//x",           "n/./x",          "n/../x",
       "n/a\\b",      "n/a\x01",        "n/\x7f",         "n/a\nb",
@@ -1505,7 +1739,7 @@ static void test_decode_refuses_bad_header_fields(void **state) {
     h.kind = bad_kind[i];
     assert_err(hm_decode(&h), SHOAL_EFORMAT);
   }
-  const uint8_t bad_version[] = {0, 2, 255};
+  const uint8_t bad_version[] = {0, 1, 3, 255};
   for (size_t i = 0; i < sizeof(bad_version); i++) {
     hm_init(&h);
     h.version = bad_version[i];
@@ -1606,6 +1840,319 @@ static void test_decode_refuses_too_deep_or_too_long_path(void **state) {
 }
 
 /* ---------------------------------------------------------------------- */
+/* Version 2: modes, modification times and empty folders. */
+
+static void test_decode_accepts_only_the_defined_mode_bits(void **state) {
+  struct hm h;
+  struct manifest *m = NULL;
+  (void)state;
+  for (unsigned v = 0; v < 256; v++) {
+    hm_init(&h);
+    h.mode[0] = (uint8_t)v;
+    int want = v == 0 || v == MANIFEST_MODE_EXEC ? 0 : SHOAL_EFORMAT;
+    if (hm_decode(&h) != want) {
+      print_error("mode byte %#x\n", v);
+    }
+    assert_err(hm_decode(&h), want);
+  }
+  hm_init(&h);
+  h.mode[0] = MANIFEST_MODE_EXEC;
+  assert_err(hm_decode_m(&h, &m), 0);
+  assert_int_equal(m->files[0].mode, MANIFEST_MODE_EXEC);
+  manifest_free(m);
+}
+
+static void test_decode_takes_any_second_but_only_nanoseconds(void **state) {
+  struct hm h;
+  struct manifest *m = NULL;
+  (void)state;
+  /* Seconds are a signed count: before 1970 and far ahead are times. */
+  const int64_t secs[] = {0, -1, INT64_MIN, INT64_MAX, 1700000000};
+  for (size_t i = 0; i < sizeof(secs) / sizeof(secs[0]); i++) {
+    hm_init(&h);
+    h.mtime_sec[0] = secs[i];
+    h.mtime_nsec[0] = 999999999;
+    assert_err(hm_decode_m(&h, &m), 0);
+    assert_int_equal(m->files[0].mtime_sec, secs[i]);
+    assert_int_equal(m->files[0].mtime_nsec, 999999999);
+    manifest_free(m);
+  }
+  /* A nanosecond count is below one second. */
+  const uint32_t bad_ns[] = {1000000000, 1000000001, 0x80000000u, UINT32_MAX};
+  for (size_t i = 0; i < sizeof(bad_ns) / sizeof(bad_ns[0]); i++) {
+    hm_init(&h);
+    h.mtime_nsec[0] = bad_ns[i];
+    assert_err(hm_decode(&h), SHOAL_EFORMAT);
+  }
+  /* In every file, not only the first. */
+  hm_init(&h);
+  hm_file(&h, "n/b", 3);
+  h.mtime_nsec[1] = 1000000000;
+  assert_err(hm_decode(&h), SHOAL_EFORMAT);
+  hm_init(&h);
+  hm_file(&h, "n/b", 3);
+  h.mode[1] = 0x80;
+  assert_err(hm_decode(&h), SHOAL_EFORMAT);
+}
+
+/* A folder "n" with the file "n/a" and the empty folder "n/e", and where
+ * the new fields are in its bytes. */
+struct v2_offsets {
+  size_t sec, nsec, mode, folder_count, folder;
+};
+
+static uint8_t *v2_example(size_t *len, struct v2_offsets *o) {
+  struct hm h;
+  hm_init(&h);
+  h.mtime_sec[0] = 1700000000;
+  h.mtime_nsec[0] = 999999999;
+  hm_folder(&h, "n/e");
+  /* 46 + the name, the file count, then the entry: path length, "n/a",
+   * size. */
+  size_t entry = 46 + 1 + 4;
+  o->sec = entry + 2 + 3 + 8;
+  o->nsec = o->sec + 8;
+  o->mode = o->nsec + 4;
+  o->folder_count = o->mode + 1;
+  o->folder = o->folder_count + 4;
+  uint8_t *bytes = hm_encode(&h, len);
+  assert_int_equal(buf_be64(bytes + o->sec), 1700000000);
+  assert_int_equal(buf_be32(bytes + o->nsec), 999999999);
+  assert_int_equal(bytes[o->mode], 0);
+  assert_int_equal(buf_be32(bytes + o->folder_count), 1);
+  assert_int_equal(buf_be16(bytes + o->folder), 3);
+  return bytes;
+}
+
+/* Behind the signature (each changed manifest is signed again), a flipped
+ * bit in each new field is refused, or, where the field allows every
+ * value, makes another content. */
+static void test_decode_new_fields_with_a_flipped_bit(void **state) {
+  struct v2_offsets o;
+  size_t len;
+  (void)state;
+  uint8_t *orig = v2_example(&len, &o);
+  uint8_t *b = malloc(len);
+  uint8_t id[MANIFEST_ID_BYTES];
+  assert_non_null(b);
+  assert_err(manifest_id_of(orig, len, id), 0);
+  assert_err(decode_copy(orig, len), 0);
+  for (unsigned bit = 0; bit < 64; bit++) {
+    /* Seconds: every value is a time, and another content. */
+    memcpy(b, orig, len);
+    b[o.sec + 7 - bit / 8] ^= (uint8_t)(1u << (bit % 8));
+    resign(b, len);
+    uint8_t other[MANIFEST_ID_BYTES];
+    assert_err(decode_copy(b, len), 0);
+    assert_err(manifest_id_of(b, len, other), 0);
+    assert_memory_not_equal(id, other, sizeof(id));
+  }
+  for (unsigned bit = 0; bit < 32; bit++) {
+    /* Nanoseconds: refused at one second and above. */
+    memcpy(b, orig, len);
+    b[o.nsec + 3 - bit / 8] ^= (uint8_t)(1u << (bit % 8));
+    resign(b, len);
+    uint32_t ns = buf_be32(b + o.nsec);
+    assert_err(decode_copy(b, len), ns < 1000000000u ? 0 : SHOAL_EFORMAT);
+    /* Folder count: any other count misreads the rest. */
+    memcpy(b, orig, len);
+    b[o.folder_count + 3 - bit / 8] ^= (uint8_t)(1u << (bit % 8));
+    resign(b, len);
+    if (decode_copy(b, len) == 0) {
+      print_error("folder count %u accepted\n", buf_be32(b + o.folder_count));
+    }
+    assert_int_not_equal(decode_copy(b, len), 0);
+  }
+  for (unsigned bit = 0; bit < 8; bit++) {
+    /* Mode: only the executable bit is defined. */
+    memcpy(b, orig, len);
+    b[o.mode] ^= (uint8_t)(1u << bit);
+    resign(b, len);
+    assert_err(decode_copy(b, len), bit == 0 ? 0 : SHOAL_EFORMAT);
+  }
+  for (unsigned bit = 0; bit < 16; bit++) {
+    /* The folder's path length. */
+    memcpy(b, orig, len);
+    b[o.folder + 1 - bit / 8] ^= (uint8_t)(1u << (bit % 8));
+    resign(b, len);
+    assert_int_not_equal(decode_copy(b, len), 0);
+  }
+  /* Without a new signature each of them fails at the signature. */
+  const size_t at[] = {o.sec, o.nsec, o.mode, o.folder_count, o.folder + 2};
+  for (size_t i = 0; i < sizeof(at) / sizeof(at[0]); i++) {
+    memcpy(b, orig, len);
+    b[at[i]] ^= 0x01;
+    assert_err(decode_copy(b, len), SHOAL_EBADSIG);
+  }
+  free(b);
+  free(orig);
+}
+
+static void test_decode_empty_folders(void **state) {
+  struct hm h;
+  struct manifest *m = NULL;
+  (void)state;
+  /* Beside files, and without any file. */
+  hm_init(&h);
+  hm_folder(&h, "n/e");
+  assert_err(hm_decode_m(&h, &m), 0);
+  assert_int_equal(m->folder_count, 1);
+  assert_string_equal(m->folders[0], "n/e");
+  manifest_free(m);
+  hm_init(&h);
+  h.nfiles = 0;
+  hm_folder(&h, "n/e");
+  hm_folder(&h, "n/f/g");
+  assert_err(hm_decode_m(&h, &m), 0);
+  assert_int_equal(m->file_count, 0);
+  assert_int_equal(m->folder_count, 2);
+  assert_string_equal(m->folders[1], "n/f/g");
+  manifest_free(m);
+
+  /* Unsafe paths, and paths that are not inside the content. */
+  static const char *const bad[] = {
+      "n",      "n/",     "/n/e", "n//e",       "n/./e", "n/../e",
+      "n/e\\f", "n/\x01", "m/e",  "nn/e",       "e",     "n/\xC0\xAF",
+      "n/e/",   "n/\x7f", "N/e",  "n/\xC2\x85", "",
+  };
+  for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+    hm_init(&h);
+    hm_folder(&h, bad[i]);
+    if (hm_decode(&h) != SHOAL_EPATH) {
+      print_error("folder path #%zu\n", i);
+    }
+    assert_err(hm_decode(&h), SHOAL_EPATH);
+  }
+  /* Deeper or longer than a path may be. */
+  char deep[2 * (MANIFEST_MAX_DEPTH + 2) + 1];
+  size_t n = 0;
+  deep[n++] = 'n';
+  for (unsigned i = 0; i < MANIFEST_MAX_DEPTH; i++) {
+    deep[n++] = '/';
+    deep[n++] = 'd';
+  }
+  deep[n] = '\0';
+  hm_init(&h);
+  hm_folder(&h, deep); /* MANIFEST_MAX_DEPTH + 1 segments */
+  assert_err(hm_decode(&h), 0);
+  deep[n++] = '/';
+  deep[n++] = 'f';
+  deep[n] = '\0';
+  assert_err(hm_decode(&h), SHOAL_ETOOBIG);
+
+  /* A file content has no folders. */
+  hm_init(&h);
+  h.kind = MANIFEST_KIND_FILE;
+  h.path[0] = "n";
+  hm_folder(&h, "n/e");
+  assert_err(hm_decode(&h), SHOAL_EFORMAT);
+}
+
+/* One byte string per content: folders sorted, once each, and only those
+ * that nothing else implies. */
+static void test_decode_refuses_ambiguous_folders(void **state) {
+  struct hm h;
+  (void)state;
+  static const struct {
+    const char *file; /* NULL: no file */
+    const char *folder[3];
+    int want;
+  } cases[] = {
+      /* Duplicates and order, segment-wise as for files. */
+      {"n/a", {"n/e", "n/e", NULL}, SHOAL_EDUPPATH},
+      {"n/a", {"n/f", "n/e", NULL}, SHOAL_EDUPPATH},
+      {"n/a", {"n/d-e", "n/d/x", NULL}, SHOAL_EDUPPATH},
+      {"n/a", {"n/d/x", "n/d-e", NULL}, 0},
+      /* A folder that is also the file, or inside it. */
+      {"n/a", {"n/a", NULL, NULL}, SHOAL_EDUPPATH},
+      {"n/a", {"n/a/b", NULL, NULL}, SHOAL_EDUPPATH},
+      {"n/a", {"n/a/b/c", NULL, NULL}, SHOAL_EDUPPATH},
+      /* A folder that holds the file is not empty: it is implied. */
+      {"n/a/b", {"n/a", NULL, NULL}, SHOAL_EDUPPATH},
+      {"n/a/b/c", {"n/a", NULL, NULL}, SHOAL_EDUPPATH},
+      /* A folder that holds another listed folder, likewise. */
+      {"n/z", {"n/e", "n/e/f", NULL}, SHOAL_EDUPPATH},
+      {NULL, {"n/e", "n/e/f/g", NULL}, SHOAL_EDUPPATH},
+      /* Neighbours that only share a prefix are no conflict. */
+      {"n/a", {"n/a-b", "n/ab", NULL}, 0},
+      {"n/a-b", {"n/a", NULL, NULL}, 0},
+      {"n/a/x", {"n/a-b", "n/b", NULL}, 0},
+      {"n/b/x", {"n/a", "n/b-c", "n/c/d"}, 0},
+  };
+  for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+    hm_init(&h);
+    if (cases[i].file != NULL) {
+      h.path[0] = cases[i].file;
+    } else {
+      h.nfiles = 0;
+    }
+    for (size_t k = 0; k < 3 && cases[i].folder[k] != NULL; k++) {
+      hm_folder(&h, cases[i].folder[k]);
+    }
+    if (hm_decode(&h) != cases[i].want) {
+      print_error("case #%zu\n", i);
+    }
+    assert_err(hm_decode(&h), cases[i].want);
+  }
+}
+
+static void test_decode_refuses_oversize_folder_counts(void **state) {
+  struct hm h;
+  (void)state;
+  hm_init(&h);
+  hm_folder(&h, "n/e");
+  h.folder_count_set = 1;
+  h.folder_count = MANIFEST_MAX_FOLDERS + 1;
+  assert_err(hm_decode(&h), SHOAL_ETOOBIG);
+  h.folder_count = UINT32_MAX;
+  assert_err(hm_decode(&h), SHOAL_ETOOBIG);
+  /* A count the remaining bytes cannot hold is refused before anything is
+   * allocated for it. */
+  h.folder_count = MANIFEST_MAX_FOLDERS;
+  assert_err(hm_decode(&h), SHOAL_EFORMAT);
+  h.folder_count = 1000;
+  assert_err(hm_decode(&h), SHOAL_EFORMAT);
+  /* Counts that misread the rest. */
+  h.folder_count = 2;
+  assert_int_not_equal(hm_decode(&h), 0);
+  h.folder_count = 0;
+  assert_int_not_equal(hm_decode(&h), 0);
+}
+
+static void test_decode_refuses_version_1_as_such(void **state) {
+  struct hm h;
+  char vec[PATH_CAP];
+  size_t len = 0;
+  (void)state;
+  /* Signed by the right key in the old layout: refused for its version,
+   * whatever its length, even one below the version 2 minimum. */
+  hm_init(&h);
+  h.version = 1;
+  assert_err(hm_decode(&h), SHOAL_EVERSION);
+  hm_init(&h);
+  h.version = 1;
+  h.nfiles = 0;
+  uint8_t *b = hm_encode(&h, &len);
+  assert_int_equal(len, 119); /* the smallest version 1 manifest */
+  assert_err(decode_copy(b, len), SHOAL_EVERSION);
+  assert_err(decode_copy(b, 1), SHOAL_EVERSION);
+  assert_err(decode_copy(b, 0), SHOAL_ETRUNC);
+  free(b);
+  /* The version 1 vector that shoal wrote before. */
+  tu_vector_path(vec, sizeof(vec), "manifest-v1-folder.bin");
+  b = tu_read_file(vec, &len);
+  if (b == NULL) {
+    print_error("missing vector %s\n", vec);
+  }
+  assert_non_null(b);
+  assert_int_equal(b[0], 1);
+  assert_err(decode_copy(b, len), SHOAL_EVERSION);
+  free(b);
+  /* Its message names the version as the problem. */
+  assert_non_null(strstr(shoal_strerror(SHOAL_EVERSION), "version"));
+}
+
+/* ---------------------------------------------------------------------- */
 /* Paths and chunk sizes. */
 
 static int check_path(const char *p) {
@@ -1629,7 +2176,7 @@ static void test_check_path_accepts_and_refuses(void **state) {
       "\xC2\xA0",         /* U+00A0, the first two-byte non-control */
   };
   static const char *const bad[] = {
-      "\xC2\x80",   /* U+0080, a C1 control character */
+      "\xC2\x80",  /* U+0080, a C1 control character */
       "a\xC2\x9F", /* U+009F, the last C1 control */
       "/etc/passwd",
       "a//b",
@@ -1754,13 +2301,61 @@ static void test_choose_chunk_log2_keeps_chunk_count_bounded(void **state) {
 /* ---------------------------------------------------------------------- */
 /* Known-answer vector. */
 
+/* The files of the vector in canonical order; each file i has the mode
+ * kat_modes[i] and the modification time 1767225600 + i seconds and i
+ * nanoseconds (from 2026-01-01T00:00:00Z). */
+static const char *const kat_paths[] = {"kat/bin/run",    "kat/data/a.bin",
+                                        "kat/data/empty", "kat/data-b.bin",
+                                        "kat/readme.txt", "kat/z/\xC3\xBC.txt"};
+static const uint64_t kat_sizes[] = {50, 20000, 0, 16384, 28, 100};
+static const mode_t kat_modes[] = {0755, 0644, 0644, 0644, 0644, 0644};
+static const char *const kat_folders[] = {"kat/empty", "kat/nest/deep"};
+
 static void make_vector_folder(const char *dir) {
   static const char readme[] = "shoal known-answer manifest\n";
   tu_write_file(dir, "kat/readme.txt", readme, sizeof(readme) - 1);
+  write_filled(dir, "kat/bin/run", 50, 5);
   write_filled(dir, "kat/data/a.bin", 20000, 1);
   write_filled(dir, "kat/data/empty", 0, 2);
   write_filled(dir, "kat/data-b.bin", 16384, 3);
   write_filled(dir, "kat/z/\xC3\xBC.txt", 100, 4); /* "kat/z/ü.txt" */
+  make_dir(dir, "kat/empty");
+  make_dir(dir, "kat/nest");
+  make_dir(dir, "kat/nest/deep");
+  for (size_t i = 0; i < sizeof(kat_paths) / sizeof(kat_paths[0]); i++) {
+    set_mode(dir, kat_paths[i], kat_modes[i]);
+    set_mtime(dir, kat_paths[i], 1767225600 + (int64_t)i, (long)i);
+  }
+}
+
+static int write_vectors(void) {
+  const char *w = getenv("SHOAL_WRITE_VECTORS");
+  return w != NULL && strcmp(w, "1") == 0;
+}
+
+/* Compares len bytes with the file at path, or writes them there when
+ * SHOAL_WRITE_VECTORS=1. */
+static void check_or_write(const char *path, const uint8_t *bytes, size_t len) {
+  if (write_vectors()) {
+    FILE *f = fopen(path, "wb");
+    assert_non_null(f);
+    assert_int_equal(fwrite(bytes, 1, len, f), len);
+    assert_int_equal(fclose(f), 0);
+    fprintf(stderr, "wrote %s (%zu bytes)\n", path, len);
+  }
+  size_t got_len = 0;
+  uint8_t *got = tu_read_file(path, &got_len);
+  if (got == NULL) {
+    print_error("missing %s\n", path);
+  }
+  assert_non_null(got);
+  if (got_len != len || memcmp(got, bytes, len) != 0) {
+    print_error("%s is not what the code makes now (run with "
+                "SHOAL_WRITE_VECTORS=1 after a deliberate format change)\n",
+                path);
+    fail();
+  }
+  free(got);
 }
 
 static void test_known_answer_vector_folder(void **state) {
@@ -1773,15 +2368,7 @@ static void test_known_answer_vector_folder(void **state) {
   tu_path(top, sizeof(top), dir, "kat");
   tu_vector_path(vec, sizeof(vec), "manifest-folder.bin");
   struct manifest *m = build_ok(top, &g_pub, NULL);
-
-  const char *w = getenv("SHOAL_WRITE_VECTORS");
-  if (w != NULL && strcmp(w, "1") == 0) {
-    FILE *f = fopen(vec, "wb");
-    assert_non_null(f);
-    assert_int_equal(fwrite(m->encoded, 1, m->encoded_len, f), m->encoded_len);
-    assert_int_equal(fclose(f), 0);
-    fprintf(stderr, "wrote %s (%zu bytes)\n", vec, m->encoded_len);
-  }
+  check_or_write(vec, m->encoded, m->encoded_len);
   size_t len = 0;
   uint8_t *want = tu_read_file(vec, &len);
   if (want == NULL) {
@@ -1798,17 +2385,19 @@ static void test_known_answer_vector_folder(void **state) {
   assert_string_equal(d->name, "kat");
   assert_int_equal(d->chunk_log2, 14);
   assert_memory_equal(d->publisher, g_pub.pk, IDENTITY_PK_BYTES);
-  static const char *const paths[] = {"kat/data/a.bin", "kat/data/empty",
-                                      "kat/data-b.bin", "kat/readme.txt",
-                                      "kat/z/\xC3\xBC.txt"};
-  static const uint64_t sizes[] = {20000, 0, 16384, 28, 100};
-  assert_int_equal(d->file_count, 5);
-  for (uint32_t i = 0; i < 5; i++) {
-    assert_string_equal(d->files[i].path, paths[i]);
-    assert_int_equal(d->files[i].size, sizes[i]);
+  assert_int_equal(d->file_count, 6);
+  for (uint32_t i = 0; i < 6; i++) {
+    assert_string_equal(d->files[i].path, kat_paths[i]);
+    assert_int_equal(d->files[i].size, kat_sizes[i]);
+    assert_int_equal(d->files[i].mode, i == 0 ? MANIFEST_MODE_EXEC : 0);
+    assert_int_equal(d->files[i].mtime_sec, 1767225600 + (int64_t)i);
+    assert_int_equal(d->files[i].mtime_nsec, i);
   }
-  assert_int_equal(d->total_size, 20000 + 16384 + 28 + 100);
-  assert_int_equal(d->chunk_count, 2 + 1 + 1 + 1);
+  assert_int_equal(d->folder_count, 2);
+  assert_string_equal(d->folders[0], kat_folders[0]);
+  assert_string_equal(d->folders[1], kat_folders[1]);
+  assert_int_equal(d->total_size, 50 + 20000 + 16384 + 28 + 100);
+  assert_int_equal(d->chunk_count, 1 + 2 + 1 + 1 + 1);
   uint8_t id[MANIFEST_ID_BYTES];
   assert_err(manifest_id_of(want, len, id), 0);
   assert_memory_equal(id, m->id, MANIFEST_ID_BYTES);
@@ -1824,7 +2413,7 @@ static void test_known_answer_vector_folder(void **state) {
   static const char readme[] = "shoal known-answer manifest\n";
   crypto_generichash(h, sizeof(h), (const uint8_t *)readme, sizeof(readme) - 1,
                      NULL, 0);
-  assert_memory_equal(h, d->hashes + 3 * MANIFEST_HASH_BYTES, sizeof(h));
+  assert_memory_equal(h, d->hashes + 4 * MANIFEST_HASH_BYTES, sizeof(h));
   uint8_t *msg = malloc(sizeof(domain) + body);
   assert_non_null(msg);
   memcpy(msg, domain, sizeof(domain));
@@ -1836,6 +2425,89 @@ static void test_known_answer_vector_folder(void **state) {
   manifest_free(d);
   free(want);
   manifest_free(m);
+  tu_rmtree(dir);
+}
+
+/* ---------------------------------------------------------------------- */
+/* The fuzz target's seed corpus. */
+
+/* tests/fuzz/corpus/manifest/name, beside the vectors folder. */
+static void corpus_path(char *out, size_t cap, const char *name) {
+  char rel[256];
+  snprintf(rel, sizeof(rel), "../fuzz/corpus/manifest/%s", name);
+  tu_vector_path(out, cap, rel);
+}
+
+/* Checks (or writes) name, signed by the fuzz target's key, and
+ * name_unsigned, its canonical bytes, which the target signs itself. */
+static void check_seed(const char *name, const struct manifest *m) {
+  char path[PATH_CAP];
+  char uname[128];
+  assert_err(decode_copy(m->encoded, m->encoded_len), 0);
+  corpus_path(path, sizeof(path), name);
+  check_or_write(path, m->encoded, m->encoded_len);
+  snprintf(uname, sizeof(uname), "%s_unsigned", name);
+  corpus_path(path, sizeof(path), uname);
+  check_or_write(path, m->encoded, m->encoded_len - IDENTITY_SIG_BYTES);
+}
+
+static void test_fuzz_seed_corpus_is_current(void **state) {
+  char dir[PATH_CAP];
+  char p[PATH_CAP];
+  struct identity fuzz_key; /* seed 0x5a * 32, as fuzz_manifest.c */
+  (void)state;
+  seed_key(&fuzz_key, 0x5a);
+  make_tmp(dir, sizeof(dir));
+  /* One executable file of three chunks. */
+  write_filled(dir, "tool", 40000, 21);
+  set_mode(dir, "tool", 0755);
+  set_mtime(dir, "tool", 1767225600, 123456789);
+  tu_path(p, sizeof(p), dir, "tool");
+  struct manifest *m = build_ok(p, &fuzz_key, NULL);
+  check_seed("file", m);
+  manifest_free(m);
+  /* One empty file (no chunk). */
+  write_filled(dir, "empty", 0, 22);
+  set_mtime(dir, "empty", 0, 0);
+  tu_path(p, sizeof(p), dir, "empty");
+  m = build_ok(p, &fuzz_key, NULL);
+  char path[PATH_CAP];
+  corpus_path(path, sizeof(path), "empty_file");
+  check_or_write(path, m->encoded, m->encoded_len);
+  manifest_free(m);
+  /* A folder with files, an executable, empty folders and a non-ASCII
+   * name. */
+  write_filled(dir, "photos/2024/b c.jpg", 100, 23);
+  write_filled(dir, "photos/a.jpg", 20000, 24);
+  write_filled(dir, "photos/empty", 0, 25);
+  write_filled(dir, "photos/r\xC3\xA9sum\xC3\xA9", 16384, 26);
+  write_filled(dir, "photos/bin/show", 10, 27);
+  set_mode(dir, "photos/bin/show", 0700);
+  make_dir(dir, "photos/2025");
+  make_dir(dir, "photos/cache");
+  make_dir(dir, "photos/cache/thumbs");
+  static const char *const files[] = {
+      "photos/2024/b c.jpg", "photos/a.jpg", "photos/empty",
+      "photos/r\xC3\xA9sum\xC3\xA9", "photos/bin/show"};
+  for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
+    set_mtime(dir, files[i], 1700000000 + (int64_t)i, 0);
+  }
+  tu_path(p, sizeof(p), dir, "photos");
+  m = build_ok(p, &fuzz_key, NULL);
+  assert_int_equal(m->folder_count, 2);
+  check_seed("folder", m);
+  manifest_free(m);
+  /* A folder of empty folders only. */
+  make_dir(dir, "skeleton");
+  make_dir(dir, "skeleton/a");
+  make_dir(dir, "skeleton/a/b");
+  make_dir(dir, "skeleton/c");
+  tu_path(p, sizeof(p), dir, "skeleton");
+  m = build_ok(p, &fuzz_key, NULL);
+  assert_int_equal(m->file_count, 0);
+  check_seed("empty_folders", m);
+  manifest_free(m);
+  identity_close(&fuzz_key);
   tu_rmtree(dir);
 }
 
@@ -1855,7 +2527,8 @@ int main(void) {
       cmocka_unit_test(
           test_build_folder_records_files_sorted_and_skips_specials),
       cmocka_unit_test(test_build_trailing_slash_names_the_folder),
-      cmocka_unit_test(test_build_empty_folder_has_no_files_and_decodes),
+      cmocka_unit_test(test_build_folder_of_empty_folders_lists_the_deepest),
+      cmocka_unit_test(test_build_records_the_executable_bit_and_mtime),
       cmocka_unit_test(test_build_refuses_special_file_and_unsafe_name_at_top),
       cmocka_unit_test(test_build_refuses_folders_nested_deeper_than_the_limit),
       cmocka_unit_test(test_build_nonexistent_path_is_ENOENT_with_err_path),
@@ -1885,9 +2558,17 @@ int main(void) {
       cmocka_unit_test(test_decode_refuses_signature_by_another_key),
       cmocka_unit_test(test_decode_refuses_more_than_max_bytes),
       cmocka_unit_test(test_decode_refuses_too_deep_or_too_long_path),
+      cmocka_unit_test(test_decode_accepts_only_the_defined_mode_bits),
+      cmocka_unit_test(test_decode_takes_any_second_but_only_nanoseconds),
+      cmocka_unit_test(test_decode_new_fields_with_a_flipped_bit),
+      cmocka_unit_test(test_decode_empty_folders),
+      cmocka_unit_test(test_decode_refuses_ambiguous_folders),
+      cmocka_unit_test(test_decode_refuses_oversize_folder_counts),
+      cmocka_unit_test(test_decode_refuses_version_1_as_such),
       cmocka_unit_test(test_check_path_accepts_and_refuses),
       cmocka_unit_test(test_choose_chunk_log2_keeps_chunk_count_bounded),
       cmocka_unit_test(test_known_answer_vector_folder),
+      cmocka_unit_test(test_fuzz_seed_corpus_is_current),
   };
   int failed = cmocka_run_group_tests(tests, NULL, NULL);
   identity_close(&g_pub);

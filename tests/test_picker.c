@@ -1495,9 +1495,43 @@ static void test_memory_for_a_million_chunks_stays_small(void **state) {
   free(all);
 }
 
+/* Chunks we lack that no peer in the picker has: what a download waits
+ * for when its seeder left. */
+static void test_unsourced_counts_missing_chunks_nobody_has(void **state) {
+  struct fake f;
+  (void)state;
+  fake_small(&f, 10);
+  const uint32_t mine[] = {0, 1, UINT32_MAX};
+  const uint32_t a_has[] = {0, 2, 3, UINT32_MAX};
+  const uint32_t b_has[] = {3, 4, 9, UINT32_MAX};
+  uint8_t *have = map_of(10, mine);
+  uint8_t *a = map_of(10, a_has);
+  uint8_t *b = map_of(10, b_has);
+  struct picker *p = picker_new(&f.m, have);
+  assert_non_null(p);
+  assert_int_equal(picker_unsourced(p), 8); /* nobody connected */
+  assert_int_equal(picker_peer_add(p, 0, a), 0);
+  assert_int_equal(picker_unsourced(p), 6); /* 2 and 3 now have a source */
+  assert_int_equal(picker_peer_add(p, 1, b), 0);
+  assert_int_equal(picker_unsourced(p), 4); /* 5, 6, 7, 8 */
+  picker_peer_have(p, 1, 5);
+  assert_int_equal(picker_unsourced(p), 3);
+  picker_peer_remove(p, 0);
+  assert_int_equal(picker_unsourced(p), 4); /* 2 lost its only source */
+  picker_chunk_verified(p, 6); /* had now, from wherever it came */
+  assert_int_equal(picker_unsourced(p), 3);
+  picker_peer_remove(p, 1);
+  assert_int_equal(picker_unsourced(p), 7);
+  picker_free(p);
+  free(have);
+  free(a);
+  free(b);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_next_covers_every_block_once_within_chunks),
+      cmocka_unit_test(test_unsourced_counts_missing_chunks_nobody_has),
       cmocka_unit_test(test_max_zero_and_unknown_peer_get_nothing),
       cmocka_unit_test(test_rarest_first_with_random_ties),
       cmocka_unit_test(test_availability_follows_haves_and_departures),

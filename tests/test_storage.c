@@ -28,8 +28,14 @@
 #include <fcntl.h>
 #include <sodium.h>
 #include <stdio.h>
+#include <poll.h>
+#include <signal.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 #include <uv.h>
 
@@ -60,8 +66,13 @@ struct fx {
   char src[PATH_CAP]; /* shared files live here */
   char dl[PATH_CAP];  /* downloads go here */
   char rec[PATH_CAP]; /* the resume record */
+  char disk[PATH_CAP]; /* where a small ext4 file system is mounted */
+  int mounted;
+  pid_t child; /* a forked storage user, killed at teardown; else 0 */
   uv_loop_t loop;
 };
+
+static void disk_unmount(struct fx *f);
 
 static int setup(void **state) {
   struct fx *f = calloc(1, sizeof(*f));
@@ -82,6 +93,12 @@ static int setup(void **state) {
 
 static int teardown(void **state) {
   struct fx *f = *state;
+  /* First, so that a failed test leaves no process or mount behind. */
+  if (f->child > 0) {
+    kill(f->child, SIGKILL);
+    waitpid(f->child, NULL, 0);
+  }
+  disk_unmount(f);
   /* Nothing may be left on the loop: no handle, no request. */
   assert_int_equal(uv_loop_close(&f->loop), 0);
   tu_rmtree(f->root);
@@ -182,6 +199,22 @@ static void part_path(char *out, const struct fx *f, const char *name) {
   char rel[PATH_CAP];
   snprintf(rel, sizeof(rel), "%s%s", name, STORAGE_PART_SUFFIX);
   tu_path(out, PATH_CAP, f->dl, rel);
+}
+
+/* Opens a download of m into dir with the resume record at rec, and
+ * waits for the open callback, whose status must be want. */
+static struct storage *open_at(struct fx *f, const struct manifest *m,
+                               const char *dir, const char *rec, int want) {
+  struct storage *s = NULL;
+  struct done d = {0};
+  assert_int_equal(
+      storage_open_download(&s, &f->loop, m, dir, rec, on_done, &d), 0);
+  assert_non_null(s);
+  assert_int_equal(d.called, 0); /* never inside the call */
+  run_until(&f->loop, &d.called);
+  assert_int_equal(d.called, 1);
+  assert_err(d.status, want);
+  return s;
 }
 
 static struct storage *open_dl(struct fx *f, const struct manifest *m,
@@ -1359,6 +1392,82 @@ static void test_source_changed_file_is_ECHANGED(void **state) {
   manifest_free(m);
 }
 
+static int check_status(struct fx *f, struct storage *s) {
+  struct done d = {0};
+  struct storage_change c;
+  assert_int_equal(storage_check_source(s, on_done, &d), 0);
+  assert_err(storage_check_source(s, on_done, &d), SHOAL_EBUSY);
+  run_until(&f->loop, &d.called);
+  assert_int_equal(d.called, 1);
+  assert_int_equal(storage_source_change(s, &c), d.status == SHOAL_ECHANGED);
+  return d.status;
+}
+
+/* A file rewritten in place with its size and time kept is caught on the
+ * first read of each chunk; the check finds size and time changes with no
+ * read at all; either way storage_source_change says what changed. */
+static void test_source_change_is_found_and_described(void **state) {
+  struct fx *f = *state;
+  char a[PATH_CAP], b[PATH_CAP], root[PATH_CAP];
+  struct storage_change c;
+  struct stat st;
+
+  make_file(f, "share/a", 2 * CS, 63);
+  make_file(f, "share/b", CS + 5, 64);
+  tu_path(root, sizeof(root), f->src, "share");
+  tu_path(a, sizeof(a), f->src, "share/a");
+  tu_path(b, sizeof(b), f->src, "share/b");
+  struct manifest *m = build(root);
+  struct storage *s = NULL;
+  assert_int_equal(storage_open_source(&s, &f->loop, m), 0);
+  assert_int_equal(storage_source_change(s, &c), 0);
+  assert_int_equal(c.kind, STORAGE_CHANGE_NONE);
+  assert_err(check_status(f, s), 0);
+
+  /* Chunk 1 of a changes; its size and time are put back. */
+  assert_int_equal(stat(a, &st), 0);
+  flip_byte(a, (long)CS + 7);
+  struct timespec keep[2] = {st.st_atim, st.st_mtim};
+  assert_int_equal(utimensat(AT_FDCWD, a, keep, 0), 0);
+  assert_err(check_status(f, s), 0); /* size and time say nothing */
+  assert_err(source_read_status(f, s, 0), 0);
+  assert_err(source_read_status(f, s, 1), SHOAL_ECHANGED);
+  assert_int_equal(storage_source_change(s, &c), 1);
+  assert_int_equal(c.kind, STORAGE_CHANGE_HASH);
+  assert_int_equal(c.file, 0);
+  assert_int_equal(c.chunk, 1);
+  close_s(f, s);
+
+  /* A fresh storage over the changed files: the check alone finds b's new
+   * time, then its new size, then that it is gone. */
+  assert_int_equal(storage_open_source(&s, &f->loop, m), 0);
+  struct timespec later[2] = {{.tv_sec = 1000000000, .tv_nsec = 0},
+                              {.tv_sec = 1000000000, .tv_nsec = 0}};
+  assert_int_equal(utimensat(AT_FDCWD, b, later, 0), 0);
+  assert_err(check_status(f, s), SHOAL_ECHANGED);
+  assert_int_equal(storage_source_change(s, &c), 1);
+  assert_int_equal(c.kind, STORAGE_CHANGE_MTIME);
+  assert_int_equal(c.file, 1);
+  close_s(f, s);
+
+  assert_int_equal(storage_open_source(&s, &f->loop, m), 0);
+  assert_int_equal(truncate(b, 3), 0);
+  assert_err(check_status(f, s), SHOAL_ECHANGED);
+  assert_int_equal(storage_source_change(s, &c), 1);
+  assert_int_equal(c.kind, STORAGE_CHANGE_SIZE);
+  assert_int_equal(c.file, 1);
+  assert_int_equal(c.size_now, 3);
+  close_s(f, s);
+
+  assert_int_equal(storage_open_source(&s, &f->loop, m), 0);
+  assert_int_equal(unlink(b), 0);
+  assert_err(check_status(f, s), SHOAL_ECHANGED);
+  assert_int_equal(storage_source_change(s, &c), 1);
+  assert_int_equal(c.kind, STORAGE_CHANGE_GONE);
+  close_s(f, s);
+  manifest_free(m);
+}
+
 static void test_source_needs_a_local_manifest(void **state) {
   struct fx *f = *state;
   char src[PATH_CAP];
@@ -1550,6 +1659,572 @@ static void test_close_from_inside_a_callback(void **state) {
   manifest_free(m);
 }
 
+/* ---------------------------------------------------------------------- */
+/* A full disk. The tests run on a small ext4 file system on a loop device:
+ * tmpfs, and the machine's large disk, hide what a full disk does to a
+ * download (ext4 keeps what a failed fallocate() took). */
+
+#define DISK_SIZE (16u << 20)
+/* How far the free space may be from what it was once a refusal gave its
+ * reservation back: the file system's own bookkeeping, not file blocks. */
+#define DISK_SLACK (16u << 10)
+/* The longest a refusal may take: it must not write its way to ENOSPC. */
+#define REFUSE_MS 2000u
+
+/* Runs argv (argv[0] from PATH, or /usr/sbin and /sbin, where root's
+ * tools live) with its output thrown away. Returns its exit status, or -1
+ * when it could not run or was killed. */
+static int run_quiet(char *const argv[]) {
+  pid_t pid = fork();
+  int st;
+
+  if (pid < 0) {
+    return -1;
+  }
+  if (pid == 0) {
+    char path[PATH_CAP];
+    int fd = open("/dev/null", O_WRONLY);
+    if (fd >= 0) {
+      dup2(fd, 1);
+      dup2(fd, 2);
+    }
+    execvp(argv[0], argv);
+    snprintf(path, sizeof(path), "/usr/sbin/%s", argv[0]);
+    execv(path, argv);
+    snprintf(path, sizeof(path), "/sbin/%s", argv[0]);
+    execv(path, argv);
+    _exit(127);
+  }
+  if (waitpid(pid, &st, 0) != pid || !WIFEXITED(st)) {
+    return -1;
+  }
+  return WEXITSTATUS(st);
+}
+
+/* Makes a DISK_SIZE ext4 image in the test folder and mounts it at
+ * f->disk. Returns 1, or 0 after saying why it cannot (not root, no
+ * mkfs.ext4, no loop devices): the caller then skips. No blocks are
+ * reserved for root (-m 0), so that what statvfs() calls available is
+ * what the test, running as root, can really use. */
+static int disk_mount(struct fx *f) {
+  char img[PATH_CAP];
+  int fd;
+
+  if (geteuid() != 0) {
+    print_message("skipped: mounting an ext4 image needs root\n");
+    return 0;
+  }
+  tu_path(img, sizeof(img), f->root, "disk.img");
+  tu_path(f->disk, sizeof(f->disk), f->root, "disk");
+  assert_int_equal(mkdir(f->disk, 0755), 0);
+  fd = open(img, O_WRONLY | O_CREAT | O_EXCL, 0600);
+  assert_true(fd >= 0);
+  assert_int_equal(ftruncate(fd, DISK_SIZE), 0);
+  assert_int_equal(close(fd), 0);
+  char *const mkfs[] = {"mkfs.ext4", "-q", "-m", "0", img, NULL};
+  if (run_quiet(mkfs) != 0) {
+    print_message("skipped: mkfs.ext4 is missing or failed\n");
+    return 0;
+  }
+  char *const mnt[] = {"mount", "-o", "loop", img, f->disk, NULL};
+  if (run_quiet(mnt) != 0) {
+    print_message("skipped: cannot mount an ext4 image on a loop device "
+                  "here\n");
+    return 0;
+  }
+  f->mounted = 1;
+  return 1;
+}
+
+/* Unmounts f->disk; the loop device goes with it (mount -o loop sets it
+ * to clear itself). When something still holds the file system (a test
+ * failed with a storage open), it is detached lazily instead. */
+static void disk_unmount(struct fx *f) {
+  char img[PATH_CAP];
+
+  if (!f->mounted) {
+    return;
+  }
+  char *const um[] = {"umount", f->disk, NULL};
+  char *const lazy[] = {"umount", "-l", f->disk, NULL};
+  if (run_quiet(um) != 0 && run_quiet(lazy) != 0) {
+    print_error("cannot unmount %s\n", f->disk);
+  }
+  f->mounted = 0;
+  /* Now, rather than with the folder: a failed test's teardown stops
+   * before it removes the folder, and the image is 16 MiB. */
+  tu_path(img, sizeof(img), f->root, "disk.img");
+  unlink(img);
+}
+
+/* Bytes an unprivileged writer may still use under path. */
+static uint64_t disk_free(const char *path) {
+  struct statvfs v;
+  assert_int_equal(statvfs(path, &v), 0);
+  return (uint64_t)v.f_bavail * v.f_frsize;
+}
+
+/* The free space under path is back where it was (within DISK_SLACK). */
+static void assert_free_is_back(const char *path, uint64_t before) {
+  uint64_t after = disk_free(path);
+  if (after + DISK_SLACK < before) {
+    fail_msg("%s: %llu bytes free after the refusal, %llu before", path,
+             (unsigned long long)after, (unsigned long long)before);
+  }
+}
+
+static void assert_has(const char *text, const char *needle) {
+  if (strstr(text, needle) == NULL) {
+    fail_msg("\"%s\" does not say \"%s\"", text, needle);
+  }
+}
+
+/* A manifest of one file of size bytes in 16 MiB chunks, made by hand:
+ * a real terabyte cannot be hashed in a test. Its chunk hashes are zero,
+ * so no chunk would verify; it is only ever opened. */
+static struct manifest *claimed_manifest(const char *name, uint64_t size) {
+  struct manifest *m = calloc(1, sizeof(*m));
+  assert_non_null(m);
+  m->kind = MANIFEST_KIND_FILE;
+  m->chunk_log2 = MANIFEST_CHUNK_LOG2_MAX;
+  m->total_size = size;
+  m->name = strdup(name);
+  m->file_count = 1;
+  m->files = calloc(1, sizeof(*m->files));
+  assert_non_null(m->name);
+  assert_non_null(m->files);
+  m->files[0].path = strdup(name);
+  assert_non_null(m->files[0].path);
+  m->files[0].size = size;
+  m->files[0].chunk_count =
+      (uint32_t)((size + ((uint64_t)1 << m->chunk_log2) - 1) >> m->chunk_log2);
+  m->chunk_count = m->files[0].chunk_count;
+  m->hashes = calloc(m->chunk_count, MANIFEST_HASH_BYTES);
+  assert_non_null(m->hashes);
+  randombytes_buf(m->id, sizeof(m->id));
+  return m;
+}
+
+static void
+test_terabyte_content_on_a_small_disk_is_refused_at_once(void **state) {
+  struct fx *f = *state;
+  char part[PATH_CAP];
+
+  if (!disk_mount(f)) {
+    skip();
+  }
+  struct manifest *m = claimed_manifest("huge.bin", (uint64_t)1 << 40);
+  tu_path(part, sizeof(part), f->disk, "huge.bin" STORAGE_PART_SUFFIX);
+  uint64_t before = disk_free(f->disk);
+  uint64_t t0 = uv_hrtime();
+  struct storage *s = open_at(f, m, f->disk, f->rec, UV_ENOSPC);
+  uint64_t ms = (uv_hrtime() - t0) / 1000000u;
+  assert_free_is_back(f->disk, before);
+  assert_false(exists(part));
+  assert_false(exists(f->rec));
+  assert_true(ms < REFUSE_MS);
+  /* The user is told what is needed and what is free, and where. */
+  const char *why = storage_open_error(s);
+  assert_has(why, "1.00 TiB");
+  assert_has(why, "free");
+  assert_has(why, f->disk);
+  close_s(f, s);
+  manifest_free(m);
+}
+
+/* Many files, each reserved in turn: together they do not fit. */
+static void
+test_folder_larger_than_the_disk_is_refused_and_leaves_nothing(void **state) {
+  struct fx *f = *state;
+  char src[PATH_CAP];
+  char part[PATH_CAP];
+
+  if (!disk_mount(f)) {
+    skip();
+  }
+  for (int i = 0; i < 24; i++) {
+    char rel[64];
+    snprintf(rel, sizeof(rel), "wide/d%d/f%02d", i % 3, i);
+    make_file(f, rel, 768u << 10, 300 + (uint64_t)i);
+  }
+  tu_path(src, sizeof(src), f->src, "wide");
+  struct manifest *m = build(src);
+  tu_path(part, sizeof(part), f->disk, "wide" STORAGE_PART_SUFFIX);
+  uint64_t before = disk_free(f->disk);
+  struct storage *s = open_at(f, m, f->disk, f->rec, UV_ENOSPC);
+  assert_free_is_back(f->disk, before);
+  assert_false(exists(part));
+  assert_has(storage_open_error(s), "18.0 MiB");
+  close_s(f, s);
+  manifest_free(m);
+}
+
+#define NARROW_FILES 2000u
+/* Long names, so that the folder's own entries take blocks that the
+ * space check does not count: the reservation itself runs out. */
+#define NARROW_NAME_PAD 100
+
+/* A folder that passes the space check by a hair and runs out of space
+ * while its files are made and reserved: all of it is given back. */
+static void test_reservation_that_runs_out_midway_is_given_back(void **state) {
+  struct fx *f = *state;
+  char src[PATH_CAP];
+  char part[PATH_CAP];
+  char pad[NARROW_NAME_PAD + 1];
+
+  if (!disk_mount(f)) {
+    skip();
+  }
+  uint64_t before = disk_free(f->disk);
+  /* Every size a whole number of 1 KiB blocks (mkfs.ext4's choice for a
+   * disk this small), together 8 KiB less than what is free. */
+  uint64_t each = (before - 8192) / NARROW_FILES / 1024 * 1024;
+  uint64_t last = (before - 8192) - each * (NARROW_FILES - 1);
+  last = last / 1024 * 1024;
+  memset(pad, 'n', NARROW_NAME_PAD);
+  pad[NARROW_NAME_PAD] = '\0';
+  for (uint32_t i = 0; i < NARROW_FILES; i++) {
+    char rel[256];
+    snprintf(rel, sizeof(rel), "narrow/%s-%04u", pad, i);
+    make_file(f, rel, i + 1 < NARROW_FILES ? each : last, i);
+  }
+  tu_path(src, sizeof(src), f->src, "narrow");
+  struct manifest *m = build(src);
+  assert_true(m->total_size <= before);
+  tu_path(part, sizeof(part), f->disk, "narrow" STORAGE_PART_SUFFIX);
+  struct storage *s = open_at(f, m, f->disk, f->rec, UV_ENOSPC);
+  assert_free_is_back(f->disk, before);
+  assert_false(exists(part));
+  /* Past the space check: the reservation itself ran out. */
+  assert_has(storage_open_error(s), "ran out of space");
+  close_s(f, s);
+  manifest_free(m);
+}
+
+#define KEPT_CHUNKS 64u
+
+static int kept_listed(uint32_t i) {
+  return i < KEPT_CHUNKS;
+}
+
+/* The BLAKE2b-256 of a whole file, and its size and blocks. */
+struct file_print {
+  uint8_t hash[32];
+  off_t size;
+  blkcnt_t blocks;
+};
+
+static void print_file(const char *path, struct file_print *p) {
+  struct stat st;
+  size_t n;
+  uint8_t *all = tu_read_file(path, &n);
+  assert_non_null(all);
+  crypto_generichash(p->hash, sizeof(p->hash), all, n, NULL, 0);
+  free(all);
+  assert_int_equal(stat(path, &st), 0);
+  p->size = st.st_size;
+  p->blocks = st.st_blocks;
+}
+
+/* A resumable partial copy that cannot grow to its full size: the open is
+ * refused, and the partial copy and its record stay exactly as they
+ * were, for a later run with more room. */
+static void test_refusal_keeps_a_resumable_partial_intact(void **state) {
+  struct fx *f = *state;
+  char src[PATH_CAP];
+  char part[PATH_CAP];
+  struct file_print a;
+  struct file_print b;
+  size_t rec_len;
+  size_t rec_len2;
+
+  if (!disk_mount(f)) {
+    skip();
+  }
+  make_file(f, "kept.bin", 24u << 20, 31);
+  tu_path(src, sizeof(src), f->src, "kept.bin");
+  struct manifest *m = build(src);
+  tu_path(part, sizeof(part), f->disk, "kept.bin" STORAGE_PART_SUFFIX);
+  /* A previous run got the first KEPT_CHUNKS chunks; the rest of the file
+   * is a hole, as where preallocation is not supported. */
+  size_t n;
+  uint8_t *all = tu_read_file(src, &n);
+  assert_non_null(all);
+  int fd = open(part, O_WRONLY | O_CREAT | O_EXCL, 0644);
+  assert_true(fd >= 0);
+  assert_int_equal(ftruncate(fd, (off_t)n), 0);
+  assert_int_equal(write(fd, all, KEPT_CHUNKS * CS),
+                   (ssize_t)(KEPT_CHUNKS * CS));
+  assert_int_equal(fsync(fd), 0);
+  assert_int_equal(close(fd), 0);
+  free(all);
+  write_record(f, m, kept_listed);
+  uint8_t *rec = tu_read_file(f->rec, &rec_len);
+  assert_non_null(rec);
+  print_file(part, &a);
+
+  uint64_t before = disk_free(f->disk);
+  struct storage *s = open_at(f, m, f->disk, f->rec, UV_ENOSPC);
+  assert_free_is_back(f->disk, before);
+  print_file(part, &b);
+  assert_memory_equal(a.hash, b.hash, sizeof(a.hash));
+  assert_int_equal(a.size, b.size);
+  assert_int_equal(a.blocks, b.blocks);
+  uint8_t *rec2 = tu_read_file(f->rec, &rec_len2);
+  assert_non_null(rec2);
+  assert_int_equal(rec_len, rec_len2);
+  assert_memory_equal(rec, rec2, rec_len);
+  /* Only what is missing is asked for: 24 MiB less the 1 MiB it has. */
+  assert_has(storage_open_error(s), "23.0 MiB");
+  free(rec);
+  free(rec2);
+  close_s(f, s);
+  manifest_free(m);
+}
+
+/* A resumed download already holds most of its space: it needs only what
+ * it lacks, even when the whole content would no longer fit. */
+static void test_resumed_download_needs_only_what_it_lacks(void **state) {
+  struct fx *f = *state;
+  char src[PATH_CAP];
+  char fin[PATH_CAP];
+
+  if (!disk_mount(f)) {
+    skip();
+  }
+  uint64_t size = disk_free(f->disk) / 4 * 3;
+  make_file(f, "most.bin", (size_t)size, 32);
+  tu_path(src, sizeof(src), f->src, "most.bin");
+  struct manifest *m = build(src);
+  struct storage *s = open_at(f, m, f->disk, f->rec, 0);
+  put_good(f, s, m, 0);
+  close_s(f, s);
+  assert_true(disk_free(f->disk) < m->total_size);
+
+  s = open_at(f, m, f->disk, f->rec, 0);
+  assert_true(storage_have(s, 0));
+  for (uint32_t i = 1; i < m->chunk_count; i++) {
+    put_good(f, s, m, i);
+  }
+  assert_err(finish(f, s), 0);
+  tu_path(fin, sizeof(fin), f->disk, "most.bin");
+  assert_same_file(src, fin);
+  close_s(f, s);
+  manifest_free(m);
+}
+
+/* ---------------------------------------------------------------------- */
+/* Two downloads of one partial copy */
+
+static void assert_names_pid(const struct storage *s, pid_t pid) {
+  char want[64];
+  snprintf(want, sizeof(want), "process %ld", (long)pid);
+  assert_has(storage_open_error(s), want);
+}
+
+/* A second download of the same content into the same folder, with its
+ * own resume record (another --home), is refused at once; the first one's
+ * partial copy is untouched and completes. flock() locks belong to an
+ * open file description, so two opens in one process conflict as two
+ * processes do. */
+static void test_second_download_of_a_partial_file_is_EBUSY(void **state) {
+  struct fx *f = *state;
+  char src[PATH_CAP];
+  char fin[PATH_CAP];
+  char rec2[PATH_CAP];
+
+  make_file(f, "both.bin", 6 * CS + 11, 33);
+  tu_path(src, sizeof(src), f->src, "both.bin");
+  tu_path(fin, sizeof(fin), f->dl, "both.bin");
+  tu_path(rec2, sizeof(rec2), f->root, "resume2");
+  struct manifest *m = build(src);
+  struct storage *s1 = open_dl(f, m, 0);
+  put_good(f, s1, m, 0);
+  put_good(f, s1, m, 1);
+
+  struct storage *s2 = open_at(f, m, f->dl, rec2, UV_EBUSY);
+  assert_names_pid(s2, getpid());
+  close_s(f, s2);
+  assert_false(exists(rec2));
+
+  for (uint32_t i = 2; i < m->chunk_count; i++) {
+    put_good(f, s1, m, i);
+  }
+  assert_err(finish(f, s1), 0);
+  assert_same_file(src, fin);
+  close_s(f, s1);
+  manifest_free(m);
+}
+
+/* The same for a folder, and for a file content of the same name, whose
+ * open would otherwise remove the folder it finds in its place. */
+static void test_second_download_of_a_partial_folder_is_EBUSY(void **state) {
+  struct fx *f = *state;
+  char src[PATH_CAP];
+  char rec2[PATH_CAP];
+  char other[PATH_CAP];
+
+  make_file(f, "tree/a", 2 * CS, 34);
+  make_file(f, "tree/b/c", CS + 1, 35);
+  tu_path(src, sizeof(src), f->src, "tree");
+  tu_path(rec2, sizeof(rec2), f->root, "resume2");
+  struct manifest *m = build(src);
+  struct storage *s1 = open_dl(f, m, 0);
+  put_good(f, s1, m, 0);
+
+  struct storage *s2 = open_at(f, m, f->dl, rec2, UV_EBUSY);
+  assert_names_pid(s2, getpid());
+  close_s(f, s2);
+
+  /* Another content, a file named "tree" too. */
+  make_file(f, "elsewhere/tree", CS, 36);
+  tu_path(other, sizeof(other), f->src, "elsewhere/tree");
+  struct manifest *m2 = build(other);
+  s2 = open_at(f, m2, f->dl, rec2, UV_EBUSY);
+  close_s(f, s2);
+
+  for (uint32_t i = 1; i < m->chunk_count; i++) {
+    put_good(f, s1, m, i);
+  }
+  assert_err(finish(f, s1), 0);
+  for (uint32_t i = 0; i < m->file_count; i++) {
+    char a[PATH_CAP];
+    char b[PATH_CAP];
+    tu_path(a, sizeof(a), f->src, m->files[i].path);
+    tu_path(b, sizeof(b), f->dl, m->files[i].path);
+    assert_same_file(a, b);
+  }
+  close_s(f, s1);
+  manifest_free(m2);
+  manifest_free(m);
+}
+
+/* The lock lasts as long as the storage: refused while it is open, free
+ * again once it closed, and a resume then finds its chunks. */
+static void test_partial_is_locked_until_its_storage_closes(void **state) {
+  struct fx *f = *state;
+  char src[PATH_CAP];
+
+  make_file(f, "held.bin", 3 * CS, 37);
+  tu_path(src, sizeof(src), f->src, "held.bin");
+  struct manifest *m = build(src);
+  struct storage *s1 = open_dl(f, m, 0);
+  put_good(f, s1, m, 1);
+  /* The same record too: it is the partial copy that is locked. */
+  struct storage *s2 = open_dl(f, m, UV_EBUSY);
+  close_s(f, s2);
+  close_s(f, s1);
+
+  s1 = open_dl(f, m, 0);
+  assert_true(storage_have(s1, 1));
+  assert_int_equal(storage_have_count(s1), 1);
+  close_s(f, s1);
+  manifest_free(m);
+}
+
+/* Whether the record at path lists chunks 0 and 1 (the high bits of its
+ * first map byte, at offset 44). */
+static int record_lists_first_two(const char *path) {
+  size_t n;
+  uint8_t *r = tu_read_file(path, &n);
+  int yes = r != NULL && n > 44 && (r[44] & 0xc0) == 0xc0;
+  free(r);
+  return yes;
+}
+
+/* Child side of the next test: opens the download on a loop of its own,
+ * writes two chunks, waits for the record to be saved, says so on fd and
+ * waits to be killed. Exits non-zero when a step fails. */
+static void locker_child(struct fx *f, const struct manifest *m, int fd) {
+  uv_loop_t loop;
+  struct storage *s = NULL;
+  struct done d = {0};
+
+  prctl(PR_SET_PDEATHSIG, SIGKILL);
+  if (uv_loop_init(&loop) != 0 ||
+      storage_open_download(&s, &loop, m, f->dl, f->rec, on_done, &d) != 0) {
+    _exit(3);
+  }
+  while (!d.called) {
+    uv_run(&loop, UV_RUN_ONCE);
+  }
+  if (d.status != 0) {
+    _exit(4);
+  }
+  for (uint32_t i = 0; i < 2; i++) {
+    struct done p = {0};
+    if (storage_put_chunk(s, i, chunk_copy(m, i), on_done, &p) != 0) {
+      _exit(5);
+    }
+    while (!p.called) {
+      uv_run(&loop, UV_RUN_ONCE);
+    }
+    if (p.status != 0) {
+      _exit(6);
+    }
+  }
+  /* The save timer keeps the loop alive until a record lists both. */
+  while (!record_lists_first_two(f->rec)) {
+    uv_run(&loop, UV_RUN_ONCE);
+  }
+  if (write(fd, "r", 1) != 1) {
+    _exit(7);
+  }
+  for (;;) {
+    pause();
+  }
+}
+
+/* Another process holds the partial copy: the refusal names it. Killed
+ * with SIGKILL, it cannot unlock anything, yet the kernel drops its lock
+ * and the next run resumes what it wrote. */
+static void test_lock_of_a_killed_process_is_gone(void **state) {
+  struct fx *f = *state;
+  char src[PATH_CAP];
+  char fin[PATH_CAP];
+  int pfd[2];
+  char c;
+  int st;
+
+  make_file(f, "killed.bin", 8 * CS, 38);
+  tu_path(src, sizeof(src), f->src, "killed.bin");
+  tu_path(fin, sizeof(fin), f->dl, "killed.bin");
+  struct manifest *m = build(src);
+  assert_int_equal(pipe(pfd), 0);
+  f->child = fork();
+  assert_true(f->child >= 0);
+  if (f->child == 0) {
+    close(pfd[0]);
+    locker_child(f, m, pfd[1]);
+  }
+  close(pfd[1]);
+  struct pollfd pf = {.fd = pfd[0], .events = POLLIN};
+  assert_int_equal(poll(&pf, 1, 20000), 1);
+  if (read(pfd[0], &c, 1) != 1) {
+    waitpid(f->child, &st, 0);
+    f->child = 0;
+    fail_msg("the child failed before it was ready (status %d)", st);
+  }
+  close(pfd[0]);
+
+  struct storage *s = open_dl(f, m, UV_EBUSY);
+  assert_names_pid(s, f->child);
+  close_s(f, s);
+
+  assert_int_equal(kill(f->child, SIGKILL), 0);
+  assert_int_equal(waitpid(f->child, &st, 0), f->child);
+  f->child = 0;
+  s = open_dl(f, m, 0);
+  assert_int_equal(storage_have_count(s), 2);
+  for (uint32_t i = 2; i < m->chunk_count; i++) {
+    put_good(f, s, m, i);
+  }
+  assert_err(finish(f, s), 0);
+  assert_same_file(src, fin);
+  close_s(f, s);
+  manifest_free(m);
+}
+
 int main(void) {
   uint8_t seed[32];
   if (sodium_init() < 0) {
@@ -1579,12 +2254,22 @@ int main(void) {
       T(test_empty_content_finishes_at_once),
       T(test_planted_symlinks_are_never_followed),
       T(test_source_reads_the_right_bytes_and_never_modifies),
+      T(test_source_change_is_found_and_described),
       T(test_source_changed_file_is_ECHANGED),
       T(test_source_needs_a_local_manifest),
       T(test_have_map_layout),
       T(test_close_with_pending_work_completes_cleanly),
       T(test_close_during_open_cancels_it),
       T(test_close_from_inside_a_callback),
+      T(test_terabyte_content_on_a_small_disk_is_refused_at_once),
+      T(test_folder_larger_than_the_disk_is_refused_and_leaves_nothing),
+      T(test_reservation_that_runs_out_midway_is_given_back),
+      T(test_refusal_keeps_a_resumable_partial_intact),
+      T(test_resumed_download_needs_only_what_it_lacks),
+      T(test_second_download_of_a_partial_file_is_EBUSY),
+      T(test_second_download_of_a_partial_folder_is_EBUSY),
+      T(test_partial_is_locked_until_its_storage_closes),
+      T(test_lock_of_a_killed_process_is_gone),
 #undef T
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

@@ -11,8 +11,18 @@
  *     reaches the decoder proper.
  * When decoding succeeds, the result is checked against the promises of
  * manifest.h: safe paths under the name, sizes and chunk counts that add
- * up, and manifest_chunk_file / manifest_chunk_len consistent for every
- * chunk.
+ * up, only the defined mode bit, nanoseconds below a second, empty folders
+ * that are sorted and neither inside a file nor holding any other path,
+ * and manifest_chunk_file / manifest_chunk_len consistent for every chunk.
+ * The checks are written independently of the decoder's (pairwise, not by
+ * walking neighbours), so a shortcut in the decoder shows.
+ *
+ * The seed corpus (tests/fuzz/corpus/manifest) is written by
+ * tests/test_manifest.c (SHOAL_WRITE_VECTORS=1), which also checks that it
+ * matches what the code makes: a file, an empty file, a folder with empty
+ * folders and an executable file, a folder of empty folders only (each
+ * also as "_unsigned" canonical bytes for the second pass), and folder_v1,
+ * a version 1 manifest that must be refused.
  */
 #include <stdint.h>
 #include <stdio.h>
@@ -33,6 +43,54 @@ static struct identity fixed; /* seed 0x5a x 32, as the seed generator */
 static void fail(const char *what) {
   fprintf(stderr, "fuzz_manifest: %s\n", what);
   abort();
+}
+
+/* a is b, or a folder that holds b. */
+static int same_or_inside(const char *a, const char *b) {
+  size_t n = strlen(a);
+  return strncmp(a, b, n) == 0 && (b[n] == '\0' || b[n] == '/');
+}
+
+/* The segment-wise order of docs/protocol.md: the end of a path lowest,
+ * then '/', then the other bytes. */
+static int canonical_before(const char *a, const char *b) {
+  size_t i = 0;
+  while (a[i] != '\0' && a[i] == b[i]) {
+    i++;
+  }
+  int ca = a[i] == '\0' ? -2 : a[i] == '/' ? -1 : (unsigned char)a[i];
+  int cb = b[i] == '\0' ? -2 : b[i] == '/' ? -1 : (unsigned char)b[i];
+  return ca < cb;
+}
+
+static void check_folders(const struct manifest *m) {
+  size_t name_len = strlen(m->name);
+  if (m->folder_count > MANIFEST_MAX_FOLDERS ||
+      (m->kind == MANIFEST_KIND_FILE && m->folder_count != 0)) {
+    fail("folder count out of range");
+  }
+  for (uint32_t i = 0; i < m->folder_count; i++) {
+    const char *d = m->folders[i];
+    size_t n = strlen(d);
+    if (manifest_check_path(d, n) != 0 || n <= name_len + 1 ||
+        memcmp(d, m->name, name_len) != 0 || d[name_len] != '/') {
+      fail("folder path unsafe or outside the name");
+    }
+    if (i > 0 && !canonical_before(m->folders[i - 1], d)) {
+      fail("folders out of order or repeated");
+    }
+    for (uint32_t k = 0; k < m->folder_count; k++) {
+      if (k != i && same_or_inside(d, m->folders[k])) {
+        fail("a folder holds another listed folder");
+      }
+    }
+    for (uint32_t k = 0; k < m->file_count; k++) {
+      if (same_or_inside(d, m->files[k].path) ||
+          same_or_inside(m->files[k].path, d)) {
+        fail("a folder is a file, holds one, or lies inside one");
+      }
+    }
+  }
 }
 
 static void check_manifest(const struct manifest *m, const uint8_t *bytes,
@@ -97,6 +155,12 @@ static void check_manifest(const struct manifest *m, const uint8_t *bytes,
         fail("a file is also a folder");
       }
     }
+    if ((f->mode & ~MANIFEST_MODE_EXEC) != 0) {
+      fail("a mode bit other than the executable bit");
+    }
+    if (f->mtime_nsec < 0 || f->mtime_nsec >= MANIFEST_NSEC_LIMIT) {
+      fail("nanoseconds out of range");
+    }
     if (f->first_chunk != chunks) {
       fail("first_chunk is not the running chunk count");
     }
@@ -113,6 +177,7 @@ static void check_manifest(const struct manifest *m, const uint8_t *bytes,
   if (total != m->total_size) {
     fail("file sizes do not add up to total_size");
   }
+  check_folders(m);
   if (chunks != m->chunk_count || chunks > MANIFEST_MAX_CHUNKS) {
     fail("chunk counts do not add up");
   }

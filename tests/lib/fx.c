@@ -20,6 +20,7 @@
 
 #include "common/error.h"
 #include "common/identity.h"
+#include "common/tmsg.h"
 #include "tests/lib/jsonl.h"
 #include "tests/lib/testutil.h"
 
@@ -120,6 +121,10 @@ void fx_start_tracker(struct fx *f) {
 }
 
 void fx_start_tracker_with(struct fx *f, const char **extra) {
+  fx_start_tracker_at(f, "127.0.0.1:0", extra);
+}
+
+void fx_start_tracker_at(struct fx *f, const char *listen, const char **extra) {
   /* A 2 s interval so peers meet quickly; a high rate limit because every
    * peer of a test shares the address 127.0.0.1. */
   const char *argv[32] = {"--interval", "2",    "--rate",      "1000",
@@ -130,11 +135,58 @@ void fx_start_tracker_with(struct fx *f, const char **extra) {
     argv[n++] = extra[i];
   }
   argv[n] = NULL;
-  assert_int_equal(tc_tracker_start(&f->t, 0, argv), 0);
+  assert_int_equal(tc_tracker_start_at(&f->t, 0, listen, argv), 0);
   f->tracker_up = 1;
+  f->tracker_family = listen[0] == '[' ? 6 : 4;
   fx_watchdog_tracker = f->t.pid;
-  snprintf(f->tracker_addr, sizeof(f->tracker_addr), "127.0.0.1:%d", f->t.port);
+  snprintf(f->tracker_addr, sizeof(f->tracker_addr),
+           f->tracker_family == 6 ? "[::1]:%d" : "127.0.0.1:%d", f->t.port);
   textid_encode(TEXTID_KEY, f->t.key, f->tracker_key);
+}
+
+int fx_tracker_lists(struct fx *f, const uint8_t content[32],
+                     const uint8_t pk[32], int *seeding) {
+  struct buf msg, reply;
+  struct tmsg_lookup_ok ok;
+  const uint8_t *p;
+  size_t n;
+  int found = 0;
+  int fd = tc_connect_family(f->t.port, f->tracker_family);
+  assert_true(fd >= 0);
+  buf_init(&msg, 1 << 16);
+  buf_init(&reply, 1 << 20);
+  tc_query_lookup(&msg, 1, content, TMSG_MAX_PEERS, 0, NULL);
+  assert_int_equal(tc_send_frame(fd, msg.data, msg.len), 0);
+  assert_int_equal(tc_recv_frame(fd, &reply, FX_MSG_MS), 0);
+  assert_int_equal(tc_open_reply(&f->t, &reply, &p, &n), TMSG_LOOKUP_OK);
+  assert_int_equal(tmsg_lookup_ok_decode(p, n, &ok), 0);
+  for (unsigned i = 0; i < ok.count; i++) {
+    if (memcmp(ok.peers[i].pk, pk, 32) == 0) {
+      found = 1;
+      if (seeding != NULL) {
+        *seeding = ok.peers[i].seeding;
+      }
+    }
+  }
+  close(fd);
+  buf_free(&msg);
+  buf_free(&reply);
+  return found;
+}
+
+void fx_peer_id(struct fx *f, const char *home, uint8_t pk[32]) {
+  char home_rel[128], home_path[PROC_PATH_MAX], name[160], text[FX_LINE_CAP];
+  snprintf(home_rel, sizeof(home_rel), "home-%s", home);
+  fx_mkdir(f, home_rel);
+  fx_path(f, home_path, sizeof(home_path), home_rel);
+  snprintf(name, sizeof(name), "id-%s", home);
+  struct proc *p = fx_run(f, name, "id", "--home", home_path, NULL);
+  fx_expect_exit(p, FX_EXIT_MS, 0);
+  text[0] = '\0';
+  proc_each_line(p, 0, fx_keep_line, text);
+  if (textid_decode(TEXTID_KEY, text, strlen(text), pk) != 0) {
+    fail_msg("shoal-peer id printed no key: '%s'", text);
+  }
 }
 
 void fx_path(const struct fx *f, char *out, size_t cap, const char *rel) {
@@ -185,8 +237,10 @@ struct proc *fx_peer_argv(struct fx *f, const char *name, const char *home,
   for (int i = 0; i < nargs; i++) {
     argv[n++] = args[i];
   }
-  argv[n++] = "--listen";
-  argv[n++] = "127.0.0.1:0";
+  if (f->listen == NULL || f->listen[0] != '\0') {
+    argv[n++] = "--listen";
+    argv[n++] = f->listen != NULL ? f->listen : "127.0.0.1:0";
+  }
   argv[n++] = "--home";
   argv[n++] = home_path;
   argv[n++] = "--json";

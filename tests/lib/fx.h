@@ -51,6 +51,10 @@ struct fx {
   int tracker_up;
   char tracker_addr[64];
   char tracker_key[TEXTID_STRLEN];
+  int tracker_family; /* 4 or 6 */
+  /* What fx_peer passes as --listen: NULL for 127.0.0.1:0, "" for none
+   * (the peer's default). */
+  const char *listen;
   struct proc procs[FX_MAX_PROCS];
   int json[FX_MAX_PROCS]; /* the child was started with --json */
   int nprocs;
@@ -91,6 +95,14 @@ void fx_on_teardown(struct fx *f, void (*fn)(void *arg), void *arg);
  * (NULL-ended, may be NULL); fills tracker_addr and tracker_key. */
 void fx_start_tracker(struct fx *f);
 void fx_start_tracker_with(struct fx *f, const char **extra);
+/* The same on listen ("127.0.0.1:0" or "[::1]:0"). */
+void fx_start_tracker_at(struct fx *f, const char *listen, const char **extra);
+/* Asks the tracker which peers hold content: 1 when pk is among them
+ * (*seeding, when not NULL, receives its role), else 0. */
+int fx_tracker_lists(struct fx *f, const uint8_t content[32],
+                     const uint8_t pk[32], int *seeding);
+/* The peer ID of home (created by `shoal-peer id` when new). */
+void fx_peer_id(struct fx *f, const char *home, uint8_t pk[32]);
 
 /* DIR/rel. */
 void fx_path(const struct fx *f, char *out, size_t cap, const char *rel);
@@ -100,7 +112,8 @@ void fx_mkdir(const struct fx *f, const char *rel);
  * else. */
 struct proc *fx_run(struct fx *f, const char *name, ...);
 /* Starts a peer: the command arguments given (NULL-ended), then
- * --listen 127.0.0.1:0 --home DIR/home-HOME --json --log-level info. */
+ * --listen 127.0.0.1:0 (see struct fx's listen) --home DIR/home-HOME --json
+ * --log-level info. */
 struct proc *fx_peer(struct fx *f, const char *name, const char *home, ...);
 /* The same, with the arguments in an array of n. */
 struct proc *fx_peer_argv(struct fx *f, const char *name, const char *home,

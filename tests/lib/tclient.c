@@ -56,10 +56,12 @@ static int read_banner(struct tc_tracker *t, int fd) {
     char *nl;
     while ((nl = strchr(line, '\n')) != NULL) {
       *nl = '\0';
-      const char *lp = "listening on 127.0.0.1:";
+      const char *lp = "listening on ";
       const char *kp = "tracker key ";
-      if (strncmp(line, lp, strlen(lp)) == 0) {
-        t->port = (int)strtol(line + strlen(lp), NULL, 10);
+      if (strncmp(line, lp, strlen(lp)) == 0 && !got_port) {
+        /* The first address: "127.0.0.1:PORT" or "[::1]:PORT". */
+        const char *colon = strrchr(line, ':');
+        t->port = colon != NULL ? (int)strtol(colon + 1, NULL, 10) : 0;
         got_port = t->port > 0;
       } else if (strncmp(line, kp, strlen(kp)) == 0) {
         const char *k = line + strlen(kp);
@@ -74,6 +76,11 @@ static int read_banner(struct tc_tracker *t, int fd) {
 }
 
 int tc_tracker_start(struct tc_tracker *t, int keep_dir, const char **extra) {
+  return tc_tracker_start_at(t, keep_dir, "127.0.0.1:0", extra);
+}
+
+int tc_tracker_start_at(struct tc_tracker *t, int keep_dir, const char *listen,
+                        const char **extra) {
   const char *bin = getenv("SHOAL_BIN");
   char exe[4200];
   const char *argv[64];
@@ -90,7 +97,7 @@ int tc_tracker_start(struct tc_tracker *t, int keep_dir, const char **extra) {
   snprintf(t->log_path, sizeof(t->log_path), "%s/tracker.log", t->dir);
   argv[n++] = exe;
   argv[n++] = "--listen";
-  argv[n++] = "127.0.0.1:0";
+  argv[n++] = listen;
   argv[n++] = "--key";
   argv[n++] = t->key_path;
   argv[n++] = "--log-file";
@@ -175,16 +182,31 @@ void tc_tracker_cleanup(struct tc_tracker *t) {
 }
 
 int tc_connect(int port) {
-  struct sockaddr_in sa;
-  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  return tc_connect_family(port, 4);
+}
+
+int tc_connect_family(int port, int family) {
+  struct sockaddr_storage ss;
+  socklen_t len;
+  memset(&ss, 0, sizeof(ss));
+  if (family == 6) {
+    struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
+    a->sin6_family = AF_INET6;
+    a->sin6_port = htons((uint16_t)port);
+    a->sin6_addr = in6addr_loopback;
+    len = sizeof(*a);
+  } else {
+    struct sockaddr_in *a = (struct sockaddr_in *)&ss;
+    a->sin_family = AF_INET;
+    a->sin_port = htons((uint16_t)port);
+    a->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    len = sizeof(*a);
+  }
+  int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (fd < 0) {
     return -1;
   }
-  memset(&sa, 0, sizeof(sa));
-  sa.sin_family = AF_INET;
-  sa.sin_port = htons((uint16_t)port);
-  sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0) {
+  if (connect(fd, (struct sockaddr *)&ss, len) != 0) {
     close(fd);
     return -1;
   }
@@ -296,9 +318,8 @@ void tc_seal_announce(struct buf *out, const struct identity *id,
   buf_free(&p);
 }
 
-void tc_seal_publish(struct buf *out, const struct identity *id,
-                     uint64_t ts_ms, uint64_t seq,
-                     const struct tmsg_publish *pub) {
+void tc_seal_publish(struct buf *out, const struct identity *id, uint64_t ts_ms,
+                     uint64_t seq, const struct tmsg_publish *pub) {
   struct buf p;
   buf_init(&p, FRAME_MAX_DEFAULT);
   tmsg_publish_encode(&p, pub);

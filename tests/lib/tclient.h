@@ -28,6 +28,10 @@ struct tc_tracker {
  * already in t->dir when keep_dir is set) and extra arguments (NULL-ended).
  * Returns 0 once it printed its port and key, or -1 after 10 s. */
 int tc_tracker_start(struct tc_tracker *t, int keep_dir, const char **extra);
+/* The same, listening on listen ("127.0.0.1:0", "[::1]:0") instead of
+ * 127.0.0.1. */
+int tc_tracker_start_at(struct tc_tracker *t, int keep_dir, const char *listen,
+                        const char **extra);
 /* SIGTERM and wait (SIGKILL after 5 s). Returns the exit status or -1. */
 int tc_tracker_stop(struct tc_tracker *t);
 /* SIGKILL and reap. */
@@ -38,7 +42,10 @@ void tc_tracker_cleanup(struct tc_tracker *t);
 /* Milliseconds on a monotonic clock. */
 uint64_t tc_now_ms(void);
 
+/* A blocking connection to 127.0.0.1:port, or to [::1]:port with
+ * family 6. Returns the descriptor or -1. */
 int tc_connect(int port);
+int tc_connect_family(int port, int family);
 /* Writes all bytes. Returns 0 or -1. */
 int tc_write(int fd, const void *p, size_t n);
 /* Sends one frame with body p. */
@@ -55,9 +62,8 @@ void tc_seal_announce(struct buf *out, const struct identity *id,
                       uint64_t ts_ms, uint64_t seq, uint16_t port,
                       uint8_t event, const uint8_t (*contents)[32],
                       const uint8_t *roles, unsigned n);
-void tc_seal_publish(struct buf *out, const struct identity *id,
-                     uint64_t ts_ms, uint64_t seq,
-                     const struct tmsg_publish *p);
+void tc_seal_publish(struct buf *out, const struct identity *id, uint64_t ts_ms,
+                     uint64_t seq, const struct tmsg_publish *p);
 /* Builds a lookup / search query body into out. */
 void tc_query_lookup(struct buf *out, uint64_t qid, const uint8_t content[32],
                      uint16_t want, uint8_t flags, const uint8_t *asker);
