@@ -151,15 +151,14 @@ static void lookup_returns_exactly_the_live_set(void **state) {
   for (unsigned i = 0; i < N; i++) {
     struct identity id;
     key(&id, i);
-    announce(f, fd, &id, 100 + i, (uint16_t)(6000 + i), TMSG_EVENT_STARTED,
-             c, i < 10 ? TMSG_ROLE_SEEDING : TMSG_ROLE_DOWNLOADING);
+    announce(f, fd, &id, 100 + i, (uint16_t)(6000 + i), TMSG_EVENT_STARTED, c,
+             i < 10 ? TMSG_ROLE_SEEDING : TMSG_ROLE_DOWNLOADING);
     identity_close(&id);
   }
   /* A stopped peer leaves the set. */
   struct identity gone;
   key(&gone, 7);
-  announce(f, fd, &gone, 500, 6007, TMSG_EVENT_STOPPED, c,
-           TMSG_ROLE_SEEDING);
+  announce(f, fd, &gone, 500, 6007, TMSG_EVENT_STOPPED, c, TMSG_ROLE_SEEDING);
 
   struct identity asker;
   key(&asker, 3);
@@ -199,8 +198,7 @@ static void cached_lookup_never_lists_the_asker(void **state) {
   for (unsigned i = 0; i < 5; i++) {
     struct identity id;
     key(&id, 100 + i);
-    announce(f, fd, &id, 1 + i, 7000, TMSG_EVENT_STARTED, c,
-             TMSG_ROLE_SEEDING);
+    announce(f, fd, &id, 1 + i, 7000, TMSG_EVENT_STARTED, c, TMSG_ROLE_SEEDING);
     identity_close(&id);
   }
   /* The first lookup fills the cache; each asker then must not see itself
@@ -356,8 +354,7 @@ static void pipelined_requests_are_answered_in_order(void **state) {
     size_t n;
     struct tmsg_announce_ok ok;
     assert_int_equal(tc_recv_frame(fd, &f->frame, TIMEOUT_MS), 0);
-    assert_int_equal(tc_open_reply(&f->t, &f->frame, &p, &n),
-                     TMSG_ANNOUNCE_OK);
+    assert_int_equal(tc_open_reply(&f->t, &f->frame, &p, &n), TMSG_ANNOUNCE_OK);
     assert_int_equal(tmsg_announce_ok_decode(p, n, &ok), 0);
     assert_int_equal(ok.seq, 1000 + i);
   }
@@ -578,8 +575,7 @@ static void slow_reader_gets_every_reply_in_order(void **state) {
     size_t n;
     struct tmsg_lookup_ok r;
     assert_int_equal(tc_recv_frame(fd, &f->frame, TIMEOUT_MS), 0);
-    assert_int_equal(tc_open_reply(&f->t, &f->frame, &p, &n),
-                     TMSG_LOOKUP_OK);
+    assert_int_equal(tc_open_reply(&f->t, &f->frame, &p, &n), TMSG_LOOKUP_OK);
     assert_int_equal(tmsg_lookup_ok_decode(p, n, &r), 0);
     assert_int_equal(r.count, 50);
   }

@@ -85,7 +85,6 @@ static int default_key_path(char *out, size_t cap) {
   return n < 0 || (size_t)n >= cap ? SHOAL_ETOOBIG : 0;
 }
 
-
 static void on_signal(uv_signal_t *s, int signum) {
   struct tracker *t = s->data;
   if (signum == SIGHUP) {
@@ -214,8 +213,10 @@ int main(int argc, char **argv) {
   }
   if (cfg.key_path[0] == '\0' &&
       (err = default_key_path(cfg.key_path, sizeof(cfg.key_path))) != 0) {
-    fprintf(stderr, "shoal-tracker: cannot make a folder for the key: %s; "
-            "use --key FILE\n", shoal_strerror(err));
+    fprintf(stderr,
+            "shoal-tracker: cannot make a folder for the key: %s; "
+            "use --key FILE\n",
+            shoal_strerror(err));
     return 1;
   }
   if (sodium_init() < 0) {
@@ -265,8 +266,7 @@ int main(int argc, char **argv) {
     err = server_start(&t);
   }
   if (err != 0) {
-    fprintf(stderr, "shoal-tracker: cannot listen: %s\n",
-            shoal_strerror(err));
+    fprintf(stderr, "shoal-tracker: cannot listen: %s\n", shoal_strerror(err));
     server_stop(&t);
     uv_run(&loop, UV_RUN_DEFAULT);
     tracker_close(&t);
@@ -284,7 +284,8 @@ int main(int argc, char **argv) {
   uv_signal_start(&t.sighup, on_signal, SIGHUP);
 
   uv_run(&loop, UV_RUN_DEFAULT);
-  log_info("tracker", "stopped after %llu requests (%llu refused, %llu "
+  log_info("tracker",
+           "stopped after %llu requests (%llu refused, %llu "
            "signatures, %llu cache hits)",
            (unsigned long long)t.stats.requests,
            (unsigned long long)t.stats.refused,

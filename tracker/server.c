@@ -34,7 +34,7 @@ struct conn {
   enum conn_state state;
   uint64_t last_frame_ms;
   uint64_t limited_until; /* see struct peer_addr */
-  size_t pending; /* reply bytes queued but not yet written */
+  size_t pending;         /* reply bytes queued but not yet written */
   uint8_t *stash; /* input read but not yet handled when reading paused */
   size_t stash_len;
   struct conn *prev, *next;
@@ -242,7 +242,8 @@ static void describe(const struct sockaddr_storage *ss, struct peer_addr *a) {
     snprintf(a->text, sizeof(a->text), "%s:%u", ip, port);
   } else if (ss->ss_family == AF_INET6) {
     const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)ss;
-    static const uint8_t mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+    static const uint8_t mapped[12] = {0, 0, 0, 0, 0,    0,
+                                       0, 0, 0, 0, 0xff, 0xff};
     port = ntohs(s6->sin6_port);
     if (memcmp(&s6->sin6_addr, mapped, sizeof(mapped)) == 0) {
       /* An IPv4 client on a dual-stack socket is an IPv4 client. */
@@ -295,8 +296,10 @@ static void on_connection(uv_stream_t *server, int status) {
   }
   c->from.limited_until = &c->limited_until;
   if (t->n_conns > t->cfg.max_conns) {
-    log_warn("tracker", "refused connection from %s: %u connections is the "
-             "limit", c->from.text, t->cfg.max_conns);
+    log_warn("tracker",
+             "refused connection from %s: %u connections is the "
+             "limit",
+             c->from.text, t->cfg.max_conns);
     conn_close(c);
     return;
   }
@@ -402,8 +405,7 @@ void server_stop(struct tracker *t) {
   for (unsigned i = 0; i < t->n_listeners; i++) {
     uv_close((uv_handle_t *)&t->listeners[i], NULL);
   }
-  if (uv_is_active((uv_handle_t *)&t->tick) ||
-      t->tick.type == UV_TIMER) {
+  if (uv_is_active((uv_handle_t *)&t->tick) || t->tick.type == UV_TIMER) {
     uv_close((uv_handle_t *)&t->tick, NULL);
   }
   for (struct conn *c = t->conns; c != NULL; c = c->next) {

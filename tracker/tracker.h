@@ -18,19 +18,19 @@
 #define TRACKER_PORT_DEFAULT 7070
 #define TRACKER_MAX_LISTEN 8
 #define TRACKER_MAX_CONNS_DEFAULT 1024u
-#define TRACKER_IDLE_DEFAULT_S 60u    /* seconds without a whole frame */
+#define TRACKER_IDLE_DEFAULT_S 60u        /* seconds without a whole frame */
 #define TRACKER_FRAME_DEFAULT (64u << 10) /* requests are small */
-#define TRACKER_MAX_PENDING (1u << 20) /* unsent reply bytes before we stop
-                                          reading from a connection */
-#define TRACKER_TICK_MS 1000u          /* expiry and idle sweep period */
-#define TRACKER_SWEEP_WORK 10000u      /* entries examined per tick */
+/* Unsent reply bytes before the tracker stops reading from a connection. */
+#define TRACKER_MAX_PENDING (1u << 20)
+#define TRACKER_TICK_MS 1000u     /* expiry and idle sweep period */
+#define TRACKER_SWEEP_WORK 10000u /* entries examined per tick */
 /* Replay guard capacity: senders heard within one clock window, not all
  * peers (a peer announces once an interval, the window is 5 minutes); at
  * most 2^20 slots of 32 bytes. Past it the guard evicts and grows strict
  * about clock skew, never lenient about replays (common/replay.h). */
 #define TRACKER_GUARD_SENDERS (3u << 18)
-#define TRACKER_CACHE_SLOTS 1024u      /* cached signed lookup replies */
-#define TRACKER_CACHE_MS 1000u         /* how long one is reused */
+#define TRACKER_CACHE_SLOTS 1024u /* cached signed lookup replies */
+#define TRACKER_CACHE_MS 1000u    /* how long one is reused */
 
 struct tracker_config {
   char listen[TRACKER_MAX_LISTEN][300];
@@ -112,8 +112,7 @@ struct peer_addr {
 
 /* Sets up everything but the network. Returns 0 or an error. */
 int tracker_init(struct tracker *t, uv_loop_t *loop,
-                 const struct tracker_config *cfg,
-                 const struct identity *id);
+                 const struct tracker_config *cfg, const struct identity *id);
 void tracker_close(struct tracker *t);
 
 /* Handles one frame body from a client and appends the framed reply to out.
