@@ -273,8 +273,10 @@ int main(int argc, char **argv) {
     uv_loop_close(&loop);
     return 1;
   }
-  log_info("tracker", "started; key %s", t.id_text);
 
+  /* Every handler is in place before the tracker says it is ready: whoever
+   * reads the ready lines may signal it at once (a test, a supervisor),
+   * and a signal without its handler would kill it instead. */
   uv_signal_init(&loop, &t.sigint);
   uv_signal_init(&loop, &t.sigterm);
   uv_signal_init(&loop, &t.sighup);
@@ -282,6 +284,8 @@ int main(int argc, char **argv) {
   uv_signal_start(&t.sigint, on_signal, SIGINT);
   uv_signal_start(&t.sigterm, on_signal, SIGTERM);
   uv_signal_start(&t.sighup, on_signal, SIGHUP);
+  server_say_ready(&t);
+  log_info("tracker", "started; key %s", t.id_text);
 
   uv_run(&loop, UV_RUN_DEFAULT);
   log_info("tracker",

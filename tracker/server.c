@@ -381,20 +381,28 @@ int server_start(struct tracker *t) {
                 shoal_strerror(err));
       return err;
     }
+  }
+  uv_timer_init(t->loop, &t->tick);
+  t->tick.data = t;
+  uv_timer_start(&t->tick, on_tick, TRACKER_TICK_MS, TRACKER_TICK_MS);
+  return 0;
+}
+
+void server_say_ready(struct tracker *t) {
+  for (unsigned i = 0; i < t->n_listeners; i++) {
     struct sockaddr_storage got;
     int len = sizeof(got);
     struct peer_addr a;
-    uv_tcp_getsockname(l, (struct sockaddr *)&got, &len);
+    if (uv_tcp_getsockname(&t->listeners[i], (struct sockaddr *)&got, &len) !=
+        0) {
+      continue;
+    }
     describe(&got, &a);
     printf("listening on %s\n", a.text);
     log_info("tracker", "listening on %s", a.text);
   }
   printf("tracker key %s\n", t->id_text);
   fflush(stdout);
-  uv_timer_init(t->loop, &t->tick);
-  t->tick.data = t;
-  uv_timer_start(&t->tick, on_tick, TRACKER_TICK_MS, TRACKER_TICK_MS);
-  return 0;
 }
 
 void server_stop(struct tracker *t) {

@@ -130,7 +130,16 @@ void handlers_tick(struct tracker *t);
 /* Parses "ADDR:PORT" or "[V6]:PORT" (numeric addresses; port 0 picks a
  * free one). Returns 0 or SHOAL_EINVAL. */
 int server_parse_listen(const char *s, struct sockaddr_storage *ss);
+/* Binds and listens on every cfg.listen address and starts the periodic
+ * tick. Prints nothing: the caller says the tracker is ready with
+ * server_say_ready once it can also handle signals. Returns 0 or an error;
+ * either way server_stop must follow. */
 int server_start(struct tracker *t);
+/* Prints "listening on ADDR:PORT" for every listener, with the real port,
+ * then "tracker key TEXTID", to stdout and flushes it (and logs the
+ * addresses). Whoever reads these lines may act on the tracker at once,
+ * including with a signal. */
+void server_say_ready(struct tracker *t);
 void server_stop(struct tracker *t);
 
 #endif
