@@ -21,16 +21,23 @@
 #include "common/error.h"
 #include "common/frame.h"
 #include "common/tmsg.h"
+#include "tests/lib/proc.h"
 #include "tests/lib/tclient.h"
+#include "tests/lib/testutil.h"
 
 #define TIMEOUT_MS 5000
+/* Client sockets one test may hold. */
+#define MAX_FDS 128
+/* What a run of the binary may print to each of stdout and stderr. */
+#define RUN_OUT_CAP 8192
 
 struct fixture {
   struct tc_tracker t;
   struct buf frame;
   struct buf msg;
-  int fds[64];
+  int fds[MAX_FDS];
   int nfds;
+  char dir[PROC_PATH_MAX]; /* for runs that do not start a tracker */
 };
 
 static int setup(void **state) {
@@ -52,6 +59,9 @@ static int teardown(void **state) {
     }
   }
   tc_tracker_cleanup(&f->t);
+  if (f->dir[0] != '\0') {
+    tu_rmtree(f->dir);
+  }
   buf_free(&f->frame);
   buf_free(&f->msg);
   free(f);
@@ -61,7 +71,7 @@ static int teardown(void **state) {
 static int connect_tracked(struct fixture *f) {
   int fd = tc_connect(f->t.port);
   assert_true(fd >= 0);
-  assert_true(f->nfds < 64);
+  assert_true(f->nfds < MAX_FDS);
   f->fds[f->nfds++] = fd;
   return fd;
 }
@@ -624,16 +634,143 @@ static void sigterm_stops_cleanly(void **state) {
   assert_int_equal(tc_tracker_stop(&f->t), 0);
 }
 
-static void bad_flag_names_the_flag_and_exits_2(void **state) {
-  (void)state;
+/* ------------------------------------------------------------------------ */
+/* The command line. */
+
+/* How one run of the binary ended and what it printed. */
+struct run {
+  int status;
+  char out[RUN_OUT_CAP];
+  char err[RUN_OUT_CAP];
+};
+
+static void read_text(const char *path, char *out, size_t cap) {
+  size_t n;
+  uint8_t *data = tu_read_file(path, &n);
+  out[0] = '\0';
+  if (data != NULL) {
+    snprintf(out, cap, "%.*s", (int)n, (const char *)data);
+    free(data);
+  }
+}
+
+/* Runs shoal-tracker with args (NULL-ended) and waits for it to exit. */
+static void run_tracker(struct fixture *f, const char *const *args,
+                        struct run *r) {
   const char *bin = getenv("SHOAL_BIN");
-  char cmd[4400];
-  snprintf(cmd, sizeof(cmd),
-           "%s/shoal-tracker --rate 0 2>&1 | grep -q -- '--rate needs a "
-           "whole number'; r1=$?; %s/shoal-tracker --rate 0 >/dev/null "
-           "2>&1; r2=$?; test $r1 = 0 && test $r2 = 2",
-           bin ? bin : "build/bin", bin ? bin : "build/bin");
-  assert_int_equal(system(cmd), 0);
+  char exe[PROC_PATH_MAX];
+  const char *argv[16];
+  struct proc p;
+  int n = 0;
+  if (f->dir[0] == '\0') {
+    tu_tmpdir(f->dir, sizeof(f->dir));
+  }
+  snprintf(exe, sizeof(exe), "%s/shoal-tracker",
+           bin && bin[0] ? bin : "build/bin");
+  /* A run that wrongly starts must not make a key in the real home. */
+  assert_int_equal(setenv("XDG_DATA_HOME", f->dir, 1), 0);
+  argv[n++] = exe;
+  for (int i = 0; args[i] != NULL; i++) {
+    assert_true(n < 15);
+    argv[n++] = args[i];
+  }
+  argv[n] = NULL;
+  assert_int_equal(proc_start(&p, f->dir, "run", argv), 0);
+  r->status = proc_wait(&p, TIMEOUT_MS);
+  if (r->status < 0) {
+    proc_kill(&p);
+    fail_msg("shoal-tracker %s still runs after %d ms", args[0], TIMEOUT_MS);
+  }
+  read_text(p.out_path, r->out, sizeof(r->out));
+  read_text(p.err_path, r->err, sizeof(r->err));
+}
+
+static void usage_errors_exit_2_with_one_line_naming_the_problem(void **state) {
+  struct fixture *f = *state;
+  static const char try_help[] = "try 'shoal-tracker --help'\n";
+  static const struct {
+    const char *args[4];
+    const char *says;
+  } cases[] = {
+      {{"--frobnicate"}, "--frobnicate is not an option"},
+      {{"--frobnicate=3"}, "--frobnicate is not an option"},
+      {{"-x"}, "-x is not an option"},
+      {{"--rate"}, "--rate needs a value"},
+      {{"--rate", "0"}, "--rate needs a whole number from 1 to 1000000"},
+      {{"--rate=0"}, "--rate needs a whole number from 1 to 1000000"},
+      {{"--rate="}, "--rate needs a whole number from 1 to 1000000"},
+      {{"--rate=5x"}, "--rate needs a whole number from 1 to 1000000"},
+      {{"--rate", "-1"}, "--rate needs a whole number from 1 to 1000000"},
+      {{"--interval=1"}, "--interval needs a whole number from 2 to 86400"},
+      {{"--help=yes"}, "--help takes no value"},
+      {{"--listen=nowhere"}, "--listen needs a numeric ADDR:PORT"},
+      {{"--key="}, "--key needs a file name"},
+      {{"--log-file", ""}, "--log-file needs a file name"},
+      {{"--log-level=loud"}, "--log-level must be error, warn, info or debug"},
+      {{"stray"}, "unexpected argument 'stray'"},
+      {{"--rate=5", "stray"}, "unexpected argument 'stray'"},
+      {{"--", "--rate=5"}, "unexpected argument '--rate=5'"},
+  };
+  int bad = 0;
+  for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+    struct run r;
+    char want[256];
+    run_tracker(f, cases[i].args, &r);
+    snprintf(want, sizeof(want), "shoal-tracker: %s", cases[i].says);
+    if (r.status != 2 || strncmp(r.err, want, strlen(want)) != 0 ||
+        strchr(r.err, '\n') == NULL ||
+        strcmp(strchr(r.err, '\n') + 1, try_help) != 0 || r.out[0] != '\0') {
+      bad++;
+      print_error("shoal-tracker %s %s: status %d, stderr:\n%s\nexpected "
+                  "status 2 and stderr:\n%s...\n%s\n",
+                  cases[i].args[0], cases[i].args[1] ? cases[i].args[1] : "",
+                  r.status, r.err, want, try_help);
+    }
+  }
+  if (bad > 0) {
+    fail_msg("%d of %zu usage errors were not reported as expected", bad,
+             sizeof(cases) / sizeof(cases[0]));
+  }
+}
+
+static void help_and_version_print_to_stdout_and_exit_0(void **state) {
+  struct fixture *f = *state;
+  static const char *const helps[][2] = {{"-h"}, {"--help"}};
+  static const char *const versions[][2] = {{"-V"}, {"--version"}};
+  struct run r;
+  for (size_t i = 0; i < 2; i++) {
+    run_tracker(f, helps[i], &r);
+    assert_int_equal(r.status, 0);
+    assert_true(strncmp(r.out, "usage: shoal-tracker", 20) == 0);
+    assert_non_null(strstr(r.out, "--rate N"));
+    assert_string_equal(r.err, "");
+    run_tracker(f, versions[i], &r);
+    if (r.status != 0) {
+      fail_msg("shoal-tracker %s: status %d, stderr: %s", versions[i][0],
+               r.status, r.err);
+    }
+    assert_true(strncmp(r.out, "shoal-tracker ", 14) == 0);
+    assert_non_null(strchr(r.out, '\n'));
+    assert_string_equal(r.err, "");
+  }
+}
+
+/* "--rate=1" means what "--rate 1" does, and "--" may end the options. */
+static void options_take_their_value_after_an_equals_sign(void **state) {
+  struct fixture *f = *state;
+  const char *args[] = {"--rate=1", "--burst=2", "--idle-timeout=30", "--",
+                        NULL};
+  uint8_t c[32];
+  struct tmsg_lookup_ok r;
+  start(f, args);
+  content_id(c, 15);
+  int fd = connect_tracked(f);
+  lookup(f, fd, c, 5, NULL, &r);
+  lookup(f, fd, c, 5, NULL, &r);
+  /* The bucket of 2 is spent: the third is over the rate of 1 a second. */
+  tc_query_lookup(&f->msg, 1, c, 5, 0, NULL);
+  assert_int_equal(tc_send_frame(fd, f->msg.data, f->msg.len), 0);
+  expect_error(f, fd, SHOAL_ERATE);
 }
 
 int main(void) {
@@ -641,6 +778,10 @@ int main(void) {
     return 1;
   }
   signal(SIGPIPE, SIG_IGN);
+  const char *only = getenv("SHOAL_TEST_FILTER");
+  if (only != NULL && only[0] != '\0') {
+    cmocka_set_test_filter(only);
+  }
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(lookup_returns_exactly_the_live_set,
                                       setup, teardown),
@@ -675,7 +816,13 @@ int main(void) {
       cmocka_unit_test_setup_teardown(
           client_closing_with_replies_in_flight_is_harmless, setup, teardown),
       cmocka_unit_test_setup_teardown(sigterm_stops_cleanly, setup, teardown),
-      cmocka_unit_test(bad_flag_names_the_flag_and_exits_2),
+      cmocka_unit_test_setup_teardown(
+          usage_errors_exit_2_with_one_line_naming_the_problem, setup,
+          teardown),
+      cmocka_unit_test_setup_teardown(
+          help_and_version_print_to_stdout_and_exit_0, setup, teardown),
+      cmocka_unit_test_setup_teardown(
+          options_take_their_value_after_an_equals_sign, setup, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
