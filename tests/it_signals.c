@@ -272,6 +272,25 @@ static void held_expect_clean_exit(struct held *h, int timeout_ms,
     }
     proc_pause_ms(POLL_MS);
   }
+  /* fx_finish looks at the children fx started; this one is checked here. */
+  static const char *const reports[] = {
+      "ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:"};
+  size_t n;
+  uint8_t *err = tu_read_file(h->err_path, &n);
+  char *text = err != NULL ? realloc(err, n + 1) : NULL;
+  if (text != NULL) {
+    text[n] = '\0';
+    for (size_t i = 0; i < sizeof(reports) / sizeof(reports[0]); i++) {
+      if (strstr(text, reports[i]) != NULL) {
+        free(text);
+        held_dump(h);
+        fail_msg("%s: sanitizer report in its stderr", what);
+      }
+    }
+    free(text);
+  } else {
+    free(err);
+  }
   if (h->status != 0) {
     held_dump(h);
     if (h->status > 128) {
