@@ -8,11 +8,14 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <signal.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -496,6 +499,192 @@ static void connection_limit_refuses_extra_clients(void **state) {
   lookup(f, fds[3], c, 5, NULL, &r);
 }
 
+/* ------------------------------------------------------------------------ */
+/* Connections per address. */
+
+/* A client connection from a chosen loopback source address (bind before
+ * connect), closed at teardown. */
+static int connect_from(struct fixture *f, const char *source) {
+  struct sockaddr_in src, dst;
+  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  assert_true(fd >= 0);
+  assert_true(f->nfds < MAX_FDS);
+  f->fds[f->nfds++] = fd;
+  memset(&src, 0, sizeof(src));
+  src.sin_family = AF_INET;
+  assert_int_equal(inet_pton(AF_INET, source, &src.sin_addr), 1);
+  assert_int_equal(bind(fd, (struct sockaddr *)&src, sizeof(src)), 0);
+  memset(&dst, 0, sizeof(dst));
+  dst.sin_family = AF_INET;
+  dst.sin_port = htons((uint16_t)f->t.port);
+  dst.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  assert_int_equal(connect(fd, (struct sockaddr *)&dst, sizeof(dst)), 0);
+  return fd;
+}
+
+/* Closes one of the fixture's sockets before teardown. */
+static void close_tracked(struct fixture *f, int fd) {
+  for (int i = 0; i < f->nfds; i++) {
+    if (f->fds[i] == fd) {
+      close(fd);
+      f->fds[i] = -1;
+      return;
+    }
+  }
+  fail_msg("fd %d is not the fixture's", fd);
+}
+
+/* Sends a lookup and reads the reply: 1 when it is a lookup reply signed
+ * by the tracker, 0 when the tracker closed the connection instead. */
+static int served(struct fixture *f, int fd, unsigned n) {
+  const uint8_t *p;
+  size_t len;
+  uint8_t c[32];
+  struct tmsg_lookup_ok r;
+  content_id(c, 900 + n);
+  tc_query_lookup(&f->msg, n, c, 5, 0, NULL);
+  if (tc_send_frame(fd, f->msg.data, f->msg.len) != 0 ||
+      tc_recv_frame(fd, &f->frame, TIMEOUT_MS) != 0) {
+    return 0;
+  }
+  /* A reply must be a good one. */
+  assert_int_equal(tc_open_reply(&f->t, &f->frame, &p, &len), TMSG_LOOKUP_OK);
+  assert_int_equal(tmsg_lookup_ok_decode(p, len, &r), 0);
+  assert_int_equal(r.count, 0);
+  return 1;
+}
+
+/* Waits until the tracker's log holds needle. */
+static void wait_log_has(struct fixture *f, const char *needle) {
+  uint64_t deadline = tc_now_ms() + TIMEOUT_MS;
+  for (;;) {
+    size_t n;
+    uint8_t *log = tu_read_file(f->t.log_path, &n);
+    char *text = log != NULL ? realloc(log, n + 1) : NULL;
+    int found = 0;
+    if (text != NULL) {
+      text[n] = '\0';
+      found = strstr(text, needle) != NULL;
+      free(text);
+    } else {
+      free(log);
+    }
+    if (found) {
+      return;
+    }
+    if (tc_now_ms() >= deadline) {
+      fail_msg("the tracker log has no \"%s\"", needle);
+    }
+    struct timespec ts = {0, 20 * 1000000L};
+    nanosleep(&ts, NULL); /* pace the polling; the loop has a deadline */
+  }
+}
+
+/* Without --max-per-address, one address may hold 64 connections (the
+ * documented default), so that it cannot take every connection of a
+ * tracker that allows more. */
+static void default_cap_leaves_room_for_other_addresses(void **state) {
+  struct fixture *f = *state;
+  enum { CAP = 64 };
+  const char *args[] = {"--max-connections", "65",      "--rate", "1000000",
+                        "--burst",           "1000000", NULL};
+  int held[CAP];
+  start(f, args);
+  for (int i = 0; i < CAP; i++) {
+    held[i] = connect_from(f, "127.0.0.1");
+    if (!served(f, held[i], (unsigned)i)) {
+      fail_msg("connection %d of 127.0.0.1 was refused", i + 1);
+    }
+  }
+  /* One more from the same address; the tracker has made up its mind about
+   * it once it answered or closed it. */
+  int extra = connect_from(f, "127.0.0.1");
+  int extra_served = served(f, extra, CAP);
+  /* The last of the 65 connections must still be there for others. */
+  int other = connect_from(f, "127.0.0.2");
+  if (!served(f, other, CAP + 1)) {
+    fail_msg("a client from 127.0.0.2 was refused while 127.0.0.1 held %d "
+             "connections",
+             CAP + extra_served);
+  }
+  if (extra_served) {
+    fail_msg("connection %d of 127.0.0.1 was served; %d is the default cap",
+             CAP + 1, CAP);
+  }
+  for (int i = 0; i < CAP; i++) {
+    assert_true(served(f, held[i], (unsigned)i));
+  }
+}
+
+static void
+address_at_its_cap_is_refused_while_others_are_served(void **state) {
+  struct fixture *f = *state;
+  enum { K = 2 };
+  const char *args[] = {"--max-connections", "4", "--max-per-address", "2",
+                        NULL};
+  int held[K];
+  start(f, args);
+  for (int i = 0; i < K; i++) {
+    held[i] = connect_from(f, "127.0.0.1");
+    assert_true(served(f, held[i], (unsigned)i));
+  }
+  int extra = connect_from(f, "127.0.0.1");
+  if (!tc_wait_closed(extra, TIMEOUT_MS)) {
+    fail_msg("connection %d of 127.0.0.1 was not closed", K + 1);
+  }
+  wait_log_has(f, "refused connection from 127.0.0.1:");
+  wait_log_has(f, "127.0.0.1 holds 2 connections, the limit per address");
+  /* Another address gets a correct, signed reply. */
+  int other = connect_from(f, "127.0.0.2");
+  if (!served(f, other, 10)) {
+    fail_msg("a client from 127.0.0.2 was refused while 127.0.0.1 held its "
+             "%d",
+             K);
+  }
+  /* And the address at its cap keeps what it holds. */
+  for (int i = 0; i < K; i++) {
+    assert_true(served(f, held[i], 20 + (unsigned)i));
+  }
+}
+
+static void address_at_its_cap_may_connect_again_after_a_close(void **state) {
+  struct fixture *f = *state;
+  const char *args[] = {"--max-connections", "16", "--max-per-address", "2",
+                        NULL};
+  start(f, args);
+  int a = connect_from(f, "127.0.0.1");
+  int b = connect_from(f, "127.0.0.1");
+  assert_true(served(f, a, 1));
+  assert_true(served(f, b, 2));
+  /* Refused connections do not count against the address. */
+  for (int i = 0; i < 3; i++) {
+    int extra = connect_from(f, "127.0.0.1");
+    assert_true(tc_wait_closed(extra, TIMEOUT_MS));
+    close_tracked(f, extra);
+  }
+  close_tracked(f, a);
+  /* The tracker drops the count when it has seen the close; until then a
+   * new connection may still be refused. */
+  uint64_t deadline = tc_now_ms() + TIMEOUT_MS;
+  int again = -1;
+  while (again < 0) {
+    int fd = connect_from(f, "127.0.0.1");
+    if (served(f, fd, 3)) {
+      again = fd;
+    } else if (tc_now_ms() >= deadline) {
+      fail_msg("127.0.0.1 could not connect again after closing one of its "
+               "2 connections");
+    } else {
+      close_tracked(f, fd);
+    }
+  }
+  /* Back at the cap: the next one is refused again. */
+  int extra = connect_from(f, "127.0.0.1");
+  assert_true(tc_wait_closed(extra, TIMEOUT_MS));
+  assert_true(served(f, b, 4));
+  assert_true(served(f, again, 5));
+}
+
 static void trickling_client_is_closed_by_idle_timeout(void **state) {
   struct fixture *f = *state;
   const char *args[] = {"--idle-timeout", "1", NULL};
@@ -702,6 +891,8 @@ static void usage_errors_exit_2_with_one_line_naming_the_problem(void **state) {
       {{"--rate=5x"}, "--rate needs a whole number from 1 to 1000000"},
       {{"--rate", "-1"}, "--rate needs a whole number from 1 to 1000000"},
       {{"--interval=1"}, "--interval needs a whole number from 2 to 86400"},
+      {{"--max-per-address=0"},
+       "--max-per-address needs a whole number from 1 to 1000000"},
       {{"--help=yes"}, "--help takes no value"},
       {{"--listen=nowhere"}, "--listen needs a numeric ADDR:PORT"},
       {{"--key="}, "--key needs a file name"},
@@ -743,6 +934,7 @@ static void help_and_version_print_to_stdout_and_exit_0(void **state) {
     assert_int_equal(r.status, 0);
     assert_true(strncmp(r.out, "usage: shoal-tracker", 20) == 0);
     assert_non_null(strstr(r.out, "--rate N"));
+    assert_non_null(strstr(r.out, "--max-per-address N"));
     assert_string_equal(r.err, "");
     run_tracker(f, versions[i], &r);
     if (r.status != 0) {
@@ -807,6 +999,13 @@ int main(void) {
                                       teardown),
       cmocka_unit_test_setup_teardown(connection_limit_refuses_extra_clients,
                                       setup, teardown),
+      cmocka_unit_test_setup_teardown(
+          default_cap_leaves_room_for_other_addresses, setup, teardown),
+      cmocka_unit_test_setup_teardown(
+          address_at_its_cap_is_refused_while_others_are_served, setup,
+          teardown),
+      cmocka_unit_test_setup_teardown(
+          address_at_its_cap_may_connect_again_after_a_close, setup, teardown),
       cmocka_unit_test_setup_teardown(
           trickling_client_is_closed_by_idle_timeout, setup, teardown),
       cmocka_unit_test_setup_teardown(rate_limit_answers_with_retry_after,

@@ -60,6 +60,10 @@ int tracker_init(struct tracker *t, uv_loop_t *loop,
   if (err != 0) {
     goto fail;
   }
+  err = addrcount_init(&t->per_addr, cfg->max_conns, cfg->max_per_addr);
+  if (err != 0) {
+    goto fail;
+  }
   t->cache = calloc(TRACKER_CACHE_SLOTS, sizeof(*t->cache));
   if (t->cache == NULL) {
     err = SHOAL_ENOMEM;
@@ -82,6 +86,7 @@ void tracker_close(struct tracker *t) {
     free(t->cache);
     t->cache = NULL;
   }
+  addrcount_close(&t->per_addr);
   ratelimit_close(&t->rl);
   catalog_close(&t->cat);
   if (t->store != NULL) {

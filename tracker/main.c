@@ -32,6 +32,8 @@ static const char usage[] =
     "                           ~/.local/share/shoal/tracker.key\n"
     "  --interval SECONDS       announce interval told to peers (1800)\n"
     "  --max-connections N      open connections at most (1024)\n"
+    "  --max-per-address N      open connections from one address, an IPv6\n"
+    "                           /64 counting as one (64)\n"
     "  --rate N                 requests a second per address (50)\n"
     "  --burst N                requests in a burst per address (200)\n"
     "  --max-frame BYTES        largest request frame (65536)\n"
@@ -52,6 +54,7 @@ enum {
   OPT_KEY,
   OPT_INTERVAL,
   OPT_MAX_CONNS,
+  OPT_MAX_PER_ADDR,
   OPT_RATE,
   OPT_BURST,
   OPT_MAX_FRAME,
@@ -70,6 +73,7 @@ static const struct option long_opts[] = {
     {"key", required_argument, NULL, OPT_KEY},
     {"interval", required_argument, NULL, OPT_INTERVAL},
     {"max-connections", required_argument, NULL, OPT_MAX_CONNS},
+    {"max-per-address", required_argument, NULL, OPT_MAX_PER_ADDR},
     {"rate", required_argument, NULL, OPT_RATE},
     {"burst", required_argument, NULL, OPT_BURST},
     {"max-frame", required_argument, NULL, OPT_MAX_FRAME},
@@ -184,6 +188,7 @@ static int parse_args(int argc, char **argv, struct tracker_config *cfg,
   const struct limit_flag limits[] = {
       {OPT_INTERVAL, &cfg->interval_s, 2, 86400},
       {OPT_MAX_CONNS, &cfg->max_conns, 1, 1000000},
+      {OPT_MAX_PER_ADDR, &cfg->max_per_addr, 1, 1000000},
       {OPT_RATE, &cfg->rate, 1, 1000000},
       {OPT_BURST, &cfg->burst, 1, 1000000},
       {OPT_MAX_FRAME, &cfg->max_frame, 1024, FRAME_MAX_LIMIT},
@@ -334,6 +339,7 @@ int main(int argc, char **argv) {
   memset(&cfg, 0, sizeof(cfg));
   cfg.interval_s = REGISTRY_INTERVAL_DEFAULT;
   cfg.max_conns = TRACKER_MAX_CONNS_DEFAULT;
+  cfg.max_per_addr = TRACKER_MAX_PER_ADDR_DEFAULT;
   cfg.rate = RATELIMIT_RATE_DEFAULT;
   cfg.burst = RATELIMIT_BURST_DEFAULT;
   cfg.max_frame = TRACKER_FRAME_DEFAULT;

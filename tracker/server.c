@@ -34,6 +34,7 @@ struct conn {
   enum conn_state state;
   uint64_t last_frame_ms;
   uint64_t limited_until; /* see struct peer_addr */
+  int counted;            /* counted in t->per_addr; dropped at close */
   size_t pending;         /* reply bytes queued but not yet written */
   uint8_t *stash; /* input read but not yet handled when reading paused */
   size_t stash_len;
@@ -72,6 +73,9 @@ static void on_close(uv_handle_t *h) {
     c->next->prev = c->prev;
   }
   t->n_conns--;
+  if (c->counted) {
+    addrcount_drop(&t->per_addr, c->from.family, c->from.addr);
+  }
   frame_decoder_close(&c->dec);
   free(c->stash);
   free(c);
@@ -303,6 +307,25 @@ static void on_connection(uv_stream_t *server, int status) {
     conn_close(c);
     return;
   }
+  /* One address must not hold every connection: past its share it is
+   * refused, and other clients still get in. */
+  int err = addrcount_add(&t->per_addr, c->from.family, c->from.addr);
+  if (err != 0) {
+    char who[ADDRCOUNT_NAME_BYTES];
+    addrcount_name(c->from.family, c->from.addr, who);
+    if (err == SHOAL_EBUSY) {
+      log_warn("tracker",
+               "refused connection from %s: %s holds %u connections, the "
+               "limit per address",
+               c->from.text, who, t->per_addr.cap);
+    } else {
+      log_warn("tracker", "refused connection from %s: %s", c->from.text,
+               shoal_strerror(err));
+    }
+    conn_close(c);
+    return;
+  }
+  c->counted = 1;
   uv_tcp_nodelay(&c->tcp, 1);
   frame_decoder_init(&c->dec, t->cfg.max_frame);
   c->last_frame_ms = uv_now(t->loop);

@@ -10,6 +10,7 @@
 #include "common/identity.h"
 #include "common/replay.h"
 #include "common/tmsg.h"
+#include "tracker/addrcount.h"
 #include "tracker/catalog.h"
 #include "tracker/ratelimit.h"
 #include "tracker/registry.h"
@@ -18,6 +19,12 @@
 #define TRACKER_PORT_DEFAULT 7070
 #define TRACKER_MAX_LISTEN 8
 #define TRACKER_MAX_CONNS_DEFAULT 1024u
+/* Connections one address (an IPv6 /64) may hold. A peer holds one tracker
+ * connection per content while it talks to the tracker and closes it after
+ * 30 s idle, so a NAT with dozens of busy peers stays under this; and it
+ * is a sixteenth of the default TRACKER_MAX_CONNS_DEFAULT, so that one
+ * address cannot take every connection. */
+#define TRACKER_MAX_PER_ADDR_DEFAULT 64u
 #define TRACKER_IDLE_DEFAULT_S 60u        /* seconds without a whole frame */
 #define TRACKER_FRAME_DEFAULT (64u << 10) /* requests are small */
 /* Unsent reply bytes before the tracker stops reading from a connection. */
@@ -38,6 +45,7 @@ struct tracker_config {
   char key_path[4096];
   uint32_t interval_s;
   uint32_t max_conns;
+  uint32_t max_per_addr; /* connections per address; 0: no cap of its own */
   uint32_t rate;
   uint32_t burst;
   uint32_t max_frame;
@@ -95,6 +103,7 @@ struct tracker {
   uv_signal_t sigint, sigterm, sighup;
   struct conn *conns;
   uint32_t n_conns;
+  struct addrcount per_addr; /* connections counted by source address */
   int closing;
   uint8_t rbuf[64 << 10];
 };
