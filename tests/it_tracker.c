@@ -685,6 +685,43 @@ static void address_at_its_cap_may_connect_again_after_a_close(void **state) {
   assert_true(served(f, again, 5));
 }
 
+/* An IPv6 client counts by its /64. Loopback has one IPv6 address, ::1 in
+ * ::/64, so this pins that IPv6 connections are counted, refused at the cap
+ * and logged under their /64; test_addrcount shows that two addresses of
+ * one /64 count together. */
+static void ipv6_client_at_its_cap_is_refused(void **state) {
+  struct fixture *f = *state;
+  const char *args[] = {"--max-connections", "4", "--max-per-address", "2",
+                        NULL};
+  int probe = socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  struct sockaddr_in6 a6;
+  memset(&a6, 0, sizeof(a6));
+  a6.sin6_family = AF_INET6;
+  a6.sin6_addr = in6addr_loopback;
+  int have_v6 =
+      probe >= 0 && bind(probe, (struct sockaddr *)&a6, sizeof(a6)) == 0;
+  if (probe >= 0) {
+    close(probe);
+  }
+  if (!have_v6) {
+    print_message("skipped: this host has no IPv6 loopback (::1)\n");
+    skip();
+  }
+  assert_int_equal(tc_tracker_start_at(&f->t, 0, "[::1]:0", args), 0);
+  int fds[3];
+  for (int i = 0; i < 3; i++) {
+    fds[i] = tc_connect_family(f->t.port, 6);
+    assert_true(fds[i] >= 0);
+    assert_true(f->nfds < MAX_FDS);
+    f->fds[f->nfds++] = fds[i];
+  }
+  assert_true(served(f, fds[0], 1));
+  assert_true(served(f, fds[1], 2));
+  assert_true(tc_wait_closed(fds[2], TIMEOUT_MS));
+  wait_log_has(f, "refused connection from [::1]:");
+  wait_log_has(f, "::/64 holds 2 connections, the limit per address");
+}
+
 static void trickling_client_is_closed_by_idle_timeout(void **state) {
   struct fixture *f = *state;
   const char *args[] = {"--idle-timeout", "1", NULL};
@@ -1006,6 +1043,8 @@ int main(void) {
           teardown),
       cmocka_unit_test_setup_teardown(
           address_at_its_cap_may_connect_again_after_a_close, setup, teardown),
+      cmocka_unit_test_setup_teardown(ipv6_client_at_its_cap_is_refused, setup,
+                                      teardown),
       cmocka_unit_test_setup_teardown(
           trickling_client_is_closed_by_idle_timeout, setup, teardown),
       cmocka_unit_test_setup_teardown(rate_limit_answers_with_retry_after,
