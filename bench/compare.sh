@@ -525,11 +525,16 @@ tracker_pid=0
 tracker_at=""
 tracker_key=""
 start_tracker() {
-  local r=$1 i listen=$tracker_addr:7070
-  [ "$opt_loopback" = 1 ] && listen=127.0.0.1:0
+  local r=$1 i listen=$tracker_addr:7070 per_addr=()
+  # On loopback every peer connects from 127.0.0.1: lift the per-address
+  # connection cap to the tracker's whole --max-connections (1024).
+  if [ "$opt_loopback" = 1 ]; then
+    listen=127.0.0.1:0
+    per_addr=(--max-per-address 1024)
+  fi
   start_on tr "$r/tracker" "$bin/shoal-tracker" --listen "$listen" \
     --key "$work/tracker.key" --interval 30 --rate 2000 --burst 4000 \
-    --log-level warn
+    "${per_addr[@]}" --log-level warn
   tracker_pid=$bg_pid
   tracker_at=""
   tracker_key=""

@@ -164,6 +164,7 @@ static pid_t start_tracker(const char *bin, const char *dir, int *port) {
                     strdup(log), strdup("--rate"), strdup("1000000"),
                     strdup("--burst"), strdup("1000000"),
                     strdup("--max-connections"), strdup("4096"),
+                    strdup("--max-per-address"), strdup("4096"),
                     strdup("--interval"), strdup("3600"), NULL};
     dup2(fds[1], 1);
     close(fds[0]);

@@ -29,8 +29,7 @@
 #include "tracker/tracker.h"
 
 int tracker_init(struct tracker *t, uv_loop_t *loop,
-                 const struct tracker_config *cfg,
-                 const struct identity *id) {
+                 const struct tracker_config *cfg, const struct identity *id) {
   int err;
 
   memset(t, 0, sizeof(*t));
@@ -61,6 +60,10 @@ int tracker_init(struct tracker *t, uv_loop_t *loop,
   if (err != 0) {
     goto fail;
   }
+  err = addrcount_init(&t->per_addr, cfg->max_conns, cfg->max_per_addr);
+  if (err != 0) {
+    goto fail;
+  }
   t->cache = calloc(TRACKER_CACHE_SLOTS, sizeof(*t->cache));
   if (t->cache == NULL) {
     err = SHOAL_ENOMEM;
@@ -83,6 +86,7 @@ void tracker_close(struct tracker *t) {
     free(t->cache);
     t->cache = NULL;
   }
+  addrcount_close(&t->per_addr);
   ratelimit_close(&t->rl);
   catalog_close(&t->cat);
   if (t->store != NULL) {
@@ -178,14 +182,13 @@ static int on_announce(struct tracker *t, const struct peer_addr *from,
     textid_short(TEXTID_KEY, env->sender, who);
     log_info("tracker", "refused announce from %s (%s): %s", from->text, who,
              shoal_strerror(err));
-    handlers_error(t, out, TMSG_ANNOUNCE, env->seq, err,
-                   0, "announce payload is malformed");
+    handlers_error(t, out, TMSG_ANNOUNCE, env->seq, err, 0,
+                   "announce payload is malformed");
     return 1;
   }
   uint8_t changed[TMSG_MAX_ANNOUNCE_ITEMS];
-  unsigned n = registry_announce(&t->reg, env->sender, from->family,
-                                 from->addr, &a, now_s(t), &first_err,
-                                 changed);
+  unsigned n = registry_announce(&t->reg, env->sender, from->family, from->addr,
+                                 &a, now_s(t), &first_err, changed);
   for (uint16_t i = 0; i < a.count; i++) {
     /* Announcing a content keeps its catalog entry alive; leaving it
      * does not. */
@@ -238,8 +241,8 @@ static int on_publish(struct tracker *t, const struct peer_addr *from,
     handlers_error(t, out, TMSG_PUBLISH, env->seq, err, 0,
                    err == SHOAL_EWRONGKEY
                        ? "content is already published by another key"
-                       : err == SHOAL_ETOOBIG ? "catalog is full"
-                                              : "publish failed");
+                   : err == SHOAL_ETOOBIG ? "catalog is full"
+                                          : "publish failed");
     return 0;
   }
   memset(&ok, 0, sizeof(ok));
@@ -272,7 +275,8 @@ static int on_lookup(struct tracker *t, const struct tmsg_query *qm,
   uint64_t now = uv_now(t->loop);
   struct lookup_cache_slot *s = cache_slot(t, q.content);
   if (s->used && now - s->made_ms < TRACKER_CACHE_MS && s->want == q.want &&
-      s->flags == q.flags && memcmp(s->content, q.content, TMSG_ID_BYTES) == 0 &&
+      s->flags == q.flags &&
+      memcmp(s->content, q.content, TMSG_ID_BYTES) == 0 &&
       !(has_asker && cache_lists(s, q.asker))) {
     buf_add(out, s->frame, s->frame_len);
     t->stats.cache_hits++;
@@ -401,8 +405,8 @@ int handlers_frame(struct tracker *t, const struct peer_addr *from,
   int err;
 
   t->stats.requests++;
-  err = ratelimit_take(&t->rl, from->family, from->addr, uv_now(t->loop),
-                       &retry);
+  err =
+      ratelimit_take(&t->rl, from->family, from->addr, uv_now(t->loop), &retry);
   if (err != 0) {
     uint64_t now = uv_now(t->loop);
     if (from->limited_until != NULL && *from->limited_until > now) {
@@ -448,16 +452,15 @@ int handlers_frame(struct tracker *t, const struct peer_addr *from,
   struct envelope_policy pol = {
       .cls = ENVELOPE_TRACKER_REQUEST,
       .now_ms = clock_wall_ms(),
-      .window_ms = t->cfg.window_ms ? t->cfg.window_ms
-                                    : ENVELOPE_WINDOW_MS_DEFAULT,
+      .window_ms =
+          t->cfg.window_ms ? t->cfg.window_ms : ENVELOPE_WINDOW_MS_DEFAULT,
       .guard = &t->guard,
   };
   err = envelope_open(frame, len, &pol, &env);
   if (err != 0) {
     log_info("tracker", "refused request from %s: %s", from->text,
              shoal_strerror(err));
-    handlers_error(t, out, len > 2 ? frame[2] : 0, 0, err, 0,
-                   why_refused(err));
+    handlers_error(t, out, len > 2 ? frame[2] : 0, 0, err, 0, why_refused(err));
     return 1;
   }
   switch (env.type) {

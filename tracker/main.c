@@ -1,5 +1,7 @@
 /* shoal-tracker: the central tracker daemon. */
+#include <assert.h>
 #include <errno.h>
+#include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,6 +23,8 @@ static const char usage[] =
     "The shoal tracker: registers peers, answers lookups and searches, and\n"
     "signs every reply. It never carries file data.\n"
     "\n"
+    "Options take their value as --opt VALUE or --opt=VALUE; -- ends them.\n"
+    "\n"
     "  --listen ADDR:PORT       listen here (repeatable; IPv4 or [IPv6]);\n"
     "                           default [::]:7070, else 0.0.0.0:7070\n"
     "  --key FILE               tracker key, created on first run; default\n"
@@ -28,6 +32,8 @@ static const char usage[] =
     "                           ~/.local/share/shoal/tracker.key\n"
     "  --interval SECONDS       announce interval told to peers (1800)\n"
     "  --max-connections N      open connections at most (1024)\n"
+    "  --max-per-address N      open connections from one address, an IPv6\n"
+    "                           /64 counting as one (64)\n"
     "  --rate N                 requests a second per address (50)\n"
     "  --burst N                requests in a burst per address (200)\n"
     "  --max-frame BYTES        largest request frame (65536)\n"
@@ -39,20 +45,239 @@ static const char usage[] =
     "  --clock-window SECONDS   accepted clock difference (300)\n"
     "  --log-level LEVEL        error, warn, info or debug (info)\n"
     "  --log-file FILE          log here instead of stderr (SIGHUP reopens)\n"
-    "  --help, --version\n";
+    "  -h, --help               print this and exit\n"
+    "  -V, --version            print the version and exit\n";
 
+/* getopt_long's codes for the options that have no short form. */
+enum {
+  OPT_LISTEN = 256,
+  OPT_KEY,
+  OPT_INTERVAL,
+  OPT_MAX_CONNS,
+  OPT_MAX_PER_ADDR,
+  OPT_RATE,
+  OPT_BURST,
+  OPT_MAX_FRAME,
+  OPT_IDLE,
+  OPT_MAX_PEERS,
+  OPT_MAX_SWARMS,
+  OPT_CATALOG_MAX,
+  OPT_CATALOG_TTL,
+  OPT_CLOCK_WINDOW,
+  OPT_LOG_LEVEL,
+  OPT_LOG_FILE,
+};
+
+static const struct option long_opts[] = {
+    {"listen", required_argument, NULL, OPT_LISTEN},
+    {"key", required_argument, NULL, OPT_KEY},
+    {"interval", required_argument, NULL, OPT_INTERVAL},
+    {"max-connections", required_argument, NULL, OPT_MAX_CONNS},
+    {"max-per-address", required_argument, NULL, OPT_MAX_PER_ADDR},
+    {"rate", required_argument, NULL, OPT_RATE},
+    {"burst", required_argument, NULL, OPT_BURST},
+    {"max-frame", required_argument, NULL, OPT_MAX_FRAME},
+    {"idle-timeout", required_argument, NULL, OPT_IDLE},
+    {"max-peers", required_argument, NULL, OPT_MAX_PEERS},
+    {"max-swarms", required_argument, NULL, OPT_MAX_SWARMS},
+    {"catalog-max", required_argument, NULL, OPT_CATALOG_MAX},
+    {"catalog-ttl", required_argument, NULL, OPT_CATALOG_TTL},
+    {"clock-window", required_argument, NULL, OPT_CLOCK_WINDOW},
+    {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
+    {"log-file", required_argument, NULL, OPT_LOG_FILE},
+    {"help", no_argument, NULL, 'h'},
+    {"version", no_argument, NULL, 'V'},
+    {NULL, 0, NULL, 0},
+};
+
+/* The leading ':' makes getopt_long report a missing value as ':' rather
+ * than '?', so that the message can say which it was. */
+static const char short_opts[] = ":hV";
+
+/* An option whose value is a whole number within a range. */
 struct limit_flag {
-  const char *name;
+  int opt;
   uint32_t *dst;
   unsigned long min;
   unsigned long max;
-  unsigned long scale; /* multiply the value by this */
+};
+
+/* What the command line asks for besides the tracker's configuration. */
+struct cli {
+  const char *log_file;
+  int level;
+  uint32_t window_s;
 };
 
 static int bad_flag(const char *flag, const char *rule) {
   fprintf(stderr, "shoal-tracker: %s %s\n", flag, rule);
   fprintf(stderr, "try 'shoal-tracker --help'\n");
   return 2;
+}
+
+/* "--NAME" of the option with this getopt code, for messages. */
+static const char *opt_name(int opt, char *out, size_t cap) {
+  for (const struct option *o = long_opts; o->name != NULL; o++) {
+    if (o->val == opt) {
+      snprintf(out, cap, "--%s", o->name);
+      return out;
+    }
+  }
+  snprintf(out, cap, "-%c", opt);
+  return out;
+}
+
+/* Explains the element getopt_long refused ('?'): an unknown short
+ * option, a long option that is unknown or an ambiguous abbreviation, or
+ * a value given to an option that takes none. */
+static int bad_option(const char *arg, int optopt_seen) {
+  char name[64];
+  char rule[512];
+  if (optopt_seen != 0) {
+    for (const struct option *o = long_opts; o->name != NULL; o++) {
+      if (o->val == optopt_seen && o->has_arg == no_argument &&
+          strncmp(arg, "--", 2) == 0) {
+        return bad_flag(opt_name(o->val, name, sizeof(name)), "takes no value");
+      }
+    }
+    snprintf(name, sizeof(name), "-%c", optopt_seen);
+    return bad_flag(name, "is not an option");
+  }
+  /* A long option: its name is what comes before any '='. */
+  size_t len = strcspn(arg, "=");
+  size_t used = 0;
+  unsigned matches = 0;
+  snprintf(name, sizeof(name), "%.*s", (int)(len < 60 ? len : 60), arg);
+  rule[0] = '\0';
+  for (const struct option *o = long_opts; o->name != NULL && len > 2; o++) {
+    if (strncmp(o->name, arg + 2, len - 2) == 0) {
+      int n = snprintf(rule + used, sizeof(rule) - used, "%s--%s",
+                       matches == 0 ? "is ambiguous: " : ", ", o->name);
+      if (n > 0 && (size_t)n < sizeof(rule) - used) {
+        used += (size_t)n;
+      }
+      matches++;
+    }
+  }
+  return bad_flag(name, matches > 1 ? rule : "is not an option");
+}
+
+/* Reads a whole number within the flag's range. Returns 0 or 2. */
+static int parse_limit(const struct limit_flag *l, const char *v) {
+  char name[64];
+  char *end;
+  errno = 0;
+  unsigned long n = strtoul(v, &end, 10);
+  if (errno != 0 || *end != '\0' || v[0] == '\0' || v[0] == '-' || n < l->min ||
+      n > l->max) {
+    char rule[96];
+    snprintf(rule, sizeof(rule), "needs a whole number from %lu to %lu", l->min,
+             l->max);
+    return bad_flag(opt_name(l->opt, name, sizeof(name)), rule);
+  }
+  *l->dst = (uint32_t)n;
+  return 0;
+}
+
+/* Fills cfg and cli from the command line (cfg holds the defaults).
+ * Returns -1 to go on, or the status to exit with: 0 after --help or
+ * --version, 2 after a usage error (one line on stderr names it). */
+static int parse_args(int argc, char **argv, struct tracker_config *cfg,
+                      struct cli *cli) {
+  char name[64];
+  const struct limit_flag limits[] = {
+      {OPT_INTERVAL, &cfg->interval_s, 2, 86400},
+      {OPT_MAX_CONNS, &cfg->max_conns, 1, 1000000},
+      {OPT_MAX_PER_ADDR, &cfg->max_per_addr, 1, 1000000},
+      {OPT_RATE, &cfg->rate, 1, 1000000},
+      {OPT_BURST, &cfg->burst, 1, 1000000},
+      {OPT_MAX_FRAME, &cfg->max_frame, 1024, FRAME_MAX_LIMIT},
+      {OPT_IDLE, &cfg->idle_s, 1, 86400},
+      {OPT_MAX_PEERS, &cfg->max_peers, 1, 10000000},
+      {OPT_MAX_SWARMS, &cfg->max_items, 1, TMSG_MAX_ANNOUNCE_ITEMS},
+      {OPT_CATALOG_MAX, &cfg->catalog_max, 1, 10000000},
+      {OPT_CATALOG_TTL, &cfg->catalog_ttl_s, 1, 365u * 86400u},
+      {OPT_CLOCK_WINDOW, &cli->window_s, 1, 86400},
+  };
+  int c;
+
+  opterr = 0; /* the messages below replace getopt's own */
+  while ((c = getopt_long(argc, argv, short_opts, long_opts, NULL)) != -1) {
+    const char *v = optarg;
+    const struct limit_flag *limit = NULL;
+    for (size_t k = 0; k < sizeof(limits) / sizeof(limits[0]); k++) {
+      if (limits[k].opt == c) {
+        limit = &limits[k];
+      }
+    }
+    if (limit != NULL) {
+      if (parse_limit(limit, v) != 0) {
+        return 2;
+      }
+      continue;
+    }
+    switch (c) {
+    case 'h':
+      fputs(usage, stdout);
+      return 0;
+    case 'V':
+      printf("shoal-tracker %s\n", SHOAL_VERSION);
+      return 0;
+    case ':':
+      return bad_flag(opt_name(optopt, name, sizeof(name)), "needs a value");
+    case '?':
+      return bad_option(argv[optind - 1], optopt);
+    case OPT_LISTEN: {
+      struct sockaddr_storage ss;
+      if (cfg->n_listen == TRACKER_MAX_LISTEN) {
+        return bad_flag("--listen", "may be given at most 8 times");
+      }
+      if (strlen(v) >= sizeof(cfg->listen[0]) ||
+          server_parse_listen(v, &ss) != 0) {
+        return bad_flag("--listen",
+                        "needs a numeric ADDR:PORT with a port from 0 to "
+                        "65535, e.g. 0.0.0.0:7070 or [::1]:7070");
+      }
+      snprintf(cfg->listen[cfg->n_listen++], sizeof(cfg->listen[0]), "%s", v);
+      break;
+    }
+    case OPT_KEY:
+      /* An empty name would quietly mean the default key. */
+      if (v[0] == '\0') {
+        return bad_flag("--key", "needs a file name");
+      }
+      if (strlen(v) >= sizeof(cfg->key_path)) {
+        return bad_flag("--key", "path is too long");
+      }
+      snprintf(cfg->key_path, sizeof(cfg->key_path), "%s", v);
+      break;
+    case OPT_LOG_LEVEL:
+      cli->level = log_level_parse(v);
+      if (cli->level < 0) {
+        return bad_flag("--log-level", "must be error, warn, info or debug");
+      }
+      break;
+    case OPT_LOG_FILE:
+      if (v[0] == '\0') {
+        return bad_flag("--log-file", "needs a file name");
+      }
+      cli->log_file = v;
+      break;
+    default:
+      /* Every code in long_opts is handled above. */
+      assert(0);
+      return 2;
+    }
+  }
+  if (optind < argc) {
+    char what[300];
+    snprintf(what, sizeof(what), "argument '%.256s'", argv[optind]);
+    fprintf(stderr, "shoal-tracker: unexpected %s: it takes only options\n",
+            what);
+    fprintf(stderr, "try 'shoal-tracker --help'\n");
+    return 2;
+  }
+  return -1;
 }
 
 static int default_key_path(char *out, size_t cap) {
@@ -85,7 +310,6 @@ static int default_key_path(char *out, size_t cap) {
   return n < 0 || (size_t)n >= cap ? SHOAL_ETOOBIG : 0;
 }
 
-
 static void on_signal(uv_signal_t *s, int signum) {
   struct tracker *t = s->data;
   if (signum == SIGHUP) {
@@ -106,10 +330,7 @@ static void on_signal(uv_signal_t *s, int signum) {
 
 int main(int argc, char **argv) {
   struct tracker_config cfg;
-  const char *log_file = NULL;
-  int level = LOG_INFO;
-  unsigned long window_s = ENVELOPE_WINDOW_MS_DEFAULT / 1000u;
-  uint32_t window32 = 0;
+  struct cli cli;
   struct identity id;
   uv_loop_t loop;
   int created = 0;
@@ -118,6 +339,7 @@ int main(int argc, char **argv) {
   memset(&cfg, 0, sizeof(cfg));
   cfg.interval_s = REGISTRY_INTERVAL_DEFAULT;
   cfg.max_conns = TRACKER_MAX_CONNS_DEFAULT;
+  cfg.max_per_addr = TRACKER_MAX_PER_ADDR_DEFAULT;
   cfg.rate = RATELIMIT_RATE_DEFAULT;
   cfg.burst = RATELIMIT_BURST_DEFAULT;
   cfg.max_frame = TRACKER_FRAME_DEFAULT;
@@ -126,86 +348,17 @@ int main(int argc, char **argv) {
   cfg.max_items = TMSG_MAX_ANNOUNCE_ITEMS;
   cfg.catalog_max = CATALOG_MAX_DEFAULT;
   cfg.catalog_ttl_s = CATALOG_TTL_DEFAULT;
-  window32 = (uint32_t)window_s;
+  memset(&cli, 0, sizeof(cli));
+  cli.level = LOG_INFO;
+  cli.window_s = ENVELOPE_WINDOW_MS_DEFAULT / 1000u;
 
-  const struct limit_flag limits[] = {
-      {"--interval", &cfg.interval_s, 2, 86400, 1},
-      {"--max-connections", &cfg.max_conns, 1, 1000000, 1},
-      {"--rate", &cfg.rate, 1, 1000000, 1},
-      {"--burst", &cfg.burst, 1, 1000000, 1},
-      {"--max-frame", &cfg.max_frame, 1024, FRAME_MAX_LIMIT, 1},
-      {"--idle-timeout", &cfg.idle_s, 1, 86400, 1},
-      {"--max-peers", &cfg.max_peers, 1, 10000000, 1},
-      {"--max-swarms", &cfg.max_items, 1, TMSG_MAX_ANNOUNCE_ITEMS, 1},
-      {"--catalog-max", &cfg.catalog_max, 1, 10000000, 1},
-      {"--catalog-ttl", &cfg.catalog_ttl_s, 1, 365u * 86400u, 1},
-      {"--clock-window", &window32, 1, 86400, 1},
-  };
-
-  for (int i = 1; i < argc; i++) {
-    const char *a = argv[i];
-    const char *v = i + 1 < argc ? argv[i + 1] : NULL;
-    if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
-      fputs(usage, stdout);
-      return 0;
-    }
-    if (strcmp(a, "--version") == 0) {
-      printf("shoal-tracker %s\n", SHOAL_VERSION);
-      return 0;
-    }
-    if (v == NULL) {
-      return bad_flag(a, "is unknown or needs a value");
-    }
-    int matched = 0;
-    for (size_t k = 0; k < sizeof(limits) / sizeof(limits[0]); k++) {
-      if (strcmp(a, limits[k].name) == 0) {
-        char *end;
-        errno = 0;
-        unsigned long n = strtoul(v, &end, 10);
-        if (errno != 0 || *end != '\0' || v[0] == '\0' || v[0] == '-' ||
-            n < limits[k].min || n > limits[k].max) {
-          char rule[96];
-          snprintf(rule, sizeof(rule), "needs a whole number from %lu to %lu",
-                   limits[k].min, limits[k].max);
-          return bad_flag(a, rule);
-        }
-        *limits[k].dst = (uint32_t)n;
-        matched = 1;
-      }
-    }
-    if (matched) {
-      i++;
-      continue;
-    }
-    if (strcmp(a, "--listen") == 0) {
-      if (cfg.n_listen == TRACKER_MAX_LISTEN) {
-        return bad_flag(a, "may be given at most 8 times");
-      }
-      struct sockaddr_storage ss;
-      if (strlen(v) >= sizeof(cfg.listen[0]) ||
-          server_parse_listen(v, &ss) != 0) {
-        return bad_flag(a, "needs a numeric ADDR:PORT with a port from 0 to "
-                           "65535, e.g. 0.0.0.0:7070 or [::1]:7070");
-      }
-      snprintf(cfg.listen[cfg.n_listen++], sizeof(cfg.listen[0]), "%s", v);
-    } else if (strcmp(a, "--key") == 0) {
-      if (strlen(v) >= sizeof(cfg.key_path)) {
-        return bad_flag(a, "path is too long");
-      }
-      snprintf(cfg.key_path, sizeof(cfg.key_path), "%s", v);
-    } else if (strcmp(a, "--log-level") == 0) {
-      level = log_level_parse(v);
-      if (level < 0) {
-        return bad_flag(a, "must be error, warn, info or debug");
-      }
-    } else if (strcmp(a, "--log-file") == 0) {
-      log_file = v;
-    } else {
-      return bad_flag(a, "is not an option of shoal-tracker");
-    }
-    i++;
+  int rc = parse_args(argc, argv, &cfg, &cli);
+  if (rc >= 0) {
+    return rc;
   }
-  cfg.window_ms = window32 * 1000u;
+  cfg.window_ms = cli.window_s * 1000u;
+  const char *log_file = cli.log_file;
+  int level = cli.level;
   log_set_level((enum log_level)level);
   if (log_file != NULL && (err = log_open(log_file)) != 0) {
     fprintf(stderr, "shoal-tracker: --log-file %s: %s\n", log_file,
@@ -214,8 +367,10 @@ int main(int argc, char **argv) {
   }
   if (cfg.key_path[0] == '\0' &&
       (err = default_key_path(cfg.key_path, sizeof(cfg.key_path))) != 0) {
-    fprintf(stderr, "shoal-tracker: cannot make a folder for the key: %s; "
-            "use --key FILE\n", shoal_strerror(err));
+    fprintf(stderr,
+            "shoal-tracker: cannot make a folder for the key: %s; "
+            "use --key FILE\n",
+            shoal_strerror(err));
     return 1;
   }
   if (sodium_init() < 0) {
@@ -265,16 +420,17 @@ int main(int argc, char **argv) {
     err = server_start(&t);
   }
   if (err != 0) {
-    fprintf(stderr, "shoal-tracker: cannot listen: %s\n",
-            shoal_strerror(err));
+    fprintf(stderr, "shoal-tracker: cannot listen: %s\n", shoal_strerror(err));
     server_stop(&t);
     uv_run(&loop, UV_RUN_DEFAULT);
     tracker_close(&t);
     uv_loop_close(&loop);
     return 1;
   }
-  log_info("tracker", "started; key %s", t.id_text);
 
+  /* Every handler is in place before the tracker says it is ready: whoever
+   * reads the ready lines may signal it at once (a test, a supervisor),
+   * and a signal without its handler would kill it instead. */
   uv_signal_init(&loop, &t.sigint);
   uv_signal_init(&loop, &t.sigterm);
   uv_signal_init(&loop, &t.sighup);
@@ -282,9 +438,12 @@ int main(int argc, char **argv) {
   uv_signal_start(&t.sigint, on_signal, SIGINT);
   uv_signal_start(&t.sigterm, on_signal, SIGTERM);
   uv_signal_start(&t.sighup, on_signal, SIGHUP);
+  server_say_ready(&t);
+  log_info("tracker", "started; key %s", t.id_text);
 
   uv_run(&loop, UV_RUN_DEFAULT);
-  log_info("tracker", "stopped after %llu requests (%llu refused, %llu "
+  log_info("tracker",
+           "stopped after %llu requests (%llu refused, %llu "
            "signatures, %llu cache hits)",
            (unsigned long long)t.stats.requests,
            (unsigned long long)t.stats.refused,

@@ -34,7 +34,8 @@ struct conn {
   enum conn_state state;
   uint64_t last_frame_ms;
   uint64_t limited_until; /* see struct peer_addr */
-  size_t pending; /* reply bytes queued but not yet written */
+  int counted;            /* counted in t->per_addr; dropped at close */
+  size_t pending;         /* reply bytes queued but not yet written */
   uint8_t *stash; /* input read but not yet handled when reading paused */
   size_t stash_len;
   struct conn *prev, *next;
@@ -72,6 +73,9 @@ static void on_close(uv_handle_t *h) {
     c->next->prev = c->prev;
   }
   t->n_conns--;
+  if (c->counted) {
+    addrcount_drop(&t->per_addr, c->from.family, c->from.addr);
+  }
   frame_decoder_close(&c->dec);
   free(c->stash);
   free(c);
@@ -242,7 +246,8 @@ static void describe(const struct sockaddr_storage *ss, struct peer_addr *a) {
     snprintf(a->text, sizeof(a->text), "%s:%u", ip, port);
   } else if (ss->ss_family == AF_INET6) {
     const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)ss;
-    static const uint8_t mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+    static const uint8_t mapped[12] = {0, 0, 0, 0, 0,    0,
+                                       0, 0, 0, 0, 0xff, 0xff};
     port = ntohs(s6->sin6_port);
     if (memcmp(&s6->sin6_addr, mapped, sizeof(mapped)) == 0) {
       /* An IPv4 client on a dual-stack socket is an IPv4 client. */
@@ -295,11 +300,32 @@ static void on_connection(uv_stream_t *server, int status) {
   }
   c->from.limited_until = &c->limited_until;
   if (t->n_conns > t->cfg.max_conns) {
-    log_warn("tracker", "refused connection from %s: %u connections is the "
-             "limit", c->from.text, t->cfg.max_conns);
+    log_warn("tracker",
+             "refused connection from %s: %u connections is the "
+             "limit",
+             c->from.text, t->cfg.max_conns);
     conn_close(c);
     return;
   }
+  /* One address must not hold every connection: past its share it is
+   * refused, and other clients still get in. */
+  int err = addrcount_add(&t->per_addr, c->from.family, c->from.addr);
+  if (err != 0) {
+    char who[ADDRCOUNT_NAME_BYTES];
+    addrcount_name(c->from.family, c->from.addr, who);
+    if (err == SHOAL_EBUSY) {
+      log_warn("tracker",
+               "refused connection from %s: %s holds %u connections, the "
+               "limit per address",
+               c->from.text, who, t->per_addr.cap);
+    } else {
+      log_warn("tracker", "refused connection from %s: %s", c->from.text,
+               shoal_strerror(err));
+    }
+    conn_close(c);
+    return;
+  }
+  c->counted = 1;
   uv_tcp_nodelay(&c->tcp, 1);
   frame_decoder_init(&c->dec, t->cfg.max_frame);
   c->last_frame_ms = uv_now(t->loop);
@@ -378,20 +404,28 @@ int server_start(struct tracker *t) {
                 shoal_strerror(err));
       return err;
     }
+  }
+  uv_timer_init(t->loop, &t->tick);
+  t->tick.data = t;
+  uv_timer_start(&t->tick, on_tick, TRACKER_TICK_MS, TRACKER_TICK_MS);
+  return 0;
+}
+
+void server_say_ready(struct tracker *t) {
+  for (unsigned i = 0; i < t->n_listeners; i++) {
     struct sockaddr_storage got;
     int len = sizeof(got);
     struct peer_addr a;
-    uv_tcp_getsockname(l, (struct sockaddr *)&got, &len);
+    if (uv_tcp_getsockname(&t->listeners[i], (struct sockaddr *)&got, &len) !=
+        0) {
+      continue;
+    }
     describe(&got, &a);
     printf("listening on %s\n", a.text);
     log_info("tracker", "listening on %s", a.text);
   }
   printf("tracker key %s\n", t->id_text);
   fflush(stdout);
-  uv_timer_init(t->loop, &t->tick);
-  t->tick.data = t;
-  uv_timer_start(&t->tick, on_tick, TRACKER_TICK_MS, TRACKER_TICK_MS);
-  return 0;
 }
 
 void server_stop(struct tracker *t) {
@@ -402,8 +436,7 @@ void server_stop(struct tracker *t) {
   for (unsigned i = 0; i < t->n_listeners; i++) {
     uv_close((uv_handle_t *)&t->listeners[i], NULL);
   }
-  if (uv_is_active((uv_handle_t *)&t->tick) ||
-      t->tick.type == UV_TIMER) {
+  if (uv_is_active((uv_handle_t *)&t->tick) || t->tick.type == UV_TIMER) {
     uv_close((uv_handle_t *)&t->tick, NULL);
   }
   for (struct conn *c = t->conns; c != NULL; c = c->next) {

@@ -10,6 +10,7 @@
 #include "common/identity.h"
 #include "common/replay.h"
 #include "common/tmsg.h"
+#include "tracker/addrcount.h"
 #include "tracker/catalog.h"
 #include "tracker/ratelimit.h"
 #include "tracker/registry.h"
@@ -18,19 +19,25 @@
 #define TRACKER_PORT_DEFAULT 7070
 #define TRACKER_MAX_LISTEN 8
 #define TRACKER_MAX_CONNS_DEFAULT 1024u
-#define TRACKER_IDLE_DEFAULT_S 60u    /* seconds without a whole frame */
+/* Connections one address (an IPv6 /64) may hold. A peer holds one tracker
+ * connection per content while it talks to the tracker and closes it after
+ * 30 s idle, so a NAT with dozens of busy peers stays under this; and it
+ * is a sixteenth of the default TRACKER_MAX_CONNS_DEFAULT, so that one
+ * address cannot take every connection. */
+#define TRACKER_MAX_PER_ADDR_DEFAULT 64u
+#define TRACKER_IDLE_DEFAULT_S 60u        /* seconds without a whole frame */
 #define TRACKER_FRAME_DEFAULT (64u << 10) /* requests are small */
-#define TRACKER_MAX_PENDING (1u << 20) /* unsent reply bytes before we stop
-                                          reading from a connection */
-#define TRACKER_TICK_MS 1000u          /* expiry and idle sweep period */
-#define TRACKER_SWEEP_WORK 10000u      /* entries examined per tick */
+/* Unsent reply bytes before the tracker stops reading from a connection. */
+#define TRACKER_MAX_PENDING (1u << 20)
+#define TRACKER_TICK_MS 1000u     /* expiry and idle sweep period */
+#define TRACKER_SWEEP_WORK 10000u /* entries examined per tick */
 /* Replay guard capacity: senders heard within one clock window, not all
  * peers (a peer announces once an interval, the window is 5 minutes); at
  * most 2^20 slots of 32 bytes. Past it the guard evicts and grows strict
  * about clock skew, never lenient about replays (common/replay.h). */
 #define TRACKER_GUARD_SENDERS (3u << 18)
-#define TRACKER_CACHE_SLOTS 1024u      /* cached signed lookup replies */
-#define TRACKER_CACHE_MS 1000u         /* how long one is reused */
+#define TRACKER_CACHE_SLOTS 1024u /* cached signed lookup replies */
+#define TRACKER_CACHE_MS 1000u    /* how long one is reused */
 
 struct tracker_config {
   char listen[TRACKER_MAX_LISTEN][300];
@@ -38,6 +45,7 @@ struct tracker_config {
   char key_path[4096];
   uint32_t interval_s;
   uint32_t max_conns;
+  uint32_t max_per_addr; /* connections per address; 0: no cap of its own */
   uint32_t rate;
   uint32_t burst;
   uint32_t max_frame;
@@ -95,6 +103,7 @@ struct tracker {
   uv_signal_t sigint, sigterm, sighup;
   struct conn *conns;
   uint32_t n_conns;
+  struct addrcount per_addr; /* connections counted by source address */
   int closing;
   uint8_t rbuf[64 << 10];
 };
@@ -112,8 +121,7 @@ struct peer_addr {
 
 /* Sets up everything but the network. Returns 0 or an error. */
 int tracker_init(struct tracker *t, uv_loop_t *loop,
-                 const struct tracker_config *cfg,
-                 const struct identity *id);
+                 const struct tracker_config *cfg, const struct identity *id);
 void tracker_close(struct tracker *t);
 
 /* Handles one frame body from a client and appends the framed reply to out.
@@ -131,7 +139,16 @@ void handlers_tick(struct tracker *t);
 /* Parses "ADDR:PORT" or "[V6]:PORT" (numeric addresses; port 0 picks a
  * free one). Returns 0 or SHOAL_EINVAL. */
 int server_parse_listen(const char *s, struct sockaddr_storage *ss);
+/* Binds and listens on every cfg.listen address and starts the periodic
+ * tick. Prints nothing: the caller says the tracker is ready with
+ * server_say_ready once it can also handle signals. Returns 0 or an error;
+ * either way server_stop must follow. */
 int server_start(struct tracker *t);
+/* Prints "listening on ADDR:PORT" for every listener, with the real port,
+ * then "tracker key TEXTID", to stdout and flushes it (and logs the
+ * addresses). Whoever reads these lines may act on the tracker at once,
+ * including with a signal. */
+void server_say_ready(struct tracker *t);
 void server_stop(struct tracker *t);
 
 #endif
