@@ -9,14 +9,16 @@
 #include "common/error.h"
 
 /* Character classes by hand: <ctype.h> follows the locale. */
-static int is_digit(char c) { return c >= '0' && c <= '9'; }
+static int is_digit(char c) {
+  return c >= '0' && c <= '9';
+}
 
 static char lower(char c) {
   return c >= 'A' && c <= 'Z' ? (char)(c - 'A' + 'a') : c;
 }
 
-static const uint64_t pow10_table[] = {1,      10,      100,    1000,
-                                       10000,  100000,  1000000};
+static const uint64_t pow10_table[] = {1,     10,     100,    1000,
+                                       10000, 100000, 1000000};
 
 /* Reads decimal digits at *pp into *v; returns 0, or SHOAL_EINVAL when
  * there are none or the value passes UINT64_MAX. */
@@ -125,6 +127,96 @@ int fmt_parse_uint(const char *s, uint64_t min, uint64_t max, uint64_t *out) {
 }
 
 /* ---------------------------------------------------------------------- */
+/* Tracker addresses */
+
+int fmt_parse_tracker(const char *s, struct link_tracker *out,
+                      const char **why) {
+  char text[LINK_MAX_HOST + 16];
+  size_t len = strlen(s);
+  int has_port;
+
+  assert(s != NULL && out != NULL && why != NULL);
+  memset(out, 0, sizeof(*out));
+  if (len == 0) {
+    *why = "tracker address is empty";
+    return SHOAL_EBADLINK;
+  }
+  if (s[0] == '[') {
+    /* "[v6]" alone has no port; anything after the ']' is link.c's to
+     * judge. */
+    has_port = s[len - 1] != ']';
+  } else {
+    /* One colon separates the port; more mean an IPv6 address without its
+     * brackets, which link.c refuses with the right message. */
+    has_port = strchr(s, ':') != NULL;
+  }
+  int n = snprintf(text, sizeof(text), has_port ? "%s" : "%s:%d", s,
+                   FMT_TRACKER_PORT);
+  if (n < 0 || (size_t)n >= sizeof(text)) {
+    *why = "tracker host is empty or too long";
+    return SHOAL_EBADLINK;
+  }
+  return link_parse_tracker(text, (size_t)n, out, why);
+}
+
+static int is_list_space(char c) {
+  return c == ',' || c == ' ' || c == '\t' || c == '\n' || c == '\r';
+}
+
+int fmt_parse_tracker_list(const char *s, struct link_tracker *out,
+                           unsigned cap, unsigned *n, const char **why,
+                           char *bad, size_t badcap) {
+  /* One entry: the longest host name, brackets and a port, and room to
+   * see that it is longer than that. */
+  char item[LINK_MAX_HOST + 16];
+  const char *p = s;
+  unsigned count = 0;
+
+  assert(s != NULL && out != NULL && n != NULL && why != NULL);
+  *n = 0;
+  if (badcap > 0) {
+    bad[0] = '\0';
+  }
+  for (;;) {
+    while (is_list_space(*p)) {
+      p++;
+    }
+    if (*p == '\0') {
+      break;
+    }
+    size_t len = 0;
+    while (p[len] != '\0' && !is_list_space(p[len])) {
+      len++;
+    }
+    if (count == cap) {
+      *why = "too many trackers";
+      return SHOAL_EINVAL;
+    }
+    snprintf(item, sizeof(item), "%.*s",
+             (int)(len < sizeof(item) - 1 ? len : sizeof(item) - 1), p);
+    int err = len < sizeof(item) - 1 ? fmt_parse_tracker(item, &out[count], why)
+                                     : SHOAL_EBADLINK;
+    if (err != 0) {
+      if (len >= sizeof(item) - 1) {
+        *why = "tracker host is empty or too long";
+      }
+      if (badcap > 0) {
+        snprintf(bad, badcap, "%s", item);
+      }
+      return err;
+    }
+    count++;
+    p += len;
+  }
+  if (count == 0) {
+    *why = "no tracker in the list";
+    return SHOAL_EINVAL;
+  }
+  *n = count;
+  return 0;
+}
+
+/* ---------------------------------------------------------------------- */
 /* Human-readable numbers */
 
 static const char *const unit_names[] = {"B",   "KiB", "MiB", "GiB",
@@ -174,11 +266,9 @@ void fmt_bytes(char *out, size_t cap, uint64_t n) {
     uint64_t ip = scaled / pow10_table[d];
     uint64_t fp = scaled % pow10_table[d];
     if (d == 2) {
-      snprintf(out, cap, "%" PRIu64 ".%02" PRIu64 " %s", ip, fp,
-               unit_names[k]);
+      snprintf(out, cap, "%" PRIu64 ".%02" PRIu64 " %s", ip, fp, unit_names[k]);
     } else if (d == 1) {
-      snprintf(out, cap, "%" PRIu64 ".%" PRIu64 " %s", ip, fp,
-               unit_names[k]);
+      snprintf(out, cap, "%" PRIu64 ".%" PRIu64 " %s", ip, fp, unit_names[k]);
     } else {
       snprintf(out, cap, "%" PRIu64 " %s", ip, unit_names[k]);
     }
@@ -187,7 +277,8 @@ void fmt_bytes(char *out, size_t cap, uint64_t n) {
 }
 
 void fmt_rate(char *out, size_t cap, uint64_t bytes_per_s) {
-  char t[FMT_NUM_BYTES];
+  /* Room for "/s" in FMT_NUM_BYTES; no size text comes near it. */
+  char t[FMT_NUM_BYTES - 2];
   fmt_bytes(t, sizeof(t), bytes_per_s);
   snprintf(out, cap, "%s/s", t);
 }
@@ -201,8 +292,7 @@ void fmt_eta(char *out, size_t cap, uint64_t seconds) {
   } else if (s < 3600) {
     snprintf(out, cap, "%" PRIu64 "m%02" PRIu64 "s", s / 60, s % 60);
   } else if (s < 86400) {
-    snprintf(out, cap, "%" PRIu64 "h%02" PRIu64 "m", s / 3600,
-             s % 3600 / 60);
+    snprintf(out, cap, "%" PRIu64 "h%02" PRIu64 "m", s / 3600, s % 3600 / 60);
   } else {
     snprintf(out, cap, "%" PRIu64 "d%02" PRIu64 "h", s / 86400,
              s % 86400 / 3600);
@@ -261,6 +351,14 @@ int fmt_json_strn(struct buf *out, const void *data, size_t len) {
     if (n == 0) {
       buf_add(out, "\\ufffd", 6);
       i++;
+      continue;
+    }
+    if (n == 2 && c == 0xc2 && p[i + 1] <= 0x9f) {
+      /* U+0080..U+009F, the C1 controls: legal JSON, but a terminal that
+       * shows the line may act on them (U+009B is CSI). */
+      char e[6] = {'\\', 'u', '0', '0', hex[p[i + 1] >> 4], hex[p[i + 1] & 15]};
+      buf_add(out, e, sizeof(e));
+      i += n;
       continue;
     }
     if (n > 1) {
@@ -365,4 +463,261 @@ void fmt_json_double_field(struct buf *b, const char *key, double v) {
   buf_add(b, dec, 3);
 }
 
-void fmt_json_end(struct buf *b) { buf_add(b, "}\n", 2); }
+void fmt_json_end(struct buf *b) {
+  buf_add(b, "}\n", 2);
+}
+
+/* ---------------------------------------------------------------------- */
+/* Text for a terminal */
+
+/* The code point of the valid sequence of len bytes at p. */
+static uint32_t utf8_decode(const uint8_t *p, size_t len) {
+  static const uint8_t lead_bits[5] = {0, 0x7f, 0x1f, 0x0f, 0x07};
+  uint32_t cp = p[0] & lead_bits[len];
+  for (size_t i = 1; i < len; i++) {
+    cp = cp << 6 | (p[i] & 0x3fu);
+  }
+  return cp;
+}
+
+/* Code points a terminal shows two columns wide: the East Asian wide and
+ * fullwidth blocks, and the blocks where emoji live. Where a block mixes
+ * widths it is taken whole: counting a narrow character as two only makes
+ * a line a column shorter, while counting a wide one as one would wrap. */
+static const struct {
+  uint32_t lo, hi;
+} wide_ranges[] = {
+    {0x1100, 0x115f},   /* Hangul Jamo leading consonants */
+    {0x231a, 0x231b},   /* watch, hourglass */
+    {0x2329, 0x232a},   /* angle brackets */
+    {0x23e9, 0x23ff},   /* media controls, clocks */
+    {0x25fd, 0x25fe},   /* small squares */
+    {0x2600, 0x27bf},   /* miscellaneous symbols, dingbats */
+    {0x2b1b, 0x2b1c},   /* large squares */
+    {0x2b50, 0x2b55},   /* stars, circles */
+    {0x2e80, 0x303e},   /* CJK radicals to CJK punctuation */
+    {0x3041, 0x33ff},   /* kana to CJK compatibility */
+    {0x3400, 0x4dbf},   /* CJK extension A */
+    {0x4e00, 0x9fff},   /* CJK unified ideographs */
+    {0xa000, 0xa4cf},   /* Yi */
+    {0xa960, 0xa97f},   /* Hangul Jamo extended A */
+    {0xac00, 0xd7a3},   /* Hangul syllables */
+    {0xf900, 0xfaff},   /* CJK compatibility ideographs */
+    {0xfe10, 0xfe19},   /* vertical forms */
+    {0xfe30, 0xfe6f},   /* CJK compatibility and small forms */
+    {0xff00, 0xff60},   /* fullwidth forms */
+    {0xffe0, 0xffe6},   /* fullwidth signs */
+    {0x16fe0, 0x18cff}, /* Tangut and its neighbours */
+    {0x1b000, 0x1b2ff}, /* kana supplements, Nushu */
+    {0x1f000, 0x1faff}, /* game symbols, emoji and pictographs */
+    {0x20000, 0x3fffd}, /* CJK extensions B and later */
+};
+
+static size_t cp_cols(uint32_t cp) {
+  for (size_t i = 0; i < sizeof(wide_ranges) / sizeof(wide_ranges[0]); i++) {
+    if (cp >= wide_ranges[i].lo && cp <= wide_ranges[i].hi) {
+      return 2;
+    }
+  }
+  return 1;
+}
+
+/* Writes s escaped (see fmt_term_escape) into out, stopping before the
+ * first character or escape that does not fit in cap bytes (with the NUL)
+ * or in max_cols columns; *cut says whether it stopped early. out may be
+ * NULL to count only (cap is then ignored). Returns the columns written. */
+static size_t term_escape(char *out, size_t cap, const char *s, size_t max_cols,
+                          int *cut) {
+  static const char hex[] = "0123456789abcdef";
+  const uint8_t *p = (const uint8_t *)s;
+  size_t n = strlen(s);
+  size_t i = 0, o = 0, cols = 0;
+
+  *cut = 0;
+  if (out != NULL && cap == 0) {
+    *cut = n > 0;
+    return 0;
+  }
+  while (i < n) {
+    char unit[8];
+    size_t ulen, ucols, used;
+    uint8_t c = p[i];
+    size_t len = utf8_seq_len(p + i, n - i);
+    if (len == 0 || (len == 1 && (c < 0x20 || c == 0x7f))) {
+      /* A control, or a byte that starts no character: the byte in hex,
+       * with the usual short forms for the common controls. */
+      unit[0] = '\\';
+      if (c == '\n' || c == '\r' || c == '\t') {
+        unit[1] = c == '\n' ? 'n' : c == '\r' ? 'r' : 't';
+        ulen = 2;
+      } else {
+        unit[1] = 'x';
+        unit[2] = hex[c >> 4];
+        unit[3] = hex[c & 15];
+        ulen = 4;
+      }
+      used = 1;
+    } else if (len == 1) {
+      unit[0] = (char)c;
+      ulen = 1;
+      if (c == '\\') {
+        unit[1] = '\\';
+        ulen = 2;
+      }
+      used = 1;
+    } else if (len == 2 && c == 0xc2 && p[i + 1] <= 0x9f) {
+      /* A C1 control (U+009B is CSI on some terminals). */
+      memcpy(unit, "\\u00", 4);
+      unit[4] = hex[p[i + 1] >> 4];
+      unit[5] = hex[p[i + 1] & 15];
+      ulen = 6;
+      used = 2;
+    } else {
+      memcpy(unit, p + i, len);
+      ulen = len;
+      used = len;
+    }
+    /* Escapes are ASCII, one column a byte; a character is one or two. */
+    ucols = used == ulen && ulen > 1 ? cp_cols(utf8_decode(p + i, len)) : ulen;
+    if ((out != NULL && o + ulen + 1 > cap) || cols + ucols > max_cols) {
+      *cut = 1;
+      break;
+    }
+    if (out != NULL) {
+      memcpy(out + o, unit, ulen);
+    }
+    o += ulen;
+    cols += ucols;
+    i += used;
+  }
+  if (out != NULL) {
+    out[o] = '\0';
+  }
+  return cols;
+}
+
+size_t fmt_term_escape(char *out, size_t cap, const char *s) {
+  int cut;
+  assert(s != NULL && (out != NULL || cap == 0));
+  if (cap == 0) {
+    return 0;
+  }
+  return term_escape(out, cap, s, SIZE_MAX, &cut);
+}
+
+size_t fmt_term_cols(const char *s) {
+  const uint8_t *p = (const uint8_t *)s;
+  size_t n = strlen(s);
+  size_t cols = 0;
+  for (size_t i = 0; i < n;) {
+    size_t len = utf8_seq_len(p + i, n - i);
+    if (len == 0) {
+      len = 1; /* not escaped text; count it as a column all the same */
+    }
+    cols += len > 1 ? cp_cols(utf8_decode(p + i, len)) : 1;
+    i += len;
+  }
+  return cols;
+}
+
+/* Appends the NUL-terminated program text t at out + *o, as much of it as
+ * fits in cap (t is ASCII, so any cut is on a character boundary). */
+static void append_text(char *out, size_t cap, size_t *o, const char *t) {
+  size_t len = strlen(t);
+  if (*o + 1 >= cap) {
+    return;
+  }
+  if (len > cap - 1 - *o) {
+    len = cap - 1 - *o;
+  }
+  memcpy(out + *o, t, len);
+  *o += len;
+  out[*o] = '\0';
+}
+
+int fmt_term_join(char *out, size_t cap, size_t cols, const char *prefix,
+                  const char *name, size_t min_name, const char *suffix) {
+  size_t fixed = fmt_term_cols(prefix) + fmt_term_cols(suffix);
+  size_t o = 0;
+  int cut;
+
+  assert(out != NULL && cap > 0 && name != NULL);
+  out[0] = '\0';
+  size_t full = term_escape(NULL, 0, name, SIZE_MAX, &cut);
+  size_t need = full < min_name ? full : min_name;
+  if (fixed > cols || cols - fixed < need) {
+    return -1;
+  }
+  size_t room = cols - fixed;
+  size_t mark = strlen(FMT_TERM_CUT);
+  append_text(out, cap, &o, prefix);
+  if (full <= room) {
+    term_escape(out + o, cap - o, name, room, &cut);
+  } else if (room > mark) {
+    term_escape(out + o, cap - o, name, room - mark, &cut);
+    o += strlen(out + o);
+    append_text(out, cap, &o, FMT_TERM_CUT);
+  } else {
+    char dots[8];
+    snprintf(dots, sizeof(dots), "%.*s", (int)room, FMT_TERM_CUT);
+    append_text(out, cap, &o, dots);
+  }
+  o += strlen(out + o);
+  append_text(out, cap, &o, suffix);
+  return 0;
+}
+
+void fmt_progress(char *out, size_t cap, size_t cols,
+                  const struct fmt_progress *p) {
+  char have[FMT_NUM_BYTES], total[FMT_NUM_BYTES], rate[FMT_NUM_BYTES];
+  char eta[FMT_NUM_BYTES], up[FMT_NUM_BYTES], pct[FMT_NUM_BYTES];
+  /* The longest variant: ": " and seven figures with their words. */
+  char v[4][8 * FMT_NUM_BYTES];
+  const char *bare;
+  size_t nv;
+
+  assert(out != NULL && cap > 0 && p != NULL && p->name != NULL);
+  if (cols == 0) {
+    cols = FMT_TERM_COLS_DEFAULT;
+  }
+  size_t avail = cols - 1;
+  uint64_t left = p->total > p->have ? p->total - p->have : 0;
+  /* Tenths of a percent, rounded, without the locale's decimal point. */
+  uint64_t tenths =
+      p->total ? (uint64_t)(1000.0 * (double)p->have / (double)p->total + 0.5)
+               : 0;
+  snprintf(pct, sizeof(pct), "%" PRIu64 ".%" PRIu64 "%%", tenths / 10,
+           tenths % 10);
+  fmt_bytes(have, sizeof(have), p->have);
+  fmt_bytes(total, sizeof(total), p->total);
+  fmt_rate(rate, sizeof(rate), p->rate);
+  fmt_eta(eta, sizeof(eta), p->rate ? left / p->rate : UINT64_MAX);
+  fmt_bytes(up, sizeof(up), p->uploaded);
+  /* From the whole line to the least of it: the peers go first, then the
+   * sizes, then rate and time; the percentage and the name stay. */
+  if (p->seeding) {
+    snprintf(v[0], sizeof(v[0]), ": seeding %s, uploaded %s, peers %u", total,
+             up, p->peers);
+    snprintf(v[1], sizeof(v[1]), ": seeding, uploaded %s", up);
+    snprintf(v[2], sizeof(v[2]), ": seeding");
+    nv = 3;
+    bare = "seeding";
+  } else {
+    snprintf(v[0], sizeof(v[0]), ": %s %s/%s %s ETA %s peers %u seeders %u",
+             pct, have, total, rate, eta, p->peers, p->seeders);
+    snprintf(v[1], sizeof(v[1]), ": %s %s/%s %s ETA %s", pct, have, total, rate,
+             eta);
+    snprintf(v[2], sizeof(v[2]), ": %s %s ETA %s", pct, rate, eta);
+    snprintf(v[3], sizeof(v[3]), ": %s", pct);
+    nv = 4;
+    bare = pct;
+  }
+  for (size_t i = 0; i < nv; i++) {
+    if (fmt_term_join(out, cap, avail, "", p->name, FMT_TERM_NAME_MIN, v[i]) ==
+        0) {
+      return;
+    }
+  }
+  /* No room for a name: the figure alone, cut if even that is too long. */
+  snprintf(out, cap, "%.*s", (int)(avail < cap ? avail : cap - 1), bare);
+}

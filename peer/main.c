@@ -1,12 +1,28 @@
-/* shoal-peer: share and get files, client and server at once. */
+/* shoal-peer: share and get files, client and server at once.
+ *
+ * The command line is read with getopt_long: options may come anywhere,
+ * take their value as "--opt=value" or "--opt value", and "--" ends them.
+ * Each option applies to some commands only (opt_table below, the table in
+ * docs/shoal-peer.1); one given to another command is a usage error. Every
+ * usage error is one line on stderr and exit status 2, before anything is
+ * done; a failure once the command runs is one line "shoal-peer: error:"
+ * (and one "error" event with --json) and exit status 1.
+ *
+ * Everything a name from the disk, a manifest or a tracker reaches the
+ * terminal through goes through fmt_term_escape first; --json strings are
+ * escaped by the JSON writer instead.
+ */
+#include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <getopt.h>
 #include <malloc.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include <uv.h>
@@ -29,39 +45,126 @@
 #define JSON_PROGRESS_SEED_MS 2000u
 #define TTY_PROGRESS_MS 500u
 #define PROGRESS_SLOTS 64u
+/* Columns of a progress line that goes to a file or a pipe: not cut. */
+#define PLAIN_COLS 4096u
+/* A message as shown: every byte of it escaped takes at most six. */
+#define SHOWN_BYTES(n) (6u * (n) + 1u)
+/* The variable that stands for --tracker when none is given. */
+#define TRACKER_ENV "SHOAL_TRACKER"
 
 static const char usage[] =
-    "usage: shoal-peer share PATH... --tracker ADDR:PORT [options]\n"
-    "       shoal-peer get LINK... [-o DIR] [--seed] [options]\n"
-    "       shoal-peer get CONTENT-ID... --tracker ADDR:PORT [-o DIR]\n"
-    "       shoal-peer search WORDS... --tracker ADDR:PORT [--limit N]\n"
-    "       shoal-peer id\n"
+    "usage: shoal-peer share PATH... [--tracker HOST[:PORT]]... [options]\n"
+    "       shoal-peer get LINK|CONTENT-ID... [-o DIR] [--seed] [options]\n"
+    "       shoal-peer search WORD... [--tracker HOST[:PORT]]... [--limit N]\n"
+    "       shoal-peer id [--home DIR] [--json]\n"
+    "       shoal-peer -h | -V\n"
     "\n"
     "Shares files and folders with other peers, and gets them, through a\n"
     "shoal tracker. One process serves what it holds and fetches what it\n"
     "lacks from many peers at once; every chunk is checked against the\n"
     "publisher's signed manifest.\n"
     "\n"
-    "  -o, --output DIR         where get puts the file or folder (.)\n"
-    "  --seed                   keep serving after get completes\n"
-    "  --tracker ADDR:PORT      a tracker (repeatable)\n"
-    "  --tracker-key ID         the tracker's public key (else learned from\n"
-    "                           its first signed reply)\n"
-    "  --listen ADDR:PORT       accept peers here (0.0.0.0:0: any port)\n"
-    "  --home DIR               keys and resume state ($XDG_DATA_HOME/shoal)\n"
-    "  --max-peers N            sessions per content, 1..256 (50)\n"
-    "  --upload-rate R          bytes a second, e.g. 500k, 10M (0: no limit)\n"
-    "  --download-rate R        the same for downloads\n"
-    "  --mode p2p|cs            swarm (p2p), or the client-server baseline:\n"
-    "                           fetch from the publisher only, upload nothing\n"
-    "  --limit N                search results (20)\n"
-    "  --log-level LEVEL        error, warn, info or debug (warn)\n"
-    "  --quiet                  no progress output\n"
-    "  --json                   one JSON object per line on stdout\n"
-    "  --interval-cap SECONDS   announce at least this often\n"
-    "  --help, --version\n";
+    "Options, and the commands they apply to (any other is an error):\n"
+    "  -o, --output=DIR          get: where the content goes (.), made if\n"
+    "                            missing\n"
+    "      --seed                get: keep serving after it completes\n"
+    "      --tracker=HOST[:PORT] share, get, search: a tracker (repeatable;\n"
+    "                            port 7070 if left out; IPv6 as [ADDR])\n"
+    "      --tracker-key=ID      share, get, search: the tracker's public key\n"
+    "                            (else learned from its first signed reply)\n"
+    "      --listen=ADDR:PORT    share, get: accept peers here ([::]:0, or\n"
+    "                            0.0.0.0:0 without IPv6)\n"
+    "      --max-peers=N         share, get: sessions per content, 1..256 "
+    "(50)\n"
+    "      --upload-rate=R       share, get: bytes a second, e.g. 500k, 10M\n"
+    "                            (0: no limit)\n"
+    "      --download-rate=R     get: the same for downloads\n"
+    "      --mode=p2p|cs         share, get: swarm (p2p), or the client-"
+    "server\n"
+    "                            baseline: fetch from the publisher only,\n"
+    "                            upload nothing\n"
+    "      --interval-cap=S      share, get: announce at least every S "
+    "seconds\n"
+    "      --limit=N             search: results, 1..50 (20)\n"
+    "      --home=DIR            all: keys and resume state\n"
+    "                            ($XDG_DATA_HOME/shoal)\n"
+    "      --log-level=LEVEL     all: error, warn, info or debug (warn)\n"
+    "      --json                all: one JSON object per line on stdout\n"
+    "  -q, --quiet               all: no progress and no warnings\n"
+    "  -h, --help                this text\n"
+    "  -V, --version             the version\n"
+    "\n"
+    "Options may come before or after the arguments; -- ends them.\n"
+    "SHOAL_TRACKER (trackers separated by commas or spaces) stands for\n"
+    "--tracker when none is given.\n";
 
 enum cmd { CMD_NONE, CMD_SHARE, CMD_GET, CMD_SEARCH, CMD_ID };
+
+/* Which commands an option applies to: one bit each. */
+#define FOR_SHARE (1u << CMD_SHARE)
+#define FOR_GET (1u << CMD_GET)
+#define FOR_SEARCH (1u << CMD_SEARCH)
+#define FOR_ID (1u << CMD_ID)
+#define FOR_ALL (FOR_SHARE | FOR_GET | FOR_SEARCH | FOR_ID)
+
+/* getopt_long's codes: the short letter, or past any character. */
+enum opt_code {
+  OPT_HELP = 'h',
+  OPT_OUTPUT = 'o',
+  OPT_QUIET = 'q',
+  OPT_VERSION = 'V',
+  OPT_SEED = 256,
+  OPT_TRACKER,
+  OPT_TRACKER_KEY,
+  OPT_LISTEN,
+  OPT_MAX_PEERS,
+  OPT_UPLOAD_RATE,
+  OPT_DOWNLOAD_RATE,
+  OPT_MODE,
+  OPT_INTERVAL_CAP,
+  OPT_LIMIT,
+  OPT_HOME,
+  OPT_LOG_LEVEL,
+  OPT_JSON,
+};
+
+static const struct opt_info {
+  enum opt_code code;
+  const char *name;
+  int has_value;
+  unsigned cmds;
+} opt_table[] = {
+    {OPT_OUTPUT, "output", 1, FOR_GET},
+    {OPT_SEED, "seed", 0, FOR_GET},
+    {OPT_TRACKER, "tracker", 1, FOR_SHARE | FOR_GET | FOR_SEARCH},
+    {OPT_TRACKER_KEY, "tracker-key", 1, FOR_SHARE | FOR_GET | FOR_SEARCH},
+    {OPT_LISTEN, "listen", 1, FOR_SHARE | FOR_GET},
+    {OPT_MAX_PEERS, "max-peers", 1, FOR_SHARE | FOR_GET},
+    {OPT_UPLOAD_RATE, "upload-rate", 1, FOR_SHARE | FOR_GET},
+    {OPT_DOWNLOAD_RATE, "download-rate", 1, FOR_GET},
+    {OPT_MODE, "mode", 1, FOR_SHARE | FOR_GET},
+    {OPT_INTERVAL_CAP, "interval-cap", 1, FOR_SHARE | FOR_GET},
+    {OPT_LIMIT, "limit", 1, FOR_SEARCH},
+    {OPT_HOME, "home", 1, FOR_ALL},
+    {OPT_LOG_LEVEL, "log-level", 1, FOR_ALL},
+    {OPT_JSON, "json", 0, FOR_ALL},
+    {OPT_QUIET, "quiet", 0, FOR_ALL},
+    {OPT_HELP, "help", 0, FOR_ALL},
+    {OPT_VERSION, "version", 0, FOR_ALL},
+};
+#define OPT_COUNT (sizeof(opt_table) / sizeof(opt_table[0]))
+/* "-q" in getopt's terms; the leading '-' hands over the arguments in
+ * order (so POSIXLY_CORRECT cannot stop at the first one) and ':' reports
+ * a missing value apart from an unknown option. */
+static const char short_opts[] = "-:ho:qV";
+
+/* What the command line said, before it is checked. */
+struct cmdline {
+  const char *value[OPT_COUNT]; /* the last value of each option */
+  int given[OPT_COUNT];
+  const char *trackers[LINK_MAX_TRACKERS + 1]; /* every --tracker */
+  unsigned ntrackers;
+};
 
 /* One content a get fetches: its ID, and its link when it came as one. */
 struct get_item {
@@ -85,6 +188,7 @@ struct app {
   int quiet;
   int json;
   int tty;
+  size_t cols; /* the terminal's width, when tty */
   unsigned limit;
   int lock_fd;
   struct link_tracker trackers[LINK_MAX_TRACKERS];
@@ -100,11 +204,12 @@ struct app {
   uint64_t last_hash_ms;
   /* run state */
   int exit_code;
-  int finished; /* the command's work is done (or failed) */
-  int completed; /* get: every content is complete */
+  int started;           /* a share or get began: the run prints its totals */
+  int finished;          /* the command's work is done (or failed) */
+  int completed;         /* get: every content is complete */
   struct get_item *gets; /* get: the contents asked for */
   int ngets;
-  int gets_left; /* not complete yet */
+  int gets_left;   /* not complete yet */
   int shares_live; /* share: contents published and still served */
   struct {
     uint8_t content[32];
@@ -115,8 +220,11 @@ struct app {
   uint64_t start_ms;
   uint64_t last_progress_ms;
   int progress_line; /* a \r line is on the terminal */
-  uv_signal_t sigint, sigterm;
+  uv_signal_t sigint, sigterm, sigwinch;
+  int signals_on; /* the three are initialised and not yet closed */
   struct tcl *tc; /* search */
+  unsigned search_tries;
+  struct tmsg_search query;
 };
 
 /* ------------------------------------------------------------------------ */
@@ -137,21 +245,57 @@ static void clear_progress(struct app *a) {
   }
 }
 
-__attribute__((format(printf, 1, 2))) static int
-fail_usage(const char *fmt, ...) {
-  va_list ap;
-  fputs("shoal-peer: ", stderr);
-  va_start(ap, fmt);
-  vfprintf(stderr, fmt, ap);
-  va_end(ap);
-  fputs("\ntry 'shoal-peer --help'\n", stderr);
+/* Writes text to f as fmt_term_escape shows it, then a newline: a name or
+ * a message that may hold what a terminal would act on. */
+static void put_line(FILE *f, const char *prefix, const char *text) {
+  size_t n = strlen(text);
+  char *shown = malloc(SHOWN_BYTES(n));
+  if (shown == NULL) {
+    return;
+  }
+  fmt_term_escape(shown, SHOWN_BYTES(n), text);
+  fprintf(f, "%s%s\n", prefix, shown);
+  free(shown);
+}
+
+/* A usage error: one line (escaped, as it may quote what was typed), exit
+ * status 2, nothing done. */
+static int usage_line(int hint, const char *fmt, va_list ap) {
+  char msg[8192];
+  vsnprintf(msg, sizeof(msg), fmt, ap);
+  if (hint) {
+    size_t len = strlen(msg);
+    snprintf(msg + len, sizeof(msg) - len, " — see 'shoal-peer --help'");
+  }
+  put_line(stderr, "shoal-peer: ", msg);
   return 2;
+}
+
+/* A wrong command line: the help may help. */
+__attribute__((format(printf, 1, 2))) static int fail_usage(const char *fmt,
+                                                            ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  int rc = usage_line(1, fmt, ap);
+  va_end(ap);
+  return rc;
+}
+
+/* A malformed argument (a link, a content ID): the message says what to
+ * do itself. */
+__attribute__((format(printf, 1, 2))) static int fail_input(const char *fmt,
+                                                            ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  int rc = usage_line(0, fmt, ap);
+  va_end(ap);
+  return rc;
 }
 
 /* One line naming the cause and what to do; --json also gets an event. */
 static void report_error(struct app *a, int code, const char *msg) {
   clear_progress(a);
-  fprintf(stderr, "shoal-peer: error: %s\n", msg);
+  put_line(stderr, "shoal-peer: error: ", msg);
   if (a->json) {
     struct buf b;
     buf_init(&b, 1 << 16);
@@ -163,8 +307,11 @@ static void report_error(struct app *a, int code, const char *msg) {
   }
 }
 
+/* The totals, for a run that started sharing or getting: one that stopped
+ * at a usage error, a bad -o, a listen address in use or a path that
+ * cannot be shared moved nothing and could not have. */
 static void print_stats(struct app *a) {
-  if (a->node == NULL) {
+  if (a->node == NULL || !a->started) {
     return;
   }
   if (a->json) {
@@ -187,25 +334,35 @@ static void print_stats(struct app *a) {
   }
 }
 
-static void progress_text(const struct node_swarm_info *s, char *out,
-                          size_t cap) {
-  char have[FMT_NUM_BYTES], total[FMT_NUM_BYTES], rate[FMT_NUM_BYTES],
-      eta[FMT_NUM_BYTES];
-  double pct = s->total ? 100.0 * (double)s->have / (double)s->total : 0.0;
-  uint64_t left = s->total > s->have ? s->total - s->have : 0;
-  fmt_bytes(have, sizeof(have), s->have);
-  fmt_bytes(total, sizeof(total), s->total);
-  fmt_rate(rate, sizeof(rate), s->rate);
-  fmt_eta(eta, sizeof(eta), s->rate ? left / s->rate : UINT64_MAX);
-  if (s->seeding) {
-    char up[FMT_NUM_BYTES];
-    fmt_bytes(up, sizeof(up), s->uploaded);
-    snprintf(out, cap, "%s: seeding %s, uploaded %s, peers %u", s->name,
-             total, up, s->peers);
-  } else {
-    snprintf(out, cap, "%s: %.1f%% %s/%s %s ETA %s peers %u seeders %u",
-             s->name, pct, have, total, rate, eta, s->peers, s->seeders);
+/* The terminal's width from stderr, or FMT_TERM_COLS_DEFAULT when it does
+ * not say. */
+static size_t term_cols(void) {
+  struct winsize ws;
+  if (ioctl(STDERR_FILENO, TIOCGWINSZ, &ws) == 0 && ws.ws_col > 0) {
+    return ws.ws_col;
   }
+  return FMT_TERM_COLS_DEFAULT;
+}
+
+static void on_winch(uv_signal_t *h, int signum) {
+  struct app *a = h->data;
+  (void)signum;
+  a->cols = term_cols();
+}
+
+static void progress_text(const struct node_swarm_info *s, size_t cols,
+                          char *out, size_t cap) {
+  struct fmt_progress p;
+  memset(&p, 0, sizeof(p));
+  p.name = s->name;
+  p.have = s->have;
+  p.total = s->total;
+  p.rate = s->rate;
+  p.uploaded = s->uploaded;
+  p.peers = s->peers;
+  p.seeders = s->seeders;
+  p.seeding = s->seeding;
+  fmt_progress(out, cap, cols, &p);
 }
 
 /* When the progress of a content was last shown (0: never). */
@@ -226,10 +383,9 @@ static uint64_t *last_shown(struct app *a, const uint8_t content[32]) {
 
 static void on_progress(struct app *a, const struct node_swarm_info *s) {
   uint64_t now = uv_now(&a->loop);
-  char line[1024];
-  if (a->quiet) {
-    return;
-  }
+  /* A name of MANIFEST_MAX_SEGMENT bytes, escaped, and the figures. */
+  char line[SHOWN_BYTES(MANIFEST_MAX_SEGMENT) + 256];
+  /* --quiet is for people: --json output is the same with it. */
   if (a->json) {
     uint64_t every = s->seeding ? JSON_PROGRESS_SEED_MS : JSON_PROGRESS_GET_MS;
     uint64_t *last = last_shown(a, s->content);
@@ -262,7 +418,9 @@ static void on_progress(struct app *a, const struct node_swarm_info *s) {
       return;
     }
     a->last_progress_ms = now;
-    progress_text(s, line, sizeof(line));
+    /* One line rewritten in place: it must never wrap, or each redraw
+     * would leave a line behind. */
+    progress_text(s, a->cols, line, sizeof(line));
     fprintf(stderr, "\r\033[K%s", line);
     fflush(stderr);
     a->progress_line = 1;
@@ -279,7 +437,7 @@ static void on_progress(struct app *a, const struct node_swarm_info *s) {
     }
     *last = now;
   }
-  progress_text(s, line, sizeof(line));
+  progress_text(s, PLAIN_COLS, line, sizeof(line));
   fprintf(stderr, "%s\n", line);
 }
 
@@ -331,7 +489,7 @@ static void on_node_event(void *arg, const struct node_event *ev) {
       json_out(&b);
     } else {
       clear_progress(a);
-      printf("%s\n", ev->link);
+      put_line(stdout, "", ev->link);
       fflush(stdout);
     }
     a->shares_live++;
@@ -348,10 +506,12 @@ static void on_node_event(void *arg, const struct node_event *ev) {
       json_out(&b);
     } else if (!a->quiet && ev->resumed > 0) {
       char r[FMT_NUM_BYTES];
+      char msg[MANIFEST_MAX_SEGMENT + 128];
       fmt_bytes(r, sizeof(r), ev->resumed);
       clear_progress(a);
-      fprintf(stderr, "shoal-peer: %s: resuming with %s already verified\n",
-              ev->swarm->name, r);
+      snprintf(msg, sizeof(msg), "%s: resuming with %s already verified",
+               ev->swarm->name, r);
+      put_line(stderr, "shoal-peer: ", msg);
     }
     break;
   case NODE_EV_PROGRESS:
@@ -371,7 +531,7 @@ static void on_node_event(void *arg, const struct node_event *ev) {
       json_out(&b);
     } else {
       clear_progress(a);
-      printf("%s\n", ev->path);
+      put_line(stdout, "", ev->path);
       fflush(stdout);
     }
     if (a->gets_left > 0) {
@@ -396,8 +556,10 @@ static void on_node_event(void *arg, const struct node_event *ev) {
       fmt_json_end(&b);
       json_out(&b);
     } else if (!a->quiet) {
+      char prefix[TEXTID_STRLEN + 32];
       clear_progress(a);
-      fprintf(stderr, "shoal-peer: banned peer %s: %s\n", text, ev->message);
+      snprintf(prefix, sizeof(prefix), "shoal-peer: banned peer %s: ", text);
+      put_line(stderr, prefix, ev->message);
     }
     break;
   case NODE_EV_WARNING:
@@ -413,7 +575,7 @@ static void on_node_event(void *arg, const struct node_event *ev) {
       json_out(&b);
     } else if (!a->quiet) {
       clear_progress(a);
-      fprintf(stderr, "shoal-peer: %s\n", ev->message);
+      put_line(stderr, "shoal-peer: ", ev->message);
     }
     break;
   case NODE_EV_FAILED:
@@ -434,16 +596,27 @@ static void on_node_event(void *arg, const struct node_event *ev) {
 /* ------------------------------------------------------------------------ */
 /* Stopping */
 
+static void close_signals(struct app *a) {
+  if (a->signals_on) {
+    a->signals_on = 0;
+    uv_close((uv_handle_t *)&a->sigint, NULL);
+    uv_close((uv_handle_t *)&a->sigterm, NULL);
+    uv_close((uv_handle_t *)&a->sigwinch, NULL);
+  }
+}
+
 static void on_node_stopped(void *arg) {
-  struct app *a = arg;
-  uv_close((uv_handle_t *)&a->sigint, NULL);
-  uv_close((uv_handle_t *)&a->sigterm, NULL);
+  close_signals(arg);
 }
 
 static void stop_node(struct app *a) {
+  if (a->tc != NULL) {
+    /* A search: its callback comes now, with SHOAL_ECANCELED. */
+    tcl_close(a->tc);
+    return;
+  }
   if (a->node == NULL) {
-    uv_close((uv_handle_t *)&a->sigint, NULL);
-    uv_close((uv_handle_t *)&a->sigterm, NULL);
+    close_signals(a);
     return;
   }
   if (a->builder != NULL) {
@@ -463,9 +636,11 @@ static void on_signal(uv_signal_t *h, int signum) {
   if (!a->finished) {
     /* A get stopped before it completed leaves a resumable download and
      * says so in its exit status; a share, or a get that completed and
-     * seeds, ends normally (unless a shared content was lost). */
-    a->exit_code =
-        a->cmd == CMD_GET && !a->completed ? 128 + signum : a->exit_code;
+     * seeds, ends normally (unless a shared content was lost); a search
+     * that had no answer yet did not finish. */
+    a->exit_code = (a->cmd == CMD_GET && !a->completed) || a->cmd == CMD_SEARCH
+                       ? 128 + signum
+                       : a->exit_code;
     a->finished = 1;
   }
   log_info("peer", "signal %d: stopping", signum);
@@ -476,6 +651,37 @@ static void on_signal(uv_signal_t *h, int signum) {
 /* Sharing */
 
 static void share_next(struct app *a);
+
+/* The hashing bar on a terminal: "hashing NAME [####....] 1.2 GiB/3 GiB",
+ * with a shorter bar, then none, then only the percentage, until it fits
+ * in cols - 1 columns. */
+static void hash_line(const char *name, uint64_t done, uint64_t total,
+                      size_t cols, char *out, size_t cap) {
+  static const int bars[] = {30, 10, 0};
+  char d[FMT_NUM_BYTES], t[FMT_NUM_BYTES], tail[4 * FMT_NUM_BYTES + 64];
+  fmt_bytes(d, sizeof(d), done);
+  fmt_bytes(t, sizeof(t), total);
+  for (size_t i = 0; i < sizeof(bars) / sizeof(bars[0]); i++) {
+    char bar[64];
+    int width = bars[i];
+    int fill = total ? (int)((double)done / (double)total * width) : width;
+    memset(bar, '#', (size_t)fill);
+    memset(bar + fill, '.', (size_t)(width - fill));
+    bar[width] = '\0';
+    if (width > 0) {
+      snprintf(tail, sizeof(tail), " [%s] %s/%s", bar, d, t);
+    } else {
+      snprintf(tail, sizeof(tail), " %s/%s", d, t);
+    }
+    if (fmt_term_join(out, cap, cols - 1, "hashing ", name, FMT_TERM_NAME_MIN,
+                      tail) == 0) {
+      return;
+    }
+  }
+  unsigned pct = total ? (unsigned)(100.0 * (double)done / (double)total) : 100;
+  snprintf(tail, sizeof(tail), "hashing %u%%", pct);
+  snprintf(out, cap, "%.*s", (int)(cols - 1 < cap ? cols - 1 : cap - 1), tail);
+}
 
 static void on_hash_progress(void *arg, uint64_t done, uint64_t total) {
   struct app *a = arg;
@@ -494,34 +700,54 @@ static void on_hash_progress(void *arg, uint64_t done, uint64_t total) {
     fmt_json_end(&b);
     json_out(&b);
   } else if (a->tty && !a->quiet && total >= (64u << 20)) {
-    char d[FMT_NUM_BYTES], t[FMT_NUM_BYTES];
-    int width = 30, fill = total ? (int)((double)done / (double)total * width) : width;
-    char bar[64];
-    memset(bar, '#', (size_t)fill);
-    memset(bar + fill, '.', (size_t)(width - fill));
-    bar[width] = '\0';
-    fmt_bytes(d, sizeof(d), done);
-    fmt_bytes(t, sizeof(t), total);
-    fprintf(stderr, "\r\033[Khashing %s [%s] %s/%s", a->args[a->next_path - 1],
-            bar, d, t);
+    char line[SHOWN_BYTES(4096) + 256];
+    hash_line(a->args[a->next_path - 1], done, total, a->cols, line,
+              sizeof(line));
+    fprintf(stderr, "\r\033[K%s", line);
     fflush(stderr);
     a->progress_line = 1;
   }
 }
 
+/* The manifest builder left an entry out of a folder: a symbolic link, a
+ * special file, a name that cannot be shared safely. A warning on the
+ * terminal; with --json a "left_out" event (--quiet is for people). */
 static void on_skipped(void *arg, const char *path, const char *why) {
   struct app *a = arg;
-  if (!a->quiet && !a->json) {
+  if (a->json) {
+    struct buf b;
+    buf_init(&b, 16384);
+    fmt_json_begin(&b, "left_out");
+    fmt_json_str_field(&b, "path", path);
+    fmt_json_str_field(&b, "reason", why);
+    fmt_json_end(&b);
+    json_out(&b);
+  } else if (!a->quiet) {
+    size_t n = strlen(path) + strlen(why) + 16;
+    char *msg = malloc(n);
+    if (msg == NULL) {
+      return;
+    }
+    snprintf(msg, n, "left out %s: %s", path, why);
     clear_progress(a);
-    fprintf(stderr, "shoal-peer: left out %s: %s\n", path, why);
+    put_line(stderr, "shoal-peer: ", msg);
+    free(msg);
   }
 }
 
 static char err_path[4096];
 
+/* A share failed: one error, and the node stops. */
+static void share_failed(struct app *a, int code, const char *msg) {
+  report_error(a, code, msg);
+  a->finished = 1;
+  a->exit_code = 1;
+  stop_node(a);
+}
+
 static void on_built(void *arg, int status, struct manifest *m) {
   struct app *a = arg;
-  char msg[4400];
+  char msg[8400];
   int err;
   a->builder = NULL;
   clear_progress(a);
@@ -533,10 +759,7 @@ static void on_built(void *arg, int status, struct manifest *m) {
     snprintf(msg, sizeof(msg), "cannot share %s: %s%s%s",
              a->args[a->next_path - 1], shoal_strerror(status),
              err_path[0] ? " at " : "", err_path);
-    report_error(a, status, msg);
-    a->finished = 1;
-    a->exit_code = 1;
-    stop_node(a);
+    share_failed(a, status, msg);
     return;
   }
   err = node_share(a->node, m, a->trackers, a->ntrackers,
@@ -546,21 +769,16 @@ static void on_built(void *arg, int status, struct manifest *m) {
              "cannot share %s: it holds no files (empty folders are not "
              "shared) — put files in it first",
              a->args[a->next_path - 1]);
-    report_error(a, err, msg);
-    a->finished = 1;
-    a->exit_code = 1;
-    stop_node(a);
+    share_failed(a, err, msg);
     return;
   }
   if (err != 0 && err != UV_EEXIST) {
-    snprintf(msg, sizeof(msg), "cannot share %s: %s",
-             a->args[a->next_path - 1], shoal_strerror(err));
-    report_error(a, err, msg);
-    a->finished = 1;
-    a->exit_code = 1;
-    stop_node(a);
+    snprintf(msg, sizeof(msg), "cannot share %s: %s", a->args[a->next_path - 1],
+             shoal_strerror(err));
+    share_failed(a, err, msg);
     return;
   }
+  a->started = 1;
   share_next(a);
 }
 
@@ -586,86 +804,92 @@ static void share_next(struct app *a) {
     snprintf(msg, sizeof(msg), "cannot share %s: %s%s",
              a->args[a->next_path - 1], shoal_strerror(err),
              err == UV_ENOENT ? " (no such file or folder)" : "");
-    report_error(a, err, msg);
-    a->finished = 1;
-    a->exit_code = 1;
-    stop_node(a);
+    share_failed(a, err, msg);
   }
 }
 
 /* ------------------------------------------------------------------------ */
 /* Search */
 
+static void print_result(struct app *a, const struct tmsg_result *x,
+                         const uint8_t *key) {
+  struct share_link l;
+  char link[LINK_MAX_CHARS + 1];
+  char cid[TEXTID_STRLEN];
+  char size[FMT_NUM_BYTES];
+  memset(&l, 0, sizeof(l));
+  memcpy(l.id, x->content, 32);
+  snprintf(l.name, sizeof(l.name), "%s", x->name);
+  l.size = x->size;
+  memcpy(l.tracker_key, key, 32);
+  l.tracker_count = a->ntrackers;
+  memcpy(l.trackers, a->trackers, a->ntrackers * sizeof(a->trackers[0]));
+  if (link_format(&l, link, sizeof(link)) < 0) {
+    return; /* a name the link format cannot carry */
+  }
+  textid_encode(TEXTID_CONTENT, x->content, cid);
+  if (a->json) {
+    struct buf b;
+    buf_init(&b, 16384);
+    fmt_json_begin(&b, "search");
+    fmt_json_str_field(&b, "name", x->name);
+    fmt_json_u64_field(&b, "size", x->size);
+    fmt_json_u64_field(&b, "seeders", x->seeders);
+    fmt_json_u64_field(&b, "downloaders", x->downloaders);
+    fmt_json_str_field(&b, "content", cid);
+    fmt_json_str_field(&b, "link", link);
+    fmt_json_end(&b);
+    json_out(&b);
+  } else {
+    /* The name comes from whoever published it: escaped, and padded by
+     * the columns it shows in, not by its bytes. */
+    char name[SHOWN_BYTES(sizeof(x->name))];
+    size_t cols = fmt_term_escape(name, sizeof(name), x->name);
+    fmt_bytes(size, sizeof(size), x->size);
+    printf("%s%*s %10s %7u %11u  %s\n", name, cols < 32 ? (int)(32 - cols) : 0,
+           "", size, x->seeders, x->downloaders, link);
+  }
+}
+
 static void on_search(void *arg, int status, const struct tcl_reply *r) {
   struct app *a = arg;
-  char msg[1024];
-  if (status != 0) {
-    if (r != NULL && r->type == TMSG_ERROR) {
-      snprintf(msg, sizeof(msg), "tracker %s refused the search: %s",
-               tcl_current(a->tc), r->error.reason);
-    } else {
-      snprintf(msg, sizeof(msg),
-               "tracker unreachable: %s (%s) — check the address and that "
-               "shoal-tracker runs there",
-               tcl_current(a->tc), shoal_strerror(status));
-    }
+  char msg[TCL_DESCRIBE_BYTES];
+  if (status == SHOAL_ECANCELED && a->signalled) {
+    /* Stopped by a signal: its exit status says so, nothing more. */
+  } else if (status != 0 && (r == NULL || r->type != TMSG_ERROR) &&
+             ++a->search_tries < a->ntrackers &&
+             tcl_search(a->tc, &a->query, on_search, a) == 0) {
+    /* The client moved on to the next tracker: ask it. */
+    return;
+  } else if (status != 0) {
+    tcl_describe(a->tc, status, r, msg, sizeof(msg));
     report_error(a, status, msg);
     a->exit_code = 1;
   } else {
     const uint8_t *key = tcl_key(a->tc);
-    if (r->u.search.count == 0 && !a->json) {
+    if (r->u.search.count == 0 && !a->json && !a->quiet) {
       fprintf(stderr, "shoal-peer: no matches\n");
-    } else if (!a->json) {
+    } else if (r->u.search.count > 0 && !a->json) {
       printf("%-32s %10s %7s %11s  %s\n", "NAME", "SIZE", "SEEDERS",
              "DOWNLOADERS", "LINK");
     }
     for (unsigned i = 0; i < r->u.search.count; i++) {
-      const struct tmsg_result *x = &r->u.search.results[i];
-      struct share_link l;
-      char link[LINK_MAX_CHARS + 1];
-      char cid[TEXTID_STRLEN];
-      char size[FMT_NUM_BYTES];
-      memset(&l, 0, sizeof(l));
-      memcpy(l.id, x->content, 32);
-      snprintf(l.name, sizeof(l.name), "%s", x->name);
-      l.size = x->size;
-      memcpy(l.tracker_key, key, 32);
-      l.tracker_count = a->ntrackers;
-      memcpy(l.trackers, a->trackers, a->ntrackers * sizeof(a->trackers[0]));
-      if (link_format(&l, link, sizeof(link)) < 0) {
-        continue; /* a name the link format cannot carry */
-      }
-      textid_encode(TEXTID_CONTENT, x->content, cid);
-      if (a->json) {
-        struct buf b;
-        buf_init(&b, 16384);
-        fmt_json_begin(&b, "search");
-        fmt_json_str_field(&b, "name", x->name);
-        fmt_json_u64_field(&b, "size", x->size);
-        fmt_json_u64_field(&b, "seeders", x->seeders);
-        fmt_json_u64_field(&b, "downloaders", x->downloaders);
-        fmt_json_str_field(&b, "content", cid);
-        fmt_json_str_field(&b, "link", link);
-        fmt_json_end(&b);
-        json_out(&b);
-      } else {
-        fmt_bytes(size, sizeof(size), x->size);
-        printf("%-32s %10s %7u %11u  %s\n", x->name, size, x->seeders,
-               x->downloaders, link);
-      }
+      print_result(a, &r->u.search.results[i], key);
     }
     a->exit_code = 0;
   }
+  a->finished = 1;
   tcl_close(a->tc);
   a->tc = NULL;
-  uv_close((uv_handle_t *)&a->sigint, NULL);
-  uv_close((uv_handle_t *)&a->sigterm, NULL);
+  close_signals(a);
 }
 
 /* ------------------------------------------------------------------------ */
 /* Set-up */
 
-static int make_dirs(const char *path) {
+/* mkdir -p: path and its missing parents, each with mode (less the
+ * umask). Returns 0 or a negative errno. */
+static int make_dirs(const char *path, mode_t mode) {
   char tmp[4096];
   size_t len = strlen(path);
   if (len == 0 || len >= sizeof(tmp)) {
@@ -675,13 +899,13 @@ static int make_dirs(const char *path) {
   for (char *p = tmp + 1; *p != '\0'; p++) {
     if (*p == '/') {
       *p = '\0';
-      if (mkdir(tmp, 0700) != 0 && errno != EEXIST) {
+      if (mkdir(tmp, mode) != 0 && errno != EEXIST) {
         return -errno;
       }
       *p = '/';
     }
   }
-  if (mkdir(tmp, 0700) != 0 && errno != EEXIST) {
+  if (mkdir(tmp, mode) != 0 && errno != EEXIST) {
     return -errno;
   }
   return 0;
@@ -704,14 +928,16 @@ static int default_home(char *out, size_t cap) {
 /* One process per home: the identity's sequence numbers must only grow. */
 static int lock_home(struct app *a) {
   char path[4200];
+  char msg[4400];
   struct flock fl;
   char pid[32];
   int fd;
   snprintf(path, sizeof(path), "%s/lock", a->home);
   fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
   if (fd < 0) {
-    fprintf(stderr, "shoal-peer: error: cannot open %s: %s\n", path,
-            strerror(errno));
+    int err = -errno;
+    snprintf(msg, sizeof(msg), "cannot open %s: %s", path, shoal_strerror(err));
+    report_error(a, err, msg);
     return -1;
   }
   memset(&fl, 0, sizeof(fl));
@@ -721,10 +947,11 @@ static int lock_home(struct app *a) {
     ssize_t n = read(fd, pid, sizeof(pid) - 1);
     pid[n > 0 ? n : 0] = '\0';
     pid[strcspn(pid, "\n")] = '\0';
-    fprintf(stderr,
-            "shoal-peer: error: another shoal-peer (pid %s) uses %s — give "
-            "this one its own --home DIR\n",
-            pid[0] ? pid : "?", a->home);
+    snprintf(msg, sizeof(msg),
+             "another shoal-peer (pid %s) uses %s — give this one its own "
+             "--home DIR",
+             pid[0] ? pid : "?", a->home);
+    report_error(a, UV_EBUSY, msg);
     close(fd);
     return -1;
   }
@@ -740,20 +967,20 @@ static int lock_home(struct app *a) {
 
 static int load_identity(struct app *a) {
   char path[4200];
+  char msg[8500];
   int created = 0;
   int err;
   snprintf(path, sizeof(path), "%s/identity.key", a->home);
   err = identity_load_or_create(&a->id, path, &created);
   if (err == SHOAL_EKEYPERM) {
-    fprintf(stderr,
-            "shoal-peer: error: %s can be read by other users — run "
-            "'chmod 600 %s'\n",
-            path, path);
+    snprintf(msg, sizeof(msg),
+             "%s can be read by other users — run 'chmod 600 %s'", path, path);
+    report_error(a, err, msg);
     return -1;
   }
   if (err != 0) {
-    fprintf(stderr, "shoal-peer: error: cannot load %s: %s\n", path,
-            shoal_strerror(err));
+    snprintf(msg, sizeof(msg), "cannot load %s: %s", path, shoal_strerror(err));
+    report_error(a, err, msg);
     return -1;
   }
   if (created) {
@@ -762,28 +989,467 @@ static int load_identity(struct app *a) {
   return 0;
 }
 
-static int add_tracker(struct app *a, const char *text) {
-  const char *why = NULL;
-  if (a->ntrackers >= LINK_MAX_TRACKERS) {
-    return fail_usage("--tracker: at most 8 trackers%s", "");
+/* The -o folder of a get: made with its missing parents (mode 0755 less
+ * the umask, as mkdir -p and aria2c -d do); something there that is not a
+ * folder is an error. Returns 0, or -1 after reporting. */
+static int prepare_out_dir(struct app *a) {
+  char msg[4400];
+  struct stat st;
+  int err = make_dirs(a->out_dir, 0755);
+  if (err == 0 && (stat(a->out_dir, &st) != 0 || !S_ISDIR(st.st_mode))) {
+    err = UV_ENOTDIR;
   }
-  if (link_parse_tracker(text, strlen(text), &a->trackers[a->ntrackers],
-                         &why) != 0) {
-    fprintf(stderr, "shoal-peer: --tracker %s: %s\n", text,
-            why != NULL ? why : "expected HOST:PORT");
-    return 2;
+  if (err == UV_ENOTDIR) {
+    snprintf(msg, sizeof(msg), "%s is not a folder — choose another -o DIR",
+             a->out_dir);
+    report_error(a, err, msg);
+    return -1;
   }
-  a->ntrackers++;
+  if (err != 0) {
+    snprintf(msg, sizeof(msg), "cannot create %s: %s — choose another -o DIR",
+             a->out_dir, shoal_strerror(err));
+    report_error(a, err, msg);
+    return -1;
+  }
   return 0;
 }
+
+/* ------------------------------------------------------------------------ */
+/* The command line */
+
+static const char *const cmd_names[] = {"", "share", "get", "search", "id"};
+
+static int opt_index(int code) {
+  for (size_t i = 0; i < OPT_COUNT; i++) {
+    if ((int)opt_table[i].code == code) {
+      return (int)i;
+    }
+  }
+  return -1;
+}
+
+/* How an option is named in messages: "-o/--output", or "--seed". */
+static void opt_name(const struct opt_info *o, char *out, size_t cap) {
+  if (o->code < 256) {
+    snprintf(out, cap, "-%c/--%s", (char)o->code, o->name);
+  } else {
+    snprintf(out, cap, "--%s", o->name);
+  }
+}
+
+/* getopt_long said '?': an unknown option, or a value given to one that
+ * takes none. */
+static int bad_option(char **argv, int code) {
+  char name[64];
+  int i = opt_index(code);
+  if (i >= 0) {
+    opt_name(&opt_table[i], name, sizeof(name));
+    return fail_usage("%s takes no value", name);
+  }
+  if (code != 0) {
+    return fail_usage("unknown option -%c", (char)code);
+  }
+  /* A long option: getopt_long has moved past it. */
+  const char *text = argv[optind - 1];
+  return fail_usage("unknown option %.*s", (int)strcspn(text, "="), text);
+}
+
+/* Reads argv into cl and the other arguments, in order, into pos. Returns
+ * 0; 2 after a usage error; or -1 when -h or -V was answered. */
+static int read_cmdline(int argc, char **argv, struct cmdline *cl, char **pos,
+                        int *npos) {
+  struct option longopts[OPT_COUNT + 1];
+  int c;
+  memset(longopts, 0, sizeof(longopts));
+  for (size_t i = 0; i < OPT_COUNT; i++) {
+    longopts[i].name = opt_table[i].name;
+    longopts[i].has_arg =
+        opt_table[i].has_value ? required_argument : no_argument;
+    longopts[i].val = (int)opt_table[i].code;
+  }
+  opterr = 0; /* every message is ours, and one line */
+  optind = 1;
+  while ((c = getopt_long(argc, argv, short_opts, longopts, NULL)) != -1) {
+    if (c == 1) {
+      pos[(*npos)++] = optarg;
+      continue;
+    }
+    if (c == '?') {
+      return bad_option(argv, optopt);
+    }
+    if (c == ':') {
+      char name[64];
+      int k = opt_index(optopt);
+      assert(k >= 0);
+      opt_name(&opt_table[k], name, sizeof(name));
+      return fail_usage("%s needs a value", name);
+    }
+    if (c == OPT_HELP) {
+      fputs(usage, stdout);
+      return -1;
+    }
+    if (c == OPT_VERSION) {
+      printf("shoal-peer %s\n", SHOAL_VERSION);
+      return -1;
+    }
+    int k = opt_index(c);
+    assert(k >= 0);
+    cl->given[k] = 1;
+    cl->value[k] = optarg;
+    if (c == OPT_TRACKER) {
+      if (cl->ntrackers == LINK_MAX_TRACKERS) {
+        return fail_usage("--tracker: at most %d trackers", LINK_MAX_TRACKERS);
+      }
+      cl->trackers[cl->ntrackers++] = optarg;
+    }
+  }
+  /* After "--", everything is an argument. */
+  while (optind < argc) {
+    pos[(*npos)++] = argv[optind++];
+  }
+  return 0;
+}
+
+static int opt_given(const struct cmdline *cl, int code) {
+  return cl->given[opt_index(code)];
+}
+
+/* The value of an option that was given, or NULL. */
+static const char *opt_value(const struct cmdline *cl, int code) {
+  int k = opt_index(code);
+  return cl->given[k] ? cl->value[k] : NULL;
+}
+
+/* The trackers of SHOAL_TRACKER, for a command line that names none.
+ * Returns 0 (with *n 0 when the variable is unset or empty), or 2 after a
+ * usage error that names the variable. */
+static int env_trackers(struct link_tracker *out, unsigned *n) {
+  const char *env = getenv(TRACKER_ENV);
+  char bad[LINK_MAX_HOST + 16];
+  const char *why = NULL;
+  *n = 0;
+  if (env == NULL || env[0] == '\0') {
+    return 0;
+  }
+  int err = fmt_parse_tracker_list(env, out, LINK_MAX_TRACKERS, n, &why, bad,
+                                   sizeof(bad));
+  if (err == SHOAL_EBADLINK) {
+    return fail_usage("%s: '%s' is not HOST[:PORT]: %s", TRACKER_ENV, bad, why);
+  }
+  if (err != 0) {
+    return fail_usage("%s='%s': %s; it holds 1 to %d trackers separated "
+                      "by commas or spaces",
+                      TRACKER_ENV, env, why, LINK_MAX_TRACKERS);
+  }
+  return 0;
+}
+
+/* Checks and takes every option's value. Returns 0 or 2. */
+static int take_options(struct app *a, const struct cmdline *cl,
+                        const char **level) {
+  const char *v;
+  uint64_t u;
+  for (size_t i = 0; i < OPT_COUNT; i++) {
+    if (cl->given[i] && (opt_table[i].cmds & (1u << a->cmd)) == 0) {
+      char name[64];
+      opt_name(&opt_table[i], name, sizeof(name));
+      return fail_usage("%s does not apply to %s", name, cmd_names[a->cmd]);
+    }
+  }
+  a->json = opt_given(cl, OPT_JSON);
+  a->quiet = opt_given(cl, OPT_QUIET);
+  a->seed = opt_given(cl, OPT_SEED);
+  if ((v = opt_value(cl, OPT_OUTPUT)) != NULL) {
+    if (v[0] == '\0') {
+      return fail_usage("-o/--output needs a folder, not ''");
+    }
+    a->out_dir = v;
+  }
+  if ((v = opt_value(cl, OPT_LISTEN)) != NULL) {
+    struct sockaddr_storage ss;
+    if (node_parse_listen(v, &ss) != 0) {
+      return fail_usage("--listen must be ADDR:PORT with an IPv4 or [IPv6] "
+                        "address and a port 0-65535 (0: any), not '%s'",
+                        v);
+    }
+    a->cfg.listen = v;
+  }
+  if ((v = opt_value(cl, OPT_HOME)) != NULL) {
+    if (v[0] == '\0' ||
+        snprintf(a->home, sizeof(a->home), "%s", v) >= (int)sizeof(a->home)) {
+      return fail_usage("--home needs a folder path of at most %zu bytes",
+                        sizeof(a->home) - 1);
+    }
+  }
+  if ((v = opt_value(cl, OPT_MAX_PEERS)) != NULL) {
+    if (fmt_parse_uint(v, 1, 256, &u) != 0) {
+      return fail_usage("--max-peers must be a number from 1 to 256, not '%s'",
+                        v);
+    }
+    a->cfg.max_peers = (unsigned)u;
+  }
+  if ((v = opt_value(cl, OPT_LIMIT)) != NULL) {
+    if (fmt_parse_uint(v, 1, TMSG_MAX_RESULTS, &u) != 0) {
+      return fail_usage("--limit must be a number from 1 to %d, not '%s'",
+                        TMSG_MAX_RESULTS, v);
+    }
+    a->limit = (unsigned)u;
+  }
+  if ((v = opt_value(cl, OPT_INTERVAL_CAP)) != NULL) {
+    if (fmt_parse_uint(v, 0, 86400, &u) != 0) {
+      return fail_usage("--interval-cap must be seconds from 0 to 86400, not "
+                        "'%s'",
+                        v);
+    }
+    a->cfg.interval_cap_s = (unsigned)u;
+  }
+  if ((v = opt_value(cl, OPT_UPLOAD_RATE)) != NULL) {
+    if (fmt_parse_size(v, &u) != 0) {
+      return fail_usage("--upload-rate must be bytes a second like 500k or "
+                        "10M, not '%s'",
+                        v);
+    }
+    a->cfg.upload_rate = u;
+  }
+  if ((v = opt_value(cl, OPT_DOWNLOAD_RATE)) != NULL) {
+    if (fmt_parse_size(v, &u) != 0) {
+      return fail_usage("--download-rate must be bytes a second like 500k or "
+                        "10M, not '%s'",
+                        v);
+    }
+    a->cfg.download_rate = u;
+  }
+  if ((v = opt_value(cl, OPT_MODE)) != NULL) {
+    if (strcmp(v, "p2p") == 0) {
+      a->cfg.mode = NODE_MODE_P2P;
+    } else if (strcmp(v, "cs") == 0) {
+      a->cfg.mode = NODE_MODE_CS;
+    } else {
+      return fail_usage("--mode must be p2p or cs, not '%s'", v);
+    }
+  }
+  if ((v = opt_value(cl, OPT_LOG_LEVEL)) != NULL) {
+    if (log_level_parse(v) < 0) {
+      return fail_usage("--log-level must be error, warn, info or debug, not "
+                        "'%s'",
+                        v);
+    }
+    *level = v;
+  }
+  if ((v = opt_value(cl, OPT_TRACKER_KEY)) != NULL) {
+    if (textid_decode(TEXTID_KEY, v, strlen(v), a->tracker_key) != 0) {
+      return fail_usage("--tracker-key '%s' is not a key ID (56 characters, "
+                        "as the tracker prints on start)",
+                        v);
+    }
+    a->have_key = 1;
+  }
+  for (unsigned i = 0; i < cl->ntrackers; i++) {
+    const char *why = NULL;
+    if (fmt_parse_tracker(cl->trackers[i], &a->trackers[a->ntrackers], &why) !=
+        0) {
+      return fail_usage("--tracker '%s': %s", cl->trackers[i], why);
+    }
+    a->ntrackers++;
+  }
+  return 0;
+}
+
+/* Reads the LINKs and CONTENT-IDs of a get. Returns 0, 1 or 2. */
+static int take_gets(struct app *a) {
+  struct link_tracker env[LINK_MAX_TRACKERS];
+  unsigned nenv = 0;
+  int env_read = 0;
+  int err;
+  a->gets = calloc((size_t)a->nargs, sizeof(*a->gets));
+  if (a->gets == NULL) {
+    fprintf(stderr, "shoal-peer: error: out of memory\n");
+    return 1;
+  }
+  for (int i = 0; i < a->nargs; i++) {
+    struct get_item *g = &a->gets[a->ngets++];
+    const char *arg = a->args[i];
+    /* Each content has the command line's trackers and key, plus its
+     * link's. */
+    memcpy(g->trackers, a->trackers, a->ntrackers * sizeof(a->trackers[0]));
+    g->ntrackers = a->ntrackers;
+    if (a->have_key) {
+      memcpy(g->key, a->tracker_key, 32);
+      g->have_key = 1;
+    }
+    if (strncmp(arg, LINK_SCHEME, strlen(LINK_SCHEME)) == 0) {
+      const char *why = NULL;
+      if (link_parse(arg, strlen(arg), &g->link, &why) != 0) {
+        return fail_input("bad link: %s — copy the whole link as 'shoal-peer "
+                          "share' printed it",
+                          why != NULL ? why : "malformed");
+      }
+      memcpy(g->content, g->link.id, sizeof(g->content));
+      if (!g->have_key) {
+        memcpy(g->key, g->link.tracker_key, 32);
+        g->have_key = 1;
+      }
+      for (size_t t = 0;
+           t < g->link.tracker_count && g->ntrackers < LINK_MAX_TRACKERS; t++) {
+        g->trackers[g->ntrackers++] = g->link.trackers[t];
+      }
+      continue;
+    }
+    err = textid_decode(TEXTID_CONTENT, arg, strlen(arg), g->content);
+    if (err != 0) {
+      return fail_input("'%s' is neither a share link (shoal:...) nor a "
+                        "content ID: %s",
+                        arg, shoal_strerror(err));
+    }
+    /* A content ID names no tracker: the command line's, or else the
+     * variable's. A link carries its own and needs neither. */
+    if (g->ntrackers == 0 && !env_read) {
+      env_read = 1;
+      err = env_trackers(env, &nenv);
+      if (err != 0) {
+        return err;
+      }
+    }
+    if (g->ntrackers == 0) {
+      if (nenv == 0) {
+        return fail_usage("get CONTENT-ID needs --tracker HOST[:PORT] or %s",
+                          TRACKER_ENV);
+      }
+      memcpy(g->trackers, env, nenv * sizeof(env[0]));
+      g->ntrackers = nenv;
+    }
+  }
+  return 0;
+}
+
+/* Each command's own arguments. Returns 0, 1 or 2. */
+static int take_arguments(struct app *a) {
+  int err;
+  switch (a->cmd) {
+  case CMD_SHARE:
+  case CMD_SEARCH:
+    if (a->nargs < 1) {
+      return fail_usage(a->cmd == CMD_SHARE ? "share needs at least one PATH"
+                                            : "search needs WORDS to look "
+                                              "for");
+    }
+    if (a->ntrackers == 0) {
+      err = env_trackers(a->trackers, &a->ntrackers);
+      if (err != 0) {
+        return err;
+      }
+    }
+    if (a->ntrackers == 0) {
+      return fail_usage("%s needs --tracker HOST[:PORT] or %s",
+                        cmd_names[a->cmd], TRACKER_ENV);
+    }
+    if (a->cmd == CMD_SEARCH) {
+      size_t off = 0;
+      for (int i = 0; i < a->nargs; i++) {
+        const char *w = a->args[i];
+        if (w[strspn(w, " \t\n\r\f\v")] == '\0') {
+          return fail_usage("search needs words to look for, not '%s'", w);
+        }
+        int n = snprintf(a->query.query + off, sizeof(a->query.query) - off,
+                         "%s%s", i ? " " : "", w);
+        if (n < 0 || (size_t)n >= sizeof(a->query.query) - off) {
+          return fail_usage("search words are longer than %zu bytes",
+                            sizeof(a->query.query) - 1);
+        }
+        off += (size_t)n;
+      }
+      a->query.limit = (uint16_t)a->limit;
+    }
+    return 0;
+  case CMD_GET:
+    if (a->nargs < 1) {
+      return fail_usage("get needs a LINK or CONTENT-ID (or several)");
+    }
+    return take_gets(a);
+  case CMD_ID:
+    if (a->nargs > 0) {
+      return fail_usage("id takes no arguments, not '%s'", a->args[0]);
+    }
+    return 0;
+  case CMD_NONE:
+    break;
+  }
+  return 0;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Running */
 
 /* The whole program but the argument array, which main owns, so every
  * return path (usage errors included) leaves nothing allocated. */
 static struct app the_app; /* one per process: signal handlers reach it */
 
+static void start_signals(struct app *a) {
+  uv_signal_init(&a->loop, &a->sigint);
+  uv_signal_init(&a->loop, &a->sigterm);
+  uv_signal_init(&a->loop, &a->sigwinch);
+  a->sigint.data = a;
+  a->sigterm.data = a;
+  a->sigwinch.data = a;
+  a->signals_on = 1;
+  uv_signal_start(&a->sigint, on_signal, SIGINT);
+  uv_signal_start(&a->sigterm, on_signal, SIGTERM);
+  if (a->tty) {
+    /* The progress line follows the terminal's width. */
+    uv_signal_start(&a->sigwinch, on_winch, SIGWINCH);
+  }
+}
+
+static int run_search(struct app *a) {
+  struct tcl_config tc;
+  uint64_t seq = clock_wall_ms() * 1000;
+  memset(&tc, 0, sizeof(tc));
+  tc.loop = &a->loop;
+  tc.id = &a->id;
+  tc.trackers = a->trackers;
+  tc.ntrackers = a->ntrackers;
+  tc.tracker_key = a->have_key ? a->tracker_key : NULL;
+  tc.seq = &seq;
+  if (tcl_new(&a->tc, &tc) != 0 ||
+      tcl_search(a->tc, &a->query, on_search, a) != 0) {
+    report_error(a, SHOAL_ENOMEM, "cannot start the search");
+    tcl_close(a->tc);
+    a->tc = NULL;
+    close_signals(a);
+    a->exit_code = 1;
+  }
+  uv_run(&a->loop, UV_RUN_DEFAULT);
+  return a->exit_code;
+}
+
+/* Starts the share or the get on a node that listens. */
+static void start_work(struct app *a) {
+  int err;
+  if (a->cmd == CMD_SHARE) {
+    share_next(a);
+    return;
+  }
+  a->started = 1;
+  a->gets_left = a->ngets;
+  for (int i = 0; i < a->ngets && !a->finished; i++) {
+    struct get_item *g = &a->gets[i];
+    err = node_get(a->node, g->content, g->link.name[0] ? g->link.name : NULL,
+                   g->link.size, g->trackers, g->ntrackers,
+                   g->have_key ? g->key : NULL, a->out_dir, a->seed);
+    if (err == UV_EEXIST) {
+      a->gets_left--; /* the same content twice: one download */
+    } else if (err != 0) {
+      report_error(a, err, "cannot start the download");
+      a->exit_code = 1;
+      a->finished = 1;
+      stop_node(a);
+    }
+  }
+}
+
 static int run(int argc, char **argv, char **pos) {
   struct app *a = &the_app;
-  const char *tracker_key_text = NULL;
+  struct cmdline cl;
   const char *level = "warn";
   int npos = 0;
   int err;
@@ -802,123 +1468,18 @@ static int run(int argc, char **argv, char **pos) {
     return 1;
   }
   memset(a, 0, sizeof(*a));
+  memset(&cl, 0, sizeof(cl));
   a->lock_fd = -1;
   a->limit = 20;
   a->out_dir = ".";
   a->cfg.max_peers = NODE_DEFAULT_MAX_PEERS;
 
-  for (int i = 1; i < argc; i++) {
-    const char *f = argv[i];
-    const char *v = i + 1 < argc ? argv[i + 1] : NULL;
-    uint64_t u;
-#define NEED_VALUE()                                                           \
-  do {                                                                         \
-    if (v == NULL) {                                                           \
-      return fail_usage("%s needs a value", f);                                \
-    }                                                                          \
-    i++;                                                                       \
-  } while (0)
-    if (strcmp(f, "--help") == 0 || strcmp(f, "-h") == 0) {
-      fputs(usage, stdout);
-      return 0;
-    } else if (strcmp(f, "--version") == 0) {
-      printf("shoal-peer %s\n", SHOAL_VERSION);
-      return 0;
-    } else if (strcmp(f, "--json") == 0) {
-      a->json = 1;
-    } else if (strcmp(f, "--quiet") == 0) {
-      a->quiet = 1;
-    } else if (strcmp(f, "--seed") == 0) {
-      a->seed = 1;
-    } else if (strcmp(f, "-o") == 0 || strcmp(f, "--output") == 0) {
-      NEED_VALUE();
-      a->out_dir = v;
-    } else if (strcmp(f, "--listen") == 0) {
-      struct sockaddr_storage ss;
-      NEED_VALUE();
-      if (node_parse_listen(v, &ss) != 0) {
-        return fail_usage("--listen must be ADDR:PORT with an IPv4 or "
-                          "[IPv6] address and a port 0-65535 (0: any), not "
-                          "'%s'", v);
-      }
-      a->cfg.listen = v;
-    } else if (strcmp(f, "--home") == 0) {
-      NEED_VALUE();
-      if (snprintf(a->home, sizeof(a->home), "%s", v) >= (int)sizeof(a->home)) {
-        return fail_usage("--home: path too long%s", "");
-      }
-    } else if (strcmp(f, "--max-peers") == 0) {
-      NEED_VALUE();
-      if (fmt_parse_uint(v, 1, 256, &u) != 0) {
-        return fail_usage("--max-peers must be a number from 1 to 256, not "
-                          "'%s'", v);
-      }
-      a->cfg.max_peers = (unsigned)u;
-    } else if (strcmp(f, "--limit") == 0) {
-      NEED_VALUE();
-      if (fmt_parse_uint(v, 1, TMSG_MAX_RESULTS, &u) != 0) {
-        return fail_usage("--limit must be a number from 1 to 50, not '%s'",
-                          v);
-      }
-      a->limit = (unsigned)u;
-    } else if (strcmp(f, "--interval-cap") == 0) {
-      NEED_VALUE();
-      if (fmt_parse_uint(v, 0, 86400, &u) != 0) {
-        return fail_usage("--interval-cap must be seconds from 0 to 86400, "
-                          "not '%s'", v);
-      }
-      a->cfg.interval_cap_s = (unsigned)u;
-    } else if (strcmp(f, "--upload-rate") == 0 ||
-               strcmp(f, "--download-rate") == 0) {
-      NEED_VALUE();
-      if (fmt_parse_size(v, &u) != 0) {
-        fprintf(stderr,
-                "shoal-peer: %s must be bytes a second like 500k or 10M, not "
-                "'%s'\ntry 'shoal-peer --help'\n",
-                f, v);
-        return 2;
-      }
-      if (f[2] == 'u') {
-        a->cfg.upload_rate = u;
-      } else {
-        a->cfg.download_rate = u;
-      }
-    } else if (strcmp(f, "--mode") == 0) {
-      NEED_VALUE();
-      if (strcmp(v, "p2p") == 0) {
-        a->cfg.mode = NODE_MODE_P2P;
-      } else if (strcmp(v, "cs") == 0) {
-        a->cfg.mode = NODE_MODE_CS;
-      } else {
-        return fail_usage("--mode must be p2p or cs, not '%s'", v);
-      }
-    } else if (strcmp(f, "--log-level") == 0) {
-      NEED_VALUE();
-      if (log_level_parse(v) < 0) {
-        return fail_usage("--log-level must be error, warn, info or debug, "
-                          "not '%s'", v);
-      }
-      level = v;
-    } else if (strcmp(f, "--tracker") == 0) {
-      NEED_VALUE();
-      err = add_tracker(a, v);
-      if (err != 0) {
-        return err;
-      }
-    } else if (strcmp(f, "--tracker-key") == 0) {
-      NEED_VALUE();
-      tracker_key_text = v;
-    } else if (f[0] == '-' && f[1] != '\0') {
-      return fail_usage("unknown option %s", f);
-    } else {
-      pos[npos++] = argv[i];
-    }
-#undef NEED_VALUE
+  err = read_cmdline(argc, argv, &cl, pos, &npos);
+  if (err != 0) {
+    return err < 0 ? 0 : err;
   }
-  log_set_level((enum log_level)log_level_parse(level));
-
   if (npos == 0) {
-    return fail_usage("a command is needed: share, get, search or id%s", "");
+    return fail_usage("a command is needed: share, get, search or id");
   }
   if (strcmp(pos[0], "share") == 0) {
     a->cmd = CMD_SHARE;
@@ -937,112 +1498,37 @@ static int run(int argc, char **argv, char **pos) {
   }
   a->args = pos + 1;
   a->nargs = npos - 1;
-  if (tracker_key_text != NULL) {
-    if (textid_decode(TEXTID_KEY, tracker_key_text, strlen(tracker_key_text),
-                      a->tracker_key) != 0) {
-      return fail_usage("--tracker-key '%s' is not a key ID (56 characters, "
-                        "as the tracker prints on start)",
-                        tracker_key_text);
-    }
-    a->have_key = 1;
+  err = take_options(a, &cl, &level);
+  if (err == 0) {
+    err = take_arguments(a);
   }
-
-  /* Each command's own arguments. */
-  switch (a->cmd) {
-  case CMD_SHARE:
-    if (a->nargs < 1) {
-      return fail_usage("share needs at least one PATH%s", "");
-    }
-    if (a->ntrackers == 0) {
-      return fail_usage("share needs --tracker ADDR:PORT%s", "");
-    }
-    break;
-  case CMD_SEARCH:
-    if (a->nargs < 1) {
-      return fail_usage("search needs WORDS%s", "");
-    }
-    if (a->ntrackers == 0) {
-      return fail_usage("search needs --tracker ADDR:PORT%s", "");
-    }
-    break;
-  case CMD_GET:
-    if (a->nargs < 1) {
-      return fail_usage("get needs a LINK or CONTENT-ID (or several)%s", "");
-    }
-    a->gets = calloc((size_t)a->nargs, sizeof(*a->gets));
-    if (a->gets == NULL) {
-      fprintf(stderr, "shoal-peer: error: out of memory\n");
-      return 1;
-    }
-    for (int i = 0; i < a->nargs; i++) {
-      struct get_item *g = &a->gets[a->ngets++];
-      const char *arg = a->args[i];
-      /* Each content has the command line's trackers and key, plus its
-       * link's. */
-      memcpy(g->trackers, a->trackers, a->ntrackers * sizeof(a->trackers[0]));
-      g->ntrackers = a->ntrackers;
-      if (a->have_key) {
-        memcpy(g->key, a->tracker_key, 32);
-        g->have_key = 1;
-      }
-      if (strncmp(arg, LINK_SCHEME, strlen(LINK_SCHEME)) == 0) {
-        const char *why = NULL;
-        if (link_parse(arg, strlen(arg), &g->link, &why) != 0) {
-          fprintf(stderr, "shoal-peer: error: bad link: %s — copy the whole "
-                          "link as 'shoal-peer share' printed it\n",
-                  why != NULL ? why : "malformed");
-          return 1;
-        }
-        memcpy(g->content, g->link.id, sizeof(g->content));
-        if (!g->have_key) {
-          memcpy(g->key, g->link.tracker_key, 32);
-          g->have_key = 1;
-        }
-        for (size_t t = 0; t < g->link.tracker_count &&
-                           g->ntrackers < LINK_MAX_TRACKERS; t++) {
-          g->trackers[g->ntrackers++] = g->link.trackers[t];
-        }
-      } else {
-        err = textid_decode(TEXTID_CONTENT, arg, strlen(arg), g->content);
-        if (err != 0) {
-          fprintf(stderr,
-                  "shoal-peer: error: '%s' is neither a share link "
-                  "(shoal:...) nor a content ID: %s\n",
-                  arg, shoal_strerror(err));
-          return 1;
-        }
-        if (a->ntrackers == 0) {
-          return fail_usage("get CONTENT-ID needs --tracker ADDR:PORT%s", "");
-        }
-      }
-    }
-    break;
-  case CMD_ID:
-  case CMD_NONE:
-    break;
+  if (err != 0) {
+    return err;
   }
+  log_set_level((enum log_level)log_level_parse(level));
 
   /* Home, identity, lock. */
   if (a->home[0] == '\0' && default_home(a->home, sizeof(a->home)) != 0) {
-    fprintf(stderr, "shoal-peer: error: cannot find a home folder; give "
-                    "--home DIR\n");
+    report_error(a, SHOAL_EINVAL, "cannot find a home folder; give --home DIR");
     return 1;
   }
   {
     char sub[8192];
-    err = make_dirs(a->home);
+    err = make_dirs(a->home, 0700);
     if (err == 0) {
       snprintf(sub, sizeof(sub), "%.4095s/resume", a->home);
-      err = make_dirs(sub);
+      err = make_dirs(sub, 0700);
     }
     if (err == 0) {
       snprintf(sub, sizeof(sub), "%.4095s/manifests", a->home);
-      err = make_dirs(sub);
+      err = make_dirs(sub, 0700);
     }
     if (err != 0) {
-      fprintf(stderr, "shoal-peer: error: cannot create %s: %s — choose "
-                      "another --home\n",
-              a->home, strerror(-err));
+      char msg[4400];
+      snprintf(msg, sizeof(msg),
+               "cannot create %.4095s: %.200s — choose another --home", a->home,
+               shoal_strerror(err));
+      report_error(a, err, msg);
       return 1;
     }
   }
@@ -1068,96 +1554,43 @@ static int run(int argc, char **argv, char **pos) {
     identity_close(&a->id);
     return 0;
   }
+  /* Made before anything listens: a get that cannot write stops here. */
+  if (a->cmd == CMD_GET && prepare_out_dir(a) != 0) {
+    identity_close(&a->id);
+    return 1;
+  }
 
   a->cfg.home = a->home;
   a->tty = isatty(STDERR_FILENO);
+  a->cols = a->tty ? term_cols() : PLAIN_COLS;
   uv_loop_init(&a->loop);
   a->start_ms = uv_now(&a->loop);
-  uv_signal_init(&a->loop, &a->sigint);
-  uv_signal_init(&a->loop, &a->sigterm);
-  a->sigint.data = a;
-  a->sigterm.data = a;
-  uv_signal_start(&a->sigint, on_signal, SIGINT);
-  uv_signal_start(&a->sigterm, on_signal, SIGTERM);
+  start_signals(a);
 
   if (a->cmd == CMD_SEARCH) {
-    struct tcl_config tc;
-    struct tmsg_search s;
-    uint64_t seq = clock_wall_ms() * 1000;
-    size_t off = 0;
-    memset(&tc, 0, sizeof(tc));
-    tc.loop = &a->loop;
-    tc.id = &a->id;
-    tc.trackers = a->trackers;
-    tc.ntrackers = a->ntrackers;
-    tc.tracker_key = a->have_key ? a->tracker_key : NULL;
-    tc.seq = &seq;
-    memset(&s, 0, sizeof(s));
-    for (int i = 0; i < a->nargs; i++) {
-      int n = snprintf(s.query + off, sizeof(s.query) - off, "%s%s",
-                       i ? " " : "", a->args[i]);
-      if (n < 0 || (size_t)n >= sizeof(s.query) - off) {
-        return fail_usage("search words are longer than 256 bytes%s", "");
-      }
-      off += (size_t)n;
-    }
-    s.limit = (uint16_t)a->limit;
-    if (tcl_new(&a->tc, &tc) != 0 || tcl_search(a->tc, &s, on_search, a) != 0) {
-      fprintf(stderr, "shoal-peer: error: cannot start the search\n");
-      return 1;
-    }
-    uv_run(&a->loop, UV_RUN_DEFAULT);
+    err = run_search(a);
     uv_loop_close(&a->loop);
     identity_close(&a->id);
-    return a->exit_code;
+    return err;
   }
 
   err = node_new(&a->node, &a->loop, &a->cfg, &a->id, on_node_event, a);
   if (err != 0) {
     char msg[512];
-    snprintf(msg, sizeof(msg), "cannot listen on %s: %s — choose another "
-                               "--listen ADDR:PORT",
-             a->cfg.listen ? a->cfg.listen : "0.0.0.0:0", shoal_strerror(err));
+    snprintf(msg, sizeof(msg),
+             "cannot listen on %s: %s — choose another --listen ADDR:PORT",
+             a->cfg.listen ? a->cfg.listen : "the default address",
+             shoal_strerror(err));
     report_error(a, err, msg);
     a->exit_code = 1;
     a->finished = 1;
     if (a->node != NULL) {
       node_stop(a->node, on_node_stopped, a);
     } else {
-      uv_close((uv_handle_t *)&a->sigint, NULL);
-      uv_close((uv_handle_t *)&a->sigterm, NULL);
+      close_signals(a);
     }
-  } else if (a->cmd == CMD_SHARE) {
-    share_next(a);
   } else {
-    struct stat st;
-    if (stat(a->out_dir, &st) != 0 || !S_ISDIR(st.st_mode)) {
-      char msg[4400];
-      snprintf(msg, sizeof(msg), "%s is not a folder — create it or choose "
-                                 "another -o DIR",
-               a->out_dir);
-      report_error(a, UV_ENOTDIR, msg);
-      a->exit_code = 1;
-      a->finished = 1;
-      stop_node(a);
-    } else {
-      a->gets_left = a->ngets;
-      for (int i = 0; i < a->ngets && !a->finished; i++) {
-        struct get_item *g = &a->gets[i];
-        err = node_get(a->node, g->content,
-                       g->link.name[0] ? g->link.name : NULL, g->link.size,
-                       g->trackers, g->ntrackers, g->have_key ? g->key : NULL,
-                       a->out_dir, a->seed);
-        if (err == UV_EEXIST) {
-          a->gets_left--; /* the same content twice: one download */
-        } else if (err != 0) {
-          report_error(a, err, "cannot start the download");
-          a->exit_code = 1;
-          a->finished = 1;
-          stop_node(a);
-        }
-      }
-    }
+    start_work(a);
   }
   uv_run(&a->loop, UV_RUN_DEFAULT);
   print_stats(a);

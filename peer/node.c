@@ -473,7 +473,9 @@ void swarm_fail(struct swarm *sw, int code, const char *msg) {
   if (sw->state == SW_FAILED) {
     return;
   }
-  log_error("peer", "%s: %s", sw->name, msg);
+  /* The event carries the failure to the user, who sees it once; the log
+   * keeps it for --log-level info. */
+  log_info("peer", "%s: %s", sw->name, msg);
   sw->state = SW_FAILED;
   uv_timer_stop(&sw->announce_timer);
   uv_timer_stop(&sw->lookup_timer);

@@ -11,13 +11,26 @@ void rate_init(struct rate_bucket *b, uint64_t bytes_per_s, uint64_t now_ms) {
   }
   b->rate = bytes_per_s < RATE_MAX_BPS ? bytes_per_s : RATE_MAX_BPS;
   b->burst = b->rate / 4 > RATE_BURST_MIN ? b->rate / 4 : RATE_BURST_MIN;
-  b->tokens = (double)b->burst;
+  /* Empty, and idle until first used: a full bucket, or one that filled
+   * while the node looked for peers, ran the first second a quarter to a
+   * half over the limit. */
+  b->tokens = 0.0;
 }
 
-int rate_unlimited(const struct rate_bucket *b) { return b->rate == 0; }
+int rate_unlimited(const struct rate_bucket *b) {
+  return b->rate == 0;
+}
 
 void rate_refill(struct rate_bucket *b, uint64_t now_ms) {
-  if (b->rate == 0 || now_ms <= b->last_ms) {
+  if (b->rate == 0) {
+    return;
+  }
+  if (!b->started) {
+    b->started = 1;
+    b->last_ms = now_ms;
+    return;
+  }
+  if (now_ms <= b->last_ms) {
     return;
   }
   uint64_t elapsed = now_ms - b->last_ms;

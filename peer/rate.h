@@ -8,6 +8,15 @@
  * the bucket may go into debt that later refills pay back first. The
  * long-run average therefore stays at `rate`, whatever the block sizes.
  *
+ * A bucket starts empty, and its clock starts at its first rate_take,
+ * rate_charge or rate_refill, not at rate_init: the node makes its buckets
+ * when it starts, and the seconds it then spends finding a tracker and
+ * peers must not turn into a burst. So the first second of traffic is
+ * allowed one second at the rate: a sender that takes before it sends
+ * stays within it, and a receiver that charges what it has read (and reads
+ * again once out of debt) goes over by at most its last read. Later, after
+ * an idle spell, a full bucket lets one burst through on top of the rate.
+ *
  * Burst: max(rate / 4, RATE_BURST_MIN). A quarter of a second of traffic
  * absorbs the loop's timer lateness and lets a socket take several blocks
  * in one go, so a limited transfer does not stall between timer ticks. The
@@ -49,14 +58,16 @@ struct rate_bucket {
   double tokens;  /* whole bytes of allowance; negative while in debt */
   uint64_t last_ms;
   uint32_t milli; /* thousandths of a byte on top of tokens, 0..999 */
+  int started;    /* the clock runs: a take, charge or refill came */
 };
 
-/* Sets up a full bucket for bytes_per_s (0 = unlimited, capped at
- * RATE_MAX_BPS) at time now_ms. */
+/* Sets up an empty bucket for bytes_per_s (0 = unlimited, capped at
+ * RATE_MAX_BPS). It earns nothing until its first use (see above); now_ms
+ * is kept for the fields' sake only. */
 void rate_init(struct rate_bucket *b, uint64_t bytes_per_s, uint64_t now_ms);
-/* Adds the allowance earned since the last call, up to the burst. The
- * other calls refill by themselves; this is for callers that only read
- * tokens. */
+/* Adds the allowance earned since the last call, up to the burst; the
+ * first call only starts the clock. The other calls refill by themselves;
+ * this is for callers that only read tokens. */
 void rate_refill(struct rate_bucket *b, uint64_t now_ms);
 /* Takes n bytes of allowance when the bucket holds at least min(n, burst)
  * of it and returns 1; otherwise changes nothing but the refill and returns
@@ -66,9 +77,10 @@ int rate_take(struct rate_bucket *b, uint64_t n, uint64_t now_ms);
  * go into debt. No effect on an unlimited bucket. */
 void rate_charge(struct rate_bucket *b, uint64_t n, uint64_t now_ms);
 /* Milliseconds from now_ms until rate_take(n) would succeed: 0 if it would
- * now, and always 0 for an unlimited bucket. The bucket is not changed. */
-uint64_t rate_wait_ms(const struct rate_bucket *b, uint64_t n,
-                      uint64_t now_ms);
+ * now, and always 0 for an unlimited bucket. The bucket is not changed; for
+ * a bucket not used yet the answer is counted from now_ms, as if a take
+ * started its clock now. */
+uint64_t rate_wait_ms(const struct rate_bucket *b, uint64_t n, uint64_t now_ms);
 int rate_unlimited(const struct rate_bucket *b);
 
 /* A sliding-window meter: bytes a second over the last window_ms,

@@ -40,6 +40,11 @@
 
 #define TCL_READ_BYTES (64u << 10) /* one read; replies are at most 17 KB */
 #define TCL_REQUEST_MAX 4096u      /* largest request frame (2 754 bytes) */
+/* The first bytes a connection hears, kept to show what a server that is
+ * not a tracker said; of them, at most TCL_HEARD_SHOWN characters of text
+ * (a banner's first line, or twelve bytes as \xNN) go into a message. */
+#define TCL_HEARD_BYTES 64u
+#define TCL_HEARD_SHOWN 48u
 
 static const char who[] = "tracker-client";
 
@@ -60,8 +65,11 @@ struct conn {
   unsigned tracker; /* index into t->trackers */
   int dead;         /* detached from the client; freed by libuv's last word */
   int gai_busy;
-  int tcp_open;     /* uv_tcp_init done and its close callback not yet run */
-  int last_err;     /* of the last address tried */
+  int tcp_open; /* uv_tcp_init done and its close callback not yet run */
+  int last_err; /* of the last address tried */
+  int spoke;    /* a reply verified: the other side speaks shoal */
+  size_t heard_len;
+  uint8_t heard[TCL_HEARD_BYTES]; /* the first bytes it sent */
   uv_getaddrinfo_t gai;
   struct addrinfo *ai_list;
   struct addrinfo *ai_next;
@@ -73,14 +81,14 @@ struct conn {
 
 struct tcl_req {
   struct tcl_req *next;
-  uint8_t type;                 /* TMSG_ANNOUNCE .. TMSG_SEARCH */
+  uint8_t type;                   /* TMSG_ANNOUNCE .. TMSG_SEARCH */
   uint8_t content[TMSG_ID_BYTES]; /* lookup and publish: for the echo */
-  uint64_t id;                  /* envelope seq or query id */
-  uint64_t deadline;            /* uv_now() ms */
-  int status;                   /* on the done list */
+  uint64_t id;                    /* envelope seq or query id */
+  uint64_t deadline;              /* uv_now() ms */
+  int status;                     /* on the done list */
   tcl_cb cb;
   void *arg;
-  uint8_t *frame;               /* framed request until it is written */
+  uint8_t *frame; /* framed request until it is written */
   size_t frame_len;
 };
 
@@ -103,20 +111,26 @@ struct tcl {
   uint64_t *seq;
   unsigned timeout_ms;
   unsigned idle_ms;
-  int family; /* hints.ai_family for every tracker */
-  struct conn *conn;  /* current connection, or NULL */
-  unsigned nconns;    /* connections not yet freed, current or dead */
+  int family;        /* hints.ai_family for every tracker */
+  struct conn *conn; /* current connection, or NULL */
+  unsigned nconns;   /* connections not yet freed, current or dead */
   struct tcl_req *head;
   struct tcl_req **tail;
   struct tcl_req *done;
   struct tcl_req **done_tail;
-  unsigned count;     /* requests on either list */
-  uv_timer_t timer;   /* oldest request's deadline, or the idle close */
-  uv_timer_t later;   /* delivers the done list */
-  unsigned handles;   /* timers not yet closed */
+  unsigned count;   /* requests on either list */
+  uv_timer_t timer; /* oldest request's deadline, or the idle close */
+  uv_timer_t later; /* delivers the done list */
+  unsigned handles; /* timers not yet closed */
   int closing;
   struct buf scratch; /* payload being encoded */
   struct tcl_reply reply;
+  /* The last connection failure, for tcl_describe. */
+  unsigned fail_tracker;
+  int fail_status;
+  char fail_heard[TCL_HEARD_SHOWN + 8]; /* not a shoal frame: what it said */
+  int fail_key_set;
+  uint8_t fail_key[IDENTITY_PK_BYTES]; /* SHOAL_EWRONGKEY: the signer */
 };
 
 static void conn_release(struct conn *c);
@@ -222,11 +236,57 @@ static void conn_drop(struct conn *c) {
   arm_timer(t);
 }
 
+/* Writes what the connection heard as text for a message: its first line
+ * (or its first bytes), printable ASCII as it is and every other byte as
+ * \xNN, "..." when there was more. */
+static void heard_text(const struct conn *c, char *out, size_t cap) {
+  static const char hex[] = "0123456789abcdef";
+  size_t o = 0;
+  size_t i = 0;
+  assert(cap > TCL_HEARD_SHOWN + 3);
+  for (; i < c->heard_len; i++) {
+    uint8_t b = c->heard[i];
+    if ((b == '\r' || b == '\n') && i > 0) {
+      break;
+    }
+    size_t need = b >= 0x20 && b < 0x7f && b != '"' && b != '\\' ? 1 : 4;
+    if (o + need > TCL_HEARD_SHOWN) {
+      break;
+    }
+    if (need == 1) {
+      out[o++] = (char)b;
+    } else {
+      out[o++] = '\\';
+      out[o++] = 'x';
+      out[o++] = hex[b >> 4];
+      out[o++] = hex[b & 15];
+    }
+  }
+  if (i < c->heard_len && c->heard[i] != '\r' && c->heard[i] != '\n') {
+    memcpy(out + o, "...", 3);
+    o += 3;
+  }
+  out[o] = '\0';
+}
+
 /* The connection failed: every pending request fails with err, and the next
- * request goes to the next tracker. */
-static void conn_fail(struct conn *c, int err) {
+ * request goes to the next tracker. not_shoal: what it sent was no shoal
+ * reply at all (err is then SHOAL_EPROTO); key: the signer of a reply
+ * refused with SHOAL_EWRONGKEY, or NULL. */
+static void conn_fail_with(struct conn *c, int err, int not_shoal,
+                           const uint8_t *key) {
   struct tcl *t = c->t;
   assert(t->conn == c);
+  t->fail_tracker = c->tracker;
+  t->fail_status = err;
+  t->fail_heard[0] = '\0';
+  if (not_shoal) {
+    heard_text(c, t->fail_heard, sizeof(t->fail_heard));
+  }
+  t->fail_key_set = key != NULL;
+  if (key != NULL) {
+    memcpy(t->fail_key, key, sizeof(t->fail_key));
+  }
   log_info(who, "tracker %s: %s (%s)%s", t->names[c->tracker],
            shoal_strerror(err), state_names[c->state],
            t->ntrackers > 1 ? "; trying the next tracker next time" : "");
@@ -235,6 +295,21 @@ static void conn_fail(struct conn *c, int err) {
   fail_pending(t, err);
   conn_release(c);
   arm_timer(t);
+}
+
+static void conn_fail(struct conn *c, int err) {
+  conn_fail_with(c, err, 0, NULL);
+}
+
+/* The first thing a connection heard is no shoal frame (or no envelope):
+ * whatever answered, it is not a shoal tracker. Once a reply has verified,
+ * a bad frame is a tracker gone wrong and keeps the decoder's error. */
+static void conn_fail_decode(struct conn *c, int err) {
+  if (!c->spoke) {
+    conn_fail_with(c, SHOAL_EPROTO, 1, NULL);
+  } else {
+    conn_fail(c, err);
+  }
 }
 
 static void on_timer(uv_timer_t *h) {
@@ -415,6 +490,21 @@ static int conn_frame(struct conn *c, const uint8_t *frame, size_t len) {
       .guard = NULL,
   };
   err = envelope_open(frame, len, &pol, &e);
+  if (err == SHOAL_ETRUNC || err == SHOAL_ETOOBIG || err == SHOAL_EVERSION) {
+    /* Not even an envelope's shape. */
+    log_info(who, "tracker %s: reply refused: %s", t->names[c->tracker],
+             shoal_strerror(err));
+    conn_fail_decode(c, err);
+    return -1;
+  }
+  if (err == SHOAL_EWRONGKEY) {
+    /* The signature verified, so the frame is a whole envelope and its
+     * sender's key is in its place. */
+    log_info(who, "tracker %s: reply refused: %s", t->names[c->tracker],
+             shoal_strerror(err));
+    conn_fail_with(c, err, 0, frame + 4);
+    return -1;
+  }
   if (err == 0) {
     err = reply_decode(q, &e, &t->reply, &status);
   }
@@ -424,6 +514,7 @@ static int conn_frame(struct conn *c, const uint8_t *frame, size_t len) {
     conn_fail(c, err);
     return -1;
   }
+  c->spoke = 1;
   if (!t->key_known) {
     char text[TEXTID_STRLEN];
     memcpy(t->key, e.sender, sizeof(t->key));
@@ -463,6 +554,12 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b) {
   }
   const uint8_t *p = (const uint8_t *)b->base;
   size_t left = (size_t)nread;
+  if (c->heard_len < sizeof(c->heard)) {
+    size_t n = sizeof(c->heard) - c->heard_len;
+    n = n < left ? n : left;
+    memcpy(c->heard + c->heard_len, p, n);
+    c->heard_len += n;
+  }
   while (left > 0) {
     const uint8_t *frame;
     size_t flen;
@@ -473,7 +570,7 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b) {
     if (r < 0) {
       log_info(who, "tracker %s: bad frame: %s", t->names[c->tracker],
                shoal_strerror(r));
-      conn_fail(c, r);
+      conn_fail_decode(c, r);
       return;
     }
     if (r == 0) {
@@ -601,8 +698,8 @@ static void conn_start(struct tcl *t) {
   snprintf(port, sizeof(port), "%u", (unsigned)tr->port);
   c->gai.data = c;
   c->gai_busy = 1;
-  int err = uv_getaddrinfo(t->loop, &c->gai, on_resolved, tr->host, port,
-                           &hints);
+  int err =
+      uv_getaddrinfo(t->loop, &c->gai, on_resolved, tr->host, port, &hints);
   if (err != 0) {
     c->gai_busy = 0;
     conn_fail(c, err);
@@ -781,8 +878,8 @@ int tcl_new(struct tcl **out, const struct tcl_config *c) {
   t->seq = c->seq;
   t->timeout_ms = c->timeout_ms != 0 ? c->timeout_ms : TCL_TIMEOUT_MS;
   t->idle_ms = c->idle_ms != 0 ? c->idle_ms : TCL_IDLE_MS;
-  t->family = c->family == AF_INET || c->family == AF_INET6 ? c->family
-                                                            : AF_UNSPEC;
+  t->family =
+      c->family == AF_INET || c->family == AF_INET6 ? c->family : AF_UNSPEC;
   t->tail = &t->head;
   t->done_tail = &t->done;
   buf_init(&t->scratch, TCL_REQUEST_MAX);
@@ -830,8 +927,54 @@ const uint8_t *tcl_key(const struct tcl *t) {
   return t->key_known ? t->key : NULL;
 }
 
-const char *tcl_current(const struct tcl *t) { return t->names[t->cur]; }
+const char *tcl_current(const struct tcl *t) {
+  return t->names[t->cur];
+}
 
-unsigned tcl_pending(const struct tcl *t) { return t->count; }
+unsigned tcl_pending(const struct tcl *t) {
+  return t->count;
+}
 
-int tcl_connected(const struct tcl *t) { return t->conn != NULL; }
+int tcl_connected(const struct tcl *t) {
+  return t->conn != NULL;
+}
+
+const char *tcl_describe(const struct tcl *t, int status,
+                         const struct tcl_reply *r, char *out, size_t cap) {
+  /* The tracker the failure came from, when it was a connection's; an
+   * error reply comes from the current one. */
+  int ours = status == t->fail_status && r == NULL;
+  const char *name = ours ? t->names[t->fail_tracker] : tcl_current(t);
+
+  if (r != NULL && r->type == TMSG_ERROR) {
+    snprintf(out, cap, "tracker %s refused: %s", name, r->error.reason);
+  } else if (ours && status == SHOAL_EPROTO && t->fail_heard[0] != '\0') {
+    snprintf(out, cap,
+             "%s is not a shoal tracker (it answered \"%s\") — check the "
+             "address and port",
+             name, t->fail_heard);
+  } else if (ours && status == SHOAL_EWRONGKEY && t->fail_key_set &&
+             t->key_known) {
+    char theirs[TEXTID_STRLEN], pinned[TEXTID_STRLEN];
+    textid_encode(TEXTID_KEY, t->fail_key, theirs);
+    textid_encode(TEXTID_KEY, t->key, pinned);
+    snprintf(out, cap,
+             "tracker %s signs with key %s, not with the expected key %s — "
+             "check the link or --tracker-key",
+             name, theirs, pinned);
+  } else if (status == SHOAL_EBADSIG || status == SHOAL_EDOMAIN) {
+    snprintf(out, cap, "tracker %s sent a reply that does not verify (%s)",
+             name, shoal_strerror(status));
+  } else if (status == SHOAL_ETIMEDOUT) {
+    snprintf(out, cap,
+             "tracker unreachable: %s (no answer within %u s) — check the "
+             "address and that shoal-tracker runs there",
+             name, (t->timeout_ms + 999) / 1000);
+  } else {
+    snprintf(out, cap,
+             "tracker unreachable: %s (%s) — check the address and that "
+             "shoal-tracker runs there",
+             name, shoal_strerror(status));
+  }
+  return out;
+}

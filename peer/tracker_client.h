@@ -55,17 +55,17 @@ struct tcl_config {
                                           for the client's life */
   const struct link_tracker *trackers; /* copied; 1..LINK_MAX_TRACKERS */
   unsigned ntrackers;
-  const uint8_t *tracker_key;          /* 32 bytes (copied), or NULL: trust
-                                          on first use */
-  uint64_t *seq;                       /* shared envelope sequence counter;
-                                          borrowed for the client's life */
-  unsigned timeout_ms;                 /* per request; 0 = TCL_TIMEOUT_MS */
-  unsigned idle_ms;                    /* close an idle connection after
-                                          this; 0 = TCL_IDLE_MS */
-  int family;                          /* AF_INET or AF_INET6: reach the
-                                          trackers over that family only
-                                          (the one the caller listens on);
-                                          0: either */
+  const uint8_t *tracker_key; /* 32 bytes (copied), or NULL: trust
+                                 on first use */
+  uint64_t *seq;              /* shared envelope sequence counter;
+                                 borrowed for the client's life */
+  unsigned timeout_ms;        /* per request; 0 = TCL_TIMEOUT_MS */
+  unsigned idle_ms;           /* close an idle connection after
+                                 this; 0 = TCL_IDLE_MS */
+  int family;                 /* AF_INET or AF_INET6: reach the
+                                 trackers over that family only
+                                 (the one the caller listens on);
+                                 0: either */
 };
 
 /* A verified reply; it and everything it points to are valid only during
@@ -89,13 +89,21 @@ struct tcl_reply {
  *   a libuv code      resolution or connection failed (UV_ECONNREFUSED,
  *                     UV_EAI_NONAME, ...), the connection broke
  *                     (UV_ECONNRESET), or it ended before the reply (UV_EOF);
+ *   SHOAL_EPROTO      the first reply of a connection is no shoal frame,
+ *                     or no envelope (the frame decoder's error, or
+ *                     envelope_open's SHOAL_ETRUNC, SHOAL_ETOOBIG or
+ *                     SHOAL_EVERSION): what answered is not a shoal
+ *                     tracker (an HTTP or SSH server, say); tcl_describe
+ *                     shows what it said;
  *   envelope_open's error for a reply that does not verify: SHOAL_EWRONGKEY
  *                     (signed by another key than the pinned one),
  *                     SHOAL_EBADSIG, SHOAL_EDOMAIN, SHOAL_ESTALE,
- *                     SHOAL_EFUTURE, SHOAL_EVERSION, SHOAL_ETRUNC,
- *                     SHOAL_EFORMAT;
- *   the frame decoder's error: SHOAL_ETOOBIG (frame over FRAME_MAX_DEFAULT),
- *                     SHOAL_EFORMAT (empty frame);
+ *                     SHOAL_EFUTURE, SHOAL_EFORMAT, and after a reply has
+ *                     verified on the connection also SHOAL_EVERSION and
+ *                     SHOAL_ETRUNC;
+ *   the frame decoder's error, after a reply has verified on the
+ *                     connection: SHOAL_ETOOBIG (frame over
+ *                     FRAME_MAX_DEFAULT), SHOAL_EFORMAT (empty frame);
  *   the payload decoder's error (SHOAL_ETRUNC, SHOAL_EFORMAT,
  *                     SHOAL_ETOOBIG) for a verified reply that does not
  *                     decode;
@@ -135,6 +143,23 @@ const uint8_t *tcl_key(const struct tcl *t);
 /* "host:port" ("[v6]:port" for an IPv6 literal) of the tracker the next or
  * current request goes to, for messages. Valid until tcl_close. */
 const char *tcl_current(const struct tcl *t);
+/* Room for any tcl_describe sentence: two key IDs, a host name and what a
+ * server that is not a tracker answered. */
+#define TCL_DESCRIBE_BYTES 640
+/* Writes into out (cap bytes; TCL_DESCRIBE_BYTES always suffice) one
+ * sentence for people about a failed request, from the status and reply
+ * its callback got (r may be NULL), naming the tracker that failed (which
+ * tcl_current no longer names once the client has moved on):
+ *   "ADDR is not a shoal tracker (it answered "...") - check ..."
+ *       SHOAL_EPROTO for a connection whose first bytes were no shoal
+ *       frame; what it said is cut at its first line, escaped;
+ *   "tracker ADDR signs with key K, not with the expected key P - ..."
+ *       SHOAL_EWRONGKEY;
+ *   "tracker ADDR refused: REASON" for an error reply;
+ *   "tracker unreachable: ADDR (MESSAGE) - check ..." for the rest.
+ * Returns out. */
+const char *tcl_describe(const struct tcl *t, int status,
+                         const struct tcl_reply *r, char *out, size_t cap);
 /* Requests accepted whose callback has not come yet. */
 unsigned tcl_pending(const struct tcl *t);
 /* 1 while a connection is being made or is open, else 0. */

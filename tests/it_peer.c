@@ -1773,10 +1773,11 @@ static void malformed_link_is_refused(void **state) {
   fx_mkdir(f, "out");
   fx_path(f, out, sizeof(out), "out");
   fx_path(f, home, sizeof(home), "home");
+  /* A malformed argument is a usage error: exit status 2. */
   struct proc *p = fx_run(f, "garbage", "get", "shoal:not-a-link", "-o", out,
                           "--home", home, NULL);
   int st = fx_wait_exit(p, FX_EXIT_MS);
-  assert_true(st != 0);
+  assert_int_equal(st, 2);
   assert_true(proc_output_has(p, 1, "link"));
 
   /* A well-formed link with one character of its content ID changed. */
@@ -1794,7 +1795,7 @@ static void malformed_link_is_refused(void **state) {
   *c = *c == 'a' ? 'b' : 'a';
   p = fx_run(f, "typo", "get", link, "-o", out, "--home", home, NULL);
   st = fx_wait_exit(p, FX_EXIT_MS);
-  assert_true(st != 0);
+  assert_int_equal(st, 2);
   assert_true(proc_output_has(p, 1, "link"));
   fx_finish(f);
 }

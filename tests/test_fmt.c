@@ -6,11 +6,11 @@
  * suffix, and junk of every kind (signs, spaces, doubled points, unknown
  * suffixes, non-ASCII digits). The formatters are pinned at their unit and
  * rounding edges. The JSON string writer is checked byte by byte for every
- * control character and every class of invalid UTF-8, and then, for every
- * input of up to two bytes and for many longer ones, by a small JSON reader
- * written here: the output must be valid JSON (RFC 8259) in valid UTF-8,
- * and must read back as the input with each invalid byte replaced by
- * U+FFFD.
+ * control character (C0, DEL and C1) and every class of invalid UTF-8, and
+ * then, for every input of up to two bytes and for many longer ones, by a
+ * small JSON reader written here: the output must be valid JSON (RFC 8259)
+ * in valid UTF-8 with no raw control character, and must read back as the
+ * input with each invalid byte replaced by U+FFFD.
  */
 #include <float.h>
 #include <locale.h>
@@ -114,29 +114,74 @@ static void parse_size_accepts_every_suffix(void **state) {
 static void parse_size_refuses_junk_and_overflow(void **state) {
   (void)state;
   static const char *const bad[] = {
-      "", "-1", "+1", "-0", " 5", "5 ", "\t5", "5\n", "10X", "10 M", "10\tM",
-      "1..5M", "1.5.5M", ".5M", "5.M", "5.", ".", "1.5", "1.0", "1.5B",
-      "1.5iB", "K", "M", "KiB", "B", "iB", "10iB", "10KK", "10KBB", "10KiBB",
-      "10Ki", "10KI", "10Kib ", "10kB2", "0x10", "1e3", "1,5M", "1_000",
+      "",
+      "-1",
+      "+1",
+      "-0",
+      " 5",
+      "5 ",
+      "\t5",
+      "5\n",
+      "10X",
+      "10 M",
+      "10\tM",
+      "1..5M",
+      "1.5.5M",
+      ".5M",
+      "5.M",
+      "5.",
+      ".",
+      "1.5",
+      "1.0",
+      "1.5B",
+      "1.5iB",
+      "K",
+      "M",
+      "KiB",
+      "B",
+      "iB",
+      "10iB",
+      "10KK",
+      "10KBB",
+      "10KiBB",
+      "10Ki",
+      "10KI",
+      "10Kib ",
+      "10kB2",
+      "0x10",
+      "1e3",
+      "1,5M",
+      "1_000",
       "1.1234567M", /* more fraction digits than allowed */
-      "1.0000000k", "5E", "5P", "5KM", "5MK",
+      "1.0000000k",
+      "5E",
+      "5P",
+      "5KM",
+      "5MK",
       /* 2^64 and beyond, at every suffix */
-      "18446744073709551616", "18446744073709551616B",
-      "99999999999999999999", "340282366920938463463374607431768211456",
-      "18014398509481984k", "17592186044416M", "17179869184G", "16777216T",
-      "16777216.0T", "18014398509481984.0k",
+      "18446744073709551616",
+      "18446744073709551616B",
+      "99999999999999999999",
+      "340282366920938463463374607431768211456",
+      "18014398509481984k",
+      "17592186044416M",
+      "17179869184G",
+      "16777216T",
+      "16777216.0T",
+      "18014398509481984.0k",
       /* non-ASCII digits and bytes */
-      "\xef\xbc\x95",     /* fullwidth 5 */
-      "\xd9\xa5",         /* Arabic-Indic 5 */
-      "5\xc2\xa0",        /* no-break space */
-      "5\xff", "\x80",
+      "\xef\xbc\x95", /* fullwidth 5 */
+      "\xd9\xa5",     /* Arabic-Indic 5 */
+      "5\xc2\xa0",    /* no-break space */
+      "5\xff",
+      "\x80",
   };
   for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
     uint64_t v = 12345;
     int rc = fmt_parse_size(bad[i], &v);
     if (rc != SHOAL_EINVAL || v != 0) {
-      fail_msg("\"%s\": rc %d value %llu, want SHOAL_EINVAL and 0", bad[i],
-               rc, (unsigned long long)v);
+      fail_msg("\"%s\": rc %d value %llu, want SHOAL_EINVAL and 0", bad[i], rc,
+               (unsigned long long)v);
     }
   }
 }
@@ -193,8 +238,19 @@ static void parse_uint_range_and_junk(void **state) {
   assert_true(v == UINT64_MAX);
 
   static const char *const bad[] = {
-      "", "-1", "+1", " 1", "1 ", "1k", "0x1", "1.0", "1e2", "\xd9\xa1", "1\n",
-      "18446744073709551616", "99999999999999999999",
+      "",
+      "-1",
+      "+1",
+      " 1",
+      "1 ",
+      "1k",
+      "0x1",
+      "1.0",
+      "1e2",
+      "\xd9\xa1",
+      "1\n",
+      "18446744073709551616",
+      "99999999999999999999",
       "0000000000000000000018446744073709551616",
   };
   for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
@@ -214,10 +270,9 @@ static void parse_uint_range_and_junk(void **state) {
   assert_int_equal(v, 5);
   assert_int_equal(fmt_parse_uint("4", 5, 5, &v), SHOAL_EINVAL);
   /* Leading zeros do not hide an overflow or shorten a large value. */
-  assert_int_equal(
-      fmt_parse_uint("000000000000000000000018446744073709551615", 0,
-                     UINT64_MAX, &v),
-      0);
+  assert_int_equal(fmt_parse_uint("000000000000000000000018446744073709551615",
+                                  0, UINT64_MAX, &v),
+                   0);
   assert_true(v == UINT64_MAX);
 }
 
@@ -330,8 +385,8 @@ static void bytes_shape_for_many_values(void **state) {
     /* |shown - real| <= half a unit of the last digit, in long double
      * (64-bit mantissa: n is exact). */
     long double scale = ldexpl(1.0L, (int)(10 * u));
-    long double shown = (long double)whole + (long double)frac /
-                                                 (fdig == 2 ? 100.0L
+    long double shown =
+        (long double)whole + (long double)frac / (fdig == 2   ? 100.0L
                                                   : fdig == 1 ? 10.0L
                                                               : 1.0L);
     long double last = fdig == 2 ? 0.01L : fdig == 1 ? 0.1L : 1.0L;
@@ -405,6 +460,372 @@ static void eta_text(void **state) {
     fmt_eta(out, sizeof(out), cases[i].in);
     assert_string_equal(out, cases[i].want);
   }
+}
+
+/* ---------------------------------------------------------------------- */
+/* Tracker addresses */
+
+static void expect_tracker(const char *in, const char *host, unsigned port) {
+  struct link_tracker t;
+  const char *why = NULL;
+  int rc = fmt_parse_tracker(in, &t, &why);
+  if (rc != 0) {
+    fail_msg("'%s' refused: %s", in, why ? why : "?");
+  }
+  assert_string_equal(t.host, host);
+  assert_int_equal(t.port, port);
+}
+
+static void expect_bad_tracker(const char *in) {
+  struct link_tracker t;
+  const char *why = NULL;
+  if (fmt_parse_tracker(in, &t, &why) == 0) {
+    fail_msg("'%s' accepted as %s port %u", in, t.host, t.port);
+  }
+  assert_non_null(why);
+  assert_int_equal(t.port, 0);
+}
+
+static void tracker_without_a_port_means_7070(void **state) {
+  (void)state;
+  assert_int_equal(FMT_TRACKER_PORT, 7070);
+  expect_tracker("127.0.0.1:7071", "127.0.0.1", 7071);
+  expect_tracker("127.0.0.1", "127.0.0.1", 7070);
+  expect_tracker("tracker.example.org", "tracker.example.org", 7070);
+  expect_tracker("tracker.example.org:1", "tracker.example.org", 1);
+  expect_tracker("localhost", "localhost", 7070);
+  expect_tracker("[::1]", "::1", 7070);
+  expect_tracker("[::1]:9000", "::1", 9000);
+  expect_tracker("[2001:db8::7]", "2001:db8::7", 7070);
+  expect_bad_tracker("");
+  expect_bad_tracker("::1"); /* IPv6 needs its brackets */
+  expect_bad_tracker("::1:7070");
+  expect_bad_tracker("host:"); /* a colon promises a port */
+  expect_bad_tracker("host:0");
+  expect_bad_tracker("host:65536");
+  expect_bad_tracker("host:70x");
+  expect_bad_tracker("[::1");
+  expect_bad_tracker("[::1]x");
+  expect_bad_tracker("[::1]:");
+  expect_bad_tracker("[]");
+  expect_bad_tracker("[zz::1]");
+  expect_bad_tracker("a b");
+  expect_bad_tracker("999.1.1.1");
+  expect_bad_tracker(":7070");
+}
+
+static void tracker_list_splits_at_commas_and_spaces(void **state) {
+  (void)state;
+  struct link_tracker t[LINK_MAX_TRACKERS];
+  unsigned n = 99;
+  const char *why = NULL;
+  char bad[64];
+  assert_int_equal(fmt_parse_tracker_list("a.example", t, LINK_MAX_TRACKERS, &n,
+                                          &why, bad, sizeof(bad)),
+                   0);
+  assert_int_equal(n, 1);
+  assert_string_equal(t[0].host, "a.example");
+  assert_int_equal(t[0].port, 7070);
+  assert_int_equal(fmt_parse_tracker_list(" a:1,b:2 [::1]\t,, c ", t,
+                                          LINK_MAX_TRACKERS, &n, &why, bad,
+                                          sizeof(bad)),
+                   0);
+  assert_int_equal(n, 4);
+  assert_string_equal(t[0].host, "a");
+  assert_int_equal(t[0].port, 1);
+  assert_string_equal(t[1].host, "b");
+  assert_int_equal(t[1].port, 2);
+  assert_string_equal(t[2].host, "::1");
+  assert_int_equal(t[2].port, 7070);
+  assert_string_equal(t[3].host, "c");
+  assert_int_equal(t[3].port, 7070);
+  /* Nothing in it, too many, and one bad entry, which is named. */
+  assert_int_equal(fmt_parse_tracker_list(" , ", t, LINK_MAX_TRACKERS, &n, &why,
+                                          bad, sizeof(bad)),
+                   SHOAL_EINVAL);
+  assert_non_null(why);
+  assert_int_equal(
+      fmt_parse_tracker_list("a b c", t, 2, &n, &why, bad, sizeof(bad)),
+      SHOAL_EINVAL);
+  assert_int_equal(fmt_parse_tracker_list("a,b:99999,c", t, LINK_MAX_TRACKERS,
+                                          &n, &why, bad, sizeof(bad)),
+                   SHOAL_EBADLINK);
+  assert_string_equal(bad, "b:99999");
+  assert_non_null(strstr(why, "port"));
+}
+
+/* ---------------------------------------------------------------------- */
+/* Text for a terminal */
+
+static void expect_term(const char *in, const char *want, size_t want_cols) {
+  char out[256];
+  size_t cols = fmt_term_escape(out, sizeof(out), in);
+  if (strcmp(out, want) != 0) {
+    fail_msg("escaped to \"%s\", want \"%s\"", out, want);
+  }
+  assert_int_equal(cols, want_cols);
+  assert_int_equal(fmt_term_cols(out), want_cols);
+}
+
+/* No byte a terminal acts on: C0, DEL, and C1 in UTF-8. */
+static void assert_no_controls(const char *s) {
+  const uint8_t *p = (const uint8_t *)s;
+  for (size_t i = 0; p[i] != '\0'; i++) {
+    if (p[i] < 0x20 || p[i] == 0x7f ||
+        (p[i] == 0xc2 && p[i + 1] >= 0x80 && p[i + 1] <= 0x9f)) {
+      fail_msg("control byte 0x%02x at %zu in \"%s\"", p[i], i, s);
+    }
+  }
+}
+
+static void term_escape_controls_and_invalid_bytes(void **state) {
+  (void)state;
+  expect_term("plain name.bin", "plain name.bin", 14);
+  expect_term("a\x1b[31mred", "a\\x1b[31mred", 12);
+  expect_term("two\nlines", "two\\nlines", 10);
+  expect_term("\r\t", "\\r\\t", 4);
+  expect_term("\x01\x1f\x7f", "\\x01\\x1f\\x7f", 12);
+  expect_term("back\\slash", "back\\\\slash", 11);
+  expect_term("\xc2\x9b"
+              "2J",
+              "\\u009b2J", 8);
+  expect_term("\xc2\x80\xc2\x9f\xc2\xa0", "\\u0080\\u009f\xc2\xa0", 13);
+  expect_term("caf\xc3\xa9", "caf\xc3\xa9", 4);
+  expect_term("bad\xff", "bad\\xff", 7);
+  expect_term("cut\xc3", "cut\\xc3", 7);
+  expect_term("\xed\xa0\x80", "\\xed\\xa0\\x80", 12); /* a surrogate */
+  expect_term("", "", 0);
+  /* Wide characters count two columns each. */
+  expect_term("\xe6\x97\xa5\xe6\x9c\xac", "\xe6\x97\xa5\xe6\x9c\xac", 4);
+  expect_term("\xef\xbc\xa1", "\xef\xbc\xa1", 2);         /* fullwidth A */
+  expect_term("\xf0\x9f\x98\x80", "\xf0\x9f\x98\x80", 2); /* emoji */
+  expect_term("\xea\xb0\x80", "\xea\xb0\x80", 2);         /* Hangul */
+  expect_term("\xe2\x82\xac", "\xe2\x82\xac", 1);         /* euro: narrow */
+}
+
+static void term_escape_every_byte_and_random_text(void **state) {
+  (void)state;
+  char in[80], out[512];
+  for (unsigned c = 1; c < 256; c++) {
+    in[0] = (char)c;
+    in[1] = '\0';
+    fmt_term_escape(out, sizeof(out), in);
+    assert_no_controls(out);
+    for (unsigned d = 0x80; d < 0xc0; d++) {
+      in[1] = (char)d;
+      in[2] = '\0';
+      fmt_term_escape(out, sizeof(out), in);
+      assert_no_controls(out);
+    }
+  }
+  rng_state = 0x5851f42d4c957f2du;
+  for (int round = 0; round < 20000; round++) {
+    size_t n = (size_t)(rng() % (sizeof(in) - 1));
+    for (size_t i = 0; i < n; i++) {
+      uint8_t b = (uint8_t)rng();
+      in[i] = (char)(b == 0 ? 0xc2 : b);
+    }
+    in[n] = '\0';
+    size_t cols = fmt_term_escape(out, sizeof(out), in);
+    assert_no_controls(out);
+    assert_int_equal(cols, fmt_term_cols(out));
+    struct buf b;
+    buf_init(&b, 4096);
+    /* What is left is valid UTF-8: JSON passes it through unchanged. */
+    assert_int_equal(fmt_json_str(&b, out), 0);
+    buf_add_u8(&b, 0);
+    assert_null(strstr((const char *)b.data, "\\ufffd"));
+    buf_free(&b);
+  }
+}
+
+static void term_escape_cuts_whole_characters(void **state) {
+  (void)state;
+  char out[16];
+  /* "ab" then an escape of four: with room for five bytes and the NUL the
+   * escape does not fit whole, so it is left out. */
+  memset(out, 'x', sizeof(out));
+  assert_int_equal(fmt_term_escape(out, 6,
+                                   "ab\x1b"
+                                   "cd"),
+                   2);
+  assert_string_equal(out, "ab");
+  assert_int_equal(fmt_term_escape(out, 7,
+                                   "ab\x1b"
+                                   "cd"),
+                   6);
+  assert_string_equal(out, "ab\\x1b");
+  /* A two-byte character is not split. */
+  assert_int_equal(fmt_term_escape(out, 3, "a\xc3\xa9"), 1);
+  assert_string_equal(out, "a");
+  assert_int_equal(fmt_term_escape(out, 1, "abc"), 0);
+  assert_string_equal(out, "");
+  assert_int_equal(fmt_term_escape(out, 0, "abc"), 0);
+}
+
+static void term_join_cuts_the_name_to_fit(void **state) {
+  (void)state;
+  char out[512];
+  char name[101];
+  memset(name, 'a', 100);
+  name[100] = '\0';
+  assert_int_equal(
+      fmt_term_join(out, sizeof(out), 80, "", "f.bin", 12, ": 50.0%"), 0);
+  assert_string_equal(out, "f.bin: 50.0%");
+  /* 20 columns: 7 for the suffix, 13 for the name, of them 3 for "...". */
+  assert_int_equal(fmt_term_join(out, sizeof(out), 20, "", name, 12, ": 50.0%"),
+                   0);
+  assert_string_equal(out, "aaaaaaaaaa...: 50.0%");
+  assert_int_equal(fmt_term_cols(out), 20);
+  /* Exactly fits: not cut. */
+  assert_int_equal(
+      fmt_term_join(out, sizeof(out), 12, "<", "abcdef", 3, ": 50%"), 0);
+  assert_string_equal(out, "<abcdef: 50%");
+  assert_int_equal(
+      fmt_term_join(out, sizeof(out), 11, "<", "abcdef", 3, ": 50%"), 0);
+  assert_string_equal(out, "<ab...: 50%");
+  assert_int_equal(fmt_term_cols(out), 11);
+  /* Too little room for min_name columns of the name. */
+  assert_int_equal(fmt_term_join(out, sizeof(out), 10, "", name, 12, ""), -1);
+  assert_string_equal(out, "");
+  /* A short name needs only its own columns. */
+  assert_int_equal(fmt_term_join(out, sizeof(out), 8, "", "ab", 12, ": 50%"),
+                   0);
+  assert_string_equal(out, "ab: 50%");
+  /* Wide characters are never split, and a cut one leaves a column. */
+  assert_int_equal(fmt_term_join(out, sizeof(out), 7, "",
+                                 "\xe6\x97\xa5\xe6\x97\xa5\xe6\x97\xa5"
+                                 "\xe6\x97\xa5",
+                                 1, ""),
+                   0);
+  assert_string_equal(out, "\xe6\x97\xa5\xe6\x97\xa5...");
+  assert_int_equal(fmt_term_cols(out), 7);
+  /* UTF-8 is cut on a character boundary. */
+  assert_int_equal(fmt_term_join(out, sizeof(out), 6, "",
+                                 "\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9"
+                                 "\xc3\xa9\xc3\xa9\xc3\xa9",
+                                 1, ""),
+                   0);
+  assert_string_equal(out, "\xc3\xa9\xc3\xa9\xc3\xa9...");
+  /* Controls are escaped before the name is measured and cut, and an
+   * escape is never cut in half. */
+  assert_int_equal(
+      fmt_term_join(out, sizeof(out), 9, "", "ab\x1b[2Jcdef", 1, ""), 0);
+  assert_string_equal(out, "ab\\x1b...");
+  assert_int_equal(
+      fmt_term_join(out, sizeof(out), 8, "", "ab\x1b[2Jcdef", 1, ""), 0);
+  assert_string_equal(out, "ab...");
+  assert_no_controls(out);
+  assert_int_equal(fmt_term_join(out, sizeof(out), 80, "", "ab\ncd", 1, "!"),
+                   0);
+  assert_string_equal(out, "ab\\ncd!");
+}
+
+static void progress_full_line(void **state) {
+  (void)state;
+  char out[512];
+  struct fmt_progress p = {
+      .name = "photos",
+      .have = 30u * MIB + 100u * KIB,
+      .total = 64u * MIB,
+      .rate = 12u * MIB + 300u * KIB,
+      .peers = 4,
+      .seeders = 1,
+  };
+  fmt_progress(out, sizeof(out), 80, &p);
+  assert_string_equal(out, "photos: 47.0% 30.1 MiB/64.0 MiB 12.3 MiB/s ETA 2s "
+                           "peers 4 seeders 1");
+  p.seeding = 1;
+  p.uploaded = 1200u * MIB;
+  fmt_progress(out, sizeof(out), 80, &p);
+  assert_string_equal(out,
+                      "photos: seeding 64.0 MiB, uploaded 1.17 GiB, peers 4");
+  /* 0 columns: the default width. */
+  fmt_progress(out, sizeof(out), 0, &p);
+  assert_string_equal(out,
+                      "photos: seeding 64.0 MiB, uploaded 1.17 GiB, peers 4");
+}
+
+static void progress_fits_every_width(void **state) {
+  (void)state;
+  static const char *const names[] = {
+      "a.bin",
+      "holiday-video-from-the-summer-of-2024-in-full-resolution.mkv",
+      "\xc3\xa9t\xc3\xa9-\xc3\xa0-la-plage-avec-les-enfants-et-le-chien.bin",
+      "\xe6\x97\xa5\xe6\x9c\xac\xe8\xaa\x9e\xe3\x81\xae\xe3\x83"
+      "\x95\xe3\x82\xa1\xe3\x82\xa4\xe3\x83\xab\xe5\x90\x8d\xe5"
+      "\x89\x8d.txt",
+      "evil\x1b]0;pwned\x07\n\r\x1b[2Jname\xc2\x9b"
+      "31m\xff.bin",
+  };
+  char out[512];
+  for (size_t n = 0; n < sizeof(names) / sizeof(names[0]); n++) {
+    for (int seeding = 0; seeding <= 1; seeding++) {
+      struct fmt_progress p = {
+          .name = names[n],
+          .have = 123456789,
+          .total = 987654321,
+          .rate = 4567890,
+          .uploaded = 7654321,
+          .peers = 123,
+          .seeders = 45,
+          .seeding = seeding,
+      };
+      for (size_t cols = 1; cols <= 200; cols++) {
+        fmt_progress(out, sizeof(out), cols, &p);
+        assert_no_controls(out);
+        if (fmt_term_cols(out) > cols - 1) {
+          fail_msg("%zu columns: \"%s\" is %zu columns", cols, out,
+                   fmt_term_cols(out));
+        }
+        /* The percentage stays as long as it fits at all. */
+        if (!seeding && cols > 8) {
+          assert_non_null(strstr(out, "12.5%"));
+        }
+      }
+    }
+  }
+}
+
+static void progress_drops_figures_before_the_name(void **state) {
+  (void)state;
+  char out[512];
+  struct fmt_progress p = {
+      .name = "holiday-video-from-the-summer-of-2024-in-full-resolution.mkv",
+      .have = 30u * MIB + 100u * KIB,
+      .total = 64u * MIB,
+      .rate = 12u * MIB + 300u * KIB,
+      .peers = 4,
+      .seeders = 1,
+  };
+  fmt_progress(out, sizeof(out), 80, &p);
+  assert_string_equal(out, "holiday-video-f...: 47.0% 30.1 MiB/64.0 MiB "
+                           "12.3 MiB/s ETA 2s peers 4 seeders 1");
+  /* Too little room for FMT_TERM_NAME_MIN columns of the name beside the
+   * sizes: they go, and the name gets the room. */
+  fmt_progress(out, sizeof(out), 50, &p);
+  assert_string_equal(out, "holiday-video-from-th...: 47.0% 12.3 MiB/s ETA 2s");
+  fmt_progress(out, sizeof(out), 30, &p);
+  assert_string_equal(out, "holiday-video-from-...: 47.0%");
+  fmt_progress(out, sizeof(out), 12, &p);
+  assert_string_equal(out, "47.0%");
+  p.seeding = 1;
+  p.uploaded = 5u * MIB;
+  fmt_progress(out, sizeof(out), 60, &p);
+  assert_string_equal(out, "holiday-vi...: seeding 64.0 MiB, uploaded 5.00 "
+                           "MiB, peers 4");
+  fmt_progress(out, sizeof(out), 55, &p);
+  assert_string_equal(out, "holiday-video-from-the-...: seeding, uploaded "
+                           "5.00 MiB");
+  fmt_progress(out, sizeof(out), 30, &p);
+  assert_string_equal(out, "holiday-video-fro...: seeding");
+  fmt_progress(out, sizeof(out), 12, &p);
+  assert_string_equal(out, "seeding");
+  p.seeding = 0;
+  fmt_progress(out, sizeof(out), 7, &p);
+  assert_string_equal(out, "47.0%");
+  fmt_progress(out, sizeof(out), 4, &p);
+  assert_string_equal(out, "47.");
 }
 
 /* ---------------------------------------------------------------------- */
@@ -705,8 +1126,18 @@ static size_t expected_decoding(const uint8_t *in, size_t n, uint8_t *out) {
   return o;
 }
 
+/* Whether p[0..n) holds a C1 control (U+0080..U+009F, C2 80..C2 9F). */
+static int has_raw_c1(const uint8_t *p, size_t n) {
+  for (size_t i = 0; i + 1 < n; i++) {
+    if (p[i] == 0xc2 && p[i + 1] >= 0x80 && p[i + 1] <= 0x9f) {
+      return 1;
+    }
+  }
+  return 0;
+}
+
 /* Formats in[0..n) and checks the output reads back as expected, is valid
- * JSON in valid UTF-8, and carries no raw DEL. */
+ * JSON in valid UTF-8, and carries no raw DEL and no raw C1 control. */
 static void check_round_trip(struct buf *b, const uint8_t *in, size_t n) {
   uint8_t want[3 * 64];
   uint8_t got[6 * 64 + 2];
@@ -717,6 +1148,7 @@ static void check_round_trip(struct buf *b, const uint8_t *in, size_t n) {
   size_t used = json_read_string(b->data, b->len, got, &dlen);
   assert_int_equal(used, b->len);
   assert_true(memchr(b->data, 0x7f, b->len) == NULL);
+  assert_false(has_raw_c1(b->data, b->len));
   size_t wlen = expected_decoding(in, n, want);
   assert_int_equal(dlen, wlen);
   assert_memory_equal(got, want, wlen);
@@ -738,14 +1170,13 @@ static void expect_json(const void *in, size_t n, const char *want) {
 static void json_escapes_every_control_character(void **state) {
   (void)state;
   static const char *const want[32] = {
-      "\"\\u0000\"", "\"\\u0001\"", "\"\\u0002\"", "\"\\u0003\"",
-      "\"\\u0004\"", "\"\\u0005\"", "\"\\u0006\"", "\"\\u0007\"",
-      "\"\\b\"",     "\"\\t\"",     "\"\\n\"",     "\"\\u000b\"",
-      "\"\\f\"",     "\"\\r\"",     "\"\\u000e\"", "\"\\u000f\"",
-      "\"\\u0010\"", "\"\\u0011\"", "\"\\u0012\"", "\"\\u0013\"",
-      "\"\\u0014\"", "\"\\u0015\"", "\"\\u0016\"", "\"\\u0017\"",
-      "\"\\u0018\"", "\"\\u0019\"", "\"\\u001a\"", "\"\\u001b\"",
-      "\"\\u001c\"", "\"\\u001d\"", "\"\\u001e\"", "\"\\u001f\"",
+      "\"\\u0000\"", "\"\\u0001\"", "\"\\u0002\"", "\"\\u0003\"", "\"\\u0004\"",
+      "\"\\u0005\"", "\"\\u0006\"", "\"\\u0007\"", "\"\\b\"",     "\"\\t\"",
+      "\"\\n\"",     "\"\\u000b\"", "\"\\f\"",     "\"\\r\"",     "\"\\u000e\"",
+      "\"\\u000f\"", "\"\\u0010\"", "\"\\u0011\"", "\"\\u0012\"", "\"\\u0013\"",
+      "\"\\u0014\"", "\"\\u0015\"", "\"\\u0016\"", "\"\\u0017\"", "\"\\u0018\"",
+      "\"\\u0019\"", "\"\\u001a\"", "\"\\u001b\"", "\"\\u001c\"", "\"\\u001d\"",
+      "\"\\u001e\"", "\"\\u001f\"",
   };
   for (unsigned c = 0; c < 32; c++) {
     uint8_t byte = (uint8_t)c;
@@ -769,6 +1200,24 @@ static void json_escapes_every_control_character(void **state) {
   }
 }
 
+/* U+0080..U+009F are valid UTF-8 and legal in JSON, but they are the C1
+ * controls (U+009B is CSI), which a terminal may act on when a --json line
+ * is shown on it: they are escaped like the C0 controls. */
+static void json_escapes_c1_controls(void **state) {
+  (void)state;
+  for (unsigned c = 0x80; c <= 0x9f; c++) {
+    uint8_t in[2] = {0xc2, (uint8_t)c};
+    char want[16];
+    snprintf(want, sizeof(want), "\"\\u%04x\"", c);
+    expect_json(in, 2, want);
+  }
+  expect_json("a\xc2\x9b"
+              "31mb",
+              7, "\"a\\u009b31mb\"");
+  /* U+00A0 and on pass as they are. */
+  expect_json("\xc2\xa0", 2, "\"\xc2\xa0\"");
+}
+
 static void json_str_uses_the_c_string(void **state) {
   (void)state;
   struct buf b;
@@ -782,7 +1231,7 @@ static void json_str_uses_the_c_string(void **state) {
 static void json_passes_valid_utf8(void **state) {
   (void)state;
   static const char *const ok[] = {
-      "\xc2\x80",         /* U+0080, the first two-byte */
+      "\xc2\xa0",         /* U+00A0, the first after the C1 controls */
       "\xc3\xa9",         /* é */
       "\xdf\xbf",         /* U+07FF */
       "\xe0\xa0\x80",     /* U+0800, the first three-byte */
@@ -810,10 +1259,10 @@ static void json_replaces_each_invalid_byte(void **state) {
     const char *in;
     const char *want;
   } cases[] = {
-      {"\x80", "\"\\ufffd\""},                 /* stray continuation */
+      {"\x80", "\"\\ufffd\""}, /* stray continuation */
       {"\xbf", "\"\\ufffd\""},
-      {"\xc0\x80", "\"\\ufffd\\ufffd\""},      /* overlong NUL */
-      {"\xc1\xbf", "\"\\ufffd\\ufffd\""},      /* overlong U+007F */
+      {"\xc0\x80", "\"\\ufffd\\ufffd\""},            /* overlong NUL */
+      {"\xc1\xbf", "\"\\ufffd\\ufffd\""},            /* overlong U+007F */
       {"\xe0\x80\x80", "\"\\ufffd\\ufffd\\ufffd\""}, /* overlong */
       {"\xe0\x9f\xbf", "\"\\ufffd\\ufffd\\ufffd\""}, /* overlong U+07FF */
       {"\xed\xa0\x80", "\"\\ufffd\\ufffd\\ufffd\""}, /* U+D800 */
@@ -826,11 +1275,13 @@ static void json_replaces_each_invalid_byte(void **state) {
        "\"\\ufffd\\ufffd\\ufffd\\ufffd\\ufffd\""}, /* old 5-byte form */
       {"\xfe", "\"\\ufffd\""},
       {"\xff", "\"\\ufffd\""},
-      {"\xc3", "\"\\ufffd\""},                     /* cut at the end */
+      {"\xc3", "\"\\ufffd\""}, /* cut at the end */
       {"\xe2\x82", "\"\\ufffd\\ufffd\""},
       {"\xf0\x9d\x84", "\"\\ufffd\\ufffd\\ufffd\""},
-      {"\xe2\x82" "A", "\"\\ufffd\\ufffdA\""},     /* cut by ASCII */
-      {"\xc3\"", "\"\\ufffd\\\"\""},               /* cut by a quote */
+      {"\xe2\x82"
+       "A",
+       "\"\\ufffd\\ufffdA\""},       /* cut by ASCII */
+      {"\xc3\"", "\"\\ufffd\\\"\""}, /* cut by a quote */
       {"a\xc3\xa9\xff\xc3\xa9z", "\"a\xc3\xa9\\ufffd\xc3\xa9z\""},
   };
   for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
@@ -878,8 +1329,11 @@ static void json_round_trip_random_bytes(void **state) {
   (void)state;
   /* Pieces that make interesting neighbours. */
   static const char *const pieces[] = {
-      "\"", "\\", "\x7f", "\xc3\xa9", "\xe2\x82\xac", "\xf0\x9d\x84\x9e",
-      "\xed\xa0\x80", "\xc0", "\x80", "\xf4\x90", "\\u0000", "\n", "\0",
+      "\"",           "\\",           "\x7f",
+      "\xc3\xa9",     "\xe2\x82\xac", "\xf0\x9d\x84\x9e",
+      "\xed\xa0\x80", "\xc0",         "\x80",
+      "\xf4\x90",     "\\u0000",      "\n",
+      "\0",
   };
   struct buf b;
   uint8_t in[64];
@@ -998,8 +1452,7 @@ static void json_double_three_decimals(void **state) {
     fmt_json_begin(&b, "t");
     fmt_json_double_field(&b, "v", cases[i].v);
     fmt_json_end(&b);
-    snprintf(want, sizeof(want), "{\"event\":\"t\",\"v\":%s}\n",
-             cases[i].want);
+    snprintf(want, sizeof(want), "{\"event\":\"t\",\"v\":%s}\n", cases[i].want);
     expect_line(&b, want);
   }
   /* The largest doubles: 309 digits, then ".000"; still a JSON number. */
@@ -1022,9 +1475,9 @@ static void json_double_three_decimals(void **state) {
  * a locale with a decimal comma is installed (skipped otherwise). */
 static void json_double_ignores_the_locale(void **state) {
   (void)state;
-  static const char *const names[] = {"de_DE.UTF-8", "de_DE.utf8", "de_DE",
-                                      "fr_FR.UTF-8", "fr_FR.utf8", "ru_RU.UTF-8",
-                                      "nl_NL.UTF-8", "pl_PL.UTF-8"};
+  static const char *const names[] = {
+      "de_DE.UTF-8", "de_DE.utf8",  "de_DE",       "fr_FR.UTF-8",
+      "fr_FR.utf8",  "ru_RU.UTF-8", "nl_NL.UTF-8", "pl_PL.UTF-8"};
   const char *found = NULL;
   for (size_t i = 0; i < sizeof(names) / sizeof(names[0]) && !found; i++) {
     if (setlocale(LC_NUMERIC, names[i]) != NULL &&
@@ -1069,7 +1522,17 @@ int main(void) {
       cmocka_unit_test(bytes_truncates_to_small_buffers),
       cmocka_unit_test(rate_text),
       cmocka_unit_test(eta_text),
+      cmocka_unit_test(tracker_without_a_port_means_7070),
+      cmocka_unit_test(tracker_list_splits_at_commas_and_spaces),
+      cmocka_unit_test(term_escape_controls_and_invalid_bytes),
+      cmocka_unit_test(term_escape_every_byte_and_random_text),
+      cmocka_unit_test(term_escape_cuts_whole_characters),
+      cmocka_unit_test(term_join_cuts_the_name_to_fit),
+      cmocka_unit_test(progress_full_line),
+      cmocka_unit_test(progress_fits_every_width),
+      cmocka_unit_test(progress_drops_figures_before_the_name),
       cmocka_unit_test(json_escapes_every_control_character),
+      cmocka_unit_test(json_escapes_c1_controls),
       cmocka_unit_test(json_str_uses_the_c_string),
       cmocka_unit_test(json_passes_valid_utf8),
       cmocka_unit_test(json_replaces_each_invalid_byte),

@@ -40,7 +40,9 @@ static uint64_t rng(void) {
   return x;
 }
 
-static uint64_t rng_below(uint64_t n) { return rng() % n; }
+static uint64_t rng_below(uint64_t n) {
+  return rng() % n;
+}
 
 /* Whether rate_take(n) would succeed at t, without changing b. */
 static int would_take(const struct rate_bucket *b, uint64_t n, uint64_t t) {
@@ -48,10 +50,24 @@ static int would_take(const struct rate_bucket *b, uint64_t n, uint64_t t) {
   return rate_take(&c, n, t);
 }
 
-/* Empties a full bucket at t. */
+/* Leaves b empty at t, its clock running. */
 static void drain(struct rate_bucket *b, uint64_t t) {
-  assert_int_equal(rate_take(b, b->burst, t), 1);
+  rate_refill(b, t);
+  if (b->tokens > 0.0) {
+    assert_int_equal(rate_take(b, (uint64_t)b->tokens, t), 1);
+  }
   assert_true(b->tokens == 0.0);
+}
+
+/* A bucket for bytes_per_s whose clock started long enough before t for
+ * it to be full at t. */
+static void init_full(struct rate_bucket *b, uint64_t bytes_per_s, uint64_t t) {
+  rate_init(b, bytes_per_s, 0);
+  uint64_t fill_ms = b->burst * 1000u / b->rate + 1;
+  assert_true(t >= fill_ms);
+  rate_refill(b, t - fill_ms);
+  rate_refill(b, t);
+  assert_true(b->tokens == (double)b->burst);
 }
 
 /* ---------------------------------------------------------------------- */
@@ -77,15 +93,33 @@ static void init_sets_burst_to_quarter_second_with_256k_floor(void **state) {
   assert_int_equal(b.burst, (10 * MIB + 3) / 4);
 }
 
-static void init_starts_full(void **state) {
+/* A bucket starts empty, and time before its first use earns nothing: a
+ * node makes its buckets when it starts, and the seconds it then spends
+ * finding a tracker and peers must not become a burst. */
+static void init_starts_empty_and_idle(void **state) {
   (void)state;
   struct rate_bucket b;
   rate_init(&b, 1000, T0);
-  assert_true(b.tokens == (double)b.burst);
+  assert_true(b.tokens == 0.0);
   assert_int_equal(b.milli, 0);
-  assert_int_equal(b.last_ms, T0);
-  assert_int_equal(rate_wait_ms(&b, b.burst, T0), 0);
   assert_false(rate_unlimited(&b));
+  /* Five seconds later, the first take is refused, and the wait is
+   * counted from it. */
+  assert_int_equal(rate_wait_ms(&b, 100, T0 + 5000), 100);
+  assert_int_equal(rate_take(&b, 100, T0 + 5000), 0);
+  assert_true(b.tokens == 0.0);
+  assert_int_equal(b.last_ms, T0 + 5000);
+  assert_int_equal(rate_take(&b, 100, T0 + 5099), 0);
+  assert_int_equal(rate_take(&b, 100, T0 + 5100), 1);
+  /* A charge starts the clock too, and a refill. */
+  rate_init(&b, 1000, T0);
+  rate_charge(&b, 10, T0 + 7000);
+  assert_true(b.tokens == -10.0);
+  assert_int_equal(rate_wait_ms(&b, 1, T0 + 7000), 11);
+  rate_init(&b, 1000, T0);
+  rate_refill(&b, T0 + 7000);
+  rate_refill(&b, T0 + 7003);
+  assert_true(b.tokens == 3.0);
 }
 
 static void init_caps_absurd_rates(void **state) {
@@ -113,7 +147,7 @@ static void init_caps_absurd_rates(void **state) {
 static void take_from_full_bucket_up_to_burst(void **state) {
   (void)state;
   struct rate_bucket b;
-  rate_init(&b, 1000, T0);
+  init_full(&b, 1000, T0);
   assert_int_equal(rate_take(&b, 100 * KIB, T0), 1);
   assert_int_equal(rate_take(&b, 100 * KIB, T0), 1);
   assert_true(b.tokens == (double)(56 * KIB));
@@ -128,7 +162,7 @@ static void take_from_full_bucket_up_to_burst(void **state) {
 static void take_zero_bytes(void **state) {
   (void)state;
   struct rate_bucket b;
-  rate_init(&b, 1000, T0);
+  init_full(&b, 1000, T0);
   assert_int_equal(rate_take(&b, 0, T0), 1);
   assert_true(b.tokens == (double)b.burst);
   drain(&b, T0);
@@ -155,7 +189,7 @@ static void empty_bucket_refuses_until_refilled(void **state) {
 static void block_larger_than_burst_passes_only_when_full(void **state) {
   (void)state;
   struct rate_bucket b;
-  rate_init(&b, 1000, T0);
+  init_full(&b, 1000, T0);
   uint64_t burst = b.burst;
 
   /* Not full: refused, and told to wait for a full bucket. */
@@ -201,8 +235,8 @@ static void refill_is_exact_at_uneven_rates(void **state) {
 
 static void refill_every_ms_equals_one_refill(void **state) {
   (void)state;
-  static const uint64_t rates[] = {1, 3, 7, 999, 1001, 65537, 1000003,
-                                   123456789};
+  static const uint64_t rates[] = {1,    3,     7,       999,
+                                   1001, 65537, 1000003, 123456789};
   for (size_t r = 0; r < sizeof(rates) / sizeof(rates[0]); r++) {
     struct rate_bucket a;
     struct rate_bucket c;
@@ -275,7 +309,7 @@ static void clock_going_backwards_earns_nothing(void **state) {
 static void charge_goes_into_debt(void **state) {
   (void)state;
   struct rate_bucket b;
-  rate_init(&b, 1000, T0);
+  init_full(&b, 1000, T0);
   rate_charge(&b, b.burst + 64 * KIB, T0);
   assert_true(b.tokens == -(double)(64 * KIB));
   assert_int_equal(rate_take(&b, 1, T0), 0);
@@ -301,7 +335,7 @@ static void charge_debt_is_bounded(void **state) {
   assert_int_equal(rate_wait_ms(&b, UINT64_MAX, T0),
                    (RATE_MAX_DEBT + RATE_BURST_MIN) * 1000u);
   /* A take far past the burst in debt: also bounded. */
-  rate_init(&b, 1000, T0);
+  init_full(&b, 1000, T0);
   assert_int_equal(rate_take(&b, UINT64_MAX, T0), 1);
   assert_true(b.tokens == -(double)RATE_MAX_DEBT);
 }
@@ -314,10 +348,9 @@ static void charge_debt_is_bounded(void **state) {
  * bucket is refilled at times in between (exact arithmetic). */
 static void wait_ms_is_the_first_millisecond_take_succeeds(void **state) {
   (void)state;
-  static const uint64_t rates[] = {1,        2,       3,       7,
-                                   999,      1000,    1001,    4096,
-                                   65537,    MIB - 1, MIB,     4 * MIB + 7,
-                                   1000003,  RATE_MAX_BPS};
+  static const uint64_t rates[] = {
+      1,    2,     3,       7,   999,         1000,    1001,
+      4096, 65537, MIB - 1, MIB, 4 * MIB + 7, 1000003, RATE_MAX_BPS};
   rng_state = 0x243f6a8885a308d3u;
   for (size_t r = 0; r < sizeof(rates) / sizeof(rates[0]); r++) {
     for (int round = 0; round < 200; round++) {
@@ -334,8 +367,8 @@ static void wait_ms_is_the_first_millisecond_take_succeeds(void **state) {
           (void)rate_take(&b, n, t);
         }
       }
-      uint64_t n = rng_below(4) == 0 ? rng_below(3 * b.burst)
-                                     : rng_below(128 * KIB);
+      uint64_t n =
+          rng_below(4) == 0 ? rng_below(3 * b.burst) : rng_below(128 * KIB);
       uint64_t w = rate_wait_ms(&b, n, t);
       assert_int_equal(would_take(&b, n, t + w), 1);
       if (w == 0) {
@@ -399,8 +432,8 @@ static void unlimited_bucket_always_passes(void **state) {
 /* Over time */
 
 /* A sender that sends 64 KiB blocks as fast as the bucket lets it, waking
- * exactly when rate_wait_ms says: over 60 s it sends the burst plus 60 s at
- * the rate, less at most one block. */
+ * exactly when rate_wait_ms says: over 60 s it sends 60 s at the rate (the
+ * bucket starts empty), less at most one block. */
 static void sender_keeps_long_run_rate(void **state) {
   (void)state;
   static const uint64_t rates[] = {10 * KIB, 100 * KIB + 1, MIB, 30 * MIB};
@@ -420,7 +453,7 @@ static void sender_keeps_long_run_rate(void **state) {
       assert_true(w > 0);
       t += w;
     }
-    uint64_t most = b.burst + rates[r] * 60u;
+    uint64_t most = rates[r] * 60u;
     assert_true(sent <= most);
     assert_true(sent + block > most);
   }
@@ -444,11 +477,87 @@ static void receiver_charging_keeps_long_run_rate(void **state) {
     rate_charge(&b, 100 * KIB, t); /* larger than what was earned */
     got += 100 * KIB;
   }
-  /* got + tokens = burst + 30 s of rate, and the bucket ends in debt of
-   * less than one charge. */
-  uint64_t most = b.burst + rate * 30u;
+  /* got + tokens = 30 s of rate (the bucket starts empty), and the bucket
+   * ends in debt of less than one charge. */
+  uint64_t most = rate * 30u;
   assert_true(got > most);
   assert_true(got <= most + 100 * KIB);
+}
+
+/* A sender that takes before it sends: in the first second after its
+ * first take, however long after rate_init that comes, it sends at most one
+ * second at the rate. */
+static void sender_first_second_holds_the_cap(void **state) {
+  (void)state;
+  static const uint64_t rates[] = {10 * KIB, 100 * KIB + 1, MIB, 4 * MIB + 7,
+                                   30 * MIB};
+  static const uint64_t idles[] = {0, 1, 250, 3000};
+  for (size_t r = 0; r < sizeof(rates) / sizeof(rates[0]); r++) {
+    for (size_t k = 0; k < sizeof(idles) / sizeof(idles[0]); k++) {
+      struct rate_bucket b;
+      uint64_t block = 64 * KIB;
+      uint64_t sent = 0;
+      uint64_t first = T0 + idles[k];
+      uint64_t t = first;
+      rate_init(&b, rates[r], T0);
+      while (t < first + 1000) {
+        if (rate_take(&b, block, t)) {
+          sent += block;
+          continue;
+        }
+        t += rate_wait_ms(&b, block, t);
+      }
+      if (sent > rates[r]) {
+        fail_msg("%llu B/s after %llu ms idle: %llu B in the first second",
+                 (unsigned long long)rates[r], (unsigned long long)idles[k],
+                 (unsigned long long)sent);
+      }
+    }
+  }
+}
+
+/* A receiver that charges what it read and reads again once the bucket is
+ * out of debt (node.c waits for rate_wait_ms(1) == 0), each read at most a
+ * quarter second at the rate and at least 16 KiB (session.c): in the first
+ * second it gets at most one second at the rate plus one read, whatever
+ * the read sizes; with full reads, exactly the rate. */
+static void receiver_first_second_holds_the_cap_plus_one_read(void **state) {
+  (void)state;
+  static const uint64_t rates[] = {16 * KIB, 20 * KIB, 100 * KIB + 1, MIB,
+                                   10 * MIB};
+  static const uint64_t idles[] = {0, 3000};
+  rng_state = 0x6a09e667f3bcc908u;
+  for (size_t r = 0; r < sizeof(rates) / sizeof(rates[0]); r++) {
+    uint64_t read_max = rates[r] / 4 > 16 * KIB ? rates[r] / 4 : 16 * KIB;
+    for (size_t k = 0; k < sizeof(idles) / sizeof(idles[0]); k++) {
+      for (int round = 0; round < 50; round++) {
+        struct rate_bucket b;
+        uint64_t got = 0;
+        uint64_t first = T0 + idles[k];
+        uint64_t t = first;
+        rate_init(&b, rates[r], T0);
+        while (t < first + 1000) {
+          uint64_t w = rate_wait_ms(&b, 1, t);
+          if (w != 0) {
+            t += w;
+            continue;
+          }
+          uint64_t n = round == 0 ? read_max : 1 + rng_below(read_max);
+          rate_charge(&b, n, t);
+          got += n;
+          /* The next read needs the socket to have more: a millisecond. */
+          t += 1;
+        }
+        if (got > rates[r] + read_max ||
+            (round == 0 && rates[r] / 4 >= 16 * KIB && got > rates[r])) {
+          fail_msg("%llu B/s after %llu ms idle, %s reads: %llu B in the "
+                   "first second",
+                   (unsigned long long)rates[r], (unsigned long long)idles[k],
+                   round == 0 ? "full" : "random", (unsigned long long)got);
+        }
+      }
+    }
+  }
 }
 
 /* ---------------------------------------------------------------------- */
@@ -593,8 +702,8 @@ static void meter_matches_reference(void **state) {
     uint64_t slot = m.slot_ms;
     uint64_t newest = t / slot;
     for (int i = 0; i < EVENTS; i++) {
-      uint64_t step = rng_below(8) == 0 ? rng_below(slot * 30 + 1)
-                                        : rng_below(slot + 1);
+      uint64_t step =
+          rng_below(8) == 0 ? rng_below(slot * 30 + 1) : rng_below(slot + 1);
       t += step;
       uint64_t n = rng_below(100000);
       meter_add(&m, n, t);
@@ -622,7 +731,7 @@ static void meter_matches_reference(void **state) {
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(init_sets_burst_to_quarter_second_with_256k_floor),
-      cmocka_unit_test(init_starts_full),
+      cmocka_unit_test(init_starts_empty_and_idle),
       cmocka_unit_test(init_caps_absurd_rates),
       cmocka_unit_test(take_from_full_bucket_up_to_burst),
       cmocka_unit_test(take_zero_bytes),
@@ -639,6 +748,8 @@ int main(void) {
       cmocka_unit_test(unlimited_bucket_always_passes),
       cmocka_unit_test(sender_keeps_long_run_rate),
       cmocka_unit_test(receiver_charging_keeps_long_run_rate),
+      cmocka_unit_test(sender_first_second_holds_the_cap),
+      cmocka_unit_test(receiver_first_second_holds_the_cap_plus_one_read),
       cmocka_unit_test(meter_slot_width_follows_window),
       cmocka_unit_test(meter_empty_reads_zero),
       cmocka_unit_test(meter_steady_flow_exact),

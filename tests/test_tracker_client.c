@@ -30,13 +30,14 @@
 #include "common/frame.h"
 #include "common/identity.h"
 #include "common/log.h"
+#include "common/textid.h"
 #include "common/tmsg.h"
 #include "peer/tracker_client.h"
 #include "tests/lib/testutil.h"
 #include "tracker/tracker.h"
 
-#define WAIT_MS 5000u   /* deadline of one wait for something that must come */
-#define SHORT_MS 300u   /* request timeout of the timeout tests */
+#define WAIT_MS 5000u /* deadline of one wait for something that must come */
+#define SHORT_MS 300u /* request timeout of the timeout tests */
 #define MAX_RES 8
 
 /* ---------------------------------------------------------------------- */
@@ -89,7 +90,12 @@ enum variant {
   V_FUTURE,           /* a correct reply stamped 10 minutes ahead */
   V_FLIPPED,          /* a correct reply with a bit of its signature flipped */
   V_TRUNC_PAYLOAD,    /* a signed reply whose payload lacks its last byte */
+  V_HTTP,             /* an HTTP server's answer to a request */
+  V_SSH,              /* an SSH server's banner, sent on accept */
 };
+
+#define HTTP_ANSWER "HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n"
+#define SSH_BANNER "SSH-2.0-OpenSSH_9.2p1 Debian-2+deb12u3\r\n"
 
 struct fconn {
   uv_tcp_t tcp;
@@ -108,8 +114,8 @@ struct fake {
   struct identity other; /* V_OTHER_KEY */
   enum variant variant;
   unsigned accepted;
-  unsigned closed;       /* connections gone, whoever closed them */
-  unsigned eof;          /* connections the client closed */
+  unsigned closed; /* connections gone, whoever closed them */
+  unsigned eof;    /* connections the client closed */
   unsigned requests;
   uint64_t seq;
   uint8_t *cached; /* V_SAME_BYTES */
@@ -166,9 +172,9 @@ static void seal_framed(struct buf *out, enum envelope_class cls, uint8_t type,
   size_t start = out->len;
   uint8_t hdr[FRAME_HEADER_BYTES] = {0};
   buf_add(out, hdr, sizeof(hdr));
-  assert_int_equal(envelope_seal(out, cls, type, id, ts, seq, payload->data,
-                                 payload->len),
-                   0);
+  assert_int_equal(
+      envelope_seal(out, cls, type, id, ts, seq, payload->data, payload->len),
+      0);
   frame_header(out->data + start, out->len - start - FRAME_HEADER_BYTES);
 }
 
@@ -243,6 +249,11 @@ static int fake_respond(struct fake *f, const uint8_t *m, size_t n,
     buf_add(out, hdr, sizeof(hdr));
     return 0;
   }
+  case V_HTTP:
+    buf_add(out, HTTP_ANSWER, strlen(HTTP_ANSWER));
+    return 0;
+  case V_SSH:
+    return 0; /* it said its piece on accept */
   default:
     break;
   }
@@ -251,8 +262,8 @@ static int fake_respond(struct fake *f, const uint8_t *m, size_t n,
   switch (type) {
   case TMSG_ANNOUNCE: {
     struct tmsg_announce a;
-    struct tmsg_announce_ok ok = {.seq = id, .interval_s = 100,
-                                  .min_interval_s = 10};
+    struct tmsg_announce_ok ok = {
+        .seq = id, .interval_s = 100, .min_interval_s = 10};
     assert_int_equal(tmsg_announce_decode(p, plen, &a), 0);
     ok.accepted = a.count;
     if (v == V_BAD_SEQ) {
@@ -440,6 +451,9 @@ static void fake_on_conn(uv_stream_t *l, int status) {
   }
   f->accepted++;
   uv_read_start((uv_stream_t *)&c->tcp, fake_alloc, fake_read);
+  if (f->variant == V_SSH) {
+    fake_write(c, SSH_BANNER, strlen(SSH_BANNER));
+  }
 }
 
 static int tcp_port(const uv_tcp_t *h) {
@@ -468,8 +482,7 @@ static void fake_start(struct fake *f, uv_loop_t *loop, enum variant v) {
   f->on = 1;
   assert_int_equal(uv_ip4_addr("127.0.0.1", 0, &sa), 0);
   assert_int_equal(uv_tcp_bind(&f->listener, (struct sockaddr *)&sa, 0), 0);
-  assert_int_equal(uv_listen((uv_stream_t *)&f->listener, 16, fake_on_conn),
-                   0);
+  assert_int_equal(uv_listen((uv_stream_t *)&f->listener, 16, fake_on_conn), 0);
   f->port = tcp_port(&f->listener);
 }
 
@@ -525,7 +538,9 @@ static void deadline_start(struct fx *f, unsigned ms) {
   uv_timer_start(&f->deadline, on_deadline, ms, 0);
 }
 
-static void deadline_stop(struct fx *f) { uv_timer_stop(&f->deadline); }
+static void deadline_stop(struct fx *f) {
+  uv_timer_stop(&f->deadline);
+}
 
 /* Runs the loop until cond holds or ms pass; cond is then re-checked by the
  * caller's assert. */
@@ -733,7 +748,9 @@ static void expect_res(const struct res *x, int st, int with_reply) {
   assert_int_equal(x->had_reply, with_reply);
 }
 
-static void content_id(uint8_t c[32], uint64_t n) { tu_fill(c, 32, 0xc0 + n); }
+static void content_id(uint8_t c[32], uint64_t n) {
+  tu_fill(c, 32, 0xc0 + n);
+}
 
 static void make_lookup(struct tmsg_lookup *l, const uint8_t c[32]) {
   memset(l, 0, sizeof(*l));
@@ -899,8 +916,8 @@ static void test_trust_on_first_use_learns_the_tracker_key(void **st) {
   assert_memory_equal(tcl_key(t), f->trk_key.pk, 32);
 }
 
-static void test_wrong_pinned_key_is_refused_and_a_correct_client_works(
-    void **st) {
+static void
+test_wrong_pinned_key_is_refused_and_a_correct_client_works(void **st) {
   struct fx *f = *st;
   uint8_t c[32];
   uint8_t wrong[32];
@@ -956,8 +973,8 @@ static void test_pin_from_first_use_holds_across_fail_over(void **st) {
   assert_memory_equal(tcl_key(t), f->fake.key.pk, 32);
 }
 
-static void test_refused_connection_fails_and_the_next_request_fails_over(
-    void **st) {
+static void
+test_refused_connection_fails_and_the_next_request_fails_over(void **st) {
   struct fx *f = *st;
   uint8_t c[32];
   char name[64];
@@ -1008,8 +1025,8 @@ static void test_fail_over_goes_round_robin(void **st) {
   assert_null(tcl_key(t));
 }
 
-static void test_silent_tracker_times_out_and_the_next_request_reconnects(
-    void **st) {
+static void
+test_silent_tracker_times_out_and_the_next_request_reconnects(void **st) {
   struct fx *f = *st;
   uint8_t c[32];
   fake_start(&f->fake, &f->loop, V_MUTE);
@@ -1051,8 +1068,12 @@ struct bad_case {
 
 static const struct bad_case bad_cases[] = {
     {V_GARBAGE, TMSG_LOOKUP, SHOAL_EBADSIG, 0, 0},
-    {V_OVERSIZE, TMSG_LOOKUP, SHOAL_ETOOBIG, 0, 0},
-    {V_EMPTY_FRAME, TMSG_LOOKUP, SHOAL_EFORMAT, 0, 0},
+    /* Not a shoal frame as the first thing a connection hears: not a
+     * shoal tracker (SHOAL_EPROTO; tcl_describe says so). */
+    {V_OVERSIZE, TMSG_LOOKUP, SHOAL_EPROTO, 0, 0},
+    {V_EMPTY_FRAME, TMSG_LOOKUP, SHOAL_EPROTO, 0, 0},
+    {V_HTTP, TMSG_SEARCH, SHOAL_EPROTO, 0, 0},
+    {V_SSH, TMSG_LOOKUP, SHOAL_EPROTO, 0, 0},
     {V_WRONG_TYPE, TMSG_LOOKUP, SHOAL_EPROTO, 0, 0},
     {V_WRONG_TYPE, TMSG_ANNOUNCE, SHOAL_EPROTO, 0, 0},
     {V_WRONG_TYPE, TMSG_SEARCH, SHOAL_EPROTO, 0, 0},
@@ -1072,8 +1093,8 @@ static const struct bad_case bad_cases[] = {
     {V_CLOSE, TMSG_SEARCH, UV_EOF, UV_ECONNRESET, 0},
 };
 
-static int send_kind(struct tcl *t, uint8_t kind,
-                     const uint8_t c[32], struct res *x) {
+static int send_kind(struct tcl *t, uint8_t kind, const uint8_t c[32],
+                     struct res *x) {
   static struct tmsg_announce a;
   static struct tmsg_publish p;
   static struct tmsg_search s;
@@ -1092,8 +1113,7 @@ static int send_kind(struct tcl *t, uint8_t kind,
   }
 }
 
-static void test_bad_replies_fail_every_pending_request_and_close(
-    void **st) {
+static void test_bad_replies_fail_every_pending_request_and_close(void **st) {
   struct fx *f = *st;
   uint8_t c[32];
   fake_start(&f->fake, &f->loop, V_GOOD);
@@ -1112,7 +1132,8 @@ static void test_bad_replies_fail_every_pending_request_and_close(
     assert_int_equal(lookup(t, c, &f->res[1]), 0);
     RUN_UNTIL(f, f->res[1].calls > 0, WAIT_MS);
     int st0 = f->res[0].status;
-    if (!(st0 == bc->status || (bc->alt_status != 0 && st0 == bc->alt_status))) {
+    if (!(st0 == bc->status ||
+          (bc->alt_status != 0 && st0 == bc->alt_status))) {
       fail_msg("case %zu: status %s, expected %s", i, shoal_err_name(st0),
                shoal_err_name(bc->status));
     }
@@ -1126,6 +1147,126 @@ static void test_bad_replies_fail_every_pending_request_and_close(
     tcl_close(t);
     f->cl[0] = NULL;
   }
+}
+
+/* A server that is not a shoal tracker: the request fails with
+ * SHOAL_EPROTO, and tcl_describe names the address and what the server
+ * said, escaped and cut at its first line. */
+static void test_a_server_that_is_not_a_tracker_is_named(void **st) {
+  struct fx *f = *st;
+  static const struct {
+    enum variant v;
+    uint8_t req;
+    const char *said;
+  } cases[] = {
+      {V_HTTP, TMSG_SEARCH, "(it answered \"HTTP/1.1 400 Bad Request\")"},
+      {V_SSH, TMSG_LOOKUP,
+       "(it answered \"SSH-2.0-OpenSSH_9.2p1 Debian-2+deb12u3\")"},
+      {V_OVERSIZE, TMSG_ANNOUNCE,
+       "(it answered \"\\x00\\x10\\x00\\x01\\x00\\x00\\x00\\x00\\x00"
+       "\\x00\\x00\\x00...\")"},
+  };
+  uint8_t c[32];
+  char want[128], got[512];
+  content_id(c, 20);
+  fake_start(&f->fake, &f->loop, V_GOOD);
+  for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+    f->fake.variant = cases[i].v;
+    memset(&f->res[0], 0, sizeof(f->res[0]));
+    f->res[0].f = f;
+    struct link_tracker tr = at("127.0.0.1", f->fake.port);
+    struct tcl *t = client(f, 0, &tr, 1, NULL, 2000, NULL);
+    assert_int_equal(send_kind(t, cases[i].req, c, &f->res[0]), 0);
+    RUN_UNTIL(f, f->res[0].calls > 0, WAIT_MS);
+    expect_res(&f->res[0], SHOAL_EPROTO, 0);
+    tcl_describe(t, f->res[0].status, NULL, got, sizeof(got));
+    snprintf(want, sizeof(want), "127.0.0.1:%d is not a shoal tracker %s",
+             f->fake.port, cases[i].said);
+    if (strncmp(got, want, strlen(want)) != 0) {
+      fail_msg("case %zu: \"%s\", want \"%s ...\"", i, got, want);
+    }
+    tcl_close(t);
+    f->cl[0] = NULL;
+  }
+}
+
+/* A tracker that spoke shoal first and then sends a bad frame is broken,
+ * not something else: the decoder's error comes through. */
+static void test_bad_frame_after_a_good_reply_keeps_its_error(void **st) {
+  struct fx *f = *st;
+  uint8_t c[32];
+  char got[512];
+  content_id(c, 21);
+  fake_start(&f->fake, &f->loop, V_GOOD);
+  struct link_tracker tr = at("127.0.0.1", f->fake.port);
+  struct tcl *t = client(f, 0, &tr, 1, NULL, 2000, NULL);
+  assert_int_equal(lookup(t, c, &f->res[0]), 0);
+  RUN_UNTIL(f, f->res[0].calls > 0, WAIT_MS);
+  expect_res(&f->res[0], 0, 1);
+  f->fake.variant = V_OVERSIZE;
+  assert_int_equal(lookup(t, c, &f->res[1]), 0);
+  RUN_UNTIL(f, f->res[1].calls > 0, WAIT_MS);
+  expect_res(&f->res[1], SHOAL_ETOOBIG, 0);
+  tcl_describe(t, f->res[1].status, NULL, got, sizeof(got));
+  assert_null(strstr(got, "not a shoal tracker"));
+  assert_non_null(strstr(got, shoal_strerror(SHOAL_ETOOBIG)));
+}
+
+/* A reply signed by another key than the pinned one: tcl_describe names
+ * both keys. */
+static void test_wrong_key_names_both_keys(void **st) {
+  struct fx *f = *st;
+  uint8_t c[32];
+  char got[512], theirs[TEXTID_STRLEN], pinned[TEXTID_STRLEN], want[512];
+  content_id(c, 22);
+  fake_start(&f->fake, &f->loop, V_OTHER_KEY);
+  struct link_tracker tr = at("127.0.0.1", f->fake.port);
+  struct tcl *t = client(f, 0, &tr, 1, f->fake.key.pk, 2000, NULL);
+  assert_int_equal(send_kind(t, TMSG_SEARCH, c, &f->res[0]), 0);
+  RUN_UNTIL(f, f->res[0].calls > 0, WAIT_MS);
+  expect_res(&f->res[0], SHOAL_EWRONGKEY, 0);
+  tcl_describe(t, f->res[0].status, NULL, got, sizeof(got));
+  textid_encode(TEXTID_KEY, f->fake.other.pk, theirs);
+  textid_encode(TEXTID_KEY, f->fake.key.pk, pinned);
+  snprintf(want, sizeof(want),
+           "tracker 127.0.0.1:%d signs with key %s, not with the expected "
+           "key %s",
+           f->fake.port, theirs, pinned);
+  if (strncmp(got, want, strlen(want)) != 0) {
+    fail_msg("\"%s\", want \"%s ...\"", got, want);
+  }
+}
+
+/* tcl_describe names the tracker that failed, also when the client has
+ * moved on to the next one; and a refusal carries the tracker's reason. */
+static void test_describe_names_the_tracker_that_failed(void **st) {
+  struct fx *f = *st;
+  uint8_t c[32];
+  char got[512], want[512];
+  content_id(c, 23);
+  refuser_start(f);
+  fake_start(&f->fake, &f->loop, V_ERROR_ZERO_ID);
+  struct link_tracker trs[2] = {at("127.0.0.1", f->refused_port),
+                                at("127.0.0.1", f->fake.port)};
+  struct tcl *t = client(f, 0, trs, 2, f->fake.key.pk, 2000, NULL);
+  assert_int_equal(lookup(t, c, &f->res[0]), 0);
+  RUN_UNTIL(f, f->res[0].calls > 0, WAIT_MS);
+  expect_res(&f->res[0], UV_ECONNREFUSED, 0);
+  tcl_describe(t, f->res[0].status, NULL, got, sizeof(got));
+  snprintf(want, sizeof(want), "tracker unreachable: 127.0.0.1:%d (%s)",
+           f->refused_port, shoal_strerror(UV_ECONNREFUSED));
+  if (strncmp(got, want, strlen(want)) != 0) {
+    fail_msg("\"%s\", want \"%s ...\"", got, want);
+  }
+  /* The next request goes to the fake, which refuses it. */
+  assert_int_equal(lookup(t, c, &f->res[1]), 0);
+  RUN_UNTIL(f, f->res[1].calls > 0, WAIT_MS);
+  expect_res(&f->res[1], SHOAL_ERATE, 1);
+  tcl_describe(t, f->res[1].status, &f->res[1].rep, got, sizeof(got));
+  snprintf(want, sizeof(want),
+           "tracker 127.0.0.1:%d refused: too many requests; retry later",
+           f->fake.port);
+  assert_string_equal(got, want);
 }
 
 static void test_unsolicited_reply_closes_the_connection(void **st) {
@@ -1516,8 +1657,7 @@ static void test_invalid_configuration_and_messages_are_refused(void **st) {
   content_id(c, 21);
   make_announce(&a, c, 4000, TMSG_ROLE_SEEDING);
   a.count = TMSG_MAX_ANNOUNCE_ITEMS + 1;
-  assert_int_equal(CALL(tcl_announce(t, &a, on_res, &f->res[0])),
-                   SHOAL_EINVAL);
+  assert_int_equal(CALL(tcl_announce(t, &a, on_res, &f->res[0])), SHOAL_EINVAL);
   make_search(&s, "x");
   s.limit = TMSG_MAX_RESULTS + 1;
   assert_int_equal(CALL(tcl_search(t, &s, on_res, &f->res[0])), SHOAL_EINVAL);
@@ -1551,6 +1691,10 @@ int main(void) {
       T(test_fail_over_goes_round_robin),
       T(test_silent_tracker_times_out_and_the_next_request_reconnects),
       T(test_bad_replies_fail_every_pending_request_and_close),
+      T(test_a_server_that_is_not_a_tracker_is_named),
+      T(test_bad_frame_after_a_good_reply_keeps_its_error),
+      T(test_wrong_key_names_both_keys),
+      T(test_describe_names_the_tracker_that_failed),
       T(test_unsolicited_reply_closes_the_connection),
       T(test_split_and_repeated_replies_are_accepted),
       T(test_error_replies_surface_code_and_reason),
