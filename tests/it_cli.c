@@ -614,6 +614,38 @@ static void not_a_tracker_and_a_wrong_key_are_named_once(void **state) {
   fx_finish(f);
 }
 
+/* share and get, like search, name a server that is not a tracker, once
+ * (the tries before it are not warnings). */
+static void share_and_get_name_a_server_that_is_not_a_tracker(void **state) {
+  struct fx *f = *state;
+  static struct fake_srv http;
+  char home[PROC_PATH_MAX], addr[64], want[256], src[PROC_PATH_MAX];
+  char link[LINK_MAX_CHARS + 1], out[PROC_PATH_MAX];
+  assert_int_equal(fake_srv_start(f, &http, "127.0.0.1", 0, HTTP_ANSWER, 0), 0);
+  snprintf(addr, sizeof(addr), "127.0.0.1:%d", http.port);
+  snprintf(want, sizeof(want),
+           "shoal-peer: error: %s is not a shoal tracker (it answered "
+           "\"HTTP/1.1 400 Bad Request\")",
+           addr);
+  fx_write_random(f, "f.bin", 10 * FX_KiB, 8, NULL);
+  fx_path(f, src, sizeof(src), "f.bin");
+  fx_path(f, home, sizeof(home), "home-share");
+  struct proc *p = fx_run(f, "share", "share", src, "--tracker", addr,
+                          "--listen", "127.0.0.1:0", "--home", home, NULL);
+  fx_expect_exit(p, 30000, 1);
+  assert_int_equal(err_lines_with(p, want), 1);
+  assert_int_equal(err_lines_with(p, " WARN "), 0);
+  link_to_nowhere(link, sizeof(link), http.port);
+  fx_path(f, home, sizeof(home), "home-get");
+  fx_path(f, out, sizeof(out), "out");
+  p = fx_run(f, "get", "get", link, "-o", out, "--listen", "127.0.0.1:0",
+             "--home", home, NULL);
+  fx_expect_exit(p, 30000, 1);
+  assert_int_equal(err_lines_with(p, want), 1);
+  assert_int_equal(err_lines_with(p, " WARN "), 0);
+  fx_finish(f);
+}
+
 static void failures_print_one_line_and_no_totals(void **state) {
   struct fx *f = *state;
   char home[PROC_PATH_MAX], out[PROC_PATH_MAX], link[LINK_MAX_CHARS + 1];
@@ -1193,6 +1225,7 @@ int main(void) {
       T(tracker_without_a_port_is_7070),
       T(shoal_tracker_stands_for_tracker),
       T(not_a_tracker_and_a_wrong_key_are_named_once),
+      T(share_and_get_name_a_server_that_is_not_a_tracker),
       T(failures_print_one_line_and_no_totals),
       T(left_out_files_are_json_events),
       T(names_with_control_characters_are_escaped),
