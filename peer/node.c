@@ -533,33 +533,23 @@ static void learn_key(struct swarm *sw) {
 /* A tracker failed us. Returns 1 when the swarm gave up. */
 static int tracker_failed(struct swarm *sw, int status,
                           const struct tcl_reply *r) {
-  char msg[512];
+  char msg[TCL_DESCRIBE_BYTES];
+  /* Until a tracker or a peer has answered, these tries end in the
+   * swarm's failure, which the user sees once; after that, a tracker
+   * that went away is worth a warning each time. */
+  int may_fail = !sw->ever_met_tracker && !sw->ever_met_peer;
   sw->tracker_failures++;
-  if (r != NULL && r->type == TMSG_ERROR) {
-    log_warn("peer", "%s: tracker %s refused: %s (%s)", sw->name,
-             tcl_current(sw->tc), r->error.reason, shoal_strerror(status));
-  } else {
-    log_warn("peer", "%s: tracker %s: %s", sw->name, tcl_current(sw->tc),
-             shoal_strerror(status));
-  }
-  if (!sw->ever_met_tracker && !sw->ever_met_peer &&
-      sw->tracker_failures >= NODE_TRACKER_TRIES * (sw->ntrackers ? sw->ntrackers : 1)) {
-    if (status == SHOAL_EBADSIG || status == SHOAL_EDOMAIN ||
-        status == SHOAL_EWRONGKEY) {
-      snprintf(msg, sizeof(msg),
-               "tracker %s does not sign with the expected key (%s) — check "
-               "the link or --tracker-key",
-               tcl_current(sw->tc), shoal_strerror(status));
-    } else {
-      snprintf(msg, sizeof(msg),
-               "tracker unreachable: %s (%s) — check the address and that "
-               "shoal-tracker runs there",
-               tcl_current(sw->tc),
-               r != NULL && r->type == TMSG_ERROR ? r->error.reason
-                                                  : shoal_strerror(status));
-    }
+  tcl_describe(sw->tc, status, r, msg, sizeof(msg));
+  if (may_fail &&
+      sw->tracker_failures >=
+          NODE_TRACKER_TRIES * (sw->ntrackers ? sw->ntrackers : 1)) {
     swarm_fail(sw, status, msg);
     return 1;
+  }
+  if (may_fail) {
+    log_info("peer", "%s: %s", sw->name, msg);
+  } else {
+    log_warn("peer", "%s: %s", sw->name, msg);
   }
   return 0;
 }
