@@ -23,6 +23,10 @@
 
 /* A hello frame is ENVELOPE_OVERHEAD + PWIRE_HELLO_PAYLOAD_BYTES bytes. */
 #define SESSION_HELLO_FRAME_MAX 1024u
+/* Under a download limit a read takes at most rate / SESSION_READ_SHARE
+ * bytes (1/16 s of the limit), and at least SESSION_READ_MIN. */
+#define SESSION_READ_SHARE 16u
+#define SESSION_READ_MIN (16u << 10)
 
 struct wreq {
   uv_write_t req;
@@ -576,14 +580,16 @@ static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *b) {
   b->base = (char *)s->node->rbuf;
   b->len = sizeof(s->node->rbuf);
   if (!rate_unlimited(&s->node->down_bucket)) {
-    /* Under a download limit, one read is at most a quarter second's worth
-     * (and at least 16 KiB), so a pause never outlasts the timeouts. */
-    uint64_t quarter = s->node->down_bucket.rate / 4;
-    if (quarter < (16u << 10)) {
-      quarter = 16u << 10;
+    /* Under a download limit, one read is at most a sixteenth of a
+     * second's worth (and at least 16 KiB): the bucket is charged after
+     * the read, so this is also how far a second can run over the limit
+     * (rate.h), and no pause outlasts the timeouts. */
+    uint64_t most = s->node->down_bucket.rate / SESSION_READ_SHARE;
+    if (most < SESSION_READ_MIN) {
+      most = SESSION_READ_MIN;
     }
-    if (quarter < b->len) {
-      b->len = (size_t)quarter;
+    if (most < b->len) {
+      b->len = (size_t)most;
     }
   }
 }

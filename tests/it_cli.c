@@ -1176,9 +1176,9 @@ static void download_rate_holds_from_the_first_second(void **state) {
   /* 1 MiB/s, and 256 KiB/s, where the old bucket's 256 KiB floor was a
    * whole second's worth on top. */
   t[0].cap = FX_MiB;
-  t[0].read_max = FX_MiB / 4;
+  t[0].read_max = FX_MiB / 16;
   t[1].cap = 256 * FX_KiB;
-  t[1].read_max = 64 * FX_KiB;
+  t[1].read_max = 16 * FX_KiB;
   t[0].t_start = proc_now_ms();
   t[0].p = fx_peer(f, "dl-1m", "dl-1m", "get", sh.link, "-o", a,
                    "--download-rate", "1M", NULL);
