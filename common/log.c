@@ -12,7 +12,9 @@ static struct {
   enum log_level level;
   FILE *file; /* NULL: stderr */
   char *path;
-} log_state = {LOG_INFO, NULL, NULL};
+  void (*before)(void *arg); /* log_set_before_stderr */
+  void *before_arg;
+} log_state = {LOG_INFO, NULL, NULL, NULL, NULL};
 
 static const char *const level_names[] = {"ERROR", "WARN", "INFO", "DEBUG"};
 
@@ -73,6 +75,11 @@ void log_close(void) {
   log_state.path = NULL;
 }
 
+void log_set_before_stderr(void (*fn)(void *arg), void *arg) {
+  log_state.before = fn;
+  log_state.before_arg = arg;
+}
+
 void log_msg(enum log_level level, const char *who, const char *fmt, ...) {
   char line[1024];
   char stamp[32];
@@ -101,6 +108,9 @@ void log_msg(enum log_level level, const char *who, const char *fmt, ...) {
     }
   }
   FILE *out = log_state.file ? log_state.file : stderr;
+  if (out == stderr && log_state.before != NULL) {
+    log_state.before(log_state.before_arg);
+  }
   fprintf(out, "%s.%03dZ %-5s %s: %s\n", stamp, (int)(tv.tv_usec / 1000),
           level_names[level], who, line);
 }

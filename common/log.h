@@ -25,6 +25,10 @@ int log_open(const char *path);
 /* Opens the same path again (after the file was rotated). */
 int log_reopen(void);
 void log_close(void);
+/* Calls fn(arg) before each record is written to stderr (not to a file):
+ * a program that keeps a progress line on the terminal clears it there,
+ * so that a record never lands in the middle of it. NULL removes it. */
+void log_set_before_stderr(void (*fn)(void *arg), void *arg);
 
 __attribute__((format(printf, 3, 4))) void
 log_msg(enum log_level level, const char *who, const char *fmt, ...);

@@ -245,6 +245,8 @@ static void clear_progress(struct app *a) {
   }
 }
 
+static void clear_progress_hook(void *arg) { clear_progress(arg); }
+
 /* Writes text to f as fmt_term_escape shows it, then a newline: a name or
  * a message that may hold what a terminal would act on. */
 static void put_line(FILE *f, const char *prefix, const char *text) {
@@ -1563,6 +1565,12 @@ static int run(int argc, char **argv, char **pos) {
   a->cfg.home = a->home;
   a->tty = isatty(STDERR_FILENO);
   a->cols = a->tty ? term_cols() : PLAIN_COLS;
+  if (a->tty) {
+    /* A log record written while the progress line is up would run on
+     * from its end: the line is cleared first, and redrawn at the next
+     * progress event. */
+    log_set_before_stderr(clear_progress_hook, a);
+  }
   uv_loop_init(&a->loop);
   a->start_ms = uv_now(&a->loop);
   start_signals(a);

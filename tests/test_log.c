@@ -415,6 +415,44 @@ static void log_open_null_switches_back_to_stderr(void **state) {
   free(s);
 }
 
+static void mark_before(void *arg) {
+  (*(int *)arg)++;
+  fputs("[cleared]", stderr);
+}
+
+static int marks;
+
+static void log_with_a_hook(void) {
+  log_set_before_stderr(mark_before, &marks);
+  log_warn("w", "first");
+  log_info("i", "second");
+  log_debug("d", "filtered out: no hook either");
+  log_set_before_stderr(NULL, NULL);
+  log_warn("w", "after the hook is gone");
+}
+
+/* A program with a progress line on the terminal clears it before each
+ * record, so that a record never starts in the middle of the line; a log
+ * file has no such line and gets no call. */
+static void hook_runs_before_each_stderr_record_only(void **state) {
+  struct fixture *f = *state;
+  marks = 0;
+  char *err = capture_stderr(f->dir, log_with_a_hook);
+  assert_int_equal(marks, 2);
+  const char *first = strstr(err, "[cleared]");
+  assert_non_null(first);
+  assert_non_null(strstr(first + 9, "[cleared]"));
+  assert_true(first < strstr(err, " WARN  w: first\n"));
+  assert_null(strstr(strstr(err, " INFO  i: second\n"), "[cleared]"));
+  free(err);
+  marks = 0;
+  assert_int_equal(log_open(f->path), 0);
+  log_set_before_stderr(mark_before, &marks);
+  log_warn("w", "to the file");
+  log_set_before_stderr(NULL, NULL);
+  assert_int_equal(marks, 0);
+}
+
 int main(void) {
   if (sodium_init() < 0) {
     fprintf(stderr, "sodium_init failed\n");
@@ -446,6 +484,8 @@ int main(void) {
           teardown),
       cmocka_unit_test_setup_teardown(log_after_close_goes_to_stderr, setup,
                                       teardown),
+      cmocka_unit_test_setup_teardown(hook_runs_before_each_stderr_record_only,
+                                      setup, teardown),
       cmocka_unit_test_setup_teardown(log_open_null_switches_back_to_stderr,
                                       setup, teardown),
   };
