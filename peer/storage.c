@@ -332,29 +332,15 @@ static int sync_parent(const char *path) {
   return err;
 }
 
-/* Removes name under dfd: a file or symlink is unlinked, a folder emptied
- * first. Never follows a symlink. */
-static int rmtree_at(int dfd, const char *name, unsigned depth) {
-  struct stat st;
-  struct dirent *e;
-  DIR *d;
-  int err = 0;
-  int fd;
+static int rmtree_at(int dfd, const char *name, unsigned depth);
 
-  if (fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) != 0) {
-    return errno == ENOENT ? 0 : -errno;
-  }
-  if (!S_ISDIR(st.st_mode)) {
-    return unlinkat(dfd, name, 0) == 0 || errno == ENOENT ? 0 : -errno;
-  }
-  if (depth > RMTREE_MAX_DEPTH) {
-    return SHOAL_EPATH;
-  }
-  fd = openat(dfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-  if (fd < 0) {
-    return -errno;
-  }
-  d = fdopendir(fd);
+/* Removes everything in the folder fd (taken and closed), whose own depth
+ * is depth. Never follows a symlink. */
+static int empty_dir_fd(int fd, unsigned depth) {
+  struct dirent *e;
+  DIR *d = fdopendir(fd);
+  int err = 0;
+
   if (d == NULL) {
     err = -errno;
     close(fd);
@@ -376,6 +362,30 @@ static int rmtree_at(int dfd, const char *name, unsigned depth) {
     }
   }
   closedir(d);
+  return err;
+}
+
+/* Removes name under dfd: a file or symlink is unlinked, a folder emptied
+ * first. Never follows a symlink. */
+static int rmtree_at(int dfd, const char *name, unsigned depth) {
+  struct stat st;
+  int err;
+  int fd;
+
+  if (fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) != 0) {
+    return errno == ENOENT ? 0 : -errno;
+  }
+  if (!S_ISDIR(st.st_mode)) {
+    return unlinkat(dfd, name, 0) == 0 || errno == ENOENT ? 0 : -errno;
+  }
+  if (depth > RMTREE_MAX_DEPTH) {
+    return SHOAL_EPATH;
+  }
+  fd = openat(dfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+  if (fd < 0) {
+    return -errno;
+  }
+  err = empty_dir_fd(fd, depth);
   if (err == 0 && unlinkat(dfd, name, AT_REMOVEDIR) != 0 && errno != ENOENT) {
     err = -errno;
   }
@@ -1737,9 +1747,6 @@ static int space_check(const struct storage *s, struct open_req *r) {
 /* Empties a partial copy that starts over, keeping the locked file or
  * folder itself. */
 static int part_empty(const struct storage *s, int root_fd) {
-  struct dirent *e;
-  DIR *d;
-  int err = 0;
   int fd;
 
   if (s->m->kind == MANIFEST_KIND_FILE) {
@@ -1750,29 +1757,7 @@ static int part_empty(const struct storage *s, int root_fd) {
   if (fd < 0) {
     return -errno;
   }
-  d = fdopendir(fd);
-  if (d == NULL) {
-    err = -errno;
-    close(fd);
-    return err;
-  }
-  for (;;) {
-    errno = 0;
-    e = readdir(d);
-    if (e == NULL) {
-      err = -errno; /* 0 at the end of the folder */
-      break;
-    }
-    if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0) {
-      continue;
-    }
-    err = rmtree_at(dirfd(d), e->d_name, 1);
-    if (err != 0) {
-      break;
-    }
-  }
-  closedir(d);
-  return err;
+  return empty_dir_fd(fd, 0);
 }
 
 /* Removes every empty folder under the folder dfd (taken), deepest first;
