@@ -28,6 +28,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "tests/lib/disk.h"
 #include "tests/lib/fx.h"
 #include "tests/lib/jsonl.h"
 #include "tests/lib/proc.h"
@@ -46,53 +47,19 @@
 struct disk {
   struct fx *f;
   char path[PROC_PATH_MAX]; /* the mount point */
+  char img[PROC_PATH_MAX];
   int mounted;
 };
 
-/* Runs argv (argv[0] from PATH, or /usr/sbin and /sbin, where root's
- * tools live) with its output thrown away. Returns its exit status, or -1
- * when it could not run or was killed. */
-static int run_quiet(char *const argv[]) {
-  pid_t pid = fork();
-  int st;
-
-  if (pid < 0) {
-    return -1;
-  }
-  if (pid == 0) {
-    char path[PROC_PATH_MAX];
-    int fd = open("/dev/null", O_WRONLY);
-    if (fd >= 0) {
-      dup2(fd, 1);
-      dup2(fd, 2);
-    }
-    execvp(argv[0], argv);
-    snprintf(path, sizeof(path), "/usr/sbin/%s", argv[0]);
-    execv(path, argv);
-    snprintf(path, sizeof(path), "/sbin/%s", argv[0]);
-    execv(path, argv);
-    _exit(127);
-  }
-  if (waitpid(pid, &st, 0) != pid || !WIFEXITED(st)) {
-    return -1;
-  }
-  return WEXITSTATUS(st);
-}
-
 /* Teardown: the peers go first, since their descriptors inside the mount
- * would keep it busy; then the mount, and with it the loop device. When
- * something still holds it, it is detached lazily instead. */
+ * would keep it busy; then the mount, and with it the loop device. */
 static void disk_hook(void *arg) {
   struct disk *d = arg;
   for (int i = 0; i < d->f->nprocs; i++) {
     proc_kill(&d->f->procs[i]);
   }
-  if (d->mounted) {
-    char *const um[] = {"umount", d->path, NULL};
-    char *const lazy[] = {"umount", "-l", d->path, NULL};
-    if (run_quiet(um) != 0 && run_quiet(lazy) != 0) {
-      fprintf(stderr, "it_disk: cannot unmount %s\n", d->path);
-    }
+  if (d->mounted && disk_unmount(d->img, d->path) != 0) {
+    fprintf(stderr, "it_disk: cannot unmount %s\n", d->path);
   }
   free(d);
 }
@@ -100,46 +67,21 @@ static void disk_hook(void *arg) {
 /* Makes a DISK_BYTES ext4 image (mkfs.ext4 -q, as a user would) in the
  * test folder and mounts it at DIR/disk. Returns the mount point, or NULL
  * after saying why it cannot: the caller then skips. */
-static const char *disk_mount(struct fx *f) {
-  char img[PROC_PATH_MAX];
-  struct disk *d;
-  int fd;
-
-  if (geteuid() != 0) {
-    print_message("skipped: mounting an ext4 image needs root\n");
-    return NULL;
-  }
-  d = calloc(1, sizeof(*d));
+static const char *mount_disk(struct fx *f) {
+  char why[256];
+  struct disk *d = calloc(1, sizeof(*d));
   assert_non_null(d);
   d->f = f;
   fx_on_teardown(f, disk_hook, d);
-  fx_path(f, img, sizeof(img), "disk.img");
+  fx_path(f, d->img, sizeof(d->img), "disk.img");
   fx_mkdir(f, "disk");
   fx_path(f, d->path, sizeof(d->path), "disk");
-  fd = open(img, O_WRONLY | O_CREAT | O_EXCL, 0600);
-  assert_true(fd >= 0);
-  assert_int_equal(ftruncate(fd, DISK_BYTES), 0);
-  assert_int_equal(close(fd), 0);
-  char *const mkfs[] = {"mkfs.ext4", "-q", img, NULL};
-  if (run_quiet(mkfs) != 0) {
-    print_message("skipped: mkfs.ext4 is missing or failed\n");
-    return NULL;
-  }
-  char *const mnt[] = {"mount", "-o", "loop", img, d->path, NULL};
-  if (run_quiet(mnt) != 0) {
-    print_message("skipped: cannot mount an ext4 image on a loop device "
-                  "here\n");
+  if (disk_mount(d->img, d->path, DISK_BYTES, 0, why, sizeof(why)) != 0) {
+    print_message("skipped: %s\n", why);
     return NULL;
   }
   d->mounted = 1;
   return d->path;
-}
-
-/* Bytes an unprivileged writer may still use under path. */
-static uint64_t disk_free(const char *path) {
-  struct statvfs v;
-  assert_int_equal(statvfs(path, &v), 0);
-  return (uint64_t)v.f_bavail * v.f_frsize;
 }
 
 static int is_error_line(const char *line, void *arg) {
@@ -163,7 +105,7 @@ get_larger_than_the_disk_is_refused_and_takes_nothing(void **state) {
   char src[PROC_PATH_MAX], line[FX_LINE_CAP], code[64];
   char part[PROC_PATH_MAX], fin[PROC_PATH_MAX];
 
-  const char *disk = disk_mount(f);
+  const char *disk = mount_disk(f);
   if (disk == NULL) {
     skip();
   }

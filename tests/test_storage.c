@@ -43,6 +43,7 @@
 #include "common/identity.h"
 #include "common/manifest.h"
 #include "peer/storage.h"
+#include "tests/lib/disk.h"
 #include "tests/lib/testutil.h"
 
 #define CS ((size_t)1 << 14) /* chunk size of every test content */
@@ -72,7 +73,7 @@ struct fx {
   uv_loop_t loop;
 };
 
-static void disk_unmount(struct fx *f);
+static void unmount_disk(struct fx *f);
 
 static int setup(void **state) {
   struct fx *f = calloc(1, sizeof(*f));
@@ -98,7 +99,7 @@ static int teardown(void **state) {
     kill(f->child, SIGKILL);
     waitpid(f->child, NULL, 0);
   }
-  disk_unmount(f);
+  unmount_disk(f);
   /* Nothing may be left on the loop: no handle, no request. */
   assert_int_equal(uv_loop_close(&f->loop), 0);
   tu_rmtree(f->root);
@@ -1671,97 +1672,36 @@ static void test_close_from_inside_a_callback(void **state) {
 /* The longest a refusal may take: it must not write its way to ENOSPC. */
 #define REFUSE_MS 2000u
 
-/* Runs argv (argv[0] from PATH, or /usr/sbin and /sbin, where root's
- * tools live) with its output thrown away. Returns its exit status, or -1
- * when it could not run or was killed. */
-static int run_quiet(char *const argv[]) {
-  pid_t pid = fork();
-  int st;
-
-  if (pid < 0) {
-    return -1;
-  }
-  if (pid == 0) {
-    char path[PATH_CAP];
-    int fd = open("/dev/null", O_WRONLY);
-    if (fd >= 0) {
-      dup2(fd, 1);
-      dup2(fd, 2);
-    }
-    execvp(argv[0], argv);
-    snprintf(path, sizeof(path), "/usr/sbin/%s", argv[0]);
-    execv(path, argv);
-    snprintf(path, sizeof(path), "/sbin/%s", argv[0]);
-    execv(path, argv);
-    _exit(127);
-  }
-  if (waitpid(pid, &st, 0) != pid || !WIFEXITED(st)) {
-    return -1;
-  }
-  return WEXITSTATUS(st);
-}
-
 /* Makes a DISK_SIZE ext4 image in the test folder and mounts it at
  * f->disk. Returns 1, or 0 after saying why it cannot (not root, no
  * mkfs.ext4, no loop devices): the caller then skips. No blocks are
- * reserved for root (-m 0), so that what statvfs() calls available is
- * what the test, running as root, can really use. */
-static int disk_mount(struct fx *f) {
-  char img[PATH_CAP];
-  int fd;
-
-  if (geteuid() != 0) {
-    print_message("skipped: mounting an ext4 image needs root\n");
-    return 0;
-  }
+ * reserved for root, so that what statvfs() calls available is what the
+ * test, running as root, can really use. */
+static int mount_disk(struct fx *f) {
+  char img[PATH_CAP], why[256];
   tu_path(img, sizeof(img), f->root, "disk.img");
   tu_path(f->disk, sizeof(f->disk), f->root, "disk");
   assert_int_equal(mkdir(f->disk, 0755), 0);
-  fd = open(img, O_WRONLY | O_CREAT | O_EXCL, 0600);
-  assert_true(fd >= 0);
-  assert_int_equal(ftruncate(fd, DISK_SIZE), 0);
-  assert_int_equal(close(fd), 0);
-  char *const mkfs[] = {"mkfs.ext4", "-q", "-m", "0", img, NULL};
-  if (run_quiet(mkfs) != 0) {
-    print_message("skipped: mkfs.ext4 is missing or failed\n");
-    return 0;
-  }
-  char *const mnt[] = {"mount", "-o", "loop", img, f->disk, NULL};
-  if (run_quiet(mnt) != 0) {
-    print_message("skipped: cannot mount an ext4 image on a loop device "
-                  "here\n");
+  if (disk_mount(img, f->disk, DISK_SIZE, 1, why, sizeof(why)) != 0) {
+    print_message("skipped: %s\n", why);
     return 0;
   }
   f->mounted = 1;
   return 1;
 }
 
-/* Unmounts f->disk; the loop device goes with it (mount -o loop sets it
- * to clear itself). When something still holds the file system (a test
- * failed with a storage open), it is detached lazily instead. */
-static void disk_unmount(struct fx *f) {
+/* Unmounts f->disk (lazily when a failed test left a storage open there)
+ * and removes the image. */
+static void unmount_disk(struct fx *f) {
   char img[PATH_CAP];
-
   if (!f->mounted) {
     return;
   }
-  char *const um[] = {"umount", f->disk, NULL};
-  char *const lazy[] = {"umount", "-l", f->disk, NULL};
-  if (run_quiet(um) != 0 && run_quiet(lazy) != 0) {
+  tu_path(img, sizeof(img), f->root, "disk.img");
+  if (disk_unmount(img, f->disk) != 0) {
     print_error("cannot unmount %s\n", f->disk);
   }
   f->mounted = 0;
-  /* Now, rather than with the folder: a failed test's teardown stops
-   * before it removes the folder, and the image is 16 MiB. */
-  tu_path(img, sizeof(img), f->root, "disk.img");
-  unlink(img);
-}
-
-/* Bytes an unprivileged writer may still use under path. */
-static uint64_t disk_free(const char *path) {
-  struct statvfs v;
-  assert_int_equal(statvfs(path, &v), 0);
-  return (uint64_t)v.f_bavail * v.f_frsize;
 }
 
 /* The free space under path is back where it was (within DISK_SLACK). */
@@ -1810,7 +1750,7 @@ test_terabyte_content_on_a_small_disk_is_refused_at_once(void **state) {
   struct fx *f = *state;
   char part[PATH_CAP];
 
-  if (!disk_mount(f)) {
+  if (!mount_disk(f)) {
     skip();
   }
   struct manifest *m = claimed_manifest("huge.bin", (uint64_t)1 << 40);
@@ -1839,7 +1779,7 @@ test_folder_larger_than_the_disk_is_refused_and_leaves_nothing(void **state) {
   char src[PATH_CAP];
   char part[PATH_CAP];
 
-  if (!disk_mount(f)) {
+  if (!mount_disk(f)) {
     skip();
   }
   for (int i = 0; i < 24; i++) {
@@ -1872,7 +1812,7 @@ static void test_reservation_that_runs_out_midway_is_given_back(void **state) {
   char part[PATH_CAP];
   char pad[NARROW_NAME_PAD + 1];
 
-  if (!disk_mount(f)) {
+  if (!mount_disk(f)) {
     skip();
   }
   uint64_t before = disk_free(f->disk);
@@ -1938,7 +1878,7 @@ static void test_refusal_keeps_a_resumable_partial_intact(void **state) {
   size_t rec_len;
   size_t rec_len2;
 
-  if (!disk_mount(f)) {
+  if (!mount_disk(f)) {
     skip();
   }
   make_file(f, "kept.bin", 24u << 20, 31);
@@ -1989,7 +1929,7 @@ static void test_resumed_download_needs_only_what_it_lacks(void **state) {
   char src[PATH_CAP];
   char fin[PATH_CAP];
 
-  if (!disk_mount(f)) {
+  if (!mount_disk(f)) {
     skip();
   }
   uint64_t size = disk_free(f->disk) / 4 * 3;
