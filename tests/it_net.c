@@ -86,62 +86,43 @@ static void need_isolation(void) {
   }
 }
 
-/* A file shared through a tracker that listens on [::1] only, by peers
- * that listen where they do by default: the tracker sees them on IPv6 and
- * lists them so, and they must be reachable there. */
-static void transfer_through_an_ipv6_tracker(void **state) {
-  struct fx *f = *state;
-  const size_t size = 3 * FX_MiB + 123;
+/* Shares size bytes through a tracker on tracker_listen, between peers
+ * that listen where they do by default, and checks the copy. */
+static void transfer_through(struct fx *f, const char *tracker_listen,
+                             size_t size, uint64_t seed) {
   struct fx_shared sh;
   uint8_t *data;
   char src[PROC_PATH_MAX], out[PROC_PATH_MAX];
   need_isolation();
   f->listen = ""; /* the peers' default */
-  fx_start_tracker_at(f, "[::1]:0", NULL);
+  fx_start_tracker_at(f, tracker_listen, NULL);
   fx_mkdir(f, "src");
   fx_mkdir(f, "out");
-  fx_write_random(f, "src/six.bin", size, 61, &data);
-  fx_path(f, src, sizeof(src), "src/six.bin");
+  fx_write_random(f, "src/moved.bin", size, seed, &data);
+  fx_path(f, src, sizeof(src), "src/moved.bin");
   fx_path(f, out, sizeof(out), "out");
-  struct proc *seed =
+  struct proc *seeder =
       fx_peer(f, "seeder", "s", "share", src, "--tracker", f->tracker_addr,
               "--tracker-key", f->tracker_key, NULL);
-  fx_wait_shared(seed, &sh);
+  fx_wait_shared(seeder, &sh);
   struct proc *dl = fx_peer(f, "dl", "dl", "get", sh.link, "-o", out, NULL);
   /* Far less than the 60 s a get waits for a peer before it gives up. */
   fx_expect_exit(dl, 30000, 0);
-  fx_assert_copy(f, "out", "six.bin", data, size);
-  fx_stop_peer(seed, NULL);
+  fx_assert_copy(f, "out", "moved.bin", data, size);
+  fx_stop_peer(seeder, NULL);
   free(data);
   fx_finish(f);
 }
 
-/* The same through a tracker on 127.0.0.1: a dual-stack listener takes
- * IPv4 peers too. */
+/* A tracker that listens on [::1] only sees the peers on IPv6 and lists
+ * them so: they must be reachable there. */
+static void transfer_through_an_ipv6_tracker(void **state) {
+  transfer_through(*state, "[::1]:0", 3 * FX_MiB + 123, 61);
+}
+
+/* A dual-stack listener takes IPv4 peers too. */
 static void transfer_through_an_ipv4_tracker(void **state) {
-  struct fx *f = *state;
-  const size_t size = FX_MiB;
-  struct fx_shared sh;
-  uint8_t *data;
-  char src[PROC_PATH_MAX], out[PROC_PATH_MAX];
-  need_isolation();
-  f->listen = "";
-  fx_start_tracker(f);
-  fx_mkdir(f, "src");
-  fx_mkdir(f, "out");
-  fx_write_random(f, "src/four.bin", size, 62, &data);
-  fx_path(f, src, sizeof(src), "src/four.bin");
-  fx_path(f, out, sizeof(out), "out");
-  struct proc *seed =
-      fx_peer(f, "seeder", "s", "share", src, "--tracker", f->tracker_addr,
-              "--tracker-key", f->tracker_key, NULL);
-  fx_wait_shared(seed, &sh);
-  struct proc *dl = fx_peer(f, "dl", "dl", "get", sh.link, "-o", out, NULL);
-  fx_expect_exit(dl, 30000, 0);
-  fx_assert_copy(f, "out", "four.bin", data, size);
-  fx_stop_peer(seed, NULL);
-  free(data);
-  fx_finish(f);
+  transfer_through(*state, "127.0.0.1:0", FX_MiB, 62);
 }
 
 static int says_unreachable(const char *line, void *arg) {
@@ -177,9 +158,6 @@ static void ipv4_listener_refuses_an_ipv6_tracker(void **state) {
 static void unreachable_peers_are_reported(void **state) {
   struct fx *f = *state;
   struct identity ghost;
-  struct buf msg, reply;
-  const uint8_t *payload;
-  size_t plen;
   uint8_t content[32];
   char cid[TEXTID_STRLEN], out[PROC_PATH_MAX], line[FX_LINE_CAP];
   fx_start_tracker(f);
@@ -193,23 +171,7 @@ static void unreachable_peers_are_reported(void **state) {
   assert_true(lfd >= 0);
   close(lfd);
   identity_generate(&ghost);
-  buf_init(&msg, 1 << 16);
-  buf_init(&reply, 1 << 20);
-  const uint8_t role = TMSG_ROLE_SEEDING;
-  uint8_t ids[1][32];
-  memcpy(ids[0], content, 32);
-  uint64_t now = clock_wall_ms();
-  tc_seal_announce(&msg, &ghost, now, envelope_seq_start(now), (uint16_t)port,
-                   TMSG_EVENT_STARTED, (const uint8_t(*)[32])ids, &role, 1);
-  int fd = tc_connect(f->t.port);
-  assert_true(fd >= 0);
-  assert_int_equal(tc_send_frame(fd, msg.data, msg.len), 0);
-  assert_int_equal(tc_recv_frame(fd, &reply, FX_MSG_MS), 0);
-  assert_int_equal(tc_open_reply(&f->t, &reply, &payload, &plen),
-                   TMSG_ANNOUNCE_OK);
-  close(fd);
-  buf_free(&msg);
-  buf_free(&reply);
+  fx_announce(f, &ghost, content, (uint16_t)port, TMSG_ROLE_SEEDING);
   identity_close(&ghost);
   textid_encode(TEXTID_CONTENT, content, cid);
   struct proc *dl =

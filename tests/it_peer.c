@@ -1950,27 +1950,47 @@ static void search_finds_a_shared_file(void **state) {
   fx_finish(f);
 }
 
+/* Shares DIR/src/NAME (size pseudo-random bytes) and writes into bad
+ * (LINK_MAX_CHARS + 1 bytes) a link to it that lies about one thing: its
+ * name (lie_name) or, when lie_name is NULL, its size (0). Returns the
+ * seeder; out receives DIR/out. */
+static struct proc *share_mislinked(struct fx *f, const char *name,
+                                    size_t size, uint64_t seed,
+                                    const char *lie_name,
+                                    struct fx_shared *sh, char *bad,
+                                    char *out) {
+  char rel[300], src[PROC_PATH_MAX];
+  struct share_link l;
+  const char *why = NULL;
+  fx_mkdir(f, "src");
+  fx_mkdir(f, "out");
+  snprintf(rel, sizeof(rel), "src/%s", name);
+  fx_write_random(f, rel, size, seed, NULL);
+  fx_path(f, src, sizeof(src), rel);
+  fx_path(f, out, PROC_PATH_MAX, "out");
+  struct proc *seeder =
+      fx_peer(f, "seeder", "s", "share", src, "--tracker", f->tracker_addr,
+              "--tracker-key", f->tracker_key, NULL);
+  fx_wait_shared(seeder, sh);
+  assert_int_equal(link_parse(sh->link, strlen(sh->link), &l, &why), 0);
+  if (lie_name != NULL) {
+    snprintf(l.name, sizeof(l.name), "%s", lie_name);
+  } else {
+    l.size = 0;
+  }
+  assert_true(link_format(&l, bad, LINK_MAX_CHARS + 1) > 0);
+  return seeder;
+}
+
 static void link_that_does_not_match_the_manifest_fails(void **state) {
   struct fx *f = *state;
   struct fx_shared sh;
-  char src[PROC_PATH_MAX], out[PROC_PATH_MAX], bad[LINK_MAX_CHARS + 1];
+  char out[PROC_PATH_MAX], bad[LINK_MAX_CHARS + 1];
   char where[PROC_PATH_MAX];
   fx_start_tracker(f);
-  fx_mkdir(f, "src");
-  fx_mkdir(f, "out");
-  fx_write_random(f, "src/real-name.bin", 64 * FX_KiB, 22, NULL);
-  fx_path(f, src, sizeof(src), "src/real-name.bin");
-  fx_path(f, out, sizeof(out), "out");
-  struct proc *seed =
-      fx_peer(f, "seeder", "s", "share", src, "--tracker", f->tracker_addr,
-              "--tracker-key", f->tracker_key, NULL);
-  fx_wait_shared(seed, &sh);
   /* The right content ID under another name. */
-  struct share_link l;
-  const char *why = NULL;
-  assert_int_equal(link_parse(sh.link, strlen(sh.link), &l, &why), 0);
-  snprintf(l.name, sizeof(l.name), "other-name.bin");
-  assert_true(link_format(&l, bad, sizeof(bad)) > 0);
+  struct proc *seed = share_mislinked(f, "real-name.bin", 64 * FX_KiB, 22,
+                                      "other-name.bin", &sh, bad, out);
   struct proc *dl = fx_peer(f, "dl", "dl", "get", bad, "-o", out, NULL);
   fx_expect_exit(dl, FX_COMPLETE_MS, 1);
   assert_true(proc_output_has(dl, 1, "does not match the link"));
@@ -1989,26 +2009,14 @@ static void link_that_does_not_match_the_manifest_fails(void **state) {
 static void failed_get_leaves_the_tracker_at_once(void **state) {
   struct fx *f = *state;
   struct fx_shared sh;
-  char src[PROC_PATH_MAX], out[PROC_PATH_MAX], bad[LINK_MAX_CHARS + 1];
+  char out[PROC_PATH_MAX], bad[LINK_MAX_CHARS + 1];
   uint8_t dl_pk[32];
   const char *extra[] = {"--interval", "60", NULL};
   fx_start_tracker_with(f, extra);
-  fx_mkdir(f, "src");
-  fx_mkdir(f, "out");
-  fx_write_random(f, "src/ghost.bin", 64 * FX_KiB, 31, NULL);
-  fx_path(f, src, sizeof(src), "src/ghost.bin");
-  fx_path(f, out, sizeof(out), "out");
-  struct proc *seed =
-      fx_peer(f, "seeder", "s", "share", src, "--tracker", f->tracker_addr,
-              "--tracker-key", f->tracker_key, NULL);
-  fx_wait_shared(seed, &sh);
   /* The link names another file: the get announces "started", looks the
    * content up, fetches the manifest and only then fails. */
-  struct share_link l;
-  const char *why = NULL;
-  assert_int_equal(link_parse(sh.link, strlen(sh.link), &l, &why), 0);
-  snprintf(l.name, sizeof(l.name), "not-ghost.bin");
-  assert_true(link_format(&l, bad, sizeof(bad)) > 0);
+  struct proc *seed = share_mislinked(f, "ghost.bin", 64 * FX_KiB, 31,
+                                      "not-ghost.bin", &sh, bad, out);
   fx_peer_id(f, "dl", dl_pk);
   struct proc *dl = fx_peer(f, "dl", "dl", "get", bad, "-o", out, NULL);
   fx_expect_exit(dl, FX_COMPLETE_MS, 1);
@@ -2163,23 +2171,11 @@ static void touched_shared_file_is_noticed_while_idle(void **state) {
 static void link_of_size_zero_for_a_full_content_fails(void **state) {
   struct fx *f = *state;
   struct fx_shared sh;
-  char src[PROC_PATH_MAX], out[PROC_PATH_MAX], bad[LINK_MAX_CHARS + 1];
+  char out[PROC_PATH_MAX], bad[LINK_MAX_CHARS + 1];
   char where[PROC_PATH_MAX];
   fx_start_tracker(f);
-  fx_mkdir(f, "src");
-  fx_mkdir(f, "out");
-  fx_write_random(f, "src/not-empty.bin", 10 * FX_KiB, 32, NULL);
-  fx_path(f, src, sizeof(src), "src/not-empty.bin");
-  fx_path(f, out, sizeof(out), "out");
-  struct proc *seed =
-      fx_peer(f, "seeder", "s", "share", src, "--tracker", f->tracker_addr,
-              "--tracker-key", f->tracker_key, NULL);
-  fx_wait_shared(seed, &sh);
-  struct share_link l;
-  const char *why = NULL;
-  assert_int_equal(link_parse(sh.link, strlen(sh.link), &l, &why), 0);
-  l.size = 0;
-  assert_true(link_format(&l, bad, sizeof(bad)) > 0);
+  struct proc *seed = share_mislinked(f, "not-empty.bin", 10 * FX_KiB, 32,
+                                      NULL, &sh, bad, out);
   struct proc *dl = fx_peer(f, "dl", "dl", "get", bad, "-o", out, NULL);
   fx_expect_exit(dl, FX_COMPLETE_MS, 1);
   assert_true(proc_output_has(dl, 1, "does not match the link"));
@@ -2195,9 +2191,6 @@ static void peer_with_another_key_than_listed_is_dropped(void **state) {
   char src[PROC_PATH_MAX], out[PROC_PATH_MAX], got[PROC_PATH_MAX];
   uint8_t *data = NULL;
   struct identity liar;
-  struct buf msg, reply;
-  const uint8_t *payload;
-  size_t plen;
   fx_start_tracker(f);
   fx_mkdir(f, "src");
   fx_mkdir(f, "out");
@@ -2213,23 +2206,7 @@ static void peer_with_another_key_than_listed_is_dropped(void **state) {
   /* The tracker also lists the seeder's address under a key that is not
    * the seeder's: a session dialled for that key must be dropped. */
   identity_generate(&liar);
-  buf_init(&msg, 1 << 16);
-  buf_init(&reply, 1 << 20);
-  const uint8_t role = TMSG_ROLE_SEEDING;
-  uint8_t ids[1][32];
-  uint64_t now = clock_wall_ms();
-  memcpy(ids[0], sh.content, sizeof(ids[0]));
-  tc_seal_announce(&msg, &liar, now, envelope_seq_start(now), (uint16_t)port,
-                   TMSG_EVENT_STARTED, (const uint8_t(*)[32])ids, &role, 1);
-  int fd = tc_connect(f->t.port);
-  assert_true(fd >= 0);
-  assert_int_equal(tc_send_frame(fd, msg.data, msg.len), 0);
-  assert_int_equal(tc_recv_frame(fd, &reply, FX_MSG_MS), 0);
-  assert_int_equal(tc_open_reply(&f->t, &reply, &payload, &plen),
-                   TMSG_ANNOUNCE_OK);
-  close(fd);
-  buf_free(&msg);
-  buf_free(&reply);
+  fx_announce(f, &liar, sh.content, (uint16_t)port, TMSG_ROLE_SEEDING);
   identity_close(&liar);
 
   struct proc *dl = fx_peer(f, "dl", "dl", "get", sh.link, "-o", out, NULL);

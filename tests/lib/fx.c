@@ -18,6 +18,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "common/clock.h"
+#include "common/envelope.h"
 #include "common/error.h"
 #include "common/identity.h"
 #include "common/tmsg.h"
@@ -172,6 +174,29 @@ int fx_tracker_lists(struct fx *f, const uint8_t content[32],
   buf_free(&msg);
   buf_free(&reply);
   return found;
+}
+
+void fx_announce(struct fx *f, const struct identity *id,
+                 const uint8_t content[32], uint16_t port, uint8_t role) {
+  struct buf msg, reply;
+  const uint8_t *payload;
+  size_t plen;
+  uint8_t ids[1][32];
+  uint64_t now = clock_wall_ms();
+  memcpy(ids[0], content, sizeof(ids[0]));
+  buf_init(&msg, 1 << 16);
+  buf_init(&reply, 1 << 20);
+  tc_seal_announce(&msg, id, now, envelope_seq_start(now), port,
+                   TMSG_EVENT_STARTED, (const uint8_t(*)[32])ids, &role, 1);
+  int fd = tc_connect_family(f->t.port, f->tracker_family);
+  assert_true(fd >= 0);
+  assert_int_equal(tc_send_frame(fd, msg.data, msg.len), 0);
+  assert_int_equal(tc_recv_frame(fd, &reply, FX_MSG_MS), 0);
+  assert_int_equal(tc_open_reply(&f->t, &reply, &payload, &plen),
+                   TMSG_ANNOUNCE_OK);
+  close(fd);
+  buf_free(&msg);
+  buf_free(&reply);
 }
 
 void fx_peer_id(struct fx *f, const char *home, uint8_t pk[32]) {

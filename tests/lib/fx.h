@@ -101,6 +101,10 @@ void fx_start_tracker_at(struct fx *f, const char *listen, const char **extra);
  * (*seeding, when not NULL, receives its role), else 0. */
 int fx_tracker_lists(struct fx *f, const uint8_t content[32],
                      const uint8_t pk[32], int *seeding);
+/* Announces content to the tracker as id, listening at port in role (a
+ * TMSG_ROLE_*): a listing of the test's own, true or forged. */
+void fx_announce(struct fx *f, const struct identity *id,
+                 const uint8_t content[32], uint16_t port, uint8_t role);
 /* The peer ID of home (created by `shoal-peer id` when new). */
 void fx_peer_id(struct fx *f, const char *home, uint8_t pk[32]);
 
