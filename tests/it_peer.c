@@ -1954,9 +1954,8 @@ static void search_finds_a_shared_file(void **state) {
  * (LINK_MAX_CHARS + 1 bytes) a link to it that lies about one thing: its
  * name (lie_name) or, when lie_name is NULL, its size (0). Returns the
  * seeder; out receives DIR/out. */
-static struct proc *share_mislinked(struct fx *f, const char *name,
-                                    size_t size, uint64_t seed,
-                                    const char *lie_name,
+static struct proc *share_mislinked(struct fx *f, const char *name, size_t size,
+                                    uint64_t seed, const char *lie_name,
                                     struct fx_shared *sh, char *bad,
                                     char *out) {
   char rel[300], src[PROC_PATH_MAX];
@@ -2006,6 +2005,24 @@ static void link_that_does_not_match_the_manifest_fails(void **state) {
  * tracker does not send others to a peer that is gone. The tracker's
  * interval is long here: only "stopped" can take the peer off the list
  * within the test's wait. */
+/* A peer that stopped leaves the tracker's list of content within
+ * FX_MSG_MS: with a long tracker interval, only its "stopped" takes it
+ * off. what names it in the failure. */
+static void assert_not_listed_soon(struct fx *f, const uint8_t content[32],
+                                   const uint8_t pk[32], const char *what) {
+  uint64_t deadline = proc_now_ms() + FX_MSG_MS;
+  int listed = 1;
+  while (listed && proc_now_ms() < deadline) {
+    listed = fx_tracker_lists(f, content, pk, NULL);
+    if (listed) {
+      proc_pause_ms(100);
+    }
+  }
+  if (listed) {
+    fail_msg("the tracker still lists %s %d ms later", what, FX_MSG_MS);
+  }
+}
+
 static void failed_get_leaves_the_tracker_at_once(void **state) {
   struct fx *f = *state;
   struct fx_shared sh;
@@ -2021,19 +2038,7 @@ static void failed_get_leaves_the_tracker_at_once(void **state) {
   struct proc *dl = fx_peer(f, "dl", "dl", "get", bad, "-o", out, NULL);
   fx_expect_exit(dl, FX_COMPLETE_MS, 1);
   assert_true(proc_output_has(dl, 1, "does not match the link"));
-  uint64_t deadline = proc_now_ms() + FX_MSG_MS;
-  int listed = 1;
-  while (listed && proc_now_ms() < deadline) {
-    listed = fx_tracker_lists(f, sh.content, dl_pk, NULL);
-    if (listed) {
-      proc_pause_ms(100);
-    }
-  }
-  if (listed) {
-    fail_msg("the failed get is still listed by the tracker %d ms after it "
-             "exited",
-             FX_MSG_MS);
-  }
+  assert_not_listed_soon(f, sh.content, dl_pk, "the failed get");
   fx_stop_peer(seed, NULL);
   fx_finish(f);
 }
@@ -2054,23 +2059,6 @@ static int error_says(const char *line, void *arg) {
          jsonl_str(line, "code", code, sizeof(code)) == 0 &&
          strcmp(code, "SHOAL_ECHANGED") == 0 &&
          strstr(msg, (const char *)arg) != NULL;
-}
-
-/* The seeder stops announcing the content and leaves the tracker's list at
- * once; with the interval this long, nothing else takes it off. */
-static void assert_not_listed_soon(struct fx *f, const uint8_t content[32],
-                                   const uint8_t pk[32]) {
-  uint64_t deadline = proc_now_ms() + FX_MSG_MS;
-  int listed = 1;
-  while (listed && proc_now_ms() < deadline) {
-    listed = fx_tracker_lists(f, content, pk, NULL);
-    if (listed) {
-      proc_pause_ms(100);
-    }
-  }
-  if (listed) {
-    fail_msg("the tracker still lists the seeder of a changed file");
-  }
 }
 
 /* A shared file grows while a peer downloads it: the seeder says what
@@ -2105,7 +2093,8 @@ static void changed_shared_file_stops_being_seeded(void **state) {
   assert_non_null(strstr(line, "share it again"));
   /* It served nothing else: the share ends, and says it lost a content. */
   fx_expect_exit(seed, FX_EXIT_MS, 1);
-  assert_not_listed_soon(f, sh.content, seed_pk);
+  assert_not_listed_soon(f, sh.content, seed_pk,
+                         "the seeder of a changed file");
   fx_wait_event(dl, "warning", says_no_source, NULL, 20000, line);
   proc_signal(dl, SIGTERM);
   fx_expect_exit(dl, FX_EXIT_MS, 128 + SIGTERM);
@@ -2174,8 +2163,8 @@ static void link_of_size_zero_for_a_full_content_fails(void **state) {
   char out[PROC_PATH_MAX], bad[LINK_MAX_CHARS + 1];
   char where[PROC_PATH_MAX];
   fx_start_tracker(f);
-  struct proc *seed = share_mislinked(f, "not-empty.bin", 10 * FX_KiB, 32,
-                                      NULL, &sh, bad, out);
+  struct proc *seed =
+      share_mislinked(f, "not-empty.bin", 10 * FX_KiB, 32, NULL, &sh, bad, out);
   struct proc *dl = fx_peer(f, "dl", "dl", "get", bad, "-o", out, NULL);
   fx_expect_exit(dl, FX_COMPLETE_MS, 1);
   assert_true(proc_output_has(dl, 1, "does not match the link"));
@@ -2319,8 +2308,8 @@ int main(void) {
                                       fx_setup, fx_teardown),
       cmocka_unit_test_setup_teardown(file_rewritten_in_place_is_not_served,
                                       fx_setup, fx_teardown),
-      cmocka_unit_test_setup_teardown(
-          touched_shared_file_is_noticed_while_idle, fx_setup, fx_teardown),
+      cmocka_unit_test_setup_teardown(touched_shared_file_is_noticed_while_idle,
+                                      fx_setup, fx_teardown),
       cmocka_unit_test_setup_teardown(get_refuses_an_existing_name, fx_setup,
                                       fx_teardown),
       cmocka_unit_test_setup_teardown(unreachable_tracker_fails_in_time,
