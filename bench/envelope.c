@@ -20,7 +20,9 @@
 #include "common/envelope.h"
 #include "common/error.h"
 
-static double now_s(void) { return (double)uv_hrtime() / 1e9; }
+static double now_s(void) {
+  return (double)uv_hrtime() / 1e9;
+}
 
 static unsigned long arg_ul(int argc, char **argv, const char *name,
                             unsigned long def) {
@@ -135,7 +137,8 @@ int main(int argc, char **argv) {
          (double)count / best_raw);
   printf("  envelope_open (clock + replay)    %9.0f /s  ratio %.3f "
          "(target >= 0.90) %s\n",
-         (double)count / best_open, ratio, ratio >= 0.9 ? "ok" : "BELOW TARGET");
+         (double)count / best_open, ratio,
+         ratio >= 0.9 ? "ok" : "BELOW TARGET");
   rc = 0;
 
 out:

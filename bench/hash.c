@@ -23,7 +23,9 @@
 #include "common/identity.h"
 #include "common/manifest.h"
 
-static double now_s(void) { return (double)uv_hrtime() / 1e9; }
+static double now_s(void) {
+  return (double)uv_hrtime() / 1e9;
+}
 
 static unsigned long arg_ul(int argc, char **argv, const char *name,
                             unsigned long def) {
@@ -49,8 +51,8 @@ int main(int argc, char **argv) {
   if (uv_cpu_info(&cpus, &ncpu) == 0) {
     uv_free_cpu_info(cpus, ncpu);
   }
-  unsigned long threads = arg_ul(argc, argv, "--threads",
-                                 ncpu > 0 ? (unsigned long)ncpu : 2);
+  unsigned long threads =
+      arg_ul(argc, argv, "--threads", ncpu > 0 ? (unsigned long)ncpu : 2);
   size_t size = (size_t)mib << 20;
   const char *tmp = getenv("TMPDIR");
   char dir[4096];
@@ -124,8 +126,8 @@ int main(int argc, char **argv) {
 
   double mb = (double)size / 1e6;
   double r1 = best_raw / best_one, rp = best_raw / best_pool;
-  printf("bench/hash: %lu MiB, chunk %zu KiB, best of %lu runs, %d CPUs\n",
-         mib, cs >> 10, runs, ncpu);
+  printf("bench/hash: %lu MiB, chunk %zu KiB, best of %lu runs, %d CPUs\n", mib,
+         cs >> 10, runs, ncpu);
   printf("  raw crypto_generichash (memory)   %8.1f MB/s\n", mb / best_raw);
   printf("  manifest_build, 1 thread          %8.1f MB/s  ratio %.2f "
          "(target >= 0.90) %s\n",

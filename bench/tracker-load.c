@@ -159,13 +159,15 @@ static pid_t start_tracker(const char *bin, const char *dir, int *port) {
   }
   pid_t pid = fork();
   if (pid == 0) {
-    char *args[] = {strdup(bin), strdup("--listen"), strdup("127.0.0.1:0"),
-                    strdup("--key"), strdup(key), strdup("--log-file"),
-                    strdup(log), strdup("--rate"), strdup("1000000"),
-                    strdup("--burst"), strdup("1000000"),
-                    strdup("--max-connections"), strdup("4096"),
-                    strdup("--max-per-address"), strdup("4096"),
-                    strdup("--interval"), strdup("3600"), NULL};
+    char *args[] = {strdup(bin),           strdup("--listen"),
+                    strdup("127.0.0.1:0"), strdup("--key"),
+                    strdup(key),           strdup("--log-file"),
+                    strdup(log),           strdup("--rate"),
+                    strdup("1000000"),     strdup("--burst"),
+                    strdup("1000000"),     strdup("--max-connections"),
+                    strdup("4096"),        strdup("--max-per-address"),
+                    strdup("4096"),        strdup("--interval"),
+                    strdup("3600"),        NULL};
     dup2(fds[1], 1);
     close(fds[0]);
     close(fds[1]);
@@ -487,7 +489,8 @@ int main(int argc, char **argv) {
          "%6.1f us/req\n",
          "mix 20/80", mixr.rps, mixr.p50_us, mixr.p99_us, mixr.cpu_us);
   printf("  CPU per announce / crypto cost     %8.2f  (target <= 1.30) %s\n",
-         reg.cpu_us / crypto, reg.cpu_us / crypto <= 1.3 ? "ok" : "ABOVE TARGET");
+         reg.cpu_us / crypto,
+         reg.cpu_us / crypto <= 1.3 ? "ok" : "ABOVE TARGET");
   printf("  CPU per busy-swarm lookup          %8.1f us (target <= 30) %s\n",
          look.cpu_us, look.cpu_us <= 30 ? "ok" : "ABOVE TARGET");
   printf("  memory per registered peer         %8.1f B  (target <= 160) %s\n",

@@ -101,7 +101,9 @@ struct run {
 
 static volatile sig_atomic_t g_signal;
 
-static void on_signal(int sig) { g_signal = sig; }
+static void on_signal(int sig) {
+  g_signal = sig;
+}
 
 static double now_s(void) {
   struct timespec ts;
@@ -114,7 +116,9 @@ static void pause_ms(int ms) {
   nanosleep(&ts, NULL);
 }
 
-static double mib(double bytes) { return bytes / 1048576.0; }
+static double mib(double bytes) {
+  return bytes / 1048576.0;
+}
 
 /* ----------------------------------------------------------- arguments */
 

@@ -57,9 +57,13 @@ uint64_t buf_read_u64(struct buf_reader *r) {
   return p ? buf_be64(p) : 0;
 }
 
-size_t buf_reader_left(const struct buf_reader *r) { return r->len - r->off; }
+size_t buf_reader_left(const struct buf_reader *r) {
+  return r->len - r->off;
+}
 
-int buf_reader_err(const struct buf_reader *r) { return r->err; }
+int buf_reader_err(const struct buf_reader *r) {
+  return r->err;
+}
 
 void buf_init(struct buf *b, size_t max) {
   memset(b, 0, sizeof(*b));
@@ -128,7 +132,9 @@ void buf_add(struct buf *b, const void *p, size_t n) {
   b->len += n;
 }
 
-void buf_add_u8(struct buf *b, uint8_t v) { buf_add(b, &v, 1); }
+void buf_add_u8(struct buf *b, uint8_t v) {
+  buf_add(b, &v, 1);
+}
 
 void buf_add_u16(struct buf *b, uint16_t v) {
   uint8_t t[2];
@@ -148,7 +154,9 @@ void buf_add_u64(struct buf *b, uint64_t v) {
   buf_add(b, t, sizeof(t));
 }
 
-int buf_err(const struct buf *b) { return b->err; }
+int buf_err(const struct buf *b) {
+  return b->err;
+}
 
 uint8_t *buf_steal(struct buf *b, size_t *len) {
   if (b->fixed || b->err != 0) {

@@ -17,7 +17,9 @@ const char *envelope_domain(enum envelope_class cls) {
   return domains[cls];
 }
 
-uint64_t envelope_seq_start(uint64_t now_ms) { return now_ms * 1000u; }
+uint64_t envelope_seq_start(uint64_t now_ms) {
+  return now_ms * 1000u;
+}
 
 int envelope_seal(struct buf *out, enum envelope_class cls, uint8_t type,
                   const struct identity *id, uint64_t timestamp_ms,
@@ -95,9 +97,8 @@ int envelope_open(const uint8_t *msg, size_t len,
   err = identity_verify2(msg + 4, dom, strlen(dom) + 1, msg, signed_len,
                          msg + signed_len);
   if (err != 0) {
-    return err == SHOAL_EBADSIG && msg[1] != (uint8_t)pol->cls
-               ? SHOAL_EDOMAIN
-               : err;
+    return err == SHOAL_EBADSIG && msg[1] != (uint8_t)pol->cls ? SHOAL_EDOMAIN
+                                                               : err;
   }
 
   buf_reader_init(&r, msg, signed_len);

@@ -63,10 +63,10 @@ struct envelope {
 
 struct envelope_policy {
   enum envelope_class cls;
-  uint64_t now_ms;               /* wall clock, from clock_wall_ms() */
-  uint64_t window_ms;            /* 0 disables the clock check */
-  const uint8_t *expect_sender;  /* NULL accepts any sender */
-  struct replay_guard *guard;    /* NULL disables replay checks */
+  uint64_t now_ms;              /* wall clock, from clock_wall_ms() */
+  uint64_t window_ms;           /* 0 disables the clock check */
+  const uint8_t *expect_sender; /* NULL accepts any sender */
+  struct replay_guard *guard;   /* NULL disables replay checks */
 };
 
 /* The domain-separation string for a class (static, NUL-terminated), or

@@ -36,8 +36,8 @@ static void frame_reset(struct frame_decoder *d) {
   d->delivered = 0;
 }
 
-int frame_decoder_next(struct frame_decoder *d, const uint8_t *data,
-                       size_t len, size_t *consumed, const uint8_t **frame,
+int frame_decoder_next(struct frame_decoder *d, const uint8_t *data, size_t len,
+                       size_t *consumed, const uint8_t **frame,
                        size_t *frame_len) {
   size_t off = 0;
 

@@ -26,12 +26,12 @@ struct frame_decoder {
   size_t max;
   uint8_t hdr[FRAME_HEADER_BYTES];
   size_t hdr_have;
-  uint8_t *body;   /* owned; NULL until a frame is split across inputs */
+  uint8_t *body; /* owned; NULL until a frame is split across inputs */
   size_t body_cap;
   size_t body_len; /* length announced by the current header */
   size_t body_have;
-  int delivered;   /* the previous call returned a frame from body */
-  int err;         /* sticky */
+  int delivered; /* the previous call returned a frame from body */
+  int err;       /* sticky */
 };
 
 /* Prepares a decoder that accepts bodies of 1..max bytes (max is clamped to
@@ -48,8 +48,8 @@ void frame_decoder_close(struct frame_decoder *d);
  * consumed. The frame points either
  * into `data` or into the decoder's buffer, and is valid until the next call
  * or until `data` is released, whichever comes first. */
-int frame_decoder_next(struct frame_decoder *d, const uint8_t *data,
-                       size_t len, size_t *consumed, const uint8_t **frame,
+int frame_decoder_next(struct frame_decoder *d, const uint8_t *data, size_t len,
+                       size_t *consumed, const uint8_t **frame,
                        size_t *frame_len);
 
 /* Writes the 4-byte header for a body of len bytes (len <= FRAME_MAX_LIMIT). */

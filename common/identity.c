@@ -35,7 +35,9 @@ void identity_from_seed(struct identity *id, const uint8_t seed[32]) {
   crypto_sign_seed_keypair(id->pk, id->sk, seed);
 }
 
-void identity_close(struct identity *id) { sodium_memzero(id, sizeof(*id)); }
+void identity_close(struct identity *id) {
+  sodium_memzero(id, sizeof(*id));
+}
 
 static void file_checksum(const uint8_t *data, size_t len,
                           uint8_t out[CHECK_BYTES]) {
@@ -107,8 +109,7 @@ int identity_load(struct identity *id, const char *path) {
   if (err < 0) {
     goto out;
   }
-  if (err != IDENTITY_FILE_BYTES ||
-      memcmp(file, MAGIC, MAGIC_BYTES) != 0) {
+  if (err != IDENTITY_FILE_BYTES || memcmp(file, MAGIC, MAGIC_BYTES) != 0) {
     err = SHOAL_EKEYFILE;
     goto out;
   }
@@ -119,8 +120,7 @@ int identity_load(struct identity *id, const char *path) {
     goto out;
   }
   identity_from_seed(&tmp, file + MAGIC_BYTES);
-  if (memcmp(tmp.pk, file + MAGIC_BYTES + SEED_BYTES, IDENTITY_PK_BYTES) !=
-      0) {
+  if (memcmp(tmp.pk, file + MAGIC_BYTES + SEED_BYTES, IDENTITY_PK_BYTES) != 0) {
     err = SHOAL_EKEYFILE;
     goto out;
   }
@@ -235,7 +235,8 @@ int identity_load_or_create(struct identity *id, const char *path,
   return 0;
 }
 
-/* Points *msg at a || b: the caller's stack buffer when it fits, else the heap. */
+/* Points *msg at a || b: the caller's stack buffer when it fits, else the heap.
+ */
 static int with_concat(const void *a, size_t alen, const void *b, size_t blen,
                        uint8_t **msg, uint8_t *stack) {
   if (alen + blen <= SIGN_STACK_BYTES) {

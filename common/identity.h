@@ -49,8 +49,7 @@ int identity_load_or_create(struct identity *id, const char *path,
  * string and a message); used by the envelope and the manifest. Returns 0 or
  * SHOAL_ENOMEM (the concatenation of a large message is made on the heap). */
 int identity_sign2(const struct identity *id, const void *a, size_t alen,
-                    const void *b, size_t blen,
-                   uint8_t sig[IDENTITY_SIG_BYTES]);
+                   const void *b, size_t blen, uint8_t sig[IDENTITY_SIG_BYTES]);
 /* Verifies such a signature. Returns 0, SHOAL_EBADSIG or SHOAL_ENOMEM. */
 __attribute__((warn_unused_result)) int
 identity_verify2(const uint8_t pk[IDENTITY_PK_BYTES], const void *a,

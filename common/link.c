@@ -9,8 +9,7 @@
 
 static int is_unreserved(unsigned char c) {
   return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
-         (c >= '0' && c <= '9') || c == '-' || c == '.' || c == '_' ||
-         c == '~';
+         (c >= '0' && c <= '9') || c == '-' || c == '.' || c == '_' || c == '~';
 }
 
 static int hexval(char c) {
@@ -59,8 +58,7 @@ static int valid_hostname(const char *h, size_t len) {
   }
   for (size_t i = 0; i <= len; i++) {
     if (i == len || h[i] == '.') {
-      if (label == 0 || label > 63 || h[i - 1] == '-' ||
-          h[i - label] == '-') {
+      if (label == 0 || label > 63 || h[i - 1] == '-' || h[i - label] == '-') {
         return 0;
       }
       label = 0;

@@ -21,9 +21,9 @@
 #include "common/textid.h"
 
 #define LINK_SCHEME "shoal:"
-#define LINK_MAX_CHARS 4096   /* a link longer than this is refused */
-#define LINK_MAX_TRACKERS 8   /* fail-over list, not a broadcast list */
-#define LINK_MAX_HOST 253     /* DNS name limit */
+#define LINK_MAX_CHARS 4096 /* a link longer than this is refused */
+#define LINK_MAX_TRACKERS 8 /* fail-over list, not a broadcast list */
+#define LINK_MAX_HOST 253   /* DNS name limit */
 
 struct link_tracker {
   char host[LINK_MAX_HOST + 1]; /* name or address, no brackets */

@@ -28,9 +28,13 @@ int log_level_parse(const char *s) {
   return -1;
 }
 
-void log_set_level(enum log_level level) { log_state.level = level; }
+void log_set_level(enum log_level level) {
+  log_state.level = level;
+}
 
-enum log_level log_get_level(void) { return log_state.level; }
+enum log_level log_get_level(void) {
+  return log_state.level;
+}
 
 int log_open(const char *path) {
   if (path == NULL) {

@@ -19,7 +19,9 @@ void pwire_eph_generate(struct pwire_eph *e) {
   crypto_kx_keypair(e->pk, e->sk);
 }
 
-void pwire_eph_close(struct pwire_eph *e) { sodium_memzero(e, sizeof(*e)); }
+void pwire_eph_close(struct pwire_eph *e) {
+  sodium_memzero(e, sizeof(*e));
+}
 
 int pwire_hello_seal(struct buf *out, const struct identity *id,
                      uint64_t timestamp_ms, uint64_t seq,
@@ -39,8 +41,8 @@ int pwire_hello_seal(struct buf *out, const struct identity *id,
   if (buf_err(&b) != 0 || b.len != sizeof(payload)) {
     return SHOAL_EINVAL; /* unreachable: the layout is fixed */
   }
-  return envelope_seal(out, ENVELOPE_PEER_HELLO, PWIRE_HELLO, id,
-                       timestamp_ms, seq, payload, sizeof(payload));
+  return envelope_seal(out, ENVELOPE_PEER_HELLO, PWIRE_HELLO, id, timestamp_ms,
+                       seq, payload, sizeof(payload));
 }
 
 int pwire_hello_open(const uint8_t *msg, size_t len,
@@ -102,11 +104,11 @@ int pwire_session_init(struct pwire_session *s, const struct pwire_eph *ours,
     return SHOAL_EBADSIG;
   }
   if (initiator) {
-    rc = crypto_kx_client_session_keys(s->rx, s->tx, ours->pk, ours->sk,
-                                       theirs);
+    rc =
+        crypto_kx_client_session_keys(s->rx, s->tx, ours->pk, ours->sk, theirs);
   } else {
-    rc = crypto_kx_server_session_keys(s->rx, s->tx, ours->pk, ours->sk,
-                                       theirs);
+    rc =
+        crypto_kx_server_session_keys(s->rx, s->tx, ours->pk, ours->sk, theirs);
   }
   if (rc != 0) {
     sodium_memzero(s, sizeof(*s));
@@ -144,9 +146,8 @@ int pwire_seal(struct pwire_session *s, struct buf *out, const uint8_t *plain,
     return err;
   }
   make_nonce(nonce, s->tx_count);
-  crypto_aead_chacha20poly1305_ietf_encrypt(out->data + out->len, &clen,
-                                            plain, len, NULL, 0, NULL, nonce,
-                                            s->tx);
+  crypto_aead_chacha20poly1305_ietf_encrypt(out->data + out->len, &clen, plain,
+                                            len, NULL, 0, NULL, nonce, s->tx);
   out->len += (size_t)clen;
   s->tx_count++;
   return 0;
@@ -165,8 +166,8 @@ int pwire_seal_inplace(struct pwire_session *s, uint8_t *msg, size_t len) {
   make_nonce(nonce, s->tx_count);
   /* libsodium encrypts in place when the ciphertext and message coincide;
    * the tag goes right after the message. */
-  crypto_aead_chacha20poly1305_ietf_encrypt(msg, &clen, msg, len, NULL, 0,
-                                            NULL, nonce, s->tx);
+  crypto_aead_chacha20poly1305_ietf_encrypt(msg, &clen, msg, len, NULL, 0, NULL,
+                                            nonce, s->tx);
   s->tx_count++;
   return 0;
 }
@@ -411,8 +412,8 @@ int pwire_decode(const uint8_t *p, size_t len, struct pwire_msg *out) {
 /* ------------------------------------------------------------------------ */
 /* Checks against a manifest */
 
-int pwire_check_block(const struct manifest *m, uint32_t chunk,
-                      uint32_t offset, uint32_t length) {
+int pwire_check_block(const struct manifest *m, uint32_t chunk, uint32_t offset,
+                      uint32_t length) {
   if (chunk >= m->chunk_count || length == 0 || length > PWIRE_BLOCK_BYTES) {
     return SHOAL_EINVAL;
   }

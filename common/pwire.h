@@ -111,10 +111,10 @@ struct pwire_session {
 /* A decoded message; pointers borrow from the plaintext. */
 struct pwire_msg {
   uint8_t type;
-  uint32_t chunk;  /* REQUEST, DATA, CANCEL, REJECT */
-  uint32_t offset; /* MANIFEST_REQ/PART, REQUEST, DATA, CANCEL, REJECT */
-  uint32_t length; /* MANIFEST_REQ, REQUEST, CANCEL, REJECT */
-  uint32_t total;  /* MANIFEST_PART */
+  uint32_t chunk;      /* REQUEST, DATA, CANCEL, REJECT */
+  uint32_t offset;     /* MANIFEST_REQ/PART, REQUEST, DATA, CANCEL, REJECT */
+  uint32_t length;     /* MANIFEST_REQ, REQUEST, CANCEL, REJECT */
+  uint32_t total;      /* MANIFEST_PART */
   const uint8_t *data; /* MANIFEST_PART, HAVE_MAP, DATA; HAVE: its chunks,
                           big-endian u32s (pwire_have_chunk) */
   size_t data_len;
@@ -176,9 +176,10 @@ int pwire_seal_inplace(struct pwire_session *s, uint8_t *msg, size_t len);
  * reordered, replayed or reflected), SHOAL_ETRUNC (len < PWIRE_TAG_BYTES),
  * SHOAL_ETOOBIG (len > PWIRE_MAX_FRAME, or cap too small). A failed open
  * does not advance the counter, and leaves no plaintext in plain. */
-__attribute__((warn_unused_result)) int
-pwire_open(struct pwire_session *s, const uint8_t *body, size_t len,
-           uint8_t *plain, size_t cap);
+__attribute__((warn_unused_result)) int pwire_open(struct pwire_session *s,
+                                                   const uint8_t *body,
+                                                   size_t len, uint8_t *plain,
+                                                   size_t cap);
 
 /* Message codecs (plaintext). Encoders append to out. Returns 0,
  * SHOAL_EINVAL for a message pwire_decode would refuse, or a buf error;
@@ -196,8 +197,8 @@ int pwire_decode(const uint8_t *p, size_t len, struct pwire_msg *out);
 /* Checks a block (chunk, offset, length) against a manifest: the chunk
  * exists, offset and length are inside it, length is 1..PWIRE_BLOCK_BYTES.
  * Returns 0 or SHOAL_EINVAL. */
-int pwire_check_block(const struct manifest *m, uint32_t chunk,
-                      uint32_t offset, uint32_t length);
+int pwire_check_block(const struct manifest *m, uint32_t chunk, uint32_t offset,
+                      uint32_t length);
 /* Checks a have-map's length (ceil(chunks / 8)) and unused bits (0)
  * against a chunk count. Returns 0 or SHOAL_EFORMAT. */
 int pwire_check_have_map(const uint8_t *map, size_t len, uint32_t chunks);

@@ -43,7 +43,8 @@ void replay_guard_close(struct replay_guard *g) {
   sodium_memzero(g, sizeof(*g));
 }
 
-static uint64_t fingerprint(const struct replay_guard *g, const uint8_t pk[32]) {
+static uint64_t fingerprint(const struct replay_guard *g,
+                            const uint8_t pk[32]) {
   uint8_t h[crypto_shorthash_BYTES];
   uint64_t fp = 0;
 

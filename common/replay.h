@@ -22,7 +22,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define REPLAY_WINDOW 64          /* sequence numbers remembered below the mark */
+#define REPLAY_WINDOW 64 /* sequence numbers remembered below the mark */
 #define REPLAY_MAX_SENDERS (1u << 24) /* a guard bigger than this is a bug */
 #define REPLAY_EVICT_SAMPLE 16    /* slots inspected to find one to forget */
 #define REPLAY_INITIAL_SLOTS 1024 /* the table grows from here as needed */
@@ -36,7 +36,7 @@ struct replay_slot {
 
 struct replay_guard {
   struct replay_slot *slots;
-  size_t mask; /* table size - 1; the size is a power of two */
+  size_t mask;     /* table size - 1; the size is a power of two */
   size_t max_size; /* the size that holds cap senders at 3/4 load */
   size_t count;
   size_t cap; /* senders remembered at most (3/4 of the table) */

@@ -167,8 +167,7 @@ int tmsg_announce_decode(const uint8_t *p, size_t len,
   return finish(&r, out, sizeof(*out), err);
 }
 
-int tmsg_announce_ok_encode(struct buf *out,
-                            const struct tmsg_announce_ok *m) {
+int tmsg_announce_ok_encode(struct buf *out, const struct tmsg_announce_ok *m) {
   buf_add_u64(out, m->seq);
   buf_add_u32(out, m->interval_s);
   buf_add_u32(out, m->min_interval_s);

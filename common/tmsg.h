@@ -33,11 +33,11 @@
 #define TMSG_ID_BYTES 32
 
 /* Named maximums. */
-#define TMSG_MAX_ANNOUNCE_ITEMS 64  /* contents in one announce */
-#define TMSG_MAX_PEERS 200          /* peers in one lookup reply */
-#define TMSG_MAX_QUERY 256          /* bytes of search text */
-#define TMSG_MAX_RESULTS 50         /* results in one search page */
-#define TMSG_MAX_REASON 200         /* bytes of an error reason */
+#define TMSG_MAX_ANNOUNCE_ITEMS 64 /* contents in one announce */
+#define TMSG_MAX_PEERS 200         /* peers in one lookup reply */
+#define TMSG_MAX_QUERY 256         /* bytes of search text */
+#define TMSG_MAX_RESULTS 50        /* results in one search page */
+#define TMSG_MAX_REASON 200        /* bytes of an error reason */
 #define TMSG_MAX_NAME MANIFEST_MAX_SEGMENT
 
 enum tmsg_type {
@@ -106,7 +106,7 @@ struct tmsg_lookup {
 
 struct tmsg_peer {
   uint8_t pk[IDENTITY_PK_BYTES];
-  uint8_t family; /* 4 or 6 */
+  uint8_t family;   /* 4 or 6 */
   uint8_t addr[16]; /* IPv4 in the first 4 bytes */
   uint16_t port;
   uint8_t seeding;

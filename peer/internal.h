@@ -38,9 +38,9 @@ struct upreq {
 struct readreq;
 
 enum session_state {
-  SESS_CONNECTING,  /* we dialled; TCP not up yet */
-  SESS_HELLO_WAIT,  /* waiting for the other side's hello */
-  SESS_OPEN,        /* hellos done; messages flow */
+  SESS_CONNECTING, /* we dialled; TCP not up yet */
+  SESS_HELLO_WAIT, /* waiting for the other side's hello */
+  SESS_OPEN,       /* hellos done; messages flow */
   SESS_CLOSING,
 };
 
@@ -48,10 +48,10 @@ struct session {
   uv_tcp_t tcp;
   uv_connect_t connect_req;
   struct node *node;
-  struct swarm *sw;       /* NULL until an accepted hello names a swarm */
-  struct session *next;   /* in the swarm's list, or the node's pending */
+  struct swarm *sw;     /* NULL until an accepted hello names a swarm */
+  struct session *next; /* in the swarm's list, or the node's pending */
   struct session **pprev;
-  int slot;               /* picker peer id, -1 before the swarm takes it */
+  int slot; /* picker peer id, -1 before the swarm takes it */
   int initiator;
   enum session_state state;
   int have_expect;
@@ -70,8 +70,8 @@ struct session {
   int am_choking, am_interested;
   int peer_choking, peer_interested;
   int sent_have_map;
-  unsigned have_at; /* entries of the swarm's have_log sent to this peer */
-  uint8_t *have_map;   /* the remote's, raw until the manifest is known */
+  unsigned have_at;  /* entries of the swarm's have_log sent to this peer */
+  uint8_t *have_map; /* the remote's, raw until the manifest is known */
   size_t have_map_len;
   int have_map_checked; /* checked against the manifest, in the picker */
   uint32_t remote_have; /* chunks the remote has */
@@ -95,8 +95,8 @@ struct session {
   uint64_t unchoked_at_ms, choked_at_ms;
   int optimistic;
   unsigned rejects; /* REJECTs in a row from this peer */
-  int refs; /* callbacks in flight that point here */
-  int closed; /* uv_close done */
+  int refs;         /* callbacks in flight that point here */
+  int closed;       /* uv_close done */
 };
 
 /* What we remember about a failed chunk to find who sent the bad block. */
@@ -104,8 +104,8 @@ struct suspect {
   struct suspect *next;
   uint32_t chunk;
   uint32_t nblocks;
-  uint8_t *owners;  /* nblocks x IDENTITY_PK_BYTES */
-  uint8_t *hashes;  /* nblocks x 32 */
+  uint8_t *owners; /* nblocks x IDENTITY_PK_BYTES */
+  uint8_t *hashes; /* nblocks x 32 */
 };
 
 /* A chunk being assembled from blocks. */
@@ -149,8 +149,8 @@ struct swarm {
   struct node *node;
   struct swarm *next;
   enum swarm_state state;
-  int is_source;    /* shared from our own files */
-  int seed_after;   /* keep serving after completion */
+  int is_source;  /* shared from our own files */
+  int seed_after; /* keep serving after completion */
   uint8_t content[MANIFEST_ID_BYTES];
   char content_text[TEXTID_STRLEN];
   char name[MANIFEST_MAX_SEGMENT + 1];
@@ -170,7 +170,7 @@ struct swarm {
   struct known_peer *known; /* SWARM_KNOWN_MAX entries, lazily */
   unsigned nknown;
   unsigned known_next; /* the entry a new peer replaces when full */
-  int name_given; /* name came from a link, so the manifest must match */
+  int name_given;      /* name came from a link, so the manifest must match */
   uint8_t slots_used[PICKER_MAX_PEERS];
 
   /* Manifest fetch. */
@@ -206,8 +206,8 @@ struct swarm {
   uint32_t lookup_backoff_ms;
   uint64_t started_ms;
   uint64_t complete_ms;
-  int stop_sent;      /* "stopped" went out (or is under way) */
-  int stop_announced; /* ... and the tracker answered */
+  int stop_sent;         /* "stopped" went out (or is under way) */
+  int stop_announced;    /* ... and the tracker answered */
   int completed_pending; /* "completed" not yet told to the tracker */
 
   /* Choking. */
@@ -254,7 +254,7 @@ struct node {
   uint64_t up_bytes, down_bytes;
   uint64_t wasted_bytes; /* of down_bytes: discarded, or in failed chunks */
   struct rate_meter up_meter; /* DATA queued to every peer, over 2 s */
-  unsigned reads; /* block reads in flight, all sessions */
+  unsigned reads;             /* block reads in flight, all sessions */
   uint8_t rbuf[1u << 20];
   uint8_t *plain; /* PWIRE_MAX_PLAIN scratch */
   int stopping;

@@ -245,7 +245,9 @@ static void clear_progress(struct app *a) {
   }
 }
 
-static void clear_progress_hook(void *arg) { clear_progress(arg); }
+static void clear_progress_hook(void *arg) {
+  clear_progress(arg);
+}
 
 /* Writes text to f as fmt_term_escape shows it, then a newline: a name or
  * a message that may hold what a terminal would act on. */

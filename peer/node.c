@@ -8,8 +8,8 @@
  * 60 s) while the swarm goes on with the peers it knows; a get that never
  * reached any tracker and never met a peer gives up after
  * NODE_TRACKER_TRIES attempts per tracker (a share likewise, since it
- * cannot print a link without its tracker), and one that reaches a tracker but finds no
- * peer gives up after NODE_NO_PEERS_MS.
+ * cannot print a link without its tracker), and one that reaches a tracker but
+ * finds no peer gives up after NODE_NO_PEERS_MS.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -35,15 +35,18 @@
 #define RETRY_MAX_MS 60000u
 #define HELLO_GUARD_SENDERS 4096u
 
-
 static void schedule_announce(struct swarm *sw, uint64_t ms);
 static void schedule_lookup(struct swarm *sw, uint64_t ms);
 static void do_announce(struct swarm *sw, uint8_t event);
 static void announce_stopped(struct swarm *sw);
 
-uint64_t node_now(const struct node *n) { return uv_now(n->loop); }
+uint64_t node_now(const struct node *n) {
+  return uv_now(n->loop);
+}
 
-uint64_t node_next_seq(struct node *n) { return n->seq++; }
+uint64_t node_next_seq(struct node *n) {
+  return n->seq++;
+}
 
 void node_emit(struct node *n, const struct node_event *ev) {
   if (n->cb != NULL) {
@@ -51,10 +54,18 @@ void node_emit(struct node *n, const struct node_event *ev) {
   }
 }
 
-uint64_t node_uploaded(const struct node *n) { return n->up_bytes; }
-uint64_t node_downloaded(const struct node *n) { return n->down_bytes; }
-uint64_t node_wasted(const struct node *n) { return n->wasted_bytes; }
-uint16_t node_port(const struct node *n) { return n->port; }
+uint64_t node_uploaded(const struct node *n) {
+  return n->up_bytes;
+}
+uint64_t node_downloaded(const struct node *n) {
+  return n->down_bytes;
+}
+uint64_t node_wasted(const struct node *n) {
+  return n->wasted_bytes;
+}
+uint16_t node_port(const struct node *n) {
+  return n->port;
+}
 
 static void for_each_session(struct node *n, void (*fn)(struct session *)) {
   for (struct session *s = n->pending, *next; s != NULL; s = next) {
@@ -409,10 +420,9 @@ static unsigned usable_trackers(const struct node *n,
                  "on %s (%s only): the tracker would list it at an %s "
                  "address where no peer can connect — leave out --listen "
                  "(the default takes IPv4 and IPv6) or give an %s address",
-                 v6 ? "[" : "", in[i].host, v6 ? "]" : "",
-                 (unsigned)in[i].port, v6 ? "IPv6" : "IPv4", n->listen_text,
-                 v6 ? "IPv4" : "IPv6", v6 ? "IPv6" : "IPv4",
-                 v6 ? "IPv6" : "IPv4");
+                 v6 ? "[" : "", in[i].host, v6 ? "]" : "", (unsigned)in[i].port,
+                 v6 ? "IPv6" : "IPv4", n->listen_text, v6 ? "IPv4" : "IPv6",
+                 v6 ? "IPv6" : "IPv4", v6 ? "IPv6" : "IPv4");
       }
       continue;
     }
@@ -605,7 +615,8 @@ static void on_announced(void *arg, int status, const struct tcl_reply *r) {
   if (status != 0) {
     if (!tracker_failed(sw, status, r)) {
       uint64_t wait = backoff_ms(sw);
-      if (r != NULL && r->type == TMSG_ERROR && r->error.retry_after_ms > wait) {
+      if (r != NULL && r->type == TMSG_ERROR &&
+          r->error.retry_after_ms > wait) {
         wait = r->error.retry_after_ms;
       }
       schedule_announce(sw, wait);
@@ -806,9 +817,8 @@ static void on_lookup(void *arg, int status, const struct tcl_reply *r) {
       continue;
     }
     if (n->cfg.mode == NODE_MODE_CS && !sw->is_source &&
-        (sw->m != NULL
-             ? memcmp(p->pk, sw->m->publisher, IDENTITY_PK_BYTES) != 0
-             : !p->seeding)) {
+        (sw->m != NULL ? memcmp(p->pk, sw->m->publisher, IDENTITY_PK_BYTES) != 0
+                       : !p->seeding)) {
       continue;
     }
     if (p->family == 4) {
@@ -920,8 +930,7 @@ static void on_published(void *arg, int status, const struct tcl_reply *r) {
       return;
     }
     if (!tracker_failed(sw, status, r)) {
-      uv_timer_start(&sw->announce_timer, on_announce_timer, backoff_ms(sw),
-                     0);
+      uv_timer_start(&sw->announce_timer, on_announce_timer, backoff_ms(sw), 0);
       sw->published = 0;
     }
     return;
@@ -1168,8 +1177,8 @@ static void on_storage_open(void *arg, int status) {
                sw->dir);
     } else if (status == UV_ENOSPC) {
       snprintf(msg, sizeof(msg),
-               "disk full: %s needs %llu bytes in %s — free some space", sw->m->name,
-               (unsigned long long)sw->m->total_size, sw->dir);
+               "disk full: %s needs %llu bytes in %s — free some space",
+               sw->m->name, (unsigned long long)sw->m->total_size, sw->dir);
     } else {
       snprintf(msg, sizeof(msg), "cannot prepare %s: %s", final,
                shoal_strerror(status));

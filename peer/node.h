@@ -35,37 +35,39 @@
 #define NODE_MAX_REMOTE_REQUESTS 128 /* a peer's requests we queue */
 #define NODE_REQUEST_TIMEOUT_MS 10000u
 #define NODE_REQUEST_TIMEOUT_MAX_MS 120000u /* however slow the peer */
-#define NODE_PIPELINE_MIN 4          /* requests beyond a peer's rate's worth */
-#define NODE_PIPELINE_MS 1000u       /* requests in flight: this much of its rate */
-#define NODE_HAVE_MS 100u            /* verified chunks gathered into one HAVE */
-#define NODE_HAVE_SLOW_MS 1000u      /* ... for peers that cannot use them yet */
-#define NODE_HAVE_BATCH 256          /* ... and at most this many */
+#define NODE_PIPELINE_MIN 4     /* requests beyond a peer's rate's worth */
+#define NODE_PIPELINE_MS 1000u  /* requests in flight: this much of its rate */
+#define NODE_HAVE_MS 100u       /* verified chunks gathered into one HAVE */
+#define NODE_HAVE_SLOW_MS 1000u /* ... for peers that cannot use them yet */
+#define NODE_HAVE_BATCH 256     /* ... and at most this many */
 #define NODE_KEEPALIVE_MS 30000u
-#define NODE_IDLE_MS 120000u         /* a silent session is closed */
-#define NODE_HELLO_MS 10000u         /* hellos must be done by then */
-#define NODE_STRIKES_BAN 3           /* failed chunks, sole source, to ban */
-#define NODE_STOP_MS 2000u           /* "stopped" announces may take this */
-#define NODE_NO_PEERS_MS 60000u      /* get gives up when no peer appears */
-#define NODE_TRACKER_TRIES 3         /* get gives up on trackers never met */
-#define NODE_MAX_PENDING 64          /* accepted sessions before hello */
-#define NODE_READS_IN_FLIGHT 8       /* block reads per peer at once */
-#define NODE_READS_MAX 32            /* block reads of the node at once */
-#define NODE_MAX_PUT_BYTES (16u << 20) /* chunk bytes waiting for hash and write */
+#define NODE_IDLE_MS 120000u    /* a silent session is closed */
+#define NODE_HELLO_MS 10000u    /* hellos must be done by then */
+#define NODE_STRIKES_BAN 3      /* failed chunks, sole source, to ban */
+#define NODE_STOP_MS 2000u      /* "stopped" announces may take this */
+#define NODE_NO_PEERS_MS 60000u /* get gives up when no peer appears */
+#define NODE_TRACKER_TRIES 3    /* get gives up on trackers never met */
+#define NODE_MAX_PENDING 64     /* accepted sessions before hello */
+#define NODE_READS_IN_FLIGHT 8  /* block reads per peer at once */
+#define NODE_READS_MAX 32       /* block reads of the node at once */
+#define NODE_MAX_PUT_BYTES                                                     \
+  (16u << 20) /* chunk bytes waiting for hash and write */
 /* Unsent upload bytes a session keeps queued, in its socket buffer and in
  * libuv's queue each: about NODE_QUEUE_MS of its send rate, within these
  * bounds, so that a REQUEST, CANCEL or CHOKE never waits long behind DATA
  * on a slow link while a fast one keeps its pipe full. */
 #define NODE_QUEUE_MS 100u
 #define NODE_QUEUE_MIN (32u << 10)
-#define NODE_WRITE_QUEUE_MAX (1u << 20) /* bytes queued before uploads wait */
-#define NODE_SEND_BUFFER_MAX (4u << 20) /* a socket's send buffer, at most */
+#define NODE_WRITE_QUEUE_MAX (1u << 20)  /* bytes queued before uploads wait */
+#define NODE_SEND_BUFFER_MAX (4u << 20)  /* a socket's send buffer, at most */
 #define NODE_WRITE_QUEUE_HARD (8u << 20) /* past this the peer is closed */
-#define NODE_REJECTS_CLOSE 128       /* rejects in a row while unchoked:
-                                        it cannot serve */
-#define NODE_STALL_WARN_MS 60000u    /* no progress for this long: say so */
-#define NODE_DIAL_WARN 3             /* dials failed, no peer ever met: say so */
-#define NODE_SOURCE_CHECK_MS 5000u   /* shared files' size and time checked */
-#define NODE_NO_SOURCE_MS 5000u      /* chunks nobody connected has: say so */
+#define NODE_REJECTS_CLOSE                                                     \
+  128                              /* rejects in a row while unchoked:         \
+                                      it cannot serve */
+#define NODE_STALL_WARN_MS 60000u  /* no progress for this long: say so */
+#define NODE_DIAL_WARN 3           /* dials failed, no peer ever met: say so */
+#define NODE_SOURCE_CHECK_MS 5000u /* shared files' size and time checked */
+#define NODE_NO_SOURCE_MS 5000u    /* chunks nobody connected has: say so */
 
 enum node_mode {
   NODE_MODE_P2P = 0,
@@ -74,9 +76,9 @@ enum node_mode {
 };
 
 struct node_config {
-  const char *home;    /* keys, resume/ and manifests/ */
-  const char *listen;  /* "ADDR:PORT"; NULL: 0.0.0.0:0 */
-  unsigned max_peers;  /* sessions per swarm, 1..PICKER_MAX_PEERS */
+  const char *home;       /* keys, resume/ and manifests/ */
+  const char *listen;     /* "ADDR:PORT"; NULL: 0.0.0.0:0 */
+  unsigned max_peers;     /* sessions per swarm, 1..PICKER_MAX_PEERS */
   uint64_t upload_rate;   /* bytes a second; 0: no limit */
   uint64_t download_rate; /* bytes a second; 0: no limit */
   enum node_mode mode;
@@ -84,26 +86,26 @@ struct node_config {
 };
 
 enum node_event_type {
-  NODE_EV_LISTENING,  /* port */
-  NODE_EV_TRACKER,    /* key: a tracker's key, learned on first contact */
-  NODE_EV_HASHING,    /* done, total (sharing) */
-  NODE_EV_SHARED,     /* swarm published; link */
-  NODE_EV_MANIFEST,   /* manifest fetched and storage ready; resumed */
-  NODE_EV_PROGRESS,   /* periodic, per swarm */
-  NODE_EV_COMPLETE,   /* every chunk verified and in place; path */
-  NODE_EV_BANNED,     /* peer, reason */
-  NODE_EV_WARNING,    /* message: something the user should know */
-  NODE_EV_FAILED,     /* a swarm cannot go on: code, message */
+  NODE_EV_LISTENING, /* port */
+  NODE_EV_TRACKER,   /* key: a tracker's key, learned on first contact */
+  NODE_EV_HASHING,   /* done, total (sharing) */
+  NODE_EV_SHARED,    /* swarm published; link */
+  NODE_EV_MANIFEST,  /* manifest fetched and storage ready; resumed */
+  NODE_EV_PROGRESS,  /* periodic, per swarm */
+  NODE_EV_COMPLETE,  /* every chunk verified and in place; path */
+  NODE_EV_BANNED,    /* peer, reason */
+  NODE_EV_WARNING,   /* message: something the user should know */
+  NODE_EV_FAILED,    /* a swarm cannot go on: code, message */
 };
 
 struct node_swarm_info {
   const uint8_t *content; /* 32 bytes */
   const char *name;
-  uint64_t total;  /* 0 until the manifest is known */
-  uint64_t have;   /* verified bytes */
+  uint64_t total; /* 0 until the manifest is known */
+  uint64_t have;  /* verified bytes */
   uint32_t chunks;
-  uint64_t rate;   /* download bytes a second, recent */
-  unsigned peers;  /* open sessions */
+  uint64_t rate;  /* download bytes a second, recent */
+  unsigned peers; /* open sessions */
   unsigned seeders;
   uint64_t uploaded;   /* DATA payload bytes this swarm sent */
   uint64_t downloaded; /* DATA payload bytes this swarm received */
@@ -114,14 +116,14 @@ struct node_event {
   enum node_event_type type;
   const struct node_swarm_info *swarm; /* NULL for node-wide events */
   uint16_t port;
-  const uint8_t *key;  /* NODE_EV_TRACKER, NODE_EV_BANNED: 32 bytes */
-  const char *link;    /* NODE_EV_SHARED */
-  const char *path;    /* NODE_EV_COMPLETE */
-  const char *message; /* NODE_EV_BANNED reason, WARNING, FAILED */
-  int code;            /* NODE_EV_FAILED */
-  uint64_t done, total;       /* NODE_EV_HASHING */
-  uint64_t resumed;           /* NODE_EV_MANIFEST */
-  double seconds;             /* NODE_EV_COMPLETE */
+  const uint8_t *key;   /* NODE_EV_TRACKER, NODE_EV_BANNED: 32 bytes */
+  const char *link;     /* NODE_EV_SHARED */
+  const char *path;     /* NODE_EV_COMPLETE */
+  const char *message;  /* NODE_EV_BANNED reason, WARNING, FAILED */
+  int code;             /* NODE_EV_FAILED */
+  uint64_t done, total; /* NODE_EV_HASHING */
+  uint64_t resumed;     /* NODE_EV_MANIFEST */
+  double seconds;       /* NODE_EV_COMPLETE */
 };
 
 typedef void (*node_event_cb)(void *arg, const struct node_event *ev);
@@ -142,8 +144,9 @@ int node_share(struct node *n, struct manifest *m,
                const uint8_t *tracker_key);
 
 /* Gets a content into dir. name and size come from a link, and the
- * manifest must match both (name NULL: no link, nothing to match). With seed, the swarm keeps
- * serving after it completes; else NODE_EV_COMPLETE is the end of it. */
+ * manifest must match both (name NULL: no link, nothing to match). With seed,
+ * the swarm keeps serving after it completes; else NODE_EV_COMPLETE is the end
+ * of it. */
 int node_get(struct node *n, const uint8_t content[MANIFEST_ID_BYTES],
              const char *name, uint64_t size,
              const struct link_tracker *trackers, unsigned ntrackers,

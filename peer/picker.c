@@ -555,7 +555,9 @@ static unsigned pk_fill(struct picker *p, struct pk_active *a, unsigned peer,
   return n;
 }
 
-static uint64_t pk_min(uint64_t a, uint64_t b) { return a < b ? a : b; }
+static uint64_t pk_min(uint64_t a, uint64_t b) {
+  return a < b ? a : b;
+}
 
 /* Whether peer, asked for one more block of len bytes now, would deliver
  * it well before other delivers everything asked of it so far: when
@@ -797,7 +799,9 @@ unsigned picker_outstanding(const struct picker *p, unsigned peer) {
   return p->peers[peer].outstanding;
 }
 
-uint32_t picker_have_count(const struct picker *p) { return p->have_count; }
+uint32_t picker_have_count(const struct picker *p) {
+  return p->have_count;
+}
 
 int picker_complete(const struct picker *p) {
   return p->have_count == p->nchunks;

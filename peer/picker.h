@@ -36,7 +36,7 @@
 #define PICKER_ENDGAME_DUP 2
 #define PICKER_ENDGAME_PEER 2 /* endgame: blocks in flight per peer */
 #define PICKER_ENDGAME_SENT 2 /* a peer's first blocks in flight: no copies */
-#define PICKER_MAX_PEERS 256 /* peer ids are 0..PICKER_MAX_PEERS-1 */
+#define PICKER_MAX_PEERS 256  /* peer ids are 0..PICKER_MAX_PEERS-1 */
 
 struct picker;
 
@@ -96,8 +96,7 @@ void picker_chunk_failed(struct picker *p, uint32_t chunk);
  * them (with the peer that was asked) to out, up to max. Returns the
  * count. */
 unsigned picker_expire(struct picker *p, uint64_t now_ms, uint64_t timeout_ms,
-                       struct picker_block *out, unsigned *peers,
-                       unsigned max);
+                       struct picker_block *out, unsigned *peers, unsigned max);
 
 /* Requests in flight to a peer. */
 unsigned picker_outstanding(const struct picker *p, unsigned peer);

@@ -164,7 +164,8 @@ static int send_hello(struct session *s) {
   struct pwire_hello h;
   struct buf out;
   struct wreq *w;
-  size_t cap = FRAME_HEADER_BYTES + ENVELOPE_OVERHEAD + PWIRE_HELLO_PAYLOAD_BYTES;
+  size_t cap =
+      FRAME_HEADER_BYTES + ENVELOPE_OVERHEAD + PWIRE_HELLO_PAYLOAD_BYTES;
   int err;
 
   memset(&h, 0, sizeof(h));
@@ -258,8 +259,10 @@ int session_send_requests(struct session *s, const struct picker_block *b,
   /* Each REQUEST is its own frame (docs/protocol.md), but the frames go
    * out in one write: one system call and one wake-up of the other side
    * for a batch instead of one each. */
-  enum { REQ_PLAIN = 1 + 4 + 4 + 4,
-         REQ_FRAME = FRAME_HEADER_BYTES + REQ_PLAIN + PWIRE_TAG_BYTES };
+  enum {
+    REQ_PLAIN = 1 + 4 + 4 + 4,
+    REQ_FRAME = FRAME_HEADER_BYTES + REQ_PLAIN + PWIRE_TAG_BYTES
+  };
   struct wreq *w;
   int err;
   if (s->state != SESS_OPEN || n == 0) {
@@ -313,10 +316,9 @@ struct readreq {
 void session_drop_reads(struct session *s, const struct upreq *only) {
   for (unsigned i = 0; i < NODE_READS_IN_FLIGHT; i++) {
     struct readreq *rr = s->reads[i];
-    if (rr != NULL &&
-        (only == NULL || (rr->r.chunk == only->chunk &&
-                          rr->r.offset == only->offset &&
-                          rr->r.length == only->length))) {
+    if (rr != NULL && (only == NULL || (rr->r.chunk == only->chunk &&
+                                        rr->r.offset == only->offset &&
+                                        rr->r.length == only->length))) {
       rr->dropped = 1;
     }
   }
@@ -440,8 +442,7 @@ static uint32_t queue_budget(uint64_t share) {
  * and NODE_QUEUE_MS more, at least NODE_QUEUE_MIN, at most
  * NODE_SEND_BUFFER_MAX. */
 static uint32_t send_budget(uint64_t share, uint32_t rtt_us) {
-  uint64_t b =
-      share * ((uint64_t)rtt_us + NODE_QUEUE_MS * 1000u) / 1000000u;
+  uint64_t b = share * ((uint64_t)rtt_us + NODE_QUEUE_MS * 1000u) / 1000000u;
   if (b < NODE_QUEUE_MIN) {
     return NODE_QUEUE_MIN;
   }
@@ -526,9 +527,8 @@ void session_pump_upload(struct session *s) {
   }
   share = reads_share(n);
   budget = queue_budget(upload_share(s, node_now(n))); /* once: a walk */
-  while (s->reading < share && n->reads < NODE_READS_MAX &&
-         s->upq_len > 0 && s->state == SESS_OPEN && s->sw != NULL &&
-         !s->am_choking) {
+  while (s->reading < share && n->reads < NODE_READS_MAX && s->upq_len > 0 &&
+         s->state == SESS_OPEN && s->sw != NULL && !s->am_choking) {
     if (upload_queued(s) >= budget) {
       return; /* on_write pumps again */
     }
@@ -665,9 +665,8 @@ static int on_hello(struct session *s, const uint8_t *frame, size_t len) {
   s->remote_port = h.port;
   s->state = SESS_OPEN;
   s->dec.max = PWIRE_MAX_FRAME; /* between frames: the next header sees it */
-  log_info("peer", "%s: session with %s at %s%s", s->sw->name,
-           s->remote_short, s->addr_text,
-           (h.flags & PWIRE_HELLO_SEEDER) ? " (seeder)" : "");
+  log_info("peer", "%s: session with %s at %s%s", s->sw->name, s->remote_short,
+           s->addr_text, (h.flags & PWIRE_HELLO_SEEDER) ? " (seeder)" : "");
   swarm_session_open(s->sw, s);
   return 0;
 }

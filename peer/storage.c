@@ -99,8 +99,8 @@
 /* Marks a file in open_req.old_size that this open created. */
 #define SIZE_CREATED UINT64_MAX
 
-#define container_of(p, type, field)                                          \
-  ((type *)(void *)((char *)(p) - offsetof(type, field)))
+#define container_of(p, type, field)                                           \
+  ((type *)(void *)((char *)(p)-offsetof(type, field)))
 
 enum record_state {
   RECORD_OK = 0,
@@ -126,8 +126,8 @@ struct storage {
 
   /* Download only. */
   char *dir;
-  char *final_path;  /* dir/NAME */
-  char *part_name;   /* NAME.shoal-part, relative to dir_fd */
+  char *final_path; /* dir/NAME */
+  char *part_name;  /* NAME.shoal-part, relative to dir_fd */
   char *resume_path;
   int dir_fd;        /* set when the open succeeds, else -1 */
   int root_fd;       /* the partial file or folder, else -1 */
@@ -159,7 +159,7 @@ struct storage {
   uint8_t *verifying;      /* source: chunks a read is hashing now */
   int changed;             /* source: a change was found (change says it) */
   struct storage_change change;
-  int checking;            /* source: storage_check_source under way */
+  int checking; /* source: storage_check_source under way */
 
   unsigned pending; /* work items and deferred completions not done */
   struct deferred *defer_head;
@@ -238,7 +238,7 @@ struct save_req {
   struct storage *s;
   uint8_t *record; /* the bitmap is filled in; the worker adds the rest */
   size_t record_len;
-  int save;        /* release only: whether to write the record */
+  int save; /* release only: whether to write the record */
   int status;
 };
 
@@ -254,7 +254,9 @@ struct finish_req {
 /* ------------------------------------------------------------------------ */
 /* Bitmaps (the pwire.h have-map layout) */
 
-static size_t map_bytes(uint32_t n) { return ((size_t)n + 7) / 8; }
+static size_t map_bytes(uint32_t n) {
+  return ((size_t)n + 7) / 8;
+}
 
 static int bit_get(const uint8_t *map, uint32_t i) {
   return (map[i >> 3] >> (7 - (i & 7))) & 1;
@@ -424,8 +426,7 @@ static int open_dir_at(int dfd, const char *name, int create) {
  * writing. A symlink, folder, fifo or socket in its place is removed first.
  * O_NONBLOCK keeps a planted fifo from hanging the worker. */
 static int create_file_at(int dfd, const char *name) {
-  const int flags =
-      O_RDWR | O_CREAT | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC;
+  const int flags = O_RDWR | O_CREAT | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC;
   struct stat st;
   int err = SHOAL_EPATH;
 
@@ -620,7 +621,7 @@ static int record_read(const char *path, const struct manifest *m,
   fd = open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
   if (fd < 0) {
     /* A symlink in its place is replaced by the next save. */
-    state = errno == ENOENT ? RECORD_NONE
+    state = errno == ENOENT  ? RECORD_NONE
             : errno == ELOOP ? RECORD_CORRUPT
                              : -errno;
     goto out;
@@ -647,14 +648,14 @@ static int record_read(const char *path, const struct manifest *m,
   if (n != (ssize_t)size || memcmp(rec, RECORD_MAGIC, RECORD_MAGIC_BYTES)) {
     goto out;
   }
-  crypto_generichash(check, sizeof(check), rec, size - RECORD_CHECK_BYTES,
-                     NULL, 0);
+  crypto_generichash(check, sizeof(check), rec, size - RECORD_CHECK_BYTES, NULL,
+                     0);
   if (sodium_memcmp(check, rec + size - RECORD_CHECK_BYTES, sizeof(check))) {
     goto out;
   }
   const uint8_t *c = rec + RECORD_MAGIC_BYTES + MANIFEST_ID_BYTES;
-  uint32_t count = (uint32_t)c[0] << 24 | (uint32_t)c[1] << 16 |
-                   (uint32_t)c[2] << 8 | c[3];
+  uint32_t count =
+      (uint32_t)c[0] << 24 | (uint32_t)c[1] << 16 | (uint32_t)c[2] << 8 | c[3];
   const uint8_t *map = rec + RECORD_HEAD_BYTES;
   if (count != m->chunk_count ||
       (bytes > 0 && (m->chunk_count & 7) != 0 &&
@@ -749,8 +750,8 @@ static void file_release(const struct storage *s, int fd) {
 static int open_direct(int dfd, const char *name, int fd) {
   struct stat a;
   struct stat b;
-  int d = openat(dfd, name, O_WRONLY | O_DIRECT | O_NOFOLLOW | O_NONBLOCK |
-                                O_CLOEXEC);
+  int d = openat(dfd, name,
+                 O_WRONLY | O_DIRECT | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
   if (d < 0) {
     return -1;
   }
@@ -766,8 +767,7 @@ static int direct_acquire(const struct storage *s, uint32_t i) {
   if (s->m->kind == MANIFEST_KIND_FILE) {
     return s->direct_fd;
   }
-  int fd = open_under(s->root_fd, part_rel(s, i), O_WRONLY | O_DIRECT, 0,
-                      NULL);
+  int fd = open_under(s->root_fd, part_rel(s, i), O_WRONLY | O_DIRECT, 0, NULL);
   return fd >= 0 ? fd : -1;
 }
 
@@ -1074,8 +1074,8 @@ static void after_release(uv_work_t *w, int status) {
   s->dir_fd = -1;
   s->close_status = r->status;
   if (r->status != 0) {
-    log_warn("storage", "%s: cannot save the resume record: %s",
-             s->resume_path, shoal_strerror(r->status));
+    log_warn("storage", "%s: cannot save the resume record: %s", s->resume_path,
+             shoal_strerror(r->status));
   }
   free(r->record);
   free(r);
@@ -1192,8 +1192,7 @@ static void start_save(struct storage *s) {
 
 static void on_save_timer(uv_timer_t *t) {
   struct storage *s = t->data;
-  if (s->dirty && !s->saving && !s->closing && !s->finishing &&
-      !s->finished) {
+  if (s->dirty && !s->saving && !s->closing && !s->finishing && !s->finished) {
     start_save(s);
   }
 }
@@ -2135,8 +2134,10 @@ static void after_open(uv_work_t *w, int status) {
       log_info("storage", "%s: partial copy is gone; starting over",
                s->final_path);
     } else if (r->part_existed) {
-      log_info("storage", "%s: partial copy has no resume record; starting "
-                          "over", s->final_path);
+      log_info("storage",
+               "%s: partial copy has no resume record; starting "
+               "over",
+               s->final_path);
     }
   }
   if (r->status != 0 || s->closing || !r->resumed) {
@@ -2215,9 +2216,13 @@ int storage_have(const struct storage *s, uint32_t idx) {
   return idx < s->m->chunk_count && bit_get(s->have, idx);
 }
 
-uint32_t storage_have_count(const struct storage *s) { return s->have_count; }
+uint32_t storage_have_count(const struct storage *s) {
+  return s->have_count;
+}
 
-uint64_t storage_have_bytes(const struct storage *s) { return s->have_bytes; }
+uint64_t storage_have_bytes(const struct storage *s) {
+  return s->have_bytes;
+}
 
 const uint8_t *storage_have_map(const struct storage *s, size_t *len) {
   *len = s->have_len;
@@ -2243,7 +2248,8 @@ static void put_work(uv_work_t *w) {
   if (r->status == SHOAL_EHASH && r->bad_hashes != NULL) {
     /* Block by block, so the caller can tell later which sender's block
      * differed from the verified copy. */
-    for (uint32_t off = 0, i = 0; off < r->len; off += STORAGE_BLOCK_BYTES, i++) {
+    for (uint32_t off = 0, i = 0; off < r->len;
+         off += STORAGE_BLOCK_BYTES, i++) {
       uint32_t n = r->len - off < STORAGE_BLOCK_BYTES ? r->len - off
                                                       : STORAGE_BLOCK_BYTES;
       crypto_generichash(r->bad_hashes + (size_t)i * 32, 32, r->data + off, n,
@@ -2288,8 +2294,7 @@ int storage_put_chunk_ex(struct storage *s, uint32_t idx, uint8_t *data,
   int err;
 
   assert(s != NULL && !s->closing);
-  if (s->is_source || !s->ready || idx >= s->m->chunk_count ||
-      data == NULL) {
+  if (s->is_source || !s->ready || idx >= s->m->chunk_count || data == NULL) {
     return SHOAL_EINVAL;
   }
   if (bit_get(s->have, idx) || bit_get(s->inflight, idx)) {
@@ -2561,8 +2566,8 @@ static int read_start(struct storage *s, uint32_t idx, uint32_t offset,
    * same file, whose change that read (or the size and time checks of
    * each) will find: a chunk is hashed about once, however many blocks
    * of it are asked for at a time. */
-  r->verify = s->is_source && !bit_get(s->verified, idx) &&
-              !bit_get(s->verifying, idx);
+  r->verify =
+      s->is_source && !bit_get(s->verified, idx) && !bit_get(s->verifying, idx);
   if (r->verify) {
     bit_set(s->verifying, idx);
   }
@@ -2575,8 +2580,8 @@ static int read_start(struct storage *s, uint32_t idx, uint32_t offset,
   return 0;
 }
 
-int storage_read(struct storage *s, uint32_t idx, uint32_t offset,
-                 uint32_t len, storage_read_cb cb, void *arg) {
+int storage_read(struct storage *s, uint32_t idx, uint32_t offset, uint32_t len,
+                 storage_read_cb cb, void *arg) {
   return read_start(s, idx, offset, len, NULL, cb, arg);
 }
 
@@ -2667,8 +2672,7 @@ int storage_check_source(struct storage *s, storage_cb cb, void *arg) {
   return 0;
 }
 
-int storage_source_change(const struct storage *s,
-                          struct storage_change *out) {
+int storage_source_change(const struct storage *s, struct storage_change *out) {
   if (!s->is_source || !s->changed) {
     memset(out, 0, sizeof(*out));
     return 0;

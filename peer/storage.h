@@ -103,8 +103,8 @@ int storage_put_chunk_ex(struct storage *s, uint32_t idx, uint8_t *data,
 /* Reads len bytes at offset of chunk idx (the block must lie inside the
  * chunk, and the chunk must be had). cb gets a malloc'd buffer it must
  * free, or an error and NULL (SHOAL_ECHANGED for a changed source file). */
-int storage_read(struct storage *s, uint32_t idx, uint32_t offset,
-                 uint32_t len, storage_read_cb cb, void *arg);
+int storage_read(struct storage *s, uint32_t idx, uint32_t offset, uint32_t len,
+                 storage_read_cb cb, void *arg);
 
 /* The same into the caller's buffer dst (len bytes, valid until cb): cb
  * gets dst back on success and NULL on an error; dst is never freed here.

@@ -186,8 +186,7 @@ void swarm_detach(struct swarm *sw, struct session *s) {
   }
   /* The manifest's source left: another peer that holds it takes over. */
   if (refetch && sw->state == SW_FETCHING) {
-    for (struct session *o = sw->sessions, *o_next; o != NULL;
-         o = o_next) {
+    for (struct session *o = sw->sessions, *o_next; o != NULL; o = o_next) {
       o_next = o->next; /* a send may close o */
       if (o->state == SESS_OPEN && o->have_map != NULL) {
         start_manifest_fetch(sw, o);
@@ -200,8 +199,7 @@ void swarm_detach(struct swarm *sw, struct session *s) {
   if (was_unchoked) {
     swarm_rechoke(sw, node_now(sw->node), 0);
   }
-  for (struct session *o = sw->sessions, *o_next; o != NULL;
-       o = o_next) {
+  for (struct session *o = sw->sessions, *o_next; o != NULL; o = o_next) {
     o_next = o->next; /* a send may close o */
     swarm_fill_requests(sw, o);
   }
@@ -278,8 +276,7 @@ void swarm_session_open(struct swarm *sw, struct session *s) {
   sw->ever_met_peer = 1;
   /* Two sessions between the same two peers: the one opened by the peer
    * with the lower key survives, so both sides agree. */
-  for (struct session *o = sw->sessions, *o_next; o != NULL;
-       o = o_next) {
+  for (struct session *o = sw->sessions, *o_next; o != NULL; o = o_next) {
     o_next = o->next; /* a send may close o */
     const uint8_t *ko, *ks;
     if (o == s || o->state != SESS_OPEN ||
@@ -297,9 +294,9 @@ void swarm_session_open(struct swarm *sw, struct session *s) {
     break;
   }
   if (only_publisher(sw)) {
-    int ok = sw->m != NULL
-                 ? memcmp(s->remote_pk, sw->m->publisher, IDENTITY_PK_BYTES) == 0
-                 : (s->remote_flags & PWIRE_HELLO_SEEDER) != 0;
+    int ok = sw->m != NULL ? memcmp(s->remote_pk, sw->m->publisher,
+                                    IDENTITY_PK_BYTES) == 0
+                           : (s->remote_flags & PWIRE_HELLO_SEEDER) != 0;
     if (!ok) {
       session_close(s, "client-server mode takes data from the publisher only");
       return;
@@ -425,8 +422,7 @@ void swarm_rechoke(struct swarm *sw, uint64_t now, int full) {
   if (only_publisher(sw)) {
     return; /* a client-server client uploads nothing: all stay choked */
   }
-  for (struct session *s = sw->sessions, *s_next; s != NULL;
-       s = s_next) {
+  for (struct session *s = sw->sessions, *s_next; s != NULL; s = s_next) {
     s_next = s->next; /* a send may close s */
     if (s->state != SESS_OPEN) {
       continue;
@@ -453,8 +449,7 @@ void swarm_rechoke(struct swarm *sw, uint64_t now, int full) {
           best_offer(best, NODE_SEED_SLOTS, &nbest, s, seed_before, now);
         }
       }
-      for (struct session *s = sw->sessions, *s_next; s != NULL;
-           s = s_next) {
+      for (struct session *s = sw->sessions, *s_next; s != NULL; s = s_next) {
         s_next = s->next; /* a send may close s */
         if (slot_candidate(s)) {
           set_choke(s, !in_best(best, nbest, s), now);
@@ -468,12 +463,10 @@ void swarm_rechoke(struct swarm *sw, uint64_t now, int full) {
       int rotate = now - sw->last_optimistic_ms >= NODE_OPTIMISTIC_MS;
       for (struct session *s = sw->sessions; s != NULL; s = s->next) {
         if (slot_candidate(s)) {
-          best_offer(best, NODE_UPLOAD_SLOTS - 1, &nbest, s, sent_us_more,
-                     now);
+          best_offer(best, NODE_UPLOAD_SLOTS - 1, &nbest, s, sent_us_more, now);
         }
       }
-      for (struct session *s = sw->sessions, *s_next; s != NULL;
-           s = s_next) {
+      for (struct session *s = sw->sessions, *s_next; s != NULL; s = s_next) {
         s_next = s->next; /* a send may close s */
         if (!slot_candidate(s)) {
           continue;
@@ -488,8 +481,7 @@ void swarm_rechoke(struct swarm *sw, uint64_t now, int full) {
       if (rotate) {
         /* A random choked, interested peer gets the optimistic slot. */
         unsigned count = 0, pick;
-        for (struct session *s = sw->sessions, *s_next; s != NULL;
-             s = s_next) {
+        for (struct session *s = sw->sessions, *s_next; s != NULL; s = s_next) {
           s_next = s->next; /* a send may close s */
           count += slot_candidate(s) && s->am_choking;
         }
@@ -514,8 +506,7 @@ void swarm_rechoke(struct swarm *sw, uint64_t now, int full) {
   used = slots_used(sw, seeding);
   while (used < (seeding ? NODE_SEED_SLOTS : NODE_UPLOAD_SLOTS)) {
     struct session *waiting = NULL;
-    for (struct session *s = sw->sessions, *s_next; s != NULL;
-         s = s_next) {
+    for (struct session *s = sw->sessions, *s_next; s != NULL; s = s_next) {
       s_next = s->next; /* a send may close s */
       if (s->state == SESS_OPEN && s->peer_interested && s->am_choking &&
           !(s->remote_flags & PWIRE_HELLO_NO_UPLOAD && !seeding) &&
@@ -568,20 +559,19 @@ static unsigned pipeline_depth(const struct swarm *sw) {
  * send more, within pipeline_depth(). A slow peer is not asked for more
  * than it can deliver before the request timeout, so its blocks are not
  * asked of others again (duplicates), and a fast one fills the pipe. */
-static unsigned session_depth(const struct swarm *sw,
-                              const struct session *s) {
+static unsigned session_depth(const struct swarm *sw, const struct session *s) {
   uint64_t rate = meter_rate(&s->down_meter, node_now(sw->node));
   uint64_t chunk = (uint64_t)1 << sw->m->chunk_log2;
   uint64_t block = chunk < PWIRE_BLOCK_BYTES ? chunk : PWIRE_BLOCK_BYTES;
-  uint64_t blocks =
-      NODE_PIPELINE_MIN + rate * NODE_PIPELINE_MS / 1000 / block;
+  uint64_t blocks = NODE_PIPELINE_MIN + rate * NODE_PIPELINE_MS / 1000 / block;
   unsigned cap = pipeline_depth(sw);
   return blocks < cap ? (unsigned)blocks : cap;
 }
 
 /* The request timeout: NODE_REQUEST_TIMEOUT_MS, longer when what is in
  * flight takes longer than that to arrive: at the node's download limit,
- * or from a peer slower than its requests (at most NODE_REQUEST_TIMEOUT_MAX_MS). */
+ * or from a peer slower than its requests (at most
+ * NODE_REQUEST_TIMEOUT_MAX_MS). */
 static uint64_t request_timeout(const struct swarm *sw) {
   const struct rate_bucket *b = &sw->node->down_bucket;
   uint64_t now = node_now(sw->node);
@@ -757,8 +747,7 @@ static int wants_have_soon(const struct swarm *sw, const struct session *s) {
 /* Tells every peer about every chunk of the have-log it was not sent yet,
  * and starts a new log. */
 void swarm_send_haves(struct swarm *sw) {
-  for (struct session *s = sw->sessions, *s_next; s != NULL;
-       s = s_next) {
+  for (struct session *s = sw->sessions, *s_next; s != NULL; s = s_next) {
     s_next = s->next; /* a send may close s */
     send_have_log(sw, s);
   }
@@ -792,8 +781,7 @@ uint64_t swarm_haves_due(struct swarm *sw, uint64_t now) {
   if (all < soon) {
     all = soon;
   }
-  for (struct session *s = sw->sessions, *s_next; s != NULL;
-       s = s_next) {
+  for (struct session *s = sw->sessions, *s_next; s != NULL; s = s_next) {
     s_next = s->next; /* a send may close s */
     if (!have_behind(sw, s) || !wants_have_soon(sw, s)) {
       continue;
@@ -900,8 +888,8 @@ static void submit_chunk(struct swarm *sw, struct partial *p) {
     for (uint32_t i = 0; i < x->nblocks && struck != NULL; i++) {
       uint8_t h[32];
       uint32_t off = i * PWIRE_BLOCK_BYTES;
-      uint32_t n = p->len - off < PWIRE_BLOCK_BYTES ? p->len - off
-                                                    : PWIRE_BLOCK_BYTES;
+      uint32_t n =
+          p->len - off < PWIRE_BLOCK_BYTES ? p->len - off : PWIRE_BLOCK_BYTES;
       const uint8_t *who = x->owners + (size_t)i * IDENTITY_PK_BYTES;
       int seen = 0;
       crypto_generichash(h, sizeof(h), p->data + off, n, NULL, 0);
@@ -960,8 +948,8 @@ static int on_data(struct swarm *sw, struct session *s,
   uint32_t bi;
 
   if (sw->m == NULL || m->data_len > UINT32_MAX ||
-      pwire_check_block(sw->m, m->chunk, m->offset,
-                        (uint32_t)m->data_len) != 0) {
+      pwire_check_block(sw->m, m->chunk, m->offset, (uint32_t)m->data_len) !=
+          0) {
     log_warn("peer", "%s: %s sent a block outside the content", sw->name,
              s->remote_short);
     return SHOAL_EINVAL;
@@ -996,12 +984,10 @@ static int on_data(struct swarm *sw, struct session *s,
            IDENTITY_PK_BYTES);
   }
   for (unsigned i = 0; i < ncancel; i++) {
-    for (struct session *o = sw->sessions, *o_next; o != NULL;
-         o = o_next) {
+    for (struct session *o = sw->sessions, *o_next; o != NULL; o = o_next) {
       o_next = o->next; /* a send may close o */
       if (o->slot == (int)cancel[i] && o->state == SESS_OPEN) {
-        (void)session_send_block(o, PWIRE_CANCEL, b.chunk, b.offset,
-                                 b.length);
+        (void)session_send_block(o, PWIRE_CANCEL, b.chunk, b.offset, b.length);
       }
     }
   }
@@ -1032,7 +1018,6 @@ static void start_manifest_fetch(struct swarm *sw, struct session *s) {
     sw->mf_from = NULL;
   }
 }
-
 
 static int on_manifest_part(struct swarm *sw, struct session *s,
                             const struct pwire_msg *m) {
@@ -1134,8 +1119,8 @@ static int on_request(struct swarm *sw, struct session *s,
   unsigned tail;
   if (sw->m == NULL || sw->st == NULL ||
       pwire_check_block(sw->m, m->chunk, m->offset, m->length) != 0) {
-    log_warn("peer", "%s: %s asked for a block outside the content",
-             sw->name, s->remote_short);
+    log_warn("peer", "%s: %s asked for a block outside the content", sw->name,
+             s->remote_short);
     return SHOAL_EINVAL;
   }
   if (s->am_choking || !storage_have(sw->st, m->chunk)) {
@@ -1324,7 +1309,6 @@ void swarm_storage_ready(struct swarm *sw) {
   maybe_finish(sw);
 }
 
-
 static void on_finished(void *arg, int status) {
   struct swarm *sw = arg;
   sw->refs--;
@@ -1333,8 +1317,10 @@ static void on_finished(void *arg, int status) {
   }
   if (status != 0) {
     char msg[256];
-    snprintf(msg, sizeof(msg), "cannot move the finished download into place: "
-             "%s", shoal_strerror(status));
+    snprintf(msg, sizeof(msg),
+             "cannot move the finished download into place: "
+             "%s",
+             shoal_strerror(status));
     swarm_fail(sw, status, msg);
     return;
   }
@@ -1357,8 +1343,8 @@ static void on_finished(void *arg, int status) {
 
 static void maybe_finish(struct swarm *sw) {
   int err;
-  if (sw->state != SW_RUNNING || sw->pk == NULL ||
-      !picker_complete(sw->pk) || sw->puts_in_flight > 0) {
+  if (sw->state != SW_RUNNING || sw->pk == NULL || !picker_complete(sw->pk) ||
+      sw->puts_in_flight > 0) {
     return;
   }
   sw->state = SW_FINISHING;
@@ -1450,8 +1436,7 @@ void swarm_tick(struct swarm *sw, uint64_t now) {
     unsigned peers[64];
     unsigned n = picker_expire(sw->pk, now, request_timeout(sw), b, peers, 64);
     for (unsigned i = 0; i < n; i++) {
-      for (struct session *s = sw->sessions, *s_next; s != NULL;
-           s = s_next) {
+      for (struct session *s = sw->sessions, *s_next; s != NULL; s = s_next) {
         s_next = s->next; /* a send may close s */
         if (s->slot == (int)peers[i] && s->state == SESS_OPEN) {
           (void)session_send_block(s, PWIRE_CANCEL, b[i].chunk, b[i].offset,
@@ -1459,8 +1444,7 @@ void swarm_tick(struct swarm *sw, uint64_t now) {
         }
       }
     }
-    for (struct session *s = sw->sessions, *s_next; s != NULL;
-         s = s_next) {
+    for (struct session *s = sw->sessions, *s_next; s != NULL; s = s_next) {
       s_next = s->next; /* a send may close s */
       swarm_fill_requests(sw, s);
     }

@@ -150,9 +150,8 @@ static size_t parse_replies(const struct fx *f, const struct buf *out,
     uint32_t body = buf_be32(out->data + off);
     assert_true(body > 0);
     assert_true(body <= out->len - off - FRAME_HEADER_BYTES);
-    assert_int_equal(envelope_open(out->data + off + FRAME_HEADER_BYTES, body,
-                                   &pol, &e),
-                     0);
+    assert_int_equal(
+        envelope_open(out->data + off + FRAME_HEADER_BYTES, body, &pol, &e), 0);
     if (n < max) {
       r[n].type = e.type;
       r[n].seq = e.seq;
@@ -171,8 +170,8 @@ static int send_raw(struct fx *f, const struct peer_addr *from,
                     const uint8_t *body, size_t len, struct reply *rep) {
   struct reply tmp;
   buf_reset(&f->out);
-  int rc = handlers_frame(f->t, from != NULL ? from : &f->from, body, len,
-                          &f->out);
+  int rc =
+      handlers_frame(f->t, from != NULL ? from : &f->from, body, len, &f->out);
   assert_true(rc == 0 || rc == 1);
   assert_int_equal(parse_replies(f, &f->out, rep != NULL ? rep : &tmp, 1), 1);
   return rc;
@@ -296,8 +295,8 @@ static void seal_raw(struct fx *f, const struct identity *id, uint8_t type,
 /* ---------------------------------------------------------------------- */
 /* Announce and lookup */
 
-static void test_announce_is_acknowledged_with_seq_interval_and_count(
-    void **st) {
+static void
+test_announce_is_acknowledged_with_seq_interval_and_count(void **st) {
   struct fx f;
   struct identity a;
   uint8_t c[3][32];
@@ -315,8 +314,8 @@ static void test_announce_is_acknowledged_with_seq_interval_and_count(
    * once; each reply echoes its own request's sequence number. */
   for (unsigned k = 0; k < 20; k++) {
     uint64_t seq = f.seq++;
-    tc_seal_announce(&f.req, &a, clock_wall_ms(), seq, 6881,
-                     TMSG_EVENT_STARTED, (const uint8_t(*)[32])c, roles, 3);
+    tc_seal_announce(&f.req, &a, clock_wall_ms(), seq, 6881, TMSG_EVENT_STARTED,
+                     (const uint8_t(*)[32])c, roles, 3);
     assert_int_equal(send_req(&f, NULL, &rep), 0);
     assert_int_equal(rep.type, TMSG_ANNOUNCE_OK);
     assert_int_equal(tmsg_announce_ok_decode(rep.payload, rep.len, &ok), 0);
@@ -407,8 +406,7 @@ static void test_lookup_by_any_asker_lists_the_announced_peers(void **st) {
   fx_close(&f);
 }
 
-static void test_repeated_lookup_is_served_from_cache_byte_for_byte(
-    void **st) {
+static void test_repeated_lookup_is_served_from_cache_byte_for_byte(void **st) {
   struct fx f;
   struct identity a, outsider;
   uint8_t c[32];
@@ -459,8 +457,7 @@ static void test_repeated_lookup_is_served_from_cache_byte_for_byte(
   fx_close(&f);
 }
 
-static void test_announce_of_a_new_peer_is_seen_by_the_next_lookup(
-    void **st) {
+static void test_announce_of_a_new_peer_is_seen_by_the_next_lookup(void **st) {
   struct fx f;
   struct identity a, b;
   uint8_t c[32];
@@ -488,8 +485,8 @@ static void test_announce_of_a_new_peer_is_seen_by_the_next_lookup(
   fx_close(&f);
 }
 
-static void test_announce_that_changes_nothing_keeps_the_cached_lookup(
-    void **st) {
+static void
+test_announce_that_changes_nothing_keeps_the_cached_lookup(void **st) {
   struct fx f;
   struct identity a;
   uint8_t c[32];
@@ -528,8 +525,8 @@ static void test_announce_that_changes_nothing_keeps_the_cached_lookup(
   fx_close(&f);
 }
 
-static void test_stopped_announce_removes_the_peer_from_the_next_lookup(
-    void **st) {
+static void
+test_stopped_announce_removes_the_peer_from_the_next_lookup(void **st) {
   struct fx f;
   struct identity a, b;
   uint8_t c[32];
@@ -560,8 +557,8 @@ static void test_stopped_announce_removes_the_peer_from_the_next_lookup(
   fx_close(&f);
 }
 
-static void test_lookup_by_a_swarm_member_omits_it_and_is_not_cached(
-    void **st) {
+static void
+test_lookup_by_a_swarm_member_omits_it_and_is_not_cached(void **st) {
   struct fx f;
   struct identity a, b, outsider;
   uint8_t c[32];
@@ -634,8 +631,8 @@ static void test_publish_is_acknowledged(void **st) {
   fx_close(&f);
 }
 
-static void test_publish_of_anothers_content_is_refused_but_not_fatal(
-    void **st) {
+static void
+test_publish_of_anothers_content_is_refused_but_not_fatal(void **st) {
   struct fx f;
   struct identity a, b;
   uint8_t c[32];
@@ -673,8 +670,7 @@ static void test_publish_of_anothers_content_is_refused_but_not_fatal(
   fx_close(&f);
 }
 
-static void test_search_finds_a_published_content_with_its_counts(
-    void **st) {
+static void test_search_finds_a_published_content_with_its_counts(void **st) {
   struct fx f;
   struct identity a, b;
   uint8_t c[32], other[32];
@@ -722,8 +718,8 @@ static void test_search_finds_a_published_content_with_its_counts(
   fx_close(&f);
 }
 
-static void test_search_with_an_empty_query_is_refused_but_not_fatal(
-    void **st) {
+static void
+test_search_with_an_empty_query_is_refused_but_not_fatal(void **st) {
   struct fx f;
   struct reply rep;
   struct tmsg_error e;
@@ -753,8 +749,8 @@ static void test_search_with_an_empty_query_is_refused_but_not_fatal(
 /* ---------------------------------------------------------------------- */
 /* Hostile requests */
 
-static void test_flipped_bit_anywhere_in_an_announce_is_refused_and_fatal(
-    void **st) {
+static void
+test_flipped_bit_anywhere_in_an_announce_is_refused_and_fatal(void **st) {
   struct fx f;
   struct identity a, outsider;
   uint8_t c[32];
@@ -769,8 +765,8 @@ static void test_flipped_bit_anywhere_in_an_announce_is_refused_and_fatal(
   peer_id(&outsider, 3);
   content_id(c, 1);
   uint8_t role = TMSG_ROLE_SEEDING;
-  tc_seal_announce(&f.req, &a, clock_wall_ms(), 5000, 6881,
-                   TMSG_EVENT_STARTED, (const uint8_t(*)[32])c, &role, 1);
+  tc_seal_announce(&f.req, &a, clock_wall_ms(), 5000, 6881, TMSG_EVENT_STARTED,
+                   (const uint8_t(*)[32])c, &role, 1);
   len = f.req.len;
   good = malloc(len);
   assert_non_null(good);
@@ -830,8 +826,8 @@ static void test_forged_signature_is_refused_and_fatal(void **st) {
   assert_int_equal(e.request_type, TMSG_ANNOUNCE);
   assert_true(e.reason[0] != '\0');
   /* A zeroed signature. */
-  tc_seal_announce(&f.req, &a, clock_wall_ms(), 5001, 6881,
-                   TMSG_EVENT_STARTED, (const uint8_t(*)[32])c, &role, 1);
+  tc_seal_announce(&f.req, &a, clock_wall_ms(), 5001, 6881, TMSG_EVENT_STARTED,
+                   (const uint8_t(*)[32])c, &role, 1);
   memset(f.req.data + f.req.len - 64, 0, 64);
   assert_int_equal(send_req(&f, NULL, &rep), 1);
   expect_error(&rep, SHOAL_EBADSIG, NULL);
@@ -851,8 +847,8 @@ static void test_replayed_announce_is_refused_and_fatal(void **st) {
   fx_open(&f);
   peer_id(&a, 1);
   content_id(c, 1);
-  tc_seal_announce(&f.req, &a, clock_wall_ms(), 5000, 6881,
-                   TMSG_EVENT_STARTED, (const uint8_t(*)[32])c, &role, 1);
+  tc_seal_announce(&f.req, &a, clock_wall_ms(), 5000, 6881, TMSG_EVENT_STARTED,
+                   (const uint8_t(*)[32])c, &role, 1);
   assert_int_equal(send_req(&f, NULL, &rep), 0);
   assert_int_equal(rep.type, TMSG_ANNOUNCE_OK);
   /* The same bytes again, from anywhere. */
@@ -871,8 +867,8 @@ static void test_replayed_announce_is_refused_and_fatal(void **st) {
   fx_close(&f);
 }
 
-static void test_announce_outside_the_clock_window_is_refused_and_fatal(
-    void **st) {
+static void
+test_announce_outside_the_clock_window_is_refused_and_fatal(void **st) {
   struct fx f;
   struct identity a, outsider;
   uint8_t c[32];
@@ -1047,9 +1043,9 @@ static void test_malformed_announce_payload_is_refused_and_fatal(void **st) {
 
   struct {
     const char *what;
-    size_t at;    /* byte to overwrite (SIZE_MAX: none) */
+    size_t at; /* byte to overwrite (SIZE_MAX: none) */
     uint8_t val;
-    size_t len;   /* payload length */
+    size_t len; /* payload length */
     int code;
   } cases[] = {
       {"empty", SIZE_MAX, 0, 0, SHOAL_ETRUNC},
@@ -1075,8 +1071,7 @@ static void test_malformed_announce_payload_is_refused_and_fatal(void **st) {
     seal_raw(&f, &a, TMSG_ANNOUNCE, clock_wall_ms(), seq, bad, cases[k].len);
     int rc = send_req(&f, NULL, &rep);
     if (rc != 1 || rep.type != TMSG_ERROR) {
-      fail_msg("%s: verdict %d, reply type 0x%x", cases[k].what, rc,
-               rep.type);
+      fail_msg("%s: verdict %d, reply type 0x%x", cases[k].what, rc, rep.type);
     }
     assert_int_equal(tmsg_error_decode(rep.payload, rep.len, &e), 0);
     if (e.code != cases[k].code) {
@@ -1089,8 +1084,7 @@ static void test_malformed_announce_payload_is_refused_and_fatal(void **st) {
   lookup(&f, c, 50, 0, outsider.pk, &ok);
   assert_int_equal(ok.count, 0);
   /* The good payload through the same path is accepted. */
-  seal_raw(&f, &a, TMSG_ANNOUNCE, clock_wall_ms(), f.seq++, good,
-           sizeof(good));
+  seal_raw(&f, &a, TMSG_ANNOUNCE, clock_wall_ms(), f.seq++, good, sizeof(good));
   assert_int_equal(send_req(&f, NULL, &rep), 0);
   assert_int_equal(rep.type, TMSG_ANNOUNCE_OK);
   identity_close(&a);
@@ -1124,8 +1118,7 @@ static void test_malformed_publish_payload_is_refused_and_fatal(void **st) {
   fx_close(&f);
 }
 
-static void test_every_truncation_of_a_request_is_refused_and_fatal(
-    void **st) {
+static void test_every_truncation_of_a_request_is_refused_and_fatal(void **st) {
   struct fx f;
   struct identity a, outsider;
   uint8_t c[32];
@@ -1182,8 +1175,8 @@ static void test_every_truncation_of_a_request_is_refused_and_fatal(
   free(whole);
 
   /* A signed announce cut at every length. */
-  tc_seal_announce(&f.req, &a, clock_wall_ms(), 5000, 6881,
-                   TMSG_EVENT_STARTED, (const uint8_t(*)[32])c, &role, 1);
+  tc_seal_announce(&f.req, &a, clock_wall_ms(), 5000, 6881, TMSG_EVENT_STARTED,
+                   (const uint8_t(*)[32])c, &role, 1);
   len = f.req.len;
   whole = malloc(len);
   assert_non_null(whole);
@@ -1204,8 +1197,8 @@ static void test_every_truncation_of_a_request_is_refused_and_fatal(
   fx_close(&f);
 }
 
-static void test_random_frames_of_every_length_get_exactly_one_reply(
-    void **st) {
+static void
+test_random_frames_of_every_length_get_exactly_one_reply(void **st) {
   struct fx f;
   uint8_t frame[200];
   struct reply rep;
@@ -1246,8 +1239,8 @@ static void test_random_frames_of_every_length_get_exactly_one_reply(
 /* ---------------------------------------------------------------------- */
 /* Limits */
 
-static void test_request_over_the_rate_limit_is_refused_but_not_fatal(
-    void **st) {
+static void
+test_request_over_the_rate_limit_is_refused_but_not_fatal(void **st) {
   struct fx f;
   struct tracker_config cfg = default_config();
   uint8_t c[32];
@@ -1281,8 +1274,7 @@ static void test_request_over_the_rate_limit_is_refused_but_not_fatal(
   fx_close(&f);
 }
 
-static void test_announce_to_a_full_swarm_is_refused_but_not_fatal(
-    void **st) {
+static void test_announce_to_a_full_swarm_is_refused_but_not_fatal(void **st) {
   struct fx f;
   struct tracker_config cfg = default_config();
   struct identity p[3];
@@ -1431,8 +1423,7 @@ int main(void) {
       cmocka_unit_test(test_unknown_query_type_is_refused_and_fatal),
       cmocka_unit_test(test_malformed_announce_payload_is_refused_and_fatal),
       cmocka_unit_test(test_malformed_publish_payload_is_refused_and_fatal),
-      cmocka_unit_test(
-          test_every_truncation_of_a_request_is_refused_and_fatal),
+      cmocka_unit_test(test_every_truncation_of_a_request_is_refused_and_fatal),
       cmocka_unit_test(
           test_random_frames_of_every_length_get_exactly_one_reply),
       cmocka_unit_test(

@@ -93,7 +93,9 @@ static void nth_line(const char *s, size_t n, char *out, size_t cap) {
   out[len] = '\0';
 }
 
-static int is_digit(char c) { return c >= '0' && c <= '9'; }
+static int is_digit(char c) {
+  return c >= '0' && c <= '9';
+}
 
 /* Checks "YYYY-MM-DDTHH:MM:SS.mmmZ" and returns its seconds since the epoch
  * (as UTC). */

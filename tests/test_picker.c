@@ -1518,7 +1518,7 @@ static void test_unsourced_counts_missing_chunks_nobody_has(void **state) {
   assert_int_equal(picker_unsourced(p), 3);
   picker_peer_remove(p, 0);
   assert_int_equal(picker_unsourced(p), 4); /* 2 lost its only source */
-  picker_chunk_verified(p, 6); /* had now, from wherever it came */
+  picker_chunk_verified(p, 6);              /* had now, from wherever it came */
   assert_int_equal(picker_unsourced(p), 3);
   picker_peer_remove(p, 1);
   assert_int_equal(picker_unsourced(p), 7);

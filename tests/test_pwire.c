@@ -39,7 +39,7 @@
 #define WINDOW_MS ((uint64_t)ENVELOPE_WINDOW_MS_DEFAULT)
 
 /* Wire sizes, written out here independently of pwire.c. */
-#define HELLO_PAYLOAD 67   /* content 32, eph key 32, port 2, flags 1 */
+#define HELLO_PAYLOAD 67 /* content 32, eph key 32, port 2, flags 1 */
 #define HELLO_BYTES (56 + HELLO_PAYLOAD + 64)
 #define TAG 16
 #define BLOCK (64u * 1024u)
@@ -129,8 +129,8 @@ static uint8_t *seal_raw(enum envelope_class cls, uint8_t type,
 
 /* Opens a hello and checks that a refusal zeroes both outputs. */
 static int open_hello(const uint8_t *msg, size_t len,
-                      const struct envelope_policy *pol,
-                      struct pwire_hello *h, uint8_t sender[32]) {
+                      const struct envelope_policy *pol, struct pwire_hello *h,
+                      uint8_t sender[32]) {
   memset(h, 0xa5, sizeof(*h));
   memset(sender, 0xa5, IDENTITY_PK_BYTES);
   int rc = pwire_hello_open(msg, len, pol, h, sender);
@@ -363,8 +363,8 @@ static void test_hello_payload_of_wrong_length_is_EFORMAT(void **state) {
   struct envelope_policy pol = hello_policy(NULL, NULL);
   const size_t sizes[] = {0, 1, HELLO_PAYLOAD - 1, HELLO_PAYLOAD + 1};
   for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
-    uint8_t *m = seal_raw(ENVELOPE_PEER_HELLO, PWIRE_HELLO, &a, 20 + i,
-                          payload, sizes[i], &len);
+    uint8_t *m = seal_raw(ENVELOPE_PEER_HELLO, PWIRE_HELLO, &a, 20 + i, payload,
+                          sizes[i], &len);
     assert_err(open_hello(m, len, &pol, &got, sender), SHOAL_EFORMAT);
     free(m);
   }
@@ -452,8 +452,8 @@ static void pair_close(struct pair *p) {
 }
 
 /* Seals plain into its own exactly-sized heap block. */
-static uint8_t *seal_dup(struct pwire_session *s, const void *plain,
-                         size_t len, size_t *out_len) {
+static uint8_t *seal_dup(struct pwire_session *s, const void *plain, size_t len,
+                         size_t *out_len) {
   struct buf b;
   buf_init(&b, PWIRE_MAX_FRAME);
   assert_err(pwire_seal(s, &b, plain, len), 0);
@@ -518,14 +518,12 @@ static void test_kx_roles_and_nonce_layout_are_pinned(void **state) {
   uint8_t rx[32], tx[32];
   (void)state;
   pair_init(&p);
-  assert_int_equal(crypto_kx_client_session_keys(rx, tx, p.ea.pk, p.ea.sk,
-                                                 p.eb.pk),
-                   0);
+  assert_int_equal(
+      crypto_kx_client_session_keys(rx, tx, p.ea.pk, p.ea.sk, p.eb.pk), 0);
   assert_memory_equal(p.a.rx, rx, 32);
   assert_memory_equal(p.a.tx, tx, 32);
-  assert_int_equal(crypto_kx_server_session_keys(rx, tx, p.eb.pk, p.eb.sk,
-                                                 p.ea.pk),
-                   0);
+  assert_int_equal(
+      crypto_kx_server_session_keys(rx, tx, p.eb.pk, p.eb.sk, p.ea.pk), 0);
   assert_memory_equal(p.b.rx, rx, 32);
   assert_memory_equal(p.b.tx, tx, 32);
 
@@ -548,8 +546,8 @@ static void test_kx_roles_and_nonce_layout_are_pinned(void **state) {
   /* A high counter: every byte of it is in the nonce, most significant
    * first. */
   size_t flen;
-  uint8_t nonce[12] = {0, 0, 0, 0, 0x01, 0x02, 0x03, 0x04,
-                       0x05, 0x06, 0x07, 0x08};
+  uint8_t nonce[12] = {0,    0,    0,    0,    0x01, 0x02,
+                       0x03, 0x04, 0x05, 0x06, 0x07, 0x08};
   uint8_t plain[16];
   unsigned long long plen;
   p.a.tx_count = UINT64_C(0x0102030405060708);
@@ -754,9 +752,9 @@ static void test_open_length_limits(void **state) {
   uint8_t *plain = malloc(PWIRE_MAX_FRAME + 1);
   assert_non_null(big);
   assert_non_null(plain);
-  assert_err(pwire_open(&p.b, big, PWIRE_MAX_FRAME + 1, plain,
-                        PWIRE_MAX_FRAME + 1),
-             SHOAL_ETOOBIG);
+  assert_err(
+      pwire_open(&p.b, big, PWIRE_MAX_FRAME + 1, plain, PWIRE_MAX_FRAME + 1),
+      SHOAL_ETOOBIG);
   assert_int_equal(p.b.rx_count, 0);
   /* The frame still opens into an exact-size buffer. */
   open_expect(&p.b, f, flen, "0123456789", 10);
@@ -863,42 +861,56 @@ struct sample {
 #define NSAMPLES 13
 static void samples(struct sample s[NSAMPLES]) {
   memset(s, 0, NSAMPLES * sizeof(*s));
-  s[0] = (struct sample){"manifest_req",
-                         {.type = PWIRE_MANIFEST_REQ, .offset = 1000,
-                          .length = PART},
-                         9, 0};
+  s[0] = (struct sample){
+      "manifest_req",
+      {.type = PWIRE_MANIFEST_REQ, .offset = 1000, .length = PART},
+      9,
+      0};
   s[1] = (struct sample){"manifest_part",
-                         {.type = PWIRE_MANIFEST_PART, .total = 5000,
-                          .offset = 1000, .data = g_bytes, .data_len = 300},
-                         9 + 300, 1};
-  s[2] = (struct sample){"have_map",
-                         {.type = PWIRE_HAVE_MAP, .data = g_bytes,
-                          .data_len = 3},
-                         1 + 3, 1};
-  s[3] = (struct sample){"have",
-                         {.type = PWIRE_HAVE, .data = g_bytes, .data_len = 12},
-                         1 + 12, 1};
+                         {.type = PWIRE_MANIFEST_PART,
+                          .total = 5000,
+                          .offset = 1000,
+                          .data = g_bytes,
+                          .data_len = 300},
+                         9 + 300,
+                         1};
+  s[2] =
+      (struct sample){"have_map",
+                      {.type = PWIRE_HAVE_MAP, .data = g_bytes, .data_len = 3},
+                      1 + 3,
+                      1};
+  s[3] = (struct sample){
+      "have", {.type = PWIRE_HAVE, .data = g_bytes, .data_len = 12}, 1 + 12, 1};
   s[4] = (struct sample){"interested", {.type = PWIRE_INTERESTED}, 1, 0};
-  s[5] = (struct sample){"not_interested", {.type = PWIRE_NOT_INTERESTED}, 1,
-                         0};
+  s[5] =
+      (struct sample){"not_interested", {.type = PWIRE_NOT_INTERESTED}, 1, 0};
   s[6] = (struct sample){"choke", {.type = PWIRE_CHOKE}, 1, 0};
   s[7] = (struct sample){"unchoke", {.type = PWIRE_UNCHOKE}, 1, 0};
-  s[8] = (struct sample){"request",
-                         {.type = PWIRE_REQUEST, .chunk = 7,
-                          .offset = 16384, .length = BLOCK},
-                         13, 0};
+  s[8] = (struct sample){
+      "request",
+      {.type = PWIRE_REQUEST, .chunk = 7, .offset = 16384, .length = BLOCK},
+      13,
+      0};
   s[9] = (struct sample){"data",
-                         {.type = PWIRE_DATA, .chunk = 7, .offset = 16384,
-                          .data = g_bytes, .data_len = 1000},
-                         9 + 1000, 1};
+                         {.type = PWIRE_DATA,
+                          .chunk = 7,
+                          .offset = 16384,
+                          .data = g_bytes,
+                          .data_len = 1000},
+                         9 + 1000,
+                         1};
   s[10] = (struct sample){"cancel",
-                          {.type = PWIRE_CANCEL, .chunk = 0xfffffffe,
-                           .offset = 0xffffffff, .length = 1},
-                          13, 0};
-  s[11] = (struct sample){"reject",
-                          {.type = PWIRE_REJECT, .chunk = 1, .offset = 2,
-                           .length = 3},
-                          13, 0};
+                          {.type = PWIRE_CANCEL,
+                           .chunk = 0xfffffffe,
+                           .offset = 0xffffffff,
+                           .length = 1},
+                          13,
+                          0};
+  s[11] = (struct sample){
+      "reject",
+      {.type = PWIRE_REJECT, .chunk = 1, .offset = 2, .length = 3},
+      13,
+      0};
   s[12] = (struct sample){"keepalive", {.type = PWIRE_KEEPALIVE}, 1, 0};
 }
 
@@ -1023,8 +1035,10 @@ static void test_wire_layout_is_pinned(void **state) {
 
   struct buf b;
   buf_init(&b, 64);
-  struct pwire_msg d = {.type = PWIRE_DATA, .chunk = 0x0a0b0c0d,
-                        .offset = 0x01020304, .data = (const uint8_t *)"xy",
+  struct pwire_msg d = {.type = PWIRE_DATA,
+                        .chunk = 0x0a0b0c0d,
+                        .offset = 0x01020304,
+                        .data = (const uint8_t *)"xy",
                         .data_len = 2};
   assert_err(pwire_encode(&b, &d), 0);
   const uint8_t want[11] = {10,   0x0a, 0x0b, 0x0c, 0x0d, 0x01,
@@ -1051,8 +1065,7 @@ static void test_every_truncation_is_refused(void **state) {
       } else if (s[i].m.type == PWIRE_HAVE) {
         /* Whole chunk numbers are a shorter HAVE; a cut one is refused. */
         assert_err(rc, (n - fixed) % 4 == 0 ? 0 : SHOAL_EFORMAT);
-      } else if (s[i].m.type == PWIRE_HAVE_MAP ||
-                 s[i].m.type == PWIRE_DATA ||
+      } else if (s[i].m.type == PWIRE_HAVE_MAP || s[i].m.type == PWIRE_DATA ||
                  s[i].m.type == PWIRE_MANIFEST_PART) {
         /* A shorter tail is a shorter message of the same type. */
         assert_err(rc, 0);
@@ -1207,14 +1220,23 @@ static void test_encode_refuses_what_decode_refuses(void **state) {
       {.type = 14},
       {.type = PWIRE_MANIFEST_REQ, .length = 0},
       {.type = PWIRE_MANIFEST_REQ, .length = PART + 1},
-      {.type = PWIRE_MANIFEST_PART, .total = 10, .data = g_bytes,
+      {.type = PWIRE_MANIFEST_PART,
+       .total = 10,
+       .data = g_bytes,
        .data_len = 0},
-      {.type = PWIRE_MANIFEST_PART, .total = 10, .offset = 5, .data = g_bytes,
+      {.type = PWIRE_MANIFEST_PART,
+       .total = 10,
+       .offset = 5,
+       .data = g_bytes,
        .data_len = 6},
-      {.type = PWIRE_MANIFEST_PART, .total = UINT32_MAX, .data = g_bytes,
+      {.type = PWIRE_MANIFEST_PART,
+       .total = UINT32_MAX,
+       .data = g_bytes,
        .data_len = 1},
-      {.type = PWIRE_MANIFEST_PART, .total = MANIFEST_MAX_BYTES,
-       .data = g_bytes, .data_len = PART + 1},
+      {.type = PWIRE_MANIFEST_PART,
+       .total = MANIFEST_MAX_BYTES,
+       .data = g_bytes,
+       .data_len = PART + 1},
       {.type = PWIRE_HAVE_MAP, .data = g_bytes, .data_len = 0},
       {.type = PWIRE_HAVE_MAP, .data = g_bytes, .data_len = HAVE_MAP_MAX + 1},
       {.type = PWIRE_HAVE, .data = g_bytes, .data_len = 0},
@@ -1271,8 +1293,7 @@ static void test_sealed_messages_decode_on_the_other_side(void **state) {
 
 /* A folder of two files, 16 KiB chunks: "c/a" is 100 bytes (chunk 0), "c/b"
  * is 20000 bytes (chunks 1 and 2, the last 3616 bytes). */
-static struct manifest *build_folder(char *dir, size_t cap,
-                                     unsigned chunk_log2,
+static struct manifest *build_folder(char *dir, size_t cap, unsigned chunk_log2,
                                      const size_t sizes[2]) {
   struct identity pub;
   struct manifest *m = NULL;
@@ -1328,8 +1349,7 @@ static void test_check_block_against_a_manifest(void **state) {
   assert_err(pwire_check_block(m, 1, UINT32_MAX, 1), SHOAL_EINVAL);
   assert_err(pwire_check_block(m, 1, 1, UINT32_MAX), SHOAL_EINVAL);
   assert_err(pwire_check_block(m, 1, UINT32_MAX, UINT32_MAX), SHOAL_EINVAL);
-  assert_err(pwire_check_block(m, 1, 0x80000000u, 0x80000000u),
-             SHOAL_EINVAL);
+  assert_err(pwire_check_block(m, 1, 0x80000000u, 0x80000000u), SHOAL_EINVAL);
   manifest_free(m);
   tu_rmtree(dir);
 }
@@ -1381,8 +1401,7 @@ static void test_check_have_map(void **state) {
     map[0] = 0xff;
     map[1] = 0xff;
     map[2] = (uint8_t)(1u << bit);
-    assert_err(pwire_check_have_map(map, 3, 19),
-               bit >= 5 ? 0 : SHOAL_EFORMAT);
+    assert_err(pwire_check_have_map(map, 3, 19), bit >= 5 ? 0 : SHOAL_EFORMAT);
   }
 
   /* The largest manifest's map, as it arrives in a HAVE_MAP message. */
@@ -1394,12 +1413,12 @@ static void test_check_have_map(void **state) {
   assert_err(pwire_decode(msg, 1 + HAVE_MAP_MAX, &got), 0);
   assert_err(pwire_check_have_map(got.data, got.data_len, MANIFEST_MAX_CHUNKS),
              0);
-  assert_err(pwire_check_have_map(got.data, got.data_len,
-                                  MANIFEST_MAX_CHUNKS - 1),
-             SHOAL_EFORMAT);
-  assert_err(pwire_check_have_map(got.data, got.data_len,
-                                  MANIFEST_MAX_CHUNKS - 8),
-             SHOAL_EFORMAT);
+  assert_err(
+      pwire_check_have_map(got.data, got.data_len, MANIFEST_MAX_CHUNKS - 1),
+      SHOAL_EFORMAT);
+  assert_err(
+      pwire_check_have_map(got.data, got.data_len, MANIFEST_MAX_CHUNKS - 8),
+      SHOAL_EFORMAT);
   /* A chunk count whose map would not fit a u32 of bytes is no problem. */
   assert_err(pwire_check_have_map(got.data, got.data_len, UINT32_MAX),
              SHOAL_EFORMAT);

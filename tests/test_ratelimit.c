@@ -28,8 +28,7 @@
 /* ---------------------------------------------------------------------- */
 /* Helpers */
 
-static void ipv4(uint8_t addr[16], uint8_t a, uint8_t b, uint8_t c,
-                 uint8_t d) {
+static void ipv4(uint8_t addr[16], uint8_t a, uint8_t b, uint8_t c, uint8_t d) {
   memset(addr, 0, 16);
   addr[0] = a;
   addr[1] = b;
@@ -68,8 +67,8 @@ static int take(struct ratelimit *rl, uint8_t family, const uint8_t addr[16],
 /* Takes tokens at one instant until refused; returns how many were given
  * (stops at limit to keep a broken limiter from looping forever). */
 static unsigned drain(struct ratelimit *rl, uint8_t family,
-                      const uint8_t addr[16], uint64_t now_ms,
-                      unsigned limit, uint32_t *retry) {
+                      const uint8_t addr[16], uint64_t now_ms, unsigned limit,
+                      uint32_t *retry) {
   unsigned n = 0;
   while (n < limit && take(rl, family, addr, now_ms, retry) == 0) {
     n++;
@@ -77,7 +76,9 @@ static unsigned drain(struct ratelimit *rl, uint8_t family,
   return n;
 }
 
-static uint32_t ceil_div(uint32_t a, uint32_t b) { return (a + b - 1) / b; }
+static uint32_t ceil_div(uint32_t a, uint32_t b) {
+  return (a + b - 1) / b;
+}
 
 /* ---------------------------------------------------------------------- */
 /* Tests */

@@ -23,7 +23,9 @@
 #include "tests/lib/testutil.h"
 
 /* A distinct, deterministic public key for each small integer. */
-static void make_pk(uint8_t pk[32], uint64_t n) { tu_fill(pk, 32, n + 1); }
+static void make_pk(uint8_t pk[32], uint64_t n) {
+  tu_fill(pk, 32, n + 1);
+}
 
 static int accept_n(struct replay_guard *g, uint64_t sender, uint64_t seq,
                     uint64_t ts, uint64_t now) {

@@ -64,9 +64,9 @@ static struct identity g_pub;
 
 struct fx {
   char root[PATH_CAP];
-  char src[PATH_CAP]; /* shared files live here */
-  char dl[PATH_CAP];  /* downloads go here */
-  char rec[PATH_CAP]; /* the resume record */
+  char src[PATH_CAP];  /* shared files live here */
+  char dl[PATH_CAP];   /* downloads go here */
+  char rec[PATH_CAP];  /* the resume record */
   char disk[PATH_CAP]; /* where a small ext4 file system is mounted */
   int mounted;
   pid_t child; /* a forked storage user, killed at teardown; else 0 */
@@ -242,8 +242,8 @@ static void put(struct fx *f, struct storage *s, uint32_t idx, uint8_t *data,
   assert_err(d.status, want);
 }
 
-static void put_good(struct fx *f, struct storage *s,
-                     const struct manifest *m, uint32_t idx) {
+static void put_good(struct fx *f, struct storage *s, const struct manifest *m,
+                     uint32_t idx) {
   put(f, s, idx, chunk_copy(m, idx), 0);
   assert_true(storage_have(s, idx));
 }
@@ -330,8 +330,8 @@ static void shuffle(uint32_t *v, uint32_t n, uint64_t seed) {
 /* ---------------------------------------------------------------------- */
 /* Downloads */
 
-static void test_file_download_in_random_order_appears_only_at_finish(
-    void **state) {
+static void
+test_file_download_in_random_order_appears_only_at_finish(void **state) {
   struct fx *f = *state;
   char src[PATH_CAP];
   char fin[PATH_CAP];
@@ -590,8 +590,8 @@ static void test_chunk_buffers(void **state) {
   storage_chunk_free(NULL);
 }
 
-static void test_existing_final_path_is_EEXIST_and_nothing_touched(
-    void **state) {
+static void
+test_existing_final_path_is_EEXIST_and_nothing_touched(void **state) {
   struct fx *f = *state;
   char src[PATH_CAP];
   char part[PATH_CAP];
@@ -650,9 +650,8 @@ static void test_missing_download_folder_fails_cleanly(void **state) {
   struct manifest *m = build(src);
   char nodir[PATH_CAP];
   tu_path(nodir, sizeof(nodir), f->root, "no-such-folder");
-  assert_int_equal(storage_open_download(&s, &f->loop, m, nodir, f->rec,
-                                         on_done, &d),
-                   0);
+  assert_int_equal(
+      storage_open_download(&s, &f->loop, m, nodir, f->rec, on_done, &d), 0);
   run_until(&f->loop, &d.called);
   assert_err(d.status, UV_ENOENT);
   close_s(f, s);
@@ -675,9 +674,9 @@ static void test_unsafe_manifest_path_is_EPATH(void **state) {
   char *orig = m->files[0].path;
   for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
     m->files[0].path = (char *)(uintptr_t)bad[i];
-    assert_err(storage_open_download(&s, &f->loop, m, f->dl, f->rec, on_done,
-                                     NULL),
-               SHOAL_EPATH);
+    assert_err(
+        storage_open_download(&s, &f->loop, m, f->dl, f->rec, on_done, NULL),
+        SHOAL_EPATH);
     assert_null(s);
   }
   m->files[0].path = orig;
@@ -692,8 +691,8 @@ static void test_unsafe_manifest_path_is_EPATH(void **state) {
 /* ---------------------------------------------------------------------- */
 /* Resume */
 
-static void test_resume_rehashes_listed_chunks_and_trusts_nothing_else(
-    void **state) {
+static void
+test_resume_rehashes_listed_chunks_and_trusts_nothing_else(void **state) {
   struct fx *f = *state;
   char src[PATH_CAP];
   char part[PATH_CAP];
@@ -836,7 +835,9 @@ static void write_record(const struct fx *f, const struct manifest *m,
 #define BIG_UNLISTED 600u
 #define BIG_DAMAGED 1500u
 
-static int big_listed(uint32_t i) { return i != BIG_UNLISTED; }
+static int big_listed(uint32_t i) {
+  return i != BIG_UNLISTED;
+}
 
 /* A content larger than several re-hash jobs (MANIFEST_JOB_BYTES each):
  * the partial copy is complete on disk, the record lists all but one
@@ -968,8 +969,8 @@ static void test_corrupt_resume_record_starts_over(void **state) {
 /* A record that cannot be read at all (here: its folder is a file, so
  * ENOTDIR; permissions would not stop root) fails the open, and the partial
  * copy is kept: only a record that was read and found bad starts over. */
-static void test_unreadable_record_fails_the_open_and_keeps_the_part(
-    void **state) {
+static void
+test_unreadable_record_fails_the_open_and_keeps_the_part(void **state) {
   struct fx *f = *state;
   char src[PATH_CAP];
   char part[PATH_CAP];
@@ -986,9 +987,8 @@ static void test_unreadable_record_fails_the_open_and_keeps_the_part(
   close_s(f, s);
 
   tu_path(badrec, sizeof(badrec), src, "resume");
-  assert_int_equal(storage_open_download(&s, &f->loop, m, f->dl, badrec,
-                                         on_done, &d),
-                   0);
+  assert_int_equal(
+      storage_open_download(&s, &f->loop, m, f->dl, badrec, on_done, &d), 0);
   run_until(&f->loop, &d.called);
   assert_err(d.status, UV_ENOTDIR);
   close_s(f, s);
@@ -1069,9 +1069,13 @@ static void test_resume_record_layout(void **state) {
   manifest_free(m);
 }
 
-static void on_sleep(uv_timer_t *t) { *(int *)t->data = 1; }
+static void on_sleep(uv_timer_t *t) {
+  *(int *)t->data = 1;
+}
 
-static void on_timer_closed(uv_handle_t *h) { *(int *)h->data = 2; }
+static void on_timer_closed(uv_handle_t *h) {
+  *(int *)h->data = 2;
+}
 
 /* Runs the loop for about ms milliseconds. */
 static void run_for(struct fx *f, uint64_t ms) {
@@ -1105,8 +1109,8 @@ static uint64_t wait_record(struct fx *f, int want) {
   return uv_now(&f->loop);
 }
 
-static void test_record_is_saved_without_close_at_most_once_a_period(
-    void **state) {
+static void
+test_record_is_saved_without_close_at_most_once_a_period(void **state) {
   struct fx *f = *state;
   char src[PATH_CAP];
 
@@ -1274,8 +1278,7 @@ static void test_planted_symlinks_are_never_followed(void **state) {
 /* ---------------------------------------------------------------------- */
 /* Sources */
 
-static void test_source_reads_the_right_bytes_and_never_modifies(
-    void **state) {
+static void test_source_reads_the_right_bytes_and_never_modifies(void **state) {
   struct fx *f = *state;
   char src[PATH_CAP];
   struct stat before;
@@ -1303,9 +1306,9 @@ static void test_source_reads_the_right_bytes_and_never_modifies(
   } reads[] = {{0, 0, 16384}, {2, 100, 5000}, {3, 0, 10}, {3, 9, 1}};
   for (size_t i = 0; i < sizeof(reads) / sizeof(reads[0]); i++) {
     struct got g = {0};
-    assert_int_equal(storage_read(s, reads[i].idx, reads[i].off, reads[i].len,
-                                  on_read, &g),
-                     0);
+    assert_int_equal(
+        storage_read(s, reads[i].idx, reads[i].off, reads[i].len, on_read, &g),
+        0);
     assert_int_equal(g.called, 0);
     run_until(&f->loop, &g.called);
     assert_err(g.status, 0);
@@ -1556,8 +1559,7 @@ static void test_close_with_pending_work_completes_cleanly(void **state) {
   }
   /* A second put of a chunk in flight completes with 0 at once. */
   dup.counter = &counter;
-  assert_int_equal(storage_put_chunk(s, 3, chunk_copy(m, 3), on_done, &dup),
-                   0);
+  assert_int_equal(storage_put_chunk(s, 3, chunk_copy(m, 3), on_done, &dup), 0);
   assert_int_equal(storage_read(s, 0, 0, 100, on_read, &reads[0]), 0);
   assert_int_equal(storage_read(s, 0, 100, 100, on_read, &reads[1]), 0);
   closed.counter = &counter;
@@ -1609,9 +1611,9 @@ static void test_close_during_open_cancels_it(void **state) {
 
   opened.counter = &counter;
   closed.counter = &counter;
-  assert_int_equal(storage_open_download(&s, &f->loop, m, f->dl, f->rec,
-                                         on_done, &opened),
-                   0);
+  assert_int_equal(
+      storage_open_download(&s, &f->loop, m, f->dl, f->rec, on_done, &opened),
+      0);
   storage_close(s, on_done, &closed);
   run_until(&f->loop, &closed.called);
   assert_int_equal(opened.called, 1);

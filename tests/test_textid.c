@@ -26,7 +26,9 @@ static int in_alphabet(char c) {
   return c != '\0' && strchr(alphabet, c) != NULL;
 }
 
-static int lower(char c) { return c >= 'A' && c <= 'Z' ? c - 'A' + 'a' : c; }
+static int lower(char c) {
+  return c >= 'A' && c <= 'Z' ? c - 'A' + 'a' : c;
+}
 
 /* Decodes and checks the result is `want`; on failure also checks out was
  * zeroed even though it held garbage before the call. */

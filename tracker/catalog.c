@@ -55,9 +55,9 @@ static uint64_t content_hash(const struct catalog *c, const uint8_t id[32]) {
 static size_t slot_for(const struct catalog *c, const uint8_t id[32],
                        uint64_t h) {
   size_t i = h & c->mask;
-  while (c->e[i].hash != 0 &&
-         (c->e[i].hash != h ||
-          memcmp(c->e[i].content, id, TMSG_ID_BYTES) != 0)) {
+  while (
+      c->e[i].hash != 0 &&
+      (c->e[i].hash != h || memcmp(c->e[i].content, id, TMSG_ID_BYTES) != 0)) {
     i = (i + 1) & c->mask;
   }
   return i;
@@ -131,8 +131,7 @@ int catalog_publish(struct catalog *c, const uint8_t publisher[32],
   char *name;
   char *folded;
 
-  if (e->hash != 0 &&
-      memcmp(e->publisher, publisher, IDENTITY_PK_BYTES) != 0) {
+  if (e->hash != 0 && memcmp(e->publisher, publisher, IDENTITY_PK_BYTES) != 0) {
     return SHOAL_EWRONGKEY;
   }
   if (e->hash == 0 && c->n >= c->max) {

@@ -17,9 +17,9 @@
 
 #include "common/tmsg.h"
 
-#define CATALOG_MAX_DEFAULT 100000u  /* entries */
-#define CATALOG_TTL_DEFAULT 86400u   /* seconds without an announce */
-#define CATALOG_MAX_WORDS 8          /* words in one search query */
+#define CATALOG_MAX_DEFAULT 100000u /* entries */
+#define CATALOG_TTL_DEFAULT 86400u  /* seconds without an announce */
+#define CATALOG_MAX_WORDS 8         /* words in one search query */
 
 struct catalog_entry {
   uint64_t hash; /* 0: empty slot */

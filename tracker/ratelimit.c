@@ -59,8 +59,7 @@ static void refill(const struct ratelimit *rl, struct ratelimit_slot *s,
      * multiplying: a long idle times a high rate wraps around 2^64. */
     uint64_t elapsed = now_ms - s->last_ms;
     uint64_t room = max - s->milli; /* milli-tokens */
-    s->milli = elapsed > room / rl->rate ? max
-                                         : s->milli + elapsed * rl->rate;
+    s->milli = elapsed > room / rl->rate ? max : s->milli + elapsed * rl->rate;
     s->last_ms = now_ms;
   }
 }
@@ -103,9 +102,8 @@ static void evict_one(struct ratelimit *rl, uint64_t now_ms) {
   }
 }
 
-int ratelimit_take(struct ratelimit *rl, uint8_t family,
-                   const uint8_t addr[16], uint64_t now_ms,
-                   uint32_t *retry_after_ms) {
+int ratelimit_take(struct ratelimit *rl, uint8_t family, const uint8_t addr[16],
+                   uint64_t now_ms, uint32_t *retry_after_ms) {
   uint64_t fp = addr_fp(rl, family, addr);
   size_t i = fp & rl->mask;
 

@@ -42,8 +42,7 @@ void ratelimit_close(struct ratelimit *rl);
 /* Takes one token for the address (family 4 or 6; IPv4 in the first four
  * bytes). Returns 0, or SHOAL_ERATE with *retry_after_ms set to when the
  * next token will be there. */
-int ratelimit_take(struct ratelimit *rl, uint8_t family,
-                   const uint8_t addr[16], uint64_t now_ms,
-                   uint32_t *retry_after_ms);
+int ratelimit_take(struct ratelimit *rl, uint8_t family, const uint8_t addr[16],
+                   uint64_t now_ms, uint32_t *retry_after_ms);
 
 #endif

@@ -5,14 +5,13 @@
 
 #include "common/error.h"
 
-void registry_init(struct registry *r, struct store *store,
-                   uint32_t interval_s, uint32_t max_peers,
-                   uint32_t max_items) {
+void registry_init(struct registry *r, struct store *store, uint32_t interval_s,
+                   uint32_t max_peers, uint32_t max_items) {
   r->store = store;
   r->interval_s = interval_s ? interval_s : REGISTRY_INTERVAL_DEFAULT;
   r->max_peers = max_peers;
-  r->max_items = max_items > TMSG_MAX_ANNOUNCE_ITEMS ? TMSG_MAX_ANNOUNCE_ITEMS
-                                                     : max_items;
+  r->max_items =
+      max_items > TMSG_MAX_ANNOUNCE_ITEMS ? TMSG_MAX_ANNOUNCE_ITEMS : max_items;
 }
 
 uint32_t registry_next_interval(const struct registry *r) {
@@ -89,9 +88,9 @@ void registry_lookup(struct registry *r, const struct tmsg_lookup *q,
 
   memset(reply, 0, sizeof(*reply));
   memcpy(reply->content, q->content, TMSG_ID_BYTES);
-  unsigned n = r->store->ops->sample(r->store, q->content, ex, want,
-                                     q->flags & TMSG_LOOKUP_SEEDERS_FIRST,
-                                     peers, &c);
+  unsigned n =
+      r->store->ops->sample(r->store, q->content, ex, want,
+                            q->flags & TMSG_LOOKUP_SEEDERS_FIRST, peers, &c);
   reply->seeders = c.seeders;
   reply->downloaders = c.downloaders;
   reply->completed = c.completed;

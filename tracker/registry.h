@@ -15,10 +15,10 @@
 #include "common/tmsg.h"
 #include "tracker/store.h"
 
-#define REGISTRY_INTERVAL_DEFAULT 1800u  /* seconds between announces */
-#define REGISTRY_MIN_INTERVAL_DIV 4      /* minimum interval = interval / 4 */
-#define REGISTRY_GRACE_DIV 2             /* grace = interval / 2 */
-#define REGISTRY_JITTER_DIV 10           /* announced interval +- 10% */
+#define REGISTRY_INTERVAL_DEFAULT 1800u    /* seconds between announces */
+#define REGISTRY_MIN_INTERVAL_DIV 4        /* minimum interval = interval / 4 */
+#define REGISTRY_GRACE_DIV 2               /* grace = interval / 2 */
+#define REGISTRY_JITTER_DIV 10             /* announced interval +- 10% */
 #define REGISTRY_MAX_PEERS_DEFAULT 100000u /* peers in one swarm */
 
 struct registry {
@@ -28,9 +28,8 @@ struct registry {
   uint32_t max_items; /* swarms one announce may list */
 };
 
-void registry_init(struct registry *r, struct store *store,
-                   uint32_t interval_s, uint32_t max_peers,
-                   uint32_t max_items);
+void registry_init(struct registry *r, struct store *store, uint32_t interval_s,
+                   uint32_t max_peers, uint32_t max_items);
 
 /* The interval to tell a peer: interval_s with +-10% random jitter so that
  * peers started together spread out. */
@@ -53,7 +52,6 @@ void registry_lookup(struct registry *r, const struct tmsg_lookup *q,
                      struct tmsg_lookup_ok *reply, int *asker_in_swarm);
 
 /* Removes up to max_work expired registrations. */
-unsigned registry_expire(struct registry *r, uint32_t now_s,
-                         unsigned max_work);
+unsigned registry_expire(struct registry *r, uint32_t now_s, unsigned max_work);
 
 #endif

@@ -32,8 +32,8 @@ struct store_counts {
 
 struct store_stats {
   uint64_t swarms;
-  uint64_t peers;   /* registrations: (swarm, peer) pairs */
-  uint64_t bytes;   /* memory the store holds for them */
+  uint64_t peers; /* registrations: (swarm, peer) pairs */
+  uint64_t bytes; /* memory the store holds for them */
 };
 
 struct store;

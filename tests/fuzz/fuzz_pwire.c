@@ -45,9 +45,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 #define WINDOW_MS ENVELOPE_WINDOW_MS_DEFAULT
 #define HAVE_MAP_MAX ((MANIFEST_MAX_CHUNKS + 7u) / 8u)
 
-static struct identity fixed;      /* seed 0x5a x 32, as the seed generator */
-static struct pwire_eph eph_a;     /* kx seed 0x11 x 32: the initiator */
-static struct pwire_eph eph_b;     /* kx seed 0x22 x 32 */
+static struct identity fixed;  /* seed 0x5a x 32, as the seed generator */
+static struct pwire_eph eph_a; /* kx seed 0x11 x 32: the initiator */
+static struct pwire_eph eph_b; /* kx seed 0x22 x 32 */
 
 static void fail(const char *what, int rc) {
   fprintf(stderr, "fuzz_pwire: %s (rc %d)\n", what, rc);
@@ -77,8 +77,8 @@ static void check_have_map(const struct pwire_msg *m) {
    * low bits of the last byte are zero. */
   for (unsigned unused = 0; unused < 8; unused++) {
     int want = (last & ((1u << unused) - 1u)) == 0 ? 0 : SHOAL_EFORMAT;
-    int rc = pwire_check_have_map(m->data, m->data_len,
-                                  (uint32_t)(bits - unused));
+    int rc =
+        pwire_check_have_map(m->data, m->data_len, (uint32_t)(bits - unused));
     if (rc != want) {
       fail("have-map check disagrees with its unused bits", rc);
     }
@@ -274,8 +274,7 @@ static void resigned_pass(uint8_t *msg, size_t len, uint32_t flip) {
    * bit anywhere is refused. */
   struct buf b;
   buf_init(&b, ENVELOPE_OVERHEAD + PWIRE_HELLO_PAYLOAD_BYTES);
-  rc = pwire_hello_seal(&b, &fixed, buf_be64(msg + 36), buf_be64(msg + 44),
-                        &h);
+  rc = pwire_hello_seal(&b, &fixed, buf_be64(msg + 36), buf_be64(msg + 44), &h);
   if (rc != 0 || b.len != total || memcmp(b.data, msg, total) != 0) {
     fail("hello does not seal back to its bytes", rc);
   }
