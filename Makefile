@@ -2,7 +2,8 @@
 #
 #   make            build the common library (and the binaries as they exist)
 #   make deps       install missing Debian packages (runs apt-get only if needed)
-#   make test       unit + integration tests, again under ASan/UBSan, then fuzz smoke
+#   make test       format check, unit + integration tests, again under
+#                   ASan/UBSan, then fuzz smoke and the quick comparison
 #   make fuzz       build the libFuzzer targets (clang)
 #   make fuzz-smoke run every fuzz target for FUZZ_SECONDS from its seed corpus
 #   make bench      build the benchmarks under build/bench/
@@ -89,7 +90,7 @@ FUZZ_BINS  := $(FUZZ_SRC:tests/fuzz/%.c=build/fuzz/%)
 .SECONDARY:
 
 .PHONY: all deps build tests test check unit integration sanitize fuzz fuzz-smoke \
-        bench demo clean format
+        bench demo clean format format-check
 
 all: deps
 	@$(MAKE) --no-print-directory build
@@ -109,6 +110,7 @@ deps:
 	pkg-config --exists libsodium 2>/dev/null || missing="$$missing libsodium-dev"; \
 	pkg-config --exists cmocka 2>/dev/null || missing="$$missing libcmocka-dev"; \
 	command -v clang >/dev/null 2>&1 || missing="$$missing clang"; \
+	command -v clang-format >/dev/null 2>&1 || missing="$$missing clang-format"; \
 	ls /usr/lib/llvm-*/lib/clang/*/lib/linux/libclang_rt.fuzzer-x86_64.a >/dev/null 2>&1 || \
 	  ls /usr/lib/llvm-*/lib/clang/*/lib/linux/libclang_rt.fuzzer-*.a >/dev/null 2>&1 || \
 	  missing="$$missing libclang-rt-14-dev"; \
@@ -172,6 +174,7 @@ $(BUILD)/bench/%: $(BUILD)/obj/bench/%.o $(LIBS)
 # ---------------------------------------------------------------------------
 # Tests.
 test: deps
+	@$(MAKE) --no-print-directory format-check
 	@$(MAKE) --no-print-directory -j2 tests BUILD=build
 	@$(MAKE) --no-print-directory check BUILD=build
 	@$(MAKE) --no-print-directory -j2 tests BUILD=build/asan SANITIZE=1
@@ -235,9 +238,17 @@ demo: deps
 	@$(MAKE) --no-print-directory build
 	@SHOAL_BIN=$(BUILD)/bin bash tests/demo.sh
 
+FORMAT_SRC = common/*.[ch] tracker/*.[ch] peer/*.[ch] tests/*.c tests/lib/*.[ch] \
+             bench/*.c tests/fuzz/*.c
+
 format:
-	clang-format -i common/*.[ch] tracker/*.[ch] peer/*.[ch] tests/*.c tests/lib/*.[ch] \
-	  bench/*.c tests/fuzz/*.c
+	clang-format -i $(FORMAT_SRC)
+
+# Fails, naming each file and line, when a source differs from what
+# .clang-format makes of it; `make format` fixes that.
+format-check:
+	@clang-format --dry-run --Werror $(FORMAT_SRC) || \
+	  { echo "format-check: run 'make format'" >&2; exit 1; }
 
 clean:
 	rm -rf build
