@@ -182,7 +182,7 @@ struct swarm {
   /* Chunks verified since every session was last told (swarm_send_haves),
    * as the HAVE carries them: big-endian u32s. Each session's have_at says
    * how many of them it was sent (swarm_haves_due). */
-  uint8_t have_log[4 * NODE_HAVE_BATCH];
+  uint8_t have_log[PWIRE_HAVE_CHUNK_BYTES * NODE_HAVE_BATCH];
   unsigned nhave_log;
   uint64_t have_sent_ms;  /* when the last prompt HAVE went out */
   uint64_t have_epoch_ms; /* when every session was last told */

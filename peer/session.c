@@ -260,8 +260,7 @@ int session_send_requests(struct session *s, const struct picker_block *b,
    * out in one write: one system call and one wake-up of the other side
    * for a batch instead of one each. */
   enum {
-    REQ_PLAIN = 1 + 4 + 4 + 4,
-    REQ_FRAME = FRAME_HEADER_BYTES + REQ_PLAIN + PWIRE_TAG_BYTES
+    REQ_FRAME = FRAME_HEADER_BYTES + PWIRE_BLOCK_MSG_BYTES + PWIRE_TAG_BYTES
   };
   struct wreq *w;
   int err;
@@ -275,17 +274,22 @@ int session_send_requests(struct session *s, const struct picker_block *b,
   for (unsigned i = 0; i < n; i++) {
     uint8_t *f = w->data + (size_t)i * REQ_FRAME;
     uint8_t *msg = f + FRAME_HEADER_BYTES;
-    msg[0] = PWIRE_REQUEST;
-    buf_put_be32(msg + 1, b[i].chunk);
-    buf_put_be32(msg + 5, b[i].offset);
-    buf_put_be32(msg + 9, b[i].length);
-    err = pwire_seal_inplace(&s->ps, msg, REQ_PLAIN);
+    err = pwire_block_encode(msg, PWIRE_REQUEST, b[i].chunk, b[i].offset,
+                             b[i].length);
+    if (err != 0) {
+      /* The frames before it are sealed already: the session cannot skip
+       * one, so it ends. The picker never makes such a block. */
+      free(w);
+      session_close(s, "a request the wire cannot carry");
+      return err;
+    }
+    err = pwire_seal_inplace(&s->ps, msg, PWIRE_BLOCK_MSG_BYTES);
     if (err != 0) {
       free(w);
       session_close(s, "session counter spent");
       return err;
     }
-    frame_header(f, REQ_PLAIN + PWIRE_TAG_BYTES);
+    frame_header(f, PWIRE_BLOCK_MSG_BYTES + PWIRE_TAG_BYTES);
   }
   w->len = (size_t)n * REQ_FRAME;
   err = write_frame(s, w);
@@ -325,8 +329,8 @@ void session_drop_reads(struct session *s, const struct upreq *only) {
 }
 
 /* Bytes before the block in a DATA frame: frame header, then the message's
- * type, chunk and offset (docs/protocol.md, "DATA"). */
-#define DATA_HEAD (FRAME_HEADER_BYTES + 1 + 4 + 4)
+ * head (pwire_data_head_encode). */
+#define DATA_HEAD (FRAME_HEADER_BYTES + PWIRE_DATA_HEAD_BYTES)
 
 static void on_block_read(void *arg, int status, uint8_t *data, size_t len) {
   struct readreq *rr = arg;
@@ -365,11 +369,13 @@ static void on_block_read(void *arg, int status, uint8_t *data, size_t len) {
     /* The block is already in place: add the message head, encrypt in
      * place, frame it. */
     uint8_t *msg = w->data + FRAME_HEADER_BYTES;
-    size_t mlen = 1 + 4 + 4 + len;
-    msg[0] = PWIRE_DATA;
-    buf_put_be32(msg + 1, r.chunk);
-    buf_put_be32(msg + 5, r.offset);
-    if (pwire_seal_inplace(&s->ps, msg, mlen) != 0) {
+    size_t mlen = PWIRE_DATA_HEAD_BYTES + len;
+    if (pwire_data_head_encode(msg, r.chunk, r.offset, len) != 0) {
+      /* A read never returns more than the block asked for, which
+       * on_request checked; nothing was sealed, so the session goes on. */
+      free(w);
+      (void)session_send_block(s, PWIRE_REJECT, r.chunk, r.offset, r.length);
+    } else if (pwire_seal_inplace(&s->ps, msg, mlen) != 0) {
       free(w);
       session_close(s, "session counter spent");
     } else {

@@ -251,9 +251,7 @@ static int take_have_map(struct swarm *sw, struct session *s) {
     s->have_map_checked = 1;
     s->remote_have = 0;
     for (uint32_t i = 0; i < sw->m->chunk_count; i++) {
-      if (s->have_map[i / 8] & (0x80u >> (i % 8))) {
-        s->remote_have++;
-      }
+      s->remote_have += pwire_have_map_get(s->have_map, i);
     }
   }
   if (s->in_picker || sw->pk == NULL || sw->m->chunk_count == 0) {
@@ -726,8 +724,8 @@ static void send_have_log(struct swarm *sw, struct session *s) {
   }
   memset(&m, 0, sizeof(m));
   m.type = PWIRE_HAVE;
-  m.data = sw->have_log + 4 * (size_t)s->have_at;
-  m.data_len = 4 * (size_t)(sw->nhave_log - s->have_at);
+  m.data = sw->have_log + PWIRE_HAVE_CHUNK_BYTES * (size_t)s->have_at;
+  m.data_len = PWIRE_HAVE_CHUNK_BYTES * (size_t)(sw->nhave_log - s->have_at);
   s->have_at = sw->nhave_log;
   (void)session_send(s, &m);
 }
@@ -804,7 +802,7 @@ static void have_soon(struct swarm *sw, uint32_t chunk) {
   if (sw->nhave_log == NODE_HAVE_BATCH) {
     swarm_send_haves(sw);
   }
-  buf_put_be32(sw->have_log + 4 * sw->nhave_log++, chunk);
+  pwire_have_set_chunk(sw->have_log, sw->nhave_log++, chunk);
   wait = swarm_haves_due(sw, node_now(sw->node));
   if (wait > 0) {
     node_have_later(sw->node, wait);
@@ -1200,8 +1198,8 @@ int swarm_on_message(struct swarm *sw, struct session *s,
           (sw->m != NULL && chunk >= sw->m->chunk_count)) {
         return SHOAL_EINVAL;
       }
-      if (!(s->have_map[chunk / 8] & (0x80u >> (chunk % 8)))) {
-        s->have_map[chunk / 8] |= (uint8_t)(0x80u >> (chunk % 8));
+      if (!pwire_have_map_get(s->have_map, chunk)) {
+        pwire_have_map_set(s->have_map, chunk);
         s->remote_have++;
         if (s->in_picker) {
           picker_peer_have(sw->pk, (unsigned)s->slot, chunk);
