@@ -159,7 +159,7 @@ struct swarm {
   struct manifest *m;
   struct storage *st;
   struct picker *pk;
-  struct tcl *tc;
+  struct tracker_client *tc;
   uint8_t tracker_key[IDENTITY_PK_BYTES];
   int have_tracker_key;
   struct link_tracker trackers[LINK_MAX_TRACKERS];

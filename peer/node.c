@@ -435,7 +435,7 @@ static struct swarm *swarm_new(struct node *n, const uint8_t content[32],
                                const struct link_tracker *trackers,
                                unsigned ntrackers, const uint8_t *key) {
   struct swarm *sw = calloc(1, sizeof(*sw));
-  struct tcl_config tc;
+  struct tracker_client_config tc;
   if (sw == NULL) {
     return NULL;
   }
@@ -470,7 +470,7 @@ static struct swarm *swarm_new(struct node *n, const uint8_t content[32],
   tc.family = n->accepts_v4 && n->accepts_v6 ? 0
               : n->accepts_v6                ? AF_INET6
                                              : AF_INET;
-  if (sw->ntrackers > 0 && tcl_new(&sw->tc, &tc) != 0) {
+  if (sw->ntrackers > 0 && tracker_client_new(&sw->tc, &tc) != 0) {
     sw->tc = NULL;
   }
   sw->next = n->swarms;
@@ -528,7 +528,7 @@ static int trackers_ready(struct swarm *sw, unsigned ntrackers,
 }
 
 static void learn_key(struct swarm *sw) {
-  const uint8_t *k = sw->tc != NULL ? tcl_key(sw->tc) : NULL;
+  const uint8_t *k = sw->tc != NULL ? tracker_client_key(sw->tc) : NULL;
   if (k != NULL && !sw->have_tracker_key) {
     struct node_event ev;
     memcpy(sw->tracker_key, k, IDENTITY_PK_BYTES);
@@ -542,14 +542,14 @@ static void learn_key(struct swarm *sw) {
 
 /* A tracker failed us. Returns 1 when the swarm gave up. */
 static int tracker_failed(struct swarm *sw, int status,
-                          const struct tcl_reply *r) {
-  char msg[TCL_DESCRIBE_BYTES];
+                          const struct tracker_client_reply *r) {
+  char msg[TRACKER_CLIENT_DESCRIBE_BYTES];
   /* Until a tracker or a peer has answered, these tries end in the
    * swarm's failure, which the user sees once; after that, a tracker
    * that went away is worth a warning each time. */
   int may_fail = !sw->ever_met_tracker && !sw->ever_met_peer;
   sw->tracker_failures++;
-  tcl_describe(sw->tc, status, r, msg, sizeof(msg));
+  tracker_client_describe(sw->tc, status, r, msg, sizeof(msg));
   if (may_fail &&
       sw->tracker_failures >=
           NODE_TRACKER_TRIES * (sw->ntrackers ? sw->ntrackers : 1)) {
@@ -589,7 +589,8 @@ struct announce_ctx {
   uint8_t event;
 };
 
-static void on_announced(void *arg, int status, const struct tcl_reply *r) {
+static void on_announced(void *arg, int status,
+                         const struct tracker_client_reply *r) {
   struct announce_ctx *a = arg;
   struct swarm *sw = a->sw;
   uint8_t event = a->event;
@@ -665,7 +666,7 @@ static void do_announce(struct swarm *sw, uint8_t event) {
   }
   ctx->sw = sw;
   ctx->event = event;
-  if (tcl_announce(sw->tc, &a, on_announced, ctx) != 0) {
+  if (tracker_client_announce(sw->tc, &a, on_announced, ctx) != 0) {
     free(ctx);
     schedule_announce(sw, 1000);
     return;
@@ -785,7 +786,8 @@ static void redial_known(struct swarm *sw) {
   }
 }
 
-static void on_lookup(void *arg, int status, const struct tcl_reply *r) {
+static void on_lookup(void *arg, int status,
+                      const struct tracker_client_reply *r) {
   struct swarm *sw = arg;
   struct node *n = sw->node;
   unsigned fresh = 0;
@@ -875,7 +877,7 @@ static void on_lookup_timer(uv_timer_t *t) {
   }
   l.flags = TMSG_LOOKUP_SEEDERS_FIRST;
   memcpy(l.asker, n->id->pk, IDENTITY_PK_BYTES);
-  if (tcl_lookup(sw->tc, &l, on_lookup, sw) != 0) {
+  if (tracker_client_lookup(sw->tc, &l, on_lookup, sw) != 0) {
     schedule_lookup(sw, 1000);
     return;
   }
@@ -914,7 +916,8 @@ static void emit_shared(struct swarm *sw) {
   swarm_emit(sw, &ev);
 }
 
-static void on_published(void *arg, int status, const struct tcl_reply *r) {
+static void on_published(void *arg, int status,
+                         const struct tracker_client_reply *r) {
   struct swarm *sw = arg;
   sw->refs--;
   sw->publish_busy = 0;
@@ -925,7 +928,7 @@ static void on_published(void *arg, int status, const struct tcl_reply *r) {
     if (r != NULL && r->type == TMSG_ERROR && status != SHOAL_ERATE) {
       char msg[512];
       snprintf(msg, sizeof(msg), "tracker %s refused to publish %s: %s",
-               tcl_current(sw->tc), sw->m->name, r->error.reason);
+               tracker_client_current(sw->tc), sw->m->name, r->error.reason);
       swarm_fail(sw, status, msg);
       return;
     }
@@ -950,7 +953,7 @@ static void publish(struct swarm *sw) {
   p.size = sw->m->total_size;
   snprintf(p.name, sizeof(p.name), "%s", sw->m->name);
   memcpy(p.manifest_sig, sw->m->signature, IDENTITY_SIG_BYTES);
-  if (tcl_publish(sw->tc, &p, on_published, sw) != 0) {
+  if (tracker_client_publish(sw->tc, &p, on_published, sw) != 0) {
     swarm_fail(sw, SHOAL_ENOMEM, "cannot queue the publish request");
     return;
   }
@@ -1350,7 +1353,7 @@ static void close_all(struct node *n) {
       n->closing_handles++;
       storage_close(sw->st, on_storage_closed, sw);
     }
-    tcl_close(sw->tc);
+    tracker_client_close(sw->tc);
     sw->tc = NULL;
     close_handle(n, (uv_handle_t *)&sw->announce_timer);
     close_handle(n, (uv_handle_t *)&sw->lookup_timer);
