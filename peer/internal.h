@@ -16,6 +16,7 @@
 #include "common/manifest.h"
 #include "common/pwire.h"
 #include "common/replay.h"
+#include "peer/limits.h"
 #include "peer/node.h"
 #include "peer/picker.h"
 #include "peer/rate.h"

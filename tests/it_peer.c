@@ -48,7 +48,7 @@
 #include "common/pwire.h"
 #include "common/textid.h"
 #include "common/tmsg.h"
-#include "peer/node.h"
+#include "peer/limits.h"
 #include "tests/lib/fx.h"
 #include "tests/lib/jsonl.h"
 #include "tests/lib/pclient.h"

@@ -60,7 +60,7 @@
 #include "common/replay.h"
 #include "common/textid.h"
 #include "common/tmsg.h"
-#include "peer/node.h"
+#include "peer/limits.h"
 #include "tests/lib/testutil.h"
 #include "tracker/catalog.h"
 #include "tracker/ratelimit.h"
