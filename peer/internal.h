@@ -16,6 +16,7 @@
 #include "common/manifest.h"
 #include "common/pwire.h"
 #include "common/replay.h"
+#include "peer/announce.h"
 #include "peer/limits.h"
 #include "peer/node.h"
 #include "peer/picker.h"
@@ -126,16 +127,6 @@ struct banned {
   int banned;
 };
 
-/* A peer the tracker listed, kept to reconnect while the tracker is
- * unreachable. */
-struct known_peer {
-  uint8_t pk[IDENTITY_PK_BYTES];
-  struct sockaddr_storage addr;
-  uint64_t next_try_ms;
-  uint32_t backoff_ms;
-};
-#define SWARM_KNOWN_MAX 64
-
 enum swarm_state {
   SW_FETCHING,  /* waiting for the manifest */
   SW_OPENING,   /* storage opening / re-checking */
@@ -160,18 +151,10 @@ struct swarm {
   struct manifest *m;
   struct storage *st;
   struct picker *pk;
-  struct tracker_client *tc;
-  uint8_t tracker_key[IDENTITY_PK_BYTES];
-  int have_tracker_key;
-  struct link_tracker trackers[LINK_MAX_TRACKERS];
-  unsigned ntrackers;
 
   struct session *sessions;
   unsigned nsessions;
-  struct known_peer *known; /* SWARM_KNOWN_MAX entries, lazily */
-  unsigned nknown;
-  unsigned known_next; /* the entry a new peer replaces when full */
-  int name_given;      /* name came from a link, so the manifest must match */
+  int name_given; /* name came from a link, so the manifest must match */
   uint8_t slots_used[PICKER_MAX_PEERS];
 
   /* Manifest fetch. */
@@ -194,22 +177,12 @@ struct swarm {
   unsigned puts_in_flight;
   uint64_t put_bytes; /* bytes of those chunks */
 
-  /* Tracker schedule. */
-  uv_timer_t announce_timer;
-  uv_timer_t lookup_timer;
-  int announce_busy, lookup_busy, publish_busy;
-  int published;
-  int announced_once;
-  int ever_met_tracker;
-  int ever_met_peer;
-  unsigned tracker_failures;
-  uint32_t interval_s;
-  uint32_t lookup_backoff_ms;
+  /* Tracker schedule (announce.c). */
+  struct announce an;
+
+  int ever_met_peer; /* a session of this swarm opened, ever */
   uint64_t started_ms;
   uint64_t complete_ms;
-  int stop_sent;         /* "stopped" went out (or is under way) */
-  int stop_announced;    /* ... and the tracker answered */
-  int completed_pending; /* "completed" not yet told to the tracker */
 
   /* Choking. */
   uint64_t last_rechoke_ms;
@@ -219,7 +192,6 @@ struct swarm {
   uint64_t up_bytes, down_bytes;
   uint64_t resumed_bytes;
   int refs;
-  int warned_no_peers;
   unsigned dial_failures; /* sessions we dialled that never opened */
   int warned_unreachable;
   uint64_t source_checked_ms; /* when a share's files were last checked */
@@ -311,13 +283,26 @@ void swarm_storage_ready(struct swarm *sw);
 void swarm_dial_failed(struct swarm *sw, const struct session *s,
                        const char *why);
 
-/* node.c: called by swarms. */
+/* swarm.c: a swarm's life, called by node.c. */
+/* A new swarm of n for content, in n's list; its schedule is not made
+ * yet (announce_init). Returns NULL without memory. */
+struct swarm *swarm_new(struct node *n, const uint8_t content[32]);
+/* Opens a share's storage over its manifest's files and seeds; fails the
+ * swarm (and returns the error) when they cannot be opened. */
+int swarm_open_source(struct swarm *sw);
+/* A get starts from the manifest saved under manifests/ when there is
+ * one. */
+void swarm_load_manifest(struct swarm *sw);
+/* Frees what node_free finds of a swarm once every handle is closed. */
+void swarm_free(struct swarm *sw);
+/* The manifest is verified (fetched or loaded): open the storage. */
 void swarm_manifest_ready(struct swarm *sw);
 /* A shared file changed (storage_source_change says how): the content is
  * no longer served. */
 void swarm_source_changed(struct swarm *sw);
+/* Gives up on the swarm: "stopped" to its trackers, its sessions closed,
+ * NODE_EV_FAILED with code and msg (borrowed for the call). */
 void swarm_fail(struct swarm *sw, int code, const char *msg);
-void swarm_completed(struct swarm *sw);
 
 /* node.c */
 uint64_t node_now(const struct node *n);

@@ -8,8 +8,13 @@
  * NODE_STRIKES_BAN strikes it is banned and never talked to again.
  */
 #include <assert.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "common/error.h"
 #include "common/log.h"
@@ -146,7 +151,7 @@ void swarm_dial_failed(struct swarm *sw, const struct session *s,
            "%s: cannot connect to any of the %u peers the tracker listed "
            "(last: %s: %s) — they may be behind a firewall or listen on "
            "another address; still trying",
-           sw->name, sw->nknown > 0 ? sw->nknown : 1, s->addr_text, why);
+           sw->name, sw->an.nknown > 0 ? sw->an.nknown : 1, s->addr_text, why);
   log_info("peer", "%s", msg);
   memset(&ev, 0, sizeof(ev));
   ev.type = NODE_EV_WARNING;
@@ -1283,6 +1288,335 @@ void swarm_upload_sent(struct swarm *sw, struct session *s, uint32_t len) {
 }
 
 /* ------------------------------------------------------------------------ */
+/* A swarm's life: made, opened, completed, failed, freed */
+
+struct swarm *swarm_new(struct node *n, const uint8_t content[32]) {
+  struct swarm *sw = calloc(1, sizeof(*sw));
+  if (sw == NULL) {
+    return NULL;
+  }
+  sw->node = n;
+  memcpy(sw->content, content, MANIFEST_ID_BYTES);
+  textid_encode(TEXTID_CONTENT, content, sw->content_text);
+  buf_init(&sw->mf, MANIFEST_MAX_BYTES);
+  meter_init(&sw->down_meter, 5000, node_now(n));
+  sw->started_ms = node_now(n);
+  sw->last_rechoke_ms = node_now(n);
+  sw->next = n->swarms;
+  n->swarms = sw;
+  return sw;
+}
+
+void swarm_free(struct swarm *sw) {
+  if (sw == NULL) {
+    return;
+  }
+  picker_free(sw->pk);
+  manifest_free(sw->m);
+  buf_free(&sw->mf);
+  while (sw->partials != NULL) {
+    struct partial *p = sw->partials;
+    sw->partials = p->next;
+    free(p->data);
+    free(p->owners);
+    free(p);
+  }
+  while (sw->suspects != NULL) {
+    struct suspect *x = sw->suspects;
+    sw->suspects = x->next;
+    free(x->owners);
+    free(x->hashes);
+    free(x);
+  }
+  while (sw->bans != NULL) {
+    struct banned *b = sw->bans;
+    sw->bans = b->next;
+    free(b);
+  }
+  announce_free(&sw->an);
+  free(sw->dir);
+  free(sw);
+}
+
+void swarm_fail(struct swarm *sw, int code, const char *msg) {
+  struct node_event ev;
+  if (sw->state == SW_FAILED) {
+    return;
+  }
+  /* The event carries the failure to the user, who sees it once; the log
+   * keeps it for --log-level info. */
+  log_info("peer", "%s: %s", sw->name, msg);
+  sw->state = SW_FAILED;
+  announce_stop(sw);
+  for (struct session *s = sw->sessions, *next; s != NULL; s = next) {
+    next = s->next;
+    session_close(s, "the swarm failed");
+  }
+  memset(&ev, 0, sizeof(ev));
+  ev.type = NODE_EV_FAILED;
+  ev.code = code;
+  ev.message = msg;
+  swarm_emit(sw, &ev);
+}
+
+int swarm_open_source(struct swarm *sw) {
+  int err = storage_open_source(&sw->st, sw->node->loop, sw->m);
+  if (err != 0) {
+    char msg[600];
+    sw->st = NULL;
+    snprintf(msg, sizeof(msg), "cannot open the files of %s: %s", sw->name,
+             shoal_strerror(err));
+    swarm_fail(sw, err, msg); /* reported through the event */
+    return err;
+  }
+  sw->state = SW_SEEDING;
+  sw->complete_ms = node_now(sw->node);
+  return 0;
+}
+
+void swarm_source_changed(struct swarm *sw) {
+  struct storage_change c;
+  const struct manifest *m = sw->m;
+  char what[256], msg[4096 + 512];
+  if (sw->state != SW_SEEDING || !sw->is_source || sw->st == NULL ||
+      sw->node->stopping || !storage_source_change(sw->st, &c)) {
+    return;
+  }
+  switch (c.kind) {
+  case STORAGE_CHANGE_SIZE:
+    /* Exact: a line appended to a large file changes no rounded size. */
+    snprintf(what, sizeof(what), "its size went from %llu to %llu bytes",
+             (unsigned long long)m->files[c.file].size,
+             (unsigned long long)c.size_now);
+    break;
+  case STORAGE_CHANGE_MTIME:
+    snprintf(what, sizeof(what), "it was modified (same size, new time)");
+    break;
+  case STORAGE_CHANGE_HASH:
+    snprintf(what, sizeof(what),
+             "chunk %u no longer matches its hash (rewritten with its size "
+             "and time kept)",
+             c.chunk);
+    break;
+  case STORAGE_CHANGE_GONE:
+  default:
+    snprintf(what, sizeof(what), "it was removed or replaced");
+    break;
+  }
+  snprintf(msg, sizeof(msg),
+           "%s changed since it was shared: %s/%s: %s — %s is no longer "
+           "served; share it again for a new link",
+           sw->name, m->local_root, m->files[c.file].path, what,
+           sw->content_text);
+  /* Failing the swarm tells the trackers "stopped", so they no longer
+   * list this peer as a seeder of the old content. */
+  swarm_fail(sw, SHOAL_ECHANGED, msg);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Getting: the manifest saved or fetched, the storage opened */
+
+static void manifest_path(const struct swarm *sw, char *out, size_t cap) {
+  snprintf(out, cap, "%s/manifests/%s", sw->node->home, sw->content_text);
+}
+
+static void resume_path(const struct swarm *sw, char *out, size_t cap) {
+  snprintf(out, cap, "%s/resume/%s", sw->node->home, sw->content_text);
+}
+
+/* Keeps the verified manifest so a resumed get needs no peer to start. */
+struct manifest_save {
+  uv_work_t work;
+  char path[4096];
+  const uint8_t *bytes; /* the swarm's manifest, alive until node_free */
+  size_t len;
+  int err;
+};
+
+/* On the thread pool: temporary file, fsync, rename. */
+static void manifest_save_work(uv_work_t *w) {
+  struct manifest_save *ms = container_of(w, struct manifest_save, work);
+  char tmp[4200];
+  int fd;
+  snprintf(tmp, sizeof(tmp), "%s.tmp", ms->path);
+  fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  if (fd < 0) {
+    ms->err = -errno;
+    return;
+  }
+  if (write(fd, ms->bytes, ms->len) != (ssize_t)ms->len || fsync(fd) != 0) {
+    ms->err = errno != 0 ? -errno : UV_EIO;
+    close(fd);
+    unlink(tmp);
+    return;
+  }
+  close(fd);
+  if (rename(tmp, ms->path) != 0) {
+    ms->err = -errno;
+    unlink(tmp);
+  }
+}
+
+static void manifest_saved(uv_work_t *w, int status) {
+  struct manifest_save *ms = container_of(w, struct manifest_save, work);
+  (void)status;
+  if (ms->err != 0) {
+    /* Only a resumed get needs it, and it can fetch the manifest again. */
+    log_warn("peer", "cannot save %s: %s", ms->path, shoal_strerror(ms->err));
+  }
+  free(ms);
+}
+
+/* Keeps the verified manifest so a resumed get needs no peer to start; the
+ * disk work runs on the thread pool. */
+static void save_manifest(const struct swarm *sw) {
+  struct manifest_save *ms = calloc(1, sizeof(*ms));
+  if (ms == NULL) {
+    return;
+  }
+  manifest_path(sw, ms->path, sizeof(ms->path));
+  ms->bytes = sw->m->encoded;
+  ms->len = sw->m->encoded_len;
+  if (uv_queue_work(sw->node->loop, &ms->work, manifest_save_work,
+                    manifest_saved) != 0) {
+    free(ms);
+  }
+}
+
+static struct manifest *load_manifest(const struct swarm *sw) {
+  char path[4096];
+  struct stat st;
+  struct manifest *m = NULL;
+  uint8_t *bytes;
+  uint8_t id[MANIFEST_ID_BYTES];
+  int fd;
+  manifest_path(sw, path, sizeof(path));
+  fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    return NULL;
+  }
+  if (fstat(fd, &st) != 0 || st.st_size <= 0 ||
+      (uint64_t)st.st_size > MANIFEST_MAX_BYTES) {
+    close(fd);
+    return NULL;
+  }
+  bytes = malloc((size_t)st.st_size);
+  if (bytes == NULL ||
+      read(fd, bytes, (size_t)st.st_size) != (ssize_t)st.st_size ||
+      manifest_id_of(bytes, (size_t)st.st_size, id) != 0 ||
+      memcmp(id, sw->content, MANIFEST_ID_BYTES) != 0 ||
+      manifest_decode(bytes, (size_t)st.st_size, &m) != 0) {
+    m = NULL;
+  }
+  free(bytes);
+  close(fd);
+  return m;
+}
+
+static void on_storage_open(void *arg, int status) {
+  struct swarm *sw = arg;
+  struct node_event ev;
+  sw->refs--;
+  if (sw->state != SW_OPENING) {
+    return;
+  }
+  if (status != 0) {
+    char msg[9000];
+    char final[4400];
+    /* What the status does not say: sizes, or who holds the partial. */
+    const char *why = sw->st != NULL ? storage_open_error(sw->st) : "";
+    snprintf(final, sizeof(final), "%s/%s", sw->dir, sw->m->name);
+    if (status == UV_ENOSPC && why[0] != '\0') {
+      snprintf(msg, sizeof(msg),
+               "not enough disk space: %s — free some space, or choose "
+               "another folder with -o",
+               why);
+    } else if (status == UV_EBUSY && why[0] != '\0') {
+      snprintf(msg, sizeof(msg),
+               "%s — wait for that download to finish, or choose another "
+               "folder with -o",
+               why);
+    } else if (status == UV_EEXIST) {
+      snprintf(msg, sizeof(msg),
+               "%s already exists — remove it or choose another folder "
+               "with -o",
+               final);
+    } else if (status == UV_EACCES || status == UV_EPERM) {
+      snprintf(msg, sizeof(msg),
+               "permission denied writing into %s — choose a folder you "
+               "can write with -o",
+               sw->dir);
+    } else if (status == UV_ENOSPC) {
+      snprintf(msg, sizeof(msg),
+               "disk full: %s needs %llu bytes in %s — free some space",
+               sw->m->name, (unsigned long long)sw->m->total_size, sw->dir);
+    } else {
+      snprintf(msg, sizeof(msg), "cannot prepare %s: %s", final,
+               shoal_strerror(status));
+    }
+    swarm_fail(sw, status, msg);
+    return;
+  }
+  sw->pk = picker_new(sw->m, storage_have_map(sw->st, &(size_t){0}));
+  if (sw->pk == NULL) {
+    swarm_fail(sw, SHOAL_ENOMEM, "out of memory");
+    return;
+  }
+  sw->resumed_bytes = storage_have_bytes(sw->st);
+  sw->state = SW_RUNNING;
+  memset(&ev, 0, sizeof(ev));
+  ev.type = NODE_EV_MANIFEST;
+  ev.resumed = sw->resumed_bytes;
+  swarm_emit(sw, &ev);
+  swarm_storage_ready(sw);
+}
+
+/* The manifest is verified (fetched or loaded): open the storage. */
+void swarm_manifest_ready(struct swarm *sw) {
+  char rpath[4096];
+  int err;
+  if (sw->name_given && strcmp(sw->name, sw->m->name) != 0) {
+    char msg[600];
+    snprintf(msg, sizeof(msg),
+             "the manifest does not match the link: the link names '%s', the "
+             "content is '%s' — ask for a fresh link",
+             sw->name, sw->m->name);
+    swarm_fail(sw, SHOAL_EFORMAT, msg);
+    return;
+  }
+  /* A link names both; its size is a promise too, 0 included (an empty
+   * file is a content). A get by content ID alone has neither. */
+  if (sw->name_given && sw->size_hint != sw->m->total_size) {
+    swarm_fail(sw, SHOAL_ESIZE,
+               "the manifest does not match the link: the sizes differ — "
+               "ask for a fresh link");
+    return;
+  }
+  snprintf(sw->name, sizeof(sw->name), "%s", sw->m->name);
+  save_manifest(sw);
+  resume_path(sw, rpath, sizeof(rpath));
+  sw->state = SW_OPENING;
+  err = storage_open_download(&sw->st, sw->node->loop, sw->m, sw->dir, rpath,
+                              on_storage_open, sw);
+  if (err != 0) {
+    sw->st = NULL;
+    sw->refs++;
+    on_storage_open(sw, err);
+    return;
+  }
+  sw->refs++;
+}
+
+void swarm_load_manifest(struct swarm *sw) {
+  struct manifest *m = load_manifest(sw);
+  if (m != NULL) {
+    log_info("peer", "%s: manifest from %s/manifests", m->name, sw->node->home);
+    sw->m = m;
+    swarm_manifest_ready(sw);
+  }
+}
+
+/* ------------------------------------------------------------------------ */
 /* Storage ready, completion */
 
 /* Storage is open and re-checked: start trading. */
@@ -1305,6 +1639,17 @@ void swarm_storage_ready(struct swarm *sw) {
     update_interest(sw, s);
   }
   maybe_finish(sw);
+}
+
+static void swarm_completed(struct swarm *sw) {
+  struct node_event ev;
+  sw->complete_ms = node_now(sw->node);
+  memset(&ev, 0, sizeof(ev));
+  ev.type = NODE_EV_COMPLETE;
+  ev.path = storage_final_path(sw->st);
+  ev.seconds = (double)(sw->complete_ms - sw->started_ms) / 1000.0;
+  announce_completed(sw);
+  swarm_emit(sw, &ev);
 }
 
 static void on_finished(void *arg, int status) {
