@@ -17,6 +17,7 @@
 #include "common/pwire.h"
 #include "common/replay.h"
 #include "peer/announce.h"
+#include "peer/choker.h"
 #include "peer/limits.h"
 #include "peer/node.h"
 #include "peer/picker.h"
@@ -184,9 +185,7 @@ struct swarm {
   uint64_t started_ms;
   uint64_t complete_ms;
 
-  /* Choking. */
-  uint64_t last_rechoke_ms;
-  uint64_t last_optimistic_ms;
+  struct choker ch; /* its clock; the decisions are choker.c's */
 
   struct rate_meter down_meter;
   uint64_t up_bytes, down_bytes;

@@ -19,6 +19,7 @@
 #include "common/error.h"
 #include "common/log.h"
 #include "common/textid.h"
+#include "peer/choker.h"
 #include "peer/internal.h"
 
 static void update_interest(struct swarm *sw, struct session *s);
@@ -338,86 +339,14 @@ static int is_seeding(const struct swarm *sw) {
   return sw->state == SW_SEEDING;
 }
 
-/* Regular unchoked slots in use: interested peers we unchoked, not counting
- * client-server clients a seeder always serves. */
-static unsigned slots_used(const struct swarm *sw, int seeding) {
-  unsigned n = 0;
-  for (const struct session *s = sw->sessions; s != NULL; s = s->next) {
-    if (s->state == SESS_OPEN && !s->am_choking && s->peer_interested &&
-        !(seeding && (s->remote_flags & PWIRE_HELLO_NO_UPLOAD))) {
-      n++;
-    }
-  }
-  return n;
-}
-
-/* A peer the regular slots are for: open, interested, and not a
- * client-server client (a seeder serves those apart from the slots, a
- * downloader never). */
-static int slot_candidate(const struct session *s) {
-  return s->state == SESS_OPEN && s->peer_interested &&
-         !(s->remote_flags & PWIRE_HELLO_NO_UPLOAD);
-}
-
-/* An order of candidates for the slots: whether a comes before b. */
-typedef int (*slot_order)(const struct session *a, const struct session *b,
-                          uint64_t now);
-
-/* Keeps best[0..*n) (at most cap) the candidates that come first, in
- * order, as s is offered. */
-static void best_offer(struct session **best, unsigned cap, unsigned *n,
-                       struct session *s, slot_order before, uint64_t now) {
-  unsigned i;
-  for (i = *n; i > 0 && before(s, best[i - 1], now); i--) {
-    if (i < cap) {
-      best[i] = best[i - 1];
-    }
-  }
-  if (i < cap) {
-    best[i] = s;
-    if (*n < cap) {
-      (*n)++;
-    }
-  }
-}
-
-static int in_best(struct session *const *best, unsigned n,
-                   const struct session *s) {
-  for (unsigned i = 0; i < n; i++) {
-    if (best[i] == s) {
-      return 1;
-    }
-  }
-  return 0;
-}
-
-/* Downloading, tit-for-tat: the peer that sent us more lately first. */
-static int sent_us_more(const struct session *a, const struct session *b,
-                        uint64_t now) {
-  return meter_rate(&a->down_meter, now) > meter_rate(&b->down_meter, now);
-}
-
-/* Seeding, whether a needs a slot before b: the peer holding fewer chunks
- * first, so that the seeder's upload goes where the swarm is furthest
- * behind and no peer is left at the tail; among equals, a choked peer
- * before an unchoked one, and the one waiting (or served) longest first,
- * which makes the choice a round robin while everyone holds the same. */
-static int seed_before(const struct session *a, const struct session *b,
-                       uint64_t now) {
-  (void)now;
-  if (a->remote_have != b->remote_have) {
-    return a->remote_have < b->remote_have;
-  }
-  if (a->am_choking != b->am_choking) {
-    return a->am_choking;
-  }
-  return a->am_choking ? a->choked_at_ms < b->choked_at_ms
-                       : a->unchoked_at_ms < b->unchoked_at_ms;
-}
-
+/* Asks the choker (choker.c) about the open sessions, in the list's order,
+ * and sends what it decides in its order. A send may close a session:
+ * set_choke does nothing for one that is no longer open. */
 void swarm_rechoke(struct swarm *sw, uint64_t now, int full) {
-  int seeding = is_seeding(sw);
-  unsigned used;
+  struct session *open[PICKER_MAX_PEERS];
+  struct choker_peer peers[PICKER_MAX_PEERS];
+  struct choker_action act[CHOKER_ACTIONS_MAX(PICKER_MAX_PEERS)];
+  unsigned n = 0, nact;
 
   if (sw->st == NULL || sw->state == SW_FAILED || sw->state == SW_STOPPING) {
     return;
@@ -425,105 +354,32 @@ void swarm_rechoke(struct swarm *sw, uint64_t now, int full) {
   if (only_publisher(sw)) {
     return; /* a client-server client uploads nothing: all stay choked */
   }
-  for (struct session *s = sw->sessions, *s_next; s != NULL; s = s_next) {
-    s_next = s->next; /* a send may close s */
+  /* A swarm has at most PICKER_MAX_PEERS sessions (its picker slots). */
+  for (struct session *s = sw->sessions; s != NULL; s = s->next) {
+    struct choker_peer *p = &peers[n];
     if (s->state != SESS_OPEN) {
       continue;
     }
-    if (!s->peer_interested || (s->remote_flags & PWIRE_HELLO_NO_UPLOAD &&
-                                !seeding && !sw->is_source)) {
-      if (full || (s->remote_flags & PWIRE_HELLO_NO_UPLOAD)) {
-        set_choke(s, 1, now);
-      }
-    } else if (seeding && (s->remote_flags & PWIRE_HELLO_NO_UPLOAD)) {
-      set_choke(s, 0, now); /* the client-server baseline: serve them all */
-    }
+    assert(n < PICKER_MAX_PEERS);
+    p->rate = meter_rate(&s->down_meter, now);
+    p->have = s->remote_have;
+    p->interested = (uint8_t)(s->peer_interested != 0);
+    p->no_upload = (s->remote_flags & PWIRE_HELLO_NO_UPLOAD) != 0;
+    p->choked = (uint8_t)(s->am_choking != 0);
+    p->optimistic = (uint8_t)(s->optimistic != 0);
+    p->choked_at_ms = s->choked_at_ms;
+    p->unchoked_at_ms = s->unchoked_at_ms;
+    open[n++] = s;
   }
-  if (full) {
-    sw->last_rechoke_ms = now;
-    if (seeding) {
-      /* The slots go to the NODE_SEED_SLOTS interested peers that most
-       * need them (seed_before), chosen again every NODE_SEED_RECHOKE_MS:
-       * as the ones served catch up, others take their turn. */
-      struct session *best[NODE_SEED_SLOTS];
-      unsigned nbest = 0;
-      for (struct session *s = sw->sessions; s != NULL; s = s->next) {
-        if (slot_candidate(s)) {
-          best_offer(best, NODE_SEED_SLOTS, &nbest, s, seed_before, now);
-        }
-      }
-      for (struct session *s = sw->sessions, *s_next; s != NULL; s = s_next) {
-        s_next = s->next; /* a send may close s */
-        if (slot_candidate(s)) {
-          set_choke(s, !in_best(best, nbest, s), now);
-        }
-      }
-    } else {
-      /* Tit-for-tat: the NODE_UPLOAD_SLOTS - 1 peers that sent us the most
-       * lately keep their slots; one more slot is the optimistic unchoke. */
-      struct session *best[NODE_UPLOAD_SLOTS];
-      unsigned nbest = 0;
-      int rotate = now - sw->last_optimistic_ms >= NODE_OPTIMISTIC_MS;
-      for (struct session *s = sw->sessions; s != NULL; s = s->next) {
-        if (slot_candidate(s)) {
-          best_offer(best, NODE_UPLOAD_SLOTS - 1, &nbest, s, sent_us_more, now);
-        }
-      }
-      for (struct session *s = sw->sessions, *s_next; s != NULL; s = s_next) {
-        s_next = s->next; /* a send may close s */
-        if (!slot_candidate(s)) {
-          continue;
-        }
-        if (in_best(best, nbest, s)) {
-          s->optimistic = 0;
-          set_choke(s, 0, now);
-        } else if (!(s->optimistic && !rotate)) {
-          set_choke(s, 1, now);
-        }
-      }
-      if (rotate) {
-        /* A random choked, interested peer gets the optimistic slot. */
-        unsigned count = 0, pick;
-        for (struct session *s = sw->sessions, *s_next; s != NULL; s = s_next) {
-          s_next = s->next; /* a send may close s */
-          count += slot_candidate(s) && s->am_choking;
-        }
-        if (count > 0) {
-          pick = (unsigned)randombytes_uniform(count);
-          for (struct session *s = sw->sessions, *s_next; s != NULL;
-               s = s_next) {
-            s_next = s->next; /* a send may close s */
-            if (slot_candidate(s) && s->am_choking && pick-- == 0) {
-              s->optimistic = 1;
-              set_choke(s, 0, now);
-              break;
-            }
-          }
-        }
-        sw->last_optimistic_ms = now;
-      }
-    }
+  nact = choker_rechoke(&sw->ch, is_seeding(sw), sw->is_source, peers, n, now,
+                        full, act);
+  for (unsigned i = 0; i < nact; i++) {
+    set_choke(open[act[i].peer], act[i].choke, now);
   }
-  /* Free slots go at once to the interested peer that waited longest (a
-   * seeder: the one that needs it most). */
-  used = slots_used(sw, seeding);
-  while (used < (seeding ? NODE_SEED_SLOTS : NODE_UPLOAD_SLOTS)) {
-    struct session *waiting = NULL;
-    for (struct session *s = sw->sessions, *s_next; s != NULL; s = s_next) {
-      s_next = s->next; /* a send may close s */
-      if (s->state == SESS_OPEN && s->peer_interested && s->am_choking &&
-          !(s->remote_flags & PWIRE_HELLO_NO_UPLOAD && !seeding) &&
-          (waiting == NULL ||
-           (seeding ? seed_before(s, waiting, now)
-                    : s->choked_at_ms < waiting->choked_at_ms))) {
-        waiting = s;
-      }
+  for (unsigned i = 0; i < n; i++) {
+    if (open[i]->state == SESS_OPEN) {
+      open[i]->optimistic = peers[i].optimistic;
     }
-    if (waiting == NULL) {
-      break;
-    }
-    set_choke(waiting, 0, now);
-    used++;
   }
 }
 
@@ -1301,7 +1157,7 @@ struct swarm *swarm_new(struct node *n, const uint8_t content[32]) {
   buf_init(&sw->mf, MANIFEST_MAX_BYTES);
   meter_init(&sw->down_meter, 5000, node_now(n));
   sw->started_ms = node_now(n);
-  sw->last_rechoke_ms = node_now(n);
+  choker_init(&sw->ch, node_now(n), randombytes_uniform);
   sw->next = n->swarms;
   n->swarms = sw;
   return sw;
@@ -1792,8 +1648,7 @@ void swarm_tick(struct swarm *sw, uint64_t now) {
       swarm_fill_requests(sw, s);
     }
   }
-  if (now - sw->last_rechoke_ms >=
-      (is_seeding(sw) ? NODE_SEED_RECHOKE_MS : NODE_RECHOKE_MS)) {
+  if (choker_due(&sw->ch, is_seeding(sw), now)) {
     swarm_rechoke(sw, now, 1);
   }
 }
