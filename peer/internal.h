@@ -18,6 +18,7 @@
 #include "common/replay.h"
 #include "peer/announce.h"
 #include "peer/choker.h"
+#include "peer/fetch.h"
 #include "peer/limits.h"
 #include "peer/node.h"
 #include "peer/picker.h"
@@ -158,11 +159,7 @@ struct swarm {
   int name_given; /* name came from a link, so the manifest must match */
   uint8_t slots_used[PICKER_MAX_PEERS];
 
-  /* Manifest fetch. */
-  struct session *mf_from;
-  struct buf mf;
-  uint32_t mf_total;
-  uint64_t mf_sent_ms; /* when the last MANIFEST_REQ went out */
+  struct fetch mf; /* the manifest from a peer (fetch.c) */
 
   /* Chunks verified since every session was last told (swarm_send_haves),
    * as the HAVE carries them: big-endian u32s. Each session's have_at says

@@ -8,18 +8,15 @@
  * NODE_STRIKES_BAN strikes it is banned and never talked to again.
  */
 #include <assert.h>
-#include <errno.h>
-#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include "common/error.h"
 #include "common/log.h"
 #include "common/textid.h"
 #include "peer/choker.h"
+#include "peer/fetch.h"
 #include "peer/internal.h"
 
 static void update_interest(struct swarm *sw, struct session *s);
@@ -180,12 +177,7 @@ void swarm_detach(struct swarm *sw, struct session *s) {
   }
   s->slot = -1;
   sw->nsessions--;
-  if (sw->mf_from == s) {
-    sw->mf_from = NULL;
-    buf_reset(&sw->mf);
-    sw->mf_total = 0;
-    refetch = 1;
-  }
+  refetch = fetch_left(&sw->mf, s);
   s->sw = NULL;
   if (sw->node->stopping) {
     return;
@@ -196,7 +188,7 @@ void swarm_detach(struct swarm *sw, struct session *s) {
       o_next = o->next; /* a send may close o */
       if (o->state == SESS_OPEN && o->have_map != NULL) {
         start_manifest_fetch(sw, o);
-        if (sw->mf_from != NULL) {
+        if (sw->mf.from != NULL) {
           break;
         }
       }
@@ -464,18 +456,6 @@ static uint64_t request_timeout(const struct swarm *sw) {
     }
   }
   return ms < NODE_REQUEST_TIMEOUT_MAX_MS ? ms : NODE_REQUEST_TIMEOUT_MAX_MS;
-}
-
-/* How long a manifest part may take: 10 s, or twice its time at the
- * download limit. */
-static uint64_t manifest_timeout(const struct swarm *sw) {
-  const struct rate_bucket *b = &sw->node->down_bucket;
-  uint64_t ms;
-  if (rate_unlimited(b)) {
-    return NODE_REQUEST_TIMEOUT_MS;
-  }
-  ms = 2 * (uint64_t)PWIRE_MANIFEST_PART_BYTES * 1000 / b->rate;
-  return ms > NODE_REQUEST_TIMEOUT_MS ? ms : NODE_REQUEST_TIMEOUT_MS;
 }
 
 void swarm_fill_requests(struct swarm *sw, struct session *s) {
@@ -858,116 +838,63 @@ static int on_data(struct swarm *sw, struct session *s,
 }
 
 /* ------------------------------------------------------------------------ */
-/* The manifest */
+/* The manifest (fetch.c holds the bytes and the requests) */
 
+/* A swarm without its manifest asks s for it, unless it asks another. */
 static void start_manifest_fetch(struct swarm *sw, struct session *s) {
-  struct pwire_msg m;
-  if (sw->state != SW_FETCHING || sw->mf_from != NULL) {
+  if (sw->state != SW_FETCHING) {
     return;
   }
-  memset(&m, 0, sizeof(m));
-  m.type = PWIRE_MANIFEST_REQ;
-  m.offset = 0;
-  m.length = PWIRE_MANIFEST_PART_BYTES;
-  buf_reset(&sw->mf);
-  sw->mf_total = 0;
-  sw->mf_from = s;
-  sw->mf_sent_ms = node_now(sw->node);
-  if (session_send(s, &m) != 0) {
-    sw->mf_from = NULL;
-  }
+  fetch_start(&sw->mf, s, node_now(sw->node));
 }
 
 static int on_manifest_part(struct swarm *sw, struct session *s,
                             const struct pwire_msg *m) {
   struct manifest *man = NULL;
-  uint8_t id[MANIFEST_ID_BYTES];
-  int err;
+  int err = 0;
+  int r;
 
-  if (sw->state != SW_FETCHING || sw->mf_from != s) {
+  if (sw->state != SW_FETCHING) {
     return SHOAL_EPROTO;
   }
-  if (sw->mf.len == 0) {
-    sw->mf_total = m->total;
-  }
-  if (m->total != sw->mf_total || m->offset != sw->mf.len ||
-      m->data_len > m->total - m->offset) {
-    return SHOAL_EFORMAT;
-  }
-  buf_add(&sw->mf, m->data, m->data_len);
-  if (buf_err(&sw->mf) != 0) {
-    return buf_err(&sw->mf);
-  }
-  if (sw->mf.len < sw->mf_total) {
-    struct pwire_msg r;
-    if (m->data_len == 0) {
-      return SHOAL_EFORMAT;
-    }
-    memset(&r, 0, sizeof(r));
-    r.type = PWIRE_MANIFEST_REQ;
-    r.offset = (uint32_t)sw->mf.len;
-    r.length = sw->mf_total - (uint32_t)sw->mf.len;
-    if (r.length > PWIRE_MANIFEST_PART_BYTES) {
-      r.length = PWIRE_MANIFEST_PART_BYTES;
-    }
-    sw->mf_sent_ms = node_now(sw->node);
-    return session_send(s, &r);
-  }
-  sw->mf_from = NULL;
-  if (manifest_id_of(sw->mf.data, sw->mf.len, id) != 0 ||
-      memcmp(id, sw->content, MANIFEST_ID_BYTES) != 0) {
-    buf_reset(&sw->mf);
+  r = fetch_on_part(&sw->mf, sw->content, s, m, node_now(sw->node), &man, &err);
+  switch (r) {
+  case FETCH_NOT_OURS:
     strike(sw, s->remote_pk, 1, "sent a manifest that is not the content's");
     return 0;
-  }
-  err = manifest_decode(sw->mf.data, sw->mf.len, &man);
-  buf_free(&sw->mf);
-  buf_init(&sw->mf, MANIFEST_MAX_BYTES);
-  if (err == SHOAL_EVERSION) {
-    /* The content ID holds the manifest's bytes: it cannot be upgraded,
-     * only shared again. */
-    swarm_fail(sw, err,
-               "the content was shared by an older shoal (manifest version "
-               "1), which this one no longer reads — ask its publisher to "
-               "share it again with this version and send the new link");
+  case FETCH_INVALID:
+    if (err == SHOAL_EVERSION) {
+      /* The content ID holds the manifest's bytes: it cannot be upgraded,
+       * only shared again. */
+      swarm_fail(sw, err,
+                 "the content was shared by an older shoal (manifest version "
+                 "1), which this one no longer reads — ask its publisher to "
+                 "share it again with this version and send the new link");
+    } else {
+      char msg[256];
+      snprintf(msg, sizeof(msg),
+               "the content's manifest is invalid (%s); its publisher made a "
+               "bad manifest, so no peer can fix it",
+               shoal_strerror(err));
+      swarm_fail(sw, err, msg);
+    }
     return 0;
-  }
-  if (err != 0) {
-    char msg[256];
-    snprintf(msg, sizeof(msg),
-             "the content's manifest is invalid (%s); its publisher made a "
-             "bad manifest, so no peer can fix it",
-             shoal_strerror(err));
-    swarm_fail(sw, err, msg);
+  case FETCH_DONE:
+    sw->m = man;
+    swarm_manifest_ready(sw);
     return 0;
+  default:
+    return r; /* FETCH_MORE, or why s is closed */
   }
-  sw->m = man;
-  swarm_manifest_ready(sw);
-  return 0;
 }
 
+/* A peer may ask for the manifest once it has our have-map. */
 static int on_manifest_req(struct swarm *sw, struct session *s,
                            const struct pwire_msg *m) {
-  struct pwire_msg r;
-  size_t total, n;
   if (sw->m == NULL || !s->sent_have_map) {
     return SHOAL_EPROTO;
   }
-  total = sw->m->encoded_len;
-  if (m->offset >= total) {
-    return SHOAL_EINVAL;
-  }
-  n = total - m->offset;
-  if (n > m->length) {
-    n = m->length;
-  }
-  memset(&r, 0, sizeof(r));
-  r.type = PWIRE_MANIFEST_PART;
-  r.total = (uint32_t)total;
-  r.offset = m->offset;
-  r.data = sw->m->encoded + m->offset;
-  r.data_len = n;
-  return session_send(s, &r);
+  return fetch_answer(sw->m, s, m);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -1154,7 +1081,7 @@ struct swarm *swarm_new(struct node *n, const uint8_t content[32]) {
   sw->node = n;
   memcpy(sw->content, content, MANIFEST_ID_BYTES);
   textid_encode(TEXTID_CONTENT, content, sw->content_text);
-  buf_init(&sw->mf, MANIFEST_MAX_BYTES);
+  fetch_init(&sw->mf);
   meter_init(&sw->down_meter, 5000, node_now(n));
   sw->started_ms = node_now(n);
   choker_init(&sw->ch, node_now(n), randombytes_uniform);
@@ -1169,7 +1096,7 @@ void swarm_free(struct swarm *sw) {
   }
   picker_free(sw->pk);
   manifest_free(sw->m);
-  buf_free(&sw->mf);
+  fetch_free(&sw->mf);
   while (sw->partials != NULL) {
     struct partial *p = sw->partials;
     sw->partials = p->next;
@@ -1272,101 +1199,8 @@ void swarm_source_changed(struct swarm *sw) {
 /* ------------------------------------------------------------------------ */
 /* Getting: the manifest saved or fetched, the storage opened */
 
-static void manifest_path(const struct swarm *sw, char *out, size_t cap) {
-  snprintf(out, cap, "%s/manifests/%s", sw->node->home, sw->content_text);
-}
-
 static void resume_path(const struct swarm *sw, char *out, size_t cap) {
   snprintf(out, cap, "%s/resume/%s", sw->node->home, sw->content_text);
-}
-
-/* Keeps the verified manifest so a resumed get needs no peer to start. */
-struct manifest_save {
-  uv_work_t work;
-  char path[4096];
-  const uint8_t *bytes; /* the swarm's manifest, alive until node_free */
-  size_t len;
-  int err;
-};
-
-/* On the thread pool: temporary file, fsync, rename. */
-static void manifest_save_work(uv_work_t *w) {
-  struct manifest_save *ms = container_of(w, struct manifest_save, work);
-  char tmp[4200];
-  int fd;
-  snprintf(tmp, sizeof(tmp), "%s.tmp", ms->path);
-  fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-  if (fd < 0) {
-    ms->err = -errno;
-    return;
-  }
-  if (write(fd, ms->bytes, ms->len) != (ssize_t)ms->len || fsync(fd) != 0) {
-    ms->err = errno != 0 ? -errno : UV_EIO;
-    close(fd);
-    unlink(tmp);
-    return;
-  }
-  close(fd);
-  if (rename(tmp, ms->path) != 0) {
-    ms->err = -errno;
-    unlink(tmp);
-  }
-}
-
-static void manifest_saved(uv_work_t *w, int status) {
-  struct manifest_save *ms = container_of(w, struct manifest_save, work);
-  (void)status;
-  if (ms->err != 0) {
-    /* Only a resumed get needs it, and it can fetch the manifest again. */
-    log_warn("peer", "cannot save %s: %s", ms->path, shoal_strerror(ms->err));
-  }
-  free(ms);
-}
-
-/* Keeps the verified manifest so a resumed get needs no peer to start; the
- * disk work runs on the thread pool. */
-static void save_manifest(const struct swarm *sw) {
-  struct manifest_save *ms = calloc(1, sizeof(*ms));
-  if (ms == NULL) {
-    return;
-  }
-  manifest_path(sw, ms->path, sizeof(ms->path));
-  ms->bytes = sw->m->encoded;
-  ms->len = sw->m->encoded_len;
-  if (uv_queue_work(sw->node->loop, &ms->work, manifest_save_work,
-                    manifest_saved) != 0) {
-    free(ms);
-  }
-}
-
-static struct manifest *load_manifest(const struct swarm *sw) {
-  char path[4096];
-  struct stat st;
-  struct manifest *m = NULL;
-  uint8_t *bytes;
-  uint8_t id[MANIFEST_ID_BYTES];
-  int fd;
-  manifest_path(sw, path, sizeof(path));
-  fd = open(path, O_RDONLY | O_CLOEXEC);
-  if (fd < 0) {
-    return NULL;
-  }
-  if (fstat(fd, &st) != 0 || st.st_size <= 0 ||
-      (uint64_t)st.st_size > MANIFEST_MAX_BYTES) {
-    close(fd);
-    return NULL;
-  }
-  bytes = malloc((size_t)st.st_size);
-  if (bytes == NULL ||
-      read(fd, bytes, (size_t)st.st_size) != (ssize_t)st.st_size ||
-      manifest_id_of(bytes, (size_t)st.st_size, id) != 0 ||
-      memcmp(id, sw->content, MANIFEST_ID_BYTES) != 0 ||
-      manifest_decode(bytes, (size_t)st.st_size, &m) != 0) {
-    m = NULL;
-  }
-  free(bytes);
-  close(fd);
-  return m;
 }
 
 static void on_storage_open(void *arg, int status) {
@@ -1449,7 +1283,7 @@ void swarm_manifest_ready(struct swarm *sw) {
     return;
   }
   snprintf(sw->name, sizeof(sw->name), "%s", sw->m->name);
-  save_manifest(sw);
+  fetch_save(sw->node->loop, sw->node->home, sw->content_text, sw->m);
   resume_path(sw, rpath, sizeof(rpath));
   sw->state = SW_OPENING;
   err = storage_open_download(&sw->st, sw->node->loop, sw->m, sw->dir, rpath,
@@ -1464,7 +1298,8 @@ void swarm_manifest_ready(struct swarm *sw) {
 }
 
 void swarm_load_manifest(struct swarm *sw) {
-  struct manifest *m = load_manifest(sw);
+  struct manifest *m =
+      fetch_load(sw->node->home, sw->content_text, sw->content);
   if (m != NULL) {
     log_info("peer", "%s: manifest from %s/manifests", m->name, sw->node->home);
     sw->m = m;
@@ -1603,10 +1438,13 @@ static void watch_sources(struct swarm *sw, uint64_t now) {
 }
 
 void swarm_tick(struct swarm *sw, uint64_t now) {
-  if (sw->state == SW_FETCHING && sw->mf_from != NULL &&
-      now - sw->mf_sent_ms > manifest_timeout(sw)) {
-    /* Its departure hands the fetch to another peer that holds it. */
-    session_close(sw->mf_from, "no manifest part in time");
+  if (sw->state == SW_FETCHING) {
+    struct session *late =
+        fetch_overdue(&sw->mf, now, fetch_timeout_ms(&sw->node->down_bucket));
+    if (late != NULL) {
+      /* Its departure hands the fetch to another peer that holds it. */
+      session_close(late, "no manifest part in time");
+    }
   }
   if (sw->state == SW_RUNNING && sw->st != NULL) {
     uint64_t have = storage_have_bytes(sw->st);
