@@ -19,6 +19,7 @@
 #include "peer/announce.h"
 #include "peer/choker.h"
 #include "peer/fetch.h"
+#include "peer/haves.h"
 #include "peer/limits.h"
 #include "peer/node.h"
 #include "peer/picker.h"
@@ -74,7 +75,7 @@ struct session {
   int am_choking, am_interested;
   int peer_choking, peer_interested;
   int sent_have_map;
-  unsigned have_at;  /* entries of the swarm's have_log sent to this peer */
+  unsigned have_at;  /* entries of the swarm's have-log sent to this peer */
   uint8_t *have_map; /* the remote's, raw until the manifest is known */
   size_t have_map_len;
   int have_map_checked; /* checked against the manifest, in the picker */
@@ -161,13 +162,10 @@ struct swarm {
 
   struct fetch mf; /* the manifest from a peer (fetch.c) */
 
-  /* Chunks verified since every session was last told (swarm_send_haves),
-   * as the HAVE carries them: big-endian u32s. Each session's have_at says
-   * how many of them it was sent (swarm_haves_due). */
-  uint8_t have_log[PWIRE_HAVE_CHUNK_BYTES * NODE_HAVE_BATCH];
-  unsigned nhave_log;
-  uint64_t have_sent_ms;  /* when the last prompt HAVE went out */
-  uint64_t have_epoch_ms; /* when every session was last told */
+  /* Chunks verified since every session was last told, and when HAVEs
+   * went out (haves.c); each session's have_at says how many entries of
+   * the log it was sent. */
+  struct haves haves;
 
   struct partial *partials;
   struct suspect *suspects;

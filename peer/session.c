@@ -20,6 +20,7 @@
 #include "common/log.h"
 #include "common/textid.h"
 #include "peer/internal.h"
+#include "peer/pacing.h"
 
 /* A hello frame is ENVELOPE_OVERHEAD + PWIRE_HELLO_PAYLOAD_BYTES bytes. */
 #define SESSION_HELLO_FRAME_MAX 1024u
@@ -400,9 +401,9 @@ static void on_block_read(void *arg, int status, uint8_t *data, size_t len) {
 }
 
 /* Block reads one session may have in flight: an even share of the node's
- * NODE_READS_MAX among the sessions that want to upload, so that when many
- * peers are served at once (a seeder in the client-server baseline) none
- * waits behind the others; at most NODE_READS_IN_FLIGHT, at least 1. */
+ * NODE_READS_MAX among the sessions that want to upload (pacing_reads), so
+ * that when many peers are served at once (a seeder in the client-server
+ * baseline) none waits behind the others. */
 static unsigned reads_share(const struct node *n) {
   unsigned busy = 0;
   for (const struct swarm *sw = n->swarms; sw != NULL; sw = sw->next) {
@@ -410,11 +411,7 @@ static unsigned reads_share(const struct node *n) {
       busy += x->upq_len > 0 || x->reading > 0;
     }
   }
-  busy = busy > 0 ? busy : 1;
-  if (NODE_READS_MAX / busy >= NODE_READS_IN_FLIGHT) {
-    return NODE_READS_IN_FLIGHT;
-  }
-  return NODE_READS_MAX / busy > 0 ? NODE_READS_MAX / busy : 1;
+  return pacing_reads(busy);
 }
 
 /* The session's share of the node's upload rate lately, in bytes a
@@ -430,34 +427,7 @@ static uint64_t upload_share(const struct session *s, uint64_t now) {
       k += x->state == SESS_OPEN && !x->am_choking && x->peer_interested;
     }
   }
-  return meter_rate(&s->node->up_meter, now) / (k > 0 ? k : 1);
-}
-
-/* Bytes of DATA a session with this share lets wait unsent: NODE_QUEUE_MS
- * of it, at least NODE_QUEUE_MIN, at most NODE_WRITE_QUEUE_MAX. */
-static uint32_t queue_budget(uint64_t share) {
-  uint64_t b = share * NODE_QUEUE_MS / 1000;
-  if (b < NODE_QUEUE_MIN) {
-    return NODE_QUEUE_MIN;
-  }
-  return b > NODE_WRITE_QUEUE_MAX ? NODE_WRITE_QUEUE_MAX : (uint32_t)b;
-}
-
-/* Bytes the kernel may hold for a session with this share, sent and
- * unacknowledged or not yet sent: the share for one round trip (rtt_us)
- * and NODE_QUEUE_MS more, at least NODE_QUEUE_MIN, at most
- * NODE_SEND_BUFFER_MAX. */
-static uint32_t send_budget(uint64_t share, uint32_t rtt_us) {
-  uint64_t b = share * ((uint64_t)rtt_us + NODE_QUEUE_MS * 1000u) / 1000000u;
-  if (b < NODE_QUEUE_MIN) {
-    return NODE_QUEUE_MIN;
-  }
-  return b > NODE_SEND_BUFFER_MAX ? NODE_SEND_BUFFER_MAX : (uint32_t)b;
-}
-
-/* Whether want is more than a quarter away from had (or had is unset). */
-static int moved(uint32_t had, uint32_t want) {
-  return had == 0 || want >= had + had / 4 || want <= had - had / 4;
+  return pacing_share(meter_rate(&s->node->up_meter, now), k);
 }
 
 /* The kernel's share of the queue.
@@ -466,7 +436,7 @@ static int moved(uint32_t had, uint32_t want) {
  *   where control messages go ahead of it and a CANCEL or CHOKE can still
  *   withdraw it.
  * - SO_SNDBUF keeps what is in flight to the session's share of a round
- *   trip (send_budget). Left to itself the kernel lets every connection
+ *   trip (pacing_send_buffer). Left to itself the kernel lets every connection
  *   keep its congestion window in flight; at a shared uplink the ones with
  *   the larger windows then take most of it, and the uplink's queue stays
  *   full, drops packets and delays every request and acknowledgement
@@ -480,8 +450,8 @@ void session_tune_socket(struct session *s, uint64_t now) {
     return;
   }
 #ifdef TCP_NOTSENT_LOWAT
-  uint32_t want = queue_budget(share);
-  if (moved(s->notsent, want)) {
+  uint32_t want = pacing_queue_bytes(share);
+  if (pacing_moved(s->notsent, want)) {
     int v = (int)want;
     if (setsockopt(fd, IPPROTO_TCP, TCP_NOTSENT_LOWAT, &v, sizeof(v)) == 0) {
       s->notsent = want;
@@ -496,8 +466,8 @@ void session_tune_socket(struct session *s, uint64_t now) {
   if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len) == 0) {
     rtt_us = ti.tcpi_rtt;
   }
-  uint32_t buf = send_budget(share, rtt_us);
-  if (moved(s->sndbuf, buf)) {
+  uint32_t buf = pacing_send_buffer(share, rtt_us);
+  if (pacing_moved(s->sndbuf, buf)) {
     int v = (int)(buf / 2); /* the kernel doubles it for its overhead */
     if (setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &v, sizeof(v)) == 0) {
       s->sndbuf = buf;
@@ -532,7 +502,7 @@ void session_pump_upload(struct session *s) {
     return;
   }
   share = reads_share(n);
-  budget = queue_budget(upload_share(s, node_now(n))); /* once: a walk */
+  budget = pacing_queue_bytes(upload_share(s, node_now(n))); /* one walk */
   while (s->reading < share && n->reads < NODE_READS_MAX && s->upq_len > 0 &&
          s->state == SESS_OPEN && s->sw != NULL && !s->am_choking) {
     if (upload_queued(s) >= budget) {

@@ -17,7 +17,9 @@
 #include "common/textid.h"
 #include "peer/choker.h"
 #include "peer/fetch.h"
+#include "peer/haves.h"
 #include "peer/internal.h"
+#include "peer/pacing.h"
 
 static void update_interest(struct swarm *sw, struct session *s);
 static void maybe_finish(struct swarm *sw);
@@ -224,7 +226,7 @@ static void send_have_map(struct swarm *sw, struct session *s) {
   }
   if (session_send(s, &m) == 0) {
     s->sent_have_map = 1;
-    s->have_at = sw->nhave_log; /* the map holds the logged chunks */
+    s->have_at = sw->haves.n; /* the map holds the logged chunks */
   }
 }
 
@@ -389,34 +391,19 @@ static void update_interest(struct swarm *sw, struct session *s) {
   session_send_simple(s, want ? PWIRE_INTERESTED : PWIRE_NOT_INTERESTED);
 }
 
-/* Blocks to keep requested from one peer: enough to fill the pipe, but
- * under a download limit no more than about two seconds' worth, so that
- * what was asked for arrives well within the request timeout. */
+/* Blocks to keep requested from one peer of sw under the node's download
+ * limit (pacing_pipeline_cap). */
 static unsigned pipeline_depth(const struct swarm *sw) {
-  const struct rate_bucket *b = &sw->node->down_bucket;
-  uint64_t blocks;
-  if (rate_unlimited(b)) {
-    return NODE_PIPELINE;
-  }
-  blocks = 2 * b->rate / PWIRE_BLOCK_BYTES;
-  if (blocks < 1) {
-    blocks = 1;
-  }
-  return blocks < NODE_PIPELINE ? (unsigned)blocks : NODE_PIPELINE;
+  return pacing_pipeline_cap(sw->node->down_bucket.rate);
 }
 
-/* Blocks to keep requested from one peer: NODE_PIPELINE_MS of what it has
- * been sending lately, plus NODE_PIPELINE_MIN to find out whether it can
- * send more, within pipeline_depth(). A slow peer is not asked for more
- * than it can deliver before the request timeout, so its blocks are not
- * asked of others again (duplicates), and a fast one fills the pipe. */
+/* Blocks to keep requested from s: about a second of what it has been
+ * sending lately (pacing_depth). A slow peer is not asked for more than it
+ * can deliver before the request timeout, so its blocks are not asked of
+ * others again (duplicates), and a fast one fills the pipe. */
 static unsigned session_depth(const struct swarm *sw, const struct session *s) {
   uint64_t rate = meter_rate(&s->down_meter, node_now(sw->node));
-  uint64_t chunk = (uint64_t)1 << sw->m->chunk_log2;
-  uint64_t block = chunk < PWIRE_BLOCK_BYTES ? chunk : PWIRE_BLOCK_BYTES;
-  uint64_t blocks = NODE_PIPELINE_MIN + rate * NODE_PIPELINE_MS / 1000 / block;
-  unsigned cap = pipeline_depth(sw);
-  return blocks < cap ? (unsigned)blocks : cap;
+  return pacing_depth(rate, sw->m->chunk_log2, pipeline_depth(sw));
 }
 
 /* The request timeout: NODE_REQUEST_TIMEOUT_MS, longer when what is in
@@ -426,7 +413,7 @@ static unsigned session_depth(const struct swarm *sw, const struct session *s) {
 static uint64_t request_timeout(const struct swarm *sw) {
   const struct rate_bucket *b = &sw->node->down_bucket;
   uint64_t now = node_now(sw->node);
-  uint64_t bytes = 0, ms = NODE_REQUEST_TIMEOUT_MS;
+  uint64_t bytes = 0, longest = 0;
   for (const struct session *x = sw->sessions; x != NULL; x = x->next) {
     unsigned out;
     uint64_t rate, t;
@@ -438,8 +425,8 @@ static uint64_t request_timeout(const struct swarm *sw) {
     if (out == 0 || rate == 0) {
       continue;
     }
-    t = 2 * (uint64_t)out * PWIRE_BLOCK_BYTES * 1000 / rate;
-    ms = t > ms ? t : ms;
+    t = pacing_arrival_ms((uint64_t)out * PWIRE_BLOCK_BYTES, rate);
+    longest = t > longest ? t : longest;
   }
   if (!rate_unlimited(b)) {
     /* The limit is the node's: count what every swarm may have in flight
@@ -451,11 +438,10 @@ static uint64_t request_timeout(const struct swarm *sw) {
       }
       bytes += (uint64_t)pipeline_depth(o) * PWIRE_BLOCK_BYTES * serving;
     }
-    if (2 * bytes * 1000 / b->rate > ms) {
-      ms = 2 * bytes * 1000 / b->rate;
-    }
+    uint64_t t = pacing_arrival_ms(bytes, b->rate);
+    longest = t > longest ? t : longest;
   }
-  return ms < NODE_REQUEST_TIMEOUT_MAX_MS ? ms : NODE_REQUEST_TIMEOUT_MAX_MS;
+  return pacing_request_timeout(longest);
 }
 
 void swarm_fill_requests(struct swarm *sw, struct session *s) {
@@ -553,8 +539,7 @@ struct put_ctx {
 
 /* Whether s is open, has our have-map, and was not sent all of the log. */
 static int have_behind(const struct swarm *sw, const struct session *s) {
-  return s->state == SESS_OPEN && s->sent_have_map &&
-         s->have_at < sw->nhave_log;
+  return s->state == SESS_OPEN && s->sent_have_map && s->have_at < sw->haves.n;
 }
 
 /* Sends s the chunks of the have-log it was not sent yet, in one HAVE. */
@@ -565,22 +550,15 @@ static void send_have_log(struct swarm *sw, struct session *s) {
   }
   memset(&m, 0, sizeof(m));
   m.type = PWIRE_HAVE;
-  m.data = sw->have_log + PWIRE_HAVE_CHUNK_BYTES * (size_t)s->have_at;
-  m.data_len = PWIRE_HAVE_CHUNK_BYTES * (size_t)(sw->nhave_log - s->have_at);
-  s->have_at = sw->nhave_log;
+  m.data = haves_since(&sw->haves, s->have_at, &m.data_len);
+  s->have_at = sw->haves.n;
   (void)session_send(s, &m);
 }
 
-/* Whether s should hear of a new chunk within NODE_HAVE_MS: a peer we
- * upload to (it may ask for the chunk at once) or one not interested in us
- * (the chunk may make it so). An interested peer we choke cannot ask for
- * it anyway, and a peer holding everything needs it only for its seeding
- * order: they hear every NODE_HAVE_SLOW_MS (docs/protocol.md, rule 13). */
+/* Whether s should hear of a new chunk within NODE_HAVE_MS (haves.h). */
 static int wants_have_soon(const struct swarm *sw, const struct session *s) {
-  if (sw->m != NULL && s->remote_have == sw->m->chunk_count) {
-    return 0;
-  }
-  return !s->am_choking || !s->peer_interested;
+  int holds_all = sw->m != NULL && s->remote_have == sw->m->chunk_count;
+  return haves_eager(holds_all, s->am_choking, s->peer_interested);
 }
 
 /* Tells every peer about every chunk of the have-log it was not sent yet,
@@ -593,46 +571,33 @@ void swarm_send_haves(struct swarm *sw) {
   for (struct session *s = sw->sessions; s != NULL; s = s->next) {
     s->have_at = 0;
   }
-  if (sw->nhave_log > 0) {
-    sw->have_sent_ms = node_now(sw->node);
-  }
-  sw->nhave_log = 0;
-  sw->have_epoch_ms = node_now(sw->node);
+  haves_restart(&sw->haves, node_now(sw->node));
 }
 
-/* Sends the HAVEs that are due at now: to those that want them soon
- * NODE_HAVE_MS after the last HAVE, and to every peer as well once
- * NODE_HAVE_SLOW_MS have passed since all were last told. Returns how many
- * ms until more are due, or 0 when nothing waits. A HAVE alone is often a
- * packet of its own: one per chunk and peer took a few percent of a peer's
- * upload, and one every NODE_HAVE_MS to every peer still took 1 %. */
+/* Sends the HAVEs that are due at now (haves_due decides) and returns how
+ * many ms until more are due, or 0 when nothing waits. */
 uint64_t swarm_haves_due(struct swarm *sw, uint64_t now) {
-  uint64_t soon = sw->have_sent_ms + NODE_HAVE_MS;
-  uint64_t all = sw->have_epoch_ms + NODE_HAVE_SLOW_MS;
-  int waiting = 0;
-  if (sw->nhave_log == 0) {
-    return 0;
+  struct haves_due d;
+  int eager_behind = 0;
+  for (const struct session *s = sw->sessions; s != NULL; s = s->next) {
+    eager_behind |= have_behind(sw, s) && wants_have_soon(sw, s);
   }
-  if (now >= all && now >= soon) {
+  d = haves_due(&sw->haves, now, eager_behind);
+  if (d.all) {
     swarm_send_haves(sw);
     return 0;
   }
-  if (all < soon) {
-    all = soon;
-  }
-  for (struct session *s = sw->sessions, *s_next; s != NULL; s = s_next) {
-    s_next = s->next; /* a send may close s */
-    if (!have_behind(sw, s) || !wants_have_soon(sw, s)) {
-      continue;
-    }
-    if (now >= soon) {
+  if (d.eager) {
+    for (struct session *s = sw->sessions, *s_next; s != NULL; s = s_next) {
+      s_next = s->next; /* a send may close s */
+      if (!have_behind(sw, s) || !wants_have_soon(sw, s)) {
+        continue;
+      }
       send_have_log(sw, s);
-      sw->have_sent_ms = now;
-    } else {
-      waiting = 1;
+      haves_sent_eager(&sw->haves, now);
     }
   }
-  return waiting && soon - now < all - now ? soon - now : all - now;
+  return d.wait_ms;
 }
 
 /* Logs chunk for the next HAVEs; a peer that wants it soon hears at once
@@ -640,10 +605,10 @@ uint64_t swarm_haves_due(struct swarm *sw, uint64_t now) {
  * most to the swarm when it is new). */
 static void have_soon(struct swarm *sw, uint32_t chunk) {
   uint64_t wait;
-  if (sw->nhave_log == NODE_HAVE_BATCH) {
+  if (haves_full(&sw->haves)) {
     swarm_send_haves(sw);
   }
-  pwire_have_set_chunk(sw->have_log, sw->nhave_log++, chunk);
+  haves_add(&sw->haves, chunk);
   wait = swarm_haves_due(sw, node_now(sw->node));
   if (wait > 0) {
     node_have_later(sw->node, wait);
@@ -1082,6 +1047,7 @@ struct swarm *swarm_new(struct node *n, const uint8_t content[32]) {
   memcpy(sw->content, content, MANIFEST_ID_BYTES);
   textid_encode(TEXTID_CONTENT, content, sw->content_text);
   fetch_init(&sw->mf);
+  haves_init(&sw->haves);
   meter_init(&sw->down_meter, 5000, node_now(n));
   sw->started_ms = node_now(n);
   choker_init(&sw->ch, node_now(n), randombytes_uniform);
