@@ -181,18 +181,32 @@ static void conn_set_state(struct conn *c, enum conn_state s) {
 
 static void on_timer(uv_timer_t *h);
 
+int tracker_client_timer(int pending, uint64_t deadline, int open,
+                         unsigned idle_ms, uint64_t now, uint64_t *delay_ms) {
+  if (pending) {
+    *delay_ms = deadline > now ? deadline - now : 0;
+    return 1;
+  }
+  if (open) {
+    *delay_ms = idle_ms;
+    return 1;
+  }
+  *delay_ms = 0;
+  return 0;
+}
+
 /* Points the timer at the oldest request's deadline, or at the idle close
  * of an open connection with nothing pending. */
 static void arm_timer(struct tracker_client *t) {
+  uint64_t delay;
   if (t->closing) {
     return;
   }
-  if (t->head != NULL) {
-    uint64_t now = uv_now(t->loop);
-    uint64_t due = t->head->deadline;
-    uv_timer_start(&t->timer, on_timer, due > now ? due - now : 0, 0);
-  } else if (t->conn != NULL && t->conn->state == CONN_OPEN) {
-    uv_timer_start(&t->timer, on_timer, t->idle_ms, 0);
+  if (tracker_client_timer(t->head != NULL,
+                           t->head != NULL ? t->head->deadline : 0,
+                           t->conn != NULL && t->conn->state == CONN_OPEN,
+                           t->idle_ms, uv_now(t->loop), &delay)) {
+    uv_timer_start(&t->timer, on_timer, delay, 0);
   } else {
     uv_timer_stop(&t->timer);
   }

@@ -176,4 +176,13 @@ int tracker_client_connected(const struct tracker_client *t);
  * callbacks, are no-ops. */
 void tracker_client_close(struct tracker_client *t);
 
+/* The client's one timer, as a rule over a clock the caller passes (its
+ * unit test's): with a request pending (pending set), it fires at the
+ * oldest one's deadline (the uv_now() of its request plus the timeout; at
+ * once when that has passed), else after idle_ms when the connection is
+ * open (open set). Returns 1 with *delay_ms, the delay from now, or 0 when
+ * the timer should stop. */
+int tracker_client_timer(int pending, uint64_t deadline, int open,
+                         unsigned idle_ms, uint64_t now, uint64_t *delay_ms);
+
 #endif
