@@ -42,12 +42,21 @@ struct upreq {
 
 struct readreq;
 
+/* A session's state; session_set_state (session.c) alone changes it, along
+ * the table session_state_allowed holds:
+ *
+ *   CONNECTING -> HELLO_WAIT (TCP up), CLOSING
+ *   HELLO_WAIT -> OPEN (hellos done), CLOSING
+ *   OPEN       -> CLOSING
+ *
+ * A dialled session starts CONNECTING, an accepted one HELLO_WAIT. */
 enum session_state {
   SESS_CONNECTING, /* we dialled; TCP not up yet */
   SESS_HELLO_WAIT, /* waiting for the other side's hello */
   SESS_OPEN,       /* hellos done; messages flow */
-  SESS_CLOSING,
+  SESS_CLOSING,    /* uv_close called; detached from its swarm */
 };
+#define SESS_NSTATES 4
 
 struct session {
   uv_tcp_t tcp;
@@ -130,15 +139,29 @@ struct banned {
   int banned;
 };
 
+/* A swarm's state; swarm_set_state (swarm.c) alone changes it, along the
+ * table swarm_state_allowed holds:
+ *
+ *   NEW       -> FETCHING (a get), SEEDING (a share)
+ *   FETCHING  -> OPENING (the manifest is verified)
+ *   OPENING   -> RUNNING (the storage is ready)
+ *   RUNNING   -> FINISHING (every chunk verified)
+ *   FINISHING -> SEEDING (in place)
+ *   any of those -> FAILED (swarm_fail), STOPPING (node_stop)
+ *
+ * FAILED and STOPPING are the ends: a failed swarm stays on the node's
+ * list, failed, until node_free. */
 enum swarm_state {
+  SW_NEW,       /* made; its storage and schedule not started */
   SW_FETCHING,  /* waiting for the manifest */
   SW_OPENING,   /* storage opening / re-checking */
   SW_RUNNING,   /* downloading */
   SW_FINISHING, /* storage_finish running */
-  SW_SEEDING,
-  SW_FAILED,
-  SW_STOPPING,
+  SW_SEEDING,   /* holds everything */
+  SW_FAILED,    /* gave up */
+  SW_STOPPING,  /* the node is stopping */
 };
+#define SW_NSTATES 8
 
 struct swarm {
   struct node *node;
@@ -276,6 +299,17 @@ void swarm_storage_ready(struct swarm *sw);
 /* A session we dialled closed before its hellos were done. */
 void swarm_dial_failed(struct swarm *sw, const struct session *s,
                        const char *why);
+
+/* The state tables: whether a swarm or session may go from one state to
+ * another, and the states' names for the log. */
+int swarm_state_allowed(enum swarm_state from, enum swarm_state to);
+const char *swarm_state_name(enum swarm_state s);
+int session_state_allowed(enum session_state from, enum session_state to);
+const char *session_state_name(enum session_state s);
+/* Moves sw to state to, which its table must allow from where it is (a
+ * refused move is a programmer's mistake: it asserts), and logs the move
+ * at debug level. */
+void swarm_set_state(struct swarm *sw, enum swarm_state to);
 
 /* swarm.c: a swarm's life, called by node.c. */
 /* A new swarm of n for content, in n's list; its schedule is not made

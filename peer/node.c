@@ -481,7 +481,7 @@ int node_get(struct node *n, const uint8_t content[MANIFEST_ID_BYTES],
   }
   sw->size_hint = size;
   sw->seed_after = seed;
-  sw->state = SW_FETCHING;
+  swarm_set_state(sw, SW_FETCHING);
   if (!announce_ready(sw, ntrackers, why)) {
     return sw->an.tc == NULL && nusable > 0 ? SHOAL_ENOMEM : 0;
   }
@@ -592,7 +592,7 @@ void node_stop(struct node *n, void (*cb)(void *arg), void *arg) {
      * failed swarm sent its own, or sends it now. */
     announce_stop(sw);
     if (sw->state != SW_FAILED) {
-      sw->state = SW_STOPPING;
+      swarm_set_state(sw, SW_STOPPING);
     }
   }
   uv_timer_start(&n->stop_timer, on_stop_timer, 50, 50);

@@ -38,7 +38,45 @@ struct wreq {
 
 static void on_read(uv_stream_t *h, ssize_t nread, const uv_buf_t *b);
 
-static struct session *session_new(struct node *n) {
+/* ------------------------------------------------------------------------ */
+/* States */
+
+static const char *const session_state_names[SESS_NSTATES] = {
+    "connecting", "hello_wait", "open", "closing"};
+
+/* Where each state may go: a bit per state. */
+static const unsigned session_moves[SESS_NSTATES] = {
+    [SESS_CONNECTING] = 1u << SESS_HELLO_WAIT | 1u << SESS_CLOSING,
+    [SESS_HELLO_WAIT] = 1u << SESS_OPEN | 1u << SESS_CLOSING,
+    [SESS_OPEN] = 1u << SESS_CLOSING,
+    [SESS_CLOSING] = 0,
+};
+
+int session_state_allowed(enum session_state from, enum session_state to) {
+  return (unsigned)from < SESS_NSTATES && (unsigned)to < SESS_NSTATES &&
+         (session_moves[from] & (1u << to)) != 0;
+}
+
+const char *session_state_name(enum session_state st) {
+  return (unsigned)st < SESS_NSTATES ? session_state_names[st] : "?";
+}
+
+/* The one place a session's state changes: checked against the table
+ * (a refused move is a programmer's mistake), logged at debug level. */
+static void session_set_state(struct session *s, enum session_state to) {
+  assert(session_state_allowed(s->state, to));
+  log_debug("peer", "session %s %s: %s -> %s", s->addr_text,
+            s->remote_short[0] != '\0' ? s->remote_short : "-",
+            session_state_name(s->state), session_state_name(to));
+  s->state = to;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Making and freeing */
+
+/* A session of n that starts in state initial: SESS_CONNECTING when we
+ * dial, SESS_HELLO_WAIT when we accepted. */
+static struct session *session_new(struct node *n, enum session_state initial) {
   struct session *s = calloc(1, sizeof(*s));
   if (s == NULL) {
     return NULL;
@@ -47,7 +85,7 @@ static struct session *session_new(struct node *n) {
   s->slot = -1;
   s->am_choking = 1;
   s->peer_choking = 1;
-  s->state = SESS_HELLO_WAIT;
+  s->state = initial;
   s->started_ms = node_now(n);
   s->last_recv_ms = s->started_ms;
   s->last_send_ms = s->started_ms;
@@ -117,7 +155,7 @@ void session_close(struct session *s, const char *why) {
   if (s->sw != NULL && s->initiator && s->state != SESS_OPEN) {
     swarm_dial_failed(s->sw, s, why);
   }
-  s->state = SESS_CLOSING;
+  session_set_state(s, SESS_CLOSING);
   if (s->sw != NULL) {
     swarm_detach(s->sw, s);
   } else if (s->pprev != NULL) {
@@ -639,7 +677,7 @@ static int on_hello(struct session *s, const uint8_t *frame, size_t len) {
   }
   s->remote_flags = h.flags;
   s->remote_port = h.port;
-  s->state = SESS_OPEN;
+  session_set_state(s, SESS_OPEN);
   s->dec.max = PWIRE_MAX_FRAME; /* between frames: the next header sees it */
   log_info("peer", "%s: session with %s at %s%s", s->sw->name, s->remote_short,
            s->addr_text, (h.flags & PWIRE_HELLO_SEEDER) ? " (seeder)" : "");
@@ -738,7 +776,7 @@ static void on_connect(uv_connect_t *req, int status) {
     session_close(s, uv_strerror(status));
     return;
   }
-  s->state = SESS_HELLO_WAIT;
+  session_set_state(s, SESS_HELLO_WAIT);
   err = uv_read_start((uv_stream_t *)&s->tcp, on_alloc, on_read);
   if (err == 0) {
     err = send_hello(s);
@@ -754,13 +792,12 @@ static void on_connect(uv_connect_t *req, int status) {
 
 int session_connect(struct node *n, struct swarm *sw, const struct sockaddr *sa,
                     const uint8_t *expect_pk) {
-  struct session *s = session_new(n);
+  struct session *s = session_new(n, SESS_CONNECTING);
   int err;
   if (s == NULL) {
     return SHOAL_ENOMEM;
   }
   s->initiator = 1;
-  s->state = SESS_CONNECTING;
   if (expect_pk != NULL) {
     s->have_expect = 1;
     memcpy(s->expect_pk, expect_pk, IDENTITY_PK_BYTES);
@@ -774,7 +811,7 @@ int session_connect(struct node *n, struct swarm *sw, const struct sockaddr *sa,
   err = swarm_attach(sw, s);
   if (err != 0) {
     s->sw = NULL;
-    s->state = SESS_CLOSING;
+    session_set_state(s, SESS_CLOSING);
     uv_close((uv_handle_t *)&s->tcp, on_closed);
     return err;
   }
@@ -789,7 +826,7 @@ int session_connect(struct node *n, struct swarm *sw, const struct sockaddr *sa,
 }
 
 void session_accepted(struct node *n, uv_tcp_t *server) {
-  struct session *s = session_new(n);
+  struct session *s = session_new(n, SESS_HELLO_WAIT);
   int len = (int)sizeof(s->addr);
   int err;
   if (s == NULL) {

@@ -36,6 +36,44 @@ struct swarm *swarm_find(struct node *n, const uint8_t content[32]) {
   return NULL;
 }
 
+/* ------------------------------------------------------------------------ */
+/* States */
+
+static const char *const swarm_state_names[SW_NSTATES] = {
+    "new",       "fetching", "opening", "running",
+    "finishing", "seeding",  "failed",  "stopping"};
+
+/* Where each state may go: a bit per state. */
+#define TO(s) (1u << (s))
+static const unsigned swarm_moves[SW_NSTATES] = {
+    [SW_NEW] =
+        TO(SW_FETCHING) | TO(SW_SEEDING) | TO(SW_FAILED) | TO(SW_STOPPING),
+    [SW_FETCHING] = TO(SW_OPENING) | TO(SW_FAILED) | TO(SW_STOPPING),
+    [SW_OPENING] = TO(SW_RUNNING) | TO(SW_FAILED) | TO(SW_STOPPING),
+    [SW_RUNNING] = TO(SW_FINISHING) | TO(SW_FAILED) | TO(SW_STOPPING),
+    [SW_FINISHING] = TO(SW_SEEDING) | TO(SW_FAILED) | TO(SW_STOPPING),
+    [SW_SEEDING] = TO(SW_FAILED) | TO(SW_STOPPING),
+    [SW_FAILED] = 0,
+    [SW_STOPPING] = 0,
+};
+#undef TO
+
+int swarm_state_allowed(enum swarm_state from, enum swarm_state to) {
+  return (unsigned)from < SW_NSTATES && (unsigned)to < SW_NSTATES &&
+         (swarm_moves[from] & (1u << to)) != 0;
+}
+
+const char *swarm_state_name(enum swarm_state s) {
+  return (unsigned)s < SW_NSTATES ? swarm_state_names[s] : "?";
+}
+
+void swarm_set_state(struct swarm *sw, enum swarm_state to) {
+  assert(swarm_state_allowed(sw->state, to));
+  log_debug("peer", "swarm %s: %s -> %s", sw->name, swarm_state_name(sw->state),
+            swarm_state_name(to));
+  sw->state = to;
+}
+
 static struct banned *ban_entry(struct swarm *sw, const uint8_t pk[32],
                                 int create) {
   struct banned *b;
@@ -1095,7 +1133,7 @@ void swarm_fail(struct swarm *sw, int code, const char *msg) {
   /* The event carries the failure to the user, who sees it once; the log
    * keeps it for --log-level info. */
   log_info("peer", "%s: %s", sw->name, msg);
-  sw->state = SW_FAILED;
+  swarm_set_state(sw, SW_FAILED);
   announce_stop(sw);
   for (struct session *s = sw->sessions, *next; s != NULL; s = next) {
     next = s->next;
@@ -1118,7 +1156,7 @@ int swarm_open_source(struct swarm *sw) {
     swarm_fail(sw, err, msg); /* reported through the event */
     return err;
   }
-  sw->state = SW_SEEDING;
+  swarm_set_state(sw, SW_SEEDING);
   sw->complete_ms = node_now(sw->node);
   return 0;
 }
@@ -1219,7 +1257,7 @@ static void on_storage_open(void *arg, int status) {
     return;
   }
   sw->resumed_bytes = storage_have_bytes(sw->st);
-  sw->state = SW_RUNNING;
+  swarm_set_state(sw, SW_RUNNING);
   memset(&ev, 0, sizeof(ev));
   ev.type = NODE_EV_MANIFEST;
   ev.resumed = sw->resumed_bytes;
@@ -1251,7 +1289,7 @@ void swarm_manifest_ready(struct swarm *sw) {
   snprintf(sw->name, sizeof(sw->name), "%s", sw->m->name);
   fetch_save(sw->node->loop, sw->node->home, sw->content_text, sw->m);
   resume_path(sw, rpath, sizeof(rpath));
-  sw->state = SW_OPENING;
+  swarm_set_state(sw, SW_OPENING);
   err = storage_open_download(&sw->st, sw->node->loop, sw->m, sw->dir, rpath,
                               on_storage_open, sw);
   if (err != 0) {
@@ -1324,7 +1362,7 @@ static void on_finished(void *arg, int status) {
     swarm_fail(sw, status, msg);
     return;
   }
-  sw->state = SW_SEEDING;
+  swarm_set_state(sw, SW_SEEDING);
   swarm_send_haves(sw); /* the last chunks: a new seeder, at once */
   for (struct session *s = sw->sessions, *next; s != NULL; s = next) {
     next = s->next;
@@ -1347,12 +1385,12 @@ static void maybe_finish(struct swarm *sw) {
       sw->puts_in_flight > 0) {
     return;
   }
-  sw->state = SW_FINISHING;
+  swarm_set_state(sw, SW_FINISHING);
   sw->refs++;
   err = storage_finish(sw->st, on_finished, sw);
   if (err != 0) {
+    /* No callback comes: the finish failed before it began. */
     sw->refs--;
-    sw->state = SW_RUNNING;
     swarm_fail(sw, err, "cannot finish the download");
   }
 }
