@@ -1104,7 +1104,7 @@ void swarm_free(struct swarm *sw) {
   while (sw->partials != NULL) {
     struct partial *p = sw->partials;
     sw->partials = p->next;
-    free(p->data);
+    storage_chunk_free(p->data); /* storage_chunk_alloc's, not malloc's */
     free(p->owners);
     free(p);
   }

@@ -162,9 +162,11 @@ static int fake_serve(struct fake *fk, struct pclient *c) {
         at + m.length > fk->data_len) {
       return SHOAL_EINVAL;
     }
-    /* Every byte changed: the block can never match its chunk's hash. */
+    /* Every byte changed: the block can never match its chunk's hash
+     * (unless the fake is honest). */
+    uint8_t flip = atomic_load(&fk->honest) ? 0 : 0xa5u;
     for (uint32_t i = 0; i < m.length; i++) {
-      block[i] = (uint8_t)(fk->data[at + i] ^ 0xa5u);
+      block[i] = (uint8_t)(fk->data[at + i] ^ flip);
     }
     out.type = PWIRE_DATA;
     out.chunk = m.chunk;
