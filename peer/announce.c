@@ -375,7 +375,7 @@ static void redial_known(struct swarm *sw) {
     if (sw->nsessions >= n->cfg.max_peers) {
       return;
     }
-    if (k->next_try_ms > now || swarm_is_banned(sw, k->pk) ||
+    if (k->next_try_ms > now || bans_is_banned(sw, k->pk) ||
         connected_to(sw, k->pk)) {
       continue;
     }
@@ -419,7 +419,7 @@ static void on_lookup(void *arg, int status,
       break;
     }
     if (memcmp(p->pk, n->id->pk, IDENTITY_PK_BYTES) == 0 || p->port == 0 ||
-        swarm_is_banned(sw, p->pk) || connected_to(sw, p->pk)) {
+        bans_is_banned(sw, p->pk) || connected_to(sw, p->pk)) {
       continue;
     }
     if (n->cfg.mode == NODE_MODE_CS && !sw->is_source &&

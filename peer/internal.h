@@ -17,14 +17,17 @@
 #include "common/pwire.h"
 #include "common/replay.h"
 #include "peer/announce.h"
+#include "peer/bans.h"
 #include "peer/choker.h"
 #include "peer/fetch.h"
 #include "peer/haves.h"
 #include "peer/limits.h"
 #include "peer/node.h"
+#include "peer/partial.h"
 #include "peer/picker.h"
 #include "peer/rate.h"
 #include "peer/storage.h"
+#include "peer/suspect.h"
 #include "peer/tracker_client.h"
 
 #ifndef container_of
@@ -113,32 +116,6 @@ struct session {
   int closed;       /* uv_close done */
 };
 
-/* What we remember about a failed chunk to find who sent the bad block. */
-struct suspect {
-  struct suspect *next;
-  uint32_t chunk;
-  uint32_t nblocks;
-  uint8_t *owners; /* nblocks x IDENTITY_PK_BYTES */
-  uint8_t *hashes; /* nblocks x 32 */
-};
-
-/* A chunk being assembled from blocks. */
-struct partial {
-  struct partial *next;
-  uint32_t chunk;
-  uint32_t len;
-  uint32_t nblocks;
-  uint8_t *data;
-  uint8_t *owners; /* nblocks x IDENTITY_PK_BYTES: who sent each block */
-};
-
-struct banned {
-  struct banned *next;
-  uint8_t pk[IDENTITY_PK_BYTES];
-  unsigned strikes;
-  int banned;
-};
-
 /* A swarm's state; swarm_set_state (swarm.c) alone changes it, along the
  * table swarm_state_allowed holds:
  *
@@ -190,9 +167,9 @@ struct swarm {
    * the log it was sent. */
   struct haves haves;
 
-  struct partial *partials;
-  struct suspect *suspects;
-  struct banned *bans;
+  struct partial *partials; /* chunks being assembled (partial.c) */
+  struct suspect *suspects; /* failed chunks' senders (suspect.c) */
+  struct ban *bans;         /* strikes and bans (bans.c) */
   unsigned puts_in_flight;
   uint64_t put_bytes; /* bytes of those chunks */
 
@@ -273,9 +250,17 @@ void session_pump_upload(struct session *s);
 void session_resume_reading(struct session *s);
 /* Sizes the socket's unsent-bytes limit to the session's send rate. */
 void session_tune_socket(struct session *s, uint64_t now);
-/* Blocks being read for the remote that must not be sent after all: the
- * one named by only (a CANCEL), or every one (only NULL: a CHOKE). */
-void session_drop_reads(struct session *s, const struct upreq *only);
+/* The remote's REQUEST m: queued to be served (and the pump started), or
+ * answered with REJECT when we choke it or lack the chunk; an error (a
+ * block outside the content, more than NODE_MAX_REMOTE_REQUESTS queued)
+ * closes the session. */
+int session_queue_request(struct session *s, const struct pwire_msg *m);
+/* The remote's CANCEL m: the request leaves the queue, and its block is
+ * not sent if it is being read. */
+void session_cancel_request(struct session *s, const struct pwire_msg *m);
+/* We choke the remote: every request it made is dropped, and no block
+ * being read for it is sent; it asks again when unchoked. */
+void session_drop_requests(struct session *s);
 void session_pause_reading(struct session *s);
 
 /* swarm.c: called by sessions. */
@@ -285,8 +270,6 @@ void swarm_detach(struct swarm *sw, struct session *s);
 void swarm_session_open(struct swarm *sw, struct session *s);
 int swarm_on_message(struct swarm *sw, struct session *s,
                      const struct pwire_msg *m);
-int swarm_is_banned(const struct swarm *sw, const uint8_t pk[32]);
-void swarm_fill_requests(struct swarm *sw, struct session *s);
 void swarm_send_haves(struct swarm *sw);
 uint64_t swarm_haves_due(struct swarm *sw, uint64_t now);
 void swarm_rechoke(struct swarm *sw, uint64_t now, int full);

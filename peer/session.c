@@ -356,7 +356,9 @@ struct readreq {
   int dropped;    /* cancelled or choked while it was read: not sent */
 };
 
-void session_drop_reads(struct session *s, const struct upreq *only) {
+/* Blocks being read for the remote that must not be sent after all: the
+ * one named by only (a CANCEL), or every one (only NULL: a CHOKE). */
+static void drop_reads(struct session *s, const struct upreq *only) {
   for (unsigned i = 0; i < NODE_READS_IN_FLIGHT; i++) {
     struct readreq *rr = s->reads[i];
     if (rr != NULL && (only == NULL || (rr->r.chunk == only->chunk &&
@@ -365,6 +367,57 @@ void session_drop_reads(struct session *s, const struct upreq *only) {
       rr->dropped = 1;
     }
   }
+}
+
+int session_queue_request(struct session *s, const struct pwire_msg *m) {
+  struct swarm *sw = s->sw;
+  unsigned tail;
+  if (sw->m == NULL || sw->st == NULL ||
+      pwire_check_block(sw->m, m->chunk, m->offset, m->length) != 0) {
+    log_warn("peer", "%s: %s asked for a block outside the content", sw->name,
+             s->remote_short);
+    return SHOAL_EINVAL;
+  }
+  if (s->am_choking || !storage_have(sw->st, m->chunk)) {
+    struct pwire_msg r = *m;
+    r.type = PWIRE_REJECT;
+    return session_send(s, &r);
+  }
+  if (s->upq_len >= NODE_MAX_REMOTE_REQUESTS) {
+    log_warn("peer", "%s: %s has too many requests outstanding", sw->name,
+             s->remote_short);
+    return SHOAL_ETOOBIG;
+  }
+  tail = (s->upq_head + s->upq_len) % NODE_MAX_REMOTE_REQUESTS;
+  s->upq[tail].chunk = m->chunk;
+  s->upq[tail].offset = m->offset;
+  s->upq[tail].length = m->length;
+  s->upq_len++;
+  session_pump_upload(s);
+  return 0;
+}
+
+void session_cancel_request(struct session *s, const struct pwire_msg *m) {
+  unsigned kept = 0;
+  struct upreq q[NODE_MAX_REMOTE_REQUESTS];
+  for (unsigned i = 0; i < s->upq_len; i++) {
+    struct upreq r = s->upq[(s->upq_head + i) % NODE_MAX_REMOTE_REQUESTS];
+    if (r.chunk == m->chunk && r.offset == m->offset && r.length == m->length) {
+      continue;
+    }
+    q[kept++] = r;
+  }
+  memcpy(s->upq, q, kept * sizeof(q[0]));
+  s->upq_head = 0;
+  s->upq_len = kept;
+  struct upreq r = {m->chunk, m->offset, m->length};
+  drop_reads(s, &r);
+}
+
+void session_drop_requests(struct session *s) {
+  s->upq_len = 0;
+  s->upq_head = 0;
+  drop_reads(s, NULL);
 }
 
 /* Bytes before the block in a DATA frame: frame header, then the message's
@@ -645,7 +698,7 @@ static int on_hello(struct session *s, const uint8_t *frame, size_t len) {
                s->addr_text);
       return SHOAL_EPROTO;
     }
-    if (swarm_is_banned(sw, sender)) {
+    if (bans_is_banned(sw, sender)) {
       log_info("peer", "%s is banned", s->remote_short);
       return SHOAL_EPROTO;
     }

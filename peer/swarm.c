@@ -15,13 +15,15 @@
 #include "common/error.h"
 #include "common/log.h"
 #include "common/textid.h"
+#include "peer/bans.h"
 #include "peer/choker.h"
 #include "peer/fetch.h"
 #include "peer/haves.h"
 #include "peer/internal.h"
-#include "peer/pacing.h"
+#include "peer/partial.h"
+#include "peer/requests.h"
+#include "peer/suspect.h"
 
-static void update_interest(struct swarm *sw, struct session *s);
 static void maybe_finish(struct swarm *sw);
 static void start_manifest_fetch(struct swarm *sw, struct session *s);
 static void send_have_log(struct swarm *sw, struct session *s);
@@ -74,51 +76,21 @@ void swarm_set_state(struct swarm *sw, enum swarm_state to) {
   sw->state = to;
 }
 
-static struct banned *ban_entry(struct swarm *sw, const uint8_t pk[32],
-                                int create) {
-  struct banned *b;
-  for (b = sw->bans; b != NULL; b = b->next) {
-    if (memcmp(b->pk, pk, IDENTITY_PK_BYTES) == 0) {
-      return b;
-    }
-  }
-  if (!create) {
-    return NULL;
-  }
-  b = calloc(1, sizeof(*b));
-  if (b != NULL) {
-    memcpy(b->pk, pk, IDENTITY_PK_BYTES);
-    b->next = sw->bans;
-    sw->bans = b;
-  }
-  return b;
-}
-
-int swarm_is_banned(const struct swarm *sw, const uint8_t pk[32]) {
-  for (const struct banned *b = sw->bans; b != NULL; b = b->next) {
-    if (b->banned && memcmp(b->pk, pk, IDENTITY_PK_BYTES) == 0) {
-      return 1;
-    }
-  }
-  return 0;
-}
-
-/* One strike against pk; at NODE_STRIKES_BAN (or with ban set) the peer is
- * banned and its session closed. */
+/* One strike against pk (bans.c counts); at NODE_STRIKES_BAN (or with ban
+ * set) the peer is banned, the user told, and its sessions closed. */
 static void strike(struct swarm *sw, const uint8_t pk[32], int ban,
                    const char *why) {
-  struct banned *b = ban_entry(sw, pk, 1);
   char who[TEXTID_SHORT_CHARS + 1];
-  if (b == NULL || b->banned) {
+  unsigned strikes;
+  int verdict = bans_strike(sw, pk, ban, &strikes);
+  if (verdict == BANS_NONE) {
     return;
   }
   textid_short(TEXTID_KEY, pk, who);
-  b->strikes++;
-  log_warn("peer", "%s: strike %u for %s: %s", sw->name, b->strikes, who, why);
-  if (!ban && b->strikes < NODE_STRIKES_BAN) {
+  log_warn("peer", "%s: strike %u for %s: %s", sw->name, strikes, who, why);
+  if (verdict != BANS_BANNED) {
     return;
   }
-  b->banned = 1;
   {
     struct node_event ev;
     memset(&ev, 0, sizeof(ev));
@@ -237,10 +209,7 @@ void swarm_detach(struct swarm *sw, struct session *s) {
   if (was_unchoked) {
     swarm_rechoke(sw, node_now(sw->node), 0);
   }
-  for (struct session *o = sw->sessions, *o_next; o != NULL; o = o_next) {
-    o_next = o->next; /* a send may close o */
-    swarm_fill_requests(sw, o);
-  }
+  requests_fill_all(sw);
 }
 
 static void send_have_map(struct swarm *sw, struct session *s) {
@@ -352,9 +321,7 @@ static void set_choke(struct session *s, int choke, uint64_t now) {
   if (choke) {
     /* A choke drops every request the remote made; it asks again when
      * unchoked. */
-    s->upq_len = 0;
-    s->upq_head = 0;
-    session_drop_reads(s, NULL);
+    session_drop_requests(s);
     s->choked_at_ms = now;
     s->optimistic = 0;
     session_send_simple(s, PWIRE_CHOKE);
@@ -417,154 +384,6 @@ void swarm_rechoke(struct swarm *sw, uint64_t now, int full) {
 
 /* ------------------------------------------------------------------------ */
 /* Downloading */
-
-static void update_interest(struct swarm *sw, struct session *s) {
-  int want = s->state == SESS_OPEN && sw->pk != NULL && s->in_picker &&
-             sw->state == SW_RUNNING &&
-             picker_interesting(sw->pk, (unsigned)s->slot);
-  if (want == s->am_interested) {
-    return;
-  }
-  s->am_interested = want;
-  session_send_simple(s, want ? PWIRE_INTERESTED : PWIRE_NOT_INTERESTED);
-}
-
-/* Blocks to keep requested from one peer of sw under the node's download
- * limit (pacing_pipeline_cap). */
-static unsigned pipeline_depth(const struct swarm *sw) {
-  return pacing_pipeline_cap(sw->node->down_bucket.rate);
-}
-
-/* Blocks to keep requested from s: about a second of what it has been
- * sending lately (pacing_depth). A slow peer is not asked for more than it
- * can deliver before the request timeout, so its blocks are not asked of
- * others again (duplicates), and a fast one fills the pipe. */
-static unsigned session_depth(const struct swarm *sw, const struct session *s) {
-  uint64_t rate = meter_rate(&s->down_meter, node_now(sw->node));
-  return pacing_depth(rate, sw->m->chunk_log2, pipeline_depth(sw));
-}
-
-/* The request timeout: NODE_REQUEST_TIMEOUT_MS, longer when what is in
- * flight takes longer than that to arrive: at the node's download limit,
- * or from a peer slower than its requests (at most
- * NODE_REQUEST_TIMEOUT_MAX_MS). */
-static uint64_t request_timeout(const struct swarm *sw) {
-  const struct rate_bucket *b = &sw->node->down_bucket;
-  uint64_t now = node_now(sw->node);
-  uint64_t bytes = 0, longest = 0;
-  for (const struct session *x = sw->sessions; x != NULL; x = x->next) {
-    unsigned out;
-    uint64_t rate, t;
-    if (x->state != SESS_OPEN || !x->in_picker || sw->pk == NULL) {
-      continue;
-    }
-    out = picker_outstanding(sw->pk, (unsigned)x->slot);
-    rate = meter_rate(&x->down_meter, now);
-    if (out == 0 || rate == 0) {
-      continue;
-    }
-    t = pacing_arrival_ms((uint64_t)out * PWIRE_BLOCK_BYTES, rate);
-    longest = t > longest ? t : longest;
-  }
-  if (!rate_unlimited(b)) {
-    /* The limit is the node's: count what every swarm may have in flight
-     * from the peers that unchoke it. */
-    for (const struct swarm *o = sw->node->swarms; o != NULL; o = o->next) {
-      unsigned serving = 0;
-      for (const struct session *x = o->sessions; x != NULL; x = x->next) {
-        serving += x->state == SESS_OPEN && !x->peer_choking;
-      }
-      bytes += (uint64_t)pipeline_depth(o) * PWIRE_BLOCK_BYTES * serving;
-    }
-    uint64_t t = pacing_arrival_ms(bytes, b->rate);
-    longest = t > longest ? t : longest;
-  }
-  return pacing_request_timeout(longest);
-}
-
-void swarm_fill_requests(struct swarm *sw, struct session *s) {
-  struct picker_block blocks[NODE_PIPELINE];
-  unsigned have, n, depth;
-  if (s->state != SESS_OPEN || sw->pk == NULL || !s->in_picker ||
-      s->peer_choking || !s->am_interested || sw->state != SW_RUNNING) {
-    return;
-  }
-  /* Memory stays bounded when the disk is slower than the network: no new
-   * requests while too many chunks wait to be hashed and written. */
-  if (sw->put_bytes >= NODE_MAX_PUT_BYTES) {
-    return;
-  }
-  have = picker_outstanding(sw->pk, (unsigned)s->slot);
-  depth = session_depth(sw, s);
-  picker_peer_rate(sw->pk, (unsigned)s->slot,
-                   meter_rate(&s->down_meter, node_now(sw->node)));
-  /* Top up in batches of a quarter of the pipeline (or whatever fits when
-   * it is short), so that requests travel several to a write. */
-  if (have >= depth || (have > 0 && depth - have < (depth + 3) / 4)) {
-    return;
-  }
-  n = picker_next(sw->pk, (unsigned)s->slot, node_now(sw->node), blocks,
-                  depth - have);
-  (void)session_send_requests(s, blocks, n);
-}
-
-static struct partial *partial_get(struct swarm *sw, uint32_t chunk) {
-  struct partial *p;
-  for (p = sw->partials; p != NULL; p = p->next) {
-    if (p->chunk == chunk) {
-      return p;
-    }
-  }
-  p = calloc(1, sizeof(*p));
-  if (p == NULL) {
-    return NULL;
-  }
-  p->chunk = chunk;
-  p->len = manifest_chunk_len(sw->m, chunk);
-  p->nblocks = (p->len + PWIRE_BLOCK_BYTES - 1) / PWIRE_BLOCK_BYTES;
-  p->data = storage_chunk_alloc(p->len);
-  p->owners = calloc(p->nblocks ? p->nblocks : 1, IDENTITY_PK_BYTES);
-  if (p->data == NULL || p->owners == NULL) {
-    storage_chunk_free(p->data);
-    free(p->owners);
-    free(p);
-    return NULL;
-  }
-  p->next = sw->partials;
-  sw->partials = p;
-  return p;
-}
-
-static void partial_drop(struct swarm *sw, struct partial *p) {
-  struct partial **pp = &sw->partials;
-  while (*pp != p) {
-    pp = &(*pp)->next;
-  }
-  *pp = p->next;
-  storage_chunk_free(p->data);
-  free(p->owners);
-  free(p);
-}
-
-static struct suspect *suspect_find(struct swarm *sw, uint32_t chunk) {
-  for (struct suspect *x = sw->suspects; x != NULL; x = x->next) {
-    if (x->chunk == chunk) {
-      return x;
-    }
-  }
-  return NULL;
-}
-
-static void suspect_drop(struct swarm *sw, struct suspect *x) {
-  struct suspect **pp = &sw->suspects;
-  while (*pp != x) {
-    pp = &(*pp)->next;
-  }
-  *pp = x->next;
-  free(x->owners);
-  free(x->hashes);
-  free(x);
-}
 
 struct put_ctx {
   struct swarm *sw;
@@ -666,37 +485,24 @@ static void on_chunk_put(void *arg, int status) {
     have_soon(sw, c->chunk);
     for (struct session *s = sw->sessions, *next; s != NULL; s = next) {
       next = s->next;
-      update_interest(sw, s);
-      swarm_fill_requests(sw, s);
+      requests_interest(sw, s);
+      requests_fill(sw, s);
     }
     maybe_finish(sw);
   } else if (status == SHOAL_EHASH) {
     /* Who sent it? One sender alone is proof; with several, remember each
      * block's hash and sender, to compare with the copy that verifies. */
-    int sole = 1;
-    for (uint32_t i = 1; i < c->nblocks; i++) {
-      if (memcmp(c->owners, c->owners + (size_t)i * IDENTITY_PK_BYTES,
-                 IDENTITY_PK_BYTES) != 0) {
-        sole = 0;
-      }
-    }
+    int sole = suspect_sole_sender(c->owners, c->nblocks);
     log_warn("peer", "%s: chunk %u failed its hash", sw->name, c->chunk);
     sw->node->wasted_bytes += c->len;
     picker_chunk_failed(sw->pk, c->chunk);
     if (sole) {
       strike(sw, c->owners, 0, "sent a chunk that failed its hash");
-    } else if (suspect_find(sw, c->chunk) == NULL) {
-      struct suspect *x = calloc(1, sizeof(*x));
-      if (x != NULL) {
-        x->chunk = c->chunk;
-        x->nblocks = c->nblocks;
-        x->owners = c->owners;
-        x->hashes = c->bad_hashes;
-        c->owners = NULL;
-        c->bad_hashes = NULL;
-        x->next = sw->suspects;
-        sw->suspects = x;
-      }
+    } else if (suspect_find(sw, c->chunk) == NULL &&
+               suspect_add(sw, c->chunk, c->nblocks, c->owners,
+                           c->bad_hashes) == 0) {
+      c->owners = NULL; /* the record took them */
+      c->bad_hashes = NULL;
     }
   } else {
     char msg[4600];
@@ -725,30 +531,14 @@ static void submit_chunk(struct swarm *sw, struct partial *p) {
   if (x != NULL && x->nblocks == p->nblocks &&
       manifest_verify_chunk(sw->m, p->chunk, p->data, p->len) == 0) {
     /* This copy is good: a sender whose block of the failed copy differs
-     * from the good block sent bad data. */
-    uint8_t *struck = calloc(x->nblocks, 1);
-    for (uint32_t i = 0; i < x->nblocks && struck != NULL; i++) {
-      uint8_t h[32];
-      uint32_t off = i * PWIRE_BLOCK_BYTES;
-      uint32_t n =
-          p->len - off < PWIRE_BLOCK_BYTES ? p->len - off : PWIRE_BLOCK_BYTES;
-      const uint8_t *who = x->owners + (size_t)i * IDENTITY_PK_BYTES;
-      int seen = 0;
-      crypto_generichash(h, sizeof(h), p->data + off, n, NULL, 0);
-      if (memcmp(h, x->hashes + (size_t)i * 32, 32) == 0) {
-        continue;
-      }
-      /* One strike per sender for this chunk, however many bad blocks. */
-      for (uint32_t j = 0; j < i && !seen; j++) {
-        seen = struck[j] && memcmp(x->owners + (size_t)j * IDENTITY_PK_BYTES,
-                                   who, IDENTITY_PK_BYTES) == 0;
-      }
-      struck[i] = 1;
-      if (!seen) {
-        strike(sw, who, 0, "sent a block that differs from the verified chunk");
-      }
+     * from the good block sent bad data; one strike per sender. */
+    const uint8_t **who = calloc(x->nblocks, sizeof(*who));
+    uint32_t nwho = who != NULL ? suspect_blame(x, p->data, p->len, who) : 0;
+    for (uint32_t i = 0; i < nwho; i++) {
+      strike(sw, who[i], 0,
+             "sent a block that differs from the verified chunk");
     }
-    free(struck);
+    free(who);
     suspect_drop(sw, x);
   }
   if (c == NULL) {
@@ -787,7 +577,6 @@ static int on_data(struct swarm *sw, struct session *s,
   unsigned ncancel = 0;
   int chunk_done = 0;
   struct partial *p;
-  uint32_t bi;
 
   if (sw->m == NULL || m->data_len > UINT32_MAX ||
       pwire_check_block(sw->m, m->chunk, m->offset, (uint32_t)m->data_len) !=
@@ -818,13 +607,7 @@ static int on_data(struct swarm *sw, struct session *s,
     picker_chunk_failed(sw->pk, m->chunk);
     return 0;
   }
-  memcpy(p->data + m->offset, m->data, m->data_len);
-  for (bi = m->offset / PWIRE_BLOCK_BYTES;
-       bi * PWIRE_BLOCK_BYTES < m->offset + m->data_len && bi < p->nblocks;
-       bi++) {
-    memcpy(p->owners + (size_t)bi * IDENTITY_PK_BYTES, s->remote_pk,
-           IDENTITY_PK_BYTES);
-  }
+  partial_add_block(p, m->offset, m->data, m->data_len, s->remote_pk);
   for (unsigned i = 0; i < ncancel; i++) {
     for (struct session *o = sw->sessions, *o_next; o != NULL; o = o_next) {
       o_next = o->next; /* a send may close o */
@@ -836,7 +619,7 @@ static int on_data(struct swarm *sw, struct session *s,
   if (chunk_done) {
     submit_chunk(sw, p);
   }
-  swarm_fill_requests(sw, s);
+  requests_fill(sw, s);
   return 0;
 }
 
@@ -903,51 +686,6 @@ static int on_manifest_req(struct swarm *sw, struct session *s,
 /* ------------------------------------------------------------------------ */
 /* Messages */
 
-static int on_request(struct swarm *sw, struct session *s,
-                      const struct pwire_msg *m) {
-  unsigned tail;
-  if (sw->m == NULL || sw->st == NULL ||
-      pwire_check_block(sw->m, m->chunk, m->offset, m->length) != 0) {
-    log_warn("peer", "%s: %s asked for a block outside the content", sw->name,
-             s->remote_short);
-    return SHOAL_EINVAL;
-  }
-  if (s->am_choking || !storage_have(sw->st, m->chunk)) {
-    struct pwire_msg r = *m;
-    r.type = PWIRE_REJECT;
-    return session_send(s, &r);
-  }
-  if (s->upq_len >= NODE_MAX_REMOTE_REQUESTS) {
-    log_warn("peer", "%s: %s has too many requests outstanding", sw->name,
-             s->remote_short);
-    return SHOAL_ETOOBIG;
-  }
-  tail = (s->upq_head + s->upq_len) % NODE_MAX_REMOTE_REQUESTS;
-  s->upq[tail].chunk = m->chunk;
-  s->upq[tail].offset = m->offset;
-  s->upq[tail].length = m->length;
-  s->upq_len++;
-  session_pump_upload(s);
-  return 0;
-}
-
-static void on_cancel(struct session *s, const struct pwire_msg *m) {
-  unsigned kept = 0;
-  struct upreq q[NODE_MAX_REMOTE_REQUESTS];
-  for (unsigned i = 0; i < s->upq_len; i++) {
-    struct upreq r = s->upq[(s->upq_head + i) % NODE_MAX_REMOTE_REQUESTS];
-    if (r.chunk == m->chunk && r.offset == m->offset && r.length == m->length) {
-      continue;
-    }
-    q[kept++] = r;
-  }
-  memcpy(s->upq, q, kept * sizeof(q[0]));
-  s->upq_head = 0;
-  s->upq_len = kept;
-  struct upreq r = {m->chunk, m->offset, m->length};
-  session_drop_reads(s, &r);
-}
-
 int swarm_on_message(struct swarm *sw, struct session *s,
                      const struct pwire_msg *m) {
   uint64_t now = node_now(sw->node);
@@ -974,7 +712,7 @@ int swarm_on_message(struct swarm *sw, struct session *s,
                  s->remote_short);
         return err;
       }
-      update_interest(sw, s);
+      requests_interest(sw, s);
       if (sw->state == SW_SEEDING && s->remote_have == sw->m->chunk_count) {
         session_close(s, "both hold the whole content");
       }
@@ -997,8 +735,8 @@ int swarm_on_message(struct swarm *sw, struct session *s,
         }
       }
     }
-    update_interest(sw, s);
-    swarm_fill_requests(sw, s);
+    requests_interest(sw, s);
+    requests_fill(sw, s);
     if (sw->state == SW_SEEDING && sw->m != NULL &&
         s->remote_have == sw->m->chunk_count) {
       session_close(s, "both hold the whole content");
@@ -1016,26 +754,12 @@ int swarm_on_message(struct swarm *sw, struct session *s,
     }
     return 0;
   case PWIRE_CHOKE:
-    s->peer_choking = 1;
-    s->rejects = 0; /* requests in transit come back rejected */
-    if (s->in_picker) {
-      /* Whatever was requested is dropped by the remote: give it back. */
-      picker_peer_remove(sw->pk, (unsigned)s->slot);
-      s->in_picker = 0;
-      err = picker_peer_add(sw->pk, (unsigned)s->slot, s->have_map);
-      if (err != 0) {
-        return err;
-      }
-      s->in_picker = 1;
-    }
-    return 0;
+    return requests_choked(sw, s);
   case PWIRE_UNCHOKE:
-    s->peer_choking = 0;
-    s->rejects = 0;
-    swarm_fill_requests(sw, s);
+    requests_unchoked(sw, s);
     return 0;
   case PWIRE_REQUEST:
-    return on_request(sw, s, m);
+    return session_queue_request(s, m);
   case PWIRE_DATA:
     return on_data(sw, s, m);
   case PWIRE_CANCEL:
@@ -1043,22 +767,10 @@ int swarm_on_message(struct swarm *sw, struct session *s,
         pwire_check_block(sw->m, m->chunk, m->offset, m->length) != 0) {
       return SHOAL_EINVAL;
     }
-    on_cancel(s, m);
+    session_cancel_request(s, m);
     return 0;
   case PWIRE_REJECT:
-    if (sw->m == NULL ||
-        pwire_check_block(sw->m, m->chunk, m->offset, m->length) != 0) {
-      return SHOAL_EINVAL;
-    }
-    if (sw->pk != NULL && s->in_picker) {
-      struct picker_block b = {m->chunk, m->offset, m->length};
-      picker_block_rejected(sw->pk, (unsigned)s->slot, &b);
-    }
-    if (++s->rejects >= NODE_REJECTS_CLOSE) {
-      /* Its copy changed or cannot be read: asking again is no use. */
-      session_close(s, "it rejects every request");
-    }
-    return 0;
+    return requests_rejected(sw, s, m);
   case PWIRE_KEEPALIVE:
     return 0;
   default:
@@ -1101,25 +813,9 @@ void swarm_free(struct swarm *sw) {
   picker_free(sw->pk);
   manifest_free(sw->m);
   fetch_free(&sw->mf);
-  while (sw->partials != NULL) {
-    struct partial *p = sw->partials;
-    sw->partials = p->next;
-    storage_chunk_free(p->data); /* storage_chunk_alloc's, not malloc's */
-    free(p->owners);
-    free(p);
-  }
-  while (sw->suspects != NULL) {
-    struct suspect *x = sw->suspects;
-    sw->suspects = x->next;
-    free(x->owners);
-    free(x->hashes);
-    free(x);
-  }
-  while (sw->bans != NULL) {
-    struct banned *b = sw->bans;
-    sw->bans = b->next;
-    free(b);
-  }
+  partial_drop_all(sw);
+  suspect_drop_all(sw);
+  bans_free(sw);
   announce_free(&sw->an);
   free(sw->dir);
   free(sw);
@@ -1331,7 +1027,7 @@ void swarm_storage_ready(struct swarm *sw) {
       session_close(s, "bad have-map");
       continue;
     }
-    update_interest(sw, s);
+    requests_interest(sw, s);
   }
   maybe_finish(sw);
 }
@@ -1366,16 +1062,13 @@ static void on_finished(void *arg, int status) {
   swarm_send_haves(sw); /* the last chunks: a new seeder, at once */
   for (struct session *s = sw->sessions, *next; s != NULL; s = next) {
     next = s->next;
-    update_interest(sw, s);
+    requests_interest(sw, s);
     if (s->state == SESS_OPEN && s->have_map_checked && sw->m != NULL &&
         s->remote_have == sw->m->chunk_count) {
       session_close(s, "both hold the whole content");
     }
   }
-  for (struct partial *p = sw->partials, *next; p != NULL; p = next) {
-    next = p->next;
-    partial_drop(sw, p);
-  }
+  partial_drop_all(sw);
   swarm_completed(sw);
 }
 
@@ -1472,24 +1165,7 @@ void swarm_tick(struct swarm *sw, uint64_t now) {
   if (sw->state == SW_RUNNING && sw->pk != NULL) {
     watch_sources(sw, now);
   }
-  if (sw->pk != NULL && sw->state == SW_RUNNING) {
-    struct picker_block b[64];
-    unsigned peers[64];
-    unsigned n = picker_expire(sw->pk, now, request_timeout(sw), b, peers, 64);
-    for (unsigned i = 0; i < n; i++) {
-      for (struct session *s = sw->sessions, *s_next; s != NULL; s = s_next) {
-        s_next = s->next; /* a send may close s */
-        if (s->slot == (int)peers[i] && s->state == SESS_OPEN) {
-          (void)session_send_block(s, PWIRE_CANCEL, b[i].chunk, b[i].offset,
-                                   b[i].length);
-        }
-      }
-    }
-    for (struct session *s = sw->sessions, *s_next; s != NULL; s = s_next) {
-      s_next = s->next; /* a send may close s */
-      swarm_fill_requests(sw, s);
-    }
-  }
+  requests_expire(sw, now);
   if (choker_due(&sw->ch, is_seeding(sw), now)) {
     swarm_rechoke(sw, now, 1);
   }
