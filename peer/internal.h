@@ -196,8 +196,58 @@ struct swarm {
   uint64_t progress_have; /* verified bytes then */
 };
 
+/* What a session tells the peer above it, and asks of it: the one way
+ * session.c reaches swarm.c and node.c, which are above it (session.c calls
+ * no function of theirs). node.c fills one table for the node with their
+ * functions (node_new); each entry is named after what it is for. */
+struct session_up {
+  /* swarm.c: the swarm of the node that shares content and is neither
+   * failed nor stopping, or NULL (an accepted session's hello). */
+  struct swarm *(*find)(struct node *n, const uint8_t content[32]);
+  /* swarm.c: s joins sw; refused (SHOAL_EBUSY) beyond --max-peers. */
+  int (*attach)(struct swarm *sw, struct session *s);
+  /* swarm.c: s opened (the hellos are done). */
+  void (*opened)(struct swarm *sw, struct session *s);
+  /* swarm.c: a message from s; an error closes s. */
+  int (*message)(struct swarm *sw, struct session *s,
+                 const struct pwire_msg *m);
+  /* swarm.c: s, which we dialled, is closing before its hellos were
+   * done, for why. */
+  void (*dial_failed)(struct swarm *sw, const struct session *s,
+                      const char *why);
+  /* swarm.c: s is closing and leaves sw. */
+  void (*detach)(struct swarm *sw, struct session *s);
+  /* swarm.c: len bytes of DATA went out to s. */
+  void (*uploaded)(struct swarm *sw, struct session *s, uint32_t len);
+  /* swarm.c: a block read for a share found its file changed. */
+  void (*source_changed)(struct swarm *sw);
+  /* node.c: bytes read from a peer, charged to the download limit (which
+   * may pause every session). */
+  void (*charge_download)(struct node *n, size_t bytes);
+  /* node.c: the upload limit is short: pump every session once it has
+   * refilled. */
+  void (*pump_later)(struct node *n);
+  /* node.c: pump every session now (a node-wide read slot came free). */
+  void (*pump_all)(struct node *n);
+};
+
+/* What a swarm tells those above it: the one way swarm.c reaches
+ * announce.c and node.c (it calls no function of theirs). node.c fills it
+ * (node_new). */
+struct swarm_up {
+  /* announce.c: the swarm failed: its schedule stops and says "stopped"
+   * (announce_stop). */
+  void (*failed)(struct swarm *sw);
+  /* announce.c: the swarm completed: "completed" (announce_completed). */
+  void (*completed)(struct swarm *sw);
+  /* node.c: some HAVEs may go out in ms (the node's HAVE timer). */
+  void (*have_later)(struct node *n, uint64_t ms);
+};
+
 struct node {
   uv_loop_t *loop;
+  const struct session_up *session_up; /* how sessions call up */
+  const struct swarm_up *swarm_up;     /* how swarms call up */
   struct node_config cfg;
   char *home;
   const struct identity *id;
@@ -277,7 +327,7 @@ void swarm_tick(struct swarm *sw, uint64_t now);
 void swarm_upload_sent(struct swarm *sw, struct session *s, uint32_t len);
 void swarm_info(const struct swarm *sw, struct node_swarm_info *out);
 /* Emits ev about sw, with the swarm's figures filled in. */
-void swarm_emit(struct swarm *sw, struct node_event *ev);
+void swarm_emit(struct swarm *sw, const struct node_event *ev);
 void swarm_storage_ready(struct swarm *sw);
 /* A session we dialled closed before its hellos were done. */
 void swarm_dial_failed(struct swarm *sw, const struct session *s,
@@ -315,13 +365,18 @@ void swarm_source_changed(struct swarm *sw);
  * NODE_EV_FAILED with code and msg (borrowed for the call). */
 void swarm_fail(struct swarm *sw, int code, const char *msg);
 
-/* node.c */
-uint64_t node_now(const struct node *n);
-void node_emit(struct node *n, const struct node_event *ev);
-void node_pump(struct node *n);
-void node_have_later(struct node *n, uint64_t ms);
-void node_pump_now(struct node *n);
-void node_charge_download(struct node *n, size_t bytes);
-uint64_t node_next_seq(struct node *n);
+/* The node's data as everyone below it reads it: its clock, the sequence
+ * numbers of hellos and tracker requests, and its one event callback. */
+static inline uint64_t node_now(const struct node *n) {
+  return uv_now(n->loop);
+}
+static inline uint64_t node_next_seq(struct node *n) {
+  return n->seq++;
+}
+static inline void node_emit(struct node *n, const struct node_event *ev) {
+  if (n->cb != NULL) {
+    n->cb(n->cb_arg, ev);
+  }
+}
 
 #endif

@@ -25,19 +25,32 @@
 #define NODE_TICK_MS 500u
 #define HELLO_GUARD_SENDERS 4096u
 
-uint64_t node_now(const struct node *n) {
-  return uv_now(n->loop);
-}
+static void node_pump(struct node *n);
+static void node_pump_now(struct node *n);
+static void node_charge_download(struct node *n, size_t bytes);
+static void node_have_later(struct node *n, uint64_t ms);
 
-uint64_t node_next_seq(struct node *n) {
-  return n->seq++;
-}
+/* The way sessions and swarms call up (internal.h): the functions of
+ * swarm.c, announce.c and this file they report to. */
+static const struct session_up node_session_up = {
+    .find = swarm_find,
+    .attach = swarm_attach,
+    .opened = swarm_session_open,
+    .message = swarm_on_message,
+    .dial_failed = swarm_dial_failed,
+    .detach = swarm_detach,
+    .uploaded = swarm_upload_sent,
+    .source_changed = swarm_source_changed,
+    .charge_download = node_charge_download,
+    .pump_later = node_pump,
+    .pump_all = node_pump_now,
+};
 
-void node_emit(struct node *n, const struct node_event *ev) {
-  if (n->cb != NULL) {
-    n->cb(n->cb_arg, ev);
-  }
-}
+static const struct swarm_up node_swarm_up = {
+    .failed = announce_stop,
+    .completed = announce_completed,
+    .have_later = node_have_later,
+};
 
 uint64_t node_uploaded(const struct node *n) {
   return n->up_bytes;
@@ -68,7 +81,7 @@ static void for_each_session(struct node *n, void (*fn)(struct session *)) {
 /* ------------------------------------------------------------------------ */
 /* Rate limits */
 
-void node_pump_now(struct node *n) {
+static void node_pump_now(struct node *n) {
   for (struct swarm *sw = n->swarms; sw != NULL; sw = sw->next) {
     for (struct session *s = sw->sessions, *s_next; s != NULL; s = s_next) {
       s_next = s->next; /* a send may close s */
@@ -83,7 +96,7 @@ static void on_pump(uv_timer_t *t) {
 }
 
 /* Called when the upload bucket is short: come back when it has refilled. */
-void node_pump(struct node *n) {
+static void node_pump(struct node *n) {
   uint64_t wait;
   if (n->stopping || uv_is_active((uv_handle_t *)&n->pump_timer)) {
     return;
@@ -103,7 +116,7 @@ static void on_throttle(uv_timer_t *t) {
   for_each_session(n, session_resume_reading);
 }
 
-void node_charge_download(struct node *n, size_t bytes) {
+static void node_charge_download(struct node *n, size_t bytes) {
   uint64_t wait;
   if (rate_unlimited(&n->down_bucket)) {
     return;
@@ -136,7 +149,7 @@ static void on_have_timer(uv_timer_t *t) {
 }
 
 /* A swarm has HAVEs that may go out in ms. */
-void node_have_later(struct node *n, uint64_t ms) {
+static void node_have_later(struct node *n, uint64_t ms) {
   if (n->stopping || (uv_is_active((uv_handle_t *)&n->have_timer) &&
                       uv_timer_get_due_in(&n->have_timer) <= ms)) {
     return;
@@ -305,6 +318,8 @@ int node_new(struct node **out, uv_loop_t *loop, const struct node_config *c,
     return SHOAL_ENOMEM;
   }
   n->loop = loop;
+  n->session_up = &node_session_up;
+  n->swarm_up = &node_swarm_up;
   n->cfg = *c;
   n->cfg.home = n->home;
   n->cfg.listen = NULL;
@@ -604,6 +619,7 @@ void node_free(struct node *n) {
   }
   for (struct swarm *sw = n->swarms, *next; sw != NULL; sw = next) {
     next = sw->next;
+    announce_free(&sw->an);
     swarm_free(sw);
   }
   replay_guard_close(&n->hello_guard);

@@ -153,11 +153,11 @@ void session_close(struct session *s, const char *why) {
   log_info("peer", "session %s %s closed: %s", s->addr_text,
            s->remote_short[0] != '\0' ? s->remote_short : "-", why);
   if (s->sw != NULL && s->initiator && s->state != SESS_OPEN) {
-    swarm_dial_failed(s->sw, s, why);
+    n->session_up->dial_failed(s->sw, s, why);
   }
   session_set_state(s, SESS_CLOSING);
   if (s->sw != NULL) {
-    swarm_detach(s->sw, s);
+    n->session_up->detach(s->sw, s);
   } else if (s->pprev != NULL) {
     *s->pprev = s->next;
     if (s->next != NULL) {
@@ -451,7 +451,7 @@ static void on_block_read(void *arg, int status, uint8_t *data, size_t len) {
     if (status == SHOAL_ECHANGED && s->sw->is_source) {
       /* The shared file is no longer what was hashed: the swarm stops,
        * closing this session too (it stays allocated until unref). */
-      swarm_source_changed(s->sw);
+      s->node->session_up->source_changed(s->sw);
     } else {
       log_warn("peer", "%s: cannot read chunk %u for %s: %s", s->sw->name,
                r.chunk, s->remote_short, shoal_strerror(status));
@@ -474,7 +474,7 @@ static void on_block_read(void *arg, int status, uint8_t *data, size_t len) {
       frame_header(w->data, mlen + PWIRE_TAG_BYTES);
       w->len = FRAME_HEADER_BYTES + mlen + PWIRE_TAG_BYTES;
       if (write_frame(s, w) == 0) {
-        swarm_upload_sent(s->sw, s, (uint32_t)len);
+        s->node->session_up->uploaded(s->sw, s, (uint32_t)len);
       } else {
         session_close(s, "write failed");
       }
@@ -486,7 +486,7 @@ static void on_block_read(void *arg, int status, uint8_t *data, size_t len) {
   }
   if (was_full) {
     /* Others may have waited for a read slot of the node. */
-    node_pump_now(s->node);
+    s->node->session_up->pump_all(s->node);
   }
   session_unref(s);
 }
@@ -601,7 +601,8 @@ void session_pump_upload(struct session *s) {
     }
     r = s->upq[s->upq_head];
     if (!rate_take(&n->up_bucket, r.length, node_now(n))) {
-      node_pump(n); /* the node's timer comes back when tokens are there */
+      /* The node's timer comes back when tokens are there. */
+      n->session_up->pump_later(n);
       return;
     }
     rr = malloc(sizeof(*rr));
@@ -692,7 +693,7 @@ static int on_hello(struct session *s, const uint8_t *frame, size_t len) {
       return SHOAL_EPROTO;
     }
   } else {
-    struct swarm *sw = swarm_find(n, h.content);
+    struct swarm *sw = n->session_up->find(n, h.content);
     if (sw == NULL) {
       log_info("peer", "%s asked for a content this peer does not have",
                s->addr_text);
@@ -712,7 +713,7 @@ static int on_hello(struct session *s, const uint8_t *frame, size_t len) {
       s->pprev = NULL;
     }
     s->sw = sw;
-    err = swarm_attach(sw, s);
+    err = n->session_up->attach(sw, s);
     if (err != 0) {
       s->sw = NULL;
       log_info("peer", "%s: no room for %s", sw->name, s->remote_short);
@@ -734,7 +735,7 @@ static int on_hello(struct session *s, const uint8_t *frame, size_t len) {
   s->dec.max = PWIRE_MAX_FRAME; /* between frames: the next header sees it */
   log_info("peer", "%s: session with %s at %s%s", s->sw->name, s->remote_short,
            s->addr_text, (h.flags & PWIRE_HELLO_SEEDER) ? " (seeder)" : "");
-  swarm_session_open(s->sw, s);
+  n->session_up->opened(s->sw, s);
   return 0;
 }
 
@@ -759,7 +760,7 @@ static int on_frame(struct session *s, const uint8_t *frame, size_t len) {
              shoal_strerror(err));
     return err;
   }
-  return swarm_on_message(s->sw, s, &m);
+  return n->session_up->message(s->sw, s, &m);
 }
 
 static void on_read(uv_stream_t *h, ssize_t nread, const uv_buf_t *b) {
@@ -777,7 +778,7 @@ static void on_read(uv_stream_t *h, ssize_t nread, const uv_buf_t *b) {
     return;
   }
   s->last_recv_ms = node_now(n);
-  node_charge_download(n, (size_t)nread);
+  n->session_up->charge_download(n, (size_t)nread);
   left = (size_t)nread;
   while (left > 0 && s->state != SESS_CLOSING) {
     const uint8_t *frame;
@@ -861,7 +862,7 @@ int session_connect(struct node *n, struct swarm *sw, const struct sockaddr *sa,
                                    : sizeof(struct sockaddr_in));
   addr_text(&s->addr, s->addr_text, sizeof(s->addr_text));
   s->sw = sw;
-  err = swarm_attach(sw, s);
+  err = n->session_up->attach(sw, s);
   if (err != 0) {
     s->sw = NULL;
     session_set_state(s, SESS_CLOSING);

@@ -468,7 +468,7 @@ static void have_soon(struct swarm *sw, uint32_t chunk) {
   haves_add(&sw->haves, chunk);
   wait = swarm_haves_due(sw, node_now(sw->node));
   if (wait > 0) {
-    node_have_later(sw->node, wait);
+    sw->node->swarm_up->have_later(sw->node, wait);
   }
 }
 
@@ -816,7 +816,6 @@ void swarm_free(struct swarm *sw) {
   partial_drop_all(sw);
   suspect_drop_all(sw);
   bans_free(sw);
-  announce_free(&sw->an);
   free(sw->dir);
   free(sw);
 }
@@ -830,7 +829,7 @@ void swarm_fail(struct swarm *sw, int code, const char *msg) {
    * keeps it for --log-level info. */
   log_info("peer", "%s: %s", sw->name, msg);
   swarm_set_state(sw, SW_FAILED);
-  announce_stop(sw);
+  sw->node->swarm_up->failed(sw);
   for (struct session *s = sw->sessions, *next; s != NULL; s = next) {
     next = s->next;
     session_close(s, "the swarm failed");
@@ -1039,7 +1038,7 @@ static void swarm_completed(struct swarm *sw) {
   ev.type = NODE_EV_COMPLETE;
   ev.path = storage_final_path(sw->st);
   ev.seconds = (double)(sw->complete_ms - sw->started_ms) / 1000.0;
-  announce_completed(sw);
+  sw->node->swarm_up->completed(sw);
   swarm_emit(sw, &ev);
 }
 
@@ -1171,11 +1170,12 @@ void swarm_tick(struct swarm *sw, uint64_t now) {
   }
 }
 
-void swarm_emit(struct swarm *sw, struct node_event *ev) {
+void swarm_emit(struct swarm *sw, const struct node_event *ev) {
   struct node_swarm_info info;
+  struct node_event e = *ev; /* the figures live only for the call */
   swarm_info(sw, &info);
-  ev->swarm = &info;
-  node_emit(sw->node, ev);
+  e.swarm = &info;
+  node_emit(sw->node, &e);
 }
 
 void swarm_info(const struct swarm *sw, struct node_swarm_info *out) {
