@@ -1,6 +1,8 @@
-/* The peer node's internals, shared by node.c, swarm.c and session.c.
+/* The peer core's shared structs: the node, its swarms and their sessions,
+ * with the two hook tables by which sessions and swarms call up.
  *
- * One loop thread touches all of this; nothing here is locked.
+ * Every file of the core includes this (docs/design.md, "Which way calls
+ * go"). One loop thread touches all of this; nothing here is locked.
  */
 #ifndef SHOAL_PEER_INTERNAL_H
 #define SHOAL_PEER_INTERNAL_H

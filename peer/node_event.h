@@ -1,6 +1,6 @@
-/* What a node reports (node_event.h): the events that node.c, its swarms
- * and their tracker schedules emit through the one callback the node was
- * made with, so that the command line decides how to show them.
+/* What a node reports: the events that node.c, its swarms and their
+ * tracker schedules emit through the one callback the node was made with,
+ * so that the command line decides how to show them.
  *
  * A header of types only, below every file of the peer's core: swarm.c and
  * announce.c fill events in, node.h hands the callback to main.c.

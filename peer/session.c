@@ -1,8 +1,10 @@
 /* A session: one TCP connection to another peer, for one content.
  *
  * Life of a session: connect (or accept), hellos, then encrypted messages
- * until either side closes. The session owns the socket and the framing and
- * crypto; what a message means for the swarm is swarm.c's business.
+ * until either side closes; session_set_state alone moves it through those
+ * states. The session owns the socket, the framing and the crypto, and
+ * serves the remote's requests (the upload pump); what a message means for
+ * the swarm is swarm.c's business, reached only through struct session_up.
  *
  * A session is freed only from its close callback, once no storage read
  * points at it (refs), so callbacks never see a freed session.

@@ -1,8 +1,13 @@
-/* A swarm: everything this peer does for one content.
+/* A swarm: one content's life on this peer, and what each peer-wire
+ * message means for it.
  *
- * The swarm turns peer-wire messages into picker and storage calls, keeps
- * the choke state (tit-for-tat while downloading, round robin while
- * seeding), assembles blocks into chunks, and decides who is banned: a peer
+ * A swarm is made (a share seeds its own files, a get fetches or loads the
+ * manifest and opens its storage), trades with its sessions, hands whole
+ * chunks to storage and acts on their hash, finishes, and fails or stops;
+ * swarm_set_state alone moves it through those states. It decides by
+ * asking the modules under it (requests.c, fetch.c, choker.c, haves.c,
+ * partial.c, suspect.c, bans.c) and sends through session.c; it reaches
+ * its tracker schedule and its node only through struct swarm_up. A peer
  * is struck when a chunk it alone sent fails its hash, or when a block it
  * sent differs from the same block of the copy that later verified; at
  * NODE_STRIKES_BAN strikes it is banned and never talked to again.
