@@ -6,7 +6,8 @@
  * (session.c), and walks every swarm and session from its timers: the
  * tick (time limits, rechokes, progress), the upload pump, the download
  * throttle, the HAVE timer and the stop. Swarms and sessions call back up
- * only through the few node_* functions internal.h lists.
+ * only through the two hook tables it fills (node_session_up,
+ * node_swarm_up).
  */
 #include <arpa/inet.h>
 #include <stdio.h>
