@@ -39,7 +39,9 @@ static uint32_t scripted(uint32_t upper) {
 }
 
 static void script(const uint32_t *picks, unsigned n) {
-  memcpy(g_picks, picks, n * sizeof(*picks));
+  if (n > 0) {
+    memcpy(g_picks, picks, n * sizeof(*picks));
+  }
   g_npicks = n;
   g_next = 0;
   g_nuppers = 0;
