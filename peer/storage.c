@@ -41,19 +41,15 @@
  * well under STORAGE_MAX_OPEN with libuv's default pool, and needs no
  * cache.
  */
-/* renameat2(RENAME_NOREPLACE) and fallocate(): the final rename must never
- * replace a folder that appeared meanwhile, and glibc's posix_fallocate()
- * would emulate preallocation by writing every block where the file system
- * cannot do it. Both have portable fallbacks below. */
+/* O_DIRECT: verified chunks are written past the page cache (see
+ * write_chunk). */
 #define _GNU_SOURCE
 
 #include "peer/storage.h"
 
 #include <assert.h>
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <libgen.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -61,12 +57,12 @@
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
-#include <sys/sysmacros.h>
 #include <unistd.h>
 
 #include "common/error.h"
 #include "common/log.h"
 #include "peer/fmt.h"
+#include "peer/fsutil.h"
 
 #define RECORD_MAGIC "SHOALRS1"
 #define RECORD_MAGIC_BYTES 8
@@ -75,14 +71,9 @@
 /* Re-hash jobs kept queued while a download resumes: enough to keep a few
  * pool threads busy without starving other users of the pool. */
 #define RESUME_JOBS 4
-/* A manifest path has at most MANIFEST_MAX_DEPTH + 1 segments; a deeper
- * tree in a partial folder was planted, and removing it is refused. */
-#define RMTREE_MAX_DEPTH (2 * MANIFEST_MAX_DEPTH)
 /* A source chunk is hashed in pieces of this size before it is first
  * served: bounded memory per read in flight, whatever the chunk size. */
 #define SOURCE_VERIFY_PIECE (256u << 10)
-#define PART_MODE 0644
-#define FOLDER_MODE 0755
 /* Rounds at taking the lock on the partial copy: each retry means that
  * another download replaced it between our open and our lock. */
 #define PART_LOCK_TRIES 8
@@ -271,315 +262,6 @@ static void bit_clear(uint8_t *map, uint32_t i) {
 }
 
 /* ------------------------------------------------------------------------ */
-/* Blocking helpers: called from workers only */
-
-static ssize_t pread_full(int fd, uint8_t *p, size_t n, uint64_t off) {
-  size_t got = 0;
-  while (got < n) {
-    ssize_t r = pread(fd, p + got, n - got, (off_t)(off + got));
-    if (r < 0) {
-      if (errno == EINTR) {
-        continue;
-      }
-      return -errno;
-    }
-    if (r == 0) {
-      break;
-    }
-    got += (size_t)r;
-  }
-  return (ssize_t)got;
-}
-
-static int pwrite_full(int fd, const uint8_t *p, size_t n, uint64_t off) {
-  size_t done = 0;
-  while (done < n) {
-    ssize_t w = pwrite(fd, p + done, n - done, (off_t)(off + done));
-    if (w < 0) {
-      if (errno == EINTR) {
-        continue;
-      }
-      return -errno;
-    }
-    done += (size_t)w;
-  }
-  return 0;
-}
-
-static int fsync_fd(int fd) {
-  while (fsync(fd) != 0) {
-    if (errno != EINTR) {
-      return -errno;
-    }
-  }
-  return 0;
-}
-
-/* fsync the folder holding path so that a rename into it is durable. */
-static int sync_parent(const char *path) {
-  char *copy = strdup(path);
-  int err;
-  int fd;
-
-  if (copy == NULL) {
-    return SHOAL_ENOMEM;
-  }
-  fd = open(dirname(copy), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  free(copy);
-  if (fd < 0) {
-    return -errno;
-  }
-  err = fsync_fd(fd);
-  close(fd);
-  return err;
-}
-
-static int rmtree_at(int dfd, const char *name, unsigned depth);
-
-/* Removes everything in the folder fd (taken and closed), whose own depth
- * is depth. Never follows a symlink. */
-static int empty_dir_fd(int fd, unsigned depth) {
-  struct dirent *e;
-  DIR *d = fdopendir(fd);
-  int err = 0;
-
-  if (d == NULL) {
-    err = -errno;
-    close(fd);
-    return err;
-  }
-  for (;;) {
-    errno = 0;
-    e = readdir(d);
-    if (e == NULL) {
-      err = -errno; /* 0 at the end of the folder */
-      break;
-    }
-    if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0) {
-      continue;
-    }
-    err = rmtree_at(dirfd(d), e->d_name, depth + 1);
-    if (err != 0) {
-      break;
-    }
-  }
-  closedir(d);
-  return err;
-}
-
-/* Removes name under dfd: a file or symlink is unlinked, a folder emptied
- * first. Never follows a symlink. */
-static int rmtree_at(int dfd, const char *name, unsigned depth) {
-  struct stat st;
-  int err;
-  int fd;
-
-  if (fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) != 0) {
-    return errno == ENOENT ? 0 : -errno;
-  }
-  if (!S_ISDIR(st.st_mode)) {
-    return unlinkat(dfd, name, 0) == 0 || errno == ENOENT ? 0 : -errno;
-  }
-  if (depth > RMTREE_MAX_DEPTH) {
-    return SHOAL_EPATH;
-  }
-  fd = openat(dfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-  if (fd < 0) {
-    return -errno;
-  }
-  err = empty_dir_fd(fd, depth);
-  if (err == 0 && unlinkat(dfd, name, AT_REMOVEDIR) != 0 && errno != ENOENT) {
-    err = -errno;
-  }
-  return err;
-}
-
-/* Opens the folder name under dfd without following a symlink. With create,
- * a missing folder is made and anything else in its place removed. */
-static int open_dir_at(int dfd, const char *name, int create) {
-  const int flags = O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC;
-  int fd = openat(dfd, name, flags);
-  int err;
-
-  if (fd >= 0) {
-    return fd;
-  }
-  if (!create) {
-    return -errno;
-  }
-  if (errno == ENOTDIR || errno == ELOOP) {
-    err = rmtree_at(dfd, name, 0);
-    if (err != 0) {
-      return err;
-    }
-  } else if (errno != ENOENT) {
-    return -errno;
-  }
-  if (mkdirat(dfd, name, FOLDER_MODE) != 0 && errno != EEXIST) {
-    return -errno;
-  }
-  fd = openat(dfd, name, flags);
-  return fd < 0 ? -errno : fd;
-}
-
-/* Opens (creating it) the regular file name under dfd for reading and
- * writing. A symlink, folder, fifo or socket in its place is removed first.
- * O_NONBLOCK keeps a planted fifo from hanging the worker. */
-static int create_file_at(int dfd, const char *name) {
-  const int flags = O_RDWR | O_CREAT | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC;
-  struct stat st;
-  int err = SHOAL_EPATH;
-
-  for (int attempt = 0; attempt < 2; attempt++) {
-    int fd = openat(dfd, name, flags, PART_MODE);
-    if (fd >= 0) {
-      if (fstat(fd, &st) != 0) {
-        err = -errno;
-        close(fd);
-        return err;
-      }
-      if (S_ISREG(st.st_mode)) {
-        return fd;
-      }
-      close(fd);
-      err = SHOAL_EPATH;
-    } else if (errno == ELOOP || errno == EISDIR || errno == ENXIO ||
-               errno == EOPNOTSUPP) {
-      err = -errno;
-    } else {
-      return -errno;
-    }
-    if (attempt == 0) {
-      int rm = rmtree_at(dfd, name, 0);
-      if (rm != 0) {
-        return rm;
-      }
-    }
-  }
-  return err;
-}
-
-/* Opens rel ('/'-separated, relative) under base, one segment at a time and
- * never through a symlink. With create, missing folders and the file are
- * made (see create_file_at; flags are ignored); otherwise the file is opened
- * with flags. If parent is not NULL it receives the descriptor of the
- * file's folder (-1 when that is base), which the caller closes. Returns a
- * descriptor or an error. */
-static int open_under(int base, const char *rel, int flags, int create,
-                      int *parent) {
-  char seg[MANIFEST_MAX_SEGMENT + 1];
-  const char *p = rel;
-  int cur = base;
-  int fd;
-
-  if (parent != NULL) {
-    *parent = -1;
-  }
-  for (;;) {
-    const char *slash = strchr(p, '/');
-    size_t n = slash != NULL ? (size_t)(slash - p) : strlen(p);
-    /* Decoded manifests never hold such segments; refusing them here keeps
-     * a path from leaving the folder even if that changed. */
-    if (n == 0 || n > MANIFEST_MAX_SEGMENT || (n == 1 && p[0] == '.') ||
-        (n == 2 && p[0] == '.' && p[1] == '.')) {
-      fd = SHOAL_EPATH;
-      break;
-    }
-    memcpy(seg, p, n);
-    seg[n] = '\0';
-    if (slash == NULL) {
-      if (create) {
-        fd = create_file_at(cur, seg);
-      } else {
-        fd = openat(cur, seg, flags | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
-        if (fd < 0) {
-          fd = -errno;
-        }
-      }
-      break;
-    }
-    int next = open_dir_at(cur, seg, create);
-    if (cur != base) {
-      close(cur);
-    }
-    cur = base;
-    if (next < 0) {
-      fd = next;
-      break;
-    }
-    cur = next;
-    p = slash + 1;
-  }
-  if (cur != base) {
-    if (parent != NULL && fd >= 0) {
-      *parent = cur;
-    } else {
-      close(cur);
-    }
-  }
-  return fd;
-}
-
-/* Sets the length of a partial file to size and reserves its blocks, so a
- * full disk shows at the start rather than halfway. */
-static int size_file(int fd, uint64_t size) {
-  struct stat st;
-
-  if (fstat(fd, &st) != 0) {
-    return -errno;
-  }
-  if ((uint64_t)st.st_size > size && ftruncate(fd, (off_t)size) != 0) {
-    return -errno;
-  }
-  if (size == 0) {
-    return 0;
-  }
-#ifdef FALLOC_FL_KEEP_SIZE
-  /* Linux: fails rather than writing zeros where it is not supported. */
-  if (fallocate(fd, 0, 0, (off_t)size) == 0) {
-    return 0;
-  }
-  if (errno != EOPNOTSUPP && errno != ENOSYS && errno != EINVAL) {
-    return -errno;
-  }
-#else
-  int r = posix_fallocate(fd, 0, (off_t)size);
-  if (r == 0) {
-    return 0;
-  }
-  if (r != EOPNOTSUPP && r != ENOSYS && r != EINVAL) {
-    return -r;
-  }
-#endif
-  if ((uint64_t)st.st_size != size && ftruncate(fd, (off_t)size) != 0) {
-    return -errno;
-  }
-  return 0;
-}
-
-/* Renames from to to inside dfd, failing with UV_EEXIST when to exists. */
-static int rename_noreplace(int dfd, const char *from, const char *to) {
-  struct stat st;
-#ifdef RENAME_NOREPLACE
-  if (renameat2(dfd, from, dfd, to, RENAME_NOREPLACE) == 0) {
-    return 0;
-  }
-  if (errno != EINVAL && errno != ENOSYS && errno != EOPNOTSUPP) {
-    return -errno;
-  }
-#endif
-  /* No atomic form here: check, then rename (a folder could still slip in
-   * between, but rename() refuses a non-empty target folder). */
-  if (fstatat(dfd, to, &st, AT_SYMLINK_NOFOLLOW) == 0) {
-    return UV_EEXIST;
-  }
-  if (errno != ENOENT) {
-    return -errno;
-  }
-  return renameat(dfd, from, dfd, to) == 0 ? 0 : -errno;
-}
-
-/* ------------------------------------------------------------------------ */
 /* Resume record */
 
 static size_t record_size(uint32_t n) {
@@ -634,7 +316,7 @@ static int record_read(const char *path, const struct manifest *m,
     goto out;
   }
   /* One byte more than expected tells a longer file from a right one. */
-  n = pread_full(fd, rec, size + 1, 0);
+  n = fsutil_pread_full(fd, rec, size + 1, 0);
   if (n < 0) {
     state = (int)n;
     goto out;
@@ -692,9 +374,9 @@ static int record_write(const char *path, const uint8_t *rec, size_t len) {
     free(tmp);
     return err;
   }
-  err = pwrite_full(fd, rec, len, 0);
+  err = fsutil_pwrite_full(fd, rec, len, 0);
   if (err == 0) {
-    err = fsync_fd(fd);
+    err = fsutil_fsync(fd);
   }
   if (close(fd) != 0 && err == 0) {
     err = -errno;
@@ -705,7 +387,7 @@ static int record_write(const char *path, const uint8_t *rec, size_t len) {
   if (err != 0) {
     unlink(tmp);
   } else {
-    err = sync_parent(path);
+    err = fsutil_fsync_parent(path);
   }
   free(tmp);
   return err;
@@ -726,7 +408,7 @@ static int file_open(const struct storage *s, uint32_t i, int flags) {
   if (s->m->kind == MANIFEST_KIND_FILE) {
     return s->root_fd;
   }
-  return open_under(s->root_fd, part_rel(s, i), flags, 0, NULL);
+  return fsutil_open_under(s->root_fd, part_rel(s, i), flags, 0, NULL);
 }
 
 static void file_release(const struct storage *s, int fd) {
@@ -745,29 +427,12 @@ static void file_release(const struct storage *s, int fd) {
  * that refuse O_DIRECT (EINVAL) use the ordinary descriptor. Reads stay
  * buffered: the kernel keeps the two views coherent. */
 
-/* Opens name under dfd for O_DIRECT writes, if it is the file held by fd;
- * else -1, and writes go through the page cache. */
-static int open_direct(int dfd, const char *name, int fd) {
-  struct stat a;
-  struct stat b;
-  int d = openat(dfd, name,
-                 O_WRONLY | O_DIRECT | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
-  if (d < 0) {
-    return -1;
-  }
-  if (fstat(d, &a) != 0 || fstat(fd, &b) != 0 || a.st_dev != b.st_dev ||
-      a.st_ino != b.st_ino) {
-    close(d);
-    return -1;
-  }
-  return d;
-}
-
 static int direct_acquire(const struct storage *s, uint32_t i) {
   if (s->m->kind == MANIFEST_KIND_FILE) {
     return s->direct_fd;
   }
-  int fd = open_under(s->root_fd, part_rel(s, i), O_WRONLY | O_DIRECT, 0, NULL);
+  int fd = fsutil_open_under(s->root_fd, part_rel(s, i), O_WRONLY | O_DIRECT, 0,
+                             NULL);
   return fd >= 0 ? fd : -1;
 }
 
@@ -789,7 +454,7 @@ static int write_chunk(const struct storage *s, uint32_t i, const uint8_t *p,
     head = n - n % STORAGE_DIRECT_ALIGN;
   }
   if (head > 0 && (fd = direct_acquire(s, i)) >= 0) {
-    err = pwrite_full(fd, p, head, off);
+    err = fsutil_pwrite_full(fd, p, head, off);
     direct_release(s, fd);
     if (err == 0) {
       p += head;
@@ -806,7 +471,7 @@ static int write_chunk(const struct storage *s, uint32_t i, const uint8_t *p,
   if (fd < 0) {
     return fd;
   }
-  err = pwrite_full(fd, p, n, off);
+  err = fsutil_pwrite_full(fd, p, n, off);
   file_release(s, fd);
   return err;
 }
@@ -843,118 +508,21 @@ void storage_chunk_free(void *p) {
   free(block);
 }
 
-/* Pruning a resumed partial folder down to exactly the manifest's paths,
+/* Prunes a resumed partial folder down to exactly the manifest's paths,
  * so that nothing else is renamed into place at the end. */
-struct prune {
-  const char **paths; /* part-relative paths, sorted with strcmp */
-  uint32_t n;
-  char rel[MANIFEST_MAX_PATH + 2];
-};
-
-static int cmp_str(const void *a, const void *b) {
-  return strcmp(*(const char *const *)a, *(const char *const *)b);
-}
-
-/* The first path not below key, in strcmp order. */
-static uint32_t lower_bound(const struct prune *p, const char *key) {
-  uint32_t lo = 0;
-  uint32_t hi = p->n;
-  while (lo < hi) {
-    uint32_t mid = lo + (hi - lo) / 2;
-    if (strcmp(p->paths[mid], key) < 0) {
-      lo = mid + 1;
-    } else {
-      hi = mid;
-    }
-  }
-  return lo;
-}
-
-/* Removes from the folder dfd (taken; its path is p->rel[0..len)) every
- * entry that is neither a manifest file (a regular file) nor a folder on
- * the way to one. */
-static int prune_dir(struct prune *p, int dfd, size_t len) {
-  struct dirent *e;
-  DIR *d = fdopendir(dfd);
-  int err = 0;
-
-  if (d == NULL) {
-    err = -errno;
-    close(dfd);
-    return err;
-  }
-  for (;;) {
-    struct stat st;
-    int keep = 0;
-    errno = 0;
-    e = readdir(d);
-    if (e == NULL) {
-      err = -errno; /* 0 at the end of the folder */
-      break;
-    }
-    if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0) {
-      continue;
-    }
-    size_t n = strlen(e->d_name);
-    size_t sub = len + (len > 0) + n;
-    if (sub + 1 < sizeof(p->rel) &&
-        fstatat(dirfd(d), e->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0) {
-      if (len > 0) {
-        p->rel[len] = '/';
-      }
-      memcpy(p->rel + len + (len > 0), e->d_name, n + 1);
-      uint32_t i = lower_bound(p, p->rel);
-      if (S_ISREG(st.st_mode)) {
-        keep = i < p->n && strcmp(p->paths[i], p->rel) == 0;
-      } else if (S_ISDIR(st.st_mode)) {
-        p->rel[sub] = '/';
-        p->rel[sub + 1] = '\0';
-        i = lower_bound(p, p->rel);
-        keep = i < p->n && strncmp(p->paths[i], p->rel, sub + 1) == 0;
-        p->rel[sub] = '\0';
-        if (keep) {
-          int fd = openat(dirfd(d), e->d_name,
-                          O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-          err = fd < 0 ? -errno : prune_dir(p, fd, sub);
-        }
-      }
-      p->rel[len] = '\0';
-    }
-    if (err == 0 && !keep) {
-      err = rmtree_at(dirfd(d), e->d_name, 0);
-    }
-    if (err != 0) {
-      break;
-    }
-  }
-  closedir(d);
-  return err;
-}
-
 static int prune_part(const struct storage *s, int root_fd) {
-  struct prune *p = malloc(sizeof(*p));
+  const uint32_t n = s->m->file_count;
+  const char **paths = malloc((n > 0 ? n : 1) * sizeof(*paths));
   int err;
-  int fd;
 
-  if (p == NULL) {
+  if (paths == NULL) {
     return SHOAL_ENOMEM;
   }
-  p->n = s->m->file_count;
-  p->paths = malloc((p->n > 0 ? p->n : 1) * sizeof(*p->paths));
-  if (p->paths == NULL) {
-    free(p);
-    return SHOAL_ENOMEM;
+  for (uint32_t i = 0; i < n; i++) {
+    paths[i] = part_rel(s, i);
   }
-  for (uint32_t i = 0; i < p->n; i++) {
-    p->paths[i] = part_rel(s, i);
-  }
-  qsort(p->paths, p->n, sizeof(*p->paths), cmp_str);
-  p->rel[0] = '\0';
-  /* fdopendir takes the descriptor it is given: hand it a second one. */
-  fd = openat(root_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  err = fd < 0 ? -errno : prune_dir(p, fd, 0);
-  free(p->paths);
-  free(p);
+  err = fsutil_prune(root_fd, paths, n);
+  free(paths);
   return err;
 }
 
@@ -1318,7 +886,7 @@ int storage_open_source(struct storage **out, uv_loop_t *loop,
      * reads open it themselves (and report why). */
     int base = open(m->local_root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (base >= 0) {
-      int fd = open_under(base, m->files[0].path, O_RDONLY, 0, NULL);
+      int fd = fsutil_open_under(base, m->files[0].path, O_RDONLY, 0, NULL);
       s->root_fd = fd >= 0 ? fd : -1;
       if (fd >= 0) {
         /* Peers mostly ask for chunks in runs: a larger read-ahead keeps
@@ -1396,80 +964,12 @@ static void holder_cmdline(long pid, char *out, size_t cap) {
   }
 }
 
-/* The next space-separated field at *p and its length; *p moves past it. */
-static const char *next_field(const char **p, size_t *len) {
-  const char *q = *p;
-  const char *start;
-
-  while (*q == ' ') {
-    q++;
-  }
-  start = q;
-  while (*q != '\0' && *q != ' ' && *q != '\n') {
-    q++;
-  }
-  *len = (size_t)(q - start);
-  *p = q;
-  return start;
-}
-
-/* The process that holds a flock() lock on the file st, from /proc/locks,
- * whose lines read "1: FLOCK  ADVISORY  WRITE 1234 08:01:5678 0 EOF": the
- * holder's pid, then the device's major and minor in hex and the inode in
- * decimal (a waiter's line has "->" before the type). -1 when none is
- * listed, as for a holder in a process namespace we cannot see. */
-static long lock_holder(const struct stat *st) {
-  char line[256];
-  long pid = -1;
-  FILE *fp = fopen("/proc/locks", "re");
-
-  if (fp == NULL) {
-    return -1;
-  }
-  while (pid < 0 && fgets(line, sizeof(line), fp) != NULL) {
-    const char *p = line;
-    const char *f;
-    char *end;
-    size_t n;
-
-    (void)next_field(&p, &n); /* the lock's number */
-    f = next_field(&p, &n);
-    if (n != 5 || memcmp(f, "FLOCK", 5) != 0) {
-      continue;
-    }
-    (void)next_field(&p, &n); /* ADVISORY */
-    (void)next_field(&p, &n); /* WRITE */
-    f = next_field(&p, &n);
-    errno = 0;
-    long who = strtol(f, &end, 10);
-    if (errno != 0 || end != f + n || who <= 0) {
-      continue;
-    }
-    f = next_field(&p, &n);
-    unsigned long maj = strtoul(f, &end, 16);
-    if (*end != ':') {
-      continue;
-    }
-    unsigned long min = strtoul(end + 1, &end, 16);
-    if (*end != ':') {
-      continue;
-    }
-    unsigned long long ino = strtoull(end + 1, &end, 10);
-    if (end == f + n && maj == major(st->st_dev) && min == minor(st->st_dev) &&
-        ino == (unsigned long long)st->st_ino) {
-      pid = who;
-    }
-  }
-  fclose(fp);
-  return pid;
-}
-
 /* Fills why with who holds the partial copy st: its pid and command line,
  * so the user can tell which download it is. */
 static void describe_holder(const struct storage *s, const struct stat *st,
                             char *why, size_t cap) {
   char cmd[HOLDER_CMDLINE_BYTES];
-  long pid = lock_holder(st);
+  long pid = fsutil_flock_holder(st);
 
   if (pid < 0) {
     snprintf(why, cap,
@@ -1524,7 +1024,7 @@ static int part_remove_other(const struct storage *s, struct open_req *r) {
     if (errno != ELOOP && errno != ENXIO) {
       return -errno;
     }
-    return rmtree_at(r->dir_fd, s->part_name, 0);
+    return fsutil_rmtree_at(r->dir_fd, s->part_name);
   }
   if (fstat(fd, &st) != 0) {
     err = -errno;
@@ -1532,7 +1032,7 @@ static int part_remove_other(const struct storage *s, struct open_req *r) {
     err = lock_fd(s, fd, &st, r->why, sizeof(r->why));
   }
   if (err == 0 && part_is(s, r->dir_fd, &st)) {
-    err = rmtree_at(r->dir_fd, s->part_name, 0);
+    err = fsutil_rmtree_at(r->dir_fd, s->part_name);
   }
   close(fd);
   return err;
@@ -1557,7 +1057,7 @@ static int part_lock(const struct storage *s, struct open_req *r) {
       /* Made empty here; the next round opens and locks it, unless
        * another download is quicker: then its lock decides. */
       if (folder) {
-        if (mkdirat(r->dir_fd, s->part_name, FOLDER_MODE) == 0) {
+        if (mkdirat(r->dir_fd, s->part_name, FSUTIL_FOLDER_MODE) == 0) {
           have_made =
               fstatat(r->dir_fd, s->part_name, &made, AT_SYMLINK_NOFOLLOW) == 0;
         } else if (errno != EEXIST) {
@@ -1566,7 +1066,7 @@ static int part_lock(const struct storage *s, struct open_req *r) {
       } else {
         fd = openat(r->dir_fd, s->part_name,
                     O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
-                    PART_MODE);
+                    FSUTIL_FILE_MODE);
         if (fd >= 0) {
           have_made = fstat(fd, &made) == 0;
           close(fd);
@@ -1636,22 +1136,14 @@ static int final_absent(const struct storage *s, int dir_fd) {
 /* ------------------------------------------------------------------------ */
 /* Room for the partial copy, from workers */
 
-static uint64_t add_sat(uint64_t a, uint64_t b) {
-  return a > UINT64_MAX - b ? UINT64_MAX : a + b;
-}
-
-/* Bytes that size bytes take in whole blocks of bs. */
-static uint64_t whole_blocks(uint64_t size, uint64_t bs) {
-  return add_sat(size / bs * bs, size % bs != 0 ? bs : 0);
-}
-
 /* Looks at file i of a partial copy that was there before this open:
  * returns -ENOENT when it is missing, else 0 with its status in st. */
 static int part_file_stat(const struct storage *s, const struct open_req *r,
                           uint32_t i, struct stat *st) {
-  int fd = s->m->kind == MANIFEST_KIND_FILE
-               ? r->root_fd
-               : open_under(r->root_fd, part_rel(s, i), O_RDONLY, 0, NULL);
+  int fd =
+      s->m->kind == MANIFEST_KIND_FILE
+          ? r->root_fd
+          : fsutil_open_under(r->root_fd, part_rel(s, i), O_RDONLY, 0, NULL);
   int err = 0;
 
   if (fd < 0) {
@@ -1691,7 +1183,7 @@ static int space_check(const struct storage *s, struct open_req *r) {
   }
   const uint64_t bs = v.f_frsize;
   for (uint32_t i = 0; i < m->file_count; i++) {
-    uint64_t want = whole_blocks(m->files[i].size, bs);
+    uint64_t want = fsutil_whole_blocks(m->files[i].size, bs);
     uint64_t has = 0;
     struct stat st;
     int err = r->created ? -ENOENT : part_file_stat(s, r, i, &st);
@@ -1709,12 +1201,11 @@ static int space_check(const struct storage *s, struct open_req *r) {
     if (has > want) {
       has = want;
     }
-    need = add_sat(need, want - has);
-    held = add_sat(held, has);
+    need = fsutil_add_sat(need, want - has);
+    held = fsutil_add_sat(held, has);
   }
   r->need = need;
-  uint64_t avail =
-      v.f_bavail > UINT64_MAX / bs ? UINT64_MAX : (uint64_t)v.f_bavail * bs;
+  uint64_t avail = fsutil_avail_bytes(&v);
   if (need > avail) {
     fmt_bytes(free_s, sizeof(free_s), avail);
     fmt_bytes(need_s, sizeof(need_s), need);
@@ -1756,64 +1247,7 @@ static int part_empty(const struct storage *s, int root_fd) {
   if (fd < 0) {
     return -errno;
   }
-  return empty_dir_fd(fd, 0);
-}
-
-/* Removes every empty folder under the folder dfd (taken), deepest first;
- * returns whether dfd itself ended up empty. */
-static int remove_empty_dirs(int dfd, unsigned depth) {
-  struct dirent *e;
-  DIR *d = fdopendir(dfd);
-  int empty = 1;
-
-  if (d == NULL) {
-    close(dfd);
-    return 0;
-  }
-  while ((e = readdir(d)) != NULL) {
-    struct stat st;
-    if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0) {
-      continue;
-    }
-    if (depth < RMTREE_MAX_DEPTH &&
-        fstatat(dirfd(d), e->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
-        S_ISDIR(st.st_mode)) {
-      int fd = openat(dirfd(d), e->d_name,
-                      O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-      if (fd >= 0 && remove_empty_dirs(fd, depth + 1) &&
-          unlinkat(dirfd(d), e->d_name, AT_REMOVEDIR) == 0) {
-        continue;
-      }
-    }
-    empty = 0;
-  }
-  closedir(d);
-  return empty;
-}
-
-/* Removes the file rel ('/'-separated) under base, through its folder
- * opened without following a symlink. */
-static void unlink_under(int base, const char *rel) {
-  char dir[MANIFEST_MAX_PATH + 1];
-  const char *slash = strrchr(rel, '/');
-  size_t n;
-  int fd;
-
-  if (slash == NULL) {
-    (void)unlinkat(base, rel, 0);
-    return;
-  }
-  n = (size_t)(slash - rel);
-  if (n >= sizeof(dir)) {
-    return;
-  }
-  memcpy(dir, rel, n);
-  dir[n] = '\0';
-  fd = open_under(base, dir, O_RDONLY | O_DIRECTORY, 0, NULL);
-  if (fd >= 0) {
-    (void)unlinkat(fd, slash + 1, 0);
-    close(fd);
-  }
+  return fsutil_empty_dir(fd);
 }
 
 /* Gives back what a failed open took, still under the lock. A partial
@@ -1829,7 +1263,7 @@ static void open_undo(const struct storage *s, struct open_req *r) {
 
   if (!r->resumed) {
     if (r->created || r->changing) {
-      (void)rmtree_at(r->dir_fd, s->part_name, 0);
+      (void)fsutil_rmtree_at(r->dir_fd, s->part_name);
     }
     return;
   }
@@ -1839,11 +1273,12 @@ static void open_undo(const struct storage *s, struct open_req *r) {
   for (uint32_t i = 0; i < m->file_count; i++) {
     uint64_t old = r->old_size[i];
     if (old == SIZE_CREATED) {
-      unlink_under(r->root_fd, part_rel(s, i));
+      fsutil_unlink_under(r->root_fd, part_rel(s, i));
     } else if (old < m->files[i].size) {
       int fd = m->kind == MANIFEST_KIND_FILE
                    ? r->root_fd
-                   : open_under(r->root_fd, part_rel(s, i), O_WRONLY, 0, NULL);
+                   : fsutil_open_under(r->root_fd, part_rel(s, i), O_WRONLY, 0,
+                                       NULL);
       if (fd >= 0) {
         (void)ftruncate(fd, (off_t)old);
         if (fd != r->root_fd) {
@@ -1855,7 +1290,7 @@ static void open_undo(const struct storage *s, struct open_req *r) {
   if (m->kind == MANIFEST_KIND_FOLDER) {
     int fd = openat(r->root_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (fd >= 0) {
-      (void)remove_empty_dirs(fd, 0);
+      (void)fsutil_remove_empty_dirs(fd);
     }
   }
 }
@@ -1923,19 +1358,19 @@ static void open_work(uv_work_t *w) {
     }
   }
   if (m->kind == MANIFEST_KIND_FILE) {
-    err = size_file(r->root_fd, m->files[0].size);
+    err = fsutil_preallocate(r->root_fd, m->files[0].size);
     if (err != 0) {
       goto fail;
     }
-    r->direct_fd = open_direct(r->dir_fd, s->part_name, r->root_fd);
+    r->direct_fd = fsutil_open_direct(r->dir_fd, s->part_name, r->root_fd);
   } else {
     for (uint32_t i = 0; i < m->file_count; i++) {
-      int fd = open_under(r->root_fd, part_rel(s, i), 0, 1, NULL);
+      int fd = fsutil_open_under(r->root_fd, part_rel(s, i), 0, 1, NULL);
       if (fd < 0) {
         err = fd;
         goto fail;
       }
-      err = size_file(fd, m->files[i].size);
+      err = fsutil_preallocate(fd, m->files[i].size);
       close(fd);
       if (err != 0) {
         goto fail;
@@ -2030,7 +1465,7 @@ static void hash_work(uv_work_t *w) {
       continue;
     }
     uint32_t len = manifest_chunk_len(m, idx);
-    if (pread_full(fd, buf, len, off) == (ssize_t)len &&
+    if (fsutil_pread_full(fd, buf, len, off) == (ssize_t)len &&
         manifest_verify_chunk(m, idx, buf, len) == 0) {
       bit_set(j->ok, idx - j->c0);
     }
@@ -2325,12 +1760,6 @@ int storage_put_chunk_ex(struct storage *s, uint32_t idx, uint8_t *data,
 /* ------------------------------------------------------------------------ */
 /* Reading blocks */
 
-static int stat_matches(const struct stat *st, const struct manifest_file *f) {
-  return S_ISREG(st->st_mode) && (uint64_t)st->st_size == f->size &&
-         st->st_mtim.tv_sec == f->mtime_sec &&
-         st->st_mtim.tv_nsec == f->mtime_nsec;
-}
-
 /* Says in out how file idx, as st shows it now, differs from when it was
  * hashed (st NULL: it is gone, or no longer a plain file). */
 static void describe_change(const struct manifest *m, uint32_t idx,
@@ -2357,7 +1786,7 @@ static int source_open(const struct storage *s, uint32_t idx) {
   if (base < 0) {
     return errno == ENOENT || errno == ENOTDIR ? SHOAL_ECHANGED : -errno;
   }
-  fd = open_under(base, m->files[idx].path, O_RDONLY, 0, NULL);
+  fd = fsutil_open_under(base, m->files[idx].path, O_RDONLY, 0, NULL);
   close(base);
   if (fd == UV_ENOENT || fd == UV_ELOOP || fd == UV_ENOTDIR) {
     return SHOAL_ECHANGED;
@@ -2385,7 +1814,7 @@ static int verify_source_chunk(int fd, const struct read_req *r) {
     if (want > SOURCE_VERIFY_PIECE) {
       want = SOURCE_VERIFY_PIECE;
     }
-    ssize_t n = pread_full(fd, piece, want, r->chunk_offset + done);
+    ssize_t n = fsutil_pread_full(fd, piece, want, r->chunk_offset + done);
     if (n < 0) {
       err = (int)n;
       goto out;
@@ -2433,7 +1862,7 @@ static void source_read_work(uv_work_t *w) {
     r->status = -errno;
     goto out;
   }
-  if (!stat_matches(&st, f)) {
+  if (!fsutil_stat_matches(&st, f)) {
     describe_change(m, r->file, &st, &r->change);
     r->status = SHOAL_ECHANGED;
     goto out;
@@ -2452,12 +1881,13 @@ static void source_read_work(uv_work_t *w) {
       goto out;
     }
   }
-  n = pread_full(fd, r->data, r->len, r->offset);
+  n = fsutil_pread_full(fd, r->data, r->len, r->offset);
   if (n < 0) {
     r->status = (int)n;
     goto out;
   }
-  if ((size_t)n != r->len || fstat(fd, &st) != 0 || !stat_matches(&st, f)) {
+  if ((size_t)n != r->len || fstat(fd, &st) != 0 ||
+      !fsutil_stat_matches(&st, f)) {
     describe_change(m, r->file, fstat(fd, &st) == 0 ? &st : NULL, &r->change);
     r->status = SHOAL_ECHANGED;
     goto out;
@@ -2481,7 +1911,7 @@ static void download_read_work(uv_work_t *w) {
     r->status = fd;
     return;
   }
-  n = pread_full(fd, r->data, r->len, r->offset);
+  n = fsutil_pread_full(fd, r->data, r->len, r->offset);
   file_release(s, fd);
   r->status = n < 0 ? (int)n : (size_t)n == r->len ? 0 : UV_EIO;
 }
@@ -2627,7 +2057,7 @@ static void check_work(uv_work_t *w) {
       return;
     }
     close(fd);
-    if (!stat_matches(&st, &m->files[i])) {
+    if (!fsutil_stat_matches(&st, &m->files[i])) {
       describe_change(m, i, &st, &c->change);
       c->status = SHOAL_ECHANGED;
       return;
@@ -2690,44 +2120,17 @@ static size_t folder_len(const char *rel) {
   return slash != NULL ? (size_t)(slash - rel) : 0;
 }
 
-/* The process's umask, from /proc/self/status ("Umask:", Linux 4.7 and
- * later): umask() can only read it by setting it, and for that moment every
- * file another thread creates would get the wrong mode. -1 when it cannot
- * be read. */
-static int read_umask(void) {
-  char line[128];
-  int mask = -1;
-  FILE *f = fopen("/proc/self/status", "re");
-
-  if (f == NULL) {
-    return -1;
-  }
-  while (fgets(line, sizeof(line), f) != NULL) {
-    if (strncmp(line, "Umask:", 6) == 0) {
-      char *end;
-      errno = 0;
-      unsigned long v = strtoul(line + 6, &end, 8);
-      if (errno == 0 && end != line + 6 && v <= 0777) {
-        mask = (int)v;
-      }
-      break;
-    }
-  }
-  fclose(f);
-  return mask;
-}
-
 /* The mode a finished file gets: 0644, or 0755 when the manifest marks it
  * executable, less the umask. Nothing but the manifest's one bit and the
  * umask decides it, and only permission bits are ever set. When the umask
  * cannot be read, the file's own mode stands in for 0644 less it (the
- * partial file was made PART_MODE under it), and an executable gets the
- * execute bit wherever it may be read. */
+ * partial file was made FSUTIL_FILE_MODE under it), and an executable gets
+ * the execute bit wherever it may be read. */
 static mode_t finished_mode(const struct manifest_file *f, mode_t partial,
                             int mask) {
   int exec = (f->mode & MANIFEST_MODE_EXEC) != 0;
   if (mask >= 0) {
-    return (mode_t)((exec ? 0755 : PART_MODE) & ~mask);
+    return (mode_t)((exec ? 0755 : FSUTIL_FILE_MODE) & ~mask);
   }
   mode_t rw = partial & 0666;
   return exec ? rw | ((rw & 0444) >> 2) : rw;
@@ -2751,7 +2154,7 @@ static int finish_file(int fd, const struct manifest_file *f, int mask) {
   if (futimens(fd, ts) != 0) {
     return -errno;
   }
-  return fsync_fd(fd);
+  return fsutil_fsync(fd);
 }
 
 /* Creates the manifest's empty folders, and the folders on the way to
@@ -2760,51 +2163,8 @@ static int finish_file(int fd, const struct manifest_file *f, int mask) {
  * runs again); anything else in its place means the partial folder was
  * tampered with, and the finish fails. */
 static int make_empty_folders(const struct storage *s) {
-  char seg[MANIFEST_MAX_SEGMENT + 1];
-
   for (uint32_t i = 0; i < s->m->folder_count; i++) {
-    const char *p = s->m->folders[i] + s->name_len + 1;
-    int cur = s->root_fd;
-    int err = 0;
-
-    while (err == 0) {
-      const char *slash = strchr(p, '/');
-      size_t n = slash != NULL ? (size_t)(slash - p) : strlen(p);
-      /* Decoded manifests never hold such segments; as in open_under, a
-       * path must not leave the folder even if that changed. */
-      if (n == 0 || n > MANIFEST_MAX_SEGMENT || (n == 1 && p[0] == '.') ||
-          (n == 2 && p[0] == '.' && p[1] == '.')) {
-        err = SHOAL_EPATH;
-        break;
-      }
-      memcpy(seg, p, n);
-      seg[n] = '\0';
-      int created = mkdirat(cur, seg, FOLDER_MODE) == 0;
-      if (!created && errno != EEXIST) {
-        err = -errno;
-        break;
-      }
-      if (created) {
-        err = fsync_fd(cur);
-      }
-      int next =
-          openat(cur, seg, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-      if (next < 0) {
-        err = err != 0 ? err : -errno;
-        break;
-      }
-      if (cur != s->root_fd) {
-        close(cur);
-      }
-      cur = next;
-      if (err != 0 || slash == NULL) {
-        break;
-      }
-      p = slash + 1;
-    }
-    if (cur != s->root_fd) {
-      close(cur);
-    }
+    int err = fsutil_make_dirs(s->root_fd, s->m->folders[i] + s->name_len + 1);
     if (err != 0) {
       return err;
     }
@@ -2822,7 +2182,7 @@ static int finish_tree(const struct storage *s, int mask) {
     const char *rel = part_rel(s, i);
     size_t len = folder_len(rel);
     int parent;
-    int fd = open_under(s->root_fd, rel, O_RDONLY, 0, &parent);
+    int fd = fsutil_open_under(s->root_fd, rel, O_RDONLY, 0, &parent);
     int err;
 
     if (fd < 0) {
@@ -2833,7 +2193,7 @@ static int finish_tree(const struct storage *s, int mask) {
     /* Files of one folder sort together: sync each folder once. */
     if (err == 0 && parent >= 0 &&
         (prev == NULL || prev_len != len || memcmp(prev, rel, len) != 0)) {
-      err = fsync_fd(parent);
+      err = fsutil_fsync(parent);
     }
     if (parent >= 0) {
       close(parent);
@@ -2853,7 +2213,7 @@ static int finish_tree(const struct storage *s, int mask) {
 static void finish_work(uv_work_t *w) {
   struct finish_req *r = container_of(w, struct finish_req, work);
   const struct storage *s = r->s;
-  int mask = read_umask();
+  int mask = fsutil_umask();
   int err;
 
   if (s->m->kind == MANIFEST_KIND_FOLDER) {
@@ -2865,13 +2225,13 @@ static void finish_work(uv_work_t *w) {
     err = finish_file(s->root_fd, &s->m->files[0], mask);
   }
   if (err == 0) {
-    err = fsync_fd(s->root_fd);
+    err = fsutil_fsync(s->root_fd);
   }
   if (err == 0) {
-    err = rename_noreplace(s->dir_fd, s->part_name, s->m->name);
+    err = fsutil_rename_noreplace(s->dir_fd, s->part_name, s->m->name);
   }
   if (err == 0) {
-    err = fsync_fd(s->dir_fd);
+    err = fsutil_fsync(s->dir_fd);
   }
   r->status = err;
   if (err == 0 && unlink(s->resume_path) != 0 && errno != ENOENT) {
