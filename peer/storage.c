@@ -1,23 +1,13 @@
 /* Storage of one content: a read-only source, or a download into a partial
  * copy that survives a restart.
  *
- * Resume record, at the caller's resume_path (integers big-endian):
- *
- *   offset  size        field
- *   0       8           magic "SHOALRS1"
- *   8       32          content ID (the manifest's id)
- *   40      4 (u32)     chunk count n
- *   44      ceil(n/8)   verified chunks, in the have-map layout of pwire.h:
- *                       chunk 0 in the high bit of byte 0, unused low bits 0
- *   44+b    16          BLAKE2b-128 of every byte before it
- *
- * It is written to a mkstemp() file beside resume_path, fsync'd, renamed
- * over resume_path, and the folder is fsync'd. A record of the wrong size,
- * magic, checksum, chunk count or content is ignored and the download starts
- * over: the partial copy is removed and made again. A record that cannot
- * be read at all (EIO, EMFILE) fails the open instead, keeping the partial
- * copy. A listed chunk is never trusted: it is hashed again on resume, and
- * a resumed partial folder is first pruned to exactly the manifest's paths
+ * Which chunks are verified is kept in a resume record (peer/resume.h) at
+ * the caller's resume_path, saved atomically. A record of the wrong size,
+ * magic, checksum, chunk count or content is ignored and the download
+ * starts over: the partial copy is emptied. A record that cannot be read
+ * at all (EIO, EMFILE) fails the open instead, keeping the partial copy. A
+ * listed chunk is never trusted: it is hashed again on resume, and a
+ * resumed partial folder is first pruned to exactly the manifest's paths
  * (strays would otherwise be renamed into place with it).
  *
  * Threads. Every disk access and every hash runs in a uv_queue_work() item;
@@ -63,14 +53,11 @@
 #include "common/log.h"
 #include "peer/fmt.h"
 #include "peer/fsutil.h"
+#include "peer/resume.h"
 
-#define RECORD_MAGIC "SHOALRS1"
-#define RECORD_MAGIC_BYTES 8
-#define RECORD_HEAD_BYTES (RECORD_MAGIC_BYTES + MANIFEST_ID_BYTES + 4)
-#define RECORD_CHECK_BYTES 16
 /* Re-hash jobs kept queued while a download resumes: enough to keep a few
  * pool threads busy without starving other users of the pool. */
-#define RESUME_JOBS 4
+#define REHASH_JOBS 4
 /* A source chunk is hashed in pieces of this size before it is first
  * served: bounded memory per read in flight, whatever the chunk size. */
 #define SOURCE_VERIFY_PIECE (256u << 10)
@@ -92,13 +79,6 @@
 
 #define container_of(p, type, field)                                           \
   ((type *)(void *)((char *)(p)-offsetof(type, field)))
-
-enum record_state {
-  RECORD_OK = 0,
-  RECORD_NONE,    /* no record */
-  RECORD_CORRUPT, /* unreadable, wrong size, bad magic or checksum */
-  RECORD_OTHER,   /* a valid-looking record of another content */
-};
 
 struct deferred {
   struct deferred *next;
@@ -259,138 +239,6 @@ static void bit_set(uint8_t *map, uint32_t i) {
 
 static void bit_clear(uint8_t *map, uint32_t i) {
   map[i >> 3] &= (uint8_t) ~(0x80u >> (i & 7));
-}
-
-/* ------------------------------------------------------------------------ */
-/* Resume record */
-
-static size_t record_size(uint32_t n) {
-  return RECORD_HEAD_BYTES + map_bytes(n) + RECORD_CHECK_BYTES;
-}
-
-/* Fills magic, content ID, count and checksum around the bitmap. */
-static void record_seal(const struct manifest *m, uint8_t *rec) {
-  size_t body = RECORD_HEAD_BYTES + map_bytes(m->chunk_count);
-  memcpy(rec, RECORD_MAGIC, RECORD_MAGIC_BYTES);
-  memcpy(rec + RECORD_MAGIC_BYTES, m->id, MANIFEST_ID_BYTES);
-  uint8_t *c = rec + RECORD_MAGIC_BYTES + MANIFEST_ID_BYTES;
-  c[0] = (uint8_t)(m->chunk_count >> 24);
-  c[1] = (uint8_t)(m->chunk_count >> 16);
-  c[2] = (uint8_t)(m->chunk_count >> 8);
-  c[3] = (uint8_t)m->chunk_count;
-  crypto_generichash(rec + body, RECORD_CHECK_BYTES, rec, body, NULL, 0);
-}
-
-/* Reads the record at path into listed (which stays untouched unless the
- * record is valid and belongs to m). Returns a record_state, or an error
- * when the record could not be read at all (out of memory, EIO, EMFILE):
- * that must not pass for a bad record, which would discard the partial
- * copy. */
-static int record_read(const char *path, const struct manifest *m,
-                       uint8_t *listed) {
-  const size_t bytes = map_bytes(m->chunk_count);
-  const size_t size = record_size(m->chunk_count);
-  uint8_t check[RECORD_CHECK_BYTES];
-  uint8_t *rec = malloc(size + 1);
-  struct stat st;
-  int state = RECORD_CORRUPT;
-  ssize_t n;
-  int fd;
-
-  if (rec == NULL) {
-    return SHOAL_ENOMEM;
-  }
-  fd = open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
-  if (fd < 0) {
-    /* A symlink in its place is replaced by the next save. */
-    state = errno == ENOENT  ? RECORD_NONE
-            : errno == ELOOP ? RECORD_CORRUPT
-                             : -errno;
-    goto out;
-  }
-  if (fstat(fd, &st) != 0) {
-    state = -errno;
-    goto out;
-  }
-  if (!S_ISREG(st.st_mode)) {
-    goto out;
-  }
-  /* One byte more than expected tells a longer file from a right one. */
-  n = fsutil_pread_full(fd, rec, size + 1, 0);
-  if (n < 0) {
-    state = (int)n;
-    goto out;
-  }
-  if (n >= (ssize_t)RECORD_HEAD_BYTES &&
-      memcmp(rec, RECORD_MAGIC, RECORD_MAGIC_BYTES) == 0 &&
-      memcmp(rec + RECORD_MAGIC_BYTES, m->id, MANIFEST_ID_BYTES) != 0) {
-    state = RECORD_OTHER;
-    goto out;
-  }
-  if (n != (ssize_t)size || memcmp(rec, RECORD_MAGIC, RECORD_MAGIC_BYTES)) {
-    goto out;
-  }
-  crypto_generichash(check, sizeof(check), rec, size - RECORD_CHECK_BYTES, NULL,
-                     0);
-  if (sodium_memcmp(check, rec + size - RECORD_CHECK_BYTES, sizeof(check))) {
-    goto out;
-  }
-  const uint8_t *c = rec + RECORD_MAGIC_BYTES + MANIFEST_ID_BYTES;
-  uint32_t count =
-      (uint32_t)c[0] << 24 | (uint32_t)c[1] << 16 | (uint32_t)c[2] << 8 | c[3];
-  const uint8_t *map = rec + RECORD_HEAD_BYTES;
-  if (count != m->chunk_count ||
-      (bytes > 0 && (m->chunk_count & 7) != 0 &&
-       (map[bytes - 1] & (0xffu >> (m->chunk_count & 7))) != 0)) {
-    goto out;
-  }
-  memcpy(listed, map, bytes);
-  state = RECORD_OK;
-
-out:
-  if (fd >= 0) {
-    close(fd);
-  }
-  free(rec);
-  return state;
-}
-
-/* Writes rec to path atomically: temporary file, fsync, rename, fsync of
- * the folder. */
-static int record_write(const char *path, const uint8_t *rec, size_t len) {
-  size_t plen = strlen(path);
-  char *tmp = malloc(plen + 8);
-  int err = 0;
-  int fd;
-
-  if (tmp == NULL) {
-    return SHOAL_ENOMEM;
-  }
-  memcpy(tmp, path, plen);
-  memcpy(tmp + plen, ".XXXXXX", 8);
-  fd = mkstemp(tmp); /* mode 0600 */
-  if (fd < 0) {
-    err = -errno;
-    free(tmp);
-    return err;
-  }
-  err = fsutil_pwrite_full(fd, rec, len, 0);
-  if (err == 0) {
-    err = fsutil_fsync(fd);
-  }
-  if (close(fd) != 0 && err == 0) {
-    err = -errno;
-  }
-  if (err == 0 && rename(tmp, path) != 0) {
-    err = -errno;
-  }
-  if (err != 0) {
-    unlink(tmp);
-  } else {
-    err = fsutil_fsync_parent(path);
-  }
-  free(tmp);
-  return err;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -618,8 +466,8 @@ static void release_work(uv_work_t *w) {
   struct storage *s = r->s;
 
   if (r->save) {
-    record_seal(s->m, r->record);
-    r->status = record_write(s->resume_path, r->record, r->record_len);
+    resume_seal(r->record, s->m->id, s->m->chunk_count);
+    r->status = resume_write(s->resume_path, r->record, r->record_len);
   }
   if (s->direct_fd >= 0) {
     close(s->direct_fd);
@@ -667,13 +515,13 @@ static void maybe_close(struct storage *s) {
   }
   r = calloc(1, sizeof(*r));
   if (r != NULL && save) {
-    r->record_len = record_size(s->m->chunk_count);
+    r->record_len = resume_size(s->m->chunk_count);
     r->record = malloc(r->record_len);
     if (r->record == NULL) {
       free(r);
       r = NULL;
     } else {
-      memcpy(r->record + RECORD_HEAD_BYTES, s->have, s->have_len);
+      memcpy(r->record + RESUME_MAP_AT, s->have, s->have_len);
     }
   }
   if (r == NULL) {
@@ -703,8 +551,8 @@ static void maybe_close(struct storage *s) {
 
 static void save_work(uv_work_t *w) {
   struct save_req *r = container_of(w, struct save_req, work);
-  record_seal(r->s->m, r->record);
-  r->status = record_write(r->s->resume_path, r->record, r->record_len);
+  resume_seal(r->record, r->s->m->id, r->s->m->chunk_count);
+  r->status = resume_write(r->s->resume_path, r->record, r->record_len);
 }
 
 static void after_save(uv_work_t *w, int status) {
@@ -741,7 +589,7 @@ static void start_save(struct storage *s) {
   struct save_req *r = calloc(1, sizeof(*r));
 
   if (r != NULL) {
-    r->record_len = record_size(s->m->chunk_count);
+    r->record_len = resume_size(s->m->chunk_count);
     r->record = malloc(r->record_len);
   }
   if (r == NULL || r->record == NULL) {
@@ -751,7 +599,7 @@ static void start_save(struct storage *s) {
     return;
   }
   r->s = s;
-  memcpy(r->record + RECORD_HEAD_BYTES, s->have, s->have_len);
+  memcpy(r->record + RESUME_MAP_AT, s->have, s->have_len);
   s->dirty = 0;
   s->saving = 1;
   s->pending++;
@@ -1321,12 +1169,12 @@ static void open_work(uv_work_t *w) {
   if (err != 0) {
     goto fail;
   }
-  r->record = record_read(s->resume_path, m, s->listed);
+  r->record = resume_read(s->resume_path, m->id, m->chunk_count, s->listed);
   if (r->record < 0) {
     err = r->record;
     goto fail;
   }
-  r->resumed = !r->created && r->record == RECORD_OK;
+  r->resumed = !r->created && r->record == RESUME_OK;
   if (!r->resumed) {
     /* Start over: what is there may belong to another content. */
     memset(s->listed, 0, map_bytes(m->chunk_count));
@@ -1503,13 +1351,13 @@ static void after_hash(uv_work_t *w, int status) {
   maybe_close(s);
 }
 
-/* Keeps up to RESUME_JOBS re-hash jobs queued, each over listed chunks of
+/* Keeps up to REHASH_JOBS re-hash jobs queued, each over listed chunks of
  * about MANIFEST_JOB_BYTES. */
 static void queue_hash_jobs(struct storage *s) {
   const struct manifest *m = s->m;
   const uint32_t n = m->chunk_count;
 
-  while (s->hash_jobs < RESUME_JOBS && s->hash_next < n && !s->closing &&
+  while (s->hash_jobs < REHASH_JOBS && s->hash_next < n && !s->closing &&
          s->open_status == 0) {
     uint32_t c0 = s->hash_next;
     while (c0 < n && !bit_get(s->listed, c0)) {
@@ -1558,14 +1406,14 @@ static void after_open(uv_work_t *w, int status) {
     memcpy(s->open_why, r->why, sizeof(s->open_why));
   }
   if (r->status == 0 && !r->resumed) {
-    if (r->record == RECORD_CORRUPT) {
+    if (r->record == RESUME_CORRUPT) {
       log_warn("storage", "%s: resume record is corrupt; starting over",
                s->resume_path);
-    } else if (r->record == RECORD_OTHER) {
+    } else if (r->record == RESUME_OTHER) {
       log_warn("storage",
                "%s: resume record is for another content; starting over",
                s->resume_path);
-    } else if (r->record == RECORD_OK) {
+    } else if (r->record == RESUME_OK) {
       log_info("storage", "%s: partial copy is gone; starting over",
                s->final_path);
     } else if (r->part_existed) {

@@ -808,8 +808,8 @@ static void test_resume_of_a_folder_download(void **state) {
   manifest_free(m);
 }
 
-/* Writes a resume record by hand, following the layout documented at the
- * top of storage.c, listing the chunks for which listed(i) is true. */
+/* Writes a resume record by hand, following the layout documented in
+ * peer/resume.h, listing the chunks for which listed(i) is true. */
 static void write_record(const struct fx *f, const struct manifest *m,
                          int (*listed)(uint32_t)) {
   size_t bm = ((size_t)m->chunk_count + 7) / 8;
@@ -1037,7 +1037,7 @@ static void test_record_of_another_content_starts_over(void **state) {
   manifest_free(m2);
 }
 
-/* The record's bytes, exactly as the comment in storage.c documents. */
+/* The record's bytes, exactly as peer/resume.h documents them. */
 static void test_resume_record_layout(void **state) {
   struct fx *f = *state;
   char src[PATH_CAP];
