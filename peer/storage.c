@@ -4,8 +4,9 @@
  * keeps the books.
  *
  * The blocking work it queues lives in the modules below it: the partial
- * copy's steps in peer/partcopy.c, the resume record in peer/resume.c, and
- * plain file-system calls in peer/fsutil.c.
+ * copy's steps in peer/partcopy.c, reading a source's files in
+ * peer/source.c, the resume record in peer/resume.c, and plain file-system
+ * calls in peer/fsutil.c.
  *
  * Which chunks are verified is kept in a resume record at the caller's
  * resume_path, saved atomically. A record of the wrong size, magic,
@@ -43,10 +44,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <sodium.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include "common/error.h"
@@ -54,13 +53,11 @@
 #include "peer/fsutil.h"
 #include "peer/partcopy.h"
 #include "peer/resume.h"
+#include "peer/source.h"
 
 /* Re-hash jobs kept queued while a download resumes: enough to keep a few
  * pool threads busy without starving other users of the pool. */
 #define REHASH_JOBS 4
-/* A source chunk is hashed in pieces of this size before it is first
- * served: bounded memory per read in flight, whatever the chunk size. */
-#define SOURCE_VERIFY_PIECE (256u << 10)
 
 #define container_of(p, type, field)                                           \
   ((type *)(void *)((char *)(p)-offsetof(type, field)))
@@ -609,16 +606,12 @@ int storage_open_source(struct storage **out, uv_loop_t *loop,
      * the file again for each block. Each read still checks its size and
      * modification time before and after. If it cannot be opened now, the
      * reads open it themselves (and report why). */
-    int base = open(m->local_root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (base >= 0) {
-      int fd = fsutil_open_under(base, m->files[0].path, O_RDONLY, 0, NULL);
-      s->source_fd = fd >= 0 ? fd : -1;
-      if (fd >= 0) {
-        /* Peers mostly ask for chunks in runs: a larger read-ahead keeps
-         * the disk ahead of them when the file is not in the page cache. */
-        (void)posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
-      }
-      close(base);
+    int fd = source_open(m, 0);
+    s->source_fd = fd >= 0 ? fd : -1;
+    if (fd >= 0) {
+      /* Peers mostly ask for chunks in runs: a larger read-ahead keeps the
+       * disk ahead of them when the file is not in the page cache. */
+      (void)posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
     }
   }
   s->ready = 1;
@@ -962,144 +955,22 @@ int storage_put_chunk_ex(struct storage *s, uint32_t idx, uint8_t *data,
 /* ------------------------------------------------------------------------ */
 /* Reading blocks */
 
-/* Says in out how file idx, as st shows it now, differs from when it was
- * hashed (st NULL: it is gone, or no longer a plain file). */
-static void describe_change(const struct manifest *m, uint32_t idx,
-                            const struct stat *st, struct storage_change *out) {
-  memset(out, 0, sizeof(*out));
-  out->file = idx;
-  if (st == NULL || !S_ISREG(st->st_mode)) {
-    out->kind = STORAGE_CHANGE_GONE;
-  } else if ((uint64_t)st->st_size != m->files[idx].size) {
-    out->kind = STORAGE_CHANGE_SIZE;
-    out->size_now = (uint64_t)st->st_size;
-  } else {
-    out->kind = STORAGE_CHANGE_MTIME;
-  }
-}
-
-/* Opens source file idx for reading, one segment at a time below the
- * shared root. Returns a descriptor or a negative error; a file that is
- * gone or was replaced by a symlink is SHOAL_ECHANGED. */
-static int source_open(const struct storage *s, uint32_t idx) {
-  const struct manifest *m = s->m;
-  int base, fd;
-  base = open(m->local_root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (base < 0) {
-    return errno == ENOENT || errno == ENOTDIR ? SHOAL_ECHANGED : -errno;
-  }
-  fd = fsutil_open_under(base, m->files[idx].path, O_RDONLY, 0, NULL);
-  close(base);
-  if (fd == UV_ENOENT || fd == UV_ELOOP || fd == UV_ENOTDIR) {
-    return SHOAL_ECHANGED;
-  }
-  return fd;
-}
-
-/* Hashes the request's whole chunk from fd and compares it with the
- * manifest: a file rewritten in place with its size and time kept is
- * caught on the first read of each chunk, before any of it is served.
- * Reads in SOURCE_VERIFY_PIECE pieces, so memory stays small whatever the
- * chunk size. Returns 0, SHOAL_EHASH, or a read error. */
-static int verify_source_chunk(int fd, const struct read_req *r) {
-  crypto_generichash_state st;
-  uint8_t got[MANIFEST_HASH_BYTES];
-  uint8_t *piece = malloc(SOURCE_VERIFY_PIECE);
-  uint32_t done = 0;
-  int err = 0;
-  if (piece == NULL) {
-    return SHOAL_ENOMEM;
-  }
-  crypto_generichash_init(&st, NULL, 0, sizeof(got));
-  while (done < r->chunk_len) {
-    uint32_t want = r->chunk_len - done;
-    if (want > SOURCE_VERIFY_PIECE) {
-      want = SOURCE_VERIFY_PIECE;
-    }
-    ssize_t n = fsutil_pread_full(fd, piece, want, r->chunk_offset + done);
-    if (n < 0) {
-      err = (int)n;
-      goto out;
-    }
-    if ((uint32_t)n != want) {
-      err = SHOAL_EHASH; /* shorter than it was: no longer the chunk */
-      goto out;
-    }
-    crypto_generichash_update(&st, piece, want);
-    done += want;
-  }
-  crypto_generichash_final(&st, got, sizeof(got));
-  if (sodium_memcmp(got, r->s->m->hashes + (size_t)r->chunk * sizeof(got),
-                    sizeof(got)) != 0) {
-    err = SHOAL_EHASH;
-  }
-out:
-  free(piece);
-  return err;
-}
-
-/* A source file is read only when it is still what was hashed: same size
- * and modification time before the read and after it, and, for the first
- * read of each chunk, the same bytes (verify_source_chunk). */
+/* A source file is read only when it is still what was hashed. */
 static void source_read_work(uv_work_t *w) {
   struct read_req *r = container_of(w, struct read_req, work);
-  const struct manifest *m = r->s->m;
-  const struct manifest_file *f = &m->files[r->file];
-  struct stat st;
-  ssize_t n;
-  int fd;
-  int err;
+  const struct source_block b = {
+      .file = r->file,
+      .offset = r->offset,
+      .len = r->len,
+      .chunk = r->chunk,
+      .chunk_offset = r->chunk_offset,
+      .chunk_len = r->chunk_len,
+      .verify = r->verify,
+  };
 
   /* The one file of a file content stays open for the storage's life,
    * instead of being opened again for each block. */
-  fd = r->s->source_fd >= 0 ? r->s->source_fd : source_open(r->s, r->file);
-  if (fd < 0) {
-    if (fd == SHOAL_ECHANGED) {
-      describe_change(m, r->file, NULL, &r->change);
-    }
-    r->status = fd;
-    return;
-  }
-  if (fstat(fd, &st) != 0) {
-    r->status = -errno;
-    goto out;
-  }
-  if (!fsutil_stat_matches(&st, f)) {
-    describe_change(m, r->file, &st, &r->change);
-    r->status = SHOAL_ECHANGED;
-    goto out;
-  }
-  if (r->verify) {
-    err = verify_source_chunk(fd, r);
-    if (err == SHOAL_EHASH) {
-      memset(&r->change, 0, sizeof(r->change));
-      r->change.kind = STORAGE_CHANGE_HASH;
-      r->change.file = r->file;
-      r->change.chunk = r->chunk;
-      err = SHOAL_ECHANGED;
-    }
-    if (err != 0) {
-      r->status = err;
-      goto out;
-    }
-  }
-  n = fsutil_pread_full(fd, r->data, r->len, r->offset);
-  if (n < 0) {
-    r->status = (int)n;
-    goto out;
-  }
-  if ((size_t)n != r->len || fstat(fd, &st) != 0 ||
-      !fsutil_stat_matches(&st, f)) {
-    describe_change(m, r->file, fstat(fd, &st) == 0 ? &st : NULL, &r->change);
-    r->status = SHOAL_ECHANGED;
-    goto out;
-  }
-  r->status = 0;
-
-out:
-  if (fd != r->s->source_fd) {
-    close(fd);
-  }
+  r->status = source_read(r->s->m, r->s->source_fd, &b, r->data, &r->change);
 }
 
 static void download_read_work(uv_work_t *w) {
@@ -1241,30 +1112,7 @@ struct check_req {
 /* On the thread pool: every file, by its path, against what was hashed. */
 static void check_work(uv_work_t *w) {
   struct check_req *c = container_of(w, struct check_req, work);
-  const struct manifest *m = c->s->m;
-  struct stat st;
-  c->status = 0;
-  for (uint32_t i = 0; i < m->file_count; i++) {
-    int fd = source_open(c->s, i);
-    if (fd < 0) {
-      if (fd == SHOAL_ECHANGED) {
-        describe_change(m, i, NULL, &c->change);
-      }
-      c->status = fd;
-      return;
-    }
-    if (fstat(fd, &st) != 0) {
-      c->status = -errno;
-      close(fd);
-      return;
-    }
-    close(fd);
-    if (!fsutil_stat_matches(&st, &m->files[i])) {
-      describe_change(m, i, &st, &c->change);
-      c->status = SHOAL_ECHANGED;
-      return;
-    }
-  }
+  c->status = source_check(c->s->m, &c->change);
 }
 
 static void after_check(uv_work_t *w, int status) {
