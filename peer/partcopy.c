@@ -36,7 +36,32 @@
 #define SIZE_CREATED UINT64_MAX
 
 /* ------------------------------------------------------------------------ */
-/* Names */
+/* Layout and names */
+
+int partcopy_check_layout(const struct manifest *m) {
+  size_t nl = strlen(m->name);
+
+  if (manifest_check_path(m->name, nl) != 0 || memchr(m->name, '/', nl)) {
+    return SHOAL_EPATH;
+  }
+  if (m->kind == MANIFEST_KIND_FILE) {
+    if (m->file_count != 1 || strcmp(m->files[0].path, m->name) != 0) {
+      return SHOAL_EPATH;
+    }
+  } else if (m->kind == MANIFEST_KIND_FOLDER) {
+    for (uint32_t i = 0; i < m->file_count; i++) {
+      const char *p = m->files[i].path;
+      size_t n = strlen(p);
+      if (n <= nl + 1 || memcmp(p, m->name, nl) != 0 || p[nl] != '/' ||
+          manifest_check_path(p, n) != 0) {
+        return SHOAL_EPATH;
+      }
+    }
+  } else {
+    return SHOAL_EINVAL;
+  }
+  return 0;
+}
 
 int partcopy_init(struct partcopy *pc, const struct manifest *m,
                   const char *dir) {

@@ -35,6 +35,13 @@ struct partcopy {
   int direct_fd; /* file content: the partial file with O_DIRECT, else -1 */
 };
 
+/* Whether m can be laid out as a partial copy: its name is one valid path
+ * segment, a file manifest has exactly one path, the name, and every path
+ * of a folder manifest is the name, '/', and a valid rest, so that each
+ * joins under DIR as NAME.shoal-part[/rest]. Returns 0, SHOAL_EPATH, or
+ * SHOAL_EINVAL for a manifest of neither kind. Touches no disk. */
+int partcopy_check_layout(const struct manifest *m);
+
 /* Fills in pc for a download of m (borrowed; its layout checked already)
  * into dir (copied), with no descriptor open. Returns 0 or SHOAL_ENOMEM;
  * either way partcopy_close releases what pc holds. */

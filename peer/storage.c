@@ -543,32 +543,6 @@ static int check_sizes(const struct manifest *m) {
   return 0;
 }
 
-/* Every path must join under DIR as NAME.shoal-part[/rest]. */
-static int check_layout(const struct manifest *m) {
-  size_t nl = strlen(m->name);
-
-  if (manifest_check_path(m->name, nl) != 0 || memchr(m->name, '/', nl)) {
-    return SHOAL_EPATH;
-  }
-  if (m->kind == MANIFEST_KIND_FILE) {
-    if (m->file_count != 1 || strcmp(m->files[0].path, m->name) != 0) {
-      return SHOAL_EPATH;
-    }
-  } else if (m->kind == MANIFEST_KIND_FOLDER) {
-    for (uint32_t i = 0; i < m->file_count; i++) {
-      const char *p = m->files[i].path;
-      size_t n = strlen(p);
-      if (n <= nl + 1 || memcmp(p, m->name, nl) != 0 || p[nl] != '/' ||
-          manifest_check_path(p, n) != 0) {
-        return SHOAL_EPATH;
-      }
-    }
-  } else {
-    return SHOAL_EINVAL;
-  }
-  return check_sizes(m);
-}
-
 int storage_open_source(struct storage **out, uv_loop_t *loop,
                         const struct manifest *m) {
   struct storage *s;
@@ -810,7 +784,10 @@ int storage_open_download(struct storage **out, uv_loop_t *loop,
       resume_path[0] == '\0') {
     return SHOAL_EINVAL;
   }
-  err = check_layout(m);
+  err = partcopy_check_layout(m);
+  if (err == 0) {
+    err = check_sizes(m);
+  }
   if (err != 0) {
     return err;
   }
