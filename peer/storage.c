@@ -892,11 +892,12 @@ static void after_put(uv_work_t *w, int status) {
 
 int storage_put_chunk(struct storage *s, uint32_t idx, uint8_t *data,
                       storage_cb cb, void *arg) {
-  return storage_put_chunk_ex(s, idx, data, NULL, cb, arg);
+  return storage_put_chunk_or_hash_blocks(s, idx, data, NULL, cb, arg);
 }
 
-int storage_put_chunk_ex(struct storage *s, uint32_t idx, uint8_t *data,
-                         uint8_t *bad_hashes, storage_cb cb, void *arg) {
+int storage_put_chunk_or_hash_blocks(struct storage *s, uint32_t idx,
+                                     uint8_t *data, uint8_t *bad_hashes,
+                                     storage_cb cb, void *arg) {
   struct put_req *r;
   int err;
 
