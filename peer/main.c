@@ -1,12 +1,9 @@
 /* shoal-peer: share and get files, client and server at once.
  *
- * The command line is read with getopt_long: options may come anywhere,
- * take their value as "--opt=value" or "--opt value", and "--" ends them.
- * Each option applies to some commands only (opt_table below, the table in
- * docs/shoal-peer.1); one given to another command is a usage error. Every
- * usage error is one line on stderr and exit status 2, before anything is
- * done; a failure once the command runs is one line "shoal-peer: error:"
- * (and one "error" event with --json) and exit status 1.
+ * The command line is read into a struct cli by cli.c; every usage error
+ * is one line on stderr and exit status 2, before anything is done; a
+ * failure once the command runs is one line "shoal-peer: error:" (and one
+ * "error" event with --json) and exit status 1.
  *
  * Everything a name from the disk, a manifest or a tracker reaches the
  * terminal through goes through fmt_term_escape first; --json strings are
@@ -15,10 +12,8 @@
 #include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <getopt.h>
 #include <malloc.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -35,6 +30,7 @@
 #include "common/log.h"
 #include "common/manifest.h"
 #include "common/textid.h"
+#include "peer/cli.h"
 #include "peer/fmt.h"
 #include "peer/node.h"
 #include "peer/tracker_client.h"
@@ -49,153 +45,17 @@
 #define PLAIN_COLS 4096u
 /* A message as shown: every byte of it escaped takes at most six. */
 #define SHOWN_BYTES(n) (6u * (n) + 1u)
-/* The variable that stands for --tracker when none is given. */
-#define TRACKER_ENV "SHOAL_TRACKER"
-
-static const char usage[] =
-    "usage: shoal-peer share PATH... [--tracker HOST[:PORT]]... [options]\n"
-    "       shoal-peer get LINK|CONTENT-ID... [-o DIR] [--seed] [options]\n"
-    "       shoal-peer search WORD... [--tracker HOST[:PORT]]... [--limit N]\n"
-    "       shoal-peer id [--home DIR] [--json]\n"
-    "       shoal-peer -h | -V\n"
-    "\n"
-    "Shares files and folders with other peers, and gets them, through a\n"
-    "shoal tracker. One process serves what it holds and fetches what it\n"
-    "lacks from many peers at once; every chunk is checked against the\n"
-    "publisher's signed manifest.\n"
-    "\n"
-    "Options, and the commands they apply to (any other is an error):\n"
-    "  -o, --output=DIR          get: where the content goes (.), made if\n"
-    "                            missing\n"
-    "      --seed                get: keep serving after it completes\n"
-    "      --tracker=HOST[:PORT] share, get, search: a tracker (repeatable;\n"
-    "                            port 7070 if left out; IPv6 as [ADDR])\n"
-    "      --tracker-key=ID      share, get, search: the tracker's public key\n"
-    "                            (else learned from its first signed reply)\n"
-    "      --listen=ADDR:PORT    share, get: accept peers here ([::]:0, or\n"
-    "                            0.0.0.0:0 without IPv6)\n"
-    "      --max-peers=N         share, get: sessions per content, 1..256 "
-    "(50)\n"
-    "      --upload-rate=R       share, get: bytes a second, e.g. 500k, 10M\n"
-    "                            (0: no limit)\n"
-    "      --download-rate=R     get: the same for downloads\n"
-    "      --mode=p2p|cs         share, get: swarm (p2p), or the client-"
-    "server\n"
-    "                            baseline: fetch from the publisher only,\n"
-    "                            upload nothing\n"
-    "      --interval-cap=S      share, get: announce at least every S "
-    "seconds\n"
-    "      --limit=N             search: results, 1..50 (20)\n"
-    "      --home=DIR            all: keys and resume state\n"
-    "                            ($XDG_DATA_HOME/shoal)\n"
-    "      --log-level=LEVEL     all: error, warn, info or debug (warn)\n"
-    "      --json                all: one JSON object per line on stdout\n"
-    "  -q, --quiet               all: no progress and no warnings\n"
-    "  -h, --help                this text\n"
-    "  -V, --version             the version\n"
-    "\n"
-    "Options may come before or after the arguments; -- ends them.\n"
-    "SHOAL_TRACKER (trackers separated by commas or spaces) stands for\n"
-    "--tracker when none is given.\n";
-
-enum cmd { CMD_NONE, CMD_SHARE, CMD_GET, CMD_SEARCH, CMD_ID };
-
-/* Which commands an option applies to: one bit each. */
-#define FOR_SHARE (1u << CMD_SHARE)
-#define FOR_GET (1u << CMD_GET)
-#define FOR_SEARCH (1u << CMD_SEARCH)
-#define FOR_ID (1u << CMD_ID)
-#define FOR_ALL (FOR_SHARE | FOR_GET | FOR_SEARCH | FOR_ID)
-
-/* getopt_long's codes: the short letter, or past any character. */
-enum opt_code {
-  OPT_HELP = 'h',
-  OPT_OUTPUT = 'o',
-  OPT_QUIET = 'q',
-  OPT_VERSION = 'V',
-  OPT_SEED = 256,
-  OPT_TRACKER,
-  OPT_TRACKER_KEY,
-  OPT_LISTEN,
-  OPT_MAX_PEERS,
-  OPT_UPLOAD_RATE,
-  OPT_DOWNLOAD_RATE,
-  OPT_MODE,
-  OPT_INTERVAL_CAP,
-  OPT_LIMIT,
-  OPT_HOME,
-  OPT_LOG_LEVEL,
-  OPT_JSON,
-};
-
-static const struct opt_info {
-  enum opt_code code;
-  const char *name;
-  int has_value;
-  unsigned cmds;
-} opt_table[] = {
-    {OPT_OUTPUT, "output", 1, FOR_GET},
-    {OPT_SEED, "seed", 0, FOR_GET},
-    {OPT_TRACKER, "tracker", 1, FOR_SHARE | FOR_GET | FOR_SEARCH},
-    {OPT_TRACKER_KEY, "tracker-key", 1, FOR_SHARE | FOR_GET | FOR_SEARCH},
-    {OPT_LISTEN, "listen", 1, FOR_SHARE | FOR_GET},
-    {OPT_MAX_PEERS, "max-peers", 1, FOR_SHARE | FOR_GET},
-    {OPT_UPLOAD_RATE, "upload-rate", 1, FOR_SHARE | FOR_GET},
-    {OPT_DOWNLOAD_RATE, "download-rate", 1, FOR_GET},
-    {OPT_MODE, "mode", 1, FOR_SHARE | FOR_GET},
-    {OPT_INTERVAL_CAP, "interval-cap", 1, FOR_SHARE | FOR_GET},
-    {OPT_LIMIT, "limit", 1, FOR_SEARCH},
-    {OPT_HOME, "home", 1, FOR_ALL},
-    {OPT_LOG_LEVEL, "log-level", 1, FOR_ALL},
-    {OPT_JSON, "json", 0, FOR_ALL},
-    {OPT_QUIET, "quiet", 0, FOR_ALL},
-    {OPT_HELP, "help", 0, FOR_ALL},
-    {OPT_VERSION, "version", 0, FOR_ALL},
-};
-#define OPT_COUNT (sizeof(opt_table) / sizeof(opt_table[0]))
-/* "-q" in getopt's terms; the leading '-' hands over the arguments in
- * order (so POSIXLY_CORRECT cannot stop at the first one) and ':' reports
- * a missing value apart from an unknown option. */
-static const char short_opts[] = "-:ho:qV";
-
-/* What the command line said, before it is checked. */
-struct cmdline {
-  const char *value[OPT_COUNT]; /* the last value of each option */
-  int given[OPT_COUNT];
-  const char *trackers[LINK_MAX_TRACKERS + 1]; /* every --tracker */
-  unsigned ntrackers;
-};
-
-/* One content a get fetches: its ID, and its link when it came as one. */
-struct get_item {
-  uint8_t content[MANIFEST_ID_BYTES];
-  struct share_link link;
-  struct link_tracker trackers[LINK_MAX_TRACKERS];
-  unsigned ntrackers;
-  uint8_t key[32];
-  int have_key;
-};
-
 struct app {
-  enum cmd cmd;
+  struct cli cli; /* what the command line says */
   uv_loop_t loop;
   struct identity id;
   struct node *node;
   struct node_config cfg;
   char home[4096];
-  const char *out_dir;
-  int seed;
-  int quiet;
-  int json;
   int tty;
   size_t cols; /* the terminal's width, when tty */
-  unsigned limit;
   int lock_fd;
-  struct link_tracker trackers[LINK_MAX_TRACKERS];
-  unsigned ntrackers;
-  uint8_t tracker_key[32];
-  int have_key;
-  char **args;
+  char **args; /* the command's arguments (cli's) */
   int nargs;
   /* share */
   int builds_left;
@@ -204,11 +64,9 @@ struct app {
   uint64_t last_hash_ms;
   /* run state */
   int exit_code;
-  int started;           /* a share or get began: the run prints its totals */
-  int finished;          /* the command's work is done (or failed) */
-  int completed;         /* get: every content is complete */
-  struct get_item *gets; /* get: the contents asked for */
-  int ngets;
+  int started;     /* a share or get began: the run prints its totals */
+  int finished;    /* the command's work is done (or failed) */
+  int completed;   /* get: every content is complete */
   int gets_left;   /* not complete yet */
   int shares_live; /* share: contents published and still served */
   struct {
@@ -224,7 +82,6 @@ struct app {
   int signals_on; /* the three are initialised and not yet closed */
   struct tcl *tc; /* search */
   unsigned search_tries;
-  struct tmsg_search query;
 };
 
 /* ------------------------------------------------------------------------ */
@@ -262,45 +119,11 @@ static void put_line(FILE *f, const char *prefix, const char *text) {
   free(shown);
 }
 
-/* A usage error: one line (escaped, as it may quote what was typed), exit
- * status 2, nothing done. */
-static int usage_line(int hint, const char *fmt, va_list ap) {
-  char msg[8192];
-  vsnprintf(msg, sizeof(msg), fmt, ap);
-  if (hint) {
-    size_t len = strlen(msg);
-    snprintf(msg + len, sizeof(msg) - len, " — see 'shoal-peer --help'");
-  }
-  put_line(stderr, "shoal-peer: ", msg);
-  return 2;
-}
-
-/* A wrong command line: the help may help. */
-__attribute__((format(printf, 1, 2))) static int fail_usage(const char *fmt,
-                                                            ...) {
-  va_list ap;
-  va_start(ap, fmt);
-  int rc = usage_line(1, fmt, ap);
-  va_end(ap);
-  return rc;
-}
-
-/* A malformed argument (a link, a content ID): the message says what to
- * do itself. */
-__attribute__((format(printf, 1, 2))) static int fail_input(const char *fmt,
-                                                            ...) {
-  va_list ap;
-  va_start(ap, fmt);
-  int rc = usage_line(0, fmt, ap);
-  va_end(ap);
-  return rc;
-}
-
 /* One line naming the cause and what to do; --json also gets an event. */
 static void report_error(struct app *a, int code, const char *msg) {
   clear_progress(a);
   put_line(stderr, "shoal-peer: error: ", msg);
-  if (a->json) {
+  if (a->cli.json) {
     struct buf b;
     buf_init(&b, 1 << 16);
     fmt_json_begin(&b, "error");
@@ -318,7 +141,7 @@ static void print_stats(struct app *a) {
   if (a->node == NULL || !a->started) {
     return;
   }
-  if (a->json) {
+  if (a->cli.json) {
     struct buf b;
     buf_init(&b, 4096);
     fmt_json_begin(&b, "stats");
@@ -329,7 +152,7 @@ static void print_stats(struct app *a) {
                           (double)(uv_now(&a->loop) - a->start_ms) / 1000.0);
     fmt_json_end(&b);
     json_out(&b);
-  } else if (!a->quiet) {
+  } else if (!a->cli.quiet) {
     char up[FMT_NUM_BYTES], down[FMT_NUM_BYTES];
     clear_progress(a);
     fmt_bytes(up, sizeof(up), node_uploaded(a->node));
@@ -390,7 +213,7 @@ static void on_progress(struct app *a, const struct node_swarm_info *s) {
   /* A name of MANIFEST_MAX_SEGMENT bytes, escaped, and the figures. */
   char line[SHOWN_BYTES(MANIFEST_MAX_SEGMENT) + 256];
   /* --quiet is for people: --json output is the same with it. */
-  if (a->json) {
+  if (a->cli.json) {
     uint64_t every = s->seeding ? JSON_PROGRESS_SEED_MS : JSON_PROGRESS_GET_MS;
     uint64_t *last = last_shown(a, s->content);
     char cid[TEXTID_STRLEN];
@@ -414,7 +237,7 @@ static void on_progress(struct app *a, const struct node_swarm_info *s) {
     json_out(&b);
     return;
   }
-  if (a->quiet) {
+  if (a->cli.quiet) {
     return;
   }
   if (a->tty) {
@@ -454,7 +277,7 @@ static void on_node_event(void *arg, const struct node_event *ev) {
 
   switch (ev->type) {
   case NODE_EV_LISTENING:
-    if (a->json) {
+    if (a->cli.json) {
       textid_encode(TEXTID_KEY, a->id.pk, text);
       buf_init(&b, 4096);
       fmt_json_begin(&b, "listening");
@@ -466,13 +289,13 @@ static void on_node_event(void *arg, const struct node_event *ev) {
     break;
   case NODE_EV_TRACKER:
     textid_encode(TEXTID_KEY, ev->key, text);
-    if (a->json) {
+    if (a->cli.json) {
       buf_init(&b, 4096);
       fmt_json_begin(&b, "tracker");
       fmt_json_str_field(&b, "key", text);
       fmt_json_end(&b);
       json_out(&b);
-    } else if (!a->have_key && !a->quiet) {
+    } else if (!a->cli.have_key && !a->cli.quiet) {
       clear_progress(a);
       fprintf(stderr, "shoal-peer: tracker key %s (learned on first use)\n",
               text);
@@ -482,7 +305,7 @@ static void on_node_event(void *arg, const struct node_event *ev) {
     break;
   case NODE_EV_SHARED:
     textid_encode(TEXTID_CONTENT, ev->swarm->content, text);
-    if (a->json) {
+    if (a->cli.json) {
       buf_init(&b, 8192);
       fmt_json_begin(&b, "shared");
       fmt_json_str_field(&b, "name", ev->swarm->name);
@@ -499,7 +322,7 @@ static void on_node_event(void *arg, const struct node_event *ev) {
     a->shares_live++;
     break;
   case NODE_EV_MANIFEST:
-    if (a->json) {
+    if (a->cli.json) {
       buf_init(&b, 4096);
       fmt_json_begin(&b, "manifest");
       fmt_json_str_field(&b, "name", ev->swarm->name);
@@ -508,7 +331,7 @@ static void on_node_event(void *arg, const struct node_event *ev) {
       fmt_json_u64_field(&b, "resumed_bytes", ev->resumed);
       fmt_json_end(&b);
       json_out(&b);
-    } else if (!a->quiet && ev->resumed > 0) {
+    } else if (!a->cli.quiet && ev->resumed > 0) {
       char r[FMT_NUM_BYTES];
       char msg[MANIFEST_MAX_SEGMENT + 128];
       fmt_bytes(r, sizeof(r), ev->resumed);
@@ -523,7 +346,7 @@ static void on_node_event(void *arg, const struct node_event *ev) {
     break;
   case NODE_EV_COMPLETE:
     textid_encode(TEXTID_CONTENT, ev->swarm->content, text);
-    if (a->json) {
+    if (a->cli.json) {
       buf_init(&b, 8192);
       fmt_json_begin(&b, "complete");
       fmt_json_str_field(&b, "content", text);
@@ -543,7 +366,7 @@ static void on_node_event(void *arg, const struct node_event *ev) {
     }
     if (a->gets_left == 0) {
       a->completed = 1;
-      if (!a->seed) {
+      if (!a->cli.seed) {
         a->finished = 1;
         a->exit_code = 0;
         stop_node(a);
@@ -552,14 +375,14 @@ static void on_node_event(void *arg, const struct node_event *ev) {
     break;
   case NODE_EV_BANNED:
     textid_encode(TEXTID_KEY, ev->key, text);
-    if (a->json) {
+    if (a->cli.json) {
       buf_init(&b, 4096);
       fmt_json_begin(&b, "banned");
       fmt_json_str_field(&b, "peer", text);
       fmt_json_str_field(&b, "reason", ev->message);
       fmt_json_end(&b);
       json_out(&b);
-    } else if (!a->quiet) {
+    } else if (!a->cli.quiet) {
       char prefix[TEXTID_STRLEN + 32];
       clear_progress(a);
       snprintf(prefix, sizeof(prefix), "shoal-peer: banned peer %s: ", text);
@@ -567,7 +390,7 @@ static void on_node_event(void *arg, const struct node_event *ev) {
     }
     break;
   case NODE_EV_WARNING:
-    if (a->json) {
+    if (a->cli.json) {
       buf_init(&b, 8192);
       fmt_json_begin(&b, "warning");
       if (ev->swarm != NULL) {
@@ -577,7 +400,7 @@ static void on_node_event(void *arg, const struct node_event *ev) {
       fmt_json_str_field(&b, "message", ev->message);
       fmt_json_end(&b);
       json_out(&b);
-    } else if (!a->quiet) {
+    } else if (!a->cli.quiet) {
       clear_progress(a);
       put_line(stderr, "shoal-peer: ", ev->message);
     }
@@ -585,7 +408,7 @@ static void on_node_event(void *arg, const struct node_event *ev) {
   case NODE_EV_FAILED:
     report_error(a, ev->code, ev->message);
     a->exit_code = 1;
-    if (a->cmd == CMD_SHARE && ev->code == SHOAL_ECHANGED &&
+    if (a->cli.cmd == CLI_SHARE && ev->code == SHOAL_ECHANGED &&
         --a->shares_live > 0) {
       /* The other contents are still served; the exit status will say
        * that one of them was lost. */
@@ -642,9 +465,10 @@ static void on_signal(uv_signal_t *h, int signum) {
      * says so in its exit status; a share, or a get that completed and
      * seeds, ends normally (unless a shared content was lost); a search
      * that had no answer yet did not finish. */
-    a->exit_code = (a->cmd == CMD_GET && !a->completed) || a->cmd == CMD_SEARCH
-                       ? 128 + signum
-                       : a->exit_code;
+    a->exit_code =
+        (a->cli.cmd == CLI_GET && !a->completed) || a->cli.cmd == CLI_SEARCH
+            ? 128 + signum
+            : a->exit_code;
     a->finished = 1;
   }
   log_info("peer", "signal %d: stopping", signum);
@@ -694,7 +518,7 @@ static void on_hash_progress(void *arg, uint64_t done, uint64_t total) {
     return;
   }
   a->last_hash_ms = now;
-  if (a->json) {
+  if (a->cli.json) {
     struct buf b;
     buf_init(&b, 4096);
     fmt_json_begin(&b, "hashing");
@@ -703,7 +527,7 @@ static void on_hash_progress(void *arg, uint64_t done, uint64_t total) {
     fmt_json_u64_field(&b, "total", total);
     fmt_json_end(&b);
     json_out(&b);
-  } else if (a->tty && !a->quiet && total >= (64u << 20)) {
+  } else if (a->tty && !a->cli.quiet && total >= (64u << 20)) {
     char line[SHOWN_BYTES(4096) + 256];
     hash_line(a->args[a->next_path - 1], done, total, a->cols, line,
               sizeof(line));
@@ -718,7 +542,7 @@ static void on_hash_progress(void *arg, uint64_t done, uint64_t total) {
  * terminal; with --json a "left_out" event (--quiet is for people). */
 static void on_skipped(void *arg, const char *path, const char *why) {
   struct app *a = arg;
-  if (a->json) {
+  if (a->cli.json) {
     struct buf b;
     buf_init(&b, 16384);
     fmt_json_begin(&b, "left_out");
@@ -726,7 +550,7 @@ static void on_skipped(void *arg, const char *path, const char *why) {
     fmt_json_str_field(&b, "reason", why);
     fmt_json_end(&b);
     json_out(&b);
-  } else if (!a->quiet) {
+  } else if (!a->cli.quiet) {
     size_t n = strlen(path) + strlen(why) + 16;
     char *msg = malloc(n);
     if (msg == NULL) {
@@ -766,8 +590,8 @@ static void on_built(void *arg, int status, struct manifest *m) {
     share_failed(a, status, msg);
     return;
   }
-  err = node_share(a->node, m, a->trackers, a->ntrackers,
-                   a->have_key ? a->tracker_key : NULL);
+  err = node_share(a->node, m, a->cli.trackers, a->cli.ntrackers,
+                   a->cli.have_key ? a->cli.tracker_key : NULL);
   if (err == SHOAL_ESIZE) {
     snprintf(msg, sizeof(msg),
              "cannot share %s: it holds no files (empty folders are not "
@@ -826,13 +650,14 @@ static void print_result(struct app *a, const struct tmsg_result *x,
   snprintf(l.name, sizeof(l.name), "%s", x->name);
   l.size = x->size;
   memcpy(l.tracker_key, key, 32);
-  l.tracker_count = a->ntrackers;
-  memcpy(l.trackers, a->trackers, a->ntrackers * sizeof(a->trackers[0]));
+  l.tracker_count = a->cli.ntrackers;
+  memcpy(l.trackers, a->cli.trackers,
+         a->cli.ntrackers * sizeof(a->cli.trackers[0]));
   if (link_format(&l, link, sizeof(link)) < 0) {
     return; /* a name the link format cannot carry */
   }
   textid_encode(TEXTID_CONTENT, x->content, cid);
-  if (a->json) {
+  if (a->cli.json) {
     struct buf b;
     buf_init(&b, 16384);
     fmt_json_begin(&b, "search");
@@ -861,8 +686,8 @@ static void on_search(void *arg, int status, const struct tcl_reply *r) {
   if (status == SHOAL_ECANCELED && a->signalled) {
     /* Stopped by a signal: its exit status says so, nothing more. */
   } else if (status != 0 && (r == NULL || r->type != TMSG_ERROR) &&
-             ++a->search_tries < a->ntrackers &&
-             tcl_search(a->tc, &a->query, on_search, a) == 0) {
+             ++a->search_tries < a->cli.ntrackers &&
+             tcl_search(a->tc, &a->cli.query, on_search, a) == 0) {
     /* The client moved on to the next tracker: ask it. */
     return;
   } else if (status != 0) {
@@ -871,9 +696,9 @@ static void on_search(void *arg, int status, const struct tcl_reply *r) {
     a->exit_code = 1;
   } else {
     const uint8_t *key = tcl_key(a->tc);
-    if (r->u.search.count == 0 && !a->json && !a->quiet) {
+    if (r->u.search.count == 0 && !a->cli.json && !a->cli.quiet) {
       fprintf(stderr, "shoal-peer: no matches\n");
-    } else if (r->u.search.count > 0 && !a->json) {
+    } else if (r->u.search.count > 0 && !a->cli.json) {
       printf("%-32s %10s %7s %11s  %s\n", "NAME", "SIZE", "SEEDERS",
              "DOWNLOADERS", "LINK");
     }
@@ -999,384 +824,21 @@ static int load_identity(struct app *a) {
 static int prepare_out_dir(struct app *a) {
   char msg[4400];
   struct stat st;
-  int err = make_dirs(a->out_dir, 0755);
-  if (err == 0 && (stat(a->out_dir, &st) != 0 || !S_ISDIR(st.st_mode))) {
+  int err = make_dirs(a->cli.out_dir, 0755);
+  if (err == 0 && (stat(a->cli.out_dir, &st) != 0 || !S_ISDIR(st.st_mode))) {
     err = UV_ENOTDIR;
   }
   if (err == UV_ENOTDIR) {
     snprintf(msg, sizeof(msg), "%s is not a folder — choose another -o DIR",
-             a->out_dir);
+             a->cli.out_dir);
     report_error(a, err, msg);
     return -1;
   }
   if (err != 0) {
     snprintf(msg, sizeof(msg), "cannot create %s: %s — choose another -o DIR",
-             a->out_dir, shoal_strerror(err));
+             a->cli.out_dir, shoal_strerror(err));
     report_error(a, err, msg);
     return -1;
-  }
-  return 0;
-}
-
-/* ------------------------------------------------------------------------ */
-/* The command line */
-
-static const char *const cmd_names[] = {"", "share", "get", "search", "id"};
-
-static int opt_index(int code) {
-  for (size_t i = 0; i < OPT_COUNT; i++) {
-    if ((int)opt_table[i].code == code) {
-      return (int)i;
-    }
-  }
-  return -1;
-}
-
-/* How an option is named in messages: "-o/--output", or "--seed". */
-static void opt_name(const struct opt_info *o, char *out, size_t cap) {
-  if (o->code < 256) {
-    snprintf(out, cap, "-%c/--%s", (char)o->code, o->name);
-  } else {
-    snprintf(out, cap, "--%s", o->name);
-  }
-}
-
-/* getopt_long said '?': an unknown option, or a value given to one that
- * takes none. */
-static int bad_option(char **argv, int code) {
-  char name[64];
-  int i = opt_index(code);
-  if (i >= 0) {
-    opt_name(&opt_table[i], name, sizeof(name));
-    return fail_usage("%s takes no value", name);
-  }
-  if (code != 0) {
-    return fail_usage("unknown option -%c", (char)code);
-  }
-  /* A long option: getopt_long has moved past it. */
-  const char *text = argv[optind - 1];
-  return fail_usage("unknown option %.*s", (int)strcspn(text, "="), text);
-}
-
-/* Reads argv into cl and the other arguments, in order, into pos. Returns
- * 0; 2 after a usage error; or -1 when -h or -V was answered. */
-static int read_cmdline(int argc, char **argv, struct cmdline *cl, char **pos,
-                        int *npos) {
-  struct option longopts[OPT_COUNT + 1];
-  int c;
-  memset(longopts, 0, sizeof(longopts));
-  for (size_t i = 0; i < OPT_COUNT; i++) {
-    longopts[i].name = opt_table[i].name;
-    longopts[i].has_arg =
-        opt_table[i].has_value ? required_argument : no_argument;
-    longopts[i].val = (int)opt_table[i].code;
-  }
-  opterr = 0; /* every message is ours, and one line */
-  optind = 1;
-  while ((c = getopt_long(argc, argv, short_opts, longopts, NULL)) != -1) {
-    if (c == 1) {
-      pos[(*npos)++] = optarg;
-      continue;
-    }
-    if (c == '?') {
-      return bad_option(argv, optopt);
-    }
-    if (c == ':') {
-      char name[64];
-      int k = opt_index(optopt);
-      assert(k >= 0);
-      opt_name(&opt_table[k], name, sizeof(name));
-      return fail_usage("%s needs a value", name);
-    }
-    if (c == OPT_HELP) {
-      fputs(usage, stdout);
-      return -1;
-    }
-    if (c == OPT_VERSION) {
-      printf("shoal-peer %s\n", SHOAL_VERSION);
-      return -1;
-    }
-    int k = opt_index(c);
-    assert(k >= 0);
-    cl->given[k] = 1;
-    cl->value[k] = optarg;
-    if (c == OPT_TRACKER) {
-      if (cl->ntrackers == LINK_MAX_TRACKERS) {
-        return fail_usage("--tracker: at most %d trackers", LINK_MAX_TRACKERS);
-      }
-      cl->trackers[cl->ntrackers++] = optarg;
-    }
-  }
-  /* After "--", everything is an argument. */
-  while (optind < argc) {
-    pos[(*npos)++] = argv[optind++];
-  }
-  return 0;
-}
-
-static int opt_given(const struct cmdline *cl, int code) {
-  return cl->given[opt_index(code)];
-}
-
-/* The value of an option that was given, or NULL. */
-static const char *opt_value(const struct cmdline *cl, int code) {
-  int k = opt_index(code);
-  return cl->given[k] ? cl->value[k] : NULL;
-}
-
-/* The trackers of SHOAL_TRACKER, for a command line that names none.
- * Returns 0 (with *n 0 when the variable is unset or empty), or 2 after a
- * usage error that names the variable. */
-static int env_trackers(struct link_tracker *out, unsigned *n) {
-  const char *env = getenv(TRACKER_ENV);
-  char bad[LINK_MAX_HOST + 16];
-  const char *why = NULL;
-  *n = 0;
-  if (env == NULL || env[0] == '\0') {
-    return 0;
-  }
-  int err = fmt_parse_tracker_list(env, out, LINK_MAX_TRACKERS, n, &why, bad,
-                                   sizeof(bad));
-  if (err == SHOAL_EBADLINK) {
-    return fail_usage("%s: '%s' is not HOST[:PORT]: %s", TRACKER_ENV, bad, why);
-  }
-  if (err != 0) {
-    return fail_usage("%s='%s': %s; it holds 1 to %d trackers separated "
-                      "by commas or spaces",
-                      TRACKER_ENV, env, why, LINK_MAX_TRACKERS);
-  }
-  return 0;
-}
-
-/* Checks and takes every option's value. Returns 0 or 2. */
-static int take_options(struct app *a, const struct cmdline *cl,
-                        const char **level) {
-  const char *v;
-  uint64_t u;
-  for (size_t i = 0; i < OPT_COUNT; i++) {
-    if (cl->given[i] && (opt_table[i].cmds & (1u << a->cmd)) == 0) {
-      char name[64];
-      opt_name(&opt_table[i], name, sizeof(name));
-      return fail_usage("%s does not apply to %s", name, cmd_names[a->cmd]);
-    }
-  }
-  a->json = opt_given(cl, OPT_JSON);
-  a->quiet = opt_given(cl, OPT_QUIET);
-  a->seed = opt_given(cl, OPT_SEED);
-  if ((v = opt_value(cl, OPT_OUTPUT)) != NULL) {
-    if (v[0] == '\0') {
-      return fail_usage("-o/--output needs a folder, not ''");
-    }
-    a->out_dir = v;
-  }
-  if ((v = opt_value(cl, OPT_LISTEN)) != NULL) {
-    struct sockaddr_storage ss;
-    if (node_parse_listen(v, &ss) != 0) {
-      return fail_usage("--listen must be ADDR:PORT with an IPv4 or [IPv6] "
-                        "address and a port 0-65535 (0: any), not '%s'",
-                        v);
-    }
-    a->cfg.listen = v;
-  }
-  if ((v = opt_value(cl, OPT_HOME)) != NULL) {
-    if (v[0] == '\0' ||
-        snprintf(a->home, sizeof(a->home), "%s", v) >= (int)sizeof(a->home)) {
-      return fail_usage("--home needs a folder path of at most %zu bytes",
-                        sizeof(a->home) - 1);
-    }
-  }
-  if ((v = opt_value(cl, OPT_MAX_PEERS)) != NULL) {
-    if (fmt_parse_uint(v, 1, 256, &u) != 0) {
-      return fail_usage("--max-peers must be a number from 1 to 256, not '%s'",
-                        v);
-    }
-    a->cfg.max_peers = (unsigned)u;
-  }
-  if ((v = opt_value(cl, OPT_LIMIT)) != NULL) {
-    if (fmt_parse_uint(v, 1, TMSG_MAX_RESULTS, &u) != 0) {
-      return fail_usage("--limit must be a number from 1 to %d, not '%s'",
-                        TMSG_MAX_RESULTS, v);
-    }
-    a->limit = (unsigned)u;
-  }
-  if ((v = opt_value(cl, OPT_INTERVAL_CAP)) != NULL) {
-    if (fmt_parse_uint(v, 0, 86400, &u) != 0) {
-      return fail_usage("--interval-cap must be seconds from 0 to 86400, not "
-                        "'%s'",
-                        v);
-    }
-    a->cfg.interval_cap_s = (unsigned)u;
-  }
-  if ((v = opt_value(cl, OPT_UPLOAD_RATE)) != NULL) {
-    if (fmt_parse_size(v, &u) != 0) {
-      return fail_usage("--upload-rate must be bytes a second like 500k or "
-                        "10M, not '%s'",
-                        v);
-    }
-    a->cfg.upload_rate = u;
-  }
-  if ((v = opt_value(cl, OPT_DOWNLOAD_RATE)) != NULL) {
-    if (fmt_parse_size(v, &u) != 0) {
-      return fail_usage("--download-rate must be bytes a second like 500k or "
-                        "10M, not '%s'",
-                        v);
-    }
-    a->cfg.download_rate = u;
-  }
-  if ((v = opt_value(cl, OPT_MODE)) != NULL) {
-    if (strcmp(v, "p2p") == 0) {
-      a->cfg.mode = NODE_MODE_P2P;
-    } else if (strcmp(v, "cs") == 0) {
-      a->cfg.mode = NODE_MODE_CS;
-    } else {
-      return fail_usage("--mode must be p2p or cs, not '%s'", v);
-    }
-  }
-  if ((v = opt_value(cl, OPT_LOG_LEVEL)) != NULL) {
-    if (log_level_parse(v) < 0) {
-      return fail_usage("--log-level must be error, warn, info or debug, not "
-                        "'%s'",
-                        v);
-    }
-    *level = v;
-  }
-  if ((v = opt_value(cl, OPT_TRACKER_KEY)) != NULL) {
-    if (textid_decode(TEXTID_KEY, v, strlen(v), a->tracker_key) != 0) {
-      return fail_usage("--tracker-key '%s' is not a key ID (56 characters, "
-                        "as the tracker prints on start)",
-                        v);
-    }
-    a->have_key = 1;
-  }
-  for (unsigned i = 0; i < cl->ntrackers; i++) {
-    const char *why = NULL;
-    if (fmt_parse_tracker(cl->trackers[i], &a->trackers[a->ntrackers], &why) !=
-        0) {
-      return fail_usage("--tracker '%s': %s", cl->trackers[i], why);
-    }
-    a->ntrackers++;
-  }
-  return 0;
-}
-
-/* Reads the LINKs and CONTENT-IDs of a get. Returns 0, 1 or 2. */
-static int take_gets(struct app *a) {
-  struct link_tracker env[LINK_MAX_TRACKERS];
-  unsigned nenv = 0;
-  int env_read = 0;
-  int err;
-  a->gets = calloc((size_t)a->nargs, sizeof(*a->gets));
-  if (a->gets == NULL) {
-    fprintf(stderr, "shoal-peer: error: out of memory\n");
-    return 1;
-  }
-  for (int i = 0; i < a->nargs; i++) {
-    struct get_item *g = &a->gets[a->ngets++];
-    const char *arg = a->args[i];
-    /* Each content has the command line's trackers and key, plus its
-     * link's. */
-    memcpy(g->trackers, a->trackers, a->ntrackers * sizeof(a->trackers[0]));
-    g->ntrackers = a->ntrackers;
-    if (a->have_key) {
-      memcpy(g->key, a->tracker_key, 32);
-      g->have_key = 1;
-    }
-    if (strncmp(arg, LINK_SCHEME, strlen(LINK_SCHEME)) == 0) {
-      const char *why = NULL;
-      if (link_parse(arg, strlen(arg), &g->link, &why) != 0) {
-        return fail_input("bad link: %s — copy the whole link as 'shoal-peer "
-                          "share' printed it",
-                          why != NULL ? why : "malformed");
-      }
-      memcpy(g->content, g->link.id, sizeof(g->content));
-      if (!g->have_key) {
-        memcpy(g->key, g->link.tracker_key, 32);
-        g->have_key = 1;
-      }
-      for (size_t t = 0;
-           t < g->link.tracker_count && g->ntrackers < LINK_MAX_TRACKERS; t++) {
-        g->trackers[g->ntrackers++] = g->link.trackers[t];
-      }
-      continue;
-    }
-    err = textid_decode(TEXTID_CONTENT, arg, strlen(arg), g->content);
-    if (err != 0) {
-      return fail_input("'%s' is neither a share link (shoal:...) nor a "
-                        "content ID: %s",
-                        arg, shoal_strerror(err));
-    }
-    /* A content ID names no tracker: the command line's, or else the
-     * variable's. A link carries its own and needs neither. */
-    if (g->ntrackers == 0 && !env_read) {
-      env_read = 1;
-      err = env_trackers(env, &nenv);
-      if (err != 0) {
-        return err;
-      }
-    }
-    if (g->ntrackers == 0) {
-      if (nenv == 0) {
-        return fail_usage("get CONTENT-ID needs --tracker HOST[:PORT] or %s",
-                          TRACKER_ENV);
-      }
-      memcpy(g->trackers, env, nenv * sizeof(env[0]));
-      g->ntrackers = nenv;
-    }
-  }
-  return 0;
-}
-
-/* Each command's own arguments. Returns 0, 1 or 2. */
-static int take_arguments(struct app *a) {
-  int err;
-  switch (a->cmd) {
-  case CMD_SHARE:
-  case CMD_SEARCH:
-    if (a->nargs < 1) {
-      return fail_usage(a->cmd == CMD_SHARE ? "share needs at least one PATH"
-                                            : "search needs WORDS to look "
-                                              "for");
-    }
-    if (a->ntrackers == 0) {
-      err = env_trackers(a->trackers, &a->ntrackers);
-      if (err != 0) {
-        return err;
-      }
-    }
-    if (a->ntrackers == 0) {
-      return fail_usage("%s needs --tracker HOST[:PORT] or %s",
-                        cmd_names[a->cmd], TRACKER_ENV);
-    }
-    if (a->cmd == CMD_SEARCH) {
-      size_t off = 0;
-      for (int i = 0; i < a->nargs; i++) {
-        const char *w = a->args[i];
-        if (w[strspn(w, " \t\n\r\f\v")] == '\0') {
-          return fail_usage("search needs words to look for, not '%s'", w);
-        }
-        int n = snprintf(a->query.query + off, sizeof(a->query.query) - off,
-                         "%s%s", i ? " " : "", w);
-        if (n < 0 || (size_t)n >= sizeof(a->query.query) - off) {
-          return fail_usage("search words are longer than %zu bytes",
-                            sizeof(a->query.query) - 1);
-        }
-        off += (size_t)n;
-      }
-      a->query.limit = (uint16_t)a->limit;
-    }
-    return 0;
-  case CMD_GET:
-    if (a->nargs < 1) {
-      return fail_usage("get needs a LINK or CONTENT-ID (or several)");
-    }
-    return take_gets(a);
-  case CMD_ID:
-    if (a->nargs > 0) {
-      return fail_usage("id takes no arguments, not '%s'", a->args[0]);
-    }
-    return 0;
-  case CMD_NONE:
-    break;
   }
   return 0;
 }
@@ -1410,12 +872,12 @@ static int run_search(struct app *a) {
   memset(&tc, 0, sizeof(tc));
   tc.loop = &a->loop;
   tc.id = &a->id;
-  tc.trackers = a->trackers;
-  tc.ntrackers = a->ntrackers;
-  tc.tracker_key = a->have_key ? a->tracker_key : NULL;
+  tc.trackers = a->cli.trackers;
+  tc.ntrackers = a->cli.ntrackers;
+  tc.tracker_key = a->cli.have_key ? a->cli.tracker_key : NULL;
   tc.seq = &seq;
   if (tcl_new(&a->tc, &tc) != 0 ||
-      tcl_search(a->tc, &a->query, on_search, a) != 0) {
+      tcl_search(a->tc, &a->cli.query, on_search, a) != 0) {
     report_error(a, SHOAL_ENOMEM, "cannot start the search");
     tcl_close(a->tc);
     a->tc = NULL;
@@ -1429,17 +891,17 @@ static int run_search(struct app *a) {
 /* Starts the share or the get on a node that listens. */
 static void start_work(struct app *a) {
   int err;
-  if (a->cmd == CMD_SHARE) {
+  if (a->cli.cmd == CLI_SHARE) {
     share_next(a);
     return;
   }
   a->started = 1;
-  a->gets_left = a->ngets;
-  for (int i = 0; i < a->ngets && !a->finished; i++) {
-    struct get_item *g = &a->gets[i];
+  a->gets_left = a->cli.ngets;
+  for (int i = 0; i < a->cli.ngets && !a->finished; i++) {
+    struct cli_get *g = &a->cli.gets[i];
     err = node_get(a->node, g->content, g->link.name[0] ? g->link.name : NULL,
                    g->link.size, g->trackers, g->ntrackers,
-                   g->have_key ? g->key : NULL, a->out_dir, a->seed);
+                   g->have_key ? g->key : NULL, a->cli.out_dir, a->cli.seed);
     if (err == UV_EEXIST) {
       a->gets_left--; /* the same content twice: one download */
     } else if (err != 0) {
@@ -1451,11 +913,8 @@ static void start_work(struct app *a) {
   }
 }
 
-static int run(int argc, char **argv, char **pos) {
+static int run(int argc, char **argv) {
   struct app *a = &the_app;
-  struct cmdline cl;
-  const char *level = "warn";
-  int npos = 0;
   int err;
 
   signal(SIGPIPE, SIG_IGN);
@@ -1472,44 +931,32 @@ static int run(int argc, char **argv, char **pos) {
     return 1;
   }
   memset(a, 0, sizeof(*a));
-  memset(&cl, 0, sizeof(cl));
   a->lock_fd = -1;
-  a->limit = 20;
-  a->out_dir = ".";
-  a->cfg.max_peers = NODE_DEFAULT_MAX_PEERS;
 
-  err = read_cmdline(argc, argv, &cl, pos, &npos);
+  err = cli_parse(&a->cli, argc, argv);
+  if (err == SHOAL_ENOMEM) {
+    fprintf(stderr, "shoal-peer: error: out of memory\n");
+    return 1;
+  }
   if (err != 0) {
-    return err < 0 ? 0 : err;
+    put_line(stderr, "shoal-peer: ", a->cli.error);
+    return 2;
   }
-  if (npos == 0) {
-    return fail_usage("a command is needed: share, get, search or id");
-  }
-  if (strcmp(pos[0], "share") == 0) {
-    a->cmd = CMD_SHARE;
-  } else if (strcmp(pos[0], "get") == 0) {
-    a->cmd = CMD_GET;
-  } else if (strcmp(pos[0], "search") == 0) {
-    a->cmd = CMD_SEARCH;
-  } else if (strcmp(pos[0], "id") == 0) {
-    a->cmd = CMD_ID;
-  } else if (strcmp(pos[0], "help") == 0) {
-    fputs(usage, stdout);
+  if (a->cli.cmd == CLI_HELP) {
+    fputs(cli_usage, stdout);
     return 0;
-  } else {
-    return fail_usage("unknown command '%s' (share, get, search or id)",
-                      pos[0]);
   }
-  a->args = pos + 1;
-  a->nargs = npos - 1;
-  err = take_options(a, &cl, &level);
-  if (err == 0) {
-    err = take_arguments(a);
+  if (a->cli.cmd == CLI_VERSION) {
+    printf("shoal-peer %s\n", SHOAL_VERSION);
+    return 0;
   }
-  if (err != 0) {
-    return err;
+  a->args = a->cli.args;
+  a->nargs = a->cli.nargs;
+  a->cfg = a->cli.node;
+  if (a->cli.home != NULL) {
+    snprintf(a->home, sizeof(a->home), "%s", a->cli.home);
   }
-  log_set_level((enum log_level)log_level_parse(level));
+  log_set_level(a->cli.log_level);
 
   /* Home, identity, lock. */
   if (a->home[0] == '\0' && default_home(a->home, sizeof(a->home)) != 0) {
@@ -1536,16 +983,16 @@ static int run(int argc, char **argv, char **pos) {
       return 1;
     }
   }
-  if (a->cmd != CMD_ID && a->cmd != CMD_SEARCH && lock_home(a) != 0) {
+  if (a->cli.cmd != CLI_ID && a->cli.cmd != CLI_SEARCH && lock_home(a) != 0) {
     return 1;
   }
   if (load_identity(a) != 0) {
     return 1;
   }
-  if (a->cmd == CMD_ID) {
+  if (a->cli.cmd == CLI_ID) {
     char text[TEXTID_STRLEN];
     textid_encode(TEXTID_KEY, a->id.pk, text);
-    if (a->json) {
+    if (a->cli.json) {
       struct buf b;
       buf_init(&b, 4096);
       fmt_json_begin(&b, "id");
@@ -1559,7 +1006,7 @@ static int run(int argc, char **argv, char **pos) {
     return 0;
   }
   /* Made before anything listens: a get that cannot write stops here. */
-  if (a->cmd == CMD_GET && prepare_out_dir(a) != 0) {
+  if (a->cli.cmd == CLI_GET && prepare_out_dir(a) != 0) {
     identity_close(&a->id);
     return 1;
   }
@@ -1577,7 +1024,7 @@ static int run(int argc, char **argv, char **pos) {
   a->start_ms = uv_now(&a->loop);
   start_signals(a);
 
-  if (a->cmd == CMD_SEARCH) {
+  if (a->cli.cmd == CLI_SEARCH) {
     err = run_search(a);
     uv_loop_close(&a->loop);
     identity_close(&a->id);
@@ -1614,14 +1061,7 @@ static int run(int argc, char **argv, char **pos) {
 }
 
 int main(int argc, char **argv) {
-  char **pos = calloc((size_t)argc + 1, sizeof(*pos));
-  int rc;
-  if (pos == NULL) {
-    fprintf(stderr, "shoal-peer: error: out of memory\n");
-    return 1;
-  }
-  rc = run(argc, argv, pos);
-  free(pos);
-  free(the_app.gets);
+  int rc = run(argc, argv);
+  cli_close(&the_app.cli);
   return rc;
 }
