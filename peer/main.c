@@ -1,15 +1,11 @@
 /* shoal-peer: share and get files, client and server at once.
  *
- * The command line is read into a struct cli by cli.c; every usage error
- * is one line on stderr and exit status 2, before anything is done; a
- * failure once the command runs is one line "shoal-peer: error:" (and one
- * "error" event with --json) and exit status 1.
- *
- * Everything a name from the disk, a manifest or a tracker reaches the
- * terminal through goes through fmt_term_escape first; --json strings are
- * escaped by the JSON writer instead.
+ * The command line is read into a struct cli by cli.c, and report.c shows
+ * what the run does. Every usage error is one line on stderr and exit
+ * status 2, before anything is done; a failure once the command runs is
+ * one line "shoal-peer: error:" (and one "error" event with --json) and
+ * exit status 1.
  */
-#include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <malloc.h>
@@ -17,12 +13,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include <uv.h>
 
-#include "common/buf.h"
 #include "common/clock.h"
 #include "common/error.h"
 #include "common/identity.h"
@@ -31,29 +25,20 @@
 #include "common/manifest.h"
 #include "common/textid.h"
 #include "peer/cli.h"
-#include "peer/fmt.h"
 #include "peer/node.h"
+#include "peer/report.h"
 #include "peer/tracker_client.h"
 
 #define SHOAL_VERSION "0.1.0"
-#define PLAIN_PROGRESS_MS 5000u
-#define JSON_PROGRESS_GET_MS 500u
-#define JSON_PROGRESS_SEED_MS 2000u
-#define TTY_PROGRESS_MS 500u
-#define PROGRESS_SLOTS 64u
-/* Columns of a progress line that goes to a file or a pipe: not cut. */
-#define PLAIN_COLS 4096u
-/* A message as shown: every byte of it escaped takes at most six. */
-#define SHOWN_BYTES(n) (6u * (n) + 1u)
+
 struct app {
-  struct cli cli; /* what the command line says */
+  struct cli cli;       /* what the command line says */
+  struct report report; /* what is shown */
   uv_loop_t loop;
   struct identity id;
   struct node *node;
   struct node_config cfg;
   char home[4096];
-  int tty;
-  size_t cols; /* the terminal's width, when tty */
   int lock_fd;
   char **args; /* the command's arguments (cli's) */
   int nargs;
@@ -61,7 +46,6 @@ struct app {
   int builds_left;
   struct manifest_builder *builder;
   int next_path;
-  uint64_t last_hash_ms;
   /* run state */
   int exit_code;
   int started;     /* a share or get began: the run prints its totals */
@@ -69,15 +53,8 @@ struct app {
   int completed;   /* get: every content is complete */
   int gets_left;   /* not complete yet */
   int shares_live; /* share: contents published and still served */
-  struct {
-    uint8_t content[32];
-    uint64_t last_ms;
-  } shown[PROGRESS_SLOTS]; /* when each content's progress was shown */
-  unsigned nshown;
   int signalled;
   uint64_t start_ms;
-  uint64_t last_progress_ms;
-  int progress_line; /* a \r line is on the terminal */
   uv_signal_t sigint, sigterm, sigwinch;
   int signals_on; /* the three are initialised and not yet closed */
   struct tcl *tc; /* search */
@@ -87,53 +64,6 @@ struct app {
 /* ------------------------------------------------------------------------ */
 /* Output */
 
-static void json_out(struct buf *b) {
-  if (buf_err(b) == 0) {
-    fwrite(b->data, 1, b->len, stdout);
-    fflush(stdout);
-  }
-  buf_free(b);
-}
-
-static void clear_progress(struct app *a) {
-  if (a->progress_line) {
-    fputs("\r\033[K", stderr);
-    a->progress_line = 0;
-  }
-}
-
-static void clear_progress_hook(void *arg) {
-  clear_progress(arg);
-}
-
-/* Writes text to f as fmt_term_escape shows it, then a newline: a name or
- * a message that may hold what a terminal would act on. */
-static void put_line(FILE *f, const char *prefix, const char *text) {
-  size_t n = strlen(text);
-  char *shown = malloc(SHOWN_BYTES(n));
-  if (shown == NULL) {
-    return;
-  }
-  fmt_term_escape(shown, SHOWN_BYTES(n), text);
-  fprintf(f, "%s%s\n", prefix, shown);
-  free(shown);
-}
-
-/* One line naming the cause and what to do; --json also gets an event. */
-static void report_error(struct app *a, int code, const char *msg) {
-  clear_progress(a);
-  put_line(stderr, "shoal-peer: error: ", msg);
-  if (a->cli.json) {
-    struct buf b;
-    buf_init(&b, 1 << 16);
-    fmt_json_begin(&b, "error");
-    fmt_json_str_field(&b, "code", shoal_err_name(code));
-    fmt_json_str_field(&b, "message", msg);
-    fmt_json_end(&b);
-    json_out(&b);
-  }
-}
-
 /* The totals, for a run that started sharing or getting: one that stopped
  * at a usage error, a bad -o, a listen address in use or a path that
  * cannot be shared moved nothing and could not have. */
@@ -141,226 +71,29 @@ static void print_stats(struct app *a) {
   if (a->node == NULL || !a->started) {
     return;
   }
-  if (a->cli.json) {
-    struct buf b;
-    buf_init(&b, 4096);
-    fmt_json_begin(&b, "stats");
-    fmt_json_u64_field(&b, "uploaded", node_uploaded(a->node));
-    fmt_json_u64_field(&b, "downloaded", node_downloaded(a->node));
-    fmt_json_u64_field(&b, "wasted", node_wasted(a->node));
-    fmt_json_double_field(&b, "seconds",
-                          (double)(uv_now(&a->loop) - a->start_ms) / 1000.0);
-    fmt_json_end(&b);
-    json_out(&b);
-  } else if (!a->cli.quiet) {
-    char up[FMT_NUM_BYTES], down[FMT_NUM_BYTES];
-    clear_progress(a);
-    fmt_bytes(up, sizeof(up), node_uploaded(a->node));
-    fmt_bytes(down, sizeof(down), node_downloaded(a->node));
-    fprintf(stderr, "shoal-peer: uploaded %s, downloaded %s\n", up, down);
-  }
-}
-
-/* The terminal's width from stderr, or FMT_TERM_COLS_DEFAULT when it does
- * not say. */
-static size_t term_cols(void) {
-  struct winsize ws;
-  if (ioctl(STDERR_FILENO, TIOCGWINSZ, &ws) == 0 && ws.ws_col > 0) {
-    return ws.ws_col;
-  }
-  return FMT_TERM_COLS_DEFAULT;
+  report_totals(&a->report, node_uploaded(a->node), node_downloaded(a->node),
+                node_wasted(a->node),
+                (double)(uv_now(&a->loop) - a->start_ms) / 1000.0);
 }
 
 static void on_winch(uv_signal_t *h, int signum) {
   struct app *a = h->data;
   (void)signum;
-  a->cols = term_cols();
-}
-
-static void progress_text(const struct node_swarm_info *s, size_t cols,
-                          char *out, size_t cap) {
-  struct fmt_progress p;
-  memset(&p, 0, sizeof(p));
-  p.name = s->name;
-  p.have = s->have;
-  p.total = s->total;
-  p.rate = s->rate;
-  p.uploaded = s->uploaded;
-  p.peers = s->peers;
-  p.seeders = s->seeders;
-  p.seeding = s->seeding;
-  fmt_progress(out, cap, cols, &p);
-}
-
-/* When the progress of a content was last shown (0: never). */
-static uint64_t *last_shown(struct app *a, const uint8_t content[32]) {
-  unsigned i;
-  for (i = 0; i < a->nshown; i++) {
-    if (memcmp(a->shown[i].content, content, 32) == 0) {
-      return &a->shown[i].last_ms;
-    }
-  }
-  if (a->nshown == PROGRESS_SLOTS) {
-    return &a->last_progress_ms; /* many contents share one clock */
-  }
-  memcpy(a->shown[a->nshown].content, content, 32);
-  a->shown[a->nshown].last_ms = 0;
-  return &a->shown[a->nshown++].last_ms;
-}
-
-static void on_progress(struct app *a, const struct node_swarm_info *s) {
-  uint64_t now = uv_now(&a->loop);
-  /* A name of MANIFEST_MAX_SEGMENT bytes, escaped, and the figures. */
-  char line[SHOWN_BYTES(MANIFEST_MAX_SEGMENT) + 256];
-  /* --quiet is for people: --json output is the same with it. */
-  if (a->cli.json) {
-    uint64_t every = s->seeding ? JSON_PROGRESS_SEED_MS : JSON_PROGRESS_GET_MS;
-    uint64_t *last = last_shown(a, s->content);
-    char cid[TEXTID_STRLEN];
-    struct buf b;
-    if (*last != 0 && now - *last < every - 50) {
-      return;
-    }
-    *last = now;
-    textid_encode(TEXTID_CONTENT, s->content, cid);
-    buf_init(&b, 4096);
-    fmt_json_begin(&b, "progress");
-    fmt_json_str_field(&b, "content", cid);
-    fmt_json_u64_field(&b, "have", s->have);
-    fmt_json_u64_field(&b, "total", s->total);
-    fmt_json_u64_field(&b, "rate", s->rate);
-    fmt_json_u64_field(&b, "peers", s->peers);
-    fmt_json_u64_field(&b, "seeders", s->seeders);
-    fmt_json_u64_field(&b, "uploaded", s->uploaded);
-    fmt_json_u64_field(&b, "downloaded", s->downloaded);
-    fmt_json_end(&b);
-    json_out(&b);
-    return;
-  }
-  if (a->cli.quiet) {
-    return;
-  }
-  if (a->tty) {
-    if (now - a->last_progress_ms < TTY_PROGRESS_MS - 50) {
-      return;
-    }
-    a->last_progress_ms = now;
-    /* One line rewritten in place: it must never wrap, or each redraw
-     * would leave a line behind. */
-    progress_text(s, a->cols, line, sizeof(line));
-    fprintf(stderr, "\r\033[K%s", line);
-    fflush(stderr);
-    a->progress_line = 1;
-    return;
-  }
-  {
-    uint64_t *last = last_shown(a, s->content);
-    if (*last != 0 && now - *last < PLAIN_PROGRESS_MS) {
-      return;
-    }
-    if (*last == 0) {
-      *last = now; /* the first line comes after one period */
-      return;
-    }
-    *last = now;
-  }
-  progress_text(s, PLAIN_COLS, line, sizeof(line));
-  fprintf(stderr, "%s\n", line);
+  report_resize(&a->report);
 }
 
 static void stop_node(struct app *a);
 
+/* What the node says is shown first; then what it means for the run. */
 static void on_node_event(void *arg, const struct node_event *ev) {
   struct app *a = arg;
-  char text[TEXTID_STRLEN];
-  struct buf b;
 
+  report_event(&a->report, uv_now(&a->loop), ev);
   switch (ev->type) {
-  case NODE_EV_LISTENING:
-    if (a->cli.json) {
-      textid_encode(TEXTID_KEY, a->id.pk, text);
-      buf_init(&b, 4096);
-      fmt_json_begin(&b, "listening");
-      fmt_json_u64_field(&b, "port", ev->port);
-      fmt_json_str_field(&b, "id", text);
-      fmt_json_end(&b);
-      json_out(&b);
-    }
-    break;
-  case NODE_EV_TRACKER:
-    textid_encode(TEXTID_KEY, ev->key, text);
-    if (a->cli.json) {
-      buf_init(&b, 4096);
-      fmt_json_begin(&b, "tracker");
-      fmt_json_str_field(&b, "key", text);
-      fmt_json_end(&b);
-      json_out(&b);
-    } else if (!a->cli.have_key && !a->cli.quiet) {
-      clear_progress(a);
-      fprintf(stderr, "shoal-peer: tracker key %s (learned on first use)\n",
-              text);
-    }
-    break;
-  case NODE_EV_HASHING:
-    break;
   case NODE_EV_SHARED:
-    textid_encode(TEXTID_CONTENT, ev->swarm->content, text);
-    if (a->cli.json) {
-      buf_init(&b, 8192);
-      fmt_json_begin(&b, "shared");
-      fmt_json_str_field(&b, "name", ev->swarm->name);
-      fmt_json_str_field(&b, "content", text);
-      fmt_json_u64_field(&b, "size", ev->swarm->total);
-      fmt_json_str_field(&b, "link", ev->link);
-      fmt_json_end(&b);
-      json_out(&b);
-    } else {
-      clear_progress(a);
-      put_line(stdout, "", ev->link);
-      fflush(stdout);
-    }
     a->shares_live++;
     break;
-  case NODE_EV_MANIFEST:
-    if (a->cli.json) {
-      buf_init(&b, 4096);
-      fmt_json_begin(&b, "manifest");
-      fmt_json_str_field(&b, "name", ev->swarm->name);
-      fmt_json_u64_field(&b, "size", ev->swarm->total);
-      fmt_json_u64_field(&b, "chunks", ev->swarm->chunks);
-      fmt_json_u64_field(&b, "resumed_bytes", ev->resumed);
-      fmt_json_end(&b);
-      json_out(&b);
-    } else if (!a->cli.quiet && ev->resumed > 0) {
-      char r[FMT_NUM_BYTES];
-      char msg[MANIFEST_MAX_SEGMENT + 128];
-      fmt_bytes(r, sizeof(r), ev->resumed);
-      clear_progress(a);
-      snprintf(msg, sizeof(msg), "%s: resuming with %s already verified",
-               ev->swarm->name, r);
-      put_line(stderr, "shoal-peer: ", msg);
-    }
-    break;
-  case NODE_EV_PROGRESS:
-    on_progress(a, ev->swarm);
-    break;
   case NODE_EV_COMPLETE:
-    textid_encode(TEXTID_CONTENT, ev->swarm->content, text);
-    if (a->cli.json) {
-      buf_init(&b, 8192);
-      fmt_json_begin(&b, "complete");
-      fmt_json_str_field(&b, "content", text);
-      fmt_json_str_field(&b, "path", ev->path);
-      fmt_json_double_field(&b, "seconds", ev->seconds);
-      fmt_json_u64_field(&b, "downloaded", ev->swarm->downloaded);
-      fmt_json_u64_field(&b, "uploaded", ev->swarm->uploaded);
-      fmt_json_end(&b);
-      json_out(&b);
-    } else {
-      clear_progress(a);
-      put_line(stdout, "", ev->path);
-      fflush(stdout);
-    }
     if (a->gets_left > 0) {
       a->gets_left--;
     }
@@ -373,40 +106,7 @@ static void on_node_event(void *arg, const struct node_event *ev) {
       }
     }
     break;
-  case NODE_EV_BANNED:
-    textid_encode(TEXTID_KEY, ev->key, text);
-    if (a->cli.json) {
-      buf_init(&b, 4096);
-      fmt_json_begin(&b, "banned");
-      fmt_json_str_field(&b, "peer", text);
-      fmt_json_str_field(&b, "reason", ev->message);
-      fmt_json_end(&b);
-      json_out(&b);
-    } else if (!a->cli.quiet) {
-      char prefix[TEXTID_STRLEN + 32];
-      clear_progress(a);
-      snprintf(prefix, sizeof(prefix), "shoal-peer: banned peer %s: ", text);
-      put_line(stderr, prefix, ev->message);
-    }
-    break;
-  case NODE_EV_WARNING:
-    if (a->cli.json) {
-      buf_init(&b, 8192);
-      fmt_json_begin(&b, "warning");
-      if (ev->swarm != NULL) {
-        textid_encode(TEXTID_CONTENT, ev->swarm->content, text);
-        fmt_json_str_field(&b, "content", text);
-      }
-      fmt_json_str_field(&b, "message", ev->message);
-      fmt_json_end(&b);
-      json_out(&b);
-    } else if (!a->cli.quiet) {
-      clear_progress(a);
-      put_line(stderr, "shoal-peer: ", ev->message);
-    }
-    break;
   case NODE_EV_FAILED:
-    report_error(a, ev->code, ev->message);
     a->exit_code = 1;
     if (a->cli.cmd == CLI_SHARE && ev->code == SHOAL_ECHANGED &&
         --a->shares_live > 0) {
@@ -416,6 +116,8 @@ static void on_node_event(void *arg, const struct node_event *ev) {
     }
     a->finished = 1;
     stop_node(a);
+    break;
+  default:
     break;
   }
 }
@@ -480,94 +182,22 @@ static void on_signal(uv_signal_t *h, int signum) {
 
 static void share_next(struct app *a);
 
-/* The hashing bar on a terminal: "hashing NAME [####....] 1.2 GiB/3 GiB",
- * with a shorter bar, then none, then only the percentage, until it fits
- * in cols - 1 columns. */
-static void hash_line(const char *name, uint64_t done, uint64_t total,
-                      size_t cols, char *out, size_t cap) {
-  static const int bars[] = {30, 10, 0};
-  char d[FMT_NUM_BYTES], t[FMT_NUM_BYTES], tail[4 * FMT_NUM_BYTES + 64];
-  fmt_bytes(d, sizeof(d), done);
-  fmt_bytes(t, sizeof(t), total);
-  for (size_t i = 0; i < sizeof(bars) / sizeof(bars[0]); i++) {
-    char bar[64];
-    int width = bars[i];
-    int fill = total ? (int)((double)done / (double)total * width) : width;
-    memset(bar, '#', (size_t)fill);
-    memset(bar + fill, '.', (size_t)(width - fill));
-    bar[width] = '\0';
-    if (width > 0) {
-      snprintf(tail, sizeof(tail), " [%s] %s/%s", bar, d, t);
-    } else {
-      snprintf(tail, sizeof(tail), " %s/%s", d, t);
-    }
-    if (fmt_term_join(out, cap, cols - 1, "hashing ", name, FMT_TERM_NAME_MIN,
-                      tail) == 0) {
-      return;
-    }
-  }
-  unsigned pct = total ? (unsigned)(100.0 * (double)done / (double)total) : 100;
-  snprintf(tail, sizeof(tail), "hashing %u%%", pct);
-  snprintf(out, cap, "%.*s", (int)(cols - 1 < cap ? cols - 1 : cap - 1), tail);
-}
-
 static void on_hash_progress(void *arg, uint64_t done, uint64_t total) {
   struct app *a = arg;
-  uint64_t now = uv_now(&a->loop);
-  if (now - a->last_hash_ms < 250 && done != total) {
-    return;
-  }
-  a->last_hash_ms = now;
-  if (a->cli.json) {
-    struct buf b;
-    buf_init(&b, 4096);
-    fmt_json_begin(&b, "hashing");
-    fmt_json_str_field(&b, "name", a->args[a->next_path - 1]);
-    fmt_json_u64_field(&b, "done", done);
-    fmt_json_u64_field(&b, "total", total);
-    fmt_json_end(&b);
-    json_out(&b);
-  } else if (a->tty && !a->cli.quiet && total >= (64u << 20)) {
-    char line[SHOWN_BYTES(4096) + 256];
-    hash_line(a->args[a->next_path - 1], done, total, a->cols, line,
-              sizeof(line));
-    fprintf(stderr, "\r\033[K%s", line);
-    fflush(stderr);
-    a->progress_line = 1;
-  }
+  report_hashing(&a->report, uv_now(&a->loop), a->args[a->next_path - 1], done,
+                 total);
 }
 
-/* The manifest builder left an entry out of a folder: a symbolic link, a
- * special file, a name that cannot be shared safely. A warning on the
- * terminal; with --json a "left_out" event (--quiet is for people). */
 static void on_skipped(void *arg, const char *path, const char *why) {
   struct app *a = arg;
-  if (a->cli.json) {
-    struct buf b;
-    buf_init(&b, 16384);
-    fmt_json_begin(&b, "left_out");
-    fmt_json_str_field(&b, "path", path);
-    fmt_json_str_field(&b, "reason", why);
-    fmt_json_end(&b);
-    json_out(&b);
-  } else if (!a->cli.quiet) {
-    size_t n = strlen(path) + strlen(why) + 16;
-    char *msg = malloc(n);
-    if (msg == NULL) {
-      return;
-    }
-    snprintf(msg, n, "left out %s: %s", path, why);
-    clear_progress(a);
-    put_line(stderr, "shoal-peer: ", msg);
-    free(msg);
-  }
+  report_left_out(&a->report, path, why);
 }
 
 static char err_path[4096];
 
 /* A share failed: one error, and the node stops. */
 static void share_failed(struct app *a, int code, const char *msg) {
-  report_error(a, code, msg);
+  report_error(&a->report, code, msg);
   a->finished = 1;
   a->exit_code = 1;
   stop_node(a);
@@ -578,7 +208,7 @@ static void on_built(void *arg, int status, struct manifest *m) {
   char msg[8400];
   int err;
   a->builder = NULL;
-  clear_progress(a);
+  report_clear(&a->report);
   if (status == SHOAL_ECANCELED) {
     manifest_free(m);
     return;
@@ -639,12 +269,12 @@ static void share_next(struct app *a) {
 /* ------------------------------------------------------------------------ */
 /* Search */
 
+/* One result, with a link that names the trackers asked and the key that
+ * signed the answer. */
 static void print_result(struct app *a, const struct tmsg_result *x,
                          const uint8_t *key) {
   struct share_link l;
   char link[LINK_MAX_CHARS + 1];
-  char cid[TEXTID_STRLEN];
-  char size[FMT_NUM_BYTES];
   memset(&l, 0, sizeof(l));
   memcpy(l.id, x->content, 32);
   snprintf(l.name, sizeof(l.name), "%s", x->name);
@@ -656,28 +286,7 @@ static void print_result(struct app *a, const struct tmsg_result *x,
   if (link_format(&l, link, sizeof(link)) < 0) {
     return; /* a name the link format cannot carry */
   }
-  textid_encode(TEXTID_CONTENT, x->content, cid);
-  if (a->cli.json) {
-    struct buf b;
-    buf_init(&b, 16384);
-    fmt_json_begin(&b, "search");
-    fmt_json_str_field(&b, "name", x->name);
-    fmt_json_u64_field(&b, "size", x->size);
-    fmt_json_u64_field(&b, "seeders", x->seeders);
-    fmt_json_u64_field(&b, "downloaders", x->downloaders);
-    fmt_json_str_field(&b, "content", cid);
-    fmt_json_str_field(&b, "link", link);
-    fmt_json_end(&b);
-    json_out(&b);
-  } else {
-    /* The name comes from whoever published it: escaped, and padded by
-     * the columns it shows in, not by its bytes. */
-    char name[SHOWN_BYTES(sizeof(x->name))];
-    size_t cols = fmt_term_escape(name, sizeof(name), x->name);
-    fmt_bytes(size, sizeof(size), x->size);
-    printf("%s%*s %10s %7u %11u  %s\n", name, cols < 32 ? (int)(32 - cols) : 0,
-           "", size, x->seeders, x->downloaders, link);
-  }
+  report_search_result(&a->report, x, link);
 }
 
 static void on_search(void *arg, int status, const struct tcl_reply *r) {
@@ -692,16 +301,11 @@ static void on_search(void *arg, int status, const struct tcl_reply *r) {
     return;
   } else if (status != 0) {
     tcl_describe(a->tc, status, r, msg, sizeof(msg));
-    report_error(a, status, msg);
+    report_error(&a->report, status, msg);
     a->exit_code = 1;
   } else {
     const uint8_t *key = tcl_key(a->tc);
-    if (r->u.search.count == 0 && !a->cli.json && !a->cli.quiet) {
-      fprintf(stderr, "shoal-peer: no matches\n");
-    } else if (r->u.search.count > 0 && !a->cli.json) {
-      printf("%-32s %10s %7s %11s  %s\n", "NAME", "SIZE", "SEEDERS",
-             "DOWNLOADERS", "LINK");
-    }
+    report_search_begin(&a->report, r->u.search.count);
     for (unsigned i = 0; i < r->u.search.count; i++) {
       print_result(a, &r->u.search.results[i], key);
     }
@@ -766,7 +370,7 @@ static int lock_home(struct app *a) {
   if (fd < 0) {
     int err = -errno;
     snprintf(msg, sizeof(msg), "cannot open %s: %s", path, shoal_strerror(err));
-    report_error(a, err, msg);
+    report_error(&a->report, err, msg);
     return -1;
   }
   memset(&fl, 0, sizeof(fl));
@@ -780,7 +384,7 @@ static int lock_home(struct app *a) {
              "another shoal-peer (pid %s) uses %s — give this one its own "
              "--home DIR",
              pid[0] ? pid : "?", a->home);
-    report_error(a, UV_EBUSY, msg);
+    report_error(&a->report, UV_EBUSY, msg);
     close(fd);
     return -1;
   }
@@ -804,12 +408,12 @@ static int load_identity(struct app *a) {
   if (err == SHOAL_EKEYPERM) {
     snprintf(msg, sizeof(msg),
              "%s can be read by other users — run 'chmod 600 %s'", path, path);
-    report_error(a, err, msg);
+    report_error(&a->report, err, msg);
     return -1;
   }
   if (err != 0) {
     snprintf(msg, sizeof(msg), "cannot load %s: %s", path, shoal_strerror(err));
-    report_error(a, err, msg);
+    report_error(&a->report, err, msg);
     return -1;
   }
   if (created) {
@@ -831,13 +435,13 @@ static int prepare_out_dir(struct app *a) {
   if (err == UV_ENOTDIR) {
     snprintf(msg, sizeof(msg), "%s is not a folder — choose another -o DIR",
              a->cli.out_dir);
-    report_error(a, err, msg);
+    report_error(&a->report, err, msg);
     return -1;
   }
   if (err != 0) {
     snprintf(msg, sizeof(msg), "cannot create %s: %s — choose another -o DIR",
              a->cli.out_dir, shoal_strerror(err));
-    report_error(a, err, msg);
+    report_error(&a->report, err, msg);
     return -1;
   }
   return 0;
@@ -845,10 +449,6 @@ static int prepare_out_dir(struct app *a) {
 
 /* ------------------------------------------------------------------------ */
 /* Running */
-
-/* The whole program but the argument array, which main owns, so every
- * return path (usage errors included) leaves nothing allocated. */
-static struct app the_app; /* one per process: signal handlers reach it */
 
 static void start_signals(struct app *a) {
   uv_signal_init(&a->loop, &a->sigint);
@@ -860,7 +460,7 @@ static void start_signals(struct app *a) {
   a->signals_on = 1;
   uv_signal_start(&a->sigint, on_signal, SIGINT);
   uv_signal_start(&a->sigterm, on_signal, SIGTERM);
-  if (a->tty) {
+  if (a->report.tty) {
     /* The progress line follows the terminal's width. */
     uv_signal_start(&a->sigwinch, on_winch, SIGWINCH);
   }
@@ -878,7 +478,7 @@ static int run_search(struct app *a) {
   tc.seq = &seq;
   if (tcl_new(&a->tc, &tc) != 0 ||
       tcl_search(a->tc, &a->cli.query, on_search, a) != 0) {
-    report_error(a, SHOAL_ENOMEM, "cannot start the search");
+    report_error(&a->report, SHOAL_ENOMEM, "cannot start the search");
     tcl_close(a->tc);
     a->tc = NULL;
     close_signals(a);
@@ -905,13 +505,42 @@ static void start_work(struct app *a) {
     if (err == UV_EEXIST) {
       a->gets_left--; /* the same content twice: one download */
     } else if (err != 0) {
-      report_error(a, err, "cannot start the download");
+      report_error(&a->report, err, "cannot start the download");
       a->exit_code = 1;
       a->finished = 1;
       stop_node(a);
     }
   }
 }
+
+/* A share or a get: a node that listens, then the work. */
+static int run_node(struct app *a) {
+  int err = node_new(&a->node, &a->loop, &a->cfg, &a->id, on_node_event, a);
+  if (err != 0) {
+    char msg[512];
+    snprintf(msg, sizeof(msg),
+             "cannot listen on %s: %s — choose another --listen ADDR:PORT",
+             a->cfg.listen ? a->cfg.listen : "the default address",
+             shoal_strerror(err));
+    report_error(&a->report, err, msg);
+    a->exit_code = 1;
+    a->finished = 1;
+    if (a->node != NULL) {
+      node_stop(a->node, on_node_stopped, a);
+    } else {
+      close_signals(a);
+    }
+  } else {
+    start_work(a);
+  }
+  uv_run(&a->loop, UV_RUN_DEFAULT);
+  print_stats(a);
+  return a->exit_code;
+}
+
+/* The whole program but the argument array, which main owns, so every
+ * return path (usage errors included) leaves nothing allocated. */
+static struct app the_app; /* one per process: signal handlers reach it */
 
 static int run(int argc, char **argv) {
   struct app *a = &the_app;
@@ -939,7 +568,7 @@ static int run(int argc, char **argv) {
     return 1;
   }
   if (err != 0) {
-    put_line(stderr, "shoal-peer: ", a->cli.error);
+    report_usage(stderr, a->cli.error);
     return 2;
   }
   if (a->cli.cmd == CLI_HELP) {
@@ -957,10 +586,12 @@ static int run(int argc, char **argv) {
     snprintf(a->home, sizeof(a->home), "%s", a->cli.home);
   }
   log_set_level(a->cli.log_level);
-
+  report_init(&a->report, stdout, stderr, a->cli.json, a->cli.quiet,
+              a->cli.have_key);
   /* Home, identity, lock. */
   if (a->home[0] == '\0' && default_home(a->home, sizeof(a->home)) != 0) {
-    report_error(a, SHOAL_EINVAL, "cannot find a home folder; give --home DIR");
+    report_error(&a->report, SHOAL_EINVAL,
+                 "cannot find a home folder; give --home DIR");
     return 1;
   }
   {
@@ -979,7 +610,7 @@ static int run(int argc, char **argv) {
       snprintf(msg, sizeof(msg),
                "cannot create %.4095s: %.200s — choose another --home", a->home,
                shoal_strerror(err));
-      report_error(a, err, msg);
+      report_error(&a->report, err, msg);
       return 1;
     }
   }
@@ -989,19 +620,9 @@ static int run(int argc, char **argv) {
   if (load_identity(a) != 0) {
     return 1;
   }
+  report_set_peer(&a->report, a->id.pk);
   if (a->cli.cmd == CLI_ID) {
-    char text[TEXTID_STRLEN];
-    textid_encode(TEXTID_KEY, a->id.pk, text);
-    if (a->cli.json) {
-      struct buf b;
-      buf_init(&b, 4096);
-      fmt_json_begin(&b, "id");
-      fmt_json_str_field(&b, "id", text);
-      fmt_json_end(&b);
-      json_out(&b);
-    } else {
-      printf("%s\n", text);
-    }
+    report_id(&a->report, a->id.pk);
     identity_close(&a->id);
     return 0;
   }
@@ -1012,14 +633,6 @@ static int run(int argc, char **argv) {
   }
 
   a->cfg.home = a->home;
-  a->tty = isatty(STDERR_FILENO);
-  a->cols = a->tty ? term_cols() : PLAIN_COLS;
-  if (a->tty) {
-    /* A log record written while the progress line is up would run on
-     * from its end: the line is cleared first, and redrawn at the next
-     * progress event. */
-    log_set_before_stderr(clear_progress_hook, a);
-  }
   uv_loop_init(&a->loop);
   a->start_ms = uv_now(&a->loop);
   start_signals(a);
@@ -1030,38 +643,19 @@ static int run(int argc, char **argv) {
     identity_close(&a->id);
     return err;
   }
-
-  err = node_new(&a->node, &a->loop, &a->cfg, &a->id, on_node_event, a);
-  if (err != 0) {
-    char msg[512];
-    snprintf(msg, sizeof(msg),
-             "cannot listen on %s: %s — choose another --listen ADDR:PORT",
-             a->cfg.listen ? a->cfg.listen : "the default address",
-             shoal_strerror(err));
-    report_error(a, err, msg);
-    a->exit_code = 1;
-    a->finished = 1;
-    if (a->node != NULL) {
-      node_stop(a->node, on_node_stopped, a);
-    } else {
-      close_signals(a);
-    }
-  } else {
-    start_work(a);
-  }
-  uv_run(&a->loop, UV_RUN_DEFAULT);
-  print_stats(a);
+  err = run_node(a);
   node_free(a->node);
   uv_loop_close(&a->loop);
   identity_close(&a->id);
   if (a->lock_fd >= 0) {
     close(a->lock_fd);
   }
-  return a->exit_code;
+  return err;
 }
 
 int main(int argc, char **argv) {
   int rc = run(argc, argv);
+  report_close(&the_app.report);
   cli_close(&the_app.cli);
   return rc;
 }
