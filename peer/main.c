@@ -6,15 +6,11 @@
  * one line "shoal-peer: error:" (and one "error" event with --json) and
  * exit status 1.
  */
-#include <errno.h>
-#include <fcntl.h>
 #include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
 #include <uv.h>
 
 #include "common/clock.h"
@@ -25,6 +21,7 @@
 #include "common/manifest.h"
 #include "common/textid.h"
 #include "peer/cli.h"
+#include "peer/home.h"
 #include "peer/node.h"
 #include "peer/report.h"
 #include "peer/tracker_client.h"
@@ -38,8 +35,7 @@ struct app {
   struct identity id;
   struct node *node;
   struct node_config cfg;
-  char home[4096];
-  int lock_fd;
+  struct home home;
   char **args; /* the command's arguments (cli's) */
   int nargs;
   /* share */
@@ -320,127 +316,12 @@ static void on_search(void *arg, int status, const struct tcl_reply *r) {
 /* ------------------------------------------------------------------------ */
 /* Set-up */
 
-/* mkdir -p: path and its missing parents, each with mode (less the
- * umask). Returns 0 or a negative errno. */
-static int make_dirs(const char *path, mode_t mode) {
-  char tmp[4096];
-  size_t len = strlen(path);
-  if (len == 0 || len >= sizeof(tmp)) {
-    return -ENAMETOOLONG;
-  }
-  memcpy(tmp, path, len + 1);
-  for (char *p = tmp + 1; *p != '\0'; p++) {
-    if (*p == '/') {
-      *p = '\0';
-      if (mkdir(tmp, mode) != 0 && errno != EEXIST) {
-        return -errno;
-      }
-      *p = '/';
-    }
-  }
-  if (mkdir(tmp, mode) != 0 && errno != EEXIST) {
-    return -errno;
-  }
-  return 0;
-}
-
-static int default_home(char *out, size_t cap) {
-  const char *xdg = getenv("XDG_DATA_HOME");
-  const char *home = getenv("HOME");
-  int n;
-  if (xdg != NULL && xdg[0] == '/') {
-    n = snprintf(out, cap, "%s/shoal", xdg);
-  } else if (home != NULL && home[0] == '/') {
-    n = snprintf(out, cap, "%s/.local/share/shoal", home);
-  } else {
-    n = snprintf(out, cap, "./.shoal");
-  }
-  return n < 0 || (size_t)n >= cap ? -1 : 0;
-}
-
-/* One process per home: the identity's sequence numbers must only grow. */
-static int lock_home(struct app *a) {
-  char path[4200];
-  char msg[4400];
-  struct flock fl;
-  char pid[32];
-  int fd;
-  snprintf(path, sizeof(path), "%s/lock", a->home);
-  fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-  if (fd < 0) {
-    int err = -errno;
-    snprintf(msg, sizeof(msg), "cannot open %s: %s", path, shoal_strerror(err));
-    report_error(&a->report, err, msg);
-    return -1;
-  }
-  memset(&fl, 0, sizeof(fl));
-  fl.l_type = F_WRLCK;
-  fl.l_whence = SEEK_SET;
-  if (fcntl(fd, F_SETLK, &fl) != 0) {
-    ssize_t n = read(fd, pid, sizeof(pid) - 1);
-    pid[n > 0 ? n : 0] = '\0';
-    pid[strcspn(pid, "\n")] = '\0';
-    snprintf(msg, sizeof(msg),
-             "another shoal-peer (pid %s) uses %s — give this one its own "
-             "--home DIR",
-             pid[0] ? pid : "?", a->home);
-    report_error(&a->report, UV_EBUSY, msg);
-    close(fd);
-    return -1;
-  }
-  if (ftruncate(fd, 0) == 0) {
-    int n = snprintf(pid, sizeof(pid), "%ld\n", (long)getpid());
-    if (write(fd, pid, (size_t)n) != n) {
-      /* The pid is only a hint for the message above. */
-    }
-  }
-  a->lock_fd = fd;
-  return 0;
-}
-
-static int load_identity(struct app *a) {
-  char path[4200];
-  char msg[8500];
-  int created = 0;
-  int err;
-  snprintf(path, sizeof(path), "%s/identity.key", a->home);
-  err = identity_load_or_create(&a->id, path, &created);
-  if (err == SHOAL_EKEYPERM) {
-    snprintf(msg, sizeof(msg),
-             "%s can be read by other users — run 'chmod 600 %s'", path, path);
-    report_error(&a->report, err, msg);
-    return -1;
-  }
-  if (err != 0) {
-    snprintf(msg, sizeof(msg), "cannot load %s: %s", path, shoal_strerror(err));
-    report_error(&a->report, err, msg);
-    return -1;
-  }
-  if (created) {
-    log_info("peer", "created a new identity in %s", path);
-  }
-  return 0;
-}
-
-/* The -o folder of a get: made with its missing parents (mode 0755 less
- * the umask, as mkdir -p and aria2c -d do); something there that is not a
- * folder is an error. Returns 0, or -1 after reporting. */
+/* The -o folder of a get, made before anything listens: a get that cannot
+ * write stops there. Returns 0, or -1 after reporting. */
 static int prepare_out_dir(struct app *a) {
   char msg[4400];
-  struct stat st;
-  int err = make_dirs(a->cli.out_dir, 0755);
-  if (err == 0 && (stat(a->cli.out_dir, &st) != 0 || !S_ISDIR(st.st_mode))) {
-    err = UV_ENOTDIR;
-  }
-  if (err == UV_ENOTDIR) {
-    snprintf(msg, sizeof(msg), "%s is not a folder — choose another -o DIR",
-             a->cli.out_dir);
-    report_error(&a->report, err, msg);
-    return -1;
-  }
+  int err = home_out_dir(a->cli.out_dir, msg, sizeof(msg));
   if (err != 0) {
-    snprintf(msg, sizeof(msg), "cannot create %s: %s — choose another -o DIR",
-             a->cli.out_dir, shoal_strerror(err));
     report_error(&a->report, err, msg);
     return -1;
   }
@@ -544,6 +425,8 @@ static struct app the_app; /* one per process: signal handlers reach it */
 
 static int run(int argc, char **argv) {
   struct app *a = &the_app;
+  char msg[HOME_MSG_BYTES];
+  int lock;
   int err;
 
   signal(SIGPIPE, SIG_IGN);
@@ -560,7 +443,6 @@ static int run(int argc, char **argv) {
     return 1;
   }
   memset(a, 0, sizeof(*a));
-  a->lock_fd = -1;
 
   err = cli_parse(&a->cli, argc, argv);
   if (err == SHOAL_ENOMEM) {
@@ -582,42 +464,13 @@ static int run(int argc, char **argv) {
   a->args = a->cli.args;
   a->nargs = a->cli.nargs;
   a->cfg = a->cli.node;
-  if (a->cli.home != NULL) {
-    snprintf(a->home, sizeof(a->home), "%s", a->cli.home);
-  }
   log_set_level(a->cli.log_level);
   report_init(&a->report, stdout, stderr, a->cli.json, a->cli.quiet,
               a->cli.have_key);
-  /* Home, identity, lock. */
-  if (a->home[0] == '\0' && default_home(a->home, sizeof(a->home)) != 0) {
-    report_error(&a->report, SHOAL_EINVAL,
-                 "cannot find a home folder; give --home DIR");
-    return 1;
-  }
-  {
-    char sub[8192];
-    err = make_dirs(a->home, 0700);
-    if (err == 0) {
-      snprintf(sub, sizeof(sub), "%.4095s/resume", a->home);
-      err = make_dirs(sub, 0700);
-    }
-    if (err == 0) {
-      snprintf(sub, sizeof(sub), "%.4095s/manifests", a->home);
-      err = make_dirs(sub, 0700);
-    }
-    if (err != 0) {
-      char msg[4400];
-      snprintf(msg, sizeof(msg),
-               "cannot create %.4095s: %.200s — choose another --home", a->home,
-               shoal_strerror(err));
-      report_error(&a->report, err, msg);
-      return 1;
-    }
-  }
-  if (a->cli.cmd != CLI_ID && a->cli.cmd != CLI_SEARCH && lock_home(a) != 0) {
-    return 1;
-  }
-  if (load_identity(a) != 0) {
+  lock = a->cli.cmd == CLI_SHARE || a->cli.cmd == CLI_GET;
+  err = home_open(&a->home, a->cli.home, lock, &a->id, msg, sizeof(msg));
+  if (err != 0) {
+    report_error(&a->report, err, msg);
     return 1;
   }
   report_set_peer(&a->report, a->id.pk);
@@ -626,13 +479,12 @@ static int run(int argc, char **argv) {
     identity_close(&a->id);
     return 0;
   }
-  /* Made before anything listens: a get that cannot write stops here. */
   if (a->cli.cmd == CLI_GET && prepare_out_dir(a) != 0) {
     identity_close(&a->id);
     return 1;
   }
 
-  a->cfg.home = a->home;
+  a->cfg.home = a->home.path;
   uv_loop_init(&a->loop);
   a->start_ms = uv_now(&a->loop);
   start_signals(a);
@@ -647,9 +499,7 @@ static int run(int argc, char **argv) {
   node_free(a->node);
   uv_loop_close(&a->loop);
   identity_close(&a->id);
-  if (a->lock_fd >= 0) {
-    close(a->lock_fd);
-  }
+  home_close(&a->home);
   return err;
 }
 
