@@ -1,11 +1,14 @@
-/* shoal-peer: share and get files, client and server at once.
+/* shoal-peer: wires the command line, the home folder, a node or a search,
+ * and the report of what they do into one run, and gives its exit status.
  *
- * The command line is read into a struct cli by cli.c, and report.c shows
- * what the run does. Every usage error is one line on stderr and exit
- * status 2, before anything is done; a failure once the command runs is
- * one line "shoal-peer: error:" (and one "error" event with --json) and
- * exit status 1.
+ * A usage error is one line on stderr and exit status 2, before anything is
+ * done (cli.c); a failure once the command runs is one line
+ * "shoal-peer: error:" (and one "error" event with --json) and exit
+ * status 1; a get stopped by a signal before it completed exits with 128 +
+ * the signal. Everything a run opens (the home's lock, the identity, the
+ * loop and what runs on it) is released on every path out of run().
  */
+#include <assert.h>
 #include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
@@ -32,6 +35,7 @@ struct app {
   struct cli cli;       /* what the command line says */
   struct report report; /* what is shown */
   uv_loop_t loop;
+  int loop_on; /* loop is initialised and not yet closed */
   struct identity id;
   struct node *node;
   struct node_config cfg;
@@ -419,15 +423,13 @@ static int run_node(struct app *a) {
   return a->exit_code;
 }
 
-/* The whole program but the argument array, which main owns, so every
- * return path (usage errors included) leaves nothing allocated. */
-static struct app the_app; /* one per process: signal handlers reach it */
-
-static int run(int argc, char **argv) {
-  struct app *a = &the_app;
+/* The whole run, with one way out: whatever it opened is released at out,
+ * whichever step stopped it. Returns the exit status. */
+static int run(struct app *a, int argc, char **argv) {
   char msg[HOME_MSG_BYTES];
   int lock;
   int err;
+  int rc = 1;
 
   signal(SIGPIPE, SIG_IGN);
   /* Chunk buffers (up to 16 MiB) come and go at the download's pace. With
@@ -440,26 +442,28 @@ static int run(int argc, char **argv) {
   mallopt(M_TRIM_THRESHOLD, 64 << 20);
   if (sodium_init() < 0) {
     fprintf(stderr, "shoal-peer: error: libsodium cannot start\n");
-    return 1;
+    goto out;
   }
-  memset(a, 0, sizeof(*a));
 
   err = cli_parse(&a->cli, argc, argv);
   if (err == SHOAL_ENOMEM) {
     fprintf(stderr, "shoal-peer: error: out of memory\n");
-    return 1;
+    goto out;
   }
   if (err != 0) {
     report_usage(stderr, a->cli.error);
-    return 2;
+    rc = 2;
+    goto out;
   }
   if (a->cli.cmd == CLI_HELP) {
     fputs(cli_usage, stdout);
-    return 0;
+    rc = 0;
+    goto out;
   }
   if (a->cli.cmd == CLI_VERSION) {
     printf("shoal-peer %s\n", SHOAL_VERSION);
-    return 0;
+    rc = 0;
+    goto out;
   }
   a->args = a->cli.args;
   a->nargs = a->cli.nargs;
@@ -471,41 +475,55 @@ static int run(int argc, char **argv) {
   err = home_open(&a->home, a->cli.home, lock, &a->id, msg, sizeof(msg));
   if (err != 0) {
     report_error(&a->report, err, msg);
-    return 1;
+    goto out;
   }
   report_set_peer(&a->report, a->id.pk);
   if (a->cli.cmd == CLI_ID) {
     report_id(&a->report, a->id.pk);
-    identity_close(&a->id);
-    return 0;
+    rc = 0;
+    goto out;
   }
   if (a->cli.cmd == CLI_GET && prepare_out_dir(a) != 0) {
-    identity_close(&a->id);
-    return 1;
+    goto out;
   }
 
   a->cfg.home = a->home.path;
   uv_loop_init(&a->loop);
+  a->loop_on = 1;
   a->start_ms = uv_now(&a->loop);
   start_signals(a);
+  rc = a->cli.cmd == CLI_SEARCH ? run_search(a) : run_node(a);
 
-  if (a->cli.cmd == CLI_SEARCH) {
-    err = run_search(a);
-    uv_loop_close(&a->loop);
-    identity_close(&a->id);
-    return err;
+out:
+  if (a->loop_on) {
+    /* Handles still open (none, when the command ended by itself) close
+     * here, and the node's memory goes once they have. */
+    close_signals(a);
+    uv_run(&a->loop, UV_RUN_DEFAULT);
+    node_free(a->node);
+    a->node = NULL;
+    err = uv_loop_close(&a->loop);
+    assert(err == 0); /* a handle left open is a bug above */
+    (void)err;
+    a->loop_on = 0;
   }
-  err = run_node(a);
-  node_free(a->node);
-  uv_loop_close(&a->loop);
   identity_close(&a->id);
   home_close(&a->home);
-  return err;
+  report_close(&a->report);
+  cli_close(&a->cli);
+  return rc;
 }
 
 int main(int argc, char **argv) {
-  int rc = run(argc, argv);
-  report_close(&the_app.report);
-  cli_close(&the_app.cli);
+  /* On the heap, not in a static: once it is freed, anything only it
+   * pointed to is a leak that LeakSanitizer reports. */
+  struct app *a = calloc(1, sizeof(*a));
+  int rc;
+  if (a == NULL) {
+    fprintf(stderr, "shoal-peer: error: out of memory\n");
+    return 1;
+  }
+  rc = run(a, argc, argv);
+  free(a);
   return rc;
 }
