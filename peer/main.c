@@ -25,6 +25,7 @@
 #include "common/textid.h"
 #include "peer/cli.h"
 #include "peer/home.h"
+#include "peer/manifest_build.h"
 #include "peer/node.h"
 #include "peer/report.h"
 #include "peer/tracker_client.h"
