@@ -1,6 +1,5 @@
 #include "peer/manifest_build.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <sodium.h>
@@ -11,6 +10,7 @@
 #include <unistd.h>
 
 #include "common/error.h"
+#include "peer/fsutil.h"
 
 /* ------------------------------------------------------------------------ */
 /* Scanning the local file or folder */
@@ -89,38 +89,32 @@ static int add_folder(struct scan *s, const char *rel) {
 
 /* Walks the open folder dfd, whose manifest path is rel. Takes dfd. */
 static int scan_dir(struct scan *s, int dfd, const char *rel, unsigned depth) {
-  DIR *d = fdopendir(dfd);
+  struct fsutil_dir d;
   char child[MANIFEST_MAX_PATH + 1];
-  struct dirent *e;
-  int err = 0;
+  const char *name;
+  int err = fsutil_dir_open(&d, dfd);
 
-  if (d == NULL) {
-    err = -errno;
-    close(dfd);
+  if (err != 0) {
     return err;
   }
   for (;;) {
-    errno = 0;
-    e = readdir(d);
-    if (e == NULL) {
-      err = -errno; /* 0 at the end of the folder */
+    int more = fsutil_dir_next(&d, &name);
+    if (more <= 0) {
+      err = more; /* 0 at the end of the folder */
       break;
     }
-    if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0) {
-      continue;
-    }
-    int n = snprintf(child, sizeof(child), "%s/%s", rel, e->d_name);
+    int n = snprintf(child, sizeof(child), "%s/%s", rel, name);
     if (n < 0 || (size_t)n >= sizeof(child)) {
       set_err_path(s->opts, rel);
       err = SHOAL_ETOOBIG;
       break;
     }
-    if (manifest_check_segment(e->d_name, strlen(e->d_name)) != 0) {
+    if (manifest_check_segment(name, strlen(name)) != 0) {
       report_skip(s, child, MANIFEST_BUILD_SKIP_UNSAFE_NAME);
       continue;
     }
     struct stat st;
-    if (fstatat(dirfd(d), e->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0) {
+    if (fstatat(fsutil_dir_fd(&d), name, &st, AT_SYMLINK_NOFOLLOW) != 0) {
       if (errno == ENOENT) {
         report_skip(s, child, MANIFEST_BUILD_SKIP_VANISHED);
         continue;
@@ -141,7 +135,7 @@ static int scan_dir(struct scan *s, int dfd, const char *rel, unsigned depth) {
         err = SHOAL_ETOOBIG;
         break;
       }
-      int sub = openat(dirfd(d), e->d_name,
+      int sub = openat(fsutil_dir_fd(&d), name,
                        O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
       if (sub < 0) {
         err = -errno;
@@ -164,7 +158,7 @@ static int scan_dir(struct scan *s, int dfd, const char *rel, unsigned depth) {
       break;
     }
   }
-  closedir(d);
+  fsutil_dir_close(&d);
   return err;
 }
 
@@ -260,12 +254,6 @@ static void note_job_error(struct manifest_builder *b, const struct job *j) {
   }
 }
 
-static int stat_matches(const struct stat *st, const struct manifest_file *f) {
-  return (uint64_t)st->st_size == f->size &&
-         st->st_mtim.tv_sec == f->mtime_sec &&
-         st->st_mtim.tv_nsec == f->mtime_nsec;
-}
-
 /* Hashes chunks [c0, c1) of one file. Runs on a worker thread or inline;
  * touches only its own chunk slots of the hash array. */
 static void hash_range(struct job *j) {
@@ -290,7 +278,7 @@ static void hash_range(struct job *j) {
     j->err = -errno;
     goto out;
   }
-  if (!stat_matches(&st, f)) {
+  if (!fsutil_stat_matches(&st, f)) {
     j->err = SHOAL_ECHANGED;
     goto out;
   }
@@ -333,7 +321,7 @@ static void hash_range(struct job *j) {
   /* A write during hashing shows in the modification time. */
   if (fstat(fd, &st) != 0) {
     j->err = -errno;
-  } else if (!stat_matches(&st, f)) {
+  } else if (!fsutil_stat_matches(&st, f)) {
     j->err = SHOAL_ECHANGED;
   }
 
