@@ -412,7 +412,7 @@ int handlers_frame(struct tracker *t, const struct peer_addr *from,
     if (from->limited_until != NULL && *from->limited_until > now) {
       log_info("tracker", "closed %s: ignored the rate limit's retry-after",
                from->text);
-      handlers_error(t, out, len > 2 ? frame[2] : 0, 0, err, retry,
+      handlers_error(t, out, tmsg_peek_type(frame, len), 0, err, retry,
                      "too many requests and retry-after ignored; closing");
       return 1;
     }
@@ -420,7 +420,7 @@ int handlers_frame(struct tracker *t, const struct peer_addr *from,
       *from->limited_until = now + retry;
     }
     log_debug("tracker", "rate limit for %s", from->text);
-    handlers_error(t, out, len > 2 ? frame[2] : 0, 0, err, retry,
+    handlers_error(t, out, tmsg_peek_type(frame, len), 0, err, retry,
                    "too many requests; retry later");
     return 0;
   }
@@ -460,7 +460,8 @@ int handlers_frame(struct tracker *t, const struct peer_addr *from,
   if (err != 0) {
     log_info("tracker", "refused request from %s: %s", from->text,
              shoal_strerror(err));
-    handlers_error(t, out, len > 2 ? frame[2] : 0, 0, err, 0, why_refused(err));
+    handlers_error(t, out, tmsg_peek_type(frame, len), 0, err, 0,
+                   why_refused(err));
     return 1;
   }
   switch (env.type) {
