@@ -17,6 +17,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "tracker/hashtab.h"
+
 /* A counted address: the family (4 or 6), then its 4 bytes (IPv4) or the
  * first 8 (the IPv6 /64), zero-padded. */
 #define ADDRCOUNT_KEY_BYTES 9
@@ -34,7 +36,7 @@ struct addrcount {
   size_t used;      /* slots in use: addresses with a connection */
   size_t max_addrs; /* addresses the table was made for */
   uint32_t cap;     /* connections per address */
-  uint8_t hash_key[16];
+  uint8_t hash_key[HASHTAB_KEY_BYTES];
 };
 
 /* Makes a table for up to max_conns connections (so as many addresses),

@@ -26,6 +26,7 @@
 #include "common/frame.h"
 #include "common/log.h"
 #include "common/textid.h"
+#include "tracker/hashtab.h"
 #include "tracker/tracker.h"
 
 static uint32_t now_s(const struct tracker *t) {
@@ -77,9 +78,9 @@ void handlers_error(struct tracker *t, struct buf *out, uint8_t req_type,
  * drop its swarm's cached reply directly. */
 static struct lookup_cache_slot *cache_slot(struct tracker *t,
                                             const uint8_t content[32]) {
-  uint8_t h[crypto_shorthash_BYTES];
-  crypto_shorthash(h, content, TMSG_ID_BYTES, t->cache_key);
-  return &t->cache[(((unsigned)h[0] << 8) | h[1]) % TRACKER_CACHE_SLOTS];
+  /* The hash's top 16 bits pick the slot. */
+  uint64_t h = hashtab_hash(t->cache_key, content, TMSG_ID_BYTES);
+  return &t->cache[(unsigned)(h >> 48) % TRACKER_CACHE_SLOTS];
 }
 
 static void cache_drop(struct tracker *t, const uint8_t content[32]) {

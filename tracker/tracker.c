@@ -1,6 +1,5 @@
 /* The tracker's context: making everything in struct tracker but the
  * network (server.c starts that), and releasing it again. */
-#include <sodium.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -9,6 +8,7 @@
 #include "common/error.h"
 #include "common/frame.h"
 #include "common/textid.h"
+#include "tracker/hashtab.h"
 #include "tracker/tracker.h"
 
 int tracker_init(struct tracker *t, uv_loop_t *loop,
@@ -52,7 +52,7 @@ int tracker_init(struct tracker *t, uv_loop_t *loop,
     err = SHOAL_ENOMEM;
     goto fail;
   }
-  randombytes_buf(t->cache_key, sizeof(t->cache_key));
+  hashtab_keygen(t->cache_key);
   return 0;
 
 fail:

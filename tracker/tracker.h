@@ -12,6 +12,7 @@
 #include "common/tmsg.h"
 #include "tracker/addrcount.h"
 #include "tracker/catalog.h"
+#include "tracker/hashtab.h"
 #include "tracker/ratelimit.h"
 #include "tracker/registry.h"
 #include "tracker/store.h"
@@ -93,7 +94,7 @@ struct tracker {
   struct catalog cat;
   struct ratelimit rl;
   struct lookup_cache_slot *cache;
-  uint8_t cache_key[16];
+  uint8_t cache_key[HASHTAB_KEY_BYTES];
   struct tracker_stats stats;
   struct buf out; /* scratch for building replies */
   /* Network side (server.c). */
