@@ -38,8 +38,8 @@ void addrcount_close(struct addrcount *ac) {
   memset(ac, 0, sizeof(*ac));
 }
 
-static void make_key(uint8_t family, const uint8_t addr[16],
-                     uint8_t key[ADDRCOUNT_KEY_BYTES]) {
+void addrcount_key(uint8_t family, const uint8_t addr[16],
+                   uint8_t key[ADDRCOUNT_KEY_BYTES]) {
   memset(key, 0, ADDRCOUNT_KEY_BYTES);
   key[0] = family;
   /* An IPv6 host is its /64; an IPv4 host its address. */
@@ -87,7 +87,7 @@ static void remove_at(struct addrcount *ac, size_t i) {
 int addrcount_add(struct addrcount *ac, uint8_t family,
                   const uint8_t addr[16]) {
   uint8_t key[ADDRCOUNT_KEY_BYTES];
-  make_key(family, addr, key);
+  addrcount_key(family, addr, key);
   size_t i = find(ac, key);
   struct addrcount_slot *s = &ac->slots[i];
   if (s->n == 0) {
@@ -106,7 +106,7 @@ int addrcount_add(struct addrcount *ac, uint8_t family,
 void addrcount_drop(struct addrcount *ac, uint8_t family,
                     const uint8_t addr[16]) {
   uint8_t key[ADDRCOUNT_KEY_BYTES];
-  make_key(family, addr, key);
+  addrcount_key(family, addr, key);
   size_t i = find(ac, key);
   /* Only a connection that addrcount_add counted is dropped. */
   assert(ac->slots[i].n > 0);
@@ -121,7 +121,7 @@ void addrcount_drop(struct addrcount *ac, uint8_t family,
 uint32_t addrcount_get(const struct addrcount *ac, uint8_t family,
                        const uint8_t addr[16]) {
   uint8_t key[ADDRCOUNT_KEY_BYTES];
-  make_key(family, addr, key);
+  addrcount_key(family, addr, key);
   return ac->slots[find(ac, key)].n;
 }
 

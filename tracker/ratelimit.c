@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "common/error.h"
+#include "tracker/addrcount.h"
 #include "tracker/hashtab.h"
 
 int ratelimit_init(struct ratelimit *rl, uint32_t rate, uint32_t burst,
@@ -36,10 +37,10 @@ void ratelimit_close(struct ratelimit *rl) {
 
 static uint64_t addr_fp(const struct ratelimit *rl, uint8_t family,
                         const uint8_t addr[16]) {
-  uint8_t k[17] = {0};
-  k[0] = family;
-  /* An IPv6 host is its /64; an IPv4 host its address. */
-  memcpy(k + 1, addr, family == 6 ? 8 : 4);
+  uint8_t k[ADDRCOUNT_KEY_BYTES];
+  /* An IPv6 host is its /64, an IPv4 host its address: the client that
+   * the connection cap counts. */
+  addrcount_key(family, addr, k);
   uint64_t v = hashtab_hash(rl->key, k, sizeof(k));
   return v ? v : 1; /* 0 marks an empty slot */
 }
