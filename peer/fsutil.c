@@ -17,6 +17,7 @@
 #include <string.h>
 #include <sys/sysmacros.h>
 #include <unistd.h>
+#include <uv.h>
 
 #include "common/error.h"
 

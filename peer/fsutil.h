@@ -1,8 +1,9 @@
-/* File-system helpers for a peer's storage: blocking calls with no state of
- * their own that walk paths one segment at a time without following a
- * symbolic link, read folders, remove trees, flush, rename without
- * replacing, preallocate, do the arithmetic of free space, and compare a
- * file with what was hashed.
+/* File-system helpers for a peer's storage (and for the manifest builder,
+ * which reads folders and compares files the same way): blocking calls
+ * with no state of their own that walk paths one segment at a time without
+ * following a symbolic link, read folders, remove trees, flush, rename
+ * without replacing, preallocate, do the arithmetic of free space, and
+ * compare a file with what was hashed.
  *
  * Every function here blocks on the disk: the storage calls them from
  * libuv's thread pool, never from the loop thread. Errors are 0 or a

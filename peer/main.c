@@ -25,6 +25,7 @@
 #include "common/textid.h"
 #include "peer/cli.h"
 #include "peer/home.h"
+#include "peer/manifest_build.h"
 #include "peer/node.h"
 #include "peer/report.h"
 #include "peer/tracker_client.h"
@@ -514,11 +515,20 @@ out:
   return rc;
 }
 
+/* shoal_strerror's names and messages for libuv's codes are libuv's own
+ * (common/ does not link libuv, so the program hands them over). */
+static const struct error_text uv_errors[] = {
+#define UV_ERROR_ROW_(name, msg) {UV_##name, #name, msg},
+    UV_ERRNO_MAP(UV_ERROR_ROW_)
+#undef UV_ERROR_ROW_
+};
+
 int main(int argc, char **argv) {
   /* On the heap, not in a static: once it is freed, anything only it
    * pointed to is a leak that LeakSanitizer reports. */
   struct app *a = calloc(1, sizeof(*a));
   int rc;
+  error_set_system(uv_errors, sizeof(uv_errors) / sizeof(uv_errors[0]));
   if (a == NULL) {
     fprintf(stderr, "shoal-peer: error: out of memory\n");
     return 1;

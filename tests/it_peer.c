@@ -48,6 +48,7 @@
 #include "common/pwire.h"
 #include "common/textid.h"
 #include "common/tmsg.h"
+#include "peer/manifest_build.h"
 #include "peer/node.h"
 #include "tests/lib/fx.h"
 #include "tests/lib/jsonl.h"

@@ -60,6 +60,7 @@
 #include "common/replay.h"
 #include "common/textid.h"
 #include "common/tmsg.h"
+#include "peer/manifest_build.h"
 #include "peer/node.h"
 #include "tests/lib/testutil.h"
 #include "tracker/catalog.h"

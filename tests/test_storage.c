@@ -42,6 +42,7 @@
 #include "common/error.h"
 #include "common/identity.h"
 #include "common/manifest.h"
+#include "peer/manifest_build.h"
 #include "peer/storage.h"
 #include "tests/lib/disk.h"
 #include "tests/lib/testutil.h"
