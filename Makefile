@@ -1,6 +1,8 @@
 # shoal — top-level Makefile.
 #
-#   make            build the common library (and the binaries as they exist)
+#   make            build the binaries (installs nothing: a missing library is
+#                   named, and `make deps` installs it)
+#   make check      unit and integration tests, two programs at a time
 #   make deps       install missing Debian packages (runs apt-get only if needed)
 #   make test       format check, unit + integration tests, again under
 #                   ASan/UBSan, then fuzz smoke and the quick comparison
@@ -29,6 +31,11 @@ DEB_PKGS  := build-essential pkg-config libuv1-dev libsodium-dev libcmocka-dev \
 
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+# common/ uses libsodium alone (no libuv): its objects and the fuzz targets,
+# which are common/ and nothing else, are built and linked without libuv.
+COMMON_PKGS := libsodium
+COMMON_PKG_CFLAGS := $(shell pkg-config --cflags $(COMMON_PKGS) 2>/dev/null)
+COMMON_PKG_LIBS   := $(shell pkg-config --libs $(COMMON_PKGS) 2>/dev/null)
 TEST_CFLAGS_PKG := $(shell pkg-config --cflags $(TEST_PKGS) 2>/dev/null)
 TEST_LIBS_PKG   := $(shell pkg-config --libs $(TEST_PKGS) 2>/dev/null)
 
@@ -44,6 +51,7 @@ ifeq ($(SANITIZE),1)
 endif
 
 CFLAGS_ALL  = $(CSTD) $(OPT) $(WARN) -I. $(PKG_CFLAGS) -MMD -MP $(CFLAGS)
+CFLAGS_COMMON = $(CSTD) $(OPT) $(WARN) -I. $(COMMON_PKG_CFLAGS) -MMD -MP $(CFLAGS)
 LDFLAGS_ALL = $(SANLD) $(LDFLAGS)
 
 COMMON_SRC := $(sort $(wildcard common/*.c))
@@ -89,11 +97,27 @@ FUZZ_BINS  := $(FUZZ_SRC:tests/fuzz/%.c=build/fuzz/%)
 
 .SECONDARY:
 
-.PHONY: all deps build tests test check unit integration sanitize fuzz fuzz-smoke \
-        bench demo clean format format-check
+.PHONY: all deps need-libs need-test-libs build tests test check unit \
+        integration sanitize fuzz fuzz-smoke bench demo clean format format-check
 
-all: deps
+all: need-libs
 	@$(MAKE) --no-print-directory build
+
+# `make` never installs anything: a missing library stops it here with the
+# package to install, and `make deps` installs everything the project uses.
+# (make demo and make test run deps themselves.)
+need-libs:
+	@missing=""; \
+	for p in "libuv libuv1-dev" "libsodium libsodium-dev" $(NEED_EXTRA); do \
+	  set -- $$p; pkg-config --exists $$1 2>/dev/null || missing="$$missing $$2"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "make: missing Debian packages:$$missing -- install them, or run 'make deps'" >&2; \
+	  exit 1; \
+	fi
+
+need-test-libs:
+	@$(MAKE) --no-print-directory need-libs NEED_EXTRA='"cmocka libcmocka-dev"'
 
 build: $(LIBS) $(BINS)
 
@@ -133,6 +157,10 @@ deps:
 $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS_ALL) -c -o $@ $<
+
+$(BUILD)/obj/common/%.o: common/%.c
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS_COMMON) -c -o $@ $<
 
 $(COMMON_LIB): $(COMMON_OBJ)
 	@mkdir -p $(@D)
@@ -193,38 +221,54 @@ test: deps
 	@$(MAKE) --no-print-directory compare-quick
 	@echo "make test: all passed"
 
-check: unit integration
+# Every test program is a target of its own (run-NAME), so that two run at
+# a time on two cores; -O keeps each program's output together, and -k
+# runs them all before the failures are counted. The integration programs
+# come first, the longest (it_peer) leading, so that the short unit
+# programs fill in beside them.
+RUN_INTEG := $(patsubst $(BUILD)/tests/%,run-%,$(filter %/it_peer,$(INTEG_BINS)) \
+               $(filter-out %/it_peer,$(INTEG_BINS)))
+RUN_UNIT  := $(UNIT_BINS:$(BUILD)/tests/%=run-%)
+CHECK_JOBS ?= 2
+
+check: need-test-libs
+	@$(MAKE) --no-print-directory -j2 tests
+	@$(MAKE) --no-print-directory -j$(CHECK_JOBS) -O -k $(RUN_INTEG) $(RUN_UNIT) \
+	  || { echo "tests FAILED ($(BUILD)): the '[  FAILED  ]' lines above say which"; exit 1; }
+
+# The same, one group at a time.
+unit: need-test-libs
+	@$(MAKE) --no-print-directory -j2 $(UNIT_BINS)
+	@$(MAKE) --no-print-directory -j$(CHECK_JOBS) -O -k $(RUN_UNIT)
+
+integration: need-test-libs
+	@$(MAKE) --no-print-directory -j2 build $(INTEG_BINS)
+	@$(MAKE) --no-print-directory -j$(CHECK_JOBS) -O -k $(RUN_INTEG)
+
+run-test_%: $(BUILD)/tests/test_%
+	@echo "== $<"; SHOAL_TEST_VECTORS=tests/vectors ./$<
+
+run-it_%: $(BUILD)/tests/it_% build
+	@echo "== $<"; SHOAL_BIN=$(BUILD)/bin ./$<
 
 # Everything the tests run, built (in parallel with -j) before any runs.
 tests: build $(UNIT_BINS) $(INTEG_BINS)
 
-unit: $(UNIT_BINS)
-	@fail=0; for t in $(UNIT_BINS); do \
-	  echo "== $$t"; \
-	  SHOAL_TEST_VECTORS=tests/vectors ./$$t || fail=1; \
-	done; \
-	if [ $$fail != 0 ]; then echo "unit tests FAILED ($(BUILD))"; exit 1; fi
-
-integration: build $(INTEG_BINS)
-	@fail=0; for t in $(INTEG_BINS); do \
-	  echo "== $$t"; \
-	  SHOAL_BIN=$(BUILD)/bin ./$$t || fail=1; \
-	done; \
-	if [ $$fail != 0 ]; then echo "integration tests FAILED ($(BUILD))"; exit 1; fi
-
 # ---------------------------------------------------------------------------
 # Fuzzing (clang + libFuzzer). The common sources are compiled straight into
-# each target with coverage instrumentation.
+# each target with coverage instrumentation, and linked with libsodium only.
 FUZZ_FLAGS := -std=c11 -D_DEFAULT_SOURCE -D_POSIX_C_SOURCE=200809L -O1 -g \
               -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
-              -Wall -Wextra -Werror -I. $(PKG_CFLAGS)
+              -Wall -Wextra -Werror -I. $(COMMON_PKG_CFLAGS)
 
-fuzz: deps
+fuzz: need-libs
+	@command -v $(FUZZ_CC) >/dev/null 2>&1 || \
+	  { echo "make: $(FUZZ_CC) is missing -- run 'make deps'" >&2; exit 1; }
 	@$(MAKE) --no-print-directory $(FUZZ_BINS)
 
 build/fuzz/%: tests/fuzz/%.c $(COMMON_SRC) $(wildcard common/*.h)
 	@mkdir -p $(@D)
-	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ $< $(COMMON_SRC) $(PKG_LIBS)
+	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ $< $(COMMON_SRC) $(COMMON_PKG_LIBS)
 
 fuzz-smoke: fuzz
 	@for f in $(FUZZ_BINS); do \
@@ -240,7 +284,7 @@ fuzz-smoke: fuzz
 	done
 
 # ---------------------------------------------------------------------------
-bench: deps
+bench: need-libs
 	@$(MAKE) --no-print-directory $(BENCH_BINS)
 
 demo: deps

@@ -22,6 +22,7 @@
 #include "common/error.h"
 #include "common/identity.h"
 #include "common/manifest.h"
+#include "peer/manifest_build.h"
 
 static double now_s(void) {
   return (double)uv_hrtime() / 1e9;

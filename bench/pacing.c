@@ -51,6 +51,7 @@
 #include "common/manifest.h"
 #include "common/textid.h"
 #include "peer/limits.h"
+#include "peer/manifest_build.h"
 #include "tests/lib/fake.h"
 #include "tests/lib/jsonl.h"
 #include "tests/lib/proc.h"

@@ -1,5 +1,5 @@
-/* Wall-clock time for signed timestamps. Event-loop code measures intervals
- * with uv_now(); only message timestamps use the wall clock. */
+/* Wall-clock time for signed timestamps and log records. Event-loop code
+ * measures intervals with uv_now(); only timestamps use the wall clock. */
 #ifndef SHOAL_CLOCK_H
 #define SHOAL_CLOCK_H
 

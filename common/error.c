@@ -1,6 +1,10 @@
+/* strerrorname_np, the C library's name of an errno value, is a GNU
+ * extension (glibc 2.32). */
+#define _GNU_SOURCE
 #include "common/error.h"
 
-#include <uv.h>
+#include <limits.h>
+#include <string.h>
 
 #define SHOAL_COUNT_ (SHOAL_ERR_END_ - SHOAL_ERR_BASE_ - 1)
 
@@ -19,21 +23,37 @@ static const char *const names[] = {
 _Static_assert(sizeof(messages) / sizeof(messages[0]) == SHOAL_COUNT_,
                "error table out of step with enum");
 
-/* True when libuv has a name for err; libuv allocates (and leaks) a string for
- * codes it does not know, so only known codes are passed to it. */
-static int is_uv(int err) {
-  switch (err) {
-#define SHOAL_UV_(name, msg) case UV_##name:
-    UV_ERRNO_MAP(SHOAL_UV_)
-#undef SHOAL_UV_
-    return 1;
-  default:
-    return 0;
-  }
+/* The table error_set_system installed; NULL until then. Set once at
+ * start-up and only read afterwards. */
+static const struct error_text *system_rows;
+static size_t system_count;
+
+void error_set_system(const struct error_text *rows, size_t count) {
+  system_rows = rows;
+  system_count = count;
 }
 
 static int is_shoal(int err) {
   return err > SHOAL_ERR_BASE_ && err < SHOAL_ERR_END_;
+}
+
+static const struct error_text *system_row(int err) {
+  for (size_t i = 0; i < system_count; i++) {
+    if (system_rows[i].code == err) {
+      return &system_rows[i];
+    }
+  }
+  return NULL;
+}
+
+/* The C library's name of a negated errno value, or NULL when it has none.
+ * Only a value it names is given to strerror, whose message for any other
+ * value is built in a buffer that the next call overwrites. */
+static const char *libc_name(int err) {
+  if (err >= 0 || err == INT_MIN) {
+    return NULL;
+  }
+  return strerrorname_np(-err);
 }
 
 const char *shoal_strerror(int err) {
@@ -43,10 +63,11 @@ const char *shoal_strerror(int err) {
   if (is_shoal(err)) {
     return messages[err - SHOAL_ERR_BASE_ - 1];
   }
-  if (is_uv(err)) {
-    return uv_strerror(err);
+  if (system_rows != NULL) {
+    const struct error_text *row = system_row(err);
+    return row != NULL ? row->message : "unknown error";
   }
-  return "unknown error";
+  return libc_name(err) != NULL ? strerror(-err) : "unknown error";
 }
 
 const char *shoal_err_name(int err) {
@@ -56,8 +77,10 @@ const char *shoal_err_name(int err) {
   if (is_shoal(err)) {
     return names[err - SHOAL_ERR_BASE_ - 1];
   }
-  if (is_uv(err)) {
-    return uv_err_name(err);
+  if (system_rows != NULL) {
+    const struct error_text *row = system_row(err);
+    return row != NULL ? row->name : "EUNKNOWN";
   }
-  return "EUNKNOWN";
+  const char *name = libc_name(err);
+  return name != NULL ? name : "EUNKNOWN";
 }

@@ -6,9 +6,15 @@
  * from -29999 (-30000 is a sentinel) so that libuv's codes (negated errno
  * values, and UV_EOF at -4095) pass through any shoal function unchanged and
  * stay distinguishable.
+ *
+ * common/ does not link libuv, so it does not know libuv's names and
+ * messages by itself: a program that wants them hands them over once with
+ * error_set_system (the tracker and the peer do so at start-up).
  */
 #ifndef SHOAL_ERROR_H
 #define SHOAL_ERROR_H
+
+#include <stddef.h>
 
 #define SHOAL_ERRNO_MAP(XX)                                                    \
   XX(ETRUNC, "input is truncated")                                             \
@@ -48,8 +54,24 @@ enum shoal_err {
       SHOAL_ERR_END_
 };
 
+/* One code from outside shoal's table, with its static name and message. */
+struct error_text {
+  int code;
+  const char *name;    /* "ECONNREFUSED" */
+  const char *message; /* "connection refused" */
+};
+
+/* Makes rows[0..count) the whole word on every code outside shoal's own
+ * table: shoal_strerror and shoal_err_name give a row's message and name,
+ * and "unknown error" and "EUNKNOWN" for a code in no row. The rows are
+ * borrowed for the rest of the process (a static table). Until it is
+ * called, or after it is called with NULL, a negative errno value gets the
+ * C library's message and name. Call it once, before any thread that
+ * reports errors starts. */
+void error_set_system(const struct error_text *rows, size_t count);
+
 /* Returns a static, human-readable message for any code returned by shoal or
- * libuv (0 gives "success"). Never NULL. */
+ * by the system (0 gives "success"). Never NULL. */
 const char *shoal_strerror(int err);
 
 /* Returns the static symbolic name ("SHOAL_EBADSIG", "ECONNREFUSED", ...). */

@@ -9,8 +9,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <uv.h>
-
 #include "common/error.h"
 
 #define SEED_BYTES crypto_sign_SEEDBYTES
@@ -165,7 +163,7 @@ int identity_save(const struct identity *id, const char *path) {
 
   n = snprintf(tmp, sizeof(tmp), "%s.XXXXXX", path);
   if (n < 0 || (size_t)n >= sizeof(tmp)) {
-    return UV_ENAMETOOLONG;
+    return -ENAMETOOLONG;
   }
   memcpy(file, MAGIC, MAGIC_BYTES);
   /* libsodium's secret key is seed || public key. */
@@ -220,7 +218,7 @@ int identity_load_or_create(struct identity *id, const char *path,
   if (created != NULL) {
     *created = 0;
   }
-  if (err != UV_ENOENT) {
+  if (err != -ENOENT) {
     return err;
   }
   identity_generate(id);

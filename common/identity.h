@@ -31,11 +31,12 @@ void identity_from_seed(struct identity *id, const uint8_t seed[32]);
 /* Wipes the secret key. */
 void identity_close(struct identity *id);
 
-/* Loads the key at path. Returns 0; UV_ENOENT when there is no file;
+/* Loads the key at path. Returns 0; -ENOENT (libuv's UV_ENOENT) when there
+ * is no file;
  * SHOAL_EKEYPERM when group or others have any permission on it (the file is
  * not read);
  * SHOAL_EKEYFILE when its size, magic, checksum or key pair is wrong; or a
- * libuv/errno code from the file system. */
+ * negated errno value from the file system. */
 int identity_load(struct identity *id, const char *path);
 /* Writes id to path atomically (temporary file with mode 0600, fsync,
  * rename, fsync of the folder). An existing file is replaced. */

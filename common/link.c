@@ -1,9 +1,9 @@
 #include "common/link.h"
 
+#include <arpa/inet.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
-#include <uv.h>
 
 #include "common/error.h"
 
@@ -113,11 +113,12 @@ int link_parse_tracker(const char *text, size_t len, struct link_tracker *out,
       *why = "tracker IPv6 address is not valid";
       return SHOAL_EBADLINK;
     }
-    /* Only hex digits, ':' and '.' (an embedded IPv4 address).
-     * uv_inet_pton stops at a NUL and ignores everything after a '%' (a
-     * zone ID), so without this "[::1%00&x]" or "[fe80::1%25eth0]" would
-     * be accepted with bytes that link_format cannot write back; and a
-     * zone names an interface of one machine, meaningless in a link. */
+    /* Only hex digits, ':' and '.' (an embedded IPv4 address). The
+     * parser stops at a NUL, and some parsers (libuv's among them) skip a
+     * '%' and the zone ID after it, so without this "[::1%00&x]" or
+     * "[fe80::1%25eth0]" could be accepted with bytes that link_format
+     * cannot write back; and a zone names an interface of one machine,
+     * meaningless in a link. */
     for (size_t i = 0; i < host_len; i++) {
       if (hexval(host[i]) < 0 && host[i] != ':' && host[i] != '.') {
         *why = "tracker IPv6 address is not valid";
@@ -126,7 +127,7 @@ int link_parse_tracker(const char *text, size_t len, struct link_tracker *out,
     }
     memcpy(tmp, host, host_len);
     tmp[host_len] = '\0';
-    if (uv_inet_pton(AF_INET6, tmp, addr) != 0) {
+    if (inet_pton(AF_INET6, tmp, addr) != 1) {
       *why = "tracker IPv6 address is not valid";
       return SHOAL_EBADLINK;
     }
@@ -156,7 +157,7 @@ int link_parse_tracker(const char *text, size_t len, struct link_tracker *out,
     memcpy(tmp, host, host_len);
     tmp[host_len] = '\0';
     if (looks_numeric(host, host_len)) {
-      if (uv_inet_pton(AF_INET, tmp, addr) != 0) {
+      if (inet_pton(AF_INET, tmp, addr) != 1) {
         *why = "tracker IPv4 address is not valid";
         return SHOAL_EBADLINK;
       }

@@ -6,7 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-#include <uv.h>
+
+#include "common/clock.h"
 
 static struct {
   enum log_level level;
@@ -87,18 +88,15 @@ void log_set_before_stderr(void (*fn)(void *arg), void *arg) {
 void log_msg(enum log_level level, const char *who, const char *fmt, ...) {
   char line[1024];
   char stamp[32];
-  uv_timeval64_t tv;
   struct tm tm;
   va_list ap;
 
   if (level > log_state.level) {
     return;
   }
-  if (uv_gettimeofday(&tv) != 0) {
-    tv.tv_sec = 0;
-    tv.tv_usec = 0;
-  }
-  time_t secs = (time_t)tv.tv_sec;
+  /* 0 (the epoch) when the clock cannot be read. */
+  uint64_t now_ms = clock_wall_ms();
+  time_t secs = (time_t)(now_ms / 1000u);
   gmtime_r(&secs, &tm);
   strftime(stamp, sizeof(stamp), "%Y-%m-%dT%H:%M:%S", &tm);
   va_start(ap, fmt);
@@ -115,6 +113,6 @@ void log_msg(enum log_level level, const char *who, const char *fmt, ...) {
   if (out == stderr && log_state.before != NULL) {
     log_state.before(log_state.before_arg);
   }
-  fprintf(out, "%s.%03dZ %-5s %s: %s\n", stamp, (int)(tv.tv_usec / 1000),
+  fprintf(out, "%s.%03dZ %-5s %s: %s\n", stamp, (int)(now_ms % 1000u),
           level_names[level], who, line);
 }

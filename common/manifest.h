@@ -27,7 +27,6 @@
 
 #include <stddef.h>
 #include <stdint.h>
-#include <uv.h>
 
 #include "common/identity.h"
 
@@ -63,16 +62,6 @@
 #define MANIFEST_MODE_EXEC 0x01u
 /* A modification time's nanoseconds are below one second. */
 #define MANIFEST_NSEC_LIMIT 1000000000u
-
-/* The reasons manifest_build gives the skipped callback: one static string
- * for each kind of entry left out of a folder, so that a caller can tell
- * them apart with strcmp (shoal-peer makes each a --json event). */
-#define MANIFEST_SKIP_SYMLINK "symbolic link (not followed)"
-#define MANIFEST_SKIP_SPECIAL "not a regular file (socket, fifo or device)"
-#define MANIFEST_SKIP_UNSAFE_NAME                                              \
-  "name cannot be shared safely (control character, backslash or invalid "     \
-  "UTF-8)"
-#define MANIFEST_SKIP_VANISHED "removed while the folder was being read"
 
 enum manifest_kind {
   MANIFEST_KIND_FILE = 1,
@@ -115,60 +104,8 @@ struct manifest {
   char *local_root;
 };
 
-struct manifest_build_opts {
-  unsigned chunk_log2; /* 0: choose from the total size */
-  unsigned threads;    /* manifest_build: 0 hashes on the calling thread;
-                          otherwise (and always for manifest_build_start,
-                          which treats 0 as 1) 2 jobs per thread are kept
-                          queued on libuv's thread pool (size it with
-                          UV_THREADPOOL_SIZE; the default is 4) */
-  /* Called on the loop thread (or the calling thread) as bytes are hashed. */
-  void (*progress)(void *arg, uint64_t done, uint64_t total);
-  /* Called for every entry left out of a folder: path is its manifest path
-   * (the content's name first, '/'-separated; raw bytes, which for an
-   * unsafe name hold the control characters or invalid UTF-8 that made it
-   * unsafe, so escape it before printing), and why is one of the
-   * MANIFEST_SKIP_ strings above. */
-  void (*skipped)(void *arg, const char *path, const char *why);
-  void *arg;
-  /* When not NULL, receives the path that caused a failure. */
-  char *err_path;
-  size_t err_path_cap;
-};
-
-struct manifest_builder;
-typedef void (*manifest_build_cb)(void *arg, int status, struct manifest *m);
-
 /* Chooses the chunk size (log2) for a content of total bytes. */
 unsigned manifest_choose_chunk_log2(uint64_t total);
-
-/* Scans path (a file, or a folder recursively), hashes it and returns a
- * signed manifest that the caller frees with manifest_free(). Blocks; with
- * opts->threads > 0 it runs a private loop to use the thread pool. Symbolic
- * links inside a folder are not followed and are skipped, as are special
- * files (sockets, fifos, devices) and names that cannot be shared safely;
- * each is reported through opts->skipped. A folder in which nothing is
- * recorded (it is empty, or everything in it was skipped) is recorded as an
- * empty folder. Each file's executable bit and modification time are
- * recorded as the scan finds them. Returns 0 or an error (SHOAL_ECHANGED
- * when a file changed while it was read, SHOAL_ETOOBIG over a limit, or a
- * file-system error). */
-int manifest_build(const char *path, const struct identity *publisher,
-                   const struct manifest_build_opts *opts,
-                   struct manifest **out);
-
-/* The same on the caller's loop: scans now, hashes on the thread pool, and
- * calls cb(arg, status, manifest) on the loop thread; the manifest then
- * belongs to the callback. opts and publisher are copied. Returns 0 when the
- * build started (cb will be called exactly once) or an error (cb will not).
- * opts->arg and opts->err_path are borrowed and must stay valid until cb. */
-int manifest_build_start(uv_loop_t *loop, const char *path,
-                         const struct identity *publisher,
-                         const struct manifest_build_opts *opts,
-                         manifest_build_cb cb, void *arg,
-                         struct manifest_builder **out);
-/* Asks a running build to stop; cb still comes, with SHOAL_ECANCELED. */
-void manifest_build_cancel(struct manifest_builder *b);
 
 /* Checks the version byte, verifies the publisher's signature over bytes,
  * then decodes and validates them. Returns 0 and a manifest to free, or an
@@ -190,6 +127,25 @@ void manifest_free(struct manifest *m);
 /* Checks one relative path as manifest decoding does. Returns 0,
  * SHOAL_EPATH or SHOAL_ETOOBIG. */
 int manifest_check_path(const char *path, size_t len);
+/* Checks one segment of a path (a file or folder name): not empty, not "."
+ * or "..", no control characters, no '/' or '\\', valid UTF-8, at most
+ * MANIFEST_MAX_SEGMENT bytes. Returns 0 or SHOAL_EPATH. */
+int manifest_check_segment(const char *s, size_t len);
+
+/* Making a manifest of a local content (peer/manifest_build.c scans and
+ * hashes; the layout and the bytes are decided here). */
+
+/* Puts the files and empty folders gathered in m into canonical order, sets
+ * the total size, the chunk size (chunk_log2, or when 0 the choice of
+ * manifest_choose_chunk_log2) and every file's chunk range, and allocates
+ * the chunk hashes (zeroed, for the caller to fill). Returns 0,
+ * SHOAL_EINVAL (chunk_log2 out of range), SHOAL_ETOOBIG (more than
+ * MANIFEST_MAX_CHUNKS chunks) or SHOAL_ENOMEM. */
+int manifest_layout(struct manifest *m, unsigned chunk_log2);
+/* Signs a laid-out manifest whose hashes are filled in: sets m->publisher
+ * to pub's key, m->encoded to the canonical bytes and signature (owned by
+ * m) and m->id. Returns 0, SHOAL_ETOOBIG or SHOAL_ENOMEM. */
+int manifest_seal(struct manifest *m, const struct identity *pub);
 
 /* Bytes in chunk idx (the last chunk of a file may be short). */
 uint32_t manifest_chunk_len(const struct manifest *m, uint32_t idx);

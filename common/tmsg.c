@@ -72,6 +72,14 @@ int tmsg_is_query(const uint8_t *msg, size_t len) {
   return len >= 2 && msg[1] == TMSG_QUERY_CLASS;
 }
 
+/* A query and an envelope both start with the version, the class and the
+ * type, one byte each (docs/protocol.md, "Envelope" and "Tracker query"). */
+#define TYPE_OFFSET 2
+
+uint8_t tmsg_peek_type(const uint8_t *msg, size_t len) {
+  return len > TYPE_OFFSET ? msg[TYPE_OFFSET] : 0;
+}
+
 int tmsg_query_encode(struct buf *out, uint8_t type, uint64_t id,
                       const void *payload, size_t len) {
   if (len > FRAME_MAX_DEFAULT - TMSG_QUERY_HEADER_BYTES) {

@@ -169,6 +169,11 @@ int tmsg_query_encode(struct buf *out, uint8_t type, uint64_t id,
 int tmsg_query_decode(const uint8_t *msg, size_t len, struct tmsg_query *out);
 /* True when a frame body is a query rather than an envelope. */
 int tmsg_is_query(const uint8_t *msg, size_t len);
+/* The message type of a frame body, a query or an envelope alike, read
+ * without checking anything else; 0 when the body is too short to hold
+ * one. Only for echoing the type in the error reply to a request that
+ * could not be decoded or opened. */
+uint8_t tmsg_peek_type(const uint8_t *msg, size_t len);
 
 /* Payload codecs. Encoders append to out and return buf_err(out) or
  * SHOAL_EINVAL for a struct over a limit; decoders return 0, SHOAL_ETRUNC,

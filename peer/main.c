@@ -1,33 +1,21 @@
-/* shoal-peer: share and get files, client and server at once.
+/* shoal-peer: wires the command line, the home folder, a node or a search,
+ * and the report of what they do into one run, and gives its exit status.
  *
- * The command line is read with getopt_long: options may come anywhere,
- * take their value as "--opt=value" or "--opt value", and "--" ends them.
- * Each option applies to some commands only (opt_table below, the table in
- * docs/shoal-peer.1); one given to another command is a usage error. Every
- * usage error is one line on stderr and exit status 2, before anything is
- * done; a failure once the command runs is one line "shoal-peer: error:"
- * (and one "error" event with --json) and exit status 1.
- *
- * Everything a name from the disk, a manifest or a tracker reaches the
- * terminal through goes through fmt_term_escape first; --json strings are
- * escaped by the JSON writer instead.
+ * A usage error is one line on stderr and exit status 2, before anything is
+ * done (cli.c); a failure once the command runs is one line
+ * "shoal-peer: error:" (and one "error" event with --json) and exit
+ * status 1; a get stopped by a signal before it completed exits with 128 +
+ * the signal. Everything a run opens (the home's lock, the identity, the
+ * loop and what runs on it) is released on every path out of run().
  */
 #include <assert.h>
-#include <errno.h>
-#include <fcntl.h>
-#include <getopt.h>
 #include <malloc.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/ioctl.h>
-#include <sys/stat.h>
-#include <unistd.h>
 #include <uv.h>
 
-#include "common/buf.h"
 #include "common/clock.h"
 #include "common/error.h"
 #include "common/identity.h"
@@ -35,281 +23,47 @@
 #include "common/log.h"
 #include "common/manifest.h"
 #include "common/textid.h"
-#include "peer/fmt.h"
+#include "peer/cli.h"
+#include "peer/home.h"
+#include "peer/manifest_build.h"
 #include "peer/node.h"
+#include "peer/report.h"
 #include "peer/tracker_client.h"
 
 #define SHOAL_VERSION "0.1.0"
-#define PLAIN_PROGRESS_MS 5000u
-#define JSON_PROGRESS_GET_MS 500u
-#define JSON_PROGRESS_SEED_MS 2000u
-#define TTY_PROGRESS_MS 500u
-#define PROGRESS_SLOTS 64u
-/* Columns of a progress line that goes to a file or a pipe: not cut. */
-#define PLAIN_COLS 4096u
-/* A message as shown: every byte of it escaped takes at most six. */
-#define SHOWN_BYTES(n) (6u * (n) + 1u)
-/* The variable that stands for --tracker when none is given. */
-#define TRACKER_ENV "SHOAL_TRACKER"
-
-static const char usage[] =
-    "usage: shoal-peer share PATH... [--tracker HOST[:PORT]]... [options]\n"
-    "       shoal-peer get LINK|CONTENT-ID... [-o DIR] [--seed] [options]\n"
-    "       shoal-peer search WORD... [--tracker HOST[:PORT]]... [--limit N]\n"
-    "       shoal-peer id [--home DIR] [--json]\n"
-    "       shoal-peer -h | -V\n"
-    "\n"
-    "Shares files and folders with other peers, and gets them, through a\n"
-    "shoal tracker. One process serves what it holds and fetches what it\n"
-    "lacks from many peers at once; every chunk is checked against the\n"
-    "publisher's signed manifest.\n"
-    "\n"
-    "Options, and the commands they apply to (any other is an error):\n"
-    "  -o, --output=DIR          get: where the content goes (.), made if\n"
-    "                            missing\n"
-    "      --seed                get: keep serving after it completes\n"
-    "      --tracker=HOST[:PORT] share, get, search: a tracker (repeatable;\n"
-    "                            port 7070 if left out; IPv6 as [ADDR])\n"
-    "      --tracker-key=ID      share, get, search: the tracker's public key\n"
-    "                            (else learned from its first signed reply)\n"
-    "      --listen=ADDR:PORT    share, get: accept peers here ([::]:0, or\n"
-    "                            0.0.0.0:0 without IPv6)\n"
-    "      --max-peers=N         share, get: sessions per content, 1..256 "
-    "(50)\n"
-    "      --upload-rate=R       share, get: bytes a second, e.g. 500k, 10M\n"
-    "                            (0: no limit)\n"
-    "      --download-rate=R     get: the same for downloads\n"
-    "      --mode=p2p|cs         share, get: swarm (p2p), or the client-"
-    "server\n"
-    "                            baseline: fetch from the publisher only,\n"
-    "                            upload nothing\n"
-    "      --interval-cap=S      share, get: announce at least every S "
-    "seconds\n"
-    "      --limit=N             search: results, 1..50 (20)\n"
-    "      --home=DIR            all: keys and resume state\n"
-    "                            ($XDG_DATA_HOME/shoal)\n"
-    "      --log-level=LEVEL     all: error, warn, info or debug (warn)\n"
-    "      --json                all: one JSON object per line on stdout\n"
-    "  -q, --quiet               all: no progress and no warnings\n"
-    "  -h, --help                this text\n"
-    "  -V, --version             the version\n"
-    "\n"
-    "Options may come before or after the arguments; -- ends them.\n"
-    "SHOAL_TRACKER (trackers separated by commas or spaces) stands for\n"
-    "--tracker when none is given.\n";
-
-enum cmd { CMD_NONE, CMD_SHARE, CMD_GET, CMD_SEARCH, CMD_ID };
-
-/* Which commands an option applies to: one bit each. */
-#define FOR_SHARE (1u << CMD_SHARE)
-#define FOR_GET (1u << CMD_GET)
-#define FOR_SEARCH (1u << CMD_SEARCH)
-#define FOR_ID (1u << CMD_ID)
-#define FOR_ALL (FOR_SHARE | FOR_GET | FOR_SEARCH | FOR_ID)
-
-/* getopt_long's codes: the short letter, or past any character. */
-enum opt_code {
-  OPT_HELP = 'h',
-  OPT_OUTPUT = 'o',
-  OPT_QUIET = 'q',
-  OPT_VERSION = 'V',
-  OPT_SEED = 256,
-  OPT_TRACKER,
-  OPT_TRACKER_KEY,
-  OPT_LISTEN,
-  OPT_MAX_PEERS,
-  OPT_UPLOAD_RATE,
-  OPT_DOWNLOAD_RATE,
-  OPT_MODE,
-  OPT_INTERVAL_CAP,
-  OPT_LIMIT,
-  OPT_HOME,
-  OPT_LOG_LEVEL,
-  OPT_JSON,
-};
-
-static const struct opt_info {
-  enum opt_code code;
-  const char *name;
-  int has_value;
-  unsigned cmds;
-} opt_table[] = {
-    {OPT_OUTPUT, "output", 1, FOR_GET},
-    {OPT_SEED, "seed", 0, FOR_GET},
-    {OPT_TRACKER, "tracker", 1, FOR_SHARE | FOR_GET | FOR_SEARCH},
-    {OPT_TRACKER_KEY, "tracker-key", 1, FOR_SHARE | FOR_GET | FOR_SEARCH},
-    {OPT_LISTEN, "listen", 1, FOR_SHARE | FOR_GET},
-    {OPT_MAX_PEERS, "max-peers", 1, FOR_SHARE | FOR_GET},
-    {OPT_UPLOAD_RATE, "upload-rate", 1, FOR_SHARE | FOR_GET},
-    {OPT_DOWNLOAD_RATE, "download-rate", 1, FOR_GET},
-    {OPT_MODE, "mode", 1, FOR_SHARE | FOR_GET},
-    {OPT_INTERVAL_CAP, "interval-cap", 1, FOR_SHARE | FOR_GET},
-    {OPT_LIMIT, "limit", 1, FOR_SEARCH},
-    {OPT_HOME, "home", 1, FOR_ALL},
-    {OPT_LOG_LEVEL, "log-level", 1, FOR_ALL},
-    {OPT_JSON, "json", 0, FOR_ALL},
-    {OPT_QUIET, "quiet", 0, FOR_ALL},
-    {OPT_HELP, "help", 0, FOR_ALL},
-    {OPT_VERSION, "version", 0, FOR_ALL},
-};
-#define OPT_COUNT (sizeof(opt_table) / sizeof(opt_table[0]))
-/* "-q" in getopt's terms; the leading '-' hands over the arguments in
- * order (so POSIXLY_CORRECT cannot stop at the first one) and ':' reports
- * a missing value apart from an unknown option. */
-static const char short_opts[] = "-:ho:qV";
-
-/* What the command line said, before it is checked. */
-struct cmdline {
-  const char *value[OPT_COUNT]; /* the last value of each option */
-  int given[OPT_COUNT];
-  const char *trackers[LINK_MAX_TRACKERS + 1]; /* every --tracker */
-  unsigned ntrackers;
-};
-
-/* One content a get fetches: its ID, and its link when it came as one. */
-struct get_item {
-  uint8_t content[MANIFEST_ID_BYTES];
-  struct share_link link;
-  struct link_tracker trackers[LINK_MAX_TRACKERS];
-  unsigned ntrackers;
-  uint8_t key[32];
-  int have_key;
-};
 
 struct app {
-  enum cmd cmd;
+  struct cli cli;       /* what the command line says */
+  struct report report; /* what is shown */
   uv_loop_t loop;
+  int loop_on; /* loop is initialised and not yet closed */
   struct identity id;
   struct node *node;
   struct node_config cfg;
-  char home[4096];
-  const char *out_dir;
-  int seed;
-  int quiet;
-  int json;
-  int tty;
-  size_t cols; /* the terminal's width, when tty */
-  unsigned limit;
-  int lock_fd;
-  struct link_tracker trackers[LINK_MAX_TRACKERS];
-  unsigned ntrackers;
-  uint8_t tracker_key[32];
-  int have_key;
-  char **args;
+  struct home home;
+  char **args; /* the command's arguments (cli's) */
   int nargs;
   /* share */
   int builds_left;
   struct manifest_builder *builder;
   int next_path;
-  uint64_t last_hash_ms;
   /* run state */
   int exit_code;
-  int started;           /* a share or get began: the run prints its totals */
-  int finished;          /* the command's work is done (or failed) */
-  int completed;         /* get: every content is complete */
-  struct get_item *gets; /* get: the contents asked for */
-  int ngets;
+  int started;     /* a share or get began: the run prints its totals */
+  int finished;    /* the command's work is done (or failed) */
+  int completed;   /* get: every content is complete */
   int gets_left;   /* not complete yet */
   int shares_live; /* share: contents published and still served */
-  struct {
-    uint8_t content[32];
-    uint64_t last_ms;
-  } shown[PROGRESS_SLOTS]; /* when each content's progress was shown */
-  unsigned nshown;
   int signalled;
   uint64_t start_ms;
-  uint64_t last_progress_ms;
-  int progress_line; /* a \r line is on the terminal */
   uv_signal_t sigint, sigterm, sigwinch;
   int signals_on;            /* the three are initialised and not yet closed */
   struct tracker_client *tc; /* search */
   unsigned search_tries;
-  struct tmsg_search query;
 };
 
 /* ------------------------------------------------------------------------ */
 /* Output */
-
-static void json_out(struct buf *b) {
-  if (buf_err(b) == 0) {
-    fwrite(b->data, 1, b->len, stdout);
-    fflush(stdout);
-  }
-  buf_free(b);
-}
-
-static void clear_progress(struct app *a) {
-  if (a->progress_line) {
-    fputs("\r\033[K", stderr);
-    a->progress_line = 0;
-  }
-}
-
-static void clear_progress_hook(void *arg) {
-  clear_progress(arg);
-}
-
-/* Writes text to f as fmt_term_escape shows it, then a newline: a name or
- * a message that may hold what a terminal would act on. */
-static void put_line(FILE *f, const char *prefix, const char *text) {
-  size_t n = strlen(text);
-  char *shown = malloc(SHOWN_BYTES(n));
-  if (shown == NULL) {
-    return;
-  }
-  fmt_term_escape(shown, SHOWN_BYTES(n), text);
-  fprintf(f, "%s%s\n", prefix, shown);
-  free(shown);
-}
-
-/* A usage error: one line (escaped, as it may quote what was typed), exit
- * status 2, nothing done. */
-static int usage_line(int hint, const char *fmt, va_list ap) {
-  char msg[8192];
-  vsnprintf(msg, sizeof(msg), fmt, ap);
-  if (hint) {
-    size_t len = strlen(msg);
-    snprintf(msg + len, sizeof(msg) - len, " — see 'shoal-peer --help'");
-  }
-  put_line(stderr, "shoal-peer: ", msg);
-  return 2;
-}
-
-/* A wrong command line: the help may help. */
-__attribute__((format(printf, 1, 2))) static int fail_usage(const char *fmt,
-                                                            ...) {
-  va_list ap;
-  va_start(ap, fmt);
-  int rc = usage_line(1, fmt, ap);
-  va_end(ap);
-  return rc;
-}
-
-/* A malformed argument (a link, a content ID): the message says what to
- * do itself. */
-__attribute__((format(printf, 1, 2))) static int fail_input(const char *fmt,
-                                                            ...) {
-  va_list ap;
-  va_start(ap, fmt);
-  int rc = usage_line(0, fmt, ap);
-  va_end(ap);
-  return rc;
-}
-
-/* One line naming the cause and what to do; --json also gets an event. */
-static void report_error(struct app *a, int code, const char *msg) {
-  clear_progress(a);
-  put_line(stderr, "shoal-peer: error: ", msg);
-  if (a->json) {
-    struct buf b;
-    buf_init(&b, 1 << 16);
-    fmt_json_begin(&b, "error");
-    fmt_json_str_field(&b, "code", shoal_err_name(code));
-    fmt_json_str_field(&b, "message", msg);
-    fmt_json_end(&b);
-    json_out(&b);
-  }
-}
 
 /* The totals, for a run that started sharing or getting: one that stopped
  * at a usage error, a bad -o, a listen address in use or a path that
@@ -318,274 +72,44 @@ static void print_stats(struct app *a) {
   if (a->node == NULL || !a->started) {
     return;
   }
-  if (a->json) {
-    struct buf b;
-    buf_init(&b, 4096);
-    fmt_json_begin(&b, "stats");
-    fmt_json_u64_field(&b, "uploaded", node_uploaded(a->node));
-    fmt_json_u64_field(&b, "downloaded", node_downloaded(a->node));
-    fmt_json_u64_field(&b, "wasted", node_wasted(a->node));
-    fmt_json_double_field(&b, "seconds",
-                          (double)(uv_now(&a->loop) - a->start_ms) / 1000.0);
-    fmt_json_end(&b);
-    json_out(&b);
-  } else if (!a->quiet) {
-    char up[FMT_NUM_BYTES], down[FMT_NUM_BYTES];
-    clear_progress(a);
-    fmt_bytes(up, sizeof(up), node_uploaded(a->node));
-    fmt_bytes(down, sizeof(down), node_downloaded(a->node));
-    fprintf(stderr, "shoal-peer: uploaded %s, downloaded %s\n", up, down);
-  }
-}
-
-/* The terminal's width from stderr, or FMT_TERM_COLS_DEFAULT when it does
- * not say. */
-static size_t term_cols(void) {
-  struct winsize ws;
-  if (ioctl(STDERR_FILENO, TIOCGWINSZ, &ws) == 0 && ws.ws_col > 0) {
-    return ws.ws_col;
-  }
-  return FMT_TERM_COLS_DEFAULT;
+  report_totals(&a->report, node_uploaded(a->node), node_downloaded(a->node),
+                node_wasted(a->node),
+                (double)(uv_now(&a->loop) - a->start_ms) / 1000.0);
 }
 
 static void on_winch(uv_signal_t *h, int signum) {
   struct app *a = h->data;
   (void)signum;
-  a->cols = term_cols();
-}
-
-static void progress_text(const struct node_swarm_info *s, size_t cols,
-                          char *out, size_t cap) {
-  struct fmt_progress p;
-  memset(&p, 0, sizeof(p));
-  p.name = s->name;
-  p.have = s->have;
-  p.total = s->total;
-  p.rate = s->rate;
-  p.uploaded = s->uploaded;
-  p.peers = s->peers;
-  p.seeders = s->seeders;
-  p.seeding = s->seeding;
-  fmt_progress(out, cap, cols, &p);
-}
-
-/* When the progress of a content was last shown (0: never). */
-static uint64_t *last_shown(struct app *a, const uint8_t content[32]) {
-  unsigned i;
-  for (i = 0; i < a->nshown; i++) {
-    if (memcmp(a->shown[i].content, content, 32) == 0) {
-      return &a->shown[i].last_ms;
-    }
-  }
-  if (a->nshown == PROGRESS_SLOTS) {
-    return &a->last_progress_ms; /* many contents share one clock */
-  }
-  memcpy(a->shown[a->nshown].content, content, 32);
-  a->shown[a->nshown].last_ms = 0;
-  return &a->shown[a->nshown++].last_ms;
-}
-
-static void on_progress(struct app *a, const struct node_swarm_info *s) {
-  uint64_t now = uv_now(&a->loop);
-  /* A name of MANIFEST_MAX_SEGMENT bytes, escaped, and the figures. */
-  char line[SHOWN_BYTES(MANIFEST_MAX_SEGMENT) + 256];
-  /* --quiet is for people: --json output is the same with it. */
-  if (a->json) {
-    uint64_t every = s->seeding ? JSON_PROGRESS_SEED_MS : JSON_PROGRESS_GET_MS;
-    uint64_t *last = last_shown(a, s->content);
-    char cid[TEXTID_STRLEN];
-    struct buf b;
-    if (*last != 0 && now - *last < every - 50) {
-      return;
-    }
-    *last = now;
-    textid_encode(TEXTID_CONTENT, s->content, cid);
-    buf_init(&b, 4096);
-    fmt_json_begin(&b, "progress");
-    fmt_json_str_field(&b, "content", cid);
-    fmt_json_u64_field(&b, "have", s->have);
-    fmt_json_u64_field(&b, "total", s->total);
-    fmt_json_u64_field(&b, "rate", s->rate);
-    fmt_json_u64_field(&b, "peers", s->peers);
-    fmt_json_u64_field(&b, "seeders", s->seeders);
-    fmt_json_u64_field(&b, "uploaded", s->uploaded);
-    fmt_json_u64_field(&b, "downloaded", s->downloaded);
-    fmt_json_end(&b);
-    json_out(&b);
-    return;
-  }
-  if (a->quiet) {
-    return;
-  }
-  if (a->tty) {
-    if (now - a->last_progress_ms < TTY_PROGRESS_MS - 50) {
-      return;
-    }
-    a->last_progress_ms = now;
-    /* One line rewritten in place: it must never wrap, or each redraw
-     * would leave a line behind. */
-    progress_text(s, a->cols, line, sizeof(line));
-    fprintf(stderr, "\r\033[K%s", line);
-    fflush(stderr);
-    a->progress_line = 1;
-    return;
-  }
-  {
-    uint64_t *last = last_shown(a, s->content);
-    if (*last != 0 && now - *last < PLAIN_PROGRESS_MS) {
-      return;
-    }
-    if (*last == 0) {
-      *last = now; /* the first line comes after one period */
-      return;
-    }
-    *last = now;
-  }
-  progress_text(s, PLAIN_COLS, line, sizeof(line));
-  fprintf(stderr, "%s\n", line);
+  report_resize(&a->report);
 }
 
 static void stop_node(struct app *a);
 
+/* What the node says is shown first; then what it means for the run. */
 static void on_node_event(void *arg, const struct node_event *ev) {
   struct app *a = arg;
-  char text[TEXTID_STRLEN];
-  struct buf b;
 
+  report_event(&a->report, uv_now(&a->loop), ev);
   switch (ev->type) {
-  case NODE_EV_LISTENING:
-    if (a->json) {
-      textid_encode(TEXTID_KEY, a->id.pk, text);
-      buf_init(&b, 4096);
-      fmt_json_begin(&b, "listening");
-      fmt_json_u64_field(&b, "port", ev->port);
-      fmt_json_str_field(&b, "id", text);
-      fmt_json_end(&b);
-      json_out(&b);
-    }
-    break;
-  case NODE_EV_TRACKER:
-    textid_encode(TEXTID_KEY, ev->key, text);
-    if (a->json) {
-      buf_init(&b, 4096);
-      fmt_json_begin(&b, "tracker");
-      fmt_json_str_field(&b, "key", text);
-      fmt_json_end(&b);
-      json_out(&b);
-    } else if (!a->have_key && !a->quiet) {
-      clear_progress(a);
-      fprintf(stderr, "shoal-peer: tracker key %s (learned on first use)\n",
-              text);
-    }
-    break;
-  case NODE_EV_HASHING:
-    break;
   case NODE_EV_SHARED:
-    textid_encode(TEXTID_CONTENT, ev->swarm->content, text);
-    if (a->json) {
-      buf_init(&b, 8192);
-      fmt_json_begin(&b, "shared");
-      fmt_json_str_field(&b, "name", ev->swarm->name);
-      fmt_json_str_field(&b, "content", text);
-      fmt_json_u64_field(&b, "size", ev->swarm->total);
-      fmt_json_str_field(&b, "link", ev->link);
-      fmt_json_end(&b);
-      json_out(&b);
-    } else {
-      clear_progress(a);
-      put_line(stdout, "", ev->link);
-      fflush(stdout);
-    }
     a->shares_live++;
     break;
-  case NODE_EV_MANIFEST:
-    if (a->json) {
-      buf_init(&b, 4096);
-      fmt_json_begin(&b, "manifest");
-      fmt_json_str_field(&b, "name", ev->swarm->name);
-      fmt_json_u64_field(&b, "size", ev->swarm->total);
-      fmt_json_u64_field(&b, "chunks", ev->swarm->chunks);
-      fmt_json_u64_field(&b, "resumed_bytes", ev->resumed);
-      fmt_json_end(&b);
-      json_out(&b);
-    } else if (!a->quiet && ev->resumed > 0) {
-      char r[FMT_NUM_BYTES];
-      char msg[MANIFEST_MAX_SEGMENT + 128];
-      fmt_bytes(r, sizeof(r), ev->resumed);
-      clear_progress(a);
-      snprintf(msg, sizeof(msg), "%s: resuming with %s already verified",
-               ev->swarm->name, r);
-      put_line(stderr, "shoal-peer: ", msg);
-    }
-    break;
-  case NODE_EV_PROGRESS:
-    on_progress(a, ev->swarm);
-    break;
   case NODE_EV_COMPLETE:
-    textid_encode(TEXTID_CONTENT, ev->swarm->content, text);
-    if (a->json) {
-      buf_init(&b, 8192);
-      fmt_json_begin(&b, "complete");
-      fmt_json_str_field(&b, "content", text);
-      fmt_json_str_field(&b, "path", ev->path);
-      fmt_json_double_field(&b, "seconds", ev->seconds);
-      fmt_json_u64_field(&b, "downloaded", ev->swarm->downloaded);
-      fmt_json_u64_field(&b, "uploaded", ev->swarm->uploaded);
-      fmt_json_end(&b);
-      json_out(&b);
-    } else {
-      clear_progress(a);
-      put_line(stdout, "", ev->path);
-      fflush(stdout);
-    }
     if (a->gets_left > 0) {
       a->gets_left--;
     }
     if (a->gets_left == 0) {
       a->completed = 1;
-      if (!a->seed) {
+      if (!a->cli.seed) {
         a->finished = 1;
         a->exit_code = 0;
         stop_node(a);
       }
     }
     break;
-  case NODE_EV_BANNED:
-    textid_encode(TEXTID_KEY, ev->key, text);
-    if (a->json) {
-      buf_init(&b, 4096);
-      fmt_json_begin(&b, "banned");
-      fmt_json_str_field(&b, "peer", text);
-      fmt_json_str_field(&b, "reason", ev->message);
-      fmt_json_end(&b);
-      json_out(&b);
-    } else if (!a->quiet) {
-      char prefix[TEXTID_STRLEN + 32];
-      clear_progress(a);
-      snprintf(prefix, sizeof(prefix), "shoal-peer: banned peer %s: ", text);
-      put_line(stderr, prefix, ev->message);
-    }
-    break;
-  case NODE_EV_WARNING:
-    if (a->json) {
-      buf_init(&b, 8192);
-      fmt_json_begin(&b, "warning");
-      if (ev->swarm != NULL) {
-        textid_encode(TEXTID_CONTENT, ev->swarm->content, text);
-        fmt_json_str_field(&b, "content", text);
-      }
-      fmt_json_str_field(&b, "message", ev->message);
-      fmt_json_end(&b);
-      json_out(&b);
-    } else if (!a->quiet) {
-      clear_progress(a);
-      put_line(stderr, "shoal-peer: ", ev->message);
-    }
-    break;
   case NODE_EV_FAILED:
-    report_error(a, ev->code, ev->message);
     a->exit_code = 1;
-    if (a->cmd == CMD_SHARE && ev->code == SHOAL_ECHANGED &&
+    if (a->cli.cmd == CLI_SHARE && ev->code == SHOAL_ECHANGED &&
         --a->shares_live > 0) {
       /* The other contents are still served; the exit status will say
        * that one of them was lost. */
@@ -593,6 +117,8 @@ static void on_node_event(void *arg, const struct node_event *ev) {
     }
     a->finished = 1;
     stop_node(a);
+    break;
+  default:
     break;
   }
 }
@@ -642,9 +168,10 @@ static void on_signal(uv_signal_t *h, int signum) {
      * says so in its exit status; a share, or a get that completed and
      * seeds, ends normally (unless a shared content was lost); a search
      * that had no answer yet did not finish. */
-    a->exit_code = (a->cmd == CMD_GET && !a->completed) || a->cmd == CMD_SEARCH
-                       ? 128 + signum
-                       : a->exit_code;
+    a->exit_code =
+        (a->cli.cmd == CLI_GET && !a->completed) || a->cli.cmd == CLI_SEARCH
+            ? 128 + signum
+            : a->exit_code;
     a->finished = 1;
   }
   log_info("peer", "signal %d: stopping", signum);
@@ -656,94 +183,22 @@ static void on_signal(uv_signal_t *h, int signum) {
 
 static void share_next(struct app *a);
 
-/* The hashing bar on a terminal: "hashing NAME [####....] 1.2 GiB/3 GiB",
- * with a shorter bar, then none, then only the percentage, until it fits
- * in cols - 1 columns. */
-static void hash_line(const char *name, uint64_t done, uint64_t total,
-                      size_t cols, char *out, size_t cap) {
-  static const int bars[] = {30, 10, 0};
-  char d[FMT_NUM_BYTES], t[FMT_NUM_BYTES], tail[4 * FMT_NUM_BYTES + 64];
-  fmt_bytes(d, sizeof(d), done);
-  fmt_bytes(t, sizeof(t), total);
-  for (size_t i = 0; i < sizeof(bars) / sizeof(bars[0]); i++) {
-    char bar[64];
-    int width = bars[i];
-    int fill = total ? (int)((double)done / (double)total * width) : width;
-    memset(bar, '#', (size_t)fill);
-    memset(bar + fill, '.', (size_t)(width - fill));
-    bar[width] = '\0';
-    if (width > 0) {
-      snprintf(tail, sizeof(tail), " [%s] %s/%s", bar, d, t);
-    } else {
-      snprintf(tail, sizeof(tail), " %s/%s", d, t);
-    }
-    if (fmt_term_join(out, cap, cols - 1, "hashing ", name, FMT_TERM_NAME_MIN,
-                      tail) == 0) {
-      return;
-    }
-  }
-  unsigned pct = total ? (unsigned)(100.0 * (double)done / (double)total) : 100;
-  snprintf(tail, sizeof(tail), "hashing %u%%", pct);
-  snprintf(out, cap, "%.*s", (int)(cols - 1 < cap ? cols - 1 : cap - 1), tail);
-}
-
 static void on_hash_progress(void *arg, uint64_t done, uint64_t total) {
   struct app *a = arg;
-  uint64_t now = uv_now(&a->loop);
-  if (now - a->last_hash_ms < 250 && done != total) {
-    return;
-  }
-  a->last_hash_ms = now;
-  if (a->json) {
-    struct buf b;
-    buf_init(&b, 4096);
-    fmt_json_begin(&b, "hashing");
-    fmt_json_str_field(&b, "name", a->args[a->next_path - 1]);
-    fmt_json_u64_field(&b, "done", done);
-    fmt_json_u64_field(&b, "total", total);
-    fmt_json_end(&b);
-    json_out(&b);
-  } else if (a->tty && !a->quiet && total >= (64u << 20)) {
-    char line[SHOWN_BYTES(4096) + 256];
-    hash_line(a->args[a->next_path - 1], done, total, a->cols, line,
-              sizeof(line));
-    fprintf(stderr, "\r\033[K%s", line);
-    fflush(stderr);
-    a->progress_line = 1;
-  }
+  report_hashing(&a->report, uv_now(&a->loop), a->args[a->next_path - 1], done,
+                 total);
 }
 
-/* The manifest builder left an entry out of a folder: a symbolic link, a
- * special file, a name that cannot be shared safely. A warning on the
- * terminal; with --json a "left_out" event (--quiet is for people). */
 static void on_skipped(void *arg, const char *path, const char *why) {
   struct app *a = arg;
-  if (a->json) {
-    struct buf b;
-    buf_init(&b, 16384);
-    fmt_json_begin(&b, "left_out");
-    fmt_json_str_field(&b, "path", path);
-    fmt_json_str_field(&b, "reason", why);
-    fmt_json_end(&b);
-    json_out(&b);
-  } else if (!a->quiet) {
-    size_t n = strlen(path) + strlen(why) + 16;
-    char *msg = malloc(n);
-    if (msg == NULL) {
-      return;
-    }
-    snprintf(msg, n, "left out %s: %s", path, why);
-    clear_progress(a);
-    put_line(stderr, "shoal-peer: ", msg);
-    free(msg);
-  }
+  report_left_out(&a->report, path, why);
 }
 
 static char err_path[4096];
 
 /* A share failed: one error, and the node stops. */
 static void share_failed(struct app *a, int code, const char *msg) {
-  report_error(a, code, msg);
+  report_error(&a->report, code, msg);
   a->finished = 1;
   a->exit_code = 1;
   stop_node(a);
@@ -754,7 +209,7 @@ static void on_built(void *arg, int status, struct manifest *m) {
   char msg[8400];
   int err;
   a->builder = NULL;
-  clear_progress(a);
+  report_clear(&a->report);
   if (status == SHOAL_ECANCELED) {
     manifest_free(m);
     return;
@@ -766,8 +221,8 @@ static void on_built(void *arg, int status, struct manifest *m) {
     share_failed(a, status, msg);
     return;
   }
-  err = node_share(a->node, m, a->trackers, a->ntrackers,
-                   a->have_key ? a->tracker_key : NULL);
+  err = node_share(a->node, m, a->cli.trackers, a->cli.ntrackers,
+                   a->cli.have_key ? a->cli.tracker_key : NULL);
   if (err == SHOAL_ESIZE) {
     snprintf(msg, sizeof(msg),
              "cannot share %s: it holds no files (empty folders are not "
@@ -815,44 +270,24 @@ static void share_next(struct app *a) {
 /* ------------------------------------------------------------------------ */
 /* Search */
 
+/* One result, with a link that names the trackers asked and the key that
+ * signed the answer. */
 static void print_result(struct app *a, const struct tmsg_result *x,
                          const uint8_t *key) {
   struct share_link l;
   char link[LINK_MAX_CHARS + 1];
-  char cid[TEXTID_STRLEN];
-  char size[FMT_NUM_BYTES];
   memset(&l, 0, sizeof(l));
   memcpy(l.id, x->content, 32);
   snprintf(l.name, sizeof(l.name), "%s", x->name);
   l.size = x->size;
   memcpy(l.tracker_key, key, 32);
-  l.tracker_count = a->ntrackers;
-  memcpy(l.trackers, a->trackers, a->ntrackers * sizeof(a->trackers[0]));
+  l.tracker_count = a->cli.ntrackers;
+  memcpy(l.trackers, a->cli.trackers,
+         a->cli.ntrackers * sizeof(a->cli.trackers[0]));
   if (link_format(&l, link, sizeof(link)) < 0) {
     return; /* a name the link format cannot carry */
   }
-  textid_encode(TEXTID_CONTENT, x->content, cid);
-  if (a->json) {
-    struct buf b;
-    buf_init(&b, 16384);
-    fmt_json_begin(&b, "search");
-    fmt_json_str_field(&b, "name", x->name);
-    fmt_json_u64_field(&b, "size", x->size);
-    fmt_json_u64_field(&b, "seeders", x->seeders);
-    fmt_json_u64_field(&b, "downloaders", x->downloaders);
-    fmt_json_str_field(&b, "content", cid);
-    fmt_json_str_field(&b, "link", link);
-    fmt_json_end(&b);
-    json_out(&b);
-  } else {
-    /* The name comes from whoever published it: escaped, and padded by
-     * the columns it shows in, not by its bytes. */
-    char name[SHOWN_BYTES(sizeof(x->name))];
-    size_t cols = fmt_term_escape(name, sizeof(name), x->name);
-    fmt_bytes(size, sizeof(size), x->size);
-    printf("%s%*s %10s %7u %11u  %s\n", name, cols < 32 ? (int)(32 - cols) : 0,
-           "", size, x->seeders, x->downloaders, link);
-  }
+  report_search_result(&a->report, x, link);
 }
 
 static void on_search(void *arg, int status,
@@ -862,22 +297,17 @@ static void on_search(void *arg, int status,
   if (status == SHOAL_ECANCELED && a->signalled) {
     /* Stopped by a signal: its exit status says so, nothing more. */
   } else if (status != 0 && (r == NULL || r->type != TMSG_ERROR) &&
-             ++a->search_tries < a->ntrackers &&
-             tracker_client_search(a->tc, &a->query, on_search, a) == 0) {
+             ++a->search_tries < a->cli.ntrackers &&
+             tracker_client_search(a->tc, &a->cli.query, on_search, a) == 0) {
     /* The client moved on to the next tracker: ask it. */
     return;
   } else if (status != 0) {
     tracker_client_describe(a->tc, status, r, msg, sizeof(msg));
-    report_error(a, status, msg);
+    report_error(&a->report, status, msg);
     a->exit_code = 1;
   } else {
     const uint8_t *key = tracker_client_key(a->tc);
-    if (r->u.search.count == 0 && !a->json && !a->quiet) {
-      fprintf(stderr, "shoal-peer: no matches\n");
-    } else if (r->u.search.count > 0 && !a->json) {
-      printf("%-32s %10s %7s %11s  %s\n", "NAME", "SIZE", "SEEDERS",
-             "DOWNLOADERS", "LINK");
-    }
+    report_search_begin(&a->report, r->u.search.count);
     for (unsigned i = 0; i < r->u.search.count; i++) {
       print_result(a, &r->u.search.results[i], key);
     }
@@ -892,502 +322,20 @@ static void on_search(void *arg, int status,
 /* ------------------------------------------------------------------------ */
 /* Set-up */
 
-/* mkdir -p: path and its missing parents, each with mode (less the
- * umask). Returns 0 or a negative errno. */
-static int make_dirs(const char *path, mode_t mode) {
-  char tmp[4096];
-  size_t len = strlen(path);
-  if (len == 0 || len >= sizeof(tmp)) {
-    return -ENAMETOOLONG;
-  }
-  memcpy(tmp, path, len + 1);
-  for (char *p = tmp + 1; *p != '\0'; p++) {
-    if (*p == '/') {
-      *p = '\0';
-      if (mkdir(tmp, mode) != 0 && errno != EEXIST) {
-        return -errno;
-      }
-      *p = '/';
-    }
-  }
-  if (mkdir(tmp, mode) != 0 && errno != EEXIST) {
-    return -errno;
-  }
-  return 0;
-}
-
-static int default_home(char *out, size_t cap) {
-  const char *xdg = getenv("XDG_DATA_HOME");
-  const char *home = getenv("HOME");
-  int n;
-  if (xdg != NULL && xdg[0] == '/') {
-    n = snprintf(out, cap, "%s/shoal", xdg);
-  } else if (home != NULL && home[0] == '/') {
-    n = snprintf(out, cap, "%s/.local/share/shoal", home);
-  } else {
-    n = snprintf(out, cap, "./.shoal");
-  }
-  return n < 0 || (size_t)n >= cap ? -1 : 0;
-}
-
-/* One process per home: the identity's sequence numbers must only grow. */
-static int lock_home(struct app *a) {
-  char path[4200];
-  char msg[4400];
-  struct flock fl;
-  char pid[32];
-  int fd;
-  snprintf(path, sizeof(path), "%s/lock", a->home);
-  fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-  if (fd < 0) {
-    int err = -errno;
-    snprintf(msg, sizeof(msg), "cannot open %s: %s", path, shoal_strerror(err));
-    report_error(a, err, msg);
-    return -1;
-  }
-  memset(&fl, 0, sizeof(fl));
-  fl.l_type = F_WRLCK;
-  fl.l_whence = SEEK_SET;
-  if (fcntl(fd, F_SETLK, &fl) != 0) {
-    ssize_t n = read(fd, pid, sizeof(pid) - 1);
-    pid[n > 0 ? n : 0] = '\0';
-    pid[strcspn(pid, "\n")] = '\0';
-    snprintf(msg, sizeof(msg),
-             "another shoal-peer (pid %s) uses %s — give this one its own "
-             "--home DIR",
-             pid[0] ? pid : "?", a->home);
-    report_error(a, UV_EBUSY, msg);
-    close(fd);
-    return -1;
-  }
-  if (ftruncate(fd, 0) == 0) {
-    int n = snprintf(pid, sizeof(pid), "%ld\n", (long)getpid());
-    if (write(fd, pid, (size_t)n) != n) {
-      /* The pid is only a hint for the message above. */
-    }
-  }
-  a->lock_fd = fd;
-  return 0;
-}
-
-static int load_identity(struct app *a) {
-  char path[4200];
-  char msg[8500];
-  int created = 0;
-  int err;
-  snprintf(path, sizeof(path), "%s/identity.key", a->home);
-  err = identity_load_or_create(&a->id, path, &created);
-  if (err == SHOAL_EKEYPERM) {
-    snprintf(msg, sizeof(msg),
-             "%s can be read by other users — run 'chmod 600 %s'", path, path);
-    report_error(a, err, msg);
-    return -1;
-  }
-  if (err != 0) {
-    snprintf(msg, sizeof(msg), "cannot load %s: %s", path, shoal_strerror(err));
-    report_error(a, err, msg);
-    return -1;
-  }
-  if (created) {
-    log_info("peer", "created a new identity in %s", path);
-  }
-  return 0;
-}
-
-/* The -o folder of a get: made with its missing parents (mode 0755 less
- * the umask, as mkdir -p and aria2c -d do); something there that is not a
- * folder is an error. Returns 0, or -1 after reporting. */
+/* The -o folder of a get, made before anything listens: a get that cannot
+ * write stops there. Returns 0, or -1 after reporting. */
 static int prepare_out_dir(struct app *a) {
   char msg[4400];
-  struct stat st;
-  int err = make_dirs(a->out_dir, 0755);
-  if (err == 0 && (stat(a->out_dir, &st) != 0 || !S_ISDIR(st.st_mode))) {
-    err = UV_ENOTDIR;
-  }
-  if (err == UV_ENOTDIR) {
-    snprintf(msg, sizeof(msg), "%s is not a folder — choose another -o DIR",
-             a->out_dir);
-    report_error(a, err, msg);
-    return -1;
-  }
+  int err = home_out_dir(a->cli.out_dir, msg, sizeof(msg));
   if (err != 0) {
-    snprintf(msg, sizeof(msg), "cannot create %s: %s — choose another -o DIR",
-             a->out_dir, shoal_strerror(err));
-    report_error(a, err, msg);
+    report_error(&a->report, err, msg);
     return -1;
-  }
-  return 0;
-}
-
-/* ------------------------------------------------------------------------ */
-/* The command line */
-
-static const char *const cmd_names[] = {"", "share", "get", "search", "id"};
-
-static int opt_index(int code) {
-  for (size_t i = 0; i < OPT_COUNT; i++) {
-    if ((int)opt_table[i].code == code) {
-      return (int)i;
-    }
-  }
-  return -1;
-}
-
-/* How an option is named in messages: "-o/--output", or "--seed". */
-static void opt_name(const struct opt_info *o, char *out, size_t cap) {
-  if (o->code < 256) {
-    snprintf(out, cap, "-%c/--%s", (char)o->code, o->name);
-  } else {
-    snprintf(out, cap, "--%s", o->name);
-  }
-}
-
-/* getopt_long said '?': an unknown option, or a value given to one that
- * takes none. */
-static int bad_option(char **argv, int code) {
-  char name[64];
-  int i = opt_index(code);
-  if (i >= 0) {
-    opt_name(&opt_table[i], name, sizeof(name));
-    return fail_usage("%s takes no value", name);
-  }
-  if (code != 0) {
-    return fail_usage("unknown option -%c", (char)code);
-  }
-  /* A long option: getopt_long has moved past it. */
-  const char *text = argv[optind - 1];
-  return fail_usage("unknown option %.*s", (int)strcspn(text, "="), text);
-}
-
-/* Reads argv into cl and the other arguments, in order, into pos. Returns
- * 0; 2 after a usage error; or -1 when -h or -V was answered. */
-static int read_cmdline(int argc, char **argv, struct cmdline *cl, char **pos,
-                        int *npos) {
-  struct option longopts[OPT_COUNT + 1];
-  int c;
-  memset(longopts, 0, sizeof(longopts));
-  for (size_t i = 0; i < OPT_COUNT; i++) {
-    longopts[i].name = opt_table[i].name;
-    longopts[i].has_arg =
-        opt_table[i].has_value ? required_argument : no_argument;
-    longopts[i].val = (int)opt_table[i].code;
-  }
-  opterr = 0; /* every message is ours, and one line */
-  optind = 1;
-  while ((c = getopt_long(argc, argv, short_opts, longopts, NULL)) != -1) {
-    if (c == 1) {
-      pos[(*npos)++] = optarg;
-      continue;
-    }
-    if (c == '?') {
-      return bad_option(argv, optopt);
-    }
-    if (c == ':') {
-      char name[64];
-      int k = opt_index(optopt);
-      assert(k >= 0);
-      opt_name(&opt_table[k], name, sizeof(name));
-      return fail_usage("%s needs a value", name);
-    }
-    if (c == OPT_HELP) {
-      fputs(usage, stdout);
-      return -1;
-    }
-    if (c == OPT_VERSION) {
-      printf("shoal-peer %s\n", SHOAL_VERSION);
-      return -1;
-    }
-    int k = opt_index(c);
-    assert(k >= 0);
-    cl->given[k] = 1;
-    cl->value[k] = optarg;
-    if (c == OPT_TRACKER) {
-      if (cl->ntrackers == LINK_MAX_TRACKERS) {
-        return fail_usage("--tracker: at most %d trackers", LINK_MAX_TRACKERS);
-      }
-      cl->trackers[cl->ntrackers++] = optarg;
-    }
-  }
-  /* After "--", everything is an argument. */
-  while (optind < argc) {
-    pos[(*npos)++] = argv[optind++];
-  }
-  return 0;
-}
-
-static int opt_given(const struct cmdline *cl, int code) {
-  return cl->given[opt_index(code)];
-}
-
-/* The value of an option that was given, or NULL. */
-static const char *opt_value(const struct cmdline *cl, int code) {
-  int k = opt_index(code);
-  return cl->given[k] ? cl->value[k] : NULL;
-}
-
-/* The trackers of SHOAL_TRACKER, for a command line that names none.
- * Returns 0 (with *n 0 when the variable is unset or empty), or 2 after a
- * usage error that names the variable. */
-static int env_trackers(struct link_tracker *out, unsigned *n) {
-  const char *env = getenv(TRACKER_ENV);
-  char bad[LINK_MAX_HOST + 16];
-  const char *why = NULL;
-  *n = 0;
-  if (env == NULL || env[0] == '\0') {
-    return 0;
-  }
-  int err = fmt_parse_tracker_list(env, out, LINK_MAX_TRACKERS, n, &why, bad,
-                                   sizeof(bad));
-  if (err == SHOAL_EBADLINK) {
-    return fail_usage("%s: '%s' is not HOST[:PORT]: %s", TRACKER_ENV, bad, why);
-  }
-  if (err != 0) {
-    return fail_usage("%s='%s': %s; it holds 1 to %d trackers separated "
-                      "by commas or spaces",
-                      TRACKER_ENV, env, why, LINK_MAX_TRACKERS);
-  }
-  return 0;
-}
-
-/* Checks and takes every option's value. Returns 0 or 2. */
-static int take_options(struct app *a, const struct cmdline *cl,
-                        const char **level) {
-  const char *v;
-  uint64_t u;
-  for (size_t i = 0; i < OPT_COUNT; i++) {
-    if (cl->given[i] && (opt_table[i].cmds & (1u << a->cmd)) == 0) {
-      char name[64];
-      opt_name(&opt_table[i], name, sizeof(name));
-      return fail_usage("%s does not apply to %s", name, cmd_names[a->cmd]);
-    }
-  }
-  a->json = opt_given(cl, OPT_JSON);
-  a->quiet = opt_given(cl, OPT_QUIET);
-  a->seed = opt_given(cl, OPT_SEED);
-  if ((v = opt_value(cl, OPT_OUTPUT)) != NULL) {
-    if (v[0] == '\0') {
-      return fail_usage("-o/--output needs a folder, not ''");
-    }
-    a->out_dir = v;
-  }
-  if ((v = opt_value(cl, OPT_LISTEN)) != NULL) {
-    struct sockaddr_storage ss;
-    if (node_parse_listen(v, &ss) != 0) {
-      return fail_usage("--listen must be ADDR:PORT with an IPv4 or [IPv6] "
-                        "address and a port 0-65535 (0: any), not '%s'",
-                        v);
-    }
-    a->cfg.listen = v;
-  }
-  if ((v = opt_value(cl, OPT_HOME)) != NULL) {
-    if (v[0] == '\0' ||
-        snprintf(a->home, sizeof(a->home), "%s", v) >= (int)sizeof(a->home)) {
-      return fail_usage("--home needs a folder path of at most %zu bytes",
-                        sizeof(a->home) - 1);
-    }
-  }
-  if ((v = opt_value(cl, OPT_MAX_PEERS)) != NULL) {
-    if (fmt_parse_uint(v, 1, 256, &u) != 0) {
-      return fail_usage("--max-peers must be a number from 1 to 256, not '%s'",
-                        v);
-    }
-    a->cfg.max_peers = (unsigned)u;
-  }
-  if ((v = opt_value(cl, OPT_LIMIT)) != NULL) {
-    if (fmt_parse_uint(v, 1, TMSG_MAX_RESULTS, &u) != 0) {
-      return fail_usage("--limit must be a number from 1 to %d, not '%s'",
-                        TMSG_MAX_RESULTS, v);
-    }
-    a->limit = (unsigned)u;
-  }
-  if ((v = opt_value(cl, OPT_INTERVAL_CAP)) != NULL) {
-    if (fmt_parse_uint(v, 0, 86400, &u) != 0) {
-      return fail_usage("--interval-cap must be seconds from 0 to 86400, not "
-                        "'%s'",
-                        v);
-    }
-    a->cfg.interval_cap_s = (unsigned)u;
-  }
-  if ((v = opt_value(cl, OPT_UPLOAD_RATE)) != NULL) {
-    if (fmt_parse_size(v, &u) != 0) {
-      return fail_usage("--upload-rate must be bytes a second like 500k or "
-                        "10M, not '%s'",
-                        v);
-    }
-    a->cfg.upload_rate = u;
-  }
-  if ((v = opt_value(cl, OPT_DOWNLOAD_RATE)) != NULL) {
-    if (fmt_parse_size(v, &u) != 0) {
-      return fail_usage("--download-rate must be bytes a second like 500k or "
-                        "10M, not '%s'",
-                        v);
-    }
-    a->cfg.download_rate = u;
-  }
-  if ((v = opt_value(cl, OPT_MODE)) != NULL) {
-    if (strcmp(v, "p2p") == 0) {
-      a->cfg.mode = NODE_MODE_P2P;
-    } else if (strcmp(v, "cs") == 0) {
-      a->cfg.mode = NODE_MODE_CS;
-    } else {
-      return fail_usage("--mode must be p2p or cs, not '%s'", v);
-    }
-  }
-  if ((v = opt_value(cl, OPT_LOG_LEVEL)) != NULL) {
-    if (log_level_parse(v) < 0) {
-      return fail_usage("--log-level must be error, warn, info or debug, not "
-                        "'%s'",
-                        v);
-    }
-    *level = v;
-  }
-  if ((v = opt_value(cl, OPT_TRACKER_KEY)) != NULL) {
-    if (textid_decode(TEXTID_KEY, v, strlen(v), a->tracker_key) != 0) {
-      return fail_usage("--tracker-key '%s' is not a key ID (56 characters, "
-                        "as the tracker prints on start)",
-                        v);
-    }
-    a->have_key = 1;
-  }
-  for (unsigned i = 0; i < cl->ntrackers; i++) {
-    const char *why = NULL;
-    if (fmt_parse_tracker(cl->trackers[i], &a->trackers[a->ntrackers], &why) !=
-        0) {
-      return fail_usage("--tracker '%s': %s", cl->trackers[i], why);
-    }
-    a->ntrackers++;
-  }
-  return 0;
-}
-
-/* Reads the LINKs and CONTENT-IDs of a get. Returns 0, 1 or 2. */
-static int take_gets(struct app *a) {
-  struct link_tracker env[LINK_MAX_TRACKERS];
-  unsigned nenv = 0;
-  int env_read = 0;
-  int err;
-  a->gets = calloc((size_t)a->nargs, sizeof(*a->gets));
-  if (a->gets == NULL) {
-    fprintf(stderr, "shoal-peer: error: out of memory\n");
-    return 1;
-  }
-  for (int i = 0; i < a->nargs; i++) {
-    struct get_item *g = &a->gets[a->ngets++];
-    const char *arg = a->args[i];
-    /* Each content has the command line's trackers and key, plus its
-     * link's. */
-    memcpy(g->trackers, a->trackers, a->ntrackers * sizeof(a->trackers[0]));
-    g->ntrackers = a->ntrackers;
-    if (a->have_key) {
-      memcpy(g->key, a->tracker_key, 32);
-      g->have_key = 1;
-    }
-    if (strncmp(arg, LINK_SCHEME, strlen(LINK_SCHEME)) == 0) {
-      const char *why = NULL;
-      if (link_parse(arg, strlen(arg), &g->link, &why) != 0) {
-        return fail_input("bad link: %s — copy the whole link as 'shoal-peer "
-                          "share' printed it",
-                          why != NULL ? why : "malformed");
-      }
-      memcpy(g->content, g->link.id, sizeof(g->content));
-      if (!g->have_key) {
-        memcpy(g->key, g->link.tracker_key, 32);
-        g->have_key = 1;
-      }
-      for (size_t t = 0;
-           t < g->link.tracker_count && g->ntrackers < LINK_MAX_TRACKERS; t++) {
-        g->trackers[g->ntrackers++] = g->link.trackers[t];
-      }
-      continue;
-    }
-    err = textid_decode(TEXTID_CONTENT, arg, strlen(arg), g->content);
-    if (err != 0) {
-      return fail_input("'%s' is neither a share link (shoal:...) nor a "
-                        "content ID: %s",
-                        arg, shoal_strerror(err));
-    }
-    /* A content ID names no tracker: the command line's, or else the
-     * variable's. A link carries its own and needs neither. */
-    if (g->ntrackers == 0 && !env_read) {
-      env_read = 1;
-      err = env_trackers(env, &nenv);
-      if (err != 0) {
-        return err;
-      }
-    }
-    if (g->ntrackers == 0) {
-      if (nenv == 0) {
-        return fail_usage("get CONTENT-ID needs --tracker HOST[:PORT] or %s",
-                          TRACKER_ENV);
-      }
-      memcpy(g->trackers, env, nenv * sizeof(env[0]));
-      g->ntrackers = nenv;
-    }
-  }
-  return 0;
-}
-
-/* Each command's own arguments. Returns 0, 1 or 2. */
-static int take_arguments(struct app *a) {
-  int err;
-  switch (a->cmd) {
-  case CMD_SHARE:
-  case CMD_SEARCH:
-    if (a->nargs < 1) {
-      return fail_usage(a->cmd == CMD_SHARE ? "share needs at least one PATH"
-                                            : "search needs WORDS to look "
-                                              "for");
-    }
-    if (a->ntrackers == 0) {
-      err = env_trackers(a->trackers, &a->ntrackers);
-      if (err != 0) {
-        return err;
-      }
-    }
-    if (a->ntrackers == 0) {
-      return fail_usage("%s needs --tracker HOST[:PORT] or %s",
-                        cmd_names[a->cmd], TRACKER_ENV);
-    }
-    if (a->cmd == CMD_SEARCH) {
-      size_t off = 0;
-      for (int i = 0; i < a->nargs; i++) {
-        const char *w = a->args[i];
-        if (w[strspn(w, " \t\n\r\f\v")] == '\0') {
-          return fail_usage("search needs words to look for, not '%s'", w);
-        }
-        int n = snprintf(a->query.query + off, sizeof(a->query.query) - off,
-                         "%s%s", i ? " " : "", w);
-        if (n < 0 || (size_t)n >= sizeof(a->query.query) - off) {
-          return fail_usage("search words are longer than %zu bytes",
-                            sizeof(a->query.query) - 1);
-        }
-        off += (size_t)n;
-      }
-      a->query.limit = (uint16_t)a->limit;
-    }
-    return 0;
-  case CMD_GET:
-    if (a->nargs < 1) {
-      return fail_usage("get needs a LINK or CONTENT-ID (or several)");
-    }
-    return take_gets(a);
-  case CMD_ID:
-    if (a->nargs > 0) {
-      return fail_usage("id takes no arguments, not '%s'", a->args[0]);
-    }
-    return 0;
-  case CMD_NONE:
-    break;
   }
   return 0;
 }
 
 /* ------------------------------------------------------------------------ */
 /* Running */
-
-/* The whole program but the argument array, which main owns, so every
- * return path (usage errors included) leaves nothing allocated. */
-static struct app the_app; /* one per process: signal handlers reach it */
 
 static void start_signals(struct app *a) {
   uv_signal_init(&a->loop, &a->sigint);
@@ -1399,7 +347,7 @@ static void start_signals(struct app *a) {
   a->signals_on = 1;
   uv_signal_start(&a->sigint, on_signal, SIGINT);
   uv_signal_start(&a->sigterm, on_signal, SIGTERM);
-  if (a->tty) {
+  if (a->report.tty) {
     /* The progress line follows the terminal's width. */
     uv_signal_start(&a->sigwinch, on_winch, SIGWINCH);
   }
@@ -1411,13 +359,13 @@ static int run_search(struct app *a) {
   memset(&tc, 0, sizeof(tc));
   tc.loop = &a->loop;
   tc.id = &a->id;
-  tc.trackers = a->trackers;
-  tc.ntrackers = a->ntrackers;
-  tc.tracker_key = a->have_key ? a->tracker_key : NULL;
+  tc.trackers = a->cli.trackers;
+  tc.ntrackers = a->cli.ntrackers;
+  tc.tracker_key = a->cli.have_key ? a->cli.tracker_key : NULL;
   tc.seq = &seq;
   if (tracker_client_new(&a->tc, &tc) != 0 ||
-      tracker_client_search(a->tc, &a->query, on_search, a) != 0) {
-    report_error(a, SHOAL_ENOMEM, "cannot start the search");
+      tracker_client_search(a->tc, &a->cli.query, on_search, a) != 0) {
+    report_error(&a->report, SHOAL_ENOMEM, "cannot start the search");
     tracker_client_close(a->tc);
     a->tc = NULL;
     close_signals(a);
@@ -1430,21 +378,21 @@ static int run_search(struct app *a) {
 /* Starts the share or the get on a node that listens. */
 static void start_work(struct app *a) {
   int err;
-  if (a->cmd == CMD_SHARE) {
+  if (a->cli.cmd == CLI_SHARE) {
     share_next(a);
     return;
   }
   a->started = 1;
-  a->gets_left = a->ngets;
-  for (int i = 0; i < a->ngets && !a->finished; i++) {
-    struct get_item *g = &a->gets[i];
+  a->gets_left = a->cli.ngets;
+  for (int i = 0; i < a->cli.ngets && !a->finished; i++) {
+    struct cli_get *g = &a->cli.gets[i];
     err = node_get(a->node, g->content, g->link.name[0] ? g->link.name : NULL,
                    g->link.size, g->trackers, g->ntrackers,
-                   g->have_key ? g->key : NULL, a->out_dir, a->seed);
+                   g->have_key ? g->key : NULL, a->cli.out_dir, a->cli.seed);
     if (err == UV_EEXIST) {
       a->gets_left--; /* the same content twice: one download */
     } else if (err != 0) {
-      report_error(a, err, "cannot start the download");
+      report_error(&a->report, err, "cannot start the download");
       a->exit_code = 1;
       a->finished = 1;
       stop_node(a);
@@ -1452,147 +400,16 @@ static void start_work(struct app *a) {
   }
 }
 
-static int run(int argc, char **argv, char **pos) {
-  struct app *a = &the_app;
-  struct cmdline cl;
-  const char *level = "warn";
-  int npos = 0;
-  int err;
-
-  signal(SIGPIPE, SIG_IGN);
-  /* Chunk buffers (up to 16 MiB) come and go at the download's pace. With
-   * glibc's defaults each one is a fresh mmap or a heap grown and trimmed
-   * again, so every chunk pays page faults for memory it had a moment
-   * ago; keeping them on the heap halves the loop thread's work. The heap
-   * then holds at most the chunks in flight (NODE_MAX_PUT_BYTES and the
-   * partials), as before. */
-  mallopt(M_MMAP_THRESHOLD, 32 << 20);
-  mallopt(M_TRIM_THRESHOLD, 64 << 20);
-  if (sodium_init() < 0) {
-    fprintf(stderr, "shoal-peer: error: libsodium cannot start\n");
-    return 1;
-  }
-  memset(a, 0, sizeof(*a));
-  memset(&cl, 0, sizeof(cl));
-  a->lock_fd = -1;
-  a->limit = 20;
-  a->out_dir = ".";
-  a->cfg.max_peers = NODE_DEFAULT_MAX_PEERS;
-
-  err = read_cmdline(argc, argv, &cl, pos, &npos);
-  if (err != 0) {
-    return err < 0 ? 0 : err;
-  }
-  if (npos == 0) {
-    return fail_usage("a command is needed: share, get, search or id");
-  }
-  if (strcmp(pos[0], "share") == 0) {
-    a->cmd = CMD_SHARE;
-  } else if (strcmp(pos[0], "get") == 0) {
-    a->cmd = CMD_GET;
-  } else if (strcmp(pos[0], "search") == 0) {
-    a->cmd = CMD_SEARCH;
-  } else if (strcmp(pos[0], "id") == 0) {
-    a->cmd = CMD_ID;
-  } else if (strcmp(pos[0], "help") == 0) {
-    fputs(usage, stdout);
-    return 0;
-  } else {
-    return fail_usage("unknown command '%s' (share, get, search or id)",
-                      pos[0]);
-  }
-  a->args = pos + 1;
-  a->nargs = npos - 1;
-  err = take_options(a, &cl, &level);
-  if (err == 0) {
-    err = take_arguments(a);
-  }
-  if (err != 0) {
-    return err;
-  }
-  log_set_level((enum log_level)log_level_parse(level));
-
-  /* Home, identity, lock. */
-  if (a->home[0] == '\0' && default_home(a->home, sizeof(a->home)) != 0) {
-    report_error(a, SHOAL_EINVAL, "cannot find a home folder; give --home DIR");
-    return 1;
-  }
-  {
-    char sub[8192];
-    err = make_dirs(a->home, 0700);
-    if (err == 0) {
-      snprintf(sub, sizeof(sub), "%.4095s/resume", a->home);
-      err = make_dirs(sub, 0700);
-    }
-    if (err == 0) {
-      snprintf(sub, sizeof(sub), "%.4095s/manifests", a->home);
-      err = make_dirs(sub, 0700);
-    }
-    if (err != 0) {
-      char msg[4400];
-      snprintf(msg, sizeof(msg),
-               "cannot create %.4095s: %.200s — choose another --home", a->home,
-               shoal_strerror(err));
-      report_error(a, err, msg);
-      return 1;
-    }
-  }
-  if (a->cmd != CMD_ID && a->cmd != CMD_SEARCH && lock_home(a) != 0) {
-    return 1;
-  }
-  if (load_identity(a) != 0) {
-    return 1;
-  }
-  if (a->cmd == CMD_ID) {
-    char text[TEXTID_STRLEN];
-    textid_encode(TEXTID_KEY, a->id.pk, text);
-    if (a->json) {
-      struct buf b;
-      buf_init(&b, 4096);
-      fmt_json_begin(&b, "id");
-      fmt_json_str_field(&b, "id", text);
-      fmt_json_end(&b);
-      json_out(&b);
-    } else {
-      printf("%s\n", text);
-    }
-    identity_close(&a->id);
-    return 0;
-  }
-  /* Made before anything listens: a get that cannot write stops here. */
-  if (a->cmd == CMD_GET && prepare_out_dir(a) != 0) {
-    identity_close(&a->id);
-    return 1;
-  }
-
-  a->cfg.home = a->home;
-  a->tty = isatty(STDERR_FILENO);
-  a->cols = a->tty ? term_cols() : PLAIN_COLS;
-  if (a->tty) {
-    /* A log record written while the progress line is up would run on
-     * from its end: the line is cleared first, and redrawn at the next
-     * progress event. */
-    log_set_before_stderr(clear_progress_hook, a);
-  }
-  uv_loop_init(&a->loop);
-  a->start_ms = uv_now(&a->loop);
-  start_signals(a);
-
-  if (a->cmd == CMD_SEARCH) {
-    err = run_search(a);
-    uv_loop_close(&a->loop);
-    identity_close(&a->id);
-    return err;
-  }
-
-  err = node_new(&a->node, &a->loop, &a->cfg, &a->id, on_node_event, a);
+/* A share or a get: a node that listens, then the work. */
+static int run_node(struct app *a) {
+  int err = node_new(&a->node, &a->loop, &a->cfg, &a->id, on_node_event, a);
   if (err != 0) {
     char msg[512];
     snprintf(msg, sizeof(msg),
              "cannot listen on %s: %s — choose another --listen ADDR:PORT",
              a->cfg.listen ? a->cfg.listen : "the default address",
              shoal_strerror(err));
-    report_error(a, err, msg);
+    report_error(&a->report, err, msg);
     a->exit_code = 1;
     a->finished = 1;
     if (a->node != NULL) {
@@ -1605,24 +422,119 @@ static int run(int argc, char **argv, char **pos) {
   }
   uv_run(&a->loop, UV_RUN_DEFAULT);
   print_stats(a);
-  node_free(a->node);
-  uv_loop_close(&a->loop);
-  identity_close(&a->id);
-  if (a->lock_fd >= 0) {
-    close(a->lock_fd);
-  }
   return a->exit_code;
 }
 
+/* The whole run, with one way out: whatever it opened is released at out,
+ * whichever step stopped it. Returns the exit status. */
+static int run(struct app *a, int argc, char **argv) {
+  char msg[HOME_MSG_BYTES];
+  int lock;
+  int err;
+  int rc = 1;
+
+  signal(SIGPIPE, SIG_IGN);
+  /* Chunk buffers (up to 16 MiB) come and go at the download's pace. With
+   * glibc's defaults each one is a fresh mmap or a heap grown and trimmed
+   * again, so every chunk pays page faults for memory it had a moment
+   * ago; keeping them on the heap halves the loop thread's work. The heap
+   * then holds at most the chunks in flight (NODE_MAX_PUT_BYTES and the
+   * partials), as before. */
+  mallopt(M_MMAP_THRESHOLD, 32 << 20);
+  mallopt(M_TRIM_THRESHOLD, 64 << 20);
+  if (sodium_init() < 0) {
+    fprintf(stderr, "shoal-peer: error: libsodium cannot start\n");
+    goto out;
+  }
+
+  err = cli_parse(&a->cli, argc, argv);
+  if (err == SHOAL_ENOMEM) {
+    fprintf(stderr, "shoal-peer: error: out of memory\n");
+    goto out;
+  }
+  if (err != 0) {
+    report_usage(stderr, a->cli.error);
+    rc = 2;
+    goto out;
+  }
+  if (a->cli.cmd == CLI_HELP) {
+    fputs(cli_usage, stdout);
+    rc = 0;
+    goto out;
+  }
+  if (a->cli.cmd == CLI_VERSION) {
+    printf("shoal-peer %s\n", SHOAL_VERSION);
+    rc = 0;
+    goto out;
+  }
+  a->args = a->cli.args;
+  a->nargs = a->cli.nargs;
+  a->cfg = a->cli.node;
+  log_set_level(a->cli.log_level);
+  report_init(&a->report, stdout, stderr, a->cli.json, a->cli.quiet,
+              a->cli.have_key);
+  lock = a->cli.cmd == CLI_SHARE || a->cli.cmd == CLI_GET;
+  err = home_open(&a->home, a->cli.home, lock, &a->id, msg, sizeof(msg));
+  if (err != 0) {
+    report_error(&a->report, err, msg);
+    goto out;
+  }
+  report_set_peer(&a->report, a->id.pk);
+  if (a->cli.cmd == CLI_ID) {
+    report_id(&a->report, a->id.pk);
+    rc = 0;
+    goto out;
+  }
+  if (a->cli.cmd == CLI_GET && prepare_out_dir(a) != 0) {
+    goto out;
+  }
+
+  a->cfg.home = a->home.path;
+  uv_loop_init(&a->loop);
+  a->loop_on = 1;
+  a->start_ms = uv_now(&a->loop);
+  start_signals(a);
+  rc = a->cli.cmd == CLI_SEARCH ? run_search(a) : run_node(a);
+
+out:
+  if (a->loop_on) {
+    /* Handles still open (none, when the command ended by itself) close
+     * here, and the node's memory goes once they have. */
+    close_signals(a);
+    uv_run(&a->loop, UV_RUN_DEFAULT);
+    node_free(a->node);
+    a->node = NULL;
+    err = uv_loop_close(&a->loop);
+    assert(err == 0); /* a handle left open is a bug above */
+    (void)err;
+    a->loop_on = 0;
+  }
+  identity_close(&a->id);
+  home_close(&a->home);
+  report_close(&a->report);
+  cli_close(&a->cli);
+  return rc;
+}
+
+/* shoal_strerror's names and messages for libuv's codes are libuv's own
+ * (common/ does not link libuv, so the program hands them over). */
+static const struct error_text uv_errors[] = {
+#define UV_ERROR_ROW_(name, msg) {UV_##name, #name, msg},
+    UV_ERRNO_MAP(UV_ERROR_ROW_)
+#undef UV_ERROR_ROW_
+};
+
 int main(int argc, char **argv) {
-  char **pos = calloc((size_t)argc + 1, sizeof(*pos));
+  /* On the heap, not in a static: once it is freed, anything only it
+   * pointed to is a leak that LeakSanitizer reports. */
+  struct app *a = calloc(1, sizeof(*a));
   int rc;
-  if (pos == NULL) {
+  error_set_system(uv_errors, sizeof(uv_errors) / sizeof(uv_errors[0]));
+  if (a == NULL) {
     fprintf(stderr, "shoal-peer: error: out of memory\n");
     return 1;
   }
-  rc = run(argc, argv, pos);
-  free(pos);
-  free(the_app.gets);
+  rc = run(a, argc, argv);
+  free(a);
   return rc;
 }

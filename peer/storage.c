@@ -1,24 +1,21 @@
-/* Storage of one content: a read-only source, or a download into a partial
- * copy that survives a restart.
+/* The asynchronous storage object: one content on one peer, a read-only
+ * source or a download into a partial copy that survives a restart, whose
+ * disk work and hashing run on libuv's thread pool while the loop thread
+ * keeps the books.
  *
- * Resume record, at the caller's resume_path (integers big-endian):
+ * The blocking work it queues lives in the modules below it: the partial
+ * copy's steps in peer/partcopy.c, reading a source's files in
+ * peer/source.c, the resume record in peer/resume.c, and plain file-system
+ * calls in peer/fsutil.c.
  *
- *   offset  size        field
- *   0       8           magic "SHOALRS1"
- *   8       32          content ID (the manifest's id)
- *   40      4 (u32)     chunk count n
- *   44      ceil(n/8)   verified chunks, in the have-map layout of pwire.h:
- *                       chunk 0 in the high bit of byte 0, unused low bits 0
- *   44+b    16          BLAKE2b-128 of every byte before it
- *
- * It is written to a mkstemp() file beside resume_path, fsync'd, renamed
- * over resume_path, and the folder is fsync'd. A record of the wrong size,
- * magic, checksum, chunk count or content is ignored and the download starts
- * over: the partial copy is removed and made again. A record that cannot
- * be read at all (EIO, EMFILE) fails the open instead, keeping the partial
- * copy. A listed chunk is never trusted: it is hashed again on resume, and
- * a resumed partial folder is first pruned to exactly the manifest's paths
- * (strays would otherwise be renamed into place with it).
+ * Which chunks are verified is kept in a resume record at the caller's
+ * resume_path, saved atomically. A record of the wrong size, magic,
+ * checksum, chunk count or content is ignored and the download starts
+ * over: the partial copy is emptied. A record that cannot be read at all
+ * (EIO, EMFILE) fails the open instead, keeping the partial copy. A listed
+ * chunk is never trusted: it is hashed again on resume, and a resumed
+ * partial folder is first pruned to exactly the manifest's paths (strays
+ * would otherwise be renamed into place with it).
  *
  * Threads. Every disk access and every hash runs in a uv_queue_work() item;
  * the loop thread only does bookkeeping. Workers read the manifest and the
@@ -31,83 +28,39 @@
  *
  * Descriptors. A download keeps two open: DIR, and the partial file (file
  * content) or partial folder (folder content), which holds the flock() that
- * keeps other downloads out of it; a file content also keeps
- * the partial file open with O_DIRECT (see write_chunk). Files inside the
- * folder are opened per operation with openat() one segment at a time, with
+ * keeps other downloads out of it; a file content also keeps the partial
+ * file open with O_DIRECT (see partcopy_write). Files inside the folder are
+ * opened per operation with openat() one segment at a time, with
  * O_NOFOLLOW throughout, so a symlink planted in the partial folder is never
  * followed; since they are relative to the kept descriptor, reads keep
- * working after the final rename. A source opens its file per read. So a
- * storage holds at most three descriptors plus one per running work item,
- * well under STORAGE_MAX_OPEN with libuv's default pool, and needs no
- * cache.
+ * working after the final rename. A source of one file keeps that file
+ * open; a folder source opens its file per read. So a storage holds at most
+ * three descriptors plus one per running work item, well under
+ * STORAGE_MAX_OPEN with libuv's default pool, and needs no cache.
  */
-/* renameat2(RENAME_NOREPLACE) and fallocate(): the final rename must never
- * replace a folder that appeared meanwhile, and glibc's posix_fallocate()
- * would emulate preallocation by writing every block where the file system
- * cannot do it. Both have portable fallbacks below. */
-#define _GNU_SOURCE
-
 #include "peer/storage.h"
 
 #include <assert.h>
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <libgen.h>
 #include <sodium.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/file.h>
-#include <sys/stat.h>
-#include <sys/statvfs.h>
-#include <sys/sysmacros.h>
 #include <unistd.h>
 
 #include "common/error.h"
 #include "common/log.h"
-#include "peer/fmt.h"
+#include "peer/fsutil.h"
+#include "peer/partcopy.h"
+#include "peer/resume.h"
+#include "peer/source.h"
 
-#define RECORD_MAGIC "SHOALRS1"
-#define RECORD_MAGIC_BYTES 8
-#define RECORD_HEAD_BYTES (RECORD_MAGIC_BYTES + MANIFEST_ID_BYTES + 4)
-#define RECORD_CHECK_BYTES 16
 /* Re-hash jobs kept queued while a download resumes: enough to keep a few
  * pool threads busy without starving other users of the pool. */
-#define RESUME_JOBS 4
-/* A manifest path has at most MANIFEST_MAX_DEPTH + 1 segments; a deeper
- * tree in a partial folder was planted, and removing it is refused. */
-#define RMTREE_MAX_DEPTH (2 * MANIFEST_MAX_DEPTH)
-/* A source chunk is hashed in pieces of this size before it is first
- * served: bounded memory per read in flight, whatever the chunk size. */
-#define SOURCE_VERIFY_PIECE (256u << 10)
-#define PART_MODE 0644
-#define FOLDER_MODE 0755
-/* Rounds at taking the lock on the partial copy: each retry means that
- * another download replaced it between our open and our lock. */
-#define PART_LOCK_TRIES 8
-/* Room for what a refused open tells the user (storage_open_error): two
- * paths would not fit whole anyway, and a truncated message still names
- * the folder first. */
-#define OPEN_WHY_BYTES 1024
-/* The most of a lock holder's command line that its description shows,
- * of each of its arguments, and of /proc/PID/cmdline that is read: enough
- * to tell two downloads apart by their folders and homes. */
-#define HOLDER_CMDLINE_BYTES 320
-#define HOLDER_ARG_BYTES 40
-#define HOLDER_CMDLINE_RAW 4096
-/* Marks a file in open_req.old_size that this open created. */
-#define SIZE_CREATED UINT64_MAX
+#define REHASH_JOBS 4
 
 #define container_of(p, type, field)                                           \
   ((type *)(void *)((char *)(p)-offsetof(type, field)))
-
-enum record_state {
-  RECORD_OK = 0,
-  RECORD_NONE,    /* no record */
-  RECORD_CORRUPT, /* unreadable, wrong size, bad magic or checksum */
-  RECORD_OTHER,   /* a valid-looking record of another content */
-};
 
 struct deferred {
   struct deferred *next;
@@ -121,17 +74,12 @@ struct finish_req;
 struct storage {
   uv_loop_t *loop;
   const struct manifest *m;
-  size_t name_len;
   int is_source;
+  int source_fd; /* source of one file: that file, else -1 */
 
   /* Download only. */
-  char *dir;
-  char *final_path; /* dir/NAME */
-  char *part_name;  /* NAME.shoal-part, relative to dir_fd */
+  struct partcopy pc; /* descriptors set when the open succeeds */
   char *resume_path;
-  int dir_fd;        /* set when the open succeeds, else -1 */
-  int root_fd;       /* the partial file or folder, else -1 */
-  int direct_fd;     /* file content: the partial file, O_DIRECT, else -1 */
   uint8_t *inflight; /* chunks with a put in flight */
   uint8_t *listed;   /* chunks the resume record listed (while opening) */
   uint32_t hash_next;
@@ -146,8 +94,8 @@ struct storage {
   int saving;
   int save_failed; /* the last save failed (logged once per streak) */
   uint64_t last_save;
-  struct finish_req *finish_wait; /* queued once the running save ends */
-  char open_why[OPEN_WHY_BYTES];  /* why the open failed, for the user */
+  struct finish_req *finish_wait;    /* queued once the running save ends */
+  char open_why[PARTCOPY_WHY_BYTES]; /* why the open failed, for the user */
 
   /* Both kinds. */
   uint8_t *have;
@@ -178,17 +126,7 @@ struct open_req {
   uv_work_t work;
   struct storage *s;
   int status;
-  int record;
-  int part_existed; /* a partial copy was there before this open */
-  int created;      /* this open made the partial copy it holds */
-  int resumed;
-  int changing;       /* the partial copy is being emptied or reserved */
-  uint64_t *old_size; /* resumed: each file's size before, or SIZE_CREATED */
-  uint64_t need;      /* bytes the reservation was to take */
-  int dir_fd;
-  int root_fd; /* the partial copy, locked for the storage's life */
-  int direct_fd;
-  char why[OPEN_WHY_BYTES];
+  struct partcopy_open o;
 };
 
 struct hash_job {
@@ -271,545 +209,7 @@ static void bit_clear(uint8_t *map, uint32_t i) {
 }
 
 /* ------------------------------------------------------------------------ */
-/* Blocking helpers: called from workers only */
-
-static ssize_t pread_full(int fd, uint8_t *p, size_t n, uint64_t off) {
-  size_t got = 0;
-  while (got < n) {
-    ssize_t r = pread(fd, p + got, n - got, (off_t)(off + got));
-    if (r < 0) {
-      if (errno == EINTR) {
-        continue;
-      }
-      return -errno;
-    }
-    if (r == 0) {
-      break;
-    }
-    got += (size_t)r;
-  }
-  return (ssize_t)got;
-}
-
-static int pwrite_full(int fd, const uint8_t *p, size_t n, uint64_t off) {
-  size_t done = 0;
-  while (done < n) {
-    ssize_t w = pwrite(fd, p + done, n - done, (off_t)(off + done));
-    if (w < 0) {
-      if (errno == EINTR) {
-        continue;
-      }
-      return -errno;
-    }
-    done += (size_t)w;
-  }
-  return 0;
-}
-
-static int fsync_fd(int fd) {
-  while (fsync(fd) != 0) {
-    if (errno != EINTR) {
-      return -errno;
-    }
-  }
-  return 0;
-}
-
-/* fsync the folder holding path so that a rename into it is durable. */
-static int sync_parent(const char *path) {
-  char *copy = strdup(path);
-  int err;
-  int fd;
-
-  if (copy == NULL) {
-    return SHOAL_ENOMEM;
-  }
-  fd = open(dirname(copy), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  free(copy);
-  if (fd < 0) {
-    return -errno;
-  }
-  err = fsync_fd(fd);
-  close(fd);
-  return err;
-}
-
-static int rmtree_at(int dfd, const char *name, unsigned depth);
-
-/* Removes everything in the folder fd (taken and closed), whose own depth
- * is depth. Never follows a symlink. */
-static int empty_dir_fd(int fd, unsigned depth) {
-  struct dirent *e;
-  DIR *d = fdopendir(fd);
-  int err = 0;
-
-  if (d == NULL) {
-    err = -errno;
-    close(fd);
-    return err;
-  }
-  for (;;) {
-    errno = 0;
-    e = readdir(d);
-    if (e == NULL) {
-      err = -errno; /* 0 at the end of the folder */
-      break;
-    }
-    if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0) {
-      continue;
-    }
-    err = rmtree_at(dirfd(d), e->d_name, depth + 1);
-    if (err != 0) {
-      break;
-    }
-  }
-  closedir(d);
-  return err;
-}
-
-/* Removes name under dfd: a file or symlink is unlinked, a folder emptied
- * first. Never follows a symlink. */
-static int rmtree_at(int dfd, const char *name, unsigned depth) {
-  struct stat st;
-  int err;
-  int fd;
-
-  if (fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) != 0) {
-    return errno == ENOENT ? 0 : -errno;
-  }
-  if (!S_ISDIR(st.st_mode)) {
-    return unlinkat(dfd, name, 0) == 0 || errno == ENOENT ? 0 : -errno;
-  }
-  if (depth > RMTREE_MAX_DEPTH) {
-    return SHOAL_EPATH;
-  }
-  fd = openat(dfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-  if (fd < 0) {
-    return -errno;
-  }
-  err = empty_dir_fd(fd, depth);
-  if (err == 0 && unlinkat(dfd, name, AT_REMOVEDIR) != 0 && errno != ENOENT) {
-    err = -errno;
-  }
-  return err;
-}
-
-/* Opens the folder name under dfd without following a symlink. With create,
- * a missing folder is made and anything else in its place removed. */
-static int open_dir_at(int dfd, const char *name, int create) {
-  const int flags = O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC;
-  int fd = openat(dfd, name, flags);
-  int err;
-
-  if (fd >= 0) {
-    return fd;
-  }
-  if (!create) {
-    return -errno;
-  }
-  if (errno == ENOTDIR || errno == ELOOP) {
-    err = rmtree_at(dfd, name, 0);
-    if (err != 0) {
-      return err;
-    }
-  } else if (errno != ENOENT) {
-    return -errno;
-  }
-  if (mkdirat(dfd, name, FOLDER_MODE) != 0 && errno != EEXIST) {
-    return -errno;
-  }
-  fd = openat(dfd, name, flags);
-  return fd < 0 ? -errno : fd;
-}
-
-/* Opens (creating it) the regular file name under dfd for reading and
- * writing. A symlink, folder, fifo or socket in its place is removed first.
- * O_NONBLOCK keeps a planted fifo from hanging the worker. */
-static int create_file_at(int dfd, const char *name) {
-  const int flags = O_RDWR | O_CREAT | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC;
-  struct stat st;
-  int err = SHOAL_EPATH;
-
-  for (int attempt = 0; attempt < 2; attempt++) {
-    int fd = openat(dfd, name, flags, PART_MODE);
-    if (fd >= 0) {
-      if (fstat(fd, &st) != 0) {
-        err = -errno;
-        close(fd);
-        return err;
-      }
-      if (S_ISREG(st.st_mode)) {
-        return fd;
-      }
-      close(fd);
-      err = SHOAL_EPATH;
-    } else if (errno == ELOOP || errno == EISDIR || errno == ENXIO ||
-               errno == EOPNOTSUPP) {
-      err = -errno;
-    } else {
-      return -errno;
-    }
-    if (attempt == 0) {
-      int rm = rmtree_at(dfd, name, 0);
-      if (rm != 0) {
-        return rm;
-      }
-    }
-  }
-  return err;
-}
-
-/* Opens rel ('/'-separated, relative) under base, one segment at a time and
- * never through a symlink. With create, missing folders and the file are
- * made (see create_file_at; flags are ignored); otherwise the file is opened
- * with flags. If parent is not NULL it receives the descriptor of the
- * file's folder (-1 when that is base), which the caller closes. Returns a
- * descriptor or an error. */
-static int open_under(int base, const char *rel, int flags, int create,
-                      int *parent) {
-  char seg[MANIFEST_MAX_SEGMENT + 1];
-  const char *p = rel;
-  int cur = base;
-  int fd;
-
-  if (parent != NULL) {
-    *parent = -1;
-  }
-  for (;;) {
-    const char *slash = strchr(p, '/');
-    size_t n = slash != NULL ? (size_t)(slash - p) : strlen(p);
-    /* Decoded manifests never hold such segments; refusing them here keeps
-     * a path from leaving the folder even if that changed. */
-    if (n == 0 || n > MANIFEST_MAX_SEGMENT || (n == 1 && p[0] == '.') ||
-        (n == 2 && p[0] == '.' && p[1] == '.')) {
-      fd = SHOAL_EPATH;
-      break;
-    }
-    memcpy(seg, p, n);
-    seg[n] = '\0';
-    if (slash == NULL) {
-      if (create) {
-        fd = create_file_at(cur, seg);
-      } else {
-        fd = openat(cur, seg, flags | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
-        if (fd < 0) {
-          fd = -errno;
-        }
-      }
-      break;
-    }
-    int next = open_dir_at(cur, seg, create);
-    if (cur != base) {
-      close(cur);
-    }
-    cur = base;
-    if (next < 0) {
-      fd = next;
-      break;
-    }
-    cur = next;
-    p = slash + 1;
-  }
-  if (cur != base) {
-    if (parent != NULL && fd >= 0) {
-      *parent = cur;
-    } else {
-      close(cur);
-    }
-  }
-  return fd;
-}
-
-/* Sets the length of a partial file to size and reserves its blocks, so a
- * full disk shows at the start rather than halfway. */
-static int size_file(int fd, uint64_t size) {
-  struct stat st;
-
-  if (fstat(fd, &st) != 0) {
-    return -errno;
-  }
-  if ((uint64_t)st.st_size > size && ftruncate(fd, (off_t)size) != 0) {
-    return -errno;
-  }
-  if (size == 0) {
-    return 0;
-  }
-#ifdef FALLOC_FL_KEEP_SIZE
-  /* Linux: fails rather than writing zeros where it is not supported. */
-  if (fallocate(fd, 0, 0, (off_t)size) == 0) {
-    return 0;
-  }
-  if (errno != EOPNOTSUPP && errno != ENOSYS && errno != EINVAL) {
-    return -errno;
-  }
-#else
-  int r = posix_fallocate(fd, 0, (off_t)size);
-  if (r == 0) {
-    return 0;
-  }
-  if (r != EOPNOTSUPP && r != ENOSYS && r != EINVAL) {
-    return -r;
-  }
-#endif
-  if ((uint64_t)st.st_size != size && ftruncate(fd, (off_t)size) != 0) {
-    return -errno;
-  }
-  return 0;
-}
-
-/* Renames from to to inside dfd, failing with UV_EEXIST when to exists. */
-static int rename_noreplace(int dfd, const char *from, const char *to) {
-  struct stat st;
-#ifdef RENAME_NOREPLACE
-  if (renameat2(dfd, from, dfd, to, RENAME_NOREPLACE) == 0) {
-    return 0;
-  }
-  if (errno != EINVAL && errno != ENOSYS && errno != EOPNOTSUPP) {
-    return -errno;
-  }
-#endif
-  /* No atomic form here: check, then rename (a folder could still slip in
-   * between, but rename() refuses a non-empty target folder). */
-  if (fstatat(dfd, to, &st, AT_SYMLINK_NOFOLLOW) == 0) {
-    return UV_EEXIST;
-  }
-  if (errno != ENOENT) {
-    return -errno;
-  }
-  return renameat(dfd, from, dfd, to) == 0 ? 0 : -errno;
-}
-
-/* ------------------------------------------------------------------------ */
-/* Resume record */
-
-static size_t record_size(uint32_t n) {
-  return RECORD_HEAD_BYTES + map_bytes(n) + RECORD_CHECK_BYTES;
-}
-
-/* Fills magic, content ID, count and checksum around the bitmap. */
-static void record_seal(const struct manifest *m, uint8_t *rec) {
-  size_t body = RECORD_HEAD_BYTES + map_bytes(m->chunk_count);
-  memcpy(rec, RECORD_MAGIC, RECORD_MAGIC_BYTES);
-  memcpy(rec + RECORD_MAGIC_BYTES, m->id, MANIFEST_ID_BYTES);
-  uint8_t *c = rec + RECORD_MAGIC_BYTES + MANIFEST_ID_BYTES;
-  c[0] = (uint8_t)(m->chunk_count >> 24);
-  c[1] = (uint8_t)(m->chunk_count >> 16);
-  c[2] = (uint8_t)(m->chunk_count >> 8);
-  c[3] = (uint8_t)m->chunk_count;
-  crypto_generichash(rec + body, RECORD_CHECK_BYTES, rec, body, NULL, 0);
-}
-
-/* Reads the record at path into listed (which stays untouched unless the
- * record is valid and belongs to m). Returns a record_state, or an error
- * when the record could not be read at all (out of memory, EIO, EMFILE):
- * that must not pass for a bad record, which would discard the partial
- * copy. */
-static int record_read(const char *path, const struct manifest *m,
-                       uint8_t *listed) {
-  const size_t bytes = map_bytes(m->chunk_count);
-  const size_t size = record_size(m->chunk_count);
-  uint8_t check[RECORD_CHECK_BYTES];
-  uint8_t *rec = malloc(size + 1);
-  struct stat st;
-  int state = RECORD_CORRUPT;
-  ssize_t n;
-  int fd;
-
-  if (rec == NULL) {
-    return SHOAL_ENOMEM;
-  }
-  fd = open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
-  if (fd < 0) {
-    /* A symlink in its place is replaced by the next save. */
-    state = errno == ENOENT  ? RECORD_NONE
-            : errno == ELOOP ? RECORD_CORRUPT
-                             : -errno;
-    goto out;
-  }
-  if (fstat(fd, &st) != 0) {
-    state = -errno;
-    goto out;
-  }
-  if (!S_ISREG(st.st_mode)) {
-    goto out;
-  }
-  /* One byte more than expected tells a longer file from a right one. */
-  n = pread_full(fd, rec, size + 1, 0);
-  if (n < 0) {
-    state = (int)n;
-    goto out;
-  }
-  if (n >= (ssize_t)RECORD_HEAD_BYTES &&
-      memcmp(rec, RECORD_MAGIC, RECORD_MAGIC_BYTES) == 0 &&
-      memcmp(rec + RECORD_MAGIC_BYTES, m->id, MANIFEST_ID_BYTES) != 0) {
-    state = RECORD_OTHER;
-    goto out;
-  }
-  if (n != (ssize_t)size || memcmp(rec, RECORD_MAGIC, RECORD_MAGIC_BYTES)) {
-    goto out;
-  }
-  crypto_generichash(check, sizeof(check), rec, size - RECORD_CHECK_BYTES, NULL,
-                     0);
-  if (sodium_memcmp(check, rec + size - RECORD_CHECK_BYTES, sizeof(check))) {
-    goto out;
-  }
-  const uint8_t *c = rec + RECORD_MAGIC_BYTES + MANIFEST_ID_BYTES;
-  uint32_t count =
-      (uint32_t)c[0] << 24 | (uint32_t)c[1] << 16 | (uint32_t)c[2] << 8 | c[3];
-  const uint8_t *map = rec + RECORD_HEAD_BYTES;
-  if (count != m->chunk_count ||
-      (bytes > 0 && (m->chunk_count & 7) != 0 &&
-       (map[bytes - 1] & (0xffu >> (m->chunk_count & 7))) != 0)) {
-    goto out;
-  }
-  memcpy(listed, map, bytes);
-  state = RECORD_OK;
-
-out:
-  if (fd >= 0) {
-    close(fd);
-  }
-  free(rec);
-  return state;
-}
-
-/* Writes rec to path atomically: temporary file, fsync, rename, fsync of
- * the folder. */
-static int record_write(const char *path, const uint8_t *rec, size_t len) {
-  size_t plen = strlen(path);
-  char *tmp = malloc(plen + 8);
-  int err = 0;
-  int fd;
-
-  if (tmp == NULL) {
-    return SHOAL_ENOMEM;
-  }
-  memcpy(tmp, path, plen);
-  memcpy(tmp + plen, ".XXXXXX", 8);
-  fd = mkstemp(tmp); /* mode 0600 */
-  if (fd < 0) {
-    err = -errno;
-    free(tmp);
-    return err;
-  }
-  err = pwrite_full(fd, rec, len, 0);
-  if (err == 0) {
-    err = fsync_fd(fd);
-  }
-  if (close(fd) != 0 && err == 0) {
-    err = -errno;
-  }
-  if (err == 0 && rename(tmp, path) != 0) {
-    err = -errno;
-  }
-  if (err != 0) {
-    unlink(tmp);
-  } else {
-    err = sync_parent(path);
-  }
-  free(tmp);
-  return err;
-}
-
-/* ------------------------------------------------------------------------ */
-/* Files of a content, from workers */
-
-/* The path of file i inside the partial folder (folder downloads): the
- * manifest path without its leading "NAME/". */
-static const char *part_rel(const struct storage *s, uint32_t i) {
-  return s->m->files[i].path + s->name_len + 1;
-}
-
-/* A descriptor for file i of a download: the kept one for a file content,
- * else a fresh one that file_release() closes. */
-static int file_open(const struct storage *s, uint32_t i, int flags) {
-  if (s->m->kind == MANIFEST_KIND_FILE) {
-    return s->root_fd;
-  }
-  return open_under(s->root_fd, part_rel(s, i), flags, 0, NULL);
-}
-
-static void file_release(const struct storage *s, int fd) {
-  if (fd >= 0 && fd != s->root_fd) {
-    close(fd);
-  }
-}
-
-/* Chunk writes and the page cache. A verified chunk is written with
- * O_DIRECT where the file system takes it: the bytes go from the chunk's
- * buffer to the disk without a copy into the page cache, which would cost
- * a downloader as much CPU as hashing them, and a large download does not
- * push everything else out of memory. Only the aligned part of a chunk
- * (buffer, offset and length multiples of STORAGE_DIRECT_ALIGN) goes this
- * way; the tail of a file's last chunk, unaligned buffers, and file systems
- * that refuse O_DIRECT (EINVAL) use the ordinary descriptor. Reads stay
- * buffered: the kernel keeps the two views coherent. */
-
-/* Opens name under dfd for O_DIRECT writes, if it is the file held by fd;
- * else -1, and writes go through the page cache. */
-static int open_direct(int dfd, const char *name, int fd) {
-  struct stat a;
-  struct stat b;
-  int d = openat(dfd, name,
-                 O_WRONLY | O_DIRECT | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
-  if (d < 0) {
-    return -1;
-  }
-  if (fstat(d, &a) != 0 || fstat(fd, &b) != 0 || a.st_dev != b.st_dev ||
-      a.st_ino != b.st_ino) {
-    close(d);
-    return -1;
-  }
-  return d;
-}
-
-static int direct_acquire(const struct storage *s, uint32_t i) {
-  if (s->m->kind == MANIFEST_KIND_FILE) {
-    return s->direct_fd;
-  }
-  int fd = open_under(s->root_fd, part_rel(s, i), O_WRONLY | O_DIRECT, 0, NULL);
-  return fd >= 0 ? fd : -1;
-}
-
-static void direct_release(const struct storage *s, int fd) {
-  if (fd >= 0 && fd != s->direct_fd) {
-    close(fd);
-  }
-}
-
-/* Writes n bytes at off of file i of a download, from a worker. */
-static int write_chunk(const struct storage *s, uint32_t i, const uint8_t *p,
-                       size_t n, uint64_t off) {
-  size_t head = 0;
-  int err;
-  int fd;
-
-  if ((uintptr_t)p % STORAGE_DIRECT_ALIGN == 0 &&
-      off % STORAGE_DIRECT_ALIGN == 0) {
-    head = n - n % STORAGE_DIRECT_ALIGN;
-  }
-  if (head > 0 && (fd = direct_acquire(s, i)) >= 0) {
-    err = pwrite_full(fd, p, head, off);
-    direct_release(s, fd);
-    if (err == 0) {
-      p += head;
-      n -= head;
-      off += head;
-    } else if (err != -EINVAL) {
-      return err;
-    }
-  }
-  if (n == 0) {
-    return 0;
-  }
-  fd = file_open(s, i, O_WRONLY);
-  if (fd < 0) {
-    return fd;
-  }
-  err = pwrite_full(fd, p, n, off);
-  file_release(s, fd);
-  return err;
-}
+/* Chunk buffers */
 
 /* A chunk buffer is a malloc'd block of len + STORAGE_DIRECT_ALIGN bytes,
  * the buffer the first aligned address at least sizeof(void *) into it, and
@@ -841,121 +241,6 @@ void storage_chunk_free(void *p) {
   }
   memcpy(&block, (uint8_t *)p - sizeof(void *), sizeof(void *));
   free(block);
-}
-
-/* Pruning a resumed partial folder down to exactly the manifest's paths,
- * so that nothing else is renamed into place at the end. */
-struct prune {
-  const char **paths; /* part-relative paths, sorted with strcmp */
-  uint32_t n;
-  char rel[MANIFEST_MAX_PATH + 2];
-};
-
-static int cmp_str(const void *a, const void *b) {
-  return strcmp(*(const char *const *)a, *(const char *const *)b);
-}
-
-/* The first path not below key, in strcmp order. */
-static uint32_t lower_bound(const struct prune *p, const char *key) {
-  uint32_t lo = 0;
-  uint32_t hi = p->n;
-  while (lo < hi) {
-    uint32_t mid = lo + (hi - lo) / 2;
-    if (strcmp(p->paths[mid], key) < 0) {
-      lo = mid + 1;
-    } else {
-      hi = mid;
-    }
-  }
-  return lo;
-}
-
-/* Removes from the folder dfd (taken; its path is p->rel[0..len)) every
- * entry that is neither a manifest file (a regular file) nor a folder on
- * the way to one. */
-static int prune_dir(struct prune *p, int dfd, size_t len) {
-  struct dirent *e;
-  DIR *d = fdopendir(dfd);
-  int err = 0;
-
-  if (d == NULL) {
-    err = -errno;
-    close(dfd);
-    return err;
-  }
-  for (;;) {
-    struct stat st;
-    int keep = 0;
-    errno = 0;
-    e = readdir(d);
-    if (e == NULL) {
-      err = -errno; /* 0 at the end of the folder */
-      break;
-    }
-    if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0) {
-      continue;
-    }
-    size_t n = strlen(e->d_name);
-    size_t sub = len + (len > 0) + n;
-    if (sub + 1 < sizeof(p->rel) &&
-        fstatat(dirfd(d), e->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0) {
-      if (len > 0) {
-        p->rel[len] = '/';
-      }
-      memcpy(p->rel + len + (len > 0), e->d_name, n + 1);
-      uint32_t i = lower_bound(p, p->rel);
-      if (S_ISREG(st.st_mode)) {
-        keep = i < p->n && strcmp(p->paths[i], p->rel) == 0;
-      } else if (S_ISDIR(st.st_mode)) {
-        p->rel[sub] = '/';
-        p->rel[sub + 1] = '\0';
-        i = lower_bound(p, p->rel);
-        keep = i < p->n && strncmp(p->paths[i], p->rel, sub + 1) == 0;
-        p->rel[sub] = '\0';
-        if (keep) {
-          int fd = openat(dirfd(d), e->d_name,
-                          O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-          err = fd < 0 ? -errno : prune_dir(p, fd, sub);
-        }
-      }
-      p->rel[len] = '\0';
-    }
-    if (err == 0 && !keep) {
-      err = rmtree_at(dirfd(d), e->d_name, 0);
-    }
-    if (err != 0) {
-      break;
-    }
-  }
-  closedir(d);
-  return err;
-}
-
-static int prune_part(const struct storage *s, int root_fd) {
-  struct prune *p = malloc(sizeof(*p));
-  int err;
-  int fd;
-
-  if (p == NULL) {
-    return SHOAL_ENOMEM;
-  }
-  p->n = s->m->file_count;
-  p->paths = malloc((p->n > 0 ? p->n : 1) * sizeof(*p->paths));
-  if (p->paths == NULL) {
-    free(p);
-    return SHOAL_ENOMEM;
-  }
-  for (uint32_t i = 0; i < p->n; i++) {
-    p->paths[i] = part_rel(s, i);
-  }
-  qsort(p->paths, p->n, sizeof(*p->paths), cmp_str);
-  p->rel[0] = '\0';
-  /* fdopendir takes the descriptor it is given: hand it a second one. */
-  fd = openat(root_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  err = fd < 0 ? -errno : prune_dir(p, fd, 0);
-  free(p->paths);
-  free(p);
-  return err;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -1013,9 +298,7 @@ static void storage_free(struct storage *s) {
     free(d);
     d = next;
   }
-  free(s->dir);
-  free(s->final_path);
-  free(s->part_name);
+  partcopy_close(&s->pc);
   free(s->resume_path);
   free(s->inflight);
   free(s->listed);
@@ -1045,23 +328,39 @@ static void close_handles(struct storage *s) {
   uv_close((uv_handle_t *)&s->defer_idle, on_handle_closed);
 }
 
+/* Closes the descriptors the storage keeps. */
+static void close_fds(const struct storage *s) {
+  if (s->source_fd >= 0) {
+    close(s->source_fd);
+  }
+  if (s->pc.direct_fd >= 0) {
+    close(s->pc.direct_fd);
+  }
+  if (s->pc.root_fd >= 0) {
+    close(s->pc.root_fd);
+  }
+  if (s->pc.dir_fd >= 0) {
+    close(s->pc.dir_fd);
+  }
+}
+
+/* Once they are closed, on the loop thread. */
+static void forget_fds(struct storage *s) {
+  s->source_fd = -1;
+  s->pc.direct_fd = -1;
+  s->pc.root_fd = -1;
+  s->pc.dir_fd = -1;
+}
+
 static void release_work(uv_work_t *w) {
   struct save_req *r = container_of(w, struct save_req, work);
   struct storage *s = r->s;
 
   if (r->save) {
-    record_seal(s->m, r->record);
-    r->status = record_write(s->resume_path, r->record, r->record_len);
+    resume_seal(r->record, s->m->id, s->m->chunk_count);
+    r->status = resume_write(s->resume_path, r->record, r->record_len);
   }
-  if (s->direct_fd >= 0) {
-    close(s->direct_fd);
-  }
-  if (s->root_fd >= 0) {
-    close(s->root_fd);
-  }
-  if (s->dir_fd >= 0) {
-    close(s->dir_fd);
-  }
+  close_fds(s);
 }
 
 static void after_release(uv_work_t *w, int status) {
@@ -1069,9 +368,7 @@ static void after_release(uv_work_t *w, int status) {
   struct storage *s = r->s;
 
   (void)status;
-  s->direct_fd = -1;
-  s->root_fd = -1;
-  s->dir_fd = -1;
+  forget_fds(s);
   s->close_status = r->status;
   if (r->status != 0) {
     log_warn("storage", "%s: cannot save the resume record: %s", s->resume_path,
@@ -1093,35 +390,28 @@ static void maybe_close(struct storage *s) {
   s->releasing = 1;
   uv_timer_stop(&s->save_timer);
   int save = !s->is_source && s->ready && !s->finished;
-  if (!save && s->root_fd < 0 && s->dir_fd < 0 && s->direct_fd < 0) {
+  if (!save && s->source_fd < 0 && s->pc.root_fd < 0 && s->pc.dir_fd < 0 &&
+      s->pc.direct_fd < 0) {
     close_handles(s);
     return;
   }
   r = calloc(1, sizeof(*r));
   if (r != NULL && save) {
-    r->record_len = record_size(s->m->chunk_count);
+    r->record_len = resume_size(s->m->chunk_count);
     r->record = malloc(r->record_len);
     if (r->record == NULL) {
       free(r);
       r = NULL;
     } else {
-      memcpy(r->record + RECORD_HEAD_BYTES, s->have, s->have_len);
+      memcpy(r->record + RESUME_MAP_AT, s->have, s->have_len);
     }
   }
   if (r == NULL) {
     /* Out of memory: the record stays as last saved; the descriptors are
      * closed here, once, rather than leaked. */
     s->close_status = SHOAL_ENOMEM;
-    if (s->direct_fd >= 0) {
-      close(s->direct_fd);
-    }
-    if (s->root_fd >= 0) {
-      close(s->root_fd);
-    }
-    if (s->dir_fd >= 0) {
-      close(s->dir_fd);
-    }
-    s->direct_fd = s->root_fd = s->dir_fd = -1;
+    close_fds(s);
+    forget_fds(s);
     close_handles(s);
     return;
   }
@@ -1135,8 +425,8 @@ static void maybe_close(struct storage *s) {
 
 static void save_work(uv_work_t *w) {
   struct save_req *r = container_of(w, struct save_req, work);
-  record_seal(r->s->m, r->record);
-  r->status = record_write(r->s->resume_path, r->record, r->record_len);
+  resume_seal(r->record, r->s->m->id, r->s->m->chunk_count);
+  r->status = resume_write(r->s->resume_path, r->record, r->record_len);
 }
 
 static void after_save(uv_work_t *w, int status) {
@@ -1173,7 +463,7 @@ static void start_save(struct storage *s) {
   struct save_req *r = calloc(1, sizeof(*r));
 
   if (r != NULL) {
-    r->record_len = record_size(s->m->chunk_count);
+    r->record_len = resume_size(s->m->chunk_count);
     r->record = malloc(r->record_len);
   }
   if (r == NULL || r->record == NULL) {
@@ -1183,7 +473,7 @@ static void start_save(struct storage *s) {
     return;
   }
   r->s = s;
-  memcpy(r->record + RECORD_HEAD_BYTES, s->have, s->have_len);
+  memcpy(r->record + RESUME_MAP_AT, s->have, s->have_len);
   s->dirty = 0;
   s->saving = 1;
   s->pending++;
@@ -1221,10 +511,10 @@ static struct storage *storage_alloc(uv_loop_t *loop,
   }
   s->loop = loop;
   s->m = m;
-  s->name_len = strlen(m->name);
-  s->dir_fd = -1;
-  s->root_fd = -1;
-  s->direct_fd = -1;
+  s->source_fd = -1;
+  s->pc.dir_fd = -1;
+  s->pc.root_fd = -1;
+  s->pc.direct_fd = -1;
   s->have_len = map_bytes(m->chunk_count);
   s->have = calloc(s->have_len > 0 ? s->have_len : 1, 1);
   if (s->have == NULL) {
@@ -1251,32 +541,6 @@ static int check_sizes(const struct manifest *m) {
     }
   }
   return 0;
-}
-
-/* Every path must join under DIR as NAME.shoal-part[/rest]. */
-static int check_layout(const struct manifest *m) {
-  size_t nl = strlen(m->name);
-
-  if (manifest_check_path(m->name, nl) != 0 || memchr(m->name, '/', nl)) {
-    return SHOAL_EPATH;
-  }
-  if (m->kind == MANIFEST_KIND_FILE) {
-    if (m->file_count != 1 || strcmp(m->files[0].path, m->name) != 0) {
-      return SHOAL_EPATH;
-    }
-  } else if (m->kind == MANIFEST_KIND_FOLDER) {
-    for (uint32_t i = 0; i < m->file_count; i++) {
-      const char *p = m->files[i].path;
-      size_t n = strlen(p);
-      if (n <= nl + 1 || memcmp(p, m->name, nl) != 0 || p[nl] != '/' ||
-          manifest_check_path(p, n) != 0) {
-        return SHOAL_EPATH;
-      }
-    }
-  } else {
-    return SHOAL_EINVAL;
-  }
-  return check_sizes(m);
 }
 
 int storage_open_source(struct storage **out, uv_loop_t *loop,
@@ -1316,16 +580,12 @@ int storage_open_source(struct storage **out, uv_loop_t *loop,
      * the file again for each block. Each read still checks its size and
      * modification time before and after. If it cannot be opened now, the
      * reads open it themselves (and report why). */
-    int base = open(m->local_root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (base >= 0) {
-      int fd = open_under(base, m->files[0].path, O_RDONLY, 0, NULL);
-      s->root_fd = fd >= 0 ? fd : -1;
-      if (fd >= 0) {
-        /* Peers mostly ask for chunks in runs: a larger read-ahead keeps
-         * the disk ahead of them when the file is not in the page cache. */
-        (void)posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
-      }
-      close(base);
+    int fd = source_open(m, 0);
+    s->source_fd = fd >= 0 ? fd : -1;
+    if (fd >= 0) {
+      /* Peers mostly ask for chunks in runs: a larger read-ahead keeps the
+       * disk ahead of them when the file is not in the page cache. */
+      (void)posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
     }
   }
   s->ready = 1;
@@ -1334,653 +594,11 @@ int storage_open_source(struct storage **out, uv_loop_t *loop,
   return 0;
 }
 
-/* ------------------------------------------------------------------------ */
-/* The partial copy's lock, from workers
- *
- * A download holds flock(LOCK_EX) on its partial file or folder from the
- * open until the storage is closed; the locked descriptor is the one the
- * storage keeps for the partial copy (root_fd). A flock() lock belongs to
- * an open file description, not to a process: a second open of the same
- * partial copy conflicts even in the same process, closing another
- * descriptor of the file (the O_DIRECT one, a re-hash's) does not release
- * it, the final rename keeps it, and the kernel drops it when the process
- * dies, even by SIGKILL, so a resume never finds a stale lock. */
-
-/* Writes the command line of process pid into out as one line of text:
- * the program's base name, then its arguments, each cut to its first
- * HOLDER_ARG_BYTES bytes (a share link would hide the rest), control bytes
- * shown as '?'; "..." ends a line cut at cap. Empty when it cannot be
- * read. */
-static void holder_cmdline(long pid, char *out, size_t cap) {
-  char path[64];
-  char raw[HOLDER_CMDLINE_RAW];
-  size_t o = 0;
-  ssize_t n;
-  int fd;
-
-  out[0] = '\0';
-  snprintf(path, sizeof(path), "/proc/%ld/cmdline", pid);
-  fd = open(path, O_RDONLY | O_CLOEXEC);
-  if (fd < 0) {
-    return;
-  }
-  n = read(fd, raw, sizeof(raw) - 1);
-  close(fd);
-  if (n <= 0) {
-    return;
-  }
-  raw[n] = '\0';
-  for (const char *a = raw; a < raw + n; a += strlen(a) + 1) {
-    const char *slash = a == raw ? strrchr(a, '/') : NULL;
-    const char *from = slash != NULL ? slash + 1 : a;
-    size_t len = strlen(from);
-    size_t keep = len > HOLDER_ARG_BYTES ? HOLDER_ARG_BYTES : len;
-    /* Room for a space, the argument and its "...", and still for the
-     * "..." and NUL that end a line cut after it. */
-    if (o + 1 + keep + 3 + 4 > cap) {
-      memcpy(out + o, "...", 4);
-      return;
-    }
-    if (o > 0) {
-      out[o++] = ' ';
-    }
-    for (size_t i = 0; i < keep; i++) {
-      unsigned char c = (unsigned char)from[i];
-      out[o++] = c < 0x20 || c == 0x7f ? '?' : (char)c;
-    }
-    if (keep < len) {
-      memcpy(out + o, "...", 3);
-      o += 3;
-    }
-    out[o] = '\0';
-  }
-}
-
-/* The next space-separated field at *p and its length; *p moves past it. */
-static const char *next_field(const char **p, size_t *len) {
-  const char *q = *p;
-  const char *start;
-
-  while (*q == ' ') {
-    q++;
-  }
-  start = q;
-  while (*q != '\0' && *q != ' ' && *q != '\n') {
-    q++;
-  }
-  *len = (size_t)(q - start);
-  *p = q;
-  return start;
-}
-
-/* The process that holds a flock() lock on the file st, from /proc/locks,
- * whose lines read "1: FLOCK  ADVISORY  WRITE 1234 08:01:5678 0 EOF": the
- * holder's pid, then the device's major and minor in hex and the inode in
- * decimal (a waiter's line has "->" before the type). -1 when none is
- * listed, as for a holder in a process namespace we cannot see. */
-static long lock_holder(const struct stat *st) {
-  char line[256];
-  long pid = -1;
-  FILE *fp = fopen("/proc/locks", "re");
-
-  if (fp == NULL) {
-    return -1;
-  }
-  while (pid < 0 && fgets(line, sizeof(line), fp) != NULL) {
-    const char *p = line;
-    const char *f;
-    char *end;
-    size_t n;
-
-    (void)next_field(&p, &n); /* the lock's number */
-    f = next_field(&p, &n);
-    if (n != 5 || memcmp(f, "FLOCK", 5) != 0) {
-      continue;
-    }
-    (void)next_field(&p, &n); /* ADVISORY */
-    (void)next_field(&p, &n); /* WRITE */
-    f = next_field(&p, &n);
-    errno = 0;
-    long who = strtol(f, &end, 10);
-    if (errno != 0 || end != f + n || who <= 0) {
-      continue;
-    }
-    f = next_field(&p, &n);
-    unsigned long maj = strtoul(f, &end, 16);
-    if (*end != ':') {
-      continue;
-    }
-    unsigned long min = strtoul(end + 1, &end, 16);
-    if (*end != ':') {
-      continue;
-    }
-    unsigned long long ino = strtoull(end + 1, &end, 10);
-    if (end == f + n && maj == major(st->st_dev) && min == minor(st->st_dev) &&
-        ino == (unsigned long long)st->st_ino) {
-      pid = who;
-    }
-  }
-  fclose(fp);
-  return pid;
-}
-
-/* Fills why with who holds the partial copy st: its pid and command line,
- * so the user can tell which download it is. */
-static void describe_holder(const struct storage *s, const struct stat *st,
-                            char *why, size_t cap) {
-  char cmd[HOLDER_CMDLINE_BYTES];
-  long pid = lock_holder(st);
-
-  if (pid < 0) {
-    snprintf(why, cap,
-             "%s%s is in use by another download (its process is not "
-             "listed in /proc/locks)",
-             s->final_path, STORAGE_PART_SUFFIX);
-    return;
-  }
-  holder_cmdline(pid, cmd, sizeof(cmd));
-  snprintf(why, cap, "%s%s is in use by another download: process %ld%s%s%s",
-           s->final_path, STORAGE_PART_SUFFIX, pid, cmd[0] ? " (" : "", cmd,
-           cmd[0] ? ")" : "");
-}
-
-/* Locks fd without waiting: 0, UV_EBUSY (why names the holder of st), or
- * another error. */
-static int lock_fd(const struct storage *s, int fd, const struct stat *st,
-                   char *why, size_t cap) {
-  if (flock(fd, LOCK_EX | LOCK_NB) == 0) {
-    return 0;
-  }
-  if (errno != EWOULDBLOCK) {
-    return -errno;
-  }
-  describe_holder(s, st, why, cap);
-  return UV_EBUSY;
-}
-
-/* Whether the partial copy's name still leads to the file st. */
-static int part_is(const struct storage *s, int dir_fd, const struct stat *st) {
-  struct stat at;
-  return fstatat(dir_fd, s->part_name, &at, AT_SYMLINK_NOFOLLOW) == 0 &&
-         at.st_dev == st->st_dev && at.st_ino == st->st_ino;
-}
-
-/* Removes what is at the partial copy's name when it is of the wrong kind
- * for this content (a symlink, fifo or socket, a folder where the file
- * belongs, a file where the folder belongs): it cannot be resumed. A file
- * or folder may be the partial copy of another content of the same name,
- * which another download holds: that one is left alone (UV_EBUSY). */
-static int part_remove_other(const struct storage *s, struct open_req *r) {
-  struct stat st;
-  int err;
-  int fd = openat(r->dir_fd, s->part_name,
-                  O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
-
-  if (fd < 0) {
-    if (errno == ENOENT) {
-      return 0;
-    }
-    /* A symlink (ELOOP) or a socket (ENXIO): nobody's partial copy. */
-    if (errno != ELOOP && errno != ENXIO) {
-      return -errno;
-    }
-    return rmtree_at(r->dir_fd, s->part_name, 0);
-  }
-  if (fstat(fd, &st) != 0) {
-    err = -errno;
-  } else {
-    err = lock_fd(s, fd, &st, r->why, sizeof(r->why));
-  }
-  if (err == 0 && part_is(s, r->dir_fd, &st)) {
-    err = rmtree_at(r->dir_fd, s->part_name, 0);
-  }
-  close(fd);
-  return err;
-}
-
-/* Opens the partial copy, making an empty one when there is none, and
- * locks it; r->root_fd then holds the lock, and r->created tells whether
- * this open made it. Fails with UV_EBUSY (r->why names the holder) when
- * another download holds it. */
-static int part_lock(const struct storage *s, struct open_req *r) {
-  const int folder = s->m->kind == MANIFEST_KIND_FOLDER;
-  const int flags = (folder ? O_RDONLY | O_DIRECTORY : O_RDWR) | O_NOFOLLOW |
-                    O_NONBLOCK | O_CLOEXEC;
-  struct stat made;
-  struct stat st;
-  int have_made = 0;
-  int err;
-
-  for (int round = 0; round < PART_LOCK_TRIES; round++) {
-    int fd = openat(r->dir_fd, s->part_name, flags);
-    if (fd < 0 && errno == ENOENT) {
-      /* Made empty here; the next round opens and locks it, unless
-       * another download is quicker: then its lock decides. */
-      if (folder) {
-        if (mkdirat(r->dir_fd, s->part_name, FOLDER_MODE) == 0) {
-          have_made =
-              fstatat(r->dir_fd, s->part_name, &made, AT_SYMLINK_NOFOLLOW) == 0;
-        } else if (errno != EEXIST) {
-          return -errno;
-        }
-      } else {
-        fd = openat(r->dir_fd, s->part_name,
-                    O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
-                    PART_MODE);
-        if (fd >= 0) {
-          have_made = fstat(fd, &made) == 0;
-          close(fd);
-        } else if (errno != EEXIST) {
-          return -errno;
-        }
-      }
-      continue;
-    }
-    if (fd < 0) {
-      if (errno != ELOOP && errno != EISDIR && errno != ENOTDIR &&
-          errno != ENXIO) {
-        return -errno;
-      }
-      r->part_existed = 1;
-      err = part_remove_other(s, r);
-      if (err != 0) {
-        return err;
-      }
-      continue;
-    }
-    if (fstat(fd, &st) != 0) {
-      err = -errno;
-      close(fd);
-      return err;
-    }
-    if (!folder && !S_ISREG(st.st_mode)) { /* a fifo or a device */
-      close(fd);
-      r->part_existed = 1;
-      err = part_remove_other(s, r);
-      if (err != 0) {
-        return err;
-      }
-      continue;
-    }
-    err = lock_fd(s, fd, &st, r->why, sizeof(r->why));
-    if (err != 0) {
-      close(fd);
-      return err;
-    }
-    if (!part_is(s, r->dir_fd, &st)) {
-      close(fd); /* replaced between the open and the lock: again */
-      continue;
-    }
-    r->root_fd = fd;
-    r->created =
-        have_made && made.st_dev == st.st_dev && made.st_ino == st.st_ino;
-    r->part_existed |= !r->created;
-    return 0;
-  }
-  snprintf(r->why, sizeof(r->why),
-           "%s%s keeps being replaced by another download", s->final_path,
-           STORAGE_PART_SUFFIX);
-  return UV_EBUSY;
-}
-
-/* UV_EEXIST when anything is at the final name, 0 when nothing is. */
-static int final_absent(const struct storage *s, int dir_fd) {
-  struct stat st;
-
-  if (fstatat(dir_fd, s->m->name, &st, AT_SYMLINK_NOFOLLOW) == 0) {
-    return UV_EEXIST;
-  }
-  return errno == ENOENT ? 0 : -errno;
-}
-
-/* ------------------------------------------------------------------------ */
-/* Room for the partial copy, from workers */
-
-static uint64_t add_sat(uint64_t a, uint64_t b) {
-  return a > UINT64_MAX - b ? UINT64_MAX : a + b;
-}
-
-/* Bytes that size bytes take in whole blocks of bs. */
-static uint64_t whole_blocks(uint64_t size, uint64_t bs) {
-  return add_sat(size / bs * bs, size % bs != 0 ? bs : 0);
-}
-
-/* Looks at file i of a partial copy that was there before this open:
- * returns -ENOENT when it is missing, else 0 with its status in st. */
-static int part_file_stat(const struct storage *s, const struct open_req *r,
-                          uint32_t i, struct stat *st) {
-  int fd = s->m->kind == MANIFEST_KIND_FILE
-               ? r->root_fd
-               : open_under(r->root_fd, part_rel(s, i), O_RDONLY, 0, NULL);
-  int err = 0;
-
-  if (fd < 0) {
-    return fd;
-  }
-  if (fstat(fd, st) != 0) {
-    err = -errno;
-  }
-  if (fd != r->root_fd) {
-    close(fd);
-  }
-  return err;
-}
-
-/* Refuses with UV_ENOSPC, before anything is changed, a content that
- * cannot fit: what its files still lack (whole blocks, less what the
- * partial copy already holds of each) against what statvfs() says an
- * unprivileged writer may still use there (root's reserve is left alone),
- * and the files still to be made against the free inodes. A file system
- * that tells no block count is not checked; its reservation will say. A
- * resumed download notes each file's old size in r->old_size, so that a
- * reservation that fails all the same can be undone. r->why gets what the
- * user is told. */
-static int space_check(const struct storage *s, struct open_req *r) {
-  const struct manifest *m = s->m;
-  char free_s[FMT_NUM_BYTES];
-  char need_s[FMT_NUM_BYTES];
-  char held_s[FMT_NUM_BYTES];
-  char size_s[FMT_NUM_BYTES];
-  struct statvfs v;
-  uint64_t need = 0;
-  uint64_t held = 0;
-  uint64_t fresh = 0;
-
-  if (fstatvfs(r->dir_fd, &v) != 0 || v.f_frsize == 0 || v.f_blocks == 0) {
-    return 0;
-  }
-  const uint64_t bs = v.f_frsize;
-  for (uint32_t i = 0; i < m->file_count; i++) {
-    uint64_t want = whole_blocks(m->files[i].size, bs);
-    uint64_t has = 0;
-    struct stat st;
-    int err = r->created ? -ENOENT : part_file_stat(s, r, i, &st);
-    if (err == 0 && S_ISREG(st.st_mode)) {
-      has = (uint64_t)st.st_blocks * 512u; /* st_blocks is in 512 B units */
-      if (r->old_size != NULL) {
-        r->old_size[i] = (uint64_t)st.st_size;
-      }
-    } else if (err == -ENOENT) {
-      fresh++;
-      if (r->old_size != NULL) {
-        r->old_size[i] = SIZE_CREATED;
-      }
-    }
-    if (has > want) {
-      has = want;
-    }
-    need = add_sat(need, want - has);
-    held = add_sat(held, has);
-  }
-  r->need = need;
-  uint64_t avail =
-      v.f_bavail > UINT64_MAX / bs ? UINT64_MAX : (uint64_t)v.f_bavail * bs;
-  if (need > avail) {
-    fmt_bytes(free_s, sizeof(free_s), avail);
-    fmt_bytes(need_s, sizeof(need_s), need);
-    if (held == 0) {
-      snprintf(r->why, sizeof(r->why), "%s has %s free; %s needs %s", s->dir,
-               free_s, m->name, need_s);
-    } else {
-      fmt_bytes(held_s, sizeof(held_s), held);
-      fmt_bytes(size_s, sizeof(size_s), m->total_size);
-      snprintf(r->why, sizeof(r->why),
-               "%s has %s free; %s needs %s more (its partial copy holds %s "
-               "of %s)",
-               s->dir, free_s, m->name, need_s, held_s, size_s);
-    }
-    return UV_ENOSPC;
-  }
-  /* Folders count too, but a content has fewer of them than files. */
-  if (m->kind == MANIFEST_KIND_FOLDER && v.f_files > 0 &&
-      fresh > (uint64_t)v.f_favail) {
-    snprintf(r->why, sizeof(r->why),
-             "%s has room for %llu more files; %s needs %llu", s->dir,
-             (unsigned long long)v.f_favail, m->name,
-             (unsigned long long)fresh);
-    return UV_ENOSPC;
-  }
-  return 0;
-}
-
-/* Empties a partial copy that starts over, keeping the locked file or
- * folder itself. */
-static int part_empty(const struct storage *s, int root_fd) {
-  int fd;
-
-  if (s->m->kind == MANIFEST_KIND_FILE) {
-    return ftruncate(root_fd, 0) == 0 ? 0 : -errno;
-  }
-  /* fdopendir takes the descriptor it is given: hand it a second one. */
-  fd = openat(root_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd < 0) {
-    return -errno;
-  }
-  return empty_dir_fd(fd, 0);
-}
-
-/* Removes every empty folder under the folder dfd (taken), deepest first;
- * returns whether dfd itself ended up empty. */
-static int remove_empty_dirs(int dfd, unsigned depth) {
-  struct dirent *e;
-  DIR *d = fdopendir(dfd);
-  int empty = 1;
-
-  if (d == NULL) {
-    close(dfd);
-    return 0;
-  }
-  while ((e = readdir(d)) != NULL) {
-    struct stat st;
-    if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0) {
-      continue;
-    }
-    if (depth < RMTREE_MAX_DEPTH &&
-        fstatat(dirfd(d), e->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
-        S_ISDIR(st.st_mode)) {
-      int fd = openat(dirfd(d), e->d_name,
-                      O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-      if (fd >= 0 && remove_empty_dirs(fd, depth + 1) &&
-          unlinkat(dirfd(d), e->d_name, AT_REMOVEDIR) == 0) {
-        continue;
-      }
-    }
-    empty = 0;
-  }
-  closedir(d);
-  return empty;
-}
-
-/* Removes the file rel ('/'-separated) under base, through its folder
- * opened without following a symlink. */
-static void unlink_under(int base, const char *rel) {
-  char dir[MANIFEST_MAX_PATH + 1];
-  const char *slash = strrchr(rel, '/');
-  size_t n;
-  int fd;
-
-  if (slash == NULL) {
-    (void)unlinkat(base, rel, 0);
-    return;
-  }
-  n = (size_t)(slash - rel);
-  if (n >= sizeof(dir)) {
-    return;
-  }
-  memcpy(dir, rel, n);
-  dir[n] = '\0';
-  fd = open_under(base, dir, O_RDONLY | O_DIRECTORY, 0, NULL);
-  if (fd >= 0) {
-    (void)unlinkat(fd, slash + 1, 0);
-    close(fd);
-  }
-}
-
-/* Gives back what a failed open took, still under the lock. A partial
- * copy that was not resumed holds nothing worth keeping (this open made
- * it, or was starting it over): it is removed. A resumed one keeps all it
- * had: the files this open made are removed, with the folders left empty,
- * and the files it lengthened are cut back to their old length. (Blocks
- * that it put in holes of a file that was already long enough stay; that
- * takes a sparse partial file whose reservation fails after space_check
- * counted its holes and let it through.) */
-static void open_undo(const struct storage *s, struct open_req *r) {
-  const struct manifest *m = s->m;
-
-  if (!r->resumed) {
-    if (r->created || r->changing) {
-      (void)rmtree_at(r->dir_fd, s->part_name, 0);
-    }
-    return;
-  }
-  if (!r->changing || r->old_size == NULL) {
-    return;
-  }
-  for (uint32_t i = 0; i < m->file_count; i++) {
-    uint64_t old = r->old_size[i];
-    if (old == SIZE_CREATED) {
-      unlink_under(r->root_fd, part_rel(s, i));
-    } else if (old < m->files[i].size) {
-      int fd = m->kind == MANIFEST_KIND_FILE
-                   ? r->root_fd
-                   : open_under(r->root_fd, part_rel(s, i), O_WRONLY, 0, NULL);
-      if (fd >= 0) {
-        (void)ftruncate(fd, (off_t)old);
-        if (fd != r->root_fd) {
-          close(fd);
-        }
-      }
-    }
-  }
-  if (m->kind == MANIFEST_KIND_FOLDER) {
-    int fd = openat(r->root_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd >= 0) {
-      (void)remove_empty_dirs(fd, 0);
-    }
-  }
-}
-
 static void open_work(uv_work_t *w) {
   struct open_req *r = container_of(w, struct open_req, work);
   struct storage *s = r->s;
-  const struct manifest *m = s->m;
-  int err;
 
-  r->dir_fd = open(s->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (r->dir_fd < 0) {
-    err = -errno;
-    goto fail;
-  }
-  /* Nothing may be touched when the final path exists. */
-  err = final_absent(s, r->dir_fd);
-  if (err != 0) {
-    goto fail;
-  }
-  err = part_lock(s, r);
-  if (err != 0) {
-    goto fail;
-  }
-  /* Again under the lock: the download that held it may have just
-   * completed. */
-  err = final_absent(s, r->dir_fd);
-  if (err != 0) {
-    goto fail;
-  }
-  r->record = record_read(s->resume_path, m, s->listed);
-  if (r->record < 0) {
-    err = r->record;
-    goto fail;
-  }
-  r->resumed = !r->created && r->record == RECORD_OK;
-  if (!r->resumed) {
-    /* Start over: what is there may belong to another content. */
-    memset(s->listed, 0, map_bytes(m->chunk_count));
-  } else {
-    if (m->kind == MANIFEST_KIND_FOLDER) {
-      err = prune_part(s, r->root_fd);
-      if (err != 0) {
-        goto fail;
-      }
-    }
-    r->old_size = malloc(m->file_count * sizeof(*r->old_size));
-    if (r->old_size == NULL) {
-      err = SHOAL_ENOMEM;
-      goto fail;
-    }
-    for (uint32_t i = 0; i < m->file_count; i++) {
-      r->old_size[i] = m->files[i].size; /* nothing to undo */
-    }
-  }
-  err = space_check(s, r);
-  if (err != 0) {
-    goto fail;
-  }
-  r->changing = 1;
-  if (!r->resumed && !r->created) {
-    err = part_empty(s, r->root_fd);
-    if (err != 0) {
-      goto fail;
-    }
-  }
-  if (m->kind == MANIFEST_KIND_FILE) {
-    err = size_file(r->root_fd, m->files[0].size);
-    if (err != 0) {
-      goto fail;
-    }
-    r->direct_fd = open_direct(r->dir_fd, s->part_name, r->root_fd);
-  } else {
-    for (uint32_t i = 0; i < m->file_count; i++) {
-      int fd = open_under(r->root_fd, part_rel(s, i), 0, 1, NULL);
-      if (fd < 0) {
-        err = fd;
-        goto fail;
-      }
-      err = size_file(fd, m->files[i].size);
-      close(fd);
-      if (err != 0) {
-        goto fail;
-      }
-    }
-  }
-  free(r->old_size);
-  r->old_size = NULL;
-  r->status = 0;
-  return;
-
-fail:
-  if (r->root_fd >= 0) {
-    open_undo(s, r);
-  }
-  if (err == UV_ENOSPC && r->why[0] == '\0') {
-    /* It passed the space check, yet the file system's own records (a
-     * folder's entries, extent blocks) or another writer took the rest. */
-    struct statvfs v;
-    char need_s[FMT_NUM_BYTES];
-    char free_s[FMT_NUM_BYTES] = "?";
-    if (fstatvfs(r->dir_fd, &v) == 0) {
-      fmt_bytes(free_s, sizeof(free_s), (uint64_t)v.f_bavail * v.f_frsize);
-    }
-    fmt_bytes(need_s, sizeof(need_s), r->need);
-    snprintf(r->why, sizeof(r->why),
-             "%s ran out of space while %s was reserved: it needs %s, and "
-             "%s is free",
-             s->dir, m->name, need_s, free_s);
-  }
-  free(r->old_size);
-  r->old_size = NULL;
-  if (r->direct_fd >= 0) {
-    close(r->direct_fd);
-  }
-  if (r->root_fd >= 0) {
-    close(r->root_fd); /* releases the lock, after the undo */
-  }
-  if (r->dir_fd >= 0) {
-    close(r->dir_fd);
-  }
-  r->direct_fd = -1;
-  r->root_fd = -1;
-  r->dir_fd = -1;
-  r->status = err;
+  r->status = partcopy_open(&s->pc, s->resume_path, s->listed, &r->o);
 }
 
 /* Reports the end of an open, successful or not, and leaves the storage
@@ -2022,20 +640,20 @@ static void hash_work(uv_work_t *w) {
       continue;
     }
     if (file != cur) {
-      file_release(s, fd);
-      fd = file_open(s, file, O_RDONLY);
+      partcopy_file_release(&s->pc, fd);
+      fd = partcopy_file_open(&s->pc, file, O_RDONLY);
       cur = file;
     }
     if (fd < 0) {
       continue;
     }
     uint32_t len = manifest_chunk_len(m, idx);
-    if (pread_full(fd, buf, len, off) == (ssize_t)len &&
+    if (fsutil_pread_full(fd, buf, len, off) == (ssize_t)len &&
         manifest_verify_chunk(m, idx, buf, len) == 0) {
       bit_set(j->ok, idx - j->c0);
     }
   }
-  file_release(s, fd);
+  partcopy_file_release(&s->pc, fd);
   free(buf);
 }
 
@@ -2060,7 +678,7 @@ static void after_hash(uv_work_t *w, int status) {
   if (s->hash_jobs == 0) {
     if (!s->closing && s->open_status == 0) {
       log_info("storage", "%s: resumed with %u of %u chunks verified",
-               s->final_path, s->have_count, s->m->chunk_count);
+               s->pc.final_path, s->have_count, s->m->chunk_count);
     }
     open_done(s, s->open_status);
   }
@@ -2068,13 +686,13 @@ static void after_hash(uv_work_t *w, int status) {
   maybe_close(s);
 }
 
-/* Keeps up to RESUME_JOBS re-hash jobs queued, each over listed chunks of
+/* Keeps up to REHASH_JOBS re-hash jobs queued, each over listed chunks of
  * about MANIFEST_JOB_BYTES. */
 static void queue_hash_jobs(struct storage *s) {
   const struct manifest *m = s->m;
   const uint32_t n = m->chunk_count;
 
-  while (s->hash_jobs < RESUME_JOBS && s->hash_next < n && !s->closing &&
+  while (s->hash_jobs < REHASH_JOBS && s->hash_next < n && !s->closing &&
          s->open_status == 0) {
     uint32_t c0 = s->hash_next;
     while (c0 < n && !bit_get(s->listed, c0)) {
@@ -2116,31 +734,31 @@ static void after_open(uv_work_t *w, int status) {
   struct storage *s = r->s;
 
   (void)status;
-  s->dir_fd = r->dir_fd;
-  s->root_fd = r->root_fd;
-  s->direct_fd = r->direct_fd;
+  s->pc.dir_fd = r->o.dir_fd;
+  s->pc.root_fd = r->o.root_fd;
+  s->pc.direct_fd = r->o.direct_fd;
   if (r->status != 0) {
-    memcpy(s->open_why, r->why, sizeof(s->open_why));
+    memcpy(s->open_why, r->o.why, sizeof(s->open_why));
   }
-  if (r->status == 0 && !r->resumed) {
-    if (r->record == RECORD_CORRUPT) {
+  if (r->status == 0 && !r->o.resumed) {
+    if (r->o.record == RESUME_CORRUPT) {
       log_warn("storage", "%s: resume record is corrupt; starting over",
                s->resume_path);
-    } else if (r->record == RECORD_OTHER) {
+    } else if (r->o.record == RESUME_OTHER) {
       log_warn("storage",
                "%s: resume record is for another content; starting over",
                s->resume_path);
-    } else if (r->record == RECORD_OK) {
+    } else if (r->o.record == RESUME_OK) {
       log_info("storage", "%s: partial copy is gone; starting over",
-               s->final_path);
-    } else if (r->part_existed) {
+               s->pc.final_path);
+    } else if (r->o.part_existed) {
       log_info("storage",
                "%s: partial copy has no resume record; starting "
                "over",
-               s->final_path);
+               s->pc.final_path);
     }
   }
-  if (r->status != 0 || s->closing || !r->resumed) {
+  if (r->status != 0 || s->closing || !r->o.resumed) {
     open_done(s, r->status);
   } else {
     s->hash_next = 0;
@@ -2159,7 +777,6 @@ int storage_open_download(struct storage **out, uv_loop_t *loop,
                           const char *resume_path, storage_cb cb, void *arg) {
   struct storage *s = NULL;
   struct open_req *r = NULL;
-  size_t dl;
   int err;
 
   *out = NULL;
@@ -2167,7 +784,10 @@ int storage_open_download(struct storage **out, uv_loop_t *loop,
       resume_path[0] == '\0') {
     return SHOAL_EINVAL;
   }
-  err = check_layout(m);
+  err = partcopy_check_layout(m);
+  if (err == 0) {
+    err = check_sizes(m);
+  }
   if (err != 0) {
     return err;
   }
@@ -2175,33 +795,20 @@ int storage_open_download(struct storage **out, uv_loop_t *loop,
   if (s == NULL) {
     return SHOAL_ENOMEM;
   }
-  dl = strlen(dir);
-  s->dir = strdup(dir);
+  err = partcopy_init(&s->pc, m, dir);
   s->resume_path = strdup(resume_path);
-  s->final_path = malloc(dl + 1 + s->name_len + 1);
-  s->part_name = malloc(s->name_len + sizeof(STORAGE_PART_SUFFIX));
   s->inflight = calloc(s->have_len > 0 ? s->have_len : 1, 1);
   s->listed = calloc(s->have_len > 0 ? s->have_len : 1, 1);
   r = calloc(1, sizeof(*r));
-  if (s->dir == NULL || s->resume_path == NULL || s->final_path == NULL ||
-      s->part_name == NULL || s->inflight == NULL || s->listed == NULL ||
-      r == NULL) {
+  if (err != 0 || s->resume_path == NULL || s->inflight == NULL ||
+      s->listed == NULL || r == NULL) {
     free(r);
     storage_free(s);
     return SHOAL_ENOMEM;
   }
-  memcpy(s->final_path, dir, dl);
-  s->final_path[dl] = '/';
-  memcpy(s->final_path + dl + 1, m->name, s->name_len + 1);
-  memcpy(s->part_name, m->name, s->name_len);
-  memcpy(s->part_name + s->name_len, STORAGE_PART_SUFFIX,
-         sizeof(STORAGE_PART_SUFFIX));
   s->open_cb = cb;
   s->open_arg = arg;
   r->s = s;
-  r->dir_fd = -1;
-  r->root_fd = -1;
-  r->direct_fd = -1;
   storage_start(s);
   s->pending++;
   uv_queue_work(loop, &r->work, open_work, after_open);
@@ -2234,7 +841,7 @@ const char *storage_open_error(const struct storage *s) {
 }
 
 const char *storage_final_path(const struct storage *s) {
-  return s->is_source ? NULL : s->final_path;
+  return s->is_source ? NULL : s->pc.final_path;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -2259,7 +866,7 @@ static void put_work(uv_work_t *w) {
   if (r->status != 0) {
     return;
   }
-  r->status = write_chunk(s, r->file, r->data, r->len, r->offset);
+  r->status = partcopy_write(&s->pc, r->file, r->data, r->len, r->offset);
 }
 
 static void after_put(uv_work_t *w, int status) {
@@ -2285,11 +892,12 @@ static void after_put(uv_work_t *w, int status) {
 
 int storage_put_chunk(struct storage *s, uint32_t idx, uint8_t *data,
                       storage_cb cb, void *arg) {
-  return storage_put_chunk_ex(s, idx, data, NULL, cb, arg);
+  return storage_put_chunk_or_hash_blocks(s, idx, data, NULL, cb, arg);
 }
 
-int storage_put_chunk_ex(struct storage *s, uint32_t idx, uint8_t *data,
-                         uint8_t *bad_hashes, storage_cb cb, void *arg) {
+int storage_put_chunk_or_hash_blocks(struct storage *s, uint32_t idx,
+                                     uint8_t *data, uint8_t *bad_hashes,
+                                     storage_cb cb, void *arg) {
   struct put_req *r;
   int err;
 
@@ -2325,149 +933,22 @@ int storage_put_chunk_ex(struct storage *s, uint32_t idx, uint8_t *data,
 /* ------------------------------------------------------------------------ */
 /* Reading blocks */
 
-static int stat_matches(const struct stat *st, const struct manifest_file *f) {
-  return S_ISREG(st->st_mode) && (uint64_t)st->st_size == f->size &&
-         st->st_mtim.tv_sec == f->mtime_sec &&
-         st->st_mtim.tv_nsec == f->mtime_nsec;
-}
-
-/* Says in out how file idx, as st shows it now, differs from when it was
- * hashed (st NULL: it is gone, or no longer a plain file). */
-static void describe_change(const struct manifest *m, uint32_t idx,
-                            const struct stat *st, struct storage_change *out) {
-  memset(out, 0, sizeof(*out));
-  out->file = idx;
-  if (st == NULL || !S_ISREG(st->st_mode)) {
-    out->kind = STORAGE_CHANGE_GONE;
-  } else if ((uint64_t)st->st_size != m->files[idx].size) {
-    out->kind = STORAGE_CHANGE_SIZE;
-    out->size_now = (uint64_t)st->st_size;
-  } else {
-    out->kind = STORAGE_CHANGE_MTIME;
-  }
-}
-
-/* Opens source file idx for reading, one segment at a time below the
- * shared root. Returns a descriptor or a negative error; a file that is
- * gone or was replaced by a symlink is SHOAL_ECHANGED. */
-static int source_open(const struct storage *s, uint32_t idx) {
-  const struct manifest *m = s->m;
-  int base, fd;
-  base = open(m->local_root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (base < 0) {
-    return errno == ENOENT || errno == ENOTDIR ? SHOAL_ECHANGED : -errno;
-  }
-  fd = open_under(base, m->files[idx].path, O_RDONLY, 0, NULL);
-  close(base);
-  if (fd == UV_ENOENT || fd == UV_ELOOP || fd == UV_ENOTDIR) {
-    return SHOAL_ECHANGED;
-  }
-  return fd;
-}
-
-/* Hashes the request's whole chunk from fd and compares it with the
- * manifest: a file rewritten in place with its size and time kept is
- * caught on the first read of each chunk, before any of it is served.
- * Reads in SOURCE_VERIFY_PIECE pieces, so memory stays small whatever the
- * chunk size. Returns 0, SHOAL_EHASH, or a read error. */
-static int verify_source_chunk(int fd, const struct read_req *r) {
-  crypto_generichash_state st;
-  uint8_t got[MANIFEST_HASH_BYTES];
-  uint8_t *piece = malloc(SOURCE_VERIFY_PIECE);
-  uint32_t done = 0;
-  int err = 0;
-  if (piece == NULL) {
-    return SHOAL_ENOMEM;
-  }
-  crypto_generichash_init(&st, NULL, 0, sizeof(got));
-  while (done < r->chunk_len) {
-    uint32_t want = r->chunk_len - done;
-    if (want > SOURCE_VERIFY_PIECE) {
-      want = SOURCE_VERIFY_PIECE;
-    }
-    ssize_t n = pread_full(fd, piece, want, r->chunk_offset + done);
-    if (n < 0) {
-      err = (int)n;
-      goto out;
-    }
-    if ((uint32_t)n != want) {
-      err = SHOAL_EHASH; /* shorter than it was: no longer the chunk */
-      goto out;
-    }
-    crypto_generichash_update(&st, piece, want);
-    done += want;
-  }
-  crypto_generichash_final(&st, got, sizeof(got));
-  if (sodium_memcmp(got, r->s->m->hashes + (size_t)r->chunk * sizeof(got),
-                    sizeof(got)) != 0) {
-    err = SHOAL_EHASH;
-  }
-out:
-  free(piece);
-  return err;
-}
-
-/* A source file is read only when it is still what was hashed: same size
- * and modification time before the read and after it, and, for the first
- * read of each chunk, the same bytes (verify_source_chunk). */
+/* A source file is read only when it is still what was hashed. */
 static void source_read_work(uv_work_t *w) {
   struct read_req *r = container_of(w, struct read_req, work);
-  const struct manifest *m = r->s->m;
-  const struct manifest_file *f = &m->files[r->file];
-  struct stat st;
-  ssize_t n;
-  int fd;
-  int err;
+  const struct source_block b = {
+      .file = r->file,
+      .offset = r->offset,
+      .len = r->len,
+      .chunk = r->chunk,
+      .chunk_offset = r->chunk_offset,
+      .chunk_len = r->chunk_len,
+      .verify = r->verify,
+  };
 
   /* The one file of a file content stays open for the storage's life,
    * instead of being opened again for each block. */
-  fd = r->s->root_fd >= 0 ? r->s->root_fd : source_open(r->s, r->file);
-  if (fd < 0) {
-    if (fd == SHOAL_ECHANGED) {
-      describe_change(m, r->file, NULL, &r->change);
-    }
-    r->status = fd;
-    return;
-  }
-  if (fstat(fd, &st) != 0) {
-    r->status = -errno;
-    goto out;
-  }
-  if (!stat_matches(&st, f)) {
-    describe_change(m, r->file, &st, &r->change);
-    r->status = SHOAL_ECHANGED;
-    goto out;
-  }
-  if (r->verify) {
-    err = verify_source_chunk(fd, r);
-    if (err == SHOAL_EHASH) {
-      memset(&r->change, 0, sizeof(r->change));
-      r->change.kind = STORAGE_CHANGE_HASH;
-      r->change.file = r->file;
-      r->change.chunk = r->chunk;
-      err = SHOAL_ECHANGED;
-    }
-    if (err != 0) {
-      r->status = err;
-      goto out;
-    }
-  }
-  n = pread_full(fd, r->data, r->len, r->offset);
-  if (n < 0) {
-    r->status = (int)n;
-    goto out;
-  }
-  if ((size_t)n != r->len || fstat(fd, &st) != 0 || !stat_matches(&st, f)) {
-    describe_change(m, r->file, fstat(fd, &st) == 0 ? &st : NULL, &r->change);
-    r->status = SHOAL_ECHANGED;
-    goto out;
-  }
-  r->status = 0;
-
-out:
-  if (fd != r->s->root_fd) {
-    close(fd);
-  }
+  r->status = source_read(r->s->m, r->s->source_fd, &b, r->data, &r->change);
 }
 
 static void download_read_work(uv_work_t *w) {
@@ -2476,13 +957,13 @@ static void download_read_work(uv_work_t *w) {
   ssize_t n;
   int fd;
 
-  fd = file_open(s, r->file, O_RDONLY);
+  fd = partcopy_file_open(&s->pc, r->file, O_RDONLY);
   if (fd < 0) {
     r->status = fd;
     return;
   }
-  n = pread_full(fd, r->data, r->len, r->offset);
-  file_release(s, fd);
+  n = fsutil_pread_full(fd, r->data, r->len, r->offset);
+  partcopy_file_release(&s->pc, fd);
   r->status = n < 0 ? (int)n : (size_t)n == r->len ? 0 : UV_EIO;
 }
 
@@ -2609,30 +1090,7 @@ struct check_req {
 /* On the thread pool: every file, by its path, against what was hashed. */
 static void check_work(uv_work_t *w) {
   struct check_req *c = container_of(w, struct check_req, work);
-  const struct manifest *m = c->s->m;
-  struct stat st;
-  c->status = 0;
-  for (uint32_t i = 0; i < m->file_count; i++) {
-    int fd = source_open(c->s, i);
-    if (fd < 0) {
-      if (fd == SHOAL_ECHANGED) {
-        describe_change(m, i, NULL, &c->change);
-      }
-      c->status = fd;
-      return;
-    }
-    if (fstat(fd, &st) != 0) {
-      c->status = -errno;
-      close(fd);
-      return;
-    }
-    close(fd);
-    if (!stat_matches(&st, &m->files[i])) {
-      describe_change(m, i, &st, &c->change);
-      c->status = SHOAL_ECHANGED;
-      return;
-    }
-  }
+  c->status = source_check(c->s->m, &c->change);
 }
 
 static void after_check(uv_work_t *w, int status) {
@@ -2684,197 +1142,14 @@ int storage_source_change(const struct storage *s, struct storage_change *out) {
 /* ------------------------------------------------------------------------ */
 /* Finishing */
 
-/* Length of rel's folder part ("a/b" in "a/b/c"; 0 for "c"). */
-static size_t folder_len(const char *rel) {
-  const char *slash = strrchr(rel, '/');
-  return slash != NULL ? (size_t)(slash - rel) : 0;
-}
-
-/* The process's umask, from /proc/self/status ("Umask:", Linux 4.7 and
- * later): umask() can only read it by setting it, and for that moment every
- * file another thread creates would get the wrong mode. -1 when it cannot
- * be read. */
-static int read_umask(void) {
-  char line[128];
-  int mask = -1;
-  FILE *f = fopen("/proc/self/status", "re");
-
-  if (f == NULL) {
-    return -1;
-  }
-  while (fgets(line, sizeof(line), f) != NULL) {
-    if (strncmp(line, "Umask:", 6) == 0) {
-      char *end;
-      errno = 0;
-      unsigned long v = strtoul(line + 6, &end, 8);
-      if (errno == 0 && end != line + 6 && v <= 0777) {
-        mask = (int)v;
-      }
-      break;
-    }
-  }
-  fclose(f);
-  return mask;
-}
-
-/* The mode a finished file gets: 0644, or 0755 when the manifest marks it
- * executable, less the umask. Nothing but the manifest's one bit and the
- * umask decides it, and only permission bits are ever set. When the umask
- * cannot be read, the file's own mode stands in for 0644 less it (the
- * partial file was made PART_MODE under it), and an executable gets the
- * execute bit wherever it may be read. */
-static mode_t finished_mode(const struct manifest_file *f, mode_t partial,
-                            int mask) {
-  int exec = (f->mode & MANIFEST_MODE_EXEC) != 0;
-  if (mask >= 0) {
-    return (mode_t)((exec ? 0755 : PART_MODE) & ~mask);
-  }
-  mode_t rw = partial & 0666;
-  return exec ? rw | ((rw & 0444) >> 2) : rw;
-}
-
-/* Gives a finished file its mode and the manifest's modification time (the
- * access time is left alone), then flushes it. The data was written and
- * verified before, so nothing changes the time afterwards. */
-static int finish_file(int fd, const struct manifest_file *f, int mask) {
-  struct timespec ts[2] = {{0, UTIME_OMIT}, {0, 0}};
-  struct stat st;
-
-  if (fstat(fd, &st) != 0) {
-    return -errno;
-  }
-  if (fchmod(fd, finished_mode(f, st.st_mode, mask)) != 0) {
-    return -errno;
-  }
-  ts[1].tv_sec = (time_t)f->mtime_sec;
-  ts[1].tv_nsec = (long)f->mtime_nsec;
-  if (futimens(fd, ts) != 0) {
-    return -errno;
-  }
-  return fsync_fd(fd);
-}
-
-/* Creates the manifest's empty folders, and the folders on the way to
- * them, inside the partial folder, and flushes each folder that got a new
- * entry. A folder already there is kept (a finish that failed halfway
- * runs again); anything else in its place means the partial folder was
- * tampered with, and the finish fails. */
-static int make_empty_folders(const struct storage *s) {
-  char seg[MANIFEST_MAX_SEGMENT + 1];
-
-  for (uint32_t i = 0; i < s->m->folder_count; i++) {
-    const char *p = s->m->folders[i] + s->name_len + 1;
-    int cur = s->root_fd;
-    int err = 0;
-
-    while (err == 0) {
-      const char *slash = strchr(p, '/');
-      size_t n = slash != NULL ? (size_t)(slash - p) : strlen(p);
-      /* Decoded manifests never hold such segments; as in open_under, a
-       * path must not leave the folder even if that changed. */
-      if (n == 0 || n > MANIFEST_MAX_SEGMENT || (n == 1 && p[0] == '.') ||
-          (n == 2 && p[0] == '.' && p[1] == '.')) {
-        err = SHOAL_EPATH;
-        break;
-      }
-      memcpy(seg, p, n);
-      seg[n] = '\0';
-      int created = mkdirat(cur, seg, FOLDER_MODE) == 0;
-      if (!created && errno != EEXIST) {
-        err = -errno;
-        break;
-      }
-      if (created) {
-        err = fsync_fd(cur);
-      }
-      int next =
-          openat(cur, seg, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-      if (next < 0) {
-        err = err != 0 ? err : -errno;
-        break;
-      }
-      if (cur != s->root_fd) {
-        close(cur);
-      }
-      cur = next;
-      if (err != 0 || slash == NULL) {
-        break;
-      }
-      p = slash + 1;
-    }
-    if (cur != s->root_fd) {
-      close(cur);
-    }
-    if (err != 0) {
-      return err;
-    }
-  }
-  return 0;
-}
-
-/* Gives every file of the partial folder its mode and time and flushes it,
- * and flushes every folder that holds one. */
-static int finish_tree(const struct storage *s, int mask) {
-  const char *prev = NULL;
-  size_t prev_len = 0;
-
-  for (uint32_t i = 0; i < s->m->file_count; i++) {
-    const char *rel = part_rel(s, i);
-    size_t len = folder_len(rel);
-    int parent;
-    int fd = open_under(s->root_fd, rel, O_RDONLY, 0, &parent);
-    int err;
-
-    if (fd < 0) {
-      return fd;
-    }
-    err = finish_file(fd, &s->m->files[i], mask);
-    close(fd);
-    /* Files of one folder sort together: sync each folder once. */
-    if (err == 0 && parent >= 0 &&
-        (prev == NULL || prev_len != len || memcmp(prev, rel, len) != 0)) {
-      err = fsync_fd(parent);
-    }
-    if (parent >= 0) {
-      close(parent);
-    }
-    if (err != 0) {
-      return err;
-    }
-    prev = rel;
-    prev_len = len;
-  }
-  return 0;
-}
-
-/* Every chunk is verified and written: the empty folders are made, each
- * file gets its mode and time, everything is flushed, and only then is the
- * partial copy renamed into place, so the content appears whole. */
+/* Every chunk is verified and written: the partial copy is finished and
+ * renamed into place, and only then is the record removed. */
 static void finish_work(uv_work_t *w) {
   struct finish_req *r = container_of(w, struct finish_req, work);
   const struct storage *s = r->s;
-  int mask = read_umask();
-  int err;
 
-  if (s->m->kind == MANIFEST_KIND_FOLDER) {
-    err = make_empty_folders(s);
-    if (err == 0) {
-      err = finish_tree(s, mask);
-    }
-  } else {
-    err = finish_file(s->root_fd, &s->m->files[0], mask);
-  }
-  if (err == 0) {
-    err = fsync_fd(s->root_fd);
-  }
-  if (err == 0) {
-    err = rename_noreplace(s->dir_fd, s->part_name, s->m->name);
-  }
-  if (err == 0) {
-    err = fsync_fd(s->dir_fd);
-  }
-  r->status = err;
-  if (err == 0 && unlink(s->resume_path) != 0 && errno != ENOENT) {
+  r->status = partcopy_finish(&s->pc);
+  if (r->status == 0 && unlink(s->resume_path) != 0 && errno != ENOENT) {
     r->unlink_err = -errno; /* the content is in place all the same */
   }
 }
@@ -2887,7 +1162,7 @@ static void after_finish(uv_work_t *w, int status) {
   s->finishing = 0;
   if (r->status == 0) {
     s->finished = 1;
-    log_info("storage", "%s: complete", s->final_path);
+    log_info("storage", "%s: complete", s->pc.final_path);
     if (r->unlink_err != 0) {
       log_warn("storage", "%s: cannot remove the resume record: %s",
                s->resume_path, shoal_strerror(r->unlink_err));

@@ -95,10 +95,12 @@ int storage_put_chunk(struct storage *s, uint32_t idx, uint8_t *data,
 /* The same, and when the chunk fails its hash, bad_hashes (the caller's,
  * ceil(len / STORAGE_BLOCK_BYTES) x 32 bytes, valid until cb) receives the
  * BLAKE2b-256 of each block of the bad data, so the caller can find out
- * later which sender's block was wrong. */
+ * later which sender's block was wrong. bad_hashes is left alone when the
+ * chunk matches; NULL makes this storage_put_chunk. */
 #define STORAGE_BLOCK_BYTES (64u << 10) /* PWIRE_BLOCK_BYTES */
-int storage_put_chunk_ex(struct storage *s, uint32_t idx, uint8_t *data,
-                         uint8_t *bad_hashes, storage_cb cb, void *arg);
+int storage_put_chunk_or_hash_blocks(struct storage *s, uint32_t idx,
+                                     uint8_t *data, uint8_t *bad_hashes,
+                                     storage_cb cb, void *arg);
 
 /* Reads len bytes at offset of chunk idx (the block must lie inside the
  * chunk, and the chunk must be had). cb gets a malloc'd buffer it must

@@ -561,8 +561,8 @@ static void submit_chunk(struct swarm *sw, struct partial *p) {
   p->owners = NULL;
   p->data = NULL;
   partial_drop(sw, p);
-  err = storage_put_chunk_ex(sw->st, c->chunk, data, c->bad_hashes,
-                             on_chunk_put, c);
+  err = storage_put_chunk_or_hash_blocks(sw->st, c->chunk, data, c->bad_hashes,
+                                         on_chunk_put, c);
   if (err != 0) {
     storage_chunk_free(data);
     picker_chunk_failed(sw->pk, c->chunk);

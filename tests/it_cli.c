@@ -692,6 +692,98 @@ static void failures_print_one_line_and_no_totals(void **state) {
   fx_finish(f);
 }
 
+/* Holds the fcntl lock of home/lock from this process, as a running peer
+ * would, with "4242" as its pid; the descriptor is returned. */
+static int hold_home_lock(struct fx *f, const char *rel) {
+  char path[PROC_PATH_MAX], lock_rel[128];
+  struct flock fl;
+  fx_mkdir(f, rel);
+  snprintf(lock_rel, sizeof(lock_rel), "%s/lock", rel);
+  fx_path(f, path, sizeof(path), lock_rel);
+  int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+  assert_true(fd >= 0);
+  memset(&fl, 0, sizeof(fl));
+  fl.l_type = F_WRLCK;
+  fl.l_whence = SEEK_SET;
+  assert_int_equal(fcntl(fd, F_SETLK, &fl), 0);
+  assert_int_equal(write(fd, "4242\n", 5), 5);
+  return fd;
+}
+
+/* Every way a run stops before or just after it starts: one error line,
+ * the exit status, no totals. Run against the ASan build (SHOAL_BIN=
+ * build/asan/bin) the children also end under LeakSanitizer, and
+ * fx_finish fails the test on any report in their stderr: each of these
+ * paths must release what it opened (the home's lock, the identity, the
+ * get's items, the loop, a node or a tracker client). */
+static void runs_that_stop_early_release_everything(void **state) {
+  struct fx *f = *state;
+  char home[PROC_PATH_MAX], out[PROC_PATH_MAX], link[LINK_MAX_CHARS + 1];
+  char trk[64], key[PROC_PATH_MAX], file[PROC_PATH_MAX];
+  link_to_nowhere(link, sizeof(link), closed_port());
+  snprintf(trk, sizeof(trk), "127.0.0.1:%d", closed_port());
+  fx_mkdir(f, "out");
+  fx_path(f, out, sizeof(out), "out");
+  tu_write_file(f->dir, "plain-file", "x", 1);
+  fx_path(f, file, sizeof(file), "plain-file");
+
+  /* A usage error after a get's first item was read. */
+  fx_path(f, home, sizeof(home), "home-usage");
+  struct proc *p = fx_run(f, "second-link", "get", link, "shoal:zzz", "-o", out,
+                          "--home", home, NULL);
+  fx_expect_exit(p, FX_EXIT_MS, 2);
+  expect_one_error_line(p, "bad link", NULL);
+
+  /* A home locked by another process. */
+  int lock_fd = hold_home_lock(f, "home-locked");
+  fx_path(f, home, sizeof(home), "home-locked");
+  p = fx_run(f, "locked", "get", link, "-o", out, "--home", home, "--json",
+             NULL);
+  fx_expect_exit(p, FX_EXIT_MS, 1);
+  close(lock_fd);
+  expect_one_error_line(p, "another shoal-peer (pid 4242) uses", home, NULL);
+  assert_int_equal(proc_count_event(p, "error", NULL, NULL), 1);
+  expect_no_stats(p);
+
+  /* A key that others can read, found after the lock is taken. */
+  fx_path(f, home, sizeof(home), "home-key");
+  p = fx_run(f, "make-key", "id", "--home", home, NULL);
+  fx_expect_exit(p, FX_EXIT_MS, 0);
+  tu_path(key, sizeof(key), home, "identity.key");
+  assert_int_equal(chmod(key, 0644), 0);
+  p = fx_run(f, "key-open", "get", link, "-o", out, "--home", home, NULL);
+  fx_expect_exit(p, FX_EXIT_MS, 1);
+  expect_one_error_line(p, "can be read by other users", NULL);
+
+  /* An -o that is a file, after the lock and the identity. */
+  fx_path(f, home, sizeof(home), "home-out");
+  p = fx_run(f, "out-file", "get", link, "-o", file, "--home", home, NULL);
+  fx_expect_exit(p, FX_EXIT_MS, 1);
+  expect_one_error_line(p, "not a folder", NULL);
+
+  /* A home that cannot be made. */
+  tu_path(home, sizeof(home), file, "home");
+  p = fx_run(f, "no-home", "id", "--home", home, NULL);
+  fx_expect_exit(p, FX_EXIT_MS, 1);
+  expect_one_error_line(p, "cannot create", NULL);
+
+  /* A path that cannot be shared: the loop and the node were running. */
+  fx_path(f, home, sizeof(home), "home-share");
+  p = fx_run(f, "no-path", "share", "/nonexistent/shoal-test-path", "--tracker",
+             trk, "--listen", "127.0.0.1:0", "--home", home, "--json", NULL);
+  fx_expect_exit(p, FX_EXIT_MS, 1);
+  expect_one_error_line(p, "cannot share", NULL);
+  expect_no_stats(p);
+
+  /* A search whose tracker is down: a tracker client was running. */
+  fx_path(f, home, sizeof(home), "home-search");
+  p = fx_run(f, "search-down", "search", "foo", "--tracker", trk, "--home",
+             home, NULL);
+  fx_expect_exit(p, FX_EXIT_MS, 1);
+  expect_one_error_line(p, "tracker unreachable", NULL);
+  fx_finish(f);
+}
+
 /* ------------------------------------------------------------------------ */
 /* Items 8 and 11: names from the disk, left out, escaped */
 
@@ -1227,6 +1319,7 @@ int main(void) {
       T(not_a_tracker_and_a_wrong_key_are_named_once),
       T(share_and_get_name_a_server_that_is_not_a_tracker),
       T(failures_print_one_line_and_no_totals),
+      T(runs_that_stop_early_release_everything),
       T(left_out_files_are_json_events),
       T(names_with_control_characters_are_escaped),
       T(progress_line_fits_the_terminal),

@@ -49,6 +49,7 @@
 #include "common/textid.h"
 #include "common/tmsg.h"
 #include "peer/limits.h"
+#include "peer/manifest_build.h"
 #include "tests/lib/fake.h"
 #include "tests/lib/fx.h"
 #include "tests/lib/jsonl.h"

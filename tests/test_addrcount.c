@@ -227,6 +227,33 @@ static void test_names_say_what_counts(void **st) {
   assert_string_equal(name, "ffff:ffff:ffff:ffff::/64");
 }
 
+/* The key is what the table and the rate limit both count by: the family,
+ * then the IPv4 address or the IPv6 /64, the rest zero. */
+static void test_key_is_the_family_and_the_host_part(void **st) {
+  uint8_t a[16];
+  uint8_t b[16];
+  uint8_t ka[ADDRCOUNT_KEY_BYTES];
+  uint8_t kb[ADDRCOUNT_KEY_BYTES];
+  static const uint8_t want4[ADDRCOUNT_KEY_BYTES] = {4, 192, 0, 2, 7};
+  (void)st;
+  ipv4(a, 192, 0, 2, 7);
+  memset(a + 4, 0xee, 12); /* bytes past an IPv4 address are not read */
+  memset(ka, 0xa5, sizeof(ka));
+  addrcount_key(4, a, ka);
+  assert_memory_equal(ka, want4, sizeof(ka));
+
+  ipv6(a, 5, 1);
+  ipv6(b, 5, 2);
+  addrcount_key(6, a, ka);
+  addrcount_key(6, b, kb);
+  assert_int_equal(ka[0], 6);
+  assert_memory_equal(ka + 1, a, 8);
+  assert_memory_equal(ka, kb, sizeof(ka));
+  ipv6(b, 6, 1);
+  addrcount_key(6, b, kb);
+  assert_memory_not_equal(ka, kb, sizeof(ka));
+}
+
 static void test_close_twice_and_of_nothing_is_harmless(void **st) {
   struct addrcount ac;
   (void)st;
@@ -250,6 +277,7 @@ int main(void) {
       cmocka_unit_test(test_cap_zero_means_no_cap_of_its_own),
       cmocka_unit_test(test_full_table_empties_in_any_order),
       cmocka_unit_test(test_names_say_what_counts),
+      cmocka_unit_test(test_key_is_the_family_and_the_host_part),
       cmocka_unit_test(test_close_twice_and_of_nothing_is_harmless),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

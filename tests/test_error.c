@@ -1,8 +1,11 @@
-/* Tests for common/error: the shoal error table and libuv pass-through.
+/* Tests for common/error: the shoal error table, and the names and
+ * messages of every other code: libuv's once its table is installed (as the
+ * tracker and the peer do at start-up), the C library's before.
  *
- * The table is walked through the same X-macro that defines it, so a code
+ * The tables are walked through the X-macros that define them, so a code
  * added later is covered without touching this file.
  */
+#include <errno.h>
 #include <limits.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -46,6 +49,17 @@ static const char *const uv_names[] = {
     UV_ERRNO_MAP(XX_)
 #undef XX_
 };
+
+/* The table shoal-tracker and shoal-peer install. */
+static const struct error_text uv_rows[] = {
+#define XX_(name, msg) {UV_##name, #name, msg},
+    UV_ERRNO_MAP(XX_)
+#undef XX_
+};
+
+static void install_uv_rows(void) {
+  error_set_system(uv_rows, ARRAY_LEN(uv_rows));
+}
 
 static int is_uv_code(int err) {
   for (size_t i = 0; i < ARRAY_LEN(uv_codes); i++) {
@@ -117,8 +131,9 @@ static void zero_is_success(void **state) {
   assert_int_not_equal(strncmp(name, "SHOAL_", 6), 0);
 }
 
-static void libuv_codes_pass_through_to_libuv(void **state) {
+static void libuv_codes_give_libuv_text_once_its_table_is_in(void **state) {
   (void)state;
+  install_uv_rows();
   assert_string_equal(shoal_strerror(UV_ECONNREFUSED),
                       uv_strerror(UV_ECONNREFUSED));
   assert_string_equal(shoal_strerror(UV_ECONNREFUSED), "connection refused");
@@ -131,10 +146,47 @@ static void libuv_codes_pass_through_to_libuv(void **state) {
     assert_string_equal(shoal_strerror(uv_codes[i]), uv_strerror(uv_codes[i]));
     assert_string_equal(shoal_err_name(uv_codes[i]), uv_names[i]);
   }
+  error_set_system(NULL, 0);
 }
 
-static void unknown_codes_give_a_static_string_without_leaking(void **state) {
+static void a_code_outside_the_installed_table_is_unknown(void **state) {
   (void)state;
+  /* The C library names EDQUOT; libuv does not, so a program with libuv's
+   * table says what libuv's uv_strerror never got to say for it. */
+  assert_false(is_uv_code(-EDQUOT));
+  install_uv_rows();
+  assert_string_equal(shoal_strerror(-EDQUOT), "unknown error");
+  assert_string_equal(shoal_err_name(-EDQUOT), "EUNKNOWN");
+
+  /* A table of one row is the whole word too. */
+  static const struct error_text one[] = {{-EIO, "EIO", "i/o trouble"}};
+  error_set_system(one, ARRAY_LEN(one));
+  assert_string_equal(shoal_strerror(-EIO), "i/o trouble");
+  assert_string_equal(shoal_err_name(-EIO), "EIO");
+  assert_string_equal(shoal_strerror(-ENOENT), "unknown error");
+  assert_string_equal(shoal_err_name(-ENOENT), "EUNKNOWN");
+  /* shoal's own codes never look at the table. */
+  assert_string_equal(shoal_err_name(SHOAL_EBADSIG), "SHOAL_EBADSIG");
+  error_set_system(NULL, 0);
+}
+
+static void without_a_table_errno_values_get_the_c_library_text(void **state) {
+  (void)state;
+  error_set_system(NULL, 0);
+  assert_string_equal(shoal_strerror(-ENOENT), strerror(ENOENT));
+  assert_string_equal(shoal_err_name(-ENOENT), "ENOENT");
+  assert_string_equal(shoal_strerror(-EDQUOT), strerror(EDQUOT));
+  assert_string_equal(shoal_err_name(-EDQUOT), "EDQUOT");
+  /* Codes only libuv defines are unknown to the C library. */
+  assert_string_equal(shoal_strerror(UV_EOF), "unknown error");
+  assert_string_equal(shoal_err_name(UV_EOF), "EUNKNOWN");
+  assert_string_equal(shoal_strerror(UV_EAI_NONAME), "unknown error");
+  assert_string_equal(shoal_err_name(SHOAL_EBADSIG), "SHOAL_EBADSIG");
+  assert_string_equal(shoal_strerror(0), "success");
+}
+
+/* Checks codes that neither shoal nor the installed table (if any) name. */
+static void check_unknown_codes(void) {
   /* The boundaries of the shoal range, errno-like values libuv does not
    * name, positive values and the extremes. libuv would malloc (and leak) a
    * string for these; LeakSanitizer fails the ASan run if that happens. */
@@ -173,13 +225,28 @@ static void unknown_codes_give_a_static_string_without_leaking(void **state) {
   }
 }
 
+static void unknown_codes_give_a_static_string_without_leaking(void **state) {
+  (void)state;
+  for (int with_table = 0; with_table <= 1; with_table++) {
+    if (with_table) {
+      install_uv_rows();
+    } else {
+      error_set_system(NULL, 0);
+    }
+    check_unknown_codes();
+  }
+  error_set_system(NULL, 0);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(every_shoal_code_is_negative_and_distinct_from_libuv),
       cmocka_unit_test(every_shoal_code_has_its_own_message_and_name),
       cmocka_unit_test(every_code_in_the_shoal_range_is_in_the_table),
       cmocka_unit_test(zero_is_success),
-      cmocka_unit_test(libuv_codes_pass_through_to_libuv),
+      cmocka_unit_test(libuv_codes_give_libuv_text_once_its_table_is_in),
+      cmocka_unit_test(a_code_outside_the_installed_table_is_unknown),
+      cmocka_unit_test(without_a_table_errno_values_get_the_c_library_text),
       cmocka_unit_test(unknown_codes_give_a_static_string_without_leaking),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

@@ -34,6 +34,7 @@
 #include "common/manifest.h"
 #include "common/pwire.h"
 #include "common/replay.h"
+#include "peer/manifest_build.h"
 #include "tests/lib/testutil.h"
 
 /* 2026-01-01T00:00:00Z: an arbitrary fixed "now" for every test. */

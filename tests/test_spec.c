@@ -61,6 +61,7 @@
 #include "common/textid.h"
 #include "common/tmsg.h"
 #include "peer/limits.h"
+#include "peer/manifest_build.h"
 #include "tests/lib/testutil.h"
 #include "tracker/catalog.h"
 #include "tracker/ratelimit.h"

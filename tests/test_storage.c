@@ -42,6 +42,7 @@
 #include "common/error.h"
 #include "common/identity.h"
 #include "common/manifest.h"
+#include "peer/manifest_build.h"
 #include "peer/storage.h"
 #include "tests/lib/disk.h"
 #include "tests/lib/testutil.h"
@@ -505,6 +506,76 @@ static void test_wrong_chunk_is_EHASH_and_nothing_is_written(void **state) {
   manifest_free(m);
 }
 
+/* Puts data as chunk idx with storage_put_chunk_or_hash_blocks and waits;
+ * bad_hashes as the caller's table. */
+static void put_or_hash(struct fx *f, struct storage *s, uint32_t idx,
+                        uint8_t *data, uint8_t *bad_hashes, int want) {
+  struct done d = {0};
+  assert_int_equal(
+      storage_put_chunk_or_hash_blocks(s, idx, data, bad_hashes, on_done, &d),
+      0);
+  assert_int_equal(d.called, 0);
+  run_until(&f->loop, &d.called);
+  assert_int_equal(d.called, 1);
+  assert_err(d.status, want);
+}
+
+/* A chunk that fails its hash reports the BLAKE2b-256 of each of its
+ * blocks (the last one shorter), so that the sender of a bad block can be
+ * found once a good copy arrives; a good chunk leaves the table alone. */
+static void test_failed_chunk_reports_each_blocks_hash(void **state) {
+  struct fx *f = *state;
+  struct manifest_build_opts o;
+  struct manifest *m = NULL;
+  char src[PATH_CAP];
+  const size_t big = (size_t)1 << 18; /* 4 blocks of STORAGE_BLOCK_BYTES */
+  const size_t tail = STORAGE_BLOCK_BYTES + 100; /* 2, the last 100 bytes */
+  uint8_t table[4 * 32];
+
+  make_file(f, "blocks.bin", big + tail, 21);
+  tu_path(src, sizeof(src), f->src, "blocks.bin");
+  memset(&o, 0, sizeof(o));
+  o.chunk_log2 = 18;
+  assert_int_equal(manifest_build(src, &g_pub, &o, &m), 0);
+  assert_int_equal(m->chunk_count, 2);
+  struct storage *s = open_dl(f, m, 0);
+
+  for (uint32_t idx = 0; idx < 2; idx++) {
+    const uint32_t len = manifest_chunk_len(m, idx);
+    const uint32_t blocks =
+        (len + STORAGE_BLOCK_BYTES - 1) / STORAGE_BLOCK_BYTES;
+    uint8_t *bad = chunk_copy(m, idx);
+    bad[len - 1] ^= 0x40; /* in the last block */
+    uint8_t *copy = malloc(len);
+    assert_non_null(copy);
+    memcpy(copy, bad, len);
+    memset(table, 0xee, sizeof(table));
+    put_or_hash(f, s, idx, bad, table, SHOAL_EHASH);
+    assert_false(storage_have(s, idx));
+    for (uint32_t b = 0; b < blocks; b++) {
+      uint32_t off = b * STORAGE_BLOCK_BYTES;
+      uint32_t n =
+          len - off < STORAGE_BLOCK_BYTES ? len - off : STORAGE_BLOCK_BYTES;
+      uint8_t want[32];
+      crypto_generichash(want, sizeof(want), copy + off, n, NULL, 0);
+      assert_memory_equal(table + (size_t)b * 32, want, 32);
+    }
+    for (size_t i = (size_t)blocks * 32; i < sizeof(table); i++) {
+      assert_int_equal(table[i], 0xee); /* nothing past the last block */
+    }
+    free(copy);
+
+    memset(table, 0xee, sizeof(table));
+    put_or_hash(f, s, idx, chunk_copy(m, idx), table, 0);
+    assert_true(storage_have(s, idx));
+    for (size_t i = 0; i < sizeof(table); i++) {
+      assert_int_equal(table[i], 0xee);
+    }
+  }
+  close_s(f, s);
+  manifest_free(m);
+}
+
 /* Pages of [off, off + len) of the file at path that are in the page
  * cache. */
 static size_t resident_pages(const char *path, size_t off, size_t len) {
@@ -808,8 +879,8 @@ static void test_resume_of_a_folder_download(void **state) {
   manifest_free(m);
 }
 
-/* Writes a resume record by hand, following the layout documented at the
- * top of storage.c, listing the chunks for which listed(i) is true. */
+/* Writes a resume record by hand, following the layout documented in
+ * peer/resume.h, listing the chunks for which listed(i) is true. */
 static void write_record(const struct fx *f, const struct manifest *m,
                          int (*listed)(uint32_t)) {
   size_t bm = ((size_t)m->chunk_count + 7) / 8;
@@ -1037,7 +1108,7 @@ static void test_record_of_another_content_starts_over(void **state) {
   manifest_free(m2);
 }
 
-/* The record's bytes, exactly as the comment in storage.c documents. */
+/* The record's bytes, exactly as peer/resume.h documents them. */
 static void test_resume_record_layout(void **state) {
   struct fx *f = *state;
   char src[PATH_CAP];
@@ -2179,6 +2250,7 @@ int main(void) {
       T(test_file_download_in_random_order_appears_only_at_finish),
       T(test_folder_download_arrives_exactly),
       T(test_wrong_chunk_is_EHASH_and_nothing_is_written),
+      T(test_failed_chunk_reports_each_blocks_hash),
       T(test_aligned_chunks_bypass_the_page_cache),
       T(test_chunk_buffers),
       T(test_existing_final_path_is_EEXIST_and_nothing_touched),

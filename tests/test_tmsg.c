@@ -488,6 +488,37 @@ static void tmsg_is_query_tells_query_from_sealed_envelope(void **state) {
   free(q);
 }
 
+static void tmsg_peek_type_reads_query_and_envelope_alike(void **state) {
+  (void)state;
+  uint8_t seed[32];
+  struct identity id;
+  struct buf env;
+  size_t qlen;
+  uint8_t *q = make_query(&qlen);
+
+  assert_int_equal(tmsg_peek_type(q, qlen), TMSG_SEARCH);
+  /* Three bytes are enough; fewer give 0, never a read past the end. */
+  assert_int_equal(tmsg_peek_type(q, 3), TMSG_SEARCH);
+  assert_int_equal(tmsg_peek_type(q, 2), 0);
+  assert_int_equal(tmsg_peek_type(q, 1), 0);
+  assert_int_equal(tmsg_peek_type(q, 0), 0);
+
+  tu_fill(seed, sizeof(seed), 9);
+  identity_from_seed(&id, seed);
+  buf_init(&env, FRAME_MAX_DEFAULT);
+  assert_int_equal(envelope_seal(&env, ENVELOPE_TRACKER_REQUEST, TMSG_PUBLISH,
+                                 &id, NOW_MS, 1, q, qlen),
+                   0);
+  assert_int_equal(tmsg_peek_type(env.data, env.len), TMSG_PUBLISH);
+  /* Whatever the other bytes say: nothing is checked. */
+  env.data[0] ^= 0xff;
+  env.data[1] ^= 0xff;
+  assert_int_equal(tmsg_peek_type(env.data, 3), TMSG_PUBLISH);
+  buf_free(&env);
+  identity_close(&id);
+  free(q);
+}
+
 static void tmsg_query_payload_decodes_as_the_lookup_inside(void **state) {
   (void)state;
   struct tmsg_lookup l;
@@ -1344,6 +1375,7 @@ int main(void) {
       cmocka_unit_test(tmsg_query_length_field_mismatch_is_eformat),
       cmocka_unit_test(tmsg_query_encode_refuses_payload_over_frame_max),
       cmocka_unit_test(tmsg_is_query_tells_query_from_sealed_envelope),
+      cmocka_unit_test(tmsg_peek_type_reads_query_and_envelope_alike),
       cmocka_unit_test(tmsg_query_payload_decodes_as_the_lookup_inside),
       cmocka_unit_test(tmsg_announce_layout_is_pinned),
       cmocka_unit_test(tmsg_announce_round_trips_typical_and_limit_values),

@@ -1,13 +1,13 @@
 #include "tracker/addrcount.h"
 
 #include <assert.h>
-#include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <uv.h>
 
 #include "common/error.h"
+#include "tracker/hashtab.h"
 
 /* The smallest table; a power of two like every size. */
 #define ADDRCOUNT_MIN_SLOTS 16u
@@ -29,10 +29,7 @@ int addrcount_init(struct addrcount *ac, uint32_t max_conns, uint32_t cap) {
   ac->mask = size - 1;
   ac->max_addrs = max_conns;
   ac->cap = cap != 0 ? cap : UINT32_MAX;
-  if (sodium_init() < 0) {
-    abort();
-  }
-  randombytes_buf(ac->hash_key, sizeof(ac->hash_key));
+  hashtab_keygen(ac->hash_key);
   return 0;
 }
 
@@ -41,8 +38,8 @@ void addrcount_close(struct addrcount *ac) {
   memset(ac, 0, sizeof(*ac));
 }
 
-static void make_key(uint8_t family, const uint8_t addr[16],
-                     uint8_t key[ADDRCOUNT_KEY_BYTES]) {
+void addrcount_key(uint8_t family, const uint8_t addr[16],
+                   uint8_t key[ADDRCOUNT_KEY_BYTES]) {
   memset(key, 0, ADDRCOUNT_KEY_BYTES);
   key[0] = family;
   /* An IPv6 host is its /64; an IPv4 host its address. */
@@ -51,13 +48,8 @@ static void make_key(uint8_t family, const uint8_t addr[16],
 
 static size_t home_of(const struct addrcount *ac,
                       const uint8_t key[ADDRCOUNT_KEY_BYTES]) {
-  uint8_t h[crypto_shorthash_BYTES];
-  uint64_t v = 0;
-  crypto_shorthash(h, key, ADDRCOUNT_KEY_BYTES, ac->hash_key);
-  for (size_t i = 0; i < sizeof(h); i++) {
-    v = v << 8 | h[i];
-  }
-  return (size_t)v & ac->mask;
+  return (size_t)hashtab_hash(ac->hash_key, key, ADDRCOUNT_KEY_BYTES) &
+         ac->mask;
 }
 
 /* The slot that holds key, or the empty slot where it would go. */
@@ -83,8 +75,7 @@ static void remove_at(struct addrcount *ac, size_t i) {
     }
     size_t home = home_of(ac, ac->slots[j].key);
     /* The entry at j may move to i unless its home lies in (i, j]. */
-    int between = i <= j ? (home > i && home <= j) : (home > i || home <= j);
-    if (!between) {
+    if (hashtab_may_fill(i, j, home)) {
       ac->slots[i] = ac->slots[j];
       i = j;
     }
@@ -96,7 +87,7 @@ static void remove_at(struct addrcount *ac, size_t i) {
 int addrcount_add(struct addrcount *ac, uint8_t family,
                   const uint8_t addr[16]) {
   uint8_t key[ADDRCOUNT_KEY_BYTES];
-  make_key(family, addr, key);
+  addrcount_key(family, addr, key);
   size_t i = find(ac, key);
   struct addrcount_slot *s = &ac->slots[i];
   if (s->n == 0) {
@@ -115,7 +106,7 @@ int addrcount_add(struct addrcount *ac, uint8_t family,
 void addrcount_drop(struct addrcount *ac, uint8_t family,
                     const uint8_t addr[16]) {
   uint8_t key[ADDRCOUNT_KEY_BYTES];
-  make_key(family, addr, key);
+  addrcount_key(family, addr, key);
   size_t i = find(ac, key);
   /* Only a connection that addrcount_add counted is dropped. */
   assert(ac->slots[i].n > 0);
@@ -130,7 +121,7 @@ void addrcount_drop(struct addrcount *ac, uint8_t family,
 uint32_t addrcount_get(const struct addrcount *ac, uint8_t family,
                        const uint8_t addr[16]) {
   uint8_t key[ADDRCOUNT_KEY_BYTES];
-  make_key(family, addr, key);
+  addrcount_key(family, addr, key);
   return ac->slots[find(ac, key)].n;
 }
 

@@ -17,8 +17,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "tracker/hashtab.h"
+
 /* A counted address: the family (4 or 6), then its 4 bytes (IPv4) or the
- * first 8 (the IPv6 /64), zero-padded. */
+ * first 8 (the IPv6 /64), zero-padded (addrcount_key). */
 #define ADDRCOUNT_KEY_BYTES 9
 /* Room for any IPv6 address text (INET6_ADDRSTRLEN) and "/64". */
 #define ADDRCOUNT_NAME_BYTES 64
@@ -34,7 +36,7 @@ struct addrcount {
   size_t used;      /* slots in use: addresses with a connection */
   size_t max_addrs; /* addresses the table was made for */
   uint32_t cap;     /* connections per address */
-  uint8_t hash_key[16];
+  uint8_t hash_key[HASHTAB_KEY_BYTES];
 };
 
 /* Makes a table for up to max_conns connections (so as many addresses),
@@ -56,6 +58,13 @@ void addrcount_drop(struct addrcount *ac, uint8_t family,
 /* The connections counted for addr. */
 uint32_t addrcount_get(const struct addrcount *ac, uint8_t family,
                        const uint8_t addr[16]);
+
+/* Writes the key addr counts as (family 4 with the address in the first
+ * four bytes, or 6): ADDRCOUNT_KEY_BYTES, the family then the IPv4 address
+ * or the IPv6 /64, zero-padded. The rate limit keys its buckets with it
+ * too, so that both group a client's addresses the same way. */
+void addrcount_key(uint8_t family, const uint8_t addr[16],
+                   uint8_t key[ADDRCOUNT_KEY_BYTES]);
 
 /* Names what addr counts as, for logs: "192.0.2.7" or "2001:db8:1:2::/64".
  * out holds ADDRCOUNT_NAME_BYTES. */

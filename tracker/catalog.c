@@ -1,11 +1,11 @@
 #include "tracker/catalog.h"
 
-#include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "common/error.h"
+#include "tracker/hashtab.h"
 
 #define CATALOG_MIN_SLOTS 64
 
@@ -18,10 +18,7 @@ int catalog_init(struct catalog *c, size_t max, uint32_t ttl_s) {
   if (c->e == NULL) {
     return SHOAL_ENOMEM;
   }
-  if (sodium_init() < 0) {
-    abort();
-  }
-  randombytes_buf(c->key, sizeof(c->key));
+  hashtab_keygen(c->key);
   return 0;
 }
 
@@ -41,13 +38,9 @@ void catalog_close(struct catalog *c) {
   memset(c, 0, sizeof(*c));
 }
 
+/* Never 0, which marks an empty slot. */
 static uint64_t content_hash(const struct catalog *c, const uint8_t id[32]) {
-  uint8_t h[crypto_shorthash_BYTES];
-  uint64_t v = 0;
-  crypto_shorthash(h, id, TMSG_ID_BYTES, c->key);
-  for (size_t i = 0; i < sizeof(h); i++) {
-    v = v << 8 | h[i];
-  }
+  uint64_t v = hashtab_hash(c->key, id, TMSG_ID_BYTES);
   return v ? v : 1;
 }
 
@@ -94,8 +87,7 @@ static void remove_at(struct catalog *c, size_t i) {
       break;
     }
     size_t home = c->e[j].hash & c->mask;
-    int between = i <= j ? (home > i && home <= j) : (home > i || home <= j);
-    if (!between) {
+    if (hashtab_may_fill(i, j, home)) {
       c->e[i] = c->e[j];
       memset(&c->e[j], 0, sizeof(c->e[j]));
       i = j;

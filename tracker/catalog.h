@@ -16,6 +16,7 @@
 #include <stdint.h>
 
 #include "common/tmsg.h"
+#include "tracker/hashtab.h"
 
 #define CATALOG_MAX_DEFAULT 100000u /* entries */
 #define CATALOG_TTL_DEFAULT 86400u  /* seconds without an announce */
@@ -39,7 +40,7 @@ struct catalog {
   size_t max;
   uint32_t ttl_s;
   size_t sweep; /* expiry cursor */
-  uint8_t key[16];
+  uint8_t key[HASHTAB_KEY_BYTES];
 };
 
 /* Returns 0 or SHOAL_ENOMEM. */

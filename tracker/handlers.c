@@ -26,77 +26,8 @@
 #include "common/frame.h"
 #include "common/log.h"
 #include "common/textid.h"
+#include "tracker/hashtab.h"
 #include "tracker/tracker.h"
-
-int tracker_init(struct tracker *t, uv_loop_t *loop,
-                 const struct tracker_config *cfg, const struct identity *id) {
-  int err;
-
-  memset(t, 0, sizeof(*t));
-  t->loop = loop;
-  t->cfg = *cfg;
-  t->id = *id;
-  textid_encode(TEXTID_KEY, id->pk, t->id_text);
-  t->seq = envelope_seq_start(clock_wall_ms());
-  buf_init(&t->out, FRAME_MAX_DEFAULT);
-  err = replay_guard_init(&t->guard, TRACKER_GUARD_SENDERS,
-                          cfg->window_ms ? cfg->window_ms
-                                         : ENVELOPE_WINDOW_MS_DEFAULT);
-  if (err != 0) {
-    goto fail;
-  }
-  t->store = store_mem_new();
-  if (t->store == NULL) {
-    err = SHOAL_ENOMEM;
-    goto fail;
-  }
-  registry_init(&t->reg, t->store, cfg->interval_s, cfg->max_peers,
-                cfg->max_items);
-  err = catalog_init(&t->cat, cfg->catalog_max, cfg->catalog_ttl_s);
-  if (err != 0) {
-    goto fail;
-  }
-  err = ratelimit_init(&t->rl, cfg->rate, cfg->burst, RATELIMIT_SLOTS_DEFAULT);
-  if (err != 0) {
-    goto fail;
-  }
-  err = addrcount_init(&t->per_addr, cfg->max_conns, cfg->max_per_addr);
-  if (err != 0) {
-    goto fail;
-  }
-  t->cache = calloc(TRACKER_CACHE_SLOTS, sizeof(*t->cache));
-  if (t->cache == NULL) {
-    err = SHOAL_ENOMEM;
-    goto fail;
-  }
-  randombytes_buf(t->cache_key, sizeof(t->cache_key));
-  return 0;
-
-fail:
-  tracker_close(t);
-  return err;
-}
-
-void tracker_close(struct tracker *t) {
-  if (t->cache != NULL) {
-    for (unsigned i = 0; i < TRACKER_CACHE_SLOTS; i++) {
-      free(t->cache[i].frame);
-      free(t->cache[i].pks);
-    }
-    free(t->cache);
-    t->cache = NULL;
-  }
-  addrcount_close(&t->per_addr);
-  ratelimit_close(&t->rl);
-  catalog_close(&t->cat);
-  if (t->store != NULL) {
-    t->store->ops->free(t->store);
-    t->store = NULL;
-  }
-  replay_guard_close(&t->guard);
-  buf_free(&t->out);
-  identity_close(&t->id);
-}
 
 static uint32_t now_s(const struct tracker *t) {
   return (uint32_t)(uv_now(t->loop) / 1000u);
@@ -147,9 +78,9 @@ void handlers_error(struct tracker *t, struct buf *out, uint8_t req_type,
  * drop its swarm's cached reply directly. */
 static struct lookup_cache_slot *cache_slot(struct tracker *t,
                                             const uint8_t content[32]) {
-  uint8_t h[crypto_shorthash_BYTES];
-  crypto_shorthash(h, content, TMSG_ID_BYTES, t->cache_key);
-  return &t->cache[(((unsigned)h[0] << 8) | h[1]) % TRACKER_CACHE_SLOTS];
+  /* The hash's top 16 bits pick the slot. */
+  uint64_t h = hashtab_hash(t->cache_key, content, TMSG_ID_BYTES);
+  return &t->cache[(unsigned)(h >> 48) % TRACKER_CACHE_SLOTS];
 }
 
 static void cache_drop(struct tracker *t, const uint8_t content[32]) {
@@ -412,7 +343,7 @@ int handlers_frame(struct tracker *t, const struct peer_addr *from,
     if (from->limited_until != NULL && *from->limited_until > now) {
       log_info("tracker", "closed %s: ignored the rate limit's retry-after",
                from->text);
-      handlers_error(t, out, len > 2 ? frame[2] : 0, 0, err, retry,
+      handlers_error(t, out, tmsg_peek_type(frame, len), 0, err, retry,
                      "too many requests and retry-after ignored; closing");
       return 1;
     }
@@ -420,7 +351,7 @@ int handlers_frame(struct tracker *t, const struct peer_addr *from,
       *from->limited_until = now + retry;
     }
     log_debug("tracker", "rate limit for %s", from->text);
-    handlers_error(t, out, len > 2 ? frame[2] : 0, 0, err, retry,
+    handlers_error(t, out, tmsg_peek_type(frame, len), 0, err, retry,
                    "too many requests; retry later");
     return 0;
   }
@@ -460,7 +391,8 @@ int handlers_frame(struct tracker *t, const struct peer_addr *from,
   if (err != 0) {
     log_info("tracker", "refused request from %s: %s", from->text,
              shoal_strerror(err));
-    handlers_error(t, out, len > 2 ? frame[2] : 0, 0, err, 0, why_refused(err));
+    handlers_error(t, out, tmsg_peek_type(frame, len), 0, err, 0,
+                   why_refused(err));
     return 1;
   }
   switch (env.type) {

@@ -328,6 +328,14 @@ static void on_signal(uv_signal_t *s, int signum) {
   server_stop(t);
 }
 
+/* shoal_strerror's names and messages for libuv's codes are libuv's own
+ * (common/ does not link libuv, so the program hands them over). */
+static const struct error_text uv_errors[] = {
+#define UV_ERROR_ROW_(name, msg) {UV_##name, #name, msg},
+    UV_ERRNO_MAP(UV_ERROR_ROW_)
+#undef UV_ERROR_ROW_
+};
+
 int main(int argc, char **argv) {
   struct tracker_config cfg;
   struct cli cli;
@@ -336,6 +344,7 @@ int main(int argc, char **argv) {
   int created = 0;
   int err;
 
+  error_set_system(uv_errors, sizeof(uv_errors) / sizeof(uv_errors[0]));
   memset(&cfg, 0, sizeof(cfg));
   cfg.interval_s = REGISTRY_INTERVAL_DEFAULT;
   cfg.max_conns = TRACKER_MAX_CONNS_DEFAULT;

@@ -5,6 +5,8 @@
 #include <string.h>
 
 #include "common/error.h"
+#include "tracker/addrcount.h"
+#include "tracker/hashtab.h"
 
 int ratelimit_init(struct ratelimit *rl, uint32_t rate, uint32_t burst,
                    size_t max_addresses) {
@@ -24,10 +26,7 @@ int ratelimit_init(struct ratelimit *rl, uint32_t rate, uint32_t burst,
   rl->cap = max_addresses;
   rl->rate = rate;
   rl->burst = burst;
-  if (sodium_init() < 0) {
-    abort();
-  }
-  randombytes_buf(rl->key, sizeof(rl->key));
+  hashtab_keygen(rl->key);
   return 0;
 }
 
@@ -38,17 +37,12 @@ void ratelimit_close(struct ratelimit *rl) {
 
 static uint64_t addr_fp(const struct ratelimit *rl, uint8_t family,
                         const uint8_t addr[16]) {
-  uint8_t k[17] = {0};
-  uint8_t h[crypto_shorthash_BYTES];
-  uint64_t v = 0;
-  k[0] = family;
-  /* An IPv6 host is its /64; an IPv4 host its address. */
-  memcpy(k + 1, addr, family == 6 ? 8 : 4);
-  crypto_shorthash(h, k, sizeof(k), rl->key);
-  for (size_t i = 0; i < sizeof(h); i++) {
-    v = v << 8 | h[i];
-  }
-  return v ? v : 1;
+  uint8_t k[ADDRCOUNT_KEY_BYTES];
+  /* An IPv6 host is its /64, an IPv4 host its address: the client that
+   * the connection cap counts. */
+  addrcount_key(family, addr, k);
+  uint64_t v = hashtab_hash(rl->key, k, sizeof(k));
+  return v ? v : 1; /* 0 marks an empty slot */
 }
 
 static void refill(const struct ratelimit *rl, struct ratelimit_slot *s,
@@ -72,8 +66,7 @@ static void remove_at(struct ratelimit *rl, size_t i) {
       break;
     }
     size_t home = rl->slots[j].fp & rl->mask;
-    int between = i <= j ? (home > i && home <= j) : (home > i || home <= j);
-    if (!between) {
+    if (hashtab_may_fill(i, j, home)) {
       rl->slots[i] = rl->slots[j];
       i = j;
     }

@@ -12,6 +12,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "tracker/hashtab.h"
+
 #define RATELIMIT_RATE_DEFAULT 50u   /* requests a second per address */
 #define RATELIMIT_BURST_DEFAULT 200u /* requests in a burst */
 #define RATELIMIT_SLOTS_DEFAULT 65536u
@@ -30,7 +32,7 @@ struct ratelimit {
   size_t cap;
   uint32_t rate;
   uint32_t burst;
-  uint8_t key[16];
+  uint8_t key[HASHTAB_KEY_BYTES];
 };
 
 /* Returns 0, SHOAL_EINVAL (rate, burst or max_addresses 0) or

@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "common/error.h"
+#include "tracker/hashtab.h"
 
 struct entry {
   uint8_t pk[STORE_PK_BYTES];
@@ -44,21 +45,11 @@ struct mem_store {
   size_t mask;
   size_t count;
   uint64_t peers;
-  uint8_t key[crypto_shorthash_KEYBYTES];
+  uint8_t key[HASHTAB_KEY_BYTES];
   /* Expiry cursor. */
   size_t cur_slot;
   uint32_t cur_pos;
 };
-
-static uint64_t sip(const struct mem_store *m, const uint8_t *p, size_t n) {
-  uint8_t h[crypto_shorthash_BYTES];
-  uint64_t v = 0;
-  crypto_shorthash(h, p, n, m->key);
-  for (size_t i = 0; i < sizeof(h); i++) {
-    v = v << 8 | h[i];
-  }
-  return v;
-}
 
 /* ------------------------------------------------------------------------ */
 /* The per-swarm index */
@@ -102,8 +93,7 @@ static void index_remove(struct swarm *sw, uint32_t pos) {
       break;
     }
     uint32_t home = sw->e[sw->slots[j] - 1].hash & sw->mask;
-    int between = i <= j ? (home > i && home <= j) : (home > i || home <= j);
-    if (!between) {
+    if (hashtab_may_fill(i, j, home)) {
       sw->slots[i] = sw->slots[j];
       i = j;
     }
@@ -212,8 +202,7 @@ static void table_remove(struct mem_store *m, size_t i) {
       break;
     }
     size_t home = m->table[j]->hash & m->mask;
-    int between = i <= j ? (home > i && home <= j) : (home > i || home <= j);
-    if (!between) {
+    if (hashtab_may_fill(i, j, home)) {
       m->table[i] = m->table[j];
       i = j;
     }
@@ -224,7 +213,7 @@ static void table_remove(struct mem_store *m, size_t i) {
 
 static struct swarm *swarm_get(struct mem_store *m, const uint8_t id[32],
                                size_t *slot) {
-  uint64_t h = sip(m, id, STORE_ID_BYTES);
+  uint64_t h = hashtab_hash(m->key, id, STORE_ID_BYTES);
   size_t i = swarm_slot(m, id, h);
   if (slot != NULL) {
     *slot = i;
@@ -239,10 +228,10 @@ static int mem_put(struct store *s, const uint8_t id[STORE_ID_BYTES],
                    const struct store_peer *p, uint32_t expires, int completed,
                    uint32_t max_peers) {
   struct mem_store *m = (struct mem_store *)s;
-  uint64_t h = sip(m, id, STORE_ID_BYTES);
+  uint64_t h = hashtab_hash(m->key, id, STORE_ID_BYTES);
   size_t i = swarm_slot(m, id, h);
   struct swarm *sw = m->table[i];
-  uint32_t ph = (uint32_t)sip(m, p->pk, STORE_PK_BYTES);
+  uint32_t ph = (uint32_t)hashtab_hash(m->key, p->pk, STORE_PK_BYTES);
 
   if (sw == NULL) {
     if (max_peers == 0) {
@@ -330,7 +319,8 @@ static void mem_del(struct store *s, const uint8_t id[STORE_ID_BYTES],
   if (sw == NULL) {
     return;
   }
-  int64_t pos = find_pos(sw, pk, (uint32_t)sip(m, pk, STORE_PK_BYTES));
+  int64_t pos =
+      find_pos(sw, pk, (uint32_t)hashtab_hash(m->key, pk, STORE_PK_BYTES));
   if (pos < 0) {
     return;
   }
@@ -404,7 +394,8 @@ static unsigned mem_sample(struct store *s, const uint8_t id[STORE_ID_BYTES],
   }
   int64_t ex = -1;
   if (exclude != NULL) {
-    ex = find_pos(sw, exclude, (uint32_t)sip(m, exclude, STORE_PK_BYTES));
+    ex = find_pos(sw, exclude,
+                  (uint32_t)hashtab_hash(m->key, exclude, STORE_PK_BYTES));
   }
   counts->excluded = ex >= 0;
   if (seeders_first) {
@@ -507,10 +498,7 @@ struct store *store_mem_new(void) {
     free(m);
     return NULL;
   }
-  if (sodium_init() < 0) {
-    abort();
-  }
-  crypto_shorthash_keygen(m->key);
+  hashtab_keygen(m->key);
   m->base.ops = &mem_ops;
   return &m->base;
 }

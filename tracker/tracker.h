@@ -12,6 +12,7 @@
 #include "common/tmsg.h"
 #include "tracker/addrcount.h"
 #include "tracker/catalog.h"
+#include "tracker/hashtab.h"
 #include "tracker/ratelimit.h"
 #include "tracker/registry.h"
 #include "tracker/store.h"
@@ -93,7 +94,7 @@ struct tracker {
   struct catalog cat;
   struct ratelimit rl;
   struct lookup_cache_slot *cache;
-  uint8_t cache_key[16];
+  uint8_t cache_key[HASHTAB_KEY_BYTES];
   struct tracker_stats stats;
   struct buf out; /* scratch for building replies */
   /* Network side (server.c). */
@@ -119,11 +120,16 @@ struct peer_addr {
   uint64_t *limited_until;
 };
 
-/* Sets up everything but the network. Returns 0 or an error. */
+/* Context (tracker.c). */
+/* Sets up everything but the network: t is the caller's; cfg and id are
+ * copied into it (tracker_close wipes the key's copy). Returns 0 or an
+ * error, after which t holds nothing. */
 int tracker_init(struct tracker *t, uv_loop_t *loop,
                  const struct tracker_config *cfg, const struct identity *id);
+/* Releases what tracker_init made. */
 void tracker_close(struct tracker *t);
 
+/* Requests (handlers.c). */
 /* Handles one frame body from a client and appends the framed reply to out.
  * Returns 1 when the connection must be closed after the reply is sent. */
 int handlers_frame(struct tracker *t, const struct peer_addr *from,

@@ -1,0 +1,1035 @@
+/* Tests for peer/manifest_build: the signed manifest of a file or a folder
+ * on disk, built inline, on a private loop or on the caller's loop.
+ *
+ * Changes to a file during hashing are made deterministic without sleeps:
+ * each file is its own hashing job, and with threads = 1 the builder keeps
+ * only a few jobs queued (far fewer than SMALL_FILES), handing out the next
+ * one from the loop thread as one finishes; inline (threads = 0) jobs run
+ * one after the other. So the progress callback of the first job, or the
+ * gap between manifest_build_start() and uv_run(), can change the last file
+ * before its job is even queued.
+ *
+ * What the bytes of a built manifest are is test_manifest's: its
+ * known-answer vector is a folder built here.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include <fcntl.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+#include <uv.h>
+
+#include "common/error.h"
+#include "common/identity.h"
+#include "common/manifest.h"
+#include "peer/manifest_build.h"
+#include "tests/lib/mtree.h"
+#include "tests/lib/testutil.h"
+
+#define CS14 ((uint64_t)1 << 14)
+
+static struct identity g_pub;   /* seed 0x42 * 32 */
+static struct identity g_other; /* seed 0x17 * 32 */
+
+/* Asserts an error code and prints both names when it differs. */
+#define assert_err(got, want)                                                  \
+  do {                                                                         \
+    int g_ = (got);                                                            \
+    int w_ = (want);                                                           \
+    if (g_ != w_) {                                                            \
+      print_error("got %s (%d), want %s (%d)\n", shoal_err_name(g_), g_,       \
+                  shoal_err_name(w_), w_);                                     \
+    }                                                                          \
+    assert_int_equal(g_, w_);                                                  \
+  } while (0)
+
+/* ---------------------------------------------------------------------- */
+/* Helpers. */
+
+static void append_byte(const char *path) {
+  int fd = open(path, O_WRONLY | O_APPEND);
+  assert_true(fd >= 0);
+  assert_int_equal(write(fd, "!", 1), 1);
+  assert_int_equal(close(fd), 0);
+}
+
+/* Sets the modification time to a fixed moment long before the scan. */
+static void set_old_mtime(const char *path) {
+  struct timespec ts[2] = {{1000000000, 0}, {1000000000, 0}};
+  assert_int_equal(utimensat(AT_FDCWD, path, ts, 0), 0);
+}
+
+/* ---------------------------------------------------------------------- */
+/* Helpers: what the callbacks saw. */
+
+#define REC_MAX_SKIPS 8
+
+struct rec {
+  unsigned progress_calls;
+  uint64_t last_done;
+  uint64_t last_total;
+  int went_backwards;
+  int total_changed;
+  unsigned skips;
+  char skip_path[REC_MAX_SKIPS][256];
+  char skip_why[REC_MAX_SKIPS][256];
+  /* Actions taken at the first progress report. */
+  const char *append_on_progress;
+  struct manifest_builder *cancel_on_progress;
+};
+
+static void rec_progress(void *arg, uint64_t done, uint64_t total) {
+  struct rec *r = arg;
+  if (r->progress_calls > 0) {
+    r->went_backwards |= done < r->last_done;
+    r->total_changed |= total != r->last_total;
+  }
+  r->progress_calls++;
+  r->last_done = done;
+  r->last_total = total;
+  if (r->append_on_progress != NULL) {
+    append_byte(r->append_on_progress);
+    r->append_on_progress = NULL;
+  }
+  if (r->cancel_on_progress != NULL) {
+    manifest_build_cancel(r->cancel_on_progress);
+    r->cancel_on_progress = NULL;
+  }
+}
+
+static void rec_skipped(void *arg, const char *path, const char *why) {
+  struct rec *r = arg;
+  assert_true(r->skips < REC_MAX_SKIPS);
+  snprintf(r->skip_path[r->skips], sizeof(r->skip_path[0]), "%s", path);
+  snprintf(r->skip_why[r->skips], sizeof(r->skip_why[0]), "%s", why);
+  r->skips++;
+}
+
+static void rec_opts(struct manifest_build_opts *o, struct rec *r) {
+  memset(o, 0, sizeof(*o));
+  memset(r, 0, sizeof(*r));
+  o->progress = rec_progress;
+  o->skipped = rec_skipped;
+  o->arg = r;
+}
+
+/* The skipped entry for path, or -1. */
+static int rec_find_skip(const struct rec *r, const char *path) {
+  for (unsigned i = 0; i < r->skips; i++) {
+    if (strcmp(r->skip_path[i], path) == 0) {
+      return (int)i;
+    }
+  }
+  return -1;
+}
+
+struct done_rec {
+  int calls;
+  int status;
+  struct manifest *m;
+};
+
+static void on_built(void *arg, int status, struct manifest *m) {
+  struct done_rec *d = arg;
+  d->calls++;
+  d->status = status;
+  d->m = m;
+}
+
+static void assert_same_bytes(const struct manifest *a,
+                              const struct manifest *b) {
+  assert_int_equal(a->encoded_len, b->encoded_len);
+  assert_memory_equal(a->encoded, b->encoded, a->encoded_len);
+  assert_memory_equal(a->id, b->id, MANIFEST_ID_BYTES);
+}
+
+/* Checks every chunk of a built manifest against the files on disk: owner,
+ * offset, length, hash, and that a corrupted or mis-sized chunk is refused. */
+static void check_chunks_against_disk(const struct manifest *m) {
+  const uint64_t cs = (uint64_t)1 << m->chunk_log2;
+  uint32_t expect_next = 0;
+
+  for (uint32_t f = 0; f < m->file_count; f++) {
+    const struct manifest_file *mf = &m->files[f];
+    assert_int_equal(mf->first_chunk, expect_next);
+    assert_int_equal(mf->chunk_count, (mf->size + cs - 1) / cs);
+    expect_next += mf->chunk_count;
+
+    char path[MT_PATH_CAP];
+    tu_path(path, sizeof(path), m->local_root, mf->path);
+    size_t len = 0;
+    uint8_t *data = tu_read_file(path, &len);
+    assert_non_null(data);
+    assert_int_equal(len, mf->size);
+    for (uint32_t c = 0; c < mf->chunk_count; c++) {
+      uint32_t idx = mf->first_chunk + c;
+      uint32_t owner = UINT32_MAX;
+      uint64_t off = UINT64_MAX;
+      assert_err(manifest_chunk_file(m, idx, &owner, &off), 0);
+      assert_int_equal(owner, f);
+      assert_int_equal(off, (uint64_t)c * cs);
+      uint64_t want = mf->size - off < cs ? mf->size - off : cs;
+      uint32_t clen = manifest_chunk_len(m, idx);
+      assert_int_equal(clen, want);
+
+      uint8_t *chunk = malloc((size_t)clen + 1);
+      assert_non_null(chunk);
+      memcpy(chunk, data + off, clen);
+      chunk[clen] = 0;
+      assert_err(manifest_verify_chunk(m, idx, chunk, clen), 0);
+      assert_err(manifest_verify_chunk(m, idx, chunk, clen + 1), SHOAL_EINVAL);
+      assert_err(manifest_verify_chunk(m, idx, chunk, clen - 1), SHOAL_EINVAL);
+      chunk[clen / 2] ^= 0x01;
+      assert_err(manifest_verify_chunk(m, idx, chunk, clen), SHOAL_EHASH);
+      free(chunk);
+    }
+    free(data);
+  }
+  assert_int_equal(m->chunk_count, expect_next);
+  /* One past the last chunk is out of range everywhere. */
+  uint32_t owner;
+  uint64_t off;
+  uint8_t byte = 0;
+  assert_err(manifest_chunk_file(m, m->chunk_count, &owner, &off),
+             SHOAL_EINVAL);
+  assert_int_equal(manifest_chunk_len(m, m->chunk_count), 0);
+  assert_err(manifest_verify_chunk(m, m->chunk_count, &byte, 0), SHOAL_EINVAL);
+  assert_err(manifest_chunk_file(m, UINT32_MAX, &owner, &off), SHOAL_EINVAL);
+}
+
+/* ---------------------------------------------------------------------- */
+/* Building from a single file. */
+
+static struct manifest *build_single(const char *dir, size_t size,
+                                     unsigned chunk_log2) {
+  char path[MT_PATH_CAP];
+  struct manifest_build_opts o;
+  struct rec r;
+  rec_opts(&o, &r);
+  o.chunk_log2 = chunk_log2;
+  mt_write_filled(dir, "file.bin", size, 11);
+  tu_path(path, sizeof(path), dir, "file.bin");
+  struct manifest *m = mt_build(path, &g_pub, &o);
+
+  assert_int_equal(m->kind, MANIFEST_KIND_FILE);
+  assert_string_equal(m->name, "file.bin");
+  assert_string_equal(m->local_root, dir);
+  assert_int_equal(m->file_count, 1);
+  assert_string_equal(m->files[0].path, m->name);
+  assert_int_equal(m->files[0].size, size);
+  assert_int_equal(m->total_size, size);
+  assert_memory_equal(m->publisher, g_pub.pk, IDENTITY_PK_BYTES);
+  assert_int_equal(r.skips, 0);
+  check_chunks_against_disk(m);
+  return m;
+}
+
+static void test_build_empty_file_has_no_chunks(void **state) {
+  char dir[MT_PATH_CAP];
+  (void)state;
+  mt_tmpdir(dir, sizeof(dir));
+  struct manifest *m = build_single(dir, 0, 0);
+  assert_int_equal(m->chunk_count, 0);
+  assert_int_equal(m->total_size, 0);
+  assert_int_equal(m->chunk_log2, MANIFEST_CHUNK_LOG2_MIN);
+  assert_int_equal(m->files[0].chunk_count, 0);
+  assert_err(mt_decode_copy(m->encoded, m->encoded_len), 0);
+  manifest_free(m);
+  tu_rmtree(dir);
+}
+
+static void test_build_one_byte_file_is_one_short_chunk(void **state) {
+  char dir[MT_PATH_CAP];
+  (void)state;
+  mt_tmpdir(dir, sizeof(dir));
+  struct manifest *m = build_single(dir, 1, 0);
+  assert_int_equal(m->chunk_count, 1);
+  assert_int_equal(manifest_chunk_len(m, 0), 1);
+  manifest_free(m);
+  tu_rmtree(dir);
+}
+
+static void test_build_exactly_one_chunk(void **state) {
+  char dir[MT_PATH_CAP];
+  (void)state;
+  mt_tmpdir(dir, sizeof(dir));
+  struct manifest *m = build_single(dir, CS14, 14);
+  assert_int_equal(m->chunk_log2, 14);
+  assert_int_equal(m->chunk_count, 1);
+  assert_int_equal(manifest_chunk_len(m, 0), CS14);
+  manifest_free(m);
+  tu_rmtree(dir);
+}
+
+static void test_build_one_chunk_plus_one_byte_is_two_chunks(void **state) {
+  char dir[MT_PATH_CAP];
+  (void)state;
+  mt_tmpdir(dir, sizeof(dir));
+  struct manifest *m = build_single(dir, CS14 + 1, 14);
+  assert_int_equal(m->chunk_count, 2);
+  assert_int_equal(manifest_chunk_len(m, 0), CS14);
+  assert_int_equal(manifest_chunk_len(m, 1), 1);
+  uint32_t f;
+  uint64_t off;
+  assert_err(manifest_chunk_file(m, 1, &f, &off), 0);
+  assert_int_equal(f, 0);
+  assert_int_equal(off, CS14);
+  /* The two chunks hash differently, so each hash is really its own. */
+  assert_memory_not_equal(m->hashes, m->hashes + MANIFEST_HASH_BYTES,
+                          MANIFEST_HASH_BYTES);
+  manifest_free(m);
+  tu_rmtree(dir);
+}
+
+static void test_build_refuses_bad_chunk_log2_option(void **state) {
+  char dir[MT_PATH_CAP];
+  char path[MT_PATH_CAP];
+  const unsigned bad[] = {1, 13, 25, 256 + 14};
+  (void)state;
+  mt_tmpdir(dir, sizeof(dir));
+  mt_write_filled(dir, "f", 10, 1);
+  tu_path(path, sizeof(path), dir, "f");
+  for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+    struct manifest_build_opts o = {.chunk_log2 = bad[i]};
+    struct manifest *m = (struct manifest *)&m;
+    assert_err(manifest_build(path, &g_pub, &o, &m), SHOAL_EINVAL);
+    assert_null(m);
+  }
+  /* Both ends of the range are accepted. */
+  for (unsigned l = MANIFEST_CHUNK_LOG2_MIN; l <= MANIFEST_CHUNK_LOG2_MAX;
+       l += MANIFEST_CHUNK_LOG2_MAX - MANIFEST_CHUNK_LOG2_MIN) {
+    struct manifest_build_opts o = {.chunk_log2 = l};
+    struct manifest *m = mt_build(path, &g_pub, &o);
+    assert_int_equal(m->chunk_log2, l);
+    manifest_free(m);
+  }
+  tu_rmtree(dir);
+}
+
+static void test_build_without_opts_works(void **state) {
+  char dir[MT_PATH_CAP];
+  char path[MT_PATH_CAP];
+  (void)state;
+  mt_tmpdir(dir, sizeof(dir));
+  mt_write_filled(dir, "top/a", 3000, 1);
+  tu_path(path, sizeof(path), dir, "top");
+  struct manifest *m = mt_build(path, &g_pub, NULL);
+  assert_int_equal(m->kind, MANIFEST_KIND_FOLDER);
+  assert_int_equal(m->file_count, 1);
+  check_chunks_against_disk(m);
+  manifest_free(m);
+  tu_rmtree(dir);
+}
+
+/* ---------------------------------------------------------------------- */
+/* Building from a folder. */
+
+static void
+test_build_folder_records_files_sorted_and_skips_specials(void **state) {
+  char dir[MT_PATH_CAP];
+  char top[MT_PATH_CAP];
+  struct manifest_build_opts o;
+  struct rec r;
+  (void)state;
+  mt_tmpdir(dir, sizeof(dir));
+  mt_make_tree(dir);
+  tu_path(top, sizeof(top), dir, "top");
+  rec_opts(&o, &r);
+  o.chunk_log2 = 14;
+  struct manifest *m = mt_build(top, &g_pub, &o);
+
+  assert_int_equal(m->kind, MANIFEST_KIND_FOLDER);
+  assert_string_equal(m->name, "top");
+  assert_string_equal(m->local_root, dir);
+  /* Segment-wise order: "top/d/x" sorts before "top/d-e" although '-' is
+   * below '/' in ASCII. */
+  static const uint64_t sizes[] = {1, 0, 100, 20000, 40000};
+  static const uint32_t first[] = {0, 1, 1, 2, 4};
+  static const uint32_t count[] = {1, 0, 1, 2, 3};
+  assert_int_equal(m->file_count, 5);
+  uint64_t total = 0;
+  for (uint32_t i = 0; i < 5; i++) {
+    assert_string_equal(m->files[i].path, mt_tree_paths[i]);
+    assert_int_equal(m->files[i].size, sizes[i]);
+    assert_int_equal(m->files[i].first_chunk, first[i]);
+    assert_int_equal(m->files[i].chunk_count, count[i]);
+    /* The one executable file, and every file's modification time. */
+    assert_int_equal(m->files[i].mode, i == 3 ? MANIFEST_MODE_EXEC : 0);
+    assert_int_equal(m->files[i].mtime_sec, mt_tree_mtime(i));
+    assert_int_equal(m->files[i].mtime_nsec, mt_tree_nsec(i));
+    total += sizes[i];
+  }
+  assert_int_equal(m->total_size, total);
+  assert_int_equal(m->chunk_count, 7);
+  check_chunks_against_disk(m);
+  /* The empty folders, in canonical order: "top/nest" holds only an empty
+   * folder and is implied by it; "top/lonely" is empty once its symlink
+   * is left out. */
+  assert_int_equal(m->folder_count, 3);
+  for (uint32_t i = 0; i < 3; i++) {
+    assert_string_equal(m->folders[i], mt_tree_folders[i]);
+  }
+
+  /* The symlinks, the fifo and the unsafe name were reported, each once
+   * with a reason. */
+  assert_int_equal(r.skips, 4);
+  const char *const skipped[] = {"top/link", "top/lonely/l", "top/fifo",
+                                 "top/back\\slash"};
+  for (size_t i = 0; i < 4; i++) {
+    int k = rec_find_skip(&r, skipped[i]);
+    if (k < 0) {
+      print_error("not reported as skipped: %s\n", skipped[i]);
+    }
+    assert_true(k >= 0);
+    assert_true(strlen(r.skip_why[k]) > 0);
+  }
+  /* A program that reports these (shoal-peer's --json events) gets the
+   * path and a reason from a fixed set that tells the kinds apart. */
+  assert_string_equal(r.skip_why[rec_find_skip(&r, "top/link")],
+                      MANIFEST_BUILD_SKIP_SYMLINK);
+  assert_string_equal(r.skip_why[rec_find_skip(&r, "top/lonely/l")],
+                      MANIFEST_BUILD_SKIP_SYMLINK);
+  assert_string_equal(r.skip_why[rec_find_skip(&r, "top/fifo")],
+                      MANIFEST_BUILD_SKIP_SPECIAL);
+  assert_string_equal(r.skip_why[rec_find_skip(&r, "top/back\\slash")],
+                      MANIFEST_BUILD_SKIP_UNSAFE_NAME);
+  /* Progress reached the total exactly, never going back. */
+  assert_true(r.progress_calls > 0);
+  assert_false(r.went_backwards);
+  assert_false(r.total_changed);
+  assert_int_equal(r.last_done, total);
+  assert_int_equal(r.last_total, total);
+
+  /* Whatever the builder makes, the decoder accepts. */
+  assert_err(mt_decode_copy(m->encoded, m->encoded_len), 0);
+  manifest_free(m);
+  tu_rmtree(dir);
+}
+
+static void test_build_trailing_slash_names_the_folder(void **state) {
+  char dir[MT_PATH_CAP];
+  char top[MT_PATH_CAP];
+  (void)state;
+  mt_tmpdir(dir, sizeof(dir));
+  mt_write_filled(dir, "top/f", 10, 1);
+  tu_path(top, sizeof(top), dir, "top/");
+  struct manifest *m = mt_build(top, &g_pub, NULL);
+  assert_string_equal(m->name, "top");
+  assert_string_equal(m->files[0].path, "top/f");
+  manifest_free(m);
+  tu_rmtree(dir);
+}
+
+static void test_build_folder_of_empty_folders_lists_the_deepest(void **state) {
+  char dir[MT_PATH_CAP];
+  char top[MT_PATH_CAP];
+  (void)state;
+  mt_tmpdir(dir, sizeof(dir));
+  mt_mkdir(dir, "top");
+  mt_mkdir(dir, "top/sub");
+  mt_mkdir(dir, "top/a");
+  mt_mkdir(dir, "top/a/b");
+  mt_mkdir(dir, "top/a/c");
+  tu_path(top, sizeof(top), dir, "top");
+  struct manifest *m = mt_build(top, &g_pub, NULL);
+  assert_int_equal(m->kind, MANIFEST_KIND_FOLDER);
+  assert_int_equal(m->file_count, 0);
+  assert_int_equal(m->chunk_count, 0);
+  assert_int_equal(m->total_size, 0);
+  /* "top/a" holds only empty folders: they imply it. */
+  assert_int_equal(m->folder_count, 3);
+  assert_string_equal(m->folders[0], "top/a/b");
+  assert_string_equal(m->folders[1], "top/a/c");
+  assert_string_equal(m->folders[2], "top/sub");
+  assert_err(mt_decode_copy(m->encoded, m->encoded_len), 0);
+  manifest_free(m);
+
+  /* A folder with nothing in it at all: no files and no folders. */
+  mt_mkdir(dir, "bare");
+  tu_path(top, sizeof(top), dir, "bare");
+  m = mt_build(top, &g_pub, NULL);
+  assert_int_equal(m->file_count, 0);
+  assert_int_equal(m->folder_count, 0);
+  assert_err(mt_decode_copy(m->encoded, m->encoded_len), 0);
+  manifest_free(m);
+  tu_rmtree(dir);
+}
+
+static void test_build_records_the_executable_bit_and_mtime(void **state) {
+  char dir[MT_PATH_CAP];
+  char top[MT_PATH_CAP];
+  /* The owner's execute bit makes a file executable; nothing else does,
+   * and the special bits are not recorded at all. */
+  static const struct {
+    const char *path;
+    mode_t mode;
+    uint8_t want;
+  } files[] = {
+      {"top/a", 0644, 0},
+      {"top/b", 0755, MANIFEST_MODE_EXEC},
+      {"top/c", 0700, MANIFEST_MODE_EXEC},
+      {"top/d", 0744, MANIFEST_MODE_EXEC},
+      {"top/e", 0654, 0},
+      {"top/f", 0645, 0},
+      {"top/g", 04755, MANIFEST_MODE_EXEC},
+      {"top/h", 01644, 0},
+      {"top/i", 0444, 0},
+  };
+  const size_t n = sizeof(files) / sizeof(files[0]);
+  (void)state;
+  mt_tmpdir(dir, sizeof(dir));
+  for (size_t i = 0; i < n; i++) {
+    mt_write_filled(dir, files[i].path, 10 + i, i);
+    mt_set_mode(dir, files[i].path, files[i].mode);
+    mt_set_mtime(dir, files[i].path, 1234567890 + (int64_t)i,
+                 999999999 - (long)i);
+  }
+  tu_path(top, sizeof(top), dir, "top");
+  struct manifest *m = mt_build(top, &g_pub, NULL);
+  assert_int_equal(m->file_count, n);
+  for (size_t i = 0; i < n; i++) {
+    assert_string_equal(m->files[i].path, files[i].path);
+    if (m->files[i].mode != files[i].want) {
+      print_error("%s (mode %o)\n", files[i].path, (unsigned)files[i].mode);
+    }
+    assert_int_equal(m->files[i].mode, files[i].want);
+    assert_int_equal(m->files[i].mtime_sec, 1234567890 + (int64_t)i);
+    assert_int_equal(m->files[i].mtime_nsec, 999999999 - (long)i);
+  }
+  /* And a decoded manifest gives them back. */
+  struct manifest *d = NULL;
+  assert_err(manifest_decode(m->encoded, m->encoded_len, &d), 0);
+  for (size_t i = 0; i < n; i++) {
+    assert_int_equal(d->files[i].mode, m->files[i].mode);
+    assert_int_equal(d->files[i].mtime_sec, m->files[i].mtime_sec);
+    assert_int_equal(d->files[i].mtime_nsec, m->files[i].mtime_nsec);
+  }
+  manifest_free(d);
+  manifest_free(m);
+
+  /* A single-file content carries them too. */
+  char p[MT_PATH_CAP];
+  tu_path(p, sizeof(p), dir, "top/b");
+  m = mt_build(p, &g_pub, NULL);
+  assert_int_equal(m->kind, MANIFEST_KIND_FILE);
+  assert_int_equal(m->files[0].mode, MANIFEST_MODE_EXEC);
+  assert_int_equal(m->files[0].mtime_sec, 1234567891);
+  assert_int_equal(m->files[0].mtime_nsec, 999999998);
+  manifest_free(m);
+  tu_rmtree(dir);
+}
+
+static void
+test_build_refuses_special_file_and_unsafe_name_at_top(void **state) {
+  char dir[MT_PATH_CAP];
+  char p[MT_PATH_CAP];
+  char err_path[MT_PATH_CAP];
+  struct manifest_build_opts o = {.err_path = err_path,
+                                  .err_path_cap = sizeof(err_path)};
+  struct manifest *m = NULL;
+  (void)state;
+  mt_tmpdir(dir, sizeof(dir));
+  tu_path(p, sizeof(p), dir, "pipe");
+  assert_int_equal(mkfifo(p, 0644), 0);
+  err_path[0] = '\0';
+  assert_err(manifest_build(p, &g_pub, &o, &m), SHOAL_EPATH);
+  assert_null(m);
+  assert_string_equal(err_path, p);
+
+  mt_write_filled(dir, "bad\\name", 4, 1);
+  tu_path(p, sizeof(p), dir, "bad\\name");
+  err_path[0] = '\0';
+  assert_err(manifest_build(p, &g_pub, &o, &m), SHOAL_EPATH);
+  assert_null(m);
+  assert_string_equal(err_path, p);
+  tu_rmtree(dir);
+}
+
+/* Writes top/d/d/.../d/f with `folders` folders "d" below top, and the
+ * relative path of the deepest folder into rel. */
+static void make_nested(const char *dir, unsigned folders, char *rel,
+                        size_t cap) {
+  size_t n = (size_t)snprintf(rel, cap, "top");
+  for (unsigned i = 0; i < folders; i++) {
+    n += (size_t)snprintf(rel + n, cap - n, "/d");
+  }
+  char file[MT_PATH_CAP];
+  assert_true(n + 3 <= sizeof(file));
+  memcpy(file, rel, n);
+  memcpy(file + n, "/f", 3);
+  mt_write_filled(dir, file, 10, folders);
+}
+
+static void
+test_build_refuses_folders_nested_deeper_than_the_limit(void **state) {
+  char dir[MT_PATH_CAP];
+  char top[MT_PATH_CAP];
+  char rel[MT_PATH_CAP];
+  char err_path[MT_PATH_CAP];
+  struct manifest_build_opts o = {.err_path = err_path,
+                                  .err_path_cap = sizeof(err_path)};
+  (void)state;
+  /* MANIFEST_MAX_DEPTH - 1 folders below the name: the file's path has
+   * MANIFEST_MAX_DEPTH + 1 segments, the most a decoder accepts. */
+  mt_tmpdir(dir, sizeof(dir));
+  make_nested(dir, MANIFEST_MAX_DEPTH - 1, rel, sizeof(rel));
+  tu_path(top, sizeof(top), dir, "top");
+  struct manifest *m = mt_build(top, &g_pub, &o);
+  assert_int_equal(m->file_count, 1);
+  assert_err(mt_decode_copy(m->encoded, m->encoded_len), 0);
+  manifest_free(m);
+  tu_rmtree(dir);
+
+  /* One folder more is refused, naming the folder that is too deep. */
+  mt_tmpdir(dir, sizeof(dir));
+  make_nested(dir, MANIFEST_MAX_DEPTH, rel, sizeof(rel));
+  tu_path(top, sizeof(top), dir, "top");
+  err_path[0] = '\0';
+  m = (struct manifest *)&m;
+  assert_err(manifest_build(top, &g_pub, &o, &m), SHOAL_ETOOBIG);
+  assert_null(m);
+  size_t a = strlen(err_path);
+  size_t b = strlen(rel);
+  if (a < b || strcmp(err_path + a - b, rel) != 0) {
+    print_error("err_path %s does not end with %s\n", err_path, rel);
+    fail();
+  }
+  tu_rmtree(dir);
+}
+
+static void test_build_nonexistent_path_is_ENOENT_with_err_path(void **state) {
+  char dir[MT_PATH_CAP];
+  char p[MT_PATH_CAP];
+  char err_path[MT_PATH_CAP];
+  (void)state;
+  mt_tmpdir(dir, sizeof(dir));
+  tu_path(p, sizeof(p), dir, "missing/thing");
+  for (unsigned threads = 0; threads <= 2; threads += 2) {
+    struct manifest_build_opts o = {.threads = threads,
+                                    .err_path = err_path,
+                                    .err_path_cap = sizeof(err_path)};
+    struct manifest *m = (struct manifest *)&m;
+    err_path[0] = '\0';
+    assert_err(manifest_build(p, &g_pub, &o, &m), UV_ENOENT);
+    assert_null(m);
+    assert_string_equal(err_path, p);
+  }
+  /* On a caller's loop the error comes back at once and cb never runs. */
+  uv_loop_t loop;
+  struct done_rec d = {0};
+  struct manifest_builder *b = (struct manifest_builder *)&b;
+  struct manifest_build_opts o = {.err_path = err_path,
+                                  .err_path_cap = sizeof(err_path)};
+  err_path[0] = '\0';
+  assert_int_equal(uv_loop_init(&loop), 0);
+  assert_err(manifest_build_start(&loop, p, &g_pub, &o, on_built, &d, &b),
+             UV_ENOENT);
+  assert_null(b);
+  assert_string_equal(err_path, p);
+  assert_int_equal(uv_run(&loop, UV_RUN_DEFAULT), 0);
+  assert_int_equal(d.calls, 0);
+  assert_int_equal(uv_loop_close(&loop), 0);
+  tu_rmtree(dir);
+}
+
+/* ---------------------------------------------------------------------- */
+/* Content IDs. */
+
+static void test_same_content_gives_same_id_whatever_the_threads(void **state) {
+  char dir1[MT_PATH_CAP];
+  char dir2[MT_PATH_CAP];
+  char top1[MT_PATH_CAP];
+  char top2[MT_PATH_CAP];
+  (void)state;
+  mt_tmpdir(dir1, sizeof(dir1));
+  mt_tmpdir(dir2, sizeof(dir2));
+  mt_make_tree(dir1);
+  mt_make_tree(dir2); /* the same content in another place, made later */
+  tu_path(top1, sizeof(top1), dir1, "top");
+  tu_path(top2, sizeof(top2), dir2, "top");
+
+  struct manifest_build_opts o0 = {.threads = 0};
+  struct manifest_build_opts o2 = {.threads = 2};
+  struct manifest *a = mt_build(top1, &g_pub, &o0);
+  struct manifest *b = mt_build(top1, &g_pub, &o0);
+  struct manifest *c = mt_build(top1, &g_pub, &o2);
+  struct manifest *d = mt_build(top2, &g_pub, &o2);
+  assert_same_bytes(a, b);
+  assert_same_bytes(a, c);
+  assert_same_bytes(a, d);
+
+  /* One changed byte changes the ID. */
+  uint8_t x[100];
+  tu_fill(x, sizeof(x), 3);
+  x[42] ^= 0x80;
+  tu_write_file(dir2, "top/d/x", x, sizeof(x));
+  mt_set_mtime(dir2, "top/d/x", mt_tree_mtime(2), mt_tree_nsec(2));
+  struct manifest *e = mt_build(top2, &g_pub, &o0);
+  assert_memory_not_equal(a->id, e->id, MANIFEST_ID_BYTES);
+  /* "top/d/x" is chunk 1; only its hash changed. */
+  assert_memory_equal(a->hashes, e->hashes, MANIFEST_HASH_BYTES);
+  assert_memory_not_equal(a->hashes + MANIFEST_HASH_BYTES,
+                          e->hashes + MANIFEST_HASH_BYTES, MANIFEST_HASH_BYTES);
+  assert_memory_equal(a->hashes + 2 * MANIFEST_HASH_BYTES,
+                      e->hashes + 2 * MANIFEST_HASH_BYTES,
+                      (size_t)(a->chunk_count - 2) * MANIFEST_HASH_BYTES);
+
+  /* Another publisher makes another content. */
+  struct manifest *f = mt_build(top1, &g_other, &o0);
+  assert_memory_not_equal(a->id, f->id, MANIFEST_ID_BYTES);
+  assert_memory_equal(f->publisher, g_other.pk, IDENTITY_PK_BYTES);
+  assert_memory_equal(a->hashes, f->hashes,
+                      (size_t)a->chunk_count * MANIFEST_HASH_BYTES);
+
+  /* So does anything else a folder holds, with the same bytes in every
+   * file: one nanosecond of one file's modification time, one file's
+   * executable bit, one more empty folder. */
+  struct manifest *g[3];
+  mt_set_mtime(dir1, "top/z.bin", mt_tree_mtime(4), mt_tree_nsec(4) + 1);
+  g[0] = mt_build(top1, &g_pub, &o0);
+  mt_set_mtime(dir1, "top/z.bin", mt_tree_mtime(4), mt_tree_nsec(4));
+  mt_set_mode(dir1, "top/z.bin", 0744);
+  g[1] = mt_build(top1, &g_pub, &o0);
+  mt_set_mode(dir1, "top/z.bin", 0644);
+  mt_mkdir(dir1, "top/one-more");
+  g[2] = mt_build(top1, &g_pub, &o0);
+  for (int i = 0; i < 3; i++) {
+    assert_memory_not_equal(a->id, g[i]->id, MANIFEST_ID_BYTES);
+    assert_int_equal(g[i]->chunk_count, a->chunk_count);
+    assert_memory_equal(a->hashes, g[i]->hashes,
+                        (size_t)a->chunk_count * MANIFEST_HASH_BYTES);
+    manifest_free(g[i]);
+  }
+  char gone[MT_PATH_CAP];
+  tu_path(gone, sizeof(gone), dir1, "top/one-more");
+  assert_int_equal(rmdir(gone), 0);
+  struct manifest *h = mt_build(top1, &g_pub, &o0);
+  assert_same_bytes(a, h);
+  manifest_free(h);
+
+  manifest_free(a);
+  manifest_free(b);
+  manifest_free(c);
+  manifest_free(d);
+  manifest_free(e);
+  manifest_free(f);
+  tu_rmtree(dir1);
+  tu_rmtree(dir2);
+}
+
+static void
+test_thread_pool_build_of_large_file_equals_inline_build(void **state) {
+  char dir[MT_PATH_CAP];
+  char p[MT_PATH_CAP];
+  const size_t size = 20u << 20;
+  struct manifest_build_opts o0;
+  struct manifest_build_opts o2;
+  struct rec r0;
+  struct rec r2;
+  (void)state;
+  assert_true(size > 2 * MANIFEST_JOB_BYTES); /* at least three jobs */
+  mt_tmpdir(dir, sizeof(dir));
+  mt_write_filled(dir, "big.bin", size, 99);
+  tu_path(p, sizeof(p), dir, "big.bin");
+
+  rec_opts(&o0, &r0);
+  rec_opts(&o2, &r2);
+  o2.threads = 2;
+  struct manifest *a = mt_build(p, &g_pub, &o0);
+  struct manifest *b = mt_build(p, &g_pub, &o2);
+  assert_same_bytes(a, b);
+  assert_int_equal(a->chunk_log2, manifest_choose_chunk_log2(size));
+  assert_int_equal(b->chunk_count, size >> b->chunk_log2);
+
+  const struct rec *rs[2] = {&r0, &r2};
+  for (int i = 0; i < 2; i++) {
+    assert_true(rs[i]->progress_calls >= 3);
+    assert_false(rs[i]->went_backwards);
+    assert_false(rs[i]->total_changed);
+    assert_int_equal(rs[i]->last_done, size);
+    assert_int_equal(rs[i]->last_total, size);
+  }
+  check_chunks_against_disk(b);
+  manifest_free(a);
+  manifest_free(b);
+  tu_rmtree(dir);
+}
+
+/* ---------------------------------------------------------------------- */
+/* Building on the caller's loop. */
+
+/* Files in make_small_files() folders used to time changes and cancels:
+ * many more than the jobs a one-thread build keeps queued. */
+#define SMALL_FILES 8
+#define LAST_SMALL_FILE "top/f7"
+
+/* top/ with n one-kilobyte files: one hashing job per file. */
+static void make_small_files(const char *dir, unsigned n) {
+  for (unsigned i = 0; i < n; i++) {
+    char rel[64];
+    snprintf(rel, sizeof(rel), "top/f%u", i);
+    mt_write_filled(dir, rel, 1024, 100 + i);
+  }
+}
+
+static void test_build_start_calls_back_once_on_the_loop(void **state) {
+  char dir[MT_PATH_CAP];
+  char top[MT_PATH_CAP];
+  uv_loop_t loop;
+  struct done_rec d = {0};
+  struct manifest_builder *b = NULL;
+  struct manifest_build_opts o;
+  struct rec r;
+  (void)state;
+  mt_tmpdir(dir, sizeof(dir));
+  make_small_files(dir, 4);
+  tu_path(top, sizeof(top), dir, "top");
+  rec_opts(&o, &r);
+  o.threads = 2;
+
+  assert_int_equal(uv_loop_init(&loop), 0);
+  assert_err(manifest_build_start(&loop, top, &g_pub, &o, on_built, &d, &b), 0);
+  assert_non_null(b);
+  assert_int_equal(d.calls, 0); /* never inside manifest_build_start() */
+  /* The builder keeps its own copy of the options. */
+  memset(&o, 0, sizeof(o));
+  assert_int_equal(uv_run(&loop, UV_RUN_DEFAULT), 0);
+  assert_int_equal(d.calls, 1);
+  assert_err(d.status, 0);
+  assert_non_null(d.m);
+  assert_int_equal(d.m->file_count, 4);
+  assert_int_equal(r.last_done, 4 * 1024);
+
+  struct manifest *s = mt_build(top, &g_pub, NULL);
+  assert_same_bytes(d.m, s);
+  manifest_free(s);
+  manifest_free(d.m);
+  assert_int_equal(uv_loop_close(&loop), 0);
+  tu_rmtree(dir);
+}
+
+static void
+test_build_start_of_empty_content_still_calls_back_later(void **state) {
+  char dir[MT_PATH_CAP];
+  char p[MT_PATH_CAP];
+  uv_loop_t loop;
+  struct done_rec d = {0};
+  (void)state;
+  mt_tmpdir(dir, sizeof(dir));
+  tu_write_file(dir, "empty", "", 0);
+  tu_path(p, sizeof(p), dir, "empty");
+  assert_int_equal(uv_loop_init(&loop), 0);
+  assert_err(manifest_build_start(&loop, p, &g_pub, NULL, on_built, &d, NULL),
+             0);
+  assert_int_equal(d.calls, 0);
+  assert_int_equal(uv_run(&loop, UV_RUN_DEFAULT), 0);
+  assert_int_equal(d.calls, 1);
+  assert_err(d.status, 0);
+  assert_non_null(d.m);
+  assert_int_equal(d.m->chunk_count, 0);
+  manifest_free(d.m);
+  assert_int_equal(uv_loop_close(&loop), 0);
+  tu_rmtree(dir);
+}
+
+static void test_build_cancel_before_the_loop_runs_is_ECANCELED(void **state) {
+  char dir[MT_PATH_CAP];
+  char top[MT_PATH_CAP];
+  (void)state;
+  mt_tmpdir(dir, sizeof(dir));
+  make_small_files(dir, SMALL_FILES);
+  tu_path(top, sizeof(top), dir, "top");
+  /* With one thread most jobs are never queued; with many threads all are
+   * already in flight and the cancel still wins. */
+  const unsigned threads[] = {1, 16};
+  for (size_t i = 0; i < 2; i++) {
+    uv_loop_t loop;
+    struct done_rec d = {0};
+    struct manifest_builder *b = NULL;
+    struct manifest_build_opts o = {.threads = threads[i]};
+    assert_int_equal(uv_loop_init(&loop), 0);
+    assert_err(manifest_build_start(&loop, top, &g_pub, &o, on_built, &d, &b),
+               0);
+    assert_non_null(b);
+    manifest_build_cancel(b);
+    assert_int_equal(uv_run(&loop, UV_RUN_DEFAULT), 0);
+    assert_int_equal(d.calls, 1);
+    assert_err(d.status, SHOAL_ECANCELED);
+    assert_null(d.m);
+    assert_int_equal(uv_loop_close(&loop), 0);
+  }
+  tu_rmtree(dir);
+}
+
+static void test_build_cancel_midway_stops_and_calls_back_once(void **state) {
+  char dir[MT_PATH_CAP];
+  char top[MT_PATH_CAP];
+  uv_loop_t loop;
+  struct done_rec d = {0};
+  struct manifest_builder *b = NULL;
+  struct manifest_build_opts o;
+  struct rec r;
+  (void)state;
+  mt_tmpdir(dir, sizeof(dir));
+  make_small_files(dir, SMALL_FILES);
+  tu_path(top, sizeof(top), dir, "top");
+  rec_opts(&o, &r);
+  o.threads = 1;
+  assert_int_equal(uv_loop_init(&loop), 0);
+  assert_err(manifest_build_start(&loop, top, &g_pub, &o, on_built, &d, &b), 0);
+  r.cancel_on_progress = b; /* the first finished job cancels the rest */
+  assert_int_equal(uv_run(&loop, UV_RUN_DEFAULT), 0);
+  assert_int_equal(d.calls, 1);
+  assert_err(d.status, SHOAL_ECANCELED);
+  assert_null(d.m);
+  /* Jobs already queued may finish, but no new one was queued: the build
+   * stopped well before the end. */
+  assert_true(r.progress_calls >= 1);
+  assert_true(r.progress_calls < SMALL_FILES);
+  assert_true(r.last_done < r.last_total);
+  assert_int_equal(uv_loop_close(&loop), 0);
+  tu_rmtree(dir);
+}
+
+/* ---------------------------------------------------------------------- */
+/* Files that change after the scan. */
+
+static void
+test_file_grown_after_scan_is_ECHANGED_on_caller_loop(void **state) {
+  char dir[MT_PATH_CAP];
+  char top[MT_PATH_CAP];
+  char last[MT_PATH_CAP];
+  char err_path[MT_PATH_CAP];
+  uv_loop_t loop;
+  struct done_rec d = {0};
+  (void)state;
+  mt_tmpdir(dir, sizeof(dir));
+  make_small_files(dir, SMALL_FILES);
+  tu_path(top, sizeof(top), dir, "top");
+  tu_path(last, sizeof(last), dir, LAST_SMALL_FILE);
+  struct manifest_build_opts o = {
+      .threads = 1, .err_path = err_path, .err_path_cap = sizeof(err_path)};
+  err_path[0] = '\0';
+  assert_int_equal(uv_loop_init(&loop), 0);
+  assert_err(manifest_build_start(&loop, top, &g_pub, &o, on_built, &d, NULL),
+             0);
+  /* The scan is done and the last file's job is not queued yet: it opens
+   * the file after the loop runs, and sees another size. */
+  append_byte(last);
+  assert_int_equal(uv_run(&loop, UV_RUN_DEFAULT), 0);
+  assert_int_equal(d.calls, 1);
+  assert_err(d.status, SHOAL_ECHANGED);
+  assert_null(d.m);
+  assert_string_equal(err_path, last);
+  assert_int_equal(uv_loop_close(&loop), 0);
+  tu_rmtree(dir);
+}
+
+static void
+test_file_touched_after_scan_is_ECHANGED_on_caller_loop(void **state) {
+  char dir[MT_PATH_CAP];
+  char top[MT_PATH_CAP];
+  char last[MT_PATH_CAP];
+  char err_path[MT_PATH_CAP];
+  uv_loop_t loop;
+  struct done_rec d = {0};
+  (void)state;
+  mt_tmpdir(dir, sizeof(dir));
+  make_small_files(dir, SMALL_FILES);
+  tu_path(top, sizeof(top), dir, "top");
+  tu_path(last, sizeof(last), dir, LAST_SMALL_FILE);
+  struct manifest_build_opts o = {
+      .threads = 1, .err_path = err_path, .err_path_cap = sizeof(err_path)};
+  err_path[0] = '\0';
+  assert_int_equal(uv_loop_init(&loop), 0);
+  assert_err(manifest_build_start(&loop, top, &g_pub, &o, on_built, &d, NULL),
+             0);
+  set_old_mtime(last); /* same size and bytes, another mtime */
+  assert_int_equal(uv_run(&loop, UV_RUN_DEFAULT), 0);
+  assert_int_equal(d.calls, 1);
+  assert_err(d.status, SHOAL_ECHANGED);
+  assert_null(d.m);
+  assert_string_equal(err_path, last);
+  assert_int_equal(uv_loop_close(&loop), 0);
+  tu_rmtree(dir);
+}
+
+static void test_file_changed_during_blocking_build_is_ECHANGED(void **state) {
+  char dir[MT_PATH_CAP];
+  char top[MT_PATH_CAP];
+  char last[MT_PATH_CAP];
+  char err_path[MT_PATH_CAP];
+  (void)state;
+  mt_tmpdir(dir, sizeof(dir));
+  make_small_files(dir, SMALL_FILES);
+  tu_path(top, sizeof(top), dir, "top");
+  tu_path(last, sizeof(last), dir, LAST_SMALL_FILE);
+  /* Inline (threads 0) and on a private loop with one thread: the first
+   * job's progress report grows the last file before its job starts. */
+  for (unsigned threads = 0; threads <= 1; threads++) {
+    struct manifest_build_opts o;
+    struct rec r;
+    struct manifest *m = (struct manifest *)&m;
+    rec_opts(&o, &r);
+    o.threads = threads;
+    o.err_path = err_path;
+    o.err_path_cap = sizeof(err_path);
+    err_path[0] = '\0';
+    r.append_on_progress = last;
+    assert_err(manifest_build(top, &g_pub, &o, &m), SHOAL_ECHANGED);
+    assert_null(m);
+    assert_string_equal(err_path, last);
+    /* Every file but the last one was hashed. */
+    assert_int_equal(r.progress_calls, SMALL_FILES - 1);
+  }
+  tu_rmtree(dir);
+}
+
+int main(void) {
+  if (sodium_init() < 0) {
+    return 1;
+  }
+  mt_seed_key(&g_pub, 0x42);
+  mt_seed_key(&g_other, 0x17);
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_build_empty_file_has_no_chunks),
+      cmocka_unit_test(test_build_one_byte_file_is_one_short_chunk),
+      cmocka_unit_test(test_build_exactly_one_chunk),
+      cmocka_unit_test(test_build_one_chunk_plus_one_byte_is_two_chunks),
+      cmocka_unit_test(test_build_refuses_bad_chunk_log2_option),
+      cmocka_unit_test(test_build_without_opts_works),
+      cmocka_unit_test(
+          test_build_folder_records_files_sorted_and_skips_specials),
+      cmocka_unit_test(test_build_trailing_slash_names_the_folder),
+      cmocka_unit_test(test_build_folder_of_empty_folders_lists_the_deepest),
+      cmocka_unit_test(test_build_records_the_executable_bit_and_mtime),
+      cmocka_unit_test(test_build_refuses_special_file_and_unsafe_name_at_top),
+      cmocka_unit_test(test_build_refuses_folders_nested_deeper_than_the_limit),
+      cmocka_unit_test(test_build_nonexistent_path_is_ENOENT_with_err_path),
+      cmocka_unit_test(test_same_content_gives_same_id_whatever_the_threads),
+      cmocka_unit_test(
+          test_thread_pool_build_of_large_file_equals_inline_build),
+      cmocka_unit_test(test_build_start_calls_back_once_on_the_loop),
+      cmocka_unit_test(
+          test_build_start_of_empty_content_still_calls_back_later),
+      cmocka_unit_test(test_build_cancel_before_the_loop_runs_is_ECANCELED),
+      cmocka_unit_test(test_build_cancel_midway_stops_and_calls_back_once),
+      cmocka_unit_test(test_file_grown_after_scan_is_ECHANGED_on_caller_loop),
+      cmocka_unit_test(test_file_touched_after_scan_is_ECHANGED_on_caller_loop),
+      cmocka_unit_test(test_file_changed_during_blocking_build_is_ECHANGED),
+  };
+  int failed = cmocka_run_group_tests(tests, NULL, NULL);
+  identity_close(&g_pub);
+  identity_close(&g_other);
+  return failed;
+}
