@@ -199,6 +199,15 @@ $(BUILD)/bench/%: $(BUILD)/obj/bench/%.o $(LIBS)
 	@mkdir -p $(@D)
 	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(PKG_LIBS) -lm
 
+# bench/pacing drives the real binaries with the integration tests' helpers
+# for processes, the tracker, the peer wire and a fake peer (none of them
+# uses cmocka).
+BENCH_TESTLIB := $(patsubst %,$(BUILD)/obj/tests/lib/%.o,fake jsonl pclient \
+                   proc tclient testutil)
+$(BUILD)/bench/pacing: $(BUILD)/obj/bench/pacing.o $(BENCH_TESTLIB) $(LIBS)
+	@mkdir -p $(@D)
+	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(PKG_LIBS) -lm
+
 # ---------------------------------------------------------------------------
 # Tests.
 test: deps

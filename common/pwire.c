@@ -304,6 +304,30 @@ int pwire_encode(struct buf *out, const struct pwire_msg *m) {
   return buf_err(out);
 }
 
+int pwire_block_encode(uint8_t out[PWIRE_BLOCK_MSG_BYTES], uint8_t type,
+                       uint32_t chunk, uint32_t offset, uint32_t length) {
+  if ((type != PWIRE_REQUEST && type != PWIRE_CANCEL && type != PWIRE_REJECT) ||
+      length == 0 || length > PWIRE_BLOCK_BYTES) {
+    return SHOAL_EINVAL;
+  }
+  out[0] = type;
+  buf_put_be32(out + 1, chunk);
+  buf_put_be32(out + 5, offset);
+  buf_put_be32(out + 9, length);
+  return 0;
+}
+
+int pwire_data_head_encode(uint8_t out[PWIRE_DATA_HEAD_BYTES], uint32_t chunk,
+                           uint32_t offset, size_t len) {
+  if (len == 0 || len > PWIRE_BLOCK_BYTES) {
+    return SHOAL_EINVAL;
+  }
+  out[0] = PWIRE_DATA;
+  buf_put_be32(out + 1, chunk);
+  buf_put_be32(out + 5, offset);
+  return 0;
+}
+
 /* Reads the variable tail of a message: 1..max bytes, all that is left. */
 static void read_tail(struct buf_reader *r, struct pwire_msg *out, size_t max,
                       int *err) {

@@ -120,12 +120,38 @@ struct pwire_msg {
   size_t data_len;
 };
 
+/* Bytes of one chunk number in a HAVE. */
+#define PWIRE_HAVE_CHUNK_BYTES 4
+/* Bytes of a REQUEST, CANCEL or REJECT message: type, chunk, offset,
+ * length. */
+#define PWIRE_BLOCK_MSG_BYTES (1 + 4 + 4 + 4)
+/* Bytes of a DATA message before its block: type, chunk, offset. */
+#define PWIRE_DATA_HEAD_BYTES (1 + 4 + 4)
+
 /* The chunks a HAVE announces, and the i-th of them. */
 static inline size_t pwire_have_count(const struct pwire_msg *m) {
-  return m->data_len / 4;
+  return m->data_len / PWIRE_HAVE_CHUNK_BYTES;
 }
 static inline uint32_t pwire_have_chunk(const struct pwire_msg *m, size_t i) {
-  return buf_be32(m->data + 4 * i);
+  return buf_be32(m->data + PWIRE_HAVE_CHUNK_BYTES * i);
+}
+/* Writes chunk as the i-th chunk of a HAVE's payload, which the caller
+ * owns and which has room for i + 1 of them: a sender gathers the chunks
+ * it verified in the bytes the HAVE will carry (data, data_len
+ * PWIRE_HAVE_CHUNK_BYTES each). */
+static inline void pwire_have_set_chunk(uint8_t *payload, size_t i,
+                                        uint32_t chunk) {
+  buf_put_be32(payload + PWIRE_HAVE_CHUNK_BYTES * i, chunk);
+}
+
+/* Whether a have-map (the HAVE_MAP layout: chunk 0 in the high bit of byte
+ * 0) holds chunk, and marks it held. The caller checked the map's length
+ * (pwire_check_have_map) or otherwise knows chunk / 8 is inside it. */
+static inline int pwire_have_map_get(const uint8_t *map, uint32_t chunk) {
+  return (map[chunk / 8] & (0x80u >> (chunk % 8))) != 0;
+}
+static inline void pwire_have_map_set(uint8_t *map, uint32_t chunk) {
+  map[chunk / 8] |= (uint8_t)(0x80u >> (chunk % 8));
 }
 
 void pwire_eph_generate(struct pwire_eph *e);
@@ -185,6 +211,21 @@ __attribute__((warn_unused_result)) int pwire_open(struct pwire_session *s,
  * SHOAL_EINVAL for a message pwire_decode would refuse, or a buf error;
  * nothing is appended on failure. */
 int pwire_encode(struct buf *out, const struct pwire_msg *m);
+/* Writes a REQUEST, CANCEL or REJECT (type) of one block into out, the
+ * caller's PWIRE_BLOCK_MSG_BYTES, for a sender that seals messages where
+ * they lie (pwire_seal_inplace), several to a buffer. Returns 0, or
+ * SHOAL_EINVAL for another type or a length pwire_decode would refuse (0,
+ * or over PWIRE_BLOCK_BYTES); out is untouched then. */
+int pwire_block_encode(uint8_t out[PWIRE_BLOCK_MSG_BYTES], uint8_t type,
+                       uint32_t chunk, uint32_t offset, uint32_t length);
+/* Writes the head of a DATA message of a block of len bytes (type, chunk,
+ * offset) into out, the caller's PWIRE_DATA_HEAD_BYTES right before the
+ * block's bytes: a sender reads the block straight into its frame, and the
+ * head and block are then one message, PWIRE_DATA_HEAD_BYTES + len bytes,
+ * with no copy. Returns 0, or SHOAL_EINVAL for a len pwire_decode would
+ * refuse (0, or over PWIRE_BLOCK_BYTES); out is untouched then. */
+int pwire_data_head_encode(uint8_t out[PWIRE_DATA_HEAD_BYTES], uint32_t chunk,
+                           uint32_t offset, size_t len);
 /* Decodes the shape of one message; out's pointers borrow from p. Returns
  * 0, SHOAL_ETRUNC (missing fields, or no bytes where 1.. are needed),
  * SHOAL_EFORMAT (unknown type, trailing bytes, a zero length field, a

@@ -1,3 +1,5 @@
+/* Parsing command-line numbers and formatting what shoal-peer prints
+ * (fmt.h). */
 #include "peer/fmt.h"
 
 #include <assert.h>

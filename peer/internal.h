@@ -1,6 +1,8 @@
-/* The peer node's internals, shared by node.c, swarm.c and session.c.
+/* The peer core's shared structs: the node, its swarms and their sessions,
+ * with the two hook tables by which sessions and swarms call up.
  *
- * One loop thread touches all of this; nothing here is locked.
+ * Every file of the core includes this (docs/design.md, "Which way calls
+ * go"). One loop thread touches all of this; nothing here is locked.
  */
 #ifndef SHOAL_PEER_INTERNAL_H
 #define SHOAL_PEER_INTERNAL_H
@@ -16,10 +18,18 @@
 #include "common/manifest.h"
 #include "common/pwire.h"
 #include "common/replay.h"
+#include "peer/announce.h"
+#include "peer/bans.h"
+#include "peer/choker.h"
+#include "peer/fetch.h"
+#include "peer/haves.h"
+#include "peer/limits.h"
 #include "peer/node.h"
+#include "peer/partial.h"
 #include "peer/picker.h"
 #include "peer/rate.h"
 #include "peer/storage.h"
+#include "peer/suspect.h"
 #include "peer/tracker_client.h"
 
 #ifndef container_of
@@ -37,12 +47,21 @@ struct upreq {
 
 struct readreq;
 
+/* A session's state; session_set_state (session.c) alone changes it, along
+ * the table session_state_allowed holds:
+ *
+ *   CONNECTING -> HELLO_WAIT (TCP up), CLOSING
+ *   HELLO_WAIT -> OPEN (hellos done), CLOSING
+ *   OPEN       -> CLOSING
+ *
+ * A dialled session starts CONNECTING, an accepted one HELLO_WAIT. */
 enum session_state {
   SESS_CONNECTING, /* we dialled; TCP not up yet */
   SESS_HELLO_WAIT, /* waiting for the other side's hello */
   SESS_OPEN,       /* hellos done; messages flow */
-  SESS_CLOSING,
+  SESS_CLOSING,    /* uv_close called; detached from its swarm */
 };
+#define SESS_NSTATES 4
 
 struct session {
   uv_tcp_t tcp;
@@ -70,7 +89,7 @@ struct session {
   int am_choking, am_interested;
   int peer_choking, peer_interested;
   int sent_have_map;
-  unsigned have_at;  /* entries of the swarm's have_log sent to this peer */
+  unsigned have_at;  /* entries of the swarm's have-log sent to this peer */
   uint8_t *have_map; /* the remote's, raw until the manifest is known */
   size_t have_map_len;
   int have_map_checked; /* checked against the manifest, in the picker */
@@ -99,51 +118,29 @@ struct session {
   int closed;       /* uv_close done */
 };
 
-/* What we remember about a failed chunk to find who sent the bad block. */
-struct suspect {
-  struct suspect *next;
-  uint32_t chunk;
-  uint32_t nblocks;
-  uint8_t *owners; /* nblocks x IDENTITY_PK_BYTES */
-  uint8_t *hashes; /* nblocks x 32 */
-};
-
-/* A chunk being assembled from blocks. */
-struct partial {
-  struct partial *next;
-  uint32_t chunk;
-  uint32_t len;
-  uint32_t nblocks;
-  uint8_t *data;
-  uint8_t *owners; /* nblocks x IDENTITY_PK_BYTES: who sent each block */
-};
-
-struct banned {
-  struct banned *next;
-  uint8_t pk[IDENTITY_PK_BYTES];
-  unsigned strikes;
-  int banned;
-};
-
-/* A peer the tracker listed, kept to reconnect while the tracker is
- * unreachable. */
-struct known_peer {
-  uint8_t pk[IDENTITY_PK_BYTES];
-  struct sockaddr_storage addr;
-  uint64_t next_try_ms;
-  uint32_t backoff_ms;
-};
-#define SWARM_KNOWN_MAX 64
-
+/* A swarm's state; swarm_set_state (swarm.c) alone changes it, along the
+ * table swarm_state_allowed holds:
+ *
+ *   NEW       -> FETCHING (a get), SEEDING (a share)
+ *   FETCHING  -> OPENING (the manifest is verified)
+ *   OPENING   -> RUNNING (the storage is ready)
+ *   RUNNING   -> FINISHING (every chunk verified)
+ *   FINISHING -> SEEDING (in place)
+ *   any of those -> FAILED (swarm_fail), STOPPING (node_stop)
+ *
+ * FAILED and STOPPING are the ends: a failed swarm stays on the node's
+ * list, failed, until node_free. */
 enum swarm_state {
+  SW_NEW,       /* made; its storage and schedule not started */
   SW_FETCHING,  /* waiting for the manifest */
   SW_OPENING,   /* storage opening / re-checking */
   SW_RUNNING,   /* downloading */
   SW_FINISHING, /* storage_finish running */
-  SW_SEEDING,
-  SW_FAILED,
-  SW_STOPPING,
+  SW_SEEDING,   /* holds everything */
+  SW_FAILED,    /* gave up */
+  SW_STOPPING,  /* the node is stopping */
 };
+#define SW_NSTATES 8
 
 struct swarm {
   struct node *node;
@@ -159,66 +156,38 @@ struct swarm {
   struct manifest *m;
   struct storage *st;
   struct picker *pk;
-  struct tcl *tc;
-  uint8_t tracker_key[IDENTITY_PK_BYTES];
-  int have_tracker_key;
-  struct link_tracker trackers[LINK_MAX_TRACKERS];
-  unsigned ntrackers;
 
   struct session *sessions;
   unsigned nsessions;
-  struct known_peer *known; /* SWARM_KNOWN_MAX entries, lazily */
-  unsigned nknown;
-  unsigned known_next; /* the entry a new peer replaces when full */
-  int name_given;      /* name came from a link, so the manifest must match */
+  int name_given; /* name came from a link, so the manifest must match */
   uint8_t slots_used[PICKER_MAX_PEERS];
 
-  /* Manifest fetch. */
-  struct session *mf_from;
-  struct buf mf;
-  uint32_t mf_total;
-  uint64_t mf_sent_ms; /* when the last MANIFEST_REQ went out */
+  struct fetch mf; /* the manifest from a peer (fetch.c) */
 
-  /* Chunks verified since every session was last told (swarm_send_haves),
-   * as the HAVE carries them: big-endian u32s. Each session's have_at says
-   * how many of them it was sent (swarm_haves_due). */
-  uint8_t have_log[4 * NODE_HAVE_BATCH];
-  unsigned nhave_log;
-  uint64_t have_sent_ms;  /* when the last prompt HAVE went out */
-  uint64_t have_epoch_ms; /* when every session was last told */
+  /* Chunks verified since every session was last told, and when HAVEs
+   * went out (haves.c); each session's have_at says how many entries of
+   * the log it was sent. */
+  struct haves haves;
 
-  struct partial *partials;
-  struct suspect *suspects;
-  struct banned *bans;
+  struct partial *partials; /* chunks being assembled (partial.c) */
+  struct suspect *suspects; /* failed chunks' senders (suspect.c) */
+  struct ban *bans;         /* strikes and bans (bans.c) */
   unsigned puts_in_flight;
   uint64_t put_bytes; /* bytes of those chunks */
 
-  /* Tracker schedule. */
-  uv_timer_t announce_timer;
-  uv_timer_t lookup_timer;
-  int announce_busy, lookup_busy, publish_busy;
-  int published;
-  int announced_once;
-  int ever_met_tracker;
-  int ever_met_peer;
-  unsigned tracker_failures;
-  uint32_t interval_s;
-  uint32_t lookup_backoff_ms;
+  /* Tracker schedule (announce.c). */
+  struct announce an;
+
+  int ever_met_peer; /* a session of this swarm opened, ever */
   uint64_t started_ms;
   uint64_t complete_ms;
-  int stop_sent;         /* "stopped" went out (or is under way) */
-  int stop_announced;    /* ... and the tracker answered */
-  int completed_pending; /* "completed" not yet told to the tracker */
 
-  /* Choking. */
-  uint64_t last_rechoke_ms;
-  uint64_t last_optimistic_ms;
+  struct choker ch; /* its clock; the decisions are choker.c's */
 
   struct rate_meter down_meter;
   uint64_t up_bytes, down_bytes;
   uint64_t resumed_bytes;
   int refs;
-  int warned_no_peers;
   unsigned dial_failures; /* sessions we dialled that never opened */
   int warned_unreachable;
   uint64_t source_checked_ms; /* when a share's files were last checked */
@@ -229,8 +198,58 @@ struct swarm {
   uint64_t progress_have; /* verified bytes then */
 };
 
+/* What a session tells the peer above it, and asks of it: the one way
+ * session.c reaches swarm.c and node.c, which are above it (session.c calls
+ * no function of theirs). node.c fills one table for the node with their
+ * functions (node_new); each entry is named after what it is for. */
+struct session_up {
+  /* swarm.c: the swarm of the node that shares content and is neither
+   * failed nor stopping, or NULL (an accepted session's hello). */
+  struct swarm *(*find)(struct node *n, const uint8_t content[32]);
+  /* swarm.c: s joins sw; refused (SHOAL_EBUSY) beyond --max-peers. */
+  int (*attach)(struct swarm *sw, struct session *s);
+  /* swarm.c: s opened (the hellos are done). */
+  void (*opened)(struct swarm *sw, struct session *s);
+  /* swarm.c: a message from s; an error closes s. */
+  int (*message)(struct swarm *sw, struct session *s,
+                 const struct pwire_msg *m);
+  /* swarm.c: s, which we dialled, is closing before its hellos were
+   * done, for why. */
+  void (*dial_failed)(struct swarm *sw, const struct session *s,
+                      const char *why);
+  /* swarm.c: s is closing and leaves sw. */
+  void (*detach)(struct swarm *sw, struct session *s);
+  /* swarm.c: len bytes of DATA went out to s. */
+  void (*uploaded)(struct swarm *sw, struct session *s, uint32_t len);
+  /* swarm.c: a block read for a share found its file changed. */
+  void (*source_changed)(struct swarm *sw);
+  /* node.c: bytes read from a peer, charged to the download limit (which
+   * may pause every session). */
+  void (*charge_download)(struct node *n, size_t bytes);
+  /* node.c: the upload limit is short: pump every session once it has
+   * refilled. */
+  void (*pump_later)(struct node *n);
+  /* node.c: pump every session now (a node-wide read slot came free). */
+  void (*pump_all)(struct node *n);
+};
+
+/* What a swarm tells those above it: the one way swarm.c reaches
+ * announce.c and node.c (it calls no function of theirs). node.c fills it
+ * (node_new). */
+struct swarm_up {
+  /* announce.c: the swarm failed: its schedule stops and says "stopped"
+   * (announce_stop). */
+  void (*failed)(struct swarm *sw);
+  /* announce.c: the swarm completed: "completed" (announce_completed). */
+  void (*completed)(struct swarm *sw);
+  /* node.c: some HAVEs may go out in ms (the node's HAVE timer). */
+  void (*have_later)(struct node *n, uint64_t ms);
+};
+
 struct node {
   uv_loop_t *loop;
+  const struct session_up *session_up; /* how sessions call up */
+  const struct swarm_up *swarm_up;     /* how swarms call up */
   struct node_config cfg;
   char *home;
   const struct identity *id;
@@ -283,9 +302,17 @@ void session_pump_upload(struct session *s);
 void session_resume_reading(struct session *s);
 /* Sizes the socket's unsent-bytes limit to the session's send rate. */
 void session_tune_socket(struct session *s, uint64_t now);
-/* Blocks being read for the remote that must not be sent after all: the
- * one named by only (a CANCEL), or every one (only NULL: a CHOKE). */
-void session_drop_reads(struct session *s, const struct upreq *only);
+/* The remote's REQUEST m: queued to be served (and the pump started), or
+ * answered with REJECT when we choke it or lack the chunk; an error (a
+ * block outside the content, more than NODE_MAX_REMOTE_REQUESTS queued)
+ * closes the session. */
+int session_queue_request(struct session *s, const struct pwire_msg *m);
+/* The remote's CANCEL m: the request leaves the queue, and its block is
+ * not sent if it is being read. */
+void session_cancel_request(struct session *s, const struct pwire_msg *m);
+/* We choke the remote: every request it made is dropped, and no block
+ * being read for it is sent; it asks again when unchoked. */
+void session_drop_requests(struct session *s);
 void session_pause_reading(struct session *s);
 
 /* swarm.c: called by sessions. */
@@ -295,8 +322,6 @@ void swarm_detach(struct swarm *sw, struct session *s);
 void swarm_session_open(struct swarm *sw, struct session *s);
 int swarm_on_message(struct swarm *sw, struct session *s,
                      const struct pwire_msg *m);
-int swarm_is_banned(const struct swarm *sw, const uint8_t pk[32]);
-void swarm_fill_requests(struct swarm *sw, struct session *s);
 void swarm_send_haves(struct swarm *sw);
 uint64_t swarm_haves_due(struct swarm *sw, uint64_t now);
 void swarm_rechoke(struct swarm *sw, uint64_t now, int full);
@@ -304,27 +329,56 @@ void swarm_tick(struct swarm *sw, uint64_t now);
 void swarm_upload_sent(struct swarm *sw, struct session *s, uint32_t len);
 void swarm_info(const struct swarm *sw, struct node_swarm_info *out);
 /* Emits ev about sw, with the swarm's figures filled in. */
-void swarm_emit(struct swarm *sw, struct node_event *ev);
+void swarm_emit(struct swarm *sw, const struct node_event *ev);
 void swarm_storage_ready(struct swarm *sw);
 /* A session we dialled closed before its hellos were done. */
 void swarm_dial_failed(struct swarm *sw, const struct session *s,
                        const char *why);
 
-/* node.c: called by swarms. */
+/* The state tables: whether a swarm or session may go from one state to
+ * another, and the states' names for the log. */
+int swarm_state_allowed(enum swarm_state from, enum swarm_state to);
+const char *swarm_state_name(enum swarm_state s);
+int session_state_allowed(enum session_state from, enum session_state to);
+const char *session_state_name(enum session_state s);
+/* Moves sw to state to, which its table must allow from where it is (a
+ * refused move is a programmer's mistake: it asserts), and logs the move
+ * at debug level. */
+void swarm_set_state(struct swarm *sw, enum swarm_state to);
+
+/* swarm.c: a swarm's life, called by node.c. */
+/* A new swarm of n for content, in n's list; its schedule is not made
+ * yet (announce_init). Returns NULL without memory. */
+struct swarm *swarm_new(struct node *n, const uint8_t content[32]);
+/* Opens a share's storage over its manifest's files and seeds; fails the
+ * swarm (and returns the error) when they cannot be opened. */
+int swarm_open_source(struct swarm *sw);
+/* A get starts from the manifest saved under manifests/ when there is
+ * one. */
+void swarm_load_manifest(struct swarm *sw);
+/* Frees what node_free finds of a swarm once every handle is closed. */
+void swarm_free(struct swarm *sw);
+/* The manifest is verified (fetched or loaded): open the storage. */
 void swarm_manifest_ready(struct swarm *sw);
 /* A shared file changed (storage_source_change says how): the content is
  * no longer served. */
 void swarm_source_changed(struct swarm *sw);
+/* Gives up on the swarm: "stopped" to its trackers, its sessions closed,
+ * NODE_EV_FAILED with code and msg (borrowed for the call). */
 void swarm_fail(struct swarm *sw, int code, const char *msg);
-void swarm_completed(struct swarm *sw);
 
-/* node.c */
-uint64_t node_now(const struct node *n);
-void node_emit(struct node *n, const struct node_event *ev);
-void node_pump(struct node *n);
-void node_have_later(struct node *n, uint64_t ms);
-void node_pump_now(struct node *n);
-void node_charge_download(struct node *n, size_t bytes);
-uint64_t node_next_seq(struct node *n);
+/* The node's data as everyone below it reads it: its clock, the sequence
+ * numbers of hellos and tracker requests, and its one event callback. */
+static inline uint64_t node_now(const struct node *n) {
+  return uv_now(n->loop);
+}
+static inline uint64_t node_next_seq(struct node *n) {
+  return n->seq++;
+}
+static inline void node_emit(struct node *n, const struct node_event *ev) {
+  if (n->cb != NULL) {
+    n->cb(n->cb_arg, ev);
+  }
+}
 
 #endif

@@ -57,8 +57,8 @@ struct app {
   int signalled;
   uint64_t start_ms;
   uv_signal_t sigint, sigterm, sigwinch;
-  int signals_on; /* the three are initialised and not yet closed */
-  struct tcl *tc; /* search */
+  int signals_on;            /* the three are initialised and not yet closed */
+  struct tracker_client *tc; /* search */
   unsigned search_tries;
 };
 
@@ -142,7 +142,7 @@ static void on_node_stopped(void *arg) {
 static void stop_node(struct app *a) {
   if (a->tc != NULL) {
     /* A search: its callback comes now, with SHOAL_ECANCELED. */
-    tcl_close(a->tc);
+    tracker_client_close(a->tc);
     return;
   }
   if (a->node == NULL) {
@@ -290,22 +290,23 @@ static void print_result(struct app *a, const struct tmsg_result *x,
   report_search_result(&a->report, x, link);
 }
 
-static void on_search(void *arg, int status, const struct tcl_reply *r) {
+static void on_search(void *arg, int status,
+                      const struct tracker_client_reply *r) {
   struct app *a = arg;
-  char msg[TCL_DESCRIBE_BYTES];
+  char msg[TRACKER_CLIENT_DESCRIBE_BYTES];
   if (status == SHOAL_ECANCELED && a->signalled) {
     /* Stopped by a signal: its exit status says so, nothing more. */
   } else if (status != 0 && (r == NULL || r->type != TMSG_ERROR) &&
              ++a->search_tries < a->cli.ntrackers &&
-             tcl_search(a->tc, &a->cli.query, on_search, a) == 0) {
+             tracker_client_search(a->tc, &a->cli.query, on_search, a) == 0) {
     /* The client moved on to the next tracker: ask it. */
     return;
   } else if (status != 0) {
-    tcl_describe(a->tc, status, r, msg, sizeof(msg));
+    tracker_client_describe(a->tc, status, r, msg, sizeof(msg));
     report_error(&a->report, status, msg);
     a->exit_code = 1;
   } else {
-    const uint8_t *key = tcl_key(a->tc);
+    const uint8_t *key = tracker_client_key(a->tc);
     report_search_begin(&a->report, r->u.search.count);
     for (unsigned i = 0; i < r->u.search.count; i++) {
       print_result(a, &r->u.search.results[i], key);
@@ -313,7 +314,7 @@ static void on_search(void *arg, int status, const struct tcl_reply *r) {
     a->exit_code = 0;
   }
   a->finished = 1;
-  tcl_close(a->tc);
+  tracker_client_close(a->tc);
   a->tc = NULL;
   close_signals(a);
 }
@@ -353,7 +354,7 @@ static void start_signals(struct app *a) {
 }
 
 static int run_search(struct app *a) {
-  struct tcl_config tc;
+  struct tracker_client_config tc;
   uint64_t seq = clock_wall_ms() * 1000;
   memset(&tc, 0, sizeof(tc));
   tc.loop = &a->loop;
@@ -362,10 +363,10 @@ static int run_search(struct app *a) {
   tc.ntrackers = a->cli.ntrackers;
   tc.tracker_key = a->cli.have_key ? a->cli.tracker_key : NULL;
   tc.seq = &seq;
-  if (tcl_new(&a->tc, &tc) != 0 ||
-      tcl_search(a->tc, &a->cli.query, on_search, a) != 0) {
+  if (tracker_client_new(&a->tc, &tc) != 0 ||
+      tracker_client_search(a->tc, &a->cli.query, on_search, a) != 0) {
     report_error(&a->report, SHOAL_ENOMEM, "cannot start the search");
-    tcl_close(a->tc);
+    tracker_client_close(a->tc);
     a->tc = NULL;
     close_signals(a);
     a->exit_code = 1;

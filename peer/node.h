@@ -24,50 +24,11 @@
 #include "common/identity.h"
 #include "common/link.h"
 #include "common/manifest.h"
+#include "peer/node_event.h"
 
+/* A swarm's sessions when the configuration says 0 (--max-peers). The
+ * limits the node keeps are in peer/limits.h. */
 #define NODE_DEFAULT_MAX_PEERS 50
-#define NODE_UPLOAD_SLOTS 4          /* regular unchoke slots per swarm */
-#define NODE_SEED_SLOTS 16           /* a seeder's slots per swarm */
-#define NODE_RECHOKE_MS 10000u       /* tit-for-tat round */
-#define NODE_SEED_RECHOKE_MS 2000u   /* a seeder's round */
-#define NODE_OPTIMISTIC_MS 30000u    /* optimistic unchoke rotation */
-#define NODE_PIPELINE 64             /* block requests in flight per peer */
-#define NODE_MAX_REMOTE_REQUESTS 128 /* a peer's requests we queue */
-#define NODE_REQUEST_TIMEOUT_MS 10000u
-#define NODE_REQUEST_TIMEOUT_MAX_MS 120000u /* however slow the peer */
-#define NODE_PIPELINE_MIN 4     /* requests beyond a peer's rate's worth */
-#define NODE_PIPELINE_MS 1000u  /* requests in flight: this much of its rate */
-#define NODE_HAVE_MS 100u       /* verified chunks gathered into one HAVE */
-#define NODE_HAVE_SLOW_MS 1000u /* ... for peers that cannot use them yet */
-#define NODE_HAVE_BATCH 256     /* ... and at most this many */
-#define NODE_KEEPALIVE_MS 30000u
-#define NODE_IDLE_MS 120000u    /* a silent session is closed */
-#define NODE_HELLO_MS 10000u    /* hellos must be done by then */
-#define NODE_STRIKES_BAN 3      /* failed chunks, sole source, to ban */
-#define NODE_STOP_MS 2000u      /* "stopped" announces may take this */
-#define NODE_NO_PEERS_MS 60000u /* get gives up when no peer appears */
-#define NODE_TRACKER_TRIES 3    /* get gives up on trackers never met */
-#define NODE_MAX_PENDING 64     /* accepted sessions before hello */
-#define NODE_READS_IN_FLIGHT 8  /* block reads per peer at once */
-#define NODE_READS_MAX 32       /* block reads of the node at once */
-#define NODE_MAX_PUT_BYTES                                                     \
-  (16u << 20) /* chunk bytes waiting for hash and write */
-/* Unsent upload bytes a session keeps queued, in its socket buffer and in
- * libuv's queue each: about NODE_QUEUE_MS of its send rate, within these
- * bounds, so that a REQUEST, CANCEL or CHOKE never waits long behind DATA
- * on a slow link while a fast one keeps its pipe full. */
-#define NODE_QUEUE_MS 100u
-#define NODE_QUEUE_MIN (32u << 10)
-#define NODE_WRITE_QUEUE_MAX (1u << 20)  /* bytes queued before uploads wait */
-#define NODE_SEND_BUFFER_MAX (4u << 20)  /* a socket's send buffer, at most */
-#define NODE_WRITE_QUEUE_HARD (8u << 20) /* past this the peer is closed */
-#define NODE_REJECTS_CLOSE                                                     \
-  128                              /* rejects in a row while unchoked:         \
-                                      it cannot serve */
-#define NODE_STALL_WARN_MS 60000u  /* no progress for this long: say so */
-#define NODE_DIAL_WARN 3           /* dials failed, no peer ever met: say so */
-#define NODE_SOURCE_CHECK_MS 5000u /* shared files' size and time checked */
-#define NODE_NO_SOURCE_MS 5000u    /* chunks nobody connected has: say so */
 
 enum node_mode {
   NODE_MODE_P2P = 0,
@@ -84,49 +45,6 @@ struct node_config {
   enum node_mode mode;
   unsigned interval_cap_s; /* 0: follow the tracker */
 };
-
-enum node_event_type {
-  NODE_EV_LISTENING, /* port */
-  NODE_EV_TRACKER,   /* key: a tracker's key, learned on first contact */
-  NODE_EV_HASHING,   /* done, total (sharing) */
-  NODE_EV_SHARED,    /* swarm published; link */
-  NODE_EV_MANIFEST,  /* manifest fetched and storage ready; resumed */
-  NODE_EV_PROGRESS,  /* periodic, per swarm */
-  NODE_EV_COMPLETE,  /* every chunk verified and in place; path */
-  NODE_EV_BANNED,    /* peer, reason */
-  NODE_EV_WARNING,   /* message: something the user should know */
-  NODE_EV_FAILED,    /* a swarm cannot go on: code, message */
-};
-
-struct node_swarm_info {
-  const uint8_t *content; /* 32 bytes */
-  const char *name;
-  uint64_t total; /* 0 until the manifest is known */
-  uint64_t have;  /* verified bytes */
-  uint32_t chunks;
-  uint64_t rate;  /* download bytes a second, recent */
-  unsigned peers; /* open sessions */
-  unsigned seeders;
-  uint64_t uploaded;   /* DATA payload bytes this swarm sent */
-  uint64_t downloaded; /* DATA payload bytes this swarm received */
-  int seeding;
-};
-
-struct node_event {
-  enum node_event_type type;
-  const struct node_swarm_info *swarm; /* NULL for node-wide events */
-  uint16_t port;
-  const uint8_t *key;   /* NODE_EV_TRACKER, NODE_EV_BANNED: 32 bytes */
-  const char *link;     /* NODE_EV_SHARED */
-  const char *path;     /* NODE_EV_COMPLETE */
-  const char *message;  /* NODE_EV_BANNED reason, WARNING, FAILED */
-  int code;             /* NODE_EV_FAILED */
-  uint64_t done, total; /* NODE_EV_HASHING */
-  uint64_t resumed;     /* NODE_EV_MANIFEST */
-  double seconds;       /* NODE_EV_COMPLETE */
-};
-
-typedef void (*node_event_cb)(void *arg, const struct node_event *ev);
 
 struct node;
 

@@ -1,3 +1,5 @@
+/* Token buckets and sliding-window meters for the peer's transfers
+ * (rate.h). */
 #include "peer/rate.h"
 
 #include <assert.h>

@@ -1,8 +1,10 @@
 /* A session: one TCP connection to another peer, for one content.
  *
  * Life of a session: connect (or accept), hellos, then encrypted messages
- * until either side closes. The session owns the socket and the framing and
- * crypto; what a message means for the swarm is swarm.c's business.
+ * until either side closes; session_set_state alone moves it through those
+ * states. The session owns the socket, the framing and the crypto, and
+ * serves the remote's requests (the upload pump); what a message means for
+ * the swarm is swarm.c's business, reached only through struct session_up.
  *
  * A session is freed only from its close callback, once no storage read
  * points at it (refs), so callbacks never see a freed session.
@@ -20,6 +22,7 @@
 #include "common/log.h"
 #include "common/textid.h"
 #include "peer/internal.h"
+#include "peer/pacing.h"
 
 /* A hello frame is ENVELOPE_OVERHEAD + PWIRE_HELLO_PAYLOAD_BYTES bytes. */
 #define SESSION_HELLO_FRAME_MAX 1024u
@@ -37,7 +40,45 @@ struct wreq {
 
 static void on_read(uv_stream_t *h, ssize_t nread, const uv_buf_t *b);
 
-static struct session *session_new(struct node *n) {
+/* ------------------------------------------------------------------------ */
+/* States */
+
+static const char *const session_state_names[SESS_NSTATES] = {
+    "connecting", "hello_wait", "open", "closing"};
+
+/* Where each state may go: a bit per state. */
+static const unsigned session_moves[SESS_NSTATES] = {
+    [SESS_CONNECTING] = 1u << SESS_HELLO_WAIT | 1u << SESS_CLOSING,
+    [SESS_HELLO_WAIT] = 1u << SESS_OPEN | 1u << SESS_CLOSING,
+    [SESS_OPEN] = 1u << SESS_CLOSING,
+    [SESS_CLOSING] = 0,
+};
+
+int session_state_allowed(enum session_state from, enum session_state to) {
+  return (unsigned)from < SESS_NSTATES && (unsigned)to < SESS_NSTATES &&
+         (session_moves[from] & (1u << to)) != 0;
+}
+
+const char *session_state_name(enum session_state st) {
+  return (unsigned)st < SESS_NSTATES ? session_state_names[st] : "?";
+}
+
+/* The one place a session's state changes: checked against the table
+ * (a refused move is a programmer's mistake), logged at debug level. */
+static void session_set_state(struct session *s, enum session_state to) {
+  assert(session_state_allowed(s->state, to));
+  log_debug("peer", "session %s %s: %s -> %s", s->addr_text,
+            s->remote_short[0] != '\0' ? s->remote_short : "-",
+            session_state_name(s->state), session_state_name(to));
+  s->state = to;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Making and freeing */
+
+/* A session of n that starts in state initial: SESS_CONNECTING when we
+ * dial, SESS_HELLO_WAIT when we accepted. */
+static struct session *session_new(struct node *n, enum session_state initial) {
   struct session *s = calloc(1, sizeof(*s));
   if (s == NULL) {
     return NULL;
@@ -46,7 +87,7 @@ static struct session *session_new(struct node *n) {
   s->slot = -1;
   s->am_choking = 1;
   s->peer_choking = 1;
-  s->state = SESS_HELLO_WAIT;
+  s->state = initial;
   s->started_ms = node_now(n);
   s->last_recv_ms = s->started_ms;
   s->last_send_ms = s->started_ms;
@@ -114,11 +155,11 @@ void session_close(struct session *s, const char *why) {
   log_info("peer", "session %s %s closed: %s", s->addr_text,
            s->remote_short[0] != '\0' ? s->remote_short : "-", why);
   if (s->sw != NULL && s->initiator && s->state != SESS_OPEN) {
-    swarm_dial_failed(s->sw, s, why);
+    n->session_up->dial_failed(s->sw, s, why);
   }
-  s->state = SESS_CLOSING;
+  session_set_state(s, SESS_CLOSING);
   if (s->sw != NULL) {
-    swarm_detach(s->sw, s);
+    n->session_up->detach(s->sw, s);
   } else if (s->pprev != NULL) {
     *s->pprev = s->next;
     if (s->next != NULL) {
@@ -260,8 +301,7 @@ int session_send_requests(struct session *s, const struct picker_block *b,
    * out in one write: one system call and one wake-up of the other side
    * for a batch instead of one each. */
   enum {
-    REQ_PLAIN = 1 + 4 + 4 + 4,
-    REQ_FRAME = FRAME_HEADER_BYTES + REQ_PLAIN + PWIRE_TAG_BYTES
+    REQ_FRAME = FRAME_HEADER_BYTES + PWIRE_BLOCK_MSG_BYTES + PWIRE_TAG_BYTES
   };
   struct wreq *w;
   int err;
@@ -275,17 +315,22 @@ int session_send_requests(struct session *s, const struct picker_block *b,
   for (unsigned i = 0; i < n; i++) {
     uint8_t *f = w->data + (size_t)i * REQ_FRAME;
     uint8_t *msg = f + FRAME_HEADER_BYTES;
-    msg[0] = PWIRE_REQUEST;
-    buf_put_be32(msg + 1, b[i].chunk);
-    buf_put_be32(msg + 5, b[i].offset);
-    buf_put_be32(msg + 9, b[i].length);
-    err = pwire_seal_inplace(&s->ps, msg, REQ_PLAIN);
+    err = pwire_block_encode(msg, PWIRE_REQUEST, b[i].chunk, b[i].offset,
+                             b[i].length);
+    if (err != 0) {
+      /* The frames before it are sealed already: the session cannot skip
+       * one, so it ends. The picker never makes such a block. */
+      free(w);
+      session_close(s, "a request the wire cannot carry");
+      return err;
+    }
+    err = pwire_seal_inplace(&s->ps, msg, PWIRE_BLOCK_MSG_BYTES);
     if (err != 0) {
       free(w);
       session_close(s, "session counter spent");
       return err;
     }
-    frame_header(f, REQ_PLAIN + PWIRE_TAG_BYTES);
+    frame_header(f, PWIRE_BLOCK_MSG_BYTES + PWIRE_TAG_BYTES);
   }
   w->len = (size_t)n * REQ_FRAME;
   err = write_frame(s, w);
@@ -313,7 +358,9 @@ struct readreq {
   int dropped;    /* cancelled or choked while it was read: not sent */
 };
 
-void session_drop_reads(struct session *s, const struct upreq *only) {
+/* Blocks being read for the remote that must not be sent after all: the
+ * one named by only (a CANCEL), or every one (only NULL: a CHOKE). */
+static void drop_reads(struct session *s, const struct upreq *only) {
   for (unsigned i = 0; i < NODE_READS_IN_FLIGHT; i++) {
     struct readreq *rr = s->reads[i];
     if (rr != NULL && (only == NULL || (rr->r.chunk == only->chunk &&
@@ -324,9 +371,60 @@ void session_drop_reads(struct session *s, const struct upreq *only) {
   }
 }
 
+int session_queue_request(struct session *s, const struct pwire_msg *m) {
+  struct swarm *sw = s->sw;
+  unsigned tail;
+  if (sw->m == NULL || sw->st == NULL ||
+      pwire_check_block(sw->m, m->chunk, m->offset, m->length) != 0) {
+    log_warn("peer", "%s: %s asked for a block outside the content", sw->name,
+             s->remote_short);
+    return SHOAL_EINVAL;
+  }
+  if (s->am_choking || !storage_have(sw->st, m->chunk)) {
+    struct pwire_msg r = *m;
+    r.type = PWIRE_REJECT;
+    return session_send(s, &r);
+  }
+  if (s->upq_len >= NODE_MAX_REMOTE_REQUESTS) {
+    log_warn("peer", "%s: %s has too many requests outstanding", sw->name,
+             s->remote_short);
+    return SHOAL_ETOOBIG;
+  }
+  tail = (s->upq_head + s->upq_len) % NODE_MAX_REMOTE_REQUESTS;
+  s->upq[tail].chunk = m->chunk;
+  s->upq[tail].offset = m->offset;
+  s->upq[tail].length = m->length;
+  s->upq_len++;
+  session_pump_upload(s);
+  return 0;
+}
+
+void session_cancel_request(struct session *s, const struct pwire_msg *m) {
+  unsigned kept = 0;
+  struct upreq q[NODE_MAX_REMOTE_REQUESTS];
+  for (unsigned i = 0; i < s->upq_len; i++) {
+    struct upreq r = s->upq[(s->upq_head + i) % NODE_MAX_REMOTE_REQUESTS];
+    if (r.chunk == m->chunk && r.offset == m->offset && r.length == m->length) {
+      continue;
+    }
+    q[kept++] = r;
+  }
+  memcpy(s->upq, q, kept * sizeof(q[0]));
+  s->upq_head = 0;
+  s->upq_len = kept;
+  struct upreq r = {m->chunk, m->offset, m->length};
+  drop_reads(s, &r);
+}
+
+void session_drop_requests(struct session *s) {
+  s->upq_len = 0;
+  s->upq_head = 0;
+  drop_reads(s, NULL);
+}
+
 /* Bytes before the block in a DATA frame: frame header, then the message's
- * type, chunk and offset (docs/protocol.md, "DATA"). */
-#define DATA_HEAD (FRAME_HEADER_BYTES + 1 + 4 + 4)
+ * head (pwire_data_head_encode). */
+#define DATA_HEAD (FRAME_HEADER_BYTES + PWIRE_DATA_HEAD_BYTES)
 
 static void on_block_read(void *arg, int status, uint8_t *data, size_t len) {
   struct readreq *rr = arg;
@@ -355,7 +453,7 @@ static void on_block_read(void *arg, int status, uint8_t *data, size_t len) {
     if (status == SHOAL_ECHANGED && s->sw->is_source) {
       /* The shared file is no longer what was hashed: the swarm stops,
        * closing this session too (it stays allocated until unref). */
-      swarm_source_changed(s->sw);
+      s->node->session_up->source_changed(s->sw);
     } else {
       log_warn("peer", "%s: cannot read chunk %u for %s: %s", s->sw->name,
                r.chunk, s->remote_short, shoal_strerror(status));
@@ -365,18 +463,20 @@ static void on_block_read(void *arg, int status, uint8_t *data, size_t len) {
     /* The block is already in place: add the message head, encrypt in
      * place, frame it. */
     uint8_t *msg = w->data + FRAME_HEADER_BYTES;
-    size_t mlen = 1 + 4 + 4 + len;
-    msg[0] = PWIRE_DATA;
-    buf_put_be32(msg + 1, r.chunk);
-    buf_put_be32(msg + 5, r.offset);
-    if (pwire_seal_inplace(&s->ps, msg, mlen) != 0) {
+    size_t mlen = PWIRE_DATA_HEAD_BYTES + len;
+    if (pwire_data_head_encode(msg, r.chunk, r.offset, len) != 0) {
+      /* A read never returns more than the block asked for, which
+       * on_request checked; nothing was sealed, so the session goes on. */
+      free(w);
+      (void)session_send_block(s, PWIRE_REJECT, r.chunk, r.offset, r.length);
+    } else if (pwire_seal_inplace(&s->ps, msg, mlen) != 0) {
       free(w);
       session_close(s, "session counter spent");
     } else {
       frame_header(w->data, mlen + PWIRE_TAG_BYTES);
       w->len = FRAME_HEADER_BYTES + mlen + PWIRE_TAG_BYTES;
       if (write_frame(s, w) == 0) {
-        swarm_upload_sent(s->sw, s, (uint32_t)len);
+        s->node->session_up->uploaded(s->sw, s, (uint32_t)len);
       } else {
         session_close(s, "write failed");
       }
@@ -388,15 +488,15 @@ static void on_block_read(void *arg, int status, uint8_t *data, size_t len) {
   }
   if (was_full) {
     /* Others may have waited for a read slot of the node. */
-    node_pump_now(s->node);
+    s->node->session_up->pump_all(s->node);
   }
   session_unref(s);
 }
 
 /* Block reads one session may have in flight: an even share of the node's
- * NODE_READS_MAX among the sessions that want to upload, so that when many
- * peers are served at once (a seeder in the client-server baseline) none
- * waits behind the others; at most NODE_READS_IN_FLIGHT, at least 1. */
+ * NODE_READS_MAX among the sessions that want to upload (pacing_reads), so
+ * that when many peers are served at once (a seeder in the client-server
+ * baseline) none waits behind the others. */
 static unsigned reads_share(const struct node *n) {
   unsigned busy = 0;
   for (const struct swarm *sw = n->swarms; sw != NULL; sw = sw->next) {
@@ -404,11 +504,7 @@ static unsigned reads_share(const struct node *n) {
       busy += x->upq_len > 0 || x->reading > 0;
     }
   }
-  busy = busy > 0 ? busy : 1;
-  if (NODE_READS_MAX / busy >= NODE_READS_IN_FLIGHT) {
-    return NODE_READS_IN_FLIGHT;
-  }
-  return NODE_READS_MAX / busy > 0 ? NODE_READS_MAX / busy : 1;
+  return pacing_reads(busy);
 }
 
 /* The session's share of the node's upload rate lately, in bytes a
@@ -424,34 +520,7 @@ static uint64_t upload_share(const struct session *s, uint64_t now) {
       k += x->state == SESS_OPEN && !x->am_choking && x->peer_interested;
     }
   }
-  return meter_rate(&s->node->up_meter, now) / (k > 0 ? k : 1);
-}
-
-/* Bytes of DATA a session with this share lets wait unsent: NODE_QUEUE_MS
- * of it, at least NODE_QUEUE_MIN, at most NODE_WRITE_QUEUE_MAX. */
-static uint32_t queue_budget(uint64_t share) {
-  uint64_t b = share * NODE_QUEUE_MS / 1000;
-  if (b < NODE_QUEUE_MIN) {
-    return NODE_QUEUE_MIN;
-  }
-  return b > NODE_WRITE_QUEUE_MAX ? NODE_WRITE_QUEUE_MAX : (uint32_t)b;
-}
-
-/* Bytes the kernel may hold for a session with this share, sent and
- * unacknowledged or not yet sent: the share for one round trip (rtt_us)
- * and NODE_QUEUE_MS more, at least NODE_QUEUE_MIN, at most
- * NODE_SEND_BUFFER_MAX. */
-static uint32_t send_budget(uint64_t share, uint32_t rtt_us) {
-  uint64_t b = share * ((uint64_t)rtt_us + NODE_QUEUE_MS * 1000u) / 1000000u;
-  if (b < NODE_QUEUE_MIN) {
-    return NODE_QUEUE_MIN;
-  }
-  return b > NODE_SEND_BUFFER_MAX ? NODE_SEND_BUFFER_MAX : (uint32_t)b;
-}
-
-/* Whether want is more than a quarter away from had (or had is unset). */
-static int moved(uint32_t had, uint32_t want) {
-  return had == 0 || want >= had + had / 4 || want <= had - had / 4;
+  return pacing_share(meter_rate(&s->node->up_meter, now), k);
 }
 
 /* The kernel's share of the queue.
@@ -460,7 +529,7 @@ static int moved(uint32_t had, uint32_t want) {
  *   where control messages go ahead of it and a CANCEL or CHOKE can still
  *   withdraw it.
  * - SO_SNDBUF keeps what is in flight to the session's share of a round
- *   trip (send_budget). Left to itself the kernel lets every connection
+ *   trip (pacing_send_buffer). Left to itself the kernel lets every connection
  *   keep its congestion window in flight; at a shared uplink the ones with
  *   the larger windows then take most of it, and the uplink's queue stays
  *   full, drops packets and delays every request and acknowledgement
@@ -474,8 +543,8 @@ void session_tune_socket(struct session *s, uint64_t now) {
     return;
   }
 #ifdef TCP_NOTSENT_LOWAT
-  uint32_t want = queue_budget(share);
-  if (moved(s->notsent, want)) {
+  uint32_t want = pacing_queue_bytes(share);
+  if (pacing_moved(s->notsent, want)) {
     int v = (int)want;
     if (setsockopt(fd, IPPROTO_TCP, TCP_NOTSENT_LOWAT, &v, sizeof(v)) == 0) {
       s->notsent = want;
@@ -490,8 +559,8 @@ void session_tune_socket(struct session *s, uint64_t now) {
   if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len) == 0) {
     rtt_us = ti.tcpi_rtt;
   }
-  uint32_t buf = send_budget(share, rtt_us);
-  if (moved(s->sndbuf, buf)) {
+  uint32_t buf = pacing_send_buffer(share, rtt_us);
+  if (pacing_moved(s->sndbuf, buf)) {
     int v = (int)(buf / 2); /* the kernel doubles it for its overhead */
     if (setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &v, sizeof(v)) == 0) {
       s->sndbuf = buf;
@@ -526,7 +595,7 @@ void session_pump_upload(struct session *s) {
     return;
   }
   share = reads_share(n);
-  budget = queue_budget(upload_share(s, node_now(n))); /* once: a walk */
+  budget = pacing_queue_bytes(upload_share(s, node_now(n))); /* one walk */
   while (s->reading < share && n->reads < NODE_READS_MAX && s->upq_len > 0 &&
          s->state == SESS_OPEN && s->sw != NULL && !s->am_choking) {
     if (upload_queued(s) >= budget) {
@@ -534,7 +603,8 @@ void session_pump_upload(struct session *s) {
     }
     r = s->upq[s->upq_head];
     if (!rate_take(&n->up_bucket, r.length, node_now(n))) {
-      node_pump(n); /* the node's timer comes back when tokens are there */
+      /* The node's timer comes back when tokens are there. */
+      n->session_up->pump_later(n);
       return;
     }
     rr = malloc(sizeof(*rr));
@@ -625,13 +695,13 @@ static int on_hello(struct session *s, const uint8_t *frame, size_t len) {
       return SHOAL_EPROTO;
     }
   } else {
-    struct swarm *sw = swarm_find(n, h.content);
+    struct swarm *sw = n->session_up->find(n, h.content);
     if (sw == NULL) {
       log_info("peer", "%s asked for a content this peer does not have",
                s->addr_text);
       return SHOAL_EPROTO;
     }
-    if (swarm_is_banned(sw, sender)) {
+    if (bans_is_banned(sw, sender)) {
       log_info("peer", "%s is banned", s->remote_short);
       return SHOAL_EPROTO;
     }
@@ -645,7 +715,7 @@ static int on_hello(struct session *s, const uint8_t *frame, size_t len) {
       s->pprev = NULL;
     }
     s->sw = sw;
-    err = swarm_attach(sw, s);
+    err = n->session_up->attach(sw, s);
     if (err != 0) {
       s->sw = NULL;
       log_info("peer", "%s: no room for %s", sw->name, s->remote_short);
@@ -663,11 +733,11 @@ static int on_hello(struct session *s, const uint8_t *frame, size_t len) {
   }
   s->remote_flags = h.flags;
   s->remote_port = h.port;
-  s->state = SESS_OPEN;
+  session_set_state(s, SESS_OPEN);
   s->dec.max = PWIRE_MAX_FRAME; /* between frames: the next header sees it */
   log_info("peer", "%s: session with %s at %s%s", s->sw->name, s->remote_short,
            s->addr_text, (h.flags & PWIRE_HELLO_SEEDER) ? " (seeder)" : "");
-  swarm_session_open(s->sw, s);
+  n->session_up->opened(s->sw, s);
   return 0;
 }
 
@@ -692,7 +762,7 @@ static int on_frame(struct session *s, const uint8_t *frame, size_t len) {
              shoal_strerror(err));
     return err;
   }
-  return swarm_on_message(s->sw, s, &m);
+  return n->session_up->message(s->sw, s, &m);
 }
 
 static void on_read(uv_stream_t *h, ssize_t nread, const uv_buf_t *b) {
@@ -710,7 +780,7 @@ static void on_read(uv_stream_t *h, ssize_t nread, const uv_buf_t *b) {
     return;
   }
   s->last_recv_ms = node_now(n);
-  node_charge_download(n, (size_t)nread);
+  n->session_up->charge_download(n, (size_t)nread);
   left = (size_t)nread;
   while (left > 0 && s->state != SESS_CLOSING) {
     const uint8_t *frame;
@@ -762,7 +832,7 @@ static void on_connect(uv_connect_t *req, int status) {
     session_close(s, uv_strerror(status));
     return;
   }
-  s->state = SESS_HELLO_WAIT;
+  session_set_state(s, SESS_HELLO_WAIT);
   err = uv_read_start((uv_stream_t *)&s->tcp, on_alloc, on_read);
   if (err == 0) {
     err = send_hello(s);
@@ -778,13 +848,12 @@ static void on_connect(uv_connect_t *req, int status) {
 
 int session_connect(struct node *n, struct swarm *sw, const struct sockaddr *sa,
                     const uint8_t *expect_pk) {
-  struct session *s = session_new(n);
+  struct session *s = session_new(n, SESS_CONNECTING);
   int err;
   if (s == NULL) {
     return SHOAL_ENOMEM;
   }
   s->initiator = 1;
-  s->state = SESS_CONNECTING;
   if (expect_pk != NULL) {
     s->have_expect = 1;
     memcpy(s->expect_pk, expect_pk, IDENTITY_PK_BYTES);
@@ -795,10 +864,10 @@ int session_connect(struct node *n, struct swarm *sw, const struct sockaddr *sa,
                                    : sizeof(struct sockaddr_in));
   addr_text(&s->addr, s->addr_text, sizeof(s->addr_text));
   s->sw = sw;
-  err = swarm_attach(sw, s);
+  err = n->session_up->attach(sw, s);
   if (err != 0) {
     s->sw = NULL;
-    s->state = SESS_CLOSING;
+    session_set_state(s, SESS_CLOSING);
     uv_close((uv_handle_t *)&s->tcp, on_closed);
     return err;
   }
@@ -813,7 +882,7 @@ int session_connect(struct node *n, struct swarm *sw, const struct sockaddr *sa,
 }
 
 void session_accepted(struct node *n, uv_tcp_t *server) {
-  struct session *s = session_new(n);
+  struct session *s = session_new(n, SESS_HELLO_WAIT);
   int len = (int)sizeof(s->addr);
   int err;
   if (s == NULL) {

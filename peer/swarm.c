@@ -1,22 +1,34 @@
-/* A swarm: everything this peer does for one content.
+/* A swarm: one content's life on this peer, and what each peer-wire
+ * message means for it.
  *
- * The swarm turns peer-wire messages into picker and storage calls, keeps
- * the choke state (tit-for-tat while downloading, round robin while
- * seeding), assembles blocks into chunks, and decides who is banned: a peer
+ * A swarm is made (a share seeds its own files, a get fetches or loads the
+ * manifest and opens its storage), trades with its sessions, hands whole
+ * chunks to storage and acts on their hash, finishes, and fails or stops;
+ * swarm_set_state alone moves it through those states. It decides by
+ * asking the modules under it (requests.c, fetch.c, choker.c, haves.c,
+ * partial.c, suspect.c, bans.c) and sends through session.c; it reaches
+ * its tracker schedule and its node only through struct swarm_up. A peer
  * is struck when a chunk it alone sent fails its hash, or when a block it
  * sent differs from the same block of the copy that later verified; at
  * NODE_STRIKES_BAN strikes it is banned and never talked to again.
  */
 #include <assert.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "common/error.h"
 #include "common/log.h"
 #include "common/textid.h"
+#include "peer/bans.h"
+#include "peer/choker.h"
+#include "peer/fetch.h"
+#include "peer/haves.h"
 #include "peer/internal.h"
+#include "peer/partial.h"
+#include "peer/requests.h"
+#include "peer/suspect.h"
 
-static void update_interest(struct swarm *sw, struct session *s);
 static void maybe_finish(struct swarm *sw);
 static void start_manifest_fetch(struct swarm *sw, struct session *s);
 static void send_have_log(struct swarm *sw, struct session *s);
@@ -31,51 +43,59 @@ struct swarm *swarm_find(struct node *n, const uint8_t content[32]) {
   return NULL;
 }
 
-static struct banned *ban_entry(struct swarm *sw, const uint8_t pk[32],
-                                int create) {
-  struct banned *b;
-  for (b = sw->bans; b != NULL; b = b->next) {
-    if (memcmp(b->pk, pk, IDENTITY_PK_BYTES) == 0) {
-      return b;
-    }
-  }
-  if (!create) {
-    return NULL;
-  }
-  b = calloc(1, sizeof(*b));
-  if (b != NULL) {
-    memcpy(b->pk, pk, IDENTITY_PK_BYTES);
-    b->next = sw->bans;
-    sw->bans = b;
-  }
-  return b;
+/* ------------------------------------------------------------------------ */
+/* States */
+
+static const char *const swarm_state_names[SW_NSTATES] = {
+    "new",       "fetching", "opening", "running",
+    "finishing", "seeding",  "failed",  "stopping"};
+
+/* Where each state may go: a bit per state. */
+#define TO(s) (1u << (s))
+static const unsigned swarm_moves[SW_NSTATES] = {
+    [SW_NEW] =
+        TO(SW_FETCHING) | TO(SW_SEEDING) | TO(SW_FAILED) | TO(SW_STOPPING),
+    [SW_FETCHING] = TO(SW_OPENING) | TO(SW_FAILED) | TO(SW_STOPPING),
+    [SW_OPENING] = TO(SW_RUNNING) | TO(SW_FAILED) | TO(SW_STOPPING),
+    [SW_RUNNING] = TO(SW_FINISHING) | TO(SW_FAILED) | TO(SW_STOPPING),
+    [SW_FINISHING] = TO(SW_SEEDING) | TO(SW_FAILED) | TO(SW_STOPPING),
+    [SW_SEEDING] = TO(SW_FAILED) | TO(SW_STOPPING),
+    [SW_FAILED] = 0,
+    [SW_STOPPING] = 0,
+};
+#undef TO
+
+int swarm_state_allowed(enum swarm_state from, enum swarm_state to) {
+  return (unsigned)from < SW_NSTATES && (unsigned)to < SW_NSTATES &&
+         (swarm_moves[from] & (1u << to)) != 0;
 }
 
-int swarm_is_banned(const struct swarm *sw, const uint8_t pk[32]) {
-  for (const struct banned *b = sw->bans; b != NULL; b = b->next) {
-    if (b->banned && memcmp(b->pk, pk, IDENTITY_PK_BYTES) == 0) {
-      return 1;
-    }
-  }
-  return 0;
+const char *swarm_state_name(enum swarm_state s) {
+  return (unsigned)s < SW_NSTATES ? swarm_state_names[s] : "?";
 }
 
-/* One strike against pk; at NODE_STRIKES_BAN (or with ban set) the peer is
- * banned and its session closed. */
+void swarm_set_state(struct swarm *sw, enum swarm_state to) {
+  assert(swarm_state_allowed(sw->state, to));
+  log_debug("peer", "swarm %s: %s -> %s", sw->name, swarm_state_name(sw->state),
+            swarm_state_name(to));
+  sw->state = to;
+}
+
+/* One strike against pk (bans.c counts); at NODE_STRIKES_BAN (or with ban
+ * set) the peer is banned, the user told, and its sessions closed. */
 static void strike(struct swarm *sw, const uint8_t pk[32], int ban,
                    const char *why) {
-  struct banned *b = ban_entry(sw, pk, 1);
   char who[TEXTID_SHORT_CHARS + 1];
-  if (b == NULL || b->banned) {
+  unsigned strikes;
+  int verdict = bans_strike(sw, pk, ban, &strikes);
+  if (verdict == BANS_NONE) {
     return;
   }
   textid_short(TEXTID_KEY, pk, who);
-  b->strikes++;
-  log_warn("peer", "%s: strike %u for %s: %s", sw->name, b->strikes, who, why);
-  if (!ban && b->strikes < NODE_STRIKES_BAN) {
+  log_warn("peer", "%s: strike %u for %s: %s", sw->name, strikes, who, why);
+  if (verdict != BANS_BANNED) {
     return;
   }
-  b->banned = 1;
   {
     struct node_event ev;
     memset(&ev, 0, sizeof(ev));
@@ -146,7 +166,7 @@ void swarm_dial_failed(struct swarm *sw, const struct session *s,
            "%s: cannot connect to any of the %u peers the tracker listed "
            "(last: %s: %s) — they may be behind a firewall or listen on "
            "another address; still trying",
-           sw->name, sw->nknown > 0 ? sw->nknown : 1, s->addr_text, why);
+           sw->name, sw->an.nknown > 0 ? sw->an.nknown : 1, s->addr_text, why);
   log_info("peer", "%s", msg);
   memset(&ev, 0, sizeof(ev));
   ev.type = NODE_EV_WARNING;
@@ -174,12 +194,7 @@ void swarm_detach(struct swarm *sw, struct session *s) {
   }
   s->slot = -1;
   sw->nsessions--;
-  if (sw->mf_from == s) {
-    sw->mf_from = NULL;
-    buf_reset(&sw->mf);
-    sw->mf_total = 0;
-    refetch = 1;
-  }
+  refetch = fetch_left(&sw->mf, s);
   s->sw = NULL;
   if (sw->node->stopping) {
     return;
@@ -190,7 +205,7 @@ void swarm_detach(struct swarm *sw, struct session *s) {
       o_next = o->next; /* a send may close o */
       if (o->state == SESS_OPEN && o->have_map != NULL) {
         start_manifest_fetch(sw, o);
-        if (sw->mf_from != NULL) {
+        if (sw->mf.from != NULL) {
           break;
         }
       }
@@ -199,10 +214,7 @@ void swarm_detach(struct swarm *sw, struct session *s) {
   if (was_unchoked) {
     swarm_rechoke(sw, node_now(sw->node), 0);
   }
-  for (struct session *o = sw->sessions, *o_next; o != NULL; o = o_next) {
-    o_next = o->next; /* a send may close o */
-    swarm_fill_requests(sw, o);
-  }
+  requests_fill_all(sw);
 }
 
 static void send_have_map(struct swarm *sw, struct session *s) {
@@ -226,7 +238,7 @@ static void send_have_map(struct swarm *sw, struct session *s) {
   }
   if (session_send(s, &m) == 0) {
     s->sent_have_map = 1;
-    s->have_at = sw->nhave_log; /* the map holds the logged chunks */
+    s->have_at = sw->haves.n; /* the map holds the logged chunks */
   }
 }
 
@@ -251,9 +263,7 @@ static int take_have_map(struct swarm *sw, struct session *s) {
     s->have_map_checked = 1;
     s->remote_have = 0;
     for (uint32_t i = 0; i < sw->m->chunk_count; i++) {
-      if (s->have_map[i / 8] & (0x80u >> (i % 8))) {
-        s->remote_have++;
-      }
+      s->remote_have += pwire_have_map_get(s->have_map, i);
     }
   }
   if (s->in_picker || sw->pk == NULL || sw->m->chunk_count == 0) {
@@ -316,9 +326,7 @@ static void set_choke(struct session *s, int choke, uint64_t now) {
   if (choke) {
     /* A choke drops every request the remote made; it asks again when
      * unchoked. */
-    s->upq_len = 0;
-    s->upq_head = 0;
-    session_drop_reads(s, NULL);
+    session_drop_requests(s);
     s->choked_at_ms = now;
     s->optimistic = 0;
     session_send_simple(s, PWIRE_CHOKE);
@@ -335,86 +343,14 @@ static int is_seeding(const struct swarm *sw) {
   return sw->state == SW_SEEDING;
 }
 
-/* Regular unchoked slots in use: interested peers we unchoked, not counting
- * client-server clients a seeder always serves. */
-static unsigned slots_used(const struct swarm *sw, int seeding) {
-  unsigned n = 0;
-  for (const struct session *s = sw->sessions; s != NULL; s = s->next) {
-    if (s->state == SESS_OPEN && !s->am_choking && s->peer_interested &&
-        !(seeding && (s->remote_flags & PWIRE_HELLO_NO_UPLOAD))) {
-      n++;
-    }
-  }
-  return n;
-}
-
-/* A peer the regular slots are for: open, interested, and not a
- * client-server client (a seeder serves those apart from the slots, a
- * downloader never). */
-static int slot_candidate(const struct session *s) {
-  return s->state == SESS_OPEN && s->peer_interested &&
-         !(s->remote_flags & PWIRE_HELLO_NO_UPLOAD);
-}
-
-/* An order of candidates for the slots: whether a comes before b. */
-typedef int (*slot_order)(const struct session *a, const struct session *b,
-                          uint64_t now);
-
-/* Keeps best[0..*n) (at most cap) the candidates that come first, in
- * order, as s is offered. */
-static void best_offer(struct session **best, unsigned cap, unsigned *n,
-                       struct session *s, slot_order before, uint64_t now) {
-  unsigned i;
-  for (i = *n; i > 0 && before(s, best[i - 1], now); i--) {
-    if (i < cap) {
-      best[i] = best[i - 1];
-    }
-  }
-  if (i < cap) {
-    best[i] = s;
-    if (*n < cap) {
-      (*n)++;
-    }
-  }
-}
-
-static int in_best(struct session *const *best, unsigned n,
-                   const struct session *s) {
-  for (unsigned i = 0; i < n; i++) {
-    if (best[i] == s) {
-      return 1;
-    }
-  }
-  return 0;
-}
-
-/* Downloading, tit-for-tat: the peer that sent us more lately first. */
-static int sent_us_more(const struct session *a, const struct session *b,
-                        uint64_t now) {
-  return meter_rate(&a->down_meter, now) > meter_rate(&b->down_meter, now);
-}
-
-/* Seeding, whether a needs a slot before b: the peer holding fewer chunks
- * first, so that the seeder's upload goes where the swarm is furthest
- * behind and no peer is left at the tail; among equals, a choked peer
- * before an unchoked one, and the one waiting (or served) longest first,
- * which makes the choice a round robin while everyone holds the same. */
-static int seed_before(const struct session *a, const struct session *b,
-                       uint64_t now) {
-  (void)now;
-  if (a->remote_have != b->remote_have) {
-    return a->remote_have < b->remote_have;
-  }
-  if (a->am_choking != b->am_choking) {
-    return a->am_choking;
-  }
-  return a->am_choking ? a->choked_at_ms < b->choked_at_ms
-                       : a->unchoked_at_ms < b->unchoked_at_ms;
-}
-
+/* Asks the choker (choker.c) about the open sessions, in the list's order,
+ * and sends what it decides in its order. A send may close a session:
+ * set_choke does nothing for one that is no longer open. */
 void swarm_rechoke(struct swarm *sw, uint64_t now, int full) {
-  int seeding = is_seeding(sw);
-  unsigned used;
+  struct session *open[PICKER_MAX_PEERS];
+  struct choker_peer peers[PICKER_MAX_PEERS];
+  struct choker_action act[CHOKER_ACTIONS_MAX(PICKER_MAX_PEERS)];
+  unsigned n = 0, nact;
 
   if (sw->st == NULL || sw->state == SW_FAILED || sw->state == SW_STOPPING) {
     return;
@@ -422,286 +358,37 @@ void swarm_rechoke(struct swarm *sw, uint64_t now, int full) {
   if (only_publisher(sw)) {
     return; /* a client-server client uploads nothing: all stay choked */
   }
-  for (struct session *s = sw->sessions, *s_next; s != NULL; s = s_next) {
-    s_next = s->next; /* a send may close s */
+  /* A swarm has at most PICKER_MAX_PEERS sessions (its picker slots). */
+  for (struct session *s = sw->sessions; s != NULL; s = s->next) {
+    struct choker_peer *p = &peers[n];
     if (s->state != SESS_OPEN) {
       continue;
     }
-    if (!s->peer_interested || (s->remote_flags & PWIRE_HELLO_NO_UPLOAD &&
-                                !seeding && !sw->is_source)) {
-      if (full || (s->remote_flags & PWIRE_HELLO_NO_UPLOAD)) {
-        set_choke(s, 1, now);
-      }
-    } else if (seeding && (s->remote_flags & PWIRE_HELLO_NO_UPLOAD)) {
-      set_choke(s, 0, now); /* the client-server baseline: serve them all */
-    }
+    assert(n < PICKER_MAX_PEERS);
+    p->rate = meter_rate(&s->down_meter, now);
+    p->have = s->remote_have;
+    p->interested = (uint8_t)(s->peer_interested != 0);
+    p->no_upload = (s->remote_flags & PWIRE_HELLO_NO_UPLOAD) != 0;
+    p->choked = (uint8_t)(s->am_choking != 0);
+    p->optimistic = (uint8_t)(s->optimistic != 0);
+    p->choked_at_ms = s->choked_at_ms;
+    p->unchoked_at_ms = s->unchoked_at_ms;
+    open[n++] = s;
   }
-  if (full) {
-    sw->last_rechoke_ms = now;
-    if (seeding) {
-      /* The slots go to the NODE_SEED_SLOTS interested peers that most
-       * need them (seed_before), chosen again every NODE_SEED_RECHOKE_MS:
-       * as the ones served catch up, others take their turn. */
-      struct session *best[NODE_SEED_SLOTS];
-      unsigned nbest = 0;
-      for (struct session *s = sw->sessions; s != NULL; s = s->next) {
-        if (slot_candidate(s)) {
-          best_offer(best, NODE_SEED_SLOTS, &nbest, s, seed_before, now);
-        }
-      }
-      for (struct session *s = sw->sessions, *s_next; s != NULL; s = s_next) {
-        s_next = s->next; /* a send may close s */
-        if (slot_candidate(s)) {
-          set_choke(s, !in_best(best, nbest, s), now);
-        }
-      }
-    } else {
-      /* Tit-for-tat: the NODE_UPLOAD_SLOTS - 1 peers that sent us the most
-       * lately keep their slots; one more slot is the optimistic unchoke. */
-      struct session *best[NODE_UPLOAD_SLOTS];
-      unsigned nbest = 0;
-      int rotate = now - sw->last_optimistic_ms >= NODE_OPTIMISTIC_MS;
-      for (struct session *s = sw->sessions; s != NULL; s = s->next) {
-        if (slot_candidate(s)) {
-          best_offer(best, NODE_UPLOAD_SLOTS - 1, &nbest, s, sent_us_more, now);
-        }
-      }
-      for (struct session *s = sw->sessions, *s_next; s != NULL; s = s_next) {
-        s_next = s->next; /* a send may close s */
-        if (!slot_candidate(s)) {
-          continue;
-        }
-        if (in_best(best, nbest, s)) {
-          s->optimistic = 0;
-          set_choke(s, 0, now);
-        } else if (!(s->optimistic && !rotate)) {
-          set_choke(s, 1, now);
-        }
-      }
-      if (rotate) {
-        /* A random choked, interested peer gets the optimistic slot. */
-        unsigned count = 0, pick;
-        for (struct session *s = sw->sessions, *s_next; s != NULL; s = s_next) {
-          s_next = s->next; /* a send may close s */
-          count += slot_candidate(s) && s->am_choking;
-        }
-        if (count > 0) {
-          pick = (unsigned)randombytes_uniform(count);
-          for (struct session *s = sw->sessions, *s_next; s != NULL;
-               s = s_next) {
-            s_next = s->next; /* a send may close s */
-            if (slot_candidate(s) && s->am_choking && pick-- == 0) {
-              s->optimistic = 1;
-              set_choke(s, 0, now);
-              break;
-            }
-          }
-        }
-        sw->last_optimistic_ms = now;
-      }
-    }
+  nact = choker_rechoke(&sw->ch, is_seeding(sw), sw->is_source, peers, n, now,
+                        full, act);
+  for (unsigned i = 0; i < nact; i++) {
+    set_choke(open[act[i].peer], act[i].choke, now);
   }
-  /* Free slots go at once to the interested peer that waited longest (a
-   * seeder: the one that needs it most). */
-  used = slots_used(sw, seeding);
-  while (used < (seeding ? NODE_SEED_SLOTS : NODE_UPLOAD_SLOTS)) {
-    struct session *waiting = NULL;
-    for (struct session *s = sw->sessions, *s_next; s != NULL; s = s_next) {
-      s_next = s->next; /* a send may close s */
-      if (s->state == SESS_OPEN && s->peer_interested && s->am_choking &&
-          !(s->remote_flags & PWIRE_HELLO_NO_UPLOAD && !seeding) &&
-          (waiting == NULL ||
-           (seeding ? seed_before(s, waiting, now)
-                    : s->choked_at_ms < waiting->choked_at_ms))) {
-        waiting = s;
-      }
+  for (unsigned i = 0; i < n; i++) {
+    if (open[i]->state == SESS_OPEN) {
+      open[i]->optimistic = peers[i].optimistic;
     }
-    if (waiting == NULL) {
-      break;
-    }
-    set_choke(waiting, 0, now);
-    used++;
   }
 }
 
 /* ------------------------------------------------------------------------ */
 /* Downloading */
-
-static void update_interest(struct swarm *sw, struct session *s) {
-  int want = s->state == SESS_OPEN && sw->pk != NULL && s->in_picker &&
-             sw->state == SW_RUNNING &&
-             picker_interesting(sw->pk, (unsigned)s->slot);
-  if (want == s->am_interested) {
-    return;
-  }
-  s->am_interested = want;
-  session_send_simple(s, want ? PWIRE_INTERESTED : PWIRE_NOT_INTERESTED);
-}
-
-/* Blocks to keep requested from one peer: enough to fill the pipe, but
- * under a download limit no more than about two seconds' worth, so that
- * what was asked for arrives well within the request timeout. */
-static unsigned pipeline_depth(const struct swarm *sw) {
-  const struct rate_bucket *b = &sw->node->down_bucket;
-  uint64_t blocks;
-  if (rate_unlimited(b)) {
-    return NODE_PIPELINE;
-  }
-  blocks = 2 * b->rate / PWIRE_BLOCK_BYTES;
-  if (blocks < 1) {
-    blocks = 1;
-  }
-  return blocks < NODE_PIPELINE ? (unsigned)blocks : NODE_PIPELINE;
-}
-
-/* Blocks to keep requested from one peer: NODE_PIPELINE_MS of what it has
- * been sending lately, plus NODE_PIPELINE_MIN to find out whether it can
- * send more, within pipeline_depth(). A slow peer is not asked for more
- * than it can deliver before the request timeout, so its blocks are not
- * asked of others again (duplicates), and a fast one fills the pipe. */
-static unsigned session_depth(const struct swarm *sw, const struct session *s) {
-  uint64_t rate = meter_rate(&s->down_meter, node_now(sw->node));
-  uint64_t chunk = (uint64_t)1 << sw->m->chunk_log2;
-  uint64_t block = chunk < PWIRE_BLOCK_BYTES ? chunk : PWIRE_BLOCK_BYTES;
-  uint64_t blocks = NODE_PIPELINE_MIN + rate * NODE_PIPELINE_MS / 1000 / block;
-  unsigned cap = pipeline_depth(sw);
-  return blocks < cap ? (unsigned)blocks : cap;
-}
-
-/* The request timeout: NODE_REQUEST_TIMEOUT_MS, longer when what is in
- * flight takes longer than that to arrive: at the node's download limit,
- * or from a peer slower than its requests (at most
- * NODE_REQUEST_TIMEOUT_MAX_MS). */
-static uint64_t request_timeout(const struct swarm *sw) {
-  const struct rate_bucket *b = &sw->node->down_bucket;
-  uint64_t now = node_now(sw->node);
-  uint64_t bytes = 0, ms = NODE_REQUEST_TIMEOUT_MS;
-  for (const struct session *x = sw->sessions; x != NULL; x = x->next) {
-    unsigned out;
-    uint64_t rate, t;
-    if (x->state != SESS_OPEN || !x->in_picker || sw->pk == NULL) {
-      continue;
-    }
-    out = picker_outstanding(sw->pk, (unsigned)x->slot);
-    rate = meter_rate(&x->down_meter, now);
-    if (out == 0 || rate == 0) {
-      continue;
-    }
-    t = 2 * (uint64_t)out * PWIRE_BLOCK_BYTES * 1000 / rate;
-    ms = t > ms ? t : ms;
-  }
-  if (!rate_unlimited(b)) {
-    /* The limit is the node's: count what every swarm may have in flight
-     * from the peers that unchoke it. */
-    for (const struct swarm *o = sw->node->swarms; o != NULL; o = o->next) {
-      unsigned serving = 0;
-      for (const struct session *x = o->sessions; x != NULL; x = x->next) {
-        serving += x->state == SESS_OPEN && !x->peer_choking;
-      }
-      bytes += (uint64_t)pipeline_depth(o) * PWIRE_BLOCK_BYTES * serving;
-    }
-    if (2 * bytes * 1000 / b->rate > ms) {
-      ms = 2 * bytes * 1000 / b->rate;
-    }
-  }
-  return ms < NODE_REQUEST_TIMEOUT_MAX_MS ? ms : NODE_REQUEST_TIMEOUT_MAX_MS;
-}
-
-/* How long a manifest part may take: 10 s, or twice its time at the
- * download limit. */
-static uint64_t manifest_timeout(const struct swarm *sw) {
-  const struct rate_bucket *b = &sw->node->down_bucket;
-  uint64_t ms;
-  if (rate_unlimited(b)) {
-    return NODE_REQUEST_TIMEOUT_MS;
-  }
-  ms = 2 * (uint64_t)PWIRE_MANIFEST_PART_BYTES * 1000 / b->rate;
-  return ms > NODE_REQUEST_TIMEOUT_MS ? ms : NODE_REQUEST_TIMEOUT_MS;
-}
-
-void swarm_fill_requests(struct swarm *sw, struct session *s) {
-  struct picker_block blocks[NODE_PIPELINE];
-  unsigned have, n, depth;
-  if (s->state != SESS_OPEN || sw->pk == NULL || !s->in_picker ||
-      s->peer_choking || !s->am_interested || sw->state != SW_RUNNING) {
-    return;
-  }
-  /* Memory stays bounded when the disk is slower than the network: no new
-   * requests while too many chunks wait to be hashed and written. */
-  if (sw->put_bytes >= NODE_MAX_PUT_BYTES) {
-    return;
-  }
-  have = picker_outstanding(sw->pk, (unsigned)s->slot);
-  depth = session_depth(sw, s);
-  picker_peer_rate(sw->pk, (unsigned)s->slot,
-                   meter_rate(&s->down_meter, node_now(sw->node)));
-  /* Top up in batches of a quarter of the pipeline (or whatever fits when
-   * it is short), so that requests travel several to a write. */
-  if (have >= depth || (have > 0 && depth - have < (depth + 3) / 4)) {
-    return;
-  }
-  n = picker_next(sw->pk, (unsigned)s->slot, node_now(sw->node), blocks,
-                  depth - have);
-  (void)session_send_requests(s, blocks, n);
-}
-
-static struct partial *partial_get(struct swarm *sw, uint32_t chunk) {
-  struct partial *p;
-  for (p = sw->partials; p != NULL; p = p->next) {
-    if (p->chunk == chunk) {
-      return p;
-    }
-  }
-  p = calloc(1, sizeof(*p));
-  if (p == NULL) {
-    return NULL;
-  }
-  p->chunk = chunk;
-  p->len = manifest_chunk_len(sw->m, chunk);
-  p->nblocks = (p->len + PWIRE_BLOCK_BYTES - 1) / PWIRE_BLOCK_BYTES;
-  p->data = storage_chunk_alloc(p->len);
-  p->owners = calloc(p->nblocks ? p->nblocks : 1, IDENTITY_PK_BYTES);
-  if (p->data == NULL || p->owners == NULL) {
-    storage_chunk_free(p->data);
-    free(p->owners);
-    free(p);
-    return NULL;
-  }
-  p->next = sw->partials;
-  sw->partials = p;
-  return p;
-}
-
-static void partial_drop(struct swarm *sw, struct partial *p) {
-  struct partial **pp = &sw->partials;
-  while (*pp != p) {
-    pp = &(*pp)->next;
-  }
-  *pp = p->next;
-  storage_chunk_free(p->data);
-  free(p->owners);
-  free(p);
-}
-
-static struct suspect *suspect_find(struct swarm *sw, uint32_t chunk) {
-  for (struct suspect *x = sw->suspects; x != NULL; x = x->next) {
-    if (x->chunk == chunk) {
-      return x;
-    }
-  }
-  return NULL;
-}
-
-static void suspect_drop(struct swarm *sw, struct suspect *x) {
-  struct suspect **pp = &sw->suspects;
-  while (*pp != x) {
-    pp = &(*pp)->next;
-  }
-  *pp = x->next;
-  free(x->owners);
-  free(x->hashes);
-  free(x);
-}
 
 struct put_ctx {
   struct swarm *sw;
@@ -714,8 +401,7 @@ struct put_ctx {
 
 /* Whether s is open, has our have-map, and was not sent all of the log. */
 static int have_behind(const struct swarm *sw, const struct session *s) {
-  return s->state == SESS_OPEN && s->sent_have_map &&
-         s->have_at < sw->nhave_log;
+  return s->state == SESS_OPEN && s->sent_have_map && s->have_at < sw->haves.n;
 }
 
 /* Sends s the chunks of the have-log it was not sent yet, in one HAVE. */
@@ -726,22 +412,15 @@ static void send_have_log(struct swarm *sw, struct session *s) {
   }
   memset(&m, 0, sizeof(m));
   m.type = PWIRE_HAVE;
-  m.data = sw->have_log + 4 * (size_t)s->have_at;
-  m.data_len = 4 * (size_t)(sw->nhave_log - s->have_at);
-  s->have_at = sw->nhave_log;
+  m.data = haves_since(&sw->haves, s->have_at, &m.data_len);
+  s->have_at = sw->haves.n;
   (void)session_send(s, &m);
 }
 
-/* Whether s should hear of a new chunk within NODE_HAVE_MS: a peer we
- * upload to (it may ask for the chunk at once) or one not interested in us
- * (the chunk may make it so). An interested peer we choke cannot ask for
- * it anyway, and a peer holding everything needs it only for its seeding
- * order: they hear every NODE_HAVE_SLOW_MS (docs/protocol.md, rule 13). */
+/* Whether s should hear of a new chunk within NODE_HAVE_MS (haves.h). */
 static int wants_have_soon(const struct swarm *sw, const struct session *s) {
-  if (sw->m != NULL && s->remote_have == sw->m->chunk_count) {
-    return 0;
-  }
-  return !s->am_choking || !s->peer_interested;
+  int holds_all = sw->m != NULL && s->remote_have == sw->m->chunk_count;
+  return haves_eager(holds_all, s->am_choking, s->peer_interested);
 }
 
 /* Tells every peer about every chunk of the have-log it was not sent yet,
@@ -754,46 +433,33 @@ void swarm_send_haves(struct swarm *sw) {
   for (struct session *s = sw->sessions; s != NULL; s = s->next) {
     s->have_at = 0;
   }
-  if (sw->nhave_log > 0) {
-    sw->have_sent_ms = node_now(sw->node);
-  }
-  sw->nhave_log = 0;
-  sw->have_epoch_ms = node_now(sw->node);
+  haves_restart(&sw->haves, node_now(sw->node));
 }
 
-/* Sends the HAVEs that are due at now: to those that want them soon
- * NODE_HAVE_MS after the last HAVE, and to every peer as well once
- * NODE_HAVE_SLOW_MS have passed since all were last told. Returns how many
- * ms until more are due, or 0 when nothing waits. A HAVE alone is often a
- * packet of its own: one per chunk and peer took a few percent of a peer's
- * upload, and one every NODE_HAVE_MS to every peer still took 1 %. */
+/* Sends the HAVEs that are due at now (haves_due decides) and returns how
+ * many ms until more are due, or 0 when nothing waits. */
 uint64_t swarm_haves_due(struct swarm *sw, uint64_t now) {
-  uint64_t soon = sw->have_sent_ms + NODE_HAVE_MS;
-  uint64_t all = sw->have_epoch_ms + NODE_HAVE_SLOW_MS;
-  int waiting = 0;
-  if (sw->nhave_log == 0) {
-    return 0;
+  struct haves_due d;
+  int eager_behind = 0;
+  for (const struct session *s = sw->sessions; s != NULL; s = s->next) {
+    eager_behind |= have_behind(sw, s) && wants_have_soon(sw, s);
   }
-  if (now >= all && now >= soon) {
+  d = haves_due(&sw->haves, now, eager_behind);
+  if (d.all) {
     swarm_send_haves(sw);
     return 0;
   }
-  if (all < soon) {
-    all = soon;
-  }
-  for (struct session *s = sw->sessions, *s_next; s != NULL; s = s_next) {
-    s_next = s->next; /* a send may close s */
-    if (!have_behind(sw, s) || !wants_have_soon(sw, s)) {
-      continue;
-    }
-    if (now >= soon) {
+  if (d.eager) {
+    for (struct session *s = sw->sessions, *s_next; s != NULL; s = s_next) {
+      s_next = s->next; /* a send may close s */
+      if (!have_behind(sw, s) || !wants_have_soon(sw, s)) {
+        continue;
+      }
       send_have_log(sw, s);
-      sw->have_sent_ms = now;
-    } else {
-      waiting = 1;
+      haves_sent_eager(&sw->haves, now);
     }
   }
-  return waiting && soon - now < all - now ? soon - now : all - now;
+  return d.wait_ms;
 }
 
 /* Logs chunk for the next HAVEs; a peer that wants it soon hears at once
@@ -801,13 +467,13 @@ uint64_t swarm_haves_due(struct swarm *sw, uint64_t now) {
  * most to the swarm when it is new). */
 static void have_soon(struct swarm *sw, uint32_t chunk) {
   uint64_t wait;
-  if (sw->nhave_log == NODE_HAVE_BATCH) {
+  if (haves_full(&sw->haves)) {
     swarm_send_haves(sw);
   }
-  buf_put_be32(sw->have_log + 4 * sw->nhave_log++, chunk);
+  haves_add(&sw->haves, chunk);
   wait = swarm_haves_due(sw, node_now(sw->node));
   if (wait > 0) {
-    node_have_later(sw->node, wait);
+    sw->node->swarm_up->have_later(sw->node, wait);
   }
 }
 
@@ -824,37 +490,24 @@ static void on_chunk_put(void *arg, int status) {
     have_soon(sw, c->chunk);
     for (struct session *s = sw->sessions, *next; s != NULL; s = next) {
       next = s->next;
-      update_interest(sw, s);
-      swarm_fill_requests(sw, s);
+      requests_interest(sw, s);
+      requests_fill(sw, s);
     }
     maybe_finish(sw);
   } else if (status == SHOAL_EHASH) {
     /* Who sent it? One sender alone is proof; with several, remember each
      * block's hash and sender, to compare with the copy that verifies. */
-    int sole = 1;
-    for (uint32_t i = 1; i < c->nblocks; i++) {
-      if (memcmp(c->owners, c->owners + (size_t)i * IDENTITY_PK_BYTES,
-                 IDENTITY_PK_BYTES) != 0) {
-        sole = 0;
-      }
-    }
+    int sole = suspect_sole_sender(c->owners, c->nblocks);
     log_warn("peer", "%s: chunk %u failed its hash", sw->name, c->chunk);
     sw->node->wasted_bytes += c->len;
     picker_chunk_failed(sw->pk, c->chunk);
     if (sole) {
       strike(sw, c->owners, 0, "sent a chunk that failed its hash");
-    } else if (suspect_find(sw, c->chunk) == NULL) {
-      struct suspect *x = calloc(1, sizeof(*x));
-      if (x != NULL) {
-        x->chunk = c->chunk;
-        x->nblocks = c->nblocks;
-        x->owners = c->owners;
-        x->hashes = c->bad_hashes;
-        c->owners = NULL;
-        c->bad_hashes = NULL;
-        x->next = sw->suspects;
-        sw->suspects = x;
-      }
+    } else if (suspect_find(sw, c->chunk) == NULL &&
+               suspect_add(sw, c->chunk, c->nblocks, c->owners,
+                           c->bad_hashes) == 0) {
+      c->owners = NULL; /* the record took them */
+      c->bad_hashes = NULL;
     }
   } else {
     char msg[4600];
@@ -883,30 +536,14 @@ static void submit_chunk(struct swarm *sw, struct partial *p) {
   if (x != NULL && x->nblocks == p->nblocks &&
       manifest_verify_chunk(sw->m, p->chunk, p->data, p->len) == 0) {
     /* This copy is good: a sender whose block of the failed copy differs
-     * from the good block sent bad data. */
-    uint8_t *struck = calloc(x->nblocks, 1);
-    for (uint32_t i = 0; i < x->nblocks && struck != NULL; i++) {
-      uint8_t h[32];
-      uint32_t off = i * PWIRE_BLOCK_BYTES;
-      uint32_t n =
-          p->len - off < PWIRE_BLOCK_BYTES ? p->len - off : PWIRE_BLOCK_BYTES;
-      const uint8_t *who = x->owners + (size_t)i * IDENTITY_PK_BYTES;
-      int seen = 0;
-      crypto_generichash(h, sizeof(h), p->data + off, n, NULL, 0);
-      if (memcmp(h, x->hashes + (size_t)i * 32, 32) == 0) {
-        continue;
-      }
-      /* One strike per sender for this chunk, however many bad blocks. */
-      for (uint32_t j = 0; j < i && !seen; j++) {
-        seen = struck[j] && memcmp(x->owners + (size_t)j * IDENTITY_PK_BYTES,
-                                   who, IDENTITY_PK_BYTES) == 0;
-      }
-      struck[i] = 1;
-      if (!seen) {
-        strike(sw, who, 0, "sent a block that differs from the verified chunk");
-      }
+     * from the good block sent bad data; one strike per sender. */
+    const uint8_t **who = calloc(x->nblocks, sizeof(*who));
+    uint32_t nwho = who != NULL ? suspect_blame(x, p->data, p->len, who) : 0;
+    for (uint32_t i = 0; i < nwho; i++) {
+      strike(sw, who[i], 0,
+             "sent a block that differs from the verified chunk");
     }
-    free(struck);
+    free(who);
     suspect_drop(sw, x);
   }
   if (c == NULL) {
@@ -945,7 +582,6 @@ static int on_data(struct swarm *sw, struct session *s,
   unsigned ncancel = 0;
   int chunk_done = 0;
   struct partial *p;
-  uint32_t bi;
 
   if (sw->m == NULL || m->data_len > UINT32_MAX ||
       pwire_check_block(sw->m, m->chunk, m->offset, (uint32_t)m->data_len) !=
@@ -976,13 +612,7 @@ static int on_data(struct swarm *sw, struct session *s,
     picker_chunk_failed(sw->pk, m->chunk);
     return 0;
   }
-  memcpy(p->data + m->offset, m->data, m->data_len);
-  for (bi = m->offset / PWIRE_BLOCK_BYTES;
-       bi * PWIRE_BLOCK_BYTES < m->offset + m->data_len && bi < p->nblocks;
-       bi++) {
-    memcpy(p->owners + (size_t)bi * IDENTITY_PK_BYTES, s->remote_pk,
-           IDENTITY_PK_BYTES);
-  }
+  partial_add_block(p, m->offset, m->data, m->data_len, s->remote_pk);
   for (unsigned i = 0; i < ncancel; i++) {
     for (struct session *o = sw->sessions, *o_next; o != NULL; o = o_next) {
       o_next = o->next; /* a send may close o */
@@ -994,170 +624,72 @@ static int on_data(struct swarm *sw, struct session *s,
   if (chunk_done) {
     submit_chunk(sw, p);
   }
-  swarm_fill_requests(sw, s);
+  requests_fill(sw, s);
   return 0;
 }
 
 /* ------------------------------------------------------------------------ */
-/* The manifest */
+/* The manifest (fetch.c holds the bytes and the requests) */
 
+/* A swarm without its manifest asks s for it, unless it asks another. */
 static void start_manifest_fetch(struct swarm *sw, struct session *s) {
-  struct pwire_msg m;
-  if (sw->state != SW_FETCHING || sw->mf_from != NULL) {
+  if (sw->state != SW_FETCHING) {
     return;
   }
-  memset(&m, 0, sizeof(m));
-  m.type = PWIRE_MANIFEST_REQ;
-  m.offset = 0;
-  m.length = PWIRE_MANIFEST_PART_BYTES;
-  buf_reset(&sw->mf);
-  sw->mf_total = 0;
-  sw->mf_from = s;
-  sw->mf_sent_ms = node_now(sw->node);
-  if (session_send(s, &m) != 0) {
-    sw->mf_from = NULL;
-  }
+  fetch_start(&sw->mf, s, node_now(sw->node));
 }
 
 static int on_manifest_part(struct swarm *sw, struct session *s,
                             const struct pwire_msg *m) {
   struct manifest *man = NULL;
-  uint8_t id[MANIFEST_ID_BYTES];
-  int err;
+  int err = 0;
+  int r;
 
-  if (sw->state != SW_FETCHING || sw->mf_from != s) {
+  if (sw->state != SW_FETCHING) {
     return SHOAL_EPROTO;
   }
-  if (sw->mf.len == 0) {
-    sw->mf_total = m->total;
-  }
-  if (m->total != sw->mf_total || m->offset != sw->mf.len ||
-      m->data_len > m->total - m->offset) {
-    return SHOAL_EFORMAT;
-  }
-  buf_add(&sw->mf, m->data, m->data_len);
-  if (buf_err(&sw->mf) != 0) {
-    return buf_err(&sw->mf);
-  }
-  if (sw->mf.len < sw->mf_total) {
-    struct pwire_msg r;
-    if (m->data_len == 0) {
-      return SHOAL_EFORMAT;
-    }
-    memset(&r, 0, sizeof(r));
-    r.type = PWIRE_MANIFEST_REQ;
-    r.offset = (uint32_t)sw->mf.len;
-    r.length = sw->mf_total - (uint32_t)sw->mf.len;
-    if (r.length > PWIRE_MANIFEST_PART_BYTES) {
-      r.length = PWIRE_MANIFEST_PART_BYTES;
-    }
-    sw->mf_sent_ms = node_now(sw->node);
-    return session_send(s, &r);
-  }
-  sw->mf_from = NULL;
-  if (manifest_id_of(sw->mf.data, sw->mf.len, id) != 0 ||
-      memcmp(id, sw->content, MANIFEST_ID_BYTES) != 0) {
-    buf_reset(&sw->mf);
+  r = fetch_on_part(&sw->mf, sw->content, s, m, node_now(sw->node), &man, &err);
+  switch (r) {
+  case FETCH_NOT_OURS:
     strike(sw, s->remote_pk, 1, "sent a manifest that is not the content's");
     return 0;
-  }
-  err = manifest_decode(sw->mf.data, sw->mf.len, &man);
-  buf_free(&sw->mf);
-  buf_init(&sw->mf, MANIFEST_MAX_BYTES);
-  if (err == SHOAL_EVERSION) {
-    /* The content ID holds the manifest's bytes: it cannot be upgraded,
-     * only shared again. */
-    swarm_fail(sw, err,
-               "the content was shared by an older shoal (manifest version "
-               "1), which this one no longer reads — ask its publisher to "
-               "share it again with this version and send the new link");
+  case FETCH_INVALID:
+    if (err == SHOAL_EVERSION) {
+      /* The content ID holds the manifest's bytes: it cannot be upgraded,
+       * only shared again. */
+      swarm_fail(sw, err,
+                 "the content was shared by an older shoal (manifest version "
+                 "1), which this one no longer reads — ask its publisher to "
+                 "share it again with this version and send the new link");
+    } else {
+      char msg[256];
+      snprintf(msg, sizeof(msg),
+               "the content's manifest is invalid (%s); its publisher made a "
+               "bad manifest, so no peer can fix it",
+               shoal_strerror(err));
+      swarm_fail(sw, err, msg);
+    }
     return 0;
-  }
-  if (err != 0) {
-    char msg[256];
-    snprintf(msg, sizeof(msg),
-             "the content's manifest is invalid (%s); its publisher made a "
-             "bad manifest, so no peer can fix it",
-             shoal_strerror(err));
-    swarm_fail(sw, err, msg);
+  case FETCH_DONE:
+    sw->m = man;
+    swarm_manifest_ready(sw);
     return 0;
+  default:
+    return r; /* FETCH_MORE, or why s is closed */
   }
-  sw->m = man;
-  swarm_manifest_ready(sw);
-  return 0;
 }
 
+/* A peer may ask for the manifest once it has our have-map. */
 static int on_manifest_req(struct swarm *sw, struct session *s,
                            const struct pwire_msg *m) {
-  struct pwire_msg r;
-  size_t total, n;
   if (sw->m == NULL || !s->sent_have_map) {
     return SHOAL_EPROTO;
   }
-  total = sw->m->encoded_len;
-  if (m->offset >= total) {
-    return SHOAL_EINVAL;
-  }
-  n = total - m->offset;
-  if (n > m->length) {
-    n = m->length;
-  }
-  memset(&r, 0, sizeof(r));
-  r.type = PWIRE_MANIFEST_PART;
-  r.total = (uint32_t)total;
-  r.offset = m->offset;
-  r.data = sw->m->encoded + m->offset;
-  r.data_len = n;
-  return session_send(s, &r);
+  return fetch_answer(sw->m, s, m);
 }
 
 /* ------------------------------------------------------------------------ */
 /* Messages */
-
-static int on_request(struct swarm *sw, struct session *s,
-                      const struct pwire_msg *m) {
-  unsigned tail;
-  if (sw->m == NULL || sw->st == NULL ||
-      pwire_check_block(sw->m, m->chunk, m->offset, m->length) != 0) {
-    log_warn("peer", "%s: %s asked for a block outside the content", sw->name,
-             s->remote_short);
-    return SHOAL_EINVAL;
-  }
-  if (s->am_choking || !storage_have(sw->st, m->chunk)) {
-    struct pwire_msg r = *m;
-    r.type = PWIRE_REJECT;
-    return session_send(s, &r);
-  }
-  if (s->upq_len >= NODE_MAX_REMOTE_REQUESTS) {
-    log_warn("peer", "%s: %s has too many requests outstanding", sw->name,
-             s->remote_short);
-    return SHOAL_ETOOBIG;
-  }
-  tail = (s->upq_head + s->upq_len) % NODE_MAX_REMOTE_REQUESTS;
-  s->upq[tail].chunk = m->chunk;
-  s->upq[tail].offset = m->offset;
-  s->upq[tail].length = m->length;
-  s->upq_len++;
-  session_pump_upload(s);
-  return 0;
-}
-
-static void on_cancel(struct session *s, const struct pwire_msg *m) {
-  unsigned kept = 0;
-  struct upreq q[NODE_MAX_REMOTE_REQUESTS];
-  for (unsigned i = 0; i < s->upq_len; i++) {
-    struct upreq r = s->upq[(s->upq_head + i) % NODE_MAX_REMOTE_REQUESTS];
-    if (r.chunk == m->chunk && r.offset == m->offset && r.length == m->length) {
-      continue;
-    }
-    q[kept++] = r;
-  }
-  memcpy(s->upq, q, kept * sizeof(q[0]));
-  s->upq_head = 0;
-  s->upq_len = kept;
-  struct upreq r = {m->chunk, m->offset, m->length};
-  session_drop_reads(s, &r);
-}
 
 int swarm_on_message(struct swarm *sw, struct session *s,
                      const struct pwire_msg *m) {
@@ -1185,7 +717,7 @@ int swarm_on_message(struct swarm *sw, struct session *s,
                  s->remote_short);
         return err;
       }
-      update_interest(sw, s);
+      requests_interest(sw, s);
       if (sw->state == SW_SEEDING && s->remote_have == sw->m->chunk_count) {
         session_close(s, "both hold the whole content");
       }
@@ -1200,16 +732,16 @@ int swarm_on_message(struct swarm *sw, struct session *s,
           (sw->m != NULL && chunk >= sw->m->chunk_count)) {
         return SHOAL_EINVAL;
       }
-      if (!(s->have_map[chunk / 8] & (0x80u >> (chunk % 8)))) {
-        s->have_map[chunk / 8] |= (uint8_t)(0x80u >> (chunk % 8));
+      if (!pwire_have_map_get(s->have_map, chunk)) {
+        pwire_have_map_set(s->have_map, chunk);
         s->remote_have++;
         if (s->in_picker) {
           picker_peer_have(sw->pk, (unsigned)s->slot, chunk);
         }
       }
     }
-    update_interest(sw, s);
-    swarm_fill_requests(sw, s);
+    requests_interest(sw, s);
+    requests_fill(sw, s);
     if (sw->state == SW_SEEDING && sw->m != NULL &&
         s->remote_have == sw->m->chunk_count) {
       session_close(s, "both hold the whole content");
@@ -1227,26 +759,12 @@ int swarm_on_message(struct swarm *sw, struct session *s,
     }
     return 0;
   case PWIRE_CHOKE:
-    s->peer_choking = 1;
-    s->rejects = 0; /* requests in transit come back rejected */
-    if (s->in_picker) {
-      /* Whatever was requested is dropped by the remote: give it back. */
-      picker_peer_remove(sw->pk, (unsigned)s->slot);
-      s->in_picker = 0;
-      err = picker_peer_add(sw->pk, (unsigned)s->slot, s->have_map);
-      if (err != 0) {
-        return err;
-      }
-      s->in_picker = 1;
-    }
-    return 0;
+    return requests_choked(sw, s);
   case PWIRE_UNCHOKE:
-    s->peer_choking = 0;
-    s->rejects = 0;
-    swarm_fill_requests(sw, s);
+    requests_unchoked(sw, s);
     return 0;
   case PWIRE_REQUEST:
-    return on_request(sw, s, m);
+    return session_queue_request(s, m);
   case PWIRE_DATA:
     return on_data(sw, s, m);
   case PWIRE_CANCEL:
@@ -1254,22 +772,10 @@ int swarm_on_message(struct swarm *sw, struct session *s,
         pwire_check_block(sw->m, m->chunk, m->offset, m->length) != 0) {
       return SHOAL_EINVAL;
     }
-    on_cancel(s, m);
+    session_cancel_request(s, m);
     return 0;
   case PWIRE_REJECT:
-    if (sw->m == NULL ||
-        pwire_check_block(sw->m, m->chunk, m->offset, m->length) != 0) {
-      return SHOAL_EINVAL;
-    }
-    if (sw->pk != NULL && s->in_picker) {
-      struct picker_block b = {m->chunk, m->offset, m->length};
-      picker_block_rejected(sw->pk, (unsigned)s->slot, &b);
-    }
-    if (++s->rejects >= NODE_REJECTS_CLOSE) {
-      /* Its copy changed or cannot be read: asking again is no use. */
-      session_close(s, "it rejects every request");
-    }
-    return 0;
+    return requests_rejected(sw, s, m);
   case PWIRE_KEEPALIVE:
     return 0;
   default:
@@ -1282,6 +788,227 @@ void swarm_upload_sent(struct swarm *sw, struct session *s, uint32_t len) {
   meter_add(&sw->node->up_meter, len, node_now(sw->node));
   sw->up_bytes += len;
   sw->node->up_bytes += len;
+}
+
+/* ------------------------------------------------------------------------ */
+/* A swarm's life: made, opened, completed, failed, freed */
+
+struct swarm *swarm_new(struct node *n, const uint8_t content[32]) {
+  struct swarm *sw = calloc(1, sizeof(*sw));
+  if (sw == NULL) {
+    return NULL;
+  }
+  sw->node = n;
+  memcpy(sw->content, content, MANIFEST_ID_BYTES);
+  textid_encode(TEXTID_CONTENT, content, sw->content_text);
+  fetch_init(&sw->mf);
+  haves_init(&sw->haves);
+  meter_init(&sw->down_meter, 5000, node_now(n));
+  sw->started_ms = node_now(n);
+  choker_init(&sw->ch, node_now(n), randombytes_uniform);
+  sw->next = n->swarms;
+  n->swarms = sw;
+  return sw;
+}
+
+void swarm_free(struct swarm *sw) {
+  if (sw == NULL) {
+    return;
+  }
+  picker_free(sw->pk);
+  manifest_free(sw->m);
+  fetch_free(&sw->mf);
+  partial_drop_all(sw);
+  suspect_drop_all(sw);
+  bans_free(sw);
+  free(sw->dir);
+  free(sw);
+}
+
+void swarm_fail(struct swarm *sw, int code, const char *msg) {
+  struct node_event ev;
+  if (sw->state == SW_FAILED) {
+    return;
+  }
+  /* The event carries the failure to the user, who sees it once; the log
+   * keeps it for --log-level info. */
+  log_info("peer", "%s: %s", sw->name, msg);
+  swarm_set_state(sw, SW_FAILED);
+  sw->node->swarm_up->failed(sw);
+  for (struct session *s = sw->sessions, *next; s != NULL; s = next) {
+    next = s->next;
+    session_close(s, "the swarm failed");
+  }
+  memset(&ev, 0, sizeof(ev));
+  ev.type = NODE_EV_FAILED;
+  ev.code = code;
+  ev.message = msg;
+  swarm_emit(sw, &ev);
+}
+
+int swarm_open_source(struct swarm *sw) {
+  int err = storage_open_source(&sw->st, sw->node->loop, sw->m);
+  if (err != 0) {
+    char msg[600];
+    sw->st = NULL;
+    snprintf(msg, sizeof(msg), "cannot open the files of %s: %s", sw->name,
+             shoal_strerror(err));
+    swarm_fail(sw, err, msg); /* reported through the event */
+    return err;
+  }
+  swarm_set_state(sw, SW_SEEDING);
+  sw->complete_ms = node_now(sw->node);
+  return 0;
+}
+
+void swarm_source_changed(struct swarm *sw) {
+  struct storage_change c;
+  const struct manifest *m = sw->m;
+  char what[256], msg[4096 + 512];
+  if (sw->state != SW_SEEDING || !sw->is_source || sw->st == NULL ||
+      sw->node->stopping || !storage_source_change(sw->st, &c)) {
+    return;
+  }
+  switch (c.kind) {
+  case STORAGE_CHANGE_SIZE:
+    /* Exact: a line appended to a large file changes no rounded size. */
+    snprintf(what, sizeof(what), "its size went from %llu to %llu bytes",
+             (unsigned long long)m->files[c.file].size,
+             (unsigned long long)c.size_now);
+    break;
+  case STORAGE_CHANGE_MTIME:
+    snprintf(what, sizeof(what), "it was modified (same size, new time)");
+    break;
+  case STORAGE_CHANGE_HASH:
+    snprintf(what, sizeof(what),
+             "chunk %u no longer matches its hash (rewritten with its size "
+             "and time kept)",
+             c.chunk);
+    break;
+  case STORAGE_CHANGE_GONE:
+  default:
+    snprintf(what, sizeof(what), "it was removed or replaced");
+    break;
+  }
+  snprintf(msg, sizeof(msg),
+           "%s changed since it was shared: %s/%s: %s — %s is no longer "
+           "served; share it again for a new link",
+           sw->name, m->local_root, m->files[c.file].path, what,
+           sw->content_text);
+  /* Failing the swarm tells the trackers "stopped", so they no longer
+   * list this peer as a seeder of the old content. */
+  swarm_fail(sw, SHOAL_ECHANGED, msg);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Getting: the manifest saved or fetched, the storage opened */
+
+static void resume_path(const struct swarm *sw, char *out, size_t cap) {
+  snprintf(out, cap, "%s/resume/%s", sw->node->home, sw->content_text);
+}
+
+static void on_storage_open(void *arg, int status) {
+  struct swarm *sw = arg;
+  struct node_event ev;
+  sw->refs--;
+  if (sw->state != SW_OPENING) {
+    return;
+  }
+  if (status != 0) {
+    char msg[9000];
+    char final[4400];
+    /* What the status does not say: sizes, or who holds the partial. */
+    const char *why = sw->st != NULL ? storage_open_error(sw->st) : "";
+    snprintf(final, sizeof(final), "%s/%s", sw->dir, sw->m->name);
+    if (status == UV_ENOSPC && why[0] != '\0') {
+      snprintf(msg, sizeof(msg),
+               "not enough disk space: %s — free some space, or choose "
+               "another folder with -o",
+               why);
+    } else if (status == UV_EBUSY && why[0] != '\0') {
+      snprintf(msg, sizeof(msg),
+               "%s — wait for that download to finish, or choose another "
+               "folder with -o",
+               why);
+    } else if (status == UV_EEXIST) {
+      snprintf(msg, sizeof(msg),
+               "%s already exists — remove it or choose another folder "
+               "with -o",
+               final);
+    } else if (status == UV_EACCES || status == UV_EPERM) {
+      snprintf(msg, sizeof(msg),
+               "permission denied writing into %s — choose a folder you "
+               "can write with -o",
+               sw->dir);
+    } else if (status == UV_ENOSPC) {
+      snprintf(msg, sizeof(msg),
+               "disk full: %s needs %llu bytes in %s — free some space",
+               sw->m->name, (unsigned long long)sw->m->total_size, sw->dir);
+    } else {
+      snprintf(msg, sizeof(msg), "cannot prepare %s: %s", final,
+               shoal_strerror(status));
+    }
+    swarm_fail(sw, status, msg);
+    return;
+  }
+  sw->pk = picker_new(sw->m, storage_have_map(sw->st, &(size_t){0}));
+  if (sw->pk == NULL) {
+    swarm_fail(sw, SHOAL_ENOMEM, "out of memory");
+    return;
+  }
+  sw->resumed_bytes = storage_have_bytes(sw->st);
+  swarm_set_state(sw, SW_RUNNING);
+  memset(&ev, 0, sizeof(ev));
+  ev.type = NODE_EV_MANIFEST;
+  ev.resumed = sw->resumed_bytes;
+  swarm_emit(sw, &ev);
+  swarm_storage_ready(sw);
+}
+
+/* The manifest is verified (fetched or loaded): open the storage. */
+void swarm_manifest_ready(struct swarm *sw) {
+  char rpath[4096];
+  int err;
+  if (sw->name_given && strcmp(sw->name, sw->m->name) != 0) {
+    char msg[600];
+    snprintf(msg, sizeof(msg),
+             "the manifest does not match the link: the link names '%s', the "
+             "content is '%s' — ask for a fresh link",
+             sw->name, sw->m->name);
+    swarm_fail(sw, SHOAL_EFORMAT, msg);
+    return;
+  }
+  /* A link names both; its size is a promise too, 0 included (an empty
+   * file is a content). A get by content ID alone has neither. */
+  if (sw->name_given && sw->size_hint != sw->m->total_size) {
+    swarm_fail(sw, SHOAL_ESIZE,
+               "the manifest does not match the link: the sizes differ — "
+               "ask for a fresh link");
+    return;
+  }
+  snprintf(sw->name, sizeof(sw->name), "%s", sw->m->name);
+  fetch_save(sw->node->loop, sw->node->home, sw->content_text, sw->m);
+  resume_path(sw, rpath, sizeof(rpath));
+  swarm_set_state(sw, SW_OPENING);
+  err = storage_open_download(&sw->st, sw->node->loop, sw->m, sw->dir, rpath,
+                              on_storage_open, sw);
+  if (err != 0) {
+    sw->st = NULL;
+    sw->refs++;
+    on_storage_open(sw, err);
+    return;
+  }
+  sw->refs++;
+}
+
+void swarm_load_manifest(struct swarm *sw) {
+  struct manifest *m =
+      fetch_load(sw->node->home, sw->content_text, sw->content);
+  if (m != NULL) {
+    log_info("peer", "%s: manifest from %s/manifests", m->name, sw->node->home);
+    sw->m = m;
+    swarm_manifest_ready(sw);
+  }
 }
 
 /* ------------------------------------------------------------------------ */
@@ -1304,9 +1031,20 @@ void swarm_storage_ready(struct swarm *sw) {
       session_close(s, "bad have-map");
       continue;
     }
-    update_interest(sw, s);
+    requests_interest(sw, s);
   }
   maybe_finish(sw);
+}
+
+static void swarm_completed(struct swarm *sw) {
+  struct node_event ev;
+  sw->complete_ms = node_now(sw->node);
+  memset(&ev, 0, sizeof(ev));
+  ev.type = NODE_EV_COMPLETE;
+  ev.path = storage_final_path(sw->st);
+  ev.seconds = (double)(sw->complete_ms - sw->started_ms) / 1000.0;
+  sw->node->swarm_up->completed(sw);
+  swarm_emit(sw, &ev);
 }
 
 static void on_finished(void *arg, int status) {
@@ -1324,20 +1062,17 @@ static void on_finished(void *arg, int status) {
     swarm_fail(sw, status, msg);
     return;
   }
-  sw->state = SW_SEEDING;
+  swarm_set_state(sw, SW_SEEDING);
   swarm_send_haves(sw); /* the last chunks: a new seeder, at once */
   for (struct session *s = sw->sessions, *next; s != NULL; s = next) {
     next = s->next;
-    update_interest(sw, s);
+    requests_interest(sw, s);
     if (s->state == SESS_OPEN && s->have_map_checked && sw->m != NULL &&
         s->remote_have == sw->m->chunk_count) {
       session_close(s, "both hold the whole content");
     }
   }
-  for (struct partial *p = sw->partials, *next; p != NULL; p = next) {
-    next = p->next;
-    partial_drop(sw, p);
-  }
+  partial_drop_all(sw);
   swarm_completed(sw);
 }
 
@@ -1347,12 +1082,12 @@ static void maybe_finish(struct swarm *sw) {
       sw->puts_in_flight > 0) {
     return;
   }
-  sw->state = SW_FINISHING;
+  swarm_set_state(sw, SW_FINISHING);
   sw->refs++;
   err = storage_finish(sw->st, on_finished, sw);
   if (err != 0) {
+    /* No callback comes: the finish failed before it began. */
     sw->refs--;
-    sw->state = SW_RUNNING;
     swarm_fail(sw, err, "cannot finish the download");
   }
 }
@@ -1404,10 +1139,13 @@ static void watch_sources(struct swarm *sw, uint64_t now) {
 }
 
 void swarm_tick(struct swarm *sw, uint64_t now) {
-  if (sw->state == SW_FETCHING && sw->mf_from != NULL &&
-      now - sw->mf_sent_ms > manifest_timeout(sw)) {
-    /* Its departure hands the fetch to another peer that holds it. */
-    session_close(sw->mf_from, "no manifest part in time");
+  if (sw->state == SW_FETCHING) {
+    struct session *late =
+        fetch_overdue(&sw->mf, now, fetch_timeout_ms(&sw->node->down_bucket));
+    if (late != NULL) {
+      /* Its departure hands the fetch to another peer that holds it. */
+      session_close(late, "no manifest part in time");
+    }
   }
   if (sw->state == SW_RUNNING && sw->st != NULL) {
     uint64_t have = storage_have_bytes(sw->st);
@@ -1431,35 +1169,18 @@ void swarm_tick(struct swarm *sw, uint64_t now) {
   if (sw->state == SW_RUNNING && sw->pk != NULL) {
     watch_sources(sw, now);
   }
-  if (sw->pk != NULL && sw->state == SW_RUNNING) {
-    struct picker_block b[64];
-    unsigned peers[64];
-    unsigned n = picker_expire(sw->pk, now, request_timeout(sw), b, peers, 64);
-    for (unsigned i = 0; i < n; i++) {
-      for (struct session *s = sw->sessions, *s_next; s != NULL; s = s_next) {
-        s_next = s->next; /* a send may close s */
-        if (s->slot == (int)peers[i] && s->state == SESS_OPEN) {
-          (void)session_send_block(s, PWIRE_CANCEL, b[i].chunk, b[i].offset,
-                                   b[i].length);
-        }
-      }
-    }
-    for (struct session *s = sw->sessions, *s_next; s != NULL; s = s_next) {
-      s_next = s->next; /* a send may close s */
-      swarm_fill_requests(sw, s);
-    }
-  }
-  if (now - sw->last_rechoke_ms >=
-      (is_seeding(sw) ? NODE_SEED_RECHOKE_MS : NODE_RECHOKE_MS)) {
+  requests_expire(sw, now);
+  if (choker_due(&sw->ch, is_seeding(sw), now)) {
     swarm_rechoke(sw, now, 1);
   }
 }
 
-void swarm_emit(struct swarm *sw, struct node_event *ev) {
+void swarm_emit(struct swarm *sw, const struct node_event *ev) {
   struct node_swarm_info info;
+  struct node_event e = *ev; /* the figures live only for the call */
   swarm_info(sw, &info);
-  ev->swarm = &info;
-  node_emit(sw->node, ev);
+  e.swarm = &info;
+  node_emit(sw->node, &e);
 }
 
 void swarm_info(const struct swarm *sw, struct node_swarm_info *out) {

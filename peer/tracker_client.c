@@ -6,9 +6,9 @@
  * is the one the next reply answers; while it is being made they wait with
  * their framed bytes. `done` holds requests that failed and whose callback
  * is due: failures are delivered from a zero-delay timer, so that a
- * failure found inside a tcl_* call (a connection that cannot even start)
- * never calls back inside that call, and so that tearing a connection down
- * never runs user code halfway. Replies are delivered straight from the
+ * failure found inside a tracker_client_* call (a connection that cannot even
+ * start) never calls back inside that call, and so that tearing a connection
+ * down never runs user code halfway. Replies are delivered straight from the
  * read callback, in order.
  *
  * Invariant: a non-empty `head` means a current connection exists. Every
@@ -38,13 +38,15 @@
 #include "common/log.h"
 #include "common/textid.h"
 
-#define TCL_READ_BYTES (64u << 10) /* one read; replies are at most 17 KB */
-#define TCL_REQUEST_MAX 4096u      /* largest request frame (2 754 bytes) */
+#define TRACKER_CLIENT_READ_BYTES                                              \
+  (64u << 10) /* one read; replies are at most 17 KB */
+#define TRACKER_CLIENT_REQUEST_MAX                                             \
+  4096u /* largest request frame (2 754 bytes) */
 /* The first bytes a connection hears, kept to show what a server that is
- * not a tracker said; of them, at most TCL_HEARD_SHOWN characters of text
- * (a banner's first line, or twelve bytes as \xNN) go into a message. */
-#define TCL_HEARD_BYTES 64u
-#define TCL_HEARD_SHOWN 48u
+ * not a tracker said; of them, at most TRACKER_CLIENT_HEARD_SHOWN characters of
+ * text (a banner's first line, or twelve bytes as \xNN) go into a message. */
+#define TRACKER_CLIENT_HEARD_BYTES 64u
+#define TRACKER_CLIENT_HEARD_SHOWN 48u
 
 static const char who[] = "tracker-client";
 
@@ -60,7 +62,7 @@ static const char *const state_names[] = {"resolving", "connecting",
                                           "reopening", "open", "closing"};
 
 struct conn {
-  struct tcl *t;
+  struct tracker_client *t;
   enum conn_state state;
   unsigned tracker; /* index into t->trackers */
   int dead;         /* detached from the client; freed by libuv's last word */
@@ -69,24 +71,24 @@ struct conn {
   int last_err; /* of the last address tried */
   int spoke;    /* a reply verified: the other side speaks shoal */
   size_t heard_len;
-  uint8_t heard[TCL_HEARD_BYTES]; /* the first bytes it sent */
+  uint8_t heard[TRACKER_CLIENT_HEARD_BYTES]; /* the first bytes it sent */
   uv_getaddrinfo_t gai;
   struct addrinfo *ai_list;
   struct addrinfo *ai_next;
   uv_tcp_t tcp;
   uv_connect_t connect;
   struct frame_decoder dec;
-  uint8_t rbuf[TCL_READ_BYTES];
+  uint8_t rbuf[TRACKER_CLIENT_READ_BYTES];
 };
 
-struct tcl_req {
-  struct tcl_req *next;
+struct tracker_client_req {
+  struct tracker_client_req *next;
   uint8_t type;                   /* TMSG_ANNOUNCE .. TMSG_SEARCH */
   uint8_t content[TMSG_ID_BYTES]; /* lookup and publish: for the echo */
   uint64_t id;                    /* envelope seq or query id */
   uint64_t deadline;              /* uv_now() ms */
   int status;                     /* on the done list */
-  tcl_cb cb;
+  tracker_client_cb cb;
   void *arg;
   uint8_t *frame; /* framed request until it is written */
   size_t frame_len;
@@ -99,11 +101,11 @@ struct wreq {
   uint8_t data[];
 };
 
-struct tcl {
+struct tracker_client {
   uv_loop_t *loop;
   const struct identity *id;
   struct link_tracker trackers[LINK_MAX_TRACKERS];
-  char names[LINK_MAX_TRACKERS][TCL_ADDR_TEXT];
+  char names[LINK_MAX_TRACKERS][TRACKER_CLIENT_ADDR_TEXT];
   unsigned ntrackers;
   unsigned cur;
   uint8_t key[IDENTITY_PK_BYTES];
@@ -114,21 +116,22 @@ struct tcl {
   int family;        /* hints.ai_family for every tracker */
   struct conn *conn; /* current connection, or NULL */
   unsigned nconns;   /* connections not yet freed, current or dead */
-  struct tcl_req *head;
-  struct tcl_req **tail;
-  struct tcl_req *done;
-  struct tcl_req **done_tail;
+  struct tracker_client_req *head;
+  struct tracker_client_req **tail;
+  struct tracker_client_req *done;
+  struct tracker_client_req **done_tail;
   unsigned count;   /* requests on either list */
   uv_timer_t timer; /* oldest request's deadline, or the idle close */
   uv_timer_t later; /* delivers the done list */
   unsigned handles; /* timers not yet closed */
   int closing;
   struct buf scratch; /* payload being encoded */
-  struct tcl_reply reply;
-  /* The last connection failure, for tcl_describe. */
+  struct tracker_client_reply reply;
+  /* The last connection failure, for tracker_client_describe. */
   unsigned fail_tracker;
   int fail_status;
-  char fail_heard[TCL_HEARD_SHOWN + 8]; /* not a shoal frame: what it said */
+  char fail_heard[TRACKER_CLIENT_HEARD_SHOWN +
+                  8]; /* not a shoal frame: what it said */
   int fail_key_set;
   uint8_t fail_key[IDENTITY_PK_BYTES]; /* SHOAL_EWRONGKEY: the signer */
 };
@@ -140,7 +143,7 @@ static void on_reopen_closed(uv_handle_t *h);
 /* ---------------------------------------------------------------------- */
 /* Freeing */
 
-static void tcl_maybe_free(struct tcl *t) {
+static void tracker_client_maybe_free(struct tracker_client *t) {
   if (t->closing && t->nconns == 0 && t->handles == 0) {
     buf_free(&t->scratch);
     free(t);
@@ -148,13 +151,13 @@ static void tcl_maybe_free(struct tcl *t) {
 }
 
 static void on_timer_closed(uv_handle_t *h) {
-  struct tcl *t = h->data;
+  struct tracker_client *t = h->data;
   t->handles--;
-  tcl_maybe_free(t);
+  tracker_client_maybe_free(t);
 }
 
 static void conn_free(struct conn *c) {
-  struct tcl *t = c->t;
+  struct tracker_client *t = c->t;
   assert(c->dead && !c->gai_busy && !c->tcp_open);
   frame_decoder_close(&c->dec);
   if (c->ai_list != NULL) {
@@ -162,7 +165,7 @@ static void conn_free(struct conn *c) {
   }
   free(c);
   t->nconns--;
-  tcl_maybe_free(t);
+  tracker_client_maybe_free(t);
 }
 
 /* ---------------------------------------------------------------------- */
@@ -178,28 +181,42 @@ static void conn_set_state(struct conn *c, enum conn_state s) {
 
 static void on_timer(uv_timer_t *h);
 
+int tracker_client_timer(int pending, uint64_t deadline, int open,
+                         unsigned idle_ms, uint64_t now, uint64_t *delay_ms) {
+  if (pending) {
+    *delay_ms = deadline > now ? deadline - now : 0;
+    return 1;
+  }
+  if (open) {
+    *delay_ms = idle_ms;
+    return 1;
+  }
+  *delay_ms = 0;
+  return 0;
+}
+
 /* Points the timer at the oldest request's deadline, or at the idle close
  * of an open connection with nothing pending. */
-static void arm_timer(struct tcl *t) {
+static void arm_timer(struct tracker_client *t) {
+  uint64_t delay;
   if (t->closing) {
     return;
   }
-  if (t->head != NULL) {
-    uint64_t now = uv_now(t->loop);
-    uint64_t due = t->head->deadline;
-    uv_timer_start(&t->timer, on_timer, due > now ? due - now : 0, 0);
-  } else if (t->conn != NULL && t->conn->state == CONN_OPEN) {
-    uv_timer_start(&t->timer, on_timer, t->idle_ms, 0);
+  if (tracker_client_timer(t->head != NULL,
+                           t->head != NULL ? t->head->deadline : 0,
+                           t->conn != NULL && t->conn->state == CONN_OPEN,
+                           t->idle_ms, uv_now(t->loop), &delay)) {
+    uv_timer_start(&t->timer, on_timer, delay, 0);
   } else {
     uv_timer_stop(&t->timer);
   }
 }
 
 static void on_later(uv_timer_t *h) {
-  struct tcl *t = h->data;
+  struct tracker_client *t = h->data;
   /* A callback may close the client, which delivers the rest itself. */
   while (t->done != NULL && !t->closing) {
-    struct tcl_req *r = t->done;
+    struct tracker_client_req *r = t->done;
     t->done = r->next;
     if (t->done == NULL) {
       t->done_tail = &t->done;
@@ -212,11 +229,11 @@ static void on_later(uv_timer_t *h) {
 }
 
 /* Moves every pending request to the done list with status err. */
-static void fail_pending(struct tcl *t, int err) {
+static void fail_pending(struct tracker_client *t, int err) {
   if (t->head == NULL) {
     return;
   }
-  for (struct tcl_req *r = t->head; r != NULL; r = r->next) {
+  for (struct tracker_client_req *r = t->head; r != NULL; r = r->next) {
     r->status = err;
   }
   *t->done_tail = t->head;
@@ -229,7 +246,7 @@ static void fail_pending(struct tcl *t, int err) {
 /* Detaches the current connection without failing anything (idle, or
  * closed by the tracker with nothing pending). */
 static void conn_drop(struct conn *c) {
-  struct tcl *t = c->t;
+  struct tracker_client *t = c->t;
   assert(t->conn == c && t->head == NULL);
   t->conn = NULL;
   conn_release(c);
@@ -243,14 +260,14 @@ static void heard_text(const struct conn *c, char *out, size_t cap) {
   static const char hex[] = "0123456789abcdef";
   size_t o = 0;
   size_t i = 0;
-  assert(cap > TCL_HEARD_SHOWN + 3);
+  assert(cap > TRACKER_CLIENT_HEARD_SHOWN + 3);
   for (; i < c->heard_len; i++) {
     uint8_t b = c->heard[i];
     if ((b == '\r' || b == '\n') && i > 0) {
       break;
     }
     size_t need = b >= 0x20 && b < 0x7f && b != '"' && b != '\\' ? 1 : 4;
-    if (o + need > TCL_HEARD_SHOWN) {
+    if (o + need > TRACKER_CLIENT_HEARD_SHOWN) {
       break;
     }
     if (need == 1) {
@@ -275,7 +292,7 @@ static void heard_text(const struct conn *c, char *out, size_t cap) {
  * refused with SHOAL_EWRONGKEY, or NULL. */
 static void conn_fail_with(struct conn *c, int err, int not_shoal,
                            const uint8_t *key) {
-  struct tcl *t = c->t;
+  struct tracker_client *t = c->t;
   assert(t->conn == c);
   t->fail_tracker = c->tracker;
   t->fail_status = err;
@@ -313,7 +330,7 @@ static void conn_fail_decode(struct conn *c, int err) {
 }
 
 static void on_timer(uv_timer_t *h) {
-  struct tcl *t = h->data;
+  struct tracker_client *t = h->data;
   if (t->head != NULL) {
     /* head implies a current connection (see the top of the file). */
     assert(t->conn != NULL);
@@ -364,9 +381,9 @@ static void on_write(uv_write_t *req, int status) {
 /* Writes every request that has not been written yet, in order, in one
  * write. */
 static void conn_flush(struct conn *c) {
-  struct tcl *t = c->t;
+  struct tracker_client *t = c->t;
   size_t total = 0;
-  for (struct tcl_req *r = t->head; r != NULL; r = r->next) {
+  for (struct tracker_client_req *r = t->head; r != NULL; r = r->next) {
     total += r->frame_len;
   }
   if (total == 0) {
@@ -380,7 +397,7 @@ static void conn_flush(struct conn *c) {
   w->c = c;
   w->len = total;
   size_t off = 0;
-  for (struct tcl_req *r = t->head; r != NULL; r = r->next) {
+  for (struct tracker_client_req *r = t->head; r != NULL; r = r->next) {
     if (r->frame != NULL) {
       memcpy(w->data + off, r->frame, r->frame_len);
       off += r->frame_len;
@@ -407,8 +424,9 @@ static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *b) {
 /* Checks that a verified reply answers request q and decodes it into rep.
  * Returns the status for q's callback through *status, or an error that
  * condemns the connection. */
-static int reply_decode(const struct tcl_req *q, const struct envelope *e,
-                        struct tcl_reply *rep, int *status) {
+static int reply_decode(const struct tracker_client_req *q,
+                        const struct envelope *e,
+                        struct tracker_client_reply *rep, int *status) {
   int err = 0;
 
   rep->type = e->type;
@@ -468,8 +486,8 @@ static int reply_decode(const struct tcl_req *q, const struct envelope *e,
  * connection is no longer the client's current one (failed, dropped, or the
  * client closed from the callback). */
 static int conn_frame(struct conn *c, const uint8_t *frame, size_t len) {
-  struct tcl *t = c->t;
-  struct tcl_req *q = t->head;
+  struct tracker_client *t = c->t;
+  struct tracker_client_req *q = t->head;
   struct envelope e;
   int status;
   int err;
@@ -537,7 +555,7 @@ static int conn_frame(struct conn *c, const uint8_t *frame, size_t len) {
 
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b) {
   struct conn *c = s->data;
-  struct tcl *t = c->t;
+  struct tracker_client *t = c->t;
 
   if (c->dead || t->conn != c) {
     return;
@@ -584,7 +602,7 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b) {
 
 static void on_connect(uv_connect_t *req, int status) {
   struct conn *c = req->data;
-  struct tcl *t = c->t;
+  struct tracker_client *t = c->t;
 
   if (c->dead) {
     return; /* closing; the close callback frees it */
@@ -621,7 +639,7 @@ static void on_reopen_closed(uv_handle_t *h) {
 /* Connects to the next address the name resolved to; after the last one
  * fails, the connection fails with the last address's error. */
 static void conn_try_next(struct conn *c) {
-  struct tcl *t = c->t;
+  struct tracker_client *t = c->t;
 
   while (c->ai_next != NULL) {
     struct addrinfo *ai = c->ai_next;
@@ -669,7 +687,7 @@ static void on_resolved(uv_getaddrinfo_t *req, int status,
 
 /* Starts a connection to the current tracker. A failure to start fails
  * the pending requests through the done list (never calling back here). */
-static void conn_start(struct tcl *t) {
+static void conn_start(struct tracker_client *t) {
   const struct link_tracker *tr = &t->trackers[t->cur];
   struct addrinfo hints;
   char port[8];
@@ -710,12 +728,12 @@ static void conn_start(struct tcl *t) {
 /* Requests */
 
 /* Checks that a request may be queued now. */
-static int can_queue(const struct tcl *t, tcl_cb cb) {
+static int can_queue(const struct tracker_client *t, tracker_client_cb cb) {
   assert(cb != NULL);
   if (t->closing) {
     return SHOAL_ECANCELED;
   }
-  if (t->count >= TCL_MAX_PENDING) {
+  if (t->count >= TRACKER_CLIENT_MAX_PENDING) {
     return SHOAL_EBUSY;
   }
   return 0;
@@ -723,10 +741,10 @@ static int can_queue(const struct tcl *t, tcl_cb cb) {
 
 /* Queues a framed request (frame is taken over, also on failure) and gets
  * it on its way. */
-static int queue(struct tcl *t, uint8_t type, uint64_t id,
+static int queue(struct tracker_client *t, uint8_t type, uint64_t id,
                  const uint8_t *content, uint8_t *frame, size_t frame_len,
-                 tcl_cb cb, void *arg) {
-  struct tcl_req *r = calloc(1, sizeof(*r));
+                 tracker_client_cb cb, void *arg) {
+  struct tracker_client_req *r = calloc(1, sizeof(*r));
   if (r == NULL) {
     free(frame);
     return SHOAL_ENOMEM;
@@ -755,14 +773,15 @@ static int queue(struct tcl *t, uint8_t type, uint64_t id,
 
 /* Frames the payload in t->scratch as a signed request (type 1 or 3) or a
  * query (type 2 or 4) and queues it. */
-static int send_request(struct tcl *t, uint8_t type, const uint8_t *content,
-                        tcl_cb cb, void *arg) {
+static int send_request(struct tracker_client *t, uint8_t type,
+                        const uint8_t *content, tracker_client_cb cb,
+                        void *arg) {
   struct buf f;
   uint8_t hdr[FRAME_HEADER_BYTES] = {0};
   size_t len;
   int err;
 
-  buf_init(&f, TCL_REQUEST_MAX);
+  buf_init(&f, TRACKER_CLIENT_REQUEST_MAX);
   buf_add(&f, hdr, sizeof(hdr));
   uint64_t id = (*t->seq)++;
   if (type == TMSG_ANNOUNCE || type == TMSG_PUBLISH) {
@@ -783,8 +802,9 @@ static int send_request(struct tcl *t, uint8_t type, const uint8_t *content,
   return queue(t, type, id, content, frame, len, cb, arg);
 }
 
-int tcl_announce(struct tcl *t, const struct tmsg_announce *a, tcl_cb cb,
-                 void *arg) {
+int tracker_client_announce(struct tracker_client *t,
+                            const struct tmsg_announce *a, tracker_client_cb cb,
+                            void *arg) {
   int err = can_queue(t, cb);
   if (err != 0) {
     return err;
@@ -797,8 +817,8 @@ int tcl_announce(struct tcl *t, const struct tmsg_announce *a, tcl_cb cb,
   return send_request(t, TMSG_ANNOUNCE, NULL, cb, arg);
 }
 
-int tcl_lookup(struct tcl *t, const struct tmsg_lookup *l, tcl_cb cb,
-               void *arg) {
+int tracker_client_lookup(struct tracker_client *t, const struct tmsg_lookup *l,
+                          tracker_client_cb cb, void *arg) {
   int err = can_queue(t, cb);
   if (err != 0) {
     return err;
@@ -811,8 +831,9 @@ int tcl_lookup(struct tcl *t, const struct tmsg_lookup *l, tcl_cb cb,
   return send_request(t, TMSG_LOOKUP, l->content, cb, arg);
 }
 
-int tcl_publish(struct tcl *t, const struct tmsg_publish *p, tcl_cb cb,
-                void *arg) {
+int tracker_client_publish(struct tracker_client *t,
+                           const struct tmsg_publish *p, tracker_client_cb cb,
+                           void *arg) {
   int err = can_queue(t, cb);
   if (err != 0) {
     return err;
@@ -825,8 +846,8 @@ int tcl_publish(struct tcl *t, const struct tmsg_publish *p, tcl_cb cb,
   return send_request(t, TMSG_PUBLISH, p->content, cb, arg);
 }
 
-int tcl_search(struct tcl *t, const struct tmsg_search *s, tcl_cb cb,
-               void *arg) {
+int tracker_client_search(struct tracker_client *t, const struct tmsg_search *s,
+                          tracker_client_cb cb, void *arg) {
   int err = can_queue(t, cb);
   if (err != 0) {
     return err;
@@ -842,7 +863,8 @@ int tcl_search(struct tcl *t, const struct tmsg_search *s, tcl_cb cb,
 /* ---------------------------------------------------------------------- */
 /* Life */
 
-int tcl_new(struct tcl **out, const struct tcl_config *c) {
+int tracker_client_new(struct tracker_client **out,
+                       const struct tracker_client_config *c) {
   *out = NULL;
   if (c->loop == NULL || c->id == NULL || c->seq == NULL ||
       c->trackers == NULL || c->ntrackers == 0 ||
@@ -856,7 +878,7 @@ int tcl_new(struct tcl **out, const struct tcl_config *c) {
       return SHOAL_EINVAL;
     }
   }
-  struct tcl *t = calloc(1, sizeof(*t));
+  struct tracker_client *t = calloc(1, sizeof(*t));
   if (t == NULL) {
     return SHOAL_ENOMEM;
   }
@@ -876,13 +898,14 @@ int tcl_new(struct tcl **out, const struct tcl_config *c) {
     t->key_known = 1;
   }
   t->seq = c->seq;
-  t->timeout_ms = c->timeout_ms != 0 ? c->timeout_ms : TCL_TIMEOUT_MS;
-  t->idle_ms = c->idle_ms != 0 ? c->idle_ms : TCL_IDLE_MS;
+  t->timeout_ms =
+      c->timeout_ms != 0 ? c->timeout_ms : TRACKER_CLIENT_TIMEOUT_MS;
+  t->idle_ms = c->idle_ms != 0 ? c->idle_ms : TRACKER_CLIENT_IDLE_MS;
   t->family =
       c->family == AF_INET || c->family == AF_INET6 ? c->family : AF_UNSPEC;
   t->tail = &t->head;
   t->done_tail = &t->done;
-  buf_init(&t->scratch, TCL_REQUEST_MAX);
+  buf_init(&t->scratch, TRACKER_CLIENT_REQUEST_MAX);
   uv_timer_init(t->loop, &t->timer);
   uv_timer_init(t->loop, &t->later);
   t->timer.data = t;
@@ -892,14 +915,14 @@ int tcl_new(struct tcl **out, const struct tcl_config *c) {
   return 0;
 }
 
-void tcl_close(struct tcl *t) {
+void tracker_client_close(struct tracker_client *t) {
   if (t == NULL || t->closing) {
     return;
   }
   t->closing = 1;
   /* Failures already due come first: they are older than what is pending. */
   while (t->done != NULL || t->head != NULL) {
-    struct tcl_req *r;
+    struct tracker_client_req *r;
     if (t->done != NULL) {
       r = t->done;
       t->done = r->next;
@@ -923,28 +946,30 @@ void tcl_close(struct tcl *t) {
   uv_close((uv_handle_t *)&t->later, on_timer_closed);
 }
 
-const uint8_t *tcl_key(const struct tcl *t) {
+const uint8_t *tracker_client_key(const struct tracker_client *t) {
   return t->key_known ? t->key : NULL;
 }
 
-const char *tcl_current(const struct tcl *t) {
+const char *tracker_client_current(const struct tracker_client *t) {
   return t->names[t->cur];
 }
 
-unsigned tcl_pending(const struct tcl *t) {
+unsigned tracker_client_pending(const struct tracker_client *t) {
   return t->count;
 }
 
-int tcl_connected(const struct tcl *t) {
+int tracker_client_connected(const struct tracker_client *t) {
   return t->conn != NULL;
 }
 
-const char *tcl_describe(const struct tcl *t, int status,
-                         const struct tcl_reply *r, char *out, size_t cap) {
+const char *tracker_client_describe(const struct tracker_client *t, int status,
+                                    const struct tracker_client_reply *r,
+                                    char *out, size_t cap) {
   /* The tracker the failure came from, when it was a connection's; an
    * error reply comes from the current one. */
   int ours = status == t->fail_status && r == NULL;
-  const char *name = ours ? t->names[t->fail_tracker] : tcl_current(t);
+  const char *name =
+      ours ? t->names[t->fail_tracker] : tracker_client_current(t);
 
   if (r != NULL && r->type == TMSG_ERROR) {
     snprintf(out, cap, "tracker %s refused: %s", name, r->error.reason);

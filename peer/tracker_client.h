@@ -5,8 +5,8 @@
  * it is being resolved or connected wait in a queue), carries any number
  * of requests pipelined, and matches replies to requests by their order,
  * as the tracker answers in order (docs/protocol.md, "Transport"). It is
- * closed after TCL_IDLE_MS without a pending request, before the tracker's
- * own idle timeout; when the tracker closes it first while nothing is
+ * closed after TRACKER_CLIENT_IDLE_MS without a pending request, before the
+ * tracker's own idle timeout; when the tracker closes it first while nothing is
  * pending, the next request simply opens a new one.
  *
  * Announce and publish are sealed as envelopes of class
@@ -26,8 +26,8 @@
  * to the next tracker of the list (round robin) on a fresh connection. The
  * client never retries by itself: backing off is the caller's business.
  *
- * Callbacks run on the loop thread, never inside the tcl_* call that queued
- * the request; each request's callback comes exactly once.
+ * Callbacks run on the loop thread, never inside the tracker_client_* call that
+ * queued the request; each request's callback comes exactly once.
  */
 #ifndef SHOAL_PEER_TRACKER_CLIENT_H
 #define SHOAL_PEER_TRACKER_CLIENT_H
@@ -39,17 +39,19 @@
 #include "common/link.h"
 #include "common/tmsg.h"
 
-#define TCL_TIMEOUT_MS 10000u /* default wait for one reply */
-#define TCL_MAX_PENDING 64u   /* requests queued or in flight per client */
+#define TRACKER_CLIENT_TIMEOUT_MS 10000u /* default wait for one reply */
+#define TRACKER_CLIENT_MAX_PENDING                                             \
+  64u /* requests queued or in flight per client */
 /* Half the tracker's default idle timeout (60 s), so that the client, not
  * the tracker, closes an idle connection and a request never races the
  * tracker's close. */
-#define TCL_IDLE_MS 30000u
-#define TCL_ADDR_TEXT 264 /* "[host]:65535" for the longest host name */
+#define TRACKER_CLIENT_IDLE_MS 30000u
+#define TRACKER_CLIENT_ADDR_TEXT                                               \
+  264 /* "[host]:65535" for the longest host name */
 
-struct tcl;
+struct tracker_client;
 
-struct tcl_config {
+struct tracker_client_config {
   uv_loop_t *loop;
   const struct identity *id;           /* signs announce/publish; borrowed
                                           for the client's life */
@@ -59,9 +61,9 @@ struct tcl_config {
                                  on first use */
   uint64_t *seq;              /* shared envelope sequence counter;
                                  borrowed for the client's life */
-  unsigned timeout_ms;        /* per request; 0 = TCL_TIMEOUT_MS */
+  unsigned timeout_ms;        /* per request; 0 = TRACKER_CLIENT_TIMEOUT_MS */
   unsigned idle_ms;           /* close an idle connection after
-                                 this; 0 = TCL_IDLE_MS */
+                                 this; 0 = TRACKER_CLIENT_IDLE_MS */
   int family;                 /* AF_INET or AF_INET6: reach the
                                  trackers over that family only
                                  (the one the caller listens on);
@@ -70,7 +72,7 @@ struct tcl_config {
 
 /* A verified reply; it and everything it points to are valid only during
  * the callback. */
-struct tcl_reply {
+struct tracker_client_reply {
   uint8_t type; /* TMSG_*_OK or TMSG_ERROR */
   union {
     struct tmsg_announce_ok announce;
@@ -93,63 +95,62 @@ struct tcl_reply {
  *                     or no envelope (the frame decoder's error, or
  *                     envelope_open's SHOAL_ETRUNC, SHOAL_ETOOBIG or
  *                     SHOAL_EVERSION): what answered is not a shoal
- *                     tracker (an HTTP or SSH server, say); tcl_describe
- *                     shows what it said;
- *   envelope_open's error for a reply that does not verify: SHOAL_EWRONGKEY
- *                     (signed by another key than the pinned one),
- *                     SHOAL_EBADSIG, SHOAL_EDOMAIN, SHOAL_ESTALE,
- *                     SHOAL_EFUTURE, SHOAL_EFORMAT, and after a reply has
- *                     verified on the connection also SHOAL_EVERSION and
- *                     SHOAL_ETRUNC;
- *   the frame decoder's error, after a reply has verified on the
- *                     connection: SHOAL_ETOOBIG (frame over
- *                     FRAME_MAX_DEFAULT), SHOAL_EFORMAT (empty frame);
- *   the payload decoder's error (SHOAL_ETRUNC, SHOAL_EFORMAT,
- *                     SHOAL_ETOOBIG) for a verified reply that does not
- *                     decode;
+ *                     tracker (an HTTP or SSH server, say);
+ * tracker_client_describe shows what it said; envelope_open's error for a reply
+ * that does not verify: SHOAL_EWRONGKEY (signed by another key than the pinned
+ * one), SHOAL_EBADSIG, SHOAL_EDOMAIN, SHOAL_ESTALE, SHOAL_EFUTURE,
+ * SHOAL_EFORMAT, and after a reply has verified on the connection also
+ * SHOAL_EVERSION and SHOAL_ETRUNC; the frame decoder's error, after a reply has
+ * verified on the connection: SHOAL_ETOOBIG (frame over FRAME_MAX_DEFAULT),
+ * SHOAL_EFORMAT (empty frame); the payload decoder's error (SHOAL_ETRUNC,
+ * SHOAL_EFORMAT, SHOAL_ETOOBIG) for a verified reply that does not decode;
  *   SHOAL_EPROTO      a verified reply that does not answer the request: a
  *                     wrong type, an announce_ok or publish_ok whose seq (or
  *                     content) is not the request's, a lookup_ok for another
  *                     content, an error whose request type or id is neither
  *                     the request's nor 0, or a reply with nothing pending;
- *   SHOAL_ECANCELED   tcl_close came first;
+ *   SHOAL_ECANCELED   tracker_client_close came first;
  *   SHOAL_ENOMEM.
- * The callback may make new requests and may call tcl_close. */
-typedef void (*tcl_cb)(void *arg, int status, const struct tcl_reply *r);
+ * The callback may make new requests and may call tracker_client_close. */
+typedef void (*tracker_client_cb)(void *arg, int status,
+                                  const struct tracker_client_reply *r);
 
 /* Makes a client; nothing is sent until the first request. Returns 0,
  * SHOAL_EINVAL (no loop, identity or counter; 0 or more than
  * LINK_MAX_TRACKERS trackers; an empty host or port 0) or SHOAL_ENOMEM. */
-int tcl_new(struct tcl **out, const struct tcl_config *c);
+int tracker_client_new(struct tracker_client **out,
+                       const struct tracker_client_config *c);
 
 /* Queue a request. The message is encoded at once and not kept. Returns 0
  * (cb will come exactly once, later, from the loop), or without calling cb:
  * SHOAL_EINVAL (a message the encoder refuses: a count, limit or text
  * over its maximum),
- * SHOAL_EBUSY (TCL_MAX_PENDING requests are already waiting),
+ * SHOAL_EBUSY (TRACKER_CLIENT_MAX_PENDING requests are already waiting),
  * SHOAL_ECANCELED (the client is closing) or SHOAL_ENOMEM. */
-int tcl_announce(struct tcl *t, const struct tmsg_announce *a, tcl_cb cb,
-                 void *arg);
-int tcl_lookup(struct tcl *t, const struct tmsg_lookup *l, tcl_cb cb,
-               void *arg);
-int tcl_publish(struct tcl *t, const struct tmsg_publish *p, tcl_cb cb,
-                void *arg);
-int tcl_search(struct tcl *t, const struct tmsg_search *s, tcl_cb cb,
-               void *arg);
+int tracker_client_announce(struct tracker_client *t,
+                            const struct tmsg_announce *a, tracker_client_cb cb,
+                            void *arg);
+int tracker_client_lookup(struct tracker_client *t, const struct tmsg_lookup *l,
+                          tracker_client_cb cb, void *arg);
+int tracker_client_publish(struct tracker_client *t,
+                           const struct tmsg_publish *p, tracker_client_cb cb,
+                           void *arg);
+int tracker_client_search(struct tracker_client *t, const struct tmsg_search *s,
+                          tracker_client_cb cb, void *arg);
 
 /* The tracker key: the configured one, or the pinned one once a reply has
- * verified; NULL until then. Valid until tcl_close. */
-const uint8_t *tcl_key(const struct tcl *t);
+ * verified; NULL until then. Valid until tracker_client_close. */
+const uint8_t *tracker_client_key(const struct tracker_client *t);
 /* "host:port" ("[v6]:port" for an IPv6 literal) of the tracker the next or
- * current request goes to, for messages. Valid until tcl_close. */
-const char *tcl_current(const struct tcl *t);
-/* Room for any tcl_describe sentence: two key IDs, a host name and what a
- * server that is not a tracker answered. */
-#define TCL_DESCRIBE_BYTES 640
-/* Writes into out (cap bytes; TCL_DESCRIBE_BYTES always suffice) one
+ * current request goes to, for messages. Valid until tracker_client_close. */
+const char *tracker_client_current(const struct tracker_client *t);
+/* Room for any tracker_client_describe sentence: two key IDs, a host name and
+ * what a server that is not a tracker answered. */
+#define TRACKER_CLIENT_DESCRIBE_BYTES 640
+/* Writes into out (cap bytes; TRACKER_CLIENT_DESCRIBE_BYTES always suffice) one
  * sentence for people about a failed request, from the status and reply
  * its callback got (r may be NULL), naming the tracker that failed (which
- * tcl_current no longer names once the client has moved on):
+ * tracker_client_current no longer names once the client has moved on):
  *   "ADDR is not a shoal tracker (it answered "...") - check ..."
  *       SHOAL_EPROTO for a connection whose first bytes were no shoal
  *       frame; what it said is cut at its first line, escaped;
@@ -158,19 +159,30 @@ const char *tcl_current(const struct tcl *t);
  *   "tracker ADDR refused: REASON" for an error reply;
  *   "tracker unreachable: ADDR (MESSAGE) - check ..." for the rest.
  * Returns out. */
-const char *tcl_describe(const struct tcl *t, int status,
-                         const struct tcl_reply *r, char *out, size_t cap);
+const char *tracker_client_describe(const struct tracker_client *t, int status,
+                                    const struct tracker_client_reply *r,
+                                    char *out, size_t cap);
 /* Requests accepted whose callback has not come yet. */
-unsigned tcl_pending(const struct tcl *t);
+unsigned tracker_client_pending(const struct tracker_client *t);
 /* 1 while a connection is being made or is open, else 0. */
-int tcl_connected(const struct tcl *t);
+int tracker_client_connected(const struct tracker_client *t);
 
 /* Closes the client. Every callback still due is called with
- * SHOAL_ECANCELED before tcl_close returns, so no callback comes after it;
- * tcl_* calls made from those callbacks fail with SHOAL_ECANCELED. The
- * memory is freed from the loop once libuv has closed the client's handles
- * (run the loop until it has no more work). tcl_close(NULL), and tcl_close
- * from one of those callbacks, are no-ops. */
-void tcl_close(struct tcl *t);
+ * SHOAL_ECANCELED before tracker_client_close returns, so no callback comes
+ * after it; tracker_client_* calls made from those callbacks fail with
+ * SHOAL_ECANCELED. The memory is freed from the loop once libuv has closed the
+ * client's handles (run the loop until it has no more work).
+ * tracker_client_close(NULL), and tracker_client_close from one of those
+ * callbacks, are no-ops. */
+void tracker_client_close(struct tracker_client *t);
+
+/* The client's one timer, as a rule over a clock the caller passes (its
+ * unit test's): with a request pending (pending set), it fires at the
+ * oldest one's deadline (the uv_now() of its request plus the timeout; at
+ * once when that has passed), else after idle_ms when the connection is
+ * open (open set). Returns 1 with *delay_ms, the delay from now, or 0 when
+ * the timer should stop. */
+int tracker_client_timer(int pending, uint64_t deadline, int open,
+                         unsigned idle_ms, uint64_t now, uint64_t *delay_ms);
 
 #endif

@@ -6,8 +6,10 @@
  * forged, replayed, reordered and reflected frames, mismatched ephemeral
  * keys, and a pinned nonce layout. Codecs: every type round trips, every
  * truncation and a trailing byte are refused, every length one over its
- * named maximum. Block and have-map checks run against a manifest built
- * from real files.
+ * named maximum; the encoders that write into the caller's buffer (block
+ * messages, the DATA head, HAVE chunks, have-map bits) write exactly the
+ * bytes the general encoder writes and the decoder reads. Block and have-map
+ * checks run against a manifest built from real files.
  *
  * Inputs are exact-size heap copies so that AddressSanitizer catches a read
  * one byte past the end, and outputs are pre-filled with 0xa5 so that a
@@ -1290,6 +1292,226 @@ static void test_sealed_messages_decode_on_the_other_side(void **state) {
 }
 
 /* ------------------------------------------------------------------------ */
+/* Encoders into the caller's buffer */
+
+/* The three block messages, at the edges of their fields. */
+static const uint8_t g_block_types[3] = {PWIRE_REQUEST, PWIRE_CANCEL,
+                                         PWIRE_REJECT};
+static const uint32_t g_block_fields[][3] = {
+    {0, 0, 1},
+    {7, 0x4000, BLOCK},
+    {UINT32_MAX, UINT32_MAX, 1},
+    {0x01020304, 0x05060708, 0x1234},
+};
+#define NBLOCK_FIELDS (sizeof(g_block_fields) / sizeof(g_block_fields[0]))
+
+static void test_block_encode_writes_what_decode_reads(void **state) {
+  (void)state;
+  for (size_t t = 0; t < sizeof(g_block_types); t++) {
+    for (size_t i = 0; i < NBLOCK_FIELDS; i++) {
+      const uint32_t *f = g_block_fields[i];
+      struct pwire_msg want = {.type = g_block_types[t],
+                               .chunk = f[0],
+                               .offset = f[1],
+                               .length = f[2]};
+      struct pwire_msg got;
+      size_t len;
+      uint8_t *copy;
+      /* An exact-size heap block: a write past it is caught. */
+      uint8_t *out = malloc(PWIRE_BLOCK_MSG_BYTES);
+      assert_non_null(out);
+      assert_err(pwire_block_encode(out, want.type, f[0], f[1], f[2]), 0);
+      /* The same bytes as the general encoder's... */
+      uint8_t *general = encode_dup(&want, &len);
+      assert_int_equal(len, PWIRE_BLOCK_MSG_BYTES);
+      assert_memory_equal(out, general, len);
+      /* ...which the decoder takes back to the same message. */
+      assert_err(decode_checked(out, PWIRE_BLOCK_MSG_BYTES, &got, &copy), 0);
+      assert_same_msg(&got, &want);
+      free(copy);
+      free(general);
+      free(out);
+    }
+  }
+  /* The layout, pinned. */
+  uint8_t out[PWIRE_BLOCK_MSG_BYTES];
+  const uint8_t want[13] = {9,    0x00, 0x00, 0x00, 0x07, 0x00, 0x00,
+                            0x40, 0x00, 0x00, 0x01, 0x00, 0x00};
+  assert_err(pwire_block_encode(out, PWIRE_REQUEST, 7, 0x4000, BLOCK), 0);
+  assert_memory_equal(out, want, sizeof(want));
+}
+
+static void test_block_encode_refuses_what_decode_refuses(void **state) {
+  uint8_t out[PWIRE_BLOCK_MSG_BYTES + 1];
+  uint8_t untouched[sizeof(out)];
+  (void)state;
+  memset(untouched, 0xa5, sizeof(untouched));
+  for (unsigned type = 0; type < 256; type++) {
+    int block =
+        type == PWIRE_REQUEST || type == PWIRE_CANCEL || type == PWIRE_REJECT;
+    memset(out, 0xa5, sizeof(out));
+    assert_err(pwire_block_encode(out, (uint8_t)type, 1, 2, 3),
+               block ? 0 : SHOAL_EINVAL);
+    if (!block) {
+      assert_memory_equal(out, untouched, sizeof(out));
+    }
+    /* Never a byte past the message. */
+    assert_int_equal(out[PWIRE_BLOCK_MSG_BYTES], 0xa5);
+  }
+  for (size_t t = 0; t < sizeof(g_block_types); t++) {
+    const uint32_t bad[2] = {0, BLOCK + 1};
+    for (size_t i = 0; i < 2; i++) {
+      struct pwire_msg m = {.type = g_block_types[t], .length = bad[i]};
+      struct buf b;
+      buf_init(&b, 64);
+      memset(out, 0xa5, sizeof(out));
+      assert_err(pwire_block_encode(out, g_block_types[t], 1, 2, bad[i]),
+                 SHOAL_EINVAL);
+      assert_memory_equal(out, untouched, sizeof(out));
+      /* The general encoder refuses it too. */
+      assert_err(pwire_encode(&b, &m), SHOAL_EINVAL);
+      buf_free(&b);
+    }
+  }
+}
+
+static void test_data_head_and_block_are_the_data_message(void **state) {
+  const size_t lens[] = {1, 2, 100, BLOCK - 1, BLOCK};
+  (void)state;
+  for (size_t i = 0; i < sizeof(lens) / sizeof(lens[0]); i++) {
+    size_t n = lens[i];
+    size_t len;
+    uint8_t *copy;
+    struct pwire_msg got;
+    /* The block sits where a read put it, after room for the head. */
+    uint8_t *msg = malloc(PWIRE_DATA_HEAD_BYTES + n);
+    assert_non_null(msg);
+    tu_fill(msg + PWIRE_DATA_HEAD_BYTES, n, i + 1);
+    struct pwire_msg want = {.type = PWIRE_DATA,
+                             .chunk = 0x0a0b0c0d + (uint32_t)i,
+                             .offset = 0x01020304,
+                             .data = msg + PWIRE_DATA_HEAD_BYTES,
+                             .data_len = n};
+    assert_err(pwire_data_head_encode(msg, want.chunk, want.offset, n), 0);
+    uint8_t *general = encode_dup(&want, &len);
+    assert_int_equal(len, PWIRE_DATA_HEAD_BYTES + n);
+    assert_memory_equal(msg, general, len);
+    assert_err(decode_checked(msg, len, &got, &copy), 0);
+    want.data = general + PWIRE_DATA_HEAD_BYTES;
+    assert_same_msg(&got, &want);
+    free(copy);
+    free(general);
+    free(msg);
+  }
+  /* The layout, pinned: the head of test_wire_layout_is_pinned's DATA. */
+  uint8_t head[PWIRE_DATA_HEAD_BYTES];
+  const uint8_t want[9] = {10, 0x0a, 0x0b, 0x0c, 0x0d, 0x01, 0x02, 0x03, 0x04};
+  assert_err(pwire_data_head_encode(head, 0x0a0b0c0d, 0x01020304, 2), 0);
+  assert_memory_equal(head, want, sizeof(want));
+}
+
+static void test_data_head_refuses_an_empty_or_oversize_block(void **state) {
+  uint8_t head[PWIRE_DATA_HEAD_BYTES];
+  uint8_t untouched[sizeof(head)];
+  (void)state;
+  memset(untouched, 0xa5, sizeof(untouched));
+  memset(head, 0xa5, sizeof(head));
+  assert_err(pwire_data_head_encode(head, 1, 2, 0), SHOAL_EINVAL);
+  assert_memory_equal(head, untouched, sizeof(head));
+  assert_err(pwire_data_head_encode(head, 1, 2, BLOCK + 1), SHOAL_EINVAL);
+  assert_memory_equal(head, untouched, sizeof(head));
+}
+
+/* The upload path: a frame with room for its header, the head, the block
+ * and the tag; head written, sealed where it lies, opened on the other
+ * side as the same DATA. */
+static void test_data_sealed_in_place_opens_as_data(void **state) {
+  struct pair p;
+  struct pwire_msg got;
+  const size_t n = BLOCK;
+  (void)state;
+  pair_init(&p);
+  uint8_t *frame = malloc(FRAME_HEADER_BYTES + PWIRE_DATA_HEAD_BYTES + n + TAG);
+  assert_non_null(frame);
+  uint8_t *msg = frame + FRAME_HEADER_BYTES;
+  uint8_t *block = msg + PWIRE_DATA_HEAD_BYTES;
+  uint8_t *orig = malloc(n);
+  assert_non_null(orig);
+  tu_fill(block, n, 9);
+  memcpy(orig, block, n);
+  assert_err(pwire_data_head_encode(msg, 3, 0x10000, n), 0);
+  assert_err(pwire_seal_inplace(&p.a, msg, PWIRE_DATA_HEAD_BYTES + n), 0);
+  frame_header(frame, PWIRE_DATA_HEAD_BYTES + n + TAG);
+  assert_int_equal(buf_be32(frame), PWIRE_DATA_HEAD_BYTES + n + TAG);
+  int plen = pwire_open(&p.b, msg, PWIRE_DATA_HEAD_BYTES + n + TAG, msg,
+                        PWIRE_DATA_HEAD_BYTES + n + TAG);
+  assert_int_equal(plen, (int)(PWIRE_DATA_HEAD_BYTES + n));
+  assert_err(pwire_decode(msg, (size_t)plen, &got), 0);
+  assert_int_equal(got.type, PWIRE_DATA);
+  assert_int_equal(got.chunk, 3);
+  assert_int_equal(got.offset, 0x10000);
+  assert_int_equal(got.data_len, n);
+  assert_memory_equal(got.data, orig, n);
+  free(orig);
+  free(frame);
+  pair_close(&p);
+}
+
+static void test_have_chunks_set_are_the_have_decode_reads(void **state) {
+  const uint32_t chunks[] = {0, 1, 0xdeadbeef, 0x102, UINT32_MAX};
+  const size_t n = sizeof(chunks) / sizeof(chunks[0]);
+  uint8_t payload[sizeof(chunks)];
+  struct pwire_msg got;
+  size_t len;
+  uint8_t *copy;
+  (void)state;
+  for (size_t i = 0; i < n; i++) {
+    pwire_have_set_chunk(payload, i, chunks[i]);
+  }
+  struct pwire_msg m = {
+      .type = PWIRE_HAVE, .data = payload, .data_len = sizeof(payload)};
+  uint8_t *enc = encode_dup(&m, &len);
+  assert_int_equal(len, 1 + n * PWIRE_HAVE_CHUNK_BYTES);
+  assert_err(decode_checked(enc, len, &got, &copy), 0);
+  assert_int_equal(pwire_have_count(&got), n);
+  for (size_t i = 0; i < n; i++) {
+    assert_int_equal(pwire_have_chunk(&got, i), chunks[i]);
+  }
+  /* Big-endian, as test_wire_layout_is_pinned's HAVE. */
+  const uint8_t want[8] = {0xde, 0xad, 0xbe, 0xef, 0x00, 0x00, 0x01, 0x02};
+  assert_memory_equal(payload + 2 * PWIRE_HAVE_CHUNK_BYTES, want, 8);
+  free(copy);
+  free(enc);
+}
+
+static void test_have_map_bits_follow_the_wire_layout(void **state) {
+  const uint32_t count = 13; /* two bytes, three unused low bits */
+  uint8_t map[2] = {0, 0};
+  (void)state;
+  assert_false(pwire_have_map_get(map, 0));
+  pwire_have_map_set(map, 0);
+  assert_int_equal(map[0], 0x80); /* chunk 0: the high bit of byte 0 */
+  pwire_have_map_set(map, 9);
+  assert_int_equal(map[1], 0x40);
+  pwire_have_map_set(map, 12);
+  assert_int_equal(map[1], 0x48);
+  pwire_have_map_set(map, 12); /* again: no change */
+  assert_int_equal(map[1], 0x48);
+  for (uint32_t c = 0; c < count; c++) {
+    assert_int_equal(pwire_have_map_get(map, c), c == 0 || c == 9 || c == 12);
+  }
+  /* What the bits make is a map the check accepts... */
+  assert_err(pwire_check_have_map(map, sizeof(map), count), 0);
+  /* ...and every chunk set makes the full map, unused bits still 0. */
+  for (uint32_t c = 0; c < count; c++) {
+    pwire_have_map_set(map, c);
+  }
+  assert_int_equal(map[0], 0xff);
+  assert_int_equal(map[1], 0xf8);
+  assert_err(pwire_check_have_map(map, sizeof(map), count), 0);
+}
+
+/* ------------------------------------------------------------------------ */
 /* Checks against a manifest */
 
 /* A folder of two files, 16 KiB chunks: "c/a" is 100 bytes (chunk 0), "c/b"
@@ -1469,6 +1691,13 @@ int main(void) {
       cmocka_unit_test(test_unknown_type_is_EFORMAT),
       cmocka_unit_test(test_encode_refuses_what_decode_refuses),
       cmocka_unit_test(test_sealed_messages_decode_on_the_other_side),
+      cmocka_unit_test(test_block_encode_writes_what_decode_reads),
+      cmocka_unit_test(test_block_encode_refuses_what_decode_refuses),
+      cmocka_unit_test(test_data_head_and_block_are_the_data_message),
+      cmocka_unit_test(test_data_head_refuses_an_empty_or_oversize_block),
+      cmocka_unit_test(test_data_sealed_in_place_opens_as_data),
+      cmocka_unit_test(test_have_chunks_set_are_the_have_decode_reads),
+      cmocka_unit_test(test_have_map_bits_follow_the_wire_layout),
       cmocka_unit_test(test_check_block_against_a_manifest),
       cmocka_unit_test(test_check_block_limits_a_block_inside_a_large_chunk),
       cmocka_unit_test(test_check_have_map),

@@ -8,8 +8,8 @@
  * every client and server and runs the loop until libuv has nothing left,
  * so AddressSanitizer sees every leak.
  *
- * Every callback checks that it is not running inside the tcl_* call that
- * queued its request (g_in_call is set around every call).
+ * Every callback checks that it is not running inside the tracker_client_* call
+ * that queued its request (g_in_call is set around every call).
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -43,7 +43,7 @@
 /* ---------------------------------------------------------------------- */
 /* Callback recorder */
 
-static int g_in_call; /* set while a tcl_* call runs */
+static int g_in_call; /* set while a tracker_client_* call runs */
 static int g_order;   /* counts callbacks, to check their order */
 
 #define CALL(expr) (g_in_call = 1, g_rc = (expr), g_in_call = 0, g_rc)
@@ -54,16 +54,16 @@ struct fx;
 struct res {
   int calls;
   int status;
-  int inside; /* callbacks made from inside a tcl_* call */
+  int inside; /* callbacks made from inside a tracker_client_* call */
   int order;
   int had_reply;
-  struct tcl_reply rep;
+  struct tracker_client_reply rep;
   uint64_t at_ms; /* uv_now when called */
   struct fx *f;
   void (*then)(struct res *x); /* runs inside the callback */
 };
 
-static void on_res(void *arg, int status, const struct tcl_reply *r);
+static void on_res(void *arg, int status, const struct tracker_client_reply *r);
 
 /* ---------------------------------------------------------------------- */
 /* A scripted fake tracker */
@@ -524,7 +524,7 @@ struct fx {
   struct identity me;
   struct identity me2;
   uint64_t seq;
-  struct tcl *cl[4];
+  struct tracker_client *cl[4];
   struct res res[MAX_RES];
 };
 
@@ -598,7 +598,7 @@ static int teardown(void **state) {
   int rc = 0;
 
   for (unsigned i = 0; i < 4; i++) {
-    tcl_close(f->cl[i]);
+    tracker_client_close(f->cl[i]);
     f->cl[i] = NULL;
   }
   fake_stop(&f->fake);
@@ -696,11 +696,11 @@ static struct link_tracker at(const char *host, int port) {
 }
 
 /* Makes client slot i for the given trackers and key. */
-static struct tcl *client(struct fx *f, unsigned i,
-                          const struct link_tracker *trs, unsigned n,
-                          const uint8_t *key, unsigned timeout_ms,
-                          const struct identity *id) {
-  struct tcl_config c;
+static struct tracker_client *client(struct fx *f, unsigned i,
+                                     const struct link_tracker *trs, unsigned n,
+                                     const uint8_t *key, unsigned timeout_ms,
+                                     const struct identity *id) {
+  struct tracker_client_config c;
   memset(&c, 0, sizeof(c));
   c.loop = &f->loop;
   c.id = id != NULL ? id : &f->me;
@@ -709,16 +709,17 @@ static struct tcl *client(struct fx *f, unsigned i,
   c.tracker_key = key;
   c.seq = &f->seq;
   c.timeout_ms = timeout_ms;
-  assert_int_equal(tcl_new(&f->cl[i], &c), 0);
+  assert_int_equal(tracker_client_new(&f->cl[i], &c), 0);
   return f->cl[i];
 }
 
-static struct tcl *client_real(struct fx *f, unsigned i) {
+static struct tracker_client *client_real(struct fx *f, unsigned i) {
   struct link_tracker tr = at("127.0.0.1", f->trk_port);
   return client(f, i, &tr, 1, f->trk_key.pk, 0, NULL);
 }
 
-static void on_res(void *arg, int status, const struct tcl_reply *r) {
+static void on_res(void *arg, int status,
+                   const struct tracker_client_reply *r) {
   struct res *x = arg;
   x->calls++;
   x->status = status;
@@ -784,10 +785,11 @@ static void make_search(struct tmsg_search *s, const char *q) {
   s->limit = 10;
 }
 
-static int lookup(struct tcl *t, const uint8_t c[32], struct res *x) {
+static int lookup(struct tracker_client *t, const uint8_t c[32],
+                  struct res *x) {
   static struct tmsg_lookup l;
   make_lookup(&l, c);
-  return CALL(tcl_lookup(t, &l, on_res, x));
+  return CALL(tracker_client_lookup(t, &l, on_res, x));
 }
 
 /* ---------------------------------------------------------------------- */
@@ -805,13 +807,13 @@ static void test_announce_then_lookup_returns_the_announced_peer(void **st) {
   struct tmsg_announce a;
   uint8_t c[32];
   tracker_start(f);
-  struct tcl *t = client_real(f, 0);
+  struct tracker_client *t = client_real(f, 0);
   content_id(c, 1);
   make_announce(&a, c, 4242, TMSG_ROLE_SEEDING);
   uint64_t seq = f->seq;
   f->res[0].then = then_lookup;
-  assert_int_equal(CALL(tcl_announce(t, &a, on_res, &f->res[0])), 0);
-  assert_int_equal(tcl_pending(t), 1);
+  assert_int_equal(CALL(tracker_client_announce(t, &a, on_res, &f->res[0])), 0);
+  assert_int_equal(tracker_client_pending(t), 1);
   assert_int_equal(f->res[0].calls, 0);
   RUN_UNTIL(f, f->res[1].calls > 0, WAIT_MS);
 
@@ -835,9 +837,9 @@ static void test_announce_then_lookup_returns_the_announced_peer(void **st) {
   assert_memory_equal(ok->peers[0].addr, lo, 4);
   assert_int_equal(ok->peers[0].port, 4242);
   assert_int_equal(ok->peers[0].seeding, 1);
-  assert_memory_equal(tcl_key(t), f->trk_key.pk, 32);
-  assert_int_equal(tcl_pending(t), 0);
-  assert_true(tcl_connected(t));
+  assert_memory_equal(tracker_client_key(t), f->trk_key.pk, 32);
+  assert_int_equal(tracker_client_pending(t), 0);
+  assert_true(tracker_client_connected(t));
 }
 
 static void test_pipelined_requests_are_answered_in_order(void **st) {
@@ -846,18 +848,18 @@ static void test_pipelined_requests_are_answered_in_order(void **st) {
   struct tmsg_search s;
   uint8_t c[32];
   tracker_start(f);
-  struct tcl *t = client_real(f, 0);
+  struct tracker_client *t = client_real(f, 0);
   content_id(c, 2);
   /* All four are queued while the connection is being made, then written
    * in one go; the two identical lookups get the tracker's cached reply,
    * the same signed bytes twice, and both are accepted. */
   make_announce(&a, c, 5000, TMSG_ROLE_DOWNLOADING);
-  assert_int_equal(CALL(tcl_announce(t, &a, on_res, &f->res[0])), 0);
+  assert_int_equal(CALL(tracker_client_announce(t, &a, on_res, &f->res[0])), 0);
   assert_int_equal(lookup(t, c, &f->res[1]), 0);
   assert_int_equal(lookup(t, c, &f->res[2]), 0);
   make_search(&s, "nothing published");
-  assert_int_equal(CALL(tcl_search(t, &s, on_res, &f->res[3])), 0);
-  assert_int_equal(tcl_pending(t), 4);
+  assert_int_equal(CALL(tracker_client_search(t, &s, on_res, &f->res[3])), 0);
+  assert_int_equal(tracker_client_pending(t), 4);
   RUN_UNTIL(f, f->res[3].calls > 0, WAIT_MS);
   for (unsigned i = 0; i < 4; i++) {
     expect_res(&f->res[i], 0, 1);
@@ -876,11 +878,11 @@ static void test_publish_then_search_finds_it(void **st) {
   struct tmsg_search s;
   uint8_t c[32];
   tracker_start(f);
-  struct tcl *t = client_real(f, 0);
+  struct tracker_client *t = client_real(f, 0);
   content_id(c, 3);
   make_publish(&p, c, "holiday photos.tar", 123456789);
   uint64_t seq = f->seq;
-  assert_int_equal(CALL(tcl_publish(t, &p, on_res, &f->res[0])), 0);
+  assert_int_equal(CALL(tracker_client_publish(t, &p, on_res, &f->res[0])), 0);
   RUN_UNTIL(f, f->res[0].calls > 0, WAIT_MS);
   expect_res(&f->res[0], 0, 1);
   assert_int_equal(f->res[0].rep.type, TMSG_PUBLISH_OK);
@@ -888,7 +890,7 @@ static void test_publish_then_search_finds_it(void **st) {
   assert_memory_equal(f->res[0].rep.u.publish.content, c, 32);
 
   make_search(&s, "photos");
-  assert_int_equal(CALL(tcl_search(t, &s, on_res, &f->res[1])), 0);
+  assert_int_equal(CALL(tracker_client_search(t, &s, on_res, &f->res[1])), 0);
   RUN_UNTIL(f, f->res[1].calls > 0, WAIT_MS);
   expect_res(&f->res[1], 0, 1);
   const struct tmsg_search_ok *ok = &f->res[1].rep.u.search;
@@ -905,15 +907,15 @@ static void test_trust_on_first_use_learns_the_tracker_key(void **st) {
   uint8_t c[32];
   tracker_start(f);
   struct link_tracker tr = at("127.0.0.1", f->trk_port);
-  struct tcl *t = client(f, 0, &tr, 1, NULL, 0, NULL);
-  assert_null(tcl_key(t));
+  struct tracker_client *t = client(f, 0, &tr, 1, NULL, 0, NULL);
+  assert_null(tracker_client_key(t));
   content_id(c, 4);
   assert_int_equal(lookup(t, c, &f->res[0]), 0);
-  assert_null(tcl_key(t));
+  assert_null(tracker_client_key(t));
   RUN_UNTIL(f, f->res[0].calls > 0, WAIT_MS);
   expect_res(&f->res[0], 0, 1);
-  assert_non_null(tcl_key(t));
-  assert_memory_equal(tcl_key(t), f->trk_key.pk, 32);
+  assert_non_null(tracker_client_key(t));
+  assert_memory_equal(tracker_client_key(t), f->trk_key.pk, 32);
 }
 
 static void
@@ -925,7 +927,7 @@ test_wrong_pinned_key_is_refused_and_a_correct_client_works(void **st) {
   struct link_tracker tr = at("127.0.0.1", f->trk_port);
   memcpy(wrong, f->trk_key.pk, 32);
   wrong[31] ^= 1;
-  struct tcl *bad = client(f, 0, &tr, 1, wrong, 0, NULL);
+  struct tracker_client *bad = client(f, 0, &tr, 1, wrong, 0, NULL);
   content_id(c, 5);
   assert_int_equal(lookup(bad, c, &f->res[0]), 0);
   assert_int_equal(lookup(bad, c, &f->res[1]), 0);
@@ -933,12 +935,12 @@ test_wrong_pinned_key_is_refused_and_a_correct_client_works(void **st) {
   /* envelope_open names a validly signed reply from another key so. */
   expect_res(&f->res[0], SHOAL_EWRONGKEY, 0);
   expect_res(&f->res[1], SHOAL_EWRONGKEY, 0);
-  assert_memory_equal(tcl_key(bad), wrong, 32);
-  assert_false(tcl_connected(bad));
+  assert_memory_equal(tracker_client_key(bad), wrong, 32);
+  assert_false(tracker_client_connected(bad));
   RUN_UNTIL(f, f->trk->n_conns == 0, WAIT_MS);
   assert_int_equal(f->trk->n_conns, 0);
 
-  struct tcl *good = client_real(f, 1);
+  struct tracker_client *good = client_real(f, 1);
   assert_int_equal(lookup(good, c, &f->res[2]), 0);
   RUN_UNTIL(f, f->res[2].calls > 0, WAIT_MS);
   expect_res(&f->res[2], 0, 1);
@@ -951,12 +953,12 @@ static void test_pin_from_first_use_holds_across_fail_over(void **st) {
   fake_start(&f->fake, &f->loop, V_GOOD);
   struct link_tracker trs[2] = {at("127.0.0.1", f->fake.port),
                                 at("127.0.0.1", f->trk_port)};
-  struct tcl *t = client(f, 0, trs, 2, NULL, SHORT_MS, NULL);
+  struct tracker_client *t = client(f, 0, trs, 2, NULL, SHORT_MS, NULL);
   content_id(c, 6);
   assert_int_equal(lookup(t, c, &f->res[0]), 0);
   RUN_UNTIL(f, f->res[0].calls > 0, WAIT_MS);
   expect_res(&f->res[0], 0, 1);
-  assert_memory_equal(tcl_key(t), f->fake.key.pk, 32);
+  assert_memory_equal(tracker_client_key(t), f->fake.key.pk, 32);
 
   f->fake.variant = V_MUTE;
   assert_int_equal(lookup(t, c, &f->res[1]), 0);
@@ -964,13 +966,13 @@ static void test_pin_from_first_use_holds_across_fail_over(void **st) {
   expect_res(&f->res[1], SHOAL_ETIMEDOUT, 0);
   char name[64];
   snprintf(name, sizeof(name), "127.0.0.1:%d", f->trk_port);
-  assert_string_equal(tcl_current(t), name);
+  assert_string_equal(tracker_client_current(t), name);
 
   /* The real tracker signs with its own key, which is not the pinned one. */
   assert_int_equal(lookup(t, c, &f->res[2]), 0);
   RUN_UNTIL(f, f->res[2].calls > 0, WAIT_MS);
   expect_res(&f->res[2], SHOAL_EWRONGKEY, 0);
-  assert_memory_equal(tcl_key(t), f->fake.key.pk, 32);
+  assert_memory_equal(tracker_client_key(t), f->fake.key.pk, 32);
 }
 
 static void
@@ -982,9 +984,9 @@ test_refused_connection_fails_and_the_next_request_fails_over(void **st) {
   refuser_start(f);
   struct link_tracker trs[2] = {at("127.0.0.1", f->refused_port),
                                 at("127.0.0.1", f->trk_port)};
-  struct tcl *t = client(f, 0, trs, 2, f->trk_key.pk, 0, NULL);
+  struct tracker_client *t = client(f, 0, trs, 2, f->trk_key.pk, 0, NULL);
   snprintf(name, sizeof(name), "127.0.0.1:%d", f->refused_port);
-  assert_string_equal(tcl_current(t), name);
+  assert_string_equal(tracker_client_current(t), name);
   content_id(c, 7);
   assert_int_equal(lookup(t, c, &f->res[0]), 0);
   assert_int_equal(lookup(t, c, &f->res[1]), 0);
@@ -993,14 +995,14 @@ test_refused_connection_fails_and_the_next_request_fails_over(void **st) {
   expect_res(&f->res[0], UV_ECONNREFUSED, 0);
   expect_res(&f->res[1], UV_ECONNREFUSED, 0);
   assert_int_equal(f->res[0].order, 1);
-  assert_false(tcl_connected(t));
+  assert_false(tracker_client_connected(t));
   snprintf(name, sizeof(name), "127.0.0.1:%d", f->trk_port);
-  assert_string_equal(tcl_current(t), name);
+  assert_string_equal(tracker_client_current(t), name);
 
   assert_int_equal(lookup(t, c, &f->res[2]), 0);
   RUN_UNTIL(f, f->res[2].calls > 0, WAIT_MS);
   expect_res(&f->res[2], 0, 1);
-  assert_string_equal(tcl_current(t), name);
+  assert_string_equal(tracker_client_current(t), name);
 }
 
 static void test_fail_over_goes_round_robin(void **st) {
@@ -1011,18 +1013,45 @@ static void test_fail_over_goes_round_robin(void **st) {
   refuser_start(f);
   struct link_tracker trs[2] = {at("127.0.0.1", f->refused_port),
                                 at("localhost", f->refused_port)};
-  struct tcl *t = client(f, 0, trs, 2, NULL, 0, NULL);
+  struct tracker_client *t = client(f, 0, trs, 2, NULL, 0, NULL);
   snprintf(n0, sizeof(n0), "127.0.0.1:%d", f->refused_port);
   snprintf(n1, sizeof(n1), "localhost:%d", f->refused_port);
   content_id(c, 8);
   for (unsigned i = 0; i < 4; i++) {
-    assert_string_equal(tcl_current(t), i % 2 == 0 ? n0 : n1);
+    assert_string_equal(tracker_client_current(t), i % 2 == 0 ? n0 : n1);
     assert_int_equal(lookup(t, c, &f->res[i]), 0);
     RUN_UNTIL(f, f->res[i].calls > 0, WAIT_MS);
     expect_res(&f->res[i], UV_ECONNREFUSED, 0);
   }
-  assert_string_equal(tcl_current(t), n0);
-  assert_null(tcl_key(t));
+  assert_string_equal(tracker_client_current(t), n0);
+  assert_null(tracker_client_key(t));
+}
+
+/* The timer as a rule over a clock the test sets: a request made at 1000
+ * with a 300 ms timeout is given up at 1300, not a moment later; with
+ * nothing pending an open connection is closed after its idle time. */
+static void test_the_timer_fires_at_the_oldest_deadline(void **st) {
+  uint64_t delay = 77;
+  const uint64_t made = 1000, deadline = made + SHORT_MS;
+  (void)st;
+  assert_int_equal(tracker_client_timer(1, deadline, 1, 30000, made, &delay),
+                   1);
+  assert_int_equal(delay, SHORT_MS);
+  assert_int_equal(
+      tracker_client_timer(1, deadline, 0, 30000, deadline - 1, &delay), 1);
+  assert_int_equal(delay, 1);
+  assert_int_equal(
+      tracker_client_timer(1, deadline, 1, 30000, deadline, &delay), 1);
+  assert_int_equal(delay, 0);
+  /* Late (the loop was busy): at once. */
+  assert_int_equal(
+      tracker_client_timer(1, deadline, 1, 30000, deadline + 5000, &delay), 1);
+  assert_int_equal(delay, 0);
+  /* Nothing pending: the idle close of an open connection... */
+  assert_int_equal(tracker_client_timer(0, 0, 1, 30000, 123456, &delay), 1);
+  assert_int_equal(delay, 30000);
+  /* ...and no timer without one. */
+  assert_int_equal(tracker_client_timer(0, 0, 0, 30000, 123456, &delay), 0);
 }
 
 static void
@@ -1031,7 +1060,8 @@ test_silent_tracker_times_out_and_the_next_request_reconnects(void **st) {
   uint8_t c[32];
   fake_start(&f->fake, &f->loop, V_MUTE);
   struct link_tracker tr = at("127.0.0.1", f->fake.port);
-  struct tcl *t = client(f, 0, &tr, 1, f->fake.key.pk, SHORT_MS, NULL);
+  struct tracker_client *t =
+      client(f, 0, &tr, 1, f->fake.key.pk, SHORT_MS, NULL);
   content_id(c, 9);
   uv_update_time(&f->loop);
   uint64_t start = uv_now(&f->loop);
@@ -1040,14 +1070,16 @@ test_silent_tracker_times_out_and_the_next_request_reconnects(void **st) {
   RUN_UNTIL(f, f->res[1].calls > 0, WAIT_MS);
   expect_res(&f->res[0], SHOAL_ETIMEDOUT, 0);
   expect_res(&f->res[1], SHOAL_ETIMEDOUT, 0);
+  /* Not before the timeout; how soon after it is
+   * test_the_timer_fires_at_the_oldest_deadline's to pin with a clock of its
+   * own (a loaded machine can be late by any amount). */
   uint64_t took = f->res[0].at_ms - start;
   assert_true(took >= SHORT_MS);
-  assert_true(took < SHORT_MS + 1000u);
   assert_int_equal(f->fake.requests, 2);
   /* The client closed the connection. */
   RUN_UNTIL(f, f->fake.eof == 1, WAIT_MS);
   assert_int_equal(f->fake.eof, 1);
-  assert_false(tcl_connected(t));
+  assert_false(tracker_client_connected(t));
 
   /* The next request makes a fresh connection, which works. */
   f->fake.variant = V_GOOD;
@@ -1069,7 +1101,7 @@ struct bad_case {
 static const struct bad_case bad_cases[] = {
     {V_GARBAGE, TMSG_LOOKUP, SHOAL_EBADSIG, 0, 0},
     /* Not a shoal frame as the first thing a connection hears: not a
-     * shoal tracker (SHOAL_EPROTO; tcl_describe says so). */
+     * shoal tracker (SHOAL_EPROTO; tracker_client_describe says so). */
     {V_OVERSIZE, TMSG_LOOKUP, SHOAL_EPROTO, 0, 0},
     {V_EMPTY_FRAME, TMSG_LOOKUP, SHOAL_EPROTO, 0, 0},
     {V_HTTP, TMSG_SEARCH, SHOAL_EPROTO, 0, 0},
@@ -1093,21 +1125,21 @@ static const struct bad_case bad_cases[] = {
     {V_CLOSE, TMSG_SEARCH, UV_EOF, UV_ECONNRESET, 0},
 };
 
-static int send_kind(struct tcl *t, uint8_t kind, const uint8_t c[32],
-                     struct res *x) {
+static int send_kind(struct tracker_client *t, uint8_t kind,
+                     const uint8_t c[32], struct res *x) {
   static struct tmsg_announce a;
   static struct tmsg_publish p;
   static struct tmsg_search s;
   switch (kind) {
   case TMSG_ANNOUNCE:
     make_announce(&a, c, 4000, TMSG_ROLE_SEEDING);
-    return CALL(tcl_announce(t, &a, on_res, x));
+    return CALL(tracker_client_announce(t, &a, on_res, x));
   case TMSG_PUBLISH:
     make_publish(&p, c, "a file", 10);
-    return CALL(tcl_publish(t, &p, on_res, x));
+    return CALL(tracker_client_publish(t, &p, on_res, x));
   case TMSG_SEARCH:
     make_search(&s, "file");
-    return CALL(tcl_search(t, &s, on_res, x));
+    return CALL(tracker_client_search(t, &s, on_res, x));
   default:
     return lookup(t, c, x);
   }
@@ -1126,7 +1158,7 @@ static void test_bad_replies_fail_every_pending_request_and_close(void **st) {
     f->fake.variant = bc->v;
     memset(&f->res[0], 0, sizeof(f->res[0]) * 2);
     f->res[0].f = f->res[1].f = f;
-    struct tcl *t = client(f, 0, &tr, 1, f->fake.key.pk, 2000, NULL);
+    struct tracker_client *t = client(f, 0, &tr, 1, f->fake.key.pk, 2000, NULL);
     assert_int_equal(send_kind(t, bc->req, c, &f->res[0]), 0);
     /* A second request pending behind it fails with the same error. */
     assert_int_equal(lookup(t, c, &f->res[1]), 0);
@@ -1139,19 +1171,19 @@ static void test_bad_replies_fail_every_pending_request_and_close(void **st) {
     }
     expect_res(&f->res[0], st0, bc->with_reply);
     expect_res(&f->res[1], st0, 0);
-    assert_false(tcl_connected(t));
+    assert_false(tracker_client_connected(t));
     /* The connection is gone at the fake's end too. */
     RUN_UNTIL(f, f->fake.closed == closed + 1, WAIT_MS);
     assert_int_equal(f->fake.accepted, accepted + 1);
     assert_int_equal(f->fake.closed, closed + 1);
-    tcl_close(t);
+    tracker_client_close(t);
     f->cl[0] = NULL;
   }
 }
 
 /* A server that is not a shoal tracker: the request fails with
- * SHOAL_EPROTO, and tcl_describe names the address and what the server
- * said, escaped and cut at its first line. */
+ * SHOAL_EPROTO, and tracker_client_describe names the address and what the
+ * server said, escaped and cut at its first line. */
 static void test_a_server_that_is_not_a_tracker_is_named(void **st) {
   struct fx *f = *st;
   static const struct {
@@ -1175,17 +1207,17 @@ static void test_a_server_that_is_not_a_tracker_is_named(void **st) {
     memset(&f->res[0], 0, sizeof(f->res[0]));
     f->res[0].f = f;
     struct link_tracker tr = at("127.0.0.1", f->fake.port);
-    struct tcl *t = client(f, 0, &tr, 1, NULL, 2000, NULL);
+    struct tracker_client *t = client(f, 0, &tr, 1, NULL, 2000, NULL);
     assert_int_equal(send_kind(t, cases[i].req, c, &f->res[0]), 0);
     RUN_UNTIL(f, f->res[0].calls > 0, WAIT_MS);
     expect_res(&f->res[0], SHOAL_EPROTO, 0);
-    tcl_describe(t, f->res[0].status, NULL, got, sizeof(got));
+    tracker_client_describe(t, f->res[0].status, NULL, got, sizeof(got));
     snprintf(want, sizeof(want), "127.0.0.1:%d is not a shoal tracker %s",
              f->fake.port, cases[i].said);
     if (strncmp(got, want, strlen(want)) != 0) {
       fail_msg("case %zu: \"%s\", want \"%s ...\"", i, got, want);
     }
-    tcl_close(t);
+    tracker_client_close(t);
     f->cl[0] = NULL;
   }
 }
@@ -1199,7 +1231,7 @@ static void test_bad_frame_after_a_good_reply_keeps_its_error(void **st) {
   content_id(c, 21);
   fake_start(&f->fake, &f->loop, V_GOOD);
   struct link_tracker tr = at("127.0.0.1", f->fake.port);
-  struct tcl *t = client(f, 0, &tr, 1, NULL, 2000, NULL);
+  struct tracker_client *t = client(f, 0, &tr, 1, NULL, 2000, NULL);
   assert_int_equal(lookup(t, c, &f->res[0]), 0);
   RUN_UNTIL(f, f->res[0].calls > 0, WAIT_MS);
   expect_res(&f->res[0], 0, 1);
@@ -1207,13 +1239,13 @@ static void test_bad_frame_after_a_good_reply_keeps_its_error(void **st) {
   assert_int_equal(lookup(t, c, &f->res[1]), 0);
   RUN_UNTIL(f, f->res[1].calls > 0, WAIT_MS);
   expect_res(&f->res[1], SHOAL_ETOOBIG, 0);
-  tcl_describe(t, f->res[1].status, NULL, got, sizeof(got));
+  tracker_client_describe(t, f->res[1].status, NULL, got, sizeof(got));
   assert_null(strstr(got, "not a shoal tracker"));
   assert_non_null(strstr(got, shoal_strerror(SHOAL_ETOOBIG)));
 }
 
-/* A reply signed by another key than the pinned one: tcl_describe names
- * both keys. */
+/* A reply signed by another key than the pinned one: tracker_client_describe
+ * names both keys. */
 static void test_wrong_key_names_both_keys(void **st) {
   struct fx *f = *st;
   uint8_t c[32];
@@ -1221,11 +1253,11 @@ static void test_wrong_key_names_both_keys(void **st) {
   content_id(c, 22);
   fake_start(&f->fake, &f->loop, V_OTHER_KEY);
   struct link_tracker tr = at("127.0.0.1", f->fake.port);
-  struct tcl *t = client(f, 0, &tr, 1, f->fake.key.pk, 2000, NULL);
+  struct tracker_client *t = client(f, 0, &tr, 1, f->fake.key.pk, 2000, NULL);
   assert_int_equal(send_kind(t, TMSG_SEARCH, c, &f->res[0]), 0);
   RUN_UNTIL(f, f->res[0].calls > 0, WAIT_MS);
   expect_res(&f->res[0], SHOAL_EWRONGKEY, 0);
-  tcl_describe(t, f->res[0].status, NULL, got, sizeof(got));
+  tracker_client_describe(t, f->res[0].status, NULL, got, sizeof(got));
   textid_encode(TEXTID_KEY, f->fake.other.pk, theirs);
   textid_encode(TEXTID_KEY, f->fake.key.pk, pinned);
   snprintf(want, sizeof(want),
@@ -1237,8 +1269,8 @@ static void test_wrong_key_names_both_keys(void **st) {
   }
 }
 
-/* tcl_describe names the tracker that failed, also when the client has
- * moved on to the next one; and a refusal carries the tracker's reason. */
+/* tracker_client_describe names the tracker that failed, also when the client
+ * has moved on to the next one; and a refusal carries the tracker's reason. */
 static void test_describe_names_the_tracker_that_failed(void **st) {
   struct fx *f = *st;
   uint8_t c[32];
@@ -1248,11 +1280,11 @@ static void test_describe_names_the_tracker_that_failed(void **st) {
   fake_start(&f->fake, &f->loop, V_ERROR_ZERO_ID);
   struct link_tracker trs[2] = {at("127.0.0.1", f->refused_port),
                                 at("127.0.0.1", f->fake.port)};
-  struct tcl *t = client(f, 0, trs, 2, f->fake.key.pk, 2000, NULL);
+  struct tracker_client *t = client(f, 0, trs, 2, f->fake.key.pk, 2000, NULL);
   assert_int_equal(lookup(t, c, &f->res[0]), 0);
   RUN_UNTIL(f, f->res[0].calls > 0, WAIT_MS);
   expect_res(&f->res[0], UV_ECONNREFUSED, 0);
-  tcl_describe(t, f->res[0].status, NULL, got, sizeof(got));
+  tracker_client_describe(t, f->res[0].status, NULL, got, sizeof(got));
   snprintf(want, sizeof(want), "tracker unreachable: 127.0.0.1:%d (%s)",
            f->refused_port, shoal_strerror(UV_ECONNREFUSED));
   if (strncmp(got, want, strlen(want)) != 0) {
@@ -1262,7 +1294,8 @@ static void test_describe_names_the_tracker_that_failed(void **st) {
   assert_int_equal(lookup(t, c, &f->res[1]), 0);
   RUN_UNTIL(f, f->res[1].calls > 0, WAIT_MS);
   expect_res(&f->res[1], SHOAL_ERATE, 1);
-  tcl_describe(t, f->res[1].status, &f->res[1].rep, got, sizeof(got));
+  tracker_client_describe(t, f->res[1].status, &f->res[1].rep, got,
+                          sizeof(got));
   snprintf(want, sizeof(want),
            "tracker 127.0.0.1:%d refused: too many requests; retry later",
            f->fake.port);
@@ -1274,14 +1307,14 @@ static void test_unsolicited_reply_closes_the_connection(void **st) {
   uint8_t c[32];
   fake_start(&f->fake, &f->loop, V_TWO_REPLIES);
   struct link_tracker tr = at("127.0.0.1", f->fake.port);
-  struct tcl *t = client(f, 0, &tr, 1, f->fake.key.pk, 0, NULL);
+  struct tracker_client *t = client(f, 0, &tr, 1, f->fake.key.pk, 0, NULL);
   content_id(c, 11);
   assert_int_equal(lookup(t, c, &f->res[0]), 0);
   RUN_UNTIL(f, f->fake.closed == 1, WAIT_MS);
   expect_res(&f->res[0], 0, 1);
   assert_int_equal(f->fake.eof, 1);
-  assert_false(tcl_connected(t));
-  assert_int_equal(tcl_pending(t), 0);
+  assert_false(tracker_client_connected(t));
+  assert_int_equal(tracker_client_pending(t), 0);
   run_for(f, 50);
   assert_int_equal(f->res[0].calls, 1);
 }
@@ -1291,7 +1324,7 @@ static void test_split_and_repeated_replies_are_accepted(void **st) {
   uint8_t c[32];
   fake_start(&f->fake, &f->loop, V_SPLIT);
   struct link_tracker tr = at("127.0.0.1", f->fake.port);
-  struct tcl *t = client(f, 0, &tr, 1, NULL, 0, NULL);
+  struct tracker_client *t = client(f, 0, &tr, 1, NULL, 0, NULL);
   content_id(c, 12);
   assert_int_equal(send_kind(t, TMSG_ANNOUNCE, c, &f->res[0]), 0);
   assert_int_equal(send_kind(t, TMSG_PUBLISH, c, &f->res[1]), 0);
@@ -1324,7 +1357,7 @@ static void test_split_and_repeated_replies_are_accepted(void **st) {
   assert_int_equal(f->res[5].rep.error.retry_after_ms, 1234);
   assert_string_equal(f->res[5].rep.error.reason,
                       "too many requests; retry later");
-  assert_true(tcl_connected(t));
+  assert_true(tracker_client_connected(t));
   assert_int_equal(f->fake.closed, 0);
 }
 
@@ -1334,18 +1367,21 @@ static void test_error_replies_surface_code_and_reason(void **st) {
   struct tmsg_announce a;
   uint8_t c[32];
   tracker_start(f);
-  struct tcl *mine = client_real(f, 0);
+  struct tracker_client *mine = client_real(f, 0);
   struct link_tracker tr = at("127.0.0.1", f->trk_port);
-  struct tcl *theirs = client(f, 1, &tr, 1, f->trk_key.pk, 0, &f->me2);
+  struct tracker_client *theirs =
+      client(f, 1, &tr, 1, f->trk_key.pk, 0, &f->me2);
   content_id(c, 13);
   make_publish(&p, c, "notes.txt", 99);
-  assert_int_equal(CALL(tcl_publish(mine, &p, on_res, &f->res[0])), 0);
+  assert_int_equal(CALL(tracker_client_publish(mine, &p, on_res, &f->res[0])),
+                   0);
   RUN_UNTIL(f, f->res[0].calls > 0, WAIT_MS);
   expect_res(&f->res[0], 0, 1);
 
   /* Another key publishing the same content: refused, not fatal. */
   uint64_t seq = f->seq;
-  assert_int_equal(CALL(tcl_publish(theirs, &p, on_res, &f->res[1])), 0);
+  assert_int_equal(CALL(tracker_client_publish(theirs, &p, on_res, &f->res[1])),
+                   0);
   assert_int_equal(lookup(theirs, c, &f->res[2]), 0);
   RUN_UNTIL(f, f->res[2].calls > 0, WAIT_MS);
   expect_res(&f->res[1], SHOAL_EWRONGKEY, 1);
@@ -1356,20 +1392,21 @@ static void test_error_replies_surface_code_and_reason(void **st) {
   assert_string_equal(f->res[1].rep.error.reason,
                       "content is already published by another key");
   expect_res(&f->res[2], 0, 1);
-  assert_true(tcl_connected(theirs));
+  assert_true(tracker_client_connected(theirs));
 
   /* An announce the tracker cannot decode (port 0): refused, and the
    * tracker closes; the client then reconnects without failing anything. */
   make_announce(&a, c, 0, TMSG_ROLE_SEEDING);
   seq = f->seq;
-  assert_int_equal(CALL(tcl_announce(theirs, &a, on_res, &f->res[3])), 0);
+  assert_int_equal(
+      CALL(tracker_client_announce(theirs, &a, on_res, &f->res[3])), 0);
   RUN_UNTIL(f, f->res[3].calls > 0, WAIT_MS);
   expect_res(&f->res[3], SHOAL_EFORMAT, 1);
   assert_int_equal(f->res[3].rep.error.request_id, seq);
   assert_string_equal(f->res[3].rep.error.reason,
                       "announce payload is malformed");
-  RUN_UNTIL(f, !tcl_connected(theirs), WAIT_MS);
-  assert_false(tcl_connected(theirs));
+  RUN_UNTIL(f, !tracker_client_connected(theirs), WAIT_MS);
+  assert_false(tracker_client_connected(theirs));
   assert_int_equal(lookup(theirs, c, &f->res[4]), 0);
   RUN_UNTIL(f, f->res[4].calls > 0, WAIT_MS);
   expect_res(&f->res[4], 0, 1);
@@ -1382,7 +1419,7 @@ static void test_rate_limit_error_carries_retry_after(void **st) {
   cfg.rate = 1;
   cfg.burst = 2;
   assert_int_equal(tracker_start_with(f, &cfg), 0);
-  struct tcl *t = client_real(f, 0);
+  struct tracker_client *t = client_real(f, 0);
   content_id(c, 14);
   for (unsigned i = 0; i < 4; i++) {
     assert_int_equal(lookup(t, c, &f->res[i]), 0);
@@ -1402,9 +1439,10 @@ static void test_rate_limit_error_carries_retry_after(void **st) {
 
 static int g_cancels;
 static int g_cancel_bad;
-static struct tcl *g_closing;
+static struct tracker_client *g_closing;
 
-static void on_cancel(void *arg, int status, const struct tcl_reply *r) {
+static void on_cancel(void *arg, int status,
+                      const struct tracker_client_reply *r) {
   int *calls = arg;
   static struct tmsg_lookup l;
   (*calls)++;
@@ -1413,16 +1451,16 @@ static void on_cancel(void *arg, int status, const struct tcl_reply *r) {
     g_cancel_bad++;
   }
   /* A request made while closing is refused. */
-  if (g_closing != NULL &&
-      tcl_lookup(g_closing, &l, on_cancel, calls) != SHOAL_ECANCELED) {
+  if (g_closing != NULL && tracker_client_lookup(g_closing, &l, on_cancel,
+                                                 calls) != SHOAL_ECANCELED) {
     g_cancel_bad++;
   }
 }
 
 static void then_close(struct res *x) {
   g_closing = x->f->cl[0];
-  tcl_close(x->f->cl[0]);
-  tcl_close(x->f->cl[0]); /* from a callback of the close: a no-op */
+  tracker_client_close(x->f->cl[0]);
+  tracker_client_close(x->f->cl[0]); /* from a callback of the close: a no-op */
 }
 
 static void test_close_cancels_each_pending_request_once(void **st) {
@@ -1438,12 +1476,13 @@ static void test_close_cancels_each_pending_request_once(void **st) {
   g_cancel_bad = 0;
 
   /* While resolving. */
-  struct tcl *t = client_real(f, 0);
+  struct tracker_client *t = client_real(f, 0);
   for (unsigned i = 0; i < 3; i++) {
-    assert_int_equal(CALL(tcl_lookup(t, &l, on_cancel, &calls[i])), 0);
+    assert_int_equal(CALL(tracker_client_lookup(t, &l, on_cancel, &calls[i])),
+                     0);
   }
   g_closing = t;
-  tcl_close(t);
+  tracker_client_close(t);
   g_closing = NULL;
   f->cl[0] = NULL;
   assert_int_equal(g_cancels, 3);
@@ -1452,13 +1491,14 @@ static void test_close_cancels_each_pending_request_once(void **st) {
   struct link_tracker tr = at("127.0.0.1", f->fake.port);
   t = client(f, 0, &tr, 1, f->fake.key.pk, 0, NULL);
   for (unsigned i = 3; i < 6; i++) {
-    assert_int_equal(CALL(tcl_lookup(t, &l, on_cancel, &calls[i])), 0);
+    assert_int_equal(CALL(tracker_client_lookup(t, &l, on_cancel, &calls[i])),
+                     0);
   }
   RUN_UNTIL(f, f->fake.requests == 3, WAIT_MS);
   assert_int_equal(f->fake.requests, 3);
   assert_int_equal(g_cancels, 3);
   g_closing = t;
-  tcl_close(t);
+  tracker_client_close(t);
   g_closing = NULL;
   f->cl[0] = NULL;
   assert_int_equal(g_cancels, 6);
@@ -1470,7 +1510,8 @@ static void test_close_cancels_each_pending_request_once(void **st) {
   f->res[0].then = then_close;
   assert_int_equal(lookup(t, c, &f->res[0]), 0);
   for (unsigned i = 6; i < 8; i++) {
-    assert_int_equal(CALL(tcl_lookup(t, &l, on_cancel, &calls[i])), 0);
+    assert_int_equal(CALL(tracker_client_lookup(t, &l, on_cancel, &calls[i])),
+                     0);
   }
   RUN_UNTIL(f, f->res[0].calls > 0, WAIT_MS);
   g_closing = NULL;
@@ -1483,8 +1524,8 @@ static void test_close_cancels_each_pending_request_once(void **st) {
   assert_int_equal(lookup(t, c, &f->res[1]), 0);
   RUN_UNTIL(f, f->res[1].calls > 0, WAIT_MS);
   expect_res(&f->res[1], 0, 1);
-  assert_true(tcl_connected(t));
-  tcl_close(t);
+  assert_true(tracker_client_connected(t));
+  tracker_client_close(t);
   f->cl[0] = NULL;
 
   /* Nothing else comes, ever. */
@@ -1501,7 +1542,8 @@ static void test_close_cancels_each_pending_request_once(void **st) {
 static int g_done;
 static int g_done_ok;
 
-static void on_count(void *arg, int status, const struct tcl_reply *r) {
+static void on_count(void *arg, int status,
+                     const struct tracker_client_reply *r) {
   (void)arg;
   g_done++;
   if (status == 0 && r != NULL && !g_in_call) {
@@ -1514,23 +1556,24 @@ static void test_pending_requests_are_capped(void **st) {
   static struct tmsg_lookup l;
   uint8_t c[32];
   tracker_start(f);
-  struct tcl *t = client_real(f, 0);
+  struct tracker_client *t = client_real(f, 0);
   content_id(c, 16);
   make_lookup(&l, c);
   g_done = g_done_ok = 0;
-  for (unsigned i = 0; i < TCL_MAX_PENDING; i++) {
-    assert_int_equal(CALL(tcl_lookup(t, &l, on_count, NULL)), 0);
+  for (unsigned i = 0; i < TRACKER_CLIENT_MAX_PENDING; i++) {
+    assert_int_equal(CALL(tracker_client_lookup(t, &l, on_count, NULL)), 0);
   }
   uint64_t seq = f->seq;
-  assert_int_equal(CALL(tcl_lookup(t, &l, on_count, NULL)), SHOAL_EBUSY);
+  assert_int_equal(CALL(tracker_client_lookup(t, &l, on_count, NULL)),
+                   SHOAL_EBUSY);
   assert_int_equal(f->seq, seq);
-  assert_int_equal(tcl_pending(t), TCL_MAX_PENDING);
-  RUN_UNTIL(f, g_done == (int)TCL_MAX_PENDING, WAIT_MS);
-  assert_int_equal(g_done_ok, TCL_MAX_PENDING);
-  assert_int_equal(tcl_pending(t), 0);
-  assert_int_equal(CALL(tcl_lookup(t, &l, on_count, NULL)), 0);
-  RUN_UNTIL(f, g_done == (int)TCL_MAX_PENDING + 1, WAIT_MS);
-  assert_int_equal(g_done_ok, TCL_MAX_PENDING + 1);
+  assert_int_equal(tracker_client_pending(t), TRACKER_CLIENT_MAX_PENDING);
+  RUN_UNTIL(f, g_done == (int)TRACKER_CLIENT_MAX_PENDING, WAIT_MS);
+  assert_int_equal(g_done_ok, TRACKER_CLIENT_MAX_PENDING);
+  assert_int_equal(tracker_client_pending(t), 0);
+  assert_int_equal(CALL(tracker_client_lookup(t, &l, on_count, NULL)), 0);
+  RUN_UNTIL(f, g_done == (int)TRACKER_CLIENT_MAX_PENDING + 1, WAIT_MS);
+  assert_int_equal(g_done_ok, TRACKER_CLIENT_MAX_PENDING + 1);
 }
 
 static void test_host_name_localhost_resolves(void **st) {
@@ -1539,9 +1582,9 @@ static void test_host_name_localhost_resolves(void **st) {
   char name[64];
   tracker_start(f);
   struct link_tracker tr = at("localhost", f->trk_port);
-  struct tcl *t = client(f, 0, &tr, 1, f->trk_key.pk, 0, NULL);
+  struct tracker_client *t = client(f, 0, &tr, 1, f->trk_key.pk, 0, NULL);
   snprintf(name, sizeof(name), "localhost:%d", f->trk_port);
-  assert_string_equal(tcl_current(t), name);
+  assert_string_equal(tracker_client_current(t), name);
   content_id(c, 17);
   assert_int_equal(lookup(t, c, &f->res[0]), 0);
   RUN_UNTIL(f, f->res[0].calls > 0, WAIT_MS);
@@ -1558,13 +1601,13 @@ static void test_ipv6_literal_connects(void **st) {
     skip(); /* no IPv6 loopback here */
   }
   struct link_tracker tr = at("::1", f->trk_port);
-  struct tcl *t = client(f, 0, &tr, 1, f->trk_key.pk, 0, NULL);
+  struct tracker_client *t = client(f, 0, &tr, 1, f->trk_key.pk, 0, NULL);
   snprintf(name, sizeof(name), "[::1]:%d", f->trk_port);
-  assert_string_equal(tcl_current(t), name);
+  assert_string_equal(tracker_client_current(t), name);
   content_id(c, 18);
   struct tmsg_announce a;
   make_announce(&a, c, 6000, TMSG_ROLE_SEEDING);
-  assert_int_equal(CALL(tcl_announce(t, &a, on_res, &f->res[0])), 0);
+  assert_int_equal(CALL(tracker_client_announce(t, &a, on_res, &f->res[0])), 0);
   assert_int_equal(lookup(t, c, &f->res[1]), 0);
   RUN_UNTIL(f, f->res[1].calls > 0, WAIT_MS);
   expect_res(&f->res[0], 0, 1);
@@ -1578,15 +1621,15 @@ static void test_connection_closed_by_an_idle_tracker_is_reopened(void **st) {
   uint8_t c[32];
   cfg.idle_s = 1;
   assert_int_equal(tracker_start_with(f, &cfg), 0);
-  struct tcl *t = client_real(f, 0);
+  struct tracker_client *t = client_real(f, 0);
   content_id(c, 19);
   assert_int_equal(lookup(t, c, &f->res[0]), 0);
   RUN_UNTIL(f, f->res[0].calls > 0, WAIT_MS);
   expect_res(&f->res[0], 0, 1);
-  assert_true(tcl_connected(t));
+  assert_true(tracker_client_connected(t));
   /* The tracker closes it within about two of its one-second ticks. */
-  RUN_UNTIL(f, !tcl_connected(t), WAIT_MS);
-  assert_false(tcl_connected(t));
+  RUN_UNTIL(f, !tracker_client_connected(t), WAIT_MS);
+  assert_false(tracker_client_connected(t));
   assert_int_equal(lookup(t, c, &f->res[1]), 0);
   RUN_UNTIL(f, f->res[1].calls > 0, WAIT_MS);
   expect_res(&f->res[1], 0, 1);
@@ -1594,7 +1637,7 @@ static void test_connection_closed_by_an_idle_tracker_is_reopened(void **st) {
 
 static void test_idle_connection_is_closed_by_the_client(void **st) {
   struct fx *f = *st;
-  struct tcl_config cc;
+  struct tracker_client_config cc;
   uint8_t c[32];
   tracker_start(f);
   struct link_tracker tr = at("127.0.0.1", f->trk_port);
@@ -1605,15 +1648,15 @@ static void test_idle_connection_is_closed_by_the_client(void **st) {
   cc.ntrackers = 1;
   cc.seq = &f->seq;
   cc.idle_ms = 100;
-  assert_int_equal(tcl_new(&f->cl[0], &cc), 0);
-  struct tcl *t = f->cl[0];
+  assert_int_equal(tracker_client_new(&f->cl[0], &cc), 0);
+  struct tracker_client *t = f->cl[0];
   content_id(c, 20);
   assert_int_equal(lookup(t, c, &f->res[0]), 0);
   RUN_UNTIL(f, f->res[0].calls > 0, WAIT_MS);
   expect_res(&f->res[0], 0, 1);
   RUN_UNTIL(f, f->trk->n_conns == 0, WAIT_MS);
   assert_int_equal(f->trk->n_conns, 0);
-  assert_false(tcl_connected(t));
+  assert_false(tracker_client_connected(t));
   assert_int_equal(lookup(t, c, &f->res[1]), 0);
   RUN_UNTIL(f, f->res[1].calls > 0, WAIT_MS);
   expect_res(&f->res[1], 0, 1);
@@ -1621,9 +1664,10 @@ static void test_idle_connection_is_closed_by_the_client(void **st) {
 
 static void test_invalid_configuration_and_messages_are_refused(void **st) {
   struct fx *f = *st;
-  struct tcl_config cc;
+  struct tracker_client_config cc;
   struct link_tracker trs[LINK_MAX_TRACKERS + 1];
-  struct tcl *t = (struct tcl *)&cc; /* must be reset to NULL */
+  struct tracker_client *t =
+      (struct tracker_client *)&cc; /* must be reset to NULL */
   for (unsigned i = 0; i <= LINK_MAX_TRACKERS; i++) {
     trs[i] = at("127.0.0.1", 7070);
   }
@@ -1633,21 +1677,21 @@ static void test_invalid_configuration_and_messages_are_refused(void **st) {
   cc.trackers = trs;
   cc.seq = &f->seq;
   cc.ntrackers = 0;
-  assert_int_equal(tcl_new(&t, &cc), SHOAL_EINVAL);
+  assert_int_equal(tracker_client_new(&t, &cc), SHOAL_EINVAL);
   assert_null(t);
   cc.ntrackers = LINK_MAX_TRACKERS + 1;
-  assert_int_equal(tcl_new(&t, &cc), SHOAL_EINVAL);
+  assert_int_equal(tracker_client_new(&t, &cc), SHOAL_EINVAL);
   cc.ntrackers = 1;
   trs[0].port = 0;
-  assert_int_equal(tcl_new(&t, &cc), SHOAL_EINVAL);
+  assert_int_equal(tracker_client_new(&t, &cc), SHOAL_EINVAL);
   trs[0] = at("", 7070);
-  assert_int_equal(tcl_new(&t, &cc), SHOAL_EINVAL);
+  assert_int_equal(tracker_client_new(&t, &cc), SHOAL_EINVAL);
   trs[0] = at("127.0.0.1", 7070);
   cc.seq = NULL;
-  assert_int_equal(tcl_new(&t, &cc), SHOAL_EINVAL);
+  assert_int_equal(tracker_client_new(&t, &cc), SHOAL_EINVAL);
   cc.seq = &f->seq;
   cc.ntrackers = LINK_MAX_TRACKERS;
-  assert_int_equal(tcl_new(&f->cl[0], &cc), 0);
+  assert_int_equal(tracker_client_new(&f->cl[0], &cc), 0);
   t = f->cl[0];
 
   static struct tmsg_announce a;
@@ -1657,19 +1701,23 @@ static void test_invalid_configuration_and_messages_are_refused(void **st) {
   content_id(c, 21);
   make_announce(&a, c, 4000, TMSG_ROLE_SEEDING);
   a.count = TMSG_MAX_ANNOUNCE_ITEMS + 1;
-  assert_int_equal(CALL(tcl_announce(t, &a, on_res, &f->res[0])), SHOAL_EINVAL);
+  assert_int_equal(CALL(tracker_client_announce(t, &a, on_res, &f->res[0])),
+                   SHOAL_EINVAL);
   make_search(&s, "x");
   s.limit = TMSG_MAX_RESULTS + 1;
-  assert_int_equal(CALL(tcl_search(t, &s, on_res, &f->res[0])), SHOAL_EINVAL);
+  assert_int_equal(CALL(tracker_client_search(t, &s, on_res, &f->res[0])),
+                   SHOAL_EINVAL);
   make_publish(&p, c, "a/b", 1); /* a name may not hold a slash */
-  assert_int_equal(CALL(tcl_publish(t, &p, on_res, &f->res[0])), SHOAL_EINVAL);
+  assert_int_equal(CALL(tracker_client_publish(t, &p, on_res, &f->res[0])),
+                   SHOAL_EINVAL);
   uint64_t seq = f->seq;
   make_search(&s, "bad\ttab");
   s.limit = 1;
-  assert_int_equal(CALL(tcl_search(t, &s, on_res, &f->res[0])), SHOAL_EINVAL);
+  assert_int_equal(CALL(tracker_client_search(t, &s, on_res, &f->res[0])),
+                   SHOAL_EINVAL);
   assert_int_equal(f->seq, seq);
-  assert_int_equal(tcl_pending(t), 0);
-  assert_false(tcl_connected(t));
+  assert_int_equal(tracker_client_pending(t), 0);
+  assert_false(tracker_client_connected(t));
   run_for(f, 20);
   assert_int_equal(f->res[0].calls, 0);
 }
@@ -1689,6 +1737,7 @@ int main(void) {
       T(test_pin_from_first_use_holds_across_fail_over),
       T(test_refused_connection_fails_and_the_next_request_fails_over),
       T(test_fail_over_goes_round_robin),
+      cmocka_unit_test(test_the_timer_fires_at_the_oldest_deadline),
       T(test_silent_tracker_times_out_and_the_next_request_reconnects),
       T(test_bad_replies_fail_every_pending_request_and_close),
       T(test_a_server_that_is_not_a_tracker_is_named),

@@ -1,0 +1,568 @@
+/* The tracker schedule of a swarm: publishing, announcing and looking up
+ * peers, with the waiting between tries.
+ *
+ * A share publishes first, then announces "started" as a seeder; a get
+ * announces "started" at once. Each successful announce brings the next
+ * after the tracker's interval; a swarm that is not seeding looks up peers
+ * while it has fewer than it may (1 s after a lookup that found someone
+ * new, doubling to 30 s when it did not) and dials the ones it has not
+ * met. A tracker that cannot be reached is retried with backoff (1 s
+ * doubling to 60 s) while the swarm goes on with the peers it knows, and
+ * redials those it knew; a swarm that never reached any tracker and never
+ * met a peer gives up after NODE_TRACKER_TRIES attempts per tracker (a
+ * share likewise, since it cannot print a link without its tracker). On
+ * completion "completed" goes out, and "stopped" once when the swarm fails
+ * or the node stops.
+ *
+ * This file calls down into swarm.c (to fail a swarm, emit its events, ask
+ * whether a key is banned) and session.c (to dial); node.c starts, stops
+ * and closes each swarm's schedule, and swarm.c tells it of a completion
+ * or a failure (announce.h).
+ */
+#include "peer/announce.h"
+
+#include <arpa/inet.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/error.h"
+#include "common/link.h"
+#include "common/log.h"
+#include "common/tmsg.h"
+#include "peer/internal.h"
+
+#define LOOKUP_MIN_MS 1000u
+#define LOOKUP_MAX_MS 30000u
+#define RETRY_MAX_MS 60000u
+
+static void schedule_announce(struct swarm *sw, uint64_t ms);
+static void schedule_lookup(struct swarm *sw, uint64_t ms);
+static void do_announce(struct swarm *sw, uint8_t event);
+static void say_stopped(struct swarm *sw);
+static void publish(struct swarm *sw);
+
+void announce_init(struct swarm *sw, const struct link_tracker *trackers,
+                   unsigned ntrackers, const uint8_t *key) {
+  struct node *n = sw->node;
+  struct announce *a = &sw->an;
+  struct tracker_client_config tc;
+  if (ntrackers > LINK_MAX_TRACKERS) {
+    ntrackers = LINK_MAX_TRACKERS;
+  }
+  memcpy(a->trackers, trackers, ntrackers * sizeof(*trackers));
+  a->ntrackers = ntrackers;
+  if (key != NULL) {
+    memcpy(a->tracker_key, key, IDENTITY_PK_BYTES);
+    a->have_tracker_key = 1;
+  }
+  a->lookup_backoff_ms = LOOKUP_MIN_MS;
+  uv_timer_init(n->loop, &a->announce_timer);
+  uv_timer_init(n->loop, &a->lookup_timer);
+  a->announce_timer.data = sw;
+  a->lookup_timer.data = sw;
+  memset(&tc, 0, sizeof(tc));
+  tc.loop = n->loop;
+  tc.id = n->id;
+  tc.trackers = a->trackers;
+  tc.ntrackers = a->ntrackers;
+  tc.tracker_key = key;
+  tc.seq = &n->seq;
+  tc.family = n->accepts_v4 && n->accepts_v6 ? 0
+              : n->accepts_v6                ? AF_INET6
+                                             : AF_INET;
+  if (a->ntrackers > 0 && tracker_client_new(&a->tc, &tc) != 0) {
+    a->tc = NULL;
+  }
+}
+
+void announce_free(struct announce *a) {
+  free(a->known);
+  a->known = NULL;
+}
+
+void announce_share(struct swarm *sw) {
+  /* The publish's announce-timer retry path re-publishes. */
+  publish(sw);
+}
+
+void announce_get(struct swarm *sw) {
+  do_announce(sw, TMSG_EVENT_STARTED);
+}
+
+void announce_completed(struct swarm *sw) {
+  uv_timer_stop(&sw->an.lookup_timer);
+  uv_timer_stop(&sw->an.announce_timer);
+  sw->an.completed_pending = 1;
+  if (!sw->an.announce_busy) {
+    do_announce(sw, TMSG_EVENT_COMPLETED);
+  } else {
+    schedule_announce(sw, 1000); /* after the running one */
+  }
+}
+
+void announce_stop(struct swarm *sw) {
+  uv_timer_stop(&sw->an.announce_timer);
+  uv_timer_stop(&sw->an.lookup_timer);
+  /* The tracker lists us until we say we stopped: say it now, so that it
+   * sends nobody to a swarm that is gone. An announce under way is let
+   * finish; its reply sends "stopped" (on_announced). */
+  say_stopped(sw);
+}
+
+int announce_waiting(const struct swarm *sw) {
+  return sw->an.announce_busy && !sw->an.stop_announced;
+}
+
+int announce_ready(struct swarm *sw, unsigned ntrackers, const char *why) {
+  struct node_event ev;
+  if (sw->an.ntrackers == 0 && ntrackers > 0) {
+    swarm_fail(sw, UV_EAFNOSUPPORT, why);
+    return 0;
+  }
+  if (sw->an.tc == NULL) {
+    return 0; /* out of memory */
+  }
+  if (why[0] != '\0') {
+    log_info("peer", "%s: %s", sw->name, why);
+    memset(&ev, 0, sizeof(ev));
+    ev.type = NODE_EV_WARNING;
+    ev.message = why;
+    swarm_emit(sw, &ev);
+  }
+  return 1;
+}
+
+static void learn_key(struct swarm *sw) {
+  const uint8_t *k = sw->an.tc != NULL ? tracker_client_key(sw->an.tc) : NULL;
+  if (k != NULL && !sw->an.have_tracker_key) {
+    struct node_event ev;
+    memcpy(sw->an.tracker_key, k, IDENTITY_PK_BYTES);
+    sw->an.have_tracker_key = 1;
+    memset(&ev, 0, sizeof(ev));
+    ev.type = NODE_EV_TRACKER;
+    ev.key = sw->an.tracker_key;
+    swarm_emit(sw, &ev);
+  }
+}
+
+/* A tracker failed us. Returns 1 when the swarm gave up. */
+static int tracker_failed(struct swarm *sw, int status,
+                          const struct tracker_client_reply *r) {
+  char msg[TRACKER_CLIENT_DESCRIBE_BYTES];
+  /* Until a tracker or a peer has answered, these tries end in the
+   * swarm's failure, which the user sees once; after that, a tracker
+   * that went away is worth a warning each time. */
+  int may_fail = !sw->an.ever_met_tracker && !sw->ever_met_peer;
+  sw->an.tracker_failures++;
+  tracker_client_describe(sw->an.tc, status, r, msg, sizeof(msg));
+  if (may_fail &&
+      sw->an.tracker_failures >=
+          NODE_TRACKER_TRIES * (sw->an.ntrackers ? sw->an.ntrackers : 1)) {
+    swarm_fail(sw, status, msg);
+    return 1;
+  }
+  if (may_fail) {
+    log_info("peer", "%s: %s", sw->name, msg);
+  } else {
+    log_warn("peer", "%s: %s", sw->name, msg);
+  }
+  return 0;
+}
+
+static uint64_t backoff_ms(const struct swarm *sw) {
+  uint64_t ms = 1000;
+  for (unsigned i = 1; i < sw->an.tracker_failures && ms < RETRY_MAX_MS; i++) {
+    ms *= 2;
+  }
+  return ms < RETRY_MAX_MS ? ms : RETRY_MAX_MS;
+}
+
+static uint64_t left_bytes(const struct swarm *sw) {
+  uint64_t total = sw->m != NULL ? sw->m->total_size : sw->size_hint;
+  uint64_t have = 0;
+  if (sw->is_source || sw->state == SW_SEEDING) {
+    return 0;
+  }
+  if (sw->st != NULL) {
+    have = storage_have_bytes(sw->st);
+  }
+  return total > have ? total - have : (sw->m == NULL ? 1 : 0);
+}
+
+struct announce_ctx {
+  struct swarm *sw;
+  uint8_t event;
+};
+
+static void on_announced(void *arg, int status,
+                         const struct tracker_client_reply *r) {
+  struct announce_ctx *a = arg;
+  struct swarm *sw = a->sw;
+  uint8_t event = a->event;
+  free(a);
+  sw->refs--;
+  sw->an.announce_busy = 0;
+  if (event == TMSG_EVENT_STOPPED) {
+    sw->an.stop_announced = 1;
+    return;
+  }
+  if (sw->node->stopping || sw->state == SW_FAILED) {
+    /* An announce was under way when the node began to stop or the swarm
+     * failed: the tracker has us now, so "stopped" follows it. */
+    if (status == 0) {
+      sw->an.announced_once = 1;
+      say_stopped(sw);
+    }
+    return;
+  }
+  if (status != 0 && event == TMSG_EVENT_COMPLETED) {
+    sw->an.completed_pending = 1;
+  }
+  if (status != 0) {
+    if (!tracker_failed(sw, status, r)) {
+      uint64_t wait = backoff_ms(sw);
+      if (r != NULL && r->type == TMSG_ERROR &&
+          r->error.retry_after_ms > wait) {
+        wait = r->error.retry_after_ms;
+      }
+      schedule_announce(sw, wait);
+    }
+    return;
+  }
+  sw->an.ever_met_tracker = 1;
+  sw->an.tracker_failures = 0;
+  sw->an.announced_once = 1;
+  learn_key(sw);
+  sw->an.interval_s = r->u.announce.interval_s;
+  {
+    uint64_t s = sw->an.interval_s ? sw->an.interval_s : 60;
+    if (sw->node->cfg.interval_cap_s != 0 && s > sw->node->cfg.interval_cap_s) {
+      s = sw->node->cfg.interval_cap_s;
+    }
+    if (s < r->u.announce.min_interval_s) {
+      s = r->u.announce.min_interval_s;
+    }
+    schedule_announce(sw, s * 1000);
+  }
+  if (event == TMSG_EVENT_STARTED && sw->state != SW_SEEDING) {
+    schedule_lookup(sw, 0);
+  }
+}
+
+static void do_announce(struct swarm *sw, uint8_t event) {
+  struct tmsg_announce a;
+  struct announce_ctx *ctx;
+  if (sw->an.tc == NULL || sw->an.announce_busy) {
+    return;
+  }
+  memset(&a, 0, sizeof(a));
+  a.port = sw->node->port;
+  a.event = event;
+  a.count = 1;
+  memcpy(a.items[0].content, sw->content, MANIFEST_ID_BYTES);
+  a.items[0].role = (sw->is_source || sw->state == SW_SEEDING)
+                        ? TMSG_ROLE_SEEDING
+                        : TMSG_ROLE_DOWNLOADING;
+  a.items[0].left = left_bytes(sw);
+  ctx = malloc(sizeof(*ctx));
+  if (ctx == NULL) {
+    schedule_announce(sw, 1000);
+    return;
+  }
+  ctx->sw = sw;
+  ctx->event = event;
+  if (tracker_client_announce(sw->an.tc, &a, on_announced, ctx) != 0) {
+    free(ctx);
+    schedule_announce(sw, 1000);
+    return;
+  }
+  if (event == TMSG_EVENT_COMPLETED) {
+    sw->an.completed_pending = 0;
+  }
+  sw->an.announce_busy = 1;
+  sw->refs++;
+}
+
+/* Tells the trackers this swarm stopped, once, when they may list it: it
+ * announced before, or an announce is under way (whose reply calls this
+ * again). */
+static void say_stopped(struct swarm *sw) {
+  if (sw->an.tc == NULL || sw->an.stop_sent || !sw->an.announced_once ||
+      sw->an.announce_busy) {
+    return;
+  }
+  do_announce(sw, TMSG_EVENT_STOPPED);
+  sw->an.stop_sent = sw->an.announce_busy;
+}
+
+static void on_announce_timer(uv_timer_t *t) {
+  struct swarm *sw = t->data;
+  uint8_t event = TMSG_EVENT_PERIODIC;
+  if (sw->state == SW_FAILED) {
+    return; /* it said "stopped" (say_stopped) */
+  }
+  if (!sw->an.announced_once) {
+    event = TMSG_EVENT_STARTED;
+  } else if (sw->an.completed_pending) {
+    event = TMSG_EVENT_COMPLETED;
+  }
+  if (sw->is_source && !sw->an.published) {
+    /* A share announces only once its publish went through. */
+    if (!sw->an.publish_busy) {
+      publish(sw);
+    }
+    return;
+  }
+  do_announce(sw, event);
+}
+
+static void schedule_announce(struct swarm *sw, uint64_t ms) {
+  if (sw->node->stopping) {
+    return;
+  }
+  uv_timer_start(&sw->an.announce_timer, on_announce_timer, ms, 0);
+}
+
+static int connected_to(const struct swarm *sw, const uint8_t pk[32]) {
+  for (const struct session *s = sw->sessions; s != NULL; s = s->next) {
+    if (memcmp(s->remote_pk, pk, IDENTITY_PK_BYTES) == 0 ||
+        (s->have_expect && memcmp(s->expect_pk, pk, IDENTITY_PK_BYTES) == 0)) {
+      return 1;
+    }
+  }
+  return 0;
+}
+
+static void remember_peer(struct swarm *sw, const uint8_t pk[32],
+                          const struct sockaddr_storage *ss) {
+  struct known_peer *k = NULL;
+  if (sw->an.known == NULL) {
+    sw->an.known = calloc(ANNOUNCE_KNOWN_MAX, sizeof(*sw->an.known));
+    if (sw->an.known == NULL) {
+      return;
+    }
+  }
+  for (unsigned i = 0; i < sw->an.nknown; i++) {
+    if (memcmp(sw->an.known[i].pk, pk, IDENTITY_PK_BYTES) == 0) {
+      k = &sw->an.known[i];
+      break;
+    }
+  }
+  if (k == NULL) {
+    if (sw->an.nknown == ANNOUNCE_KNOWN_MAX) {
+      /* Full: the entries are replaced in turn, oldest first. */
+      k = &sw->an.known[sw->an.known_next];
+      sw->an.known_next = (sw->an.known_next + 1) % ANNOUNCE_KNOWN_MAX;
+    } else {
+      k = &sw->an.known[sw->an.nknown++];
+    }
+    memset(k, 0, sizeof(*k));
+    memcpy(k->pk, pk, IDENTITY_PK_BYTES);
+  }
+  k->addr = *ss;
+  k->backoff_ms = 0;
+  k->next_try_ms = 0;
+}
+
+/* The tracker cannot be asked: dial the peers it listed before, each with
+ * its own backoff, so the swarm goes on with the peers it knows. */
+static void redial_known(struct swarm *sw) {
+  struct node *n = sw->node;
+  uint64_t now = node_now(n);
+  for (unsigned i = 0; i < sw->an.nknown; i++) {
+    struct known_peer *k = &sw->an.known[i];
+    if (sw->nsessions >= n->cfg.max_peers) {
+      return;
+    }
+    if (k->next_try_ms > now || bans_is_banned(sw, k->pk) ||
+        connected_to(sw, k->pk)) {
+      continue;
+    }
+    k->backoff_ms = k->backoff_ms == 0 ? 2000 : k->backoff_ms * 2;
+    if (k->backoff_ms > LOOKUP_MAX_MS) {
+      k->backoff_ms = LOOKUP_MAX_MS;
+    }
+    k->next_try_ms = now + k->backoff_ms;
+    log_info("peer", "%s: tracker unreachable; dialling a known peer",
+             sw->name);
+    (void)session_connect(n, sw, (const struct sockaddr *)&k->addr, k->pk);
+  }
+}
+
+static void on_lookup(void *arg, int status,
+                      const struct tracker_client_reply *r) {
+  struct swarm *sw = arg;
+  struct node *n = sw->node;
+  unsigned fresh = 0;
+  sw->refs--;
+  sw->an.lookup_busy = 0;
+  if (sw->state == SW_FAILED || sw->state == SW_STOPPING || n->stopping) {
+    return;
+  }
+  if (status != 0) {
+    if (!tracker_failed(sw, status, r)) {
+      redial_known(sw);
+      schedule_lookup(sw, backoff_ms(sw) < LOOKUP_MAX_MS ? backoff_ms(sw)
+                                                         : LOOKUP_MAX_MS);
+    }
+    return;
+  }
+  sw->an.ever_met_tracker = 1;
+  sw->an.tracker_failures = 0;
+  learn_key(sw);
+  for (unsigned i = 0; i < r->u.lookup.count; i++) {
+    const struct tmsg_peer *p = &r->u.lookup.peers[i];
+    struct sockaddr_storage ss;
+    memset(&ss, 0, sizeof(ss));
+    if (sw->nsessions >= n->cfg.max_peers) {
+      break;
+    }
+    if (memcmp(p->pk, n->id->pk, IDENTITY_PK_BYTES) == 0 || p->port == 0 ||
+        bans_is_banned(sw, p->pk) || connected_to(sw, p->pk)) {
+      continue;
+    }
+    if (n->cfg.mode == NODE_MODE_CS && !sw->is_source &&
+        (sw->m != NULL ? memcmp(p->pk, sw->m->publisher, IDENTITY_PK_BYTES) != 0
+                       : !p->seeding)) {
+      continue;
+    }
+    if (p->family == 4) {
+      struct sockaddr_in *a = (struct sockaddr_in *)(void *)&ss;
+      a->sin_family = AF_INET;
+      a->sin_port = htons(p->port);
+      memcpy(&a->sin_addr, p->addr, 4);
+    } else if (p->family == 6) {
+      struct sockaddr_in6 *a = (struct sockaddr_in6 *)(void *)&ss;
+      a->sin6_family = AF_INET6;
+      a->sin6_port = htons(p->port);
+      memcpy(&a->sin6_addr, p->addr, 16);
+    } else {
+      continue;
+    }
+    remember_peer(sw, p->pk, &ss);
+    if (session_connect(n, sw, (const struct sockaddr *)&ss, p->pk) == 0) {
+      fresh++;
+    }
+  }
+  if (fresh > 0) {
+    sw->an.lookup_backoff_ms = LOOKUP_MIN_MS;
+  } else if (sw->an.lookup_backoff_ms < LOOKUP_MAX_MS) {
+    sw->an.lookup_backoff_ms *= 2;
+  }
+  if (r->u.lookup.count == 0 && !sw->ever_met_peer && !sw->an.warned_no_peers) {
+    struct node_event ev;
+    sw->an.warned_no_peers = 1;
+    memset(&ev, 0, sizeof(ev));
+    ev.type = NODE_EV_WARNING;
+    ev.message = "no peers yet; waiting for one to appear";
+    node_emit(n, &ev);
+  }
+  schedule_lookup(sw, sw->an.lookup_backoff_ms);
+}
+
+static void on_lookup_timer(uv_timer_t *t) {
+  struct swarm *sw = t->data;
+  struct node *n = sw->node;
+  struct tmsg_lookup l;
+  if (sw->an.tc == NULL || sw->an.lookup_busy || sw->state == SW_SEEDING ||
+      sw->state == SW_FAILED || n->stopping) {
+    return;
+  }
+  if (sw->nsessions >= n->cfg.max_peers) {
+    schedule_lookup(sw, LOOKUP_MAX_MS);
+    return;
+  }
+  memset(&l, 0, sizeof(l));
+  memcpy(l.content, sw->content, MANIFEST_ID_BYTES);
+  l.want = (uint16_t)(n->cfg.max_peers - sw->nsessions);
+  if (l.want > TMSG_MAX_PEERS) {
+    l.want = TMSG_MAX_PEERS;
+  }
+  l.flags = TMSG_LOOKUP_SEEDERS_FIRST;
+  memcpy(l.asker, n->id->pk, IDENTITY_PK_BYTES);
+  if (tracker_client_lookup(sw->an.tc, &l, on_lookup, sw) != 0) {
+    schedule_lookup(sw, 1000);
+    return;
+  }
+  sw->an.lookup_busy = 1;
+  sw->refs++;
+}
+
+static void schedule_lookup(struct swarm *sw, uint64_t ms) {
+  if (sw->node->stopping) {
+    return;
+  }
+  uv_timer_start(&sw->an.lookup_timer, on_lookup_timer, ms, 0);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Sharing */
+
+static void emit_shared(struct swarm *sw) {
+  struct share_link l;
+  struct node_event ev;
+  char text[LINK_MAX_CHARS + 1];
+  memset(&l, 0, sizeof(l));
+  memcpy(l.id, sw->content, MANIFEST_ID_BYTES);
+  snprintf(l.name, sizeof(l.name), "%s", sw->m->name);
+  l.size = sw->m->total_size;
+  memcpy(l.tracker_key, sw->an.tracker_key, IDENTITY_PK_BYTES);
+  l.tracker_count = sw->an.ntrackers;
+  memcpy(l.trackers, sw->an.trackers,
+         sw->an.ntrackers * sizeof(sw->an.trackers[0]));
+  if (link_format(&l, text, sizeof(text)) < 0) {
+    swarm_fail(sw, SHOAL_EINVAL, "cannot make a share link");
+    return;
+  }
+  memset(&ev, 0, sizeof(ev));
+  ev.type = NODE_EV_SHARED;
+  ev.link = text;
+  swarm_emit(sw, &ev);
+}
+
+static void on_published(void *arg, int status,
+                         const struct tracker_client_reply *r) {
+  struct swarm *sw = arg;
+  sw->refs--;
+  sw->an.publish_busy = 0;
+  if (sw->state == SW_FAILED || sw->state == SW_STOPPING) {
+    return;
+  }
+  if (status != 0) {
+    if (r != NULL && r->type == TMSG_ERROR && status != SHOAL_ERATE) {
+      char msg[512];
+      snprintf(msg, sizeof(msg), "tracker %s refused to publish %s: %s",
+               tracker_client_current(sw->an.tc), sw->m->name, r->error.reason);
+      swarm_fail(sw, status, msg);
+      return;
+    }
+    if (!tracker_failed(sw, status, r)) {
+      uv_timer_start(&sw->an.announce_timer, on_announce_timer, backoff_ms(sw),
+                     0);
+      sw->an.published = 0;
+    }
+    return;
+  }
+  sw->an.published = 1;
+  sw->an.ever_met_tracker = 1;
+  sw->an.tracker_failures = 0;
+  learn_key(sw);
+  emit_shared(sw);
+  do_announce(sw, TMSG_EVENT_STARTED);
+}
+
+static void publish(struct swarm *sw) {
+  struct tmsg_publish p;
+  memset(&p, 0, sizeof(p));
+  memcpy(p.content, sw->content, MANIFEST_ID_BYTES);
+  p.size = sw->m->total_size;
+  snprintf(p.name, sizeof(p.name), "%s", sw->m->name);
+  memcpy(p.manifest_sig, sw->m->signature, IDENTITY_SIG_BYTES);
+  if (tracker_client_publish(sw->an.tc, &p, on_published, sw) != 0) {
+    swarm_fail(sw, SHOAL_ENOMEM, "cannot queue the publish request");
+    return;
+  }
+  sw->an.publish_busy = 1;
+  sw->refs++;
+}

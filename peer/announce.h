@@ -1,0 +1,94 @@
+/* The tracker schedule of a swarm (announce.c): what one swarm tells its
+ * trackers and when, and the peers their lookups listed.
+ *
+ * Who calls what: node.c makes each swarm's schedule (announce_init,
+ * announce_ready), starts it (announce_share or announce_get), stops it
+ * with the node (announce_stop, then announce_waiting until "stopped" is
+ * answered) and closes its tracker client and timers; swarm.c tells it of
+ * the swarm's completion (announce_completed) and failure (announce_stop).
+ * The schedule runs on its timers and its tracker client's callbacks, and
+ * from there calls down into swarm.c and session.c only.
+ *
+ * Ownership: struct announce is part of its swarm; it owns the tracker
+ * client, the two timers (closed by node.c with the node's other handles)
+ * and the known-peer table (announce_free).
+ */
+#ifndef SHOAL_PEER_ANNOUNCE_H
+#define SHOAL_PEER_ANNOUNCE_H
+
+#include <stdint.h>
+#include <sys/socket.h>
+#include <uv.h>
+
+#include "common/identity.h"
+#include "common/link.h"
+#include "peer/tracker_client.h"
+
+/* Peers a lookup made us dial, remembered per swarm to dial again while
+ * the tracker is unreachable. */
+#define ANNOUNCE_KNOWN_MAX 64
+
+struct swarm;
+
+/* A peer the tracker listed, kept to reconnect while the tracker is
+ * unreachable. */
+struct known_peer {
+  uint8_t pk[IDENTITY_PK_BYTES];
+  struct sockaddr_storage addr;
+  uint64_t next_try_ms;
+  uint32_t backoff_ms;
+};
+
+struct announce {
+  struct tracker_client *tc;
+  struct link_tracker trackers[LINK_MAX_TRACKERS];
+  unsigned ntrackers;
+  uint8_t tracker_key[IDENTITY_PK_BYTES];
+  int have_tracker_key;
+  struct known_peer *known; /* ANNOUNCE_KNOWN_MAX entries, lazily */
+  unsigned nknown;
+  unsigned known_next; /* the entry a new peer replaces when full */
+  uv_timer_t announce_timer;
+  uv_timer_t lookup_timer;
+  int announce_busy, lookup_busy, publish_busy;
+  int published;
+  int announced_once;
+  int ever_met_tracker;
+  unsigned tracker_failures;
+  uint32_t interval_s;
+  uint32_t lookup_backoff_ms;
+  int stop_sent;         /* "stopped" went out (or is under way) */
+  int stop_announced;    /* ... and the tracker answered */
+  int completed_pending; /* "completed" not yet told to the tracker */
+  int warned_no_peers;
+};
+
+/* Makes sw's schedule over trackers (copied; at most LINK_MAX_TRACKERS),
+ * pinned to key (32 bytes, copied) or NULL (trust on first use), with its
+ * tracker client (sw->an.tc stays NULL without memory) and its two timers.
+ * sw is a fresh swarm of its node; nothing is sent yet. */
+void announce_init(struct swarm *sw, const struct link_tracker *trackers,
+                   unsigned ntrackers, const uint8_t *key);
+/* After announce_init with the usable trackers of ntrackers given: fails
+ * the swarm when none was usable (why says why), warns when some were
+ * left out (why not ""). Returns 1 when the swarm can go on, 0 when it
+ * failed or has no tracker client. */
+int announce_ready(struct swarm *sw, unsigned ntrackers, const char *why);
+/* Starts a share's schedule: publish, then "started" as a seeder. */
+void announce_share(struct swarm *sw);
+/* Starts a get's schedule: "started" as a downloader, then lookups. */
+void announce_get(struct swarm *sw);
+/* The swarm completed: lookups end, "completed" goes out (or waits for
+ * the announce under way). */
+void announce_completed(struct swarm *sw);
+/* The swarm failed or the node stops: the timers stop, and "stopped"
+ * goes out once, when the trackers may list the swarm (at once, or from
+ * the reply of the announce under way). */
+void announce_stop(struct swarm *sw);
+/* Whether an announce is still under way whose "stopped" has not been
+ * answered: the node's stop waits for it (NODE_STOP_MS at most). */
+int announce_waiting(const struct swarm *sw);
+/* Frees what the schedule allocated besides its handles. */
+void announce_free(struct announce *a);
+
+#endif

@@ -1,0 +1,67 @@
+/* The peer's limits: every bound and period that node.c, swarm.c and
+ * session.c (and the modules they call) keep, each with its reason, in one
+ * header below all of them, so that none includes another's header for a
+ * number.
+ *
+ * They keep the NODE_ prefix they had in node.h: docs/protocol.md and
+ * docs/design.md name them so, and tests/test_spec.c checks the values
+ * those pages give. Nothing here is configuration: the command line's
+ * settings are struct node_config (node.h).
+ */
+#ifndef SHOAL_PEER_LIMITS_H
+#define SHOAL_PEER_LIMITS_H
+
+/* Choking. */
+#define NODE_UPLOAD_SLOTS 4        /* regular unchoke slots per swarm */
+#define NODE_SEED_SLOTS 16         /* a seeder's slots per swarm */
+#define NODE_RECHOKE_MS 10000u     /* tit-for-tat round */
+#define NODE_SEED_RECHOKE_MS 2000u /* a seeder's round */
+#define NODE_OPTIMISTIC_MS 30000u  /* optimistic unchoke rotation */
+
+/* Requests we make. */
+#define NODE_PIPELINE 64 /* block requests in flight per peer */
+#define NODE_REQUEST_TIMEOUT_MS 10000u
+#define NODE_REQUEST_TIMEOUT_MAX_MS 120000u /* however slow the peer */
+#define NODE_PIPELINE_MIN 4    /* requests beyond a peer's rate's worth */
+#define NODE_PIPELINE_MS 1000u /* requests in flight: this much of its rate */
+/* REJECTs in a row while unchoked: the peer cannot serve. */
+#define NODE_REJECTS_CLOSE 128
+/* Chunk bytes waiting for hash and write: no new requests past this. */
+#define NODE_MAX_PUT_BYTES (16u << 20)
+
+/* Announcing what we have. */
+#define NODE_HAVE_MS 100u       /* verified chunks gathered into one HAVE */
+#define NODE_HAVE_SLOW_MS 1000u /* ... for peers that cannot use them yet */
+#define NODE_HAVE_BATCH 256     /* ... and at most this many */
+
+/* A session's time limits. */
+#define NODE_KEEPALIVE_MS 30000u
+#define NODE_IDLE_MS 120000u /* a silent session is closed */
+#define NODE_HELLO_MS 10000u /* hellos must be done by then */
+#define NODE_MAX_PENDING 64  /* accepted sessions before hello */
+
+/* Serving: requests queued, reads and bytes on their way out. */
+#define NODE_MAX_REMOTE_REQUESTS 128 /* a peer's requests we queue */
+#define NODE_READS_IN_FLIGHT 8       /* block reads per peer at once */
+#define NODE_READS_MAX 32            /* block reads of the node at once */
+/* Unsent upload bytes a session keeps queued, in its socket buffer and in
+ * libuv's queue each: about NODE_QUEUE_MS of its send rate, within these
+ * bounds, so that a REQUEST, CANCEL or CHOKE never waits long behind DATA
+ * on a slow link while a fast one keeps its pipe full. */
+#define NODE_QUEUE_MS 100u
+#define NODE_QUEUE_MIN (32u << 10)
+#define NODE_WRITE_QUEUE_MAX (1u << 20)  /* bytes queued before uploads wait */
+#define NODE_SEND_BUFFER_MAX (4u << 20)  /* a socket's send buffer, at most */
+#define NODE_WRITE_QUEUE_HARD (8u << 20) /* past this the peer is closed */
+
+/* A swarm's rules and warnings. */
+#define NODE_STRIKES_BAN 3         /* failed chunks, sole source, to ban */
+#define NODE_STOP_MS 2000u         /* "stopped" announces may take this */
+#define NODE_NO_PEERS_MS 60000u    /* get gives up when no peer appears */
+#define NODE_TRACKER_TRIES 3       /* get gives up on trackers never met */
+#define NODE_STALL_WARN_MS 60000u  /* no progress for this long: say so */
+#define NODE_DIAL_WARN 3           /* dials failed, no peer ever met: say so */
+#define NODE_SOURCE_CHECK_MS 5000u /* shared files' size and time checked */
+#define NODE_NO_SOURCE_MS 5000u    /* chunks nobody connected has: say so */
+
+#endif

@@ -1,0 +1,65 @@
+/* How much a peer keeps in flight (pacing.c): the budgets of a session's
+ * uploads (block reads, bytes queued unsent, the socket's send buffer) and
+ * of its requests (the pipeline's depth, the request timeout).
+ *
+ * Pure arithmetic over rates and times the caller passes in: session.c and
+ * swarm.c measure (the node's upload meter, a peer's download meter, the
+ * connection's round trip, the download limit) and ask here how much that
+ * allows, so the sizing is tested with numbers, not with a clock
+ * (tests/test_pacing.c). Rates are bytes a second; 0 as a limit means none.
+ */
+#ifndef SHOAL_PEER_PACING_H
+#define SHOAL_PEER_PACING_H
+
+#include <stdint.h>
+
+#include "peer/limits.h"
+
+/* Block reads one session may have in flight when busy sessions want to
+ * upload: an even share of NODE_READS_MAX, at least 1, at most
+ * NODE_READS_IN_FLIGHT. */
+unsigned pacing_reads(unsigned busy);
+
+/* A session's share of the node's upload rate: the rate shared evenly
+ * among the serving sessions (at least one). */
+uint64_t pacing_share(uint64_t node_rate, unsigned serving);
+
+/* Bytes of DATA a session with this share lets wait unsent, in libuv's
+ * queue and in the socket each (TCP_NOTSENT_LOWAT): NODE_QUEUE_MS of it,
+ * at least NODE_QUEUE_MIN, at most NODE_WRITE_QUEUE_MAX. */
+uint32_t pacing_queue_bytes(uint64_t share);
+
+/* Bytes the kernel may hold for a session with this share, sent and
+ * unacknowledged or not yet sent (SO_SNDBUF asks for half of it, the
+ * kernel doubling what it is given): the share for one round trip
+ * (rtt_us) and NODE_QUEUE_MS more, at least NODE_QUEUE_MIN, at most
+ * NODE_SEND_BUFFER_MAX. */
+uint32_t pacing_send_buffer(uint64_t share, uint32_t rtt_us);
+
+/* Whether a socket option set to had (0: never set) should be set again
+ * to want: when it moved by more than a quarter. */
+int pacing_moved(uint32_t had, uint32_t want);
+
+/* Blocks to keep requested from one peer under the download limit
+ * (0: none): NODE_PIPELINE without one, else about two seconds' worth of
+ * the limit, at least 1, so that what was asked for arrives well within
+ * the request timeout. */
+unsigned pacing_pipeline_cap(uint64_t limit);
+
+/* Blocks to keep requested from a peer that sent us rate lately, for
+ * chunks of 2^chunk_log2 bytes: NODE_PIPELINE_MS of its rate plus
+ * NODE_PIPELINE_MIN to find out whether it can send more, at most cap
+ * (pacing_pipeline_cap). A block is PWIRE_BLOCK_BYTES or the chunk when
+ * that is smaller. */
+unsigned pacing_depth(uint64_t rate, unsigned chunk_log2, unsigned cap);
+
+/* Twice the time bytes take at rate (rate > 0), in ms: how long a request
+ * may wait behind them before it is given up. */
+uint64_t pacing_arrival_ms(uint64_t bytes, uint64_t rate);
+
+/* The request timeout when the slowest arrival is longest_ms:
+ * NODE_REQUEST_TIMEOUT_MS at least, NODE_REQUEST_TIMEOUT_MAX_MS at
+ * most. */
+uint64_t pacing_request_timeout(uint64_t longest_ms);
+
+#endif

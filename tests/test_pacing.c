@@ -1,0 +1,160 @@
+/* Unit tests for peer/pacing.c: how much a peer keeps in flight.
+ *
+ * Rates and round trips are numbers the test chooses, not measurements:
+ * the read slots shared among busy sessions, the bytes a session lets wait
+ * unsent, the send buffer it asks of the kernel (what it_peer once watched
+ * with ss: at a 2 MiB/s upload, a loopback socket holds a quarter of a
+ * second's worth at most, where the kernel alone grows it to megabytes),
+ * when a socket option is set again, the pipeline's depth and the request
+ * timeout.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include "common/pwire.h"
+#include "peer/limits.h"
+#include "peer/pacing.h"
+
+#define KiB 1024u
+#define MiB (1024u * 1024u)
+
+static void test_read_slots_are_shared_among_busy_sessions(void **state) {
+  (void)state;
+  assert_int_equal(pacing_reads(0), NODE_READS_IN_FLIGHT);
+  for (unsigned busy = 1; busy <= NODE_READS_MAX / NODE_READS_IN_FLIGHT;
+       busy++) {
+    assert_int_equal(pacing_reads(busy), NODE_READS_IN_FLIGHT);
+  }
+  assert_int_equal(pacing_reads(5), 6); /* 32 / 5 */
+  assert_int_equal(pacing_reads(8), 4);
+  assert_int_equal(pacing_reads(16), 2);
+  assert_int_equal(pacing_reads(32), 1);
+  assert_int_equal(pacing_reads(33), 1); /* never none */
+  assert_int_equal(pacing_reads(256), 1);
+  for (unsigned busy = 1; busy <= 300; busy++) {
+    unsigned r = pacing_reads(busy);
+    assert_true(r >= 1 && r <= NODE_READS_IN_FLIGHT);
+    /* Together they stay within the node's reads, while there are fewer
+     * busy sessions than reads. */
+    if (busy <= NODE_READS_MAX) {
+      assert_true(r * busy <= NODE_READS_MAX);
+    }
+  }
+}
+
+static void test_the_upload_is_shared_evenly(void **state) {
+  (void)state;
+  assert_int_equal(pacing_share(3 * MiB, 3), MiB);
+  assert_int_equal(pacing_share(3 * MiB, 0), 3 * MiB);
+  assert_int_equal(pacing_share(0, 4), 0);
+  assert_int_equal(pacing_share(10, 3), 3);
+}
+
+static void test_queued_bytes_are_100_ms_of_the_share(void **state) {
+  (void)state;
+  assert_int_equal(pacing_queue_bytes(0), NODE_QUEUE_MIN);
+  assert_int_equal(pacing_queue_bytes(320 * KiB), NODE_QUEUE_MIN);
+  assert_int_equal(pacing_queue_bytes(330 * KiB), 33792);
+  assert_int_equal(pacing_queue_bytes(2 * MiB), 209715);
+  assert_int_equal(pacing_queue_bytes(10 * MiB), NODE_WRITE_QUEUE_MAX);
+  assert_int_equal(pacing_queue_bytes(100 * MiB), NODE_WRITE_QUEUE_MAX);
+  /* 10 Mbit/s shared by 16: 7.8 KB a second each, the floor. */
+  assert_int_equal(pacing_queue_bytes(10000000 / 8 / 16), NODE_QUEUE_MIN);
+}
+
+static void test_send_buffer_is_a_round_trip_and_100_ms(void **state) {
+  (void)state;
+  assert_int_equal(pacing_send_buffer(0, 0), NODE_QUEUE_MIN);
+  assert_int_equal(pacing_send_buffer(2 * MiB, 0), 209715);
+  /* 2 MiB/s over a 50 us loopback round trip. */
+  assert_int_equal(pacing_send_buffer(2 * MiB, 50), 209820);
+  /* 100 Mbit/s over 100 ms: 200 ms of 12.5 MB/s. */
+  assert_int_equal(pacing_send_buffer(12500000, 100000), 2500000);
+  assert_int_equal(pacing_send_buffer(100 * MiB, 100000), NODE_SEND_BUFFER_MAX);
+  /* Linear in the share between the bounds. */
+  assert_int_equal(pacing_send_buffer(4 * MiB, 20000),
+                   2 * pacing_send_buffer(2 * MiB, 20000));
+}
+
+/* What it_peer's send_buffer_follows_the_upload_rate watched from
+ * outside: a seeder held to 2 MiB/s on loopback keeps at most a quarter
+ * of a second's worth in its socket. The node's meter may read up to the
+ * bucket's burst over the cap, the round trip a few ms, and the option is
+ * reset only when it moved by a quarter: all within the bound. */
+static void test_a_2_mib_s_upload_keeps_a_quarter_second(void **state) {
+  const uint64_t rate = 2 * MiB;
+  (void)state;
+  for (uint64_t share = 0; share <= rate + rate / 4; share += 4 * KiB) {
+    for (uint32_t rtt = 0; rtt <= 5000; rtt += 250) {
+      uint32_t want = pacing_send_buffer(share, rtt);
+      assert_true(want <= rate / 4);
+      /* The kernel holds twice what SO_SNDBUF passes, half of want. */
+      assert_true(2 * (want / 2) <= rate / 4);
+    }
+  }
+}
+
+static void test_options_are_set_again_when_they_move_a_quarter(void **state) {
+  (void)state;
+  assert_true(pacing_moved(0, 12345)); /* never set */
+  assert_true(pacing_moved(1000, 1250));
+  assert_false(pacing_moved(1000, 1249));
+  assert_false(pacing_moved(1000, 1000));
+  assert_false(pacing_moved(1000, 751));
+  assert_true(pacing_moved(1000, 750));
+  assert_true(pacing_moved(1000, 0));
+}
+
+static void test_the_pipeline_holds_two_seconds_of_the_limit(void **state) {
+  (void)state;
+  assert_int_equal(pacing_pipeline_cap(0), NODE_PIPELINE);
+  assert_int_equal(pacing_pipeline_cap(1), 1);
+  assert_int_equal(pacing_pipeline_cap(32 * KiB), 1);
+  assert_int_equal(pacing_pipeline_cap(64 * KiB), 2);
+  assert_int_equal(pacing_pipeline_cap(MiB), 32);
+  assert_int_equal(pacing_pipeline_cap(2 * MiB), NODE_PIPELINE);
+  assert_int_equal(pacing_pipeline_cap(100 * MiB), NODE_PIPELINE);
+}
+
+static void test_depth_is_a_second_of_the_peers_rate_and_four(void **state) {
+  (void)state;
+  /* Nothing known yet: four blocks to find out. */
+  assert_int_equal(pacing_depth(0, 18, NODE_PIPELINE), NODE_PIPELINE_MIN);
+  /* 1 MiB/s in 64 KiB blocks: 16 more. */
+  assert_int_equal(pacing_depth(MiB, 18, NODE_PIPELINE), 20);
+  /* Chunks of 16 KiB are blocks of 16 KiB: 64 more, over the cap. */
+  assert_int_equal(pacing_depth(MiB, 14, NODE_PIPELINE), NODE_PIPELINE);
+  assert_int_equal(pacing_depth(256 * KiB, 14, NODE_PIPELINE), 20);
+  /* The limit's cap wins. */
+  assert_int_equal(pacing_depth(MiB, 18, 3), 3);
+}
+
+static void test_request_timeout_follows_what_is_in_flight(void **state) {
+  (void)state;
+  /* Twice the time: 64 blocks at 1 MiB/s take 4 s; 8 s allowed. */
+  assert_int_equal(pacing_arrival_ms(64ull * PWIRE_BLOCK_BYTES, MiB), 8000);
+  assert_int_equal(pacing_arrival_ms(PWIRE_BLOCK_BYTES, 64 * KiB), 2000);
+  assert_int_equal(pacing_request_timeout(0), NODE_REQUEST_TIMEOUT_MS);
+  assert_int_equal(pacing_request_timeout(8000), NODE_REQUEST_TIMEOUT_MS);
+  assert_int_equal(pacing_request_timeout(50000), 50000);
+  assert_int_equal(pacing_request_timeout(500000), NODE_REQUEST_TIMEOUT_MAX_MS);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_read_slots_are_shared_among_busy_sessions),
+      cmocka_unit_test(test_the_upload_is_shared_evenly),
+      cmocka_unit_test(test_queued_bytes_are_100_ms_of_the_share),
+      cmocka_unit_test(test_send_buffer_is_a_round_trip_and_100_ms),
+      cmocka_unit_test(test_a_2_mib_s_upload_keeps_a_quarter_second),
+      cmocka_unit_test(test_options_are_set_again_when_they_move_a_quarter),
+      cmocka_unit_test(test_the_pipeline_holds_two_seconds_of_the_limit),
+      cmocka_unit_test(test_depth_is_a_second_of_the_peers_rate_and_four),
+      cmocka_unit_test(test_request_timeout_follows_what_is_in_flight),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
