@@ -195,7 +195,10 @@ $(BUILD)/tests/%: $(BUILD)/obj/tests/%.o $(TESTLIB_OBJ) $(LIBS)
 	@mkdir -p $(@D)
 	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(TEST_LIBS_PKG) $(PKG_LIBS) -lm
 
-$(BUILD)/bench/%: $(BUILD)/obj/bench/%.o $(LIBS)
+# bench/lib/ holds what the benchmark programs share.
+BENCHLIB_OBJ := $(patsubst %.c,$(BUILD)/obj/%.o,$(wildcard bench/lib/*.c))
+
+$(BUILD)/bench/%: $(BUILD)/obj/bench/%.o $(BENCHLIB_OBJ) $(LIBS)
 	@mkdir -p $(@D)
 	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(PKG_LIBS) -lm
 
@@ -204,7 +207,8 @@ $(BUILD)/bench/%: $(BUILD)/obj/bench/%.o $(LIBS)
 # uses cmocka).
 BENCH_TESTLIB := $(patsubst %,$(BUILD)/obj/tests/lib/%.o,fake jsonl pclient \
                    proc tclient testutil)
-$(BUILD)/bench/pacing: $(BUILD)/obj/bench/pacing.o $(BENCH_TESTLIB) $(LIBS)
+$(BUILD)/bench/pacing: $(BUILD)/obj/bench/pacing.o $(BENCH_TESTLIB) \
+                       $(BENCHLIB_OBJ) $(LIBS)
 	@mkdir -p $(@D)
 	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(PKG_LIBS) -lm
 
@@ -292,7 +296,7 @@ demo: deps
 	@SHOAL_BIN=$(BUILD)/bin bash tests/demo.sh
 
 FORMAT_SRC = common/*.[ch] tracker/*.[ch] peer/*.[ch] tests/*.c tests/lib/*.[ch] \
-             bench/*.c tests/fuzz/*.c
+             bench/*.c bench/lib/*.[ch] tests/fuzz/*.c
 
 format:
 	clang-format -i $(FORMAT_SRC)

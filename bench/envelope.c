@@ -16,29 +16,10 @@
 #include <string.h>
 #include <uv.h>
 
+#include "bench/lib/benchutil.h"
 #include "common/clock.h"
 #include "common/envelope.h"
 #include "common/error.h"
-
-static double now_s(void) {
-  return (double)uv_hrtime() / 1e9;
-}
-
-static unsigned long arg_ul(int argc, char **argv, const char *name,
-                            unsigned long def) {
-  for (int i = 1; i + 1 < argc; i++) {
-    if (strcmp(argv[i], name) == 0) {
-      char *end;
-      unsigned long v = strtoul(argv[i + 1], &end, 10);
-      if (*end != '\0' || v == 0) {
-        fprintf(stderr, "envelope: %s needs a positive number\n", name);
-        exit(2);
-      }
-      return v;
-    }
-  }
-  return def;
-}
 
 struct sealed {
   uint8_t *msg;
@@ -48,10 +29,11 @@ struct sealed {
 };
 
 int main(int argc, char **argv) {
-  size_t count = arg_ul(argc, argv, "--count", 20000);
-  size_t senders = arg_ul(argc, argv, "--senders", 1000);
-  size_t payload_len = arg_ul(argc, argv, "--payload", 96);
-  unsigned long runs = arg_ul(argc, argv, "--runs", 3);
+  size_t count = benchutil_arg_ul("envelope", argc, argv, "--count", 20000);
+  size_t senders = benchutil_arg_ul("envelope", argc, argv, "--senders", 1000);
+  size_t payload_len =
+      benchutil_arg_ul("envelope", argc, argv, "--payload", 96);
+  unsigned long runs = benchutil_arg_ul("envelope", argc, argv, "--runs", 3);
   const char *dom = envelope_domain(ENVELOPE_TRACKER_REQUEST);
   size_t dlen = strlen(dom) + 1;
   uint64_t now = clock_wall_ms();
@@ -94,7 +76,7 @@ int main(int argc, char **argv) {
 
   double best_raw = 1e30, best_open = 1e30;
   for (unsigned long r = 0; r < runs; r++) {
-    double t0 = now_s();
+    double t0 = benchutil_now_s();
     for (size_t i = 0; i < count; i++) {
       const uint8_t *sig = s[i].msg + s[i].len - ENVELOPE_SIG_BYTES;
       if (crypto_sign_verify_detached(sig, s[i].signed_bytes, s[i].signed_len,
@@ -103,7 +85,7 @@ int main(int argc, char **argv) {
         goto out;
       }
     }
-    double t = now_s() - t0;
+    double t = benchutil_now_s() - t0;
     best_raw = t < best_raw ? t : best_raw;
 
     struct replay_guard g;
@@ -114,7 +96,7 @@ int main(int argc, char **argv) {
                                   .now_ms = now,
                                   .window_ms = ENVELOPE_WINDOW_MS_DEFAULT,
                                   .guard = &g};
-    t0 = now_s();
+    t0 = benchutil_now_s();
     for (size_t i = 0; i < count; i++) {
       struct envelope e;
       int err = envelope_open(s[i].msg, s[i].len, &pol, &e);
@@ -124,7 +106,7 @@ int main(int argc, char **argv) {
         goto out;
       }
     }
-    t = now_s() - t0;
+    t = benchutil_now_s() - t0;
     replay_guard_close(&g);
     best_open = t < best_open ? t : best_open;
   }

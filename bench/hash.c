@@ -19,41 +19,22 @@
 #include <unistd.h>
 #include <uv.h>
 
+#include "bench/lib/benchutil.h"
 #include "common/error.h"
 #include "common/identity.h"
 #include "common/manifest.h"
 #include "peer/manifest_build.h"
 
-static double now_s(void) {
-  return (double)uv_hrtime() / 1e9;
-}
-
-static unsigned long arg_ul(int argc, char **argv, const char *name,
-                            unsigned long def) {
-  for (int i = 1; i + 1 < argc; i++) {
-    if (strcmp(argv[i], name) == 0) {
-      char *end;
-      unsigned long v = strtoul(argv[i + 1], &end, 10);
-      if (*end != '\0' || v == 0) {
-        fprintf(stderr, "hash: %s needs a positive number\n", name);
-        exit(2);
-      }
-      return v;
-    }
-  }
-  return def;
-}
-
 int main(int argc, char **argv) {
-  unsigned long mib = arg_ul(argc, argv, "--mib", 1024);
-  unsigned long runs = arg_ul(argc, argv, "--runs", 3);
+  unsigned long mib = benchutil_arg_ul("hash", argc, argv, "--mib", 1024);
+  unsigned long runs = benchutil_arg_ul("hash", argc, argv, "--runs", 3);
   uv_cpu_info_t *cpus;
   int ncpu = 0;
   if (uv_cpu_info(&cpus, &ncpu) == 0) {
     uv_free_cpu_info(cpus, ncpu);
   }
-  unsigned long threads =
-      arg_ul(argc, argv, "--threads", ncpu > 0 ? (unsigned long)ncpu : 2);
+  unsigned long threads = benchutil_arg_ul("hash", argc, argv, "--threads",
+                                           ncpu > 0 ? (unsigned long)ncpu : 2);
   size_t size = (size_t)mib << 20;
   const char *tmp = getenv("TMPDIR");
   char dir[4096];
@@ -92,20 +73,20 @@ int main(int argc, char **argv) {
   uint8_t h[32];
 
   for (unsigned long r = 0; r < runs; r++) {
-    double t0 = now_s();
+    double t0 = benchutil_now_s();
     for (size_t off = 0; off < size; off += cs) {
       size_t n = size - off < cs ? size - off : cs;
       crypto_generichash(h, sizeof(h), data + off, n, NULL, 0);
     }
-    double t = now_s() - t0;
+    double t = benchutil_now_s() - t0;
     best_raw = t < best_raw ? t : best_raw;
 
     for (int mode = 0; mode < 2; mode++) {
       struct manifest_build_opts o = {.threads = mode ? (unsigned)threads : 0};
       struct manifest *m = NULL;
-      t0 = now_s();
+      t0 = benchutil_now_s();
       int err = manifest_build(path, &id, &o, &m);
-      t = now_s() - t0;
+      t = benchutil_now_s() - t0;
       if (err != 0) {
         fprintf(stderr, "hash: manifest_build: %s\n", shoal_strerror(err));
         goto out;

@@ -33,6 +33,7 @@
 #include <unistd.h>
 #include <uv.h>
 
+#include "bench/lib/benchutil.h"
 #include "common/clock.h"
 #include "common/envelope.h"
 #include "common/error.h"
@@ -67,22 +68,6 @@ struct bench {
   uint64_t seq;
   uint64_t phase_start;
 };
-
-static unsigned long arg_ul(int argc, char **argv, const char *name,
-                            unsigned long def) {
-  for (int i = 1; i + 1 < argc; i++) {
-    if (strcmp(argv[i], name) == 0) {
-      char *end;
-      unsigned long v = strtoul(argv[i + 1], &end, 10);
-      if (*end != '\0' || v == 0) {
-        fprintf(stderr, "tracker-load: %s needs a positive number\n", name);
-        exit(2);
-      }
-      return v;
-    }
-  }
-  return def;
-}
 
 static const char *arg_s(int argc, char **argv, const char *name,
                          const char *def) {
@@ -421,10 +406,13 @@ static double crypto_cost_us(void) {
 
 int main(int argc, char **argv) {
   static struct bench b;
-  uint64_t peers = arg_ul(argc, argv, "--peers", 1000000);
-  uint64_t lookups = arg_ul(argc, argv, "--lookups", 200000);
-  uint64_t mix = arg_ul(argc, argv, "--mix", 200000);
-  unsigned conns = (unsigned)arg_ul(argc, argv, "--conns", 64);
+  uint64_t peers =
+      benchutil_arg_ul("tracker-load", argc, argv, "--peers", 1000000);
+  uint64_t lookups =
+      benchutil_arg_ul("tracker-load", argc, argv, "--lookups", 200000);
+  uint64_t mix = benchutil_arg_ul("tracker-load", argc, argv, "--mix", 200000);
+  unsigned conns =
+      (unsigned)benchutil_arg_ul("tracker-load", argc, argv, "--conns", 64);
   const char *bin = arg_s(argc, argv, "--tracker", "build/bin/shoal-tracker");
   char dir[] = "/tmp/shoal-bench-tracker-XXXXXX";
   int rc = 1;
@@ -435,7 +423,7 @@ int main(int argc, char **argv) {
     return 2;
   }
   signal(SIGPIPE, SIG_IGN);
-  b.swarms = arg_ul(argc, argv, "--swarms", 10000);
+  b.swarms = benchutil_arg_ul("tracker-load", argc, argv, "--swarms", 10000);
   b.peers = peers;
   b.seq = envelope_seq_start(clock_wall_ms());
   if (mkdtemp(dir) == NULL) {
