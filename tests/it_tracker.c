@@ -600,9 +600,23 @@ static void default_cap_leaves_room_for_other_addresses(void **state) {
    * it once it answered or closed it. */
   int extra = connect_from(f, "127.0.0.1");
   int extra_served = served(f, extra, CAP);
-  /* The last of the 65 connections must still be there for others. */
-  int other = connect_from(f, "127.0.0.2");
-  if (!served(f, other, CAP + 1)) {
+  /* The last of the 65 connections must still be there for others. A
+   * refused connection counts against --max-connections until its close
+   * callback has run, a loop turn after the client saw it closed: another
+   * address may need a second try, never more than a moment. */
+  int other_served = 0;
+  uint64_t deadline = tc_now_ms() + TIMEOUT_MS;
+  for (int tries = 0; !other_served && tries < 100 && tc_now_ms() < deadline;
+       tries++) {
+    int other = connect_from(f, "127.0.0.2");
+    other_served = served(f, other, CAP + 1);
+    if (!other_served) {
+      close_tracked(f, other);
+      struct timespec ts = {0, 10 * 1000 * 1000};
+      nanosleep(&ts, NULL); /* pace the tries; the loop has a deadline */
+    }
+  }
+  if (!other_served) {
     fail_msg("a client from 127.0.0.2 was refused while 127.0.0.1 held %d "
              "connections",
              CAP + extra_served);
