@@ -184,18 +184,6 @@ static void wait_stdout_line(struct proc *p, const char *prefix, char *out) {
 
 /* Shares DIR/rel (made of size pseudo-random bytes from seed) from a
  * --json seeder with the tracker's key; fills sh. */
-static struct proc *seed_file(struct fx *f, const char *rel, size_t size,
-                              uint64_t seed, struct fx_shared *sh,
-                              uint8_t **data) {
-  char src[PROC_PATH_MAX];
-  fx_write_random(f, rel, size, seed, data);
-  fx_path(f, src, sizeof(src), rel);
-  struct proc *p =
-      fx_peer(f, "seeder", "seeder", "share", src, "--tracker", f->tracker_addr,
-              "--tracker-key", f->tracker_key, NULL);
-  fx_wait_shared(p, sh);
-  return p;
-}
 
 /* A well-formed link to nothing, with one tracker at 127.0.0.1:port. */
 static void link_to_nowhere(char *out, size_t cap, int port) {
@@ -328,7 +316,7 @@ static void options_take_equals_and_double_dash(void **state) {
   fx_start_tracker(f);
   fx_mkdir(f, "src");
   struct proc *seed =
-      seed_file(f, "src/x-report.bin", 20 * FX_KiB, 1, &sh, NULL);
+      fx_share_file(f, "src/x-report.bin", 20 * FX_KiB, 1, NULL, &sh);
   fx_path(f, home, sizeof(home), "home-q");
   snprintf(opt, sizeof(opt), "--home=%s", home);
   snprintf(trk, sizeof(trk), "--tracker=%s", f->tracker_addr);
@@ -450,7 +438,8 @@ static void output_folder_is_created(void **state) {
   struct stat st;
   fx_start_tracker(f);
   fx_mkdir(f, "src");
-  struct proc *seed = seed_file(f, "src/made.bin", 64 * FX_KiB, 2, &sh, &data);
+  struct proc *seed =
+      fx_share_file(f, "src/made.bin", 64 * FX_KiB, 2, &data, &sh);
 
   /* Three folders that do not exist yet. */
   fx_path(f, out, sizeof(out), "new/a/b");
@@ -523,7 +512,7 @@ static void shoal_tracker_stands_for_tracker(void **state) {
   fx_start_tracker(f);
   fx_mkdir(f, "src");
   struct proc *seed =
-      seed_file(f, "src/x-report.bin", 20 * FX_KiB, 3, &sh, NULL);
+      fx_share_file(f, "src/x-report.bin", 20 * FX_KiB, 3, NULL, &sh);
   fx_path(f, home, sizeof(home), "home");
 
   /* Two trackers, the first down: the search goes on to the second. */
@@ -1111,15 +1100,15 @@ static void progress_line_fits_the_terminal(void **state) {
   fx_mkdir(f, "src");
   /* A long name with accents and wide (two-column) characters. */
   struct proc *seed =
-      seed_file(f,
-                "src/\xc3\x9c"
-                "n\xc3\xaf"
-                "c\xc3\xb8"
-                "d\xc3\xa9"
-                "-"
-                "\xe3\x83\x95\xe3\x82\xa1\xe3\x82\xa4\xe3\x83\xab"
-                "-with-a-rather-long-name-for-a-narrow-terminal.bin",
-                1536 * FX_KiB, 6, &sh, NULL);
+      fx_share_file(f,
+                    "src/\xc3\x9c"
+                    "n\xc3\xaf"
+                    "c\xc3\xb8"
+                    "d\xc3\xa9"
+                    "-"
+                    "\xe3\x83\x95\xe3\x82\xa1\xe3\x82\xa4\xe3\x83\xab"
+                    "-with-a-rather-long-name-for-a-narrow-terminal.bin",
+                    1536 * FX_KiB, 6, NULL, &sh);
   fx_mkdir(f, "out");
   fx_path(f, out, sizeof(out), "out");
   fx_path(f, home, sizeof(home), "home-tty");
@@ -1259,7 +1248,8 @@ static void download_rate_holds_from_the_first_second(void **state) {
   struct timed t[2];
   fx_start_tracker(f);
   fx_mkdir(f, "src");
-  struct proc *seed = seed_file(f, "src/rate.bin", 4 * FX_MiB, 7, &sh, NULL);
+  struct proc *seed =
+      fx_share_file(f, "src/rate.bin", 4 * FX_MiB, 7, NULL, &sh);
   fx_mkdir(f, "a");
   fx_mkdir(f, "b");
   fx_path(f, a, sizeof(a), "a");

@@ -102,7 +102,7 @@ static void
 get_larger_than_the_disk_is_refused_and_takes_nothing(void **state) {
   struct fx *f = *state;
   struct fx_shared sh;
-  char src[PROC_PATH_MAX], line[FX_LINE_CAP], code[64];
+  char line[FX_LINE_CAP], code[64];
   char part[PROC_PATH_MAX], fin[PROC_PATH_MAX];
 
   const char *disk = mount_disk(f);
@@ -111,12 +111,7 @@ get_larger_than_the_disk_is_refused_and_takes_nothing(void **state) {
   }
   fx_start_tracker(f);
   fx_mkdir(f, "src");
-  fx_write_random(f, "src/big.bin", BIG_BYTES, 41, NULL);
-  fx_path(f, src, sizeof(src), "src/big.bin");
-  struct proc *seed =
-      fx_peer(f, "seeder", "s", "share", src, "--tracker", f->tracker_addr,
-              "--tracker-key", f->tracker_key, NULL);
-  fx_wait_shared(seed, &sh);
+  struct proc *seed = fx_share_file(f, "src/big.bin", BIG_BYTES, 41, NULL, &sh);
 
   uint64_t before = disk_free(disk);
   struct proc *dl = fx_peer(f, "dl", "dl", "get", sh.link, "-o", disk, NULL);

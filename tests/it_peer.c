@@ -277,13 +277,7 @@ static void killed_download_resumes(void **state) {
 
   fx_start_tracker(f);
   fx_mkdir(f, "src");
-  fx_write_random(f, "src/resume.bin", size, 3, &data);
-  char src[PROC_PATH_MAX];
-  fx_path(f, src, sizeof(src), "src/resume.bin");
-  struct proc *seed =
-      fx_peer(f, "seeder", "s", "share", src, "--tracker", f->tracker_addr,
-              "--tracker-key", f->tracker_key, NULL);
-  fx_wait_shared(seed, &sh);
+  struct proc *seed = fx_share_file(f, "src/resume.bin", size, 3, &data, &sh);
   fx_mkdir(f, "out");
   fx_path(f, opath, sizeof(opath), "out");
 
@@ -560,13 +554,7 @@ static void tracker_stop_after_peers_met(void **state) {
 
   fx_start_tracker(f);
   fx_mkdir(f, "src");
-  fx_write_random(f, "src/alone.bin", size, 5, &data);
-  char src[PROC_PATH_MAX];
-  fx_path(f, src, sizeof(src), "src/alone.bin");
-  struct proc *seed =
-      fx_peer(f, "seeder", "s", "share", src, "--tracker", f->tracker_addr,
-              "--tracker-key", f->tracker_key, NULL);
-  fx_wait_shared(seed, &sh);
+  struct proc *seed = fx_share_file(f, "src/alone.bin", size, 5, &data, &sh);
   for (int i = 0; i < N; i++) {
     char name[16], out[32], opath[PROC_PATH_MAX];
     snprintf(name, sizeof(name), "dl%d", i);
@@ -1300,13 +1288,7 @@ static void client_server_mode_uploads_only_from_the_publisher(void **state) {
 
   fx_start_tracker(f);
   fx_mkdir(f, "src");
-  fx_write_random(f, "src/cs.bin", size, 9, &data);
-  char src[PROC_PATH_MAX];
-  fx_path(f, src, sizeof(src), "src/cs.bin");
-  struct proc *seed =
-      fx_peer(f, "seeder", "s", "share", src, "--tracker", f->tracker_addr,
-              "--tracker-key", f->tracker_key, NULL);
-  fx_wait_shared(seed, &sh);
+  struct proc *seed = fx_share_file(f, "src/cs.bin", size, 9, &data, &sh);
   for (int i = 0; i < N; i++) {
     char name[16], out[32], opath[PROC_PATH_MAX];
     snprintf(name, sizeof(name), "dl%d", i);
@@ -1493,16 +1475,12 @@ static void id_prints_the_peer_id(void **state) {
 static void get_refuses_an_existing_name(void **state) {
   struct fx *f = *state;
   struct fx_shared sh;
-  char src[PROC_PATH_MAX], out[PROC_PATH_MAX], there[PROC_PATH_MAX];
+  char out[PROC_PATH_MAX], there[PROC_PATH_MAX];
   uint8_t mine[1000];
   fx_start_tracker(f);
   fx_mkdir(f, "src");
-  fx_write_random(f, "src/taken.bin", 64 * FX_KiB, 10, NULL);
-  fx_path(f, src, sizeof(src), "src/taken.bin");
   struct proc *seed =
-      fx_peer(f, "seeder", "s", "share", src, "--tracker", f->tracker_addr,
-              "--tracker-key", f->tracker_key, NULL);
-  fx_wait_shared(seed, &sh);
+      fx_share_file(f, "src/taken.bin", 64 * FX_KiB, 10, NULL, &sh);
   tu_fill(mine, sizeof(mine), 11);
   tu_write_file(f->dir, "out/taken.bin", mine, sizeof(mine));
   fx_path(f, out, sizeof(out), "out");
@@ -1761,12 +1739,8 @@ static void touched_shared_file_is_noticed_while_idle(void **state) {
   char src[PROC_PATH_MAX], line[FX_LINE_CAP];
   fx_start_tracker(f);
   fx_mkdir(f, "src");
-  fx_write_random(f, "src/touched.bin", 100 * FX_KiB, 44, NULL);
-  fx_path(f, src, sizeof(src), "src/touched.bin");
   struct proc *seed =
-      fx_peer(f, "seeder", "s", "share", src, "--tracker", f->tracker_addr,
-              "--tracker-key", f->tracker_key, NULL);
-  fx_wait_shared(seed, &sh);
+      fx_share_file(f, "src/touched.bin", 100 * FX_KiB, 44, NULL, &sh);
   struct timespec times[2] = {{0, UTIME_OMIT}, {1000000000, 0}};
   assert_int_equal(utimensat(AT_FDCWD, src, times, 0), 0);
   fx_wait_event(seed, "error", error_says, "same size, new time", 20000, line);

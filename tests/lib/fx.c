@@ -176,6 +176,19 @@ int fx_tracker_lists(struct fx *f, const uint8_t content[32],
   return found;
 }
 
+struct proc *fx_share_file(struct fx *f, const char *rel, size_t size,
+                           uint64_t seed, uint8_t **data,
+                           struct fx_shared *sh) {
+  char src[PROC_PATH_MAX];
+  fx_write_random(f, rel, size, seed, data);
+  fx_path(f, src, sizeof(src), rel);
+  struct proc *p =
+      fx_peer(f, "seeder", "s", "share", src, "--tracker", f->tracker_addr,
+              "--tracker-key", f->tracker_key, NULL);
+  fx_wait_shared(p, sh);
+  return p;
+}
+
 void fx_announce(struct fx *f, const struct identity *id,
                  const uint8_t content[32], uint16_t port, uint8_t role) {
   struct buf msg, reply;

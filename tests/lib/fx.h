@@ -101,6 +101,12 @@ void fx_start_tracker_at(struct fx *f, const char *listen, const char **extra);
  * (*seeding, when not NULL, receives its role), else 0. */
 int fx_tracker_lists(struct fx *f, const uint8_t content[32],
                      const uint8_t pk[32], int *seeding);
+/* Writes DIR/rel (size pseudo-random bytes from seed; *data, when not
+ * NULL, receives a malloc'd copy), shares it from a peer "seeder" with
+ * home "s" through the test's tracker, and waits for its link. Returns the
+ * seeder. */
+struct proc *fx_share_file(struct fx *f, const char *rel, size_t size,
+                           uint64_t seed, uint8_t **data, struct fx_shared *sh);
 /* Announces content to the tracker as id, listening at port in role (a
  * TMSG_ROLE_*): a listing of the test's own, true or forged. */
 void fx_announce(struct fx *f, const struct identity *id,
