@@ -4,8 +4,8 @@
  * How much is asked of a peer follows what it has been sending lately
  * (pacing_depth): a slow peer is not asked for more than it can deliver
  * before the request timeout, so its blocks are not asked of others again
- * as duplicates, and a fast one fills the pipe. docs/design.md ("A
- * session's life", 6 and 7) has the measurements behind the numbers.
+ * as duplicates, and a fast one fills the pipe. docs/design.md ("Pacing:
+ * the measurements behind the numbers") has the measurements behind them.
  */
 #include "peer/requests.h"
 
