@@ -1741,6 +1741,7 @@ static void touched_shared_file_is_noticed_while_idle(void **state) {
   fx_mkdir(f, "src");
   struct proc *seed =
       fx_share_file(f, "src/touched.bin", 100 * FX_KiB, 44, NULL, &sh);
+  fx_path(f, src, sizeof(src), "src/touched.bin");
   struct timespec times[2] = {{0, UTIME_OMIT}, {1000000000, 0}};
   assert_int_equal(utimensat(AT_FDCWD, src, times, 0), 0);
   fx_wait_event(seed, "error", error_says, "same size, new time", 20000, line);
