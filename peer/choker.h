@@ -7,7 +7,8 @@
  * of the optimistic unchoke comes from the function the caller gives, so a
  * test can replay it.
  *
- * The rules (docs/design.md, "Choking"):
+ * The rules (docs/design.md, "Choking", says why a seeder serves by need
+ * and what the study measured):
  *
  * - Only interested peers are unchoked. A rechoke without the full round
  *   (on INTERESTED, on NOT_INTERESTED from an unchoked peer, when an

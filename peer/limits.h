@@ -5,7 +5,7 @@
  *
  * They keep the NODE_ prefix they had in node.h: docs/protocol.md and
  * docs/design.md name them so, and tests/test_spec.c checks the values
- * those pages give. Nothing here is configuration: the command line's
+ * docs/protocol.md gives. Nothing here is configuration: the command line's
  * settings are struct node_config (node.h).
  */
 #ifndef SHOAL_PEER_LIMITS_H
