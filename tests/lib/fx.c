@@ -176,17 +176,37 @@ int fx_tracker_lists(struct fx *f, const uint8_t content[32],
   return found;
 }
 
+struct proc *fx_seed(struct fx *f, const char *rel, struct fx_shared *sh, ...) {
+  char src[PROC_PATH_MAX];
+  const char *args[50];
+  int n = 0;
+  va_list ap;
+  const char *a;
+  fx_path(f, src, sizeof(src), rel);
+  args[n++] = "share";
+  args[n++] = src;
+  args[n++] = "--tracker";
+  args[n++] = f->tracker_addr;
+  args[n++] = "--tracker-key";
+  args[n++] = f->tracker_key;
+  va_start(ap, sh);
+  while ((a = va_arg(ap, const char *)) != NULL) {
+    assert_true(n < 50);
+    args[n++] = a;
+  }
+  va_end(ap);
+  struct proc *p = fx_peer_argv(f, "seeder", "s", args, n);
+  if (sh != NULL) {
+    fx_wait_shared(p, sh);
+  }
+  return p;
+}
+
 struct proc *fx_share_file(struct fx *f, const char *rel, size_t size,
                            uint64_t seed, uint8_t **data,
                            struct fx_shared *sh) {
-  char src[PROC_PATH_MAX];
   fx_write_random(f, rel, size, seed, data);
-  fx_path(f, src, sizeof(src), rel);
-  struct proc *p =
-      fx_peer(f, "seeder", "s", "share", src, "--tracker", f->tracker_addr,
-              "--tracker-key", f->tracker_key, NULL);
-  fx_wait_shared(p, sh);
-  return p;
+  return fx_seed(f, rel, sh, NULL);
 }
 
 void fx_announce(struct fx *f, const struct identity *id,

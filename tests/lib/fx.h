@@ -101,6 +101,11 @@ void fx_start_tracker_at(struct fx *f, const char *listen, const char **extra);
  * (*seeding, when not NULL, receives its role), else 0. */
 int fx_tracker_lists(struct fx *f, const uint8_t content[32],
                      const uint8_t pk[32], int *seeding);
+/* Shares DIR/rel (a file or a folder) from a peer "seeder" with home "s"
+ * through the test's tracker, with the further arguments given
+ * (NULL-ended), and, when sh is not NULL, waits for its link. Returns the
+ * seeder. */
+struct proc *fx_seed(struct fx *f, const char *rel, struct fx_shared *sh, ...);
 /* Writes DIR/rel (size pseudo-random bytes from seed; *data, when not
  * NULL, receives a malloc'd copy), shares it from a peer "seeder" with
  * home "s" through the test's tracker, and waits for its link. Returns the
