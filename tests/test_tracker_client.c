@@ -34,6 +34,7 @@
 #include "common/tmsg.h"
 #include "peer/tracker_client.h"
 #include "tests/lib/testutil.h"
+#include "tests/lib/trackercfg.h"
 #include "tracker/tracker.h"
 
 #define WAIT_MS 5000u /* deadline of one wait for something that must come */
@@ -638,22 +639,13 @@ static int teardown(void **state) {
   return rc;
 }
 
+/* The small tracker on an ephemeral loopback port, with room for the
+ * connections a test opens. */
 static struct tracker_config tracker_cfg(void) {
-  struct tracker_config c;
-  memset(&c, 0, sizeof(c));
+  struct tracker_config c = trackercfg_small();
   snprintf(c.listen[0], sizeof(c.listen[0]), "127.0.0.1:0");
   c.n_listen = 1;
-  c.interval_s = 100;
   c.max_conns = 64;
-  c.rate = 1000;
-  c.burst = 1000;
-  c.max_frame = TRACKER_FRAME_DEFAULT;
-  c.idle_s = 60;
-  c.max_peers = 100;
-  c.max_items = TMSG_MAX_ANNOUNCE_ITEMS;
-  c.catalog_max = 100;
-  c.catalog_ttl_s = 1000;
-  c.window_ms = ENVELOPE_WINDOW_MS_DEFAULT;
   return c;
 }
 
