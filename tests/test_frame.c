@@ -21,17 +21,9 @@
 #include "common/frame.h"
 #include "tests/lib/testutil.h"
 
-/* splitmix64: a deterministic PRNG so every failure can be replayed. */
-static uint64_t rng_next(uint64_t *s) {
-  uint64_t z = (*s += 0x9e3779b97f4a7c15u);
-  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9u;
-  z = (z ^ (z >> 27)) * 0x94d049bb133111ebu;
-  return z ^ (z >> 31);
-}
-
 /* A uniformly chosen value in [lo, hi]. */
 static size_t rng_range(uint64_t *s, size_t lo, size_t hi) {
-  return lo + (size_t)(rng_next(s) % (uint64_t)(hi - lo + 1));
+  return lo + (size_t)(tu_rand(s) % (uint64_t)(hi - lo + 1));
 }
 
 /* True when [p, p + n) lies inside [base, base + len). Compared as integers
@@ -222,7 +214,7 @@ static void run_random_splits(size_t max, size_t iters, size_t min_scale,
     }
     struct stream st;
     struct frame_decoder d;
-    stream_build(&st, sizes, n, rng_next(&rng));
+    stream_build(&st, sizes, n, tu_rand(&rng));
     frame_decoder_init(&d, max);
 
     /* A typical chunk size for this stream, from min_scale up to the whole

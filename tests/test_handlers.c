@@ -69,9 +69,7 @@ static void make_addr(struct peer_addr *a, uint8_t x, uint8_t y, uint8_t z,
 
 /* A deterministic peer identity for each small integer. */
 static void peer_id(struct identity *id, uint64_t n) {
-  uint8_t seed[32];
-  tu_fill(seed, sizeof(seed), 0x9e11 + n);
-  identity_from_seed(id, seed);
+  tu_identity(id, 0x9e11 + n);
 }
 
 static void content_id(uint8_t id[32], uint64_t n) {
@@ -79,11 +77,9 @@ static void content_id(uint8_t id[32], uint64_t n) {
 }
 
 static void fx_open_with(struct fx *f, const struct tracker_config *cfg) {
-  uint8_t seed[32];
   memset(f, 0, sizeof(*f));
   assert_int_equal(uv_loop_init(&f->loop), 0);
-  tu_fill(seed, sizeof(seed), 0x7ac4e7);
-  identity_from_seed(&f->key, seed);
+  tu_identity(&f->key, 0x7ac4e7);
   f->t = calloc(1, sizeof(*f->t));
   assert_non_null(f->t);
   assert_int_equal(tracker_init(f->t, &f->loop, cfg, &f->key), 0);
@@ -1236,13 +1232,11 @@ static void test_tracker_init_refuses_an_invalid_rate_limit(void **st) {
   uv_loop_t loop;
   struct identity key;
   struct tracker_config cfg = trackercfg_small();
-  uint8_t seed[32];
   struct tracker *t = calloc(1, sizeof(*t));
   (void)st;
   assert_non_null(t);
   assert_int_equal(uv_loop_init(&loop), 0);
-  tu_fill(seed, sizeof(seed), 1);
-  identity_from_seed(&key, seed);
+  tu_identity(&key, 1);
   cfg.rate = 0;
   /* Everything set up before the failure is released (ASan checks). */
   assert_int_equal(tracker_init(t, &loop, &cfg, &key), SHOAL_EINVAL);

@@ -38,12 +38,7 @@
 
 /* A deterministic Ed25519 public key for each small integer. */
 static void peer_pk(uint8_t pk[32], uint64_t n) {
-  uint8_t seed[32];
-  struct identity id;
-  tu_fill(seed, sizeof(seed), 0x5000 + n);
-  identity_from_seed(&id, seed);
-  memcpy(pk, id.pk, sizeof(id.pk));
-  identity_close(&id);
+  tu_pk(pk, 0x5000 + n);
 }
 
 /* A cheap distinct key (random-looking bytes) for the large tests, where
@@ -179,11 +174,7 @@ static int reply_has(const struct tmsg_lookup_ok *r, const uint8_t pk[32]) {
  * failure reproduces (the store's own sampling still uses libsodium). */
 static uint64_t rng_state;
 static uint32_t rnd(uint32_t n) {
-  uint64_t z = (rng_state += 0x9e3779b97f4a7c15u);
-  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9u;
-  z = (z ^ (z >> 27)) * 0x94d049bb133111ebu;
-  z ^= z >> 31;
-  return n == 0 ? 0 : (uint32_t)(z % n);
+  return tu_below(&rng_state, n);
 }
 
 /* ---------------------------------------------------------------------- */

@@ -473,9 +473,7 @@ static void tmsg_query_encode_refuses_payload_over_frame_max(void **state) {
 
 /* The key that seals the envelopes below. */
 static void sealing_key(struct identity *id) {
-  uint8_t seed[32];
-  tu_fill(seed, sizeof(seed), 9);
-  identity_from_seed(id, seed);
+  tu_identity(id, 9);
 }
 
 static void tmsg_is_query_tells_query_from_sealed_envelope(void **state) {

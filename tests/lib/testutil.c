@@ -125,6 +125,31 @@ void tu_fill(void *p, size_t len, uint64_t seed) {
   }
 }
 
+void tu_identity(struct identity *id, uint64_t seed) {
+  uint8_t bytes[32];
+  tu_fill(bytes, sizeof(bytes), seed);
+  identity_from_seed(id, bytes);
+}
+
+void tu_pk(uint8_t pk[32], uint64_t seed) {
+  struct identity id;
+  tu_identity(&id, seed);
+  memcpy(pk, id.pk, sizeof(id.pk));
+  identity_close(&id);
+}
+
+uint64_t tu_rand(uint64_t *s) {
+  uint64_t z = (*s += 0x9e3779b97f4a7c15u);
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9u;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebu;
+  return z ^ (z >> 31);
+}
+
+uint32_t tu_below(uint64_t *s, uint32_t n) {
+  uint64_t z = tu_rand(s);
+  return n == 0 ? 0 : (uint32_t)(z % n);
+}
+
 void tu_vector_path(char *out, size_t cap, const char *name) {
   const char *dir = getenv("SHOAL_TEST_VECTORS");
   tu_path(out, cap, dir && dir[0] ? dir : "tests/vectors", name);
