@@ -72,6 +72,13 @@ static void fixture_open(struct fixture *f, uint32_t max_peers,
   registry_init(&f->reg, f->store, INTERVAL, max_peers, max_items);
 }
 
+/* The usual fixture (1000 peers a swarm, 64 contents an announce), and
+ * in c the content of number n that the test is about. */
+static void fixture_open_for(struct fixture *f, uint8_t c[32], uint64_t n) {
+  fixture_open(f, 1000, 64);
+  content_id(c, n);
+}
+
 static void fixture_close(struct fixture *f) {
   f->store->ops->free(f->store);
   f->store = NULL;
@@ -81,6 +88,19 @@ static struct store_stats stats_of(struct fixture *f) {
   struct store_stats st;
   f->store->ops->stats(f->store, &st);
   return st;
+}
+
+/* An announce (event started) from port of count contents, numbers
+ * first, first + 1, ..., each as a downloader. */
+static void make_announce(struct tmsg_announce *a, uint16_t port,
+                          uint16_t count, uint64_t first) {
+  memset(a, 0, sizeof(*a));
+  a->port = port;
+  a->event = TMSG_EVENT_STARTED;
+  a->count = count;
+  for (unsigned i = 0; i < count; i++) {
+    content_id(a->items[i].content, first + i);
+  }
 }
 
 /* One announce of a single content. Returns the accepted count and stores
@@ -187,8 +207,7 @@ test_lookup_returns_exactly_the_live_set_when_want_covers_it(void **state) {
   static uint8_t keys[150][32];
   uint8_t c[32];
   (void)state;
-  fixture_open(&f, 1000, 64);
-  content_id(c, 1);
+  fixture_open_for(&f, c, 1);
   for (unsigned i = 0; i < 150; i++) {
     peer_pk(keys[i], i);
     announce_one(&f, keys[i], c,
@@ -258,12 +277,8 @@ static void test_one_announce_registers_every_listed_content(void **state) {
   fixture_open(&f, 1000, 64);
   peer_pk(pk, 1);
   peer_addr(addr, 1);
-  memset(&a, 0, sizeof(a));
-  a.port = 1;
-  a.event = TMSG_EVENT_STARTED;
-  a.count = TMSG_MAX_ANNOUNCE_ITEMS;
+  make_announce(&a, 1, TMSG_MAX_ANNOUNCE_ITEMS, 0);
   for (unsigned i = 0; i < a.count; i++) {
-    content_id(a.items[i].content, i);
     a.items[i].role = (uint8_t)(i & 1);
   }
   assert_int_equal(registry_announce(&f.reg, pk, 4, addr, &a, 10, &err, NULL),
@@ -294,11 +309,7 @@ test_lookup_reports_observed_address_and_announced_port(void **state) {
   fixture_open(&f, 1000, 64);
   peer_pk(pk, 3);
   content_id(c, 3);
-  memset(&a, 0, sizeof(a));
-  a.port = 51413;
-  a.event = TMSG_EVENT_STARTED;
-  a.count = 1;
-  memcpy(a.items[0].content, c, 32);
+  make_announce(&a, 51413, 1, 3);
   assert_int_equal(registry_announce(&f.reg, pk, 4, v4, &a, 1, &err, NULL), 1);
   lookup(&f, c, NULL, 5, 0, &r);
   assert_int_equal(r.count, 1);
@@ -344,8 +355,7 @@ static void test_lookup_never_returns_the_asker(void **state) {
   uint8_t outsider[32];
   uint8_t c[32];
   (void)state;
-  fixture_open(&f, 1000, 64);
-  content_id(c, 5);
+  fixture_open_for(&f, c, 5);
   for (unsigned i = 0; i < N; i++) {
     peer_pk(keys[i], 100 + i);
     announce_one(&f, keys[i], c,
@@ -392,8 +402,7 @@ static void test_sample_has_no_duplicates_and_reaches_every_peer(void **state) {
   static unsigned seen[N];
   uint8_t c[32];
   (void)state;
-  fixture_open(&f, 1000, 64);
-  content_id(c, 6);
+  fixture_open_for(&f, c, 6);
   memset(seen, 0, sizeof(seen));
   for (unsigned i = 0; i < N; i++) {
     fast_pk(keys[i], i);
@@ -428,8 +437,7 @@ static void test_want_is_clamped_to_max_peers(void **state) {
   uint8_t pk[32];
   uint8_t c[32];
   (void)state;
-  fixture_open(&f, 1000, 64);
-  content_id(c, 7);
+  fixture_open_for(&f, c, 7);
   for (unsigned i = 0; i < N; i++) {
     fast_pk(pk, i);
     announce_one(&f, pk, c, TMSG_ROLE_DOWNLOADING, TMSG_EVENT_STARTED, 1, NULL);
@@ -455,8 +463,7 @@ static void test_seeders_come_first_when_asked(void **state) {
   static uint8_t keys[N][32];
   uint8_t c[32];
   (void)state;
-  fixture_open(&f, 1000, 64);
-  content_id(c, 8);
+  fixture_open_for(&f, c, 8);
   /* Interleave roles so that insertion order alone does not sort them. */
   for (unsigned i = 0; i < N; i++) {
     peer_pk(keys[i], 200 + i);
@@ -505,8 +512,7 @@ static void test_without_the_flag_downloaders_are_sampled_too(void **state) {
   uint8_t c[32];
   unsigned downloaders_seen = 0;
   (void)state;
-  fixture_open(&f, 1000, 64);
-  content_id(c, 9);
+  fixture_open_for(&f, c, 9);
   for (unsigned i = 0; i < N; i++) {
     fast_pk(pk, 300 + i);
     announce_one(&f, pk, c,
@@ -536,8 +542,7 @@ static void test_completed_counts_only_seeding_completed_events(void **state) {
   uint8_t pk[5][32];
   uint8_t c[32];
   (void)state;
-  fixture_open(&f, 1000, 64);
-  content_id(c, 10);
+  fixture_open_for(&f, c, 10);
   for (unsigned i = 0; i < 5; i++) {
     peer_pk(pk[i], 400 + i);
     announce_one(&f, pk[i], c,
@@ -593,8 +598,7 @@ static void test_role_change_moves_a_peer_between_counts(void **state) {
   int seeding[N];
   uint8_t c[32];
   (void)state;
-  fixture_open(&f, 1000, 64);
-  content_id(c, 11);
+  fixture_open_for(&f, c, 11);
   for (unsigned i = 0; i < N; i++) {
     peer_pk(keys[i], 500 + i);
     seeding[i] = 0;
@@ -658,13 +662,7 @@ static void test_stopped_event_removes_the_listed_swarms_only(void **state) {
   fixture_open(&f, 1000, 64);
   peer_pk(pk, 600);
   peer_pk(other, 601);
-  memset(&a, 0, sizeof(a));
-  a.port = 9;
-  a.event = TMSG_EVENT_STARTED;
-  a.count = 3;
-  for (unsigned i = 0; i < 3; i++) {
-    content_id(a.items[i].content, 20 + i);
-  }
+  make_announce(&a, 9, 3, 20);
   assert_int_equal(registry_announce(&f.reg, pk, 4, addr, &a, 1, &err, NULL),
                    3);
   announce_one(&f, other, a.items[0].content, TMSG_ROLE_SEEDING,
@@ -904,8 +902,7 @@ test_expire_removes_only_the_expired_in_a_mixed_swarm(void **state) {
   uint8_t c[32];
   unsigned removed = 0;
   (void)state;
-  fixture_open(&f, 1000, 64);
-  content_id(c, 32);
+  fixture_open_for(&f, c, 32);
   for (unsigned i = 0; i < N; i++) {
     peer_pk(keys[i], 800 + i);
     announce_one(&f, keys[i], c, (uint8_t)(i % 3 == 0), TMSG_EVENT_STARTED,
