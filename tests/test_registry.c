@@ -24,6 +24,7 @@
 #include "common/error.h"
 #include "common/identity.h"
 #include "common/tmsg.h"
+#include "tests/lib/addr.h"
 #include "tests/lib/testutil.h"
 #include "tracker/registry.h"
 #include "tracker/store.h"
@@ -49,15 +50,6 @@ static void fast_pk(uint8_t pk[32], uint64_t n) {
 
 static void content_id(uint8_t id[32], uint64_t n) {
   tu_fill(id, 32, 0x900000 + n);
-}
-
-/* The address a test peer is observed at: 10.x.y.z derived from n. */
-static void peer_addr(uint8_t addr[16], uint64_t n) {
-  memset(addr, 0, 16);
-  addr[0] = 10;
-  addr[1] = (uint8_t)(n >> 16);
-  addr[2] = (uint8_t)(n >> 8);
-  addr[3] = (uint8_t)n;
 }
 
 struct fixture {
@@ -117,7 +109,8 @@ static unsigned announce_one(struct fixture *f, const uint8_t pk[32],
   a.count = 1;
   memcpy(a.items[0].content, content, 32);
   a.items[0].role = role;
-  peer_addr(addr, pk[0] | (unsigned)pk[1] << 8);
+  /* The address a test peer is observed at: 10.x.y.z derived from its key. */
+  addr_nth_v4(addr, pk[0] | (unsigned)pk[1] << 8);
   unsigned ok = registry_announce(&f->reg, pk, 4, addr, &a, now, &e, NULL);
   if (err != NULL) {
     *err = e;
@@ -276,7 +269,7 @@ static void test_one_announce_registers_every_listed_content(void **state) {
   (void)state;
   fixture_open(&f, 1000, 64);
   peer_pk(pk, 1);
-  peer_addr(addr, 1);
+  addr_nth_v4(addr, 1);
   make_announce(&a, 1, TMSG_MAX_ANNOUNCE_ITEMS, 0);
   for (unsigned i = 0; i < a.count; i++) {
     a.items[i].role = (uint8_t)(i & 1);
