@@ -571,21 +571,7 @@ static int served(struct fixture *f, int fd, unsigned n) {
 /* Waits until the tracker's log holds needle. */
 static void wait_log_has(struct fixture *f, const char *needle) {
   uint64_t deadline = tc_now_ms() + TIMEOUT_MS;
-  for (;;) {
-    size_t n;
-    uint8_t *log = tu_read_file(f->t.log_path, &n);
-    char *text = log != NULL ? realloc(log, n + 1) : NULL;
-    int found = 0;
-    if (text != NULL) {
-      text[n] = '\0';
-      found = strstr(text, needle) != NULL;
-      free(text);
-    } else {
-      free(log);
-    }
-    if (found) {
-      return;
-    }
+  while (!tu_file_has(f->t.log_path, needle)) {
     if (tc_now_ms() >= deadline) {
       fail_msg("the tracker log has no \"%s\"", needle);
     }

@@ -428,15 +428,22 @@ static void fx_assert_stats_last(struct proc *p) {
  * more (--json output is one object a line; no sanitizer report, also from
  * a child whose exit status was not looked at), then fx_teardown may stay
  * quiet. */
-void fx_finish(struct fx *f) {
+const char *fx_sanitizer_report(const struct proc *p) {
   static const char *const reports[] = {
       "ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:"};
+  for (size_t k = 0; k < sizeof(reports) / sizeof(reports[0]); k++) {
+    if (proc_output_has(p, 1, reports[k])) {
+      return reports[k];
+    }
+  }
+  return NULL;
+}
+
+void fx_finish(struct fx *f) {
   for (int i = 0; i < f->nprocs; i++) {
     struct proc *p = &f->procs[i];
-    for (size_t k = 0; k < sizeof(reports) / sizeof(reports[0]); k++) {
-      if (proc_output_has(p, 1, reports[k])) {
-        fail_msg("%s: sanitizer report in its stderr", p->name);
-      }
+    if (fx_sanitizer_report(p) != NULL) {
+      fail_msg("%s: sanitizer report in its stderr", p->name);
     }
     if (f->json[i]) {
       fx_assert_json_output(p);

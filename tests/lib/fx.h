@@ -157,6 +157,9 @@ int fx_keep_line(const char *line, void *arg);
 
 /* --json output is one object a line; fails the test otherwise. */
 void fx_assert_json_output(const struct proc *p);
+/* The sanitizer report (AddressSanitizer, LeakSanitizer or UBSan) in the
+ * child's stderr, or NULL when there is none. */
+const char *fx_sanitizer_report(const struct proc *p);
 
 /* The last step of every test body: what every child printed is checked
  * once more (--json output is one object a line ending with "stats"; no

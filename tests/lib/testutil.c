@@ -109,6 +109,25 @@ uint8_t *tu_read_file(const char *path, size_t *len) {
   return data;
 }
 
+char *tu_read_text(const char *path, size_t *len) {
+  uint8_t *data = tu_read_file(path, len);
+  char *text = data != NULL ? realloc(data, *len + 1) : NULL;
+  if (text == NULL) {
+    free(data);
+    return NULL;
+  }
+  text[*len] = '\0';
+  return text;
+}
+
+int tu_file_has(const char *path, const char *needle) {
+  size_t n;
+  char *text = tu_read_text(path, &n);
+  int found = text != NULL && strstr(text, needle) != NULL;
+  free(text);
+  return found;
+}
+
 void tu_fill(void *p, size_t len, uint64_t seed) {
   /* splitmix64: deterministic and good enough for test content. */
   uint8_t *o = p;

@@ -17,6 +17,10 @@ void tu_write_file(const char *dir, const char *rel, const void *data,
                    size_t len);
 /* Reads a whole file into a malloc'd buffer (NULL if missing). */
 uint8_t *tu_read_file(const char *path, size_t *len);
+/* The same as text: one byte more, a NUL after the *len bytes read. */
+char *tu_read_text(const char *path, size_t *len);
+/* True when the file at path exists and holds needle. */
+int tu_file_has(const char *path, const char *needle);
 /* Fills p with deterministic pseudo-random bytes from seed. */
 void tu_fill(void *p, size_t len, uint64_t seed);
 /* The identity whose 32 seed bytes are tu_fill(seed): a fixed key for each
