@@ -80,8 +80,8 @@ static struct fake *fake_start_fx(struct fx *f, const uint8_t content[32],
 
 /* The file of a swarm test, its seeder and its downloaders. */
 struct swarm {
-  const char
-      *name; /* the file is src/<name>, downloader i's copy out<i>/<name> */
+  /* The file is src/<name>, downloader i's copy out<i>/<name>. */
+  const char *name;
   size_t size;
   uint8_t *data; /* its bytes, malloc'd */
   struct fx_shared sh;
