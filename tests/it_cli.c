@@ -102,14 +102,11 @@ static unsigned err_lines_with(const struct proc *p, const char *needle) {
 /* The child's whole stream, NUL-terminated (malloc'd). */
 static char *all_of(const struct proc *p, int err, size_t *len) {
   size_t n = 0;
-  uint8_t *data = tu_read_file(err ? p->err_path : p->out_path, &n);
-  char *s = malloc(n + 1);
-  assert_non_null(s);
-  if (data != NULL) {
-    memcpy(s, data, n);
+  char *s = tu_read_text(err ? p->err_path : p->out_path, &n);
+  if (s == NULL) {
+    s = strdup("");
+    assert_non_null(s);
   }
-  s[n] = '\0';
-  free(data);
   if (len != NULL) {
     *len = n;
   }

@@ -151,19 +151,14 @@ static void second_get_into_the_same_folder_is_refused_at_once(void **state) {
   const size_t size = 4 * FX_MiB;
   uint8_t *data = NULL;
   struct fx_shared sh;
-  char src[PROC_PATH_MAX], out[PROC_PATH_MAX], line[FX_LINE_CAP];
+  char out[PROC_PATH_MAX], line[FX_LINE_CAP];
   char who[64];
 
   fx_start_tracker(f);
   fx_mkdir(f, "src");
   fx_mkdir(f, "out");
-  fx_write_random(f, "src/twice.bin", size, 42, &data);
-  fx_path(f, src, sizeof(src), "src/twice.bin");
   fx_path(f, out, sizeof(out), "out");
-  struct proc *seed =
-      fx_peer(f, "seeder", "s", "share", src, "--tracker", f->tracker_addr,
-              "--tracker-key", f->tracker_key, NULL);
-  fx_wait_shared(seed, &sh);
+  struct proc *seed = fx_share_file(f, "src/twice.bin", size, 42, &data, &sh);
 
   /* Slow enough to be still running (about 4 s) when the second one
    * comes; its "manifest" event means its partial copy is open. */

@@ -92,19 +92,15 @@ static void transfer_through(struct fx *f, const char *tracker_listen,
                              size_t size, uint64_t seed) {
   struct fx_shared sh;
   uint8_t *data;
-  char src[PROC_PATH_MAX], out[PROC_PATH_MAX];
+  char out[PROC_PATH_MAX];
   need_isolation();
   f->listen = ""; /* the peers' default */
   fx_start_tracker_at(f, tracker_listen, NULL);
   fx_mkdir(f, "src");
   fx_mkdir(f, "out");
-  fx_write_random(f, "src/moved.bin", size, seed, &data);
-  fx_path(f, src, sizeof(src), "src/moved.bin");
   fx_path(f, out, sizeof(out), "out");
   struct proc *seeder =
-      fx_peer(f, "seeder", "s", "share", src, "--tracker", f->tracker_addr,
-              "--tracker-key", f->tracker_key, NULL);
-  fx_wait_shared(seeder, &sh);
+      fx_share_file(f, "src/moved.bin", size, seed, &data, &sh);
   struct proc *dl = fx_peer(f, "dl", "dl", "get", sh.link, "-o", out, NULL);
   /* Far less than the 60 s a get waits for a peer before it gives up. */
   fx_expect_exit(dl, 30000, 0);
@@ -137,16 +133,13 @@ static int says_unreachable(const char *line, void *arg) {
  * reach it. */
 static void ipv4_listener_refuses_an_ipv6_tracker(void **state) {
   struct fx *f = *state;
-  char src[PROC_PATH_MAX];
   need_isolation();
   fx_start_tracker_at(f, "[::1]:0", NULL);
   fx_mkdir(f, "src");
   fx_write_random(f, "src/v4.bin", 1000, 63, NULL);
-  fx_path(f, src, sizeof(src), "src/v4.bin");
   f->listen = "127.0.0.1:0";
-  struct proc *seed =
-      fx_peer(f, "seeder", "s", "share", src, "--tracker", f->tracker_addr,
-              "--tracker-key", f->tracker_key, NULL);
+  /* It never prints its link: it ends first. */
+  struct proc *seed = fx_seed(f, "src/v4.bin", NULL, NULL);
   fx_expect_exit(seed, FX_START_MS, 1);
   assert_true(proc_output_has(seed, 1, "IPv4 only"));
   fx_finish(f);

@@ -76,67 +76,112 @@ static struct fake *fake_start_fx(struct fx *f, const uint8_t content[32],
   return fk;
 }
 
-/* ------------------------------------------------------------------------ */
-/* 1. One seeder, six downloaders. */
+#define SWARM_MAX 6
 
-static void six_downloaders_trade_and_get_identical_copies(void **state) {
-  struct fx *f = *state;
-  const size_t size = 6 * FX_MiB;
-  enum { N = 6 };
-  uint8_t *data;
+/* The file of a swarm test, its seeder and its downloaders. */
+struct swarm {
+  /* The file is src/<name>, downloader i's copy out<i>/<name>. */
+  const char *name;
+  size_t size;
+  uint8_t *data; /* its bytes, malloc'd */
   struct fx_shared sh;
-  struct proc *dl[N];
-  char line[FX_LINE_CAP];
+  struct proc *seed;
+  struct proc *dl[SWARM_MAX];
+};
 
+/* Starts the tracker and a seeder of src/<name>, size pseudo-random bytes
+ * from seed, uploading at upload_rate (NULL: no limit). */
+static void swarm_seed(struct fx *f, struct swarm *w, const char *name,
+                       size_t size, uint64_t seed, const char *upload_rate) {
+  char rel[64];
+  memset(w, 0, sizeof(*w));
+  w->name = name;
+  w->size = size;
+  snprintf(rel, sizeof(rel), "src/%s", name);
   fx_start_tracker(f);
   fx_mkdir(f, "src");
-  fx_write_random(f, "src/six.bin", size, 1, &data);
-  char src[PROC_PATH_MAX];
-  fx_path(f, src, sizeof(src), "src/six.bin");
-  /* The seeder alone cannot feed everyone at their rate: they must trade. */
-  struct proc *seed =
-      fx_peer(f, "seeder", "s", "share", src, "--tracker", f->tracker_addr,
-              "--tracker-key", f->tracker_key, "--upload-rate", "4M", NULL);
-  fx_wait_shared(seed, &sh);
-  assert_int_equal(sh.size, size);
+  fx_write_random(f, rel, size, seed, &w->data);
+  if (upload_rate != NULL) {
+    w->seed = fx_seed(f, rel, &w->sh, "--upload-rate", upload_rate, NULL);
+  } else {
+    w->seed = fx_seed(f, rel, &w->sh, NULL);
+  }
+}
 
-  for (int i = 0; i < N; i++) {
+/* Starts n downloaders w->dl[0..n): peers "dl<i>" (home the same) that
+ * get the link into DIR/out<i>, made here, with the further arguments
+ * given (NULL-ended). */
+static void swarm_get(struct fx *f, struct swarm *w, int n, ...) {
+  const char *args[16] = {"get", w->sh.link, "-o", NULL};
+  int nargs = 4;
+  va_list ap;
+  const char *a;
+  assert_true(n <= SWARM_MAX);
+  va_start(ap, n);
+  while ((a = va_arg(ap, const char *)) != NULL) {
+    assert_true(nargs < 16);
+    args[nargs++] = a;
+  }
+  va_end(ap);
+  for (int i = 0; i < n; i++) {
     char name[16], out[32], opath[PROC_PATH_MAX];
     snprintf(name, sizeof(name), "dl%d", i);
     snprintf(out, sizeof(out), "out%d", i);
     fx_mkdir(f, out);
     fx_path(f, opath, sizeof(opath), out);
-    dl[i] = fx_peer(f, name, name, "get", sh.link, "-o", opath, "--seed",
-                    "--download-rate", "2M", NULL);
+    args[3] = opath;
+    w->dl[i] = fx_peer_argv(f, name, name, args, nargs);
   }
+}
+
+/* Downloader i's copy equals the file. */
+static void swarm_assert_copy(const struct fx *f, const struct swarm *w,
+                              int i) {
+  char out[32];
+  snprintf(out, sizeof(out), "out%d", i);
+  fx_assert_copy(f, out, w->name, w->data, w->size);
+}
+
+/* ------------------------------------------------------------------------ */
+/* 1. One seeder, six downloaders. */
+
+static void six_downloaders_trade_and_get_identical_copies(void **state) {
+  struct fx *f = *state;
+  enum { N = 6 };
+  struct swarm w;
+  char line[FX_LINE_CAP];
+
+  /* The seeder alone cannot feed everyone at their rate: they must trade. */
+  swarm_seed(f, &w, "six.bin", 6 * FX_MiB, 1, "4M");
+  assert_int_equal(w.sh.size, w.size);
+
+  swarm_get(f, &w, N, "--seed", "--download-rate", "2M", NULL);
   for (int i = 0; i < N; i++) {
-    fx_wait_event(dl[i], "complete", NULL, NULL, FX_COMPLETE_MS, line);
+    fx_wait_event(w.dl[i], "complete", NULL, NULL, FX_COMPLETE_MS, line);
     char path[PROC_PATH_MAX];
     assert_int_equal(jsonl_str(line, "path", path, sizeof(path)), 0);
     size_t pl = strlen(path);
     assert_true(pl >= 8 && strcmp(path + pl - 8, "/six.bin") == 0);
   }
   for (int i = 0; i < N; i++) {
-    char out[32];
-    snprintf(out, sizeof(out), "out%d", i);
-    fx_assert_copy(f, out, "six.bin", data, size);
+    swarm_assert_copy(f, &w, i);
   }
 
   uint64_t up_dl = 0, up_all = 0, down_all = 0;
   for (int i = 0; i < N; i++) {
-    fx_stop_peer(dl[i], line);
+    fx_stop_peer(w.dl[i], line);
     uint64_t up = fx_u64(line, "uploaded");
     uint64_t down = fx_u64(line, "downloaded");
     /* Every byte of the copy came in a DATA message. */
-    assert_true(down >= size);
+    assert_true(down >= w.size);
     up_dl += up;
     up_all += up;
     down_all += down;
-    fx_assert_json_output(dl[i]);
+    fx_assert_json_output(w.dl[i]);
   }
-  fx_stop_peer(seed, line);
+  fx_stop_peer(w.seed, line);
   up_all += fx_u64(line, "uploaded");
-  fx_assert_json_output(seed);
+  fx_assert_json_output(w.seed);
   print_message("six downloaders uploaded %llu bytes to each other; the "
                 "seeder %llu\n",
                 (unsigned long long)up_dl,
@@ -144,7 +189,7 @@ static void six_downloaders_trade_and_get_identical_copies(void **state) {
   assert_true(up_dl > 0);
   /* What was received was sent by someone in the swarm. */
   assert_true(up_all >= down_all);
-  free(data);
+  free(w.data);
   fx_finish(f);
 }
 
@@ -189,40 +234,22 @@ static int all_chunks(const uint8_t *map, uint32_t chunks) {
 
 static void seeder_leaves_when_swarm_holds_every_chunk(void **state) {
   struct fx *f = *state;
-  const size_t size = 2 * FX_MiB;
   enum { N = 3 };
-  uint8_t *data;
-  struct fx_shared sh;
-  struct proc *dl[N];
+  struct swarm w;
   int ports[N];
   unsigned held[N];
   char line[FX_LINE_CAP];
 
-  fx_start_tracker(f);
-  fx_mkdir(f, "src");
-  fx_write_random(f, "src/leave.bin", size, 2, &data);
-  char src[PROC_PATH_MAX];
-  fx_path(f, src, sizeof(src), "src/leave.bin");
   /* The seeder sends out new chunks faster than the downloaders can pass
    * them on to each other, so every chunk is in the swarm well before any
    * one downloader holds them all. */
-  struct proc *seed =
-      fx_peer(f, "seeder", "s", "share", src, "--tracker", f->tracker_addr,
-              "--tracker-key", f->tracker_key, "--upload-rate", "1536k", NULL);
-  fx_wait_shared(seed, &sh);
-  for (int i = 0; i < N; i++) {
-    char name[16], out[32], opath[PROC_PATH_MAX];
-    snprintf(name, sizeof(name), "dl%d", i);
-    snprintf(out, sizeof(out), "out%d", i);
-    fx_mkdir(f, out);
-    fx_path(f, opath, sizeof(opath), out);
-    dl[i] = fx_peer(f, name, name, "get", sh.link, "-o", opath, "--seed",
-                    "--download-rate", "2M", "--upload-rate", "256k", NULL);
-  }
+  swarm_seed(f, &w, "leave.bin", 2 * FX_MiB, 2, "1536k");
+  swarm_get(f, &w, N, "--seed", "--download-rate", "2M", "--upload-rate",
+            "256k", NULL);
   uint32_t chunks = 0;
   for (int i = 0; i < N; i++) {
-    ports[i] = fx_listening_port(dl[i]);
-    fx_wait_event(dl[i], "manifest", NULL, NULL, FX_START_MS, line);
+    ports[i] = fx_listening_port(w.dl[i]);
+    fx_wait_event(w.dl[i], "manifest", NULL, NULL, FX_START_MS, line);
     uint32_t c = (uint32_t)fx_u64(line, "chunks");
     assert_true(c > 0);
     assert_true(chunks == 0 || chunks == c);
@@ -234,7 +261,7 @@ static void seeder_leaves_when_swarm_holds_every_chunk(void **state) {
   uint64_t deadline = proc_now_ms() + FX_COMPLETE_MS;
   for (;;) {
     memset(uni, 0, (chunks + 7u) / 8u);
-    collect_have_maps(f, ports, N, sh.content, chunks, uni, held);
+    collect_have_maps(f, ports, N, w.sh.content, chunks, uni, held);
     if (all_chunks(uni, chunks)) {
       break;
     }
@@ -248,19 +275,17 @@ static void seeder_leaves_when_swarm_holds_every_chunk(void **state) {
   print_message("the swarm holds all %u chunks; the downloaders hold %u, "
                 "%u, %u; stopping the seeder\n",
                 chunks, held[0], held[1], held[2]);
-  fx_stop_peer(seed, NULL);
+  fx_stop_peer(w.seed, NULL);
 
   for (int i = 0; i < N; i++) {
-    fx_wait_event(dl[i], "complete", NULL, NULL, FX_COMPLETE_MS, line);
+    fx_wait_event(w.dl[i], "complete", NULL, NULL, FX_COMPLETE_MS, line);
   }
   for (int i = 0; i < N; i++) {
-    char out[32];
-    snprintf(out, sizeof(out), "out%d", i);
-    fx_assert_copy(f, out, "leave.bin", data, size);
-    fx_stop_peer(dl[i], NULL);
-    fx_assert_json_output(dl[i]);
+    swarm_assert_copy(f, &w, i);
+    fx_stop_peer(w.dl[i], NULL);
+    fx_assert_json_output(w.dl[i]);
   }
-  free(data);
+  free(w.data);
   fx_finish(f);
 }
 
@@ -392,11 +417,8 @@ static void corrupt_peer_is_banned(void **state) {
   assert_int_equal(proc_count_event(dl, "complete", NULL, NULL), 0);
 
   /* Now the honest seeder, with the publisher's key. */
-  struct proc *seed =
-      fx_peer(f, "seeder", "s", "share", src, "--tracker", f->tracker_addr,
-              "--tracker-key", f->tracker_key, NULL);
   struct fx_shared sh;
-  fx_wait_shared(seed, &sh);
+  struct proc *seed = fx_seed(f, "src/bait.bin", &sh, NULL);
   char want[TEXTID_STRLEN];
   textid_encode(TEXTID_CONTENT, m->id, want);
   assert_string_equal(sh.content_text, want);
@@ -465,8 +487,8 @@ static void get_stopped_mid_chunk_exits_cleanly(void **state) {
  * seconds), with a fake peer beside them that watches what it announces:
  * one that holds nothing, or, when seeding, one that holds everything and
  * keeps everyone choked. Returns the fake, halted, once every chunk was
- * announced to it; *chunks is the file's chunk count. */
-static struct fake *watch_haves(struct fx *f, int seeding, uint32_t *chunks) {
+ * announced to it in 1 to chunk-count HAVE messages. */
+static struct fake *watch_haves(struct fx *f, int seeding) {
   const size_t size = 8 * FX_MiB;
   uint8_t *data;
   struct identity publisher;
@@ -481,9 +503,7 @@ static struct fake *watch_haves(struct fx *f, int seeding, uint32_t *chunks) {
                                   size, m->chunk_log2, m->chunk_count, seeding);
   atomic_store(&fk->choking, seeding);
   struct proc *seed =
-      fx_peer(f, "seeder", "s", "share", src, "--tracker", f->tracker_addr,
-              "--tracker-key", f->tracker_key, "--upload-rate", "2M", NULL);
-  fx_wait_shared(seed, &sh);
+      fx_seed(f, "src/batch.bin", &sh, "--upload-rate", "2M", NULL);
 
   fx_mkdir(f, "out");
   fx_path(f, opath, sizeof(opath), "out");
@@ -501,9 +521,12 @@ static struct fake *watch_haves(struct fx *f, int seeding, uint32_t *chunks) {
   fake_halt(fk);
   assert_int_equal(atomic_load(&fk->have_bad), 0);
   assert_int_equal(atomic_load(&fk->have_chunks), m->chunk_count);
+  unsigned msgs = atomic_load(&fk->have_msgs);
+  if (msgs == 0 || msgs > m->chunk_count) {
+    fail_msg("%u HAVEs for %u chunks", msgs, m->chunk_count);
+  }
   fx_stop_peer(dl, NULL);
   fx_stop_peer(seed, NULL);
-  *chunks = m->chunk_count;
   manifest_free(m);
   identity_close(&publisher);
   free(data);
@@ -517,12 +540,7 @@ static struct fake *watch_haves(struct fx *f, int seeding, uint32_t *chunks) {
  * measures it on these binaries. */
 static void haves_tell_a_peer_of_every_chunk_once(void **state) {
   struct fx *f = *state;
-  uint32_t chunks;
-  struct fake *fk = watch_haves(f, 0, &chunks);
-  unsigned msgs = atomic_load(&fk->have_msgs);
-  if (msgs == 0 || msgs > chunks) {
-    fail_msg("%u HAVEs for %u chunks", msgs, chunks);
-  }
+  watch_haves(f, 0);
   fx_finish(f);
 }
 
@@ -530,12 +548,7 @@ static void haves_tell_a_peer_of_every_chunk_once(void **state) {
  * too (its seeding order needs them), and is never asked for a block. */
 static void haves_tell_a_seeder_of_every_chunk_once(void **state) {
   struct fx *f = *state;
-  uint32_t chunks;
-  struct fake *fk = watch_haves(f, 1, &chunks);
-  unsigned msgs = atomic_load(&fk->have_msgs);
-  if (msgs == 0 || msgs > chunks) {
-    fail_msg("%u HAVEs for %u chunks", msgs, chunks);
-  }
+  struct fake *fk = watch_haves(f, 1);
   assert_int_equal(atomic_load(&fk->blocks), 0);
   fx_finish(f);
 }
@@ -545,43 +558,39 @@ static void haves_tell_a_seeder_of_every_chunk_once(void **state) {
 
 static void tracker_stop_after_peers_met(void **state) {
   struct fx *f = *state;
-  const size_t size = 4 * FX_MiB;
   enum { N = 2 };
-  uint8_t *data;
-  struct fx_shared sh;
-  struct proc *dl[N];
-  char line[FX_LINE_CAP];
+  struct swarm w;
 
-  fx_start_tracker(f);
-  fx_mkdir(f, "src");
-  struct proc *seed = fx_share_file(f, "src/alone.bin", size, 5, &data, &sh);
+  swarm_seed(f, &w, "alone.bin", 4 * FX_MiB, 5, NULL);
+  swarm_get(f, &w, N, "--download-rate", "1M", NULL);
   for (int i = 0; i < N; i++) {
-    char name[16], out[32], opath[PROC_PATH_MAX];
-    snprintf(name, sizeof(name), "dl%d", i);
-    snprintf(out, sizeof(out), "out%d", i);
-    fx_mkdir(f, out);
-    fx_path(f, opath, sizeof(opath), out);
-    dl[i] = fx_peer(f, name, name, "get", sh.link, "-o", opath,
-                    "--download-rate", "1M", NULL);
-  }
-  for (int i = 0; i < N; i++) {
-    fx_wait_event(dl[i], "progress", fx_have_some, NULL, FX_COMPLETE_MS, line);
+    fx_wait_event(w.dl[i], "progress", fx_have_some, NULL, FX_COMPLETE_MS,
+                  NULL);
   }
   assert_int_equal(tc_tracker_stop(&f->t), 0);
   for (int i = 0; i < N; i++) {
-    fx_expect_exit(dl[i], FX_COMPLETE_MS, 0);
-    char out[32];
-    snprintf(out, sizeof(out), "out%d", i);
-    fx_assert_copy(f, out, "alone.bin", data, size);
+    fx_expect_exit(w.dl[i], FX_COMPLETE_MS, 0);
+    swarm_assert_copy(f, &w, i);
   }
   /* Its "stopped" announce fails, within its bound. */
-  fx_stop_peer(seed, NULL);
-  free(data);
+  fx_stop_peer(w.seed, NULL);
+  free(w.data);
   fx_finish(f);
 }
 
 /* ------------------------------------------------------------------------ */
 /* 6. A folder tree arrives exactly. */
+
+/* Gets link into DIR/out, made here, with a peer "dl" that must end
+ * well. */
+static void get_into_out(struct fx *f, const char *link) {
+  char opath[PROC_PATH_MAX];
+  fx_mkdir(f, "out");
+  fx_path(f, opath, sizeof(opath), "out");
+  struct proc *dl = fx_peer(f, "dl", "dl", "get", link, "-o", opath, NULL);
+  fx_expect_exit(dl, FX_COMPLETE_MS, 0);
+  fx_assert_json_output(dl);
+}
 
 struct tree_entry {
   char path[512];
@@ -692,22 +701,15 @@ static void folder_tree_arrives_exactly(void **state) {
       {"src/tree/other/f.bin", 70000},
   };
   struct fx_shared sh;
-  char src[PROC_PATH_MAX], opath[PROC_PATH_MAX], got[PROC_PATH_MAX];
+  char src[PROC_PATH_MAX], got[PROC_PATH_MAX];
 
   fx_start_tracker(f);
   for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
     fx_write_random(f, files[i].path, files[i].size, 60 + i, NULL);
   }
   fx_path(f, src, sizeof(src), "src/tree");
-  struct proc *seed =
-      fx_peer(f, "seeder", "s", "share", src, "--tracker", f->tracker_addr,
-              "--tracker-key", f->tracker_key, NULL);
-  fx_wait_shared(seed, &sh);
-  fx_mkdir(f, "out");
-  fx_path(f, opath, sizeof(opath), "out");
-  struct proc *dl = fx_peer(f, "dl", "dl", "get", sh.link, "-o", opath, NULL);
-  fx_expect_exit(dl, FX_COMPLETE_MS, 0);
-  fx_assert_json_output(dl);
+  struct proc *seed = fx_seed(f, "src/tree", &sh, NULL);
+  get_into_out(f, sh.link);
 
   /* out holds exactly the tree: nothing beside it, no partial left. */
   fx_path(f, got, sizeof(got), "out");
@@ -760,7 +762,7 @@ static void folder_keeps_empty_folders_modes_and_times(void **state) {
                                         "kit/lonely"};
   const size_t nfiles = sizeof(files) / sizeof(files[0]);
   struct fx_shared sh;
-  char p[PROC_PATH_MAX], src[PROC_PATH_MAX], opath[PROC_PATH_MAX];
+  char p[PROC_PATH_MAX];
   struct stat st;
   mode_t mask = umask(0);
 
@@ -781,16 +783,8 @@ static void folder_keeps_empty_folders_modes_and_times(void **state) {
   fx_path(f, p, sizeof(p), "src/kit/lonely/link");
   assert_int_equal(symlink("../data.bin", p), 0);
 
-  fx_path(f, src, sizeof(src), "src/kit");
-  struct proc *seed =
-      fx_peer(f, "seeder", "s", "share", src, "--tracker", f->tracker_addr,
-              "--tracker-key", f->tracker_key, NULL);
-  fx_wait_shared(seed, &sh);
-  fx_mkdir(f, "out");
-  fx_path(f, opath, sizeof(opath), "out");
-  struct proc *dl = fx_peer(f, "dl", "dl", "get", sh.link, "-o", opath, NULL);
-  fx_expect_exit(dl, FX_COMPLETE_MS, 0);
-  fx_assert_json_output(dl);
+  struct proc *seed = fx_seed(f, "src/kit", &sh, NULL);
+  get_into_out(f, sh.link);
 
   for (size_t i = 0; i < nfiles; i++) {
     char rel[PROC_PATH_MAX];
@@ -989,12 +983,7 @@ static void hostile_input_leaves_seeder_serving(void **state) {
   /* One file: chunks of 2^manifest_choose_chunk_log2(size) bytes. */
   unsigned log2 = manifest_choose_chunk_log2(h.size);
   h.chunks = (uint32_t)((h.size + ((size_t)1 << log2) - 1) >> log2);
-  char src[PROC_PATH_MAX];
-  fx_path(f, src, sizeof(src), "src/target.bin");
-  struct proc *seed =
-      fx_peer(f, "seeder", "s", "share", src, "--tracker", f->tracker_addr,
-              "--tracker-key", f->tracker_key, NULL);
-  fx_wait_shared(seed, &h.sh);
+  struct proc *seed = fx_seed(f, "src/target.bin", &h.sh, NULL);
   h.port = fx_listening_port(seed);
   still_answers_hellos(&h);
 
@@ -1279,39 +1268,24 @@ static void hostile_manifest_paths_fail_the_get(void **state) {
 
 static void client_server_mode_uploads_only_from_the_publisher(void **state) {
   struct fx *f = *state;
-  const size_t size = 2 * FX_MiB;
   enum { N = 3 };
-  uint8_t *data;
-  struct fx_shared sh;
-  struct proc *dl[N];
+  struct swarm w;
   char line[FX_LINE_CAP];
 
-  fx_start_tracker(f);
-  fx_mkdir(f, "src");
-  struct proc *seed = fx_share_file(f, "src/cs.bin", size, 9, &data, &sh);
+  swarm_seed(f, &w, "cs.bin", 2 * FX_MiB, 9, NULL);
+  swarm_get(f, &w, N, "--mode", "cs", NULL);
   for (int i = 0; i < N; i++) {
-    char name[16], out[32], opath[PROC_PATH_MAX];
-    snprintf(name, sizeof(name), "dl%d", i);
-    snprintf(out, sizeof(out), "out%d", i);
-    fx_mkdir(f, out);
-    fx_path(f, opath, sizeof(opath), out);
-    dl[i] = fx_peer(f, name, name, "get", sh.link, "-o", opath, "--mode", "cs",
-                    NULL);
-  }
-  for (int i = 0; i < N; i++) {
-    fx_expect_exit(dl[i], FX_COMPLETE_MS, 0);
-    char out[32];
-    snprintf(out, sizeof(out), "out%d", i);
-    fx_assert_copy(f, out, "cs.bin", data, size);
+    fx_expect_exit(w.dl[i], FX_COMPLETE_MS, 0);
+    swarm_assert_copy(f, &w, i);
     assert_true(
-        proc_find_event(dl[i], "stats", NULL, NULL, 1, line, sizeof(line)));
+        proc_find_event(w.dl[i], "stats", NULL, NULL, 1, line, sizeof(line)));
     assert_int_equal(fx_u64(line, "uploaded"), 0);
-    assert_true(fx_u64(line, "downloaded") >= size);
-    fx_assert_json_output(dl[i]);
+    assert_true(fx_u64(line, "downloaded") >= w.size);
+    fx_assert_json_output(w.dl[i]);
   }
-  fx_stop_peer(seed, line);
-  assert_true(fx_u64(line, "uploaded") >= (uint64_t)N * size);
-  free(data);
+  fx_stop_peer(w.seed, line);
+  assert_true(fx_u64(line, "uploaded") >= (uint64_t)N * w.size);
+  free(w.data);
   fx_finish(f);
 }
 
@@ -1368,6 +1342,22 @@ static void bad_usage_exits_2(void **state) {
   fx_finish(f);
 }
 
+/* Writes into link a link to content nobody has: a random content ID and
+ * tracker key, the name and size given, and one tracker, 127.0.0.1:port. */
+static void made_up_link(const char *name, uint64_t size, uint16_t port,
+                         char link[LINK_MAX_CHARS + 1]) {
+  struct share_link l;
+  memset(&l, 0, sizeof(l));
+  randombytes_buf(l.id, sizeof(l.id));
+  randombytes_buf(l.tracker_key, sizeof(l.tracker_key));
+  snprintf(l.name, sizeof(l.name), "%s", name);
+  l.size = size;
+  l.tracker_count = 1;
+  snprintf(l.trackers[0].host, sizeof(l.trackers[0].host), "127.0.0.1");
+  l.trackers[0].port = port;
+  assert_true(link_format(&l, link, LINK_MAX_CHARS + 1) > 0);
+}
+
 static void malformed_link_is_refused(void **state) {
   struct fx *f = *state;
   char home[PROC_PATH_MAX], out[PROC_PATH_MAX], link[LINK_MAX_CHARS + 1];
@@ -1382,16 +1372,7 @@ static void malformed_link_is_refused(void **state) {
   assert_true(proc_output_has(p, 1, "link"));
 
   /* A well-formed link with one character of its content ID changed. */
-  struct share_link l;
-  memset(&l, 0, sizeof(l));
-  randombytes_buf(l.id, sizeof(l.id));
-  randombytes_buf(l.tracker_key, sizeof(l.tracker_key));
-  snprintf(l.name, sizeof(l.name), "file.bin");
-  l.size = 10;
-  l.tracker_count = 1;
-  snprintf(l.trackers[0].host, sizeof(l.trackers[0].host), "127.0.0.1");
-  l.trackers[0].port = 9;
-  assert_true(link_format(&l, link, sizeof(link)) > 0);
+  made_up_link("file.bin", 10, 9, link);
   char *c = link + strlen(LINK_SCHEME) + 3;
   *c = *c == 'a' ? 'b' : 'a';
   p = fx_run(f, "typo", "get", link, "-o", out, "--home", home, NULL);
@@ -1409,16 +1390,7 @@ static void unreachable_tracker_fails_in_time(void **state) {
   int fd = pc_listen(&port);
   assert_true(fd >= 0);
   close(fd);
-  struct share_link l;
-  memset(&l, 0, sizeof(l));
-  randombytes_buf(l.id, sizeof(l.id));
-  randombytes_buf(l.tracker_key, sizeof(l.tracker_key));
-  snprintf(l.name, sizeof(l.name), "nowhere.bin");
-  l.size = 1000;
-  l.tracker_count = 1;
-  snprintf(l.trackers[0].host, sizeof(l.trackers[0].host), "127.0.0.1");
-  l.trackers[0].port = (uint16_t)port;
-  assert_true(link_format(&l, link, sizeof(link)) > 0);
+  made_up_link("nowhere.bin", 1000, (uint16_t)port, link);
   fx_mkdir(f, "out");
   fx_path(f, out, sizeof(out), "out");
   uint64_t t0 = proc_now_ms();
@@ -1506,20 +1478,16 @@ static int names_report(const char *line, void *arg) {
 static void search_finds_a_shared_file(void **state) {
   struct fx *f = *state;
   struct fx_shared sh;
-  char src[PROC_PATH_MAX], out[PROC_PATH_MAX], home[PROC_PATH_MAX];
+  char out[PROC_PATH_MAX], home[PROC_PATH_MAX];
   char line[FX_LINE_CAP], link[LINK_MAX_CHARS + 1], got[PROC_PATH_MAX];
   uint8_t *data = NULL;
   fx_start_tracker(f);
   fx_mkdir(f, "src");
   fx_mkdir(f, "out");
   fx_write_random(f, "src/report-2024.bin", 200 * FX_KiB, 21, &data);
-  fx_path(f, src, sizeof(src), "src/report-2024.bin");
   fx_path(f, out, sizeof(out), "out");
   fx_path(f, home, sizeof(home), "home-search");
-  struct proc *seed =
-      fx_peer(f, "seeder", "s", "share", src, "--tracker", f->tracker_addr,
-              "--tracker-key", f->tracker_key, NULL);
-  fx_wait_shared(seed, &sh);
+  struct proc *seed = fx_seed(f, "src/report-2024.bin", &sh, NULL);
 
   /* Case-insensitive words; the result carries a link that works. */
   struct proc *q = fx_run(f, "search", "search", "REPORT", "2024", "--tracker",
@@ -1555,19 +1523,14 @@ static struct proc *share_mislinked(struct fx *f, const char *name, size_t size,
                                     uint64_t seed, const char *lie_name,
                                     struct fx_shared *sh, char *bad,
                                     char *out) {
-  char rel[300], src[PROC_PATH_MAX];
+  char rel[300];
   struct share_link l;
   const char *why = NULL;
   fx_mkdir(f, "src");
   fx_mkdir(f, "out");
   snprintf(rel, sizeof(rel), "src/%s", name);
-  fx_write_random(f, rel, size, seed, NULL);
-  fx_path(f, src, sizeof(src), rel);
   fx_path(f, out, PROC_PATH_MAX, "out");
-  struct proc *seeder =
-      fx_peer(f, "seeder", "s", "share", src, "--tracker", f->tracker_addr,
-              "--tracker-key", f->tracker_key, NULL);
-  fx_wait_shared(seeder, sh);
+  struct proc *seeder = fx_share_file(f, rel, size, seed, NULL, sh);
   assert_int_equal(link_parse(sh->link, strlen(sh->link), &l, &why), 0);
   if (lie_name != NULL) {
     snprintf(l.name, sizeof(l.name), "%s", lie_name);
@@ -1674,10 +1637,7 @@ static void changed_shared_file_stops_being_seeded(void **state) {
   fx_path(f, src, sizeof(src), "src/grows.bin");
   fx_path(f, out, sizeof(out), "out");
   fx_peer_id(f, "s", seed_pk);
-  struct proc *seed =
-      fx_peer(f, "seeder", "s", "share", src, "--tracker", f->tracker_addr,
-              "--tracker-key", f->tracker_key, NULL);
-  fx_wait_shared(seed, &sh);
+  struct proc *seed = fx_seed(f, "src/grows.bin", &sh, NULL);
   struct proc *dl = fx_peer(f, "dl", "dl", "get", sh.link, "-o", out,
                             "--download-rate", "256k", NULL);
   fx_wait_event(dl, "progress", fx_have_some, NULL, FX_COMPLETE_MS, line);
@@ -1712,10 +1672,7 @@ static void file_rewritten_in_place_is_not_served(void **state) {
   fx_write_random(f, "src/same-time.bin", FX_MiB, 42, NULL);
   fx_path(f, src, sizeof(src), "src/same-time.bin");
   fx_path(f, out, sizeof(out), "out");
-  struct proc *seed =
-      fx_peer(f, "seeder", "s", "share", src, "--tracker", f->tracker_addr,
-              "--tracker-key", f->tracker_key, NULL);
-  fx_wait_shared(seed, &sh);
+  struct proc *seed = fx_seed(f, "src/same-time.bin", &sh, NULL);
   assert_int_equal(stat(src, &st), 0);
   fx_write_random(f, "src/same-time.bin", FX_MiB, 43, NULL);
   struct timespec times[2] = {st.st_atim, st.st_mtim};
@@ -1771,18 +1728,15 @@ static void link_of_size_zero_for_a_full_content_fails(void **state) {
 static void peer_with_another_key_than_listed_is_dropped(void **state) {
   struct fx *f = *state;
   struct fx_shared sh;
-  char src[PROC_PATH_MAX], out[PROC_PATH_MAX], got[PROC_PATH_MAX];
+  char out[PROC_PATH_MAX], got[PROC_PATH_MAX];
   uint8_t *data = NULL;
   struct identity liar;
   fx_start_tracker(f);
   fx_mkdir(f, "src");
   fx_mkdir(f, "out");
   fx_write_random(f, "src/keyed.bin", 256 * FX_KiB, 23, &data);
-  fx_path(f, src, sizeof(src), "src/keyed.bin");
   fx_path(f, out, sizeof(out), "out");
-  struct proc *seed =
-      fx_peer(f, "seeder", "s", "share", src, "--tracker", f->tracker_addr,
-              "--tracker-key", f->tracker_key, NULL);
+  struct proc *seed = fx_seed(f, "src/keyed.bin", NULL, NULL);
   int port = fx_listening_port(seed);
   fx_wait_shared(seed, &sh);
 

@@ -11,8 +11,8 @@
  * child blocked in that write, sends the signal, then drains the pipe; the
  * child must then finish its output and exit 0.
  *
- * The children here are started by this file's own small spawn (proc.h
- * sends output to files, which never block); teardown kills them by PID.
+ * The children here are started with proc_start_out (stdout on the pipe,
+ * not on a file, which never blocks); teardown kills them by PID.
  */
 /* pipe2 and F_SETPIPE_SZ are Linux's. */
 #define _GNU_SOURCE
@@ -31,8 +31,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include "tests/lib/fx.h"
@@ -52,15 +50,12 @@
 
 /* A child whose standard output is a pipe that the test reads. */
 struct held {
-  pid_t pid; /* 0 when not started */
-  int reaped;
-  int status; /* once reaped: the exit code, or 128 + the signal */
-  int rfd;    /* the test's end of the child's stdout, or -1 */
+  struct proc p; /* its stdout is not a file: p.out_path is empty */
+  int rfd;       /* the test's end of the child's stdout, or -1 */
   size_t filler;
   size_t filler_seen;
   char out[OUT_CAP + 1];
   size_t out_len;
-  char err_path[PROC_PATH_MAX];
   char last_wchan[64];
   char last_syscall[64];
 };
@@ -69,44 +64,22 @@ struct held {
  * its record. */
 static void held_free(void *arg) {
   struct held *h = arg;
-  if (h->pid > 0 && !h->reaped) {
-    int st;
-    kill(h->pid, SIGKILL);
-    while (waitpid(h->pid, &st, 0) < 0 && errno == EINTR) {
-    }
-    h->reaped = 1;
-    h->status = 128 + SIGKILL;
-  }
+  proc_kill(&h->p);
   if (h->rfd >= 0) {
     close(h->rfd);
   }
   free(h);
 }
 
-static int held_try_reap(struct held *h) {
-  int st;
-  if (h->reaped) {
-    return 1;
-  }
-  pid_t r = waitpid(h->pid, &st, WNOHANG);
-  if (r == h->pid) {
-    h->reaped = 1;
-    h->status = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-  }
-  return h->reaped;
+/* True once the child has ended (and is reaped). */
+static int held_ended(struct held *h) {
+  return !proc_alive(&h->p);
 }
 
 static void held_dump(const struct held *h) {
-  size_t n;
-  uint8_t *err = tu_read_file(h->err_path, &n);
   fprintf(stderr, "---- child stdout after the filler (%zu bytes)\n%.*s\n",
           h->out_len, (int)h->out_len, h->out);
-  if (err != NULL) {
-    size_t from = n > 8192 ? n - 8192 : 0;
-    fprintf(stderr, "---- child stderr (tail)\n%.*s\n", (int)(n - from),
-            (const char *)err + from);
-    free(err);
-  }
+  proc_dump(&h->p);
 }
 
 /* Starts argv[0] with its stdout on a pipe of the smallest size, filled to
@@ -115,17 +88,11 @@ static void held_dump(const struct held *h) {
 static struct held *held_start(struct fx *f, const char *name,
                                const char *const *argv) {
   struct held *h = calloc(1, sizeof(*h));
-  char *args[MAX_ARGS + 1];
-  char rel[128];
   int p[2];
-  int n = 0;
-  pid_t parent = getpid();
 
   assert_non_null(h);
   h->rfd = -1;
   fx_on_teardown(f, held_free, h);
-  snprintf(rel, sizeof(rel), "%s.err", name);
-  fx_path(f, h->err_path, sizeof(h->err_path), rel);
   assert_int_equal(pipe2(p, O_CLOEXEC), 0);
   h->rfd = p[0];
   /* The kernel rounds this up to its smallest pipe, one page. */
@@ -146,41 +113,8 @@ static struct held *held_start(struct fx *f, const char *name,
   assert_int_equal(fcntl(p[1], F_SETFL, 0), 0);
   assert_true(h->filler > 0);
 
-  /* Copies made before the fork: the child must not allocate. */
-  while (argv[n] != NULL) {
-    assert_true(n < MAX_ARGS);
-    args[n] = strdup(argv[n]);
-    assert_non_null(args[n]);
-    n++;
-  }
-  args[n] = NULL;
-  int err = open(h->err_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-  int in = open("/dev/null", O_RDONLY | O_CLOEXEC);
-  assert_true(err >= 0 && in >= 0);
-  pid_t pid = fork();
-  if (pid == 0) {
-    prctl(PR_SET_PDEATHSIG, SIGKILL);
-    if (getppid() != parent) {
-      _exit(127);
-    }
-    signal(SIGPIPE, SIG_DFL);
-    dup2(in, 0);
-    dup2(p[1], 1);
-    dup2(err, 2);
-    execv(args[0], args);
-    static const char msg[] = "it_signals: exec failed\n";
-    ssize_t w = write(2, msg, sizeof(msg) - 1);
-    (void)w;
-    _exit(127);
-  }
+  assert_int_equal(proc_start_out(&h->p, f->dir, name, argv, p[1]), 0);
   close(p[1]);
-  close(err);
-  close(in);
-  for (int i = 0; i < n; i++) {
-    free(args[i]);
-  }
-  assert_true(pid > 0);
-  h->pid = pid;
   return h;
 }
 
@@ -205,13 +139,13 @@ static void read_proc(pid_t pid, const char *name, char *out, size_t cap) {
 static void held_wait_blocked(struct held *h, int timeout_ms) {
   uint64_t deadline = proc_now_ms() + (uint64_t)timeout_ms;
   for (;;) {
-    if (held_try_reap(h)) {
+    if (held_ended(h)) {
       held_dump(h);
       fail_msg("the child ended (status %d) before it wrote its ready line",
-               h->status);
+               h->p.status);
     }
-    read_proc(h->pid, "wchan", h->last_wchan, sizeof(h->last_wchan));
-    read_proc(h->pid, "syscall", h->last_syscall, sizeof(h->last_syscall));
+    read_proc(h->p.pid, "wchan", h->last_wchan, sizeof(h->last_wchan));
+    read_proc(h->p.pid, "syscall", h->last_syscall, sizeof(h->last_syscall));
     if (strstr(h->last_wchan, "pipe_write") != NULL ||
         strncmp(h->last_syscall, "1 0x1 ", 6) == 0) {
       return;
@@ -264,66 +198,44 @@ static void held_drain(struct held *h, int timeout_ms) {
 /* Waits for the child to exit and requires status 0. */
 static void held_expect_clean_exit(struct held *h, int timeout_ms,
                                    const char *what) {
-  uint64_t deadline = proc_now_ms() + (uint64_t)timeout_ms;
-  while (!held_try_reap(h)) {
-    if (proc_now_ms() >= deadline) {
-      held_dump(h);
-      fail_msg("%s: still running %d ms after the signal", what, timeout_ms);
-    }
-    proc_pause_ms(POLL_MS);
+  if (proc_wait(&h->p, timeout_ms) < 0) {
+    held_dump(h);
+    fail_msg("%s: still running %d ms after the signal", what, timeout_ms);
   }
   /* fx_finish looks at the children fx started; this one is checked here. */
-  static const char *const reports[] = {
-      "ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:"};
-  size_t n;
-  uint8_t *err = tu_read_file(h->err_path, &n);
-  char *text = err != NULL ? realloc(err, n + 1) : NULL;
-  if (text != NULL) {
-    text[n] = '\0';
-    for (size_t i = 0; i < sizeof(reports) / sizeof(reports[0]); i++) {
-      if (strstr(text, reports[i]) != NULL) {
-        free(text);
-        held_dump(h);
-        fail_msg("%s: sanitizer report in its stderr", what);
-      }
-    }
-    free(text);
-  } else {
-    free(err);
-  }
-  if (h->status != 0) {
+  if (fx_sanitizer_report(&h->p) != NULL) {
     held_dump(h);
-    if (h->status > 128) {
+    fail_msg("%s: sanitizer report in its stderr", what);
+  }
+  if (h->p.status != 0) {
+    held_dump(h);
+    if (h->p.status > 128) {
       fail_msg("%s: died of signal %d (status %d) instead of stopping "
                "cleanly",
-               what, h->status - 128, h->status);
+               what, h->p.status - 128, h->p.status);
     }
-    fail_msg("%s: exited with status %d, expected 0", what, h->status);
+    fail_msg("%s: exited with status %d, expected 0", what, h->p.status);
   }
+}
+
+/* Sends SIGTERM once the child is blocked in its ready write, then reads
+ * its output to the end: it must finish that write and exit 0. */
+static void stop_while_held(struct held *h, const char *what) {
+  held_wait_blocked(h, FX_START_MS);
+  assert_int_equal(kill(h->p.pid, SIGTERM), 0);
+  held_drain(h, FX_EXIT_MS);
+  held_expect_clean_exit(h, FX_EXIT_MS, what);
 }
 
 /* Waits until the file at path contains needle while the child runs on. */
 static void wait_log_has(struct held *h, const char *path, const char *needle,
                          int timeout_ms) {
   uint64_t deadline = proc_now_ms() + (uint64_t)timeout_ms;
-  for (;;) {
-    size_t n;
-    uint8_t *data = tu_read_file(path, &n);
-    int found = 0;
-    if (data != NULL) {
-      char *s = realloc(data, n + 1);
-      assert_non_null(s);
-      s[n] = '\0';
-      found = strstr(s, needle) != NULL;
-      free(s);
-    }
-    if (found) {
-      return;
-    }
-    if (held_try_reap(h)) {
+  while (!tu_file_has(path, needle)) {
+    if (held_ended(h)) {
       held_dump(h);
-      fail_msg("the child ended (status %d) before it logged \"%s\"", h->status,
-               needle);
+      fail_msg("the child ended (status %d) before it logged \"%s\"",
+               h->p.status, needle);
     }
     if (proc_now_ms() >= deadline) {
       held_dump(h);
@@ -358,19 +270,12 @@ static void tracker_sigterm_while_saying_ready_stops_cleanly(void **state) {
   struct fx *f = *state;
   struct tracker_paths tp;
   struct held *h = start_held_tracker(f, &tp);
-  held_wait_blocked(h, FX_START_MS);
-  assert_int_equal(kill(h->pid, SIGTERM), 0);
-  held_drain(h, FX_EXIT_MS);
-  held_expect_clean_exit(h, FX_EXIT_MS, "shoal-tracker");
+  stop_while_held(h, "shoal-tracker");
   /* The blocked write was the ready output, and it was not lost. */
   assert_non_null(strstr(h->out, "listening on 127.0.0.1:"));
   assert_non_null(strstr(h->out, "tracker key "));
   /* It stopped through its handler, which logs the stop. */
-  size_t n;
-  uint8_t *log = tu_read_file(tp.log, &n);
-  assert_non_null(log);
-  assert_non_null(memmem(log, n, "SIGTERM: stopping", 17));
-  free(log);
+  assert_true(tu_file_has(tp.log, "SIGTERM: stopping"));
   fx_finish(f);
 }
 
@@ -379,23 +284,23 @@ static void tracker_sighup_while_saying_ready_keeps_it_running(void **state) {
   struct tracker_paths tp;
   struct held *h = start_held_tracker(f, &tp);
   held_wait_blocked(h, FX_START_MS);
-  assert_int_equal(kill(h->pid, SIGHUP), 0);
+  assert_int_equal(kill(h->p.pid, SIGHUP), 0);
   /* Reading the pipe lets the tracker finish its ready lines; it must then
    * handle the SIGHUP (reopen its log) and run on. */
   uint64_t deadline = proc_now_ms() + FX_START_MS;
   while (strstr(h->out, "tracker key ") == NULL) {
     if (!held_read_some(h) || proc_now_ms() >= deadline) {
-      held_try_reap(h);
+      held_ended(h);
       held_dump(h);
       fail_msg("shoal-tracker did not finish its ready lines after a SIGHUP "
                "(%s %d)",
-               h->reaped ? "exit status" : "still running, pid",
-               h->reaped ? h->status : (int)h->pid);
+               h->p.reaped ? "exit status" : "still running, pid",
+               h->p.reaped ? h->p.status : (int)h->p.pid);
     }
   }
   wait_log_has(h, tp.log, "SIGHUP: log reopened", FX_START_MS);
-  assert_false(held_try_reap(h));
-  assert_int_equal(kill(h->pid, SIGTERM), 0);
+  assert_false(held_ended(h));
+  assert_int_equal(kill(h->p.pid, SIGTERM), 0);
   held_drain(h, FX_EXIT_MS);
   held_expect_clean_exit(h, FX_EXIT_MS, "shoal-tracker");
   fx_finish(f);
@@ -405,13 +310,18 @@ static void tracker_sighup_while_saying_ready_keeps_it_running(void **state) {
 /* shoal-peer: with --json its first output is the "listening" event; a
  * plain share prints only its link. */
 
-static struct held *start_held_peer(struct fx *f, const char *name,
-                                    const char *file, int json) {
+/* Starts the tracker and a held share (home "home-NAME") of DIR/file,
+ * 100 KiB written here from seed, with --json or else --quiet. */
+static struct held *start_held_share(struct fx *f, const char *name,
+                                     const char *file, uint64_t seed,
+                                     int json) {
   char home[PROC_PATH_MAX];
   char path[PROC_PATH_MAX];
   char rel[128];
   const char *argv[MAX_ARGS];
   int n = 0;
+  fx_start_tracker(f);
+  fx_write_random(f, file, 100 * FX_KiB, seed, NULL);
   snprintf(rel, sizeof(rel), "home-%s", name);
   fx_mkdir(f, rel);
   fx_path(f, home, sizeof(home), rel);
@@ -434,26 +344,16 @@ static struct held *start_held_peer(struct fx *f, const char *name,
 
 static void peer_sigterm_while_saying_listening_stops_cleanly(void **state) {
   struct fx *f = *state;
-  fx_start_tracker(f);
-  fx_write_random(f, "a.bin", 100 * FX_KiB, 1, NULL);
-  struct held *h = start_held_peer(f, "json", "a.bin", 1);
-  held_wait_blocked(h, FX_START_MS);
-  assert_int_equal(kill(h->pid, SIGTERM), 0);
-  held_drain(h, FX_EXIT_MS);
-  held_expect_clean_exit(h, FX_EXIT_MS, "shoal-peer share --json");
+  struct held *h = start_held_share(f, "json", "a.bin", 1, 1);
+  stop_while_held(h, "shoal-peer share --json");
   assert_non_null(strstr(h->out, "\"event\":\"listening\""));
   fx_finish(f);
 }
 
 static void peer_sigterm_while_printing_the_link_stops_cleanly(void **state) {
   struct fx *f = *state;
-  fx_start_tracker(f);
-  fx_write_random(f, "b.bin", 100 * FX_KiB, 2, NULL);
-  struct held *h = start_held_peer(f, "plain", "b.bin", 0);
-  held_wait_blocked(h, FX_START_MS);
-  assert_int_equal(kill(h->pid, SIGTERM), 0);
-  held_drain(h, FX_EXIT_MS);
-  held_expect_clean_exit(h, FX_EXIT_MS, "shoal-peer share");
+  struct held *h = start_held_share(f, "plain", "b.bin", 2, 0);
+  stop_while_held(h, "shoal-peer share");
   assert_true(strncmp(h->out, "shoal:", 6) == 0);
   fx_finish(f);
 }

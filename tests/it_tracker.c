@@ -98,6 +98,23 @@ static void key(struct identity *id, unsigned n) {
   identity_from_seed(id, seed);
 }
 
+/* Starts the tracker with the extra arguments (NULL-ended, may be NULL),
+ * writes the content ID of number n into c, and returns a connection. */
+static int start_with_content(struct fixture *f, const char **extra,
+                              uint8_t c[32], unsigned n) {
+  start(f, extra);
+  content_id(c, n);
+  return connect_tracked(f);
+}
+
+/* Appends msg to all as one frame. */
+static void add_frame(struct buf *all, const struct buf *msg) {
+  uint8_t hdr[FRAME_HEADER_BYTES];
+  frame_header(hdr, msg->len);
+  buf_add(all, hdr, sizeof(hdr));
+  buf_add(all, msg->data, msg->len);
+}
+
 /* Sends one frame and returns the reply type (payload in f->frame). */
 static int roundtrip(struct fixture *f, int fd, const struct buf *msg,
                      const uint8_t **payload, size_t *len) {
@@ -136,8 +153,21 @@ static void lookup(struct fixture *f, int fd, const uint8_t content[32],
   assert_int_equal(tmsg_lookup_ok_decode(p, n, out), 0);
 }
 
-/* Expects an error reply with this code. */
-static void expect_error(struct fixture *f, int fd, int code) {
+/* Announces content c for the keys base .. base + n - 1, each with the
+ * same sequence number, port, event and role. */
+static void announce_keys(struct fixture *f, int fd, unsigned base, unsigned n,
+                          uint64_t seq, uint16_t port, uint8_t event,
+                          const uint8_t c[32], uint8_t role) {
+  for (unsigned i = 0; i < n; i++) {
+    struct identity id;
+    key(&id, base + i);
+    announce(f, fd, &id, seq, port, event, c, role);
+    identity_close(&id);
+  }
+}
+
+/* Expects an error reply with this code, and returns it. */
+static struct tmsg_error expect_error(struct fixture *f, int fd, int code) {
   const uint8_t *p;
   size_t n;
   struct tmsg_error e;
@@ -149,6 +179,15 @@ static void expect_error(struct fixture *f, int fd, int code) {
              shoal_err_name(code));
   }
   assert_true(strlen(e.reason) > 0);
+  return e;
+}
+
+/* Sends f->msg on fd, expects an error reply with this code, and returns
+ * it. */
+static struct tmsg_error send_expect_error(struct fixture *f, int fd,
+                                           int code) {
+  assert_int_equal(tc_send_frame(fd, f->msg.data, f->msg.len), 0);
+  return expect_error(f, fd, code);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -158,9 +197,7 @@ static void lookup_returns_exactly_the_live_set(void **state) {
   uint8_t c[32];
   struct tmsg_lookup_ok r;
   enum { N = 40 };
-  start(f, NULL);
-  content_id(c, 1);
-  int fd = connect_tracked(f);
+  int fd = start_with_content(f, NULL, c, 1);
   for (unsigned i = 0; i < N; i++) {
     struct identity id;
     key(&id, i);
@@ -205,9 +242,7 @@ static void cached_lookup_never_lists_the_asker(void **state) {
   struct fixture *f = *state;
   uint8_t c[32];
   struct tmsg_lookup_ok r;
-  start(f, NULL);
-  content_id(c, 2);
-  int fd = connect_tracked(f);
+  int fd = start_with_content(f, NULL, c, 2);
   for (unsigned i = 0; i < 5; i++) {
     struct identity id;
     key(&id, 100 + i);
@@ -236,11 +271,9 @@ static void registrations_expire_without_renewal(void **state) {
   uint8_t c[32];
   struct identity a, b;
   struct tmsg_lookup_ok r;
-  start(f, args);
-  content_id(c, 3);
+  int fd = start_with_content(f, args, c, 3);
   key(&a, 1);
   key(&b, 2);
-  int fd = connect_tracked(f);
   announce(f, fd, &a, 1, 5000, TMSG_EVENT_STARTED, c, TMSG_ROLE_SEEDING);
   announce(f, fd, &b, 1, 5001, TMSG_EVENT_STARTED, c, TMSG_ROLE_DOWNLOADING);
   lookup(f, fd, c, 10, NULL, &r);
@@ -272,16 +305,10 @@ static void restarted_tracker_is_whole_after_reannounce(void **state) {
   uint8_t c[32];
   struct tmsg_lookup_ok r;
   uint8_t key_before[32];
-  start(f, NULL);
+  int fd = start_with_content(f, NULL, c, 4);
   memcpy(key_before, f->t.key, 32);
-  content_id(c, 4);
-  int fd = connect_tracked(f);
-  for (unsigned i = 0; i < 10; i++) {
-    struct identity id;
-    key(&id, 200 + i);
-    announce(f, fd, &id, 1, 4000, TMSG_EVENT_STARTED, c, TMSG_ROLE_SEEDING);
-    identity_close(&id);
-  }
+  announce_keys(f, fd, 200, 10, 1, 4000, TMSG_EVENT_STARTED, c,
+                TMSG_ROLE_SEEDING);
   tc_tracker_kill(&f->t);
   (void)fd;
   /* Same key file, fresh process: soft state is gone until re-announce. */
@@ -290,12 +317,8 @@ static void restarted_tracker_is_whole_after_reannounce(void **state) {
   fd = connect_tracked(f);
   lookup(f, fd, c, 50, NULL, &r);
   assert_int_equal(r.count, 0);
-  for (unsigned i = 0; i < 10; i++) {
-    struct identity id;
-    key(&id, 200 + i);
-    announce(f, fd, &id, 2, 4000, TMSG_EVENT_PERIODIC, c, TMSG_ROLE_SEEDING);
-    identity_close(&id);
-  }
+  announce_keys(f, fd, 200, 10, 2, 4000, TMSG_EVENT_PERIODIC, c,
+                TMSG_ROLE_SEEDING);
   lookup(f, fd, c, 50, NULL, &r);
   assert_int_equal(r.count, 10);
   assert_int_equal(r.seeders, 10);
@@ -319,8 +342,7 @@ static void publish_then_search_finds_it(void **state) {
   assert_int_equal(roundtrip(f, fd, &f->msg, &p, &n), TMSG_PUBLISH_OK);
   /* Another key cannot take the entry over. */
   tc_seal_publish(&f->msg, &other, clock_wall_ms(), 1, &pub);
-  assert_int_equal(tc_send_frame(fd, f->msg.data, f->msg.len), 0);
-  expect_error(f, fd, SHOAL_EWRONGKEY);
+  send_expect_error(f, fd, SHOAL_EWRONGKEY);
 
   struct tmsg_search_ok r;
   tc_query_search(&f->msg, 7, "photos HOLIDAY", 0, 10);
@@ -344,22 +366,17 @@ static void pipelined_requests_are_answered_in_order(void **state) {
   struct buf all;
   uint8_t c[32];
   struct identity id;
-  start(f, NULL);
-  content_id(c, 6);
+  int fd = start_with_content(f, NULL, c, 6);
   key(&id, 77);
-  int fd = connect_tracked(f);
   buf_init(&all, 1 << 20);
   /* 20 announces with rising sequence numbers in one write. */
   for (unsigned i = 0; i < 20; i++) {
-    uint8_t hdr[FRAME_HEADER_BYTES];
     uint8_t cc[1][32];
     uint8_t role = TMSG_ROLE_SEEDING;
     memcpy(cc[0], c, 32);
     tc_seal_announce(&f->msg, &id, clock_wall_ms(), 1000 + i, 3000,
                      TMSG_EVENT_PERIODIC, (const uint8_t(*)[32])cc, &role, 1);
-    frame_header(hdr, f->msg.len);
-    buf_add(&all, hdr, sizeof(hdr));
-    buf_add(&all, f->msg.data, f->msg.len);
+    add_frame(&all, &f->msg);
   }
   assert_int_equal(tc_write(fd, all.data, all.len), 0);
   for (unsigned i = 0; i < 20; i++) {
@@ -387,63 +404,60 @@ static void still_serves_others(struct fixture *f) {
   assert_int_equal(r.count, 0);
 }
 
+/* Sends f->msg on fd: it is refused with code, the connection closes, and
+ * the tracker still serves others. */
+static void expect_refused(struct fixture *f, int fd, int code) {
+  send_expect_error(f, fd, code);
+  assert_true(tc_wait_closed(fd, TIMEOUT_MS));
+  still_serves_others(f);
+}
+
+/* Seals into f->msg an announce by id of c as a seeder at port 9000, with
+ * the timestamp and sequence number given. */
+static void seal_one(struct fixture *f, const struct identity *id,
+                     uint64_t timestamp, uint64_t seq, const uint8_t c[32]) {
+  uint8_t role = TMSG_ROLE_SEEDING;
+  uint8_t cc[1][32];
+  memcpy(cc[0], c, 32);
+  tc_seal_announce(&f->msg, id, timestamp, seq, 9000, 1,
+                   (const uint8_t(*)[32])cc, &role, 1);
+}
+
 static void forged_signature_is_refused(void **state) {
   struct fixture *f = *state;
   uint8_t c[32];
-  uint8_t role = TMSG_ROLE_SEEDING;
   struct identity id;
-  start(f, NULL);
-  content_id(c, 7);
+  int fd = start_with_content(f, NULL, c, 7);
   key(&id, 1);
-  int fd = connect_tracked(f);
-  tc_seal_announce(&f->msg, &id, clock_wall_ms(), 1, 9000, 1,
-                   (const uint8_t(*)[32])c, &role, 1);
+  seal_one(f, &id, clock_wall_ms(), 1, c);
   f->msg.data[f->msg.len - 1] ^= 0x01;
-  assert_int_equal(tc_send_frame(fd, f->msg.data, f->msg.len), 0);
-  expect_error(f, fd, SHOAL_EBADSIG);
-  assert_true(tc_wait_closed(fd, TIMEOUT_MS));
-  still_serves_others(f);
+  expect_refused(f, fd, SHOAL_EBADSIG);
   identity_close(&id);
 }
 
 static void replayed_message_is_refused(void **state) {
   struct fixture *f = *state;
   uint8_t c[32];
-  uint8_t role = TMSG_ROLE_SEEDING;
   struct identity id;
   const uint8_t *p;
   size_t n;
-  start(f, NULL);
-  content_id(c, 8);
+  int fd = start_with_content(f, NULL, c, 8);
   key(&id, 2);
-  int fd = connect_tracked(f);
-  tc_seal_announce(&f->msg, &id, clock_wall_ms(), 42, 9000, 1,
-                   (const uint8_t(*)[32])c, &role, 1);
+  seal_one(f, &id, clock_wall_ms(), 42, c);
   assert_int_equal(roundtrip(f, fd, &f->msg, &p, &n), TMSG_ANNOUNCE_OK);
   /* The same bytes again, on a new connection. */
-  int fd2 = connect_tracked(f);
-  assert_int_equal(tc_send_frame(fd2, f->msg.data, f->msg.len), 0);
-  expect_error(f, fd2, SHOAL_EREPLAY);
-  assert_true(tc_wait_closed(fd2, TIMEOUT_MS));
-  still_serves_others(f);
+  expect_refused(f, connect_tracked(f), SHOAL_EREPLAY);
   identity_close(&id);
 }
 
 static void stale_timestamp_is_refused(void **state) {
   struct fixture *f = *state;
   uint8_t c[32];
-  uint8_t role = TMSG_ROLE_SEEDING;
   struct identity id;
-  start(f, NULL);
-  content_id(c, 9);
+  int fd = start_with_content(f, NULL, c, 9);
   key(&id, 3);
-  int fd = connect_tracked(f);
-  tc_seal_announce(&f->msg, &id, clock_wall_ms() - 3600u * 1000u, 1, 9000, 1,
-                   (const uint8_t(*)[32])c, &role, 1);
-  assert_int_equal(tc_send_frame(fd, f->msg.data, f->msg.len), 0);
-  expect_error(f, fd, SHOAL_ESTALE);
-  assert_true(tc_wait_closed(fd, TIMEOUT_MS));
-  still_serves_others(f);
+  seal_one(f, &id, clock_wall_ms() - 3600u * 1000u, 1, c);
+  expect_refused(f, fd, SHOAL_ESTALE);
   identity_close(&id);
 }
 
@@ -557,21 +571,7 @@ static int served(struct fixture *f, int fd, unsigned n) {
 /* Waits until the tracker's log holds needle. */
 static void wait_log_has(struct fixture *f, const char *needle) {
   uint64_t deadline = tc_now_ms() + TIMEOUT_MS;
-  for (;;) {
-    size_t n;
-    uint8_t *log = tu_read_file(f->t.log_path, &n);
-    char *text = log != NULL ? realloc(log, n + 1) : NULL;
-    int found = 0;
-    if (text != NULL) {
-      text[n] = '\0';
-      found = strstr(text, needle) != NULL;
-      free(text);
-    } else {
-      free(log);
-    }
-    if (found) {
-      return;
-    }
+  while (!tu_file_has(f->t.log_path, needle)) {
     if (tc_now_ms() >= deadline) {
       fail_msg("the tracker log has no \"%s\"", needle);
     }
@@ -764,59 +764,50 @@ static void rate_limit_answers_with_retry_after(void **state) {
   struct fixture *f = *state;
   const char *args[] = {"--rate", "1", "--burst", "3", NULL};
   uint8_t c[32];
-  start(f, args);
-  content_id(c, 12);
-  int fd = connect_tracked(f);
+  int fd = start_with_content(f, args, c, 12);
   struct tmsg_lookup_ok r;
   for (int i = 0; i < 3; i++) {
     lookup(f, fd, c, 5, NULL, &r);
   }
   tc_query_lookup(&f->msg, 1, c, 5, 0, NULL);
-  assert_int_equal(tc_send_frame(fd, f->msg.data, f->msg.len), 0);
-  const uint8_t *p;
-  size_t n;
-  struct tmsg_error e;
-  assert_int_equal(tc_recv_frame(fd, &f->frame, TIMEOUT_MS), 0);
-  assert_int_equal(tc_open_reply(&f->t, &f->frame, &p, &n), TMSG_ERROR);
-  assert_int_equal(tmsg_error_decode(p, n, &e), 0);
-  assert_int_equal(e.code, SHOAL_ERATE);
+  struct tmsg_error e = send_expect_error(f, fd, SHOAL_ERATE);
   assert_true(e.retry_after_ms > 0 && e.retry_after_ms <= 1000);
   /* The connection stays open: a limit is not a reason to hang up. */
   assert_int_equal(tc_wait_closed(fd, 100), 0);
   /* But a client that ignores the retry-after is refused once more and
    * closed, so flooding costs the tracker a bounded number of signatures. */
-  assert_int_equal(tc_send_frame(fd, f->msg.data, f->msg.len), 0);
-  expect_error(f, fd, SHOAL_ERATE);
+  send_expect_error(f, fd, SHOAL_ERATE);
   assert_true(tc_wait_closed(fd, TIMEOUT_MS));
 }
 
 /* A client that pipelines far more than it reads: the tracker pauses
  * reading it (back-pressure), resumes as replies drain, and answers every
  * request in order without losing any of the bytes it had read. */
+/* Starts a tracker with no rate limit to speak of, has 60 seeders (keys
+ * from base on) announce content c of number n, and fills all with count
+ * lookups of c for 50 peers each. Returns the connection they announced
+ * on. */
+static int start_crowd(struct fixture *f, uint8_t c[32], unsigned n,
+                       unsigned base, struct buf *all, unsigned count) {
+  const char *args[] = {"--rate", "1000000", "--burst", "1000000", NULL};
+  int fd = start_with_content(f, args, c, n);
+  announce_keys(f, fd, base, 60, 1, 5000, TMSG_EVENT_STARTED, c,
+                TMSG_ROLE_SEEDING);
+  buf_init(all, 8 << 20);
+  for (unsigned i = 0; i < count; i++) {
+    tc_query_lookup(&f->msg, i, c, 50, 0, NULL);
+    add_frame(all, &f->msg);
+  }
+  assert_int_equal(buf_err(all), 0);
+  return fd;
+}
+
 static void slow_reader_gets_every_reply_in_order(void **state) {
   struct fixture *f = *state;
   enum { LOOKUPS = 4000 };
-  const char *args[] = {"--rate", "1000000", "--burst", "1000000", NULL};
   uint8_t c[32];
   struct buf all;
-  start(f, args);
-  content_id(c, 13);
-  int fd = connect_tracked(f);
-  for (unsigned i = 0; i < 60; i++) {
-    struct identity id;
-    key(&id, 300 + i);
-    announce(f, fd, &id, 1, 5000, TMSG_EVENT_STARTED, c, TMSG_ROLE_SEEDING);
-    identity_close(&id);
-  }
-  buf_init(&all, 8 << 20);
-  for (unsigned i = 0; i < LOOKUPS; i++) {
-    uint8_t hdr[FRAME_HEADER_BYTES];
-    tc_query_lookup(&f->msg, i, c, 50, 0, NULL);
-    frame_header(hdr, f->msg.len);
-    buf_add(&all, hdr, sizeof(hdr));
-    buf_add(&all, f->msg.data, f->msg.len);
-  }
-  assert_int_equal(buf_err(&all), 0);
+  int fd = start_crowd(f, c, 13, 300, &all, LOOKUPS);
   /* Each reply is about 2.7 KB: 4000 of them are far more than the
    * tracker keeps pending for one client. */
   assert_int_equal(tc_write(fd, all.data, all.len), 0);
@@ -836,26 +827,9 @@ static void slow_reader_gets_every_reply_in_order(void **state) {
  * tracker's writes fail (EPIPE); the tracker must live on. */
 static void client_closing_with_replies_in_flight_is_harmless(void **state) {
   struct fixture *f = *state;
-  const char *args[] = {"--rate", "1000000", "--burst", "1000000", NULL};
   uint8_t c[32];
   struct buf all;
-  start(f, args);
-  content_id(c, 14);
-  int fd = connect_tracked(f);
-  for (unsigned i = 0; i < 60; i++) {
-    struct identity id;
-    key(&id, 400 + i);
-    announce(f, fd, &id, 1, 5000, TMSG_EVENT_STARTED, c, TMSG_ROLE_SEEDING);
-    identity_close(&id);
-  }
-  buf_init(&all, 8 << 20);
-  for (unsigned i = 0; i < 3000; i++) {
-    uint8_t hdr[FRAME_HEADER_BYTES];
-    tc_query_lookup(&f->msg, i, c, 50, 0, NULL);
-    frame_header(hdr, f->msg.len);
-    buf_add(&all, hdr, sizeof(hdr));
-    buf_add(&all, f->msg.data, f->msg.len);
-  }
+  (void)start_crowd(f, c, 14, 400, &all, 3000);
   for (int round = 0; round < 3; round++) {
     int quick = tc_connect(f->t.port);
     assert_true(quick >= 0);
@@ -1005,15 +979,12 @@ static void options_take_their_value_after_an_equals_sign(void **state) {
                         NULL};
   uint8_t c[32];
   struct tmsg_lookup_ok r;
-  start(f, args);
-  content_id(c, 15);
-  int fd = connect_tracked(f);
+  int fd = start_with_content(f, args, c, 15);
   lookup(f, fd, c, 5, NULL, &r);
   lookup(f, fd, c, 5, NULL, &r);
   /* The bucket of 2 is spent: the third is over the rate of 1 a second. */
   tc_query_lookup(&f->msg, 1, c, 5, 0, NULL);
-  assert_int_equal(tc_send_frame(fd, f->msg.data, f->msg.len), 0);
-  expect_error(f, fd, SHOAL_ERATE);
+  send_expect_error(f, fd, SHOAL_ERATE);
 }
 
 int main(void) {

@@ -21,36 +21,8 @@
 #include <string.h>
 
 #include "common/error.h"
+#include "tests/lib/addr.h"
 #include "tracker/addrcount.h"
-
-/* ---------------------------------------------------------------------- */
-/* Helpers */
-
-static void ipv4(uint8_t addr[16], uint8_t a, uint8_t b, uint8_t c, uint8_t d) {
-  memset(addr, 0, 16);
-  addr[0] = a;
-  addr[1] = b;
-  addr[2] = c;
-  addr[3] = d;
-}
-
-/* 2001:db8:0:<net>::<host> */
-static void ipv6(uint8_t addr[16], uint16_t net, uint16_t host) {
-  memset(addr, 0, 16);
-  addr[0] = 0x20;
-  addr[1] = 0x01;
-  addr[2] = 0x0d;
-  addr[3] = 0xb8;
-  addr[6] = (uint8_t)(net >> 8);
-  addr[7] = (uint8_t)net;
-  addr[14] = (uint8_t)(host >> 8);
-  addr[15] = (uint8_t)host;
-}
-
-/* The i-th of many IPv4 addresses: 10.x.y.z. */
-static void nth_ipv4(uint8_t addr[16], uint32_t i) {
-  ipv4(addr, 10, (uint8_t)(i >> 16), (uint8_t)(i >> 8), (uint8_t)i);
-}
 
 /* ---------------------------------------------------------------------- */
 /* Tests */
@@ -60,7 +32,7 @@ static void test_address_gets_exactly_cap_connections(void **st) {
   uint8_t a[16];
   (void)st;
   assert_int_equal(addrcount_init(&ac, 100, 3), 0);
-  ipv4(a, 192, 0, 2, 7);
+  addr_v4(a, 192, 0, 2, 7);
   for (int i = 0; i < 3; i++) {
     assert_int_equal(addrcount_add(&ac, 4, a), 0);
   }
@@ -77,7 +49,7 @@ static void test_drop_makes_room_for_one_more(void **st) {
   uint8_t a[16];
   (void)st;
   assert_int_equal(addrcount_init(&ac, 100, 2), 0);
-  ipv4(a, 127, 0, 0, 1);
+  addr_v4(a, 127, 0, 0, 1);
   assert_int_equal(addrcount_add(&ac, 4, a), 0);
   assert_int_equal(addrcount_add(&ac, 4, a), 0);
   assert_int_equal(addrcount_add(&ac, 4, a), SHOAL_EBUSY);
@@ -98,8 +70,8 @@ static void test_ipv4_addresses_count_separately(void **st) {
   uint8_t a[16], b[16];
   (void)st;
   assert_int_equal(addrcount_init(&ac, 100, 1), 0);
-  ipv4(a, 127, 0, 0, 1);
-  ipv4(b, 127, 0, 0, 2);
+  addr_v4(a, 127, 0, 0, 1);
+  addr_v4(b, 127, 0, 0, 2);
   assert_int_equal(addrcount_add(&ac, 4, a), 0);
   assert_int_equal(addrcount_add(&ac, 4, a), SHOAL_EBUSY);
   assert_int_equal(addrcount_add(&ac, 4, b), 0);
@@ -115,9 +87,9 @@ static void test_ipv6_addresses_count_per_64(void **st) {
   uint8_t a[16], b[16], c[16];
   (void)st;
   assert_int_equal(addrcount_init(&ac, 100, 2), 0);
-  ipv6(a, 1, 1);
-  ipv6(b, 1, 0xffff); /* the same /64 */
-  ipv6(c, 2, 1);      /* the next /64 */
+  addr_v6(a, 1, 1);
+  addr_v6(b, 1, 0xffff); /* the same /64 */
+  addr_v6(c, 2, 1);      /* the next /64 */
   assert_int_equal(addrcount_add(&ac, 6, a), 0);
   assert_int_equal(addrcount_add(&ac, 6, b), 0);
   assert_int_equal(addrcount_add(&ac, 6, a), SHOAL_EBUSY);
@@ -136,7 +108,7 @@ static void test_ipv4_and_ipv6_with_the_same_bytes_differ(void **st) {
   uint8_t a[16];
   (void)st;
   assert_int_equal(addrcount_init(&ac, 100, 1), 0);
-  ipv6(a, 1, 1); /* its first four bytes read as IPv4 are 32.1.13.184 */
+  addr_v6(a, 1, 1); /* its first four bytes read as IPv4 are 32.1.13.184 */
   assert_int_equal(addrcount_add(&ac, 6, a), 0);
   assert_int_equal(addrcount_add(&ac, 4, a), 0);
   assert_int_equal(addrcount_get(&ac, 6, a), 1);
@@ -149,7 +121,7 @@ static void test_cap_zero_means_no_cap_of_its_own(void **st) {
   uint8_t a[16];
   (void)st;
   assert_int_equal(addrcount_init(&ac, 1000, 0), 0);
-  ipv4(a, 127, 0, 0, 1);
+  addr_v4(a, 127, 0, 0, 1);
   for (int i = 0; i < 1000; i++) {
     assert_int_equal(addrcount_add(&ac, 4, a), 0);
   }
@@ -167,7 +139,7 @@ static void test_full_table_empties_in_any_order(void **st) {
   (void)st;
   assert_int_equal(addrcount_init(&ac, N, 4), 0);
   for (uint32_t i = 0; i < N; i++) {
-    nth_ipv4(a, i);
+    addr_nth_v4(a, i);
     /* Address i holds 1 + i % 4 connections. */
     for (uint32_t k = 0; k <= i % 4; k++) {
       assert_int_equal(addrcount_add(&ac, 4, a), 0);
@@ -177,7 +149,7 @@ static void test_full_table_empties_in_any_order(void **st) {
   }
   assert_int_equal(ac.used, N);
   /* One address more than the table was made for is refused. */
-  nth_ipv4(a, N);
+  addr_nth_v4(a, N);
   assert_int_equal(addrcount_add(&ac, 4, a), SHOAL_ETOOBIG);
   assert_int_equal(addrcount_get(&ac, 4, a), 0);
   /* A fixed shuffle (Fisher-Yates with a small LCG). */
@@ -191,7 +163,7 @@ static void test_full_table_empties_in_any_order(void **st) {
   }
   for (uint32_t d = 0; d < N; d++) {
     uint32_t victim = order[d];
-    nth_ipv4(a, victim);
+    addr_nth_v4(a, victim);
     for (uint32_t k = 0; k <= victim % 4; k++) {
       addrcount_drop(&ac, 4, a);
     }
@@ -199,7 +171,7 @@ static void test_full_table_empties_in_any_order(void **st) {
     /* Every few drops, every address still counted is found intact. */
     if (d % 50 == 0 || d > N - 50) {
       for (uint32_t i = 0; i < N; i++) {
-        nth_ipv4(a, i);
+        addr_nth_v4(a, i);
         uint32_t want = live[i] ? 1 + i % 4 : 0;
         if (addrcount_get(&ac, 4, a) != want) {
           fail_msg("after %u drops, address %u counts %u, expected %u", d + 1,
@@ -216,10 +188,10 @@ static void test_names_say_what_counts(void **st) {
   uint8_t a[16];
   char name[ADDRCOUNT_NAME_BYTES];
   (void)st;
-  ipv4(a, 192, 0, 2, 7);
+  addr_v4(a, 192, 0, 2, 7);
   addrcount_name(4, a, name);
   assert_string_equal(name, "192.0.2.7");
-  ipv6(a, 0x102, 0xbeef);
+  addr_v6(a, 0x102, 0xbeef);
   addrcount_name(6, a, name);
   assert_string_equal(name, "2001:db8:0:102::/64");
   memset(a, 0xff, sizeof(a));
@@ -236,20 +208,20 @@ static void test_key_is_the_family_and_the_host_part(void **st) {
   uint8_t kb[ADDRCOUNT_KEY_BYTES];
   static const uint8_t want4[ADDRCOUNT_KEY_BYTES] = {4, 192, 0, 2, 7};
   (void)st;
-  ipv4(a, 192, 0, 2, 7);
+  addr_v4(a, 192, 0, 2, 7);
   memset(a + 4, 0xee, 12); /* bytes past an IPv4 address are not read */
   memset(ka, 0xa5, sizeof(ka));
   addrcount_key(4, a, ka);
   assert_memory_equal(ka, want4, sizeof(ka));
 
-  ipv6(a, 5, 1);
-  ipv6(b, 5, 2);
+  addr_v6(a, 5, 1);
+  addr_v6(b, 5, 2);
   addrcount_key(6, a, ka);
   addrcount_key(6, b, kb);
   assert_int_equal(ka[0], 6);
   assert_memory_equal(ka + 1, a, 8);
   assert_memory_equal(ka, kb, sizeof(ka));
-  ipv6(b, 6, 1);
+  addr_v6(b, 6, 1);
   addrcount_key(6, b, kb);
   assert_memory_not_equal(ka, kb, sizeof(ka));
 }

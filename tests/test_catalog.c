@@ -30,12 +30,7 @@
 /* Helpers */
 
 static void publisher_pk(uint8_t pk[32], uint64_t n) {
-  uint8_t seed[32];
-  struct identity id;
-  tu_fill(seed, sizeof(seed), 0xca7000 + n);
-  identity_from_seed(&id, seed);
-  memcpy(pk, id.pk, sizeof(id.pk));
-  identity_close(&id);
+  tu_pk(pk, 0xca7000 + n);
 }
 
 static void content_id(uint8_t id[32], uint64_t n) {
@@ -99,11 +94,30 @@ static size_t occupied(const struct catalog *c) {
 
 static uint64_t rng_state;
 static uint32_t rnd(uint32_t n) {
-  uint64_t z = (rng_state += 0x9e3779b97f4a7c15u);
-  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9u;
-  z = (z ^ (z >> 27)) * 0x94d049bb133111ebu;
-  z ^= z >> 31;
-  return n == 0 ? 0 : (uint32_t)(z % n);
+  return tu_below(&rng_state, n);
+}
+
+/* An empty catalog of at most max entries, and in pk the key of
+ * publisher 1. */
+static void open_catalog(struct catalog *c, size_t max, uint8_t pk[32]) {
+  assert_int_equal(catalog_init(c, max, TTL), 0);
+  publisher_pk(pk, 1);
+}
+
+/* Publisher pk publishes content 1 as "ubuntu-24.04.iso" and content 2 as
+ * "ubuntu-sources.zip", both at second 10. */
+static void publish_two_ubuntus(struct catalog *c, const uint8_t pk[32]) {
+  assert_int_equal(publish(c, pk, 1, "ubuntu-24.04.iso", 1, 10), 0);
+  assert_int_equal(publish(c, pk, 2, "ubuntu-sources.zip", 1, 10), 0);
+}
+
+/* query is refused with SHOAL_EINVAL, and the reply says nothing. */
+static void expect_query_refused(const struct catalog *c, const char *query) {
+  struct tmsg_search_ok r;
+  memset(&r, 0xa5, sizeof(r));
+  assert_int_equal(search(c, query, 0, 10, &r), SHOAL_EINVAL);
+  assert_int_equal(r.count, 0);
+  assert_int_equal(r.total, 0);
 }
 
 /* ---------------------------------------------------------------------- */
@@ -114,8 +128,7 @@ static void test_published_entry_is_found_with_its_fields(void **state) {
   struct tmsg_publish p;
   uint8_t pk[32];
   (void)state;
-  assert_int_equal(catalog_init(&c, 10, TTL), 0);
-  publisher_pk(pk, 1);
+  open_catalog(&c, 10, pk);
   assert_null(find(&c, 1));
   make_publish(&p, 1, "Ubuntu-24.04.iso", 6114656256u);
   assert_int_equal(catalog_publish(&c, pk, &p, 500), 0);
@@ -161,8 +174,7 @@ static void test_republish_by_same_key_updates_name_and_size(void **state) {
   struct tmsg_publish p;
   uint8_t pk[32];
   (void)state;
-  assert_int_equal(catalog_init(&c, 10, TTL), 0);
-  publisher_pk(pk, 1);
+  open_catalog(&c, 10, pk);
   assert_int_equal(publish(&c, pk, 3, "draft.txt", 10, 10), 0);
   make_publish(&p, 3, "Final Version.TXT", 20);
   p.manifest_sig[0] ^= 0xff;
@@ -186,8 +198,7 @@ test_full_catalog_refuses_new_entries_but_updates_existing(void **state) {
   uint8_t pk[32];
   uint8_t other[32];
   (void)state;
-  assert_int_equal(catalog_init(&c, 3, TTL), 0);
-  publisher_pk(pk, 1);
+  open_catalog(&c, 3, pk);
   publisher_pk(other, 2);
   for (unsigned i = 0; i < 3; i++) {
     assert_int_equal(publish(&c, pk, i, "file", i, 10), 0);
@@ -219,8 +230,7 @@ static void test_search_is_case_insensitive(void **state) {
   struct tmsg_search_ok r;
   uint8_t pk[32];
   (void)state;
-  assert_int_equal(catalog_init(&c, 10, TTL), 0);
-  publisher_pk(pk, 1);
+  open_catalog(&c, 10, pk);
   assert_int_equal(publish(&c, pk, 1, "ubuntu-24.04.iso", 42, 10), 0);
   assert_int_equal(publish(&c, pk, 2, "DEBIAN-12.ISO", 43, 10), 0);
   assert_int_equal(search(&c, "Ubuntu", 0, 10, &r), 0);
@@ -245,10 +255,8 @@ static void test_search_requires_every_word(void **state) {
   struct catalog c;
   uint8_t pk[32];
   (void)state;
-  assert_int_equal(catalog_init(&c, 10, TTL), 0);
-  publisher_pk(pk, 1);
-  assert_int_equal(publish(&c, pk, 1, "ubuntu-24.04.iso", 1, 10), 0);
-  assert_int_equal(publish(&c, pk, 2, "ubuntu-sources.zip", 1, 10), 0);
+  open_catalog(&c, 10, pk);
+  publish_two_ubuntus(&c, pk);
   assert_int_equal(publish(&c, pk, 3, "notes.iso", 1, 10), 0);
   assert_int_equal(total_of(&c, "ubuntu iso"), 1);
   assert_int_equal(total_of(&c, "iso ubuntu"), 1);
@@ -265,10 +273,8 @@ static void test_search_ignores_extra_spaces_and_tabs(void **state) {
   struct catalog c;
   uint8_t pk[32];
   (void)state;
-  assert_int_equal(catalog_init(&c, 10, TTL), 0);
-  publisher_pk(pk, 1);
-  assert_int_equal(publish(&c, pk, 1, "ubuntu-24.04.iso", 1, 10), 0);
-  assert_int_equal(publish(&c, pk, 2, "ubuntu-sources.zip", 1, 10), 0);
+  open_catalog(&c, 10, pk);
+  publish_two_ubuntus(&c, pk);
   assert_int_equal(total_of(&c, "  ubuntu \t\t iso  "), 1);
   assert_int_equal(total_of(&c, "\tubuntu\t"), 2);
   assert_int_equal(total_of(&c, "ubuntu\tzip"), 1);
@@ -279,18 +285,13 @@ static void test_search_ignores_extra_spaces_and_tabs(void **state) {
 
 static void test_empty_query_is_EINVAL(void **state) {
   struct catalog c;
-  struct tmsg_search_ok r;
   uint8_t pk[32];
   (void)state;
-  assert_int_equal(catalog_init(&c, 10, TTL), 0);
-  publisher_pk(pk, 1);
+  open_catalog(&c, 10, pk);
   assert_int_equal(publish(&c, pk, 1, "a b", 1, 10), 0);
   const char *blank[] = {"", " ", "\t", "  \t \t  "};
   for (size_t i = 0; i < sizeof(blank) / sizeof(blank[0]); i++) {
-    memset(&r, 0xa5, sizeof(r));
-    assert_int_equal(search(&c, blank[i], 0, 10, &r), SHOAL_EINVAL);
-    assert_int_equal(r.count, 0);
-    assert_int_equal(r.total, 0);
+    expect_query_refused(&c, blank[i]);
   }
   catalog_close(&c);
 }
@@ -302,8 +303,7 @@ static void test_query_with_too_many_words_is_EINVAL(void **state) {
   char q[TMSG_MAX_QUERY + 1];
   size_t len = 0;
   (void)state;
-  assert_int_equal(catalog_init(&c, 10, TTL), 0);
-  publisher_pk(pk, 1);
+  open_catalog(&c, 10, pk);
   assert_int_equal(publish(&c, pk, 1, "abcdefghijklmnop", 1, 10), 0);
   /* CATALOG_MAX_WORDS words match; one more is refused. */
   q[0] = '\0';
@@ -313,10 +313,7 @@ static void test_query_with_too_many_words_is_EINVAL(void **state) {
   assert_int_equal(search(&c, q, 0, 10, &r), 0);
   assert_int_equal(r.total, 1);
   snprintf(q + len, sizeof(q) - len, "%c", 'a' + CATALOG_MAX_WORDS);
-  memset(&r, 0xa5, sizeof(r));
-  assert_int_equal(search(&c, q, 0, 10, &r), SHOAL_EINVAL);
-  assert_int_equal(r.count, 0);
-  assert_int_equal(r.total, 0);
+  expect_query_refused(&c, q);
   /* The longest query the wire allows, as many one-letter words as fit. */
   for (size_t i = 0; i < TMSG_MAX_QUERY; i++) {
     q[i] = i % 2 ? ' ' : 'a';
@@ -333,8 +330,7 @@ static void test_search_handles_longest_names_and_queries(void **state) {
   char name[TMSG_MAX_NAME + 1];
   char q[TMSG_MAX_QUERY + 1];
   (void)state;
-  assert_int_equal(catalog_init(&c, 10, TTL), 0);
-  publisher_pk(pk, 1);
+  open_catalog(&c, 10, pk);
   memset(name, 'n', TMSG_MAX_NAME);
   memcpy(name + TMSG_MAX_NAME - 4, "TAIL", 4);
   name[TMSG_MAX_NAME] = '\0';
@@ -361,8 +357,7 @@ static void test_search_pages_cover_each_match_exactly_once(void **state) {
   static unsigned seen[MATCHING];
   char name[64];
   (void)state;
-  assert_int_equal(catalog_init(&c, 1000, TTL), 0);
-  publisher_pk(pk, 1);
+  open_catalog(&c, 1000, pk);
   memset(seen, 0, sizeof(seen));
   for (unsigned i = 0; i < MATCHING + OTHER; i++) {
     /* Matching names carry their index, so a page can be traced back. */
@@ -411,8 +406,7 @@ test_search_limit_is_clamped_and_offset_past_end_is_empty(void **state) {
   struct tmsg_search_ok r;
   uint8_t pk[32];
   (void)state;
-  assert_int_equal(catalog_init(&c, 1000, TTL), 0);
-  publisher_pk(pk, 1);
+  open_catalog(&c, 1000, pk);
   for (unsigned i = 0; i < 120; i++) {
     assert_int_equal(publish(&c, pk, i, "match", i, 10), 0);
   }
@@ -445,8 +439,7 @@ test_untouched_entries_expire_after_ttl_and_touched_stay(void **state) {
   struct catalog c;
   uint8_t pk[32];
   (void)state;
-  assert_int_equal(catalog_init(&c, 10, TTL), 0);
-  publisher_pk(pk, 1);
+  open_catalog(&c, 10, pk);
   assert_int_equal(publish(&c, pk, 1, "kept", 1, 1000), 0);
   assert_int_equal(publish(&c, pk, 2, "dropped", 1, 1000), 0);
   assert_int_equal(publish(&c, pk, 3, "republished", 1, 1000), 0);
@@ -484,8 +477,7 @@ test_expire_does_bounded_work_and_eventually_removes_all(void **state) {
   uint8_t pk[32];
   unsigned calls = 0;
   (void)state;
-  assert_int_equal(catalog_init(&c, 1000, TTL), 0);
-  publisher_pk(pk, 1);
+  open_catalog(&c, 1000, pk);
   for (unsigned i = 0; i < N; i++) {
     assert_int_equal(publish(&c, pk, i, "x", i, 1000), 0);
   }

@@ -55,6 +55,10 @@ static void key_from_seed(struct identity *id, uint8_t first) {
   identity_from_seed(id, seed);
 }
 
+/* The key of seed 01, 02, ..., 20 that signs most messages here; made once
+ * in main(). */
+static struct identity key_a;
+
 /* Seals one envelope and returns it in its own exactly-sized heap block, so
  * that AddressSanitizer catches any read past its end. */
 static uint8_t *seal_dup(enum envelope_class cls, uint8_t type,
@@ -86,14 +90,11 @@ static uint8_t *dup_n(const uint8_t *p, size_t n) {
 static struct envelope_policy policy(enum envelope_class cls,
                                      const uint8_t *expect,
                                      struct replay_guard *guard) {
-  struct envelope_policy p;
-  memset(&p, 0, sizeof(p));
-  p.cls = cls;
-  p.now_ms = NOW_MS;
-  p.window_ms = WINDOW_MS;
-  p.expect_sender = expect;
-  p.guard = guard;
-  return p;
+  return (struct envelope_policy){.cls = cls,
+                                  .now_ms = NOW_MS,
+                                  .window_ms = WINDOW_MS,
+                                  .expect_sender = expect,
+                                  .guard = guard};
 }
 
 /* Opens msg and, when it fails, checks that out came back all zero. */
@@ -179,27 +180,49 @@ static struct raw raw_default(const struct identity *id, const uint8_t *payload,
   return r;
 }
 
+/* The request most refusal tests start from: "abc", type 7, sequence 42,
+ * sealed at NOW_MS by key_a. */
+static uint8_t *abc_request(size_t *len) {
+  return seal_dup(ENVELOPE_TRACKER_REQUEST, 7, &key_a, NOW_MS, 42, "abc", 3,
+                  len);
+}
+
+/* The message r describes, signed by a, is refused as a tracker request
+ * from anyone with want. */
+static void expect_raw_refused(const struct raw *r, const struct identity *a,
+                               int want) {
+  struct envelope e;
+  size_t len;
+  struct envelope_policy pol = policy(ENVELOPE_TRACKER_REQUEST, NULL, NULL);
+  uint8_t *m = build_raw(r, a, &len);
+  assert_int_equal(open_checked(m, len, &pol, &e), want);
+  free(m);
+}
+
+/* An empty replay guard of 16 senders. */
+static void empty_guard(struct replay_guard *g) {
+  assert_int_equal(replay_guard_init(g, 16, WINDOW_MS), 0);
+}
+
 /* ---------------------------------------------------------------------- */
 /* Round trips and the layout. */
 
 static void
 test_seal_then_open_returns_every_field_and_the_payload(void **state) {
-  struct identity a;
   struct envelope e;
   uint8_t payload[100];
   size_t len;
   (void)state;
-  key_from_seed(&a, 0x01);
   tu_fill(payload, sizeof(payload), 1);
-  uint8_t *m = seal_dup(ENVELOPE_PEER_HELLO, 0xfe, &a, NOW_MS - 5, 1234567,
+  uint8_t *m = seal_dup(ENVELOPE_PEER_HELLO, 0xfe, &key_a, NOW_MS - 5, 1234567,
                         payload, sizeof(payload), &len);
-  struct envelope_policy pol = policy(ENVELOPE_PEER_HELLO, a.pk, NULL);
+  struct envelope_policy pol = policy(ENVELOPE_PEER_HELLO, key_a.pk, NULL);
   assert_int_equal(open_checked(m, len, &pol, &e), 0);
   assert_int_equal(e.version, ENVELOPE_VERSION);
   assert_int_equal(e.cls, ENVELOPE_PEER_HELLO);
   assert_int_equal(e.type, 0xfe);
   assert_int_equal(e.flags, 0);
-  assert_memory_equal(e.sender, a.pk, sizeof(a.pk));
+  assert_memory_equal(e.sender, key_a.pk, sizeof(key_a.pk));
   assert_int_equal(e.timestamp_ms, NOW_MS - 5);
   assert_int_equal(e.seq, 1234567);
   assert_int_equal(e.payload_len, sizeof(payload));
@@ -210,40 +233,36 @@ test_seal_then_open_returns_every_field_and_the_payload(void **state) {
 }
 
 static void test_empty_payload_round_trips(void **state) {
-  struct identity a;
   struct envelope e;
   size_t len;
   uint8_t dummy = 0x55;
   (void)state;
-  key_from_seed(&a, 0x01);
-  struct envelope_policy pol = policy(ENVELOPE_TRACKER_REPLY, a.pk, NULL);
+  struct envelope_policy pol = policy(ENVELOPE_TRACKER_REPLY, key_a.pk, NULL);
   /* With a NULL payload pointer and with a non-NULL one of length 0. */
   uint8_t *m =
-      seal_dup(ENVELOPE_TRACKER_REPLY, 3, &a, NOW_MS, 1, NULL, 0, &len);
+      seal_dup(ENVELOPE_TRACKER_REPLY, 3, &key_a, NOW_MS, 1, NULL, 0, &len);
   assert_int_equal(len, ENVELOPE_OVERHEAD);
   assert_int_equal(open_checked(m, len, &pol, &e), 0);
   assert_int_equal(e.payload_len, 0);
   assert_int_equal(e.type, 3);
   uint8_t *m2 =
-      seal_dup(ENVELOPE_TRACKER_REPLY, 3, &a, NOW_MS, 1, &dummy, 0, &len);
+      seal_dup(ENVELOPE_TRACKER_REPLY, 3, &key_a, NOW_MS, 1, &dummy, 0, &len);
   assert_memory_equal(m, m2, len);
   free(m);
   free(m2);
 }
 
 static void test_max_payload_round_trips_and_fills_one_frame(void **state) {
-  struct identity a;
   struct envelope e;
   size_t len;
   (void)state;
-  key_from_seed(&a, 0x01);
   uint8_t *payload = malloc(ENVELOPE_PAYLOAD_MAX);
   assert_non_null(payload);
   tu_fill(payload, ENVELOPE_PAYLOAD_MAX, 2);
-  uint8_t *m = seal_dup(ENVELOPE_PEER_HELLO, 1, &a, NOW_MS, 9, payload,
+  uint8_t *m = seal_dup(ENVELOPE_PEER_HELLO, 1, &key_a, NOW_MS, 9, payload,
                         ENVELOPE_PAYLOAD_MAX, &len);
   assert_int_equal(len, FRAME_MAX_DEFAULT);
-  struct envelope_policy pol = policy(ENVELOPE_PEER_HELLO, a.pk, NULL);
+  struct envelope_policy pol = policy(ENVELOPE_PEER_HELLO, key_a.pk, NULL);
   assert_int_equal(open_checked(m, len, &pol, &e), 0);
   assert_int_equal(e.payload_len, ENVELOPE_PAYLOAD_MAX);
   assert_memory_equal(e.payload, payload, ENVELOPE_PAYLOAD_MAX);
@@ -264,18 +283,16 @@ static void test_max_payload_round_trips_and_fills_one_frame(void **state) {
 }
 
 static void test_payload_over_max_is_ETOOBIG_at_seal(void **state) {
-  struct identity a;
   struct buf b;
   (void)state;
-  key_from_seed(&a, 0x01);
   uint8_t *payload = calloc(1, ENVELOPE_PAYLOAD_MAX + 1);
   assert_non_null(payload);
   buf_init(&b, 2 * FRAME_MAX_DEFAULT); /* the buffer itself has room */
-  assert_int_equal(envelope_seal(&b, ENVELOPE_PEER_HELLO, 1, &a, NOW_MS, 1,
+  assert_int_equal(envelope_seal(&b, ENVELOPE_PEER_HELLO, 1, &key_a, NOW_MS, 1,
                                  payload, ENVELOPE_PAYLOAD_MAX + 1),
                    SHOAL_ETOOBIG);
   assert_int_equal(b.len, 0);
-  assert_int_equal(envelope_seal(&b, ENVELOPE_PEER_HELLO, 1, &a, NOW_MS, 1,
+  assert_int_equal(envelope_seal(&b, ENVELOPE_PEER_HELLO, 1, &key_a, NOW_MS, 1,
                                  payload, SIZE_MAX),
                    SHOAL_ETOOBIG);
   assert_int_equal(b.len, 0);
@@ -285,19 +302,17 @@ static void test_payload_over_max_is_ETOOBIG_at_seal(void **state) {
 
 static void
 test_seal_into_too_small_buffer_is_ETOOBIG_and_adds_nothing(void **state) {
-  struct identity a;
   struct buf b;
   uint8_t storage[ENVELOPE_OVERHEAD + 9];
   uint8_t payload[10] = {0};
   (void)state;
-  key_from_seed(&a, 0x01);
   buf_init_fixed(&b, storage, sizeof(storage));
-  assert_int_equal(envelope_seal(&b, ENVELOPE_PEER_HELLO, 1, &a, NOW_MS, 1,
+  assert_int_equal(envelope_seal(&b, ENVELOPE_PEER_HELLO, 1, &key_a, NOW_MS, 1,
                                  payload, sizeof(payload)),
                    SHOAL_ETOOBIG);
   assert_int_equal(b.len, 0);
   buf_init(&b, ENVELOPE_OVERHEAD + 9);
-  assert_int_equal(envelope_seal(&b, ENVELOPE_PEER_HELLO, 1, &a, NOW_MS, 1,
+  assert_int_equal(envelope_seal(&b, ENVELOPE_PEER_HELLO, 1, &key_a, NOW_MS, 1,
                                  payload, sizeof(payload)),
                    SHOAL_ETOOBIG);
   assert_int_equal(b.len, 0);
@@ -305,34 +320,31 @@ test_seal_into_too_small_buffer_is_ETOOBIG_and_adds_nothing(void **state) {
 }
 
 static void test_seal_appends_after_existing_bytes(void **state) {
-  struct identity a;
   struct envelope e;
   struct buf b;
   (void)state;
-  key_from_seed(&a, 0x01);
   buf_init(&b, 4096);
   buf_add(&b, "head:", 5);
   assert_int_equal(
-      envelope_seal(&b, ENVELOPE_PEER_HELLO, 1, &a, NOW_MS, 1, "xyz", 3), 0);
+      envelope_seal(&b, ENVELOPE_PEER_HELLO, 1, &key_a, NOW_MS, 1, "xyz", 3),
+      0);
   assert_int_equal(b.len, 5 + ENVELOPE_OVERHEAD + 3);
   assert_memory_equal(b.data, "head:", 5);
-  struct envelope_policy pol = policy(ENVELOPE_PEER_HELLO, a.pk, NULL);
+  struct envelope_policy pol = policy(ENVELOPE_PEER_HELLO, key_a.pk, NULL);
   assert_int_equal(open_checked(b.data + 5, b.len - 5, &pol, &e), 0);
   assert_memory_equal(e.payload, "xyz", 3);
   buf_free(&b);
 }
 
 static void test_seal_matches_the_documented_layout(void **state) {
-  struct identity a;
   uint8_t payload[33];
   size_t len, rlen;
   (void)state;
-  key_from_seed(&a, 0x01);
   tu_fill(payload, sizeof(payload), 3);
-  uint8_t *m = seal_dup(ENVELOPE_TRACKER_REQUEST, 7, &a, NOW_MS, 42, payload,
-                        sizeof(payload), &len);
-  struct raw r = raw_default(&a, payload, sizeof(payload));
-  uint8_t *want = build_raw(&r, &a, &rlen);
+  uint8_t *m = seal_dup(ENVELOPE_TRACKER_REQUEST, 7, &key_a, NOW_MS, 42,
+                        payload, sizeof(payload), &len);
+  struct raw r = raw_default(&key_a, payload, sizeof(payload));
+  uint8_t *want = build_raw(&r, &key_a, &rlen);
   assert_int_equal(len, rlen);
   assert_memory_equal(m, want, len);
   /* Spot-check big-endian fields at their documented offsets. */
@@ -358,22 +370,21 @@ test_domain_strings_are_fixed_and_unknown_classes_have_none(void **state) {
 }
 
 static void test_unknown_class_is_EINVAL_at_seal_and_open(void **state) {
-  struct identity a;
   struct envelope e;
   struct buf b;
   size_t len;
   (void)state;
-  key_from_seed(&a, 0x01);
   buf_init(&b, 4096);
   assert_int_equal(
-      envelope_seal(&b, (enum envelope_class)0, 1, &a, NOW_MS, 1, "x", 1),
+      envelope_seal(&b, (enum envelope_class)0, 1, &key_a, NOW_MS, 1, "x", 1),
       SHOAL_EINVAL);
   assert_int_equal(
-      envelope_seal(&b, (enum envelope_class)4, 1, &a, NOW_MS, 1, "x", 1),
+      envelope_seal(&b, (enum envelope_class)4, 1, &key_a, NOW_MS, 1, "x", 1),
       SHOAL_EINVAL);
   assert_int_equal(b.len, 0);
   buf_free(&b);
-  uint8_t *m = seal_dup(ENVELOPE_PEER_HELLO, 1, &a, NOW_MS, 1, "x", 1, &len);
+  uint8_t *m =
+      seal_dup(ENVELOPE_PEER_HELLO, 1, &key_a, NOW_MS, 1, "x", 1, &len);
   struct envelope_policy pol = policy((enum envelope_class)4, NULL, NULL);
   assert_int_equal(open_checked(m, len, &pol, &e), SHOAL_EINVAL);
   free(m);
@@ -389,18 +400,16 @@ static void test_seq_start_is_the_clock_in_microseconds(void **state) {
 /* Forgeries and damage. */
 
 static void test_every_flipped_bit_is_refused(void **state) {
-  struct identity a;
   struct envelope e;
   struct replay_guard g;
   uint8_t payload[40];
   size_t len;
   (void)state;
-  key_from_seed(&a, 0x01);
   tu_fill(payload, sizeof(payload), 4);
-  uint8_t *m = seal_dup(ENVELOPE_TRACKER_REQUEST, 7, &a, NOW_MS, 42, payload,
-                        sizeof(payload), &len);
+  uint8_t *m = seal_dup(ENVELOPE_TRACKER_REQUEST, 7, &key_a, NOW_MS, 42,
+                        payload, sizeof(payload), &len);
   assert_int_equal(replay_guard_init(&g, 16, WINDOW_MS), 0);
-  struct envelope_policy pol = policy(ENVELOPE_TRACKER_REQUEST, a.pk, &g);
+  struct envelope_policy pol = policy(ENVELOPE_TRACKER_REQUEST, key_a.pk, &g);
 
   for (size_t bit = 0; bit < len * 8; bit++) {
     uint8_t *f = dup_n(m, len);
@@ -426,19 +435,17 @@ static void test_every_flipped_bit_is_refused(void **state) {
 }
 
 static void test_every_truncation_is_refused(void **state) {
-  struct identity a;
   struct envelope e;
   uint8_t payload[40];
   size_t len;
   (void)state;
-  key_from_seed(&a, 0x01);
   tu_fill(payload, sizeof(payload), 5);
   struct envelope_policy pol = policy(ENVELOPE_TRACKER_REQUEST, NULL, NULL);
   /* With a payload, and without one (where every cut is below the
    * minimum length). */
   for (size_t plen = 0; plen <= sizeof(payload); plen += sizeof(payload)) {
-    uint8_t *m = seal_dup(ENVELOPE_TRACKER_REQUEST, 7, &a, NOW_MS, 42, payload,
-                          plen, &len);
+    uint8_t *m = seal_dup(ENVELOPE_TRACKER_REQUEST, 7, &key_a, NOW_MS, 42,
+                          payload, plen, &len);
     for (size_t n = 0; n < len; n++) {
       uint8_t *t = dup_n(m, n);
       int err = open_checked(t, n, &pol, &e);
@@ -452,13 +459,10 @@ static void test_every_truncation_is_refused(void **state) {
 }
 
 static void test_one_extra_byte_is_refused(void **state) {
-  struct identity a;
   struct envelope e;
   size_t len;
   (void)state;
-  key_from_seed(&a, 0x01);
-  uint8_t *m =
-      seal_dup(ENVELOPE_TRACKER_REQUEST, 7, &a, NOW_MS, 42, "abc", 3, &len);
+  uint8_t *m = abc_request(&len);
   struct envelope_policy pol = policy(ENVELOPE_TRACKER_REQUEST, NULL, NULL);
   static const uint8_t extra[] = {0x00, 0x01, 0xff};
   for (size_t k = 0; k < sizeof(extra); k++) {
@@ -473,14 +477,11 @@ static void test_one_extra_byte_is_refused(void **state) {
 }
 
 static void test_wrong_class_is_EDOMAIN(void **state) {
-  struct identity a;
   struct envelope e;
   size_t len;
   (void)state;
-  key_from_seed(&a, 0x01);
-  uint8_t *m =
-      seal_dup(ENVELOPE_TRACKER_REQUEST, 7, &a, NOW_MS, 42, "abc", 3, &len);
-  struct envelope_policy pol = policy(ENVELOPE_PEER_HELLO, a.pk, NULL);
+  uint8_t *m = abc_request(&len);
+  struct envelope_policy pol = policy(ENVELOPE_PEER_HELLO, key_a.pk, NULL);
   assert_int_equal(open_checked(m, len, &pol, &e), SHOAL_EDOMAIN);
   pol.cls = ENVELOPE_TRACKER_REPLY;
   assert_int_equal(open_checked(m, len, &pol, &e), SHOAL_EDOMAIN);
@@ -488,7 +489,7 @@ static void test_wrong_class_is_EDOMAIN(void **state) {
   assert_int_equal(open_checked(m, len, &pol, &e), 0);
   free(m);
 
-  m = seal_dup(ENVELOPE_PEER_HELLO, 7, &a, NOW_MS, 42, "abc", 3, &len);
+  m = seal_dup(ENVELOPE_PEER_HELLO, 7, &key_a, NOW_MS, 42, "abc", 3, &len);
   pol.cls = ENVELOPE_TRACKER_REQUEST;
   assert_int_equal(open_checked(m, len, &pol, &e), SHOAL_EDOMAIN);
   free(m);
@@ -497,15 +498,12 @@ static void test_wrong_class_is_EDOMAIN(void **state) {
 /* A class byte rewritten to the expected class cannot borrow the signature
  * made under the other domain. */
 static void test_class_byte_rewritten_to_expected_is_EBADSIG(void **state) {
-  struct identity a;
   struct envelope e;
   size_t len;
   (void)state;
-  key_from_seed(&a, 0x01);
-  uint8_t *m =
-      seal_dup(ENVELOPE_TRACKER_REQUEST, 7, &a, NOW_MS, 42, "abc", 3, &len);
+  uint8_t *m = abc_request(&len);
   m[1] = ENVELOPE_PEER_HELLO;
-  struct envelope_policy pol = policy(ENVELOPE_PEER_HELLO, a.pk, NULL);
+  struct envelope_policy pol = policy(ENVELOPE_PEER_HELLO, key_a.pk, NULL);
   assert_int_equal(open_checked(m, len, &pol, &e), SHOAL_EBADSIG);
   free(m);
 }
@@ -514,78 +512,51 @@ static void test_class_byte_rewritten_to_expected_is_EBADSIG(void **state) {
  * class: the sender's own signature over a malformed header. */
 static void
 test_signed_class_byte_disagreeing_with_domain_is_EDOMAIN(void **state) {
-  struct identity a;
-  struct envelope e;
-  size_t len;
   (void)state;
-  key_from_seed(&a, 0x01);
-  struct raw r = raw_default(&a, (const uint8_t *)"abc", 3);
+  struct raw r = raw_default(&key_a, (const uint8_t *)"abc", 3);
   r.cls = ENVELOPE_TRACKER_REPLY;
   r.domain = DOMAIN_REQUEST;
-  uint8_t *m = build_raw(&r, &a, &len);
-  struct envelope_policy pol = policy(ENVELOPE_TRACKER_REQUEST, NULL, NULL);
-  assert_int_equal(open_checked(m, len, &pol, &e), SHOAL_EDOMAIN);
-  free(m);
+  expect_raw_refused(&r, &key_a, SHOAL_EDOMAIN);
 }
 
 static void test_signed_nonzero_flags_is_EFORMAT(void **state) {
-  struct identity a;
-  struct envelope e;
-  size_t len;
   (void)state;
-  key_from_seed(&a, 0x01);
-  struct envelope_policy pol = policy(ENVELOPE_TRACKER_REQUEST, NULL, NULL);
   for (int bit = 0; bit < 8; bit++) {
-    struct raw r = raw_default(&a, (const uint8_t *)"abc", 3);
+    struct raw r = raw_default(&key_a, (const uint8_t *)"abc", 3);
     r.flags = (uint8_t)(1u << bit);
-    uint8_t *m = build_raw(&r, &a, &len);
-    assert_int_equal(open_checked(m, len, &pol, &e), SHOAL_EFORMAT);
-    free(m);
+    expect_raw_refused(&r, &key_a, SHOAL_EFORMAT);
   }
 }
 
 static void test_signed_wrong_length_field_is_EFORMAT(void **state) {
   static const uint32_t lens[] = {0, 2, 4, 5, 1000, UINT32_MAX};
-  struct identity a;
-  struct envelope e;
-  size_t len;
   (void)state;
-  key_from_seed(&a, 0x01);
-  struct envelope_policy pol = policy(ENVELOPE_TRACKER_REQUEST, NULL, NULL);
   for (size_t k = 0; k < sizeof(lens) / sizeof(lens[0]); k++) {
-    struct raw r = raw_default(&a, (const uint8_t *)"abcd", 4);
+    struct raw r = raw_default(&key_a, (const uint8_t *)"abcd", 4);
     r.len_field = lens[k];
     if (lens[k] == 4) {
       continue; /* the correct value */
     }
-    uint8_t *m = build_raw(&r, &a, &len);
-    assert_int_equal(open_checked(m, len, &pol, &e), SHOAL_EFORMAT);
-    free(m);
+    expect_raw_refused(&r, &key_a, SHOAL_EFORMAT);
   }
 }
 
 static void test_version_other_than_1_is_EVERSION(void **state) {
   static const uint8_t versions[] = {0, 2, 0x81, 0xff};
-  struct identity a;
   struct envelope e;
   size_t len;
   (void)state;
-  key_from_seed(&a, 0x01);
   struct envelope_policy pol = policy(ENVELOPE_TRACKER_REQUEST, NULL, NULL);
-  uint8_t *m =
-      seal_dup(ENVELOPE_TRACKER_REQUEST, 7, &a, NOW_MS, 42, "abc", 3, &len);
+  uint8_t *m = abc_request(&len);
   for (size_t k = 0; k < sizeof(versions); k++) {
     /* Rewritten after sealing, and signed that way by the sender. */
     uint8_t *x = dup_n(m, len);
     x[0] = versions[k];
     assert_int_equal(open_checked(x, len, &pol, &e), SHOAL_EVERSION);
     free(x);
-    struct raw r = raw_default(&a, (const uint8_t *)"abc", 3);
+    struct raw r = raw_default(&key_a, (const uint8_t *)"abc", 3);
     r.version = versions[k];
-    size_t rlen;
-    uint8_t *s = build_raw(&r, &a, &rlen);
-    assert_int_equal(open_checked(s, rlen, &pol, &e), SHOAL_EVERSION);
-    free(s);
+    expect_raw_refused(&r, &key_a, SHOAL_EVERSION);
   }
   free(m);
 }
@@ -594,16 +565,16 @@ static void test_version_other_than_1_is_EVERSION(void **state) {
 /* Keys. */
 
 static void test_wrong_expected_sender_is_EWRONGKEY(void **state) {
-  struct identity a, b;
+  struct identity b;
   struct envelope e;
   size_t len;
   (void)state;
-  key_from_seed(&a, 0x01);
   key_from_seed(&b, 0x21);
-  uint8_t *m = seal_dup(ENVELOPE_PEER_HELLO, 1, &a, NOW_MS, 1, "hi", 2, &len);
+  uint8_t *m =
+      seal_dup(ENVELOPE_PEER_HELLO, 1, &key_a, NOW_MS, 1, "hi", 2, &len);
   struct envelope_policy pol = policy(ENVELOPE_PEER_HELLO, b.pk, NULL);
   assert_int_equal(open_checked(m, len, &pol, &e), SHOAL_EWRONGKEY);
-  pol.expect_sender = a.pk;
+  pol.expect_sender = key_a.pk;
   assert_int_equal(open_checked(m, len, &pol, &e), 0);
   pol.expect_sender = NULL;
   assert_int_equal(open_checked(m, len, &pol, &e), 0);
@@ -612,19 +583,18 @@ static void test_wrong_expected_sender_is_EWRONGKEY(void **state) {
 
 static void
 test_signature_by_other_key_under_claimed_key_is_EBADSIG(void **state) {
-  struct identity a, b, forger;
+  struct identity b, forger;
   struct envelope e;
   size_t len;
   (void)state;
-  key_from_seed(&a, 0x01);
   key_from_seed(&b, 0x21);
   /* Carries A's public key but signs with B's secret key. */
-  memcpy(forger.pk, a.pk, sizeof(forger.pk));
+  memcpy(forger.pk, key_a.pk, sizeof(forger.pk));
   memcpy(forger.sk, b.sk, sizeof(forger.sk));
   uint8_t *m =
       seal_dup(ENVELOPE_PEER_HELLO, 1, &forger, NOW_MS, 1, "hi", 2, &len);
-  assert_memory_equal(m + 4, a.pk, sizeof(a.pk));
-  struct envelope_policy pol = policy(ENVELOPE_PEER_HELLO, a.pk, NULL);
+  assert_memory_equal(m + 4, key_a.pk, sizeof(key_a.pk));
+  struct envelope_policy pol = policy(ENVELOPE_PEER_HELLO, key_a.pk, NULL);
   assert_int_equal(open_checked(m, len, &pol, &e), SHOAL_EBADSIG);
   pol.expect_sender = NULL;
   assert_int_equal(open_checked(m, len, &pol, &e), SHOAL_EBADSIG);
@@ -652,66 +622,62 @@ static int open_at(const struct identity *id, uint64_t ts, uint64_t seq,
 }
 
 static void test_clock_window_edges_are_exact(void **state) {
-  struct identity a;
   struct replay_guard g;
   (void)state;
-  key_from_seed(&a, 0x01);
-  assert_int_equal(replay_guard_init(&g, 16, WINDOW_MS), 0);
-  assert_int_equal(open_at(&a, NOW_MS - WINDOW_MS, 1, NOW_MS, WINDOW_MS, &g),
-                   0);
+  empty_guard(&g);
   assert_int_equal(
-      open_at(&a, NOW_MS - WINDOW_MS - 1, 2, NOW_MS, WINDOW_MS, &g),
+      open_at(&key_a, NOW_MS - WINDOW_MS, 1, NOW_MS, WINDOW_MS, &g), 0);
+  assert_int_equal(
+      open_at(&key_a, NOW_MS - WINDOW_MS - 1, 2, NOW_MS, WINDOW_MS, &g),
       SHOAL_ESTALE);
-  assert_int_equal(open_at(&a, NOW_MS + WINDOW_MS, 3, NOW_MS, WINDOW_MS, &g),
-                   0);
   assert_int_equal(
-      open_at(&a, NOW_MS + WINDOW_MS + 1, 4, NOW_MS, WINDOW_MS, &g),
+      open_at(&key_a, NOW_MS + WINDOW_MS, 3, NOW_MS, WINDOW_MS, &g), 0);
+  assert_int_equal(
+      open_at(&key_a, NOW_MS + WINDOW_MS + 1, 4, NOW_MS, WINDOW_MS, &g),
       SHOAL_EFUTURE);
-  assert_int_equal(open_at(&a, NOW_MS, 5, NOW_MS, WINDOW_MS, &g), 0);
+  assert_int_equal(open_at(&key_a, NOW_MS, 5, NOW_MS, WINDOW_MS, &g), 0);
   /* A window of one millisecond. */
-  assert_int_equal(open_at(&a, NOW_MS - 1, 6, NOW_MS, 1, &g), 0);
-  assert_int_equal(open_at(&a, NOW_MS - 2, 7, NOW_MS, 1, &g), SHOAL_ESTALE);
-  assert_int_equal(open_at(&a, NOW_MS + 1, 8, NOW_MS, 1, &g), 0);
-  assert_int_equal(open_at(&a, NOW_MS + 2, 9, NOW_MS, 1, &g), SHOAL_EFUTURE);
+  assert_int_equal(open_at(&key_a, NOW_MS - 1, 6, NOW_MS, 1, &g), 0);
+  assert_int_equal(open_at(&key_a, NOW_MS - 2, 7, NOW_MS, 1, &g), SHOAL_ESTALE);
+  assert_int_equal(open_at(&key_a, NOW_MS + 1, 8, NOW_MS, 1, &g), 0);
+  assert_int_equal(open_at(&key_a, NOW_MS + 2, 9, NOW_MS, 1, &g),
+                   SHOAL_EFUTURE);
   replay_guard_close(&g);
 }
 
 static void test_clock_extremes_do_not_wrap(void **state) {
-  struct identity a;
   (void)state;
-  key_from_seed(&a, 0x01);
-  assert_int_equal(open_at(&a, 0, 1, NOW_MS, WINDOW_MS, NULL), SHOAL_ESTALE);
-  assert_int_equal(open_at(&a, UINT64_MAX, 1, NOW_MS, WINDOW_MS, NULL),
-                   SHOAL_EFUTURE);
-  assert_int_equal(open_at(&a, UINT64_MAX, 1, 0, WINDOW_MS, NULL),
-                   SHOAL_EFUTURE);
-  assert_int_equal(open_at(&a, 0, 1, UINT64_MAX, WINDOW_MS, NULL),
+  assert_int_equal(open_at(&key_a, 0, 1, NOW_MS, WINDOW_MS, NULL),
                    SHOAL_ESTALE);
-  assert_int_equal(open_at(&a, 0, 1, 0, WINDOW_MS, NULL), 0);
-  assert_int_equal(open_at(&a, UINT64_MAX, 1, UINT64_MAX, WINDOW_MS, NULL), 0);
-  assert_int_equal(open_at(&a, 0, 1, UINT64_MAX, UINT64_MAX, NULL), 0);
+  assert_int_equal(open_at(&key_a, UINT64_MAX, 1, NOW_MS, WINDOW_MS, NULL),
+                   SHOAL_EFUTURE);
+  assert_int_equal(open_at(&key_a, UINT64_MAX, 1, 0, WINDOW_MS, NULL),
+                   SHOAL_EFUTURE);
+  assert_int_equal(open_at(&key_a, 0, 1, UINT64_MAX, WINDOW_MS, NULL),
+                   SHOAL_ESTALE);
+  assert_int_equal(open_at(&key_a, 0, 1, 0, WINDOW_MS, NULL), 0);
+  assert_int_equal(open_at(&key_a, UINT64_MAX, 1, UINT64_MAX, WINDOW_MS, NULL),
+                   0);
+  assert_int_equal(open_at(&key_a, 0, 1, UINT64_MAX, UINT64_MAX, NULL), 0);
 }
 
 static void test_window_zero_disables_the_clock_check(void **state) {
-  struct identity a;
   (void)state;
-  key_from_seed(&a, 0x01);
-  assert_int_equal(open_at(&a, 0, 1, NOW_MS, 0, NULL), 0);
-  assert_int_equal(open_at(&a, UINT64_MAX, 1, NOW_MS, 0, NULL), 0);
+  assert_int_equal(open_at(&key_a, 0, 1, NOW_MS, 0, NULL), 0);
+  assert_int_equal(open_at(&key_a, UINT64_MAX, 1, NOW_MS, 0, NULL), 0);
 }
 
 /* ---------------------------------------------------------------------- */
 /* Replays. */
 
 static void test_same_message_twice_is_EREPLAY(void **state) {
-  struct identity a;
   struct envelope e;
   struct replay_guard g;
   size_t len;
   (void)state;
-  key_from_seed(&a, 0x01);
-  assert_int_equal(replay_guard_init(&g, 16, WINDOW_MS), 0);
-  uint8_t *m = seal_dup(ENVELOPE_PEER_HELLO, 1, &a, NOW_MS, 100, "x", 1, &len);
+  empty_guard(&g);
+  uint8_t *m =
+      seal_dup(ENVELOPE_PEER_HELLO, 1, &key_a, NOW_MS, 100, "x", 1, &len);
   struct envelope_policy pol = policy(ENVELOPE_PEER_HELLO, NULL, &g);
   assert_int_equal(open_checked(m, len, &pol, &e), 0);
   assert_int_equal(open_checked(m, len, &pol, &e), SHOAL_EREPLAY);
@@ -726,33 +692,34 @@ static void test_same_message_twice_is_EREPLAY(void **state) {
 }
 
 static void test_seq_more_than_window_behind_is_ESEQ(void **state) {
-  struct identity a;
   struct replay_guard g;
   (void)state;
-  key_from_seed(&a, 0x01);
-  assert_int_equal(replay_guard_init(&g, 16, WINDOW_MS), 0);
-  assert_int_equal(open_at(&a, NOW_MS, 1000, NOW_MS, WINDOW_MS, &g), 0);
+  empty_guard(&g);
+  assert_int_equal(open_at(&key_a, NOW_MS, 1000, NOW_MS, WINDOW_MS, &g), 0);
   assert_int_equal(
-      open_at(&a, NOW_MS, 1000 - REPLAY_WINDOW, NOW_MS, WINDOW_MS, &g),
+      open_at(&key_a, NOW_MS, 1000 - REPLAY_WINDOW, NOW_MS, WINDOW_MS, &g),
       SHOAL_ESEQ);
-  assert_int_equal(open_at(&a, NOW_MS, 1, NOW_MS, WINDOW_MS, &g), SHOAL_ESEQ);
+  assert_int_equal(open_at(&key_a, NOW_MS, 1, NOW_MS, WINDOW_MS, &g),
+                   SHOAL_ESEQ);
   assert_int_equal(
-      open_at(&a, NOW_MS, 1000 - REPLAY_WINDOW + 1, NOW_MS, WINDOW_MS, &g), 0);
+      open_at(&key_a, NOW_MS, 1000 - REPLAY_WINDOW + 1, NOW_MS, WINDOW_MS, &g),
+      0);
   replay_guard_close(&g);
 }
 
 static void test_out_of_order_inside_window_is_accepted_once(void **state) {
-  struct identity a;
   struct envelope e;
   struct replay_guard g;
   size_t len;
   (void)state;
-  key_from_seed(&a, 0x01);
-  assert_int_equal(replay_guard_init(&g, 16, WINDOW_MS), 0);
+  empty_guard(&g);
   struct envelope_policy pol = policy(ENVELOPE_PEER_HELLO, NULL, &g);
-  uint8_t *m10 = seal_dup(ENVELOPE_PEER_HELLO, 1, &a, NOW_MS, 10, "x", 1, &len);
-  uint8_t *m9 = seal_dup(ENVELOPE_PEER_HELLO, 1, &a, NOW_MS, 9, "x", 1, &len);
-  uint8_t *m5 = seal_dup(ENVELOPE_PEER_HELLO, 1, &a, NOW_MS, 5, "x", 1, &len);
+  uint8_t *m10 =
+      seal_dup(ENVELOPE_PEER_HELLO, 1, &key_a, NOW_MS, 10, "x", 1, &len);
+  uint8_t *m9 =
+      seal_dup(ENVELOPE_PEER_HELLO, 1, &key_a, NOW_MS, 9, "x", 1, &len);
+  uint8_t *m5 =
+      seal_dup(ENVELOPE_PEER_HELLO, 1, &key_a, NOW_MS, 5, "x", 1, &len);
   assert_int_equal(open_checked(m10, len, &pol, &e), 0);
   assert_int_equal(open_checked(m5, len, &pol, &e), 0);
   assert_int_equal(open_checked(m9, len, &pol, &e), 0);
@@ -766,42 +733,42 @@ static void test_out_of_order_inside_window_is_accepted_once(void **state) {
 }
 
 static void test_refused_message_does_not_advance_the_guard(void **state) {
-  struct identity a, b;
+  struct identity b;
   struct envelope e;
   struct replay_guard g;
   size_t len;
   (void)state;
-  key_from_seed(&a, 0x01);
   key_from_seed(&b, 0x21);
-  assert_int_equal(replay_guard_init(&g, 16, WINDOW_MS), 0);
+  empty_guard(&g);
 
   /* Stale, then the same number fresh. */
   assert_int_equal(
-      open_at(&a, NOW_MS - WINDOW_MS - 1, 10, NOW_MS, WINDOW_MS, &g),
+      open_at(&key_a, NOW_MS - WINDOW_MS - 1, 10, NOW_MS, WINDOW_MS, &g),
       SHOAL_ESTALE);
   assert_int_equal(g.count, 0); /* the sender was not even recorded */
-  assert_int_equal(open_at(&a, NOW_MS, 10, NOW_MS, WINDOW_MS, &g), 0);
+  assert_int_equal(open_at(&key_a, NOW_MS, 10, NOW_MS, WINDOW_MS, &g), 0);
   /* Future, then the same number in time. */
   assert_int_equal(
-      open_at(&a, NOW_MS + WINDOW_MS + 1, 11, NOW_MS, WINDOW_MS, &g),
+      open_at(&key_a, NOW_MS + WINDOW_MS + 1, 11, NOW_MS, WINDOW_MS, &g),
       SHOAL_EFUTURE);
-  assert_int_equal(open_at(&a, NOW_MS, 11, NOW_MS, WINDOW_MS, &g), 0);
+  assert_int_equal(open_at(&key_a, NOW_MS, 11, NOW_MS, WINDOW_MS, &g), 0);
   /* A refused high number does not move the mark: 12 is still fine. */
   assert_int_equal(
-      open_at(&a, NOW_MS - WINDOW_MS - 1, 5000, NOW_MS, WINDOW_MS, &g),
+      open_at(&key_a, NOW_MS - WINDOW_MS - 1, 5000, NOW_MS, WINDOW_MS, &g),
       SHOAL_ESTALE);
-  assert_int_equal(open_at(&a, NOW_MS, 12, NOW_MS, WINDOW_MS, &g), 0);
+  assert_int_equal(open_at(&key_a, NOW_MS, 12, NOW_MS, WINDOW_MS, &g), 0);
 
   /* Wrong expected sender, then the right one. */
-  uint8_t *m = seal_dup(ENVELOPE_PEER_HELLO, 1, &a, NOW_MS, 20, "x", 1, &len);
+  uint8_t *m =
+      seal_dup(ENVELOPE_PEER_HELLO, 1, &key_a, NOW_MS, 20, "x", 1, &len);
   struct envelope_policy pol = policy(ENVELOPE_PEER_HELLO, b.pk, &g);
   assert_int_equal(open_checked(m, len, &pol, &e), SHOAL_EWRONGKEY);
-  pol.expect_sender = a.pk;
+  pol.expect_sender = key_a.pk;
   assert_int_equal(open_checked(m, len, &pol, &e), 0);
   free(m);
 
   /* Wrong class, then the right one. */
-  m = seal_dup(ENVELOPE_PEER_HELLO, 1, &a, NOW_MS, 21, "x", 1, &len);
+  m = seal_dup(ENVELOPE_PEER_HELLO, 1, &key_a, NOW_MS, 21, "x", 1, &len);
   pol.cls = ENVELOPE_TRACKER_REQUEST;
   assert_int_equal(open_checked(m, len, &pol, &e), SHOAL_EDOMAIN);
   pol.cls = ENVELOPE_PEER_HELLO;
@@ -815,16 +782,16 @@ static void test_refused_message_does_not_advance_the_guard(void **state) {
  * the clock window's edge is still live: its message, replayed at that
  * instant, passes the clock check and must be refused by the guard. */
 static void test_replay_at_window_edge_after_eviction_is_refused(void **state) {
-  struct identity a, b, c;
+  struct identity b, c;
   struct envelope e;
   struct replay_guard g;
   size_t la, lb, lc;
   (void)state;
-  key_from_seed(&a, 0x01);
   key_from_seed(&b, 0x21);
   key_from_seed(&c, 0x41);
   assert_int_equal(replay_guard_init(&g, 2, WINDOW_MS), 0);
-  uint8_t *ma = seal_dup(ENVELOPE_PEER_HELLO, 1, &a, NOW_MS, 1, "a", 1, &la);
+  uint8_t *ma =
+      seal_dup(ENVELOPE_PEER_HELLO, 1, &key_a, NOW_MS, 1, "a", 1, &la);
   uint8_t *mb = seal_dup(ENVELOPE_PEER_HELLO, 1, &b, NOW_MS, 1, "b", 1, &lb);
   uint8_t *mc =
       seal_dup(ENVELOPE_PEER_HELLO, 1, &c, NOW_MS + WINDOW_MS, 1, "c", 1, &lc);
@@ -953,6 +920,7 @@ int main(void) {
   if (sodium_init() < 0) {
     return 1;
   }
+  key_from_seed(&key_a, 0x01);
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_seal_then_open_returns_every_field_and_the_payload),
       cmocka_unit_test(test_empty_payload_round_trips),
@@ -990,5 +958,7 @@ int main(void) {
       cmocka_unit_test(test_known_answer_tracker_request),
       cmocka_unit_test(test_known_answer_peer_hello),
   };
-  return cmocka_run_group_tests(tests, NULL, NULL);
+  int rc = cmocka_run_group_tests(tests, NULL, NULL);
+  identity_close(&key_a);
+  return rc;
 }

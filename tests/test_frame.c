@@ -21,17 +21,9 @@
 #include "common/frame.h"
 #include "tests/lib/testutil.h"
 
-/* splitmix64: a deterministic PRNG so every failure can be replayed. */
-static uint64_t rng_next(uint64_t *s) {
-  uint64_t z = (*s += 0x9e3779b97f4a7c15u);
-  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9u;
-  z = (z ^ (z >> 27)) * 0x94d049bb133111ebu;
-  return z ^ (z >> 31);
-}
-
 /* A uniformly chosen value in [lo, hi]. */
 static size_t rng_range(uint64_t *s, size_t lo, size_t hi) {
-  return lo + (size_t)(rng_next(s) % (uint64_t)(hi - lo + 1));
+  return lo + (size_t)(tu_rand(s) % (uint64_t)(hi - lo + 1));
 }
 
 /* True when [p, p + n) lies inside [base, base + len). Compared as integers
@@ -120,6 +112,18 @@ static void feed_chunk(struct frame_decoder *d, struct stream *st,
   free(chunk);
 }
 
+/* What one frame_decoder_next call gave back. */
+struct got {
+  size_t used;
+  const uint8_t *frame;
+  size_t len;
+};
+
+static int next(struct frame_decoder *d, const uint8_t *p, size_t n,
+                struct got *g) {
+  return frame_decoder_next(d, p, n, &g->used, &g->frame, &g->len);
+}
+
 /* ------------------------------------------------------------------------ */
 
 static void frame_header_writes_big_endian_length(void **state) {
@@ -141,27 +145,24 @@ static void frame_round_trip_returns_body_in_place(void **state) {
   (void)state;
   uint8_t in[FRAME_HEADER_BYTES + 5];
   struct frame_decoder d;
-  size_t used;
-  const uint8_t *frame;
-  size_t frame_len;
+  struct got g;
 
   frame_header(in, 5);
   memcpy(in + FRAME_HEADER_BYTES, "hello", 5);
   frame_decoder_init(&d, FRAME_MAX_DEFAULT);
-  assert_int_equal(
-      frame_decoder_next(&d, in, sizeof(in), &used, &frame, &frame_len), 1);
-  assert_int_equal(used, sizeof(in));
-  assert_int_equal(frame_len, 5);
+  assert_int_equal(next(&d, in, sizeof(in), &g), 1);
+  assert_int_equal(g.used, sizeof(in));
+  assert_int_equal(g.len, 5);
   /* Zero-copy: a whole frame in one input is returned where it lies. */
-  assert_ptr_equal(frame, in + FRAME_HEADER_BYTES);
-  assert_memory_equal(frame, "hello", 5);
+  assert_ptr_equal(g.frame, in + FRAME_HEADER_BYTES);
+  assert_memory_equal(g.frame, "hello", 5);
   assert_null(d.body);
 
   /* Nothing more: need-more, nothing consumed, no frame. */
-  assert_int_equal(frame_decoder_next(&d, in, 0, &used, &frame, &frame_len), 0);
-  assert_int_equal(used, 0);
-  assert_null(frame);
-  assert_int_equal(frame_len, 0);
+  assert_int_equal(next(&d, in, 0, &g), 0);
+  assert_int_equal(g.used, 0);
+  assert_null(g.frame);
+  assert_int_equal(g.len, 0);
   frame_decoder_close(&d);
 }
 
@@ -222,7 +223,7 @@ static void run_random_splits(size_t max, size_t iters, size_t min_scale,
     }
     struct stream st;
     struct frame_decoder d;
-    stream_build(&st, sizes, n, rng_next(&rng));
+    stream_build(&st, sizes, n, tu_rand(&rng));
     frame_decoder_init(&d, max);
 
     /* A typical chunk size for this stream, from min_scale up to the whole
@@ -269,27 +270,22 @@ frame_several_frames_in_one_buffer_come_out_one_by_one(void **state) {
   const size_t sizes[] = {1, 10, 1, 100, 3};
   struct stream st;
   struct frame_decoder d;
-  size_t used;
-  const uint8_t *frame;
-  size_t frame_len;
+  struct got g;
 
   stream_build(&st, sizes, 5, 7);
   frame_decoder_init(&d, FRAME_MAX_DEFAULT);
   size_t off = 0;
   for (size_t i = 0; i < 5; i++) {
-    assert_int_equal(frame_decoder_next(&d, st.bytes + off, st.len - off, &used,
-                                        &frame, &frame_len),
-                     1);
+    assert_int_equal(next(&d, st.bytes + off, st.len - off, &g), 1);
     /* Exactly one header and one body are consumed per call. */
-    assert_int_equal(used, FRAME_HEADER_BYTES + sizes[i]);
-    assert_int_equal(frame_len, sizes[i]);
-    assert_ptr_equal(frame, st.bytes + st.body_off[i]);
-    off += used;
+    assert_int_equal(g.used, FRAME_HEADER_BYTES + sizes[i]);
+    assert_int_equal(g.len, sizes[i]);
+    assert_ptr_equal(g.frame, st.bytes + st.body_off[i]);
+    off += g.used;
   }
   assert_int_equal(off, st.len);
-  assert_int_equal(
-      frame_decoder_next(&d, st.bytes + off, 0, &used, &frame, &frame_len), 0);
-  assert_int_equal(used, 0);
+  assert_int_equal(next(&d, st.bytes + off, 0, &g), 0);
+  assert_int_equal(g.used, 0);
   assert_null(d.body); /* never needed to buffer */
   frame_decoder_close(&d);
   stream_free(&st);
@@ -300,29 +296,22 @@ static void frame_several_frames_then_a_partial_one(void **state) {
   const size_t sizes[] = {2, 20};
   struct stream st;
   struct frame_decoder d;
-  size_t used;
-  const uint8_t *frame;
-  size_t frame_len;
+  struct got g;
 
   stream_build(&st, sizes, 2, 9);
   frame_decoder_init(&d, FRAME_MAX_DEFAULT);
   /* First input: frame 0 whole, then frame 1's header and 5 body bytes. */
   size_t cut = st.body_off[1] + 5;
-  assert_int_equal(
-      frame_decoder_next(&d, st.bytes, cut, &used, &frame, &frame_len), 1);
-  assert_int_equal(used, 6);
-  assert_int_equal(
-      frame_decoder_next(&d, st.bytes + 6, cut - 6, &used, &frame, &frame_len),
-      0);
-  assert_int_equal(used, cut - 6);
+  assert_int_equal(next(&d, st.bytes, cut, &g), 1);
+  assert_int_equal(g.used, 6);
+  assert_int_equal(next(&d, st.bytes + 6, cut - 6, &g), 0);
+  assert_int_equal(g.used, cut - 6);
   /* Second input: the rest; the frame now comes from the decoder's buffer. */
-  assert_int_equal(frame_decoder_next(&d, st.bytes + cut, st.len - cut, &used,
-                                      &frame, &frame_len),
-                   1);
-  assert_int_equal(used, st.len - cut);
-  assert_int_equal(frame_len, 20);
-  assert_ptr_equal(frame, d.body);
-  assert_memory_equal(frame, st.bytes + st.body_off[1], 20);
+  assert_int_equal(next(&d, st.bytes + cut, st.len - cut, &g), 1);
+  assert_int_equal(g.used, st.len - cut);
+  assert_int_equal(g.len, 20);
+  assert_ptr_equal(g.frame, d.body);
+  assert_memory_equal(g.frame, st.bytes + st.body_off[1], 20);
   frame_decoder_close(&d);
   stream_free(&st);
 }
@@ -332,22 +321,18 @@ static void frame_header_then_whole_body_uses_the_input_in_place(void **state) {
   uint8_t hdr[FRAME_HEADER_BYTES];
   uint8_t body[300];
   struct frame_decoder d;
-  size_t used;
-  const uint8_t *frame;
-  size_t frame_len;
+  struct got g;
 
   tu_fill(body, sizeof(body), 3);
   frame_header(hdr, sizeof(body));
   frame_decoder_init(&d, FRAME_MAX_DEFAULT);
-  assert_int_equal(
-      frame_decoder_next(&d, hdr, sizeof(hdr), &used, &frame, &frame_len), 0);
-  assert_int_equal(used, sizeof(hdr));
+  assert_int_equal(next(&d, hdr, sizeof(hdr), &g), 0);
+  assert_int_equal(g.used, sizeof(hdr));
   /* No body byte buffered yet, so a whole body is handed out in place. */
-  assert_int_equal(
-      frame_decoder_next(&d, body, sizeof(body), &used, &frame, &frame_len), 1);
-  assert_int_equal(used, sizeof(body));
-  assert_ptr_equal(frame, body);
-  assert_int_equal(frame_len, sizeof(body));
+  assert_int_equal(next(&d, body, sizeof(body), &g), 1);
+  assert_int_equal(g.used, sizeof(body));
+  assert_ptr_equal(g.frame, body);
+  assert_int_equal(g.len, sizeof(body));
   frame_decoder_close(&d);
 }
 
@@ -357,33 +342,27 @@ static void frame_header_then_whole_body_uses_the_input_in_place(void **state) {
 static void expect_header_rejected(size_t max, uint32_t len, int want) {
   uint8_t in[FRAME_HEADER_BYTES + 16];
   struct frame_decoder d;
-  size_t used;
-  const uint8_t *frame;
-  size_t frame_len;
+  struct got g;
 
   buf_put_be32(in, len);
   memset(in + FRAME_HEADER_BYTES, 0x41, 16);
 
   frame_decoder_init(&d, max);
-  assert_int_equal(
-      frame_decoder_next(&d, in, sizeof(in), &used, &frame, &frame_len), want);
-  assert_int_equal(used, FRAME_HEADER_BYTES);
-  assert_null(frame);
-  assert_int_equal(frame_len, 0);
+  assert_int_equal(next(&d, in, sizeof(in), &g), want);
+  assert_int_equal(g.used, FRAME_HEADER_BYTES);
+  assert_null(g.frame);
+  assert_int_equal(g.len, 0);
   assert_null(d.body);
   assert_int_equal(d.body_cap, 0);
   frame_decoder_close(&d);
 
   frame_decoder_init(&d, max);
   for (size_t i = 0; i < FRAME_HEADER_BYTES - 1; i++) {
-    assert_int_equal(
-        frame_decoder_next(&d, in + i, 1, &used, &frame, &frame_len), 0);
-    assert_int_equal(used, 1);
+    assert_int_equal(next(&d, in + i, 1, &g), 0);
+    assert_int_equal(g.used, 1);
   }
-  assert_int_equal(
-      frame_decoder_next(&d, in + 3, sizeof(in) - 3, &used, &frame, &frame_len),
-      want);
-  assert_int_equal(used, 1);
+  assert_int_equal(next(&d, in + 3, sizeof(in) - 3, &g), want);
+  assert_int_equal(g.used, 1);
   assert_null(d.body);
   assert_int_equal(d.body_cap, 0);
   frame_decoder_close(&d);
@@ -436,30 +415,23 @@ static void frame_errors_are_sticky(void **state) {
   for (size_t i = 0; i < 2; i++) {
     uint8_t in[FRAME_HEADER_BYTES];
     struct frame_decoder d;
-    size_t used;
-    const uint8_t *frame;
-    size_t frame_len;
+    struct got g;
 
     buf_put_be32(in, bad[i]);
     frame_decoder_init(&d, FRAME_MAX_DEFAULT);
-    assert_int_equal(
-        frame_decoder_next(&d, in, sizeof(in), &used, &frame, &frame_len),
-        want[i]);
+    assert_int_equal(next(&d, in, sizeof(in), &g), want[i]);
     /* A valid frame afterwards is refused with the same error and left
      * untouched; so is an empty input. */
     for (int k = 0; k < 3; k++) {
-      used = 99;
-      frame = good;
-      frame_len = 99;
-      assert_int_equal(
-          frame_decoder_next(&d, good, sizeof(good), &used, &frame, &frame_len),
-          want[i]);
-      assert_int_equal(used, 0);
-      assert_null(frame);
-      assert_int_equal(frame_len, 0);
+      g.used = 99;
+      g.frame = good;
+      g.len = 99;
+      assert_int_equal(next(&d, good, sizeof(good), &g), want[i]);
+      assert_int_equal(g.used, 0);
+      assert_null(g.frame);
+      assert_int_equal(g.len, 0);
     }
-    assert_int_equal(frame_decoder_next(&d, good, 0, &used, &frame, &frame_len),
-                     want[i]);
+    assert_int_equal(next(&d, good, 0, &g), want[i]);
     assert_null(d.body);
     frame_decoder_close(&d);
   }
@@ -468,9 +440,7 @@ static void frame_errors_are_sticky(void **state) {
 static void frame_max_is_clamped_to_frame_max_limit(void **state) {
   (void)state;
   struct frame_decoder d;
-  size_t used;
-  const uint8_t *frame;
-  size_t frame_len;
+  struct got g;
   uint8_t in[FRAME_HEADER_BYTES];
 
   frame_decoder_init(&d, SIZE_MAX);
@@ -491,9 +461,8 @@ static void frame_max_is_clamped_to_frame_max_limit(void **state) {
   /* ... and a header of exactly the limit is accepted. */
   frame_decoder_init(&d, SIZE_MAX);
   buf_put_be32(in, FRAME_MAX_LIMIT);
-  assert_int_equal(
-      frame_decoder_next(&d, in, sizeof(in), &used, &frame, &frame_len), 0);
-  assert_int_equal(used, sizeof(in));
+  assert_int_equal(next(&d, in, sizeof(in), &g), 0);
+  assert_int_equal(g.used, sizeof(in));
   assert_int_equal(d.err, 0);
   frame_decoder_close(&d);
 }
@@ -502,24 +471,19 @@ static void frame_max_is_clamped_to_frame_max_limit(void **state) {
  * inputs) and checks it came out of the decoder's own buffer. */
 static void deliver_buffered(struct frame_decoder *d, size_t size,
                              uint8_t *scratch) {
-  size_t used;
-  const uint8_t *frame;
-  size_t frame_len;
+  struct got g;
 
   frame_header(scratch, size);
   tu_fill(scratch + FRAME_HEADER_BYTES, size, size);
   size_t half = FRAME_HEADER_BYTES + size / 2;
+  assert_int_equal(next(d, scratch, half, &g), 0);
+  assert_int_equal(g.used, half);
   assert_int_equal(
-      frame_decoder_next(d, scratch, half, &used, &frame, &frame_len), 0);
-  assert_int_equal(used, half);
-  assert_int_equal(frame_decoder_next(d, scratch + half,
-                                      FRAME_HEADER_BYTES + size - half, &used,
-                                      &frame, &frame_len),
-                   1);
-  assert_int_equal(frame_len, size);
+      next(d, scratch + half, FRAME_HEADER_BYTES + size - half, &g), 1);
+  assert_int_equal(g.len, size);
   assert_non_null(d->body);
-  assert_ptr_equal(frame, d->body);
-  assert_memory_equal(frame, scratch + FRAME_HEADER_BYTES, size);
+  assert_ptr_equal(g.frame, d->body);
+  assert_memory_equal(g.frame, scratch + FRAME_HEADER_BYTES, size);
 }
 
 static void frame_large_buffered_frame_is_released_at_next_call(void **state) {
@@ -527,9 +491,7 @@ static void frame_large_buffered_frame_is_released_at_next_call(void **state) {
   const size_t big = FRAME_KEEP_BYTES + 1;
   uint8_t *scratch = malloc(FRAME_HEADER_BYTES + big);
   struct frame_decoder d;
-  size_t used;
-  const uint8_t *frame;
-  size_t frame_len;
+  struct got g;
   uint8_t small[FRAME_HEADER_BYTES + 1] = {0, 0, 0, 1, 'z'};
   assert_non_null(scratch);
 
@@ -539,17 +501,14 @@ static void frame_large_buffered_frame_is_released_at_next_call(void **state) {
   /* The frame stays readable until the next call... */
   assert_int_equal(d.body[big - 1], scratch[FRAME_HEADER_BYTES + big - 1]);
   /* ... which gives the large buffer back, even if it brings no bytes. */
-  assert_int_equal(frame_decoder_next(&d, small, 0, &used, &frame, &frame_len),
-                   0);
+  assert_int_equal(next(&d, small, 0, &g), 0);
   assert_null(d.body);
   assert_int_equal(d.body_cap, 0);
 
   /* Same when the next call carries a whole frame (fast path). */
   deliver_buffered(&d, big, scratch);
-  assert_int_equal(
-      frame_decoder_next(&d, small, sizeof(small), &used, &frame, &frame_len),
-      1);
-  assert_ptr_equal(frame, small + FRAME_HEADER_BYTES);
+  assert_int_equal(next(&d, small, sizeof(small), &g), 1);
+  assert_ptr_equal(g.frame, small + FRAME_HEADER_BYTES);
   assert_null(d.body);
   assert_int_equal(d.body_cap, 0);
   frame_decoder_close(&d);
@@ -560,15 +519,12 @@ static void frame_buffer_up_to_keep_bytes_is_kept_for_reuse(void **state) {
   (void)state;
   uint8_t *scratch = malloc(FRAME_HEADER_BYTES + FRAME_KEEP_BYTES);
   struct frame_decoder d;
-  size_t used;
-  const uint8_t *frame;
-  size_t frame_len;
+  struct got g;
   assert_non_null(scratch);
 
   frame_decoder_init(&d, FRAME_MAX_DEFAULT);
   deliver_buffered(&d, FRAME_KEEP_BYTES, scratch);
-  assert_int_equal(
-      frame_decoder_next(&d, scratch, 0, &used, &frame, &frame_len), 0);
+  assert_int_equal(next(&d, scratch, 0, &g), 0);
   assert_non_null(d.body);
   assert_int_equal(d.body_cap, FRAME_KEEP_BYTES);
   /* A smaller split frame afterwards reuses the kept buffer. */
@@ -583,15 +539,12 @@ static void frame_close_releases_a_partial_frame(void **state) {
   (void)state;
   uint8_t in[FRAME_HEADER_BYTES + 10];
   struct frame_decoder d;
-  size_t used;
-  const uint8_t *frame;
-  size_t frame_len;
+  struct got g;
 
   frame_header(in, 5000);
   memset(in + FRAME_HEADER_BYTES, 1, 10);
   frame_decoder_init(&d, FRAME_MAX_DEFAULT);
-  assert_int_equal(
-      frame_decoder_next(&d, in, sizeof(in), &used, &frame, &frame_len), 0);
+  assert_int_equal(next(&d, in, sizeof(in), &g), 0);
   assert_non_null(d.body);
   /* LeakSanitizer reports the body if close does not free it. */
   frame_decoder_close(&d);

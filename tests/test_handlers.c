@@ -33,9 +33,10 @@
 #include "common/tmsg.h"
 #include "tests/lib/tclient.h"
 #include "tests/lib/testutil.h"
+#include "tests/lib/trackercfg.h"
 #include "tracker/tracker.h"
 
-#define WINDOW_MS 300000u
+#define WINDOW_MS ENVELOPE_WINDOW_MS_DEFAULT /* trackercfg_small's */
 #define OUT_MAX (1u << 20)
 
 /* ---------------------------------------------------------------------- */
@@ -49,24 +50,11 @@ struct fx {
   struct buf req;      /* scratch for building requests */
   struct peer_addr from;
   uint64_t seq; /* next envelope sequence number, shared by all senders */
+  /* The cast most tests use: peers 1, 2 and 3 (peer_id) and content 1
+   * (content_id). */
+  struct identity a, b, outsider;
+  uint8_t c[32];
 };
-
-static struct tracker_config default_config(void) {
-  struct tracker_config c;
-  memset(&c, 0, sizeof(c));
-  c.interval_s = 100;
-  c.max_conns = 10;
-  c.rate = 1000;
-  c.burst = 1000;
-  c.max_frame = 65536;
-  c.idle_s = 60;
-  c.max_peers = 100;
-  c.max_items = 64;
-  c.catalog_max = 100;
-  c.catalog_ttl_s = 1000;
-  c.window_ms = WINDOW_MS;
-  return c;
-}
 
 static void make_addr(struct peer_addr *a, uint8_t x, uint8_t y, uint8_t z,
                       uint8_t w) {
@@ -79,12 +67,19 @@ static void make_addr(struct peer_addr *a, uint8_t x, uint8_t y, uint8_t z,
   snprintf(a->text, sizeof(a->text), "%u.%u.%u.%u:40000", x, y, z, w);
 }
 
+/* A deterministic peer identity for each small integer. */
+static void peer_id(struct identity *id, uint64_t n) {
+  tu_identity(id, 0x9e11 + n);
+}
+
+static void content_id(uint8_t id[32], uint64_t n) {
+  tu_fill(id, 32, 0xc0ffee00 + n);
+}
+
 static void fx_open_with(struct fx *f, const struct tracker_config *cfg) {
-  uint8_t seed[32];
   memset(f, 0, sizeof(*f));
   assert_int_equal(uv_loop_init(&f->loop), 0);
-  tu_fill(seed, sizeof(seed), 0x7ac4e7);
-  identity_from_seed(&f->key, seed);
+  tu_identity(&f->key, 0x7ac4e7);
   f->t = calloc(1, sizeof(*f->t));
   assert_non_null(f->t);
   assert_int_equal(tracker_init(f->t, &f->loop, cfg, &f->key), 0);
@@ -92,10 +87,14 @@ static void fx_open_with(struct fx *f, const struct tracker_config *cfg) {
   buf_init(&f->req, FRAME_MAX_DEFAULT);
   make_addr(&f->from, 127, 0, 0, 1);
   f->seq = 1000;
+  peer_id(&f->a, 1);
+  peer_id(&f->b, 2);
+  peer_id(&f->outsider, 3);
+  content_id(f->c, 1);
 }
 
 static void fx_open(struct fx *f) {
-  struct tracker_config c = default_config();
+  struct tracker_config c = trackercfg_small();
   fx_open_with(f, &c);
 }
 
@@ -107,17 +106,9 @@ static void fx_close(struct fx *f) {
   buf_free(&f->out);
   buf_free(&f->req);
   identity_close(&f->key);
-}
-
-/* A deterministic peer identity for each small integer. */
-static void peer_id(struct identity *id, uint64_t n) {
-  uint8_t seed[32];
-  tu_fill(seed, sizeof(seed), 0x9e11 + n);
-  identity_from_seed(id, seed);
-}
-
-static void content_id(uint8_t id[32], uint64_t n) {
-  tu_fill(id, 32, 0xc0ffee00 + n);
+  identity_close(&f->a);
+  identity_close(&f->b);
+  identity_close(&f->outsider);
 }
 
 /* ---------------------------------------------------------------------- */
@@ -292,13 +283,59 @@ static void seal_raw(struct fx *f, const struct identity *id, uint8_t type,
                    0);
 }
 
+/* Seals into f->req an announce by id of f->c as a seeder on port 6881
+ * (event started), with the timestamp and sequence number given. */
+static void seal_announce(struct fx *f, const struct identity *id,
+                          uint64_t ts_ms, uint64_t seq) {
+  uint8_t role = TMSG_ROLE_SEEDING;
+  tc_seal_announce(&f->req, id, ts_ms, seq, 6881, TMSG_EVENT_STARTED,
+                   (const uint8_t(*)[32])f->c, &role, 1);
+}
+
+/* A malloc'd copy of the request in f->req; *len receives its length. */
+static uint8_t *copy_req(const struct fx *f, size_t *len) {
+  uint8_t *p = malloc(f->req.len);
+  assert_non_null(p);
+  memcpy(p, f->req.data, f->req.len);
+  *len = f->req.len;
+  return p;
+}
+
+/* Writes into p (a buf the caller frees) the payload of an announce of c
+ * as a seeder on port 6881. */
+static void announce_payload(struct buf *p, const uint8_t c[32]) {
+  struct tmsg_announce an;
+  memset(&an, 0, sizeof(an));
+  an.port = 6881;
+  an.count = 1;
+  memcpy(an.items[0].content, c, 32);
+  buf_init(p, 4096);
+  assert_int_equal(tmsg_announce_encode(p, &an), 0);
+}
+
+/* Searches for query (query id qid) and returns the verdict;
+ * the reply is in *rep. */
+static int search(struct fx *f, uint64_t qid, const char *query,
+                  struct reply *rep) {
+  tc_query_search(&f->req, qid, query, 0, 10);
+  return send_req(f, NULL, rep);
+}
+
+/* Searches for query and decodes the SEARCH_OK into *found. */
+static void search_ok(struct fx *f, uint64_t qid, const char *query,
+                      struct tmsg_search_ok *found) {
+  struct reply rep;
+  assert_int_equal(search(f, qid, query, &rep), 0);
+  assert_int_equal(rep.type, TMSG_SEARCH_OK);
+  assert_int_equal(tmsg_search_ok_decode(rep.payload, rep.len, found), 0);
+}
+
 /* ---------------------------------------------------------------------- */
 /* Announce and lookup */
 
 static void
 test_announce_is_acknowledged_with_seq_interval_and_count(void **st) {
   struct fx f;
-  struct identity a;
   uint8_t c[3][32];
   uint8_t roles[3] = {TMSG_ROLE_SEEDING, TMSG_ROLE_DOWNLOADING,
                       TMSG_ROLE_SEEDING};
@@ -306,7 +343,6 @@ test_announce_is_acknowledged_with_seq_interval_and_count(void **st) {
   struct tmsg_announce_ok ok;
   (void)st;
   fx_open(&f);
-  peer_id(&a, 1);
   for (unsigned i = 0; i < 3; i++) {
     content_id(c[i], i);
   }
@@ -314,8 +350,8 @@ test_announce_is_acknowledged_with_seq_interval_and_count(void **st) {
    * once; each reply echoes its own request's sequence number. */
   for (unsigned k = 0; k < 20; k++) {
     uint64_t seq = f.seq++;
-    tc_seal_announce(&f.req, &a, clock_wall_ms(), seq, 6881, TMSG_EVENT_STARTED,
-                     (const uint8_t(*)[32])c, roles, 3);
+    tc_seal_announce(&f.req, &f.a, clock_wall_ms(), seq, 6881,
+                     TMSG_EVENT_STARTED, (const uint8_t(*)[32])c, roles, 3);
     assert_int_equal(send_req(&f, NULL, &rep), 0);
     assert_int_equal(rep.type, TMSG_ANNOUNCE_OK);
     assert_int_equal(tmsg_announce_ok_decode(rep.payload, rep.len, &ok), 0);
@@ -326,27 +362,23 @@ test_announce_is_acknowledged_with_seq_interval_and_count(void **st) {
   }
   assert_int_equal(f.t->stats.requests, 20);
   assert_int_equal(f.t->stats.refused, 0);
-  identity_close(&a);
   fx_close(&f);
 }
 
 static void test_announce_registers_the_observed_address_and_port(void **st) {
   struct fx f;
-  struct identity a, asker;
-  uint8_t c[32];
+  struct identity asker;
   struct tmsg_lookup_ok ok;
   struct peer_addr other;
   (void)st;
   fx_open(&f);
-  peer_id(&a, 1);
   peer_id(&asker, 2);
-  content_id(c, 1);
-  announce_ok(&f, NULL, &a, 6881, c, TMSG_ROLE_SEEDING);
-  lookup(&f, c, 50, 0, asker.pk, &ok);
+  announce_ok(&f, NULL, &f.a, 6881, f.c, TMSG_ROLE_SEEDING);
+  lookup(&f, f.c, 50, 0, asker.pk, &ok);
   assert_int_equal(ok.count, 1);
   assert_int_equal(ok.seeders, 1);
   assert_int_equal(ok.downloaders, 0);
-  assert_memory_equal(ok.peers[0].pk, a.pk, 32);
+  assert_memory_equal(ok.peers[0].pk, f.a.pk, 32);
   assert_int_equal(ok.peers[0].family, 4);
   assert_memory_equal(ok.peers[0].addr, f.from.addr, 16);
   assert_int_equal(ok.peers[0].port, 6881);
@@ -355,74 +387,60 @@ static void test_announce_registers_the_observed_address_and_port(void **st) {
   /* The same key announcing from another connection is registered where
    * it was seen this time: the payload has no say in the address. */
   make_addr(&other, 192, 0, 2, 77);
-  announce_ok(&f, &other, &a, 7000, c, TMSG_ROLE_SEEDING);
-  lookup(&f, c, 50, 0, asker.pk, &ok);
+  announce_ok(&f, &other, &f.a, 7000, f.c, TMSG_ROLE_SEEDING);
+  lookup(&f, f.c, 50, 0, asker.pk, &ok);
   assert_int_equal(ok.count, 1);
   assert_memory_equal(ok.peers[0].addr, other.addr, 16);
   assert_int_equal(ok.peers[0].port, 7000);
-  identity_close(&a);
   identity_close(&asker);
   fx_close(&f);
 }
 
 static void test_lookup_by_any_asker_lists_the_announced_peers(void **st) {
   struct fx f;
-  struct identity a, b, outsider;
-  uint8_t c[32], unknown[32];
+  uint8_t unknown[32];
   struct tmsg_lookup_ok ok;
   (void)st;
   fx_open(&f);
-  peer_id(&a, 1);
-  peer_id(&b, 2);
-  peer_id(&outsider, 3);
-  content_id(c, 1);
   content_id(unknown, 2);
-  announce_ok(&f, NULL, &a, 1111, c, TMSG_ROLE_SEEDING);
-  announce_ok(&f, NULL, &b, 2222, c, TMSG_ROLE_DOWNLOADING);
+  announce_ok(&f, NULL, &f.a, 1111, f.c, TMSG_ROLE_SEEDING);
+  announce_ok(&f, NULL, &f.b, 2222, f.c, TMSG_ROLE_DOWNLOADING);
   /* Without an asker, and by an asker outside the swarm. */
-  lookup(&f, c, 50, 0, NULL, &ok);
+  lookup(&f, f.c, 50, 0, NULL, &ok);
   assert_int_equal(ok.count, 2);
-  assert_non_null(find_peer(&ok, a.pk));
-  assert_non_null(find_peer(&ok, b.pk));
-  assert_int_equal(find_peer(&ok, a.pk)->port, 1111);
-  assert_int_equal(find_peer(&ok, b.pk)->port, 2222);
+  assert_non_null(find_peer(&ok, f.a.pk));
+  assert_non_null(find_peer(&ok, f.b.pk));
+  assert_int_equal(find_peer(&ok, f.a.pk)->port, 1111);
+  assert_int_equal(find_peer(&ok, f.b.pk)->port, 2222);
   assert_int_equal(ok.seeders, 1);
   assert_int_equal(ok.downloaders, 1);
-  lookup(&f, c, 50, 0, outsider.pk, &ok);
+  lookup(&f, f.c, 50, 0, f.outsider.pk, &ok);
   assert_int_equal(ok.count, 2);
-  assert_non_null(find_peer(&ok, a.pk));
-  assert_non_null(find_peer(&ok, b.pk));
+  assert_non_null(find_peer(&ok, f.a.pk));
+  assert_non_null(find_peer(&ok, f.b.pk));
   /* want limits the sample but not the counts. */
-  lookup(&f, c, 1, 0, outsider.pk, &ok);
+  lookup(&f, f.c, 1, 0, f.outsider.pk, &ok);
   assert_int_equal(ok.count, 1);
   assert_int_equal(ok.seeders + ok.downloaders, 2);
   /* A swarm nobody announced is empty, not an error. */
-  lookup(&f, unknown, 50, 0, outsider.pk, &ok);
+  lookup(&f, unknown, 50, 0, f.outsider.pk, &ok);
   assert_int_equal(ok.count, 0);
   assert_int_equal(ok.seeders + ok.downloaders, 0);
-  identity_close(&a);
-  identity_close(&b);
-  identity_close(&outsider);
   fx_close(&f);
 }
 
 static void test_repeated_lookup_is_served_from_cache_byte_for_byte(void **st) {
   struct fx f;
-  struct identity a, outsider;
-  uint8_t c[32];
   struct tmsg_lookup_ok ok;
   uint8_t *first;
   size_t first_len;
   (void)st;
   fx_open(&f);
-  peer_id(&a, 1);
-  peer_id(&outsider, 3);
-  content_id(c, 1);
-  announce_ok(&f, NULL, &a, 6881, c, TMSG_ROLE_SEEDING);
+  announce_ok(&f, NULL, &f.a, 6881, f.c, TMSG_ROLE_SEEDING);
 
   uint64_t hits = f.t->stats.cache_hits;
   uint64_t sigs = f.t->stats.signatures;
-  lookup(&f, c, 50, 0, NULL, &ok);
+  lookup(&f, f.c, 50, 0, NULL, &ok);
   assert_int_equal(f.t->stats.cache_hits, hits);
   assert_int_equal(f.t->stats.signatures, sigs + 1);
   first_len = f.out.len;
@@ -431,7 +449,7 @@ static void test_repeated_lookup_is_served_from_cache_byte_for_byte(void **st) {
   memcpy(first, f.out.data, first_len);
 
   /* The same question again: the same signed bytes, no new signature. */
-  lookup(&f, c, 50, 0, NULL, &ok);
+  lookup(&f, f.c, 50, 0, NULL, &ok);
   assert_int_equal(f.t->stats.cache_hits, hits + 1);
   assert_int_equal(f.t->stats.signatures, sigs + 1);
   assert_int_equal(f.out.len, first_len);
@@ -440,166 +458,136 @@ static void test_repeated_lookup_is_served_from_cache_byte_for_byte(void **st) {
 
   /* An asker outside the swarm gets the cached reply too: it does not
    * depend on who asks. */
-  lookup(&f, c, 50, 0, outsider.pk, &ok);
+  lookup(&f, f.c, 50, 0, f.outsider.pk, &ok);
   assert_int_equal(f.t->stats.cache_hits, hits + 2);
   assert_memory_equal(f.out.data, first, first_len);
 
   /* Another want or other flags are another question. */
-  lookup(&f, c, 10, 0, NULL, &ok);
+  lookup(&f, f.c, 10, 0, NULL, &ok);
   assert_int_equal(f.t->stats.cache_hits, hits + 2);
-  lookup(&f, c, 10, TMSG_LOOKUP_SEEDERS_FIRST, NULL, &ok);
+  lookup(&f, f.c, 10, TMSG_LOOKUP_SEEDERS_FIRST, NULL, &ok);
   assert_int_equal(f.t->stats.cache_hits, hits + 2);
-  lookup(&f, c, 10, TMSG_LOOKUP_SEEDERS_FIRST, NULL, &ok);
+  lookup(&f, f.c, 10, TMSG_LOOKUP_SEEDERS_FIRST, NULL, &ok);
   assert_int_equal(f.t->stats.cache_hits, hits + 3);
   free(first);
-  identity_close(&a);
-  identity_close(&outsider);
   fx_close(&f);
 }
 
 static void test_announce_of_a_new_peer_is_seen_by_the_next_lookup(void **st) {
   struct fx f;
-  struct identity a, b;
-  uint8_t c[32];
   struct tmsg_lookup_ok ok;
   (void)st;
   fx_open(&f);
-  peer_id(&a, 1);
-  peer_id(&b, 2);
-  content_id(c, 1);
-  announce_ok(&f, NULL, &a, 6881, c, TMSG_ROLE_SEEDING);
-  lookup(&f, c, 50, 0, NULL, &ok);
-  lookup(&f, c, 50, 0, NULL, &ok); /* now certainly cached */
+  announce_ok(&f, NULL, &f.a, 6881, f.c, TMSG_ROLE_SEEDING);
+  lookup(&f, f.c, 50, 0, NULL, &ok);
+  lookup(&f, f.c, 50, 0, NULL, &ok); /* now certainly cached */
   uint64_t hits = f.t->stats.cache_hits;
   assert_int_equal(hits, 1);
 
-  announce_ok(&f, NULL, &b, 6882, c, TMSG_ROLE_DOWNLOADING);
-  lookup(&f, c, 50, 0, NULL, &ok);
+  announce_ok(&f, NULL, &f.b, 6882, f.c, TMSG_ROLE_DOWNLOADING);
+  lookup(&f, f.c, 50, 0, NULL, &ok);
   assert_int_equal(f.t->stats.cache_hits, hits);
   assert_int_equal(ok.count, 2);
-  assert_non_null(find_peer(&ok, a.pk));
-  assert_non_null(find_peer(&ok, b.pk));
+  assert_non_null(find_peer(&ok, f.a.pk));
+  assert_non_null(find_peer(&ok, f.b.pk));
   assert_int_equal(ok.downloaders, 1);
-  identity_close(&a);
-  identity_close(&b);
   fx_close(&f);
 }
 
 static void
 test_announce_that_changes_nothing_keeps_the_cached_lookup(void **st) {
   struct fx f;
-  struct identity a;
-  uint8_t c[32];
   struct tmsg_lookup_ok ok;
   struct peer_addr other;
   (void)st;
   fx_open(&f);
-  peer_id(&a, 1);
-  content_id(c, 1);
-  announce_ok(&f, NULL, &a, 6881, c, TMSG_ROLE_SEEDING);
-  lookup(&f, c, 50, 0, NULL, &ok);
+  announce_ok(&f, NULL, &f.a, 6881, f.c, TMSG_ROLE_SEEDING);
+  lookup(&f, f.c, 50, 0, NULL, &ok);
 
   /* A periodic renewal shows nothing new: the cached reply stays. */
-  announce_ok(&f, NULL, &a, 6881, c, TMSG_ROLE_SEEDING);
-  lookup(&f, c, 50, 0, NULL, &ok);
+  announce_ok(&f, NULL, &f.a, 6881, f.c, TMSG_ROLE_SEEDING);
+  lookup(&f, f.c, 50, 0, NULL, &ok);
   assert_int_equal(f.t->stats.cache_hits, 1);
 
   /* A new port, a new address or a new role are news. */
-  announce_ok(&f, NULL, &a, 6999, c, TMSG_ROLE_SEEDING);
-  lookup(&f, c, 50, 0, NULL, &ok);
+  announce_ok(&f, NULL, &f.a, 6999, f.c, TMSG_ROLE_SEEDING);
+  lookup(&f, f.c, 50, 0, NULL, &ok);
   assert_int_equal(f.t->stats.cache_hits, 1);
   assert_int_equal(ok.peers[0].port, 6999);
 
   make_addr(&other, 198, 51, 100, 4);
-  announce_ok(&f, &other, &a, 6999, c, TMSG_ROLE_SEEDING);
-  lookup(&f, c, 50, 0, NULL, &ok);
+  announce_ok(&f, &other, &f.a, 6999, f.c, TMSG_ROLE_SEEDING);
+  lookup(&f, f.c, 50, 0, NULL, &ok);
   assert_int_equal(f.t->stats.cache_hits, 1);
   assert_memory_equal(ok.peers[0].addr, other.addr, 16);
 
-  announce_ok(&f, &other, &a, 6999, c, TMSG_ROLE_DOWNLOADING);
-  lookup(&f, c, 50, 0, NULL, &ok);
+  announce_ok(&f, &other, &f.a, 6999, f.c, TMSG_ROLE_DOWNLOADING);
+  lookup(&f, f.c, 50, 0, NULL, &ok);
   assert_int_equal(f.t->stats.cache_hits, 1);
   assert_int_equal(ok.peers[0].seeding, 0);
   assert_int_equal(ok.downloaders, 1);
-  identity_close(&a);
   fx_close(&f);
 }
 
 static void
 test_stopped_announce_removes_the_peer_from_the_next_lookup(void **st) {
   struct fx f;
-  struct identity a, b;
-  uint8_t c[32];
   struct tmsg_lookup_ok ok;
   struct reply rep;
   struct tmsg_announce_ok aok;
   (void)st;
   fx_open(&f);
-  peer_id(&a, 1);
-  peer_id(&b, 2);
-  content_id(c, 1);
-  announce_ok(&f, NULL, &a, 6881, c, TMSG_ROLE_SEEDING);
-  announce_ok(&f, NULL, &b, 6882, c, TMSG_ROLE_SEEDING);
-  lookup(&f, c, 50, 0, NULL, &ok);
+  announce_ok(&f, NULL, &f.a, 6881, f.c, TMSG_ROLE_SEEDING);
+  announce_ok(&f, NULL, &f.b, 6882, f.c, TMSG_ROLE_SEEDING);
+  lookup(&f, f.c, 50, 0, NULL, &ok);
   assert_int_equal(ok.count, 2);
-  assert_int_equal(announce(&f, NULL, &a, 6881, TMSG_EVENT_STOPPED, c,
+  assert_int_equal(announce(&f, NULL, &f.a, 6881, TMSG_EVENT_STOPPED, f.c,
                             TMSG_ROLE_SEEDING, &rep, NULL),
                    0);
   assert_int_equal(rep.type, TMSG_ANNOUNCE_OK);
   assert_int_equal(tmsg_announce_ok_decode(rep.payload, rep.len, &aok), 0);
   assert_int_equal(aok.accepted, 1);
-  lookup(&f, c, 50, 0, NULL, &ok);
+  lookup(&f, f.c, 50, 0, NULL, &ok);
   assert_int_equal(f.t->stats.cache_hits, 0);
   assert_int_equal(ok.count, 1);
-  assert_memory_equal(ok.peers[0].pk, b.pk, 32);
-  identity_close(&a);
-  identity_close(&b);
+  assert_memory_equal(ok.peers[0].pk, f.b.pk, 32);
   fx_close(&f);
 }
 
 static void
 test_lookup_by_a_swarm_member_omits_it_and_is_not_cached(void **st) {
   struct fx f;
-  struct identity a, b, outsider;
-  uint8_t c[32];
   struct tmsg_lookup_ok ok;
   (void)st;
   fx_open(&f);
-  peer_id(&a, 1);
-  peer_id(&b, 2);
-  peer_id(&outsider, 3);
-  content_id(c, 1);
-  announce_ok(&f, NULL, &a, 6881, c, TMSG_ROLE_SEEDING);
-  announce_ok(&f, NULL, &b, 6882, c, TMSG_ROLE_SEEDING);
+  announce_ok(&f, NULL, &f.a, 6881, f.c, TMSG_ROLE_SEEDING);
+  announce_ok(&f, NULL, &f.b, 6882, f.c, TMSG_ROLE_SEEDING);
 
   /* a asks: only b comes back. */
-  lookup(&f, c, 50, 0, a.pk, &ok);
+  lookup(&f, f.c, 50, 0, f.a.pk, &ok);
   assert_int_equal(ok.count, 1);
-  assert_memory_equal(ok.peers[0].pk, b.pk, 32);
-  assert_null(find_peer(&ok, a.pk));
+  assert_memory_equal(ok.peers[0].pk, f.b.pk, 32);
+  assert_null(find_peer(&ok, f.a.pk));
   /* That reply depended on the asker, so it was not kept: the next
    * question (by nobody in particular) is answered afresh, with both. */
-  lookup(&f, c, 50, 0, NULL, &ok);
+  lookup(&f, f.c, 50, 0, NULL, &ok);
   assert_int_equal(f.t->stats.cache_hits, 0);
   assert_int_equal(ok.count, 2);
   /* Now a reply listing a and b is cached; a asking again must not get it,
    * and neither may b. */
   for (unsigned k = 0; k < 3; k++) {
-    lookup(&f, c, 50, 0, a.pk, &ok);
+    lookup(&f, f.c, 50, 0, f.a.pk, &ok);
     assert_int_equal(ok.count, 1);
-    assert_null(find_peer(&ok, a.pk));
-    lookup(&f, c, 50, 0, b.pk, &ok);
+    assert_null(find_peer(&ok, f.a.pk));
+    lookup(&f, f.c, 50, 0, f.b.pk, &ok);
     assert_int_equal(ok.count, 1);
-    assert_null(find_peer(&ok, b.pk));
+    assert_null(find_peer(&ok, f.b.pk));
   }
   assert_int_equal(f.t->stats.cache_hits, 0);
   /* The cached reply is still there for everyone else. */
-  lookup(&f, c, 50, 0, outsider.pk, &ok);
+  lookup(&f, f.c, 50, 0, f.outsider.pk, &ok);
   assert_int_equal(f.t->stats.cache_hits, 1);
   assert_int_equal(ok.count, 2);
-  identity_close(&a);
-  identity_close(&b);
-  identity_close(&outsider);
   fx_close(&f);
 }
 
@@ -608,34 +596,27 @@ test_lookup_by_a_swarm_member_omits_it_and_is_not_cached(void **st) {
 
 static void test_publish_is_acknowledged(void **st) {
   struct fx f;
-  struct identity a;
-  uint8_t c[32];
   struct tmsg_publish p;
   struct tmsg_publish_ok ok;
   struct reply rep;
   uint64_t seq = 0;
   (void)st;
   fx_open(&f);
-  peer_id(&a, 1);
-  content_id(c, 1);
-  make_publish(&p, c, "Debian Netinst 12.iso");
-  assert_int_equal(publish(&f, &a, &p, &rep, &seq), 0);
+  make_publish(&p, f.c, "Debian Netinst 12.iso");
+  assert_int_equal(publish(&f, &f.a, &p, &rep, &seq), 0);
   assert_int_equal(rep.type, TMSG_PUBLISH_OK);
   assert_int_equal(tmsg_publish_ok_decode(rep.payload, rep.len, &ok), 0);
   assert_int_equal(ok.seq, seq);
-  assert_memory_equal(ok.content, c, 32);
+  assert_memory_equal(ok.content, f.c, 32);
   /* The publisher may publish it again (a refresh). */
-  assert_int_equal(publish(&f, &a, &p, &rep, &seq), 0);
+  assert_int_equal(publish(&f, &f.a, &p, &rep, &seq), 0);
   assert_int_equal(rep.type, TMSG_PUBLISH_OK);
-  identity_close(&a);
   fx_close(&f);
 }
 
 static void
 test_publish_of_anothers_content_is_refused_but_not_fatal(void **st) {
   struct fx f;
-  struct identity a, b;
-  uint8_t c[32];
   struct tmsg_publish p;
   struct tmsg_error e;
   struct tmsg_search_ok *found;
@@ -643,78 +624,58 @@ test_publish_of_anothers_content_is_refused_but_not_fatal(void **st) {
   uint64_t seq = 0;
   (void)st;
   fx_open(&f);
-  peer_id(&a, 1);
-  peer_id(&b, 2);
-  content_id(c, 1);
-  make_publish(&p, c, "original name");
-  assert_int_equal(publish(&f, &a, &p, &rep, NULL), 0);
+  make_publish(&p, f.c, "original name");
+  assert_int_equal(publish(&f, &f.a, &p, &rep, NULL), 0);
   assert_int_equal(rep.type, TMSG_PUBLISH_OK);
-  make_publish(&p, c, "hijacked name");
-  assert_int_equal(publish(&f, &b, &p, &rep, &seq), 0);
+  make_publish(&p, f.c, "hijacked name");
+  assert_int_equal(publish(&f, &f.b, &p, &rep, &seq), 0);
   expect_error(&rep, SHOAL_EWRONGKEY, &e);
   assert_int_equal(e.request_type, TMSG_PUBLISH);
   assert_int_equal(e.request_id, seq);
   /* The entry is still a's, under a's name. */
   found = malloc(sizeof(*found));
   assert_non_null(found);
-  tc_query_search(&f.req, 1, "name", 0, 10);
-  assert_int_equal(send_req(&f, NULL, &rep), 0);
-  assert_int_equal(rep.type, TMSG_SEARCH_OK);
-  assert_int_equal(tmsg_search_ok_decode(rep.payload, rep.len, found), 0);
+  search_ok(&f, 1, "name", found);
   assert_int_equal(found->count, 1);
   assert_string_equal(found->results[0].name, "original name");
-  assert_memory_equal(found->results[0].publisher, a.pk, 32);
+  assert_memory_equal(found->results[0].publisher, f.a.pk, 32);
   free(found);
-  identity_close(&a);
-  identity_close(&b);
   fx_close(&f);
 }
 
 static void test_search_finds_a_published_content_with_its_counts(void **st) {
   struct fx f;
-  struct identity a, b;
-  uint8_t c[32], other[32];
+  uint8_t other[32];
   struct tmsg_publish p;
   struct tmsg_search_ok *found;
   struct reply rep;
   (void)st;
   fx_open(&f);
-  peer_id(&a, 1);
-  peer_id(&b, 2);
-  content_id(c, 1);
   content_id(other, 2);
-  make_publish(&p, c, "Debian Netinst 12.iso");
-  assert_int_equal(publish(&f, &a, &p, &rep, NULL), 0);
+  make_publish(&p, f.c, "Debian Netinst 12.iso");
+  assert_int_equal(publish(&f, &f.a, &p, &rep, NULL), 0);
   make_publish(&p, other, "Holiday Photos 2024");
-  assert_int_equal(publish(&f, &a, &p, &rep, NULL), 0);
-  announce_ok(&f, NULL, &a, 6881, c, TMSG_ROLE_SEEDING);
-  announce_ok(&f, NULL, &b, 6882, c, TMSG_ROLE_DOWNLOADING);
+  assert_int_equal(publish(&f, &f.a, &p, &rep, NULL), 0);
+  announce_ok(&f, NULL, &f.a, 6881, f.c, TMSG_ROLE_SEEDING);
+  announce_ok(&f, NULL, &f.b, 6882, f.c, TMSG_ROLE_DOWNLOADING);
 
   found = malloc(sizeof(*found));
   assert_non_null(found);
-  tc_query_search(&f.req, 42, "NETINST debian", 0, 10);
-  assert_int_equal(send_req(&f, NULL, &rep), 0);
-  assert_int_equal(rep.type, TMSG_SEARCH_OK);
-  assert_int_equal(tmsg_search_ok_decode(rep.payload, rep.len, found), 0);
+  search_ok(&f, 42, "NETINST debian", found);
   assert_int_equal(found->total, 1);
   assert_int_equal(found->count, 1);
-  assert_memory_equal(found->results[0].content, c, 32);
+  assert_memory_equal(found->results[0].content, f.c, 32);
   assert_string_equal(found->results[0].name, "Debian Netinst 12.iso");
   assert_int_equal(found->results[0].size, 123456789);
-  assert_memory_equal(found->results[0].publisher, a.pk, 32);
+  assert_memory_equal(found->results[0].publisher, f.a.pk, 32);
   assert_int_equal(found->results[0].seeders, 1);
   assert_int_equal(found->results[0].downloaders, 1);
 
   /* A word in neither name finds nothing. */
-  tc_query_search(&f.req, 43, "netinst photos", 0, 10);
-  assert_int_equal(send_req(&f, NULL, &rep), 0);
-  assert_int_equal(rep.type, TMSG_SEARCH_OK);
-  assert_int_equal(tmsg_search_ok_decode(rep.payload, rep.len, found), 0);
+  search_ok(&f, 43, "netinst photos", found);
   assert_int_equal(found->total, 0);
   assert_int_equal(found->count, 0);
   free(found);
-  identity_close(&a);
-  identity_close(&b);
   fx_close(&f);
 }
 
@@ -725,23 +686,19 @@ test_search_with_an_empty_query_is_refused_but_not_fatal(void **st) {
   struct tmsg_error e;
   (void)st;
   fx_open(&f);
-  tc_query_search(&f.req, 777, "", 0, 10);
-  assert_int_equal(send_req(&f, NULL, &rep), 0);
+  assert_int_equal(search(&f, 777, "", &rep), 0);
   expect_error(&rep, SHOAL_EINVAL, &e);
   assert_int_equal(e.request_type, TMSG_SEARCH);
   assert_int_equal(e.request_id, 777);
   /* Blanks only are no words either. */
-  tc_query_search(&f.req, 778, "   ", 0, 10);
-  assert_int_equal(send_req(&f, NULL, &rep), 0);
+  assert_int_equal(search(&f, 778, "   ", &rep), 0);
   expect_error(&rep, SHOAL_EINVAL, &e);
   /* Nor is a query of more than CATALOG_MAX_WORDS words served... */
-  tc_query_search(&f.req, 779, "a b c d e f g h i", 0, 10);
-  assert_int_equal(send_req(&f, NULL, &rep), 0);
+  assert_int_equal(search(&f, 779, "a b c d e f g h i", &rep), 0);
   expect_error(&rep, SHOAL_EINVAL, &e);
   assert_int_equal(e.request_id, 779);
   /* ...while eight words are. */
-  tc_query_search(&f.req, 780, "a b c d e f g h", 0, 10);
-  assert_int_equal(send_req(&f, NULL, &rep), 0);
+  assert_int_equal(search(&f, 780, "a b c d e f g h", &rep), 0);
   assert_int_equal(rep.type, TMSG_SEARCH_OK);
   fx_close(&f);
 }
@@ -752,8 +709,6 @@ test_search_with_an_empty_query_is_refused_but_not_fatal(void **st) {
 static void
 test_flipped_bit_anywhere_in_an_announce_is_refused_and_fatal(void **st) {
   struct fx f;
-  struct identity a, outsider;
-  uint8_t c[32];
   uint8_t *good;
   size_t len;
   struct reply rep;
@@ -761,16 +716,8 @@ test_flipped_bit_anywhere_in_an_announce_is_refused_and_fatal(void **st) {
   struct tmsg_lookup_ok ok;
   (void)st;
   fx_open(&f);
-  peer_id(&a, 1);
-  peer_id(&outsider, 3);
-  content_id(c, 1);
-  uint8_t role = TMSG_ROLE_SEEDING;
-  tc_seal_announce(&f.req, &a, clock_wall_ms(), 5000, 6881, TMSG_EVENT_STARTED,
-                   (const uint8_t(*)[32])c, &role, 1);
-  len = f.req.len;
-  good = malloc(len);
-  assert_non_null(good);
-  memcpy(good, f.req.data, len);
+  seal_announce(&f, &f.a, clock_wall_ms(), 5000);
+  good = copy_req(&f, &len);
 
   for (size_t i = 0; i < len; i++) {
     for (unsigned bit = 0; bit < 8; bit++) {
@@ -791,64 +738,49 @@ test_flipped_bit_anywhere_in_an_announce_is_refused_and_fatal(void **st) {
     }
   }
   /* Nothing of it was registered... */
-  lookup(&f, c, 50, 0, outsider.pk, &ok);
+  lookup(&f, f.c, 50, 0, f.outsider.pk, &ok);
   assert_int_equal(ok.count, 0);
   /* ...and the forgeries did not use up the real message's sequence
    * number in the replay guard. */
   assert_int_equal(send_raw(&f, NULL, good, len, &rep), 0);
   assert_int_equal(rep.type, TMSG_ANNOUNCE_OK);
-  lookup(&f, c, 50, 0, outsider.pk, &ok);
+  lookup(&f, f.c, 50, 0, f.outsider.pk, &ok);
   assert_int_equal(ok.count, 1);
   free(good);
-  identity_close(&a);
-  identity_close(&outsider);
   fx_close(&f);
 }
 
 static void test_forged_signature_is_refused_and_fatal(void **st) {
   struct fx f;
-  struct identity a, mallory;
-  uint8_t c[32];
+  struct identity mallory;
   struct reply rep;
   struct tmsg_error e;
-  uint8_t role = TMSG_ROLE_SEEDING;
   (void)st;
   fx_open(&f);
-  peer_id(&a, 1);
   peer_id(&mallory, 66);
-  content_id(c, 1);
   /* Signed by mallory, claiming to be a. */
-  tc_seal_announce(&f.req, &mallory, clock_wall_ms(), 5000, 6881,
-                   TMSG_EVENT_STARTED, (const uint8_t(*)[32])c, &role, 1);
-  memcpy(f.req.data + 4, a.pk, 32);
+  seal_announce(&f, &mallory, clock_wall_ms(), 5000);
+  memcpy(f.req.data + 4, f.a.pk, 32);
   assert_int_equal(send_req(&f, NULL, &rep), 1);
   expect_error(&rep, SHOAL_EBADSIG, &e);
   assert_int_equal(e.request_type, TMSG_ANNOUNCE);
   assert_true(e.reason[0] != '\0');
   /* A zeroed signature. */
-  tc_seal_announce(&f.req, &a, clock_wall_ms(), 5001, 6881, TMSG_EVENT_STARTED,
-                   (const uint8_t(*)[32])c, &role, 1);
+  seal_announce(&f, &f.a, clock_wall_ms(), 5001);
   memset(f.req.data + f.req.len - 64, 0, 64);
   assert_int_equal(send_req(&f, NULL, &rep), 1);
   expect_error(&rep, SHOAL_EBADSIG, NULL);
   assert_int_equal(f.t->stats.refused, 2);
-  identity_close(&a);
   identity_close(&mallory);
   fx_close(&f);
 }
 
 static void test_replayed_announce_is_refused_and_fatal(void **st) {
   struct fx f;
-  struct identity a;
-  uint8_t c[32];
   struct reply rep;
-  uint8_t role = TMSG_ROLE_SEEDING;
   (void)st;
   fx_open(&f);
-  peer_id(&a, 1);
-  content_id(c, 1);
-  tc_seal_announce(&f.req, &a, clock_wall_ms(), 5000, 6881, TMSG_EVENT_STARTED,
-                   (const uint8_t(*)[32])c, &role, 1);
+  seal_announce(&f, &f.a, clock_wall_ms(), 5000);
   assert_int_equal(send_req(&f, NULL, &rep), 0);
   assert_int_equal(rep.type, TMSG_ANNOUNCE_OK);
   /* The same bytes again, from anywhere. */
@@ -859,99 +791,72 @@ static void test_replayed_announce_is_refused_and_fatal(void **st) {
   assert_int_equal(send_req(&f, &other, &rep), 1);
   expect_error(&rep, SHOAL_EREPLAY, NULL);
   /* A sequence number far below the sender's latest is refused too. */
-  tc_seal_announce(&f.req, &a, clock_wall_ms(), 5000 - 1000, 6881,
-                   TMSG_EVENT_STARTED, (const uint8_t(*)[32])c, &role, 1);
+  seal_announce(&f, &f.a, clock_wall_ms(), 5000 - 1000);
   assert_int_equal(send_req(&f, NULL, &rep), 1);
   expect_error(&rep, SHOAL_ESEQ, NULL);
-  identity_close(&a);
   fx_close(&f);
 }
 
 static void
 test_announce_outside_the_clock_window_is_refused_and_fatal(void **st) {
   struct fx f;
-  struct identity a, outsider;
-  uint8_t c[32];
   struct reply rep;
   struct tmsg_lookup_ok ok;
-  uint8_t role = TMSG_ROLE_SEEDING;
   (void)st;
   fx_open(&f);
-  peer_id(&a, 1);
-  peer_id(&outsider, 3);
-  content_id(c, 1);
   uint64_t now = clock_wall_ms();
-  tc_seal_announce(&f.req, &a, now - WINDOW_MS - 60000, 5000, 6881,
-                   TMSG_EVENT_STARTED, (const uint8_t(*)[32])c, &role, 1);
+  seal_announce(&f, &f.a, now - WINDOW_MS - 60000, 5000);
   assert_int_equal(send_req(&f, NULL, &rep), 1);
   expect_error(&rep, SHOAL_ESTALE, NULL);
-  tc_seal_announce(&f.req, &a, now + WINDOW_MS + 60000, 5001, 6881,
-                   TMSG_EVENT_STARTED, (const uint8_t(*)[32])c, &role, 1);
+  seal_announce(&f, &f.a, now + WINDOW_MS + 60000, 5001);
   assert_int_equal(send_req(&f, NULL, &rep), 1);
   expect_error(&rep, SHOAL_EFUTURE, NULL);
   /* A timestamp of zero (a sender without a clock) is stale. */
-  tc_seal_announce(&f.req, &a, 0, 5002, 6881, TMSG_EVENT_STARTED,
-                   (const uint8_t(*)[32])c, &role, 1);
+  seal_announce(&f, &f.a, 0, 5002);
   assert_int_equal(send_req(&f, NULL, &rep), 1);
   expect_error(&rep, SHOAL_ESTALE, NULL);
-  lookup(&f, c, 50, 0, outsider.pk, &ok);
+  lookup(&f, f.c, 50, 0, f.outsider.pk, &ok);
   assert_int_equal(ok.count, 0);
   /* Well inside the window is fine. */
-  tc_seal_announce(&f.req, &a, now - WINDOW_MS / 2, 5003, 6881,
-                   TMSG_EVENT_STARTED, (const uint8_t(*)[32])c, &role, 1);
+  seal_announce(&f, &f.a, now - WINDOW_MS / 2, 5003);
   assert_int_equal(send_req(&f, NULL, &rep), 0);
   assert_int_equal(rep.type, TMSG_ANNOUNCE_OK);
-  identity_close(&a);
-  identity_close(&outsider);
   fx_close(&f);
 }
 
 static void test_request_of_another_class_is_refused_and_fatal(void **st) {
   struct fx f;
-  struct identity a;
-  uint8_t c[32];
   struct reply rep;
   struct buf p;
-  struct tmsg_announce an;
   (void)st;
   fx_open(&f);
-  peer_id(&a, 1);
-  content_id(c, 1);
-  memset(&an, 0, sizeof(an));
-  an.port = 6881;
-  an.count = 1;
-  memcpy(an.items[0].content, c, 32);
-  buf_init(&p, 4096);
-  assert_int_equal(tmsg_announce_encode(&p, &an), 0);
+  announce_payload(&p, f.c);
   /* A good announce payload, signed as a tracker reply or a peer hello. */
   static const enum envelope_class classes[] = {ENVELOPE_TRACKER_REPLY,
                                                 ENVELOPE_PEER_HELLO};
   for (size_t k = 0; k < 2; k++) {
     buf_reset(&f.req);
-    assert_int_equal(envelope_seal(&f.req, classes[k], TMSG_ANNOUNCE, &a,
+    assert_int_equal(envelope_seal(&f.req, classes[k], TMSG_ANNOUNCE, &f.a,
                                    clock_wall_ms(), f.seq++, p.data, p.len),
                      0);
     assert_int_equal(send_req(&f, NULL, &rep), 1);
     expect_error(&rep, SHOAL_EDOMAIN, NULL);
   }
   buf_free(&p);
-  identity_close(&a);
   fx_close(&f);
 }
 
 static void test_unknown_request_type_is_refused_and_fatal(void **st) {
   struct fx f;
-  struct identity a;
   struct reply rep;
   struct tmsg_error e;
   static const uint8_t junk[8] = {1, 2, 3, 4, 5, 6, 7, 8};
   (void)st;
   fx_open(&f);
-  peer_id(&a, 1);
   /* Type 9 first, then every type but announce and publish, each signed
    * with a fresh sequence number so only the type is wrong. */
   uint64_t seq = f.seq++;
-  seal_raw(&f, &a, 9, clock_wall_ms(), seq, junk, sizeof(junk));
+  seal_raw(&f, &f.a, 9, clock_wall_ms(), seq, junk, sizeof(junk));
   assert_int_equal(send_req(&f, NULL, &rep), 1);
   expect_error(&rep, SHOAL_EPROTO, &e);
   assert_int_equal(e.request_type, 9);
@@ -961,13 +866,12 @@ static void test_unknown_request_type_is_refused_and_fatal(void **st) {
       continue;
     }
     seq = f.seq++;
-    seal_raw(&f, &a, (uint8_t)type, clock_wall_ms(), seq, junk, sizeof(junk));
+    seal_raw(&f, &f.a, (uint8_t)type, clock_wall_ms(), seq, junk, sizeof(junk));
     assert_int_equal(send_req(&f, NULL, &rep), 1);
     expect_error(&rep, SHOAL_EPROTO, &e);
     assert_int_equal(e.request_type, type);
     assert_int_equal(e.request_id, seq);
   }
-  identity_close(&a);
   fx_close(&f);
 }
 
@@ -976,13 +880,9 @@ static void test_unknown_query_type_is_refused_and_fatal(void **st) {
   struct reply rep;
   struct tmsg_error e;
   struct tmsg_lookup_ok ok;
-  struct identity a;
-  uint8_t c[32];
   uint8_t payload[67];
   (void)st;
   fx_open(&f);
-  peer_id(&a, 1);
-  content_id(c, 1);
   memset(payload, 0, sizeof(payload));
   for (unsigned type = 0; type < 256; type++) {
     if (type == TMSG_LOOKUP || type == TMSG_SEARCH) {
@@ -998,30 +898,21 @@ static void test_unknown_query_type_is_refused_and_fatal(void **st) {
   }
   /* In particular an unsigned query can never announce: a well-formed
    * announce payload sent as a query of type ANNOUNCE registers nobody. */
-  struct tmsg_announce an;
   struct buf p;
-  memset(&an, 0, sizeof(an));
-  an.port = 6881;
-  an.count = 1;
-  memcpy(an.items[0].content, c, 32);
-  buf_init(&p, 4096);
-  assert_int_equal(tmsg_announce_encode(&p, &an), 0);
+  announce_payload(&p, f.c);
   buf_reset(&f.req);
   assert_int_equal(tmsg_query_encode(&f.req, TMSG_ANNOUNCE, 1, p.data, p.len),
                    0);
   assert_int_equal(send_req(&f, NULL, &rep), 1);
   expect_error(&rep, SHOAL_EPROTO, NULL);
   buf_free(&p);
-  lookup(&f, c, 50, 0, NULL, &ok);
+  lookup(&f, f.c, 50, 0, NULL, &ok);
   assert_int_equal(ok.count, 0);
-  identity_close(&a);
   fx_close(&f);
 }
 
 static void test_malformed_announce_payload_is_refused_and_fatal(void **st) {
   struct fx f;
-  struct identity a, outsider;
-  uint8_t c[32];
   struct reply rep;
   struct tmsg_error e;
   struct tmsg_lookup_ok ok;
@@ -1029,16 +920,13 @@ static void test_malformed_announce_payload_is_refused_and_fatal(void **st) {
   uint8_t bad[6 + 41 * 66];
   (void)st;
   fx_open(&f);
-  peer_id(&a, 1);
-  peer_id(&outsider, 3);
-  content_id(c, 1);
   /* port 256 (so that clearing its first byte makes it 0), event started,
    * reserved 0, count 1, one seeding item. */
   memset(good, 0, sizeof(good));
   buf_put_be16(good, 256);
   good[2] = TMSG_EVENT_STARTED;
   buf_put_be16(good + 4, 1);
-  memcpy(good + 6, c, 32);
+  memcpy(good + 6, f.c, 32);
   good[38] = TMSG_ROLE_SEEDING;
 
   struct {
@@ -1068,7 +956,7 @@ static void test_malformed_announce_payload_is_refused_and_fatal(void **st) {
       bad[cases[k].at] = cases[k].val;
     }
     uint64_t seq = f.seq++;
-    seal_raw(&f, &a, TMSG_ANNOUNCE, clock_wall_ms(), seq, bad, cases[k].len);
+    seal_raw(&f, &f.a, TMSG_ANNOUNCE, clock_wall_ms(), seq, bad, cases[k].len);
     int rc = send_req(&f, NULL, &rep);
     if (rc != 1 || rep.type != TMSG_ERROR) {
       fail_msg("%s: verdict %d, reply type 0x%x", cases[k].what, rc, rep.type);
@@ -1081,119 +969,107 @@ static void test_malformed_announce_payload_is_refused_and_fatal(void **st) {
     assert_int_equal(e.request_type, TMSG_ANNOUNCE);
     assert_int_equal(e.request_id, seq);
   }
-  lookup(&f, c, 50, 0, outsider.pk, &ok);
+  lookup(&f, f.c, 50, 0, f.outsider.pk, &ok);
   assert_int_equal(ok.count, 0);
   /* The good payload through the same path is accepted. */
-  seal_raw(&f, &a, TMSG_ANNOUNCE, clock_wall_ms(), f.seq++, good, sizeof(good));
+  seal_raw(&f, &f.a, TMSG_ANNOUNCE, clock_wall_ms(), f.seq++, good,
+           sizeof(good));
   assert_int_equal(send_req(&f, NULL, &rep), 0);
   assert_int_equal(rep.type, TMSG_ANNOUNCE_OK);
-  identity_close(&a);
-  identity_close(&outsider);
   fx_close(&f);
 }
 
 static void test_malformed_publish_payload_is_refused_and_fatal(void **st) {
   struct fx f;
-  struct identity a;
   struct reply rep;
   struct tmsg_error e;
   uint8_t p[32 + 8 + 2 + 4 + 64];
   (void)st;
   memset(p, 0, sizeof(p));
   fx_open(&f);
-  peer_id(&a, 1);
   /* Empty, and a name with a path in it. */
-  seal_raw(&f, &a, TMSG_PUBLISH, clock_wall_ms(), f.seq++, p, 0);
+  seal_raw(&f, &f.a, TMSG_PUBLISH, clock_wall_ms(), f.seq++, p, 0);
   assert_int_equal(send_req(&f, NULL, &rep), 1);
   expect_error(&rep, SHOAL_ETRUNC, &e);
   assert_int_equal(e.request_type, TMSG_PUBLISH);
   memset(p, 0, sizeof(p));
   buf_put_be16(p + 40, 4);
   memcpy(p + 42, "../x", 4);
-  seal_raw(&f, &a, TMSG_PUBLISH, clock_wall_ms(), f.seq++, p, sizeof(p));
+  seal_raw(&f, &f.a, TMSG_PUBLISH, clock_wall_ms(), f.seq++, p, sizeof(p));
   assert_int_equal(send_req(&f, NULL, &rep), 1);
   expect_error(&rep, SHOAL_EPATH, NULL);
   assert_int_equal(f.t->cat.n, 0);
-  identity_close(&a);
   fx_close(&f);
+}
+
+/* Every proper prefix of whole (len bytes) gets an error reply and is
+ * fatal; when named is set, the reply names request type `type` once the
+ * prefix holds the type byte (more than 2 bytes), else 0. */
+static void expect_every_prefix_refused(struct fx *f, const uint8_t *whole,
+                                        size_t len, int named, uint8_t type) {
+  for (size_t n = 0; n < len; n++) {
+    struct reply rep;
+    assert_int_equal(send_raw(f, NULL, whole, n, &rep), 1);
+    struct tmsg_error e = any_error(&rep);
+    if (named) {
+      assert_int_equal(e.request_type, n > 2 ? type : 0);
+    }
+  }
+}
+
+/* The payload of the query `whole` (len bytes) cut at every length, sent
+ * in a query frame of type and id qid whose length field matches the cut,
+ * is refused with SHOAL_ETRUNC for that request, and fatal. */
+static void expect_cut_payloads_refused(struct fx *f, const uint8_t *whole,
+                                        size_t len, uint8_t type,
+                                        uint64_t qid) {
+  for (size_t n = 0; n < len - TMSG_QUERY_HEADER_BYTES; n++) {
+    struct reply rep;
+    struct tmsg_error e;
+    buf_reset(&f->req);
+    assert_int_equal(tmsg_query_encode(&f->req, type, qid,
+                                       whole + TMSG_QUERY_HEADER_BYTES, n),
+                     0);
+    assert_int_equal(send_req(f, NULL, &rep), 1);
+    expect_error(&rep, SHOAL_ETRUNC, &e);
+    assert_int_equal(e.request_type, type);
+    assert_int_equal(e.request_id, qid);
+  }
 }
 
 static void test_every_truncation_of_a_request_is_refused_and_fatal(void **st) {
   struct fx f;
-  struct identity a, outsider;
-  uint8_t c[32];
   uint8_t *whole;
   size_t len;
   struct reply rep;
-  struct tmsg_error e;
   struct tmsg_lookup_ok ok;
-  uint8_t role = TMSG_ROLE_SEEDING;
   (void)st;
   fx_open(&f);
-  peer_id(&a, 1);
-  peer_id(&outsider, 3);
-  content_id(c, 1);
 
   /* A lookup query cut at every length. */
-  tc_query_lookup(&f.req, 31337, c, 50, 0, outsider.pk);
-  len = f.req.len;
-  whole = malloc(len);
-  assert_non_null(whole);
-  memcpy(whole, f.req.data, len);
-  for (size_t n = 0; n < len; n++) {
-    assert_int_equal(send_raw(&f, NULL, whole, n, &rep), 1);
-    e = any_error(&rep);
-  }
+  tc_query_lookup(&f.req, 31337, f.c, 50, 0, f.outsider.pk);
+  whole = copy_req(&f, &len);
+  expect_every_prefix_refused(&f, whole, len, 0, 0);
   /* The lookup payload cut at every length inside a consistent header. */
-  for (size_t n = 0; n < len - TMSG_QUERY_HEADER_BYTES; n++) {
-    buf_reset(&f.req);
-    assert_int_equal(tmsg_query_encode(&f.req, TMSG_LOOKUP, 31338,
-                                       whole + TMSG_QUERY_HEADER_BYTES, n),
-                     0);
-    assert_int_equal(send_req(&f, NULL, &rep), 1);
-    expect_error(&rep, SHOAL_ETRUNC, &e);
-    assert_int_equal(e.request_type, TMSG_LOOKUP);
-    assert_int_equal(e.request_id, 31338);
-  }
+  expect_cut_payloads_refused(&f, whole, len, TMSG_LOOKUP, 31338);
   free(whole);
 
   /* A search payload cut at every length. */
   tc_query_search(&f.req, 4, "debian", 0, 10);
-  len = f.req.len;
-  whole = malloc(len);
-  assert_non_null(whole);
-  memcpy(whole, f.req.data, len);
-  for (size_t n = 0; n < len - TMSG_QUERY_HEADER_BYTES; n++) {
-    buf_reset(&f.req);
-    assert_int_equal(tmsg_query_encode(&f.req, TMSG_SEARCH, 4,
-                                       whole + TMSG_QUERY_HEADER_BYTES, n),
-                     0);
-    assert_int_equal(send_req(&f, NULL, &rep), 1);
-    expect_error(&rep, SHOAL_ETRUNC, &e);
-    assert_int_equal(e.request_type, TMSG_SEARCH);
-  }
+  whole = copy_req(&f, &len);
+  expect_cut_payloads_refused(&f, whole, len, TMSG_SEARCH, 4);
   free(whole);
 
   /* A signed announce cut at every length. */
-  tc_seal_announce(&f.req, &a, clock_wall_ms(), 5000, 6881, TMSG_EVENT_STARTED,
-                   (const uint8_t(*)[32])c, &role, 1);
-  len = f.req.len;
-  whole = malloc(len);
-  assert_non_null(whole);
-  memcpy(whole, f.req.data, len);
-  for (size_t n = 0; n < len; n++) {
-    assert_int_equal(send_raw(&f, NULL, whole, n, &rep), 1);
-    e = any_error(&rep);
-    assert_int_equal(e.request_type, n > 2 ? TMSG_ANNOUNCE : 0);
-  }
-  lookup(&f, c, 50, 0, outsider.pk, &ok);
+  seal_announce(&f, &f.a, clock_wall_ms(), 5000);
+  whole = copy_req(&f, &len);
+  expect_every_prefix_refused(&f, whole, len, 1, TMSG_ANNOUNCE);
+  lookup(&f, f.c, 50, 0, f.outsider.pk, &ok);
   assert_int_equal(ok.count, 0);
   /* The whole one still goes through. */
   assert_int_equal(send_raw(&f, NULL, whole, len, &rep), 0);
   assert_int_equal(rep.type, TMSG_ANNOUNCE_OK);
   free(whole);
-  identity_close(&a);
-  identity_close(&outsider);
   fx_close(&f);
 }
 
@@ -1242,8 +1118,7 @@ test_random_frames_of_every_length_get_exactly_one_reply(void **st) {
 static void
 test_request_over_the_rate_limit_is_refused_but_not_fatal(void **st) {
   struct fx f;
-  struct tracker_config cfg = default_config();
-  uint8_t c[32];
+  struct tracker_config cfg = trackercfg_small();
   struct reply rep;
   struct tmsg_error e;
   struct tmsg_lookup_ok ok;
@@ -1252,10 +1127,9 @@ test_request_over_the_rate_limit_is_refused_but_not_fatal(void **st) {
   cfg.rate = 1;
   cfg.burst = 2;
   fx_open_with(&f, &cfg);
-  content_id(c, 1);
-  lookup(&f, c, 50, 0, NULL, &ok);
-  lookup(&f, c, 50, 0, NULL, &ok);
-  tc_query_lookup(&f.req, 99, c, 50, 0, NULL);
+  lookup(&f, f.c, 50, 0, NULL, &ok);
+  lookup(&f, f.c, 50, 0, NULL, &ok);
+  tc_query_lookup(&f.req, 99, f.c, 50, 0, NULL);
   assert_int_equal(send_req(&f, NULL, &rep), 0);
   expect_error(&rep, SHOAL_ERATE, &e);
   assert_true(e.retry_after_ms > 0);
@@ -1266,7 +1140,7 @@ test_request_over_the_rate_limit_is_refused_but_not_fatal(void **st) {
   expect_error(&rep, SHOAL_ERATE, NULL);
   /* Another address has its own allowance. */
   make_addr(&other, 127, 0, 0, 2);
-  tc_query_lookup(&f.req, 100, c, 50, 0, NULL);
+  tc_query_lookup(&f.req, 100, f.c, 50, 0, NULL);
   assert_int_equal(send_req(&f, &other, &rep), 0);
   assert_int_equal(rep.type, TMSG_LOOKUP_OK);
   assert_int_equal(f.t->stats.requests, 5);
@@ -1276,7 +1150,7 @@ test_request_over_the_rate_limit_is_refused_but_not_fatal(void **st) {
 
 static void test_announce_to_a_full_swarm_is_refused_but_not_fatal(void **st) {
   struct fx f;
-  struct tracker_config cfg = default_config();
+  struct tracker_config cfg = trackercfg_small();
   struct identity p[3];
   uint8_t c[2][32];
   uint8_t roles[2] = {TMSG_ROLE_SEEDING, TMSG_ROLE_SEEDING};
@@ -1326,9 +1200,7 @@ static void test_announce_to_a_full_swarm_is_refused_but_not_fatal(void **st) {
 
 static void test_tick_keeps_a_fresh_registration(void **st) {
   struct fx f;
-  struct tracker_config cfg = default_config();
-  struct identity a;
-  uint8_t c[32];
+  struct tracker_config cfg = trackercfg_small();
   struct tmsg_publish p;
   struct reply rep;
   struct tmsg_lookup_ok ok;
@@ -1340,40 +1212,35 @@ static void test_tick_keeps_a_fresh_registration(void **st) {
   cfg.interval_s = 2;
   cfg.catalog_ttl_s = 2;
   fx_open_with(&f, &cfg);
-  peer_id(&a, 1);
-  content_id(c, 1);
-  make_publish(&p, c, "fresh");
-  assert_int_equal(publish(&f, &a, &p, &rep, NULL), 0);
+  make_publish(&p, f.c, "fresh");
+  assert_int_equal(publish(&f, &f.a, &p, &rep, NULL), 0);
   assert_int_equal(rep.type, TMSG_PUBLISH_OK);
-  announce_ok(&f, NULL, &a, 6881, c, TMSG_ROLE_SEEDING);
+  announce_ok(&f, NULL, &f.a, 6881, f.c, TMSG_ROLE_SEEDING);
   for (unsigned k = 0; k < 3; k++) {
     handlers_tick(f.t);
   }
   assert_int_equal(f.t->stats.expired_peers, 0);
   assert_int_equal(f.t->stats.expired_catalog, 0);
-  lookup(&f, c, 50, 0, NULL, &ok);
+  lookup(&f, f.c, 50, 0, NULL, &ok);
   assert_int_equal(ok.count, 1);
-  assert_memory_equal(ok.peers[0].pk, a.pk, 32);
-  assert_non_null(catalog_find(&f.t->cat, c));
-  identity_close(&a);
+  assert_memory_equal(ok.peers[0].pk, f.a.pk, 32);
+  assert_non_null(catalog_find(&f.t->cat, f.c));
   fx_close(&f);
 }
 
 static void test_tracker_init_refuses_an_invalid_rate_limit(void **st) {
   uv_loop_t loop;
   struct identity key;
-  struct tracker_config cfg = default_config();
-  uint8_t seed[32];
+  struct tracker_config cfg = trackercfg_small();
   struct tracker *t = calloc(1, sizeof(*t));
   (void)st;
   assert_non_null(t);
   assert_int_equal(uv_loop_init(&loop), 0);
-  tu_fill(seed, sizeof(seed), 1);
-  identity_from_seed(&key, seed);
+  tu_identity(&key, 1);
   cfg.rate = 0;
   /* Everything set up before the failure is released (ASan checks). */
   assert_int_equal(tracker_init(t, &loop, &cfg, &key), SHOAL_EINVAL);
-  cfg = default_config();
+  cfg = trackercfg_small();
   cfg.burst = 0;
   assert_int_equal(tracker_init(t, &loop, &cfg, &key), SHOAL_EINVAL);
   /* A failed init leaves nothing to close, and closing again is harmless. */

@@ -51,14 +51,19 @@ static void test_the_first_chunk_is_told_to_everyone_at_once(void **state) {
   assert_int_equal(h.epoch_ms, T);
 }
 
+/* Chunk 1 was told to everyone at T, and chunk 2 has come since. */
+static void told_one_then_another(struct haves *h) {
+  haves_init(h);
+  haves_add(h, 1);
+  haves_restart(h, T);
+  haves_add(h, 2);
+}
+
 static void test_eager_peers_hear_within_the_prompt_interval(void **state) {
   struct haves h;
   struct haves_due d;
   (void)state;
-  haves_init(&h);
-  haves_add(&h, 1);
-  haves_restart(&h, T); /* told at T */
-  haves_add(&h, 2);
+  told_one_then_another(&h);
   /* 30 ms later: an eager peer behind waits for T + NODE_HAVE_MS... */
   d = haves_due(&h, T + 30, 1);
   assert_false(d.all);
@@ -84,10 +89,7 @@ static void test_everyone_hears_once_a_second(void **state) {
   struct haves h;
   struct haves_due d;
   (void)state;
-  haves_init(&h);
-  haves_add(&h, 1);
-  haves_restart(&h, T);
-  haves_add(&h, 2);
+  told_one_then_another(&h);
   d = haves_due(&h, T + NODE_HAVE_SLOW_MS - 1, 0);
   assert_false(d.all);
   assert_int_equal(d.wait_ms, 1);
@@ -99,10 +101,7 @@ static void test_the_slow_round_waits_for_the_prompt_one(void **state) {
   struct haves h;
   struct haves_due d;
   (void)state;
-  haves_init(&h);
-  haves_add(&h, 1);
-  haves_restart(&h, T);
-  haves_add(&h, 2);
+  told_one_then_another(&h);
   haves_sent_eager(&h, T + 950); /* an eager peer was told late */
   haves_add(&h, 3);
   /* A second after T, the prompt HAVE is only 50 ms old: all wait for

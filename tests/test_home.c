@@ -142,43 +142,53 @@ static int is_zero(const void *p, size_t n) {
 
 /* ------------------------------------------------------------------------ */
 
+/* Sets the environment variable name to value, or unsets it for NULL. */
+static void set_env(const char *name, const char *value) {
+  if (value != NULL) {
+    assert_int_equal(setenv(name, value, 1), 0);
+  } else {
+    assert_int_equal(unsetenv(name), 0);
+  }
+}
+
+/* A malloc'd copy of the environment variable name, or NULL when unset. */
+static char *env_copy(const char *name) {
+  return getenv(name) ? strdup(getenv(name)) : NULL;
+}
+
 static void default_home_follows_xdg_then_home(void **state) {
+  static const struct {
+    const char *xdg; /* XDG_DATA_HOME, NULL: unset */
+    const char *home;
+    const char *want;
+  } cases[] = {
+      {"/x/data", "/home/u", "/x/data/shoal"},
+      /* A relative XDG_DATA_HOME is ignored, as the spec says. */
+      {"rel", "/home/u", "/home/u/.local/share/shoal"},
+      {NULL, "/home/u", "/home/u/.local/share/shoal"},
+      {NULL, "rel", "./.shoal"},
+      {NULL, NULL, "./.shoal"},
+  };
   char out[HOME_PATH_BYTES];
-  char *old_xdg =
-      getenv("XDG_DATA_HOME") ? strdup(getenv("XDG_DATA_HOME")) : NULL;
-  char *old_home = getenv("HOME") ? strdup(getenv("HOME")) : NULL;
+  char *old_xdg = env_copy("XDG_DATA_HOME");
+  char *old_home = env_copy("HOME");
   (void)state;
-  setenv("XDG_DATA_HOME", "/x/data", 1);
-  setenv("HOME", "/home/u", 1);
-  assert_int_equal(home_default(out, sizeof(out)), 0);
-  assert_string_equal(out, "/x/data/shoal");
-  /* A relative XDG_DATA_HOME is ignored, as the spec says. */
-  setenv("XDG_DATA_HOME", "rel", 1);
-  assert_int_equal(home_default(out, sizeof(out)), 0);
-  assert_string_equal(out, "/home/u/.local/share/shoal");
-  unsetenv("XDG_DATA_HOME");
-  assert_int_equal(home_default(out, sizeof(out)), 0);
-  assert_string_equal(out, "/home/u/.local/share/shoal");
-  setenv("HOME", "rel", 1);
-  assert_int_equal(home_default(out, sizeof(out)), 0);
-  assert_string_equal(out, "./.shoal");
-  unsetenv("HOME");
-  assert_int_equal(home_default(out, sizeof(out)), 0);
-  assert_string_equal(out, "./.shoal");
+  for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+    set_env("XDG_DATA_HOME", cases[i].xdg);
+    set_env("HOME", cases[i].home);
+    assert_int_equal(home_default(out, sizeof(out)), 0);
+    if (strcmp(out, cases[i].want) != 0) {
+      fail_msg("XDG_DATA_HOME %s, HOME %s: got %s, want %s",
+               cases[i].xdg ? cases[i].xdg : "unset",
+               cases[i].home ? cases[i].home : "unset", out, cases[i].want);
+    }
+  }
   /* Too long for the room: refused, not cut. */
-  setenv("XDG_DATA_HOME", "/x/data", 1);
+  set_env("XDG_DATA_HOME", "/x/data");
   assert_int_equal(home_default(out, 13), -1);
   assert_int_equal(home_default(out, 14), 0);
-  if (old_xdg != NULL) {
-    setenv("XDG_DATA_HOME", old_xdg, 1);
-  } else {
-    unsetenv("XDG_DATA_HOME");
-  }
-  if (old_home != NULL) {
-    setenv("HOME", old_home, 1);
-  } else {
-    unsetenv("HOME");
-  }
+  set_env("XDG_DATA_HOME", old_xdg);
+  set_env("HOME", old_home);
   free(old_xdg);
   free(old_home);
 }
@@ -330,16 +340,12 @@ static void the_default_home_is_used_without_dir(void **state) {
   char xdg[512], want[600], msg[HOME_MSG_BYTES];
   struct home h;
   struct identity id;
-  char *old = getenv("XDG_DATA_HOME") ? strdup(getenv("XDG_DATA_HOME")) : NULL;
+  char *old = env_copy("XDG_DATA_HOME");
   (void)state;
   path_of(xdg, sizeof(xdg), "xdg");
-  setenv("XDG_DATA_HOME", xdg, 1);
+  set_env("XDG_DATA_HOME", xdg);
   int rc = home_open(&h, NULL, 0, &id, msg, sizeof(msg));
-  if (old != NULL) {
-    setenv("XDG_DATA_HOME", old, 1);
-  } else {
-    unsetenv("XDG_DATA_HOME");
-  }
+  set_env("XDG_DATA_HOME", old);
   free(old);
   assert_int_equal(rc, 0);
   snprintf(want, sizeof(want), "%s/shoal", xdg);

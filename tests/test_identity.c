@@ -73,6 +73,15 @@ static void make_key_bytes(const struct identity *id,
   crypto_generichash(out + KF_CHECK, KF_CHECK_BYTES, out, KF_CHECK, NULL, 0);
 }
 
+/* The key of seed 01 in id, its key file in bytes, and in path (4096
+ * bytes) DIR/key, where the tests write it. */
+static void key_file_bytes(const char *dir, char *path, struct identity *id,
+                           uint8_t bytes[IDENTITY_FILE_BYTES]) {
+  tu_path(path, 4096, dir, "key");
+  key_from_seed(id, 0x01);
+  make_key_bytes(id, bytes);
+}
+
 /* Number of entries in a folder other than "." and "..", and whether one
  * of them is called `name` (may be NULL). */
 static size_t count_entries(const char *dir, const char *name, int *found) {
@@ -179,9 +188,7 @@ static void test_hand_built_key_file_loads(void **state) {
   char path[4096];
   struct identity id, loaded;
   uint8_t bytes[IDENTITY_FILE_BYTES];
-  tu_path(path, sizeof(path), dir, "key");
-  key_from_seed(&id, 0x01);
-  make_key_bytes(&id, bytes);
+  key_file_bytes(dir, path, &id, bytes);
   write_key_file(path, bytes, sizeof(bytes), 0600);
   assert_int_equal(identity_load(&loaded, path), 0);
   assert_memory_equal(&loaded, &id, sizeof(id));
@@ -198,9 +205,7 @@ static void test_group_or_other_permission_bits_are_EKEYPERM(void **state) {
   char path[4096];
   struct identity id;
   uint8_t bytes[IDENTITY_FILE_BYTES];
-  tu_path(path, sizeof(path), dir, "key");
-  key_from_seed(&id, 0x01);
-  make_key_bytes(&id, bytes);
+  key_file_bytes(dir, path, &id, bytes);
   for (size_t k = 0; k < sizeof(modes) / sizeof(modes[0]); k++) {
     write_key_file(path, bytes, sizeof(bytes), modes[k]);
     expect_load_error(path, SHOAL_EKEYPERM);
@@ -230,9 +235,7 @@ static void test_every_flipped_bit_and_byte_is_EKEYFILE(void **state) {
   char path[4096];
   struct identity id;
   uint8_t bytes[IDENTITY_FILE_BYTES], bad[IDENTITY_FILE_BYTES];
-  tu_path(path, sizeof(path), dir, "key");
-  key_from_seed(&id, 0x01);
-  make_key_bytes(&id, bytes);
+  key_file_bytes(dir, path, &id, bytes);
   for (size_t pos = 0; pos < sizeof(bytes); pos++) {
     for (unsigned mask = 1; mask <= 0x100; mask <<= 1) {
       memcpy(bad, bytes, sizeof(bad));
@@ -249,9 +252,7 @@ static void test_every_truncation_is_EKEYFILE(void **state) {
   char path[4096];
   struct identity id;
   uint8_t bytes[IDENTITY_FILE_BYTES];
-  tu_path(path, sizeof(path), dir, "key");
-  key_from_seed(&id, 0x01);
-  make_key_bytes(&id, bytes);
+  key_file_bytes(dir, path, &id, bytes);
   for (size_t n = 0; n < sizeof(bytes); n++) {
     write_key_file(path, bytes, n, 0600);
     expect_load_error(path, SHOAL_EKEYFILE);
@@ -263,10 +264,8 @@ static void test_trailing_bytes_are_EKEYFILE(void **state) {
   char path[4096];
   struct identity id;
   uint8_t bytes[4096];
-  tu_path(path, sizeof(path), dir, "key");
-  key_from_seed(&id, 0x01);
   memset(bytes, 0, sizeof(bytes));
-  make_key_bytes(&id, bytes);
+  key_file_bytes(dir, path, &id, bytes);
   write_key_file(path, bytes, IDENTITY_FILE_BYTES + 1, 0600);
   expect_load_error(path, SHOAL_EKEYFILE);
   bytes[IDENTITY_FILE_BYTES] = '\n'; /* an editor's newline */

@@ -57,14 +57,11 @@ static int teardown(void **state) {
 /* The whole file as a NUL-terminated string ("" when it does not exist). */
 static char *read_log(const char *path) {
   size_t len = 0;
-  uint8_t *p = tu_read_file(path, &len);
-  char *s = malloc(len + 1);
-  assert_non_null(s);
-  if (p != NULL) {
-    memcpy(s, p, len);
+  char *s = tu_read_text(path, &len);
+  if (s == NULL) {
+    s = strdup("");
+    assert_non_null(s);
   }
-  s[len] = '\0';
-  free(p);
   /* A NUL inside the file would hide the rest from the string checks. */
   assert_int_equal(strlen(s), len);
   return s;

@@ -20,6 +20,7 @@
 #include <sodium.h>
 
 #include "common/error.h"
+#include "tests/lib/addr.h"
 #include "tracker/ratelimit.h"
 
 /* A time far from zero, as uv_now() is (milliseconds since boot). */
@@ -27,27 +28,6 @@
 
 /* ---------------------------------------------------------------------- */
 /* Helpers */
-
-static void ipv4(uint8_t addr[16], uint8_t a, uint8_t b, uint8_t c, uint8_t d) {
-  memset(addr, 0, 16);
-  addr[0] = a;
-  addr[1] = b;
-  addr[2] = c;
-  addr[3] = d;
-}
-
-/* 2001:db8:0:<net>::<host> */
-static void ipv6(uint8_t addr[16], uint16_t net, uint16_t host) {
-  memset(addr, 0, 16);
-  addr[0] = 0x20;
-  addr[1] = 0x01;
-  addr[2] = 0x0d;
-  addr[3] = 0xb8;
-  addr[6] = (uint8_t)(net >> 8);
-  addr[7] = (uint8_t)net;
-  addr[14] = (uint8_t)(host >> 8);
-  addr[15] = (uint8_t)host;
-}
 
 static int take(struct ratelimit *rl, uint8_t family, const uint8_t addr[16],
                 uint64_t now_ms, uint32_t *retry) {
@@ -87,7 +67,7 @@ static void test_fresh_address_gets_exactly_burst_at_one_instant(void **st) {
   static const uint32_t bursts[] = {1, 2, 5, 200, 1000};
   uint8_t a[16];
   (void)st;
-  ipv4(a, 192, 0, 2, 1);
+  addr_v4(a, 192, 0, 2, 1);
   for (size_t k = 0; k < sizeof(bursts) / sizeof(bursts[0]); k++) {
     struct ratelimit rl;
     uint32_t retry = 0;
@@ -106,7 +86,7 @@ static void test_retry_after_is_the_time_to_one_token_rounded_up(void **st) {
   static const uint32_t rates[] = {1, 2, 3, 7, 50, 333, 999, 1000, 1001, 5000};
   uint8_t a[16];
   (void)st;
-  ipv4(a, 198, 51, 100, 7);
+  addr_v4(a, 198, 51, 100, 7);
   for (size_t k = 0; k < sizeof(rates) / sizeof(rates[0]); k++) {
     struct ratelimit rl;
     uint32_t rate = rates[k];
@@ -136,7 +116,7 @@ static void test_retry_after_counts_a_partly_refilled_token(void **st) {
   uint8_t a[16];
   uint32_t retry = 0;
   (void)st;
-  ipv4(a, 203, 0, 113, 9);
+  addr_v4(a, 203, 0, 113, 9);
   assert_int_equal(ratelimit_init(&rl, 3, 1, 64), 0);
   assert_int_equal(take(&rl, 4, a, T0, &retry), 0);
   /* 100 ms later the bucket holds 0.3 tokens; 0.7 more take 700/3 ms. */
@@ -153,7 +133,7 @@ static void test_tokens_come_back_at_rate_per_second(void **st) {
   uint8_t a[16];
   uint32_t retry = 0;
   (void)st;
-  ipv4(a, 10, 0, 0, 1);
+  addr_v4(a, 10, 0, 0, 1);
   assert_int_equal(ratelimit_init(&rl, 10, 20, 64), 0);
   assert_int_equal(drain(&rl, 4, a, T0, 100, &retry), 20);
   /* One token every 100 ms, and not a moment sooner. */
@@ -182,7 +162,7 @@ static void test_long_idle_refills_to_burst_and_no_more(void **st) {
   static const uint32_t rates[] = {1, 50, 1u << 20, 1u << 31, UINT32_MAX};
   uint8_t a[16];
   (void)st;
-  ipv4(a, 10, 0, 0, 2);
+  addr_v4(a, 10, 0, 0, 2);
   for (size_t r = 0; r < sizeof(rates) / sizeof(rates[0]); r++) {
     for (size_t k = 0; k < sizeof(idles) / sizeof(idles[0]); k++) {
       struct ratelimit rl;
@@ -202,7 +182,7 @@ static void test_time_going_backwards_adds_no_tokens(void **st) {
   uint8_t a[16];
   uint32_t retry = 0;
   (void)st;
-  ipv4(a, 10, 0, 0, 3);
+  addr_v4(a, 10, 0, 0, 3);
   assert_int_equal(ratelimit_init(&rl, 10, 4, 64), 0);
   assert_int_equal(drain(&rl, 4, a, T0, 100, &retry), 4);
   /* Earlier times (even zero) neither refill nor crash. */
@@ -227,9 +207,9 @@ static void test_ipv4_addresses_have_separate_buckets(void **st) {
   uint8_t a[16], b[16], c[16];
   uint32_t retry = 0;
   (void)st;
-  ipv4(a, 1, 2, 3, 4);
-  ipv4(b, 1, 2, 3, 5);
-  ipv4(c, 129, 2, 3, 4);
+  addr_v4(a, 1, 2, 3, 4);
+  addr_v4(b, 1, 2, 3, 5);
+  addr_v4(c, 129, 2, 3, 4);
   assert_int_equal(ratelimit_init(&rl, 1, 3, 64), 0);
   assert_int_equal(drain(&rl, 4, a, T0, 100, &retry), 3);
   assert_int_equal(drain(&rl, 4, b, T0, 100, &retry), 3);
@@ -255,7 +235,7 @@ static void test_ipv4_bucket_ignores_bytes_past_the_address(void **st) {
   uint8_t a[16], b[16];
   uint32_t retry = 0;
   (void)st;
-  ipv4(a, 1, 2, 3, 4);
+  addr_v4(a, 1, 2, 3, 4);
   memcpy(b, a, 16);
   memset(b + 4, 0xee, 12);
   assert_int_equal(ratelimit_init(&rl, 1, 3, 64), 0);
@@ -269,7 +249,7 @@ static void test_ipv6_addresses_share_a_bucket_per_64(void **st) {
   uint8_t a[16];
   uint32_t retry = 0;
   (void)st;
-  ipv6(a, 1, 1);
+  addr_v6(a, 1, 1);
   assert_int_equal(ratelimit_init(&rl, 1, 3, 256), 0);
   assert_int_equal(drain(&rl, 6, a, T0, 100, &retry), 3);
   /* Any change in the interface half (bytes 8..15) is the same host. */
@@ -297,7 +277,7 @@ static void test_ipv4_and_ipv6_with_the_same_bytes_do_not_share(void **st) {
   uint8_t v4[16], v6[16];
   uint32_t retry = 0;
   (void)st;
-  ipv4(v4, 1, 2, 3, 4);
+  addr_v4(v4, 1, 2, 3, 4);
   /* 0102:0304:0000:0000:: has exactly the bytes of 1.2.3.4 padded with
    * zeros: only the family tells them apart. */
   memset(v6, 0, 16);
@@ -306,7 +286,7 @@ static void test_ipv4_and_ipv6_with_the_same_bytes_do_not_share(void **st) {
   assert_int_equal(drain(&rl, 4, v4, T0, 100, &retry), 2);
   assert_int_equal(drain(&rl, 6, v6, T0, 100, &retry), 2);
   /* And the other way round, on fresh buckets. */
-  ipv4(v4, 5, 6, 7, 8);
+  addr_v4(v4, 5, 6, 7, 8);
   memset(v6, 0, 16);
   memcpy(v6, v4, 4);
   memset(v6 + 8, 0x11, 8);
@@ -319,10 +299,10 @@ static void test_ipv4_and_ipv6_with_the_same_bytes_do_not_share(void **st) {
 /* The i-th address of the eviction test: IPv4 and IPv6 in turn. */
 static uint8_t nth_address(uint32_t i, uint8_t addr[16]) {
   if (i % 2 == 0) {
-    ipv4(addr, 10, (uint8_t)(i >> 16), (uint8_t)(i >> 8), (uint8_t)i);
+    addr_v4(addr, 10, (uint8_t)(i >> 16), (uint8_t)(i >> 8), (uint8_t)i);
     return 4;
   }
-  ipv6(addr, (uint16_t)i, 1);
+  addr_v6(addr, (uint16_t)i, 1);
   return 6;
 }
 
@@ -369,19 +349,19 @@ static void test_full_table_forgets_an_unspent_bucket_first(void **st) {
   assert_int_equal(ratelimit_init(&rl, 1, 2, 8), 0);
   /* Seven addresses spend everything, one spends nothing... */
   for (uint8_t i = 0; i < 7; i++) {
-    ipv4(a, 10, 1, 0, i);
+    addr_v4(a, 10, 1, 0, i);
     assert_int_equal(drain(&rl, 4, a, T0, 10, &retry), 2);
   }
-  ipv4(a, 10, 1, 0, 99);
+  addr_v4(a, 10, 1, 0, 99);
   assert_int_equal(take(&rl, 4, a, T0, &retry), 0);
   assert_int_equal(rl.count, 8);
   /* ...and a newcomer pushes out the one with the most left, so none of
    * the seven gets a fresh allowance out of the table being full. */
-  ipv4(a, 10, 2, 0, 0);
+  addr_v4(a, 10, 2, 0, 0);
   assert_int_equal(take(&rl, 4, a, T0, &retry), 0);
   assert_int_equal(rl.count, 8);
   for (uint8_t i = 0; i < 7; i++) {
-    ipv4(a, 10, 1, 0, i);
+    addr_v4(a, 10, 1, 0, i);
     assert_int_equal(take(&rl, 4, a, T0, &retry), SHOAL_ERATE);
   }
   ratelimit_close(&rl);
@@ -402,11 +382,11 @@ static void test_invalid_init_is_refused(void **st) {
   /* The smallest valid limiter works. */
   uint8_t a[16];
   uint32_t retry = 0;
-  ipv4(a, 127, 0, 0, 1);
+  addr_v4(a, 127, 0, 0, 1);
   assert_int_equal(ratelimit_init(&rl, 1, 1, 1), 0);
   assert_int_equal(take(&rl, 4, a, T0, &retry), 0);
   assert_int_equal(take(&rl, 4, a, T0, &retry), SHOAL_ERATE);
-  ipv4(a, 127, 0, 0, 2);
+  addr_v4(a, 127, 0, 0, 2);
   assert_int_equal(take(&rl, 4, a, T0, &retry), 0);
   assert_int_equal(rl.count, 1);
   ratelimit_close(&rl);

@@ -24,6 +24,7 @@
 #include "common/error.h"
 #include "common/identity.h"
 #include "common/tmsg.h"
+#include "tests/lib/addr.h"
 #include "tests/lib/testutil.h"
 #include "tracker/registry.h"
 #include "tracker/store.h"
@@ -38,12 +39,7 @@
 
 /* A deterministic Ed25519 public key for each small integer. */
 static void peer_pk(uint8_t pk[32], uint64_t n) {
-  uint8_t seed[32];
-  struct identity id;
-  tu_fill(seed, sizeof(seed), 0x5000 + n);
-  identity_from_seed(&id, seed);
-  memcpy(pk, id.pk, sizeof(id.pk));
-  identity_close(&id);
+  tu_pk(pk, 0x5000 + n);
 }
 
 /* A cheap distinct key (random-looking bytes) for the large tests, where
@@ -54,15 +50,6 @@ static void fast_pk(uint8_t pk[32], uint64_t n) {
 
 static void content_id(uint8_t id[32], uint64_t n) {
   tu_fill(id, 32, 0x900000 + n);
-}
-
-/* The address a test peer is observed at: 10.x.y.z derived from n. */
-static void peer_addr(uint8_t addr[16], uint64_t n) {
-  memset(addr, 0, 16);
-  addr[0] = 10;
-  addr[1] = (uint8_t)(n >> 16);
-  addr[2] = (uint8_t)(n >> 8);
-  addr[3] = (uint8_t)n;
 }
 
 struct fixture {
@@ -77,6 +64,13 @@ static void fixture_open(struct fixture *f, uint32_t max_peers,
   registry_init(&f->reg, f->store, INTERVAL, max_peers, max_items);
 }
 
+/* The usual fixture (1000 peers a swarm, 64 contents an announce), and
+ * in c the content of number n that the test is about. */
+static void fixture_open_for(struct fixture *f, uint8_t c[32], uint64_t n) {
+  fixture_open(f, 1000, 64);
+  content_id(c, n);
+}
+
 static void fixture_close(struct fixture *f) {
   f->store->ops->free(f->store);
   f->store = NULL;
@@ -86,6 +80,19 @@ static struct store_stats stats_of(struct fixture *f) {
   struct store_stats st;
   f->store->ops->stats(f->store, &st);
   return st;
+}
+
+/* An announce (event started) from port of count contents, numbers
+ * first, first + 1, ..., each as a downloader. */
+static void make_announce(struct tmsg_announce *a, uint16_t port,
+                          uint16_t count, uint64_t first) {
+  memset(a, 0, sizeof(*a));
+  a->port = port;
+  a->event = TMSG_EVENT_STARTED;
+  a->count = count;
+  for (unsigned i = 0; i < count; i++) {
+    content_id(a->items[i].content, first + i);
+  }
 }
 
 /* One announce of a single content. Returns the accepted count and stores
@@ -102,7 +109,8 @@ static unsigned announce_one(struct fixture *f, const uint8_t pk[32],
   a.count = 1;
   memcpy(a.items[0].content, content, 32);
   a.items[0].role = role;
-  peer_addr(addr, pk[0] | (unsigned)pk[1] << 8);
+  /* The address a test peer is observed at: 10.x.y.z derived from its key. */
+  addr_nth_v4(addr, pk[0] | (unsigned)pk[1] << 8);
   unsigned ok = registry_announce(&f->reg, pk, 4, addr, &a, now, &e, NULL);
   if (err != NULL) {
     *err = e;
@@ -179,11 +187,7 @@ static int reply_has(const struct tmsg_lookup_ok *r, const uint8_t pk[32]) {
  * failure reproduces (the store's own sampling still uses libsodium). */
 static uint64_t rng_state;
 static uint32_t rnd(uint32_t n) {
-  uint64_t z = (rng_state += 0x9e3779b97f4a7c15u);
-  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9u;
-  z = (z ^ (z >> 27)) * 0x94d049bb133111ebu;
-  z ^= z >> 31;
-  return n == 0 ? 0 : (uint32_t)(z % n);
+  return tu_below(&rng_state, n);
 }
 
 /* ---------------------------------------------------------------------- */
@@ -196,8 +200,7 @@ test_lookup_returns_exactly_the_live_set_when_want_covers_it(void **state) {
   static uint8_t keys[150][32];
   uint8_t c[32];
   (void)state;
-  fixture_open(&f, 1000, 64);
-  content_id(c, 1);
+  fixture_open_for(&f, c, 1);
   for (unsigned i = 0; i < 150; i++) {
     peer_pk(keys[i], i);
     announce_one(&f, keys[i], c,
@@ -266,13 +269,9 @@ static void test_one_announce_registers_every_listed_content(void **state) {
   (void)state;
   fixture_open(&f, 1000, 64);
   peer_pk(pk, 1);
-  peer_addr(addr, 1);
-  memset(&a, 0, sizeof(a));
-  a.port = 1;
-  a.event = TMSG_EVENT_STARTED;
-  a.count = TMSG_MAX_ANNOUNCE_ITEMS;
+  addr_nth_v4(addr, 1);
+  make_announce(&a, 1, TMSG_MAX_ANNOUNCE_ITEMS, 0);
   for (unsigned i = 0; i < a.count; i++) {
-    content_id(a.items[i].content, i);
     a.items[i].role = (uint8_t)(i & 1);
   }
   assert_int_equal(registry_announce(&f.reg, pk, 4, addr, &a, 10, &err, NULL),
@@ -303,11 +302,7 @@ test_lookup_reports_observed_address_and_announced_port(void **state) {
   fixture_open(&f, 1000, 64);
   peer_pk(pk, 3);
   content_id(c, 3);
-  memset(&a, 0, sizeof(a));
-  a.port = 51413;
-  a.event = TMSG_EVENT_STARTED;
-  a.count = 1;
-  memcpy(a.items[0].content, c, 32);
+  make_announce(&a, 51413, 1, 3);
   assert_int_equal(registry_announce(&f.reg, pk, 4, v4, &a, 1, &err, NULL), 1);
   lookup(&f, c, NULL, 5, 0, &r);
   assert_int_equal(r.count, 1);
@@ -353,8 +348,7 @@ static void test_lookup_never_returns_the_asker(void **state) {
   uint8_t outsider[32];
   uint8_t c[32];
   (void)state;
-  fixture_open(&f, 1000, 64);
-  content_id(c, 5);
+  fixture_open_for(&f, c, 5);
   for (unsigned i = 0; i < N; i++) {
     peer_pk(keys[i], 100 + i);
     announce_one(&f, keys[i], c,
@@ -401,8 +395,7 @@ static void test_sample_has_no_duplicates_and_reaches_every_peer(void **state) {
   static unsigned seen[N];
   uint8_t c[32];
   (void)state;
-  fixture_open(&f, 1000, 64);
-  content_id(c, 6);
+  fixture_open_for(&f, c, 6);
   memset(seen, 0, sizeof(seen));
   for (unsigned i = 0; i < N; i++) {
     fast_pk(keys[i], i);
@@ -437,8 +430,7 @@ static void test_want_is_clamped_to_max_peers(void **state) {
   uint8_t pk[32];
   uint8_t c[32];
   (void)state;
-  fixture_open(&f, 1000, 64);
-  content_id(c, 7);
+  fixture_open_for(&f, c, 7);
   for (unsigned i = 0; i < N; i++) {
     fast_pk(pk, i);
     announce_one(&f, pk, c, TMSG_ROLE_DOWNLOADING, TMSG_EVENT_STARTED, 1, NULL);
@@ -464,8 +456,7 @@ static void test_seeders_come_first_when_asked(void **state) {
   static uint8_t keys[N][32];
   uint8_t c[32];
   (void)state;
-  fixture_open(&f, 1000, 64);
-  content_id(c, 8);
+  fixture_open_for(&f, c, 8);
   /* Interleave roles so that insertion order alone does not sort them. */
   for (unsigned i = 0; i < N; i++) {
     peer_pk(keys[i], 200 + i);
@@ -514,8 +505,7 @@ static void test_without_the_flag_downloaders_are_sampled_too(void **state) {
   uint8_t c[32];
   unsigned downloaders_seen = 0;
   (void)state;
-  fixture_open(&f, 1000, 64);
-  content_id(c, 9);
+  fixture_open_for(&f, c, 9);
   for (unsigned i = 0; i < N; i++) {
     fast_pk(pk, 300 + i);
     announce_one(&f, pk, c,
@@ -545,8 +535,7 @@ static void test_completed_counts_only_seeding_completed_events(void **state) {
   uint8_t pk[5][32];
   uint8_t c[32];
   (void)state;
-  fixture_open(&f, 1000, 64);
-  content_id(c, 10);
+  fixture_open_for(&f, c, 10);
   for (unsigned i = 0; i < 5; i++) {
     peer_pk(pk[i], 400 + i);
     announce_one(&f, pk[i], c,
@@ -602,8 +591,7 @@ static void test_role_change_moves_a_peer_between_counts(void **state) {
   int seeding[N];
   uint8_t c[32];
   (void)state;
-  fixture_open(&f, 1000, 64);
-  content_id(c, 11);
+  fixture_open_for(&f, c, 11);
   for (unsigned i = 0; i < N; i++) {
     peer_pk(keys[i], 500 + i);
     seeding[i] = 0;
@@ -667,13 +655,7 @@ static void test_stopped_event_removes_the_listed_swarms_only(void **state) {
   fixture_open(&f, 1000, 64);
   peer_pk(pk, 600);
   peer_pk(other, 601);
-  memset(&a, 0, sizeof(a));
-  a.port = 9;
-  a.event = TMSG_EVENT_STARTED;
-  a.count = 3;
-  for (unsigned i = 0; i < 3; i++) {
-    content_id(a.items[i].content, 20 + i);
-  }
+  make_announce(&a, 9, 3, 20);
   assert_int_equal(registry_announce(&f.reg, pk, 4, addr, &a, 1, &err, NULL),
                    3);
   announce_one(&f, other, a.items[0].content, TMSG_ROLE_SEEDING,
@@ -913,8 +895,7 @@ test_expire_removes_only_the_expired_in_a_mixed_swarm(void **state) {
   uint8_t c[32];
   unsigned removed = 0;
   (void)state;
-  fixture_open(&f, 1000, 64);
-  content_id(c, 32);
+  fixture_open_for(&f, c, 32);
   for (unsigned i = 0; i < N; i++) {
     peer_pk(keys[i], 800 + i);
     announce_one(&f, keys[i], c, (uint8_t)(i % 3 == 0), TMSG_EVENT_STARTED,

@@ -466,13 +466,6 @@ struct stress {
   uint64_t replays_tried;
 };
 
-static uint64_t rng_next(uint64_t *x) {
-  uint64_t z = (*x += 0x9e3779b97f4a7c15u);
-  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9u;
-  z = (z ^ (z >> 27)) * 0x94d049bb133111ebu;
-  return z ^ (z >> 31);
-}
-
 /* The guard's fingerprint, recomputed from its key: lets the check map a
  * slot back to the sender that owns it without calling accept(). */
 static uint64_t guard_fp(const struct replay_guard *g, const uint8_t pk[32]) {
@@ -532,14 +525,14 @@ static void stress_check(struct stress *st, uint64_t now) {
  * pool lasts), else from one seen before; timestamped anywhere inside the
  * clock window, mostly in the past, sometimes ahead. */
 static void stress_send(struct stress *st, uint64_t window, uint64_t now) {
-  uint64_t r = rng_next(&st->rng);
+  uint64_t r = tu_rand(&st->rng);
   uint32_t idx;
   if (st->fresh < st->pool && (st->fresh == 0 || r % 2 == 0)) {
     idx = (uint32_t)st->fresh++;
   } else {
-    idx = (uint32_t)(rng_next(&st->rng) % st->fresh);
+    idx = (uint32_t)(tu_rand(&st->rng) % st->fresh);
   }
-  uint64_t skew = rng_next(&st->rng) % (window + 1);
+  uint64_t skew = tu_rand(&st->rng) % (window + 1);
   uint64_t ts = r % 16 < 2 ? now + skew : now - skew;
   uint64_t seq = st->next_seq[idx]++;
   int err = replay_guard_accept(&st->g, st->pks[idx], seq, ts, now);
@@ -561,7 +554,7 @@ static void stress_send(struct stress *st, uint64_t window, uint64_t now) {
 /* Replays a recently accepted message. If the clock check would still pass
  * it, the guard must refuse it, whatever it forgot in between. */
 static void stress_replay(struct stress *st, uint64_t window, uint64_t now) {
-  const struct sent *h = &st->history[rng_next(&st->rng) % st->history_len];
+  const struct sent *h = &st->history[tu_rand(&st->rng) % st->history_len];
   uint64_t age = now > h->ts ? now - h->ts : h->ts - now;
   if (age <= window) {
     st->replays_tried++;
@@ -603,7 +596,7 @@ static struct stress *stress_run(uint64_t window, size_t pool, uint64_t seed) {
 
   for (uint64_t op = 0; op < STRESS_OPS; op++) {
     now += 1;
-    if (rng_next(&st->rng) % 8 == 0 && st->history_len > 0) {
+    if (tu_rand(&st->rng) % 8 == 0 && st->history_len > 0) {
       stress_replay(st, window, now);
     } else {
       stress_send(st, window, now);

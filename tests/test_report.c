@@ -89,20 +89,18 @@ static char g_cid[TEXTID_STRLEN];
 
 static struct node_swarm_info swarm(const char *name, uint64_t have,
                                     uint64_t total, int seeding) {
-  struct node_swarm_info s;
-  memset(&s, 0, sizeof(s));
-  s.content = g_content;
-  s.name = name;
-  s.have = have;
-  s.total = total;
-  s.chunks = 4;
-  s.rate = 1024;
-  s.peers = 2;
-  s.seeders = 1;
-  s.uploaded = 7;
-  s.downloaded = have;
-  s.seeding = seeding;
-  return s;
+  /* What it is, how far it got, and the peers it trades with. */
+  return (struct node_swarm_info){.content = g_content,
+                                  .name = name,
+                                  .total = total,
+                                  .chunks = 4,
+                                  .have = have,
+                                  .downloaded = have,
+                                  .rate = 1024,
+                                  .peers = 2,
+                                  .seeders = 1,
+                                  .uploaded = 7,
+                                  .seeding = seeding};
 }
 
 static struct node_event event(enum node_event_type type,
@@ -112,6 +110,14 @@ static struct node_event event(enum node_event_type type,
   ev.type = type;
   ev.swarm = s;
   return ev;
+}
+
+/* Reports the n events of evs in turn, at time 0. */
+static void report_each(struct report *r, const struct node_event *evs,
+                        size_t n) {
+  for (size_t i = 0; i < n; i++) {
+    report_event(r, 0, &evs[i]);
+  }
 }
 
 static int setup(void **state) {
@@ -137,34 +143,21 @@ static void each_node_event_is_one_json_object(void **state) {
   capture_start(&c, 1, 1, 0);
   report_set_peer(&c.r, peer);
 
-  struct node_event ev = event(NODE_EV_LISTENING, NULL);
-  ev.port = 4567;
-  report_event(&c.r, 0, &ev);
-  ev = event(NODE_EV_TRACKER, NULL);
-  ev.key = pk;
-  report_event(&c.r, 0, &ev);
-  ev = event(NODE_EV_HASHING, NULL);
-  report_event(&c.r, 0, &ev);
-  ev = event(NODE_EV_SHARED, &s);
-  ev.link = "shoal:LINK";
-  report_event(&c.r, 0, &ev);
-  ev = event(NODE_EV_MANIFEST, &s);
-  ev.resumed = 5;
-  report_event(&c.r, 0, &ev);
-  ev = event(NODE_EV_COMPLETE, &s);
-  ev.path = "out/a\"b.bin";
-  ev.seconds = 1.5;
-  report_event(&c.r, 0, &ev);
-  ev = event(NODE_EV_BANNED, &s);
-  ev.key = pk;
-  ev.message = "bad data";
-  report_event(&c.r, 0, &ev);
-  ev = event(NODE_EV_WARNING, &s);
-  ev.message = "no peers yet";
-  report_event(&c.r, 0, &ev);
-  ev = event(NODE_EV_WARNING, NULL);
-  ev.message = "node-wide";
-  report_event(&c.r, 0, &ev);
+  const struct node_event evs[] = {
+      {.type = NODE_EV_LISTENING, .port = 4567},
+      {.type = NODE_EV_TRACKER, .key = pk},
+      {.type = NODE_EV_HASHING},
+      {.type = NODE_EV_SHARED, .swarm = &s, .link = "shoal:LINK"},
+      {.type = NODE_EV_MANIFEST, .swarm = &s, .resumed = 5},
+      {.type = NODE_EV_COMPLETE,
+       .swarm = &s,
+       .path = "out/a\"b.bin",
+       .seconds = 1.5},
+      {.type = NODE_EV_BANNED, .swarm = &s, .key = pk, .message = "bad data"},
+      {.type = NODE_EV_WARNING, .swarm = &s, .message = "no peers yet"},
+      {.type = NODE_EV_WARNING, .message = "node-wide"},
+  };
+  report_each(&c.r, evs, sizeof(evs) / sizeof(evs[0]));
   snprintf(
       want, sizeof(want),
       "{\"event\":\"listening\",\"port\":4567,\"id\":\"%s\"}\n"
@@ -185,10 +178,11 @@ static void each_node_event_is_one_json_object(void **state) {
 
   /* A failure: one line on stderr and an "error" event. */
   capture_reset(&c);
-  ev = event(NODE_EV_FAILED, &s);
-  ev.code = SHOAL_EHASH;
-  ev.message = "it broke";
-  report_event(&c.r, 0, &ev);
+  const struct node_event failed = {.type = NODE_EV_FAILED,
+                                    .swarm = &s,
+                                    .code = SHOAL_EHASH,
+                                    .message = "it broke"};
+  report_event(&c.r, 0, &failed);
   assert_string_equal(out_text(&c), "{\"event\":\"error\",\"code\":"
                                     "\"SHOAL_EHASH\",\"message\":\"it "
                                     "broke\"}\n");
@@ -203,34 +197,23 @@ static void plain_lines_and_what_quiet_drops(void **state) {
   tu_fill(pk, sizeof(pk), 3);
   textid_encode(TEXTID_KEY, pk, key);
   struct node_swarm_info s = swarm("n.bin", 10, 100, 0);
+  const struct node_event evs[] = {
+      {.type = NODE_EV_LISTENING},
+      {.type = NODE_EV_TRACKER, .key = pk},
+      {.type = NODE_EV_SHARED, .swarm = &s, .link = "shoal:LINK"},
+      {.type = NODE_EV_MANIFEST, .swarm = &s, .resumed = 2048},
+      {.type = NODE_EV_COMPLETE, .swarm = &s, .path = "out/n.bin"},
+      {.type = NODE_EV_BANNED, .swarm = &s, .key = pk, .message = "bad data"},
+      {.type = NODE_EV_WARNING, .swarm = &s, .message = "no peers yet"},
+      {.type = NODE_EV_FAILED,
+       .swarm = &s,
+       .code = SHOAL_EHASH,
+       .message = "it broke"},
+  };
   for (int quiet = 0; quiet <= 1; quiet++) {
     struct capture c;
     capture_start(&c, 0, quiet, 0);
-    struct node_event ev = event(NODE_EV_LISTENING, NULL);
-    report_event(&c.r, 0, &ev);
-    ev = event(NODE_EV_TRACKER, NULL);
-    ev.key = pk;
-    report_event(&c.r, 0, &ev);
-    ev = event(NODE_EV_SHARED, &s);
-    ev.link = "shoal:LINK";
-    report_event(&c.r, 0, &ev);
-    ev = event(NODE_EV_MANIFEST, &s);
-    ev.resumed = 2048;
-    report_event(&c.r, 0, &ev);
-    ev = event(NODE_EV_COMPLETE, &s);
-    ev.path = "out/n.bin";
-    report_event(&c.r, 0, &ev);
-    ev = event(NODE_EV_BANNED, &s);
-    ev.key = pk;
-    ev.message = "bad data";
-    report_event(&c.r, 0, &ev);
-    ev = event(NODE_EV_WARNING, &s);
-    ev.message = "no peers yet";
-    report_event(&c.r, 0, &ev);
-    ev = event(NODE_EV_FAILED, &s);
-    ev.code = SHOAL_EHASH;
-    ev.message = "it broke";
-    report_event(&c.r, 0, &ev);
+    report_each(&c.r, evs, sizeof(evs) / sizeof(evs[0]));
     /* Results stay with --quiet, and so do errors. */
     assert_string_equal(out_text(&c), "shoal:LINK\nout/n.bin\n");
     if (quiet) {

@@ -191,6 +191,24 @@ static uint8_t *expect_round_trip(const struct codec *c, const void *m,
   return p;
 }
 
+/* m's encoding is refused cut short at every length (SHOAL_ETRUNC while
+ * shorter than header, then body_err: see expect_truncations_rejected)
+ * and with a byte added. */
+static void expect_bad_lengths_of(const struct codec *c, const void *m,
+                                  size_t header, int body_err) {
+  size_t len;
+  uint8_t *p = encode_bytes(c, m, &len);
+  expect_truncations_rejected(c, p, len, header, body_err);
+  expect_trailing_byte_rejected(c, p, len);
+  free(p);
+}
+
+/* The same for a codec that reads field by field: every cut is
+ * SHOAL_ETRUNC. */
+static void expect_bad_lengths_rejected(const struct codec *c, const void *m) {
+  expect_bad_lengths_of(c, m, 0, SHOAL_ETRUNC);
+}
+
 /* An encoder that refuses m adds nothing to the buffer. */
 static void expect_encode_refused(const struct codec *c, const void *m,
                                   int want) {
@@ -453,9 +471,13 @@ static void tmsg_query_encode_refuses_payload_over_frame_max(void **state) {
   buf_free(&b);
 }
 
+/* The key that seals the envelopes below. */
+static void sealing_key(struct identity *id) {
+  tu_identity(id, 9);
+}
+
 static void tmsg_is_query_tells_query_from_sealed_envelope(void **state) {
   (void)state;
-  uint8_t seed[32];
   struct identity id;
   struct buf env;
   size_t qlen;
@@ -463,8 +485,7 @@ static void tmsg_is_query_tells_query_from_sealed_envelope(void **state) {
   static const enum envelope_class classes[] = {
       ENVELOPE_TRACKER_REQUEST, ENVELOPE_TRACKER_REPLY, ENVELOPE_PEER_HELLO};
 
-  tu_fill(seed, sizeof(seed), 9);
-  identity_from_seed(&id, seed);
+  sealing_key(&id);
   assert_true(tmsg_is_query(q, qlen));
   /* Only the first two bytes are needed to tell. */
   assert_true(tmsg_is_query(q, 2));
@@ -490,7 +511,6 @@ static void tmsg_is_query_tells_query_from_sealed_envelope(void **state) {
 
 static void tmsg_peek_type_reads_query_and_envelope_alike(void **state) {
   (void)state;
-  uint8_t seed[32];
   struct identity id;
   struct buf env;
   size_t qlen;
@@ -503,8 +523,7 @@ static void tmsg_peek_type_reads_query_and_envelope_alike(void **state) {
   assert_int_equal(tmsg_peek_type(q, 1), 0);
   assert_int_equal(tmsg_peek_type(q, 0), 0);
 
-  tu_fill(seed, sizeof(seed), 9);
-  identity_from_seed(&id, seed);
+  sealing_key(&id);
   buf_init(&env, FRAME_MAX_DEFAULT);
   assert_int_equal(envelope_seal(&env, ENVELOPE_TRACKER_REQUEST, TMSG_PUBLISH,
                                  &id, NOW_MS, 1, q, qlen),
@@ -609,33 +628,33 @@ static void tmsg_announce_round_trips_typical_and_limit_values(void **state) {
 static void tmsg_announce_truncated_at_every_length_is_refused(void **state) {
   (void)state;
   static struct tmsg_announce m;
+  static const struct {
+    uint16_t count;
+    uint64_t seed;
+  } cases[] = {{3, 1}, {TMSG_MAX_ANNOUNCE_ITEMS, 2}};
   size_t len;
-  /* Items are fixed-size, so a short item array no longer matches the
-   * count: SHOAL_EFORMAT once the header is complete. */
-  make_announce(&m, 3, 1);
-  uint8_t *p = encode_bytes(&codec_announce, &m, &len);
-  expect_truncations_rejected(&codec_announce, p, len, ANNOUNCE_HEADER,
-                              SHOAL_EFORMAT);
-  free(p);
-  make_announce(&m, TMSG_MAX_ANNOUNCE_ITEMS, 2);
-  p = encode_bytes(&codec_announce, &m, &len);
-  expect_truncations_rejected(&codec_announce, p, len, ANNOUNCE_HEADER,
-                              SHOAL_EFORMAT);
-  free(p);
+  for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+    /* Items are fixed-size, so a short item array no longer matches the
+     * count: SHOAL_EFORMAT once the header is complete. */
+    make_announce(&m, cases[i].count, cases[i].seed);
+    uint8_t *p = encode_bytes(&codec_announce, &m, &len);
+    expect_truncations_rejected(&codec_announce, p, len, ANNOUNCE_HEADER,
+                                SHOAL_EFORMAT);
+    free(p);
+  }
 }
 
 static void tmsg_announce_trailing_byte_is_eformat(void **state) {
   (void)state;
   static struct tmsg_announce m;
+  static const uint16_t counts[] = {0, TMSG_MAX_ANNOUNCE_ITEMS};
   size_t len;
-  make_announce(&m, 0, 1);
-  uint8_t *p = encode_bytes(&codec_announce, &m, &len);
-  expect_trailing_byte_rejected(&codec_announce, p, len);
-  free(p);
-  make_announce(&m, TMSG_MAX_ANNOUNCE_ITEMS, 1);
-  p = encode_bytes(&codec_announce, &m, &len);
-  expect_trailing_byte_rejected(&codec_announce, p, len);
-  free(p);
+  for (size_t i = 0; i < sizeof(counts) / sizeof(counts[0]); i++) {
+    make_announce(&m, counts[i], 1);
+    uint8_t *p = encode_bytes(&codec_announce, &m, &len);
+    expect_trailing_byte_rejected(&codec_announce, p, len);
+    free(p);
+  }
 }
 
 static void tmsg_announce_count_over_max_is_etoobig(void **state) {
@@ -715,11 +734,8 @@ static void tmsg_announce_ok_round_trips_and_refuses_bad_lengths(void **state) {
   m.interval_s = 1800;
   m.min_interval_s = 60;
   m.accepted = 3;
-  uint8_t *p =
-      expect_round_trip(&codec_announce_ok, &m, ANNOUNCE_OK_BYTES, &len);
-  expect_truncations_rejected(&codec_announce_ok, p, len, len, SHOAL_ETRUNC);
-  expect_trailing_byte_rejected(&codec_announce_ok, p, len);
-  free(p);
+  free(expect_round_trip(&codec_announce_ok, &m, ANNOUNCE_OK_BYTES, &len));
+  expect_bad_lengths_rejected(&codec_announce_ok, &m);
 
   m.seq = UINT64_MAX;
   m.interval_s = UINT32_MAX;
@@ -756,14 +772,10 @@ static void tmsg_lookup_round_trips_typical_and_limit_values(void **state) {
 static void tmsg_lookup_bad_lengths_are_refused(void **state) {
   (void)state;
   struct tmsg_lookup m;
-  size_t len;
   memset(&m, 0, sizeof(m));
   tu_fill(m.content, TMSG_ID_BYTES, 1);
   m.want = 20;
-  uint8_t *p = encode_bytes(&codec_lookup, &m, &len);
-  expect_truncations_rejected(&codec_lookup, p, len, len, SHOAL_ETRUNC);
-  expect_trailing_byte_rejected(&codec_lookup, p, len);
-  free(p);
+  expect_bad_lengths_rejected(&codec_lookup, &m);
 }
 
 static void
@@ -815,19 +827,10 @@ static void tmsg_lookup_ok_round_trips_typical_and_limit_values(void **state) {
 static void tmsg_lookup_ok_bad_lengths_are_refused(void **state) {
   (void)state;
   static struct tmsg_lookup_ok m;
-  size_t len;
   make_lookup_ok(&m, 3, 1);
-  uint8_t *p = encode_bytes(&codec_lookup_ok, &m, &len);
-  expect_truncations_rejected(&codec_lookup_ok, p, len, LOOKUP_OK_HEADER,
-                              SHOAL_EFORMAT);
-  expect_trailing_byte_rejected(&codec_lookup_ok, p, len);
-  free(p);
+  expect_bad_lengths_of(&codec_lookup_ok, &m, LOOKUP_OK_HEADER, SHOAL_EFORMAT);
   make_lookup_ok(&m, TMSG_MAX_PEERS, 1);
-  p = encode_bytes(&codec_lookup_ok, &m, &len);
-  expect_truncations_rejected(&codec_lookup_ok, p, len, LOOKUP_OK_HEADER,
-                              SHOAL_EFORMAT);
-  expect_trailing_byte_rejected(&codec_lookup_ok, p, len);
-  free(p);
+  expect_bad_lengths_of(&codec_lookup_ok, &m, LOOKUP_OK_HEADER, SHOAL_EFORMAT);
 }
 
 static void tmsg_lookup_ok_count_over_max_is_etoobig(void **state) {
@@ -932,12 +935,8 @@ static void tmsg_publish_round_trips_typical_and_limit_values(void **state) {
 static void tmsg_publish_bad_lengths_are_refused(void **state) {
   (void)state;
   static struct tmsg_publish m;
-  size_t len;
   make_publish(&m, "some file.iso");
-  uint8_t *p = encode_bytes(&codec_publish, &m, &len);
-  expect_truncations_rejected(&codec_publish, p, len, len, SHOAL_ETRUNC);
-  expect_trailing_byte_rejected(&codec_publish, p, len);
-  free(p);
+  expect_bad_lengths_rejected(&codec_publish, &m);
 }
 
 /* A publish payload with raw name bytes, built by hand so that names the
@@ -1033,10 +1032,8 @@ static void tmsg_publish_ok_round_trips_and_refuses_bad_lengths(void **state) {
   memset(&m, 0, sizeof(m));
   m.seq = 99;
   tu_fill(m.content, TMSG_ID_BYTES, 4);
-  uint8_t *p = expect_round_trip(&codec_publish_ok, &m, PUBLISH_OK_BYTES, &len);
-  expect_truncations_rejected(&codec_publish_ok, p, len, len, SHOAL_ETRUNC);
-  expect_trailing_byte_rejected(&codec_publish_ok, p, len);
-  free(p);
+  free(expect_round_trip(&codec_publish_ok, &m, PUBLISH_OK_BYTES, &len));
+  expect_bad_lengths_rejected(&codec_publish_ok, &m);
   m.seq = UINT64_MAX;
   memset(m.content, 0xff, sizeof(m.content));
   free(expect_round_trip(&codec_publish_ok, &m, PUBLISH_OK_BYTES, &len));
@@ -1071,12 +1068,8 @@ static void tmsg_search_round_trips_typical_and_limit_values(void **state) {
 static void tmsg_search_bad_lengths_are_refused(void **state) {
   (void)state;
   struct tmsg_search m;
-  size_t len;
   make_search(&m, "ubuntu");
-  uint8_t *p = encode_bytes(&codec_search, &m, &len);
-  expect_truncations_rejected(&codec_search, p, len, len, SHOAL_ETRUNC);
-  expect_trailing_byte_rejected(&codec_search, p, len);
-  free(p);
+  expect_bad_lengths_rejected(&codec_search, &m);
 }
 
 static void tmsg_search_query_over_max_is_etoobig(void **state) {
@@ -1163,17 +1156,10 @@ static void tmsg_search_ok_round_trips_typical_and_limit_values(void **state) {
 static void tmsg_search_ok_bad_lengths_are_refused(void **state) {
   (void)state;
   static struct tmsg_search_ok m;
-  size_t len;
   make_search_ok(&m, 3, 10);
-  uint8_t *p = encode_bytes(&codec_search_ok, &m, &len);
-  expect_truncations_rejected(&codec_search_ok, p, len, len, SHOAL_ETRUNC);
-  expect_trailing_byte_rejected(&codec_search_ok, p, len);
-  free(p);
+  expect_bad_lengths_rejected(&codec_search_ok, &m);
   make_search_ok(&m, TMSG_MAX_RESULTS, TMSG_MAX_NAME);
-  p = encode_bytes(&codec_search_ok, &m, &len);
-  expect_truncations_rejected(&codec_search_ok, p, len, len, SHOAL_ETRUNC);
-  expect_trailing_byte_rejected(&codec_search_ok, p, len);
-  free(p);
+  expect_bad_lengths_rejected(&codec_search_ok, &m);
 }
 
 static void tmsg_search_ok_count_over_max_is_etoobig(void **state) {
@@ -1272,12 +1258,8 @@ static void tmsg_error_round_trips_typical_and_limit_values(void **state) {
 static void tmsg_error_bad_lengths_are_refused(void **state) {
   (void)state;
   struct tmsg_error m;
-  size_t len;
   make_error(&m, "no such content");
-  uint8_t *p = encode_bytes(&codec_error, &m, &len);
-  expect_truncations_rejected(&codec_error, p, len, len, SHOAL_ETRUNC);
-  expect_trailing_byte_rejected(&codec_error, p, len);
-  free(p);
+  expect_bad_lengths_rejected(&codec_error, &m);
 }
 
 static void tmsg_error_code_not_negative_is_eformat(void **state) {

@@ -34,6 +34,7 @@
 #include "common/tmsg.h"
 #include "peer/tracker_client.h"
 #include "tests/lib/testutil.h"
+#include "tests/lib/trackercfg.h"
 #include "tracker/tracker.h"
 
 #define WAIT_MS 5000u /* deadline of one wait for something that must come */
@@ -468,15 +469,12 @@ static int tcp_port(const uv_tcp_t *h) {
 
 static void fake_start(struct fake *f, uv_loop_t *loop, enum variant v) {
   struct sockaddr_in sa;
-  uint8_t seed[32];
   memset(f, 0, sizeof(*f));
   f->loop = loop;
   f->variant = v;
   f->seq = 77;
-  tu_fill(seed, sizeof(seed), 0xfa4e);
-  identity_from_seed(&f->key, seed);
-  tu_fill(seed, sizeof(seed), 0x07e4);
-  identity_from_seed(&f->other, seed);
+  tu_identity(&f->key, 0xfa4e);
+  tu_identity(&f->other, 0x07e4);
   assert_int_equal(uv_tcp_init(loop, &f->listener), 0);
   f->listener.data = f;
   f->on = 1;
@@ -563,19 +561,15 @@ static void run_for(struct fx *f, unsigned ms) {
 
 static int setup(void **state) {
   struct fx *f = calloc(1, sizeof(*f));
-  uint8_t seed[32];
   if (f == NULL || uv_loop_init(&f->loop) != 0) {
     free(f);
     return -1;
   }
   uv_timer_init(&f->loop, &f->deadline);
   f->deadline.data = f;
-  tu_fill(seed, sizeof(seed), 0x7ac4e7);
-  identity_from_seed(&f->trk_key, seed);
-  tu_fill(seed, sizeof(seed), 0x3e);
-  identity_from_seed(&f->me, seed);
-  tu_fill(seed, sizeof(seed), 0x3f);
-  identity_from_seed(&f->me2, seed);
+  tu_identity(&f->trk_key, 0x7ac4e7);
+  tu_identity(&f->me, 0x3e);
+  tu_identity(&f->me2, 0x3f);
   f->seq = envelope_seq_start(clock_wall_ms());
   for (unsigned i = 0; i < MAX_RES; i++) {
     f->res[i].f = f;
@@ -638,22 +632,13 @@ static int teardown(void **state) {
   return rc;
 }
 
+/* The small tracker on an ephemeral loopback port, with room for the
+ * connections a test opens. */
 static struct tracker_config tracker_cfg(void) {
-  struct tracker_config c;
-  memset(&c, 0, sizeof(c));
+  struct tracker_config c = trackercfg_small();
   snprintf(c.listen[0], sizeof(c.listen[0]), "127.0.0.1:0");
   c.n_listen = 1;
-  c.interval_s = 100;
   c.max_conns = 64;
-  c.rate = 1000;
-  c.burst = 1000;
-  c.max_frame = TRACKER_FRAME_DEFAULT;
-  c.idle_s = 60;
-  c.max_peers = 100;
-  c.max_items = TMSG_MAX_ANNOUNCE_ITEMS;
-  c.catalog_max = 100;
-  c.catalog_ttl_s = 1000;
-  c.window_ms = ENVELOPE_WINDOW_MS_DEFAULT;
   return c;
 }
 

@@ -176,17 +176,37 @@ int fx_tracker_lists(struct fx *f, const uint8_t content[32],
   return found;
 }
 
+struct proc *fx_seed(struct fx *f, const char *rel, struct fx_shared *sh, ...) {
+  char src[PROC_PATH_MAX];
+  const char *args[50];
+  int n = 0;
+  va_list ap;
+  const char *a;
+  fx_path(f, src, sizeof(src), rel);
+  args[n++] = "share";
+  args[n++] = src;
+  args[n++] = "--tracker";
+  args[n++] = f->tracker_addr;
+  args[n++] = "--tracker-key";
+  args[n++] = f->tracker_key;
+  va_start(ap, sh);
+  while ((a = va_arg(ap, const char *)) != NULL) {
+    assert_true(n < 50);
+    args[n++] = a;
+  }
+  va_end(ap);
+  struct proc *p = fx_peer_argv(f, "seeder", "s", args, n);
+  if (sh != NULL) {
+    fx_wait_shared(p, sh);
+  }
+  return p;
+}
+
 struct proc *fx_share_file(struct fx *f, const char *rel, size_t size,
                            uint64_t seed, uint8_t **data,
                            struct fx_shared *sh) {
-  char src[PROC_PATH_MAX];
   fx_write_random(f, rel, size, seed, data);
-  fx_path(f, src, sizeof(src), rel);
-  struct proc *p =
-      fx_peer(f, "seeder", "s", "share", src, "--tracker", f->tracker_addr,
-              "--tracker-key", f->tracker_key, NULL);
-  fx_wait_shared(p, sh);
-  return p;
+  return fx_seed(f, rel, sh, NULL);
 }
 
 void fx_announce(struct fx *f, const struct identity *id,
@@ -408,15 +428,22 @@ static void fx_assert_stats_last(struct proc *p) {
  * more (--json output is one object a line; no sanitizer report, also from
  * a child whose exit status was not looked at), then fx_teardown may stay
  * quiet. */
-void fx_finish(struct fx *f) {
+const char *fx_sanitizer_report(const struct proc *p) {
   static const char *const reports[] = {
       "ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:"};
+  for (size_t k = 0; k < sizeof(reports) / sizeof(reports[0]); k++) {
+    if (proc_output_has(p, 1, reports[k])) {
+      return reports[k];
+    }
+  }
+  return NULL;
+}
+
+void fx_finish(struct fx *f) {
   for (int i = 0; i < f->nprocs; i++) {
     struct proc *p = &f->procs[i];
-    for (size_t k = 0; k < sizeof(reports) / sizeof(reports[0]); k++) {
-      if (proc_output_has(p, 1, reports[k])) {
-        fail_msg("%s: sanitizer report in its stderr", p->name);
-      }
+    if (fx_sanitizer_report(p) != NULL) {
+      fail_msg("%s: sanitizer report in its stderr", p->name);
     }
     if (f->json[i]) {
       fx_assert_json_output(p);

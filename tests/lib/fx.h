@@ -101,6 +101,11 @@ void fx_start_tracker_at(struct fx *f, const char *listen, const char **extra);
  * (*seeding, when not NULL, receives its role), else 0. */
 int fx_tracker_lists(struct fx *f, const uint8_t content[32],
                      const uint8_t pk[32], int *seeding);
+/* Shares DIR/rel (a file or a folder) from a peer "seeder" with home "s"
+ * through the test's tracker, with the further arguments given
+ * (NULL-ended), and, when sh is not NULL, waits for its link. Returns the
+ * seeder. */
+struct proc *fx_seed(struct fx *f, const char *rel, struct fx_shared *sh, ...);
 /* Writes DIR/rel (size pseudo-random bytes from seed; *data, when not
  * NULL, receives a malloc'd copy), shares it from a peer "seeder" with
  * home "s" through the test's tracker, and waits for its link. Returns the
@@ -152,6 +157,9 @@ int fx_keep_line(const char *line, void *arg);
 
 /* --json output is one object a line; fails the test otherwise. */
 void fx_assert_json_output(const struct proc *p);
+/* The sanitizer report (AddressSanitizer, LeakSanitizer or UBSan) in the
+ * child's stderr, or NULL when there is none. */
+const char *fx_sanitizer_report(const struct proc *p);
 
 /* The last step of every test body: what every child printed is checked
  * once more (--json output is one object a line ending with "stats"; no

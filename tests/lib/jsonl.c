@@ -92,28 +92,16 @@ static int parse_string(struct cursor *c, struct sink *s) {
       sink_put(s, ch);
       continue;
     }
+    /* The one-letter escapes and the bytes they stand for. */
+    static const char escaped[] = "\"\\/bfnrt";
+    static const char meant[] = "\"\\/\b\f\n\r\t";
     char e = *c->p++;
+    const char *one = e != '\0' ? strchr(escaped, e) : NULL;
+    if (one != NULL) {
+      sink_put(s, (unsigned char)meant[one - escaped]);
+      continue;
+    }
     switch (e) {
-    case '"':
-    case '\\':
-    case '/':
-      sink_put(s, (unsigned char)e);
-      break;
-    case 'b':
-      sink_put(s, '\b');
-      break;
-    case 'f':
-      sink_put(s, '\f');
-      break;
-    case 'n':
-      sink_put(s, '\n');
-      break;
-    case 'r':
-      sink_put(s, '\r');
-      break;
-    case 't':
-      sink_put(s, '\t');
-      break;
     case 'u': {
       unsigned long cp;
       if (hex4(c->p, &cp) != 0) {
@@ -140,6 +128,17 @@ static int parse_string(struct cursor *c, struct sink *s) {
   }
 }
 
+/* Past the run of digits at p; NULL when there is none. */
+static const char *digits(const char *p) {
+  if (!(*p >= '0' && *p <= '9')) {
+    return NULL;
+  }
+  while (*p >= '0' && *p <= '9') {
+    p++;
+  }
+  return p;
+}
+
 /* A JSON number: -?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)? */
 static int parse_number(struct cursor *c) {
   const char *p = c->p;
@@ -149,31 +148,20 @@ static int parse_number(struct cursor *c) {
   if (*p == '0') {
     p++;
   } else if (*p >= '1' && *p <= '9') {
-    while (*p >= '0' && *p <= '9') {
-      p++;
-    }
+    p = digits(p);
   } else {
     return -1;
   }
-  if (*p == '.') {
-    p++;
-    if (!(*p >= '0' && *p <= '9')) {
-      return -1;
-    }
-    while (*p >= '0' && *p <= '9') {
-      p++;
-    }
+  if (*p == '.' && (p = digits(p + 1)) == NULL) {
+    return -1;
   }
   if (*p == 'e' || *p == 'E') {
     p++;
     if (*p == '+' || *p == '-') {
       p++;
     }
-    if (!(*p >= '0' && *p <= '9')) {
+    if ((p = digits(p)) == NULL) {
       return -1;
-    }
-    while (*p >= '0' && *p <= '9') {
-      p++;
     }
   }
   c->p = p;
@@ -182,14 +170,31 @@ static int parse_number(struct cursor *c) {
 
 static int parse_value(struct cursor *c, int depth);
 
-static int parse_object(struct cursor *c, int depth) {
-  c->p++; /* '{' */
+/* Steps over the byte that opens an object or array and any blanks after
+ * it; 1 when the container closes (with close) at once, else 0. */
+static int opens_empty(struct cursor *c, char close) {
+  c->p++;
   skip_ws(c);
-  if (*c->p == '}') {
+  if (*c->p == close) {
     c->p++;
-    return 0;
+    return 1;
   }
-  for (;;) {
+  return 0;
+}
+
+/* After a member or an element: 1 at a ',' (another follows), 0 at close
+ * (the container ends), -1 at anything else. */
+static int next_item(struct cursor *c, char close) {
+  skip_ws(c);
+  if (*c->p == ',' || *c->p == close) {
+    return *c->p++ == ',';
+  }
+  return -1;
+}
+
+static int parse_object(struct cursor *c, int depth) {
+  int more = !opens_empty(c, '}');
+  while (more == 1) {
     skip_ws(c);
     if (parse_string(c, NULL) != 0) {
       return -1;
@@ -202,41 +207,20 @@ static int parse_object(struct cursor *c, int depth) {
     if (parse_value(c, depth + 1) != 0) {
       return -1;
     }
-    skip_ws(c);
-    if (*c->p == ',') {
-      c->p++;
-      continue;
-    }
-    if (*c->p == '}') {
-      c->p++;
-      return 0;
-    }
-    return -1;
+    more = next_item(c, '}');
   }
+  return more;
 }
 
 static int parse_array(struct cursor *c, int depth) {
-  c->p++; /* '[' */
-  skip_ws(c);
-  if (*c->p == ']') {
-    c->p++;
-    return 0;
-  }
-  for (;;) {
+  int more = !opens_empty(c, ']');
+  while (more == 1) {
     if (parse_value(c, depth + 1) != 0) {
       return -1;
     }
-    skip_ws(c);
-    if (*c->p == ',') {
-      c->p++;
-      continue;
-    }
-    if (*c->p == ']') {
-      c->p++;
-      return 0;
-    }
-    return -1;
+    more = next_item(c, ']');
   }
+  return more;
 }
 
 static int parse_literal(struct cursor *c, const char *word) {

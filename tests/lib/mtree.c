@@ -77,11 +77,10 @@ long mt_tree_nsec(size_t i) {
 
 void mt_make_tree(const char *dir) {
   char p[MT_PATH_CAP];
-  mt_write_filled(dir, "top/a/b/c/deep.bin", 1, 1);
-  mt_write_filled(dir, "top/a/empty.txt", 0, 2);
-  mt_write_filled(dir, "top/d/x", 100, 3);
-  mt_write_filled(dir, "top/d-e", 20000, 4);
-  mt_write_filled(dir, "top/z.bin", 40000, 5);
+  static const size_t sizes[MT_TREE_FILES] = {1, 0, 100, 20000, 40000};
+  for (size_t i = 0; i < MT_TREE_FILES; i++) {
+    mt_write_filled(dir, mt_tree_paths[i], sizes[i], i + 1);
+  }
   mt_set_mode(dir, "top/d-e", 0755);
   for (size_t i = 0; i < MT_TREE_FILES; i++) {
     mt_set_mtime(dir, mt_tree_paths[i], mt_tree_mtime(i), mt_tree_nsec(i));

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "tests/lib/jsonl.h"
+#include "tests/lib/testutil.h"
 
 /* How much of each output file proc_dump prints. */
 #define PROC_DUMP_BYTES (12u << 10)
@@ -33,14 +34,19 @@ void proc_pause_ms(int ms) {
 
 int proc_start(struct proc *p, const char *dir, const char *name,
                const char *const argv[]) {
+  return proc_start_out(p, dir, name, argv, -1);
+}
+
+int proc_start_out(struct proc *p, const char *dir, const char *name,
+                   const char *const argv[], int out_fd) {
   char *args[128];
   int n = 0;
   pid_t parent = getpid();
 
   memset(p, 0, sizeof(*p));
   snprintf(p->name, sizeof(p->name), "%s", name);
-  if (snprintf(p->out_path, sizeof(p->out_path), "%s/%s.out", dir, name) >=
-          (int)sizeof(p->out_path) ||
+  if ((out_fd < 0 && snprintf(p->out_path, sizeof(p->out_path), "%s/%s.out",
+                              dir, name) >= (int)sizeof(p->out_path)) ||
       snprintf(p->err_path, sizeof(p->err_path), "%s/%s.err", dir, name) >=
           (int)sizeof(p->err_path)) {
     return -1;
@@ -58,7 +64,9 @@ int proc_start(struct proc *p, const char *dir, const char *name,
     n++;
   }
   args[n] = NULL;
-  int out = open(p->out_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  int out = out_fd >= 0 ? out_fd
+                        : open(p->out_path,
+                               O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
   int err = open(p->err_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
   int in = open("/dev/null", O_RDONLY | O_CLOEXEC);
   pid_t pid = -1;
@@ -85,7 +93,7 @@ int proc_start(struct proc *p, const char *dir, const char *name,
     (void)w;
     _exit(127);
   }
-  if (out >= 0) {
+  if (out >= 0 && out != out_fd) {
     close(out);
   }
   if (err >= 0) {
@@ -164,43 +172,9 @@ void proc_kill(struct proc *p) {
   p->status = 128 + SIGKILL;
 }
 
-/* Reads a whole file and NUL-terminates it. Returns NULL when missing. */
-static char *slurp(const char *path, size_t *len) {
-  FILE *f = fopen(path, "rb");
-  char *data = NULL;
-  size_t cap = 0;
-  size_t n = 0;
-  *len = 0;
-  if (f == NULL) {
-    return NULL;
-  }
-  for (;;) {
-    if (cap - n < 4096) {
-      size_t ncap = cap ? cap * 2 : 8192;
-      char *q = realloc(data, ncap + 1);
-      if (q == NULL) {
-        free(data);
-        fclose(f);
-        return NULL;
-      }
-      data = q;
-      cap = ncap;
-    }
-    size_t r = fread(data + n, 1, cap - n, f);
-    if (r == 0) {
-      break;
-    }
-    n += r;
-  }
-  fclose(f);
-  data[n] = '\0';
-  *len = n;
-  return data;
-}
-
 static void dump_file(const char *label, const char *path) {
   size_t len;
-  char *data = slurp(path, &len);
+  char *data = tu_read_text(path, &len);
   if (data == NULL) {
     fprintf(stderr, "---- %s: (no file %s)\n", label, path);
     return;
@@ -217,8 +191,10 @@ void proc_dump(const struct proc *p) {
   if (p->pid <= 0) {
     return;
   }
-  snprintf(label, sizeof(label), "%s stdout", p->name);
-  dump_file(label, p->out_path);
+  if (p->out_path[0] != '\0') {
+    snprintf(label, sizeof(label), "%s stdout", p->name);
+    dump_file(label, p->out_path);
+  }
   snprintf(label, sizeof(label), "%s stderr", p->name);
   dump_file(label, p->err_path);
 }
@@ -226,7 +202,7 @@ void proc_dump(const struct proc *p) {
 int proc_each_line(const struct proc *p, int err,
                    int (*fn)(const char *line, void *arg), void *arg) {
   size_t len;
-  char *data = slurp(err ? p->err_path : p->out_path, &len);
+  char *data = tu_read_text(err ? p->err_path : p->out_path, &len);
   int rc = 0;
   if (data == NULL) {
     return 0;
@@ -324,7 +300,7 @@ static int lower(int c) {
 int proc_output_has(const struct proc *p, int err, const char *needle) {
   size_t len;
   size_t nlen = strlen(needle);
-  char *data = slurp(err ? p->err_path : p->out_path, &len);
+  char *data = tu_read_text(err ? p->err_path : p->out_path, &len);
   int found = 0;
   if (data == NULL) {
     return 0;

@@ -32,6 +32,11 @@ struct proc {
  * during the call. Returns 0 or -1. */
 int proc_start(struct proc *p, const char *dir, const char *name,
                const char *const argv[]);
+/* The same with the child's stdout on out_fd (which stays the caller's to
+ * close) instead of a file; out_path is then empty and proc_dump shows
+ * stderr only. */
+int proc_start_out(struct proc *p, const char *dir, const char *name,
+                   const char *const argv[], int out_fd);
 /* Sends sig when the child has not been reaped yet. */
 void proc_signal(struct proc *p, int sig);
 /* Waits for the child to end. Returns its status (see struct proc) or -1

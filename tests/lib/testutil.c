@@ -109,6 +109,25 @@ uint8_t *tu_read_file(const char *path, size_t *len) {
   return data;
 }
 
+char *tu_read_text(const char *path, size_t *len) {
+  uint8_t *data = tu_read_file(path, len);
+  char *text = data != NULL ? realloc(data, *len + 1) : NULL;
+  if (text == NULL) {
+    free(data);
+    return NULL;
+  }
+  text[*len] = '\0';
+  return text;
+}
+
+int tu_file_has(const char *path, const char *needle) {
+  size_t n;
+  char *text = tu_read_text(path, &n);
+  int found = text != NULL && strstr(text, needle) != NULL;
+  free(text);
+  return found;
+}
+
 void tu_fill(void *p, size_t len, uint64_t seed) {
   /* splitmix64: deterministic and good enough for test content. */
   uint8_t *o = p;
@@ -123,6 +142,31 @@ void tu_fill(void *p, size_t len, uint64_t seed) {
     z ^= z >> 31;
     o[i] = (uint8_t)(z >> ((i % 8) * 8));
   }
+}
+
+void tu_identity(struct identity *id, uint64_t seed) {
+  uint8_t bytes[32];
+  tu_fill(bytes, sizeof(bytes), seed);
+  identity_from_seed(id, bytes);
+}
+
+void tu_pk(uint8_t pk[32], uint64_t seed) {
+  struct identity id;
+  tu_identity(&id, seed);
+  memcpy(pk, id.pk, sizeof(id.pk));
+  identity_close(&id);
+}
+
+uint64_t tu_rand(uint64_t *s) {
+  uint64_t z = (*s += 0x9e3779b97f4a7c15u);
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9u;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebu;
+  return z ^ (z >> 31);
+}
+
+uint32_t tu_below(uint64_t *s, uint32_t n) {
+  uint64_t z = tu_rand(s);
+  return n == 0 ? 0 : (uint32_t)(z % n);
 }
 
 void tu_vector_path(char *out, size_t cap, const char *name) {
