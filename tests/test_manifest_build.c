@@ -33,6 +33,7 @@
 #include "common/identity.h"
 #include "common/manifest.h"
 #include "peer/manifest_build.h"
+#include "tests/lib/errassert.h"
 #include "tests/lib/mtree.h"
 #include "tests/lib/testutil.h"
 
@@ -40,18 +41,6 @@
 
 static struct identity g_pub;   /* seed 0x42 * 32 */
 static struct identity g_other; /* seed 0x17 * 32 */
-
-/* Asserts an error code and prints both names when it differs. */
-#define assert_err(got, want)                                                  \
-  do {                                                                         \
-    int g_ = (got);                                                            \
-    int w_ = (want);                                                           \
-    if (g_ != w_) {                                                            \
-      print_error("got %s (%d), want %s (%d)\n", shoal_err_name(g_), g_,       \
-                  shoal_err_name(w_), w_);                                     \
-    }                                                                          \
-    assert_int_equal(g_, w_);                                                  \
-  } while (0)
 
 /* ---------------------------------------------------------------------- */
 /* Helpers. */

@@ -35,6 +35,7 @@
 #include "common/pwire.h"
 #include "common/replay.h"
 #include "peer/manifest_build.h"
+#include "tests/lib/errassert.h"
 #include "tests/lib/testutil.h"
 
 /* 2026-01-01T00:00:00Z: an arbitrary fixed "now" for every test. */
@@ -48,17 +49,6 @@
 #define BLOCK (64u * 1024u)
 #define PART (256u * 1024u)
 #define HAVE_MAP_MAX (1u << 17) /* ceil(2^20 chunks / 8) */
-
-#define assert_err(got, want)                                                  \
-  do {                                                                         \
-    int g_ = (got);                                                            \
-    int w_ = (want);                                                           \
-    if (g_ != w_) {                                                            \
-      print_error("got %s (%d), want %s (%d)\n", shoal_err_name(g_), g_,       \
-                  shoal_err_name(w_), w_);                                     \
-    }                                                                          \
-    assert_int_equal(g_, w_);                                                  \
-  } while (0)
 
 static int is_zero(const void *p, size_t n) {
   const uint8_t *b = p;

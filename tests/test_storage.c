@@ -45,21 +45,11 @@
 #include "peer/manifest_build.h"
 #include "peer/storage.h"
 #include "tests/lib/disk.h"
+#include "tests/lib/errassert.h"
 #include "tests/lib/testutil.h"
 
 #define CS ((size_t)1 << 14) /* chunk size of every test content */
 #define PATH_CAP 4096
-
-#define assert_err(got, want)                                                  \
-  do {                                                                         \
-    int g_ = (got);                                                            \
-    int w_ = (want);                                                           \
-    if (g_ != w_) {                                                            \
-      print_error("got %s (%d), want %s (%d)\n", shoal_err_name(g_), g_,       \
-                  shoal_err_name(w_), w_);                                     \
-    }                                                                          \
-    assert_int_equal(g_, w_);                                                  \
-  } while (0)
 
 static struct identity g_pub;
 
