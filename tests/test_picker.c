@@ -93,10 +93,14 @@ static void fake_standard(struct fake *f) {
   assert_int_equal(f->m.chunk_count, 7);
 }
 
+/* One file of size bytes in chunks of 2^log2 bytes. */
+static void fake_file(struct fake *f, unsigned log2, uint64_t size) {
+  fake_init(f, log2, &size, 1);
+}
+
 /* n chunks of one block each (16 KiB). */
 static void fake_small(struct fake *f, uint32_t n) {
-  const uint64_t sizes[1] = {(uint64_t)n << 14};
-  fake_init(f, 14, sizes, 1);
+  fake_file(f, 14, (uint64_t)n << 14);
 }
 
 static uint32_t blocks_in(const struct manifest *m, uint32_t c) {
@@ -132,6 +136,21 @@ static uint8_t *map_of(uint32_t chunks, const uint32_t *list) {
     map_set(map, *list);
   }
   return map;
+}
+
+/* A picker over m holding have (NULL: nothing), with n peers 0, 1, ...
+ * added, holding the maps that follow (each a const uint8_t *, or NULL). */
+static struct picker *picker_with(const struct manifest *m, const uint8_t *have,
+                                  unsigned n, ...) {
+  struct picker *p = picker_new(m, have);
+  va_list ap;
+  assert_non_null(p);
+  va_start(ap, n);
+  for (unsigned i = 0; i < n; i++) {
+    assert_int_equal(picker_peer_add(p, i, va_arg(ap, const uint8_t *)), 0);
+  }
+  va_end(ap);
+  return p;
 }
 
 static void check_shape(const struct manifest *m,
@@ -203,9 +222,7 @@ static void test_next_covers_every_block_once_within_chunks(void **state) {
 
   fake_standard(&f);
   all = map_all(7);
-  p = picker_new(&f.m, NULL);
-  assert_non_null(p);
-  assert_int_equal(picker_peer_add(p, 0, all), 0);
+  p = picker_with(&f.m, NULL, 1, all);
   while ((k = picker_next(p, 0, 1, out, 3)) > 0) {
     assert_true(k <= 3);
     for (unsigned i = 0; i < k; i++) {
@@ -285,13 +302,9 @@ static void test_rarest_first_with_random_ties(void **state) {
 
   fake_small(&f, 10);
   for (int run = 0; run < 300; run++) {
-    struct picker *p = picker_new(&f.m, have);
+    struct picker *p = picker_with(&f.m, have, 3, am, bm, cm);
     struct picker_block out[6];
-    assert_non_null(p);
     assert_int_equal(picker_have_count(p), 4);
-    assert_int_equal(picker_peer_add(p, 0, am), 0);
-    assert_int_equal(picker_peer_add(p, 1, bm), 0);
-    assert_int_equal(picker_peer_add(p, 2, cm), 0);
     if (run % 3 == 0) {
       /* B's rarest is 5 (held by two), C's a tie between 6 and 7. */
       assert_int_equal(picker_next(p, 1, 0, out, 1), 1);
@@ -334,11 +347,8 @@ static void test_availability_follows_haves_and_departures(void **state) {
 
   fake_small(&f, 10);
   for (int run = 0; run < 20; run++) {
-    struct picker *p = picker_new(&f.m, have);
+    struct picker *p = picker_with(&f.m, have, 2, all, bm);
     struct picker_block out[1];
-    assert_non_null(p);
-    assert_int_equal(picker_peer_add(p, 0, all), 0);
-    assert_int_equal(picker_peer_add(p, 1, bm), 0);
     /* Only 9 is held by one peer. */
     assert_int_equal(picker_next(p, 0, 0, out, 1), 1);
     assert_int_equal(out[0].chunk, 9);
@@ -378,11 +388,8 @@ static void test_random_first_while_few_chunks_are_held(void **state) {
   fake_small(&f, 10);
   for (int run = 0; run < 200; run++) {
     /* Three chunks held: still random among those the peer has. */
-    struct picker *p = picker_new(&f.m, run % 2 ? have : NULL);
+    struct picker *p = picker_with(&f.m, run % 2 ? have : NULL, 2, all, bm);
     struct picker_block out[1];
-    assert_non_null(p);
-    assert_int_equal(picker_peer_add(p, 0, all), 0);
-    assert_int_equal(picker_peer_add(p, 1, bm), 0);
     assert_int_equal(picker_next(p, 0, 0, out, 1), 1);
     first[out[0].chunk]++;
     if (run % 2) {
@@ -411,21 +418,17 @@ static void test_random_first_while_few_chunks_are_held(void **state) {
 }
 
 static void test_started_chunks_are_finished_first(void **state) {
-  const uint64_t sizes[1] = {8 * (256u << 10)}; /* 8 chunks of 4 blocks */
   const uint32_t have_list[] = {0, 1, 2, 3, UINT32_MAX};
   uint8_t *have = map_of(8, have_list);
   uint8_t *all = map_all(8);
   struct fake f;
   (void)state;
 
-  fake_init(&f, 18, sizes, 1);
+  fake_file(&f, 18, 8 * (256u << 10)); /* 8 chunks of 4 blocks */
   for (int run = 0; run < 20; run++) {
-    struct picker *p = picker_new(&f.m, have);
+    struct picker *p = picker_with(&f.m, have, 2, all, all);
     struct picker_block out[4];
     uint32_t x;
-    assert_non_null(p);
-    assert_int_equal(picker_peer_add(p, 0, all), 0);
-    assert_int_equal(picker_peer_add(p, 1, all), 0);
     assert_int_equal(picker_next(p, 0, 0, out, 2), 2);
     x = out[0].chunk;
     assert_int_equal(out[1].chunk, x);
@@ -465,11 +468,7 @@ static void test_peer_is_never_asked_for_a_chunk_it_lacks(void **state) {
       map_set(some, c);
     }
   }
-  p = picker_new(&f.m, NULL);
-  assert_non_null(p);
-  assert_int_equal(picker_peer_add(p, 0, all), 0);
-  assert_int_equal(picker_peer_add(p, 1, some), 0);
-  assert_int_equal(picker_peer_add(p, 2, NULL), 0);
+  p = picker_with(&f.m, NULL, 3, all, some, NULL);
   assert_int_equal(picker_next(p, 2, 0, out, 5), 0);
   while ((k = picker_next(p, 1, 0, out, 5)) > 0) {
     for (unsigned i = 0; i < k; i++) {
@@ -528,7 +527,6 @@ static void test_interesting_follows_what_we_lack(void **state) {
 /* Arrivals */
 
 static void test_block_done_reports_chunk_done_on_last_block(void **state) {
-  const uint64_t sizes[1] = {4 * BLOCK}; /* one chunk of 4 blocks */
   const unsigned order[4] = {2, 0, 3, 1};
   uint8_t *all = map_all(1);
   struct picker_block out[8];
@@ -536,10 +534,8 @@ static void test_block_done_reports_chunk_done_on_last_block(void **state) {
   struct picker *p;
   (void)state;
 
-  fake_init(&f, 18, sizes, 1);
-  p = picker_new(&f.m, NULL);
-  assert_non_null(p);
-  assert_int_equal(picker_peer_add(p, 0, all), 0);
+  fake_file(&f, 18, 4 * BLOCK); /* one chunk of 4 blocks */
+  p = picker_with(&f.m, NULL, 1, all);
   assert_int_equal(picker_next(p, 0, 0, out, 8), 4);
   for (int i = 0; i < 4; i++) {
     int cd = 7;
@@ -568,10 +564,7 @@ static void test_duplicate_and_unrequested_blocks_are_dropped(void **state) {
   (void)state;
 
   fake_standard(&f);
-  p = picker_new(&f.m, NULL);
-  assert_non_null(p);
-  assert_int_equal(picker_peer_add(p, 0, all), 0);
-  assert_int_equal(picker_peer_add(p, 1, all), 0);
+  p = picker_with(&f.m, NULL, 2, all, all);
   assert_int_equal(picker_next(p, 0, 0, out, 2), 2);
   /* From a peer that was not asked: dropped, and A's request stands. */
   assert_int_equal(done(p, 1, &out[0], &cd), 0);
@@ -609,7 +602,6 @@ static void test_duplicate_and_unrequested_blocks_are_dropped(void **state) {
 }
 
 static void test_endgame_duplicates_and_cancels(void **state) {
-  const uint64_t sizes[1] = {(256u << 10) + 1000}; /* 4 blocks + 1 short */
   const uint32_t first[] = {0, UINT32_MAX};
   uint8_t *all = map_all(2);
   uint8_t *only0 = map_of(2, first);
@@ -622,14 +614,9 @@ static void test_endgame_duplicates_and_cancels(void **state) {
   int cd;
   (void)state;
 
-  fake_init(&f, 18, sizes, 1);
+  fake_file(&f, 18, (256u << 10) + 1000); /* 4 blocks + 1 short */
   assert_int_equal(f.m.chunk_count, 2);
-  p = picker_new(&f.m, NULL);
-  assert_non_null(p);
-  assert_int_equal(picker_peer_add(p, 0, only0), 0);
-  assert_int_equal(picker_peer_add(p, 1, only0), 0);
-  assert_int_equal(picker_peer_add(p, 2, all), 0);
-  assert_int_equal(picker_peer_add(p, 3, all), 0);
+  p = picker_with(&f.m, NULL, 4, only0, only0, all, all);
   /* A and B have chunk 0 only. A takes chunk 0 while chunk 1 is still
    * unasked: not endgame, so B gets nothing. */
   assert_int_equal(picker_next(p, 0, 0, out, 8), 4);
@@ -690,7 +677,6 @@ static void test_endgame_duplicates_and_cancels(void **state) {
  * already asked (rates from picker_peer_rate), and not for a block that
  * peer has all but sent: one of its last two. */
 static void test_endgame_copies_only_from_a_sooner_peer(void **state) {
-  const uint64_t sizes[1] = {4 * BLOCK}; /* one chunk of 4 blocks */
   uint8_t *all = map_all(1);
   struct picker_block out[8];
   struct picker_block dup[8];
@@ -699,7 +685,7 @@ static void test_endgame_copies_only_from_a_sooner_peer(void **state) {
   int cd;
   (void)state;
 
-  fake_init(&f, 18, sizes, 1);
+  fake_file(&f, 18, 4 * BLOCK); /* one chunk of 4 blocks */
   p = picker_new(&f.m, NULL);
   assert_non_null(p);
   for (unsigned peer = 0; peer < 6; peer++) {
@@ -747,7 +733,6 @@ static void test_endgame_copies_only_from_a_sooner_peer(void **state) {
 /* Giving blocks back */
 
 static void test_chunk_failed_makes_all_blocks_wanted_again(void **state) {
-  const uint64_t sizes[1] = {3 * BLOCK + 10}; /* one chunk of 4 blocks */
   uint8_t *all = map_all(1);
   struct picker_block out[8];
   struct picker_block again[8];
@@ -756,10 +741,8 @@ static void test_chunk_failed_makes_all_blocks_wanted_again(void **state) {
   int cd = 0;
   (void)state;
 
-  fake_init(&f, 18, sizes, 1);
-  p = picker_new(&f.m, NULL);
-  assert_non_null(p);
-  assert_int_equal(picker_peer_add(p, 0, all), 0);
+  fake_file(&f, 18, 3 * BLOCK + 10); /* one chunk of 4 blocks */
+  p = picker_with(&f.m, NULL, 1, all);
   assert_int_equal(picker_next(p, 0, 0, out, 8), 4);
   for (int i = 0; i < 4; i++) {
     assert_int_equal(done(p, 0, &out[i], &cd), 1);
@@ -782,7 +765,6 @@ static void test_chunk_failed_makes_all_blocks_wanted_again(void **state) {
 }
 
 static void test_rejected_block_goes_to_another_peer(void **state) {
-  const uint64_t sizes[1] = {4 * (256u << 10)}; /* 4 chunks of 4 blocks */
   uint8_t *all = map_all(4);
   struct picker_block out[2];
   struct picker_block other[2];
@@ -791,11 +773,8 @@ static void test_rejected_block_goes_to_another_peer(void **state) {
   int cd;
   (void)state;
 
-  fake_init(&f, 18, sizes, 1);
-  p = picker_new(&f.m, NULL);
-  assert_non_null(p);
-  assert_int_equal(picker_peer_add(p, 0, all), 0);
-  assert_int_equal(picker_peer_add(p, 1, all), 0);
+  fake_file(&f, 18, 4 * (256u << 10)); /* 4 chunks of 4 blocks */
+  p = picker_with(&f.m, NULL, 2, all, all);
   assert_int_equal(picker_next(p, 0, 0, out, 2), 2);
   /* A reject from the wrong peer, or of a changed shape, is ignored. */
   picker_block_rejected(p, 1, &out[1]);
@@ -815,7 +794,6 @@ static void test_rejected_block_goes_to_another_peer(void **state) {
 }
 
 static void test_peer_remove_gives_blocks_back(void **state) {
-  const uint64_t sizes[1] = {2 * (256u << 10)}; /* 2 chunks of 4 blocks */
   uint8_t *all = map_all(2);
   struct picker_block out[5];
   struct picker_block back[5];
@@ -824,11 +802,8 @@ static void test_peer_remove_gives_blocks_back(void **state) {
   int cd;
   (void)state;
 
-  fake_init(&f, 18, sizes, 1);
-  p = picker_new(&f.m, NULL);
-  assert_non_null(p);
-  assert_int_equal(picker_peer_add(p, 0, all), 0);
-  assert_int_equal(picker_peer_add(p, 1, all), 0);
+  fake_file(&f, 18, 2 * (256u << 10)); /* 2 chunks of 4 blocks */
+  p = picker_with(&f.m, NULL, 2, all, all);
   assert_int_equal(picker_next(p, 0, 0, out, 5), 5);
   assert_int_equal(done(p, 0, &out[0], &cd), 1);
   picker_peer_remove(p, 0);
@@ -863,11 +838,7 @@ static void abandon_and_check(unsigned how) {
   struct picker *p;
 
   fake_small(&f, 10);
-  p = picker_new(&f.m, have);
-  assert_non_null(p);
-  assert_int_equal(picker_peer_add(p, 0, all), 0);
-  assert_int_equal(picker_peer_add(p, 1, all), 0);
-  assert_int_equal(picker_peer_add(p, 2, cm), 0);
+  p = picker_with(&f.m, have, 3, all, all, cm);
   if (how == 2) {
     assert_int_equal(picker_peer_add(p, 4, all), 0);
   }
@@ -904,7 +875,6 @@ static void test_abandoned_chunk_goes_back_to_rarest_first(void **state) {
 }
 
 static void test_expire_returns_old_requests_with_their_peer(void **state) {
-  const uint64_t sizes[1] = {16 * BLOCK}; /* one chunk of 16 blocks */
   uint8_t *all = map_all(1);
   struct picker_block a[3];
   struct picker_block b[2];
@@ -914,7 +884,7 @@ static void test_expire_returns_old_requests_with_their_peer(void **state) {
   struct picker *p;
   (void)state;
 
-  fake_init(&f, 20, sizes, 1);
+  fake_file(&f, 20, 16 * BLOCK); /* one chunk of 16 blocks */
   p = picker_new(&f.m, NULL);
   assert_non_null(p);
   assert_int_equal(picker_peer_add(p, 4, all), 0);
@@ -998,9 +968,7 @@ static void test_complete_after_every_chunk_is_verified(void **state) {
   (void)state;
 
   fake_standard(&f);
-  p = picker_new(&f.m, NULL);
-  assert_non_null(p);
-  assert_int_equal(picker_peer_add(p, 0, all), 0);
+  p = picker_with(&f.m, NULL, 1, all);
   k = picker_next(p, 0, 0, out, 32);
   assert_int_equal(k, 23);
   for (unsigned i = 0; i < k; i++) {
@@ -1382,7 +1350,6 @@ static void test_simulated_download_completes(void **state) {
  * hold most chunks: every block arrives once and the run stays quick. */
 static void test_download_of_4_gib_from_50_peers(void **state) {
   enum { NPEERS = 50, PIPE = 8 };
-  const uint64_t sizes[1] = {(uint64_t)4 << 30};
   struct fake f;
   struct picker *p;
   uint8_t *maps[NPEERS];
@@ -1396,7 +1363,7 @@ static void test_download_of_4_gib_from_50_peers(void **state) {
   (void)state;
 
   rng_state = 77;
-  fake_init(&f, 21, sizes, 1);
+  fake_file(&f, 21, (uint64_t)4 << 30);
   assert_int_equal(f.m.chunk_count, 2048);
   got = calloc(2048 * 32, 1);
   assert_non_null(got);
@@ -1464,7 +1431,6 @@ static void test_download_of_4_gib_from_50_peers(void **state) {
 
 static void test_memory_for_a_million_chunks_stays_small(void **state) {
   enum { NPEERS = 50 };
-  const uint64_t sizes[1] = {(uint64_t)1 << 34}; /* 2^20 chunks of 16 KiB */
   struct fake f;
   struct picker *p;
   uint8_t *all;
@@ -1473,7 +1439,7 @@ static void test_memory_for_a_million_chunks_stays_small(void **state) {
   struct picker_block out[16];
   (void)state;
 
-  fake_init(&f, 14, sizes, 1);
+  fake_file(&f, 14, (uint64_t)1 << 34); /* 2^20 chunks of 16 KiB */
   assert_int_equal(f.m.chunk_count, 1u << 20);
   all = map_all(1u << 20);
   before = heap_in_use();
