@@ -25,6 +25,7 @@
 #include "common/manifest.h"
 #include "common/pwire.h"
 #include "peer/picker.h"
+#include "tests/lib/xorshift.h"
 
 #if defined(__SANITIZE_ADDRESS__)
 #define TP_ASAN 1
@@ -189,15 +190,6 @@ static int done(struct picker *p, unsigned peer, const struct picker_block *b,
   int r = picker_block_done(p, peer, b, chunk_done, cancel, &ncancel);
   assert_true(ncancel < PICKER_ENDGAME_DUP);
   return r;
-}
-
-/* A small seeded generator for the simulations' own choices. */
-static uint64_t rng_state;
-static uint32_t rng(uint32_t n) {
-  rng_state ^= rng_state << 13;
-  rng_state ^= rng_state >> 7;
-  rng_state ^= rng_state << 17;
-  return (uint32_t)(rng_state % n);
 }
 
 static double seconds(void) {
@@ -462,9 +454,9 @@ static void test_peer_is_never_asked_for_a_chunk_it_lacks(void **state) {
   fake_small(&f, 200);
   all = map_all(200);
   some = map_new(200);
-  rng_state = 0x1234567;
+  xs_seed(0x1234567);
   for (uint32_t c = 0; c < 200; c++) {
-    if (rng(3) == 0) {
+    if (xs_below(3) == 0) {
       map_set(some, c);
     }
   }
@@ -1099,7 +1091,7 @@ static void sim_deliver(struct sim *s, unsigned peer) {
     return;
   }
   {
-    unsigned i = rng(sp->n);
+    unsigned i = xs_below(sp->n);
     rq = sp->q[i];
     sim_drop(sp, i);
   }
@@ -1141,7 +1133,7 @@ static void sim_deliver(struct sim *s, unsigned peer) {
       for (unsigned i = 0; i < op->n; i++) {
         if (!op->q[i].cancelled && same_block(&op->q[i].b, &rq.b)) {
           /* Half the cancels win the race, half lose it. */
-          if (rng(2)) {
+          if (xs_below(2)) {
             sim_drop(op, i);
           } else {
             op->q[i].cancelled = 1;
@@ -1160,7 +1152,7 @@ static void sim_deliver(struct sim *s, unsigned peer) {
     assert_int_equal(cd, all);
   }
   if (cd) {
-    if (rng(8) == 0) {
+    if (xs_below(8) == 0) {
       picker_chunk_failed(s->p, c);
       s->fails[c]++;
       for (uint32_t i = s->base[c]; i < s->base[c + 1]; i++) {
@@ -1237,7 +1229,7 @@ static unsigned run_simulation(uint64_t seed) {
   unsigned iter;
   uint32_t nblocks;
 
-  rng_state = seed;
+  xs_seed(seed);
   fake_init(&f, 18, sizes, 3);
   memset(&s, 0, sizeof(s));
   s.m = &f.m;
@@ -1259,7 +1251,7 @@ static unsigned run_simulation(uint64_t seed) {
   for (unsigned q = 0; q < SIM_PEERS; q++) {
     s.peers[q].map = map_new(s.nchunks);
     for (uint32_t c = 0; c < s.nchunks; c++) {
-      if (rng(100) < 40) {
+      if (xs_below(100) < 40) {
         map_set(s.peers[q].map, c);
       }
     }
@@ -1272,7 +1264,7 @@ static unsigned run_simulation(uint64_t seed) {
       any |= q != 2 && map_get(s.peers[q].map, c);
     }
     if (!any) {
-      map_set(s.peers[rng(2)].map, c);
+      map_set(s.peers[xs_below(2)].map, c);
     }
   }
   for (unsigned q = 0; q < SIM_PEERS; q++) {
@@ -1281,8 +1273,8 @@ static unsigned run_simulation(uint64_t seed) {
   }
 
   for (iter = 0; iter < 200000 && !picker_complete(s.p); iter++) {
-    unsigned q = rng(SIM_PEERS);
-    uint32_t r = rng(100);
+    unsigned q = xs_below(SIM_PEERS);
+    uint32_t r = xs_below(100);
     now += 10;
     for (unsigned j = 0; j < SIM_PEERS; j++) {
       if (s.peers[j].present) {
@@ -1294,13 +1286,13 @@ static unsigned run_simulation(uint64_t seed) {
     }
     if (r < 85) {
       /* Peer 4 is slow: most of its requests time out. */
-      if (q != 4 || rng(20) == 0) {
+      if (q != 4 || xs_below(20) == 0) {
         sim_deliver(&s, q);
       }
     } else if (r < 90) {
       sim_reject(&s, q);
     } else if (r < 93) {
-      uint32_t c = rng(s.nchunks);
+      uint32_t c = xs_below(s.nchunks);
       map_set(s.peers[q].map, c);
       picker_peer_have(s.p, q, c);
     }
@@ -1362,7 +1354,7 @@ static void test_download_of_4_gib_from_50_peers(void **state) {
   double t;
   (void)state;
 
-  rng_state = 77;
+  xs_seed(77);
   fake_file(&f, 21, (uint64_t)4 << 30);
   assert_int_equal(f.m.chunk_count, 2048);
   got = calloc(2048 * 32, 1);
@@ -1372,7 +1364,7 @@ static void test_download_of_4_gib_from_50_peers(void **state) {
   for (unsigned j = 0; j < NPEERS; j++) {
     maps[j] = map_new(2048);
     for (uint32_t c = 0; c < 2048; c++) {
-      if (j == 0 || rng(10) < 7) {
+      if (j == 0 || xs_below(10) < 7) {
         map_set(maps[j], c);
       }
     }
@@ -1386,7 +1378,7 @@ static void test_download_of_4_gib_from_50_peers(void **state) {
     calls++;
   }
   while (!picker_complete(p)) {
-    unsigned j = rng(NPEERS);
+    unsigned j = xs_below(NPEERS);
     unsigned cancel[PICKER_ENDGAME_DUP];
     unsigned ncancel;
     struct picker_block b;
