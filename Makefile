@@ -270,7 +270,8 @@ fuzz: need-libs
 	  { echo "make: $(FUZZ_CC) is missing -- run 'make deps'" >&2; exit 1; }
 	@$(MAKE) --no-print-directory $(FUZZ_BINS)
 
-build/fuzz/%: tests/fuzz/%.c $(COMMON_SRC) $(wildcard common/*.h) tests/fuzz/fuzz.h
+build/fuzz/%: tests/fuzz/%.c $(COMMON_SRC) $(wildcard common/*.h) \
+              tests/fuzz/fuzz.h tests/lib/bytes.h
 	@mkdir -p $(@D)
 	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ $< $(COMMON_SRC) $(COMMON_PKG_LIBS)
 

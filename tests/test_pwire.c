@@ -35,6 +35,7 @@
 #include "common/pwire.h"
 #include "common/replay.h"
 #include "peer/manifest_build.h"
+#include "tests/lib/bytes.h"
 #include "tests/lib/errassert.h"
 #include "tests/lib/testutil.h"
 
@@ -49,16 +50,6 @@
 #define BLOCK (64u * 1024u)
 #define PART (256u * 1024u)
 #define HAVE_MAP_MAX (1u << 17) /* ceil(2^20 chunks / 8) */
-
-static int is_zero(const void *p, size_t n) {
-  const uint8_t *b = p;
-  for (size_t i = 0; i < n; i++) {
-    if (b[i] != 0) {
-      return 0;
-    }
-  }
-  return 1;
-}
 
 /* Key pair whose seed is first, first + 1, ..., first + 31. */
 static void key_from_seed(struct identity *id, uint8_t first) {
@@ -128,8 +119,8 @@ static int open_hello(const uint8_t *msg, size_t len,
   memset(sender, 0xa5, IDENTITY_PK_BYTES);
   int rc = pwire_hello_open(msg, len, pol, h, sender);
   if (rc != 0) {
-    assert_true(is_zero(h, sizeof(*h)));
-    assert_true(is_zero(sender, IDENTITY_PK_BYTES));
+    assert_true(bytes_all_zero(h, sizeof(*h)));
+    assert_true(bytes_all_zero(sender, IDENTITY_PK_BYTES));
   }
   return rc;
 }
@@ -568,7 +559,7 @@ static void test_forged_frame_is_EBADSIG_and_next_genuine_opens(void **state) {
     memset(out, 0xa5, sizeof(out));
     x[bit / 8] ^= (uint8_t)(1u << (bit % 8));
     assert_err(pwire_open(&p->b, x, flen, out, sizeof(out)), SHOAL_EBADSIG);
-    assert_true(is_zero(out, sizeof(out)));
+    assert_true(bytes_all_zero(out, sizeof(out)));
     assert_int_equal(p->b.rx_count, 0);
     free(x);
   }
@@ -690,11 +681,11 @@ static void test_session_init_refuses_bad_keys(void **state) {
     /* A low-order point gives an all-zero shared secret. */
     memset(&s, 0xa5, sizeof(s));
     assert_err(pwire_session_init(&s, &e, zero, initiator), SHOAL_EBADSIG);
-    assert_true(is_zero(&s, sizeof(s)));
+    assert_true(bytes_all_zero(&s, sizeof(s)));
     /* Our own key, reflected back. */
     memset(&s, 0xa5, sizeof(s));
     assert_err(pwire_session_init(&s, &e, e.pk, initiator), SHOAL_EBADSIG);
-    assert_true(is_zero(&s, sizeof(s)));
+    assert_true(bytes_all_zero(&s, sizeof(s)));
   }
   pwire_eph_close(&e);
 }
@@ -703,12 +694,12 @@ static void test_close_wipes_keys(void **state) {
   struct pair p;
   (void)state;
   pair_init(&p);
-  assert_false(is_zero(p.a.tx, sizeof(p.a.tx)));
+  assert_false(bytes_all_zero(p.a.tx, sizeof(p.a.tx)));
   pair_close(&p);
-  assert_true(is_zero(&p.a, sizeof(p.a)));
-  assert_true(is_zero(&p.b, sizeof(p.b)));
-  assert_true(is_zero(&p.ea, sizeof(p.ea)));
-  assert_true(is_zero(&p.eb, sizeof(p.eb)));
+  assert_true(bytes_all_zero(&p.a, sizeof(p.a)));
+  assert_true(bytes_all_zero(&p.b, sizeof(p.b)));
+  assert_true(bytes_all_zero(&p.ea, sizeof(p.ea)));
+  assert_true(bytes_all_zero(&p.eb, sizeof(p.eb)));
 }
 
 static void test_open_length_limits(void **state) {

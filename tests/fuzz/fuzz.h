@@ -14,6 +14,7 @@
 #include <sodium.h>
 
 #include "common/identity.h"
+#include "tests/lib/bytes.h"
 
 /* Call first in LLVMFuzzerTestOneInput. The first call initialises
  * libsodium (and aborts when it cannot) and returns 1, so that the target
@@ -46,16 +47,6 @@ static inline uint8_t *fz_copy(const uint8_t *data, size_t size) {
     memcpy(p, data, size);
   }
   return p;
-}
-
-static inline int fz_is_zero(const void *p, size_t n) {
-  const uint8_t *b = p;
-  for (size_t i = 0; i < n; i++) {
-    if (b[i] != 0) {
-      return 0;
-    }
-  }
-  return 1;
 }
 
 /* A number made from every input byte, for choices (which bit to flip)

@@ -49,7 +49,7 @@ static int open_checked(const uint8_t *msg, size_t len,
   if (rc > 0) {
     fail("positive return", rc);
   }
-  if (rc != 0 && !fz_is_zero(e, sizeof(*e))) {
+  if (rc != 0 && !bytes_all_zero(e, sizeof(*e))) {
     fail("output not zeroed on failure", rc);
   }
   if (rc == 0) {

@@ -33,7 +33,7 @@ static void check_link(const char *text, size_t size) {
   memset(&l, 0xa5, sizeof(l));
   int rc = link_parse(text, size, &l, &why);
   if (rc != 0) {
-    if (rc != SHOAL_EBADLINK || why == NULL || !fz_is_zero(&l, sizeof(l))) {
+    if (rc != SHOAL_EBADLINK || why == NULL || !bytes_all_zero(&l, sizeof(l))) {
       fail("refusal without SHOAL_EBADLINK, a reason and a zeroed output", why);
     }
     return;
@@ -69,14 +69,14 @@ static void check_tracker(const char *text, size_t size) {
   memset(&t, 0xa5, sizeof(t));
   int rc = link_parse_tracker(text, size, &t, &why);
   if (rc != 0) {
-    if (rc != SHOAL_EBADLINK || why == NULL || !fz_is_zero(&t, sizeof(t))) {
+    if (rc != SHOAL_EBADLINK || why == NULL || !bytes_all_zero(&t, sizeof(t))) {
       fail("tracker refusal without a reason and a zeroed output", why);
     }
     return;
   }
   size_t hlen = strnlen(t.host, sizeof(t.host));
   if (hlen == 0 || hlen > LINK_MAX_HOST || t.port == 0 ||
-      !fz_is_zero(t.host + hlen, sizeof(t.host) - hlen)) {
+      !bytes_all_zero(t.host + hlen, sizeof(t.host) - hlen)) {
     fail("accepted tracker is malformed", t.host);
   }
   /* Written back the way link_format writes it, it must parse the same. */

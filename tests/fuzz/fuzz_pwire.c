@@ -88,7 +88,7 @@ static void decode_checked(const uint8_t *p, size_t len) {
     if (rc != SHOAL_ETRUNC && rc != SHOAL_EFORMAT && rc != SHOAL_ETOOBIG) {
       fail("undocumented decode error", rc);
     }
-    if (!fz_is_zero(&m, sizeof(m))) {
+    if (!bytes_all_zero(&m, sizeof(m))) {
       fail("decode output not zeroed on failure", rc);
     }
     return;
@@ -169,7 +169,8 @@ static int open_checked(const uint8_t *msg, size_t len,
     fail("positive return", rc);
   }
   if (rc != 0) {
-    if (!fz_is_zero(h, sizeof(*h)) || !fz_is_zero(sender, sizeof(sender))) {
+    if (!bytes_all_zero(h, sizeof(*h)) ||
+        !bytes_all_zero(sender, sizeof(sender))) {
       fail("hello outputs not zeroed on failure", rc);
     }
     return rc;

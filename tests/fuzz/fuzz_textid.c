@@ -44,7 +44,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     int rc = textid_decode(kinds[k], text, size, out);
     if (rc != 0) {
       if ((rc != SHOAL_EFORMAT && rc != SHOAL_ECHECKSUM) ||
-          !fz_is_zero(out, sizeof(out))) {
+          !bytes_all_zero(out, sizeof(out))) {
         fail("refusal is not EFORMAT/ECHECKSUM with a zeroed output");
       }
       if (rc == SHOAL_ECHECKSUM && size != TEXTID_CHARS) {

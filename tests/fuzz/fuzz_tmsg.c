@@ -104,7 +104,7 @@ static void check_payload(const struct codec *c, const uint8_t *p, size_t n) {
     if (!allowed_error(c, rc)) {
       fail(c->name, "undocumented error", rc);
     }
-    if (!fz_is_zero(out, c->size)) {
+    if (!bytes_all_zero(out, c->size)) {
       fail(c->name, "refusal left the output set", rc);
     }
     return;
@@ -151,7 +151,7 @@ static void check_query(const uint8_t *p, size_t n) {
         rc != SHOAL_EFORMAT) {
       fail("query", "undocumented error", rc);
     }
-    if (!fz_is_zero(&q, sizeof(q))) {
+    if (!bytes_all_zero(&q, sizeof(q))) {
       fail("query", "refusal left the output set", rc);
     }
     return;
