@@ -270,7 +270,8 @@ fuzz: need-libs
 	  { echo "make: $(FUZZ_CC) is missing -- run 'make deps'" >&2; exit 1; }
 	@$(MAKE) --no-print-directory $(FUZZ_BINS)
 
-build/fuzz/%: tests/fuzz/%.c $(COMMON_SRC) $(wildcard common/*.h)
+build/fuzz/%: tests/fuzz/%.c $(COMMON_SRC) $(wildcard common/*.h) \
+              tests/fuzz/fuzz.h tests/lib/bytes.h
 	@mkdir -p $(@D)
 	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ $< $(COMMON_SRC) $(COMMON_PKG_LIBS)
 
@@ -296,7 +297,7 @@ demo: deps
 	@SHOAL_BIN=$(BUILD)/bin bash tests/demo.sh
 
 FORMAT_SRC = common/*.[ch] tracker/*.[ch] peer/*.[ch] tests/*.c tests/lib/*.[ch] \
-             bench/*.c bench/lib/*.[ch] tests/fuzz/*.c
+             bench/*.c bench/lib/*.[ch] tests/fuzz/*.[ch]
 
 format:
 	clang-format -i $(FORMAT_SRC)

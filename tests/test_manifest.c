@@ -41,6 +41,8 @@
 #include "common/error.h"
 #include "common/identity.h"
 #include "common/manifest.h"
+#include "tests/lib/errassert.h"
+#include "tests/lib/mfix.h"
 #include "tests/lib/mtree.h"
 #include "tests/lib/testutil.h"
 
@@ -48,21 +50,6 @@
 
 /* The signing domain, as the protocol defines it (signed with its NUL). */
 static const char domain[] = "shoal/1 manifest";
-
-static struct identity g_pub;   /* seed 0x42 * 32: the vector's key */
-static struct identity g_other; /* seed 0x17 * 32 */
-
-/* Asserts an error code and prints both names when it differs. */
-#define assert_err(got, want)                                                  \
-  do {                                                                         \
-    int g_ = (got);                                                            \
-    int w_ = (want);                                                           \
-    if (g_ != w_) {                                                            \
-      print_error("got %s (%d), want %s (%d)\n", shoal_err_name(g_), g_,       \
-                  shoal_err_name(w_), w_);                                     \
-    }                                                                          \
-    assert_int_equal(g_, w_);                                                  \
-  } while (0)
 
 /* ---------------------------------------------------------------------- */
 /* Helpers: canonical bytes written by hand (layout of manifest_seal()).
@@ -98,8 +85,8 @@ struct hm {
   int hash_bytes_set; /* else chunk_count * 32 */
   size_t hash_bytes;
   const uint8_t *hashes;         /* NULL: filler bytes */
-  const struct identity *owner;  /* key written as publisher; NULL: g_pub */
-  const struct identity *signer; /* NULL: g_pub */
+  const struct identity *owner;  /* key written as publisher; NULL: mf_pub */
+  const struct identity *signer; /* NULL: mf_pub */
   size_t domain_len;             /* 0: sizeof(domain), NUL included */
 };
 
@@ -160,8 +147,8 @@ static void w_be(struct wbuf *w, uint64_t v, unsigned bytes) {
 }
 
 static uint8_t *hm_encode(const struct hm *h, size_t *len) {
-  const struct identity *owner = h->owner ? h->owner : &g_pub;
-  const struct identity *signer = h->signer ? h->signer : &g_pub;
+  const struct identity *owner = h->owner ? h->owner : &mf_pub;
+  const struct identity *signer = h->signer ? h->signer : &mf_pub;
   struct wbuf w = {0};
   uint64_t total = 0;
   uint64_t chunks = 0;
@@ -239,9 +226,9 @@ static int hm_decode(const struct hm *h) {
  * IDENTITY_SIG_BYTES of the len bytes are the signature). */
 static void resign(uint8_t *bytes, size_t len) {
   size_t body = len - IDENTITY_SIG_BYTES;
-  assert_err(
-      identity_sign2(&g_pub, domain, sizeof(domain), bytes, body, bytes + body),
-      0);
+  assert_err(identity_sign2(&mf_pub, domain, sizeof(domain), bytes, body,
+                            bytes + body),
+             0);
 }
 
 /* Encodes and decodes h, and hands back the manifest (NULL on an error). */
@@ -256,19 +243,17 @@ static int hm_decode_m(const struct hm *h, struct manifest **m) {
 /* ---------------------------------------------------------------------- */
 /* Decoding what the builder made. */
 
-static struct manifest *build_tree(char *dir, size_t cap) {
+/* The manifest of mt_make_tree()'s tree, made in dir. */
+static struct manifest *build_tree(const char *dir) {
   char top[MT_PATH_CAP];
-  mt_tmpdir(dir, cap);
   mt_make_tree(dir);
   tu_path(top, sizeof(top), dir, "top");
   struct manifest_build_opts o = {.chunk_log2 = 14};
-  return mt_build(top, &g_pub, &o);
+  return mt_build(top, &mf_pub, &o);
 }
 
 static void test_decode_round_trip_gives_equal_fields(void **state) {
-  char dir[MT_PATH_CAP];
-  (void)state;
-  struct manifest *m = build_tree(dir, sizeof(dir));
+  struct manifest *m = build_tree(*state);
   struct manifest *d = NULL;
   assert_err(manifest_decode(m->encoded, m->encoded_len, &d), 0);
   assert_non_null(d);
@@ -324,13 +309,10 @@ static void test_decode_round_trip_gives_equal_fields(void **state) {
   manifest_free(d);
   manifest_free(m);
   manifest_free(NULL);
-  tu_rmtree(dir);
 }
 
 static void test_decode_rejects_every_truncation(void **state) {
-  char dir[MT_PATH_CAP];
-  (void)state;
-  struct manifest *m = build_tree(dir, sizeof(dir));
+  struct manifest *m = build_tree(*state);
   for (size_t len = 0; len < m->encoded_len; len++) {
     int err = mt_decode_copy(m->encoded, len);
     if (err == 0) {
@@ -342,7 +324,6 @@ static void test_decode_rejects_every_truncation(void **state) {
   assert_err(mt_decode_copy(m->encoded, 0), SHOAL_ETRUNC);
   assert_err(mt_decode_copy(m->encoded, 100), SHOAL_ETRUNC);
   manifest_free(m);
-  tu_rmtree(dir);
 }
 
 static void flip_every_bit(const uint8_t *bytes, size_t len) {
@@ -363,13 +344,11 @@ static void flip_every_bit(const uint8_t *bytes, size_t len) {
 }
 
 static void test_decode_rejects_a_flipped_bit_anywhere(void **state) {
-  char dir[MT_PATH_CAP];
+  const char *dir = *state;
   char p[MT_PATH_CAP];
-  (void)state;
-  mt_tmpdir(dir, sizeof(dir));
   mt_write_filled(dir, "small", 40000, 8);
   tu_path(p, sizeof(p), dir, "small");
-  struct manifest *m = mt_build(p, &g_pub, NULL);
+  struct manifest *m = mt_build(p, &mf_pub, NULL);
   flip_every_bit(m->encoded, m->encoded_len);
   /* The version byte is checked first; everything else is signed. */
   uint8_t *copy = malloc(m->encoded_len);
@@ -387,18 +366,13 @@ static void test_decode_rejects_a_flipped_bit_anywhere(void **state) {
   manifest_free(m);
 
   /* And a folder manifest, whose paths and sizes are signed too. */
-  char dir2[MT_PATH_CAP];
-  m = build_tree(dir2, sizeof(dir2));
+  m = build_tree(dir);
   flip_every_bit(m->encoded, m->encoded_len);
   manifest_free(m);
-  tu_rmtree(dir2);
-  tu_rmtree(dir);
 }
 
 static void test_decode_rejects_one_extra_byte(void **state) {
-  char dir[MT_PATH_CAP];
-  (void)state;
-  struct manifest *m = build_tree(dir, sizeof(dir));
+  struct manifest *m = build_tree(*state);
   uint8_t *longer = malloc(m->encoded_len + 1);
   assert_non_null(longer);
   memcpy(longer, m->encoded, m->encoded_len);
@@ -411,16 +385,13 @@ static void test_decode_rejects_one_extra_byte(void **state) {
   assert_err(mt_decode_copy(longer, m->encoded_len + 1), SHOAL_EBADSIG);
   free(longer);
   manifest_free(m);
-  tu_rmtree(dir);
 }
 
 /* ---------------------------------------------------------------------- */
 /* Hand-made canonical bytes: the checks behind the signature. */
 
 static void test_hand_encoder_matches_the_builder(void **state) {
-  char dir[MT_PATH_CAP];
-  (void)state;
-  struct manifest *m = build_tree(dir, sizeof(dir));
+  struct manifest *m = build_tree(*state);
   struct hm h;
   hm_init(&h);
   h.kind = m->kind;
@@ -453,7 +424,6 @@ static void test_hand_encoder_matches_the_builder(void **state) {
   h.kind = MANIFEST_KIND_FILE;
   h.path[0] = "n";
   assert_err(hm_decode(&h), 0);
-  tu_rmtree(dir);
 }
 
 static void test_decode_refuses_unsafe_paths(void **state) {
@@ -555,40 +525,66 @@ test_decode_refuses_duplicate_conflicting_and_unsorted_paths(void **state) {
   assert_err(hm_decode(&h), 0);
 }
 
+/* Decodes h, which must give want; what and value name the case in a
+ * failure. */
+static void assert_decodes(const struct hm *h, int want, const char *what,
+                           uint64_t value) {
+  int err = hm_decode(h);
+  if (err != want) {
+    print_error("%s %llu\n", what, (unsigned long long)value);
+  }
+  assert_err(err, want);
+}
+
 static void test_decode_refuses_sizes_that_do_not_add_up(void **state) {
   struct hm h;
   (void)state;
   hm_init(&h);
   hm_file(&h, "n/b", 7);
   h.total_set = 1;
-  h.total = 11;
-  assert_err(hm_decode(&h), SHOAL_ESIZE);
-  h.total = 13;
-  assert_err(hm_decode(&h), SHOAL_ESIZE);
-  h.total = 12;
-  assert_err(hm_decode(&h), 0);
+  /* The sizes add up to 12. */
+  for (uint64_t total = 11; total <= 13; total++) {
+    h.total = total;
+    assert_decodes(&h, total == 12 ? 0 : SHOAL_ESIZE, "total", total);
+  }
 
   /* A chunk count that differs from the files' layout, with as many hashes
    * as it claims. */
+  static const uint32_t wrong_chunks[] = {1, 3, 0};
   hm_init(&h);
   h.size[0] = CS14 + 1; /* two chunks */
   h.chunks_set = 1;
-  h.chunk_count = 1;
-  assert_err(hm_decode(&h), SHOAL_ESIZE);
-  h.chunk_count = 3;
-  assert_err(hm_decode(&h), SHOAL_ESIZE);
-  h.chunk_count = 0;
-  assert_err(hm_decode(&h), SHOAL_ESIZE);
+  for (size_t i = 0; i < sizeof(wrong_chunks) / sizeof(wrong_chunks[0]); i++) {
+    h.chunk_count = wrong_chunks[i];
+    assert_decodes(&h, SHOAL_ESIZE, "chunk count", h.chunk_count);
+  }
 
   /* The right count with one hash too many or too few. */
+  static const size_t wrong_hash_bytes[] = {2 * MANIFEST_HASH_BYTES,
+                                            MANIFEST_HASH_BYTES - 1, 0};
   hm_init(&h);
   h.hash_bytes_set = 1;
-  h.hash_bytes = 2 * MANIFEST_HASH_BYTES;
-  assert_err(hm_decode(&h), SHOAL_EFORMAT);
-  h.hash_bytes = MANIFEST_HASH_BYTES - 1;
-  assert_err(hm_decode(&h), SHOAL_EFORMAT);
-  h.hash_bytes = 0;
-  assert_err(hm_decode(&h), SHOAL_EFORMAT);
+  for (size_t i = 0; i < sizeof(wrong_hash_bytes) / sizeof(wrong_hash_bytes[0]);
+       i++) {
+    h.hash_bytes = wrong_hash_bytes[i];
+    assert_decodes(&h, SHOAL_EFORMAT, "hash bytes", h.hash_bytes);
+  }
+}
+
+/* A file or folder count (*count, in h) over its maximum max is too big;
+ * one the remaining bytes could not hold is refused before anything is read
+ * or allocated for it: a decoder that allocated and started reading would
+ * answer SHOAL_ETRUNC at the second entry instead. */
+static void assert_oversize_counts_refused(struct hm *h, uint32_t *count,
+                                           uint32_t max, const char *what) {
+  *count = max + 1;
+  assert_decodes(h, SHOAL_ETOOBIG, what, *count);
+  *count = UINT32_MAX;
+  assert_decodes(h, SHOAL_ETOOBIG, what, *count);
+  *count = max;
+  assert_decodes(h, SHOAL_EFORMAT, what, *count);
+  *count = 1000;
+  assert_decodes(h, SHOAL_EFORMAT, what, *count);
 }
 
 static void test_decode_refuses_oversize_counts(void **state) {
@@ -596,18 +592,8 @@ static void test_decode_refuses_oversize_counts(void **state) {
   (void)state;
   hm_init(&h);
   h.count_set = 1;
-  h.file_count = MANIFEST_MAX_FILES + 1;
-  assert_err(hm_decode(&h), SHOAL_ETOOBIG);
-  h.file_count = UINT32_MAX;
-  assert_err(hm_decode(&h), SHOAL_ETOOBIG);
-
-  /* A count the remaining bytes could not hold is refused before any file
-   * is read: a decoder that allocated and started reading would answer
-   * SHOAL_ETRUNC at the second file instead. */
-  h.file_count = MANIFEST_MAX_FILES;
-  assert_err(hm_decode(&h), SHOAL_EFORMAT);
-  h.file_count = 1000;
-  assert_err(hm_decode(&h), SHOAL_EFORMAT);
+  assert_oversize_counts_refused(&h, &h.file_count, MANIFEST_MAX_FILES,
+                                 "file count");
 
   /* A file claiming more chunks than a manifest may list. */
   hm_init(&h);
@@ -687,14 +673,14 @@ static void test_decode_refuses_signature_by_another_key(void **state) {
   struct hm h;
   (void)state;
   hm_init(&h);
-  h.signer = &g_other; /* publisher field still says g_pub */
+  h.signer = &mf_other; /* publisher field still says mf_pub */
   assert_err(hm_decode(&h), SHOAL_EBADSIG);
   hm_init(&h);
-  h.owner = &g_other; /* the other way round */
+  h.owner = &mf_other; /* the other way round */
   assert_err(hm_decode(&h), SHOAL_EBADSIG);
   hm_init(&h);
-  h.owner = &g_other;
-  h.signer = &g_other;
+  h.owner = &mf_other;
+  h.signer = &mf_other;
   assert_err(hm_decode(&h), 0);
   /* The domain is signed with its terminating NUL. */
   hm_init(&h);
@@ -718,25 +704,35 @@ static void test_decode_refuses_more_than_max_bytes(void **state) {
   free(big);
 }
 
-static void test_decode_refuses_too_deep_or_too_long_path(void **state) {
-  char deep[2 * (MANIFEST_MAX_DEPTH + 2) + 1];
-  struct hm h;
-  (void)state;
-  /* "n" then MANIFEST_MAX_DEPTH "/d" folders then "/f": the deepest path
-   * allowed, MANIFEST_MAX_DEPTH + 2 segments, is one too many. */
+/* Room for "n", MANIFEST_MAX_DEPTH "/d" and "/f". */
+#define DEEP_CAP (2 * (MANIFEST_MAX_DEPTH + 2) + 1)
+
+/* Writes "n" then MANIFEST_MAX_DEPTH "/d" folders to deep: a path of
+ * MANIFEST_MAX_DEPTH + 1 segments, the deepest allowed; with one_more, a
+ * last segment "/f" makes it one too many. */
+static void deep_path(char deep[DEEP_CAP], int one_more) {
   size_t n = 0;
   deep[n++] = 'n';
   for (unsigned i = 0; i < MANIFEST_MAX_DEPTH; i++) {
     deep[n++] = '/';
     deep[n++] = 'd';
   }
+  if (one_more) {
+    deep[n++] = '/';
+    deep[n++] = 'f';
+  }
   deep[n] = '\0';
+}
+
+static void test_decode_refuses_too_deep_or_too_long_path(void **state) {
+  char deep[DEEP_CAP];
+  struct hm h;
+  (void)state;
+  deep_path(deep, 0);
   hm_init(&h);
   h.path[0] = deep; /* MANIFEST_MAX_DEPTH + 1 segments */
   assert_err(hm_decode(&h), 0);
-  deep[n++] = '/';
-  deep[n++] = 'f';
-  deep[n] = '\0';
+  deep_path(deep, 1);
   assert_err(hm_decode(&h), SHOAL_ETOOBIG);
 
   /* MANIFEST_MAX_PATH bytes pass, one more does not. */
@@ -942,20 +938,12 @@ static void test_decode_empty_folders(void **state) {
     assert_err(hm_decode(&h), SHOAL_EPATH);
   }
   /* Deeper or longer than a path may be. */
-  char deep[2 * (MANIFEST_MAX_DEPTH + 2) + 1];
-  size_t n = 0;
-  deep[n++] = 'n';
-  for (unsigned i = 0; i < MANIFEST_MAX_DEPTH; i++) {
-    deep[n++] = '/';
-    deep[n++] = 'd';
-  }
-  deep[n] = '\0';
+  char deep[DEEP_CAP];
+  deep_path(deep, 0);
   hm_init(&h);
   hm_folder(&h, deep); /* MANIFEST_MAX_DEPTH + 1 segments */
   assert_err(hm_decode(&h), 0);
-  deep[n++] = '/';
-  deep[n++] = 'f';
-  deep[n] = '\0';
+  deep_path(deep, 1);
   assert_err(hm_decode(&h), SHOAL_ETOOBIG);
 
   /* A file content has no folders. */
@@ -1020,16 +1008,8 @@ static void test_decode_refuses_oversize_folder_counts(void **state) {
   hm_init(&h);
   hm_folder(&h, "n/e");
   h.folder_count_set = 1;
-  h.folder_count = MANIFEST_MAX_FOLDERS + 1;
-  assert_err(hm_decode(&h), SHOAL_ETOOBIG);
-  h.folder_count = UINT32_MAX;
-  assert_err(hm_decode(&h), SHOAL_ETOOBIG);
-  /* A count the remaining bytes cannot hold is refused before anything is
-   * allocated for it. */
-  h.folder_count = MANIFEST_MAX_FOLDERS;
-  assert_err(hm_decode(&h), SHOAL_EFORMAT);
-  h.folder_count = 1000;
-  assert_err(hm_decode(&h), SHOAL_EFORMAT);
+  assert_oversize_counts_refused(&h, &h.folder_count, MANIFEST_MAX_FOLDERS,
+                                 "folder count");
   /* Counts that misread the rest. */
   h.folder_count = 2;
   assert_int_not_equal(hm_decode(&h), 0);
@@ -1277,15 +1257,13 @@ static void check_or_write(const char *path, const uint8_t *bytes, size_t len) {
 }
 
 static void test_known_answer_vector_folder(void **state) {
-  char dir[MT_PATH_CAP];
+  const char *dir = *state;
   char top[MT_PATH_CAP];
   char vec[MT_PATH_CAP];
-  (void)state;
-  mt_tmpdir(dir, sizeof(dir));
   make_vector_folder(dir);
   tu_path(top, sizeof(top), dir, "kat");
   tu_vector_path(vec, sizeof(vec), "manifest-folder.bin");
-  struct manifest *m = mt_build(top, &g_pub, NULL);
+  struct manifest *m = mt_build(top, &mf_pub, NULL);
   check_or_write(vec, m->encoded, m->encoded_len);
   size_t len = 0;
   uint8_t *want = tu_read_file(vec, &len);
@@ -1302,7 +1280,7 @@ static void test_known_answer_vector_folder(void **state) {
   assert_int_equal(d->kind, MANIFEST_KIND_FOLDER);
   assert_string_equal(d->name, "kat");
   assert_int_equal(d->chunk_log2, 14);
-  assert_memory_equal(d->publisher, g_pub.pk, IDENTITY_PK_BYTES);
+  assert_memory_equal(d->publisher, mf_pub.pk, IDENTITY_PK_BYTES);
   assert_int_equal(d->file_count, 6);
   for (uint32_t i = 0; i < 6; i++) {
     assert_string_equal(d->files[i].path, kat_paths[i]);
@@ -1336,14 +1314,13 @@ static void test_known_answer_vector_folder(void **state) {
   assert_non_null(msg);
   memcpy(msg, domain, sizeof(domain));
   memcpy(msg + sizeof(domain), want, body);
-  assert_int_equal(crypto_sign_verify_detached(want + body, msg,
-                                               sizeof(domain) + body, g_pub.pk),
+  assert_int_equal(crypto_sign_verify_detached(
+                       want + body, msg, sizeof(domain) + body, mf_pub.pk),
                    0);
   free(msg);
   manifest_free(d);
   free(want);
   manifest_free(m);
-  tu_rmtree(dir);
 }
 
 /* ---------------------------------------------------------------------- */
@@ -1370,12 +1347,10 @@ static void check_seed(const char *name, const struct manifest *m) {
 }
 
 static void test_fuzz_seed_corpus_is_current(void **state) {
-  char dir[MT_PATH_CAP];
+  const char *dir = *state;
   char p[MT_PATH_CAP];
   struct identity fuzz_key; /* seed 0x5a * 32, as fuzz_manifest.c */
-  (void)state;
   mt_seed_key(&fuzz_key, 0x5a);
-  mt_tmpdir(dir, sizeof(dir));
   /* One executable file of three chunks. */
   mt_write_filled(dir, "tool", 40000, 21);
   mt_set_mode(dir, "tool", 0755);
@@ -1426,21 +1401,17 @@ static void test_fuzz_seed_corpus_is_current(void **state) {
   check_seed("empty_folders", m);
   manifest_free(m);
   identity_close(&fuzz_key);
-  tu_rmtree(dir);
 }
 
 int main(void) {
-  if (sodium_init() < 0) {
-    return 1;
-  }
-  mt_seed_key(&g_pub, 0x42);
-  mt_seed_key(&g_other, 0x17);
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_decode_round_trip_gives_equal_fields),
-      cmocka_unit_test(test_decode_rejects_every_truncation),
-      cmocka_unit_test(test_decode_rejects_a_flipped_bit_anywhere),
-      cmocka_unit_test(test_decode_rejects_one_extra_byte),
-      cmocka_unit_test(test_hand_encoder_matches_the_builder),
+#define T_DIR(name)                                                            \
+  cmocka_unit_test_setup_teardown(name, mf_dir_setup, mf_dir_teardown)
+      T_DIR(test_decode_round_trip_gives_equal_fields),
+      T_DIR(test_decode_rejects_every_truncation),
+      T_DIR(test_decode_rejects_a_flipped_bit_anywhere),
+      T_DIR(test_decode_rejects_one_extra_byte),
+      T_DIR(test_hand_encoder_matches_the_builder),
       cmocka_unit_test(test_decode_refuses_unsafe_paths),
       cmocka_unit_test(test_decode_refuses_path_outside_the_name),
       cmocka_unit_test(
@@ -1460,11 +1431,9 @@ int main(void) {
       cmocka_unit_test(test_decode_refuses_version_1_as_such),
       cmocka_unit_test(test_check_path_accepts_and_refuses),
       cmocka_unit_test(test_choose_chunk_log2_keeps_chunk_count_bounded),
-      cmocka_unit_test(test_known_answer_vector_folder),
-      cmocka_unit_test(test_fuzz_seed_corpus_is_current),
+      T_DIR(test_known_answer_vector_folder),
+      T_DIR(test_fuzz_seed_corpus_is_current),
+#undef T_DIR
   };
-  int failed = cmocka_run_group_tests(tests, NULL, NULL);
-  identity_close(&g_pub);
-  identity_close(&g_other);
-  return failed;
+  return cmocka_run_group_tests(tests, mf_keys_setup, mf_keys_teardown);
 }

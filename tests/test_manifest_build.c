@@ -33,25 +33,12 @@
 #include "common/identity.h"
 #include "common/manifest.h"
 #include "peer/manifest_build.h"
+#include "tests/lib/errassert.h"
+#include "tests/lib/mfix.h"
 #include "tests/lib/mtree.h"
 #include "tests/lib/testutil.h"
 
 #define CS14 ((uint64_t)1 << 14)
-
-static struct identity g_pub;   /* seed 0x42 * 32 */
-static struct identity g_other; /* seed 0x17 * 32 */
-
-/* Asserts an error code and prints both names when it differs. */
-#define assert_err(got, want)                                                  \
-  do {                                                                         \
-    int g_ = (got);                                                            \
-    int w_ = (want);                                                           \
-    if (g_ != w_) {                                                            \
-      print_error("got %s (%d), want %s (%d)\n", shoal_err_name(g_), g_,       \
-                  shoal_err_name(w_), w_);                                     \
-    }                                                                          \
-    assert_int_equal(g_, w_);                                                  \
-  } while (0)
 
 /* ---------------------------------------------------------------------- */
 /* Helpers. */
@@ -67,6 +54,14 @@ static void append_byte(const char *path) {
 static void set_old_mtime(const char *path) {
   struct timespec ts[2] = {{1000000000, 0}, {1000000000, 0}};
   assert_int_equal(utimensat(AT_FDCWD, path, ts, 0), 0);
+}
+
+/* Builds dir/rel with the key mf_pub; the build must succeed. */
+static struct manifest *build_in(const char *dir, const char *rel,
+                                 const struct manifest_build_opts *o) {
+  char path[MT_PATH_CAP];
+  tu_path(path, sizeof(path), dir, rel);
+  return mt_build(path, &mf_pub, o);
 }
 
 /* ---------------------------------------------------------------------- */
@@ -219,7 +214,7 @@ static struct manifest *build_single(const char *dir, size_t size,
   o.chunk_log2 = chunk_log2;
   mt_write_filled(dir, "file.bin", size, 11);
   tu_path(path, sizeof(path), dir, "file.bin");
-  struct manifest *m = mt_build(path, &g_pub, &o);
+  struct manifest *m = mt_build(path, &mf_pub, &o);
 
   assert_int_equal(m->kind, MANIFEST_KIND_FILE);
   assert_string_equal(m->name, "file.bin");
@@ -228,16 +223,14 @@ static struct manifest *build_single(const char *dir, size_t size,
   assert_string_equal(m->files[0].path, m->name);
   assert_int_equal(m->files[0].size, size);
   assert_int_equal(m->total_size, size);
-  assert_memory_equal(m->publisher, g_pub.pk, IDENTITY_PK_BYTES);
+  assert_memory_equal(m->publisher, mf_pub.pk, IDENTITY_PK_BYTES);
   assert_int_equal(r.skips, 0);
   check_chunks_against_disk(m);
   return m;
 }
 
 static void test_build_empty_file_has_no_chunks(void **state) {
-  char dir[MT_PATH_CAP];
-  (void)state;
-  mt_tmpdir(dir, sizeof(dir));
+  const char *dir = *state;
   struct manifest *m = build_single(dir, 0, 0);
   assert_int_equal(m->chunk_count, 0);
   assert_int_equal(m->total_size, 0);
@@ -245,36 +238,27 @@ static void test_build_empty_file_has_no_chunks(void **state) {
   assert_int_equal(m->files[0].chunk_count, 0);
   assert_err(mt_decode_copy(m->encoded, m->encoded_len), 0);
   manifest_free(m);
-  tu_rmtree(dir);
 }
 
 static void test_build_one_byte_file_is_one_short_chunk(void **state) {
-  char dir[MT_PATH_CAP];
-  (void)state;
-  mt_tmpdir(dir, sizeof(dir));
+  const char *dir = *state;
   struct manifest *m = build_single(dir, 1, 0);
   assert_int_equal(m->chunk_count, 1);
   assert_int_equal(manifest_chunk_len(m, 0), 1);
   manifest_free(m);
-  tu_rmtree(dir);
 }
 
 static void test_build_exactly_one_chunk(void **state) {
-  char dir[MT_PATH_CAP];
-  (void)state;
-  mt_tmpdir(dir, sizeof(dir));
+  const char *dir = *state;
   struct manifest *m = build_single(dir, CS14, 14);
   assert_int_equal(m->chunk_log2, 14);
   assert_int_equal(m->chunk_count, 1);
   assert_int_equal(manifest_chunk_len(m, 0), CS14);
   manifest_free(m);
-  tu_rmtree(dir);
 }
 
 static void test_build_one_chunk_plus_one_byte_is_two_chunks(void **state) {
-  char dir[MT_PATH_CAP];
-  (void)state;
-  mt_tmpdir(dir, sizeof(dir));
+  const char *dir = *state;
   struct manifest *m = build_single(dir, CS14 + 1, 14);
   assert_int_equal(m->chunk_count, 2);
   assert_int_equal(manifest_chunk_len(m, 0), CS14);
@@ -288,47 +272,38 @@ static void test_build_one_chunk_plus_one_byte_is_two_chunks(void **state) {
   assert_memory_not_equal(m->hashes, m->hashes + MANIFEST_HASH_BYTES,
                           MANIFEST_HASH_BYTES);
   manifest_free(m);
-  tu_rmtree(dir);
 }
 
 static void test_build_refuses_bad_chunk_log2_option(void **state) {
-  char dir[MT_PATH_CAP];
+  const char *dir = *state;
   char path[MT_PATH_CAP];
   const unsigned bad[] = {1, 13, 25, 256 + 14};
-  (void)state;
-  mt_tmpdir(dir, sizeof(dir));
   mt_write_filled(dir, "f", 10, 1);
   tu_path(path, sizeof(path), dir, "f");
   for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
     struct manifest_build_opts o = {.chunk_log2 = bad[i]};
     struct manifest *m = (struct manifest *)&m;
-    assert_err(manifest_build(path, &g_pub, &o, &m), SHOAL_EINVAL);
+    assert_err(manifest_build(path, &mf_pub, &o, &m), SHOAL_EINVAL);
     assert_null(m);
   }
   /* Both ends of the range are accepted. */
   for (unsigned l = MANIFEST_CHUNK_LOG2_MIN; l <= MANIFEST_CHUNK_LOG2_MAX;
        l += MANIFEST_CHUNK_LOG2_MAX - MANIFEST_CHUNK_LOG2_MIN) {
     struct manifest_build_opts o = {.chunk_log2 = l};
-    struct manifest *m = mt_build(path, &g_pub, &o);
+    struct manifest *m = mt_build(path, &mf_pub, &o);
     assert_int_equal(m->chunk_log2, l);
     manifest_free(m);
   }
-  tu_rmtree(dir);
 }
 
 static void test_build_without_opts_works(void **state) {
-  char dir[MT_PATH_CAP];
-  char path[MT_PATH_CAP];
-  (void)state;
-  mt_tmpdir(dir, sizeof(dir));
+  const char *dir = *state;
   mt_write_filled(dir, "top/a", 3000, 1);
-  tu_path(path, sizeof(path), dir, "top");
-  struct manifest *m = mt_build(path, &g_pub, NULL);
+  struct manifest *m = build_in(dir, "top", NULL);
   assert_int_equal(m->kind, MANIFEST_KIND_FOLDER);
   assert_int_equal(m->file_count, 1);
   check_chunks_against_disk(m);
   manifest_free(m);
-  tu_rmtree(dir);
 }
 
 /* ---------------------------------------------------------------------- */
@@ -336,17 +311,13 @@ static void test_build_without_opts_works(void **state) {
 
 static void
 test_build_folder_records_files_sorted_and_skips_specials(void **state) {
-  char dir[MT_PATH_CAP];
-  char top[MT_PATH_CAP];
+  const char *dir = *state;
   struct manifest_build_opts o;
   struct rec r;
-  (void)state;
-  mt_tmpdir(dir, sizeof(dir));
   mt_make_tree(dir);
-  tu_path(top, sizeof(top), dir, "top");
   rec_opts(&o, &r);
   o.chunk_log2 = 14;
-  struct manifest *m = mt_build(top, &g_pub, &o);
+  struct manifest *m = build_in(dir, "top", &o);
 
   assert_int_equal(m->kind, MANIFEST_KIND_FOLDER);
   assert_string_equal(m->name, "top");
@@ -413,35 +384,25 @@ test_build_folder_records_files_sorted_and_skips_specials(void **state) {
   /* Whatever the builder makes, the decoder accepts. */
   assert_err(mt_decode_copy(m->encoded, m->encoded_len), 0);
   manifest_free(m);
-  tu_rmtree(dir);
 }
 
 static void test_build_trailing_slash_names_the_folder(void **state) {
-  char dir[MT_PATH_CAP];
-  char top[MT_PATH_CAP];
-  (void)state;
-  mt_tmpdir(dir, sizeof(dir));
+  const char *dir = *state;
   mt_write_filled(dir, "top/f", 10, 1);
-  tu_path(top, sizeof(top), dir, "top/");
-  struct manifest *m = mt_build(top, &g_pub, NULL);
+  struct manifest *m = build_in(dir, "top/", NULL);
   assert_string_equal(m->name, "top");
   assert_string_equal(m->files[0].path, "top/f");
   manifest_free(m);
-  tu_rmtree(dir);
 }
 
 static void test_build_folder_of_empty_folders_lists_the_deepest(void **state) {
-  char dir[MT_PATH_CAP];
-  char top[MT_PATH_CAP];
-  (void)state;
-  mt_tmpdir(dir, sizeof(dir));
+  const char *dir = *state;
   mt_mkdir(dir, "top");
   mt_mkdir(dir, "top/sub");
   mt_mkdir(dir, "top/a");
   mt_mkdir(dir, "top/a/b");
   mt_mkdir(dir, "top/a/c");
-  tu_path(top, sizeof(top), dir, "top");
-  struct manifest *m = mt_build(top, &g_pub, NULL);
+  struct manifest *m = build_in(dir, "top", NULL);
   assert_int_equal(m->kind, MANIFEST_KIND_FOLDER);
   assert_int_equal(m->file_count, 0);
   assert_int_equal(m->chunk_count, 0);
@@ -456,18 +417,15 @@ static void test_build_folder_of_empty_folders_lists_the_deepest(void **state) {
 
   /* A folder with nothing in it at all: no files and no folders. */
   mt_mkdir(dir, "bare");
-  tu_path(top, sizeof(top), dir, "bare");
-  m = mt_build(top, &g_pub, NULL);
+  m = build_in(dir, "bare", NULL);
   assert_int_equal(m->file_count, 0);
   assert_int_equal(m->folder_count, 0);
   assert_err(mt_decode_copy(m->encoded, m->encoded_len), 0);
   manifest_free(m);
-  tu_rmtree(dir);
 }
 
 static void test_build_records_the_executable_bit_and_mtime(void **state) {
-  char dir[MT_PATH_CAP];
-  char top[MT_PATH_CAP];
+  const char *dir = *state;
   /* The owner's execute bit makes a file executable; nothing else does,
    * and the special bits are not recorded at all. */
   static const struct {
@@ -486,16 +444,13 @@ static void test_build_records_the_executable_bit_and_mtime(void **state) {
       {"top/i", 0444, 0},
   };
   const size_t n = sizeof(files) / sizeof(files[0]);
-  (void)state;
-  mt_tmpdir(dir, sizeof(dir));
   for (size_t i = 0; i < n; i++) {
     mt_write_filled(dir, files[i].path, 10 + i, i);
     mt_set_mode(dir, files[i].path, files[i].mode);
     mt_set_mtime(dir, files[i].path, 1234567890 + (int64_t)i,
                  999999999 - (long)i);
   }
-  tu_path(top, sizeof(top), dir, "top");
-  struct manifest *m = mt_build(top, &g_pub, NULL);
+  struct manifest *m = build_in(dir, "top", NULL);
   assert_int_equal(m->file_count, n);
   for (size_t i = 0; i < n; i++) {
     assert_string_equal(m->files[i].path, files[i].path);
@@ -518,41 +473,35 @@ static void test_build_records_the_executable_bit_and_mtime(void **state) {
   manifest_free(m);
 
   /* A single-file content carries them too. */
-  char p[MT_PATH_CAP];
-  tu_path(p, sizeof(p), dir, "top/b");
-  m = mt_build(p, &g_pub, NULL);
+  m = build_in(dir, "top/b", NULL);
   assert_int_equal(m->kind, MANIFEST_KIND_FILE);
   assert_int_equal(m->files[0].mode, MANIFEST_MODE_EXEC);
   assert_int_equal(m->files[0].mtime_sec, 1234567891);
   assert_int_equal(m->files[0].mtime_nsec, 999999998);
   manifest_free(m);
-  tu_rmtree(dir);
 }
 
 static void
 test_build_refuses_special_file_and_unsafe_name_at_top(void **state) {
-  char dir[MT_PATH_CAP];
+  const char *dir = *state;
   char p[MT_PATH_CAP];
   char err_path[MT_PATH_CAP];
   struct manifest_build_opts o = {.err_path = err_path,
                                   .err_path_cap = sizeof(err_path)};
   struct manifest *m = NULL;
-  (void)state;
-  mt_tmpdir(dir, sizeof(dir));
   tu_path(p, sizeof(p), dir, "pipe");
   assert_int_equal(mkfifo(p, 0644), 0);
   err_path[0] = '\0';
-  assert_err(manifest_build(p, &g_pub, &o, &m), SHOAL_EPATH);
+  assert_err(manifest_build(p, &mf_pub, &o, &m), SHOAL_EPATH);
   assert_null(m);
   assert_string_equal(err_path, p);
 
   mt_write_filled(dir, "bad\\name", 4, 1);
   tu_path(p, sizeof(p), dir, "bad\\name");
   err_path[0] = '\0';
-  assert_err(manifest_build(p, &g_pub, &o, &m), SHOAL_EPATH);
+  assert_err(manifest_build(p, &mf_pub, &o, &m), SHOAL_EPATH);
   assert_null(m);
   assert_string_equal(err_path, p);
-  tu_rmtree(dir);
 }
 
 /* Writes top/d/d/.../d/f with `folders` folders "d" below top, and the
@@ -572,31 +521,27 @@ static void make_nested(const char *dir, unsigned folders, char *rel,
 
 static void
 test_build_refuses_folders_nested_deeper_than_the_limit(void **state) {
-  char dir[MT_PATH_CAP];
+  const char *dir = *state;
   char top[MT_PATH_CAP];
   char rel[MT_PATH_CAP];
   char err_path[MT_PATH_CAP];
   struct manifest_build_opts o = {.err_path = err_path,
                                   .err_path_cap = sizeof(err_path)};
-  (void)state;
   /* MANIFEST_MAX_DEPTH - 1 folders below the name: the file's path has
    * MANIFEST_MAX_DEPTH + 1 segments, the most a decoder accepts. */
-  mt_tmpdir(dir, sizeof(dir));
   make_nested(dir, MANIFEST_MAX_DEPTH - 1, rel, sizeof(rel));
   tu_path(top, sizeof(top), dir, "top");
-  struct manifest *m = mt_build(top, &g_pub, &o);
+  struct manifest *m = mt_build(top, &mf_pub, &o);
   assert_int_equal(m->file_count, 1);
   assert_err(mt_decode_copy(m->encoded, m->encoded_len), 0);
   manifest_free(m);
-  tu_rmtree(dir);
+  tu_rmtree(top);
 
   /* One folder more is refused, naming the folder that is too deep. */
-  mt_tmpdir(dir, sizeof(dir));
   make_nested(dir, MANIFEST_MAX_DEPTH, rel, sizeof(rel));
-  tu_path(top, sizeof(top), dir, "top");
   err_path[0] = '\0';
   m = (struct manifest *)&m;
-  assert_err(manifest_build(top, &g_pub, &o, &m), SHOAL_ETOOBIG);
+  assert_err(manifest_build(top, &mf_pub, &o, &m), SHOAL_ETOOBIG);
   assert_null(m);
   size_t a = strlen(err_path);
   size_t b = strlen(rel);
@@ -604,15 +549,12 @@ test_build_refuses_folders_nested_deeper_than_the_limit(void **state) {
     print_error("err_path %s does not end with %s\n", err_path, rel);
     fail();
   }
-  tu_rmtree(dir);
 }
 
 static void test_build_nonexistent_path_is_ENOENT_with_err_path(void **state) {
-  char dir[MT_PATH_CAP];
+  const char *dir = *state;
   char p[MT_PATH_CAP];
   char err_path[MT_PATH_CAP];
-  (void)state;
-  mt_tmpdir(dir, sizeof(dir));
   tu_path(p, sizeof(p), dir, "missing/thing");
   for (unsigned threads = 0; threads <= 2; threads += 2) {
     struct manifest_build_opts o = {.threads = threads,
@@ -620,7 +562,7 @@ static void test_build_nonexistent_path_is_ENOENT_with_err_path(void **state) {
                                     .err_path_cap = sizeof(err_path)};
     struct manifest *m = (struct manifest *)&m;
     err_path[0] = '\0';
-    assert_err(manifest_build(p, &g_pub, &o, &m), UV_ENOENT);
+    assert_err(manifest_build(p, &mf_pub, &o, &m), UV_ENOENT);
     assert_null(m);
     assert_string_equal(err_path, p);
   }
@@ -632,26 +574,23 @@ static void test_build_nonexistent_path_is_ENOENT_with_err_path(void **state) {
                                   .err_path_cap = sizeof(err_path)};
   err_path[0] = '\0';
   assert_int_equal(uv_loop_init(&loop), 0);
-  assert_err(manifest_build_start(&loop, p, &g_pub, &o, on_built, &d, &b),
+  assert_err(manifest_build_start(&loop, p, &mf_pub, &o, on_built, &d, &b),
              UV_ENOENT);
   assert_null(b);
   assert_string_equal(err_path, p);
   assert_int_equal(uv_run(&loop, UV_RUN_DEFAULT), 0);
   assert_int_equal(d.calls, 0);
   assert_int_equal(uv_loop_close(&loop), 0);
-  tu_rmtree(dir);
 }
 
 /* ---------------------------------------------------------------------- */
 /* Content IDs. */
 
 static void test_same_content_gives_same_id_whatever_the_threads(void **state) {
-  char dir1[MT_PATH_CAP];
+  const char *dir1 = *state;
   char dir2[MT_PATH_CAP];
   char top1[MT_PATH_CAP];
   char top2[MT_PATH_CAP];
-  (void)state;
-  mt_tmpdir(dir1, sizeof(dir1));
   mt_tmpdir(dir2, sizeof(dir2));
   mt_make_tree(dir1);
   mt_make_tree(dir2); /* the same content in another place, made later */
@@ -660,10 +599,10 @@ static void test_same_content_gives_same_id_whatever_the_threads(void **state) {
 
   struct manifest_build_opts o0 = {.threads = 0};
   struct manifest_build_opts o2 = {.threads = 2};
-  struct manifest *a = mt_build(top1, &g_pub, &o0);
-  struct manifest *b = mt_build(top1, &g_pub, &o0);
-  struct manifest *c = mt_build(top1, &g_pub, &o2);
-  struct manifest *d = mt_build(top2, &g_pub, &o2);
+  struct manifest *a = mt_build(top1, &mf_pub, &o0);
+  struct manifest *b = mt_build(top1, &mf_pub, &o0);
+  struct manifest *c = mt_build(top1, &mf_pub, &o2);
+  struct manifest *d = mt_build(top2, &mf_pub, &o2);
   assert_same_bytes(a, b);
   assert_same_bytes(a, c);
   assert_same_bytes(a, d);
@@ -674,7 +613,7 @@ static void test_same_content_gives_same_id_whatever_the_threads(void **state) {
   x[42] ^= 0x80;
   tu_write_file(dir2, "top/d/x", x, sizeof(x));
   mt_set_mtime(dir2, "top/d/x", mt_tree_mtime(2), mt_tree_nsec(2));
-  struct manifest *e = mt_build(top2, &g_pub, &o0);
+  struct manifest *e = mt_build(top2, &mf_pub, &o0);
   assert_memory_not_equal(a->id, e->id, MANIFEST_ID_BYTES);
   /* "top/d/x" is chunk 1; only its hash changed. */
   assert_memory_equal(a->hashes, e->hashes, MANIFEST_HASH_BYTES);
@@ -685,9 +624,9 @@ static void test_same_content_gives_same_id_whatever_the_threads(void **state) {
                       (size_t)(a->chunk_count - 2) * MANIFEST_HASH_BYTES);
 
   /* Another publisher makes another content. */
-  struct manifest *f = mt_build(top1, &g_other, &o0);
+  struct manifest *f = mt_build(top1, &mf_other, &o0);
   assert_memory_not_equal(a->id, f->id, MANIFEST_ID_BYTES);
-  assert_memory_equal(f->publisher, g_other.pk, IDENTITY_PK_BYTES);
+  assert_memory_equal(f->publisher, mf_other.pk, IDENTITY_PK_BYTES);
   assert_memory_equal(a->hashes, f->hashes,
                       (size_t)a->chunk_count * MANIFEST_HASH_BYTES);
 
@@ -696,13 +635,13 @@ static void test_same_content_gives_same_id_whatever_the_threads(void **state) {
    * executable bit, one more empty folder. */
   struct manifest *g[3];
   mt_set_mtime(dir1, "top/z.bin", mt_tree_mtime(4), mt_tree_nsec(4) + 1);
-  g[0] = mt_build(top1, &g_pub, &o0);
+  g[0] = mt_build(top1, &mf_pub, &o0);
   mt_set_mtime(dir1, "top/z.bin", mt_tree_mtime(4), mt_tree_nsec(4));
   mt_set_mode(dir1, "top/z.bin", 0744);
-  g[1] = mt_build(top1, &g_pub, &o0);
+  g[1] = mt_build(top1, &mf_pub, &o0);
   mt_set_mode(dir1, "top/z.bin", 0644);
   mt_mkdir(dir1, "top/one-more");
-  g[2] = mt_build(top1, &g_pub, &o0);
+  g[2] = mt_build(top1, &mf_pub, &o0);
   for (int i = 0; i < 3; i++) {
     assert_memory_not_equal(a->id, g[i]->id, MANIFEST_ID_BYTES);
     assert_int_equal(g[i]->chunk_count, a->chunk_count);
@@ -713,7 +652,7 @@ static void test_same_content_gives_same_id_whatever_the_threads(void **state) {
   char gone[MT_PATH_CAP];
   tu_path(gone, sizeof(gone), dir1, "top/one-more");
   assert_int_equal(rmdir(gone), 0);
-  struct manifest *h = mt_build(top1, &g_pub, &o0);
+  struct manifest *h = mt_build(top1, &mf_pub, &o0);
   assert_same_bytes(a, h);
   manifest_free(h);
 
@@ -723,30 +662,27 @@ static void test_same_content_gives_same_id_whatever_the_threads(void **state) {
   manifest_free(d);
   manifest_free(e);
   manifest_free(f);
-  tu_rmtree(dir1);
   tu_rmtree(dir2);
 }
 
 static void
 test_thread_pool_build_of_large_file_equals_inline_build(void **state) {
-  char dir[MT_PATH_CAP];
+  const char *dir = *state;
   char p[MT_PATH_CAP];
   const size_t size = 20u << 20;
   struct manifest_build_opts o0;
   struct manifest_build_opts o2;
   struct rec r0;
   struct rec r2;
-  (void)state;
   assert_true(size > 2 * MANIFEST_JOB_BYTES); /* at least three jobs */
-  mt_tmpdir(dir, sizeof(dir));
   mt_write_filled(dir, "big.bin", size, 99);
   tu_path(p, sizeof(p), dir, "big.bin");
 
   rec_opts(&o0, &r0);
   rec_opts(&o2, &r2);
   o2.threads = 2;
-  struct manifest *a = mt_build(p, &g_pub, &o0);
-  struct manifest *b = mt_build(p, &g_pub, &o2);
+  struct manifest *a = mt_build(p, &mf_pub, &o0);
+  struct manifest *b = mt_build(p, &mf_pub, &o2);
   assert_same_bytes(a, b);
   assert_int_equal(a->chunk_log2, manifest_choose_chunk_log2(size));
   assert_int_equal(b->chunk_count, size >> b->chunk_log2);
@@ -762,7 +698,6 @@ test_thread_pool_build_of_large_file_equals_inline_build(void **state) {
   check_chunks_against_disk(b);
   manifest_free(a);
   manifest_free(b);
-  tu_rmtree(dir);
 }
 
 /* ---------------------------------------------------------------------- */
@@ -782,195 +717,155 @@ static void make_small_files(const char *dir, unsigned n) {
   }
 }
 
-static void test_build_start_calls_back_once_on_the_loop(void **state) {
-  char dir[MT_PATH_CAP];
-  char top[MT_PATH_CAP];
+/* A build on a loop of the test's own, and what its callback got. */
+struct loop_build {
   uv_loop_t loop;
-  struct done_rec d = {0};
+  struct done_rec d;
+};
+
+/* Starts a build of dir/rel on a fresh loop in lb, which must start
+ * without calling back; *b (when b is not NULL) is the builder. */
+static void start_build(struct loop_build *lb, const char *dir, const char *rel,
+                        const struct manifest_build_opts *o,
+                        struct manifest_builder **b) {
+  char path[MT_PATH_CAP];
+  tu_path(path, sizeof(path), dir, rel);
+  memset(&lb->d, 0, sizeof(lb->d));
+  assert_int_equal(uv_loop_init(&lb->loop), 0);
+  assert_err(
+      manifest_build_start(&lb->loop, path, &mf_pub, o, on_built, &lb->d, b),
+      0);
+  if (b != NULL) {
+    assert_non_null(*b);
+  }
+  assert_int_equal(lb->d.calls, 0); /* never inside manifest_build_start() */
+}
+
+/* Runs lb's loop until it is empty and closes it: the callback came once,
+ * with want, and a manifest exactly when want is 0. Returns the manifest,
+ * which the caller frees. */
+static struct manifest *finish_build(struct loop_build *lb, int want) {
+  assert_int_equal(uv_run(&lb->loop, UV_RUN_DEFAULT), 0);
+  assert_int_equal(lb->d.calls, 1);
+  assert_err(lb->d.status, want);
+  if (want == 0) {
+    assert_non_null(lb->d.m);
+  } else {
+    assert_null(lb->d.m);
+  }
+  assert_int_equal(uv_loop_close(&lb->loop), 0);
+  return lb->d.m;
+}
+
+static void test_build_start_calls_back_once_on_the_loop(void **state) {
+  const char *dir = *state;
+  struct loop_build lb;
   struct manifest_builder *b = NULL;
   struct manifest_build_opts o;
   struct rec r;
-  (void)state;
-  mt_tmpdir(dir, sizeof(dir));
   make_small_files(dir, 4);
-  tu_path(top, sizeof(top), dir, "top");
   rec_opts(&o, &r);
   o.threads = 2;
 
-  assert_int_equal(uv_loop_init(&loop), 0);
-  assert_err(manifest_build_start(&loop, top, &g_pub, &o, on_built, &d, &b), 0);
-  assert_non_null(b);
-  assert_int_equal(d.calls, 0); /* never inside manifest_build_start() */
+  start_build(&lb, dir, "top", &o, &b);
   /* The builder keeps its own copy of the options. */
   memset(&o, 0, sizeof(o));
-  assert_int_equal(uv_run(&loop, UV_RUN_DEFAULT), 0);
-  assert_int_equal(d.calls, 1);
-  assert_err(d.status, 0);
-  assert_non_null(d.m);
-  assert_int_equal(d.m->file_count, 4);
+  struct manifest *m = finish_build(&lb, 0);
+  assert_int_equal(m->file_count, 4);
   assert_int_equal(r.last_done, 4 * 1024);
 
-  struct manifest *s = mt_build(top, &g_pub, NULL);
-  assert_same_bytes(d.m, s);
+  struct manifest *s = build_in(dir, "top", NULL);
+  assert_same_bytes(m, s);
   manifest_free(s);
-  manifest_free(d.m);
-  assert_int_equal(uv_loop_close(&loop), 0);
-  tu_rmtree(dir);
+  manifest_free(m);
 }
 
 static void
 test_build_start_of_empty_content_still_calls_back_later(void **state) {
-  char dir[MT_PATH_CAP];
-  char p[MT_PATH_CAP];
-  uv_loop_t loop;
-  struct done_rec d = {0};
-  (void)state;
-  mt_tmpdir(dir, sizeof(dir));
+  const char *dir = *state;
+  struct loop_build lb;
   tu_write_file(dir, "empty", "", 0);
-  tu_path(p, sizeof(p), dir, "empty");
-  assert_int_equal(uv_loop_init(&loop), 0);
-  assert_err(manifest_build_start(&loop, p, &g_pub, NULL, on_built, &d, NULL),
-             0);
-  assert_int_equal(d.calls, 0);
-  assert_int_equal(uv_run(&loop, UV_RUN_DEFAULT), 0);
-  assert_int_equal(d.calls, 1);
-  assert_err(d.status, 0);
-  assert_non_null(d.m);
-  assert_int_equal(d.m->chunk_count, 0);
-  manifest_free(d.m);
-  assert_int_equal(uv_loop_close(&loop), 0);
-  tu_rmtree(dir);
+  start_build(&lb, dir, "empty", NULL, NULL);
+  struct manifest *m = finish_build(&lb, 0);
+  assert_int_equal(m->chunk_count, 0);
+  manifest_free(m);
 }
 
 static void test_build_cancel_before_the_loop_runs_is_ECANCELED(void **state) {
-  char dir[MT_PATH_CAP];
-  char top[MT_PATH_CAP];
-  (void)state;
-  mt_tmpdir(dir, sizeof(dir));
+  const char *dir = *state;
   make_small_files(dir, SMALL_FILES);
-  tu_path(top, sizeof(top), dir, "top");
   /* With one thread most jobs are never queued; with many threads all are
    * already in flight and the cancel still wins. */
   const unsigned threads[] = {1, 16};
   for (size_t i = 0; i < 2; i++) {
-    uv_loop_t loop;
-    struct done_rec d = {0};
+    struct loop_build lb;
     struct manifest_builder *b = NULL;
     struct manifest_build_opts o = {.threads = threads[i]};
-    assert_int_equal(uv_loop_init(&loop), 0);
-    assert_err(manifest_build_start(&loop, top, &g_pub, &o, on_built, &d, &b),
-               0);
-    assert_non_null(b);
+    start_build(&lb, dir, "top", &o, &b);
     manifest_build_cancel(b);
-    assert_int_equal(uv_run(&loop, UV_RUN_DEFAULT), 0);
-    assert_int_equal(d.calls, 1);
-    assert_err(d.status, SHOAL_ECANCELED);
-    assert_null(d.m);
-    assert_int_equal(uv_loop_close(&loop), 0);
+    finish_build(&lb, SHOAL_ECANCELED);
   }
-  tu_rmtree(dir);
 }
 
 static void test_build_cancel_midway_stops_and_calls_back_once(void **state) {
-  char dir[MT_PATH_CAP];
-  char top[MT_PATH_CAP];
-  uv_loop_t loop;
-  struct done_rec d = {0};
+  const char *dir = *state;
+  struct loop_build lb;
   struct manifest_builder *b = NULL;
   struct manifest_build_opts o;
   struct rec r;
-  (void)state;
-  mt_tmpdir(dir, sizeof(dir));
   make_small_files(dir, SMALL_FILES);
-  tu_path(top, sizeof(top), dir, "top");
   rec_opts(&o, &r);
   o.threads = 1;
-  assert_int_equal(uv_loop_init(&loop), 0);
-  assert_err(manifest_build_start(&loop, top, &g_pub, &o, on_built, &d, &b), 0);
+  start_build(&lb, dir, "top", &o, &b);
   r.cancel_on_progress = b; /* the first finished job cancels the rest */
-  assert_int_equal(uv_run(&loop, UV_RUN_DEFAULT), 0);
-  assert_int_equal(d.calls, 1);
-  assert_err(d.status, SHOAL_ECANCELED);
-  assert_null(d.m);
+  finish_build(&lb, SHOAL_ECANCELED);
   /* Jobs already queued may finish, but no new one was queued: the build
    * stopped well before the end. */
   assert_true(r.progress_calls >= 1);
   assert_true(r.progress_calls < SMALL_FILES);
   assert_true(r.last_done < r.last_total);
-  assert_int_equal(uv_loop_close(&loop), 0);
-  tu_rmtree(dir);
 }
 
 /* ---------------------------------------------------------------------- */
 /* Files that change after the scan. */
 
-static void
-test_file_grown_after_scan_is_ECHANGED_on_caller_loop(void **state) {
-  char dir[MT_PATH_CAP];
-  char top[MT_PATH_CAP];
+/* Starts a one-thread build of small files on a loop and, before the loop
+ * runs, changes the last file with change(): the scan is done and the last
+ * file's job is not queued yet, so it opens the file after the loop runs
+ * and sees the change. The build fails naming that file. */
+static void assert_change_after_scan_is_ECHANGED(const char *dir,
+                                                 void (*change)(const char *)) {
   char last[MT_PATH_CAP];
   char err_path[MT_PATH_CAP];
-  uv_loop_t loop;
-  struct done_rec d = {0};
-  (void)state;
-  mt_tmpdir(dir, sizeof(dir));
+  struct loop_build lb;
   make_small_files(dir, SMALL_FILES);
-  tu_path(top, sizeof(top), dir, "top");
   tu_path(last, sizeof(last), dir, LAST_SMALL_FILE);
   struct manifest_build_opts o = {
       .threads = 1, .err_path = err_path, .err_path_cap = sizeof(err_path)};
   err_path[0] = '\0';
-  assert_int_equal(uv_loop_init(&loop), 0);
-  assert_err(manifest_build_start(&loop, top, &g_pub, &o, on_built, &d, NULL),
-             0);
-  /* The scan is done and the last file's job is not queued yet: it opens
-   * the file after the loop runs, and sees another size. */
-  append_byte(last);
-  assert_int_equal(uv_run(&loop, UV_RUN_DEFAULT), 0);
-  assert_int_equal(d.calls, 1);
-  assert_err(d.status, SHOAL_ECHANGED);
-  assert_null(d.m);
+  start_build(&lb, dir, "top", &o, NULL);
+  change(last);
+  finish_build(&lb, SHOAL_ECHANGED);
   assert_string_equal(err_path, last);
-  assert_int_equal(uv_loop_close(&loop), 0);
-  tu_rmtree(dir);
+}
+
+static void
+test_file_grown_after_scan_is_ECHANGED_on_caller_loop(void **state) {
+  /* Another size. */
+  assert_change_after_scan_is_ECHANGED(*state, append_byte);
 }
 
 static void
 test_file_touched_after_scan_is_ECHANGED_on_caller_loop(void **state) {
-  char dir[MT_PATH_CAP];
-  char top[MT_PATH_CAP];
-  char last[MT_PATH_CAP];
-  char err_path[MT_PATH_CAP];
-  uv_loop_t loop;
-  struct done_rec d = {0};
-  (void)state;
-  mt_tmpdir(dir, sizeof(dir));
-  make_small_files(dir, SMALL_FILES);
-  tu_path(top, sizeof(top), dir, "top");
-  tu_path(last, sizeof(last), dir, LAST_SMALL_FILE);
-  struct manifest_build_opts o = {
-      .threads = 1, .err_path = err_path, .err_path_cap = sizeof(err_path)};
-  err_path[0] = '\0';
-  assert_int_equal(uv_loop_init(&loop), 0);
-  assert_err(manifest_build_start(&loop, top, &g_pub, &o, on_built, &d, NULL),
-             0);
-  set_old_mtime(last); /* same size and bytes, another mtime */
-  assert_int_equal(uv_run(&loop, UV_RUN_DEFAULT), 0);
-  assert_int_equal(d.calls, 1);
-  assert_err(d.status, SHOAL_ECHANGED);
-  assert_null(d.m);
-  assert_string_equal(err_path, last);
-  assert_int_equal(uv_loop_close(&loop), 0);
-  tu_rmtree(dir);
+  /* The same size and bytes, another mtime. */
+  assert_change_after_scan_is_ECHANGED(*state, set_old_mtime);
 }
 
 static void test_file_changed_during_blocking_build_is_ECHANGED(void **state) {
-  char dir[MT_PATH_CAP];
+  const char *dir = *state;
   char top[MT_PATH_CAP];
   char last[MT_PATH_CAP];
   char err_path[MT_PATH_CAP];
-  (void)state;
-  mt_tmpdir(dir, sizeof(dir));
   make_small_files(dir, SMALL_FILES);
   tu_path(top, sizeof(top), dir, "top");
   tu_path(last, sizeof(last), dir, LAST_SMALL_FILE);
@@ -986,50 +881,41 @@ static void test_file_changed_during_blocking_build_is_ECHANGED(void **state) {
     o.err_path_cap = sizeof(err_path);
     err_path[0] = '\0';
     r.append_on_progress = last;
-    assert_err(manifest_build(top, &g_pub, &o, &m), SHOAL_ECHANGED);
+    assert_err(manifest_build(top, &mf_pub, &o, &m), SHOAL_ECHANGED);
     assert_null(m);
     assert_string_equal(err_path, last);
     /* Every file but the last one was hashed. */
     assert_int_equal(r.progress_calls, SMALL_FILES - 1);
   }
-  tu_rmtree(dir);
 }
 
 int main(void) {
-  if (sodium_init() < 0) {
-    return 1;
-  }
-  mt_seed_key(&g_pub, 0x42);
-  mt_seed_key(&g_other, 0x17);
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_build_empty_file_has_no_chunks),
-      cmocka_unit_test(test_build_one_byte_file_is_one_short_chunk),
-      cmocka_unit_test(test_build_exactly_one_chunk),
-      cmocka_unit_test(test_build_one_chunk_plus_one_byte_is_two_chunks),
-      cmocka_unit_test(test_build_refuses_bad_chunk_log2_option),
-      cmocka_unit_test(test_build_without_opts_works),
-      cmocka_unit_test(
-          test_build_folder_records_files_sorted_and_skips_specials),
-      cmocka_unit_test(test_build_trailing_slash_names_the_folder),
-      cmocka_unit_test(test_build_folder_of_empty_folders_lists_the_deepest),
-      cmocka_unit_test(test_build_records_the_executable_bit_and_mtime),
-      cmocka_unit_test(test_build_refuses_special_file_and_unsafe_name_at_top),
-      cmocka_unit_test(test_build_refuses_folders_nested_deeper_than_the_limit),
-      cmocka_unit_test(test_build_nonexistent_path_is_ENOENT_with_err_path),
-      cmocka_unit_test(test_same_content_gives_same_id_whatever_the_threads),
-      cmocka_unit_test(
-          test_thread_pool_build_of_large_file_equals_inline_build),
-      cmocka_unit_test(test_build_start_calls_back_once_on_the_loop),
-      cmocka_unit_test(
-          test_build_start_of_empty_content_still_calls_back_later),
-      cmocka_unit_test(test_build_cancel_before_the_loop_runs_is_ECANCELED),
-      cmocka_unit_test(test_build_cancel_midway_stops_and_calls_back_once),
-      cmocka_unit_test(test_file_grown_after_scan_is_ECHANGED_on_caller_loop),
-      cmocka_unit_test(test_file_touched_after_scan_is_ECHANGED_on_caller_loop),
-      cmocka_unit_test(test_file_changed_during_blocking_build_is_ECHANGED),
+#define T(name)                                                                \
+  cmocka_unit_test_setup_teardown(name, mf_dir_setup, mf_dir_teardown)
+      T(test_build_empty_file_has_no_chunks),
+      T(test_build_one_byte_file_is_one_short_chunk),
+      T(test_build_exactly_one_chunk),
+      T(test_build_one_chunk_plus_one_byte_is_two_chunks),
+      T(test_build_refuses_bad_chunk_log2_option),
+      T(test_build_without_opts_works),
+      T(test_build_folder_records_files_sorted_and_skips_specials),
+      T(test_build_trailing_slash_names_the_folder),
+      T(test_build_folder_of_empty_folders_lists_the_deepest),
+      T(test_build_records_the_executable_bit_and_mtime),
+      T(test_build_refuses_special_file_and_unsafe_name_at_top),
+      T(test_build_refuses_folders_nested_deeper_than_the_limit),
+      T(test_build_nonexistent_path_is_ENOENT_with_err_path),
+      T(test_same_content_gives_same_id_whatever_the_threads),
+      T(test_thread_pool_build_of_large_file_equals_inline_build),
+      T(test_build_start_calls_back_once_on_the_loop),
+      T(test_build_start_of_empty_content_still_calls_back_later),
+      T(test_build_cancel_before_the_loop_runs_is_ECANCELED),
+      T(test_build_cancel_midway_stops_and_calls_back_once),
+      T(test_file_grown_after_scan_is_ECHANGED_on_caller_loop),
+      T(test_file_touched_after_scan_is_ECHANGED_on_caller_loop),
+      T(test_file_changed_during_blocking_build_is_ECHANGED),
+#undef T
   };
-  int failed = cmocka_run_group_tests(tests, NULL, NULL);
-  identity_close(&g_pub);
-  identity_close(&g_other);
-  return failed;
+  return cmocka_run_group_tests(tests, mf_keys_setup, mf_keys_teardown);
 }

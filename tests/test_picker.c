@@ -25,6 +25,7 @@
 #include "common/manifest.h"
 #include "common/pwire.h"
 #include "peer/picker.h"
+#include "tests/lib/xorshift.h"
 
 #if defined(__SANITIZE_ADDRESS__)
 #define TP_ASAN 1
@@ -93,10 +94,14 @@ static void fake_standard(struct fake *f) {
   assert_int_equal(f->m.chunk_count, 7);
 }
 
+/* One file of size bytes in chunks of 2^log2 bytes. */
+static void fake_file(struct fake *f, unsigned log2, uint64_t size) {
+  fake_init(f, log2, &size, 1);
+}
+
 /* n chunks of one block each (16 KiB). */
 static void fake_small(struct fake *f, uint32_t n) {
-  const uint64_t sizes[1] = {(uint64_t)n << 14};
-  fake_init(f, 14, sizes, 1);
+  fake_file(f, 14, (uint64_t)n << 14);
 }
 
 static uint32_t blocks_in(const struct manifest *m, uint32_t c) {
@@ -132,6 +137,21 @@ static uint8_t *map_of(uint32_t chunks, const uint32_t *list) {
     map_set(map, *list);
   }
   return map;
+}
+
+/* A picker over m holding have (NULL: nothing), with n peers 0, 1, ...
+ * added, holding the maps that follow (each a const uint8_t *, or NULL). */
+static struct picker *picker_with(const struct manifest *m, const uint8_t *have,
+                                  unsigned n, ...) {
+  struct picker *p = picker_new(m, have);
+  va_list ap;
+  assert_non_null(p);
+  va_start(ap, n);
+  for (unsigned i = 0; i < n; i++) {
+    assert_int_equal(picker_peer_add(p, i, va_arg(ap, const uint8_t *)), 0);
+  }
+  va_end(ap);
+  return p;
 }
 
 static void check_shape(const struct manifest *m,
@@ -172,15 +192,6 @@ static int done(struct picker *p, unsigned peer, const struct picker_block *b,
   return r;
 }
 
-/* A small seeded generator for the simulations' own choices. */
-static uint64_t rng_state;
-static uint32_t rng(uint32_t n) {
-  rng_state ^= rng_state << 13;
-  rng_state ^= rng_state >> 7;
-  rng_state ^= rng_state << 17;
-  return (uint32_t)(rng_state % n);
-}
-
 static double seconds(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -203,9 +214,7 @@ static void test_next_covers_every_block_once_within_chunks(void **state) {
 
   fake_standard(&f);
   all = map_all(7);
-  p = picker_new(&f.m, NULL);
-  assert_non_null(p);
-  assert_int_equal(picker_peer_add(p, 0, all), 0);
+  p = picker_with(&f.m, NULL, 1, all);
   while ((k = picker_next(p, 0, 1, out, 3)) > 0) {
     assert_true(k <= 3);
     for (unsigned i = 0; i < k; i++) {
@@ -285,13 +294,9 @@ static void test_rarest_first_with_random_ties(void **state) {
 
   fake_small(&f, 10);
   for (int run = 0; run < 300; run++) {
-    struct picker *p = picker_new(&f.m, have);
+    struct picker *p = picker_with(&f.m, have, 3, am, bm, cm);
     struct picker_block out[6];
-    assert_non_null(p);
     assert_int_equal(picker_have_count(p), 4);
-    assert_int_equal(picker_peer_add(p, 0, am), 0);
-    assert_int_equal(picker_peer_add(p, 1, bm), 0);
-    assert_int_equal(picker_peer_add(p, 2, cm), 0);
     if (run % 3 == 0) {
       /* B's rarest is 5 (held by two), C's a tie between 6 and 7. */
       assert_int_equal(picker_next(p, 1, 0, out, 1), 1);
@@ -334,11 +339,8 @@ static void test_availability_follows_haves_and_departures(void **state) {
 
   fake_small(&f, 10);
   for (int run = 0; run < 20; run++) {
-    struct picker *p = picker_new(&f.m, have);
+    struct picker *p = picker_with(&f.m, have, 2, all, bm);
     struct picker_block out[1];
-    assert_non_null(p);
-    assert_int_equal(picker_peer_add(p, 0, all), 0);
-    assert_int_equal(picker_peer_add(p, 1, bm), 0);
     /* Only 9 is held by one peer. */
     assert_int_equal(picker_next(p, 0, 0, out, 1), 1);
     assert_int_equal(out[0].chunk, 9);
@@ -378,11 +380,8 @@ static void test_random_first_while_few_chunks_are_held(void **state) {
   fake_small(&f, 10);
   for (int run = 0; run < 200; run++) {
     /* Three chunks held: still random among those the peer has. */
-    struct picker *p = picker_new(&f.m, run % 2 ? have : NULL);
+    struct picker *p = picker_with(&f.m, run % 2 ? have : NULL, 2, all, bm);
     struct picker_block out[1];
-    assert_non_null(p);
-    assert_int_equal(picker_peer_add(p, 0, all), 0);
-    assert_int_equal(picker_peer_add(p, 1, bm), 0);
     assert_int_equal(picker_next(p, 0, 0, out, 1), 1);
     first[out[0].chunk]++;
     if (run % 2) {
@@ -411,21 +410,17 @@ static void test_random_first_while_few_chunks_are_held(void **state) {
 }
 
 static void test_started_chunks_are_finished_first(void **state) {
-  const uint64_t sizes[1] = {8 * (256u << 10)}; /* 8 chunks of 4 blocks */
   const uint32_t have_list[] = {0, 1, 2, 3, UINT32_MAX};
   uint8_t *have = map_of(8, have_list);
   uint8_t *all = map_all(8);
   struct fake f;
   (void)state;
 
-  fake_init(&f, 18, sizes, 1);
+  fake_file(&f, 18, 8 * (256u << 10)); /* 8 chunks of 4 blocks */
   for (int run = 0; run < 20; run++) {
-    struct picker *p = picker_new(&f.m, have);
+    struct picker *p = picker_with(&f.m, have, 2, all, all);
     struct picker_block out[4];
     uint32_t x;
-    assert_non_null(p);
-    assert_int_equal(picker_peer_add(p, 0, all), 0);
-    assert_int_equal(picker_peer_add(p, 1, all), 0);
     assert_int_equal(picker_next(p, 0, 0, out, 2), 2);
     x = out[0].chunk;
     assert_int_equal(out[1].chunk, x);
@@ -459,17 +454,13 @@ static void test_peer_is_never_asked_for_a_chunk_it_lacks(void **state) {
   fake_small(&f, 200);
   all = map_all(200);
   some = map_new(200);
-  rng_state = 0x1234567;
+  xs_seed(0x1234567);
   for (uint32_t c = 0; c < 200; c++) {
-    if (rng(3) == 0) {
+    if (xs_below(3) == 0) {
       map_set(some, c);
     }
   }
-  p = picker_new(&f.m, NULL);
-  assert_non_null(p);
-  assert_int_equal(picker_peer_add(p, 0, all), 0);
-  assert_int_equal(picker_peer_add(p, 1, some), 0);
-  assert_int_equal(picker_peer_add(p, 2, NULL), 0);
+  p = picker_with(&f.m, NULL, 3, all, some, NULL);
   assert_int_equal(picker_next(p, 2, 0, out, 5), 0);
   while ((k = picker_next(p, 1, 0, out, 5)) > 0) {
     for (unsigned i = 0; i < k; i++) {
@@ -528,7 +519,6 @@ static void test_interesting_follows_what_we_lack(void **state) {
 /* Arrivals */
 
 static void test_block_done_reports_chunk_done_on_last_block(void **state) {
-  const uint64_t sizes[1] = {4 * BLOCK}; /* one chunk of 4 blocks */
   const unsigned order[4] = {2, 0, 3, 1};
   uint8_t *all = map_all(1);
   struct picker_block out[8];
@@ -536,10 +526,8 @@ static void test_block_done_reports_chunk_done_on_last_block(void **state) {
   struct picker *p;
   (void)state;
 
-  fake_init(&f, 18, sizes, 1);
-  p = picker_new(&f.m, NULL);
-  assert_non_null(p);
-  assert_int_equal(picker_peer_add(p, 0, all), 0);
+  fake_file(&f, 18, 4 * BLOCK); /* one chunk of 4 blocks */
+  p = picker_with(&f.m, NULL, 1, all);
   assert_int_equal(picker_next(p, 0, 0, out, 8), 4);
   for (int i = 0; i < 4; i++) {
     int cd = 7;
@@ -568,10 +556,7 @@ static void test_duplicate_and_unrequested_blocks_are_dropped(void **state) {
   (void)state;
 
   fake_standard(&f);
-  p = picker_new(&f.m, NULL);
-  assert_non_null(p);
-  assert_int_equal(picker_peer_add(p, 0, all), 0);
-  assert_int_equal(picker_peer_add(p, 1, all), 0);
+  p = picker_with(&f.m, NULL, 2, all, all);
   assert_int_equal(picker_next(p, 0, 0, out, 2), 2);
   /* From a peer that was not asked: dropped, and A's request stands. */
   assert_int_equal(done(p, 1, &out[0], &cd), 0);
@@ -609,7 +594,6 @@ static void test_duplicate_and_unrequested_blocks_are_dropped(void **state) {
 }
 
 static void test_endgame_duplicates_and_cancels(void **state) {
-  const uint64_t sizes[1] = {(256u << 10) + 1000}; /* 4 blocks + 1 short */
   const uint32_t first[] = {0, UINT32_MAX};
   uint8_t *all = map_all(2);
   uint8_t *only0 = map_of(2, first);
@@ -622,14 +606,9 @@ static void test_endgame_duplicates_and_cancels(void **state) {
   int cd;
   (void)state;
 
-  fake_init(&f, 18, sizes, 1);
+  fake_file(&f, 18, (256u << 10) + 1000); /* 4 blocks + 1 short */
   assert_int_equal(f.m.chunk_count, 2);
-  p = picker_new(&f.m, NULL);
-  assert_non_null(p);
-  assert_int_equal(picker_peer_add(p, 0, only0), 0);
-  assert_int_equal(picker_peer_add(p, 1, only0), 0);
-  assert_int_equal(picker_peer_add(p, 2, all), 0);
-  assert_int_equal(picker_peer_add(p, 3, all), 0);
+  p = picker_with(&f.m, NULL, 4, only0, only0, all, all);
   /* A and B have chunk 0 only. A takes chunk 0 while chunk 1 is still
    * unasked: not endgame, so B gets nothing. */
   assert_int_equal(picker_next(p, 0, 0, out, 8), 4);
@@ -690,7 +669,6 @@ static void test_endgame_duplicates_and_cancels(void **state) {
  * already asked (rates from picker_peer_rate), and not for a block that
  * peer has all but sent: one of its last two. */
 static void test_endgame_copies_only_from_a_sooner_peer(void **state) {
-  const uint64_t sizes[1] = {4 * BLOCK}; /* one chunk of 4 blocks */
   uint8_t *all = map_all(1);
   struct picker_block out[8];
   struct picker_block dup[8];
@@ -699,7 +677,7 @@ static void test_endgame_copies_only_from_a_sooner_peer(void **state) {
   int cd;
   (void)state;
 
-  fake_init(&f, 18, sizes, 1);
+  fake_file(&f, 18, 4 * BLOCK); /* one chunk of 4 blocks */
   p = picker_new(&f.m, NULL);
   assert_non_null(p);
   for (unsigned peer = 0; peer < 6; peer++) {
@@ -747,7 +725,6 @@ static void test_endgame_copies_only_from_a_sooner_peer(void **state) {
 /* Giving blocks back */
 
 static void test_chunk_failed_makes_all_blocks_wanted_again(void **state) {
-  const uint64_t sizes[1] = {3 * BLOCK + 10}; /* one chunk of 4 blocks */
   uint8_t *all = map_all(1);
   struct picker_block out[8];
   struct picker_block again[8];
@@ -756,10 +733,8 @@ static void test_chunk_failed_makes_all_blocks_wanted_again(void **state) {
   int cd = 0;
   (void)state;
 
-  fake_init(&f, 18, sizes, 1);
-  p = picker_new(&f.m, NULL);
-  assert_non_null(p);
-  assert_int_equal(picker_peer_add(p, 0, all), 0);
+  fake_file(&f, 18, 3 * BLOCK + 10); /* one chunk of 4 blocks */
+  p = picker_with(&f.m, NULL, 1, all);
   assert_int_equal(picker_next(p, 0, 0, out, 8), 4);
   for (int i = 0; i < 4; i++) {
     assert_int_equal(done(p, 0, &out[i], &cd), 1);
@@ -782,7 +757,6 @@ static void test_chunk_failed_makes_all_blocks_wanted_again(void **state) {
 }
 
 static void test_rejected_block_goes_to_another_peer(void **state) {
-  const uint64_t sizes[1] = {4 * (256u << 10)}; /* 4 chunks of 4 blocks */
   uint8_t *all = map_all(4);
   struct picker_block out[2];
   struct picker_block other[2];
@@ -791,11 +765,8 @@ static void test_rejected_block_goes_to_another_peer(void **state) {
   int cd;
   (void)state;
 
-  fake_init(&f, 18, sizes, 1);
-  p = picker_new(&f.m, NULL);
-  assert_non_null(p);
-  assert_int_equal(picker_peer_add(p, 0, all), 0);
-  assert_int_equal(picker_peer_add(p, 1, all), 0);
+  fake_file(&f, 18, 4 * (256u << 10)); /* 4 chunks of 4 blocks */
+  p = picker_with(&f.m, NULL, 2, all, all);
   assert_int_equal(picker_next(p, 0, 0, out, 2), 2);
   /* A reject from the wrong peer, or of a changed shape, is ignored. */
   picker_block_rejected(p, 1, &out[1]);
@@ -815,7 +786,6 @@ static void test_rejected_block_goes_to_another_peer(void **state) {
 }
 
 static void test_peer_remove_gives_blocks_back(void **state) {
-  const uint64_t sizes[1] = {2 * (256u << 10)}; /* 2 chunks of 4 blocks */
   uint8_t *all = map_all(2);
   struct picker_block out[5];
   struct picker_block back[5];
@@ -824,11 +794,8 @@ static void test_peer_remove_gives_blocks_back(void **state) {
   int cd;
   (void)state;
 
-  fake_init(&f, 18, sizes, 1);
-  p = picker_new(&f.m, NULL);
-  assert_non_null(p);
-  assert_int_equal(picker_peer_add(p, 0, all), 0);
-  assert_int_equal(picker_peer_add(p, 1, all), 0);
+  fake_file(&f, 18, 2 * (256u << 10)); /* 2 chunks of 4 blocks */
+  p = picker_with(&f.m, NULL, 2, all, all);
   assert_int_equal(picker_next(p, 0, 0, out, 5), 5);
   assert_int_equal(done(p, 0, &out[0], &cd), 1);
   picker_peer_remove(p, 0);
@@ -863,11 +830,7 @@ static void abandon_and_check(unsigned how) {
   struct picker *p;
 
   fake_small(&f, 10);
-  p = picker_new(&f.m, have);
-  assert_non_null(p);
-  assert_int_equal(picker_peer_add(p, 0, all), 0);
-  assert_int_equal(picker_peer_add(p, 1, all), 0);
-  assert_int_equal(picker_peer_add(p, 2, cm), 0);
+  p = picker_with(&f.m, have, 3, all, all, cm);
   if (how == 2) {
     assert_int_equal(picker_peer_add(p, 4, all), 0);
   }
@@ -904,7 +867,6 @@ static void test_abandoned_chunk_goes_back_to_rarest_first(void **state) {
 }
 
 static void test_expire_returns_old_requests_with_their_peer(void **state) {
-  const uint64_t sizes[1] = {16 * BLOCK}; /* one chunk of 16 blocks */
   uint8_t *all = map_all(1);
   struct picker_block a[3];
   struct picker_block b[2];
@@ -914,7 +876,7 @@ static void test_expire_returns_old_requests_with_their_peer(void **state) {
   struct picker *p;
   (void)state;
 
-  fake_init(&f, 20, sizes, 1);
+  fake_file(&f, 20, 16 * BLOCK); /* one chunk of 16 blocks */
   p = picker_new(&f.m, NULL);
   assert_non_null(p);
   assert_int_equal(picker_peer_add(p, 4, all), 0);
@@ -998,9 +960,7 @@ static void test_complete_after_every_chunk_is_verified(void **state) {
   (void)state;
 
   fake_standard(&f);
-  p = picker_new(&f.m, NULL);
-  assert_non_null(p);
-  assert_int_equal(picker_peer_add(p, 0, all), 0);
+  p = picker_with(&f.m, NULL, 1, all);
   k = picker_next(p, 0, 0, out, 32);
   assert_int_equal(k, 23);
   for (unsigned i = 0; i < k; i++) {
@@ -1131,7 +1091,7 @@ static void sim_deliver(struct sim *s, unsigned peer) {
     return;
   }
   {
-    unsigned i = rng(sp->n);
+    unsigned i = xs_below(sp->n);
     rq = sp->q[i];
     sim_drop(sp, i);
   }
@@ -1173,7 +1133,7 @@ static void sim_deliver(struct sim *s, unsigned peer) {
       for (unsigned i = 0; i < op->n; i++) {
         if (!op->q[i].cancelled && same_block(&op->q[i].b, &rq.b)) {
           /* Half the cancels win the race, half lose it. */
-          if (rng(2)) {
+          if (xs_below(2)) {
             sim_drop(op, i);
           } else {
             op->q[i].cancelled = 1;
@@ -1192,7 +1152,7 @@ static void sim_deliver(struct sim *s, unsigned peer) {
     assert_int_equal(cd, all);
   }
   if (cd) {
-    if (rng(8) == 0) {
+    if (xs_below(8) == 0) {
       picker_chunk_failed(s->p, c);
       s->fails[c]++;
       for (uint32_t i = s->base[c]; i < s->base[c + 1]; i++) {
@@ -1269,7 +1229,7 @@ static unsigned run_simulation(uint64_t seed) {
   unsigned iter;
   uint32_t nblocks;
 
-  rng_state = seed;
+  xs_seed(seed);
   fake_init(&f, 18, sizes, 3);
   memset(&s, 0, sizeof(s));
   s.m = &f.m;
@@ -1291,7 +1251,7 @@ static unsigned run_simulation(uint64_t seed) {
   for (unsigned q = 0; q < SIM_PEERS; q++) {
     s.peers[q].map = map_new(s.nchunks);
     for (uint32_t c = 0; c < s.nchunks; c++) {
-      if (rng(100) < 40) {
+      if (xs_below(100) < 40) {
         map_set(s.peers[q].map, c);
       }
     }
@@ -1304,7 +1264,7 @@ static unsigned run_simulation(uint64_t seed) {
       any |= q != 2 && map_get(s.peers[q].map, c);
     }
     if (!any) {
-      map_set(s.peers[rng(2)].map, c);
+      map_set(s.peers[xs_below(2)].map, c);
     }
   }
   for (unsigned q = 0; q < SIM_PEERS; q++) {
@@ -1313,8 +1273,8 @@ static unsigned run_simulation(uint64_t seed) {
   }
 
   for (iter = 0; iter < 200000 && !picker_complete(s.p); iter++) {
-    unsigned q = rng(SIM_PEERS);
-    uint32_t r = rng(100);
+    unsigned q = xs_below(SIM_PEERS);
+    uint32_t r = xs_below(100);
     now += 10;
     for (unsigned j = 0; j < SIM_PEERS; j++) {
       if (s.peers[j].present) {
@@ -1326,13 +1286,13 @@ static unsigned run_simulation(uint64_t seed) {
     }
     if (r < 85) {
       /* Peer 4 is slow: most of its requests time out. */
-      if (q != 4 || rng(20) == 0) {
+      if (q != 4 || xs_below(20) == 0) {
         sim_deliver(&s, q);
       }
     } else if (r < 90) {
       sim_reject(&s, q);
     } else if (r < 93) {
-      uint32_t c = rng(s.nchunks);
+      uint32_t c = xs_below(s.nchunks);
       map_set(s.peers[q].map, c);
       picker_peer_have(s.p, q, c);
     }
@@ -1382,7 +1342,6 @@ static void test_simulated_download_completes(void **state) {
  * hold most chunks: every block arrives once and the run stays quick. */
 static void test_download_of_4_gib_from_50_peers(void **state) {
   enum { NPEERS = 50, PIPE = 8 };
-  const uint64_t sizes[1] = {(uint64_t)4 << 30};
   struct fake f;
   struct picker *p;
   uint8_t *maps[NPEERS];
@@ -1395,8 +1354,8 @@ static void test_download_of_4_gib_from_50_peers(void **state) {
   double t;
   (void)state;
 
-  rng_state = 77;
-  fake_init(&f, 21, sizes, 1);
+  xs_seed(77);
+  fake_file(&f, 21, (uint64_t)4 << 30);
   assert_int_equal(f.m.chunk_count, 2048);
   got = calloc(2048 * 32, 1);
   assert_non_null(got);
@@ -1405,7 +1364,7 @@ static void test_download_of_4_gib_from_50_peers(void **state) {
   for (unsigned j = 0; j < NPEERS; j++) {
     maps[j] = map_new(2048);
     for (uint32_t c = 0; c < 2048; c++) {
-      if (j == 0 || rng(10) < 7) {
+      if (j == 0 || xs_below(10) < 7) {
         map_set(maps[j], c);
       }
     }
@@ -1419,7 +1378,7 @@ static void test_download_of_4_gib_from_50_peers(void **state) {
     calls++;
   }
   while (!picker_complete(p)) {
-    unsigned j = rng(NPEERS);
+    unsigned j = xs_below(NPEERS);
     unsigned cancel[PICKER_ENDGAME_DUP];
     unsigned ncancel;
     struct picker_block b;
@@ -1464,7 +1423,6 @@ static void test_download_of_4_gib_from_50_peers(void **state) {
 
 static void test_memory_for_a_million_chunks_stays_small(void **state) {
   enum { NPEERS = 50 };
-  const uint64_t sizes[1] = {(uint64_t)1 << 34}; /* 2^20 chunks of 16 KiB */
   struct fake f;
   struct picker *p;
   uint8_t *all;
@@ -1473,7 +1431,7 @@ static void test_memory_for_a_million_chunks_stays_small(void **state) {
   struct picker_block out[16];
   (void)state;
 
-  fake_init(&f, 14, sizes, 1);
+  fake_file(&f, 14, (uint64_t)1 << 34); /* 2^20 chunks of 16 KiB */
   assert_int_equal(f.m.chunk_count, 1u << 20);
   all = map_all(1u << 20);
   before = heap_in_use();

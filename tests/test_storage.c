@@ -45,21 +45,11 @@
 #include "peer/manifest_build.h"
 #include "peer/storage.h"
 #include "tests/lib/disk.h"
+#include "tests/lib/errassert.h"
 #include "tests/lib/testutil.h"
 
 #define CS ((size_t)1 << 14) /* chunk size of every test content */
 #define PATH_CAP 4096
-
-#define assert_err(got, want)                                                  \
-  do {                                                                         \
-    int g_ = (got);                                                            \
-    int w_ = (want);                                                           \
-    if (g_ != w_) {                                                            \
-      print_error("got %s (%d), want %s (%d)\n", shoal_err_name(g_), g_,       \
-                  shoal_err_name(w_), w_);                                     \
-    }                                                                          \
-    assert_int_equal(g_, w_);                                                  \
-  } while (0)
 
 static struct identity g_pub;
 
@@ -152,13 +142,17 @@ static void on_read(void *arg, int status, uint8_t *data, size_t len) {
   g->len = len;
 }
 
-static struct manifest *build(const char *path) {
+static struct manifest *build_log2(const char *path, uint8_t chunk_log2) {
   struct manifest_build_opts o;
   struct manifest *m = NULL;
   memset(&o, 0, sizeof(o));
-  o.chunk_log2 = 14;
+  o.chunk_log2 = chunk_log2;
   assert_int_equal(manifest_build(path, &g_pub, &o, &m), 0);
   return m;
+}
+
+static struct manifest *build(const char *path) {
+  return build_log2(path, 14);
 }
 
 /* Writes a file of len pseudo-random bytes under the source folder. */
@@ -169,6 +163,26 @@ static void make_file(struct fx *f, const char *rel, size_t len,
   tu_fill(p, len, seed);
   tu_write_file(f->src, rel, p, len);
   free(p);
+}
+
+/* Where a content lives: its source, and its partial copy and final path
+ * in the folder it is downloaded into. */
+struct paths {
+  char src[PATH_CAP];
+  char part[PATH_CAP];
+  char fin[PATH_CAP];
+};
+
+/* Builds the manifest of the content f->src/name, whose files are already
+ * written, and fills p for a download of it into dir. */
+static struct manifest *build_named(struct fx *f, const char *name,
+                                    const char *dir, struct paths *p) {
+  char rel[PATH_CAP];
+  snprintf(rel, sizeof(rel), "%s%s", name, STORAGE_PART_SUFFIX);
+  tu_path(p->src, sizeof(p->src), f->src, name);
+  tu_path(p->part, sizeof(p->part), dir, rel);
+  tu_path(p->fin, sizeof(p->fin), dir, name);
+  return build(p->src);
 }
 
 /* A copy of chunk idx in a storage_chunk_alloc buffer, read from the
@@ -197,10 +211,12 @@ static int exists(const char *path) {
   return lstat(path, &st) == 0;
 }
 
-static void part_path(char *out, const struct fx *f, const char *name) {
-  char rel[PATH_CAP];
-  snprintf(rel, sizeof(rel), "%s%s", name, STORAGE_PART_SUFFIX);
-  tu_path(out, PATH_CAP, f->dl, rel);
+/* Waits for the callback of a call that was just made: never inside the
+ * call, then exactly once. */
+static void await_done(struct fx *f, struct done *d) {
+  assert_int_equal(d->called, 0); /* never inside the call */
+  run_until(&f->loop, &d->called);
+  assert_int_equal(d->called, 1);
 }
 
 /* Opens a download of m into dir with the resume record at rec, and
@@ -212,24 +228,20 @@ static struct storage *open_at(struct fx *f, const struct manifest *m,
   assert_int_equal(
       storage_open_download(&s, &f->loop, m, dir, rec, on_done, &d), 0);
   assert_non_null(s);
-  assert_int_equal(d.called, 0); /* never inside the call */
-  run_until(&f->loop, &d.called);
-  assert_int_equal(d.called, 1);
+  await_done(f, &d);
   assert_err(d.status, want);
   return s;
 }
 
+/* The same into the download folder, with the usual record. */
 static struct storage *open_dl(struct fx *f, const struct manifest *m,
                                int want) {
+  return open_at(f, m, f->dl, f->rec, want);
+}
+
+static struct storage *open_src(struct fx *f, const struct manifest *m) {
   struct storage *s = NULL;
-  struct done d = {0};
-  assert_int_equal(
-      storage_open_download(&s, &f->loop, m, f->dl, f->rec, on_done, &d), 0);
-  assert_non_null(s);
-  assert_int_equal(d.called, 0); /* never inside the call */
-  run_until(&f->loop, &d.called);
-  assert_int_equal(d.called, 1);
-  assert_err(d.status, want);
+  assert_int_equal(storage_open_source(&s, &f->loop, m), 0);
   return s;
 }
 
@@ -237,9 +249,7 @@ static void put(struct fx *f, struct storage *s, uint32_t idx, uint8_t *data,
                 int want) {
   struct done d = {0};
   assert_int_equal(storage_put_chunk(s, idx, data, on_done, &d), 0);
-  assert_int_equal(d.called, 0);
-  run_until(&f->loop, &d.called);
-  assert_int_equal(d.called, 1);
+  await_done(f, &d);
   assert_err(d.status, want);
 }
 
@@ -249,39 +259,122 @@ static void put_good(struct fx *f, struct storage *s, const struct manifest *m,
   assert_true(storage_have(s, idx));
 }
 
+/* Puts every chunk from first on. */
+static void put_from(struct fx *f, struct storage *s, const struct manifest *m,
+                     uint32_t first) {
+  for (uint32_t i = first; i < m->chunk_count; i++) {
+    put_good(f, s, m, i);
+  }
+}
+
+/* Puts every chunk the storage does not have yet. */
+static void put_missing(struct fx *f, struct storage *s,
+                        const struct manifest *m) {
+  for (uint32_t i = 0; i < m->chunk_count; i++) {
+    if (!storage_have(s, i)) {
+      put_good(f, s, m, i);
+    }
+  }
+}
+
 static int finish(struct fx *f, struct storage *s) {
   struct done d = {0};
   assert_int_equal(storage_finish(s, on_done, &d), 0);
-  assert_int_equal(d.called, 0);
-  run_until(&f->loop, &d.called);
-  assert_int_equal(d.called, 1);
+  await_done(f, &d);
+  return d.status;
+}
+
+static int close_status(struct fx *f, struct storage *s) {
+  struct done d = {0};
+  storage_close(s, on_done, &d);
+  await_done(f, &d);
   return d.status;
 }
 
 static void close_s(struct fx *f, struct storage *s) {
-  struct done d = {0};
-  storage_close(s, on_done, &d);
-  assert_int_equal(d.called, 0);
-  run_until(&f->loop, &d.called);
-  assert_int_equal(d.called, 1);
-  assert_err(d.status, 0);
+  assert_err(close_status(f, s), 0);
+}
+
+/* Reads len bytes at off in chunk idx into g and waits for the callback. */
+static void read_block(struct fx *f, struct storage *s, uint32_t idx,
+                       uint32_t off, uint32_t len, struct got *g) {
+  assert_int_equal(storage_read(s, idx, off, len, on_read, g), 0);
+  assert_int_equal(g->called, 0);
+  run_until(&f->loop, &g->called);
+}
+
+/* The same, for a read that must succeed; the caller frees the bytes. */
+static uint8_t *read_ok(struct fx *f, struct storage *s, uint32_t idx,
+                        uint32_t off, uint32_t len) {
+  struct got g = {0};
+  read_block(f, s, idx, off, len, &g);
+  assert_err(g.status, 0);
+  assert_int_equal(g.len, len);
+  return g.data;
+}
+
+/* The bytes at off..off+len of chunk idx read back equal the source's. */
+static void assert_reads_back(struct fx *f, struct storage *s,
+                              const struct manifest *m, uint32_t idx,
+                              uint32_t off, uint32_t len) {
+  uint8_t *got = read_ok(f, s, idx, off, len);
+  uint8_t *c = chunk_copy(m, idx);
+  assert_memory_equal(got, c + off, len);
+  storage_chunk_free(c);
+  free(got);
+}
+
+/* The file at path holds exactly the len bytes at want. */
+static void assert_file_is(const char *path, const void *want, size_t len) {
+  size_t n;
+  uint8_t *p = tu_read_file(path, &n);
+  assert_non_null(p);
+  assert_int_equal(n, len);
+  assert_memory_equal(p, want, n);
+  free(p);
 }
 
 static void assert_same_file(const char *a, const char *b) {
   size_t na;
-  size_t nb;
   uint8_t *pa = tu_read_file(a, &na);
-  uint8_t *pb = tu_read_file(b, &nb);
   assert_non_null(pa);
-  assert_non_null(pb);
-  assert_int_equal(na, nb);
-  assert_memory_equal(pa, pb, na);
+  assert_file_is(b, pa, na);
   free(pa);
-  free(pb);
 }
 
-/* Counts regular files, folders and anything else under path. */
-static void count_tree(const char *path, int *files, int *dirs, int *other) {
+/* Every file of m arrived in the download folder with its source's bytes. */
+static void assert_files_arrived(const struct fx *f, const struct manifest *m) {
+  for (uint32_t i = 0; i < m->file_count; i++) {
+    char a[PATH_CAP];
+    char b[PATH_CAP];
+    tu_path(a, sizeof(a), f->src, m->files[i].path);
+    tu_path(b, sizeof(b), f->dl, m->files[i].path);
+    assert_same_file(a, b);
+  }
+}
+
+/* The file at path is len bytes long and all zero; what names the case. */
+static void assert_all_zero(const char *path, size_t len, const char *what) {
+  size_t n;
+  uint8_t *disk = tu_read_file(path, &n);
+  assert_non_null(disk);
+  assert_int_equal(n, len);
+  for (size_t i = 0; i < n; i++) {
+    if (disk[i] != 0) {
+      fail_msg("%s: byte %zu of the partial file is not zero", what, i);
+    }
+  }
+  free(disk);
+}
+
+/* How many regular files, folders and other things a tree holds. */
+struct tree_count {
+  int files;
+  int dirs;
+  int other;
+};
+
+static void count_into(const char *path, struct tree_count *c) {
   DIR *d = opendir(path);
   struct dirent *e;
   assert_non_null(d);
@@ -294,15 +387,22 @@ static void count_tree(const char *path, int *files, int *dirs, int *other) {
     tu_path(child, sizeof(child), path, e->d_name);
     assert_int_equal(lstat(child, &st), 0);
     if (S_ISREG(st.st_mode)) {
-      (*files)++;
+      c->files++;
     } else if (S_ISDIR(st.st_mode)) {
-      (*dirs)++;
-      count_tree(child, files, dirs, other);
+      c->dirs++;
+      count_into(child, c);
     } else {
-      (*other)++;
+      c->other++;
     }
   }
   closedir(d);
+}
+
+/* Counts what is under path (not path itself). */
+static struct tree_count count_tree(const char *path) {
+  struct tree_count c = {0};
+  count_into(path, &c);
+  return c;
 }
 
 /* Flips one byte of a file in place. */
@@ -334,25 +434,20 @@ static void shuffle(uint32_t *v, uint32_t n, uint64_t seed) {
 static void
 test_file_download_in_random_order_appears_only_at_finish(void **state) {
   struct fx *f = *state;
-  char src[PATH_CAP];
-  char fin[PATH_CAP];
-  char part[PATH_CAP];
+  struct paths p;
   struct stat st;
 
   make_file(f, "movie.bin", 5 * CS + 1000, 1);
-  tu_path(src, sizeof(src), f->src, "movie.bin");
-  struct manifest *m = build(src);
+  struct manifest *m = build_named(f, "movie.bin", f->dl, &p);
   assert_int_equal(m->chunk_count, 6);
-  tu_path(fin, sizeof(fin), f->dl, "movie.bin");
-  part_path(part, f, "movie.bin");
 
   struct storage *s = open_dl(f, m, 0);
-  assert_string_equal(storage_final_path(s), fin);
+  assert_string_equal(storage_final_path(s), p.fin);
   assert_int_equal(storage_have_count(s), 0);
   /* The partial file is preallocated to full size. */
-  assert_int_equal(stat(part, &st), 0);
+  assert_int_equal(stat(p.part, &st), 0);
   assert_int_equal((uint64_t)st.st_size, m->total_size);
-  assert_false(exists(fin));
+  assert_false(exists(p.fin));
 
   uint32_t order[6] = {0, 1, 2, 3, 4, 5};
   shuffle(order, 6, 7);
@@ -363,22 +458,22 @@ test_file_download_in_random_order_appears_only_at_finish(void **state) {
     bytes += manifest_chunk_len(m, order[i]);
     assert_int_equal(storage_have_count(s), i + 1);
     assert_int_equal(storage_have_bytes(s), bytes);
-    assert_false(exists(fin)); /* never before finish */
+    assert_false(exists(p.fin)); /* never before finish */
   }
   /* A chunk already had completes with 0, later, and takes the data. */
   put(f, s, 3, chunk_copy(m, 3), 0);
   assert_int_equal(storage_have_count(s), 6);
 
   assert_err(finish(f, s), 0);
-  assert_true(exists(fin));
-  assert_false(exists(part));
+  assert_true(exists(p.fin));
+  assert_false(exists(p.part));
   assert_false(exists(f->rec));
-  assert_same_file(src, fin);
+  assert_same_file(p.src, p.fin);
   /* Finishing twice is refused. */
   assert_err(storage_finish(s, on_done, NULL), SHOAL_EINVAL);
   close_s(f, s);
   assert_false(exists(f->rec)); /* no record after a finished download */
-  assert_same_file(src, fin);
+  assert_same_file(p.src, p.fin);
   manifest_free(m);
 }
 
@@ -396,27 +491,23 @@ static void test_folder_download_arrives_exactly(void **state) {
       {"photos/z/e.bin", 30000},
   };
   const size_t nfiles = sizeof(files) / sizeof(files[0]);
-  char src[PATH_CAP];
-  char fin[PATH_CAP];
-  char part[PATH_CAP];
+  struct paths p;
 
   for (size_t i = 0; i < nfiles; i++) {
     make_file(f, files[i].rel, files[i].len, 100 + i);
   }
-  tu_path(src, sizeof(src), f->src, "photos");
-  struct manifest *m = build(src);
+  struct manifest *m = build_named(f, "photos", f->dl, &p);
   assert_int_equal(m->file_count, nfiles);
-  tu_path(fin, sizeof(fin), f->dl, "photos");
-  part_path(part, f, "photos");
 
   struct storage *s = open_dl(f, m, 0);
   /* Every file is there at full size from the start, the empty ones too,
    * under the partial folder without the leading "photos/". */
   for (uint32_t i = 0; i < m->file_count; i++) {
-    char p[PATH_CAP];
+    char in_part[PATH_CAP];
     struct stat st;
-    tu_path(p, sizeof(p), part, m->files[i].path + strlen("photos/"));
-    assert_int_equal(lstat(p, &st), 0);
+    tu_path(in_part, sizeof(in_part), p.part,
+            m->files[i].path + strlen("photos/"));
+    assert_int_equal(lstat(in_part, &st), 0);
     assert_true(S_ISREG(st.st_mode));
     assert_int_equal((uint64_t)st.st_size, m->files[i].size);
   }
@@ -429,12 +520,12 @@ static void test_folder_download_arrives_exactly(void **state) {
   shuffle(order, n, 3);
   for (uint32_t i = 0; i < n; i++) {
     put_good(f, s, m, order[i]);
-    assert_false(exists(fin));
+    assert_false(exists(p.fin));
   }
   free(order);
   assert_int_equal(storage_have_bytes(s), m->total_size);
   assert_err(finish(f, s), 0);
-  assert_false(exists(part));
+  assert_false(exists(p.part));
 
   for (size_t i = 0; i < nfiles; i++) {
     char a[PATH_CAP];
@@ -443,35 +534,22 @@ static void test_folder_download_arrives_exactly(void **state) {
     tu_path(b, sizeof(b), f->dl, files[i].rel);
     assert_same_file(a, b);
   }
-  int nf = 0;
-  int nd = 0;
-  int no = 0;
-  count_tree(fin, &nf, &nd, &no);
-  assert_int_equal(nf, (int)nfiles);
-  assert_int_equal(nd, 3); /* sub, sub/deeper, z */
-  assert_int_equal(no, 0);
+  struct tree_count c = count_tree(p.fin);
+  assert_int_equal(c.files, (int)nfiles);
+  assert_int_equal(c.dirs, 3); /* sub, sub/deeper, z */
+  assert_int_equal(c.other, 0);
   /* A block read after the rename comes from the final copy. */
-  struct got g = {0};
-  assert_int_equal(storage_read(s, 0, 10, 100, on_read, &g), 0);
-  run_until(&f->loop, &g.called);
-  assert_err(g.status, 0);
-  uint8_t *c0 = chunk_copy(m, 0);
-  assert_memory_equal(g.data, c0 + 10, 100);
-  storage_chunk_free(c0);
-  free(g.data);
+  assert_reads_back(f, s, m, 0, 10, 100);
   close_s(f, s);
   manifest_free(m);
 }
 
 static void test_wrong_chunk_is_EHASH_and_nothing_is_written(void **state) {
   struct fx *f = *state;
-  char src[PATH_CAP];
-  char part[PATH_CAP];
+  struct paths p;
 
   make_file(f, "f.bin", 3 * CS, 2);
-  tu_path(src, sizeof(src), f->src, "f.bin");
-  struct manifest *m = build(src);
-  part_path(part, f, "f.bin");
+  struct manifest *m = build_named(f, "f.bin", f->dl, &p);
   struct storage *s = open_dl(f, m, 0);
 
   uint8_t *bad = chunk_copy(m, 1);
@@ -481,15 +559,7 @@ static void test_wrong_chunk_is_EHASH_and_nothing_is_written(void **state) {
   put(f, s, 1, chunk_copy(m, 0), SHOAL_EHASH);
   assert_false(storage_have(s, 1));
   assert_int_equal(storage_have_count(s), 0);
-  size_t n;
-  uint8_t *disk = tu_read_file(part, &n);
-  assert_int_equal(n, 3 * CS);
-  for (size_t i = 0; i < n; i++) {
-    if (disk[i] != 0) {
-      fail_msg("byte %zu of the partial file was written", i);
-    }
-  }
-  free(disk);
+  assert_all_zero(p.part, 3 * CS, "after two bad chunks");
 
   /* Bad calls: nothing is taken, no callback comes. */
   uint8_t *keep = chunk_copy(m, 0);
@@ -514,9 +584,7 @@ static void put_or_hash(struct fx *f, struct storage *s, uint32_t idx,
   assert_int_equal(
       storage_put_chunk_or_hash_blocks(s, idx, data, bad_hashes, on_done, &d),
       0);
-  assert_int_equal(d.called, 0);
-  run_until(&f->loop, &d.called);
-  assert_int_equal(d.called, 1);
+  await_done(f, &d);
   assert_err(d.status, want);
 }
 
@@ -525,8 +593,6 @@ static void put_or_hash(struct fx *f, struct storage *s, uint32_t idx,
  * found once a good copy arrives; a good chunk leaves the table alone. */
 static void test_failed_chunk_reports_each_blocks_hash(void **state) {
   struct fx *f = *state;
-  struct manifest_build_opts o;
-  struct manifest *m = NULL;
   char src[PATH_CAP];
   const size_t big = (size_t)1 << 18; /* 4 blocks of STORAGE_BLOCK_BYTES */
   const size_t tail = STORAGE_BLOCK_BYTES + 100; /* 2, the last 100 bytes */
@@ -534,9 +600,7 @@ static void test_failed_chunk_reports_each_blocks_hash(void **state) {
 
   make_file(f, "blocks.bin", big + tail, 21);
   tu_path(src, sizeof(src), f->src, "blocks.bin");
-  memset(&o, 0, sizeof(o));
-  o.chunk_log2 = 18;
-  assert_int_equal(manifest_build(src, &g_pub, &o, &m), 0);
+  struct manifest *m = build_log2(src, 18);
   assert_int_equal(m->chunk_count, 2);
   struct storage *s = open_dl(f, m, 0);
 
@@ -603,8 +667,7 @@ static size_t resident_pages(const char *path, size_t off, size_t len) {
  * chunk goes through it; reads see both. */
 static void test_aligned_chunks_bypass_the_page_cache(void **state) {
   struct fx *f = *state;
-  char src[PATH_CAP];
-  char part[PATH_CAP];
+  struct paths p;
   char probe[PATH_CAP];
 
   tu_path(probe, sizeof(probe), f->dl, "probe");
@@ -616,30 +679,19 @@ static void test_aligned_chunks_bypass_the_page_cache(void **state) {
   unlink(probe);
 
   make_file(f, "v.bin", 4 * CS + 100, 40);
-  tu_path(src, sizeof(src), f->src, "v.bin");
-  struct manifest *m = build(src);
-  part_path(part, f, "v.bin");
+  struct manifest *m = build_named(f, "v.bin", f->dl, &p);
   struct storage *s = open_dl(f, m, 0);
   put_good(f, s, m, 0);
   put_good(f, s, m, 4);
-  assert_int_equal(resident_pages(part, 0, CS), 0);
-  assert_true(resident_pages(part, 4 * CS, 100) > 0);
+  assert_int_equal(resident_pages(p.part, 0, CS), 0);
+  assert_true(resident_pages(p.part, 4 * CS, 100) > 0);
   /* A read after the direct write sees the chunk's bytes. */
-  struct got g = {0};
-  assert_int_equal(storage_read(s, 0, 0, CS, on_read, &g), 0);
-  run_until(&f->loop, &g.called);
-  assert_err(g.status, 0);
-  uint8_t *c0 = chunk_copy(m, 0);
-  assert_memory_equal(g.data, c0, CS);
-  storage_chunk_free(c0);
-  free(g.data);
+  assert_reads_back(f, s, m, 0, 0, CS);
   for (uint32_t i = 1; i < 4; i++) {
     put_good(f, s, m, i);
   }
   assert_err(finish(f, s), 0);
-  char fin[PATH_CAP];
-  tu_path(fin, sizeof(fin), f->dl, "v.bin");
-  assert_same_file(src, fin);
+  assert_same_file(p.src, p.fin);
   close_s(f, s);
   manifest_free(m);
 }
@@ -664,16 +716,11 @@ static void test_chunk_buffers(void **state) {
 static void
 test_existing_final_path_is_EEXIST_and_nothing_touched(void **state) {
   struct fx *f = *state;
-  char src[PATH_CAP];
-  char part[PATH_CAP];
-  char fin[PATH_CAP];
+  struct paths p;
   static const uint8_t mine[] = "the user's own file";
 
   make_file(f, "doc.bin", 2 * CS, 3);
-  tu_path(src, sizeof(src), f->src, "doc.bin");
-  struct manifest *m = build(src);
-  part_path(part, f, "doc.bin");
-  tu_path(fin, sizeof(fin), f->dl, "doc.bin");
+  struct manifest *m = build_named(f, "doc.bin", f->dl, &p);
 
   /* A file in the way. */
   tu_write_file(f->dl, "doc.bin", mine, sizeof(mine));
@@ -683,55 +730,45 @@ test_existing_final_path_is_EEXIST_and_nothing_touched(void **state) {
   assert_err(storage_put_chunk(s, 0, c, on_done, NULL), SHOAL_EINVAL);
   storage_chunk_free(c);
   close_s(f, s);
-  assert_false(exists(part));
+  assert_false(exists(p.part));
   assert_false(exists(f->rec));
-  size_t n;
-  uint8_t *p = tu_read_file(fin, &n);
-  assert_int_equal(n, sizeof(mine));
-  assert_memory_equal(p, mine, n);
-  free(p);
-  assert_int_equal(unlink(fin), 0);
+  assert_file_is(p.fin, mine, sizeof(mine));
+  assert_int_equal(unlink(p.fin), 0);
 
   /* A dangling symlink in the way counts too, and is not followed. */
   char target[PATH_CAP];
   tu_path(target, sizeof(target), f->root, "nowhere");
-  assert_int_equal(symlink(target, fin), 0);
+  assert_int_equal(symlink(target, p.fin), 0);
   s = open_dl(f, m, UV_EEXIST);
   close_s(f, s);
   assert_false(exists(target));
-  assert_false(exists(part));
-  assert_int_equal(unlink(fin), 0);
+  assert_false(exists(p.part));
+  assert_int_equal(unlink(p.fin), 0);
 
   /* A folder in the way. */
-  assert_int_equal(mkdir(fin, 0755), 0);
+  assert_int_equal(mkdir(p.fin, 0755), 0);
   s = open_dl(f, m, UV_EEXIST);
   close_s(f, s);
-  assert_false(exists(part));
+  assert_false(exists(p.part));
   manifest_free(m);
 }
 
 static void test_missing_download_folder_fails_cleanly(void **state) {
   struct fx *f = *state;
-  char src[PATH_CAP];
-  struct storage *s = NULL;
-  struct done d = {0};
+  struct paths p;
 
   make_file(f, "x.bin", 100, 4);
-  tu_path(src, sizeof(src), f->src, "x.bin");
-  struct manifest *m = build(src);
+  struct manifest *m = build_named(f, "x.bin", f->dl, &p);
   char nodir[PATH_CAP];
   tu_path(nodir, sizeof(nodir), f->root, "no-such-folder");
-  assert_int_equal(
-      storage_open_download(&s, &f->loop, m, nodir, f->rec, on_done, &d), 0);
-  run_until(&f->loop, &d.called);
-  assert_err(d.status, UV_ENOENT);
+  struct storage *s = open_at(f, m, nodir, f->rec, UV_ENOENT);
   close_s(f, s);
   manifest_free(m);
 }
 
 static void test_unsafe_manifest_path_is_EPATH(void **state) {
   struct fx *f = *state;
-  char src[PATH_CAP];
+  struct paths p;
   struct storage *s = NULL;
   static const char *const bad[] = {
       "pics/../../escape", "pics/./a", "pics//a", "/etc/passwd",
@@ -740,8 +777,7 @@ static void test_unsafe_manifest_path_is_EPATH(void **state) {
 
   make_file(f, "pics/a", 100, 5);
   make_file(f, "pics/b", 100, 6);
-  tu_path(src, sizeof(src), f->src, "pics");
-  struct manifest *m = build(src);
+  struct manifest *m = build_named(f, "pics", f->dl, &p);
   char *orig = m->files[0].path;
   for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
     m->files[0].path = (char *)(uintptr_t)bad[i];
@@ -751,11 +787,8 @@ static void test_unsafe_manifest_path_is_EPATH(void **state) {
     assert_null(s);
   }
   m->files[0].path = orig;
-  int nf = 0;
-  int nd = 0;
-  int no = 0;
-  count_tree(f->dl, &nf, &nd, &no);
-  assert_int_equal(nf + nd + no, 0);
+  struct tree_count c = count_tree(f->dl);
+  assert_int_equal(c.files + c.dirs + c.other, 0);
   manifest_free(m);
 }
 
@@ -765,16 +798,11 @@ static void test_unsafe_manifest_path_is_EPATH(void **state) {
 static void
 test_resume_rehashes_listed_chunks_and_trusts_nothing_else(void **state) {
   struct fx *f = *state;
-  char src[PATH_CAP];
-  char part[PATH_CAP];
-  char fin[PATH_CAP];
+  struct paths p;
 
   make_file(f, "big.bin", 10 * CS - 5, 8);
-  tu_path(src, sizeof(src), f->src, "big.bin");
-  struct manifest *m = build(src);
+  struct manifest *m = build_named(f, "big.bin", f->dl, &p);
   assert_int_equal(m->chunk_count, 10);
-  part_path(part, f, "big.bin");
-  tu_path(fin, sizeof(fin), f->dl, "big.bin");
 
   struct storage *s = open_dl(f, m, 0);
   for (uint32_t i = 0; i < 10; i += 2) {
@@ -782,14 +810,14 @@ test_resume_rehashes_listed_chunks_and_trusts_nothing_else(void **state) {
   }
   close_s(f, s);
   assert_true(exists(f->rec));
-  assert_true(exists(part));
-  assert_false(exists(fin));
+  assert_true(exists(p.part));
+  assert_false(exists(p.fin));
 
   /* Between runs: chunk 4 is damaged on disk, and chunk 1 is written
    * correctly behind the record's back. */
-  flip_byte(part, (long)(4 * CS + 77));
+  flip_byte(p.part, (long)(4 * CS + 77));
   uint8_t *c1 = chunk_copy(m, 1);
-  FILE *fp = fopen(part, "r+b");
+  FILE *fp = fopen(p.part, "r+b");
   assert_non_null(fp);
   assert_int_equal(fseek(fp, (long)CS, SEEK_SET), 0);
   assert_int_equal(fwrite(c1, 1, CS, fp), CS);
@@ -803,13 +831,9 @@ test_resume_rehashes_listed_chunks_and_trusts_nothing_else(void **state) {
   }
   assert_int_equal(storage_have_count(s), 4);
   assert_int_equal(storage_have_bytes(s), 4 * CS);
-  for (uint32_t i = 0; i < 10; i++) {
-    if (!storage_have(s, i)) {
-      put_good(f, s, m, i);
-    }
-  }
+  put_missing(f, s, m);
   assert_err(finish(f, s), 0);
-  assert_same_file(src, fin);
+  assert_same_file(p.src, p.fin);
   assert_false(exists(f->rec));
   close_s(f, s);
   manifest_free(m);
@@ -817,17 +841,12 @@ test_resume_rehashes_listed_chunks_and_trusts_nothing_else(void **state) {
 
 static void test_resume_of_a_folder_download(void **state) {
   struct fx *f = *state;
-  char src[PATH_CAP];
-  char fin[PATH_CAP];
-  char part[PATH_CAP];
+  struct paths p;
 
   make_file(f, "album/one", 3 * CS, 20);
   make_file(f, "album/two/three", 2 * CS + 3, 21);
   make_file(f, "album/two/zero", 0, 22);
-  tu_path(src, sizeof(src), f->src, "album");
-  struct manifest *m = build(src);
-  tu_path(fin, sizeof(fin), f->dl, "album");
-  part_path(part, f, "album");
+  struct manifest *m = build_named(f, "album", f->dl, &p);
 
   struct storage *s = open_dl(f, m, 0);
   put_good(f, s, m, 1);
@@ -838,44 +857,30 @@ static void test_resume_of_a_folder_download(void **state) {
    * tree, a symlink, and a folder where a manifest file belongs. The
    * partial folder holds exactly the manifest's paths again after the
    * open, so none of them reaches the final folder. */
-  char p[PATH_CAP];
-  tu_write_file(part, "stray.txt", "x", 1);
-  tu_write_file(part, "two/junk/deep/file", "y", 1);
-  tu_path(p, sizeof(p), part, "link");
-  assert_int_equal(symlink(f->src, p), 0);
-  tu_path(p, sizeof(p), part, "two/zero");
-  assert_int_equal(unlink(p), 0);
-  tu_write_file(part, "two/zero/inside", "z", 1);
+  char in_part[PATH_CAP];
+  tu_write_file(p.part, "stray.txt", "x", 1);
+  tu_write_file(p.part, "two/junk/deep/file", "y", 1);
+  tu_path(in_part, sizeof(in_part), p.part, "link");
+  assert_int_equal(symlink(f->src, in_part), 0);
+  tu_path(in_part, sizeof(in_part), p.part, "two/zero");
+  assert_int_equal(unlink(in_part), 0);
+  tu_write_file(p.part, "two/zero/inside", "z", 1);
 
   s = open_dl(f, m, 0);
-  int nf = 0;
-  int nd = 0;
-  int no = 0;
-  count_tree(part, &nf, &nd, &no);
-  assert_int_equal(nf, (int)m->file_count);
-  assert_int_equal(nd, 1); /* two */
-  assert_int_equal(no, 0);
+  struct tree_count c = count_tree(p.part);
+  assert_int_equal(c.files, (int)m->file_count);
+  assert_int_equal(c.dirs, 1); /* two */
+  assert_int_equal(c.other, 0);
   assert_int_equal(storage_have_count(s), 2);
   assert_true(storage_have(s, 1));
   assert_true(storage_have(s, 4));
-  for (uint32_t i = 0; i < m->chunk_count; i++) {
-    if (!storage_have(s, i)) {
-      put_good(f, s, m, i);
-    }
-  }
+  put_missing(f, s, m);
   assert_err(finish(f, s), 0);
   close_s(f, s);
-  for (uint32_t i = 0; i < m->file_count; i++) {
-    char a[PATH_CAP];
-    char b[PATH_CAP];
-    tu_path(a, sizeof(a), f->src, m->files[i].path);
-    tu_path(b, sizeof(b), f->dl, m->files[i].path);
-    assert_same_file(a, b);
-  }
-  nf = nd = no = 0;
-  count_tree(fin, &nf, &nd, &no);
-  assert_int_equal(nf, (int)m->file_count);
-  assert_int_equal(nd + no, 1);
+  assert_files_arrived(f, m);
+  c = count_tree(p.fin);
+  assert_int_equal(c.files, (int)m->file_count);
+  assert_int_equal(c.dirs + c.other, 1);
   manifest_free(m);
 }
 
@@ -915,20 +920,15 @@ static int big_listed(uint32_t i) {
  * chunk, and one listed chunk is damaged. */
 static void test_resume_rehashes_across_many_jobs(void **state) {
   struct fx *f = *state;
-  char src[PATH_CAP];
-  char part[PATH_CAP];
-  char fin[PATH_CAP];
+  struct paths p;
   const uint32_t chunks = 5 * (MANIFEST_JOB_BYTES / CS) + 37;
 
   make_file(f, "large.bin", chunks * CS - 100, 12);
-  tu_path(src, sizeof(src), f->src, "large.bin");
-  struct manifest *m = build(src);
+  struct manifest *m = build_named(f, "large.bin", f->dl, &p);
   assert_int_equal(m->chunk_count, chunks);
-  part_path(part, f, "large.bin");
-  tu_path(fin, sizeof(fin), f->dl, "large.bin");
 
   size_t n;
-  uint8_t *all = tu_read_file(src, &n);
+  uint8_t *all = tu_read_file(p.src, &n);
   all[(size_t)BIG_DAMAGED * CS + 5] ^= 0xff;
   tu_write_file(f->dl, "large.bin" STORAGE_PART_SUFFIX, all, n);
   free(all);
@@ -943,31 +943,24 @@ static void test_resume_rehashes_across_many_jobs(void **state) {
   put_good(f, s, m, BIG_UNLISTED);
   put_good(f, s, m, BIG_DAMAGED);
   assert_err(finish(f, s), 0);
-  assert_same_file(src, fin);
+  assert_same_file(p.src, p.fin);
   close_s(f, s);
   manifest_free(m);
 }
 
 static void test_corrupt_resume_record_starts_over(void **state) {
   struct fx *f = *state;
-  char src[PATH_CAP];
-  char part[PATH_CAP];
+  struct paths p;
 
   make_file(f, "r.bin", 4 * CS, 9);
-  tu_path(src, sizeof(src), f->src, "r.bin");
-  struct manifest *m = build(src);
-  part_path(part, f, "r.bin");
+  struct manifest *m = build_named(f, "r.bin", f->dl, &p);
 
   size_t good_len = 0;
   uint8_t *good = NULL;
   /* Each case damages the record a different way. */
   for (int which = 0; which < 8; which++) {
     struct storage *s = open_dl(f, m, 0);
-    for (uint32_t i = 0; i < 4; i++) {
-      if (!storage_have(s, i)) {
-        put_good(f, s, m, i);
-      }
-    }
+    put_missing(f, s, m);
     close_s(f, s);
     free(good);
     good = tu_read_file(f->rec, &good_len);
@@ -1012,15 +1005,9 @@ static void test_corrupt_resume_record_starts_over(void **state) {
     s = open_dl(f, m, 0);
     assert_int_equal(storage_have_count(s), 0);
     /* Started over: the partial file is zero again, at full size. */
-    size_t n;
-    uint8_t *disk = tu_read_file(part, &n);
-    assert_int_equal(n, 4 * CS);
-    for (size_t i = 0; i < n; i++) {
-      if (disk[i] != 0) {
-        fail_msg("case %d: byte %zu kept from before", which, i);
-      }
-    }
-    free(disk);
+    char what[32];
+    snprintf(what, sizeof(what), "case %d", which);
+    assert_all_zero(p.part, 4 * CS, what);
     close_s(f, s);
   }
   free(good);
@@ -1030,10 +1017,8 @@ static void test_corrupt_resume_record_starts_over(void **state) {
   assert_int_equal(mkdir(f->rec, 0755), 0);
   struct storage *s = open_dl(f, m, 0);
   assert_int_equal(storage_have_count(s), 0);
-  struct done d = {0};
-  storage_close(s, on_done, &d);
-  run_until(&f->loop, &d.called);
-  assert_true(d.status != 0); /* the record cannot replace a folder */
+  /* The record cannot replace a folder. */
+  assert_true(close_status(f, s) != 0);
   manifest_free(m);
 }
 
@@ -1043,28 +1028,20 @@ static void test_corrupt_resume_record_starts_over(void **state) {
 static void
 test_unreadable_record_fails_the_open_and_keeps_the_part(void **state) {
   struct fx *f = *state;
-  char src[PATH_CAP];
-  char part[PATH_CAP];
+  struct paths p;
   char badrec[PATH_CAP];
-  struct storage *s = NULL;
-  struct done d = {0};
 
   make_file(f, "u.bin", 2 * CS, 14);
-  tu_path(src, sizeof(src), f->src, "u.bin");
-  struct manifest *m = build(src);
-  part_path(part, f, "u.bin");
-  s = open_dl(f, m, 0);
+  struct manifest *m = build_named(f, "u.bin", f->dl, &p);
+  struct storage *s = open_dl(f, m, 0);
   put_good(f, s, m, 1);
   close_s(f, s);
 
-  tu_path(badrec, sizeof(badrec), src, "resume");
-  assert_int_equal(
-      storage_open_download(&s, &f->loop, m, f->dl, badrec, on_done, &d), 0);
-  run_until(&f->loop, &d.called);
-  assert_err(d.status, UV_ENOTDIR);
+  tu_path(badrec, sizeof(badrec), p.src, "resume");
+  s = open_at(f, m, f->dl, badrec, UV_ENOTDIR);
   close_s(f, s);
   size_t n;
-  uint8_t *disk = tu_read_file(part, &n);
+  uint8_t *disk = tu_read_file(p.part, &n);
   uint8_t *c1 = chunk_copy(m, 1);
   assert_int_equal(n, 2 * CS);
   assert_memory_equal(disk + CS, c1, CS);
@@ -1079,7 +1056,6 @@ test_unreadable_record_fails_the_open_and_keeps_the_part(void **state) {
 static void test_record_of_another_content_starts_over(void **state) {
   struct fx *f = *state;
   char a[PATH_CAP];
-  char part[PATH_CAP];
 
   /* Two contents with the same name, one after the other. */
   tu_path(a, sizeof(a), f->src, "same.bin");
@@ -1087,7 +1063,6 @@ static void test_record_of_another_content_starts_over(void **state) {
   struct manifest *m2 = build(a);
   make_file(f, "same.bin", 3 * CS, 30);
   struct manifest *m1 = build(a);
-  part_path(part, f, "same.bin");
 
   /* m1's chunks are written while its bytes are the source. */
   struct storage *s = open_dl(f, m1, 0);
@@ -1111,11 +1086,10 @@ static void test_record_of_another_content_starts_over(void **state) {
 /* The record's bytes, exactly as peer/resume.h documents them. */
 static void test_resume_record_layout(void **state) {
   struct fx *f = *state;
-  char src[PATH_CAP];
+  struct paths p;
 
   make_file(f, "l.bin", 11 * CS, 10);
-  tu_path(src, sizeof(src), f->src, "l.bin");
-  struct manifest *m = build(src);
+  struct manifest *m = build_named(f, "l.bin", f->dl, &p);
   assert_int_equal(m->chunk_count, 11);
   struct storage *s = open_dl(f, m, 0);
   put_good(f, s, m, 0);
@@ -1183,11 +1157,10 @@ static uint64_t wait_record(struct fx *f, int want) {
 static void
 test_record_is_saved_without_close_at_most_once_a_period(void **state) {
   struct fx *f = *state;
-  char src[PATH_CAP];
+  struct paths p;
 
   make_file(f, "d.bin", 3 * CS, 11);
-  tu_path(src, sizeof(src), f->src, "d.bin");
-  struct manifest *m = build(src);
+  struct manifest *m = build_named(f, "d.bin", f->dl, &p);
   struct storage *s = open_dl(f, m, 0);
   /* The first change is saved at once, by itself. */
   put_good(f, s, m, 0);
@@ -1211,34 +1184,27 @@ test_record_is_saved_without_close_at_most_once_a_period(void **state) {
 
 static void test_finish_refuses_to_replace_what_appeared(void **state) {
   struct fx *f = *state;
-  char src[PATH_CAP];
-  char fin[PATH_CAP];
-  char part[PATH_CAP];
+  struct paths p;
 
   make_file(f, "w/a", 2 * CS, 12);
   make_file(f, "w/b", 100, 13);
-  tu_path(src, sizeof(src), f->src, "w");
-  struct manifest *m = build(src);
-  tu_path(fin, sizeof(fin), f->dl, "w");
-  part_path(part, f, "w");
+  struct manifest *m = build_named(f, "w", f->dl, &p);
 
   struct storage *s = open_dl(f, m, 0);
-  for (uint32_t i = 0; i < m->chunk_count; i++) {
-    put_good(f, s, m, i);
-  }
+  put_from(f, s, m, 0);
   /* An empty folder appears at the final path meanwhile. */
-  assert_int_equal(mkdir(fin, 0755), 0);
+  assert_int_equal(mkdir(p.fin, 0755), 0);
   assert_err(finish(f, s), UV_EEXIST);
-  assert_true(exists(part));
+  assert_true(exists(p.part));
   close_s(f, s);
   assert_true(exists(f->rec)); /* kept for a later try */
 
-  assert_int_equal(rmdir(fin), 0);
+  assert_int_equal(rmdir(p.fin), 0);
   s = open_dl(f, m, 0);
   assert_int_equal(storage_have_count(s), m->chunk_count);
   assert_err(finish(f, s), 0);
   close_s(f, s);
-  assert_false(exists(part));
+  assert_false(exists(p.part));
   char a[PATH_CAP];
   char b[PATH_CAP];
   tu_path(a, sizeof(a), f->src, "w/a");
@@ -1249,21 +1215,18 @@ static void test_finish_refuses_to_replace_what_appeared(void **state) {
 
 static void test_empty_content_finishes_at_once(void **state) {
   struct fx *f = *state;
-  char src[PATH_CAP];
-  char fin[PATH_CAP];
+  struct paths p;
   struct stat st;
 
   make_file(f, "nothing", 0, 0);
-  tu_path(src, sizeof(src), f->src, "nothing");
-  struct manifest *m = build(src);
+  struct manifest *m = build_named(f, "nothing", f->dl, &p);
   assert_int_equal(m->chunk_count, 0);
-  tu_path(fin, sizeof(fin), f->dl, "nothing");
   struct storage *s = open_dl(f, m, 0);
   size_t len = 99;
   (void)storage_have_map(s, &len);
   assert_int_equal(len, 0);
   assert_err(finish(f, s), 0);
-  assert_int_equal(stat(fin, &st), 0);
+  assert_int_equal(stat(p.fin, &st), 0);
   assert_true(S_ISREG(st.st_mode));
   assert_int_equal(st.st_size, 0);
   close_s(f, s);
@@ -1275,18 +1238,15 @@ static void test_empty_content_finishes_at_once(void **state) {
 
 static void test_planted_symlinks_are_never_followed(void **state) {
   struct fx *f = *state;
-  char src[PATH_CAP];
-  char part[PATH_CAP];
+  struct paths p;
   char outside[PATH_CAP];
   char victim[PATH_CAP];
-  char p[PATH_CAP];
+  char entry[PATH_CAP];
   static const uint8_t precious[] = "must not change";
 
   make_file(f, "t/sub/x", 2 * CS, 40);
   make_file(f, "t/y", CS, 41);
-  tu_path(src, sizeof(src), f->src, "t");
-  struct manifest *m = build(src);
-  part_path(part, f, "t");
+  struct manifest *m = build_named(f, "t", f->dl, &p);
   tu_path(outside, sizeof(outside), f->root, "outside");
   tu_write_file(outside, "x", precious, sizeof(precious));
   tu_path(victim, sizeof(victim), outside, "x");
@@ -1298,34 +1258,28 @@ static void test_planted_symlinks_are_never_followed(void **state) {
 
   /* sub/ becomes a symlink to a folder outside, and y a symlink to a file
    * outside. */
-  tu_path(p, sizeof(p), part, "sub");
-  tu_rmtree(p);
-  assert_int_equal(symlink(outside, p), 0);
-  tu_path(p, sizeof(p), part, "y");
-  assert_int_equal(unlink(p), 0);
-  assert_int_equal(symlink(victim, p), 0);
+  tu_path(entry, sizeof(entry), p.part, "sub");
+  tu_rmtree(entry);
+  assert_int_equal(symlink(outside, entry), 0);
+  tu_path(entry, sizeof(entry), p.part, "y");
+  assert_int_equal(unlink(entry), 0);
+  assert_int_equal(symlink(victim, entry), 0);
 
   s = open_dl(f, m, 0);
   /* The chunks that were behind the links are not had; the links are gone
    * and real entries stand in their place. */
   assert_int_equal(storage_have_count(s), 0);
   struct stat st;
-  tu_path(p, sizeof(p), part, "sub");
-  assert_int_equal(lstat(p, &st), 0);
+  tu_path(entry, sizeof(entry), p.part, "sub");
+  assert_int_equal(lstat(entry, &st), 0);
   assert_true(S_ISDIR(st.st_mode));
-  tu_path(p, sizeof(p), part, "y");
-  assert_int_equal(lstat(p, &st), 0);
+  tu_path(entry, sizeof(entry), p.part, "y");
+  assert_int_equal(lstat(entry, &st), 0);
   assert_true(S_ISREG(st.st_mode));
-  for (uint32_t i = 0; i < m->chunk_count; i++) {
-    put_good(f, s, m, i);
-  }
+  put_from(f, s, m, 0);
   assert_err(finish(f, s), 0);
   close_s(f, s);
-  size_t n;
-  uint8_t *v = tu_read_file(victim, &n);
-  assert_int_equal(n, sizeof(precious));
-  assert_memory_equal(v, precious, n);
-  free(v);
+  assert_file_is(victim, precious, sizeof(precious));
 
   /* A symlink planted after the open is refused by writes (ELOOP), not
    * followed. */
@@ -1333,16 +1287,13 @@ static void test_planted_symlinks_are_never_followed(void **state) {
   assert_int_equal(mkdir(f->dl, 0755), 0);
   assert_false(exists(f->rec)); /* removed by the finish */
   s = open_dl(f, m, 0);
-  tu_path(p, sizeof(p), part, "y");
-  assert_int_equal(unlink(p), 0);
-  assert_int_equal(symlink(victim, p), 0);
+  tu_path(entry, sizeof(entry), p.part, "y");
+  assert_int_equal(unlink(entry), 0);
+  assert_int_equal(symlink(victim, entry), 0);
   put(f, s, 2, chunk_copy(m, 2), UV_ELOOP);
   assert_false(storage_have(s, 2));
   close_s(f, s);
-  v = tu_read_file(victim, &n);
-  assert_int_equal(n, sizeof(precious));
-  assert_memory_equal(v, precious, n);
-  free(v);
+  assert_file_is(victim, precious, sizeof(precious));
   manifest_free(m);
 }
 
@@ -1351,19 +1302,17 @@ static void test_planted_symlinks_are_never_followed(void **state) {
 
 static void test_source_reads_the_right_bytes_and_never_modifies(void **state) {
   struct fx *f = *state;
-  char src[PATH_CAP];
+  struct paths p;
   struct stat before;
   struct stat after;
 
   make_file(f, "s.bin", 3 * CS + 10, 50);
-  tu_path(src, sizeof(src), f->src, "s.bin");
-  struct manifest *m = build(src);
+  struct manifest *m = build_named(f, "s.bin", f->dl, &p);
   size_t n;
-  uint8_t *orig = tu_read_file(src, &n);
-  assert_int_equal(stat(src, &before), 0);
+  uint8_t *orig = tu_read_file(p.src, &n);
+  assert_int_equal(stat(p.src, &before), 0);
 
-  struct storage *s = NULL;
-  assert_int_equal(storage_open_source(&s, &f->loop, m), 0);
+  struct storage *s = open_src(f, m);
   assert_null(storage_final_path(s));
   assert_int_equal(storage_have_count(s), m->chunk_count);
   assert_int_equal(storage_have_bytes(s), m->total_size);
@@ -1376,17 +1325,10 @@ static void test_source_reads_the_right_bytes_and_never_modifies(void **state) {
     uint32_t idx, off, len;
   } reads[] = {{0, 0, 16384}, {2, 100, 5000}, {3, 0, 10}, {3, 9, 1}};
   for (size_t i = 0; i < sizeof(reads) / sizeof(reads[0]); i++) {
-    struct got g = {0};
-    assert_int_equal(
-        storage_read(s, reads[i].idx, reads[i].off, reads[i].len, on_read, &g),
-        0);
-    assert_int_equal(g.called, 0);
-    run_until(&f->loop, &g.called);
-    assert_err(g.status, 0);
-    assert_int_equal(g.len, reads[i].len);
-    assert_memory_equal(g.data, orig + reads[i].idx * CS + reads[i].off,
+    uint8_t *got = read_ok(f, s, reads[i].idx, reads[i].off, reads[i].len);
+    assert_memory_equal(got, orig + reads[i].idx * CS + reads[i].off,
                         reads[i].len);
-    free(g.data);
+    free(got);
   }
   /* Blocks outside their chunk, and chunks out of range. */
   assert_err(storage_read(s, 3, 5, 6, on_read, NULL), SHOAL_EINVAL);
@@ -1400,9 +1342,9 @@ static void test_source_reads_the_right_bytes_and_never_modifies(void **state) {
   assert_err(storage_finish(s, on_done, NULL), SHOAL_EINVAL);
   close_s(f, s);
 
-  uint8_t *now = tu_read_file(src, &n);
+  uint8_t *now = tu_read_file(p.src, &n);
   assert_memory_equal(now, orig, n);
-  assert_int_equal(stat(src, &after), 0);
+  assert_int_equal(stat(p.src, &after), 0);
   assert_int_equal(after.st_size, before.st_size);
   assert_int_equal(after.st_mtim.tv_sec, before.st_mtim.tv_sec);
   assert_int_equal(after.st_mtim.tv_nsec, before.st_mtim.tv_nsec);
@@ -1415,8 +1357,7 @@ static void test_source_reads_the_right_bytes_and_never_modifies(void **state) {
 
 static int source_read_status(struct fx *f, struct storage *s, uint32_t idx) {
   struct got g = {0};
-  assert_int_equal(storage_read(s, idx, 0, 100, on_read, &g), 0);
-  run_until(&f->loop, &g.called);
+  read_block(f, s, idx, 0, 100, &g);
   if (g.status != 0) {
     assert_null(g.data);
     assert_int_equal(g.len, 0);
@@ -1440,8 +1381,7 @@ static void test_source_changed_file_is_ECHANGED(void **state) {
   tu_path(a, sizeof(a), f->src, "share/a");
   tu_path(b, sizeof(b), f->src, "share/b");
   tu_path(c, sizeof(c), f->src, "share/c");
-  struct storage *s = NULL;
-  assert_int_equal(storage_open_source(&s, &f->loop, m), 0);
+  struct storage *s = open_src(f, m);
   assert_err(source_read_status(f, s, 0), 0);
   assert_err(source_read_status(f, s, 2), 0);
   assert_err(source_read_status(f, s, 3), 0);
@@ -1493,8 +1433,7 @@ static void test_source_change_is_found_and_described(void **state) {
   tu_path(a, sizeof(a), f->src, "share/a");
   tu_path(b, sizeof(b), f->src, "share/b");
   struct manifest *m = build(root);
-  struct storage *s = NULL;
-  assert_int_equal(storage_open_source(&s, &f->loop, m), 0);
+  struct storage *s = open_src(f, m);
   assert_int_equal(storage_source_change(s, &c), 0);
   assert_int_equal(c.kind, STORAGE_CHANGE_NONE);
   assert_err(check_status(f, s), 0);
@@ -1515,7 +1454,7 @@ static void test_source_change_is_found_and_described(void **state) {
 
   /* A fresh storage over the changed files: the check alone finds b's new
    * time, then its new size, then that it is gone. */
-  assert_int_equal(storage_open_source(&s, &f->loop, m), 0);
+  s = open_src(f, m);
   struct timespec later[2] = {{.tv_sec = 1000000000, .tv_nsec = 0},
                               {.tv_sec = 1000000000, .tv_nsec = 0}};
   assert_int_equal(utimensat(AT_FDCWD, b, later, 0), 0);
@@ -1525,7 +1464,7 @@ static void test_source_change_is_found_and_described(void **state) {
   assert_int_equal(c.file, 1);
   close_s(f, s);
 
-  assert_int_equal(storage_open_source(&s, &f->loop, m), 0);
+  s = open_src(f, m);
   assert_int_equal(truncate(b, 3), 0);
   assert_err(check_status(f, s), SHOAL_ECHANGED);
   assert_int_equal(storage_source_change(s, &c), 1);
@@ -1534,7 +1473,7 @@ static void test_source_change_is_found_and_described(void **state) {
   assert_int_equal(c.size_now, 3);
   close_s(f, s);
 
-  assert_int_equal(storage_open_source(&s, &f->loop, m), 0);
+  s = open_src(f, m);
   assert_int_equal(unlink(b), 0);
   assert_err(check_status(f, s), SHOAL_ECHANGED);
   assert_int_equal(storage_source_change(s, &c), 1);
@@ -1545,12 +1484,11 @@ static void test_source_change_is_found_and_described(void **state) {
 
 static void test_source_needs_a_local_manifest(void **state) {
   struct fx *f = *state;
-  char src[PATH_CAP];
+  struct paths p;
   struct storage *s = NULL;
 
   make_file(f, "n.bin", 10, 70);
-  tu_path(src, sizeof(src), f->src, "n.bin");
-  struct manifest *m = build(src);
+  struct manifest *m = build_named(f, "n.bin", f->dl, &p);
   struct manifest *d = NULL;
   assert_int_equal(manifest_decode(m->encoded, m->encoded_len, &d), 0);
   assert_err(storage_open_source(&s, &f->loop, d), SHOAL_EINVAL);
@@ -1564,16 +1502,14 @@ static void test_source_needs_a_local_manifest(void **state) {
 
 static void test_have_map_layout(void **state) {
   struct fx *f = *state;
-  char src[PATH_CAP];
+  struct paths p;
   size_t len;
 
   make_file(f, "h.bin", 10 * CS + 1, 80);
-  tu_path(src, sizeof(src), f->src, "h.bin");
-  struct manifest *m = build(src);
+  struct manifest *m = build_named(f, "h.bin", f->dl, &p);
   assert_int_equal(m->chunk_count, 11);
 
-  struct storage *s = NULL;
-  assert_int_equal(storage_open_source(&s, &f->loop, m), 0);
+  struct storage *s = open_src(f, m);
   const uint8_t *map = storage_have_map(s, &len);
   assert_int_equal(len, 2);
   assert_int_equal(map[0], 0xff);
@@ -1602,7 +1538,7 @@ static void test_have_map_layout(void **state) {
 
 static void test_close_with_pending_work_completes_cleanly(void **state) {
   struct fx *f = *state;
-  char src[PATH_CAP];
+  struct paths p;
   enum { N = 8 };
   struct done puts[N];
   struct done dup;
@@ -1611,8 +1547,7 @@ static void test_close_with_pending_work_completes_cleanly(void **state) {
   int counter = 0;
 
   make_file(f, "p.bin", N * CS, 90);
-  tu_path(src, sizeof(src), f->src, "p.bin");
-  struct manifest *m = build(src);
+  struct manifest *m = build_named(f, "p.bin", f->dl, &p);
   struct storage *s = open_dl(f, m, 0);
   put_good(f, s, m, 0);
 
@@ -1663,15 +1598,14 @@ static void test_close_with_pending_work_completes_cleanly(void **state) {
 
 static void test_close_during_open_cancels_it(void **state) {
   struct fx *f = *state;
-  char src[PATH_CAP];
+  struct paths p;
   struct storage *s = NULL;
   struct done opened = {0};
   struct done closed = {0};
   int counter = 0;
 
   make_file(f, "q.bin", 4 * CS, 91);
-  tu_path(src, sizeof(src), f->src, "q.bin");
-  struct manifest *m = build(src);
+  struct manifest *m = build_named(f, "q.bin", f->dl, &p);
   /* A record to re-hash, so the open has two phases. */
   s = open_dl(f, m, 0);
   put_good(f, s, m, 1);
@@ -1692,12 +1626,8 @@ static void test_close_during_open_cancels_it(void **state) {
   assert_true(opened.order < closed.order);
   assert_err(closed.status, 0);
   /* The record was left as it was. */
-  size_t n1;
-  uint8_t *rec1 = tu_read_file(f->rec, &n1);
-  assert_int_equal(n0, n1);
-  assert_memory_equal(rec0, rec1, n0);
+  assert_file_is(f->rec, rec0, n0);
   free(rec0);
-  free(rec1);
 
   s = open_dl(f, m, 0);
   assert_int_equal(storage_have_count(s), 2);
@@ -1714,11 +1644,10 @@ static void close_from_callback(void *arg, int status) {
 
 static void test_close_from_inside_a_callback(void **state) {
   struct fx *f = *state;
-  char src[PATH_CAP];
+  struct paths p;
 
   make_file(f, "cb.bin", 2 * CS, 92);
-  tu_path(src, sizeof(src), f->src, "cb.bin");
-  struct manifest *m = build(src);
+  struct manifest *m = build_named(f, "cb.bin", f->dl, &p);
   struct storage *s = open_dl(f, m, 0);
   struct storage *sp = s;
   assert_int_equal(
@@ -1849,8 +1778,7 @@ test_terabyte_content_on_a_small_disk_is_refused_at_once(void **state) {
 static void
 test_folder_larger_than_the_disk_is_refused_and_leaves_nothing(void **state) {
   struct fx *f = *state;
-  char src[PATH_CAP];
-  char part[PATH_CAP];
+  struct paths p;
 
   if (!mount_disk(f)) {
     skip();
@@ -1860,13 +1788,11 @@ test_folder_larger_than_the_disk_is_refused_and_leaves_nothing(void **state) {
     snprintf(rel, sizeof(rel), "wide/d%d/f%02d", i % 3, i);
     make_file(f, rel, 768u << 10, 300 + (uint64_t)i);
   }
-  tu_path(src, sizeof(src), f->src, "wide");
-  struct manifest *m = build(src);
-  tu_path(part, sizeof(part), f->disk, "wide" STORAGE_PART_SUFFIX);
+  struct manifest *m = build_named(f, "wide", f->disk, &p);
   uint64_t before = disk_free(f->disk);
   struct storage *s = open_at(f, m, f->disk, f->rec, UV_ENOSPC);
   assert_free_is_back(f->disk, before);
-  assert_false(exists(part));
+  assert_false(exists(p.part));
   assert_has(storage_open_error(s), "18.0 MiB");
   close_s(f, s);
   manifest_free(m);
@@ -1881,8 +1807,7 @@ test_folder_larger_than_the_disk_is_refused_and_leaves_nothing(void **state) {
  * while its files are made and reserved: all of it is given back. */
 static void test_reservation_that_runs_out_midway_is_given_back(void **state) {
   struct fx *f = *state;
-  char src[PATH_CAP];
-  char part[PATH_CAP];
+  struct paths p;
   char pad[NARROW_NAME_PAD + 1];
 
   if (!mount_disk(f)) {
@@ -1901,13 +1826,11 @@ static void test_reservation_that_runs_out_midway_is_given_back(void **state) {
     snprintf(rel, sizeof(rel), "narrow/%s-%04u", pad, i);
     make_file(f, rel, i + 1 < NARROW_FILES ? each : last, i);
   }
-  tu_path(src, sizeof(src), f->src, "narrow");
-  struct manifest *m = build(src);
+  struct manifest *m = build_named(f, "narrow", f->disk, &p);
   assert_true(m->total_size <= before);
-  tu_path(part, sizeof(part), f->disk, "narrow" STORAGE_PART_SUFFIX);
   struct storage *s = open_at(f, m, f->disk, f->rec, UV_ENOSPC);
   assert_free_is_back(f->disk, before);
-  assert_false(exists(part));
+  assert_false(exists(p.part));
   /* Past the space check: the reservation itself ran out. */
   assert_has(storage_open_error(s), "ran out of space");
   close_s(f, s);
@@ -1944,26 +1867,22 @@ static void print_file(const char *path, struct file_print *p) {
  * were, for a later run with more room. */
 static void test_refusal_keeps_a_resumable_partial_intact(void **state) {
   struct fx *f = *state;
-  char src[PATH_CAP];
-  char part[PATH_CAP];
+  struct paths p;
   struct file_print a;
   struct file_print b;
   size_t rec_len;
-  size_t rec_len2;
 
   if (!mount_disk(f)) {
     skip();
   }
   make_file(f, "kept.bin", 24u << 20, 31);
-  tu_path(src, sizeof(src), f->src, "kept.bin");
-  struct manifest *m = build(src);
-  tu_path(part, sizeof(part), f->disk, "kept.bin" STORAGE_PART_SUFFIX);
+  struct manifest *m = build_named(f, "kept.bin", f->disk, &p);
   /* A previous run got the first KEPT_CHUNKS chunks; the rest of the file
    * is a hole, as where preallocation is not supported. */
   size_t n;
-  uint8_t *all = tu_read_file(src, &n);
+  uint8_t *all = tu_read_file(p.src, &n);
   assert_non_null(all);
-  int fd = open(part, O_WRONLY | O_CREAT | O_EXCL, 0644);
+  int fd = open(p.part, O_WRONLY | O_CREAT | O_EXCL, 0644);
   assert_true(fd >= 0);
   assert_int_equal(ftruncate(fd, (off_t)n), 0);
   assert_int_equal(write(fd, all, KEPT_CHUNKS * CS),
@@ -1974,23 +1893,19 @@ static void test_refusal_keeps_a_resumable_partial_intact(void **state) {
   write_record(f, m, kept_listed);
   uint8_t *rec = tu_read_file(f->rec, &rec_len);
   assert_non_null(rec);
-  print_file(part, &a);
+  print_file(p.part, &a);
 
   uint64_t before = disk_free(f->disk);
   struct storage *s = open_at(f, m, f->disk, f->rec, UV_ENOSPC);
   assert_free_is_back(f->disk, before);
-  print_file(part, &b);
+  print_file(p.part, &b);
   assert_memory_equal(a.hash, b.hash, sizeof(a.hash));
   assert_int_equal(a.size, b.size);
   assert_int_equal(a.blocks, b.blocks);
-  uint8_t *rec2 = tu_read_file(f->rec, &rec_len2);
-  assert_non_null(rec2);
-  assert_int_equal(rec_len, rec_len2);
-  assert_memory_equal(rec, rec2, rec_len);
+  assert_file_is(f->rec, rec, rec_len);
   /* Only what is missing is asked for: 24 MiB less the 1 MiB it has. */
   assert_has(storage_open_error(s), "23.0 MiB");
   free(rec);
-  free(rec2);
   close_s(f, s);
   manifest_free(m);
 }
@@ -1999,16 +1914,14 @@ static void test_refusal_keeps_a_resumable_partial_intact(void **state) {
  * it lacks, even when the whole content would no longer fit. */
 static void test_resumed_download_needs_only_what_it_lacks(void **state) {
   struct fx *f = *state;
-  char src[PATH_CAP];
-  char fin[PATH_CAP];
+  struct paths p;
 
   if (!mount_disk(f)) {
     skip();
   }
   uint64_t size = disk_free(f->disk) / 4 * 3;
   make_file(f, "most.bin", (size_t)size, 32);
-  tu_path(src, sizeof(src), f->src, "most.bin");
-  struct manifest *m = build(src);
+  struct manifest *m = build_named(f, "most.bin", f->disk, &p);
   struct storage *s = open_at(f, m, f->disk, f->rec, 0);
   put_good(f, s, m, 0);
   close_s(f, s);
@@ -2016,12 +1929,9 @@ static void test_resumed_download_needs_only_what_it_lacks(void **state) {
 
   s = open_at(f, m, f->disk, f->rec, 0);
   assert_true(storage_have(s, 0));
-  for (uint32_t i = 1; i < m->chunk_count; i++) {
-    put_good(f, s, m, i);
-  }
+  put_from(f, s, m, 1);
   assert_err(finish(f, s), 0);
-  tu_path(fin, sizeof(fin), f->disk, "most.bin");
-  assert_same_file(src, fin);
+  assert_same_file(p.src, p.fin);
   close_s(f, s);
   manifest_free(m);
 }
@@ -2042,15 +1952,12 @@ static void assert_names_pid(const struct storage *s, pid_t pid) {
  * processes do. */
 static void test_second_download_of_a_partial_file_is_EBUSY(void **state) {
   struct fx *f = *state;
-  char src[PATH_CAP];
-  char fin[PATH_CAP];
+  struct paths p;
   char rec2[PATH_CAP];
 
   make_file(f, "both.bin", 6 * CS + 11, 33);
-  tu_path(src, sizeof(src), f->src, "both.bin");
-  tu_path(fin, sizeof(fin), f->dl, "both.bin");
   tu_path(rec2, sizeof(rec2), f->root, "resume2");
-  struct manifest *m = build(src);
+  struct manifest *m = build_named(f, "both.bin", f->dl, &p);
   struct storage *s1 = open_dl(f, m, 0);
   put_good(f, s1, m, 0);
   put_good(f, s1, m, 1);
@@ -2060,11 +1967,9 @@ static void test_second_download_of_a_partial_file_is_EBUSY(void **state) {
   close_s(f, s2);
   assert_false(exists(rec2));
 
-  for (uint32_t i = 2; i < m->chunk_count; i++) {
-    put_good(f, s1, m, i);
-  }
+  put_from(f, s1, m, 2);
   assert_err(finish(f, s1), 0);
-  assert_same_file(src, fin);
+  assert_same_file(p.src, p.fin);
   close_s(f, s1);
   manifest_free(m);
 }
@@ -2073,15 +1978,14 @@ static void test_second_download_of_a_partial_file_is_EBUSY(void **state) {
  * open would otherwise remove the folder it finds in its place. */
 static void test_second_download_of_a_partial_folder_is_EBUSY(void **state) {
   struct fx *f = *state;
-  char src[PATH_CAP];
+  struct paths p;
   char rec2[PATH_CAP];
   char other[PATH_CAP];
 
   make_file(f, "tree/a", 2 * CS, 34);
   make_file(f, "tree/b/c", CS + 1, 35);
-  tu_path(src, sizeof(src), f->src, "tree");
   tu_path(rec2, sizeof(rec2), f->root, "resume2");
-  struct manifest *m = build(src);
+  struct manifest *m = build_named(f, "tree", f->dl, &p);
   struct storage *s1 = open_dl(f, m, 0);
   put_good(f, s1, m, 0);
 
@@ -2096,17 +2000,9 @@ static void test_second_download_of_a_partial_folder_is_EBUSY(void **state) {
   s2 = open_at(f, m2, f->dl, rec2, UV_EBUSY);
   close_s(f, s2);
 
-  for (uint32_t i = 1; i < m->chunk_count; i++) {
-    put_good(f, s1, m, i);
-  }
+  put_from(f, s1, m, 1);
   assert_err(finish(f, s1), 0);
-  for (uint32_t i = 0; i < m->file_count; i++) {
-    char a[PATH_CAP];
-    char b[PATH_CAP];
-    tu_path(a, sizeof(a), f->src, m->files[i].path);
-    tu_path(b, sizeof(b), f->dl, m->files[i].path);
-    assert_same_file(a, b);
-  }
+  assert_files_arrived(f, m);
   close_s(f, s1);
   manifest_free(m2);
   manifest_free(m);
@@ -2116,11 +2012,10 @@ static void test_second_download_of_a_partial_folder_is_EBUSY(void **state) {
  * again once it closed, and a resume then finds its chunks. */
 static void test_partial_is_locked_until_its_storage_closes(void **state) {
   struct fx *f = *state;
-  char src[PATH_CAP];
+  struct paths p;
 
   make_file(f, "held.bin", 3 * CS, 37);
-  tu_path(src, sizeof(src), f->src, "held.bin");
-  struct manifest *m = build(src);
+  struct manifest *m = build_named(f, "held.bin", f->dl, &p);
   struct storage *s1 = open_dl(f, m, 0);
   put_good(f, s1, m, 1);
   /* The same record too: it is the partial copy that is locked. */
@@ -2193,16 +2088,13 @@ static void locker_child(struct fx *f, const struct manifest *m, int fd) {
  * and the next run resumes what it wrote. */
 static void test_lock_of_a_killed_process_is_gone(void **state) {
   struct fx *f = *state;
-  char src[PATH_CAP];
-  char fin[PATH_CAP];
+  struct paths p;
   int pfd[2];
   char c;
   int st;
 
   make_file(f, "killed.bin", 8 * CS, 38);
-  tu_path(src, sizeof(src), f->src, "killed.bin");
-  tu_path(fin, sizeof(fin), f->dl, "killed.bin");
-  struct manifest *m = build(src);
+  struct manifest *m = build_named(f, "killed.bin", f->dl, &p);
   assert_int_equal(pipe(pfd), 0);
   f->child = fork();
   assert_true(f->child >= 0);
@@ -2229,11 +2121,9 @@ static void test_lock_of_a_killed_process_is_gone(void **state) {
   f->child = 0;
   s = open_dl(f, m, 0);
   assert_int_equal(storage_have_count(s), 2);
-  for (uint32_t i = 2; i < m->chunk_count; i++) {
-    put_good(f, s, m, i);
-  }
+  put_from(f, s, m, 2);
   assert_err(finish(f, s), 0);
-  assert_same_file(src, fin);
+  assert_same_file(p.src, p.fin);
   close_s(f, s);
   manifest_free(m);
 }

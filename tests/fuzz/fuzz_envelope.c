@@ -27,6 +27,7 @@
 #include "common/error.h"
 #include "common/identity.h"
 #include "common/replay.h"
+#include "tests/fuzz/fuzz.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -41,16 +42,6 @@ static void fail(const char *what, int rc) {
   abort();
 }
 
-static int is_zero(const void *p, size_t n) {
-  const uint8_t *b = p;
-  for (size_t i = 0; i < n; i++) {
-    if (b[i] != 0) {
-      return 0;
-    }
-  }
-  return 1;
-}
-
 static int open_checked(const uint8_t *msg, size_t len,
                         const struct envelope_policy *pol, struct envelope *e) {
   memset(e, 0xa5, sizeof(*e));
@@ -58,7 +49,7 @@ static int open_checked(const uint8_t *msg, size_t len,
   if (rc > 0) {
     fail("positive return", rc);
   }
-  if (rc != 0 && !is_zero(e, sizeof(*e))) {
+  if (rc != 0 && !bytes_all_zero(e, sizeof(*e))) {
     fail("output not zeroed on failure", rc);
   }
   if (rc == 0) {
@@ -206,24 +197,14 @@ static void resigned_pass(uint8_t *msg, size_t len, uint32_t flip) {
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
-  static int ready;
-  if (!ready) {
-    uint8_t seed[32];
-    if (sodium_init() < 0) {
-      abort();
-    }
-    memset(seed, 0x5a, sizeof(seed));
-    identity_from_seed(&fixed, seed);
-    memset(seed, 0x3c, sizeof(seed));
-    identity_from_seed(&other, seed);
-    ready = 1;
+  if (fz_first_call()) {
+    fz_seed_identity(&fixed, 0x5a);
+    fz_seed_identity(&other, 0x3c);
   }
-  /* Exact-size copies so that ASan sees any read past the end. */
-  uint8_t *msg = malloc(size ? size : 1);
+  uint8_t *msg = fz_copy(data, size);
   if (msg == NULL) {
     return 0;
   }
-  memcpy(msg, data, size);
   raw_pass(msg, size);
   free(msg);
 
@@ -231,10 +212,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
       size > ENVELOPE_HEADER_BYTES + ENVELOPE_PAYLOAD_MAX + 1) {
     return 0;
   }
-  uint32_t flip = 0;
-  for (size_t i = 0; i < size; i++) {
-    flip = flip * 31 + data[i];
-  }
+  uint32_t flip = fz_mix(data, size);
   msg = malloc(size + ENVELOPE_SIG_BYTES);
   if (msg == NULL) {
     return 0;

@@ -18,6 +18,7 @@
 #include "common/buf.h"
 #include "common/error.h"
 #include "common/frame.h"
+#include "tests/fuzz/fuzz.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -38,15 +39,9 @@ static int points_into(const uint8_t *p, size_t n, const uint8_t *base,
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
-  static int ready;
   static const size_t maxes[8] = {
       1, 2, 5, 16, 255, 4096, FRAME_MAX_DEFAULT, FRAME_MAX_LIMIT + 1};
-  if (!ready) {
-    if (sodium_init() < 0) {
-      abort();
-    }
-    ready = 1;
-  }
+  fz_first_call();
   if (size < 2) {
     return 0;
   }

@@ -14,18 +14,9 @@
 
 #include "common/error.h"
 #include "common/link.h"
+#include "tests/fuzz/fuzz.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-static int is_zero(const void *p, size_t n) {
-  const uint8_t *b = p;
-  for (size_t i = 0; i < n; i++) {
-    if (b[i] != 0) {
-      return 0;
-    }
-  }
-  return 1;
-}
 
 static void fail(const char *what, const char *detail) {
   fprintf(stderr, "fuzz_link: %s%s%s\n", what, detail ? ": " : "",
@@ -42,7 +33,7 @@ static void check_link(const char *text, size_t size) {
   memset(&l, 0xa5, sizeof(l));
   int rc = link_parse(text, size, &l, &why);
   if (rc != 0) {
-    if (rc != SHOAL_EBADLINK || why == NULL || !is_zero(&l, sizeof(l))) {
+    if (rc != SHOAL_EBADLINK || why == NULL || !bytes_all_zero(&l, sizeof(l))) {
       fail("refusal without SHOAL_EBADLINK, a reason and a zeroed output", why);
     }
     return;
@@ -78,14 +69,14 @@ static void check_tracker(const char *text, size_t size) {
   memset(&t, 0xa5, sizeof(t));
   int rc = link_parse_tracker(text, size, &t, &why);
   if (rc != 0) {
-    if (rc != SHOAL_EBADLINK || why == NULL || !is_zero(&t, sizeof(t))) {
+    if (rc != SHOAL_EBADLINK || why == NULL || !bytes_all_zero(&t, sizeof(t))) {
       fail("tracker refusal without a reason and a zeroed output", why);
     }
     return;
   }
   size_t hlen = strnlen(t.host, sizeof(t.host));
   if (hlen == 0 || hlen > LINK_MAX_HOST || t.port == 0 ||
-      !is_zero(t.host + hlen, sizeof(t.host) - hlen)) {
+      !bytes_all_zero(t.host + hlen, sizeof(t.host) - hlen)) {
     fail("accepted tracker is malformed", t.host);
   }
   /* Written back the way link_format writes it, it must parse the same. */
@@ -100,20 +91,11 @@ static void check_tracker(const char *text, size_t size) {
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
-  static int ready;
-  if (!ready) {
-    if (sodium_init() < 0) {
-      abort();
-    }
-    ready = 1;
-  }
-  /* An exact-size copy, so that a read past `size` is caught by ASan even
-   * when libFuzzer's own buffer happens to be larger. */
-  char *text = malloc(size ? size : 1);
+  fz_first_call();
+  char *text = (char *)fz_copy(data, size);
   if (text == NULL) {
     return 0;
   }
-  memcpy(text, data, size);
   check_link(text, size);
   check_tracker(text, size);
   free(text);

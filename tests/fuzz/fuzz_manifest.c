@@ -34,6 +34,7 @@
 #include "common/error.h"
 #include "common/identity.h"
 #include "common/manifest.h"
+#include "tests/fuzz/fuzz.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -243,22 +244,13 @@ static void decode_checked(const uint8_t *bytes, size_t len) {
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
-  static int ready;
-  if (!ready) {
-    uint8_t seed[32];
-    if (sodium_init() < 0) {
-      abort();
-    }
-    memset(seed, 0x5a, sizeof(seed));
-    identity_from_seed(&fixed, seed);
-    ready = 1;
+  if (fz_first_call()) {
+    fz_seed_identity(&fixed, 0x5a);
   }
-  /* Exact-size copies so that ASan sees any read past the end. */
-  uint8_t *bytes = malloc(size ? size : 1);
+  uint8_t *bytes = fz_copy(data, size);
   if (bytes == NULL) {
     return 0;
   }
-  memcpy(bytes, data, size);
   decode_checked(bytes, size);
   free(bytes);
 

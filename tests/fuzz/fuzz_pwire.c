@@ -38,6 +38,7 @@
 #include "common/identity.h"
 #include "common/pwire.h"
 #include "common/replay.h"
+#include "tests/fuzz/fuzz.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -52,16 +53,6 @@ static struct pwire_eph eph_b; /* kx seed 0x22 x 32 */
 static void fail(const char *what, int rc) {
   fprintf(stderr, "fuzz_pwire: %s (rc %d)\n", what, rc);
   abort();
-}
-
-static int is_zero(const void *p, size_t n) {
-  const uint8_t *b = p;
-  for (size_t i = 0; i < n; i++) {
-    if (b[i] != 0) {
-      return 0;
-    }
-  }
-  return 1;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -97,7 +88,7 @@ static void decode_checked(const uint8_t *p, size_t len) {
     if (rc != SHOAL_ETRUNC && rc != SHOAL_EFORMAT && rc != SHOAL_ETOOBIG) {
       fail("undocumented decode error", rc);
     }
-    if (!is_zero(&m, sizeof(m))) {
+    if (!bytes_all_zero(&m, sizeof(m))) {
       fail("decode output not zeroed on failure", rc);
     }
     return;
@@ -178,7 +169,8 @@ static int open_checked(const uint8_t *msg, size_t len,
     fail("positive return", rc);
   }
   if (rc != 0) {
-    if (!is_zero(h, sizeof(*h)) || !is_zero(sender, sizeof(sender))) {
+    if (!bytes_all_zero(h, sizeof(*h)) ||
+        !bytes_all_zero(sender, sizeof(sender))) {
       fail("hello outputs not zeroed on failure", rc);
     }
     return rc;
@@ -395,30 +387,19 @@ static void seal_pass(const uint8_t *data, size_t size, uint32_t flip) {
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
-  static int ready;
-  if (!ready) {
+  if (fz_first_call()) {
     uint8_t seed[32];
-    if (sodium_init() < 0) {
-      abort();
-    }
-    memset(seed, 0x5a, sizeof(seed));
-    identity_from_seed(&fixed, seed);
+    fz_seed_identity(&fixed, 0x5a);
     memset(seed, 0x11, sizeof(seed));
     crypto_kx_seed_keypair(eph_a.pk, eph_a.sk, seed);
     memset(seed, 0x22, sizeof(seed));
     crypto_kx_seed_keypair(eph_b.pk, eph_b.sk, seed);
-    ready = 1;
   }
-  uint32_t flip = 0;
-  for (size_t i = 0; i < size; i++) {
-    flip = flip * 31 + data[i];
-  }
-  /* An exact-size copy so that ASan sees any read past the end. */
-  uint8_t *msg = malloc(size ? size : 1);
+  uint32_t flip = fz_mix(data, size);
+  uint8_t *msg = fz_copy(data, size);
   if (msg == NULL) {
     return 0;
   }
-  memcpy(msg, data, size);
   decode_checked(msg, size);
   raw_hello_pass(msg, size);
   open_pass(msg, size);

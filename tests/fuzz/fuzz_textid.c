@@ -15,6 +15,7 @@
 
 #include "common/error.h"
 #include "common/textid.h"
+#include "tests/fuzz/fuzz.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -27,30 +28,13 @@ static void fail(const char *what) {
   abort();
 }
 
-static int is_zero(const uint8_t *p, size_t n) {
-  for (size_t i = 0; i < n; i++) {
-    if (p[i] != 0) {
-      return 0;
-    }
-  }
-  return 1;
-}
-
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
-  static int ready;
   static const enum textid_kind kinds[2] = {TEXTID_KEY, TEXTID_CONTENT};
-  if (!ready) {
-    if (sodium_init() < 0) {
-      abort();
-    }
-    ready = 1;
-  }
-  /* An exact-size copy so that ASan sees a read past the end. */
-  char *text = malloc(size ? size : 1);
+  fz_first_call();
+  char *text = (char *)fz_copy(data, size);
   if (text == NULL) {
     return 0;
   }
-  memcpy(text, data, size);
 
   int accepted = 0;
   for (int k = 0; k < 2; k++) {
@@ -60,7 +44,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     int rc = textid_decode(kinds[k], text, size, out);
     if (rc != 0) {
       if ((rc != SHOAL_EFORMAT && rc != SHOAL_ECHECKSUM) ||
-          !is_zero(out, sizeof(out))) {
+          !bytes_all_zero(out, sizeof(out))) {
         fail("refusal is not EFORMAT/ECHECKSUM with a zeroed output");
       }
       if (rc == SHOAL_ECHECKSUM && size != TEXTID_CHARS) {

@@ -21,6 +21,7 @@
 #include "common/error.h"
 #include "common/frame.h"
 #include "common/tmsg.h"
+#include "tests/fuzz/fuzz.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -79,16 +80,6 @@ static union {
   uint64_t align;
 } out_store, back_store;
 
-static int is_zero(const void *p, size_t n) {
-  const uint8_t *b = p;
-  for (size_t i = 0; i < n; i++) {
-    if (b[i] != 0) {
-      return 0;
-    }
-  }
-  return 1;
-}
-
 static void fail(const char *codec, const char *what, int rc) {
   fprintf(stderr, "fuzz_tmsg: %s: %s (%s)\n", codec, what, shoal_err_name(rc));
   abort();
@@ -113,7 +104,7 @@ static void check_payload(const struct codec *c, const uint8_t *p, size_t n) {
     if (!allowed_error(c, rc)) {
       fail(c->name, "undocumented error", rc);
     }
-    if (!is_zero(out, c->size)) {
+    if (!bytes_all_zero(out, c->size)) {
       fail(c->name, "refusal left the output set", rc);
     }
     return;
@@ -160,7 +151,7 @@ static void check_query(const uint8_t *p, size_t n) {
         rc != SHOAL_EFORMAT) {
       fail("query", "undocumented error", rc);
     }
-    if (!is_zero(&q, sizeof(q))) {
+    if (!bytes_all_zero(&q, sizeof(q))) {
       fail("query", "refusal left the output set", rc);
     }
     return;
@@ -198,26 +189,15 @@ static void check_query(const uint8_t *p, size_t n) {
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
-  static int ready;
-  if (!ready) {
-    if (sodium_init() < 0) {
-      abort();
-    }
-    ready = 1;
-  }
+  fz_first_call();
   if (size == 0) {
     return 0;
   }
   size_t sel = data[0] % NCODECS;
   size_t n = size - 1;
-  /* An exact-size copy, so that a read past the message is caught by ASan
-   * even when libFuzzer's own buffer happens to be larger. */
-  uint8_t *msg = malloc(n ? n : 1);
+  uint8_t *msg = fz_copy(data + 1, n);
   if (msg == NULL) {
     return 0;
-  }
-  if (n > 0) {
-    memcpy(msg, data + 1, n);
   }
   if (sel == 0) {
     check_query(msg, n);
