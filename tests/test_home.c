@@ -33,6 +33,7 @@
 #include "common/log.h"
 #include "peer/home.h"
 #include "tests/lib/testutil.h"
+#include "tests/lib/bytes.h"
 
 static char g_dir[512];
 
@@ -128,16 +129,6 @@ static void holder_stop(struct holder *h) {
   close(h->release);
   assert_int_equal(waitpid(h->pid, &st, 0), h->pid);
   assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
-}
-
-static int is_zero(const void *p, size_t n) {
-  const uint8_t *b = p;
-  for (size_t i = 0; i < n; i++) {
-    if (b[i] != 0) {
-      return 0;
-    }
-  }
-  return 1;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -273,7 +264,7 @@ static void a_home_locked_by_another_process_is_refused(void **state) {
   assert_string_equal(msg, want);
   assert_int_equal(open_fds(), before);
   assert_false(h.locked);
-  assert_true(is_zero(&id, sizeof(id)));
+  assert_true(bytes_all_zero(&id, sizeof(id)));
   home_close(&h);
   /* Without the lock (id, search) the home is used all the same. */
   assert_int_equal(home_open(&h, home, 0, &id, msg, sizeof(msg)), 0);
@@ -305,7 +296,7 @@ static void a_bad_key_releases_the_lock(void **state) {
   assert_string_equal(msg, want);
   assert_int_equal(open_fds(), before);
   assert_true(lock_is_free(home));
-  assert_true(is_zero(&id, sizeof(id)));
+  assert_true(bytes_all_zero(&id, sizeof(id)));
 
   /* Corrupt. */
   tu_write_file(home, "identity.key", "not a key", 9);

@@ -24,6 +24,7 @@
 #include "common/error.h"
 #include "common/identity.h"
 #include "tests/lib/testutil.h"
+#include "tests/lib/bytes.h"
 
 /* The documented key file layout (common/identity.h). */
 #define KF_MAGIC "SHOALKY1"
@@ -38,16 +39,6 @@ static void key_from_seed(struct identity *id, uint8_t first) {
     seed[i] = (uint8_t)(first + i);
   }
   identity_from_seed(id, seed);
-}
-
-static int is_zero(const void *p, size_t n) {
-  const uint8_t *b = p;
-  for (size_t i = 0; i < n; i++) {
-    if (b[i] != 0) {
-      return 0;
-    }
-  }
-  return 1;
 }
 
 /* Writes exactly len bytes to path with the given mode (whatever the
@@ -110,7 +101,7 @@ static void expect_load_error(const char *path, int want) {
   struct identity id;
   memset(&id, 0xa5, sizeof(id));
   assert_int_equal(identity_load(&id, path), want);
-  assert_true(is_zero(&id, sizeof(id)));
+  assert_true(bytes_all_zero(&id, sizeof(id)));
 }
 
 /* Each file-system test gets a fresh folder as its state; the teardown
@@ -154,7 +145,7 @@ test_load_or_create_makes_a_private_88_byte_file_and_reloads_it(void **state) {
   assert_int_equal(st.st_mode & 07777, 0600);
   assert_int_equal(st.st_size, IDENTITY_FILE_BYTES);
   /* A real key pair: the public key is the second half of the secret. */
-  assert_false(is_zero(id.pk, sizeof(id.pk)));
+  assert_false(bytes_all_zero(id.pk, sizeof(id.pk)));
   assert_memory_equal(id.sk + 32, id.pk, 32);
 
   /* The bytes follow the documented layout. */
@@ -321,7 +312,7 @@ static void test_symlink_in_place_of_the_key_is_refused(void **state) {
   memset(&got, 0xa5, sizeof(got));
   assert_int_equal(identity_load_or_create(&got, link, &created), UV_ELOOP);
   assert_int_equal(created, 0);
-  assert_true(is_zero(&got, sizeof(got)));
+  assert_true(bytes_all_zero(&got, sizeof(got)));
   assert_int_equal(identity_load(&got, real), 0);
   assert_memory_equal(&got, &id, sizeof(id));
 
@@ -349,7 +340,7 @@ static void test_directory_in_place_of_the_key_is_refused(void **state) {
   memset(&id, 0xa5, sizeof(id));
   assert_int_not_equal(identity_load_or_create(&id, path, &created), 0);
   assert_int_equal(created, 0);
-  assert_true(is_zero(&id, sizeof(id)));
+  assert_true(bytes_all_zero(&id, sizeof(id)));
   struct stat st;
   assert_int_equal(lstat(path, &st), 0);
   assert_true(S_ISDIR(st.st_mode));
@@ -443,9 +434,9 @@ static void test_close_zeroes_the_whole_identity(void **state) {
   struct identity id;
   (void)state;
   identity_generate(&id);
-  assert_false(is_zero(id.sk, sizeof(id.sk)));
+  assert_false(bytes_all_zero(id.sk, sizeof(id.sk)));
   identity_close(&id);
-  assert_true(is_zero(&id, sizeof(id)));
+  assert_true(bytes_all_zero(&id, sizeof(id)));
 }
 
 static void test_generate_gives_distinct_valid_key_pairs(void **state) {

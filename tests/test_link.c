@@ -30,6 +30,7 @@
 #include "common/link.h"
 #include "common/textid.h"
 #include "tests/lib/testutil.h"
+#include "tests/lib/bytes.h"
 
 #define TEXT_CAP (2 * LINK_MAX_CHARS)
 
@@ -127,16 +128,6 @@ static int parse_tracker_exact(const char *text, size_t len,
   return rc;
 }
 
-static int is_zero(const void *p, size_t n) {
-  const uint8_t *b = p;
-  for (size_t i = 0; i < n; i++) {
-    if (b[i] != 0) {
-      return 0;
-    }
-  }
-  return 1;
-}
-
 /* Parses the expanded template and checks it is refused because of
  * `reason` (a piece of the *why sentence), with the output zeroed. */
 static void expect_bad_len(const char *text, size_t len, const char *reason) {
@@ -151,7 +142,7 @@ static void expect_bad_len(const char *text, size_t len, const char *reason) {
   assert_int_equal(rc, SHOAL_EBADLINK);
   assert_non_null(why);
   assert_non_null(strstr(why, reason));
-  assert_true(is_zero(&l, sizeof(l)));
+  assert_true(bytes_all_zero(&l, sizeof(l)));
 }
 
 static void expect_bad(const char *tmpl, const char *reason) {
@@ -185,7 +176,7 @@ static void expect_tracker_bad(const char *text, const char *reason) {
   assert_int_equal(rc, SHOAL_EBADLINK);
   assert_non_null(why);
   assert_non_null(strstr(why, reason));
-  assert_true(is_zero(&t, sizeof(t)));
+  assert_true(bytes_all_zero(&t, sizeof(t)));
   /* The same value inside a link is refused for the same reason (unless
    * it holds characters that mean something else in a link). */
   if (strpbrk(text, "%&") == NULL) {
@@ -500,7 +491,7 @@ static void link_parse_accepts_a_null_why(void **state) {
   len = expand("shoal:$ID?name=a", text, sizeof(text));
   memset(&l, 0xa5, sizeof(l));
   assert_int_equal(parse_exact(text, len, &l, NULL), SHOAL_EBADLINK);
-  assert_true(is_zero(&l, sizeof(l)));
+  assert_true(bytes_all_zero(&l, sizeof(l)));
 }
 
 /* ------------------------------------------------------------------------ */
@@ -752,7 +743,7 @@ static void link_refuses_bad_tracker(void **state) {
         SHOAL_EBADLINK);
     assert_non_null(why);
     assert_non_null(strstr(why, "IPv6 address is not valid"));
-    assert_true(is_zero(&t, sizeof(t)));
+    assert_true(bytes_all_zero(&t, sizeof(t)));
   }
   expect_tracker_bad("bad_host:1", "not a valid host name");
   expect_tracker_bad("-lead.example:1", "not a valid host name");
@@ -841,7 +832,7 @@ static void link_refuses_text_longer_than_max_chars(void **state) {
   assert_int_equal(link_parse(text, SIZE_MAX, &l, &why), SHOAL_EBADLINK);
   assert_non_null(why);
   assert_non_null(strstr(why, "longer than 4096"));
-  assert_true(is_zero(&l, sizeof(l)));
+  assert_true(bytes_all_zero(&l, sizeof(l)));
   free(text);
 }
 
@@ -880,7 +871,7 @@ static void link_parse_tracker_accepts_the_three_forms(void **state) {
     assert_int_equal(t.port, cases[i].port);
     /* Bytes after the host are zero: the struct compares with memcmp. */
     size_t n = strlen(t.host);
-    assert_true(is_zero(t.host + n, sizeof(t.host) - n));
+    assert_true(bytes_all_zero(t.host + n, sizeof(t.host) - n));
   }
 }
 
@@ -906,7 +897,7 @@ static void link_parse_tracker_reads_only_len_bytes(void **state) {
     } else {
       assert_int_equal(rc, SHOAL_EBADLINK);
       assert_non_null(why);
-      assert_true(is_zero(&t, sizeof(t)));
+      assert_true(bytes_all_zero(&t, sizeof(t)));
     }
   }
 }
@@ -1038,7 +1029,7 @@ static void check_prefixes(const char *tmpl, unsigned valid_cuts) {
     } else {
       assert_int_equal(rc, SHOAL_EBADLINK);
       assert_non_null(why);
-      assert_true(is_zero(&l, sizeof(l)));
+      assert_true(bytes_all_zero(&l, sizeof(l)));
     }
   }
 }
@@ -1109,7 +1100,7 @@ static void link_every_byte_mutated_is_refused_or_round_trips(void **state) {
           assert_int_equal(rc, SHOAL_EBADLINK);
           assert_non_null(why);
           assert_true(strlen(why) > 10);
-          assert_true(is_zero(&l, sizeof(l)));
+          assert_true(bytes_all_zero(&l, sizeof(l)));
         }
       }
     }

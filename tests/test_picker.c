@@ -25,7 +25,7 @@
 #include "common/manifest.h"
 #include "common/pwire.h"
 #include "peer/picker.h"
-#include "tests/lib/xorshift.h"
+#include "tests/lib/testutil.h"
 
 #if defined(__SANITIZE_ADDRESS__)
 #define TP_ASAN 1
@@ -44,6 +44,10 @@ static size_t heap_in_use(void) {
 }
 #else
 #include <malloc.h>
+
+/* The tests' own random choices (tu_rand): seeded where each test
+ * starts, so that a failure replays. */
+static uint64_t rng;
 static size_t heap_in_use(void) {
   struct mallinfo2 mi = mallinfo2();
   return mi.uordblks + mi.hblkhd;
@@ -454,9 +458,9 @@ static void test_peer_is_never_asked_for_a_chunk_it_lacks(void **state) {
   fake_small(&f, 200);
   all = map_all(200);
   some = map_new(200);
-  xs_seed(0x1234567);
+  rng = 0x1234567;
   for (uint32_t c = 0; c < 200; c++) {
-    if (xs_below(3) == 0) {
+    if (tu_rand(&rng) % 3 == 0) {
       map_set(some, c);
     }
   }
@@ -1091,7 +1095,7 @@ static void sim_deliver(struct sim *s, unsigned peer) {
     return;
   }
   {
-    unsigned i = xs_below(sp->n);
+    unsigned i = tu_rand(&rng) % sp->n;
     rq = sp->q[i];
     sim_drop(sp, i);
   }
@@ -1133,7 +1137,7 @@ static void sim_deliver(struct sim *s, unsigned peer) {
       for (unsigned i = 0; i < op->n; i++) {
         if (!op->q[i].cancelled && same_block(&op->q[i].b, &rq.b)) {
           /* Half the cancels win the race, half lose it. */
-          if (xs_below(2)) {
+          if (tu_rand(&rng) % 2) {
             sim_drop(op, i);
           } else {
             op->q[i].cancelled = 1;
@@ -1152,7 +1156,7 @@ static void sim_deliver(struct sim *s, unsigned peer) {
     assert_int_equal(cd, all);
   }
   if (cd) {
-    if (xs_below(8) == 0) {
+    if (tu_rand(&rng) % 8 == 0) {
       picker_chunk_failed(s->p, c);
       s->fails[c]++;
       for (uint32_t i = s->base[c]; i < s->base[c + 1]; i++) {
@@ -1229,7 +1233,7 @@ static unsigned run_simulation(uint64_t seed) {
   unsigned iter;
   uint32_t nblocks;
 
-  xs_seed(seed);
+  rng = seed;
   fake_init(&f, 18, sizes, 3);
   memset(&s, 0, sizeof(s));
   s.m = &f.m;
@@ -1251,7 +1255,7 @@ static unsigned run_simulation(uint64_t seed) {
   for (unsigned q = 0; q < SIM_PEERS; q++) {
     s.peers[q].map = map_new(s.nchunks);
     for (uint32_t c = 0; c < s.nchunks; c++) {
-      if (xs_below(100) < 40) {
+      if (tu_rand(&rng) % 100 < 40) {
         map_set(s.peers[q].map, c);
       }
     }
@@ -1264,7 +1268,7 @@ static unsigned run_simulation(uint64_t seed) {
       any |= q != 2 && map_get(s.peers[q].map, c);
     }
     if (!any) {
-      map_set(s.peers[xs_below(2)].map, c);
+      map_set(s.peers[tu_rand(&rng) % 2].map, c);
     }
   }
   for (unsigned q = 0; q < SIM_PEERS; q++) {
@@ -1273,8 +1277,8 @@ static unsigned run_simulation(uint64_t seed) {
   }
 
   for (iter = 0; iter < 200000 && !picker_complete(s.p); iter++) {
-    unsigned q = xs_below(SIM_PEERS);
-    uint32_t r = xs_below(100);
+    unsigned q = tu_rand(&rng) % SIM_PEERS;
+    uint32_t r = tu_rand(&rng) % 100;
     now += 10;
     for (unsigned j = 0; j < SIM_PEERS; j++) {
       if (s.peers[j].present) {
@@ -1286,13 +1290,13 @@ static unsigned run_simulation(uint64_t seed) {
     }
     if (r < 85) {
       /* Peer 4 is slow: most of its requests time out. */
-      if (q != 4 || xs_below(20) == 0) {
+      if (q != 4 || tu_rand(&rng) % 20 == 0) {
         sim_deliver(&s, q);
       }
     } else if (r < 90) {
       sim_reject(&s, q);
     } else if (r < 93) {
-      uint32_t c = xs_below(s.nchunks);
+      uint32_t c = tu_rand(&rng) % s.nchunks;
       map_set(s.peers[q].map, c);
       picker_peer_have(s.p, q, c);
     }
@@ -1354,7 +1358,7 @@ static void test_download_of_4_gib_from_50_peers(void **state) {
   double t;
   (void)state;
 
-  xs_seed(77);
+  rng = 77;
   fake_file(&f, 21, (uint64_t)4 << 30);
   assert_int_equal(f.m.chunk_count, 2048);
   got = calloc(2048 * 32, 1);
@@ -1364,7 +1368,7 @@ static void test_download_of_4_gib_from_50_peers(void **state) {
   for (unsigned j = 0; j < NPEERS; j++) {
     maps[j] = map_new(2048);
     for (uint32_t c = 0; c < 2048; c++) {
-      if (j == 0 || xs_below(10) < 7) {
+      if (j == 0 || tu_rand(&rng) % 10 < 7) {
         map_set(maps[j], c);
       }
     }
@@ -1378,7 +1382,7 @@ static void test_download_of_4_gib_from_50_peers(void **state) {
     calls++;
   }
   while (!picker_complete(p)) {
-    unsigned j = xs_below(NPEERS);
+    unsigned j = tu_rand(&rng) % NPEERS;
     unsigned cancel[PICKER_ENDGAME_DUP];
     unsigned ncancel;
     struct picker_block b;

@@ -21,7 +21,11 @@
 #include <cmocka.h>
 
 #include "peer/rate.h"
-#include "tests/lib/xorshift.h"
+#include "tests/lib/testutil.h"
+
+/* The tests' own random choices (tu_rand): seeded where each test
+ * starts, so that a failure replays. */
+static uint64_t rng;
 
 /* A time far from zero, as uv_now() is; a multiple of every slot width
  * used below, so that slot edges fall on round figures. */
@@ -230,9 +234,9 @@ static void refill_every_ms_equals_one_refill(void **state) {
     rate_charge(&a, 12345, T0);
     c = a;
     uint64_t t = T0;
-    xs_seed(0x9e3779b97f4a7c15u + r);
+    rng = 0x9e3779b97f4a7c15u + r;
     for (int i = 0; i < 2000; i++) {
-      t += xs_below(5);
+      t += tu_rand(&rng) % 5;
       rate_refill(&a, t);
     }
     rate_refill(&c, t);
@@ -336,24 +340,24 @@ static void wait_ms_is_the_first_millisecond_take_succeeds(void **state) {
   static const uint64_t rates[] = {
       1,    2,     3,       7,   999,         1000,    1001,
       4096, 65537, MIB - 1, MIB, 4 * MIB + 7, 1000003, RATE_MAX_BPS};
-  xs_seed(0x243f6a8885a308d3u);
+  rng = 0x243f6a8885a308d3u;
   for (size_t r = 0; r < sizeof(rates) / sizeof(rates[0]); r++) {
     for (int round = 0; round < 200; round++) {
       struct rate_bucket b;
-      uint64_t t = T0 + xs_below(1000);
+      uint64_t t = T0 + tu_rand(&rng) % 1000;
       rate_init(&b, rates[r], t);
       /* Some random history: takes, charges and time. */
       for (int i = 0; i < 6; i++) {
-        t += xs_below(300);
-        uint64_t n = xs_below(2 * b.burst);
-        if (xs_below(3) == 0) {
+        t += tu_rand(&rng) % 300;
+        uint64_t n = tu_rand(&rng) % (2 * b.burst);
+        if (tu_rand(&rng) % 3 == 0) {
           rate_charge(&b, n, t);
         } else {
           (void)rate_take(&b, n, t);
         }
       }
-      uint64_t n =
-          xs_below(4) == 0 ? xs_below(3 * b.burst) : xs_below(128 * KIB);
+      uint64_t n = tu_rand(&rng) % 4 == 0 ? tu_rand(&rng) % (3 * b.burst)
+                                          : tu_rand(&rng) % (128 * KIB);
       uint64_t w = rate_wait_ms(&b, n, t);
       assert_int_equal(would_take(&b, n, t + w), 1);
       if (w == 0) {
@@ -365,7 +369,7 @@ static void wait_ms_is_the_first_millisecond_take_succeeds(void **state) {
       struct rate_bucket c = b;
       uint64_t u = t;
       for (int i = 0; i < 4 && u + 1 < t + w; i++) {
-        u += 1 + xs_below(t + w - 1 - u);
+        u += 1 + tu_rand(&rng) % (t + w - 1 - u);
         assert_int_equal(rate_take(&c, n, u), 0);
         assert_int_equal(u + rate_wait_ms(&c, n, u), t + w);
       }
@@ -511,7 +515,7 @@ static void receiver_first_second_holds_the_cap_plus_one_read(void **state) {
   static const uint64_t rates[] = {16 * KIB, 20 * KIB, 100 * KIB + 1, MIB,
                                    10 * MIB};
   static const uint64_t idles[] = {0, 3000};
-  xs_seed(0x6a09e667f3bcc908u);
+  rng = 0x6a09e667f3bcc908u;
   for (size_t r = 0; r < sizeof(rates) / sizeof(rates[0]); r++) {
     uint64_t read_max = rates[r] / 4 > 16 * KIB ? rates[r] / 4 : 16 * KIB;
     for (size_t k = 0; k < sizeof(idles) / sizeof(idles[0]); k++) {
@@ -527,7 +531,7 @@ static void receiver_first_second_holds_the_cap_plus_one_read(void **state) {
             t += w;
             continue;
           }
-          uint64_t n = round == 0 ? read_max : 1 + xs_below(read_max);
+          uint64_t n = round == 0 ? read_max : 1 + tu_rand(&rng) % read_max;
           rate_charge(&b, n, t);
           got += n;
           /* The next read needs the socket to have more: a millisecond. */
@@ -678,26 +682,26 @@ static void meter_matches_reference(void **state) {
   static uint64_t ev_t[EVENTS];
   static uint64_t ev_n[EVENTS];
   static const uint64_t windows[] = {5000, 20000, 37, 1};
-  xs_seed(0x13198a2e03707344u);
+  rng = 0x13198a2e03707344u;
   for (size_t w = 0; w < sizeof(windows) / sizeof(windows[0]); w++) {
     struct rate_meter m;
-    uint64_t t = T0 + xs_below(999);
+    uint64_t t = T0 + tu_rand(&rng) % 999;
     uint64_t start = t;
     meter_init(&m, windows[w], t);
     uint64_t slot = m.slot_ms;
     uint64_t newest = t / slot;
     for (int i = 0; i < EVENTS; i++) {
-      uint64_t step =
-          xs_below(8) == 0 ? xs_below(slot * 30 + 1) : xs_below(slot + 1);
+      uint64_t step = tu_rand(&rng) % 8 == 0 ? tu_rand(&rng) % (slot * 30 + 1)
+                                             : tu_rand(&rng) % (slot + 1);
       t += step;
-      uint64_t n = xs_below(100000);
+      uint64_t n = tu_rand(&rng) % 100000;
       meter_add(&m, n, t);
       if (t / slot > newest) {
         newest = t / slot;
       }
       ev_t[i] = newest; /* the slot it was counted in */
       ev_n[i] = n;
-      uint64_t now = t + xs_below(slot * 3);
+      uint64_t now = t + tu_rand(&rng) % (slot * 3);
       uint64_t k = now / slot;
       uint64_t first = k >= METER_SLOTS - 1 ? k - (METER_SLOTS - 1) : 0;
       uint64_t sum = 0;

@@ -27,6 +27,7 @@
 #include "common/identity.h"
 #include "common/tmsg.h"
 #include "tests/lib/testutil.h"
+#include "tests/lib/bytes.h"
 
 /* Wire sizes, written out here independently of tmsg.c. */
 #define ANNOUNCE_HEADER 6
@@ -86,16 +87,6 @@ static int dec_query(const uint8_t *p, size_t len, void *out) {
 static const struct codec codec_query = {"query", NULL, dec_query,
                                          sizeof(struct tmsg_query)};
 
-static int is_zero(const void *p, size_t n) {
-  const uint8_t *b = p;
-  for (size_t i = 0; i < n; i++) {
-    if (b[i] != 0) {
-      return 0;
-    }
-  }
-  return 1;
-}
-
 static void *xmalloc(size_t n) {
   void *p = malloc(n ? n : 1);
   assert_non_null(p);
@@ -125,7 +116,7 @@ static void expect_reject(const struct codec *c, const uint8_t *p, size_t n,
                   shoal_err_name(rc), shoal_err_name(want));
   }
   assert_int_equal(rc, want);
-  assert_true(is_zero(out, c->size));
+  assert_true(bytes_all_zero(out, c->size));
   free(out);
 }
 
@@ -502,7 +493,7 @@ static void tmsg_is_query_tells_query_from_sealed_envelope(void **state) {
     /* And the query decoder refuses the envelope by its class. */
     memset(&out, 0xa5, sizeof(out));
     assert_int_equal(tmsg_query_decode(env.data, env.len, &out), SHOAL_EDOMAIN);
-    assert_true(is_zero(&out, sizeof(out)));
+    assert_true(bytes_all_zero(&out, sizeof(out)));
     buf_free(&env);
   }
   identity_close(&id);
