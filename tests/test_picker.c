@@ -35,6 +35,10 @@
 #endif
 #endif
 
+/* The tests' own random choices (tu_rand): seeded where each test
+ * starts, so that a failure replays. */
+static uint64_t rng;
+
 #ifdef TP_ASAN
 /* AddressSanitizer replaces malloc, so glibc's statistics miss its blocks;
  * its own counter is declared here because GCC ships no header for it. */
@@ -45,9 +49,6 @@ static size_t heap_in_use(void) {
 #else
 #include <malloc.h>
 
-/* The tests' own random choices (tu_rand): seeded where each test
- * starts, so that a failure replays. */
-static uint64_t rng;
 static size_t heap_in_use(void) {
   struct mallinfo2 mi = mallinfo2();
   return mi.uordblks + mi.hblkhd;
