@@ -22,15 +22,23 @@ FUZZ_CC   ?= clang
 FUZZ_SECONDS ?= 20
 
 PKGS      := libuv libsodium
+# The peer's daemon: libmicrohttpd serves its API and page (an HTTP server
+# that runs on our loop, through one epoll descriptor), jansson reads and
+# writes its JSON, libcurl is the command line's client for that API, and
+# inih reads the config file.
+PEER_PKGS := libmicrohttpd jansson libcurl inih
 TEST_PKGS := cmocka
 
 # Debian packages that provide what the build, the tests and the fuzzers need.
 # Each line: a check command, then the packages that satisfy it.
 DEB_PKGS  := build-essential pkg-config libuv1-dev libsodium-dev libcmocka-dev \
-             clang libclang-rt-14-dev
+             clang libclang-rt-14-dev libmicrohttpd-dev libjansson-dev \
+             libcurl4-openssl-dev libinih-dev
 
-PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) $(PEER_PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+# What links the peer library: the peer binary, the tests and the benchmarks.
+PEER_PKG_LIBS := $(shell pkg-config --libs $(PKGS) $(PEER_PKGS) 2>/dev/null)
 # common/ uses libsodium alone (no libuv): its objects and the fuzz targets,
 # which are common/ and nothing else, are built and linked without libuv.
 COMMON_PKGS := libsodium
@@ -108,7 +116,9 @@ all: need-libs
 # (make demo and make test run deps themselves.)
 need-libs:
 	@missing=""; \
-	for p in "libuv libuv1-dev" "libsodium libsodium-dev" $(NEED_EXTRA); do \
+	for p in "libuv libuv1-dev" "libsodium libsodium-dev" \
+	         "libmicrohttpd libmicrohttpd-dev" "jansson libjansson-dev" \
+	         "libcurl libcurl4-openssl-dev" "inih libinih-dev" $(NEED_EXTRA); do \
 	  set -- $$p; pkg-config --exists $$1 2>/dev/null || missing="$$missing $$2"; \
 	done; \
 	if [ -n "$$missing" ]; then \
@@ -133,6 +143,10 @@ deps:
 	pkg-config --exists libuv 2>/dev/null || missing="$$missing libuv1-dev"; \
 	pkg-config --exists libsodium 2>/dev/null || missing="$$missing libsodium-dev"; \
 	pkg-config --exists cmocka 2>/dev/null || missing="$$missing libcmocka-dev"; \
+	pkg-config --exists libmicrohttpd 2>/dev/null || missing="$$missing libmicrohttpd-dev"; \
+	pkg-config --exists jansson 2>/dev/null || missing="$$missing libjansson-dev"; \
+	pkg-config --exists libcurl 2>/dev/null || missing="$$missing libcurl4-openssl-dev"; \
+	pkg-config --exists inih 2>/dev/null || missing="$$missing libinih-dev"; \
 	command -v clang >/dev/null 2>&1 || missing="$$missing clang"; \
 	command -v clang-format >/dev/null 2>&1 || missing="$$missing clang-format"; \
 	ls /usr/lib/llvm-*/lib/clang/*/lib/linux/libclang_rt.fuzzer-x86_64.a >/dev/null 2>&1 || \
@@ -143,6 +157,9 @@ deps:
 	command -v curl >/dev/null 2>&1 || missing="$$missing curl"; \
 	command -v gnuplot >/dev/null 2>&1 || missing="$$missing gnuplot-nox"; \
 	command -v lighttpd >/dev/null 2>&1 || missing="$$missing lighttpd"; \
+	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
+	command -v node >/dev/null 2>&1 || missing="$$missing nodejs"; \
+	command -v npm >/dev/null 2>&1 || missing="$$missing npm"; \
 	missing=$$(printf '%s\n' $$missing | sort -u | tr '\n' ' '); \
 	if [ -n "$${missing% }" ]; then \
 	  echo "deps: installing:$$missing"; \
@@ -183,7 +200,7 @@ $(BUILD)/bin/shoal-tracker: $(BUILD)/obj/tracker/main.o $(TRACKER_LIB) $(COMMON_
 
 $(BUILD)/bin/shoal-peer: $(BUILD)/obj/peer/main.o $(PEER_LIB) $(COMMON_LIB)
 	@mkdir -p $(@D)
-	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(PKG_LIBS) -lm
+	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(PEER_PKG_LIBS) -lm
 
 # Unit tests: one cmocka program per module, linked with the small shared
 # test helpers in tests/lib/.
@@ -193,14 +210,14 @@ $(BUILD)/obj/tests/%.o: tests/%.c
 
 $(BUILD)/tests/%: $(BUILD)/obj/tests/%.o $(TESTLIB_OBJ) $(LIBS)
 	@mkdir -p $(@D)
-	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(TEST_LIBS_PKG) $(PKG_LIBS) -lm
+	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(TEST_LIBS_PKG) $(PEER_PKG_LIBS) -lm
 
 # bench/lib/ holds what the benchmark programs share.
 BENCHLIB_OBJ := $(patsubst %.c,$(BUILD)/obj/%.o,$(wildcard bench/lib/*.c))
 
 $(BUILD)/bench/%: $(BUILD)/obj/bench/%.o $(BENCHLIB_OBJ) $(LIBS)
 	@mkdir -p $(@D)
-	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(PKG_LIBS) -lm
+	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(PEER_PKG_LIBS) -lm
 
 # bench/pacing drives the real binaries with the integration tests' helpers
 # for processes, the tracker, the peer wire and a fake peer (none of them
@@ -210,7 +227,7 @@ BENCH_TESTLIB := $(patsubst %,$(BUILD)/obj/tests/lib/%.o,fake jsonl pclient \
 $(BUILD)/bench/pacing: $(BUILD)/obj/bench/pacing.o $(BENCH_TESTLIB) \
                        $(BENCHLIB_OBJ) $(LIBS)
 	@mkdir -p $(@D)
-	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(PKG_LIBS) -lm
+	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(PEER_PKG_LIBS) -lm
 
 # ---------------------------------------------------------------------------
 # Tests.

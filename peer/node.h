@@ -53,8 +53,11 @@ struct node;
 int node_new(struct node **out, uv_loop_t *loop, const struct node_config *c,
              const struct identity *id, node_event_cb cb, void *arg);
 
-/* Shares a content: the manifest (from manifest_build, with local_root) is
- * taken. It is published to the trackers and served until the node stops.
+/* Shares a content: the manifest (from manifest_build, or a decoded one
+ * made a source by recheck_apply; with local_root) is taken. It is served
+ * until the node stops, and announced as complete; it is published to the
+ * trackers' catalogs only when this node's identity is its publisher (a
+ * copy of someone else's content is seeded under its original ID).
  * tracker_key may be NULL (trust the first reply). Returns 0 or an error
  * (the manifest is freed then too). */
 int node_share(struct node *n, struct manifest *m,
@@ -64,11 +67,37 @@ int node_share(struct node *n, struct manifest *m,
 /* Gets a content into dir. name and size come from a link, and the
  * manifest must match both (name NULL: no link, nothing to match). With seed,
  * the swarm keeps serving after it completes; else NODE_EV_COMPLETE is the end
- * of it. */
+ * of it. When dir/NAME already exists (a finished copy), it is checked
+ * against the manifest (recheck.h, with NODE_EV_HASHING progress): a whole
+ * copy is NODE_EV_COMPLETE at once and, with seed, is seeded under the
+ * content's ID; a copy that differs fails the swarm and says how (nothing
+ * is overwritten). */
 int node_get(struct node *n, const uint8_t content[MANIFEST_ID_BYTES],
              const char *name, uint64_t size,
              const struct link_tracker *trackers, unsigned ntrackers,
              const uint8_t *tracker_key, const char *dir, int seed);
+
+/* The daemon's controls, at run time. */
+
+/* The figures of content's swarm (as in a NODE_EV_PROGRESS event; the
+ * pointers inside are borrowed until the next call into the node).
+ * Returns 0, or SHOAL_ENOENT when the node has no swarm for it. */
+int node_swarm_info(struct node *n, const uint8_t content[MANIFEST_ID_BYTES],
+                    struct node_swarm_info *out);
+
+/* Takes content's swarm out of the node: "stopped" to its trackers
+ * (bounded in time, as node_stop), its sessions closed, its storage closed
+ * (a download's resume record saved; the partial copy stays). cb(arg) comes
+ * once everything of the swarm is released; the content may then be
+ * shared or got again. Returns 0, or SHOAL_ENOENT (no such swarm; cb does
+ * not come). */
+int node_remove(struct node *n, const uint8_t content[MANIFEST_ID_BYTES],
+                void (*cb)(void *arg), void *arg);
+
+/* Sets the node-wide rate limits (bytes a second; 0: no limit) from now
+ * on. */
+void node_set_rates(struct node *n, uint64_t upload_rate,
+                    uint64_t download_rate);
 
 /* Parses a --listen value ("ADDR:PORT", port 0 for any). Returns 0 or
  * SHOAL_EINVAL. */

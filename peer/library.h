@@ -1,0 +1,126 @@
+/* The daemon's library: every content it holds (shared or downloaded), as
+ * it must come back after a restart or a kill -9.
+ *
+ * The library lives in HOME/library.json, written whole and atomically
+ * (a temporary file in the same folder, fsync, rename, fsync of the folder)
+ * on every change that matters (add, remove, pause, resume, completion, a
+ * new fast-resume record) and every LIBRARY_SAVE_MS while byte counts move.
+ * A file that cannot be read (truncated, not JSON, a field of the wrong
+ * type, a count over its limit, an unknown version) is refused with a
+ * message naming the file and what is wrong, and the daemon does not start:
+ * nothing is dropped silently. Each content's signed manifest is kept
+ * beside it in HOME/manifests/ (fetch.c's folder), so the library holds
+ * only what the manifest does not say.
+ *
+ * The fast-resume record: for each file of a content, its size,
+ * modification time and inode when its chunks were last verified. A file
+ * whose record still matches is trusted without hashing on a restart; any
+ * other is re-hashed (recheck.h).
+ *
+ * Format (version 1):
+ *   {"version": 1,
+ *    "contents": [
+ *      {"id": TEXTID, "kind": "share"|"download", "name": "...",
+ *       "link": "shoal:...", "path": "/abs", "paused": false,
+ *       "complete": true, "added": UNIX_S, "uploaded": N, "downloaded": N,
+ *       "error": "..." (optional),
+ *       "files": [[SIZE, MTIME_S, MTIME_NS, INODE], ...] (optional)}
+ *    ]}
+ * "path" is, for a share, the folder that holds the shared file or folder
+ * (the manifest's local root), and for a download the -o folder.
+ */
+#ifndef SHOAL_PEER_LIBRARY_H
+#define SHOAL_PEER_LIBRARY_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/manifest.h"
+
+#define LIBRARY_FILE "library.json"
+#define LIBRARY_VERSION 1
+#define LIBRARY_MAX_CONTENTS 65536u
+#define LIBRARY_MAX_BYTES (256u << 20) /* the file, read whole */
+#define LIBRARY_SAVE_MS 10000u
+#define LIBRARY_ERROR_BYTES 512
+
+enum library_kind {
+  LIBRARY_SHARE = 1,    /* our own files, published by us */
+  LIBRARY_DOWNLOAD = 2, /* fetched from a link (then seeded) */
+};
+
+/* One file's fast-resume record. */
+struct library_file {
+  uint64_t size;
+  int64_t mtime_sec, mtime_nsec;
+  uint64_t ino;
+};
+
+struct library_entry {
+  uint8_t content[MANIFEST_ID_BYTES];
+  enum library_kind kind;
+  char name[MANIFEST_MAX_SEGMENT + 1];
+  char *link; /* owned; the share link (for a share: once published) */
+  char *path; /* owned; see above */
+  int paused;
+  int complete; /* every chunk verified once (a share always is) */
+  int64_t added; /* unix seconds */
+  uint64_t uploaded, downloaded; /* DATA bytes over the content's life */
+  char error[LIBRARY_ERROR_BYTES]; /* "" when none */
+  uint32_t nfiles; /* 0: no fast-resume record */
+  struct library_file *files; /* owned; nfiles, in manifest order */
+};
+
+struct library {
+  char *path; /* HOME/library.json */
+  struct library_entry *entries;
+  uint32_t count, cap;
+  int dirty; /* changed since the last save */
+};
+
+/* Reads HOME/library.json into l (an empty library when there is none).
+ * Returns 0, or an error (SHOAL_EFORMAT, SHOAL_ETOOBIG, SHOAL_EVERSION, or a
+ * file-system error) with one line in msg naming the file and what is
+ * wrong. l holds memory on every return: call library_close. */
+int library_load(struct library *l, const char *home, char *msg, size_t cap);
+
+/* Writes the library atomically; clears dirty. Returns 0 or an error. */
+int library_save(struct library *l);
+
+/* The entry for content, or NULL. */
+struct library_entry *library_find(struct library *l,
+                                   const uint8_t content[MANIFEST_ID_BYTES]);
+
+/* Adds a zeroed entry for content with kind, name and path (copied), and
+ * marks the library dirty. Returns it, or NULL: out of memory, or
+ * LIBRARY_MAX_CONTENTS reached (errno-free: *err says which, SHOAL_ENOMEM
+ * or SHOAL_ETOOBIG); UV_EEXIST when content is already there. Pointers
+ * into the library stay valid only until the next add or remove. */
+struct library_entry *library_add(struct library *l,
+                                  const uint8_t content[MANIFEST_ID_BYTES],
+                                  enum library_kind kind, const char *name,
+                                  const char *path, int *err);
+
+/* Removes content's entry (and marks dirty). Returns 0 or SHOAL_ENOENT. */
+int library_remove(struct library *l, const uint8_t content[MANIFEST_ID_BYTES]);
+
+/* Sets e's link (copied; NULL clears) and marks the library dirty.
+ * Returns 0 or SHOAL_ENOMEM. */
+int library_set_link(struct library *l, struct library_entry *e,
+                     const char *link);
+
+/* Replaces e's fast-resume record with n records (copied; n 0 clears it).
+ * Returns 0 or SHOAL_ENOMEM. */
+int library_set_files(struct library *l, struct library_entry *e,
+                      const struct library_file *files, uint32_t n);
+
+/* Sets e's error text (printf-style), or clears it, and marks dirty when
+ * it changed. */
+void library_set_error(struct library *l, struct library_entry *e,
+                       const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+void library_clear_error(struct library *l, struct library_entry *e);
+
+void library_close(struct library *l);
+
+#endif
