@@ -347,14 +347,13 @@ static void describe(struct recheck *r) {
                (unsigned long long)f->size);
       return;
     case V_CHUNK:
+      /* For people: counted from 1, within the file. */
       if (fs->nbad == 1) {
-        snprintf(why, cap, "%s: chunk %u differs (counted in the file, from 0)",
-                 f->path, fs->first_bad);
+        snprintf(why, cap, "%s: chunk %u of its %u differs", f->path,
+                 fs->first_bad + 1, f->chunk_count);
       } else {
-        snprintf(why, cap,
-                 "%s: chunk %u differs (counted in the file, from 0), and %u "
-                 "more of its %u",
-                 f->path, fs->first_bad, fs->nbad - 1, f->chunk_count);
+        snprintf(why, cap, "%s: chunk %u of its %u differs, and %u more",
+                 f->path, fs->first_bad + 1, f->chunk_count, fs->nbad - 1);
       }
       return;
     case V_CHANGED:

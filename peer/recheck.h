@@ -48,8 +48,8 @@ struct recheck_result {
   uint32_t chunks_bad;  /* chunks that failed, or whose file is missing,
                            of another size, or changed during the check */
   /* The first problem in manifest order, for people: "photos/a.jpg: size
-   * 10 bytes, the manifest says 12", "report.pdf: chunk 3 differs (counted
-   * in the file, from 0)", "x: missing", "x: not a regular file (...)",
+   * 10 bytes, the manifest says 12", "report.pdf: chunk 3 of its 40 differs"
+   * (counted from 1 within the file; ", and N more" when others do too), "x: missing", "x: not a regular file (...)",
    * "x: changed while it was checked"; for a file-system error, the path
    * and the error. "" when the copy is whole. */
   char why[RECHECK_WHY_BYTES];
