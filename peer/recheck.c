@@ -37,7 +37,8 @@ enum verdict {
   V_TRUSTED,     /* its record matched: not read */
   V_HASHED,      /* read, and every chunk matched */
   V_MISSING,     /* no such file */
-  V_NOTREG,      /* a folder, a symbolic link, a fifo... */
+  V_NOTREG,      /* a folder, a fifo, a device */
+  V_BEHIND,      /* a symbolic link, or under one (or under a file) */
   V_SIZE,        /* of another size than the manifest says */
   V_CHUNK,       /* a chunk differs (first_bad says which) */
   V_CHANGED,     /* it changed while it was checked */
@@ -138,7 +139,7 @@ static int stat_one(struct recheck *r, uint32_t i) {
     return 0;
   }
   if (fd == UV_ELOOP || fd == UV_ENOTDIR || fd == SHOAL_EPATH) {
-    fs->v = V_NOTREG; /* a symbolic link on the way, never followed */
+    fs->v = V_BEHIND; /* a symbolic link on the way, never followed */
     return 0;
   }
   if (fd < 0) {
@@ -337,8 +338,12 @@ static void describe(struct recheck *r) {
       snprintf(why, cap, "%s: missing", f->path);
       return;
     case V_NOTREG:
+      snprintf(why, cap, "%s: not a regular file", f->path);
+      return;
+    case V_BEHIND:
       snprintf(why, cap,
-               "%s: not a regular file (symbolic links are not followed)",
+               "%s: not a regular file, or behind a symbolic link (links "
+               "are not followed)",
                f->path);
       return;
     case V_SIZE:
@@ -384,7 +389,7 @@ static void finish(struct recheck *r) {
     } else if (fs->v >= V_MISSING) {
       r->res.chunks_bad += m->files[i].chunk_count;
     }
-    if (fs->v == V_MISSING || fs->v == V_NOTREG) {
+    if (fs->v == V_MISSING || fs->v == V_NOTREG || fs->v == V_BEHIND) {
       memset(&r->res.files[i], 0, sizeof(r->res.files[i]));
     }
   }

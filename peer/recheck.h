@@ -45,13 +45,19 @@ struct recheck_result {
                                  match (an empty file counts; it has nothing
                                  to read) */
   uint64_t bytes_hashed;
-  uint32_t chunks_bad;  /* chunks that failed, or whose file is missing,
-                           of another size, or changed during the check */
-  /* The first problem in manifest order, for people: "photos/a.jpg: size
-   * 10 bytes, the manifest says 12", "report.pdf: chunk 3 of its 40 differs"
-   * (counted from 1 within the file; ", and N more" when others do too), "x: missing", "x: not a regular file (...)",
-   * "x: changed while it was checked"; for a file-system error, the path
-   * and the error. "" when the copy is whole. */
+  uint32_t chunks_bad; /* chunks that failed, or whose file is missing,
+                          of another size, or changed during the check */
+  /* The first problem in manifest order, for people, one of:
+   *   "photos/a.jpg: size 10 bytes, the manifest says 12"
+   *   "report.pdf: chunk 3 of its 40 differs" (counted from 1 within the
+   *     file; ", and N more" when others of it differ too)
+   *   "x: missing"
+   *   "x: not a regular file" (a folder, a fifo...)
+   *   "x: not a regular file, or behind a symbolic link (links are not
+   *     followed)"
+   *   "x: changed while it was checked"
+   *   "x: " and the error, for a file-system error
+   * and "" when the copy is whole. */
   char why[RECHECK_WHY_BYTES];
 };
 
