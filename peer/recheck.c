@@ -389,9 +389,6 @@ static void finish(struct recheck *r) {
     } else if (fs->v >= V_MISSING) {
       r->res.chunks_bad += m->files[i].chunk_count;
     }
-    if (fs->v == V_MISSING || fs->v == V_NOTREG || fs->v == V_BEHIND) {
-      memset(&r->res.files[i], 0, sizeof(r->res.files[i]));
-    }
   }
   if (status != 0 && status != SHOAL_ECANCELED) {
     if (r->err_file < m->file_count) {
@@ -409,6 +406,14 @@ static void finish(struct recheck *r) {
         status = SHOAL_ECHANGED;
         break;
       }
+    }
+  }
+  /* Only a whole file keeps its record, so that the records may be
+   * stored as they are for the next check: one of a file that differs
+   * must never let it pass unread. (describe has used the sizes.) */
+  for (uint32_t i = 0; i < m->file_count; i++) {
+    if (!r->res.file_ok[i]) {
+      memset(&r->res.files[i], 0, sizeof(r->res.files[i]));
     }
   }
   r->done(r->arg, status, &r->res);
@@ -529,6 +534,9 @@ int recheck_start(struct recheck **out, uv_loop_t *loop,
   int err;
 
   *out = NULL;
+  if (nknown == 0) {
+    known = NULL; /* no record (library.h's nfiles 0) */
+  }
   if (root == NULL || done == NULL || (known != NULL && nknown != n)) {
     return SHOAL_EINVAL;
   }

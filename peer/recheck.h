@@ -35,9 +35,9 @@
 /* What a check found. */
 struct recheck_result {
   uint32_t nfiles;
-  struct library_file *files; /* what stat said of each file at its check
-                                 (zeroed for a file that is missing or not
-                                 a regular file) */
+  struct library_file *files; /* what stat said of each whole file at its
+                                 check, zeroed for every other: the records
+                                 to store for the next check, as they are */
   uint8_t *file_ok;           /* nfiles bytes: 1 when every chunk of the
                                  file matched (or its record did) */
   uint32_t files_hashed;      /* files checked by their content: every file
@@ -73,10 +73,10 @@ typedef void (*recheck_done_cb)(void *arg, int status,
 typedef void (*recheck_progress_cb)(void *arg, uint64_t done, uint64_t total);
 
 /* Starts checking the copy of m under root (root "/" each file's path).
- * known is NULL or m->file_count records from an earlier check (nknown must
- * be m->file_count). m is borrowed until done; root and known are copied.
- * Returns 0 (done will come exactly once, never from inside this call) or
- * an error (SHOAL_EINVAL, SHOAL_ENOMEM; done will not come).
+ * known is NULL (or nknown 0) or m->file_count records from an earlier
+ * check (nknown must then be m->file_count). m is borrowed until done; root and
+ * known are copied. Returns 0 (done will come exactly once, never from inside
+ * this call) or an error (SHOAL_EINVAL, SHOAL_ENOMEM; done will not come).
  *
  * A record is trusted: a file rewritten in place with its size, time and
  * inode kept passes without being read (the source's first read of each

@@ -339,6 +339,13 @@ static void a_flipped_byte_under_its_record_is_trusted(void **state) {
   assert_only_bad(&c, A_BIN);
   assert_int_equal(c.res.chunks_bad, 1);
   assert_int_equal(c.res.files_hashed, NFILES);
+  /* The records of that check, stored as they are, never let the file
+   * pass unread again. */
+  struct check again = {0};
+  check_copy(dir, m, c.res.files, &again);
+  assert_err(again.status, SHOAL_ECHANGED);
+  assert_int_equal(again.res.files_hashed, 1);
+  check_free(&again);
   assert_string_equal(c.res.why, "top/a.bin: chunk 4 of its 5 differs");
   check_free(&c);
   free(rec);
@@ -381,7 +388,10 @@ static void a_truncated_file_is_of_another_size(void **state) {
                       "top/sub/c.bin: size 30000 bytes, the manifest says "
                       "40000");
   assert_int_equal(c.res.chunks_bad, m->files[C_BIN].chunk_count);
-  assert_int_equal(c.res.files[C_BIN].size, 30000);
+  /* No record for a file that is not whole. */
+  assert_int_equal(c.res.files[C_BIN].size, 0);
+  assert_int_equal(c.res.files[C_BIN].ino, 0);
+  assert_int_equal(c.res.files[A_BIN].size, sizes[A_BIN]);
   /* Not read: a file of the wrong size cannot be whole. */
   assert_int_equal(c.res.files_hashed, NFILES - 1);
   check_free(&c);
@@ -586,7 +596,7 @@ static void cancel_before_the_stat_step_runs(void **state) {
 /* ---------------------------------------------------------------------- */
 /* Arguments, and an empty content */
 
-static void wrong_record_count_is_refused(void **state) {
+static void bad_arguments_are_refused(void **state) {
   const char *dir = *state;
   struct manifest *m = make_tree(dir);
   struct library_file rec[NFILES];
@@ -601,6 +611,13 @@ static void wrong_record_count_is_refused(void **state) {
   assert_null(r);
   assert_err(recheck_start(&r, &loop, m, NULL, NULL, 0, NULL, on_done, NULL),
              SHOAL_EINVAL);
+  /* Records with a count of 0 are no records. */
+  struct check c = {0};
+  assert_err(recheck_start(&c.r, &loop, m, dir, rec, 0, NULL, on_done, &c), 0);
+  run_until(&loop, &c.called);
+  assert_err(c.status, 0);
+  assert_int_equal(c.res.files_hashed, NFILES);
+  check_free(&c);
   close_loop(&loop);
   manifest_free(m);
 }
@@ -714,7 +731,7 @@ int main(void) {
       T(a_file_written_during_the_check_is_bad),
       T(cancel_ends_with_ecanceled),
       T(cancel_before_the_stat_step_runs),
-      T(wrong_record_count_is_refused),
+      T(bad_arguments_are_refused),
       T(one_empty_file_is_a_whole_copy),
       T(apply_makes_a_source_that_serves_the_copy),
 #undef T
