@@ -76,7 +76,8 @@ struct manifest_file {
   uint8_t mode; /* 0 or MANIFEST_MODE_EXEC */
   /* The modification time the manifest carries (seconds may be negative;
    * nanoseconds are below MANIFEST_NSEC_LIMIT). For a local source it is
-   * also what hashing and serving compare the file against. */
+   * also what hashing and serving compare the file against; for a source
+   * made from a checked copy (recheck_apply) these are the copy's times. */
   int64_t mtime_sec;
   int64_t mtime_nsec;
 };

@@ -39,6 +39,7 @@
 
 struct swarm;
 struct session;
+struct recheck;
 
 /* A block a remote peer asked us for. */
 struct upreq {
@@ -123,7 +124,9 @@ struct session {
  *
  *   NEW       -> FETCHING (a get), SEEDING (a share)
  *   FETCHING  -> OPENING (the manifest is verified)
- *   OPENING   -> RUNNING (the storage is ready)
+ *   OPENING   -> RUNNING (the storage is ready), SEEDING (DIR/NAME was
+ *                already there, and a check found it whole: it is seeded
+ *                as a source)
  *   RUNNING   -> FINISHING (every chunk verified)
  *   FINISHING -> SEEDING (in place)
  *   any of those -> FAILED (swarm_fail), STOPPING (node_stop)
@@ -156,6 +159,8 @@ struct swarm {
   struct manifest *m;
   struct storage *st;
   struct picker *pk;
+  struct recheck *rc; /* the check of a copy already in place, while it
+                         runs (recheck.h) */
 
   struct session *sessions;
   unsigned nsessions;

@@ -15,7 +15,7 @@
 enum node_event_type {
   NODE_EV_LISTENING, /* port */
   NODE_EV_TRACKER,   /* key: a tracker's key, learned on first contact */
-  NODE_EV_HASHING,   /* done, total (sharing) */
+  NODE_EV_HASHING,   /* done, total (a get checking a copy in place) */
   NODE_EV_SHARED,    /* swarm published; link */
   NODE_EV_MANIFEST,  /* manifest fetched and storage ready; resumed */
   NODE_EV_PROGRESS,  /* periodic, per swarm */

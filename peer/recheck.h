@@ -35,18 +35,29 @@
 /* What a check found. */
 struct recheck_result {
   uint32_t nfiles;
-  struct library_file *files; /* what stat said of each file at its check
-                                 (zeroed for a file that is missing) */
+  struct library_file *files; /* what stat said of each whole file at its
+                                 check, zeroed for every other: the records
+                                 to store for the next check, as they are */
   uint8_t *file_ok;           /* nfiles bytes: 1 when every chunk of the
                                  file matched (or its record did) */
-  uint32_t files_hashed;      /* files read (the others matched their
-                                 record) */
+  uint32_t files_hashed;      /* files checked by their content: every file
+                                 of the right size whose record did not
+                                 match (an empty file counts; it has nothing
+                                 to read) */
   uint64_t bytes_hashed;
-  uint32_t chunks_bad;  /* chunks that failed, or whose file is missing or
-                           of another size */
-  /* The first problem, for people: "photos/a.jpg: size 10 bytes, the
-   * manifest says 12", "report.pdf: chunk 3 differs", "x: missing". ""
-   * when the copy is whole. */
+  uint32_t chunks_bad; /* chunks that failed, or whose file is missing,
+                          of another size, or changed during the check */
+  /* The first problem in manifest order, for people, one of:
+   *   "photos/a.jpg: size 10 bytes, the manifest says 12"
+   *   "report.pdf: chunk 3 of its 40 differs" (counted from 1 within the
+   *     file; ", and N more" when others of it differ too)
+   *   "x: missing"
+   *   "x: not a regular file" (a folder, a fifo...)
+   *   "x: not a regular file, or behind a symbolic link (links are not
+   *     followed)"
+   *   "x: changed while it was checked"
+   *   "x: " and the error, for a file-system error
+   * and "" when the copy is whole. */
   char why[RECHECK_WHY_BYTES];
 };
 
@@ -62,9 +73,14 @@ typedef void (*recheck_done_cb)(void *arg, int status,
 typedef void (*recheck_progress_cb)(void *arg, uint64_t done, uint64_t total);
 
 /* Starts checking the copy of m under root (root "/" each file's path).
- * known is NULL or m->file_count records from an earlier check. m and the
- * strings are borrowed until done; known is copied. Returns 0 (done will
- * come exactly once) or an error (it will not). */
+ * known is NULL (or nknown 0) or m->file_count records from an earlier
+ * check (nknown must then be m->file_count). m is borrowed until done; root and
+ * known are copied. Returns 0 (done will come exactly once, never from inside
+ * this call) or an error (SHOAL_EINVAL, SHOAL_ENOMEM; done will not come).
+ *
+ * A record is trusted: a file rewritten in place with its size, time and
+ * inode kept passes without being read (the source's first read of each
+ * chunk still hashes it before serving, source.h). */
 int recheck_start(struct recheck **out, uv_loop_t *loop,
                   const struct manifest *m, const char *root,
                   const struct library_file *known, uint32_t nknown,
@@ -72,14 +88,15 @@ int recheck_start(struct recheck **out, uv_loop_t *loop,
                   void *arg);
 
 /* Stops a check early: done comes with SHOAL_ECANCELED once the jobs in
- * flight have returned. */
+ * flight have returned. Only before done: r is freed after it returns. */
 void recheck_cancel(struct recheck *r);
 
 /* Makes m (decoded, so with no local_root) a local source of the copy
- * under root that result checked: sets local_root, and each file's
- * modification time to the one the check saw, which is what serving then
- * compares the file against (the manifest's signed bytes are unchanged).
- * Returns 0 or SHOAL_ENOMEM. */
+ * under root that result checked: sets local_root (a copy, replacing any
+ * earlier one), and each file's modification time to the one the check
+ * saw, which is what serving then compares the file against (m->encoded,
+ * the signed bytes, is unchanged). Returns 0, SHOAL_EINVAL (result is of
+ * another file count) or SHOAL_ENOMEM. */
 int recheck_apply(struct manifest *m, const char *root,
                   const struct recheck_result *result);
 

@@ -258,6 +258,11 @@ void report_event(struct report *r, uint64_t now, const struct node_event *ev) {
     }
     break;
   case NODE_EV_HASHING:
+    /* A get checking a copy already in place (a share's own hashing is
+     * reported by the command, which names the path). */
+    if (ev->swarm != NULL) {
+      report_hashing(r, now, ev->swarm->name, ev->done, ev->total);
+    }
     break;
   case NODE_EV_SHARED:
     textid_encode(TEXTID_CONTENT, ev->swarm->content, text);

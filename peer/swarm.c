@@ -26,10 +26,13 @@
 #include "peer/haves.h"
 #include "peer/internal.h"
 #include "peer/partial.h"
+#include "peer/recheck.h"
 #include "peer/requests.h"
 #include "peer/suspect.h"
 
 static void maybe_finish(struct swarm *sw);
+static void swarm_completed(struct swarm *sw, const char *path);
+static void check_existing_copy(struct swarm *sw);
 static void start_manifest_fetch(struct swarm *sw, struct session *s);
 static void send_have_log(struct swarm *sw, struct session *s);
 
@@ -56,7 +59,8 @@ static const unsigned swarm_moves[SW_NSTATES] = {
     [SW_NEW] =
         TO(SW_FETCHING) | TO(SW_SEEDING) | TO(SW_FAILED) | TO(SW_STOPPING),
     [SW_FETCHING] = TO(SW_OPENING) | TO(SW_FAILED) | TO(SW_STOPPING),
-    [SW_OPENING] = TO(SW_RUNNING) | TO(SW_FAILED) | TO(SW_STOPPING),
+    [SW_OPENING] =
+        TO(SW_RUNNING) | TO(SW_SEEDING) | TO(SW_FAILED) | TO(SW_STOPPING),
     [SW_RUNNING] = TO(SW_FINISHING) | TO(SW_FAILED) | TO(SW_STOPPING),
     [SW_FINISHING] = TO(SW_SEEDING) | TO(SW_FAILED) | TO(SW_STOPPING),
     [SW_SEEDING] = TO(SW_FAILED) | TO(SW_STOPPING),
@@ -79,6 +83,11 @@ void swarm_set_state(struct swarm *sw, enum swarm_state to) {
   log_debug("peer", "swarm %s: %s -> %s", sw->name, swarm_state_name(sw->state),
             swarm_state_name(to));
   sw->state = to;
+  if ((to == SW_FAILED || to == SW_STOPPING) && sw->rc != NULL) {
+    /* A check of a copy in place ends with the swarm; its callback still
+     * comes, once the jobs in flight are back, and finds it over. */
+    recheck_cancel(sw->rc);
+  }
 }
 
 /* One strike against pk (bans.c counts); at NODE_STRIKES_BAN (or with ban
@@ -914,6 +923,11 @@ static void on_storage_open(void *arg, int status) {
   if (sw->state != SW_OPENING) {
     return;
   }
+  if (status == UV_EEXIST) {
+    /* DIR/NAME is there: a finished copy is checked, never written. */
+    check_existing_copy(sw);
+    return;
+  }
   if (status != 0) {
     char msg[9000];
     char final[4400];
@@ -930,11 +944,6 @@ static void on_storage_open(void *arg, int status) {
                "%s — wait for that download to finish, or choose another "
                "folder with -o",
                why);
-    } else if (status == UV_EEXIST) {
-      snprintf(msg, sizeof(msg),
-               "%s already exists — remove it or choose another folder "
-               "with -o",
-               final);
     } else if (status == UV_EACCES || status == UV_EPERM) {
       snprintf(msg, sizeof(msg),
                "permission denied writing into %s — choose a folder you "
@@ -1012,6 +1021,115 @@ void swarm_load_manifest(struct swarm *sw) {
 }
 
 /* ------------------------------------------------------------------------ */
+/* A copy already in place: checked, then seeded as a source */
+
+static void on_copy_progress(void *arg, uint64_t done, uint64_t total) {
+  struct swarm *sw = arg;
+  struct node_event ev;
+  memset(&ev, 0, sizeof(ev));
+  ev.type = NODE_EV_HASHING;
+  ev.done = done;
+  ev.total = total;
+  swarm_emit(sw, &ev);
+}
+
+/* The copy at final is whole: serve it as a source under the content's
+ * ID. The swarm holds everything, so it completes at once; it is never
+ * published by us (the publisher did that), only announced. */
+static void seed_copy(struct swarm *sw, const char *final,
+                      const struct recheck_result *res) {
+  char msg[4600];
+  int err = recheck_apply(sw->m, sw->dir, res);
+  if (err == 0) {
+    err = storage_open_source(&sw->st, sw->node->loop, sw->m);
+  }
+  if (err != 0) {
+    sw->st = NULL;
+    snprintf(msg, sizeof(msg), "cannot serve %s: %s", final,
+             shoal_strerror(err));
+    swarm_fail(sw, err, msg);
+    return;
+  }
+  sw->is_source = 1;
+  /* The schedule publishes a source that is not yet published; this one
+   * is someone else's content, already in the catalog: announce only. */
+  sw->an.published = 1;
+  swarm_set_state(sw, SW_SEEDING);
+  log_info("peer", "%s: %s is whole (%u files read, %u trusted); seeding it",
+           sw->name, final, res->files_hashed, res->nfiles - res->files_hashed);
+  /* Peers met while the copy was checked get our have-map now. */
+  for (struct session *s = sw->sessions, *next; s != NULL; s = next) {
+    next = s->next;
+    if (s->state != SESS_OPEN) {
+      continue;
+    }
+    send_have_map(sw, s);
+    if (take_have_map(sw, s) != 0) {
+      session_close(s, "bad have-map");
+    } else if (s->have_map_checked && s->remote_have == sw->m->chunk_count) {
+      session_close(s, "both hold the whole content");
+    }
+  }
+  swarm_completed(sw, final);
+}
+
+static void on_copy_checked(void *arg, int status,
+                            const struct recheck_result *res) {
+  struct swarm *sw = arg;
+  char final[4400], msg[9000];
+  sw->rc = NULL;
+  sw->refs--;
+  if (sw->state != SW_OPENING) {
+    return; /* failed or stopping meanwhile */
+  }
+  snprintf(final, sizeof(final), "%s/%s", sw->dir, sw->m->name);
+  if (status == SHOAL_ECHANGED) {
+    snprintf(msg, sizeof(msg),
+             "%s exists and differs from the content (%s); nothing was "
+             "overwritten — move it away or choose another folder with -o",
+             final, res->why);
+    swarm_fail(sw, UV_EEXIST, msg);
+    return;
+  }
+  if (status != 0) {
+    snprintf(msg, sizeof(msg),
+             "%s exists and cannot be checked against the content (%s); "
+             "nothing was overwritten — move it away or choose another "
+             "folder with -o",
+             final, res->why[0] != '\0' ? res->why : shoal_strerror(status));
+    swarm_fail(sw, status, msg);
+    return;
+  }
+  seed_copy(sw, final, res);
+}
+
+/* The download's open found DIR/NAME already there. It may be this very
+ * content, finished earlier: check it (every file hashed, on the pool),
+ * and seed it when it is whole; a copy that differs is left as it is. */
+static void check_existing_copy(struct swarm *sw) {
+  char msg[4600];
+  int err;
+  if (sw->st != NULL) {
+    storage_close(sw->st, NULL, NULL); /* the failed open's; it made nothing */
+    sw->st = NULL;
+  }
+  log_info("peer", "%s: %s/%s exists; checking it against the content",
+           sw->name, sw->dir, sw->m->name);
+  err = recheck_start(&sw->rc, sw->node->loop, sw->m, sw->dir, NULL, 0,
+                      on_copy_progress, on_copy_checked, sw);
+  if (err != 0) {
+    sw->rc = NULL;
+    snprintf(msg, sizeof(msg),
+             "%s/%s exists and cannot be checked: %s; nothing was "
+             "overwritten",
+             sw->dir, sw->m->name, shoal_strerror(err));
+    swarm_fail(sw, err, msg);
+    return;
+  }
+  sw->refs++;
+}
+
+/* ------------------------------------------------------------------------ */
 /* Storage ready, completion */
 
 /* Storage is open and re-checked: start trading. */
@@ -1036,12 +1154,14 @@ void swarm_storage_ready(struct swarm *sw) {
   maybe_finish(sw);
 }
 
-static void swarm_completed(struct swarm *sw) {
+/* Every chunk is in place at path: "completed" to the trackers, and
+ * NODE_EV_COMPLETE. */
+static void swarm_completed(struct swarm *sw, const char *path) {
   struct node_event ev;
   sw->complete_ms = node_now(sw->node);
   memset(&ev, 0, sizeof(ev));
   ev.type = NODE_EV_COMPLETE;
-  ev.path = storage_final_path(sw->st);
+  ev.path = path;
   ev.seconds = (double)(sw->complete_ms - sw->started_ms) / 1000.0;
   sw->node->swarm_up->completed(sw);
   swarm_emit(sw, &ev);
@@ -1073,7 +1193,7 @@ static void on_finished(void *arg, int status) {
     }
   }
   partial_drop_all(sw);
-  swarm_completed(sw);
+  swarm_completed(sw, storage_final_path(sw->st));
 }
 
 static void maybe_finish(struct swarm *sw) {

@@ -26,7 +26,7 @@ static const int expected[SW_NSTATES][SW_NSTATES] = {
     /*               new fetch open run  fin  seed fail stop */
     [SW_NEW] = {0, 1, 0, 0, 0, 1, 1, 1},
     [SW_FETCHING] = {0, 0, 1, 0, 0, 0, 1, 1},
-    [SW_OPENING] = {0, 0, 0, 1, 0, 0, 1, 1},
+    [SW_OPENING] = {0, 0, 0, 1, 0, 1, 1, 1}, /* seed: a whole copy */
     [SW_RUNNING] = {0, 0, 0, 0, 1, 0, 1, 1},
     [SW_FINISHING] = {0, 0, 0, 0, 0, 1, 1, 1},
     [SW_SEEDING] = {0, 0, 0, 0, 0, 0, 1, 1},
@@ -111,6 +111,13 @@ static void test_set_state_walks_a_get_and_a_share_and_logs(void **st) {
     swarm_set_state(sw, get[i]);
     assert_int_equal(sw->state, get[i]);
   }
+  /* A get whose folder already held the whole content seeds it. */
+  memset(sw, 0, sizeof(*sw));
+  snprintf(sw->name, sizeof(sw->name), "again");
+  swarm_set_state(sw, SW_FETCHING);
+  swarm_set_state(sw, SW_OPENING);
+  swarm_set_state(sw, SW_SEEDING);
+  assert_int_equal(sw->state, SW_SEEDING);
   memset(sw, 0, sizeof(*sw));
   snprintf(sw->name, sizeof(sw->name), "docs");
   swarm_set_state(sw, SW_SEEDING);
@@ -128,6 +135,7 @@ static void test_set_state_walks_a_get_and_a_share_and_logs(void **st) {
   assert_non_null(strstr(text, "swarm photos: new -> fetching"));
   assert_non_null(strstr(text, "swarm photos: running -> finishing"));
   assert_non_null(strstr(text, "swarm photos: seeding -> stopping"));
+  assert_non_null(strstr(text, "swarm again: opening -> seeding"));
   assert_non_null(strstr(text, "swarm docs: new -> seeding"));
   assert_non_null(strstr(text, "swarm docs: seeding -> failed"));
   free(text);
