@@ -90,9 +90,8 @@ static json_t *content_json(const struct daemon_item_view *v) {
   }
   json_object_set_new(o, "id", jid(v->content));
   json_object_set_new(o, "name", jstr(v->name));
-  json_object_set_new(o, "kind", json_string(v->kind == LIBRARY_SHARE
-                                                 ? "share"
-                                                 : "download"));
+  json_object_set_new(
+      o, "kind", json_string(v->kind == LIBRARY_SHARE ? "share" : "download"));
   json_object_set_new(o, "state", json_string(daemon_state_name(v->state)));
   json_object_set_new(o, "size", json_integer((json_int_t)v->size));
   json_object_set_new(o, "have", json_integer((json_int_t)v->have));
@@ -104,12 +103,10 @@ static json_t *content_json(const struct daemon_item_view *v) {
   json_object_set_new(o, "peers", json_integer(v->peers));
   json_object_set_new(o, "seeders", json_integer(v->seeders));
   json_object_set_new(o, "uploaded", json_integer((json_int_t)v->uploaded));
-  json_object_set_new(o, "downloaded",
-                      json_integer((json_int_t)v->downloaded));
-  json_object_set_new(o, "ratio",
-                      json_real(v->size > 0 ? (double)v->uploaded /
-                                                  (double)v->size
-                                            : 0.0));
+  json_object_set_new(o, "downloaded", json_integer((json_int_t)v->downloaded));
+  json_object_set_new(
+      o, "ratio",
+      json_real(v->size > 0 ? (double)v->uploaded / (double)v->size : 0.0));
   json_object_set_new(o, "path", jstr(v->path));
   json_object_set_new(o, "link", jstr(v->link));
   json_object_set_new(o, "added", json_integer(v->added));
@@ -132,8 +129,8 @@ static json_t *status_json(struct api *a) {
   json_object_set_new(o, "peer", json_string(pk));
   json_object_set_new(o, "port", json_integer(t.port));
   json_object_set_new(api, "socket", jstr(a->socket_path));
-  json_object_set_new(api, "tcp", a->tcp[0] ? json_string(a->tcp)
-                                             : json_null());
+  json_object_set_new(api, "tcp",
+                      a->tcp[0] ? json_string(a->tcp) : json_null());
   json_object_set_new(o, "api", api);
   json_object_set_new(o, "uptime",
                       json_integer((json_int_t)(time(NULL) - t.started)));
@@ -141,8 +138,7 @@ static json_t *status_json(struct api *a) {
   json_object_set_new(o, "downloading", json_integer(t.downloading));
   json_object_set_new(o, "seeding", json_integer(t.seeding));
   json_object_set_new(o, "uploaded", json_integer((json_int_t)t.uploaded));
-  json_object_set_new(o, "downloaded",
-                      json_integer((json_int_t)t.downloaded));
+  json_object_set_new(o, "downloaded", json_integer((json_int_t)t.downloaded));
   json_object_set_new(o, "upload_rate",
                       json_integer((json_int_t)t.upload_rate));
   json_object_set_new(o, "download_rate",
@@ -202,8 +198,8 @@ static json_t *body_object(const struct http_request *req,
   }
   j = json_loadb(req->body, req->body_len, JSON_REJECT_DUPLICATES, &e);
   if (j == NULL) {
-    http_error(res, 400, "the body is not JSON: line %d, column %d: %s",
-               e.line, e.column, e.text);
+    http_error(res, 400, "the body is not JSON: line %d, column %d: %s", e.line,
+               e.column, e.text);
     return NULL;
   }
   if (!json_is_object(j)) {
@@ -470,8 +466,10 @@ static void on_request(void *arg, const struct http_request *req,
     }
     events(a, res);
   } else {
-    http_error(res, 404, "no such path: %s (the API is under /v1/: see "
-               "docs/api.md)", p);
+    http_error(res, 404,
+               "no such path: %s (the API is under /v1/: see "
+               "docs/api.md)",
+               p);
   }
 }
 
@@ -520,8 +518,7 @@ static void on_timer(uv_timer_t *t) {
 /* The token */
 
 /* Reads HOME/api.token, or makes it (mode 0600). */
-static int load_token(struct api *a, const char *home, char *msg,
-                      size_t cap) {
+static int load_token(struct api *a, const char *home, char *msg, size_t cap) {
   char path[API_PATH_BYTES];
   struct stat st;
   ssize_t n;
@@ -627,8 +624,7 @@ int api_start(struct api **out, uv_loop_t *loop, struct daemon *d,
     int hostlen = colon != NULL ? (int)(colon - c->tcp_listen) : 0;
     snprintf(a->tcp, sizeof(a->tcp), "%.*s:%u", hostlen, c->tcp_listen,
              (unsigned)http_tcp_port(a->http));
-    snprintf(a->page, sizeof(a->page), "http://%s/#token=%s", a->tcp,
-             a->token);
+    snprintf(a->page, sizeof(a->page), "http://%s/#token=%s", a->tcp, a->token);
   }
   uv_timer_init(loop, &a->timer);
   a->timer.data = a;

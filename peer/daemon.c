@@ -63,16 +63,16 @@ struct item {
   struct item *qnext;       /* the start queue */
   struct daemon *d;
   uint8_t content[MANIFEST_ID_BYTES];
-  int has_content;     /* 0: a share being hashed */
-  char *path;          /* a share being hashed: its path */
+  int has_content; /* 0: a share being hashed */
+  char *path;      /* a share being hashed: its path */
   char name[MANIFEST_MAX_SEGMENT + 1];
   enum library_kind kind;
   enum daemon_state state;
   char error[LIBRARY_ERROR_BYTES]; /* for items outside the library */
   int queued;
-  int in_node;   /* the node has a swarm for it */
-  int removing;  /* node_remove under way */
-  int gone;      /* removed from the library: hidden, freed when idle */
+  int in_node;  /* the node has a swarm for it */
+  int removing; /* node_remove under way */
+  int gone;     /* removed from the library: hidden, freed when idle */
   enum item_after after;
   int delete_data;
   int full_check; /* the next check ignores the fast-resume record */
@@ -206,8 +206,7 @@ static struct library_entry *entry_of(struct daemon *d, const struct item *it) {
   return it->has_content ? library_find(&d->lib, it->content) : NULL;
 }
 
-static void set_state(struct daemon *d, struct item *it,
-                      enum daemon_state to) {
+static void set_state(struct daemon *d, struct item *it, enum daemon_state to) {
   if (it->state == to) {
     return;
   }
@@ -262,8 +261,7 @@ static void save(struct daemon *d) {
   }
   err = library_save(&d->lib);
   if (err != 0) {
-    log_warn("daemon", "cannot save %s: %s", d->lib.path,
-             shoal_strerror(err));
+    log_warn("daemon", "cannot save %s: %s", d->lib.path, shoal_strerror(err));
   }
   d->last_save_ms = uv_now(d->loop);
 }
@@ -670,8 +668,8 @@ static void start_download(struct daemon *d, struct item *it,
   it->base_down = e->downloaded;
   memset(&it->info, 0, sizeof(it->info));
   it->info.total = size;
-  err = node_get(d->node, it->content, name, size, l.trackers, nt, key,
-                 e->path, 1);
+  err = node_get(d->node, it->content, name, size, l.trackers, nt, key, e->path,
+                 1);
   if (err != 0) {
     char msg[DAEMON_MSG_BYTES];
     snprintf(msg, sizeof(msg), "cannot start the download: %s",
@@ -727,10 +725,9 @@ static int start_item(struct daemon *d, struct item *it) {
   it->check_total = 0;
   memset(&it->info, 0, sizeof(it->info));
   it->info.total = it->m->total_size;
-  err = recheck_start(&it->rc, d->loop, it->m, e->path,
-                      it->full_check ? NULL : e->files,
-                      it->full_check ? 0 : e->nfiles, on_check_progress,
-                      on_checked, it);
+  err = recheck_start(
+      &it->rc, d->loop, it->m, e->path, it->full_check ? NULL : e->files,
+      it->full_check ? 0 : e->nfiles, on_check_progress, on_checked, it);
   it->full_check = 0;
   if (err != 0) {
     char msg[DAEMON_MSG_BYTES];
@@ -918,7 +915,8 @@ static void on_node_event(void *arg, const struct node_event *ev) {
       /* Upload rate over the last progress period, smoothed. */
       uint64_t now = uv_now(d->loop);
       if (it->last_up_ms != 0 && now > it->last_up_ms) {
-        uint64_t r = (s->uploaded - it->last_up) * 1000u / (now - it->last_up_ms);
+        uint64_t r =
+            (s->uploaded - it->last_up) * 1000u / (now - it->last_up_ms);
         it->up_rate = (it->up_rate + r) / 2;
         if (it->up_rate != r) {
           it->moved = 1;
@@ -1031,8 +1029,8 @@ static void on_share_built(void *arg, int status, struct manifest *m) {
     return;
   }
   if (m->file_count == 0) {
-    snprintf(it->error, sizeof(it->error),
-             "cannot share %s: it holds no files", it->path);
+    snprintf(it->error, sizeof(it->error), "cannot share %s: it holds no files",
+             it->path);
     manifest_free(m);
     set_state(d, it, DS_FAILED);
     return;
@@ -1329,14 +1327,14 @@ int daemon_remove(struct daemon *d, const uint8_t content[MANIFEST_ID_BYTES],
     return 404;
   }
   e = entry_of(d, it);
-  if (delete && it->kind == LIBRARY_SHARE) {
+  if (delete &&it->kind == LIBRARY_SHARE) {
     snprintf(msg, cap,
              "%s is a share: its files are only ever read, never deleted — "
              "remove it without deleting data",
              it->name);
     return 409;
   }
-  if (delete && e != NULL) {
+  if (delete &&e != NULL) {
     delete_data(d, it->content, e->path, e->name);
   }
   view_of(d, it, &v);
@@ -1646,8 +1644,7 @@ int daemon_new(struct daemon **out, uv_loop_t *loop,
   if (c->download_dir != NULL) {
     snprintf(d->download_dir, sizeof(d->download_dir), "%s", c->download_dir);
   } else {
-    snprintf(d->download_dir, sizeof(d->download_dir), "%s/downloads",
-             d->home);
+    snprintf(d->download_dir, sizeof(d->download_dir), "%s/downloads", d->home);
   }
   d->cfg.download_dir = d->download_dir;
   if (c->watch_dir != NULL) {

@@ -63,9 +63,9 @@ struct daemon_item_view {
   unsigned peers, seeders;
   uint64_t uploaded, downloaded; /* over the content's life */
   const char *path;
-  const char *link;  /* NULL until known */
-  int64_t added;     /* unix seconds */
-  const char *error; /* NULL when none */
+  const char *link;                 /* NULL until known */
+  int64_t added;                    /* unix seconds */
+  const char *error;                /* NULL when none */
   uint64_t check_done, check_total; /* DS_CHECKING */
 };
 

@@ -82,13 +82,13 @@ typedef void (*http_handler_cb)(void *arg, const struct http_request *req,
                                 struct http_response *res);
 
 struct http_config {
-  const char *unix_path;  /* made with mode 0600 (an old socket there is
-                             replaced only when nothing answers on it); NULL:
-                             no Unix listener */
-  const char *tcp_listen; /* "127.0.0.1:PORT", "[::1]:PORT" or NULL; PORT 0
-                             takes any free port (http_tcp_port tells) */
-  const char *token;      /* required on TCP; NULL only without TCP */
-  size_t max_body;        /* 0: HTTP_MAX_BODY_DEFAULT */
+  const char *unix_path;    /* made with mode 0600 (an old socket there is
+                               replaced only when nothing answers on it); NULL:
+                               no Unix listener */
+  const char *tcp_listen;   /* "127.0.0.1:PORT", "[::1]:PORT" or NULL; PORT 0
+                               takes any free port (http_tcp_port tells) */
+  const char *token;        /* required on TCP; NULL only without TCP */
+  size_t max_body;          /* 0: HTTP_MAX_BODY_DEFAULT */
   unsigned max_connections; /* 0: HTTP_MAX_CONNECTIONS_DEFAULT */
   http_handler_cb handler;
   void *arg;
@@ -107,8 +107,7 @@ uint16_t http_tcp_port(const struct http_server *s);
 /* Writes one event ("event: NAME\ndata: JSON\n\n") to every open event
  * stream; a stream that has more than HTTP_SSE_MAX_QUEUED bytes waiting is
  * closed. */
-void http_broadcast(struct http_server *s, const char *event,
-                    const char *data);
+void http_broadcast(struct http_server *s, const char *event, const char *data);
 /* Open event streams. */
 unsigned http_stream_count(const struct http_server *s);
 

@@ -63,12 +63,12 @@ struct library_entry {
   char *link; /* owned; the share link (for a share: once published) */
   char *path; /* owned; see above */
   int paused;
-  int complete; /* every chunk verified once (a share always is) */
+  int complete;  /* every chunk verified once (a share always is) */
   int64_t added; /* unix seconds */
-  uint64_t uploaded, downloaded; /* DATA bytes over the content's life */
+  uint64_t uploaded, downloaded;   /* DATA bytes over the content's life */
   char error[LIBRARY_ERROR_BYTES]; /* "" when none */
-  uint32_t nfiles; /* 0: no fast-resume record */
-  struct library_file *files; /* owned; nfiles, in manifest order */
+  uint32_t nfiles;                 /* 0: no fast-resume record */
+  struct library_file *files;      /* owned; nfiles, in manifest order */
 };
 
 struct library {
