@@ -44,7 +44,8 @@
   XX(ERATE, "request rate limit exceeded")                                     \
   XX(EBUSY, "server is at a limit; try again later")                           \
   XX(ETIMEDOUT, "peer was too slow or idle")                                   \
-  XX(EPROTO, "unexpected message for this protocol state")
+  XX(EPROTO, "unexpected message for this protocol state")                     \
+  XX(ENOENT, "no such entry")
 
 enum shoal_err {
   SHOAL_ERR_BASE_ = -30000,
