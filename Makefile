@@ -73,6 +73,10 @@ TRACKER_LIB := $(BUILD)/lib/libshoal-tracker.a
 TRACKER_LIB_OBJ := $(patsubst %.c,$(BUILD)/obj/%.o,$(filter-out tracker/main.c,$(TRACKER_SRC)))
 PEER_LIB    := $(BUILD)/lib/libshoal-peer.a
 PEER_LIB_OBJ := $(patsubst %.c,$(BUILD)/obj/%.o,$(filter-out peer/main.c,$(PEER_SRC)))
+# The daemon's web page, compiled in from a generated C file (its rules are
+# in "The daemon's web page" below).
+WEB_PAGE_OBJ := $(BUILD)/obj/gen/peer/web_page.o
+PEER_LIB_OBJ += $(WEB_PAGE_OBJ)
 
 BINS :=
 LIBS := $(COMMON_LIB)
@@ -348,3 +352,28 @@ compare: build
 compare-quick: build
 	bash bench/compare.sh --n "1 4" --size 8M --reps 1 --systems "p2p cs http" \
 	  --bin $(BUILD)/bin --out $(BUILD)/compare-quick --check $(COMPARE_FLAGS)
+
+# ---------------------------------------------------------------------------
+# The daemon's web page (peer/web/index.html).
+#
+# The page is compiled into the peer library as web_page_html[] and
+# web_page_html_len (peer/web_page.h): od and awk, which every Debian has
+# (xxd comes with vim, which may not be installed), turn it into a C array,
+# with a NUL after the last byte that the length does not count.
+WEB_PAGE_HTML := peer/web/index.html
+WEB_PAGE_C    := $(BUILD)/gen/peer/web_page.c
+
+$(WEB_PAGE_C): $(WEB_PAGE_HTML)
+	@mkdir -p $(@D)
+	@{ printf '/* Generated from %s by the Makefile: do not edit. */\n' $<; \
+	   printf '#include "peer/web_page.h"\n\n'; \
+	   printf 'const unsigned char web_page_html[] = {\n'; \
+	   od -An -v -tu1 $< | awk '{ for (i = 1; i <= NF; i++) printf "%s,", $$i; \
+	                              printf "\n" }'; \
+	   printf '0};\n\nconst size_t web_page_html_len = %s;\n' "$$(wc -c < $<)"; \
+	 } > $@.tmp && mv $@.tmp $@
+	@echo "  GEN     $@"
+
+$(WEB_PAGE_OBJ): $(WEB_PAGE_C)
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS_ALL) -c -o $@ $<
