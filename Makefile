@@ -73,6 +73,10 @@ TRACKER_LIB := $(BUILD)/lib/libshoal-tracker.a
 TRACKER_LIB_OBJ := $(patsubst %.c,$(BUILD)/obj/%.o,$(filter-out tracker/main.c,$(TRACKER_SRC)))
 PEER_LIB    := $(BUILD)/lib/libshoal-peer.a
 PEER_LIB_OBJ := $(patsubst %.c,$(BUILD)/obj/%.o,$(filter-out peer/main.c,$(PEER_SRC)))
+# The daemon's web page, compiled in from a generated C file (its rules are
+# in "The daemon's web page" below).
+WEB_PAGE_OBJ := $(BUILD)/obj/gen/peer/web_page.o
+PEER_LIB_OBJ += $(WEB_PAGE_OBJ)
 
 BINS :=
 LIBS := $(COMMON_LIB)
@@ -233,6 +237,8 @@ $(BUILD)/bench/pacing: $(BUILD)/obj/bench/pacing.o $(BENCH_TESTLIB) \
 # Tests.
 test: deps
 	@$(MAKE) --no-print-directory format-check
+	@$(MAKE) --no-print-directory browser-deps BUILD=build
+	@$(MAKE) --no-print-directory browser-deps BUILD=build/asan
 	@$(MAKE) --no-print-directory -j2 tests BUILD=build
 	@$(MAKE) --no-print-directory check BUILD=build
 	@$(MAKE) --no-print-directory -j2 tests BUILD=build/asan SANITIZE=1
@@ -252,7 +258,7 @@ RUN_INTEG := $(patsubst $(BUILD)/tests/%,run-%,$(filter %/it_peer,$(INTEG_BINS))
 RUN_UNIT  := $(UNIT_BINS:$(BUILD)/tests/%=run-%)
 CHECK_JOBS ?= 2
 
-check: need-test-libs
+check: need-test-libs browser-deps
 	@$(MAKE) --no-print-directory -j2 tests
 	@$(MAKE) --no-print-directory -j$(CHECK_JOBS) -O -k $(RUN_INTEG) $(RUN_UNIT) \
 	  || { echo "tests FAILED ($(BUILD)): the '[  FAILED  ]' lines above say which"; exit 1; }
@@ -262,7 +268,7 @@ unit: need-test-libs
 	@$(MAKE) --no-print-directory -j2 $(UNIT_BINS)
 	@$(MAKE) --no-print-directory -j$(CHECK_JOBS) -O -k $(RUN_UNIT)
 
-integration: need-test-libs
+integration: need-test-libs browser-deps
 	@$(MAKE) --no-print-directory -j2 build $(INTEG_BINS)
 	@$(MAKE) --no-print-directory -j$(CHECK_JOBS) -O -k $(RUN_INTEG)
 
@@ -348,3 +354,49 @@ compare: build
 compare-quick: build
 	bash bench/compare.sh --n "1 4" --size 8M --reps 1 --systems "p2p cs http" \
 	  --bin $(BUILD)/bin --out $(BUILD)/compare-quick --check $(COMPARE_FLAGS)
+
+# ---------------------------------------------------------------------------
+# The daemon's web page (peer/web/index.html) and its browser test.
+#
+# The page is compiled into the peer library as web_page_html[] and
+# web_page_html_len (peer/web_page.h): od and awk, which every Debian has
+# (xxd comes with vim, which may not be installed), turn it into a C array,
+# with a NUL after the last byte that the length does not count.
+WEB_PAGE_HTML := peer/web/index.html
+WEB_PAGE_C    := $(BUILD)/gen/peer/web_page.c
+
+$(WEB_PAGE_C): $(WEB_PAGE_HTML)
+	@mkdir -p $(@D)
+	@{ printf '/* Generated from %s by the Makefile: do not edit. */\n' $<; \
+	   printf '#include "peer/web_page.h"\n\n'; \
+	   printf 'const unsigned char web_page_html[] = {\n'; \
+	   od -An -v -tu1 $< | awk '{ for (i = 1; i <= NF; i++) printf "%s,", $$i; \
+	                              printf "\n" }'; \
+	   printf '0};\n\nconst size_t web_page_html_len = %s;\n' "$$(wc -c < $<)"; \
+	 } > $@.tmp && mv $@.tmp $@
+	@echo "  GEN     $@"
+
+$(WEB_PAGE_OBJ): $(WEB_PAGE_C)
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS_ALL) -c -o $@ $<
+
+# The browser test (tests/it_browser.c runs tests/browser/page_test.mjs)
+# needs puppeteer-core, installed from the committed lock into
+# $(BUILD)/browser/node_modules; it drives the Debian chromium, so nothing
+# downloads a browser. npm runs only when node_modules is missing or the
+# lock changed (the stamp is a copy of the installed lock inside
+# node_modules). Without npm the test skips, so `check` goes on with a note.
+BROWSER_DIR   := $(BUILD)/browser
+BROWSER_STAMP := $(BROWSER_DIR)/node_modules/.shoal-lock.json
+
+.PHONY: browser-deps
+browser-deps:
+	@if ! command -v npm >/dev/null 2>&1; then \
+	  echo "browser-deps: npm is missing ('make deps' installs it): the browser test will skip"; \
+	elif ! cmp -s tests/browser/package-lock.json $(BROWSER_STAMP); then \
+	  echo "browser-deps: npm ci --prefix $(BROWSER_DIR)"; \
+	  mkdir -p $(BROWSER_DIR) && \
+	  cp tests/browser/package.json tests/browser/package-lock.json $(BROWSER_DIR)/ && \
+	  npm ci --prefix $(BROWSER_DIR) --no-audit --no-fund --loglevel=error && \
+	  cp tests/browser/package-lock.json $(BROWSER_STAMP); \
+	fi
