@@ -435,6 +435,10 @@ static void on_request(void *arg, const struct http_request *req,
     res->static_len = web_page_html_len;
     return;
   }
+  if (strcmp(p, "/favicon.ico") == 0) {
+    res->status = 204; /* no icon: the browser asks, and is told so */
+    return;
+  }
   if (strcmp(p, "/v1/status") == 0) {
     if (!get) {
       http_error(res, 405, "/v1/status takes GET");
