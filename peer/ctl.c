@@ -444,7 +444,9 @@ static void print_row(struct ctl *x, const json_t *o, size_t name_cols) {
   }
   size_t cols = fmt_term_cols(name);
   uint64_t bytes = get_u64(o, "size");
-  if (bytes == 0 && strcmp(get_str(o, "state"), "fetching") == 0) {
+  if (bytes == 0 && (strcmp(get_str(o, "state"), "fetching") == 0 ||
+                     strcmp(get_str(o, "state"), "checking") == 0)) {
+    /* The manifest is not known yet. */
     snprintf(size, sizeof(size), "?");
   } else {
     fmt_bytes(size, sizeof(size), bytes);
