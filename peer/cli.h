@@ -136,10 +136,12 @@ struct cli {
 /* The text of -h. */
 extern const char cli_usage[];
 
-/* Reads argv (argc entries, which must outlive c) into c, which is zeroed
- * first. Returns 0; SHOAL_EINVAL after a usage error, whose one line (for
- * the terminal: not escaped yet) is in c->error; or SHOAL_ENOMEM. c holds
- * memory on every return: call cli_close. */
+/* Reads argv (argc entries, which must outlive c) and the config file
+ * into c, which is zeroed first. Returns 0; SHOAL_EINVAL after a usage
+ * error (the config file's included: one that cannot be read, or a bad
+ * line in it), whose one line (for the terminal: not escaped yet) is in
+ * c->error; or SHOAL_ENOMEM. c holds memory on every return, which its
+ * fields may point into: call cli_close. */
 int cli_parse(struct cli *c, int argc, char **argv);
 /* Frees what cli_parse allocated. A zeroed struct cli may be closed. */
 void cli_close(struct cli *c);
