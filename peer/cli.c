@@ -1,13 +1,21 @@
-/* Reads shoal-peer's command line into a struct cli, checking every option
- * and argument, without doing anything else. */
+/* Reads shoal-peer's command line and its config file into a struct cli,
+ * checking every option and argument, without doing anything else. */
 #include "peer/cli.h"
 
+#include <arpa/inet.h>
 #include <assert.h>
+#include <errno.h>
 #include <getopt.h>
+#include <ini.h>
+#include <netinet/in.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "common/error.h"
 #include "common/textid.h"
@@ -18,37 +26,60 @@ const char cli_usage[] =
     "       shoal-peer get LINK|CONTENT-ID... [-o DIR] [--seed] [options]\n"
     "       shoal-peer search WORD... [--tracker HOST[:PORT]]... [--limit N]\n"
     "       shoal-peer id [--home DIR] [--json]\n"
+    "       shoal-peer daemon [--home DIR] [--api-listen 127.0.0.1:PORT]\n"
+    "                  [--watch DIR [--watch-share]] [--download-dir DIR]\n"
+    "                  [--tracker HOST[:PORT]]... [options]\n"
+    "       shoal-peer add LINK... [-o DIR]        (the commands below drive\n"
+    "       shoal-peer publish PATH...              the daemon of --home)\n"
+    "       shoal-peer ls | status\n"
+    "       shoal-peer pause|resume|recheck ID...\n"
+    "       shoal-peer rm ID... [--delete-data]\n"
+    "       shoal-peer limits [--upload-rate R] [--download-rate R]\n"
     "       shoal-peer -h | -V\n"
     "\n"
     "Shares files and folders with other peers, and gets them, through a\n"
     "shoal tracker. One process serves what it holds and fetches what it\n"
     "lacks from many peers at once; every chunk is checked against the\n"
-    "publisher's signed manifest.\n"
+    "publisher's signed manifest. 'daemon' keeps a library of contents\n"
+    "running, driven by the client commands (an ID is a content ID, or its\n"
+    "first 8 characters or more).\n"
     "\n"
     "Options, and the commands they apply to (any other is an error):\n"
-    "  -o, --output=DIR          get: where the content goes (.), made if\n"
-    "                            missing\n"
+    "  -o, --output=DIR          get, add: where the content goes (get: .;\n"
+    "                            add: the daemon's --download-dir)\n"
     "      --seed                get: keep serving after it completes\n"
-    "      --tracker=HOST[:PORT] share, get, search: a tracker (repeatable;\n"
-    "                            port 7070 if left out; IPv6 as [ADDR])\n"
-    "      --tracker-key=ID      share, get, search: the tracker's public key\n"
-    "                            (else learned from its first signed reply)\n"
-    "      --listen=ADDR:PORT    share, get: accept peers here ([::]:0, or\n"
-    "                            0.0.0.0:0 without IPv6)\n"
-    "      --max-peers=N         share, get: sessions per content, 1..256 "
-    "(50)\n"
-    "      --upload-rate=R       share, get: bytes a second, e.g. 500k, 10M\n"
-    "                            (0: no limit)\n"
-    "      --download-rate=R     get: the same for downloads\n"
+    "      --tracker=HOST[:PORT] share, get, search, daemon: a tracker\n"
+    "                            (repeatable; port 7070 if left out; IPv6 as\n"
+    "                            [ADDR])\n"
+    "      --tracker-key=ID      share, get, search, daemon: the tracker's\n"
+    "                            public key (else learned from its first\n"
+    "                            signed reply)\n"
+    "      --listen=ADDR:PORT    share, get, daemon: accept peers here "
+    "([::]:0,\n"
+    "                            or 0.0.0.0:0 without IPv6)\n"
+    "      --max-peers=N         share, get, daemon: sessions per content,\n"
+    "                            1..256 (50)\n"
+    "      --upload-rate=R       share, get, daemon, limits: bytes a second,\n"
+    "                            e.g. 500k, 10M (0: no limit)\n"
+    "      --download-rate=R     get, daemon, limits: the same for downloads\n"
     "      --mode=p2p|cs         share, get: swarm (p2p), or the client-"
     "server\n"
     "                            baseline: fetch from the publisher only,\n"
     "                            upload nothing\n"
-    "      --interval-cap=S      share, get: announce at least every S "
-    "seconds\n"
+    "      --interval-cap=S      share, get, daemon: announce at least every\n"
+    "                            S seconds\n"
     "      --limit=N             search: results, 1..50 (20)\n"
-    "      --home=DIR            all: keys and resume state\n"
+    "      --api-listen=ADDR:PORT daemon: serve the API and page on TCP too,\n"
+    "                            on a loopback address (127.0.0.1 or [::1])\n"
+    "      --watch=DIR           daemon: add each share link file (.shoal)\n"
+    "                            put in DIR\n"
+    "      --watch-share         daemon: and share each other file put in DIR\n"
+    "      --download-dir=DIR    daemon: where downloads go (HOME/downloads)\n"
+    "      --delete-data         rm: delete a download's data too\n"
+    "      --home=DIR            all: keys, library and resume state\n"
     "                            ($XDG_DATA_HOME/shoal)\n"
+    "      --config=FILE         all: read options from FILE\n"
+    "      --no-config           all: read no config file\n"
     "      --log-level=LEVEL     all: error, warn, info or debug (warn)\n"
     "      --json                all: one JSON object per line on stdout\n"
     "  -q, --quiet               all: no progress and no warnings\n"
@@ -57,14 +88,26 @@ const char cli_usage[] =
     "\n"
     "Options may come before or after the arguments; -- ends them.\n"
     "SHOAL_TRACKER (trackers separated by commas or spaces) stands for\n"
-    "--tracker when none is given.\n";
+    "--tracker when none is given.\n"
+    "\n"
+    "The config file, $XDG_CONFIG_HOME/shoal/peer.conf (else\n"
+    "~/.config/shoal/peer.conf), holds 'option = value' lines, at the top or\n"
+    "under [peer], named as the long options ('upload-rate = 1M', 'json =\n"
+    "true'). An option that does not apply to the command is ignored; the\n"
+    "command line wins over the file (--tracker replaces its list).\n";
 
 /* Which commands an option applies to: one bit each. */
-#define FOR_SHARE (1u << CLI_SHARE)
-#define FOR_GET (1u << CLI_GET)
-#define FOR_SEARCH (1u << CLI_SEARCH)
-#define FOR_ID (1u << CLI_ID)
-#define FOR_ALL (FOR_SHARE | FOR_GET | FOR_SEARCH | FOR_ID)
+#define FOR(cmd) (1u << (cmd))
+#define FOR_SHARE FOR(CLI_SHARE)
+#define FOR_GET FOR(CLI_GET)
+#define FOR_SEARCH FOR(CLI_SEARCH)
+#define FOR_DAEMON FOR(CLI_DAEMON)
+#define FOR_CLIENT                                                             \
+  (FOR(CLI_ADD) | FOR(CLI_PUBLISH) | FOR(CLI_LS) | FOR(CLI_PAUSE) |            \
+   FOR(CLI_RESUME) | FOR(CLI_RM) | FOR(CLI_RECHECK) | FOR(CLI_STATUS) |        \
+   FOR(CLI_LIMITS))
+#define FOR_ALL                                                                \
+  (FOR_SHARE | FOR_GET | FOR_SEARCH | FOR(CLI_ID) | FOR_DAEMON | FOR_CLIENT)
 
 /* getopt_long's codes: the short letter, or past any character. */
 enum opt_code {
@@ -82,7 +125,14 @@ enum opt_code {
   OPT_MODE,
   OPT_INTERVAL_CAP,
   OPT_LIMIT,
+  OPT_API_LISTEN,
+  OPT_WATCH,
+  OPT_WATCH_SHARE,
+  OPT_DOWNLOAD_DIR,
+  OPT_DELETE_DATA,
   OPT_HOME,
+  OPT_CONFIG,
+  OPT_NO_CONFIG,
   OPT_LOG_LEVEL,
   OPT_JSON,
 };
@@ -92,24 +142,36 @@ static const struct opt_info {
   const char *name;
   int has_value;
   unsigned cmds;
+  int in_file; /* may be set in the config file */
 } opt_table[] = {
-    {OPT_OUTPUT, "output", 1, FOR_GET},
-    {OPT_SEED, "seed", 0, FOR_GET},
-    {OPT_TRACKER, "tracker", 1, FOR_SHARE | FOR_GET | FOR_SEARCH},
-    {OPT_TRACKER_KEY, "tracker-key", 1, FOR_SHARE | FOR_GET | FOR_SEARCH},
-    {OPT_LISTEN, "listen", 1, FOR_SHARE | FOR_GET},
-    {OPT_MAX_PEERS, "max-peers", 1, FOR_SHARE | FOR_GET},
-    {OPT_UPLOAD_RATE, "upload-rate", 1, FOR_SHARE | FOR_GET},
-    {OPT_DOWNLOAD_RATE, "download-rate", 1, FOR_GET},
-    {OPT_MODE, "mode", 1, FOR_SHARE | FOR_GET},
-    {OPT_INTERVAL_CAP, "interval-cap", 1, FOR_SHARE | FOR_GET},
-    {OPT_LIMIT, "limit", 1, FOR_SEARCH},
-    {OPT_HOME, "home", 1, FOR_ALL},
-    {OPT_LOG_LEVEL, "log-level", 1, FOR_ALL},
-    {OPT_JSON, "json", 0, FOR_ALL},
-    {OPT_QUIET, "quiet", 0, FOR_ALL},
-    {OPT_HELP, "help", 0, FOR_ALL},
-    {OPT_VERSION, "version", 0, FOR_ALL},
+    {OPT_OUTPUT, "output", 1, FOR_GET | FOR(CLI_ADD), 1},
+    {OPT_SEED, "seed", 0, FOR_GET, 1},
+    {OPT_TRACKER, "tracker", 1, FOR_SHARE | FOR_GET | FOR_SEARCH | FOR_DAEMON,
+     1},
+    {OPT_TRACKER_KEY, "tracker-key", 1,
+     FOR_SHARE | FOR_GET | FOR_SEARCH | FOR_DAEMON, 1},
+    {OPT_LISTEN, "listen", 1, FOR_SHARE | FOR_GET | FOR_DAEMON, 1},
+    {OPT_MAX_PEERS, "max-peers", 1, FOR_SHARE | FOR_GET | FOR_DAEMON, 1},
+    {OPT_UPLOAD_RATE, "upload-rate", 1,
+     FOR_SHARE | FOR_GET | FOR_DAEMON | FOR(CLI_LIMITS), 1},
+    {OPT_DOWNLOAD_RATE, "download-rate", 1,
+     FOR_GET | FOR_DAEMON | FOR(CLI_LIMITS), 1},
+    {OPT_MODE, "mode", 1, FOR_SHARE | FOR_GET, 1},
+    {OPT_INTERVAL_CAP, "interval-cap", 1, FOR_SHARE | FOR_GET | FOR_DAEMON, 1},
+    {OPT_LIMIT, "limit", 1, FOR_SEARCH, 1},
+    {OPT_API_LISTEN, "api-listen", 1, FOR_DAEMON, 1},
+    {OPT_WATCH, "watch", 1, FOR_DAEMON, 1},
+    {OPT_WATCH_SHARE, "watch-share", 0, FOR_DAEMON, 1},
+    {OPT_DOWNLOAD_DIR, "download-dir", 1, FOR_DAEMON, 1},
+    {OPT_DELETE_DATA, "delete-data", 0, FOR(CLI_RM), 1},
+    {OPT_HOME, "home", 1, FOR_ALL, 1},
+    {OPT_CONFIG, "config", 1, FOR_ALL, 0},
+    {OPT_NO_CONFIG, "no-config", 0, FOR_ALL, 0},
+    {OPT_LOG_LEVEL, "log-level", 1, FOR_ALL, 1},
+    {OPT_JSON, "json", 0, FOR_ALL, 1},
+    {OPT_QUIET, "quiet", 0, FOR_ALL, 1},
+    {OPT_HELP, "help", 0, FOR_ALL, 0},
+    {OPT_VERSION, "version", 0, FOR_ALL, 0},
 };
 #define OPT_COUNT (sizeof(opt_table) / sizeof(opt_table[0]))
 /* "-q" in getopt's terms; the leading '-' hands over the arguments in
@@ -117,15 +179,25 @@ static const struct opt_info {
  * a missing value apart from an unknown option. */
 static const char short_opts[] = "-:ho:qV";
 
-/* What the command line said, before it is checked. */
+/* What the command line, or the config file, said, before it is checked.
+ * line[] is 0 for the command line, else the file's line. */
 struct cmdline {
   const char *value[OPT_COUNT]; /* the last value of each option */
   int given[OPT_COUNT];
+  unsigned line[OPT_COUNT];
   const char *trackers[LINK_MAX_TRACKERS + 1]; /* every --tracker */
+  unsigned tracker_line[LINK_MAX_TRACKERS + 1];
   unsigned ntrackers;
+  const char *file; /* the config file these came from, or NULL */
 };
 
-static const char *const cmd_names[] = {"", "share", "get", "search", "id"};
+static const char *const cmd_names[] = {
+    "",   "share", "get",    "search", "id",      "daemon", "add",   "publish",
+    "ls", "pause", "resume", "rm",     "recheck", "status", "limits"};
+#define CMD_COUNT (sizeof(cmd_names) / sizeof(cmd_names[0]))
+#define CMD_LIST                                                               \
+  "share, get, search, id, daemon, add, publish, ls, pause, resume, rm, "      \
+  "recheck, status or limits"
 
 /* Writes a usage error into c->error: the help may help when the command
  * line is wrong (hint), while a malformed link or content ID has a message
@@ -158,9 +230,55 @@ fail_input(struct cli *c, const char *fmt, ...) {
   return rc;
 }
 
+/* An error found in a value of the config file: the message gets the
+ * file's name and line in front. Returns err. */
+static int at_line(struct cli *c, const char *file, unsigned line, int err) {
+  char msg[CLI_ERROR_BYTES];
+  int n;
+  if (err != SHOAL_EINVAL || line == 0) {
+    return err;
+  }
+  n = snprintf(msg, sizeof(msg), "%s:%u: ", file, line);
+  if (n > 0 && (size_t)n < sizeof(msg)) {
+    snprintf(msg + n, sizeof(msg) - (size_t)n, "%.*s",
+             (int)(sizeof(msg) - (size_t)n - 1), c->error);
+  }
+  memcpy(c->error, msg, sizeof(c->error));
+  return err;
+}
+
+/* Keeps s (malloc'd, or NULL for out of memory) until cli_close. Returns
+ * s, or NULL (s freed) when it cannot be kept. */
+static char *keep(struct cli *c, char *s) {
+  if (s == NULL) {
+    return NULL;
+  }
+  if (c->nowned == c->owned_cap) {
+    size_t cap = c->owned_cap ? 2 * c->owned_cap : 16;
+    char **v = realloc(c->owned, cap * sizeof(*v));
+    if (v == NULL) {
+      free(s);
+      return NULL;
+    }
+    c->owned = v;
+    c->owned_cap = cap;
+  }
+  c->owned[c->nowned++] = s;
+  return s;
+}
+
 static int opt_index(int code) {
   for (size_t i = 0; i < OPT_COUNT; i++) {
     if ((int)opt_table[i].code == code) {
+      return (int)i;
+    }
+  }
+  return -1;
+}
+
+static int opt_by_name(const char *name) {
+  for (size_t i = 0; i < OPT_COUNT; i++) {
+    if (strcmp(opt_table[i].name, name) == 0) {
       return (int)i;
     }
   }
@@ -191,6 +309,25 @@ static int bad_option(struct cli *c, char **argv, int code) {
   /* A long option: getopt_long has moved past it. */
   const char *text = argv[optind - 1];
   return fail_usage(c, "unknown option %.*s", (int)strcspn(text, "="), text);
+}
+
+/* Records one value of option k (a repeatable --tracker adds to its list).
+ * Returns 0 or SHOAL_EINVAL. */
+static int note_value(struct cli *c, struct cmdline *cl, int k,
+                      const char *value, unsigned line) {
+  cl->given[k] = 1;
+  cl->value[k] = value;
+  cl->line[k] = line;
+  if (opt_table[k].code == OPT_TRACKER) {
+    if (cl->ntrackers == LINK_MAX_TRACKERS) {
+      return at_line(
+          c, cl->file, line,
+          fail_usage(c, "--tracker: at most %d trackers", LINK_MAX_TRACKERS));
+    }
+    cl->tracker_line[cl->ntrackers] = line;
+    cl->trackers[cl->ntrackers++] = value;
+  }
+  return 0;
 }
 
 /* Reads argv into cl and the other arguments, in order, into c->words.
@@ -235,14 +372,9 @@ static int read_cmdline(struct cli *c, int argc, char **argv,
     }
     int k = opt_index(code);
     assert(k >= 0);
-    cl->given[k] = 1;
-    cl->value[k] = optarg;
-    if (code == OPT_TRACKER) {
-      if (cl->ntrackers == LINK_MAX_TRACKERS) {
-        return fail_usage(c, "--tracker: at most %d trackers",
-                          LINK_MAX_TRACKERS);
-      }
-      cl->trackers[cl->ntrackers++] = optarg;
+    int err = note_value(c, cl, k, optarg, 0);
+    if (err != 0) {
+      return err;
     }
   }
   /* After "--", everything is an argument. */
@@ -260,6 +392,312 @@ static int opt_given(const struct cmdline *cl, int code) {
 static const char *opt_value(const struct cmdline *cl, int code) {
   int k = opt_index(code);
   return cl->given[k] ? cl->value[k] : NULL;
+}
+
+/* ------------------------------------------------------------------------ */
+/* The config file */
+
+/* What the handler of ini_parse_stream works with. */
+struct conf_read {
+  struct cli *c;
+  struct cmdline *cl;
+  FILE *f;
+  const char *path;
+  unsigned line; /* of the line inih has now: the reader counts them */
+  int err;       /* the first error; its message is in c->error */
+  char *buf;     /* getline's */
+  size_t bufcap;
+};
+
+/* inih's reader: one line at a time (counted, so that the handler knows
+ * where it is). A line longer than inih's buffer would be cut in two and
+ * the rest read as a line of its own: it is refused instead. */
+static char *conf_reader(char *str, int num, void *stream) {
+  struct conf_read *r = stream;
+  ssize_t n;
+  if (r->err != 0) {
+    return NULL;
+  }
+  n = getline(&r->buf, &r->bufcap, r->f);
+  if (n < 0) {
+    return NULL;
+  }
+  r->line++;
+  if (memchr(r->buf, '\0', (size_t)n) != NULL) {
+    r->err = fail_input(r->c, "%s:%u: a NUL byte: this is not a text file",
+                        r->path, r->line);
+    return NULL;
+  }
+  if (n > num - 3) {
+    r->err = fail_input(r->c, "%s:%u: a line longer than %d bytes", r->path,
+                        r->line, num - 3);
+    return NULL;
+  }
+  memcpy(str, r->buf, (size_t)n + 1);
+  return str;
+}
+
+/* A flag's value in the file. Returns 1, 0, or -1 for neither. */
+static int conf_bool(const char *v) {
+  static const char *const yes[] = {"true", "yes", "on", "1"};
+  static const char *const no[] = {"false", "no", "off", "0"};
+  for (size_t i = 0; i < 4; i++) {
+    if (strcasecmp(v, yes[i]) == 0) {
+      return 1;
+    }
+    if (strcasecmp(v, no[i]) == 0) {
+      return 0;
+    }
+  }
+  return -1;
+}
+
+/* One "name = value" of the file. Returns 1 to go on, 0 after an error. */
+static int conf_handler(void *arg, const char *section, const char *name,
+                        const char *value) {
+  struct conf_read *r = arg;
+  struct cli *c = r->c;
+  int k;
+  if (r->err != 0) {
+    return 0;
+  }
+  if (section[0] != '\0' && strcmp(section, "peer") != 0) {
+    r->err = fail_input(c,
+                        "%s:%u: unknown section [%s] (options go at the top "
+                        "or under [peer])",
+                        r->path, r->line, section);
+    return 0;
+  }
+  k = opt_by_name(name);
+  if (k < 0) {
+    r->err =
+        fail_input(c, "%s:%u: unknown option '%s'", r->path, r->line, name);
+    return 0;
+  }
+  if (!opt_table[k].in_file) {
+    r->err = fail_input(c, "%s:%u: '%s' is not read from a config file",
+                        r->path, r->line, name);
+    return 0;
+  }
+  if (!opt_table[k].has_value) {
+    int on = conf_bool(value);
+    if (on < 0) {
+      r->err = fail_input(c, "%s:%u: %s must be true or false, not '%s'",
+                          r->path, r->line, name, value);
+      return 0;
+    }
+    r->cl->given[k] = on;
+    r->cl->line[k] = r->line;
+    r->cl->value[k] = NULL;
+    return 1;
+  }
+  char *copy = keep(c, strdup(value));
+  if (copy == NULL) {
+    r->err = SHOAL_ENOMEM;
+    return 0;
+  }
+  r->err = note_value(c, r->cl, k, copy, r->line);
+  return r->err == 0;
+}
+
+/* The default config file into out: under $XDG_CONFIG_HOME when it is an
+ * absolute path, else under $HOME/.config. Returns 0, or -1 when there is
+ * none. */
+static int default_config(char *out, size_t cap) {
+  const char *xdg = getenv("XDG_CONFIG_HOME");
+  const char *home = getenv("HOME");
+  int n;
+  if (xdg != NULL && xdg[0] == '/') {
+    n = snprintf(out, cap, "%s/%s", xdg, CLI_CONFIG_NAME);
+  } else if (home != NULL && home[0] == '/') {
+    n = snprintf(out, cap, "%s/.config/%s", home, CLI_CONFIG_NAME);
+  } else {
+    return -1;
+  }
+  return n < 0 || (size_t)n >= cap ? -1 : 0;
+}
+
+/* Reads the config file that the command line names (--config), or the
+ * default one when it exists, into file. A missing default is no file;
+ * anything else that cannot be read is an error. Returns 0, SHOAL_EINVAL
+ * or SHOAL_ENOMEM. */
+static int read_config(struct cli *c, const struct cmdline *cl,
+                       struct cmdline *file) {
+  char path[CLI_HOME_BYTES + 64];
+  const char *named = opt_value(cl, OPT_CONFIG);
+  struct conf_read r;
+  struct stat st;
+  int rc;
+
+  if (named != NULL && opt_given(cl, OPT_NO_CONFIG)) {
+    return fail_usage(c, "--config and --no-config do not go together");
+  }
+  if (opt_given(cl, OPT_NO_CONFIG)) {
+    return 0;
+  }
+  if (named != NULL) {
+    if (named[0] == '\0') {
+      return fail_usage(c, "--config needs a file, not ''");
+    }
+    snprintf(path, sizeof(path), "%s", named);
+  } else if (default_config(path, sizeof(path)) != 0) {
+    return 0;
+  }
+  memset(&r, 0, sizeof(r));
+  r.f = fopen(path, "re");
+  if (r.f == NULL) {
+    if (named == NULL && errno == ENOENT) {
+      return 0; /* no default file: nothing to read */
+    }
+    return fail_input(c, "cannot read the config file %s: %s", path,
+                      strerror(errno));
+  }
+  if (fstat(fileno(r.f), &st) != 0 || !S_ISREG(st.st_mode)) {
+    fclose(r.f);
+    return fail_input(c, "cannot read the config file %s: not a file", path);
+  }
+  c->config_path = named != NULL ? named : keep(c, strdup(path));
+  if (c->config_path == NULL) {
+    fclose(r.f);
+    return SHOAL_ENOMEM;
+  }
+  file->file = c->config_path;
+  r.c = c;
+  r.cl = file;
+  r.path = c->config_path;
+  rc = ini_parse_stream(conf_reader, &r, conf_handler, &r);
+  if (r.err == 0 && ferror(r.f)) {
+    r.err = fail_input(c, "cannot read the config file %s: %s", path,
+                       strerror(errno));
+  }
+  if (r.err == 0 && rc != 0) {
+    /* inih's own refusal: a line that is neither a section, a comment nor
+     * "name = value". */
+    r.err = fail_input(c,
+                       "%s:%d: not 'option = value', '[peer]' or a comment "
+                       "(# or ;)",
+                       c->config_path, rc);
+  }
+  free(r.buf);
+  fclose(r.f);
+  return r.err;
+}
+
+/* The options the run takes: the command line's, and the file's where the
+ * command line says nothing and the option applies to the command. */
+static void merge_config(struct cli *c, struct cmdline *cl,
+                         const struct cmdline *file) {
+  unsigned bit = 1u << c->cmd;
+  cl->file = file->file;
+  for (size_t k = 0; k < OPT_COUNT; k++) {
+    if (!cl->given[k] && file->given[k] && (opt_table[k].cmds & bit) != 0 &&
+        opt_table[k].code != OPT_TRACKER) {
+      cl->given[k] = 1;
+      cl->value[k] = file->value[k];
+      cl->line[k] = file->line[k];
+    }
+  }
+  /* A repeatable option: the command line's list, or else the file's. */
+  if (cl->ntrackers == 0 && file->ntrackers > 0 &&
+      (opt_table[opt_index(OPT_TRACKER)].cmds & bit) != 0) {
+    int k = opt_index(OPT_TRACKER);
+    memcpy(cl->trackers, file->trackers, sizeof(cl->trackers));
+    memcpy(cl->tracker_line, file->tracker_line, sizeof(cl->tracker_line));
+    cl->ntrackers = file->ntrackers;
+    cl->given[k] = 1;
+    cl->value[k] = file->value[k];
+    cl->line[k] = file->line[k];
+  }
+}
+
+/* ------------------------------------------------------------------------ */
+/* Paths for the daemon */
+
+/* path made absolute against the current folder, for a daemon that has
+ * its own: its parent is resolved (symbolic links and "..") and its last
+ * name kept as written, so that a link is shared under the name given.
+ * A parent that does not exist (a -o folder the daemon will make) is
+ * joined to the current folder as written. Returns the path (owned by c)
+ * or NULL with an error: SHOAL_EINVAL (message in c->error) or
+ * SHOAL_ENOMEM in *err. */
+static const char *absolute_path(struct cli *c, const char *what,
+                                 const char *path, int *err) {
+  char *copy = NULL, *parent = NULL, *cwd = NULL, *out = NULL;
+  const char *base;
+  size_t len = strlen(path);
+  *err = SHOAL_ENOMEM;
+  if (path[0] == '/') {
+    return keep(c, strdup(path));
+  }
+  copy = strdup(path);
+  if (copy == NULL) {
+    goto out;
+  }
+  while (len > 1 && copy[len - 1] == '/') {
+    copy[--len] = '\0';
+  }
+  char *slash = strrchr(copy, '/');
+  if (slash != NULL) {
+    *slash = '\0';
+    base = slash + 1;
+    parent = realpath(copy[0] != '\0' ? copy : "/", NULL);
+  } else {
+    base = copy;
+    parent = realpath(".", NULL);
+  }
+  if (strcmp(base, ".") == 0 || strcmp(base, "..") == 0) {
+    /* Nothing to keep as written: the whole path, resolved. */
+    free(parent);
+    if (slash != NULL) {
+      *slash = '/';
+    }
+    parent = realpath(copy, NULL);
+    base = NULL;
+  }
+  if (parent != NULL) {
+    size_t n = strlen(parent) + (base ? strlen(base) : 0) + 2;
+    out = malloc(n);
+    if (out != NULL) {
+      snprintf(out, n, "%s%s%s", parent,
+               base == NULL || strcmp(parent, "/") == 0 ? "" : "/",
+               base ? base : "");
+    }
+  } else {
+    cwd = getcwd(NULL, 0);
+    if (cwd == NULL) {
+      *err = fail_input(c, "%s '%s': cannot find the current folder: %s", what,
+                        path, strerror(errno));
+      goto out;
+    }
+    size_t n = strlen(cwd) + strlen(path) + 2;
+    out = malloc(n);
+    if (out != NULL) {
+      snprintf(out, n, "%s/%s", cwd, path);
+    }
+  }
+  if (out != NULL && strlen(out) >= CLI_HOME_BYTES) {
+    *err = fail_input(c, "%s '%s' is longer than %d bytes once absolute", what,
+                      path, CLI_HOME_BYTES - 1);
+    free(out);
+    out = NULL;
+  }
+out:
+  free(copy);
+  free(parent);
+  free(cwd);
+  return out != NULL ? keep(c, out) : NULL;
+}
+
+/* The same for an option's value, replacing *value. Returns 0, SHOAL_EINVAL
+ * or SHOAL_ENOMEM. */
+static int make_absolute(struct cli *c, const char *what, const char **value) {
+  int err = 0;
+  const char *abs = absolute_path(c, what, *value, &err);
+  if (abs == NULL) {
+    return err;
+  }
+  *value = abs;
+  return 0;
 }
 
 /* The trackers of SHOAL_TRACKER, for a command line that names none.
@@ -288,27 +726,61 @@ static int env_trackers(struct cli *c, struct link_tracker *out, unsigned *n) {
   return 0;
 }
 
-/* Checks and takes every option's value. Returns 0 or SHOAL_EINVAL. */
-static int take_options(struct cli *c, const struct cmdline *cl) {
-  const char *v;
-  uint64_t u;
-  for (size_t i = 0; i < OPT_COUNT; i++) {
-    if (cl->given[i] && (opt_table[i].cmds & (1u << c->cmd)) == 0) {
-      char name[64];
-      opt_name(&opt_table[i], name, sizeof(name));
-      return fail_usage(c, "%s does not apply to %s", name, cmd_names[c->cmd]);
+/* --api-listen: a loopback address, since the API is reached from this
+ * machine only (through ssh -L from another). Returns 0 or SHOAL_EINVAL. */
+static int take_api_listen(struct cli *c, const char *v) {
+  struct sockaddr_storage ss;
+  if (node_parse_listen(v, &ss) != 0) {
+    return fail_usage(c,
+                      "--api-listen must be a loopback address and a port, "
+                      "like 127.0.0.1:7071 or [::1]:7071, not '%s'",
+                      v);
+  }
+  if (ss.ss_family == AF_INET) {
+    const struct sockaddr_in *in = (const struct sockaddr_in *)(void *)&ss;
+    if ((ntohl(in->sin_addr.s_addr) >> 24) == 127) {
+      return 0;
+    }
+  } else if (ss.ss_family == AF_INET6) {
+    const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)(void *)&ss;
+    if (IN6_IS_ADDR_LOOPBACK(&in6->sin6_addr)) {
+      return 0;
     }
   }
-  c->json = opt_given(cl, OPT_JSON);
-  c->quiet = opt_given(cl, OPT_QUIET);
-  c->seed = opt_given(cl, OPT_SEED);
-  if ((v = opt_value(cl, OPT_OUTPUT)) != NULL) {
+  return fail_usage(c,
+                    "--api-listen '%s' is not a loopback address: the API "
+                    "listens on 127.0.0.1 or [::1] only (reach it from "
+                    "elsewhere through ssh -L)",
+                    v);
+}
+
+/* Checks and takes one option's value (NULL for a flag). Returns 0 or
+ * SHOAL_EINVAL. */
+static int take_value(struct cli *c, enum opt_code code, const char *v) {
+  uint64_t u;
+  switch (code) {
+  case OPT_JSON:
+    c->json = 1;
+    return 0;
+  case OPT_QUIET:
+    c->quiet = 1;
+    return 0;
+  case OPT_SEED:
+    c->seed = 1;
+    return 0;
+  case OPT_WATCH_SHARE:
+    c->watch_share = 1;
+    return 0;
+  case OPT_DELETE_DATA:
+    c->delete_data = 1;
+    return 0;
+  case OPT_OUTPUT:
     if (v[0] == '\0') {
       return fail_usage(c, "-o/--output needs a folder, not ''");
     }
     c->out_dir = v;
-  }
-  if ((v = opt_value(cl, OPT_LISTEN)) != NULL) {
+    return 0;
+  case OPT_LISTEN: {
     struct sockaddr_storage ss;
     if (node_parse_listen(v, &ss) != 0) {
       return fail_usage(c,
@@ -317,29 +789,48 @@ static int take_options(struct cli *c, const struct cmdline *cl) {
                         v);
     }
     c->node.listen = v;
+    return 0;
   }
-  if ((v = opt_value(cl, OPT_HOME)) != NULL) {
+  case OPT_API_LISTEN:
+    if (take_api_listen(c, v) != 0) {
+      return SHOAL_EINVAL;
+    }
+    c->api_listen = v;
+    return 0;
+  case OPT_HOME:
+  case OPT_WATCH:
+  case OPT_DOWNLOAD_DIR: {
+    const char *name = code == OPT_HOME    ? "--home"
+                       : code == OPT_WATCH ? "--watch"
+                                           : "--download-dir";
     if (v[0] == '\0' || strlen(v) >= CLI_HOME_BYTES) {
-      return fail_usage(c, "--home needs a folder path of at most %zu bytes",
+      return fail_usage(c, "%s needs a folder path of at most %zu bytes", name,
                         (size_t)CLI_HOME_BYTES - 1);
     }
-    c->home = v;
+    if (code == OPT_HOME) {
+      c->home = v;
+    } else if (code == OPT_WATCH) {
+      c->watch_dir = v;
+    } else {
+      c->download_dir = v;
+    }
+    return 0;
   }
-  if ((v = opt_value(cl, OPT_MAX_PEERS)) != NULL) {
+  case OPT_MAX_PEERS:
     if (fmt_parse_uint(v, 1, 256, &u) != 0) {
       return fail_usage(
           c, "--max-peers must be a number from 1 to 256, not '%s'", v);
     }
     c->node.max_peers = (unsigned)u;
-  }
-  if ((v = opt_value(cl, OPT_LIMIT)) != NULL) {
+    return 0;
+  case OPT_LIMIT:
     if (fmt_parse_uint(v, 1, TMSG_MAX_RESULTS, &u) != 0) {
       return fail_usage(c, "--limit must be a number from 1 to %d, not '%s'",
                         TMSG_MAX_RESULTS, v);
     }
     c->limit = (unsigned)u;
-  }
-  if ((v = opt_value(cl, OPT_INTERVAL_CAP)) != NULL) {
+    return 0;
+  case OPT_INTERVAL_CAP:
     if (fmt_parse_uint(v, 0, 86400, &u) != 0) {
       return fail_usage(c,
                         "--interval-cap must be seconds from 0 to 86400, not "
@@ -347,26 +838,26 @@ static int take_options(struct cli *c, const struct cmdline *cl) {
                         v);
     }
     c->node.interval_cap_s = (unsigned)u;
-  }
-  if ((v = opt_value(cl, OPT_UPLOAD_RATE)) != NULL) {
+    return 0;
+  case OPT_UPLOAD_RATE:
+  case OPT_DOWNLOAD_RATE: {
+    int up = code == OPT_UPLOAD_RATE;
     if (fmt_parse_size(v, &u) != 0) {
       return fail_usage(c,
-                        "--upload-rate must be bytes a second like 500k or "
-                        "10M, not '%s'",
-                        v);
+                        "--%s-rate must be bytes a second like 500k or 10M, "
+                        "not '%s'",
+                        up ? "upload" : "download", v);
     }
-    c->node.upload_rate = u;
-  }
-  if ((v = opt_value(cl, OPT_DOWNLOAD_RATE)) != NULL) {
-    if (fmt_parse_size(v, &u) != 0) {
-      return fail_usage(c,
-                        "--download-rate must be bytes a second like 500k or "
-                        "10M, not '%s'",
-                        v);
+    if (up) {
+      c->node.upload_rate = u;
+      c->have_upload_rate = 1;
+    } else {
+      c->node.download_rate = u;
+      c->have_download_rate = 1;
     }
-    c->node.download_rate = u;
+    return 0;
   }
-  if ((v = opt_value(cl, OPT_MODE)) != NULL) {
+  case OPT_MODE:
     if (strcmp(v, "p2p") == 0) {
       c->node.mode = NODE_MODE_P2P;
     } else if (strcmp(v, "cs") == 0) {
@@ -374,8 +865,8 @@ static int take_options(struct cli *c, const struct cmdline *cl) {
     } else {
       return fail_usage(c, "--mode must be p2p or cs, not '%s'", v);
     }
-  }
-  if ((v = opt_value(cl, OPT_LOG_LEVEL)) != NULL) {
+    return 0;
+  case OPT_LOG_LEVEL: {
     int level = log_level_parse(v);
     if (level < 0) {
       return fail_usage(c,
@@ -384,8 +875,9 @@ static int take_options(struct cli *c, const struct cmdline *cl) {
                         v);
     }
     c->log_level = (enum log_level)level;
+    return 0;
   }
-  if ((v = opt_value(cl, OPT_TRACKER_KEY)) != NULL) {
+  case OPT_TRACKER_KEY:
     if (textid_decode(TEXTID_KEY, v, strlen(v), c->tracker_key) != 0) {
       return fail_usage(c,
                         "--tracker-key '%s' is not a key ID (56 characters, "
@@ -393,14 +885,55 @@ static int take_options(struct cli *c, const struct cmdline *cl) {
                         v);
     }
     c->have_key = 1;
-  }
-  for (unsigned i = 0; i < cl->ntrackers; i++) {
+    return 0;
+  case OPT_TRACKER: {
     const char *why = NULL;
-    if (fmt_parse_tracker(cl->trackers[i], &c->trackers[c->ntrackers], &why) !=
-        0) {
-      return fail_usage(c, "--tracker '%s': %s", cl->trackers[i], why);
+    if (fmt_parse_tracker(v, &c->trackers[c->ntrackers], &why) != 0) {
+      return fail_usage(c, "--tracker '%s': %s", v, why);
     }
     c->ntrackers++;
+    return 0;
+  }
+  case OPT_CONFIG:
+  case OPT_NO_CONFIG:
+  case OPT_HELP:
+  case OPT_VERSION:
+    return 0; /* read before */
+  }
+  return 0;
+}
+
+/* Checks and takes every option's value, the command line's and the config
+ * file's. Returns 0, SHOAL_EINVAL or SHOAL_ENOMEM. */
+static int take_options(struct cli *c, const struct cmdline *cl) {
+  int err;
+  for (size_t i = 0; i < OPT_COUNT; i++) {
+    if (!cl->given[i] || opt_table[i].code == OPT_TRACKER) {
+      continue;
+    }
+    err = take_value(c, opt_table[i].code, cl->value[i]);
+    if (err != 0) {
+      return at_line(c, cl->file, cl->line[i], err);
+    }
+  }
+  for (unsigned i = 0; i < cl->ntrackers; i++) {
+    err = take_value(c, OPT_TRACKER, cl->trackers[i]);
+    if (err != 0) {
+      return at_line(c, cl->file, cl->tracker_line[i], err);
+    }
+  }
+  if (c->watch_share && c->watch_dir == NULL) {
+    return fail_usage(c, "--watch-share needs --watch DIR: the folder whose "
+                         "files are shared");
+  }
+  /* The daemon runs in a folder of its own choosing. */
+  if (c->cmd == CLI_DAEMON && c->watch_dir != NULL &&
+      (err = make_absolute(c, "--watch", &c->watch_dir)) != 0) {
+    return err;
+  }
+  if (c->cmd == CLI_DAEMON && c->download_dir != NULL &&
+      (err = make_absolute(c, "--download-dir", &c->download_dir)) != 0) {
+    return err;
   }
   return 0;
 }
@@ -495,6 +1028,103 @@ static int take_words(struct cli *c) {
   return 0;
 }
 
+/* add's LINKs, checked as get checks them, and its -o made absolute.
+ * Returns 0, SHOAL_EINVAL or SHOAL_ENOMEM. */
+static int take_links(struct cli *c) {
+  if (c->nargs < 1) {
+    return fail_usage(c, "add needs a LINK (or several)");
+  }
+  for (int i = 0; i < c->nargs; i++) {
+    struct share_link l;
+    const char *why = NULL;
+    const char *arg = c->args[i];
+    if (strncmp(arg, LINK_SCHEME, strlen(LINK_SCHEME)) != 0) {
+      return fail_input(c,
+                        "'%s' is not a share link (shoal:...) — add takes "
+                        "links as 'shoal-peer share' prints them",
+                        arg);
+    }
+    if (link_parse(arg, strlen(arg), &l, &why) != 0) {
+      return fail_input(c,
+                        "bad link: %s — copy the whole link as 'shoal-peer "
+                        "share' printed it",
+                        why != NULL ? why : "malformed");
+    }
+  }
+  if (c->out_dir != NULL) {
+    return make_absolute(c, "-o/--output", &c->out_dir);
+  }
+  return 0;
+}
+
+/* publish's PATHs, made absolute. Returns 0, SHOAL_EINVAL or SHOAL_ENOMEM. */
+static int take_paths(struct cli *c) {
+  const char **abs;
+  int err;
+  if (c->nargs < 1) {
+    return fail_usage(c, "publish needs at least one PATH");
+  }
+  abs = calloc((size_t)c->nargs + 1, sizeof(*abs));
+  if (abs == NULL || keep(c, (char *)(void *)abs) == NULL) {
+    return SHOAL_ENOMEM;
+  }
+  for (int i = 0; i < c->nargs; i++) {
+    if (c->args[i][0] == '\0') {
+      return fail_usage(c, "publish needs a path, not ''");
+    }
+    abs[i] = c->args[i];
+    err = make_absolute(c, "publish", &abs[i]);
+    if (err != 0) {
+      return err;
+    }
+  }
+  c->args = (char **)(void *)abs;
+  return 0;
+}
+
+/* Whether s is a content ID's text: lowercase or uppercase base32. */
+static int id_chars(const char *s) {
+  for (; *s != '\0'; s++) {
+    char ch = *s;
+    if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+          (ch >= '2' && ch <= '7'))) {
+      return 0;
+    }
+  }
+  return 1;
+}
+
+/* The IDs of pause, resume, rm and recheck: whole content IDs, or their
+ * first CLI_ID_PREFIX_MIN characters or more (resolved by ctl.c). Returns
+ * 0 or SHOAL_EINVAL. */
+static int take_ids(struct cli *c) {
+  uint8_t id[TEXTID_BYTES];
+  if (c->nargs < 1) {
+    return fail_usage(c,
+                      "%s needs a content ID (or several; 'shoal-peer ls' "
+                      "lists them)",
+                      cmd_names[c->cmd]);
+  }
+  for (int i = 0; i < c->nargs; i++) {
+    const char *arg = c->args[i];
+    size_t len = strlen(arg);
+    if (len == TEXTID_CHARS) {
+      int err = textid_decode(TEXTID_CONTENT, arg, len, id);
+      if (err != 0) {
+        return fail_input(c, "'%s' is not a content ID: %s", arg,
+                          shoal_strerror(err));
+      }
+    } else if (len < CLI_ID_PREFIX_MIN || len > TEXTID_CHARS ||
+               !id_chars(arg)) {
+      return fail_input(c,
+                        "'%s' is not a content ID, nor its first %d "
+                        "characters or more ('shoal-peer ls' lists them)",
+                        arg, CLI_ID_PREFIX_MIN);
+    }
+  }
+  return 0;
+}
+
 /* Each command's own arguments. Returns 0, SHOAL_EINVAL or SHOAL_ENOMEM. */
 static int take_arguments(struct cli *c) {
   int err;
@@ -523,10 +1153,28 @@ static int take_arguments(struct cli *c) {
     }
     return take_gets(c);
   case CLI_ID:
+  case CLI_DAEMON:
+  case CLI_LS:
+  case CLI_STATUS:
+  case CLI_LIMITS:
     if (c->nargs > 0) {
-      return fail_usage(c, "id takes no arguments, not '%s'", c->args[0]);
+      return fail_usage(c, "%s takes no arguments, not '%s'", cmd_names[c->cmd],
+                        c->args[0]);
+    }
+    if (c->cmd == CLI_DAEMON && c->ntrackers == 0) {
+      /* The trackers a share goes to; a daemon may run without. */
+      return env_trackers(c, c->trackers, &c->ntrackers);
     }
     return 0;
+  case CLI_ADD:
+    return take_links(c);
+  case CLI_PUBLISH:
+    return take_paths(c);
+  case CLI_PAUSE:
+  case CLI_RESUME:
+  case CLI_RM:
+  case CLI_RECHECK:
+    return take_ids(c);
   case CLI_NONE:
   case CLI_HELP:
   case CLI_VERSION:
@@ -536,12 +1184,13 @@ static int take_arguments(struct cli *c) {
 }
 
 int cli_parse(struct cli *c, int argc, char **argv) {
-  struct cmdline cl;
+  struct cmdline cl, file;
   int npos = 0;
   int err;
 
   memset(c, 0, sizeof(*c));
   memset(&cl, 0, sizeof(cl));
+  memset(&file, 0, sizeof(file));
   c->out_dir = ".";
   c->limit = CLI_LIMIT_DEFAULT;
   c->log_level = LOG_WARN;
@@ -555,25 +1204,39 @@ int cli_parse(struct cli *c, int argc, char **argv) {
     return err; /* a usage error, or -h or -V */
   }
   if (npos == 0) {
-    return fail_usage(c, "a command is needed: share, get, search or id");
+    return fail_usage(c, "a command is needed: " CMD_LIST);
   }
-  if (strcmp(c->words[0], "share") == 0) {
-    c->cmd = CLI_SHARE;
-  } else if (strcmp(c->words[0], "get") == 0) {
-    c->cmd = CLI_GET;
-  } else if (strcmp(c->words[0], "search") == 0) {
-    c->cmd = CLI_SEARCH;
-  } else if (strcmp(c->words[0], "id") == 0) {
-    c->cmd = CLI_ID;
-  } else if (strcmp(c->words[0], "help") == 0) {
+  if (strcmp(c->words[0], "help") == 0) {
     c->cmd = CLI_HELP;
     return 0;
-  } else {
-    return fail_usage(c, "unknown command '%s' (share, get, search or id)",
-                      c->words[0]);
+  }
+  for (size_t i = 1; i < CMD_COUNT; i++) {
+    if (strcmp(c->words[0], cmd_names[i]) == 0) {
+      c->cmd = (enum cli_cmd)i;
+    }
+  }
+  if (c->cmd == CLI_NONE) {
+    return fail_usage(c, "unknown command '%s' (" CMD_LIST ")", c->words[0]);
   }
   c->args = c->words + 1;
   c->nargs = npos - 1;
+  /* The command line's options must apply to the command; the file's are
+   * skipped where they do not. */
+  for (size_t i = 0; i < OPT_COUNT; i++) {
+    if (cl.given[i] && (opt_table[i].cmds & (1u << c->cmd)) == 0) {
+      char name[64];
+      opt_name(&opt_table[i], name, sizeof(name));
+      return fail_usage(c, "%s does not apply to %s", name, cmd_names[c->cmd]);
+    }
+  }
+  if (c->cmd == CLI_ADD) {
+    c->out_dir = NULL; /* the daemon's --download-dir */
+  }
+  err = read_config(c, &cl, &file);
+  if (err != 0) {
+    return err;
+  }
+  merge_config(c, &cl, &file);
   err = take_options(c, &cl);
   if (err == 0) {
     err = take_arguments(c);
@@ -584,9 +1247,17 @@ int cli_parse(struct cli *c, int argc, char **argv) {
 void cli_close(struct cli *c) {
   free(c->gets);
   free(c->words);
+  for (size_t i = 0; i < c->nowned; i++) {
+    free(c->owned[i]);
+  }
+  free(c->owned);
+  c->owned = NULL;
+  c->nowned = 0;
+  c->owned_cap = 0;
   c->gets = NULL;
   c->ngets = 0;
   c->words = NULL;
   c->args = NULL;
   c->nargs = 0;
+  c->config_path = NULL;
 }

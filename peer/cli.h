@@ -8,9 +8,20 @@
  * checked too (links and content IDs of a get, the words of a search), and
  * SHOAL_TRACKER stands for --tracker when none is given.
  *
+ * The config file (--config FILE, else $XDG_CONFIG_HOME/shoal/peer.conf or
+ * $HOME/.config/shoal/peer.conf; none with --no-config) is read here too,
+ * with inih: "key = value" lines whose keys are the long options' names,
+ * at the top or under [peer]. Its values are checked by the same code as
+ * the command line's, and an error names FILE:LINE. A key that is an
+ * option of other commands only is ignored (the file serves every
+ * command); one given on the command line too is the command line's (all
+ * of a repeatable option's values: --tracker replaces the file's list).
+ *
  * Nothing here runs a loop or writes anything: a usage error leaves its one
  * line in cli.error for the caller to print (exit status 2), and -h, -V and
- * "help" only set the command.
+ * "help" only set the command. Paths the daemon will use (add's -o,
+ * publish's paths, the daemon's --watch and --download-dir) are made
+ * absolute against the current folder, since the daemon has its own.
  */
 #ifndef SHOAL_PEER_CLI_H
 #define SHOAL_PEER_CLI_H
@@ -31,6 +42,11 @@
 #define CLI_HOME_BYTES 4096
 /* Search results when --limit is not given. */
 #define CLI_LIMIT_DEFAULT 20
+/* The config file under $XDG_CONFIG_HOME (or $HOME/.config). */
+#define CLI_CONFIG_NAME "shoal/peer.conf"
+/* Fewest characters of a content ID that the client commands take as a
+ * prefix of one (ctl.c resolves it against the daemon's list). */
+#define CLI_ID_PREFIX_MIN 8
 
 enum cli_cmd {
   CLI_NONE,
@@ -38,9 +54,24 @@ enum cli_cmd {
   CLI_GET,
   CLI_SEARCH,
   CLI_ID,
+  CLI_DAEMON, /* the long-running peer, with its API (run by daemon.c) */
+  /* The client commands: each is one or more requests to the daemon's API
+   * on HOME/api.sock (ctl.c). */
+  CLI_ADD,
+  CLI_PUBLISH,
+  CLI_LS,
+  CLI_PAUSE,
+  CLI_RESUME,
+  CLI_RM,
+  CLI_RECHECK,
+  CLI_STATUS,
+  CLI_LIMITS,
   CLI_HELP,    /* -h, --help or "help": print cli_usage, exit 0 */
   CLI_VERSION, /* -V or --version: print the version, exit 0 */
 };
+
+/* A command that talks to a running daemon (ctl_run). */
+#define CLI_IS_CLIENT(cmd) ((cmd) >= CLI_ADD && (cmd) <= CLI_LIMITS)
 
 /* One content a get fetches: its ID, and its link when it came as one. */
 struct cli_get {
@@ -56,12 +87,16 @@ struct cli_get {
 /* What the command line says, checked. */
 struct cli {
   enum cli_cmd cmd;
-  /* The command's own arguments, in order: share's paths, get's links and
-   * content IDs, search's words. They point into argv. */
+  /* The command's own arguments, in order: share's paths, get's and add's
+   * links and content IDs, search's words, the IDs (or prefixes) of
+   * pause, resume, rm and recheck. They point into argv, except publish's
+   * paths, made absolute (owned). */
   char **args;
   int nargs;
-  const char *out_dir; /* get: -o, "." when not given */
-  const char *home;    /* --home; NULL for the default */
+  /* get: -o, "." when not given; add: -o made absolute, NULL when not
+   * given (the daemon's --download-dir). */
+  const char *out_dir;
+  const char *home; /* --home; NULL for the default */
   int seed;
   int quiet;
   int json;
@@ -77,17 +112,36 @@ struct cli {
   struct cli_get *gets; /* get: one for each argument */
   int ngets;
   struct tmsg_search query; /* search: the words, and the limit */
-  char **words;             /* every argument but the options (owned) */
+  /* daemon: --api-listen (checked: a loopback ADDR:PORT), --watch and
+   * --download-dir (made absolute), --watch-share. */
+  const char *api_listen;
+  const char *watch_dir;
+  int watch_share;
+  const char *download_dir;
+  /* limits: which of node.upload_rate and node.download_rate were given
+   * (a limits without either shows them). */
+  int have_upload_rate;
+  int have_download_rate;
+  int delete_data; /* rm: --delete-data */
+  /* The config file that was read, or NULL (points into argv or owned). */
+  const char *config_path;
+  char **words; /* every argument but the options (owned) */
+  /* Strings made here that the fields above point to: the config file's
+   * values, absolute paths (owned). */
+  char **owned;
+  size_t nowned, owned_cap;
   char error[CLI_ERROR_BYTES];
 };
 
 /* The text of -h. */
 extern const char cli_usage[];
 
-/* Reads argv (argc entries, which must outlive c) into c, which is zeroed
- * first. Returns 0; SHOAL_EINVAL after a usage error, whose one line (for
- * the terminal: not escaped yet) is in c->error; or SHOAL_ENOMEM. c holds
- * memory on every return: call cli_close. */
+/* Reads argv (argc entries, which must outlive c) and the config file
+ * into c, which is zeroed first. Returns 0; SHOAL_EINVAL after a usage
+ * error (the config file's included: one that cannot be read, or a bad
+ * line in it), whose one line (for the terminal: not escaped yet) is in
+ * c->error; or SHOAL_ENOMEM. c holds memory on every return, which its
+ * fields may point into: call cli_close. */
 int cli_parse(struct cli *c, int argc, char **argv);
 /* Frees what cli_parse allocated. A zeroed struct cli may be closed. */
 void cli_close(struct cli *c);

@@ -24,6 +24,7 @@
 #include "common/manifest.h"
 #include "common/textid.h"
 #include "peer/cli.h"
+#include "peer/ctl.h"
 #include "peer/home.h"
 #include "peer/manifest_build.h"
 #include "peer/node.h"
@@ -425,6 +426,21 @@ static int run_node(struct app *a) {
   return a->exit_code;
 }
 
+/* A client command: requests to the daemon of the home folder, which
+ * this process neither opens nor locks (the daemon holds it). Returns the
+ * exit status. */
+static int run_client(struct app *a) {
+  char home[HOME_PATH_BYTES];
+  if (a->cli.home != NULL) {
+    snprintf(home, sizeof(home), "%s", a->cli.home);
+  } else if (home_default(home, sizeof(home)) != 0) {
+    report_error(&a->report, SHOAL_EINVAL,
+                 "cannot find a home folder; give --home DIR");
+    return 1;
+  }
+  return ctl_run(&a->cli, home, &a->report);
+}
+
 /* The whole run, with one way out: whatever it opened is released at out,
  * whichever step stopped it. Returns the exit status. */
 static int run(struct app *a, int argc, char **argv) {
@@ -473,6 +489,10 @@ static int run(struct app *a, int argc, char **argv) {
   log_set_level(a->cli.log_level);
   report_init(&a->report, stdout, stderr, a->cli.json, a->cli.quiet,
               a->cli.have_key);
+  if (CLI_IS_CLIENT(a->cli.cmd)) {
+    rc = run_client(a);
+    goto out;
+  }
   lock = a->cli.cmd == CLI_SHARE || a->cli.cmd == CLI_GET;
   err = home_open(&a->home, a->cli.home, lock, &a->id, msg, sizeof(msg));
   if (err != 0) {
