@@ -48,6 +48,7 @@
 #define ITEM_BUCKETS 4096u
 #define TICK_MS 250u
 #define WATCH_MAX_CANDIDATES 256u
+#define WATCH_LINK_SUFFIX ".shoal"
 
 enum item_after {
   AFTER_NOTHING,
@@ -1445,14 +1446,22 @@ void daemon_listen(struct daemon *d, daemon_change_cb cb, void *arg) {
 /* ------------------------------------------------------------------------ */
 /* The watch folder */
 
-/* A folder's signature: its entries' sizes and times, one level down, so
- * that a folder still being copied in is left until it stops changing. */
+/* A dropped file's or folder's signature: its size and time, and a
+ * folder's entries' one level down, so that something still being copied
+ * in is left until it stops changing. */
 static uint64_t folder_sig(const char *path) {
   uint64_t sig = 1469598103934665603ull;
-  DIR *dir = opendir(path);
+  struct stat top;
+  DIR *dir;
   struct dirent *de;
-  if (dir == NULL) {
+  if (lstat(path, &top) != 0) {
     return 0;
+  }
+  sig = (sig ^ (uint64_t)top.st_size) * 1099511628211ull;
+  sig = (sig ^ (uint64_t)top.st_mtim.tv_sec) * 1099511628211ull;
+  sig = (sig ^ (uint64_t)top.st_mtim.tv_nsec) * 1099511628211ull;
+  if (!S_ISDIR(top.st_mode) || (dir = opendir(path)) == NULL) {
+    return sig;
   }
   while ((de = readdir(dir)) != NULL) {
     struct stat st;
@@ -1488,8 +1497,9 @@ static int shared_already(struct daemon *d, const char *root,
   return 0;
 }
 
-/* A file in the watch folder that holds a link: added, then renamed
- * NAME.added (NAME.invalid when it holds no link). */
+/* A NAME.shoal file in the watch folder holds a link: it is added, then
+ * the file is renamed NAME.shoal.added (NAME.shoal.invalid when it holds
+ * no link). */
 static void watch_file(struct daemon *d, const char *name) {
   char buf[LINK_MAX_CHARS + 2];
   char msg[DAEMON_MSG_BYTES];
@@ -1603,9 +1613,12 @@ static void on_watch(uv_timer_t *t) {
       continue;
     }
     free(p);
-    if (S_ISREG(st.st_mode) && st.st_size <= LINK_MAX_CHARS + 2) {
-      watch_file(d, de->d_name);
-    } else if (S_ISDIR(st.st_mode) && d->cfg.watch_share) {
+    if (S_ISREG(st.st_mode) && has_suffix(de->d_name, WATCH_LINK_SUFFIX)) {
+      if (st.st_size <= LINK_MAX_CHARS + 2) {
+        watch_file(d, de->d_name);
+      }
+    } else if ((S_ISDIR(st.st_mode) || S_ISREG(st.st_mode)) &&
+               d->cfg.watch_share) {
       watch_folder(d, de->d_name);
     }
   }

@@ -23,8 +23,12 @@
 #include "common/log.h"
 #include "common/manifest.h"
 #include "common/textid.h"
+#include "common/buf.h"
+#include "peer/api.h"
 #include "peer/cli.h"
 #include "peer/ctl.h"
+#include "peer/daemon.h"
+#include "peer/fmt.h"
 #include "peer/home.h"
 #include "peer/manifest_build.h"
 #include "peer/node.h"
@@ -61,6 +65,8 @@ struct app {
   int signals_on;            /* the three are initialised and not yet closed */
   struct tracker_client *tc; /* search */
   unsigned search_tries;
+  struct daemon *daemon; /* daemon */
+  struct api *api;
 };
 
 /* ------------------------------------------------------------------------ */
@@ -70,6 +76,13 @@ struct app {
  * at a usage error, a bad -o, a listen address in use or a path that
  * cannot be shared moved nothing and could not have. */
 static void print_stats(struct app *a) {
+  if (a->daemon != NULL && a->started) {
+    struct daemon_totals t;
+    daemon_totals(a->daemon, &t);
+    report_totals(&a->report, t.uploaded, t.downloaded, 0,
+                  (double)(uv_now(&a->loop) - a->start_ms) / 1000.0);
+    return;
+  }
   if (a->node == NULL || !a->started) {
     return;
   }
@@ -140,7 +153,20 @@ static void on_node_stopped(void *arg) {
   close_signals(arg);
 }
 
+static void on_api_stopped(void *arg);
+
 static void stop_node(struct app *a) {
+  if (a->daemon != NULL) {
+    /* The API first (its streams end), then the daemon and its node. */
+    if (a->api != NULL) {
+      struct api *api = a->api;
+      a->api = NULL;
+      api_stop(api, on_api_stopped, a);
+    } else {
+      daemon_stop(a->daemon, on_node_stopped, a);
+    }
+    return;
+  }
   if (a->tc != NULL) {
     /* A search: its callback comes now, with SHOAL_ECANCELED. */
     tracker_client_close(a->tc);
@@ -426,6 +452,86 @@ static int run_node(struct app *a) {
   return a->exit_code;
 }
 
+/* ------------------------------------------------------------------------ */
+/* The daemon */
+
+static void on_api_stopped(void *arg) {
+  struct app *a = arg;
+  daemon_stop(a->daemon, on_node_stopped, a);
+}
+
+/* Says where the API and the page are: one "api" event with --json, else
+ * lines for people. */
+static void report_api(struct app *a) {
+  const char *tcp = api_tcp_address(a->api);
+  const char *page = api_page_url(a->api);
+  if (a->cli.json) {
+    struct buf b;
+    buf_init(&b, 4096);
+    fmt_json_begin(&b, "api");
+    fmt_json_str_field(&b, "socket", api_socket_path(a->api));
+    if (tcp[0] != '\0') {
+      fmt_json_str_field(&b, "tcp", tcp);
+      fmt_json_str_field(&b, "page", page);
+    }
+    fmt_json_u64_field(&b, "port", daemon_port(a->daemon));
+    fmt_json_end(&b);
+    fwrite(b.data, 1, b.len, stdout);
+    fflush(stdout);
+    buf_free(&b);
+    return;
+  }
+  printf("shoal-peer daemon: peers connect on port %u; API on %s\n",
+         (unsigned)daemon_port(a->daemon), api_socket_path(a->api));
+  if (tcp[0] != '\0') {
+    printf("page: %s\n", page);
+  }
+  fflush(stdout);
+}
+
+static int run_daemon(struct app *a) {
+  struct daemon_config dc;
+  struct api_config ac;
+  char msg[DAEMON_MSG_BYTES + HOME_MSG_BYTES];
+  int err;
+  memset(&dc, 0, sizeof(dc));
+  dc.home = a->home.path;
+  dc.listen = a->cfg.listen;
+  memcpy(dc.trackers, a->cli.trackers, sizeof(dc.trackers));
+  dc.ntrackers = a->cli.ntrackers;
+  dc.tracker_key = a->cli.have_key ? a->cli.tracker_key : NULL;
+  dc.download_dir = a->cli.download_dir;
+  dc.watch_dir = a->cli.watch_dir;
+  dc.watch_share = a->cli.watch_share;
+  dc.node = a->cfg;
+  err = daemon_new(&a->daemon, &a->loop, &dc, &a->id, msg, sizeof(msg));
+  if (err == 0) {
+    memset(&ac, 0, sizeof(ac));
+    ac.home = a->home.path;
+    ac.tcp_listen = a->cli.api_listen;
+    ac.version = SHOAL_VERSION;
+    ac.peer_pk = a->id.pk;
+    err = api_start(&a->api, &a->loop, a->daemon, &ac, msg, sizeof(msg));
+  }
+  if (err != 0) {
+    report_error(&a->report, err, msg);
+    a->exit_code = 1;
+    a->finished = 1;
+    if (a->daemon != NULL) {
+      daemon_stop(a->daemon, on_node_stopped, a);
+    } else {
+      close_signals(a);
+    }
+  } else {
+    a->exit_code = 0;
+    a->started = 1;
+    report_api(a);
+  }
+  uv_run(&a->loop, UV_RUN_DEFAULT);
+  print_stats(a);
+  return a->exit_code;
+}
+
 /* A client command: requests to the daemon of the home folder, which
  * this process neither opens nor locks (the daemon holds it). Returns the
  * exit status. */
@@ -493,7 +599,8 @@ static int run(struct app *a, int argc, char **argv) {
     rc = run_client(a);
     goto out;
   }
-  lock = a->cli.cmd == CLI_SHARE || a->cli.cmd == CLI_GET;
+  lock = a->cli.cmd == CLI_SHARE || a->cli.cmd == CLI_GET ||
+         a->cli.cmd == CLI_DAEMON;
   err = home_open(&a->home, a->cli.home, lock, &a->id, msg, sizeof(msg));
   if (err != 0) {
     report_error(&a->report, err, msg);
@@ -514,7 +621,9 @@ static int run(struct app *a, int argc, char **argv) {
   a->loop_on = 1;
   a->start_ms = uv_now(&a->loop);
   start_signals(a);
-  rc = a->cli.cmd == CLI_SEARCH ? run_search(a) : run_node(a);
+  rc = a->cli.cmd == CLI_SEARCH   ? run_search(a)
+       : a->cli.cmd == CLI_DAEMON ? run_daemon(a)
+                                  : run_node(a);
 
 out:
   if (a->loop_on) {
@@ -524,6 +633,8 @@ out:
     uv_run(&a->loop, UV_RUN_DEFAULT);
     node_free(a->node);
     a->node = NULL;
+    daemon_free(a->daemon);
+    a->daemon = NULL;
     err = uv_loop_close(&a->loop);
     assert(err == 0); /* a handle left open is a bug above */
     (void)err;
