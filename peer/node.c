@@ -45,6 +45,7 @@ static void node_pump_now(struct node *n);
 static void node_charge_download(struct node *n, size_t bytes);
 static void node_have_later(struct node *n, uint64_t ms);
 static void stop_release(struct node *n);
+static int being_removed(const struct node *n, const uint8_t content[32]);
 static void close_handle(struct node *n, uv_handle_t *h);
 
 /* The way sessions and swarms call up (internal.h): the functions of
@@ -465,6 +466,10 @@ int node_share(struct node *n, struct manifest *m,
     manifest_free(m);
     return UV_EEXIST;
   }
+  if (being_removed(n, m->id)) {
+    manifest_free(m);
+    return UV_EBUSY;
+  }
   if (m->file_count == 0) {
     manifest_free(m);
     return SHOAL_ESIZE; /* an empty folder: nothing to serve */
@@ -499,6 +504,9 @@ int node_get(struct node *n, const uint8_t content[MANIFEST_ID_BYTES],
   struct swarm *sw;
   if (swarm_find(n, content) != NULL) {
     return UV_EEXIST;
+  }
+  if (being_removed(n, content)) {
+    return UV_EBUSY;
   }
   nusable = usable_trackers(n, trackers, ntrackers, usable, why, sizeof(why));
   sw = swarm_new(n, content);
@@ -545,6 +553,20 @@ static struct swarm *listed_swarm(struct node *n, const uint8_t content[32]) {
     }
   }
   return NULL;
+}
+
+/* Whether a swarm of content is being removed: until its callback, the
+ * content is not shared or got again, since the old swarm's "stopped" could
+ * reach a tracker after the new one's "started", and its storage still
+ * holds the partial copy. */
+static int being_removed(const struct node *n, const uint8_t content[32]) {
+  for (const struct swarm *sw = n->swarms; sw != NULL; sw = sw->next) {
+    if (sw->state == SW_REMOVING &&
+        memcmp(sw->content, content, MANIFEST_ID_BYTES) == 0) {
+      return 1;
+    }
+  }
+  return 0;
 }
 
 int node_swarm_info(struct node *n, const uint8_t content[MANIFEST_ID_BYTES],

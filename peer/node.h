@@ -94,7 +94,8 @@ int node_swarm_info(struct node *n, const uint8_t content[MANIFEST_ID_BYTES],
  * find it, no event speaks of it, and peers asking for the content are
  * refused. cb(arg) comes from the loop once everything of the swarm is
  * released (never inside this call); the content may then be shared or got
- * again, and cb may do so itself (anything but node_free). A failed swarm
+ * again, and cb may do so itself (anything but node_free): until then
+ * node_share and node_get of it return UV_EBUSY. A failed swarm
  * is removed the same way. node_stop while a removal is under way lets it
  * finish: cb comes, then node_stop's callback. Returns 0, SHOAL_ENOENT (no
  * such swarm) or SHOAL_ECANCELED (the node is stopping); cb does not come

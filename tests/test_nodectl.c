@@ -414,28 +414,35 @@ static void set_rates_lifts_a_download_limit_at_once(void **state) {
   struct node_swarm_info i;
   uint8_t content[32];
   struct peer *b;
-  uint64_t t0, t1, got;
+  uint64_t t0, t1, before, left;
+  unsigned bound_ms;
   slow_download(f, content);
   b = &f->p[1];
+  before = node_downloaded(b->n);
   t0 = uv_now(&f->loop);
   run_for(f, 1000);
   t1 = uv_now(&f->loop);
-  got = node_downloaded(b->n);
   i = info(b, content);
-  /* At 256 KiB/s the 2 MiB are far from done, and no more than the limit
-   * allows has come since the transfer began (a burst and a read over). */
+  /* At 256 KiB/s no more than the limit allows came in that second (a
+   * burst and a read over), and the 2 MiB are not done. */
   assert_int_equal(i.total, FILE_BYTES);
   assert_int_equal(i.peers, 1);
   assert_int_equal(i.seeding, 0);
   assert_true(i.have < FILE_BYTES);
-  assert_true(got <= (uint64_t)SLOW_RATE * ((t1 - t0) / 1000 + 3));
-  assert_true(FILE_BYTES - i.have >= MiB);
+  assert_true(node_downloaded(b->n) - before <=
+              (uint64_t)SLOW_RATE * ((t1 - t0) / 1000 + 1) + 512u * KiB);
   assert_int_equal(b->ev[NODE_EV_COMPLETE], 0);
 
-  /* Lifted: the rest (1 MiB or more, which would take 4 s or more at the
-   * old limit) comes within 2 s. */
+  /* Lifted: the rest comes within half the time it would take at the old
+   * limit (over 2 s for the 1 MiB or more a normal run has left; loopback
+   * takes milliseconds). */
+  left = FILE_BYTES - i.have;
+  bound_ms = (unsigned)(left * 1000u / SLOW_RATE / 2);
+  if (bound_ms < 500) {
+    bound_ms = 500;
+  }
   node_set_rates(b->n, 0, 0);
-  RUN_UNTIL(f, b->ev[NODE_EV_COMPLETE] > 0, 2000);
+  RUN_UNTIL(f, b->ev[NODE_EV_COMPLETE] > 0, bound_ms);
   assert_int_equal(b->ev[NODE_EV_COMPLETE], 1);
   assert_copy(f);
 }
@@ -485,6 +492,17 @@ remove_mid_download_keeps_the_partial_copy_and_get_resumes(void **state) {
   assert_int_equal(node_swarm_info(b->n, content, &i), SHOAL_ENOENT);
   assert_null(swarm_find(b->n, content));
   assert_int_equal(node_remove(b->n, content, on_removed, &r), SHOAL_ENOENT);
+  /* Not got again until the removal is done. */
+  {
+    char out[4200];
+    snprintf(out, sizeof(out), "%s/out", f->dir);
+    assert_int_equal(node_get(b->n, content, "data.bin", FILE_BYTES, &f->link,
+                              1, f->trk_key.pk, out, 0),
+                     UV_EBUSY);
+    assert_int_equal(
+        node_share(b->n, build(f, &a->id), &f->link, 1, f->trk_key.pk),
+        UV_EBUSY);
+  }
   memcpy(b->watch, content, 32);
   b->watching = 1;
   RUN_UNTIL(f, r.done > 0, WAIT_MS);
