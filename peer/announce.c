@@ -1,12 +1,19 @@
 /* The tracker schedule of a swarm: publishing, announcing and looking up
  * peers, with the waiting between tries.
  *
- * A share publishes first, then announces "started" as a seeder; a get
+ * A share of our own content (this node's identity is the manifest's
+ * publisher) publishes first, then announces "started" as a seeder; a
+ * share of someone else's content (a copy seeded again) is never
+ * published, since its catalog entry is the publisher's (the tracker
+ * would refuse it), and announces "started" as a seeder at once; a get
  * announces "started" at once. Each successful announce brings the next
- * after the tracker's interval; a swarm that is not seeding looks up peers
- * while it has fewer than it may (1 s after a lookup that found someone
- * new, doubling to 30 s when it did not) and dials the ones it has not
- * met. A tracker that cannot be reached is retried with backoff (1 s
+ * after the tracker's interval (capped by --interval-cap, never under its
+ * minimum) times a random factor in [0.9, 1.0] (announce_next_ms), so
+ * that a node holding many contents, or many nodes started together, do
+ * not announce in bursts: each swarm drifts on its own. A swarm that is not
+ * seeding looks up peers while it has fewer than it may (1 s after a lookup
+ * that found someone new, doubling to 30 s when it did not) and dials the ones
+ * it has not met. A tracker that cannot be reached is retried with backoff (1 s
  * doubling to 60 s) while the swarm goes on with the peers it knows, and
  * redials those it knew; a swarm that never reached any tracker and never
  * met a peer gives up after NODE_TRACKER_TRIES attempts per tracker (a
@@ -22,6 +29,7 @@
 #include "peer/announce.h"
 
 #include <arpa/inet.h>
+#include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -41,6 +49,37 @@ static void schedule_lookup(struct swarm *sw, uint64_t ms);
 static void do_announce(struct swarm *sw, uint8_t event);
 static void say_stopped(struct swarm *sw);
 static void publish(struct swarm *sw);
+static void emit_shared(struct swarm *sw);
+
+/* Whether this node's identity published sw's content: only then does a
+ * share go into the trackers' catalogs. */
+static int we_publish(const struct swarm *sw) {
+  return sw->m != NULL &&
+         memcmp(sw->m->publisher, sw->node->id->pk, IDENTITY_PK_BYTES) == 0;
+}
+
+/* Whether sw's schedule is over: the swarm failed, or it is going with
+ * its node or on its own; only "stopped" may still go out. */
+static int schedule_over(const struct swarm *sw) {
+  return sw->node->stopping || sw->state == SW_FAILED ||
+         sw->state == SW_STOPPING || sw->state == SW_REMOVING;
+}
+
+uint64_t announce_next_ms(uint32_t interval_s, uint32_t cap_s,
+                          uint32_t min_interval_s,
+                          uint32_t (*uniform)(uint32_t upper)) {
+  uint64_t s = interval_s != 0 ? interval_s : 60;
+  uint64_t ms;
+  if (cap_s != 0 && s > cap_s) {
+    s = cap_s;
+  }
+  /* A factor of 0.900 to 1.000 in steps of a thousandth. */
+  ms = s * 1000u * (900u + uniform(101)) / 1000u;
+  if (ms < (uint64_t)min_interval_s * 1000u) {
+    ms = (uint64_t)min_interval_s * 1000u;
+  }
+  return ms;
+}
 
 void announce_init(struct swarm *sw, const struct link_tracker *trackers,
                    unsigned ntrackers, const uint8_t *key) {
@@ -82,8 +121,16 @@ void announce_free(struct announce *a) {
 }
 
 void announce_share(struct swarm *sw) {
-  /* The publish's announce-timer retry path re-publishes. */
-  publish(sw);
+  if (we_publish(sw)) {
+    /* The publish's announce-timer retry path re-publishes. */
+    publish(sw);
+    return;
+  }
+  log_info("peer",
+           "%s: seeding someone else's content: announced, not "
+           "published",
+           sw->name);
+  do_announce(sw, TMSG_EVENT_STARTED);
 }
 
 void announce_get(struct swarm *sw) {
@@ -200,6 +247,7 @@ static void on_announced(void *arg, int status,
   struct announce_ctx *a = arg;
   struct swarm *sw = a->sw;
   uint8_t event = a->event;
+  int first;
   free(a);
   sw->refs--;
   sw->an.announce_busy = 0;
@@ -207,9 +255,10 @@ static void on_announced(void *arg, int status,
     sw->an.stop_announced = 1;
     return;
   }
-  if (sw->node->stopping || sw->state == SW_FAILED) {
-    /* An announce was under way when the node began to stop or the swarm
-     * failed: the tracker has us now, so "stopped" follows it. */
+  if (schedule_over(sw)) {
+    /* An announce was under way when the node began to stop, the swarm
+     * failed or is being removed: the tracker has us now, so "stopped"
+     * follows it. */
     if (status == 0) {
       sw->an.announced_once = 1;
       say_stopped(sw);
@@ -230,23 +279,22 @@ static void on_announced(void *arg, int status,
     }
     return;
   }
+  first = !sw->an.announced_once;
   sw->an.ever_met_tracker = 1;
   sw->an.tracker_failures = 0;
   sw->an.announced_once = 1;
   learn_key(sw);
   sw->an.interval_s = r->u.announce.interval_s;
-  {
-    uint64_t s = sw->an.interval_s ? sw->an.interval_s : 60;
-    if (sw->node->cfg.interval_cap_s != 0 && s > sw->node->cfg.interval_cap_s) {
-      s = sw->node->cfg.interval_cap_s;
-    }
-    if (s < r->u.announce.min_interval_s) {
-      s = r->u.announce.min_interval_s;
-    }
-    schedule_announce(sw, s * 1000);
-  }
+  schedule_announce(
+      sw, announce_next_ms(sw->an.interval_s, sw->node->cfg.interval_cap_s,
+                           r->u.announce.min_interval_s, randombytes_uniform));
   if (event == TMSG_EVENT_STARTED && sw->state != SW_SEEDING) {
     schedule_lookup(sw, 0);
+  }
+  if (first && sw->is_source && !we_publish(sw)) {
+    /* Someone else's content, seeded again: the trackers list us now,
+     * which is when a share of our own says it is shared. */
+    emit_shared(sw);
   }
 }
 
@@ -299,7 +347,7 @@ static void say_stopped(struct swarm *sw) {
 static void on_announce_timer(uv_timer_t *t) {
   struct swarm *sw = t->data;
   uint8_t event = TMSG_EVENT_PERIODIC;
-  if (sw->state == SW_FAILED) {
+  if (schedule_over(sw)) {
     return; /* it said "stopped" (say_stopped) */
   }
   if (!sw->an.announced_once) {
@@ -307,8 +355,8 @@ static void on_announce_timer(uv_timer_t *t) {
   } else if (sw->an.completed_pending) {
     event = TMSG_EVENT_COMPLETED;
   }
-  if (sw->is_source && !sw->an.published) {
-    /* A share announces only once its publish went through. */
+  if (sw->is_source && we_publish(sw) && !sw->an.published) {
+    /* A share of ours announces only once its publish went through. */
     if (!sw->an.publish_busy) {
       publish(sw);
     }
@@ -318,7 +366,7 @@ static void on_announce_timer(uv_timer_t *t) {
 }
 
 static void schedule_announce(struct swarm *sw, uint64_t ms) {
-  if (sw->node->stopping) {
+  if (sw->node->stopping || sw->state == SW_REMOVING) {
     return;
   }
   uv_timer_start(&sw->an.announce_timer, on_announce_timer, ms, 0);
@@ -397,7 +445,7 @@ static void on_lookup(void *arg, int status,
   unsigned fresh = 0;
   sw->refs--;
   sw->an.lookup_busy = 0;
-  if (sw->state == SW_FAILED || sw->state == SW_STOPPING || n->stopping) {
+  if (schedule_over(sw)) {
     return;
   }
   if (status != 0) {
@@ -466,7 +514,7 @@ static void on_lookup_timer(uv_timer_t *t) {
   struct node *n = sw->node;
   struct tmsg_lookup l;
   if (sw->an.tc == NULL || sw->an.lookup_busy || sw->state == SW_SEEDING ||
-      sw->state == SW_FAILED || n->stopping) {
+      schedule_over(sw)) {
     return;
   }
   if (sw->nsessions >= n->cfg.max_peers) {
@@ -490,7 +538,7 @@ static void on_lookup_timer(uv_timer_t *t) {
 }
 
 static void schedule_lookup(struct swarm *sw, uint64_t ms) {
-  if (sw->node->stopping) {
+  if (sw->node->stopping || sw->state == SW_REMOVING) {
     return;
   }
   uv_timer_start(&sw->an.lookup_timer, on_lookup_timer, ms, 0);
@@ -526,7 +574,7 @@ static void on_published(void *arg, int status,
   struct swarm *sw = arg;
   sw->refs--;
   sw->an.publish_busy = 0;
-  if (sw->state == SW_FAILED || sw->state == SW_STOPPING) {
+  if (schedule_over(sw)) {
     return;
   }
   if (status != 0) {

@@ -3,8 +3,9 @@
  *
  * Who calls what: node.c makes each swarm's schedule (announce_init,
  * announce_ready), starts it (announce_share or announce_get), stops it
- * with the node (announce_stop, then announce_waiting until "stopped" is
- * answered) and closes its tracker client and timers; swarm.c tells it of
+ * with the node or when the swarm is removed (announce_stop, then
+ * announce_waiting until "stopped" is answered) and closes its tracker
+ * client and timers; swarm.c tells it of
  * the swarm's completion (announce_completed) and failure (announce_stop).
  * The schedule runs on its timers and its tracker client's callbacks, and
  * from there calls down into swarm.c and session.c only.
@@ -74,7 +75,9 @@ void announce_init(struct swarm *sw, const struct link_tracker *trackers,
  * left out (why not ""). Returns 1 when the swarm can go on, 0 when it
  * failed or has no tracker client. */
 int announce_ready(struct swarm *sw, unsigned ntrackers, const char *why);
-/* Starts a share's schedule: publish, then "started" as a seeder. */
+/* Starts a share's schedule: publish (only when this node's identity is
+ * the manifest's publisher; a copy of someone else's content is never
+ * published), then "started" as a seeder. */
 void announce_share(struct swarm *sw);
 /* Starts a get's schedule: "started" as a downloader, then lookups. */
 void announce_get(struct swarm *sw);
@@ -88,6 +91,14 @@ void announce_stop(struct swarm *sw);
 /* Whether an announce is still under way whose "stopped" has not been
  * answered: the node's stop waits for it (NODE_STOP_MS at most). */
 int announce_waiting(const struct swarm *sw);
+/* When the next announce goes, in ms from a successful one: the
+ * tracker's interval_s (60 when 0), at most cap_s (0: no cap), times a
+ * factor drawn uniformly from 0.900 to 1.000 with uniform (which returns
+ * a number below its argument: randombytes_uniform), and never under the
+ * tracker's min_interval_s. */
+uint64_t announce_next_ms(uint32_t interval_s, uint32_t cap_s,
+                          uint32_t min_interval_s,
+                          uint32_t (*uniform)(uint32_t upper));
 /* Frees what the schedule allocated besides its handles. */
 void announce_free(struct announce *a);
 

@@ -149,13 +149,15 @@ static void manifest_path(const char *home, const char *content_text, char *out,
   snprintf(out, cap, "%s/manifests/%s", home, content_text);
 }
 
-/* Keeps the verified manifest so a resumed get needs no peer to start. */
+/* Keeps the verified manifest so a resumed get needs no peer to start.
+ * The bytes are a copy: the swarm may be removed (node_remove) and its
+ * manifest freed before the thread pool gets to the work. */
 struct manifest_save {
   uv_work_t work;
   char path[4096];
-  const uint8_t *bytes; /* the swarm's manifest, alive until node_free */
   size_t len;
   int err;
+  uint8_t bytes[];
 };
 
 /* On the thread pool: temporary file, fsync, rename. */
@@ -194,12 +196,12 @@ static void manifest_saved(uv_work_t *w, int status) {
 
 void fetch_save(uv_loop_t *loop, const char *home, const char *content_text,
                 const struct manifest *m) {
-  struct manifest_save *ms = calloc(1, sizeof(*ms));
+  struct manifest_save *ms = calloc(1, sizeof(*ms) + m->encoded_len);
   if (ms == NULL) {
     return;
   }
   manifest_path(home, content_text, ms->path, sizeof(ms->path));
-  ms->bytes = m->encoded;
+  memcpy(ms->bytes, m->encoded, m->encoded_len);
   ms->len = m->encoded_len;
   if (uv_queue_work(loop, &ms->work, manifest_save_work, manifest_saved) != 0) {
     free(ms);

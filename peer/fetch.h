@@ -76,10 +76,9 @@ int fetch_answer(const struct manifest *m, struct session *s,
  * Reads on the loop: it is done once, before any transfer. */
 struct manifest *fetch_load(const char *home, const char *content_text,
                             const uint8_t content[MANIFEST_ID_BYTES]);
-/* Saves m (borrowed until the work is done: the swarm keeps it until
- * node_free) under home/manifests on loop's thread pool: a temporary file,
- * fsync, rename. A failure is logged, not returned: a get can fetch the
- * manifest again. */
+/* Saves a copy of m's bytes (m is borrowed for the call) under
+ * home/manifests on loop's thread pool: a temporary file, fsync, rename. A
+ * failure is logged, not returned: a get can fetch the manifest again. */
 void fetch_save(uv_loop_t *loop, const char *home, const char *content_text,
                 const struct manifest *m);
 

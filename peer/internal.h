@@ -130,9 +130,12 @@ struct session {
  *   RUNNING   -> FINISHING (every chunk verified)
  *   FINISHING -> SEEDING (in place)
  *   any of those -> FAILED (swarm_fail), STOPPING (node_stop)
+ *   any of those, and FAILED -> REMOVING (node_remove)
  *
- * FAILED and STOPPING are the ends: a failed swarm stays on the node's
- * list, failed, until node_free. */
+ * STOPPING and REMOVING are the ends. A failed swarm stays on the node's
+ * list, failed, until it is removed or the node is freed. A removing swarm
+ * is still on the list, but nothing finds it (swarm_find), ticks it or
+ * reports on it; node.c unlinks and frees it once nothing points at it. */
 enum swarm_state {
   SW_NEW,       /* made; its storage and schedule not started */
   SW_FETCHING,  /* waiting for the manifest */
@@ -142,8 +145,9 @@ enum swarm_state {
   SW_SEEDING,   /* holds everything */
   SW_FAILED,    /* gave up */
   SW_STOPPING,  /* the node is stopping */
+  SW_REMOVING,  /* node_remove: being taken out of the node */
 };
-#define SW_NSTATES 8
+#define SW_NSTATES 9
 
 struct swarm {
   struct node *node;
@@ -201,6 +205,16 @@ struct swarm {
   int warned_unsourced;
   uint64_t progress_ms;   /* when a chunk last verified (or start) */
   uint64_t progress_have; /* verified bytes then */
+
+  /* node_remove (node.c): what comes when the swarm is gone, until when
+   * "stopped" may keep it, whether its tracker client and timers were let
+   * go, and how many of its closes (storage, timers) are still under
+   * way. */
+  void (*remove_cb)(void *arg);
+  void *remove_arg;
+  uint64_t remove_deadline;
+  int remove_released;
+  unsigned remove_closing;
 };
 
 /* What a session tells the peer above it, and asks of it: the one way
@@ -209,7 +223,8 @@ struct swarm {
  * functions (node_new); each entry is named after what it is for. */
 struct session_up {
   /* swarm.c: the swarm of the node that shares content and is neither
-   * failed nor stopping, or NULL (an accepted session's hello). */
+   * failed, stopping nor being removed, or NULL (an accepted session's
+   * hello). */
   struct swarm *(*find)(struct node *n, const uint8_t content[32]);
   /* swarm.c: s joins sw; refused (SHOAL_EBUSY) beyond --max-peers. */
   int (*attach)(struct swarm *sw, struct session *s);
@@ -272,7 +287,9 @@ struct node {
   uv_timer_t tick;
   uv_timer_t pump_timer;
   uv_timer_t throttle_timer;
-  uv_timer_t have_timer; /* sends the HAVEs swarms gathered */
+  uv_timer_t have_timer;   /* sends the HAVEs swarms gathered */
+  uv_timer_t remove_timer; /* frees removed swarms once released */
+  int remove_hold;         /* node_stop waits for removals under way */
   int throttled;
   struct rate_bucket up_bucket, down_bucket;
   uint64_t up_bytes, down_bytes;

@@ -1,13 +1,26 @@
 /* The peer node: the listener, the tick and the node's timers, the rate
- * limits shared by every swarm, making swarms, and stopping.
+ * limits shared by every swarm, making and removing swarms, and stopping.
  *
  * node.c is the top of the peer's core: it makes each swarm (swarm_new)
  * and its tracker schedule (announce.c), accepts connections into sessions
  * (session.c), and walks every swarm and session from its timers: the
  * tick (time limits, rechokes, progress), the upload pump, the download
- * throttle, the HAVE timer and the stop. Swarms and sessions call back up
- * only through the two hook tables it fills (node_session_up,
+ * throttle, the HAVE timer, the removals and the stop. Swarms and sessions
+ * call back up only through the two hook tables it fills (node_session_up,
  * node_swarm_up).
+ *
+ * Removing a swarm while the node runs (node_remove) is the stop of one
+ * swarm: "stopped" to its trackers (NODE_STOP_MS at most), its sessions
+ * closed, its storage closed. The swarm is SW_REMOVING meanwhile: still on
+ * the node's list, so nothing that walks the list meets freed memory, but
+ * found by nothing and reported by nothing. The remove timer frees it once
+ * nothing points at it any more: its storage closed (every storage
+ * callback, chunk puts and block reads included, comes before that), its
+ * tracker client closed (which answers its requests at once), its two
+ * timers closed, and no other reference held (sw->refs). Sessions let go
+ * of their swarm as they begin to close (swarm_detach clears s->sw), so a
+ * session's close callback never sees it. Only the remove timer unlinks a
+ * swarm, never a callback that may run inside a walk of the list.
  */
 #include <arpa/inet.h>
 #include <stdio.h>
@@ -24,12 +37,16 @@
 #include "peer/internal.h"
 
 #define NODE_TICK_MS 500u
+#define NODE_REMOVE_POLL_MS 10u /* how often removals are looked at */
 #define HELLO_GUARD_SENDERS 4096u
 
 static void node_pump(struct node *n);
 static void node_pump_now(struct node *n);
 static void node_charge_download(struct node *n, size_t bytes);
 static void node_have_later(struct node *n, uint64_t ms);
+static void stop_release(struct node *n);
+static int being_removed(const struct node *n, const uint8_t content[32]);
+static void close_handle(struct node *n, uv_handle_t *h);
 
 /* The way sessions and swarms call up (internal.h): the functions of
  * swarm.c, announce.c and this file they report to. */
@@ -139,7 +156,11 @@ static void on_have_timer(uv_timer_t *t) {
   struct node *n = container_of(t, struct node, have_timer);
   uint64_t now = node_now(n), wait = 0;
   for (struct swarm *sw = n->swarms; sw != NULL; sw = sw->next) {
-    uint64_t w = swarm_haves_due(sw, now);
+    uint64_t w;
+    if (sw->state == SW_REMOVING) {
+      continue;
+    }
+    w = swarm_haves_due(sw, now);
     if (w > 0 && (wait == 0 || w < wait)) {
       wait = w;
     }
@@ -182,7 +203,8 @@ static void on_tick(uv_timer_t *t) {
   for_each_session(n, tick_session);
   for (struct swarm *sw = n->swarms; sw != NULL; sw = sw->next) {
     struct node_event ev;
-    if (sw->state == SW_FAILED || sw->state == SW_STOPPING) {
+    if (sw->state == SW_FAILED || sw->state == SW_STOPPING ||
+        sw->state == SW_REMOVING) {
       continue;
     }
     swarm_tick(sw, now);
@@ -348,6 +370,7 @@ int node_new(struct node **out, uv_loop_t *loop, const struct node_config *c,
   uv_timer_init(loop, &n->pump_timer);
   uv_timer_init(loop, &n->throttle_timer);
   uv_timer_init(loop, &n->have_timer);
+  uv_timer_init(loop, &n->remove_timer);
   uv_timer_init(loop, &n->stop_timer);
   err = uv_tcp_bind(&n->listener, (const struct sockaddr *)&ss, 0);
   if (err == 0) {
@@ -443,6 +466,10 @@ int node_share(struct node *n, struct manifest *m,
     manifest_free(m);
     return UV_EEXIST;
   }
+  if (being_removed(n, m->id)) {
+    manifest_free(m);
+    return UV_EBUSY;
+  }
   if (m->file_count == 0) {
     manifest_free(m);
     return SHOAL_ESIZE; /* an empty folder: nothing to serve */
@@ -478,6 +505,9 @@ int node_get(struct node *n, const uint8_t content[MANIFEST_ID_BYTES],
   if (swarm_find(n, content) != NULL) {
     return UV_EEXIST;
   }
+  if (being_removed(n, content)) {
+    return UV_EBUSY;
+  }
   nusable = usable_trackers(n, trackers, ntrackers, usable, why, sizeof(why));
   sw = swarm_new(n, content);
   if (sw == NULL) {
@@ -507,16 +537,209 @@ int node_get(struct node *n, const uint8_t content[MANIFEST_ID_BYTES],
 }
 
 /* ------------------------------------------------------------------------ */
+/* The daemon's controls */
+
+/* The swarm of content the node lists: the live one, else a failed one
+ * (a failed swarm stays listed until removed); never one being removed. */
+static struct swarm *listed_swarm(struct node *n, const uint8_t content[32]) {
+  struct swarm *sw = swarm_find(n, content);
+  if (sw != NULL) {
+    return sw;
+  }
+  for (sw = n->swarms; sw != NULL; sw = sw->next) {
+    if (memcmp(sw->content, content, MANIFEST_ID_BYTES) == 0 &&
+        sw->state != SW_REMOVING) {
+      return sw;
+    }
+  }
+  return NULL;
+}
+
+/* Whether a swarm of content is being removed: until its callback, the
+ * content is not shared or got again, since the old swarm's "stopped" could
+ * reach a tracker after the new one's "started", and its storage still
+ * holds the partial copy. */
+static int being_removed(const struct node *n, const uint8_t content[32]) {
+  for (const struct swarm *sw = n->swarms; sw != NULL; sw = sw->next) {
+    if (sw->state == SW_REMOVING &&
+        memcmp(sw->content, content, MANIFEST_ID_BYTES) == 0) {
+      return 1;
+    }
+  }
+  return 0;
+}
+
+int node_swarm_info(struct node *n, const uint8_t content[MANIFEST_ID_BYTES],
+                    struct node_swarm_info *out) {
+  struct swarm *sw = listed_swarm(n, content);
+  if (sw == NULL) {
+    memset(out, 0, sizeof(*out));
+    return SHOAL_ENOENT;
+  }
+  swarm_info(sw, out);
+  return 0;
+}
+
+void node_set_rates(struct node *n, uint64_t upload_rate,
+                    uint64_t download_rate) {
+  uint64_t now = node_now(n);
+  rate_set(&n->up_bucket, upload_rate, now);
+  rate_set(&n->down_bucket, download_rate, now);
+  n->cfg.upload_rate = upload_rate;
+  n->cfg.download_rate = download_rate;
+  if (n->stopping) {
+    return;
+  }
+  if (n->throttled) {
+    /* Reading waits for the bucket: ask it again at once, so a raised or
+     * removed limit resumes every session now (a lowered one waits
+     * longer). */
+    uv_timer_start(&n->throttle_timer, on_throttle, 0, 0);
+  }
+  if (uv_is_active((uv_handle_t *)&n->pump_timer)) {
+    /* Uploads wait for tokens: the same, through the pump. */
+    uv_timer_stop(&n->pump_timer);
+    node_pump(n);
+  }
+}
+
+static void on_remove_storage_closed(void *arg, int status) {
+  struct swarm *sw = arg;
+  if (status != 0) {
+    log_warn("peer", "%s: saving the resume record: %s", sw->name,
+             shoal_strerror(status));
+  }
+  sw->st = NULL;
+  sw->remove_closing--;
+}
+
+static void on_remove_handle_closed(uv_handle_t *h) {
+  struct swarm *sw = h->data;
+  sw->remove_closing--;
+}
+
+/* Lets go of what a removed swarm holds on the loop besides its storage:
+ * its tracker client (every request still due is answered at once with
+ * SHOAL_ECANCELED, which drops its reference) and its two timers. */
+static void remove_release(struct swarm *sw) {
+  if (sw->remove_released) {
+    return;
+  }
+  sw->remove_released = 1;
+  tracker_client_close(sw->an.tc);
+  sw->an.tc = NULL;
+  /* The timers' data is the swarm (announce_init). */
+  sw->remove_closing += 2;
+  uv_close((uv_handle_t *)&sw->an.announce_timer, on_remove_handle_closed);
+  uv_close((uv_handle_t *)&sw->an.lookup_timer, on_remove_handle_closed);
+}
+
+/* Whether nothing points at a removed swarm any more. */
+static int remove_done(const struct swarm *sw) {
+  return sw->remove_released && sw->remove_closing == 0 && sw->refs == 0 &&
+         sw->st == NULL;
+}
+
+/* Moves every removal on: lets go of a swarm's tracker client once its
+ * "stopped" was answered or its time is up, and frees the swarms nothing
+ * points at, calling each one's callback. A callback may call into the
+ * node (share, get, remove, stop), so the walk starts over after each. */
+static void on_remove_timer(uv_timer_t *t) {
+  struct node *n = container_of(t, struct node, remove_timer);
+  int removing;
+  for (;;) {
+    struct swarm **pp, *done = NULL;
+    removing = 0;
+    for (pp = &n->swarms; *pp != NULL; pp = &(*pp)->next) {
+      struct swarm *sw = *pp;
+      if (sw->state != SW_REMOVING) {
+        continue;
+      }
+      if (!announce_waiting(sw) || node_now(n) >= sw->remove_deadline) {
+        remove_release(sw);
+      }
+      if (remove_done(sw)) {
+        *pp = sw->next;
+        done = sw;
+        break;
+      }
+      removing++;
+    }
+    if (done == NULL) {
+      break;
+    }
+    {
+      void (*cb)(void *) = done->remove_cb;
+      void *arg = done->remove_arg;
+      log_info("peer", "%s: removed", done->name);
+      announce_free(&done->an);
+      swarm_free(done);
+      if (cb != NULL) {
+        cb(arg);
+      }
+    }
+  }
+  if (removing == 0) {
+    uv_timer_stop(t);
+    if (n->remove_hold) {
+      /* The node is stopping and waited for the removals (close_all). */
+      n->remove_hold = 0;
+      close_handle(n, (uv_handle_t *)t);
+      stop_release(n);
+    }
+  }
+}
+
+int node_remove(struct node *n, const uint8_t content[MANIFEST_ID_BYTES],
+                void (*cb)(void *arg), void *arg) {
+  struct swarm *sw;
+  if (n->stopping) {
+    return SHOAL_ECANCELED;
+  }
+  sw = listed_swarm(n, content);
+  if (sw == NULL) {
+    return SHOAL_ENOENT;
+  }
+  log_info("peer", "%s: removing", sw->name);
+  /* "stopped" is made while the swarm still says what it was (seeding or
+   * not); a running announce is let finish, and "stopped" follows it. */
+  announce_stop(sw);
+  swarm_set_state(sw, SW_REMOVING);
+  sw->remove_cb = cb;
+  sw->remove_arg = arg;
+  sw->remove_deadline = node_now(n) + NODE_STOP_MS;
+  for (struct session *s = sw->sessions, *next; s != NULL; s = next) {
+    next = s->next;
+    session_close(s, "removed");
+  }
+  if (sw->st != NULL) {
+    /* Every request the storage took gets its callback first: opens
+     * (SHOAL_ECANCELED), puts, reads, checks and the finish, all of which
+     * see a removed swarm and do nothing more. */
+    sw->remove_closing++;
+    storage_close(sw->st, on_remove_storage_closed, sw);
+  }
+  uv_timer_start(&n->remove_timer, on_remove_timer, NODE_REMOVE_POLL_MS,
+                 NODE_REMOVE_POLL_MS);
+  return 0;
+}
+
+/* ------------------------------------------------------------------------ */
 /* Stopping */
 
-static void on_handle_closed(uv_handle_t *h) {
-  struct node *n = h->data;
+/* One of what node_stop's callback waits for is done (closing_handles
+ * counts them): the last one calls it. */
+static void stop_release(struct node *n) {
   n->closing_handles--;
   if (n->closing_handles == 0 && n->stop_cb != NULL) {
     void (*cb)(void *) = n->stop_cb;
     n->stop_cb = NULL;
     cb(n->stop_arg);
   }
+}
+
+static void on_handle_closed(uv_handle_t *h) {
+  stop_release(h->data);
 }
 
 static void close_handle(struct node *n, uv_handle_t *h) {
@@ -536,12 +759,7 @@ static void on_storage_closed(void *arg, int status) {
              shoal_strerror(status));
   }
   sw->st = NULL;
-  n->closing_handles--;
-  if (n->closing_handles == 0 && n->stop_cb != NULL) {
-    void (*cb)(void *) = n->stop_cb;
-    n->stop_cb = NULL;
-    cb(n->stop_arg);
-  }
+  stop_release(n);
 }
 
 static void close_all(struct node *n) {
@@ -549,10 +767,18 @@ static void close_all(struct node *n) {
     next = s->next;
     session_close(s, "stopping");
   }
+  int removing = 0;
   for (struct swarm *sw = n->swarms; sw != NULL; sw = sw->next) {
     for (struct session *s = sw->sessions, *next; s != NULL; s = next) {
       next = s->next;
       session_close(s, "stopping");
+    }
+    if (sw->state == SW_REMOVING) {
+      /* Its removal closes its storage and handles and frees it; the
+       * node's callback waits for that (remove_hold). */
+      remove_release(sw);
+      removing = 1;
+      continue;
     }
     if (sw->st != NULL) {
       n->closing_handles++;
@@ -569,13 +795,16 @@ static void close_all(struct node *n) {
   close_handle(n, (uv_handle_t *)&n->throttle_timer);
   close_handle(n, (uv_handle_t *)&n->have_timer);
   close_handle(n, (uv_handle_t *)&n->stop_timer);
-  /* Let go of node_stop's hold. */
-  n->closing_handles--;
-  if (n->closing_handles == 0 && n->stop_cb != NULL) {
-    void (*cb)(void *) = n->stop_cb;
-    n->stop_cb = NULL;
-    cb(n->stop_arg);
+  if (removing) {
+    /* The remove timer goes on until the last removal is done, then
+     * closes itself and lets go of this hold. */
+    n->remove_hold = 1;
+    n->closing_handles++;
+  } else {
+    close_handle(n, (uv_handle_t *)&n->remove_timer);
   }
+  /* Let go of node_stop's hold. */
+  stop_release(n);
 }
 
 static void on_stop_timer(uv_timer_t *t) {
@@ -605,9 +834,10 @@ void node_stop(struct node *n, void (*cb)(void *arg), void *arg) {
   close_handle(n, (uv_handle_t *)&n->listener); /* no new sessions */
   for (struct swarm *sw = n->swarms; sw != NULL; sw = sw->next) {
     /* A running announce is let finish; "stopped" goes after it. A
-     * failed swarm sent its own, or sends it now. */
+     * failed swarm sent its own, or sends it now; so does one being
+     * removed, which its removal goes on freeing. */
     announce_stop(sw);
-    if (sw->state != SW_FAILED) {
+    if (sw->state != SW_FAILED && sw->state != SW_REMOVING) {
       swarm_set_state(sw, SW_STOPPING);
     }
   }

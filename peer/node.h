@@ -80,22 +80,32 @@ int node_get(struct node *n, const uint8_t content[MANIFEST_ID_BYTES],
 /* The daemon's controls, at run time. */
 
 /* The figures of content's swarm (as in a NODE_EV_PROGRESS event; the
- * pointers inside are borrowed until the next call into the node).
- * Returns 0, or SHOAL_ENOENT when the node has no swarm for it. */
+ * pointers inside are borrowed until the next call into the node). A
+ * failed swarm stays listed, with its figures, until it is removed.
+ * Returns 0, or SHOAL_ENOENT when the node has no swarm for it (out is
+ * zeroed then). */
 int node_swarm_info(struct node *n, const uint8_t content[MANIFEST_ID_BYTES],
                     struct node_swarm_info *out);
 
 /* Takes content's swarm out of the node: "stopped" to its trackers
  * (bounded in time, as node_stop), its sessions closed, its storage closed
- * (a download's resume record saved; the partial copy stays). cb(arg) comes
- * once everything of the swarm is released; the content may then be
- * shared or got again. Returns 0, or SHOAL_ENOENT (no such swarm; cb does
- * not come). */
+ * (a download's resume record saved; the partial copy stays). From the
+ * call on the swarm is gone for everyone else: node_swarm_info does not
+ * find it, no event speaks of it, and peers asking for the content are
+ * refused. cb(arg) comes from the loop once everything of the swarm is
+ * released (never inside this call); the content may then be shared or got
+ * again, and cb may do so itself (anything but node_free): until then
+ * node_share and node_get of it return UV_EBUSY. A failed swarm
+ * is removed the same way. node_stop while a removal is under way lets it
+ * finish: cb comes, then node_stop's callback. Returns 0, SHOAL_ENOENT (no
+ * such swarm) or SHOAL_ECANCELED (the node is stopping); cb does not come
+ * then. */
 int node_remove(struct node *n, const uint8_t content[MANIFEST_ID_BYTES],
                 void (*cb)(void *arg), void *arg);
 
 /* Sets the node-wide rate limits (bytes a second; 0: no limit) from now
- * on. */
+ * on (rate_set). A raised or removed limit wakes the sessions waiting for
+ * it at once; a lowered one holds from the next bytes moved. */
 void node_set_rates(struct node *n, uint64_t upload_rate,
                     uint64_t download_rate);
 

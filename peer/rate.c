@@ -19,6 +19,25 @@ void rate_init(struct rate_bucket *b, uint64_t bytes_per_s, uint64_t now_ms) {
   b->tokens = 0.0;
 }
 
+void rate_set(struct rate_bucket *b, uint64_t bytes_per_s, uint64_t now_ms) {
+  double cap;
+  if (b->rate == 0 || bytes_per_s == 0) {
+    rate_init(b, bytes_per_s, now_ms);
+    return;
+  }
+  rate_refill(b, now_ms);
+  b->rate = bytes_per_s < RATE_MAX_BPS ? bytes_per_s : RATE_MAX_BPS;
+  b->burst = b->rate / 4 > RATE_BURST_MIN ? b->rate / 4 : RATE_BURST_MIN;
+  cap = (double)b->burst;
+  if (b->tokens >= cap) {
+    b->tokens = cap;
+    b->milli = 0;
+  } else if (b->tokens < -cap) {
+    b->tokens = -cap;
+    b->milli = 0;
+  }
+}
+
 int rate_unlimited(const struct rate_bucket *b) {
   return b->rate == 0;
 }

@@ -65,6 +65,14 @@ struct rate_bucket {
  * RATE_MAX_BPS). It earns nothing until its first use (see above); now_ms
  * is kept for the fields' sake only. */
 void rate_init(struct rate_bucket *b, uint64_t bytes_per_s, uint64_t now_ms);
+/* Changes the bucket's rate to bytes_per_s (0 = unlimited) at now_ms,
+ * keeping what it holds. A limited bucket is first refilled at its old
+ * rate up to now_ms; its tokens are then held to the new burst, and a debt
+ * to one new burst, so that lowering a limit pauses transfers for at most
+ * about a burst at the new rate, not for the old excess repaid slowly. A
+ * bucket that was unlimited starts as rate_init makes one: empty, its
+ * clock idle until first used. */
+void rate_set(struct rate_bucket *b, uint64_t bytes_per_s, uint64_t now_ms);
 /* Adds the allowance earned since the last call, up to the burst; the
  * first call only starts the clock. The other calls refill by themselves;
  * this is for callers that only read tokens. */

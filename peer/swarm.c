@@ -39,7 +39,8 @@ static void send_have_log(struct swarm *sw, struct session *s);
 struct swarm *swarm_find(struct node *n, const uint8_t content[32]) {
   for (struct swarm *sw = n->swarms; sw != NULL; sw = sw->next) {
     if (memcmp(sw->content, content, MANIFEST_ID_BYTES) == 0 &&
-        sw->state != SW_FAILED && sw->state != SW_STOPPING) {
+        sw->state != SW_FAILED && sw->state != SW_STOPPING &&
+        sw->state != SW_REMOVING) {
       return sw;
     }
   }
@@ -50,23 +51,25 @@ struct swarm *swarm_find(struct node *n, const uint8_t content[32]) {
 /* States */
 
 static const char *const swarm_state_names[SW_NSTATES] = {
-    "new",       "fetching", "opening", "running",
-    "finishing", "seeding",  "failed",  "stopping"};
+    "new",     "fetching", "opening",  "running", "finishing",
+    "seeding", "failed",   "stopping", "removing"};
 
-/* Where each state may go: a bit per state. */
+/* Where each state may go: a bit per state. Every live state may fail,
+ * stop or be removed; a failed one may still be removed. */
 #define TO(s) (1u << (s))
+#define ENDS (TO(SW_FAILED) | TO(SW_STOPPING) | TO(SW_REMOVING))
 static const unsigned swarm_moves[SW_NSTATES] = {
-    [SW_NEW] =
-        TO(SW_FETCHING) | TO(SW_SEEDING) | TO(SW_FAILED) | TO(SW_STOPPING),
-    [SW_FETCHING] = TO(SW_OPENING) | TO(SW_FAILED) | TO(SW_STOPPING),
-    [SW_OPENING] =
-        TO(SW_RUNNING) | TO(SW_SEEDING) | TO(SW_FAILED) | TO(SW_STOPPING),
-    [SW_RUNNING] = TO(SW_FINISHING) | TO(SW_FAILED) | TO(SW_STOPPING),
-    [SW_FINISHING] = TO(SW_SEEDING) | TO(SW_FAILED) | TO(SW_STOPPING),
-    [SW_SEEDING] = TO(SW_FAILED) | TO(SW_STOPPING),
-    [SW_FAILED] = 0,
+    [SW_NEW] = TO(SW_FETCHING) | TO(SW_SEEDING) | ENDS,
+    [SW_FETCHING] = TO(SW_OPENING) | ENDS,
+    [SW_OPENING] = TO(SW_RUNNING) | TO(SW_SEEDING) | ENDS,
+    [SW_RUNNING] = TO(SW_FINISHING) | ENDS,
+    [SW_FINISHING] = TO(SW_SEEDING) | ENDS,
+    [SW_SEEDING] = ENDS,
+    [SW_FAILED] = TO(SW_REMOVING),
     [SW_STOPPING] = 0,
+    [SW_REMOVING] = 0,
 };
+#undef ENDS
 #undef TO
 
 int swarm_state_allowed(enum swarm_state from, enum swarm_state to) {
@@ -83,9 +86,11 @@ void swarm_set_state(struct swarm *sw, enum swarm_state to) {
   log_debug("peer", "swarm %s: %s -> %s", sw->name, swarm_state_name(sw->state),
             swarm_state_name(to));
   sw->state = to;
-  if ((to == SW_FAILED || to == SW_STOPPING) && sw->rc != NULL) {
+  if ((to == SW_FAILED || to == SW_STOPPING || to == SW_REMOVING) &&
+      sw->rc != NULL) {
     /* A check of a copy in place ends with the swarm; its callback still
-     * comes, once the jobs in flight are back, and finds it over. */
+     * comes, once the jobs in flight are back, and finds it over (a
+     * removal waits for it: it holds a reference). */
     recheck_cancel(sw->rc);
   }
 }
@@ -127,7 +132,8 @@ static void strike(struct swarm *sw, const uint8_t pk[32], int ban,
 int swarm_attach(struct swarm *sw, struct session *s) {
   unsigned max = sw->node->cfg.max_peers;
   int slot = -1;
-  if (sw->state == SW_FAILED || sw->state == SW_STOPPING) {
+  if (sw->state == SW_FAILED || sw->state == SW_STOPPING ||
+      sw->state == SW_REMOVING) {
     return SHOAL_EBUSY;
   }
   if (sw->nsessions >= max) {
@@ -165,7 +171,7 @@ void swarm_dial_failed(struct swarm *sw, const struct session *s,
   sw->dial_failures++;
   if (sw->ever_met_peer || sw->warned_unreachable ||
       sw->dial_failures < NODE_DIAL_WARN || sw->node->stopping ||
-      sw->state == SW_FAILED) {
+      sw->state == SW_FAILED || sw->state == SW_REMOVING) {
     return;
   }
   sw->warned_unreachable = 1;
@@ -205,8 +211,8 @@ void swarm_detach(struct swarm *sw, struct session *s) {
   sw->nsessions--;
   refetch = fetch_left(&sw->mf, s);
   s->sw = NULL;
-  if (sw->node->stopping) {
-    return;
+  if (sw->node->stopping || sw->state == SW_REMOVING) {
+    return; /* every session is leaving: nothing to hand over */
   }
   /* The manifest's source left: another peer that holds it takes over. */
   if (refetch && sw->state == SW_FETCHING) {
@@ -361,7 +367,8 @@ void swarm_rechoke(struct swarm *sw, uint64_t now, int full) {
   struct choker_action act[CHOKER_ACTIONS_MAX(PICKER_MAX_PEERS)];
   unsigned n = 0, nact;
 
-  if (sw->st == NULL || sw->state == SW_FAILED || sw->state == SW_STOPPING) {
+  if (sw->st == NULL || sw->state == SW_FAILED || sw->state == SW_STOPPING ||
+      sw->state == SW_REMOVING) {
     return;
   }
   if (only_publisher(sw)) {
@@ -836,8 +843,9 @@ void swarm_free(struct swarm *sw) {
 
 void swarm_fail(struct swarm *sw, int code, const char *msg) {
   struct node_event ev;
-  if (sw->state == SW_FAILED) {
-    return;
+  if (sw->state == SW_FAILED || sw->state == SW_STOPPING ||
+      sw->state == SW_REMOVING) {
+    return; /* it is over already: nothing more to tell */
   }
   /* The event carries the failure to the user, who sees it once; the log
    * keeps it for --log-level info. */

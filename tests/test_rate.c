@@ -418,6 +418,84 @@ static void unlimited_bucket_always_passes(void **state) {
 }
 
 /* ---------------------------------------------------------------------- */
+/* Changing the rate (rate_set) */
+
+static void set_earns_at_the_old_rate_up_to_the_change(void **state) {
+  (void)state;
+  struct rate_bucket b;
+  rate_init(&b, 1000, T0);
+  rate_refill(&b, T0); /* the clock starts */
+  rate_set(&b, 2000, T0 + 100);
+  assert_int_equal(b.rate, 2000);
+  assert_true(b.tokens == 100.0); /* 100 ms at 1000 B/s */
+  rate_refill(&b, T0 + 200);
+  assert_true(b.tokens == 300.0); /* then 100 ms at 2000 B/s */
+}
+
+static void set_lower_holds_tokens_to_the_new_burst(void **state) {
+  (void)state;
+  struct rate_bucket b;
+  init_full(&b, 10 * MIB, T0);
+  assert_int_equal(b.burst, 10 * MIB / 4);
+  rate_set(&b, MIB, T0);
+  assert_int_equal(b.burst, RATE_BURST_MIN);
+  assert_true(b.tokens == (double)RATE_BURST_MIN);
+  assert_int_equal(b.milli, 0);
+  assert_int_equal(rate_take(&b, RATE_BURST_MIN, T0), 1);
+  /* From then on, the new rate: 1 KiB takes a millisecond at 1 MiB/s. */
+  assert_int_equal(rate_wait_ms(&b, KIB, T0), 1);
+}
+
+static void set_lower_forgives_debt_beyond_one_new_burst(void **state) {
+  (void)state;
+  struct rate_bucket b;
+  rate_init(&b, 10 * MIB, T0);
+  rate_charge(&b, 8 * MIB, T0);
+  assert_true(b.tokens == -(double)(8 * MIB));
+  rate_set(&b, MIB, T0);
+  assert_true(b.tokens == -(double)RATE_BURST_MIN);
+  /* (256 KiB + 1) bytes at 1 MiB/s: 250.0009... ms, rounded up. */
+  assert_int_equal(rate_wait_ms(&b, 1, T0), 251);
+}
+
+static void set_higher_keeps_the_debt_and_repays_faster(void **state) {
+  (void)state;
+  struct rate_bucket b;
+  rate_init(&b, MIB, T0);
+  rate_charge(&b, 100 * KIB, T0);
+  assert_int_equal(rate_wait_ms(&b, 1, T0), 98); /* 102401 B at 1 MiB/s */
+  rate_set(&b, 4 * MIB, T0);
+  assert_int_equal(b.burst, MIB);
+  assert_true(b.tokens == -(double)(100 * KIB));
+  assert_int_equal(rate_wait_ms(&b, 1, T0), 25); /* at 4 MiB/s */
+}
+
+static void set_to_and_from_unlimited(void **state) {
+  (void)state;
+  struct rate_bucket b, fresh;
+  rate_init(&b, MIB, T0);
+  rate_charge(&b, 4 * MIB, T0);
+  rate_set(&b, 0, T0 + 10);
+  assert_true(rate_unlimited(&b));
+  assert_int_equal(rate_take(&b, UINT64_MAX, T0 + 10), 1);
+  assert_int_equal(rate_wait_ms(&b, UINT64_MAX, T0 + 10), 0);
+  rate_set(&b, 0, T0 + 20); /* unlimited stays unlimited */
+  assert_true(rate_unlimited(&b));
+  /* A limit again: the bucket is a fresh one, empty and idle. */
+  rate_set(&b, 3000, T0 + 30);
+  rate_init(&fresh, 3000, T0 + 30);
+  assert_int_equal(b.rate, fresh.rate);
+  assert_int_equal(b.burst, fresh.burst);
+  assert_true(b.tokens == 0.0);
+  assert_int_equal(b.milli, 0);
+  assert_int_equal(b.started, 0);
+  assert_int_equal(rate_wait_ms(&b, 300, T0 + 5000), 100);
+  /* An absurd rate is capped as rate_init caps it. */
+  rate_set(&b, UINT64_MAX, T0 + 40);
+  assert_int_equal(b.rate, RATE_MAX_BPS);
+}
+
+/* ---------------------------------------------------------------------- */
 /* Over time */
 
 /* A sender that sends 64 KiB blocks as fast as the bucket lets it, waking
@@ -735,6 +813,11 @@ int main(void) {
       cmocka_unit_test(wait_ms_is_the_first_millisecond_take_succeeds),
       cmocka_unit_test(wait_ms_exact_figures),
       cmocka_unit_test(unlimited_bucket_always_passes),
+      cmocka_unit_test(set_earns_at_the_old_rate_up_to_the_change),
+      cmocka_unit_test(set_lower_holds_tokens_to_the_new_burst),
+      cmocka_unit_test(set_lower_forgives_debt_beyond_one_new_burst),
+      cmocka_unit_test(set_higher_keeps_the_debt_and_repays_faster),
+      cmocka_unit_test(set_to_and_from_unlimited),
       cmocka_unit_test(sender_keeps_long_run_rate),
       cmocka_unit_test(receiver_charging_keeps_long_run_rate),
       cmocka_unit_test(sender_first_second_holds_the_cap),

@@ -23,15 +23,16 @@
 
 /* expected[from][to]: 1 where a swarm may go. */
 static const int expected[SW_NSTATES][SW_NSTATES] = {
-    /*               new fetch open run  fin  seed fail stop */
-    [SW_NEW] = {0, 1, 0, 0, 0, 1, 1, 1},
-    [SW_FETCHING] = {0, 0, 1, 0, 0, 0, 1, 1},
-    [SW_OPENING] = {0, 0, 0, 1, 0, 1, 1, 1}, /* seed: a whole copy */
-    [SW_RUNNING] = {0, 0, 0, 0, 1, 0, 1, 1},
-    [SW_FINISHING] = {0, 0, 0, 0, 0, 1, 1, 1},
-    [SW_SEEDING] = {0, 0, 0, 0, 0, 0, 1, 1},
-    [SW_FAILED] = {0, 0, 0, 0, 0, 0, 0, 0},
-    [SW_STOPPING] = {0, 0, 0, 0, 0, 0, 0, 0},
+    /*               new fetch open run  fin  seed fail stop remove */
+    [SW_NEW] = {0, 1, 0, 0, 0, 1, 1, 1, 1},
+    [SW_FETCHING] = {0, 0, 1, 0, 0, 0, 1, 1, 1},
+    [SW_OPENING] = {0, 0, 0, 1, 0, 1, 1, 1, 1}, /* seed: a whole copy */
+    [SW_RUNNING] = {0, 0, 0, 0, 1, 0, 1, 1, 1},
+    [SW_FINISHING] = {0, 0, 0, 0, 0, 1, 1, 1, 1},
+    [SW_SEEDING] = {0, 0, 0, 0, 0, 0, 1, 1, 1},
+    [SW_FAILED] = {0, 0, 0, 0, 0, 0, 0, 0, 1},
+    [SW_STOPPING] = {0, 0, 0, 0, 0, 0, 0, 0, 0},
+    [SW_REMOVING] = {0, 0, 0, 0, 0, 0, 0, 0, 0},
 };
 
 static void test_every_move_is_allowed_or_refused_by_the_table(void **st) {
@@ -56,20 +57,28 @@ static void test_no_state_moves_to_itself(void **st) {
   }
 }
 
-static void test_the_ends_are_failed_and_stopping(void **st) {
+static void test_the_ends_are_stopping_and_removing(void **st) {
   (void)st;
   for (int s = 0; s < SW_NSTATES; s++) {
-    int end = s == SW_FAILED || s == SW_STOPPING;
+    int end = s == SW_STOPPING || s == SW_REMOVING;
+    int live = !end && s != SW_FAILED;
     int any = 0;
     for (int to = 0; to < SW_NSTATES; to++) {
       any |= swarm_state_allowed((enum swarm_state)s, (enum swarm_state)to);
     }
     assert_int_equal(any, !end);
-    /* Every live state may fail or stop. */
-    if (!end) {
+    /* Every live state may fail, stop or be removed. */
+    if (live) {
       assert_true(swarm_state_allowed((enum swarm_state)s, SW_FAILED));
       assert_true(swarm_state_allowed((enum swarm_state)s, SW_STOPPING));
+      assert_true(swarm_state_allowed((enum swarm_state)s, SW_REMOVING));
     }
+  }
+  /* A failed swarm stays listed until it is removed, and goes nowhere
+   * else. */
+  for (int to = 0; to < SW_NSTATES; to++) {
+    assert_int_equal(swarm_state_allowed(SW_FAILED, (enum swarm_state)to),
+                     to == SW_REMOVING);
   }
 }
 
@@ -123,6 +132,12 @@ static void test_set_state_walks_a_get_and_a_share_and_logs(void **st) {
   swarm_set_state(sw, SW_SEEDING);
   swarm_set_state(sw, SW_FAILED);
   assert_int_equal(sw->state, SW_FAILED);
+  swarm_set_state(sw, SW_REMOVING);
+  assert_int_equal(sw->state, SW_REMOVING);
+  memset(sw, 0, sizeof(*sw));
+  snprintf(sw->name, sizeof(sw->name), "music");
+  swarm_set_state(sw, SW_FETCHING);
+  swarm_set_state(sw, SW_REMOVING);
 
   log_close();
   log_set_level(LOG_INFO);
@@ -138,6 +153,8 @@ static void test_set_state_walks_a_get_and_a_share_and_logs(void **st) {
   assert_non_null(strstr(text, "swarm again: opening -> seeding"));
   assert_non_null(strstr(text, "swarm docs: new -> seeding"));
   assert_non_null(strstr(text, "swarm docs: seeding -> failed"));
+  assert_non_null(strstr(text, "swarm docs: failed -> removing"));
+  assert_non_null(strstr(text, "swarm music: fetching -> removing"));
   free(text);
   free(sw);
   tu_rmtree(dir);
@@ -147,7 +164,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_every_move_is_allowed_or_refused_by_the_table),
       cmocka_unit_test(test_no_state_moves_to_itself),
-      cmocka_unit_test(test_the_ends_are_failed_and_stopping),
+      cmocka_unit_test(test_the_ends_are_stopping_and_removing),
       cmocka_unit_test(test_states_out_of_range_are_refused),
       cmocka_unit_test(test_names_are_distinct),
       cmocka_unit_test(test_set_state_walks_a_get_and_a_share_and_logs),
