@@ -123,6 +123,16 @@ struct daemon {
 };
 
 static void start_next(struct daemon *d);
+
+/* snprintf that may cut a long path short: messages are for people, and
+ * a cut one still says what is wrong. */
+__attribute__((format(printf, 3, 4))) static void say(char *out, size_t cap,
+                                                      const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(out, cap, fmt, ap);
+  va_end(ap);
+}
 static void notify(struct daemon *d, struct item *it, enum daemon_change what);
 
 /* ------------------------------------------------------------------------ */
@@ -227,7 +237,7 @@ static void set_error(struct daemon *d, struct item *it, const char *msg) {
   if (e != NULL) {
     library_set_error(&d->lib, e, "%s", msg);
   } else {
-    snprintf(it->error, sizeof(it->error), "%s", msg);
+    say(it->error, sizeof(it->error), "%s", msg);
   }
 }
 
@@ -578,7 +588,7 @@ static void into_node_as_source(struct daemon *d, struct item *it,
   err = node_share(d->node, m, l.trackers, nt, key);
   if (err != 0) {
     char msg[DAEMON_MSG_BYTES];
-    snprintf(msg, sizeof(msg), "cannot seed: %s", shoal_strerror(err));
+    say(msg, sizeof(msg), "cannot seed: %s", shoal_strerror(err));
     set_error(d, it, msg);
     set_state(d, it, DS_FAILED);
     save(d);
@@ -632,15 +642,15 @@ static void on_checked(void *arg, int status, const struct recheck_result *r) {
     char msg[DAEMON_MSG_BYTES];
     manifest_free(m);
     if (status == SHOAL_ECHANGED) {
-      snprintf(msg, sizeof(msg),
-               "the files differ from the content: %s — put them back, or "
-               "remove the content",
-               r != NULL ? r->why : "?");
+      say(msg, sizeof(msg),
+          "the files differ from the content: %s — put them back, or "
+          "remove the content",
+          r != NULL ? r->why : "?");
       set_error(d, it, msg);
       set_state(d, it, DS_CHANGED);
     } else {
-      snprintf(msg, sizeof(msg), "cannot check the files: %s",
-               shoal_strerror(status));
+      say(msg, sizeof(msg), "cannot check the files: %s",
+          shoal_strerror(status));
       set_error(d, it, msg);
       set_state(d, it, DS_FAILED);
     }
@@ -673,8 +683,7 @@ static void start_download(struct daemon *d, struct item *it,
                  1);
   if (err != 0) {
     char msg[DAEMON_MSG_BYTES];
-    snprintf(msg, sizeof(msg), "cannot start the download: %s",
-             shoal_strerror(err));
+    say(msg, sizeof(msg), "cannot start the download: %s", shoal_strerror(err));
     set_error(d, it, msg);
     set_state(d, it, DS_FAILED);
     save(d);
@@ -708,10 +717,10 @@ static int start_item(struct daemon *d, struct item *it) {
       return 0;
     }
     char msg[DAEMON_MSG_BYTES];
-    snprintf(msg, sizeof(msg),
-             "its manifest is missing from %s/manifests — remove the content "
-             "and share it again",
-             d->home);
+    say(msg, sizeof(msg),
+        "its manifest is missing from %s/manifests — remove the content "
+        "and share it again",
+        d->home);
     set_error(d, it, msg);
     set_state(d, it, DS_FAILED);
     save(d);
@@ -735,8 +744,7 @@ static int start_item(struct daemon *d, struct item *it) {
     manifest_free(it->m);
     it->m = NULL;
     it->rc = NULL;
-    snprintf(msg, sizeof(msg), "cannot check the files: %s",
-             shoal_strerror(err));
+    say(msg, sizeof(msg), "cannot check the files: %s", shoal_strerror(err));
     set_error(d, it, msg);
     set_state(d, it, DS_FAILED);
     return 0;
@@ -990,8 +998,8 @@ static void after_share_saved(uv_work_t *w, int status) {
   it->m = NULL;
   if (status != 0 || s->status != 0 || d->stopping || it->gone) {
     char msg[DAEMON_MSG_BYTES];
-    snprintf(msg, sizeof(msg), "cannot save the manifest: %s",
-             shoal_strerror(status != 0 ? status : s->status));
+    say(msg, sizeof(msg), "cannot save the manifest: %s",
+        shoal_strerror(status != 0 ? status : s->status));
     manifest_free(m);
     stat_work_free(s);
     if (!d->stopping && !it->gone) {
@@ -1021,32 +1029,32 @@ static void on_share_built(void *arg, int status, struct manifest *m) {
   if (status != 0 || d->stopping) {
     manifest_free(m);
     if (status != SHOAL_ECANCELED && !d->stopping) {
-      snprintf(msg, sizeof(msg), "cannot share %s: %s", it->path,
-               shoal_strerror(status));
-      snprintf(it->error, sizeof(it->error), "%s", msg);
+      say(msg, sizeof(msg), "cannot share %s: %s", it->path,
+          shoal_strerror(status));
+      say(it->error, sizeof(it->error), "%s", msg);
       set_state(d, it, DS_FAILED);
     }
     item_release_if_idle(d, it);
     return;
   }
   if (m->file_count == 0) {
-    snprintf(it->error, sizeof(it->error), "cannot share %s: it holds no files",
-             it->path);
+    say(it->error, sizeof(it->error), "cannot share %s: it holds no files",
+        it->path);
     manifest_free(m);
     set_state(d, it, DS_FAILED);
     return;
   }
   if (item_find(d, m->id) != NULL) {
-    snprintf(it->error, sizeof(it->error),
-             "%s is already in the library as this very content", it->path);
+    say(it->error, sizeof(it->error),
+        "%s is already in the library as this very content", it->path);
     manifest_free(m);
     set_state(d, it, DS_FAILED);
     return;
   }
   e = library_add(&d->lib, m->id, LIBRARY_SHARE, m->name, m->local_root, &err);
   if (e == NULL) {
-    snprintf(it->error, sizeof(it->error), "cannot add %s: %s", it->path,
-             shoal_strerror(err));
+    say(it->error, sizeof(it->error), "cannot add %s: %s", it->path,
+        shoal_strerror(err));
     manifest_free(m);
     set_state(d, it, DS_FAILED);
     return;
@@ -1100,18 +1108,18 @@ int daemon_share_path(struct daemon *d, const char *path, char *msg,
   const char *base;
   int err;
   if (path == NULL || path[0] != '/') {
-    snprintf(msg, cap, "the path to share must be absolute, not '%s'",
-             path != NULL ? path : "");
+    say(msg, cap, "the path to share must be absolute, not '%s'",
+        path != NULL ? path : "");
     return 400;
   }
   if (stat(path, &st) != 0) {
-    snprintf(msg, cap, "cannot share %s: %s", path, strerror(errno));
+    say(msg, cap, "cannot share %s: %s", path, strerror(errno));
     return errno == ENOENT || errno == ENOTDIR ? 404 : 400;
   }
   if (d->cfg.ntrackers == 0) {
-    snprintf(msg, cap,
-             "the daemon has no tracker to publish to — start it with "
-             "--tracker HOST[:PORT]");
+    say(msg, cap,
+        "the daemon has no tracker to publish to — start it with "
+        "--tracker HOST[:PORT]");
     return 409;
   }
   base = strrchr(path, '/');
@@ -1122,7 +1130,7 @@ int daemon_share_path(struct daemon *d, const char *path, char *msg,
     }
     if (!it->has_content && it->path != NULL && strcmp(it->path, path) == 0) {
       if (it->builder != NULL) {
-        snprintf(msg, cap, "%s is being hashed already", path);
+        say(msg, cap, "%s is being hashed already", path);
         return 409;
       }
       break; /* a failed try: this one replaces it */
@@ -1131,13 +1139,13 @@ int daemon_share_path(struct daemon *d, const char *path, char *msg,
   if (it == NULL) {
     it = item_new(d);
     if (it == NULL) {
-      snprintf(msg, cap, "out of memory");
+      say(msg, cap, "out of memory");
       return 500;
     }
     it->path = strdup(path);
     if (it->path == NULL) {
       item_free(d, it);
-      snprintf(msg, cap, "out of memory");
+      say(msg, cap, "out of memory");
       return 500;
     }
   }
@@ -1152,7 +1160,7 @@ int daemon_share_path(struct daemon *d, const char *path, char *msg,
   err = manifest_build_start(d->loop, path, d->id, &o, on_share_built, it,
                              &it->builder);
   if (err != 0) {
-    snprintf(msg, cap, "cannot share %s: %s", path, shoal_strerror(err));
+    say(msg, cap, "cannot share %s: %s", path, shoal_strerror(err));
     item_free(d, it);
     return 400;
   }
@@ -1174,19 +1182,18 @@ int daemon_add_link(struct daemon *d, const char *text, const char *dir,
   char dirmsg[HOME_MSG_BYTES];
   int err = 0;
   if (text == NULL || link_parse(text, strlen(text), &l, &why) != 0) {
-    snprintf(msg, cap, "not a share link: %s",
-             text == NULL ? "none given" : why);
+    say(msg, cap, "not a share link: %s", text == NULL ? "none given" : why);
     return 400;
   }
   if (dir == NULL || dir[0] == '\0') {
     dir = d->download_dir;
   } else if (dir[0] != '/') {
-    snprintf(msg, cap, "the folder must be an absolute path, not '%s'", dir);
+    say(msg, cap, "the folder must be an absolute path, not '%s'", dir);
     return 400;
   }
   memcpy(content_out, l.id, MANIFEST_ID_BYTES);
   if (library_find(&d->lib, l.id) != NULL) {
-    snprintf(msg, cap, "%s is already in the library", l.name);
+    say(msg, cap, "%s is already in the library", l.name);
     return 409;
   }
   for (it = d->first; it != NULL; it = it->next) {
@@ -1198,30 +1205,29 @@ int daemon_add_link(struct daemon *d, const char *text, const char *dir,
   for (struct item *g = d->first; g != NULL; g = g->next) {
     if (g->gone && g->has_content &&
         memcmp(g->content, l.id, MANIFEST_ID_BYTES) == 0) {
-      snprintf(msg, cap, "%s is still being removed; try again in a moment",
-               l.name);
+      say(msg, cap, "%s is still being removed; try again in a moment", l.name);
       return 409;
     }
   }
   if (home_out_dir(dir, dirmsg, sizeof(dirmsg)) != 0) {
-    snprintf(msg, cap, "%s", dirmsg);
+    say(msg, cap, "%s", dirmsg);
     return 400;
   }
   e = library_add(&d->lib, l.id, LIBRARY_DOWNLOAD, l.name, dir, &err);
   if (e == NULL) {
-    snprintf(msg, cap, "cannot add %s: %s", l.name, shoal_strerror(err));
+    say(msg, cap, "cannot add %s: %s", l.name, shoal_strerror(err));
     return err == UV_EEXIST ? 409 : 500;
   }
   e->added = (int64_t)time(NULL);
   if (library_set_link(&d->lib, e, text) != 0) {
     library_remove(&d->lib, l.id);
-    snprintf(msg, cap, "out of memory");
+    say(msg, cap, "out of memory");
     return 500;
   }
   it = item_new(d);
   if (it == NULL) {
     library_remove(&d->lib, l.id);
-    snprintf(msg, cap, "out of memory");
+    say(msg, cap, "out of memory");
     return 500;
   }
   memcpy(it->content, l.id, MANIFEST_ID_BYTES);
@@ -1243,10 +1249,10 @@ static struct item *find_or_404(struct daemon *d, const uint8_t *content,
   if (it == NULL) {
     char text[TEXTID_STRLEN];
     textid_encode(TEXTID_CONTENT, content, text);
-    snprintf(msg, cap,
-             "no content with ID %s in the library; 'shoal-peer ls' lists "
-             "them",
-             text);
+    say(msg, cap,
+        "no content with ID %s in the library; 'shoal-peer ls' lists "
+        "them",
+        text);
   }
   return it;
 }
@@ -1260,7 +1266,7 @@ int daemon_pause(struct daemon *d, const uint8_t content[MANIFEST_ID_BYTES],
   }
   e = entry_of(d, it);
   if (e == NULL || e->paused) {
-    snprintf(msg, cap, "%s is paused already", it->name);
+    say(msg, cap, "%s is paused already", it->name);
     return 409;
   }
   e->paused = 1;
@@ -1283,7 +1289,7 @@ int daemon_resume(struct daemon *d, const uint8_t content[MANIFEST_ID_BYTES],
   }
   e = entry_of(d, it);
   if (e == NULL || !e->paused) {
-    snprintf(msg, cap, "%s is not paused", it->name);
+    say(msg, cap, "%s is not paused", it->name);
     return 409;
   }
   e->paused = 0;
@@ -1307,7 +1313,7 @@ int daemon_recheck(struct daemon *d, const uint8_t content[MANIFEST_ID_BYTES],
   }
   e = entry_of(d, it);
   if (it->rc != NULL || it->state == DS_CHECKING) {
-    snprintf(msg, cap, "%s is being checked already", it->name);
+    say(msg, cap, "%s is being checked already", it->name);
     return 409;
   }
   if (e != NULL && e->paused) {
@@ -1329,10 +1335,10 @@ int daemon_remove(struct daemon *d, const uint8_t content[MANIFEST_ID_BYTES],
   }
   e = entry_of(d, it);
   if (delete &&it->kind == LIBRARY_SHARE) {
-    snprintf(msg, cap,
-             "%s is a share: its files are only ever read, never deleted — "
-             "remove it without deleting data",
-             it->name);
+    say(msg, cap,
+        "%s is a share: its files are only ever read, never deleted — "
+        "remove it without deleting data",
+        it->name);
     return 409;
   }
   if (delete &&e != NULL) {
@@ -1646,7 +1652,7 @@ int daemon_new(struct daemon **out, uv_loop_t *loop,
   *out = NULL;
   d = calloc(1, sizeof(*d));
   if (d == NULL) {
-    snprintf(msg, cap, "out of memory");
+    say(msg, cap, "out of memory");
     return SHOAL_ENOMEM;
   }
   d->loop = loop;
@@ -1655,9 +1661,9 @@ int daemon_new(struct daemon **out, uv_loop_t *loop,
   snprintf(d->home, sizeof(d->home), "%s", c->home);
   d->cfg.home = d->home;
   if (c->download_dir != NULL) {
-    snprintf(d->download_dir, sizeof(d->download_dir), "%s", c->download_dir);
+    say(d->download_dir, sizeof(d->download_dir), "%s", c->download_dir);
   } else {
-    snprintf(d->download_dir, sizeof(d->download_dir), "%s/downloads", d->home);
+    say(d->download_dir, sizeof(d->download_dir), "%s/downloads", d->home);
   }
   d->cfg.download_dir = d->download_dir;
   if (c->watch_dir != NULL) {
@@ -1675,9 +1681,9 @@ int daemon_new(struct daemon **out, uv_loop_t *loop,
   d->cfg.node.listen = c->listen;
   err = node_new(&d->node, loop, &d->cfg.node, id, on_node_event, d);
   if (err != 0) {
-    snprintf(msg, cap, "cannot listen on %s: %s — choose another --listen",
-             c->listen != NULL ? c->listen : "the default address",
-             shoal_strerror(err));
+    say(msg, cap, "cannot listen on %s: %s — choose another --listen",
+        c->listen != NULL ? c->listen : "the default address",
+        shoal_strerror(err));
     *out = d; /* the node's handles close through daemon_stop */
     return err;
   }
@@ -1694,7 +1700,7 @@ int daemon_new(struct daemon **out, uv_loop_t *loop,
     const struct library_entry *e = &d->lib.entries[i];
     struct item *it = item_new(d);
     if (it == NULL) {
-      snprintf(msg, cap, "out of memory");
+      say(msg, cap, "out of memory");
       *out = d;
       return SHOAL_ENOMEM;
     }
