@@ -54,6 +54,7 @@ struct listener {
   uv_timer_t timer;
   int via_tcp;
   int handles;    /* poll and timer were initialised */
+  int kicked;     /* an MHD_run was asked for (by listener_kick) */
   unsigned conns; /* open connections, counted for the accept policy */
 };
 
@@ -224,8 +225,10 @@ char *http_event_format(const char *event, const char *data) {
   char *out;
   char *p;
   assert(strchr(event, '\n') == NULL && strchr(event, '\r') == NULL);
+  /* A reader ends a line at "\r\n", "\r" or "\n": each starts a data line
+   * of its own, so that no data can make a field of its own. */
   for (const char *d = data; *d != '\0'; d++) {
-    lines += *d == '\n';
+    lines += *d == '\n' || (*d == '\r' && d[1] != '\n');
   }
   /* "event: " NAME "\n", then "data: " LINE "\n" per line, then "\n". */
   cap = 7 + elen + 1 + lines * 7 + dlen + 1 + 1;
@@ -239,17 +242,17 @@ char *http_event_format(const char *event, const char *data) {
   p += elen;
   *p++ = '\n';
   for (const char *d = data;;) {
-    const char *nl = strchr(d, '\n');
-    size_t n = nl != NULL ? (size_t)(nl - d) : strlen(d);
+    size_t n = strcspn(d, "\r\n");
     memcpy(p, "data: ", 6);
     p += 6;
     memcpy(p, d, n);
     p += n;
     *p++ = '\n';
-    if (nl == NULL) {
+    d += n;
+    if (*d == '\0') {
       break;
     }
-    d = nl + 1;
+    d += d[0] == '\r' && d[1] == '\n' ? 2 : 1;
   }
   *p++ = '\n';
   *p = '\0';
@@ -267,13 +270,17 @@ static void listener_run(struct listener *l) {
   if (s->stopping) {
     return;
   }
+  l->kicked = 0;
   s->in_run++;
   MHD_run(l->mhd);
   s->in_run--;
   if (s->stopping) {
     return; /* a handler called http_stop: the defer timer finishes it */
   }
-  if (MHD_get_timeout(l->mhd, &ms) == MHD_YES) {
+  if (l->kicked) {
+    /* A handler resumed a stream during the run: one more run soon. */
+    uv_timer_start(&l->timer, on_timer, 0, 0);
+  } else if (MHD_get_timeout(l->mhd, &ms) == MHD_YES) {
     uv_timer_start(&l->timer, on_timer, (uint64_t)ms, 0);
   } else {
     uv_timer_stop(&l->timer);
@@ -298,6 +305,7 @@ static void on_timer(uv_timer_t *t) {
  * connection is taken up only by one. */
 static void listener_kick(struct listener *l) {
   if (!l->s->stopping) {
+    l->kicked = 1;
     uv_timer_start(&l->timer, on_timer, 0, 0);
   }
 }
@@ -548,13 +556,11 @@ static enum MHD_Result respond(struct listener *l, struct MHD_Connection *conn,
     st->l = l;
     st->conn = conn;
     st->req = rq;
-    if (res->body != NULL && res->body[0] != '\0') {
-      size_t n = strlen(res->body);
-      if ((st->q = malloc(n)) == NULL) {
-        goto out;
-      }
-      memcpy(st->q, res->body, n);
-      st->len = st->cap = n;
+    if (res->body != NULL) {
+      /* The initial events are the first bytes of the queue. */
+      st->q = res->body;
+      st->len = st->cap = strlen(res->body);
+      res->body = NULL;
     }
     r = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, SSE_BLOCK_BYTES,
                                           stream_read, st, stream_free);
@@ -678,8 +684,10 @@ static enum MHD_Result refuse(struct listener *l, struct MHD_Connection *conn,
                               const char *reason) {
   struct http_response res = {0};
   char shown[LOG_TEXT_BYTES];
+  char verb[16];
   log_text(shown, sizeof(shown), path);
-  log_info(WHO, "%s %s over %s refused (%d): %s", method, shown,
+  log_text(verb, sizeof(verb), method);
+  log_info(WHO, "%s %s over %s refused (%d): %s", verb, shown,
            l->via_tcp ? "tcp" : "unix", status, reason);
   http_error(&res, status, "%s", reason);
   rq->answered = 1;

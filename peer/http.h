@@ -85,8 +85,8 @@ void http_error(struct http_response *res, int status, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
 /* One event as a stream carries it, "event: NAME\ndata: DATA\n\n" (a data
- * with line breaks becomes one data line per line), malloc'd; NULL when out
- * of memory. For an event stream's initial body. */
+ * with line breaks, "\n", "\r\n" or "\r", becomes one data line per line),
+ * malloc'd; NULL when out of memory. For an event stream's initial body. */
 char *http_event_format(const char *event, const char *data);
 
 typedef void (*http_handler_cb)(void *arg, const struct http_request *req,

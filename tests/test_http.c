@@ -195,6 +195,11 @@ static void handler(void *arg, const struct http_request *req,
   } else if (strcmp(req->path, "/v1/events") == 0) {
     res->event_stream = 1;
     res->body = http_event_format("hello", "{\"n\":0}");
+  } else if (strcmp(req->path, "/v1/say") == 0) {
+    /* A handler that writes to the streams, as the API's do. */
+    http_broadcast(fx->srv, "said", req->body);
+    res->status = 202;
+    res->body = strdup("{}");
   } else if (strcmp(req->path, "/v1/stop") == 0) {
     http_stop(fx->srv, on_stopped, fx);
     res->body = strdup("{}");
@@ -933,6 +938,11 @@ static void error_and_event_text(void **state) {
   ev = http_event_format("x", "one\ntwo\n");
   assert_string_equal(ev, "event: x\ndata: one\ndata: two\ndata: \n\n");
   free(ev);
+  /* A carriage return cannot smuggle in a field of its own. */
+  ev = http_event_format("x", "a\r\nb\revent: y\r");
+  assert_string_equal(ev,
+                      "event: x\ndata: a\ndata: b\ndata: event: y\ndata: \n\n");
+  free(ev);
   ev = http_event_format("x", "");
   assert_string_equal(ev, "event: x\ndata: \n\n");
   free(ev);
@@ -964,7 +974,7 @@ static void connection_limit(void **state) {
   close(a);
   later = connect_tcp(port_of(fx));
   b->len = 0;
-  for (;;) {
+  for (long end = now_ms() + DEADLINE_MS;;) {
     /* The server may not have seen the close yet: then later is refused
      * and the next try is made. */
     int got;
@@ -974,6 +984,7 @@ static void connection_limit(void **state) {
       break;
     }
     assert_int_equal(got, 0);
+    assert_true(now_ms() < end);
     close(later);
     later = connect_tcp(port_of(fx));
     b->len = 0;
@@ -1024,6 +1035,7 @@ static void event_stream_in_order_then_gone(void **state) {
   struct bcast two = {"two", "{\"i\":2}"};
   char req[256];
   const char *p1, *p2;
+  struct reply r;
   int u, t;
   start(fx);
   assert_int_equal(stream_count(fx), 0);
@@ -1059,12 +1071,41 @@ static void event_stream_in_order_then_gone(void **state) {
   assert_non_null(p1);
   assert_true(p1 < p2);
 
+  /* A handler broadcasts, to both listeners' streams. */
+  request(fx, VIA_UNIX, "POST", "/v1/say", NULL, "{\"i\":3}", 7, &r);
+  assert_int_equal(r.status, 202);
+  assert_int_equal(
+      read_until(u, b, "event: said\ndata: {\"i\":3}\n\n", DEADLINE_MS), 1);
+  {
+    struct rbuf *bt = calloc(1, sizeof(*bt));
+    assert_int_equal(read_until(t, bt, "event: said\n", DEADLINE_MS), 1);
+    free(bt);
+  }
+
   /* The clients leave; the server notices at its next write. */
   close(u);
   assert_true(pump_until(fx, 1, 16, DEADLINE_MS));
   close(t);
   assert_true(pump_until(fx, 0, 16, DEADLINE_MS));
   assert_int_equal(stream_count(fx), 0);
+  free(b);
+}
+
+static void stop_ends_open_streams(void **state) {
+  struct fx *fx = *state;
+  struct rbuf *b = calloc(1, sizeof(*b));
+  int u;
+  start(fx);
+  u = connect_unix(fx->sock, 0);
+  send_text(u, "GET /v1/events HTTP/1.1\r\nHost: localhost\r\n\r\n");
+  assert_int_equal(read_until(u, b, "event: hello\n", DEADLINE_MS), 1);
+  /* Its queue is empty: the connection is suspended, which libmicrohttpd
+   * cannot stop with. */
+  assert_int_equal(stream_count(fx), 1);
+  on_loop(fx, job_stop, NULL);
+  assert_true(wait_flag(fx, &fx->stopped, DEADLINE_MS));
+  assert_true(wait_eof(u, DEADLINE_MS));
+  close(u);
   free(b);
 }
 
@@ -1122,6 +1163,7 @@ int main(void) {
           idle_connection_times_out_but_a_stream_does_not, setup, teardown),
       cmocka_unit_test_setup_teardown(event_stream_in_order_then_gone, setup,
                                       teardown),
+      cmocka_unit_test_setup_teardown(stop_ends_open_streams, setup, teardown),
       cmocka_unit_test_setup_teardown(slow_reader_is_closed, setup, teardown),
   };
   int rc;
