@@ -409,7 +409,8 @@ static void stream_push(struct stream *st, const char *p, size_t n) {
   if (st->closing) {
     return;
   }
-  if (n > max - pending) {
+  /* (An initial body alone may be over the limit.) */
+  if (pending > max || n > max - pending) {
     stream_kill(st, "the client reads too slowly");
     return;
   }

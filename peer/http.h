@@ -12,8 +12,8 @@
  *   rest, and the connection closes; a chunked body that grows past it
  *   has its connection closed with no answer, since libmicrohttpd cannot
  *   answer in the middle of a body);
- * - at most max_connections connections are open per listener (libmicrohttpd
- *   refuses the rest at accept);
+ * - at most max_connections connections are open per listener (the rest
+ *   are closed as soon as they are accepted);
  * - on TCP, a Host header that names the listen address, localhost,
  *   127.0.0.1 or [::1] (with the listen port) and nothing else, so that a
  *   web page whose name was re-pointed at 127.0.0.1 (DNS rebinding) is
@@ -52,6 +52,8 @@
 
 struct http_server;
 
+/* A request as a handler sees it; everything in it is borrowed for the
+ * handler's call only. */
 struct http_request {
   const char *method; /* "GET", "POST", ... */
   const char *path;   /* without the query: "/v1/contents/ID" */
@@ -112,7 +114,11 @@ struct http_config {
 /* Starts listening. Returns 0, or an error with a one-line reason in msg
  * (cap bytes): UV_EADDRINUSE (a daemon already answers on the socket, or
  * the port is taken), SHOAL_EINVAL (a bad listen address: only loopback
- * addresses are allowed), a file-system error for the socket. */
+ * addresses are allowed; TCP without a token), UV_EEXIST (the socket path
+ * is something other than a socket: it is left alone), a file-system error
+ * for the socket. A failure leaves nothing open (a handle it had made
+ * closes on the loop's next turn). Call it, and everything below, on the
+ * loop's thread. */
 int http_start(struct http_server **out, uv_loop_t *loop,
                const struct http_config *c, char *msg, size_t cap);
 
@@ -128,11 +134,12 @@ void http_broadcast(struct http_server *s, const char *event, const char *data);
 /* Open event streams. */
 unsigned http_stream_count(const struct http_server *s);
 
-/* Stops listening, ends every connection, removes the Unix socket, and
- * calls cb once every handle is closed; then the server is freed. NULL is
- * a no-op (cb is still called, at once). It may be called from a handler:
- * the connections are then ended on the next turn of the loop, and no
- * handler runs in between. cb may be NULL. */
+/* Stops listening, ends every connection (an event stream with a clean
+ * end when it can), removes the Unix socket (if it is still this server's),
+ * and calls cb once every handle is closed; then the server is freed. NULL
+ * is a no-op (cb is still called, at once). Call it once. It may be called
+ * from a handler: the connections are then ended on the next turn of the
+ * loop, and no handler runs in between. cb may be NULL. */
 void http_stop(struct http_server *s, void (*cb)(void *arg), void *arg);
 
 #endif

@@ -195,6 +195,8 @@ static void handler(void *arg, const struct http_request *req,
   } else if (strcmp(req->path, "/v1/events") == 0) {
     res->event_stream = 1;
     res->body = http_event_format("hello", "{\"n\":0}");
+  } else if (strcmp(req->path, "/v1/empty") == 0) {
+    (void)0; /* no status, no body: 200 and nothing */
   } else if (strcmp(req->path, "/v1/say") == 0) {
     /* A handler that writes to the streams, as the API's do. */
     http_broadcast(fx->srv, "said", req->body);
@@ -887,6 +889,12 @@ static void body_up_to_max_body(void **state) {
   assert_non_null(strstr(r.body, want));
   request(fx, VIA_UNIX, "POST", "/v1/echo", chunked, body, 1001, &r);
   assert_true(r.rc != CURLE_OK || r.status != 200);
+
+  /* A handler that sets nothing answers 200 with no body. */
+  request(fx, VIA_UNIX, "GET", "/v1/empty", NULL, NULL, 0, &r);
+  assert_int_equal(r.rc, CURLE_OK);
+  assert_int_equal(r.status, 200);
+  assert_int_equal(r.len, 0);
 
   /* An empty body is "", and the server still serves. */
   request(fx, VIA_UNIX, "POST", "/v1/echo", NULL, "", 0, &r);
