@@ -769,6 +769,118 @@ static void origin_is_checked_on_both_listeners(void **state) {
   assert_int_equal(get_status(fx, VIA_TCP, "/v1/echo", h), 403);
 }
 
+/* tmpl with each "PORT" replaced by port. */
+static void with_port(char *out, size_t cap, const char *tmpl, unsigned port) {
+  size_t n = 0;
+  while (*tmpl != '\0' && n + 8 < cap) {
+    if (strncmp(tmpl, "PORT", 4) == 0) {
+      n += (size_t)snprintf(out + n, cap - n, "%u", port);
+      tmpl += 4;
+    } else {
+      out[n++] = *tmpl++;
+    }
+  }
+  out[n] = '\0';
+}
+
+/* Hostile and odd forms of Host and Origin: each is refused unless it
+ * names this daemon exactly. */
+static void host_and_origin_forms(void **state) {
+  struct fx *fx = *state;
+  unsigned port;
+  char h[1200];
+  const char *hs[] = {h, "Authorization: Bearer " TOKEN, NULL};
+  struct {
+    const char *fmt; /* PORT: the port */
+    long want;
+  } hosts[] = {
+      {"Host: LocalHost:PORT", 200},
+      {"Host: 127.0.0.1:0PORT", 403},
+      {"Host: 127.0.0.1:PORT:PORT", 403},
+      {"Host: 127.0.0.1:PORT/", 403},
+      {"Host: 127.0.0.1:PORT.", 403},
+      {"Host: 127.0.0.1:+PORT", 403},
+      {"Host: 127.0.0.2:PORT", 403},
+      {"Host: [::1]PORT", 403},
+      {"Host: [::1:PORT", 403},
+      {"Host: [::1]]:PORT", 403},
+      {"Host: ::1:PORT", 403},
+      {"Host: @127.0.0.1:PORT", 403},
+      {"Host: localhost.:PORT", 403},
+      {"Host: 127.0.0.1%00:PORT", 403},
+      {"Host: :PORT", 403},
+  };
+  struct {
+    const char *fmt;
+    long want;
+  } origins[] = {
+      {"Origin: HTTP://127.0.0.1:PORT", 200},
+      {"Origin: http://127.0.0.1:PORT/", 403},
+      {"Origin: http://127.0.0.1:PORT.evil.example", 403},
+      {"Origin: http://user@127.0.0.1:PORT", 403},
+      {"Origin: http:/127.0.0.1:PORT", 403},
+      {"Origin: ws://127.0.0.1:PORT", 403},
+      {"Origin: http://127.0.0.1:PORT http://evil.example", 403},
+      {"Origin: http://", 403},
+      {"Origin: ", 200}, /* curl drops an empty header: no Origin */
+  };
+  start(fx);
+  port = port_of(fx);
+  for (size_t i = 0; i < sizeof(hosts) / sizeof(hosts[0]); i++) {
+    with_port(h, sizeof(h), hosts[i].fmt, port);
+    if (get_status(fx, VIA_TCP, "/v1/echo", hs) != hosts[i].want) {
+      fail_msg("%s: want %ld", h, hosts[i].want);
+    }
+  }
+  for (size_t i = 0; i < sizeof(origins) / sizeof(origins[0]); i++) {
+    with_port(h, sizeof(h), origins[i].fmt, port);
+    for (int via = VIA_UNIX; via <= VIA_TCP; via++) {
+      if (get_status(fx, (enum via)via, "/v1/echo", hs) != origins[i].want) {
+        fail_msg("%s over %s: want %ld", h, via == VIA_TCP ? "tcp" : "unix",
+                 origins[i].want);
+      }
+    }
+  }
+  /* A long Host is refused, not cut to something that matches. */
+  memset(h, 'a', sizeof(h) - 1);
+  h[sizeof(h) - 1] = '\0';
+  snprintf(h, sizeof(h) - 1, "Host: localhost");
+  h[strlen(h)] = 'a';
+  assert_int_equal(get_status(fx, VIA_TCP, "/v1/echo", hs), 403);
+}
+
+/* Another loopback address: its own name is a Host too. */
+static void listener_on_another_loopback_address(void **state) {
+  struct fx *fx = *state;
+  char host[64];
+  const char *hs[] = {host, NULL};
+  struct reply r;
+  CURL *c;
+  char url[128];
+  struct curl_slist *sl = NULL;
+  fx->cfg.tcp_listen = "127.0.0.2:0";
+  start(fx);
+  snprintf(url, sizeof(url), "http://127.0.0.2:%u/", port_of(fx));
+  for (int i = 0; i < 2; i++) {
+    snprintf(host, sizeof(host), "Host: %s:%u",
+             i == 0 ? "127.0.0.2" : "evil.example", port_of(fx));
+    c = curl_easy_init();
+    memset(&r, 0, sizeof(r));
+    sl = curl_slist_append(NULL, hs[0]);
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_HTTPHEADER, sl);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, (long)DEADLINE_MS);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, &r);
+    r.rc = curl_easy_perform(c);
+    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &r.status);
+    curl_slist_free_all(sl);
+    curl_easy_cleanup(c);
+    assert_int_equal(r.rc, CURLE_OK);
+    assert_int_equal(r.status, i == 0 ? 200 : 403);
+  }
+}
+
 static void ipv6_loopback_listener(void **state) {
   struct fx *fx = *state;
   const char *h[] = {"Authorization: Bearer " TOKEN, NULL};
@@ -1157,6 +1269,9 @@ int main(void) {
                                       teardown),
       cmocka_unit_test_setup_teardown(tcp_checks_the_host, setup, teardown),
       cmocka_unit_test_setup_teardown(origin_is_checked_on_both_listeners,
+                                      setup, teardown),
+      cmocka_unit_test_setup_teardown(host_and_origin_forms, setup, teardown),
+      cmocka_unit_test_setup_teardown(listener_on_another_loopback_address,
                                       setup, teardown),
       cmocka_unit_test_setup_teardown(ipv6_loopback_listener, setup, teardown),
       cmocka_unit_test(non_loopback_addresses_are_refused),
