@@ -1111,19 +1111,21 @@ static int listener_start(struct http_server *s, struct listener *l, int fd,
 /* ------------------------------------------------------------------ */
 /* Stopping. */
 
-static void on_handle_closed(uv_handle_t *h) {
-  struct http_server *s = h->data;
-  void (*cb)(void *);
-  void *arg;
-  if (--s->open_handles > 0) {
-    return;
-  }
-  cb = s->stop_cb;
-  arg = s->stop_arg;
+/* The end of a stop: frees s, then tells whoever asked. */
+static void server_free(struct http_server *s) {
+  void (*cb)(void *) = s->stop_cb;
+  void *arg = s->stop_arg;
   free(s->unix_path);
   free(s);
   if (cb != NULL) {
     cb(arg);
+  }
+}
+
+static void on_handle_closed(uv_handle_t *h) {
+  struct http_server *s = h->data;
+  if (--s->open_handles == 0) {
+    server_free(s);
   }
 }
 
@@ -1175,13 +1177,7 @@ static void stop_finish(struct http_server *s) {
     unlink(s->unix_path);
   }
   if (s->open_handles == 0) {
-    void (*cb)(void *) = s->stop_cb;
-    void *arg = s->stop_arg;
-    free(s->unix_path);
-    free(s);
-    if (cb != NULL) {
-      cb(arg);
-    }
+    server_free(s); /* a start that failed before any handle */
   }
 }
 
