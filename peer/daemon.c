@@ -75,7 +75,7 @@ struct item {
   int removing; /* node_remove under way */
   int gone;     /* removed from the library: hidden, freed when idle */
   enum item_after after;
-  int delete_data;
+  char *del_dir;  /* removed with its data: the folder its copy is in */
   int full_check; /* the next check ignores the fast-resume record */
   struct recheck *rc;
   struct manifest *m; /* being checked, or hashed and being saved */
@@ -202,6 +202,7 @@ static void item_free(struct daemon *d, struct item *it) {
   }
   manifest_free(it->m);
   free(it->path);
+  free(it->del_dir);
   free(it);
 }
 
@@ -619,8 +620,8 @@ static void on_checked(void *arg, int status, const struct recheck_result *r) {
   e = entry_of(d, it);
   if (it->gone || d->stopping || status == SHOAL_ECANCELED || e == NULL) {
     manifest_free(m);
-    if (!it->gone && !d->stopping) {
-      after_removed(d, it); /* a pause or a recheck asked for */
+    if (!d->stopping) {
+      after_removed(d, it); /* a pause, a recheck or a removal asked for */
     }
     item_release_if_idle(d, it);
     start_next(d);
@@ -845,6 +846,14 @@ static void after_removed(struct daemon *d, struct item *it) {
     enqueue(d, it, 1);
     break;
   case AFTER_REMOVE:
+    /* Only now: the swarm's storage has closed, so nothing writes the
+     * copy, its partial copy or its resume record any more. */
+    if (it->del_dir != NULL) {
+      delete_data(d, it->content, it->del_dir, it->name);
+      free(it->del_dir);
+      it->del_dir = NULL;
+    }
+    break;
   case AFTER_NOTHING:
     break;
   }
@@ -855,12 +864,8 @@ static void on_node_removed(void *arg) {
   struct daemon *d = it->d;
   it->removing = 0;
   it->in_node = 0;
-  if (it->gone) {
-    item_release_if_idle(d, it);
-    start_next(d);
-    return;
-  }
   after_removed(d, it);
+  item_release_if_idle(d, it);
   start_next(d);
 }
 
@@ -1326,7 +1331,7 @@ int daemon_recheck(struct daemon *d, const uint8_t content[MANIFEST_ID_BYTES],
 }
 
 int daemon_remove(struct daemon *d, const uint8_t content[MANIFEST_ID_BYTES],
-                  int delete, char *msg, size_t cap) {
+                  int with_data, char *msg, size_t cap) {
   struct item *it = find_or_404(d, content, msg, cap);
   struct library_entry *e;
   struct daemon_item_view v;
@@ -1334,15 +1339,19 @@ int daemon_remove(struct daemon *d, const uint8_t content[MANIFEST_ID_BYTES],
     return 404;
   }
   e = entry_of(d, it);
-  if (delete &&it->kind == LIBRARY_SHARE) {
+  if (with_data && it->kind == LIBRARY_SHARE) {
     say(msg, cap,
         "%s is a share: its files are only ever read, never deleted — "
         "remove it without deleting data",
         it->name);
     return 409;
   }
-  if (delete &&e != NULL) {
-    delete_data(d, it->content, e->path, e->name);
+  if (with_data && e != NULL) {
+    it->del_dir = strdup(e->path);
+    if (it->del_dir == NULL) {
+      say(msg, cap, "out of memory");
+      return 500;
+    }
   }
   view_of(d, it, &v);
   if (d->change_cb != NULL) {

@@ -126,7 +126,7 @@ int daemon_resume(struct daemon *d, const uint8_t content[MANIFEST_ID_BYTES],
 int daemon_recheck(struct daemon *d, const uint8_t content[MANIFEST_ID_BYTES],
                    char *msg, size_t cap);
 int daemon_remove(struct daemon *d, const uint8_t content[MANIFEST_ID_BYTES],
-                  int delete_data, char *msg, size_t cap);
+                  int with_data, char *msg, size_t cap);
 void daemon_set_limits(struct daemon *d, uint64_t upload, uint64_t download);
 
 /* The contents: fn for each, in the order they were added (shares being
