@@ -1201,12 +1201,6 @@ int daemon_add_link(struct daemon *d, const char *text, const char *dir,
     say(msg, cap, "%s is already in the library", l.name);
     return 409;
   }
-  for (it = d->first; it != NULL; it = it->next) {
-    if (it->has_content && !it->gone &&
-        memcmp(it->content, l.id, MANIFEST_ID_BYTES) == 0) {
-      break;
-    }
-  }
   for (struct item *g = d->first; g != NULL; g = g->next) {
     if (g->gone && g->has_content &&
         memcmp(g->content, l.id, MANIFEST_ID_BYTES) == 0) {
