@@ -76,8 +76,12 @@ files_under() {
   (cd "$1" && find . ! -type d | sed 's|^\./||' | LC_ALL=C sort)
 }
 
+# indent: the lines of stdin, each indented under the check they explain.
+indent() { sed 's/^/  /'; }
 has_line() { grep -qxF -- "$2" "$1"; }
 lacks_key() { ! grep -q "^$2=" "$1"; }
+# shellcheck disable=SC2317 # called through check
+no_placeholder() { ! grep -n '@[A-Z_]*@' "$@"; }
 
 for b in shoal-tracker shoal-peer; do
   if [ ! -x "$root/$build/bin/$b" ]; then
@@ -91,7 +95,7 @@ if make_in "$tmp/install.log" install DESTDIR="$dest" PREFIX=/usr; then
   ok "make install DESTDIR=... PREFIX=/usr"
 else
   bad "make install DESTDIR=... PREFIX=/usr; its output:"
-  sed 's/^/  /' "$tmp/install.log"
+  indent <"$tmp/install.log"
   finish
 fi
 
@@ -111,9 +115,9 @@ if [ "$got" = "$expected" ]; then
   ok "installed exactly the six files, each with its mode"
 else
   bad "installed files and modes differ; expected:"
-  echo "$expected" | sed 's/^/  /'
+  printf "%s\n" "$expected" | indent
   echo "  got:"
-  echo "$got" | sed 's/^/  /'
+  printf "%s\n" "$got" | indent
 fi
 
 for b in shoal-tracker shoal-peer; do
@@ -134,8 +138,8 @@ done
 # --- the units ---------------------------------------------------------------
 su=$dest/$sys_unit
 uu=$dest/$user_unit
-check "no @VAR@ left in the units" \
-  bash -c '! grep -n "@[A-Z_]*@" "$0" "$1"' "$su" "$uu"
+check "no @VAR@ left in the units" no_placeholder "$su" "$uu"
+# shellcheck disable=SC2016 # systemd expands $SHOAL_TRACKER_OPTS, not the shell
 check "tracker unit starts /usr/bin/shoal-tracker with its key in the state dir" \
   has_line "$su" \
   'ExecStart=/usr/bin/shoal-tracker --key %S/shoal-tracker/tracker.key $SHOAL_TRACKER_OPTS'
@@ -206,14 +210,14 @@ if command -v systemd-analyze >/dev/null 2>&1; then
     ok "systemd-analyze verify shoal-tracker.service ($manopt)"
   else
     bad "systemd-analyze verify shoal-tracker.service:"
-    echo "$out" | sed 's/^/  /'
+    printf "%s\n" "$out" | indent
   fi
   if out=$(systemd-analyze --user verify $manopt \
     "$tmp/verify/user/shoal-peer.service" 2>&1) && [ -z "$out" ]; then
     ok "systemd-analyze --user verify shoal-peer.service ($manopt)"
   else
     bad "systemd-analyze --user verify shoal-peer.service:"
-    echo "$out" | sed 's/^/  /'
+    printf "%s\n" "$out" | indent
   fi
   # systemd 250 and later rate a unit file's sandbox offline, from 0 (tight)
   # to 10; the tracker's must stay under 2.5 (systemd says "OK" under 4.5).
@@ -224,7 +228,7 @@ if command -v systemd-analyze >/dev/null 2>&1; then
       ok "tracker unit's $(echo "$out" | grep -o 'exposure level.*' | head -n 1)"
     else
       bad "systemd-analyze security: the tracker's exposure is over 2.5:"
-      echo "$out" | grep -v '^✓' | sed 's/^/  /'
+      printf '%s\n' "$out" | grep -E '✗|exposure level' | indent
     fi
   else
     skipped "systemd-analyze security --offline (needs systemd 250, this is ${version:-unknown})"
@@ -244,7 +248,7 @@ if command -v man >/dev/null 2>&1; then
       ok "man -l renders the installed $p.1"
     else
       bad "man -l $p.1 did not render:"
-      sed 's/^/  /' "$tmp/man.err"
+      indent <"$tmp/man.err"
     fi
   done
 else
@@ -258,11 +262,11 @@ if make_in "$tmp/uninstall.log" uninstall DESTDIR="$dest" PREFIX=/usr; then
     ok "make uninstall leaves no file behind"
   else
     bad "make uninstall left:"
-    echo "$left" | sed 's/^/  /'
+    printf "%s\n" "$left" | indent
   fi
 else
   bad "make uninstall failed:"
-  sed 's/^/  /' "$tmp/uninstall.log"
+  indent <"$tmp/uninstall.log"
 fi
 check "make uninstall again (nothing installed) succeeds" \
   make_in "$tmp/uninstall2.log" uninstall DESTDIR="$dest" PREFIX=/usr
@@ -286,7 +290,7 @@ opt/shoal/sbin/shoal-tracker"
     ok "BINDIR, MANDIR and the unit folders can be moved"
   else
     bad "with moved folders, installed:"
-    echo "$got2" | sed 's/^/  /'
+    printf "%s\n" "$got2" | indent
   fi
   check "the units' ExecStart= follows BINDIR" \
     grep -q '^ExecStart=/opt/shoal/sbin/shoal-peer daemon$' \
@@ -300,7 +304,7 @@ opt/shoal/sbin/shoal-tracker"
     test -z "$(files_under "$tmp/dest2")"
 else
   bad "make install with moved folders:"
-  sed 's/^/  /' "$tmp/install2.log"
+  indent <"$tmp/install2.log"
 fi
 
 # A unit cannot name a relative path: install refuses before copying.
@@ -311,7 +315,7 @@ elif grep -q 'BINDIR must be an absolute path' "$tmp/install3.log" &&
   ok "make install refuses a relative BINDIR and copies nothing"
 else
   bad "make install BINDIR=bin failed, but not as expected:"
-  sed 's/^/  /' "$tmp/install3.log"
+  indent <"$tmp/install3.log"
 fi
 
 finish
