@@ -110,7 +110,8 @@ FUZZ_BINS  := $(FUZZ_SRC:tests/fuzz/%.c=build/fuzz/%)
 .SECONDARY:
 
 .PHONY: all deps need-libs need-test-libs build tests test check unit \
-        integration sanitize fuzz fuzz-smoke bench demo clean format format-check
+        integration sanitize fuzz fuzz-smoke bench demo clean format format-check \
+        install uninstall run-install
 
 all: need-libs
 	@$(MAKE) --no-print-directory build
@@ -400,3 +401,63 @@ browser-deps:
 	  npm ci --prefix $(BROWSER_DIR) --no-audit --no-fund --loglevel=error && \
 	  cp tests/browser/package-lock.json $(BROWSER_STAMP); \
 	fi
+
+# ---------------------------------------------------------------------------
+# Installing (docs/install.md).
+#
+#   make install    [PREFIX=/usr/local] [DESTDIR=] [BINDIR=...] [MANDIR=...]
+#                   [SYSTEMD_SYSTEM_UNITDIR=...] [SYSTEMD_USER_UNITDIR=...]
+#   make uninstall  the same variables: removes exactly what install put there
+#
+# install builds first when something is out of date (it depends on `build`,
+# so a parallel make never builds the same object twice), then copies the
+# two binaries, their man pages, the tracker's system unit and the peer's
+# user unit. The units are made from dist/systemd/*.service.in by sed, with
+# @BINDIR@ replaced by BINDIR, so that ExecStart= names the installed
+# binary; DESTDIR is prepended to where files go, never to what they name.
+# Folders are made when missing and left in place by uninstall: they are
+# shared with other software.
+PREFIX ?= /usr/local
+BINDIR ?= $(PREFIX)/bin
+MANDIR ?= $(PREFIX)/share/man
+SYSTEMD_SYSTEM_UNITDIR ?= $(PREFIX)/lib/systemd/system
+SYSTEMD_USER_UNITDIR   ?= $(PREFIX)/lib/systemd/user
+INSTALL ?= install
+
+INSTALL_BINS  := shoal-tracker shoal-peer
+INSTALL_MAN1  := docs/shoal-tracker.1 docs/shoal-peer.1
+UNIT_TRACKER  := shoal-tracker.service
+UNIT_PEER     := shoal-peer.service
+UNIT_BUILD    := $(BUILD)/dist/systemd
+
+install: build
+	@case "$(BINDIR)" in /*) ;; \
+	  *) echo "make install: BINDIR must be an absolute path (it is '$(BINDIR)')" >&2; \
+	     exit 1 ;; esac
+	@mkdir -p $(UNIT_BUILD)
+	sed -e 's|@BINDIR@|$(BINDIR)|g' dist/systemd/$(UNIT_TRACKER).in \
+	  >$(UNIT_BUILD)/$(UNIT_TRACKER)
+	sed -e 's|@BINDIR@|$(BINDIR)|g' dist/systemd/$(UNIT_PEER).in \
+	  >$(UNIT_BUILD)/$(UNIT_PEER)
+	$(INSTALL) -d "$(DESTDIR)$(BINDIR)" "$(DESTDIR)$(MANDIR)/man1" \
+	  "$(DESTDIR)$(SYSTEMD_SYSTEM_UNITDIR)" "$(DESTDIR)$(SYSTEMD_USER_UNITDIR)"
+	$(INSTALL) -m 0755 $(addprefix $(BUILD)/bin/,$(INSTALL_BINS)) "$(DESTDIR)$(BINDIR)"
+	$(INSTALL) -m 0644 $(INSTALL_MAN1) "$(DESTDIR)$(MANDIR)/man1"
+	$(INSTALL) -m 0644 $(UNIT_BUILD)/$(UNIT_TRACKER) "$(DESTDIR)$(SYSTEMD_SYSTEM_UNITDIR)"
+	$(INSTALL) -m 0644 $(UNIT_BUILD)/$(UNIT_PEER) "$(DESTDIR)$(SYSTEMD_USER_UNITDIR)"
+
+uninstall:
+	rm -f $(addprefix "$(DESTDIR)$(BINDIR)"/,$(INSTALL_BINS))
+	rm -f $(addprefix "$(DESTDIR)$(MANDIR)/man1"/,$(notdir $(INSTALL_MAN1)))
+	rm -f "$(DESTDIR)$(SYSTEMD_SYSTEM_UNITDIR)/$(UNIT_TRACKER)"
+	rm -f "$(DESTDIR)$(SYSTEMD_USER_UNITDIR)/$(UNIT_PEER)"
+
+# tests/install.sh installs into a temporary DESTDIR from the binaries
+# already built under $(BUILD), checks every file, the units (with
+# systemd-analyze where it exists) and the man pages, then uninstalls. It
+# runs with the integration tests in `make check` and `make integration`.
+RUN_INTEG += run-install
+
+run-install: build
+	@echo "== tests/install.sh"; \
+	  BUILD=$(BUILD) SANITIZE=$(SANITIZE) bash tests/install.sh
