@@ -10,6 +10,8 @@
 #   make fuzz-smoke run every fuzz target for FUZZ_SECONDS from its seed corpus
 #   make bench      build the benchmarks under build/bench/
 #   make demo       see the README
+#   make install    binaries, manual pages and systemd units (PREFIX, DESTDIR;
+#                   docs/install.md); make uninstall removes exactly those
 #   make clean      remove build/
 #
 # Objects live under $(BUILD) (build/ by default, build/asan/ for the
