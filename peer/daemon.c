@@ -1342,6 +1342,11 @@ int daemon_recheck(struct daemon *d, const uint8_t content[MANIFEST_ID_BYTES],
     save(d);
   }
   take_out(d, it, AFTER_RECHECK);
+  if (it->removing) {
+    /* Shown checking at once; the check starts once the swarm has left
+     * the node. */
+    set_state(d, it, DS_CHECKING);
+  }
   return 0;
 }
 
