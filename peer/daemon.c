@@ -646,6 +646,13 @@ static void on_checked(void *arg, int status, const struct recheck_result *r) {
     start_next(d);
     return;
   }
+  if (r != NULL) {
+    log_info("daemon",
+             "%s: checked: %u files hashed (%llu bytes) of %u, the rest "
+             "known by their fast-resume record",
+             it->name, (unsigned)r->files_hashed,
+             (unsigned long long)r->bytes_hashed, (unsigned)r->nfiles);
+  }
   if (r != NULL && r->files != NULL) {
     (void)library_set_files(&d->lib, e, r->files, r->nfiles);
   }
