@@ -75,7 +75,7 @@ struct item {
   int removing; /* node_remove under way */
   int gone;     /* removed from the library: hidden, freed when idle */
   enum item_after after;
-  char *del_dir;  /* removed with its data: the folder its copy is in */
+  int delete_data;
   int full_check; /* the next check ignores the fast-resume record */
   struct recheck *rc;
   struct manifest *m; /* being checked, or hashed and being saved */
@@ -202,14 +202,26 @@ static void item_free(struct daemon *d, struct item *it) {
   }
   manifest_free(it->m);
   free(it->path);
-  free(it->del_dir);
   free(it);
 }
 
-/* An item that was removed is freed once nothing points at it any more. */
+static void delete_data(struct daemon *d, struct item *it);
+
+/* An item that was removed is freed once nothing points at it any more:
+ * its data, when asked, is deleted first (the swarm has left the node, so
+ * nothing writes its partial copy or resume record again), and the item
+ * stays until that is done, so that the content cannot be added again
+ * meanwhile. */
 static void item_release_if_idle(struct daemon *d, struct item *it) {
   if (it->gone && it->works == 0 && it->rc == NULL && it->builder == NULL &&
       !it->removing && !it->in_node) {
+    if (it->delete_data) {
+      it->delete_data = 0;
+      delete_data(d, it);
+      if (it->works > 0) {
+        return; /* after_delete comes back here */
+      }
+    }
     item_free(d, it);
   }
 }
@@ -511,6 +523,7 @@ static void record_download(struct daemon *d, struct item *it) {
 
 struct delete_work {
   uv_work_t w;
+  struct item *it;
   char *dir, *name, *resume, *manifest;
   int status;
 };
@@ -533,6 +546,7 @@ static void delete_work(uv_work_t *w) {
 
 static void after_delete(uv_work_t *w, int status) {
   struct delete_work *x = container_of(w, struct delete_work, w);
+  struct item *it = x->it;
   if (status == 0 && x->status != 0) {
     log_warn("daemon", "cannot delete %s/%s: %s", x->dir, x->name,
              shoal_strerror(x->status));
@@ -542,23 +556,26 @@ static void after_delete(uv_work_t *w, int status) {
   free(x->resume);
   free(x->manifest);
   free(x);
+  it->works--;
+  item_release_if_idle(it->d, it);
 }
 
-/* Deletes a download's copy, partial copy, resume record and manifest. */
-static void delete_data(struct daemon *d, const uint8_t *content,
-                        const char *dir, const char *name) {
+/* Deletes a removed download's copy, partial copy, resume record and
+ * manifest: the folder is it->path (kept there by daemon_remove). */
+static void delete_data(struct daemon *d, struct item *it) {
   char text[TEXTID_STRLEN];
   char resume[HOME_PATH_BYTES + TEXTID_STRLEN + 16];
   struct delete_work *x = calloc(1, sizeof(*x));
   if (x == NULL) {
     return;
   }
-  textid_encode(TEXTID_CONTENT, content, text);
+  textid_encode(TEXTID_CONTENT, it->content, text);
   snprintf(resume, sizeof(resume), "%s/resume/%s", d->home, text);
-  x->dir = strdup(dir);
-  x->name = strdup(name);
+  x->it = it;
+  x->dir = strdup(it->path);
+  x->name = strdup(it->name);
   x->resume = strdup(resume);
-  x->manifest = manifest_path_of(d, content);
+  x->manifest = manifest_path_of(d, it->content);
   if (x->dir == NULL || x->name == NULL || x->resume == NULL ||
       x->manifest == NULL ||
       uv_queue_work(d->loop, &x->w, delete_work, after_delete) != 0) {
@@ -567,7 +584,9 @@ static void delete_data(struct daemon *d, const uint8_t *content,
     free(x->resume);
     free(x->manifest);
     free(x);
+    return;
   }
+  it->works++;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -620,12 +639,19 @@ static void on_checked(void *arg, int status, const struct recheck_result *r) {
   e = entry_of(d, it);
   if (it->gone || d->stopping || status == SHOAL_ECANCELED || e == NULL) {
     manifest_free(m);
-    if (!d->stopping) {
-      after_removed(d, it); /* a pause, a recheck or a removal asked for */
+    if (!it->gone && !d->stopping) {
+      after_removed(d, it); /* a pause or a recheck asked for */
     }
     item_release_if_idle(d, it);
     start_next(d);
     return;
+  }
+  if (r != NULL) {
+    log_info("daemon",
+             "%s: checked: %u files hashed (%llu bytes) of %u, the rest "
+             "known by their fast-resume record",
+             it->name, (unsigned)r->files_hashed,
+             (unsigned long long)r->bytes_hashed, (unsigned)r->nfiles);
   }
   if (r != NULL && r->files != NULL) {
     (void)library_set_files(&d->lib, e, r->files, r->nfiles);
@@ -846,14 +872,6 @@ static void after_removed(struct daemon *d, struct item *it) {
     enqueue(d, it, 1);
     break;
   case AFTER_REMOVE:
-    /* Only now: the swarm's storage has closed, so nothing writes the
-     * copy, its partial copy or its resume record any more. */
-    if (it->del_dir != NULL) {
-      delete_data(d, it->content, it->del_dir, it->name);
-      free(it->del_dir);
-      it->del_dir = NULL;
-    }
-    break;
   case AFTER_NOTHING:
     break;
   }
@@ -864,8 +882,12 @@ static void on_node_removed(void *arg) {
   struct daemon *d = it->d;
   it->removing = 0;
   it->in_node = 0;
+  if (it->gone) {
+    item_release_if_idle(d, it);
+    start_next(d);
+    return;
+  }
   after_removed(d, it);
-  item_release_if_idle(d, it);
   start_next(d);
 }
 
@@ -1321,6 +1343,11 @@ int daemon_recheck(struct daemon *d, const uint8_t content[MANIFEST_ID_BYTES],
     save(d);
   }
   take_out(d, it, AFTER_RECHECK);
+  if (it->removing) {
+    /* Shown checking at once; the check starts once the swarm has left
+     * the node. */
+    set_state(d, it, DS_CHECKING);
+  }
   return 0;
 }
 
@@ -1341,11 +1368,16 @@ int daemon_remove(struct daemon *d, const uint8_t content[MANIFEST_ID_BYTES],
     return 409;
   }
   if (with_data && e != NULL) {
-    it->del_dir = strdup(e->path);
-    if (it->del_dir == NULL) {
+    /* Deleted once the swarm has left the node (item_release_if_idle):
+     * closing its storage saves the resume record one last time. */
+    char *dir = strdup(e->path);
+    if (dir == NULL) {
       say(msg, cap, "out of memory");
       return 500;
     }
+    free(it->path);
+    it->path = dir;
+    it->delete_data = 1;
   }
   view_of(d, it, &v);
   if (d->change_cb != NULL) {
