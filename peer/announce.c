@@ -82,10 +82,10 @@ uint64_t announce_next_ms(uint32_t interval_s, uint32_t cap_s,
 }
 
 void announce_init(struct swarm *sw, const struct link_tracker *trackers,
-                   unsigned ntrackers, const uint8_t *key) {
+                   unsigned ntrackers, const uint8_t *key,
+                   struct tracker_client *tc) {
   struct node *n = sw->node;
   struct announce *a = &sw->an;
-  struct tracker_client_config tc;
   if (ntrackers > LINK_MAX_TRACKERS) {
     ntrackers = LINK_MAX_TRACKERS;
   }
@@ -100,19 +100,15 @@ void announce_init(struct swarm *sw, const struct link_tracker *trackers,
   uv_timer_init(n->loop, &a->lookup_timer);
   a->announce_timer.data = sw;
   a->lookup_timer.data = sw;
-  memset(&tc, 0, sizeof(tc));
-  tc.loop = n->loop;
-  tc.id = n->id;
-  tc.trackers = a->trackers;
-  tc.ntrackers = a->ntrackers;
-  tc.tracker_key = key;
-  tc.seq = &n->seq;
-  tc.family = n->accepts_v4 && n->accepts_v6 ? 0
-              : n->accepts_v6                ? AF_INET6
-                                             : AF_INET;
-  if (a->ntrackers > 0 && tracker_client_new(&a->tc, &tc) != 0) {
-    a->tc = NULL;
-  }
+  a->tc = a->ntrackers > 0 ? tc : NULL;
+}
+
+struct tracker_client *announce_release(struct swarm *sw) {
+  struct tracker_client *tc = sw->an.tc;
+  /* Cleared first: the callbacks below see no client to ask again. */
+  sw->an.tc = NULL;
+  tracker_client_cancel(tc, sw);
+  return tc;
 }
 
 void announce_free(struct announce *a) {
@@ -237,18 +233,11 @@ static uint64_t left_bytes(const struct swarm *sw) {
   return total > have ? total - have : (sw->m == NULL ? 1 : 0);
 }
 
-struct announce_ctx {
-  struct swarm *sw;
-  uint8_t event;
-};
-
 static void on_announced(void *arg, int status,
                          const struct tracker_client_reply *r) {
-  struct announce_ctx *a = arg;
-  struct swarm *sw = a->sw;
-  uint8_t event = a->event;
+  struct swarm *sw = arg;
+  uint8_t event = sw->an.announce_event;
   int first;
-  free(a);
   sw->refs--;
   sw->an.announce_busy = 0;
   if (event == TMSG_EVENT_STOPPED) {
@@ -300,7 +289,6 @@ static void on_announced(void *arg, int status,
 
 static void do_announce(struct swarm *sw, uint8_t event) {
   struct tmsg_announce a;
-  struct announce_ctx *ctx;
   if (sw->an.tc == NULL || sw->an.announce_busy) {
     return;
   }
@@ -313,18 +301,11 @@ static void do_announce(struct swarm *sw, uint8_t event) {
                         ? TMSG_ROLE_SEEDING
                         : TMSG_ROLE_DOWNLOADING;
   a.items[0].left = left_bytes(sw);
-  ctx = malloc(sizeof(*ctx));
-  if (ctx == NULL) {
+  if (tracker_client_announce(sw->an.tc, &a, on_announced, sw) != 0) {
     schedule_announce(sw, 1000);
     return;
   }
-  ctx->sw = sw;
-  ctx->event = event;
-  if (tracker_client_announce(sw->an.tc, &a, on_announced, ctx) != 0) {
-    free(ctx);
-    schedule_announce(sw, 1000);
-    return;
-  }
+  sw->an.announce_event = event;
   if (event == TMSG_EVENT_COMPLETED) {
     sw->an.completed_pending = 0;
   }

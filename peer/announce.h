@@ -2,17 +2,21 @@
  * trackers and when, and the peers their lookups listed.
  *
  * Who calls what: node.c makes each swarm's schedule (announce_init,
- * announce_ready), starts it (announce_share or announce_get), stops it
- * with the node or when the swarm is removed (announce_stop, then
- * announce_waiting until "stopped" is answered) and closes its tracker
- * client and timers; swarm.c tells it of
- * the swarm's completion (announce_completed) and failure (announce_stop).
- * The schedule runs on its timers and its tracker client's callbacks, and
- * from there calls down into swarm.c and session.c only.
+ * announce_ready) over a tracker client it shares among the swarms with
+ * the same trackers and key, starts it (announce_share or announce_get),
+ * stops it with the node or when the swarm is removed (announce_stop, then
+ * announce_waiting until "stopped" is answered), lets go of its client
+ * (announce_release) and closes its timers; swarm.c tells it of the swarm's
+ * completion (announce_completed) and failure (announce_stop). The
+ * schedule runs on its timers and its tracker client's callbacks, and from
+ * there calls down into swarm.c and session.c only.
  *
- * Ownership: struct announce is part of its swarm; it owns the tracker
- * client, the two timers (closed by node.c with the node's other handles)
- * and the known-peer table (announce_free).
+ * Ownership: struct announce is part of its swarm; it borrows the tracker
+ * client (node.c holds a reference for it until announce_release), and owns
+ * the two timers (closed by node.c with the node's other handles) and the
+ * known-peer table (announce_free). Every request it makes passes the
+ * swarm as the callback's argument, so announce_release can cancel them
+ * all (tracker_client_cancel).
  */
 #ifndef SHOAL_PEER_ANNOUNCE_H
 #define SHOAL_PEER_ANNOUNCE_H
@@ -41,7 +45,7 @@ struct known_peer {
 };
 
 struct announce {
-  struct tracker_client *tc;
+  struct tracker_client *tc; /* shared; borrowed until announce_release */
   struct link_tracker trackers[LINK_MAX_TRACKERS];
   unsigned ntrackers;
   uint8_t tracker_key[IDENTITY_PK_BYTES];
@@ -52,6 +56,7 @@ struct announce {
   uv_timer_t announce_timer;
   uv_timer_t lookup_timer;
   int announce_busy, lookup_busy, publish_busy;
+  uint8_t announce_event; /* of the announce under way (one at a time) */
   int published;
   int announced_once;
   int ever_met_tracker;
@@ -66,10 +71,20 @@ struct announce {
 
 /* Makes sw's schedule over trackers (copied; at most LINK_MAX_TRACKERS),
  * pinned to key (32 bytes, copied) or NULL (trust on first use), with its
- * tracker client (sw->an.tc stays NULL without memory) and its two timers.
- * sw is a fresh swarm of its node; nothing is sent yet. */
+ * two timers, over tc: the node's client for those trackers and that key,
+ * which other swarms may share (NULL: none could be made, for want of
+ * memory, or there is no tracker). sw is a fresh swarm of its node;
+ * nothing is sent yet. */
 void announce_init(struct swarm *sw, const struct link_tracker *trackers,
-                   unsigned ntrackers, const uint8_t *key);
+                   unsigned ntrackers, const uint8_t *key,
+                   struct tracker_client *tc);
+/* Lets go of sw's tracker client: every request of sw still due gets its
+ * callback now, with SHOAL_ECANCELED (tracker_client_cancel), so that none
+ * comes after the swarm is freed; the requests themselves go on, for the
+ * other swarms' replies to keep their order (a "stopped" still reaches the
+ * tracker). Returns the client, whose reference the caller (node.c) drops,
+ * and leaves sw->an.tc NULL; NULL when sw had none. */
+struct tracker_client *announce_release(struct swarm *sw);
 /* After announce_init with the usable trackers of ntrackers given: fails
  * the swarm when none was usable (why says why), warns when some were
  * left out (why not ""). Returns 1 when the swarm can go on, 0 when it

@@ -40,6 +40,7 @@
 struct swarm;
 struct session;
 struct recheck;
+struct tracker_share; /* node.c: a tracker client its swarms share */
 
 /* A block a remote peer asked us for. */
 struct upreq {
@@ -283,6 +284,9 @@ struct node {
   uint64_t seq;
   struct replay_guard hello_guard;
   struct swarm *swarms;
+  /* One tracker client per tracker list and key, shared by every swarm
+   * that uses them (node.c). */
+  struct tracker_share *tracker_shares;
   struct session *pending; /* accepted, hello not yet seen */
   uv_timer_t tick;
   uv_timer_t pump_timer;

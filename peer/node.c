@@ -16,13 +16,24 @@
  * found by nothing and reported by nothing. The remove timer frees it once
  * nothing points at it any more: its storage closed (every storage
  * callback, chunk puts and block reads included, comes before that), its
- * tracker client closed (which answers its requests at once), its two
- * timers closed, and no other reference held (sw->refs). Sessions let go
+ * requests to the tracker cancelled (answered at once) and its reference to
+ * the shared tracker client dropped, its two timers closed, and no other
+ * reference held (sw->refs). Sessions let go
  * of their swarm as they begin to close (swarm_detach clears s->sw), so a
  * session's close callback never sees it. Only the remove timer unlinks a
  * swarm, never a callback that may run inside a walk of the list.
+ *
+ * Tracker clients are the node's, one for each tracker list (hosts and
+ * ports, in order) and pinned key (or none), shared by every swarm that
+ * uses them (tracker_get, tracker_put): a node holding a thousand contents
+ * keeps one pipelined connection to its tracker, not a thousand, which the
+ * tracker's limits per address (connections, and requests a second) would
+ * refuse. A client learns its tracker's key on first contact for all its
+ * swarms, and moves along its list on a failure for all of them; the last
+ * swarm to let go of a client closes it.
  */
 #include <arpa/inet.h>
+#include <assert.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -38,6 +49,11 @@
 
 #define NODE_TICK_MS 500u
 #define NODE_REMOVE_POLL_MS 10u /* how often removals are looked at */
+/* Requests a shared tracker client holds at once: a swarm has at most an
+ * announce and a lookup (or a publish) under way, and a removed one's
+ * cancelled requests wait for their replies, so four each for 4096
+ * swarms. */
+#define NODE_TRACKER_PENDING 16384u
 #define HELLO_GUARD_SENDERS 4096u
 
 static void node_pump(struct node *n);
@@ -418,6 +434,152 @@ int node_new(struct node **out, uv_loop_t *loop, const struct node_config *c,
 }
 
 /* ------------------------------------------------------------------------ */
+/* Shared tracker clients */
+
+/* A tracker client and the swarms that use it: those with these trackers,
+ * in this order, and this pinned key (pinned set) or none. */
+struct tracker_share {
+  struct tracker_share *next;
+  struct link_tracker trackers[LINK_MAX_TRACKERS];
+  unsigned ntrackers;
+  uint8_t key[IDENTITY_PK_BYTES];
+  int pinned;
+  unsigned refs; /* swarms holding the client */
+  struct tracker_client *tc;
+};
+
+static int same_trackers(const struct tracker_share *ts,
+                         const struct link_tracker *trackers,
+                         unsigned ntrackers) {
+  if (ts->ntrackers != ntrackers) {
+    return 0;
+  }
+  for (unsigned i = 0; i < ntrackers; i++) {
+    if (ts->trackers[i].port != trackers[i].port ||
+        strcmp(ts->trackers[i].host, trackers[i].host) != 0) {
+      return 0;
+    }
+  }
+  return 1;
+}
+
+/* The share for trackers and key: one pinned to the same key, or pinned to
+ * none when key is NULL. A key may also use a share pinned to none whose
+ * client learned that very key on first use: from then on it checks every
+ * reply against it, as a pinned one does. */
+static struct tracker_share *find_share(const struct node *n,
+                                        const struct link_tracker *trackers,
+                                        unsigned ntrackers,
+                                        const uint8_t *key) {
+  struct tracker_share *learned = NULL;
+  for (struct tracker_share *ts = n->tracker_shares; ts != NULL;
+       ts = ts->next) {
+    const uint8_t *k;
+    if (!same_trackers(ts, trackers, ntrackers)) {
+      continue;
+    }
+    if (key == NULL
+            ? !ts->pinned
+            : ts->pinned && memcmp(ts->key, key, IDENTITY_PK_BYTES) == 0) {
+      return ts;
+    }
+    k = tracker_client_key(ts->tc);
+    if (key != NULL && !ts->pinned && k != NULL &&
+        memcmp(k, key, IDENTITY_PK_BYTES) == 0) {
+      learned = ts;
+    }
+  }
+  return learned;
+}
+
+/* A reference to the node's client for trackers (1..LINK_MAX_TRACKERS,
+ * copied) pinned to key (or NULL): the one its other swarms use, else a
+ * new one. Returns NULL for no trackers or without memory. The caller
+ * gives the reference back with tracker_put. */
+static struct tracker_client *tracker_get(struct node *n,
+                                          const struct link_tracker *trackers,
+                                          unsigned ntrackers,
+                                          const uint8_t *key) {
+  struct tracker_client_config c;
+  struct tracker_share *ts;
+  if (ntrackers == 0) {
+    return NULL;
+  }
+  ts = find_share(n, trackers, ntrackers, key);
+  if (ts != NULL) {
+    ts->refs++;
+    return ts->tc;
+  }
+  ts = calloc(1, sizeof(*ts));
+  if (ts == NULL) {
+    return NULL;
+  }
+  if (ntrackers > LINK_MAX_TRACKERS) {
+    ntrackers = LINK_MAX_TRACKERS;
+  }
+  memcpy(ts->trackers, trackers, ntrackers * sizeof(*trackers));
+  ts->ntrackers = ntrackers;
+  if (key != NULL) {
+    memcpy(ts->key, key, IDENTITY_PK_BYTES);
+    ts->pinned = 1;
+  }
+  memset(&c, 0, sizeof(c));
+  c.loop = n->loop;
+  c.id = n->id;
+  c.trackers = ts->trackers;
+  c.ntrackers = ts->ntrackers;
+  c.tracker_key = key;
+  c.seq = &n->seq;
+  /* The node listens on one family or both, the same for every swarm, so
+   * it is no part of a share's key. */
+  c.family = n->accepts_v4 && n->accepts_v6 ? 0
+             : n->accepts_v6                ? AF_INET6
+                                            : AF_INET;
+  c.max_pending = NODE_TRACKER_PENDING;
+  if (tracker_client_new(&ts->tc, &c) != 0) {
+    free(ts);
+    return NULL;
+  }
+  ts->refs = 1;
+  ts->next = n->tracker_shares;
+  n->tracker_shares = ts;
+  return ts->tc;
+}
+
+/* Gives back a reference tracker_get returned (NULL: none); the last one
+ * closes the client. */
+static void tracker_put(struct node *n, struct tracker_client *tc) {
+  struct tracker_share **pp, *ts;
+  if (tc == NULL) {
+    return;
+  }
+  for (pp = &n->tracker_shares; *pp != NULL; pp = &(*pp)->next) {
+    if ((*pp)->tc == tc) {
+      break;
+    }
+  }
+  ts = *pp;
+  assert(ts != NULL && ts->refs > 0);
+  if (--ts->refs > 0) {
+    return;
+  }
+  *pp = ts->next;
+  tracker_client_close(ts->tc);
+  free(ts);
+}
+
+/* Closes every client left, whoever holds it (the node stops or is
+ * freed). */
+static void tracker_close_all(struct node *n) {
+  while (n->tracker_shares != NULL) {
+    struct tracker_share *ts = n->tracker_shares;
+    n->tracker_shares = ts->next;
+    tracker_client_close(ts->tc);
+    free(ts);
+  }
+}
+
+/* ------------------------------------------------------------------------ */
 /* Swarms */
 
 /* The trackers of a list that can list us where others reach us: a tracker
@@ -480,7 +642,8 @@ int node_share(struct node *n, struct manifest *m,
     manifest_free(m);
     return SHOAL_ENOMEM;
   }
-  announce_init(sw, usable, nusable, tracker_key);
+  announce_init(sw, usable, nusable, tracker_key,
+                tracker_get(n, usable, nusable, tracker_key));
   sw->is_source = 1;
   sw->m = m;
   snprintf(sw->name, sizeof(sw->name), "%s", m->name);
@@ -513,7 +676,8 @@ int node_get(struct node *n, const uint8_t content[MANIFEST_ID_BYTES],
   if (sw == NULL) {
     return SHOAL_ENOMEM;
   }
-  announce_init(sw, usable, nusable, tracker_key);
+  announce_init(sw, usable, nusable, tracker_key,
+                tracker_get(n, usable, nusable, tracker_key));
   sw->dir = strdup(dir);
   if (sw->dir == NULL) {
     return SHOAL_ENOMEM;
@@ -620,14 +784,14 @@ static void on_remove_handle_closed(uv_handle_t *h) {
 
 /* Lets go of what a removed swarm holds on the loop besides its storage:
  * its tracker client (every request still due is answered at once with
- * SHOAL_ECANCELED, which drops its reference) and its two timers. */
+ * SHOAL_ECANCELED, which drops its reference; the client goes on for the
+ * other swarms) and its two timers. */
 static void remove_release(struct swarm *sw) {
   if (sw->remove_released) {
     return;
   }
   sw->remove_released = 1;
-  tracker_client_close(sw->an.tc);
-  sw->an.tc = NULL;
+  tracker_put(sw->node, announce_release(sw));
   /* The timers' data is the swarm (announce_init). */
   sw->remove_closing += 2;
   uv_close((uv_handle_t *)&sw->an.announce_timer, on_remove_handle_closed);
@@ -784,11 +948,12 @@ static void close_all(struct node *n) {
       n->closing_handles++;
       storage_close(sw->st, on_storage_closed, sw);
     }
-    tracker_client_close(sw->an.tc);
-    sw->an.tc = NULL;
+    tracker_put(n, announce_release(sw));
     close_handle(n, (uv_handle_t *)&sw->an.announce_timer);
     close_handle(n, (uv_handle_t *)&sw->an.lookup_timer);
   }
+  /* Every swarm gave its client back; none is left open. */
+  tracker_close_all(n);
   close_handle(n, (uv_handle_t *)&n->listener);
   close_handle(n, (uv_handle_t *)&n->tick);
   close_handle(n, (uv_handle_t *)&n->pump_timer);
@@ -853,6 +1018,7 @@ void node_free(struct node *n) {
     announce_free(&sw->an);
     swarm_free(sw);
   }
+  tracker_close_all(n);
   replay_guard_close(&n->hello_guard);
   free(n->plain);
   free(n->home);

@@ -11,6 +11,12 @@
  * down never runs user code halfway. Replies are delivered straight from the
  * read callback, in order.
  *
+ * A cancelled request (tracker_client_cancel) has had its callback and
+ * keeps its place with none: a written one must stay for the replies
+ * behind it to match their requests, and one still waiting for the
+ * connection goes out all the same (a shared client's "stopped" announce
+ * of a swarm that is gone still reaches the tracker).
+ *
  * Invariant: a non-empty `head` means a current connection exists. Every
  * failure detaches the connection (t->conn = NULL), moves the whole of
  * `head` to `done` and moves t->cur to the next tracker, so the next
@@ -88,7 +94,7 @@ struct tracker_client_req {
   uint64_t id;                    /* envelope seq or query id */
   uint64_t deadline;              /* uv_now() ms */
   int status;                     /* on the done list */
-  tracker_client_cb cb;
+  tracker_client_cb cb; /* NULL once cancelled (tracker_client_cancel) */
   void *arg;
   uint8_t *frame; /* framed request until it is written */
   size_t frame_len;
@@ -113,6 +119,7 @@ struct tracker_client {
   uint64_t *seq;
   unsigned timeout_ms;
   unsigned idle_ms;
+  unsigned max_pending;
   int family;        /* hints.ai_family for every tracker */
   struct conn *conn; /* current connection, or NULL */
   unsigned nconns;   /* connections not yet freed, current or dead */
@@ -222,7 +229,9 @@ static void on_later(uv_timer_t *h) {
       t->done_tail = &t->done;
     }
     t->count--;
-    r->cb(r->arg, r->status, NULL);
+    if (r->cb != NULL) {
+      r->cb(r->arg, r->status, NULL);
+    }
     free(r->frame);
     free(r);
   }
@@ -547,7 +556,9 @@ static int conn_frame(struct conn *c, const uint8_t *frame, size_t len) {
   }
   t->count--;
   arm_timer(t);
-  q->cb(q->arg, status, &t->reply);
+  if (q->cb != NULL) {
+    q->cb(q->arg, status, &t->reply);
+  }
   free(q->frame);
   free(q);
   return t->conn == c && !t->closing ? 0 : -1;
@@ -733,7 +744,7 @@ static int can_queue(const struct tracker_client *t, tracker_client_cb cb) {
   if (t->closing) {
     return SHOAL_ECANCELED;
   }
-  if (t->count >= TRACKER_CLIENT_MAX_PENDING) {
+  if (t->count >= t->max_pending) {
     return SHOAL_EBUSY;
   }
   return 0;
@@ -901,6 +912,8 @@ int tracker_client_new(struct tracker_client **out,
   t->timeout_ms =
       c->timeout_ms != 0 ? c->timeout_ms : TRACKER_CLIENT_TIMEOUT_MS;
   t->idle_ms = c->idle_ms != 0 ? c->idle_ms : TRACKER_CLIENT_IDLE_MS;
+  t->max_pending =
+      c->max_pending != 0 ? c->max_pending : TRACKER_CLIENT_MAX_PENDING;
   t->family =
       c->family == AF_INET || c->family == AF_INET6 ? c->family : AF_UNSPEC;
   t->tail = &t->head;
@@ -931,7 +944,9 @@ void tracker_client_close(struct tracker_client *t) {
       t->head = r->next;
     }
     t->count--;
-    r->cb(r->arg, SHOAL_ECANCELED, NULL);
+    if (r->cb != NULL) {
+      r->cb(r->arg, SHOAL_ECANCELED, NULL);
+    }
     free(r->frame);
     free(r);
   }
@@ -944,6 +959,55 @@ void tracker_client_close(struct tracker_client *t) {
   }
   uv_close((uv_handle_t *)&t->timer, on_timer_closed);
   uv_close((uv_handle_t *)&t->later, on_timer_closed);
+}
+
+/* The first request of arg still due, on the done list (*on_done set) or
+ * pending, or NULL. */
+static struct tracker_client_req *find_arg(struct tracker_client *t, void *arg,
+                                           struct tracker_client_req ***pp,
+                                           int *on_done) {
+  for (*pp = &t->done; **pp != NULL; *pp = &(**pp)->next) {
+    if ((**pp)->cb != NULL && (**pp)->arg == arg) {
+      *on_done = 1;
+      return **pp;
+    }
+  }
+  *on_done = 0;
+  for (struct tracker_client_req *r = t->head; r != NULL; r = r->next) {
+    if (r->cb != NULL && r->arg == arg) {
+      return r;
+    }
+  }
+  return NULL;
+}
+
+void tracker_client_cancel(struct tracker_client *t, void *arg) {
+  struct tracker_client_req *r, **pp;
+  int on_done;
+  if (t == NULL) {
+    return;
+  }
+  /* One at a time, looking again after each callback: a callback may queue
+   * requests, cancel, or close the client (which delivers the rest). A
+   * caller has a few requests at most, so the walks stay short. */
+  while (!t->closing && (r = find_arg(t, arg, &pp, &on_done)) != NULL) {
+    tracker_client_cb cb = r->cb;
+    if (on_done) {
+      /* Failed already: it leaves the done list now. */
+      *pp = r->next;
+      if (*pp == NULL) {
+        t->done_tail = pp;
+      }
+      t->count--;
+      free(r->frame);
+      free(r);
+    } else {
+      /* Still pending: it keeps its place, so that the replies behind it
+       * still match their requests; its own reply is dropped. */
+      r->cb = NULL;
+    }
+    cb(arg, SHOAL_ECANCELED, NULL);
+  }
 }
 
 const uint8_t *tracker_client_key(const struct tracker_client *t) {

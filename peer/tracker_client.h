@@ -68,6 +68,9 @@ struct tracker_client_config {
                                  trackers over that family only
                                  (the one the caller listens on);
                                  0: either */
+  unsigned max_pending;       /* requests queued or in flight at once;
+                                 0 = TRACKER_CLIENT_MAX_PENDING (a client
+                                 shared by many callers wants more) */
 };
 
 /* A verified reply; it and everything it points to are valid only during
@@ -125,7 +128,7 @@ int tracker_client_new(struct tracker_client **out,
  * (cb will come exactly once, later, from the loop), or without calling cb:
  * SHOAL_EINVAL (a message the encoder refuses: a count, limit or text
  * over its maximum),
- * SHOAL_EBUSY (TRACKER_CLIENT_MAX_PENDING requests are already waiting),
+ * SHOAL_EBUSY (max_pending requests are already waiting),
  * SHOAL_ECANCELED (the client is closing) or SHOAL_ENOMEM. */
 int tracker_client_announce(struct tracker_client *t,
                             const struct tmsg_announce *a, tracker_client_cb cb,
@@ -162,10 +165,23 @@ const char *tracker_client_current(const struct tracker_client *t);
 const char *tracker_client_describe(const struct tracker_client *t, int status,
                                     const struct tracker_client_reply *r,
                                     char *out, size_t cap);
-/* Requests accepted whose callback has not come yet. */
+/* Requests accepted and not yet answered or failed, cancelled ones
+ * (tracker_client_cancel) included. */
 unsigned tracker_client_pending(const struct tracker_client *t);
 /* 1 while a connection is being made or is open, else 0. */
 int tracker_client_connected(const struct tracker_client *t);
+
+/* Lets a caller of a shared client go: every request made with arg whose
+ * callback has not come yet gets it now, with SHOAL_ECANCELED, before
+ * tracker_client_cancel returns, and no callback with arg comes after it.
+ * The requests themselves stay where they are: one already written keeps
+ * its place in the connection's order and its reply is read and dropped,
+ * and one still waiting for the connection is written when it opens (a
+ * "stopped" announce still reaches the tracker). They count as pending
+ * until then. Callbacks made from here may make new requests (with arg too:
+ * those are not cancelled) and may close the client. A no-op on NULL or a
+ * closing client. */
+void tracker_client_cancel(struct tracker_client *t, void *arg);
 
 /* Closes the client. Every callback still due is called with
  * SHOAL_ECANCELED before tracker_client_close returns, so no callback comes
