@@ -29,18 +29,23 @@ PKGS      := libuv libsodium
 # writes its JSON, libcurl is the command line's client for that API, and
 # inih reads the config file.
 PEER_PKGS := libmicrohttpd jansson libcurl inih
+# The tracker's operator port (--metrics-listen): libmicrohttpd serves
+# /metrics and /stats on the tracker's loop, jansson writes /stats.
+TRACKER_PKGS := libmicrohttpd jansson
 TEST_PKGS := cmocka
 
 # Debian packages that provide what the build, the tests and the fuzzers need.
 # Each line: a check command, then the packages that satisfy it.
 DEB_PKGS  := build-essential pkg-config libuv1-dev libsodium-dev libcmocka-dev \
              clang libclang-rt-14-dev libmicrohttpd-dev libjansson-dev \
-             libcurl4-openssl-dev libinih-dev
+             libcurl4-openssl-dev libinih-dev prometheus
 
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) $(PEER_PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 # What links the peer library: the peer binary, the tests and the benchmarks.
 PEER_PKG_LIBS := $(shell pkg-config --libs $(PKGS) $(PEER_PKGS) 2>/dev/null)
+# What links the tracker binary.
+TRACKER_PKG_LIBS := $(shell pkg-config --libs $(PKGS) $(TRACKER_PKGS) 2>/dev/null)
 # common/ uses libsodium alone (no libuv): its objects and the fuzz targets,
 # which are common/ and nothing else, are built and linked without libuv.
 COMMON_PKGS := libsodium
@@ -142,7 +147,10 @@ build: $(LIBS) $(BINS)
 # Dependencies. Nothing happens when every library and tool is present; on a
 # fresh Debian 12 machine the missing packages are installed (through sudo
 # when not root). The check is pkg-config for libraries and `command -v` /
-# a file test for tools.
+# a file test for tools. prometheus is there for promtool, which checks the
+# tracker's /metrics in tests/it_metrics.c; Debian's package also installs
+# a prometheus service, which may start on a machine that runs systemd:
+# nothing here uses it.
 deps:
 	@missing=""; \
 	command -v cc >/dev/null 2>&1 || missing="$$missing build-essential"; \
@@ -166,6 +174,7 @@ deps:
 	command -v lighttpd >/dev/null 2>&1 || missing="$$missing lighttpd"; \
 	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
 	command -v node >/dev/null 2>&1 || missing="$$missing nodejs"; \
+	command -v promtool >/dev/null 2>&1 || missing="$$missing prometheus"; \
 	command -v npm >/dev/null 2>&1 || missing="$$missing npm"; \
 	missing=$$(printf '%s\n' $$missing | sort -u | tr '\n' ' '); \
 	if [ -n "$${missing% }" ]; then \
@@ -203,7 +212,7 @@ $(PEER_LIB): $(PEER_LIB_OBJ)
 
 $(BUILD)/bin/shoal-tracker: $(BUILD)/obj/tracker/main.o $(TRACKER_LIB) $(COMMON_LIB)
 	@mkdir -p $(@D)
-	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(PKG_LIBS) -lm
+	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(TRACKER_PKG_LIBS) -lm
 
 $(BUILD)/bin/shoal-peer: $(BUILD)/obj/peer/main.o $(PEER_LIB) $(COMMON_LIB)
 	@mkdir -p $(@D)

@@ -1,4 +1,7 @@
-/* One-line log records: "2026-11-23T19:06:00.123Z INFO  tracker: message".
+/* One-line log records: "2026-11-23T19:06:00.123Z INFO  tracker: message",
+ * or, in the JSON format, one object a line:
+ * {"time":"2026-11-23T19:06:00.123Z","level":"info","module":"tracker",
+ *  "message":"..."} with any fields of the record beside them.
  *
  * The level filter and the output stream are process-wide settings made once
  * at start-up (and by log_reopen after SIGHUP); they are the only mutable
@@ -8,6 +11,8 @@
 #ifndef SHOAL_LOG_H
 #define SHOAL_LOG_H
 
+#include <stddef.h>
+
 enum log_level {
   LOG_ERROR = 0,
   LOG_WARN = 1,
@@ -15,10 +20,27 @@ enum log_level {
   LOG_DEBUG = 3,
 };
 
+enum log_format {
+  LOG_FORMAT_TEXT = 0,
+  LOG_FORMAT_JSON = 1,
+};
+
+/* A named value that a record carries besides its message: a field of its
+ * own in the JSON format, " key=value" after the message in text. Keys
+ * are the program's own words (not "time", "level", "module" or
+ * "message"); values may come from anywhere and are escaped. */
+struct log_field {
+  const char *key;
+  const char *value;
+};
+
 /* Parses "error", "warn", "info" or "debug". Returns the level or -1. */
 int log_level_parse(const char *s);
 void log_set_level(enum log_level level);
 enum log_level log_get_level(void);
+/* Parses "text" or "json". Returns the format or -1. */
+int log_format_parse(const char *s);
+void log_set_format(enum log_format format);
 /* Sends log lines to path (appending), or to stderr when path is NULL.
  * Returns 0 or a negative errno; on failure the previous stream stays. */
 int log_open(const char *path);
@@ -32,6 +54,11 @@ void log_set_before_stderr(void (*fn)(void *arg), void *arg);
 
 __attribute__((format(printf, 3, 4))) void
 log_msg(enum log_level level, const char *who, const char *fmt, ...);
+
+/* A record with n fields (fields may be NULL when n is 0). */
+__attribute__((format(printf, 5, 6))) void
+log_fields(enum log_level level, const char *who,
+           const struct log_field *fields, size_t n, const char *fmt, ...);
 
 #define log_error(who, ...) log_msg(LOG_ERROR, who, __VA_ARGS__)
 #define log_warn(who, ...) log_msg(LOG_WARN, who, __VA_ARGS__)

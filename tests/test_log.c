@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "common/log.h"
+#include "tests/lib/jsonl.h"
 #include "tests/lib/testutil.h"
 
 /* "YYYY-MM-DDTHH:MM:SS.mmmZ" */
@@ -49,6 +50,7 @@ static int teardown(void **state) {
   struct fixture *f = *state;
   log_close();
   log_set_level(LOG_INFO);
+  log_set_format(LOG_FORMAT_TEXT);
   tu_rmtree(f->dir);
   free(f);
   return 0;
@@ -452,6 +454,144 @@ static void hook_runs_before_each_stderr_record_only(void **state) {
   assert_int_equal(marks, 0);
 }
 
+/* ------------------------------------------------------------------------ */
+/* The JSON format and fields */
+
+static void log_format_parse_knows_text_and_json_only(void **state) {
+  (void)state;
+  assert_int_equal(log_format_parse("text"), LOG_FORMAT_TEXT);
+  assert_int_equal(log_format_parse("json"), LOG_FORMAT_JSON);
+  static const char *const junk[] = {"",      "JSON",   "Text", "json ",
+                                     "jsonl", "logfmt", "0",    "1"};
+  for (size_t i = 0; i < sizeof(junk) / sizeof(junk[0]); i++) {
+    assert_int_equal(log_format_parse(junk[i]), -1);
+  }
+}
+
+/* The only line of the log at path, which must be one JSON object. */
+static char *only_json_line(const char *path) {
+  char *s = read_log(path);
+  assert_int_equal(count_lines(s), 1);
+  s[strlen(s) - 1] = '\0';
+  if (!jsonl_valid(s)) {
+    fail_msg("not one JSON object: %s", s);
+  }
+  return s;
+}
+
+static void json_record_has_time_level_module_and_message(void **state) {
+  struct fixture *f = *state;
+  char v[64];
+  assert_int_equal(log_open(f->path), 0);
+  log_set_format(LOG_FORMAT_JSON);
+  time_t before = time(NULL);
+  log_warn("tracker", "refused %d of %s", 3, "them");
+  char *s = only_json_line(f->path);
+  assert_int_equal(jsonl_str(s, "time", v, sizeof(v)), 0);
+  assert_int_equal(strlen(v), STAMP_CHARS);
+  time_t at = parse_stamp(v);
+  assert_true(at >= before - 1 && at <= time(NULL) + 1);
+  assert_int_equal(jsonl_str(s, "level", v, sizeof(v)), 0);
+  assert_string_equal(v, "warn");
+  assert_int_equal(jsonl_str(s, "module", v, sizeof(v)), 0);
+  assert_string_equal(v, "tracker");
+  assert_int_equal(jsonl_str(s, "message", v, sizeof(v)), 0);
+  assert_string_equal(v, "refused 3 of them");
+  free(s);
+}
+
+static void json_escapes_whatever_the_message_holds(void **state) {
+  struct fixture *f = *state;
+  char v[512];
+  assert_int_equal(log_open(f->path), 0);
+  log_set_format(LOG_FORMAT_JSON);
+  /* Quotes, backslashes, control characters, well-formed UTF-8 kept as
+   * it is, and bytes that are not UTF-8: a stray continuation, an overlong
+   * form, a surrogate, a sequence cut short by the end. */
+  log_info("t", "%s",
+           "q\" b\\ n\n t\t c\x01 d\x7f "
+           "\xc3\xa9 \xe2\x9c\x93 \xf0\x9f\x98\x80 "
+           "\xff \xc0\xaf \xed\xa0\x80 \xe2\x9c");
+  char *s = only_json_line(f->path);
+  assert_int_equal(jsonl_str(s, "message", v, sizeof(v)), 0);
+#define FFFD "\xef\xbf\xbd"
+  assert_string_equal(v, "q\" b\\ n\n t\t c\x01 d\x7f "
+                         "\xc3\xa9 \xe2\x9c\x93 \xf0\x9f\x98\x80 " FFFD
+                         " " FFFD FFFD " " FFFD FFFD FFFD " " FFFD FFFD);
+#undef FFFD
+  /* Nothing raw below 0x20 is left in the line. */
+  for (const char *p = s; *p != '\0'; p++) {
+    assert_true((unsigned char)*p >= 0x20);
+  }
+  free(s);
+}
+
+static void json_fields_sit_beside_the_message(void **state) {
+  struct fixture *f = *state;
+  char v[64];
+  const struct log_field fields[] = {
+      {"reason", "bad_signature"},
+      {"addr", "127.0.0.1:5\"\n"},
+  };
+  assert_int_equal(log_open(f->path), 0);
+  log_set_format(LOG_FORMAT_JSON);
+  log_fields(LOG_INFO, "tracker", fields, 2, "refused %s", "announce");
+  char *s = only_json_line(f->path);
+  assert_int_equal(jsonl_str(s, "reason", v, sizeof(v)), 0);
+  assert_string_equal(v, "bad_signature");
+  assert_int_equal(jsonl_str(s, "addr", v, sizeof(v)), 0);
+  assert_string_equal(v, "127.0.0.1:5\"\n");
+  assert_int_equal(jsonl_str(s, "message", v, sizeof(v)), 0);
+  assert_string_equal(v, "refused announce");
+  free(s);
+}
+
+static void text_fields_follow_the_message_on_its_line(void **state) {
+  struct fixture *f = *state;
+  char line[256];
+  const struct log_field fields[] = {
+      {"reason", "rate_limited"},
+      {"addr", "10.0.0.1:7\nforged"},
+  };
+  assert_int_equal(log_open(f->path), 0);
+  log_fields(LOG_WARN, "tracker", fields, 2, "refused %s", "lookup");
+  log_fields(LOG_DEBUG, "tracker", fields, 2, "below the level");
+  char *s = read_log(f->path);
+  assert_int_equal(count_lines(s), 1);
+  nth_line(s, 0, line, sizeof(line));
+  assert_string_equal(line + STAMP_CHARS, " WARN  tracker: refused lookup "
+                                          "reason=rate_limited "
+                                          "addr=10.0.0.1:7 forged");
+  free(s);
+}
+
+static void json_line_stays_whole_at_any_length(void **state) {
+  struct fixture *f = *state;
+  char *msg = malloc(4000);
+  char *big = malloc(3000);
+  assert_non_null(msg);
+  assert_non_null(big);
+  /* Each byte of the message takes six in the line (\u0001), and the
+   * field cannot fit beside it: the line drops the field and stays one
+   * object. */
+  memset(msg, 0x01, 3999);
+  msg[3999] = '\0';
+  memset(big, 'x', 2999);
+  big[2999] = '\0';
+  const struct log_field fields[] = {{"small", "kept"}, {"big", big}};
+  assert_int_equal(log_open(f->path), 0);
+  log_set_format(LOG_FORMAT_JSON);
+  log_fields(LOG_INFO, "t", fields, 2, "%s", msg);
+  char *s = only_json_line(f->path);
+  char v[16];
+  assert_int_equal(jsonl_str(s, "small", v, sizeof(v)), 0);
+  assert_string_equal(v, "kept");
+  assert_int_equal(jsonl_str(s, "big", v, sizeof(v)), -1);
+  free(s);
+  free(msg);
+  free(big);
+}
+
 int main(void) {
   if (sodium_init() < 0) {
     fprintf(stderr, "sodium_init failed\n");
@@ -486,6 +626,17 @@ int main(void) {
       cmocka_unit_test_setup_teardown(hook_runs_before_each_stderr_record_only,
                                       setup, teardown),
       cmocka_unit_test_setup_teardown(log_open_null_switches_back_to_stderr,
+                                      setup, teardown),
+      cmocka_unit_test(log_format_parse_knows_text_and_json_only),
+      cmocka_unit_test_setup_teardown(
+          json_record_has_time_level_module_and_message, setup, teardown),
+      cmocka_unit_test_setup_teardown(json_escapes_whatever_the_message_holds,
+                                      setup, teardown),
+      cmocka_unit_test_setup_teardown(json_fields_sit_beside_the_message, setup,
+                                      teardown),
+      cmocka_unit_test_setup_teardown(
+          text_fields_follow_the_message_on_its_line, setup, teardown),
+      cmocka_unit_test_setup_teardown(json_line_stays_whole_at_any_length,
                                       setup, teardown),
   };
   int failed = cmocka_run_group_tests(tests, NULL, NULL);

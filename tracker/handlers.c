@@ -15,7 +15,12 @@
  * reply, so a lookup never misses a peer that announced before it. A client
  * checks a lookup reply's timestamp but not its sequence number, which is
  * shared by every reader of the cache.
+ *
+ * Every request is counted once, with its type, its outcome and the time
+ * from its frame's arrival to its reply being queued (t->metrics); every
+ * refusal is counted by reason and logged once, through handlers_refused.
  */
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -45,6 +50,8 @@ static int seal_reply(struct tracker *t, struct buf *out, uint8_t type,
                       clock_wall_ms(), t->seq++, payload->data, payload->len);
   if (err != 0) {
     out->len = start;
+    t->req.outcome = METRICS_ERROR;
+    log_warn("tracker", "could not sign a reply: %s", shoal_strerror(err));
     return err;
   }
   frame_header(out->data + start, out->len - start - FRAME_HEADER_BYTES);
@@ -70,6 +77,57 @@ void handlers_error(struct tracker *t, struct buf *out, uint8_t req_type,
     (void)seal_reply(t, out, TMSG_ERROR, &p);
   }
   t->stats.refused++;
+}
+
+void handlers_refused(struct tracker *t, enum metrics_reason why,
+                      enum log_level level, const char *addr, const char *fmt,
+                      ...) {
+  char message[512];
+  va_list ap;
+  struct log_field fields[2] = {
+      {"reason", metrics_reason_label(why)},
+      {"addr", addr},
+  };
+  metrics_refusal(&t->metrics, why);
+  va_start(ap, fmt);
+  vsnprintf(message, sizeof(message), fmt, ap);
+  va_end(ap);
+  log_fields(level, "tracker", fields, 2, "%s", message);
+}
+
+/* Refuses the request being handled: counts and logs it (with the sender's
+ * key when known, else NULL) and appends the signed error reply. */
+static void refuse(struct tracker *t, const struct peer_addr *from,
+                   const uint8_t *sender, struct buf *out,
+                   enum metrics_reason why, uint8_t req_type, uint64_t req_id,
+                   int code, uint32_t retry_ms, const char *text) {
+  char who[TEXTID_SHORT_CHARS + 1];
+  char message[TMSG_MAX_REASON + 64];
+  struct log_field fields[3] = {
+      {"reason", metrics_reason_label(why)},
+      {"addr", from->text},
+      {"sender", who},
+  };
+  t->req.outcome = metrics_reason_outcome(why);
+  metrics_refusal(&t->metrics, why);
+  if (sender != NULL) {
+    textid_short(TEXTID_KEY, sender, who);
+  }
+  snprintf(message, sizeof(message), "refused %s: %s",
+           metrics_req_label(t->req.type), text);
+  log_fields(t->req.outcome == METRICS_ERROR ? LOG_WARN : LOG_INFO, "tracker",
+             fields, sender != NULL ? 3 : 2, "%s", message);
+  handlers_error(t, out, req_type, req_id, code, retry_ms, text);
+}
+
+/* Times one call to the store (a registry call is one store operation:
+ * one round trip for a shared store). */
+static uint64_t store_begin(void) {
+  return uv_hrtime();
+}
+
+static void store_end(struct tracker *t, uint64_t begun, int failed) {
+  metrics_store_op(&t->metrics, uv_hrtime() - begun, failed);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -105,21 +163,20 @@ static int on_announce(struct tracker *t, const struct peer_addr *from,
   struct tmsg_announce_ok ok;
   uint8_t storage[64];
   struct buf p;
-  char who[TEXTID_SHORT_CHARS + 1];
   int first_err;
 
   int err = tmsg_announce_decode(env->payload, env->payload_len, &a);
   if (err != 0) {
-    textid_short(TEXTID_KEY, env->sender, who);
-    log_info("tracker", "refused announce from %s (%s): %s", from->text, who,
-             shoal_strerror(err));
-    handlers_error(t, out, TMSG_ANNOUNCE, env->seq, err, 0,
-                   "announce payload is malformed");
+    refuse(t, from, env->sender, out, METRICS_WHY_MALFORMED, TMSG_ANNOUNCE,
+           env->seq, err, 0, "announce payload is malformed");
     return 1;
   }
   uint8_t changed[TMSG_MAX_ANNOUNCE_ITEMS];
+  uint64_t begun = store_begin();
   unsigned n = registry_announce(&t->reg, env->sender, from->family, from->addr,
                                  &a, now_s(t), &first_err, changed);
+  /* A limit (SHOAL_ETOOBIG) is policy; anything else is the store's. */
+  store_end(t, begun, first_err != 0 && first_err != SHOAL_ETOOBIG);
   for (uint16_t i = 0; i < a.count; i++) {
     /* Announcing a content keeps its catalog entry alive; leaving it
      * does not. */
@@ -131,13 +188,14 @@ static int on_announce(struct tracker *t, const struct peer_addr *from,
     }
   }
   if (n == 0 && a.count > 0) {
-    textid_short(TEXTID_KEY, env->sender, who);
-    log_info("tracker", "refused announce from %s (%s): %s", from->text, who,
-             shoal_strerror(first_err));
-    handlers_error(t, out, TMSG_ANNOUNCE, env->seq, first_err, 0,
-                   first_err == SHOAL_ETOOBIG
-                       ? "swarm is full or too many contents in one announce"
-                       : "announce could not be registered");
+    int full = first_err == SHOAL_ETOOBIG;
+    refuse(t, from, env->sender, out,
+           full                        ? METRICS_WHY_SWARM_FULL
+           : first_err == SHOAL_ENOMEM ? METRICS_WHY_OUT_OF_MEMORY
+                                       : METRICS_WHY_INTERNAL,
+           TMSG_ANNOUNCE, env->seq, first_err, 0,
+           full ? "swarm is full or too many contents in one announce"
+                : "announce could not be registered");
     return 0;
   }
   memset(&ok, 0, sizeof(ok));
@@ -159,21 +217,22 @@ static int on_publish(struct tracker *t, const struct peer_addr *from,
 
   int err = tmsg_publish_decode(env->payload, env->payload_len, &pub);
   if (err != 0) {
-    log_info("tracker", "refused publish from %s: %s", from->text,
-             shoal_strerror(err));
-    handlers_error(t, out, TMSG_PUBLISH, env->seq, err, 0,
-                   "publish payload is malformed");
+    refuse(t, from, env->sender, out, METRICS_WHY_MALFORMED, TMSG_PUBLISH,
+           env->seq, err, 0, "publish payload is malformed");
     return 1;
   }
   err = catalog_publish(&t->cat, env->sender, &pub, now_s(t));
   if (err != 0) {
-    log_info("tracker", "refused publish from %s: %s", from->text,
-             shoal_strerror(err));
-    handlers_error(t, out, TMSG_PUBLISH, env->seq, err, 0,
-                   err == SHOAL_EWRONGKEY
-                       ? "content is already published by another key"
-                   : err == SHOAL_ETOOBIG ? "catalog is full"
-                                          : "publish failed");
+    refuse(t, from, env->sender, out,
+           err == SHOAL_EWRONGKEY ? METRICS_WHY_WRONG_KEY
+           : err == SHOAL_ETOOBIG ? METRICS_WHY_CATALOG_FULL
+           : err == SHOAL_ENOMEM  ? METRICS_WHY_OUT_OF_MEMORY
+                                  : METRICS_WHY_INTERNAL,
+           TMSG_PUBLISH, env->seq, err, 0,
+           err == SHOAL_EWRONGKEY
+               ? "content is already published by another key"
+           : err == SHOAL_ETOOBIG ? "catalog is full"
+                                  : "publish failed");
     return 0;
   }
   memset(&ok, 0, sizeof(ok));
@@ -186,8 +245,8 @@ static int on_publish(struct tracker *t, const struct peer_addr *from,
 
 /* ------------------------------------------------------------------------ */
 
-static int on_lookup(struct tracker *t, const struct tmsg_query *qm,
-                     struct buf *out) {
+static int on_lookup(struct tracker *t, const struct peer_addr *from,
+                     const struct tmsg_query *qm, struct buf *out) {
   static const uint8_t zero[IDENTITY_PK_BYTES];
   struct tmsg_lookup q;
   struct tmsg_lookup_ok *reply;
@@ -195,8 +254,8 @@ static int on_lookup(struct tracker *t, const struct tmsg_query *qm,
   int err = tmsg_lookup_decode(qm->payload, qm->payload_len, &q);
 
   if (err != 0) {
-    handlers_error(t, out, TMSG_LOOKUP, qm->id, err, 0,
-                   "lookup payload is malformed");
+    refuse(t, from, NULL, out, METRICS_WHY_MALFORMED, TMSG_LOOKUP, qm->id, err,
+           0, "lookup payload is malformed");
     return 1;
   }
   if (q.want > TMSG_MAX_PEERS) {
@@ -216,12 +275,14 @@ static int on_lookup(struct tracker *t, const struct tmsg_query *qm,
 
   reply = malloc(sizeof(*reply));
   if (reply == NULL) {
-    handlers_error(t, out, TMSG_LOOKUP, qm->id, SHOAL_ENOMEM, 1000,
-                   "tracker is out of memory");
+    refuse(t, from, NULL, out, METRICS_WHY_OUT_OF_MEMORY, TMSG_LOOKUP, qm->id,
+           SHOAL_ENOMEM, 1000, "tracker is out of memory");
     return 0;
   }
   int asker_in_swarm = 0;
+  uint64_t begun = store_begin();
   registry_lookup(&t->reg, &q, reply, &asker_in_swarm);
+  store_end(t, begun, 0);
   buf_init(&p, FRAME_MAX_DEFAULT);
   err = tmsg_lookup_ok_encode(&p, reply);
   size_t start = out->len;
@@ -258,31 +319,32 @@ static int on_lookup(struct tracker *t, const struct tmsg_query *qm,
   return err != 0;
 }
 
-static int on_search(struct tracker *t, const struct tmsg_query *qm,
-                     struct buf *out) {
+static int on_search(struct tracker *t, const struct peer_addr *from,
+                     const struct tmsg_query *qm, struct buf *out) {
   struct tmsg_search q;
   struct tmsg_search_ok *reply;
   struct buf p;
   int err = tmsg_search_decode(qm->payload, qm->payload_len, &q);
 
   if (err != 0) {
-    handlers_error(t, out, TMSG_SEARCH, qm->id, err, 0,
-                   "search payload is malformed");
+    refuse(t, from, NULL, out, METRICS_WHY_MALFORMED, TMSG_SEARCH, qm->id, err,
+           0, "search payload is malformed");
     return 1;
   }
   reply = malloc(sizeof(*reply));
   if (reply == NULL) {
-    handlers_error(t, out, TMSG_SEARCH, qm->id, SHOAL_ENOMEM, 1000,
-                   "tracker is out of memory");
+    refuse(t, from, NULL, out, METRICS_WHY_OUT_OF_MEMORY, TMSG_SEARCH, qm->id,
+           SHOAL_ENOMEM, 1000, "tracker is out of memory");
     return 0;
   }
   err = catalog_search(&t->cat, &q, reply);
   if (err != 0) {
+    int oom = err == SHOAL_ENOMEM;
     free(reply);
-    handlers_error(t, out, TMSG_SEARCH, qm->id, err,
-                   err == SHOAL_ENOMEM ? 1000 : 0,
-                   err == SHOAL_ENOMEM ? "tracker is out of memory"
-                                       : "search needs 1 to 8 words");
+    refuse(t, from, NULL, out,
+           oom ? METRICS_WHY_OUT_OF_MEMORY : METRICS_WHY_BAD_SEARCH,
+           TMSG_SEARCH, qm->id, err, oom ? 1000 : 0,
+           oom ? "tracker is out of memory" : "search needs 1 to 8 words");
     return 0;
   }
   for (uint16_t i = 0; i < reply->count; i++) {
@@ -293,7 +355,9 @@ static int on_search(struct tracker *t, const struct tmsg_query *qm,
     }
     memset(&lq, 0, sizeof(lq));
     memcpy(lq.content, reply->results[i].content, TMSG_ID_BYTES);
+    uint64_t begun = store_begin();
     registry_lookup(&t->reg, &lq, counts, NULL);
+    store_end(t, begun, 0);
     reply->results[i].seeders = counts->seeders;
     reply->results[i].downloaders = counts->downloaders;
     free(counts);
@@ -309,6 +373,25 @@ static int on_search(struct tracker *t, const struct tmsg_query *qm,
 }
 
 /* ------------------------------------------------------------------------ */
+
+/* The reason label of an error from envelope_open. */
+static enum metrics_reason envelope_reason(int err) {
+  switch (err) {
+  case SHOAL_EBADSIG:
+    return METRICS_WHY_BAD_SIGNATURE;
+  case SHOAL_ESTALE:
+  case SHOAL_EFUTURE:
+    return METRICS_WHY_CLOCK_WINDOW;
+  case SHOAL_EREPLAY:
+  case SHOAL_ESEQ:
+  case SHOAL_EGUARDFULL:
+    return METRICS_WHY_REPLAY;
+  case SHOAL_EVERSION:
+    return METRICS_WHY_BAD_VERSION;
+  default:
+    return METRICS_WHY_MALFORMED;
+  }
+}
 
 static const char *why_refused(int err) {
   switch (err) {
@@ -330,29 +413,31 @@ static const char *why_refused(int err) {
   }
 }
 
-int handlers_frame(struct tracker *t, const struct peer_addr *from,
-                   const uint8_t *frame, size_t len, struct buf *out) {
+/* handlers_frame without the counting. */
+static int handle(struct tracker *t, const struct peer_addr *from,
+                  const uint8_t *frame, size_t len, struct buf *out) {
   uint32_t retry = 0;
   int err;
 
-  t->stats.requests++;
+  /* The type byte sits at the same place in a query and an envelope; it
+   * only names the request's label until the frame has been checked. */
+  t->req.type = metrics_req_of(tmsg_peek_type(frame, len));
   err =
       ratelimit_take(&t->rl, from->family, from->addr, uv_now(t->loop), &retry);
   if (err != 0) {
     uint64_t now = uv_now(t->loop);
     if (from->limited_until != NULL && *from->limited_until > now) {
-      log_info("tracker", "closed %s: ignored the rate limit's retry-after",
-               from->text);
-      handlers_error(t, out, tmsg_peek_type(frame, len), 0, err, retry,
-                     "too many requests and retry-after ignored; closing");
+      refuse(t, from, NULL, out, METRICS_WHY_RETRY_IGNORED,
+             tmsg_peek_type(frame, len), 0, err, retry,
+             "too many requests and retry-after ignored; closing");
       return 1;
     }
     if (from->limited_until != NULL) {
       *from->limited_until = now + retry;
     }
-    log_debug("tracker", "rate limit for %s", from->text);
-    handlers_error(t, out, tmsg_peek_type(frame, len), 0, err, retry,
-                   "too many requests; retry later");
+    refuse(t, from, NULL, out, METRICS_WHY_RATE_LIMITED,
+           tmsg_peek_type(frame, len), 0, err, retry,
+           "too many requests; retry later");
     return 0;
   }
 
@@ -360,21 +445,19 @@ int handlers_frame(struct tracker *t, const struct peer_addr *from,
     struct tmsg_query q;
     err = tmsg_query_decode(frame, len, &q);
     if (err != 0) {
-      log_info("tracker", "refused query from %s: %s", from->text,
-               shoal_strerror(err));
-      handlers_error(t, out, 0, 0, err, 0, "malformed query");
+      refuse(t, from, NULL, out, METRICS_WHY_MALFORMED, 0, 0, err, 0,
+             "malformed query");
       return 1;
     }
     switch (q.type) {
     case TMSG_LOOKUP:
-      return on_lookup(t, &q, out);
+      return on_lookup(t, from, &q, out);
     case TMSG_SEARCH:
-      return on_search(t, &q, out);
+      return on_search(t, from, &q, out);
     default:
-      log_info("tracker", "refused query of type %u from %s", q.type,
-               from->text);
-      handlers_error(t, out, q.type, q.id, SHOAL_EPROTO, 0,
-                     "unknown query type");
+      t->req.type = METRICS_REQ_UNKNOWN;
+      refuse(t, from, NULL, out, METRICS_WHY_UNKNOWN_TYPE, q.type, q.id,
+             SHOAL_EPROTO, 0, "unknown query type");
       return 1;
     }
   }
@@ -389,10 +472,8 @@ int handlers_frame(struct tracker *t, const struct peer_addr *from,
   };
   err = envelope_open(frame, len, &pol, &env);
   if (err != 0) {
-    log_info("tracker", "refused request from %s: %s", from->text,
-             shoal_strerror(err));
-    handlers_error(t, out, tmsg_peek_type(frame, len), 0, err, 0,
-                   why_refused(err));
+    refuse(t, from, NULL, out, envelope_reason(err), tmsg_peek_type(frame, len),
+           0, err, 0, why_refused(err));
     return 1;
   }
   switch (env.type) {
@@ -401,17 +482,32 @@ int handlers_frame(struct tracker *t, const struct peer_addr *from,
   case TMSG_PUBLISH:
     return on_publish(t, from, &env, out);
   default:
-    log_info("tracker", "refused request of type %u from %s", env.type,
-             from->text);
-    handlers_error(t, out, env.type, env.seq, SHOAL_EPROTO, 0,
-                   "unknown request type");
+    t->req.type = METRICS_REQ_UNKNOWN;
+    refuse(t, from, env.sender, out, METRICS_WHY_UNKNOWN_TYPE, env.type,
+           env.seq, SHOAL_EPROTO, 0, "unknown request type");
     return 1;
   }
 }
 
+int handlers_frame(struct tracker *t, const struct peer_addr *from,
+                   const uint8_t *frame, size_t len, struct buf *out) {
+  /* The frame arrived just now: server.c hands each one over as soon as
+   * it is whole, and its reply is queued in out when handle returns. */
+  uint64_t begun = uv_hrtime();
+  t->stats.requests++;
+  t->req.type = METRICS_REQ_UNKNOWN;
+  t->req.outcome = METRICS_OK;
+  int close_after = handle(t, from, frame, len, out);
+  metrics_request(&t->metrics, t->req.type, t->req.outcome,
+                  uv_hrtime() - begun);
+  return close_after;
+}
+
 void handlers_tick(struct tracker *t) {
   uint32_t now = now_s(t);
+  uint64_t begun = store_begin();
   unsigned peers = registry_expire(&t->reg, now, TRACKER_SWEEP_WORK);
+  store_end(t, begun, 0);
   unsigned cat = catalog_expire(&t->cat, now, TRACKER_SWEEP_WORK);
   t->stats.expired_peers += peers;
   t->stats.expired_catalog += cat;

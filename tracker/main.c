@@ -13,6 +13,7 @@
 #include "common/error.h"
 #include "common/frame.h"
 #include "common/log.h"
+#include "tracker/metrics_http.h"
 #include "tracker/tracker.h"
 
 #define SHOAL_VERSION "0.1.0"
@@ -45,6 +46,12 @@ static const char usage[] =
     "  --clock-window SECONDS   accepted clock difference (300)\n"
     "  --log-level LEVEL        error, warn, info or debug (info)\n"
     "  --log-file FILE          log here instead of stderr (SIGHUP reopens)\n"
+    "  --log-format FORMAT      text, or json for one JSON object a line\n"
+    "                           (text)\n"
+    "  --metrics-listen ADDR:PORT\n"
+    "                           serve /metrics (Prometheus) and /stats (JSON)\n"
+    "                           here; no authentication, so keep it on a\n"
+    "                           private address (off)\n"
     "  -h, --help               print this and exit\n"
     "  -V, --version            print the version and exit\n";
 
@@ -66,6 +73,8 @@ enum {
   OPT_CLOCK_WINDOW,
   OPT_LOG_LEVEL,
   OPT_LOG_FILE,
+  OPT_LOG_FORMAT,
+  OPT_METRICS_LISTEN,
 };
 
 static const struct option long_opts[] = {
@@ -85,6 +94,8 @@ static const struct option long_opts[] = {
     {"clock-window", required_argument, NULL, OPT_CLOCK_WINDOW},
     {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
     {"log-file", required_argument, NULL, OPT_LOG_FILE},
+    {"log-format", required_argument, NULL, OPT_LOG_FORMAT},
+    {"metrics-listen", required_argument, NULL, OPT_METRICS_LISTEN},
     {"help", no_argument, NULL, 'h'},
     {"version", no_argument, NULL, 'V'},
     {NULL, 0, NULL, 0},
@@ -106,6 +117,7 @@ struct limit_flag {
 struct cli {
   const char *log_file;
   int level;
+  int format;
   uint32_t window_s;
 };
 
@@ -263,6 +275,23 @@ static int parse_args(int argc, char **argv, struct tracker_config *cfg,
       }
       cli->log_file = v;
       break;
+    case OPT_LOG_FORMAT:
+      cli->format = log_format_parse(v);
+      if (cli->format < 0) {
+        return bad_flag("--log-format", "must be text or json");
+      }
+      break;
+    case OPT_METRICS_LISTEN: {
+      struct sockaddr_storage ss;
+      if (strlen(v) >= sizeof(cfg->metrics_listen) ||
+          server_parse_listen(v, &ss) != 0) {
+        return bad_flag("--metrics-listen",
+                        "needs a numeric ADDR:PORT with a port from 0 to "
+                        "65535, e.g. 127.0.0.1:9470 or [::1]:9470");
+      }
+      snprintf(cfg->metrics_listen, sizeof(cfg->metrics_listen), "%s", v);
+      break;
+    }
     default:
       /* Every code in long_opts is handled above. */
       assert(0);
@@ -319,6 +348,8 @@ static void on_signal(uv_signal_t *s, int signum) {
     return;
   }
   log_info("tracker", "%s: stopping", signum == SIGINT ? "SIGINT" : "SIGTERM");
+  metrics_http_stop(t->metrics_http);
+  t->metrics_http = NULL;
   uv_signal_stop(&t->sigint);
   uv_signal_stop(&t->sigterm);
   uv_signal_stop(&t->sighup);
@@ -359,6 +390,7 @@ int main(int argc, char **argv) {
   cfg.catalog_ttl_s = CATALOG_TTL_DEFAULT;
   memset(&cli, 0, sizeof(cli));
   cli.level = LOG_INFO;
+  cli.format = LOG_FORMAT_TEXT;
   cli.window_s = ENVELOPE_WINDOW_MS_DEFAULT / 1000u;
 
   int rc = parse_args(argc, argv, &cfg, &cli);
@@ -369,6 +401,7 @@ int main(int argc, char **argv) {
   const char *log_file = cli.log_file;
   int level = cli.level;
   log_set_level((enum log_level)level);
+  log_set_format((enum log_format)cli.format);
   if (log_file != NULL && (err = log_open(log_file)) != 0) {
     fprintf(stderr, "shoal-tracker: --log-file %s: %s\n", log_file,
             shoal_strerror(err));
@@ -430,6 +463,17 @@ int main(int argc, char **argv) {
   }
   if (err != 0) {
     fprintf(stderr, "shoal-tracker: cannot listen: %s\n", shoal_strerror(err));
+    server_stop(&t);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    tracker_close(&t);
+    uv_loop_close(&loop);
+    return 1;
+  }
+  if (cfg.metrics_listen[0] != '\0' &&
+      (err = metrics_http_start(&t, cfg.metrics_listen, &t.metrics_http)) !=
+          0) {
+    fprintf(stderr, "shoal-tracker: --metrics-listen %s: %s\n",
+            cfg.metrics_listen, shoal_strerror(err));
     server_stop(&t);
     uv_run(&loop, UV_RUN_DEFAULT);
     tracker_close(&t);

@@ -14,6 +14,7 @@
 #include "common/error.h"
 #include "common/frame.h"
 #include "common/log.h"
+#include "tracker/metrics_http.h"
 #include "tracker/tracker.h"
 
 enum conn_state {
@@ -131,8 +132,10 @@ static void conn_process(struct conn *c, const uint8_t *p, size_t left) {
     p += used;
     left -= used;
     if (r < 0) {
-      log_info("tracker", "refused stream from %s: %s", c->from.text,
-               shoal_strerror(r));
+      handlers_refused(
+          t, r == SHOAL_ETOOBIG ? METRICS_WHY_TOO_BIG : METRICS_WHY_MALFORMED,
+          LOG_INFO, c->from.text, "refused stream from %s: %s", c->from.text,
+          shoal_strerror(r));
       handlers_error(t, &t->out, 0, 0, r, 0,
                      r == SHOAL_ETOOBIG ? "frame is larger than the limit"
                                         : "malformed frame");
@@ -294,16 +297,17 @@ static void on_connection(uv_stream_t *server, int status) {
   if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &len) != 0 ||
       (describe(&ss, &c->from), c->from.family == 0)) {
     /* Without the observed address there is nothing to register. */
-    log_warn("tracker", "refused a connection whose address is unknown");
+    handlers_refused(t, METRICS_WHY_UNKNOWN_ADDRESS, LOG_WARN, "",
+                     "refused a connection whose address is unknown");
     conn_close(c);
     return;
   }
   c->from.limited_until = &c->limited_until;
   if (t->n_conns > t->cfg.max_conns) {
-    log_warn("tracker",
-             "refused connection from %s: %u connections is the "
-             "limit",
-             c->from.text, t->cfg.max_conns);
+    handlers_refused(t, METRICS_WHY_CONNECTION_LIMIT, LOG_WARN, c->from.text,
+                     "refused connection from %s: %u connections is the "
+                     "limit",
+                     c->from.text, t->cfg.max_conns);
     conn_close(c);
     return;
   }
@@ -314,13 +318,16 @@ static void on_connection(uv_stream_t *server, int status) {
     char who[ADDRCOUNT_NAME_BYTES];
     addrcount_name(c->from.family, c->from.addr, who);
     if (err == SHOAL_EBUSY) {
-      log_warn("tracker",
-               "refused connection from %s: %s holds %u connections, the "
-               "limit per address",
-               c->from.text, who, t->per_addr.cap);
+      handlers_refused(t, METRICS_WHY_PER_ADDRESS_CAP, LOG_WARN, c->from.text,
+                       "refused connection from %s: %s holds %u connections, "
+                       "the limit per address",
+                       c->from.text, who, t->per_addr.cap);
     } else {
-      log_warn("tracker", "refused connection from %s: %s", c->from.text,
-               shoal_strerror(err));
+      /* The table of addresses is full: as many distinct addresses as
+       * --max-connections allows already hold connections. */
+      handlers_refused(t, METRICS_WHY_CONNECTION_LIMIT, LOG_WARN, c->from.text,
+                       "refused connection from %s: %s", c->from.text,
+                       shoal_strerror(err));
     }
     conn_close(c);
     return;
@@ -423,6 +430,9 @@ void server_say_ready(struct tracker *t) {
     describe(&got, &a);
     printf("listening on %s\n", a.text);
     log_info("tracker", "listening on %s", a.text);
+  }
+  if (t->metrics_http != NULL) {
+    printf("metrics on %s\n", metrics_http_address(t->metrics_http));
   }
   printf("tracker key %s\n", t->id_text);
   fflush(stdout);

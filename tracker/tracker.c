@@ -21,6 +21,7 @@ int tracker_init(struct tracker *t, uv_loop_t *loop,
   t->id = *id;
   textid_encode(TEXTID_KEY, id->pk, t->id_text);
   t->seq = envelope_seq_start(clock_wall_ms());
+  metrics_init(&t->metrics, clock_wall_ms());
   buf_init(&t->out, FRAME_MAX_DEFAULT);
   err = replay_guard_init(&t->guard, TRACKER_GUARD_SENDERS,
                           cfg->window_ms ? cfg->window_ms
@@ -33,6 +34,8 @@ int tracker_init(struct tracker *t, uv_loop_t *loop,
     err = SHOAL_ENOMEM;
     goto fail;
   }
+  t->metrics.store_backend = "memory";
+  t->metrics.store_up = 1; /* a memory store always answers */
   registry_init(&t->reg, t->store, cfg->interval_s, cfg->max_peers,
                 cfg->max_items);
   err = catalog_init(&t->cat, cfg->catalog_max, cfg->catalog_ttl_s);

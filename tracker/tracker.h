@@ -8,11 +8,13 @@
 
 #include "common/buf.h"
 #include "common/identity.h"
+#include "common/log.h"
 #include "common/replay.h"
 #include "common/tmsg.h"
 #include "tracker/addrcount.h"
 #include "tracker/catalog.h"
 #include "tracker/hashtab.h"
+#include "tracker/metrics.h"
 #include "tracker/ratelimit.h"
 #include "tracker/registry.h"
 #include "tracker/store.h"
@@ -56,6 +58,7 @@ struct tracker_config {
   uint32_t catalog_max;
   uint32_t catalog_ttl_s;
   uint32_t window_ms;
+  char metrics_listen[300]; /* ADDR:PORT for /metrics and /stats; "": off */
 };
 
 /* One cached, signed lookup reply (see handlers.c). */
@@ -80,7 +83,15 @@ struct tracker_stats {
   uint64_t expired_catalog;
 };
 
+/* The request handlers_frame is handling: its type once known, and its
+ * outcome (METRICS_OK until something refuses it or fails). */
+struct request_note {
+  enum metrics_req type;
+  enum metrics_outcome outcome;
+};
+
 struct conn;
+struct metrics_http;
 
 struct tracker {
   uv_loop_t *loop;
@@ -96,7 +107,9 @@ struct tracker {
   struct lookup_cache_slot *cache;
   uint8_t cache_key[HASHTAB_KEY_BYTES];
   struct tracker_stats stats;
-  struct buf out; /* scratch for building replies */
+  struct metrics metrics;  /* the operator's figures (metrics.h) */
+  struct request_note req; /* see struct request_note */
+  struct buf out;          /* scratch for building replies */
   /* Network side (server.c). */
   uv_tcp_t listeners[TRACKER_MAX_LISTEN];
   unsigned n_listeners;
@@ -104,7 +117,8 @@ struct tracker {
   uv_signal_t sigint, sigterm, sighup;
   struct conn *conns;
   uint32_t n_conns;
-  struct addrcount per_addr; /* connections counted by source address */
+  struct addrcount per_addr;         /* connections counted by source address */
+  struct metrics_http *metrics_http; /* --metrics-listen; NULL when off */
   int closing;
   uint8_t rbuf[64 << 10];
 };
@@ -138,6 +152,13 @@ int handlers_frame(struct tracker *t, const struct peer_addr *from,
 void handlers_error(struct tracker *t, struct buf *out, uint8_t req_type,
                     uint64_t req_id, int code, uint32_t retry_ms,
                     const char *reason);
+/* Counts one refusal (a request's, a stream's or a connection's) and logs
+ * it: one record at level, its message from fmt, with the fields "reason"
+ * (the label of why) and "addr" (the client's address as text). Every
+ * refusal passes here exactly once. */
+__attribute__((format(printf, 5, 6))) void
+handlers_refused(struct tracker *t, enum metrics_reason why,
+                 enum log_level level, const char *addr, const char *fmt, ...);
 /* The periodic sweep: expiry of registrations and catalog entries. */
 void handlers_tick(struct tracker *t);
 
@@ -151,9 +172,9 @@ int server_parse_listen(const char *s, struct sockaddr_storage *ss);
  * either way server_stop must follow. */
 int server_start(struct tracker *t);
 /* Prints "listening on ADDR:PORT" for every listener, with the real port,
- * then "tracker key TEXTID", to stdout and flushes it (and logs the
- * addresses). Whoever reads these lines may act on the tracker at once,
- * including with a signal. */
+ * then "metrics on ADDR:PORT" when --metrics-listen serves, then "tracker
+ * key TEXTID", to stdout and flushes it (and logs the addresses). Whoever reads
+ * these lines may act on the tracker at once, including with a signal. */
 void server_say_ready(struct tracker *t);
 void server_stop(struct tracker *t);
 

@@ -58,7 +58,12 @@ static int read_banner(struct tc_tracker *t, int fd) {
       *nl = '\0';
       const char *lp = "listening on ";
       const char *kp = "tracker key ";
-      if (strncmp(line, lp, strlen(lp)) == 0 && !got_port) {
+      const char *mp = "metrics on ";
+      if (strncmp(line, mp, strlen(mp)) == 0) {
+        /* Printed before the key, so it is read before the banner ends. */
+        const char *colon = strrchr(line, ':');
+        t->metrics_port = colon != NULL ? (int)strtol(colon + 1, NULL, 10) : 0;
+      } else if (strncmp(line, lp, strlen(lp)) == 0 && !got_port) {
         /* The first address: "127.0.0.1:PORT" or "[::1]:PORT". */
         const char *colon = strrchr(line, ':');
         t->port = colon != NULL ? (int)strtol(colon + 1, NULL, 10) : 0;
@@ -91,6 +96,7 @@ int tc_tracker_start_at(struct tc_tracker *t, int keep_dir, const char *listen,
     memset(t, 0, sizeof(*t));
     tu_tmpdir(t->dir, sizeof(t->dir));
   }
+  t->metrics_port = 0;
   snprintf(exe, sizeof(exe), "%s/shoal-tracker",
            bin && bin[0] ? bin : "build/bin");
   snprintf(t->key_path, sizeof(t->key_path), "%s/tracker.key", t->dir);

@@ -18,6 +18,7 @@
 struct tc_tracker {
   pid_t pid;
   int port;
+  int metrics_port; /* from "metrics on ADDR:PORT" (--metrics-listen); or 0 */
   uint8_t key[32];
   char dir[4096];
   char key_path[4200];
