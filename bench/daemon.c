@@ -114,8 +114,11 @@ struct window {
 struct many_figures {
   double post_s, seeding_s, stop_s;
   double restart_api_s, restart_seeding_s, stop2_s;
-  unsigned seeding, errors;
-  struct window w[2]; /* after the POSTs; after a restart */
+  unsigned seeding, failed, errors;
+  char error_first[256];
+  unsigned seeding1, failed1; /* after the POSTs */
+  unsigned seeding2, failed2; /* after the restart */
+  struct window w[2];         /* after the POSTs; after a restart */
   unsigned daemon_err_lines;
   char daemon_err_first[256];
   /* From the tracker's log, over the whole run. */
@@ -1048,33 +1051,42 @@ static int count_err_line(const char *line, void *arg) {
   return 0;
 }
 
-/* Polls GET /v1/contents every 250 ms until all b->contents are seeding.
- * Returns 0 or -1 (f->seeding, f->errors: the last counts). */
-static int wait_all_seeding(struct bench *b, struct proc *d,
+/* Polls GET /v1/contents every 250 ms until every one of b->contents has
+ * settled: seeding, or failed or changed (which it stays without help).
+ * Returns 0 (f->seeding, f->failed, f->errors, f->error_first: the counts
+ * then) or -1 at the deadline. */
+static int wait_all_settled(struct bench *b, struct proc *d,
                             struct many_figures *f) {
   /* Generous: a start may wait for the daemon's next tick. */
   uint64_t deadline = proc_now_ms() + 120000u + 500u * b->contents;
   while (!interrupted && proc_now_ms() < deadline && proc_alive(d)) {
     json_t *o, *c;
     size_t i;
-    unsigned seeding = 0, errors = 0;
+    unsigned seeding = 0, failed = 0, errors = 0, n = 0;
     if (api(b, "GET", "contents", NULL, &o) == 200) {
       json_array_foreach(json_object_get(o, "contents"), i, c) {
         const char *st = json_string_value(json_object_get(c, "state"));
+        const char *err = json_string_value(json_object_get(c, "error"));
+        n++;
         seeding += st != NULL && strcmp(st, "seeding") == 0;
-        errors += json_is_string(json_object_get(c, "error"));
+        failed += st != NULL &&
+                  (strcmp(st, "failed") == 0 || strcmp(st, "changed") == 0);
+        if (err != NULL && errors++ == 0) {
+          snprintf(f->error_first, sizeof(f->error_first), "%s", err);
+        }
       }
     }
     json_decref(o);
     f->seeding = seeding;
+    f->failed = failed;
     f->errors = errors;
-    if (seeding == b->contents) {
+    if (n == b->contents && seeding + failed == n) {
       return 0;
     }
     proc_pause_ms(250);
   }
-  fprintf(stderr, "daemon-bench: %u of %u contents seeding\n", f->seeding,
-          b->contents);
+  fprintf(stderr, "daemon-bench: %u of %u contents seeding, %u failed\n",
+          f->seeding, b->contents, f->failed);
   proc_dump(d);
   return -1;
 }
@@ -1159,10 +1171,12 @@ static int run_many_once(struct bench *b, const char *tag, const char **extra,
     }
   }
   f->post_s = now_s() - t0;
-  if (wait_all_seeding(b, d, f) != 0) {
+  if (wait_all_settled(b, d, f) != 0) {
     goto out;
   }
   f->seeding_s = now_s() - t0;
+  f->seeding1 = f->seeding;
+  f->failed1 = f->failed;
   if (idle_window(b, d, &f->w[0]) != 0) {
     goto out;
   }
@@ -1180,10 +1194,12 @@ static int run_many_once(struct bench *b, const char *tag, const char **extra,
     goto out;
   }
   f->restart_api_s = now_s() - t0;
-  if (wait_all_seeding(b, d, f) != 0) {
+  if (wait_all_settled(b, d, f) != 0) {
     goto out;
   }
   f->restart_seeding_s = now_s() - t0;
+  f->seeding2 = f->seeding;
+  f->failed2 = f->failed;
   if (idle_window(b, d, &f->w[1]) != 0) {
     goto out;
   }
@@ -1230,15 +1246,16 @@ static void print_many(const struct bench *b, const char *title,
                        const struct many_figures *f) {
   printf("-- %s\n", title);
   printf("POST /v1/shares x %u: %.2f s\n", b->contents, f->post_s);
-  printf("all %u seeding: %.1f s from the first POST (%.1f contents a "
-         "second)\n",
-         b->contents, f->seeding_s, b->contents / f->seeding_s);
+  printf("settled %.1f s after the first POST: %u seeding, %u failed "
+         "(%.1f contents a second)\n",
+         f->seeding_s, f->seeding1, f->failed1, b->contents / f->seeding_s);
   print_window(b, "after the POSTs", &f->w[0]);
   figure("daemon stop (SIGTERM to exit, \"stopped\" to the tracker)", f->stop_s,
          "s", 0, "");
-  printf("restart: API answering after %.3f s, all %u seeding after %.1f s "
-         "(%.1f contents a second; the queue starts at most %u a second)\n",
-         f->restart_api_s, b->contents, f->restart_seeding_s,
+  printf("restart: API answering after %.3f s; settled after %.1f s: %u "
+         "seeding, %u failed (%.1f contents a second; the queue starts at "
+         "most %u a second)\n",
+         f->restart_api_s, f->restart_seeding_s, f->seeding2, f->failed2,
          b->contents / f->restart_seeding_s, DAEMON_STARTS_PER_S);
   print_window(b, "after the restart", &f->w[1]);
   if (f->stop2_s >= 0) {
@@ -1247,7 +1264,8 @@ static void print_many(const struct bench *b, const char *title,
     printf("daemon stop after the restart: did not exit in %d ms (killed)\n",
            EXIT_MS);
   }
-  printf("contents with an error at the end: %u\n", f->errors);
+  printf("contents with an error at the end: %u%s%s\n", f->errors,
+         f->errors > 0 ? "; the first: " : "", f->error_first);
   printf("tracker refusals over the run: %u connections over the limit per "
          "address, %u rate-limited requests, %u closed for ignoring "
          "retry-after, %u other refusals\n",
@@ -1371,6 +1389,8 @@ int main(int argc, char **argv) {
     }
     memcpy(b.peer_bin, abs, strlen(abs) + 1);
   }
+  /* Lines as they come, also into a file: a long run shows its progress. */
+  setvbuf(stdout, NULL, _IOLBF, 0);
   memset(&sa, 0, sizeof(sa));
   sa.sa_handler = on_interrupt;
   sigaction(SIGINT, &sa, NULL);
