@@ -707,8 +707,10 @@ static int time_getter(struct bench *b, const char *link, unsigned run,
         proc_find_event(g, "manifest", NULL, NULL, 0, line, sizeof(line))) {
       *manifest_s = now_s() - t0;
     }
+    /* A small content may be complete before its first progress line. */
     if (proc_find_event(g, "progress", has_bytes, NULL, 0, line,
-                        sizeof(line))) {
+                        sizeof(line)) ||
+        proc_find_event(g, "complete", NULL, NULL, 0, line, sizeof(line))) {
       *bytes_s = now_s() - t0;
       rc = 0;
       break;
@@ -1272,9 +1274,9 @@ static void print_many(const struct bench *b, const char *title,
          f->refused_per_address, f->rate_limited, f->rate_closed,
          f->refused_other);
   if (f->first_refusal_ms != 0) {
-    printf("tracker: refusals from %.1f s before the first window's start "
-           "to %.1f s after it; the first: %s\n",
-           ((double)f->w[0].from_ms - (double)f->first_refusal_ms) / 1000.0,
+    printf("tracker: refusals from %+.1f s to %+.1f s of the first "
+           "window's start; the first: %s\n",
+           ((double)f->first_refusal_ms - (double)f->w[0].from_ms) / 1000.0,
            ((double)f->last_refusal_ms - (double)f->w[0].from_ms) / 1000.0,
            f->refusal_first);
   }
