@@ -245,6 +245,13 @@ $(BUILD)/bench/pacing: $(BUILD)/obj/bench/pacing.o $(BENCH_TESTLIB) \
 	@mkdir -p $(@D)
 	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(PEER_PKG_LIBS) -lm
 
+# bench/daemon runs the tracker and the daemon with the same helpers, and
+# drives the daemon's API with libcurl and jansson (in PEER_PKG_LIBS).
+$(BUILD)/bench/daemon: $(BUILD)/obj/bench/daemon.o $(BENCH_TESTLIB) \
+                       $(BENCHLIB_OBJ) $(LIBS)
+	@mkdir -p $(@D)
+	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(PEER_PKG_LIBS) -lm
+
 # ---------------------------------------------------------------------------
 # Tests.
 test: deps
