@@ -26,6 +26,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -108,6 +109,7 @@ struct daemon {
   int64_t started;
   uv_timer_t tick;
   uv_timer_t watch;
+  uv_timer_t start_timer; /* the next start, when the queue is paced */
   int stopping;
   void (*stop_cb)(void *);
   void *stop_arg;
@@ -828,12 +830,22 @@ static void dequeue(struct daemon *d, struct item *it) {
 
 /* Starts what the queue holds, at most DAEMON_STARTS_PER_S a second; the
  * tick calls again for the rest. */
+static void on_start_timer(uv_timer_t *t) {
+  start_next(t->data);
+}
+
 static void start_next(struct daemon *d) {
   uint64_t now = uv_now(d->loop);
   while (d->qhead != NULL && !d->stopping) {
     struct item *it = d->qhead;
-    if (d->last_start_ms != 0 &&
-        now - d->last_start_ms < 1000u / DAEMON_STARTS_PER_S) {
+    uint64_t gap = 1000u / DAEMON_STARTS_PER_S;
+    if (d->last_start_ms != 0 && now - d->last_start_ms < gap) {
+      /* Come back when the next start is due, not at the next tick. */
+      if (d->start_timer.loop != NULL &&
+          !uv_is_active((uv_handle_t *)&d->start_timer)) {
+        uv_timer_start(&d->start_timer, on_start_timer,
+                       gap - (now - d->last_start_ms), 0);
+      }
       return;
     }
     if (it->in_node || it->removing) {
@@ -1706,6 +1718,16 @@ int daemon_new(struct daemon **out, uv_loop_t *loop,
     d->cfg.watch_dir = d->watch_dir;
   }
   d->started = (int64_t)time(NULL);
+  {
+    /* Each seeding file keeps a descriptor open: a library of thousands
+     * needs more than the usual soft limit of 1024, and the hard limit is
+     * there for the taking, as servers do. */
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+      rl.rlim_cur = rl.rlim_max;
+      (void)setrlimit(RLIMIT_NOFILE, &rl);
+    }
+  }
   err = library_load(&d->lib, d->home, msg, cap);
   if (err != 0) {
     library_close(&d->lib);
@@ -1724,6 +1746,8 @@ int daemon_new(struct daemon **out, uv_loop_t *loop,
   }
   uv_timer_init(loop, &d->tick);
   uv_timer_init(loop, &d->watch);
+  uv_timer_init(loop, &d->start_timer);
+  d->start_timer.data = d;
   d->tick.data = d;
   d->watch.data = d;
   uv_timer_start(&d->tick, on_tick, TICK_MS, TICK_MS);
@@ -1804,11 +1828,13 @@ void daemon_stop(struct daemon *d, void (*cb)(void *arg), void *arg) {
   }
   d->closing = 1; /* the node */
   if (d->tick.loop != NULL) {
-    d->closing += 2;
+    d->closing += 3;
     d->tick.data = d;
     d->watch.data = d;
     uv_close((uv_handle_t *)&d->tick, on_closed);
     uv_close((uv_handle_t *)&d->watch, on_closed);
+    d->start_timer.data = d;
+    uv_close((uv_handle_t *)&d->start_timer, on_closed);
   }
   if (d->node != NULL) {
     node_stop(d->node, on_node_stopped, d);
