@@ -14,12 +14,21 @@
  * seeding looks up peers while it has fewer than it may (1 s after a lookup
  * that found someone new, doubling to 30 s when it did not) and dials the ones
  * it has not met. A tracker that cannot be reached is retried with backoff (1 s
- * doubling to 60 s) while the swarm goes on with the peers it knows, and
- * redials those it knew; a swarm that never reached any tracker and never
- * met a peer gives up after NODE_TRACKER_TRIES attempts per tracker (a
+ * doubling to 60 s, times a random factor in [0.5, 1.0] so that the swarms
+ * of a shared tracker client, which all fail together, do not retry
+ * together: announce_retry_ms) while the swarm goes on with the peers it
+ * knows, and redials those it knew; a swarm that never reached any tracker and
+ * never met a peer gives up after NODE_TRACKER_TRIES attempts per tracker (a
  * share likewise, since it cannot print a link without its tracker). On
  * completion "completed" goes out, and "stopped" once when the swarm fails
  * or the node stops.
+ *
+ * When the node stops, its swarms say "stopped" together: node.c takes
+ * back their requests not yet written (announce_halt) and sends "stopped"
+ * for the swarms of each tracker client in announces of up to
+ * TMSG_MAX_ANNOUNCE_ITEMS contents (announce_stopped_batch), so that a
+ * thousand swarms stop with 16 requests, within the tracker's rate limit
+ * and NODE_STOP_MS, rather than with a thousand.
  *
  * This file calls down into swarm.c (to fail a swarm, emit its events, ask
  * whether a key is banned) and session.c (to dial); node.c starts, stops
@@ -29,6 +38,7 @@
 #include "peer/announce.h"
 
 #include <arpa/inet.h>
+#include <assert.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -44,12 +54,19 @@
 #define LOOKUP_MAX_MS 30000u
 #define RETRY_MAX_MS 60000u
 
+/* "stopped" for several swarms of one tracker client, in one announce. */
+struct stop_batch {
+  unsigned count;
+  struct swarm *sw[TMSG_MAX_ANNOUNCE_ITEMS]; /* NULL once released */
+};
+
 static void schedule_announce(struct swarm *sw, uint64_t ms);
 static void schedule_lookup(struct swarm *sw, uint64_t ms);
 static void do_announce(struct swarm *sw, uint8_t event);
 static void say_stopped(struct swarm *sw);
 static void publish(struct swarm *sw);
 static void emit_shared(struct swarm *sw);
+static uint64_t left_bytes(const struct swarm *sw);
 
 /* Whether this node's identity published sw's content: only then does a
  * share go into the trackers' catalogs. */
@@ -103,10 +120,29 @@ void announce_init(struct swarm *sw, const struct link_tracker *trackers,
   a->tc = a->ntrackers > 0 ? tc : NULL;
 }
 
+/* Takes sw out of the batch its "stopped" went in: the batch's reply, or
+ * its cancellation, no longer speaks of it. */
+static void leave_batch(struct swarm *sw) {
+  struct stop_batch *b = sw->an.stop_batch;
+  if (b == NULL) {
+    return;
+  }
+  for (unsigned i = 0; i < b->count; i++) {
+    if (b->sw[i] == sw) {
+      b->sw[i] = NULL;
+    }
+  }
+  sw->an.stop_batch = NULL;
+  sw->an.announce_busy = 0;
+  sw->an.stop_announced = 1;
+  sw->refs--;
+}
+
 struct tracker_client *announce_release(struct swarm *sw) {
   struct tracker_client *tc = sw->an.tc;
   /* Cleared first: the callbacks below see no client to ask again. */
   sw->an.tc = NULL;
+  leave_batch(sw);
   tracker_client_cancel(tc, sw);
   return tc;
 }
@@ -155,6 +191,89 @@ void announce_stop(struct swarm *sw) {
 
 int announce_waiting(const struct swarm *sw) {
   return sw->an.announce_busy && !sw->an.stop_announced;
+}
+
+int announce_owes_stopped(const struct swarm *sw) {
+  return sw->an.tc != NULL && !sw->an.stop_sent && sw->an.announced_once &&
+         !sw->an.announce_busy && sw->state != SW_REMOVING;
+}
+
+void announce_halt(struct swarm *sw) {
+  uv_timer_stop(&sw->an.announce_timer);
+  uv_timer_stop(&sw->an.lookup_timer);
+  if (!sw->an.stop_sent) {
+    /* Its callbacks see the schedule over and clear the busy flags; an
+     * announce of ours already written is let finish (its reply leaves the
+     * swarm owing "stopped"). */
+    (void)tracker_client_withdraw(sw->an.tc, sw);
+  }
+}
+
+static void on_stopped_batch(void *arg, int status,
+                             const struct tracker_client_reply *r) {
+  struct stop_batch *b = arg;
+  unsigned live = 0;
+  (void)r;
+  for (unsigned i = 0; i < b->count; i++) {
+    struct swarm *sw = b->sw[i];
+    if (sw == NULL) {
+      continue;
+    }
+    live++;
+    sw->an.stop_batch = NULL;
+    sw->an.announce_busy = 0;
+    sw->an.stop_announced = 1;
+    sw->refs--;
+  }
+  if (status != 0 && live > 0) {
+    log_info("peer", "\"stopped\" for %u contents: %s", live,
+             shoal_strerror(status));
+  }
+  free(b);
+}
+
+unsigned announce_stopped_batch(struct swarm *const *sws, unsigned n) {
+  struct tmsg_announce a;
+  unsigned made = 0;
+  for (unsigned i = 0; i < n;) {
+    unsigned k =
+        n - i < TMSG_MAX_ANNOUNCE_ITEMS ? n - i : TMSG_MAX_ANNOUNCE_ITEMS;
+    struct stop_batch *b = calloc(1, sizeof(*b));
+    if (b == NULL) {
+      break;
+    }
+    memset(&a, 0, sizeof(a));
+    a.port = sws[i]->node->port;
+    a.event = TMSG_EVENT_STOPPED;
+    a.count = (uint16_t)k;
+    b->count = k;
+    for (unsigned j = 0; j < k; j++) {
+      struct swarm *sw = sws[i + j];
+      assert(announce_owes_stopped(sw) && sw->an.tc == sws[i]->an.tc);
+      memcpy(a.items[j].content, sw->content, MANIFEST_ID_BYTES);
+      a.items[j].role = (sw->is_source || sw->state == SW_SEEDING)
+                            ? TMSG_ROLE_SEEDING
+                            : TMSG_ROLE_DOWNLOADING;
+      a.items[j].left = left_bytes(sw);
+      b->sw[j] = sw;
+    }
+    if (tracker_client_announce(sws[i]->an.tc, &a, on_stopped_batch, b) != 0) {
+      /* The rest still owe it; the node asks again (announce_owes_stopped). */
+      free(b);
+      break;
+    }
+    for (unsigned j = 0; j < k; j++) {
+      struct swarm *sw = sws[i + j];
+      sw->an.announce_event = TMSG_EVENT_STOPPED;
+      sw->an.announce_busy = 1;
+      sw->an.stop_sent = 1;
+      sw->an.stop_batch = b;
+      sw->refs++;
+    }
+    made++;
+    i += k;
+  }
+  return made;
 }
 
 int announce_ready(struct swarm *sw, unsigned ntrackers, const char *why) {
@@ -213,12 +332,21 @@ static int tracker_failed(struct swarm *sw, int status,
   return 0;
 }
 
-static uint64_t backoff_ms(const struct swarm *sw) {
+uint64_t announce_retry_ms(unsigned failures,
+                           uint32_t (*uniform)(uint32_t upper)) {
   uint64_t ms = 1000;
-  for (unsigned i = 1; i < sw->an.tracker_failures && ms < RETRY_MAX_MS; i++) {
+  for (unsigned i = 1; i < failures && ms < RETRY_MAX_MS; i++) {
     ms *= 2;
   }
-  return ms < RETRY_MAX_MS ? ms : RETRY_MAX_MS;
+  if (ms > RETRY_MAX_MS) {
+    ms = RETRY_MAX_MS;
+  }
+  /* A factor of 0.500 to 1.000 in steps of a thousandth. */
+  return ms * (500u + uniform(501)) / 1000u;
+}
+
+static uint64_t backoff_ms(const struct swarm *sw) {
+  return announce_retry_ms(sw->an.tracker_failures, randombytes_uniform);
 }
 
 static uint64_t left_bytes(const struct swarm *sw) {
@@ -250,7 +378,12 @@ static void on_announced(void *arg, int status,
      * follows it. */
     if (status == 0) {
       sw->an.announced_once = 1;
-      say_stopped(sw);
+      /* A stopping node says "stopped" for its swarms together, from its
+       * stop timer (announce_stopped_batch); a swarm that failed or is
+       * removed says it alone. */
+      if (!sw->node->stopping || sw->state == SW_REMOVING) {
+        say_stopped(sw);
+      }
     }
     return;
   }
@@ -431,9 +564,9 @@ static void on_lookup(void *arg, int status,
   }
   if (status != 0) {
     if (!tracker_failed(sw, status, r)) {
+      uint64_t wait = backoff_ms(sw);
       redial_known(sw);
-      schedule_lookup(sw, backoff_ms(sw) < LOOKUP_MAX_MS ? backoff_ms(sw)
-                                                         : LOOKUP_MAX_MS);
+      schedule_lookup(sw, wait < LOOKUP_MAX_MS ? wait : LOOKUP_MAX_MS);
     }
     return;
   }

@@ -34,6 +34,7 @@
 #define ANNOUNCE_KNOWN_MAX 64
 
 struct swarm;
+struct stop_batch;
 
 /* A peer the tracker listed, kept to reconnect while the tracker is
  * unreachable. */
@@ -63,9 +64,10 @@ struct announce {
   unsigned tracker_failures;
   uint32_t interval_s;
   uint32_t lookup_backoff_ms;
-  int stop_sent;         /* "stopped" went out (or is under way) */
-  int stop_announced;    /* ... and the tracker answered */
-  int completed_pending; /* "completed" not yet told to the tracker */
+  int stop_sent;                 /* "stopped" went out (or is under way) */
+  struct stop_batch *stop_batch; /* the batch it went in, until answered */
+  int stop_announced;            /* ... and the tracker answered */
+  int completed_pending;         /* "completed" not yet told to the tracker */
   int warned_no_peers;
 };
 
@@ -106,6 +108,23 @@ void announce_stop(struct swarm *sw);
 /* Whether an announce is still under way whose "stopped" has not been
  * answered: the node's stop waits for it (NODE_STOP_MS at most). */
 int announce_waiting(const struct swarm *sw);
+/* The node stops: sw's timers stop, and its requests not written yet are
+ * taken back (tracker_client_withdraw), unless its "stopped" is among
+ * them (a failed swarm's), so that nothing but "stopped" waits for the
+ * tracker's rate. An announce already written is let finish. */
+void announce_halt(struct swarm *sw);
+/* Whether sw should say "stopped" now and has not: the trackers may list it
+ * (it announced), nothing of its schedule is under way, it has a client,
+ * and it is not being removed (a removal says it alone). */
+int announce_owes_stopped(const struct swarm *sw);
+/* Says "stopped" for the n swarms of sws, which all owe it
+ * (announce_owes_stopped) over the same tracker client, in announces of up
+ * to TMSG_MAX_ANNOUNCE_ITEMS contents. Each swarm is then waiting
+ * (announce_waiting) until the reply of its announce, or until
+ * announce_release takes it out. Returns the announces made; when the
+ * client refuses one (full, out of memory), the swarms left still owe
+ * "stopped". */
+unsigned announce_stopped_batch(struct swarm *const *sws, unsigned n);
 /* When the next announce goes, in ms from a successful one: the
  * tracker's interval_s (60 when 0), at most cap_s (0: no cap), times a
  * factor drawn uniformly from 0.900 to 1.000 with uniform (which returns
@@ -114,6 +133,12 @@ int announce_waiting(const struct swarm *sw);
 uint64_t announce_next_ms(uint32_t interval_s, uint32_t cap_s,
                           uint32_t min_interval_s,
                           uint32_t (*uniform)(uint32_t upper));
+/* How long a swarm waits after its failures-th failure in a row to reach
+ * its tracker: 1 s doubling to 60 s, times a factor drawn uniformly from
+ * 0.500 to 1.000 with uniform (randombytes_uniform), so that swarms that
+ * failed together do not retry together. */
+uint64_t announce_retry_ms(unsigned failures,
+                           uint32_t (*uniform)(uint32_t upper));
 /* Frees what the schedule allocated besides its handles. */
 void announce_free(struct announce *a);
 

@@ -536,6 +536,8 @@ static struct tracker_client *tracker_get(struct node *n,
              : n->accepts_v6                ? AF_INET6
                                             : AF_INET;
   c.max_pending = NODE_TRACKER_PENDING;
+  c.rate = n->cfg.tracker_rate;
+  c.burst = n->cfg.tracker_burst;
   if (tracker_client_new(&ts->tc, &c) != 0) {
     free(ts);
     return NULL;
@@ -972,11 +974,39 @@ static void close_all(struct node *n) {
   stop_release(n);
 }
 
+/* Says "stopped" for every swarm that owes it, the swarms of each tracker
+ * client together, in announces of up to TMSG_MAX_ANNOUNCE_ITEMS contents:
+ * a node of a thousand contents stops with 16 requests, within the
+ * tracker's rate limit, not with a thousand. Runs when the node begins to
+ * stop and at each turn of its stop timer, for the swarms whose announce
+ * was under way and has been answered since. */
+static void stop_batches(struct node *n) {
+  struct swarm *group[TMSG_MAX_ANNOUNCE_ITEMS];
+  for (struct tracker_share *ts = n->tracker_shares; ts != NULL;
+       ts = ts->next) {
+    unsigned k = 0;
+    for (struct swarm *sw = n->swarms; sw != NULL; sw = sw->next) {
+      if (sw->an.tc != ts->tc || !announce_owes_stopped(sw)) {
+        continue;
+      }
+      group[k++] = sw;
+      if (k == TMSG_MAX_ANNOUNCE_ITEMS) {
+        (void)announce_stopped_batch(group, k);
+        k = 0;
+      }
+    }
+    if (k > 0) {
+      (void)announce_stopped_batch(group, k);
+    }
+  }
+}
+
 static void on_stop_timer(uv_timer_t *t) {
   struct node *n = container_of(t, struct node, stop_timer);
   int waiting = 0;
+  stop_batches(n);
   for (struct swarm *sw = n->swarms; sw != NULL; sw = sw->next) {
-    if (announce_waiting(sw)) {
+    if (announce_waiting(sw) || announce_owes_stopped(sw)) {
       waiting = 1;
     }
   }
@@ -998,14 +1028,21 @@ void node_stop(struct node *n, void (*cb)(void *arg), void *arg) {
   n->closing_handles++; /* held until close_all has closed everything */
   close_handle(n, (uv_handle_t *)&n->listener); /* no new sessions */
   for (struct swarm *sw = n->swarms; sw != NULL; sw = sw->next) {
-    /* A running announce is let finish; "stopped" goes after it. A
-     * failed swarm sent its own, or sends it now; so does one being
-     * removed, which its removal goes on freeing. */
-    announce_stop(sw);
-    if (sw->state != SW_FAILED && sw->state != SW_REMOVING) {
+    /* One being removed says "stopped" alone, and its removal goes on
+     * freeing it. The others' requests not yet written are taken back; a
+     * running announce is let finish, and "stopped" goes after it. */
+    if (sw->state == SW_REMOVING) {
+      announce_stop(sw);
+      continue;
+    }
+    announce_halt(sw);
+    if (sw->state != SW_FAILED) {
       swarm_set_state(sw, SW_STOPPING);
     }
   }
+  /* A failed swarm that has not said "stopped" yet says it with the
+   * others. */
+  stop_batches(n);
   uv_timer_start(&n->stop_timer, on_stop_timer, 50, 50);
 }
 

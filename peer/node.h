@@ -44,6 +44,9 @@ struct node_config {
   uint64_t download_rate; /* bytes a second; 0: no limit */
   enum node_mode mode;
   unsigned interval_cap_s; /* 0: follow the tracker */
+  unsigned tracker_rate;   /* requests a second to one tracker client;
+                              0: TRACKER_CLIENT_RATE */
+  unsigned tracker_burst;  /* ... in a burst; 0: TRACKER_CLIENT_BURST */
 };
 
 struct node;

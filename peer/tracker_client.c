@@ -1,10 +1,18 @@
 /* The peer's tracker client: one pipelined connection, replies matched by
- * order, fail-over on any trouble.
+ * order, requests paced below the tracker's rate limit, fail-over on any
+ * trouble.
  *
  * Requests live in two lists. `head` holds the pending ones in request
- * order: while the connection is open they are all written, so the oldest
- * is the one the next reply answers; while it is being made they wait with
- * their framed bytes. `done` holds requests that failed and whose callback
+ * order: first those written, the oldest of which the next reply answers,
+ * then those not written yet (`unsent` points at the link to the first of
+ * them), which wait for the connection to open and for their turn
+ * (tracker_pace.h) with their payload. A request is sealed (or framed, for
+ * a query) only when it is written, so that its sequence number and
+ * timestamp are those of the moment it leaves: a request held back by the
+ * pace must not reach the tracker behind a later sequence number of the
+ * same identity (the replay guard's window is REPLAY_WINDOW numbers wide,
+ * and other clients of the node share the counter) nor with an old
+ * timestamp. `done` holds requests that failed and whose callback
  * is due: failures are delivered from a zero-delay timer, so that a
  * failure found inside a tracker_client_* call (a connection that cannot even
  * start) never calls back inside that call, and so that tearing a connection
@@ -43,6 +51,7 @@
 #include "common/frame.h"
 #include "common/log.h"
 #include "common/textid.h"
+#include "peer/tracker_pace.h"
 
 #define TRACKER_CLIENT_READ_BYTES                                              \
   (64u << 10) /* one read; replies are at most 17 KB */
@@ -91,20 +100,20 @@ struct tracker_client_req {
   struct tracker_client_req *next;
   uint8_t type;                   /* TMSG_ANNOUNCE .. TMSG_SEARCH */
   uint8_t content[TMSG_ID_BYTES]; /* lookup and publish: for the echo */
-  uint64_t id;                    /* envelope seq or query id */
-  uint64_t deadline;              /* uv_now() ms */
+  uint64_t id;                    /* envelope seq or query id, once sent */
+  uint64_t deadline;              /* uv_now() ms; see arm_timer */
+  int sent;                       /* written to the current connection */
   int status;                     /* on the done list */
   tracker_client_cb cb; /* NULL once cancelled (tracker_client_cancel) */
   void *arg;
-  uint8_t *frame; /* framed request until it is written */
-  size_t frame_len;
+  uint8_t *payload; /* encoded payload until it is written */
+  size_t payload_len;
 };
 
 struct wreq {
   uv_write_t req;
   struct conn *c;
-  size_t len;
-  uint8_t data[];
+  uint8_t *data; /* the frames written, owned */
 };
 
 struct tracker_client {
@@ -120,17 +129,20 @@ struct tracker_client {
   unsigned timeout_ms;
   unsigned idle_ms;
   unsigned max_pending;
+  struct tracker_pace pace;
   int family;        /* hints.ai_family for every tracker */
   struct conn *conn; /* current connection, or NULL */
   unsigned nconns;   /* connections not yet freed, current or dead */
   struct tracker_client_req *head;
   struct tracker_client_req **tail;
+  struct tracker_client_req **unsent; /* the link to the first unwritten */
   struct tracker_client_req *done;
   struct tracker_client_req **done_tail;
-  unsigned count;   /* requests on either list */
-  uv_timer_t timer; /* oldest request's deadline, or the idle close */
-  uv_timer_t later; /* delivers the done list */
-  unsigned handles; /* timers not yet closed */
+  unsigned count;        /* requests on either list */
+  uv_timer_t timer;      /* oldest request's deadline, or the idle close */
+  uv_timer_t later;      /* delivers the done list */
+  uv_timer_t pace_timer; /* writes the requests whose turn has come */
+  unsigned handles;      /* timers not yet closed */
   int closing;
   struct buf scratch; /* payload being encoded */
   struct tracker_client_reply reply;
@@ -202,6 +214,18 @@ int tracker_client_timer(int pending, uint64_t deadline, int open,
   return 0;
 }
 
+static int conn_open(const struct tracker_client *t) {
+  return t->conn != NULL && t->conn->state == CONN_OPEN;
+}
+
+/* Whether the oldest request has a deadline running: once written it has
+ * (from when it was written), and while the connection is being made the
+ * first request's counts from when it was queued; one waiting for its turn
+ * on an open connection (the pace, a retry-after) has none yet. */
+static int head_due(const struct tracker_client *t) {
+  return t->head != NULL && (t->head->sent || !conn_open(t));
+}
+
 /* Points the timer at the oldest request's deadline, or at the idle close
  * of an open connection with nothing pending. */
 static void arm_timer(struct tracker_client *t) {
@@ -209,10 +233,9 @@ static void arm_timer(struct tracker_client *t) {
   if (t->closing) {
     return;
   }
-  if (tracker_client_timer(t->head != NULL,
-                           t->head != NULL ? t->head->deadline : 0,
-                           t->conn != NULL && t->conn->state == CONN_OPEN,
-                           t->idle_ms, uv_now(t->loop), &delay)) {
+  if (tracker_client_timer(head_due(t), head_due(t) ? t->head->deadline : 0,
+                           conn_open(t) && t->head == NULL, t->idle_ms,
+                           uv_now(t->loop), &delay)) {
     uv_timer_start(&t->timer, on_timer, delay, 0);
   } else {
     uv_timer_stop(&t->timer);
@@ -232,7 +255,7 @@ static void on_later(uv_timer_t *h) {
     if (r->cb != NULL) {
       r->cb(r->arg, r->status, NULL);
     }
-    free(r->frame);
+    free(r->payload);
     free(r);
   }
 }
@@ -249,6 +272,8 @@ static void fail_pending(struct tracker_client *t, int err) {
   t->done_tail = t->tail;
   t->head = NULL;
   t->tail = &t->head;
+  t->unsent = &t->head;
+  uv_timer_stop(&t->pace_timer);
   uv_timer_start(&t->later, on_later, 0, 0);
 }
 
@@ -340,11 +365,11 @@ static void conn_fail_decode(struct conn *c, int err) {
 
 static void on_timer(uv_timer_t *h) {
   struct tracker_client *t = h->data;
-  if (t->head != NULL) {
+  if (head_due(t)) {
     /* head implies a current connection (see the top of the file). */
     assert(t->conn != NULL);
     conn_fail(t->conn, SHOAL_ETIMEDOUT);
-  } else if (t->conn != NULL && t->conn->state == CONN_OPEN) {
+  } else if (t->head == NULL && conn_open(t)) {
     log_debug(who, "tracker %s: idle; closing", t->names[t->conn->tracker]);
     conn_drop(t->conn);
   }
@@ -381,45 +406,109 @@ static void conn_release(struct conn *c) {
 static void on_write(uv_write_t *req, int status) {
   struct wreq *w = (struct wreq *)req;
   struct conn *c = w->c;
+  free(w->data);
   free(w);
   if (status != 0 && !c->dead && c->t->conn == c) {
     conn_fail(c, status);
   }
 }
 
-/* Writes every request that has not been written yet, in order, in one
- * write. */
+/* Seals (or frames, for a query) request r with the next number of the
+ * sequence counter and the time now, appending the frame to out. */
+static int seal(struct tracker_client *t, struct tracker_client_req *r,
+                struct buf *out) {
+  size_t off = out->len;
+  uint8_t hdr[FRAME_HEADER_BYTES] = {0};
+  int err;
+
+  buf_add(out, hdr, sizeof(hdr));
+  r->id = (*t->seq)++;
+  if (r->type == TMSG_ANNOUNCE || r->type == TMSG_PUBLISH) {
+    err = envelope_seal(out, ENVELOPE_TRACKER_REQUEST, r->type, t->id,
+                        clock_wall_ms(), r->id, r->payload, r->payload_len);
+  } else {
+    err = tmsg_query_encode(out, r->type, r->id, r->payload, r->payload_len);
+  }
+  if (err == 0) {
+    err = buf_err(out);
+  }
+  if (err != 0) {
+    return err;
+  }
+  frame_header(out->data + off, out->len - off - FRAME_HEADER_BYTES);
+  return 0;
+}
+
+static void on_pace(uv_timer_t *h);
+
+/* Writes, in order and in one write, the requests not written yet whose
+ * turn has come (tracker_pace.h); the pace timer brings the rest when
+ * theirs comes. */
 static void conn_flush(struct conn *c) {
   struct tracker_client *t = c->t;
-  size_t total = 0;
-  for (struct tracker_client_req *r = t->head; r != NULL; r = r->next) {
-    total += r->frame_len;
-  }
-  if (total == 0) {
+  uint64_t now = uv_now(t->loop);
+  struct buf out;
+  size_t len;
+  int err = 0;
+
+  uv_timer_stop(&t->pace_timer);
+  if (*t->unsent == NULL) {
     return;
   }
-  struct wreq *w = malloc(sizeof(*w) + total);
-  if (w == NULL) {
+  buf_init(&out, (size_t)TRACKER_CLIENT_REQUEST_MAX * t->max_pending);
+  while (*t->unsent != NULL && tracker_pace_take(&t->pace, now)) {
+    struct tracker_client_req *r = *t->unsent;
+    err = seal(t, r, &out);
+    if (err != 0) {
+      break;
+    }
+    free(r->payload);
+    r->payload = NULL;
+    r->payload_len = 0;
+    r->sent = 1;
+    r->deadline = now + t->timeout_ms;
+    t->unsent = &r->next;
+  }
+  if (err != 0) {
+    buf_free(&out);
+    conn_fail(c, err);
+    return;
+  }
+  if (*t->unsent != NULL) {
+    uv_timer_start(&t->pace_timer, on_pace, tracker_pace_wait_ms(&t->pace, now),
+                   0);
+  }
+  if (out.len == 0) {
+    buf_free(&out);
+    return;
+  }
+  struct wreq *w = malloc(sizeof(*w));
+  uint8_t *data = buf_steal(&out, &len);
+  if (w == NULL || data == NULL) {
+    free(w);
+    free(data);
+    buf_free(&out);
     conn_fail(c, SHOAL_ENOMEM);
     return;
   }
   w->c = c;
-  w->len = total;
-  size_t off = 0;
-  for (struct tracker_client_req *r = t->head; r != NULL; r = r->next) {
-    if (r->frame != NULL) {
-      memcpy(w->data + off, r->frame, r->frame_len);
-      off += r->frame_len;
-      free(r->frame);
-      r->frame = NULL;
-      r->frame_len = 0;
-    }
-  }
-  uv_buf_t b = uv_buf_init((char *)w->data, (unsigned)w->len);
-  int err = uv_write(&w->req, (uv_stream_t *)&c->tcp, &b, 1, on_write);
+  w->data = data;
+  uv_buf_t b = uv_buf_init((char *)w->data, (unsigned)len);
+  err = uv_write(&w->req, (uv_stream_t *)&c->tcp, &b, 1, on_write);
   if (err != 0) {
+    free(w->data);
     free(w);
     conn_fail(c, err);
+  }
+}
+
+static void on_pace(uv_timer_t *h) {
+  struct tracker_client *t = h->data;
+  if (conn_open(t)) {
+    conn_flush(t->conn);
+    if (t->conn != NULL) {
+      arm_timer(t);
+    }
   }
 }
 
@@ -501,7 +590,7 @@ static int conn_frame(struct conn *c, const uint8_t *frame, size_t len) {
   int status;
   int err;
 
-  if (q == NULL) {
+  if (q == NULL || !q->sent) {
     log_info(who, "tracker %s: reply with no request pending",
              t->names[c->tracker]);
     conn_fail(c, SHOAL_EPROTO);
@@ -554,12 +643,27 @@ static int conn_frame(struct conn *c, const uint8_t *frame, size_t len) {
   if (t->head == NULL) {
     t->tail = &t->head;
   }
+  if (t->unsent == &q->next) {
+    t->unsent = &t->head;
+  }
   t->count--;
+  if (t->reply.type == TMSG_ERROR && t->reply.error.retry_after_ms > 0) {
+    /* The tracker asks us to wait (its rate limit, or its memory): nothing
+     * more goes until then, for every caller of this client. What is
+     * already written cannot be called back. */
+    log_debug(who, "tracker %s: holding requests for %u ms (%s)",
+              t->names[c->tracker], (unsigned)t->reply.error.retry_after_ms,
+              t->reply.error.reason);
+    tracker_pace_hold(&t->pace, uv_now(t->loop), t->reply.error.retry_after_ms);
+    if (*t->unsent != NULL) {
+      uv_timer_start(&t->pace_timer, on_pace,
+                     tracker_pace_wait_ms(&t->pace, uv_now(t->loop)), 0);
+    }
+  }
   arm_timer(t);
   if (q->cb != NULL) {
     q->cb(q->arg, status, &t->reply);
   }
-  free(q->frame);
   free(q);
   return t->conn == c && !t->closing ? 0 : -1;
 }
@@ -750,67 +854,43 @@ static int can_queue(const struct tracker_client *t, tracker_client_cb cb) {
   return 0;
 }
 
-/* Queues a framed request (frame is taken over, also on failure) and gets
- * it on its way. */
-static int queue(struct tracker_client *t, uint8_t type, uint64_t id,
-                 const uint8_t *content, uint8_t *frame, size_t frame_len,
-                 tracker_client_cb cb, void *arg) {
+/* Queues the payload in t->scratch (copied) as a request of type (a
+ * signed request for 1 and 3, a query for 2 and 4) and gets it on its way:
+ * it is sealed when it is written (conn_flush). */
+static int send_request(struct tracker_client *t, uint8_t type,
+                        const uint8_t *content, tracker_client_cb cb,
+                        void *arg) {
   struct tracker_client_req *r = calloc(1, sizeof(*r));
-  if (r == NULL) {
-    free(frame);
+  uint8_t *payload = malloc(t->scratch.len > 0 ? t->scratch.len : 1);
+  if (r == NULL || payload == NULL) {
+    free(r);
+    free(payload);
     return SHOAL_ENOMEM;
   }
+  memcpy(payload, t->scratch.data, t->scratch.len);
   r->type = type;
-  r->id = id;
   if (content != NULL) {
     memcpy(r->content, content, TMSG_ID_BYTES);
   }
+  /* Counts while the connection is being made; written, it counts again
+   * from then (head_due). */
   r->deadline = uv_now(t->loop) + t->timeout_ms;
   r->cb = cb;
   r->arg = arg;
-  r->frame = frame;
-  r->frame_len = frame_len;
+  r->payload = payload;
+  r->payload_len = t->scratch.len;
   *t->tail = r;
   t->tail = &r->next;
   t->count++;
   if (t->conn == NULL) {
     conn_start(t);
-  } else if (t->conn->state == CONN_OPEN) {
+  } else if (conn_open(t) && !uv_is_active((uv_handle_t *)&t->pace_timer)) {
+    /* With the pace timer running, earlier requests wait for their turn,
+     * and this one behind them. */
     conn_flush(t->conn);
   }
   arm_timer(t);
   return 0;
-}
-
-/* Frames the payload in t->scratch as a signed request (type 1 or 3) or a
- * query (type 2 or 4) and queues it. */
-static int send_request(struct tracker_client *t, uint8_t type,
-                        const uint8_t *content, tracker_client_cb cb,
-                        void *arg) {
-  struct buf f;
-  uint8_t hdr[FRAME_HEADER_BYTES] = {0};
-  size_t len;
-  int err;
-
-  buf_init(&f, TRACKER_CLIENT_REQUEST_MAX);
-  buf_add(&f, hdr, sizeof(hdr));
-  uint64_t id = (*t->seq)++;
-  if (type == TMSG_ANNOUNCE || type == TMSG_PUBLISH) {
-    err = envelope_seal(&f, ENVELOPE_TRACKER_REQUEST, type, t->id,
-                        clock_wall_ms(), id, t->scratch.data, t->scratch.len);
-  } else {
-    err = tmsg_query_encode(&f, type, id, t->scratch.data, t->scratch.len);
-  }
-  if (err != 0) {
-    buf_free(&f);
-    return err;
-  }
-  frame_header(f.data, f.len - FRAME_HEADER_BYTES);
-  uint8_t *frame = buf_steal(&f, &len);
-  if (frame == NULL) {
-    return SHOAL_ENOMEM;
-  }
-  return queue(t, type, id, content, frame, len, cb, arg);
 }
 
 int tracker_client_announce(struct tracker_client *t,
@@ -916,14 +996,19 @@ int tracker_client_new(struct tracker_client **out,
       c->max_pending != 0 ? c->max_pending : TRACKER_CLIENT_MAX_PENDING;
   t->family =
       c->family == AF_INET || c->family == AF_INET6 ? c->family : AF_UNSPEC;
+  tracker_pace_init(&t->pace, c->rate != 0 ? c->rate : TRACKER_CLIENT_RATE,
+                    c->burst != 0 ? c->burst : TRACKER_CLIENT_BURST);
   t->tail = &t->head;
+  t->unsent = &t->head;
   t->done_tail = &t->done;
   buf_init(&t->scratch, TRACKER_CLIENT_REQUEST_MAX);
   uv_timer_init(t->loop, &t->timer);
   uv_timer_init(t->loop, &t->later);
+  uv_timer_init(t->loop, &t->pace_timer);
   t->timer.data = t;
   t->later.data = t;
-  t->handles = 2;
+  t->pace_timer.data = t;
+  t->handles = 3;
   *out = t;
   return 0;
 }
@@ -947,10 +1032,11 @@ void tracker_client_close(struct tracker_client *t) {
     if (r->cb != NULL) {
       r->cb(r->arg, SHOAL_ECANCELED, NULL);
     }
-    free(r->frame);
+    free(r->payload);
     free(r);
   }
   t->tail = &t->head;
+  t->unsent = &t->head;
   t->done_tail = &t->done;
   if (t->conn != NULL) {
     struct conn *c = t->conn;
@@ -959,6 +1045,7 @@ void tracker_client_close(struct tracker_client *t) {
   }
   uv_close((uv_handle_t *)&t->timer, on_timer_closed);
   uv_close((uv_handle_t *)&t->later, on_timer_closed);
+  uv_close((uv_handle_t *)&t->pace_timer, on_timer_closed);
 }
 
 /* The first request of arg still due, on the done list (*on_done set) or
@@ -999,7 +1086,7 @@ void tracker_client_cancel(struct tracker_client *t, void *arg) {
         t->done_tail = pp;
       }
       t->count--;
-      free(r->frame);
+      free(r->payload);
       free(r);
     } else {
       /* Still pending: it keeps its place, so that the replies behind it
@@ -1008,6 +1095,47 @@ void tracker_client_cancel(struct tracker_client *t, void *arg) {
     }
     cb(arg, SHOAL_ECANCELED, NULL);
   }
+}
+
+/* The link to the first request of arg not written yet, or NULL. */
+static struct tracker_client_req **find_unsent(struct tracker_client *t,
+                                               void *arg) {
+  for (struct tracker_client_req **pp = t->unsent; *pp != NULL;
+       pp = &(*pp)->next) {
+    if ((*pp)->cb != NULL && (*pp)->arg == arg) {
+      return pp;
+    }
+  }
+  return NULL;
+}
+
+unsigned tracker_client_withdraw(struct tracker_client *t, void *arg) {
+  struct tracker_client_req **pp;
+  unsigned n = 0;
+  if (t == NULL) {
+    return 0;
+  }
+  /* One at a time, looking again after each callback, as in
+   * tracker_client_cancel. */
+  while (!t->closing && (pp = find_unsent(t, arg)) != NULL) {
+    struct tracker_client_req *r = *pp;
+    *pp = r->next;
+    if (t->tail == &r->next) {
+      t->tail = pp;
+    }
+    t->count--;
+    n++;
+    tracker_client_cb cb = r->cb;
+    free(r->payload);
+    free(r);
+    if (t->head == NULL) {
+      /* Nothing left to wait for: the connection goes idle. */
+      uv_timer_stop(&t->pace_timer);
+    }
+    arm_timer(t);
+    cb(arg, SHOAL_ECANCELED, NULL);
+  }
+  return n;
 }
 
 const uint8_t *tracker_client_key(const struct tracker_client *t) {

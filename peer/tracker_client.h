@@ -19,6 +19,19 @@
  * second). Without a configured key, the sender of the first reply that
  * verifies is pinned for the life of the client (trust on first use).
  *
+ * Pacing. A tracker limits the requests of each source address and closes a
+ * connection that goes on sending past a refusal (docs/protocol.md, "Rate
+ * limit"), which on a client shared by a node's swarms would fail all of
+ * their requests at once. So the client sends at most `rate` requests a
+ * second with bursts of `burst` (TRACKER_CLIENT_RATE and _BURST, below the
+ * tracker's defaults) and holds the rest in its queue, in order; an error
+ * reply with a retry-after holds everything not yet written until then
+ * (tracker_pace.h), while the refused request's callback gets the error as
+ * usual. A request is sealed when it is written, and its timeout counts
+ * from then: one held back by the pace never times out for waiting its
+ * turn (while the connection is being made, the first request's timeout
+ * counts from when it was made, so an unreachable tracker still fails it).
+ *
  * Failure and fail-over. A connection that cannot be made, breaks, ends
  * while requests are pending, sends a reply that does not verify or does
  * not answer its request, or leaves the oldest request unanswered for the
@@ -46,6 +59,12 @@
  * the tracker, closes an idle connection and a request never races the
  * tracker's close. */
 #define TRACKER_CLIENT_IDLE_MS 30000u
+/* Requests a second, and in a burst, that a client sends: four fifths of
+ * the tracker's default --rate (50) and half its --burst (200), leaving
+ * room for the other clients at the same address (the command line, a
+ * second node on the host) and for the loop's lateness. */
+#define TRACKER_CLIENT_RATE 40u
+#define TRACKER_CLIENT_BURST 100u
 #define TRACKER_CLIENT_ADDR_TEXT                                               \
   264 /* "[host]:65535" for the longest host name */
 
@@ -71,6 +90,11 @@ struct tracker_client_config {
   unsigned max_pending;       /* requests queued or in flight at once;
                                  0 = TRACKER_CLIENT_MAX_PENDING (a client
                                  shared by many callers wants more) */
+  unsigned rate;              /* requests a second sent at most;
+                                 0 = TRACKER_CLIENT_RATE (a tracker whose
+                                 --rate was raised allows more) */
+  unsigned burst;             /* ... and in a burst; 0 =
+                                 TRACKER_CLIENT_BURST */
 };
 
 /* A verified reply; it and everything it points to are valid only during
@@ -183,6 +207,15 @@ int tracker_client_connected(const struct tracker_client *t);
  * closing client. */
 void tracker_client_cancel(struct tracker_client *t, void *arg);
 
+/* Takes back the requests made with arg that are not written yet (waiting
+ * for the connection or for their turn): they leave the queue and never
+ * reach the tracker, and their callbacks come now, with SHOAL_ECANCELED,
+ * before tracker_client_withdraw returns. Requests of arg already written
+ * stay, and their callbacks come as usual. Callbacks may make new requests
+ * (with arg too: those are not withdrawn) and may close the client. Returns
+ * how many were withdrawn; 0 on NULL or a closing client. */
+unsigned tracker_client_withdraw(struct tracker_client *t, void *arg);
+
 /* Closes the client. Every callback still due is called with
  * SHOAL_ECANCELED before tracker_client_close returns, so no callback comes
  * after it; tracker_client_* calls made from those callbacks fail with
@@ -192,12 +225,13 @@ void tracker_client_cancel(struct tracker_client *t, void *arg);
  * callbacks, are no-ops. */
 void tracker_client_close(struct tracker_client *t);
 
-/* The client's one timer, as a rule over a clock the caller passes (its
- * unit test's): with a request pending (pending set), it fires at the
- * oldest one's deadline (the uv_now() of its request plus the timeout; at
- * once when that has passed), else after idle_ms when the connection is
- * open (open set). Returns 1 with *delay_ms, the delay from now, or 0 when
- * the timer should stop. */
+/* The client's timer of deadlines, as a rule over a clock the caller passes
+ * (its unit test's): with a request's deadline running (pending set: the
+ * oldest request was written, or the connection is being made), it fires
+ * at the oldest one's deadline (the uv_now() of its request plus the timeout;
+ * at once when that has passed), else after idle_ms when the connection is open
+ * and nothing is pending (open set). Returns 1 with *delay_ms, the delay from
+ * now, or 0 when the timer should stop. */
 int tracker_client_timer(int pending, uint64_t deadline, int open,
                          unsigned idle_ms, uint64_t now, uint64_t *delay_ms);
 

@@ -53,6 +53,7 @@ struct fx {
   unsigned peak_conns;
   int stop_done;
   unsigned removed;
+  unsigned tracker_rate; /* the node's pace (0: the default) */
   uint8_t (*content)[32];
   unsigned ncontent;
 };
@@ -151,6 +152,8 @@ static void node_start(struct fx *f) {
   memset(&c, 0, sizeof(c));
   c.home = home;
   c.listen = "127.0.0.1:0";
+  c.tracker_rate = f->tracker_rate;
+  c.tracker_burst = f->tracker_rate;
   assert_int_equal(node_new(&f->n, &f->r.loop, &c, &f->id, on_event, f), 0);
 }
 
@@ -349,6 +352,7 @@ static void a_thousand_shares_hold_one_connection(void **state) {
    * lifted too: the shares start all at once here, faster than a daemon
    * starts them, and this counts connections, not refusals. */
   f = fx_new(2 * NMANY, 0, 100000);
+  f->tracker_rate = 100000;
   *state = f;
   node_start(f);
   write_files(f, NMANY);
