@@ -10,7 +10,11 @@
  * after the tracker's interval (capped by --interval-cap, never under its
  * minimum) times a random factor in [0.9, 1.0] (announce_next_ms), so
  * that a node holding many contents, or many nodes started together, do
- * not announce in bursts: each swarm drifts on its own. A swarm that is not
+ * not announce in bursts: each swarm drifts on its own. The first
+ * re-announce after "started" takes a factor in [0.1, 1.0]
+ * (announce_first_next_ms): contents that started in a burst (a thousand
+ * shares added at once) are spread over the whole interval from their
+ * second round on. A swarm that is not
  * seeding looks up peers while it has fewer than it may (1 s after a lookup
  * that found someone new, doubling to 30 s when it did not) and dials the ones
  * it has not met. A tracker that cannot be reached is retried with backoff (1 s
@@ -82,20 +86,37 @@ static int schedule_over(const struct swarm *sw) {
          sw->state == SW_STOPPING || sw->state == SW_REMOVING;
 }
 
-uint64_t announce_next_ms(uint32_t interval_s, uint32_t cap_s,
-                          uint32_t min_interval_s,
-                          uint32_t (*uniform)(uint32_t upper)) {
+/* The interval (capped, or a minute when the tracker gave none) times
+ * lo_permille + a draw below span, in thousandths; never under the
+ * tracker's minimum. */
+static uint64_t interval_times(uint32_t interval_s, uint32_t cap_s,
+                               uint32_t min_interval_s, uint32_t lo_permille,
+                               uint32_t span,
+                               uint32_t (*uniform)(uint32_t upper)) {
   uint64_t s = interval_s != 0 ? interval_s : 60;
   uint64_t ms;
   if (cap_s != 0 && s > cap_s) {
     s = cap_s;
   }
-  /* A factor of 0.900 to 1.000 in steps of a thousandth. */
-  ms = s * 1000u * (900u + uniform(101)) / 1000u;
+  ms = s * 1000u * (lo_permille + uniform(span)) / 1000u;
   if (ms < (uint64_t)min_interval_s * 1000u) {
     ms = (uint64_t)min_interval_s * 1000u;
   }
   return ms;
+}
+
+uint64_t announce_first_next_ms(uint32_t interval_s, uint32_t cap_s,
+                                uint32_t min_interval_s,
+                                uint32_t (*uniform)(uint32_t upper)) {
+  /* A factor of 0.100 to 1.000. */
+  return interval_times(interval_s, cap_s, min_interval_s, 100, 901, uniform);
+}
+
+uint64_t announce_next_ms(uint32_t interval_s, uint32_t cap_s,
+                          uint32_t min_interval_s,
+                          uint32_t (*uniform)(uint32_t upper)) {
+  /* A factor of 0.900 to 1.000 in steps of a thousandth. */
+  return interval_times(interval_s, cap_s, min_interval_s, 900, 101, uniform);
 }
 
 void announce_init(struct swarm *sw, const struct link_tracker *trackers,
@@ -407,9 +428,9 @@ static void on_announced(void *arg, int status,
   sw->an.announced_once = 1;
   learn_key(sw);
   sw->an.interval_s = r->u.announce.interval_s;
-  schedule_announce(
-      sw, announce_next_ms(sw->an.interval_s, sw->node->cfg.interval_cap_s,
-                           r->u.announce.min_interval_s, randombytes_uniform));
+  schedule_announce(sw, (first ? announce_first_next_ms : announce_next_ms)(
+                            sw->an.interval_s, sw->node->cfg.interval_cap_s,
+                            r->u.announce.min_interval_s, randombytes_uniform));
   if (event == TMSG_EVENT_STARTED && sw->state != SW_SEEDING) {
     schedule_lookup(sw, 0);
   }

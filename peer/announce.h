@@ -133,6 +133,12 @@ unsigned announce_stopped_batch(struct swarm *const *sws, unsigned n);
 uint64_t announce_next_ms(uint32_t interval_s, uint32_t cap_s,
                           uint32_t min_interval_s,
                           uint32_t (*uniform)(uint32_t upper));
+/* The same for the first re-announce after "started": a factor drawn
+ * uniformly from 0.100 to 1.000 (uniform's argument is 901), so that
+ * contents started together spread over the whole interval. */
+uint64_t announce_first_next_ms(uint32_t interval_s, uint32_t cap_s,
+                                uint32_t min_interval_s,
+                                uint32_t (*uniform)(uint32_t upper));
 /* How long a swarm waits after its failures-th failure in a row to reach
  * its tracker: 1 s doubling to 60 s, times a factor drawn uniformly from
  * 0.500 to 1.000 with uniform (randombytes_uniform), so that swarms that

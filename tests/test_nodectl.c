@@ -738,9 +738,47 @@ static void next_announce_is_the_interval_less_up_to_a_tenth(void **state) {
   assert_true(hi - lo >= 90000); /* at least half the spread was used */
 }
 
+static uint32_t g_upper;
+static uint32_t recorded_draw(uint32_t upper) {
+  g_upper = upper;
+  return g_draw;
+}
+
+/* After a swarm's first announce, the next comes anywhere from a tenth of
+ * the interval to all of it, so that contents started in a burst (a
+ * thousand shares added in a few seconds) spread over the whole interval
+ * from their second round on, instead of staying bunched. */
+static void first_reannounce_spreads_over_the_whole_interval(void **state) {
+  uint64_t lo = UINT64_MAX, hi = 0, buckets[10] = {0};
+  (void)state;
+  g_draw = 0;
+  assert_int_equal(announce_first_next_ms(1800, 0, 0, recorded_draw), 180000);
+  assert_int_equal(g_upper, 901);
+  g_draw = 900;
+  assert_int_equal(announce_first_next_ms(1800, 0, 0, recorded_draw), 1800000);
+  /* The cap and the tracker's minimum as for every announce. */
+  g_draw = 0;
+  assert_int_equal(announce_first_next_ms(1800, 100, 0, recorded_draw), 10000);
+  assert_int_equal(announce_first_next_ms(1800, 0, 450, recorded_draw), 450000);
+  for (int k = 0; k < 2000; k++) {
+    uint64_t ms = announce_first_next_ms(1000, 0, 0, randombytes_uniform);
+    assert_true(ms >= 100000 && ms <= 1000000);
+    lo = ms < lo ? ms : lo;
+    hi = ms > hi ? ms : hi;
+    buckets[ms * 10 / 1000001]++;
+  }
+  /* Every tenth of the interval from the second on gets its share: no
+   * tenth holds more than twice its expected count. */
+  for (int b = 1; b < 10; b++) {
+    assert_true(buckets[b] > 0 && buckets[b] < 2 * 2000 / 9);
+  }
+  assert_true(hi - lo >= 800000);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(next_announce_is_the_interval_less_up_to_a_tenth),
+      cmocka_unit_test(first_reannounce_spreads_over_the_whole_interval),
       cmocka_unit_test_setup_teardown(
           info_tells_a_share_s_figures_and_unknown_is_enoent, setup, teardown),
       cmocka_unit_test_setup_teardown(set_rates_lifts_a_download_limit_at_once,
