@@ -106,6 +106,7 @@ struct daemon {
   unsigned checks_running;
   uint64_t last_start_ms;
   uint64_t last_save_ms;
+  uint64_t save_due_ms; /* a save_soon is pending until then (0: none) */
   int64_t started;
   uv_timer_t tick;
   uv_timer_t watch;
@@ -283,6 +284,7 @@ static void save(struct daemon *d) {
     }
   }
   if (!d->lib.dirty) {
+    d->save_due_ms = 0;
     return;
   }
   err = library_save(&d->lib);
@@ -290,6 +292,19 @@ static void save(struct daemon *d) {
     log_warn("daemon", "cannot save %s: %s", d->lib.path, shoal_strerror(err));
   }
   d->last_save_ms = uv_now(d->loop);
+  d->save_due_ms = 0;
+}
+
+/* Saves within DAEMON_SAVE_SOON_MS: for what a crash may lose without
+ * harm (a link learned again at the next start, a fast-resume record whose
+ * loss costs one hash), so that a burst of such changes (a thousand shares
+ * publishing) costs one write, not one each. What a user did is saved at
+ * once (save). */
+static void save_soon(struct daemon *d) {
+  d->lib.dirty = 1;
+  if (d->save_due_ms == 0) {
+    d->save_due_ms = uv_now(d->loop) + DAEMON_SAVE_SOON_MS;
+  }
 }
 
 static void view_of(struct daemon *d, struct item *it,
@@ -487,7 +502,7 @@ static void after_complete_stat(uv_work_t *w, int status) {
   e = entry_of(d, it);
   if (status == 0 && s->status == 0 && e != NULL && !it->gone) {
     if (library_set_files(&d->lib, e, s->files, s->n) == 0) {
-      save(d);
+      save_soon(d);
     }
   }
   stat_work_free(s);
@@ -613,7 +628,7 @@ static void into_node_as_source(struct daemon *d, struct item *it,
     say(msg, sizeof(msg), "cannot seed: %s", shoal_strerror(err));
     set_error(d, it, msg);
     set_state(d, it, DS_FAILED);
-    save(d);
+    save_soon(d);
     return;
   }
   it->in_node = 1;
@@ -684,7 +699,7 @@ static void on_checked(void *arg, int status, const struct recheck_result *r) {
       set_state(d, it, DS_FAILED);
     }
   }
-  save(d);
+  save_soon(d);
   start_next(d);
 }
 
@@ -715,7 +730,7 @@ static void start_download(struct daemon *d, struct item *it,
     say(msg, sizeof(msg), "cannot start the download: %s", shoal_strerror(err));
     set_error(d, it, msg);
     set_state(d, it, DS_FAILED);
-    save(d);
+    save_soon(d);
     return;
   }
   it->in_node = 1;
@@ -752,7 +767,7 @@ static int start_item(struct daemon *d, struct item *it) {
         d->home);
     set_error(d, it, msg);
     set_state(d, it, DS_FAILED);
-    save(d);
+    save_soon(d);
     return 0;
   }
   if (d->checks_running > 0) {
@@ -983,7 +998,7 @@ static void on_node_event(void *arg, const struct node_event *ev) {
     if (e != NULL && ev->link != NULL &&
         (e->link == NULL || strcmp(e->link, ev->link) != 0)) {
       (void)library_set_link(&d->lib, e, ev->link);
-      save(d);
+      save_soon(d);
       notify(d, it, DAEMON_STATE);
     }
     break;
@@ -1010,7 +1025,7 @@ static void on_node_event(void *arg, const struct node_event *ev) {
   case NODE_EV_FAILED:
     set_error(d, it, ev->message != NULL ? ev->message : "failed");
     set_state(d, it, ev->code == SHOAL_ECHANGED ? DS_CHANGED : DS_FAILED);
-    save(d);
+    save_soon(d);
     break;
   case NODE_EV_WARNING:
     log_warn("daemon", "%s: %s", it->name, ev->message);
@@ -1051,7 +1066,7 @@ static void after_share_saved(uv_work_t *w, int status) {
   e = entry_of(d, it);
   if (e != NULL) {
     (void)library_set_files(&d->lib, e, s->files, s->n);
-    save(d);
+    save_soon(d);
   }
   stat_work_free(s);
   into_node_as_source(d, it, m);
@@ -1685,7 +1700,8 @@ static void on_tick(uv_timer_t *t) {
   struct daemon *d = t->data;
   uint64_t now = uv_now(d->loop);
   start_next(d);
-  if (now - d->last_save_ms >= LIBRARY_SAVE_MS) {
+  if ((d->save_due_ms != 0 && now >= d->save_due_ms) ||
+      now - d->last_save_ms >= LIBRARY_SAVE_MS) {
     save(d);
     d->last_save_ms = now;
   }

@@ -39,6 +39,8 @@
 /* How often the watch folder is read. */
 #define DAEMON_WATCH_MS 2000u
 #define DAEMON_MSG_BYTES 1024
+/* Changes a crash may lose without harm are saved together, this soon. */
+#define DAEMON_SAVE_SOON_MS 1000u
 
 enum daemon_state {
   DS_QUEUED,      /* waiting for its turn to start */

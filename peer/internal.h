@@ -393,6 +393,10 @@ void swarm_source_changed(struct swarm *sw);
  * NODE_EV_FAILED with code and msg (borrowed for the call). */
 void swarm_fail(struct swarm *sw, int code, const char *msg);
 
+/* node.c: how often each seeding source's files are checked when the
+ * node seeds `sources` of them (NODE_SOURCE_CHECK_MS at least). */
+uint64_t node_source_check_ms(unsigned sources);
+
 /* The node's data as everyone below it reads it: its clock, the sequence
  * numbers of hellos and tracker requests, and its one event callback. */
 static inline uint64_t node_now(const struct node *n) {

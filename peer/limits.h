@@ -62,6 +62,10 @@
 #define NODE_STALL_WARN_MS 60000u  /* no progress for this long: say so */
 #define NODE_DIAL_WARN 3           /* dials failed, no peer ever met: say so */
 #define NODE_SOURCE_CHECK_MS 5000u /* shared files' size and time checked */
-#define NODE_NO_SOURCE_MS 5000u    /* chunks nobody connected has: say so */
+/* ... but at most this many contents' files a second, node-wide: a daemon
+ * seeding a thousand contents checks each every 50 s instead of waking a
+ * thread 200 times a second (reads still check every block they serve). */
+#define NODE_SOURCE_CHECKS_PER_S 20u
+#define NODE_NO_SOURCE_MS 5000u /* chunks nobody connected has: say so */
 
 #endif

@@ -213,10 +213,24 @@ static void on_source_checked(void *arg, int status) {
   }
 }
 
+/* How often each seeding source's files are checked: every
+ * NODE_SOURCE_CHECK_MS, or less often when there are so many sources that
+ * the node would check more than NODE_SOURCE_CHECKS_PER_S a second. */
+uint64_t node_source_check_ms(unsigned sources) {
+  uint64_t spread = (uint64_t)sources * 1000u / NODE_SOURCE_CHECKS_PER_S;
+  return spread > NODE_SOURCE_CHECK_MS ? spread : NODE_SOURCE_CHECK_MS;
+}
+
 static void on_tick(uv_timer_t *t) {
   struct node *n = container_of(t, struct node, tick);
   uint64_t now = node_now(n);
+  uint64_t check_ms;
+  unsigned sources = 0;
   for_each_session(n, tick_session);
+  for (struct swarm *sw = n->swarms; sw != NULL; sw = sw->next) {
+    sources += sw->is_source && sw->state == SW_SEEDING;
+  }
+  check_ms = node_source_check_ms(sources);
   for (struct swarm *sw = n->swarms; sw != NULL; sw = sw->next) {
     struct node_event ev;
     if (sw->state == SW_FAILED || sw->state == SW_STOPPING ||
@@ -225,7 +239,7 @@ static void on_tick(uv_timer_t *t) {
     }
     swarm_tick(sw, now);
     if (sw->is_source && sw->state == SW_SEEDING && sw->st != NULL &&
-        now - sw->source_checked_ms >= NODE_SOURCE_CHECK_MS) {
+        now - sw->source_checked_ms >= check_ms) {
       /* Reads check what they read; this notices a change even when
        * nobody asks for the content. */
       sw->source_checked_ms = now;

@@ -775,8 +775,26 @@ static void first_reannounce_spreads_over_the_whole_interval(void **state) {
   assert_true(hi - lo >= 800000);
 }
 
+/* A node seeding many contents checks their files less often, so that it
+ * never checks more than NODE_SOURCE_CHECKS_PER_S contents a second. */
+static void source_checks_are_bounded_node_wide(void **state) {
+  (void)state;
+  assert_int_equal(node_source_check_ms(0), NODE_SOURCE_CHECK_MS);
+  assert_int_equal(node_source_check_ms(1), NODE_SOURCE_CHECK_MS);
+  assert_int_equal(node_source_check_ms(100), NODE_SOURCE_CHECK_MS);
+  for (unsigned n = 1; n <= 100000; n *= 3) {
+    uint64_t ms = node_source_check_ms(n);
+    /* n contents each once per ms: at most the budget a second. */
+    assert_true((uint64_t)n * 1000u <= ms * NODE_SOURCE_CHECKS_PER_S);
+    assert_true(ms >= NODE_SOURCE_CHECK_MS);
+  }
+  assert_int_equal(node_source_check_ms(1000),
+                   1000u * 1000u / NODE_SOURCE_CHECKS_PER_S);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
+      cmocka_unit_test(source_checks_are_bounded_node_wide),
       cmocka_unit_test(next_announce_is_the_interval_less_up_to_a_tenth),
       cmocka_unit_test(first_reannounce_spreads_over_the_whole_interval),
       cmocka_unit_test_setup_teardown(
