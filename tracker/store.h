@@ -117,8 +117,11 @@ struct store_ops {
                  uint64_t seq, uint64_t timestamp_ms, uint64_t now_ms,
                  store_cb cb, void *arg);
 
-  /* Calls back every operation still waiting (SHOAL_EBUSY) and frees the
-   * store. */
+  /* Calls back every operation still waiting (SHOAL_EBUSY), fails every
+   * later one, and closes the store's handles on the loop (the loop must
+   * run once more before it is closed). */
+  void (*stop)(struct store *s);
+  /* Stops the store if it was not, and frees it. */
   void (*free)(struct store *s);
 };
 

@@ -552,6 +552,10 @@ static void mem_replay(struct store *s, const uint8_t pk[IDENTITY_PK_BYTES],
   cb(arg, replay_guard_accept(m->guard, pk, seq, timestamp_ms, now_ms));
 }
 
+static void mem_stop(struct store *s) {
+  (void)s; /* nothing waits and nothing is on the loop */
+}
+
 static const struct store_ops mem_ops = {
     .put = mem_put,
     .del = mem_del,
@@ -563,6 +567,7 @@ static const struct store_ops mem_ops = {
     .search = mem_search,
     .catalog_expire = mem_catalog_expire,
     .replay = mem_replay,
+    .stop = mem_stop,
     .free = mem_free,
 };
 

@@ -33,10 +33,20 @@ int tracker_init(struct tracker *t, uv_loop_t *loop,
   if (err != 0) {
     goto fail;
   }
-  t->store = store_mem_new(&t->cat, &t->guard);
-  if (t->store == NULL) {
-    err = SHOAL_ENOMEM;
-    goto fail;
+  if (cfg->store[0] != '\0') {
+    err = store_redis_new(
+        loop, cfg->store, cfg->catalog_max, cfg->catalog_ttl_s,
+        cfg->window_ms ? cfg->window_ms : ENVELOPE_WINDOW_MS_DEFAULT,
+        &t->store);
+    if (err != 0) {
+      goto fail;
+    }
+  } else {
+    t->store = store_mem_new(&t->cat, &t->guard);
+    if (t->store == NULL) {
+      err = SHOAL_ENOMEM;
+      goto fail;
+    }
   }
   t->metrics.store_backend = t->store->backend;
   t->metrics.store_up = t->store->up;
