@@ -43,6 +43,11 @@
 #define STORE_REDIS_BACKOFF_MIN_MS 100u
 #define STORE_REDIS_BACKOFF_MAX_MS 5000u
 #define STORE_REDIS_SENTINEL_POLL_MS 1000u
+/* A connection not made (or a Sentinel not answering) within this is
+ * given up. hiredis 0.14's libuv adapter drops libuv's error report for a
+ * refused connection (POLLERR comes as a status it ignores), so without
+ * this a refused connect would wait for ever. */
+#define STORE_REDIS_CONNECT_MS 1000u
 #define STORE_REDIS_HOST_MAX 256
 #define STORE_REDIS_MAX_ARGS (4 + 6 + TMSG_MAX_ANNOUNCE_ITEMS + 8)
 /* A registration's packed record: family, port, then 4 or 16 bytes. */
@@ -121,6 +126,8 @@ struct redis_store {
   uv_timer_t retry; /* the next connection attempt */
   uv_timer_t check; /* timeouts and the Sentinel poll */
   uint64_t last_poll_ms;
+  uint64_t connect_ms;     /* when the data connection was begun */
+  uint64_t ask_ms;         /* when the Sentinel query was begun */
   struct rop *head, *tail; /* operations waiting for an answer */
   struct store_stats stats;
   unsigned stats_pending;
@@ -882,7 +889,11 @@ static void rs_drop(struct redis_store *rs, const char *why) {
   if (ac == NULL) {
     return;
   }
-  log_warn("store", "redis %s: dropping the connection: %s", rs->host, why);
+  if (rs->state == RS_UP) {
+    log_warn("store", "redis %s: dropping the connection: %s", rs->host, why);
+  } else {
+    log_debug("store", "redis %s: giving up: %s", rs->host, why);
+  }
   /* redisAsyncDisconnect would wait for answers that may never come. */
   rs->ac = NULL;
   ac->data = NULL;
@@ -964,6 +975,7 @@ static void connect_to(struct redis_store *rs, const char *host, int port) {
   }
   ac->data = rs;
   rs->ac = ac;
+  rs->connect_ms = uv_now(rs->loop);
   redisAsyncSetConnectCallback(ac, on_connect);
   redisAsyncSetDisconnectCallback(ac, on_disconnect);
   set_state(rs, RS_CONNECTING);
@@ -1057,6 +1069,7 @@ static void ask_sentinel(struct redis_store *rs) {
   }
   ac->data = rs;
   rs->sac = ac;
+  rs->ask_ms = uv_now(rs->loop);
   redisAsyncSetConnectCallback(ac, on_sentinel_connect);
   redisAsyncSetDisconnectCallback(ac, on_sentinel_disconnect);
   if (redisAsyncCommand(ac, on_primary, rs,
@@ -1095,6 +1108,19 @@ static void on_check(uv_timer_t *t) {
   }
   if (stuck && rs->state == RS_UP) {
     rs_drop(rs, "no answer in time");
+  }
+  if ((rs->state == RS_CONNECTING || rs->state == RS_LOADING) &&
+      now - rs->connect_ms >= STORE_REDIS_CONNECT_MS) {
+    rs_drop(rs, "not connected in time");
+  }
+  if (rs->sac != NULL && now - rs->ask_ms >= STORE_REDIS_CONNECT_MS) {
+    redisAsyncContext *ac = rs->sac;
+    rs->sac = NULL;
+    ac->data = NULL;
+    redisAsyncFree(ac);
+    if (rs->state == RS_DISCOVERING) {
+      schedule_retry(rs);
+    }
   }
   if (rs->sentinel && rs->state == RS_UP &&
       now - rs->last_poll_ms >= STORE_REDIS_SENTINEL_POLL_MS) {

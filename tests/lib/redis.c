@@ -103,6 +103,21 @@ int redis_sentinel_primary(const struct redis_srv *s, const char *name) {
   return port;
 }
 
+int redis_sentinel_replicas(const struct redis_srv *s, const char *name) {
+  redisContext *c = connect_to(s);
+  int n = -1;
+  if (c == NULL) {
+    return -1;
+  }
+  redisReply *rep = redisCommand(c, "SENTINEL replicas %s", name);
+  if (rep != NULL && rep->type == REDIS_REPLY_ARRAY) {
+    n = (int)rep->elements;
+  }
+  freeReplyObject(rep);
+  redisFree(c);
+  return n;
+}
+
 static int wait_ping(struct redis_srv *r) {
   uint64_t deadline = proc_now_ms() + REDIS_START_MS;
   while (proc_now_ms() < deadline) {

@@ -42,6 +42,8 @@ int redis_ping(const struct redis_srv *r);
 /* Runs one command (printf-style, as hiredis's redisCommand) and returns
  * 0 when it did not fail. */
 int redis_cmd(const struct redis_srv *r, const char *fmt, ...);
+/* How many replicas of the primary name Sentinel knows, or -1. */
+int redis_sentinel_replicas(const struct redis_srv *s, const char *name);
 /* The port of the primary Sentinel names, or -1. */
 int redis_sentinel_primary(const struct redis_srv *s, const char *name);
 
