@@ -30,15 +30,17 @@ PKGS      := libuv libsodium
 # inih reads the config file.
 PEER_PKGS := libmicrohttpd jansson libcurl inih
 # The tracker's operator port (--metrics-listen): libmicrohttpd serves
-# /metrics and /stats on the tracker's loop, jansson writes /stats.
-TRACKER_PKGS := libmicrohttpd jansson
+# /metrics and /stats on the tracker's loop, jansson writes /stats; hiredis
+# (with its libuv adapter) is the Redis store's client (--store).
+TRACKER_PKGS := libmicrohttpd jansson hiredis
 TEST_PKGS := cmocka
 
 # Debian packages that provide what the build, the tests and the fuzzers need.
 # Each line: a check command, then the packages that satisfy it.
 DEB_PKGS  := build-essential pkg-config libuv1-dev libsodium-dev libcmocka-dev \
              clang libclang-rt-14-dev libmicrohttpd-dev libjansson-dev \
-             libcurl4-openssl-dev libinih-dev prometheus
+             libcurl4-openssl-dev libinih-dev prometheus libhiredis-dev \
+             redis-server redis-sentinel
 
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) $(PEER_PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
@@ -46,6 +48,9 @@ PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 PEER_PKG_LIBS := $(shell pkg-config --libs $(PKGS) $(PEER_PKGS) 2>/dev/null)
 # What links the tracker binary.
 TRACKER_PKG_LIBS := $(shell pkg-config --libs $(PKGS) $(TRACKER_PKGS) 2>/dev/null)
+# The tests and benchmarks link the tracker library (an in-process tracker
+# among their helpers), whose Redis store needs hiredis.
+HIREDIS_LIBS := $(shell pkg-config --libs hiredis 2>/dev/null)
 # common/ uses libsodium alone (no libuv): its objects and the fuzz targets,
 # which are common/ and nothing else, are built and linked without libuv.
 COMMON_PKGS := libsodium
@@ -130,7 +135,8 @@ need-libs:
 	@missing=""; \
 	for p in "libuv libuv1-dev" "libsodium libsodium-dev" \
 	         "libmicrohttpd libmicrohttpd-dev" "jansson libjansson-dev" \
-	         "libcurl libcurl4-openssl-dev" "inih libinih-dev" $(NEED_EXTRA); do \
+	         "libcurl libcurl4-openssl-dev" "inih libinih-dev" \
+	         "hiredis libhiredis-dev" $(NEED_EXTRA); do \
 	  set -- $$p; pkg-config --exists $$1 2>/dev/null || missing="$$missing $$2"; \
 	done; \
 	if [ -n "$$missing" ]; then \
@@ -162,6 +168,9 @@ deps:
 	pkg-config --exists jansson 2>/dev/null || missing="$$missing libjansson-dev"; \
 	pkg-config --exists libcurl 2>/dev/null || missing="$$missing libcurl4-openssl-dev"; \
 	pkg-config --exists inih 2>/dev/null || missing="$$missing libinih-dev"; \
+	pkg-config --exists hiredis 2>/dev/null || missing="$$missing libhiredis-dev"; \
+	command -v redis-server >/dev/null 2>&1 || missing="$$missing redis-server"; \
+	command -v redis-sentinel >/dev/null 2>&1 || missing="$$missing redis-sentinel"; \
 	command -v clang >/dev/null 2>&1 || missing="$$missing clang"; \
 	command -v clang-format >/dev/null 2>&1 || missing="$$missing clang-format"; \
 	ls /usr/lib/llvm-*/lib/clang/*/lib/linux/libclang_rt.fuzzer-x86_64.a >/dev/null 2>&1 || \
@@ -226,14 +235,14 @@ $(BUILD)/obj/tests/%.o: tests/%.c
 
 $(BUILD)/tests/%: $(BUILD)/obj/tests/%.o $(TESTLIB_OBJ) $(LIBS)
 	@mkdir -p $(@D)
-	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(TEST_LIBS_PKG) $(PEER_PKG_LIBS) -lm
+	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(TEST_LIBS_PKG) $(PEER_PKG_LIBS) $(HIREDIS_LIBS) -lm
 
 # bench/lib/ holds what the benchmark programs share.
 BENCHLIB_OBJ := $(patsubst %.c,$(BUILD)/obj/%.o,$(wildcard bench/lib/*.c))
 
 $(BUILD)/bench/%: $(BUILD)/obj/bench/%.o $(BENCHLIB_OBJ) $(LIBS)
 	@mkdir -p $(@D)
-	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(PEER_PKG_LIBS) -lm
+	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(PEER_PKG_LIBS) $(HIREDIS_LIBS) -lm
 
 # bench/pacing drives the real binaries with the integration tests' helpers
 # for processes, the tracker, the peer wire and a fake peer (none of them
@@ -243,7 +252,7 @@ BENCH_TESTLIB := $(patsubst %,$(BUILD)/obj/tests/lib/%.o,fake jsonl pclient \
 $(BUILD)/bench/pacing: $(BUILD)/obj/bench/pacing.o $(BENCH_TESTLIB) \
                        $(BENCHLIB_OBJ) $(LIBS)
 	@mkdir -p $(@D)
-	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(PEER_PKG_LIBS) -lm
+	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(PEER_PKG_LIBS) $(HIREDIS_LIBS) -lm
 
 # bench/daemon runs the tracker and the daemon with the same helpers, and
 # drives the daemon's API with libcurl and jansson (in PEER_PKG_LIBS).

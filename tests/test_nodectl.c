@@ -302,21 +302,36 @@ static uint64_t have(struct peer *p, const uint8_t c[32]) {
 
 /* Whether the tracker lists pk in content's swarm (seeding: as a seeder
  * or not; -1: either). */
+static void on_looked_up(void *arg, int err, int asker_in_swarm) {
+  int *done = arg;
+  (void)asker_in_swarm;
+  *done = err == 0 ? 1 : -1;
+}
+
 static int tracker_lists(struct fx *f, const uint8_t content[32],
                          const uint8_t pk[32], int seeding) {
   struct tmsg_lookup q;
-  struct tmsg_lookup_ok r;
+  struct tmsg_lookup_ok *r = malloc(sizeof(*r));
+  struct registry_lookup_op *op = malloc(sizeof(*op));
+  int done = 0;
+  int found = 0;
+  assert_non_null(r);
+  assert_non_null(op);
   memset(&q, 0, sizeof(q));
   memcpy(q.content, content, 32);
   q.want = TMSG_MAX_PEERS;
-  registry_lookup(&f->trk->reg, &q, &r, NULL);
-  for (unsigned i = 0; i < r.count; i++) {
-    if (memcmp(r.peers[i].pk, pk, 32) == 0 &&
-        (seeding < 0 || (r.peers[i].seeding != 0) == seeding)) {
-      return 1;
+  /* The in-process tracker's memory store answers at once. */
+  registry_lookup(&f->trk->reg, op, &q, r, on_looked_up, &done);
+  assert_int_equal(done, 1);
+  for (unsigned i = 0; i < r->count; i++) {
+    if (memcmp(r->peers[i].pk, pk, 32) == 0 &&
+        (seeding < 0 || (r->peers[i].seeding != 0) == seeding)) {
+      found = 1;
     }
   }
-  return 0;
+  free(r);
+  free(op);
+  return found;
 }
 
 /* One node_remove's callback: whether it came, and when. */

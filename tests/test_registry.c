@@ -52,6 +52,94 @@ static void content_id(uint8_t id[32], uint64_t n) {
   tu_fill(id, 32, 0x900000 + n);
 }
 
+/* ---------------------------------------------------------------------- */
+/* The registry's calls, waited for: the memory store answers before each
+ * call returns, so a result is there at once. */
+
+struct sync_result {
+  int called;
+  int result;
+  unsigned ok;
+  int first_err;
+  int asker_in;
+  uint8_t changed[TMSG_MAX_ANNOUNCE_ITEMS];
+};
+
+static void on_result(void *arg, int result) {
+  struct sync_result *r = arg;
+  r->called++;
+  r->result = result;
+}
+
+static void on_announced(void *arg, unsigned ok, int first_err,
+                         const uint8_t *changed) {
+  struct sync_result *r = arg;
+  r->called++;
+  r->ok = ok;
+  r->first_err = first_err;
+  memcpy(r->changed, changed, sizeof(r->changed));
+}
+
+static void on_looked_up(void *arg, int err, int asker_in) {
+  struct sync_result *r = arg;
+  r->called++;
+  r->result = err;
+  r->asker_in = asker_in;
+}
+
+static unsigned sync_announce(struct registry *r, const uint8_t pk[32],
+                              uint8_t family, const uint8_t addr[16],
+                              const struct tmsg_announce *a, uint32_t now_s,
+                              int *first_err, uint8_t *changed) {
+  struct registry_announce_op *op = malloc(sizeof(*op));
+  struct sync_result res;
+  assert_non_null(op);
+  memset(&res, 0, sizeof(res));
+  registry_announce(r, op, pk, family, addr, a, now_s, on_announced, &res);
+  assert_int_equal(res.called, 1);
+  free(op);
+  *first_err = res.first_err;
+  if (changed != NULL) {
+    memcpy(changed, res.changed, a->count);
+  }
+  return res.ok;
+}
+
+static void sync_lookup(struct registry *r, const struct tmsg_lookup *q,
+                        struct tmsg_lookup_ok *reply, int *asker_in_swarm) {
+  struct registry_lookup_op *op = malloc(sizeof(*op));
+  struct sync_result res;
+  assert_non_null(op);
+  memset(&res, 0, sizeof(res));
+  registry_lookup(r, op, q, reply, on_looked_up, &res);
+  assert_int_equal(res.called, 1);
+  assert_int_equal(res.result, 0);
+  free(op);
+  if (asker_in_swarm != NULL) {
+    *asker_in_swarm = res.asker_in;
+  }
+}
+
+static unsigned sync_expire(struct registry *r, uint32_t now_s,
+                            unsigned max_work) {
+  struct sync_result res;
+  memset(&res, 0, sizeof(res));
+  registry_expire(r, now_s, max_work, on_result, &res);
+  assert_int_equal(res.called, 1);
+  assert_true(res.result >= 0);
+  return (unsigned)res.result;
+}
+
+static int sync_put(struct store *s, const uint8_t id[32],
+                    const struct store_peer *p, uint32_t expires,
+                    uint32_t max_peers) {
+  struct sync_result res;
+  memset(&res, 0, sizeof(res));
+  s->ops->put(s, id, p, 0, expires, 0, max_peers, on_result, &res);
+  assert_int_equal(res.called, 1);
+  return res.result;
+}
+
 struct fixture {
   struct store *store;
   struct registry reg;
@@ -59,7 +147,7 @@ struct fixture {
 
 static void fixture_open(struct fixture *f, uint32_t max_peers,
                          uint32_t max_items) {
-  f->store = store_mem_new();
+  f->store = store_mem_new(NULL, NULL);
   assert_non_null(f->store);
   registry_init(&f->reg, f->store, INTERVAL, max_peers, max_items);
 }
@@ -111,7 +199,7 @@ static unsigned announce_one(struct fixture *f, const uint8_t pk[32],
   a.items[0].role = role;
   /* The address a test peer is observed at: 10.x.y.z derived from its key. */
   addr_nth_v4(addr, pk[0] | (unsigned)pk[1] << 8);
-  unsigned ok = registry_announce(&f->reg, pk, 4, addr, &a, now, &e, NULL);
+  unsigned ok = sync_announce(&f->reg, pk, 4, addr, &a, now, &e, NULL);
   if (err != NULL) {
     *err = e;
   } else {
@@ -135,7 +223,7 @@ static int lookup(struct fixture *f, const uint8_t content[32],
   if (asker != NULL) {
     memcpy(q.asker, asker, 32);
   }
-  registry_lookup(&f->reg, &q, reply, &asker_in);
+  sync_lookup(&f->reg, &q, reply, &asker_in);
   assert_memory_equal(reply->content, content, 32);
   assert_true(reply->count <= TMSG_MAX_PEERS);
   assert_true(asker_in == 0 || asker_in == 1);
@@ -274,7 +362,7 @@ static void test_one_announce_registers_every_listed_content(void **state) {
   for (unsigned i = 0; i < a.count; i++) {
     a.items[i].role = (uint8_t)(i & 1);
   }
-  assert_int_equal(registry_announce(&f.reg, pk, 4, addr, &a, 10, &err, NULL),
+  assert_int_equal(sync_announce(&f.reg, pk, 4, addr, &a, 10, &err, NULL),
                    TMSG_MAX_ANNOUNCE_ITEMS);
   assert_int_equal(err, 0);
   for (unsigned i = 0; i < a.count; i++) {
@@ -303,7 +391,7 @@ test_lookup_reports_observed_address_and_announced_port(void **state) {
   peer_pk(pk, 3);
   content_id(c, 3);
   make_announce(&a, 51413, 1, 3);
-  assert_int_equal(registry_announce(&f.reg, pk, 4, v4, &a, 1, &err, NULL), 1);
+  assert_int_equal(sync_announce(&f.reg, pk, 4, v4, &a, 1, &err, NULL), 1);
   lookup(&f, c, NULL, 5, 0, &r);
   assert_int_equal(r.count, 1);
   assert_int_equal(r.peers[0].family, 4);
@@ -320,7 +408,7 @@ test_lookup_reports_observed_address_and_announced_port(void **state) {
    * records where the peer is now, not where it first came from. */
   a.port = 6881;
   a.event = TMSG_EVENT_PERIODIC;
-  assert_int_equal(registry_announce(&f.reg, pk, 6, v6, &a, 2, &err, NULL), 1);
+  assert_int_equal(sync_announce(&f.reg, pk, 6, v6, &a, 2, &err, NULL), 1);
   lookup(&f, c, NULL, 10, 0, &r);
   assert_int_equal(r.count, 6);
   unsigned found = 0;
@@ -381,7 +469,7 @@ static void test_lookup_never_returns_the_asker(void **state) {
   memcpy(q.content, c, 32);
   memcpy(q.asker, keys[0], 32);
   q.want = N;
-  registry_lookup(&f.reg, &q, &r, NULL);
+  sync_lookup(&f.reg, &q, &r, NULL);
   assert_int_equal(r.count, N - 1);
   assert_false(reply_has(&r, keys[0]));
   fixture_close(&f);
@@ -656,16 +744,14 @@ static void test_stopped_event_removes_the_listed_swarms_only(void **state) {
   peer_pk(pk, 600);
   peer_pk(other, 601);
   make_announce(&a, 9, 3, 20);
-  assert_int_equal(registry_announce(&f.reg, pk, 4, addr, &a, 1, &err, NULL),
-                   3);
+  assert_int_equal(sync_announce(&f.reg, pk, 4, addr, &a, 1, &err, NULL), 3);
   announce_one(&f, other, a.items[0].content, TMSG_ROLE_SEEDING,
                TMSG_EVENT_STARTED, 1, NULL);
   assert_int_equal(stats_of(&f).peers, 4);
 
   a.event = TMSG_EVENT_STOPPED;
   a.count = 2;
-  assert_int_equal(registry_announce(&f.reg, pk, 4, addr, &a, 2, &err, NULL),
-                   2);
+  assert_int_equal(sync_announce(&f.reg, pk, 4, addr, &a, 2, &err, NULL), 2);
   assert_int_equal(err, 0);
   lookup(&f, a.items[0].content, NULL, 10, 0, &r);
   assert_int_equal(r.count, 1);
@@ -685,7 +771,7 @@ static void test_stopped_event_removes_the_listed_swarms_only(void **state) {
   /* Stopping what one is not in (or a swarm nobody is in) is harmless. */
   content_id(a.items[0].content, 999);
   a.count = 1;
-  registry_announce(&f.reg, pk, 4, addr, &a, 3, &err, NULL);
+  sync_announce(&f.reg, pk, 4, addr, &a, 3, &err, NULL);
   announce_one(&f, other, a.items[0].content, TMSG_ROLE_SEEDING,
                TMSG_EVENT_STOPPED, 3, &err);
   st = stats_of(&f);
@@ -712,8 +798,7 @@ static uint8_t announce_changed(struct fixture *f, const uint8_t pk[32],
   memcpy(a.items[0].content, content, 32);
   a.items[0].role = role;
   assert_int_equal(
-      registry_announce(&f->reg, pk, family, addr, &a, 1, &err, changed),
-      want_ok);
+      sync_announce(&f->reg, pk, family, addr, &a, 1, &err, changed), want_ok);
   assert_true(changed[0] == 0 || changed[0] == 1);
   return changed[0];
 }
@@ -771,8 +856,7 @@ test_announce_flags_items_that_change_what_lookup_shows(void **state) {
   for (unsigned i = 1; i < 5; i++) {
     content_id(a.items[i].content, 26 + i);
   }
-  assert_int_equal(registry_announce(&f.reg, pk, 6, addr, &a, 2, &err, changed),
-                   3);
+  assert_int_equal(sync_announce(&f.reg, pk, 6, addr, &a, 2, &err, changed), 3);
   assert_int_equal(err, SHOAL_ETOOBIG);
   const uint8_t want[5] = {0, 1, 1, 0, 0};
   assert_memory_equal(changed, want, sizeof(want));
@@ -796,11 +880,11 @@ static void test_registration_expires_after_interval_plus_grace(void **state) {
   peer_pk(pk, 700);
   content_id(c, 30);
   announce_one(&f, pk, c, TMSG_ROLE_SEEDING, TMSG_EVENT_STARTED, 1000, NULL);
-  assert_int_equal(registry_expire(&f.reg, 1000 + INTERVAL, 100), 0);
-  assert_int_equal(registry_expire(&f.reg, 1000 + LIFE, 100), 0);
+  assert_int_equal(sync_expire(&f.reg, 1000 + INTERVAL, 100), 0);
+  assert_int_equal(sync_expire(&f.reg, 1000 + LIFE, 100), 0);
   lookup(&f, c, NULL, 10, 0, &r);
   assert_int_equal(r.count, 1);
-  assert_int_equal(registry_expire(&f.reg, 1000 + LIFE + 1, 100), 1);
+  assert_int_equal(sync_expire(&f.reg, 1000 + LIFE + 1, 100), 1);
   lookup(&f, c, NULL, 10, 0, &r);
   assert_int_equal(r.count, 0);
   assert_int_equal(r.seeders, 0);
@@ -829,12 +913,12 @@ static void test_renewal_keeps_a_peer_past_its_first_expiry(void **state) {
   announce_one(&f, pk, c, TMSG_ROLE_DOWNLOADING, TMSG_EVENT_PERIODIC, 1050,
                NULL);
   /* Between the first expiry (1160) and the second (1210). */
-  assert_int_equal(registry_expire(&f.reg, 1200, 100), 1);
+  assert_int_equal(sync_expire(&f.reg, 1200, 100), 1);
   lookup(&f, c, NULL, 10, 0, &r);
   assert_int_equal(r.count, 1);
   assert_memory_equal(r.peers[0].pk, pk, 32);
-  assert_int_equal(registry_expire(&f.reg, 1050 + LIFE, 100), 0);
-  assert_int_equal(registry_expire(&f.reg, 1050 + LIFE + 1, 100), 1);
+  assert_int_equal(sync_expire(&f.reg, 1050 + LIFE, 100), 0);
+  assert_int_equal(sync_expire(&f.reg, 1050 + LIFE + 1, 100), 1);
   lookup(&f, c, NULL, 10, 0, &r);
   assert_int_equal(r.count, 0);
   assert_int_equal(stats_of(&f).swarms, 0);
@@ -860,13 +944,13 @@ test_expire_does_bounded_work_and_eventually_removes_all(void **state) {
   /* Nothing is due yet: the sweep looks and removes nothing, and comes back
    * even when there is no work to do. */
   for (unsigned t = 0; t < 500; t++) {
-    assert_int_equal(registry_expire(&f.reg, 1000 + LIFE, 10), 0);
+    assert_int_equal(sync_expire(&f.reg, 1000 + LIFE, 10), 0);
   }
   assert_int_equal(stats_of(&f).peers, SWARMS * PER);
 
   uint64_t left = SWARMS * PER;
   while (left > 0) {
-    unsigned removed = registry_expire(&f.reg, 1000 + LIFE + 1, 10);
+    unsigned removed = sync_expire(&f.reg, 1000 + LIFE + 1, 10);
     assert_true(removed <= 10);
     struct store_stats st = stats_of(&f);
     assert_int_equal(st.peers, left - removed);
@@ -881,7 +965,7 @@ test_expire_does_bounded_work_and_eventually_removes_all(void **state) {
   struct store_stats st = stats_of(&f);
   assert_int_equal(st.swarms, 0);
   assert_int_equal(st.peers, 0);
-  assert_int_equal(registry_expire(&f.reg, 5000, 10), 0);
+  assert_int_equal(sync_expire(&f.reg, 5000, 10), 0);
   fixture_close(&f);
 }
 
@@ -908,7 +992,7 @@ test_expire_removes_only_the_expired_in_a_mixed_swarm(void **state) {
     memcpy(fresh[i / 2], keys[i], 32);
   }
   for (unsigned t = 0; t < 100; t++) {
-    removed += registry_expire(&f.reg, 1000 + LIFE + 1, 7);
+    removed += sync_expire(&f.reg, 1000 + LIFE + 1, 7);
   }
   assert_int_equal(removed, N / 2);
   lookup(&f, c, NULL, N, 0, &r);
@@ -962,7 +1046,7 @@ test_removing_swarms_keeps_the_other_swarms_reachable(void **state) {
     }
   }
   for (unsigned t = 0; t < 2000; t++) {
-    registry_expire(&f.reg, 1000 + LIFE + 1, 10);
+    sync_expire(&f.reg, 1000 + LIFE + 1, 10);
   }
   uint64_t left = 0;
   for (unsigned s = 0; s < SWARMS; s++) {
@@ -1049,7 +1133,7 @@ test_full_swarm_refuses_new_peers_but_renews_existing(void **state) {
   memcpy(a.items[0].content, c2, 32);
   memcpy(a.items[1].content, c, 32);
   assert_int_equal(
-      registry_announce(&f.reg, keys[6], 4, addr, &a, 1050, &err, NULL), 1);
+      sync_announce(&f.reg, keys[6], 4, addr, &a, 1050, &err, NULL), 1);
   assert_int_equal(err, SHOAL_ETOOBIG);
   /* A place freed by a stopped peer can be taken. */
   announce_one(&f, keys[0], c, TMSG_ROLE_SEEDING, TMSG_EVENT_STOPPED, 1060,
@@ -1084,8 +1168,7 @@ test_announce_over_max_items_registers_only_max_items(void **state) {
   for (unsigned i = 0; i < a.count; i++) {
     content_id(a.items[i].content, 50 + i);
   }
-  assert_int_equal(registry_announce(&f.reg, pk, 4, addr, &a, 1, &err, NULL),
-                   4);
+  assert_int_equal(sync_announce(&f.reg, pk, 4, addr, &a, 1, &err, NULL), 4);
   assert_int_equal(err, SHOAL_ETOOBIG);
   for (unsigned i = 0; i < a.count; i++) {
     lookup(&f, a.items[i].content, NULL, 10, 0, &r);
@@ -1094,8 +1177,7 @@ test_announce_over_max_items_registers_only_max_items(void **state) {
   assert_int_equal(stats_of(&f).swarms, 4);
   /* Exactly max_items is fine. */
   a.count = 4;
-  assert_int_equal(registry_announce(&f.reg, pk, 4, addr, &a, 2, &err, NULL),
-                   4);
+  assert_int_equal(sync_announce(&f.reg, pk, 4, addr, &a, 2, &err, NULL), 4);
   assert_int_equal(err, 0);
   fixture_close(&f);
 
@@ -1123,7 +1205,7 @@ static void test_next_interval_stays_within_ten_percent(void **state) {
   fixture_close(&f);
 
   /* Zero picks the default interval. */
-  struct store *s = store_mem_new();
+  struct store *s = store_mem_new(NULL, NULL);
   struct registry r;
   registry_init(&r, s, 0, 10, 10);
   for (unsigned t = 0; t < 1000; t++) {
@@ -1156,7 +1238,7 @@ static void test_stats_bytes_grow_and_return_after_expiry(void **state) {
   assert_true(st.bytes > empty + 2000 * (STORE_PK_BYTES + 16));
   for (unsigned calls = 0; stats_of(&f).peers > 0; calls++) {
     assert_true(calls < 100);
-    registry_expire(&f.reg, 1 + LIFE + 1, 1000);
+    sync_expire(&f.reg, 1 + LIFE + 1, 1000);
   }
   st = stats_of(&f);
   assert_int_equal(st.peers, 0);
@@ -1297,7 +1379,7 @@ static void test_random_operations_match_a_reference_model(void **state) {
       /* A bounded sweep removes some of the expired registrations, never a
        * live one. Which ones depends on the cursor, so read the survivors
        * back and check that each removal was due. */
-      unsigned removed = registry_expire(&f.reg, now, 1 + rnd(40));
+      unsigned removed = sync_expire(&f.reg, now, 1 + rnd(40));
       unsigned gone = 0;
       for (unsigned ss = 0; ss < M_SWARMS; ss++) {
         lookup(&f, m.ids[ss], NULL, TMSG_MAX_PEERS, 0, &r);
@@ -1352,7 +1434,7 @@ static void test_random_operations_match_a_reference_model(void **state) {
    * sweep until the store is empty (or clearly stuck). */
   for (unsigned calls = 0; stats_of(&f).peers > 0; calls++) {
     assert_true(calls < 1000);
-    registry_expire(&f.reg, now + LIFE + 1, 64);
+    sync_expire(&f.reg, now + LIFE + 1, 64);
   }
   memset(m.row, 0, sizeof(m.row));
   memset(m.completed, 0, sizeof(m.completed));
@@ -1377,9 +1459,9 @@ static void test_memory_per_registration_is_small(void **state) {
     for (unsigned i = 0; i < PER; i++) {
       fast_pk(p.pk, (uint64_t)s * PER + i);
       p.seeding = i % 5 == 0;
-      assert_int_equal(f.store->ops->put(f.store, c, &p, 5000, 0,
-                                         REGISTRY_MAX_PEERS_DEFAULT),
-                       STORE_CHANGED);
+      assert_int_equal(
+          sync_put(f.store, c, &p, 5000, REGISTRY_MAX_PEERS_DEFAULT),
+          STORE_CHANGED);
     }
   }
   struct store_stats st = stats_of(&f);

@@ -48,6 +48,11 @@ static const char usage[] =
     "  --log-file FILE          log here instead of stderr (SIGHUP reopens)\n"
     "  --log-format FORMAT      text, or json for one JSON object a line\n"
     "                           (text)\n"
+    "  --store URL              where swarms, the catalog and the replay\n"
+    "                           windows live: memory (the default),\n"
+    "                           redis://HOST:PORT[/DB], unix:PATH or\n"
+    "                           sentinel://HOST:PORT/NAME; instances on one\n"
+    "                           Redis are one tracker\n"
     "  --metrics-listen ADDR:PORT\n"
     "                           serve /metrics (Prometheus) and /stats (JSON)\n"
     "                           here; no authentication, so keep it on a\n"
@@ -75,6 +80,7 @@ enum {
   OPT_LOG_FILE,
   OPT_LOG_FORMAT,
   OPT_METRICS_LISTEN,
+  OPT_STORE,
 };
 
 static const struct option long_opts[] = {
@@ -96,6 +102,7 @@ static const struct option long_opts[] = {
     {"log-file", required_argument, NULL, OPT_LOG_FILE},
     {"log-format", required_argument, NULL, OPT_LOG_FORMAT},
     {"metrics-listen", required_argument, NULL, OPT_METRICS_LISTEN},
+    {"store", required_argument, NULL, OPT_STORE},
     {"help", no_argument, NULL, 'h'},
     {"version", no_argument, NULL, 'V'},
     {NULL, 0, NULL, 0},
@@ -292,6 +299,18 @@ static int parse_args(int argc, char **argv, struct tracker_config *cfg,
       snprintf(cfg->metrics_listen, sizeof(cfg->metrics_listen), "%s", v);
       break;
     }
+    case OPT_STORE:
+      if (strcmp(v, "memory") == 0) {
+        cfg->store[0] = '\0';
+        break;
+      }
+      if (strlen(v) >= sizeof(cfg->store) || store_url_check(v) != 0) {
+        return bad_flag("--store",
+                        "needs memory, redis://HOST:PORT[/DB], unix:PATH or "
+                        "sentinel://HOST:PORT/NAME");
+      }
+      snprintf(cfg->store, sizeof(cfg->store), "%s", v);
+      break;
     default:
       /* Every code in long_opts is handled above. */
       assert(0);
@@ -357,6 +376,9 @@ static void on_signal(uv_signal_t *s, int signum) {
   uv_close((uv_handle_t *)&t->sigterm, NULL);
   uv_close((uv_handle_t *)&t->sighup, NULL);
   server_stop(t);
+  /* Answers whatever still waits for the store and closes its handles,
+   * so that the loop can end. */
+  t->store->ops->stop(t->store);
 }
 
 /* shoal_strerror's names and messages for libuv's codes are libuv's own
@@ -464,6 +486,7 @@ int main(int argc, char **argv) {
   if (err != 0) {
     fprintf(stderr, "shoal-tracker: cannot listen: %s\n", shoal_strerror(err));
     server_stop(&t);
+    t.store->ops->stop(t.store);
     uv_run(&loop, UV_RUN_DEFAULT);
     tracker_close(&t);
     uv_loop_close(&loop);
@@ -475,6 +498,7 @@ int main(int argc, char **argv) {
     fprintf(stderr, "shoal-tracker: --metrics-listen %s: %s\n",
             cfg.metrics_listen, shoal_strerror(err));
     server_stop(&t);
+    t.store->ops->stop(t.store);
     uv_run(&loop, UV_RUN_DEFAULT);
     tracker_close(&t);
     uv_loop_close(&loop);

@@ -80,7 +80,10 @@ void metrics_http_read(struct tracker *t, struct metrics_now *now) {
   now->swarms = st.swarms;
   now->peers = st.peers;
   now->store_bytes = st.bytes;
-  now->catalog_entries = t->cat.n;
+  now->catalog_entries = st.catalog;
+  /* The store's state as it is now (a shared store comes and goes). */
+  t->metrics.store_backend = t->store->backend;
+  t->metrics.store_up = t->store->up;
   now->signatures = t->stats.signatures;
   now->cache_hits = t->stats.cache_hits;
   now->expired_peers = t->stats.expired_peers;

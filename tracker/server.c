@@ -1,11 +1,17 @@
 /* The tracker's network side: listeners, connections, the periodic tick.
  *
- * A connection reads frames, hands each to handlers_frame() as soon as it
- * is complete (so pipelined requests are answered in order) and writes the
- * replies. A connection that sends no whole frame for the idle timeout is
- * closed, which also ends clients that trickle a byte at a time. When a
- * client does not read its replies, the tracker stops reading its requests
- * until they drain. A connection is freed only in its close callback.
+ * A connection reads frames and hands each to handlers_frame() as soon as
+ * it is complete. Each frame takes a place in the connection's queue of
+ * requests; its reply fills the place when the store has answered (at
+ * once for the memory store), and replies are written from the head of the
+ * queue, so a pipelining client gets them in request order however the
+ * store answers. A connection that sends no whole frame for the idle
+ * timeout is closed, which also ends clients that trickle a byte at a
+ * time. When a client does not read its replies, or has
+ * TRACKER_MAX_INFLIGHT requests queued, the tracker stops reading its
+ * requests until they drain. A connection is freed only in its close
+ * callback; requests still waiting for the store then are orphaned, and
+ * freed when their answer comes.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -37,7 +43,11 @@ struct conn {
   uint64_t limited_until; /* see struct peer_addr */
   int counted;            /* counted in t->per_addr; dropped at close */
   size_t pending;         /* reply bytes queued but not yet written */
-  uint8_t *stash; /* input read but not yet handled when reading paused */
+  struct request *head;   /* requests in arrival order, replies pending */
+  struct request *tail;
+  unsigned queued; /* requests in the queue */
+  int processing;  /* inside conn_process: it writes the replies */
+  uint8_t *stash;  /* input read but not yet handled when reading paused */
   size_t stash_len;
   struct conn *prev, *next;
 };
@@ -79,6 +89,17 @@ static void on_close(uv_handle_t *h) {
   }
   frame_decoder_close(&c->dec);
   free(c->stash);
+  /* A request still waiting for the store is freed when its answer comes;
+   * the others go now. */
+  for (struct request *rq = c->head, *next; rq != NULL; rq = next) {
+    next = rq->next;
+    if (rq->done) {
+      handlers_request_free(rq);
+    } else {
+      rq->owner = NULL;
+      rq->next = NULL;
+    }
+  }
   free(c);
 }
 
@@ -110,7 +131,8 @@ static void on_write(uv_write_t *req, int status) {
   }
   if (c->state == CONN_DRAINING && c->pending == 0) {
     conn_close(c);
-  } else if (c->state == CONN_BLOCKED && c->pending < TRACKER_MAX_PENDING / 2) {
+  } else if (c->state == CONN_BLOCKED && c->pending < TRACKER_MAX_PENDING / 2 &&
+             c->queued < TRACKER_MAX_INFLIGHT / 2) {
     conn_resume(c);
   }
 }
@@ -118,45 +140,131 @@ static void on_write(uv_write_t *req, int status) {
 /* Queues the bytes gathered in t->out; closes after them when `last`. */
 static void conn_send(struct conn *c, int last);
 
+/* Writes the replies at the head of the queue that are complete, in order.
+ * A reply after which the connection closes ends the connection: what was
+ * queued behind it is never answered. */
+static void conn_flush(struct conn *c) {
+  struct tracker *t = c->t;
+  int last = 0;
+
+  if (c->state == CONN_DRAINING || c->state == CONN_CLOSING) {
+    return; /* the last reply has been queued */
+  }
+  buf_reset(&t->out);
+  while (c->head != NULL && c->head->done && !last) {
+    struct request *rq = c->head;
+    c->head = rq->next;
+    if (c->head == NULL) {
+      c->tail = NULL;
+    }
+    c->queued--;
+    buf_add(&t->out, rq->out.data, rq->out.len);
+    last = rq->close_after;
+    handlers_request_free(rq);
+    if (t->out.len >= TRACKER_MAX_PENDING / 4 && !last) {
+      conn_send(c, 0);
+    }
+  }
+  conn_send(c, last);
+}
+
+/* A request's reply is ready. */
+static void on_request_done(struct request *rq) {
+  struct conn *c = rq->owner;
+  if (c == NULL) {
+    /* Its connection has gone. */
+    handlers_request_free(rq);
+    return;
+  }
+  if (c->processing) {
+    return; /* conn_process writes it */
+  }
+  conn_flush(c);
+  if (c->state == CONN_BLOCKED && c->queued < TRACKER_MAX_INFLIGHT / 2 &&
+      c->pending < TRACKER_MAX_PENDING / 2) {
+    conn_resume(c);
+  }
+}
+
+/* Queues a reply made here (a stream error) behind the requests before
+ * it. */
+static struct request *conn_enqueue(struct conn *c) {
+  struct request *rq = handlers_request_new(c->t, &c->from, on_request_done, c);
+  if (rq == NULL) {
+    return NULL;
+  }
+  if (c->tail != NULL) {
+    c->tail->next = rq;
+  } else {
+    c->head = rq;
+  }
+  c->tail = rq;
+  c->queued++;
+  return rq;
+}
+
 /* Handles the frames in p[0..left) while the connection is reading. When
  * reading pauses for back-pressure, the rest is kept in the stash. */
 static void conn_process(struct conn *c, const uint8_t *p, size_t left) {
   struct tracker *t = c->t;
 
-  buf_reset(&t->out);
+  c->processing = 1;
   while (left > 0 && c->state == CONN_READING) {
     const uint8_t *frame;
     size_t flen;
     size_t used;
+    if (c->queued >= TRACKER_MAX_INFLIGHT) {
+      conn_flush(c);
+      if (c->state != CONN_READING) {
+        break;
+      }
+      if (c->queued >= TRACKER_MAX_INFLIGHT) {
+        /* Too many requests waiting for the store: read no more until
+         * some are answered. */
+        uv_read_stop((uv_stream_t *)&c->tcp);
+        conn_set_state(c, CONN_BLOCKED);
+        break;
+      }
+    }
     int r = frame_decoder_next(&c->dec, p, left, &used, &frame, &flen);
     p += used;
     left -= used;
+    if (r == 0) {
+      break;
+    }
+    struct request *rq = conn_enqueue(c);
+    if (rq == NULL) {
+      c->processing = 0;
+      conn_close(c);
+      return;
+    }
     if (r < 0) {
       handlers_refused(
           t, r == SHOAL_ETOOBIG ? METRICS_WHY_TOO_BIG : METRICS_WHY_MALFORMED,
           LOG_INFO, c->from.text, "refused stream from %s: %s", c->from.text,
           shoal_strerror(r));
-      handlers_error(t, &t->out, 0, 0, r, 0,
+      handlers_error(t, &rq->out, 0, 0, r, 0,
                      r == SHOAL_ETOOBIG ? "frame is larger than the limit"
                                         : "malformed frame");
-      conn_send(c, 1);
-      return;
-    }
-    if (r == 0) {
+      rq->close_after = 1;
+      rq->done = 1;
+      left = 0;
       break;
     }
     c->last_frame_ms = uv_now(t->loop);
-    int close_after = handlers_frame(t, &c->from, frame, flen, &t->out);
-    if (close_after) {
-      conn_send(c, 1);
-      return;
-    }
-    if (t->out.len >= TRACKER_MAX_PENDING / 4) {
-      conn_send(c, 0);
-      buf_reset(&t->out);
+    handlers_frame(rq, frame, flen);
+    if (rq->done && rq->close_after) {
+      left = 0; /* nothing after it will be answered */
+      break;
     }
   }
-  conn_send(c, 0);
+  c->processing = 0;
+  conn_flush(c);
+  if (c->state == CONN_READING && left > 0) {
+    /* The replies are not being read: wait for them to drain. */
+    uv_read_stop((uv_stream_t *)&c->tcp);
+    conn_set_state(c, CONN_BLOCKED);
+  }
   if (left > 0 && c->state == CONN_BLOCKED) {
     /* The bytes are in the shared read buffer, which the next read of any
      * connection overwrites: keep a copy until this one resumes. */

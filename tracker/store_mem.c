@@ -1,4 +1,5 @@
-/* The in-memory registry store.
+/* The in-memory store: the registry's swarms, and the catalog and replay
+ * guard the tracker lends it. Every operation calls back before it returns.
  *
  * Swarms sit in an open-addressing table keyed by a SipHash of the content
  * ID (with a random key, so nobody can aim collisions at one bucket). Each
@@ -10,11 +11,14 @@
  */
 #include "tracker/store.h"
 
+#include <assert.h>
 #include <sodium.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "common/error.h"
+#include "common/replay.h"
+#include "tracker/catalog.h"
 #include "tracker/hashtab.h"
 
 struct entry {
@@ -46,6 +50,8 @@ struct mem_store {
   size_t count;
   uint64_t peers;
   uint8_t key[HASHTAB_KEY_BYTES];
+  struct catalog *cat;        /* borrowed; may be NULL */
+  struct replay_guard *guard; /* borrowed; may be NULL */
   /* Expiry cursor. */
   size_t cur_slot;
   uint32_t cur_pos;
@@ -224,9 +230,9 @@ static struct swarm *swarm_get(struct mem_store *m, const uint8_t id[32],
 /* ------------------------------------------------------------------------ */
 /* Operations */
 
-static int mem_put(struct store *s, const uint8_t id[STORE_ID_BYTES],
-                   const struct store_peer *p, uint32_t expires, int completed,
-                   uint32_t max_peers) {
+static int put(struct store *s, const uint8_t id[STORE_ID_BYTES],
+               const struct store_peer *p, uint32_t expires, int completed,
+               uint32_t max_peers) {
   struct mem_store *m = (struct mem_store *)s;
   uint64_t h = hashtab_hash(m->key, id, STORE_ID_BYTES);
   size_t i = swarm_slot(m, id, h);
@@ -311,8 +317,8 @@ nomem:
   return SHOAL_ENOMEM;
 }
 
-static void mem_del(struct store *s, const uint8_t id[STORE_ID_BYTES],
-                    const uint8_t pk[STORE_PK_BYTES]) {
+static void del(struct store *s, const uint8_t id[STORE_ID_BYTES],
+                const uint8_t pk[STORE_PK_BYTES]) {
   struct mem_store *m = (struct mem_store *)s;
   size_t slot;
   struct swarm *sw = swarm_get(m, id, &slot);
@@ -373,10 +379,9 @@ static unsigned pick(uint32_t lo, uint32_t hi, int64_t ex, unsigned k,
   return n;
 }
 
-static unsigned mem_sample(struct store *s, const uint8_t id[STORE_ID_BYTES],
-                           const uint8_t *exclude, unsigned want,
-                           int seeders_first, struct store_peer *out,
-                           struct store_counts *counts) {
+static unsigned sample(struct store *s, const uint8_t id[STORE_ID_BYTES],
+                       const uint8_t *exclude, unsigned want, int seeders_first,
+                       struct store_peer *out, struct store_counts *counts) {
   struct mem_store *m = (struct mem_store *)s;
   struct swarm *sw = swarm_get(m, id, NULL);
   uint32_t pos[256];
@@ -410,7 +415,7 @@ static unsigned mem_sample(struct store *s, const uint8_t id[STORE_ID_BYTES],
   return n;
 }
 
-static unsigned mem_expire(struct store *s, uint32_t now, unsigned max_work) {
+static unsigned expire(struct store *s, uint32_t now, unsigned max_work) {
   struct mem_store *m = (struct mem_store *)s;
   unsigned removed = 0;
   unsigned work = 0;
@@ -462,6 +467,7 @@ static void mem_stats(struct store *s, struct store_stats *out) {
   out->swarms = m->count;
   out->peers = m->peers;
   out->bytes = bytes;
+  out->catalog = m->cat != NULL ? m->cat->n : 0;
 }
 
 static void mem_free(struct store *s) {
@@ -478,16 +484,94 @@ static void mem_free(struct store *s) {
   free(m);
 }
 
+/* ------------------------------------------------------------------------ */
+/* The asynchronous interface: each operation calls back before returning */
+
+static void mem_put(struct store *s, const uint8_t id[STORE_ID_BYTES],
+                    const struct store_peer *p, uint32_t now, uint32_t life,
+                    int completed, uint32_t max_peers, store_cb cb, void *arg) {
+  cb(arg, put(s, id, p, now + life, completed, max_peers));
+}
+
+static void mem_del(struct store *s, const uint8_t id[STORE_ID_BYTES],
+                    const uint8_t pk[STORE_PK_BYTES], store_cb cb, void *arg) {
+  del(s, id, pk);
+  cb(arg, 0);
+}
+
+static void mem_sample(struct store *s, const uint8_t id[STORE_ID_BYTES],
+                       const uint8_t *exclude, unsigned want, int seeders_first,
+                       struct store_peer *out, struct store_counts *counts,
+                       store_cb cb, void *arg) {
+  cb(arg, (int)sample(s, id, exclude, want, seeders_first, out, counts));
+}
+
+static void mem_expire(struct store *s, uint32_t now, unsigned max_work,
+                       store_cb cb, void *arg) {
+  cb(arg, (int)expire(s, now, max_work));
+}
+
+static void mem_publish(struct store *s,
+                        const uint8_t publisher[IDENTITY_PK_BYTES],
+                        const struct tmsg_publish *p, uint32_t now, store_cb cb,
+                        void *arg) {
+  struct mem_store *m = (struct mem_store *)s;
+  assert(m->cat != NULL);
+  cb(arg, catalog_publish(m->cat, publisher, p, now));
+}
+
+static void mem_touch(struct store *s, const uint8_t (*ids)[TMSG_ID_BYTES],
+                      unsigned n, uint32_t now, store_cb cb, void *arg) {
+  struct mem_store *m = (struct mem_store *)s;
+  assert(m->cat != NULL);
+  for (unsigned i = 0; i < n; i++) {
+    catalog_touch(m->cat, ids[i], now);
+  }
+  cb(arg, 0);
+}
+
+static void mem_search(struct store *s, const struct tmsg_search *q,
+                       struct tmsg_search_ok *reply, store_cb cb, void *arg) {
+  struct mem_store *m = (struct mem_store *)s;
+  assert(m->cat != NULL);
+  cb(arg, catalog_search(m->cat, q, reply));
+}
+
+static void mem_catalog_expire(struct store *s, uint32_t now, unsigned max_work,
+                               store_cb cb, void *arg) {
+  struct mem_store *m = (struct mem_store *)s;
+  assert(m->cat != NULL);
+  cb(arg, (int)catalog_expire(m->cat, now, max_work));
+}
+
+static void mem_replay(struct store *s, const uint8_t pk[IDENTITY_PK_BYTES],
+                       uint64_t seq, uint64_t timestamp_ms, uint64_t now_ms,
+                       store_cb cb, void *arg) {
+  struct mem_store *m = (struct mem_store *)s;
+  assert(m->guard != NULL);
+  cb(arg, replay_guard_accept(m->guard, pk, seq, timestamp_ms, now_ms));
+}
+
+static void mem_stop(struct store *s) {
+  (void)s; /* nothing waits and nothing is on the loop */
+}
+
 static const struct store_ops mem_ops = {
     .put = mem_put,
     .del = mem_del,
     .sample = mem_sample,
     .expire = mem_expire,
     .stats = mem_stats,
+    .publish = mem_publish,
+    .touch = mem_touch,
+    .search = mem_search,
+    .catalog_expire = mem_catalog_expire,
+    .replay = mem_replay,
+    .stop = mem_stop,
     .free = mem_free,
 };
 
-struct store *store_mem_new(void) {
+struct store *store_mem_new(struct catalog *cat, struct replay_guard *guard) {
   struct mem_store *m = calloc(1, sizeof(*m));
   if (m == NULL) {
     return NULL;
@@ -499,6 +583,10 @@ struct store *store_mem_new(void) {
     return NULL;
   }
   hashtab_keygen(m->key);
+  m->cat = cat;
+  m->guard = guard;
   m->base.ops = &mem_ops;
+  m->base.backend = "memory";
+  m->base.up = 1;
   return &m->base;
 }

@@ -29,19 +29,29 @@ int tracker_init(struct tracker *t, uv_loop_t *loop,
   if (err != 0) {
     goto fail;
   }
-  t->store = store_mem_new();
-  if (t->store == NULL) {
-    err = SHOAL_ENOMEM;
-    goto fail;
-  }
-  t->metrics.store_backend = "memory";
-  t->metrics.store_up = 1; /* a memory store always answers */
-  registry_init(&t->reg, t->store, cfg->interval_s, cfg->max_peers,
-                cfg->max_items);
   err = catalog_init(&t->cat, cfg->catalog_max, cfg->catalog_ttl_s);
   if (err != 0) {
     goto fail;
   }
+  if (cfg->store[0] != '\0') {
+    err = store_redis_new(
+        loop, cfg->store, cfg->catalog_max, cfg->catalog_ttl_s,
+        cfg->window_ms ? cfg->window_ms : ENVELOPE_WINDOW_MS_DEFAULT,
+        &t->store);
+    if (err != 0) {
+      goto fail;
+    }
+  } else {
+    t->store = store_mem_new(&t->cat, &t->guard);
+    if (t->store == NULL) {
+      err = SHOAL_ENOMEM;
+      goto fail;
+    }
+  }
+  t->metrics.store_backend = t->store->backend;
+  t->metrics.store_up = t->store->up;
+  registry_init(&t->reg, t->store, cfg->interval_s, cfg->max_peers,
+                cfg->max_items);
   err = ratelimit_init(&t->rl, cfg->rate, cfg->burst, RATELIMIT_SLOTS_DEFAULT);
   if (err != 0) {
     goto fail;
@@ -64,6 +74,12 @@ fail:
 }
 
 void tracker_close(struct tracker *t) {
+  /* The store first: freeing it answers every call still waiting, and
+   * those answers finish requests with the rest of t. */
+  if (t->store != NULL) {
+    t->store->ops->free(t->store);
+    t->store = NULL;
+  }
   if (t->cache != NULL) {
     for (unsigned i = 0; i < TRACKER_CACHE_SLOTS; i++) {
       free(t->cache[i].frame);
@@ -75,10 +91,6 @@ void tracker_close(struct tracker *t) {
   addrcount_close(&t->per_addr);
   ratelimit_close(&t->rl);
   catalog_close(&t->cat);
-  if (t->store != NULL) {
-    t->store->ops->free(t->store);
-    t->store = NULL;
-  }
   replay_guard_close(&t->guard);
   buf_free(&t->out);
   identity_close(&t->id);

@@ -41,6 +41,11 @@
 #define TRACKER_GUARD_SENDERS (3u << 18)
 #define TRACKER_CACHE_SLOTS 1024u /* cached signed lookup replies */
 #define TRACKER_CACHE_MS 1000u    /* how long one is reused */
+/* Requests of one connection in flight or waiting to be written before the
+ * tracker stops reading from it: a pipelining client gets its replies in
+ * order, and a slow store cannot make one connection hold unbounded
+ * memory (a request holds up to about 40 KiB while its store call runs). */
+#define TRACKER_MAX_INFLIGHT 64u
 
 struct tracker_config {
   char listen[TRACKER_MAX_LISTEN][300];
@@ -59,6 +64,7 @@ struct tracker_config {
   uint32_t catalog_ttl_s;
   uint32_t window_ms;
   char metrics_listen[300]; /* ADDR:PORT for /metrics and /stats; "": off */
+  char store[4200];         /* --store URL; "": the memory store */
 };
 
 /* One cached, signed lookup reply (see handlers.c). */
@@ -83,13 +89,6 @@ struct tracker_stats {
   uint64_t expired_catalog;
 };
 
-/* The request handlers_frame is handling: its type once known, and its
- * outcome (METRICS_OK until something refuses it or fails). */
-struct request_note {
-  enum metrics_req type;
-  enum metrics_outcome outcome;
-};
-
 struct conn;
 struct metrics_http;
 
@@ -107,9 +106,11 @@ struct tracker {
   struct lookup_cache_slot *cache;
   uint8_t cache_key[HASHTAB_KEY_BYTES];
   struct tracker_stats stats;
-  struct metrics metrics;  /* the operator's figures (metrics.h) */
-  struct request_note req; /* see struct request_note */
-  struct buf out;          /* scratch for building replies */
+  struct metrics metrics; /* the operator's figures (metrics.h) */
+  struct buf out;         /* scratch for gathering replies to write */
+  int expiring;           /* a registry expiry sweep is in flight */
+  int cat_expiring;       /* a catalog expiry sweep is in flight */
+  uint64_t expire_ns;     /* when the registry's sweep began */
   /* Network side (server.c). */
   uv_tcp_t listeners[TRACKER_MAX_LISTEN];
   unsigned n_listeners;
@@ -134,6 +135,34 @@ struct peer_addr {
   uint64_t *limited_until;
 };
 
+struct request;
+typedef void (*request_done_cb)(struct request *rq);
+
+/* One request, from its frame to its reply. Made by handlers_request_new
+ * for whoever reads frames (server.c, a test), handled by handlers_frame,
+ * which calls on_done exactly once, when out holds the framed reply:
+ * before handlers_frame returns when the store answers at once, later when
+ * it does not. The owner frees it with handlers_request_free after
+ * on_done, never before; an owner that goes away first sets owner to NULL
+ * and frees it in on_done instead. */
+struct request {
+  struct tracker *t;
+  struct peer_addr from; /* limited_until is NULL once the request waits */
+  struct buf out;        /* the framed, signed reply */
+  int close_after;       /* close the connection after the reply */
+  int done;              /* on_done has been called */
+  request_done_cb on_done;
+  void *owner;           /* the owner's; NULL once orphaned */
+  struct request *next;  /* the owner's queue */
+  uint64_t begun_ns;     /* the frame's arrival (uv_hrtime) */
+  uint64_t store_ns;     /* the store call in flight began */
+  enum metrics_req type; /* once known */
+  enum metrics_outcome outcome;
+  /* The handler's state while the store works (handlers.c). */
+  uint8_t *frame; /* a copy of a signed request's frame */
+  void *state;
+};
+
 /* Context (tracker.c). */
 /* Sets up everything but the network: t is the caller's; cfg and id are
  * copied into it (tracker_close wipes the key's copy). Returns 0 or an
@@ -144,10 +173,17 @@ int tracker_init(struct tracker *t, uv_loop_t *loop,
 void tracker_close(struct tracker *t);
 
 /* Requests (handlers.c). */
-/* Handles one frame body from a client and appends the framed reply to out.
- * Returns 1 when the connection must be closed after the reply is sent. */
-int handlers_frame(struct tracker *t, const struct peer_addr *from,
-                   const uint8_t *frame, size_t len, struct buf *out);
+/* A request for a frame that came from `from` (copied), with on_done and
+ * owner set. Returns NULL when out of memory. */
+struct request *handlers_request_new(struct tracker *t,
+                                     const struct peer_addr *from,
+                                     request_done_cb on_done, void *owner);
+/* Frees a request whose on_done has been called; NULL is a no-op. */
+void handlers_request_free(struct request *rq);
+/* Handles one frame body (borrowed for the call only) and, once the reply
+ * is in rq->out, calls rq->on_done; rq->close_after then says whether the
+ * connection must be closed after it. */
+void handlers_frame(struct request *rq, const uint8_t *frame, size_t len);
 /* Appends a framed, signed error reply. */
 void handlers_error(struct tracker *t, struct buf *out, uint8_t req_type,
                     uint64_t req_id, int code, uint32_t retry_ms,

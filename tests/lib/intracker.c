@@ -52,20 +52,34 @@ void intracker_close(struct intracker *t) {
   }
 }
 
+static void on_looked_up(void *arg, int err, int asker_in_swarm) {
+  int *done = arg;
+  (void)asker_in_swarm;
+  *done = err == 0 ? 1 : -1;
+}
+
 int intracker_lists(struct intracker *t, const uint8_t content[32],
                     const uint8_t pk[32]) {
   struct tmsg_lookup q;
-  struct tmsg_lookup_ok r;
+  struct tmsg_lookup_ok *r = malloc(sizeof(*r));
+  struct registry_lookup_op *op = malloc(sizeof(*op));
+  int done = 0;
+  int found = 0;
   memset(&q, 0, sizeof(q));
   memcpy(q.content, content, 32);
   q.want = TMSG_MAX_PEERS;
-  registry_lookup(&t->trk->reg, &q, &r, NULL);
-  for (unsigned i = 0; i < r.count; i++) {
-    if (memcmp(r.peers[i].pk, pk, 32) == 0) {
-      return 1;
+  if (r != NULL && op != NULL) {
+    /* The in-process tracker's memory store answers at once. */
+    registry_lookup(&t->trk->reg, op, &q, r, on_looked_up, &done);
+    for (unsigned i = 0; done == 1 && i < r->count; i++) {
+      if (memcmp(r->peers[i].pk, pk, 32) == 0) {
+        found = 1;
+      }
     }
   }
-  return 0;
+  free(r);
+  free(op);
+  return found;
 }
 
 unsigned intracker_conns_from_loopback(const struct intracker *t) {
