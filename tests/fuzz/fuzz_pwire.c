@@ -282,8 +282,7 @@ static void resigned_pass(uint8_t *msg, size_t len, uint32_t flip) {
   } else if (msg[2] != PWIRE_HELLO) {
     want = SHOAL_EPROTO;
   } else if (plen != PWIRE_HELLO_PAYLOAD_BYTES ||
-             (msg[ENVELOPE_HEADER_BYTES + 66] &
-              ~PWIRE_HELLO_FLAGS) != 0) {
+             (msg[ENVELOPE_HEADER_BYTES + 66] & ~PWIRE_HELLO_FLAGS) != 0) {
     want = SHOAL_EFORMAT;
   } else {
     want = 0;
