@@ -38,7 +38,7 @@
  * completed (whatever the figures), 1 on failure, 2 on bad usage.
  *
  * Usage: daemon [--only restart|many] [--size N[k|M|G]] [--reps N]
- *               [--contents N] [--idle S] [--keep DIR]
+ *               [--contents N] [--idle S] [--interval S] [--keep DIR]
  *   --keep DIR keeps the large file in DIR and uses it again next time.
  */
 #include <curl/curl.h>
@@ -85,6 +85,7 @@ struct bench {
   char dir[PROC_PATH_MAX];
   char peer_bin[PROC_PATH_MAX];
   char keep[PROC_PATH_MAX];
+  char interval[16]; /* the tracker's announce interval for "many" (s) */
   struct tc_tracker t;
   int tracker_up;
   char tracker_addr[64];
@@ -1289,10 +1290,10 @@ static void print_many(const struct bench *b, const char *title,
 
 static int run_many(struct bench *b) {
   struct many_figures def, raised;
-  const char *extra_def[] = {"--interval", MANY_INTERVAL, "--log-level",
-                             "debug", NULL};
+  const char *extra_def[] = {"--interval", b->interval, "--log-level", "debug",
+                             NULL};
   const char *extra_raised[] = {"--interval",
-                                MANY_INTERVAL,
+                                b->interval,
                                 "--log-level",
                                 "debug",
                                 "--max-connections",
@@ -1306,7 +1307,7 @@ static int run_many(struct bench *b) {
                                 NULL};
   printf("\n== many: %u contents of %u KiB in one daemon, announce interval "
          "%s s, idle windows of %u s\n",
-         b->contents, SMALL_FILE_BYTES >> 10, MANY_INTERVAL, b->idle_s);
+         b->contents, SMALL_FILE_BYTES >> 10, b->interval, b->idle_s);
   if (run_many_once(b, "default", extra_def, &def) != 0) {
     return -1;
   }
@@ -1331,7 +1332,8 @@ static int run_many(struct bench *b) {
 static int usage(void) {
   fprintf(stderr,
           "usage: daemon [--only restart|many] [--size N[k|M|G]] [--reps N]\n"
-          "              [--contents N] [--idle S] [--keep DIR]\n");
+          "              [--contents N] [--idle S] [--interval S] [--keep "
+          "DIR]\n");
   return 2;
 }
 
@@ -1347,6 +1349,7 @@ int main(int argc, char **argv) {
   b.reps = 3;
   b.contents = 1000;
   b.idle_s = 60;
+  snprintf(b.interval, sizeof(b.interval), "%s", MANY_INTERVAL);
   for (int i = 1; i < argc; i++) {
     const char *v = i + 1 < argc ? argv[i + 1] : NULL;
     if (v == NULL) {
@@ -1361,6 +1364,9 @@ int main(int argc, char **argv) {
                (b.reps = parse_count(v, 15)) != 0) {
     } else if (strcmp(argv[i], "--contents") == 0 &&
                (b.contents = parse_count(v, 99999)) != 0) {
+    } else if (strcmp(argv[i], "--interval") == 0 &&
+               parse_count(v, 86400) != 0) {
+      snprintf(b.interval, sizeof(b.interval), "%s", v);
     } else if (strcmp(argv[i], "--idle") == 0 &&
                (b.idle_s = parse_count(v, 86400)) != 0) {
     } else if (strcmp(argv[i], "--keep") == 0 && v[0] == '/') {

@@ -30,7 +30,7 @@ int pwire_hello_seal(struct buf *out, const struct identity *id,
   struct buf b;
 
   /* Refuse what every receiver would refuse. */
-  if ((h->flags & ~(PWIRE_HELLO_SEEDER | PWIRE_HELLO_NO_UPLOAD)) != 0) {
+  if ((h->flags & ~PWIRE_HELLO_FLAGS) != 0) {
     return SHOAL_EINVAL;
   }
   buf_init_fixed(&b, payload, sizeof(payload));
@@ -79,7 +79,7 @@ int pwire_hello_open(const uint8_t *msg, size_t len,
   out->port = buf_read_u16(&r);
   out->flags = buf_read_u8(&r);
   if (buf_reader_err(&r) != 0 || buf_reader_left(&r) != 0 ||
-      (out->flags & ~(PWIRE_HELLO_SEEDER | PWIRE_HELLO_NO_UPLOAD)) != 0) {
+      (out->flags & ~PWIRE_HELLO_FLAGS) != 0) {
     memset(out, 0, sizeof(*out));
     return SHOAL_EFORMAT;
   }
@@ -234,6 +234,13 @@ static int encoded_body(const struct pwire_msg *m, size_t *size) {
     }
     *size = m->data_len;
     return 0;
+  case PWIRE_PEX:
+    if (m->data_len == 0 || m->data_len % TMSG_CERT_BYTES != 0 ||
+        m->data_len > TMSG_CERT_BYTES * PWIRE_PEX_MAX_RECORDS) {
+      return SHOAL_EINVAL;
+    }
+    *size = m->data_len;
+    return 0;
   case PWIRE_INTERESTED:
   case PWIRE_NOT_INTERESTED:
   case PWIRE_CHOKE:
@@ -284,6 +291,7 @@ int pwire_encode(struct buf *out, const struct pwire_msg *m) {
     break;
   case PWIRE_HAVE_MAP:
   case PWIRE_HAVE:
+  case PWIRE_PEX:
     buf_add(out, m->data, m->data_len);
     break;
   case PWIRE_REQUEST:
@@ -395,6 +403,12 @@ int pwire_decode(const uint8_t *p, size_t len, struct pwire_msg *out) {
     read_tail(&r, out, 4 * PWIRE_HAVE_MAX, &err);
     if (err == 0 && out->data_len % 4 != 0) {
       err = SHOAL_EFORMAT; /* a chunk number cut short */
+    }
+    break;
+  case PWIRE_PEX:
+    read_tail(&r, out, TMSG_CERT_BYTES * PWIRE_PEX_MAX_RECORDS, &err);
+    if (err == 0 && out->data_len % TMSG_CERT_BYTES != 0) {
+      err = SHOAL_EFORMAT; /* a record cut short */
     }
     break;
   case PWIRE_INTERESTED:

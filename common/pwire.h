@@ -10,7 +10,8 @@
  *   64 u16 the sender's listen port (0: it accepts no connections)
  *   66 u8  flags: bit 0 = PWIRE_HELLO_SEEDER (it holds every chunk),
  *              bit 1 = PWIRE_HELLO_NO_UPLOAD (client-server baseline: it
- *              uploads nothing); other bits 0
+ *              uploads nothing), bit 2 = PWIRE_HELLO_PEX (it takes PEX
+ *              messages); other bits 0
  *
  * Session keys come from crypto_kx with the ephemeral keys: the side that
  * opened the TCP connection is the kx client, the other the kx server. Every
@@ -31,6 +32,8 @@
  *   DATA           u32 chunk, u32 offset, bytes
  *   CANCEL         u32 chunk, u32 offset, u32 length
  *   REJECT         u32 chunk, u32 offset, u32 length
+ *   PEX            address certificates (tmsg.h), TMSG_CERT_BYTES each:
+ *                  1 to PWIRE_PEX_MAX_RECORDS, passed on unaltered
  *
  * This module only encodes and checks shapes and named maximums; indices
  * and lengths are checked against the manifest by the peer (pwire_check_*
@@ -47,11 +50,15 @@
 #include "common/envelope.h"
 #include "common/identity.h"
 #include "common/manifest.h"
+#include "common/tmsg.h"
 
 #define PWIRE_HELLO 1
 #define PWIRE_HELLO_PAYLOAD_BYTES 67
 #define PWIRE_HELLO_SEEDER 0x01u
 #define PWIRE_HELLO_NO_UPLOAD 0x02u
+#define PWIRE_HELLO_PEX 0x04u
+#define PWIRE_HELLO_FLAGS                                                      \
+  (PWIRE_HELLO_SEEDER | PWIRE_HELLO_NO_UPLOAD | PWIRE_HELLO_PEX)
 
 #define PWIRE_KEY_BYTES crypto_kx_SESSIONKEYBYTES
 #define PWIRE_TAG_BYTES crypto_aead_chacha20poly1305_ietf_ABYTES
@@ -65,6 +72,9 @@
 /* Chunks one HAVE may announce: a peer gathers the chunks it verified for
  * a moment and announces them together. */
 #define PWIRE_HAVE_MAX 1024u
+/* Address certificates one PEX message may carry: a session's first
+ * message holds the sender's own and a batch of others. */
+#define PWIRE_PEX_MAX_RECORDS 32u
 /* Largest plaintext of one message: a manifest part with its header (a
  * DATA message is smaller: 9 bytes and a block). */
 #define PWIRE_MAX_PLAIN (1 + 8 + PWIRE_MANIFEST_PART_BYTES)
@@ -85,6 +95,7 @@ enum pwire_type {
   PWIRE_CANCEL = 11,
   PWIRE_REJECT = 12,
   PWIRE_KEEPALIVE = 13,
+  PWIRE_PEX = 14,
 };
 
 struct pwire_hello {
@@ -116,7 +127,8 @@ struct pwire_msg {
   uint32_t length;     /* MANIFEST_REQ, REQUEST, CANCEL, REJECT */
   uint32_t total;      /* MANIFEST_PART */
   const uint8_t *data; /* MANIFEST_PART, HAVE_MAP, DATA; HAVE: its chunks,
-                          big-endian u32s (pwire_have_chunk) */
+                          big-endian u32s (pwire_have_chunk); PEX: its
+                          records, TMSG_CERT_BYTES each (pwire_pex_record) */
   size_t data_len;
 };
 
@@ -142,6 +154,15 @@ static inline uint32_t pwire_have_chunk(const struct pwire_msg *m, size_t i) {
 static inline void pwire_have_set_chunk(uint8_t *payload, size_t i,
                                         uint32_t chunk) {
   buf_put_be32(payload + PWIRE_HAVE_CHUNK_BYTES * i, chunk);
+}
+
+/* The records a PEX carries, and the i-th of them (TMSG_CERT_BYTES). */
+static inline size_t pwire_pex_count(const struct pwire_msg *m) {
+  return m->data_len / TMSG_CERT_BYTES;
+}
+static inline const uint8_t *pwire_pex_record(const struct pwire_msg *m,
+                                              size_t i) {
+  return m->data + TMSG_CERT_BYTES * i;
 }
 
 /* Whether a have-map (the HAVE_MAP layout: chunk 0 in the high bit of byte

@@ -5,6 +5,10 @@
 #include "common/envelope.h"
 #include "common/error.h"
 
+/* The certificate's own domain: a tracker signature made for a reply never
+ * verifies as a certificate, nor the other way round. */
+static const char cert_domain[] = "shoal/1 address certificate";
+
 #define PEER_BYTES (IDENTITY_PK_BYTES + 1 + 16 + 2 + 1)
 #define ITEM_BYTES (TMSG_ID_BYTES + 1 + 8)
 
@@ -131,9 +135,12 @@ int tmsg_announce_encode(struct buf *out, const struct tmsg_announce *m) {
   if (m->count > TMSG_MAX_ANNOUNCE_ITEMS) {
     return SHOAL_EINVAL;
   }
+  if ((m->flags & ~TMSG_ANNOUNCE_WANT_CERT) != 0) {
+    return SHOAL_EINVAL;
+  }
   buf_add_u16(out, m->port);
   buf_add_u8(out, m->event);
-  buf_add_u8(out, 0);
+  buf_add_u8(out, m->flags);
   buf_add_u16(out, m->count);
   for (uint16_t i = 0; i < m->count; i++) {
     buf_add(out, m->items[i].content, TMSG_ID_BYTES);
@@ -152,10 +159,11 @@ int tmsg_announce_decode(const uint8_t *p, size_t len,
   buf_reader_init(&r, p, len);
   out->port = buf_read_u16(&r);
   out->event = buf_read_u8(&r);
-  uint8_t reserved = buf_read_u8(&r);
+  out->flags = buf_read_u8(&r);
   out->count = buf_read_u16(&r);
   if (buf_reader_err(&r) == 0) {
-    if (out->port == 0 || out->event > TMSG_EVENT_STOPPED || reserved != 0) {
+    if (out->port == 0 || out->event > TMSG_EVENT_STOPPED ||
+        (out->flags & ~TMSG_ANNOUNCE_WANT_CERT) != 0) {
       err = SHOAL_EFORMAT;
     } else if (out->count > TMSG_MAX_ANNOUNCE_ITEMS) {
       err = SHOAL_ETOOBIG;
@@ -180,6 +188,9 @@ int tmsg_announce_ok_encode(struct buf *out, const struct tmsg_announce_ok *m) {
   buf_add_u32(out, m->interval_s);
   buf_add_u32(out, m->min_interval_s);
   buf_add_u16(out, m->accepted);
+  if (m->has_cert) {
+    buf_add(out, m->cert, TMSG_CERT_BYTES);
+  }
   return buf_err(out);
 }
 
@@ -192,6 +203,12 @@ int tmsg_announce_ok_decode(const uint8_t *p, size_t len,
   out->interval_s = buf_read_u32(&r);
   out->min_interval_s = buf_read_u32(&r);
   out->accepted = buf_read_u16(&r);
+  /* The certificate is optional and the only thing that may follow; it is
+   * checked by whoever holds the tracker's key (tmsg_cert_open). */
+  if (buf_reader_err(&r) == 0 && buf_reader_left(&r) >= TMSG_CERT_BYTES) {
+    buf_read_copy(&r, out->cert, TMSG_CERT_BYTES);
+    out->has_cert = 1;
+  }
   return finish(&r, out, sizeof(*out), 0);
 }
 
@@ -423,4 +440,124 @@ int tmsg_error_decode(const uint8_t *p, size_t len, struct tmsg_error *out) {
     err = SHOAL_EFORMAT;
   }
   return finish(&r, out, sizeof(*out), err);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Address certificates */
+
+/* Whether a peer can hold addr at all: not the unspecified address, not
+ * multicast or broadcast, and an IPv6 address is not an IPv4-mapped one
+ * (the tracker reports those as family 4). IPv4 leaves its last 12 bytes
+ * zero. Loopback and private addresses pass: a tracker on a private
+ * network observes them. */
+static int cert_addr_ok(uint8_t family, const uint8_t addr[16]) {
+  static const uint8_t zero[16];
+  static const uint8_t mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+  if (family == 4) {
+    return memcmp(addr + 4, zero, 12) == 0 && memcmp(addr, zero, 4) != 0 &&
+           addr[0] < 224; /* 224/4 multicast, 240/4 and broadcast */
+  }
+  if (family == 6) {
+    return memcmp(addr, zero, 16) != 0 && addr[0] != 0xff &&
+           memcmp(addr, mapped, sizeof(mapped)) != 0;
+  }
+  return 0;
+}
+
+static int cert_fields_ok(const struct tmsg_cert *c) {
+  return cert_addr_ok(c->family, c->addr) && c->port != 0 &&
+         c->lifetime_s >= TMSG_CERT_LIFETIME_MIN_S &&
+         c->lifetime_s <= TMSG_CERT_LIFETIME_MAX_S;
+}
+
+int tmsg_cert_seal(const struct identity *tracker, const struct tmsg_cert *c,
+                   uint8_t out[TMSG_CERT_BYTES]) {
+  struct buf b;
+  int err;
+  memset(out, 0, TMSG_CERT_BYTES);
+  if (!cert_fields_ok(c)) {
+    return SHOAL_EINVAL;
+  }
+  buf_init_fixed(&b, out, TMSG_CERT_SIGNED_BYTES);
+  buf_add_u8(&b, TMSG_CERT_VERSION);
+  buf_add_u8(&b, c->family);
+  buf_add_u16(&b, c->port);
+  buf_add_u32(&b, c->lifetime_s);
+  buf_add_u64(&b, c->issued_ms);
+  buf_add(&b, tracker->pk, IDENTITY_PK_BYTES);
+  buf_add(&b, c->peer, IDENTITY_PK_BYTES);
+  buf_add(&b, c->addr, sizeof(c->addr));
+  if (buf_err(&b) != 0 || b.len != TMSG_CERT_SIGNED_BYTES) {
+    memset(out, 0, TMSG_CERT_BYTES);
+    return SHOAL_EINVAL; /* unreachable: the layout is fixed */
+  }
+  err = identity_sign2(tracker, cert_domain, sizeof(cert_domain), out,
+                       TMSG_CERT_SIGNED_BYTES, out + TMSG_CERT_SIGNED_BYTES);
+  if (err != 0) {
+    memset(out, 0, TMSG_CERT_BYTES);
+  }
+  return err;
+}
+
+/* Offsets of the fields the checks read before the signature. */
+#define CERT_TRACKER_AT 16
+
+int tmsg_cert_open(const uint8_t *p, size_t len,
+                   const struct tmsg_cert_policy *pol, struct tmsg_cert *out) {
+  struct buf_reader r;
+  const uint8_t *signer = NULL;
+  int err;
+
+  memset(out, 0, sizeof(*out));
+  if (len < TMSG_CERT_BYTES) {
+    return SHOAL_ETRUNC;
+  }
+  if (len > TMSG_CERT_BYTES) {
+    return SHOAL_EFORMAT;
+  }
+  /* The version fixes the layout, and the signer field says which key
+   * verifies: both are read before the signature, as an envelope's. */
+  if (p[0] != TMSG_CERT_VERSION) {
+    return SHOAL_EVERSION;
+  }
+  for (unsigned i = 0; i < pol->nkeys; i++) {
+    const uint8_t *k = pol->keys + (size_t)i * IDENTITY_PK_BYTES;
+    if (sodium_memcmp(k, p + CERT_TRACKER_AT, IDENTITY_PK_BYTES) == 0) {
+      signer = k;
+      break;
+    }
+  }
+  if (signer == NULL) {
+    return SHOAL_EWRONGKEY;
+  }
+  err = identity_verify2(signer, cert_domain, sizeof(cert_domain), p,
+                         TMSG_CERT_SIGNED_BYTES, p + TMSG_CERT_SIGNED_BYTES);
+  if (err != 0) {
+    return err;
+  }
+  buf_reader_init(&r, p, TMSG_CERT_SIGNED_BYTES);
+  (void)buf_read_u8(&r);
+  out->family = buf_read_u8(&r);
+  out->port = buf_read_u16(&r);
+  out->lifetime_s = buf_read_u32(&r);
+  out->issued_ms = buf_read_u64(&r);
+  buf_read_copy(&r, out->tracker, IDENTITY_PK_BYTES);
+  buf_read_copy(&r, out->peer, IDENTITY_PK_BYTES);
+  buf_read_copy(&r, out->addr, sizeof(out->addr));
+  if (buf_reader_err(&r) != 0 || !cert_fields_ok(out)) {
+    memset(out, 0, sizeof(*out));
+    return SHOAL_EFORMAT;
+  }
+  /* Differences only, so that no issue time from the wire can wrap. */
+  if (out->issued_ms < pol->now_ms &&
+      pol->now_ms - out->issued_ms > (uint64_t)out->lifetime_s * 1000u) {
+    memset(out, 0, sizeof(*out));
+    return SHOAL_ESTALE;
+  }
+  if (out->issued_ms > pol->now_ms &&
+      out->issued_ms - pol->now_ms > pol->window_ms) {
+    memset(out, 0, sizeof(*out));
+    return SHOAL_EFUTURE;
+  }
+  return 0;
 }

@@ -40,6 +40,19 @@
 #define TMSG_MAX_REASON 200        /* bytes of an error reason */
 #define TMSG_MAX_NAME MANIFEST_MAX_SEGMENT
 
+/* Address certificates (docs/protocol.md, "Address certificate"): the
+ * tracker's signed statement that it saw a peer's key announce from an
+ * address, passed between peers unaltered (peer exchange). */
+#define TMSG_CERT_VERSION 1
+#define TMSG_CERT_SIGNED_BYTES 96 /* the fields the signature covers */
+#define TMSG_CERT_BYTES (TMSG_CERT_SIGNED_BYTES + IDENTITY_SIG_BYTES)
+/* A certificate's lifetime: twice the tracker's announce interval, at
+ * least ten minutes, so a peer renews it long before it ends; and at most
+ * two days, so a record cannot name an address for longer than a peer
+ * plausibly keeps it. */
+#define TMSG_CERT_LIFETIME_MIN_S 600u
+#define TMSG_CERT_LIFETIME_MAX_S 172800u
+
 enum tmsg_type {
   /* Requests (signed). */
   TMSG_ANNOUNCE = 1,
@@ -80,9 +93,13 @@ struct tmsg_announce_item {
   uint64_t left;
 };
 
+/* Announce flags: bit 0 asks for an address certificate in the reply. */
+#define TMSG_ANNOUNCE_WANT_CERT 1u
+
 struct tmsg_announce {
   uint16_t port;
   uint8_t event;
+  uint8_t flags; /* TMSG_ANNOUNCE_WANT_CERT or 0 */
   uint16_t count;
   struct tmsg_announce_item items[TMSG_MAX_ANNOUNCE_ITEMS];
 };
@@ -93,6 +110,29 @@ struct tmsg_announce_ok {
   uint32_t min_interval_s;
   uint16_t accepted; /* items registered (the rest hit a limit); for a
                         stopped event, every item (removal is idempotent) */
+  uint8_t has_cert;  /* the reply carries a certificate: */
+  uint8_t cert[TMSG_CERT_BYTES]; /* as signed; tmsg_cert_open checks it */
+};
+
+/* An address certificate's fields. */
+struct tmsg_cert {
+  uint8_t family; /* 4 or 6 */
+  uint16_t port;  /* the announced port, never 0 */
+  uint32_t lifetime_s;
+  uint64_t issued_ms;                 /* the tracker's wall clock */
+  uint8_t tracker[IDENTITY_PK_BYTES]; /* the signer */
+  uint8_t peer[IDENTITY_PK_BYTES];    /* the announcing peer */
+  uint8_t addr[16];                   /* IPv4 in the first 4 bytes */
+};
+
+/* What a receiver accepts: the tracker keys it trusts (nkeys of them, 32
+ * bytes each, borrowed for the call), its wall clock, and how far ahead
+ * of it an issue time may be (the clock window). */
+struct tmsg_cert_policy {
+  const uint8_t *keys;
+  unsigned nkeys;
+  uint64_t now_ms;
+  uint64_t window_ms;
 };
 
 #define TMSG_LOOKUP_SEEDERS_FIRST 1u
@@ -201,5 +241,24 @@ int tmsg_search_ok_decode(const uint8_t *p, size_t len,
                           struct tmsg_search_ok *out);
 int tmsg_error_encode(struct buf *out, const struct tmsg_error *m);
 int tmsg_error_decode(const uint8_t *p, size_t len, struct tmsg_error *out);
+
+/* Signs c (its tracker field is ignored: the signer's key goes there) into
+ * out with the tracker's key, under the domain "shoal/1 address
+ * certificate". Returns 0, SHOAL_EINVAL for a certificate tmsg_cert_open
+ * would refuse whatever the clock (family, address, port, lifetime), or a
+ * signing error; out is zeroed on failure. */
+int tmsg_cert_seal(const struct identity *tracker, const struct tmsg_cert *c,
+                   uint8_t out[TMSG_CERT_BYTES]);
+/* Checks a certificate, in this order: the length (SHOAL_ETRUNC shorter,
+ * SHOAL_EFORMAT longer), the version (SHOAL_EVERSION), the signer among
+ * pol's keys (SHOAL_EWRONGKEY), the signature over the exact bytes
+ * (SHOAL_EBADSIG, or SHOAL_ENOMEM), the fields (SHOAL_EFORMAT: family,
+ * an address no peer can hold, port 0, lifetime outside its bounds), then
+ * the age: ended (issued + lifetime before now: SHOAL_ESTALE) or issued
+ * more than the window ahead of now (SHOAL_EFUTURE). out is zeroed on
+ * failure. */
+__attribute__((warn_unused_result)) int
+tmsg_cert_open(const uint8_t *p, size_t len, const struct tmsg_cert_policy *pol,
+               struct tmsg_cert *out);
 
 #endif

@@ -427,6 +427,10 @@ static void on_announced(void *arg, int status,
   sw->an.tracker_failures = 0;
   sw->an.announced_once = 1;
   learn_key(sw);
+  if (r->u.announce.has_cert && sw->an.have_tracker_key) {
+    /* Our address certificate, for peer exchange (pex.c). */
+    pex_take_cert(sw->node, sw->an.tracker_key, r->u.announce.cert);
+  }
   sw->an.interval_s = r->u.announce.interval_s;
   schedule_announce(sw, (first ? announce_first_next_ms : announce_next_ms)(
                             sw->an.interval_s, sw->node->cfg.interval_cap_s,
@@ -449,6 +453,11 @@ static void do_announce(struct swarm *sw, uint8_t event) {
   memset(&a, 0, sizeof(a));
   a.port = sw->node->port;
   a.event = event;
+  if (event != TMSG_EVENT_STOPPED &&
+      pex_want_cert(sw->node,
+                    sw->an.have_tracker_key ? sw->an.tracker_key : NULL)) {
+    a.flags = TMSG_ANNOUNCE_WANT_CERT; /* ours is missing or half spent */
+  }
   a.count = 1;
   memcpy(a.items[0].content, sw->content, MANIFEST_ID_BYTES);
   a.items[0].role = (sw->is_source || sw->state == SW_SEEDING)

@@ -23,7 +23,9 @@
 
 const char cli_usage[] =
     "usage: shoal-peer share PATH... [--tracker HOST[:PORT]]... [options]\n"
-    "       shoal-peer get LINK|CONTENT-ID... [-o DIR] [--seed] [options]\n"
+    "       shoal-peer get LINK|CONTENT-ID... [-o DIR] [--seed] "
+    "[--peer ADDR:PORT]...\n"
+    "                  [options]\n"
     "       shoal-peer search WORD... [--tracker HOST[:PORT]]... [--limit N]\n"
     "       shoal-peer id [--home DIR] [--json]\n"
     "       shoal-peer daemon [--home DIR] [--api-listen 127.0.0.1:PORT]\n"
@@ -51,6 +53,10 @@ const char cli_usage[] =
     "      --tracker=HOST[:PORT] share, get, search, daemon: a tracker\n"
     "                            (repeatable; port 7070 if left out; IPv6 as\n"
     "                            [ADDR])\n"
+    "      --peer=ADDR:PORT      get: dial this peer at start, and again "
+    "while\n"
+    "                            not connected (repeatable; a CONTENT-ID then\n"
+    "                            needs no tracker)\n"
     "      --tracker-key=ID      share, get, search, daemon: the tracker's\n"
     "                            public key (else learned from its first\n"
     "                            signed reply)\n"
@@ -136,6 +142,7 @@ enum opt_code {
   OPT_NO_CONFIG,
   OPT_LOG_LEVEL,
   OPT_JSON,
+  OPT_PEER,
 };
 
 static const struct opt_info {
@@ -149,6 +156,7 @@ static const struct opt_info {
     {OPT_SEED, "seed", 0, FOR_GET, 1},
     {OPT_TRACKER, "tracker", 1, FOR_SHARE | FOR_GET | FOR_SEARCH | FOR_DAEMON,
      1},
+    {OPT_PEER, "peer", 1, FOR_GET, 0},
     {OPT_TRACKER_KEY, "tracker-key", 1,
      FOR_SHARE | FOR_GET | FOR_SEARCH | FOR_DAEMON, 1},
     {OPT_LISTEN, "listen", 1, FOR_SHARE | FOR_GET | FOR_DAEMON, 1},
@@ -189,6 +197,8 @@ struct cmdline {
   const char *trackers[LINK_MAX_TRACKERS + 1]; /* every --tracker */
   unsigned tracker_line[LINK_MAX_TRACKERS + 1];
   unsigned ntrackers;
+  const char *peers[PEX_GIVEN_MAX]; /* every --peer */
+  unsigned npeers;
   const char *file; /* the config file these came from, or NULL */
 };
 
@@ -327,6 +337,12 @@ static int note_value(struct cli *c, struct cmdline *cl, int k,
     }
     cl->tracker_line[cl->ntrackers] = line;
     cl->trackers[cl->ntrackers++] = value;
+  }
+  if (opt_table[k].code == OPT_PEER) {
+    if (cl->npeers == PEX_GIVEN_MAX) {
+      return fail_usage(c, "--peer: at most %d peers", PEX_GIVEN_MAX);
+    }
+    cl->peers[cl->npeers++] = value;
   }
   return 0;
 }
@@ -895,6 +911,21 @@ static int take_value(struct cli *c, enum opt_code code, const char *v) {
     c->ntrackers++;
     return 0;
   }
+  case OPT_PEER: {
+    struct sockaddr_storage *ss = &c->peers[c->npeers];
+    if (node_parse_listen(v, ss) != 0 ||
+        (ss->ss_family == AF_INET &&
+         ((const struct sockaddr_in *)(const void *)ss)->sin_port == 0) ||
+        (ss->ss_family == AF_INET6 &&
+         ((const struct sockaddr_in6 *)(const void *)ss)->sin6_port == 0)) {
+      return fail_usage(c,
+                        "--peer '%s' is not an address and a port, like "
+                        "192.0.2.7:7071 or [2001:db8::7]:7071",
+                        v);
+    }
+    c->npeers++;
+    return 0;
+  }
   case OPT_CONFIG:
   case OPT_NO_CONFIG:
   case OPT_HELP:
@@ -909,7 +940,8 @@ static int take_value(struct cli *c, enum opt_code code, const char *v) {
 static int take_options(struct cli *c, const struct cmdline *cl) {
   int err;
   for (size_t i = 0; i < OPT_COUNT; i++) {
-    if (!cl->given[i] || opt_table[i].code == OPT_TRACKER) {
+    if (!cl->given[i] || opt_table[i].code == OPT_TRACKER ||
+        opt_table[i].code == OPT_PEER) {
       continue;
     }
     err = take_value(c, opt_table[i].code, cl->value[i]);
@@ -921,6 +953,12 @@ static int take_options(struct cli *c, const struct cmdline *cl) {
     err = take_value(c, OPT_TRACKER, cl->trackers[i]);
     if (err != 0) {
       return at_line(c, cl->file, cl->tracker_line[i], err);
+    }
+  }
+  for (unsigned i = 0; i < cl->npeers; i++) {
+    err = take_value(c, OPT_PEER, cl->peers[i]);
+    if (err != 0) {
+      return err;
     }
   }
   if (c->watch_share && c->watch_dir == NULL) {
@@ -988,7 +1026,8 @@ static int take_gets(struct cli *c) {
                         arg, shoal_strerror(err));
     }
     /* A content ID names no tracker: the command line's, or else the
-     * variable's. A link carries its own and needs neither. */
+     * variable's. A link carries its own and needs neither, and a get
+     * given --peer may go without. */
     if (g->ntrackers == 0 && !env_read) {
       env_read = 1;
       err = env_trackers(c, env, &nenv);
@@ -996,7 +1035,7 @@ static int take_gets(struct cli *c) {
         return err;
       }
     }
-    if (g->ntrackers == 0) {
+    if (g->ntrackers == 0 && c->npeers == 0) {
       if (nenv == 0) {
         return fail_usage(c, "get CONTENT-ID needs --tracker HOST[:PORT] or %s",
                           CLI_TRACKER_ENV);

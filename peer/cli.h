@@ -27,11 +27,13 @@
 #define SHOAL_PEER_CLI_H
 
 #include <stdint.h>
+#include <sys/socket.h>
 
 #include "common/link.h"
 #include "common/log.h"
 #include "common/manifest.h"
 #include "common/tmsg.h"
+#include "peer/limits.h"
 #include "peer/node.h"
 
 /* The variable that stands for --tracker when none is given. */
@@ -109,6 +111,9 @@ struct cli {
   unsigned ntrackers;
   uint8_t tracker_key[32];
   int have_key;
+  /* get: the --peer addresses, dialled for every content. */
+  struct sockaddr_storage peers[PEX_GIVEN_MAX];
+  unsigned npeers;
   struct cli_get *gets; /* get: one for each argument */
   int ngets;
   struct tmsg_search query; /* search: the words, and the limit */

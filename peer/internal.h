@@ -26,6 +26,7 @@
 #include "peer/limits.h"
 #include "peer/node.h"
 #include "peer/partial.h"
+#include "peer/pex.h"
 #include "peer/picker.h"
 #include "peer/rate.h"
 #include "peer/storage.h"
@@ -115,9 +116,10 @@ struct session {
   uint64_t last_send_ms, last_recv_ms, started_ms;
   uint64_t unchoked_at_ms, choked_at_ms;
   int optimistic;
-  unsigned rejects; /* REJECTs in a row from this peer */
-  int refs;         /* callbacks in flight that point here */
-  int closed;       /* uv_close done */
+  unsigned rejects;       /* REJECTs in a row from this peer */
+  struct pex_session pex; /* peer exchange with this peer (pex.c) */
+  int refs;               /* callbacks in flight that point here */
+  int closed;             /* uv_close done */
 };
 
 /* A swarm's state; swarm_set_state (swarm.c) alone changes it, along the
@@ -187,6 +189,13 @@ struct swarm {
 
   /* Tracker schedule (announce.c). */
   struct announce an;
+
+  /* Peer exchange (pex.c): the records other peers sent, the addresses
+   * given with --peer, and when records were last dialled. */
+  struct pex_store pex;
+  struct pex_given *given;
+  unsigned ngiven;
+  uint64_t pex_dial_ms;
 
   int ever_met_peer; /* a session of this swarm opened, ever */
   uint64_t started_ms;
@@ -287,7 +296,8 @@ struct node {
   /* One tracker client per tracker list and key, shared by every swarm
    * that uses them (node.c). */
   struct tracker_share *tracker_shares;
-  struct session *pending; /* accepted, hello not yet seen */
+  struct session *pending;             /* accepted, hello not yet seen */
+  struct pex_own pex_own[PEX_OWN_MAX]; /* our certificates (pex.c) */
   uv_timer_t tick;
   uv_timer_t pump_timer;
   uv_timer_t throttle_timer;

@@ -68,4 +68,19 @@
 #define NODE_SOURCE_CHECKS_PER_S 20u
 #define NODE_NO_SOURCE_MS 5000u /* chunks nobody connected has: say so */
 
+/* Peer exchange (pex.c; docs/protocol.md, "Peer exchange"). The records
+ * per message are the wire's PWIRE_PEX_MAX_RECORDS. */
+#define PEX_MAX_MESSAGES_PER_MIN 2 /* PEX messages after a session's first */
+#define PEX_SEND_MS 30000u         /* so: one every 30 s at most */
+#define PEX_BURST 3 /* a receiver's allowance: the first and two more */
+#define PEX_MAX_KEPT                                                           \
+  200                     /* records a swarm keeps; a new one replaces the     \
+                             oldest */
+#define PEX_DIAL_MS 5000u /* a swarm that needs peers tries records */
+#define PEX_GIVEN_MAX 8   /* --peer addresses a swarm keeps dialling */
+#define PEX_OWN_MAX 8     /* our own certificates: one per tracker key */
+#define PEX_ASK_MS                                                             \
+  60000u /* a certificate asked for and not given: the                         \
+            next announce asks again after this */
+
 #endif

@@ -416,6 +416,10 @@ static void start_work(struct app *a) {
     err = node_get(a->node, g->content, g->link.name[0] ? g->link.name : NULL,
                    g->link.size, g->trackers, g->ntrackers,
                    g->have_key ? g->key : NULL, a->cli.out_dir, a->cli.seed);
+    for (unsigned j = 0; err == 0 && j < a->cli.npeers; j++) {
+      err = node_connect(a->node, g->content,
+                         (const struct sockaddr *)&a->cli.peers[j]);
+    }
     if (err == UV_EEXIST) {
       a->gets_left--; /* the same content twice: one download */
     } else if (err != 0) {

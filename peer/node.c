@@ -708,12 +708,24 @@ int node_get(struct node *n, const uint8_t content[MANIFEST_ID_BYTES],
   sw->size_hint = size;
   sw->seed_after = seed;
   swarm_set_state(sw, SW_FETCHING);
-  if (!announce_ready(sw, ntrackers, why)) {
+  if (announce_ready(sw, ntrackers, why)) {
+    announce_get(sw);
+  } else if (ntrackers > 0 || sw->state != SW_FETCHING) {
     return sw->an.tc == NULL && nusable > 0 ? SHOAL_ENOMEM : 0;
   }
-  announce_get(sw);
+  /* With no tracker at all, the peers come from node_connect and peer
+   * exchange. */
   swarm_load_manifest(sw);
   return 0;
+}
+
+int node_connect(struct node *n, const uint8_t content[MANIFEST_ID_BYTES],
+                 const struct sockaddr *sa) {
+  struct swarm *sw = swarm_find(n, content);
+  if (sw == NULL) {
+    return SHOAL_ENOENT;
+  }
+  return pex_add_peer(sw, sa);
 }
 
 /* ------------------------------------------------------------------------ */

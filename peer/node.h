@@ -80,6 +80,16 @@ int node_get(struct node *n, const uint8_t content[MANIFEST_ID_BYTES],
              const struct link_tracker *trackers, unsigned ntrackers,
              const uint8_t *tracker_key, const char *dir, int seed);
 
+/* Dials a peer of content's swarm at sa (an ADDR:PORT given with --peer),
+ * learning its key from its hello, and dials it again (with backoff) while
+ * the swarm downloads and has no session it dialled there (pex.h). A get
+ * given no tracker at all runs on such peers and on peer exchange alone.
+ * Returns 0, SHOAL_ENOENT (no such swarm), SHOAL_ETOOBIG (PEX_GIVEN_MAX
+ * addresses already) or a dialling error. */
+struct sockaddr;
+int node_connect(struct node *n, const uint8_t content[MANIFEST_ID_BYTES],
+                 const struct sockaddr *sa);
+
 /* The daemon's controls, at run time. */
 
 /* The figures of content's swarm (as in a NODE_EV_PROGRESS event; the

@@ -218,6 +218,8 @@ static int send_hello(struct session *s) {
   }
   if (n->cfg.mode == NODE_MODE_CS && !s->sw->is_source) {
     h.flags |= PWIRE_HELLO_NO_UPLOAD;
+  } else {
+    h.flags |= PWIRE_HELLO_PEX; /* it takes part in peer exchange (pex.c) */
   }
   w = malloc(sizeof(*w) + cap);
   if (w == NULL) {

@@ -26,6 +26,7 @@
 #include "peer/haves.h"
 #include "peer/internal.h"
 #include "peer/partial.h"
+#include "peer/pex.h"
 #include "peer/recheck.h"
 #include "peer/requests.h"
 #include "peer/suspect.h"
@@ -328,6 +329,11 @@ void swarm_session_open(struct swarm *sw, struct session *s) {
     }
   }
   send_have_map(sw, s);
+  if (s->state == SESS_OPEN) {
+    /* Our address certificate and the records we hold (pex.c); it may
+     * come before a have-map when we have no manifest yet. */
+    pex_session_open(sw, s);
+  }
 }
 
 /* ------------------------------------------------------------------------ */
@@ -794,6 +800,8 @@ int swarm_on_message(struct swarm *sw, struct session *s,
     return requests_rejected(sw, s, m);
   case PWIRE_KEEPALIVE:
     return 0;
+  case PWIRE_PEX:
+    return pex_on_message(sw, s, m);
   default:
     return SHOAL_EPROTO;
   }
@@ -832,6 +840,7 @@ void swarm_free(struct swarm *sw) {
     return;
   }
   picker_free(sw->pk);
+  pex_swarm_free(sw);
   manifest_free(sw->m);
   fetch_free(&sw->mf);
   partial_drop_all(sw);
@@ -1301,6 +1310,7 @@ void swarm_tick(struct swarm *sw, uint64_t now) {
   if (choker_due(&sw->ch, is_seeding(sw), now)) {
     swarm_rechoke(sw, now, 1);
   }
+  pex_tick(sw, now);
 }
 
 void swarm_emit(struct swarm *sw, const struct node_event *ev) {

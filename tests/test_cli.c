@@ -432,6 +432,7 @@ static struct opt_case g_opts[] = {
     {"seed", NULL, {0}, 0},
     {"tracker", "t", {0}, 0},
     {"tracker-key", "", {0}, 0},
+    {"peer", "127.0.0.1:7072", {0}, 0},
     {"listen", "127.0.0.1:0", {0}, 0},
     {"max-peers", "3", {0}, 0},
     {"upload-rate", "1M", {0}, 0},

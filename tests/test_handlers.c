@@ -951,7 +951,7 @@ static void test_malformed_announce_payload_is_refused_and_fatal(void **st) {
       {"header only, one item promised", SIZE_MAX, 0, 6, SHOAL_EFORMAT},
       {"port 0", 0, 0, sizeof(good), SHOAL_EFORMAT},
       {"unknown event", 2, 4, sizeof(good), SHOAL_EFORMAT},
-      {"reserved byte set", 3, 1, sizeof(good), SHOAL_EFORMAT},
+      {"unknown flag bit", 3, 2, sizeof(good), SHOAL_EFORMAT},
       {"count 2, one item", 5, 2, sizeof(good), SHOAL_EFORMAT},
       {"count 0, one item", 5, 0, sizeof(good), SHOAL_EFORMAT},
       {"count over the maximum", 5, TMSG_MAX_ANNOUNCE_ITEMS + 1, sizeof(bad),
@@ -1261,6 +1261,72 @@ static void test_tracker_init_refuses_an_invalid_rate_limit(void **st) {
   assert_int_equal(uv_loop_close(&loop), 0);
 }
 
+/* An announce with TMSG_ANNOUNCE_WANT_CERT gets the address certificate of
+ * the address the tracker saw and the announced port, signed by the
+ * tracker's key under its own domain; one without the flag, and a stopped
+ * one, get none. */
+static void test_announce_asking_for_a_certificate_gets_one(void **state) {
+  struct fx f;
+  struct peer_addr from;
+  struct tmsg_announce a;
+  struct tmsg_announce_ok ok;
+  struct tmsg_cert c;
+  struct buf p;
+  struct reply rep;
+  (void)state;
+  fx_open(&f);
+  make_addr(&from, 10, 1, 2, 3);
+  buf_init(&p, 4096);
+  for (int round = 0; round < 3; round++) {
+    memset(&a, 0, sizeof(a));
+    a.port = 7444;
+    a.event = round == 2 ? TMSG_EVENT_STOPPED : TMSG_EVENT_STARTED;
+    a.flags = round == 1 ? 0 : TMSG_ANNOUNCE_WANT_CERT;
+    a.count = 1;
+    memcpy(a.items[0].content, f.c, 32);
+    buf_reset(&p);
+    assert_int_equal(tmsg_announce_encode(&p, &a), 0);
+    seal_raw(&f, &f.a, TMSG_ANNOUNCE, clock_wall_ms(), f.seq++, p.data, p.len);
+    assert_int_equal(send_req(&f, &from, &rep), 0);
+    assert_int_equal(rep.type, TMSG_ANNOUNCE_OK);
+    assert_int_equal(tmsg_announce_ok_decode(rep.payload, rep.len, &ok), 0);
+    assert_int_equal(ok.has_cert, round == 0);
+  }
+  /* The first reply's certificate, checked as a peer checks it. */
+  memset(&a, 0, sizeof(a));
+  a.port = 7444;
+  a.event = TMSG_EVENT_PERIODIC;
+  a.flags = TMSG_ANNOUNCE_WANT_CERT;
+  a.count = 1;
+  memcpy(a.items[0].content, f.c, 32);
+  buf_reset(&p);
+  assert_int_equal(tmsg_announce_encode(&p, &a), 0);
+  seal_raw(&f, &f.a, TMSG_ANNOUNCE, clock_wall_ms(), f.seq++, p.data, p.len);
+  assert_int_equal(send_req(&f, &from, &rep), 0);
+  assert_int_equal(tmsg_announce_ok_decode(rep.payload, rep.len, &ok), 0);
+  assert_true(ok.has_cert);
+  struct tmsg_cert_policy pol = {.keys = f.key.pk,
+                                 .nkeys = 1,
+                                 .now_ms = clock_wall_ms(),
+                                 .window_ms = WINDOW_MS};
+  assert_int_equal(tmsg_cert_open(ok.cert, sizeof(ok.cert), &pol, &c), 0);
+  assert_memory_equal(c.peer, f.a.pk, 32);
+  assert_memory_equal(c.tracker, f.key.pk, 32);
+  assert_int_equal(c.family, 4);
+  assert_memory_equal(c.addr, from.addr, 16);
+  assert_int_equal(c.port, 7444);
+  uint64_t life = 2u * (uint64_t)f.t->reg.interval_s;
+  assert_int_equal(c.lifetime_s, life < TMSG_CERT_LIFETIME_MIN_S
+                                     ? TMSG_CERT_LIFETIME_MIN_S
+                                     : life);
+  /* Under another key it is not the tracker's word. */
+  pol.keys = f.a.pk;
+  assert_int_equal(tmsg_cert_open(ok.cert, sizeof(ok.cert), &pol, &c),
+                   SHOAL_EWRONGKEY);
+  buf_free(&p);
+  fx_close(&f);
+}
+
 int main(void) {
   if (sodium_init() < 0) {
     return 1;
@@ -1275,6 +1341,7 @@ int main(void) {
       cmocka_unit_test(
           test_announce_is_acknowledged_with_seq_interval_and_count),
       cmocka_unit_test(test_announce_registers_the_observed_address_and_port),
+      cmocka_unit_test(test_announce_asking_for_a_certificate_gets_one),
       cmocka_unit_test(test_lookup_by_any_asker_lists_the_announced_peers),
       cmocka_unit_test(test_repeated_lookup_is_served_from_cache_byte_for_byte),
       cmocka_unit_test(test_announce_of_a_new_peer_is_seen_by_the_next_lookup),

@@ -238,7 +238,7 @@ static void test_hello_seal_refuses_unknown_flags(void **state) {
   struct buf b;
   sample_hello(&x->h, 2);
   buf_init(&b, FRAME_MAX_DEFAULT);
-  for (unsigned bit = 2; bit < 8; bit++) {
+  for (unsigned bit = 3; bit < 8; bit++) {
     x->h.flags = (uint8_t)(1u << bit);
     assert_err(pwire_hello_seal(&b, &x->a, NOW_MS, 1, &x->h), SHOAL_EINVAL);
     assert_int_equal(b.len, 0);
@@ -366,7 +366,7 @@ static void test_hello_unknown_flag_bits_are_EFORMAT(void **state) {
   struct hfx *x = *state;
   uint8_t payload[HELLO_PAYLOAD];
   sample_hello(&x->h, 10);
-  for (unsigned bit = 2; bit < 8; bit++) {
+  for (unsigned bit = 3; bit < 8; bit++) {
     x->h.flags = (uint8_t)(PWIRE_HELLO_SEEDER | (1u << bit));
     hello_payload(payload, &x->h);
     assert_err(open_raw(x, ENVELOPE_PEER_HELLO, PWIRE_HELLO, 30 + bit, payload,
@@ -1157,7 +1157,7 @@ static void test_unknown_type_is_EFORMAT(void **state) {
   uint8_t msg[13];
   (void)state;
   memset(msg, 0, sizeof(msg));
-  const uint8_t types[] = {0, 14, 15, 0x7f, 0x80, 0xff};
+  const uint8_t types[] = {0, 15, 16, 0x7f, 0x80, 0xff};
   for (size_t i = 0; i < sizeof(types); i++) {
     msg[0] = types[i];
     for (size_t n = 1; n <= sizeof(msg); n++) {
@@ -1172,7 +1172,7 @@ static void test_encode_refuses_what_decode_refuses(void **state) {
   buf_init(&b, PWIRE_MAX_PLAIN);
   const struct pwire_msg bad[] = {
       {.type = 0},
-      {.type = 14},
+      {.type = 15},
       {.type = PWIRE_MANIFEST_REQ, .length = 0},
       {.type = PWIRE_MANIFEST_REQ, .length = PART + 1},
       {.type = PWIRE_MANIFEST_PART,

@@ -97,6 +97,8 @@ static const char *const known[] = {
     "layout-query",
     "layout-announce",
     "layout-announce-ok",
+    "layout-cert",
+    "cert-example",
     "layout-lookup",
     "layout-lookup-ok",
     "layout-publish",
@@ -1592,6 +1594,62 @@ static void test_announce_ok_layout(void **state) {
   buf_init(&b, 4096);
   expect_fixed_size(example("layout-announce-ok"), "",
                     written_len(&b, tmsg_announce_ok_encode(&b, &ok)));
+  /* With the certificate. */
+  ok.has_cert = 1;
+  buf_init(&b, 4096);
+  size_t with = written_len(&b, tmsg_announce_ok_encode(&b, &ok));
+  expect_table_end(example("layout-announce-ok"), 1, with, "");
+  expect_says(example("layout-announce-ok"), "the reply is then %zu bytes",
+              with);
+}
+
+/* The certificate the document shows, and its layout. */
+static void example_cert(uint8_t out[TMSG_CERT_BYTES]) {
+  struct identity t, a;
+  struct tmsg_cert c;
+  key_from(&t, 0x41);
+  key_from(&a, 0x01);
+  memset(&c, 0, sizeof(c));
+  c.family = 4;
+  c.addr[0] = 192;
+  c.addr[2] = 2;
+  c.addr[3] = 7;
+  c.port = 7071;
+  c.lifetime_s = 3600;
+  c.issued_ms = EX_TIMESTAMP;
+  memcpy(c.peer, a.pk, 32);
+  assert_int_equal(tmsg_cert_seal(&t, &c, out), 0);
+  identity_close(&t);
+  identity_close(&a);
+}
+
+static void test_cert_layout(void **state) {
+  const struct region *r = example("layout-cert");
+  (void)state;
+  expect_table_end(r, 0, TMSG_CERT_BYTES, "");
+  expect_says(r, "`TMSG_CERT_BYTES` = %u bytes", TMSG_CERT_BYTES);
+  expect_says(r, "`TMSG_CERT_VERSION` = %u", TMSG_CERT_VERSION);
+  expect_says(r, "\"shoal/1 address certificate\" || 0x00 || bytes 0 .. %u",
+              TMSG_CERT_SIGNED_BYTES);
+}
+
+static void test_cert_example(void **state) {
+  const struct region *r = example("cert-example");
+  uint8_t raw[TMSG_CERT_BYTES];
+  struct tmsg_cert c;
+  struct identity t;
+  (void)state;
+  example_cert(raw);
+  expect_dump(r, raw, sizeof(raw));
+  /* And it opens as the document says. */
+  key_from(&t, 0x41);
+  struct tmsg_cert_policy pol = {.keys = t.pk,
+                                 .nkeys = 1,
+                                 .now_ms = EX_TIMESTAMP,
+                                 .window_ms = ENVELOPE_WINDOW_MS_DEFAULT};
+  assert_int_equal(tmsg_cert_open(raw, sizeof(raw), &pol, &c), 0);
+  assert_int_equal(c.port, 7071);
+  identity_close(&t);
 }
 
 static void test_lookup_layout(void **state) {
@@ -1914,10 +1972,16 @@ static void message_range(uint8_t type, size_t *lo, size_t *hi) {
   case PWIRE_DATA:
     max_data = PWIRE_BLOCK_BYTES;
     break;
+  case PWIRE_PEX:
+    max_data = PWIRE_PEX_MAX_RECORDS * TMSG_CERT_BYTES;
+    break;
   default:
     break;
   }
-  m.data_len = max_data ? (type == PWIRE_HAVE ? 4 : 1) : 0;
+  size_t unit = type == PWIRE_HAVE  ? 4
+                : type == PWIRE_PEX ? TMSG_CERT_BYTES
+                                    : 1;
+  m.data_len = max_data ? unit : 0;
   assert_int_equal(pwire_encode(&b, &m), 0);
   *lo = b.len;
   buf_reset(&b);
@@ -1933,7 +1997,7 @@ static void message_range(uint8_t type, size_t *lo, size_t *hi) {
   /* One more is refused. */
   buf_reset(&b);
   if (max_data) {
-    m.data_len = max_data + (type == PWIRE_HAVE ? 4 : 1);
+    m.data_len = max_data + unit;
     assert_int_equal(pwire_encode(&b, &m), SHOAL_EINVAL);
   }
   buf_free(&b);
@@ -2058,6 +2122,12 @@ static const struct limit limits[] = {
     LIMIT(PWIRE_HAVE_MAX),
     LIMIT(PWIRE_MAX_PLAIN),
     LIMIT(PWIRE_MAX_FRAME),
+    LIMIT(PWIRE_PEX_MAX_RECORDS),
+    LIMIT(TMSG_CERT_VERSION),
+    LIMIT(TMSG_CERT_SIGNED_BYTES),
+    LIMIT(TMSG_CERT_BYTES),
+    LIMIT(TMSG_CERT_LIFETIME_MIN_S),
+    LIMIT(TMSG_CERT_LIFETIME_MAX_S),
     LIMIT(TRACKER_PORT_DEFAULT),
     LIMIT(TRACKER_MAX_LISTEN),
     LIMIT(TRACKER_MAX_CONNS_DEFAULT),
@@ -2105,6 +2175,14 @@ static const struct limit limits[] = {
     LIMIT(NODE_SEED_RECHOKE_MS),
     LIMIT(NODE_OPTIMISTIC_MS),
     LIMIT(NODE_STRIKES_BAN),
+    LIMIT(PEX_MAX_MESSAGES_PER_MIN),
+    LIMIT(PEX_SEND_MS),
+    LIMIT(PEX_BURST),
+    LIMIT(PEX_MAX_KEPT),
+    LIMIT(PEX_DIAL_MS),
+    LIMIT(PEX_GIVEN_MAX),
+    LIMIT(PEX_OWN_MAX),
+    LIMIT(PEX_ASK_MS),
 };
 
 /* Rows whose constant this program cannot see: SESSION_HELLO_FRAME_MAX is
@@ -2182,6 +2260,7 @@ static void test_message_table(void **state) {
       {"PWIRE_CANCEL", PWIRE_CANCEL},
       {"PWIRE_REJECT", PWIRE_REJECT},
       {"PWIRE_KEEPALIVE", PWIRE_KEEPALIVE},
+      {"PWIRE_PEX", PWIRE_PEX},
   };
   struct table t[3];
   char name[64];
@@ -2264,6 +2343,12 @@ static void test_message_layouts(void **state) {
   expect_table_end(r, 4, encoded_len(&m), "");
   m.type = PWIRE_DATA;
   expect_table_end(r, 5, encoded_len(&m) - 4, "n");
+  static const uint8_t record[TMSG_CERT_BYTES] = {0};
+  m.type = PWIRE_PEX;
+  m.data = record;
+  m.data_len = TMSG_CERT_BYTES;
+  expect_table_end(r, 6, encoded_len(&m) - TMSG_CERT_BYTES, "160k");
+  expect_says(r, "`PEX` (type %u)", PWIRE_PEX);
 }
 
 static void test_have_map_example(void **state) {
@@ -2498,6 +2583,8 @@ int main(void) {
       cmocka_unit_test(test_query_layout),
       cmocka_unit_test(test_announce_layout),
       cmocka_unit_test(test_announce_ok_layout),
+      cmocka_unit_test(test_cert_layout),
+      cmocka_unit_test(test_cert_example),
       cmocka_unit_test(test_lookup_layout),
       cmocka_unit_test(test_lookup_ok_layout),
       cmocka_unit_test(test_publish_layout),

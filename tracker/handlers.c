@@ -298,6 +298,33 @@ static void cache_keep(struct tracker *t, const struct tmsg_lookup *q,
 /* ------------------------------------------------------------------------ */
 /* Announce */
 
+/* The address certificate an announce asked for: the observed address, the
+ * announced port, and a lifetime of two intervals (at least ten minutes),
+ * signed on its own so that peers can pass it on (docs/protocol.md,
+ * "Address certificate"). A peer asks only when its own is half spent, so
+ * this is about one signature per peer and interval. Left out when it
+ * cannot be signed: the reply is worth more than the certificate. */
+static void add_cert(struct tracker *t, const struct peer_addr *from,
+                     const uint8_t peer[IDENTITY_PK_BYTES], uint16_t port,
+                     struct tmsg_announce_ok *ok) {
+  struct tmsg_cert c;
+  uint64_t life = 2u * (uint64_t)t->reg.interval_s;
+  memset(&c, 0, sizeof(c));
+  c.family = from->family;
+  memcpy(c.addr, from->addr, sizeof(c.addr));
+  c.port = port;
+  c.lifetime_s =
+      (uint32_t)(life < TMSG_CERT_LIFETIME_MIN_S   ? TMSG_CERT_LIFETIME_MIN_S
+                 : life > TMSG_CERT_LIFETIME_MAX_S ? TMSG_CERT_LIFETIME_MAX_S
+                                                   : life);
+  c.issued_ms = clock_wall_ms();
+  memcpy(c.peer, peer, IDENTITY_PK_BYTES);
+  if (tmsg_cert_seal(&t->id, &c, ok->cert) == 0) {
+    ok->has_cert = 1;
+    t->stats.signatures++;
+  }
+}
+
 static void ignore_result(void *arg, int result) {
   (void)arg;
   (void)result;
@@ -311,7 +338,7 @@ static void on_announced(void *arg, unsigned n, int first_err,
   const struct tmsg_announce *a = &st->a;
   const struct envelope *env = &st->env;
   struct tmsg_announce_ok ok;
-  uint8_t storage[64];
+  uint8_t storage[64 + TMSG_CERT_BYTES];
   struct buf p;
 
   store_end(t, rq->store_ns, st->op.store_failed);
@@ -354,6 +381,10 @@ static void on_announced(void *arg, unsigned n, int first_err,
   ok.interval_s = registry_next_interval(&t->reg);
   ok.min_interval_s = t->reg.interval_s / REGISTRY_MIN_INTERVAL_DIV;
   ok.accepted = (uint16_t)n;
+  if ((a->flags & TMSG_ANNOUNCE_WANT_CERT) && a->event != TMSG_EVENT_STOPPED &&
+      n > 0) {
+    add_cert(t, &rq->from, env->sender, a->port, &ok);
+  }
   buf_init_fixed(&p, storage, sizeof(storage));
   (void)tmsg_announce_ok_encode(&p, &ok);
   finish(rq, seal_reply(t, rq, &rq->out, TMSG_ANNOUNCE_OK, &p) != 0);

@@ -58,6 +58,33 @@ static void fail(const char *what, int rc) {
 /* ------------------------------------------------------------------------ */
 /* Pass 1: the message codec */
 
+/* Every record of an accepted PEX goes through tmsg_cert_open under the
+ * fixed key, as a receiver does: a documented error with a zeroed output,
+ * or fields a tracker would sign. */
+static void check_pex_records(const struct pwire_msg *m) {
+  struct tmsg_cert_policy pol = {.keys = fixed.pk,
+                                 .nkeys = 1,
+                                 .now_ms = UINT64_C(1767225601234),
+                                 .window_ms = ENVELOPE_WINDOW_MS_DEFAULT};
+  for (size_t i = 0; i < pwire_pex_count(m); i++) {
+    struct tmsg_cert c;
+    int rc = tmsg_cert_open(pwire_pex_record(m, i), TMSG_CERT_BYTES, &pol, &c);
+    if (rc == 0) {
+      if ((c.family != 4 && c.family != 6) || c.port == 0 ||
+          c.lifetime_s < TMSG_CERT_LIFETIME_MIN_S ||
+          c.lifetime_s > TMSG_CERT_LIFETIME_MAX_S) {
+        fail("certificate with impossible fields opened", rc);
+      }
+    } else if (rc != SHOAL_EVERSION && rc != SHOAL_EWRONGKEY &&
+               rc != SHOAL_EBADSIG && rc != SHOAL_EFORMAT &&
+               rc != SHOAL_ESTALE && rc != SHOAL_EFUTURE) {
+      fail("undocumented certificate error", rc);
+    } else if (!bytes_all_zero(&c, sizeof(c))) {
+      fail("certificate output not zeroed on failure", rc);
+    }
+  }
+}
+
 static void check_have_map(const struct pwire_msg *m) {
   uint64_t bits = (uint64_t)m->data_len * 8;
   uint8_t last = m->data[m->data_len - 1];
@@ -133,6 +160,13 @@ static void decode_checked(const uint8_t *p, size_t len) {
       fail("have list size out of range", rc);
     }
     break;
+  case PWIRE_PEX:
+    if (m.data_len == 0 || m.data_len % TMSG_CERT_BYTES != 0 ||
+        m.data_len > TMSG_CERT_BYTES * PWIRE_PEX_MAX_RECORDS) {
+      fail("exchange records out of range", rc);
+    }
+    check_pex_records(&m);
+    break;
   case PWIRE_INTERESTED:
   case PWIRE_NOT_INTERESTED:
   case PWIRE_CHOKE:
@@ -184,7 +218,7 @@ static int open_checked(const uint8_t *msg, size_t len,
   const uint8_t *p = msg + ENVELOPE_HEADER_BYTES;
   if (memcmp(h->content, p, 32) != 0 || memcmp(h->eph_pk, p + 32, 32) != 0 ||
       h->port != buf_be16(p + 64) || h->flags != p[66] ||
-      (h->flags & ~(PWIRE_HELLO_SEEDER | PWIRE_HELLO_NO_UPLOAD)) != 0) {
+      (h->flags & ~PWIRE_HELLO_FLAGS) != 0) {
     fail("opened hello fields differ from the payload", rc);
   }
   if (pol->expect_sender != NULL &&
@@ -248,8 +282,7 @@ static void resigned_pass(uint8_t *msg, size_t len, uint32_t flip) {
   } else if (msg[2] != PWIRE_HELLO) {
     want = SHOAL_EPROTO;
   } else if (plen != PWIRE_HELLO_PAYLOAD_BYTES ||
-             (msg[ENVELOPE_HEADER_BYTES + 66] &
-              ~(PWIRE_HELLO_SEEDER | PWIRE_HELLO_NO_UPLOAD)) != 0) {
+             (msg[ENVELOPE_HEADER_BYTES + 66] & ~PWIRE_HELLO_FLAGS) != 0) {
     want = SHOAL_EFORMAT;
   } else {
     want = 0;
