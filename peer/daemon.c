@@ -992,7 +992,11 @@ static void on_node_event(void *arg, const struct node_event *ev) {
     it->info.content = NULL;
     it->info.name = NULL;
   }
-  e = entry_of(d, it);
+  /* The library entry only for the rare events that change it: progress
+   * comes twice a second for every content. */
+  e = ev->type == NODE_EV_SHARED || ev->type == NODE_EV_COMPLETE
+          ? entry_of(d, it)
+          : NULL;
   switch (ev->type) {
   case NODE_EV_SHARED:
     if (e != NULL && ev->link != NULL &&

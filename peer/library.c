@@ -148,6 +148,7 @@ static void entries_free(struct library *l) {
   l->entries = NULL;
   l->count = 0;
   l->cap = 0;
+  l->index_ok = 0;
 }
 
 /* Whether path may be an entry's "path": absolute, valid UTF-8 (jansson
@@ -716,6 +717,7 @@ static int parse_root(const struct loader *ld, struct library *l,
     /* Counted before it is parsed, so that what a failure leaves behind is
      * freed with the rest. */
     l->count++;
+    l->index_ok = 0;
     err = parse_entry(ld, (uint32_t)i, json_array_get(contents, i),
                       &l->entries[i]);
     if (err != 0) {
@@ -943,10 +945,60 @@ out:
 /* ------------------------------------------------------------------------ */
 /* The list in memory */
 
+/* Where a content ID starts its probe: content IDs are hashes, so their
+ * first bytes are spread evenly already. */
+static uint32_t index_home(const uint8_t *content, uint32_t cap) {
+  uint32_t h;
+  memcpy(&h, content, sizeof(h));
+  return h & (cap - 1);
+}
+
+/* Rebuilds the index over the entries. Returns 0, or -1 without memory
+ * (library_find then scans). */
+static int index_build(struct library *l) {
+  uint32_t cap = 16;
+  while (cap < 2u * l->count + 2u) {
+    cap *= 2;
+  }
+  if (cap != l->index_cap) {
+    uint32_t *ix = calloc(cap, sizeof(*ix));
+    if (ix == NULL) {
+      return -1;
+    }
+    free(l->index);
+    l->index = ix;
+    l->index_cap = cap;
+  } else {
+    memset(l->index, 0, (size_t)cap * sizeof(*l->index));
+  }
+  for (uint32_t i = 0; i < l->count; i++) {
+    uint32_t k = index_home(l->entries[i].content, cap);
+    while (l->index[k] != 0) {
+      k = (k + 1) & (cap - 1);
+    }
+    l->index[k] = i + 1;
+  }
+  l->index_ok = 1;
+  return 0;
+}
+
 struct library_entry *library_find(struct library *l,
                                    const uint8_t content[MANIFEST_ID_BYTES]) {
-  /* A scan: a daemon holds a few thousand contents at most, and looks one
-   * up a few times a request. */
+  /* The daemon looks contents up on every event it gets about them: with
+   * thousands of contents a scan would be most of its idle time. */
+  if (l->count == 0) {
+    return NULL;
+  }
+  if (l->index_ok || index_build(l) == 0) {
+    for (uint32_t k = index_home(content, l->index_cap); l->index[k] != 0;
+         k = (k + 1) & (l->index_cap - 1)) {
+      struct library_entry *e = &l->entries[l->index[k] - 1];
+      if (memcmp(e->content, content, MANIFEST_ID_BYTES) == 0) {
+        return e;
+      }
+    }
+    return NULL;
+  }
   for (uint32_t i = 0; i < l->count; i++) {
     if (memcmp(l->entries[i].content, content, MANIFEST_ID_BYTES) == 0) {
       return &l->entries[i];
@@ -997,6 +1049,7 @@ struct library_entry *library_add(struct library *l,
     return add_fail(err, SHOAL_ENOMEM);
   }
   e = &l->entries[l->count++];
+  l->index_ok = 0;
   memset(e, 0, sizeof(*e));
   memcpy(e->content, content, MANIFEST_ID_BYTES);
   e->kind = kind;
@@ -1022,6 +1075,7 @@ int library_remove(struct library *l,
   /* The order is kept: it is the order the contents are listed in. */
   memmove(e, e + 1, (size_t)(l->count - i - 1) * sizeof(*e));
   l->count--;
+  l->index_ok = 0;
   l->dirty = 1;
   return 0;
 }
@@ -1121,6 +1175,7 @@ void library_clear_error(struct library *l, struct library_entry *e) {
 
 void library_close(struct library *l) {
   entries_free(l);
+  free(l->index);
   free(l->path);
   memset(l, 0, sizeof(*l));
 }

@@ -89,6 +89,11 @@ struct library {
   struct library_entry *entries;
   uint32_t count, cap;
   int dirty; /* changed since the last save */
+  /* library_find's index: open addressing over entries' positions + 1,
+   * rebuilt on the first find after an add, a remove or a load. */
+  uint32_t *index;
+  uint32_t index_cap; /* a power of two, at least twice count */
+  int index_ok;
 };
 
 /* Reads HOME/library.json into l (an empty library when there is none).

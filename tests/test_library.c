@@ -1110,6 +1110,16 @@ static void many_adds_keep_every_entry_right(void **state) {
     assert_memory_equal(l.entries[k].content, id, MANIFEST_ID_BYTES);
     assert_true(l.entries[k].uploaded == 2 * k + 1);
   }
+  /* Finds after the removals: the kept at their new places, the removed
+   * nowhere. */
+  for (uint32_t i = 0; i < N; i++) {
+    make_id(id, 5000 + i);
+    if (i % 2 == 0) {
+      assert_null(library_find(&l, id));
+    } else {
+      assert_ptr_equal(library_find(&l, id), &l.entries[i / 2]);
+    }
+  }
   assert_err(library_save(&l), 0);
   assert_err(load(&m, msg, sizeof(msg)), 0);
   assert_library_equal(&l, &m);
