@@ -213,6 +213,7 @@ struct swarm {
   uint64_t unsourced_ms;      /* since when some missing chunk has no
                                  connected source (0: it has) */
   int warned_unsourced;
+  int progress_peers;     /* the last progress event counted sessions */
   uint64_t progress_ms;   /* when a chunk last verified (or start) */
   uint64_t progress_have; /* verified bytes then */
 
@@ -299,6 +300,7 @@ struct node {
   struct session *pending;             /* accepted, hello not yet seen */
   struct pex_own pex_own[PEX_OWN_MAX]; /* our certificates (pex.c) */
   uv_timer_t tick;
+  unsigned ticks; /* since the node began */
   uv_timer_t pump_timer;
   uv_timer_t throttle_timer;
   uv_timer_t have_timer;   /* sends the HAVEs swarms gathered */

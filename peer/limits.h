@@ -66,6 +66,10 @@
  * seeding a thousand contents checks each every 50 s instead of waking a
  * thread 200 times a second (reads still check every block they serve). */
 #define NODE_SOURCE_CHECKS_PER_S 20u
+/* A seeding swarm with no session reports its progress every this many
+ * ticks (5 s), not every tick: nothing moves, and a daemon seeding
+ * thousands would spend its idle time saying so. */
+#define NODE_IDLE_PROGRESS_TICKS 10u
 #define NODE_NO_SOURCE_MS 5000u /* chunks nobody connected has: say so */
 
 /* Peer exchange (pex.c; docs/protocol.md, "Peer exchange"). The records

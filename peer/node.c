@@ -254,10 +254,19 @@ static void on_tick(uv_timer_t *t) {
                  "'shoal-peer share', then try again");
       continue;
     }
+    if (sw->state == SW_SEEDING && sw->nsessions == 0 && !sw->progress_peers &&
+        (n->ticks + sw->content[0]) % NODE_IDLE_PROGRESS_TICKS != 0) {
+      /* A seeder nobody is connected to has nothing new to say: it says
+       * so every NODE_IDLE_PROGRESS_TICKS ticks, spread over them, so a
+       * daemon seeding thousands is quiet. */
+      continue;
+    }
     memset(&ev, 0, sizeof(ev));
     ev.type = NODE_EV_PROGRESS;
     swarm_emit(sw, &ev);
+    sw->progress_peers = sw->nsessions > 0;
   }
+  n->ticks++;
 }
 
 /* ------------------------------------------------------------------------ */
