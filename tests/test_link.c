@@ -194,7 +194,6 @@ static void make_link(struct share_link *l, const char *name, uint64_t size,
                       size_t n) {
   memset(l, 0, sizeof(*l));
   memcpy(l->id, content_bytes, sizeof(l->id));
-  memcpy(l->tracker_key, key_bytes, sizeof(l->tracker_key));
   assert_true(strlen(name) < sizeof(l->name));
   memcpy(l->name, name, strlen(name));
   l->size = size;
@@ -203,6 +202,8 @@ static void make_link(struct share_link *l, const char *name, uint64_t size,
     assert_true(strlen(hosts[i]) <= LINK_MAX_HOST);
     memcpy(l->trackers[i].host, hosts[i], strlen(hosts[i]));
     l->trackers[i].port = ports[i];
+    memcpy(l->trackers[i].key, key_bytes, sizeof(l->trackers[i].key));
+    l->trackers[i].has_key = 1;
   }
   l->tracker_count = n;
 }
@@ -227,11 +228,13 @@ static size_t round_trip(const struct share_link *l, char *out, size_t cap) {
   assert_memory_equal(back.id, l->id, sizeof(l->id));
   assert_string_equal(back.name, l->name);
   assert_true(back.size == l->size);
-  assert_memory_equal(back.tracker_key, l->tracker_key, sizeof(l->tracker_key));
   assert_int_equal(back.tracker_count, l->tracker_count);
   for (size_t i = 0; i < l->tracker_count; i++) {
     assert_string_equal(back.trackers[i].host, l->trackers[i].host);
     assert_int_equal(back.trackers[i].port, l->trackers[i].port);
+    assert_int_equal(back.trackers[i].tier, l->trackers[i].tier);
+    assert_memory_equal(back.trackers[i].key, l->trackers[i].key,
+                        sizeof(l->trackers[i].key));
   }
   /* Unused bytes are zero, so the whole struct compares equal too. */
   assert_memory_equal(&back, l, sizeof(back));

@@ -1342,13 +1342,13 @@ static void test_link_example(void **state) {
   memcpy(l.id, m->id, TEXTID_BYTES);
   snprintf(l.name, sizeof(l.name), "%s", name);
   l.size = m->total_size;
-  memcpy(l.tracker_key, tk.pk, TEXTID_BYTES);
   l.tracker_count = 2;
   snprintf(l.trackers[0].host, sizeof(l.trackers[0].host),
            "tracker.example.org");
   l.trackers[0].port = 7070;
   snprintf(l.trackers[1].host, sizeof(l.trackers[1].host), "2001:db8::1");
   l.trackers[1].port = 7070;
+  link_set_key(&l, tk.pk);
   assert_true(link_format(&l, link, sizeof(link)) > 0);
 
   char *doc_link = indented_line(r, "shoal:");
@@ -1382,7 +1382,7 @@ static void test_link_example(void **state) {
   char id_text[TEXTID_STRLEN];
   char key_text[TEXTID_STRLEN];
   textid_encode(TEXTID_CONTENT, l.id, id_text);
-  textid_encode(TEXTID_KEY, l.tracker_key, key_text);
+  textid_encode(TEXTID_KEY, l.trackers[0].key, key_text);
   for (char *c = id_text; *c; c++) {
     *c = (char)toupper((unsigned char)*c);
   }
