@@ -666,7 +666,10 @@ static int conn_frame(struct conn *c, const uint8_t *frame, size_t len) {
     t->unsent = &t->head;
   }
   t->count--;
-  if (t->reply.type == TMSG_ERROR && t->reply.error.retry_after_ms > 0) {
+  if (t->reply.type == TMSG_ERROR && t->reply.error.retry_after_ms > 0 &&
+      !(t->ntrackers > 1 && tracker_client_moves_on(status))) {
+    /* (A tracker that cannot serve is left for the next one instead, below:
+     * its wait is no reason for the others to wait.) */
     /* The tracker asks us to wait (its rate limit, or its memory): nothing
      * more goes until then, for every caller of this client. What is
      * already written cannot be called back. */
