@@ -1,6 +1,18 @@
 /* The tracker schedule of a swarm: publishing, announcing and looking up
  * peers, with the waiting between tries.
  *
+ * Trackers come in tiers (link.h), and the schedule below runs for each
+ * tier on its own, over the tier's tracker client, which moves among the
+ * tier's trackers (tracker_client.h): each tier publishes, announces, says
+ * "completed" and "stopped", and backs off by itself, so that one tier
+ * that is down delays nothing of the others. Lookups ask one tier at a
+ * time: the tier that last listed someone new, else the next (at once
+ * after a failure while some tier has not been tried in this round). A
+ * share says it is shared, with its link, once a tier has it and every
+ * tier's key is known; a share whose tier never answered and whose key it
+ * never learned fails, since it cannot print that tier's key. A swarm
+ * that never met a tracker or a peer gives up once every tier has.
+ *
  * A share of our own content (this node's identity is the manifest's
  * publisher) publishes first, then announces "started" as a seeder; a
  * share of someone else's content (a copy seeded again) is never
