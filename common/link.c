@@ -1,3 +1,6 @@
+/* Share links: parsing and writing both forms (link.h), and the checks on
+ * a list of trackers in tiers that links, command lines and the node share.
+ */
 #include "common/link.h"
 
 #include <arpa/inet.h>
@@ -188,6 +191,93 @@ int link_parse_tracker(const char *text, size_t len, struct link_tracker *out,
   return 0;
 }
 
+int link_parse_tracker_key(const char *text, size_t len,
+                           struct link_tracker *out, const char **why) {
+  const char *at = NULL;
+  int err;
+  /* Neither an address nor a key holds '@', so the first one splits. */
+  at = memchr(text, '@', len);
+  if (at == NULL) {
+    return link_parse_tracker(text, len, out, why);
+  }
+  err = link_parse_tracker(text, (size_t)(at - text), out, why);
+  if (err != 0) {
+    return err;
+  }
+  size_t klen = len - (size_t)(at - text) - 1;
+  err = textid_decode(TEXTID_KEY, at + 1, klen, out->key);
+  if (err != 0) {
+    memset(out, 0, sizeof(*out));
+    *why = err == SHOAL_ECHECKSUM
+               ? "tracker key checksum does not match (mistyped?)"
+               : "tracker key after '@' is not a 56-character key";
+    return SHOAL_EBADLINK;
+  }
+  out->has_key = 1;
+  return 0;
+}
+
+int link_same_tracker(const struct link_tracker *a,
+                      const struct link_tracker *b) {
+  unsigned char x[16];
+  unsigned char y[16];
+  if (a->port != b->port) {
+    return 0;
+  }
+  if (inet_pton(AF_INET6, a->host, x) == 1) {
+    return inet_pton(AF_INET6, b->host, y) == 1 && memcmp(x, y, 16) == 0;
+  }
+  if (inet_pton(AF_INET, a->host, x) == 1) {
+    return inet_pton(AF_INET, b->host, y) == 1 && memcmp(x, y, 4) == 0;
+  }
+  return strcasecmp(a->host, b->host) == 0;
+}
+
+int link_check_trackers(const struct link_tracker *t, size_t n,
+                        const char **why) {
+  if (n == 0) {
+    *why = "no tracker address";
+    return SHOAL_EBADLINK;
+  }
+  if (n > LINK_MAX_TRACKERS) {
+    *why = "too many trackers (at most 8)";
+    return SHOAL_EBADLINK;
+  }
+  for (size_t i = 0; i < n; i++) {
+    if (!t[i].has_key) {
+      *why = "a tracker has no key";
+      return SHOAL_EBADLINK;
+    }
+    if (t[i].tier >= LINK_MAX_TIERS) {
+      *why = "too many tiers (at most 4)";
+      return SHOAL_EBADLINK;
+    }
+    if (t[i].tier != (i == 0 ? 0 : t[i - 1].tier) &&
+        (i == 0 || t[i].tier != t[i - 1].tier + 1)) {
+      *why = "tiers must be numbered from 1 without a gap";
+      return SHOAL_EBADLINK;
+    }
+    for (size_t j = 0; j < i; j++) {
+      if (link_same_tracker(&t[i], &t[j])) {
+        *why = "a tracker is named twice";
+        return SHOAL_EBADLINK;
+      }
+    }
+  }
+  return 0;
+}
+
+void link_set_key(struct share_link *l, const uint8_t key[TEXTID_BYTES]) {
+  for (size_t i = 0; i < l->tracker_count && i < LINK_MAX_TRACKERS; i++) {
+    memcpy(l->trackers[i].key, key, TEXTID_BYTES);
+    l->trackers[i].has_key = 1;
+  }
+}
+
+unsigned link_tier_count(const struct link_tracker *t, size_t n) {
+  return n == 0 ? 0 : (unsigned)t[n - 1].tier + 1;
+}
+
 static int parse_size(const char *s, size_t len, uint64_t *out) {
   uint64_t v = 0;
   if (len == 0 || len > 20 || (len > 1 && s[0] == '0')) {
@@ -207,8 +297,50 @@ static int parse_size(const char *s, size_t len, uint64_t *out) {
   return 0;
 }
 
+/* What link_parse has read so far besides the link itself. */
+struct parse_state {
+  unsigned seen;             /* 1 name, 2 size, 4 key */
+  size_t plain;              /* tracker= parameters (the first form) */
+  size_t tiered;             /* tierN= parameters */
+  uint8_t key[TEXTID_BYTES]; /* key= of the first form */
+};
+
+/* Reads the tier number of a "tierN" parameter (the digits after "tier",
+ * n bytes). Returns 0 with *tier 0-based, or SHOAL_EBADLINK. */
+static int parse_tier(const char *d, size_t n, uint8_t *tier,
+                      const char **why) {
+  unsigned long v = 0;
+  if (n == 0) {
+    *why = "tier parameter without a number (tier1=, tier2=, ...)";
+    return SHOAL_EBADLINK;
+  }
+  for (size_t i = 0; i < n; i++) {
+    if (d[i] < '0' || d[i] > '9') {
+      *why = "tier number is not a decimal number";
+      return SHOAL_EBADLINK;
+    }
+    if (v <= LINK_MAX_TIERS) {
+      v = v * 10 + (unsigned long)(d[i] - '0');
+    }
+  }
+  if (d[0] == '0' && n > 1) {
+    *why = "tier number has a leading zero";
+    return SHOAL_EBADLINK;
+  }
+  if (v == 0) {
+    *why = "tier numbers start at 1";
+    return SHOAL_EBADLINK;
+  }
+  if (v > LINK_MAX_TIERS) {
+    *why = "too many tiers (at most 4)";
+    return SHOAL_EBADLINK;
+  }
+  *tier = (uint8_t)(v - 1);
+  return 0;
+}
+
 static int parse_param(struct share_link *l, const char *k, size_t klen,
-                       const char *v, size_t vlen, unsigned *seen,
+                       const char *v, size_t vlen, struct parse_state *ps,
                        const char **why) {
   char val[LINK_MAX_CHARS + 1];
   int n = pct_decode(v, vlen, val, sizeof(val), why);
@@ -219,11 +351,11 @@ static int parse_param(struct share_link *l, const char *k, size_t klen,
 
 #define KEY_IS(s) (klen == sizeof(s) - 1 && memcmp(k, s, klen) == 0)
   if (KEY_IS("name")) {
-    if (*seen & 1) {
+    if (ps->seen & 1) {
       *why = "name is given twice";
       return SHOAL_EBADLINK;
     }
-    *seen |= 1;
+    ps->seen |= 1;
     if (vn == 0 || vn > MANIFEST_MAX_SEGMENT || memchr(val, '/', vn) ||
         strlen(val) != vn || manifest_check_path(val, vn) != 0) {
       *why = "name is not a safe file name (empty, '.', '..', '/', "
@@ -232,22 +364,22 @@ static int parse_param(struct share_link *l, const char *k, size_t klen,
     }
     memcpy(l->name, val, vn + 1);
   } else if (KEY_IS("size")) {
-    if (*seen & 2) {
+    if (ps->seen & 2) {
       *why = "size is given twice";
       return SHOAL_EBADLINK;
     }
-    *seen |= 2;
+    ps->seen |= 2;
     if (parse_size(val, vn, &l->size) != 0) {
       *why = "size is not a decimal number of bytes";
       return SHOAL_EBADLINK;
     }
   } else if (KEY_IS("key")) {
-    if (*seen & 4) {
+    if (ps->seen & 4) {
       *why = "key is given twice";
       return SHOAL_EBADLINK;
     }
-    *seen |= 4;
-    int err = textid_decode(TEXTID_KEY, val, vn, l->tracker_key);
+    ps->seen |= 4;
+    int err = textid_decode(TEXTID_KEY, val, vn, ps->key);
     if (err == SHOAL_ECHECKSUM) {
       *why = "tracker key checksum does not match (mistyped?)";
       return SHOAL_EBADLINK;
@@ -256,31 +388,66 @@ static int parse_param(struct share_link *l, const char *k, size_t klen,
       *why = "tracker key is not a 56-character key";
       return SHOAL_EBADLINK;
     }
-  } else if (KEY_IS("tracker")) {
+  } else if (KEY_IS("tracker") || (klen >= 4 && memcmp(k, "tier", 4) == 0)) {
+    struct link_tracker *t = &l->trackers[l->tracker_count];
+    int tiered = !KEY_IS("tracker");
+    uint8_t tier = 0;
+    int err;
+    if (tiered && parse_tier(k + 4, klen - 4, &tier, why) != 0) {
+      return SHOAL_EBADLINK;
+    }
     if (l->tracker_count == LINK_MAX_TRACKERS) {
       *why = "too many trackers (at most 8)";
       return SHOAL_EBADLINK;
     }
-    int err = link_parse_tracker(val, vn, &l->trackers[l->tracker_count], why);
+    if (tiered) {
+      if (memchr(val, '@', vn) == NULL) {
+        *why = "a tier's tracker needs its key: tierN=host:port@key";
+        return SHOAL_EBADLINK;
+      }
+      err = link_parse_tracker_key(val, vn, t, why);
+    } else {
+      err = link_parse_tracker(val, vn, t, why);
+    }
     if (err != 0) {
       return err;
     }
+    t->tier = tier;
     l->tracker_count++;
+    if (tiered) {
+      ps->tiered++;
+    } else {
+      ps->plain++;
+    }
   } else if (klen >= 2 && k[0] == 'x' && k[1] == '-') {
     /* Extension parameter: ignored by this version. */
   } else {
-    *why = "unknown parameter (expected name, size, tracker or key)";
+    *why = "unknown parameter (expected name, size, tierN, tracker or key)";
     return SHOAL_EBADLINK;
   }
 #undef KEY_IS
   return 0;
 }
 
+/* Puts the trackers of l in tier order, keeping the link's order within a
+ * tier (an insertion sort: there are at most LINK_MAX_TRACKERS). */
+static void sort_by_tier(struct share_link *l) {
+  for (size_t i = 1; i < l->tracker_count; i++) {
+    struct link_tracker t = l->trackers[i];
+    size_t j = i;
+    while (j > 0 && l->trackers[j - 1].tier > t.tier) {
+      l->trackers[j] = l->trackers[j - 1];
+      j--;
+    }
+    l->trackers[j] = t;
+  }
+}
+
 int link_parse(const char *text, size_t len, struct share_link *out,
                const char **why) {
   static const char scheme[] = LINK_SCHEME;
   const size_t slen = sizeof(scheme) - 1;
-  unsigned seen = 0;
+  struct parse_state ps;
   const char *why_local = NULL;
   int err;
 
@@ -289,6 +456,7 @@ int link_parse(const char *text, size_t len, struct share_link *out,
   }
   *why = NULL;
   memset(out, 0, sizeof(*out));
+  memset(&ps, 0, sizeof(ps));
   if (len > LINK_MAX_CHARS) {
     *why = "link is longer than 4096 characters";
     return SHOAL_EBADLINK;
@@ -316,7 +484,7 @@ int link_parse(const char *text, size_t len, struct share_link *out,
     goto fail;
   }
   if (q == NULL) {
-    *why = "link has no parameters (name, size, tracker, key)";
+    *why = "link has no parameters (name, size, trackers)";
     goto fail;
   }
   p = q + 1;
@@ -333,7 +501,7 @@ int link_parse(const char *text, size_t len, struct share_link *out,
       goto fail;
     }
     if (parse_param(out, p, (size_t)(eq - p), eq + 1, (size_t)(pe - eq - 1),
-                    &seen, why) != 0) {
+                    &ps, why) != 0) {
       goto fail;
     }
     if (amp == NULL) {
@@ -341,20 +509,35 @@ int link_parse(const char *text, size_t len, struct share_link *out,
     }
     p = amp + 1;
   }
-  if (!(seen & 1)) {
+  if (!(ps.seen & 1)) {
     *why = "name is missing";
     goto fail;
   }
-  if (!(seen & 2)) {
+  if (!(ps.seen & 2)) {
     *why = "size is missing";
+    goto fail;
+  }
+  if (ps.tiered > 0 && (ps.plain > 0 || (ps.seen & 4))) {
+    *why = "link mixes tierN= with tracker= or key= (use one form)";
     goto fail;
   }
   if (out->tracker_count == 0) {
     *why = "no tracker address";
     goto fail;
   }
-  if (!(seen & 4)) {
-    *why = "tracker key is missing";
+  if (ps.plain > 0) {
+    /* The first form: one tier whose trackers share the key. */
+    if (!(ps.seen & 4)) {
+      *why = "tracker key is missing";
+      goto fail;
+    }
+    for (size_t i = 0; i < out->tracker_count; i++) {
+      memcpy(out->trackers[i].key, ps.key, TEXTID_BYTES);
+      out->trackers[i].has_key = 1;
+    }
+  }
+  sort_by_tier(out);
+  if (link_check_trackers(out->trackers, out->tracker_count, why) != 0) {
     goto fail;
   }
   return 0;
@@ -389,6 +572,18 @@ static int put(char *out, size_t cap, size_t *o, const char *s, size_t n,
   return 0;
 }
 
+/* Whether the trackers are one tier sharing one key: the first form says
+ * that, and older peers read it. */
+static int one_tier_one_key(const struct share_link *l) {
+  for (size_t i = 1; i < l->tracker_count; i++) {
+    if (l->trackers[i].tier != 0 ||
+        memcmp(l->trackers[i].key, l->trackers[0].key, TEXTID_BYTES) != 0) {
+      return 0;
+    }
+  }
+  return 1;
+}
+
 int link_format(const struct share_link *l, char *out, size_t cap) {
   char id[TEXTID_STRLEN];
   char key[TEXTID_STRLEN];
@@ -396,6 +591,7 @@ int link_format(const struct share_link *l, char *out, size_t cap) {
   size_t o = 0;
   const char *why;
   int bad = 0;
+  int first_form;
 
   if (cap == 0) {
     return SHOAL_ETOOBIG;
@@ -404,11 +600,12 @@ int link_format(const struct share_link *l, char *out, size_t cap) {
   size_t nlen = strnlen(l->name, sizeof(l->name));
   if (l->tracker_count == 0 || l->tracker_count > LINK_MAX_TRACKERS ||
       nlen == 0 || nlen == sizeof(l->name) || memchr(l->name, '/', nlen) ||
-      manifest_check_path(l->name, nlen) != 0) {
+      manifest_check_path(l->name, nlen) != 0 ||
+      link_check_trackers(l->trackers, l->tracker_count, &why) != 0) {
     return SHOAL_EINVAL;
   }
+  first_form = one_tier_one_key(l);
   textid_encode(TEXTID_CONTENT, l->id, id);
-  textid_encode(TEXTID_KEY, l->tracker_key, key);
   bad |= put(out, cap, &o, LINK_SCHEME, strlen(LINK_SCHEME), 0);
   bad |= put(out, cap, &o, id, strlen(id), 0);
   bad |= put(out, cap, &o, "?name=", 6, 0);
@@ -426,11 +623,23 @@ int link_format(const struct share_link *l, char *out, size_t cap) {
       out[0] = '\0';
       return SHOAL_EINVAL;
     }
-    bad |= put(out, cap, &o, "&tracker=", 9, 0);
-    bad |= put(out, cap, &o, addr, strlen(addr), 0);
+    if (first_form) {
+      bad |= put(out, cap, &o, "&tracker=", 9, 0);
+      bad |= put(out, cap, &o, addr, strlen(addr), 0);
+    } else {
+      textid_encode(TEXTID_KEY, t->key, key);
+      snprintf(num, sizeof(num), "&tier%u=", (unsigned)t->tier + 1);
+      bad |= put(out, cap, &o, num, strlen(num), 0);
+      bad |= put(out, cap, &o, addr, strlen(addr), 0);
+      bad |= put(out, cap, &o, "@", 1, 0);
+      bad |= put(out, cap, &o, key, strlen(key), 0);
+    }
   }
-  bad |= put(out, cap, &o, "&key=", 5, 0);
-  bad |= put(out, cap, &o, key, strlen(key), 0);
+  if (first_form) {
+    textid_encode(TEXTID_KEY, l->trackers[0].key, key);
+    bad |= put(out, cap, &o, "&key=", 5, 0);
+    bad |= put(out, cap, &o, key, strlen(key), 0);
+  }
   if (bad) {
     out[0] = '\0';
     return SHOAL_ETOOBIG;

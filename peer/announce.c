@@ -1,6 +1,18 @@
 /* The tracker schedule of a swarm: publishing, announcing and looking up
  * peers, with the waiting between tries.
  *
+ * Trackers come in tiers (link.h), and the schedule below runs for each
+ * tier on its own, over the tier's tracker client, which moves among the
+ * tier's trackers (tracker_client.h): each tier publishes, announces, says
+ * "completed" and "stopped", and backs off by itself, so that one tier
+ * that is down delays nothing of the others. Lookups ask one tier at a
+ * time: the tier that last listed someone new, else the next (at once
+ * after a failure while some tier has not been tried in this round). A
+ * share says it is shared, with its link, once a tier has it and every
+ * tier's key is known; a share whose tier never answered and whose key it
+ * never learned fails, since it cannot print that tier's key. A swarm
+ * that never met a tracker or a peer gives up once every tier has.
+ *
  * A share of our own content (this node's identity is the manifest's
  * publisher) publishes first, then announces "started" as a seeder; a
  * share of someone else's content (a copy seeded again) is never
@@ -61,14 +73,14 @@
 /* "stopped" for several swarms of one tracker client, in one announce. */
 struct stop_batch {
   unsigned count;
-  struct swarm *sw[TMSG_MAX_ANNOUNCE_ITEMS]; /* NULL once released */
+  struct announce_tier *at[TMSG_MAX_ANNOUNCE_ITEMS]; /* NULL once released */
 };
 
-static void schedule_announce(struct swarm *sw, uint64_t ms);
+static void schedule_announce(struct announce_tier *at, uint64_t ms);
 static void schedule_lookup(struct swarm *sw, uint64_t ms);
-static void do_announce(struct swarm *sw, uint8_t event);
-static void say_stopped(struct swarm *sw);
-static void publish(struct swarm *sw);
+static void do_announce(struct announce_tier *at, uint8_t event);
+static void say_stopped(struct announce_tier *at);
+static void publish(struct announce_tier *at);
 static void emit_shared(struct swarm *sw);
 static uint64_t left_bytes(const struct swarm *sw);
 
@@ -119,53 +131,115 @@ uint64_t announce_next_ms(uint32_t interval_s, uint32_t cap_s,
   return interval_times(interval_s, cap_s, min_interval_s, 900, 101, uniform);
 }
 
-void announce_init(struct swarm *sw, const struct link_tracker *trackers,
-                   unsigned ntrackers, const uint8_t *key,
-                   struct tracker_client *tc) {
-  struct node *n = sw->node;
-  struct announce *a = &sw->an;
-  if (ntrackers > LINK_MAX_TRACKERS) {
-    ntrackers = LINK_MAX_TRACKERS;
+unsigned announce_tiers(const struct link_tracker *in, unsigned n,
+                        struct link_tracker *out,
+                        unsigned first[LINK_MAX_TIERS],
+                        unsigned count[LINK_MAX_TIERS]) {
+  unsigned ntiers = 0;
+  unsigned o = 0;
+  int last = -1;
+  if (n > LINK_MAX_TRACKERS) {
+    n = LINK_MAX_TRACKERS;
   }
-  memcpy(a->trackers, trackers, ntrackers * sizeof(*trackers));
-  a->ntrackers = ntrackers;
-  if (key != NULL) {
-    memcpy(a->tracker_key, key, IDENTITY_PK_BYTES);
-    a->have_tracker_key = 1;
+  /* Each pass takes the lowest tier number above the last one taken. */
+  while (ntiers < LINK_MAX_TIERS) {
+    int next = -1;
+    for (unsigned i = 0; i < n; i++) {
+      if ((int)in[i].tier > last && (next < 0 || (int)in[i].tier < next)) {
+        next = in[i].tier;
+      }
+    }
+    if (next < 0) {
+      break;
+    }
+    first[ntiers] = o;
+    count[ntiers] = 0;
+    for (unsigned i = 0; i < n; i++) {
+      if ((int)in[i].tier == next) {
+        out[o] = in[i];
+        out[o].tier = (uint8_t)ntiers;
+        o++;
+        count[ntiers]++;
+      }
+    }
+    ntiers++;
+    last = next;
   }
-  a->lookup_backoff_ms = LOOKUP_MIN_MS;
-  uv_timer_init(n->loop, &a->announce_timer);
-  uv_timer_init(n->loop, &a->lookup_timer);
-  a->announce_timer.data = sw;
-  a->lookup_timer.data = sw;
-  a->tc = a->ntrackers > 0 ? tc : NULL;
+  return ntiers;
 }
 
-/* Takes sw out of the batch its "stopped" went in: the batch's reply, or
- * its cancellation, no longer speaks of it. */
-static void leave_batch(struct swarm *sw) {
-  struct stop_batch *b = sw->an.stop_batch;
+static void on_announce_timer(uv_timer_t *t);
+
+void announce_init(struct swarm *sw, const struct link_tracker *trackers,
+                   unsigned ntrackers, const uint8_t *key,
+                   struct tracker_client *const *tcs) {
+  struct node *n = sw->node;
+  struct announce *a = &sw->an;
+  struct link_tracker sorted[LINK_MAX_TRACKERS];
+  unsigned first[LINK_MAX_TIERS];
+  unsigned count[LINK_MAX_TIERS];
+  a->ntiers = announce_tiers(trackers, ntrackers, sorted, first, count);
+  a->ntrackers = 0;
+  for (unsigned i = 0; i < a->ntiers; i++) {
+    struct announce_tier *at = &a->tier[i];
+    at->sw = sw;
+    at->ntrackers = count[i];
+    a->ntrackers += count[i];
+    memcpy(at->trackers, sorted + first[i], count[i] * sizeof(*sorted));
+    at->have_key = 1;
+    for (unsigned j = 0; j < at->ntrackers; j++) {
+      struct link_tracker *t = &at->trackers[j];
+      if (!t->has_key && key != NULL) {
+        memcpy(t->key, key, IDENTITY_PK_BYTES);
+        t->has_key = 1;
+      }
+      at->have_key &= t->has_key;
+    }
+    if (at->have_key) {
+      memcpy(at->key, at->trackers[0].key, IDENTITY_PK_BYTES);
+    }
+    uv_timer_init(n->loop, &at->announce_timer);
+    at->announce_timer.data = at;
+    at->tc = tcs[i];
+  }
+  a->lookup_backoff_ms = LOOKUP_MIN_MS;
+  uv_timer_init(n->loop, &a->lookup_timer);
+  a->lookup_timer.data = sw;
+}
+
+/* Takes the tier out of the batch its "stopped" went in: the batch's
+ * reply, or its cancellation, no longer speaks of it. */
+static void leave_batch(struct announce_tier *at) {
+  struct stop_batch *b = at->stop_batch;
   if (b == NULL) {
     return;
   }
   for (unsigned i = 0; i < b->count; i++) {
-    if (b->sw[i] == sw) {
-      b->sw[i] = NULL;
+    if (b->at[i] == at) {
+      b->at[i] = NULL;
     }
   }
-  sw->an.stop_batch = NULL;
-  sw->an.announce_busy = 0;
-  sw->an.stop_announced = 1;
-  sw->refs--;
+  at->stop_batch = NULL;
+  at->announce_busy = 0;
+  at->stop_announced = 1;
+  at->sw->refs--;
 }
 
-struct tracker_client *announce_release(struct swarm *sw) {
-  struct tracker_client *tc = sw->an.tc;
-  /* Cleared first: the callbacks below see no client to ask again. */
-  sw->an.tc = NULL;
-  leave_batch(sw);
-  tracker_client_cancel(tc, sw);
-  return tc;
+unsigned announce_release(struct swarm *sw,
+                          struct tracker_client *out[LINK_MAX_TIERS]) {
+  unsigned k = 0;
+  for (unsigned i = 0; i < sw->an.ntiers; i++) {
+    struct announce_tier *at = &sw->an.tier[i];
+    struct tracker_client *tc = at->tc;
+    /* Cleared first: the callbacks below see no client to ask again. */
+    at->tc = NULL;
+    leave_batch(at);
+    tracker_client_cancel(tc, at);
+    if (tc != NULL) {
+      out[k++] = tc;
+    }
+  }
+  return k;
 }
 
 void announce_free(struct announce *a) {
@@ -173,60 +247,97 @@ void announce_free(struct announce *a) {
   a->known = NULL;
 }
 
+/* Whether a tier still owes its publish: a share of our own publishes to
+ * every tier before it announces there. */
+static int tier_publishes(const struct announce_tier *at) {
+  const struct swarm *sw = at->sw;
+  return sw->is_source && we_publish(sw) && !sw->an.published && !at->published;
+}
+
 void announce_share(struct swarm *sw) {
-  if (we_publish(sw)) {
-    /* The publish's announce-timer retry path re-publishes. */
-    publish(sw);
-    return;
+  if (!we_publish(sw)) {
+    log_info("peer",
+             "%s: seeding someone else's content: announced, not "
+             "published",
+             sw->name);
   }
-  log_info("peer",
-           "%s: seeding someone else's content: announced, not "
-           "published",
-           sw->name);
-  do_announce(sw, TMSG_EVENT_STARTED);
+  for (unsigned i = 0; i < sw->an.ntiers; i++) {
+    struct announce_tier *at = &sw->an.tier[i];
+    if (tier_publishes(at)) {
+      /* The publish's announce-timer retry path re-publishes. */
+      publish(at);
+    } else {
+      do_announce(at, TMSG_EVENT_STARTED);
+    }
+  }
 }
 
 void announce_get(struct swarm *sw) {
-  do_announce(sw, TMSG_EVENT_STARTED);
+  for (unsigned i = 0; i < sw->an.ntiers; i++) {
+    do_announce(&sw->an.tier[i], TMSG_EVENT_STARTED);
+  }
 }
 
 void announce_completed(struct swarm *sw) {
   uv_timer_stop(&sw->an.lookup_timer);
-  uv_timer_stop(&sw->an.announce_timer);
-  sw->an.completed_pending = 1;
-  if (!sw->an.announce_busy) {
-    do_announce(sw, TMSG_EVENT_COMPLETED);
-  } else {
-    schedule_announce(sw, 1000); /* after the running one */
+  for (unsigned i = 0; i < sw->an.ntiers; i++) {
+    struct announce_tier *at = &sw->an.tier[i];
+    uv_timer_stop(&at->announce_timer);
+    at->completed_pending = 1;
+    if (!at->announce_busy) {
+      do_announce(at, TMSG_EVENT_COMPLETED);
+    } else {
+      schedule_announce(at, 1000); /* after the running one */
+    }
   }
 }
 
 void announce_stop(struct swarm *sw) {
-  uv_timer_stop(&sw->an.announce_timer);
   uv_timer_stop(&sw->an.lookup_timer);
-  /* The tracker lists us until we say we stopped: say it now, so that it
-   * sends nobody to a swarm that is gone. An announce under way is let
-   * finish; its reply sends "stopped" (on_announced). */
-  say_stopped(sw);
+  for (unsigned i = 0; i < sw->an.ntiers; i++) {
+    uv_timer_stop(&sw->an.tier[i].announce_timer);
+    /* The trackers list us until we say we stopped: say it now, so that
+     * they send nobody to a swarm that is gone. An announce under way is
+     * let finish; its reply sends "stopped" (on_announced). */
+    say_stopped(&sw->an.tier[i]);
+  }
 }
 
 int announce_waiting(const struct swarm *sw) {
-  return sw->an.announce_busy && !sw->an.stop_announced;
+  for (unsigned i = 0; i < sw->an.ntiers; i++) {
+    const struct announce_tier *at = &sw->an.tier[i];
+    if (at->announce_busy && !at->stop_announced) {
+      return 1;
+    }
+  }
+  return 0;
+}
+
+int announce_tier_owes_stopped(const struct announce_tier *at) {
+  return at->tc != NULL && !at->stop_sent && at->announced_once &&
+         !at->announce_busy && at->sw->state != SW_REMOVING;
 }
 
 int announce_owes_stopped(const struct swarm *sw) {
-  return sw->an.tc != NULL && !sw->an.stop_sent && sw->an.announced_once &&
-         !sw->an.announce_busy && sw->state != SW_REMOVING;
+  for (unsigned i = 0; i < sw->an.ntiers; i++) {
+    if (announce_tier_owes_stopped(&sw->an.tier[i])) {
+      return 1;
+    }
+  }
+  return 0;
 }
 
 void announce_halt(struct swarm *sw) {
-  uv_timer_stop(&sw->an.announce_timer);
   uv_timer_stop(&sw->an.lookup_timer);
-  if (!sw->an.stop_sent) {
-    /* Its callbacks see the schedule over and clear the busy flags; an
-     * announce of ours already written is let finish (its reply leaves the
-     * swarm owing "stopped"). */
-    (void)tracker_client_withdraw(sw->an.tc, sw);
+  for (unsigned i = 0; i < sw->an.ntiers; i++) {
+    struct announce_tier *at = &sw->an.tier[i];
+    uv_timer_stop(&at->announce_timer);
+    if (!at->stop_sent) {
+      /* Its callbacks see the schedule over and clear the busy flags; an
+       * announce of ours already written is let finish (its reply leaves
+       * the tier owing "stopped"). */
+      (void)tracker_client_withdraw(at->tc, at);
+    }
   }
 }
 
@@ -236,15 +347,15 @@ static void on_stopped_batch(void *arg, int status,
   unsigned live = 0;
   (void)r;
   for (unsigned i = 0; i < b->count; i++) {
-    struct swarm *sw = b->sw[i];
-    if (sw == NULL) {
+    struct announce_tier *at = b->at[i];
+    if (at == NULL) {
       continue;
     }
     live++;
-    sw->an.stop_batch = NULL;
-    sw->an.announce_busy = 0;
-    sw->an.stop_announced = 1;
-    sw->refs--;
+    at->stop_batch = NULL;
+    at->announce_busy = 0;
+    at->stop_announced = 1;
+    at->sw->refs--;
   }
   if (status != 0 && live > 0) {
     log_info("peer", "\"stopped\" for %u contents: %s", live,
@@ -253,7 +364,7 @@ static void on_stopped_batch(void *arg, int status,
   free(b);
 }
 
-unsigned announce_stopped_batch(struct swarm *const *sws, unsigned n) {
+unsigned announce_stopped_batch(struct announce_tier *const *ats, unsigned n) {
   struct tmsg_announce a;
   unsigned made = 0;
   for (unsigned i = 0; i < n;) {
@@ -264,32 +375,33 @@ unsigned announce_stopped_batch(struct swarm *const *sws, unsigned n) {
       break;
     }
     memset(&a, 0, sizeof(a));
-    a.port = sws[i]->node->port;
+    a.port = ats[i]->sw->node->port;
     a.event = TMSG_EVENT_STOPPED;
     a.count = (uint16_t)k;
     b->count = k;
     for (unsigned j = 0; j < k; j++) {
-      struct swarm *sw = sws[i + j];
-      assert(announce_owes_stopped(sw) && sw->an.tc == sws[i]->an.tc);
+      struct announce_tier *at = ats[i + j];
+      struct swarm *sw = at->sw;
+      assert(announce_tier_owes_stopped(at) && at->tc == ats[i]->tc);
       memcpy(a.items[j].content, sw->content, MANIFEST_ID_BYTES);
       a.items[j].role = (sw->is_source || sw->state == SW_SEEDING)
                             ? TMSG_ROLE_SEEDING
                             : TMSG_ROLE_DOWNLOADING;
       a.items[j].left = left_bytes(sw);
-      b->sw[j] = sw;
+      b->at[j] = at;
     }
-    if (tracker_client_announce(sws[i]->an.tc, &a, on_stopped_batch, b) != 0) {
+    if (tracker_client_announce(ats[i]->tc, &a, on_stopped_batch, b) != 0) {
       /* The rest still owe it; the node asks again (announce_owes_stopped). */
       free(b);
       break;
     }
     for (unsigned j = 0; j < k; j++) {
-      struct swarm *sw = sws[i + j];
-      sw->an.announce_event = TMSG_EVENT_STOPPED;
-      sw->an.announce_busy = 1;
-      sw->an.stop_sent = 1;
-      sw->an.stop_batch = b;
-      sw->refs++;
+      struct announce_tier *at = ats[i + j];
+      at->announce_event = TMSG_EVENT_STOPPED;
+      at->announce_busy = 1;
+      at->stop_sent = 1;
+      at->stop_batch = b;
+      at->sw->refs++;
     }
     made++;
     i += k;
@@ -303,8 +415,13 @@ int announce_ready(struct swarm *sw, unsigned ntrackers, const char *why) {
     swarm_fail(sw, UV_EAFNOSUPPORT, why);
     return 0;
   }
-  if (sw->an.tc == NULL) {
-    return 0; /* out of memory */
+  if (sw->an.ntiers == 0) {
+    return 0;
+  }
+  for (unsigned i = 0; i < sw->an.ntiers; i++) {
+    if (sw->an.tier[i].tc == NULL) {
+      return 0; /* out of memory */
+    }
   }
   if (why[0] != '\0') {
     log_info("peer", "%s: %s", sw->name, why);
@@ -316,32 +433,46 @@ int announce_ready(struct swarm *sw, unsigned ntrackers, const char *why) {
   return 1;
 }
 
-static void learn_key(struct swarm *sw) {
-  const uint8_t *k = sw->an.tc != NULL ? tracker_client_key(sw->an.tc) : NULL;
-  if (k != NULL && !sw->an.have_tracker_key) {
+static void learn_key(struct announce_tier *at) {
+  const uint8_t *k = at->tc != NULL ? tracker_client_key(at->tc) : NULL;
+  if (k != NULL && !at->have_key) {
     struct node_event ev;
-    memcpy(sw->an.tracker_key, k, IDENTITY_PK_BYTES);
-    sw->an.have_tracker_key = 1;
+    memcpy(at->key, k, IDENTITY_PK_BYTES);
+    at->have_key = 1;
     memset(&ev, 0, sizeof(ev));
     ev.type = NODE_EV_TRACKER;
-    ev.key = sw->an.tracker_key;
-    swarm_emit(sw, &ev);
+    ev.key = at->key;
+    swarm_emit(at->sw, &ev);
   }
 }
 
-/* A tracker failed us. Returns 1 when the swarm gave up. */
-static int tracker_failed(struct swarm *sw, int status,
+/* Whether a tier never answered and has been tried as often as a swarm
+ * tries a tier it never met: NODE_TRACKER_TRIES times each tracker. */
+static int tier_given_up(const struct announce_tier *at) {
+  return !at->ever_answered &&
+         at->failures >=
+             NODE_TRACKER_TRIES * (at->ntrackers ? at->ntrackers : 1);
+}
+
+/* A tier's tracker failed us. Returns 1 when the swarm gave up. */
+static int tracker_failed(struct announce_tier *at, int status,
                           const struct tracker_client_reply *r) {
+  struct swarm *sw = at->sw;
   char msg[TRACKER_CLIENT_DESCRIBE_BYTES];
   /* Until a tracker or a peer has answered, these tries end in the
    * swarm's failure, which the user sees once; after that, a tracker
    * that went away is worth a warning each time. */
   int may_fail = !sw->an.ever_met_tracker && !sw->ever_met_peer;
-  sw->an.tracker_failures++;
-  tracker_client_describe(sw->an.tc, status, r, msg, sizeof(msg));
-  if (may_fail &&
-      sw->an.tracker_failures >=
-          NODE_TRACKER_TRIES * (sw->an.ntrackers ? sw->an.ntrackers : 1)) {
+  int all_given_up = 1;
+  at->failures++;
+  tracker_client_describe(at->tc, status, r, msg, sizeof(msg));
+  for (unsigned i = 0; i < sw->an.ntiers; i++) {
+    all_given_up &= tier_given_up(&sw->an.tier[i]);
+  }
+  /* A share's link names every tier with its key: one whose key it could
+   * not learn leaves it without a link to print. */
+  if ((may_fail && all_given_up) ||
+      (sw->is_source && !sw->an.shared && !at->have_key && tier_given_up(at))) {
     swarm_fail(sw, status, msg);
     return 1;
   }
@@ -366,8 +497,8 @@ uint64_t announce_retry_ms(unsigned failures,
   return ms * (500u + uniform(501)) / 1000u;
 }
 
-static uint64_t backoff_ms(const struct swarm *sw) {
-  return announce_retry_ms(sw->an.tracker_failures, randombytes_uniform);
+static uint64_t backoff_ms(unsigned failures) {
+  return announce_retry_ms(failures, randombytes_uniform);
 }
 
 static uint64_t left_bytes(const struct swarm *sw) {
@@ -382,15 +513,24 @@ static uint64_t left_bytes(const struct swarm *sw) {
   return total > have ? total - have : (sw->m == NULL ? 1 : 0);
 }
 
+/* A tier's tracker answered. */
+static void tier_met(struct announce_tier *at) {
+  at->sw->an.ever_met_tracker = 1;
+  at->ever_answered = 1;
+  at->failures = 0;
+  learn_key(at);
+}
+
 static void on_announced(void *arg, int status,
                          const struct tracker_client_reply *r) {
-  struct swarm *sw = arg;
-  uint8_t event = sw->an.announce_event;
+  struct announce_tier *at = arg;
+  struct swarm *sw = at->sw;
+  uint8_t event = at->announce_event;
   int first;
   sw->refs--;
-  sw->an.announce_busy = 0;
+  at->announce_busy = 0;
   if (event == TMSG_EVENT_STOPPED) {
-    sw->an.stop_announced = 1;
+    at->stop_announced = 1;
     return;
   }
   if (schedule_over(sw)) {
@@ -398,56 +538,62 @@ static void on_announced(void *arg, int status,
      * failed or is being removed: the tracker has us now, so "stopped"
      * follows it. */
     if (status == 0) {
-      sw->an.announced_once = 1;
+      at->announced_once = 1;
       /* A stopping node says "stopped" for its swarms together, from its
        * stop timer (announce_stopped_batch); a swarm that failed or is
        * removed says it alone. */
       if (!sw->node->stopping || sw->state == SW_REMOVING) {
-        say_stopped(sw);
+        say_stopped(at);
       }
     }
     return;
   }
   if (status != 0 && event == TMSG_EVENT_COMPLETED) {
-    sw->an.completed_pending = 1;
+    at->completed_pending = 1;
   }
   if (status != 0) {
-    if (!tracker_failed(sw, status, r)) {
-      uint64_t wait = backoff_ms(sw);
+    if (!tracker_failed(at, status, r)) {
+      uint64_t wait = backoff_ms(at->failures);
       if (r != NULL && r->type == TMSG_ERROR &&
           r->error.retry_after_ms > wait) {
         wait = r->error.retry_after_ms;
       }
-      schedule_announce(sw, wait);
+      schedule_announce(at, wait);
     }
     return;
   }
-  first = !sw->an.announced_once;
-  sw->an.ever_met_tracker = 1;
-  sw->an.tracker_failures = 0;
-  sw->an.announced_once = 1;
-  learn_key(sw);
-  if (r->u.announce.has_cert && sw->an.have_tracker_key) {
-    /* Our address certificate, for peer exchange (pex.c). */
-    pex_take_cert(sw->node, sw->an.tracker_key, r->u.announce.cert);
+  first = !at->announced_once;
+  at->announced_once = 1;
+  tier_met(at);
+  {
+    /* Our address certificate, for peer exchange (pex.c), signed by the
+     * tracker that answered. */
+    const uint8_t *k = at->have_key ? at->key : tracker_client_key(at->tc);
+    if (r->u.announce.has_cert && k != NULL) {
+      pex_take_cert(sw->node, k, r->u.announce.cert);
+    }
   }
-  sw->an.interval_s = r->u.announce.interval_s;
-  schedule_announce(sw, (first ? announce_first_next_ms : announce_next_ms)(
-                            sw->an.interval_s, sw->node->cfg.interval_cap_s,
+  at->interval_s = r->u.announce.interval_s;
+  schedule_announce(at, (first ? announce_first_next_ms : announce_next_ms)(
+                            at->interval_s, sw->node->cfg.interval_cap_s,
                             r->u.announce.min_interval_s, randombytes_uniform));
-  if (event == TMSG_EVENT_STARTED && sw->state != SW_SEEDING) {
+  if (event == TMSG_EVENT_STARTED && sw->state != SW_SEEDING &&
+      !sw->an.lookup_busy) {
+    /* A tier that lists us now is asked at once. */
+    sw->an.lookup_tier = (unsigned)(at - sw->an.tier);
     schedule_lookup(sw, 0);
   }
-  if (first && sw->is_source && !we_publish(sw)) {
+  if (sw->is_source && !we_publish(sw)) {
     /* Someone else's content, seeded again: the trackers list us now,
      * which is when a share of our own says it is shared. */
     emit_shared(sw);
   }
 }
 
-static void do_announce(struct swarm *sw, uint8_t event) {
+static void do_announce(struct announce_tier *at, uint8_t event) {
+  struct swarm *sw = at->sw;
   struct tmsg_announce a;
-  if (sw->an.tc == NULL || sw->an.announce_busy) {
+  if (at->tc == NULL || at->announce_busy) {
     return;
   }
   memset(&a, 0, sizeof(a));
@@ -455,7 +601,7 @@ static void do_announce(struct swarm *sw, uint8_t event) {
   a.event = event;
   if (event != TMSG_EVENT_STOPPED &&
       pex_want_cert(sw->node,
-                    sw->an.have_tracker_key ? sw->an.tracker_key : NULL)) {
+                    at->have_key ? at->key : tracker_client_key(at->tc))) {
     a.flags = TMSG_ANNOUNCE_WANT_CERT; /* ours is missing or half spent */
   }
   a.count = 1;
@@ -464,56 +610,58 @@ static void do_announce(struct swarm *sw, uint8_t event) {
                         ? TMSG_ROLE_SEEDING
                         : TMSG_ROLE_DOWNLOADING;
   a.items[0].left = left_bytes(sw);
-  if (tracker_client_announce(sw->an.tc, &a, on_announced, sw) != 0) {
-    schedule_announce(sw, 1000);
+  if (tracker_client_announce(at->tc, &a, on_announced, at) != 0) {
+    schedule_announce(at, 1000);
     return;
   }
-  sw->an.announce_event = event;
+  at->announce_event = event;
   if (event == TMSG_EVENT_COMPLETED) {
-    sw->an.completed_pending = 0;
+    at->completed_pending = 0;
   }
-  sw->an.announce_busy = 1;
+  at->announce_busy = 1;
   sw->refs++;
 }
 
-/* Tells the trackers this swarm stopped, once, when they may list it: it
- * announced before, or an announce is under way (whose reply calls this
- * again). */
-static void say_stopped(struct swarm *sw) {
-  if (sw->an.tc == NULL || sw->an.stop_sent || !sw->an.announced_once ||
-      sw->an.announce_busy) {
+/* Tells a tier's trackers this swarm stopped, once, when they may list it:
+ * it announced there before, or an announce is under way (whose reply
+ * calls this again). */
+static void say_stopped(struct announce_tier *at) {
+  if (at->tc == NULL || at->stop_sent || !at->announced_once ||
+      at->announce_busy) {
     return;
   }
-  do_announce(sw, TMSG_EVENT_STOPPED);
-  sw->an.stop_sent = sw->an.announce_busy;
+  do_announce(at, TMSG_EVENT_STOPPED);
+  at->stop_sent = at->announce_busy;
 }
 
 static void on_announce_timer(uv_timer_t *t) {
-  struct swarm *sw = t->data;
+  struct announce_tier *at = t->data;
+  struct swarm *sw = at->sw;
   uint8_t event = TMSG_EVENT_PERIODIC;
   if (schedule_over(sw)) {
     return; /* it said "stopped" (say_stopped) */
   }
-  if (!sw->an.announced_once) {
+  if (!at->announced_once) {
     event = TMSG_EVENT_STARTED;
-  } else if (sw->an.completed_pending) {
+  } else if (at->completed_pending) {
     event = TMSG_EVENT_COMPLETED;
   }
-  if (sw->is_source && we_publish(sw) && !sw->an.published) {
+  if (tier_publishes(at)) {
     /* A share of ours announces only once its publish went through. */
-    if (!sw->an.publish_busy) {
-      publish(sw);
+    if (!at->publish_busy) {
+      publish(at);
     }
     return;
   }
-  do_announce(sw, event);
+  do_announce(at, event);
 }
 
-static void schedule_announce(struct swarm *sw, uint64_t ms) {
+static void schedule_announce(struct announce_tier *at, uint64_t ms) {
+  struct swarm *sw = at->sw;
   if (sw->node->stopping || sw->state == SW_REMOVING) {
     return;
   }
-  uv_timer_start(&sw->an.announce_timer, on_announce_timer, ms, 0);
+  uv_timer_start(&at->announce_timer, on_announce_timer, ms, 0);
 }
 
 static int connected_to(const struct swarm *sw, const uint8_t pk[32]) {
@@ -582,9 +730,17 @@ static void redial_known(struct swarm *sw) {
   }
 }
 
+/* The next lookup asks the next tier. */
+static void next_lookup_tier(struct swarm *sw) {
+  if (sw->an.ntiers > 0) {
+    sw->an.lookup_tier = (sw->an.lookup_tier + 1) % sw->an.ntiers;
+  }
+}
+
 static void on_lookup(void *arg, int status,
                       const struct tracker_client_reply *r) {
-  struct swarm *sw = arg;
+  struct announce_tier *at = arg;
+  struct swarm *sw = at->sw;
   struct node *n = sw->node;
   unsigned fresh = 0;
   sw->refs--;
@@ -593,16 +749,22 @@ static void on_lookup(void *arg, int status,
     return;
   }
   if (status != 0) {
-    if (!tracker_failed(sw, status, r)) {
-      uint64_t wait = backoff_ms(sw);
+    sw->an.lookup_failures++;
+    if (!tracker_failed(at, status, r)) {
+      uint64_t wait = backoff_ms(sw->an.lookup_failures);
       redial_known(sw);
+      next_lookup_tier(sw);
+      /* Another tier may answer at once; the backoff is for a round of
+       * every tier failing. */
+      if (sw->an.ntiers > 1 && sw->an.lookup_failures % sw->an.ntiers != 0) {
+        wait = LOOKUP_MIN_MS;
+      }
       schedule_lookup(sw, wait < LOOKUP_MAX_MS ? wait : LOOKUP_MAX_MS);
     }
     return;
   }
-  sw->an.ever_met_tracker = 1;
-  sw->an.tracker_failures = 0;
-  learn_key(sw);
+  sw->an.lookup_failures = 0;
+  tier_met(at);
   for (unsigned i = 0; i < r->u.lookup.count; i++) {
     const struct tmsg_peer *p = &r->u.lookup.peers[i];
     struct sockaddr_storage ss;
@@ -639,8 +801,13 @@ static void on_lookup(void *arg, int status,
   }
   if (fresh > 0) {
     sw->an.lookup_backoff_ms = LOOKUP_MIN_MS;
-  } else if (sw->an.lookup_backoff_ms < LOOKUP_MAX_MS) {
-    sw->an.lookup_backoff_ms *= 2;
+  } else {
+    /* Nobody new here: the next lookup asks the next tier, and once every
+     * tier had its turn, the wait doubles. */
+    next_lookup_tier(sw);
+    if (sw->an.lookup_tier == 0 && sw->an.lookup_backoff_ms < LOOKUP_MAX_MS) {
+      sw->an.lookup_backoff_ms *= 2;
+    }
   }
   if (r->u.lookup.count == 0 && !sw->ever_met_peer && !sw->an.warned_no_peers) {
     struct node_event ev;
@@ -656,9 +823,14 @@ static void on_lookup(void *arg, int status,
 static void on_lookup_timer(uv_timer_t *t) {
   struct swarm *sw = t->data;
   struct node *n = sw->node;
+  struct announce_tier *at;
   struct tmsg_lookup l;
-  if (sw->an.tc == NULL || sw->an.lookup_busy || sw->state == SW_SEEDING ||
+  if (sw->an.ntiers == 0 || sw->an.lookup_busy || sw->state == SW_SEEDING ||
       schedule_over(sw)) {
+    return;
+  }
+  at = &sw->an.tier[sw->an.lookup_tier % sw->an.ntiers];
+  if (at->tc == NULL) {
     return;
   }
   if (sw->nsessions >= n->cfg.max_peers) {
@@ -673,7 +845,7 @@ static void on_lookup_timer(uv_timer_t *t) {
   }
   l.flags = TMSG_LOOKUP_SEEDERS_FIRST;
   memcpy(l.asker, n->id->pk, IDENTITY_PK_BYTES);
-  if (tracker_client_lookup(sw->an.tc, &l, on_lookup, sw) != 0) {
+  if (tracker_client_lookup(at->tc, &l, on_lookup, at) != 0) {
     schedule_lookup(sw, 1000);
     return;
   }
@@ -691,18 +863,43 @@ static void schedule_lookup(struct swarm *sw, uint64_t ms) {
 /* ------------------------------------------------------------------------ */
 /* Sharing */
 
+/* Says the content is shared, with its link, once: when a tier has it
+ * (published, or announced for someone else's content) and every tier's
+ * trackers have their keys, so that the link names them all. */
 static void emit_shared(struct swarm *sw) {
   struct share_link l;
   struct node_event ev;
   char text[LINK_MAX_CHARS + 1];
+  int ready = 0;
+  if (sw->an.shared) {
+    return;
+  }
   memset(&l, 0, sizeof(l));
+  for (unsigned i = 0; i < sw->an.ntiers; i++) {
+    const struct announce_tier *at = &sw->an.tier[i];
+    if (!at->have_key) {
+      return;
+    }
+    ready |= we_publish(sw) ? at->published : at->announced_once;
+    for (unsigned j = 0; j < at->ntrackers; j++) {
+      struct link_tracker *t = &l.trackers[l.tracker_count++];
+      *t = at->trackers[j];
+      t->tier = (uint8_t)i;
+      if (!t->has_key) {
+        /* Trackers without a key of their own are one cluster: the key
+         * learned from the one that answered is theirs. */
+        memcpy(t->key, at->key, IDENTITY_PK_BYTES);
+        t->has_key = 1;
+      }
+    }
+  }
+  if (!ready) {
+    return;
+  }
+  sw->an.shared = 1;
   memcpy(l.id, sw->content, MANIFEST_ID_BYTES);
   snprintf(l.name, sizeof(l.name), "%s", sw->m->name);
   l.size = sw->m->total_size;
-  memcpy(l.tracker_key, sw->an.tracker_key, IDENTITY_PK_BYTES);
-  l.tracker_count = sw->an.ntrackers;
-  memcpy(l.trackers, sw->an.trackers,
-         sw->an.ntrackers * sizeof(sw->an.trackers[0]));
   if (link_format(&l, text, sizeof(text)) < 0) {
     swarm_fail(sw, SHOAL_EINVAL, "cannot make a share link");
     return;
@@ -715,46 +912,50 @@ static void emit_shared(struct swarm *sw) {
 
 static void on_published(void *arg, int status,
                          const struct tracker_client_reply *r) {
-  struct swarm *sw = arg;
+  struct announce_tier *at = arg;
+  struct swarm *sw = at->sw;
   sw->refs--;
-  sw->an.publish_busy = 0;
+  at->publish_busy = 0;
   if (schedule_over(sw)) {
     return;
   }
   if (status != 0) {
-    if (r != NULL && r->type == TMSG_ERROR && status != SHOAL_ERATE) {
+    if (r != NULL && r->type == TMSG_ERROR && status != SHOAL_ERATE &&
+        !tracker_client_moves_on(status)) {
       char msg[512];
       snprintf(msg, sizeof(msg), "tracker %s refused to publish %s: %s",
-               tracker_client_current(sw->an.tc), sw->m->name, r->error.reason);
+               tracker_client_current(at->tc), sw->m->name, r->error.reason);
       swarm_fail(sw, status, msg);
       return;
     }
-    if (!tracker_failed(sw, status, r)) {
-      uv_timer_start(&sw->an.announce_timer, on_announce_timer, backoff_ms(sw),
-                     0);
-      sw->an.published = 0;
+    if (!tracker_failed(at, status, r)) {
+      uint64_t wait = backoff_ms(at->failures);
+      if (r != NULL && r->type == TMSG_ERROR &&
+          r->error.retry_after_ms > wait) {
+        wait = r->error.retry_after_ms;
+      }
+      uv_timer_start(&at->announce_timer, on_announce_timer, wait, 0);
     }
     return;
   }
-  sw->an.published = 1;
-  sw->an.ever_met_tracker = 1;
-  sw->an.tracker_failures = 0;
-  learn_key(sw);
+  at->published = 1;
+  tier_met(at);
   emit_shared(sw);
-  do_announce(sw, TMSG_EVENT_STARTED);
+  do_announce(at, TMSG_EVENT_STARTED);
 }
 
-static void publish(struct swarm *sw) {
+static void publish(struct announce_tier *at) {
+  struct swarm *sw = at->sw;
   struct tmsg_publish p;
   memset(&p, 0, sizeof(p));
   memcpy(p.content, sw->content, MANIFEST_ID_BYTES);
   p.size = sw->m->total_size;
   snprintf(p.name, sizeof(p.name), "%s", sw->m->name);
   memcpy(p.manifest_sig, sw->m->signature, IDENTITY_SIG_BYTES);
-  if (tracker_client_publish(sw->an.tc, &p, on_published, sw) != 0) {
+  if (tracker_client_publish(at->tc, &p, on_published, at) != 0) {
     swarm_fail(sw, SHOAL_ENOMEM, "cannot queue the publish request");
     return;
   }
-  sw->an.publish_busy = 1;
+  at->publish_busy = 1;
   sw->refs++;
 }

@@ -22,7 +22,8 @@
 #include "peer/fmt.h"
 
 const char cli_usage[] =
-    "usage: shoal-peer share PATH... [--tracker HOST[:PORT]]... [options]\n"
+    "usage: shoal-peer share PATH... [--tracker HOST[:PORT][@KEY]]... "
+    "[options]\n"
     "       shoal-peer get LINK|CONTENT-ID... [-o DIR] [--seed] "
     "[--peer ADDR:PORT]...\n"
     "                  [options]\n"
@@ -50,9 +51,14 @@ const char cli_usage[] =
     "  -o, --output=DIR          get, add: where the content goes (get: .;\n"
     "                            add: the daemon's --download-dir)\n"
     "      --seed                get: keep serving after it completes\n"
-    "      --tracker=HOST[:PORT] share, get, search, daemon: a tracker\n"
-    "                            (repeatable; port 7070 if left out; IPv6 as\n"
-    "                            [ADDR])\n"
+    "      --tracker=HOST[:PORT][@KEY]\n"
+    "                            share, get, search, daemon: a tracker, with\n"
+    "                            its key if known (repeatable; port 7070 if\n"
+    "                            left out; IPv6 as [ADDR]). Trackers with one\n"
+    "                            key are one tier (a cluster, tried in turn);\n"
+    "                            each other key, and each tracker without\n"
+    "                            one, is a tier of its own: a peer announces\n"
+    "                            to every tier\n"
     "      --peer=ADDR:PORT      get: dial this peer at start, and again "
     "while\n"
     "                            not connected (repeatable; a CONTENT-ID then\n"
@@ -905,8 +911,37 @@ static int take_value(struct cli *c, enum opt_code code, const char *v) {
     return 0;
   case OPT_TRACKER: {
     const char *why = NULL;
-    if (fmt_parse_tracker(v, &c->trackers[c->ntrackers], &why) != 0) {
+    const char *at = strchr(v, '@');
+    struct link_tracker *t = &c->trackers[c->ntrackers];
+    char addr[LINK_MAX_HOST + 16];
+    uint8_t key[32];
+    int err;
+    if (at != NULL) {
+      /* HOST[:PORT]@KEY: the address as without a key, then the key. */
+      if ((size_t)(at - v) >= sizeof(addr)) {
+        return fail_usage(c, "--tracker '%s': tracker host is too long", v);
+      }
+      memcpy(addr, v, (size_t)(at - v));
+      addr[at - v] = '\0';
+      err = textid_decode(TEXTID_KEY, at + 1, strlen(at + 1), key);
+      if (err != 0) {
+        return fail_usage(c,
+                          "--tracker '%s': the key after '@' is not a key ID "
+                          "(56 characters, as the tracker prints on start)",
+                          v);
+      }
+    }
+    if (fmt_parse_tracker(at != NULL ? addr : v, t, &why) != 0) {
       return fail_usage(c, "--tracker '%s': %s", v, why);
+    }
+    if (at != NULL) {
+      memcpy(t->key, key, sizeof(key));
+      t->has_key = 1;
+    }
+    for (unsigned i = 0; i < c->ntrackers; i++) {
+      if (link_same_tracker(&c->trackers[i], t)) {
+        return fail_usage(c, "--tracker '%s' is given twice", v);
+      }
     }
     c->ntrackers++;
     return 0;
@@ -977,6 +1012,42 @@ static int take_options(struct cli *c, const struct cmdline *cl) {
   return 0;
 }
 
+/* Puts n trackers in tiers: those with one key (their own, else
+ * --tracker-key) in one tier, in the order the keys first appear, and each
+ * without a key in a tier of its own, since nothing says it is one of the
+ * others (it learns its key on first contact). Returns 0, or SHOAL_EINVAL
+ * for more than LINK_MAX_TIERS tiers. */
+static int tier_trackers(struct cli *c, struct link_tracker *t, unsigned n) {
+  unsigned ntiers = 0;
+  for (unsigned i = 0; i < n; i++) {
+    const uint8_t *k = t[i].has_key  ? t[i].key
+                       : c->have_key ? c->tracker_key
+                                     : NULL;
+    unsigned tier = ntiers;
+    for (unsigned j = 0; k != NULL && j < i; j++) {
+      const uint8_t *kj = t[j].has_key  ? t[j].key
+                          : c->have_key ? c->tracker_key
+                                        : NULL;
+      if (kj != NULL && memcmp(k, kj, 32) == 0) {
+        tier = t[j].tier;
+        break;
+      }
+    }
+    if (tier == ntiers) {
+      if (ntiers == LINK_MAX_TIERS) {
+        return fail_usage(c,
+                          "--tracker: at most %d tiers (trackers with "
+                          "different keys, or without one) — give the "
+                          "trackers of one cluster its key",
+                          LINK_MAX_TIERS);
+      }
+      ntiers++;
+    }
+    t[i].tier = (uint8_t)tier;
+  }
+  return 0;
+}
+
 /* Reads the LINKs and CONTENT-IDs of a get. Returns 0, SHOAL_EINVAL or
  * SHOAL_ENOMEM. */
 static int take_gets(struct cli *c) {
@@ -984,6 +1055,9 @@ static int take_gets(struct cli *c) {
   unsigned nenv = 0;
   int env_read = 0;
   int err;
+  if ((err = tier_trackers(c, c->trackers, c->ntrackers)) != 0) {
+    return err;
+  }
   c->gets = calloc((size_t)c->nargs, sizeof(*c->gets));
   if (c->gets == NULL) {
     return SHOAL_ENOMEM;
@@ -1008,9 +1082,20 @@ static int take_gets(struct cli *c) {
                           why != NULL ? why : "malformed");
       }
       memcpy(g->content, g->link.id, sizeof(g->content));
+      /* The link's trackers carry their keys and tiers; the command line's
+       * join its first tier, and when the link has one key for all (its
+       * first form), they are taken to sign with it unless --tracker-key
+       * says otherwise. */
       if (!g->have_key) {
-        memcpy(g->key, g->link.tracker_key, 32);
-        g->have_key = 1;
+        int one_key = 1;
+        for (size_t t = 1; t < g->link.tracker_count; t++) {
+          one_key &=
+              memcmp(g->link.trackers[t].key, g->link.trackers[0].key, 32) == 0;
+        }
+        if (one_key) {
+          memcpy(g->key, g->link.trackers[0].key, 32);
+          g->have_key = 1;
+        }
       }
       for (size_t t = 0;
            t < g->link.tracker_count && g->ntrackers < LINK_MAX_TRACKERS; t++) {
@@ -1031,6 +1116,9 @@ static int take_gets(struct cli *c) {
     if (g->ntrackers == 0 && !env_read) {
       env_read = 1;
       err = env_trackers(c, env, &nenv);
+      if (err == 0) {
+        err = tier_trackers(c, env, nenv);
+      }
       if (err != 0) {
         return err;
       }
@@ -1186,6 +1274,11 @@ static int take_arguments(struct cli *c) {
       return fail_usage(c, "%s needs --tracker HOST[:PORT] or %s",
                         cmd_names[c->cmd], CLI_TRACKER_ENV);
     }
+    /* A search asks one tracker after the other: no tiers. */
+    if (c->cmd == CLI_SHARE &&
+        (err = tier_trackers(c, c->trackers, c->ntrackers)) != 0) {
+      return err;
+    }
     return c->cmd == CLI_SEARCH ? take_words(c) : 0;
   case CLI_GET:
     if (c->nargs < 1) {
@@ -1203,9 +1296,13 @@ static int take_arguments(struct cli *c) {
     }
     if (c->cmd == CLI_DAEMON && c->ntrackers == 0) {
       /* The trackers a share goes to; a daemon may run without. */
-      return env_trackers(c, c->trackers, &c->ntrackers);
+      int e = env_trackers(c, c->trackers, &c->ntrackers);
+      if (e != 0) {
+        return e;
+      }
     }
-    return 0;
+    return c->cmd == CLI_DAEMON ? tier_trackers(c, c->trackers, c->ntrackers)
+                                : 0;
   case CLI_ADD:
     return take_links(c);
   case CLI_PUBLISH:

@@ -82,7 +82,7 @@ struct cli_get {
   /* The command line's trackers (or SHOAL_TRACKER's), then the link's. */
   struct link_tracker trackers[LINK_MAX_TRACKERS];
   unsigned ntrackers;
-  uint8_t key[32]; /* --tracker-key, else the link's */
+  uint8_t key[32]; /* --tracker-key (a link's trackers carry their own) */
   int have_key;
 };
 
@@ -107,7 +107,9 @@ struct cli {
   /* --listen (borrowed from argv), --max-peers, the rates, --mode,
    * --interval-cap; home is left NULL for the caller. */
   struct node_config node;
-  struct link_tracker trackers[LINK_MAX_TRACKERS]; /* share, search */
+  /* share, search, daemon: with their keys when given (HOST@KEY), in
+   * tiers (one per key; one for each tracker without a key) */
+  struct link_tracker trackers[LINK_MAX_TRACKERS];
   unsigned ntrackers;
   uint8_t tracker_key[32];
   int have_key;

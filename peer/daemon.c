@@ -372,7 +372,7 @@ static unsigned trackers_of(struct daemon *d, const struct library_entry *e,
   if (e != NULL && e->link != NULL &&
       link_parse(e->link, strlen(e->link), l, &why) == 0 &&
       l->tracker_count > 0) {
-    *key = l->tracker_key;
+    *key = NULL; /* each tracker of a link carries its key */
     return (unsigned)l->tracker_count;
   }
   memset(l, 0, sizeof(*l));

@@ -297,6 +297,10 @@ struct node {
   /* One tracker client per tracker list and key, shared by every swarm
    * that uses them (node.c). */
   struct tracker_share *tracker_shares;
+  /* Trackers of a tier that answered when their client was last closed:
+   * a client made again for that tier starts with the one that worked. */
+  struct link_tracker tracker_worked[NODE_TRACKER_WORKED];
+  unsigned tracker_worked_next;
   struct session *pending;             /* accepted, hello not yet seen */
   struct pex_own pex_own[PEX_OWN_MAX]; /* our certificates (pex.c) */
   uv_timer_t tick;

@@ -59,6 +59,7 @@
 #define NODE_STOP_MS 2000u         /* "stopped" announces may take this */
 #define NODE_NO_PEERS_MS 60000u    /* get gives up when no peer appears */
 #define NODE_TRACKER_TRIES 3       /* get gives up on trackers never met */
+#define NODE_TRACKER_WORKED 16     /* tiers whose good tracker is kept */
 #define NODE_STALL_WARN_MS 60000u  /* no progress for this long: say so */
 #define NODE_DIAL_WARN 3           /* dials failed, no peer ever met: say so */
 #define NODE_SOURCE_CHECK_MS 5000u /* shared files' size and time checked */

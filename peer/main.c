@@ -307,10 +307,17 @@ static void print_result(struct app *a, const struct tmsg_result *x,
   memcpy(l.id, x->content, 32);
   snprintf(l.name, sizeof(l.name), "%s", x->name);
   l.size = x->size;
-  memcpy(l.tracker_key, key, 32);
   l.tracker_count = a->cli.ntrackers;
   memcpy(l.trackers, a->cli.trackers,
          a->cli.ntrackers * sizeof(a->cli.trackers[0]));
+  for (size_t i = 0; i < l.tracker_count; i++) {
+    /* A tracker without a key of its own is taken to sign with the one
+     * that answered. */
+    if (!l.trackers[i].has_key) {
+      memcpy(l.trackers[i].key, key, 32);
+      l.trackers[i].has_key = 1;
+    }
+  }
   if (link_format(&l, link, sizeof(link)) < 0) {
     return; /* a name the link format cannot carry */
   }

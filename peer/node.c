@@ -459,8 +459,9 @@ int node_new(struct node **out, uv_loop_t *loop, const struct node_config *c,
 /* ------------------------------------------------------------------------ */
 /* Shared tracker clients */
 
-/* A tracker client and the swarms that use it: those with these trackers,
- * in this order, and this pinned key (pinned set) or none. */
+/* A tracker client and the swarms that use it: those with a tier of these
+ * trackers, in this order, each with the same key of its own or none, and
+ * this pinned key for the trackers without one (pinned set) or none. */
 struct tracker_share {
   struct tracker_share *next;
   struct link_tracker trackers[LINK_MAX_TRACKERS];
@@ -478,12 +479,48 @@ static int same_trackers(const struct tracker_share *ts,
     return 0;
   }
   for (unsigned i = 0; i < ntrackers; i++) {
-    if (ts->trackers[i].port != trackers[i].port ||
-        strcmp(ts->trackers[i].host, trackers[i].host) != 0) {
+    const struct link_tracker *a = &ts->trackers[i];
+    const struct link_tracker *b = &trackers[i];
+    if (a->port != b->port || strcmp(a->host, b->host) != 0 ||
+        a->has_key != b->has_key ||
+        (a->has_key && memcmp(a->key, b->key, IDENTITY_PK_BYTES) != 0)) {
       return 0;
     }
   }
   return 1;
+}
+
+/* Which of a tier's trackers to try first: the last of them the node saw
+ * working, else the first. */
+static unsigned worked_first(const struct node *n,
+                             const struct link_tracker *trackers,
+                             unsigned ntrackers) {
+  for (unsigned k = 0; k < NODE_TRACKER_WORKED; k++) {
+    /* Newest first. */
+    unsigned slot = (n->tracker_worked_next + NODE_TRACKER_WORKED - 1 - k) %
+                    NODE_TRACKER_WORKED;
+    const struct link_tracker *w = &n->tracker_worked[slot];
+    if (w->port == 0) {
+      continue;
+    }
+    for (unsigned i = 0; i < ntrackers; i++) {
+      if (link_same_tracker(w, &trackers[i])) {
+        return i;
+      }
+    }
+  }
+  return 0;
+}
+
+/* Remembers the tracker of ts that answered last, when its tier has a
+ * choice, for a client made again later (worked_first). */
+static void remember_worked(struct node *n, const struct tracker_share *ts) {
+  int w = tracker_client_worked(ts->tc);
+  if (w < 0 || ts->ntrackers < 2) {
+    return;
+  }
+  n->tracker_worked[n->tracker_worked_next] = ts->trackers[w];
+  n->tracker_worked_next = (n->tracker_worked_next + 1) % NODE_TRACKER_WORKED;
 }
 
 /* The share for trackers and key: one pinned to the same key, or pinned to
@@ -515,10 +552,12 @@ static struct tracker_share *find_share(const struct node *n,
   return learned;
 }
 
-/* A reference to the node's client for trackers (1..LINK_MAX_TRACKERS,
- * copied) pinned to key (or NULL): the one its other swarms use, else a
- * new one. Returns NULL for no trackers or without memory. The caller
- * gives the reference back with tracker_put. */
+/* A reference to the node's client for one tier of trackers
+ * (1..LINK_MAX_TRACKERS, copied, with their keys) and key for those without
+ * one (or NULL): the one its other swarms use, else a new one, which starts
+ * with the tracker of the tier that worked last (worked_first). Returns NULL
+ * for no trackers or without memory. The caller gives the reference back with
+ * tracker_put. */
 static struct tracker_client *tracker_get(struct node *n,
                                           const struct link_tracker *trackers,
                                           unsigned ntrackers,
@@ -552,6 +591,7 @@ static struct tracker_client *tracker_get(struct node *n,
   c.trackers = ts->trackers;
   c.ntrackers = ts->ntrackers;
   c.tracker_key = key;
+  c.first = worked_first(n, ts->trackers, ts->ntrackers);
   c.seq = &n->seq;
   /* The node listens on one family or both, the same for every swarm, so
    * it is no part of a share's key. */
@@ -589,8 +629,45 @@ static void tracker_put(struct node *n, struct tracker_client *tc) {
     return;
   }
   *pp = ts->next;
+  remember_worked(n, ts);
   tracker_client_close(ts->tc);
   free(ts);
+}
+
+/* Gives back every client announce_release let go of. */
+static void tracker_put_all(struct node *n, struct swarm *sw) {
+  struct tracker_client *tcs[LINK_MAX_TIERS];
+  unsigned k = announce_release(sw, tcs);
+  for (unsigned i = 0; i < k; i++) {
+    tracker_put(n, tcs[i]);
+  }
+}
+
+/* Makes sw's schedule over trackers (the usable ones, nusable), with the
+ * node's client for each tier (announce_tiers). */
+static void swarm_trackers(struct node *n, struct swarm *sw,
+                           const struct link_tracker *usable, unsigned nusable,
+                           const uint8_t *key) {
+  struct link_tracker sorted[LINK_MAX_TRACKERS];
+  struct tracker_client *tcs[LINK_MAX_TIERS];
+  unsigned first[LINK_MAX_TIERS];
+  unsigned count[LINK_MAX_TIERS];
+  unsigned ntiers = announce_tiers(usable, nusable, sorted, first, count);
+  unsigned total = ntiers > 0 ? first[ntiers - 1] + count[ntiers - 1] : 0;
+  for (unsigned i = 0; i < ntiers; i++) {
+    tcs[i] = tracker_get(n, sorted + first[i], count[i], key);
+  }
+  announce_init(sw, sorted, total, key, tcs);
+}
+
+/* Whether every tier of sw got its client. */
+static int swarm_has_clients(const struct swarm *sw) {
+  for (unsigned i = 0; i < sw->an.ntiers; i++) {
+    if (sw->an.tier[i].tc == NULL) {
+      return 0;
+    }
+  }
+  return 1;
 }
 
 /* Closes every client left, whoever holds it (the node stops or is
@@ -667,14 +744,13 @@ int node_share(struct node *n, struct manifest *m,
     manifest_free(m);
     return SHOAL_ENOMEM;
   }
-  announce_init(sw, usable, nusable, tracker_key,
-                tracker_get(n, usable, nusable, tracker_key));
+  swarm_trackers(n, sw, usable, nusable, tracker_key);
   sw->is_source = 1;
   sw->m = m;
   snprintf(sw->name, sizeof(sw->name), "%s", m->name);
   sw->size_hint = m->total_size;
   if (!announce_ready(sw, ntrackers, why)) {
-    return sw->an.tc == NULL && nusable > 0 ? SHOAL_ENOMEM : 0;
+    return !swarm_has_clients(sw) && nusable > 0 ? SHOAL_ENOMEM : 0;
   }
   if (swarm_open_source(sw) == 0) {
     announce_share(sw);
@@ -701,8 +777,7 @@ int node_get(struct node *n, const uint8_t content[MANIFEST_ID_BYTES],
   if (sw == NULL) {
     return SHOAL_ENOMEM;
   }
-  announce_init(sw, usable, nusable, tracker_key,
-                tracker_get(n, usable, nusable, tracker_key));
+  swarm_trackers(n, sw, usable, nusable, tracker_key);
   sw->dir = strdup(dir);
   if (sw->dir == NULL) {
     return SHOAL_ENOMEM;
@@ -720,7 +795,7 @@ int node_get(struct node *n, const uint8_t content[MANIFEST_ID_BYTES],
   if (announce_ready(sw, ntrackers, why)) {
     announce_get(sw);
   } else if (ntrackers > 0 || sw->state != SW_FETCHING) {
-    return sw->an.tc == NULL && nusable > 0 ? SHOAL_ENOMEM : 0;
+    return !swarm_has_clients(sw) && nusable > 0 ? SHOAL_ENOMEM : 0;
   }
   /* With no tracker at all, the peers come from node_connect and peer
    * exchange. */
@@ -819,6 +894,11 @@ static void on_remove_handle_closed(uv_handle_t *h) {
   sw->remove_closing--;
 }
 
+static void on_remove_tier_timer_closed(uv_handle_t *h) {
+  struct announce_tier *at = h->data;
+  at->sw->remove_closing--;
+}
+
 /* Lets go of what a removed swarm holds on the loop besides its storage:
  * its tracker client (every request still due is answered at once with
  * SHOAL_ECANCELED, which drops its reference; the client goes on for the
@@ -828,10 +908,14 @@ static void remove_release(struct swarm *sw) {
     return;
   }
   sw->remove_released = 1;
-  tracker_put(sw->node, announce_release(sw));
-  /* The timers' data is the swarm (announce_init). */
-  sw->remove_closing += 2;
-  uv_close((uv_handle_t *)&sw->an.announce_timer, on_remove_handle_closed);
+  tracker_put_all(sw->node, sw);
+  /* The timers' data is the swarm or its tier, whose swarm
+   * on_remove_handle_closed needs (announce_init). */
+  sw->remove_closing += 1 + sw->an.ntiers;
+  for (unsigned i = 0; i < sw->an.ntiers; i++) {
+    uv_close((uv_handle_t *)&sw->an.tier[i].announce_timer,
+             on_remove_tier_timer_closed);
+  }
   uv_close((uv_handle_t *)&sw->an.lookup_timer, on_remove_handle_closed);
 }
 
@@ -985,8 +1069,10 @@ static void close_all(struct node *n) {
       n->closing_handles++;
       storage_close(sw->st, on_storage_closed, sw);
     }
-    tracker_put(n, announce_release(sw));
-    close_handle(n, (uv_handle_t *)&sw->an.announce_timer);
+    tracker_put_all(n, sw);
+    for (unsigned i = 0; i < sw->an.ntiers; i++) {
+      close_handle(n, (uv_handle_t *)&sw->an.tier[i].announce_timer);
+    }
     close_handle(n, (uv_handle_t *)&sw->an.lookup_timer);
   }
   /* Every swarm gave its client back; none is left open. */
@@ -1016,15 +1102,21 @@ static void close_all(struct node *n) {
  * stop and at each turn of its stop timer, for the swarms whose announce
  * was under way and has been answered since. */
 static void stop_batches(struct node *n) {
-  struct swarm *group[TMSG_MAX_ANNOUNCE_ITEMS];
+  struct announce_tier *group[TMSG_MAX_ANNOUNCE_ITEMS];
   for (struct tracker_share *ts = n->tracker_shares; ts != NULL;
        ts = ts->next) {
     unsigned k = 0;
     for (struct swarm *sw = n->swarms; sw != NULL; sw = sw->next) {
-      if (sw->an.tc != ts->tc || !announce_owes_stopped(sw)) {
+      struct announce_tier *at = NULL;
+      for (unsigned i = 0; i < sw->an.ntiers; i++) {
+        if (sw->an.tier[i].tc == ts->tc) {
+          at = &sw->an.tier[i];
+        }
+      }
+      if (at == NULL || !announce_tier_owes_stopped(at)) {
         continue;
       }
-      group[k++] = sw;
+      group[k++] = at;
       if (k == TMSG_MAX_ANNOUNCE_ITEMS) {
         (void)announce_stopped_batch(group, k);
         k = 0;

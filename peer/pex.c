@@ -323,12 +323,22 @@ void pex_take_cert(struct node *n, const uint8_t key[IDENTITY_PK_BYTES],
 /* ------------------------------------------------------------------------ */
 /* The swarm's side */
 
-/* The tracker key the swarm's records must be signed by, or NULL. */
-static const uint8_t *swarm_key(const struct swarm *sw) {
-  if (sw->an.have_tracker_key) {
-    return sw->an.tracker_key;
+/* The tracker keys the swarm's records may be signed by, one for each
+ * tier whose key is given or learned, into keys (LINK_MAX_TIERS x 32
+ * bytes). Returns their count. */
+static unsigned swarm_keys(const struct swarm *sw,
+                           uint8_t keys[LINK_MAX_TIERS][IDENTITY_PK_BYTES]) {
+  unsigned n = 0;
+  for (unsigned i = 0; i < sw->an.ntiers && i < LINK_MAX_TIERS; i++) {
+    const struct announce_tier *at = &sw->an.tier[i];
+    const uint8_t *k = at->have_key     ? at->key
+                       : at->tc != NULL ? tracker_client_key(at->tc)
+                                        : NULL;
+    if (k != NULL) {
+      memcpy(keys[n++], k, IDENTITY_PK_BYTES);
+    }
   }
-  return sw->an.tc != NULL ? tracker_client_key(sw->an.tc) : NULL;
+  return n;
 }
 
 /* The client-server baseline takes no part: it talks to the publisher
@@ -347,9 +357,9 @@ static int needs_peers(const struct swarm *sw) {
 
 static void maybe_send(struct swarm *sw, struct session *s, uint64_t now) {
   uint8_t out[PWIRE_PEX_MAX_RECORDS * TMSG_CERT_BYTES];
-  const uint8_t *key = swarm_key(sw);
-  const struct pex_own *own =
-      key != NULL ? own_cert(sw->node, key, clock_wall_ms()) : NULL;
+  uint8_t keys[LINK_MAX_TIERS][IDENTITY_PK_BYTES];
+  unsigned nkeys = swarm_keys(sw, keys);
+  const struct pex_own *own = NULL;
   struct pwire_msg m;
   unsigned count;
 
@@ -359,6 +369,10 @@ static void maybe_send(struct swarm *sw, struct session *s, uint64_t now) {
   }
   if (s->pex.sent_any && now - s->pex.last_sent_ms < PEX_SEND_MS) {
     return;
+  }
+  /* Our own certificate from the first tier that gave us one. */
+  for (unsigned i = 0; i < nkeys && own == NULL; i++) {
+    own = own_cert(sw->node, keys[i], clock_wall_ms());
   }
   /* Nothing new: no scan, and no message spent. */
   if ((own == NULL || own->issued_ms == s->pex.own_sent_issued) &&
@@ -487,10 +501,11 @@ static void dial_given(struct swarm *sw, uint64_t now) {
 int pex_on_message(struct swarm *sw, struct session *s,
                    const struct pwire_msg *m) {
   uint64_t now = node_now(sw->node);
-  const uint8_t *key = swarm_key(sw);
+  uint8_t keys[LINK_MAX_TIERS][IDENTITY_PK_BYTES];
+  unsigned nkeys = swarm_keys(sw, keys);
   struct tmsg_cert_policy pol = {
-      .keys = key,
-      .nkeys = key != NULL ? 1 : 0,
+      .keys = keys[0],
+      .nkeys = nkeys,
       .now_ms = clock_wall_ms(),
       .window_ms = ENVELOPE_WINDOW_MS_DEFAULT,
   };

@@ -123,7 +123,13 @@ struct tracker_client {
   char names[LINK_MAX_TRACKERS][TRACKER_CLIENT_ADDR_TEXT];
   unsigned ntrackers;
   unsigned cur;
-  uint8_t key[IDENTITY_PK_BYTES];
+  int worked; /* the tracker that last answered, or -1 */
+  /* Each tracker's key: its own (the link's), else the configured one,
+   * else the one learned from the first reply of a tracker without a key
+   * (shared by all of those: they are taken for one cluster). */
+  uint8_t keys[LINK_MAX_TRACKERS][IDENTITY_PK_BYTES];
+  int key_given[LINK_MAX_TRACKERS];
+  uint8_t key[IDENTITY_PK_BYTES]; /* learned */
   int key_known;
   uint64_t *seq;
   unsigned timeout_ms;
@@ -156,6 +162,15 @@ struct tracker_client {
 };
 
 static void conn_release(struct conn *c);
+
+/* The key replies of tracker i must be signed with, or NULL while it is
+ * to be learned. */
+static const uint8_t *key_of(const struct tracker_client *t, unsigned i) {
+  if (t->key_given[i]) {
+    return t->keys[i];
+  }
+  return t->key_known ? t->key : NULL;
+}
 static void conn_try_next(struct conn *c);
 static void on_reopen_closed(uv_handle_t *h);
 
@@ -343,6 +358,9 @@ static void conn_fail_with(struct conn *c, int err, int not_shoal,
            t->ntrackers > 1 ? "; trying the next tracker next time" : "");
   t->conn = NULL;
   t->cur = (c->tracker + 1) % t->ntrackers;
+  if (t->worked == (int)c->tracker) {
+    t->worked = -1;
+  }
   fail_pending(t, err);
   conn_release(c);
   arm_timer(t);
@@ -600,7 +618,7 @@ static int conn_frame(struct conn *c, const uint8_t *frame, size_t len) {
       .cls = ENVELOPE_TRACKER_REPLY,
       .now_ms = clock_wall_ms(),
       .window_ms = ENVELOPE_WINDOW_MS_DEFAULT,
-      .expect_sender = t->key_known ? t->key : NULL,
+      .expect_sender = key_of(t, c->tracker),
       /* No replay guard: identical lookups within a second get the very
        * same signed bytes (the tracker's lookup cache). */
       .guard = NULL,
@@ -631,7 +649,8 @@ static int conn_frame(struct conn *c, const uint8_t *frame, size_t len) {
     return -1;
   }
   c->spoke = 1;
-  if (!t->key_known) {
+  t->worked = (int)c->tracker;
+  if (key_of(t, c->tracker) == NULL) {
     char text[TEXTID_STRLEN];
     memcpy(t->key, e.sender, sizeof(t->key));
     t->key_known = 1;
@@ -647,7 +666,10 @@ static int conn_frame(struct conn *c, const uint8_t *frame, size_t len) {
     t->unsent = &t->head;
   }
   t->count--;
-  if (t->reply.type == TMSG_ERROR && t->reply.error.retry_after_ms > 0) {
+  if (t->reply.type == TMSG_ERROR && t->reply.error.retry_after_ms > 0 &&
+      !(t->ntrackers > 1 && tracker_client_moves_on(status))) {
+    /* (A tracker that cannot serve is left for the next one instead, below:
+     * its wait is no reason for the others to wait.) */
     /* The tracker asks us to wait (its rate limit, or its memory): nothing
      * more goes until then, for every caller of this client. What is
      * already written cannot be called back. */
@@ -665,6 +687,14 @@ static int conn_frame(struct conn *c, const uint8_t *frame, size_t len) {
     q->cb(q->arg, status, &t->reply);
   }
   free(q);
+  if (t->conn == c && !t->closing && t->ntrackers > 1 &&
+      t->reply.type == TMSG_ERROR && tracker_client_moves_on(status)) {
+    /* This tracker cannot serve now (its store is down, it is full): the
+     * requests behind this one would hear the same, so they fail with it
+     * and the next request goes to the next tracker of the list. */
+    conn_fail(c, status);
+    return -1;
+  }
   return t->conn == c && !t->closing ? 0 : -1;
 }
 
@@ -984,10 +1014,16 @@ int tracker_client_new(struct tracker_client **out,
              strchr(tr->host, ':') != NULL ? "[%s]:%u" : "%s:%u", tr->host,
              (unsigned)tr->port);
   }
-  if (c->tracker_key != NULL) {
-    memcpy(t->key, c->tracker_key, sizeof(t->key));
-    t->key_known = 1;
+  for (unsigned i = 0; i < c->ntrackers; i++) {
+    const uint8_t *k =
+        c->trackers[i].has_key ? c->trackers[i].key : c->tracker_key;
+    if (k != NULL) {
+      memcpy(t->keys[i], k, sizeof(t->keys[i]));
+      t->key_given[i] = 1;
+    }
   }
+  t->cur = c->first < c->ntrackers ? c->first : 0;
+  t->worked = -1;
   t->seq = c->seq;
   t->timeout_ms =
       c->timeout_ms != 0 ? c->timeout_ms : TRACKER_CLIENT_TIMEOUT_MS;
@@ -1139,7 +1175,15 @@ unsigned tracker_client_withdraw(struct tracker_client *t, void *arg) {
 }
 
 const uint8_t *tracker_client_key(const struct tracker_client *t) {
-  return t->key_known ? t->key : NULL;
+  return key_of(t, t->cur);
+}
+
+int tracker_client_worked(const struct tracker_client *t) {
+  return t->worked;
+}
+
+int tracker_client_moves_on(int status) {
+  return status == SHOAL_EBUSY || status == SHOAL_ENOMEM;
 }
 
 const char *tracker_client_current(const struct tracker_client *t) {
@@ -1171,10 +1215,10 @@ const char *tracker_client_describe(const struct tracker_client *t, int status,
              "address and port",
              name, t->fail_heard);
   } else if (ours && status == SHOAL_EWRONGKEY && t->fail_key_set &&
-             t->key_known) {
+             key_of(t, t->fail_tracker) != NULL) {
     char theirs[TEXTID_STRLEN], pinned[TEXTID_STRLEN];
     textid_encode(TEXTID_KEY, t->fail_key, theirs);
-    textid_encode(TEXTID_KEY, t->key, pinned);
+    textid_encode(TEXTID_KEY, key_of(t, t->fail_tracker), pinned);
     snprintf(out, cap,
              "tracker %s signs with key %s, not with the expected key %s — "
              "check the link or --tracker-key",

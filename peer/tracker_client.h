@@ -13,11 +13,13 @@
  * ENVELOPE_TRACKER_REQUEST with the caller's identity; lookup and search are
  * unsigned queries. Each takes the next number of the shared sequence
  * counter (*seq)++, as envelope sequence number or query id. Every reply is
- * opened with envelope_open for class ENVELOPE_TRACKER_REPLY, the pinned
- * tracker key and the default clock window, and without a replay guard (the
- * tracker sends one signed lookup reply to every identical lookup within a
- * second). Without a configured key, the sender of the first reply that
- * verifies is pinned for the life of the client (trust on first use).
+ * opened with envelope_open for class ENVELOPE_TRACKER_REPLY, the key of the
+ * tracker it came from and the default clock window, and without a replay
+ * guard (the tracker sends one signed lookup reply to every identical lookup
+ * within a second). A tracker's key is its own (struct link_tracker's, from
+ * a link), else the configured tracker_key; for trackers with neither, the
+ * sender of the first reply that verifies is pinned for the life of the
+ * client (trust on first use), for all of them.
  *
  * Pacing. A tracker limits the requests of each source address and closes a
  * connection that goes on sending past a refusal (docs/protocol.md, "Rate
@@ -32,12 +34,20 @@
  * turn (while the connection is being made, the first request's timeout
  * counts from when it was made, so an unreachable tracker still fails it).
  *
- * Failure and fail-over. A connection that cannot be made, breaks, ends
- * while requests are pending, sends a reply that does not verify or does
- * not answer its request, or leaves the oldest request unanswered for the
- * timeout, fails every pending request and is closed; the next request goes
- * to the next tracker of the list (round robin) on a fresh connection. The
- * client never retries by itself: backing off is the caller's business.
+ * Failure and fail-over. The trackers of a client are one tier of a link:
+ * interchangeable, tried in turn. A connection that cannot be made, breaks,
+ * ends while requests are pending, sends a reply that does not verify or
+ * does not answer its request, or leaves the oldest request unanswered for
+ * the timeout, fails every pending request and is closed; so does one whose
+ * tracker refuses a request because it cannot serve now
+ * (tracker_client_moves_on: its store is down, it is full), after that
+ * request's callback, when there is another tracker to go to. The next
+ * request goes to the next tracker of the list (round robin) on a fresh
+ * connection, and the client stays with a tracker that answers: the one
+ * that worked goes first until it fails (tracker_client_worked tells the
+ * node which, so that a client made again later starts there: `first`).
+ * The client never retries by itself: backing off is the caller's
+ * business.
  *
  * Callbacks run on the loop thread, never inside the tracker_client_* call that
  * queued the request; each request's callback comes exactly once.
@@ -74,10 +84,15 @@ struct tracker_client_config {
   uv_loop_t *loop;
   const struct identity *id;           /* signs announce/publish; borrowed
                                           for the client's life */
-  const struct link_tracker *trackers; /* copied; 1..LINK_MAX_TRACKERS */
+  const struct link_tracker *trackers; /* copied; 1..LINK_MAX_TRACKERS;
+                                          a tracker's own key (has_key)
+                                          checks its replies */
   unsigned ntrackers;
-  const uint8_t *tracker_key; /* 32 bytes (copied), or NULL: trust
+  const uint8_t *tracker_key; /* 32 bytes (copied): the key of trackers
+                                 without one of their own; or NULL: trust
                                  on first use */
+  unsigned first;             /* the tracker tried first (an index;
+                                 out of range: 0) */
   uint64_t *seq;              /* shared envelope sequence counter;
                                  borrowed for the client's life */
   unsigned timeout_ms;        /* per request; 0 = TRACKER_CLIENT_TIMEOUT_MS */
@@ -165,9 +180,17 @@ int tracker_client_publish(struct tracker_client *t,
 int tracker_client_search(struct tracker_client *t, const struct tmsg_search *s,
                           tracker_client_cb cb, void *arg);
 
-/* The tracker key: the configured one, or the pinned one once a reply has
- * verified; NULL until then. Valid until tracker_client_close. */
+/* The key of the tracker the next or current request goes to: its own, the
+ * configured one, or the pinned one once a reply has verified; NULL until
+ * then. Valid until tracker_client_close. */
 const uint8_t *tracker_client_key(const struct tracker_client *t);
+/* The index of the tracker whose reply last verified, or -1 (none yet, or
+ * it failed since). */
+int tracker_client_worked(const struct tracker_client *t);
+/* Whether a tracker's refusal with this code (an error reply's) is about
+ * the tracker rather than the request, so that another tracker of the same
+ * tier may serve it: SHOAL_EBUSY and SHOAL_ENOMEM. */
+int tracker_client_moves_on(int status);
 /* "host:port" ("[v6]:port" for an IPv6 literal) of the tracker the next or
  * current request goes to, for messages. Valid until tracker_client_close. */
 const char *tracker_client_current(const struct tracker_client *t);

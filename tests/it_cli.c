@@ -185,14 +185,16 @@ static void wait_stdout_line(struct proc *p, const char *prefix, char *out) {
 /* A well-formed link to nothing, with one tracker at 127.0.0.1:port. */
 static void link_to_nowhere(char *out, size_t cap, int port) {
   struct share_link l;
+  uint8_t key[32];
   memset(&l, 0, sizeof(l));
+  tu_fill(key, sizeof(key), 0x11d);
   tu_fill(l.id, sizeof(l.id), 0x11c);
-  tu_fill(l.tracker_key, sizeof(l.tracker_key), 0x11d);
   snprintf(l.name, sizeof(l.name), "nowhere.bin");
   l.size = 1000;
   l.tracker_count = 1;
   snprintf(l.trackers[0].host, sizeof(l.trackers[0].host), "127.0.0.1");
   l.trackers[0].port = (uint16_t)port;
+  link_set_key(&l, key);
   assert_true(link_format(&l, out, cap) > 0);
 }
 

@@ -357,10 +357,10 @@ static void link_to(const struct fx *f, const struct manifest *m,
   memcpy(l.id, m->id, 32);
   snprintf(l.name, sizeof(l.name), "%s", name);
   l.size = size;
-  memcpy(l.tracker_key, f->t.key, 32);
   l.tracker_count = 1;
   snprintf(l.trackers[0].host, sizeof(l.trackers[0].host), "127.0.0.1");
   l.trackers[0].port = (uint16_t)f->t.port;
+  link_set_key(&l, f->t.key);
   assert_true(link_format(&l, link, LINK_MAX_CHARS + 1) > 0);
 }
 
@@ -1349,12 +1349,13 @@ static void made_up_link(const char *name, uint64_t size, uint16_t port,
   struct share_link l;
   memset(&l, 0, sizeof(l));
   randombytes_buf(l.id, sizeof(l.id));
-  randombytes_buf(l.tracker_key, sizeof(l.tracker_key));
   snprintf(l.name, sizeof(l.name), "%s", name);
   l.size = size;
   l.tracker_count = 1;
   snprintf(l.trackers[0].host, sizeof(l.trackers[0].host), "127.0.0.1");
   l.trackers[0].port = port;
+  randombytes_buf(l.trackers[0].key, sizeof(l.trackers[0].key));
+  l.trackers[0].has_key = 1;
   assert_true(link_format(&l, link, LINK_MAX_CHARS + 1) > 0);
 }
 

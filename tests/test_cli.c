@@ -162,9 +162,10 @@ static void content_text(char out[TEXTID_STRLEN], uint64_t seed) {
 static void make_link(char *out, size_t cap, uint64_t seed,
                       unsigned ntrackers) {
   struct share_link l;
+  uint8_t key[32];
   memset(&l, 0, sizeof(l));
   tu_fill(l.id, sizeof(l.id), seed);
-  tu_fill(l.tracker_key, sizeof(l.tracker_key), seed + 1);
+  tu_fill(key, sizeof(key), seed + 1);
   snprintf(l.name, sizeof(l.name), "file-%u.bin", (unsigned)seed);
   l.size = 1000 + seed;
   l.tracker_count = ntrackers;
@@ -173,6 +174,7 @@ static void make_link(char *out, size_t cap, uint64_t seed,
              i + 1);
     l.trackers[i].port = (uint16_t)(7000 + i + 1);
   }
+  link_set_key(&l, key);
   assert_true(link_format(&l, out, cap) > 0);
 }
 
@@ -802,16 +804,18 @@ static void at_most_eight_trackers(void **state) {
   (void)state;
   words[n++] = "search";
   words[n++] = "x";
+  static const char *const names[] = {"t1", "t2", "t3", "t4", "t5",
+                                      "t6", "t7", "t8", "t9"};
   for (int i = 0; i < LINK_MAX_TRACKERS; i++) {
     words[n++] = "--tracker";
-    words[n++] = "t";
+    words[n++] = names[i];
   }
   words[n] = NULL;
   accepted(&c, parse_array(&c, words));
   assert_int_equal(c.ntrackers, LINK_MAX_TRACKERS);
   cli_close(&c);
   words[n++] = "--tracker";
-  words[n++] = "t";
+  words[n++] = names[LINK_MAX_TRACKERS];
   words[n] = NULL;
   refused_with(&c, parse_array(&c, words),
                "--tracker: at most 8 trackers" HINT);

@@ -68,16 +68,18 @@ static void id_text(char out[TEXTID_STRLEN], uint64_t seed) {
 /* A share link of the content make_id(seed). */
 static void make_link(char *out, size_t cap, uint64_t seed, const char *name) {
   struct share_link sl;
+  uint8_t key[32];
   memset(&sl, 0, sizeof(sl));
+  tu_fill(key, sizeof(key), seed + 1000);
   make_id(sl.id, seed);
   snprintf(sl.name, sizeof(sl.name), "%s", name);
   sl.size = 123456789;
-  tu_fill(sl.tracker_key, sizeof(sl.tracker_key), seed + 1000);
   sl.tracker_count = 2;
   snprintf(sl.trackers[0].host, sizeof(sl.trackers[0].host), "127.0.0.1");
   sl.trackers[0].port = 7070;
   snprintf(sl.trackers[1].host, sizeof(sl.trackers[1].host), "::1");
   sl.trackers[1].port = 7071;
+  link_set_key(&sl, key);
   assert_true(link_format(&sl, out, cap) > 0);
 }
 

@@ -194,7 +194,6 @@ static void make_link(struct share_link *l, const char *name, uint64_t size,
                       size_t n) {
   memset(l, 0, sizeof(*l));
   memcpy(l->id, content_bytes, sizeof(l->id));
-  memcpy(l->tracker_key, key_bytes, sizeof(l->tracker_key));
   assert_true(strlen(name) < sizeof(l->name));
   memcpy(l->name, name, strlen(name));
   l->size = size;
@@ -203,6 +202,8 @@ static void make_link(struct share_link *l, const char *name, uint64_t size,
     assert_true(strlen(hosts[i]) <= LINK_MAX_HOST);
     memcpy(l->trackers[i].host, hosts[i], strlen(hosts[i]));
     l->trackers[i].port = ports[i];
+    memcpy(l->trackers[i].key, key_bytes, sizeof(l->trackers[i].key));
+    l->trackers[i].has_key = 1;
   }
   l->tracker_count = n;
 }
@@ -227,11 +228,13 @@ static size_t round_trip(const struct share_link *l, char *out, size_t cap) {
   assert_memory_equal(back.id, l->id, sizeof(l->id));
   assert_string_equal(back.name, l->name);
   assert_true(back.size == l->size);
-  assert_memory_equal(back.tracker_key, l->tracker_key, sizeof(l->tracker_key));
   assert_int_equal(back.tracker_count, l->tracker_count);
   for (size_t i = 0; i < l->tracker_count; i++) {
     assert_string_equal(back.trackers[i].host, l->trackers[i].host);
     assert_int_equal(back.trackers[i].port, l->trackers[i].port);
+    assert_int_equal(back.trackers[i].tier, l->trackers[i].tier);
+    assert_memory_equal(back.trackers[i].key, l->trackers[i].key,
+                        sizeof(l->trackers[i].key));
   }
   /* Unused bytes are zero, so the whole struct compares equal too. */
   assert_memory_equal(&back, l, sizeof(back));
@@ -1002,6 +1005,247 @@ static void link_format_refuses_links_that_would_not_parse_back(void **state) {
 }
 
 /* ------------------------------------------------------------------------ */
+/* Tiers */
+
+static void check_prefixes(const char *tmpl, unsigned valid_cuts);
+
+/* Sets tracker i of l: host, port, tier (0-based) and key. */
+static void set_tracker(struct share_link *l, size_t i, const char *host,
+                        uint16_t port, uint8_t tier, const uint8_t *key) {
+  memset(&l->trackers[i], 0, sizeof(l->trackers[i]));
+  memcpy(l->trackers[i].host, host, strlen(host));
+  l->trackers[i].port = port;
+  l->trackers[i].tier = tier;
+  memcpy(l->trackers[i].key, key, TEXTID_BYTES);
+  l->trackers[i].has_key = 1;
+  if (i >= l->tracker_count) {
+    l->tracker_count = i + 1;
+  }
+}
+
+static void link_round_trip_tiers_each_tracker_with_its_key(void **state) {
+  (void)state;
+  uint8_t other[TEXTID_BYTES];
+  char text[TEXT_CAP];
+  char want[TEXT_CAP];
+  struct share_link l;
+  tu_fill(other, sizeof(other), 303);
+  const char *hosts[] = {"a.example"};
+  const uint16_t ports[] = {7070};
+  make_link(&l, "x", 1, hosts, ports, 1);
+  set_tracker(&l, 1, "2001:db8::1", 7071, 0, other);
+  set_tracker(&l, 2, "192.0.2.1", 7072, 1, other);
+  set_tracker(&l, 3, "b.example", 7073, 2, key_bytes);
+  round_trip(&l, text, sizeof(text));
+  char otext[TEXTID_STRLEN];
+  textid_encode(TEXTID_KEY, other, otext);
+  snprintf(want, sizeof(want),
+           "shoal:%s?name=x&size=1&tier1=a.example:7070@%s"
+           "&tier1=[2001:db8::1]:7071@%s&tier2=192.0.2.1:7072@%s"
+           "&tier3=b.example:7073@%s",
+           id_text, key_text, otext, otext, key_text);
+  assert_string_equal(text, want);
+  assert_int_equal(link_tier_count(l.trackers, l.tracker_count), 3);
+}
+
+static void link_one_tier_of_one_key_is_written_in_the_first_form(void **st) {
+  (void)st;
+  const char *hosts[] = {"a.example", "b.example"};
+  const uint16_t ports[] = {1, 2};
+  struct share_link l;
+  struct share_link tiered;
+  char text[TEXT_CAP];
+  char want[TEXT_CAP];
+  make_link(&l, "x", 1, hosts, ports, 2);
+  round_trip(&l, text, sizeof(text));
+  snprintf(want, sizeof(want),
+           "shoal:%s?name=x&size=1&tracker=a.example:1&tracker=b.example:2"
+           "&key=%s",
+           id_text, key_text);
+  assert_string_equal(text, want);
+  /* The same said with tier1= parameters is the same link. */
+  expect_good("shoal:$ID?name=x&size=1&tier1=a.example:1@$KEY"
+              "&tier1=b.example:2@$KEY",
+              &tiered);
+  assert_memory_equal(&tiered, &l, sizeof(l));
+  /* And the first form is one tier whose trackers have the key. */
+  expect_good("shoal:$ID?key=$KEY&name=x&size=1&tracker=a.example:1"
+              "&tracker=b.example:2",
+              &tiered);
+  assert_memory_equal(&tiered, &l, sizeof(l));
+}
+
+static void link_tiers_in_any_order_are_sorted_keeping_order_within(void **st) {
+  (void)st;
+  struct share_link l;
+  expect_good("shoal:$ID?tier2=c:3@$PEER&name=x&tier1=a:1@$KEY&size=1"
+              "&tier2=d:4@$KEY&tier1=b:2@$PEER",
+              &l);
+  assert_int_equal(l.tracker_count, 4);
+  const char *want[] = {"a", "b", "c", "d"};
+  const uint8_t tiers[] = {0, 0, 1, 1};
+  for (size_t i = 0; i < 4; i++) {
+    assert_string_equal(l.trackers[i].host, want[i]);
+    assert_int_equal(l.trackers[i].tier, tiers[i]);
+    assert_true(l.trackers[i].has_key);
+  }
+  assert_memory_equal(l.trackers[0].key, key_bytes, TEXTID_BYTES);
+  assert_memory_not_equal(l.trackers[1].key, key_bytes, TEXTID_BYTES);
+  /* A key may be percent-encoded like any value, and so may '@'. */
+  expect_good("shoal:$ID?name=x&size=1&tier1=a:1%40$KEY", &l);
+  expect_good("shoal:$ID?name=x&size=1&tier1=%5B::1%5D:1@$KEY", &l);
+  assert_string_equal(l.trackers[0].host, "::1");
+}
+
+static void link_refuses_bad_tiers(void **state) {
+  (void)state;
+  /* The tier number. */
+  expect_bad("shoal:$ID?name=x&size=1&tier=a:1@$KEY", "without a number");
+  expect_bad("shoal:$ID?name=x&size=1&tier0=a:1@$KEY", "start at 1");
+  expect_bad("shoal:$ID?name=x&size=1&tier01=a:1@$KEY", "leading zero");
+  expect_bad("shoal:$ID?name=x&size=1&tier1x=a:1@$KEY", "not a decimal");
+  expect_bad("shoal:$ID?name=x&size=1&tier-1=a:1@$KEY", "not a decimal");
+  expect_bad("shoal:$ID?name=x&size=1&tier+1=a:1@$KEY", "not a decimal");
+  expect_bad("shoal:$ID?name=x&size=1&tier%31=a:1@$KEY", "not a decimal");
+  expect_bad("shoal:$ID?name=x&size=1&tier5=a:1@$KEY", "too many tiers");
+  expect_bad("shoal:$ID?name=x&size=1&tier99999999999999999999=a:1@$KEY",
+             "too many tiers");
+  expect_bad("shoal:$ID?name=x&size=1&Tier1=a:1@$KEY", "unknown parameter");
+  /* A gap. */
+  expect_bad("shoal:$ID?name=x&size=1&tier2=a:1@$KEY", "without a gap");
+  expect_bad("shoal:$ID?name=x&size=1&tier1=a:1@$KEY&tier3=b:1@$KEY",
+             "without a gap");
+  /* Every tier used is fine up to four; a fifth tier number is refused. */
+  struct share_link l;
+  expect_good("shoal:$ID?name=x&size=1&tier1=a:1@$KEY&tier2=b:1@$KEY"
+              "&tier3=c:1@$KEY&tier4=d:1@$KEY",
+              &l);
+  assert_int_equal(link_tier_count(l.trackers, l.tracker_count), 4);
+  /* The two forms mixed. */
+  expect_bad("shoal:$ID?name=x&size=1&tier1=a:1@$KEY&tracker=b:1",
+             "mixes tierN=");
+  expect_bad("shoal:$ID?name=x&size=1&tier1=a:1@$KEY&key=$KEY", "mixes tierN=");
+  expect_bad("shoal:$ID?name=x&size=1&key=$KEY&tier1=a:1@$KEY", "mixes tierN=");
+}
+
+static void link_refuses_bad_tier_trackers_and_keys(void **state) {
+  (void)state;
+  expect_bad("shoal:$ID?name=x&size=1&tier1=a:1", "needs its key");
+  expect_bad("shoal:$ID?name=x&size=1&tier1=a:1@", "not a 56-character key");
+  expect_bad("shoal:$ID?name=x&size=1&tier1=@$KEY", "needs a port");
+  expect_bad("shoal:$ID?name=x&size=1&tier1=a@$KEY", "needs a port");
+  expect_bad("shoal:$ID?name=x&size=1&tier1=a:@$KEY", "port must be");
+  expect_bad("shoal:$ID?name=x&size=1&tier1=a:0@$KEY", "port must be");
+  expect_bad("shoal:$ID?name=x&size=1&tier1=::1:7@$KEY", "in brackets");
+  expect_bad("shoal:$ID?name=x&size=1&tier1=[::1]@$KEY", "needs a port");
+  expect_bad("shoal:$ID?name=x&size=1&tier1=a:1@$KEYX", "checksum");
+  expect_bad("shoal:$ID?name=x&size=1&tier1=a:1@$ID", "checksum");
+  expect_bad("shoal:$ID?name=x&size=1&tier1=a:1@$KEY@$KEY",
+             "not a 56-character key");
+  expect_bad("shoal:$ID?name=x&size=1&tier1=a:1@$KEYa",
+             "not a 56-character key");
+  expect_bad("shoal:$ID?name=x&size=1&tier1=a:1@%00$KEY",
+             "not a 56-character key");
+  /* The first form keeps its rules. */
+  expect_bad("shoal:$ID?name=x&size=1&tracker=a:1", "key is missing");
+  expect_bad("shoal:$ID?name=x&size=1&tracker=a:1@$KEY&key=$KEY",
+             "port must be");
+}
+
+static void link_refuses_a_tracker_named_twice(void **state) {
+  (void)state;
+  expect_bad("shoal:$ID?name=x&size=1&tier1=a:1@$KEY&tier1=a:1@$KEY",
+             "named twice");
+  /* In another tier, with another key, in another case, or written
+   * another way, it is the same tracker. */
+  expect_bad("shoal:$ID?name=x&size=1&tier1=a:1@$KEY&tier2=a:1@$PEER",
+             "named twice");
+  expect_bad("shoal:$ID?name=x&size=1&tier1=T.example:1@$KEY"
+             "&tier2=t.EXAMPLE:1@$PEER",
+             "named twice");
+  expect_bad("shoal:$ID?name=x&size=1&tier1=[::1]:1@$KEY"
+             "&tier2=[0:0::1]:1@$PEER",
+             "named twice");
+  expect_bad("shoal:$ID?name=x&size=1&tracker=a:1&tracker=a:1&key=$KEY",
+             "named twice");
+  /* Another port is another tracker. */
+  struct share_link l;
+  expect_good("shoal:$ID?name=x&size=1&tier1=a:1@$KEY&tier2=a:2@$PEER", &l);
+  assert_int_equal(l.tracker_count, 2);
+}
+
+static void link_refuses_more_than_max_trackers_over_tiers(void **state) {
+  (void)state;
+  char tmpl[TEXT_CAP];
+  size_t o = (size_t)snprintf(tmpl, sizeof(tmpl), "shoal:$ID?name=x&size=1");
+  for (int i = 0; i < LINK_MAX_TRACKERS; i++) {
+    o += (size_t)snprintf(tmpl + o, sizeof(tmpl) - o, "&tier%d=t%d:1@$KEY",
+                          i % LINK_MAX_TIERS + 1, i);
+  }
+  struct share_link l;
+  expect_good(tmpl, &l);
+  assert_int_equal(l.tracker_count, LINK_MAX_TRACKERS);
+  snprintf(tmpl + o, sizeof(tmpl) - o, "&tier1=t9:1@$KEY");
+  expect_bad(tmpl, "too many trackers");
+}
+
+static void link_every_prefix_of_a_tiered_link_is_refused_or_valid(void **st) {
+  (void)st;
+  /* Ending with a key: no cut into it is valid, and without the last
+   * tracker tier1 is missing. */
+  check_prefixes("shoal:$ID?tier2=b:2@$PEER&name=x&size=1&tier1=a:1@$KEY", 0x1);
+  /* Ending with the size: "1" is a valid size too. */
+  check_prefixes("shoal:$ID?tier2=b:2@$PEER&tier1=a:1@$KEY&name=x&size=10",
+                 0x3);
+}
+
+static void link_format_refuses_tiers_it_could_not_write_back(void **state) {
+  (void)state;
+  const char *hosts[] = {"a", "b"};
+  const uint16_t ports[] = {1, 2};
+  struct share_link l;
+  char text[TEXT_CAP];
+  make_link(&l, "x", 1, hosts, ports, 2);
+  l.trackers[1].has_key = 0;
+  assert_int_equal(link_format(&l, text, sizeof(text)), SHOAL_EINVAL);
+  make_link(&l, "x", 1, hosts, ports, 2);
+  l.trackers[1].tier = 2; /* a gap */
+  assert_int_equal(link_format(&l, text, sizeof(text)), SHOAL_EINVAL);
+  make_link(&l, "x", 1, hosts, ports, 2);
+  l.trackers[0].tier = 1; /* out of order */
+  assert_int_equal(link_format(&l, text, sizeof(text)), SHOAL_EINVAL);
+  make_link(&l, "x", 1, hosts, ports, 2);
+  l.trackers[1].port = 1;
+  memcpy(l.trackers[1].host, "A", 2); /* "a" again */
+  assert_int_equal(link_format(&l, text, sizeof(text)), SHOAL_EINVAL);
+  make_link(&l, "x", 1, hosts, ports, 2);
+  l.trackers[1].tier = LINK_MAX_TIERS;
+  assert_int_equal(link_format(&l, text, sizeof(text)), SHOAL_EINVAL);
+}
+
+static void link_parse_tracker_key_takes_an_optional_key(void **state) {
+  (void)state;
+  struct link_tracker t;
+  const char *why = NULL;
+  char text[TEXT_CAP];
+  assert_int_equal(link_parse_tracker_key("a:1", 3, &t, &why), 0);
+  assert_false(t.has_key);
+  size_t n = expand("[::1]:7@$KEY", text, sizeof(text));
+  assert_int_equal(link_parse_tracker_key(text, n, &t, &why), 0);
+  assert_true(t.has_key);
+  assert_string_equal(t.host, "::1");
+  assert_memory_equal(t.key, key_bytes, TEXTID_BYTES);
+  /* Only len bytes are read. */
+  assert_int_equal(link_parse_tracker_key(text, n - 1, &t, &why),
+                   SHOAL_EBADLINK);
+  assert_true(bytes_all_zero(&t, sizeof(t)));
+  n = expand("a:1@$KEYX", text, sizeof(text));
+  assert_int_equal(link_parse_tracker_key(text, n, &t, &why), SHOAL_EBADLINK);
+  assert_non_null(strstr(why, "checksum"));
+  assert_true(bytes_all_zero(&t, sizeof(t)));
+}
+
+/* ------------------------------------------------------------------------ */
 /* Truncation and mutation */
 
 /* Parses every prefix of the expanded template. Bit k of valid_cuts says
@@ -1074,6 +1318,8 @@ static void link_every_byte_mutated_is_refused_or_round_trips(void **state) {
       "shoal:$ID?name=a%20b&size=12345&tracker=[::1]:7070"
       "&tracker=t.example:80&tracker=10.0.0.1:1&key=$KEY&x-e=v",
       "shoal:$ID?key=$KEY&tracker=h:1&size=0&name=%C3%A9",
+      "shoal:$ID?name=a&size=1&tier1=[::1]:7070@$KEY&tier1=h.example:80@$KEY"
+      "&tier2=10.0.0.1:1@$PEER",
   };
   size_t accepted = 0;
   size_t refused = 0;
@@ -1143,6 +1389,16 @@ int main(void) {
       cmocka_unit_test(link_format_needs_room_for_every_byte_and_the_nul),
       cmocka_unit_test(link_format_refuses_links_that_would_not_parse_back),
       cmocka_unit_test(link_every_prefix_is_refused_unless_itself_valid),
+      cmocka_unit_test(link_round_trip_tiers_each_tracker_with_its_key),
+      cmocka_unit_test(link_one_tier_of_one_key_is_written_in_the_first_form),
+      cmocka_unit_test(link_tiers_in_any_order_are_sorted_keeping_order_within),
+      cmocka_unit_test(link_refuses_bad_tiers),
+      cmocka_unit_test(link_refuses_bad_tier_trackers_and_keys),
+      cmocka_unit_test(link_refuses_a_tracker_named_twice),
+      cmocka_unit_test(link_refuses_more_than_max_trackers_over_tiers),
+      cmocka_unit_test(link_every_prefix_of_a_tiered_link_is_refused_or_valid),
+      cmocka_unit_test(link_format_refuses_tiers_it_could_not_write_back),
+      cmocka_unit_test(link_parse_tracker_key_takes_an_optional_key),
       cmocka_unit_test(link_every_byte_mutated_is_refused_or_round_trips),
   };
   return cmocka_run_group_tests(tests, setup_ids, NULL);

@@ -83,43 +83,25 @@ static const char hello_text[] = "hello, shoal\n";
 
 /* Every example this program checks; the document must have each. */
 static const char *const known[] = {
-    "layout-frame",
-    "layout-envelope",
-    "envelope-hello",
-    "textid-examples",
-    "layout-keyfile",
-    "layout-manifest",
-    "manifest-decoding",
-    "manifest-file",
-    "manifest-folder",
-    "link",
-    "tracker-transport",
-    "layout-query",
-    "layout-announce",
-    "layout-announce-ok",
-    "layout-cert",
-    "cert-example",
-    "layout-lookup",
-    "layout-lookup-ok",
-    "layout-publish",
-    "layout-publish-ok",
-    "layout-search",
-    "layout-search-ok",
-    "layout-error",
-    "error-codes",
-    "tracker-lookup",
-    "tracker-announce",
-    "tracker-announce-ok",
-    "layout-hello",
-    "layout-nonce",
-    "pwire-messages",
-    "layout-pwire",
-    "have-map",
-    "hello-a",
-    "session-keys",
-    "session-frames",
-    "limits-common",
-    "limits-tracker",
+    "layout-frame",       "layout-envelope",
+    "envelope-hello",     "textid-examples",
+    "layout-keyfile",     "layout-manifest",
+    "manifest-decoding",  "manifest-file",
+    "manifest-folder",    "link",
+    "link-tiers",         "tracker-transport",
+    "layout-query",       "layout-announce",
+    "layout-announce-ok", "layout-cert",
+    "cert-example",       "layout-lookup",
+    "layout-lookup-ok",   "layout-publish",
+    "layout-publish-ok",  "layout-search",
+    "layout-search-ok",   "layout-error",
+    "error-codes",        "tracker-lookup",
+    "tracker-announce",   "tracker-announce-ok",
+    "layout-hello",       "layout-nonce",
+    "pwire-messages",     "layout-pwire",
+    "have-map",           "hello-a",
+    "session-keys",       "session-frames",
+    "limits-common",      "limits-tracker",
     "limits-peer",
 };
 
@@ -1344,13 +1326,13 @@ static void test_link_example(void **state) {
   memcpy(l.id, m->id, TEXTID_BYTES);
   snprintf(l.name, sizeof(l.name), "%s", name);
   l.size = m->total_size;
-  memcpy(l.tracker_key, tk.pk, TEXTID_BYTES);
   l.tracker_count = 2;
   snprintf(l.trackers[0].host, sizeof(l.trackers[0].host),
            "tracker.example.org");
   l.trackers[0].port = 7070;
   snprintf(l.trackers[1].host, sizeof(l.trackers[1].host), "2001:db8::1");
   l.trackers[1].port = 7070;
+  link_set_key(&l, tk.pk);
   assert_true(link_format(&l, link, sizeof(link)) > 0);
 
   char *doc_link = indented_line(r, "shoal:");
@@ -1384,7 +1366,7 @@ static void test_link_example(void **state) {
   char id_text[TEXTID_STRLEN];
   char key_text[TEXTID_STRLEN];
   textid_encode(TEXTID_CONTENT, l.id, id_text);
-  textid_encode(TEXTID_KEY, l.tracker_key, key_text);
+  textid_encode(TEXTID_KEY, l.trackers[0].key, key_text);
   for (char *c = id_text; *c; c++) {
     *c = (char)toupper((unsigned char)*c);
   }
@@ -1400,6 +1382,91 @@ static void test_link_example(void **state) {
   assert_memory_equal(&alt, &back, sizeof(alt));
   manifest_free(m);
   identity_close(&tk);
+}
+
+static void test_link_tiers_example(void **state) {
+  const struct region *r = example("link-tiers");
+  static const char name[] = "Notes (\xC3\xA9t\xC3\xA9) +1.txt";
+  struct identity k1;
+  struct identity k2;
+  struct share_link l;
+  struct share_link back;
+  char link[LINK_MAX_CHARS + 1];
+  char joined[LINK_MAX_CHARS + 1];
+  char cell[1024];
+  struct table t[2];
+  const char *why = NULL;
+  (void)state;
+  struct manifest *m = hello_manifest(name);
+  key_from(&k1, 0x40);
+  key_from(&k2, 0x60);
+  memset(&l, 0, sizeof(l));
+  memcpy(l.id, m->id, TEXTID_BYTES);
+  snprintf(l.name, sizeof(l.name), "%s", name);
+  l.size = m->total_size;
+  l.tracker_count = 3;
+  snprintf(l.trackers[0].host, sizeof(l.trackers[0].host),
+           "tracker.example.org");
+  snprintf(l.trackers[1].host, sizeof(l.trackers[1].host), "2001:db8::1");
+  snprintf(l.trackers[2].host, sizeof(l.trackers[2].host), "192.0.2.10");
+  for (unsigned i = 0; i < 3; i++) {
+    l.trackers[i].port = 7070;
+    l.trackers[i].has_key = 1;
+    l.trackers[i].tier = i == 2 ? 1 : 0;
+    memcpy(l.trackers[i].key, i == 2 ? k2.pk : k1.pk, TEXTID_BYTES);
+  }
+  assert_true(link_format(&l, link, sizeof(link)) > 0);
+
+  char *doc_link = indented_line(r, "shoal:");
+  if (strcmp(doc_link, link) != 0) {
+    print_error("example link-tiers: the document has\n  %s\nthe code "
+                "makes\n  %s\n",
+                doc_link, link);
+    free(doc_link);
+    fail();
+  }
+  free(doc_link);
+  expect_says(r, "the key of seed `40 41 ... 5f`");
+  expect_says(r, "the key of seed `60 61 ... 7f`");
+
+  /* The parts, put together, are the link again. */
+  assert_int_equal(tables_read(r->text, r->len, t, 2), 1);
+  size_t o = 0;
+  for (unsigned i = 1; i < t[0].nrows; i++) {
+    unticked(t[0].rows[i].cell[0], cell, sizeof(cell));
+    o += (size_t)snprintf(joined + o, sizeof(joined) - o, "%s%s",
+                          i == 3  ? "?"
+                          : i > 3 ? "&"
+                                  : "",
+                          cell);
+  }
+  assert_string_equal(joined, link);
+  tables_free(t, 1);
+
+  /* Another order is the same link; tier3 for tier2 is a gap. */
+  char id_text[TEXTID_STRLEN];
+  char key1[TEXTID_STRLEN];
+  char key2[TEXTID_STRLEN];
+  textid_encode(TEXTID_CONTENT, l.id, id_text);
+  textid_encode(TEXTID_KEY, k1.pk, key1);
+  textid_encode(TEXTID_KEY, k2.pk, key2);
+  assert_int_equal(link_parse(link, strlen(link), &back, &why), 0);
+  assert_memory_equal(&back, &l, sizeof(l));
+  snprintf(link, sizeof(link),
+           "shoal:%s?tier2=192.0.2.10:7070@%s&name=Notes%%20%%28%%C3%%A9t%%C3"
+           "%%A9%%29%%20%%2B1.txt&tier1=tracker.example.org:7070@%s&size=13&"
+           "tier1=[2001:db8::1]:7070@%s",
+           id_text, key2, key1, key1);
+  assert_int_equal(link_parse(link, strlen(link), &back, &why), 0);
+  assert_memory_equal(&back, &l, sizeof(l));
+  expect_says(r, "from 1 without a gap");
+  char *tier2 = strstr(link, "tier2");
+  tier2[4] = '3';
+  assert_int_equal(link_parse(link, strlen(link), &back, &why), SHOAL_EBADLINK);
+  assert_non_null(strstr(why, "from 1 without a gap"));
+  manifest_free(m);
+  identity_close(&k1);
+  identity_close(&k2);
 }
 
 /* ---------------------------------------------------------------------- */
@@ -2102,6 +2169,7 @@ static const struct limit limits[] = {
     LIMIT(MANIFEST_READ_BYTES),
     LIMIT(LINK_MAX_CHARS),
     LIMIT(LINK_MAX_TRACKERS),
+    LIMIT(LINK_MAX_TIERS),
     LIMIT(LINK_MAX_HOST),
     LIMIT(TMSG_QUERY_CLASS),
     LIMIT(TMSG_QUERY_HEADER_BYTES),
@@ -2579,6 +2647,7 @@ int main(void) {
       cmocka_unit_test(test_manifest_file_example),
       cmocka_unit_test(test_manifest_folder_example),
       cmocka_unit_test(test_link_example),
+      cmocka_unit_test(test_link_tiers_example),
       cmocka_unit_test(test_tracker_frame_sizes),
       cmocka_unit_test(test_query_layout),
       cmocka_unit_test(test_announce_layout),

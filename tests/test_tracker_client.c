@@ -93,6 +93,7 @@ enum variant {
   V_TRUNC_PAYLOAD,    /* a signed reply whose payload lacks its last byte */
   V_HTTP,             /* an HTTP server's answer to a request */
   V_SSH,              /* an SSH server's banner, sent on accept */
+  V_BUSY,             /* an error: store unavailable, retry after 5 s */
 };
 
 #define HTTP_ANSWER "HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n"
@@ -333,6 +334,17 @@ static int fake_respond(struct fake *f, const uint8_t *m, size_t n,
       memset(&lok, 0, sizeof(lok));
       assert_int_equal(tmsg_lookup_ok_encode(&pay, &lok), 0);
     }
+  } else if (v == V_BUSY) {
+    struct tmsg_error e;
+    memset(&e, 0, sizeof(e));
+    e.request_type = type;
+    e.request_id = id;
+    e.code = SHOAL_EBUSY;
+    e.retry_after_ms = 5000;
+    snprintf(e.reason, sizeof(e.reason), "store unavailable, retry after 5 s");
+    buf_reset(&pay);
+    rtype = TMSG_ERROR;
+    assert_int_equal(tmsg_error_encode(&pay, &e), 0);
   } else if (v == V_ERROR_WRONG_ID || v == V_ERROR_WRONG_TYPE ||
              v == V_ERROR_ZERO_ID) {
     struct tmsg_error e;
@@ -1010,6 +1022,117 @@ static void test_fail_over_goes_round_robin(void **st) {
   }
   assert_string_equal(tracker_client_current(t), n0);
   assert_null(tracker_client_key(t));
+}
+
+/* A tier of three trackers, each with its own key: the first never
+ * answers, the second refuses because it cannot serve, the third answers;
+ * the client moves on after the deadline and after the refusal (without
+ * waiting for its retry-after), checks each reply against the key of the
+ * tracker it came from, and stays with the one that worked. */
+static void
+test_tier_fails_over_on_silence_and_refusal_and_keeps_the_one_that_worked(
+    void **st) {
+  struct fx *f = *st;
+  uint8_t c[32];
+  char name[64];
+  tracker_start(f);
+  fake_start(&f->fake, &f->loop, V_MUTE);
+  fake_start(&f->fake2, &f->loop, V_BUSY);
+  struct link_tracker trs[3] = {at("127.0.0.1", f->fake.port),
+                                at("127.0.0.1", f->fake2.port),
+                                at("127.0.0.1", f->trk_port)};
+  const uint8_t *keys[3] = {f->fake.key.pk, f->fake2.key.pk, f->trk_key.pk};
+  for (unsigned i = 0; i < 3; i++) {
+    memcpy(trs[i].key, keys[i], 32);
+    trs[i].has_key = 1;
+  }
+  struct tracker_client *t = client(f, 0, trs, 3, NULL, SHORT_MS, NULL);
+  content_id(c, 21);
+  assert_int_equal(tracker_client_worked(t), -1);
+  assert_memory_equal(tracker_client_key(t), f->fake.key.pk, 32);
+
+  /* Silence: the deadline fails the request; the next goes on. */
+  assert_int_equal(lookup(t, c, &f->res[0]), 0);
+  RUN_UNTIL(f, f->res[0].calls > 0, WAIT_MS);
+  expect_res(&f->res[0], SHOAL_ETIMEDOUT, 0);
+  snprintf(name, sizeof(name), "127.0.0.1:%d", f->fake2.port);
+  assert_string_equal(tracker_client_current(t), name);
+
+  /* A refusal that says the tracker cannot serve: verified against the
+   * second tracker's own key, handed back as it is, and the client moves
+   * on; two requests pipelined behind it fail with it. */
+  assert_int_equal(lookup(t, c, &f->res[1]), 0);
+  assert_int_equal(lookup(t, c, &f->res[2]), 0);
+  RUN_UNTIL(f, f->res[2].calls > 0, WAIT_MS);
+  expect_res(&f->res[1], SHOAL_EBUSY, 1);
+  assert_int_equal(f->res[1].rep.type, TMSG_ERROR);
+  assert_int_equal(f->res[2].status, SHOAL_EBUSY);
+  snprintf(name, sizeof(name), "127.0.0.1:%d", f->trk_port);
+  assert_string_equal(tracker_client_current(t), name);
+  assert_memory_equal(tracker_client_key(t), f->trk_key.pk, 32);
+
+  /* The third answers at once: its retry-after held nothing back. */
+  uint64_t asked = uv_now(&f->loop);
+  assert_int_equal(lookup(t, c, &f->res[3]), 0);
+  RUN_UNTIL(f, f->res[3].calls > 0, WAIT_MS);
+  expect_res(&f->res[3], 0, 1);
+  assert_true(f->res[3].at_ms - asked < 2000);
+  assert_int_equal(tracker_client_worked(t), 2);
+
+  /* And it stays first. */
+  assert_int_equal(lookup(t, c, &f->res[4]), 0);
+  RUN_UNTIL(f, f->res[4].calls > 0, WAIT_MS);
+  expect_res(&f->res[4], 0, 1);
+  assert_string_equal(tracker_client_current(t), name);
+  assert_int_equal(f->fake.requests, 1);
+  assert_int_equal(f->fake2.requests, 2);
+}
+
+/* A client made for the tier again starts where the node says one worked
+ * (the config's first), and a refusal about the request itself does not
+ * move it on. */
+static void test_first_tracker_and_refusals_that_stay(void **st) {
+  struct fx *f = *st;
+  uint8_t c[32];
+  char name[64];
+  tracker_start(f);
+  fake_start(&f->fake, &f->loop, V_ERROR_ZERO_ID);
+  struct link_tracker trs[2] = {at("127.0.0.1", f->trk_port),
+                                at("127.0.0.1", f->fake.port)};
+  memcpy(trs[0].key, f->trk_key.pk, 32);
+  trs[0].has_key = 1;
+  struct tracker_client_config cc;
+  memset(&cc, 0, sizeof(cc));
+  cc.loop = &f->loop;
+  cc.id = &f->me;
+  cc.trackers = trs;
+  cc.ntrackers = 2;
+  cc.tracker_key = f->fake.key.pk; /* for the one without a key */
+  cc.seq = &f->seq;
+  cc.first = 1;
+  assert_int_equal(tracker_client_new(&f->cl[0], &cc), 0);
+  struct tracker_client *t = f->cl[0];
+  snprintf(name, sizeof(name), "127.0.0.1:%d", f->fake.port);
+  assert_string_equal(tracker_client_current(t), name);
+  assert_memory_equal(tracker_client_key(t), f->fake.key.pk, 32);
+  content_id(c, 22);
+  assert_int_equal(lookup(t, c, &f->res[0]), 0);
+  RUN_UNTIL(f, f->res[0].calls > 0, WAIT_MS);
+  expect_res(&f->res[0], SHOAL_ERATE, 1);
+  /* A rate refusal is about us, not about the tracker: it stays. */
+  assert_string_equal(tracker_client_current(t), name);
+  assert_true(tracker_client_connected(t));
+  assert_false(tracker_client_moves_on(SHOAL_ERATE));
+  assert_false(tracker_client_moves_on(SHOAL_EREPLAY));
+  assert_true(tracker_client_moves_on(SHOAL_EBUSY));
+  assert_true(tracker_client_moves_on(SHOAL_ENOMEM));
+  /* An index out of range starts at the first. */
+  tracker_client_close(t);
+  f->cl[0] = NULL;
+  cc.first = 7;
+  assert_int_equal(tracker_client_new(&f->cl[0], &cc), 0);
+  snprintf(name, sizeof(name), "127.0.0.1:%d", f->trk_port);
+  assert_string_equal(tracker_client_current(f->cl[0]), name);
 }
 
 /* The timer as a rule over a clock the test sets: a request made at 1000
@@ -1722,6 +1845,8 @@ int main(void) {
       T(test_pin_from_first_use_holds_across_fail_over),
       T(test_refused_connection_fails_and_the_next_request_fails_over),
       T(test_fail_over_goes_round_robin),
+      T(test_tier_fails_over_on_silence_and_refusal_and_keeps_the_one_that_worked),
+      T(test_first_tracker_and_refusals_that_stay),
       cmocka_unit_test(test_the_timer_fires_at_the_oldest_deadline),
       T(test_silent_tracker_times_out_and_the_next_request_reconnects),
       T(test_bad_replies_fail_every_pending_request_and_close),

@@ -1,10 +1,12 @@
 /* libFuzzer target for common/link: share-link and tracker parsing.
  *
- * The input is parsed as a whole link and as a lone tracker address. A
- * refusal must be SHOAL_EBADLINK with a reason and a zeroed output. Whatever
- * is accepted must format (link_format never refuses a parsed link) and
- * parse back to the identical struct: a link that changes meaning when it
- * is shared again would be a bug.
+ * The input is parsed as a whole link, as a lone tracker address and as an
+ * address with a key (host:port@key). A refusal must be SHOAL_EBADLINK with
+ * a reason and a zeroed output. Whatever is accepted must format
+ * (link_format never refuses a parsed link), pass link_check_trackers
+ * (tiers from 0 without a gap, every tracker with its key, no tracker
+ * twice) and parse back to the identical struct: a link that changes
+ * meaning when it is shared again would be a bug.
  */
 #include <sodium.h>
 #include <stdint.h>
@@ -41,6 +43,10 @@ static void check_link(const char *text, size_t size) {
   if (why != NULL || l.tracker_count == 0 ||
       l.tracker_count > LINK_MAX_TRACKERS || l.name[0] == '\0') {
     fail("accepted link is incomplete", why);
+  }
+  if (link_check_trackers(l.trackers, l.tracker_count, &why) != 0 ||
+      link_tier_count(l.trackers, l.tracker_count) > LINK_MAX_TIERS) {
+    fail("accepted link has trackers a link cannot hold", why);
   }
   int n = link_format(&l, out, sizeof(out));
   if (n < 0) {
@@ -90,6 +96,23 @@ static void check_tracker(const char *text, size_t size) {
   }
 }
 
+static void check_tracker_key(const char *text, size_t size) {
+  struct link_tracker t;
+  const char *why = "not cleared";
+  memset(&t, 0xa5, sizeof(t));
+  int rc = link_parse_tracker_key(text, size, &t, &why);
+  if (rc != 0) {
+    if (rc != SHOAL_EBADLINK || why == NULL || !bytes_all_zero(&t, sizeof(t))) {
+      fail("tracker@key refusal without a reason and a zeroed output", why);
+    }
+    return;
+  }
+  if (t.has_key != (memchr(text, '@', size) != NULL) || t.port == 0 ||
+      t.tier != 0) {
+    fail("accepted tracker@key is malformed", t.host);
+  }
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   fz_first_call();
   char *text = (char *)fz_copy(data, size);
@@ -98,6 +121,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   }
   check_link(text, size);
   check_tracker(text, size);
+  check_tracker_key(text, size);
   free(text);
   return 0;
 }
