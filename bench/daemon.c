@@ -105,8 +105,8 @@ struct window {
   uint64_t rss_kib, hwm_kib;
   unsigned threads, fds;
   double cpu, tracker_cpu;
-  /* From the tracker's log: connections it closed per second in the
-   * window, and refusals in it. */
+  /* From the tracker's log: announces it registered per second in the
+   * window (closed counts them), and refusals in it. */
   unsigned closed, bins_max, bins_empty, refusals;
   double bins_mean;
 };
@@ -986,8 +986,8 @@ static void count_refusal(struct many_figures *f, uint64_t t,
   }
 }
 
-/* Reads the tracker's log: refusals over the whole run, and the
- * connections it closed in each window, per second. */
+/* Reads the tracker's log: refusals over the whole run, and the announces
+ * it registered in each window, per second. */
 static void read_tracker_log(const struct bench *b, struct many_figures *f) {
   size_t len;
   char *text = tu_read_text(b->t.log_path, &len);
@@ -1022,7 +1022,7 @@ static void read_tracker_log(const struct bench *b, struct many_figures *f) {
     } else if (strstr(line, "refused") != NULL) {
       f->refused_other++;
       count_refusal(f, t, line);
-    } else if (strstr(line, "-> closing") != NULL) {
+    } else if (strstr(line, "tracker: announce from") != NULL) {
       for (int k = 0; k < 2; k++) {
         if (t >= f->w[k].from_ms && t < f->w[k].to_ms) {
           bins[k][(t - f->w[k].from_ms) / 1000]++;
@@ -1255,8 +1255,8 @@ static void print_window(const struct bench *b, const char *title,
     figure(name, w->tracker_cpu * 100.0, "%", 0, "");
   }
   printf("daemon threads: %u, open descriptors: %u\n", w->threads, w->fds);
-  printf("tracker connections closed in that window (about one per announce "
-         "of a content): %u over %u s, per second max %u, mean %.2f "
+  printf("announces the tracker registered in that window: %u over %u s, per "
+         "second max %u, mean %.2f "
          "(max/mean %.1f), %u seconds with none; refusals in it: %u\n",
          w->closed, b->idle_s, w->bins_max, w->bins_mean,
          w->bins_mean > 0 ? w->bins_max / w->bins_mean : 0.0, w->bins_empty,

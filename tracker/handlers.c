@@ -376,6 +376,8 @@ static void on_announced(void *arg, unsigned n, int first_err,
     finish(rq, 0);
     return;
   }
+  log_debug("tracker", "announce from %s: %u of %u contents registered",
+            rq->from.text, n, (unsigned)a->count);
   memset(&ok, 0, sizeof(ok));
   ok.seq = env->seq;
   ok.interval_s = registry_next_interval(&t->reg);
