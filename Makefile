@@ -254,6 +254,14 @@ $(BUILD)/bench/pacing: $(BUILD)/obj/bench/pacing.o $(BENCH_TESTLIB) \
 	@mkdir -p $(@D)
 	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(PEER_PKG_LIBS) $(HIREDIS_LIBS) -lm
 
+# bench/tracker-load starts the tracker and a redis-server with the
+# integration tests' helpers for processes and Redis.
+$(BUILD)/bench/tracker-load: $(BUILD)/obj/bench/tracker-load.o \
+                             $(patsubst %,$(BUILD)/obj/tests/lib/%.o,jsonl proc redis testutil) \
+                             $(BENCHLIB_OBJ) $(LIBS)
+	@mkdir -p $(@D)
+	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(PEER_PKG_LIBS) $(HIREDIS_LIBS) -lm
+
 # bench/daemon runs the tracker and the daemon with the same helpers, and
 # drives the daemon's API with libcurl and jansson (in PEER_PKG_LIBS).
 $(BUILD)/bench/daemon: $(BUILD)/obj/bench/daemon.o $(BENCH_TESTLIB) \

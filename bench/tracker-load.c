@@ -1,35 +1,52 @@
-/* bench/tracker-load: load on a real shoal-tracker over loopback.
+/* bench/tracker-load: load on a real shoal-tracker over loopback, with the
+ * memory store and with the Redis store, in one run.
  *
- * Starts build/bin/shoal-tracker on 127.0.0.1 (its own temp key, limits
- * raised so that only the CPU limits it), then drives it from one libuv
- * loop over many connections, each with several requests in flight:
+ * For each store (--store memory, redis or both, the default) it starts
+ * build/bin/shoal-tracker on 127.0.0.1 (its own temp key, limits raised so
+ * that only the CPU limits it; for redis, a redis-server of its own on a
+ * Unix socket in the temp folder and --store unix:PATH), then drives it
+ * from one libuv loop over many connections:
  *
- *   1. register: --peers distinct keys each announce one of --swarms
- *      contents (swarm 0 gets extra peers so it is busy);
- *   2. lookup:   --lookups lookups of the busy swarm (want 50);
- *   3. mix:      --mix requests, 20% re-announces and 80% lookups spread
- *                over all swarms.
+ *   1. register: --peers distinct keys announce in swarms of 10 (swarm 0
+ *      gets BUSY_EXTRA more so it is busy), several requests in flight per
+ *      connection, as fast as the tracker answers;
+ *   2. large:    --mem-peers more keys announce in swarms of 10 000;
+ *   3. lookup:   --lookups lookups of the busy swarm (want 50);
+ *   4. mix:      --mix requests, 20% re-announces and 80% lookups spread
+ *                over all swarms;
+ *   5. paced:    re-announces sent open-loop at --rate a second for
+ *                --seconds, whether or not replies came (every
+ *                millisecond, the requests due by then); each reply's
+ *                latency is taken from its request's send, and how far
+ *                sends fell behind their schedule is shown beside it.
  *
- * For each phase it prints requests per second, p50 and p99 latency, and
- * the tracker's CPU time per request (utime + stime from /proc). After the
- * register phase it prints the tracker's resident memory per registered
- * peer; at the end its peak RSS. Beside them, measured in this run: the cost
- * of one Ed25519 verify plus one sign over an announce-sized message.
- * Replies are counted and their type checked, not verified (the client's
- * CPU would otherwise compete with the tracker's on two cores).
+ * It prints each phase's rate, p50, p95 and p99 latency and the tracker's
+ * CPU time per request (utime + stime from /proc/PID/stat over the phase);
+ * with Redis, redis-server's CPU per request likewise and its used_memory
+ * (INFO memory) per registered peer for swarms of 10 and of 10 000: read
+ * before a register phase and after it with the replay windows (sh:r{PK},
+ * one per sender, living twice the clock window) deleted, which are shown
+ * apart. With the memory store, the tracker's resident memory per peer.
  *
- * Targets: CPU per announce <= 1.3 x (verify + sign); CPU per lookup of a
- * busy swarm <= 30 us; <= 160 bytes per registered peer at 1,000,000.
- * Usage: tracker-load [--peers N] [--swarms N] [--lookups N] [--mix N]
- *                     [--conns N] [--tracker PATH]
+ * Targets (issue 16): tracker CPU per announce with Redis <= 1.5 x the
+ * memory store's; Redis memory <= 250 B per registered peer; p95 announce
+ * latency < 5 ms at 5 000 announces/s. Earlier ones: memory-store CPU per
+ * announce <= 1.3 x (Ed25519 verify + sign); CPU per busy-swarm lookup
+ * <= 30 us; <= 160 B per registered peer at 1 000 000 (--peers 1000000).
+ *
+ * Every child is stopped by PID with a deadline, every phase has one
+ * (--phase-timeout seconds), and the temp folder is removed.
+ * Usage: tracker-load [--store memory|redis|both] [--peers N]
+ *                     [--mem-peers N] [--lookups N] [--mix N] [--rate N]
+ *                     [--seconds N] [--conns N] [--phase-timeout N]
+ *                     [--tracker PATH]
  */
-#include <errno.h>
+#include <hiredis/hiredis.h>
 #include <signal.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
 #include <unistd.h>
 #include <uv.h>
 
@@ -38,12 +55,28 @@
 #include "common/envelope.h"
 #include "common/error.h"
 #include "common/frame.h"
-#include "common/textid.h"
 #include "common/tmsg.h"
+#include "tests/lib/proc.h"
+#include "tests/lib/redis.h"
+#include "tests/lib/testutil.h"
 
-#define WINDOW 16 /* requests in flight per connection */
+#define WINDOW 16  /* closed loop: requests in flight per connection */
+#define RING 16384 /* open loop: requests in flight per connection, at most */
 #define MAX_CONNS 256
-#define BUSY_EXTRA 200 /* extra peers in swarm 0 */
+#define BUSY_EXTRA 200     /* extra peers in swarm 0 */
+#define SMALL_SWARM 10     /* peers per swarm in the register phase */
+#define LARGE_SWARM 10000u /* peers per swarm in the large phase */
+#define TICK_MS 1          /* open loop: how often requests are sent */
+#define START_MS 30000     /* a tracker or Redis must be up within this */
+#define STOP_MS 5000       /* then SIGKILL */
+
+/* Targets. */
+#define TARGET_CPU_RATIO 1.5
+#define TARGET_REDIS_BYTES 250.0
+#define TARGET_P95_MS 5.0
+#define TARGET_RATE 5000.0
+
+enum phase { PH_REGISTER, PH_LARGE, PH_LOOKUP, PH_MIX, PH_PACED };
 
 struct bench;
 
@@ -51,22 +84,57 @@ struct lconn {
   uv_tcp_t tcp;
   struct bench *b;
   struct frame_decoder dec;
-  uint64_t sent_at[WINDOW]; /* FIFO of send times (ns) */
+  uint64_t sent_at[RING]; /* FIFO of send (or due) times, ns */
   unsigned head, inflight;
 };
 
 struct bench {
   uv_loop_t loop;
+  uv_timer_t pace, watchdog;
   struct lconn conns[MAX_CONNS];
-  unsigned nconns, connected;
+  unsigned nconns, connected, next_conn;
   int port;
   /* Current phase. */
-  int phase; /* 1 register, 2 lookup, 3 mix */
+  enum phase phase;
   uint64_t total, issued, done, errors;
   uint64_t *lat; /* ns, one per request of the phase */
-  uint64_t peers, swarms;
+  uint64_t *lag; /* open loop: ns from when a request was due to its send */
+  uint64_t peers, small_swarms, mem_peers;
   uint64_t seq;
-  uint64_t phase_start;
+  uint64_t renewals; /* re-announces sent, over all phases */
+  uint64_t t0;       /* the phase's start, ns */
+  double rate;       /* open loop: requests a second */
+  uint64_t last_due; /* open loop: when the last request was due, ns */
+  int timed_out, failed;
+};
+
+/* What one phase measured. */
+struct result {
+  uint64_t n;
+  double secs, rps, p50_us, p95_us, p99_us, cpu_us, redis_cpu_us;
+  double offered;             /* open loop: requests sent a second */
+  double lag95_us, lagmax_us; /* open loop: sends behind schedule */
+  uint64_t errors;
+};
+
+/* What one store measured. */
+struct store_run {
+  const char *name;
+  int ok;
+  struct result reg, large, look, mix, paced;
+  double rss_per_peer; /* memory store, register phase */
+  long hwm_kb, rss0_kb;
+  double redis_small, redis_large;   /* B per registered peer */
+  double replay_small, replay_large; /* B per sender, replay windows */
+};
+
+/* The children of one store's run. */
+struct target {
+  char dir[PROC_PATH_MAX];
+  struct proc tracker;
+  struct redis_srv redis;
+  int have_redis;
+  redisContext *rc; /* the bench's own connection, for INFO and SCAN */
 };
 
 static const char *arg_s(int argc, char **argv, const char *name,
@@ -83,6 +151,9 @@ static const char *arg_s(int argc, char **argv, const char *name,
 
 static double proc_cpu_s(pid_t pid) {
   char path[64], buf[2048];
+  if (pid <= 0) {
+    return 0;
+  }
   snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
   FILE *f = fopen(path, "r");
   if (f == NULL) {
@@ -132,58 +203,142 @@ static long proc_status_kb(pid_t pid, const char *key) {
   return v;
 }
 
-/* ------------------------------------------------------------- tracker */
+/* ------------------------------------------------------------- children */
 
-static pid_t start_tracker(const char *bin, const char *dir, int *port) {
-  char key[4200], log[4200];
-  int fds[2];
-  snprintf(key, sizeof(key), "%s/tracker.key", dir);
-  snprintf(log, sizeof(log), "%s/tracker.log", dir);
-  if (pipe(fds) != 0) {
+static int find_port(const char *line, void *arg) {
+  const char *lp = "listening on 127.0.0.1:";
+  int *port = arg;
+  if (strncmp(line, lp, strlen(lp)) == 0) {
+    char *end = NULL;
+    unsigned long v = strtoul(line + strlen(lp), &end, 10);
+    if (end != line + strlen(lp) && v > 0 && v <= 65535) {
+      *port = (int)v;
+    }
+  }
+  return *port > 0;
+}
+
+/* Starts the tracker on store (NULL for memory) and waits for its ready
+ * lines. Returns its port, or -1 (nothing left running). */
+static int start_tracker(struct target *t, const char *bin, const char *store) {
+  char key[PROC_PATH_MAX + 16], log[PROC_PATH_MAX + 16];
+  const char *argv[24];
+  int n = 0, port = 0;
+  snprintf(key, sizeof(key), "%s/tracker.key", t->dir);
+  snprintf(log, sizeof(log), "%s/tracker.log", t->dir);
+  argv[n++] = bin;
+  argv[n++] = "--listen";
+  argv[n++] = "127.0.0.1:0";
+  argv[n++] = "--key";
+  argv[n++] = key;
+  argv[n++] = "--log-file";
+  argv[n++] = log;
+  argv[n++] = "--rate";
+  argv[n++] = "1000000";
+  argv[n++] = "--burst";
+  argv[n++] = "1000000";
+  argv[n++] = "--max-connections";
+  argv[n++] = "4096";
+  argv[n++] = "--max-per-address";
+  argv[n++] = "4096";
+  argv[n++] = "--interval";
+  argv[n++] = "3600";
+  if (store != NULL) {
+    argv[n++] = "--store";
+    argv[n++] = store;
+  }
+  argv[n] = NULL;
+  if (proc_start(&t->tracker, t->dir, "tracker", argv) != 0) {
     return -1;
   }
-  pid_t pid = fork();
-  if (pid == 0) {
-    char *args[] = {strdup(bin),           strdup("--listen"),
-                    strdup("127.0.0.1:0"), strdup("--key"),
-                    strdup(key),           strdup("--log-file"),
-                    strdup(log),           strdup("--rate"),
-                    strdup("1000000"),     strdup("--burst"),
-                    strdup("1000000"),     strdup("--max-connections"),
-                    strdup("4096"),        strdup("--max-per-address"),
-                    strdup("4096"),        strdup("--interval"),
-                    strdup("3600"),        NULL};
-    dup2(fds[1], 1);
-    close(fds[0]);
-    close(fds[1]);
-    execv(bin, args);
-    _exit(127);
+  /* Ready once it has printed its port and, with Redis, its store has
+   * connected (until then every request is refused). */
+  uint64_t deadline = proc_now_ms() + START_MS;
+  while (proc_now_ms() < deadline && proc_alive(&t->tracker)) {
+    if (port == 0) {
+      (void)proc_each_line(&t->tracker, 0, find_port, &port);
+    }
+    if (port > 0 && (store == NULL || tu_file_has(log, ": connected"))) {
+      return port;
+    }
+    proc_pause_ms(20);
   }
-  close(fds[1]);
-  FILE *f = fdopen(fds[0], "r");
-  char line[512];
-  *port = 0;
-  /* The tracker prints these lines at once; a tracker that hangs instead
-   * ends the benchmark (SIGALRM's default action) rather than blocking it. */
-  alarm(30);
-  while (f != NULL && fgets(line, sizeof(line), f) != NULL) {
-    const char *lp = "listening on 127.0.0.1:";
-    if (strncmp(line, lp, strlen(lp)) == 0) {
-      char *end = NULL;
-      unsigned long v = strtoul(line + strlen(lp), &end, 10);
-      if (end != line + strlen(lp) && v > 0 && v <= 65535) {
-        *port = (int)v;
+  proc_dump(&t->tracker);
+  proc_kill(&t->tracker);
+  return -1;
+}
+
+static void stop_children(struct target *t) {
+  if (t->rc != NULL) {
+    redisFree(t->rc);
+    t->rc = NULL;
+  }
+  if (t->tracker.pid != 0) {
+    proc_signal(&t->tracker, SIGTERM);
+    if (proc_wait(&t->tracker, STOP_MS) < 0) {
+      proc_kill(&t->tracker);
+    }
+  }
+  if (t->have_redis) {
+    redis_stop(&t->redis); /* SIGTERM, SIGKILL after 5 s, reaped */
+    t->have_redis = 0;
+  }
+}
+
+/* Redis's used_memory, or -1. */
+static long long redis_used_memory(redisContext *c) {
+  long long v = -1;
+  redisReply *r = redisCommand(c, "INFO memory");
+  if (r != NULL && r->type == REDIS_REPLY_STRING) {
+    const char *p = strstr(r->str, "used_memory:");
+    if (p != NULL) {
+      v = strtoll(p + strlen("used_memory:"), NULL, 10);
+    }
+  }
+  freeReplyObject(r);
+  return v;
+}
+
+/* Deletes the replay windows (sh:r{PK}); returns how many went, or -1. */
+static long long redis_drop_replay(redisContext *c) {
+  char cursor[32] = "0";
+  long long gone = 0;
+  do {
+    redisReply *r = redisCommand(c, "SCAN %s MATCH sh:r* COUNT 1000", cursor);
+    if (r == NULL || r->type != REDIS_REPLY_ARRAY || r->elements != 2 ||
+        r->element[0]->type != REDIS_REPLY_STRING ||
+        r->element[1]->type != REDIS_REPLY_ARRAY) {
+      freeReplyObject(r);
+      return -1;
+    }
+    snprintf(cursor, sizeof(cursor), "%s", r->element[0]->str);
+    const redisReply *keys = r->element[1];
+    if (keys->elements > 0) {
+      const char **argv = malloc((keys->elements + 1) * sizeof(*argv));
+      size_t *lens = malloc((keys->elements + 1) * sizeof(*lens));
+      if (argv == NULL || lens == NULL) {
+        free(argv);
+        free(lens);
+        freeReplyObject(r);
+        return -1;
       }
+      argv[0] = "DEL";
+      lens[0] = 3;
+      for (size_t i = 0; i < keys->elements; i++) {
+        argv[i + 1] = keys->element[i]->str;
+        lens[i + 1] = keys->element[i]->len;
+      }
+      redisReply *d = redisCommandArgv(c, (int)keys->elements + 1, argv, lens);
+      if (d != NULL && d->type == REDIS_REPLY_INTEGER) {
+        gone += d->integer;
+      }
+      freeReplyObject(d);
+      free(argv);
+      free(lens);
     }
-    if (strncmp(line, "tracker key ", 12) == 0) {
-      break;
-    }
-  }
-  alarm(0);
-  if (f != NULL) {
-    fclose(f);
-  }
-  return *port > 0 ? pid : -1;
+    freeReplyObject(r);
+  } while (strcmp(cursor, "0") != 0);
+  return gone;
 }
 
 /* ------------------------------------------------------------ requests */
@@ -205,28 +360,46 @@ static void content_of(uint8_t c[32], uint64_t swarm) {
   c[31] = 0x5a;
 }
 
+/* The swarm a peer of the register phase announced. */
+static uint64_t swarm_of(const struct bench *b, uint64_t who) {
+  return who < BUSY_EXTRA ? 0 : who % b->small_swarms;
+}
+
 /* Appends one framed request for request number i of the phase. */
 static void build_request(struct bench *b, uint64_t i, struct buf *out) {
   uint8_t hdr[FRAME_HEADER_BYTES] = {0};
   size_t start = out->len;
-  int announce;
-  uint64_t who, swarm;
+  int announce = 1, started = 0;
+  uint64_t who = 0, swarm = 0;
 
-  if (b->phase == 1) {
-    announce = 1;
+  switch (b->phase) {
+  case PH_REGISTER:
+    started = 1;
     who = i;
-    /* The first BUSY_EXTRA peers crowd swarm 0; the rest spread out. */
-    swarm = i < BUSY_EXTRA ? 0 : i % b->swarms;
-  } else if (b->phase == 2) {
+    swarm = swarm_of(b, who);
+    break;
+  case PH_LARGE:
+    /* New keys after the register phase's, new swarms after its. */
+    started = 1;
+    who = b->peers + i;
+    swarm = b->small_swarms + i / LARGE_SWARM;
+    break;
+  case PH_LOOKUP:
     announce = 0;
-    who = 0;
-    swarm = 0;
-  } else {
-    uint32_t r = randombytes_uniform(100);
-    announce = r < 20;
-    who = randombytes_uniform((uint32_t)b->peers);
-    swarm = announce ? (who < BUSY_EXTRA ? 0 : who % b->swarms)
-                     : randombytes_uniform((uint32_t)b->swarms);
+    break;
+  case PH_MIX:
+  case PH_PACED:
+    /* Re-announces go round the registered peers in turn: one sender's
+     * next request comes --peers announces later, never while its last
+     * is in flight, which could overtake it (a replay refusal). */
+    announce = b->phase == PH_PACED || randombytes_uniform(100) < 20;
+    if (announce) {
+      who = b->renewals++ % b->peers;
+      swarm = swarm_of(b, who);
+    } else {
+      swarm = randombytes_uniform((uint32_t)b->small_swarms);
+    }
+    break;
   }
   buf_add(out, hdr, sizeof(hdr));
   if (announce) {
@@ -237,7 +410,7 @@ static void build_request(struct bench *b, uint64_t i, struct buf *out) {
     make_key(&id, who);
     memset(&a, 0, sizeof(a));
     a.port = (uint16_t)(10000 + who % 50000);
-    a.event = b->phase == 1 ? TMSG_EVENT_STARTED : TMSG_EVENT_PERIODIC;
+    a.event = started ? TMSG_EVENT_STARTED : TMSG_EVENT_PERIODIC;
     a.count = 1;
     content_of(a.items[0].content, swarm);
     a.items[0].role = who % 4 == 0 ? TMSG_ROLE_SEEDING : TMSG_ROLE_DOWNLOADING;
@@ -260,31 +433,85 @@ static void build_request(struct bench *b, uint64_t i, struct buf *out) {
   frame_header(out->data + start, out->len - start - FRAME_HEADER_BYTES);
 }
 
+/* Ends the phase as failed: the loop stops, the run stops its children. */
+static void fail(struct bench *b, const char *what, int err) {
+  fprintf(stderr, "tracker-load: phase %d: %s%s%s\n", (int)b->phase, what,
+          err != 0 ? ": " : "", err != 0 ? uv_strerror(err) : "");
+  b->failed = 1;
+  uv_stop(&b->loop);
+}
+
 static void on_write(uv_write_t *req, int status) {
-  if (status != 0) {
-    fprintf(stderr, "tracker-load: write: %s\n", uv_strerror(status));
-    exit(1);
+  struct bench *b = req->data;
+  if (status != 0 && status != UV_ECANCELED && !b->failed) {
+    fail(b, "write", status);
   }
   free(req);
 }
 
+static void send_buf(struct lconn *c, struct buf *out) {
+  uv_write_t *req = malloc(sizeof(*req) + out->len);
+  if (req == NULL) {
+    fail(c->b, "out of memory", 0);
+    return;
+  }
+  req->data = c->b;
+  memcpy(req + 1, out->data, out->len);
+  uv_buf_t ub = uv_buf_init((char *)(req + 1), (unsigned)out->len);
+  uv_write(req, (uv_stream_t *)&c->tcp, &ub, 1, on_write);
+}
+
+/* Closed loop: tops the connection up to WINDOW requests in flight. */
 static void fill(struct lconn *c) {
   struct bench *b = c->b;
   struct buf out;
-  if (b->issued >= b->total || c->inflight >= WINDOW) {
+  if (b->phase == PH_PACED || b->issued >= b->total || c->inflight >= WINDOW) {
     return;
   }
   buf_init(&out, 1 << 20);
   while (b->issued < b->total && c->inflight < WINDOW) {
     build_request(b, b->issued++, &out);
-    c->sent_at[(c->head + c->inflight) % WINDOW] = uv_hrtime();
+    c->sent_at[(c->head + c->inflight) % RING] = uv_hrtime();
     c->inflight++;
   }
-  uv_write_t *req = malloc(sizeof(*req) + out.len);
-  memcpy(req + 1, out.data, out.len);
-  uv_buf_t ub = uv_buf_init((char *)(req + 1), (unsigned)out.len);
+  send_buf(c, &out);
   buf_free(&out);
-  uv_write(req, (uv_stream_t *)&c->tcp, &ub, 1, on_write);
+}
+
+/* Open loop: sends every request due by now, each on the next connection,
+ * noting how late it went. */
+static void on_pace(uv_timer_t *h) {
+  struct bench *b = h->data;
+  uint64_t now = uv_hrtime();
+  uint64_t due = (uint64_t)((double)(now - b->t0) * b->rate / 1e9);
+  if (due > b->total) {
+    due = b->total;
+  }
+  while (b->issued < due) {
+    struct lconn *c = &b->conns[b->next_conn];
+    struct buf out;
+    b->next_conn = (b->next_conn + 1) % b->nconns;
+    if (c->inflight == RING) {
+      fprintf(stderr, "tracker-load: %u requests unanswered on a connection\n",
+              RING);
+      b->failed = 1;
+      uv_stop(&b->loop);
+      return;
+    }
+    buf_init(&out, 4096);
+    uint64_t at = b->t0 + (uint64_t)((double)b->issued * 1e9 / b->rate);
+    build_request(b, b->issued, &out);
+    uint64_t sent = uv_hrtime();
+    b->lag[b->issued++] = sent > at ? sent - at : 0;
+    c->sent_at[(c->head + c->inflight) % RING] = sent;
+    c->inflight++;
+    b->last_due = at;
+    send_buf(c, &out);
+    buf_free(&out);
+  }
+  if (b->issued == b->total) {
+    uv_timer_stop(h);
+  }
 }
 
 static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf) {
@@ -301,9 +528,9 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *ub) {
   const uint8_t *p = (const uint8_t *)ub->base;
   size_t left = n > 0 ? (size_t)n : 0;
   if (n < 0) {
-    fprintf(stderr, "tracker-load: tracker closed a connection: %s\n",
-            uv_strerror((int)n));
-    exit(1);
+    fail(b, "the tracker closed a connection", (int)n);
+    uv_read_stop(s);
+    return;
   }
   while (left > 0) {
     const uint8_t *f;
@@ -312,18 +539,24 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *ub) {
     p += used;
     left -= used;
     if (r < 0) {
-      fprintf(stderr, "tracker-load: bad frame from tracker\n");
-      exit(1);
+      fail(b, "bad frame from the tracker", 0);
+      return;
     }
     if (r == 0) {
       break;
+    }
+    if (c->inflight == 0) {
+      fail(b, "a reply nobody asked for", 0);
+      return;
     }
     /* Reply type is byte 2 of the envelope. */
     if (flen < 3 || f[2] == TMSG_ERROR) {
       b->errors++;
     }
-    b->lat[b->done++] = uv_hrtime() - c->sent_at[c->head];
-    c->head = (c->head + 1) % WINDOW;
+    uint64_t now = uv_hrtime();
+    uint64_t at = c->sent_at[c->head];
+    b->lat[b->done++] = now > at ? now - at : 0;
+    c->head = (c->head + 1) % RING;
     c->inflight--;
   }
   if (b->done == b->total) {
@@ -337,8 +570,8 @@ static void on_connect(uv_connect_t *req, int status) {
   struct lconn *c = req->data;
   free(req);
   if (status != 0) {
-    fprintf(stderr, "tracker-load: connect: %s\n", uv_strerror(status));
-    exit(1);
+    fail(c->b, "connect", status);
+    return;
   }
   c->b->connected++;
   uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
@@ -347,41 +580,85 @@ static void on_connect(uv_connect_t *req, int status) {
   }
 }
 
+static void on_watchdog(uv_timer_t *h) {
+  struct bench *b = h->data;
+  b->timed_out = 1;
+  uv_stop(&b->loop);
+}
+
 static int cmp_u64(const void *a, const void *b) {
   uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
   return x < y ? -1 : x > y;
 }
 
-struct result {
-  double rps, p50_us, p99_us, cpu_us;
-};
-
-static struct result run_phase(struct bench *b, pid_t pid, int phase,
-                               uint64_t total) {
+/* Runs one phase of total requests against the tracker (and Redis, when
+ * redis_pid is not 0) within timeout_ms. */
+static struct result run_phase(struct bench *b, pid_t pid, pid_t redis_pid,
+                               enum phase phase, uint64_t total,
+                               uint64_t timeout_ms) {
   struct result r;
+  memset(&r, 0, sizeof(r));
   b->phase = phase;
   b->total = total;
   b->issued = b->done = b->errors = 0;
   b->lat = calloc(total, sizeof(*b->lat));
-  double cpu0 = proc_cpu_s(pid);
-  uint64_t t0 = uv_hrtime();
-  for (unsigned i = 0; i < b->nconns; i++) {
-    fill(&b->conns[i]);
+  b->lag = calloc(total, sizeof(*b->lag));
+  if (b->lat == NULL || b->lag == NULL) {
+    free(b->lat);
+    free(b->lag);
+    b->lat = b->lag = NULL;
+    b->failed = 1;
+    return r;
+  }
+  double cpu0 = proc_cpu_s(pid), rcpu0 = proc_cpu_s(redis_pid);
+  b->t0 = uv_hrtime();
+  uv_timer_start(&b->watchdog, on_watchdog, timeout_ms, 0);
+  if (phase == PH_PACED) {
+    uv_timer_start(&b->pace, on_pace, TICK_MS, TICK_MS);
+  } else {
+    for (unsigned i = 0; i < b->nconns; i++) {
+      fill(&b->conns[i]);
+    }
   }
   uv_run(&b->loop, UV_RUN_DEFAULT);
-  double secs = (double)(uv_hrtime() - t0) / 1e9;
+  uv_timer_stop(&b->watchdog);
+  uv_timer_stop(&b->pace);
+  r.secs = (double)(uv_hrtime() - b->t0) / 1e9;
   double cpu = proc_cpu_s(pid) - cpu0;
-  qsort(b->lat, total, sizeof(*b->lat), cmp_u64);
-  r.rps = (double)total / secs;
-  r.p50_us = (double)b->lat[total / 2] / 1e3;
-  r.p99_us = (double)b->lat[total * 99 / 100] / 1e3;
-  r.cpu_us = cpu * 1e6 / (double)total;
+  double rcpu = proc_cpu_s(redis_pid) - rcpu0;
+  if (b->failed || b->timed_out || b->done == 0) {
+    fprintf(stderr, "tracker-load: phase %d: %llu of %llu replies in %.0f s\n",
+            (int)phase, (unsigned long long)b->done, (unsigned long long)total,
+            r.secs);
+    b->failed = 1;
+    free(b->lat);
+    free(b->lag);
+    b->lat = b->lag = NULL;
+    return r;
+  }
+  r.n = b->done;
+  qsort(b->lat, r.n, sizeof(*b->lat), cmp_u64);
+  r.rps = (double)r.n / r.secs;
+  r.p50_us = (double)b->lat[r.n / 2] / 1e3;
+  r.p95_us = (double)b->lat[r.n * 95 / 100] / 1e3;
+  r.p99_us = (double)b->lat[r.n * 99 / 100] / 1e3;
+  r.cpu_us = cpu * 1e6 / (double)r.n;
+  r.redis_cpu_us = rcpu * 1e6 / (double)r.n;
+  r.errors = b->errors;
+  if (phase == PH_PACED) {
+    double span = (double)(b->last_due - b->t0) / 1e9;
+    r.offered = span > 0 ? (double)(total - 1) / span : 0;
+    qsort(b->lag, b->issued, sizeof(*b->lag), cmp_u64);
+    r.lag95_us = (double)b->lag[b->issued * 95 / 100] / 1e3;
+    r.lagmax_us = (double)b->lag[b->issued - 1] / 1e3;
+  }
   if (b->errors != 0) {
-    fprintf(stderr, "tracker-load: phase %d: %llu error replies\n", phase,
+    fprintf(stderr, "tracker-load: phase %d: %llu error replies\n", (int)phase,
             (unsigned long long)b->errors);
   }
   free(b->lat);
-  b->lat = NULL;
+  free(b->lag);
+  b->lat = b->lag = NULL;
   return r;
 }
 
@@ -404,45 +681,103 @@ static double crypto_cost_us(void) {
   return (double)(uv_hrtime() - t0) / 1e3 / n;
 }
 
-int main(int argc, char **argv) {
-  static struct bench b;
-  uint64_t peers =
-      benchutil_arg_ul("tracker-load", argc, argv, "--peers", 1000000);
-  uint64_t lookups =
-      benchutil_arg_ul("tracker-load", argc, argv, "--lookups", 200000);
-  uint64_t mix = benchutil_arg_ul("tracker-load", argc, argv, "--mix", 200000);
-  unsigned conns =
-      (unsigned)benchutil_arg_ul("tracker-load", argc, argv, "--conns", 64);
-  const char *bin = arg_s(argc, argv, "--tracker", "build/bin/shoal-tracker");
-  char dir[] = "/tmp/shoal-bench-tracker-XXXXXX";
-  int rc = 1;
+static void close_cb(uv_handle_t *h) {
+  (void)h;
+}
 
-  if (sodium_init() < 0 || conns > MAX_CONNS) {
-    fprintf(stderr, "tracker-load: bad set-up (at most %d connections)\n",
-            MAX_CONNS);
-    return 2;
+/* Closes the connections and timers and runs the loop until they are. */
+static void close_loop(struct bench *b) {
+  for (unsigned i = 0; i < b->nconns; i++) {
+    uv_close((uv_handle_t *)&b->conns[i].tcp, close_cb);
   }
-  signal(SIGPIPE, SIG_IGN);
-  b.swarms = benchutil_arg_ul("tracker-load", argc, argv, "--swarms", 10000);
-  b.peers = peers;
+  uv_close((uv_handle_t *)&b->pace, close_cb);
+  uv_close((uv_handle_t *)&b->watchdog, close_cb);
+  uv_run(&b->loop, UV_RUN_DEFAULT);
+  uv_loop_close(&b->loop);
+}
+
+struct options {
+  const char *bin;
+  uint64_t peers, mem_peers, lookups, mix, paced;
+  double rate;
+  unsigned conns;
+  uint64_t timeout_ms;
+};
+
+/* Used memory per peer over a register phase: *reg without the replay
+ * windows, *replay theirs per sender. */
+static int redis_phase_memory(redisContext *c, long long before, uint64_t n,
+                              double *reg, double *replay) {
+  long long with = redis_used_memory(c);
+  long long gone = redis_drop_replay(c);
+  long long without = redis_used_memory(c);
+  if (before < 0 || with < 0 || gone < 0 || without < 0) {
+    fprintf(stderr, "tracker-load: could not read Redis's memory\n");
+    return -1;
+  }
+  *reg = (double)(without - before) / (double)n;
+  *replay = gone > 0 ? (double)(with - without) / (double)gone : 0;
+  return 0;
+}
+
+/* Runs every phase against one store; fills run. Returns 0 or -1. */
+static int run_store(const struct options *o, int redis,
+                     struct store_run *run) {
+  static struct bench b;
+  struct target t;
+  const char *store = NULL;
+  long long mem0 = -1;
+  int rc = -1;
+
+  memset(&b, 0, sizeof(b));
+  memset(&t, 0, sizeof(t));
+  run->name = redis ? "redis" : "memory";
+  b.peers = o->peers;
+  b.mem_peers = o->mem_peers;
+  b.small_swarms = o->peers / SMALL_SWARM > 0 ? o->peers / SMALL_SWARM : 1;
   b.seq = envelope_seq_start(clock_wall_ms());
-  if (mkdtemp(dir) == NULL) {
-    perror("tracker-load: mkdtemp");
-    return 1;
+  b.rate = o->rate;
+  tu_tmpdir(t.dir, sizeof(t.dir));
+  if (redis) {
+    if (!redis_available(0) ||
+        redis_start(&t.redis, t.dir, "redis", 0, 0) != 0) {
+      fprintf(stderr, "tracker-load: could not start redis-server\n");
+      goto out;
+    }
+    t.have_redis = 1;
+    store = t.redis.url;
+    struct timeval tv = {10, 0};
+    t.rc = redisConnectUnixWithTimeout(t.redis.sock, tv);
+    if (t.rc == NULL || t.rc->err != 0) {
+      fprintf(stderr, "tracker-load: could not connect to redis-server\n");
+      goto out;
+    }
+    redisSetTimeout(t.rc, tv);
   }
-  pid_t pid = start_tracker(bin, dir, &b.port);
-  if (pid < 0) {
-    fprintf(stderr, "tracker-load: could not start %s\n", bin);
+  b.port = start_tracker(&t, o->bin, store);
+  if (b.port < 0) {
+    fprintf(stderr, "tracker-load: could not start %s\n", o->bin);
     goto out;
   }
-  long rss0 = proc_status_kb(pid, "VmRSS:");
+  pid_t pid = t.tracker.pid;
+  pid_t rpid = redis ? t.redis.p.pid : 0;
+  run->rss0_kb = proc_status_kb(pid, "VmRSS:");
 
   uv_loop_init(&b.loop);
-  b.nconns = conns;
-  for (unsigned i = 0; i < conns; i++) {
+  uv_timer_init(&b.loop, &b.pace);
+  uv_timer_init(&b.loop, &b.watchdog);
+  b.pace.data = b.watchdog.data = &b;
+  b.nconns = o->conns;
+  for (unsigned i = 0; i < o->conns; i++) {
     struct lconn *c = &b.conns[i];
     struct sockaddr_in sa;
     uv_connect_t *req = malloc(sizeof(*req));
+    if (req == NULL) {
+      fprintf(stderr, "tracker-load: out of memory\n");
+      b.nconns = i; /* the ones made so far, to close */
+      b.failed = 1;
+      break;
+    }
     c->b = &b;
     frame_decoder_init(&c->dec, FRAME_MAX_DEFAULT);
     uv_tcp_init(&b.loop, &c->tcp);
@@ -452,50 +787,208 @@ int main(int argc, char **argv) {
     uv_ip4_addr("127.0.0.1", b.port, &sa);
     uv_tcp_connect(req, &c->tcp, (const struct sockaddr *)&sa, on_connect);
   }
-  uv_run(&b.loop, UV_RUN_DEFAULT);
+  if (!b.failed) {
+    uv_timer_start(&b.watchdog, on_watchdog, START_MS, 0);
+    uv_run(&b.loop, UV_RUN_DEFAULT);
+    uv_timer_stop(&b.watchdog);
+  }
+  if (b.timed_out || b.failed) {
+    fprintf(stderr, "tracker-load: could not connect to the tracker\n");
+    goto out_loop;
+  }
 
-  double crypto = crypto_cost_us();
-  struct result reg = run_phase(&b, pid, 1, peers);
+  if (redis) {
+    mem0 = redis_used_memory(t.rc);
+  }
+  run->reg = run_phase(&b, pid, rpid, PH_REGISTER, o->peers, o->timeout_ms);
+  if (b.failed) {
+    goto out_loop;
+  }
   long rss1 = proc_status_kb(pid, "VmRSS:");
-  struct result look = run_phase(&b, pid, 2, lookups);
-  struct result mixr = run_phase(&b, pid, 3, mix);
-  long hwm = proc_status_kb(pid, "VmHWM:");
-  double per_peer = (double)(rss1 - rss0) * 1024.0 / (double)peers;
-
-  printf("bench/tracker-load: %llu peers over %llu swarms (+%d in the busy "
-         "one), %u connections x %d in flight\n",
-         (unsigned long long)peers, (unsigned long long)b.swarms, BUSY_EXTRA,
-         conns, WINDOW);
-  printf("  Ed25519 verify + sign (this run)   %8.1f us\n", crypto);
-  printf("  %-10s %9.0f req/s  p50 %7.0f us  p99 %7.0f us  tracker CPU "
-         "%6.1f us/req\n",
-         "register", reg.rps, reg.p50_us, reg.p99_us, reg.cpu_us);
-  printf("  %-10s %9.0f req/s  p50 %7.0f us  p99 %7.0f us  tracker CPU "
-         "%6.1f us/req\n",
-         "lookup", look.rps, look.p50_us, look.p99_us, look.cpu_us);
-  printf("  %-10s %9.0f req/s  p50 %7.0f us  p99 %7.0f us  tracker CPU "
-         "%6.1f us/req\n",
-         "mix 20/80", mixr.rps, mixr.p50_us, mixr.p99_us, mixr.cpu_us);
-  printf("  CPU per announce / crypto cost     %8.2f  (target <= 1.30) %s\n",
-         reg.cpu_us / crypto,
-         reg.cpu_us / crypto <= 1.3 ? "ok" : "ABOVE TARGET");
-  printf("  CPU per busy-swarm lookup          %8.1f us (target <= 30) %s\n",
-         look.cpu_us, look.cpu_us <= 30 ? "ok" : "ABOVE TARGET");
-  printf("  memory per registered peer         %8.1f B  (target <= 160) %s\n",
-         per_peer, per_peer <= 160 ? "ok" : "ABOVE TARGET");
-  printf("  tracker peak RSS                   %8.1f MiB (start %.1f MiB)\n",
-         (double)hwm / 1024.0, (double)rss0 / 1024.0);
+  run->rss_per_peer = (double)(rss1 - run->rss0_kb) * 1024.0 / (double)o->peers;
+  if (redis && redis_phase_memory(t.rc, mem0, o->peers, &run->redis_small,
+                                  &run->replay_small) != 0) {
+    goto out_loop;
+  }
+  if (redis) {
+    mem0 = redis_used_memory(t.rc);
+  }
+  run->large = run_phase(&b, pid, rpid, PH_LARGE, o->mem_peers, o->timeout_ms);
+  if (b.failed) {
+    goto out_loop;
+  }
+  if (redis && redis_phase_memory(t.rc, mem0, o->mem_peers, &run->redis_large,
+                                  &run->replay_large) != 0) {
+    goto out_loop;
+  }
+  run->look = run_phase(&b, pid, rpid, PH_LOOKUP, o->lookups, o->timeout_ms);
+  if (b.failed) {
+    goto out_loop;
+  }
+  run->mix = run_phase(&b, pid, rpid, PH_MIX, o->mix, o->timeout_ms);
+  if (b.failed) {
+    goto out_loop;
+  }
+  run->paced = run_phase(&b, pid, rpid, PH_PACED, o->paced, o->timeout_ms);
+  if (b.failed) {
+    goto out_loop;
+  }
+  run->hwm_kb = proc_status_kb(pid, "VmHWM:");
+  run->ok = 1;
   rc = 0;
 
-out:
-  if (pid > 0) {
-    kill(pid, SIGTERM);
-    waitpid(pid, NULL, 0);
+out_loop:
+  close_loop(&b);
+  if (rc != 0) {
+    char cmd[PROC_PATH_MAX + 64];
+    snprintf(cmd, sizeof(cmd), "tail -n 20 '%s/tracker.log' >&2", t.dir);
+    if (system(cmd) != 0) {
+      fprintf(stderr, "tracker-load: no tracker log\n");
+    }
   }
-  char cmd[256];
-  snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
-  if (system(cmd) != 0) {
-    fprintf(stderr, "tracker-load: could not remove %s\n", dir);
+out:
+  stop_children(&t);
+  tu_rmtree(t.dir);
+  return rc;
+}
+
+static void print_phase(const char *name, const struct result *r, int redis) {
+  printf("  %-9s %8.0f req/s  p50 %6.0f  p95 %6.0f  p99 %6.0f us  "
+         "tracker CPU %5.1f us/req",
+         name, r->rps, r->p50_us, r->p95_us, r->p99_us, r->cpu_us);
+  if (redis) {
+    printf("  Redis CPU %5.1f us/req", r->redis_cpu_us);
+  }
+  printf("\n");
+}
+
+static const char *verdict(int ok) {
+  return ok ? "ok" : "ABOVE TARGET";
+}
+
+static void print_run(const struct store_run *s, const struct options *o) {
+  int redis = strcmp(s->name, "redis") == 0;
+  printf("store %s:\n", s->name);
+  print_phase("register", &s->reg, redis);
+  print_phase("large", &s->large, redis);
+  print_phase("lookup", &s->look, redis);
+  print_phase("mix 20/80", &s->mix, redis);
+  print_phase("paced", &s->paced, redis);
+  printf("  paced: offered %.0f announces/s (asked %.0f) for %llu "
+         "announces; sends behind schedule p95 %.0f us, at most %.0f us\n",
+         s->paced.offered, o->rate, (unsigned long long)o->paced,
+         s->paced.lag95_us, s->paced.lagmax_us);
+  if (redis) {
+    printf("  Redis memory per registered peer: %.1f B in swarms of %d, "
+           "%.1f B in swarms of %u; replay windows %.1f B per sender more\n",
+           s->redis_small, SMALL_SWARM, s->redis_large, LARGE_SWARM,
+           s->replay_small);
+  } else {
+    printf("  tracker memory per registered peer %.1f B (RSS, swarms of %d; "
+           "target <= 160 at 1000000 peers); peak RSS %.1f MiB\n",
+           s->rss_per_peer, SMALL_SWARM, (double)s->hwm_kb / 1024.0);
+  }
+}
+
+int main(int argc, char **argv) {
+  struct options o;
+  struct store_run mem, red;
+  const char *which = arg_s(argc, argv, "--store", "both");
+  int do_mem = 0, do_redis = 0, rc = 0;
+
+  memset(&mem, 0, sizeof(mem));
+  memset(&red, 0, sizeof(red));
+  o.bin = arg_s(argc, argv, "--tracker", "build/bin/shoal-tracker");
+  o.peers = benchutil_arg_ul("tracker-load", argc, argv, "--peers", 200000);
+  o.mem_peers =
+      benchutil_arg_ul("tracker-load", argc, argv, "--mem-peers", 100000);
+  o.lookups = benchutil_arg_ul("tracker-load", argc, argv, "--lookups", 200000);
+  o.mix = benchutil_arg_ul("tracker-load", argc, argv, "--mix", 200000);
+  o.rate = (double)benchutil_arg_ul("tracker-load", argc, argv, "--rate",
+                                    (unsigned long)TARGET_RATE);
+  uint64_t seconds =
+      benchutil_arg_ul("tracker-load", argc, argv, "--seconds", 10);
+  o.paced = (uint64_t)(o.rate * (double)seconds);
+  o.conns =
+      (unsigned)benchutil_arg_ul("tracker-load", argc, argv, "--conns", 64);
+  o.timeout_ms = 1000 * benchutil_arg_ul("tracker-load", argc, argv,
+                                         "--phase-timeout", 600);
+  if (strcmp(which, "both") == 0) {
+    do_mem = do_redis = 1;
+  } else if (strcmp(which, "memory") == 0) {
+    do_mem = 1;
+  } else if (strcmp(which, "redis") == 0) {
+    do_redis = 1;
+  }
+  if (sodium_init() < 0 || o.conns > MAX_CONNS || (!do_mem && !do_redis) ||
+      o.peers < BUSY_EXTRA || o.peers > UINT32_MAX) {
+    fprintf(stderr,
+            "tracker-load: bad set-up (--store memory, redis or both; at most "
+            "%d connections; at least %d peers)\n",
+            MAX_CONNS, BUSY_EXTRA);
+    return 2;
+  }
+  signal(SIGPIPE, SIG_IGN);
+
+  double crypto = crypto_cost_us();
+  if (do_mem && run_store(&o, 0, &mem) != 0) {
+    rc = 1;
+  }
+  if (do_redis && run_store(&o, 1, &red) != 0) {
+    rc = 1;
+  }
+
+  printf("bench/tracker-load: %llu peers in swarms of %d (+%d in a busy "
+         "one), %llu in swarms of %u; %u connections\n",
+         (unsigned long long)o.peers, SMALL_SWARM, BUSY_EXTRA,
+         (unsigned long long)o.mem_peers, LARGE_SWARM, o.conns);
+  printf("  Ed25519 verify + sign (this run)   %8.1f us\n", crypto);
+  if (mem.ok) {
+    print_run(&mem, &o);
+    printf("  memory: CPU per announce / crypto %.2f (target <= 1.30) %s; "
+           "per busy-swarm lookup %.1f us (target <= 30) %s\n",
+           mem.reg.cpu_us / crypto, verdict(mem.reg.cpu_us / crypto <= 1.3),
+           mem.look.cpu_us, verdict(mem.look.cpu_us <= 30));
+  }
+  if (red.ok) {
+    print_run(&red, &o);
+  }
+  printf("targets:\n");
+  if (mem.ok && red.ok) {
+    double ratio = red.reg.cpu_us / mem.reg.cpu_us;
+    printf("  tracker CPU per announce, redis/memory  %5.1f / %5.1f us = "
+           "%.2f (target <= %.1f) %s\n",
+           red.reg.cpu_us, mem.reg.cpu_us, ratio, TARGET_CPU_RATIO,
+           verdict(ratio <= TARGET_CPU_RATIO));
+  }
+  if (red.ok) {
+    printf("  Redis CPU per announce                  %5.1f us (register), "
+           "%.1f us (paced re-announce)\n",
+           red.reg.redis_cpu_us, red.paced.redis_cpu_us);
+    printf("  Redis memory per peer, swarms of %-5d  %5.1f B (target <= %.0f)"
+           " ratio %.2f %s\n",
+           SMALL_SWARM, red.redis_small, TARGET_REDIS_BYTES,
+           red.redis_small / TARGET_REDIS_BYTES,
+           verdict(red.redis_small <= TARGET_REDIS_BYTES));
+    printf("  Redis memory per peer, swarms of %-5u  %5.1f B (target <= %.0f)"
+           " ratio %.2f %s\n",
+           LARGE_SWARM, red.redis_large, TARGET_REDIS_BYTES,
+           red.redis_large / TARGET_REDIS_BYTES,
+           verdict(red.redis_large <= TARGET_REDIS_BYTES));
+  }
+  const struct store_run *runs[2] = {&mem, &red};
+  for (int i = 0; i < 2; i++) {
+    const struct store_run *s = runs[i];
+    if (!s->ok) {
+      continue;
+    }
+    double p95_ms = s->paced.p95_us / 1e3;
+    printf("  p95 announce latency, %-6s at %5.0f/s %5.2f ms (target < %.0f "
+           "ms at %.0f/s) ratio %.2f %s%s\n",
+           s->name, s->paced.offered, p95_ms, TARGET_P95_MS, TARGET_RATE,
+           p95_ms / TARGET_P95_MS, verdict(p95_ms < TARGET_P95_MS),
+           s->paced.offered < 0.99 * TARGET_RATE ? " (offered less than asked)"
+                                                 : "");
   }
   return rc;
 }

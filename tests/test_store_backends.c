@@ -109,10 +109,14 @@ static int sample(struct fx *f, const uint8_t id[32], const uint8_t *ex,
   return wait_for(f, &w);
 }
 
-static int expire(struct fx *f, uint32_t now) {
+static int expire_work(struct fx *f, uint32_t now, unsigned work) {
   struct wait w = {0, 0};
-  f->s->ops->expire(f->s, now, 10000, on_result, &w);
+  f->s->ops->expire(f->s, now, work, on_result, &w);
   return wait_for(f, &w);
+}
+
+static int expire(struct fx *f, uint32_t now) {
+  return expire_work(f, now, 10000);
 }
 
 static int publish(struct fx *f, const uint8_t pk[32],
@@ -404,6 +408,58 @@ static void test_expiry_removes_what_was_not_renewed(void **state) {
   assert_int_equal(cn.downloaders, 1);
 }
 
+/* A swarm larger than one sweep's work is swept over several, each going
+ * on where the last stopped (the Redis store's HSCAN cursor), until every
+ * lapsed registration has gone and only the renewed one is left. */
+static void test_expiry_sweeps_a_large_swarm_in_steps(void **state) {
+  struct fx *f = *state;
+  struct store_peer p, out[4];
+  struct store_counts cn;
+  uint8_t c[32];
+  /* The downloaders' hash passes Redis's compact encoding (512 fields),
+   * which HSCAN returns whole. */
+  const unsigned n = 1200;
+  content(c, 9);
+  for (unsigned i = 0; i < n; i++) {
+    peer(&p, 1000 + i, i % 3 == 0);
+    if (i % 2 == 1) {
+      p.family = 6;
+      p.addr[15] = (uint8_t)i;
+    }
+    assert_int_equal(put(f, c, &p, 100, 1, 0, 2000), STORE_CHANGED);
+  }
+  peer(&p, 999, 1);
+  assert_int_equal(put(f, c, &p, 100, 3600, 0, 2000), STORE_CHANGED);
+  int removed = 0, sweeps = 0;
+  uint64_t deadline = proc_now_ms() + 10000;
+  while (removed < (int)n && proc_now_ms() < deadline) {
+    int r = expire_work(f, 102, 40);
+    assert_true(r >= 0);
+    if (f->b->redis) {
+      /* About the work asked for (HSCAN's COUNT is a hint), not the
+       * whole swarm. */
+      assert_true(r <= (int)n / 2);
+    }
+    removed += r;
+    sweeps += r > 0;
+    if (r == 0) {
+      spin(f, 100);
+    }
+  }
+  assert_int_equal(removed, n);
+  assert_true(!f->b->redis || sweeps >= 5);
+  assert_int_equal(sample(f, c, NULL, 4, 1, out, &cn), 1);
+  assert_memory_equal(out[0].pk, p.pk, 32);
+  assert_int_equal(cn.seeders, 1);
+  assert_int_equal(cn.downloaders, 0);
+  /* Removing the last one empties the swarm; it can be filled again. */
+  assert_true(del(f, c, p.pk) >= 0);
+  assert_int_equal(sample(f, c, NULL, 4, 1, out, &cn), 0);
+  assert_int_equal(put(f, c, &p, 100, 3600, 0, 2000), STORE_CHANGED);
+  assert_int_equal(sample(f, c, NULL, 4, 1, out, &cn), 1);
+  assert_true(del(f, c, p.pk) >= 0);
+}
+
 /* ---------------------------------------------------------------------- */
 /* Catalog */
 
@@ -549,6 +605,7 @@ static void test_replay_window_accepts_once(void **state) {
   T(test_sample_puts_seeders_first_and_never_the_excluded)                     \
   T(test_del_removes_and_an_empty_swarm_goes)                                  \
   T(test_expiry_removes_what_was_not_renewed)                                  \
+  T(test_expiry_sweeps_a_large_swarm_in_steps)                                 \
   T(test_catalog_publish_and_search_by_words)                                  \
   T(test_catalog_refuses_another_key_and_a_full_catalog)                       \
   T(test_catalog_expiry_removes_unannounced_entries)                           \

@@ -50,9 +50,11 @@
 #define STORE_REDIS_CONNECT_MS 1000u
 #define STORE_REDIS_HOST_MAX 256
 #define STORE_REDIS_MAX_ARGS (4 + 6 + TMSG_MAX_ANNOUNCE_ITEMS + 8)
-/* A registration's packed record: family, port, then 4 or 16 bytes. */
-#define STORE_REDIS_REC4 7
-#define STORE_REDIS_REC6 19
+/* A registration's packed record: its expiry (4 bytes, read only by the
+ * scripts), family, port, then 4 or 16 bytes of address. */
+#define STORE_REDIS_EXP 4
+#define STORE_REDIS_REC4 (STORE_REDIS_EXP + 7)
+#define STORE_REDIS_REC6 (STORE_REDIS_EXP + 19)
 #define STORE_REDIS_WORD_MAX 20 /* indexed characters of a word */
 
 enum script {
@@ -319,12 +321,12 @@ static int parse_sample(struct rop *op, const redisReply *r) {
         (rec->len != STORE_REDIS_REC4 && rec->len != STORE_REDIS_REC6)) {
       return SHOAL_EFORMAT;
     }
-    const uint8_t *b = (const uint8_t *)rec->str;
+    const uint8_t *b = (const uint8_t *)rec->str + STORE_REDIS_EXP;
     memset(p, 0, sizeof(*p));
     memcpy(p->pk, pk->str, STORE_PK_BYTES);
     p->family = b[0];
     p->port = buf_be16(b + 1);
-    memcpy(p->addr, b + 3, (size_t)rec->len - 3);
+    memcpy(p->addr, b + 3, (size_t)rec->len - STORE_REDIS_EXP - 3);
     p->seeding = i < seeders;
     if ((p->family == 4) != (rec->len == STORE_REDIS_REC4) ||
         (p->family != 4 && p->family != 6)) {
@@ -504,18 +506,18 @@ static struct rop *rop_new(enum script script, store_cb cb, void *arg) {
   return op;
 }
 
-/* The four keys of a swarm, with its hex ID. */
+/* The keys of a swarm, with its hex ID. */
 struct swarm_keys {
   char id[65];
-  char s[80], d[80], e[80], c[80];
+  char s[80], d[80], c[80], x[80];
 };
 
 static void swarm_keys(const uint8_t id[STORE_ID_BYTES], struct swarm_keys *k) {
   hex_of(id, k->id);
   snprintf(k->s, sizeof(k->s), "sh:S{%s}", k->id);
   snprintf(k->d, sizeof(k->d), "sh:D{%s}", k->id);
-  snprintf(k->e, sizeof(k->e), "sh:E{%s}", k->id);
   snprintf(k->c, sizeof(k->c), "sh:C{%s}", k->id);
+  snprintf(k->x, sizeof(k->x), "sh:X{%s}", k->id);
 }
 
 static void redis_put(struct store *s, const uint8_t id[STORE_ID_BYTES],
@@ -524,9 +526,11 @@ static void redis_put(struct store *s, const uint8_t id[STORE_ID_BYTES],
                       void *arg) {
   struct redis_store *rs = (struct redis_store *)s;
   struct swarm_keys k;
-  uint8_t rec[STORE_REDIS_REC6];
+  uint8_t rec[STORE_REDIS_REC6 - STORE_REDIS_EXP];
   char lifes[16], maxs[16];
-  size_t reclen = p->family == 4 ? STORE_REDIS_REC4 : STORE_REDIS_REC6;
+  /* The script puts the expiry in front of what is sent here. */
+  size_t reclen =
+      (p->family == 4 ? STORE_REDIS_REC4 : STORE_REDIS_REC6) - STORE_REDIS_EXP;
   (void)now; /* Redis's TIME is the clock */
   struct rop *op = rop_new(SCRIPT_PUT, cb, arg);
   if (op == NULL) {
@@ -540,7 +544,6 @@ static void redis_put(struct store *s, const uint8_t id[STORE_ID_BYTES],
   snprintf(maxs, sizeof(maxs), "%" PRIu32, max_peers);
   const char *args[] = {k.s,
                         k.d,
-                        k.e,
                         k.c,
                         "sh:due",
                         "sh:npeers",
@@ -551,20 +554,10 @@ static void redis_put(struct store *s, const uint8_t id[STORE_ID_BYTES],
                         maxs,
                         p->seeding ? "1" : "0",
                         k.id};
-  size_t lens[] = {strlen(k.s),
-                   strlen(k.d),
-                   strlen(k.e),
-                   strlen(k.c),
-                   6,
-                   9,
-                   STORE_PK_BYTES,
-                   reclen,
-                   strlen(lifes),
-                   1,
-                   strlen(maxs),
-                   1,
-                   64};
-  send_script(rs, op, 6, args, lens, 13);
+  size_t lens[] = {strlen(k.s), strlen(k.d),    strlen(k.c), 6,
+                   9,           STORE_PK_BYTES, reclen,      strlen(lifes),
+                   1,           strlen(maxs),   1,           64};
+  send_script(rs, op, 5, args, lens, 12);
 }
 
 static void redis_del(struct store *s, const uint8_t id[STORE_ID_BYTES],
@@ -578,8 +571,8 @@ static void redis_del(struct store *s, const uint8_t id[STORE_ID_BYTES],
   }
   swarm_keys(id, &k);
   const char *args[] = {
-      k.s, k.d, k.e, k.c, "sh:due", "sh:npeers", (const char *)pk, k.id};
-  size_t lens[] = {strlen(k.s), strlen(k.d), strlen(k.e),    strlen(k.c),
+      k.s, k.d, k.c, k.x, "sh:due", "sh:npeers", (const char *)pk, k.id};
+  size_t lens[] = {strlen(k.s), strlen(k.d), strlen(k.c),    strlen(k.x),
                    6,           9,           STORE_PK_BYTES, 64};
   send_script(rs, op, 6, args, lens, 8);
 }

@@ -4,10 +4,12 @@
  * own TIME, the clock every tracker instance on one Redis shares. Keys:
  *
  *   sh:S{ID} sh:D{ID}  hashes, a swarm's seeders and downloaders: public key
- *                      (32 bytes) -> packed record (family, port, address:
- *                      7 bytes for IPv4, 19 for IPv6)
- *   sh:E{ID}           sorted set: public key -> expiry (Redis seconds)
+ *                      (32 bytes) -> packed record (expiry, 4 bytes of
+ *                      big-endian Redis seconds; family, port, address:
+ *                      11 bytes in all for IPv4, 23 for IPv6)
  *   sh:C{ID}           the swarm's completed downloads
+ *   sh:X{ID}           hash, where an unfinished expiry sweep of the swarm
+ *                      stands (only while one is)
  *   sh:due             sorted set: swarm ID -> the earliest expiry in it
  *   sh:npeers          registrations, for the figures
  *   sh:{cat}:e:ID      hash, one catalog entry: p (publisher), n (name),
@@ -25,8 +27,9 @@
 #ifndef SHOAL_TRACKER_STORE_REDIS_LUA_H
 #define SHOAL_TRACKER_STORE_REDIS_LUA_H
 
-/* put: KEYS S D E C due npeers; ARGV pk rec life completed max_peers
- * seeding id. Returns 1 (changed), 0 (renewed) or -1 (swarm full). */
+/* put: KEYS S D C due npeers; ARGV pk rec life completed max_peers
+ * seeding id. Stores the record behind its expiry (4 bytes, big-endian
+ * Redis seconds). Returns 1 (changed), 0 (renewed) or -1 (swarm full). */
 #define LUA_PUT                                                                \
   "local now = tonumber(redis.call('TIME')[1])\n"                              \
   "local pk, rec = ARGV[1], ARGV[2]\n"                                         \
@@ -40,24 +43,23 @@
   "  if redis.call('HDEL', other, pk) == 0 then\n"                             \
   "    local n = redis.call('HLEN', KEYS[1]) + redis.call('HLEN', KEYS[2])\n"  \
   "    if n >= tonumber(ARGV[5]) then return -1 end\n"                         \
-  "    if n == 0 then redis.call('ZADD', KEYS[5], 'NX', exp, ARGV[7]) end\n"   \
-  "    redis.call('INCR', KEYS[6])\n"                                          \
+  "    if n == 0 then redis.call('ZADD', KEYS[4], 'NX', exp, ARGV[7]) end\n"   \
+  "    redis.call('INCR', KEYS[5])\n"                                          \
   "  end\n"                                                                    \
   "  changed = 1\n"                                                            \
-  "  if seeding and ARGV[4] == '1' then redis.call('INCR', KEYS[4]) end\n"     \
-  "elseif old ~= rec then\n"                                                   \
+  "  if seeding and ARGV[4] == '1' then redis.call('INCR', KEYS[3]) end\n"     \
+  "elseif string.sub(old, 5) ~= rec then\n"                                    \
   "  changed = 1\n"                                                            \
   "end\n"                                                                      \
-  "redis.call('HSET', mine, pk, rec)\n"                                        \
-  "redis.call('ZADD', KEYS[3], exp, pk)\n"                                     \
+  "redis.call('HSET', mine, pk, struct.pack('>I4', exp) .. rec)\n"             \
   "return changed\n"
 
-/* del: KEYS S D E C due npeers; ARGV pk id. Returns 1 or 0 (absent). */
+/* del: KEYS S D C X due npeers; ARGV pk id. Returns 1 or 0 (absent). An
+ * emptied swarm's keys go at once, its sweep's place (X) too. */
 #define LUA_DEL                                                                \
   "local n = redis.call('HDEL', KEYS[1], ARGV[1]) +\n"                         \
   "          redis.call('HDEL', KEYS[2], ARGV[1])\n"                           \
   "if n == 0 then return 0 end\n"                                              \
-  "redis.call('ZREM', KEYS[3], ARGV[1])\n"                                     \
   "redis.call('DECR', KEYS[6])\n"                                              \
   "if redis.call('EXISTS', KEYS[1], KEYS[2]) == 0 then\n"                      \
   "  redis.call('DEL', KEYS[3], KEYS[4])\n"                                    \
@@ -113,10 +115,18 @@
   "take(KEYS[2], kd, xd)\n"                                                    \
   "return out\n"
 
-/* expire: KEYS due npeers; ARGV max_work. Looks at the swarms whose
- * earliest expiry has passed and removes their expired registrations, up
- * to about max_work of them. Returns how many went. (The one script that
- * reaches keys it is not given: one Redis only; see docs/design.md.) */
+/* expire: KEYS due npeers; ARGV max_work. Sweeps the swarms whose
+ * earliest expiry has passed: HSCAN over both hashes removes the expired
+ * registrations and finds the earliest expiry left, which becomes the
+ * swarm's place in due. A sweep stops after about max_work registrations
+ * looked at; a swarm left halfway keeps its cursor in sh:X{ID} (k: which
+ * hash, c: cursor, m: earliest expiry seen) and stays due. A swarm of n
+ * registrations is swept at most once per n/100 s, so a lapsed one may
+ * outlive its expiry by that (100 s at 10 000). HSCAN may return a field
+ * twice (HDEL then counts it once) and may miss one added meanwhile (a new
+ * registration, which the next sweep sees). Returns how many went. (The
+ * one script that reaches keys it is not given: one Redis only; see
+ * docs/design.md.) */
 #define LUA_EXPIRE                                                             \
   "local now = tonumber(redis.call('TIME')[1])\n"                              \
   "local budget = tonumber(ARGV[1])\n"                                         \
@@ -126,22 +136,44 @@
   "for _, id in ipairs(due) do\n"                                              \
   "  if budget <= 0 then break end\n"                                          \
   "  local S, D = 'sh:S{' .. id .. '}', 'sh:D{' .. id .. '}'\n"                \
-  "  local E, C = 'sh:E{' .. id .. '}', 'sh:C{' .. id .. '}'\n"                \
-  "  local gone = redis.call('ZRANGEBYSCORE', E, '-inf', '(' .. now,\n"        \
-  "                          'LIMIT', 0, budget)\n"                            \
-  "  for _, pk in ipairs(gone) do\n"                                           \
-  "    redis.call('HDEL', S, pk)\n"                                            \
-  "    redis.call('HDEL', D, pk)\n"                                            \
-  "    redis.call('ZREM', E, pk)\n"                                            \
+  "  local C, X = 'sh:C{' .. id .. '}', 'sh:X{' .. id .. '}'\n"                \
+  "  local st = redis.call('HMGET', X, 'k', 'c', 'm')\n"                       \
+  "  local k, cur = tonumber(st[1]) or 1, st[2] or '0'\n"                      \
+  "  local m = tonumber(st[3]) or -1\n"                                        \
+  "  local done = false\n"                                                     \
+  "  while budget > 0 do\n"                                                    \
+  "    local key = S\n"                                                        \
+  "    if k == 2 then key = D end\n"                                           \
+  "    local r = redis.call('HSCAN', key, cur, 'COUNT', math.min(budget, "     \
+  "1000))\n"                                                                   \
+  "    cur = r[1]\n"                                                           \
+  "    local f = r[2]\n"                                                       \
+  "    for i = 1, #f, 2 do\n"                                                  \
+  "      local e = struct.unpack('>I4', f[i + 1])\n"                           \
+  "      if e < now then\n"                                                    \
+  "        removed = removed + redis.call('HDEL', key, f[i])\n"                \
+  "      elseif m < 0 or e < m then\n"                                         \
+  "        m = e\n"                                                            \
+  "      end\n"                                                                \
+  "    end\n"                                                                  \
+  "    budget = budget - #f / 2 - 1\n"                                         \
+  "    if cur == '0' then\n"                                                   \
+  "      if k == 2 then done = true break end\n"                               \
+  "      k = 2\n"                                                              \
+  "    end\n"                                                                  \
   "  end\n"                                                                    \
-  "  removed = removed + #gone\n"                                              \
-  "  budget = budget - #gone - 1\n"                                            \
-  "  local first = redis.call('ZRANGE', E, 0, 0, 'WITHSCORES')\n"              \
-  "  if #first == 0 then\n"                                                    \
-  "    redis.call('DEL', S, D, E, C)\n"                                        \
-  "    redis.call('ZREM', KEYS[1], id)\n"                                      \
+  "  if not done then\n"                                                       \
+  "    redis.call('HSET', X, 'k', k, 'c', cur, 'm', m)\n"                      \
   "  else\n"                                                                   \
-  "    redis.call('ZADD', KEYS[1], first[2], id)\n"                            \
+  "    redis.call('DEL', X)\n"                                                 \
+  "    local n = redis.call('HLEN', S) + redis.call('HLEN', D)\n"              \
+  "    if n == 0 then\n"                                                       \
+  "      redis.call('DEL', S, D, C)\n"                                         \
+  "      redis.call('ZREM', KEYS[1], id)\n"                                    \
+  "    else\n"                                                                 \
+  "      redis.call('ZADD', KEYS[1], math.max(m, now + math.floor(n / 100)), " \
+  "id)\n"                                                                      \
+  "    end\n"                                                                  \
   "  end\n"                                                                    \
   "end\n"                                                                      \
   "if removed > 0 then redis.call('DECRBY', KEYS[2], removed) end\n"           \
