@@ -509,6 +509,11 @@ static void add_posts_each_link_with_an_absolute_dir(void **state) {
   l.tracker_count = 1;
   snprintf(l.trackers[0].host, sizeof(l.trackers[0].host), "127.0.0.1");
   l.trackers[0].port = 7070;
+  {
+    uint8_t key[TEXTID_BYTES];
+    tu_fill(key, sizeof(key), 3);
+    link_set_key(&l, key); /* every tracker of a link names its key */
+  }
   assert_true(link_format(&l, l1, sizeof(l1)) > 0);
   tu_fill(l.id, sizeof(l.id), 2);
   assert_true(link_format(&l, l2, sizeof(l2)) > 0);
