@@ -583,11 +583,11 @@ static void on_announced(void *arg, int status,
     sw->an.lookup_tier = (unsigned)(at - sw->an.tier);
     schedule_lookup(sw, 0);
   }
-  if (first && sw->is_source && !we_publish(sw)) {
-    /* Someone else's content, seeded again (node_share): the trackers list
-     * us now, which is when a share of our own says it is shared. A get
-     * that became a seeder (a whole copy found in place) announced as a
-     * downloader first, and says nothing: it has its link. */
+  if (sw->is_source && sw->dir == NULL && !we_publish(sw)) {
+    /* Someone else's content, seeded again (node_share; a get has a dir):
+     * the trackers list us now, which is when a share of our own says it
+     * is shared. A get that became a seeder (a whole copy found in place)
+     * says nothing, whichever announce came first: it has its link. */
     emit_shared(sw);
   }
 }
