@@ -430,25 +430,13 @@ static void stat_files(struct stat_work *s) {
 /* Writes bytes to path atomically: a temporary file, fsync, rename. */
 static int write_atomic(const char *path, const uint8_t *bytes, size_t len) {
   char tmp[HOME_PATH_BYTES + 32];
-  int fd, err = 0;
+  int fd;
   snprintf(tmp, sizeof(tmp), "%s.tmp-%ld", path, (long)getpid());
   fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
   if (fd < 0) {
     return -errno;
   }
-  err = fsutil_pwrite_full(fd, bytes, len, 0);
-  if (err == 0) {
-    err = fsutil_fsync(fd);
-  }
-  close(fd);
-  if (err == 0 && rename(tmp, path) != 0) {
-    err = -errno;
-  }
-  if (err != 0) {
-    unlink(tmp);
-    return err;
-  }
-  return fsutil_fsync_parent(path);
+  return fsutil_replace(fd, tmp, path, bytes, len);
 }
 
 static void stat_work(uv_work_t *w) {

@@ -875,32 +875,12 @@ int library_save(struct library *l) {
     err = -errno;
     goto out;
   }
-  if ((err = fsutil_pwrite_full(fd, (const uint8_t *)text, len, 0)) != 0 ||
-      (err = fsutil_fsync(fd)) != 0) {
-    goto fail;
-  }
-  if (close(fd) != 0) {
-    fd = -1;
-    err = -errno;
-    goto fail;
-  }
-  fd = -1;
-  if (rename(tmp, l->path) != 0) {
-    err = -errno;
-    goto fail;
-  }
-  /* The new file is in place; a folder that cannot be flushed leaves the
-   * library dirty, so that the next save tries again. */
-  if ((err = fsutil_fsync_parent(l->path)) == 0) {
+  /* A folder that cannot be flushed after the rename leaves the library
+   * dirty, so that the next save tries again. */
+  err = fsutil_replace(fd, tmp, l->path, (const uint8_t *)text, len);
+  if (err == 0) {
     l->dirty = 0;
   }
-  goto out;
-
-fail:
-  if (fd >= 0) {
-    close(fd);
-  }
-  unlink(tmp);
 out:
   free(tmp);
   free(text);
