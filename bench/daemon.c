@@ -59,6 +59,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bench/lib/benchutil.h"
 #include "common/textid.h"
 #include "peer/daemon.h"
 #include "peer/tracker_client.h"
@@ -162,27 +163,6 @@ static double median(double *v, unsigned n) {
   }
   qsort(v, n, sizeof(*v), cmp_double);
   return n % 2 == 1 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2.0;
-}
-
-static uint64_t parse_size(const char *s) {
-  char *end;
-  unsigned long long v;
-  errno = 0;
-  v = strtoull(s, &end, 10);
-  if (errno != 0 || end == s || v == 0) {
-    return 0;
-  }
-  if (*end == 'k' || *end == 'K') {
-    v <<= 10;
-    end++;
-  } else if (*end == 'M') {
-    v <<= 20;
-    end++;
-  } else if (*end == 'G') {
-    v <<= 30;
-    end++;
-  }
-  return *end == '\0' && v <= (16ull << 30) ? (uint64_t)v : 0;
 }
 
 static unsigned parse_count(const char *s, unsigned max) {
@@ -547,39 +527,6 @@ static int proc_memory(pid_t pid, uint64_t *rss, uint64_t *hwm,
   }
   fclose(f);
   return *rss > 0 ? 0 : -1;
-}
-
-/* utime + stime of pid in clock ticks, or -1. */
-static int64_t proc_cpu_ticks(pid_t pid) {
-  char path[64], buf[1024];
-  snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-  int fd = open(path, O_RDONLY | O_CLOEXEC);
-  if (fd < 0) {
-    return -1;
-  }
-  ssize_t n = read(fd, buf, sizeof(buf) - 1);
-  close(fd);
-  if (n <= 0) {
-    return -1;
-  }
-  buf[n] = '\0';
-  /* The name in parentheses may hold spaces: count fields after it. Field
-   * 3 (state) follows ") "; utime and stime are fields 14 and 15. */
-  char *p = strrchr(buf, ')');
-  if (p == NULL) {
-    return -1;
-  }
-  p++;
-  for (int field = 2; field < 13; field++) {
-    p = strchr(p + 1, ' ');
-    if (p == NULL) {
-      return -1;
-    }
-  }
-  char *end;
-  uint64_t ut = strtoull(p + 1, &end, 10);
-  uint64_t stime = strtoull(end, NULL, 10);
-  return (int64_t)(ut + stime);
 }
 
 static unsigned count_fds(pid_t pid) {
@@ -1113,15 +1060,15 @@ static void wait_announced(const struct bench *b, unsigned per_content) {
 /* Leaves the daemon alone for b->idle_s seconds, then reads its figures.
  * Returns 0 or -1. */
 static int idle_window(struct bench *b, struct proc *d, struct window *w) {
-  int64_t ticks0 = proc_cpu_ticks(d->pid);
-  int64_t tticks0 = proc_cpu_ticks(b->t.pid);
+  int64_t ticks0 = benchutil_cpu_ticks(d->pid);
+  int64_t tticks0 = benchutil_cpu_ticks(b->t.pid);
   double t0 = now_s();
   w->from_ms = wall_ms();
   for (unsigned s = 0; s < b->idle_s && !interrupted && proc_alive(d); s++) {
     proc_pause_ms(1000);
   }
-  int64_t ticks1 = proc_cpu_ticks(d->pid);
-  int64_t tticks1 = proc_cpu_ticks(b->t.pid);
+  int64_t ticks1 = benchutil_cpu_ticks(d->pid);
+  int64_t tticks1 = benchutil_cpu_ticks(b->t.pid);
   double span = now_s() - t0;
   w->to_ms = wall_ms();
   if (interrupted || ticks0 < 0 || ticks1 < 0 ||
@@ -1377,7 +1324,7 @@ int main(int argc, char **argv) {
         (strcmp(v, "restart") == 0 || strcmp(v, "many") == 0)) {
       only = v;
     } else if (strcmp(argv[i], "--size") == 0 &&
-               (b.size = parse_size(v)) != 0) {
+               (b.size = benchutil_parse_size(v, 16ull << 30)) != 0) {
     } else if (strcmp(argv[i], "--reps") == 0 &&
                (b.reps = parse_count(v, 15)) != 0) {
     } else if (strcmp(argv[i], "--contents") == 0 &&

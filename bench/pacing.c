@@ -46,6 +46,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "bench/lib/benchutil.h"
 #include "common/identity.h"
 #include "common/link.h"
 #include "common/manifest.h"
@@ -87,24 +88,6 @@ struct haves_figures {
 static int fail(const char *what) {
   fprintf(stderr, "pacing: %s\n", what);
   return -1;
-}
-
-static uint64_t parse_size(const char *s) {
-  char *end;
-  unsigned long long v;
-  errno = 0;
-  v = strtoull(s, &end, 10);
-  if (errno != 0 || end == s || v == 0) {
-    return 0;
-  }
-  if (*end == 'k' || *end == 'K') {
-    v <<= 10;
-    end++;
-  } else if (*end == 'M') {
-    v <<= 20;
-    end++;
-  }
-  return *end == '\0' && v <= (1ull << 30) ? (uint64_t)v : 0;
 }
 
 static struct proc *start_peer(struct bench *b, const char *name,
@@ -388,9 +371,9 @@ int main(int argc, char **argv) {
   b.rate = 2u << 20;
   for (int i = 1; i < argc; i++) {
     if (strcmp(argv[i], "--size") == 0 && i + 1 < argc) {
-      b.size = parse_size(argv[++i]);
+      b.size = benchutil_parse_size(argv[++i], 1ull << 30);
     } else if (strcmp(argv[i], "--rate") == 0 && i + 1 < argc) {
-      b.rate = parse_size(argv[++i]);
+      b.rate = benchutil_parse_size(argv[++i], 1ull << 30);
     } else {
       fprintf(stderr, "usage: pacing [--size N[k|M]] [--rate N[k|M]]\n");
       return 2;

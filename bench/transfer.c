@@ -55,6 +55,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bench/lib/benchutil.h"
+
 #define BLOCK (64u * 1024u)           /* the wire's largest DATA block */
 #define GEN_BLOCK (1u << 20)          /* file generation unit */
 #define LINE_CAP 16384                /* longest stdout line kept */
@@ -121,31 +123,6 @@ static double mib(double bytes) {
 }
 
 /* ----------------------------------------------------------- arguments */
-
-/* "1073741824", "256M", "1G", "512k": powers of 1024. 0 on a bad value. */
-static uint64_t parse_size(const char *s) {
-  char *end;
-  errno = 0;
-  unsigned long long v = strtoull(s, &end, 10);
-  if (errno != 0 || end == s || v == 0) {
-    return 0;
-  }
-  unsigned shift = 0;
-  if (*end == 'k' || *end == 'K') {
-    shift = 10;
-  } else if (*end == 'm' || *end == 'M') {
-    shift = 20;
-  } else if (*end == 'g' || *end == 'G') {
-    shift = 30;
-  }
-  if (shift != 0) {
-    end++;
-  }
-  if (*end != '\0' || v > (UINT64_MAX >> 1) >> shift) {
-    return 0;
-  }
-  return (uint64_t)v << shift;
-}
 
 static void usage(const char *why) {
   fprintf(stderr, "transfer: %s\n", why);
@@ -381,49 +358,6 @@ static int spawn(struct run *r, struct child *c, char *const argv[]) {
   return 0;
 }
 
-/* utime + stime in seconds from /proc/PID/stat, or -1. */
-static double proc_cpu_s(pid_t pid) {
-  char path[64], buf[2048];
-  snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-  int fd = open(path, O_RDONLY | O_CLOEXEC);
-  if (fd < 0) {
-    return -1;
-  }
-  ssize_t n = read(fd, buf, sizeof(buf) - 1);
-  close(fd);
-  if (n <= 0) {
-    return -1;
-  }
-  buf[n] = '\0';
-  /* The command name is in parentheses and may hold spaces: count fields
-   * from the last ')'. utime and stime are fields 14 and 15. */
-  char *p = strrchr(buf, ')');
-  if (p == NULL) {
-    return -1;
-  }
-  p++;
-  unsigned long long ticks[2] = {0, 0};
-  for (int field = 3; field <= 15; field++) {
-    while (*p == ' ') {
-      p++;
-    }
-    char *end;
-    unsigned long long v = strtoull(p, &end, 10);
-    if (field >= 14) {
-      if (end == p) {
-        return -1;
-      }
-      ticks[field - 14] = v;
-    }
-    p = strchr(p, ' ');
-    if (p == NULL && field < 15) {
-      return -1;
-    }
-  }
-  long hz = sysconf(_SC_CLK_TCK);
-  return (double)(ticks[0] + ticks[1]) / (double)(hz > 0 ? hz : 100);
-}
-
 /* A "Key:   N kB" value from /proc/PID/status in bytes, or 0. */
 static uint64_t proc_status_kb(pid_t pid, const char *key) {
   char path[64], buf[8192];
@@ -599,7 +533,7 @@ static void on_line(struct run *r, int who, const char *line, double t) {
     }
   } else if (is_event(line, "complete") && r->t_complete == 0) {
     r->t_complete = t;
-    r->cpu_at_complete = proc_cpu_s(r->c[GETTER].pid);
+    r->cpu_at_complete = benchutil_cpu_s(r->c[GETTER].pid);
     json_str(line, "path", r->path, sizeof(r->path));
     if (json_num(line, "seconds", &v) == 0) {
       r->reported_s = v;
@@ -730,7 +664,7 @@ int main(int argc, char **argv) {
 
   for (int i = 1; i < argc; i++) {
     if (strcmp(argv[i], "--size") == 0 && i + 1 < argc) {
-      size = parse_size(argv[++i]);
+      size = benchutil_parse_size(argv[++i], UINT64_MAX >> 1);
       if (size == 0) {
         usage("--size needs a positive size such as 256M or 1G");
       }
@@ -883,7 +817,7 @@ int main(int argc, char **argv) {
     }
   }
   t_share = now_s() - t_share;
-  double seeder_cpu_shared = proc_cpu_s(r->c[SEEDER].pid);
+  double seeder_cpu_shared = benchutil_cpu_s(r->c[SEEDER].pid);
 
   /* Downloader: runs until the copy is complete, then exits by itself. */
   {
@@ -930,7 +864,7 @@ int main(int argc, char **argv) {
     }
   }
 
-  double seeder_cpu_end = proc_cpu_s(r->c[SEEDER].pid);
+  double seeder_cpu_end = benchutil_cpu_s(r->c[SEEDER].pid);
   uint64_t seeder_hwm = proc_status_kb(r->c[SEEDER].pid, "VmHWM");
   if (stop_child(&r->c[SEEDER]) != 0) {
     rc = fail(r, "the seeder did not exit 0 on SIGTERM");

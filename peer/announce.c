@@ -666,16 +666,6 @@ static void schedule_announce(struct announce_tier *at, uint64_t ms) {
   uv_timer_start(&at->announce_timer, on_announce_timer, ms, 0);
 }
 
-static int connected_to(const struct swarm *sw, const uint8_t pk[32]) {
-  for (const struct session *s = sw->sessions; s != NULL; s = s->next) {
-    if (memcmp(s->remote_pk, pk, IDENTITY_PK_BYTES) == 0 ||
-        (s->have_expect && memcmp(s->expect_pk, pk, IDENTITY_PK_BYTES) == 0)) {
-      return 1;
-    }
-  }
-  return 0;
-}
-
 static void remember_peer(struct swarm *sw, const uint8_t pk[32],
                           const struct sockaddr_storage *ss) {
   struct known_peer *k = NULL;
@@ -718,7 +708,7 @@ static void redial_known(struct swarm *sw) {
       return;
     }
     if (k->next_try_ms > now || bans_is_banned(sw, k->pk) ||
-        connected_to(sw, k->pk)) {
+        swarm_connected_to(sw, k->pk)) {
       continue;
     }
     k->backoff_ms = k->backoff_ms == 0 ? 2000 : k->backoff_ms * 2;
@@ -775,7 +765,7 @@ static void on_lookup(void *arg, int status,
       break;
     }
     if (memcmp(p->pk, n->id->pk, IDENTITY_PK_BYTES) == 0 || p->port == 0 ||
-        bans_is_banned(sw, p->pk) || connected_to(sw, p->pk)) {
+        bans_is_banned(sw, p->pk) || swarm_connected_to(sw, p->pk)) {
       continue;
     }
     if (n->cfg.mode == NODE_MODE_CS && !sw->is_source &&

@@ -257,6 +257,20 @@ static void set_error(struct daemon *d, struct item *it, const char *msg) {
   }
 }
 
+/* Puts the item in state to (DS_FAILED or DS_CHANGED) with the message
+ * made from fmt as its error. */
+__attribute__((format(printf, 4, 5))) static void
+fail_item(struct daemon *d, struct item *it, enum daemon_state to,
+          const char *fmt, ...) {
+  char msg[DAEMON_MSG_BYTES];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(msg, sizeof(msg), fmt, ap);
+  va_end(ap);
+  set_error(d, it, msg);
+  set_state(d, it, to);
+}
+
 static void clear_error(struct daemon *d, struct item *it) {
   struct library_entry *e = entry_of(d, it);
   if (e != NULL) {
@@ -430,25 +444,13 @@ static void stat_files(struct stat_work *s) {
 /* Writes bytes to path atomically: a temporary file, fsync, rename. */
 static int write_atomic(const char *path, const uint8_t *bytes, size_t len) {
   char tmp[HOME_PATH_BYTES + 32];
-  int fd, err = 0;
+  int fd;
   snprintf(tmp, sizeof(tmp), "%s.tmp-%ld", path, (long)getpid());
   fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
   if (fd < 0) {
     return -errno;
   }
-  err = fsutil_pwrite_full(fd, bytes, len, 0);
-  if (err == 0) {
-    err = fsutil_fsync(fd);
-  }
-  close(fd);
-  if (err == 0 && rename(tmp, path) != 0) {
-    err = -errno;
-  }
-  if (err != 0) {
-    unlink(tmp);
-    return err;
-  }
-  return fsutil_fsync_parent(path);
+  return fsutil_replace(fd, tmp, path, bytes, len);
 }
 
 static void stat_work(uv_work_t *w) {
@@ -609,6 +611,20 @@ static void delete_data(struct daemon *d, struct item *it) {
 /* ------------------------------------------------------------------------ */
 /* Into the node */
 
+/* After node_share or node_get: the item is in the node in state to, or
+ * failed with err (what says what could not be done). */
+static void entered_node(struct daemon *d, struct item *it, int err,
+                         const char *what, enum daemon_state to) {
+  if (err != 0) {
+    fail_item(d, it, DS_FAILED, "%s: %s", what, shoal_strerror(err));
+    save_soon(d);
+    return;
+  }
+  it->in_node = 1;
+  clear_error(d, it);
+  set_state(d, it, to);
+}
+
 static void into_node_as_source(struct daemon *d, struct item *it,
                                 struct manifest *m) {
   struct library_entry *e = entry_of(d, it);
@@ -623,17 +639,7 @@ static void into_node_as_source(struct daemon *d, struct item *it,
   it->info.have = m->total_size;
   it->info.chunks = m->chunk_count;
   err = node_share(d->node, m, l.trackers, nt, key);
-  if (err != 0) {
-    char msg[DAEMON_MSG_BYTES];
-    say(msg, sizeof(msg), "cannot seed: %s", shoal_strerror(err));
-    set_error(d, it, msg);
-    set_state(d, it, DS_FAILED);
-    save_soon(d);
-    return;
-  }
-  it->in_node = 1;
-  clear_error(d, it);
-  set_state(d, it, DS_SEEDING);
+  entered_node(d, it, err, "cannot seed", DS_SEEDING);
 }
 
 static void on_check_progress(void *arg, uint64_t done, uint64_t total) {
@@ -677,26 +683,20 @@ static void on_checked(void *arg, int status, const struct recheck_result *r) {
     int err = recheck_apply(m, e->path, r);
     if (err != 0) {
       manifest_free(m);
-      set_error(d, it, "out of memory");
-      set_state(d, it, DS_FAILED);
+      fail_item(d, it, DS_FAILED, "out of memory");
     } else {
       into_node_as_source(d, it, m); /* takes m */
     }
   } else {
-    char msg[DAEMON_MSG_BYTES];
     manifest_free(m);
     if (status == SHOAL_ECHANGED) {
-      say(msg, sizeof(msg),
-          "the files differ from the content: %s — put them back, or "
-          "remove the content",
-          r != NULL ? r->why : "?");
-      set_error(d, it, msg);
-      set_state(d, it, DS_CHANGED);
+      fail_item(d, it, DS_CHANGED,
+                "the files differ from the content: %s — put them back, or "
+                "remove the content",
+                r != NULL ? r->why : "?");
     } else {
-      say(msg, sizeof(msg), "cannot check the files: %s",
-          shoal_strerror(status));
-      set_error(d, it, msg);
-      set_state(d, it, DS_FAILED);
+      fail_item(d, it, DS_FAILED, "cannot check the files: %s",
+                shoal_strerror(status));
     }
   }
   save_soon(d);
@@ -725,17 +725,7 @@ static void start_download(struct daemon *d, struct item *it,
   it->info.total = size;
   err = node_get(d->node, it->content, name, size, l.trackers, nt, key, e->path,
                  1);
-  if (err != 0) {
-    char msg[DAEMON_MSG_BYTES];
-    say(msg, sizeof(msg), "cannot start the download: %s", shoal_strerror(err));
-    set_error(d, it, msg);
-    set_state(d, it, DS_FAILED);
-    save_soon(d);
-    return;
-  }
-  it->in_node = 1;
-  clear_error(d, it);
-  set_state(d, it, DS_FETCHING);
+  entered_node(d, it, err, "cannot start the download", DS_FETCHING);
 }
 
 /* Starts one content: a check then seeding, or a download. Returns 0, or
@@ -760,13 +750,10 @@ static int start_item(struct daemon *d, struct item *it) {
       start_download(d, it, e);
       return 0;
     }
-    char msg[DAEMON_MSG_BYTES];
-    say(msg, sizeof(msg),
-        "its manifest is missing from %s/manifests — remove the content "
-        "and share it again",
-        d->home);
-    set_error(d, it, msg);
-    set_state(d, it, DS_FAILED);
+    fail_item(d, it, DS_FAILED,
+              "its manifest is missing from %s/manifests — remove the "
+              "content and share it again",
+              d->home);
     save_soon(d);
     return 0;
   }
@@ -784,13 +771,11 @@ static int start_item(struct daemon *d, struct item *it) {
       it->full_check ? 0 : e->nfiles, on_check_progress, on_checked, it);
   it->full_check = 0;
   if (err != 0) {
-    char msg[DAEMON_MSG_BYTES];
     manifest_free(it->m);
     it->m = NULL;
     it->rc = NULL;
-    say(msg, sizeof(msg), "cannot check the files: %s", shoal_strerror(err));
-    set_error(d, it, msg);
-    set_state(d, it, DS_FAILED);
+    fail_item(d, it, DS_FAILED, "cannot check the files: %s",
+              shoal_strerror(err));
     return 0;
   }
   d->checks_running++;
@@ -1055,14 +1040,12 @@ static void after_share_saved(uv_work_t *w, int status) {
   it->works--;
   it->m = NULL;
   if (status != 0 || s->status != 0 || d->stopping || it->gone) {
-    char msg[DAEMON_MSG_BYTES];
-    say(msg, sizeof(msg), "cannot save the manifest: %s",
-        shoal_strerror(status != 0 ? status : s->status));
+    int err = status != 0 ? status : s->status;
     manifest_free(m);
     stat_work_free(s);
     if (!d->stopping && !it->gone) {
-      set_error(d, it, msg);
-      set_state(d, it, DS_FAILED);
+      fail_item(d, it, DS_FAILED, "cannot save the manifest: %s",
+                shoal_strerror(err));
     }
     item_release_if_idle(d, it);
     return;
@@ -1144,8 +1127,7 @@ static void on_share_built(void *arg, int status, struct manifest *m) {
     if (s != NULL) {
       stat_work_free(s);
     }
-    set_error(d, it, "out of memory");
-    set_state(d, it, DS_FAILED);
+    fail_item(d, it, DS_FAILED, "out of memory");
     return;
   }
   memcpy(s->bytes, m->encoded, m->encoded_len);
@@ -1153,8 +1135,7 @@ static void on_share_built(void *arg, int status, struct manifest *m) {
   if (uv_queue_work(d->loop, &s->w, stat_work, after_share_saved) != 0) {
     it->works--;
     stat_work_free(s);
-    set_error(d, it, "cannot queue the manifest's save");
-    set_state(d, it, DS_FAILED);
+    fail_item(d, it, DS_FAILED, "cannot queue the manifest's save");
   }
 }
 

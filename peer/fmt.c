@@ -304,10 +304,9 @@ void fmt_eta(char *out, size_t cap, uint64_t seconds) {
 /* ---------------------------------------------------------------------- */
 /* JSON */
 
-/* Length of the valid UTF-8 sequence at p (n > 0 bytes left), or 0 when
- * the byte at p does not start one. The ranges are RFC 3629's: no overlong
- * forms, no surrogates (ED A0..BF), nothing above U+10FFFF. */
-static size_t utf8_seq_len(const uint8_t *p, size_t n) {
+/* The ranges are RFC 3629's: no overlong forms, no surrogates (ED A0..BF),
+ * nothing above U+10FFFF. */
+size_t fmt_utf8_seq_len(const uint8_t *p, size_t n) {
   uint8_t c = p[0];
   size_t len;
   uint8_t lo = 0x80;
@@ -349,7 +348,7 @@ int fmt_json_strn(struct buf *out, const void *data, size_t len) {
   buf_add_u8(out, '"');
   while (i < len) {
     uint8_t c = p[i];
-    size_t n = utf8_seq_len(p + i, len - i);
+    size_t n = fmt_utf8_seq_len(p + i, len - i);
     if (n == 0) {
       buf_add(out, "\\ufffd", 6);
       i++;
@@ -544,7 +543,7 @@ static size_t term_escape(char *out, size_t cap, const char *s, size_t max_cols,
     char unit[8];
     size_t ulen, ucols, used;
     uint8_t c = p[i];
-    size_t len = utf8_seq_len(p + i, n - i);
+    size_t len = fmt_utf8_seq_len(p + i, n - i);
     if (len == 0 || (len == 1 && (c < 0x20 || c == 0x7f))) {
       /* A control, or a byte that starts no character: the byte in hex,
        * with the usual short forms for the common controls. */
@@ -612,7 +611,7 @@ size_t fmt_term_cols(const char *s) {
   size_t n = strlen(s);
   size_t cols = 0;
   for (size_t i = 0; i < n;) {
-    size_t len = utf8_seq_len(p + i, n - i);
+    size_t len = fmt_utf8_seq_len(p + i, n - i);
     if (len == 0) {
       len = 1; /* not escaped text; count it as a column all the same */
     }

@@ -143,6 +143,10 @@ int fmt_json_str(struct buf *out, const char *s);
 /* The same for len bytes that may contain NUL (written as \u0000). */
 int fmt_json_strn(struct buf *out, const void *p, size_t len);
 
+/* Length of the valid UTF-8 sequence at p (n > 0 bytes left), or 0 when
+ * the byte at p does not start one (RFC 3629). */
+size_t fmt_utf8_seq_len(const uint8_t *p, size_t n);
+
 /* A JSON line: fmt_json_begin writes {"event":"EVENT", each field call
  * appends ,"KEY":VALUE, and fmt_json_end writes }\n. Keys are literal ASCII
  * from the program (they are escaped all the same). Check buf_err(b) once

@@ -84,6 +84,25 @@ int fsutil_fsync_parent(const char *path) {
   return err;
 }
 
+int fsutil_replace(int fd, const char *tmp, const char *path, const uint8_t *p,
+                   size_t n) {
+  int err = fsutil_pwrite_full(fd, p, n, 0);
+  if (err == 0) {
+    err = fsutil_fsync(fd);
+  }
+  if (close(fd) != 0 && err == 0) {
+    err = -errno;
+  }
+  if (err == 0 && rename(tmp, path) != 0) {
+    err = -errno;
+  }
+  if (err != 0) {
+    unlink(tmp);
+    return err;
+  }
+  return fsutil_fsync_parent(path);
+}
+
 /* ------------------------------------------------------------------------ */
 /* Reading folders */
 

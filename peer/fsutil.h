@@ -39,6 +39,13 @@ int fsutil_fsync(int fd);
 /* fsyncs the folder that holds path, so that a rename into it is durable.
  * Returns 0, -errno or SHOAL_ENOMEM. */
 int fsutil_fsync_parent(const char *path);
+/* The end of an atomic write: writes the n bytes of p into fd, the open
+ * temporary file tmp beside path, flushes and closes it (fd is closed in
+ * every case), renames tmp over path and flushes path's folder. tmp is
+ * unlinked when a step before the rename fails. Returns 0 or an error; an
+ * error of the folder's flush means path holds the new bytes already. */
+int fsutil_replace(int fd, const char *tmp, const char *path, const uint8_t *p,
+                   size_t n);
 
 /* Reading a folder. fsutil_dir_open takes the folder's descriptor fd (and
  * closes it, also when it fails); fsutil_dir_next gives the next entry's

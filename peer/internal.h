@@ -359,6 +359,9 @@ void session_pause_reading(struct session *s);
 
 /* swarm.c: called by sessions. */
 struct swarm *swarm_find(struct node *n, const uint8_t content[32]);
+/* Whether sw has a session with pk, or one dialing it (announce.c and
+ * pex.c dial no peer twice). */
+int swarm_connected_to(const struct swarm *sw, const uint8_t pk[32]);
 int swarm_attach(struct swarm *sw, struct session *s);
 void swarm_detach(struct swarm *sw, struct session *s);
 void swarm_session_open(struct swarm *sw, struct session *s);

@@ -20,6 +20,7 @@
 #include "common/error.h"
 #include "common/link.h"
 #include "common/textid.h"
+#include "peer/fmt.h"
 #include "peer/fsutil.h"
 
 /* A "path" longer than this is refused: the kernel's PATH_MAX, with its
@@ -33,49 +34,13 @@
 /* ------------------------------------------------------------------------ */
 /* Text */
 
-/* The length of the valid UTF-8 sequence at p (n bytes left): 1 to 4, or 0
- * when p does not start one (overlong forms, surrogates, code points above
- * U+10FFFF, a truncated sequence, a stray continuation byte). The rules are
- * jansson's, so that what passes here is also a string jansson writes. */
-static size_t utf8_seq(const unsigned char *p, size_t n) {
-  size_t len;
-  uint32_t cp;
-
-  if (p[0] < 0x80) {
-    return 1;
-  }
-  if (p[0] >= 0xc2 && p[0] <= 0xdf) {
-    len = 2;
-    cp = p[0] & 0x1fu;
-  } else if (p[0] >= 0xe0 && p[0] <= 0xef) {
-    len = 3;
-    cp = p[0] & 0x0fu;
-  } else if (p[0] >= 0xf0 && p[0] <= 0xf4) {
-    len = 4;
-    cp = p[0] & 0x07u;
-  } else {
-    return 0;
-  }
-  if (n < len) {
-    return 0;
-  }
-  for (size_t i = 1; i < len; i++) {
-    if ((p[i] & 0xc0) != 0x80) {
-      return 0;
-    }
-    cp = (cp << 6) | (p[i] & 0x3fu);
-  }
-  if ((len == 3 && cp < 0x800) || (len == 4 && cp < 0x10000) ||
-      (cp >= 0xd800 && cp <= 0xdfff) || cp > 0x10ffff) {
-    return 0;
-  }
-  return len;
-}
-
+/* Whether s is valid UTF-8 by fmt_utf8_seq_len, whose rules (RFC 3629's)
+ * are jansson's, so that what passes here is also a string jansson
+ * writes. */
 static int utf8_valid(const char *s, size_t len) {
   const unsigned char *p = (const unsigned char *)s;
   for (size_t i = 0; i < len;) {
-    size_t n = utf8_seq(p + i, len - i);
+    size_t n = fmt_utf8_seq_len(p + i, len - i);
     if (n == 0) {
       return 0;
     }
@@ -90,7 +55,7 @@ static void utf8_repair(char *s) {
   unsigned char *p = (unsigned char *)s;
   size_t len = strlen(s);
   for (size_t i = 0; i < len;) {
-    size_t n = utf8_seq(p + i, len - i);
+    size_t n = fmt_utf8_seq_len(p + i, len - i);
     if (n == 0) {
       p[i] = '?';
       n = 1;
@@ -910,32 +875,12 @@ int library_save(struct library *l) {
     err = -errno;
     goto out;
   }
-  if ((err = fsutil_pwrite_full(fd, (const uint8_t *)text, len, 0)) != 0 ||
-      (err = fsutil_fsync(fd)) != 0) {
-    goto fail;
-  }
-  if (close(fd) != 0) {
-    fd = -1;
-    err = -errno;
-    goto fail;
-  }
-  fd = -1;
-  if (rename(tmp, l->path) != 0) {
-    err = -errno;
-    goto fail;
-  }
-  /* The new file is in place; a folder that cannot be flushed leaves the
-   * library dirty, so that the next save tries again. */
-  if ((err = fsutil_fsync_parent(l->path)) == 0) {
+  /* A folder that cannot be flushed after the rename leaves the library
+   * dirty, so that the next save tries again. */
+  err = fsutil_replace(fd, tmp, l->path, (const uint8_t *)text, len);
+  if (err == 0) {
     l->dirty = 0;
   }
-  goto out;
-
-fail:
-  if (fd >= 0) {
-    close(fd);
-  }
-  unlink(tmp);
 out:
   free(tmp);
   free(text);
@@ -1154,7 +1099,7 @@ void library_set_error(struct library *l, struct library_entry *e,
       start--;
     }
     if (start > 0 && (unsigned char)text[start - 1] >= 0xc0 &&
-        utf8_seq((const unsigned char *)text + start - 1, len - start + 1) ==
+        fmt_utf8_seq_len((const uint8_t *)text + start - 1, len - start + 1) ==
             0) {
       text[start - 1] = '\0';
     }

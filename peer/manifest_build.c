@@ -254,6 +254,28 @@ static void note_job_error(struct manifest_builder *b, const struct job *j) {
   }
 }
 
+int manifest_hash_chunk(int fd, uint64_t off, uint64_t len, uint8_t *buf,
+                        uint8_t out[MANIFEST_HASH_BYTES]) {
+  crypto_generichash_state hs;
+
+  crypto_generichash_init(&hs, NULL, 0, MANIFEST_HASH_BYTES);
+  while (len > 0) {
+    size_t want = len < MANIFEST_READ_BYTES ? (size_t)len : MANIFEST_READ_BYTES;
+    ssize_t n = fsutil_pread_full(fd, buf, want, off);
+    if (n < 0) {
+      return (int)n;
+    }
+    if ((size_t)n != want) {
+      return SHOAL_ECHANGED;
+    }
+    crypto_generichash_update(&hs, buf, want);
+    off += want;
+    len -= want;
+  }
+  crypto_generichash_final(&hs, out, MANIFEST_HASH_BYTES);
+  return 0;
+}
+
 /* Hashes chunks [c0, c1) of one file. Runs on a worker thread or inline;
  * touches only its own chunk slots of the hash array. */
 static void hash_range(struct job *j) {
@@ -290,33 +312,16 @@ static void hash_range(struct job *j) {
     goto out;
   }
   for (uint32_t c = j->c0; c < j->c1; c++) {
-    crypto_generichash_state hs;
     uint64_t off = c * cs;
-    uint64_t left = f->size - off < cs ? f->size - off : cs;
+    uint64_t len = f->size - off < cs ? f->size - off : cs;
 
-    crypto_generichash_init(&hs, NULL, 0, MANIFEST_HASH_BYTES);
-    while (left > 0) {
-      size_t want =
-          left < MANIFEST_READ_BYTES ? (size_t)left : MANIFEST_READ_BYTES;
-      ssize_t r = pread(fd, buf, want, (off_t)off);
-      if (r < 0 && errno == EINTR) {
-        continue;
-      }
-      if (r < 0) {
-        j->err = -errno;
-        goto out;
-      }
-      if (r == 0) {
-        j->err = SHOAL_ECHANGED; /* shorter than when it was scanned */
-        goto out;
-      }
-      crypto_generichash_update(&hs, buf, (size_t)r);
-      off += (uint64_t)r;
-      left -= (uint64_t)r;
+    /* SHOAL_ECHANGED: shorter than when it was scanned. */
+    j->err = manifest_hash_chunk(fd, off, len, buf,
+                                 m->hashes + (size_t)(f->first_chunk + c) *
+                                                 MANIFEST_HASH_BYTES);
+    if (j->err != 0) {
+      goto out;
     }
-    crypto_generichash_final(
-        &hs, m->hashes + (size_t)(f->first_chunk + c) * MANIFEST_HASH_BYTES,
-        MANIFEST_HASH_BYTES);
   }
   /* A write during hashing shows in the modification time. */
   if (fstat(fd, &st) != 0) {

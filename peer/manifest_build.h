@@ -82,4 +82,11 @@ int manifest_build_start(uv_loop_t *loop, const char *path,
 /* Asks a running build to stop; cb still comes, with SHOAL_ECANCELED. */
 void manifest_build_cancel(struct manifest_builder *b);
 
+/* Hashes the len bytes at off of fd (one chunk) into out, reading through
+ * buf (MANIFEST_READ_BYTES, the caller's). Returns 0, -errno, or
+ * SHOAL_ECHANGED when the file ends before them. For manifest_build and
+ * recheck, which read the same chunks the same way. */
+int manifest_hash_chunk(int fd, uint64_t off, uint64_t len, uint8_t *buf,
+                        uint8_t out[MANIFEST_HASH_BYTES]);
+
 #endif

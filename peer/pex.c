@@ -399,16 +399,6 @@ void pex_session_open(struct swarm *sw, struct session *s) {
   maybe_send(sw, s, node_now(sw->node));
 }
 
-static int connected_to(const struct swarm *sw, const uint8_t pk[32]) {
-  for (const struct session *s = sw->sessions; s != NULL; s = s->next) {
-    if (memcmp(s->remote_pk, pk, IDENTITY_PK_BYTES) == 0 ||
-        (s->have_expect && memcmp(s->expect_pk, pk, IDENTITY_PK_BYTES) == 0)) {
-      return 1;
-    }
-  }
-  return 0;
-}
-
 static int cert_sockaddr(const struct tmsg_cert *c,
                          struct sockaddr_storage *ss) {
   memset(ss, 0, sizeof(*ss));
@@ -444,7 +434,7 @@ static void dial_records(struct swarm *sw, uint64_t now) {
     char who[TEXTID_SHORT_CHARS + 1];
     if (r->next_dial_ms > now ||
         memcmp(r->c.peer, n->id->pk, IDENTITY_PK_BYTES) == 0 ||
-        bans_is_banned(sw, r->c.peer) || connected_to(sw, r->c.peer) ||
+        bans_is_banned(sw, r->c.peer) || swarm_connected_to(sw, r->c.peer) ||
         cert_sockaddr(&r->c, &ss) != 0) {
       continue;
     }

@@ -27,6 +27,7 @@
 
 #include "common/error.h"
 #include "peer/fsutil.h"
+#include "peer/manifest_build.h"
 
 #define container_of(p, type, field)                                           \
   ((type *)(void *)((char *)(p)-offsetof(type, field)))
@@ -240,29 +241,18 @@ static void hash_work(uv_work_t *req) {
   }
   for (uint32_t c = j->c0; c < j->c1; c++) {
     const uint32_t idx = f->first_chunk + c;
-    crypto_generichash_state hs;
     uint8_t got[MANIFEST_HASH_BYTES];
-    uint64_t off = c * cs;
-    uint64_t left = manifest_chunk_len(m, idx);
+    int err =
+        manifest_hash_chunk(fd, c * cs, manifest_chunk_len(m, idx), buf, got);
 
-    crypto_generichash_init(&hs, NULL, 0, sizeof(got));
-    while (left > 0) {
-      size_t want =
-          left < MANIFEST_READ_BYTES ? (size_t)left : MANIFEST_READ_BYTES;
-      ssize_t n = fsutil_pread_full(fd, buf, want, off);
-      if (n < 0) {
-        j->err = (int)n;
-        goto out;
-      }
-      if ((size_t)n != want) {
-        j->changed = 1; /* shorter than it was a moment ago */
-        goto out;
-      }
-      crypto_generichash_update(&hs, buf, want);
-      off += want;
-      left -= want;
+    if (err == SHOAL_ECHANGED) {
+      j->changed = 1; /* shorter than it was a moment ago */
+      goto out;
     }
-    crypto_generichash_final(&hs, got, sizeof(got));
+    if (err != 0) {
+      j->err = err;
+      goto out;
+    }
     if (memcmp(got, m->hashes + (size_t)idx * MANIFEST_HASH_BYTES,
                sizeof(got)) != 0) {
       if (j->nbad == 0) {

@@ -122,21 +122,7 @@ int resume_write(const char *path, const uint8_t *rec, size_t len) {
     free(tmp);
     return err;
   }
-  err = fsutil_pwrite_full(fd, rec, len, 0);
-  if (err == 0) {
-    err = fsutil_fsync(fd);
-  }
-  if (close(fd) != 0 && err == 0) {
-    err = -errno;
-  }
-  if (err == 0 && rename(tmp, path) != 0) {
-    err = -errno;
-  }
-  if (err != 0) {
-    unlink(tmp);
-  } else {
-    err = fsutil_fsync_parent(path);
-  }
+  err = fsutil_replace(fd, tmp, path, rec, len);
   free(tmp);
   return err;
 }

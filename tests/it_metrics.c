@@ -36,17 +36,7 @@
 #include "tests/lib/testutil.h"
 
 #define TIMEOUT_MS 5000
-#define MAX_FDS 16
 #define BODY_MAX (1u << 20)
-
-struct fixture {
-  struct tc_tracker t;
-  struct buf frame;
-  struct buf msg;
-  int fds[MAX_FDS];
-  int nfds;
-  char dir[PROC_PATH_MAX]; /* for runs that do not start a tracker */
-};
 
 struct http_reply {
   long status;
@@ -57,36 +47,18 @@ struct http_reply {
 };
 
 static int setup(void **state) {
-  struct fixture *f = calloc(1, sizeof(*f));
-  if (f == NULL) {
-    return -1;
-  }
-  buf_init(&f->frame, FRAME_MAX_DEFAULT);
-  buf_init(&f->msg, FRAME_MAX_DEFAULT);
-  *state = f;
-  return 0;
+  *state = tc_fixture_new();
+  return *state != NULL ? 0 : -1;
 }
 
 static int teardown(void **state) {
-  struct fixture *f = *state;
-  for (int i = 0; i < f->nfds; i++) {
-    if (f->fds[i] >= 0) {
-      close(f->fds[i]);
-    }
-  }
-  tc_tracker_cleanup(&f->t);
-  if (f->dir[0] != '\0') {
-    tu_rmtree(f->dir);
-  }
-  buf_free(&f->frame);
-  buf_free(&f->msg);
-  free(f);
+  tc_fixture_free(*state);
   return 0;
 }
 
 /* Starts a tracker serving its figures, logging JSON, with the extra
  * arguments (NULL-ended, may be NULL). */
-static void start(struct fixture *f, const char *const *extra) {
+static void start(struct tc_fixture *f, const char *const *extra) {
   const char *args[24] = {"--metrics-listen", "127.0.0.1:0", "--log-format",
                           "json"};
   int n = 4;
@@ -99,11 +71,9 @@ static void start(struct fixture *f, const char *const *extra) {
   assert_true(f->t.metrics_port > 0);
 }
 
-static int connect_tracked(struct fixture *f) {
-  int fd = tc_connect(f->t.port);
+static int connect_tracked(struct tc_fixture *f) {
+  int fd = tc_fixture_keep(f, tc_connect(f->t.port));
   assert_true(fd >= 0);
-  assert_true(f->nfds < MAX_FDS);
-  f->fds[f->nfds++] = fd;
   return fd;
 }
 
@@ -122,7 +92,7 @@ static void content_id(uint8_t out[32], unsigned n) {
 
 /* Sends f->msg on fd and returns the reply's type (TMSG_ERROR for a
  * refusal, whose code must be `code`). */
-static int roundtrip(struct fixture *f, int fd, int code) {
+static int roundtrip(struct tc_fixture *f, int fd, int code) {
   const uint8_t *p;
   size_t n;
   assert_int_equal(tc_send_frame(fd, f->msg.data, f->msg.len), 0);
@@ -139,7 +109,7 @@ static int roundtrip(struct fixture *f, int fd, int code) {
   return type;
 }
 
-static void seal_announce(struct fixture *f, const struct identity *id,
+static void seal_announce(struct tc_fixture *f, const struct identity *id,
                           uint64_t seq, const uint8_t c[32]) {
   uint8_t role = TMSG_ROLE_SEEDING;
   uint8_t cc[1][32];
@@ -181,7 +151,7 @@ static size_t on_header(char *p, size_t size, size_t n, void *arg) {
 
 /* method path on the metrics port; r->body is NUL-terminated ("" when
  * empty). */
-static void http(struct fixture *f, const char *method, const char *path,
+static void http(struct tc_fixture *f, const char *method, const char *path,
                  struct http_reply *r) {
   char url[256];
   memset(r, 0, sizeof(*r));
@@ -217,14 +187,14 @@ static void http(struct fixture *f, const char *method, const char *path,
   }
 }
 
-static char *get_metrics(struct fixture *f) {
+static char *get_metrics(struct tc_fixture *f) {
   struct http_reply r;
   http(f, "GET", "/metrics", &r);
   assert_int_equal(r.status, 200);
   return r.body;
 }
 
-static json_t *get_stats(struct fixture *f) {
+static json_t *get_stats(struct tc_fixture *f) {
   struct http_reply r;
   json_error_t err;
   http(f, "GET", "/stats", &r);
@@ -284,7 +254,7 @@ static double all_requests(const char *text) {
 }
 
 /* Waits until /metrics shows series at want. */
-static void wait_sample(struct fixture *f, const char *series, double want) {
+static void wait_sample(struct tc_fixture *f, const char *series, double want) {
   uint64_t deadline = tc_now_ms() + TIMEOUT_MS;
   for (;;) {
     char *text = get_metrics(f);
@@ -301,7 +271,7 @@ static void wait_sample(struct fixture *f, const char *series, double want) {
 }
 
 /* Runs promtool check metrics on text, or says why it cannot. */
-static void promtool_accepts(struct fixture *f, const char *text) {
+static void promtool_accepts(struct tc_fixture *f, const char *text) {
   char path[PROC_PATH_MAX + 32];
   char out[PROC_PATH_MAX + 32];
   char cmd[3 * PROC_PATH_MAX];
@@ -326,8 +296,8 @@ static void promtool_accepts(struct fixture *f, const char *text) {
 
 /* Every line of the tracker's log is one JSON object; returns how many
  * carry this reason, and copies the last of them into last (cap bytes). */
-static unsigned log_reasons(struct fixture *f, const char *reason, char *last,
-                            size_t cap) {
+static unsigned log_reasons(struct tc_fixture *f, const char *reason,
+                            char *last, size_t cap) {
   size_t n;
   char *s = tu_read_text(f->t.log_path, &n);
   unsigned count = 0;
@@ -367,7 +337,7 @@ static uint64_t ju(const json_t *o, const char *k1, const char *k2) {
 /* ------------------------------------------------------------------------ */
 
 static void counters_move_by_exactly_the_requests_sent(void **state) {
-  struct fixture *f = *state;
+  struct tc_fixture *f = *state;
   struct identity id;
   uint8_t c[32];
   char line[4096];
@@ -469,7 +439,7 @@ static void counters_move_by_exactly_the_requests_sent(void **state) {
 }
 
 static void rate_limit_refusals_are_counted_and_logged_once(void **state) {
-  struct fixture *f = *state;
+  struct tc_fixture *f = *state;
   const char *args[] = {"--rate", "1", "--burst", "2", NULL};
   uint8_t c[32];
   start(f, args);
@@ -503,7 +473,7 @@ static void rate_limit_refusals_are_counted_and_logged_once(void **state) {
 }
 
 static void connection_refusals_are_counted_without_a_request(void **state) {
-  struct fixture *f = *state;
+  struct tc_fixture *f = *state;
   const char *args[] = {"--max-per-address", "1", NULL};
   char line[4096];
   char v[64];
@@ -526,7 +496,7 @@ static void connection_refusals_are_counted_without_a_request(void **state) {
 }
 
 static void oversize_frame_is_a_refusal_too_big(void **state) {
-  struct fixture *f = *state;
+  struct tc_fixture *f = *state;
   uint8_t hdr[4] = {0x00, 0x10, 0x00, 0x00}; /* 1 MiB, over 64 KiB */
   start(f, NULL);
   int fd = connect_tracked(f);
@@ -541,7 +511,7 @@ static void oversize_frame_is_a_refusal_too_big(void **state) {
 }
 
 static void other_paths_get_404_and_other_methods_405(void **state) {
-  struct fixture *f = *state;
+  struct tc_fixture *f = *state;
   struct http_reply r;
   start(f, NULL);
   http(f, "GET", "/metrics", &r);
@@ -578,31 +548,15 @@ static void other_paths_get_404_and_other_methods_405(void **state) {
 
 /* Runs shoal-tracker with args (NULL-ended); returns its exit status and
  * its stderr in err. */
-static int run_tracker(struct fixture *f, const char *const *args, char *err,
+static int run_tracker(struct tc_fixture *f, const char *const *args, char *err,
                        size_t cap) {
-  const char *bin = getenv("SHOAL_BIN");
-  char exe[PROC_PATH_MAX];
-  const char *argv[16];
   struct proc p;
-  int n = 0;
-  if (f->dir[0] == '\0') {
-    tu_tmpdir(f->dir, sizeof(f->dir));
-  }
-  snprintf(exe, sizeof(exe), "%s/shoal-tracker",
-           bin && bin[0] ? bin : "build/bin");
-  argv[n++] = exe;
-  for (int i = 0; args[i] != NULL; i++) {
-    assert_true(n < 15);
-    argv[n++] = args[i];
-  }
-  argv[n] = NULL;
-  assert_int_equal(proc_start(&p, f->dir, "run", argv), 0);
-  int status = proc_wait(&p, TIMEOUT_MS);
-  if (status < 0) {
-    proc_kill(&p);
-    fail_msg("shoal-tracker still runs after %d ms", TIMEOUT_MS);
-  }
   size_t len;
+  int status = tc_fixture_run_tracker(f, args, TIMEOUT_MS, &p);
+  if (status < 0) {
+    fail_msg("shoal-tracker did not run, or still runs after %d ms",
+             TIMEOUT_MS);
+  }
   char *s = tu_read_text(p.err_path, &len);
   snprintf(err, cap, "%s", s != NULL ? s : "");
   free(s);
@@ -610,7 +564,7 @@ static int run_tracker(struct fixture *f, const char *const *args, char *err,
 }
 
 static void bad_or_busy_metrics_address_stops_the_start(void **state) {
-  struct fixture *f = *state;
+  struct tc_fixture *f = *state;
   char err[1024];
   char key[PROC_PATH_MAX + 16];
   char busy[64];

@@ -29,57 +29,26 @@
 #include "tests/lib/testutil.h"
 
 #define TIMEOUT_MS 5000
-/* Client sockets one test may hold. */
-#define MAX_FDS 128
 /* What a run of the binary may print to each of stdout and stderr. */
 #define RUN_OUT_CAP 8192
 
-struct fixture {
-  struct tc_tracker t;
-  struct buf frame;
-  struct buf msg;
-  int fds[MAX_FDS];
-  int nfds;
-  char dir[PROC_PATH_MAX]; /* for runs that do not start a tracker */
-};
-
 static int setup(void **state) {
-  struct fixture *f = calloc(1, sizeof(*f));
-  if (f == NULL) {
-    return -1;
-  }
-  buf_init(&f->frame, FRAME_MAX_DEFAULT);
-  buf_init(&f->msg, FRAME_MAX_DEFAULT);
-  *state = f;
-  return 0;
+  *state = tc_fixture_new();
+  return *state != NULL ? 0 : -1;
 }
 
 static int teardown(void **state) {
-  struct fixture *f = *state;
-  for (int i = 0; i < f->nfds; i++) {
-    if (f->fds[i] >= 0) {
-      close(f->fds[i]);
-    }
-  }
-  tc_tracker_cleanup(&f->t);
-  if (f->dir[0] != '\0') {
-    tu_rmtree(f->dir);
-  }
-  buf_free(&f->frame);
-  buf_free(&f->msg);
-  free(f);
+  tc_fixture_free(*state);
   return 0;
 }
 
-static int connect_tracked(struct fixture *f) {
-  int fd = tc_connect(f->t.port);
+static int connect_tracked(struct tc_fixture *f) {
+  int fd = tc_fixture_keep(f, tc_connect(f->t.port));
   assert_true(fd >= 0);
-  assert_true(f->nfds < MAX_FDS);
-  f->fds[f->nfds++] = fd;
   return fd;
 }
 
-static void start(struct fixture *f, const char **extra) {
+static void start(struct tc_fixture *f, const char **extra) {
   assert_int_equal(tc_tracker_start(&f->t, 0, extra), 0);
 }
 
@@ -100,7 +69,7 @@ static void key(struct identity *id, unsigned n) {
 
 /* Starts the tracker with the extra arguments (NULL-ended, may be NULL),
  * writes the content ID of number n into c, and returns a connection. */
-static int start_with_content(struct fixture *f, const char **extra,
+static int start_with_content(struct tc_fixture *f, const char **extra,
                               uint8_t c[32], unsigned n) {
   start(f, extra);
   content_id(c, n);
@@ -116,7 +85,7 @@ static void add_frame(struct buf *all, const struct buf *msg) {
 }
 
 /* Sends one frame and returns the reply type (payload in f->frame). */
-static int roundtrip(struct fixture *f, int fd, const struct buf *msg,
+static int roundtrip(struct tc_fixture *f, int fd, const struct buf *msg,
                      const uint8_t **payload, size_t *len) {
   assert_int_equal(tc_send_frame(fd, msg->data, msg->len), 0);
   if (tc_recv_frame(fd, &f->frame, TIMEOUT_MS) != 0) {
@@ -125,7 +94,7 @@ static int roundtrip(struct fixture *f, int fd, const struct buf *msg,
   return tc_open_reply(&f->t, &f->frame, payload, len);
 }
 
-static void announce(struct fixture *f, int fd, const struct identity *id,
+static void announce(struct tc_fixture *f, int fd, const struct identity *id,
                      uint64_t seq, uint16_t port, uint8_t event,
                      const uint8_t content[32], uint8_t role) {
   const uint8_t *p;
@@ -143,7 +112,7 @@ static void announce(struct fixture *f, int fd, const struct identity *id,
   assert_true(ok.interval_s > 0);
 }
 
-static void lookup(struct fixture *f, int fd, const uint8_t content[32],
+static void lookup(struct tc_fixture *f, int fd, const uint8_t content[32],
                    uint16_t want, const uint8_t *asker,
                    struct tmsg_lookup_ok *out) {
   const uint8_t *p;
@@ -155,9 +124,9 @@ static void lookup(struct fixture *f, int fd, const uint8_t content[32],
 
 /* Announces content c for the keys base .. base + n - 1, each with the
  * same sequence number, port, event and role. */
-static void announce_keys(struct fixture *f, int fd, unsigned base, unsigned n,
-                          uint64_t seq, uint16_t port, uint8_t event,
-                          const uint8_t c[32], uint8_t role) {
+static void announce_keys(struct tc_fixture *f, int fd, unsigned base,
+                          unsigned n, uint64_t seq, uint16_t port,
+                          uint8_t event, const uint8_t c[32], uint8_t role) {
   for (unsigned i = 0; i < n; i++) {
     struct identity id;
     key(&id, base + i);
@@ -167,7 +136,7 @@ static void announce_keys(struct fixture *f, int fd, unsigned base, unsigned n,
 }
 
 /* Expects an error reply with this code, and returns it. */
-static struct tmsg_error expect_error(struct fixture *f, int fd, int code) {
+static struct tmsg_error expect_error(struct tc_fixture *f, int fd, int code) {
   const uint8_t *p;
   size_t n;
   struct tmsg_error e;
@@ -184,7 +153,7 @@ static struct tmsg_error expect_error(struct fixture *f, int fd, int code) {
 
 /* Sends f->msg on fd, expects an error reply with this code, and returns
  * it. */
-static struct tmsg_error send_expect_error(struct fixture *f, int fd,
+static struct tmsg_error send_expect_error(struct tc_fixture *f, int fd,
                                            int code) {
   assert_int_equal(tc_send_frame(fd, f->msg.data, f->msg.len), 0);
   return expect_error(f, fd, code);
@@ -193,7 +162,7 @@ static struct tmsg_error send_expect_error(struct fixture *f, int fd,
 /* ------------------------------------------------------------------------ */
 
 static void lookup_returns_exactly_the_live_set(void **state) {
-  struct fixture *f = *state;
+  struct tc_fixture *f = *state;
   uint8_t c[32];
   struct tmsg_lookup_ok r;
   enum { N = 40 };
@@ -239,7 +208,7 @@ static void lookup_returns_exactly_the_live_set(void **state) {
 }
 
 static void cached_lookup_never_lists_the_asker(void **state) {
-  struct fixture *f = *state;
+  struct tc_fixture *f = *state;
   uint8_t c[32];
   struct tmsg_lookup_ok r;
   int fd = start_with_content(f, NULL, c, 2);
@@ -266,7 +235,7 @@ static void cached_lookup_never_lists_the_asker(void **state) {
 }
 
 static void registrations_expire_without_renewal(void **state) {
-  struct fixture *f = *state;
+  struct tc_fixture *f = *state;
   const char *args[] = {"--interval", "2", NULL};
   uint8_t c[32];
   struct identity a, b;
@@ -301,7 +270,7 @@ static void registrations_expire_without_renewal(void **state) {
 }
 
 static void restarted_tracker_is_whole_after_reannounce(void **state) {
-  struct fixture *f = *state;
+  struct tc_fixture *f = *state;
   uint8_t c[32];
   struct tmsg_lookup_ok r;
   uint8_t key_before[32];
@@ -325,7 +294,7 @@ static void restarted_tracker_is_whole_after_reannounce(void **state) {
 }
 
 static void publish_then_search_finds_it(void **state) {
-  struct fixture *f = *state;
+  struct tc_fixture *f = *state;
   struct tmsg_publish pub;
   struct identity pubkey, other;
   const uint8_t *p;
@@ -362,7 +331,7 @@ static void publish_then_search_finds_it(void **state) {
 }
 
 static void pipelined_requests_are_answered_in_order(void **state) {
-  struct fixture *f = *state;
+  struct tc_fixture *f = *state;
   struct buf all;
   uint8_t c[32];
   struct identity id;
@@ -395,7 +364,7 @@ static void pipelined_requests_are_answered_in_order(void **state) {
 /* ------------------------------------------------------------------------ */
 /* Hostile clients: each refused with the right error, others still served. */
 
-static void still_serves_others(struct fixture *f) {
+static void still_serves_others(struct tc_fixture *f) {
   struct tmsg_lookup_ok r;
   uint8_t c[32];
   content_id(c, 999);
@@ -406,7 +375,7 @@ static void still_serves_others(struct fixture *f) {
 
 /* Sends f->msg on fd: it is refused with code, the connection closes, and
  * the tracker still serves others. */
-static void expect_refused(struct fixture *f, int fd, int code) {
+static void expect_refused(struct tc_fixture *f, int fd, int code) {
   send_expect_error(f, fd, code);
   assert_true(tc_wait_closed(fd, TIMEOUT_MS));
   still_serves_others(f);
@@ -414,7 +383,7 @@ static void expect_refused(struct fixture *f, int fd, int code) {
 
 /* Seals into f->msg an announce by id of c as a seeder at port 9000, with
  * the timestamp and sequence number given. */
-static void seal_one(struct fixture *f, const struct identity *id,
+static void seal_one(struct tc_fixture *f, const struct identity *id,
                      uint64_t timestamp, uint64_t seq, const uint8_t c[32]) {
   uint8_t role = TMSG_ROLE_SEEDING;
   uint8_t cc[1][32];
@@ -424,7 +393,7 @@ static void seal_one(struct fixture *f, const struct identity *id,
 }
 
 static void forged_signature_is_refused(void **state) {
-  struct fixture *f = *state;
+  struct tc_fixture *f = *state;
   uint8_t c[32];
   struct identity id;
   int fd = start_with_content(f, NULL, c, 7);
@@ -436,7 +405,7 @@ static void forged_signature_is_refused(void **state) {
 }
 
 static void replayed_message_is_refused(void **state) {
-  struct fixture *f = *state;
+  struct tc_fixture *f = *state;
   uint8_t c[32];
   struct identity id;
   const uint8_t *p;
@@ -451,7 +420,7 @@ static void replayed_message_is_refused(void **state) {
 }
 
 static void stale_timestamp_is_refused(void **state) {
-  struct fixture *f = *state;
+  struct tc_fixture *f = *state;
   uint8_t c[32];
   struct identity id;
   int fd = start_with_content(f, NULL, c, 9);
@@ -462,7 +431,7 @@ static void stale_timestamp_is_refused(void **state) {
 }
 
 static void oversize_frame_is_refused(void **state) {
-  struct fixture *f = *state;
+  struct tc_fixture *f = *state;
   uint8_t hdr[4] = {0x00, 0x10, 0x00, 0x00}; /* 1 MiB, over 64 KiB */
   start(f, NULL);
   int fd = connect_tracked(f);
@@ -473,7 +442,7 @@ static void oversize_frame_is_refused(void **state) {
 }
 
 static void garbage_bytes_are_refused(void **state) {
-  struct fixture *f = *state;
+  struct tc_fixture *f = *state;
   static const char http[] = "GET / HTTP/1.1\r\nHost: x\r\n\r\n";
   uint8_t junk[64];
   start(f, NULL);
@@ -493,7 +462,7 @@ static void garbage_bytes_are_refused(void **state) {
 }
 
 static void connection_limit_refuses_extra_clients(void **state) {
-  struct fixture *f = *state;
+  struct tc_fixture *f = *state;
   const char *args[] = {"--max-connections", "4", NULL};
   int fds[8];
   start(f, args);
@@ -518,12 +487,10 @@ static void connection_limit_refuses_extra_clients(void **state) {
 
 /* A client connection from a chosen loopback source address (bind before
  * connect), closed at teardown. */
-static int connect_from(struct fixture *f, const char *source) {
+static int connect_from(struct tc_fixture *f, const char *source) {
   struct sockaddr_in src, dst;
-  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  int fd = tc_fixture_keep(f, socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
   assert_true(fd >= 0);
-  assert_true(f->nfds < MAX_FDS);
-  f->fds[f->nfds++] = fd;
   memset(&src, 0, sizeof(src));
   src.sin_family = AF_INET;
   assert_int_equal(inet_pton(AF_INET, source, &src.sin_addr), 1);
@@ -537,7 +504,7 @@ static int connect_from(struct fixture *f, const char *source) {
 }
 
 /* Closes one of the fixture's sockets before teardown. */
-static void close_tracked(struct fixture *f, int fd) {
+static void close_tracked(struct tc_fixture *f, int fd) {
   for (int i = 0; i < f->nfds; i++) {
     if (f->fds[i] == fd) {
       close(fd);
@@ -550,7 +517,7 @@ static void close_tracked(struct fixture *f, int fd) {
 
 /* Sends a lookup and reads the reply: 1 when it is a lookup reply signed
  * by the tracker, 0 when the tracker closed the connection instead. */
-static int served(struct fixture *f, int fd, unsigned n) {
+static int served(struct tc_fixture *f, int fd, unsigned n) {
   const uint8_t *p;
   size_t len;
   uint8_t c[32];
@@ -569,7 +536,7 @@ static int served(struct fixture *f, int fd, unsigned n) {
 }
 
 /* Waits until the tracker's log holds needle. */
-static void wait_log_has(struct fixture *f, const char *needle) {
+static void wait_log_has(struct tc_fixture *f, const char *needle) {
   uint64_t deadline = tc_now_ms() + TIMEOUT_MS;
   while (!tu_file_has(f->t.log_path, needle)) {
     if (tc_now_ms() >= deadline) {
@@ -584,7 +551,7 @@ static void wait_log_has(struct fixture *f, const char *needle) {
  * documented default), so that it cannot take every connection of a
  * tracker that allows more. */
 static void default_cap_leaves_room_for_other_addresses(void **state) {
-  struct fixture *f = *state;
+  struct tc_fixture *f = *state;
   enum { CAP = 64 };
   const char *args[] = {"--max-connections", "65",      "--rate", "1000000",
                         "--burst",           "1000000", NULL};
@@ -632,7 +599,7 @@ static void default_cap_leaves_room_for_other_addresses(void **state) {
 
 static void
 address_at_its_cap_is_refused_while_others_are_served(void **state) {
-  struct fixture *f = *state;
+  struct tc_fixture *f = *state;
   enum { K = 2 };
   const char *args[] = {"--max-connections", "4", "--max-per-address", "2",
                         NULL};
@@ -662,7 +629,7 @@ address_at_its_cap_is_refused_while_others_are_served(void **state) {
 }
 
 static void address_at_its_cap_may_connect_again_after_a_close(void **state) {
-  struct fixture *f = *state;
+  struct tc_fixture *f = *state;
   const char *args[] = {"--max-connections", "16", "--max-per-address", "2",
                         NULL};
   start(f, args);
@@ -704,7 +671,7 @@ static void address_at_its_cap_may_connect_again_after_a_close(void **state) {
  * and logged under their /64; test_addrcount shows that two addresses of
  * one /64 count together. */
 static void ipv6_client_at_its_cap_is_refused(void **state) {
-  struct fixture *f = *state;
+  struct tc_fixture *f = *state;
   const char *args[] = {"--max-connections", "4", "--max-per-address", "2",
                         NULL};
   int probe = socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -724,10 +691,8 @@ static void ipv6_client_at_its_cap_is_refused(void **state) {
   assert_int_equal(tc_tracker_start_at(&f->t, 0, "[::1]:0", args), 0);
   int fds[3];
   for (int i = 0; i < 3; i++) {
-    fds[i] = tc_connect_family(f->t.port, 6);
+    fds[i] = tc_fixture_keep(f, tc_connect_family(f->t.port, 6));
     assert_true(fds[i] >= 0);
-    assert_true(f->nfds < MAX_FDS);
-    f->fds[f->nfds++] = fds[i];
   }
   assert_true(served(f, fds[0], 1));
   assert_true(served(f, fds[1], 2));
@@ -737,7 +702,7 @@ static void ipv6_client_at_its_cap_is_refused(void **state) {
 }
 
 static void trickling_client_is_closed_by_idle_timeout(void **state) {
-  struct fixture *f = *state;
+  struct tc_fixture *f = *state;
   const char *args[] = {"--idle-timeout", "1", NULL};
   start(f, args);
   int slow = connect_tracked(f);
@@ -761,7 +726,7 @@ static void trickling_client_is_closed_by_idle_timeout(void **state) {
 }
 
 static void rate_limit_answers_with_retry_after(void **state) {
-  struct fixture *f = *state;
+  struct tc_fixture *f = *state;
   const char *args[] = {"--rate", "1", "--burst", "3", NULL};
   uint8_t c[32];
   int fd = start_with_content(f, args, c, 12);
@@ -787,7 +752,7 @@ static void rate_limit_answers_with_retry_after(void **state) {
  * from base on) announce content c of number n, and fills all with count
  * lookups of c for 50 peers each. Returns the connection they announced
  * on. */
-static int start_crowd(struct fixture *f, uint8_t c[32], unsigned n,
+static int start_crowd(struct tc_fixture *f, uint8_t c[32], unsigned n,
                        unsigned base, struct buf *all, unsigned count) {
   const char *args[] = {"--rate", "1000000", "--burst", "1000000", NULL};
   int fd = start_with_content(f, args, c, n);
@@ -803,7 +768,7 @@ static int start_crowd(struct fixture *f, uint8_t c[32], unsigned n,
 }
 
 static void slow_reader_gets_every_reply_in_order(void **state) {
-  struct fixture *f = *state;
+  struct tc_fixture *f = *state;
   enum { LOOKUPS = 4000 };
   uint8_t c[32];
   struct buf all;
@@ -826,7 +791,7 @@ static void slow_reader_gets_every_reply_in_order(void **state) {
 /* A client that sends a pile of requests and closes at once makes the
  * tracker's writes fail (EPIPE); the tracker must live on. */
 static void client_closing_with_replies_in_flight_is_harmless(void **state) {
-  struct fixture *f = *state;
+  struct tc_fixture *f = *state;
   uint8_t c[32];
   struct buf all;
   (void)start_crowd(f, c, 14, 400, &all, 3000);
@@ -842,7 +807,7 @@ static void client_closing_with_replies_in_flight_is_harmless(void **state) {
 }
 
 static void sigterm_stops_cleanly(void **state) {
-  struct fixture *f = *state;
+  struct tc_fixture *f = *state;
   start(f, NULL);
   (void)connect_tracked(f);
   assert_int_equal(tc_tracker_stop(&f->t), 0);
@@ -869,38 +834,20 @@ static void read_text(const char *path, char *out, size_t cap) {
 }
 
 /* Runs shoal-tracker with args (NULL-ended) and waits for it to exit. */
-static void run_tracker(struct fixture *f, const char *const *args,
+static void run_tracker(struct tc_fixture *f, const char *const *args,
                         struct run *r) {
-  const char *bin = getenv("SHOAL_BIN");
-  char exe[PROC_PATH_MAX];
-  const char *argv[16];
   struct proc p;
-  int n = 0;
-  if (f->dir[0] == '\0') {
-    tu_tmpdir(f->dir, sizeof(f->dir));
-  }
-  snprintf(exe, sizeof(exe), "%s/shoal-tracker",
-           bin && bin[0] ? bin : "build/bin");
-  /* A run that wrongly starts must not make a key in the real home. */
-  assert_int_equal(setenv("XDG_DATA_HOME", f->dir, 1), 0);
-  argv[n++] = exe;
-  for (int i = 0; args[i] != NULL; i++) {
-    assert_true(n < 15);
-    argv[n++] = args[i];
-  }
-  argv[n] = NULL;
-  assert_int_equal(proc_start(&p, f->dir, "run", argv), 0);
-  r->status = proc_wait(&p, TIMEOUT_MS);
+  r->status = tc_fixture_run_tracker(f, args, TIMEOUT_MS, &p);
   if (r->status < 0) {
-    proc_kill(&p);
-    fail_msg("shoal-tracker %s still runs after %d ms", args[0], TIMEOUT_MS);
+    fail_msg("shoal-tracker %s did not run, or still runs after %d ms", args[0],
+             TIMEOUT_MS);
   }
   read_text(p.out_path, r->out, sizeof(r->out));
   read_text(p.err_path, r->err, sizeof(r->err));
 }
 
 static void usage_errors_exit_2_with_one_line_naming_the_problem(void **state) {
-  struct fixture *f = *state;
+  struct tc_fixture *f = *state;
   static const char try_help[] = "try 'shoal-tracker --help'\n";
   static const struct {
     const char *args[4];
@@ -950,7 +897,7 @@ static void usage_errors_exit_2_with_one_line_naming_the_problem(void **state) {
 }
 
 static void help_and_version_print_to_stdout_and_exit_0(void **state) {
-  struct fixture *f = *state;
+  struct tc_fixture *f = *state;
   static const char *const helps[][2] = {{"-h"}, {"--help"}};
   static const char *const versions[][2] = {{"-V"}, {"--version"}};
   struct run r;
@@ -974,7 +921,7 @@ static void help_and_version_print_to_stdout_and_exit_0(void **state) {
 
 /* "--rate=1" means what "--rate 1" does, and "--" may end the options. */
 static void options_take_their_value_after_an_equals_sign(void **state) {
-  struct fixture *f = *state;
+  struct tc_fixture *f = *state;
   const char *args[] = {"--rate=1", "--burst=2", "--idle-timeout=30", "--",
                         NULL};
   uint8_t c[32];

@@ -4,14 +4,14 @@
  * of someone else's content is announced, never published; re-announces
  * are spread over the interval).
  *
- * Everything runs in this process on one libuv loop: the real tracker
- * (tracker_init and server_start on 127.0.0.1 port 0, as in
- * test_tracker_client.c), and two or three real nodes on loopback, each
- * with its own home and identity (home_open), sharing and getting a file
- * written here. The tracker's tables are read directly (registry_lookup,
- * catalog_find) to see what the nodes told it. Every wait runs the loop
- * until a condition holds or a deadline passes; teardown stops every node,
- * runs the loop until it has no more work and closes it.
+ * Everything runs in this process on one libuv loop (tests/lib/uvrun.h):
+ * the real tracker on 127.0.0.1 (tests/lib/intracker.h), and two or three
+ * real nodes on loopback, each with its own home and identity (home_open),
+ * sharing and getting a file written here. The tracker's tables are read
+ * directly (registry_lookup, catalog_find) to see what the nodes told it.
+ * Every wait runs the loop until a condition holds or a deadline passes;
+ * teardown stops every node, runs the loop until it has no more work and
+ * closes it.
  */
 /* cmocka needs these four first. */
 /* clang-format off */
@@ -40,8 +40,10 @@
 #include "peer/manifest_build.h"
 #include "peer/node.h"
 #include "peer/storage.h"
+#include "tests/lib/intracker.h"
 #include "tests/lib/testutil.h"
 #include "tests/lib/trackercfg.h"
+#include "tests/lib/uvrun.h"
 #include "tracker/tracker.h"
 
 #define KiB 1024u
@@ -73,54 +75,14 @@ struct peer {
 };
 
 struct fx {
-  uv_loop_t loop;
-  uv_timer_t deadline;
-  int expired;
+  struct uvrun r;
   char dir[4096];
-  struct identity trk_key;
-  struct tracker *trk;
-  int trk_port;
-  struct link_tracker link;
+  struct intracker t;
   struct peer p[NPEERS];
   unsigned order; /* callbacks counted in the order they came */
   int removed;    /* removal callbacks, all told */
   uint8_t *data;  /* the file's bytes */
 };
-
-static void on_deadline(uv_timer_t *h) {
-  struct fx *f = h->data;
-  f->expired = 1;
-}
-
-static void deadline_start(struct fx *f, unsigned ms) {
-  f->expired = 0;
-  uv_timer_start(&f->deadline, on_deadline, ms, 0);
-}
-
-/* Runs the loop until cond holds or ms pass; the caller asserts cond. */
-#define RUN_UNTIL(f, cond, ms)                                                 \
-  do {                                                                         \
-    deadline_start((f), (ms));                                                 \
-    while (!(cond) && !(f)->expired) {                                         \
-      uv_run(&(f)->loop, UV_RUN_ONCE);                                         \
-    }                                                                          \
-    uv_timer_stop(&(f)->deadline);                                             \
-  } while (0)
-
-/* Runs the loop for ms whatever happens. */
-static void run_for(struct fx *f, unsigned ms) {
-  deadline_start(f, ms);
-  while (!f->expired) {
-    uv_run(&f->loop, UV_RUN_ONCE);
-  }
-}
-
-static int tcp_port(const uv_tcp_t *h) {
-  struct sockaddr_storage ss;
-  int len = sizeof(ss);
-  assert_int_equal(uv_tcp_getsockname(h, (struct sockaddr *)&ss, &len), 0);
-  return ntohs(((struct sockaddr_in *)&ss)->sin_port);
-}
 
 /* ------------------------------------------------------------------------ */
 /* Fixture */
@@ -128,27 +90,15 @@ static int tcp_port(const uv_tcp_t *h) {
 static int setup(void **state) {
   struct fx *f = calloc(1, sizeof(*f));
   struct tracker_config c = trackercfg_small();
-  if (f == NULL || uv_loop_init(&f->loop) != 0) {
+  if (f == NULL || uvrun_init(&f->r) != 0) {
     free(f);
     return -1;
   }
-  uv_timer_init(&f->loop, &f->deadline);
-  f->deadline.data = f;
   tu_tmpdir(f->dir, sizeof(f->dir));
-  tu_identity(&f->trk_key, 0x7ac4e7);
-  snprintf(c.listen[0], sizeof(c.listen[0]), "127.0.0.1:0");
-  c.n_listen = 1;
   c.max_conns = 64;
-  f->trk = calloc(1, sizeof(*f->trk));
-  if (f->trk == NULL || tracker_init(f->trk, &f->loop, &c, &f->trk_key) != 0) {
+  if (intracker_start(&f->t, &f->r.loop, &c, 0x7ac4e7) != 0) {
     return -1;
   }
-  if (server_start(f->trk) != 0) {
-    return -1;
-  }
-  f->trk_port = tcp_port(&f->trk->listeners[0]);
-  snprintf(f->link.host, sizeof(f->link.host), "127.0.0.1");
-  f->link.port = (uint16_t)f->trk_port;
   *state = f;
   return 0;
 }
@@ -159,14 +109,6 @@ static void on_stopped(void *arg) {
   p->stop_order = ++p->f->order;
 }
 
-static void close_walk(uv_handle_t *h, void *arg) {
-  (void)arg;
-  if (!uv_is_closing(h)) {
-    fprintf(stderr, "teardown: handle of type %d still open\n", (int)h->type);
-    uv_close(h, NULL);
-  }
-}
-
 static int teardown(void **state) {
   struct fx *f = *state;
   int rc = 0;
@@ -174,29 +116,15 @@ static int teardown(void **state) {
     struct peer *p = &f->p[i];
     if (p->n != NULL && !p->stop_done) {
       node_stop(p->n, on_stopped, p);
-      RUN_UNTIL(f, p->stop_done, WAIT_MS);
+      UVRUN_UNTIL(&f->r, p->stop_done, WAIT_MS);
       if (!p->stop_done) {
         fprintf(stderr, "teardown: node %d did not stop\n", i);
         rc = -1;
       }
     }
   }
-  server_stop(f->trk);
-  /* Everything is closing: run until libuv has no work but the deadline. */
-  deadline_start(f, WAIT_MS);
-  uv_unref((uv_handle_t *)&f->deadline);
-  while (uv_run(&f->loop, UV_RUN_ONCE) != 0 && !f->expired) {
-  }
-  if (f->expired) {
-    fprintf(stderr, "teardown: the loop did not finish\n");
-    rc = -1;
-  }
-  uv_close((uv_handle_t *)&f->deadline, NULL);
-  uv_walk(&f->loop, close_walk, NULL);
-  for (int i = 0; i < 100 && uv_run(&f->loop, UV_RUN_NOWAIT) != 0; i++) {
-  }
-  if (uv_loop_close(&f->loop) != 0) {
-    fprintf(stderr, "teardown: uv_loop_close failed\n");
+  intracker_stop(&f->t);
+  if (uvrun_close(&f->r, WAIT_MS) != 0) {
     rc = -1;
   }
   for (int i = 0; i < NPEERS; i++) {
@@ -207,9 +135,7 @@ static int teardown(void **state) {
       identity_close(&p->id);
     }
   }
-  tracker_close(f->trk);
-  free(f->trk);
-  identity_close(&f->trk_key);
+  intracker_close(&f->t);
   tu_rmtree(f->dir);
   free(f->data);
   free(f);
@@ -248,7 +174,7 @@ static struct peer *peer_start(struct fx *f, int i, uint64_t download_rate) {
   c.home = p->home_dir;
   c.listen = "127.0.0.1:0";
   c.download_rate = download_rate;
-  assert_int_equal(node_new(&p->n, &f->loop, &c, &p->id, on_event, p), 0);
+  assert_int_equal(node_new(&p->n, &f->r.loop, &c, &p->id, on_event, p), 0);
   return p;
 }
 
@@ -276,7 +202,7 @@ static struct manifest *build(struct fx *f, const struct identity *id) {
 /* p shares a manifest (taken); returns its content ID in content. */
 static void share(struct peer *p, struct manifest *m, uint8_t content[32]) {
   memcpy(content, m->id, 32);
-  assert_int_equal(node_share(p->n, m, &p->f->link, 1, p->f->trk_key.pk), 0);
+  assert_int_equal(node_share(p->n, m, &p->f->t.link, 1, p->f->t.key.pk), 0);
 }
 
 /* p gets content into DIR/out (made here). */
@@ -284,8 +210,8 @@ static void get(struct peer *p, const uint8_t content[32]) {
   char out[4200];
   snprintf(out, sizeof(out), "%s/out", p->f->dir);
   mkdir(out, 0755);
-  assert_int_equal(node_get(p->n, content, "data.bin", FILE_BYTES, &p->f->link,
-                            1, p->f->trk_key.pk, out, 0),
+  assert_int_equal(node_get(p->n, content, "data.bin", FILE_BYTES,
+                            &p->f->t.link, 1, p->f->t.key.pk, out, 0),
                    0);
 }
 
@@ -302,36 +228,9 @@ static uint64_t have(struct peer *p, const uint8_t c[32]) {
 
 /* Whether the tracker lists pk in content's swarm (seeding: as a seeder
  * or not; -1: either). */
-static void on_looked_up(void *arg, int err, int asker_in_swarm) {
-  int *done = arg;
-  (void)asker_in_swarm;
-  *done = err == 0 ? 1 : -1;
-}
-
 static int tracker_lists(struct fx *f, const uint8_t content[32],
                          const uint8_t pk[32], int seeding) {
-  struct tmsg_lookup q;
-  struct tmsg_lookup_ok *r = malloc(sizeof(*r));
-  struct registry_lookup_op *op = malloc(sizeof(*op));
-  int done = 0;
-  int found = 0;
-  assert_non_null(r);
-  assert_non_null(op);
-  memset(&q, 0, sizeof(q));
-  memcpy(q.content, content, 32);
-  q.want = TMSG_MAX_PEERS;
-  /* The in-process tracker's memory store answers at once. */
-  registry_lookup(&f->trk->reg, op, &q, r, on_looked_up, &done);
-  assert_int_equal(done, 1);
-  for (unsigned i = 0; i < r->count; i++) {
-    if (memcmp(r->peers[i].pk, pk, 32) == 0 &&
-        (seeding < 0 || (r->peers[i].seeding != 0) == seeding)) {
-      found = 1;
-    }
-  }
-  free(r);
-  free(op);
-  return found;
+  return intracker_lists_as(&f->t, content, pk, seeding);
 }
 
 /* One node_remove's callback: whether it came, and when. */
@@ -353,7 +252,7 @@ static void remove_and_wait(struct peer *p, const uint8_t content[32]) {
   struct removal r = {.f = p->f};
   assert_int_equal(node_remove(p->n, content, on_removed, &r), 0);
   assert_int_equal(r.done, 0); /* never inside the call */
-  RUN_UNTIL(p->f, r.done > 0, WAIT_MS);
+  UVRUN_UNTIL(&p->f->r, r.done > 0, WAIT_MS);
   assert_int_equal(r.done, 1);
 }
 
@@ -382,10 +281,10 @@ static void slow_download(struct fx *f, uint8_t content[32]) {
   a = peer_start(f, 0, 0);
   b = peer_start(f, 1, SLOW_RATE);
   share(a, build(f, &a->id), content);
-  RUN_UNTIL(f, a->ev[NODE_EV_SHARED] > 0, WAIT_MS);
+  UVRUN_UNTIL(&f->r, a->ev[NODE_EV_SHARED] > 0, WAIT_MS);
   assert_int_equal(a->ev[NODE_EV_SHARED], 1);
   get(b, content);
-  RUN_UNTIL(f, have(b, content) > 0, WAIT_MS);
+  UVRUN_UNTIL(&f->r, have(b, content) > 0, WAIT_MS);
   assert_true(have(b, content) > 0);
   assert_true(have(b, content) < FILE_BYTES);
 }
@@ -401,7 +300,7 @@ static void info_tells_a_share_s_figures_and_unknown_is_enoent(void **state) {
   write_file(f);
   a = peer_start(f, 0, 0);
   share(a, build(f, &a->id), content);
-  RUN_UNTIL(f, a->ev[NODE_EV_SHARED] > 0, WAIT_MS);
+  UVRUN_UNTIL(&f->r, a->ev[NODE_EV_SHARED] > 0, WAIT_MS);
   i = info(a, content);
   assert_memory_equal(i.content, content, 32);
   assert_string_equal(i.name, "data.bin");
@@ -417,7 +316,7 @@ static void info_tells_a_share_s_figures_and_unknown_is_enoent(void **state) {
   assert_int_equal(node_swarm_info(a->n, other, &i), SHOAL_ENOENT);
   assert_null(i.content); /* zeroed */
   assert_int_equal(node_remove(a->n, other, on_removed, NULL), SHOAL_ENOENT);
-  run_for(f, 50);
+  uvrun_for(&f->r, 50);
   assert_int_equal(f->removed, 0); /* no callback for ENOENT */
 }
 
@@ -434,9 +333,9 @@ static void set_rates_lifts_a_download_limit_at_once(void **state) {
   slow_download(f, content);
   b = &f->p[1];
   before = node_downloaded(b->n);
-  t0 = uv_now(&f->loop);
-  run_for(f, 1000);
-  t1 = uv_now(&f->loop);
+  t0 = uv_now(&f->r.loop);
+  uvrun_for(&f->r, 1000);
+  t1 = uv_now(&f->r.loop);
   i = info(b, content);
   /* At 256 KiB/s no more than the limit allows came in that second (a
    * burst and a read over), and the 2 MiB are not done. */
@@ -457,7 +356,7 @@ static void set_rates_lifts_a_download_limit_at_once(void **state) {
     bound_ms = 500;
   }
   node_set_rates(b->n, 0, 0);
-  RUN_UNTIL(f, b->ev[NODE_EV_COMPLETE] > 0, bound_ms);
+  UVRUN_UNTIL(&f->r, b->ev[NODE_EV_COMPLETE] > 0, bound_ms);
   assert_int_equal(b->ev[NODE_EV_COMPLETE], 1);
   assert_copy(f);
 }
@@ -473,13 +372,13 @@ static void set_rates_lowers_a_limit_from_the_next_bytes(void **state) {
    * the floor) and a read come. */
   node_set_rates(b->n, 0, 64 * KiB);
   before = node_downloaded(b->n);
-  t0 = uv_now(&f->loop);
-  run_for(f, 1000);
+  t0 = uv_now(&f->r.loop);
+  uvrun_for(&f->r, 1000);
   assert_true(node_downloaded(b->n) - before <=
-              64u * KiB * ((uv_now(&f->loop) - t0) / 1000 + 1) + 512u * KiB);
+              64u * KiB * ((uv_now(&f->r.loop) - t0) / 1000 + 1) + 512u * KiB);
   assert_int_equal(b->ev[NODE_EV_COMPLETE], 0);
   node_set_rates(b->n, 0, 0);
-  RUN_UNTIL(f, b->ev[NODE_EV_COMPLETE] > 0, WAIT_MS);
+  UVRUN_UNTIL(&f->r, b->ev[NODE_EV_COMPLETE] > 0, WAIT_MS);
   assert_int_equal(b->ev[NODE_EV_COMPLETE], 1);
   assert_copy(f);
 }
@@ -498,7 +397,7 @@ remove_mid_download_keeps_the_partial_copy_and_get_resumes(void **state) {
   slow_download(f, content);
   a = &f->p[0];
   b = &f->p[1];
-  RUN_UNTIL(f, tracker_lists(f, content, b->id.pk, 0), WAIT_MS);
+  UVRUN_UNTIL(&f->r, tracker_lists(f, content, b->id.pk, 0), WAIT_MS);
   assert_true(tracker_lists(f, content, b->id.pk, 0));
 
   assert_int_equal(node_remove(b->n, content, on_removed, &r), 0);
@@ -511,16 +410,16 @@ remove_mid_download_keeps_the_partial_copy_and_get_resumes(void **state) {
   {
     char out[4200];
     snprintf(out, sizeof(out), "%s/out", f->dir);
-    assert_int_equal(node_get(b->n, content, "data.bin", FILE_BYTES, &f->link,
-                              1, f->trk_key.pk, out, 0),
+    assert_int_equal(node_get(b->n, content, "data.bin", FILE_BYTES, &f->t.link,
+                              1, f->t.key.pk, out, 0),
                      UV_EBUSY);
     assert_int_equal(
-        node_share(b->n, build(f, &a->id), &f->link, 1, f->trk_key.pk),
+        node_share(b->n, build(f, &a->id), &f->t.link, 1, f->t.key.pk),
         UV_EBUSY);
   }
   memcpy(b->watch, content, 32);
   b->watching = 1;
-  RUN_UNTIL(f, r.done > 0, WAIT_MS);
+  UVRUN_UNTIL(&f->r, r.done > 0, WAIT_MS);
   assert_int_equal(r.done, 1);
   assert_int_equal(b->watched_events, 0);
   b->watching = 0;
@@ -537,13 +436,13 @@ remove_mid_download_keeps_the_partial_copy_and_get_resumes(void **state) {
   textid_encode(TEXTID_CONTENT, content, text);
   snprintf(path, sizeof(path), "%s/resume/%s", b->home_dir, text);
   assert_true(exists(path));
-  RUN_UNTIL(f, info(a, content).peers == 0, WAIT_MS);
+  UVRUN_UNTIL(&f->r, info(a, content).peers == 0, WAIT_MS);
   assert_int_equal(info(a, content).peers, 0);
 
   /* Got again, unlimited: it resumes from what was verified. */
   node_set_rates(b->n, 0, 0);
   get(b, content);
-  RUN_UNTIL(f, b->ev[NODE_EV_COMPLETE] > 0, WAIT_MS);
+  UVRUN_UNTIL(&f->r, b->ev[NODE_EV_COMPLETE] > 0, WAIT_MS);
   assert_int_equal(b->ev[NODE_EV_COMPLETE], 1);
   assert_int_equal(b->ev[NODE_EV_MANIFEST], 2);
   assert_true(b->resumed > 0);
@@ -559,24 +458,24 @@ static void remove_a_share_then_share_it_again(void **state) {
   slow_download(f, content);
   a = &f->p[0];
   b = &f->p[1];
-  RUN_UNTIL(f, tracker_lists(f, content, a->id.pk, 1), WAIT_MS);
+  UVRUN_UNTIL(&f->r, tracker_lists(f, content, a->id.pk, 1), WAIT_MS);
   assert_true(tracker_lists(f, content, a->id.pk, 1));
 
   remove_and_wait(a, content);
   assert_false(tracker_lists(f, content, a->id.pk, -1));
   assert_int_equal(node_swarm_info(a->n, content, &i), SHOAL_ENOENT);
   /* The getter's progress stops: its only source is gone. */
-  RUN_UNTIL(f, info(b, content).peers == 0, WAIT_MS);
+  UVRUN_UNTIL(&f->r, info(b, content).peers == 0, WAIT_MS);
   assert_int_equal(info(b, content).peers, 0);
   assert_true(have(b, content) < FILE_BYTES);
 
   /* The same content shared again: the same ID, listed and served. */
   share(a, build(f, &a->id), again);
   assert_memory_equal(again, content, 32);
-  RUN_UNTIL(f, a->ev[NODE_EV_SHARED] == 2, WAIT_MS);
+  UVRUN_UNTIL(&f->r, a->ev[NODE_EV_SHARED] == 2, WAIT_MS);
   assert_int_equal(a->ev[NODE_EV_SHARED], 2);
   assert_int_equal(a->ev[NODE_EV_FAILED], 0);
-  RUN_UNTIL(f, tracker_lists(f, content, a->id.pk, 1), WAIT_MS);
+  UVRUN_UNTIL(&f->r, tracker_lists(f, content, a->id.pk, 1), WAIT_MS);
   assert_true(tracker_lists(f, content, a->id.pk, 1));
   assert_int_equal(info(a, content).seeding, 1);
 }
@@ -594,7 +493,7 @@ static void on_removed_reshare(void *arg) {
   uint8_t content[32];
   struct manifest *m = build(r->p->f, &r->p->id);
   memcpy(content, m->id, 32);
-  r->err = node_share(r->p->n, m, &r->p->f->link, 1, r->p->f->trk_key.pk);
+  r->err = node_share(r->p->n, m, &r->p->f->t.link, 1, r->p->f->t.key.pk);
   r->done = 1;
 }
 
@@ -611,10 +510,10 @@ remove_while_publishing_and_share_again_from_the_callback(void **state) {
   memset(&r, 0, sizeof(r));
   r.p = a;
   assert_int_equal(node_remove(a->n, content, on_removed_reshare, &r), 0);
-  RUN_UNTIL(f, r.done, WAIT_MS);
+  UVRUN_UNTIL(&f->r, r.done, WAIT_MS);
   assert_true(r.done);
   assert_int_equal(r.err, 0);
-  RUN_UNTIL(f, tracker_lists(f, content, a->id.pk, 1), WAIT_MS);
+  UVRUN_UNTIL(&f->r, tracker_lists(f, content, a->id.pk, 1), WAIT_MS);
   assert_true(tracker_lists(f, content, a->id.pk, 1));
   assert_int_equal(info(a, content).seeding, 1);
   assert_int_equal(a->ev[NODE_EV_FAILED], 0);
@@ -630,15 +529,15 @@ static void remove_a_failed_swarm(void **state) {
   a = peer_start(f, 0, 0);
   b = peer_start(f, 1, 0);
   share(a, build(f, &a->id), content);
-  RUN_UNTIL(f, a->ev[NODE_EV_SHARED] > 0, WAIT_MS);
+  UVRUN_UNTIL(&f->r, a->ev[NODE_EV_SHARED] > 0, WAIT_MS);
   /* A link whose size is not the manifest's: the get fails once the
    * manifest comes. */
   snprintf(out, sizeof(out), "%s/out", f->dir);
   mkdir(out, 0755);
-  assert_int_equal(node_get(b->n, content, "data.bin", FILE_BYTES + 1, &f->link,
-                            1, f->trk_key.pk, out, 0),
+  assert_int_equal(node_get(b->n, content, "data.bin", FILE_BYTES + 1,
+                            &f->t.link, 1, f->t.key.pk, out, 0),
                    0);
-  RUN_UNTIL(f, b->ev[NODE_EV_FAILED] > 0, WAIT_MS);
+  UVRUN_UNTIL(&f->r, b->ev[NODE_EV_FAILED] > 0, WAIT_MS);
   assert_int_equal(b->ev[NODE_EV_FAILED], 1);
   assert_int_equal(b->failed_code, SHOAL_ESIZE);
   /* Listed, failed, until removed. */
@@ -652,7 +551,7 @@ static void remove_a_failed_swarm(void **state) {
   assert_int_equal(f->removed, 1);
   /* Got again with the right size, it completes. */
   get(b, content);
-  RUN_UNTIL(f, b->ev[NODE_EV_COMPLETE] > 0, WAIT_MS);
+  UVRUN_UNTIL(&f->r, b->ev[NODE_EV_COMPLETE] > 0, WAIT_MS);
   assert_int_equal(b->ev[NODE_EV_COMPLETE], 1);
   assert_copy(f);
 }
@@ -672,7 +571,8 @@ static void stop_right_after_remove_calls_both_callbacks(void **state) {
                    SHOAL_ECANCELED);
   assert_int_equal(node_remove(a->n, content, on_removed, &ra), 0);
   node_stop(a->n, on_stopped, a);
-  RUN_UNTIL(f, ra.done && rb.done && a->stop_done && b->stop_done, WAIT_MS);
+  UVRUN_UNTIL(&f->r, ra.done && rb.done && a->stop_done && b->stop_done,
+              WAIT_MS);
   assert_int_equal(ra.done, 1);
   assert_int_equal(rb.done, 1);
   assert_true(a->stop_done);
@@ -698,18 +598,19 @@ share_of_someone_else_s_content_is_announced_not_published(void **state) {
   c = peer_start(f, 2, 0);
   /* c seeds a copy of a's content, under a's manifest. */
   share(c, build(f, &a->id), content);
-  RUN_UNTIL(f, c->ev[NODE_EV_SHARED] > 0 || c->ev[NODE_EV_FAILED] > 0, WAIT_MS);
+  UVRUN_UNTIL(&f->r, c->ev[NODE_EV_SHARED] > 0 || c->ev[NODE_EV_FAILED] > 0,
+              WAIT_MS);
   assert_int_equal(c->ev[NODE_EV_FAILED], 0);
   assert_int_equal(c->ev[NODE_EV_SHARED], 1); /* once announced */
   assert_true(tracker_lists(f, content, c->id.pk, 1));
-  assert_null(catalog_find(&f->trk->cat, content));
+  assert_null(catalog_find(&f->t.trk->cat, content));
   assert_int_equal(info(c, content).seeding, 1);
 
   /* The publisher's own share goes into the catalog, under its key. */
   share(a, build(f, &a->id), mine);
   assert_memory_equal(mine, content, 32);
-  RUN_UNTIL(f, tracker_lists(f, content, a->id.pk, 1), WAIT_MS);
-  e = catalog_find(&f->trk->cat, content);
+  UVRUN_UNTIL(&f->r, tracker_lists(f, content, a->id.pk, 1), WAIT_MS);
+  e = catalog_find(&f->t.trk->cat, content);
   assert_non_null(e);
   assert_memory_equal(e->publisher, a->id.pk, 32);
   assert_true(tracker_lists(f, content, a->id.pk, 1));

@@ -34,7 +34,7 @@
 #include "peer/node.h"
 #include "peer/tracker_client.h"
 #include "peer/tracker_pace.h"
-#include "tests/lib/intracker.h"
+#include "tests/lib/innode.h"
 #include "tests/lib/testutil.h"
 #include "tests/lib/trackercfg.h"
 #include "tests/lib/uvrun.h"
@@ -167,64 +167,20 @@ static void retries_wait_half_to_all_of_the_backoff(void **state) {
 /* A node of many swarms against the tracker's default rate limit */
 
 struct fx {
-  struct uvrun r;
-  char dir[4096];
-  struct intracker t;
-  struct identity id;        /* the node's */
+  struct innode in;
   struct identity publisher; /* the contents' */
-  struct node *n;
-  unsigned failed;
-  unsigned shared;
-  unsigned conns;      /* the tracker's count from loopback, last seen */
-  unsigned peak_conns; /* ... at most */
-  unsigned drops;      /* times it fell to 0 while watched */
-  int watch;
-  int stop_done;
-  uint8_t (*content)[32];
-  unsigned ncontent;
 };
-
-static uv_check_t g_check;
-
-static void on_check(uv_check_t *h) {
-  struct fx *f = h->data;
-  unsigned c = intracker_conns_from_loopback(&f->t);
-  if (f->watch && f->conns > 0 && c == 0) {
-    f->drops++;
-  }
-  f->conns = c;
-  if (c > f->peak_conns) {
-    f->peak_conns = c;
-  }
-}
-
-static void on_event(void *arg, const struct node_event *ev) {
-  struct fx *f = arg;
-  if (ev->type == NODE_EV_SHARED) {
-    f->shared++;
-  }
-  if (ev->type == NODE_EV_FAILED) {
-    f->failed++;
-    fprintf(stderr, "failed: %s\n", ev->message);
-  }
-}
 
 /* A tracker at rate and burst (0: its defaults). */
 static struct fx *fx_new(uint32_t rate, uint32_t burst) {
   struct fx *f = calloc(1, sizeof(*f));
   struct tracker_config c = trackercfg_small();
   assert_non_null(f);
-  assert_int_equal(uvrun_init(&f->r), 0);
-  tu_tmpdir(f->dir, sizeof(f->dir));
   c.max_conns = 64;
   c.max_peers = 100;
   c.rate = rate != 0 ? rate : RATELIMIT_RATE_DEFAULT;
   c.burst = burst != 0 ? burst : RATELIMIT_BURST_DEFAULT;
-  assert_int_equal(intracker_start(&f->t, &f->r.loop, &c, 0x9ace01), 0);
-  uv_check_init(&f->r.loop, &g_check);
-  g_check.data = f;
-  uv_check_start(&g_check, on_check);
-  uv_unref((uv_handle_t *)&g_check);
+  innode_init(&f->in, &c, 0x9ace01);
   return f;
 }
 
@@ -233,35 +189,13 @@ static int setup(void **state) {
   return 0;
 }
 
-static void on_stopped(void *arg) {
-  struct fx *f = arg;
-  f->stop_done = 1;
-}
-
 static int teardown(void **state) {
   struct fx *f = *state;
-  int rc = 0;
-  if (f->n != NULL && !f->stop_done) {
-    node_stop(f->n, on_stopped, f);
-    UVRUN_UNTIL(&f->r, f->stop_done, WAIT_MS);
-    if (!f->stop_done) {
-      fprintf(stderr, "teardown: the node did not stop\n");
-      rc = -1;
-    }
-  }
-  intracker_stop(&f->t);
-  uv_close((uv_handle_t *)&g_check, NULL);
-  if (uvrun_close(&f->r, WAIT_MS) != 0) {
-    rc = -1;
-  }
-  node_free(f->n);
-  if (f->n != NULL) {
-    identity_close(&f->id);
+  int had_node = f->in.n != NULL;
+  int rc = innode_close(&f->in, WAIT_MS);
+  if (had_node) {
     identity_close(&f->publisher);
   }
-  intracker_close(&f->t);
-  tu_rmtree(f->dir);
-  free(f->content);
   free(f);
   return rc;
 }
@@ -270,55 +204,28 @@ static int teardown(void **state) {
  * (announced, not published: one request a swarm). */
 static void node_start(struct fx *f, unsigned count) {
   struct node_config c;
-  char home[4200], src[4200];
-  uint8_t data[FILE_BYTES];
-  snprintf(home, sizeof(home), "%s/home", f->dir);
-  assert_int_equal(mkdir(home, 0700), 0);
-  tu_identity(&f->id, 0xace1);
-  tu_identity(&f->publisher, 0xace2);
   memset(&c, 0, sizeof(c));
-  c.home = home;
-  c.listen = "127.0.0.1:0";
-  assert_int_equal(node_new(&f->n, &f->r.loop, &c, &f->id, on_event, f), 0);
-  tu_path(src, sizeof(src), f->dir, "src");
-  f->content = calloc(count, sizeof(*f->content));
-  assert_non_null(f->content);
-  f->ncontent = count;
-  for (unsigned i = 0; i < count; i++) {
-    char name[32];
-    snprintf(name, sizeof(name), "f%04u.bin", i);
-    tu_fill(data, sizeof(data), 5000 + i);
-    tu_write_file(src, name, data, sizeof(data));
-  }
+  tu_identity(&f->publisher, 0xace2);
+  innode_node_start(&f->in, &c, 0xace1);
+  innode_write_files(&f->in, count, FILE_BYTES, 5000);
 }
 
 static void share(struct fx *f, unsigned i) {
-  struct manifest_build_opts o;
-  struct manifest *m = NULL;
-  char path[4200];
-  snprintf(path, sizeof(path), "%s/src/f%04u.bin", f->dir, i);
-  memset(&o, 0, sizeof(o));
-  assert_int_equal(manifest_build(path, &f->publisher, &o, &m), 0);
-  memcpy(f->content[i], m->id, 32);
-  assert_int_equal(node_share(f->n, m, &f->t.link, 1, f->t.key.pk), 0);
+  innode_share(&f->in, i, &f->publisher, f->in.t.key.pk);
 }
 
 static unsigned listed(struct fx *f) {
-  unsigned c = 0;
-  for (unsigned i = 0; i < f->ncontent; i++) {
-    c += (unsigned)intracker_lists(&f->t, f->content[i], f->id.pk);
-  }
-  return c;
+  return innode_listed(&f->in, 0, f->in.ncontent);
 }
 
 static uint64_t refusals(const struct fx *f) {
-  const struct metrics *m = &f->t.trk->metrics;
+  const struct metrics *m = &f->in.t.trk->metrics;
   return m->refusals[METRICS_WHY_RATE_LIMITED] +
          m->refusals[METRICS_WHY_RETRY_IGNORED];
 }
 
 static uint64_t announces(const struct fx *f) {
-  const struct metrics *m = &f->t.trk->metrics;
+  const struct metrics *m = &f->in.t.trk->metrics;
   uint64_t n = 0;
   for (unsigned o = 0; o < METRICS_OUTCOME_COUNT; o++) {
     n += m->requests[METRICS_REQ_ANNOUNCE][o];
@@ -338,23 +245,25 @@ many_swarms_are_listed_without_a_refusal_and_stop_together(void **state) {
   unsigned want = swarms_wanted();
   uint64_t t0, took, before, stop_at;
   node_start(f, want);
-  f->watch = 1;
-  uv_update_time(&f->r.loop);
-  t0 = uv_now(&f->r.loop);
+  f->in.watch = 1;
+  uv_update_time(&f->in.r.loop);
+  t0 = uv_now(&f->in.r.loop);
   for (unsigned i = 0; i < want; i++) {
     share(f, i);
   }
-  UVRUN_UNTIL(&f->r, f->shared == want || f->failed > 0, WAIT_MS);
-  took = uv_now(&f->r.loop) - t0;
-  assert_int_equal(f->failed, 0);
-  assert_int_equal(f->shared, want);
+  UVRUN_UNTIL(&f->in.r,
+              f->in.ev[NODE_EV_SHARED] == want || f->in.ev[NODE_EV_FAILED] > 0,
+              WAIT_MS);
+  took = uv_now(&f->in.r.loop) - t0;
+  assert_int_equal(f->in.ev[NODE_EV_FAILED], 0);
+  assert_int_equal(f->in.ev[NODE_EV_SHARED], want);
   assert_int_equal(listed(f), want);
   /* At the tracker's default limit (50 a second, a burst of 200), the
    * client's pace (40, 100) is never refused, and the one connection is
    * never closed under the swarms. */
   assert_int_equal(refusals(f), 0);
-  assert_int_equal(f->peak_conns, 1);
-  assert_int_equal(f->drops, 0);
+  assert_int_equal(f->in.peak_conns, 1);
+  assert_int_equal(f->in.drops, 0);
   /* The burst at once, the rest at the rate: no faster (the tracker
    * would have refused), and not much slower. */
   {
@@ -370,17 +279,16 @@ many_swarms_are_listed_without_a_refusal_and_stop_together(void **state) {
 
   /* Stopping says "stopped" in announces of 64 contents, at once. */
   before = announces(f);
-  uv_update_time(&f->r.loop);
-  stop_at = uv_now(&f->r.loop);
-  node_stop(f->n, on_stopped, f);
-  UVRUN_UNTIL(&f->r, f->stop_done, WAIT_MS);
-  assert_true(f->stop_done);
+  uv_update_time(&f->in.r.loop);
+  stop_at = uv_now(&f->in.r.loop);
+  innode_stop(&f->in, WAIT_MS);
+  assert_true(f->in.stop_done);
   printf("# stopped %u swarms with %llu announces in %llu ms\n", want,
          (unsigned long long)(announces(f) - before),
-         (unsigned long long)(uv_now(&f->r.loop) - stop_at));
+         (unsigned long long)(uv_now(&f->in.r.loop) - stop_at));
   assert_int_equal(announces(f) - before, (want + TMSG_MAX_ANNOUNCE_ITEMS - 1) /
                                               TMSG_MAX_ANNOUNCE_ITEMS);
-  assert_true(uv_now(&f->r.loop) - stop_at <= NODE_STOP_MS);
+  assert_true(uv_now(&f->in.r.loop) - stop_at <= NODE_STOP_MS);
   assert_int_equal(listed(f), 0);
   assert_int_equal(refusals(f), 0);
 }
@@ -390,23 +298,23 @@ static void stopping_in_the_starting_burst_leaves_none_listed(void **state) {
   unsigned want = NSWARMS, at_stop;
   uint64_t before, stop_at;
   node_start(f, want);
-  f->watch = 1;
+  f->in.watch = 1;
   for (unsigned i = 0; i < want; i++) {
     share(f, i);
   }
   /* Past the burst, with most "started" still waiting their turn. */
-  UVRUN_UNTIL(&f->r, f->shared >= TRACKER_CLIENT_BURST + 20, WAIT_MS);
-  at_stop = f->shared;
+  UVRUN_UNTIL(&f->in.r, f->in.ev[NODE_EV_SHARED] >= TRACKER_CLIENT_BURST + 20,
+              WAIT_MS);
+  at_stop = f->in.ev[NODE_EV_SHARED];
   assert_true(at_stop < want);
   /* The node closes its connection as it stops: that is no drop. */
-  assert_int_equal(f->drops, 0);
-  f->watch = 0;
+  assert_int_equal(f->in.drops, 0);
+  f->in.watch = 0;
   before = announces(f);
-  uv_update_time(&f->r.loop);
-  stop_at = uv_now(&f->r.loop);
-  node_stop(f->n, on_stopped, f);
-  UVRUN_UNTIL(&f->r, f->stop_done, WAIT_MS);
-  assert_true(f->stop_done);
+  uv_update_time(&f->in.r.loop);
+  stop_at = uv_now(&f->in.r.loop);
+  innode_stop(&f->in, WAIT_MS);
+  assert_true(f->in.stop_done);
   /* The "started" not yet sent were taken back: what went out is the few
    * already written and the batched "stopped". */
   printf("# stopped with %u of %u swarms announced: %llu announces\n", at_stop,
@@ -414,10 +322,10 @@ static void stopping_in_the_starting_burst_leaves_none_listed(void **state) {
   assert_true(announces(f) - before <=
               2u + (want + TMSG_MAX_ANNOUNCE_ITEMS - 1) /
                        TMSG_MAX_ANNOUNCE_ITEMS);
-  assert_true(uv_now(&f->r.loop) - stop_at <= NODE_STOP_MS);
+  assert_true(uv_now(&f->in.r.loop) - stop_at <= NODE_STOP_MS);
   assert_int_equal(listed(f), 0);
   assert_int_equal(refusals(f), 0);
-  assert_int_equal(f->failed, 0);
+  assert_int_equal(f->in.ev[NODE_EV_FAILED], 0);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -448,14 +356,8 @@ static struct tracker_client *client(struct fx *f, unsigned rate,
                                      unsigned burst, unsigned timeout_ms) {
   struct tracker_client_config c;
   struct tracker_client *t;
-  tu_identity(&f->id, 0xace3);
-  memset(&c, 0, sizeof(c));
-  c.loop = &f->r.loop;
-  c.id = &f->id;
-  c.trackers = &f->t.link;
-  c.ntrackers = 1;
-  c.tracker_key = f->t.key.pk;
-  c.seq = &g_seq;
+  innode_client_config(&f->in, &c, 0xace3, &g_seq);
+  c.tracker_key = f->in.t.key.pk;
   c.rate = rate;
   c.burst = burst;
   c.timeout_ms = timeout_ms;
@@ -487,10 +389,10 @@ a_retry_after_holds_the_queue_and_the_connection_stays(void **state) {
    * and it would close the connection. */
   f = fx_new(10, 20);
   *state = f;
-  f->watch = 1;
+  f->in.watch = 1;
   t = client(f, 20, 21, 0);
   lookups(t, NLOOKUPS);
-  UVRUN_UNTIL(&f->r, g_calls == NLOOKUPS, WAIT_MS);
+  UVRUN_UNTIL(&f->in.r, g_calls == NLOOKUPS, WAIT_MS);
   assert_int_equal(g_calls, NLOOKUPS);
   for (unsigned i = 0; i < NLOOKUPS; i++) {
     assert_int_equal(g_res[i].calls, 1);
@@ -510,13 +412,14 @@ a_retry_after_holds_the_queue_and_the_connection_stays(void **state) {
   assert_int_equal(g_res[20].status, SHOAL_ERATE);
   /* ... and each refusal was waited out: none ignored, nothing closed. */
   printf("# %u of %u lookups refused, each waited out\n", rated, NLOOKUPS);
-  assert_int_equal(f->t.trk->metrics.refusals[METRICS_WHY_RETRY_IGNORED], 0);
-  assert_int_equal(f->t.trk->metrics.refusals[METRICS_WHY_RATE_LIMITED], rated);
-  assert_int_equal(f->drops, 0);
-  assert_int_equal(f->peak_conns, 1);
+  assert_int_equal(f->in.t.trk->metrics.refusals[METRICS_WHY_RETRY_IGNORED], 0);
+  assert_int_equal(f->in.t.trk->metrics.refusals[METRICS_WHY_RATE_LIMITED],
+                   rated);
+  assert_int_equal(f->in.drops, 0);
+  assert_int_equal(f->in.peak_conns, 1);
   assert_true(tracker_client_connected(t));
   tracker_client_close(t);
-  identity_close(&f->id);
+  identity_close(&f->in.id);
 }
 
 static void requests_waiting_their_turn_do_not_time_out(void **state) {
@@ -525,19 +428,19 @@ static void requests_waiting_their_turn_do_not_time_out(void **state) {
    * written some 700 ms after it was made. */
   struct tracker_client *t = client(f, 10, 1, 300);
   uint64_t t0;
-  uv_update_time(&f->r.loop);
-  t0 = uv_now(&f->r.loop);
+  uv_update_time(&f->in.r.loop);
+  t0 = uv_now(&f->in.r.loop);
   lookups(t, 8);
-  UVRUN_UNTIL(&f->r, g_calls == 8, WAIT_MS);
+  UVRUN_UNTIL(&f->in.r, g_calls == 8, WAIT_MS);
   assert_int_equal(g_calls, 8);
-  assert_true(uv_now(&f->r.loop) - t0 >= 700);
+  assert_true(uv_now(&f->in.r.loop) - t0 >= 700);
   for (unsigned i = 0; i < 8; i++) {
     assert_int_equal(g_res[i].status, 0);
     assert_int_equal(g_res[i].order, i);
   }
   assert_int_equal(refusals(f), 0);
   tracker_client_close(t);
-  identity_close(&f->id);
+  identity_close(&f->in.id);
 }
 
 static void withdraw_takes_back_only_what_was_not_written(void **state) {
@@ -550,12 +453,12 @@ static void withdraw_takes_back_only_what_was_not_written(void **state) {
   assert_int_equal(g_res[5].calls, 1);
   assert_int_equal(g_res[5].status, SHOAL_ECANCELED);
   assert_int_equal(tracker_client_pending(t), 5);
-  UVRUN_UNTIL(&f->r, g_res[1].calls == 1, WAIT_MS);
+  UVRUN_UNTIL(&f->in.r, g_res[1].calls == 1, WAIT_MS);
   /* The first two were written; the others wait their turn. */
   assert_int_equal(tracker_client_withdraw(t, &g_res[0]), 0);
   assert_int_equal(tracker_client_withdraw(t, &g_res[4]), 1);
   assert_int_equal(g_res[4].status, SHOAL_ECANCELED);
-  UVRUN_UNTIL(&f->r, g_calls == 6, WAIT_MS);
+  UVRUN_UNTIL(&f->in.r, g_calls == 6, WAIT_MS);
   for (unsigned i = 0; i < 4; i++) {
     assert_int_equal(g_res[i].calls, 1);
     assert_int_equal(g_res[i].status, 0);
@@ -563,7 +466,7 @@ static void withdraw_takes_back_only_what_was_not_written(void **state) {
   assert_int_equal(tracker_client_pending(t), 0);
   assert_int_equal(tracker_client_withdraw(NULL, &g_res[0]), 0);
   tracker_client_close(t);
-  identity_close(&f->id);
+  identity_close(&f->in.id);
 }
 
 int main(void) {

@@ -30,7 +30,7 @@
 #include "peer/manifest_build.h"
 #include "peer/node.h"
 #include "peer/tracker_client.h"
-#include "tests/lib/intracker.h"
+#include "tests/lib/innode.h"
 #include "tests/lib/testutil.h"
 #include "tests/lib/trackercfg.h"
 #include "tests/lib/uvrun.h"
@@ -40,56 +40,18 @@
 #define MAX_PER_ADDR 4
 #define FILE_BYTES 1500u
 #define WAIT_MS 20000u
-#define NEVENTS (NODE_EV_FAILED + 1)
 
 struct fx {
-  struct uvrun r;
-  char dir[4096];
-  struct intracker t;
-  struct identity id; /* the node's */
-  struct node *n;
-  unsigned ev[NEVENTS];
-  unsigned tracker_events_with_key; /* NODE_EV_TRACKER naming t's key */
-  unsigned peak_conns;
-  int stop_done;
+  struct innode in;
   unsigned removed;
   unsigned tracker_rate; /* the node's pace (0: the default) */
-  uint8_t (*content)[32];
-  unsigned ncontent;
 };
-
-/* Samples the tracker's count of the node's connections, every turn. */
-static void on_check(uv_check_t *h) {
-  struct fx *f = h->data;
-  unsigned c = intracker_conns_from_loopback(&f->t);
-  if (c > f->peak_conns) {
-    f->peak_conns = c;
-  }
-}
-
-static uv_check_t g_check;
-
-static void on_event(void *arg, const struct node_event *ev) {
-  struct fx *f = arg;
-  if ((unsigned)ev->type < NEVENTS) {
-    f->ev[ev->type]++;
-  }
-  if (ev->type == NODE_EV_TRACKER &&
-      memcmp(ev->key, f->t.key.pk, IDENTITY_PK_BYTES) == 0) {
-    f->tracker_events_with_key++;
-  }
-  if (ev->type == NODE_EV_FAILED) {
-    fprintf(stderr, "failed: %s\n", ev->message);
-  }
-}
 
 static struct fx *fx_new(uint32_t catalog_max, uint32_t max_per_addr,
                          uint32_t rate) {
   struct fx *f = calloc(1, sizeof(*f));
   struct tracker_config c = trackercfg_small();
   assert_non_null(f);
-  assert_int_equal(uvrun_init(&f->r), 0);
-  tu_tmpdir(f->dir, sizeof(f->dir));
   c.max_conns = 64;
   c.max_per_addr = max_per_addr;
   c.catalog_max = catalog_max;
@@ -98,11 +60,7 @@ static struct fx *fx_new(uint32_t catalog_max, uint32_t max_per_addr,
     c.rate = rate;
     c.burst = rate;
   }
-  assert_int_equal(intracker_start(&f->t, &f->r.loop, &c, 0x7c9001), 0);
-  uv_check_init(&f->r.loop, &g_check);
-  g_check.data = f;
-  uv_check_start(&g_check, on_check);
-  uv_unref((uv_handle_t *)&g_check);
+  innode_init(&f->in, &c, 0x7c9001);
   return f;
 }
 
@@ -111,88 +69,35 @@ static int setup(void **state) {
   return 0;
 }
 
-static void on_stopped(void *arg) {
-  struct fx *f = arg;
-  f->stop_done = 1;
-}
-
 static int teardown(void **state) {
   struct fx *f = *state;
-  int rc = 0;
-  if (f->n != NULL && !f->stop_done) {
-    node_stop(f->n, on_stopped, f);
-    UVRUN_UNTIL(&f->r, f->stop_done, WAIT_MS);
-    if (!f->stop_done) {
-      fprintf(stderr, "teardown: the node did not stop\n");
-      rc = -1;
-    }
-  }
-  intracker_stop(&f->t);
-  uv_close((uv_handle_t *)&g_check, NULL);
-  if (uvrun_close(&f->r, WAIT_MS) != 0) {
-    rc = -1;
-  }
-  node_free(f->n);
-  if (f->n != NULL) {
-    identity_close(&f->id);
-  }
-  intracker_close(&f->t);
-  tu_rmtree(f->dir);
-  free(f->content);
+  int rc = innode_close(&f->in, WAIT_MS);
   free(f);
   return rc;
 }
 
 static void node_start(struct fx *f) {
   struct node_config c;
-  char home[4200];
-  snprintf(home, sizeof(home), "%s/home", f->dir);
-  assert_int_equal(mkdir(home, 0700), 0);
-  tu_identity(&f->id, 0x0de1);
   memset(&c, 0, sizeof(c));
-  c.home = home;
-  c.listen = "127.0.0.1:0";
   c.tracker_rate = f->tracker_rate;
   c.tracker_burst = f->tracker_rate;
-  assert_int_equal(node_new(&f->n, &f->r.loop, &c, &f->id, on_event, f), 0);
+  innode_node_start(&f->in, &c, 0x0de1);
 }
 
 /* Writes count small files, src/fNNNN.bin, each with bytes of its own, and
  * keeps room for their content IDs. */
 static void write_files(struct fx *f, unsigned count) {
-  uint8_t data[FILE_BYTES];
-  char src[4200];
-  tu_path(src, sizeof(src), f->dir, "src");
-  f->content = calloc(count, sizeof(*f->content));
-  assert_non_null(f->content);
-  f->ncontent = count;
-  for (unsigned i = 0; i < count; i++) {
-    char name[32];
-    snprintf(name, sizeof(name), "f%04u.bin", i);
-    tu_fill(data, sizeof(data), 1000 + i);
-    tu_write_file(src, name, data, sizeof(data));
-  }
+  innode_write_files(&f->in, count, FILE_BYTES, 1000);
 }
 
 /* The node shares file i, its tracker pinned to key (or not: NULL). */
 static void share(struct fx *f, unsigned i, const uint8_t *key) {
-  struct manifest_build_opts o;
-  struct manifest *m = NULL;
-  char path[4200];
-  snprintf(path, sizeof(path), "%s/src/f%04u.bin", f->dir, i);
-  memset(&o, 0, sizeof(o));
-  assert_int_equal(manifest_build(path, &f->id, &o, &m), 0);
-  memcpy(f->content[i], m->id, 32);
-  assert_int_equal(node_share(f->n, m, &f->t.link, 1, key), 0);
+  innode_share(&f->in, i, &f->in.id, key);
 }
 
 /* How many of contents [from, to) the tracker lists the node in. */
 static unsigned listed(struct fx *f, unsigned from, unsigned to) {
-  unsigned c = 0;
-  for (unsigned i = from; i < to; i++) {
-    c += (unsigned)intracker_lists(&f->t, f->content[i], f->id.pk);
-  }
-  return c;
+  return innode_listed(&f->in, from, to);
 }
 
 static void on_removed(void *arg) {
@@ -210,16 +115,16 @@ static void many_shares_announce_over_one_connection(void **state) {
   for (unsigned i = 0; i < NSHARES; i++) {
     share(f, i, NULL);
   }
-  UVRUN_UNTIL(&f->r, listed(f, 0, NSHARES) == NSHARES, WAIT_MS);
+  UVRUN_UNTIL(&f->in.r, listed(f, 0, NSHARES) == NSHARES, WAIT_MS);
   assert_int_equal(listed(f, 0, NSHARES), NSHARES);
-  assert_int_equal(f->ev[NODE_EV_SHARED], NSHARES);
-  assert_int_equal(f->ev[NODE_EV_FAILED], 0);
+  assert_int_equal(f->in.ev[NODE_EV_SHARED], NSHARES);
+  assert_int_equal(f->in.ev[NODE_EV_FAILED], 0);
   /* With MAX_PER_ADDR allowed, one connection per swarm would have been
    * refused; the node held one. */
-  assert_int_equal(f->peak_conns, 1);
+  assert_int_equal(f->in.peak_conns, 1);
   /* The key learned on first contact is reported for every swarm, as when
    * each had a client of its own. */
-  assert_int_equal(f->tracker_events_with_key, NSHARES);
+  assert_int_equal(f->in.tracker_events_with_key, NSHARES);
 }
 
 static void a_pinned_key_joins_the_client_that_learned_it(void **state) {
@@ -229,18 +134,18 @@ static void a_pinned_key_joins_the_client_that_learned_it(void **state) {
   for (unsigned i = 0; i < 10; i++) {
     share(f, i, NULL);
   }
-  UVRUN_UNTIL(&f->r, listed(f, 0, 10) == 10, WAIT_MS);
+  UVRUN_UNTIL(&f->in.r, listed(f, 0, 10) == 10, WAIT_MS);
   assert_int_equal(listed(f, 0, 10), 10);
   /* Pinned to the key the first client learned: the same client. */
   for (unsigned i = 10; i < 20; i++) {
-    share(f, i, f->t.key.pk);
+    share(f, i, f->in.t.key.pk);
   }
-  UVRUN_UNTIL(&f->r, listed(f, 10, 20) == 10, WAIT_MS);
+  UVRUN_UNTIL(&f->in.r, listed(f, 10, 20) == 10, WAIT_MS);
   assert_int_equal(listed(f, 10, 20), 10);
-  assert_int_equal(f->peak_conns, 1);
-  assert_int_equal(f->ev[NODE_EV_FAILED], 0);
+  assert_int_equal(f->in.peak_conns, 1);
+  assert_int_equal(f->in.ev[NODE_EV_FAILED], 0);
   /* Only the unpinned swarms learned a key. */
-  assert_int_equal(f->tracker_events_with_key, 10);
+  assert_int_equal(f->in.tracker_events_with_key, 10);
 }
 
 static void a_different_key_gets_a_client_of_its_own(void **state) {
@@ -249,18 +154,18 @@ static void a_different_key_gets_a_client_of_its_own(void **state) {
   node_start(f);
   write_files(f, 11);
   for (unsigned i = 0; i < 10; i++) {
-    share(f, i, f->t.key.pk);
+    share(f, i, f->in.t.key.pk);
   }
   /* A swarm that pins another key: its client refuses the tracker's
    * replies (and the swarm fails), while the others carry on. */
   tu_pk(wrong, 0xbad);
   share(f, 10, wrong);
-  UVRUN_UNTIL(&f->r, listed(f, 0, 10) == 10 && f->ev[NODE_EV_FAILED] == 1,
+  UVRUN_UNTIL(&f->in.r, listed(f, 0, 10) == 10 && f->in.ev[NODE_EV_FAILED] == 1,
               WAIT_MS);
   assert_int_equal(listed(f, 0, 10), 10);
-  assert_int_equal(f->ev[NODE_EV_FAILED], 1);
+  assert_int_equal(f->in.ev[NODE_EV_FAILED], 1);
   assert_int_equal(listed(f, 10, 11), 0);
-  assert_true(f->peak_conns >= 1 && f->peak_conns <= 2);
+  assert_true(f->in.peak_conns >= 1 && f->in.peak_conns <= 2);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -275,34 +180,34 @@ static void removing_half_while_requests_are_in_flight(void **state) {
   }
   /* A third at once, their publishes not even written yet... */
   for (unsigned i = 0; i < NSHARES; i += 3) {
-    assert_int_equal(node_remove(f->n, f->content[i], on_removed, f), 0);
+    assert_int_equal(node_remove(f->in.n, f->in.content[i], on_removed, f), 0);
   }
   /* ... a third once some swarms are shared: their publish or announce is
    * under way, or answered. */
-  UVRUN_UNTIL(&f->r, f->ev[NODE_EV_SHARED] >= 5, WAIT_MS);
+  UVRUN_UNTIL(&f->in.r, f->in.ev[NODE_EV_SHARED] >= 5, WAIT_MS);
   for (unsigned i = 1; i < NSHARES; i += 3) {
-    assert_int_equal(node_remove(f->n, f->content[i], on_removed, f), 0);
+    assert_int_equal(node_remove(f->in.n, f->in.content[i], on_removed, f), 0);
   }
   {
     unsigned want = (NSHARES + 2) / 3 + (NSHARES + 1) / 3;
-    uint64_t t0 = uv_now(&f->r.loop);
-    UVRUN_UNTIL(&f->r, f->removed == want, WAIT_MS);
+    uint64_t t0 = uv_now(&f->in.r.loop);
+    UVRUN_UNTIL(&f->in.r, f->removed == want, WAIT_MS);
     assert_int_equal(f->removed, want);
     /* Each removal waits for its "stopped" (NODE_STOP_MS at most), not for
      * the requests of others. */
-    assert_true(uv_now(&f->r.loop) - t0 <= NODE_STOP_MS + 1000u);
+    assert_true(uv_now(&f->in.r.loop) - t0 <= NODE_STOP_MS + 1000u);
   }
-  UVRUN_UNTIL(&f->r, listed(f, 0, NSHARES) == NSHARES / 3, WAIT_MS);
+  UVRUN_UNTIL(&f->in.r, listed(f, 0, NSHARES) == NSHARES / 3, WAIT_MS);
   for (unsigned i = 0; i < NSHARES; i++) {
-    assert_int_equal(intracker_lists(&f->t, f->content[i], f->id.pk),
+    assert_int_equal(intracker_lists(&f->in.t, f->in.content[i], f->in.id.pk),
                      i % 3 == 2);
   }
-  assert_int_equal(f->ev[NODE_EV_FAILED], 0);
+  assert_int_equal(f->in.ev[NODE_EV_FAILED], 0);
   /* The client goes on for the swarms left, and for a new one. */
   share(f, NSHARES, NULL);
-  UVRUN_UNTIL(&f->r, listed(f, NSHARES, NSHARES + 1) == 1, WAIT_MS);
+  UVRUN_UNTIL(&f->in.r, listed(f, NSHARES, NSHARES + 1) == 1, WAIT_MS);
   assert_int_equal(listed(f, NSHARES, NSHARES + 1), 1);
-  assert_int_equal(f->peak_conns, 1);
+  assert_int_equal(f->in.peak_conns, 1);
 }
 
 static void removing_every_swarm_closes_the_client(void **state) {
@@ -312,20 +217,20 @@ static void removing_every_swarm_closes_the_client(void **state) {
   for (unsigned i = 0; i < 5; i++) {
     share(f, i, NULL);
   }
-  UVRUN_UNTIL(&f->r, listed(f, 0, 5) == 5, WAIT_MS);
-  assert_int_equal(intracker_conns_from_loopback(&f->t), 1);
+  UVRUN_UNTIL(&f->in.r, listed(f, 0, 5) == 5, WAIT_MS);
+  assert_int_equal(intracker_conns_from_loopback(&f->in.t), 1);
   for (unsigned i = 0; i < 5; i++) {
-    assert_int_equal(node_remove(f->n, f->content[i], on_removed, f), 0);
+    assert_int_equal(node_remove(f->in.n, f->in.content[i], on_removed, f), 0);
   }
-  UVRUN_UNTIL(&f->r,
-              f->removed == 5 && intracker_conns_from_loopback(&f->t) == 0,
+  UVRUN_UNTIL(&f->in.r,
+              f->removed == 5 && intracker_conns_from_loopback(&f->in.t) == 0,
               WAIT_MS);
   assert_int_equal(f->removed, 5);
-  assert_int_equal(intracker_conns_from_loopback(&f->t), 0);
+  assert_int_equal(intracker_conns_from_loopback(&f->in.t), 0);
   assert_int_equal(listed(f, 0, 5), 0);
   /* A new share makes a new client. */
   share(f, 5, NULL);
-  UVRUN_UNTIL(&f->r, listed(f, 5, 6) == 1, WAIT_MS);
+  UVRUN_UNTIL(&f->in.r, listed(f, 5, 6) == 1, WAIT_MS);
   assert_int_equal(listed(f, 5, 6), 1);
 }
 
@@ -336,13 +241,12 @@ static void stopping_says_stopped_for_every_swarm(void **state) {
   for (unsigned i = 0; i < NSHARES; i++) {
     share(f, i, NULL);
   }
-  UVRUN_UNTIL(&f->r, listed(f, 0, NSHARES) == NSHARES, WAIT_MS);
+  UVRUN_UNTIL(&f->in.r, listed(f, 0, NSHARES) == NSHARES, WAIT_MS);
   assert_int_equal(listed(f, 0, NSHARES), NSHARES);
-  node_stop(f->n, on_stopped, f);
-  UVRUN_UNTIL(&f->r, f->stop_done, WAIT_MS);
-  assert_true(f->stop_done);
+  innode_stop(&f->in, WAIT_MS);
+  assert_true(f->in.stop_done);
   assert_int_equal(listed(f, 0, NSHARES), 0);
-  assert_int_equal(f->peak_conns, 1);
+  assert_int_equal(f->in.peak_conns, 1);
 }
 
 static void a_thousand_shares_hold_one_connection(void **state) {
@@ -359,12 +263,12 @@ static void a_thousand_shares_hold_one_connection(void **state) {
   for (unsigned i = 0; i < NMANY; i++) {
     share(f, i, NULL);
   }
-  UVRUN_UNTIL(&f->r, listed(f, 0, NMANY) == NMANY, 4 * WAIT_MS);
+  UVRUN_UNTIL(&f->in.r, listed(f, 0, NMANY) == NMANY, 4 * WAIT_MS);
   assert_int_equal(listed(f, 0, NMANY), NMANY);
-  assert_int_equal(f->ev[NODE_EV_FAILED], 0);
+  assert_int_equal(f->in.ev[NODE_EV_FAILED], 0);
   printf("# %u shares, tracker connections from the node at most %u\n", NMANY,
-         f->peak_conns);
-  assert_int_equal(f->peak_conns, 1);
+         f->in.peak_conns);
+  assert_int_equal(f->in.peak_conns, 1);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -417,17 +321,12 @@ static uint64_t g_seq = 1;
 static struct tracker_client *client(struct fx *f, uint16_t port) {
   struct tracker_client_config c;
   struct tracker_client *t;
-  struct link_tracker l = f->t.link;
+  struct link_tracker l = f->in.t.link;
   if (port != 0) {
     l.port = port;
   }
-  tu_identity(&f->id, 0x0de2);
-  memset(&c, 0, sizeof(c));
-  c.loop = &f->r.loop;
-  c.id = &f->id;
+  innode_client_config(&f->in, &c, 0x0de2, &g_seq);
   c.trackers = &l;
-  c.ntrackers = 1;
-  c.seq = &g_seq;
   assert_int_equal(tracker_client_new(&t, &c), 0);
   memset(&g, 0, sizeof(g));
   g.t = t;
@@ -444,7 +343,7 @@ static void lookup(struct tracker_client *t, uintptr_t arg) {
 
 static void client_done(struct fx *f, struct tracker_client *t) {
   tracker_client_close(t);
-  identity_close(&f->id);
+  identity_close(&f->in.id);
 }
 
 static void cancel_answers_one_caller_at_once_and_keeps_the_order(void **st) {
@@ -464,7 +363,7 @@ static void cancel_answers_one_caller_at_once_and_keeps_the_order(void **st) {
   /* They still go out and are answered: B's replies match B's requests
    * (a mismatch would fail them with SHOAL_EPROTO). */
   assert_int_equal(tracker_client_pending(t), 5);
-  UVRUN_UNTIL(&f->r, tracker_client_pending(t) == 0, WAIT_MS);
+  UVRUN_UNTIL(&f->in.r, tracker_client_pending(t) == 0, WAIT_MS);
   assert_int_equal(g.n[0], 3);
   assert_int_equal(g.ok[1], 2);
   assert_int_equal(g.n[1], 2);
@@ -476,11 +375,11 @@ static void cancel_answers_one_caller_at_once_and_keeps_the_order(void **st) {
   lookup(t, 1);
   lookup(t, 2);
   g.cancel_a_in_b = 1;
-  UVRUN_UNTIL(&f->r, g.n[1] >= 3, WAIT_MS);
+  UVRUN_UNTIL(&f->in.r, g.n[1] >= 3, WAIT_MS);
   assert_int_equal(g.n[0], 4);
   assert_int_equal(g.canceled[0], 4);
   assert_int_equal(g.during_cancel, 4);
-  UVRUN_UNTIL(&f->r, tracker_client_pending(t) == 0, WAIT_MS);
+  UVRUN_UNTIL(&f->in.r, tracker_client_pending(t) == 0, WAIT_MS);
   assert_int_equal(g.ok[1], 4);
   assert_int_equal(g.n[0], 4);
   /* Nothing left of A: a second cancel calls nothing. */
@@ -497,7 +396,7 @@ static void cancel_takes_failures_already_due(void **state) {
   lookup(t, 1);
   lookup(t, 1);
   g.cancel_a_in_b = 1;
-  UVRUN_UNTIL(&f->r, g.n[1] == 1, WAIT_MS);
+  UVRUN_UNTIL(&f->in.r, g.n[1] == 1, WAIT_MS);
   /* B's failure came first, and from it A's two came cancelled, at once;
    * the failures they were due do not follow. */
   assert_int_equal(g.n[1], 1);
@@ -506,7 +405,7 @@ static void cancel_takes_failures_already_due(void **state) {
   assert_int_equal(g.canceled[0], 2);
   assert_int_equal(g.during_cancel, 2);
   assert_int_equal(tracker_client_pending(t), 0);
-  uvrun_for(&f->r, 50);
+  uvrun_for(&f->in.r, 50);
   assert_int_equal(g.n[0], 2);
   client_done(f, t);
 }
@@ -524,9 +423,9 @@ static void closing_from_a_cancelled_callback_answers_the_rest(void **st) {
   assert_int_equal(g.canceled[0], 2);
   assert_int_equal(g.n[1], 1);
   assert_int_equal(g.canceled[1], 1);
-  uvrun_for(&f->r, 50);
+  uvrun_for(&f->in.r, 50);
   assert_int_equal(g.n[0] + g.n[1], 3);
-  identity_close(&f->id);
+  identity_close(&f->in.id);
 }
 
 static void cancel_of_null_or_unknown_is_a_no_op(void **state) {
@@ -536,7 +435,7 @@ static void cancel_of_null_or_unknown_is_a_no_op(void **state) {
   lookup(t, 2);
   cancel(t, 1);
   assert_int_equal(g.n[1], 0);
-  UVRUN_UNTIL(&f->r, g.n[1] == 1, WAIT_MS);
+  UVRUN_UNTIL(&f->in.r, g.n[1] == 1, WAIT_MS);
   assert_int_equal(g.ok[1], 1);
   client_done(f, t);
 }

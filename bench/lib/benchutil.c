@@ -1,10 +1,13 @@
 /* What the benchmark programs share (see benchutil.h). */
 #include "bench/lib/benchutil.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 double benchutil_now_s(void) {
   struct timespec ts;
@@ -26,4 +29,78 @@ unsigned long benchutil_arg_ul(const char *prog, int argc, char **argv,
     }
   }
   return def;
+}
+
+uint64_t benchutil_parse_size(const char *s, uint64_t max) {
+  char *end;
+  unsigned shift = 0;
+  errno = 0;
+  unsigned long long v = strtoull(s, &end, 10);
+  if (errno != 0 || end == s || v == 0) {
+    return 0;
+  }
+  if (*end == 'k' || *end == 'K') {
+    shift = 10;
+  } else if (*end == 'm' || *end == 'M') {
+    shift = 20;
+  } else if (*end == 'g' || *end == 'G') {
+    shift = 30;
+  }
+  if (shift != 0) {
+    end++;
+  }
+  if (*end != '\0' || v > max >> shift) {
+    return 0;
+  }
+  return (uint64_t)v << shift;
+}
+
+int64_t benchutil_cpu_ticks(pid_t pid) {
+  char path[64], buf[2048];
+  unsigned long long ticks[2] = {0, 0};
+  snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    return -1;
+  }
+  ssize_t n = read(fd, buf, sizeof(buf) - 1);
+  close(fd);
+  if (n <= 0) {
+    return -1;
+  }
+  buf[n] = '\0';
+  /* The command name is in parentheses and may hold spaces: count fields
+   * from the last ')'. utime and stime are fields 14 and 15. */
+  char *p = strrchr(buf, ')');
+  if (p == NULL) {
+    return -1;
+  }
+  p++;
+  for (int field = 3; field <= 15; field++) {
+    while (*p == ' ') {
+      p++;
+    }
+    char *end;
+    unsigned long long v = strtoull(p, &end, 10);
+    if (field >= 14) {
+      if (end == p) {
+        return -1;
+      }
+      ticks[field - 14] = v;
+    }
+    p = strchr(p, ' ');
+    if (p == NULL && field < 15) {
+      return -1;
+    }
+  }
+  return (int64_t)(ticks[0] + ticks[1]);
+}
+
+double benchutil_cpu_s(pid_t pid) {
+  int64_t ticks = benchutil_cpu_ticks(pid);
+  long hz = sysconf(_SC_CLK_TCK);
+  if (ticks < 0) {
+    return -1;
+  }
+  return (double)ticks / (double)(hz > 0 ? hz : 100);
 }

@@ -1,7 +1,11 @@
-/* What the benchmark programs share: a monotonic clock in seconds and the
- * reading of their few numeric flags. */
+/* What the benchmark programs share: a monotonic clock in seconds, the
+ * reading of their few numeric flags and sizes, and the CPU time of a
+ * process they started. */
 #ifndef SHOAL_BENCHUTIL_H
 #define SHOAL_BENCHUTIL_H
+
+#include <stdint.h>
+#include <sys/types.h>
 
 /* Seconds on a monotonic clock. */
 double benchutil_now_s(void);
@@ -10,5 +14,14 @@ double benchutil_now_s(void);
  * the flag is not given; a bad value makes prog print why and exit 2. */
 unsigned long benchutil_arg_ul(const char *prog, int argc, char **argv,
                                const char *name, unsigned long def);
+
+/* "1073741824", "256M", "1G", "512k" (powers of 1024) in bytes; 0 when s
+ * is not such a size, is 0 or is above max. */
+uint64_t benchutil_parse_size(const char *s, uint64_t max);
+
+/* utime + stime of pid from /proc/PID/stat, in clock ticks, or -1. */
+int64_t benchutil_cpu_ticks(pid_t pid);
+/* The same in seconds, or -1. */
+double benchutil_cpu_s(pid_t pid);
 
 #endif

@@ -58,8 +58,8 @@ static void on_looked_up(void *arg, int err, int asker_in_swarm) {
   *done = err == 0 ? 1 : -1;
 }
 
-int intracker_lists(struct intracker *t, const uint8_t content[32],
-                    const uint8_t pk[32]) {
+int intracker_lists_as(struct intracker *t, const uint8_t content[32],
+                       const uint8_t pk[32], int seeding) {
   struct tmsg_lookup q;
   struct tmsg_lookup_ok *r = malloc(sizeof(*r));
   struct registry_lookup_op *op = malloc(sizeof(*op));
@@ -72,7 +72,8 @@ int intracker_lists(struct intracker *t, const uint8_t content[32],
     /* The in-process tracker's memory store answers at once. */
     registry_lookup(&t->trk->reg, op, &q, r, on_looked_up, &done);
     for (unsigned i = 0; done == 1 && i < r->count; i++) {
-      if (memcmp(r->peers[i].pk, pk, 32) == 0) {
+      if (memcmp(r->peers[i].pk, pk, 32) == 0 &&
+          (seeding < 0 || (r->peers[i].seeding != 0) == seeding)) {
         found = 1;
       }
     }
@@ -80,6 +81,11 @@ int intracker_lists(struct intracker *t, const uint8_t content[32],
   free(r);
   free(op);
   return found;
+}
+
+int intracker_lists(struct intracker *t, const uint8_t content[32],
+                    const uint8_t pk[32]) {
+  return intracker_lists_as(t, content, pk, -1);
 }
 
 unsigned intracker_conns_from_loopback(const struct intracker *t) {

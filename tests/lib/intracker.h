@@ -33,6 +33,9 @@ void intracker_close(struct intracker *t);
 /* Whether the tracker lists pk in content's swarm. */
 int intracker_lists(struct intracker *t, const uint8_t content[32],
                     const uint8_t pk[32]);
+/* The same, as a seeder (seeding 1) or not (0), or either (-1). */
+int intracker_lists_as(struct intracker *t, const uint8_t content[32],
+                       const uint8_t pk[32], int seeding);
 /* Connections open from 127.0.0.1. */
 unsigned intracker_conns_from_loopback(const struct intracker *t);
 

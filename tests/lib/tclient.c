@@ -384,3 +384,77 @@ int tc_open_reply(const struct tc_tracker *t, const struct buf *frame,
   *len = e.payload_len;
   return e.type;
 }
+
+/* ------------------------------------------------------------------------ */
+/* A test's fixture */
+
+struct tc_fixture *tc_fixture_new(void) {
+  struct tc_fixture *f = calloc(1, sizeof(*f));
+  if (f == NULL) {
+    return NULL;
+  }
+  buf_init(&f->frame, FRAME_MAX_DEFAULT);
+  buf_init(&f->msg, FRAME_MAX_DEFAULT);
+  return f;
+}
+
+void tc_fixture_free(struct tc_fixture *f) {
+  for (int i = 0; i < f->nfds; i++) {
+    if (f->fds[i] >= 0) {
+      close(f->fds[i]);
+    }
+  }
+  tc_tracker_cleanup(&f->t);
+  if (f->dir[0] != '\0') {
+    tu_rmtree(f->dir);
+  }
+  buf_free(&f->frame);
+  buf_free(&f->msg);
+  free(f);
+}
+
+int tc_fixture_keep(struct tc_fixture *f, int fd) {
+  if (fd < 0) {
+    return -1;
+  }
+  if (f->nfds == TC_FIXTURE_FDS) {
+    close(fd);
+    return -1;
+  }
+  f->fds[f->nfds++] = fd;
+  return fd;
+}
+
+int tc_fixture_run_tracker(struct tc_fixture *f, const char *const *args,
+                           int timeout_ms, struct proc *p) {
+  const char *bin = getenv("SHOAL_BIN");
+  char exe[PROC_PATH_MAX];
+  const char *argv[16];
+  int n = 0;
+  int status;
+  if (f->dir[0] == '\0') {
+    tu_tmpdir(f->dir, sizeof(f->dir));
+  }
+  snprintf(exe, sizeof(exe), "%s/shoal-tracker",
+           bin && bin[0] ? bin : "build/bin");
+  if (setenv("XDG_DATA_HOME", f->dir, 1) != 0) {
+    return -1;
+  }
+  argv[n++] = exe;
+  for (int i = 0; args[i] != NULL; i++) {
+    if (n == 15) {
+      return -1;
+    }
+    argv[n++] = args[i];
+  }
+  argv[n] = NULL;
+  if (proc_start(p, f->dir, "run", argv) != 0) {
+    return -1;
+  }
+  status = proc_wait(p, timeout_ms);
+  if (status < 0) {
+    proc_kill(p);
+    return -1;
+  }
+  return status;
+}

@@ -14,6 +14,7 @@
 #include "common/buf.h"
 #include "common/identity.h"
 #include "common/tmsg.h"
+#include "tests/lib/proc.h"
 
 struct tc_tracker {
   pid_t pid;
@@ -75,5 +76,33 @@ void tc_query_search(struct buf *out, uint64_t qid, const char *words,
  * type) and the payload view, or a negative error. */
 int tc_open_reply(const struct tc_tracker *t, const struct buf *frame,
                   const uint8_t **payload, size_t *len);
+
+/* What an integration test of the tracker holds: the tracker it started,
+ * frame buffers, the client sockets it opened, and a folder for runs that
+ * start none (made when first needed). */
+#define TC_FIXTURE_FDS 128
+struct tc_fixture {
+  struct tc_tracker t;
+  struct buf frame;
+  struct buf msg;
+  int fds[TC_FIXTURE_FDS];
+  int nfds;
+  char dir[PROC_PATH_MAX];
+};
+
+/* A new fixture, or NULL when out of memory. */
+struct tc_fixture *tc_fixture_new(void);
+/* Closes the sockets, stops the tracker, removes the folders, frees f. */
+void tc_fixture_free(struct tc_fixture *f);
+/* Keeps fd, to be closed by tc_fixture_free. Returns fd, or -1 when fd is
+ * -1 or the table is full (fd is then closed). */
+int tc_fixture_keep(struct tc_fixture *f, int fd);
+/* Runs shoal-tracker ($SHOAL_BIN, else build/bin) with args (NULL-ended,
+ * at most 14) in f->dir, with XDG_DATA_HOME there so that a run that
+ * wrongly starts makes no key in the real home, until it exits or
+ * timeout_ms pass (it is then killed). Returns its exit status, its
+ * output in p's files, or -1. */
+int tc_fixture_run_tracker(struct tc_fixture *f, const char *const *args,
+                           int timeout_ms, struct proc *p);
 
 #endif
