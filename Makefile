@@ -383,13 +383,25 @@ COMPARE_FLAGS ?=
 
 compare: build
 	bash bench/compare.sh --bin $(BUILD)/bin --out $(BUILD)/compare $(COMPARE_FLAGS)
+	$(COMPARE_TRACKER_STOP) --n 8 --reps 3 --out $(BUILD)/compare/tracker-stop
+
+# The tracker is killed once the downloaders hold half the bytes (shoal p2p
+# only; docs/comparison.md, "The tracker stops"). `make compare` runs it at
+# N = 8 after the main study, three repetitions, results in
+# $(BUILD)/compare/tracker-stop; `make compare-quick` at N = 4 with 8 MiB.
+COMPARE_TRACKER_STOP = bash bench/compare.sh --systems p2p --tracker-stop 0.5 \
+  --bin $(BUILD)/bin $(COMPARE_FLAGS)
 
 # N = 1 and 4, 8 MiB, one repetition, all three systems; checks that every
 # copy is identical, that shoal p2p beats shoal cs at N = 4 and that the CSV
-# and plots are written. Skipped (status 0) when namespaces cannot be made.
+# and plots are written. Then shoal p2p at N = 4 with the tracker killed
+# halfway (about 5 s more): every copy identical, the tracker stopped
+# before the end. Skipped (status 0) when namespaces cannot be made.
 compare-quick: build
 	bash bench/compare.sh --n "1 4" --size 8M --reps 1 --systems "p2p cs http" \
 	  --bin $(BUILD)/bin --out $(BUILD)/compare-quick --check $(COMPARE_FLAGS)
+	$(COMPARE_TRACKER_STOP) --n 4 --size 8M --reps 1 \
+	  --out $(BUILD)/compare-quick/tracker-stop --check
 
 # ---------------------------------------------------------------------------
 # The daemon's web page (peer/web/index.html) and its browser test.

@@ -45,6 +45,14 @@ namespaces, tc), unless --loopback.
   --origin-leaves     shoal p2p only: the origin quits as soon as one full
                       copy exists in the swarm (the first downloader is
                       complete); the downloaders keep seeding
+  --tracker-stop FRACTION
+                      shoal p2p only: the tracker is killed (SIGKILL, by
+                      its PID) once the downloaders together hold FRACTION
+                      (0.01 to 0.99) of the N copies, as their progress
+                      events report it; the peers log at info level and
+                      tracker_stop.csv counts, per downloader, the sessions
+                      opened and lost after the stop and the dials that
+                      peer exchange and the remembered tracker replies made
   --loopback          no namespaces: everything on 127.0.0.1 with shoal's
                       own --upload-rate/--download-rate; HTTP is skipped
   --systems "LIST"    which systems to run, of "p2p cs http" (all)
@@ -89,6 +97,7 @@ opt_peer_up=10mbit
 opt_peer_down=""
 opt_hetero=0
 opt_origin_leaves=0
+opt_tracker_stop=""
 opt_loopback=0
 opt_systems="p2p cs http"
 opt_mtu=1500
@@ -109,6 +118,7 @@ while [ "$#" -gt 0 ]; do
   --peer-down) need_arg "$@"; opt_peer_down=$2; shift 2 ;;
   --hetero) opt_hetero=1; shift ;;
   --origin-leaves) opt_origin_leaves=1; shift ;;
+  --tracker-stop) need_arg "$@"; opt_tracker_stop=$2; shift 2 ;;
   --loopback) opt_loopback=1; shift ;;
   --systems) need_arg "$@"; opt_systems=$2; shift 2 ;;
   --mtu) need_arg "$@"; opt_mtu=$2; shift 2 ;;
@@ -182,6 +192,11 @@ peer_bits=$(rate_bits "$opt_peer_up") || usage_err "--peer-up: '$opt_peer_up' is
 down_bits=0
 if [ -n "$opt_peer_down" ]; then
   down_bits=$(rate_bits "$opt_peer_down") || usage_err "--peer-down: '$opt_peer_down' is not a rate such as 20mbit"
+fi
+if [ -n "$opt_tracker_stop" ]; then
+  [[ $opt_tracker_stop =~ ^0?\.[0-9]{1,3}$ ]] &&
+    awk -v f="$opt_tracker_stop" 'BEGIN { exit !(f >= 0.01 && f <= 0.99) }' ||
+    usage_err "--tracker-stop: '$opt_tracker_stop' is not a fraction from 0.01 to 0.99 such as 0.5"
 fi
 is_uint "$opt_reps" && [ "$opt_reps" -ge 1 ] && [ "$opt_reps" -le 100 ] ||
   usage_err "--reps must be 1 to 100"
@@ -592,10 +607,64 @@ record_run() {
   fi
 }
 
+# held_bytes DIR N: the bytes downloaders 1..N hold, from the last
+# progress event of each (the whole file once it reported "complete"),
+# then the peers each last reported: "SUM P1 P2 ...".
+held_bytes() {
+  local dir=$1 n=$2 i files=()
+  for ((i = 1; i <= n; i++)); do files+=("$dir/d$i.out"); done
+  awk -v F="$size" '
+    FNR == 1 { k++ }
+    /"event":"progress"/ {
+      if (match($0, /"have":[0-9]+/)) have[k] = substr($0, RSTART + 7, RLENGTH - 7) + 0
+      if (match($0, /"peers":[0-9]+/)) peers[k] = substr($0, RSTART + 8, RLENGTH - 8) + 0
+    }
+    /"event":"complete"/ { done[k] = 1 }
+    END {
+      for (i = 1; i <= k; i++) { sum += done[i] ? F : have[i] + 0; list = list " " peers[i] + 0 }
+      printf "%.0f%s\n", sum, list
+    }' "${files[@]}" 2>/dev/null || echo 0
+}
+
+# record_stop N REP: one row per downloader in tracker_stop.csv: the peers
+# it reported just before the stop, the sessions it opened before the stop
+# and between the stop and the end of the run (the last completion), the
+# sessions it lost between the stop and its own completion (a duplicate
+# of a session it keeps is not lost), and its dials in that time to the
+# addresses of peer-exchange records and to peers the tracker had named
+# before (the two ways a downloader finds peers with no tracker). Uses the
+# caller's $r, $stop_at, $end_at, $stop_peers, $stop_s and $stop_held.
+record_stop() {
+  local n=$1 rep=$2 i before after
+  for ((i = 1; i <= n; i++)); do
+    before=$(head -c "${stop_at[i]}" "$r/d$i.err")
+    after=$(head -c "${end_at[i]}" "$r/d$i.err" | tail -c "+$((stop_at[i] + 1))")
+    printf 'p2p,%s,%s,%s,%s,d%s,%s,%s,%s,%s,%s,%s,%s\n' "$n" "$rep" "$opt_tracker_stop" \
+      "$stop_s" "$i" "$stop_held" "${stop_peers[$((i - 1))]:-}" \
+      "$(grep -c ': session with ' <<<"$before" || true)" \
+      "$(grep -c ': session with ' <<<"$after" || true)" \
+      "$(sed '/ storage: .*: complete$/q' <<<"$after" | grep ' closed: ' |
+        grep -c -v 'closed: duplicate session$' || true)" \
+      "$(grep -c 'from peer exchange$' <<<"$after" || true)" \
+      "$(grep -c 'tracker unreachable; dialling a known peer$' <<<"$after" || true)" \
+      >>"$stop_csv"
+  done
+}
+
 run_shoal() {
   local mode=$1 n=$2 rep=$3 i f t0 deadline_cs secs origin_pid origin_left=0
-  local link="" ndone=0 rate_args=() down_args=() dl_pids=() k
+  local link="" ndone=0 rate_args=() down_args=() dl_pids=() k log_args=()
+  local stopping=0 held stop_bytes=0 stop_at=() end_at=() stop_peers=()
   local -A got=()
+  # --tracker-stop: the downloaders' sessions and dials are counted from
+  # their info-level log lines, before and after the stop.
+  stop_s=""
+  stop_held=""
+  if [ -n "$opt_tracker_stop" ] && [ "$mode" = p2p ]; then
+    stopping=1
+    log_args=(--log-level info)
+    stop_bytes=$(awk -v f="$opt_tracker_stop" -v n="$n" -v s="$size" 'BEGIN { printf "%d", f * n * s }')
+  fi
   run_status=ok
   comp=() launch=() up_b=() down_b=() same=()
   origin_up=0
@@ -632,7 +701,7 @@ run_shoal() {
       if [ "$opt_loopback" = 1 ]; then rate_args=(--upload-rate "$(($(peer_up_bits "$i") / 8))"); fi
       start_gated "d$i" "$r/d$i" "$bin/shoal-peer" get "$link" -o "$r/d$i" --seed \
         --home "$r/home-d$i" --listen "$(peer_listen)" --interval-cap 1 --json \
-        --mode "$mode" "${rate_args[@]}" "${down_args[@]}"
+        --mode "$mode" "${rate_args[@]}" "${down_args[@]}" "${log_args[@]}"
       dl_pids[$i]=$bg_pid
       launch[$i]=0
     done
@@ -655,6 +724,26 @@ run_shoal() {
         fi
       done
       [ "$ndone" -ge "$n" ] && break
+      if [ "$stopping" = 1 ]; then
+        # What the downloaders hold together, from their last progress
+        # events (a complete one holds the whole file).
+        held=$(held_bytes "$r" "$n")
+        if [ "${held%% *}" -ge "$stop_bytes" ]; then
+          kill -KILL "$tracker_pid" 2>/dev/null || true
+          wait "$tracker_pid" 2>/dev/null || true
+          unset "live[$tracker_pid]"
+          clock
+          stop_s=$(awk -v c="$((now - t0))" 'BEGIN { printf "%.2f", c / 100 }')
+          stop_held=$(calc "${held%% *} / ($n * $size)")
+          read -r -a stop_peers <<<"${held#* }"
+          for ((i = 1; i <= n; i++)); do
+            stop_at[i]=$(stat -c %s "$r/d$i.err")
+          done
+          stopping=2
+          say "tracker killed $stop_s s after the start, the downloaders holding $(calc "100 * $stop_held" |
+            awk '{ printf "%.1f", $1 }')% of the copies"
+        fi
+      fi
       for ((i = 1; i <= n; i++)); do
         [ -n "${got[$i]:-}" ] && continue
         if ! kill -0 "${dl_pids[$i]}" 2>/dev/null; then
@@ -675,6 +764,11 @@ run_shoal() {
       fi
       sleep 0.1
     done
+  fi
+
+  # The stop's counts end here, before the shutdown closes every session.
+  if [ "$stopping" = 2 ]; then
+    for ((i = 1; i <= n; i++)); do end_at[i]=$(stat -c %s "$r/d$i.err"); done
   fi
 
   # Everyone stops; each shoal-peer prints its totals on the way out. An
@@ -699,6 +793,12 @@ run_shoal() {
       fail_run "downloader $i printed no stats on exit"
     fi
   done
+  if [ "$stopping" = 1 ] && [ "$run_status" = ok ]; then
+    fail_run "the run ended before the downloaders held $opt_tracker_stop of the copies: the tracker was never stopped"
+  fi
+  if [ "$stopping" = 2 ]; then
+    record_stop "$n" "$rep"
+  fi
   record_run "$mode" "$n" "$rep"
   if [ "$opt_keep_logs" = 1 ]; then
     mkdir -p "$opt_out/logs/$mode-n$n-r$rep"
@@ -918,12 +1018,50 @@ write_md() {
     echo
     targets_text
     echo
+    if [ -s "$stop_csv" ]; then stop_md; fi
     echo "Plots: d_vs_n.png, ratio.png, cdf.png."
   } >"$md"
 }
 
+# The tracker-stop table of summary.md: a row per run, from
+# tracker_stop.csv and the per-run table.
+stop_md() {
+  echo "Tracker killed at $opt_tracker_stop of the bytes (shoal p2p). Sessions and dials are"
+  echo "counted from each downloader's info-level log; \"peers\" is the sessions"
+  echo "of its last progress event before the stop (the origin included);"
+  echo "\"lost\" counts sessions closed after the stop while the downloader was"
+  echo "not yet complete (duplicates of a session it kept aside)."
+  echo
+  echo "| N | rep | stopped at (s) | held at stop | D (s) | D / bound | peers at stop (min-max) | sessions opened after | sessions lost after | dials from peer exchange | dials to peers the tracker named |"
+  echo "|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|"
+  awk -F '\t' 'FNR == NR { if ($1 == "p2p") { D[$2, $3] = $4; B[$2, $3] = $5 } ; next }
+    FNR > 1 {
+      key = $2 SUBSEP $3
+      if (!(key in seen)) { seen[key] = 1; order[++nk] = key; at[key] = $5; held[key] = $7; lo[key] = $8; hi[key] = $8 }
+      if ($8 + 0 < lo[key] + 0) lo[key] = $8
+      if ($8 + 0 > hi[key] + 0) hi[key] = $8
+      opened[key] += $10; lost[key] += $11; pex[key] += $12; known[key] += $13
+    }
+    END {
+      for (q = 1; q <= nk; q++) {
+        key = order[q]; split(key, nr, SUBSEP)
+        d = D[key]; ratio = d == "NA" || d == "" ? "failed" : sprintf("%.3f", d / B[key])
+        printf "| %s | %s | %.1f | %.1f%% | %s | %s | %s-%s | %d | %d | %d | %d |\n", nr[1], nr[2], at[key],
+          100 * held[key], d == "NA" ? "failed" : sprintf("%.2f", d), ratio, lo[key], hi[key],
+          opened[key], lost[key], pex[key], known[key]
+      }
+    }' "$runs_tsv" FS=, "$stop_csv"
+  echo
+}
+
 targets_text() {
-  if has_system p2p; then target_line p2p 1.10 ""; fi
+  if has_system p2p; then
+    if [ -n "$opt_tracker_stop" ]; then
+      target_line p2p 1.15 " with the tracker killed at $opt_tracker_stop of the bytes"
+    else
+      target_line p2p 1.10 ""
+    fi
+  fi
   if has_system cs; then target_line cs 1.06 ""; fi
   if has_system http; then target_line http 1.06 " (reference: the issue quotes 1.05x)"; fi
   if [ "$opt_hetero" = 1 ] || [ "$opt_origin_leaves" = 1 ] || [ -n "$opt_peer_down" ]; then
@@ -961,6 +1099,11 @@ runs_tsv=$opt_out/plot/runs.tsv
 mkdir -p "$opt_out/plot"
 : >"$runs_tsv"
 echo "system,n,rep,host,up_cap_Bps,down_cap_Bps,start_s,complete_s,identical,uploaded_B,downloaded_B,status" >"$runs_csv"
+stop_csv=$opt_out/tracker_stop.csv
+rm -f "$stop_csv"
+if [ -n "$opt_tracker_stop" ] && has_system p2p; then
+  echo "system,n,rep,stop_fraction,stop_s,host,held_at_stop,peers_at_stop,sessions_before,sessions_after,lost_after,pex_dials_after,known_dials_after" >"$stop_csv"
+fi
 
 if [ "$opt_loopback" = 0 ]; then
   net_up
@@ -986,6 +1129,11 @@ if [ "$opt_origin_leaves" = 1 ]; then
   leaves_text="; origin leaves (p2p) once the first downloader is complete"
   extra_flags+=" --origin-leaves"
   plot_extra+=", origin leaves"
+fi
+if [ -n "$opt_tracker_stop" ]; then
+  leaves_text+="; tracker killed (p2p) once the downloaders hold $opt_tracker_stop of the copies"
+  extra_flags+=" --tracker-stop $opt_tracker_stop"
+  plot_extra+=", tracker stops at $opt_tracker_stop"
 fi
 if [ "$opt_loopback" = 1 ]; then
   extra_flags+=" --loopback"
@@ -1065,6 +1213,15 @@ if [ "$opt_check" = 1 ]; then
   for f in runs.csv summary.csv summary.md d_vs_n.png ratio.png cdf.png; do
     [ -s "$opt_out/$f" ] || bad+=("$f was not written")
   done
+  if [ -n "$opt_tracker_stop" ] && has_system p2p; then
+    # A run whose tracker was never stopped has failed (above); each run
+    # that stopped it has a row per downloader.
+    if [ "$(awk -F, 'NR > 1' "$stop_csv" 2>/dev/null | wc -l)" -lt "$(awk -F, '$1 == "p2p" && $4 != "origin" && $12 == "ok"' "$runs_csv" | wc -l)" ]; then
+      bad+=("tracker_stop.csv lacks rows for runs whose tracker was stopped")
+    else
+      say "check: the tracker was killed in every shoal p2p run and every downloader completed"
+    fi
+  fi
   if [ "${#bad[@]}" -gt 0 ]; then
     for f in "${bad[@]}"; do warn "check FAILED: $f"; done
     exit 1
