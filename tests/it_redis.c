@@ -32,6 +32,7 @@
 #include "tests/lib/testutil.h"
 
 #define TIMEOUT_MS 5000
+#define START_MS 10000 /* a tracker's store connects */
 /* A refusal while Redis is down must come within this (the store's own
  * call timeout is 2 s). */
 #define UNAVAILABLE_MS 3000
@@ -89,17 +90,38 @@ static int teardown(void **state) {
   return 0;
 }
 
+/* Waits until t's log says its store is connected (a tracker listens at
+ * once and refuses requests with "store unavailable" until then, which is
+ * right, but not what these tests are about). */
+static void wait_store_connected(const struct tc_tracker *t) {
+  uint64_t deadline = proc_now_ms() + START_MS;
+  while (proc_now_ms() < deadline) {
+    size_t len;
+    char *text = tu_read_text(t->log_path, &len);
+    int up = text != NULL && strstr(text, ": connected") != NULL;
+    free(text);
+    if (up) {
+      return;
+    }
+    proc_pause_ms(20);
+  }
+  fail_msg("the tracker's store did not connect within %d ms", START_MS);
+}
+
 /* Starts instance A on store, and B on the same store with A's key file
- * (when two is set). */
+ * (when two is set), and waits for their stores. */
 static void start_trackers(struct fixture *f, const char *store, int two) {
   snprintf(f->store, sizeof(f->store), "%s", store);
   const char *extra_a[] = {"--store", f->store, "--log-level", "debug", NULL};
   assert_int_equal(tc_tracker_start(&f->a, 0, extra_a), 0);
+  wait_store_connected(&f->a);
   f->fa = tc_connect(f->a.port);
   assert_true(f->fa >= 0);
   if (two) {
-    const char *extra_b[] = {"--store", f->store, "--key", f->a.key_path, NULL};
+    const char *extra_b[] = {"--store",     f->store, "--key", f->a.key_path,
+                             "--log-level", "info",   NULL};
     assert_int_equal(tc_tracker_start(&f->b, 0, extra_b), 0);
+    wait_store_connected(&f->b);
     assert_memory_equal(f->a.key, f->b.key, 32);
     f->fb = tc_connect(f->b.port);
     assert_true(f->fb >= 0);
@@ -273,7 +295,15 @@ static void redis_stopped_gives_a_clear_refusal_then_heals(void **st) {
   start_redis(f);
   start_trackers(f, f->redis.url, 0);
   content_id(c, 4);
-  assert_int_equal(announce(f, &f->a, f->fa, c, NULL), TMSG_ANNOUNCE_OK);
+  {
+    int type = announce(f, &f->a, f->fa, c, NULL);
+    if (type != TMSG_ANNOUNCE_OK) {
+      char cmd[sizeof(f->a.log_path) + 32];
+      snprintf(cmd, sizeof(cmd), "tail -30 %s", f->a.log_path);
+      (void)system(cmd);
+    }
+    assert_int_equal(type, TMSG_ANNOUNCE_OK);
+  }
 
   redis_stop(&f->redis);
   uint64_t begun = proc_now_ms();
