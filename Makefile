@@ -237,12 +237,29 @@ $(BUILD)/tests/%: $(BUILD)/obj/tests/%.o $(TESTLIB_OBJ) $(LIBS)
 	@mkdir -p $(@D)
 	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(TEST_LIBS_PKG) $(PEER_PKG_LIBS) $(HIREDIS_LIBS) -lm
 
-# bench/lib/ holds what the benchmark programs share.
-BENCHLIB_OBJ := $(patsubst %.c,$(BUILD)/obj/%.o,$(wildcard bench/lib/*.c))
+# bench/lib/ holds what the benchmark programs share; cryptorate.c (the
+# primitives' rates) is bench/transfer's alone, as it may link libcrypto.
+BENCHLIB_OBJ := $(patsubst %.c,$(BUILD)/obj/%.o,\
+                  $(filter-out bench/lib/cryptorate.c,$(wildcard bench/lib/*.c)))
 
 $(BUILD)/bench/%: $(BUILD)/obj/bench/%.o $(BENCHLIB_OBJ) $(LIBS)
 	@mkdir -p $(@D)
 	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(PEER_PKG_LIBS) $(HIREDIS_LIBS) -lm
+
+# bench/transfer also times OpenSSL's primitives beside libsodium's when
+# libcrypto is installed (Debian's libssl-dev); without it, libsodium's
+# alone. libcrypto links only this benchmark, never shoal itself.
+BENCH_LIBCRYPTO := $(shell pkg-config --exists libcrypto 2>/dev/null && echo 1)
+ifeq ($(BENCH_LIBCRYPTO),1)
+$(BUILD)/obj/bench/lib/cryptorate.o: CFLAGS += -DSHOAL_BENCH_LIBCRYPTO=1 \
+  $(shell pkg-config --cflags libcrypto)
+BENCH_CRYPTO_LIBS := $(shell pkg-config --libs libcrypto)
+endif
+$(BUILD)/bench/transfer: $(BUILD)/obj/bench/transfer.o \
+                         $(BUILD)/obj/bench/lib/cryptorate.o \
+                         $(BENCHLIB_OBJ) $(LIBS)
+	@mkdir -p $(@D)
+	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(PEER_PKG_LIBS) $(BENCH_CRYPTO_LIBS) -lm
 
 # bench/pacing drives the real binaries with the integration tests' helpers
 # for processes, the tracker, the peer wire and a fake peer (none of them

@@ -22,6 +22,17 @@
  * the work a downloader cannot avoid per byte. The copy is checked against
  * the original by BLAKE2b-256 of the whole file.
  *
+ * Then, with shoal stopped, the same file (hard-linked, so the same page
+ * cache) served by a stock lighttpd on 127.0.0.1 to curl: once to
+ * /dev/null, once to a file beside shoal's copy, flushed with fsync inside
+ * the time (shoal flushes its copy before it says complete). It prints
+ * shoal's wall time over each HTTP time (target <= 1.0, issue 17), and CPU
+ * per GiB of lighttpd (/proc/PID/stat around the fetch) and of curl
+ * (wait4's rusage). No lighttpd: that part is skipped, with a message.
+ * Last, the per-byte primitives on one core at 16 KiB blocks
+ * (bench/lib/cryptorate.c): libsodium's, and OpenSSL's EVP ones when
+ * libcrypto was found at build time.
+ *
  * Targets: throughput >= 0.60 x the limit; with --rss (a 4 GiB file unless
  * --size says otherwise) the downloader's peak RSS < 64 MiB. --rss needs
  * 10 GiB free in $TMPDIR and is skipped (exit 0) with a message otherwise.
@@ -40,6 +51,7 @@
 #include <fcntl.h>
 #include <ftw.h>
 #include <inttypes.h>
+#include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
 #include <sodium.h>
@@ -48,6 +60,7 @@
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <sys/types.h>
@@ -56,6 +69,7 @@
 #include <unistd.h>
 
 #include "bench/lib/benchutil.h"
+#include "bench/lib/cryptorate.h"
 
 #define BLOCK (64u * 1024u)           /* the wire's largest DATA block */
 #define GEN_BLOCK (1u << 20)          /* file generation unit */
@@ -66,9 +80,21 @@
 #define DEFAULT_SIZE (1ull << 30)
 #define RATIO_TARGET 0.60
 #define STOP_GRACE_MS 5000 /* SIGTERM, then SIGKILL (peer stops in 2 s) */
-#define NCHILD 3
+#define NCHILD 5
+#define PRIM_BLOCK (16u * 1024u) /* block size of the primitives' rates */
+#define PRIM_SECONDS 0.5         /* time spent on each primitive */
+#define HTTP_TARGET 1.0          /* shoal's time over the HTTP time */
 
-enum { TRACKER, SEEDER, GETTER };
+enum { TRACKER, SEEDER, GETTER, HTTPD, CURL };
+
+/* One fetch of the file by curl from the stock HTTP server. */
+struct http_fetch {
+  const char *dest_name; /* where curl writes: "/dev/null" or a file */
+  double wall;           /* curl started to exited (+ fsync for a file) */
+  double curl_said;      /* curl's own time_total */
+  double server_cpu;     /* lighttpd's CPU seconds during the fetch */
+  double client_cpu;     /* curl's CPU seconds (wait4's rusage) */
+};
 
 struct child {
   const char *name;
@@ -99,6 +125,9 @@ struct run {
   double reported_s;
   unsigned last_peers;
   char error[512];
+  /* From curl: "time_total size_download http_code". */
+  double curl_time, curl_bytes, curl_code;
+  int curl_line;
 };
 
 static volatile sig_atomic_t g_signal;
@@ -510,6 +539,17 @@ static void on_line(struct run *r, int who, const char *line, double t) {
     }
     return;
   }
+  if (who == CURL) {
+    char *end;
+    r->curl_time = strtod(line, &end);
+    r->curl_bytes = strtod(end, &end);
+    r->curl_code = strtod(end, &end);
+    r->curl_line = 1;
+    return;
+  }
+  if (who == HTTPD) {
+    return;
+  }
   if (is_event(line, "error")) {
     char msg[400] = "";
     json_str(line, "message", msg, sizeof(msg));
@@ -609,6 +649,199 @@ static void pump(struct run *r, int timeout_ms) {
   }
 }
 
+/* ------------------------------------------------------- HTTP baseline */
+
+/* The first executable NAME in $PATH, then /usr/sbin and /sbin (where
+ * Debian puts lighttpd), into out; -1 when there is none. */
+static int find_exe(const char *name, char *out, size_t cap) {
+  const char *env = getenv("PATH");
+  char dirs[4096];
+  snprintf(dirs, sizeof(dirs), "%s:/usr/sbin:/sbin", env ? env : "/usr/bin");
+  for (char *d = dirs, *next; d != NULL; d = next) {
+    next = strchr(d, ':');
+    if (next != NULL) {
+      *next++ = '\0';
+    }
+    if (d[0] != '\0' && path_join(out, cap, d, name) == 0 &&
+        access(out, X_OK) == 0) {
+      return 0;
+    }
+  }
+  return -1;
+}
+
+/* A free TCP port on 127.0.0.1 (bound, read and released), or 0. */
+static unsigned free_port(void) {
+  struct sockaddr_in a;
+  socklen_t len = sizeof(a);
+  unsigned port = 0;
+  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) {
+    return 0;
+  }
+  memset(&a, 0, sizeof(a));
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0 &&
+      getsockname(fd, (struct sockaddr *)&a, &len) == 0) {
+    port = ntohs(a.sin_port);
+  }
+  close(fd);
+  return port;
+}
+
+/* 1 once something accepts on 127.0.0.1:port. */
+static int port_answers(unsigned port) {
+  struct sockaddr_in a;
+  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  int ok;
+  if (fd < 0) {
+    return 0;
+  }
+  memset(&a, 0, sizeof(a));
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  a.sin_port = htons((uint16_t)port);
+  ok = connect(fd, (struct sockaddr *)&a, sizeof(a)) == 0;
+  close(fd);
+  return ok;
+}
+
+/* Serves DIR/www, where the test file is hard-linked (same inode, so the
+ * same page cache as shoal's seeder read), with a stock lighttpd on
+ * 127.0.0.1:*port. 0 once it accepts connections, -1 with a reason in
+ * why otherwise. */
+static int http_start(struct run *r, const char *file, const char *lighttpd,
+                      unsigned *port, char *why, size_t cap) {
+  char www[4200], served[4200], conf[4200], log[4200];
+  FILE *f;
+
+  if (strpbrk(r->dir, "\"\\") != NULL) {
+    snprintf(why, cap, "the temp folder's name holds a quote or backslash");
+    return -1;
+  }
+  if (path_join(www, sizeof(www), r->dir, "www") != 0 ||
+      path_join(served, sizeof(served), www, "data.bin") != 0 ||
+      path_join(conf, sizeof(conf), r->dir, "lighttpd.conf") != 0 ||
+      path_join(log, sizeof(log), r->dir, "lighttpd.log") != 0) {
+    snprintf(why, cap, "TMPDIR path too long");
+    return -1;
+  }
+  if (mkdir(www, 0700) != 0 || link(file, served) != 0) {
+    snprintf(why, cap, "cannot link the test file into www/: %s",
+             strerror(errno));
+    return -1;
+  }
+  *port = free_port();
+  if (*port == 0) {
+    snprintf(why, cap, "no free port on 127.0.0.1");
+    return -1;
+  }
+  f = fopen(conf, "we");
+  if (f == NULL) {
+    snprintf(why, cap, "cannot write lighttpd.conf");
+    return -1;
+  }
+  fprintf(f,
+          "server.document-root = \"%s\"\n"
+          "server.bind = \"127.0.0.1\"\n"
+          "server.port = %u\n"
+          "server.errorlog = \"%s\"\n"
+          "mimetype.assign = ( \"\" => \"application/octet-stream\" )\n",
+          www, *port, log);
+  if (fclose(f) != 0) {
+    snprintf(why, cap, "cannot write lighttpd.conf");
+    return -1;
+  }
+  {
+    char *argv_h[] = {(char *)(uintptr_t)lighttpd, "-D", "-f", conf, NULL};
+    if (spawn(r, &r->c[HTTPD], argv_h) != 0) {
+      snprintf(why, cap, "cannot start lighttpd");
+      return -1;
+    }
+  }
+  double deadline = now_s() + 10;
+  while (!port_answers(*port)) {
+    if (g_signal || r->c[HTTPD].exited || now_s() > deadline) {
+      snprintf(why, cap, "%s",
+               g_signal             ? "interrupted"
+               : r->c[HTTPD].exited ? "lighttpd exited at start"
+                                    : "lighttpd did not answer within 10 s");
+      return -1;
+    }
+    pump(r, 20);
+  }
+  return 0;
+}
+
+/* curl fetches the file from 127.0.0.1:port into f->dest_name; a file is
+ * then flushed to disk with fsync, inside the time, as shoal's downloader
+ * flushes its copy before it says complete. 0 when curl exited 0 with
+ * HTTP 200 and `size` bytes. */
+static int http_fetch(struct run *r, unsigned port, uint64_t size,
+                      double timeout_s, struct http_fetch *f, char *why,
+                      size_t cap) {
+  char url[64], maxtime[32];
+  struct child *c = &r->c[CURL];
+  int to_file = strcmp(f->dest_name, "/dev/null") != 0;
+
+  snprintf(url, sizeof(url), "http://127.0.0.1:%u/data.bin", port);
+  snprintf(maxtime, sizeof(maxtime), "%.0f", timeout_s);
+  r->curl_line = 0;
+  double cpu0 = benchutil_cpu_s(r->c[HTTPD].pid);
+  double t0 = now_s();
+  {
+    char *argv_c[] = {"/usr/bin/env",
+                      "curl",
+                      "-sS",
+                      "-f",
+                      "--max-time",
+                      maxtime,
+                      "-o",
+                      (char *)(uintptr_t)f->dest_name,
+                      "-w",
+                      "%{time_total} %{size_download} %{http_code}\\n",
+                      url,
+                      NULL};
+    if (spawn(r, c, argv_c) != 0) {
+      snprintf(why, cap, "cannot start curl");
+      return -1;
+    }
+  }
+  double deadline = t0 + timeout_s + 10;
+  while ((!c->exited || c->out >= 0) && !g_signal && now_s() < deadline) {
+    pump(r, 50);
+  }
+  if (!c->exited) {
+    snprintf(why, cap, "%s", g_signal ? "interrupted" : "curl timed out");
+    return -1;
+  }
+  if (to_file) {
+    int fd = open(f->dest_name, O_WRONLY | O_CLOEXEC);
+    if (fd < 0 || fsync(fd) != 0) {
+      snprintf(why, cap, "fsync %s: %s", f->dest_name, strerror(errno));
+      if (fd >= 0) {
+        close(fd);
+      }
+      return -1;
+    }
+    close(fd);
+  }
+  f->wall = now_s() - t0;
+  f->server_cpu = benchutil_cpu_s(r->c[HTTPD].pid) - cpu0;
+  f->client_cpu = (double)c->ru.ru_utime.tv_sec + c->ru.ru_utime.tv_usec / 1e6 +
+                  (double)c->ru.ru_stime.tv_sec + c->ru.ru_stime.tv_usec / 1e6;
+  f->curl_said = r->curl_time;
+  if (!WIFEXITED(c->status) || WEXITSTATUS(c->status) != 0 || !r->curl_line ||
+      r->curl_code != 200 || r->curl_bytes != (double)size) {
+    snprintf(why, cap, "curl to %s: exit status %d, HTTP %.0f, %.0f bytes",
+             f->dest_name, c->status, r->curl_code, r->curl_bytes);
+    return -1;
+  }
+  stop_child(c);
+  return 0;
+}
+
 /* ----------------------------------------------------------------- run */
 
 static void cleanup(struct run *r) {
@@ -660,6 +893,11 @@ int main(int argc, char **argv) {
   char tkey[4200], tlog[4200], taddr[64];
   uint8_t h_orig[32], h_copy[32];
   double limit_bps = 0;
+  struct cryptorate_row prim[CRYPTORATE_MAX];
+  size_t nprim = 0;
+  char lighttpd[4200], curl_copy[4200], http_why[512] = "";
+  struct http_fetch fetch[2] = {{.dest_name = "/dev/null"}, {0}};
+  int have_http = 0;
   int rc = 1;
 
   for (int i = 1; i < argc; i++) {
@@ -699,6 +937,8 @@ int main(int argc, char **argv) {
   r->c[TRACKER].name = "tracker";
   r->c[SEEDER].name = "seeder";
   r->c[GETTER].name = "downloader";
+  r->c[HTTPD].name = "lighttpd";
+  r->c[CURL].name = "curl";
 
   snprintf(tracker_exe, sizeof(tracker_exe), "%s/shoal-tracker", bin);
   snprintf(peer_exe, sizeof(peer_exe), "%s/shoal-peer", bin);
@@ -742,7 +982,8 @@ int main(int argc, char **argv) {
       path_join(seed_home, sizeof(seed_home), r->dir, "home-seeder") != 0 ||
       path_join(get_home, sizeof(get_home), r->dir, "home-downloader") != 0 ||
       path_join(tkey, sizeof(tkey), r->dir, "tracker.key") != 0 ||
-      path_join(tlog, sizeof(tlog), r->dir, "tracker.log") != 0) {
+      path_join(tlog, sizeof(tlog), r->dir, "tracker.log") != 0 ||
+      path_join(curl_copy, sizeof(curl_copy), r->dir, "curl-copy.bin") != 0) {
     rc = fail(r, "TMPDIR path too long");
     goto out;
   }
@@ -765,6 +1006,7 @@ int main(int argc, char **argv) {
     rc = fail(r, g_signal ? "interrupted" : "measuring the limit");
     goto out;
   }
+  nprim = cryptorate_run(prim, PRIM_BLOCK, PRIM_SECONDS);
 
   /* Tracker. */
   {
@@ -884,6 +1126,27 @@ int main(int argc, char **argv) {
     goto out;
   }
 
+  /* The same bytes from a stock HTTP server to curl, with shoal stopped:
+   * to /dev/null, then to a file beside shoal's copy, flushed. */
+  fetch[1].dest_name = curl_copy;
+  if (find_exe("lighttpd", lighttpd, sizeof(lighttpd)) != 0) {
+    snprintf(http_why, sizeof(http_why),
+             "lighttpd not found (make deps installs it)");
+  } else {
+    unsigned port = 0;
+    if (http_start(r, file, lighttpd, &port, http_why, sizeof(http_why)) != 0 ||
+        http_fetch(r, port, size, timeout_s, &fetch[0], http_why,
+                   sizeof(http_why)) != 0 ||
+        http_fetch(r, port, size, timeout_s, &fetch[1], http_why,
+                   sizeof(http_why)) != 0) {
+      rc = fail(r, http_why);
+      goto out;
+    }
+    have_http = 1;
+    stop_child(&r->c[HTTPD]);
+    remove(curl_copy);
+  }
+
   {
     double gib = (double)size / 1073741824.0;
     double t0 = r->t_manifest != 0 ? r->t_manifest : r->t_first_progress;
@@ -932,6 +1195,45 @@ int main(int argc, char **argv) {
     }
     printf("\n  copy                       identical, BLAKE2b-256 %.16s...\n",
            hx);
+    if (have_http) {
+      const struct http_fetch *d = &fetch[1], *n = &fetch[0];
+      double time_ratio = wall / d->wall;
+      double null_ratio = wall / n->wall;
+      printf("  HTTP (lighttpd -> curl, same file, same run, shoal stopped)\n");
+      printf("    to a file + fsync        %6.2f s  %8.1f MiB/s   (curl says "
+             "%.2f s; beside shoal's copy)\n",
+             d->wall, mib((double)size / d->wall), d->curl_said);
+      printf("    to /dev/null             %6.2f s  %8.1f MiB/s   (curl says "
+             "%.2f s)\n",
+             n->wall, mib((double)size / n->wall), n->curl_said);
+      printf("    CPU per GiB              to a file: lighttpd %.2f s  curl "
+             "%.2f s   to /dev/null: lighttpd %.2f s  curl %.2f s\n",
+             d->server_cpu / gib, d->client_cpu / gib, n->server_cpu / gib,
+             n->client_cpu / gib);
+      printf("  shoal / HTTP time          %6.2f     target <= %.2f  %s   "
+             "(shoal wall %.2f s over HTTP to a file %.2f s; download "
+             "alone %.2f)\n",
+             time_ratio, HTTP_TARGET,
+             time_ratio <= HTTP_TARGET ? "ok" : "ABOVE TARGET", wall, d->wall,
+             dl / d->wall);
+      printf("  shoal / HTTP to /dev/null  %6.2f     target <= %.2f  %s   "
+             "(stricter: shoal still writes and flushes its copy)\n",
+             null_ratio, HTTP_TARGET,
+             null_ratio <= HTTP_TARGET ? "ok" : "ABOVE TARGET");
+    } else {
+      printf("  HTTP                       skipped: %s\n", http_why);
+    }
+    printf("  primitives, 1 core, %u KiB blocks (MB/s = 10^6 B/s; OpenSSL: "
+           "%s)\n",
+           PRIM_BLOCK / 1024u, cryptorate_openssl_version());
+    for (size_t i = 0; i < nprim; i++) {
+      printf("    %-10s %-24s %8.0f MB/s\n", prim[i].lib, prim[i].name,
+             prim[i].mbps);
+    }
+    if (!cryptorate_have_openssl()) {
+      printf("    OpenSSL                  not built in (no libcrypto: "
+             "Debian's libssl-dev)\n");
+    }
     rc = 0;
   }
 
