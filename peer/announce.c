@@ -708,7 +708,7 @@ static void redial_known(struct swarm *sw) {
       return;
     }
     if (k->next_try_ms > now || bans_is_banned(sw, k->pk) ||
-        swarm_connected_to(sw, k->pk)) {
+        session_connected_to(sw, k->pk)) {
       continue;
     }
     k->backoff_ms = k->backoff_ms == 0 ? 2000 : k->backoff_ms * 2;
@@ -765,7 +765,7 @@ static void on_lookup(void *arg, int status,
       break;
     }
     if (memcmp(p->pk, n->id->pk, IDENTITY_PK_BYTES) == 0 || p->port == 0 ||
-        bans_is_banned(sw, p->pk) || swarm_connected_to(sw, p->pk)) {
+        bans_is_banned(sw, p->pk) || session_connected_to(sw, p->pk)) {
       continue;
     }
     if (n->cfg.mode == NODE_MODE_CS && !sw->is_source &&

@@ -356,12 +356,12 @@ void session_cancel_request(struct session *s, const struct pwire_msg *m);
  * being read for it is sent; it asks again when unchoked. */
 void session_drop_requests(struct session *s);
 void session_pause_reading(struct session *s);
+/* Whether sw has a session with pk, or one dialling it (announce.c and
+ * pex.c dial no peer twice). */
+int session_connected_to(const struct swarm *sw, const uint8_t pk[32]);
 
 /* swarm.c: called by sessions. */
 struct swarm *swarm_find(struct node *n, const uint8_t content[32]);
-/* Whether sw has a session with pk, or one dialing it (announce.c and
- * pex.c dial no peer twice). */
-int swarm_connected_to(const struct swarm *sw, const uint8_t pk[32]);
 int swarm_attach(struct swarm *sw, struct session *s);
 void swarm_detach(struct swarm *sw, struct session *s);
 void swarm_session_open(struct swarm *sw, struct session *s);

@@ -434,7 +434,7 @@ static void dial_records(struct swarm *sw, uint64_t now) {
     char who[TEXTID_SHORT_CHARS + 1];
     if (r->next_dial_ms > now ||
         memcmp(r->c.peer, n->id->pk, IDENTITY_PK_BYTES) == 0 ||
-        bans_is_banned(sw, r->c.peer) || swarm_connected_to(sw, r->c.peer) ||
+        bans_is_banned(sw, r->c.peer) || session_connected_to(sw, r->c.peer) ||
         cert_sockaddr(&r->c, &ss) != 0) {
       continue;
     }

@@ -934,3 +934,13 @@ void session_tick(struct session *s, uint64_t now) {
     session_send_simple(s, PWIRE_KEEPALIVE);
   }
 }
+
+int session_connected_to(const struct swarm *sw, const uint8_t pk[32]) {
+  for (const struct session *s = sw->sessions; s != NULL; s = s->next) {
+    if (memcmp(s->remote_pk, pk, IDENTITY_PK_BYTES) == 0 ||
+        (s->have_expect && memcmp(s->expect_pk, pk, IDENTITY_PK_BYTES) == 0)) {
+      return 1;
+    }
+  }
+  return 0;
+}

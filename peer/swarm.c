@@ -48,16 +48,6 @@ struct swarm *swarm_find(struct node *n, const uint8_t content[32]) {
   return NULL;
 }
 
-int swarm_connected_to(const struct swarm *sw, const uint8_t pk[32]) {
-  for (const struct session *s = sw->sessions; s != NULL; s = s->next) {
-    if (memcmp(s->remote_pk, pk, IDENTITY_PK_BYTES) == 0 ||
-        (s->have_expect && memcmp(s->expect_pk, pk, IDENTITY_PK_BYTES) == 0)) {
-      return 1;
-    }
-  }
-  return 0;
-}
-
 /* ------------------------------------------------------------------------ */
 /* States */
 

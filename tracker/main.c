@@ -515,7 +515,14 @@ int main(int argc, char **argv) {
   uv_signal_start(&t.sigint, on_signal, SIGINT);
   uv_signal_start(&t.sigterm, on_signal, SIGTERM);
   uv_signal_start(&t.sighup, on_signal, SIGHUP);
-  server_say_ready(&t);
+  /* The ready lines: where it listens, where its figures are, its key
+   * (the last, which scripts wait for). */
+  server_say_listening(&t);
+  if (t.metrics_http != NULL) {
+    printf("metrics on %s\n", metrics_http_address(t.metrics_http));
+  }
+  printf("tracker key %s\n", t.id_text);
+  fflush(stdout);
   log_info("tracker", "started; key %s", t.id_text);
 
   uv_run(&loop, UV_RUN_DEFAULT);

@@ -20,7 +20,6 @@
 #include "common/error.h"
 #include "common/frame.h"
 #include "common/log.h"
-#include "tracker/metrics_http.h"
 #include "tracker/tracker.h"
 
 enum conn_state {
@@ -526,7 +525,7 @@ int server_start(struct tracker *t) {
   return 0;
 }
 
-void server_say_ready(struct tracker *t) {
+void server_say_listening(struct tracker *t) {
   for (unsigned i = 0; i < t->n_listeners; i++) {
     struct sockaddr_storage got;
     int len = sizeof(got);
@@ -539,10 +538,6 @@ void server_say_ready(struct tracker *t) {
     printf("listening on %s\n", a.text);
     log_info("tracker", "listening on %s", a.text);
   }
-  if (t->metrics_http != NULL) {
-    printf("metrics on %s\n", metrics_http_address(t->metrics_http));
-  }
-  printf("tracker key %s\n", t->id_text);
   fflush(stdout);
 }
 

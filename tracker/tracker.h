@@ -203,15 +203,16 @@ void handlers_tick(struct tracker *t);
  * free one). Returns 0 or SHOAL_EINVAL. */
 int server_parse_listen(const char *s, struct sockaddr_storage *ss);
 /* Binds and listens on every cfg.listen address and starts the periodic
- * tick. Prints nothing: the caller says the tracker is ready with
- * server_say_ready once it can also handle signals. Returns 0 or an error;
+ * tick. Prints nothing: the caller says the tracker is ready (starting with
+ * server_say_listening) once it can also handle signals. Returns 0 or an error;
  * either way server_stop must follow. */
 int server_start(struct tracker *t);
 /* Prints "listening on ADDR:PORT" for every listener, with the real port,
- * then "metrics on ADDR:PORT" when --metrics-listen serves, then "tracker
- * key TEXTID", to stdout and flushes it (and logs the addresses). Whoever reads
- * these lines may act on the tracker at once, including with a signal. */
-void server_say_ready(struct tracker *t);
+ * to stdout and flushes it (and logs the addresses). main.c follows it with
+ * "metrics on ADDR:PORT" when --metrics-listen serves and "tracker key
+ * TEXTID"; whoever reads these lines may act on the tracker at once,
+ * including with a signal. */
+void server_say_listening(struct tracker *t);
 void server_stop(struct tracker *t);
 
 #endif
