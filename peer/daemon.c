@@ -106,7 +106,10 @@ struct daemon {
   unsigned checks_running;
   uint64_t last_start_ms;
   uint64_t last_save_ms;
-  uint64_t save_due_ms; /* a save_soon is pending until then (0: none) */
+  uint64_t save_due_ms;      /* a save_soon is pending until then (0: none) */
+  struct lib_write *writing; /* the library's text being written, or NULL */
+  char *next_text;           /* the newest text, to write after it */
+  size_t next_len;
   int64_t started;
   uv_timer_t tick;
   uv_timer_t watch;
@@ -281,8 +284,79 @@ static void clear_error(struct daemon *d, struct item *it) {
 
 /* Saves the library now when something changed; a failure is logged (the
  * next change tries again). */
-static void save(struct daemon *d) {
+/* The library's file is written on the thread pool: one write at a time,
+ * and the newest text waits for it (a text that was overtaken is never
+ * written). */
+struct lib_write {
+  uv_work_t w;
+  struct daemon *d;
+  char *text;
+  size_t len;
   int err;
+};
+
+static void maybe_stopped(struct daemon *d);
+
+static void write_work(uv_work_t *w) {
+  struct lib_write *x = container_of(w, struct lib_write, w);
+  x->err = library_write(x->d->lib.path, x->text, x->len);
+}
+
+static void start_write(struct daemon *d, char *text, size_t len);
+
+static void after_write(uv_work_t *w, int status) {
+  struct lib_write *x = container_of(w, struct lib_write, w);
+  struct daemon *d = x->d;
+  int err = status != 0 ? status : x->err;
+  if (err != 0) {
+    log_warn("daemon", "cannot save %s: %s", d->lib.path, shoal_strerror(err));
+    d->lib.dirty = 1; /* the next save tries again */
+  }
+  free(x->text);
+  free(x);
+  d->writing = NULL;
+  if (d->next_text != NULL) {
+    char *text = d->next_text;
+    d->next_text = NULL;
+    start_write(d, text, d->next_len);
+    return;
+  }
+  maybe_stopped(d);
+}
+
+/* Takes text. */
+static void start_write(struct daemon *d, char *text, size_t len) {
+  struct lib_write *x;
+  if (d->writing != NULL) {
+    free(d->next_text);
+    d->next_text = text;
+    d->next_len = len;
+    return;
+  }
+  x = calloc(1, sizeof(*x));
+  if (x == NULL) {
+    free(text);
+    d->lib.dirty = 1;
+    return;
+  }
+  x->d = d;
+  x->text = text;
+  x->len = len;
+  d->writing = x;
+  if (uv_queue_work(d->loop, &x->w, write_work, after_write) != 0) {
+    d->writing = NULL;
+    free(text);
+    free(x);
+    d->lib.dirty = 1;
+  }
+}
+
+/* Saves the library now when something changed: its text is made here,
+ * and written atomically on the thread pool (a failure is logged, and the
+ * next change tries again). */
+static void save(struct daemon *d) {
+  char *text;
+  size_t len = 0;
   /* Byte counts first: the entries take the swarms' figures. */
   for (struct item *it = d->first; it != NULL; it = it->next) {
     struct library_entry *e;
@@ -297,16 +371,19 @@ static void save(struct daemon *d) {
       d->lib.dirty = 1;
     }
   }
+  d->save_due_ms = 0;
   if (!d->lib.dirty) {
-    d->save_due_ms = 0;
     return;
   }
-  err = library_save(&d->lib);
-  if (err != 0) {
-    log_warn("daemon", "cannot save %s: %s", d->lib.path, shoal_strerror(err));
-  }
   d->last_save_ms = uv_now(d->loop);
-  d->save_due_ms = 0;
+  text = library_encode(&d->lib, &len);
+  if (text == NULL) {
+    log_warn("daemon", "cannot save %s: out of memory, or over its %u MiB",
+             d->lib.path, LIBRARY_MAX_BYTES >> 20);
+    return;
+  }
+  d->lib.dirty = 0;
+  start_write(d, text, len);
 }
 
 /* Saves within DAEMON_SAVE_SOON_MS: for what a crash may lose without
@@ -1791,12 +1868,20 @@ uint16_t daemon_port(const struct daemon *d) {
   return d->port;
 }
 
-static void closed_one(struct daemon *d) {
-  if (--d->closing == 0 && d->stop_cb != NULL) {
+/* The stop's callback, once every handle has closed and the library's
+ * last text is on disk. */
+static void maybe_stopped(struct daemon *d) {
+  if (d->stopping && d->closing == 0 && d->writing == NULL &&
+      d->stop_cb != NULL) {
     void (*cb)(void *) = d->stop_cb;
     d->stop_cb = NULL;
     cb(d->stop_arg);
   }
+}
+
+static void closed_one(struct daemon *d) {
+  d->closing--;
+  maybe_stopped(d);
 }
 
 static void on_closed(uv_handle_t *h) {
@@ -1849,6 +1934,7 @@ void daemon_free(struct daemon *d) {
     return;
   }
   node_free(d->node);
+  free(d->next_text);
   while (d->first != NULL) {
     item_free(d, d->first);
   }

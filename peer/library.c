@@ -845,44 +845,57 @@ out:
   return text;
 }
 
-int library_save(struct library *l) {
-  char *tmp = NULL;
-  char *text;
-  size_t len = 0, tlen;
-  int fd = -1;
-  int err;
+char *library_encode(const struct library *l, size_t *len) {
+  char *text = encode(l, len);
+  if (text != NULL && *len > LIBRARY_MAX_BYTES) {
+    /* What the next load would refuse is not written: the old file stays. */
+    free(text);
+    return NULL;
+  }
+  return text;
+}
 
-  assert(l->path != NULL);
-  text = encode(l, &len);
-  if (text == NULL) {
+int library_write(const char *path, const char *text, size_t len) {
+  char *tmp;
+  size_t tlen = strlen(path) + 32;
+  int fd;
+  int err;
+  if ((tmp = malloc(tlen)) == NULL) {
     return SHOAL_ENOMEM;
   }
-  /* What the next load would refuse is not written: the old file stays. */
-  if (len > LIBRARY_MAX_BYTES) {
-    err = SHOAL_ETOOBIG;
-    goto out;
-  }
-  tlen = strlen(l->path) + 32;
-  if ((tmp = malloc(tlen)) == NULL) {
-    err = SHOAL_ENOMEM;
-    goto out;
-  }
-  snprintf(tmp, tlen, "%s.tmp-%ld", l->path, (long)getpid());
+  snprintf(tmp, tlen, "%s.tmp-%ld", path, (long)getpid());
   /* O_TRUNC rather than O_EXCL: a file left by a killed run that had our
    * pid is ours to reuse. O_NOFOLLOW: never write through a link. */
   fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600);
   if (fd < 0) {
     err = -errno;
-    goto out;
+    free(tmp);
+    return err;
+  }
+  err = fsutil_replace(fd, tmp, path, (const uint8_t *)text, len);
+  free(tmp);
+  return err;
+}
+
+int library_save(struct library *l) {
+  size_t len = 0;
+  char *text;
+  int err;
+  assert(l->path != NULL);
+  text = encode(l, &len);
+  if (text == NULL) {
+    return SHOAL_ENOMEM;
+  }
+  if (len > LIBRARY_MAX_BYTES) {
+    free(text);
+    return SHOAL_ETOOBIG;
   }
   /* A folder that cannot be flushed after the rename leaves the library
    * dirty, so that the next save tries again. */
-  err = fsutil_replace(fd, tmp, l->path, (const uint8_t *)text, len);
+  err = library_write(l->path, text, len);
   if (err == 0) {
     l->dirty = 0;
   }
-out:
-  free(tmp);
   free(text);
   return err;
 }

@@ -116,6 +116,15 @@ int library_load(struct library *l, const char *home, char *msg, size_t cap);
  * are written as INT64_MAX. It blocks on the disk. */
 int library_save(struct library *l);
 
+/* The two halves of library_save, so that the write can run on the thread
+ * pool: the file's text (malloc'd; *len its size), or NULL without memory
+ * or when it would exceed LIBRARY_MAX_BYTES (the next load would refuse
+ * it); then the atomic write of text to path (a temporary file, fsync,
+ * rename, fsync of the folder), which touches no library and may run on
+ * any thread. Returns 0 or an error. */
+char *library_encode(const struct library *l, size_t *len);
+int library_write(const char *path, const char *text, size_t len);
+
 /* The entry for content, or NULL. */
 struct library_entry *library_find(struct library *l,
                                    const uint8_t content[MANIFEST_ID_BYTES]);
