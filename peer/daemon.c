@@ -1367,6 +1367,13 @@ static struct item *find_or_404(struct daemon *d, const uint8_t *content,
   return it;
 }
 
+/* Sets e's paused flag and saves it at once (a user's action). */
+static void set_paused(struct daemon *d, struct library_entry *e, int paused) {
+  e->paused = paused;
+  d->lib.dirty = 1;
+  save(d);
+}
+
 int daemon_pause(struct daemon *d, const uint8_t content[MANIFEST_ID_BYTES],
                  char *msg, size_t cap) {
   struct item *it = find_or_404(d, content, msg, cap);
@@ -1379,9 +1386,7 @@ int daemon_pause(struct daemon *d, const uint8_t content[MANIFEST_ID_BYTES],
     say(msg, cap, "%s is paused already", it->name);
     return 409;
   }
-  e->paused = 1;
-  d->lib.dirty = 1;
-  save(d);
+  set_paused(d, e, 1);
   take_out(d, it, AFTER_PAUSE);
   if (it->state != DS_PAUSED) {
     /* Shown paused at once; the swarm leaves the node behind the scenes. */
@@ -1402,9 +1407,7 @@ int daemon_resume(struct daemon *d, const uint8_t content[MANIFEST_ID_BYTES],
     say(msg, cap, "%s is not paused", it->name);
     return 409;
   }
-  e->paused = 0;
-  d->lib.dirty = 1;
-  save(d);
+  set_paused(d, e, 0);
   if (it->removing || it->rc != NULL) {
     it->after = AFTER_START;
     set_state(d, it, DS_QUEUED);
@@ -1427,9 +1430,7 @@ int daemon_recheck(struct daemon *d, const uint8_t content[MANIFEST_ID_BYTES],
     return 409;
   }
   if (e != NULL && e->paused) {
-    e->paused = 0;
-    d->lib.dirty = 1;
-    save(d);
+    set_paused(d, e, 0);
   }
   take_out(d, it, AFTER_RECHECK);
   if (it->removing) {
