@@ -23,7 +23,11 @@ CC        ?= cc
 FUZZ_CC   ?= clang
 FUZZ_SECONDS ?= 20
 
-PKGS      := libuv libsodium
+# libcrypto (OpenSSL) computes the chunk hash and the session cipher, the
+# bulk path, where it is 1.7 and 2.3 times libsodium's speed on one core
+# (docs/transfer.md); libsodium keeps identities, signatures and the key
+# exchange.
+PKGS      := libuv libsodium libcrypto
 # The peer's daemon: libmicrohttpd serves its API and page (an HTTP server
 # that runs on our loop, through one epoll descriptor), jansson reads and
 # writes its JSON, libcurl is the command line's client for that API, and
@@ -40,7 +44,7 @@ TEST_PKGS := cmocka
 DEB_PKGS  := build-essential pkg-config libuv1-dev libsodium-dev libcmocka-dev \
              clang libclang-rt-14-dev libmicrohttpd-dev libjansson-dev \
              libcurl4-openssl-dev libinih-dev prometheus libhiredis-dev \
-             redis-server redis-sentinel
+             redis-server redis-sentinel libssl-dev
 
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) $(PEER_PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
@@ -51,9 +55,9 @@ TRACKER_PKG_LIBS := $(shell pkg-config --libs $(PKGS) $(TRACKER_PKGS) 2>/dev/nul
 # The tests and benchmarks link the tracker library (an in-process tracker
 # among their helpers), whose Redis store needs hiredis.
 HIREDIS_LIBS := $(shell pkg-config --libs hiredis 2>/dev/null)
-# common/ uses libsodium alone (no libuv): its objects and the fuzz targets,
+# common/ uses libsodium and libcrypto (no libuv): its objects and the fuzz targets,
 # which are common/ and nothing else, are built and linked without libuv.
-COMMON_PKGS := libsodium
+COMMON_PKGS := libsodium libcrypto
 COMMON_PKG_CFLAGS := $(shell pkg-config --cflags $(COMMON_PKGS) 2>/dev/null)
 COMMON_PKG_LIBS   := $(shell pkg-config --libs $(COMMON_PKGS) 2>/dev/null)
 TEST_CFLAGS_PKG := $(shell pkg-config --cflags $(TEST_PKGS) 2>/dev/null)
@@ -133,7 +137,7 @@ all: need-libs
 # (make demo and make test run deps themselves.)
 need-libs:
 	@missing=""; \
-	for p in "libuv libuv1-dev" "libsodium libsodium-dev" \
+	for p in "libuv libuv1-dev" "libsodium libsodium-dev" "libcrypto libssl-dev" \
 	         "libmicrohttpd libmicrohttpd-dev" "jansson libjansson-dev" \
 	         "libcurl libcurl4-openssl-dev" "inih libinih-dev" \
 	         "hiredis libhiredis-dev" $(NEED_EXTRA); do \
@@ -163,6 +167,7 @@ deps:
 	command -v pkg-config >/dev/null 2>&1 || missing="$$missing pkg-config"; \
 	pkg-config --exists libuv 2>/dev/null || missing="$$missing libuv1-dev"; \
 	pkg-config --exists libsodium 2>/dev/null || missing="$$missing libsodium-dev"; \
+	pkg-config --exists libcrypto 2>/dev/null || missing="$$missing libssl-dev"; \
 	pkg-config --exists cmocka 2>/dev/null || missing="$$missing libcmocka-dev"; \
 	pkg-config --exists libmicrohttpd 2>/dev/null || missing="$$missing libmicrohttpd-dev"; \
 	pkg-config --exists jansson 2>/dev/null || missing="$$missing libjansson-dev"; \
@@ -246,20 +251,13 @@ $(BUILD)/bench/%: $(BUILD)/obj/bench/%.o $(BENCHLIB_OBJ) $(LIBS)
 	@mkdir -p $(@D)
 	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(PEER_PKG_LIBS) $(HIREDIS_LIBS) -lm
 
-# bench/transfer also times OpenSSL's primitives beside libsodium's when
-# libcrypto is installed (Debian's libssl-dev); without it, libsodium's
-# alone. libcrypto links only this benchmark, never shoal itself.
-BENCH_LIBCRYPTO := $(shell pkg-config --exists libcrypto 2>/dev/null && echo 1)
-ifeq ($(BENCH_LIBCRYPTO),1)
-$(BUILD)/obj/bench/lib/cryptorate.o: CFLAGS += -DSHOAL_BENCH_LIBCRYPTO=1 \
-  $(shell pkg-config --cflags libcrypto)
-BENCH_CRYPTO_LIBS := $(shell pkg-config --libs libcrypto)
-endif
+# bench/transfer times OpenSSL's primitives beside libsodium's.
+$(BUILD)/obj/bench/lib/cryptorate.o: CFLAGS += -DSHOAL_BENCH_LIBCRYPTO=1
 $(BUILD)/bench/transfer: $(BUILD)/obj/bench/transfer.o \
                          $(BUILD)/obj/bench/lib/cryptorate.o \
                          $(BENCHLIB_OBJ) $(LIBS)
 	@mkdir -p $(@D)
-	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(PEER_PKG_LIBS) $(BENCH_CRYPTO_LIBS) -lm
+	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(PEER_PKG_LIBS) -lm
 
 # bench/pacing drives the real binaries with the integration tests' helpers
 # for processes, the tracker, the peer wire and a fake peer (none of them

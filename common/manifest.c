@@ -208,12 +208,18 @@ int manifest_verify_chunk(const struct manifest *m, uint32_t idx,
   if (idx >= m->chunk_count || len != manifest_chunk_len(m, idx)) {
     return SHOAL_EINVAL;
   }
-  crypto_generichash(h, sizeof(h), data, len, NULL, 0);
+  if (chash_once(h, data, len) != 0) {
+    return SHOAL_ENOMEM;
+  }
   if (sodium_memcmp(h, m->hashes + (size_t)idx * MANIFEST_HASH_BYTES,
                     sizeof(h)) != 0) {
     return SHOAL_EHASH;
   }
   return 0;
+}
+
+unsigned manifest_version_of(const uint8_t *bytes, size_t len) {
+  return len > 0 ? bytes[0] : 0;
 }
 
 int manifest_id_of(const uint8_t *bytes, size_t len,

@@ -2,15 +2,18 @@
  *
  * A manifest describes one file or one folder: its name, total size, chunk
  * size, every file's relative path, size, executable bit and modification
- * time, the folder's empty folders, and one BLAKE2b-256 hash per chunk.
+ * time, the folder's empty folders, and one SHA-256 hash per chunk
+ * (common/chash.h).
  * Chunks never span files: each file starts a new chunk, so chunk i belongs
  * to exactly one file and an identical file always hashes the same. Every
  * path starts with the content's name ("report.pdf", or "photos/2024/a.jpg"
  * inside the folder "photos"). Only the empty folders are listed: every
  * other folder is implied by the paths inside it, so one tree has one
- * encoding. Version 2 (this one) added the executable bit, the modification
- * time and the empty folders; a version 1 manifest is refused with
- * SHOAL_EVERSION.
+ * encoding. Version 3 (this one) hashes chunks with SHA-256 instead of
+ * version 2's BLAKE2b-256, which added the executable bit, the
+ * modification time and the empty folders to version 1; a manifest of any
+ * other version is refused with SHOAL_EVERSION (manifest_version_of says
+ * which it was).
  *
  * Canonical bytes (docs/protocol.md, "Manifest") are followed on the wire by
  * the publisher's Ed25519 signature over "shoal/1 manifest" || 0x00 ||
@@ -28,10 +31,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "common/chash.h"
 #include "common/identity.h"
 
-#define MANIFEST_VERSION 2
-#define MANIFEST_HASH_BYTES 32
+#define MANIFEST_VERSION 3
+#define MANIFEST_HASH_BYTES CHASH_BYTES
 #define MANIFEST_ID_BYTES 32
 /* Chunk sizes are powers of two between 16 KiB (small files waste little)
  * and 16 MiB (one chunk stays cheap to re-fetch after a bad hash). */
@@ -115,6 +119,10 @@ unsigned manifest_choose_chunk_log2(uint64_t total);
  * SHOAL_EPATH, SHOAL_EDUPPATH, SHOAL_ESIZE. */
 __attribute__((warn_unused_result)) int
 manifest_decode(const uint8_t *bytes, size_t len, struct manifest **out);
+
+/* The version byte of manifest bytes (0 for none): what a caller names
+ * when manifest_decode refused them with SHOAL_EVERSION. */
+unsigned manifest_version_of(const uint8_t *bytes, size_t len);
 
 /* Computes the content ID of signed manifest bytes without decoding them
  * (the hash of everything but the trailing signature). Returns 0 or

@@ -1,5 +1,7 @@
 #include "common/pwire.h"
 
+#include <openssl/evp.h>
+#include <pthread.h>
 #include <string.h>
 
 #include "common/error.h"
@@ -67,6 +69,9 @@ int pwire_hello_open(const uint8_t *msg, size_t len,
   if (err != 0) {
     return err;
   }
+  if (e.type == PWIRE_HELLO_V1) {
+    return SHOAL_EVERSION;
+  }
   if (e.type != PWIRE_HELLO) {
     return SHOAL_EPROTO;
   }
@@ -92,6 +97,31 @@ int pwire_hello_open(const uint8_t *msg, size_t len,
 /* ------------------------------------------------------------------------ */
 /* Session */
 
+/* ChaCha20-Poly1305 (RFC 8439) through libcrypto, fetched once per
+ * process: the static EVP_chacha20_poly1305() would be looked up again in
+ * the providers on every frame. */
+static pthread_once_t g_once = PTHREAD_ONCE_INIT;
+static EVP_CIPHER *g_fetched;
+
+static void fetch_cipher(void) {
+  g_fetched = EVP_CIPHER_fetch(NULL, "ChaCha20-Poly1305", NULL);
+}
+
+static const EVP_CIPHER *aead(void) {
+  (void)pthread_once(&g_once, fetch_cipher);
+  return g_fetched != NULL ? g_fetched : EVP_chacha20_poly1305();
+}
+
+/* A context keyed for one direction; the nonce is set per frame. */
+static EVP_CIPHER_CTX *keyed(const uint8_t key[PWIRE_KEY_BYTES], int enc) {
+  EVP_CIPHER_CTX *cx = EVP_CIPHER_CTX_new();
+  if (cx == NULL || EVP_CipherInit_ex(cx, aead(), NULL, key, NULL, enc) != 1) {
+    EVP_CIPHER_CTX_free(cx);
+    return NULL;
+  }
+  return cx;
+}
+
 int pwire_session_init(struct pwire_session *s, const struct pwire_eph *ours,
                        const uint8_t theirs[crypto_kx_PUBLICKEYBYTES],
                        int initiator) {
@@ -114,10 +144,19 @@ int pwire_session_init(struct pwire_session *s, const struct pwire_eph *ours,
     sodium_memzero(s, sizeof(*s));
     return SHOAL_EBADSIG;
   }
+  s->tx_cx = keyed(s->tx, 1);
+  s->rx_cx = keyed(s->rx, 0);
+  if (s->tx_cx == NULL || s->rx_cx == NULL) {
+    pwire_session_close(s);
+    return SHOAL_ENOMEM;
+  }
   return 0;
 }
 
 void pwire_session_close(struct pwire_session *s) {
+  /* EVP_CIPHER_CTX_free wipes the key schedule it holds. */
+  EVP_CIPHER_CTX_free(s->tx_cx);
+  EVP_CIPHER_CTX_free(s->rx_cx);
   sodium_memzero(s, sizeof(*s));
 }
 
@@ -127,11 +166,12 @@ static void make_nonce(uint8_t nonce[PWIRE_NONCE_BYTES], uint64_t count) {
   buf_put_be64(nonce + PWIRE_NONCE_BYTES - 8, count);
 }
 
-int pwire_seal(struct pwire_session *s, struct buf *out, const uint8_t *plain,
-               size_t len) {
+/* Encrypts len bytes of in into out (which may be in itself) and writes
+ * the tag after them, under the next send counter. */
+static int seal_to(struct pwire_session *s, uint8_t *out, const uint8_t *in,
+                   size_t len) {
   uint8_t nonce[PWIRE_NONCE_BYTES];
-  unsigned long long clen = 0;
-  int err;
+  int n = 0, fin = 0;
 
   /* A frame the other side could never open is not sent. */
   if (len > PWIRE_MAX_PLAIN) {
@@ -141,41 +181,46 @@ int pwire_seal(struct pwire_session *s, struct buf *out, const uint8_t *plain,
   if (s->tx_count == UINT64_MAX) {
     return SHOAL_ETOOBIG;
   }
-  err = buf_reserve(out, len + PWIRE_TAG_BYTES);
-  if (err != 0) {
-    return err;
-  }
   make_nonce(nonce, s->tx_count);
-  crypto_aead_chacha20poly1305_ietf_encrypt(out->data + out->len, &clen, plain,
-                                            len, NULL, 0, NULL, nonce, s->tx);
-  out->len += (size_t)clen;
+  if (EVP_EncryptInit_ex(s->tx_cx, NULL, NULL, NULL, nonce) != 1 ||
+      (len > 0 && EVP_EncryptUpdate(s->tx_cx, out, &n, in, (int)len) != 1) ||
+      EVP_EncryptFinal_ex(s->tx_cx, out + n, &fin) != 1 ||
+      (size_t)n + (size_t)fin != len ||
+      EVP_CIPHER_CTX_ctrl(s->tx_cx, EVP_CTRL_AEAD_GET_TAG, PWIRE_TAG_BYTES,
+                          out + len) != 1) {
+    return SHOAL_ENOMEM; /* libcrypto fails only without memory */
+  }
   s->tx_count++;
   return 0;
 }
 
-int pwire_seal_inplace(struct pwire_session *s, uint8_t *msg, size_t len) {
-  uint8_t nonce[PWIRE_NONCE_BYTES];
-  unsigned long long clen = 0;
+int pwire_seal(struct pwire_session *s, struct buf *out, const uint8_t *plain,
+               size_t len) {
+  int err;
 
   if (len > PWIRE_MAX_PLAIN) {
     return SHOAL_ETOOBIG;
   }
-  if (s->tx_count == UINT64_MAX) {
-    return SHOAL_ETOOBIG;
+  err = buf_reserve(out, len + PWIRE_TAG_BYTES);
+  if (err != 0) {
+    return err;
   }
-  make_nonce(nonce, s->tx_count);
-  /* libsodium encrypts in place when the ciphertext and message coincide;
-   * the tag goes right after the message. */
-  crypto_aead_chacha20poly1305_ietf_encrypt(msg, &clen, msg, len, NULL, 0, NULL,
-                                            nonce, s->tx);
-  s->tx_count++;
-  return 0;
+  err = seal_to(s, out->data + out->len, plain, len);
+  if (err == 0) {
+    out->len += len + PWIRE_TAG_BYTES;
+  }
+  return err;
+}
+
+int pwire_seal_inplace(struct pwire_session *s, uint8_t *msg, size_t len) {
+  return seal_to(s, msg, msg, len);
 }
 
 int pwire_open(struct pwire_session *s, const uint8_t *body, size_t len,
                uint8_t *plain, size_t cap) {
   uint8_t nonce[PWIRE_NONCE_BYTES];
-  unsigned long long mlen = 0;
+  size_t mlen;
+  int n = 0, fin = 0;
 
   if (len < PWIRE_TAG_BYTES) {
     return SHOAL_ETRUNC;
@@ -186,13 +231,21 @@ int pwire_open(struct pwire_session *s, const uint8_t *body, size_t len,
   if (s->rx_count == UINT64_MAX) {
     return SHOAL_EBADSIG; /* no sender ever seals under this counter */
   }
+  mlen = len - PWIRE_TAG_BYTES;
   make_nonce(nonce, s->rx_count);
-  if (crypto_aead_chacha20poly1305_ietf_decrypt(plain, &mlen, NULL, body, len,
-                                                NULL, 0, nonce, s->rx) != 0) {
+  /* The tag is handed over first and checked by the final call, after
+   * the whole ciphertext went through. */
+  if (EVP_DecryptInit_ex(s->rx_cx, NULL, NULL, NULL, nonce) != 1 ||
+      EVP_CIPHER_CTX_ctrl(s->rx_cx, EVP_CTRL_AEAD_SET_TAG, PWIRE_TAG_BYTES,
+                          (void *)(uintptr_t)(body + mlen)) != 1 ||
+      (mlen > 0 &&
+       EVP_DecryptUpdate(s->rx_cx, plain, &n, body, (int)mlen) != 1) ||
+      EVP_DecryptFinal_ex(s->rx_cx, plain + n, &fin) != 1 ||
+      (size_t)n + (size_t)fin != mlen) {
     /* Nothing of a forged frame is handed out, and the counter stays put so
      * that the next genuine frame still opens. */
-    if (len > PWIRE_TAG_BYTES) {
-      sodium_memzero(plain, len - PWIRE_TAG_BYTES);
+    if (mlen > 0) {
+      sodium_memzero(plain, mlen);
     }
     return SHOAL_EBADSIG;
   }

@@ -52,7 +52,13 @@
 #include "common/manifest.h"
 #include "common/tmsg.h"
 
-#define PWIRE_HELLO 1
+/* The peer protocol's version is the hello envelope's type: version 2
+ * (this one) carries manifest version 3 contents and seals frames with
+ * libcrypto's ChaCha20-Poly1305; a version 1 hello (type 1, shoal with
+ * BLAKE2b chunk hashes) is refused with SHOAL_EVERSION. */
+#define PWIRE_VERSION 2
+#define PWIRE_HELLO PWIRE_VERSION
+#define PWIRE_HELLO_V1 1
 #define PWIRE_HELLO_PAYLOAD_BYTES 67
 #define PWIRE_HELLO_SEEDER 0x01u
 #define PWIRE_HELLO_NO_UPLOAD 0x02u
@@ -111,12 +117,15 @@ struct pwire_eph {
   uint8_t sk[crypto_kx_SECRETKEYBYTES];
 };
 
-/* One direction-keyed AEAD session. */
+/* One direction-keyed AEAD session: a key and a counter each way, and
+ * libcrypto's cipher context keyed with each (EVP_CIPHER_CTX). */
 struct pwire_session {
   uint8_t rx[PWIRE_KEY_BYTES];
   uint8_t tx[PWIRE_KEY_BYTES];
   uint64_t rx_count;
   uint64_t tx_count;
+  void *rx_cx;
+  void *tx_cx;
 };
 
 /* A decoded message; pointers borrow from the plaintext. */
@@ -186,7 +195,8 @@ int pwire_hello_seal(struct buf *out, const struct identity *id,
                      const struct pwire_hello *h);
 /* Opens a hello under pol (class must be ENVELOPE_PEER_HELLO, else
  * SHOAL_EINVAL): verifies the signature, clock and replay, then decodes.
- * Returns 0, an envelope error, SHOAL_EPROTO (not a hello), or SHOAL_EFORMAT
+ * Returns 0, an envelope error, SHOAL_EVERSION (a hello of peer protocol
+ * version 1), SHOAL_EPROTO (not a hello), or SHOAL_EFORMAT
  * (payload not PWIRE_HELLO_PAYLOAD_BYTES long, or unknown flag bits);
  * sender (may be NULL) receives the signer's key. Both outputs are zeroed
  * on failure. The replay guard records a validly signed envelope even when
@@ -197,9 +207,10 @@ pwire_hello_open(const uint8_t *msg, size_t len,
                  uint8_t sender[IDENTITY_PK_BYTES]);
 
 /* Derives the session from our ephemeral pair and theirs; initiator is 1
- * for the side that opened the TCP connection. Returns 0 or SHOAL_EBADSIG
+ * for the side that opened the TCP connection. Returns 0, SHOAL_EBADSIG
  * when their key is unacceptable (libsodium refuses it, or it is our own
- * key reflected back); s is zeroed on failure. */
+ * key reflected back), or SHOAL_ENOMEM; s is zeroed on failure, and
+ * pwire_session_close frees what a successful init holds. */
 __attribute__((warn_unused_result)) int
 pwire_session_init(struct pwire_session *s, const struct pwire_eph *ours,
                    const uint8_t theirs[crypto_kx_PUBLICKEYBYTES],
@@ -208,14 +219,16 @@ void pwire_session_close(struct pwire_session *s);
 
 /* Encrypts plain (len bytes, not inside out's storage) into out as one
  * frame body (appending len + PWIRE_TAG_BYTES bytes). Returns 0, a buf
- * error, or SHOAL_ETOOBIG for len over PWIRE_MAX_PLAIN or a spent counter;
- * on failure nothing is appended and the counter does not move. */
+ * error, SHOAL_ETOOBIG for len over PWIRE_MAX_PLAIN or a spent counter, or
+ * SHOAL_ENOMEM; on failure nothing is appended and the counter does not
+ * move. */
 int pwire_seal(struct pwire_session *s, struct buf *out, const uint8_t *plain,
                size_t len);
 /* The same in place: msg holds len bytes of plaintext (one encoded
  * message) and room for PWIRE_TAG_BYTES more; it becomes the frame body
- * (len + PWIRE_TAG_BYTES bytes). Returns 0 or SHOAL_ETOOBIG (len over
- * PWIRE_MAX_PLAIN, or a spent counter; msg is untouched then). Lets a
+ * (len + PWIRE_TAG_BYTES bytes). Returns 0, SHOAL_ETOOBIG (len over
+ * PWIRE_MAX_PLAIN, or a spent counter; msg is untouched then) or
+ * SHOAL_ENOMEM (libcrypto failed; msg is no longer the message). Lets a
  * sender read a block straight into its frame and encrypt it there. */
 int pwire_seal_inplace(struct pwire_session *s, uint8_t *msg, size_t len);
 /* Decrypts a frame body into plain (cap bytes, at least len - TAG; plain

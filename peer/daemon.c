@@ -597,7 +597,7 @@ static void record_download(struct daemon *d, struct item *it) {
     return;
   }
   textid_encode(TEXTID_CONTENT, it->content, text);
-  m = fetch_load(d->home, text, it->content);
+  m = fetch_load(d->home, text, it->content, NULL);
   if (m == NULL) {
     return; /* a restart checks the whole copy instead */
   }
@@ -819,7 +819,17 @@ static int start_item(struct daemon *d, struct item *it) {
     return 0;
   }
   textid_encode(TEXTID_CONTENT, it->content, text);
-  it->m = fetch_load(d->home, text, it->content);
+  unsigned old = 0;
+  it->m = fetch_load(d->home, text, it->content, &old);
+  if (it->m == NULL && old != 0) {
+    fail_item(d, it, DS_FAILED,
+              "its manifest was made by an older shoal (manifest version "
+              "%u; this one reads %d) — remove the content and share it "
+              "again for a new link",
+              old, MANIFEST_VERSION);
+    save_soon(d);
+    return 0;
+  }
   if (it->m == NULL) {
     if (e->kind == LIBRARY_DOWNLOAD) {
       /* The manifest went missing: the node fetches it again and checks

@@ -115,6 +115,7 @@ int fetch_on_part(struct fetch *f, const uint8_t content[MANIFEST_ID_BYTES],
   }
   *out = NULL;
   *err = manifest_decode(f->bytes.data, f->bytes.len, out);
+  f->version = manifest_version_of(f->bytes.data, f->bytes.len);
   /* The buffer may have grown to MANIFEST_MAX_BYTES: give it back. */
   buf_free(&f->bytes);
   buf_init(&f->bytes, MANIFEST_MAX_BYTES);
@@ -209,7 +210,11 @@ void fetch_save(uv_loop_t *loop, const char *home, const char *content_text,
 }
 
 struct manifest *fetch_load(const char *home, const char *content_text,
-                            const uint8_t content[MANIFEST_ID_BYTES]) {
+                            const uint8_t content[MANIFEST_ID_BYTES],
+                            unsigned *old_version) {
+  if (old_version != NULL) {
+    *old_version = 0;
+  }
   char path[4096];
   struct stat st;
   struct manifest *m = NULL;
@@ -230,8 +235,13 @@ struct manifest *fetch_load(const char *home, const char *content_text,
   if (bytes == NULL ||
       read(fd, bytes, (size_t)st.st_size) != (ssize_t)st.st_size ||
       manifest_id_of(bytes, (size_t)st.st_size, id) != 0 ||
-      memcmp(id, content, MANIFEST_ID_BYTES) != 0 ||
-      manifest_decode(bytes, (size_t)st.st_size, &m) != 0) {
+      memcmp(id, content, MANIFEST_ID_BYTES) != 0) {
+    m = NULL;
+  } else if (manifest_decode(bytes, (size_t)st.st_size, &m) != 0) {
+    if (old_version != NULL &&
+        manifest_version_of(bytes, (size_t)st.st_size) != MANIFEST_VERSION) {
+      *old_version = manifest_version_of(bytes, (size_t)st.st_size);
+    }
     m = NULL;
   }
   free(bytes);

@@ -27,6 +27,7 @@ struct session;
 struct fetch {
   struct session *from; /* the session asked; NULL: no fetch under way */
   struct buf bytes;     /* the parts so far */
+  unsigned version;     /* FETCH_INVALID: the refused bytes' version */
   uint32_t total;       /* the manifest's size, from the first part */
   uint64_t sent_ms;     /* when the last MANIFEST_REQ went out */
 };
@@ -73,9 +74,13 @@ int fetch_answer(const struct manifest *m, struct session *s,
 
 /* The manifest of content saved under home/manifests, or NULL when there
  * is none, or none that hashes to content and decodes; the caller owns it.
- * Reads on the loop: it is done once, before any transfer. */
+ * old_version (may be NULL) receives 0, or the version of saved bytes that
+ * hash to content but were refused as another manifest version (a content
+ * of an older shoal). Reads on the loop: it is done once, before any
+ * transfer. */
 struct manifest *fetch_load(const char *home, const char *content_text,
-                            const uint8_t content[MANIFEST_ID_BYTES]);
+                            const uint8_t content[MANIFEST_ID_BYTES],
+                            unsigned *old_version);
 /* Saves a copy of m's bytes (m is borrowed for the call) under
  * home/manifests on loop's thread pool: a temporary file, fsync, rename. A
  * failure is logged, not returned: a get can fetch the manifest again. */

@@ -256,24 +256,27 @@ static void note_job_error(struct manifest_builder *b, const struct job *j) {
 
 int manifest_hash_chunk(int fd, uint64_t off, uint64_t len, uint8_t *buf,
                         uint8_t out[MANIFEST_HASH_BYTES]) {
-  crypto_generichash_state hs;
+  struct chash hs = {0};
+  int err = chash_init(&hs);
 
-  crypto_generichash_init(&hs, NULL, 0, MANIFEST_HASH_BYTES);
-  while (len > 0) {
+  while (err == 0 && len > 0) {
     size_t want = len < MANIFEST_READ_BYTES ? (size_t)len : MANIFEST_READ_BYTES;
     ssize_t n = fsutil_pread_full(fd, buf, want, off);
     if (n < 0) {
-      return (int)n;
+      err = (int)n;
+    } else if ((size_t)n != want) {
+      err = SHOAL_ECHANGED;
+    } else {
+      err = chash_update(&hs, buf, want);
+      off += want;
+      len -= want;
     }
-    if ((size_t)n != want) {
-      return SHOAL_ECHANGED;
-    }
-    crypto_generichash_update(&hs, buf, want);
-    off += want;
-    len -= want;
   }
-  crypto_generichash_final(&hs, out, MANIFEST_HASH_BYTES);
-  return 0;
+  if (err == 0) {
+    err = chash_final(&hs, out);
+  }
+  chash_free(&hs);
+  return err;
 }
 
 /* Hashes chunks [c0, c1) of one file. Runs on a worker thread or inline;

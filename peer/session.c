@@ -680,6 +680,13 @@ static int on_hello(struct session *s, const uint8_t *frame, size_t len) {
   pol.expect_sender = s->have_expect ? s->expect_pk : NULL;
   pol.guard = &n->hello_guard;
   err = pwire_hello_open(frame, len, &pol, &h, sender);
+  if (err == SHOAL_EVERSION) {
+    log_warn("peer",
+             "hello from %s refused: it speaks peer protocol %d (an older "
+             "shoal), this peer speaks %d; both must run the same version",
+             s->addr_text, PWIRE_HELLO_V1, PWIRE_VERSION);
+    return err;
+  }
   if (err != 0) {
     log_warn("peer", "hello from %s refused: %s", s->addr_text,
              shoal_strerror(err));

@@ -55,16 +55,13 @@ int source_open(const struct manifest *m, uint32_t idx) {
  * chunk size. Returns 0, SHOAL_EHASH, or a read error. */
 static int verify_chunk(const struct manifest *m, int fd,
                         const struct source_block *b) {
-  crypto_generichash_state st;
+  struct chash st = {0};
   uint8_t got[MANIFEST_HASH_BYTES];
   uint8_t *piece = malloc(SOURCE_VERIFY_PIECE);
   uint32_t done = 0;
-  int err = 0;
-  if (piece == NULL) {
-    return SHOAL_ENOMEM;
-  }
-  crypto_generichash_init(&st, NULL, 0, sizeof(got));
-  while (done < b->chunk_len) {
+  int err = piece == NULL ? SHOAL_ENOMEM : chash_init(&st);
+
+  while (err == 0 && done < b->chunk_len) {
     uint32_t want = b->chunk_len - done;
     if (want > SOURCE_VERIFY_PIECE) {
       want = SOURCE_VERIFY_PIECE;
@@ -72,21 +69,21 @@ static int verify_chunk(const struct manifest *m, int fd,
     ssize_t n = fsutil_pread_full(fd, piece, want, b->chunk_offset + done);
     if (n < 0) {
       err = (int)n;
-      goto out;
-    }
-    if ((uint32_t)n != want) {
+    } else if ((uint32_t)n != want) {
       err = SHOAL_EHASH; /* shorter than it was: no longer the chunk */
-      goto out;
+    } else {
+      err = chash_update(&st, piece, want);
+      done += want;
     }
-    crypto_generichash_update(&st, piece, want);
-    done += want;
   }
-  crypto_generichash_final(&st, got, sizeof(got));
-  if (sodium_memcmp(got, m->hashes + (size_t)b->chunk * sizeof(got),
-                    sizeof(got)) != 0) {
+  if (err == 0) {
+    err = chash_final(&st, got);
+  }
+  if (err == 0 && sodium_memcmp(got, m->hashes + (size_t)b->chunk * sizeof(got),
+                                sizeof(got)) != 0) {
     err = SHOAL_EHASH;
   }
-out:
+  chash_free(&st);
   free(piece);
   return err;
 }

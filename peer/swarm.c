@@ -661,6 +661,18 @@ static void start_manifest_fetch(struct swarm *sw, struct session *s) {
   fetch_start(&sw->mf, s, node_now(sw->node));
 }
 
+/* The content ID holds the manifest's bytes: a content of an older shoal
+ * cannot be upgraded, only shared again. */
+static void swarm_fail_old_manifest(struct swarm *sw, unsigned version) {
+  char msg[256];
+  snprintf(msg, sizeof(msg),
+           "the content was shared by an older shoal (manifest version %u), "
+           "which this one (version %d) no longer reads — ask its publisher "
+           "to share it again with this version and send the new link",
+           version, MANIFEST_VERSION);
+  swarm_fail(sw, SHOAL_EVERSION, msg);
+}
+
 static int on_manifest_part(struct swarm *sw, struct session *s,
                             const struct pwire_msg *m) {
   struct manifest *man = NULL;
@@ -677,12 +689,7 @@ static int on_manifest_part(struct swarm *sw, struct session *s,
     return 0;
   case FETCH_INVALID:
     if (err == SHOAL_EVERSION) {
-      /* The content ID holds the manifest's bytes: it cannot be upgraded,
-       * only shared again. */
-      swarm_fail(sw, err,
-                 "the content was shared by an older shoal (manifest version "
-                 "1), which this one no longer reads — ask its publisher to "
-                 "share it again with this version and send the new link");
+      swarm_fail_old_manifest(sw, sw->mf.version);
     } else {
       char msg[256];
       snprintf(msg, sizeof(msg),
@@ -1028,8 +1035,13 @@ void swarm_manifest_ready(struct swarm *sw) {
 }
 
 void swarm_load_manifest(struct swarm *sw) {
+  unsigned old = 0;
   struct manifest *m =
-      fetch_load(sw->node->home, sw->content_text, sw->content);
+      fetch_load(sw->node->home, sw->content_text, sw->content, &old);
+  if (old != 0) {
+    swarm_fail_old_manifest(sw, old);
+    return;
+  }
   if (m != NULL) {
     log_info("peer", "%s: manifest from %s/manifests", m->name, sw->node->home);
     sw->m = m;

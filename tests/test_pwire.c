@@ -343,12 +343,34 @@ static void test_hello_of_another_type_is_EPROTO(void **state) {
   uint8_t payload[HELLO_PAYLOAD];
   sample_hello(&x->h, 9);
   hello_payload(payload, &x->h);
-  const uint8_t types[] = {0, 2, 3, 255};
+  const uint8_t types[] = {0, PWIRE_VERSION + 1, 3, 255};
   for (size_t i = 0; i < sizeof(types); i++) {
     assert_err(open_raw(x, ENVELOPE_PEER_HELLO, types[i], 14 + i, payload,
                         sizeof(payload)),
                SHOAL_EPROTO);
   }
+}
+
+/* A hello of peer protocol version 1 (an older shoal: BLAKE2b chunk
+ * hashes, libsodium's frames) is validly signed and well formed, and still
+ * refused, as a version the receiver no longer speaks. */
+static void test_hello_of_version_1_is_EVERSION(void **state) {
+  struct hfx *x = *state;
+  uint8_t payload[HELLO_PAYLOAD];
+  sample_hello(&x->h, 9);
+  hello_payload(payload, &x->h);
+  assert_int_equal(PWIRE_HELLO, 2);
+  assert_int_equal(PWIRE_HELLO_V1, 1);
+  assert_err(open_raw(x, ENVELOPE_PEER_HELLO, PWIRE_HELLO_V1, 19, payload,
+                      sizeof(payload)),
+             SHOAL_EVERSION);
+  /* The same payload under this version opens. */
+  size_t len;
+  uint8_t *m = seal_hello(&x->a, 20, &x->h, &len);
+  assert_int_equal(m[2], PWIRE_VERSION);
+  struct envelope_policy pol = hello_policy(NULL, NULL);
+  assert_err(open_x(x, m, len, &pol), 0);
+  free(m);
 }
 
 static void test_hello_payload_of_wrong_length_is_EFORMAT(void **state) {
@@ -1610,6 +1632,7 @@ int main(void) {
       HELLO(test_envelope_of_another_class_is_EDOMAIN),
       HELLO(test_policy_of_another_class_is_EINVAL),
       HELLO(test_hello_of_another_type_is_EPROTO),
+      HELLO(test_hello_of_version_1_is_EVERSION),
       HELLO(test_hello_payload_of_wrong_length_is_EFORMAT),
       HELLO(test_hello_unknown_flag_bits_are_EFORMAT),
       HELLO(test_replayed_hello_is_EREPLAY),

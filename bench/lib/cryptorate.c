@@ -196,6 +196,8 @@ size_t cryptorate_run(struct cryptorate_row *rows, size_t block,
   }
   j.md_type = EVP_sha256();
   add(rows, &n, "OpenSSL", "SHA-256", time_step(&j, evp_digest, seconds));
+  j.md_type = EVP_sha512_256();
+  add(rows, &n, "OpenSSL", "SHA-512/256", time_step(&j, evp_digest, seconds));
   j.md_type = EVP_blake2b512();
   add(rows, &n, "OpenSSL", "BLAKE2b-512", time_step(&j, evp_digest, seconds));
   add(rows, &n, "OpenSSL", "ChaCha20-Poly1305 open",

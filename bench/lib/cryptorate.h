@@ -8,7 +8,7 @@
 
 #include <stddef.h>
 
-#define CRYPTORATE_MAX 8 /* rows cryptorate_run can fill */
+#define CRYPTORATE_MAX 12 /* rows cryptorate_run can fill */
 
 struct cryptorate_row {
   const char *lib;  /* "libsodium" or "OpenSSL" */

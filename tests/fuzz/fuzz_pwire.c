@@ -279,6 +279,8 @@ static void resigned_pass(uint8_t *msg, size_t len, uint32_t flip) {
     want = SHOAL_EDOMAIN;
   } else if (msg[3] != 0 || n != plen) {
     want = SHOAL_EFORMAT;
+  } else if (msg[2] == PWIRE_HELLO_V1) {
+    want = SHOAL_EVERSION;
   } else if (msg[2] != PWIRE_HELLO) {
     want = SHOAL_EPROTO;
   } else if (plen != PWIRE_HELLO_PAYLOAD_BYTES ||
