@@ -428,6 +428,31 @@ void session_drop_requests(struct session *s) {
  * head (pwire_data_head_encode). */
 #define DATA_HEAD (FRAME_HEADER_BYTES + PWIRE_DATA_HEAD_BYTES)
 
+/* The block is already in place in w: add the message head, encrypt in
+ * place, frame it and write it. */
+static void send_block(struct session *s, const struct upreq *r, struct wreq *w,
+                       size_t len) {
+  uint8_t *msg = w->data + FRAME_HEADER_BYTES;
+  size_t mlen = PWIRE_DATA_HEAD_BYTES + len;
+  if (pwire_data_head_encode(msg, r->chunk, r->offset, len) != 0) {
+    /* A read never returns more than the block asked for, which
+     * on_request checked; nothing was sealed, so the session goes on. */
+    free(w);
+    (void)session_send_block(s, PWIRE_REJECT, r->chunk, r->offset, r->length);
+  } else if (pwire_seal_inplace(&s->ps, msg, mlen) != 0) {
+    free(w);
+    session_close(s, "session counter spent");
+  } else {
+    frame_header(w->data, mlen + PWIRE_TAG_BYTES);
+    w->len = FRAME_HEADER_BYTES + mlen + PWIRE_TAG_BYTES;
+    if (write_frame(s, w) == 0) {
+      s->node->session_up->uploaded(s->sw, s, (uint32_t)len);
+    } else {
+      session_close(s, "write failed");
+    }
+  }
+}
+
 static void on_block_read(void *arg, int status, uint8_t *data, size_t len) {
   struct readreq *rr = arg;
   struct session *s = rr->s;
@@ -462,27 +487,7 @@ static void on_block_read(void *arg, int status, uint8_t *data, size_t len) {
       (void)session_send_block(s, PWIRE_REJECT, r.chunk, r.offset, r.length);
     }
   } else {
-    /* The block is already in place: add the message head, encrypt in
-     * place, frame it. */
-    uint8_t *msg = w->data + FRAME_HEADER_BYTES;
-    size_t mlen = PWIRE_DATA_HEAD_BYTES + len;
-    if (pwire_data_head_encode(msg, r.chunk, r.offset, len) != 0) {
-      /* A read never returns more than the block asked for, which
-       * on_request checked; nothing was sealed, so the session goes on. */
-      free(w);
-      (void)session_send_block(s, PWIRE_REJECT, r.chunk, r.offset, r.length);
-    } else if (pwire_seal_inplace(&s->ps, msg, mlen) != 0) {
-      free(w);
-      session_close(s, "session counter spent");
-    } else {
-      frame_header(w->data, mlen + PWIRE_TAG_BYTES);
-      w->len = FRAME_HEADER_BYTES + mlen + PWIRE_TAG_BYTES;
-      if (write_frame(s, w) == 0) {
-        s->node->session_up->uploaded(s->sw, s, (uint32_t)len);
-      } else {
-        session_close(s, "write failed");
-      }
-    }
+    send_block(s, &r, w, len);
   }
   /* Pump before letting go of the reference, so s is alive here. */
   if (s->state == SESS_OPEN) {
@@ -616,6 +621,30 @@ void session_pump_upload(struct session *s) {
     if (rr == NULL || rr->w == NULL) {
       free(rr);
       return;
+    }
+    /* From the page cache at once when it is there: no round trip through
+     * the thread pool, whose wake-ups cost a seeder more than the copy. */
+    err = storage_read_cached(s->sw->st, r.chunk, r.offset, r.length,
+                              rr->w->data + DATA_HEAD);
+    if (err != UV_EAGAIN) {
+      struct wreq *w = rr->w;
+      free(rr);
+      s->upq_head = (s->upq_head + 1) % NODE_MAX_REMOTE_REQUESTS;
+      s->upq_len--;
+      if (err == 0) {
+        send_block(s, &r, w, r.length);
+        continue;
+      }
+      free(w);
+      if (err == SHOAL_ECHANGED) {
+        /* As a read on the pool would find: the swarm stops. */
+        n->session_up->source_changed(s->sw);
+        return;
+      }
+      log_warn("peer", "%s: cannot read chunk %u for %s: %s", s->sw->name,
+               r.chunk, s->remote_short, shoal_strerror(err));
+      (void)session_send_block(s, PWIRE_REJECT, r.chunk, r.offset, r.length);
+      continue;
     }
     rr->s = s;
     rr->r = r;

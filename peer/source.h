@@ -46,6 +46,17 @@ int source_read(const struct manifest *m, int kept_fd,
                 const struct source_block *b, uint8_t *dst,
                 struct storage_change *change);
 
+/* Reads the block b (b->verify 0) into dst from fd, a kept descriptor, on
+ * the calling thread, only when every byte of it is in the page cache
+ * (preadv2 with RWF_NOWAIT: no wait for the disk). Returns 0; UV_EAGAIN
+ * when some byte would have to come from the disk (read it with
+ * source_read on the thread pool); SHOAL_ECHANGED with *change as
+ * source_read; or another error. The size and time are checked before
+ * and after, as in source_read. */
+int source_read_cached(const struct manifest *m, int fd,
+                       const struct source_block *b, uint8_t *dst,
+                       struct storage_change *change);
+
 /* Checks every file of m, by its path, against its size and modification
  * time. Returns 0, SHOAL_ECHANGED with *change saying how the first file
  * that differs does, or another error. */

@@ -1075,6 +1075,40 @@ int storage_read_into(struct storage *s, uint32_t idx, uint32_t offset,
   return read_start(s, idx, offset, len, dst, cb, arg);
 }
 
+int storage_read_cached(struct storage *s, uint32_t idx, uint32_t offset,
+                        uint32_t len, uint8_t *dst) {
+  struct source_block b;
+  struct storage_change change;
+  uint64_t off;
+  uint32_t clen;
+  int err;
+
+  if (!s->is_source || s->source_fd < 0 || s->closing ||
+      idx >= s->m->chunk_count || !bit_get(s->have, idx) ||
+      (!bit_get(s->verified, idx) && !bit_get(s->verifying, idx))) {
+    /* A chunk's first read hashes it, on the thread pool. The others need
+     * not wait for that hash: they are what a read on the pool would do
+     * meanwhile too (read_start). */
+    return UV_EAGAIN;
+  }
+  clen = manifest_chunk_len(s->m, idx);
+  if (len == 0 || offset > clen || len > clen - offset) {
+    return SHOAL_EINVAL;
+  }
+  memset(&b, 0, sizeof(b));
+  manifest_chunk_file(s->m, idx, &b.file, &off);
+  b.offset = off + offset;
+  b.len = len;
+  b.chunk = idx;
+  b.chunk_offset = off;
+  b.chunk_len = clen;
+  err = source_read_cached(s->m, s->source_fd, &b, dst, &change);
+  if (err == SHOAL_ECHANGED) {
+    note_change(s, &change);
+  }
+  return err;
+}
+
 /* ------------------------------------------------------------------------ */
 /* Watching a source */
 

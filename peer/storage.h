@@ -115,6 +115,17 @@ int storage_read_into(struct storage *s, uint32_t idx, uint32_t offset,
                       uint32_t len, uint8_t *dst, storage_read_cb cb,
                       void *arg);
 
+/* The same, done now on the loop thread, when it needs no disk: a source
+ * of one file whose chunk idx was hashed since the open, or is being
+ * hashed by its first read, with every byte of the block in the page
+ * cache. Returns 0 (dst holds the
+ * block), UV_EAGAIN (use storage_read_into), SHOAL_ECHANGED (the file
+ * changed: storage_source_change says how), or another error. A seeder
+ * serving from memory thus reads, seals and writes a block in one pass of
+ * the loop, with no thread-pool round trip. */
+int storage_read_cached(struct storage *s, uint32_t idx, uint32_t offset,
+                        uint32_t len, uint8_t *dst);
+
 /* How a source's file differs from when it was hashed. */
 enum storage_change_kind {
   STORAGE_CHANGE_NONE = 0,

@@ -1366,6 +1366,58 @@ static int source_read_status(struct fx *f, struct storage *s, uint32_t idx) {
   return g.status;
 }
 
+/* storage_read_cached: a block of a source of one file is read on the
+ * loop, from the page cache, once its chunk's first read (which hashes
+ * it) has gone to the pool; never for a chunk not yet hashed, a folder's
+ * file or a download; a file that changed is ECHANGED and described, as a
+ * read on the pool would find. */
+static void test_cached_reads_only_after_the_first_read(void **state) {
+  struct fx *f = *state;
+  char path[PATH_CAP], root[PATH_CAP];
+  uint8_t buf[CS];
+  struct storage_change c;
+
+  make_file(f, "one.bin", 3 * CS + 100, 91);
+  tu_path(path, sizeof(path), f->src, "one.bin");
+  struct manifest *m = build(path);
+  struct storage *s = open_src(f, m);
+  /* The file was just written: every byte is in the page cache. */
+  assert_err(storage_read_cached(s, 1, 0, 100, buf), UV_EAGAIN);
+  uint8_t *first = read_ok(f, s, 1, 0, 100); /* hashes chunk 1 */
+  free(first);
+  memset(buf, 0, sizeof(buf));
+  assert_err(storage_read_cached(s, 1, 200, CS - 200, buf), 0);
+  uint8_t *want = chunk_copy(m, 1);
+  assert_memory_equal(buf, want + 200, CS - 200);
+  storage_chunk_free(want);
+  /* Chunk 2 was never read: the pool hashes it first. */
+  assert_err(storage_read_cached(s, 2, 0, 100, buf), UV_EAGAIN);
+  /* Blocks outside the chunk are refused, as by storage_read. */
+  assert_err(storage_read_cached(s, 1, CS, 1, buf), SHOAL_EINVAL);
+  assert_err(storage_read_cached(s, 1, 0, 0, buf), SHOAL_EINVAL);
+  assert_err(storage_read_cached(s, 9, 0, 1, buf), UV_EAGAIN);
+  /* The file grows: the read says so and the storage describes it. */
+  FILE *fp = fopen(path, "ab");
+  assert_non_null(fp);
+  assert_int_equal(fputc('x', fp), 'x');
+  assert_int_equal(fclose(fp), 0);
+  assert_err(storage_read_cached(s, 1, 0, 100, buf), SHOAL_ECHANGED);
+  assert_int_equal(storage_source_change(s, &c), 1);
+  assert_int_equal(c.kind, STORAGE_CHANGE_SIZE);
+  close_s(f, s);
+  manifest_free(m);
+
+  /* A folder's files are opened per read, on the pool. */
+  make_file(f, "dir/a", CS, 92);
+  tu_path(root, sizeof(root), f->src, "dir");
+  m = build(root);
+  s = open_src(f, m);
+  free(read_ok(f, s, 0, 0, 100));
+  assert_err(storage_read_cached(s, 0, 0, 100, buf), UV_EAGAIN);
+  close_s(f, s);
+  manifest_free(m);
+}
+
 static void test_source_changed_file_is_ECHANGED(void **state) {
   struct fx *f = *state;
   char a[PATH_CAP];
@@ -2159,6 +2211,7 @@ int main(void) {
       T(test_planted_symlinks_are_never_followed),
       T(test_source_reads_the_right_bytes_and_never_modifies),
       T(test_source_change_is_found_and_described),
+      T(test_cached_reads_only_after_the_first_read),
       T(test_source_changed_file_is_ECHANGED),
       T(test_source_needs_a_local_manifest),
       T(test_have_map_layout),
