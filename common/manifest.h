@@ -84,6 +84,15 @@ struct manifest_file {
    * made from a checked copy (recheck_apply) these are the copy's times. */
   int64_t mtime_sec;
   int64_t mtime_nsec;
+  /* Local source only, never on the wire: the status-change time (ctime)
+   * the file had through the whole of its hashing by this process
+   * (manifest_build), when ctime_known is 1. Any write to a file, and any
+   * change of its times, sets its ctime to the present; so while a file
+   * still has this ctime, its chunks are the bytes that were hashed, and a
+   * source serves them without hashing each again (peer/source.c). */
+  int64_t ctime_sec;
+  int64_t ctime_nsec;
+  int ctime_known; /* 0: unknown, 1: known, -1: jobs saw different ones */
 };
 
 struct manifest {

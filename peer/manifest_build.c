@@ -224,6 +224,8 @@ struct job {
   uint32_t c0, c1; /* chunk range inside the file, relative to it */
   uint64_t bytes;
   int err;
+  struct timespec ctime;   /* the file's, unchanged from start to end, */
+  int ctime_ok;            /* when this is 1 */
   struct job *prev, *next; /* the builder's list of queued jobs */
 };
 
@@ -244,6 +246,26 @@ struct manifest_builder {
   uint64_t done;
   char err_path[2 * MANIFEST_MAX_PATH + 2];
 };
+
+/* Merges what a finished job saw of its file's ctime into the file (on the
+ * loop thread): known only when every job of the file saw one and the
+ * same ctime throughout its hashing. */
+static void note_job_ctime(struct manifest_builder *b, const struct job *j) {
+  struct manifest_file *f = &b->m->files[j->file];
+  if (f->ctime_known < 0) {
+    return;
+  }
+  if (!j->ctime_ok) {
+    f->ctime_known = -1;
+  } else if (f->ctime_known == 0) {
+    f->ctime_sec = j->ctime.tv_sec;
+    f->ctime_nsec = j->ctime.tv_nsec;
+    f->ctime_known = 1;
+  } else if (f->ctime_sec != j->ctime.tv_sec ||
+             f->ctime_nsec != j->ctime.tv_nsec) {
+    f->ctime_known = -1;
+  }
+}
 
 /* Records which file a failed job was reading (on the loop thread, so that
  * workers never write shared memory but their own hash slots). */
@@ -307,6 +329,7 @@ static void hash_range(struct job *j) {
     j->err = SHOAL_ECHANGED;
     goto out;
   }
+  j->ctime = st.st_ctim;
   (void)posix_fadvise(fd, (off_t)(j->c0 * cs), (off_t)((j->c1 - j->c0) * cs),
                       POSIX_FADV_SEQUENTIAL);
   buf = malloc(MANIFEST_READ_BYTES);
@@ -326,11 +349,15 @@ static void hash_range(struct job *j) {
       goto out;
     }
   }
-  /* A write during hashing shows in the modification time. */
+  /* A write during hashing shows in the modification time, and in the
+   * status-change time even when the modification time was put back. */
   if (fstat(fd, &st) != 0) {
     j->err = -errno;
   } else if (!fsutil_stat_matches(&st, f)) {
     j->err = SHOAL_ECHANGED;
+  } else {
+    j->ctime_ok = st.st_ctim.tv_sec == j->ctime.tv_sec &&
+                  st.st_ctim.tv_nsec == j->ctime.tv_nsec;
   }
 
 out:
@@ -466,6 +493,7 @@ static void after_work_cb(uv_work_t *req, int status) {
     b->status = j->err;
     note_job_error(b, j);
   } else if (j->err == 0) {
+    note_job_ctime(b, j);
     progress(b, j->bytes);
   }
   free(j);
@@ -597,6 +625,7 @@ int manifest_build(const char *path, const struct identity *publisher,
       builder_free(b);
       return err;
     }
+    note_job_ctime(b, &j);
     progress(b, j.bytes);
   }
   err = manifest_seal(b->m, &b->publisher);

@@ -14,6 +14,7 @@
 #define SHOAL_PEER_SOURCE_H
 
 #include <stdint.h>
+#include <sys/stat.h>
 
 #include "common/manifest.h"
 
@@ -27,8 +28,15 @@ struct source_block {
   uint32_t chunk;        /* the block's chunk */
   uint64_t chunk_offset; /* where the chunk starts in its file */
   uint32_t chunk_len;
-  int verify; /* hash the whole chunk against the manifest first */
+  int verify; /* hash the whole chunk against the manifest first (unless
+                 the file is unchanged since it was hashed here) */
 };
+
+/* 1 when st, the file's status now, has the ctime f had throughout its
+ * hashing by this process (manifest_build): then nothing has written to
+ * it since, nor set its times, and its chunks need no hashing again. */
+int source_unchanged_since_hashed(const struct manifest_file *f,
+                                  const struct stat *st);
 
 /* Opens file idx of m (borrowed, with its local_root) for reading. Returns
  * a descriptor the caller closes, SHOAL_ECHANGED when the file or a folder

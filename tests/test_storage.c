@@ -1418,6 +1418,47 @@ static void test_cached_reads_only_after_the_first_read(void **state) {
   manifest_free(m);
 }
 
+/* A file that keeps the ctime it had while manifest_build hashed it is
+ * served without hashing its chunks again; without that ctime (unknown,
+ * or the file's status changed since) each chunk's first read hashes it.
+ * The test tells the two apart by a manifest whose hash of chunk 1 it
+ * spoils in memory: trusted, the read succeeds; checked, it fails. */
+static void
+test_chunks_hashed_here_are_trusted_while_ctime_holds(void **state) {
+  struct fx *f = *state;
+  char path[PATH_CAP];
+  struct stat st;
+
+  make_file(f, "kept.bin", 3 * CS, 93);
+  tu_path(path, sizeof(path), f->src, "kept.bin");
+  struct manifest *m = build(path);
+  assert_int_equal(stat(path, &st), 0);
+  assert_int_equal(m->files[0].ctime_known, 1);
+  assert_int_equal(m->files[0].ctime_sec, st.st_ctim.tv_sec);
+  assert_int_equal(m->files[0].ctime_nsec, st.st_ctim.tv_nsec);
+  m->hashes[1 * MANIFEST_HASH_BYTES] ^= 1;
+
+  struct storage *s = open_src(f, m);
+  assert_err(source_read_status(f, s, 1), 0); /* not hashed: trusted */
+  close_s(f, s);
+
+  m->files[0].ctime_known = 0; /* as for a manifest from disk */
+  s = open_src(f, m);
+  assert_err(source_read_status(f, s, 1), SHOAL_ECHANGED);
+  close_s(f, s);
+
+  /* The ctime moves with any change of the file's status, here its
+   * times set to what they were: hashed again. */
+  m->files[0].ctime_known = 1;
+  struct timespec keep[2] = {st.st_atim, st.st_mtim};
+  assert_int_equal(utimensat(AT_FDCWD, path, keep, 0), 0);
+  s = open_src(f, m);
+  assert_err(source_read_status(f, s, 1), SHOAL_ECHANGED);
+  assert_err(source_read_status(f, s, 0), 0); /* a good chunk still reads */
+  close_s(f, s);
+  manifest_free(m);
+}
+
 static void test_source_changed_file_is_ECHANGED(void **state) {
   struct fx *f = *state;
   char a[PATH_CAP];
@@ -2212,6 +2253,7 @@ int main(void) {
       T(test_source_reads_the_right_bytes_and_never_modifies),
       T(test_source_change_is_found_and_described),
       T(test_cached_reads_only_after_the_first_read),
+      T(test_chunks_hashed_here_are_trusted_while_ctime_holds),
       T(test_source_changed_file_is_ECHANGED),
       T(test_source_needs_a_local_manifest),
       T(test_have_map_layout),
