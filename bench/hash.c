@@ -1,15 +1,17 @@
-/* bench/hash: manifest hashing throughput against raw BLAKE2b.
+/* bench/hash: manifest hashing throughput against the raw chunk hash.
  *
  * Writes a file of random bytes (1 GiB by default) to $TMPDIR, then measures
  * in the same run:
- *   raw      crypto_generichash over the same bytes, already in memory, one
- *            call per chunk (the least work any manifest builder can do);
+ *   raw      the chunk hash (SHA-256, common/chash.h) over the same bytes,
+ *            already in memory, one call per chunk, one thread (the least
+ *            work any manifest builder can do);
  *   manifest manifest_build() on one thread (reads the file and hashes);
  *   pool     manifest_build() with jobs on libuv's thread pool.
  * Each figure is the best of --runs runs. The file is in the page cache
  * (it was just written), so this measures hashing, not the disk.
  *
- * Targets: manifest >= 0.9 x raw; pool >= 1.7 x raw on a 2-core machine.
+ * Targets: manifest >= 0.9 x raw; pool >= 1.8 x raw on a 2-core machine
+ * (issue 17: share hashes at close to the hash's speed on both cores).
  * Usage: hash [--mib N] [--runs N] [--threads N]
  */
 #include <sodium.h>
@@ -20,6 +22,7 @@
 #include <uv.h>
 
 #include "bench/lib/benchutil.h"
+#include "common/chash.h"
 #include "common/error.h"
 #include "common/identity.h"
 #include "common/manifest.h"
@@ -76,7 +79,10 @@ int main(int argc, char **argv) {
     double t0 = benchutil_now_s();
     for (size_t off = 0; off < size; off += cs) {
       size_t n = size - off < cs ? size - off : cs;
-      crypto_generichash(h, sizeof(h), data + off, n, NULL, 0);
+      if (chash_once(h, data + off, n) != 0) {
+        fprintf(stderr, "hash: the chunk hash failed\n");
+        goto out;
+      }
     }
     double t = benchutil_now_s() - t0;
     best_raw = t < best_raw ? t : best_raw;
@@ -110,13 +116,13 @@ int main(int argc, char **argv) {
   double r1 = best_raw / best_one, rp = best_raw / best_pool;
   printf("bench/hash: %lu MiB, chunk %zu KiB, best of %lu runs, %d CPUs\n", mib,
          cs >> 10, runs, ncpu);
-  printf("  raw crypto_generichash (memory)   %8.1f MB/s\n", mb / best_raw);
+  printf("  raw SHA-256 chunk hash (memory)   %8.1f MB/s\n", mb / best_raw);
   printf("  manifest_build, 1 thread          %8.1f MB/s  ratio %.2f "
          "(target >= 0.90) %s\n",
          mb / best_one, r1, r1 >= 0.9 ? "ok" : "BELOW TARGET");
   printf("  manifest_build, pool of %-2lu        %8.1f MB/s  ratio %.2f "
-         "(target >= 1.70) %s\n",
-         threads, mb / best_pool, rp, rp >= 1.7 ? "ok" : "BELOW TARGET");
+         "(target >= 1.80) %s\n",
+         threads, mb / best_pool, rp, rp >= 1.8 ? "ok" : "BELOW TARGET");
   rc = 0;
 
 out:
