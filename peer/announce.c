@@ -758,6 +758,14 @@ static void on_lookup(void *arg, int status,
   sw->an.lookup_failures = 0;
   tier_met(at);
   for (unsigned i = 0; i < r->u.lookup.count; i++) {
+    if (memcmp(r->u.lookup.peers[i].pk, n->id->pk, IDENTITY_PK_BYTES) != 0) {
+      /* Someone is there: a get that has not met a peer yet keeps trying
+       * (node.c gives up only after NODE_NO_PEERS_MS of empty lists). */
+      sw->an.listed_ms = node_now(n);
+      break;
+    }
+  }
+  for (unsigned i = 0; i < r->u.lookup.count; i++) {
     const struct tmsg_peer *p = &r->u.lookup.peers[i];
     struct sockaddr_storage ss;
     memset(&ss, 0, sizeof(ss));
@@ -826,7 +834,14 @@ static void on_lookup_timer(uv_timer_t *t) {
     return;
   }
   if (sw->nsessions >= n->cfg.max_peers) {
-    schedule_lookup(sw, LOOKUP_MAX_MS);
+    /* Full: of open sessions, nothing to ask for a while; of dials not
+     * through yet (each holds a slot until NODE_HELLO_MS), soon, or a
+     * newcomer whose first dials were all refused waits LOOKUP_MAX_MS. */
+    unsigned dialling = 0;
+    for (const struct session *s = sw->sessions; s != NULL; s = s->next) {
+      dialling += s->state != SESS_OPEN;
+    }
+    schedule_lookup(sw, dialling > 0 ? LOOKUP_MIN_MS : LOOKUP_MAX_MS);
     return;
   }
   memset(&l, 0, sizeof(l));

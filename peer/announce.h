@@ -91,6 +91,7 @@ struct announce {
   int ever_met_tracker;
   uint32_t lookup_backoff_ms;
   int warned_no_peers;
+  uint64_t listed_ms; /* a lookup last listed a peer other than us */
 };
 
 /* Groups n trackers into tiers by their tier numbers, in the order of

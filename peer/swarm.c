@@ -130,12 +130,50 @@ static void strike(struct swarm *sw, const uint8_t pk[32], int ban,
 /* ------------------------------------------------------------------------ */
 /* Sessions joining and leaving */
 
+/* The dial of ours, not yet through, that gives way to a peer whose hello
+ * reached us (s) in a swarm that is full: our own dial to that same peer
+ * when the duplicate rule (swarm_session_open: the session opened by the
+ * lower key survives) would keep the inbound one, else the oldest dial to
+ * anyone else. NULL when none may give way: the slots all hold open
+ * sessions, or the only candidate is a dial to s's peer that wins. */
+static struct session *dial_to_give_way(struct swarm *sw,
+                                        const struct session *s) {
+  struct session *oldest = NULL;
+  for (struct session *o = sw->sessions; o != NULL; o = o->next) {
+    if (!o->initiator || o->state == SESS_OPEN || o->state == SESS_CLOSING) {
+      continue;
+    }
+    if (o->have_expect &&
+        memcmp(o->expect_pk, s->remote_pk, IDENTITY_PK_BYTES) == 0) {
+      if (memcmp(s->remote_pk, sw->node->id->pk, IDENTITY_PK_BYTES) < 0) {
+        return o;
+      }
+      return NULL;
+    }
+    if (oldest == NULL || o->started_ms < oldest->started_ms) {
+      oldest = o;
+    }
+  }
+  return oldest;
+}
+
 int swarm_attach(struct swarm *sw, struct session *s) {
   unsigned max = sw->node->cfg.max_peers;
   int slot = -1;
   if (sw->state == SW_FAILED || sw->state == SW_STOPPING ||
       sw->state == SW_REMOVING) {
     return SHOAL_EBUSY;
+  }
+  if (sw->nsessions >= max && !s->initiator) {
+    /* A swarm whose slots are held by its own dials would refuse every
+     * peer that reaches it: when everyone starts at once, each newcomer
+     * dials max_peers others and refuses their dials to it, and in a
+     * swarm larger than max_peers a third of them never met anyone
+     * (issue 18). A peer that got through beats a dial that has not. */
+    struct session *o = dial_to_give_way(sw, s);
+    if (o != NULL) {
+      session_close(o, "gave way to a peer that reached us");
+    }
   }
   if (sw->nsessions >= max) {
     return SHOAL_EBUSY;
