@@ -67,7 +67,7 @@
 #include "peer/internal.h"
 
 #define LOOKUP_MIN_MS 1000u
-#define LOOKUP_MAX_MS 30000u
+#define LOOKUP_MAX_MS 30000u /* unless node_config's lookup_max_ms says */
 #define RETRY_MAX_MS 60000u
 
 /* "stopped" for several swarms of one tracker client, in one announce. */
@@ -83,6 +83,11 @@ static void say_stopped(struct announce_tier *at);
 static void publish(struct announce_tier *at);
 static void emit_shared(struct swarm *sw);
 static uint64_t left_bytes(const struct swarm *sw);
+
+/* The longest wait between two lookups of n's swarms. */
+static uint64_t lookup_max_ms(const struct node *n) {
+  return n->cfg.lookup_max_ms != 0 ? n->cfg.lookup_max_ms : LOOKUP_MAX_MS;
+}
 
 /* Whether this node's identity published sw's content: only then does a
  * share go into the trackers' catalogs. */
@@ -712,8 +717,8 @@ static void redial_known(struct swarm *sw) {
       continue;
     }
     k->backoff_ms = k->backoff_ms == 0 ? 2000 : k->backoff_ms * 2;
-    if (k->backoff_ms > LOOKUP_MAX_MS) {
-      k->backoff_ms = LOOKUP_MAX_MS;
+    if (k->backoff_ms > lookup_max_ms(n)) {
+      k->backoff_ms = lookup_max_ms(n);
     }
     k->next_try_ms = now + k->backoff_ms;
     log_info("peer", "%s: tracker unreachable; dialling a known peer",
@@ -751,7 +756,7 @@ static void on_lookup(void *arg, int status,
       if (sw->an.ntiers > 1 && sw->an.lookup_failures % sw->an.ntiers != 0) {
         wait = LOOKUP_MIN_MS;
       }
-      schedule_lookup(sw, wait < LOOKUP_MAX_MS ? wait : LOOKUP_MAX_MS);
+      schedule_lookup(sw, wait);
     }
     return;
   }
@@ -805,7 +810,8 @@ static void on_lookup(void *arg, int status,
     /* Nobody new here: the next lookup asks the next tier, and once every
      * tier had its turn, the wait doubles. */
     next_lookup_tier(sw);
-    if (sw->an.lookup_tier == 0 && sw->an.lookup_backoff_ms < LOOKUP_MAX_MS) {
+    if (sw->an.lookup_tier == 0 &&
+        sw->an.lookup_backoff_ms < lookup_max_ms(n)) {
       sw->an.lookup_backoff_ms *= 2;
     }
   }
@@ -836,12 +842,12 @@ static void on_lookup_timer(uv_timer_t *t) {
   if (sw->nsessions >= n->cfg.max_peers) {
     /* Full: of open sessions, nothing to ask for a while; of dials not
      * through yet (each holds a slot until NODE_HELLO_MS), soon, or a
-     * newcomer whose first dials were all refused waits LOOKUP_MAX_MS. */
+     * newcomer whose first dials were all refused waits the longest. */
     unsigned dialling = 0;
     for (const struct session *s = sw->sessions; s != NULL; s = s->next) {
       dialling += s->state != SESS_OPEN;
     }
-    schedule_lookup(sw, dialling > 0 ? LOOKUP_MIN_MS : LOOKUP_MAX_MS);
+    schedule_lookup(sw, dialling > 0 ? LOOKUP_MIN_MS : lookup_max_ms(n));
     return;
   }
   memset(&l, 0, sizeof(l));
@@ -863,6 +869,9 @@ static void on_lookup_timer(uv_timer_t *t) {
 static void schedule_lookup(struct swarm *sw, uint64_t ms) {
   if (sw->node->stopping || sw->state == SW_REMOVING) {
     return;
+  }
+  if (ms > lookup_max_ms(sw->node)) {
+    ms = lookup_max_ms(sw->node);
   }
   uv_timer_start(&sw->an.lookup_timer, on_lookup_timer, ms, 0);
 }

@@ -255,7 +255,7 @@ static void on_tick(uv_timer_t *t) {
         sw->an.ever_met_tracker &&
         now - (sw->an.listed_ms > sw->started_ms ? sw->an.listed_ms
                                                  : sw->started_ms) >
-            NODE_NO_PEERS_MS) {
+            n->cfg.no_peers_ms) {
       swarm_fail(sw, SHOAL_ETIMEDOUT,
                  "no peer has this content yet — ask its publisher to run "
                  "'shoal-peer share', then try again");
@@ -394,6 +394,9 @@ int node_new(struct node **out, uv_loop_t *loop, const struct node_config *c,
   n->cfg.listen = NULL;
   if (n->cfg.max_peers == 0 || n->cfg.max_peers > PICKER_MAX_PEERS) {
     n->cfg.max_peers = NODE_DEFAULT_MAX_PEERS;
+  }
+  if (n->cfg.no_peers_ms == 0) {
+    n->cfg.no_peers_ms = NODE_NO_PEERS_MS;
   }
   n->id = id;
   n->cb = cb;
