@@ -72,6 +72,7 @@
 
 /* "stopped" for several swarms of one tracker client, in one announce. */
 struct stop_batch {
+  struct tracker_client *tc; /* the tiers' client, for the failure's text */
   unsigned count;
   struct announce_tier *at[TMSG_MAX_ANNOUNCE_ITEMS]; /* NULL once released */
 };
@@ -350,7 +351,6 @@ static void on_stopped_batch(void *arg, int status,
                              const struct tracker_client_reply *r) {
   struct stop_batch *b = arg;
   unsigned live = 0;
-  (void)r;
   for (unsigned i = 0; i < b->count; i++) {
     struct announce_tier *at = b->at[i];
     if (at == NULL) {
@@ -363,8 +363,9 @@ static void on_stopped_batch(void *arg, int status,
     at->sw->refs--;
   }
   if (status != 0 && live > 0) {
+    char msg[TRACKER_CLIENT_DESCRIBE_BYTES];
     log_info("peer", "\"stopped\" for %u contents: %s", live,
-             shoal_strerror(status));
+             tracker_client_describe(b->tc, status, r, msg, sizeof(msg)));
   }
   free(b);
 }
@@ -384,6 +385,7 @@ unsigned announce_stopped_batch(struct announce_tier *const *ats, unsigned n) {
     a.event = TMSG_EVENT_STOPPED;
     a.count = (uint16_t)k;
     b->count = k;
+    b->tc = ats[i]->tc;
     for (unsigned j = 0; j < k; j++) {
       struct announce_tier *at = ats[i + j];
       struct swarm *sw = at->sw;
