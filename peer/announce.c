@@ -868,6 +868,14 @@ static void on_lookup_timer(uv_timer_t *t) {
   sw->refs++;
 }
 
+void announce_lookup_soon(struct swarm *sw) {
+  if (sw->an.ntiers == 0 || sw->an.lookup_busy || schedule_over(sw) ||
+      uv_timer_get_due_in(&sw->an.lookup_timer) <= LOOKUP_MIN_MS) {
+    return;
+  }
+  schedule_lookup(sw, LOOKUP_MIN_MS);
+}
+
 static void schedule_lookup(struct swarm *sw, uint64_t ms) {
   if (sw->node->stopping || sw->state == SW_REMOVING) {
     return;

@@ -136,6 +136,9 @@ void announce_get(struct swarm *sw);
 /* The swarm completed: lookups end, "completed" goes out (or waits for
  * the announce under way). */
 void announce_completed(struct swarm *sw);
+/* A slot of a get was freed to look for better peers: the next lookup
+ * goes out within LOOKUP_MIN_MS rather than after the longest wait. */
+void announce_lookup_soon(struct swarm *sw);
 /* The swarm failed or the node stops: the timers stop, and "stopped"
  * goes out once, when the trackers may list the swarm (at once, or from
  * the reply of the announce under way). */

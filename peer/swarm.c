@@ -1313,7 +1313,42 @@ static void watch_sources(struct swarm *sw, uint64_t now) {
   swarm_emit(sw, &ev);
 }
 
+/* Whether nothing can pass through s either way: the peer holds nothing
+ * we lack (no have-map: not even the manifest; or, once we have the
+ * manifest, no chunk we want) and wants nothing of ours. */
+static int futile(const struct swarm *sw, const struct session *s) {
+  int has_for_us =
+      s->have_map != NULL && (sw->state == SW_FETCHING || s->am_interested);
+  return s->state == SESS_OPEN && !has_for_us && !s->peer_interested;
+}
+
+/* A get whose slots are full of peers that have nothing for it, and want
+ * nothing of it, would wait forever: when peers start together, the late
+ * ones fill each other's slots before any of them holds a chunk, and
+ * those who hold chunks are full too (issue 18: 13 of 32 downloaders sat
+ * at 0 with 12 empty sessions each). The oldest such session past
+ * NODE_FUTILE_MS makes room, and a lookup (seeders first) follows. */
+static void make_room(struct swarm *sw, uint64_t now) {
+  struct session *oldest = NULL;
+  if (sw->is_source || sw->nsessions < sw->node->cfg.max_peers ||
+      (sw->state != SW_FETCHING && sw->state != SW_RUNNING)) {
+    return;
+  }
+  for (struct session *s = sw->sessions; s != NULL; s = s->next) {
+    if (futile(sw, s) && now - s->started_ms >= NODE_FUTILE_MS &&
+        (oldest == NULL || s->started_ms < oldest->started_ms)) {
+      oldest = s;
+    }
+  }
+  if (oldest != NULL) {
+    session_close(oldest, "neither side has anything for the other; "
+                          "making room");
+    announce_lookup_soon(sw);
+  }
+}
+
 void swarm_tick(struct swarm *sw, uint64_t now) {
+  make_room(sw, now);
   if (sw->state == SW_FETCHING) {
     struct session *late =
         fetch_overdue(&sw->mf, now, fetch_timeout_ms(&sw->node->down_bucket));
