@@ -35,11 +35,12 @@
 
 #define NDL 32
 #define FILE_BYTES (4u * FX_MiB)
-#define UPLOAD_RATE "512k"        /* each peer's cap: 8 s for one copy */
-#define MAX_PEERS "12"            /* session slots, well below the swarm */
-#define SPREAD_MS 1500u           /* the downloaders start over this long */
-#define SWARM_DEADLINE_MS 100000u /* every one complete, from the first start  \
-                                   */
+#define UPLOAD_RATE "512k" /* each peer's cap: 8 s for one copy */
+#define MAX_PEERS "12"     /* session slots, well below the swarm */
+#define SPREAD_MS 1500u    /* the downloaders start over this long */
+#define SWARM_DEADLINE_MS                                                      \
+  100000u /* every one complete, from the first start                          \
+           */
 
 struct swarm32 {
   struct fx *f;
