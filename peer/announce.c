@@ -67,11 +67,12 @@
 #include "peer/internal.h"
 
 #define LOOKUP_MIN_MS 1000u
-#define LOOKUP_MAX_MS 30000u
+#define LOOKUP_MAX_MS 30000u /* unless node_config's lookup_max_ms says */
 #define RETRY_MAX_MS 60000u
 
 /* "stopped" for several swarms of one tracker client, in one announce. */
 struct stop_batch {
+  struct tracker_client *tc; /* the tiers' client, for the failure's text */
   unsigned count;
   struct announce_tier *at[TMSG_MAX_ANNOUNCE_ITEMS]; /* NULL once released */
 };
@@ -83,6 +84,11 @@ static void say_stopped(struct announce_tier *at);
 static void publish(struct announce_tier *at);
 static void emit_shared(struct swarm *sw);
 static uint64_t left_bytes(const struct swarm *sw);
+
+/* The longest wait between two lookups of n's swarms. */
+static uint64_t lookup_max_ms(const struct node *n) {
+  return n->cfg.lookup_max_ms != 0 ? n->cfg.lookup_max_ms : LOOKUP_MAX_MS;
+}
 
 /* Whether this node's identity published sw's content: only then does a
  * share go into the trackers' catalogs. */
@@ -345,7 +351,6 @@ static void on_stopped_batch(void *arg, int status,
                              const struct tracker_client_reply *r) {
   struct stop_batch *b = arg;
   unsigned live = 0;
-  (void)r;
   for (unsigned i = 0; i < b->count; i++) {
     struct announce_tier *at = b->at[i];
     if (at == NULL) {
@@ -358,8 +363,9 @@ static void on_stopped_batch(void *arg, int status,
     at->sw->refs--;
   }
   if (status != 0 && live > 0) {
+    char msg[TRACKER_CLIENT_DESCRIBE_BYTES];
     log_info("peer", "\"stopped\" for %u contents: %s", live,
-             shoal_strerror(status));
+             tracker_client_describe(b->tc, status, r, msg, sizeof(msg)));
   }
   free(b);
 }
@@ -379,6 +385,7 @@ unsigned announce_stopped_batch(struct announce_tier *const *ats, unsigned n) {
     a.event = TMSG_EVENT_STOPPED;
     a.count = (uint16_t)k;
     b->count = k;
+    b->tc = ats[i]->tc;
     for (unsigned j = 0; j < k; j++) {
       struct announce_tier *at = ats[i + j];
       struct swarm *sw = at->sw;
@@ -712,8 +719,8 @@ static void redial_known(struct swarm *sw) {
       continue;
     }
     k->backoff_ms = k->backoff_ms == 0 ? 2000 : k->backoff_ms * 2;
-    if (k->backoff_ms > LOOKUP_MAX_MS) {
-      k->backoff_ms = LOOKUP_MAX_MS;
+    if (k->backoff_ms > lookup_max_ms(n)) {
+      k->backoff_ms = lookup_max_ms(n);
     }
     k->next_try_ms = now + k->backoff_ms;
     log_info("peer", "%s: tracker unreachable; dialling a known peer",
@@ -751,12 +758,20 @@ static void on_lookup(void *arg, int status,
       if (sw->an.ntiers > 1 && sw->an.lookup_failures % sw->an.ntiers != 0) {
         wait = LOOKUP_MIN_MS;
       }
-      schedule_lookup(sw, wait < LOOKUP_MAX_MS ? wait : LOOKUP_MAX_MS);
+      schedule_lookup(sw, wait);
     }
     return;
   }
   sw->an.lookup_failures = 0;
   tier_met(at);
+  for (unsigned i = 0; i < r->u.lookup.count; i++) {
+    if (memcmp(r->u.lookup.peers[i].pk, n->id->pk, IDENTITY_PK_BYTES) != 0) {
+      /* Someone is there: a get that has not met a peer yet keeps trying
+       * (node.c gives up only after NODE_NO_PEERS_MS of empty lists). */
+      sw->an.listed_ms = node_now(n);
+      break;
+    }
+  }
   for (unsigned i = 0; i < r->u.lookup.count; i++) {
     const struct tmsg_peer *p = &r->u.lookup.peers[i];
     struct sockaddr_storage ss;
@@ -797,7 +812,8 @@ static void on_lookup(void *arg, int status,
     /* Nobody new here: the next lookup asks the next tier, and once every
      * tier had its turn, the wait doubles. */
     next_lookup_tier(sw);
-    if (sw->an.lookup_tier == 0 && sw->an.lookup_backoff_ms < LOOKUP_MAX_MS) {
+    if (sw->an.lookup_tier == 0 &&
+        sw->an.lookup_backoff_ms < lookup_max_ms(n)) {
       sw->an.lookup_backoff_ms *= 2;
     }
   }
@@ -826,7 +842,14 @@ static void on_lookup_timer(uv_timer_t *t) {
     return;
   }
   if (sw->nsessions >= n->cfg.max_peers) {
-    schedule_lookup(sw, LOOKUP_MAX_MS);
+    /* Full: of open sessions, nothing to ask for a while; of dials not
+     * through yet (each holds a slot until NODE_HELLO_MS), soon, or a
+     * newcomer whose first dials were all refused waits the longest. */
+    unsigned dialling = 0;
+    for (const struct session *s = sw->sessions; s != NULL; s = s->next) {
+      dialling += s->state != SESS_OPEN;
+    }
+    schedule_lookup(sw, dialling > 0 ? LOOKUP_MIN_MS : lookup_max_ms(n));
     return;
   }
   memset(&l, 0, sizeof(l));
@@ -845,9 +868,20 @@ static void on_lookup_timer(uv_timer_t *t) {
   sw->refs++;
 }
 
+void announce_lookup_soon(struct swarm *sw) {
+  if (sw->an.ntiers == 0 || sw->an.lookup_busy || schedule_over(sw) ||
+      uv_timer_get_due_in(&sw->an.lookup_timer) <= LOOKUP_MIN_MS) {
+    return;
+  }
+  schedule_lookup(sw, LOOKUP_MIN_MS);
+}
+
 static void schedule_lookup(struct swarm *sw, uint64_t ms) {
   if (sw->node->stopping || sw->state == SW_REMOVING) {
     return;
+  }
+  if (ms > lookup_max_ms(sw->node)) {
+    ms = lookup_max_ms(sw->node);
   }
   uv_timer_start(&sw->an.lookup_timer, on_lookup_timer, ms, 0);
 }

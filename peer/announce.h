@@ -91,6 +91,7 @@ struct announce {
   int ever_met_tracker;
   uint32_t lookup_backoff_ms;
   int warned_no_peers;
+  uint64_t listed_ms; /* a lookup last listed a peer other than us */
 };
 
 /* Groups n trackers into tiers by their tier numbers, in the order of
@@ -135,6 +136,9 @@ void announce_get(struct swarm *sw);
 /* The swarm completed: lookups end, "completed" goes out (or waits for
  * the announce under way). */
 void announce_completed(struct swarm *sw);
+/* A slot of a get was freed to look for better peers: the next lookup
+ * goes out within LOOKUP_MIN_MS rather than after the longest wait. */
+void announce_lookup_soon(struct swarm *sw);
 /* The swarm failed or the node stops: the timers stop, and "stopped"
  * goes out once, when the trackers may list the swarm (at once, or from
  * the reply of the announce under way). */

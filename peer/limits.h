@@ -72,6 +72,10 @@
  * thousands would spend its idle time saying so. */
 #define NODE_IDLE_PROGRESS_TICKS 10u
 #define NODE_NO_SOURCE_MS 5000u /* chunks nobody connected has: say so */
+/* A full get closes a session through which nothing can pass either way
+ * (neither holds anything the other lacks) once it is this old, one a
+ * tick, to make room for a peer that holds something. */
+#define NODE_FUTILE_MS 3000u
 
 /* Peer exchange (pex.c; docs/protocol.md, "Peer exchange"). The records
  * per message are the wire's PWIRE_PEX_MAX_RECORDS. */

@@ -247,8 +247,15 @@ static void on_tick(uv_timer_t *t) {
         sw->refs++;
       }
     }
+    /* Only a tracker that lists nobody for NODE_NO_PEERS_MS ends a get:
+     * while it lists peers, they are there and one of them will let us in
+     * once a slot frees up (issue 18: in a swarm of 64, a third of the
+     * newcomers gave up while the others were fetching). */
     if (!sw->ever_met_peer && !sw->is_source && sw->state == SW_FETCHING &&
-        sw->an.ever_met_tracker && now - sw->started_ms > NODE_NO_PEERS_MS) {
+        sw->an.ever_met_tracker &&
+        now - (sw->an.listed_ms > sw->started_ms ? sw->an.listed_ms
+                                                 : sw->started_ms) >
+            n->cfg.no_peers_ms) {
       swarm_fail(sw, SHOAL_ETIMEDOUT,
                  "no peer has this content yet — ask its publisher to run "
                  "'shoal-peer share', then try again");
@@ -387,6 +394,9 @@ int node_new(struct node **out, uv_loop_t *loop, const struct node_config *c,
   n->cfg.listen = NULL;
   if (n->cfg.max_peers == 0 || n->cfg.max_peers > PICKER_MAX_PEERS) {
     n->cfg.max_peers = NODE_DEFAULT_MAX_PEERS;
+  }
+  if (n->cfg.no_peers_ms == 0) {
+    n->cfg.no_peers_ms = NODE_NO_PEERS_MS;
   }
   n->id = id;
   n->cb = cb;

@@ -47,6 +47,12 @@ struct node_config {
   unsigned tracker_rate;   /* requests a second to one tracker client;
                               0: TRACKER_CLIENT_RATE */
   unsigned tracker_burst;  /* ... in a burst; 0: TRACKER_CLIENT_BURST */
+  /* The two waits a get's tracker schedule turns on, shortened by the
+   * tests that pin it down (0: the defaults, which the command line
+   * always uses). */
+  unsigned no_peers_ms;   /* a get that lists nobody else gives up;
+                             0: NODE_NO_PEERS_MS */
+  unsigned lookup_max_ms; /* longest wait between lookups; 0: 30 s */
 };
 
 struct node;

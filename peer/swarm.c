@@ -130,12 +130,50 @@ static void strike(struct swarm *sw, const uint8_t pk[32], int ban,
 /* ------------------------------------------------------------------------ */
 /* Sessions joining and leaving */
 
+/* The dial of ours, not yet through, that gives way to a peer whose hello
+ * reached us (s) in a swarm that is full: our own dial to that same peer
+ * when the duplicate rule (swarm_session_open: the session opened by the
+ * lower key survives) would keep the inbound one, else the oldest dial to
+ * anyone else. NULL when none may give way: the slots all hold open
+ * sessions, or the only candidate is a dial to s's peer that wins. */
+static struct session *dial_to_give_way(struct swarm *sw,
+                                        const struct session *s) {
+  struct session *oldest = NULL;
+  for (struct session *o = sw->sessions; o != NULL; o = o->next) {
+    if (!o->initiator || o->state == SESS_OPEN || o->state == SESS_CLOSING) {
+      continue;
+    }
+    if (o->have_expect &&
+        memcmp(o->expect_pk, s->remote_pk, IDENTITY_PK_BYTES) == 0) {
+      if (memcmp(s->remote_pk, sw->node->id->pk, IDENTITY_PK_BYTES) < 0) {
+        return o;
+      }
+      return NULL;
+    }
+    if (oldest == NULL || o->started_ms < oldest->started_ms) {
+      oldest = o;
+    }
+  }
+  return oldest;
+}
+
 int swarm_attach(struct swarm *sw, struct session *s) {
   unsigned max = sw->node->cfg.max_peers;
   int slot = -1;
   if (sw->state == SW_FAILED || sw->state == SW_STOPPING ||
       sw->state == SW_REMOVING) {
     return SHOAL_EBUSY;
+  }
+  if (sw->nsessions >= max && !s->initiator) {
+    /* A swarm whose slots are held by its own dials would refuse every
+     * peer that reaches it: when everyone starts at once, each newcomer
+     * dials max_peers others and refuses their dials to it, and in a
+     * swarm larger than max_peers a third of them never met anyone
+     * (issue 18). A peer that got through beats a dial that has not. */
+    struct session *o = dial_to_give_way(sw, s);
+    if (o != NULL) {
+      session_close(o, "gave way to a peer that reached us");
+    }
   }
   if (sw->nsessions >= max) {
     return SHOAL_EBUSY;
@@ -1287,7 +1325,42 @@ static void watch_sources(struct swarm *sw, uint64_t now) {
   swarm_emit(sw, &ev);
 }
 
+/* Whether nothing can pass through s either way: the peer holds nothing
+ * we lack (no have-map: not even the manifest; or, once we have the
+ * manifest, no chunk we want) and wants nothing of ours. */
+static int futile(const struct swarm *sw, const struct session *s) {
+  int has_for_us =
+      s->have_map != NULL && (sw->state == SW_FETCHING || s->am_interested);
+  return s->state == SESS_OPEN && !has_for_us && !s->peer_interested;
+}
+
+/* A get whose slots are full of peers that have nothing for it, and want
+ * nothing of it, would wait forever: when peers start together, the late
+ * ones fill each other's slots before any of them holds a chunk, and
+ * those who hold chunks are full too (issue 18: 13 of 32 downloaders sat
+ * at 0 with 12 empty sessions each). The oldest such session past
+ * NODE_FUTILE_MS makes room, and a lookup (seeders first) follows. */
+static void make_room(struct swarm *sw, uint64_t now) {
+  struct session *oldest = NULL;
+  if (sw->is_source || sw->nsessions < sw->node->cfg.max_peers ||
+      (sw->state != SW_FETCHING && sw->state != SW_RUNNING)) {
+    return;
+  }
+  for (struct session *s = sw->sessions; s != NULL; s = s->next) {
+    if (futile(sw, s) && now - s->started_ms >= NODE_FUTILE_MS &&
+        (oldest == NULL || s->started_ms < oldest->started_ms)) {
+      oldest = s;
+    }
+  }
+  if (oldest != NULL) {
+    session_close(oldest, "neither side has anything for the other; "
+                          "making room");
+    announce_lookup_soon(sw);
+  }
+}
+
 void swarm_tick(struct swarm *sw, uint64_t now) {
+  make_room(sw, now);
   if (sw->state == SW_FETCHING) {
     struct session *late =
         fetch_overdue(&sw->mf, now, fetch_timeout_ms(&sw->node->down_bucket));

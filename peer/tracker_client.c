@@ -155,6 +155,7 @@ struct tracker_client {
   /* The last connection failure, for tracker_client_describe. */
   unsigned fail_tracker;
   int fail_status;
+  enum conn_state fail_state; /* where the connection was when it failed */
   char fail_heard[TRACKER_CLIENT_HEARD_SHOWN +
                   8]; /* not a shoal frame: what it said */
   int fail_key_set;
@@ -335,6 +336,34 @@ static void heard_text(const struct conn *c, char *out, size_t cap) {
   out[o] = '\0';
 }
 
+/* A wait of ms as people read it: "10 s", or "300 ms" when not whole
+ * seconds. */
+static void wait_text(unsigned ms, char *out, size_t cap) {
+  if (ms % 1000u == 0) {
+    snprintf(out, cap, "%u s", ms / 1000u);
+  } else {
+    snprintf(out, cap, "%u ms", ms);
+  }
+}
+
+/* What ran out of time in an exchange whose connection was in state st. */
+static void timeout_text(const struct tracker_client *t, enum conn_state st,
+                         char *out, size_t cap) {
+  char wait[32];
+  wait_text(t->timeout_ms, wait, sizeof(wait));
+  switch (st) {
+  case CONN_RESOLVING:
+    snprintf(out, cap, "its name did not resolve within %s", wait);
+    break;
+  case CONN_OPEN:
+    snprintf(out, cap, "connected, but no reply within %s", wait);
+    break;
+  default:
+    snprintf(out, cap, "no connection within %s", wait);
+    break;
+  }
+}
+
 /* The connection failed: every pending request fails with err, and the next
  * request goes to the next tracker. not_shoal: what it sent was no shoal
  * reply at all (err is then SHOAL_EPROTO); key: the signer of a reply
@@ -353,9 +382,20 @@ static void conn_fail_with(struct conn *c, int err, int not_shoal,
   if (key != NULL) {
     memcpy(t->fail_key, key, sizeof(t->fail_key));
   }
-  log_info(who, "tracker %s: %s (%s)%s", t->names[c->tracker],
-           shoal_strerror(err), state_names[c->state],
-           t->ntrackers > 1 ? "; trying the next tracker next time" : "");
+  t->fail_state = c->state;
+  if (err == SHOAL_ETIMEDOUT) {
+    /* Not the generic "peer was too slow": which stage ran out of time
+     * tells a tracker that never got the request from one that took it
+     * and did not answer. */
+    char why[96];
+    timeout_text(t, c->state, why, sizeof(why));
+    log_info(who, "tracker %s: %s%s", t->names[c->tracker], why,
+             t->ntrackers > 1 ? "; trying the next tracker next time" : "");
+  } else {
+    log_info(who, "tracker %s: %s (%s)%s", t->names[c->tracker],
+             shoal_strerror(err), state_names[c->state],
+             t->ntrackers > 1 ? "; trying the next tracker next time" : "");
+  }
   t->conn = NULL;
   t->cur = (c->tracker + 1) % t->ntrackers;
   if (t->worked == (int)c->tracker) {
@@ -1226,11 +1266,21 @@ const char *tracker_client_describe(const struct tracker_client *t, int status,
   } else if (status == SHOAL_EBADSIG || status == SHOAL_EDOMAIN) {
     snprintf(out, cap, "tracker %s sent a reply that does not verify (%s)",
              name, shoal_strerror(status));
-  } else if (status == SHOAL_ETIMEDOUT) {
+  } else if (ours && status == SHOAL_ETIMEDOUT && t->fail_state == CONN_OPEN) {
+    /* It is there and took the connection: the address is right. */
+    char wait[32];
+    wait_text(t->timeout_ms, wait, sizeof(wait));
     snprintf(out, cap,
-             "tracker unreachable: %s (no answer within %u s) — check the "
-             "address and that shoal-tracker runs there",
-             name, (t->timeout_ms + 999) / 1000);
+             "tracker %s took the connection but did not answer within %s "
+             "— it may be overloaded, or its replies are lost on the way",
+             name, wait);
+  } else if (status == SHOAL_ETIMEDOUT) {
+    char why[96];
+    timeout_text(t, ours ? t->fail_state : CONN_CONNECTING, why, sizeof(why));
+    snprintf(out, cap,
+             "tracker unreachable: %s (%s) — check the address and that "
+             "shoal-tracker runs there",
+             name, why);
   } else {
     snprintf(out, cap,
              "tracker unreachable: %s (%s) — check the address and that "

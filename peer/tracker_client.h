@@ -207,7 +207,11 @@ const char *tracker_client_current(const struct tracker_client *t);
  *   "tracker ADDR signs with key K, not with the expected key P - ..."
  *       SHOAL_EWRONGKEY;
  *   "tracker ADDR refused: REASON" for an error reply;
- *   "tracker unreachable: ADDR (MESSAGE) - check ..." for the rest.
+ *   "tracker ADDR took the connection but did not answer within T - ..."
+ *       SHOAL_ETIMEDOUT on an open connection;
+ *   "tracker unreachable: ADDR (MESSAGE) - check ..." for the rest (a
+ *       timeout says which stage ran out of time: "no connection within
+ *       T", "its name did not resolve within T").
  * Returns out. */
 const char *tracker_client_describe(const struct tracker_client *t, int status,
                                     const struct tracker_client_reply *r,

@@ -18,6 +18,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 #include <sodium.h>
@@ -1197,6 +1201,110 @@ test_silent_tracker_times_out_and_the_next_request_reconnects(void **st) {
   assert_int_equal(f->fake.accepted, 2);
 }
 
+/* Runs one lookup through t, logging at info to a file of its own, until
+ * it fails with SHOAL_ETIMEDOUT; log receives the log's text (cap bytes). */
+static void lookup_times_out_logged(struct fx *f, struct tracker_client *t,
+                                    char *log, size_t cap) {
+  char dir[4096], path[4200];
+  uint8_t c[32];
+  FILE *fp;
+  size_t n;
+  content_id(c, 31);
+  tu_tmpdir(dir, sizeof(dir));
+  tu_path(path, sizeof(path), dir, "log");
+  assert_int_equal(log_open(path), 0);
+  log_set_level(LOG_INFO);
+  assert_int_equal(lookup(t, c, &f->res[0]), 0);
+  RUN_UNTIL(f, f->res[0].calls > 0, WAIT_MS);
+  log_set_level(LOG_WARN);
+  assert_int_equal(log_open(NULL), 0);
+  expect_res(&f->res[0], SHOAL_ETIMEDOUT, 0);
+  fp = fopen(path, "r");
+  assert_non_null(fp);
+  n = fread(log, 1, cap - 1, fp);
+  log[n] = '\0';
+  fclose(fp);
+  tu_rmtree(dir);
+}
+
+/* A tracker that took the request and never answered is no slow peer: the
+ * log line and tracker_client_describe say that the tracker did not
+ * answer, and in how long. */
+static void test_a_tracker_that_does_not_answer_is_said_to(void **st) {
+  struct fx *f = *st;
+  char log[4096], got[TRACKER_CLIENT_DESCRIBE_BYTES], want[256];
+  fake_start(&f->fake, &f->loop, V_MUTE);
+  struct link_tracker tr = at("127.0.0.1", f->fake.port);
+  struct tracker_client *t =
+      client(f, 0, &tr, 1, f->fake.key.pk, SHORT_MS, NULL);
+  lookup_times_out_logged(f, t, log, sizeof(log));
+  assert_int_equal(f->fake.requests, 1);
+  snprintf(want, sizeof(want),
+           "tracker 127.0.0.1:%d: connected, but no reply within %u ms",
+           f->fake.port, SHORT_MS);
+  if (strstr(log, want) == NULL) {
+    fail_msg("log \"%s\", want \"%s\"", log, want);
+  }
+  assert_null(strstr(log, shoal_strerror(SHOAL_ETIMEDOUT)));
+  tracker_client_describe(t, f->res[0].status, NULL, got, sizeof(got));
+  snprintf(want, sizeof(want),
+           "tracker 127.0.0.1:%d took the connection but did not answer "
+           "within %u ms",
+           f->fake.port, SHORT_MS);
+  if (strncmp(got, want, strlen(want)) != 0) {
+    fail_msg("\"%s\", want \"%s ...\"", got, want);
+  }
+  assert_null(strstr(got, "unreachable"));
+}
+
+/* A tracker whose queue of connections to accept is full drops the SYN:
+ * the connection is never made, and the failure says so. */
+static void
+test_a_tracker_that_cannot_be_reached_in_time_is_said_to(void **st) {
+  struct fx *f = *st;
+  char log[4096], got[TRACKER_CLIENT_DESCRIBE_BYTES], want[256];
+  struct sockaddr_in sa;
+  socklen_t len = sizeof(sa);
+  int lfd = socket(AF_INET, SOCK_STREAM, 0);
+  int fill[4];
+  int port;
+  assert_true(lfd >= 0);
+  memset(&sa, 0, sizeof(sa));
+  sa.sin_family = AF_INET;
+  sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  assert_int_equal(bind(lfd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+  assert_int_equal(listen(lfd, 0), 0);
+  assert_int_equal(getsockname(lfd, (struct sockaddr *)&sa, &len), 0);
+  port = ntohs(sa.sin_port);
+  /* Never accepted: these fill the accept queue (one place with a
+   * backlog of 0), and the SYNs after them are dropped. */
+  for (unsigned i = 0; i < 4; i++) {
+    fill[i] = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+    assert_true(fill[i] >= 0);
+    (void)connect(fill[i], (struct sockaddr *)&sa, sizeof(sa));
+  }
+  struct link_tracker tr = at("127.0.0.1", port);
+  struct tracker_client *t = client(f, 0, &tr, 1, NULL, SHORT_MS, NULL);
+  lookup_times_out_logged(f, t, log, sizeof(log));
+  for (unsigned i = 0; i < 4; i++) {
+    close(fill[i]);
+  }
+  close(lfd);
+  snprintf(want, sizeof(want),
+           "tracker 127.0.0.1:%d: no connection within %u ms", port, SHORT_MS);
+  if (strstr(log, want) == NULL) {
+    fail_msg("log \"%s\", want \"%s\"", log, want);
+  }
+  assert_null(strstr(log, shoal_strerror(SHOAL_ETIMEDOUT)));
+  tracker_client_describe(t, f->res[0].status, NULL, got, sizeof(got));
+  snprintf(want, sizeof(want),
+           "tracker unreachable: 127.0.0.1:%d (no connection within %u ms)",
+           port, SHORT_MS);
+  if (strncmp(got, want, strlen(want)) != 0) {
+    fail_msg("\"%s\", want \"%s ...\"", got, want);
+  }
+}
+
 /* One row: the fake answers a request of `req` type in way v. */
 struct bad_case {
   enum variant v;
@@ -1849,6 +1957,8 @@ int main(void) {
       T(test_first_tracker_and_refusals_that_stay),
       cmocka_unit_test(test_the_timer_fires_at_the_oldest_deadline),
       T(test_silent_tracker_times_out_and_the_next_request_reconnects),
+      T(test_a_tracker_that_does_not_answer_is_said_to),
+      T(test_a_tracker_that_cannot_be_reached_in_time_is_said_to),
       T(test_bad_replies_fail_every_pending_request_and_close),
       T(test_a_server_that_is_not_a_tracker_is_named),
       T(test_bad_frame_after_a_good_reply_keeps_its_error),
