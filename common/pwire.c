@@ -253,6 +253,57 @@ int pwire_open(struct pwire_session *s, const uint8_t *body, size_t len,
   return (int)mlen;
 }
 
+int pwire_open_head(struct pwire_session *s, const uint8_t *body, size_t len,
+                    uint8_t *head, size_t head_len) {
+  uint8_t nonce[PWIRE_NONCE_BYTES];
+  int n = 0;
+
+  if (len < PWIRE_TAG_BYTES + head_len) {
+    return SHOAL_ETRUNC;
+  }
+  if (len > PWIRE_MAX_FRAME) {
+    return SHOAL_ETOOBIG;
+  }
+  if (s->rx_count == UINT64_MAX) {
+    return SHOAL_EBADSIG;
+  }
+  make_nonce(nonce, s->rx_count);
+  if (EVP_DecryptInit_ex(s->rx_cx, NULL, NULL, NULL, nonce) != 1 ||
+      EVP_CIPHER_CTX_ctrl(s->rx_cx, EVP_CTRL_AEAD_SET_TAG, PWIRE_TAG_BYTES,
+                          (void *)(uintptr_t)(body + len - PWIRE_TAG_BYTES)) !=
+          1 ||
+      (head_len > 0 &&
+       (EVP_DecryptUpdate(s->rx_cx, head, &n, body, (int)head_len) != 1 ||
+        (size_t)n != head_len))) {
+    if (head_len > 0) {
+      sodium_memzero(head, head_len);
+    }
+    return SHOAL_EBADSIG;
+  }
+  return 0;
+}
+
+int pwire_open_rest(struct pwire_session *s, const uint8_t *body, size_t len,
+                    uint8_t *head, size_t head_len, uint8_t *rest) {
+  size_t mlen = len - PWIRE_TAG_BYTES, rlen = mlen - head_len;
+  int n = 0, fin = 0;
+
+  if ((rlen > 0 && EVP_DecryptUpdate(s->rx_cx, rest, &n, body + head_len,
+                                     (int)rlen) != 1) ||
+      EVP_DecryptFinal_ex(s->rx_cx, rest + n, &fin) != 1 ||
+      (size_t)n + (size_t)fin != rlen) {
+    if (head_len > 0) {
+      sodium_memzero(head, head_len);
+    }
+    if (rlen > 0) {
+      sodium_memzero(rest, rlen);
+    }
+    return SHOAL_EBADSIG;
+  }
+  s->rx_count++;
+  return (int)mlen;
+}
+
 /* ------------------------------------------------------------------------ */
 /* Message codecs */
 

@@ -241,6 +241,25 @@ __attribute__((warn_unused_result)) int pwire_open(struct pwire_session *s,
                                                    size_t len, uint8_t *plain,
                                                    size_t cap);
 
+/* pwire_open in two steps, for a receiver that learns from a message's
+ * first bytes where the rest should go (a DATA block straight into the
+ * chunk it belongs to, with no copy). pwire_open_head checks as
+ * pwire_open does and decrypts the first head_len bytes of the plaintext
+ * into head (len must hold the tag and head_len bytes: else
+ * SHOAL_ETRUNC). They are NOT yet authenticated: the caller may only use
+ * them to choose rest's place, a buffer that holds nothing it would miss
+ * if the frame turned out forged. pwire_open_rest, called next with the
+ * same body, decrypts the remaining bytes into rest and checks the tag:
+ * it returns the whole plaintext's length (head_len + the rest), or
+ * SHOAL_EBADSIG with head and rest zeroed and the counter unmoved, as
+ * for pwire_open. */
+__attribute__((warn_unused_result)) int
+pwire_open_head(struct pwire_session *s, const uint8_t *body, size_t len,
+                uint8_t *head, size_t head_len);
+__attribute__((warn_unused_result)) int
+pwire_open_rest(struct pwire_session *s, const uint8_t *body, size_t len,
+                uint8_t *head, size_t head_len, uint8_t *rest);
+
 /* Message codecs (plaintext). Encoders append to out. Returns 0,
  * SHOAL_EINVAL for a message pwire_decode would refuse, or a buf error;
  * nothing is appended on failure. */

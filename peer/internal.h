@@ -241,6 +241,12 @@ struct session_up {
   int (*attach)(struct swarm *sw, struct session *s);
   /* swarm.c: s opened (the hellos are done). */
   void (*opened)(struct swarm *sw, struct session *s);
+  /* swarm.c: where the len bytes of a DATA block (chunk, offset) from s
+   * go, when it is a block asked of s and not yet had: its place in the
+   * chunk being assembled, which the session decrypts it into; NULL: the
+   * session's own buffer (then message() copies it if it is wanted). */
+  uint8_t *(*data_dest)(struct swarm *sw, struct session *s, uint32_t chunk,
+                        uint32_t offset, size_t len);
   /* swarm.c: a message from s; an error closes s. */
   int (*message)(struct swarm *sw, struct session *s,
                  const struct pwire_msg *m);
@@ -365,6 +371,8 @@ struct swarm *swarm_find(struct node *n, const uint8_t content[32]);
 int swarm_attach(struct swarm *sw, struct session *s);
 void swarm_detach(struct swarm *sw, struct session *s);
 void swarm_session_open(struct swarm *sw, struct session *s);
+uint8_t *swarm_data_dest(struct swarm *sw, struct session *s, uint32_t chunk,
+                         uint32_t offset, size_t len);
 int swarm_on_message(struct swarm *sw, struct session *s,
                      const struct pwire_msg *m);
 void swarm_send_haves(struct swarm *sw);

@@ -70,6 +70,7 @@ static const struct session_up node_session_up = {
     .find = swarm_find,
     .attach = swarm_attach,
     .opened = swarm_session_open,
+    .data_dest = swarm_data_dest,
     .message = swarm_on_message,
     .dial_failed = swarm_dial_failed,
     .detach = swarm_detach,

@@ -36,7 +36,9 @@ struct partial *partial_get(struct swarm *sw, uint32_t chunk) {
 
 void partial_add_block(struct partial *p, uint32_t offset, const uint8_t *data,
                        size_t len, const uint8_t *pk) {
-  memcpy(p->data + offset, data, len);
+  if (p->data + offset != data) { /* else decrypted in place already */
+    memcpy(p->data + offset, data, len);
+  }
   for (uint32_t bi = offset / PWIRE_BLOCK_BYTES;
        bi * PWIRE_BLOCK_BYTES < offset + len && bi < p->nblocks; bi++) {
     memcpy(p->owners + (size_t)bi * IDENTITY_PK_BYTES, pk, IDENTITY_PK_BYTES);

@@ -31,8 +31,9 @@ struct partial {
 /* The swarm's partial chunk, made (with a buffer of the chunk's length)
  * when it has none yet; NULL without memory. sw->m must be known. */
 struct partial *partial_get(struct swarm *sw, uint32_t chunk);
-/* Copies a block of len bytes at offset into p, and notes pk (32 bytes)
- * as the sender of every block it covers. The caller checked the block
+/* Copies a block of len bytes at offset into p (unless data is already
+ * there: swarm_data_dest), and notes pk (32 bytes) as the sender of every
+ * block it covers. The caller checked the block
  * against the manifest. */
 void partial_add_block(struct partial *p, uint32_t offset, const uint8_t *data,
                        size_t len, const uint8_t *pk);

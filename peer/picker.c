@@ -718,6 +718,19 @@ int picker_block_done(struct picker *p, unsigned peer,
   return 1;
 }
 
+int picker_block_wanted(const struct picker *p, unsigned peer,
+                        const struct picker_block *b) {
+  const struct pk_block *blk;
+  size_t i;
+  uint32_t idx;
+
+  if (peer >= PICKER_MAX_PEERS || pk_locate(p, b, &i, &idx) != 0) {
+    return 0;
+  }
+  blk = &p->act[i]->blocks[idx];
+  return !blk->received && pk_asked_slot(blk, peer) >= 0;
+}
+
 void picker_block_rejected(struct picker *p, unsigned peer,
                            const struct picker_block *b) {
   size_t i;

@@ -83,6 +83,10 @@ unsigned picker_next(struct picker *p, unsigned peer, uint64_t now_ms,
 int picker_block_done(struct picker *p, unsigned peer,
                       const struct picker_block *b, int *chunk_done,
                       unsigned *cancel_peers, unsigned *ncancel);
+/* 1 when picker_block_done(p, peer, b) would return 1 now: b is
+ * requested from peer, in flight, and not yet received. Changes nothing. */
+int picker_block_wanted(const struct picker *p, unsigned peer,
+                        const struct picker_block *b);
 /* The peer refused a block (REJECT or choked us): give it back. */
 void picker_block_rejected(struct picker *p, unsigned peer,
                            const struct picker_block *b);

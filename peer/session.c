@@ -788,7 +788,33 @@ static int on_frame(struct session *s, const uint8_t *frame, size_t len) {
   if (s->state == SESS_HELLO_WAIT) {
     return on_hello(s, frame, len);
   }
-  plen = pwire_open(&s->ps, frame, len, n->plain, PWIRE_MAX_PLAIN);
+  if (len < PWIRE_TAG_BYTES + PWIRE_DATA_HEAD_BYTES + 1) {
+    plen = pwire_open(&s->ps, frame, len, n->plain, PWIRE_MAX_PLAIN);
+  } else {
+    /* The message's head first, to decrypt a DATA block straight into
+     * its chunk: one copy of each byte fewer. */
+    uint8_t *head = n->plain, *rest = n->plain + PWIRE_DATA_HEAD_BYTES;
+    size_t rlen = len - PWIRE_TAG_BYTES - PWIRE_DATA_HEAD_BYTES;
+    plen = pwire_open_head(&s->ps, frame, len, head, PWIRE_DATA_HEAD_BYTES);
+    if (plen == 0 && head[0] == PWIRE_DATA && s->sw != NULL) {
+      uint8_t *d = n->session_up->data_dest(s->sw, s, buf_be32(head + 1),
+                                            buf_be32(head + 5), rlen);
+      rest = d != NULL ? d : rest;
+    }
+    if (plen == 0) {
+      plen = pwire_open_rest(&s->ps, frame, len, head, PWIRE_DATA_HEAD_BYTES,
+                             rest);
+    }
+    if (plen >= 0 && rest != n->plain + PWIRE_DATA_HEAD_BYTES) {
+      memset(&m, 0, sizeof(m));
+      m.type = PWIRE_DATA;
+      m.chunk = buf_be32(head + 1);
+      m.offset = buf_be32(head + 5);
+      m.data = rest;
+      m.data_len = rlen;
+      return n->session_up->message(s->sw, s, &m);
+    }
+  }
   if (plen < 0) {
     log_warn("peer", "%s: frame does not open: %s", s->remote_short,
              shoal_strerror(plen));

@@ -635,6 +635,29 @@ static void submit_chunk(struct swarm *sw, struct partial *p) {
   sw->put_bytes += c->len;
 }
 
+uint8_t *swarm_data_dest(struct swarm *sw, struct session *s, uint32_t chunk,
+                         uint32_t offset, size_t len) {
+  struct picker_block b;
+  struct partial *p;
+
+  if (sw == NULL || sw->m == NULL || sw->pk == NULL ||
+      sw->state != SW_RUNNING || s->slot < 0 || len == 0 ||
+      len > PWIRE_BLOCK_BYTES ||
+      pwire_check_block(sw->m, chunk, offset, (uint32_t)len) != 0) {
+    return NULL;
+  }
+  b.chunk = chunk;
+  b.offset = offset;
+  b.length = (uint32_t)len;
+  /* Only a block still missing: a forged frame then leaves bytes where
+   * nothing had arrived yet, which the block's next copy overwrites. */
+  if (!picker_block_wanted(sw->pk, (unsigned)s->slot, &b)) {
+    return NULL;
+  }
+  p = partial_get(sw, chunk);
+  return p != NULL ? p->data + offset : NULL;
+}
+
 static int on_data(struct swarm *sw, struct session *s,
                    const struct pwire_msg *m) {
   struct picker_block b;

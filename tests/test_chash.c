@@ -248,6 +248,55 @@ static void test_inplace_seal_matches_buffered_seal(void **state) {
   buf_free(&out);
 }
 
+/* The two-step open gives what pwire_open gives, with the rest anywhere;
+ * a forged frame opens in neither step, zeroes both outputs and leaves
+ * the counter, so the genuine frame still opens; a frame shorter than the
+ * tag and the head is SHOAL_ETRUNC. */
+static void test_open_in_two_steps(void **state) {
+  struct pair *p = *state;
+  uint8_t plain[9 + 700], head[9], rest[700];
+  struct buf out;
+  randombytes_buf(plain, sizeof(plain));
+  buf_init(&out, PWIRE_MAX_FRAME);
+  assert_err(pwire_seal(&p->a, &out, plain, sizeof(plain)), 0);
+
+  /* Forged: one bit of the last ciphertext byte. */
+  out.data[out.len - PWIRE_TAG_BYTES - 1] ^= 0x10;
+  assert_err(pwire_open_head(&p->b, out.data, out.len, head, sizeof(head)), 0);
+  assert_memory_equal(head, plain, sizeof(head)); /* not yet checked */
+  assert_err(
+      pwire_open_rest(&p->b, out.data, out.len, head, sizeof(head), rest),
+      SHOAL_EBADSIG);
+  for (size_t i = 0; i < sizeof(head); i++) {
+    assert_int_equal(head[i], 0);
+  }
+  for (size_t i = 0; i < sizeof(rest); i++) {
+    assert_int_equal(rest[i], 0);
+  }
+  out.data[out.len - PWIRE_TAG_BYTES - 1] ^= 0x10;
+
+  /* Too short for the head. */
+  assert_err(
+      pwire_open_head(&p->b, out.data, PWIRE_TAG_BYTES + 8, head, sizeof(head)),
+      SHOAL_ETRUNC);
+
+  /* Genuine: the same counter, both parts right. */
+  assert_err(pwire_open_head(&p->b, out.data, out.len, head, sizeof(head)), 0);
+  assert_int_equal(
+      pwire_open_rest(&p->b, out.data, out.len, head, sizeof(head), rest),
+      (int)sizeof(plain));
+  assert_memory_equal(head, plain, sizeof(head));
+  assert_memory_equal(rest, plain + sizeof(head), sizeof(rest));
+
+  /* The next frame opens with pwire_open: the counter moved by one. */
+  out.len = 0;
+  assert_err(pwire_seal(&p->a, &out, plain, 20), 0);
+  uint8_t got[20];
+  assert_int_equal(pwire_open(&p->b, out.data, out.len, got, sizeof(got)), 20);
+  assert_memory_equal(got, plain, 20);
+  buf_free(&out);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_known_answers),
@@ -260,6 +309,8 @@ int main(void) {
           pair_teardown),
       cmocka_unit_test_setup_teardown(test_inplace_seal_matches_buffered_seal,
                                       pair_setup, pair_teardown),
+      cmocka_unit_test_setup_teardown(test_open_in_two_steps, pair_setup,
+                                      pair_teardown),
   };
   if (sodium_init() < 0) {
     return 1;

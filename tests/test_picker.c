@@ -256,6 +256,38 @@ static void test_next_covers_every_block_once_within_chunks(void **state) {
   free(all);
 }
 
+/* picker_block_wanted says what picker_block_done would, and changes
+ * nothing: only a block in flight to that peer and not yet received. */
+static void test_block_wanted_matches_block_done(void **state) {
+  struct fake f;
+  struct picker *p;
+  uint8_t *all;
+  struct picker_block out[2], other;
+  unsigned cancel[PICKER_ENDGAME_DUP], ncancel = 0;
+  int done = 0;
+  (void)state;
+
+  fake_standard(&f);
+  all = map_all(7);
+  p = picker_with(&f.m, NULL, 2, all, all);
+  assert_int_equal(picker_next(p, 0, 1, out, 2), 2);
+  assert_true(picker_block_wanted(p, 0, &out[0]));
+  assert_true(picker_block_wanted(p, 0, &out[1]));
+  assert_true(picker_block_wanted(p, 0, &out[0]));  /* asking twice */
+  assert_false(picker_block_wanted(p, 1, &out[0])); /* not asked of 1 */
+  assert_false(picker_block_wanted(p, PICKER_MAX_PEERS, &out[0]));
+  other = out[0];
+  other.length--; /* not the block asked for */
+  assert_false(picker_block_wanted(p, 0, &other));
+  assert_int_equal(picker_block_done(p, 0, &out[0], &done, cancel, &ncancel),
+                   1);
+  assert_false(picker_block_wanted(p, 0, &out[0])); /* received */
+  picker_block_rejected(p, 0, &out[1]);
+  assert_false(picker_block_wanted(p, 0, &out[1])); /* given back */
+  picker_free(p);
+  free(all);
+}
+
 static void test_max_zero_and_unknown_peer_get_nothing(void **state) {
   struct fake f;
   struct picker *p;
@@ -1494,6 +1526,7 @@ static void test_unsourced_counts_missing_chunks_nobody_has(void **state) {
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_next_covers_every_block_once_within_chunks),
+      cmocka_unit_test(test_block_wanted_matches_block_done),
       cmocka_unit_test(test_unsourced_counts_missing_chunks_nobody_has),
       cmocka_unit_test(test_max_zero_and_unknown_peer_get_nothing),
       cmocka_unit_test(test_rarest_first_with_random_ties),
