@@ -30,8 +30,10 @@
  * per GiB of lighttpd (/proc/PID/stat around the fetch) and of curl
  * (wait4's rusage). No lighttpd: that part is skipped, with a message.
  * Last, the per-byte primitives on one core at 16 KiB blocks
- * (bench/lib/cryptorate.c): libsodium's, and OpenSSL's EVP ones when
- * libcrypto was found at build time.
+ * (bench/lib/cryptorate.c): libsodium's, and OpenSSL's EVP ones, then
+ * again with CPU features masked through OPENSSL_ia32cap (SHA extensions
+ * and AVX-512 off; then SSSE3 alone), which libcrypto honours and
+ * libsodium does not. --primitives prints that table alone.
  *
  * Targets: throughput >= 0.85 x the limit; with --rss (a 4 GiB file unless
  * --size says otherwise) the downloader's peak RSS < 64 MiB. --rss needs
@@ -158,8 +160,52 @@ static double mib(double bytes) {
 static void usage(const char *why) {
   fprintf(stderr, "transfer: %s\n", why);
   fprintf(stderr,
-          "usage: transfer [--size N[k|M|G]] [--rss] [--timeout SECONDS]\n");
+          "usage: transfer [--size N[k|M|G]] [--rss] [--timeout SECONDS]\n"
+          "       transfer --primitives\n");
   exit(2);
+}
+
+/* ---------------------------------------------------------- primitives */
+
+/* CPU features masked through OPENSSL_ia32cap (OpenSSL's own switch; its
+ * format: ~ clears bits of CPUID leaf 1 ECX:EDX, then after ':' of leaf
+ * 7 ECX:EBX). libsodium picks its code by itself and ignores it. */
+static const struct {
+  const char *what;
+  const char *mask;
+} g_masks[] = {
+    {"no SHA extensions, no AVX-512, no VAES (an AVX2 machine)",
+     ":~0x600E0230000"},
+    {"SSSE3 only: no AVX, AVX2, AES-NI, PCLMUL or SHA extensions",
+     "~0x1A00000200000000:~0x600E02B0128"},
+};
+
+static void print_primitives(const struct cryptorate_row *prim, size_t n) {
+  for (size_t i = 0; i < n; i++) {
+    printf("    %-10s %-24s %8.0f MB/s\n", prim[i].lib, prim[i].name,
+           prim[i].mbps);
+  }
+}
+
+/* The primitives again in a child of this program under each mask. */
+static void primitives_masked(void) {
+  for (size_t i = 0; i < sizeof(g_masks) / sizeof(g_masks[0]); i++) {
+    int st = 0;
+    printf("  primitives with OPENSSL_ia32cap=\"%s\": %s\n", g_masks[i].mask,
+           g_masks[i].what);
+    fflush(stdout);
+    pid_t pid = fork();
+    if (pid == 0) {
+      char *argv_p[] = {"/proc/self/exe", "--primitives", NULL};
+      setenv("OPENSSL_ia32cap", g_masks[i].mask, 1);
+      execv(argv_p[0], argv_p);
+      _exit(127);
+    }
+    if (pid < 0 || waitpid(pid, &st, 0) != pid || !WIFEXITED(st) ||
+        WEXITSTATUS(st) != 0) {
+      printf("    (could not run them)\n");
+    }
+  }
 }
 
 /* --------------------------------------------------------------- files */
@@ -919,6 +965,13 @@ int main(int argc, char **argv) {
       }
     } else if (strcmp(argv[i], "--rss") == 0) {
       rss_mode = 1;
+    } else if (strcmp(argv[i], "--primitives") == 0) {
+      if (sodium_init() < 0) {
+        return 1;
+      }
+      nprim = cryptorate_run(prim, PRIM_BLOCK, PRIM_SECONDS);
+      print_primitives(prim, nprim);
+      return nprim > 0 ? 0 : 1;
     } else if (strcmp(argv[i], "--timeout") == 0 && i + 1 < argc) {
       char *end;
       unsigned long v = strtoul(argv[++i], &end, 10);
@@ -1237,13 +1290,12 @@ int main(int argc, char **argv) {
     printf("  primitives, 1 core, %u KiB blocks (MB/s = 10^6 B/s; OpenSSL: "
            "%s)\n",
            PRIM_BLOCK / 1024u, cryptorate_openssl_version());
-    for (size_t i = 0; i < nprim; i++) {
-      printf("    %-10s %-24s %8.0f MB/s\n", prim[i].lib, prim[i].name,
-             prim[i].mbps);
-    }
+    print_primitives(prim, nprim);
     if (!cryptorate_have_openssl()) {
       printf("    OpenSSL                  not built in (no libcrypto: "
              "Debian's libssl-dev)\n");
+    } else {
+      primitives_masked();
     }
     rc = 0;
   }
