@@ -18,7 +18,7 @@
  *                 [--hetero | --hetero-compare] [--max-peers 50]
  *                 [--mtu 1500] [--seed 1] [--reps 1]
  *                 [--arrival-rate PER_S] [--linger S]
- *                 [--max-events N] [--max-time S]
+ *                 [--progress S] [--max-events N] [--max-time S]
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -52,6 +52,7 @@ static void usage(FILE *f) {
       "  --arrival-rate X   Poisson arrivals, X a second (all at 0)\n"
       "  --linger S         with arrivals: leave S s after completing\n"
       "                     (stay)\n"
+      "  --progress S       print the bytes held together every S s\n"
       "  --max-events N     give up past N events (4G)\n"
       "  --max-time S       give up past S s of simulated time (derived)\n");
 }
@@ -109,6 +110,12 @@ static int parse_ns(const char *s, unsigned *ns, unsigned *count) {
     s = end;
   }
   return *count > 0 ? 0 : -1;
+}
+
+static void print_progress(void *arg, double t, uint64_t held, unsigned done) {
+  (void)arg;
+  printf("progress t=%.1f held_MiB=%.1f complete=%u\n", t,
+         (double)held / 1048576.0, done);
 }
 
 static int cmp_double(const void *a, const void *b) {
@@ -221,6 +228,13 @@ int main(int argc, char **argv) {
         BAD("--linger");
       }
       c.linger_s = x;
+    } else if (strcmp(a, "--progress") == 0) {
+      NEED_VALUE();
+      if ((x = parse_num(v, 0.01, 1e6)) < 0) {
+        BAD("--progress");
+      }
+      c.progress_s = x;
+      c.progress = print_progress;
     } else if (strcmp(a, "--max-events") == 0) {
       NEED_VALUE();
       if ((x = parse_num(v, 1, 1e15)) < 0) {

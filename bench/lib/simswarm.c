@@ -275,6 +275,7 @@ enum ev_kind {
   EV_FLOW,         /* a = sending end, b = gen, c = flow version */
   EV_HAVE_TIMER,
   EV_LEAVE,
+  EV_PROGRESS,
 };
 
 enum msg_type {
@@ -1661,6 +1662,9 @@ static int sim_init(struct sim *S, const struct simswarm_config *c) {
     tracker_put(S, 0, 1);
     push(S, TICK_US / 2, EV_TICK, 0, 0, 0, 0, NULL);
   }
+  if (c->progress_s > 0 && c->progress != NULL) {
+    push(S, (uint64_t)(c->progress_s * 1e6), EV_PROGRESS, 0, 0, 0, 0, NULL);
+  }
   /* Downloaders: all at 0 (a few microseconds apart, in a random order,
    * as processes released together start), or Poisson arrivals. */
   {
@@ -1738,6 +1742,20 @@ static void dispatch(struct sim *S, const struct simev *e) {
   case EV_LEAVE:
     on_leave(S, e->a);
     break;
+  case EV_PROGRESS: {
+    uint64_t held = 0;
+    for (unsigned i = 1; i < S->npeers; i++) {
+      for (uint32_t k = 0; k < S->nchunks; k++) {
+        if (pwire_have_map_get(S->p[i].have, k)) {
+          held += manifest_chunk_len(S->m, k);
+        }
+      }
+    }
+    S->c->progress(S->c->progress_arg, (double)S->now / 1e6, held, S->done);
+    push(S, S->now + (uint64_t)(S->c->progress_s * 1e6), EV_PROGRESS, 0, 0, 0,
+         0, NULL);
+    break;
+  }
   default:
     break;
   }

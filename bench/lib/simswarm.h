@@ -51,6 +51,12 @@ struct simswarm_config {
   double linger_s;     /* Poisson mode: a peer leaves this long after it
                           completes; negative: it stays */
   uint64_t seed;
+  /* Every progress_s of simulated time (0: never), progress(arg, t, held,
+   * done) with the bytes the downloaders hold together and how many are
+   * complete: the curve to set beside the real peers' progress events. */
+  double progress_s;
+  void (*progress)(void *arg, double t, uint64_t held, unsigned done);
+  void *progress_arg;
   uint64_t max_events; /* an error past this many events */
   double max_time_s;   /* an error past this much simulated time */
 };
