@@ -16,6 +16,7 @@
  * usage: swarmsim [--n "4 8 16"] [--size 64M] [--origin-up 40mbit]
  *                 [--peer-up 10mbit] [--peer-down RATE] [--latency-ms 1]
  *                 [--hetero | --hetero-compare] [--max-peers 50]
+ *                 [--give-way]
  *                 [--mtu 1500] [--seed 1] [--reps 1]
  *                 [--arrival-rate PER_S] [--linger S]
  *                 [--progress S] [--max-events N] [--max-time S]
@@ -46,6 +47,9 @@ static void usage(FILE *f) {
       "  --hetero-compare   uploads as bench/compare.sh --hetero: the\n"
       "                     even-numbered downloaders at a quarter\n"
       "  --max-peers N      sessions per swarm (50, the peer's default)\n"
+      "  --give-way         a full swarm lets an inbound peer take its\n"
+      "                     oldest dial's slot, and looks up again in 1 s\n"
+      "                     while full of dials (issue 18's rule)\n"
       "  --mtu BYTES        link MTU (1500)\n"
       "  --seed N           the random stream (1); repetition r uses N + r\n"
       "  --reps R           repetitions per N (1)\n"
@@ -190,6 +194,8 @@ int main(int argc, char **argv) {
       c.latency_us = (uint32_t)(x * 1000);
     } else if (strcmp(a, "--hetero") == 0) {
       c.hetero = SIMSWARM_MIX;
+    } else if (strcmp(a, "--give-way") == 0) {
+      c.give_way = 1;
     } else if (strcmp(a, "--hetero-compare") == 0) {
       c.hetero = SIMSWARM_HALF_QUARTER;
     } else if (strcmp(a, "--max-peers") == 0) {
@@ -260,7 +266,7 @@ int main(int argc, char **argv) {
   }
   printf("# swarmsim: size %.1f MiB, origin up %.2f Mbit/s, peer up %.2f "
          "Mbit/s%s, peer down %s, latency %.3f ms, max peers %u, "
-         "MTU %u, seed %llu%s\n",
+         "MTU %u, seed %llu%s%s\n",
          (double)c.size / 1048576.0, (double)c.origin_up * 8 / 1e6,
          (double)c.peer_up * 8 / 1e6,
          c.hetero == SIMSWARM_MIX ? " (hetero: 1/4 at 4x, 1/2 at 1x, 1/4 at "
@@ -269,7 +275,8 @@ int main(int argc, char **argv) {
                                              : "",
          down, (double)c.latency_us / 1000.0, c.max_peers, c.mtu,
          (unsigned long long)c.seed,
-         c.arrival_rate > 0 ? " (Poisson arrivals)" : "");
+         c.arrival_rate > 0 ? " (Poisson arrivals)" : "",
+         c.give_way ? ", dials give way" : "");
   printf("%6s %4s %9s %9s %9s %8s %9s %9s %9s %7s %8s %11s %8s\n", "N", "rep",
          "bound_s", "D_s", "D/bound", "mean_s", "max_s", "first_s",
          "origin_MiB", "waste%", "refused", "events", "wall_s");

@@ -224,6 +224,27 @@ static void test_more_peers_than_sessions_all_complete(void **s) {
   assert_true(r.d_s / r.bound_s <= 3.0);
 }
 
+static void test_a_dial_storm_completes_with_either_rule(void **s) {
+  struct simswarm_config c;
+  struct simswarm_result r;
+  (void)s;
+  /* Everyone starts within a millisecond and dials at once, with round
+   * trips of 0.1 ms: most dials cross or find the other side full. Every
+   * downloader must still get in, with main's rules and with the rule
+   * that lets an inbound peer take a pending dial's slot (which closes
+   * that dial at both ends: no half-open session may hold a slot). */
+  for (int give_way = 0; give_way <= 1; give_way++) {
+    simswarm_defaults(&c);
+    c.n = 40;
+    c.size = 2 * MiB;
+    c.max_peers = 8;
+    c.latency_us = 50;
+    c.give_way = give_way;
+    run_ok(&c, &r);
+    assert_true(r.refused > 0); /* the storm was one */
+  }
+}
+
 static void test_poisson_arrivals_that_leave_all_complete(void **s) {
   struct simswarm_config c;
   struct simswarm_result r;
@@ -288,6 +309,7 @@ int main(void) {
       cmocka_unit_test(test_download_cap_binds),
       cmocka_unit_test(test_a_seed_replays_the_same_run),
       cmocka_unit_test(test_more_peers_than_sessions_all_complete),
+      cmocka_unit_test(test_a_dial_storm_completes_with_either_rule),
       cmocka_unit_test(test_poisson_arrivals_that_leave_all_complete),
       cmocka_unit_test(test_limits_stop_a_run_with_a_reason),
       cmocka_unit_test(test_configs_it_cannot_run_are_refused),

@@ -199,6 +199,7 @@ struct sess {
   unsigned have_at; /* entries of the host's have-log sent here */
   struct rate_meter down_meter;
   uint64_t choked_at_ms, unchoked_at_ms;
+  uint64_t dial_us; /* when we dialled (initiator) */
   /* Uploads: the remote's requests (block ids), oldest first. */
   uint32_t *upq;
   unsigned upq_head, upq_len;
@@ -584,7 +585,9 @@ static void detach(struct sim *S, uint32_t si, int tell) {
   if (s->state == S_FREE) {
     return;
   }
-  if (tell && s->state == S_OPEN && s->mirror != NONE) {
+  /* A dial the other side took already has an open end there, which
+   * hears of the close as of any other (a FIN on the connection). */
+  if ((tell || s->state == S_DIALING) && s->mirror != NONE) {
     push(S, S->now + S->c->latency_us, EV_MSG, s->mirror, S->s[s->mirror].gen,
          M_CLOSE, 0, NULL);
   }
@@ -1326,7 +1329,13 @@ static void on_lookup_timer(struct sim *S, uint32_t peer, uint32_t ver) {
     return;
   }
   if (p->nsess >= S->max_peers) {
-    schedule_lookup(S, peer, LOOKUP_MAX_MS);
+    unsigned dialling = 0;
+    for (unsigned i = 0; i < p->nsess; i++) {
+      dialling += S->s[p->sess[i]].state == S_DIALING;
+    }
+    schedule_lookup(S, peer,
+                    S->c->give_way && dialling > 0 ? LOOKUP_MIN_MS
+                                                   : LOOKUP_MAX_MS);
     return;
   }
   want = S->max_peers - p->nsess;
@@ -1351,6 +1360,7 @@ static void dial(struct sim *S, uint32_t peer, uint32_t remote) {
     return;
   }
   s->state = S_DIALING;
+  s->dial_us = S->now;
   /* SYN, SYN-ACK, then our hello: 1.5 round trips. */
   push(S, S->now + 3u * S->c->latency_us, EV_DIAL, si, s->gen, 0, 0, NULL);
 }
@@ -1416,6 +1426,21 @@ static void on_dial(struct sim *S, const struct simev *e) {
     } else {
       push(S, S->now + S->c->latency_us, EV_OPENED, di, d->gen, 1, 0, NULL);
       return;
+    }
+  }
+  if (S->c->give_way && S->p[acceptor].nsess >= S->max_peers) {
+    /* A peer that got through beats our oldest dial that has not. */
+    const struct speer *a = &S->p[acceptor];
+    uint32_t oldest = NONE;
+    for (unsigned i = 0; i < a->nsess; i++) {
+      const struct sess *o = &S->s[a->sess[i]];
+      if (o->state == S_DIALING &&
+          (oldest == NONE || o->dial_us < S->s[oldest].dial_us)) {
+        oldest = a->sess[i];
+      }
+    }
+    if (oldest != NONE) {
+      detach(S, oldest, 0);
     }
   }
   ai = sess_new(S);

@@ -44,7 +44,12 @@ struct simswarm_config {
   uint64_t peer_down;  /* a downloader's download cap; 0: none */
   uint32_t latency_us; /* one way, between any two hosts */
   enum simswarm_hetero hetero;
-  unsigned max_peers;  /* sessions per swarm (--max-peers); 0: the default */
+  unsigned max_peers; /* sessions per swarm (--max-peers); 0: the default */
+  /* Issue 18's rule for full swarms (commit f8b4a54, not yet on main): an
+   * inbound hello in a full swarm takes the slot of our oldest dial not
+   * yet through, and a swarm full of dials looks up again after 1 s, not
+   * 30 s. 0: main's rules (refuse; wait 30 s). */
+  int give_way;
   unsigned mtu;        /* bytes; the caps count whole Ethernet frames */
   double arrival_rate; /* 0: every downloader starts at 0; else Poisson
                           arrivals a second */
