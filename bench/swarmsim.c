@@ -116,10 +116,12 @@ static int parse_ns(const char *s, unsigned *ns, unsigned *count) {
   return *count > 0 ? 0 : -1;
 }
 
-static void print_progress(void *arg, double t, uint64_t held, unsigned done) {
+static void print_progress(void *arg, const struct simswarm_progress *p) {
   (void)arg;
-  printf("progress t=%.1f held_MiB=%.1f complete=%u\n", t,
-         (double)held / 1048576.0, done);
+  printf("progress t=%.1f held_MiB=%.1f complete=%u started=%u "
+         "open_sessions=%.1f without_session=%u without_manifest=%u\n",
+         p->t, (double)p->held / 1048576.0, p->done, p->started, p->mean_open,
+         p->no_open, p->fetching);
 }
 
 static int cmp_double(const void *a, const void *b) {

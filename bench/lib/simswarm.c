@@ -1768,15 +1768,32 @@ static void dispatch(struct sim *S, const struct simev *e) {
     on_leave(S, e->a);
     break;
   case EV_PROGRESS: {
-    uint64_t held = 0;
+    struct simswarm_progress pr;
+    unsigned open_sum = 0;
+    memset(&pr, 0, sizeof(pr));
+    pr.t = (double)S->now / 1e6;
+    pr.done = S->done;
     for (unsigned i = 1; i < S->npeers; i++) {
+      const struct speer *p = &S->p[i];
+      unsigned open = 0;
+      if (p->state == P_ABSENT || p->state == P_GONE) {
+        continue;
+      }
       for (uint32_t k = 0; k < S->nchunks; k++) {
-        if (pwire_have_map_get(S->p[i].have, k)) {
-          held += manifest_chunk_len(S->m, k);
+        if (pwire_have_map_get(p->have, k)) {
+          pr.held += manifest_chunk_len(S->m, k);
         }
       }
+      for (unsigned k = 0; k < p->nsess; k++) {
+        open += S->s[p->sess[k]].state == S_OPEN;
+      }
+      pr.started++;
+      open_sum += open;
+      pr.no_open += open == 0;
+      pr.fetching += p->state == P_FETCHING;
     }
-    S->c->progress(S->c->progress_arg, (double)S->now / 1e6, held, S->done);
+    pr.mean_open = pr.started > 0 ? (double)open_sum / pr.started : 0;
+    S->c->progress(S->c->progress_arg, &pr);
     push(S, S->now + (uint64_t)(S->c->progress_s * 1e6), EV_PROGRESS, 0, 0, 0,
          0, NULL);
     break;

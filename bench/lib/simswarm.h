@@ -36,6 +36,17 @@ enum simswarm_hetero {
   SIMSWARM_HALF_QUARTER = 2,
 };
 
+/* The swarm at one moment (simswarm_config.progress). */
+struct simswarm_progress {
+  double t;          /* seconds of simulated time */
+  uint64_t held;     /* bytes the downloaders hold together */
+  unsigned done;     /* downloaders complete */
+  unsigned started;  /* downloaders started */
+  double mean_open;  /* open sessions per started downloader */
+  unsigned no_open;  /* started downloaders without an open session */
+  unsigned fetching; /* started downloaders without the manifest */
+};
+
 struct simswarm_config {
   unsigned n;          /* downloaders (Poisson mode: arrivals in all) */
   uint64_t size;       /* the file's bytes */
@@ -56,11 +67,10 @@ struct simswarm_config {
   double linger_s;     /* Poisson mode: a peer leaves this long after it
                           completes; negative: it stays */
   uint64_t seed;
-  /* Every progress_s of simulated time (0: never), progress(arg, t, held,
-   * done) with the bytes the downloaders hold together and how many are
-   * complete: the curve to set beside the real peers' progress events. */
+  /* Every progress_s of simulated time (0: never), progress(arg, p): the
+   * curve to set beside the real peers' progress events. */
   double progress_s;
-  void (*progress)(void *arg, double t, uint64_t held, unsigned done);
+  void (*progress)(void *arg, const struct simswarm_progress *p);
   void *progress_arg;
   uint64_t max_events; /* an error past this many events */
   double max_time_s;   /* an error past this much simulated time */
