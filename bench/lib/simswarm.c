@@ -48,8 +48,10 @@
  *   dial holds a slot at once; the hello reaches the other side 1.5 round
  *   trips later, which refuses it when its own sessions (dials included)
  *   fill max_peers, and keeps one session when two peers dial each other
- *   (the dial of the lower index). The manifest (its encoded size) is
- *   fetched from the first peer whose have-map arrives.
+ *   (the dial of the lower index); with give_way, an inbound hello in a
+ *   full swarm takes the slot of its oldest dial instead (issue 18's
+ *   rule). The manifest (its encoded size) is fetched from the first peer
+ *   whose have-map arrives.
  *
  * What is not: CPU time (hashing, encryption, system calls: a chunk is
  * verified the moment its last block arrives), disks, the read pipeline
@@ -187,6 +189,7 @@ enum sess_state { S_FREE = 0, S_DIALING, S_OPEN };
 struct sess {
   uint32_t peer, remote; /* host of this end, host of the other */
   uint32_t mirror;       /* the other end (NONE before it exists) */
+  uint32_t mirror_gen;   /* its gen: a freed and reused end is not it */
   uint32_t gen;          /* bumped on free: older events are stale */
   uint32_t next_free;
   uint8_t state, initiator;
@@ -471,8 +474,8 @@ static void send_wire(struct sim *S, uint32_t si, uint32_t type, uint32_t arg,
     return;
   }
   S->p[s->peer].overhead += wire_bytes;
-  push(S, S->now + S->c->latency_us, EV_MSG, s->mirror, S->s[s->mirror].gen,
-       type, arg, payload);
+  push(S, S->now + S->c->latency_us, EV_MSG, s->mirror, s->mirror_gen, type,
+       arg, payload);
 }
 
 /* A control message of frame_bytes: one packet of its own. */
@@ -588,7 +591,7 @@ static void detach(struct sim *S, uint32_t si, int tell) {
   /* A dial the other side took already has an open end there, which
    * hears of the close as of any other (a FIN on the connection). */
   if ((tell || s->state == S_DIALING) && s->mirror != NONE) {
-    push(S, S->now + S->c->latency_us, EV_MSG, s->mirror, S->s[s->mirror].gen,
+    push(S, S->now + S->c->latency_us, EV_MSG, s->mirror, s->mirror_gen,
          M_CLOSE, 0, NULL);
   }
   flow_stop(S, si);
@@ -1456,7 +1459,9 @@ static void on_dial(struct sim *S, const struct simev *e) {
     return;
   }
   S->s[ai].mirror = di;
+  S->s[ai].mirror_gen = d->gen;
   d->mirror = ai;
+  d->mirror_gen = S->s[ai].gen;
   /* Our hello goes out before anything else on the session. */
   push(S, S->now + S->c->latency_us, EV_OPENED, di, d->gen, 0, 0, NULL);
   opened(S, ai);
@@ -1472,7 +1477,8 @@ static void on_opened(struct sim *S, const struct simev *e) {
     detach(S, si, 0); /* refused */
     return;
   }
-  if (s->mirror == NONE || S->s[s->mirror].state != S_OPEN) {
+  if (s->mirror == NONE || S->s[s->mirror].gen != s->mirror_gen ||
+      S->s[s->mirror].state != S_OPEN) {
     detach(S, si, 0);
     return;
   }
