@@ -178,6 +178,11 @@ static randombytes_implementation rb_impl = {
 void simswarm_random_install(void) {
   rng_seed(1);
   (void)randombytes_set_implementation(&rb_impl);
+  /* sodium_init draws a few random bytes of its own: it does so now, so
+   * that no run's stream depends on whether it was the first. */
+  if (sodium_init() < 0) {
+    abort();
+  }
 }
 
 /* ------------------------------------------------------------------------ */

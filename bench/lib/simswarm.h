@@ -16,8 +16,8 @@
  * optimistic pick, the tracker's sample, Poisson arrivals) comes from one
  * generator seeded by the run's seed, so a run is reproducible.
  * simswarm_random_install() makes libsodium's randombytes (which the
- * picker calls) draw from it; call it once, before anything calls
- * sodium_init.
+ * picker calls) draw from it, and initialises libsodium; call it once,
+ * before anything else calls sodium_init.
  */
 #ifndef SHOAL_BENCH_SIMSWARM_H
 #define SHOAL_BENCH_SIMSWARM_H
