@@ -243,13 +243,29 @@ $(BUILD)/tests/%: $(BUILD)/obj/tests/%.o $(TESTLIB_OBJ) $(LIBS)
 	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(TEST_LIBS_PKG) $(PEER_PKG_LIBS) $(HIREDIS_LIBS) -lm
 
 # bench/lib/ holds what the benchmark programs share; cryptorate.c (the
-# primitives' rates) is bench/transfer's alone, as it may link libcrypto.
+# primitives' rates) is bench/transfer's alone.
 BENCHLIB_OBJ := $(patsubst %.c,$(BUILD)/obj/%.o,\
-                  $(filter-out bench/lib/cryptorate.c,$(wildcard bench/lib/*.c)))
+                  $(filter-out bench/lib/cryptorate.c bench/lib/sim%.c,\
+                    $(wildcard bench/lib/*.c)))
+# The swarm simulator's own objects (bench/lib/sim*.c): bench/swarmsim and
+# its unit test link them with the peer library, whose pure policy modules
+# (picker, choker, haves, pacing, rate) they drive.
+SIMLIB_OBJ := $(patsubst %.c,$(BUILD)/obj/%.o,$(wildcard bench/lib/sim*.c))
 
 $(BUILD)/bench/%: $(BUILD)/obj/bench/%.o $(BENCHLIB_OBJ) $(LIBS)
 	@mkdir -p $(@D)
 	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(PEER_PKG_LIBS) $(HIREDIS_LIBS) -lm
+
+$(BUILD)/bench/swarmsim: $(BUILD)/obj/bench/swarmsim.o $(SIMLIB_OBJ) \
+                        $(BENCHLIB_OBJ) $(LIBS)
+	@mkdir -p $(@D)
+	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(PEER_PKG_LIBS) -lm
+
+$(BUILD)/tests/test_swarmsim: $(BUILD)/obj/tests/test_swarmsim.o $(SIMLIB_OBJ) \
+                              $(TESTLIB_OBJ) $(LIBS)
+	@mkdir -p $(@D)
+	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(TEST_LIBS_PKG) $(PEER_PKG_LIBS) \
+	  $(HIREDIS_LIBS) -lm
 
 # bench/transfer times OpenSSL's primitives beside libsodium's.
 $(BUILD)/obj/bench/lib/cryptorate.o: CFLAGS += -DSHOAL_BENCH_LIBCRYPTO=1
