@@ -246,6 +246,9 @@ $(BUILD)/bench/%: $(BUILD)/obj/bench/%.o $(BENCHLIB_OBJ) $(LIBS)
 	@mkdir -p $(@D)
 	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(PEER_PKG_LIBS) $(HIREDIS_LIBS) -lm
 
+# The benchmarks' flag reading has a unit test of its own.
+$(BUILD)/tests/test_benchutil: $(BENCHLIB_OBJ)
+
 # bench/transfer also times OpenSSL's primitives beside libsodium's when
 # libcrypto is installed (Debian's libssl-dev); without it, libsodium's
 # alone. libcrypto links only this benchmark, never shoal itself.
