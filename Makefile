@@ -424,6 +424,27 @@ compare-quick: build
 	  --out $(BUILD)/compare-quick/tracker-stop --check
 
 # ---------------------------------------------------------------------------
+# The tracker's load curve (docs/tracker.md, "Load curve"): bench/tracker-load
+# --curve for one tracker on memory, one on Redis and two over one Redis, to
+# saturation, then bench/tracker-curve.gp. Data, the plot and the load
+# average at the start go to $(BUILD)/tracker-curve. Keeps both cores busy
+# for several minutes: run it alone. TRACKER_CURVE_FLAGS adds flags, e.g.
+# --curve-rates "1000 5000 10000" --seconds 5.
+TRACKER_CURVE_FLAGS ?=
+
+.PHONY: tracker-curve
+
+tracker-curve: need-libs
+	@$(MAKE) --no-print-directory $(BUILD)/bench/tracker-load $(BUILD)/bin/shoal-tracker
+	@mkdir -p $(BUILD)/tracker-curve
+	@load=$$(cut -d' ' -f1-3 /proc/loadavg); echo "load average at the start: $$load"; \
+	  echo "$$load" > $(BUILD)/tracker-curve/loadavg; \
+	  $(BUILD)/bench/tracker-load --curve --tracker $(BUILD)/bin/shoal-tracker \
+	    --curve-out $(BUILD)/tracker-curve $(TRACKER_CURVE_FLAGS) && \
+	  gnuplot -e "dir='$(BUILD)/tracker-curve'; out='$(BUILD)/tracker-curve/tracker-curve.png'; subtitle='$$(nproc) cores shared by the bench, the trackers and Redis; load average $$load at the start'" \
+	    bench/tracker-curve.gp
+
+# ---------------------------------------------------------------------------
 # The daemon's web page (peer/web/index.html) and its browser test.
 #
 # The page is compiled into the peer library as web_page_html[] and
