@@ -1047,6 +1047,7 @@ struct step {
   double errors; /* (refused + late + lost) / n */
   double secs;
   double tracker[MAX_TRACKERS], trackers, redis, self, machine;
+  double niced;          /* the machine's CPU in niced processes (user mode) */
   double presign_s;      /* signing the step's announces, before it */
   const char *saturated; /* why the step counts as saturated, or NULL */
 };
@@ -1069,11 +1070,13 @@ struct curve_opts {
   uint64_t seconds, reply_timeout_ms;
   const char *out_dir; /* NULL: no data files */
   long ncpu;
+  int niced; /* the bench (and so its children) runs niced */
 };
 
 /* CPU seconds the whole machine has been busy, every core and process
- * (/proc/stat's first line less idle and iowait), or -1. */
-static double machine_busy_s(void) {
+ * (/proc/stat's first line less idle and iowait), or -1; *niced gets the
+ * part spent by niced processes in user mode. */
+static double machine_busy_s(double *niced) {
   char line[512];
   unsigned long long v[8] = {0}, busy = 0;
   FILE *f = fopen("/proc/stat", "r");
@@ -1099,6 +1102,7 @@ static double machine_busy_s(void) {
   for (int i = 0; i < 8; i++) {
     busy += i == 3 || i == 4 ? 0 : v[i];
   }
+  *niced = (double)v[1] / (double)sysconf(_SC_CLK_TCK);
   return (double)busy / (double)sysconf(_SC_CLK_TCK);
 }
 
@@ -1180,7 +1184,7 @@ static const char *curve_verdict(const struct step *st) {
 static int curve_step(struct bench *b, const struct target *t, double rate,
                       const struct curve_opts *co, struct step *st) {
   uint64_t total = (uint64_t)(rate * (double)co->seconds);
-  double cpu0[MAX_TRACKERS], rcpu0, self0, mach0;
+  double cpu0[MAX_TRACKERS], rcpu0, self0, mach0, nice0, nice1;
   memset(st, 0, sizeof(*st));
   st->asked = rate;
   st->n = total;
@@ -1213,7 +1217,7 @@ static int curve_step(struct bench *b, const struct target *t, double rate,
   }
   rcpu0 = t->have_redis ? proc_cpu_s(t->redis.p.pid) : 0;
   self0 = self_cpu_s();
-  mach0 = machine_busy_s();
+  mach0 = machine_busy_s(&nice0);
   b->t0 = uv_hrtime();
   uv_timer_start(&b->watchdog, on_watchdog,
                  co->seconds * 1000 + co->reply_timeout_ms, 0);
@@ -1230,7 +1234,8 @@ static int curve_step(struct bench *b, const struct target *t, double rate,
   st->redis =
       t->have_redis ? (proc_cpu_s(t->redis.p.pid) - rcpu0) / st->secs : 0;
   st->self = (self_cpu_s() - self0) / st->secs;
-  st->machine = (machine_busy_s() - mach0) / st->secs;
+  st->machine = (machine_busy_s(&nice1) - mach0) / st->secs;
+  st->niced = (nice1 - nice0) / st->secs;
 
   int rc = b->failed ? -1 : 0;
   if (rc == 0) {
@@ -1258,11 +1263,20 @@ static int curve_step(struct bench *b, const struct target *t, double rate,
   return rc;
 }
 
+/* The cores the machine gave to work that competes with the bench's
+ * processes: all of its busy time, less niced processes' when the bench
+ * itself is not niced (they yield to it). */
+static double machine_competing(const struct step *st,
+                                const struct curve_opts *co) {
+  return co->niced ? st->machine : st->machine - st->niced;
+}
+
 /* What held a step back, from the CPU of each process and the machine:
  * into out (cap bytes). */
-static void curve_limit(const struct step *st, unsigned ntrackers, long ncpu,
-                        char *out, size_t cap) {
+static void curve_limit(const struct step *st, unsigned ntrackers,
+                        const struct curve_opts *co, char *out, size_t cap) {
   size_t n = 0;
+  long ncpu = co->ncpu;
   out[0] = '\0';
   for (unsigned i = 0; i < ntrackers && n < cap; i++) {
     if (st->tracker[i] >= CURVE_BUSY_CORES) {
@@ -1278,7 +1292,7 @@ static void curve_limit(const struct step *st, unsigned ntrackers, long ncpu,
     n += (size_t)snprintf(out + n, cap - n, "%sthe bench's core",
                           n > 0 ? ", " : "");
   }
-  if (n < cap && st->machine >= CURVE_BUSY_CORES * (double)ncpu) {
+  if (n < cap && machine_competing(st, co) >= CURVE_BUSY_CORES * (double)ncpu) {
     n += (size_t)snprintf(out + n, cap - n, "%sthe machine (all %ld cores)",
                           n > 0 ? ", " : "", ncpu);
   }
@@ -1293,15 +1307,16 @@ static void curve_print_head(const struct curve *cv, const struct options *o,
          "%llu s a step\n",
          cv->name, cv->what, (unsigned long long)cv->registered, cv->reg_rps,
          o->conns, (unsigned long long)co->seconds);
-  printf("  %7s %8s %8s %8s %8s %8s %7s %7s | %-11s %5s %5s %5s | %6s %7s\n",
+  printf("  %7s %8s %8s %8s %8s %8s %7s %7s | %-11s %5s %5s %5s %5s | %6s "
+         "%7s\n",
          "asked/s", "offered", "answered", "p50 ms", "p95 ms", "p99 ms",
-         "errors", "lag ms", "tracker", "redis", "bench", "box", "us/req",
-         "req/core");
+         "errors", "lag ms", "tracker", "redis", "bench", "box", "nice",
+         "us/req", "req/core");
   fflush(stdout);
 }
 
 static void curve_print_step(const struct curve *cv, const struct step *st,
-                             long ncpu) {
+                             const struct curve_opts *co) {
   char trk[32], lim[128];
   if (cv->ntrackers == 2) {
     snprintf(trk, sizeof(trk), "%.2f+%.2f", st->tracker[0], st->tracker[1]);
@@ -1311,12 +1326,12 @@ static void curve_print_step(const struct curve *cv, const struct step *st,
   double us =
       st->replies > 0 ? st->trackers * st->secs * 1e6 / (double)st->replies : 0;
   printf("  %7.0f %8.0f %8.0f %8.2f %8.2f %8.2f %6.2f%% %7.2f | %-11s "
-         "%5.2f %5.2f %5.2f | %6.1f %7.0f",
+         "%5.2f %5.2f %5.2f %5.2f | %6.1f %7.0f",
          st->asked, st->offered, st->answered, st->p50_ms, st->p95_ms,
          st->p99_ms, 100.0 * st->errors, st->lag95_ms, trk, st->redis, st->self,
-         st->machine, us, us > 0 ? 1e6 / us : 0);
+         st->machine, st->niced, us, us > 0 ? 1e6 / us : 0);
   if (st->saturated != NULL) {
-    curve_limit(st, cv->ntrackers, ncpu, lim, sizeof(lim));
+    curve_limit(st, cv->ntrackers, co, lim, sizeof(lim));
     printf("  SATURATED (%s; busy: %s)", st->saturated, lim);
   }
   if (st->refused + st->late + st->lost > 0) {
@@ -1344,13 +1359,14 @@ static int curve_write_dat(const struct curve *cv, const char *dir) {
   fprintf(f, "# bench/tracker-load --curve: %s (%s)\n", cv->name, cv->what);
   fprintf(f, "# asked offered answered p50_ms p95_ms p99_ms errors_pct "
              "tracker_cores redis_cores bench_cores machine_cores "
-             "saturated\n");
+             "saturated niced_cores\n");
   for (unsigned i = 0; i < cv->nsteps; i++) {
     const struct step *st = &cv->steps[i];
-    fprintf(f, "%.0f %.1f %.1f %.3f %.3f %.3f %.3f %.3f %.3f %.3f %.3f %d\n",
+    fprintf(f,
+            "%.0f %.1f %.1f %.3f %.3f %.3f %.3f %.3f %.3f %.3f %.3f %d %.3f\n",
             st->asked, st->offered, st->answered, st->p50_ms, st->p95_ms,
             st->p99_ms, 100.0 * st->errors, st->trackers, st->redis, st->self,
-            st->machine, st->saturated != NULL);
+            st->machine, st->saturated != NULL, st->niced);
   }
   int bad = ferror(f);
   if (fclose(f) != 0 || bad) {
@@ -1419,7 +1435,7 @@ static int run_curve(const struct options *o, const struct curve_opts *co,
       goto out_loop;
     }
     cv->nsteps++;
-    curve_print_step(cv, st, co->ncpu);
+    curve_print_step(cv, st, co);
     if (st->saturated != NULL) {
       break;
     }
@@ -1492,7 +1508,7 @@ static void curve_summary(const struct curve *cvs, size_t n,
       continue;
     }
     double per_core = at->trackers > 0 ? at->answered / at->trackers : 0;
-    curve_limit(at, cv->ntrackers, co->ncpu, lim, sizeof(lim));
+    curve_limit(at, cv->ntrackers, co, lim, sizeof(lim));
     if (sat != NULL) {
       printf("  %-7s saturated at %.0f/s offered (%s): %.0f replies/s",
              cv->name, sat->offered, sat->saturated, sat->answered);
@@ -1501,9 +1517,10 @@ static void curve_summary(const struct curve *cvs, size_t n,
              cv->name, at->offered, at->answered);
     }
     printf(" on %.2f tracker cores = %.0f per tracker core, %.2f x ideal; "
-           "busy: %s (machine %.2f of %ld cores, redis %.2f, bench %.2f)\n",
+           "busy: %s (machine %.2f of %ld cores, %.2f of them niced; redis "
+           "%.2f, bench %.2f)\n",
            at->trackers, per_core, per_core / ideal, lim, at->machine, co->ncpu,
-           at->redis, at->self);
+           at->niced, at->redis, at->self);
     if (last != NULL) {
       printf("  %-7s highest step followed: %.0f/s, p50/p95/p99 %.2f / %.2f "
              "/ %.2f ms, errors %.2f%%\n",
@@ -1548,6 +1565,9 @@ static int curve_main(int argc, char **argv) {
       "tracker-load", argc, argv, "--reply-timeout", CURVE_REPLY_TIMEOUT_MS);
   co.out_dir = arg_s(argc, argv, "--curve-out", NULL);
   co.ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+  errno = 0;
+  int prio = getpriority(PRIO_PROCESS, 0);
+  co.niced = errno == 0 && prio > 0;
   int got =
       benchutil_parse_list(rates, co.rates, CURVE_MAX_STEPS, 1, CURVE_RATE_MAX);
   if (got < 0) {
@@ -1607,9 +1627,12 @@ static int curve_main(int argc, char **argv) {
          (unsigned long long)co.reply_timeout_ms, co.ncpu, CURVE_P99_MS,
          100.0 * CURVE_MAX_ERRORS, 100.0 * CURVE_MIN_FOLLOW);
   printf("columns: CPU in cores (CPU seconds a second) of each tracker, "
-         "redis-server, this bench and the whole machine ('box'); us/req and "
-         "req/core are the trackers' CPU per reply and its inverse; lag is "
-         "the p95 of sends behind schedule\n");
+         "redis-server, this bench, the whole machine ('box') and the niced "
+         "processes' part of it ('nice'%s); us/req and req/core are the "
+         "trackers' CPU per reply and its inverse; lag is the p95 of sends "
+         "behind schedule\n",
+         co.niced ? ", the bench's own included: it runs niced"
+                  : ", which yields to the bench's processes");
   fflush(stdout);
   for (size_t i = 0; i < n; i++) {
     if (run_curve(&o, &co, &cvs[i]) != 0) {
