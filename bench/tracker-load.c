@@ -41,16 +41,20 @@
  * default) it offers re-announces open-loop at each rate of --curve-rates
  * for --seconds, stepping up until the tracker saturates: the replies
  * stop following the offered rate, more than 1% of the requests are
- * refused or time out, or p99 passes CURVE_P99_MS. Each step's announces
- * are signed before the step starts, so the bench's own Ed25519 signing
- * (on clients' machines in real use) does not take the cores the tracker
- * is measured on; each sender keeps to one connection, so its announces
- * arrive in order however long the queues get. Per step it prints the
- * rate offered and answered, p50/p95/p99 latency, the error rate
- * (refusals, replies later than --reply-timeout and requests never
+ * refused or time out, or p99 passes CURVE_P99_MS. As a p99 alone may be
+ * one stall of a shared machine, a step saturated by p99 only ends the
+ * curve when the step before it was saturated too; the saturation point
+ * is the first of the saturated steps at the curve's end. Each step's
+ * announces are signed before the step starts, so the bench's own Ed25519
+ * signing (on clients' machines in real use) does not take the cores the
+ * tracker is measured on; each sender keeps to one connection, so its
+ * announces arrive in order however long the queues get. Per step it
+ * prints the rate offered and answered, p50/p95/p99 latency, the error
+ * rate (refusals, replies later than --reply-timeout and requests never
  * answered, over requests), and the CPU of each tracker, of redis-server,
- * of the bench itself and of the whole machine (/proc/stat), so a step
- * where both cores were busy is told from one where the tracker was. At
+ * of the bench itself and of the whole machine (/proc/stat, and its niced
+ * part), so a step where both cores were busy is told from one where the
+ * tracker was. At
  * the end: where each configuration saturated, in requests a second per
  * tracker core (replies a second over tracker CPU seconds a second),
  * against 1 / (one Ed25519 verify + one sign) on an announce-sized
@@ -112,10 +116,13 @@
 /* The peer's wait for one tracker reply (TRACKER_CLIENT_TIMEOUT_MS): a
  * later reply counts as a timeout. */
 #define CURVE_REPLY_TIMEOUT_MS 10000
-/* Saturation: any one of these in a step ends the configuration's curve. */
+/* Saturation: any one of these in a step makes it saturated. Any but the
+ * p99 ends the configuration's curve; the p99 alone does in CURVE_SAT_STEPS
+ * steps in a row. */
 #define CURVE_P99_MS 100.0    /* p99 latency; ~1 ms below saturation */
 #define CURVE_MAX_ERRORS 0.01 /* refusals and timeouts over requests */
 #define CURVE_MIN_FOLLOW 0.90 /* replies a second over offered */
+#define CURVE_SAT_STEPS 2
 #define CURVE_BUSY_CORES 0.90 /* a process this busy is at its core's limit */
 
 /* Targets. */
@@ -757,6 +764,7 @@ static struct result run_phase(struct bench *b, pid_t pid, pid_t redis_pid,
     return r;
   }
   double cpu0 = proc_cpu_s(pid), rcpu0 = proc_cpu_s(redis_pid);
+  uv_update_time(&b->loop);
   b->t0 = uv_hrtime();
   uv_timer_start(&b->watchdog, on_watchdog, timeout_ms, 0);
   if (phase == PH_PACED) {
@@ -1050,6 +1058,7 @@ struct step {
   double niced;          /* the machine's CPU in niced processes (user mode) */
   double presign_s;      /* signing the step's announces, before it */
   const char *saturated; /* why the step counts as saturated, or NULL */
+  int queueing;          /* saturated by more than p99: the queue grew */
 };
 
 /* One configuration's curve. */
@@ -1218,6 +1227,9 @@ static int curve_step(struct bench *b, const struct target *t, double rate,
   rcpu0 = t->have_redis ? proc_cpu_s(t->redis.p.pid) : 0;
   self0 = self_cpu_s();
   mach0 = machine_busy_s(&nice0);
+  /* The loop's clock stopped when it last ran, before the signing: the
+   * timers count from now. */
+  uv_update_time(&b->loop);
   b->t0 = uv_hrtime();
   uv_timer_start(&b->watchdog, on_watchdog,
                  co->seconds * 1000 + co->reply_timeout_ms, 0);
@@ -1255,6 +1267,7 @@ static int curve_step(struct bench *b, const struct target *t, double rate,
     qsort(b->lag, b->issued, sizeof(*b->lag), cmp_u64);
     st->lag95_ms = pct_ms(b->lag, b->issued, 95);
     st->saturated = curve_verdict(st);
+    st->queueing = st->saturated != NULL && strcmp(st->saturated, "p99") != 0;
   }
   free(b->lat);
   free(b->lag);
@@ -1429,6 +1442,7 @@ static int run_curve(const struct options *o, const struct curve_opts *co,
   cv->reg_rps = reg.rps;
   curve_print_head(cv, o, co);
   b.reply_timeout = co->reply_timeout_ms * 1000000u;
+  unsigned in_a_row = 0;
   for (size_t i = 0; i < co->nrates; i++) {
     struct step *st = &cv->steps[cv->nsteps];
     if (curve_step(&b, &t, (double)co->rates[i], co, st) != 0) {
@@ -1436,7 +1450,8 @@ static int run_curve(const struct options *o, const struct curve_opts *co,
     }
     cv->nsteps++;
     curve_print_step(cv, st, co);
-    if (st->saturated != NULL) {
+    in_a_row = st->saturated != NULL ? in_a_row + 1 : 0;
+    if (st->queueing || in_a_row >= CURVE_SAT_STEPS) {
       break;
     }
   }
@@ -1468,14 +1483,14 @@ out:
   return rc;
 }
 
-/* The step a configuration saturated at (the first that did), or NULL. */
+/* The step a configuration saturated at: the first of the saturated steps
+ * the curve ended with, or NULL when its last step was not saturated. */
 static const struct step *curve_saturation(const struct curve *cv) {
-  for (unsigned i = 0; i < cv->nsteps; i++) {
-    if (cv->steps[i].saturated != NULL) {
-      return &cv->steps[i];
-    }
+  unsigned i = cv->nsteps;
+  while (i > 0 && cv->steps[i - 1].saturated != NULL) {
+    i--;
   }
-  return NULL;
+  return i < cv->nsteps ? &cv->steps[i] : NULL;
 }
 
 static void curve_summary(const struct curve *cvs, size_t n,
@@ -1496,8 +1511,8 @@ static void curve_summary(const struct curve *cvs, size_t n,
       printf("  %-7s did not complete\n", cv->name);
       continue;
     }
-    /* The last step that followed its offered load. */
-    for (unsigned k = 0; k < cv->nsteps; k++) {
+    /* The last step that followed its offered load, before saturation. */
+    for (unsigned k = 0; k < cv->nsteps && &cv->steps[k] != sat; k++) {
       if (cv->steps[k].saturated == NULL) {
         last = &cv->steps[k];
       }
