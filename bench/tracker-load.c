@@ -1493,6 +1493,20 @@ static const struct step *curve_saturation(const struct curve *cv) {
   return i < cv->nsteps ? &cv->steps[i] : NULL;
 }
 
+/* "R replies/s on C tracker cores = P per tracker core, X x ideal; busy:
+ * ..." for one step, and a newline. */
+static void curve_print_per_core(const struct step *st, const struct curve *cv,
+                                 const struct curve_opts *co, double ideal) {
+  char lim[128];
+  double per_core = st->trackers > 0 ? st->answered / st->trackers : 0;
+  curve_limit(st, cv->ntrackers, co, lim, sizeof(lim));
+  printf("%.0f replies/s on %.2f tracker cores = %.0f per tracker core, "
+         "%.2f x ideal; busy: %s (machine %.2f of %ld cores, %.2f of them "
+         "niced; redis %.2f, bench %.2f)\n",
+         st->answered, st->trackers, per_core, per_core / ideal, lim,
+         st->machine, co->ncpu, st->niced, st->redis, st->self);
+}
+
 static void curve_summary(const struct curve *cvs, size_t n,
                           const struct curve_opts *co, size_t signed_bytes,
                           double crypto_us) {
@@ -1506,7 +1520,6 @@ static void curve_summary(const struct curve *cvs, size_t n,
     const struct curve *cv = &cvs[i];
     const struct step *sat = curve_saturation(cv);
     const struct step *last = NULL;
-    char lim[128];
     if (!cv->ok) {
       printf("  %-7s did not complete\n", cv->name);
       continue;
@@ -1522,20 +1535,22 @@ static void curve_summary(const struct curve *cvs, size_t n,
       printf("  %-7s no step ran\n", cv->name);
       continue;
     }
-    double per_core = at->trackers > 0 ? at->answered / at->trackers : 0;
-    curve_limit(at, cv->ntrackers, co, lim, sizeof(lim));
     if (sat != NULL) {
-      printf("  %-7s saturated at %.0f/s offered (%s): %.0f replies/s",
-             cv->name, sat->offered, sat->saturated, sat->answered);
+      printf("  %-7s saturated at %.0f/s offered (%s): ", cv->name,
+             sat->offered, sat->saturated);
     } else {
-      printf("  %-7s not saturated up to %.0f/s offered: %.0f replies/s",
-             cv->name, at->offered, at->answered);
+      printf("  %-7s not saturated up to %.0f/s offered: ", cv->name,
+             at->offered);
     }
-    printf(" on %.2f tracker cores = %.0f per tracker core, %.2f x ideal; "
-           "busy: %s (machine %.2f of %ld cores, %.2f of them niced; redis "
-           "%.2f, bench %.2f)\n",
-           at->trackers, per_core, per_core / ideal, lim, at->machine, co->ncpu,
-           at->niced, at->redis, at->self);
+    curve_print_per_core(at, cv, co, ideal);
+    /* Past the knee, the step where the queue grew shows the tracker's
+     * rate running flat out. */
+    const struct step *end = &cv->steps[cv->nsteps - 1];
+    if (end != at && end->queueing) {
+      printf("  %-7s queue grew at %.0f/s offered (%s): ", "", end->offered,
+             end->saturated);
+      curve_print_per_core(end, cv, co, ideal);
+    }
     if (last != NULL) {
       printf("  %-7s highest step followed: %.0f/s, p50/p95/p99 %.2f / %.2f "
              "/ %.2f ms, errors %.2f%%\n",
