@@ -25,6 +25,8 @@ set output out
 set multiplot layout 1, 2 title "shoal-tracker: latency and replies against offered load (announces a second, open loop)\n{/*0.8 ".subtitle."}"
 set grid
 set logscale x 10
+set autoscale xfix
+set offsets graph 0.04, graph 0.04, 0, 0
 set xlabel 'offered announces a second'
 set format x '%g'
 
@@ -47,6 +49,7 @@ do for [c in present] {
 }
 unset logscale x
 unset logscale y
+set offsets 0, 0, 0, 0
 set xrange [0:xmax * 1.05]
 set yrange [0:xmax * 1.05]
 set title 'replies a second'
