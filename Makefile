@@ -269,6 +269,9 @@ $(BUILD)/tests/test_swarmsim: $(BUILD)/obj/tests/test_swarmsim.o $(SIMLIB_OBJ) \
 
 # bench/transfer times OpenSSL's primitives beside libsodium's.
 $(BUILD)/obj/bench/lib/cryptorate.o: CFLAGS += -DSHOAL_BENCH_LIBCRYPTO=1
+
+# The benchmarks' flag reading has a unit test of its own.
+$(BUILD)/tests/test_benchutil: $(BENCHLIB_OBJ)
 $(BUILD)/bench/transfer: $(BUILD)/obj/bench/transfer.o \
                          $(BUILD)/obj/bench/lib/cryptorate.o \
                          $(BENCHLIB_OBJ) $(LIBS)
@@ -433,6 +436,27 @@ compare-quick: build
 	  --bin $(BUILD)/bin --out $(BUILD)/compare-quick --check $(COMPARE_FLAGS)
 	$(COMPARE_TRACKER_STOP) --n 4 --size 8M --reps 1 \
 	  --out $(BUILD)/compare-quick/tracker-stop --check
+
+# ---------------------------------------------------------------------------
+# The tracker's load curve (docs/tracker.md, "Load curve"): bench/tracker-load
+# --curve for one tracker on memory, one on Redis and two over one Redis, to
+# saturation, then bench/tracker-curve.gp. Data, the plot and the load
+# average at the start go to $(BUILD)/tracker-curve. Keeps both cores busy
+# for several minutes: run it alone. TRACKER_CURVE_FLAGS adds flags, e.g.
+# --curve-rates "1000 5000 10000" --seconds 5.
+TRACKER_CURVE_FLAGS ?=
+
+.PHONY: tracker-curve
+
+tracker-curve: need-libs
+	@$(MAKE) --no-print-directory $(BUILD)/bench/tracker-load $(BUILD)/bin/shoal-tracker
+	@mkdir -p $(BUILD)/tracker-curve
+	@load=$$(cut -d' ' -f1-3 /proc/loadavg); echo "load average at the start: $$load"; \
+	  echo "$$load" > $(BUILD)/tracker-curve/loadavg; \
+	  $(BUILD)/bench/tracker-load --curve --tracker $(BUILD)/bin/shoal-tracker \
+	    --curve-out $(BUILD)/tracker-curve $(TRACKER_CURVE_FLAGS) && \
+	  gnuplot -e "dir='$(BUILD)/tracker-curve'; out='$(BUILD)/tracker-curve/tracker-curve.png'; subtitle='$$(nproc) cores shared by the bench, the trackers and Redis; load average $$load at the start'" \
+	    bench/tracker-curve.gp
 
 # ---------------------------------------------------------------------------
 # The daemon's web page (peer/web/index.html) and its browser test.

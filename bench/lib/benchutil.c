@@ -104,3 +104,31 @@ double benchutil_cpu_s(pid_t pid) {
   }
   return (double)ticks / (double)(hz > 0 ? hz : 100);
 }
+
+int benchutil_parse_list(const char *s, unsigned long *out, size_t max,
+                         unsigned long lo, unsigned long hi) {
+  size_t n = 0;
+  const char *p = s;
+  for (;;) {
+    while (*p == ' ' || *p == ',') {
+      p++;
+    }
+    if (*p == '\0') {
+      break;
+    }
+    /* strtoul would take a sign or leading blanks of its own. */
+    if (*p < '0' || *p > '9' || n == max) {
+      return -1;
+    }
+    char *end;
+    errno = 0;
+    unsigned long v = strtoul(p, &end, 10);
+    if (errno != 0 || v < lo || v > hi ||
+        (*end != '\0' && *end != ' ' && *end != ',')) {
+      return -1;
+    }
+    out[n++] = v;
+    p = end;
+  }
+  return n > 0 ? (int)n : -1;
+}
