@@ -70,7 +70,9 @@ namespaces, tc), unless --loopback.
                       (prefix shoalc-PID- with PID no longer running), exit
   -h, --help
 
-Outputs in DIR: runs.csv (a row per run and host), summary.csv, summary.md,
+Outputs in DIR: runs.csv (a row per run and host), cpu.csv (a row per run:
+the machine's CPU use and each process's, machine-bound runs flagged),
+summary.csv, summary.md,
 settings.txt, d_vs_n.png, ratio.png, cdf.png (and the gnuplot data under
 DIR/plot/).
 EOF
@@ -516,6 +518,58 @@ gate_release() {
   [ "$parked" = 1 ]
 }
 
+# CPU use, so that a figure never blames shoal for the test bed. Every
+# host shares this machine's CPUs: cpu_machine prints the ticks the
+# machine spent busy and in all since boot (/proc/stat, all CPUs), and
+# cpu_ticks PID the ticks a process spent (utime + stime, /proc/PID/stat),
+# 0 once it is gone. A run whose machine was busy for at least
+# MACHINE_BOUND of its CPUs' time, or one of whose shoal processes (the
+# origin or a downloader) kept one CPU that busy, is flagged
+# "machine-bound" in cpu.csv, in the run's line and in summary.md: its D
+# measures the test bed too. For HTTP the origin is the web server; each
+# curl has exited by then and counts 0.
+MACHINE_BOUND=0.90
+cpu_machine() {
+  awk '$1 == "cpu" { idle = $5 + $6; t = 0; for (i = 2; i <= 9; i++) t += $i; print t - idle, t; exit }' /proc/stat
+}
+cpu_ticks() {
+  local st
+  st=$(cat "/proc/$1/stat" 2>/dev/null) || { echo 0; return; }
+  st=${st##*) }
+  awk '{ print $12 + $13 }' <<<"$st"
+}
+# cpu_record SYSTEM N REP M0 M1 ORIGIN_PID TRACKER_PID DOWNLOADER_PID...:
+# a row of cpu.csv from the machine's counters at the start (M0) and the
+# end (M1) of the run and each process's ticks now (all still running).
+cpu_record() {
+  local system=$1 n=$2 rep=$3 m0=$4 m1=$5 opid=$6 tpid=$7 pid sum=0 most=0 t hz cpus
+  shift 7
+  for pid in "$@"; do
+    t=$(cpu_ticks "$pid")
+    sum=$((sum + t))
+    [ "$t" -gt "$most" ] && most=$t
+  done
+  hz=$(getconf CLK_TCK)
+  cpus=$(nproc)
+  awk -v s="$system" -v n="$n" -v r="$rep" -v m0="$m0" -v m1="$m1" \
+    -v o="$(cpu_ticks "$opid")" -v tr="$(cpu_ticks "$tpid")" -v d="$sum" \
+    -v most="$most" -v hz="$hz" -v cpus="$cpus" -v lim="$MACHINE_BOUND" '
+    BEGIN {
+      split(m0, a, " "); split(m1, b, " ")
+      busy = b[1] - a[1]; all = b[2] - a[2]
+      f = all > 0 ? busy / all : 0
+      secs = all / hz / cpus
+      printf "%s,%s,%s,%.2f,%d,%.3f,%.2f,%.2f,%.2f,%.2f,%d\n", s, n, r, secs,
+        cpus, f, o / hz, tr / hz, d / hz, most / hz,
+        (f >= lim || (secs > 0 && (o > most ? o : most) / hz / secs >= lim) ? 1 : 0)
+    }' >>"$cpu_csv"
+  tail -n 1 "$cpu_csv" | awk -F, '{
+    printf "%s", "machine busy " int(100 * $6 + 0.5) "% of " $5 " CPUs; CPU s: origin " $7 ", tracker " $8 ", downloaders " $9 " (at most " $10 " each)"
+    if ($11 == 1) printf "%s", "  MACHINE-BOUND"
+    print ""
+  }'
+}
+
 # Last lines of a file, for a failure message.
 tail_of() { if [ -s "$1" ]; then tail -n 3 "$1" | sed 's/^/    /' >&2; fi; }
 
@@ -636,7 +690,9 @@ record_run() {
     say "$(printf '%-4s N=%-3s rep %s: D %7.2f s  bound %7.2f s  D/bound %.3f  origin sent %s MiB' \
       "$system" "$n" "$rep" "$d" "$bound" "$(calc "$d / $bound")" \
       "$(calc "$origin_up / 1048576" | awk '{ printf "%.1f", $1 }')")"
+    if [ -n "$cpu_line" ]; then say "     $cpu_line"; fi
   fi
+  cpu_line=""
 }
 
 # held_bytes DIR N: the bytes downloaders 1..N hold, from the last
@@ -686,6 +742,7 @@ record_stop() {
 run_shoal() {
   local mode=$1 n=$2 rep=$3 i f t0 deadline_cs secs origin_pid origin_left=0
   local link="" ndone=0 rate_args=() down_args=() dl_pids=() k log_args=()
+  local cpu_m0=""
   local stopping=0 held stop_bytes=0 stop_at=() end_at=() stop_peers=()
   local -A got=()
   # --tracker-stop: the downloaders' sessions and dials are counted from
@@ -738,6 +795,7 @@ run_shoal() {
       launch[$i]=0
     done
     gate_release "${dl_pids[@]}" || fail_run "the downloaders did not start within 30 s"
+    cpu_m0=$(cpu_machine)
     deadline_cs=$((t0 + 100 * deadline_s))
     while [ "$run_status" = ok ]; do
       for f in $(cd "$r" && grep -l -F '"event":"complete"' d*.out 2>/dev/null || true); do
@@ -798,6 +856,12 @@ run_shoal() {
     done
   fi
 
+  # CPU: the machine's over the run, each process's until now (every one
+  # still runs: the downloaders seed).
+  if [ "$run_status" = ok ]; then
+    cpu_line=$(cpu_record "$mode" "$n" "$rep" "$cpu_m0" "$(cpu_machine)" \
+      "$origin_pid" "$tracker_pid" "${dl_pids[@]:1:n}")
+  fi
   # The stop's counts end here, before the shutdown closes every session.
   if [ "$stopping" = 2 ]; then
     for ((i = 1; i <= n; i++)); do end_at[i]=$(stat -c %s "$r/d$i.err"); done
@@ -840,7 +904,7 @@ run_shoal() {
 }
 
 run_http() {
-  local n=$1 rep=$2 i t0 deadline_cs srv_pid name rc w ndone=0
+  local n=$1 rep=$2 i t0 deadline_cs srv_pid name rc w ndone=0 cpu_m0=""
   local -A got=()
   local dl_pids=() k=()
   run_status=ok
@@ -888,6 +952,7 @@ EOF
       launch[$i]=0
     done
     gate_release "${dl_pids[@]}" || fail_run "the downloaders did not start within 30 s"
+    cpu_m0=$(cpu_machine)
     deadline_cs=$((t0 + 100 * deadline_s))
     while [ "$run_status" = ok ] && [ "$ndone" -lt "$n" ]; do
       for ((i = 1; i <= n; i++)); do
@@ -922,6 +987,11 @@ EOF
   for ((i = 1; i <= n; i++)); do
     if [ -n "${dl_pids[$i]:-}" ] && [ -n "${live[${dl_pids[$i]}]:-}" ]; then k+=("${dl_pids[$i]}"); fi
   done
+  # CPU: the machine's over the run, the server's; each curl has exited.
+  if [ "$run_status" = ok ]; then
+    cpu_line=$(cpu_record http "$n" "$rep" "$cpu_m0" "$(cpu_machine)" \
+      "$srv_pid" 0)
+  fi
   stop_pids 30 "${k[@]}" "$srv_pid"
   record_run http "$n" "$rep"
   rm -rf "$r"
@@ -1050,6 +1120,14 @@ write_md() {
     echo
     targets_text
     echo
+    echo "CPU (cpu.csv): every host shares this machine's $(nproc) CPUs. A run whose"
+    echo "machine was busy for at least $(calc "100 * $MACHINE_BOUND" | awk '{ printf "%d", $1 }')% of its CPUs' time, or one of whose shoal"
+    echo "processes kept one CPU that busy, is machine-bound: its D measures the"
+    echo "test bed as well as the system."
+    echo
+    awk -F, 'NR > 1 { n++; if ($11 == 1) { b++; list = list sprintf("%s%s N=%s rep %s (%.0f%%)", b > 1 ? ", " : "", $1, $2, $3, 100 * $6) } }
+      END { if (n == 0) print "No run recorded its CPU."; else if (b == 0) printf "No run of %d was machine-bound.\n", n; else printf "Machine-bound runs, %d of %d: %s.\n", b, n, list }' "$cpu_csv"
+    echo
     if [ -s "$stop_csv" ]; then stop_md; fi
     echo "Plots: d_vs_n.png, ratio.png, cdf.png."
   } >"$md"
@@ -1128,6 +1206,9 @@ mkdir -p "$opt_out"
 opt_out=$(cd "$opt_out" && pwd)
 runs_csv=$opt_out/runs.csv
 runs_tsv=$opt_out/plot/runs.tsv
+cpu_csv=$opt_out/cpu.csv
+cpu_line=""
+echo "system,n,rep,seconds,cpus,machine_busy,origin_cpu_s,tracker_cpu_s,downloaders_cpu_s,max_downloader_cpu_s,machine_bound" >"$cpu_csv"
 mkdir -p "$opt_out/plot"
 : >"$runs_tsv"
 echo "system,n,rep,host,up_cap_Bps,down_cap_Bps,start_s,complete_s,identical,uploaded_B,downloaded_B,status" >"$runs_csv"
