@@ -47,7 +47,7 @@ plot for [r in reps] ts(r) using 1:2 with steps ls 1 title 'downloaders x, measu
 set title 'download time of each downloader, by its arrival'
 set xlabel 'arrival time (s)'
 set ylabel 'download time (s)'
-set key top left box opaque
+set key bottom right box opaque
 if (steadyT ne '') {
   plot for [r in reps] dl(r) using 1:2 with points ls 3 title 'measured'.suffix(r), \
        modelT using 1:2 with lines ls 13 title 'fluid model (equal shares)', \

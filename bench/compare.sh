@@ -1285,9 +1285,9 @@ churn_outputs() {
     }' "$opt_out/plot/churn-model.dat" >"$opt_out/plot/churn-model-T.dat"
   churn_md "$n"
   # Both panels span the measured run or the model's, whichever is longer
-  # (the model's ends when fewer than 0.1 peers are left).
+  # (the model's ends when fewer than half a peer is left).
   xmax=$(awk -F, 'NR > 1 && $8 != "" && $8 + 0 > m { m = $8 + 0 } END { print m + 0 }' "$churn_csv")
-  xmax=$(awk -v m="$xmax" '$2 + $3 >= 0.1 { e = $1 } END { if (e < m) e = m; printf "%d", e * 1.05 + 1 }' \
+  xmax=$(awk -v m="$xmax" '$2 + $3 >= 0.5 { e = $1 } END { if (e < m) e = m; printf "%d", e * 1.05 + 1 }' \
     "$opt_out/plot/churn-model.dat")
   rm -f "$opt_out/churn.png"
   gnuplot -e "dir='$opt_out'; reps='$(seq -s ' ' 1 "$opt_reps")'; subtitle='$plot_subtitle'; steadyT='$(model_val steady_T)'; xmax=$xmax" \
