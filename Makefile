@@ -267,6 +267,14 @@ $(BUILD)/tests/test_swarmsim: $(BUILD)/obj/tests/test_swarmsim.o $(SIMLIB_OBJ) \
 	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(TEST_LIBS_PKG) $(PEER_PKG_LIBS) \
 	  $(HIREDIS_LIBS) -lm
 
+# The fluid model (bench/lib/fluid.c) is pure arithmetic: its unit test
+# links it alone.
+$(BUILD)/tests/test_fluidmodel: $(BUILD)/obj/tests/test_fluidmodel.o \
+                                $(BUILD)/obj/bench/lib/fluid.o $(TESTLIB_OBJ) $(LIBS)
+	@mkdir -p $(@D)
+	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(TEST_LIBS_PKG) $(PEER_PKG_LIBS) \
+	  $(HIREDIS_LIBS) -lm
+
 # bench/transfer times OpenSSL's primitives beside libsodium's.
 $(BUILD)/obj/bench/lib/cryptorate.o: CFLAGS += -DSHOAL_BENCH_LIBCRYPTO=1
 

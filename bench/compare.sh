@@ -68,6 +68,19 @@ namespaces, tc), unless --loopback.
                       namespaces cannot be made
   --clean-stale       remove namespaces left by killed runs of this script
                       (prefix shoalc-PID- with PID no longer running), exit
+  --arrivals RATE     a flash crowd with churn, shoal p2p only: the N
+                      downloaders of --n (one N) arrive as a Poisson
+                      process of RATE a second (0.001 to 100) instead of
+                      all at once, and the run is set beside the fluid
+                      model of the swarm (build/bench/fluidmodel, next to
+                      --bin's bin/); --reps defaults to 1 here. Outputs
+                      churn.csv, churn_ts.csv, churn_model.csv,
+                      churn.md and churn.png instead of the study's
+  --linger SECONDS    with --arrivals: a downloader seeds this long after
+                      it completes (0 to 3600), then is stopped by its
+                      PID (default: it stays until the run ends)
+  --seed N            with --arrivals: the arrival times' random stream;
+                      repetition r uses N + r - 1 (1)
   -h, --help
 
 Outputs in DIR: runs.csv (a row per run and host), cpu.csv (a row per run:
@@ -108,12 +121,17 @@ opt_bin=${SHOAL_BIN:-build/bin}
 opt_check=0
 opt_keep_logs=0
 opt_clean_stale=0
+opt_arrivals=""
+opt_linger=""
+opt_seed=1
+opt_reps_set=0
+opt_systems_set=0
 
 need_arg() { [ "$#" -ge 2 ] || usage_err "$1 needs a value"; }
 while [ "$#" -gt 0 ]; do
   case "$1" in
   --n) need_arg "$@"; opt_n=$2; shift 2 ;;
-  --reps) need_arg "$@"; opt_reps=$2; shift 2 ;;
+  --reps) need_arg "$@"; opt_reps=$2; opt_reps_set=1; shift 2 ;;
   --size) need_arg "$@"; opt_size=$2; shift 2 ;;
   --origin-up) need_arg "$@"; opt_origin_up=$2; shift 2 ;;
   --peer-up) need_arg "$@"; opt_peer_up=$2; shift 2 ;;
@@ -122,13 +140,16 @@ while [ "$#" -gt 0 ]; do
   --origin-leaves) opt_origin_leaves=1; shift ;;
   --tracker-stop) need_arg "$@"; opt_tracker_stop=$2; shift 2 ;;
   --loopback) opt_loopback=1; shift ;;
-  --systems) need_arg "$@"; opt_systems=$2; shift 2 ;;
+  --systems) need_arg "$@"; opt_systems=$2; opt_systems_set=1; shift 2 ;;
   --mtu) need_arg "$@"; opt_mtu=$2; shift 2 ;;
   --out) need_arg "$@"; opt_out=$2; shift 2 ;;
   --bin) need_arg "$@"; opt_bin=$2; shift 2 ;;
   --check) opt_check=1; shift ;;
   --keep-logs) opt_keep_logs=1; shift ;;
   --clean-stale) opt_clean_stale=1; shift ;;
+  --arrivals) need_arg "$@"; opt_arrivals=$2; shift 2 ;;
+  --linger) need_arg "$@"; opt_linger=$2; shift 2 ;;
+  --seed) need_arg "$@"; opt_seed=$2; shift 2 ;;
   -h | --help) usage; exit 0 ;;
   *) usage_err "unknown option '$1'" ;;
   esac
@@ -204,6 +225,29 @@ is_uint "$opt_reps" && [ "$opt_reps" -ge 1 ] && [ "$opt_reps" -le 100 ] ||
   usage_err "--reps must be 1 to 100"
 is_uint "$opt_mtu" && [ "$opt_mtu" -ge 576 ] && [ "$opt_mtu" -le 65535 ] ||
   usage_err "--mtu must be 576 to 65535"
+# --arrivals: one N, shoal p2p alone, none of the other scenarios.
+if [ -n "$opt_arrivals" ]; then
+  [[ $opt_arrivals =~ ^[0-9]{1,3}(\.[0-9]{1,6})?$ ]] &&
+    awk -v a="$opt_arrivals" 'BEGIN { exit !(a >= 0.001 && a <= 100) }' ||
+    usage_err "--arrivals: '$opt_arrivals' is not a rate from 0.001 to 100 a second such as 0.5"
+  if [ -n "$opt_linger" ]; then
+    [[ $opt_linger =~ ^[0-9]{1,4}(\.[0-9]{1,3})?$ ]] &&
+      awk -v l="$opt_linger" 'BEGIN { exit !(l <= 3600) }' ||
+      usage_err "--linger: '$opt_linger' is not a number of seconds from 0 to 3600"
+  fi
+  is_uint "$opt_seed" || usage_err "--seed: '$opt_seed' is not a whole number up to 999999"
+  [ "$(wc -w <<<"$opt_n")" = 1 ] || usage_err "--arrivals takes one downloader count in --n"
+  if [ "$opt_systems_set" = 1 ] && [ "$(xargs <<<"$opt_systems")" != p2p ]; then
+    usage_err "--arrivals runs shoal p2p only (--systems p2p)"
+  fi
+  opt_systems=p2p
+  [ "$opt_reps_set" = 1 ] || opt_reps=1
+  [ -z "$opt_tracker_stop" ] && [ "$opt_origin_leaves" = 0 ] && [ "$opt_check" = 0 ] ||
+    usage_err "--arrivals does not combine with --tracker-stop, --origin-leaves or --check"
+else
+  [ -z "$opt_linger" ] || usage_err "--linger needs --arrivals"
+  [ "$opt_seed" = 1 ] || usage_err "--seed needs --arrivals"
+fi
 ns_list=()
 for n in $opt_n; do
   is_uint "$n" && [ "$n" -ge 1 ] && [ "$n" -le 200 ] ||
@@ -275,6 +319,11 @@ for exe in shoal-peer shoal-tracker; do
   [ -x "$opt_bin/$exe" ] || die "$opt_bin/$exe is missing (run make)"
 done
 bin=$(cd "$opt_bin" && pwd)
+fluid_bin=""
+if [ -n "$opt_arrivals" ]; then
+  fluid_bin=$(cd "$bin/.." && pwd)/bench/fluidmodel
+  [ -x "$fluid_bin" ] || die "$fluid_bin is missing (run make bench)"
+fi
 
 # ---------------------------------------------------------------------------
 # State and cleanup. Everything made is recorded here and undone in reverse.
@@ -998,6 +1047,384 @@ EOF
 }
 
 # ---------------------------------------------------------------------------
+# A flash crowd with churn (--arrivals): the downloaders arrive one by one
+# as a Poisson process, seed --linger seconds after they complete, and
+# leave. Each is started before the run, parked (its sh stops itself with
+# SIGSTOP before it execs shoal-peer, so that the slow start-up of ip
+# netns exec is not part of its download), and let go with SIGCONT at its
+# arrival time; it leaves by SIGTERM to its PID.
+churn_csv=""
+
+# poisson_plan N SEED: N arrival times in seconds from the start, with
+# exponential gaps of mean 1/--arrivals, from awk's generator seeded by SEED.
+poisson_plan() {
+  awk -v lambda="$opt_arrivals" -v n="$1" -v seed="$2" 'BEGIN {
+    srand(seed); t = 0
+    for (i = 1; i <= n; i++) { t += -log(1 - rand()) / lambda; printf "%.3f\n", t }
+  }'
+}
+
+# is_parked PID: the process is stopped (state T in /proc/PID/stat).
+is_parked() {
+  local rest
+  [ -r "/proc/$1/stat" ] || return 1
+  read -r rest <"/proc/$1/stat" || return 1
+  rest=${rest##*) }
+  [ "${rest:0:1}" = T ]
+}
+
+# Seconds from $t0 to the clock's $now, as a decimal.
+since_t0() { awk -v c="$((now - t0))" 'BEGIN { printf "%.2f", c / 100 }'; }
+
+run_churn() {
+  local n=$1 rep=$2 seed=$((opt_seed + $2 - 1)) i f secs origin_pid
+  local link="" ndone=0 ngone=0 rate_args=() down_args=() dl_pids=() k
+  local plan=() plan_cs=() depart=() due_cs=() nlaunched=0 deadline_cs end_s parked
+  local -A got=() gone=() started=()
+  run_status=ok
+  comp=() launch=() up_b=() down_b=() same=()
+  origin_up=0
+  r=$work/run
+  rm -rf "$r"
+  mkdir -p "$r"
+  mapfile -t plan < <(poisson_plan "$n" "$seed")
+  # The plan in hundredths of a second too, for the loop's integer tests.
+  mapfile -t plan_cs < <(printf '%s\n' "${plan[@]}" | awk '{ printf "%d\n", $1 * 100 + 0.5 }')
+  start_tracker "$r" || { record_churn "$n" "$rep" "$seed" "${plan[@]}"; stop_pids 30 "$tracker_pid"; return 0; }
+
+  if [ "$opt_loopback" = 1 ]; then rate_args=(--upload-rate "$((origin_bits / 8))"); fi
+  start_on or "$r/origin" "$bin/shoal-peer" share "$file" --tracker "$tracker_at" \
+    --tracker-key "$tracker_key" --home "$r/home-origin" --listen "$(peer_listen)" \
+    --interval-cap 1 --json --mode p2p "${rate_args[@]}"
+  origin_pid=$bg_pid
+  for ((i = 0; i < 1200; i++)); do
+    link=$({ grep -F '"event":"shared"' "$r/origin.out" || true; } |
+      sed -n 's/.*"link":"\([^"]*\)".*/\1/p')
+    [ -n "$link" ] && break
+    kill -0 "$origin_pid" 2>/dev/null || break
+    sleep 0.1
+  done
+  if [ -z "$link" ]; then
+    tail_of "$r/origin.err"
+    fail_run "the origin printed no share link within 120 s"
+  fi
+
+  if [ "$run_status" = ok ]; then
+    if [ "$opt_loopback" = 1 ] && [ "$down_bits" -gt 0 ]; then
+      down_args=(--download-rate "$((down_bits / 8))")
+    fi
+    for ((i = 1; i <= n; i++)); do
+      mkdir -p "$r/d$i"
+      rate_args=()
+      if [ "$opt_loopback" = 1 ]; then rate_args=(--upload-rate "$(($(peer_up_bits "$i") / 8))"); fi
+      # shellcheck disable=SC2016
+      start_on "d$i" "$r/d$i" sh -c 'kill -STOP $$; exec "$@"' sh \
+        "$bin/shoal-peer" get "$link" -o "$r/d$i" --seed \
+        --home "$r/home-d$i" --listen "$(peer_listen)" --interval-cap 1 --json \
+        --mode p2p "${rate_args[@]}" "${down_args[@]}"
+      dl_pids[$i]=$bg_pid
+    done
+    # Every downloader parked, within 60 s.
+    for ((k = 0; k < 1200; k++)); do
+      parked=0
+      for ((i = 1; i <= n; i++)); do
+        if is_parked "${dl_pids[$i]}"; then parked=$((parked + 1)); fi
+      done
+      [ "$parked" = "$n" ] && break
+      sleep 0.05
+    done
+    [ "$parked" = "$n" ] || fail_run "only $parked of $n downloaders were ready after 60 s"
+  fi
+
+  if [ "$run_status" = ok ]; then
+    clock
+    t0=$now
+    deadline_s=$(awk -v b="$(bound_cs "$n")" -v last="${plan[$((n - 1))]}" \
+      -v l="${opt_linger:-0}" 'BEGIN { printf "%d", last + 3 * b + l + 30 }')
+    deadline_cs=$((t0 + 100 * deadline_s))
+    say "rep $rep: $n arrivals over $(printf '%.1f' "${plan[$((n - 1))]}") s (seed $seed); at most $deadline_s s"
+    while [ "$run_status" = ok ]; do
+      clock
+      # Arrivals due.
+      while [ "$nlaunched" -lt "$n" ] && [ $((now - t0)) -ge "${plan_cs[$nlaunched]}" ]; do
+        i=$((nlaunched + 1))
+        kill -CONT "${dl_pids[$i]}" 2>/dev/null || true
+        clock
+        launch[$i]=$(since_t0)
+        started[$i]=1
+        nlaunched=$i
+      done
+      # Completions.
+      for f in $(cd "$r" && grep -l -F '"event":"complete"' d*.out 2>/dev/null || true); do
+        i=${f#d}
+        i=${i%.out}
+        [ -n "${got[$i]:-}" ] && continue
+        secs=$(json_num "$r/$f" complete seconds)
+        [ -n "$secs" ] || continue
+        got[$i]=1
+        ndone=$((ndone + 1))
+        comp[$i]=$(calc "${launch[$i]} + $secs")
+        if [ -n "$opt_linger" ]; then
+          due_cs[$i]=$(awk -v c="${comp[$i]}" -v l="$opt_linger" 'BEGIN { printf "%d", 100 * (c + l) + 0.5 }')
+        fi
+      done
+      # Departures due: by SIGTERM to the downloader's PID.
+      if [ -n "$opt_linger" ]; then
+        clock
+        for i in "${!due_cs[@]}"; do
+          [ -n "${gone[$i]:-}" ] && continue
+          [ $((now - t0)) -ge "${due_cs[$i]}" ] || continue
+          kill -TERM "${dl_pids[$i]}" 2>/dev/null || true
+          depart[$i]=$(since_t0)
+          gone[$i]=1
+          ngone=$((ngone + 1))
+        done
+      fi
+      if [ "$ndone" -ge "$n" ] && { [ -z "$opt_linger" ] || [ "$ngone" -ge "$n" ]; }; then
+        break
+      fi
+      for ((i = 1; i <= nlaunched; i++)); do
+        [ -n "${got[$i]:-}" ] && continue
+        if ! kill -0 "${dl_pids[$i]}" 2>/dev/null; then
+          tail_of "$r/d$i.err"
+          fail_run "downloader $i exited before it was complete"
+          break 2
+        fi
+      done
+      if ! kill -0 "$origin_pid" 2>/dev/null; then
+        tail_of "$r/origin.err"
+        fail_run "the origin exited during the run"
+        break
+      fi
+      if [ "$now" -gt "$deadline_cs" ]; then
+        fail_run "$((n - ndone)) of $n downloaders not complete after $deadline_s s"
+        break
+      fi
+      sleep 0.05
+    done
+  fi
+
+  # The run ends here: whoever is still in the swarm leaves now.
+  clock
+  end_s=$(since_t0)
+  for ((i = 1; i <= n; i++)); do
+    if [ -n "${started[$i]:-}" ] && [ -z "${gone[$i]:-}" ]; then depart[$i]=$end_s; fi
+  done
+  # Those that left are on their way out already: a second TERM would end
+  # them before they print their totals, so they get time first.
+  k=()
+  for i in "${!gone[@]}"; do k+=("${dl_pids[$i]}"); done
+  if [ "${#k[@]}" -gt 0 ]; then wait_gone 50 "${k[@]}"; fi
+  k=()
+  for ((i = 1; i <= n; i++)); do
+    if [ -n "${dl_pids[$i]:-}" ]; then
+      # A downloader still parked gets going, so that TERM reaches it.
+      [ -n "${started[$i]:-}" ] || kill -CONT "${dl_pids[$i]}" 2>/dev/null || true
+      k+=("${dl_pids[$i]}")
+    fi
+  done
+  stop_pids 50 "${k[@]}" "$origin_pid"
+  stop_pids 30 "$tracker_pid"
+  origin_up=$(json_num "$r/origin.out" stats uploaded)
+  origin_up=${origin_up:-0}
+  for ((i = 1; i <= n; i++)); do
+    up_b[$i]=$(json_num "$r/d$i.out" stats uploaded)
+    down_b[$i]=$(json_num "$r/d$i.out" stats downloaded)
+    if [ "$run_status" = ok ] && { [ -z "${up_b[$i]}" ] || [ -z "${down_b[$i]}" ]; }; then
+      tail_of "$r/d$i.err"
+      fail_run "downloader $i printed no stats on exit"
+    fi
+  done
+  record_churn "$n" "$rep" "$seed" "${plan[@]}"
+  if [ "$opt_keep_logs" = 1 ]; then
+    mkdir -p "$opt_out/logs/churn-n$n-r$rep"
+    cp "$r"/*.out "$r"/*.err "$opt_out/logs/churn-n$n-r$rep/" 2>/dev/null || true
+  fi
+  rm -rf "$r"
+}
+
+# record_churn N REP SEED PLAN...: a row per downloader in churn.csv, from
+# the caller's launch, comp, depart, up_b, down_b and run_status; each
+# complete copy is compared with the original.
+record_churn() {
+  local n=$1 rep=$2 seed=$3 i name dl
+  shift 3
+  name=$(basename "$file")
+  for ((i = 1; i <= n; i++)); do
+    same[$i]=0
+    if [ -n "${comp[$i]:-}" ]; then
+      if [ -f "$r/d$i/$name" ] && cmp -s "$file" "$r/d$i/$name"; then
+        same[$i]=1
+      else
+        fail_run "downloader $i: its copy is missing or differs from the original"
+      fi
+    fi
+  done
+  for ((i = 1; i <= n; i++)); do
+    dl=""
+    if [ -n "${comp[$i]:-}" ]; then dl=$(calc "${comp[$i]} - ${launch[$i]}"); fi
+    printf '%s,%s,%s,d%s,%s,%s,%s,%s,%s,%s,%s,%s,%s\n' "$n" "$rep" "$seed" "$i" \
+      "${!i}" "${launch[$i]:-}" "${comp[$i]:-}" "${depart[$i]:-}" "$dl" \
+      "${same[$i]}" "${up_b[$i]:-0}" "${down_b[$i]:-0}" "$run_status" >>"$churn_csv"
+  done
+  printf '%s,%s,%s,origin,,,,,,,%s,0,%s\n' "$n" "$rep" "$seed" "$origin_up" "$run_status" >>"$churn_csv"
+  if [ "$run_status" = ok ]; then
+    say "rep $rep: every downloader complete and identical; mean download $(awk -F, -v r="$rep" \
+      '$2 == r && $4 != "origin" { s += $9; k++ } END { printf "%.2f", s / k }' "$churn_csv") s"
+  fi
+}
+
+# The model's parameters in files a second. Rates are what TCP carries
+# through a tbf cap (payload over frame bytes at this MTU); with no
+# download cap a downloader can at most take everything the others upload.
+model_args() {
+  local n=$1 i sum=0 eff mu_bits c_bits
+  for ((i = 1; i <= n; i++)); do sum=$((sum + $(peer_up_bits "$i"))); done
+  if [ "$opt_loopback" = 1 ]; then eff=1; else eff=$(calc "($opt_mtu - 52) / ($opt_mtu + 14)"); fi
+  mu_bits=$((sum / n))
+  c_bits=$down_bits
+  [ "$c_bits" -gt 0 ] || c_bits=$((origin_bits + sum))
+  awk -v F="$((size * 8))" -v e="$eff" -v c="$c_bits" -v mu="$mu_bits" \
+    -v mu0="$origin_bits" -v lambda="$opt_arrivals" -v l="$opt_linger" -v n="$n" 'BEGIN {
+    g = l == "" ? 0 : 1 / (l < 0.05 ? 0.05 : l)
+    printf "--lambda %s --c %.9g --mu %.9g --mu0 %.9g --eta 1 --gamma %.9g --total %d --every 0.1 --dt 0.005\n",
+      lambda, c * e / F, mu * e / F, mu0 * e / F, g, n
+  }'
+}
+
+# The value of "# KEY VALUE" in the model's output.
+model_val() { sed -n "s/^# $1 //p" "$opt_out/plot/churn-model.out" | head -n 1; }
+
+# churn_outputs N: the time series, the model, churn.md and churn.png.
+churn_outputs() {
+  local n=$1 rep margs xmax
+  # x(t) and y(t) of each repetition every 0.1 s, from the rows of
+  # churn.csv: x counts the downloaders that have arrived and are not yet
+  # complete, y those complete and not yet gone.
+  echo "rep,t_s,x,y" >"$opt_out/churn_ts.csv"
+  for ((rep = 1; rep <= opt_reps; rep++)); do
+    awk -F, -v r="$rep" -v OFS=, '
+      $2 == r && $4 != "origin" && $6 != "" {
+        k++; a[k] = $6; c[k] = $7 == "" ? 1e9 : $7; d[k] = $8 == "" ? 1e9 : $8
+        if ($8 != "" && $8 + 0 > end) end = $8 + 0
+      }
+      END {
+        for (s = 0; s <= 10 * end + 1.5; s++) {
+          t = s / 10; x = 0; y = 0
+          for (i = 1; i <= k; i++) {
+            if (a[i] <= t && t < c[i]) x++
+            else if (c[i] <= t && t < d[i]) y++
+          }
+          print r, sprintf("%.1f", t), x, y
+        }
+      }' "$churn_csv" >>"$opt_out/churn_ts.csv"
+    awk -F, -v r="$rep" '$1 == r { print $2, $3, $4 }' "$opt_out/churn_ts.csv" \
+      >"$opt_out/plot/churn-ts-$rep.dat"
+    awk -F, -v r="$rep" '$2 == r && $4 != "origin" && $9 != "" { print $6, $9 }' "$churn_csv" \
+      >"$opt_out/plot/churn-dl-$rep.dat"
+  done
+
+  margs=$(model_args "$n")
+  echo "fluidmodel $margs" >>"$opt_out/settings.txt"
+  # shellcheck disable=SC2086
+  "$fluid_bin" $margs >"$opt_out/plot/churn-model.out" || {
+    warn "fluidmodel failed: $fluid_bin $margs"
+    return 1
+  }
+  awk 'BEGIN { print "t_s,x,y,arrived,completed,departed" }
+    /^[0-9]/ { $1 = $1; gsub(/ /, ","); print }' "$opt_out/plot/churn-model.out" \
+    >"$opt_out/churn_model.csv"
+  grep '^[0-9]' "$opt_out/plot/churn-model.out" >"$opt_out/plot/churn-model.dat"
+  # The model's download time of a downloader arriving at t, when every
+  # downloader gets an equal share r / x of the completions (as the swarm
+  # shares its upload among all downloaders): the time until the integral
+  # of r / x from t reaches one file.
+  awk -v cut="$(awk -v n="$n" -v l="$opt_arrivals" 'BEGIN { print n / l }')" '
+    { t[NR] = $1; x[NR] = $2; c[NR] = $5 }
+    END {
+      for (j = 1; j < NR && t[j] < cut; j += 5) {
+        got = 0
+        for (k = j; k < NR; k++) {
+          xm = (x[k] + x[k + 1]) / 2
+          if (xm <= 1e-9) continue
+          step = (c[k + 1] - c[k]) / xm
+          if (got + step >= 1) { printf "%.2f %.3f\n", t[j], t[k] + (t[k + 1] - t[k]) * (1 - got) / step - t[j]; break }
+          got += step
+        }
+      }
+    }' "$opt_out/plot/churn-model.dat" >"$opt_out/plot/churn-model-T.dat"
+  churn_md "$n"
+  # Both panels span the measured run or the model's, whichever is longer
+  # (the model's ends when fewer than half a peer is left).
+  xmax=$(awk -F, 'NR > 1 && $8 != "" && $8 + 0 > m { m = $8 + 0 } END { print m + 0 }' "$churn_csv")
+  xmax=$(awk -v m="$xmax" '$2 + $3 >= 0.5 { e = $1 } END { if (e < m) e = m; printf "%d", e * 1.05 + 1 }' \
+    "$opt_out/plot/churn-model.dat")
+  rm -f "$opt_out/churn.png"
+  gnuplot -e "dir='$opt_out'; reps='$(seq -s ' ' 1 "$opt_reps")'; subtitle='$plot_subtitle'; steadyT='$(model_val steady_T)'; xmax=$xmax" \
+    bench/churn-plot.gp 2>"$work/gnuplot.err" || {
+    cat "$work/gnuplot.err" >&2
+    warn "gnuplot failed"
+    return 1
+  }
+}
+
+# churn.md: measured against the model, a row per repetition.
+churn_md() {
+  local n=$1
+  {
+    echo "# shoal: a flash crowd with churn ($(date -u '+%Y-%m-%d %H:%M UTC'))"
+    echo
+    echo "Settings: $settings_text"
+    echo
+    echo "Model (bench/fluidmodel, rates in files a second): $(sed -n 's/^fluidmodel //p' "$opt_out/settings.txt" | tail -n 1)"
+    echo
+    echo "Steady state of endless arrivals: $(model_val steady_regime)-bound, x = $(model_val steady_x) downloaders, y = $(model_val steady_y) seeders, T = $(model_val steady_T) s."
+    echo
+    echo "| | downloads | mean download (s) | median (s) | max (s) | mean, later half of arrivals (s) | last completion (s) | peak x | peak y | origin sent (MiB) |"
+    echo "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|"
+    for ((rep = 1; rep <= opt_reps; rep++)); do
+      awk -F, -v r="$rep" -v n="$n" '
+        FNR == NR { if (FNR > 1 && $1 == r) { if ($3 + 0 > px) px = $3 + 0; if ($4 + 0 > py) py = $4 + 0 } ; next }
+        $2 == r && $4 == "origin" { orig = $11 }
+        $2 == r && $4 != "origin" && $9 != "" { k++; d[k] = $9 + 0; s += $9; if ($7 + 0 > last) last = $7 + 0
+          if (k > n / 2) { hs += $9; hk++ } }
+        END {
+          for (i = 2; i <= k; i++) { v = d[i]; for (j = i - 1; j >= 1 && d[j] > v; j--) d[j + 1] = d[j]; d[j + 1] = v }
+          if (k == 0) { printf "| measured, rep %d | 0 of %d | | | | | | | | |\n", r, n; exit }
+          med = k % 2 ? d[(k + 1) / 2] : (d[k / 2] + d[k / 2 + 1]) / 2
+          printf "| measured, rep %d | %d of %d | %.2f | %.2f | %.2f | %.2f | %.2f | %d | %d | %.1f |\n",
+            r, k, n, s / k, med, d[k], hk ? hs / hk : 0, last, px, py, orig / 1048576
+        }' "$opt_out/churn_ts.csv" "$churn_csv"
+    done
+    printf '| fluid model | %s (fluid) | %.2f (integral of x / N) | | | | %.2f (N - 0.5 completed) | %.2f at %.1f s | %.2f at %.1f s | |\n' \
+      "$n" "$(model_val run_mean_T)" "$(model_val run_last_completion)" "$(model_val peak_x)" \
+      "$(model_val peak_x_t)" "$(model_val peak_y)" "$(model_val peak_y_t)"
+    echo
+    echo "x: downloaders present and not complete; y: complete downloaders still seeding (the origin not counted)."
+    echo "Arrival, completion and departure of each downloader: churn.csv; x(t), y(t): churn_ts.csv; the model's: churn_model.csv. Plot: churn.png."
+  } >"$opt_out/churn.md"
+}
+
+# The whole --arrivals run: the repetitions, then the outputs.
+churn_study() {
+  local n=${ns_list[0]} rep failed=0
+  # The study's own tables are not made here.
+  rm -f "$runs_csv" "$runs_tsv"
+  churn_csv=$opt_out/churn.csv
+  echo "n,rep,seed,host,planned_s,arrival_s,complete_s,depart_s,download_s,identical,uploaded_B,downloaded_B,status" >"$churn_csv"
+  for ((rep = 1; rep <= opt_reps; rep++)); do
+    run_churn "$n" "$rep"
+    [ "$run_status" = ok ] || failed=$((failed + 1))
+  done
+  mkdir -p "$opt_out/plot"
+  churn_outputs "$n" || failed=$((failed + 1))
+  echo
+  sed -n '/^Steady/,/^$/p; /^| /p' "$opt_out/churn.md"
+  say "results in $opt_out (churn.csv, churn_ts.csv, churn_model.csv, churn.md, churn.png)"
+  [ "$failed" = 0 ] || { warn "$failed repetition(s) or outputs failed; see churn.csv (status column)"; return 1; }
+}
+
+# ---------------------------------------------------------------------------
 # Summary, tables and plots.
 label_of() {
   case "$1" in
@@ -1248,6 +1675,16 @@ if [ -n "$opt_tracker_stop" ]; then
   extra_flags+=" --tracker-stop $opt_tracker_stop"
   plot_extra+=", tracker stops at $opt_tracker_stop"
 fi
+if [ -n "$opt_arrivals" ]; then
+  if [ -n "$opt_linger" ]; then
+    leaves_text+="; Poisson arrivals at $opt_arrivals a second (seed $opt_seed), each downloader seeding $opt_linger s after it completes"
+    plot_extra+=", arrivals $opt_arrivals/s, linger $opt_linger s"
+  else
+    leaves_text+="; Poisson arrivals at $opt_arrivals a second (seed $opt_seed), each downloader seeding until the run ends"
+    plot_extra+=", arrivals $opt_arrivals/s, seeders stay"
+  fi
+  extra_flags+=" --arrivals $opt_arrivals${opt_linger:+ --linger $opt_linger} --seed $opt_seed"
+fi
 if [ "$opt_loopback" = 1 ]; then
   extra_flags+=" --loopback"
   plot_extra+=", loopback"
@@ -1267,6 +1704,11 @@ say "$settings_text"
 
 file=$work/content.bin
 head -c "$size" /dev/urandom >"$file"
+
+if [ -n "$opt_arrivals" ]; then
+  churn_study
+  exit 0
+fi
 
 start_cs=0
 clock
