@@ -279,6 +279,9 @@ struct swarm_up {
   void (*failed)(struct swarm *sw);
   /* announce.c: the swarm completed: "completed" (announce_completed). */
   void (*completed)(struct swarm *sw);
+  /* announce.c: the swarm made room and wants peers: a lookup soon
+   * (announce_lookup_soon). */
+  void (*lookup_soon)(struct swarm *sw);
   /* node.c: some HAVEs may go out in ms (the node's HAVE timer). */
   void (*have_later)(struct node *n, uint64_t ms);
 };

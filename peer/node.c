@@ -84,6 +84,7 @@ static const struct session_up node_session_up = {
 static const struct swarm_up node_swarm_up = {
     .failed = announce_stop,
     .completed = announce_completed,
+    .lookup_soon = announce_lookup_soon,
     .have_later = node_have_later,
 };
 

@@ -1378,7 +1378,7 @@ static void make_room(struct swarm *sw, uint64_t now) {
   if (oldest != NULL) {
     session_close(oldest, "neither side has anything for the other; "
                           "making room");
-    announce_lookup_soon(sw);
+    sw->node->swarm_up->lookup_soon(sw);
   }
 }
 
