@@ -425,7 +425,20 @@ COMPARE_FLAGS ?=
 
 compare: build
 	bash bench/compare.sh --bin $(BUILD)/bin --out $(BUILD)/compare $(COMPARE_FLAGS)
+	$(COMPARE_LARGE) --systems p2p --reps 3 --out $(BUILD)/compare/n32-64
+	$(COMPARE_LARGE) --systems "cs http" --reps 1 --size 16M \
+	  --out $(BUILD)/compare/n32-64-servers
 	$(COMPARE_TRACKER_STOP) --n 8 --reps 3 --out $(BUILD)/compare/tracker-stop
+
+# N = 32 and 64 (issue 18; docs/comparison.md, "32 and 64 downloaders"),
+# with 5 Mbit/s uploads, which halve the frames a second the machine's
+# CPUs must carry: shoal p2p three repetitions of 64 MiB in
+# $(BUILD)/compare/n32-64; the server systems, whose bound grows as N
+# (14 minutes a run at N = 64 with 64 MiB), one repetition of 16 MiB in
+# $(BUILD)/compare/n32-64-servers. About 25 minutes on top of the study's.
+# Each run's cpu.csv says whether the machine was the bottleneck.
+COMPARE_LARGE = bash bench/compare.sh --n "32 64" --peer-up 5mbit \
+  --bin $(BUILD)/bin $(COMPARE_FLAGS)
 
 # The tracker is killed once the downloaders hold half the bytes (shoal p2p
 # only; docs/comparison.md, "The tracker stops"). `make compare` runs it at
