@@ -791,6 +791,30 @@ record_stop() {
   done
 }
 
+# start_origin MODE: the origin shares $file in MODE (into $r) and the
+# caller's origin_pid and link are set once it prints its share link; the
+# run fails when none comes within 120 s.
+start_origin() {
+  local mode=$1 i rate_args=()
+  if [ "$opt_loopback" = 1 ]; then rate_args=(--upload-rate "$((origin_bits / 8))"); fi
+  start_on or "$r/origin" "$bin/shoal-peer" share "$file" --tracker "$tracker_at" \
+    --tracker-key "$tracker_key" --home "$r/home-origin" --listen "$(peer_listen)" \
+    --interval-cap 1 --json --mode "$mode" "${rate_args[@]}"
+  origin_pid=$bg_pid
+  link=""
+  for ((i = 0; i < 1200; i++)); do
+    link=$({ grep -F '"event":"shared"' "$r/origin.out" || true; } |
+      sed -n 's/.*"link":"\([^"]*\)".*/\1/p')
+    [ -n "$link" ] && break
+    kill -0 "$origin_pid" 2>/dev/null || break
+    sleep 0.1
+  done
+  if [ -z "$link" ]; then
+    tail_of "$r/origin.err"
+    fail_run "the origin printed no share link within 120 s"
+  fi
+}
+
 run_shoal() {
   local mode=$1 n=$2 rep=$3 i f t0 deadline_cs secs origin_pid origin_left=0
   local link="" ndone=0 rate_args=() down_args=() dl_pids=() k log_args=()
@@ -814,22 +838,7 @@ run_shoal() {
   mkdir -p "$r"
   start_tracker "$r" || { record_run "$mode" "$n" "$rep"; stop_pids 30 "$tracker_pid"; return 0; }
 
-  if [ "$opt_loopback" = 1 ]; then rate_args=(--upload-rate "$((origin_bits / 8))"); fi
-  start_on or "$r/origin" "$bin/shoal-peer" share "$file" --tracker "$tracker_at" \
-    --tracker-key "$tracker_key" --home "$r/home-origin" --listen "$(peer_listen)" \
-    --interval-cap 1 --json --mode "$mode" "${rate_args[@]}"
-  origin_pid=$bg_pid
-  for ((i = 0; i < 1200; i++)); do
-    link=$({ grep -F '"event":"shared"' "$r/origin.out" || true; } |
-      sed -n 's/.*"link":"\([^"]*\)".*/\1/p')
-    [ -n "$link" ] && break
-    kill -0 "$origin_pid" 2>/dev/null || break
-    sleep 0.1
-  done
-  if [ -z "$link" ]; then
-    tail_of "$r/origin.err"
-    fail_run "the origin printed no share link within 120 s"
-  fi
+  start_origin "$mode"
 
   if [ "$run_status" = ok ]; then
     if [ "$opt_loopback" = 1 ] && [ "$down_bits" -gt 0 ]; then
@@ -1095,22 +1104,7 @@ run_churn() {
   mapfile -t plan_cs < <(printf '%s\n' "${plan[@]}" | awk '{ printf "%d\n", $1 * 100 + 0.5 }')
   start_tracker "$r" || { record_churn "$n" "$rep" "$seed" "${plan[@]}"; stop_pids 30 "$tracker_pid"; return 0; }
 
-  if [ "$opt_loopback" = 1 ]; then rate_args=(--upload-rate "$((origin_bits / 8))"); fi
-  start_on or "$r/origin" "$bin/shoal-peer" share "$file" --tracker "$tracker_at" \
-    --tracker-key "$tracker_key" --home "$r/home-origin" --listen "$(peer_listen)" \
-    --interval-cap 1 --json --mode p2p "${rate_args[@]}"
-  origin_pid=$bg_pid
-  for ((i = 0; i < 1200; i++)); do
-    link=$({ grep -F '"event":"shared"' "$r/origin.out" || true; } |
-      sed -n 's/.*"link":"\([^"]*\)".*/\1/p')
-    [ -n "$link" ] && break
-    kill -0 "$origin_pid" 2>/dev/null || break
-    sleep 0.1
-  done
-  if [ -z "$link" ]; then
-    tail_of "$r/origin.err"
-    fail_run "the origin printed no share link within 120 s"
-  fi
+  start_origin p2p
 
   if [ "$run_status" = ok ]; then
     if [ "$opt_loopback" = 1 ] && [ "$down_bits" -gt 0 ]; then
