@@ -1182,10 +1182,55 @@ static void version_1_manifest_is_named(void **state) {
   assert_true(atomic_load(&fk->parts) > 0);
   assert_true(proc_find_event(dl, "error", NULL, NULL, 1, line, sizeof(line)));
   assert_int_equal(jsonl_str(line, "message", msg, sizeof(msg)), 0);
-  if (strstr(msg, "older shoal") == NULL || strstr(msg, "again") == NULL) {
+  if (strstr(msg, "older shoal") == NULL || strstr(msg, "again") == NULL ||
+      strstr(msg, "manifest version 1") == NULL) {
     fail_msg("the error does not name the old version: %s", msg);
   }
   free(v1);
+  fx_finish(f);
+}
+
+/* A manifest an earlier shoal stored under HOME/manifests (version 2,
+ * BLAKE2b chunk hashes) for a download it had started: a get of that
+ * content says which version it was and what to do, at once, without
+ * waiting for a peer. */
+static void stored_version_2_manifest_is_named(void **state) {
+  struct fx *f = *state;
+  char vpath[PROC_PATH_MAX], id_text[TEXTID_STRLEN], opath[PROC_PATH_MAX];
+  char mdir[PROC_PATH_MAX], mpath[PROC_PATH_MAX + TEXTID_STRLEN + 2];
+  char line[FX_LINE_CAP], msg[1024];
+  uint8_t id[MANIFEST_ID_BYTES];
+  struct manifest *m = NULL;
+  size_t len;
+  tu_vector_path(vpath, sizeof(vpath), "manifest-v1-folder.bin");
+  uint8_t *old = tu_read_file(vpath, &len);
+  assert_non_null(old);
+  old[0] = 2; /* what the decoder reads first */
+  assert_int_equal(manifest_decode(old, len, &m), SHOAL_EVERSION);
+  assert_int_equal(manifest_id_of(old, len, id), 0);
+  textid_encode(TEXTID_CONTENT, id, id_text);
+  fx_mkdir(f, "home-dl");
+  fx_mkdir(f, "home-dl/manifests");
+  fx_path(f, mdir, sizeof(mdir), "home-dl/manifests");
+  snprintf(mpath, sizeof(mpath), "%s/%s", mdir, id_text);
+  FILE *fp = fopen(mpath, "wb");
+  assert_non_null(fp);
+  assert_int_equal(fwrite(old, 1, len, fp), len);
+  assert_int_equal(fclose(fp), 0);
+  fx_start_tracker(f);
+  fx_mkdir(f, "out");
+  fx_path(f, opath, sizeof(opath), "out");
+  struct proc *dl =
+      fx_peer(f, "dl", "dl", "get", id_text, "--tracker", f->tracker_addr,
+              "--tracker-key", f->tracker_key, "-o", opath, NULL);
+  fx_expect_exit(dl, 10000, 1);
+  assert_true(proc_find_event(dl, "error", NULL, NULL, 1, line, sizeof(line)));
+  assert_int_equal(jsonl_str(line, "message", msg, sizeof(msg)), 0);
+  if (strstr(msg, "manifest version 2") == NULL ||
+      strstr(msg, "version 3") == NULL || strstr(msg, "again") == NULL) {
+    fail_msg("the error does not name the stored manifest's version: %s", msg);
+  }
+  free(old);
   fx_finish(f);
 }
 
@@ -1856,6 +1901,8 @@ int main(void) {
       cmocka_unit_test_setup_teardown(changed_shared_file_stops_being_seeded,
                                       fx_setup, fx_teardown),
       cmocka_unit_test_setup_teardown(file_rewritten_in_place_is_not_served,
+                                      fx_setup, fx_teardown),
+      cmocka_unit_test_setup_teardown(stored_version_2_manifest_is_named,
                                       fx_setup, fx_teardown),
       cmocka_unit_test_setup_teardown(touched_shared_file_is_noticed_while_idle,
                                       fx_setup, fx_teardown),
