@@ -791,6 +791,33 @@ record_stop() {
   done
 }
 
+# read_totals N: what the origin and downloaders 1..N printed on their way
+# out (origin_up, up_b, down_b); a downloader that printed none fails an
+# otherwise good run.
+read_totals() {
+  local n=$1 i
+  origin_up=$(json_num "$r/origin.out" stats uploaded)
+  origin_up=${origin_up:-0}
+  for ((i = 1; i <= n; i++)); do
+    up_b[$i]=$(json_num "$r/d$i.out" stats uploaded)
+    down_b[$i]=$(json_num "$r/d$i.out" stats downloaded)
+    if [ "$run_status" = ok ] && { [ -z "${up_b[$i]}" ] || [ -z "${down_b[$i]}" ]; }; then
+      tail_of "$r/d$i.err"
+      fail_run "downloader $i printed no stats on exit"
+    fi
+  done
+}
+
+# finish_run NAME: with --keep-logs the run's event logs go to
+# DIR/logs/NAME/; the run's folder is removed.
+finish_run() {
+  if [ "$opt_keep_logs" = 1 ]; then
+    mkdir -p "$opt_out/logs/$1"
+    cp "$r"/*.out "$r"/*.err "$opt_out/logs/$1/" 2>/dev/null || true
+  fi
+  rm -rf "$r"
+}
+
 # start_origin MODE: the origin shares $file in MODE (into $r) and the
 # caller's origin_pid and link are set once it prints its share link; the
 # run fails when none comes within 120 s.
@@ -940,16 +967,7 @@ run_shoal() {
   done
   stop_pids 50 "${k[@]}" "$origin_pid"
   stop_pids 30 "$tracker_pid"
-  origin_up=$(json_num "$r/origin.out" stats uploaded)
-  origin_up=${origin_up:-0}
-  for ((i = 1; i <= n; i++)); do
-    up_b[$i]=$(json_num "$r/d$i.out" stats uploaded)
-    down_b[$i]=$(json_num "$r/d$i.out" stats downloaded)
-    if [ "$run_status" = ok ] && { [ -z "${up_b[$i]}" ] || [ -z "${down_b[$i]}" ]; }; then
-      tail_of "$r/d$i.err"
-      fail_run "downloader $i printed no stats on exit"
-    fi
-  done
+  read_totals "$n"
   if [ "$stopping" = 1 ] && [ "$run_status" = ok ]; then
     fail_run "the run ended before the downloaders held $opt_tracker_stop of the copies: the tracker was never stopped"
   fi
@@ -957,11 +975,7 @@ run_shoal() {
     record_stop "$n" "$rep"
   fi
   record_run "$mode" "$n" "$rep"
-  if [ "$opt_keep_logs" = 1 ]; then
-    mkdir -p "$opt_out/logs/$mode-n$n-r$rep"
-    cp "$r"/*.out "$r"/*.err "$opt_out/logs/$mode-n$n-r$rep/" 2>/dev/null || true
-  fi
-  rm -rf "$r"
+  finish_run "$mode-n$n-r$rep"
 }
 
 run_http() {
@@ -1222,22 +1236,9 @@ run_churn() {
   done
   stop_pids 50 "${k[@]}" "$origin_pid"
   stop_pids 30 "$tracker_pid"
-  origin_up=$(json_num "$r/origin.out" stats uploaded)
-  origin_up=${origin_up:-0}
-  for ((i = 1; i <= n; i++)); do
-    up_b[$i]=$(json_num "$r/d$i.out" stats uploaded)
-    down_b[$i]=$(json_num "$r/d$i.out" stats downloaded)
-    if [ "$run_status" = ok ] && { [ -z "${up_b[$i]}" ] || [ -z "${down_b[$i]}" ]; }; then
-      tail_of "$r/d$i.err"
-      fail_run "downloader $i printed no stats on exit"
-    fi
-  done
+  read_totals "$n"
   record_churn "$n" "$rep" "$seed" "${plan[@]}"
-  if [ "$opt_keep_logs" = 1 ]; then
-    mkdir -p "$opt_out/logs/churn-n$n-r$rep"
-    cp "$r"/*.out "$r"/*.err "$opt_out/logs/churn-n$n-r$rep/" 2>/dev/null || true
-  fi
-  rm -rf "$r"
+  finish_run "churn-n$n-r$rep"
 }
 
 # record_churn N REP SEED PLAN...: a row per downloader in churn.csv, from

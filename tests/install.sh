@@ -80,8 +80,10 @@ files_under() {
 indent() { sed 's/^/  /'; }
 has_line() { grep -qxF -- "$2" "$1"; }
 lacks_key() { ! grep -q "^$2=" "$1"; }
+# make install fills the unit templates' @BINDIR@-style markers in; none
+# may be left in an installed unit.
 # shellcheck disable=SC2317 # called through check
-no_placeholder() { ! grep -n '@[A-Z_]*@' "$@"; }
+all_substituted() { ! grep -n '@[A-Z_]*@' "$@"; }
 
 for b in shoal-tracker shoal-peer; do
   if [ ! -x "$root/$build/bin/$b" ]; then
@@ -138,7 +140,8 @@ done
 # --- the units ---------------------------------------------------------------
 su=$dest/$sys_unit
 uu=$dest/$user_unit
-check "no @VAR@ left in the units" no_placeholder "$su" "$uu"
+check "every @NAME@ marker of the templates substituted in the units" \
+  all_substituted "$su" "$uu"
 # shellcheck disable=SC2016 # systemd expands $SHOAL_TRACKER_OPTS, not the shell
 check "tracker unit starts /usr/bin/shoal-tracker with its key in the state dir" \
   has_line "$su" \

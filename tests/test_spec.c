@@ -1307,46 +1307,30 @@ static char *indented_line(const struct region *r, const char *prefix) {
   return NULL;
 }
 
-static void test_link_example(void **state) {
-  const struct region *r = example("link");
-  static const char name[] = "Notes (\xC3\xA9t\xC3\xA9) +1.txt";
-  struct identity tk;
-  struct share_link l;
-  struct share_link back;
-  struct share_link alt;
-  char link[LINK_MAX_CHARS + 1];
+/* The link of the hello.txt manifest under name, with no tracker yet. */
+static void example_link_base(struct share_link *l, const struct manifest *m,
+                              const char *name) {
+  memset(l, 0, sizeof(*l));
+  memcpy(l->id, m->id, TEXTID_BYTES);
+  snprintf(l->name, sizeof(l->name), "%s", name);
+  l->size = m->total_size;
+}
+
+/* The example's link (its indented line starting "shoal:") is link, and
+ * the cells of its first table, joined with "?" before the third and "&"
+ * after, are the link again. */
+static void expect_example_link(const struct region *r, const char *link) {
   char joined[LINK_MAX_CHARS + 1];
   char cell[1024];
   struct table t[2];
-  const char *why = NULL;
-  (void)state;
-  struct manifest *m = hello_manifest(name);
-  key_from(&tk, 0x40);
-  memset(&l, 0, sizeof(l));
-  memcpy(l.id, m->id, TEXTID_BYTES);
-  snprintf(l.name, sizeof(l.name), "%s", name);
-  l.size = m->total_size;
-  l.tracker_count = 2;
-  snprintf(l.trackers[0].host, sizeof(l.trackers[0].host),
-           "tracker.example.org");
-  l.trackers[0].port = 7070;
-  snprintf(l.trackers[1].host, sizeof(l.trackers[1].host), "2001:db8::1");
-  l.trackers[1].port = 7070;
-  link_set_key(&l, tk.pk);
-  assert_true(link_format(&l, link, sizeof(link)) > 0);
-
   char *doc_link = indented_line(r, "shoal:");
   if (strcmp(doc_link, link) != 0) {
-    print_error("example link: the document has\n  %s\nthe code makes\n  %s\n",
-                doc_link, link);
+    print_error("example %s: the document has\n  %s\nthe code makes\n  %s\n",
+                r->name, doc_link, link);
     free(doc_link);
     fail();
   }
   free(doc_link);
-  expect_says(r, "holding the %zu bytes `hello, shoal\\n`", strlen(hello_text));
-  expect_says(r, "with the mode and modification time of `hello.txt`");
-
-  /* The parts, put together, are the link again. */
   assert_int_equal(tables_read(r->text, r->len, t, 2), 1);
   size_t o = 0;
   for (unsigned i = 1; i < t[0].nrows; i++) {
@@ -1358,6 +1342,35 @@ static void test_link_example(void **state) {
                           cell);
   }
   assert_string_equal(joined, link);
+  tables_free(t, 1);
+}
+
+static void test_link_example(void **state) {
+  const struct region *r = example("link");
+  static const char name[] = "Notes (\xC3\xA9t\xC3\xA9) +1.txt";
+  struct identity tk;
+  struct share_link l;
+  struct share_link back;
+  struct share_link alt;
+  char link[LINK_MAX_CHARS + 1];
+  const char *why = NULL;
+  (void)state;
+  struct manifest *m = hello_manifest(name);
+  key_from(&tk, 0x40);
+  example_link_base(&l, m, name);
+  l.tracker_count = 2;
+  snprintf(l.trackers[0].host, sizeof(l.trackers[0].host),
+           "tracker.example.org");
+  l.trackers[0].port = 7070;
+  snprintf(l.trackers[1].host, sizeof(l.trackers[1].host), "2001:db8::1");
+  l.trackers[1].port = 7070;
+  link_set_key(&l, tk.pk);
+  assert_true(link_format(&l, link, sizeof(link)) > 0);
+  expect_example_link(r, link);
+  expect_says(r, "holding the %zu bytes `hello, shoal\\n`", strlen(hello_text));
+  expect_says(r, "with the mode and modification time of `hello.txt`");
+  struct table t[2];
+  assert_int_equal(tables_read(r->text, r->len, t, 2), 1);
   assert_non_null(strstr(t[0].rows[3].cell[1], name));
   tables_free(t, 1);
 
@@ -1392,18 +1405,12 @@ static void test_link_tiers_example(void **state) {
   struct share_link l;
   struct share_link back;
   char link[LINK_MAX_CHARS + 1];
-  char joined[LINK_MAX_CHARS + 1];
-  char cell[1024];
-  struct table t[2];
   const char *why = NULL;
   (void)state;
   struct manifest *m = hello_manifest(name);
   key_from(&k1, 0x40);
   key_from(&k2, 0x60);
-  memset(&l, 0, sizeof(l));
-  memcpy(l.id, m->id, TEXTID_BYTES);
-  snprintf(l.name, sizeof(l.name), "%s", name);
-  l.size = m->total_size;
+  example_link_base(&l, m, name);
   l.tracker_count = 3;
   snprintf(l.trackers[0].host, sizeof(l.trackers[0].host),
            "tracker.example.org");
@@ -1416,32 +1423,9 @@ static void test_link_tiers_example(void **state) {
     memcpy(l.trackers[i].key, i == 2 ? k2.pk : k1.pk, TEXTID_BYTES);
   }
   assert_true(link_format(&l, link, sizeof(link)) > 0);
-
-  char *doc_link = indented_line(r, "shoal:");
-  if (strcmp(doc_link, link) != 0) {
-    print_error("example link-tiers: the document has\n  %s\nthe code "
-                "makes\n  %s\n",
-                doc_link, link);
-    free(doc_link);
-    fail();
-  }
-  free(doc_link);
+  expect_example_link(r, link);
   expect_says(r, "the key of seed `40 41 ... 5f`");
   expect_says(r, "the key of seed `60 61 ... 7f`");
-
-  /* The parts, put together, are the link again. */
-  assert_int_equal(tables_read(r->text, r->len, t, 2), 1);
-  size_t o = 0;
-  for (unsigned i = 1; i < t[0].nrows; i++) {
-    unticked(t[0].rows[i].cell[0], cell, sizeof(cell));
-    o += (size_t)snprintf(joined + o, sizeof(joined) - o, "%s%s",
-                          i == 3  ? "?"
-                          : i > 3 ? "&"
-                                  : "",
-                          cell);
-  }
-  assert_string_equal(joined, link);
-  tables_free(t, 1);
 
   /* Another order is the same link; tier3 for tier2 is a gap. */
   char id_text[TEXTID_STRLEN];
