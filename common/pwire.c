@@ -216,43 +216,6 @@ int pwire_seal_inplace(struct pwire_session *s, uint8_t *msg, size_t len) {
   return seal_to(s, msg, msg, len);
 }
 
-int pwire_open(struct pwire_session *s, const uint8_t *body, size_t len,
-               uint8_t *plain, size_t cap) {
-  uint8_t nonce[PWIRE_NONCE_BYTES];
-  size_t mlen;
-  int n = 0, fin = 0;
-
-  if (len < PWIRE_TAG_BYTES) {
-    return SHOAL_ETRUNC;
-  }
-  if (len > PWIRE_MAX_FRAME || cap < len - PWIRE_TAG_BYTES) {
-    return SHOAL_ETOOBIG;
-  }
-  if (s->rx_count == UINT64_MAX) {
-    return SHOAL_EBADSIG; /* no sender ever seals under this counter */
-  }
-  mlen = len - PWIRE_TAG_BYTES;
-  make_nonce(nonce, s->rx_count);
-  /* The tag is handed over first and checked by the final call, after
-   * the whole ciphertext went through. */
-  if (EVP_DecryptInit_ex(s->rx_cx, NULL, NULL, NULL, nonce) != 1 ||
-      EVP_CIPHER_CTX_ctrl(s->rx_cx, EVP_CTRL_AEAD_SET_TAG, PWIRE_TAG_BYTES,
-                          (void *)(uintptr_t)(body + mlen)) != 1 ||
-      (mlen > 0 &&
-       EVP_DecryptUpdate(s->rx_cx, plain, &n, body, (int)mlen) != 1) ||
-      EVP_DecryptFinal_ex(s->rx_cx, plain + n, &fin) != 1 ||
-      (size_t)n + (size_t)fin != mlen) {
-    /* Nothing of a forged frame is handed out, and the counter stays put so
-     * that the next genuine frame still opens. */
-    if (mlen > 0) {
-      sodium_memzero(plain, mlen);
-    }
-    return SHOAL_EBADSIG;
-  }
-  s->rx_count++;
-  return (int)mlen;
-}
-
 int pwire_open_head(struct pwire_session *s, const uint8_t *body, size_t len,
                     uint8_t *head, size_t head_len) {
   uint8_t nonce[PWIRE_NONCE_BYTES];
@@ -302,6 +265,21 @@ int pwire_open_rest(struct pwire_session *s, const uint8_t *body, size_t len,
   }
   s->rx_count++;
   return (int)mlen;
+}
+
+int pwire_open(struct pwire_session *s, const uint8_t *body, size_t len,
+               uint8_t *plain, size_t cap) {
+  int err;
+
+  if (len < PWIRE_TAG_BYTES) {
+    return SHOAL_ETRUNC;
+  }
+  if (cap < len - PWIRE_TAG_BYTES) {
+    return SHOAL_ETOOBIG;
+  }
+  /* The whole plaintext is the "rest" of an empty head. */
+  err = pwire_open_head(s, body, len, NULL, 0);
+  return err != 0 ? err : pwire_open_rest(s, body, len, NULL, 0, plain);
 }
 
 /* ------------------------------------------------------------------------ */

@@ -453,6 +453,19 @@ static void send_block(struct session *s, const struct upreq *r, struct wreq *w,
   }
 }
 
+/* A block could not be read for the remote: a shared file no longer what
+ * was hashed stops the swarm (closing this session too; it stays
+ * allocated until unref); any other failure rejects the block. */
+static void block_unread(struct session *s, const struct upreq *r, int status) {
+  if (status == SHOAL_ECHANGED && s->sw->is_source) {
+    s->node->session_up->source_changed(s->sw);
+  } else {
+    log_warn("peer", "%s: cannot read chunk %u for %s: %s", s->sw->name,
+             r->chunk, s->remote_short, shoal_strerror(status));
+    (void)session_send_block(s, PWIRE_REJECT, r->chunk, r->offset, r->length);
+  }
+}
+
 static void on_block_read(void *arg, int status, uint8_t *data, size_t len) {
   struct readreq *rr = arg;
   struct session *s = rr->s;
@@ -477,15 +490,7 @@ static void on_block_read(void *arg, int status, uint8_t *data, size_t len) {
     free(w);
   } else if (status != 0) {
     free(w);
-    if (status == SHOAL_ECHANGED && s->sw->is_source) {
-      /* The shared file is no longer what was hashed: the swarm stops,
-       * closing this session too (it stays allocated until unref). */
-      s->node->session_up->source_changed(s->sw);
-    } else {
-      log_warn("peer", "%s: cannot read chunk %u for %s: %s", s->sw->name,
-               r.chunk, s->remote_short, shoal_strerror(status));
-      (void)session_send_block(s, PWIRE_REJECT, r.chunk, r.offset, r.length);
-    }
+    block_unread(s, &r, status);
   } else {
     send_block(s, &r, w, len);
   }
@@ -636,14 +641,10 @@ void session_pump_upload(struct session *s) {
         continue;
       }
       free(w);
+      block_unread(s, &r, err);
       if (err == SHOAL_ECHANGED) {
-        /* As a read on the pool would find: the swarm stops. */
-        n->session_up->source_changed(s->sw);
-        return;
+        return; /* the swarm stopped, closing s */
       }
-      log_warn("peer", "%s: cannot read chunk %u for %s: %s", s->sw->name,
-               r.chunk, s->remote_short, shoal_strerror(err));
-      (void)session_send_block(s, PWIRE_REJECT, r.chunk, r.offset, r.length);
       continue;
     }
     rr->s = s;

@@ -100,6 +100,34 @@ int source_unchanged_since_hashed(const struct manifest_file *f,
 /* Same size and modification time before the read and after it, and, for
  * the first read of each chunk, the same bytes (verify_chunk), unless the
  * file still has the ctime it had while this process hashed it. */
+/* Before a read: the file's size and time are still what was hashed.
+ * Returns 0 with st filled, SHOAL_ECHANGED with *change, or -errno. */
+static int check_before(const struct manifest *m, uint32_t file, int fd,
+                        struct stat *st, struct storage_change *change) {
+  if (fstat(fd, st) != 0) {
+    return -errno;
+  }
+  if (!fsutil_stat_matches(st, &m->files[file])) {
+    describe_change(m, file, st, change);
+    return SHOAL_ECHANGED;
+  }
+  return 0;
+}
+
+/* After a read that got `got` bytes of the block: all of them, and the size
+ * and time unchanged meanwhile. Returns 0 or SHOAL_ECHANGED with
+ * *change. */
+static int check_after(const struct manifest *m, const struct source_block *b,
+                       int fd, size_t got, struct storage_change *change) {
+  struct stat st;
+  if (got != b->len || fstat(fd, &st) != 0 ||
+      !fsutil_stat_matches(&st, &m->files[b->file])) {
+    describe_change(m, b->file, fstat(fd, &st) == 0 ? &st : NULL, change);
+    return SHOAL_ECHANGED;
+  }
+  return 0;
+}
+
 int source_read(const struct manifest *m, int kept_fd,
                 const struct source_block *b, uint8_t *dst,
                 struct storage_change *change) {
@@ -117,13 +145,8 @@ int source_read(const struct manifest *m, int kept_fd,
     }
     return fd;
   }
-  if (fstat(fd, &st) != 0) {
-    status = -errno;
-    goto out;
-  }
-  if (!fsutil_stat_matches(&st, f)) {
-    describe_change(m, b->file, &st, change);
-    status = SHOAL_ECHANGED;
+  status = check_before(m, b->file, fd, &st, change);
+  if (status != 0) {
     goto out;
   }
   if (b->verify && !source_unchanged_since_hashed(f, &st)) {
@@ -141,17 +164,7 @@ int source_read(const struct manifest *m, int kept_fd,
     }
   }
   n = fsutil_pread_full(fd, dst, b->len, b->offset);
-  if (n < 0) {
-    status = (int)n;
-    goto out;
-  }
-  if ((size_t)n != b->len || fstat(fd, &st) != 0 ||
-      !fsutil_stat_matches(&st, f)) {
-    describe_change(m, b->file, fstat(fd, &st) == 0 ? &st : NULL, change);
-    status = SHOAL_ECHANGED;
-    goto out;
-  }
-  status = 0;
+  status = n < 0 ? (int)n : check_after(m, b, fd, (size_t)n, change);
 
 out:
   if (fd != kept_fd) {
@@ -163,19 +176,16 @@ out:
 int source_read_cached(const struct manifest *m, int fd,
                        const struct source_block *b, uint8_t *dst,
                        struct storage_change *change) {
-  const struct manifest_file *f = &m->files[b->file];
   struct stat st;
   size_t done = 0;
+  int err;
 
   if (fd < 0 || b->verify) {
     return SHOAL_EINVAL;
   }
-  if (fstat(fd, &st) != 0) {
-    return -errno;
-  }
-  if (!fsutil_stat_matches(&st, f)) {
-    describe_change(m, b->file, &st, change);
-    return SHOAL_ECHANGED;
+  err = check_before(m, b->file, fd, &st, change);
+  if (err != 0) {
+    return err;
   }
   while (done < b->len) {
     struct iovec v = {dst + done, b->len - done};
@@ -193,11 +203,7 @@ int source_read_cached(const struct manifest *m, int fd,
     }
     done += (size_t)n;
   }
-  if (done != b->len || fstat(fd, &st) != 0 || !fsutil_stat_matches(&st, f)) {
-    describe_change(m, b->file, fstat(fd, &st) == 0 ? &st : NULL, change);
-    return SHOAL_ECHANGED;
-  }
-  return 0;
+  return check_after(m, b, fd, done, change);
 }
 
 int source_check(const struct manifest *m, struct storage_change *change) {

@@ -154,15 +154,9 @@ struct put_req {
 struct read_req {
   uv_work_t work;
   struct storage *s;
-  uint32_t file;
-  uint64_t offset;
-  uint32_t len;
-  /* Source: the block's chunk, hashed whole before the first block of it
-   * is served (verify), where it starts in its file, its length. */
-  uint32_t chunk;
-  int verify;
-  uint64_t chunk_offset;
-  uint32_t chunk_len;
+  /* The block: its file and place in it, its chunk and where that starts;
+   * for a source, whether its chunk is hashed whole first (verify). */
+  struct source_block b;
   struct storage_change change; /* what differs, on SHOAL_ECHANGED */
   uint8_t *data;
   int owned; /* data was allocated here (storage_read), not the caller's */
@@ -936,19 +930,10 @@ int storage_put_chunk_or_hash_blocks(struct storage *s, uint32_t idx,
 /* A source file is read only when it is still what was hashed. */
 static void source_read_work(uv_work_t *w) {
   struct read_req *r = container_of(w, struct read_req, work);
-  const struct source_block b = {
-      .file = r->file,
-      .offset = r->offset,
-      .len = r->len,
-      .chunk = r->chunk,
-      .chunk_offset = r->chunk_offset,
-      .chunk_len = r->chunk_len,
-      .verify = r->verify,
-  };
 
   /* The one file of a file content stays open for the storage's life,
    * instead of being opened again for each block. */
-  r->status = source_read(r->s->m, r->s->source_fd, &b, r->data, &r->change);
+  r->status = source_read(r->s->m, r->s->source_fd, &r->b, r->data, &r->change);
 }
 
 static void download_read_work(uv_work_t *w) {
@@ -957,14 +942,14 @@ static void download_read_work(uv_work_t *w) {
   ssize_t n;
   int fd;
 
-  fd = partcopy_file_open(&s->pc, r->file, O_RDONLY);
+  fd = partcopy_file_open(&s->pc, r->b.file, O_RDONLY);
   if (fd < 0) {
     r->status = fd;
     return;
   }
-  n = fsutil_pread_full(fd, r->data, r->len, r->offset);
+  n = fsutil_pread_full(fd, r->data, r->b.len, r->b.offset);
   partcopy_file_release(&s->pc, fd);
-  r->status = n < 0 ? (int)n : (size_t)n == r->len ? 0 : UV_EIO;
+  r->status = n < 0 ? (int)n : (size_t)n == r->b.len ? 0 : UV_EIO;
 }
 
 /* A source file differs from what was hashed: keep the first such finding
@@ -987,10 +972,10 @@ static void after_read(uv_work_t *w, int status) {
   struct storage *s = r->s;
 
   (void)status;
-  if (r->verify) {
-    bit_clear(s->verifying, r->chunk);
+  if (r->b.verify) {
+    bit_clear(s->verifying, r->b.chunk);
     if (r->status == 0) {
-      bit_set(s->verified, r->chunk);
+      bit_set(s->verified, r->b.chunk);
     }
   }
   if (r->status != 0) {
@@ -1002,25 +987,43 @@ static void after_read(uv_work_t *w, int status) {
     }
     r->data = NULL;
   }
-  r->cb(r->arg, r->status, r->data, r->status == 0 ? r->len : 0);
+  r->cb(r->arg, r->status, r->data, r->status == 0 ? r->b.len : 0);
   free(r);
   s->pending--;
   maybe_close(s);
 }
 
-static int read_start(struct storage *s, uint32_t idx, uint32_t offset,
-                      uint32_t len, uint8_t *dst, storage_read_cb cb,
-                      void *arg) {
-  struct read_req *r;
+/* Where len bytes at offset of chunk idx lie, into b (verify 0). Returns
+ * 0, or SHOAL_EINVAL for a chunk not had or a block outside its chunk. */
+static int block_of(const struct storage *s, uint32_t idx, uint32_t offset,
+                    uint32_t len, struct source_block *b) {
   uint64_t off;
   uint32_t clen;
-
-  assert(s != NULL && cb != NULL && !s->closing);
   if (idx >= s->m->chunk_count || !bit_get(s->have, idx)) {
     return SHOAL_EINVAL;
   }
   clen = manifest_chunk_len(s->m, idx);
   if (len == 0 || offset > clen || len > clen - offset) {
+    return SHOAL_EINVAL;
+  }
+  memset(b, 0, sizeof(*b));
+  manifest_chunk_file(s->m, idx, &b->file, &off);
+  b->offset = off + offset;
+  b->len = len;
+  b->chunk = idx;
+  b->chunk_offset = off;
+  b->chunk_len = clen;
+  return 0;
+}
+
+static int read_start(struct storage *s, uint32_t idx, uint32_t offset,
+                      uint32_t len, uint8_t *dst, storage_read_cb cb,
+                      void *arg) {
+  struct source_block b;
+  struct read_req *r;
+
+  assert(s != NULL && cb != NULL && !s->closing);
+  if (block_of(s, idx, offset, len, &b) != 0) {
     return SHOAL_EINVAL;
   }
   r = calloc(1, sizeof(*r));
@@ -1037,19 +1040,14 @@ static int read_start(struct storage *s, uint32_t idx, uint32_t offset,
     }
   }
   r->s = s;
-  manifest_chunk_file(s->m, idx, &r->file, &off);
-  r->offset = off + offset;
-  r->len = len;
-  r->chunk = idx;
-  r->chunk_offset = off;
-  r->chunk_len = clen;
+  r->b = b;
   /* One read hashes a chunk; the others of that chunk meanwhile read the
    * same file, whose change that read (or the size and time checks of
    * each) will find: a chunk is hashed about once, however many blocks
    * of it are asked for at a time. */
-  r->verify =
+  r->b.verify =
       s->is_source && !bit_get(s->verified, idx) && !bit_get(s->verifying, idx);
-  if (r->verify) {
+  if (r->b.verify) {
     bit_set(s->verifying, idx);
   }
   r->cb = cb;
@@ -1079,8 +1077,6 @@ int storage_read_cached(struct storage *s, uint32_t idx, uint32_t offset,
                         uint32_t len, uint8_t *dst) {
   struct source_block b;
   struct storage_change change;
-  uint64_t off;
-  uint32_t clen;
   int err;
 
   if (!s->is_source || s->source_fd < 0 || s->closing ||
@@ -1091,17 +1087,9 @@ int storage_read_cached(struct storage *s, uint32_t idx, uint32_t offset,
      * meanwhile too (read_start). */
     return UV_EAGAIN;
   }
-  clen = manifest_chunk_len(s->m, idx);
-  if (len == 0 || offset > clen || len > clen - offset) {
+  if (block_of(s, idx, offset, len, &b) != 0) {
     return SHOAL_EINVAL;
   }
-  memset(&b, 0, sizeof(b));
-  manifest_chunk_file(s->m, idx, &b.file, &off);
-  b.offset = off + offset;
-  b.len = len;
-  b.chunk = idx;
-  b.chunk_offset = off;
-  b.chunk_len = clen;
   err = source_read_cached(s->m, s->source_fd, &b, dst, &change);
   if (err == SHOAL_ECHANGED) {
     note_change(s, &change);
