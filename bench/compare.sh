@@ -791,6 +791,26 @@ record_stop() {
   done
 }
 
+# take_completions: the downloaders whose "complete" event is new since
+# the last call. It fills the caller's got, ndone and comp (its launch
+# time plus the seconds the event says) and lists their numbers in fresh.
+fresh=()
+take_completions() {
+  local f i secs
+  fresh=()
+  for f in $(cd "$r" && grep -l -F '"event":"complete"' d*.out 2>/dev/null || true); do
+    i=${f#d}
+    i=${i%.out}
+    [ -n "${got[$i]:-}" ] && continue
+    secs=$(json_num "$r/$f" complete seconds)
+    [ -n "$secs" ] || continue
+    got[$i]=1
+    ndone=$((ndone + 1))
+    comp[$i]=$(calc "${launch[$i]} + $secs")
+    fresh+=("$i")
+  done
+}
+
 # read_totals N: what the origin and downloaders 1..N printed on their way
 # out (origin_up, up_b, down_b); a downloader that printed none fails an
 # otherwise good run.
@@ -886,21 +906,13 @@ run_shoal() {
     cpu_m0=$(cpu_machine)
     deadline_cs=$((t0 + 100 * deadline_s))
     while [ "$run_status" = ok ]; do
-      for f in $(cd "$r" && grep -l -F '"event":"complete"' d*.out 2>/dev/null || true); do
-        i=${f#d}
-        i=${i%.out}
-        [ -n "${got[$i]:-}" ] && continue
-        secs=$(json_num "$r/$f" complete seconds)
-        [ -n "$secs" ] || continue
-        got[$i]=1
-        ndone=$((ndone + 1))
-        comp[$i]=$(calc "${launch[$i]} + $secs")
-        if [ "$opt_origin_leaves" = 1 ] && [ "$mode" = p2p ] && [ "$origin_left" = 0 ]; then
-          # One full copy now exists among the downloaders: the origin goes.
-          kill -TERM "$origin_pid" 2>/dev/null || true
-          origin_left=1
-        fi
-      done
+      take_completions
+      if [ "${#fresh[@]}" -gt 0 ] && [ "$opt_origin_leaves" = 1 ] &&
+        [ "$mode" = p2p ] && [ "$origin_left" = 0 ]; then
+        # One full copy now exists among the downloaders: the origin goes.
+        kill -TERM "$origin_pid" 2>/dev/null || true
+        origin_left=1
+      fi
       [ "$ndone" -ge "$n" ] && break
       if [ "$stopping" = 1 ]; then
         # What the downloaders hold together, from their last progress
@@ -1166,19 +1178,12 @@ run_churn() {
         nlaunched=$i
       done
       # Completions.
-      for f in $(cd "$r" && grep -l -F '"event":"complete"' d*.out 2>/dev/null || true); do
-        i=${f#d}
-        i=${i%.out}
-        [ -n "${got[$i]:-}" ] && continue
-        secs=$(json_num "$r/$f" complete seconds)
-        [ -n "$secs" ] || continue
-        got[$i]=1
-        ndone=$((ndone + 1))
-        comp[$i]=$(calc "${launch[$i]} + $secs")
-        if [ -n "$opt_linger" ]; then
+      take_completions
+      if [ -n "$opt_linger" ]; then
+        for i in "${fresh[@]}"; do
           due_cs[$i]=$(awk -v c="${comp[$i]}" -v l="$opt_linger" 'BEGIN { printf "%d", 100 * (c + l) + 0.5 }')
-        fi
-      done
+        done
+      fi
       # Departures due: by SIGTERM to the downloader's PID.
       if [ -n "$opt_linger" ]; then
         clock

@@ -877,6 +877,19 @@ static void close_loop(struct bench *b) {
   uv_loop_close(&b->loop);
 }
 
+/* Starts t's own redis-server in t->dir and points *store at it. Returns
+ * 0, or -1 with a message. */
+static int target_redis(struct target *t, const char **store) {
+  if (!redis_available(0) ||
+      redis_start(&t->redis, t->dir, "redis", 0, 0) != 0) {
+    fprintf(stderr, "tracker-load: could not start redis-server\n");
+    return -1;
+  }
+  t->have_redis = 1;
+  *store = t->redis.url;
+  return 0;
+}
+
 struct options {
   const char *bin;
   uint64_t peers, mem_peers, lookups, mix, paced;
@@ -959,13 +972,9 @@ static int run_store(const struct options *o, int redis,
   b.rate = o->rate;
   tu_tmpdir(t.dir, sizeof(t.dir));
   if (redis) {
-    if (!redis_available(0) ||
-        redis_start(&t.redis, t.dir, "redis", 0, 0) != 0) {
-      fprintf(stderr, "tracker-load: could not start redis-server\n");
+    if (target_redis(&t, &store) != 0) {
       goto out;
     }
-    t.have_redis = 1;
-    store = t.redis.url;
     struct timeval tv = {10, 0};
     t.rc = redisConnectUnixWithTimeout(t.redis.sock, tv);
     if (t.rc == NULL || t.rc->err != 0) {
@@ -1412,13 +1421,9 @@ static int run_curve(const struct options *o, const struct curve_opts *co,
     goto out;
   }
   if (cv->redis) {
-    if (!redis_available(0) ||
-        redis_start(&t.redis, t.dir, "redis", 0, 0) != 0) {
-      fprintf(stderr, "tracker-load: could not start redis-server\n");
+    if (target_redis(&t, &store) != 0) {
       goto out;
     }
-    t.have_redis = 1;
-    store = t.redis.url;
   }
   b.ntrackers = cv->ntrackers;
   for (unsigned i = 0; i < cv->ntrackers; i++) {
