@@ -30,8 +30,8 @@
 #define NODE_MAX_PUT_BYTES (16u << 20)
 
 /* Announcing what we have. */
-#define NODE_HAVE_MS 100u       /* verified chunks gathered into one HAVE */
-#define NODE_HAVE_SLOW_MS 1000u /* ... for peers that cannot use them yet */
+#define NODE_HAVE_MS 250u       /* verified chunks gathered into one HAVE */
+#define NODE_HAVE_SLOW_MS 5000u /* ... for peers that cannot use them yet */
 #define NODE_HAVE_BATCH 256     /* ... and at most this many */
 
 /* A session's time limits. */
