@@ -309,9 +309,10 @@ _Static_assert(MANIFEST_JOB_BYTES <= MAPHASH_MAX_BYTES &&
 
 /* Hashes the job's chunks from a mapping of fd. Returns 1 when they are
  * hashed, 0 when they must be read instead, or an error. They are read
- * when the file cannot be mapped, and when a page of the mapping faulted:
- * the reads then tell a file cut short (it reads short, SHOAL_ECHANGED)
- * from a disk error (which reads as that error), which a fault cannot. */
+ * when the job is under MAPHASH_MIN_BYTES, when the file cannot be mapped,
+ * and when a page of the mapping faulted: the reads then tell a file cut
+ * short (it reads short, SHOAL_ECHANGED) from a disk error (which reads as
+ * that error), which a fault cannot. */
 static int hash_mapped(const struct job *j, int fd, uint64_t cs) {
   const struct manifest *m = j->b->m;
   const struct manifest_file *f = &m->files[j->file];
