@@ -11,6 +11,7 @@
 
 #include "common/error.h"
 #include "peer/fsutil.h"
+#include "peer/maphash.h"
 
 /* ------------------------------------------------------------------------ */
 /* Scanning the local file or folder */
@@ -301,6 +302,61 @@ int manifest_hash_chunk(int fd, uint64_t off, uint64_t len, uint8_t *buf,
   return err;
 }
 
+/* A job's chunks are one window: they map in one piece. */
+_Static_assert(MANIFEST_JOB_BYTES <= MAPHASH_MAX_BYTES &&
+                   ((size_t)1 << MANIFEST_CHUNK_LOG2_MAX) <= MAPHASH_MAX_BYTES,
+               "a job does not fit a mapped window");
+
+/* Hashes the job's chunks from a mapping of fd. Returns 1 when they are
+ * hashed, 0 when they must be read instead, or an error. They are read
+ * when the job is under MAPHASH_MIN_BYTES, when the file cannot be mapped,
+ * and when a page of the mapping faulted: the reads then tell a file cut
+ * short (it reads short, SHOAL_ECHANGED) from a disk error (which reads as
+ * that error), which a fault cannot. */
+static int hash_mapped(const struct job *j, int fd, uint64_t cs) {
+  const struct manifest *m = j->b->m;
+  const struct manifest_file *f = &m->files[j->file];
+  struct maphash_window w;
+  int err;
+
+  if (j->bytes < MAPHASH_MIN_BYTES ||
+      maphash_map(&w, fd, j->c0 * cs, (size_t)j->bytes) != 0) {
+    return 0;
+  }
+  err = maphash_chunks(&w, cs,
+                       m->hashes + (size_t)(f->first_chunk + j->c0) *
+                                       MANIFEST_HASH_BYTES);
+  maphash_unmap(&w);
+  if (err == SHOAL_ECHANGED) {
+    return 0;
+  }
+  return err == 0 ? 1 : err;
+}
+
+/* Hashes the job's chunks by reading them through a buffer of
+ * MANIFEST_READ_BYTES. */
+static int hash_read(const struct job *j, int fd, uint64_t cs) {
+  const struct manifest *m = j->b->m;
+  const struct manifest_file *f = &m->files[j->file];
+  uint8_t *buf = malloc(MANIFEST_READ_BYTES);
+  int err = 0;
+
+  if (buf == NULL) {
+    return SHOAL_ENOMEM;
+  }
+  for (uint32_t c = j->c0; c < j->c1 && err == 0; c++) {
+    uint64_t off = c * cs;
+    uint64_t len = f->size - off < cs ? f->size - off : cs;
+
+    /* SHOAL_ECHANGED: shorter than when it was scanned. */
+    err = manifest_hash_chunk(fd, off, len, buf,
+                              m->hashes + (size_t)(f->first_chunk + c) *
+                                              MANIFEST_HASH_BYTES);
+  }
+  free(buf);
+  return err;
+}
+
 /* Hashes chunks [c0, c1) of one file. Runs on a worker thread or inline;
  * touches only its own chunk slots of the hash array. */
 static void hash_range(struct job *j) {
@@ -308,9 +364,9 @@ static void hash_range(struct job *j) {
   const struct manifest_file *f = &m->files[j->file];
   const uint64_t cs = (uint64_t)1 << m->chunk_log2;
   char path[2 * MANIFEST_MAX_PATH + 2];
-  uint8_t *buf = NULL;
   struct stat st;
   int fd = -1;
+  int mapped;
 
   if (j->c0 == j->c1) {
     return; /* the empty job that reports a content with no chunks */
@@ -330,21 +386,17 @@ static void hash_range(struct job *j) {
     goto out;
   }
   j->ctime = st.st_ctim;
-  (void)posix_fadvise(fd, (off_t)(j->c0 * cs), (off_t)((j->c1 - j->c0) * cs),
+  /* Read-ahead for the mapping's faults as well as for reads: both go
+   * through the descriptor's read-ahead state. */
+  (void)posix_fadvise(fd, (off_t)(j->c0 * cs), (off_t)j->bytes,
                       POSIX_FADV_SEQUENTIAL);
-  buf = malloc(MANIFEST_READ_BYTES);
-  if (buf == NULL) {
-    j->err = SHOAL_ENOMEM;
+  mapped = hash_mapped(j, fd, cs);
+  if (mapped < 0) {
+    j->err = mapped;
     goto out;
   }
-  for (uint32_t c = j->c0; c < j->c1; c++) {
-    uint64_t off = c * cs;
-    uint64_t len = f->size - off < cs ? f->size - off : cs;
-
-    /* SHOAL_ECHANGED: shorter than when it was scanned. */
-    j->err = manifest_hash_chunk(fd, off, len, buf,
-                                 m->hashes + (size_t)(f->first_chunk + c) *
-                                                 MANIFEST_HASH_BYTES);
+  if (mapped == 0) {
+    j->err = hash_read(j, fd, cs);
     if (j->err != 0) {
       goto out;
     }
@@ -361,7 +413,6 @@ static void hash_range(struct job *j) {
   }
 
 out:
-  free(buf);
   if (fd >= 0) {
     close(fd);
   }

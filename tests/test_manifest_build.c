@@ -9,6 +9,11 @@
  * gap between manifest_build_start() and uv_run(), can change the last file
  * before its job is even queued.
  *
+ * Large files are hashed from mappings of them (peer/maphash, whose own
+ * tests truncate a mapped file deterministically); cmocka puts a SIGBUS
+ * handler of its own in place for each test, so the test that truncates a
+ * file under the builder puts maphash's back first.
+ *
  * What the bytes of a built manifest are is test_manifest's: its
  * known-answer vector is a folder built here.
  */
@@ -22,7 +27,10 @@
 #include <cmocka.h>
 
 #include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
 #include <sodium.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -33,6 +41,7 @@
 #include "common/identity.h"
 #include "common/manifest.h"
 #include "peer/manifest_build.h"
+#include "peer/maphash.h"
 #include "tests/lib/errassert.h"
 #include "tests/lib/mfix.h"
 #include "tests/lib/mtree.h"
@@ -889,7 +898,99 @@ static void test_file_changed_during_blocking_build_is_ECHANGED(void **state) {
   }
 }
 
+/* maphash's SIGBUS handler, as main() found it after maphash_init. */
+static struct sigaction g_maphash_sa;
+
+#define CUT_BUILDS 8
+
+struct cutter {
+  char path[MT_PATH_CAP];
+  off_t size;
+  struct timespec mtime; /* put back after each cut */
+  atomic_int stop;
+  unsigned rounds;
+  int err;
+};
+
+/* Cuts the file to a third and grows it back until told to stop, putting
+ * its modification time back each time, so that the builder's jobs find
+ * the file as it was scanned, map it and hash it while it is cut. It
+ * pauses a millisecond in each state so that cuts land inside mapped
+ * windows (a few do in most runs); no assertion depends on where they
+ * land. */
+static void *cutter_main(void *arg) {
+  struct cutter *c = arg;
+  int fd = open(c->path, O_WRONLY | O_CLOEXEC);
+
+  if (fd < 0) {
+    c->err = 1;
+    return NULL;
+  }
+  while (!atomic_load(&c->stop)) {
+    struct timespec ts[2] = {{0, UTIME_OMIT}, c->mtime};
+    struct timespec ms = {0, 1000000};
+    if (ftruncate(fd, c->size / 3) != 0 || nanosleep(&ms, NULL) != 0 ||
+        ftruncate(fd, c->size) != 0 || futimens(fd, ts) != 0 ||
+        nanosleep(&ms, NULL) != 0) {
+      c->err = 1;
+      break;
+    }
+    c->rounds++;
+  }
+  close(fd);
+  return NULL;
+}
+
+static void
+test_file_truncated_while_mapped_fails_the_build_not_the_process(void **state) {
+  const char *dir = *state;
+  char err_path[CUT_BUILDS][MT_PATH_CAP];
+  int errs[CUT_BUILDS];
+  struct cutter c;
+  struct stat st;
+  pthread_t t;
+
+  assert_int_equal(sigaction(SIGBUS, &g_maphash_sa, NULL), 0);
+  memset(&c, 0, sizeof(c));
+  c.size = (off_t)(3 * MANIFEST_JOB_BYTES + 12345);
+  mt_write_filled(dir, "cut.bin", (size_t)c.size, 7);
+  tu_path(c.path, sizeof(c.path), dir, "cut.bin");
+  assert_int_equal(stat(c.path, &st), 0);
+  c.mtime = st.st_mtim;
+  assert_int_equal(pthread_create(&t, NULL, cutter_main, &c), 0);
+  /* Builds on the pool and inline; the assertions wait until the cutter
+   * has stopped. */
+  for (unsigned i = 0; i < CUT_BUILDS; i++) {
+    struct manifest_build_opts o;
+    struct manifest *m = NULL;
+    memset(&o, 0, sizeof(o));
+    o.threads = i % 2 == 0 ? 2 : 0;
+    o.err_path = err_path[i];
+    o.err_path_cap = sizeof(err_path[i]);
+    err_path[i][0] = '\0';
+    errs[i] = manifest_build(c.path, &mf_pub, &o, &m);
+    manifest_free(m);
+  }
+  atomic_store(&c.stop, 1);
+  assert_int_equal(pthread_join(t, NULL), 0);
+  assert_int_equal(c.err, 0);
+  assert_true(c.rounds > 0);
+  /* Each build failed with SHOAL_ECHANGED, naming the file, or (where the
+   * file looked whole whenever a job looked at it) succeeded as a build
+   * from reads would. */
+  for (unsigned i = 0; i < CUT_BUILDS; i++) {
+    if (errs[i] != 0) {
+      assert_err(errs[i], SHOAL_ECHANGED);
+      assert_string_equal(err_path[i], c.path);
+    }
+  }
+}
+
 int main(void) {
+  if (maphash_init() != 0 || sigaction(SIGBUS, NULL, &g_maphash_sa) != 0) {
+    fprintf(stderr, "test_manifest_build: cannot install maphash's handler\n");
+    return 1;
+  }
   const struct CMUnitTest tests[] = {
 #define T(name)                                                                \
   cmocka_unit_test_setup_teardown(name, mf_dir_setup, mf_dir_teardown)
@@ -915,6 +1016,7 @@ int main(void) {
       T(test_file_grown_after_scan_is_ECHANGED_on_caller_loop),
       T(test_file_touched_after_scan_is_ECHANGED_on_caller_loop),
       T(test_file_changed_during_blocking_build_is_ECHANGED),
+      T(test_file_truncated_while_mapped_fails_the_build_not_the_process),
 #undef T
   };
   return cmocka_run_group_tests(tests, mf_keys_setup, mf_keys_teardown);
