@@ -590,14 +590,16 @@ cpu_ticks() {
   st=${st##*) }
   awk '{ print $12 + $13 }' <<<"$st"
 }
-# cpu_record SYSTEM N REP M0 M1 ORIGIN_PID TRACKER_PID DOWNLOADER_PID...:
+# cpu_record SYSTEM N REP M0 M1 ORIGIN_PID TRACKER_PID DOWNLOADER...:
 # a row of cpu.csv from the machine's counters at the start (M0) and the
-# end (M1) of the run and each process's ticks now (all still running).
+# end (M1) of the run and each process's ticks now (all still running); a
+# DOWNLOADER given as =TICKS is one that left the run, with the ticks it
+# had spent when it was told to leave.
 cpu_record() {
   local system=$1 n=$2 rep=$3 m0=$4 m1=$5 opid=$6 tpid=$7 pid sum=0 most=0 t hz cpus
   shift 7
   for pid in "$@"; do
-    t=$(cpu_ticks "$pid")
+    if [ "${pid:0:1}" = = ]; then t=${pid:1}; else t=$(cpu_ticks "$pid"); fi
     sum=$((sum + t))
     [ "$t" -gt "$most" ] && most=$t
   done
@@ -1118,7 +1120,8 @@ run_churn() {
   local n=$1 rep=$2 seed=$((opt_seed + $2 - 1)) i f secs origin_pid
   local link="" ndone=0 ngone=0 rate_args=() down_args=() dl_pids=() k
   local plan=() plan_cs=() depart=() due_cs=() nlaunched=0 deadline_cs end_s parked
-  local -A got=() gone=() started=()
+  local cpu_m0="" cpu_who=()
+  local -A got=() gone=() started=() left_ticks=()
   run_status=ok
   comp=() launch=() up_b=() down_b=() same=()
   origin_up=0
@@ -1162,6 +1165,7 @@ run_churn() {
   if [ "$run_status" = ok ]; then
     clock
     t0=$now
+    cpu_m0=$(cpu_machine)
     deadline_s=$(awk -v b="$(bound_cs "$n")" -v last="${plan[$((n - 1))]}" \
       -v l="${opt_linger:-0}" 'BEGIN { printf "%d", last + 3 * b + l + 30 }')
     deadline_cs=$((t0 + 100 * deadline_s))
@@ -1190,6 +1194,7 @@ run_churn() {
         for i in "${!due_cs[@]}"; do
           [ -n "${gone[$i]:-}" ] && continue
           [ $((now - t0)) -ge "${due_cs[$i]}" ] || continue
+          left_ticks[$i]=$(cpu_ticks "${dl_pids[$i]}")
           kill -TERM "${dl_pids[$i]}" 2>/dev/null || true
           depart[$i]=$(since_t0)
           gone[$i]=1
@@ -1223,6 +1228,13 @@ run_churn() {
   # The run ends here: whoever is still in the swarm leaves now.
   clock
   end_s=$(since_t0)
+  if [ -n "$cpu_m0" ]; then
+    for ((i = 1; i <= n; i++)); do
+      if [ -n "${left_ticks[$i]:-}" ]; then cpu_who+=("=${left_ticks[$i]}"); else cpu_who+=("${dl_pids[$i]}"); fi
+    done
+    cpu_line=$(cpu_record churn "$n" "$rep" "$cpu_m0" "$(cpu_machine)" \
+      "$origin_pid" "$tracker_pid" "${cpu_who[@]}")
+  fi
   for ((i = 1; i <= n; i++)); do
     if [ -n "${started[$i]:-}" ] && [ -z "${gone[$i]:-}" ]; then depart[$i]=$end_s; fi
   done
@@ -1274,7 +1286,9 @@ record_churn() {
   if [ "$run_status" = ok ]; then
     say "rep $rep: every downloader complete and identical; mean download $(awk -F, -v r="$rep" \
       '$2 == r && $4 != "origin" { s += $9; k++ } END { printf "%.2f", s / k }' "$churn_csv") s"
+    if [ -n "$cpu_line" ]; then say "     $cpu_line"; fi
   fi
+  cpu_line=""
 }
 
 # The model's parameters in files a second. Rates are what TCP carries
@@ -1404,6 +1418,11 @@ churn_md() {
       "$(model_val peak_x_t)" "$(model_val peak_y)" "$(model_val peak_y_t)"
     echo
     echo "x: downloaders present and not complete; y: complete downloaders still seeding (the origin not counted)."
+    echo
+    awk -F, -v lim="$MACHINE_BOUND" 'NR > 1 && $1 == "churn" {
+        printf "CPU, rep %s: machine busy %d%% of %s CPUs over %.1f s; CPU s: origin %s, tracker %s, downloaders %s (at most %s each)%s.\n",
+          $3, int(100 * $6 + 0.5), $5, $4, $7, $8, $9, $10, $11 == 1 ? "; machine-bound (the test bed, not shoal, set the pace)" : ""
+      }' "$cpu_csv"
     echo "Arrival, completion and departure of each downloader: churn.csv; x(t), y(t): churn_ts.csv; the model's: churn_model.csv. Plot: churn.png."
   } >"$opt_out/churn.md"
 }
