@@ -624,6 +624,27 @@ cpu_record() {
   }'
 }
 
+# host_lost N WATCH_ORIGIN: fails the run and returns 0 when one of
+# downloaders 1..N that is not complete (the caller's got, dl_pids) has
+# exited, or, with WATCH_ORIGIN 1, the origin (origin_pid); else returns 1.
+host_lost() {
+  local n=$1 watch_origin=$2 i
+  for ((i = 1; i <= n; i++)); do
+    [ -n "${got[$i]:-}" ] && continue
+    if ! kill -0 "${dl_pids[$i]}" 2>/dev/null; then
+      tail_of "$r/d$i.err"
+      fail_run "downloader $i exited before it was complete"
+      return 0
+    fi
+  done
+  if [ "$watch_origin" = 1 ] && ! kill -0 "$origin_pid" 2>/dev/null; then
+    tail_of "$r/origin.err"
+    fail_run "the origin exited during the run"
+    return 0
+  fi
+  return 1
+}
+
 # Last lines of a file, for a failure message.
 tail_of() { if [ -s "$1" ]; then tail -n 3 "$1" | sed 's/^/    /' >&2; fi; }
 
@@ -936,19 +957,7 @@ run_shoal() {
             awk '{ printf "%.1f", $1 }')% of the copies"
         fi
       fi
-      for ((i = 1; i <= n; i++)); do
-        [ -n "${got[$i]:-}" ] && continue
-        if ! kill -0 "${dl_pids[$i]}" 2>/dev/null; then
-          tail_of "$r/d$i.err"
-          fail_run "downloader $i exited before it was complete"
-          break 2
-        fi
-      done
-      if [ "$origin_left" = 0 ] && ! kill -0 "$origin_pid" 2>/dev/null; then
-        tail_of "$r/origin.err"
-        fail_run "the origin exited during the run"
-        break
-      fi
+      if host_lost "$n" "$((1 - origin_left))"; then break; fi
       clock
       if [ "$now" -gt "$deadline_cs" ]; then
         fail_run "$((n - ndone)) of $n downloaders not complete after $deadline_s s"
@@ -1204,19 +1213,7 @@ run_churn() {
       if [ "$ndone" -ge "$n" ] && { [ -z "$opt_linger" ] || [ "$ngone" -ge "$n" ]; }; then
         break
       fi
-      for ((i = 1; i <= nlaunched; i++)); do
-        [ -n "${got[$i]:-}" ] && continue
-        if ! kill -0 "${dl_pids[$i]}" 2>/dev/null; then
-          tail_of "$r/d$i.err"
-          fail_run "downloader $i exited before it was complete"
-          break 2
-        fi
-      done
-      if ! kill -0 "$origin_pid" 2>/dev/null; then
-        tail_of "$r/origin.err"
-        fail_run "the origin exited during the run"
-        break
-      fi
+      if host_lost "$nlaunched" 1; then break; fi
       if [ "$now" -gt "$deadline_cs" ]; then
         fail_run "$((n - ndone)) of $n downloaders not complete after $deadline_s s"
         break

@@ -1154,12 +1154,19 @@ static int error_line_names(const char *line, void *arg) {
   return 0;
 }
 
+/* The message of the error event dl logged (its --json line), into msg. */
+static void error_message(struct proc *dl, char *msg, size_t cap) {
+  char line[FX_LINE_CAP];
+  assert_true(proc_find_event(dl, "error", NULL, NULL, 1, line, sizeof(line)));
+  assert_int_equal(jsonl_str(line, "message", msg, cap), 0);
+}
+
 /* A content shared by an older shoal: its version 1 manifest is refused,
  * and the message says why and what to do. */
 static void version_1_manifest_is_named(void **state) {
   struct fx *f = *state;
   char vpath[PROC_PATH_MAX], id_text[TEXTID_STRLEN], opath[PROC_PATH_MAX];
-  char line[FX_LINE_CAP], msg[1024];
+  char msg[1024];
   uint8_t id[MANIFEST_ID_BYTES], data[100];
   struct manifest *m = NULL;
   size_t len;
@@ -1180,8 +1187,7 @@ static void version_1_manifest_is_named(void **state) {
               "--tracker-key", f->tracker_key, "-o", opath, NULL);
   fx_expect_exit(dl, 30000, 1);
   assert_true(atomic_load(&fk->parts) > 0);
-  assert_true(proc_find_event(dl, "error", NULL, NULL, 1, line, sizeof(line)));
-  assert_int_equal(jsonl_str(line, "message", msg, sizeof(msg)), 0);
+  error_message(dl, msg, sizeof(msg));
   if (strstr(msg, "older shoal") == NULL || strstr(msg, "again") == NULL ||
       strstr(msg, "manifest version 1") == NULL) {
     fail_msg("the error does not name the old version: %s", msg);
@@ -1197,8 +1203,7 @@ static void version_1_manifest_is_named(void **state) {
 static void stored_version_2_manifest_is_named(void **state) {
   struct fx *f = *state;
   char vpath[PROC_PATH_MAX], id_text[TEXTID_STRLEN], opath[PROC_PATH_MAX];
-  char mdir[PROC_PATH_MAX], mpath[PROC_PATH_MAX + TEXTID_STRLEN + 2];
-  char line[FX_LINE_CAP], msg[1024];
+  char mdir[PROC_PATH_MAX], msg[1024];
   uint8_t id[MANIFEST_ID_BYTES];
   struct manifest *m = NULL;
   size_t len;
@@ -1212,11 +1217,7 @@ static void stored_version_2_manifest_is_named(void **state) {
   fx_mkdir(f, "home-dl");
   fx_mkdir(f, "home-dl/manifests");
   fx_path(f, mdir, sizeof(mdir), "home-dl/manifests");
-  snprintf(mpath, sizeof(mpath), "%s/%s", mdir, id_text);
-  FILE *fp = fopen(mpath, "wb");
-  assert_non_null(fp);
-  assert_int_equal(fwrite(old, 1, len, fp), len);
-  assert_int_equal(fclose(fp), 0);
+  tu_write_file(mdir, id_text, old, len);
   fx_start_tracker(f);
   fx_mkdir(f, "out");
   fx_path(f, opath, sizeof(opath), "out");
@@ -1224,8 +1225,7 @@ static void stored_version_2_manifest_is_named(void **state) {
       fx_peer(f, "dl", "dl", "get", id_text, "--tracker", f->tracker_addr,
               "--tracker-key", f->tracker_key, "-o", opath, NULL);
   fx_expect_exit(dl, 10000, 1);
-  assert_true(proc_find_event(dl, "error", NULL, NULL, 1, line, sizeof(line)));
-  assert_int_equal(jsonl_str(line, "message", msg, sizeof(msg)), 0);
+  error_message(dl, msg, sizeof(msg));
   if (strstr(msg, "manifest version 2") == NULL ||
       strstr(msg, "version 3") == NULL || strstr(msg, "again") == NULL) {
     fail_msg("the error does not name the stored manifest's version: %s", msg);
@@ -1241,7 +1241,7 @@ static void hostile_manifest_paths_fail_the_get(void **state) {
   struct buf good, evil;
   struct manifest *m = NULL;
   uint8_t id[MANIFEST_ID_BYTES];
-  char id_text[TEXTID_STRLEN], opath[PROC_PATH_MAX], line[FX_LINE_CAP];
+  char id_text[TEXTID_STRLEN], opath[PROC_PATH_MAX];
 
   tu_fill(data, sizeof(data), 8);
   identity_generate(&pub);
@@ -1273,9 +1273,8 @@ static void hostile_manifest_paths_fail_the_get(void **state) {
   if (proc_each_line(dl, 1, error_line_names, (void *)"manifest") == 0) {
     fail_msg("no \"shoal-peer: error:\" line naming the manifest");
   }
-  assert_true(proc_find_event(dl, "error", NULL, NULL, 1, line, sizeof(line)));
   char msg[1024];
-  assert_int_equal(jsonl_str(line, "message", msg, sizeof(msg)), 0);
+  error_message(dl, msg, sizeof(msg));
   assert_true(strstr(msg, "manifest") != NULL ||
               strstr(msg, "Manifest") != NULL);
   /* Nothing outside the download folder, and nothing of the content in
