@@ -29,6 +29,15 @@
 /* Chunk bytes waiting for hash and write: no new requests past this. */
 #define NODE_MAX_PUT_BYTES (16u << 20)
 
+/* Fetching a manifest: its first NODE_MANIFEST_FIRST_BYTES from one peer
+ * (the part that tells the total), the rest in up to NODE_MANIFEST_WAYS
+ * stripes of at least NODE_MANIFEST_STRIPE_MIN bytes, each asked of
+ * another peer that holds it, so that it arrives at the sum of their
+ * rates rather than at one uplink's share. */
+#define NODE_MANIFEST_FIRST_BYTES (16u << 10)
+#define NODE_MANIFEST_WAYS 8
+#define NODE_MANIFEST_STRIPE_MIN (16u << 10)
+
 /* Announcing what we have. */
 #define NODE_HAVE_MS 250u       /* verified chunks gathered into one HAVE */
 #define NODE_HAVE_SLOW_MS 5000u /* ... for peers that cannot use them yet */

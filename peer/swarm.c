@@ -35,6 +35,7 @@ static void maybe_finish(struct swarm *sw);
 static void swarm_completed(struct swarm *sw, const char *path);
 static void check_existing_copy(struct swarm *sw);
 static void start_manifest_fetch(struct swarm *sw, struct session *s);
+static void offer_manifest_fetch(struct swarm *sw, const struct session *skip);
 static void send_have_log(struct swarm *sw, struct session *s);
 
 struct swarm *swarm_find(struct node *n, const uint8_t content[32]) {
@@ -253,17 +254,9 @@ void swarm_detach(struct swarm *sw, struct session *s) {
   if (sw->node->stopping || sw->state == SW_REMOVING) {
     return; /* every session is leaving: nothing to hand over */
   }
-  /* The manifest's source left: another peer that holds it takes over. */
-  if (refetch && sw->state == SW_FETCHING) {
-    for (struct session *o = sw->sessions, *o_next; o != NULL; o = o_next) {
-      o_next = o->next; /* a send may close o */
-      if (o->state == SESS_OPEN && o->have_map != NULL) {
-        start_manifest_fetch(sw, o);
-        if (sw->mf.from != NULL) {
-          break;
-        }
-      }
-    }
+  /* A source of the manifest left: other peers that hold it take over. */
+  if (refetch) {
+    offer_manifest_fetch(sw, NULL);
   }
   if (was_unchoked) {
     swarm_rechoke(sw, node_now(sw->node), 0);
@@ -714,12 +707,46 @@ static int on_data(struct swarm *sw, struct session *s,
 /* ------------------------------------------------------------------------ */
 /* The manifest (fetch.c holds the bytes and the requests) */
 
-/* A swarm without its manifest asks s for it, unless it asks another. */
+/* Sends fetch.c's request. A session whose send fails gives its part
+ * back, for the next offer (at the latest the next tick's). */
+static void send_manifest_ask(struct swarm *sw, const struct fetch_ask *a) {
+  struct pwire_msg m;
+  if (a->to == NULL) {
+    return;
+  }
+  memset(&m, 0, sizeof(m));
+  m.type = PWIRE_MANIFEST_REQ;
+  m.offset = a->offset;
+  m.length = a->length;
+  if (session_send(a->to, &m) != 0) {
+    (void)fetch_left(&sw->mf, a->to);
+  }
+}
+
+/* A swarm without its manifest asks s, which holds it, for a part nobody
+ * is asked for, if there is one. */
 static void start_manifest_fetch(struct swarm *sw, struct session *s) {
+  struct fetch_ask a;
   if (sw->state != SW_FETCHING) {
     return;
   }
-  fetch_start(&sw->mf, s, node_now(sw->node));
+  if (fetch_offer(&sw->mf, s, node_now(sw->node), &a)) {
+    send_manifest_ask(sw, &a);
+  }
+}
+
+/* Offers every open session that holds the manifest but skip (may be
+ * NULL) the parts nobody is asked for. */
+static void offer_manifest_fetch(struct swarm *sw, const struct session *skip) {
+  if (sw->state != SW_FETCHING) {
+    return;
+  }
+  for (struct session *o = sw->sessions, *o_next; o != NULL; o = o_next) {
+    o_next = o->next; /* a send may close o */
+    if (o != skip && o->state == SESS_OPEN && o->have_map != NULL) {
+      start_manifest_fetch(sw, o);
+    }
+  }
 }
 
 /* The content ID holds the manifest's bytes: a content of an older shoal
@@ -737,16 +764,32 @@ static void swarm_fail_old_manifest(struct swarm *sw, unsigned version) {
 static int on_manifest_part(struct swarm *sw, struct session *s,
                             const struct pwire_msg *m) {
   struct manifest *man = NULL;
+  struct fetch_ask ask;
   int err = 0;
   int r;
 
   if (sw->state != SW_FETCHING) {
     return SHOAL_EPROTO;
   }
-  r = fetch_on_part(&sw->mf, sw->content, s, m, node_now(sw->node), &man, &err);
+  r = fetch_on_part(&sw->mf, sw->content, s, m, node_now(sw->node), &ask, &man,
+                    &err);
   switch (r) {
+  case FETCH_MORE:
+    send_manifest_ask(sw, &ask);
+    /* After the first part the rest is split: the others take stripes. */
+    offer_manifest_fetch(sw, s);
+    return 0;
+  case FETCH_RETRY:
+    log_warn("peer",
+             "%s: the manifest from several peers is not the content's; "
+             "fetching it from one peer",
+             sw->name);
+    offer_manifest_fetch(sw, NULL);
+    return 0;
   case FETCH_NOT_OURS:
     strike(sw, s->remote_pk, 1, "sent a manifest that is not the content's");
+    /* Another peer that holds it is asked (the strike may have closed s). */
+    offer_manifest_fetch(sw, s);
     return 0;
   case FETCH_INVALID:
     if (err == SHOAL_EVERSION) {
@@ -765,7 +808,7 @@ static int on_manifest_part(struct swarm *sw, struct session *s,
     swarm_manifest_ready(sw);
     return 0;
   default:
-    return r; /* FETCH_MORE, or why s is closed */
+    return r; /* why s is closed */
   }
 }
 
@@ -1385,12 +1428,13 @@ static void make_room(struct swarm *sw, uint64_t now) {
 void swarm_tick(struct swarm *sw, uint64_t now) {
   make_room(sw, now);
   if (sw->state == SW_FETCHING) {
-    struct session *late =
-        fetch_overdue(&sw->mf, now, fetch_timeout_ms(&sw->node->down_bucket));
+    struct session *late = fetch_overdue(
+        &sw->mf, now, fetch_timeout_ms(&sw->mf, &sw->node->down_bucket));
     if (late != NULL) {
       /* Its departure hands the fetch to another peer that holds it. */
       session_close(late, "no manifest part in time");
     }
+    offer_manifest_fetch(sw, NULL); /* a part given back and not yet taken */
   }
   if (sw->state == SW_RUNNING && sw->st != NULL) {
     uint64_t have = storage_have_bytes(sw->st);

@@ -440,6 +440,56 @@ static void corrupt_peer_is_banned(void **state) {
   fx_finish(f);
 }
 
+/* The content ID leaves out the publisher's signature. A peer that serves
+ * the manifest with its signature changed is a liar, not the publisher's
+ * mistake: the get bans it and waits for an honest peer, which completes
+ * it (it failed the get, "the content's manifest is invalid", before). */
+static void changed_signature_bans_the_sender(void **state) {
+  struct fx *f = *state;
+  const size_t size = 256 * FX_KiB;
+  uint8_t *data, *bad;
+  struct identity publisher;
+  struct manifest *m = NULL;
+  char line[FX_LINE_CAP];
+  char src[PROC_PATH_MAX], opath[PROC_PATH_MAX];
+
+  fx_start_tracker(f);
+  publish_as_test(f, "signed.bin", size, 5, &data, &publisher, &m, src);
+  bad = malloc(m->encoded_len);
+  assert_non_null(bad);
+  memcpy(bad, m->encoded, m->encoded_len);
+  bad[m->encoded_len - 1] ^= 0x40;
+  struct fake *fk = fake_start_fx(f, m->id, bad, m->encoded_len, data, size,
+                                  m->chunk_log2, m->chunk_count, 1);
+  atomic_store(&fk->honest, 1);
+  char bad_id[TEXTID_STRLEN];
+  textid_encode(TEXTID_KEY, fk->id.pk, bad_id);
+
+  char link[LINK_MAX_CHARS + 1];
+  link_to(f, m, "signed.bin", size, link);
+  fx_mkdir(f, "out");
+  fx_path(f, opath, sizeof(opath), "out");
+  struct proc *dl = fx_peer(f, "dl", "dl", "get", link, "-o", opath, NULL);
+  fx_wait_event(dl, "banned", NULL, NULL, FX_COMPLETE_MS, line);
+  char who[TEXTID_STRLEN + 8];
+  assert_int_equal(jsonl_str(line, "peer", who, sizeof(who)), 0);
+  assert_string_equal(who, bad_id);
+  assert_true(atomic_load(&fk->parts) >= 2); /* asked, then asked again */
+  assert_int_equal(proc_count_event(dl, "error", NULL, NULL), 0);
+
+  struct fx_shared sh;
+  struct proc *seed = fx_seed(f, "src/signed.bin", &sh, NULL);
+  fx_expect_exit(dl, FX_COMPLETE_MS, 0);
+  fx_assert_copy(f, "out", "signed.bin", data, size);
+  fx_assert_json_output(dl);
+  fx_stop_peer(seed, NULL);
+  manifest_free(m);
+  identity_close(&publisher);
+  free(bad);
+  free(data);
+  fx_finish(f);
+}
+
 /* A get stopped by a signal while chunks are half assembled frees their
  * buffers as they were allocated (storage_chunk_alloc): under
  * AddressSanitizer a buffer freed with free() fails the exit. The fake
@@ -1872,6 +1922,8 @@ int main(void) {
                                       fx_teardown),
       cmocka_unit_test_setup_teardown(corrupt_peer_is_banned, fx_setup,
                                       fx_teardown),
+      cmocka_unit_test_setup_teardown(changed_signature_bans_the_sender,
+                                      fx_setup, fx_teardown),
       cmocka_unit_test_setup_teardown(get_stopped_mid_chunk_exits_cleanly,
                                       fx_setup, fx_teardown),
       cmocka_unit_test_setup_teardown(haves_tell_a_peer_of_every_chunk_once,
