@@ -1,13 +1,13 @@
-/* A swarm's manifest: fetched from the peers that hold it in stripes,
+/* A swarm's manifest: fetched from the peers that hold it in units,
  * answered to peers, and kept under manifests/ (fetch.h).
  *
- * Each stripe is asked of one session in parts of at most
- * PWIRE_MANIFEST_PART_BYTES, in order, one part in flight, so the bytes of
- * a stripe arrive once each and in order; the total comes with the first
- * part and may not change. The whole must hash to the content ID before it
- * is decoded: bytes that do not are a sender's lie (which sender is known
- * only when one sent them all), bytes that do but do not decode are the
- * publisher's mistake, which no peer can mend.
+ * Each session asked has one record (struct fetch_req): the unit, and how
+ * far it got; it asks for the rest of its unit, one part in flight, so the
+ * bytes it sends arrive once each and in order. The total comes with the
+ * first part and may not change. The whole must hash to the content ID
+ * before it is decoded: bytes that do not are a sender's lie (which
+ * sender is known only when one sent them all), bytes that do but do not
+ * decode are the publisher's mistake, which no peer can mend.
  */
 #include "peer/fetch.h"
 
@@ -27,108 +27,140 @@ void fetch_init(struct fetch *f) {
   memset(f, 0, sizeof(*f));
 }
 
-/* Back to nothing asked; a fetch that went single stays single. */
-static void fetch_reset(struct fetch *f) {
-  int single = f->single;
-  unsigned version = f->version, badsig = f->badsig;
-  free(f->bytes);
-  memset(f, 0, sizeof(*f));
-  f->single = single;
-  f->version = version;
-  f->badsig = badsig;
-}
-
 void fetch_free(struct fetch *f) {
   free(f->bytes);
+  free(f->units);
   memset(f, 0, sizeof(*f));
 }
 
-static int stripe_of(const struct fetch *f, const struct session *s) {
-  for (unsigned k = 0; k < f->nstripes; k++) {
-    if (f->st[k].from == s) {
-      return (int)k;
+/* Back to nothing asked; what was learnt of the senders stays. */
+static void fetch_reset(struct fetch *f) {
+  int single = f->single;
+  unsigned badsig = f->badsig, version = f->version;
+  fetch_free(f);
+  f->single = single;
+  f->badsig = badsig;
+  f->version = version;
+}
+
+static struct fetch_req *req_of(struct fetch *f, const struct session *s) {
+  for (unsigned i = 0; i < NODE_MANIFEST_WAYS; i++) {
+    if (s != NULL && f->req[i].to == s) {
+      return &f->req[i];
     }
   }
-  return -1;
+  return NULL;
 }
 
-static uint32_t stripe_left(const struct fetch_stripe *t) {
-  return t->end - t->start - t->got;
+static unsigned reqs_out(const struct fetch *f) {
+  unsigned n = 0;
+  for (unsigned i = 0; i < NODE_MANIFEST_WAYS; i++) {
+    n += f->req[i].to != NULL;
+  }
+  return n;
 }
 
-/* Asks stripe k's session for its next part at now. */
-static void ask_next(struct fetch *f, unsigned k, uint64_t now,
+/* Asks r's session for the rest of its unit at now. */
+static void ask_rest(struct fetch *f, struct fetch_req *r, uint64_t now,
                      struct fetch_ask *ask) {
-  struct fetch_stripe *t = &f->st[k];
-  uint32_t len = stripe_left(t);
-  if (len > PWIRE_MANIFEST_PART_BYTES) {
-    len = PWIRE_MANIFEST_PART_BYTES;
-  }
-  t->asked = len;
-  t->sent_ms = now;
-  ask->to = t->from;
-  ask->offset = t->start + t->got;
-  ask->length = len;
+  const struct fetch_unit *u = &f->units[r->unit];
+  r->asked = u->len - r->got;
+  r->sent_ms = now;
+  ask->to = r->to;
+  ask->offset = u->start + r->got;
+  ask->length = r->asked;
 }
 
-/* Gives s the first stripe that waits for a session, if any. */
-static int assign(struct fetch *f, struct session *s, uint64_t now,
-                  struct fetch_ask *ask) {
-  for (unsigned k = 0; k < f->nstripes; k++) {
-    struct fetch_stripe *t = &f->st[k];
-    if (t->from == NULL && stripe_left(t) > 0) {
-      t->from = s;
-      ask_next(f, k, now, ask);
-      return 1;
+/* The unit a free session takes at now: the lowest nobody is asked for,
+ * else (not single) the one asked longest ago of one other, at least
+ * NODE_MANIFEST_AGAIN_MS ago; UINT32_MAX when none. */
+static uint32_t pick_unit(const struct fetch *f, uint64_t now) {
+  uint32_t best = UINT32_MAX;
+  for (uint32_t k = 0; k < f->nunits; k++) {
+    if (!f->units[k].done && f->units[k].askers == 0) {
+      return k;
     }
   }
-  return 0;
+  if (f->single) {
+    return UINT32_MAX;
+  }
+  for (uint32_t k = 0; k < f->nunits; k++) {
+    const struct fetch_unit *u = &f->units[k];
+    if (!u->done && u->askers == 1 &&
+        now - u->first_ms >= NODE_MANIFEST_AGAIN_MS &&
+        (best == UINT32_MAX || u->first_ms < f->units[best].first_ms)) {
+      best = k;
+    }
+  }
+  return best;
 }
 
 int fetch_offer(struct fetch *f, struct session *s, uint64_t now,
                 struct fetch_ask *ask) {
+  struct fetch_req *r = NULL;
+  uint32_t k;
   ask->to = NULL;
-  if (s == NULL || stripe_of(f, s) >= 0) {
+  if (s == NULL || req_of(f, s) != NULL) {
     return 0;
   }
-  if (f->nstripes == 0) {
-    struct fetch_stripe *t = &f->st[0];
-    f->nstripes = 1;
-    memset(t, 0, sizeof(*t));
-    t->from = s;
-    t->asked =
-        f->single ? PWIRE_MANIFEST_PART_BYTES : NODE_MANIFEST_FIRST_BYTES;
-    t->sent_ms = now;
+  if (f->total == 0) {
+    if (reqs_out(f) > 0) {
+      return 0; /* the first part is under way: it tells the total */
+    }
+    r = &f->req[0];
+    memset(r, 0, sizeof(*r));
+    r->to = s;
+    r->asked = PWIRE_MANIFEST_PART_BYTES;
+    r->sent_ms = now;
+    f->first = s;
     ask->to = s;
     ask->offset = 0;
-    ask->length = t->asked;
+    ask->length = r->asked;
     return 1;
   }
-  if (f->total == 0) {
-    return 0; /* the first part is under way: it tells how to split */
+  if (reqs_out(f) >= (f->single ? 1u : NODE_MANIFEST_WAYS) ||
+      (k = pick_unit(f, now)) == UINT32_MAX) {
+    return 0;
   }
-  return assign(f, s, now, ask);
+  for (unsigned i = 0; i < NODE_MANIFEST_WAYS && r == NULL; i++) {
+    r = f->req[i].to == NULL ? &f->req[i] : NULL;
+  }
+  if (r == NULL) {
+    return 0; /* not reached: fewer than NODE_MANIFEST_WAYS are out */
+  }
+  memset(r, 0, sizeof(*r));
+  r->to = s;
+  r->unit = k;
+  if (f->units[k].askers++ == 0) {
+    f->units[k].first_ms = now;
+  }
+  ask_rest(f, r, now, ask);
+  return 1;
 }
 
 int fetch_left(struct fetch *f, const struct session *s) {
-  int k = stripe_of(f, s);
-  if (s == NULL || k < 0) {
+  struct fetch_req *r = req_of(f, s);
+  if (s == f->first && f->total > 0) {
+    f->first = NULL; /* its bytes stay, beside the next session's */
+    f->mixed = 1;
+  }
+  if (r == NULL) {
     return 0;
   }
-  if (f->single || f->total == 0) {
-    fetch_reset(f); /* one source for all, or no total yet: from the top */
-  } else {
-    f->st[k].from = NULL;
-    f->st[k].asked = 0;
+  if (f->total == 0) {
+    fetch_reset(f); /* the first part: from the top with another */
+    return 1;
   }
+  f->units[r->unit].askers--;
+  r->to = NULL; /* the unit is asked again from its start */
   return 1;
 }
 
 struct session *fetch_overdue(const struct fetch *f, uint64_t now,
                               uint64_t timeout_ms) {
-  for (unsigned k = 0; k < f->nstripes; k++) {
-    if (f->st[k].from != NULL && now - f->st[k].sent_ms > timeout_ms) {
-      return f->st[k].from;
+  for (unsigned i = 0; i < NODE_MANIFEST_WAYS; i++) {
+    if (f->req[i].to != NULL && now - f->req[i].sent_ms > timeout_ms) {
+      return f->req[i].to;
     }
   }
   return NULL;
@@ -140,66 +172,63 @@ uint64_t fetch_timeout_ms(const struct fetch *f,
   if (rate_unlimited(down)) {
     return NODE_REQUEST_TIMEOUT_MS;
   }
-  for (unsigned k = 0; k < f->nstripes; k++) {
-    if (f->st[k].from != NULL) {
-      bytes += f->st[k].asked;
+  for (unsigned i = 0; i < NODE_MANIFEST_WAYS; i++) {
+    if (f->req[i].to != NULL) {
+      bytes += f->req[i].asked;
     }
   }
   ms = 2 * bytes * 1000 / down->rate;
   return ms > NODE_REQUEST_TIMEOUT_MS ? ms : NODE_REQUEST_TIMEOUT_MS;
 }
 
-/* The first part told the total: stripe 0 ends at what it asked (or the
- * total), the rest is split into stripes that wait for sessions. */
-static void split_rest(struct fetch *f) {
-  uint32_t from = f->st[0].end, rest = f->total - from;
-  unsigned ways;
-  if (rest == 0) {
-    return;
-  }
-  ways = rest / NODE_MANIFEST_STRIPE_MIN;
-  if (ways == 0) {
-    ways = 1;
-  } else if (ways > NODE_MANIFEST_WAYS) {
-    ways = NODE_MANIFEST_WAYS;
-  }
-  for (unsigned i = 0; i < ways; i++) {
-    struct fetch_stripe *t = &f->st[1 + i];
-    memset(t, 0, sizeof(*t));
-    t->start = from + (uint32_t)((uint64_t)rest * i / ways);
-    t->end = from + (uint32_t)((uint64_t)rest * (i + 1) / ways);
-  }
-  f->nstripes = 1 + ways;
-}
-
-/* The first part m: the total, the buffer, and stripe 0's extent. */
-static int take_total(struct fetch *f, const struct pwire_msg *m) {
-  struct fetch_stripe *t = &f->st[0];
+/* The first part m tells the total: the buffer, and the units (the first
+ * part's own, then the rest split), the first asked already by r. */
+static int take_total(struct fetch *f, const struct pwire_msg *m,
+                      const struct fetch_req *r) {
+  uint32_t first, rest, unit, n;
   if (m->total == 0 || m->data_len > m->total) {
     return SHOAL_EFORMAT;
   }
   if (m->total > MANIFEST_MAX_BYTES) {
     return SHOAL_ETOOBIG;
   }
+  first = m->total < PWIRE_MANIFEST_PART_BYTES ? m->total
+                                               : PWIRE_MANIFEST_PART_BYTES;
+  rest = m->total - first;
+  unit = (rest + NODE_MANIFEST_UNITS - 1) / NODE_MANIFEST_UNITS;
+  unit = unit < NODE_MANIFEST_UNIT_MIN ? NODE_MANIFEST_UNIT_MIN : unit;
+  unit = unit > PWIRE_MANIFEST_PART_BYTES ? PWIRE_MANIFEST_PART_BYTES : unit;
+  n = (rest + unit - 1) / unit;
   f->bytes = malloc(m->total);
-  if (f->bytes == NULL) {
-    return SHOAL_ENOMEM;
+  f->units = calloc(1 + n, sizeof(*f->units));
+  if (f->bytes == NULL || f->units == NULL) {
+    return SHOAL_ENOMEM; /* fetch_free releases either */
   }
+  f->units[0].len = first;
+  f->units[0].askers = 1;
+  f->units[0].first_ms = r->sent_ms;
+  for (uint32_t k = 0; k < n; k++) {
+    f->units[1 + k].start = first + k * unit;
+    f->units[1 + k].len = k + 1 < n ? unit : rest - k * unit;
+  }
+  f->nunits = 1 + n;
   f->total = m->total;
-  t->end = f->single || t->asked > f->total ? f->total : t->asked;
   return 0;
 }
 
-/* Bytes that are not the content's: from one session, it lied; from
- * several, which one cannot be told, so one is asked for all of it. */
+/* A whole that is not the content's: from one session, it lied (and is
+ * named: FETCH_NOT_OURS); from several, nobody can be named, and from now
+ * on one session at a time is asked (FETCH_RETRY). */
 static int lied(struct fetch *f) {
-  int one = f->single;
-  f->single = 1;
+  int one = !f->mixed;
+  if (!one) {
+    f->single = 1;
+  }
   fetch_reset(f);
   return one ? FETCH_NOT_OURS : FETCH_RETRY;
 }
 
-/* Every stripe is in: the whole is checked and decoded. */
+/* Every unit is in: the whole is checked and decoded. */
 static int finish(struct fetch *f, const uint8_t content[MANIFEST_ID_BYTES],
                   struct manifest **out, int *err) {
   uint8_t id[MANIFEST_ID_BYTES];
@@ -212,10 +241,10 @@ static int finish(struct fetch *f, const uint8_t content[MANIFEST_ID_BYTES],
   /* The content ID leaves out the signature, which the publisher made
    * over the rest: a bad one under the right ID is a sender's change,
    * unless a second sender alone sends it too (then the publisher's). */
-  if (*err == SHOAL_EBADSIG && (!f->single || f->badsig == 0)) {
+  if (*err == SHOAL_EBADSIG && (f->mixed || f->badsig == 0)) {
     manifest_free(*out);
     *out = NULL;
-    f->badsig = (unsigned)f->single;
+    f->badsig += !f->mixed;
     return lied(f);
   }
   f->version = manifest_version_of(f->bytes, f->total);
@@ -226,45 +255,50 @@ static int finish(struct fetch *f, const uint8_t content[MANIFEST_ID_BYTES],
 int fetch_on_part(struct fetch *f, const uint8_t content[MANIFEST_ID_BYTES],
                   struct session *s, const struct pwire_msg *m, uint64_t now,
                   struct fetch_ask *ask, struct manifest **out, int *err) {
-  int k = stripe_of(f, s), e;
-  struct fetch_stripe *t;
+  struct fetch_req *r = req_of(f, s);
+  struct fetch_unit *u;
+  int e;
 
   ask->to = NULL;
-  if (s == NULL || k < 0) {
+  if (r == NULL) {
     return SHOAL_EPROTO;
   }
-  t = &f->st[k];
-  if (m->offset != t->start + t->got || m->data_len == 0 ||
-      m->data_len > t->asked) {
+  if (m->data_len == 0 || m->data_len > r->asked) {
     return SHOAL_EFORMAT;
   }
   if (f->total == 0) {
-    if ((e = take_total(f, m)) != 0) {
+    if (m->offset != 0) {
+      return SHOAL_EFORMAT;
+    }
+    if ((e = take_total(f, m, r)) != 0) {
       return e;
     }
   } else if (m->total != f->total) {
     return SHOAL_EFORMAT;
   }
-  if (m->data_len > stripe_left(t)) {
+  u = &f->units[r->unit];
+  if (m->offset != u->start + r->got || m->data_len > u->len - r->got) {
     return SHOAL_EFORMAT;
   }
-  memcpy(f->bytes + m->offset, m->data, m->data_len);
-  t->got += (uint32_t)m->data_len;
-  t->asked = 0;
-  if (stripe_left(t) > 0) {
-    ask_next(f, (unsigned)k, now, ask);
+  if (s != f->first) {
+    f->mixed = 1;
+  }
+  if (!u->done) {
+    memcpy(f->bytes + m->offset, m->data, m->data_len);
+  }
+  r->got += (uint32_t)m->data_len;
+  if (!u->done && r->got < u->len) {
+    ask_rest(f, r, now, ask); /* a shorter part: the rest of the unit */
     return FETCH_MORE;
   }
-  t->from = NULL;
-  if (k == 0 && f->nstripes == 1) {
-    split_rest(f);
-  }
-  if (assign(f, s, now, ask)) {
-    return FETCH_MORE;
-  }
-  for (unsigned j = 0; j < f->nstripes; j++) {
-    if (stripe_left(&f->st[j]) > 0) {
-      return FETCH_MORE; /* another session's stripe is under way */
+  /* The unit is in, from s or (asked twice) from the other first. */
+  u->done = 1;
+  u->askers--;
+  r->to = NULL;
+  for (uint32_t k = 0; k < f->nunits; k++) {
+    if (!f->units[k].done) {
+      (void)fetch_offer(f, s, now, ask);
+      return FETCH_MORE;
     }
   }
   return finish(f, content, out, err);

@@ -2,19 +2,25 @@
  * and put together, answered when a peer asks us, and kept under the
  * home's manifests/ so that a resumed get needs no peer to start.
  *
- * How a manifest is fetched: its first NODE_MANIFEST_FIRST_BYTES (all of a
- * small one) from one peer, which tells its total; then the rest in up to
- * NODE_MANIFEST_WAYS stripes of at least NODE_MANIFEST_STRIPE_MIN bytes,
- * each from another peer while there are enough, each asked in parts of
- * at most PWIRE_MANIFEST_PART_BYTES, in order. A stripe whose peer leaves
- * or is late goes on from where it stopped with another. The bytes of
- * several peers cannot be told apart until the whole hashes to the content
- * ID: when it does not, nobody is blamed, and the fetch starts again from
- * one peer alone (as every fetch did before stripes), which is blamed
- * when its bytes do not hash either. The ID leaves out the publisher's
- * signature: a bad signature under the right ID is a sender's change,
- * blamed as such, until a second peer alone sends it too, which makes it
- * the publisher's (FETCH_INVALID).
+ * How a manifest is fetched: its first PWIRE_MANIFEST_PART_BYTES from one
+ * peer, which tells its total; that is all of a file's manifest (at most
+ * 2,048 hashes). The rest of a larger one (a folder's) is split into
+ * units of about 1/NODE_MANIFEST_UNITS of it (at least
+ * NODE_MANIFEST_UNIT_MIN, at most a part). A free peer that holds the
+ * manifest is asked for the lowest unit nobody is asked for, up to
+ * NODE_MANIFEST_WAYS peers at once, so a faster peer takes more units;
+ * when every unit is asked, a free peer is asked again for the one asked
+ * longest ago of one other (at least NODE_MANIFEST_AGAIN_MS ago), and the
+ * first answer counts. A unit whose
+ * peer leaves or is late goes to another, from where it stopped.
+ *
+ * Whose bytes they were is known only when one peer sent them all: then
+ * a whole that does not hash to the content ID bans it. Bytes of several
+ * peers that do not hash blame nobody, and the fetch starts again, all of
+ * it from one peer at a time. The ID leaves out the publisher's signature:
+ * a bad signature under the right ID is a sender's change, blamed as
+ * such, until a second peer alone sends it too, which makes it the
+ * publisher's (FETCH_INVALID).
  *
  * Pure bookkeeping: fetch.c decides what to ask of whom and checks what
  * arrives; it sends nothing (but fetch_answer) and only compares session
@@ -23,9 +29,9 @@
  * (a manifest to open, a sender to strike, a swarm to fail).
  *
  * Ownership: struct fetch is part of its swarm and owns the bytes fetched
- * so far (the manifest's total, at most MANIFEST_MAX_BYTES, allocated when
- * the first part tells it); it borrows the sessions asked, which swarm.c
- * takes back (fetch_left) before each goes.
+ * so far and the table of units (allocated when the first part tells the
+ * total, at most MANIFEST_MAX_BYTES); it borrows the sessions asked, which
+ * swarm.c takes back (fetch_left) before each goes.
  */
 #ifndef SHOAL_PEER_FETCH_H
 #define SHOAL_PEER_FETCH_H
@@ -40,25 +46,35 @@
 
 struct session;
 
-/* One stretch of the manifest, [start, end), asked of one session. */
-struct fetch_stripe {
-  struct session *from; /* asked of; NULL: waiting for a session */
-  uint32_t start, end;  /* stripe 0's end is unknown (0) before its part */
-  uint32_t got;         /* bytes in hand, from start */
-  uint32_t asked;       /* bytes asked beyond got (the request in flight) */
-  uint64_t sent_ms;     /* when that request went out */
+/* One stretch of the manifest, [start, start + len). */
+struct fetch_unit {
+  uint32_t start, len;
+  uint8_t done;      /* its bytes are in */
+  uint8_t askers;    /* sessions asked for it and not yet answered */
+  uint64_t first_ms; /* when it was first asked */
+};
+
+/* A session asked for a unit, and how far it got. */
+struct fetch_req {
+  struct session *to; /* NULL: a free record */
+  uint32_t unit;
+  uint32_t got;     /* bytes of the unit it sent */
+  uint32_t asked;   /* bytes asked beyond got (the request in flight) */
+  uint64_t sent_ms; /* when that request went out */
 };
 
 struct fetch {
-  uint8_t *bytes;    /* total bytes once the first part is in */
-  uint32_t total;    /* the manifest's size, from the first part; 0 before */
-  unsigned nstripes; /* 0: nothing asked; 1: the first part; then more */
-  int single;        /* one session for the whole (after a mixed whole
-                        that was not the content's) */
-  unsigned badsig;   /* wholes from one session alone with the content's
-                        ID and a bad signature */
-  unsigned version;  /* FETCH_INVALID: the refused bytes' version */
-  struct fetch_stripe st[1 + NODE_MANIFEST_WAYS];
+  uint8_t *bytes; /* total bytes, once the first part is in */
+  uint32_t total; /* the manifest's size, from the first part; 0 before */
+  struct fetch_unit *units; /* nunits of them, once the total is known */
+  uint32_t nunits;
+  struct fetch_req req[NODE_MANIFEST_WAYS];
+  struct session *first; /* the first part's sender */
+  int mixed;        /* bytes of more than one session (or of one that left) */
+  int single;       /* one session at a time, after a mixed whole that was not
+                       the content's */
+  unsigned badsig;  /* lone senders of the right ID with a bad signature */
+  unsigned version; /* FETCH_INVALID: the refused bytes' version */
 };
 
 /* A MANIFEST_REQ for swarm.c to send: to == NULL when there is none. */
@@ -76,28 +92,28 @@ enum fetch_outcome {
   FETCH_INVALID = 2,  /* the content's bytes, but no manifest: *err says
                          why (SHOAL_EVERSION: made by an older shoal) */
   FETCH_DONE = 3,     /* *out is the verified manifest, now the caller's */
-  FETCH_RETRY = 4,    /* whole, not the content's bytes, from several
+  FETCH_RETRY = 4,    /* whole, but not the content's, from several
                          sessions: nobody to blame; the fetch starts again
-                         from one session alone (offer them again) */
+                         from one session at a time (offer them again) */
 };
 
 void fetch_init(struct fetch *f);
 void fetch_free(struct fetch *f);
 
-/* s (open, and holding the manifest) is free to be asked at now: fills
- * *ask and returns 1 when there is a part nobody is asked for (the first
- * part, or a stripe waiting) and s is not asked already; else returns 0. */
+/* s (open, and holding the manifest) may be asked at now: fills *ask and
+ * returns 1 when s is not asked already and there is a part for it (the
+ * first, a unit nobody is asked for, or one to ask again); else 0. */
 int fetch_offer(struct fetch *f, struct session *s, uint64_t now,
                 struct fetch_ask *ask);
-/* s is going: returns 1 when it was asked for a part (its stripe waits
- * for another session, which the caller offers), else 0. */
+/* s is going: returns 1 when it was asked for a part (which waits for
+ * another session: the caller offers them), else 0. */
 int fetch_left(struct fetch *f, const struct session *s);
 /* A session whose part is overdue at now (more than timeout_ms since its
  * last request), else NULL. */
 struct session *fetch_overdue(const struct fetch *f, uint64_t now,
                               uint64_t timeout_ms);
-/* How long a part may take: NODE_REQUEST_TIMEOUT_MS, or twice the time
- * of every byte asked at once at the download limit down (rate.h). */
+/* How long a part may take: NODE_REQUEST_TIMEOUT_MS, or twice the time of
+ * every byte asked at once at the download limit down (rate.h). */
 uint64_t fetch_timeout_ms(const struct fetch *f,
                           const struct rate_bucket *down);
 

@@ -99,8 +99,9 @@ struct session {
   uint32_t remote_have; /* chunks the remote has */
   int in_picker;
 
-  /* Manifest transfer from this peer. */
-  int manifest_source;
+  /* MANIFEST_REQs sent to this peer and not yet answered: an answer to
+   * none is a violation, a late one (the fetch has moved on) is dropped. */
+  unsigned manifest_asked;
 
   /* Uploads: the remote's requests, oldest first. */
   struct upreq upq[NODE_MAX_REMOTE_REQUESTS];

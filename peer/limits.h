@@ -29,14 +29,18 @@
 /* Chunk bytes waiting for hash and write: no new requests past this. */
 #define NODE_MAX_PUT_BYTES (16u << 20)
 
-/* Fetching a manifest: its first NODE_MANIFEST_FIRST_BYTES from one peer
- * (the part that tells the total), the rest in up to NODE_MANIFEST_WAYS
- * stripes of at least NODE_MANIFEST_STRIPE_MIN bytes, each asked of
- * another peer that holds it, so that it arrives at the sum of their
- * rates rather than at one uplink's share. */
-#define NODE_MANIFEST_FIRST_BYTES (16u << 10)
+/* Fetching a manifest: its first PWIRE_MANIFEST_PART_BYTES from one peer
+ * (all of any file's manifest: at most 2,048 hashes, 64 KiB), which tells
+ * the total; the rest of a larger one (a folder's) in units of about
+ * 1/NODE_MANIFEST_UNITS of it (at least NODE_MANIFEST_UNIT_MIN, at most a
+ * part), each asked of a free peer that holds it, up to NODE_MANIFEST_WAYS
+ * peers at once, so that it arrives at the sum of their rates. */
 #define NODE_MANIFEST_WAYS 8
-#define NODE_MANIFEST_STRIPE_MIN (16u << 10)
+#define NODE_MANIFEST_UNITS 32
+#define NODE_MANIFEST_UNIT_MIN (16u << 10)
+/* A unit asked of one peer this long ago may be asked of a free one too
+ * (the first answer counts), when no unit is left that nobody is asked. */
+#define NODE_MANIFEST_AGAIN_MS 1000u
 
 /* Announcing what we have. */
 #define NODE_HAVE_MS 250u       /* verified chunks gathered into one HAVE */

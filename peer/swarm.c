@@ -720,14 +720,17 @@ static void send_manifest_ask(struct swarm *sw, const struct fetch_ask *a) {
   m.length = a->length;
   if (session_send(a->to, &m) != 0) {
     (void)fetch_left(&sw->mf, a->to);
+  } else {
+    a->to->manifest_asked++;
   }
 }
 
 /* A swarm without its manifest asks s, which holds it, for a part nobody
- * is asked for, if there is one. */
+ * is asked for, if there is one; not while an answer the fetch no longer
+ * waits for is on its way from s. */
 static void start_manifest_fetch(struct swarm *sw, struct session *s) {
   struct fetch_ask a;
-  if (sw->state != SW_FETCHING) {
+  if (sw->state != SW_FETCHING || s->manifest_asked > 0) {
     return;
   }
   if (fetch_offer(&sw->mf, s, node_now(sw->node), &a)) {
@@ -768,11 +771,18 @@ static int on_manifest_part(struct swarm *sw, struct session *s,
   int err = 0;
   int r;
 
+  if (s->manifest_asked == 0) {
+    return SHOAL_EPROTO; /* never asked */
+  }
+  s->manifest_asked--;
   if (sw->state != SW_FETCHING) {
-    return SHOAL_EPROTO;
+    return 0; /* late: the manifest is in */
   }
   r = fetch_on_part(&sw->mf, sw->content, s, m, node_now(sw->node), &ask, &man,
                     &err);
+  if (r == SHOAL_EPROTO) {
+    return 0; /* late: the fetch started again or gave s's part away */
+  }
   switch (r) {
   case FETCH_MORE:
     send_manifest_ask(sw, &ask);

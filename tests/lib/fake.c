@@ -53,13 +53,17 @@ static int fake_announce(struct fake *fk) {
 /* A have-map of chunks bits, the first held of them set. */
 static int fake_send_have_map(struct pclient *c, uint32_t held,
                               uint32_t chunks) {
-  uint8_t map[64];
   size_t len = (chunks + 7u) / 8u;
   struct pwire_msg m;
-  if (len == 0 || len > sizeof(map) || held > chunks) {
+  uint8_t *map;
+  int err;
+  if (len == 0 || held > chunks) {
     return SHOAL_EINVAL;
   }
-  memset(map, 0, len);
+  map = calloc(1, len);
+  if (map == NULL) {
+    return SHOAL_ENOMEM;
+  }
   memset(map, 0xff, held / 8u);
   if (held % 8u != 0) {
     map[held / 8u] = (uint8_t)(0xffu << (8u - held % 8u));
@@ -68,7 +72,9 @@ static int fake_send_have_map(struct pclient *c, uint32_t held,
   m.type = PWIRE_HAVE_MAP;
   m.data = map;
   m.data_len = len;
-  return pc_send(c, &m);
+  err = pc_send(c, &m);
+  free(map);
+  return err;
 }
 
 static void fake_seen(struct fake *fk, uint32_t chunk, uint8_t how) {
