@@ -279,9 +279,9 @@ int main(int argc, char **argv) {
          (unsigned long long)c.seed,
          c.arrival_rate > 0 ? " (Poisson arrivals)" : "",
          c.give_way ? ", dials give way" : "");
-  printf("%6s %4s %9s %9s %9s %8s %9s %9s %9s %7s %8s %11s %8s\n", "N", "rep",
-         "bound_s", "D_s", "D/bound", "mean_s", "max_s", "first_s",
-         "origin_MiB", "waste%", "refused", "events", "wall_s");
+  printf("%6s %4s %9s %9s %9s %8s %9s %9s %7s %9s %7s %8s %11s %8s\n", "N",
+         "rep", "bound_s", "D_s", "D/bound", "mean_s", "max_s", "first_s",
+         "mf_s", "origin_MiB", "waste%", "refused", "events", "wall_s");
   for (unsigned k = 0; k < nn; k++) {
     unsigned nok = 0;
     for (unsigned long r = 0; r < reps; r++) {
@@ -298,10 +298,10 @@ int main(int argc, char **argv) {
         continue;
       }
       ratios[nok++] = res.d_s / res.bound_s;
-      printf("%6u %4lu %9.3f %9.3f %9.4f %8.3f %9.3f %9.3f %9.1f %7.3f "
+      printf("%6u %4lu %9.3f %9.3f %9.4f %8.3f %9.3f %9.3f %7.3f %9.1f %7.3f "
              "%8llu %11llu %8.2f\n",
              ns[k], r + 1, res.bound_s, res.d_s, res.d_s / res.bound_s,
-             res.mean_s, res.max_s, res.first_s,
+             res.mean_s, res.max_s, res.first_s, res.manifest_s,
              (double)res.origin_bytes / 1048576.0,
              res.total_bytes > 0
                  ? 100.0 * (double)res.wasted_bytes / (double)res.total_bytes

@@ -51,7 +51,9 @@
  *   (the dial of the lower index); with give_way, an inbound hello in a
  *   full swarm takes the slot of its oldest dial instead (issue 18's
  *   rule). The manifest (its encoded size) is fetched from the first peer
- *   whose have-map arrives.
+ *   whose have-map arrives, in one part, as fetch.c fetches any manifest
+ *   up to PWIRE_MANIFEST_PART_BYTES (a file's has at most 2,048 hashes,
+ *   64 KiB).
  *
  * What is not: CPU time (hashing, encryption, system calls: a chunk is
  * verified the moment its last block arrives), disks, the read pipeline
@@ -229,6 +231,7 @@ struct speer {
   double up_eff;           /* up_cap less the overhead of the last tick */
   uint64_t overhead;       /* ACK and control bytes sent since the tick */
   uint64_t start_us, complete_us;
+  uint64_t manifest_us; /* when the manifest was whole (0: not yet) */
   struct picker *pk;
   uint8_t *have; /* our chunks, have-map layout */
   uint32_t have_count;
@@ -953,6 +956,7 @@ static void manifest_ready(struct sim *S, uint32_t peer) {
   }
   p->state = P_RUNNING;
   p->fetch_from = NONE;
+  p->manifest_us = S->now;
   for (unsigned i = p->nsess; i-- > 0;) {
     uint32_t si = p->sess[i];
     if (S->s[si].state != S_OPEN) {
@@ -1821,8 +1825,8 @@ static double wall_now(void) {
 }
 
 static void results(struct sim *S, struct simswarm_result *out) {
-  double sum = 0;
-  unsigned counted = 0;
+  double sum = 0, mf_sum = 0;
+  unsigned counted = 0, mf_counted = 0;
   out->bound_s = simswarm_bound(S->c);
   out->up_sum = S->c->origin_up;
   for (unsigned i = 1; i <= S->c->n; i++) {
@@ -1832,6 +1836,10 @@ static void results(struct sim *S, struct simswarm_result *out) {
   for (unsigned i = 1; i < S->npeers; i++) {
     const struct speer *p = &S->p[i];
     uint32_t held = 0;
+    if (p->manifest_us > 0) {
+      mf_sum += (double)(p->manifest_us - p->start_us) / 1e6;
+      mf_counted++;
+    }
     for (uint32_t k = 0; k < S->nchunks; k++) {
       held += (uint32_t)pwire_have_map_get(p->have, k);
     }
@@ -1851,6 +1859,7 @@ static void results(struct sim *S, struct simswarm_result *out) {
     }
   }
   out->mean_s = counted > 0 ? sum / counted : 0;
+  out->manifest_s = mf_counted > 0 ? mf_sum / mf_counted : 0;
   out->events = S->events;
   out->origin_bytes = S->origin_bytes;
   out->total_bytes = S->total_bytes;

@@ -82,6 +82,8 @@ struct simswarm_result {
   double mean_s;         /* mean download time (completion - start) */
   double max_s;          /* longest download time */
   double first_s;        /* the first completion, from 0 */
+  double manifest_s;     /* mean wait from a downloader's start to its
+                            whole manifest, over those that have it */
   uint64_t up_sum;       /* u_s + sum u_i, bytes a second */
   unsigned complete;     /* downloaders that hold every chunk at the end */
   uint64_t events;       /* events processed */
