@@ -28,6 +28,7 @@
 #include "common/error.h"
 #include "peer/fsutil.h"
 #include "peer/manifest_build.h"
+#include "peer/maphash.h"
 
 #define container_of(p, type, field)                                           \
   ((type *)(void *)((char *)(p)-offsetof(type, field)))
@@ -203,6 +204,76 @@ static int same_file(const struct stat *st, const struct library_file *seen) {
   return record_matches(seen, &now);
 }
 
+/* Counts chunk c of the job (counted within its file) as bad when got is
+ * not its hash. */
+static void tally(struct job *j, uint32_t c, const uint8_t *got) {
+  const struct manifest *m = j->r->m;
+  const uint32_t idx = m->files[j->file].first_chunk + c;
+  if (memcmp(got, m->hashes + (size_t)idx * MANIFEST_HASH_BYTES,
+             MANIFEST_HASH_BYTES) != 0) {
+    if (j->nbad == 0) {
+      j->first_bad = c;
+    }
+    j->nbad++;
+  }
+}
+
+/* Hashes the job's chunks from a mapping of them (maphash.h). Returns 1
+ * when they were, 0 when they are to be read instead (a run too short to
+ * map, a file that cannot be mapped, or one cut short while mapped: the
+ * reads then report it), or an error. */
+static int hash_mapped(struct job *j, int fd, uint64_t cs) {
+  struct maphash_window w;
+  uint8_t *got;
+  int err;
+
+  if (j->bytes < MAPHASH_MIN_BYTES ||
+      maphash_map(&w, fd, j->c0 * cs, (size_t)j->bytes) != 0) {
+    return 0;
+  }
+  got = malloc((size_t)(j->c1 - j->c0) * CHASH_BYTES);
+  if (got == NULL) {
+    maphash_unmap(&w);
+    return SHOAL_ENOMEM;
+  }
+  err = maphash_chunks(&w, cs, got);
+  maphash_unmap(&w);
+  if (err == 0) {
+    for (uint32_t c = j->c0; c < j->c1; c++) {
+      tally(j, c, got + (size_t)(c - j->c0) * CHASH_BYTES);
+    }
+  }
+  free(got);
+  if (err == SHOAL_ECHANGED) {
+    return 0;
+  }
+  return err == 0 ? 1 : err;
+}
+
+/* Hashes the job's chunks by reading them through a buffer of
+ * MANIFEST_READ_BYTES. Returns 0, SHOAL_ECHANGED (the file is shorter
+ * than it was a moment ago) or another error. */
+static int hash_read(struct job *j, int fd, uint64_t cs) {
+  const struct manifest *m = j->r->m;
+  const struct manifest_file *f = &m->files[j->file];
+  uint8_t *buf = malloc(MANIFEST_READ_BYTES);
+  int err = 0;
+
+  if (buf == NULL) {
+    return SHOAL_ENOMEM;
+  }
+  for (uint32_t c = j->c0; c < j->c1 && err == 0; c++) {
+    uint8_t got[MANIFEST_HASH_BYTES];
+    err = manifest_hash_chunk(
+        fd, c * cs, manifest_chunk_len(m, f->first_chunk + c), buf, got);
+    if (err == 0) {
+      tally(j, c, got);
+    }
+  }
+  free(buf);
+  return err;
+}
+
 static void hash_work(uv_work_t *req) {
   struct job *j = container_of(req, struct job, req);
   const struct recheck *r = j->r;
@@ -210,9 +281,8 @@ static void hash_work(uv_work_t *req) {
   const struct manifest_file *f = &m->files[j->file];
   const struct library_file *seen = &r->res.files[j->file];
   const uint64_t cs = (uint64_t)1 << m->chunk_log2;
-  uint8_t *buf = NULL;
   struct stat st;
-  int fd;
+  int fd, err;
 
   fd = fsutil_open_under(r->root_fd, f->path, O_RDONLY, 0, NULL);
   if (fd < 0) {
@@ -234,32 +304,19 @@ static void hash_work(uv_work_t *req) {
   }
   (void)posix_fadvise(fd, (off_t)(j->c0 * cs), (off_t)((j->c1 - j->c0) * cs),
                       POSIX_FADV_SEQUENTIAL);
-  buf = malloc(MANIFEST_READ_BYTES);
-  if (buf == NULL) {
-    j->err = SHOAL_ENOMEM;
+  err = hash_mapped(j, fd, cs);
+  if (err == 0) {
+    err = hash_read(j, fd, cs);
+  } else if (err == 1) {
+    err = 0;
+  }
+  if (err == SHOAL_ECHANGED) {
+    j->changed = 1; /* shorter than it was a moment ago */
     goto out;
   }
-  for (uint32_t c = j->c0; c < j->c1; c++) {
-    const uint32_t idx = f->first_chunk + c;
-    uint8_t got[MANIFEST_HASH_BYTES];
-    int err =
-        manifest_hash_chunk(fd, c * cs, manifest_chunk_len(m, idx), buf, got);
-
-    if (err == SHOAL_ECHANGED) {
-      j->changed = 1; /* shorter than it was a moment ago */
-      goto out;
-    }
-    if (err != 0) {
-      j->err = err;
-      goto out;
-    }
-    if (memcmp(got, m->hashes + (size_t)idx * MANIFEST_HASH_BYTES,
-               sizeof(got)) != 0) {
-      if (j->nbad == 0) {
-        j->first_bad = c;
-      }
-      j->nbad++;
-    }
+  if (err != 0) {
+    j->err = err;
+    goto out;
   }
   /* A write while the chunks were read shows in the time (or the size, or
    * the inode of a file renamed over it). */
@@ -270,7 +327,6 @@ static void hash_work(uv_work_t *req) {
   }
 
 out:
-  free(buf);
   close(fd);
 }
 

@@ -21,6 +21,7 @@
 #include <cmocka.h>
 
 #include <fcntl.h>
+#include <signal.h>
 #include <stdio.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -31,6 +32,7 @@
 #include "common/manifest.h"
 #include "peer/library.h"
 #include "peer/manifest_build.h"
+#include "peer/maphash.h"
 #include "peer/recheck.h"
 #include "peer/storage.h"
 #include "tests/lib/errassert.h"
@@ -557,6 +559,34 @@ static void a_file_written_during_the_check_is_bad(void **state) {
   manifest_free(m);
 }
 
+/* maphash's SIGBUS handler, as main() found it after maphash_init: cmocka
+ * puts its own in place for each test. */
+static struct sigaction g_maphash_sa;
+
+static void cut_big(struct check *c) {
+  char path[MT_PATH_CAP];
+  tu_path(path, sizeof(path), c->dir, "big.bin");
+  assert_int_equal(truncate(path, (off_t)(BIG_BYTES / 3)), 0);
+}
+
+/* Runs of 64 KiB or more are hashed from a mapping of the file: one cut
+ * while the others run (or are mapped) makes the file "changed", not the
+ * process killed by SIGBUS. */
+static void a_file_cut_during_the_check_is_bad(void **state) {
+  const char *dir = *state;
+  struct manifest *m = make_big(dir);
+  struct check c = {0};
+
+  assert_int_equal(sigaction(SIGBUS, &g_maphash_sa, NULL), 0);
+  c.on_first_progress = cut_big;
+  check_copy(dir, m, NULL, &c);
+  assert_err(c.status, SHOAL_ECHANGED);
+  assert_string_equal(c.res.why, "big.bin: changed while it was checked");
+  assert_int_equal(c.res.file_ok[0], 0);
+  check_free(&c);
+  manifest_free(m);
+}
+
 static void cancel_now(struct check *c) {
   recheck_cancel(c->r);
 }
@@ -713,6 +743,10 @@ static void apply_makes_a_source_that_serves_the_copy(void **state) {
 }
 
 int main(void) {
+  if (maphash_init() != 0 || sigaction(SIGBUS, NULL, &g_maphash_sa) != 0) {
+    fprintf(stderr, "test_recheck: cannot install maphash's handler\n");
+    return 1;
+  }
   const struct CMUnitTest tests[] = {
 #define T(fn) cmocka_unit_test_setup_teardown(fn, mf_dir_setup, mf_dir_teardown)
       T(whole_copy_passes_and_every_file_is_hashed),
@@ -729,6 +763,7 @@ int main(void) {
       T(a_fifo_in_a_files_place_does_not_hang),
       T(a_large_file_is_hashed_in_several_jobs),
       T(a_file_written_during_the_check_is_bad),
+      T(a_file_cut_during_the_check_is_bad),
       T(cancel_ends_with_ecanceled),
       T(cancel_before_the_stat_step_runs),
       T(bad_arguments_are_refused),
