@@ -822,13 +822,22 @@ static int on_manifest_part(struct swarm *sw, struct session *s,
   }
 }
 
-/* A peer may ask for the manifest once it has our have-map. */
+/* A peer may ask for the manifest once it has our have-map. The upload
+ * limit counts the part's bytes as it counts blocks: the part goes at
+ * once, and the blocks after it wait until the bucket has earned it. */
 static int on_manifest_req(struct swarm *sw, struct session *s,
                            const struct pwire_msg *m) {
+  int err;
   if (sw->m == NULL || !s->sent_have_map) {
     return SHOAL_EPROTO;
   }
-  return fetch_answer(sw->m, s, m);
+  err = fetch_answer(sw->m, s, m);
+  if (err == 0) {
+    size_t n = sw->m->encoded_len - m->offset;
+    rate_charge(&sw->node->up_bucket, n < m->length ? n : m->length,
+                node_now(sw->node));
+  }
+  return err;
 }
 
 /* ------------------------------------------------------------------------ */

@@ -49,6 +49,7 @@
 #include "common/textid.h"
 #include "common/tmsg.h"
 #include "peer/limits.h"
+#include "peer/rate.h"
 #include "peer/manifest_build.h"
 #include "tests/lib/fake.h"
 #include "tests/lib/fx.h"
@@ -547,6 +548,60 @@ static void large_manifest_comes_from_several_peers(void **state) {
   fx_expect_exit(dl, FX_EXIT_MS, 128 + SIGTERM);
   manifest_free(m);
   identity_close(&pub);
+  fx_finish(f);
+}
+
+/* --upload-rate counts every byte a seeder serves, a large manifest's
+ * too: the part goes at once and the blocks after it wait until the
+ * bucket has earned it. A folder of 3,000 empty files with names of 240
+ * bytes (a manifest of about 800 KB) and one file of 64 KiB, from a seeder
+ * capped at 200 KB/s: the get takes at least (manifest + data - one
+ * burst) / rate, about 3 s (about 1 s when the manifest went free). */
+static void upload_limit_counts_the_manifest(void **state) {
+  struct fx *f = *state;
+  const size_t data_bytes = 64 * FX_KiB, rate = 200000;
+  const unsigned empties = 3000;
+  struct fx_shared sh;
+  struct stat st;
+  uint8_t *data;
+  char dir[PROC_PATH_MAX], opath[PROC_PATH_MAX], mpath[PROC_PATH_MAX + 64];
+
+  fx_start_tracker(f);
+  fx_mkdir(f, "src");
+  fx_mkdir(f, "src/many");
+  fx_path(f, dir, sizeof(dir), "src/many");
+  for (unsigned i = 0; i < empties; i++) {
+    char rel[256];
+    snprintf(rel, sizeof(rel), "%0240u", i);
+    tu_write_file(dir, rel, "", 0);
+  }
+  fx_write_random(f, "src/many/data.bin", data_bytes, 21, &data);
+  struct proc *seed =
+      fx_seed(f, "src/many", &sh, "--upload-rate", "200k", NULL);
+  fx_mkdir(f, "out");
+  fx_path(f, opath, sizeof(opath), "out");
+  uint64_t t0 = proc_now_ms();
+  struct proc *dl = fx_peer(f, "dl", "dl", "get", sh.link, "-o", opath, NULL);
+  fx_expect_exit(dl, FX_COMPLETE_MS, 0);
+  uint64_t took = proc_now_ms() - t0;
+  fx_assert_copy(f, "out", "many/data.bin", data, data_bytes);
+  fx_path(f, mpath, sizeof(mpath), "home-dl/manifests/");
+  snprintf(mpath + strlen(mpath), sizeof(mpath) - strlen(mpath), "%s",
+           sh.content_text);
+  assert_int_equal(stat(mpath, &st), 0);
+  assert_true((size_t)st.st_size > 700 * FX_KiB);
+  uint64_t floor_ms =
+      ((uint64_t)st.st_size + data_bytes - RATE_BURST_MIN) * 1000 / rate;
+  print_message("upload_limit_counts_the_manifest: %llu ms, at least %llu\n",
+                (unsigned long long)took, (unsigned long long)floor_ms);
+  if (took < floor_ms) {
+    fail_msg("the get took %llu ms; the limit allows no less than %llu ms for "
+             "a manifest of %lld bytes and %zu of data",
+             (unsigned long long)took, (unsigned long long)floor_ms,
+             (long long)st.st_size, data_bytes);
+  }
+  fx_stop_peer(seed, NULL);
+  free(data);
   fx_finish(f);
 }
 
@@ -1985,6 +2040,8 @@ int main(void) {
       cmocka_unit_test_setup_teardown(changed_signature_bans_the_sender,
                                       fx_setup, fx_teardown),
       cmocka_unit_test_setup_teardown(large_manifest_comes_from_several_peers,
+                                      fx_setup, fx_teardown),
+      cmocka_unit_test_setup_teardown(upload_limit_counts_the_manifest,
                                       fx_setup, fx_teardown),
       cmocka_unit_test_setup_teardown(get_stopped_mid_chunk_exits_cleanly,
                                       fx_setup, fx_teardown),
