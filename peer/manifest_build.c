@@ -307,25 +307,17 @@ _Static_assert(MANIFEST_JOB_BYTES <= MAPHASH_MAX_BYTES &&
                    ((size_t)1 << MANIFEST_CHUNK_LOG2_MAX) <= MAPHASH_MAX_BYTES,
                "a job does not fit a mapped window");
 
-/* Hashes the job's chunks from a mapping of fd. Returns 1 when they are
- * hashed, 0 when they must be read instead, or an error. They are read
- * when the job is under MAPHASH_MIN_BYTES, when the file cannot be mapped,
- * and when a page of the mapping faulted: the reads then tell a file cut
- * short (it reads short, SHOAL_ECHANGED) from a disk error (which reads as
- * that error), which a fault cannot. */
-static int hash_mapped(const struct job *j, int fd, uint64_t cs) {
-  const struct manifest *m = j->b->m;
-  const struct manifest_file *f = &m->files[j->file];
+/* manifest_hash_run from a mapping: 1 when hashed, 0 when to be read. */
+static int hash_mapped(int fd, uint64_t off, uint64_t bytes, uint64_t cs,
+                       uint8_t *out) {
   struct maphash_window w;
   int err;
 
-  if (j->bytes < MAPHASH_MIN_BYTES ||
-      maphash_map(&w, fd, j->c0 * cs, (size_t)j->bytes) != 0) {
+  if (bytes < MAPHASH_MIN_BYTES ||
+      maphash_map(&w, fd, off, (size_t)bytes) != 0) {
     return 0;
   }
-  err = maphash_chunks(&w, cs,
-                       m->hashes + (size_t)(f->first_chunk + j->c0) *
-                                       MANIFEST_HASH_BYTES);
+  err = maphash_chunks(&w, cs, out);
   maphash_unmap(&w);
   if (err == SHOAL_ECHANGED) {
     return 0;
@@ -333,25 +325,34 @@ static int hash_mapped(const struct job *j, int fd, uint64_t cs) {
   return err == 0 ? 1 : err;
 }
 
-/* Hashes the job's chunks by reading them through a buffer of
- * MANIFEST_READ_BYTES. */
-static int hash_read(const struct job *j, int fd, uint64_t cs) {
-  const struct manifest *m = j->b->m;
-  const struct manifest_file *f = &m->files[j->file];
-  uint8_t *buf = malloc(MANIFEST_READ_BYTES);
-  int err = 0;
+int manifest_hash_run(int fd, uint64_t size, unsigned chunk_log2, uint32_t c0,
+                      uint32_t c1, uint8_t *out) {
+  const uint64_t cs = (uint64_t)1 << chunk_log2;
+  const uint64_t first = (uint64_t)c0 * cs;
+  uint64_t last = (uint64_t)c1 * cs;
+  uint8_t *buf;
+  int err;
 
+  if (c0 >= c1) {
+    return 0;
+  }
+  if (first >= size) {
+    return SHOAL_EINVAL; /* no such chunk in a file of that size */
+  }
+  last = last < size ? last : size;
+  err = hash_mapped(fd, first, last - first, cs, out);
+  if (err != 0) {
+    return err == 1 ? 0 : err;
+  }
+  buf = malloc(MANIFEST_READ_BYTES);
   if (buf == NULL) {
     return SHOAL_ENOMEM;
   }
-  for (uint32_t c = j->c0; c < j->c1 && err == 0; c++) {
-    uint64_t off = c * cs;
-    uint64_t len = f->size - off < cs ? f->size - off : cs;
-
-    /* SHOAL_ECHANGED: shorter than when it was scanned. */
+  for (uint32_t c = c0; c < c1 && err == 0; c++) {
+    uint64_t off = (uint64_t)c * cs;
+    uint64_t len = size - off < cs ? size - off : cs;
     err = manifest_hash_chunk(fd, off, len, buf,
-                              m->hashes + (size_t)(f->first_chunk + c) *
-                                              MANIFEST_HASH_BYTES);
+                              out + (size_t)(c - c0) * MANIFEST_HASH_BYTES);
   }
   free(buf);
   return err;
@@ -366,7 +367,6 @@ static void hash_range(struct job *j) {
   char path[2 * MANIFEST_MAX_PATH + 2];
   struct stat st;
   int fd = -1;
-  int mapped;
 
   if (j->c0 == j->c1) {
     return; /* the empty job that reports a content with no chunks */
@@ -390,16 +390,11 @@ static void hash_range(struct job *j) {
    * through the descriptor's read-ahead state. */
   (void)posix_fadvise(fd, (off_t)(j->c0 * cs), (off_t)j->bytes,
                       POSIX_FADV_SEQUENTIAL);
-  mapped = hash_mapped(j, fd, cs);
-  if (mapped < 0) {
-    j->err = mapped;
-    goto out;
-  }
-  if (mapped == 0) {
-    j->err = hash_read(j, fd, cs);
-    if (j->err != 0) {
-      goto out;
-    }
+  j->err = manifest_hash_run(fd, f->size, m->chunk_log2, j->c0, j->c1,
+                             m->hashes + (size_t)(f->first_chunk + j->c0) *
+                                             MANIFEST_HASH_BYTES);
+  if (j->err != 0) {
+    goto out; /* SHOAL_ECHANGED: shorter than when it was scanned */
   }
   /* A write during hashing shows in the modification time, and in the
    * status-change time even when the modification time was put back. */

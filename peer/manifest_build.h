@@ -84,9 +84,21 @@ void manifest_build_cancel(struct manifest_builder *b);
 
 /* Hashes the len bytes at off of fd (one chunk) into out, reading through
  * buf (MANIFEST_READ_BYTES, the caller's). Returns 0, -errno, or
- * SHOAL_ECHANGED when the file ends before them. For manifest_build and
- * recheck, which read the same chunks the same way. */
+ * SHOAL_ECHANGED when the file ends before them. */
 int manifest_hash_chunk(int fd, uint64_t off, uint64_t len, uint8_t *buf,
                         uint8_t out[MANIFEST_HASH_BYTES]);
+
+/* Hashes chunks [c0, c1) of a file of size bytes open as fd, 2^chunk_log2
+ * bytes each (the file's last one may be shorter; at most
+ * MANIFEST_JOB_BYTES in all), into out, MANIFEST_HASH_BYTES a chunk. From
+ * a mapping of them (peer/maphash.h) when they are MAPHASH_MIN_BYTES or
+ * more; by reads through a buffer of MANIFEST_READ_BYTES when they are
+ * fewer, when the file cannot be mapped, and when a page of the mapping
+ * faulted: the reads then tell a file cut short from a disk error, which
+ * a fault cannot. Returns 0, SHOAL_ECHANGED (the file ends before them),
+ * SHOAL_ENOMEM or -errno. Any thread; for manifest_build and recheck,
+ * which hash the same chunks the same way. */
+int manifest_hash_run(int fd, uint64_t size, unsigned chunk_log2, uint32_t c0,
+                      uint32_t c1, uint8_t *out);
 
 #endif

@@ -28,7 +28,6 @@
 #include "common/error.h"
 #include "peer/fsutil.h"
 #include "peer/manifest_build.h"
-#include "peer/maphash.h"
 
 #define container_of(p, type, field)                                           \
   ((type *)(void *)((char *)(p)-offsetof(type, field)))
@@ -218,62 +217,6 @@ static void tally(struct job *j, uint32_t c, const uint8_t *got) {
   }
 }
 
-/* Hashes the job's chunks from a mapping of them (maphash.h). Returns 1
- * when they were, 0 when they are to be read instead (a run too short to
- * map, a file that cannot be mapped, or one cut short while mapped: the
- * reads then report it), or an error. */
-static int hash_mapped(struct job *j, int fd, uint64_t cs) {
-  struct maphash_window w;
-  uint8_t *got;
-  int err;
-
-  if (j->bytes < MAPHASH_MIN_BYTES ||
-      maphash_map(&w, fd, j->c0 * cs, (size_t)j->bytes) != 0) {
-    return 0;
-  }
-  got = malloc((size_t)(j->c1 - j->c0) * CHASH_BYTES);
-  if (got == NULL) {
-    maphash_unmap(&w);
-    return SHOAL_ENOMEM;
-  }
-  err = maphash_chunks(&w, cs, got);
-  maphash_unmap(&w);
-  if (err == 0) {
-    for (uint32_t c = j->c0; c < j->c1; c++) {
-      tally(j, c, got + (size_t)(c - j->c0) * CHASH_BYTES);
-    }
-  }
-  free(got);
-  if (err == SHOAL_ECHANGED) {
-    return 0;
-  }
-  return err == 0 ? 1 : err;
-}
-
-/* Hashes the job's chunks by reading them through a buffer of
- * MANIFEST_READ_BYTES. Returns 0, SHOAL_ECHANGED (the file is shorter
- * than it was a moment ago) or another error. */
-static int hash_read(struct job *j, int fd, uint64_t cs) {
-  const struct manifest *m = j->r->m;
-  const struct manifest_file *f = &m->files[j->file];
-  uint8_t *buf = malloc(MANIFEST_READ_BYTES);
-  int err = 0;
-
-  if (buf == NULL) {
-    return SHOAL_ENOMEM;
-  }
-  for (uint32_t c = j->c0; c < j->c1 && err == 0; c++) {
-    uint8_t got[MANIFEST_HASH_BYTES];
-    err = manifest_hash_chunk(
-        fd, c * cs, manifest_chunk_len(m, f->first_chunk + c), buf, got);
-    if (err == 0) {
-      tally(j, c, got);
-    }
-  }
-  free(buf);
-  return err;
-}
-
 static void hash_work(uv_work_t *req) {
   struct job *j = container_of(req, struct job, req);
   const struct recheck *r = j->r;
@@ -282,6 +225,7 @@ static void hash_work(uv_work_t *req) {
   const struct library_file *seen = &r->res.files[j->file];
   const uint64_t cs = (uint64_t)1 << m->chunk_log2;
   struct stat st;
+  uint8_t *got = NULL;
   int fd, err;
 
   fd = fsutil_open_under(r->root_fd, f->path, O_RDONLY, 0, NULL);
@@ -304,11 +248,12 @@ static void hash_work(uv_work_t *req) {
   }
   (void)posix_fadvise(fd, (off_t)(j->c0 * cs), (off_t)((j->c1 - j->c0) * cs),
                       POSIX_FADV_SEQUENTIAL);
-  err = hash_mapped(j, fd, cs);
-  if (err == 0) {
-    err = hash_read(j, fd, cs);
-  } else if (err == 1) {
-    err = 0;
+  got = malloc((size_t)(j->c1 - j->c0) * MANIFEST_HASH_BYTES);
+  err = got == NULL
+            ? SHOAL_ENOMEM
+            : manifest_hash_run(fd, f->size, m->chunk_log2, j->c0, j->c1, got);
+  for (uint32_t c = j->c0; err == 0 && c < j->c1; c++) {
+    tally(j, c, got + (size_t)(c - j->c0) * MANIFEST_HASH_BYTES);
   }
   if (err == SHOAL_ECHANGED) {
     j->changed = 1; /* shorter than it was a moment ago */
@@ -327,6 +272,7 @@ static void hash_work(uv_work_t *req) {
   }
 
 out:
+  free(got);
   close(fd);
 }
 
