@@ -385,6 +385,21 @@ static void publish_as_test(struct fx *f, const char *name, size_t size,
   assert_int_equal(identity_save(publisher, keypath), 0);
 }
 
+/* Gets link into DIR/out and waits for the get's "banned" event, which
+ * must name the fake fk; returns the get, still running. */
+static struct proc *get_until_banned(struct fx *f, const struct fake *fk,
+                                     const char *link, char *line) {
+  char bad_id[TEXTID_STRLEN], who[TEXTID_STRLEN + 8], opath[PROC_PATH_MAX];
+  textid_encode(TEXTID_KEY, fk->id.pk, bad_id);
+  fx_mkdir(f, "out");
+  fx_path(f, opath, sizeof(opath), "out");
+  struct proc *dl = fx_peer(f, "dl", "dl", "get", link, "-o", opath, NULL);
+  fx_wait_event(dl, "banned", NULL, NULL, FX_COMPLETE_MS, line);
+  assert_int_equal(jsonl_str(line, "peer", who, sizeof(who)), 0);
+  assert_string_equal(who, bad_id);
+  return dl;
+}
+
 static void corrupt_peer_is_banned(void **state) {
   struct fx *f = *state;
   const size_t size = 512 * FX_KiB;
@@ -392,7 +407,7 @@ static void corrupt_peer_is_banned(void **state) {
   struct identity publisher;
   struct manifest *m = NULL;
   char line[FX_LINE_CAP];
-  char src[PROC_PATH_MAX], opath[PROC_PATH_MAX];
+  char src[PROC_PATH_MAX];
 
   fx_start_tracker(f);
   /* The test is the publisher: the honest seeder gets the same key, so it
@@ -401,19 +416,9 @@ static void corrupt_peer_is_banned(void **state) {
   assert_int_equal(m->chunk_count, (uint32_t)(size >> m->chunk_log2));
   struct fake *fk = fake_start_fx(f, m->id, m->encoded, m->encoded_len, data,
                                   size, m->chunk_log2, m->chunk_count, 1);
-  char bad_id[TEXTID_STRLEN];
-  textid_encode(TEXTID_KEY, fk->id.pk, bad_id);
-
   char link[LINK_MAX_CHARS + 1];
   link_to(f, m, "bait.bin", size, link);
-
-  fx_mkdir(f, "out");
-  fx_path(f, opath, sizeof(opath), "out");
-  struct proc *dl = fx_peer(f, "dl", "dl", "get", link, "-o", opath, NULL);
-  fx_wait_event(dl, "banned", NULL, NULL, FX_COMPLETE_MS, line);
-  char who[TEXTID_STRLEN + 8];
-  assert_int_equal(jsonl_str(line, "peer", who, sizeof(who)), 0);
-  assert_string_equal(who, bad_id);
+  struct proc *dl = get_until_banned(f, fk, link, line);
   assert_true(atomic_load(&fk->blocks) > 0);
   assert_int_equal(proc_count_event(dl, "complete", NULL, NULL), 0);
 
@@ -452,7 +457,7 @@ static void changed_signature_bans_the_sender(void **state) {
   struct identity publisher;
   struct manifest *m = NULL;
   char line[FX_LINE_CAP];
-  char src[PROC_PATH_MAX], opath[PROC_PATH_MAX];
+  char src[PROC_PATH_MAX];
 
   fx_start_tracker(f);
   publish_as_test(f, "signed.bin", size, 5, &data, &publisher, &m, src);
@@ -463,18 +468,9 @@ static void changed_signature_bans_the_sender(void **state) {
   struct fake *fk = fake_start_fx(f, m->id, bad, m->encoded_len, data, size,
                                   m->chunk_log2, m->chunk_count, 1);
   atomic_store(&fk->honest, 1);
-  char bad_id[TEXTID_STRLEN];
-  textid_encode(TEXTID_KEY, fk->id.pk, bad_id);
-
   char link[LINK_MAX_CHARS + 1];
   link_to(f, m, "signed.bin", size, link);
-  fx_mkdir(f, "out");
-  fx_path(f, opath, sizeof(opath), "out");
-  struct proc *dl = fx_peer(f, "dl", "dl", "get", link, "-o", opath, NULL);
-  fx_wait_event(dl, "banned", NULL, NULL, FX_COMPLETE_MS, line);
-  char who[TEXTID_STRLEN + 8];
-  assert_int_equal(jsonl_str(line, "peer", who, sizeof(who)), 0);
-  assert_string_equal(who, bad_id);
+  struct proc *dl = get_until_banned(f, fk, link, line);
   assert_true(atomic_load(&fk->parts) >= 1);
   assert_int_equal(proc_count_event(dl, "error", NULL, NULL), 0);
 
