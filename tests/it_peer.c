@@ -51,6 +51,7 @@
 #include "peer/limits.h"
 #include "peer/rate.h"
 #include "peer/manifest_build.h"
+#include "tests/lib/mtree.h"
 #include "tests/lib/fake.h"
 #include "tests/lib/fx.h"
 #include "tests/lib/jsonl.h"
@@ -494,27 +495,12 @@ static void changed_signature_bans_the_sender(void **state) {
 static void large_manifest_comes_from_several_peers(void **state) {
   struct fx *f = *state;
   const uint32_t chunks = 12000;
-  struct identity pub;
-  struct manifest *m = calloc(1, sizeof(*m));
+  struct manifest *m = mt_file_manifest("large.bin", chunks, 12);
   struct fake *fk[3];
   uint8_t data[1] = {0};
   char line[FX_LINE_CAP], id_text[TEXTID_STRLEN], opath[PROC_PATH_MAX];
   unsigned serving = 0, parts = 0;
 
-  assert_non_null(m);
-  m->kind = MANIFEST_KIND_FILE;
-  m->name = strdup("large.bin");
-  m->files = calloc(1, sizeof(*m->files));
-  assert_non_null(m->name);
-  assert_non_null(m->files);
-  m->file_count = 1;
-  m->files[0].path = strdup("large.bin");
-  assert_non_null(m->files[0].path);
-  m->files[0].size = (uint64_t)chunks << MANIFEST_CHUNK_LOG2_MIN;
-  assert_int_equal(manifest_layout(m, MANIFEST_CHUNK_LOG2_MIN), 0);
-  tu_fill(m->hashes, (size_t)chunks * MANIFEST_HASH_BYTES, 12);
-  identity_generate(&pub);
-  assert_int_equal(manifest_seal(m, &pub), 0);
   assert_true(m->encoded_len > PWIRE_MANIFEST_PART_BYTES + 4 * FX_KiB);
   textid_encode(TEXTID_CONTENT, m->id, id_text);
 
@@ -543,7 +529,6 @@ static void large_manifest_comes_from_several_peers(void **state) {
   proc_signal(dl, SIGTERM);
   fx_expect_exit(dl, FX_EXIT_MS, 128 + SIGTERM);
   manifest_free(m);
-  identity_close(&pub);
   fx_finish(f);
 }
 

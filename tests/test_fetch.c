@@ -25,31 +25,18 @@
 #include "peer/fetch.h"
 #include "peer/limits.h"
 #include "peer/rate.h"
+#include "tests/lib/mtree.h"
 
 #define NSESS 12
 static max_align_t sess_store[NSESS];
 #define SESS(i) ((struct session *)(void *)&sess_store[i])
 
-/* A signed file manifest of chunks chunks of 2^14 bytes; the caller frees
- * it. Its hashes are random: the fetch never looks inside. */
+static uint64_t manifest_seed = 1;
+
+/* A signed file manifest of chunks chunks; the caller frees it. Its hashes
+ * are made up: the fetch never looks inside. */
 static struct manifest *make_manifest(uint32_t chunks) {
-  struct identity id;
-  struct manifest *m = calloc(1, sizeof(*m));
-  assert_non_null(m);
-  m->kind = MANIFEST_KIND_FILE;
-  m->name = strdup("content.bin");
-  m->files = calloc(1, sizeof(*m->files));
-  assert_non_null(m->name);
-  assert_non_null(m->files);
-  m->file_count = 1;
-  m->files[0].path = strdup("content.bin");
-  assert_non_null(m->files[0].path);
-  m->files[0].size = (uint64_t)chunks << MANIFEST_CHUNK_LOG2_MIN;
-  assert_int_equal(manifest_layout(m, MANIFEST_CHUNK_LOG2_MIN), 0);
-  randombytes_buf(m->hashes, (size_t)m->chunk_count * MANIFEST_HASH_BYTES);
-  identity_generate(&id);
-  assert_int_equal(manifest_seal(m, &id), 0);
-  return m;
+  return mt_file_manifest("content.bin", chunks, manifest_seed++);
 }
 
 /* The part a peer holding bytes (total of them) sends for ask. */

@@ -98,6 +98,28 @@ void mt_make_tree(const char *dir) {
   mt_write_filled(dir, "top/back\\slash", 10, 6);
 }
 
+struct manifest *mt_file_manifest(const char *name, uint32_t chunks,
+                                  uint64_t seed) {
+  struct identity id;
+  struct manifest *m = calloc(1, sizeof(*m));
+  assert_non_null(m);
+  m->kind = MANIFEST_KIND_FILE;
+  m->name = strdup(name);
+  m->files = calloc(1, sizeof(*m->files));
+  assert_non_null(m->name);
+  assert_non_null(m->files);
+  m->file_count = 1;
+  m->files[0].path = strdup(name);
+  assert_non_null(m->files[0].path);
+  m->files[0].size = (uint64_t)chunks << MANIFEST_CHUNK_LOG2_MIN;
+  assert_int_equal(manifest_layout(m, MANIFEST_CHUNK_LOG2_MIN), 0);
+  tu_fill(m->hashes, (size_t)m->chunk_count * MANIFEST_HASH_BYTES, seed);
+  identity_generate(&id);
+  assert_int_equal(manifest_seal(m, &id), 0);
+  identity_close(&id);
+  return m;
+}
+
 struct manifest *mt_build(const char *path, const struct identity *id,
                           const struct manifest_build_opts *o) {
   struct manifest *m = NULL;

@@ -59,6 +59,12 @@ long mt_tree_nsec(size_t i);
 /* Builds path, which must succeed, and returns the manifest to free. */
 struct manifest *mt_build(const char *path, const struct identity *id,
                           const struct manifest_build_opts *o);
+/* A signed manifest of one file, name, of chunks chunks of
+ * 2^MANIFEST_CHUNK_LOG2_MIN bytes, whose hashes are tu_fill(seed) (no
+ * bytes on disk are behind it: for tests of how a manifest travels), by a
+ * fresh key; the caller frees it. */
+struct manifest *mt_file_manifest(const char *name, uint32_t chunks,
+                                  uint64_t seed);
 /* Decodes a private heap copy of exactly len bytes, so that ASan catches a
  * read past the end; returns the error and checks the output contract. */
 int mt_decode_copy(const uint8_t *bytes, size_t len);
