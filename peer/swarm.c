@@ -786,7 +786,7 @@ static int on_manifest_part(struct swarm *sw, struct session *s,
   switch (r) {
   case FETCH_MORE:
     send_manifest_ask(sw, &ask);
-    /* After the first part the rest is split: the others take stripes. */
+    /* After the first part of a large manifest, the others take units. */
     offer_manifest_fetch(sw, s);
     return 0;
   case FETCH_RETRY:

@@ -481,7 +481,7 @@ static void test_content_of_an_older_shoal(void **state) {
     rc = fetch_on_part(&f, id, SESS(0), &part, 1, &next, &out, &err);
     a = next;
   }
-  /* One session alone: the first part, then every stripe in turn. */
+  /* 40,000 bytes: all of it in the first part. */
   assert_int_equal(rc, FETCH_INVALID);
   assert_null(out);
   assert_int_equal(err, SHOAL_EVERSION);
