@@ -517,6 +517,95 @@ static void test_timeout(void **state) {
   manifest_free(m);
 }
 
+/* Sessions offered, answering (some short, some at a wrong offset),
+ * leaving and coming back in a random order, with time passing: the fetch
+ * never asks a session twice at once nor for bytes outside the manifest,
+ * refuses every wrong part, and, answered honestly at the end, completes.
+ * A fixed seed: a failure replays. */
+static uint64_t rnd_state = 0x9e3779b97f4a7c15ull;
+static uint32_t rnd(uint32_t upper) {
+  rnd_state ^= rnd_state << 13;
+  rnd_state ^= rnd_state >> 7;
+  rnd_state ^= rnd_state << 17;
+  return (uint32_t)(rnd_state % upper);
+}
+
+static void random_run(struct manifest *m) {
+  uint32_t total = (uint32_t)m->encoded_len;
+  unsigned done = 0;
+  struct run r;
+  run_init(&r, m);
+  for (unsigned step = 0; step < 20000; step++) {
+    unsigned i = rnd(NSESS), op = rnd(100);
+    if (op < 40) {
+      (void)offer(&r, i, i + 1);
+    } else if (op < 80 && r.ask[i].to != NULL) {
+      struct pwire_msg part;
+      struct fetch_ask next;
+      int rc;
+      assert_true(r.ask[i].length >= 1);
+      assert_true(r.ask[i].length <= PWIRE_MANIFEST_PART_BYTES);
+      assert_true(r.ask[i].offset < total);
+      part_for(&r.ask[i], m->encoded, total, &part);
+      if (rnd(10) == 0) {
+        part.offset++; /* not the part asked */
+        if (part.data_len > total - part.offset) {
+          part.data_len = total - part.offset;
+        }
+        part.data = m->encoded + part.offset;
+        rc = fetch_on_part(&r.f, m->id, SESS(i), &part, r.now, &next, &r.out,
+                           &r.err);
+        assert_int_equal(rc, SHOAL_EFORMAT);
+        assert_int_equal(fetch_left(&r.f, SESS(i)), 1); /* closed for it */
+        r.ask[i].to = NULL;
+        continue;
+      }
+      if (rnd(4) == 0 && part.data_len > 1) {
+        part.data_len = 1 + rnd((uint32_t)part.data_len - 1); /* short */
+      }
+      rc = fetch_on_part(&r.f, m->id, SESS(i), &part, r.now, &next, &r.out,
+                         &r.err);
+      r.ask[i] = next;
+      assert_true(rc == FETCH_MORE || rc == FETCH_DONE);
+      if (rc == FETCH_DONE) {
+        assert_done(&r);
+        done++;
+        fetch_free(&r.f);
+        run_init(&r, m);
+      }
+    } else if (op < 90) {
+      int had = r.ask[i].to != NULL;
+      assert_int_equal(fetch_left(&r.f, SESS(i)), had);
+      r.ask[i].to = NULL;
+    } else {
+      r.now += rnd(2000);
+    }
+  }
+  /* Everyone answers honestly now; the tick offers the free ones. */
+  for (unsigned round = 0; round < 10000; round++) {
+    int rc;
+    (void)offer(&r, 0, NSESS);
+    rc = drain(&r);
+    if (rc == FETCH_DONE) {
+      break;
+    }
+    r.now += NODE_MANIFEST_AGAIN_MS;
+  }
+  assert_done(&r);
+  fetch_free(&r.f);
+  print_message("random run: %u wholes on the way\n", done);
+}
+
+static void test_random_order(void **state) {
+  (void)state;
+  uint32_t counts[] = {1, 2048, BIG_CHUNKS};
+  for (size_t c = 0; c < 3; c++) {
+    struct manifest *m = make_manifest(counts[c]);
+    random_run(m);
+    manifest_free(m);
+  }
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_a_file_manifest_in_one_part),
@@ -531,6 +620,7 @@ int main(void) {
       cmocka_unit_test(test_bad_signature_from_two),
       cmocka_unit_test(test_content_of_an_older_shoal),
       cmocka_unit_test(test_timeout),
+      cmocka_unit_test(test_random_order),
   };
   if (sodium_init() < 0) {
     return 1;
