@@ -375,6 +375,9 @@ static void set_choke(struct session *s, int choke, uint64_t now) {
     return;
   }
   s->am_choking = choke;
+  log_debug("peer", "%s: %s %s (it holds %u chunks)",
+            s->sw != NULL ? s->sw->name : "-", choke ? "choke" : "unchoke",
+            s->remote_short, s->remote_have);
   if (choke) {
     /* A choke drops every request the remote made; it asks again when
      * unchoked. */
