@@ -43,9 +43,10 @@ static void fetch_reset(struct fetch *f) {
   f->version = version;
 }
 
+/* s's record, or with s NULL a free one; NULL when there is none. */
 static struct fetch_req *req_of(struct fetch *f, const struct session *s) {
   for (unsigned i = 0; i < NODE_MANIFEST_WAYS; i++) {
-    if (s != NULL && f->req[i].to == s) {
+    if (f->req[i].to == s) {
       return &f->req[i];
     }
   }
@@ -118,15 +119,9 @@ int fetch_offer(struct fetch *f, struct session *s, uint64_t now,
     ask->length = r->asked;
     return 1;
   }
-  if (reqs_out(f) >= (f->single ? 1u : NODE_MANIFEST_WAYS) ||
+  if ((f->single && reqs_out(f) > 0) || (r = req_of(f, NULL)) == NULL ||
       (k = pick_unit(f, now)) == UINT32_MAX) {
     return 0;
-  }
-  for (unsigned i = 0; i < NODE_MANIFEST_WAYS && r == NULL; i++) {
-    r = f->req[i].to == NULL ? &f->req[i] : NULL;
-  }
-  if (r == NULL) {
-    return 0; /* not reached: fewer than NODE_MANIFEST_WAYS are out */
   }
   memset(r, 0, sizeof(*r));
   r->to = s;
@@ -139,7 +134,11 @@ int fetch_offer(struct fetch *f, struct session *s, uint64_t now,
 }
 
 int fetch_left(struct fetch *f, const struct session *s) {
-  struct fetch_req *r = req_of(f, s);
+  struct fetch_req *r;
+  if (s == NULL) {
+    return 0;
+  }
+  r = req_of(f, s);
   if (s == f->first && f->total > 0) {
     f->first = NULL; /* its bytes stay, beside the next session's */
     f->mixed = 1;
@@ -255,7 +254,7 @@ static int finish(struct fetch *f, const uint8_t content[MANIFEST_ID_BYTES],
 int fetch_on_part(struct fetch *f, const uint8_t content[MANIFEST_ID_BYTES],
                   struct session *s, const struct pwire_msg *m, uint64_t now,
                   struct fetch_ask *ask, struct manifest **out, int *err) {
-  struct fetch_req *r = req_of(f, s);
+  struct fetch_req *r = s != NULL ? req_of(f, s) : NULL;
   struct fetch_unit *u;
   int e;
 

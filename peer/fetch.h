@@ -11,8 +11,8 @@
  * NODE_MANIFEST_WAYS peers at once, so a faster peer takes more units;
  * when every unit is asked, a free peer is asked again for the one asked
  * longest ago of one other (at least NODE_MANIFEST_AGAIN_MS ago), and the
- * first answer counts. A unit whose
- * peer leaves or is late goes to another, from where it stopped.
+ * first answer counts. A unit whose peer leaves or is late is asked of
+ * another from its start.
  *
  * Whose bytes they were is known only when one peer sent them all: then
  * a whole that does not hash to the content ID bans it. Bytes of several

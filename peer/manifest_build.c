@@ -340,6 +340,10 @@ int manifest_hash_run(int fd, uint64_t size, unsigned chunk_log2, uint32_t c0,
     return SHOAL_EINVAL; /* no such chunk in a file of that size */
   }
   last = last < size ? last : size;
+  /* Read-ahead for the mapping's faults as well as for reads: both go
+   * through the descriptor's read-ahead state. */
+  (void)posix_fadvise(fd, (off_t)first, (off_t)(last - first),
+                      POSIX_FADV_SEQUENTIAL);
   err = hash_mapped(fd, first, last - first, cs, out);
   if (err != 0) {
     return err == 1 ? 0 : err;
@@ -363,7 +367,6 @@ int manifest_hash_run(int fd, uint64_t size, unsigned chunk_log2, uint32_t c0,
 static void hash_range(struct job *j) {
   const struct manifest *m = j->b->m;
   const struct manifest_file *f = &m->files[j->file];
-  const uint64_t cs = (uint64_t)1 << m->chunk_log2;
   char path[2 * MANIFEST_MAX_PATH + 2];
   struct stat st;
   int fd = -1;
@@ -386,10 +389,6 @@ static void hash_range(struct job *j) {
     goto out;
   }
   j->ctime = st.st_ctim;
-  /* Read-ahead for the mapping's faults as well as for reads: both go
-   * through the descriptor's read-ahead state. */
-  (void)posix_fadvise(fd, (off_t)(j->c0 * cs), (off_t)j->bytes,
-                      POSIX_FADV_SEQUENTIAL);
   j->err = manifest_hash_run(fd, f->size, m->chunk_log2, j->c0, j->c1,
                              m->hashes + (size_t)(f->first_chunk + j->c0) *
                                              MANIFEST_HASH_BYTES);

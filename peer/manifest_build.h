@@ -90,14 +90,14 @@ int manifest_hash_chunk(int fd, uint64_t off, uint64_t len, uint8_t *buf,
 
 /* Hashes chunks [c0, c1) of a file of size bytes open as fd, 2^chunk_log2
  * bytes each (the file's last one may be shorter; at most
- * MANIFEST_JOB_BYTES in all), into out, MANIFEST_HASH_BYTES a chunk. From
- * a mapping of them (peer/maphash.h) when they are MAPHASH_MIN_BYTES or
- * more; by reads through a buffer of MANIFEST_READ_BYTES when they are
- * fewer, when the file cannot be mapped, and when a page of the mapping
- * faulted: the reads then tell a file cut short from a disk error, which
- * a fault cannot. Returns 0, SHOAL_ECHANGED (the file ends before them),
- * SHOAL_ENOMEM or -errno. Any thread; for manifest_build and recheck,
- * which hash the same chunks the same way. */
+ * MANIFEST_JOB_BYTES in all), into out, MANIFEST_HASH_BYTES a chunk, after
+ * telling the kernel they are read in order. From a mapping of them
+ * (peer/maphash.h) when they are MAPHASH_MIN_BYTES or more; by reads through a
+ * buffer of MANIFEST_READ_BYTES when they are fewer, when the file cannot be
+ * mapped, and when a page of the mapping faulted: the reads then tell a file
+ * cut short from a disk error, which a fault cannot. Returns 0, SHOAL_ECHANGED
+ * (the file ends before them), SHOAL_ENOMEM or -errno. Any thread; for
+ * manifest_build and recheck, which hash the same chunks the same way. */
 int manifest_hash_run(int fd, uint64_t size, unsigned chunk_log2, uint32_t c0,
                       uint32_t c1, uint8_t *out);
 

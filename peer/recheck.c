@@ -203,27 +203,12 @@ static int same_file(const struct stat *st, const struct library_file *seen) {
   return record_matches(seen, &now);
 }
 
-/* Counts chunk c of the job (counted within its file) as bad when got is
- * not its hash. */
-static void tally(struct job *j, uint32_t c, const uint8_t *got) {
-  const struct manifest *m = j->r->m;
-  const uint32_t idx = m->files[j->file].first_chunk + c;
-  if (memcmp(got, m->hashes + (size_t)idx * MANIFEST_HASH_BYTES,
-             MANIFEST_HASH_BYTES) != 0) {
-    if (j->nbad == 0) {
-      j->first_bad = c;
-    }
-    j->nbad++;
-  }
-}
-
 static void hash_work(uv_work_t *req) {
   struct job *j = container_of(req, struct job, req);
   const struct recheck *r = j->r;
   const struct manifest *m = r->m;
   const struct manifest_file *f = &m->files[j->file];
   const struct library_file *seen = &r->res.files[j->file];
-  const uint64_t cs = (uint64_t)1 << m->chunk_log2;
   struct stat st;
   uint8_t *got = NULL;
   int fd, err;
@@ -246,14 +231,17 @@ static void hash_work(uv_work_t *req) {
     j->changed = 1;
     goto out;
   }
-  (void)posix_fadvise(fd, (off_t)(j->c0 * cs), (off_t)((j->c1 - j->c0) * cs),
-                      POSIX_FADV_SEQUENTIAL);
   got = malloc((size_t)(j->c1 - j->c0) * MANIFEST_HASH_BYTES);
   err = got == NULL
             ? SHOAL_ENOMEM
             : manifest_hash_run(fd, f->size, m->chunk_log2, j->c0, j->c1, got);
   for (uint32_t c = j->c0; err == 0 && c < j->c1; c++) {
-    tally(j, c, got + (size_t)(c - j->c0) * MANIFEST_HASH_BYTES);
+    if (memcmp(got + (size_t)(c - j->c0) * MANIFEST_HASH_BYTES,
+               m->hashes + (size_t)(f->first_chunk + c) * MANIFEST_HASH_BYTES,
+               MANIFEST_HASH_BYTES) != 0 &&
+        j->nbad++ == 0) {
+      j->first_bad = c;
+    }
   }
   if (err == SHOAL_ECHANGED) {
     j->changed = 1; /* shorter than it was a moment ago */
