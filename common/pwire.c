@@ -267,6 +267,66 @@ int pwire_open_rest(struct pwire_session *s, const uint8_t *body, size_t len,
   return (int)mlen;
 }
 
+int pwire_open_defer(struct pwire_session *s, const uint8_t *body, size_t len,
+                     uint8_t *rest, struct pwire_sealed *out) {
+  enum { HEAD = PWIRE_DATA_HEAD_BYTES };
+  size_t rlen;
+
+  if (len < PWIRE_TAG_BYTES + HEAD + 1) {
+    return SHOAL_ETRUNC;
+  }
+  rlen = len - PWIRE_TAG_BYTES - HEAD;
+  if (rlen > PWIRE_BLOCK_BYTES) {
+    return SHOAL_ETOOBIG;
+  }
+  memcpy(out->key, s->rx, sizeof(out->key));
+  out->count = s->rx_count;
+  memcpy(out->head, body, HEAD);
+  memcpy(out->tag, body + len - PWIRE_TAG_BYTES, PWIRE_TAG_BYTES);
+  out->len = (uint32_t)rlen;
+  memcpy(rest, body + HEAD, rlen);
+  s->rx_count++;
+  return (int)(HEAD + rlen);
+}
+
+int pwire_open_sealed(const struct pwire_sealed *b, uint32_t chunk,
+                      uint32_t offset, uint8_t *rest) {
+  enum { HEAD = PWIRE_DATA_HEAD_BYTES };
+  uint8_t nonce[PWIRE_NONCE_BYTES];
+  uint8_t head[HEAD];
+  EVP_CIPHER_CTX *cx;
+  int n = 0, m = 0, fin = 0, rc = 0;
+
+  if (b->len == 0 || b->len > PWIRE_BLOCK_BYTES) {
+    return SHOAL_EINVAL;
+  }
+  /* A context of its own: this runs beside the loop, which goes on
+   * opening the session's later frames with the session's. */
+  cx = keyed(b->key, 0);
+  if (cx == NULL) {
+    return SHOAL_ENOMEM;
+  }
+  make_nonce(nonce, b->count);
+  if (EVP_DecryptInit_ex(cx, NULL, NULL, NULL, nonce) != 1 ||
+      EVP_CIPHER_CTX_ctrl(cx, EVP_CTRL_AEAD_SET_TAG, PWIRE_TAG_BYTES,
+                          (void *)(uintptr_t)b->tag) != 1 ||
+      EVP_DecryptUpdate(cx, head, &n, b->head, HEAD) != 1 || n != HEAD ||
+      EVP_DecryptUpdate(cx, rest, &m, rest, (int)b->len) != 1 ||
+      EVP_DecryptFinal_ex(cx, rest + m, &fin) != 1 ||
+      (size_t)m + (size_t)fin != b->len) {
+    rc = SHOAL_EBADSIG;
+  } else if (head[0] != PWIRE_DATA || buf_be32(head + 1) != chunk ||
+             buf_be32(head + 5) != offset) {
+    rc = SHOAL_EPROTO;
+  }
+  EVP_CIPHER_CTX_free(cx);
+  if (rc != 0) {
+    sodium_memzero(rest, b->len);
+  }
+  sodium_memzero(head, sizeof(head));
+  return rc;
+}
+
 int pwire_open(struct pwire_session *s, const uint8_t *body, size_t len,
                uint8_t *plain, size_t cap) {
   int err;

@@ -128,6 +128,8 @@ struct pwire_session {
   void *tx_cx;
 };
 
+struct pwire_sealed; /* below */
+
 /* A decoded message; pointers borrow from the plaintext. */
 struct pwire_msg {
   uint8_t type;
@@ -139,6 +141,10 @@ struct pwire_msg {
                           big-endian u32s (pwire_have_chunk); PEX: its
                           records, TMSG_CERT_BYTES each (pwire_pex_record) */
   size_t data_len;
+  /* DATA: NULL, or data is still ciphertext, left where it belongs by
+   * pwire_open_defer, and this is what pwire_open_sealed needs to open it
+   * (borrowed for the call that hands the message over). */
+  const struct pwire_sealed *sealed;
 };
 
 /* Bytes of one chunk number in a HAVE. */
@@ -148,6 +154,18 @@ struct pwire_msg {
 #define PWIRE_BLOCK_MSG_BYTES (1 + 4 + 4 + 4)
 /* Bytes of a DATA message before its block: type, chunk, offset. */
 #define PWIRE_DATA_HEAD_BYTES (1 + 4 + 4)
+
+/* A DATA frame's block left encrypted where it belongs (pwire_open_defer),
+ * with what opening it needs on any thread: the receive key, the frame's
+ * counter, the message head's ciphertext and the tag. It holds a key:
+ * its owner wipes it (sodium_memzero) when done. */
+struct pwire_sealed {
+  uint8_t key[PWIRE_KEY_BYTES];
+  uint64_t count;
+  uint8_t head[PWIRE_DATA_HEAD_BYTES];
+  uint8_t tag[PWIRE_TAG_BYTES];
+  uint32_t len; /* of the block; 0: nothing to open */
+};
 
 /* The chunks a HAVE announces, and the i-th of them. */
 static inline size_t pwire_have_count(const struct pwire_msg *m) {
@@ -259,6 +277,29 @@ pwire_open_head(struct pwire_session *s, const uint8_t *body, size_t len,
 __attribute__((warn_unused_result)) int
 pwire_open_rest(struct pwire_session *s, const uint8_t *body, size_t len,
                 uint8_t *head, size_t head_len, uint8_t *rest);
+
+/* In place of pwire_open_rest, after pwire_open_head with head_len
+ * PWIRE_DATA_HEAD_BYTES (which checked len): leaves the opening for
+ * later, on another thread, so that the receiving thread only copies.
+ * Copies the frame's remaining ciphertext (len - PWIRE_TAG_BYTES -
+ * PWIRE_DATA_HEAD_BYTES bytes, 1 to PWIRE_BLOCK_BYTES) into rest, fills
+ * out, and moves the receive counter on, as the sender's moved whether or
+ * not this frame turns out genuine. Returns the plaintext's length, or
+ * SHOAL_ETRUNC / SHOAL_ETOOBIG for a block of another size (nothing done).
+ * Nothing of the frame is authenticated until pwire_open_sealed succeeds:
+ * its head may choose only where rest goes, as for pwire_open_head. */
+__attribute__((warn_unused_result)) int
+pwire_open_defer(struct pwire_session *s, const uint8_t *body, size_t len,
+                 uint8_t *rest, struct pwire_sealed *out);
+/* Opens a block left by pwire_open_defer, in place, on any thread: rest
+ * (b->len bytes) becomes the plaintext when the tag checks and the head
+ * is a DATA message of chunk at offset. Returns 0; SHOAL_EBADSIG (forged
+ * or damaged on its way) or SHOAL_EPROTO (genuine, but filed under another
+ * block than its own), with rest zeroed; SHOAL_EINVAL for a record with
+ * nothing to open; SHOAL_ENOMEM when libcrypto fails. */
+__attribute__((warn_unused_result)) int
+pwire_open_sealed(const struct pwire_sealed *b, uint32_t chunk, uint32_t offset,
+                  uint8_t *rest);
 
 /* Message codecs (plaintext). Encoders append to out. Returns 0,
  * SHOAL_EINVAL for a message pwire_decode would refuse, or a buf error;

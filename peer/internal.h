@@ -244,8 +244,11 @@ struct session_up {
   void (*opened)(struct swarm *sw, struct session *s);
   /* swarm.c: where the len bytes of a DATA block (chunk, offset) from s
    * go, when it is a block asked of s and not yet had: its place in the
-   * chunk being assembled, which the session decrypts it into; NULL: the
-   * session's own buffer (then message() copies it if it is wanted). */
+   * chunk being assembled, which the session copies it into still
+   * encrypted (pwire_open_defer; the message then carries its
+   * pwire_sealed, and the chunk's check opens it); NULL: the session
+   * decrypts it into its own buffer (then message() copies it if it is
+   * wanted). */
   uint8_t *(*data_dest)(struct swarm *sw, struct session *s, uint32_t chunk,
                         uint32_t offset, size_t len);
   /* swarm.c: a message from s; an error closes s. */

@@ -2,6 +2,7 @@
  * follows the picker's active chunks, not the content's size. */
 #include "peer/partial.h"
 
+#include <sodium.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -23,9 +24,11 @@ struct partial *partial_get(struct swarm *sw, uint32_t chunk) {
   p->nblocks = (p->len + PWIRE_BLOCK_BYTES - 1) / PWIRE_BLOCK_BYTES;
   p->data = storage_chunk_alloc(p->len);
   p->owners = calloc(p->nblocks ? p->nblocks : 1, IDENTITY_PK_BYTES);
-  if (p->data == NULL || p->owners == NULL) {
+  p->sealed = calloc(p->nblocks ? p->nblocks : 1, sizeof(*p->sealed));
+  if (p->data == NULL || p->owners == NULL || p->sealed == NULL) {
     storage_chunk_free(p->data);
     free(p->owners);
+    free(p->sealed);
     free(p);
     return NULL;
   }
@@ -35,13 +38,46 @@ struct partial *partial_get(struct swarm *sw, uint32_t chunk) {
 }
 
 void partial_add_block(struct partial *p, uint32_t offset, const uint8_t *data,
-                       size_t len, const uint8_t *pk) {
-  if (p->data + offset != data) { /* else decrypted in place already */
+                       size_t len, const uint8_t *pk,
+                       const struct pwire_sealed *sealed) {
+  if (p->data + offset != data) { /* else in place already */
     memcpy(p->data + offset, data, len);
   }
   for (uint32_t bi = offset / PWIRE_BLOCK_BYTES;
        bi * PWIRE_BLOCK_BYTES < offset + len && bi < p->nblocks; bi++) {
     memcpy(p->owners + (size_t)bi * IDENTITY_PK_BYTES, pk, IDENTITY_PK_BYTES);
+    /* A record only for the one whole block it came with. */
+    if (sealed != NULL && bi * PWIRE_BLOCK_BYTES == offset &&
+        sealed->len == len) {
+      p->sealed[bi] = *sealed;
+    } else {
+      sodium_memzero(&p->sealed[bi], sizeof(p->sealed[bi]));
+    }
+  }
+}
+
+int partial_open(struct partial *p, uint8_t *unopened) {
+  int first = 0;
+  for (uint32_t bi = 0; bi < p->nblocks; bi++) {
+    struct pwire_sealed *b = &p->sealed[bi];
+    if (b->len == 0) {
+      continue;
+    }
+    int err = pwire_open_sealed(b, p->chunk, bi * PWIRE_BLOCK_BYTES,
+                                p->data + (size_t)bi * PWIRE_BLOCK_BYTES);
+    sodium_memzero(b, sizeof(*b));
+    if (err != 0) {
+      unopened[bi] = 1;
+      first = first != 0 ? first : err;
+    }
+  }
+  return first;
+}
+
+void partial_sealed_free(struct pwire_sealed *sealed, uint32_t nblocks) {
+  if (sealed != NULL) {
+    sodium_memzero(sealed, (size_t)(nblocks ? nblocks : 1) * sizeof(*sealed));
+    free(sealed);
   }
 }
 
@@ -53,6 +89,7 @@ void partial_drop(struct swarm *sw, struct partial *p) {
   *pp = p->next;
   storage_chunk_free(p->data); /* storage_chunk_alloc's, not malloc's */
   free(p->owners);
+  partial_sealed_free(p->sealed, p->nblocks);
   free(p);
 }
 

@@ -16,6 +16,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+struct pwire_sealed; /* common/pwire.h */
 struct swarm;
 
 /* A chunk being assembled from blocks. */
@@ -26,6 +27,9 @@ struct partial {
   uint32_t nblocks;
   uint8_t *data;
   uint8_t *owners; /* nblocks x IDENTITY_PK_BYTES: who sent each block */
+  /* nblocks records: block i of data is still ciphertext when sealed[i].len
+   * is not 0 (it holds keys: partial.c wipes what it frees) */
+  struct pwire_sealed *sealed;
 };
 
 /* The swarm's partial chunk, made (with a buffer of the chunk's length)
@@ -33,10 +37,20 @@ struct partial {
 struct partial *partial_get(struct swarm *sw, uint32_t chunk);
 /* Copies a block of len bytes at offset into p (unless data is already
  * there: swarm_data_dest), and notes pk (32 bytes) as the sender of every
- * block it covers. The caller checked the block
- * against the manifest. */
+ * block it covers. sealed: NULL for plaintext; else the block is one
+ * whole PWIRE_BLOCK_BYTES block (offset a multiple of it), still
+ * encrypted, and this is its record (copied). The caller checked the
+ * block against the manifest. */
 void partial_add_block(struct partial *p, uint32_t offset, const uint8_t *data,
-                       size_t len, const uint8_t *pk);
+                       size_t len, const uint8_t *pk,
+                       const struct pwire_sealed *sealed);
+/* Opens p's sealed blocks in place, now, on the calling thread (a chunk
+ * checked on the loop). Returns 0, or the first failure of
+ * pwire_open_sealed, with unopened[i] (the caller's nblocks bytes) set
+ * for each block that did not open. */
+int partial_open(struct partial *p, uint8_t *unopened);
+/* Wipes and frees nblocks sealed records (NULL is a no-op). */
+void partial_sealed_free(struct pwire_sealed *sealed, uint32_t nblocks);
 /* Takes p off the swarm's list and frees it with what it still holds. */
 void partial_drop(struct swarm *sw, struct partial *p);
 /* Drops every partial chunk of the swarm. */

@@ -13,6 +13,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdlib.h>
+#include <sodium.h>
 #include <string.h>
 #include <sys/socket.h>
 
@@ -792,28 +793,34 @@ static int on_frame(struct session *s, const uint8_t *frame, size_t len) {
   if (len < PWIRE_TAG_BYTES + PWIRE_DATA_HEAD_BYTES + 1) {
     plen = pwire_open(&s->ps, frame, len, n->plain, PWIRE_MAX_PLAIN);
   } else {
-    /* The message's head first, to decrypt a DATA block straight into
-     * its chunk: one copy of each byte fewer. */
-    uint8_t *head = n->plain, *rest = n->plain + PWIRE_DATA_HEAD_BYTES;
+    /* The message's head first, to copy a DATA block straight into its
+     * chunk, still encrypted: the chunk's check opens it on the thread
+     * pool, before its hash, and the loop is left to the network. */
+    uint8_t *head = n->plain, *dest = NULL;
     size_t rlen = len - PWIRE_TAG_BYTES - PWIRE_DATA_HEAD_BYTES;
+    struct pwire_sealed sealed;
     plen = pwire_open_head(&s->ps, frame, len, head, PWIRE_DATA_HEAD_BYTES);
     if (plen == 0 && head[0] == PWIRE_DATA && s->sw != NULL) {
-      uint8_t *d = n->session_up->data_dest(s->sw, s, buf_be32(head + 1),
-                                            buf_be32(head + 5), rlen);
-      rest = d != NULL ? d : rest;
+      dest = n->session_up->data_dest(s->sw, s, buf_be32(head + 1),
+                                      buf_be32(head + 5), rlen);
     }
-    if (plen == 0) {
+    if (plen == 0 && dest != NULL) {
+      plen = pwire_open_defer(&s->ps, frame, len, dest, &sealed);
+      if (plen >= 0) {
+        memset(&m, 0, sizeof(m));
+        m.type = PWIRE_DATA;
+        m.chunk = buf_be32(head + 1);
+        m.offset = buf_be32(head + 5);
+        m.data = dest;
+        m.data_len = rlen;
+        m.sealed = &sealed;
+        err = n->session_up->message(s->sw, s, &m);
+        sodium_memzero(&sealed, sizeof(sealed));
+        return err;
+      }
+    } else if (plen == 0) {
       plen = pwire_open_rest(&s->ps, frame, len, head, PWIRE_DATA_HEAD_BYTES,
-                             rest);
-    }
-    if (plen >= 0 && rest != n->plain + PWIRE_DATA_HEAD_BYTES) {
-      memset(&m, 0, sizeof(m));
-      m.type = PWIRE_DATA;
-      m.chunk = buf_be32(head + 1);
-      m.offset = buf_be32(head + 5);
-      m.data = rest;
-      m.data_len = rlen;
-      return n->session_up->message(s->sw, s, &m);
+                             head + PWIRE_DATA_HEAD_BYTES);
     }
   }
   if (plen < 0) {

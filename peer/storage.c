@@ -50,6 +50,7 @@
 
 #include "common/error.h"
 #include "common/log.h"
+#include "common/pwire.h"
 #include "peer/fsutil.h"
 #include "peer/partcopy.h"
 #include "peer/resume.h"
@@ -145,7 +146,9 @@ struct put_req {
   uint64_t offset;
   uint32_t len;
   uint8_t *data;
-  uint8_t *bad_hashes; /* caller's, filled when the chunk fails */
+  uint8_t *bad_hashes;         /* caller's, filled when the chunk fails */
+  struct pwire_sealed *sealed; /* caller's: blocks to open first */
+  uint8_t *unopened;           /* caller's: set for those that did not */
   int status;
   storage_cb cb;
   void *arg;
@@ -845,6 +848,24 @@ static void put_work(uv_work_t *w) {
   struct put_req *r = container_of(w, struct put_req, work);
   const struct storage *s = r->s;
 
+  /* Opened here, off the loop, right before the hash reads the same
+   * bytes while they are still in the cache. */
+  for (uint32_t i = 0; r->sealed != NULL && i * STORAGE_BLOCK_BYTES < r->len;
+       i++) {
+    struct pwire_sealed *b = &r->sealed[i];
+    if (b->len != 0) {
+      int err = pwire_open_sealed(b, r->idx, i * STORAGE_BLOCK_BYTES,
+                                  r->data + (size_t)i * STORAGE_BLOCK_BYTES);
+      sodium_memzero(b, sizeof(*b));
+      if (err != 0) {
+        r->unopened[i] = 1;
+        r->status = r->status != 0 ? r->status : err;
+      }
+    }
+  }
+  if (r->status != 0) {
+    return;
+  }
   r->status = manifest_verify_chunk(s->m, r->idx, r->data, r->len);
   if (r->status == SHOAL_EHASH && r->bad_hashes != NULL) {
     /* Block by block, so the caller can tell later which sender's block
@@ -886,17 +907,21 @@ static void after_put(uv_work_t *w, int status) {
 
 int storage_put_chunk(struct storage *s, uint32_t idx, uint8_t *data,
                       storage_cb cb, void *arg) {
-  return storage_put_chunk_or_hash_blocks(s, idx, data, NULL, cb, arg);
+  return storage_put_chunk_or_hash_blocks(s, idx, data, NULL, NULL, NULL, cb,
+                                          arg);
 }
 
 int storage_put_chunk_or_hash_blocks(struct storage *s, uint32_t idx,
                                      uint8_t *data, uint8_t *bad_hashes,
-                                     storage_cb cb, void *arg) {
+                                     struct pwire_sealed *sealed,
+                                     uint8_t *unopened, storage_cb cb,
+                                     void *arg) {
   struct put_req *r;
   int err;
 
   assert(s != NULL && !s->closing);
-  if (s->is_source || !s->ready || idx >= s->m->chunk_count || data == NULL) {
+  if (s->is_source || !s->ready || idx >= s->m->chunk_count || data == NULL ||
+      (sealed != NULL && unopened == NULL)) {
     return SHOAL_EINVAL;
   }
   if (bit_get(s->have, idx) || bit_get(s->inflight, idx)) {
@@ -916,6 +941,8 @@ int storage_put_chunk_or_hash_blocks(struct storage *s, uint32_t idx,
   r->len = manifest_chunk_len(s->m, idx);
   r->data = data;
   r->bad_hashes = bad_hashes;
+  r->sealed = sealed;
+  r->unopened = unopened;
   r->cb = cb;
   r->arg = arg;
   bit_set(s->inflight, idx);

@@ -36,6 +36,7 @@
 #define STORAGE_SAVE_MS 1000u /* at most one resume-record save a second */
 #define STORAGE_MAX_OPEN 64   /* file descriptors a folder download keeps */
 
+struct pwire_sealed; /* common/pwire.h */
 struct storage;
 
 /* status 0 or an error; for a chunk write SHOAL_EHASH means the data did
@@ -92,15 +93,25 @@ void storage_chunk_free(void *p);
 int storage_put_chunk(struct storage *s, uint32_t idx, uint8_t *data,
                       storage_cb cb, void *arg);
 
-/* The same, and when the chunk fails its hash, bad_hashes (the caller's,
- * ceil(len / STORAGE_BLOCK_BYTES) x 32 bytes, valid until cb) receives the
- * BLAKE2b-256 of each block of the bad data, so the caller can find out
- * later which sender's block was wrong. bad_hashes is left alone when the
- * chunk matches; NULL makes this storage_put_chunk. */
+/* The same, for a chunk as it came off the wire; each array is the
+ * caller's, of one entry per block (ceil(len / STORAGE_BLOCK_BYTES)),
+ * valid until cb, or NULL.
+ * - sealed: block i whose sealed[i].len is not 0 is still encrypted
+ *   (pwire_open_defer) and is opened in place first, on the thread pool
+ *   (pwire_open_sealed). One that does not open sets unopened[i] (which
+ *   must then be given); cb gets SHOAL_EBADSIG, or SHOAL_EPROTO for a
+ *   genuine block filed under another, and nothing is written. The
+ *   records are wiped as they are used.
+ * - bad_hashes (32 bytes each): when the chunk fails its hash, the
+ *   BLAKE2b-256 of each of its blocks, so the caller can find out later
+ *   which sender's block was wrong; left alone when the chunk matches.
+ * With both NULL this is storage_put_chunk. */
 #define STORAGE_BLOCK_BYTES (64u << 10) /* PWIRE_BLOCK_BYTES */
 int storage_put_chunk_or_hash_blocks(struct storage *s, uint32_t idx,
                                      uint8_t *data, uint8_t *bad_hashes,
-                                     storage_cb cb, void *arg);
+                                     struct pwire_sealed *sealed,
+                                     uint8_t *unopened, storage_cb cb,
+                                     void *arg);
 
 /* Reads len bytes at offset of chunk idx (the block must lie inside the
  * chunk, and the chunk must be had). cb gets a malloc'd buffer it must

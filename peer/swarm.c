@@ -451,9 +451,45 @@ struct put_ctx {
   uint32_t chunk;
   uint32_t len;
   uint32_t nblocks;
-  uint8_t *owners;     /* taken from the partial */
-  uint8_t *bad_hashes; /* nblocks x 32 */
+  uint8_t *owners;             /* taken from the partial */
+  uint8_t *bad_hashes;         /* nblocks x 32 */
+  struct pwire_sealed *sealed; /* taken from the partial */
+  uint8_t *unopened;           /* nblocks: set for a block that did not open */
 };
+
+/* Blocks of chunk that did not open (pwire_open_sealed): forged or damaged
+ * on their way, or filed under another block. As for a frame the loop
+ * cannot open, the sender's sessions end; the chunk is asked for again. */
+static void blocks_unopened(struct swarm *sw, uint32_t chunk,
+                            const uint8_t *owners, const uint8_t *unopened,
+                            uint32_t nblocks) {
+  for (uint32_t i = 0; i < nblocks; i++) {
+    const uint8_t *pk = owners + (size_t)i * IDENTITY_PK_BYTES;
+    char who[TEXTID_SHORT_CHARS + 1];
+    if (!unopened[i]) {
+      continue;
+    }
+    textid_short(TEXTID_KEY, pk, who);
+    log_warn("peer",
+             "%s: block %u of chunk %u from %s does not open (forged or "
+             "damaged on its way); closing its session",
+             sw->name, i, chunk, who);
+    for (struct session *s = sw->sessions, *next; s != NULL; s = next) {
+      next = s->next;
+      if (memcmp(s->remote_pk, pk, IDENTITY_PK_BYTES) == 0) {
+        session_close(s, "a DATA frame does not open");
+      }
+    }
+  }
+}
+
+static void put_ctx_free(struct put_ctx *c) {
+  free(c->owners);
+  free(c->bad_hashes);
+  partial_sealed_free(c->sealed, c->nblocks);
+  free(c->unopened);
+  free(c);
+}
 
 /* Whether s is open, has our have-map, and was not sent all of the log. */
 static int have_behind(const struct swarm *sw, const struct session *s) {
@@ -550,6 +586,10 @@ static void on_chunk_put(void *arg, int status) {
       requests_fill(sw, s);
     }
     maybe_finish(sw);
+  } else if (status == SHOAL_EBADSIG || status == SHOAL_EPROTO) {
+    sw->node->wasted_bytes += c->len;
+    picker_chunk_failed(sw->pk, c->chunk);
+    blocks_unopened(sw, c->chunk, c->owners, c->unopened, c->nblocks);
   } else if (status == SHOAL_EHASH) {
     /* Who sent it? One sender alone is proof; with several, remember each
      * block's hash and sender, to compare with the copy that verifies. */
@@ -576,9 +616,7 @@ static void on_chunk_put(void *arg, int status) {
     swarm_fail(sw, status, msg);
   }
 done:
-  free(c->owners);
-  free(c->bad_hashes);
-  free(c);
+  put_ctx_free(c);
 }
 
 /* The chunk is whole: check the suspects, then hand it to storage, which
@@ -589,7 +627,23 @@ static void submit_chunk(struct swarm *sw, struct partial *p) {
   uint8_t *data = p->data;
   int err;
 
-  if (x != NULL && x->nblocks == p->nblocks &&
+  if (x != NULL && c != NULL) {
+    /* Compared with the suspects here, on the loop: opened here too. A
+     * rare path, taken only after a copy of this chunk failed. */
+    c->unopened = calloc(p->nblocks ? p->nblocks : 1, 1);
+    if (c->unopened == NULL || partial_open(p, c->unopened) != 0) {
+      uint32_t chunk = p->chunk;
+      if (c->unopened != NULL) {
+        blocks_unopened(sw, chunk, p->owners, c->unopened, p->nblocks);
+      }
+      free(c->unopened);
+      free(c);
+      partial_drop(sw, p);
+      picker_chunk_failed(sw->pk, chunk);
+      return;
+    }
+  }
+  if (x != NULL && c != NULL && x->nblocks == p->nblocks &&
       manifest_verify_chunk(sw->m, p->chunk, p->data, p->len) == 0) {
     /* This copy is good: a sender whose block of the failed copy differs
      * from the good block sent bad data; one strike per sender. */
@@ -613,18 +667,24 @@ static void submit_chunk(struct swarm *sw, struct partial *p) {
   c->len = p->len;
   c->nblocks = p->nblocks;
   c->owners = p->owners;
+  c->sealed = p->sealed;
   c->bad_hashes = calloc(p->nblocks ? p->nblocks : 1, 32);
+  if (c->unopened == NULL) {
+    c->unopened = calloc(p->nblocks ? p->nblocks : 1, 1);
+  }
   p->owners = NULL;
+  p->sealed = NULL;
   p->data = NULL;
   partial_drop(sw, p);
-  err = storage_put_chunk_or_hash_blocks(sw->st, c->chunk, data, c->bad_hashes,
-                                         on_chunk_put, c);
+  err = c->bad_hashes == NULL || c->unopened == NULL
+            ? SHOAL_ENOMEM
+            : storage_put_chunk_or_hash_blocks(sw->st, c->chunk, data,
+                                               c->bad_hashes, c->sealed,
+                                               c->unopened, on_chunk_put, c);
   if (err != 0) {
     storage_chunk_free(data);
     picker_chunk_failed(sw->pk, c->chunk);
-    free(c->owners);
-    free(c->bad_hashes);
-    free(c);
+    put_ctx_free(c);
     return;
   }
   sw->puts_in_flight++;
@@ -638,9 +698,9 @@ uint8_t *swarm_data_dest(struct swarm *sw, struct session *s, uint32_t chunk,
 
   if (sw == NULL || sw->m == NULL || sw->pk == NULL ||
       sw->state != SW_RUNNING || s->slot < 0 || len == 0 ||
-      len > PWIRE_BLOCK_BYTES ||
+      len > PWIRE_BLOCK_BYTES || offset % PWIRE_BLOCK_BYTES != 0 ||
       pwire_check_block(sw->m, chunk, offset, (uint32_t)len) != 0) {
-    return NULL;
+    return NULL; /* the picker asks only for whole blocks */
   }
   b.chunk = chunk;
   b.offset = offset;
@@ -691,7 +751,8 @@ static int on_data(struct swarm *sw, struct session *s,
     picker_chunk_failed(sw->pk, m->chunk);
     return 0;
   }
-  partial_add_block(p, m->offset, m->data, m->data_len, s->remote_pk);
+  partial_add_block(p, m->offset, m->data, m->data_len, s->remote_pk,
+                    m->sealed);
   for (unsigned i = 0; i < ncancel; i++) {
     for (struct session *o = sw->sessions, *o_next; o != NULL; o = o_next) {
       o_next = o->next; /* a send may close o */

@@ -447,6 +447,60 @@ static void corrupt_peer_is_banned(void **state) {
   fx_finish(f);
 }
 
+/* A DATA frame that does not open (a bit of its block flipped after it
+ * was sealed, as a forger on the path would) is copied into its chunk
+ * still encrypted and found out when the thread pool opens the chunk:
+ * the sender's session ends, the chunk is asked for again, and the copy
+ * that completes is the true one. */
+static void forged_frames_end_the_session(void **state) {
+  struct fx *f = *state;
+  const size_t size = 512 * FX_KiB;
+  uint8_t *data;
+  struct identity publisher;
+  struct manifest *m = NULL;
+  char line[FX_LINE_CAP], src[PROC_PATH_MAX], opath[PROC_PATH_MAX];
+  char link[LINK_MAX_CHARS + 1];
+
+  fx_start_tracker(f);
+  publish_as_test(f, "forged.bin", size, 6, &data, &publisher, &m, src);
+  struct fake *fk = fake_start_fx(f, m->id, m->encoded, m->encoded_len, data,
+                                  size, m->chunk_log2, m->chunk_count, 1);
+  atomic_store(&fk->honest, 1);
+  atomic_store(&fk->forging, 1);
+  link_to(f, m, "forged.bin", size, link);
+  fx_mkdir(f, "out");
+  fx_path(f, opath, sizeof(opath), "out");
+  struct proc *dl = fx_peer(f, "dl", "dl", "get", link, "-o", opath, NULL);
+
+  /* The get ends the fake's session once a whole chunk of its blocks
+   * fails to open. */
+  uint64_t per_chunk = ((uint64_t)1 << m->chunk_log2) / PWIRE_BLOCK_BYTES;
+  uint64_t deadline = proc_now_ms() + FX_COMPLETE_MS;
+  while (atomic_load(&fk->ended) == 0 && proc_now_ms() < deadline) {
+    (void)poll(NULL, 0, 10); /* then look again */
+  }
+  assert_true(atomic_load(&fk->ended) >= 1);
+  assert_true(atomic_load(&fk->blocks) >= per_chunk);
+  assert_int_equal(proc_count_event(dl, "complete", NULL, NULL), 0);
+
+  /* Now the honest seeder, with the publisher's key. */
+  struct fx_shared sh;
+  struct proc *seed = fx_seed(f, "src/forged.bin", &sh, NULL);
+  fx_expect_exit(dl, FX_COMPLETE_MS, 0);
+  fx_assert_copy(f, "out", "forged.bin", data, size);
+  fx_assert_json_output(dl);
+  assert_true(proc_output_has(dl, 1, "does not open (forged or damaged"));
+  uint64_t wasted = 0;
+  assert_true(proc_find_event(dl, "stats", NULL, NULL, 1, line, FX_LINE_CAP));
+  assert_int_equal(jsonl_u64(line, "wasted", &wasted), 0);
+  assert_true(wasted >= ((uint64_t)1 << m->chunk_log2));
+  fx_stop_peer(seed, NULL);
+  manifest_free(m);
+  identity_close(&publisher);
+  free(data);
+  fx_finish(f);
+}
+
 /* The content ID leaves out the publisher's signature. A peer that serves
  * the manifest with its signature changed is a liar, not the publisher's
  * mistake: the get bans it and waits for an honest peer, which completes
@@ -2017,6 +2071,8 @@ int main(void) {
       cmocka_unit_test_setup_teardown(killed_download_resumes, fx_setup,
                                       fx_teardown),
       cmocka_unit_test_setup_teardown(corrupt_peer_is_banned, fx_setup,
+                                      fx_teardown),
+      cmocka_unit_test_setup_teardown(forged_frames_end_the_session, fx_setup,
                                       fx_teardown),
       cmocka_unit_test_setup_teardown(changed_signature_bans_the_sender,
                                       fx_setup, fx_teardown),

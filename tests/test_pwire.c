@@ -1425,6 +1425,192 @@ static void test_data_sealed_in_place_opens_as_data(void **state) {
   free(frame);
 }
 
+static int all_zero(const uint8_t *p, size_t n) {
+  for (size_t i = 0; i < n; i++) {
+    if (p[i] != 0) {
+      return 0;
+    }
+  }
+  return 1;
+}
+
+/* Seals a DATA message of n bytes (filled from seed) for chunk at offset
+ * with s; returns the frame body (message + tag), *orig the block. */
+static uint8_t *sealed_data(struct pwire_session *s, uint32_t chunk,
+                            uint32_t offset, size_t n, uint8_t seed,
+                            uint8_t **orig) {
+  uint8_t *msg = malloc(PWIRE_DATA_HEAD_BYTES + n + TAG);
+  assert_non_null(msg);
+  *orig = malloc(n);
+  assert_non_null(*orig);
+  tu_fill(*orig, n, seed);
+  memcpy(msg + PWIRE_DATA_HEAD_BYTES, *orig, n);
+  assert_err(pwire_data_head_encode(msg, chunk, offset, n), 0);
+  assert_err(pwire_seal_inplace(s, msg, PWIRE_DATA_HEAD_BYTES + n), 0);
+  return msg;
+}
+
+/* The receiver's path for a DATA block copied where it belongs and opened
+ * later on another thread: the head tells where, the copy is still
+ * ciphertext, the counter moves on for the next frame, and the record
+ * opens the block in place. */
+static void test_data_opened_later_is_the_block(void **state) {
+  struct pair *p = *state;
+  struct pwire_sealed rec;
+  uint8_t head[PWIRE_DATA_HEAD_BYTES];
+  uint8_t *orig;
+  const size_t n = BLOCK;
+  const size_t len = PWIRE_DATA_HEAD_BYTES + n + TAG;
+  uint8_t *body = sealed_data(&p->a, 7, 3 * BLOCK, n, 21, &orig);
+  uint8_t *dest = malloc(n);
+  assert_non_null(dest);
+
+  assert_err(pwire_open_head(&p->b, body, len, head, sizeof(head)), 0);
+  assert_int_equal(head[0], PWIRE_DATA);
+  assert_int_equal(buf_be32(head + 1), 7);
+  assert_int_equal(buf_be32(head + 5), 3 * BLOCK);
+  assert_int_equal(pwire_open_defer(&p->b, body, len, dest, &rec),
+                   (int)(PWIRE_DATA_HEAD_BYTES + n));
+  assert_int_equal(p->b.rx_count, 1);
+  assert_memory_equal(dest, body + PWIRE_DATA_HEAD_BYTES, n); /* as it came */
+  assert_memory_not_equal(dest, orig, n);
+  assert_int_equal(rec.len, n);
+  assert_int_equal(rec.count, 0);
+  assert_memory_equal(rec.key, p->b.rx, PWIRE_KEY_BYTES);
+
+  /* The next frame opens under the next counter. */
+  size_t flen;
+  uint8_t *next = seal_dup(&p->a, "next", 4, &flen);
+  open_expect(&p->b, next, flen, "next", 4);
+  free(next);
+
+  /* Filed under another block: genuine, but refused, and zeroed. */
+  uint8_t *copy = dup_n(dest, n);
+  assert_err(pwire_open_sealed(&rec, 7, 2 * BLOCK, copy), SHOAL_EPROTO);
+  assert_true(all_zero(copy, n));
+  memcpy(copy, dest, n);
+  assert_err(pwire_open_sealed(&rec, 8, 3 * BLOCK, copy), SHOAL_EPROTO);
+  free(copy);
+
+  assert_err(pwire_open_sealed(&rec, 7, 3 * BLOCK, dest), 0);
+  assert_memory_equal(dest, orig, n);
+  free(dest);
+  free(orig);
+  free(body);
+}
+
+/* Every bit of what a deferred open reads, flipped: the head's ciphertext
+ * and the tag (in the record), the block, the key and the counter. Each
+ * is EBADSIG with the block zeroed. */
+static void test_data_opened_later_refuses_every_flipped_bit(void **state) {
+  struct pair *p = *state;
+  struct pwire_sealed rec, bad;
+  uint8_t head[PWIRE_DATA_HEAD_BYTES];
+  uint8_t *orig;
+  const size_t n = 700;
+  const size_t len = PWIRE_DATA_HEAD_BYTES + n + TAG;
+  uint8_t *body = sealed_data(&p->a, 2, BLOCK, n, 5, &orig);
+  uint8_t *ct = malloc(n), *work = malloc(n);
+  assert_non_null(ct);
+  assert_non_null(work);
+  assert_err(pwire_open_head(&p->b, body, len, head, sizeof(head)), 0);
+  assert_int_equal(pwire_open_defer(&p->b, body, len, ct, &rec),
+                   (int)(PWIRE_DATA_HEAD_BYTES + n));
+  unsigned tried = 0;
+  for (size_t i = 0; i < n * 8; i++) {
+    memcpy(work, ct, n);
+    work[i / 8] ^= (uint8_t)(1u << (i % 8));
+    assert_err(pwire_open_sealed(&rec, 2, BLOCK, work), SHOAL_EBADSIG);
+    assert_true(all_zero(work, n));
+    tried++;
+  }
+  uint8_t *fields[] = {rec.head, rec.tag, rec.key, (uint8_t *)&rec.count};
+  size_t sizes[] = {sizeof(rec.head), sizeof(rec.tag), sizeof(rec.key),
+                    sizeof(rec.count)};
+  for (size_t f = 0; f < 4; f++) {
+    for (size_t i = 0; i < sizes[f] * 8; i++) {
+      bad = rec;
+      uint8_t *field = (uint8_t *)&bad + (fields[f] - (uint8_t *)&rec);
+      field[i / 8] ^= (uint8_t)(1u << (i % 8));
+      memcpy(work, ct, n);
+      assert_err(pwire_open_sealed(&bad, 2, BLOCK, work), SHOAL_EBADSIG);
+      assert_true(all_zero(work, n));
+      tried++;
+    }
+  }
+  assert_int_equal(tried, (n + PWIRE_DATA_HEAD_BYTES + TAG + PWIRE_KEY_BYTES +
+                           sizeof(uint64_t)) *
+                              8);
+  /* And the record as it is still opens the block as it is. */
+  assert_err(pwire_open_sealed(&rec, 2, BLOCK, ct), 0);
+  assert_memory_equal(ct, orig, n);
+  free(ct);
+  free(work);
+  free(orig);
+  free(body);
+}
+
+/* A deferred open of a frame with no block, or with a block over
+ * PWIRE_BLOCK_BYTES, does nothing: the counter stays, and the same frame
+ * then opens whole. */
+static void test_data_opened_later_length_limits(void **state) {
+  struct pair *p = *state;
+  struct pwire_sealed rec;
+  uint8_t head[PWIRE_DATA_HEAD_BYTES];
+  const size_t big = PWIRE_DATA_HEAD_BYTES + BLOCK + 1;
+  uint8_t *dest = malloc(BLOCK + 1);
+  uint8_t *msg = calloc(1, big + TAG);
+  assert_non_null(dest);
+  assert_non_null(msg);
+
+  /* The head alone. */
+  assert_err(pwire_data_head_encode(msg, 0, 0, 1), 0);
+  assert_err(pwire_seal_inplace(&p->a, msg, PWIRE_DATA_HEAD_BYTES), 0);
+  assert_err(pwire_open_head(&p->b, msg, PWIRE_DATA_HEAD_BYTES + TAG, head,
+                             sizeof(head)),
+             0);
+  assert_err(
+      pwire_open_defer(&p->b, msg, PWIRE_DATA_HEAD_BYTES + TAG, dest, &rec),
+      SHOAL_ETRUNC);
+  assert_int_equal(p->b.rx_count, 0);
+  assert_int_equal(open_into(&p->b, msg, PWIRE_DATA_HEAD_BYTES + TAG),
+                   PWIRE_DATA_HEAD_BYTES);
+
+  /* One byte over a block. */
+  assert_err(pwire_data_head_encode(msg, 0, 0, BLOCK), 0);
+  assert_err(pwire_seal_inplace(&p->a, msg, big), 0);
+  assert_err(pwire_open_head(&p->b, msg, big + TAG, head, sizeof(head)), 0);
+  assert_err(pwire_open_defer(&p->b, msg, big + TAG, dest, &rec),
+             SHOAL_ETOOBIG);
+  assert_int_equal(p->b.rx_count, 1);
+  assert_int_equal(open_into(&p->b, msg, big + TAG), (int)big);
+  free(msg);
+  free(dest);
+}
+
+static void test_data_opened_later_refuses_odd_records(void **state) {
+  struct pair *p = *state;
+  struct pwire_sealed rec;
+  uint8_t head[PWIRE_DATA_HEAD_BYTES];
+  uint8_t *orig;
+  const size_t n = 64;
+  const size_t len = PWIRE_DATA_HEAD_BYTES + n + TAG;
+  uint8_t *body = sealed_data(&p->a, 0, 0, n, 3, &orig);
+  uint8_t dest[64];
+  assert_err(pwire_open_head(&p->b, body, len, head, sizeof(head)), 0);
+  assert_int_equal(pwire_open_defer(&p->b, body, len, dest, &rec),
+                   (int)(PWIRE_DATA_HEAD_BYTES + n));
+  struct pwire_sealed odd = rec;
+  odd.len = 0;
+  assert_err(pwire_open_sealed(&odd, 0, 0, dest), SHOAL_EINVAL);
+  odd.len = BLOCK + 1;
+  assert_err(pwire_open_sealed(&odd, 0, 0, dest), SHOAL_EINVAL);
+  odd.len = (uint32_t)n - 1; /* shorter than it was sealed: the tag fails */
+  assert_err(pwire_open_sealed(&odd, 0, 0, dest), SHOAL_EBADSIG);
+  free(orig);
+  free(body);
+}
+
 static void test_have_chunks_set_are_the_have_decode_reads(void **state) {
   const uint32_t chunks[] = {0, 1, 0xdeadbeef, 0x102, UINT32_MAX};
   const size_t n = sizeof(chunks) / sizeof(chunks[0]);
@@ -1643,6 +1829,10 @@ int main(void) {
       PAIR(test_session_keys_match_and_messages_flow_both_ways),
       PAIR(test_kx_roles_and_nonce_layout_are_pinned),
       PAIR(test_forged_frame_is_EBADSIG_and_next_genuine_opens),
+      PAIR(test_data_opened_later_is_the_block),
+      PAIR(test_data_opened_later_refuses_every_flipped_bit),
+      PAIR(test_data_opened_later_length_limits),
+      PAIR(test_data_opened_later_refuses_odd_records),
       PAIR(test_replayed_frame_is_EBADSIG),
       PAIR(test_reordered_frame_is_EBADSIG),
       PAIR(test_reflected_frame_is_EBADSIG),

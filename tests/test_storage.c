@@ -42,6 +42,7 @@
 #include "common/error.h"
 #include "common/identity.h"
 #include "common/manifest.h"
+#include "common/pwire.h"
 #include "peer/manifest_build.h"
 #include "peer/storage.h"
 #include "tests/lib/disk.h"
@@ -581,9 +582,9 @@ static void test_wrong_chunk_is_EHASH_and_nothing_is_written(void **state) {
 static void put_or_hash(struct fx *f, struct storage *s, uint32_t idx,
                         uint8_t *data, uint8_t *bad_hashes, int want) {
   struct done d = {0};
-  assert_int_equal(
-      storage_put_chunk_or_hash_blocks(s, idx, data, bad_hashes, on_done, &d),
-      0);
+  assert_int_equal(storage_put_chunk_or_hash_blocks(s, idx, data, bad_hashes,
+                                                    NULL, NULL, on_done, &d),
+                   0);
   await_done(f, &d);
   assert_err(d.status, want);
 }
@@ -636,6 +637,142 @@ static void test_failed_chunk_reports_each_blocks_hash(void **state) {
       assert_int_equal(table[i], 0xee);
     }
   }
+  close_s(f, s);
+  manifest_free(m);
+}
+
+/* Seals each block of buf (chunk idx, len bytes) as a DATA frame from tx
+ * and takes it in as a receiver that opens later (pwire_open_defer): buf
+ * then holds ciphertext and rec one record a block. Block plain (or -1)
+ * is left as plaintext, with no record, as a block the loop opened. */
+static void seal_blocks(struct pwire_session *tx, struct pwire_session *rx,
+                        uint32_t idx, uint8_t *buf, uint32_t len,
+                        struct pwire_sealed *rec, int plain) {
+  uint8_t *msg = malloc(PWIRE_DATA_HEAD_BYTES + STORAGE_BLOCK_BYTES + 16);
+  uint8_t head[PWIRE_DATA_HEAD_BYTES];
+  assert_non_null(msg);
+  for (uint32_t i = 0, off = 0; off < len; i++, off += STORAGE_BLOCK_BYTES) {
+    uint32_t n =
+        len - off < STORAGE_BLOCK_BYTES ? len - off : STORAGE_BLOCK_BYTES;
+    size_t flen = PWIRE_DATA_HEAD_BYTES + n + PWIRE_TAG_BYTES;
+    memset(&rec[i], 0, sizeof(rec[i]));
+    if ((int)i == plain) {
+      continue;
+    }
+    assert_int_equal(pwire_data_head_encode(msg, idx, off, n), 0);
+    memcpy(msg + PWIRE_DATA_HEAD_BYTES, buf + off, n);
+    assert_int_equal(pwire_seal_inplace(tx, msg, PWIRE_DATA_HEAD_BYTES + n), 0);
+    assert_int_equal(pwire_open_head(rx, msg, flen, head, sizeof(head)), 0);
+    assert_int_equal(pwire_open_defer(rx, msg, flen, buf + off, &rec[i]),
+                     (int)(PWIRE_DATA_HEAD_BYTES + n));
+  }
+  free(msg);
+}
+
+static void put_sealed(struct fx *f, struct storage *s, uint32_t idx,
+                       uint8_t *data, struct pwire_sealed *rec,
+                       uint8_t *unopened, int want) {
+  struct done d = {0};
+  assert_int_equal(storage_put_chunk_or_hash_blocks(s, idx, data, NULL, rec,
+                                                    unopened, on_done, &d),
+                   0);
+  await_done(f, &d);
+  assert_err(d.status, want);
+}
+
+/* A chunk whose blocks came still encrypted (pwire_open_defer) is opened
+ * on the thread pool before its hash: genuine blocks, mixed with one
+ * opened already, make the chunk; a flipped bit in one block's ciphertext,
+ * or two blocks' records swapped, fail the put with nothing written and
+ * name exactly those blocks; the records are wiped either way. */
+static void test_sealed_blocks_open_before_the_hash(void **state) {
+  struct fx *f = *state;
+  char src[PATH_CAP];
+  const size_t size = ((size_t)2 << 18) + 1000; /* 256 KiB chunks: 2 + tail */
+  struct pwire_eph ea, eb;
+  struct pwire_session tx, rx;
+  struct pwire_sealed rec[4], zero;
+  uint8_t unopened[4];
+
+  memset(&zero, 0, sizeof(zero));
+  make_file(f, "sealed.bin", size, 33);
+  tu_path(src, sizeof(src), f->src, "sealed.bin");
+  struct manifest *m = build_log2(src, 18);
+  assert_int_equal(m->chunk_count, 3);
+  struct storage *s = open_dl(f, m, 0);
+  pwire_eph_generate(&ea);
+  pwire_eph_generate(&eb);
+  assert_int_equal(pwire_session_init(&tx, &ea, eb.pk, 1), 0);
+  assert_int_equal(pwire_session_init(&rx, &eb, ea.pk, 0), 0);
+
+  /* Sealed blocks without a table for the ones that fail: refused. */
+  uint8_t *c = chunk_copy(m, 0);
+  assert_err(
+      storage_put_chunk_or_hash_blocks(s, 0, c, NULL, rec, NULL, on_done, NULL),
+      SHOAL_EINVAL);
+
+  /* Genuine, block 2 opened already. */
+  seal_blocks(&tx, &rx, 0, c, 1u << 18, rec, 2);
+  memset(unopened, 0, sizeof(unopened));
+  put_sealed(f, s, 0, c, rec, unopened, 0);
+  assert_true(storage_have(s, 0));
+  for (unsigned i = 0; i < 4; i++) {
+    assert_int_equal(unopened[i], 0);
+    assert_memory_equal(&rec[i], &zero, sizeof(zero));
+  }
+
+  /* One bit of block 1's ciphertext flipped. */
+  c = chunk_copy(m, 1);
+  seal_blocks(&tx, &rx, 1, c, 1u << 18, rec, -1);
+  c[STORAGE_BLOCK_BYTES + 5] ^= 0x10;
+  memset(unopened, 0, sizeof(unopened));
+  put_sealed(f, s, 1, c, rec, unopened, SHOAL_EBADSIG);
+  assert_false(storage_have(s, 1));
+  assert_int_equal(unopened[0], 0);
+  assert_int_equal(unopened[1], 1);
+  assert_int_equal(unopened[2], 0);
+  assert_int_equal(unopened[3], 0);
+  for (unsigned i = 0; i < 4; i++) {
+    assert_memory_equal(&rec[i], &zero, sizeof(zero));
+  }
+
+  /* Blocks 0 and 3 genuine, each filed under the other. */
+  c = chunk_copy(m, 1);
+  seal_blocks(&tx, &rx, 1, c, 1u << 18, rec, -1);
+  uint8_t *tmp = malloc(STORAGE_BLOCK_BYTES);
+  assert_non_null(tmp);
+  memcpy(tmp, c, STORAGE_BLOCK_BYTES);
+  memcpy(c, c + 3 * STORAGE_BLOCK_BYTES, STORAGE_BLOCK_BYTES);
+  memcpy(c + 3 * STORAGE_BLOCK_BYTES, tmp, STORAGE_BLOCK_BYTES);
+  free(tmp);
+  struct pwire_sealed t = rec[0];
+  rec[0] = rec[3];
+  rec[3] = t;
+  memset(unopened, 0, sizeof(unopened));
+  put_sealed(f, s, 1, c, rec, unopened, SHOAL_EPROTO);
+  assert_false(storage_have(s, 1));
+  assert_int_equal(unopened[0], 1);
+  assert_int_equal(unopened[1], 0);
+  assert_int_equal(unopened[2], 0);
+  assert_int_equal(unopened[3], 1);
+
+  /* The chunk sent again, genuine, and the short last chunk. */
+  c = chunk_copy(m, 1);
+  seal_blocks(&tx, &rx, 1, c, 1u << 18, rec, -1);
+  memset(unopened, 0, sizeof(unopened));
+  put_sealed(f, s, 1, c, rec, unopened, 0);
+  assert_true(storage_have(s, 1));
+  c = chunk_copy(m, 2);
+  seal_blocks(&tx, &rx, 2, c, manifest_chunk_len(m, 2), rec, -1);
+  assert_int_equal(rec[0].len, 1000);
+  memset(unopened, 0, sizeof(unopened));
+  put_sealed(f, s, 2, c, rec, unopened, 0);
+  assert_true(storage_have(s, 2));
+
+  pwire_session_close(&tx);
+  pwire_session_close(&rx);
+  pwire_eph_close(&ea);
+  pwire_eph_close(&eb);
   close_s(f, s);
   manifest_free(m);
 }
@@ -2234,6 +2371,7 @@ int main(void) {
       T(test_folder_download_arrives_exactly),
       T(test_wrong_chunk_is_EHASH_and_nothing_is_written),
       T(test_failed_chunk_reports_each_blocks_hash),
+      T(test_sealed_blocks_open_before_the_hash),
       T(test_aligned_chunks_bypass_the_page_cache),
       T(test_chunk_buffers),
       T(test_existing_final_path_is_EEXIST_and_nothing_touched),

@@ -180,6 +180,10 @@ static int fake_serve(struct fake *fk, struct pclient *c) {
     out.data = block;
     out.data_len = m.length;
     atomic_fetch_add(&fk->blocks, 1);
+    if (atomic_load(&fk->forging)) {
+      /* Inside the block: the head still reads as this block's. */
+      return pc_send_forged(c, &out, PWIRE_DATA_HEAD_BYTES + m.length / 2);
+    }
     return pc_send(c, &out);
   }
   case PWIRE_HAVE_MAP:
@@ -245,6 +249,9 @@ static void *fake_main(void *arg) {
       }
       int i = idx[k];
       if (fake_serve(fk, &sess[i]) != 0) {
+        if (sess[i].session_ready) {
+          atomic_fetch_add(&fk->ended, 1);
+        }
         pc_close(&sess[i]);
         used[i] = 0;
       }

@@ -3,8 +3,9 @@
  *
  * Holding every chunk (holds_all), it serves the signed manifest it was
  * given (a genuine one, or a hostile one) and every block it is asked for
- * with every byte changed (with honest set, as it is), or, with choking
- * set, serves nothing at all;
+ * with every byte changed (with honest set, as it is; with forging set,
+ * in a frame changed after it was sealed), or, with choking set, serves
+ * nothing at all;
  * holding nothing, it watches what the peers announce to it. Either way it
  * records every have-map and HAVE it receives: how many, which chunks, and
  * when. It announces itself to the tracker when it starts and every second
@@ -54,6 +55,9 @@ struct fake {
   int holds_all; /* else it holds nothing, and watches what peers announce */
   atomic_int choking; /* never unchokes: holds all and serves nothing */
   atomic_int honest;  /* serves the true bytes, not changed ones */
+  atomic_int forging; /* each DATA frame with a bit of its block flipped
+                         after sealing: a frame that does not open */
+  atomic_uint ended;  /* sessions that ended after their hellos */
   /* What peers announced, in their have-maps (FAKE_SEEN_MAP) and HAVEs
    * (FAKE_SEEN_HAVE): the counts atomic while the thread runs, the rest
    * read once it is stopped. */

@@ -298,6 +298,27 @@ int pc_send(struct pclient *c, const struct pwire_msg *m) {
   return err;
 }
 
+int pc_send_forged(struct pclient *c, const struct pwire_msg *m, size_t at) {
+  struct buf plain, sealed;
+  int err;
+  if (!c->session_ready) {
+    return SHOAL_EPROTO;
+  }
+  buf_init(&plain, PWIRE_MAX_PLAIN);
+  buf_init(&sealed, FRAME_MAX_LIMIT);
+  err = pwire_encode(&plain, m);
+  if (err == 0) {
+    err = pwire_seal(&c->ps, &sealed, plain.data, plain.len);
+  }
+  if (err == 0) {
+    sealed.data[at < sealed.len ? at : sealed.len - 1] ^= 0x04;
+    err = pc_send_frame(c, sealed.data, sealed.len);
+  }
+  buf_free(&plain);
+  buf_free(&sealed);
+  return err;
+}
+
 int pc_recv(struct pclient *c, struct pwire_msg *m, int timeout_ms) {
   memset(m, 0, sizeof(*m));
   if (!c->session_ready) {

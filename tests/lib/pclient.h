@@ -72,6 +72,10 @@ int pc_handshake(struct pclient *c, const uint8_t *content, uint16_t port,
 
 /* Encodes, seals and sends one message. */
 int pc_send(struct pclient *c, const struct pwire_msg *m);
+/* Encodes and seals m, then flips one bit of the sealed body at byte at
+ * (past its end: in the tag's last byte) and sends it: a frame that
+ * cannot open, sent as a forger on the path would. */
+int pc_send_forged(struct pclient *c, const struct pwire_msg *m, size_t at);
 /* Seals and sends len bytes of plaintext as they are (a message the codec
  * would refuse to encode). */
 int pc_send_plain(struct pclient *c, const void *plain, size_t len);
