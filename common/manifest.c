@@ -202,6 +202,18 @@ uint32_t manifest_chunk_len(const struct manifest *m, uint32_t idx) {
   return (uint32_t)(left < cs ? left : cs);
 }
 
+int manifest_chunk_digest_check(const struct manifest *m, uint32_t idx,
+                                const uint8_t h[MANIFEST_HASH_BYTES]) {
+  if (idx >= m->chunk_count) {
+    return SHOAL_EINVAL;
+  }
+  if (sodium_memcmp(h, m->hashes + (size_t)idx * MANIFEST_HASH_BYTES,
+                    MANIFEST_HASH_BYTES) != 0) {
+    return SHOAL_EHASH;
+  }
+  return 0;
+}
+
 int manifest_verify_chunk(const struct manifest *m, uint32_t idx,
                           const uint8_t *data, size_t len) {
   uint8_t h[MANIFEST_HASH_BYTES];
@@ -211,11 +223,7 @@ int manifest_verify_chunk(const struct manifest *m, uint32_t idx,
   if (chash_once(h, data, len) != 0) {
     return SHOAL_ENOMEM;
   }
-  if (sodium_memcmp(h, m->hashes + (size_t)idx * MANIFEST_HASH_BYTES,
-                    sizeof(h)) != 0) {
-    return SHOAL_EHASH;
-  }
-  return 0;
+  return manifest_chunk_digest_check(m, idx, h);
 }
 
 unsigned manifest_version_of(const uint8_t *bytes, size_t len) {

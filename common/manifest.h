@@ -171,6 +171,10 @@ uint32_t manifest_chunk_len(const struct manifest *m, uint32_t idx);
  * or SHOAL_EINVAL for an index out of range. */
 int manifest_chunk_file(const struct manifest *m, uint32_t idx, uint32_t *file,
                         uint64_t *offset);
+/* Checks h, a chunk hash the caller computed (chash), against chunk
+ * idx's. Returns 0, SHOAL_EHASH or SHOAL_EINVAL (index out of range). */
+int manifest_chunk_digest_check(const struct manifest *m, uint32_t idx,
+                                const uint8_t h[MANIFEST_HASH_BYTES]);
 /* Checks data against chunk idx's hash. Returns 0, SHOAL_EHASH or
  * SHOAL_EINVAL (index or length out of range). */
 int manifest_verify_chunk(const struct manifest *m, uint32_t idx,

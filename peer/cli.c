@@ -78,6 +78,11 @@ const char cli_usage[] =
     "server\n"
     "                            baseline: fetch from the publisher only,\n"
     "                            upload nothing\n"
+    "      --decrypt-on=WHERE    get, daemon: where received blocks are\n"
+    "                            decrypted: loop (the network thread), pool\n"
+    "                            (the worker threads, with each chunk's hash;\n"
+    "                            a copy more) or auto: pool only while the\n"
+    "                            network thread is the busy one (auto)\n"
     "      --interval-cap=S      share, get, daemon: announce at least every\n"
     "                            S seconds\n"
     "      --limit=N             search: results, 1..50 (20)\n"
@@ -136,6 +141,7 @@ enum opt_code {
   OPT_UPLOAD_RATE,
   OPT_DOWNLOAD_RATE,
   OPT_MODE,
+  OPT_DECRYPT_ON,
   OPT_INTERVAL_CAP,
   OPT_LIMIT,
   OPT_API_LISTEN,
@@ -172,6 +178,7 @@ static const struct opt_info {
     {OPT_DOWNLOAD_RATE, "download-rate", 1,
      FOR_GET | FOR_DAEMON | FOR(CLI_LIMITS), 1},
     {OPT_MODE, "mode", 1, FOR_SHARE | FOR_GET, 1},
+    {OPT_DECRYPT_ON, "decrypt-on", 1, FOR_GET | FOR_DAEMON, 1},
     {OPT_INTERVAL_CAP, "interval-cap", 1, FOR_SHARE | FOR_GET | FOR_DAEMON, 1},
     {OPT_LIMIT, "limit", 1, FOR_SEARCH, 1},
     {OPT_API_LISTEN, "api-listen", 1, FOR_DAEMON, 1},
@@ -887,6 +894,18 @@ static int take_value(struct cli *c, enum opt_code code, const char *v) {
       c->node.mode = NODE_MODE_CS;
     } else {
       return fail_usage(c, "--mode must be p2p or cs, not '%s'", v);
+    }
+    return 0;
+  case OPT_DECRYPT_ON:
+    if (strcmp(v, "auto") == 0) {
+      c->node.decrypt = NODE_DECRYPT_AUTO;
+    } else if (strcmp(v, "loop") == 0) {
+      c->node.decrypt = NODE_DECRYPT_LOOP;
+    } else if (strcmp(v, "pool") == 0) {
+      c->node.decrypt = NODE_DECRYPT_POOL;
+    } else {
+      return fail_usage(c, "--decrypt-on must be auto, loop or pool, not '%s'",
+                        v);
     }
     return 0;
   case OPT_LOG_LEVEL: {

@@ -329,6 +329,11 @@ struct node {
   uint64_t wasted_bytes; /* of down_bytes: discarded, or in failed chunks */
   struct rate_meter up_meter; /* DATA queued to every peer, over 2 s */
   unsigned reads;             /* block reads in flight, all sessions */
+  /* DATA blocks are opened on the thread pool (pwire_open_defer) rather
+   * than on the loop: cfg.decrypt, and with auto the loop's own CPU time
+   * over each tick (loop_cpu_us and loop_tick_ms, from the last tick). */
+  int open_on_pool;
+  uint64_t loop_cpu_us, loop_tick_ms;
   uint8_t rbuf[1u << 20];
   uint8_t *plain; /* PWIRE_MAX_PLAIN scratch */
   int stopping;

@@ -37,6 +37,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include "common/clock.h"
@@ -46,6 +47,7 @@
 #include "common/log.h"
 #include "common/textid.h"
 #include "peer/internal.h"
+#include "peer/pacing.h"
 
 #define NODE_TICK_MS 500u
 #define NODE_REMOVE_POLL_MS 10u /* how often removals are looked at */
@@ -223,11 +225,50 @@ uint64_t node_source_check_ms(unsigned sources) {
   return spread > NODE_SOURCE_CHECK_MS ? spread : NODE_SOURCE_CHECK_MS;
 }
 
+/* The loop thread's CPU time so far, in microseconds (0 where the system
+ * cannot tell one thread's). */
+static uint64_t loop_cpu_us(void) {
+#ifdef RUSAGE_THREAD
+  struct rusage ru;
+  if (getrusage(RUSAGE_THREAD, &ru) == 0) {
+    return (uint64_t)ru.ru_utime.tv_sec * 1000000u +
+           (uint64_t)ru.ru_utime.tv_usec +
+           (uint64_t)ru.ru_stime.tv_sec * 1000000u +
+           (uint64_t)ru.ru_stime.tv_usec;
+  }
+#endif
+  return 0;
+}
+
+/* --decrypt-on=auto: opens DATA blocks on the pool while the loop is the
+ * busy thread (pacing_open_on_pool), from its CPU time over the last
+ * tick. */
+static void choose_where_to_open(struct node *n, uint64_t now) {
+  uint64_t cpu = loop_cpu_us();
+  if (n->cfg.decrypt == NODE_DECRYPT_AUTO && now > n->loop_tick_ms &&
+      n->loop_tick_ms != 0) {
+    double busy = (double)(cpu - n->loop_cpu_us) /
+                  (1000.0 * (double)(now - n->loop_tick_ms));
+    int pool = pacing_open_on_pool(n->open_on_pool, busy);
+    if (pool != n->open_on_pool) {
+      log_debug("peer",
+                "opening DATA blocks on the %s now (the loop was busy %.0f%% "
+                "of the last %.1f s)",
+                pool ? "thread pool" : "loop", busy * 100.0,
+                (double)(now - n->loop_tick_ms) / 1000.0);
+      n->open_on_pool = pool;
+    }
+  }
+  n->loop_cpu_us = cpu;
+  n->loop_tick_ms = now;
+}
+
 static void on_tick(uv_timer_t *t) {
   struct node *n = container_of(t, struct node, tick);
   uint64_t now = node_now(n);
   uint64_t check_ms;
   unsigned sources = 0;
+  choose_where_to_open(n, now);
   for_each_session(n, tick_session);
   for (struct swarm *sw = n->swarms; sw != NULL; sw = sw->next) {
     sources += sw->is_source && sw->state == SW_SEEDING;
@@ -392,6 +433,7 @@ int node_new(struct node **out, uv_loop_t *loop, const struct node_config *c,
   n->session_up = &node_session_up;
   n->swarm_up = &node_swarm_up;
   n->cfg = *c;
+  n->open_on_pool = c->decrypt == NODE_DECRYPT_POOL;
   n->cfg.home = n->home;
   n->cfg.listen = NULL;
   if (n->cfg.max_peers == 0 || n->cfg.max_peers > PICKER_MAX_PEERS) {

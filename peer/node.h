@@ -36,6 +36,14 @@ enum node_mode {
                        publisher, upload nothing */
 };
 
+/* Where a downloader opens (decrypts and authenticates) DATA blocks. */
+enum node_decrypt {
+  NODE_DECRYPT_AUTO = 0, /* on the loop, and on the thread pool while the
+                            loop is the busy one (pacing_open_on_pool) */
+  NODE_DECRYPT_LOOP = 1, /* straight into the chunk, on the loop */
+  NODE_DECRYPT_POOL = 2, /* copied into the chunk, opened by its check */
+};
+
 struct node_config {
   const char *home;       /* keys, resume/ and manifests/ */
   const char *listen;     /* "ADDR:PORT"; NULL: 0.0.0.0:0 */
@@ -43,6 +51,7 @@ struct node_config {
   uint64_t upload_rate;   /* bytes a second; 0: no limit */
   uint64_t download_rate; /* bytes a second; 0: no limit */
   enum node_mode mode;
+  enum node_decrypt decrypt;
   unsigned interval_cap_s; /* 0: follow the tracker */
   unsigned tracker_rate;   /* requests a second to one tracker client;
                               0: TRACKER_CLIENT_RATE */

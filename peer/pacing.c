@@ -5,6 +5,16 @@
 
 #include "common/pwire.h"
 
+int pacing_open_on_pool(int now, double loop_busy) {
+  if (loop_busy >= NODE_LOOP_BUSY_HIGH) {
+    return 1;
+  }
+  if (loop_busy < NODE_LOOP_BUSY_LOW) {
+    return 0;
+  }
+  return now;
+}
+
 unsigned pacing_reads(unsigned busy) {
   busy = busy > 0 ? busy : 1;
   if (NODE_READS_MAX / busy >= NODE_READS_IN_FLIGHT) {

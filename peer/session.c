@@ -793,9 +793,11 @@ static int on_frame(struct session *s, const uint8_t *frame, size_t len) {
   if (len < PWIRE_TAG_BYTES + PWIRE_DATA_HEAD_BYTES + 1) {
     plen = pwire_open(&s->ps, frame, len, n->plain, PWIRE_MAX_PLAIN);
   } else {
-    /* The message's head first, to copy a DATA block straight into its
-     * chunk, still encrypted: the chunk's check opens it on the thread
-     * pool, before its hash, and the loop is left to the network. */
+    /* The message's head first, to put a DATA block straight into its
+     * chunk: decrypted there (one copy of each byte fewer than through
+     * the scratch), or, while the node opens blocks on the thread pool,
+     * copied there still encrypted for the chunk's check to open before
+     * its hash, leaving the loop to the network. */
     uint8_t *head = n->plain, *dest = NULL;
     size_t rlen = len - PWIRE_TAG_BYTES - PWIRE_DATA_HEAD_BYTES;
     struct pwire_sealed sealed;
@@ -804,23 +806,24 @@ static int on_frame(struct session *s, const uint8_t *frame, size_t len) {
       dest = n->session_up->data_dest(s->sw, s, buf_be32(head + 1),
                                       buf_be32(head + 5), rlen);
     }
-    if (plen == 0 && dest != NULL) {
-      plen = pwire_open_defer(&s->ps, frame, len, dest, &sealed);
-      if (plen >= 0) {
-        memset(&m, 0, sizeof(m));
-        m.type = PWIRE_DATA;
-        m.chunk = buf_be32(head + 1);
-        m.offset = buf_be32(head + 5);
-        m.data = dest;
-        m.data_len = rlen;
-        m.sealed = &sealed;
-        err = n->session_up->message(s->sw, s, &m);
-        sodium_memzero(&sealed, sizeof(sealed));
-        return err;
-      }
-    } else if (plen == 0) {
-      plen = pwire_open_rest(&s->ps, frame, len, head, PWIRE_DATA_HEAD_BYTES,
-                             head + PWIRE_DATA_HEAD_BYTES);
+    if (plen == 0) {
+      plen = dest != NULL && n->open_on_pool
+                 ? pwire_open_defer(&s->ps, frame, len, dest, &sealed)
+                 : pwire_open_rest(
+                       &s->ps, frame, len, head, PWIRE_DATA_HEAD_BYTES,
+                       dest != NULL ? dest : head + PWIRE_DATA_HEAD_BYTES);
+    }
+    if (plen >= 0 && dest != NULL) {
+      memset(&m, 0, sizeof(m));
+      m.type = PWIRE_DATA;
+      m.chunk = buf_be32(head + 1);
+      m.offset = buf_be32(head + 5);
+      m.data = dest;
+      m.data_len = rlen;
+      m.sealed = n->open_on_pool ? &sealed : NULL;
+      err = n->session_up->message(s->sw, s, &m);
+      sodium_memzero(&sealed, sizeof(sealed));
+      return err;
     }
   }
   if (plen < 0) {

@@ -48,6 +48,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "common/chash.h"
 #include "common/error.h"
 #include "common/log.h"
 #include "common/pwire.h"
@@ -844,29 +845,47 @@ const char *storage_final_path(const struct storage *s) {
 /* ------------------------------------------------------------------------ */
 /* Writing chunks */
 
+/* Opens the chunk's sealed blocks in place and hashes it, block by
+ * block, so that each block is hashed while it is still in the cache
+ * from its opening: one pass over the chunk. Returns 0, SHOAL_EHASH, the
+ * first failure of pwire_open_sealed (unopened[] says which blocks), or
+ * SHOAL_ENOMEM. */
+static int open_and_verify(struct put_req *r) {
+  uint8_t h[CHASH_BYTES];
+  struct chash ch = {0};
+  int status = chash_init(&ch);
+  for (uint32_t i = 0, off = 0; off < r->len; i++, off += STORAGE_BLOCK_BYTES) {
+    uint32_t n =
+        r->len - off < STORAGE_BLOCK_BYTES ? r->len - off : STORAGE_BLOCK_BYTES;
+    struct pwire_sealed *b = &r->sealed[i];
+    if (b->len != 0) {
+      int err = pwire_open_sealed(b, r->idx, off, r->data + off);
+      sodium_memzero(b, sizeof(*b));
+      if (err != 0) {
+        r->unopened[i] = 1;
+        status = status != 0 ? status : err;
+      }
+    }
+    if (status == 0 && chash_update(&ch, r->data + off, n) != 0) {
+      status = SHOAL_ENOMEM;
+    }
+  }
+  if (status == 0) {
+    status = chash_final(&ch, h) != 0
+                 ? SHOAL_ENOMEM
+                 : manifest_chunk_digest_check(r->s->m, r->idx, h);
+  }
+  chash_free(&ch);
+  return status;
+}
+
 static void put_work(uv_work_t *w) {
   struct put_req *r = container_of(w, struct put_req, work);
   const struct storage *s = r->s;
 
-  /* Opened here, off the loop, right before the hash reads the same
-   * bytes while they are still in the cache. */
-  for (uint32_t i = 0; r->sealed != NULL && i * STORAGE_BLOCK_BYTES < r->len;
-       i++) {
-    struct pwire_sealed *b = &r->sealed[i];
-    if (b->len != 0) {
-      int err = pwire_open_sealed(b, r->idx, i * STORAGE_BLOCK_BYTES,
-                                  r->data + (size_t)i * STORAGE_BLOCK_BYTES);
-      sodium_memzero(b, sizeof(*b));
-      if (err != 0) {
-        r->unopened[i] = 1;
-        r->status = r->status != 0 ? r->status : err;
-      }
-    }
-  }
-  if (r->status != 0) {
-    return;
-  }
-  r->status = manifest_verify_chunk(s->m, r->idx, r->data, r->len);
+  r->status = r->sealed != NULL
+                  ? open_and_verify(r)
+                  : manifest_verify_chunk(s->m, r->idx, r->data, r->len);
   if (r->status == SHOAL_EHASH && r->bad_hashes != NULL) {
     /* Block by block, so the caller can tell later which sender's block
      * differed from the verified copy. */

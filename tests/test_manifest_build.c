@@ -37,6 +37,7 @@
 #include <unistd.h>
 #include <uv.h>
 
+#include "common/chash.h"
 #include "common/error.h"
 #include "common/identity.h"
 #include "common/manifest.h"
@@ -193,6 +194,18 @@ static void check_chunks_against_disk(const struct manifest *m) {
       assert_err(manifest_verify_chunk(m, idx, chunk, clen), 0);
       assert_err(manifest_verify_chunk(m, idx, chunk, clen + 1), SHOAL_EINVAL);
       assert_err(manifest_verify_chunk(m, idx, chunk, clen - 1), SHOAL_EINVAL);
+      /* The digest alone, as a caller that hashed the chunk piece by
+       * piece checks it: each bit of it matters. */
+      uint8_t h[CHASH_BYTES];
+      assert_err(chash_once(h, chunk, clen), 0);
+      assert_err(manifest_chunk_digest_check(m, idx, h), 0);
+      assert_err(manifest_chunk_digest_check(m, m->chunk_count, h),
+                 SHOAL_EINVAL);
+      for (unsigned bit = 0; bit < CHASH_BYTES * 8; bit++) {
+        h[bit / 8] ^= (uint8_t)(1u << (bit % 8));
+        assert_err(manifest_chunk_digest_check(m, idx, h), SHOAL_EHASH);
+        h[bit / 8] ^= (uint8_t)(1u << (bit % 8));
+      }
       chunk[clen / 2] ^= 0x01;
       assert_err(manifest_verify_chunk(m, idx, chunk, clen), SHOAL_EHASH);
       free(chunk);

@@ -22,6 +22,33 @@
 #define KiB 1024u
 #define MiB (1024u * 1024u)
 
+/* Blocks are opened on the pool from a loop busy NODE_LOOP_BUSY_HIGH of
+ * the time, on the loop again below NODE_LOOP_BUSY_LOW, and in between
+ * where they were (no flapping at one threshold). */
+static void
+test_blocks_open_on_the_pool_only_while_the_loop_is_busy(void **state) {
+  (void)state;
+  for (int now = 0; now <= 1; now++) {
+    assert_int_equal(pacing_open_on_pool(now, 0.0), 0);
+    assert_int_equal(pacing_open_on_pool(now, NODE_LOOP_BUSY_LOW - 0.01), 0);
+    assert_int_equal(pacing_open_on_pool(now, NODE_LOOP_BUSY_LOW), now);
+    assert_int_equal(pacing_open_on_pool(now, NODE_LOOP_BUSY_HIGH - 0.01), now);
+    assert_int_equal(pacing_open_on_pool(now, NODE_LOOP_BUSY_HIGH), 1);
+    assert_int_equal(pacing_open_on_pool(now, 1.0), 1);
+    assert_int_equal(pacing_open_on_pool(now, 1.7), 1); /* rounding */
+  }
+  /* A loop going from idle to saturated and back switches once each way. */
+  int at = 0, switches = 0;
+  for (int step = 0; step <= 200; step++) {
+    double busy = step <= 100 ? step / 100.0 : (200 - step) / 100.0;
+    int next = pacing_open_on_pool(at, busy);
+    switches += next != at;
+    at = next;
+  }
+  assert_int_equal(switches, 2);
+  assert_int_equal(at, 0);
+}
+
 static void test_read_slots_are_shared_among_busy_sessions(void **state) {
   (void)state;
   assert_int_equal(pacing_reads(0), NODE_READS_IN_FLIGHT);
@@ -146,6 +173,8 @@ static void test_request_timeout_follows_what_is_in_flight(void **state) {
 
 int main(void) {
   const struct CMUnitTest tests[] = {
+      cmocka_unit_test(
+          test_blocks_open_on_the_pool_only_while_the_loop_is_busy),
       cmocka_unit_test(test_read_slots_are_shared_among_busy_sessions),
       cmocka_unit_test(test_the_upload_is_shared_evenly),
       cmocka_unit_test(test_queued_bytes_are_100_ms_of_the_share),
