@@ -13,6 +13,10 @@
  *                stopped, minus what it had spent when the get started (so
  *                the hashing done by `share` is left out, and shown apart);
  *                downloader: /proc/PID/stat when the complete event arrives;
+ *                each also for the event loop alone (the first thread,
+ *                /proc/PID/task/PID/stat), the rest being the thread pool;
+ *   page faults  minor faults per GiB, from the same files at the same
+ *                moments (a fault per fresh page of a buffer is CPU spent);
  *   peak RSS     downloader: wait4's ru_maxrss (it exits by itself);
  *                seeder: VmHWM from /proc/PID/status before it is stopped.
  *
@@ -45,7 +49,12 @@
  * Exit 0 when the run completed and the copy is identical (a figure below
  * its target is reported, not an error), 1 on failure, 2 on bad usage.
  *
+ * --decrypt-on WHERE passes the downloader's option of that name (auto,
+ * loop or pool; its own default, auto, without it), and the run's first
+ * line says which.
+ *
  * Usage: transfer [--size N[k|M|G]] [--rss] [--timeout SECONDS]
+ *                 [--decrypt-on auto|loop|pool]
  */
 #define _XOPEN_SOURCE 700 /* nftw() is an XSI interface. */
 
@@ -125,6 +134,8 @@ struct run {
   double t_get, t_manifest, t_first_progress, t_complete;
   char path[4200];
   double cpu_at_complete;
+  double loop_cpu_at_complete; /* its first thread, the loop */
+  int64_t faults_at_complete;  /* minor page faults */
   uint64_t down_payload, up_payload;
   double reported_s;
   unsigned last_peers;
@@ -161,6 +172,7 @@ static void usage(const char *why) {
   fprintf(stderr, "transfer: %s\n", why);
   fprintf(stderr,
           "usage: transfer [--size N[k|M|G]] [--rss] [--timeout SECONDS]\n"
+          "                [--decrypt-on auto|loop|pool]\n"
           "       transfer --primitives\n");
   exit(2);
 }
@@ -631,6 +643,8 @@ static void on_line(struct run *r, int who, const char *line, double t) {
   } else if (is_event(line, "complete") && r->t_complete == 0) {
     r->t_complete = t;
     r->cpu_at_complete = benchutil_cpu_s(r->c[GETTER].pid);
+    r->loop_cpu_at_complete = benchutil_main_thread_cpu_s(r->c[GETTER].pid);
+    r->faults_at_complete = benchutil_minor_faults(r->c[GETTER].pid);
     json_str(line, "path", r->path, sizeof(r->path));
     if (json_num(line, "seconds", &v) == 0) {
       r->reported_s = v;
@@ -955,6 +969,7 @@ int main(int argc, char **argv) {
   char lighttpd[4200], curl_copy[4200], http_why[512] = "";
   struct http_fetch fetch[2] = {{.dest_name = "/dev/null"}, {0}};
   int have_http = 0;
+  const char *decrypt_on = "auto";
   int rc = 1;
 
   for (int i = 1; i < argc; i++) {
@@ -965,6 +980,12 @@ int main(int argc, char **argv) {
       }
     } else if (strcmp(argv[i], "--rss") == 0) {
       rss_mode = 1;
+    } else if (strcmp(argv[i], "--decrypt-on") == 0 && i + 1 < argc) {
+      decrypt_on = argv[++i];
+      if (strcmp(decrypt_on, "auto") != 0 && strcmp(decrypt_on, "loop") != 0 &&
+          strcmp(decrypt_on, "pool") != 0) {
+        usage("--decrypt-on needs auto, loop or pool");
+      }
     } else if (strcmp(argv[i], "--primitives") == 0) {
       if (sodium_init() < 0) {
         return 1;
@@ -1057,8 +1078,8 @@ int main(int argc, char **argv) {
   }
 
   printf("transfer: %.0f MiB of random data, 1 seeder -> 1 downloader over "
-         "127.0.0.1, no rate limits\n",
-         mib((double)size));
+         "127.0.0.1, no rate limits, --decrypt-on %s\n",
+         mib((double)size), decrypt_on);
   fflush(stdout);
   double t_gen = now_s();
   if (make_file(file, size) != 0) {
@@ -1124,12 +1145,24 @@ int main(int argc, char **argv) {
   }
   t_share = now_s() - t_share;
   double seeder_cpu_shared = benchutil_cpu_s(r->c[SEEDER].pid);
+  double seeder_loop_shared = benchutil_main_thread_cpu_s(r->c[SEEDER].pid);
+  int64_t seeder_faults_shared = benchutil_minor_faults(r->c[SEEDER].pid);
 
   /* Downloader: runs until the copy is complete, then exits by itself. */
   {
-    char *argv_g[] = {peer_exe,      "get",    r->link,  "-o",
-                      outdir,        "--home", get_home, "--listen",
-                      "127.0.0.1:0", "--json", NULL};
+    char *argv_g[] = {peer_exe,
+                      "get",
+                      r->link,
+                      "-o",
+                      outdir,
+                      "--home",
+                      get_home,
+                      "--listen",
+                      "127.0.0.1:0",
+                      "--decrypt-on",
+                      (char *)(uintptr_t)decrypt_on,
+                      "--json",
+                      NULL};
     r->t_get = now_s();
     if (spawn(r, &r->c[GETTER], argv_g) != 0) {
       rc = fail(r, "starting the downloader");
@@ -1171,6 +1204,8 @@ int main(int argc, char **argv) {
   }
 
   double seeder_cpu_end = benchutil_cpu_s(r->c[SEEDER].pid);
+  double seeder_loop_end = benchutil_main_thread_cpu_s(r->c[SEEDER].pid);
+  int64_t seeder_faults_end = benchutil_minor_faults(r->c[SEEDER].pid);
   uint64_t seeder_hwm = proc_status_kb(r->c[SEEDER].pid, "VmHWM");
   if (stop_child(&r->c[SEEDER]) != 0) {
     rc = fail(r, "the seeder did not exit 0 on SIGTERM");
@@ -1247,6 +1282,18 @@ int main(int argc, char **argv) {
     printf("  CPU per GiB                seeder %.2f s (serving)   "
            "downloader %.2f s\n",
            cpu_seed / gib, cpu_get / gib);
+    if (r->loop_cpu_at_complete >= 0 && seeder_loop_end >= 0) {
+      printf("    of which the loop        seeder %.2f s             "
+             "downloader %.2f s   (the rest: libuv's thread pool)\n",
+             (seeder_loop_end - seeder_loop_shared) / gib,
+             r->loop_cpu_at_complete / gib);
+    }
+    if (r->faults_at_complete >= 0 && seeder_faults_end >= 0) {
+      printf("  page faults per GiB        seeder %.0f (serving)   downloader "
+             "%.0f\n",
+             (double)(seeder_faults_end - seeder_faults_shared) / gib,
+             (double)r->faults_at_complete / gib);
+    }
     printf("  payload received           %.1f MiB (%.3f x size)\n",
            mib((double)r->down_payload),
            (double)r->down_payload / (double)size);

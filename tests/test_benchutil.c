@@ -9,7 +9,11 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <limits.h>
+#include <pthread.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -89,6 +93,42 @@ static void numbers_out_of_range_are_refused(void **state) {
       benchutil_parse_list("99999999999999999999999999", v, MAX, 0, 100), -1);
 }
 
+static double thread_cpu_s(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* Spins until this thread has used 0.3 s of CPU (bounded by that). */
+static void *spin(void *arg) {
+  volatile unsigned long x = 0;
+  (void)arg;
+  while (thread_cpu_s() < 0.3) {
+    for (int i = 0; i < 100000; i++) {
+      x += (unsigned long)i;
+    }
+  }
+  return NULL;
+}
+
+/* A second thread's CPU counts for the process and not for its first
+ * thread; a process that does not exist is -1. */
+static void main_thread_cpu_is_the_first_threads_alone(void **state) {
+  pthread_t th;
+  (void)state;
+  double main0 = benchutil_main_thread_cpu_s(getpid());
+  double all0 = benchutil_cpu_s(getpid());
+  assert_true(main0 >= 0 && all0 >= main0);
+  assert_int_equal(pthread_create(&th, NULL, spin, NULL), 0);
+  assert_int_equal(pthread_join(th, NULL), 0);
+  double main1 = benchutil_main_thread_cpu_s(getpid());
+  double all1 = benchutil_cpu_s(getpid());
+  assert_true(all1 - all0 >= 0.25);
+  assert_true(main1 - main0 < 0.1);
+  assert_true(benchutil_main_thread_cpu_s(INT_MAX) < 0);
+  assert_true(benchutil_cpu_s(INT_MAX) < 0);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(list_of_spaced_numbers_is_read_in_order),
@@ -98,6 +138,7 @@ int main(void) {
       cmocka_unit_test(empty_and_blank_lists_are_refused),
       cmocka_unit_test(signs_junk_and_other_blanks_are_refused),
       cmocka_unit_test(numbers_out_of_range_are_refused),
+      cmocka_unit_test(main_thread_cpu_is_the_first_threads_alone),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -55,45 +55,68 @@ uint64_t benchutil_parse_size(const char *s, uint64_t max) {
   return (uint64_t)v << shift;
 }
 
-int64_t benchutil_cpu_ticks(pid_t pid) {
-  char path[64], buf[2048];
-  unsigned long long ticks[2] = {0, 0};
-  snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+/* Field n (1-based, as proc(5) numbers them; n >= 3) of a /proc stat file
+ * (a process's or a thread's), or -1. */
+static int64_t stat_field(const char *path, int n) {
+  char buf[2048];
   int fd = open(path, O_RDONLY | O_CLOEXEC);
   if (fd < 0) {
     return -1;
   }
-  ssize_t n = read(fd, buf, sizeof(buf) - 1);
+  ssize_t got = read(fd, buf, sizeof(buf) - 1);
   close(fd);
-  if (n <= 0) {
+  if (got <= 0) {
     return -1;
   }
-  buf[n] = '\0';
+  buf[got] = '\0';
   /* The command name is in parentheses and may hold spaces: count fields
-   * from the last ')'. utime and stime are fields 14 and 15. */
+   * from the last ')'. */
   char *p = strrchr(buf, ')');
   if (p == NULL) {
     return -1;
   }
   p++;
-  for (int field = 3; field <= 15; field++) {
+  for (int field = 3; p != NULL; field++) {
     while (*p == ' ') {
       p++;
     }
-    char *end;
-    unsigned long long v = strtoull(p, &end, 10);
-    if (field >= 14) {
-      if (end == p) {
-        return -1;
-      }
-      ticks[field - 14] = v;
+    if (field == n) {
+      char *end;
+      unsigned long long v = strtoull(p, &end, 10);
+      return end == p ? -1 : (int64_t)v;
     }
     p = strchr(p, ' ');
-    if (p == NULL && field < 15) {
-      return -1;
-    }
   }
-  return (int64_t)(ticks[0] + ticks[1]);
+  return -1;
+}
+
+/* utime + stime (fields 14 and 15). */
+static int64_t stat_ticks(const char *path) {
+  int64_t u = stat_field(path, 14), s = stat_field(path, 15);
+  return u < 0 || s < 0 ? -1 : u + s;
+}
+
+int64_t benchutil_minor_faults(pid_t pid) {
+  char path[64];
+  snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+  return stat_field(path, 10); /* minflt */
+}
+
+int64_t benchutil_cpu_ticks(pid_t pid) {
+  char path[64];
+  snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+  return stat_ticks(path);
+}
+
+static double ticks_s(int64_t ticks) {
+  long hz = sysconf(_SC_CLK_TCK);
+  return ticks < 0 ? -1 : (double)ticks / (double)(hz > 0 ? hz : 100);
+}
+
+double benchutil_main_thread_cpu_s(pid_t pid) {
+  char path[80];
+  snprintf(path, sizeof(path), "/proc/%d/task/%d/stat", (int)pid, (int)pid);
+  return ticks_s(stat_ticks(path));
 }
 
 double benchutil_cpu_s(pid_t pid) {

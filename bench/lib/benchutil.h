@@ -30,5 +30,10 @@ int benchutil_parse_list(const char *s, unsigned long *out, size_t max,
 int64_t benchutil_cpu_ticks(pid_t pid);
 /* The same in seconds, or -1. */
 double benchutil_cpu_s(pid_t pid);
+/* The same for pid's first thread alone (a shoal process's event loop),
+ * from /proc/PID/task/PID/stat, or -1. */
+double benchutil_main_thread_cpu_s(pid_t pid);
+/* Minor page faults of pid so far (minflt in /proc/PID/stat), or -1. */
+int64_t benchutil_minor_faults(pid_t pid);
 
 #endif
