@@ -459,16 +459,28 @@ struct put_ctx {
 
 /* Blocks of chunk that did not open (pwire_open_sealed): forged or damaged
  * on their way, or filed under another block. As for a frame the loop
- * cannot open, the sender's sessions end; the chunk is asked for again. */
+ * cannot open, the sender's sessions end, and the chunk is asked for
+ * again. Found only once the chunk was whole, such a block cost the whole
+ * chunk, not one frame: so its sender also takes a strike (one a chunk),
+ * and one that keeps sending them is banned (NODE_STRIKES_BAN). */
 static void blocks_unopened(struct swarm *sw, uint32_t chunk,
                             const uint8_t *owners, const uint8_t *unopened,
                             uint32_t nblocks) {
   for (uint32_t i = 0; i < nblocks; i++) {
     const uint8_t *pk = owners + (size_t)i * IDENTITY_PK_BYTES;
     char who[TEXTID_SHORT_CHARS + 1];
+    int again = 0;
     if (!unopened[i]) {
       continue;
     }
+    for (uint32_t j = 0; j < i && !again; j++) {
+      again = unopened[j] && memcmp(owners + (size_t)j * IDENTITY_PK_BYTES, pk,
+                                    IDENTITY_PK_BYTES) == 0;
+    }
+    if (again) {
+      continue;
+    }
+    strike(sw, pk, 0, "sent a DATA frame that does not open");
     textid_short(TEXTID_KEY, pk, who);
     log_warn("peer",
              "%s: block %u of chunk %u from %s does not open (forged or "

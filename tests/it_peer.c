@@ -483,6 +483,16 @@ static void forged_frames_end_the_session(struct fx *f, const char *where,
   struct proc *dl = fx_peer(f, "dl", "dl", "get", link, "-o", opath,
                             "--decrypt-on", where, NULL);
 
+  /* On the pool, where a forged block costs a whole chunk, a forger that
+   * keeps at it is banned: a strike a chunk. */
+  if (strcmp(where, "pool") == 0) {
+    char bad_id[TEXTID_STRLEN], who[TEXTID_STRLEN + 8];
+    textid_encode(TEXTID_KEY, fk->id.pk, bad_id);
+    fx_wait_event(dl, "banned", NULL, NULL, FX_COMPLETE_MS, line);
+    assert_int_equal(jsonl_str(line, "peer", who, sizeof(who)), 0);
+    assert_string_equal(who, bad_id);
+  }
+
   /* The get ends the fake's session once a block (on the loop) or a whole
    * chunk of its blocks (on the pool) fails to open. */
   uint64_t deadline = proc_now_ms() + FX_COMPLETE_MS;
