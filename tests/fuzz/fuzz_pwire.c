@@ -21,6 +21,9 @@
  *     one and give len - TAG bytes, which are decoded as in pass 1; failure
  *     must not move it. Then the input is sealed as plaintext and must open
  *     on the other side once, and never when flipped, replayed or reflected.
+ *     The input as a frame body is also opened in two steps with its block
+ *     left for later (pwire_open_defer, pwire_open_sealed), which must
+ *     agree with pwire_open.
  *
  * Seeds: tests/fuzz/corpus/pwire/, one message of every type, sealed and
  * unsigned hellos, and frames sealed under the fixed session.
@@ -385,6 +388,54 @@ static void open_pass(const uint8_t *body, size_t len) {
   pwire_session_close(&b);
 }
 
+/* The input as a frame body opened in two steps, the block left for later
+ * (pwire_open_head, pwire_open_defer, then pwire_open_sealed, as a peer
+ * that opens blocks on its thread pool does): it must agree with
+ * pwire_open on a fresh pair, opening to the same bytes or being refused
+ * with the block zeroed; a deferred open moves the counter by one. */
+static void defer_pass(const uint8_t *body, size_t len) {
+  static uint8_t plain[PWIRE_MAX_FRAME];
+  static uint8_t rest[PWIRE_BLOCK_BYTES];
+  uint8_t head[PWIRE_DATA_HEAD_BYTES];
+  struct pwire_session a, b;
+  struct pwire_sealed rec;
+  session_pair(&a, &b);
+  int whole = pwire_open(&b, body, len, plain, sizeof(plain));
+  pwire_session_close(&a);
+  pwire_session_close(&b);
+  session_pair(&a, &b);
+  int rc = pwire_open_head(&b, body, len, head, sizeof(head));
+  if (rc == 0) {
+    rc = pwire_open_defer(&b, body, len, rest, &rec);
+    if (rc < 0) {
+      if ((rc != SHOAL_ETRUNC && rc != SHOAL_ETOOBIG) || b.rx_count != 0) {
+        fail("undocumented deferred-open error, or counter moved", rc);
+      }
+    } else {
+      size_t n = (size_t)rc - PWIRE_DATA_HEAD_BYTES;
+      if ((size_t)rc != len - PWIRE_TAG_BYTES || b.rx_count != 1 ||
+          rec.len != n) {
+        fail("deferred open does not match the frame", rc);
+      }
+      int sealed =
+          pwire_open_sealed(&rec, buf_be32(head + 1), buf_be32(head + 5), rest);
+      if (sealed == 0) {
+        if (whole != rc || head[0] != PWIRE_DATA ||
+            memcmp(plain, head, PWIRE_DATA_HEAD_BYTES) != 0 ||
+            memcmp(plain + PWIRE_DATA_HEAD_BYTES, rest, n) != 0) {
+          fail("deferred open disagrees with pwire_open", sealed);
+        }
+      } else if ((sealed != SHOAL_EBADSIG && sealed != SHOAL_EPROTO) ||
+                 (sealed == SHOAL_EBADSIG && whole >= 0) ||
+                 !bytes_all_zero(rest, n)) {
+        fail("deferred open refused wrongly, or left bytes", sealed);
+      }
+    }
+  }
+  pwire_session_close(&a);
+  pwire_session_close(&b);
+}
+
 static void seal_pass(const uint8_t *data, size_t size, uint32_t flip) {
   static uint8_t plain[PWIRE_MAX_FRAME];
   struct pwire_session a, b;
@@ -438,6 +489,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   decode_checked(msg, size);
   raw_hello_pass(msg, size);
   open_pass(msg, size);
+  defer_pass(msg, size);
   seal_pass(msg, size, flip);
   free(msg);
   hello_passes(data, size, flip);
