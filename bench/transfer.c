@@ -49,12 +49,12 @@
  * Exit 0 when the run completed and the copy is identical (a figure below
  * its target is reported, not an error), 1 on failure, 2 on bad usage.
  *
- * --decrypt-on WHERE passes the downloader's option of that name (auto,
- * loop or pool; its own default, auto, without it), and the run's first
- * line says which.
+ * --crypto-on WHERE passes the option of that name to the seeder and the
+ * downloader (auto, loop or pool; their own default, auto, without it),
+ * and the run's first line says which.
  *
  * Usage: transfer [--size N[k|M|G]] [--rss] [--timeout SECONDS]
- *                 [--decrypt-on auto|loop|pool]
+ *                 [--crypto-on auto|loop|pool]
  */
 #define _XOPEN_SOURCE 700 /* nftw() is an XSI interface. */
 
@@ -172,7 +172,7 @@ static void usage(const char *why) {
   fprintf(stderr, "transfer: %s\n", why);
   fprintf(stderr,
           "usage: transfer [--size N[k|M|G]] [--rss] [--timeout SECONDS]\n"
-          "                [--decrypt-on auto|loop|pool]\n"
+          "                [--crypto-on auto|loop|pool]\n"
           "       transfer --primitives\n");
   exit(2);
 }
@@ -969,7 +969,7 @@ int main(int argc, char **argv) {
   char lighttpd[4200], curl_copy[4200], http_why[512] = "";
   struct http_fetch fetch[2] = {{.dest_name = "/dev/null"}, {0}};
   int have_http = 0;
-  const char *decrypt_on = "auto";
+  const char *crypto_on = "auto";
   int rc = 1;
 
   for (int i = 1; i < argc; i++) {
@@ -980,11 +980,11 @@ int main(int argc, char **argv) {
       }
     } else if (strcmp(argv[i], "--rss") == 0) {
       rss_mode = 1;
-    } else if (strcmp(argv[i], "--decrypt-on") == 0 && i + 1 < argc) {
-      decrypt_on = argv[++i];
-      if (strcmp(decrypt_on, "auto") != 0 && strcmp(decrypt_on, "loop") != 0 &&
-          strcmp(decrypt_on, "pool") != 0) {
-        usage("--decrypt-on needs auto, loop or pool");
+    } else if (strcmp(argv[i], "--crypto-on") == 0 && i + 1 < argc) {
+      crypto_on = argv[++i];
+      if (strcmp(crypto_on, "auto") != 0 && strcmp(crypto_on, "loop") != 0 &&
+          strcmp(crypto_on, "pool") != 0) {
+        usage("--crypto-on needs auto, loop or pool");
       }
     } else if (strcmp(argv[i], "--primitives") == 0) {
       if (sodium_init() < 0) {
@@ -1078,8 +1078,8 @@ int main(int argc, char **argv) {
   }
 
   printf("transfer: %.0f MiB of random data, 1 seeder -> 1 downloader over "
-         "127.0.0.1, no rate limits, --decrypt-on %s\n",
-         mib((double)size), decrypt_on);
+         "127.0.0.1, no rate limits, --crypto-on %s\n",
+         mib((double)size), crypto_on);
   fflush(stdout);
   double t_gen = now_s();
   if (make_file(file, size) != 0) {
@@ -1124,9 +1124,20 @@ int main(int argc, char **argv) {
   /* Seeder: hashes the file, publishes, prints the link. */
   double t_share = now_s();
   {
-    char *argv_s[] = {peer_exe,  "share",         file,          "--tracker",
-                      taddr,     "--tracker-key", r->key,        "--home",
-                      seed_home, "--listen",      "127.0.0.1:0", "--json",
+    char *argv_s[] = {peer_exe,
+                      "share",
+                      file,
+                      "--tracker",
+                      taddr,
+                      "--tracker-key",
+                      r->key,
+                      "--home",
+                      seed_home,
+                      "--listen",
+                      "127.0.0.1:0",
+                      "--crypto-on",
+                      (char *)(uintptr_t)crypto_on,
+                      "--json",
                       NULL};
     if (spawn(r, &r->c[SEEDER], argv_s) != 0) {
       rc = fail(r, "starting the seeder");
@@ -1159,8 +1170,8 @@ int main(int argc, char **argv) {
                       get_home,
                       "--listen",
                       "127.0.0.1:0",
-                      "--decrypt-on",
-                      (char *)(uintptr_t)decrypt_on,
+                      "--crypto-on",
+                      (char *)(uintptr_t)crypto_on,
                       "--json",
                       NULL};
     r->t_get = now_s();

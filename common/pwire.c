@@ -166,12 +166,30 @@ static void make_nonce(uint8_t nonce[PWIRE_NONCE_BYTES], uint64_t count) {
   buf_put_be64(nonce + PWIRE_NONCE_BYTES - 8, count);
 }
 
+/* Encrypts len bytes of in into out (which may be in itself) with cx,
+ * keyed for sending, under counter count, and writes the tag after them. */
+static int seal_with(EVP_CIPHER_CTX *cx, uint64_t count, uint8_t *out,
+                     const uint8_t *in, size_t len) {
+  uint8_t nonce[PWIRE_NONCE_BYTES];
+  int n = 0, fin = 0;
+
+  make_nonce(nonce, count);
+  if (EVP_EncryptInit_ex(cx, NULL, NULL, NULL, nonce) != 1 ||
+      (len > 0 && EVP_EncryptUpdate(cx, out, &n, in, (int)len) != 1) ||
+      EVP_EncryptFinal_ex(cx, out + n, &fin) != 1 ||
+      (size_t)n + (size_t)fin != len ||
+      EVP_CIPHER_CTX_ctrl(cx, EVP_CTRL_AEAD_GET_TAG, PWIRE_TAG_BYTES,
+                          out + len) != 1) {
+    return SHOAL_ENOMEM; /* libcrypto fails only without memory */
+  }
+  return 0;
+}
+
 /* Encrypts len bytes of in into out (which may be in itself) and writes
  * the tag after them, under the next send counter. */
 static int seal_to(struct pwire_session *s, uint8_t *out, const uint8_t *in,
                    size_t len) {
-  uint8_t nonce[PWIRE_NONCE_BYTES];
-  int n = 0, fin = 0;
+  int err;
 
   /* A frame the other side could never open is not sent. */
   if (len > PWIRE_MAX_PLAIN) {
@@ -181,17 +199,38 @@ static int seal_to(struct pwire_session *s, uint8_t *out, const uint8_t *in,
   if (s->tx_count == UINT64_MAX) {
     return SHOAL_ETOOBIG;
   }
-  make_nonce(nonce, s->tx_count);
-  if (EVP_EncryptInit_ex(s->tx_cx, NULL, NULL, NULL, nonce) != 1 ||
-      (len > 0 && EVP_EncryptUpdate(s->tx_cx, out, &n, in, (int)len) != 1) ||
-      EVP_EncryptFinal_ex(s->tx_cx, out + n, &fin) != 1 ||
-      (size_t)n + (size_t)fin != len ||
-      EVP_CIPHER_CTX_ctrl(s->tx_cx, EVP_CTRL_AEAD_GET_TAG, PWIRE_TAG_BYTES,
-                          out + len) != 1) {
-    return SHOAL_ENOMEM; /* libcrypto fails only without memory */
+  err = seal_with(s->tx_cx, s->tx_count, out, in, len);
+  if (err == 0) {
+    s->tx_count++;
   }
-  s->tx_count++;
+  return err;
+}
+
+int pwire_seal_reserve(struct pwire_session *s, unsigned n, uint64_t *first) {
+  /* As for seal_to: UINT64_MAX itself is never used. */
+  if (n == 0 || UINT64_MAX - s->tx_count < (uint64_t)n) {
+    return SHOAL_ETOOBIG;
+  }
+  *first = s->tx_count;
+  s->tx_count += n;
   return 0;
+}
+
+int pwire_seal_at(const uint8_t key[PWIRE_KEY_BYTES], uint64_t counter,
+                  uint8_t *msg, size_t len) {
+  EVP_CIPHER_CTX *cx;
+  int err;
+
+  if (len > PWIRE_MAX_PLAIN || counter == UINT64_MAX) {
+    return SHOAL_ETOOBIG;
+  }
+  cx = keyed(key, 1);
+  if (cx == NULL) {
+    return SHOAL_ENOMEM;
+  }
+  err = seal_with(cx, counter, msg, msg, len);
+  EVP_CIPHER_CTX_free(cx);
+  return err;
 }
 
 int pwire_seal(struct pwire_session *s, struct buf *out, const uint8_t *plain,

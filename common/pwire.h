@@ -249,6 +249,16 @@ int pwire_seal(struct pwire_session *s, struct buf *out, const uint8_t *plain,
  * SHOAL_ENOMEM (libcrypto failed; msg is no longer the message). Lets a
  * sender read a block straight into its frame and encrypt it there. */
 int pwire_seal_inplace(struct pwire_session *s, uint8_t *msg, size_t len);
+/* Sealing elsewhere (another thread), in the order of the counters.
+ * pwire_seal_reserve takes the next n send counters (n >= 1) and gives the
+ * first in *first; SHOAL_ETOOBIG (nothing taken) when fewer are left.
+ * pwire_seal_at then seals msg in place as pwire_seal_inplace does, under
+ * key (the session's tx, copied) and counter: on any thread, with a
+ * cipher context of its own. The frames must go out in counter order,
+ * each reserved counter used by exactly one frame. */
+int pwire_seal_reserve(struct pwire_session *s, unsigned n, uint64_t *first);
+int pwire_seal_at(const uint8_t key[PWIRE_KEY_BYTES], uint64_t counter,
+                  uint8_t *msg, size_t len);
 /* Decrypts a frame body into plain (cap bytes, at least len - TAG; plain
  * may equal body). Returns the plaintext length, or SHOAL_EBADSIG (forged,
  * reordered, replayed or reflected), SHOAL_ETRUNC (len < PWIRE_TAG_BYTES),

@@ -78,11 +78,12 @@ const char cli_usage[] =
     "server\n"
     "                            baseline: fetch from the publisher only,\n"
     "                            upload nothing\n"
-    "      --decrypt-on=WHERE    get, daemon: where received blocks are\n"
-    "                            decrypted: loop (the network thread), pool\n"
-    "                            (the worker threads, with each chunk's hash;\n"
-    "                            a copy more) or auto: pool only while the\n"
-    "                            network thread is the busy one (auto)\n"
+    "      --crypto-on=WHERE     share, get, daemon: where blocks are\n"
+    "                            encrypted and decrypted: loop (the network\n"
+    "                            thread), pool (the worker threads; costs a\n"
+    "                            copy and a hand-over) or auto: pool only\n"
+    "                            while the network thread is the busy one\n"
+    "                            (auto)\n"
     "      --interval-cap=S      share, get, daemon: announce at least every\n"
     "                            S seconds\n"
     "      --limit=N             search: results, 1..50 (20)\n"
@@ -141,7 +142,7 @@ enum opt_code {
   OPT_UPLOAD_RATE,
   OPT_DOWNLOAD_RATE,
   OPT_MODE,
-  OPT_DECRYPT_ON,
+  OPT_CRYPTO_ON,
   OPT_INTERVAL_CAP,
   OPT_LIMIT,
   OPT_API_LISTEN,
@@ -178,7 +179,7 @@ static const struct opt_info {
     {OPT_DOWNLOAD_RATE, "download-rate", 1,
      FOR_GET | FOR_DAEMON | FOR(CLI_LIMITS), 1},
     {OPT_MODE, "mode", 1, FOR_SHARE | FOR_GET, 1},
-    {OPT_DECRYPT_ON, "decrypt-on", 1, FOR_GET | FOR_DAEMON, 1},
+    {OPT_CRYPTO_ON, "crypto-on", 1, FOR_SHARE | FOR_GET | FOR_DAEMON, 1},
     {OPT_INTERVAL_CAP, "interval-cap", 1, FOR_SHARE | FOR_GET | FOR_DAEMON, 1},
     {OPT_LIMIT, "limit", 1, FOR_SEARCH, 1},
     {OPT_API_LISTEN, "api-listen", 1, FOR_DAEMON, 1},
@@ -896,15 +897,15 @@ static int take_value(struct cli *c, enum opt_code code, const char *v) {
       return fail_usage(c, "--mode must be p2p or cs, not '%s'", v);
     }
     return 0;
-  case OPT_DECRYPT_ON:
+  case OPT_CRYPTO_ON:
     if (strcmp(v, "auto") == 0) {
-      c->node.decrypt = NODE_DECRYPT_AUTO;
+      c->node.crypto = NODE_CRYPTO_AUTO;
     } else if (strcmp(v, "loop") == 0) {
-      c->node.decrypt = NODE_DECRYPT_LOOP;
+      c->node.crypto = NODE_CRYPTO_LOOP;
     } else if (strcmp(v, "pool") == 0) {
-      c->node.decrypt = NODE_DECRYPT_POOL;
+      c->node.crypto = NODE_CRYPTO_POOL;
     } else {
-      return fail_usage(c, "--decrypt-on must be auto, loop or pool, not '%s'",
+      return fail_usage(c, "--crypto-on must be auto, loop or pool, not '%s'",
                         v);
     }
     return 0;

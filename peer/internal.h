@@ -49,6 +49,8 @@ struct upreq {
 };
 
 struct readreq;
+struct wreq;     /* session.c: a frame to write */
+struct seal_job; /* session.c: DATA frames being sealed on the pool */
 
 /* A session's state; session_set_state (session.c) alone changes it, along
  * the table session_state_allowed holds:
@@ -108,6 +110,15 @@ struct session {
   unsigned upq_head, upq_len;
   unsigned reading; /* storage_reads for this peer in flight */
   struct readreq *reads[NODE_READS_IN_FLIGHT]; /* those reads; NULL: free */
+  /* DATA frames sealed on the thread pool (node->crypto_on_pool): the batch
+   * being sealed (NULL: none), the blocks read since, waiting for the next
+   * batch, and the frames sealed on the loop meanwhile, which go out after
+   * the batch: its counters come first. seal_bytes: the blocks' bytes in
+   * the batch and waiting. */
+  struct seal_job *sealing;
+  struct wreq *to_seal, **to_seal_tail;
+  struct wreq *held, **held_tail;
+  size_t seal_bytes;
 
   uint64_t up_bytes, down_bytes;
   struct rate_meter down_meter; /* from this peer, for tit-for-tat */
@@ -329,10 +340,11 @@ struct node {
   uint64_t wasted_bytes; /* of down_bytes: discarded, or in failed chunks */
   struct rate_meter up_meter; /* DATA queued to every peer, over 2 s */
   unsigned reads;             /* block reads in flight, all sessions */
-  /* DATA blocks are opened on the thread pool (pwire_open_defer) rather
-   * than on the loop: cfg.decrypt, and with auto the loop's own CPU time
-   * over each tick (loop_cpu_us and loop_tick_ms, from the last tick). */
-  int open_on_pool;
+  /* DATA blocks are sealed and opened on the thread pool (pwire_seal_at,
+   * pwire_open_defer) rather than on the loop: cfg.crypto, and with auto
+   * the loop's own CPU time over each tick (loop_cpu_us and loop_tick_ms,
+   * from the last tick). */
+  int crypto_on_pool;
   uint64_t loop_cpu_us, loop_tick_ms;
   uint8_t rbuf[1u << 20];
   uint8_t *plain; /* PWIRE_MAX_PLAIN scratch */

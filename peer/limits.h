@@ -43,9 +43,9 @@
 #define NODE_MANIFEST_AGAIN_MS 1000u
 
 /* Announcing what we have. */
-/* --decrypt-on=auto: DATA blocks are opened on the thread pool while the
- * loop thread is this busy (a share of a tick's wall time), and on the
- * loop again once it is below the second (pacing_open_on_pool). */
+/* --crypto-on=auto: DATA blocks are sealed and opened on the thread pool
+ * while the loop thread is this busy (a share of a tick's wall time), and
+ * on the loop again once it is below the second (pacing_crypto_on_pool). */
 #define NODE_LOOP_BUSY_HIGH 0.80
 #define NODE_LOOP_BUSY_LOW 0.50
 #define NODE_HAVE_MS 250u       /* verified chunks gathered into one HAVE */

@@ -240,23 +240,23 @@ static uint64_t loop_cpu_us(void) {
   return 0;
 }
 
-/* --decrypt-on=auto: opens DATA blocks on the pool while the loop is the
- * busy thread (pacing_open_on_pool), from its CPU time over the last
- * tick. */
+/* --crypto-on=auto: seals and opens DATA blocks on the pool while the
+ * loop is the busy thread (pacing_crypto_on_pool), from its CPU time over
+ * the last tick. */
 static void choose_where_to_open(struct node *n, uint64_t now) {
   uint64_t cpu = loop_cpu_us();
-  if (n->cfg.decrypt == NODE_DECRYPT_AUTO && now > n->loop_tick_ms &&
+  if (n->cfg.crypto == NODE_CRYPTO_AUTO && now > n->loop_tick_ms &&
       n->loop_tick_ms != 0) {
     double busy = (double)(cpu - n->loop_cpu_us) /
                   (1000.0 * (double)(now - n->loop_tick_ms));
-    int pool = pacing_open_on_pool(n->open_on_pool, busy);
-    if (pool != n->open_on_pool) {
+    int pool = pacing_crypto_on_pool(n->crypto_on_pool, busy);
+    if (pool != n->crypto_on_pool) {
       log_debug("peer",
-                "opening DATA blocks on the %s now (the loop was busy %.0f%% "
-                "of the last %.1f s)",
+                "sealing and opening DATA blocks on the %s now (the loop was "
+                "busy %.0f%% of the last %.1f s)",
                 pool ? "thread pool" : "loop", busy * 100.0,
                 (double)(now - n->loop_tick_ms) / 1000.0);
-      n->open_on_pool = pool;
+      n->crypto_on_pool = pool;
     }
   }
   n->loop_cpu_us = cpu;
@@ -433,7 +433,7 @@ int node_new(struct node **out, uv_loop_t *loop, const struct node_config *c,
   n->session_up = &node_session_up;
   n->swarm_up = &node_swarm_up;
   n->cfg = *c;
-  n->open_on_pool = c->decrypt == NODE_DECRYPT_POOL;
+  n->crypto_on_pool = c->crypto == NODE_CRYPTO_POOL;
   n->cfg.home = n->home;
   n->cfg.listen = NULL;
   if (n->cfg.max_peers == 0 || n->cfg.max_peers > PICKER_MAX_PEERS) {

@@ -36,12 +36,16 @@ enum node_mode {
                        publisher, upload nothing */
 };
 
-/* Where a downloader opens (decrypts and authenticates) DATA blocks. */
-enum node_decrypt {
-  NODE_DECRYPT_AUTO = 0, /* on the loop, and on the thread pool while the
-                            loop is the busy one (pacing_open_on_pool) */
-  NODE_DECRYPT_LOOP = 1, /* straight into the chunk, on the loop */
-  NODE_DECRYPT_POOL = 2, /* copied into the chunk, opened by its check */
+/* Where DATA blocks are sealed (encrypted) for sending and opened
+ * (decrypted and authenticated) on receipt. */
+enum node_crypto {
+  NODE_CRYPTO_AUTO = 0, /* on the loop, and on the thread pool while the
+                            loop is the busy one (pacing_crypto_on_pool) */
+  NODE_CRYPTO_LOOP = 1, /* on the loop: sealed where read, opened straight
+                            into the chunk */
+  NODE_CRYPTO_POOL = 2, /* on the pool: sealed in batches, in counter
+                            order; copied into the chunk and opened by its
+                            check */
 };
 
 struct node_config {
@@ -51,7 +55,7 @@ struct node_config {
   uint64_t upload_rate;   /* bytes a second; 0: no limit */
   uint64_t download_rate; /* bytes a second; 0: no limit */
   enum node_mode mode;
-  enum node_decrypt decrypt;
+  enum node_crypto crypto;
   unsigned interval_cap_s; /* 0: follow the tracker */
   unsigned tracker_rate;   /* requests a second to one tracker client;
                               0: TRACKER_CLIENT_RATE */

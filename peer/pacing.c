@@ -5,7 +5,7 @@
 
 #include "common/pwire.h"
 
-int pacing_open_on_pool(int now, double loop_busy) {
+int pacing_crypto_on_pool(int now, double loop_busy) {
   if (loop_busy >= NODE_LOOP_BUSY_HIGH) {
     return 1;
   }

@@ -15,15 +15,15 @@
 
 #include "peer/limits.h"
 
-/* Whether a downloader opens DATA blocks on the thread pool
- * (pwire_open_defer) rather than on its loop, given whether it does now
- * and the share of the last tick the loop thread was busy (its CPU time
- * over the wall time, 0..1). Opening on the pool costs a copy of each
- * block (about a sixth of the opening's CPU, in docs/transfer.md's
- * measurements), so it is worth it only where the loop would otherwise
- * be the limit: on from NODE_LOOP_BUSY_HIGH, off again below
+/* Whether a node seals and opens DATA blocks on the thread pool
+ * (pwire_seal_at, pwire_open_defer) rather than on its loop, given whether
+ * it does now and the share of the last tick the loop thread was busy (its
+ * CPU time over the wall time, 0..1). The pool costs more CPU in all (a
+ * copy of each received block, a hand-over per batch of sent ones:
+ * docs/transfer.md), so it is worth it only where the loop would
+ * otherwise be the limit: on from NODE_LOOP_BUSY_HIGH, off again below
  * NODE_LOOP_BUSY_LOW. */
-int pacing_open_on_pool(int now, double loop_busy);
+int pacing_crypto_on_pool(int now, double loop_busy);
 
 /* Block reads one session may have in flight when busy sessions want to
  * upload: an even share of NODE_READS_MAX, at least 1, at most

@@ -36,7 +36,27 @@ struct wreq {
   uv_write_t req;
   struct session *s;
   size_t len;
+  /* A DATA frame waiting for the pool to seal it (s->to_seal), or a frame
+   * waiting behind such a batch (s->held): the next one, and for DATA its
+   * block and the plaintext message's length. */
+  struct wreq *next;
+  struct upreq r;
+  size_t mlen;
   uint8_t data[];
+};
+
+/* DATA frames sealed on the thread pool, in counter order: at most
+ * SEAL_BATCH a job. */
+#define SEAL_BATCH 16u
+struct seal_job {
+  uv_work_t work;
+  struct session *s;
+  uint8_t key[PWIRE_KEY_BYTES]; /* the session's send key, copied */
+  uint64_t first;               /* the first frame's counter */
+  unsigned n;
+  struct wreq *w[SEAL_BATCH];
+  size_t bytes; /* blocks' bytes, of s->seal_bytes */
+  int status;
 };
 
 static void on_read(uv_stream_t *h, ssize_t nread, const uv_buf_t *b);
@@ -105,6 +125,8 @@ static struct session *session_new(struct node *n, enum session_state initial) {
     return NULL;
   }
   s->tcp.data = s;
+  s->to_seal_tail = &s->to_seal;
+  s->held_tail = &s->held;
   return s;
 }
 
@@ -148,6 +170,15 @@ static void session_unref(struct session *s) {
   }
 }
 
+/* Frees a list of frames never written. */
+static void free_frames(struct wreq *w) {
+  while (w != NULL) {
+    struct wreq *next = w->next;
+    free(w);
+    w = next;
+  }
+}
+
 void session_close(struct session *s, const char *why) {
   struct node *n = s->node;
   if (s->state == SESS_CLOSING) {
@@ -171,6 +202,14 @@ void session_close(struct session *s, const char *why) {
   }
   pwire_eph_close(&s->eph);
   pwire_session_close(&s->ps);
+  if (s->sealing == NULL) { /* else after_seal lets them go */
+    free_frames(s->to_seal);
+    free_frames(s->held);
+    s->to_seal = s->held = NULL;
+    s->to_seal_tail = &s->to_seal;
+    s->held_tail = &s->held;
+    s->seal_bytes = 0;
+  }
   (void)n;
   uv_close((uv_handle_t *)&s->tcp, on_closed);
 }
@@ -188,7 +227,8 @@ static void on_write(uv_write_t *req, int status) {
   }
 }
 
-static int write_frame(struct session *s, struct wreq *w) {
+/* Hands w to libuv now; frees it on an error. */
+static int write_now(struct session *s, struct wreq *w) {
   uv_buf_t b = uv_buf_init((char *)w->data, (unsigned)w->len);
   int err;
   w->s = s;
@@ -199,6 +239,20 @@ static int write_frame(struct session *s, struct wreq *w) {
   }
   s->last_send_ms = node_now(s->node);
   return 0;
+}
+
+/* Writes w, or, while the pool seals a batch of this session's DATA
+ * frames, holds it to go out after them: its counter comes after theirs. */
+static int write_frame(struct session *s, struct wreq *w) {
+  if (s->sealing != NULL) {
+    w->s = s;
+    w->next = NULL;
+    *s->held_tail = w;
+    s->held_tail = &w->next;
+    s->last_send_ms = node_now(s->node);
+    return 0;
+  }
+  return write_now(s, w);
 }
 
 static int send_hello(struct session *s) {
@@ -364,6 +418,24 @@ struct readreq {
 /* Blocks being read for the remote that must not be sent after all: the
  * one named by only (a CANCEL), or every one (only NULL: a CHOKE). */
 static void drop_reads(struct session *s, const struct upreq *only) {
+  /* Read and waiting for the pool to seal them: no counter given yet, so
+   * they can still go. */
+  for (struct wreq **pp = &s->to_seal; *pp != NULL;) {
+    struct wreq *w = *pp;
+    if (only == NULL ||
+        (w->r.chunk == only->chunk && w->r.offset == only->offset &&
+         w->r.length == only->length)) {
+      *pp = w->next;
+      s->seal_bytes -= w->r.length;
+      free(w);
+    } else {
+      pp = &w->next;
+    }
+  }
+  s->to_seal_tail = &s->to_seal;
+  while (*s->to_seal_tail != NULL) {
+    s->to_seal_tail = &(*s->to_seal_tail)->next;
+  }
   for (unsigned i = 0; i < NODE_READS_IN_FLIGHT; i++) {
     struct readreq *rr = s->reads[i];
     if (rr != NULL && (only == NULL || (rr->r.chunk == only->chunk &&
@@ -429,8 +501,116 @@ void session_drop_requests(struct session *s) {
  * head (pwire_data_head_encode). */
 #define DATA_HEAD (FRAME_HEADER_BYTES + PWIRE_DATA_HEAD_BYTES)
 
+/* Seals on the pool the frames waiting in s->to_seal, up to SEAL_BATCH,
+ * under counters taken now, in their order. */
+static void seal_work(uv_work_t *req) {
+  struct seal_job *j = container_of(req, struct seal_job, work);
+  for (unsigned i = 0; i < j->n && j->status == 0; i++) {
+    struct wreq *w = j->w[i];
+    j->status = pwire_seal_at(j->key, j->first + i,
+                              w->data + FRAME_HEADER_BYTES, w->mlen);
+  }
+  sodium_memzero(j->key, sizeof(j->key));
+}
+
+static void start_sealing(struct session *s);
+
+/* Writes the sealed batch, then the frames held behind it, and starts the
+ * next batch. A session closed meanwhile lets them all go. */
+static void after_seal(uv_work_t *req, int status) {
+  struct seal_job *j = container_of(req, struct seal_job, work);
+  struct session *s = j->s;
+  struct wreq *held = s->held;
+  uint32_t sent = 0;
+  unsigned i = 0;
+  int err = s->state == SESS_OPEN ? j->status : SHOAL_EPROTO;
+  (void)status;
+  /* The batch in counter order, then what was held behind it, all written
+   * before anything else may be. */
+  for (; i < j->n && err == 0; i++) {
+    struct wreq *w = j->w[i];
+    uint32_t length = w->r.length;
+    frame_header(w->data, w->mlen + PWIRE_TAG_BYTES);
+    w->len = FRAME_HEADER_BYTES + w->mlen + PWIRE_TAG_BYTES;
+    err = write_now(s, w); /* which frees w on an error */
+    sent += err == 0 ? length : 0;
+  }
+  for (; i < j->n; i++) {
+    free(j->w[i]);
+  }
+  while (held != NULL && err == 0) {
+    struct wreq *next = held->next;
+    err = write_now(s, held);
+    held = next;
+  }
+  free_frames(held);
+  s->held = NULL;
+  s->held_tail = &s->held;
+  s->sealing = NULL;
+  s->seal_bytes -= j->bytes;
+  if (err != 0 && s->state == SESS_OPEN) {
+    session_close(s,
+                  j->status != 0 ? "sealing a block failed" : uv_strerror(err));
+  } else if (sent > 0 && s->state == SESS_OPEN) {
+    s->node->session_up->uploaded(s->sw, s, sent);
+  }
+  free(j);
+  if (s->state != SESS_OPEN) {
+    free_frames(s->to_seal);
+    s->to_seal = NULL;
+    s->to_seal_tail = &s->to_seal;
+    s->seal_bytes = 0;
+  } else {
+    if (s->to_seal != NULL) {
+      start_sealing(s);
+    }
+    if (s->state == SESS_OPEN) {
+      session_pump_upload(s);
+    }
+  }
+  session_unref(s);
+}
+
+static void start_sealing(struct session *s) {
+  struct seal_job *j;
+  uint64_t first = 0;
+  unsigned n = 0;
+  for (const struct wreq *w = s->to_seal; w != NULL && n < SEAL_BATCH;
+       w = w->next) {
+    n++;
+  }
+  j = calloc(1, sizeof(*j));
+  if (j == NULL) {
+    session_close(s, "out of memory");
+    return;
+  }
+  if (pwire_seal_reserve(&s->ps, n, &first) != 0) {
+    free(j);
+    session_close(s, "session counter spent");
+    return;
+  }
+  j->s = s;
+  j->first = first;
+  j->n = n;
+  memcpy(j->key, s->ps.tx, sizeof(j->key));
+  for (unsigned i = 0; i < n; i++) {
+    struct wreq *w = s->to_seal;
+    s->to_seal = w->next;
+    w->next = NULL;
+    j->w[i] = w;
+    j->bytes += w->r.length;
+  }
+  if (s->to_seal == NULL) {
+    s->to_seal_tail = &s->to_seal;
+  }
+  s->sealing = j;
+  s->refs++;
+  (void)uv_queue_work(s->node->loop, &j->work, seal_work, after_seal);
+}
+
 /* The block is already in place in w: add the message head, encrypt in
- * place, frame it and write it. */
+ * place (or, while the node seals on the pool, have the pool do it), frame
+ * it and write it. */
 static void send_block(struct session *s, const struct upreq *r, struct wreq *w,
                        size_t len) {
   uint8_t *msg = w->data + FRAME_HEADER_BYTES;
@@ -440,6 +620,17 @@ static void send_block(struct session *s, const struct upreq *r, struct wreq *w,
      * on_request checked; nothing was sealed, so the session goes on. */
     free(w);
     (void)session_send_block(s, PWIRE_REJECT, r->chunk, r->offset, r->length);
+  } else if (s->node->crypto_on_pool || s->to_seal != NULL) {
+    w->r = *r;
+    w->r.length = (uint32_t)len;
+    w->mlen = mlen;
+    w->next = NULL;
+    *s->to_seal_tail = w;
+    s->to_seal_tail = &w->next;
+    s->seal_bytes += len;
+    if (s->sealing == NULL) {
+      start_sealing(s);
+    }
   } else if (pwire_seal_inplace(&s->ps, msg, mlen) != 0) {
     free(w);
     session_close(s, "session counter spent");
@@ -585,7 +776,8 @@ void session_tune_socket(struct session *s, uint64_t now) {
 /* DATA bytes on their way out of the session: written and not yet taken by
  * the kernel, or still being read from disk. */
 static size_t upload_queued(const struct session *s) {
-  size_t b = uv_stream_get_write_queue_size((const uv_stream_t *)&s->tcp);
+  size_t b = uv_stream_get_write_queue_size((const uv_stream_t *)&s->tcp) +
+             s->seal_bytes;
   for (unsigned i = 0; i < NODE_READS_IN_FLIGHT; i++) {
     if (s->reads[i] != NULL && !s->reads[i]->dropped) {
       b += s->reads[i]->r.length;
@@ -807,7 +999,7 @@ static int on_frame(struct session *s, const uint8_t *frame, size_t len) {
                                       buf_be32(head + 5), rlen);
     }
     if (plen == 0) {
-      plen = dest != NULL && n->open_on_pool
+      plen = dest != NULL && n->crypto_on_pool
                  ? pwire_open_defer(&s->ps, frame, len, dest, &sealed)
                  : pwire_open_rest(
                        &s->ps, frame, len, head, PWIRE_DATA_HEAD_BYTES,
@@ -820,7 +1012,7 @@ static int on_frame(struct session *s, const uint8_t *frame, size_t len) {
       m.offset = buf_be32(head + 5);
       m.data = dest;
       m.data_len = rlen;
-      m.sealed = n->open_on_pool ? &sealed : NULL;
+      m.sealed = n->crypto_on_pool ? &sealed : NULL;
       err = n->session_up->message(s->sw, s, &m);
       sodium_memzero(&sealed, sizeof(sealed));
       return err;

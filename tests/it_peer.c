@@ -92,9 +92,21 @@ struct swarm {
 };
 
 /* Starts the tracker and a seeder of src/<name>, size pseudo-random bytes
- * from seed, uploading at upload_rate (NULL: no limit). */
+ * from seed, uploading at upload_rate (NULL: no limit), with the further
+ * arguments given (NULL-ended). */
 static void swarm_seed(struct fx *f, struct swarm *w, const char *name,
-                       size_t size, uint64_t seed, const char *upload_rate) {
+                       size_t size, uint64_t seed, const char *upload_rate,
+                       ...) {
+  const char *extra[4] = {NULL, NULL, NULL, NULL};
+  va_list ap;
+  va_start(ap, upload_rate);
+  for (int i = 0; i < 3; i++) {
+    extra[i] = va_arg(ap, const char *);
+    if (extra[i] == NULL) {
+      break;
+    }
+  }
+  va_end(ap);
   char rel[64];
   memset(w, 0, sizeof(*w));
   w->name = name;
@@ -103,11 +115,9 @@ static void swarm_seed(struct fx *f, struct swarm *w, const char *name,
   fx_start_tracker(f);
   fx_mkdir(f, "src");
   fx_write_random(f, rel, size, seed, &w->data);
-  if (upload_rate != NULL) {
-    w->seed = fx_seed(f, rel, &w->sh, "--upload-rate", upload_rate, NULL);
-  } else {
-    w->seed = fx_seed(f, rel, &w->sh, NULL);
-  }
+  w->seed = fx_seed(f, rel, &w->sh, "--upload-rate",
+                    upload_rate != NULL ? upload_rate : "0", extra[0], extra[1],
+                    extra[2], NULL);
 }
 
 /* Starts n downloaders w->dl[0..n): peers "dl<i>" (home the same) that
@@ -147,17 +157,20 @@ static void swarm_assert_copy(const struct fx *f, const struct swarm *w,
 /* ------------------------------------------------------------------------ */
 /* 1. One seeder, six downloaders. */
 
-static void six_downloaders_trade_and_get_identical_copies(void **state) {
-  struct fx *f = *state;
+/* Six downloaders and a seeder, with --crypto-on set to crypto_on in
+ * each (NULL: the default). */
+static void six_downloaders(struct fx *f, const char *crypto_on) {
   enum { N = 6 };
   struct swarm w;
   char line[FX_LINE_CAP];
 
   /* The seeder alone cannot feed everyone at their rate: they must trade. */
-  swarm_seed(f, &w, "six.bin", 6 * FX_MiB, 1, "4M");
+  swarm_seed(f, &w, "six.bin", 6 * FX_MiB, 1, "4M",
+             crypto_on != NULL ? "--crypto-on" : NULL, crypto_on, NULL);
   assert_int_equal(w.sh.size, w.size);
 
-  swarm_get(f, &w, N, "--seed", "--download-rate", "2M", NULL);
+  swarm_get(f, &w, N, "--seed", "--download-rate", "2M",
+            crypto_on != NULL ? "--crypto-on" : NULL, crypto_on, NULL);
   for (int i = 0; i < N; i++) {
     fx_wait_event(w.dl[i], "complete", NULL, NULL, FX_COMPLETE_MS, line);
     char path[PROC_PATH_MAX];
@@ -193,6 +206,17 @@ static void six_downloaders_trade_and_get_identical_copies(void **state) {
   assert_true(up_all >= down_all);
   free(w.data);
   fx_finish(f);
+}
+
+static void six_downloaders_trade_and_get_identical_copies(void **state) {
+  six_downloaders(*state, NULL);
+}
+
+/* The same with every block sealed and opened on the thread pool: sealed
+ * in batches whose frames, and those written meanwhile, must reach each
+ * peer in counter order through chokes, cancels and the endgame. */
+static void six_downloaders_trade_with_crypto_on_the_pool(void **state) {
+  six_downloaders(*state, "pool");
 }
 
 /* ------------------------------------------------------------------------ */
@@ -245,7 +269,7 @@ static void seeder_leaves_when_swarm_holds_every_chunk(void **state) {
   /* The seeder sends out new chunks faster than the downloaders can pass
    * them on to each other, so every chunk is in the swarm well before any
    * one downloader holds them all. */
-  swarm_seed(f, &w, "leave.bin", 2 * FX_MiB, 2, "1536k");
+  swarm_seed(f, &w, "leave.bin", 2 * FX_MiB, 2, "1536k", NULL);
   swarm_get(f, &w, N, "--seed", "--download-rate", "2M", "--upload-rate",
             "256k", NULL);
   uint32_t chunks = 0;
@@ -450,7 +474,7 @@ static void corrupt_peer_is_banned(void **state) {
 /* A DATA frame that does not open (a bit of its block flipped after it
  * was sealed, as a forger on the path would) ends the sender's session,
  * the chunk is asked for again, and the copy that completes is the true
- * one; where (--decrypt-on): found by the loop, or copied into its chunk
+ * one; where (--crypto-on): found by the loop, or copied into its chunk
  * still encrypted and found out when the thread pool opens the chunk
  * (then the log says so, in words of its own: said). */
 static void forged_frames_end_the_session(struct fx *f, const char *where,
@@ -481,7 +505,7 @@ static void forged_frames_end_the_session(struct fx *f, const char *where,
   fx_mkdir(f, "out");
   fx_path(f, opath, sizeof(opath), "out");
   struct proc *dl = fx_peer(f, "dl", "dl", "get", link, "-o", opath,
-                            "--decrypt-on", where, NULL);
+                            "--crypto-on", where, NULL);
 
   /* On the pool, where a forged block costs a whole chunk, a forger that
    * keeps at it is banned: a strike a chunk. */
@@ -799,7 +823,7 @@ static void tracker_stop_after_peers_met(void **state) {
   enum { N = 2 };
   struct swarm w;
 
-  swarm_seed(f, &w, "alone.bin", 4 * FX_MiB, 5, NULL);
+  swarm_seed(f, &w, "alone.bin", 4 * FX_MiB, 5, NULL, NULL);
   swarm_get(f, &w, N, "--download-rate", "1M", NULL);
   for (int i = 0; i < N; i++) {
     fx_wait_event(w.dl[i], "progress", fx_have_some, NULL, FX_COMPLETE_MS,
@@ -1554,7 +1578,7 @@ static void client_server_mode_uploads_only_from_the_publisher(void **state) {
   struct swarm w;
   char line[FX_LINE_CAP];
 
-  swarm_seed(f, &w, "cs.bin", 2 * FX_MiB, 9, NULL);
+  swarm_seed(f, &w, "cs.bin", 2 * FX_MiB, 9, NULL, NULL);
   swarm_get(f, &w, N, "--mode", "cs", NULL);
   for (int i = 0; i < N; i++) {
     fx_expect_exit(w.dl[i], FX_COMPLETE_MS, 0);
@@ -2104,6 +2128,8 @@ int main(void) {
       cmocka_unit_test_setup_teardown(
           six_downloaders_trade_and_get_identical_copies, fx_setup,
           fx_teardown),
+      cmocka_unit_test_setup_teardown(
+          six_downloaders_trade_with_crypto_on_the_pool, fx_setup, fx_teardown),
       cmocka_unit_test_setup_teardown(
           seeder_leaves_when_swarm_holds_every_chunk, fx_setup, fx_teardown),
       cmocka_unit_test_setup_teardown(killed_download_resumes, fx_setup,

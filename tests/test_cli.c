@@ -715,20 +715,20 @@ static void rates_modes_levels_and_listen(void **state) {
   refused_with(&c, PARSE(&c, "get", link, "--mode", "P2P"),
                "--mode must be p2p or cs, not 'P2P'" HINT);
   accepted(&c, PARSE(&c, "get", link));
-  assert_int_equal(c.node.decrypt, NODE_DECRYPT_AUTO);
+  assert_int_equal(c.node.crypto, NODE_CRYPTO_AUTO);
   cli_close(&c);
   static const char *const wheres[] = {"auto", "loop", "pool"};
-  static const enum node_decrypt want[] = {NODE_DECRYPT_AUTO, NODE_DECRYPT_LOOP,
-                                           NODE_DECRYPT_POOL};
+  static const enum node_crypto want[] = {NODE_CRYPTO_AUTO, NODE_CRYPTO_LOOP,
+                                          NODE_CRYPTO_POOL};
   for (int i = 0; i < 3; i++) {
-    accepted(&c, PARSE(&c, "get", link, "--decrypt-on", wheres[i]));
-    assert_int_equal(c.node.decrypt, want[i]);
+    accepted(&c, PARSE(&c, "get", link, "--crypto-on", wheres[i]));
+    assert_int_equal(c.node.crypto, want[i]);
     cli_close(&c);
   }
-  refused_with(&c, PARSE(&c, "get", link, "--decrypt-on", "Pool"),
-               "--decrypt-on must be auto, loop or pool, not 'Pool'" HINT);
-  refused_with(&c, PARSE(&c, "share", "f", "--decrypt-on", "pool"),
-               "--decrypt-on does not apply to share" HINT);
+  refused_with(&c, PARSE(&c, "get", link, "--crypto-on", "Pool"),
+               "--crypto-on must be auto, loop or pool, not 'Pool'" HINT);
+  refused_with(&c, PARSE(&c, "search", "x", "--crypto-on", "pool"),
+               "--crypto-on does not apply to search" HINT);
   static const char *const levels[] = {"error", "warn", "info", "debug"};
   for (int i = 0; i < 4; i++) {
     accepted(&c, PARSE(&c, "id", "--log-level", levels[i]));

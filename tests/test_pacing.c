@@ -29,19 +29,20 @@ static void
 test_blocks_open_on_the_pool_only_while_the_loop_is_busy(void **state) {
   (void)state;
   for (int now = 0; now <= 1; now++) {
-    assert_int_equal(pacing_open_on_pool(now, 0.0), 0);
-    assert_int_equal(pacing_open_on_pool(now, NODE_LOOP_BUSY_LOW - 0.01), 0);
-    assert_int_equal(pacing_open_on_pool(now, NODE_LOOP_BUSY_LOW), now);
-    assert_int_equal(pacing_open_on_pool(now, NODE_LOOP_BUSY_HIGH - 0.01), now);
-    assert_int_equal(pacing_open_on_pool(now, NODE_LOOP_BUSY_HIGH), 1);
-    assert_int_equal(pacing_open_on_pool(now, 1.0), 1);
-    assert_int_equal(pacing_open_on_pool(now, 1.7), 1); /* rounding */
+    assert_int_equal(pacing_crypto_on_pool(now, 0.0), 0);
+    assert_int_equal(pacing_crypto_on_pool(now, NODE_LOOP_BUSY_LOW - 0.01), 0);
+    assert_int_equal(pacing_crypto_on_pool(now, NODE_LOOP_BUSY_LOW), now);
+    assert_int_equal(pacing_crypto_on_pool(now, NODE_LOOP_BUSY_HIGH - 0.01),
+                     now);
+    assert_int_equal(pacing_crypto_on_pool(now, NODE_LOOP_BUSY_HIGH), 1);
+    assert_int_equal(pacing_crypto_on_pool(now, 1.0), 1);
+    assert_int_equal(pacing_crypto_on_pool(now, 1.7), 1); /* rounding */
   }
   /* A loop going from idle to saturated and back switches once each way. */
   int at = 0, switches = 0;
   for (int step = 0; step <= 200; step++) {
     double busy = step <= 100 ? step / 100.0 : (200 - step) / 100.0;
-    int next = pacing_open_on_pool(at, busy);
+    int next = pacing_crypto_on_pool(at, busy);
     switches += next != at;
     at = next;
   }

@@ -1425,6 +1425,51 @@ static void test_data_sealed_in_place_opens_as_data(void **state) {
   free(frame);
 }
 
+/* Counters taken for sealing elsewhere: frames sealed at them, in any
+ * order, open on the other side in counter order, and only then; the
+ * session's own sealing goes on after the reserved ones. */
+static void
+test_frames_sealed_at_reserved_counters_open_in_order(void **state) {
+  struct pair *p = *state;
+  uint64_t first = 99;
+  uint8_t f[3][32 + TAG];
+  size_t flen;
+  assert_err(pwire_seal_reserve(&p->a, 0, &first), SHOAL_ETOOBIG);
+  assert_err(pwire_seal_reserve(&p->a, 3, &first), 0);
+  assert_int_equal(first, 0);
+  assert_int_equal(p->a.tx_count, 3);
+  /* Sealed out of order, as pool threads may finish. */
+  for (int k = 2; k >= 0; k--) {
+    memset(f[k], 'a' + k, 32);
+    assert_err(pwire_seal_at(p->a.tx, first + (uint64_t)k, f[k], 32), 0);
+  }
+  uint8_t *after = seal_dup(&p->a, "after", 5, &flen); /* counter 3 */
+  /* Out of order on the wire: refused, the counter unmoved. */
+  assert_int_equal(open_into(&p->b, f[1], sizeof(f[1])), SHOAL_EBADSIG);
+  assert_int_equal(open_into(&p->b, after, flen), SHOAL_EBADSIG);
+  for (int k = 0; k < 3; k++) {
+    uint8_t want[32];
+    memset(want, 'a' + k, 32);
+    open_expect(&p->b, f[k], sizeof(f[k]), want, 32);
+  }
+  open_expect(&p->b, after, flen, "after", 5);
+  free(after);
+  /* Under another key, or a counter not reserved: never opens. */
+  uint8_t g[8 + TAG];
+  memset(g, 1, 8);
+  assert_err(pwire_seal_at(p->a.rx, p->a.tx_count, g, 8), 0);
+  assert_int_equal(open_into(&p->b, g, sizeof(g)), SHOAL_EBADSIG);
+  /* Limits: the last counter is never used, nor more than is left. */
+  assert_err(pwire_seal_at(p->a.tx, UINT64_MAX, g, 8), SHOAL_ETOOBIG);
+  assert_err(pwire_seal_at(p->a.tx, 0, g, PWIRE_MAX_PLAIN + 1), SHOAL_ETOOBIG);
+  p->a.tx_count = UINT64_MAX - 2;
+  assert_err(pwire_seal_reserve(&p->a, 3, &first), SHOAL_ETOOBIG);
+  assert_int_equal(p->a.tx_count, UINT64_MAX - 2);
+  assert_err(pwire_seal_reserve(&p->a, 2, &first), 0);
+  assert_int_equal(first, UINT64_MAX - 2);
+  assert_err(pwire_seal_reserve(&p->a, 1, &first), SHOAL_ETOOBIG);
+}
+
 static int all_zero(const uint8_t *p, size_t n) {
   for (size_t i = 0; i < n; i++) {
     if (p[i] != 0) {
@@ -1829,6 +1874,7 @@ int main(void) {
       PAIR(test_session_keys_match_and_messages_flow_both_ways),
       PAIR(test_kx_roles_and_nonce_layout_are_pinned),
       PAIR(test_forged_frame_is_EBADSIG_and_next_genuine_opens),
+      PAIR(test_frames_sealed_at_reserved_counters_open_in_order),
       PAIR(test_data_opened_later_is_the_block),
       PAIR(test_data_opened_later_refuses_every_flipped_bit),
       PAIR(test_data_opened_later_length_limits),
