@@ -440,6 +440,7 @@ static struct opt_case g_opts[] = {
     {"upload-rate", "1M", {0}, 0},
     {"download-rate", "1M", {0}, 0},
     {"mode", "cs", {0}, 0},
+    {"crypto-on", "pool", {0}, 0},
     {"interval-cap", "5", {0}, 0},
     {"limit", "3", {0}, 0},
     {"api-listen", "127.0.0.1:7071", {0}, 0},
