@@ -56,24 +56,6 @@ void partial_add_block(struct partial *p, uint32_t offset, const uint8_t *data,
   }
 }
 
-int partial_open(struct partial *p, uint8_t *unopened) {
-  int first = 0;
-  for (uint32_t bi = 0; bi < p->nblocks; bi++) {
-    struct pwire_sealed *b = &p->sealed[bi];
-    if (b->len == 0) {
-      continue;
-    }
-    int err = pwire_open_sealed(b, p->chunk, bi * PWIRE_BLOCK_BYTES,
-                                p->data + (size_t)bi * PWIRE_BLOCK_BYTES);
-    sodium_memzero(b, sizeof(*b));
-    if (err != 0) {
-      unopened[bi] = 1;
-      first = first != 0 ? first : err;
-    }
-  }
-  return first;
-}
-
 void partial_sealed_free(struct pwire_sealed *sealed, uint32_t nblocks) {
   if (sealed != NULL) {
     sodium_memzero(sealed, (size_t)(nblocks ? nblocks : 1) * sizeof(*sealed));

@@ -44,11 +44,6 @@ struct partial *partial_get(struct swarm *sw, uint32_t chunk);
 void partial_add_block(struct partial *p, uint32_t offset, const uint8_t *data,
                        size_t len, const uint8_t *pk,
                        const struct pwire_sealed *sealed);
-/* Opens p's sealed blocks in place, now, on the calling thread (a chunk
- * checked on the loop). Returns 0, or the first failure of
- * pwire_open_sealed, with unopened[i] (the caller's nblocks bytes) set
- * for each block that did not open. */
-int partial_open(struct partial *p, uint8_t *unopened);
 /* Wipes and frees nblocks sealed records (NULL is a no-op). */
 void partial_sealed_free(struct pwire_sealed *sealed, uint32_t nblocks);
 /* Takes p off the swarm's list and frees it with what it still holds. */

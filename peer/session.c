@@ -179,6 +179,24 @@ static void free_frames(struct wreq *w) {
   }
 }
 
+/* Appends w to the list whose last next pointer is *tail. */
+static void frames_push(struct wreq ***tail, struct wreq *w) {
+  w->next = NULL;
+  **tail = w;
+  *tail = &w->next;
+}
+
+/* Lets go of the frames a closed session still held for the pool: those
+ * waiting to be sealed, and those waiting behind a batch. */
+static void drop_unsealed(struct session *s) {
+  free_frames(s->to_seal);
+  free_frames(s->held);
+  s->to_seal = s->held = NULL;
+  s->to_seal_tail = &s->to_seal;
+  s->held_tail = &s->held;
+  s->seal_bytes = 0;
+}
+
 void session_close(struct session *s, const char *why) {
   struct node *n = s->node;
   if (s->state == SESS_CLOSING) {
@@ -203,12 +221,7 @@ void session_close(struct session *s, const char *why) {
   pwire_eph_close(&s->eph);
   pwire_session_close(&s->ps);
   if (s->sealing == NULL) { /* else after_seal lets them go */
-    free_frames(s->to_seal);
-    free_frames(s->held);
-    s->to_seal = s->held = NULL;
-    s->to_seal_tail = &s->to_seal;
-    s->held_tail = &s->held;
-    s->seal_bytes = 0;
+    drop_unsealed(s);
   }
   (void)n;
   uv_close((uv_handle_t *)&s->tcp, on_closed);
@@ -246,9 +259,7 @@ static int write_now(struct session *s, struct wreq *w) {
 static int write_frame(struct session *s, struct wreq *w) {
   if (s->sealing != NULL) {
     w->s = s;
-    w->next = NULL;
-    *s->held_tail = w;
-    s->held_tail = &w->next;
+    frames_push(&s->held_tail, w);
     s->last_send_ms = node_now(s->node);
     return 0;
   }
@@ -415,16 +426,22 @@ struct readreq {
   int dropped;    /* cancelled or choked while it was read: not sent */
 };
 
+/* Whether r is the block only names, or any block when only is NULL. */
+static int upreq_matches(const struct upreq *r, const struct upreq *only) {
+  return only == NULL ||
+         (r->chunk == only->chunk && r->offset == only->offset &&
+          r->length == only->length);
+}
+
 /* Blocks being read for the remote that must not be sent after all: the
  * one named by only (a CANCEL), or every one (only NULL: a CHOKE). */
 static void drop_reads(struct session *s, const struct upreq *only) {
   /* Read and waiting for the pool to seal them: no counter given yet, so
    * they can still go. */
-  for (struct wreq **pp = &s->to_seal; *pp != NULL;) {
+  struct wreq **pp = &s->to_seal;
+  while (*pp != NULL) {
     struct wreq *w = *pp;
-    if (only == NULL ||
-        (w->r.chunk == only->chunk && w->r.offset == only->offset &&
-         w->r.length == only->length)) {
+    if (upreq_matches(&w->r, only)) {
       *pp = w->next;
       s->seal_bytes -= w->r.length;
       free(w);
@@ -432,15 +449,10 @@ static void drop_reads(struct session *s, const struct upreq *only) {
       pp = &w->next;
     }
   }
-  s->to_seal_tail = &s->to_seal;
-  while (*s->to_seal_tail != NULL) {
-    s->to_seal_tail = &(*s->to_seal_tail)->next;
-  }
+  s->to_seal_tail = pp; /* the last one's next, or the head */
   for (unsigned i = 0; i < NODE_READS_IN_FLIGHT; i++) {
     struct readreq *rr = s->reads[i];
-    if (rr != NULL && (only == NULL || (rr->r.chunk == only->chunk &&
-                                        rr->r.offset == only->offset &&
-                                        rr->r.length == only->length))) {
+    if (rr != NULL && upreq_matches(&rr->r, only)) {
       rr->dropped = 1;
     }
   }
@@ -543,7 +555,7 @@ static void after_seal(uv_work_t *req, int status) {
     err = write_now(s, held);
     held = next;
   }
-  free_frames(held);
+  free_frames(held); /* those after a failed write */
   s->held = NULL;
   s->held_tail = &s->held;
   s->sealing = NULL;
@@ -556,17 +568,12 @@ static void after_seal(uv_work_t *req, int status) {
   }
   free(j);
   if (s->state != SESS_OPEN) {
-    free_frames(s->to_seal);
-    s->to_seal = NULL;
-    s->to_seal_tail = &s->to_seal;
-    s->seal_bytes = 0;
-  } else {
-    if (s->to_seal != NULL) {
-      start_sealing(s);
-    }
-    if (s->state == SESS_OPEN) {
-      session_pump_upload(s);
-    }
+    drop_unsealed(s);
+  } else if (s->to_seal != NULL) {
+    start_sealing(s);
+  }
+  if (s->state == SESS_OPEN) {
+    session_pump_upload(s);
   }
   session_unref(s);
 }
@@ -624,9 +631,7 @@ static void send_block(struct session *s, const struct upreq *r, struct wreq *w,
     w->r = *r;
     w->r.length = (uint32_t)len;
     w->mlen = mlen;
-    w->next = NULL;
-    *s->to_seal_tail = w;
-    s->to_seal_tail = &w->next;
+    frames_push(&s->to_seal_tail, w);
     s->seal_bytes += len;
     if (s->sealing == NULL) {
       start_sealing(s);
@@ -993,17 +998,18 @@ static int on_frame(struct session *s, const uint8_t *frame, size_t len) {
     uint8_t *head = n->plain, *dest = NULL;
     size_t rlen = len - PWIRE_TAG_BYTES - PWIRE_DATA_HEAD_BYTES;
     struct pwire_sealed sealed;
+    int defer;
     plen = pwire_open_head(&s->ps, frame, len, head, PWIRE_DATA_HEAD_BYTES);
     if (plen == 0 && head[0] == PWIRE_DATA && s->sw != NULL) {
       dest = n->session_up->data_dest(s->sw, s, buf_be32(head + 1),
                                       buf_be32(head + 5), rlen);
     }
+    defer = dest != NULL && n->crypto_on_pool;
     if (plen == 0) {
-      plen = dest != NULL && n->crypto_on_pool
-                 ? pwire_open_defer(&s->ps, frame, len, dest, &sealed)
-                 : pwire_open_rest(
-                       &s->ps, frame, len, head, PWIRE_DATA_HEAD_BYTES,
-                       dest != NULL ? dest : head + PWIRE_DATA_HEAD_BYTES);
+      plen = defer ? pwire_open_defer(&s->ps, frame, len, dest, &sealed)
+                   : pwire_open_rest(
+                         &s->ps, frame, len, head, PWIRE_DATA_HEAD_BYTES,
+                         dest != NULL ? dest : head + PWIRE_DATA_HEAD_BYTES);
     }
     if (plen >= 0 && dest != NULL) {
       memset(&m, 0, sizeof(m));
@@ -1012,7 +1018,7 @@ static int on_frame(struct session *s, const uint8_t *frame, size_t len) {
       m.offset = buf_be32(head + 5);
       m.data = dest;
       m.data_len = rlen;
-      m.sealed = n->crypto_on_pool ? &sealed : NULL;
+      m.sealed = defer ? &sealed : NULL;
       err = n->session_up->message(s->sw, s, &m);
       sodium_memzero(&sealed, sizeof(sealed));
       return err;

@@ -845,6 +845,33 @@ const char *storage_final_path(const struct storage *s) {
 /* ------------------------------------------------------------------------ */
 /* Writing chunks */
 
+/* Opens a block of chunk idx at off in place from its record b, when it
+ * has one (b->len not 0), and wipes the record; one that does not open
+ * sets *unopened. Returns 0 or pwire_open_sealed's error. */
+static int open_block(struct pwire_sealed *b, uint32_t idx, uint32_t off,
+                      uint8_t *block, uint8_t *unopened) {
+  int err;
+  if (b->len == 0) {
+    return 0;
+  }
+  err = pwire_open_sealed(b, idx, off, block);
+  sodium_memzero(b, sizeof(*b));
+  if (err != 0) {
+    *unopened = 1;
+  }
+  return err;
+}
+
+int storage_open_blocks(struct pwire_sealed *sealed, uint32_t idx,
+                        uint8_t *data, uint32_t len, uint8_t *unopened) {
+  int first = 0;
+  for (uint32_t i = 0, off = 0; off < len; i++, off += STORAGE_BLOCK_BYTES) {
+    int err = open_block(&sealed[i], idx, off, data + off, &unopened[i]);
+    first = first != 0 ? first : err;
+  }
+  return first;
+}
+
 /* Opens the chunk's sealed blocks in place and hashes it, block by
  * block, so that each block is hashed while it is still in the cache
  * from its opening: one pass over the chunk. Returns 0, SHOAL_EHASH, the
@@ -857,15 +884,9 @@ static int open_and_verify(struct put_req *r) {
   for (uint32_t i = 0, off = 0; off < r->len; i++, off += STORAGE_BLOCK_BYTES) {
     uint32_t n =
         r->len - off < STORAGE_BLOCK_BYTES ? r->len - off : STORAGE_BLOCK_BYTES;
-    struct pwire_sealed *b = &r->sealed[i];
-    if (b->len != 0) {
-      int err = pwire_open_sealed(b, r->idx, off, r->data + off);
-      sodium_memzero(b, sizeof(*b));
-      if (err != 0) {
-        r->unopened[i] = 1;
-        status = status != 0 ? status : err;
-      }
-    }
+    int err =
+        open_block(&r->sealed[i], r->idx, off, r->data + off, &r->unopened[i]);
+    status = status != 0 ? status : err;
     if (status == 0 && chash_update(&ch, r->data + off, n) != 0) {
       status = SHOAL_ENOMEM;
     }

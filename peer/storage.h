@@ -107,6 +107,13 @@ int storage_put_chunk(struct storage *s, uint32_t idx, uint8_t *data,
  *   which sender's block was wrong; left alone when the chunk matches.
  * With both NULL this is storage_put_chunk. */
 #define STORAGE_BLOCK_BYTES (64u << 10) /* PWIRE_BLOCK_BYTES */
+/* Opens now, on the calling thread, the sealed blocks of data (chunk idx,
+ * len bytes) as the put above does on the pool: each block i whose
+ * sealed[i].len is not 0, in place, its record wiped. Returns 0, or the
+ * first failure of pwire_open_sealed with unopened[i] set for each block
+ * that did not open. For a chunk that must be read on the loop anyway. */
+int storage_open_blocks(struct pwire_sealed *sealed, uint32_t idx,
+                        uint8_t *data, uint32_t len, uint8_t *unopened);
 int storage_put_chunk_or_hash_blocks(struct storage *s, uint32_t idx,
                                      uint8_t *data, uint8_t *bad_hashes,
                                      struct pwire_sealed *sealed,

@@ -636,71 +636,69 @@ done:
 static void submit_chunk(struct swarm *sw, struct partial *p) {
   struct suspect *x = suspect_find(sw, p->chunk);
   struct put_ctx *c = calloc(1, sizeof(*c));
+  uint32_t chunk = p->chunk, nb = p->nblocks ? p->nblocks : 1;
   uint8_t *data = p->data;
   int err;
 
-  if (x != NULL && c != NULL) {
+  if (c != NULL) {
+    c->unopened = calloc(nb, 1);
+    c->bad_hashes = calloc(nb, 32);
+  }
+  if (c == NULL || c->unopened == NULL || c->bad_hashes == NULL) {
+    goto failed;
+  }
+  if (x != NULL) {
     /* Compared with the suspects here, on the loop: opened here too. A
      * rare path, taken only after a copy of this chunk failed. */
-    c->unopened = calloc(p->nblocks ? p->nblocks : 1, 1);
-    if (c->unopened == NULL || partial_open(p, c->unopened) != 0) {
-      uint32_t chunk = p->chunk;
-      if (c->unopened != NULL) {
-        blocks_unopened(sw, chunk, p->owners, c->unopened, p->nblocks);
+    if (storage_open_blocks(p->sealed, chunk, p->data, p->len, c->unopened) !=
+        0) {
+      blocks_unopened(sw, chunk, p->owners, c->unopened, p->nblocks);
+      goto failed;
+    }
+    if (x->nblocks == p->nblocks &&
+        manifest_verify_chunk(sw->m, chunk, p->data, p->len) == 0) {
+      /* This copy is good: a sender whose block of the failed copy
+       * differs from the good block sent bad data; one strike per
+       * sender. */
+      const uint8_t **who = calloc(x->nblocks, sizeof(*who));
+      uint32_t nwho = who != NULL ? suspect_blame(x, p->data, p->len, who) : 0;
+      for (uint32_t i = 0; i < nwho; i++) {
+        strike(sw, who[i], 0,
+               "sent a block that differs from the verified chunk");
       }
-      free(c->unopened);
-      free(c);
-      partial_drop(sw, p);
-      picker_chunk_failed(sw->pk, chunk);
-      return;
+      free(who);
+      suspect_drop(sw, x);
     }
-  }
-  if (x != NULL && c != NULL && x->nblocks == p->nblocks &&
-      manifest_verify_chunk(sw->m, p->chunk, p->data, p->len) == 0) {
-    /* This copy is good: a sender whose block of the failed copy differs
-     * from the good block sent bad data; one strike per sender. */
-    const uint8_t **who = calloc(x->nblocks, sizeof(*who));
-    uint32_t nwho = who != NULL ? suspect_blame(x, p->data, p->len, who) : 0;
-    for (uint32_t i = 0; i < nwho; i++) {
-      strike(sw, who[i], 0,
-             "sent a block that differs from the verified chunk");
-    }
-    free(who);
-    suspect_drop(sw, x);
-  }
-  if (c == NULL) {
-    uint32_t chunk = p->chunk;
-    partial_drop(sw, p);
-    picker_chunk_failed(sw->pk, chunk);
-    return;
   }
   c->sw = sw;
-  c->chunk = p->chunk;
+  c->chunk = chunk;
   c->len = p->len;
   c->nblocks = p->nblocks;
   c->owners = p->owners;
   c->sealed = p->sealed;
-  c->bad_hashes = calloc(p->nblocks ? p->nblocks : 1, 32);
-  if (c->unopened == NULL) {
-    c->unopened = calloc(p->nblocks ? p->nblocks : 1, 1);
-  }
   p->owners = NULL;
   p->sealed = NULL;
   p->data = NULL;
   partial_drop(sw, p);
-  err = c->bad_hashes == NULL || c->unopened == NULL
-            ? SHOAL_ENOMEM
-            : storage_put_chunk_or_hash_blocks(sw->st, c->chunk, data,
-                                               c->bad_hashes, c->sealed,
-                                               c->unopened, on_chunk_put, c);
+  err =
+      storage_put_chunk_or_hash_blocks(sw->st, chunk, data, c->bad_hashes,
+                                       c->sealed, c->unopened, on_chunk_put, c);
   if (err != 0) {
     storage_chunk_free(data);
-    picker_chunk_failed(sw->pk, c->chunk);
+    picker_chunk_failed(sw->pk, chunk);
     put_ctx_free(c);
     return;
   }
   sw->puts_in_flight++;
   sw->put_bytes += c->len;
+  return;
+
+failed:
+  if (c != NULL) {
+    put_ctx_free(c);
+  }
+  partial_drop(sw, p);
+  picker_chunk_failed(sw->pk, chunk);
 }
 
 uint8_t *swarm_data_dest(struct swarm *sw, struct session *s, uint32_t chunk,
