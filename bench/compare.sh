@@ -57,6 +57,10 @@ namespaces, tc), unless --loopback.
                       own --upload-rate/--download-rate; HTTP is skipped
   --systems "LIST"    which systems to run, of "p2p cs http" (all)
   --mtu BYTES         MTU of every veth link (1500)
+  --cc NAME           TCP congestion control in every namespace (cubic,
+                      Debian's default; "host" keeps what new namespaces
+                      get from this machine's kernel), one of
+                      /proc/sys/net/ipv4/tcp_available_congestion_control
   --out DIR           results folder (build/compare)
   --bin DIR           where shoal-peer and shoal-tracker are ($SHOAL_BIN,
                       else build/bin)
@@ -116,6 +120,7 @@ opt_tracker_stop=""
 opt_loopback=0
 opt_systems="p2p cs http"
 opt_mtu=1500
+opt_cc=cubic
 opt_out=build/compare
 opt_bin=${SHOAL_BIN:-build/bin}
 opt_check=0
@@ -142,6 +147,7 @@ while [ "$#" -gt 0 ]; do
   --loopback) opt_loopback=1; shift ;;
   --systems) need_arg "$@"; opt_systems=$2; opt_systems_set=1; shift 2 ;;
   --mtu) need_arg "$@"; opt_mtu=$2; shift 2 ;;
+  --cc) need_arg "$@"; opt_cc=$2; shift 2 ;;
   --out) need_arg "$@"; opt_out=$2; shift 2 ;;
   --bin) need_arg "$@"; opt_bin=$2; shift 2 ;;
   --check) opt_check=1; shift ;;
@@ -225,6 +231,11 @@ is_uint "$opt_reps" && [ "$opt_reps" -ge 1 ] && [ "$opt_reps" -le 100 ] ||
   usage_err "--reps must be 1 to 100"
 is_uint "$opt_mtu" && [ "$opt_mtu" -ge 576 ] && [ "$opt_mtu" -le 65535 ] ||
   usage_err "--mtu must be 576 to 65535"
+if [ "$opt_cc" != host ]; then
+  [[ $opt_cc =~ ^[a-z0-9_]{1,15}$ ]] &&
+    grep -qw -- "$opt_cc" /proc/sys/net/ipv4/tcp_available_congestion_control 2>/dev/null ||
+    usage_err "--cc: '$opt_cc' is not a congestion control this kernel has ($(cat /proc/sys/net/ipv4/tcp_available_congestion_control 2>/dev/null)); load its module (modprobe tcp_$opt_cc) or pass --cc host"
+fi
 # --arrivals: one N, shoal p2p alone, none of the other scenarios.
 if [ -n "$opt_arrivals" ]; then
   [[ $opt_arrivals =~ ^[0-9]{1,3}(\.[0-9]{1,6})?$ ]] &&
@@ -382,7 +393,7 @@ cleanup() {
     ip netns del "${made_ns[$i]}" 2>/dev/null ||
       warn "could not remove namespace ${made_ns[$i]}"
   done
-  for entry in "${neigh_saved[@]}"; do
+  for entry in "${sysctl_saved[@]}"; do
     sysctl -q -w "$entry" >/dev/null 2>&1 ||
       warn "could not restore $entry"
   done
@@ -430,12 +441,34 @@ mk_ns() {
   made_ns+=("$1")
 }
 
+# The namespace's TCP congestion control (a per-namespace sysctl), unless
+# --cc host: a new namespace otherwise takes whatever this kernel was built
+# or booted with, which is not always Debian's cubic.
+# A namespace other than the first may only choose one of
+# net.ipv4.tcp_allowed_congestion_control, so cc_allow adds it there for the
+# run (restored on exit, as the neighbour table sizes are).
+cc_allow() {
+  local cur
+  [ "$opt_cc" = host ] && return 0
+  cur=$(sysctl -n net.ipv4.tcp_allowed_congestion_control 2>/dev/null) || return 0
+  [[ " $cur " == *" $opt_cc "* ]] && return 0
+  sysctl -q -w "net.ipv4.tcp_allowed_congestion_control=$cur $opt_cc" >/dev/null 2>&1 ||
+    die "could not allow TCP congestion control $opt_cc in namespaces (net.ipv4.tcp_allowed_congestion_control is '$cur')"
+  sysctl_saved+=("net.ipv4.tcp_allowed_congestion_control=$cur")
+}
+set_cc() {
+  [ "$opt_cc" = host ] && return 0
+  ip netns exec "$1" sysctl -q -w "net.ipv4.tcp_congestion_control=$opt_cc" >/dev/null ||
+    die "could not set TCP congestion control $opt_cc in namespace $1"
+}
+
 br_ns=$prefix-br
 # add_host NAME ADDR UP_BITS DOWN_BITS
 add_host() {
   local name=$1 addr=$2 up=$3 down=$4 ns=$prefix-$1
   mk_ns "$ns"
   ip -n "$ns" link set lo up
+  set_cc "$ns"
   ip -n "$ns" link add eth0 mtu "$opt_mtu" type veth peer name "$name" \
     mtu "$opt_mtu" netns "$br_ns"
   made_link+=("$ns eth0")
@@ -471,7 +504,7 @@ peer_up_bits() {
 # log) and never reaches the others; at N = 64 that cut 11 to 21 of the
 # downloaders off from every peer (issue 18). The limits are raised for
 # the run and put back on exit.
-neigh_saved=()
+sysctl_saved=()
 neigh_room() {
   local need=$(((max_n + 3) * (max_n + 3) * 2)) key cur want
   for key in gc_thresh1 gc_thresh2 gc_thresh3; do
@@ -483,7 +516,7 @@ neigh_room() {
     esac
     [ "$cur" -lt "$want" ] || continue
     if sysctl -q -w "net.ipv4.neigh.default.$key=$want" >/dev/null 2>&1; then
-      neigh_saved+=("net.ipv4.neigh.default.$key=$cur")
+      sysctl_saved+=("net.ipv4.neigh.default.$key=$cur")
     else
       warn "net.ipv4.neigh.default.$key is $cur, below the $want this N needs; some hosts may not reach each other"
     fi
@@ -497,6 +530,7 @@ net_up() {
   fi
   made_ns+=("$br_ns")
   neigh_room
+  cc_allow
   ip -n "$br_ns" link add br0 type bridge
   made_link+=("$br_ns br0")
   ip -n "$br_ns" link set br0 up
@@ -1666,9 +1700,9 @@ fi
 
 if [ "$opt_loopback" = 0 ]; then
   net_up
-  where="network namespaces $prefix-* joined by a bridge, tbf caps on each veth, MTU $opt_mtu"
+  where="network namespaces $prefix-* joined by a bridge, tbf caps on each veth, MTU $opt_mtu, TCP congestion control $(ip netns exec "$prefix-or" cat /proc/sys/net/ipv4/tcp_congestion_control)"
 else
-  where="loopback (127.0.0.1), shoal's own rate limits"
+  where="loopback (127.0.0.1), shoal's own rate limits, TCP congestion control $(cat /proc/sys/net/ipv4/tcp_congestion_control)"
 fi
 mib_text=$(calc "$size / 1048576" | awk '{ printf "%g", $1 }')
 hetero_text=""
@@ -1712,7 +1746,7 @@ settings_text="file $mib_text MiB of random data; N in ${ns_list[*]}; $opt_reps 
 plot_subtitle="F = $mib_text MiB, u_s = $opt_origin_up, u_i = $opt_peer_up$plot_extra"
 {
   echo "date: $(date -u '+%Y-%m-%d %H:%M:%S UTC')"
-  echo "command: bench/compare.sh --n \"$opt_n\" --reps $opt_reps --size $opt_size --origin-up $opt_origin_up --peer-up $opt_peer_up$extra_flags --systems \"${systems[*]}\" --mtu $opt_mtu"
+  echo "command: bench/compare.sh --n \"$opt_n\" --reps $opt_reps --size $opt_size --origin-up $opt_origin_up --peer-up $opt_peer_up$extra_flags --systems \"${systems[*]}\" --mtu $opt_mtu --cc $opt_cc"
   echo "settings: $settings_text"
   echo "shoal: $("$bin/shoal-peer" --version 2>/dev/null | head -n 1) ($(git rev-parse --short HEAD 2>/dev/null || echo "no git"))"
   if [ -n "$http_server" ]; then
