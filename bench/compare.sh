@@ -57,10 +57,11 @@ namespaces, tc), unless --loopback.
                       own --upload-rate/--download-rate; HTTP is skipped
   --systems "LIST"    which systems to run, of "p2p cs http" (all)
   --mtu BYTES         MTU of every veth link (1500)
-  --cc NAME           TCP congestion control in every namespace (cubic,
-                      Debian's default; "host" keeps what new namespaces
-                      get from this machine's kernel), one of
+  --cc NAME           TCP congestion control in every namespace, one of
                       /proc/sys/net/ipv4/tcp_available_congestion_control
+                      (cubic, Debian's default, when the kernel has it;
+                      "host": what new namespaces get from this kernel,
+                      which may be another, such as bbr)
   --out DIR           results folder (build/compare)
   --bin DIR           where shoal-peer and shoal-tracker are ($SHOAL_BIN,
                       else build/bin)
@@ -121,6 +122,7 @@ opt_loopback=0
 opt_systems="p2p cs http"
 opt_mtu=1500
 opt_cc=cubic
+opt_cc_set=0
 opt_out=build/compare
 opt_bin=${SHOAL_BIN:-build/bin}
 opt_check=0
@@ -147,7 +149,7 @@ while [ "$#" -gt 0 ]; do
   --loopback) opt_loopback=1; shift ;;
   --systems) need_arg "$@"; opt_systems=$2; opt_systems_set=1; shift 2 ;;
   --mtu) need_arg "$@"; opt_mtu=$2; shift 2 ;;
-  --cc) need_arg "$@"; opt_cc=$2; shift 2 ;;
+  --cc) need_arg "$@"; opt_cc=$2; opt_cc_set=1; shift 2 ;;
   --out) need_arg "$@"; opt_out=$2; shift 2 ;;
   --bin) need_arg "$@"; opt_bin=$2; shift 2 ;;
   --check) opt_check=1; shift ;;
@@ -231,10 +233,16 @@ is_uint "$opt_reps" && [ "$opt_reps" -ge 1 ] && [ "$opt_reps" -le 100 ] ||
   usage_err "--reps must be 1 to 100"
 is_uint "$opt_mtu" && [ "$opt_mtu" -ge 576 ] && [ "$opt_mtu" -le 65535 ] ||
   usage_err "--mtu must be 576 to 65535"
-if [ "$opt_cc" != host ]; then
-  [[ $opt_cc =~ ^[a-z0-9_]{1,15}$ ]] &&
-    grep -qw -- "$opt_cc" /proc/sys/net/ipv4/tcp_available_congestion_control 2>/dev/null ||
-    usage_err "--cc: '$opt_cc' is not a congestion control this kernel has ($(cat /proc/sys/net/ipv4/tcp_available_congestion_control 2>/dev/null)); load its module (modprobe tcp_$opt_cc) or pass --cc host"
+[[ $opt_cc =~ ^[a-z0-9_]{1,15}$ ]] ||
+  usage_err "--cc: '$opt_cc' is not a congestion control name such as cubic or bbr"
+if [ "$opt_cc" != host ] &&
+  ! grep -qw -- "$opt_cc" /proc/sys/net/ipv4/tcp_available_congestion_control 2>/dev/null; then
+  cc_have=$(cat /proc/sys/net/ipv4/tcp_available_congestion_control 2>/dev/null)
+  [ "$opt_cc_set" = 1 ] &&
+    usage_err "--cc: '$opt_cc' is not a congestion control this kernel has (${cc_have:-none listed}); load its module (modprobe tcp_$opt_cc) or pass --cc host"
+  # The default only: a kernel without cubic keeps its own, and says so.
+  warn "this kernel has no $opt_cc (${cc_have:-none listed}), so the namespaces keep its default"
+  opt_cc=host
 fi
 # --arrivals: one N, shoal p2p alone, none of the other scenarios.
 if [ -n "$opt_arrivals" ]; then
