@@ -437,8 +437,9 @@ compare: build
 # Lower upload caps than the study's 10 Mbit/s, so that the machine's two
 # CPUs carry fewer frames a second: shoal p2p, three repetitions of
 # 64 MiB, at 5 Mbit/s for N = 32 ($(BUILD)/compare/n32) and 2.5 Mbit/s
-# for N = 64 ($(BUILD)/compare/n64), where 5 Mbit/s kept the machine 89%
-# busy; the server systems, whose bound grows as N (14 minutes a run at
+# for N = 64 ($(BUILD)/compare/n64), where 5 Mbit/s keeps the machine
+# 63% busy (89% under bbr) and the run 2% behind the simulator; the server
+# systems, whose bound grows as N (14 minutes a run at
 # N = 64 with 64 MiB), one repetition of 16 MiB in
 # $(BUILD)/compare/n32-64-servers. About 30 minutes on top of the study's.
 # Each run's cpu.csv says whether the machine was the bottleneck.
