@@ -449,12 +449,9 @@ mk_ns() {
   made_ns+=("$1")
 }
 
-# The namespace's TCP congestion control (a per-namespace sysctl), unless
-# --cc host: a new namespace otherwise takes whatever this kernel was built
-# or booted with, which is not always Debian's cubic.
 # A namespace other than the first may only choose one of
-# net.ipv4.tcp_allowed_congestion_control, so cc_allow adds it there for the
-# run (restored on exit, as the neighbour table sizes are).
+# net.ipv4.tcp_allowed_congestion_control, so cc_allow adds --cc's there for
+# the run (restored on exit, as the neighbour table sizes are).
 cc_allow() {
   local cur
   [ "$opt_cc" = host ] && return 0
@@ -464,6 +461,9 @@ cc_allow() {
     die "could not allow TCP congestion control $opt_cc in namespaces (net.ipv4.tcp_allowed_congestion_control is '$cur')"
   sysctl_saved+=("net.ipv4.tcp_allowed_congestion_control=$cur")
 }
+# The namespace's TCP congestion control (a per-namespace sysctl), unless
+# --cc host: a new namespace otherwise takes whatever this kernel was built
+# or booted with, which is not always Debian's cubic.
 set_cc() {
   [ "$opt_cc" = host ] && return 0
   ip netns exec "$1" sysctl -q -w "net.ipv4.tcp_congestion_control=$opt_cc" >/dev/null ||
