@@ -122,6 +122,19 @@ struct child {
   struct rusage ru;
 };
 
+/* What a process had spent at one moment (each -1 where unknown): CPU
+ * seconds in all and of its first thread (the loop), and minor faults. */
+struct spent {
+  double cpu, loop;
+  int64_t faults;
+};
+
+static struct spent spent_of(pid_t pid) {
+  struct spent x = {benchutil_cpu_s(pid), benchutil_main_thread_cpu_s(pid),
+                    benchutil_minor_faults(pid)};
+  return x;
+}
+
 struct run {
   struct child c[NCHILD];
   char dir[4096];
@@ -133,9 +146,7 @@ struct run {
   /* From the downloader. */
   double t_get, t_manifest, t_first_progress, t_complete;
   char path[4200];
-  double cpu_at_complete;
-  double loop_cpu_at_complete; /* its first thread, the loop */
-  int64_t faults_at_complete;  /* minor page faults */
+  struct spent at_complete;
   uint64_t down_payload, up_payload;
   double reported_s;
   unsigned last_peers;
@@ -659,9 +670,7 @@ static void on_line(struct run *r, int who, const char *line, double t) {
     }
   } else if (is_event(line, "complete") && r->t_complete == 0) {
     r->t_complete = t;
-    r->cpu_at_complete = benchutil_cpu_s(r->c[GETTER].pid);
-    r->loop_cpu_at_complete = benchutil_main_thread_cpu_s(r->c[GETTER].pid);
-    r->faults_at_complete = benchutil_minor_faults(r->c[GETTER].pid);
+    r->at_complete = spent_of(r->c[GETTER].pid);
     json_str(line, "path", r->path, sizeof(r->path));
     if (json_num(line, "seconds", &v) == 0) {
       r->reported_s = v;
@@ -1174,9 +1183,7 @@ int main(int argc, char **argv) {
     }
   }
   t_share = now_s() - t_share;
-  double seeder_cpu_shared = benchutil_cpu_s(r->c[SEEDER].pid);
-  double seeder_loop_shared = benchutil_main_thread_cpu_s(r->c[SEEDER].pid);
-  int64_t seeder_faults_shared = benchutil_minor_faults(r->c[SEEDER].pid);
+  struct spent seeder_shared = spent_of(r->c[SEEDER].pid);
 
   /* Downloader: runs until the copy is complete, then exits by itself. */
   {
@@ -1233,9 +1240,7 @@ int main(int argc, char **argv) {
     }
   }
 
-  double seeder_cpu_end = benchutil_cpu_s(r->c[SEEDER].pid);
-  double seeder_loop_end = benchutil_main_thread_cpu_s(r->c[SEEDER].pid);
-  int64_t seeder_faults_end = benchutil_minor_faults(r->c[SEEDER].pid);
+  struct spent seeder_end = spent_of(r->c[SEEDER].pid);
   uint64_t seeder_hwm = proc_status_kb(r->c[SEEDER].pid, "VmHWM");
   if (stop_child(&r->c[SEEDER]) != 0) {
     rc = fail(r, "the seeder did not exit 0 on SIGTERM");
@@ -1283,13 +1288,13 @@ int main(int argc, char **argv) {
     double wall = r->t_complete - r->t_get;
     double tput = (double)size / dl;
     double ratio = tput / limit_bps;
-    double cpu_get = r->cpu_at_complete >= 0
-                         ? r->cpu_at_complete
+    double cpu_get = r->at_complete.cpu >= 0
+                         ? r->at_complete.cpu
                          : (double)r->c[GETTER].ru.ru_utime.tv_sec +
                                r->c[GETTER].ru.ru_utime.tv_usec / 1e6 +
                                r->c[GETTER].ru.ru_stime.tv_sec +
                                r->c[GETTER].ru.ru_stime.tv_usec / 1e6;
-    double cpu_seed = seeder_cpu_end - seeder_cpu_shared;
+    double cpu_seed = seeder_end.cpu - seeder_shared.cpu;
     uint64_t get_rss = (uint64_t)r->c[GETTER].ru.ru_maxrss * 1024u;
     double rss_ratio = (double)get_rss / (double)RSS_TARGET;
     char hx[65];
@@ -1297,7 +1302,7 @@ int main(int argc, char **argv) {
 
     printf("  test file written          %6.2f s\n", t_gen);
     printf("  share (hash + publish)     %6.2f s   seeder CPU %.2f s\n",
-           t_share, seeder_cpu_shared);
+           t_share, seeder_shared.cpu);
     printf("  download                   %6.2f s  %8.1f MiB/s   (%s to "
            "complete)\n",
            dl, mib(tput), r->t_manifest != 0 ? "manifest" : "first progress");
@@ -1312,17 +1317,17 @@ int main(int argc, char **argv) {
     printf("  CPU per GiB                seeder %.2f s (serving)   "
            "downloader %.2f s\n",
            cpu_seed / gib, cpu_get / gib);
-    if (r->loop_cpu_at_complete >= 0 && seeder_loop_end >= 0) {
+    if (r->at_complete.loop >= 0 && seeder_end.loop >= 0) {
       printf("    of which the loop        seeder %.2f s             "
              "downloader %.2f s   (the rest: libuv's thread pool)\n",
-             (seeder_loop_end - seeder_loop_shared) / gib,
-             r->loop_cpu_at_complete / gib);
+             (seeder_end.loop - seeder_shared.loop) / gib,
+             r->at_complete.loop / gib);
     }
-    if (r->faults_at_complete >= 0 && seeder_faults_end >= 0) {
+    if (r->at_complete.faults >= 0 && seeder_end.faults >= 0) {
       printf("  page faults per GiB        seeder %.0f (serving)   downloader "
              "%.0f\n",
-             (double)(seeder_faults_end - seeder_faults_shared) / gib,
-             (double)r->faults_at_complete / gib);
+             (double)(seeder_end.faults - seeder_shared.faults) / gib,
+             (double)r->at_complete.faults / gib);
     }
     printf("  payload received           %.1f MiB (%.3f x size)\n",
            mib((double)r->down_payload),

@@ -42,12 +42,14 @@
  * (the first answer counts), when no unit is left that nobody is asked. */
 #define NODE_MANIFEST_AGAIN_MS 1000u
 
-/* Announcing what we have. */
-/* --crypto-on=auto: DATA blocks are sealed and opened on the thread pool
- * while the loop thread is this busy (a share of a tick's wall time), and
- * on the loop again once it is below the second (pacing_crypto_on_pool). */
+/* Where blocks are sealed and opened, with --crypto-on=auto: on the thread
+ * pool while the loop thread is this busy (a share of a tick's wall time),
+ * and on the loop again once it is below the second
+ * (pacing_crypto_on_pool). */
 #define NODE_LOOP_BUSY_HIGH 0.80
 #define NODE_LOOP_BUSY_LOW 0.50
+
+/* Announcing what we have. */
 #define NODE_HAVE_MS 250u       /* verified chunks gathered into one HAVE */
 #define NODE_HAVE_SLOW_MS 5000u /* ... for peers that cannot use them yet */
 #define NODE_HAVE_BATCH 256     /* ... and at most this many */

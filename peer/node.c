@@ -244,9 +244,12 @@ static uint64_t loop_cpu_us(void) {
  * loop is the busy thread (pacing_crypto_on_pool), from its CPU time over
  * the last tick. */
 static void choose_where_to_open(struct node *n, uint64_t now) {
-  uint64_t cpu = loop_cpu_us();
-  if (n->cfg.crypto == NODE_CRYPTO_AUTO && now > n->loop_tick_ms &&
-      n->loop_tick_ms != 0) {
+  uint64_t cpu;
+  if (n->cfg.crypto != NODE_CRYPTO_AUTO) {
+    return; /* fixed by the option */
+  }
+  cpu = loop_cpu_us();
+  if (now > n->loop_tick_ms && n->loop_tick_ms != 0) {
     double busy = (double)(cpu - n->loop_cpu_us) /
                   (1000.0 * (double)(now - n->loop_tick_ms));
     int pool = pacing_crypto_on_pool(n->crypto_on_pool, busy);

@@ -120,12 +120,7 @@ double benchutil_main_thread_cpu_s(pid_t pid) {
 }
 
 double benchutil_cpu_s(pid_t pid) {
-  int64_t ticks = benchutil_cpu_ticks(pid);
-  long hz = sysconf(_SC_CLK_TCK);
-  if (ticks < 0) {
-    return -1;
-  }
-  return (double)ticks / (double)(hz > 0 ? hz : 100);
+  return ticks_s(benchutil_cpu_ticks(pid));
 }
 
 int benchutil_parse_list(const char *s, unsigned long *out, size_t max,
