@@ -25,6 +25,7 @@
 #include "peer/haves.h"
 #include "peer/limits.h"
 #include "peer/node.h"
+#include "peer/pacing.h"
 #include "peer/partial.h"
 #include "peer/pex.h"
 #include "peer/picker.h"
@@ -339,7 +340,10 @@ struct node {
   uint64_t up_bytes, down_bytes;
   uint64_t wasted_bytes; /* of down_bytes: discarded, or in failed chunks */
   struct rate_meter up_meter; /* DATA queued to every peer, over 2 s */
-  unsigned reads;             /* block reads in flight, all sessions */
+  /* Manifest parts written and not yet taken by the kernel, ahead of
+   * which no DATA starts (pacing_ahead_wait). */
+  struct pacing_ahead ahead;
+  unsigned reads; /* block reads in flight, all sessions */
   /* DATA blocks are sealed and opened on the thread pool (pwire_seal_at,
    * pwire_open_defer) rather than on the loop: cfg.crypto, and with auto
    * the loop's own CPU time over each tick (loop_cpu_us and loop_tick_ms,

@@ -73,6 +73,10 @@
 #define NODE_WRITE_QUEUE_MAX (1u << 20)  /* bytes queued before uploads wait */
 #define NODE_SEND_BUFFER_MAX (4u << 20)  /* a socket's send buffer, at most */
 #define NODE_WRITE_QUEUE_HARD (8u << 20) /* past this the peer is closed */
+/* Manifest parts go ahead of DATA (pacing_ahead_wait): no session starts
+ * a block while a part the node wrote waits for the kernel, for at most
+ * this long from the first such part. */
+#define NODE_MANIFEST_AHEAD_MS 2000u
 
 /* A swarm's rules and warnings. */
 #define NODE_STRIKES_BAN 3         /* failed chunks, sole source, to ban */

@@ -133,13 +133,17 @@ static void on_pump(uv_timer_t *t) {
   node_pump_now(n);
 }
 
-/* Called when the upload bucket is short: come back when it has refilled. */
+/* Called when the upload bucket is short, or DATA waits behind manifest
+ * parts: come back when it has refilled and the hold is over (the last
+ * part taken pumps at once). */
 static void node_pump(struct node *n) {
-  uint64_t wait;
+  uint64_t now = node_now(n), wait, ahead;
   if (n->stopping || uv_is_active((uv_handle_t *)&n->pump_timer)) {
     return;
   }
-  wait = rate_wait_ms(&n->up_bucket, PWIRE_BLOCK_BYTES, node_now(n));
+  wait = rate_wait_ms(&n->up_bucket, PWIRE_BLOCK_BYTES, now);
+  ahead = pacing_ahead_wait(&n->ahead, now);
+  wait = ahead > wait ? ahead : wait;
   uv_timer_start(&n->pump_timer, on_pump, wait > 0 ? wait : 1, 0);
 }
 

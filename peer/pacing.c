@@ -27,6 +27,26 @@ uint64_t pacing_share(uint64_t node_rate, unsigned serving) {
   return node_rate / (serving > 0 ? serving : 1);
 }
 
+void pacing_ahead_wrote(struct pacing_ahead *a, uint64_t now) {
+  if (a->parts++ == 0) {
+    a->until_ms = now + NODE_MANIFEST_AHEAD_MS;
+  }
+}
+
+int pacing_ahead_taken(struct pacing_ahead *a) {
+  if (a->parts == 0) {
+    return 0;
+  }
+  return --a->parts == 0;
+}
+
+uint64_t pacing_ahead_wait(const struct pacing_ahead *a, uint64_t now) {
+  if (a->parts == 0 || now >= a->until_ms) {
+    return 0;
+  }
+  return a->until_ms - now;
+}
+
 uint32_t pacing_queue_bytes(uint64_t share) {
   uint64_t b = share * NODE_QUEUE_MS / 1000;
   if (b < NODE_QUEUE_MIN) {

@@ -46,6 +46,31 @@ uint32_t pacing_queue_bytes(uint64_t share);
  * NODE_SEND_BUFFER_MAX. */
 uint32_t pacing_send_buffer(uint64_t share, uint32_t rtt_us);
 
+/* Manifest parts ahead of DATA. A peer trades nothing before its
+ * manifest is whole, and at a flash crowd every newcomer asks the first
+ * peers for it at once: shared evenly with the blocks going out, each
+ * copy took as long as all of them together (64 copies of 64 KiB behind
+ * 16 blocks at once). So a node starts no DATA while a manifest part it
+ * wrote has not yet been taken by the kernel, which then sends the parts
+ * alone, and the blocks already queued (about NODE_QUEUE_MS of each
+ * session's share) finish behind them. The hold lasts at most
+ * NODE_MANIFEST_AHEAD_MS from the first part written after none waited,
+ * and no new hold begins until every part is taken, so a peer that asks
+ * and does not read cannot stop the uploads for longer. One per node:
+ * the parts and the blocks share its uplink. */
+struct pacing_ahead {
+  unsigned parts;    /* manifest parts written, not yet taken */
+  uint64_t until_ms; /* DATA waits until then while parts > 0 */
+};
+
+/* A manifest part was written at now. */
+void pacing_ahead_wrote(struct pacing_ahead *a, uint64_t now);
+/* The kernel took a part (or its write failed); returns 1 when none is
+ * left, when the uploads that waited should be pumped. */
+int pacing_ahead_taken(struct pacing_ahead *a);
+/* How long DATA still waits at now, in ms; 0: it may go. */
+uint64_t pacing_ahead_wait(const struct pacing_ahead *a, uint64_t now);
+
 /* Whether a socket option set to had (0: never set) should be set again
  * to want: when it moved by more than a quarter. */
 int pacing_moved(uint32_t had, uint32_t want);

@@ -42,8 +42,18 @@ struct wreq {
   struct wreq *next;
   struct upreq r;
   size_t mlen;
+  uint8_t manifest; /* a MANIFEST_PART: DATA waits behind it */
   uint8_t data[];
 };
+
+/* A frame of bytes bytes to write, not a manifest part until said. */
+static struct wreq *wreq_alloc(size_t bytes) {
+  struct wreq *w = malloc(sizeof(*w) + bytes);
+  if (w != NULL) {
+    w->manifest = 0;
+  }
+  return w;
+}
 
 /* DATA frames sealed on the thread pool, in counter order: at most
  * SEAL_BATCH a job. */
@@ -230,7 +240,12 @@ void session_close(struct session *s, const char *why) {
 static void on_write(uv_write_t *req, int status) {
   struct wreq *w = container_of(req, struct wreq, req);
   struct session *s = w->s;
+  struct node *n = s->node;
+  int manifest = w->manifest;
   free(w);
+  if (manifest && pacing_ahead_taken(&n->ahead) && !n->stopping) {
+    n->session_up->pump_all(n); /* the blocks held behind it go */
+  }
   if (status < 0 && status != UV_ECANCELED && s->state != SESS_CLOSING) {
     session_close(s, uv_strerror(status));
     return;
@@ -251,6 +266,9 @@ static int write_now(struct session *s, struct wreq *w) {
     return err;
   }
   s->last_send_ms = node_now(s->node);
+  if (w->manifest) {
+    pacing_ahead_wrote(&s->node->ahead, s->last_send_ms);
+  }
   return 0;
 }
 
@@ -287,7 +305,7 @@ static int send_hello(struct session *s) {
   } else {
     h.flags |= PWIRE_HELLO_PEX; /* it takes part in peer exchange (pex.c) */
   }
-  w = malloc(sizeof(*w) + cap);
+  w = wreq_alloc(cap);
   if (w == NULL) {
     return SHOAL_ENOMEM;
   }
@@ -332,7 +350,7 @@ int session_send(struct session *s, const struct pwire_msg *m) {
     return err;
   }
   cap = FRAME_HEADER_BYTES + plain.len + PWIRE_TAG_BYTES;
-  w = malloc(sizeof(*w) + cap);
+  w = wreq_alloc(cap);
   if (w == NULL) {
     return SHOAL_ENOMEM;
   }
@@ -345,6 +363,7 @@ int session_send(struct session *s, const struct pwire_msg *m) {
   }
   frame_header(w->data, out.len - FRAME_HEADER_BYTES);
   w->len = out.len;
+  w->manifest = m->type == PWIRE_MANIFEST_PART;
   err = write_frame(s, w);
   if (err != 0) {
     session_close(s, uv_strerror(err));
@@ -376,7 +395,7 @@ int session_send_requests(struct session *s, const struct picker_block *b,
   if (s->state != SESS_OPEN || n == 0) {
     return s->state == SESS_OPEN ? 0 : SHOAL_EPROTO;
   }
-  w = malloc(sizeof(*w) + (size_t)n * REQ_FRAME);
+  w = wreq_alloc((size_t)n * REQ_FRAME);
   if (w == NULL) {
     return SHOAL_ENOMEM;
   }
@@ -804,6 +823,10 @@ void session_pump_upload(struct session *s) {
       s->am_choking) {
     return;
   }
+  if (pacing_ahead_wait(&n->ahead, node_now(n)) > 0) {
+    n->session_up->pump_later(n); /* when the hold ends, if no sooner */
+    return;
+  }
   share = reads_share(n);
   budget = pacing_queue_bytes(upload_share(s, node_now(n))); /* one walk */
   while (s->reading < share && n->reads < NODE_READS_MAX && s->upq_len > 0 &&
@@ -819,7 +842,7 @@ void session_pump_upload(struct session *s) {
     }
     rr = malloc(sizeof(*rr));
     if (rr != NULL) {
-      rr->w = malloc(sizeof(*rr->w) + DATA_HEAD + r.length + PWIRE_TAG_BYTES);
+      rr->w = wreq_alloc(DATA_HEAD + r.length + PWIRE_TAG_BYTES);
     }
     if (rr == NULL || rr->w == NULL) {
       free(rr);

@@ -172,6 +172,56 @@ static void test_request_timeout_follows_what_is_in_flight(void **state) {
   assert_int_equal(pacing_request_timeout(500000), NODE_REQUEST_TIMEOUT_MAX_MS);
 }
 
+/* DATA waits while a manifest part waits for the kernel, and goes again
+ * when the last part is taken. */
+static void test_data_waits_behind_manifest_parts(void **state) {
+  struct pacing_ahead a = {0, 0};
+  (void)state;
+  assert_int_equal(pacing_ahead_wait(&a, 1000), 0);
+  pacing_ahead_wrote(&a, 1000);
+  assert_int_equal(pacing_ahead_wait(&a, 1000), NODE_MANIFEST_AHEAD_MS);
+  pacing_ahead_wrote(&a, 1200); /* a second newcomer's part */
+  assert_int_equal(pacing_ahead_wait(&a, 1300), NODE_MANIFEST_AHEAD_MS - 300);
+  assert_false(pacing_ahead_taken(&a));
+  assert_true(pacing_ahead_wait(&a, 1400) > 0); /* one still waits */
+  assert_true(pacing_ahead_taken(&a));
+  assert_int_equal(pacing_ahead_wait(&a, 1400), 0);
+  /* More "taken" than written (a failed write reported twice) is no
+   * part at all, and no wait. */
+  assert_false(pacing_ahead_taken(&a));
+  assert_int_equal(a.parts, 0);
+  assert_int_equal(pacing_ahead_wait(&a, 1500), 0);
+}
+
+/* A part nobody reads holds DATA NODE_MANIFEST_AHEAD_MS at most, and the
+ * parts written meanwhile do not extend it: only a part after none waited
+ * starts a new hold. */
+static void test_a_part_nobody_reads_holds_data_only_so_long(void **state) {
+  struct pacing_ahead a = {0, 0};
+  uint64_t t0 = 50000;
+  (void)state;
+  pacing_ahead_wrote(&a, t0);
+  for (uint64_t t = t0; t < t0 + 10 * NODE_MANIFEST_AHEAD_MS; t += 100) {
+    pacing_ahead_wrote(&a, t); /* another asks every 100 ms ... */
+    if (t > t0) {
+      assert_false(pacing_ahead_taken(&a)); /* ... and is answered */
+    }
+    if (t < t0 + NODE_MANIFEST_AHEAD_MS) {
+      assert_int_equal(pacing_ahead_wait(&a, t),
+                       t0 + NODE_MANIFEST_AHEAD_MS - t);
+    } else {
+      assert_int_equal(pacing_ahead_wait(&a, t), 0);
+    }
+  }
+  /* The first part is taken at last, then the last one: a new hold may
+   * begin with the next part. */
+  assert_false(pacing_ahead_taken(&a));
+  assert_true(pacing_ahead_taken(&a));
+  pacing_ahead_wrote(&a, t0 + 20 * NODE_MANIFEST_AHEAD_MS);
+  assert_int_equal(pacing_ahead_wait(&a, t0 + 20 * NODE_MANIFEST_AHEAD_MS),
+                   NODE_MANIFEST_AHEAD_MS);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(
@@ -185,6 +235,8 @@ int main(void) {
       cmocka_unit_test(test_the_pipeline_holds_two_seconds_of_the_limit),
       cmocka_unit_test(test_depth_is_a_second_of_the_peers_rate_and_four),
       cmocka_unit_test(test_request_timeout_follows_what_is_in_flight),
+      cmocka_unit_test(test_data_waits_behind_manifest_parts),
+      cmocka_unit_test(test_a_part_nobody_reads_holds_data_only_so_long),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

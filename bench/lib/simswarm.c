@@ -53,7 +53,9 @@
  *   rule). The manifest (its encoded size) is fetched from the first peer
  *   whose have-map arrives, in one part, as fetch.c fetches any manifest
  *   up to PWIRE_MANIFEST_PART_BYTES (a file's has at most 2,048 hashes,
- *   64 KiB).
+ *   64 KiB). The answer is written when the request arrives, and while
+ *   any answer of a host is not yet out its sessions start no blocks
+ *   (pacing_ahead_wait, as session.c holds them).
  *
  * What is not: CPU time (hashing, encryption, system calls: a chunk is
  * verified the moment its last block arrives), disks, the read pipeline
@@ -249,6 +251,8 @@ struct speer {
   int registered, tracker_seeder;
   uint32_t tracker_pos; /* its place in the tracker's list */
   uint64_t up_bytes;
+  struct pacing_ahead ahead; /* manifest parts ahead of DATA */
+  uint64_t pump_at_us;       /* a pump is due then (0: none) */
 };
 
 struct sim {
@@ -286,6 +290,7 @@ enum ev_kind {
   EV_MSG,          /* a = receiving end, b = gen, c = type, d = arg */
   EV_FLOW,         /* a = sending end, b = gen, c = flow version */
   EV_HAVE_TIMER,
+  EV_PUMP, /* a = peer: the hold of DATA behind manifests is over */
   EV_LEAVE,
   EV_PROGRESS,
 };
@@ -420,9 +425,14 @@ static void rerate_down(struct sim *S, uint32_t peer) {
   }
 }
 
-static int has_work(const struct sess *s) {
+/* Whether s has something to send: its manifest answer at once, blocks
+ * when unchoked and no manifest part of its host waits
+ * (pacing_ahead_wait). */
+static int has_work(const struct sim *S, const struct sess *s) {
   return s->state == S_OPEN &&
-         (s->manifest_req || (s->upq_len > 0 && !s->am_choking));
+         (s->manifest_req ||
+          (s->upq_len > 0 && !s->am_choking &&
+           pacing_ahead_wait(&S->p[s->peer].ahead, now_ms(S)) == 0));
 }
 
 /* Takes the next item of s: the manifest first, then the oldest request. */
@@ -441,7 +451,19 @@ static uint32_t take_item(struct sess *s) {
 /* Starts a transfer on s when it has something to send. */
 static void pump(struct sim *S, uint32_t si) {
   struct sess *s = &S->s[si];
-  if (s->flowing || !has_work(s)) {
+  struct speer *p = &S->p[s->peer];
+  uint64_t wait;
+  if (s->flowing) {
+    return;
+  }
+  if (!has_work(S, s)) {
+    wait = pacing_ahead_wait(&p->ahead, now_ms(S));
+    if (s->upq_len > 0 && !s->am_choking && wait > 0 && p->pump_at_us == 0) {
+      /* Blocks wait behind manifest parts: come back when the hold ends
+       * (or sooner, when the last part is out). */
+      p->pump_at_us = S->now + wait * 1000u;
+      push(S, p->pump_at_us, EV_PUMP, s->peer, 0, 0, 0, NULL);
+    }
     return;
   }
   s->item = take_item(s);
@@ -452,6 +474,22 @@ static void pump(struct sim *S, uint32_t si) {
   S->p[s->remote].n_down++;
   rerate_up(S, s->peer);
   rerate_down(S, s->remote);
+}
+
+/* Every session of peer that can send starts (node_pump_now). */
+static void pump_all(struct sim *S, uint32_t peer) {
+  struct speer *p = &S->p[peer];
+  for (unsigned i = 0; i < p->nsess; i++) {
+    pump(S, p->sess[i]);
+  }
+}
+
+/* A manifest answer of peer is out, or will never be: DATA may go again
+ * when it was the last (pacing_ahead_taken). */
+static void manifest_taken(struct sim *S, uint32_t peer) {
+  if (pacing_ahead_taken(&S->p[peer].ahead)) {
+    pump_all(S, peer);
+  }
 }
 
 /* Stops s's transfer; what it sent of the current item is lost. */
@@ -593,6 +631,8 @@ static void detach(struct sim *S, uint32_t si, int tell) {
   struct speer *p = &S->p[peer];
   int was_unchoked = s->state == S_OPEN && !s->am_choking && s->peer_interested;
   int was_fetch = p->fetch_from == si;
+  /* A manifest answer not yet out dies with its connection. */
+  int mf_lost = s->manifest_req || (s->flowing && s->item == ITEM_MANIFEST);
   if (s->state == S_FREE) {
     return;
   }
@@ -602,6 +642,7 @@ static void detach(struct sim *S, uint32_t si, int tell) {
     push(S, S->now + S->c->latency_us, EV_MSG, s->mirror, s->mirror_gen,
          M_CLOSE, 0, NULL);
   }
+  s->manifest_req = 0;
   flow_stop(S, si);
   if (s->in_picker && p->pk != NULL) {
     picker_peer_remove(p->pk, (unsigned)s->slot);
@@ -620,6 +661,9 @@ static void detach(struct sim *S, uint32_t si, int tell) {
   }
   s->upq_len = 0;
   sess_free(S, si);
+  if (mf_lost) {
+    manifest_taken(S, peer);
+  }
   if (p->state == P_GONE) {
     return;
   }
@@ -1198,7 +1242,11 @@ static void on_msg(struct sim *S, const struct simev *e) {
     on_data(S, si, e->d);
     break;
   case M_MANIFEST_REQ:
-    s->manifest_req = 1;
+    /* Answered at once (fetch_answer): the part is written now. */
+    if (!s->manifest_req) {
+      s->manifest_req = 1;
+      pacing_ahead_wrote(&p->ahead, now_ms(S));
+    }
     pump(S, si);
     break;
   case M_MANIFEST:
@@ -1242,12 +1290,15 @@ static void on_flow(struct sim *S, const struct simev *e) {
     }
     send_wire(S, si, M_DATA, item, NULL, 0);
   }
-  if (has_work(s)) {
+  if (has_work(S, s)) {
     s->item = take_item(s);
     s->rem = item_wire(S, s->item);
     flow_schedule(S, si);
   } else {
     flow_stop(S, si);
+  }
+  if (item == ITEM_MANIFEST) {
+    manifest_taken(S, s->peer);
   }
 }
 
@@ -1765,6 +1816,12 @@ static void dispatch(struct sim *S, const struct simev *e) {
     break;
   case EV_FLOW:
     on_flow(S, e);
+    break;
+  case EV_PUMP:
+    if (S->p[e->a].pump_at_us == e->t) {
+      S->p[e->a].pump_at_us = 0;
+      pump_all(S, e->a);
+    }
     break;
   case EV_HAVE_TIMER: {
     struct speer *p = &S->p[e->a];
