@@ -77,6 +77,10 @@
  * a block while a part the node wrote waits for the kernel, for at most
  * this long from the first such part. */
 #define NODE_MANIFEST_AHEAD_MS 2000u
+/* ... and, the node's upload rate known, for this many times what the
+ * parts would take at it: the blocks already in the kernel's hands go
+ * first, about NODE_QUEUE_MIN a session on a slow uplink. */
+#define NODE_MANIFEST_AHEAD_TIMES 8u
 
 /* A swarm's rules and warnings. */
 #define NODE_STRIKES_BAN 3         /* failed chunks, sole source, to ban */

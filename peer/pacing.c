@@ -27,10 +27,20 @@ uint64_t pacing_share(uint64_t node_rate, unsigned serving) {
   return node_rate / (serving > 0 ? serving : 1);
 }
 
-void pacing_ahead_wrote(struct pacing_ahead *a, uint64_t now) {
+void pacing_ahead_wrote(struct pacing_ahead *a, uint64_t now, uint64_t bytes,
+                        uint64_t rate) {
+  uint64_t ms = NODE_MANIFEST_AHEAD_MS;
   if (a->parts++ == 0) {
-    a->until_ms = now + NODE_MANIFEST_AHEAD_MS;
+    a->start_ms = now;
+    a->bytes = 0;
   }
+  a->bytes += bytes;
+  if (rate > 0 && a->bytes < UINT64_MAX / (1000u * NODE_MANIFEST_AHEAD_TIMES)) {
+    uint64_t need =
+        (1000u * NODE_MANIFEST_AHEAD_TIMES * a->bytes + rate - 1) / rate;
+    ms = need < ms ? need : ms;
+  }
+  a->until_ms = a->start_ms + ms;
 }
 
 int pacing_ahead_taken(struct pacing_ahead *a) {

@@ -53,18 +53,29 @@ uint32_t pacing_send_buffer(uint64_t share, uint32_t rtt_us);
  * 16 blocks at once). So a node starts no DATA while a manifest part it
  * wrote has not yet been taken by the kernel, which then sends the parts
  * alone, and the blocks already queued (about NODE_QUEUE_MS of each
- * session's share) finish behind them. The hold lasts at most
- * NODE_MANIFEST_AHEAD_MS from the first part written after none waited,
- * and no new hold begins until every part is taken, so a peer that asks
- * and does not read cannot stop the uploads for longer. One per node:
- * the parts and the blocks share its uplink. */
+ * session's share) finish behind them.
+ *
+ * How long: NODE_MANIFEST_AHEAD_TIMES what the parts written since the
+ * hold began would take at the node's upload rate, from the hold's
+ * start, and at most NODE_MANIFEST_AHEAD_MS (all of it when the rate is
+ * not known, nothing having been sent lately). A part that drains slowly
+ * because the peer's own link is slow thus holds the blocks of everyone
+ * else only a few times as long as the part would take on the node's
+ * uplink (64 KiB at 40 Mbit/s: 105 ms, not 2 s); and no new hold
+ * begins until every part is taken, so a peer that asks and does not
+ * read cannot stop the uploads for longer. One per node: the parts and
+ * the blocks share its uplink. */
 struct pacing_ahead {
   unsigned parts;    /* manifest parts written, not yet taken */
+  uint64_t start_ms; /* when the first of them was written */
+  uint64_t bytes;    /* their bytes */
   uint64_t until_ms; /* DATA waits until then while parts > 0 */
 };
 
-/* A manifest part was written at now. */
-void pacing_ahead_wrote(struct pacing_ahead *a, uint64_t now);
+/* A manifest part of bytes bytes was written at now, while the node
+ * uploads at rate bytes a second (0: not known). */
+void pacing_ahead_wrote(struct pacing_ahead *a, uint64_t now, uint64_t bytes,
+                        uint64_t rate);
 /* The kernel took a part (or its write failed); returns 1 when none is
  * left, when the uploads that waited should be pumped. */
 int pacing_ahead_taken(struct pacing_ahead *a);

@@ -267,7 +267,8 @@ static int write_now(struct session *s, struct wreq *w) {
   }
   s->last_send_ms = node_now(s->node);
   if (w->manifest) {
-    pacing_ahead_wrote(&s->node->ahead, s->last_send_ms);
+    pacing_ahead_wrote(&s->node->ahead, s->last_send_ms, w->len,
+                       meter_rate(&s->node->up_meter, s->last_send_ms));
   }
   return 0;
 }

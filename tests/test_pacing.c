@@ -175,12 +175,13 @@ static void test_request_timeout_follows_what_is_in_flight(void **state) {
 /* DATA waits while a manifest part waits for the kernel, and goes again
  * when the last part is taken. */
 static void test_data_waits_behind_manifest_parts(void **state) {
-  struct pacing_ahead a = {0, 0};
+  struct pacing_ahead a = {0};
   (void)state;
   assert_int_equal(pacing_ahead_wait(&a, 1000), 0);
-  pacing_ahead_wrote(&a, 1000);
+  /* Nothing sent lately, so no rate to size the wait by: the bound. */
+  pacing_ahead_wrote(&a, 1000, 64 * KiB, 0);
   assert_int_equal(pacing_ahead_wait(&a, 1000), NODE_MANIFEST_AHEAD_MS);
-  pacing_ahead_wrote(&a, 1200); /* a second newcomer's part */
+  pacing_ahead_wrote(&a, 1200, 64 * KiB, 0); /* a second newcomer's part */
   assert_int_equal(pacing_ahead_wait(&a, 1300), NODE_MANIFEST_AHEAD_MS - 300);
   assert_false(pacing_ahead_taken(&a));
   assert_true(pacing_ahead_wait(&a, 1400) > 0); /* one still waits */
@@ -197,12 +198,12 @@ static void test_data_waits_behind_manifest_parts(void **state) {
  * parts written meanwhile do not extend it: only a part after none waited
  * starts a new hold. */
 static void test_a_part_nobody_reads_holds_data_only_so_long(void **state) {
-  struct pacing_ahead a = {0, 0};
+  struct pacing_ahead a = {0};
   uint64_t t0 = 50000;
   (void)state;
-  pacing_ahead_wrote(&a, t0);
+  pacing_ahead_wrote(&a, t0, 256 * KiB, 0);
   for (uint64_t t = t0; t < t0 + 10 * NODE_MANIFEST_AHEAD_MS; t += 100) {
-    pacing_ahead_wrote(&a, t); /* another asks every 100 ms ... */
+    pacing_ahead_wrote(&a, t, 256 * KiB, 0); /* another asks every 100 ms */
     if (t > t0) {
       assert_false(pacing_ahead_taken(&a)); /* ... and is answered */
     }
@@ -217,9 +218,41 @@ static void test_a_part_nobody_reads_holds_data_only_so_long(void **state) {
    * begin with the next part. */
   assert_false(pacing_ahead_taken(&a));
   assert_true(pacing_ahead_taken(&a));
-  pacing_ahead_wrote(&a, t0 + 20 * NODE_MANIFEST_AHEAD_MS);
+  pacing_ahead_wrote(&a, t0 + 20 * NODE_MANIFEST_AHEAD_MS, 256 * KiB, 0);
   assert_int_equal(pacing_ahead_wait(&a, t0 + 20 * NODE_MANIFEST_AHEAD_MS),
                    NODE_MANIFEST_AHEAD_MS);
+}
+
+/* With the node's upload rate known, DATA waits NODE_MANIFEST_AHEAD_TIMES
+ * as long as the parts would take at it: a flash crowd's many parts hold
+ * it up to the bound, but one part for a peer whose own link is slow (its
+ * part drains at that link's pace, not the node's) holds it only briefly. */
+static void test_the_wait_is_some_times_the_parts_at_the_rate(void **state) {
+  struct pacing_ahead a = {0};
+  uint64_t rate = 32 * MiB, t0 = 7000;
+  uint64_t one = (NODE_MANIFEST_AHEAD_TIMES * 1000u * 64 * KiB + rate - 1) /
+                 rate; /* ms for one part of 64 KiB */
+  (void)state;
+  assert_true(one > 0 && 12 * one < NODE_MANIFEST_AHEAD_MS);
+  pacing_ahead_wrote(&a, t0, 64 * KiB, rate);
+  assert_int_equal(pacing_ahead_wait(&a, t0), one);
+  /* A slow peer never takes it: DATA goes again after that. */
+  assert_int_equal(pacing_ahead_wait(&a, t0 + one - 1), 1);
+  assert_int_equal(pacing_ahead_wait(&a, t0 + one), 0);
+  assert_int_equal(pacing_ahead_wait(&a, t0 + 5000), 0);
+  assert_true(pacing_ahead_taken(&a));
+  /* Ten newcomers' parts at once: each adds its own share. */
+  for (unsigned i = 0; i < 10; i++) {
+    pacing_ahead_wrote(&a, t0 + 10000, 64 * KiB, rate);
+  }
+  assert_true(pacing_ahead_wait(&a, t0 + 10000) >= 10 * one - 10);
+  assert_true(pacing_ahead_wait(&a, t0 + 10000) <= 10 * one);
+  /* Many more: the bound, from the first part. */
+  for (unsigned i = 0; i < 1000; i++) {
+    pacing_ahead_wrote(&a, t0 + 10100, 64 * KiB, rate);
+  }
+  assert_int_equal(pacing_ahead_wait(&a, t0 + 10100),
+                   NODE_MANIFEST_AHEAD_MS - 100);
 }
 
 int main(void) {
@@ -237,6 +270,7 @@ int main(void) {
       cmocka_unit_test(test_request_timeout_follows_what_is_in_flight),
       cmocka_unit_test(test_data_waits_behind_manifest_parts),
       cmocka_unit_test(test_a_part_nobody_reads_holds_data_only_so_long),
+      cmocka_unit_test(test_the_wait_is_some_times_the_parts_at_the_rate),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1245,7 +1245,8 @@ static void on_msg(struct sim *S, const struct simev *e) {
     /* Answered at once (fetch_answer): the part is written now. */
     if (!s->manifest_req) {
       s->manifest_req = 1;
-      pacing_ahead_wrote(&p->ahead, now_ms(S));
+      pacing_ahead_wrote(&p->ahead, now_ms(S), S->manifest_bytes,
+                         (uint64_t)p->up_cap);
     }
     pump(S, si);
     break;
