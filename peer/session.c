@@ -243,14 +243,12 @@ static void on_write(uv_write_t *req, int status) {
   struct node *n = s->node;
   int manifest = w->manifest;
   free(w);
-  if (manifest && pacing_ahead_taken(&n->ahead) && !n->stopping) {
-    n->session_up->pump_all(n); /* the blocks held behind it go */
-  }
   if (status < 0 && status != UV_ECANCELED && s->state != SESS_CLOSING) {
     session_close(s, uv_strerror(status));
-    return;
   }
-  if (s->state == SESS_OPEN) {
+  if (manifest && pacing_ahead_taken(&n->ahead) && !n->stopping) {
+    n->session_up->pump_all(n); /* the blocks held behind it go, s's too */
+  } else if (s->state == SESS_OPEN) {
     session_pump_upload(s);
   }
 }

@@ -28,7 +28,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <time.h>
 #include <uv.h>
 
 #include "common/error.h"
@@ -39,6 +38,7 @@
 #include "peer/node.h"
 #include "tests/lib/innode.h"
 #include "tests/lib/pclient.h"
+#include "tests/lib/proc.h"
 #include "tests/lib/testutil.h"
 #include "tests/lib/trackercfg.h"
 #include "tests/lib/uvrun.h"
@@ -75,22 +75,15 @@ struct fx {
   int64_t again_ms;      /* from asking again to A's next block */
 };
 
-static int64_t mono_ms(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* Waits on the client thread until the loop's side moved the stage to at
  * least want, or the deadline. */
 static int wait_stage(struct fx *f, int want, int ms) {
-  int64_t end = mono_ms() + ms;
-  struct timespec tick = {0, 1000000};
+  uint64_t end = proc_now_ms() + (uint64_t)ms;
   while (atomic_load(&f->stage) < want) {
-    if (mono_ms() > end) {
+    if (proc_now_ms() > end) {
       return SHOAL_ETIMEDOUT;
     }
-    nanosleep(&tick, NULL);
+    proc_pause_ms(1);
   }
   return 0;
 }
@@ -154,7 +147,7 @@ static void *clients_run(void *arg) {
   struct fx *f = arg;
   struct pclient a, b;
   struct pwire_msg m;
-  int64_t t;
+  uint64_t t;
   int err;
 
   memset(&a, 0, sizeof(a));
@@ -190,7 +183,8 @@ static void *clients_run(void *arg) {
   if (err != 0) {
     return fail_at(f, "A's first block", err);
   }
-  f->first_data_ms = mono_ms() - (int64_t)atomic_load(&f->held_at);
+  f->first_data_ms =
+      (int64_t)(proc_now_ms() - (uint64_t)atomic_load(&f->held_at));
   atomic_store(&f->stage, ST_SERVED);
 
   /* B reads its part: nothing waits any more. */
@@ -209,12 +203,12 @@ static void *clients_run(void *arg) {
   while (pc_recv(&a, &m, 200) == 0) {
     /* the rest of the first blocks */
   }
-  t = mono_ms();
+  t = proc_now_ms();
   err = ask_blocks(&a, MSG_MS);
   if (err != 0) {
     return fail_at(f, "A's blocks after the part", err);
   }
-  f->again_ms = mono_ms() - t;
+  f->again_ms = (int64_t)(proc_now_ms() - t);
   pc_close(&a);
   pc_close(&b);
   atomic_store(&f->stage, ST_DONE);
@@ -279,7 +273,7 @@ static void blocks_wait_behind_a_manifest_part(void **state) {
               f->in.n->ahead.parts > 0 || atomic_load(&f->stage) == ST_FAILED,
               WAIT_MS);
   if (atomic_load(&f->stage) != ST_FAILED) {
-    atomic_store(&f->held_at, (long long)mono_ms());
+    atomic_store(&f->held_at, (long long)proc_now_ms());
     atomic_store(&f->stage, ST_HELD);
   }
   UVRUN_UNTIL(&f->in.r, atomic_load(&f->stage) >= ST_B_READ, WAIT_MS);
