@@ -2,6 +2,7 @@
 
 #include <openssl/evp.h>
 #include <pthread.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "common/error.h"
@@ -69,7 +70,7 @@ int pwire_hello_open(const uint8_t *msg, size_t len,
   if (err != 0) {
     return err;
   }
-  if (e.type == PWIRE_HELLO_V1) {
+  if (e.type >= PWIRE_HELLO_OLDEST && e.type < PWIRE_HELLO) {
     return SHOAL_EVERSION;
   }
   if (e.type != PWIRE_HELLO) {
@@ -381,8 +382,130 @@ int pwire_open(struct pwire_session *s, const uint8_t *body, size_t len,
   return err != 0 ? err : pwire_open_rest(s, body, len, NULL, 0, plain);
 }
 
+int pwire_hello_version(const uint8_t *msg, size_t len) {
+  return len > 2 ? msg[2] : 0;
+}
+
 /* ------------------------------------------------------------------------ */
 /* Message codecs */
+
+/* A HAVE's chunks (pwire.h has the encoding): 0 and their number in
+ * *count, SHOAL_ETRUNC (none, or the last varint cut short), SHOAL_ETOOBIG
+ * (more than PWIRE_HAVE_MAX, or more bytes than the most they take) or
+ * SHOAL_EFORMAT (a varint longer than its value needs or than
+ * PWIRE_HAVE_VARINT_MAX, or a chunk past UINT32_MAX). */
+static int have_scan(const uint8_t *p, size_t len, size_t *count) {
+  uint64_t next = 0; /* the least the next chunk can be */
+  size_t i = 0;
+
+  *count = 0;
+  if (len == 0) {
+    return SHOAL_ETRUNC;
+  }
+  if (len > PWIRE_HAVE_MAX_BYTES) {
+    return SHOAL_ETOOBIG;
+  }
+  while (i < len) {
+    uint64_t v = 0;
+    unsigned k = 0;
+    for (;;) {
+      if (i == len) {
+        return SHOAL_ETRUNC;
+      }
+      if (k == PWIRE_HAVE_VARINT_MAX) {
+        return SHOAL_EFORMAT;
+      }
+      uint8_t byte = p[i++];
+      v |= (uint64_t)(byte & 0x7fu) << (7u * k);
+      k++;
+      if ((byte & 0x80u) == 0) {
+        if (byte == 0 && k > 1) {
+          return SHOAL_EFORMAT; /* longer than its value needs */
+        }
+        break;
+      }
+    }
+    next += v;
+    if (next > UINT32_MAX) {
+      return SHOAL_EFORMAT;
+    }
+    next++;
+    if (++*count > PWIRE_HAVE_MAX) {
+      return SHOAL_ETOOBIG;
+    }
+  }
+  return 0;
+}
+
+static int cmp_u32(const void *a, const void *b) {
+  uint32_t x = *(const uint32_t *)a;
+  uint32_t y = *(const uint32_t *)b;
+  return (x > y) - (x < y);
+}
+
+size_t pwire_have_sort(uint32_t *chunks, size_t n) {
+  size_t kept = 0;
+  if (n == 0) {
+    return 0;
+  }
+  qsort(chunks, n, sizeof(*chunks), cmp_u32);
+  for (size_t i = 1; i < n; i++) {
+    if (chunks[i] != chunks[kept]) {
+      chunks[++kept] = chunks[i];
+    }
+  }
+  return kept + 1;
+}
+
+size_t pwire_have_put(uint8_t *out, const uint32_t *chunks, size_t n) {
+  uint64_t next = 0;
+  size_t len = 0;
+
+  if (n == 0 || n > PWIRE_HAVE_MAX) {
+    return 0;
+  }
+  for (size_t i = 1; i < n; i++) {
+    if (chunks[i] <= chunks[i - 1]) {
+      return 0;
+    }
+  }
+  for (size_t i = 0; i < n; i++) {
+    uint64_t v = chunks[i] - next;
+    while (v >= 0x80u) {
+      out[len++] = (uint8_t)(v | 0x80u);
+      v >>= 7;
+    }
+    out[len++] = (uint8_t)v;
+    next = (uint64_t)chunks[i] + 1;
+  }
+  return len;
+}
+
+void pwire_have_begin(struct pwire_have_iter *it, const struct pwire_msg *m) {
+  it->at = m->data;
+  it->end = m->data + m->data_len;
+  it->next = 0;
+}
+
+int pwire_have_next(struct pwire_have_iter *it, uint32_t *chunk) {
+  uint64_t v = 0;
+  unsigned shift = 0;
+  if (it->at >= it->end) {
+    return 0;
+  }
+  /* pwire_decode checked every varint: each ends inside the message. */
+  for (;;) {
+    uint8_t byte = *it->at++;
+    v |= (uint64_t)(byte & 0x7fu) << shift;
+    shift += 7;
+    if ((byte & 0x80u) == 0) {
+      break;
+    }
+  }
+  *chunk = (uint32_t)(it->next + v);
+  it->next = (uint64_t)*chunk + 1;
+  return 1;
+}
 
 /* Checks m's variable part and returns its encoded size after the type
  * byte, or SHOAL_EINVAL for a message pwire_decode would refuse. */
@@ -408,13 +531,14 @@ static int encoded_body(const struct pwire_msg *m, size_t *size) {
     }
     *size = m->data_len;
     return 0;
-  case PWIRE_HAVE:
-    if (m->data_len == 0 || m->data_len % 4 != 0 ||
-        m->data_len > 4 * PWIRE_HAVE_MAX) {
+  case PWIRE_HAVE: {
+    size_t count;
+    if (have_scan(m->data, m->data_len, &count) != 0) {
       return SHOAL_EINVAL;
     }
     *size = m->data_len;
     return 0;
+  }
   case PWIRE_PEX:
     if (m->data_len == 0 || m->data_len % TMSG_CERT_BYTES != 0 ||
         m->data_len > TMSG_CERT_BYTES * PWIRE_PEX_MAX_RECORDS) {
@@ -580,12 +704,15 @@ int pwire_decode(const uint8_t *p, size_t len, struct pwire_msg *out) {
   case PWIRE_HAVE_MAP:
     read_tail(&r, out, HAVE_MAP_MAX, &err);
     break;
-  case PWIRE_HAVE:
-    read_tail(&r, out, 4 * PWIRE_HAVE_MAX, &err);
-    if (err == 0 && out->data_len % 4 != 0) {
-      err = SHOAL_EFORMAT; /* a chunk number cut short */
+  case PWIRE_HAVE: {
+    size_t count = 0;
+    read_tail(&r, out, PWIRE_HAVE_MAX_BYTES, &err);
+    if (err == 0 && buf_reader_err(&r) == 0) {
+      err = have_scan(out->data, out->data_len, &count);
+      out->length = (uint32_t)count;
     }
     break;
+  }
   case PWIRE_PEX:
     read_tail(&r, out, TMSG_CERT_BYTES * PWIRE_PEX_MAX_RECORDS, &err);
     if (err == 0 && out->data_len % TMSG_CERT_BYTES != 0) {

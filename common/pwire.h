@@ -26,7 +26,9 @@
  *   MANIFEST_PART  u32 total, u32 offset, bytes
  *   HAVE_MAP       bitmap, ceil(chunks / 8) bytes, chunk 0 in the high bit
  *                  of byte 0, unused low bits of the last byte 0
- *   HAVE           u32 chunk, repeated: 1 to PWIRE_HAVE_MAX chunks
+ *   HAVE           1 to PWIRE_HAVE_MAX chunks in increasing order, each a
+ *                  varint: the first chunk, then each chunk's distance
+ *                  from the one before less one (pwire_have_put)
  *   INTERESTED, NOT_INTERESTED, CHOKE, UNCHOKE, KEEPALIVE   (no fields)
  *   REQUEST        u32 chunk, u32 offset, u32 length
  *   DATA           u32 chunk, u32 offset, bytes
@@ -52,13 +54,15 @@
 #include "common/manifest.h"
 #include "common/tmsg.h"
 
-/* The peer protocol's version is the hello envelope's type: version 2
- * (this one) carries manifest version 3 contents and seals frames with
- * libcrypto's ChaCha20-Poly1305; a version 1 hello (type 1, shoal with
- * BLAKE2b chunk hashes) is refused with SHOAL_EVERSION. */
-#define PWIRE_VERSION 2
+/* The peer protocol's version is the hello envelope's type: version 3
+ * (this one) carries manifest version 3 contents, seals frames with
+ * libcrypto's ChaCha20-Poly1305 and writes a HAVE's chunks as varints. A
+ * hello of an older version (types PWIRE_HELLO_OLDEST to PWIRE_VERSION - 1:
+ * 1, shoal with BLAKE2b chunk hashes; 2, HAVEs of u32 chunks) is refused
+ * with SHOAL_EVERSION. */
+#define PWIRE_VERSION 3
 #define PWIRE_HELLO PWIRE_VERSION
-#define PWIRE_HELLO_V1 1
+#define PWIRE_HELLO_OLDEST 1
 #define PWIRE_HELLO_PAYLOAD_BYTES 67
 #define PWIRE_HELLO_SEEDER 0x01u
 #define PWIRE_HELLO_NO_UPLOAD 0x02u
@@ -78,6 +82,10 @@
 /* Chunks one HAVE may announce: a peer gathers the chunks it verified for
  * a moment and announces them together. */
 #define PWIRE_HAVE_MAX 1024u
+/* Bytes of one varint of a HAVE: 7 bits each, a u32 in at most 5. */
+#define PWIRE_HAVE_VARINT_MAX 5u
+/* Bytes of the largest HAVE's chunks. */
+#define PWIRE_HAVE_MAX_BYTES (PWIRE_HAVE_VARINT_MAX * PWIRE_HAVE_MAX)
 /* Address certificates one PEX message may carry: a session's first
  * message holds the sender's own and a batch of others. */
 #define PWIRE_PEX_MAX_RECORDS 32u
@@ -135,11 +143,12 @@ struct pwire_msg {
   uint8_t type;
   uint32_t chunk;      /* REQUEST, DATA, CANCEL, REJECT */
   uint32_t offset;     /* MANIFEST_REQ/PART, REQUEST, DATA, CANCEL, REJECT */
-  uint32_t length;     /* MANIFEST_REQ, REQUEST, CANCEL, REJECT */
+  uint32_t length;     /* MANIFEST_REQ, REQUEST, CANCEL, REJECT; HAVE: the
+                          chunks it names (pwire_decode sets it) */
   uint32_t total;      /* MANIFEST_PART */
-  const uint8_t *data; /* MANIFEST_PART, HAVE_MAP, DATA; HAVE: its chunks,
-                          big-endian u32s (pwire_have_chunk); PEX: its
-                          records, TMSG_CERT_BYTES each (pwire_pex_record) */
+  const uint8_t *data; /* MANIFEST_PART, HAVE_MAP, DATA; HAVE: its chunks
+                          as varints (pwire_have_next); PEX: its records,
+                          TMSG_CERT_BYTES each (pwire_pex_record) */
   size_t data_len;
   /* DATA: NULL, or data is still ciphertext, left where it belongs by
    * pwire_open_defer, and this is what pwire_open_sealed needs to open it
@@ -147,8 +156,6 @@ struct pwire_msg {
   const struct pwire_sealed *sealed;
 };
 
-/* Bytes of one chunk number in a HAVE. */
-#define PWIRE_HAVE_CHUNK_BYTES 4
 /* Bytes of a REQUEST, CANCEL or REJECT message: type, chunk, offset,
  * length. */
 #define PWIRE_BLOCK_MSG_BYTES (1 + 4 + 4 + 4)
@@ -167,21 +174,31 @@ struct pwire_sealed {
   uint32_t len; /* of the block; 0: nothing to open */
 };
 
-/* The chunks a HAVE announces, and the i-th of them. */
-static inline size_t pwire_have_count(const struct pwire_msg *m) {
-  return m->data_len / PWIRE_HAVE_CHUNK_BYTES;
-}
-static inline uint32_t pwire_have_chunk(const struct pwire_msg *m, size_t i) {
-  return buf_be32(m->data + PWIRE_HAVE_CHUNK_BYTES * i);
-}
-/* Writes chunk as the i-th chunk of a HAVE's payload, which the caller
- * owns and which has room for i + 1 of them: a sender gathers the chunks
- * it verified in the bytes the HAVE will carry (data, data_len
- * PWIRE_HAVE_CHUNK_BYTES each). */
-static inline void pwire_have_set_chunk(uint8_t *payload, size_t i,
-                                        uint32_t chunk) {
-  buf_put_be32(payload + PWIRE_HAVE_CHUNK_BYTES * i, chunk);
-}
+/* A HAVE's chunks. Each varint is unsigned LEB128 (7 bits a byte, the low
+ * group first, 0x80 set on every byte but the last), at most
+ * PWIRE_HAVE_VARINT_MAX bytes, no longer than its value needs (a last byte
+ * of 0 is refused unless it is the only one), and every chunk fits a u32:
+ * so one set of chunks has exactly one encoding. Chunks sent every 5 s
+ * are some dozens out of hundreds or thousands, so most take one byte
+ * instead of four.
+ *
+ * pwire_have_sort sorts n chunks and drops repeats, returning how many are
+ * left. pwire_have_put writes chunks (increasing, 1 to PWIRE_HAVE_MAX of
+ * them) into out, which has room for PWIRE_HAVE_VARINT_MAX bytes a chunk,
+ * and returns the bytes written; 0 (nothing written) when n is out of
+ * range or the chunks do not increase. */
+size_t pwire_have_sort(uint32_t *chunks, size_t n);
+size_t pwire_have_put(uint8_t *out, const uint32_t *chunks, size_t n);
+
+/* Reads the chunks of a HAVE that pwire_decode accepted, in order. */
+struct pwire_have_iter {
+  const uint8_t *at;
+  const uint8_t *end;
+  uint64_t next; /* the least the next chunk can be */
+};
+void pwire_have_begin(struct pwire_have_iter *it, const struct pwire_msg *m);
+/* Sets *chunk to the next chunk and returns 1, or returns 0 at the end. */
+int pwire_have_next(struct pwire_have_iter *it, uint32_t *chunk);
 
 /* The records a PEX carries, and the i-th of them (TMSG_CERT_BYTES). */
 static inline size_t pwire_pex_count(const struct pwire_msg *m) {
@@ -213,8 +230,9 @@ int pwire_hello_seal(struct buf *out, const struct identity *id,
                      const struct pwire_hello *h);
 /* Opens a hello under pol (class must be ENVELOPE_PEER_HELLO, else
  * SHOAL_EINVAL): verifies the signature, clock and replay, then decodes.
- * Returns 0, an envelope error, SHOAL_EVERSION (a hello of peer protocol
- * version 1), SHOAL_EPROTO (not a hello), or SHOAL_EFORMAT
+ * Returns 0, an envelope error, SHOAL_EVERSION (a hello of an older peer
+ * protocol version: pwire_hello_version names it), SHOAL_EPROTO (not a
+ * hello), or SHOAL_EFORMAT
  * (payload not PWIRE_HELLO_PAYLOAD_BYTES long, or unknown flag bits);
  * sender (may be NULL) receives the signer's key. Both outputs are zeroed
  * on failure. The replay guard records a validly signed envelope even when
@@ -223,6 +241,11 @@ __attribute__((warn_unused_result)) int
 pwire_hello_open(const uint8_t *msg, size_t len,
                  const struct envelope_policy *pol, struct pwire_hello *out,
                  uint8_t sender[IDENTITY_PK_BYTES]);
+
+/* The peer protocol version a sealed hello claims (its envelope's type),
+ * 0 when msg is too short to say: for the log, once pwire_hello_open has
+ * verified the signature and returned SHOAL_EVERSION. */
+int pwire_hello_version(const uint8_t *msg, size_t len);
 
 /* Derives the session from our ephemeral pair and theirs; initiator is 1
  * for the side that opened the TCP connection. Returns 0, SHOAL_EBADSIG

@@ -6,6 +6,9 @@
 #include <assert.h>
 #include <string.h>
 
+_Static_assert(NODE_HAVE_BATCH <= PWIRE_HAVE_MAX,
+               "a full have-log fits one HAVE");
+
 void haves_init(struct haves *h) {
   memset(h, 0, sizeof(*h));
 }
@@ -16,14 +19,26 @@ int haves_full(const struct haves *h) {
 
 void haves_add(struct haves *h, uint32_t chunk) {
   assert(h->n < NODE_HAVE_BATCH);
-  pwire_have_set_chunk(h->log, h->n++, chunk);
+  h->log[h->n++] = chunk;
 }
 
-const uint8_t *haves_since(const struct haves *h, unsigned cursor,
-                           size_t *len) {
+const uint32_t *haves_since(const struct haves *h, unsigned cursor,
+                            unsigned *n) {
   assert(cursor <= h->n);
-  *len = PWIRE_HAVE_CHUNK_BYTES * (size_t)(h->n - cursor);
-  return h->log + PWIRE_HAVE_CHUNK_BYTES * (size_t)cursor;
+  *n = h->n - cursor;
+  return h->log + cursor;
+}
+
+size_t haves_payload(const struct haves *h, unsigned cursor,
+                     uint8_t out[HAVES_PAYLOAD_MAX]) {
+  uint32_t chunks[NODE_HAVE_BATCH];
+  unsigned n;
+  const uint32_t *since = haves_since(h, cursor, &n);
+  if (n == 0) {
+    return 0;
+  }
+  memcpy(chunks, since, n * sizeof(*chunks));
+  return pwire_have_put(out, chunks, pwire_have_sort(chunks, n));
 }
 
 void haves_restart(struct haves *h, uint64_t now) {

@@ -23,10 +23,13 @@
 #include "common/pwire.h"
 #include "peer/limits.h"
 
+/* Bytes of the largest HAVE a log makes (haves_payload). */
+#define HAVES_PAYLOAD_MAX (PWIRE_HAVE_VARINT_MAX * NODE_HAVE_BATCH)
+
 struct haves {
-  /* Chunks verified since every session was last told, as the HAVE
-   * carries them (pwire_have_set_chunk). */
-  uint8_t log[PWIRE_HAVE_CHUNK_BYTES * NODE_HAVE_BATCH];
+  /* Chunks verified since every session was last told, in the order they
+   * were. */
+  uint32_t log[NODE_HAVE_BATCH];
   unsigned n;        /* entries in the log */
   uint64_t sent_ms;  /* when the last prompt HAVE went out */
   uint64_t epoch_ms; /* when every session was last told */
@@ -48,10 +51,15 @@ void haves_init(struct haves *h);
 int haves_full(const struct haves *h);
 /* Logs chunk; the log must not be full. */
 void haves_add(struct haves *h, uint32_t chunk);
-/* Entries at and after cursor, as a HAVE's payload (*len bytes, 0 when the
- * cursor is at the end); the pointer is into h, valid until the log
- * changes. */
-const uint8_t *haves_since(const struct haves *h, unsigned cursor, size_t *len);
+/* Entries at and after cursor (*n of them, 0 when the cursor is at the
+ * end); the pointer is into h, valid until the log changes. */
+const uint32_t *haves_since(const struct haves *h, unsigned cursor,
+                            unsigned *n);
+/* The same entries as a HAVE's payload (pwire_have_put: sorted, as
+ * varints) in out, HAVES_PAYLOAD_MAX bytes; returns its length, 0 when
+ * the cursor is at the end. */
+size_t haves_payload(const struct haves *h, unsigned cursor,
+                     uint8_t out[HAVES_PAYLOAD_MAX]);
 /* Every session was told at now: a new log begins (every cursor goes back
  * to 0, the caller's to do). */
 void haves_restart(struct haves *h, uint64_t now);

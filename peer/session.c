@@ -934,7 +934,7 @@ static int on_hello(struct session *s, const uint8_t *frame, size_t len) {
     log_warn("peer",
              "hello from %s refused: it speaks peer protocol %d (an older "
              "shoal), this peer speaks %d; both must run the same version",
-             s->addr_text, PWIRE_HELLO_V1, PWIRE_VERSION);
+             s->addr_text, pwire_hello_version(frame, len), PWIRE_VERSION);
     return err;
   }
   if (err != 0) {

@@ -510,13 +510,15 @@ static int have_behind(const struct swarm *sw, const struct session *s) {
 
 /* Sends s the chunks of the have-log it was not sent yet, in one HAVE. */
 static void send_have_log(struct swarm *sw, struct session *s) {
+  uint8_t payload[HAVES_PAYLOAD_MAX];
   struct pwire_msg m;
   if (!have_behind(sw, s)) {
     return;
   }
   memset(&m, 0, sizeof(m));
   m.type = PWIRE_HAVE;
-  m.data = haves_since(&sw->haves, s->have_at, &m.data_len);
+  m.data = payload;
+  m.data_len = haves_payload(&sw->haves, s->have_at, payload);
   s->have_at = sw->haves.n;
   (void)session_send(s, &m);
 }
@@ -951,9 +953,11 @@ int swarm_on_message(struct swarm *sw, struct session *s,
       start_manifest_fetch(sw, s);
     }
     return 0;
-  case PWIRE_HAVE:
-    for (size_t i = 0; i < pwire_have_count(m); i++) {
-      uint32_t chunk = pwire_have_chunk(m, i);
+  case PWIRE_HAVE: {
+    struct pwire_have_iter it;
+    uint32_t chunk;
+    pwire_have_begin(&it, m);
+    while (pwire_have_next(&it, &chunk)) {
       if (s->have_map == NULL || chunk / 8 >= s->have_map_len ||
           (sw->m != NULL && chunk >= sw->m->chunk_count)) {
         return SHOAL_EINVAL;
@@ -973,6 +977,7 @@ int swarm_on_message(struct swarm *sw, struct session *s,
       session_close(s, "both hold the whole content");
     }
     return 0;
+  }
   case PWIRE_INTERESTED:
     s->peer_interested = 1;
     swarm_rechoke(sw, now, 0);

@@ -141,39 +141,74 @@ static void test_eager_is_who_can_use_a_chunk_at_once(void **state) {
   }
 }
 
+/* Decodes a HAVE payload of len bytes as the receiving peer does; the
+ * chunks go into out (cap of them), their number is returned. */
+static size_t decode_have(const uint8_t *payload, size_t len, uint32_t *out,
+                          size_t cap) {
+  struct pwire_msg m;
+  struct pwire_msg got;
+  struct pwire_have_iter it;
+  struct buf b;
+  uint32_t chunk;
+  size_t n = 0;
+  memset(&m, 0, sizeof(m));
+  m.type = PWIRE_HAVE;
+  m.data = payload;
+  m.data_len = len;
+  buf_init(&b, 8192);
+  assert_int_equal(pwire_encode(&b, &m), 0);
+  assert_int_equal(pwire_decode(b.data, b.len, &got), 0);
+  pwire_have_begin(&it, &got);
+  while (pwire_have_next(&it, &chunk)) {
+    assert_true(n < cap);
+    out[n++] = chunk;
+  }
+  assert_int_equal(n, got.length);
+  buf_free(&b);
+  return n;
+}
+
 static void test_the_log_is_the_haves_payload_from_each_cursor(void **state) {
   struct haves h;
-  struct pwire_msg m;
-  size_t len;
+  uint8_t payload[HAVES_PAYLOAD_MAX];
+  uint32_t got[NODE_HAVE_BATCH];
+  unsigned n;
   (void)state;
   haves_init(&h);
+  /* Chunks verify out of order: 1000 + (i * 97) % 256 visits each of
+   * 1000..1255 once. */
   for (uint32_t i = 0; i < NODE_HAVE_BATCH; i++) {
     assert_false(haves_full(&h));
-    haves_add(&h, 1000 + i);
+    haves_add(&h, 1000 + (i * 97) % NODE_HAVE_BATCH);
   }
   assert_true(haves_full(&h));
-  const uint8_t *p = haves_since(&h, NODE_HAVE_BATCH, &len);
-  assert_int_equal(len, 0);
-  (void)p;
+  (void)haves_since(&h, NODE_HAVE_BATCH, &n);
+  assert_int_equal(n, 0);
+  assert_int_equal(haves_payload(&h, NODE_HAVE_BATCH, payload), 0);
   for (unsigned cursor = 0; cursor < NODE_HAVE_BATCH; cursor += 37) {
-    struct buf b;
-    p = haves_since(&h, cursor, &len);
-    assert_int_equal(len, PWIRE_HAVE_CHUNK_BYTES * (NODE_HAVE_BATCH - cursor));
-    memset(&m, 0, sizeof(m));
-    m.type = PWIRE_HAVE;
-    m.data = p;
-    m.data_len = len;
-    buf_init(&b, 4096);
-    assert_int_equal(pwire_encode(&b, &m), 0);
-    struct pwire_msg got;
-    assert_int_equal(pwire_decode(b.data, b.len, &got), 0);
-    assert_int_equal(pwire_have_count(&got), NODE_HAVE_BATCH - cursor);
-    for (size_t i = 0; i < pwire_have_count(&got); i++) {
-      assert_int_equal(pwire_have_chunk(&got, i), 1000 + cursor + i);
+    const uint32_t *since = haves_since(&h, cursor, &n);
+    assert_int_equal(n, NODE_HAVE_BATCH - cursor);
+    for (unsigned i = 0; i < n; i++) {
+      assert_int_equal(since[i], 1000 + ((cursor + i) * 97) % NODE_HAVE_BATCH);
     }
-    buf_free(&b);
+    size_t len = haves_payload(&h, cursor, payload);
+    assert_true(len > 0 && len <= HAVES_PAYLOAD_MAX);
+    /* The HAVE names the same chunks, in increasing order. */
+    size_t k = decode_have(payload, len, got, NODE_HAVE_BATCH);
+    assert_int_equal(k, n);
+    for (size_t i = 0; i < k; i++) {
+      unsigned hits = 0;
+      if (i > 0) {
+        assert_true(got[i] > got[i - 1]);
+      }
+      for (unsigned j = 0; j < n; j++) {
+        hits += since[j] == got[i];
+      }
+      assert_int_equal(hits, 1);
+    }
   }
-  assert_true(NODE_HAVE_BATCH <= PWIRE_HAVE_MAX);
+  /* From the start every chunk is one byte after the first (1000: two). */
+  assert_int_equal(haves_payload(&h, 0, payload), NODE_HAVE_BATCH + 1);
 }
 
 /* ---------------------------------------------------------------------- */
@@ -206,26 +241,24 @@ static int sim_eager(const struct sim_peer *p) {
 
 /* send_have_log: what the peer lacks of the log, in one HAVE. */
 static void sim_send(struct sim *s, struct sim_peer *p, uint64_t now) {
-  size_t len;
-  const uint8_t *d = haves_since(&s->h, p->at, &len);
-  struct pwire_msg m;
+  uint8_t payload[HAVES_PAYLOAD_MAX];
+  uint32_t chunks[NODE_HAVE_BATCH];
+  size_t len = haves_payload(&s->h, p->at, payload);
+  size_t n;
   if (len == 0) {
     return;
   }
-  memset(&m, 0, sizeof(m));
-  m.data = d;
-  m.data_len = len;
+  n = decode_have(payload, len, chunks, NODE_HAVE_BATCH);
   assert_true(p->nhaves < SIM_MAX_HAVES);
   p->when[p->nhaves] = now;
-  p->size[p->nhaves] = (unsigned)pwire_have_count(&m);
+  p->size[p->nhaves] = (unsigned)n;
   p->flushed[p->nhaves] = (uint8_t)s->flushing;
   p->nfull += p->size[p->nhaves] == NODE_HAVE_BATCH;
   p->nflushed += s->flushing;
   p->nhaves++;
-  for (size_t i = 0; i < pwire_have_count(&m); i++) {
-    uint32_t c = pwire_have_chunk(&m, i);
-    assert_true(c < SIM_CHUNKS);
-    p->seen[c]++;
+  for (size_t i = 0; i < n; i++) {
+    assert_true(chunks[i] < SIM_CHUNKS);
+    p->seen[chunks[i]]++;
   }
   p->at = s->h.n;
 }

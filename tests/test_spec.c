@@ -1998,12 +1998,75 @@ static void test_nonce_layout(void **state) {
   tables_free(t, 1);
 }
 
+/* The chunks of the longest HAVE (docs/protocol.md, "Layouts"): varints
+ * of 4 bytes cost 2^21 of the 2^32 chunk numbers each, so all 1 024 can be
+ * that long, and what is left pays for some of them to be 5 bytes long
+ * (2^28 each): `five` of them, the rest 2^21. */
+static void longest_have(uint32_t *chunks, unsigned five) {
+  uint64_t next = 0;
+  for (unsigned i = 0; i < PWIRE_HAVE_MAX; i++) {
+    uint64_t v = i < five ? 1u << 28 : 1u << 21;
+    uint64_t c = next + v;
+    chunks[i] = c > UINT32_MAX ? UINT32_MAX : (uint32_t)c;
+    next = c + 1;
+  }
+}
+
+/* The shortest and the longest HAVE message. */
+static void have_range(size_t *lo, size_t *hi) {
+  static uint32_t chunks[PWIRE_HAVE_MAX];
+  static uint8_t payload[PWIRE_HAVE_MAX_BYTES];
+  struct pwire_msg m;
+  struct buf b;
+  unsigned five = 0;
+  buf_init(&b, 1 << 16);
+  memset(&m, 0, sizeof(m));
+  m.type = PWIRE_HAVE;
+  m.data = payload;
+  chunks[0] = 0;
+  m.data_len = pwire_have_put(payload, chunks, 1);
+  assert_int_equal(pwire_encode(&b, &m), 0);
+  *lo = b.len;
+  /* As many 5-byte varints as the chunk numbers allow: one more, and the
+   * last chunk passes 2^32 - 1, so the encoder refuses it. */
+  for (;;) {
+    buf_reset(&b);
+    longest_have(chunks, five + 1);
+    m.data_len = pwire_have_put(payload, chunks, PWIRE_HAVE_MAX);
+    if (m.data_len == 0 || pwire_encode(&b, &m) != 0) {
+      break;
+    }
+    five++;
+  }
+  assert_true(five > 0 && five < PWIRE_HAVE_MAX);
+  buf_reset(&b);
+  longest_have(chunks, five);
+  m.data_len = pwire_have_put(payload, chunks, PWIRE_HAVE_MAX);
+  assert_int_equal(m.data_len, 5 * five + 4 * (PWIRE_HAVE_MAX - five));
+  assert_int_equal(pwire_encode(&b, &m), 0);
+  *hi = b.len;
+  /* One more chunk is refused however short. */
+  static const uint8_t zeros[PWIRE_HAVE_MAX + 1] = {0};
+  buf_reset(&b);
+  m.data = zeros;
+  m.data_len = PWIRE_HAVE_MAX;
+  assert_int_equal(pwire_encode(&b, &m), 0);
+  buf_reset(&b);
+  m.data_len = PWIRE_HAVE_MAX + 1;
+  assert_int_equal(pwire_encode(&b, &m), SHOAL_EINVAL);
+  buf_free(&b);
+}
+
 /* The shortest and the longest encoding of a message type. */
 static void message_range(uint8_t type, size_t *lo, size_t *hi) {
   static uint8_t data[PWIRE_MANIFEST_PART_BYTES];
   struct pwire_msg m;
   struct buf b;
   size_t max_data = 0;
+  if (type == PWIRE_HAVE) {
+    have_range(lo, hi);
+    return;
+  }
   buf_init(&b, 1 << 20);
   memset(&m, 0, sizeof(m));
   m.type = type;
@@ -2017,9 +2080,6 @@ static void message_range(uint8_t type, size_t *lo, size_t *hi) {
   case PWIRE_HAVE_MAP:
     max_data = (MANIFEST_MAX_CHUNKS + 7) / 8;
     break;
-  case PWIRE_HAVE:
-    max_data = 4 * PWIRE_HAVE_MAX;
-    break;
   case PWIRE_DATA:
     max_data = PWIRE_BLOCK_BYTES;
     break;
@@ -2029,9 +2089,7 @@ static void message_range(uint8_t type, size_t *lo, size_t *hi) {
   default:
     break;
   }
-  size_t unit = type == PWIRE_HAVE  ? 4
-                : type == PWIRE_PEX ? TMSG_CERT_BYTES
-                                    : 1;
+  size_t unit = type == PWIRE_PEX ? TMSG_CERT_BYTES : 1;
   m.data_len = max_data ? unit : 0;
   assert_int_equal(pwire_encode(&b, &m), 0);
   *lo = b.len;
@@ -2172,6 +2230,8 @@ static const struct limit limits[] = {
     LIMIT(PWIRE_BLOCK_BYTES),
     LIMIT(PWIRE_MANIFEST_PART_BYTES),
     LIMIT(PWIRE_HAVE_MAX),
+    LIMIT(PWIRE_HAVE_VARINT_MAX),
+    LIMIT(PWIRE_HAVE_MAX_BYTES),
     LIMIT(PWIRE_MAX_PLAIN),
     LIMIT(PWIRE_MAX_FRAME),
     LIMIT(PWIRE_PEX_MAX_RECORDS),
@@ -2394,7 +2454,9 @@ static void test_message_layouts(void **state) {
   m.type = PWIRE_HAVE_MAP;
   expect_table_end(r, 2, encoded_len(&m) - 4, "b");
   m.type = PWIRE_HAVE;
-  expect_table_end(r, 3, encoded_len(&m) - 4, "4k");
+  m.data_len = 1; /* chunk 0 */
+  expect_table_end(r, 3, encoded_len(&m) - 1, "v");
+  m.data_len = 4;
   m.type = PWIRE_REQUEST;
   expect_table_end(r, 4, encoded_len(&m), "");
   m.type = PWIRE_DATA;
@@ -2491,7 +2553,7 @@ static void test_session_frames_example(void **state) {
   const struct region *r = example("session-frames");
   static const uint8_t map_b[] = {0x80};
   static const uint8_t map_a[] = {0x00};
-  static const uint8_t have[] = {0, 0, 0, 0};
+  static const uint8_t have[] = {0};
   struct peer_ex x;
   struct table t[2];
   (void)state;
@@ -2518,7 +2580,7 @@ static void test_session_frames_example(void **state) {
        {.type = PWIRE_DATA,
         .data = (const uint8_t *)hello_text,
         .data_len = strlen(hello_text)}},
-      {"HAVE", 0, {.type = PWIRE_HAVE, .data = have, .data_len = 4}},
+      {"HAVE", 0, {.type = PWIRE_HAVE, .data = have, .data_len = 1}},
       {"NOT_INTERESTED", 0, {.type = PWIRE_NOT_INTERESTED}},
   };
   const size_t nframes = sizeof(frames) / sizeof(frames[0]);

@@ -687,23 +687,23 @@ static int have_behind(const struct speer *p, const struct sess *s) {
 static void send_have_log(struct sim *S, uint32_t si) {
   struct sess *s = &S->s[si];
   struct speer *p = &S->p[s->peer];
+  uint8_t payload[HAVES_PAYLOAD_MAX];
   size_t len;
-  const uint8_t *bytes;
+  const uint32_t *since;
   uint32_t *chunks;
-  uint32_t n;
+  unsigned n;
   if (!have_behind(p, s)) {
     return;
   }
-  bytes = haves_since(&p->haves, s->have_at, &len);
-  n = (uint32_t)(len / PWIRE_HAVE_CHUNK_BYTES);
+  /* The bytes are those the peer's HAVE would carry. */
+  len = haves_payload(&p->haves, s->have_at, payload);
+  since = haves_since(&p->haves, s->have_at, &n);
   chunks = malloc(n * sizeof(*chunks));
   if (chunks == NULL) {
     S->err = SHOAL_ENOMEM;
     return;
   }
-  for (uint32_t i = 0; i < n; i++) {
-    chunks[i] = buf_be32(bytes + PWIRE_HAVE_CHUNK_BYTES * i);
-  }
+  memcpy(chunks, since, n * sizeof(*chunks));
   s->have_at = p->haves.n;
   send_msg(S, si, M_HAVE, n, chunks,
            (uint32_t)(FRAME_HEADER_BYTES + 1 + len + TAG));

@@ -5,7 +5,8 @@
  *     with a zeroed output; an accepted message must respect its type's
  *     limits, borrow its bytes from the input, and re-encode to exactly the
  *     input (one encoding per message). An accepted have-map is also put
- *     through pwire_check_have_map.
+ *     through pwire_check_have_map; an accepted HAVE's chunks increase and
+ *     pwire_have_put writes them back as its bytes.
  *  2. pwire_hello_open on the raw bytes under three policies (no checks,
  *     expected fixed key with a clock window, replay guard). The seed
  *     corpus holds hellos really sealed by the fixed key, so mutations of
@@ -110,6 +111,30 @@ static void check_have_map(const struct pwire_msg *m) {
   }
 }
 
+/* An accepted HAVE names m->length increasing chunks, and they are written
+ * back as exactly its bytes: one encoding per set of chunks. */
+static void check_have(const struct pwire_msg *m) {
+  static uint32_t chunks[PWIRE_HAVE_MAX];
+  static uint8_t again[PWIRE_HAVE_MAX_BYTES];
+  struct pwire_have_iter it;
+  uint32_t chunk;
+  size_t n = 0;
+  pwire_have_begin(&it, m);
+  while (pwire_have_next(&it, &chunk)) {
+    if (n == PWIRE_HAVE_MAX || (n > 0 && chunk <= chunks[n - 1])) {
+      fail("have chunks not increasing or too many", 0);
+    }
+    chunks[n++] = chunk;
+  }
+  if (n != m->length) {
+    fail("have count differs from its chunks", 0);
+  }
+  if (pwire_have_put(again, chunks, n) != m->data_len ||
+      memcmp(again, m->data, m->data_len) != 0) {
+    fail("have chunks encode to other bytes", 0);
+  }
+}
+
 static void decode_checked(const uint8_t *p, size_t len) {
   struct pwire_msg m;
   memset(&m, 0xa5, sizeof(m));
@@ -158,10 +183,11 @@ static void decode_checked(const uint8_t *p, size_t len) {
     }
     break;
   case PWIRE_HAVE:
-    if (m.data_len == 0 || m.data_len % 4 != 0 ||
-        m.data_len > 4 * PWIRE_HAVE_MAX) {
+    if (m.data_len == 0 || m.data_len > PWIRE_HAVE_MAX_BYTES || m.length == 0 ||
+        m.length > PWIRE_HAVE_MAX) {
       fail("have list size out of range", rc);
     }
+    check_have(&m);
     break;
   case PWIRE_PEX:
     if (m.data_len == 0 || m.data_len % TMSG_CERT_BYTES != 0 ||
@@ -282,7 +308,7 @@ static void resigned_pass(uint8_t *msg, size_t len, uint32_t flip) {
     want = SHOAL_EDOMAIN;
   } else if (msg[3] != 0 || n != plen) {
     want = SHOAL_EFORMAT;
-  } else if (msg[2] == PWIRE_HELLO_V1) {
+  } else if (msg[2] >= PWIRE_HELLO_OLDEST && msg[2] < PWIRE_HELLO) {
     want = SHOAL_EVERSION;
   } else if (msg[2] != PWIRE_HELLO) {
     want = SHOAL_EPROTO;

@@ -98,7 +98,9 @@ static void fake_note(struct fake *fk, const struct pwire_msg *m) {
     }
     return;
   }
-  size_t n = pwire_have_count(m);
+  size_t n = m->length; /* the chunks pwire_decode counted */
+  struct pwire_have_iter it;
+  uint32_t chunk;
   uint64_t now = proc_now_ms();
   unsigned k = atomic_fetch_add(&fk->have_msgs, 1);
   if (k == 0) {
@@ -113,8 +115,9 @@ static void fake_note(struct fake *fk, const struct pwire_msg *m) {
   if (n == 0 || n > NODE_HAVE_BATCH) {
     atomic_fetch_add(&fk->have_bad, 1);
   }
-  for (size_t i = 0; i < n; i++) {
-    fake_seen(fk, pwire_have_chunk(m, i), FAKE_SEEN_HAVE);
+  pwire_have_begin(&it, m);
+  while (pwire_have_next(&it, &chunk)) {
+    fake_seen(fk, chunk, FAKE_SEEN_HAVE);
   }
 }
 
