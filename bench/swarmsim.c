@@ -119,9 +119,10 @@ static int parse_ns(const char *s, unsigned *ns, unsigned *count) {
 static void print_progress(void *arg, const struct simswarm_progress *p) {
   (void)arg;
   printf("progress t=%.1f held_MiB=%.1f complete=%u started=%u "
-         "open_sessions=%.1f without_session=%u without_manifest=%u\n",
+         "open_sessions=%.1f without_session=%u without_manifest=%u "
+         "idle_up=%.3f\n",
          p->t, (double)p->held / 1048576.0, p->done, p->started, p->mean_open,
-         p->no_open, p->fetching);
+         p->no_open, p->fetching, p->idle_up);
 }
 
 static int cmp_double(const void *a, const void *b) {

@@ -181,6 +181,42 @@ static void test_one_downloader_is_the_origin_uplink(void **s) {
   assert_int_equal(r.wasted_bytes, 0);
 }
 
+struct idle_seen {
+  unsigned lines;
+  double min, max;
+};
+
+static void note_idle(void *arg, const struct simswarm_progress *p) {
+  struct idle_seen *x = arg;
+  if (p->done > 0) {
+    return; /* the line after completion covers the idle end */
+  }
+  x->min = x->lines == 0 || p->idle_up < x->min ? p->idle_up : x->min;
+  x->max = x->lines == 0 || p->idle_up > x->max ? p->idle_up : x->max;
+  x->lines++;
+}
+
+/* With one downloader nobody asks it for anything: its uplink, 10 of the
+ * 50 Mbit/s, is idle all along, and the origin's never once it started. */
+static void test_progress_counts_the_idle_uplinks(void **s) {
+  struct simswarm_config c;
+  struct simswarm_result r;
+  struct idle_seen x = {0, 0, 0};
+  (void)s;
+  simswarm_defaults(&c);
+  c.n = 1;
+  c.size = 16 * MiB;
+  c.progress_s = 0.5;
+  c.progress = note_idle;
+  c.progress_arg = &x;
+  run_ok(&c, &r);
+  assert_true(x.lines >= 4);
+  /* The first half second holds the start (lookup, dial, manifest): a
+   * little more idle; every later line exactly the downloader's share. */
+  assert_true(x.max >= 0.2 - 1e-9 && x.max < 0.3);
+  assert_true(x.min > 0.2 - 1e-6 && x.min < 0.2 + 1e-6);
+}
+
 static void test_download_cap_binds(void **s) {
   struct simswarm_config c;
   struct simswarm_result r;
@@ -306,6 +342,7 @@ int main(void) {
       cmocka_unit_test(test_bound_is_the_peer_to_peer_formula),
       cmocka_unit_test(test_one_seeder_two_downloaders_finish_near_the_bound),
       cmocka_unit_test(test_one_downloader_is_the_origin_uplink),
+      cmocka_unit_test(test_progress_counts_the_idle_uplinks),
       cmocka_unit_test(test_download_cap_binds),
       cmocka_unit_test(test_a_seed_replays_the_same_run),
       cmocka_unit_test(test_more_peers_than_sessions_all_complete),

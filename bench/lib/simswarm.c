@@ -253,6 +253,10 @@ struct speer {
   uint64_t up_bytes;
   struct pacing_ahead ahead; /* manifest parts ahead of DATA */
   uint64_t pump_at_us;       /* a pump is due then (0: none) */
+  /* Time its uplink sent nothing (n_up 0) since the last progress line,
+   * and since when it has been idle. */
+  uint64_t idle_us;
+  uint64_t idle_from_us;
 };
 
 struct sim {
@@ -470,7 +474,9 @@ static void pump(struct sim *S, uint32_t si) {
   s->rem = item_wire(S, s->item);
   s->rate = 0;
   s->flowing = 1;
-  S->p[s->peer].n_up++;
+  if (S->p[s->peer].n_up++ == 0) {
+    S->p[s->peer].idle_us += S->now - S->p[s->peer].idle_from_us;
+  }
   S->p[s->remote].n_down++;
   rerate_up(S, s->peer);
   rerate_down(S, s->remote);
@@ -500,7 +506,9 @@ static void flow_stop(struct sim *S, uint32_t si) {
   }
   s->flowing = 0;
   s->flow_ver++;
-  S->p[s->peer].n_up--;
+  if (--S->p[s->peer].n_up == 0) {
+    S->p[s->peer].idle_from_us = S->now;
+  }
   S->p[s->remote].n_down--;
   rerate_up(S, s->peer);
   rerate_down(S, s->remote);
@@ -1553,6 +1561,7 @@ static void on_start(struct sim *S, uint32_t peer) {
   struct speer *p = &S->p[peer];
   p->state = P_FETCHING;
   p->start_us = S->now;
+  p->idle_from_us = S->now;
   S->arrived++;
   choker_init(&p->ch, now_ms(S), rng_uniform);
   /* "started" reaches the tracker; its reply brings the first lookup. */
@@ -1846,6 +1855,24 @@ static void dispatch(struct sim *S, const struct simev *e) {
     memset(&pr, 0, sizeof(pr));
     pr.t = (double)S->now / 1e6;
     pr.done = S->done;
+    {
+      /* The upload capacity that sent nothing since the last line. */
+      double idle = 0, cap = 0;
+      for (unsigned i = 0; i < S->npeers; i++) {
+        struct speer *p = &S->p[i];
+        if (p->state == P_ABSENT || p->state == P_GONE) {
+          continue;
+        }
+        if (p->n_up == 0) {
+          p->idle_us += S->now - p->idle_from_us;
+          p->idle_from_us = S->now;
+        }
+        idle += p->up_cap * (double)p->idle_us;
+        cap += p->up_cap * S->c->progress_s * 1e6;
+        p->idle_us = 0;
+      }
+      pr.idle_up = cap > 0 ? idle / cap : 0;
+    }
     for (unsigned i = 1; i < S->npeers; i++) {
       const struct speer *p = &S->p[i];
       unsigned open = 0;

@@ -45,6 +45,8 @@ struct simswarm_progress {
   double mean_open;  /* open sessions per started downloader */
   unsigned no_open;  /* started downloaders without an open session */
   unsigned fetching; /* started downloaders without the manifest */
+  double idle_up;    /* share of the upload capacity that sent nothing
+                        since the last report */
 };
 
 struct simswarm_config {
