@@ -19,7 +19,8 @@
  *                 [--give-way]
  *                 [--mtu 1500] [--seed 1] [--reps 1]
  *                 [--arrival-rate PER_S] [--linger S]
- *                 [--progress S] [--max-events N] [--max-time S]
+ *                 [--progress S] [--bytes] [--max-events N]
+ *                 [--max-time S]
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -57,6 +58,7 @@ static void usage(FILE *f) {
       "  --linger S         with arrivals: leave S s after completing\n"
       "                     (stay)\n"
       "  --progress S       print the bytes held together every S s\n"
+      "  --bytes            after each run, where the upload capacity went\n"
       "  --max-events N     give up past N events (4G)\n"
       "  --max-time S       give up past S s of simulated time (derived)\n");
 }
@@ -125,6 +127,18 @@ static void print_progress(void *arg, const struct simswarm_progress *p) {
          p->no_open, p->fetching, p->idle_up);
 }
 
+/* Each part as a share of the capacity, and what none of them holds. */
+static void print_bytes(const struct simswarm_bytes *b) {
+  double c = b->capacity > 0 ? b->capacity / 100.0 : 1;
+  double rest = b->capacity - b->payload - b->frames - b->control - b->acks -
+                b->idle - b->lost;
+  printf("bytes capacity_MiB=%.1f payload=%.2f%% frames=%.2f%% "
+         "control=%.2f%% (have=%.2f%%) acks=%.2f%% idle=%.2f%% lost=%.2f%% "
+         "rest=%.2f%%\n",
+         b->capacity / 1048576.0, b->payload / c, b->frames / c, b->control / c,
+         b->have / c, b->acks / c, b->idle / c, b->lost / c, rest / c);
+}
+
 static int cmp_double(const void *a, const void *b) {
   double x = *(const double *)a, y = *(const double *)b;
   return x < y ? -1 : x > y;
@@ -137,6 +151,7 @@ int main(int argc, char **argv) {
   double ratios[MAX_REPS];
   char down[32] = "none";
   int failed = 0;
+  int show_bytes = 0;
 
   simswarm_random_install();
   simswarm_defaults(&c);
@@ -237,6 +252,8 @@ int main(int argc, char **argv) {
         BAD("--linger");
       }
       c.linger_s = x;
+    } else if (strcmp(a, "--bytes") == 0) {
+      show_bytes = 1;
     } else if (strcmp(a, "--progress") == 0) {
       NEED_VALUE();
       if ((x = parse_num(v, 0.01, 1e6)) < 0) {
@@ -309,6 +326,9 @@ int main(int argc, char **argv) {
                  : 0.0,
              (unsigned long long)res.refused, (unsigned long long)res.events,
              res.wall_s);
+      if (show_bytes) {
+        print_bytes(&res.bytes);
+      }
       fflush(stdout);
     }
     if (reps > 1 && nok > 0) {

@@ -205,8 +205,11 @@ struct sess {
   uint8_t am_choking, am_interested, peer_choking, peer_interested;
   uint8_t in_picker, optimistic, sent_have_map;
   uint8_t manifest_req; /* the remote asked for our manifest */
-  int slot;             /* picker id at this end */
-  uint8_t *have_map;    /* the remote's chunks as far as we know */
+  /* A CHOKE (and an UNCHOKE after it) waits behind the block on its way
+   * (set_choke). */
+  uint8_t choke_behind, unchoke_behind;
+  int slot;          /* picker id at this end */
+  uint8_t *have_map; /* the remote's chunks as far as we know */
   uint32_t remote_have;
   unsigned have_at; /* entries of the host's have-log sent here */
   struct rate_meter down_meter;
@@ -257,6 +260,8 @@ struct speer {
    * and since when it has been idle. */
   uint64_t idle_us;
   uint64_t idle_from_us;
+  uint64_t idle_all_us; /* ... and in all, never reset */
+  uint64_t gone_us;     /* when it left (0: it did not) */
 };
 
 struct sim {
@@ -278,6 +283,7 @@ struct sim {
   unsigned ntracker;
   unsigned done, arrived;
   uint64_t events, refused, wasted, origin_bytes, total_bytes;
+  struct simswarm_bytes bytes; /* where the upload capacity went */
   int err;
 };
 
@@ -476,6 +482,7 @@ static void pump(struct sim *S, uint32_t si) {
   s->flowing = 1;
   if (S->p[s->peer].n_up++ == 0) {
     S->p[s->peer].idle_us += S->now - S->p[s->peer].idle_from_us;
+    S->p[s->peer].idle_all_us += S->now - S->p[s->peer].idle_from_us;
   }
   S->p[s->remote].n_down++;
   rerate_up(S, s->peer);
@@ -514,6 +521,17 @@ static void flow_stop(struct sim *S, uint32_t si) {
   rerate_down(S, s->remote);
 }
 
+/* Stops s's transfer before its item is through: what went of it is
+ * lost. */
+static void flow_cut(struct sim *S, uint32_t si) {
+  struct sess *s = &S->s[si];
+  if (s->flowing) {
+    double left = s->rem - s->rate * (double)(S->now - s->t_rate) / 1e6;
+    S->bytes.lost += item_wire(S, s->item) - (left > 0 ? left : 0);
+  }
+  flow_stop(S, si);
+}
+
 /* ------------------------------------------------------------------------ */
 /* Messages */
 
@@ -528,6 +546,10 @@ static void send_wire(struct sim *S, uint32_t si, uint32_t type, uint32_t arg,
     return;
   }
   S->p[s->peer].overhead += wire_bytes;
+  S->bytes.control += wire_bytes;
+  if (type == M_HAVE) {
+    S->bytes.have += wire_bytes;
+  }
   push(S, S->now + S->c->latency_us, EV_MSG, s->mirror, s->mirror_gen, type,
        arg, payload);
 }
@@ -651,7 +673,7 @@ static void detach(struct sim *S, uint32_t si, int tell) {
          M_CLOSE, 0, NULL);
   }
   s->manifest_req = 0;
-  flow_stop(S, si);
+  flow_cut(S, si);
   if (s->in_picker && p->pk != NULL) {
     picker_peer_remove(p->pk, (unsigned)s->slot);
   }
@@ -928,15 +950,39 @@ static void set_choke(struct sim *S, uint32_t si, int choke) {
   }
   s->am_choking = (uint8_t)choke;
   if (choke) {
+    /* As swarm.c's set_choke: the requests that wait are dropped, and the
+     * CHOKE follows the block already written, which arrives whole. */
     s->upq_len = 0;
-    if (s->flowing && s->item != ITEM_MANIFEST) {
-      flow_stop(S, si);
-    }
     s->choked_at_ms = now_ms(S);
     s->optimistic = 0;
-    send_simple(S, si, M_CHOKE);
+    if (s->flowing && s->item != ITEM_MANIFEST) {
+      s->choke_behind = 1;
+      s->unchoke_behind = 0;
+    } else {
+      send_simple(S, si, M_CHOKE);
+    }
   } else {
     s->unchoked_at_ms = now_ms(S);
+    if (s->choke_behind) {
+      s->unchoke_behind = 1; /* after the CHOKE, behind the same block */
+      return;
+    }
+    send_simple(S, si, M_UNCHOKE);
+    send_have_log(S, si);
+  }
+}
+
+/* The block a CHOKE waited behind is out: the CHOKE follows, and the
+ * UNCHOKE when s was unchoked again meanwhile. */
+static void choke_after_block(struct sim *S, uint32_t si) {
+  struct sess *s = &S->s[si];
+  if (!s->choke_behind) {
+    return;
+  }
+  s->choke_behind = 0;
+  send_simple(S, si, M_CHOKE);
+  if (s->unchoke_behind) {
+    s->unchoke_behind = 0;
     send_simple(S, si, M_UNCHOKE);
     send_have_log(S, si);
   }
@@ -1285,7 +1331,16 @@ static void on_flow(struct sim *S, const struct simev *e) {
     /* The receiver acknowledges every second segment on its uplink. */
     double wire = item_wire(S, item);
     double segs = wire / (S->c->mtu + ETH_HEADER);
+    double payload = (double)S->manifest_bytes;
     S->p[s->remote].overhead += (uint64_t)(segs / 2 * PKT_HEADER);
+    S->bytes.acks += (double)(uint64_t)(segs / 2 * PKT_HEADER);
+    if (item != ITEM_MANIFEST) {
+      struct picker_block b;
+      block_of(S, item, &b);
+      payload = b.length;
+    }
+    S->bytes.payload += payload;
+    S->bytes.frames += wire - payload;
   }
   if (item == ITEM_MANIFEST) {
     send_wire(S, si, M_MANIFEST, 0, NULL, 0);
@@ -1298,6 +1353,7 @@ static void on_flow(struct sim *S, const struct simev *e) {
       S->origin_bytes += b.length;
     }
     send_wire(S, si, M_DATA, item, NULL, 0);
+    choke_after_block(S, si);
   }
   if (has_work(S, s)) {
     s->item = take_item(s);
@@ -1596,6 +1652,7 @@ static void on_tick(struct sim *S, uint32_t peer) {
 static void on_leave(struct sim *S, uint32_t peer) {
   struct speer *p = &S->p[peer];
   p->state = P_GONE;
+  p->gone_us = S->now;
   while (p->nsess > 0) {
     detach(S, p->sess[p->nsess - 1], 1);
   }
@@ -1865,6 +1922,7 @@ static void dispatch(struct sim *S, const struct simev *e) {
         }
         if (p->n_up == 0) {
           p->idle_us += S->now - p->idle_from_us;
+          p->idle_all_us += S->now - p->idle_from_us;
           p->idle_from_us = S->now;
         }
         idle += p->up_cap * (double)p->idle_us;
@@ -1949,6 +2007,23 @@ static void results(struct sim *S, struct simswarm_result *out) {
   out->origin_bytes = S->origin_bytes;
   out->total_bytes = S->total_bytes;
   out->wasted_bytes = S->wasted;
+  out->bytes = S->bytes;
+  /* Each host's capacity from its start to the end or its leaving, and
+   * the time it had nothing to send. */
+  for (unsigned i = 0; i < S->npeers; i++) {
+    const struct speer *p = &S->p[i];
+    uint64_t from = i == 0 ? 0 : p->start_us;
+    uint64_t to = p->gone_us > 0 ? p->gone_us : S->now;
+    uint64_t idle = p->idle_all_us;
+    if (p->state == P_ABSENT || to < from) {
+      continue;
+    }
+    if (p->n_up == 0 && p->gone_us == 0) {
+      idle += S->now - p->idle_from_us;
+    }
+    out->bytes.capacity += p->up_cap * (double)(to - from) / 1e6;
+    out->bytes.idle += p->up_cap * (double)idle / 1e6;
+  }
   out->refused = S->refused;
   out->chunks = S->nchunks;
   out->chunk_log2 = S->m != NULL ? S->m->chunk_log2 : 0;

@@ -49,6 +49,21 @@ struct simswarm_progress {
                         since the last report */
 };
 
+/* Where the upload capacity of a run went, in bytes: every host's rate
+ * from its start to the end of the run (or its leaving), against what
+ * its uplink carried. The parts add up to the capacity within the
+ * simulator's tick (a host's overheads of one tick come off its next). */
+struct simswarm_bytes {
+  double capacity; /* sum of each host's upload rate times its time */
+  double payload;  /* DATA blocks and manifests delivered (some wasted) */
+  double frames;   /* their frames, TCP/IP and Ethernet headers */
+  double control;  /* every other message, a packet each */
+  double have;     /* ... of which HAVEs */
+  double acks;     /* acknowledgements of what each host received */
+  double idle;     /* capacity while a host had nothing to send */
+  double lost;     /* bytes of transfers cut short (a session closed) */
+};
+
 struct simswarm_config {
   unsigned n;          /* downloaders (Poisson mode: arrivals in all) */
   uint64_t size;       /* the file's bytes */
@@ -93,8 +108,9 @@ struct simswarm_result {
   uint64_t origin_bytes; /* payload the origin uploaded */
   uint64_t total_bytes;  /* payload every host uploaded */
   uint64_t wasted_bytes; /* blocks received and thrown away */
-  uint64_t refused;      /* dials refused for want of a slot */
-  unsigned chunks;       /* the manifest's chunks */
+  struct simswarm_bytes bytes;
+  uint64_t refused; /* dials refused for want of a slot */
+  unsigned chunks;  /* the manifest's chunks */
   unsigned chunk_log2;
 };
 
