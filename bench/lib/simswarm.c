@@ -505,7 +505,7 @@ static void manifest_taken(struct sim *S, uint32_t peer) {
   }
 }
 
-/* Stops s's transfer; what it sent of the current item is lost. */
+/* Stops s's transfer: its item is through, or given up (flow_cut). */
 static void flow_stop(struct sim *S, uint32_t si) {
   struct sess *s = &S->s[si];
   if (!s->flowing) {
@@ -943,6 +943,12 @@ static void expire(struct sim *S, uint32_t peer) {
 /* ------------------------------------------------------------------------ */
 /* Choking (swarm_rechoke over choker.c) */
 
+/* An UNCHOKE, and the chunks the peer may now ask for. */
+static void send_unchoke(struct sim *S, uint32_t si) {
+  send_simple(S, si, M_UNCHOKE);
+  send_have_log(S, si);
+}
+
 static void set_choke(struct sim *S, uint32_t si, int choke) {
   struct sess *s = &S->s[si];
   if (s->am_choking == choke || s->state != S_OPEN) {
@@ -967,8 +973,7 @@ static void set_choke(struct sim *S, uint32_t si, int choke) {
       s->unchoke_behind = 1; /* after the CHOKE, behind the same block */
       return;
     }
-    send_simple(S, si, M_UNCHOKE);
-    send_have_log(S, si);
+    send_unchoke(S, si);
   }
 }
 
@@ -983,8 +988,7 @@ static void choke_after_block(struct sim *S, uint32_t si) {
   send_simple(S, si, M_CHOKE);
   if (s->unchoke_behind) {
     s->unchoke_behind = 0;
-    send_simple(S, si, M_UNCHOKE);
-    send_have_log(S, si);
+    send_unchoke(S, si);
   }
 }
 
