@@ -631,6 +631,7 @@ static int run(struct app *a, int argc, char **argv) {
   uv_loop_init(&a->loop);
   a->loop_on = 1;
   a->start_ms = uv_now(&a->loop);
+  report_set_start(&a->report, a->start_ms);
   start_signals(a);
   rc = a->cli.cmd == CLI_SEARCH   ? run_search(a)
        : a->cli.cmd == CLI_DAEMON ? run_daemon(a)

@@ -92,6 +92,10 @@ void report_set_peer(struct report *r, const uint8_t pk[32]) {
   textid_encode(TEXTID_KEY, pk, r->peer_id);
 }
 
+void report_set_start(struct report *r, uint64_t now) {
+  r->start_ms = now;
+}
+
 void report_usage(FILE *err, const char *msg) {
   put_line(err, "shoal-peer: ", msg);
 }
@@ -190,6 +194,9 @@ static void progress(struct report *r, uint64_t now,
     fmt_json_u64_field(&b, "seeders", s->seeders);
     fmt_json_u64_field(&b, "uploaded", s->uploaded);
     fmt_json_u64_field(&b, "downloaded", s->downloaded);
+    fmt_json_double_field(
+        &b, "seconds",
+        now > r->start_ms ? (double)(now - r->start_ms) / 1000.0 : 0.0);
     fmt_json_end(&b);
     json_out(r, &b);
     return;

@@ -51,6 +51,10 @@ struct report {
    * contents past REPORT_SLOTS. */
   uint64_t last_ms;
   uint64_t last_hash_ms;
+  /* The loop's clock when the command started: a JSON "progress" says
+   * the seconds since, so that the events of several processes started
+   * together line up. */
+  uint64_t start_ms;
   struct {
     uint8_t content[32];
     uint64_t last_ms;
@@ -69,6 +73,8 @@ void report_close(struct report *r);
 void report_resize(struct report *r);
 /* The peer's own key, for the "listening" event. */
 void report_set_peer(struct report *r, const uint8_t pk[32]);
+/* When the command started (the loop's clock), for "progress". */
+void report_set_start(struct report *r, uint64_t now);
 
 /* A usage error: "shoal-peer: MESSAGE", escaped, on err. */
 void report_usage(FILE *err, const char *msg);

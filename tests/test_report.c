@@ -335,18 +335,21 @@ static void json_progress_every_half_second_or_two_when_seeding(void **state) {
   (void)state;
   struct node_swarm_info s = swarm("j.bin", 5, 10, 0);
   capture_start(&c, 1, 0, 0);
-  progress(&c, 1000, &s); /* the first comes at once */
+  report_set_start(&c.r, 200); /* the command started at 200 ms */
+  progress(&c, 1000, &s);      /* the first comes at once */
   progress(&c, 1449, &s);
   progress(&c, 1450, &s); /* 50 ms of slack for the loop's ticks */
   char want[512];
   snprintf(want, sizeof(want),
            "{\"event\":\"progress\",\"content\":\"%s\",\"have\":5,"
            "\"total\":10,\"rate\":1024,\"peers\":2,\"seeders\":1,"
-           "\"uploaded\":7,\"downloaded\":5}\n",
+           "\"uploaded\":7,\"downloaded\":5,\"seconds\":0.800}\n",
            g_cid);
   size_t one = strlen(want);
   assert_int_equal(strlen(out_text(&c)), 2 * one);
   assert_memory_equal(out_text(&c), want, one);
+  /* The second says the seconds since the start, not since the first. */
+  assert_non_null(strstr(out_text(&c) + one, "\"seconds\":1.250}"));
   capture_reset(&c);
   s.seeding = 1;
   progress(&c, 3399, &s);
