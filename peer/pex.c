@@ -26,6 +26,11 @@
 #define PEX_BACKOFF_MAX_MS 60000u
 #define PEX_STORE_FIRST 16u
 
+/* Where a certificate's issue time and peer key lie (docs/protocol.md,
+ * "Address certificate"), read before it is checked only to skip it. */
+#define CERT_ISSUED_AT 8
+#define CERT_PEER_AT 48
+
 /* ------------------------------------------------------------------------ */
 /* The store */
 
@@ -55,6 +60,13 @@ static void record_set(struct pex_store *st, struct pex_record *r,
   memcpy(r->raw, raw, TMSG_CERT_BYTES);
   r->c = *c;
   r->seq = ++st->seq;
+  r->news_ms = c->issued_ms;
+}
+
+/* Whether two records of a peer name the same place. */
+static int same_place(const struct tmsg_cert *a, const struct tmsg_cert *b) {
+  return a->family == b->family && a->port == b->port &&
+         memcmp(a->addr, b->addr, sizeof(a->addr)) == 0;
 }
 
 int pex_store_add(struct pex_store *st, const uint8_t raw[TMSG_CERT_BYTES],
@@ -64,8 +76,16 @@ int pex_store_add(struct pex_store *st, const uint8_t raw[TMSG_CERT_BYTES],
     if (c->issued_ms <= r->c.issued_ms) {
       return 0; /* the same record again, or an older one */
     }
-    /* A newer record of a peer replaces its old one (its address may have
-     * moved); it is news to every session again. */
+    /* A peer renews its record at every announce. At the same place
+     * that is no news: the newer bytes are kept, and go out again only
+     * once half the lifetime of those that went out has passed. A move
+     * is news to every session at once. */
+    if (same_place(c, &r->c) &&
+        c->issued_ms - r->news_ms < (uint64_t)r->c.lifetime_s * 500u) {
+      memcpy(r->raw, raw, TMSG_CERT_BYTES);
+      r->c = *c;
+      return 0;
+    }
     record_set(st, r, raw, c);
     return 1;
   }
@@ -147,8 +167,21 @@ int pex_accept(struct pex_store *st, const struct pwire_msg *m,
   memset(res, 0, sizeof(*res));
   for (size_t i = 0; i < pwire_pex_count(m); i++) {
     const uint8_t *raw = pwire_pex_record(m, i);
+    const uint8_t *peer = raw + CERT_PEER_AT;
+    struct pex_record *held = pex_store_find(st, peer);
     struct tmsg_cert c;
-    int err = tmsg_cert_open(raw, TMSG_CERT_BYTES, pol, &c);
+    int err;
+    /* A record of ourselves, or one issued no later than the one held
+     * for its peer, could change nothing: it is not checked (the
+     * signature is the cost; in a swarm of 64 every peer forwards the
+     * same few dozen records to each of its sessions). Its bytes choose
+     * only that it is skipped. */
+    if (memcmp(peer, self, IDENTITY_PK_BYTES) == 0 ||
+        (held != NULL && buf_be64(raw + CERT_ISSUED_AT) <= held->c.issued_ms)) {
+      res->old++;
+      continue;
+    }
+    err = tmsg_cert_open(raw, TMSG_CERT_BYTES, pol, &c);
     if (err == SHOAL_EBADSIG || err == SHOAL_ENOMEM) {
       /* The signer is one we trust and the bytes are not what it signed:
        * forged or altered on the way. A peer passes on only records it

@@ -54,6 +54,8 @@ struct pex_record {
   uint8_t raw[TMSG_CERT_BYTES]; /* as received, passed on unaltered */
   struct tmsg_cert c;
   uint64_t seq;          /* the store's count when it came in */
+  uint64_t news_ms;      /* issue time of the record last passed on as news
+                            (pex_store_add) */
   uint64_t next_dial_ms; /* loop clock; 0: dial when needed */
   uint32_t backoff_ms;
 };
@@ -95,9 +97,12 @@ struct pex_result {
 void pex_store_init(struct pex_store *st);
 void pex_store_close(struct pex_store *st);
 /* Keeps a checked record (raw as received, c its fields): a peer's record
- * replaces the one held for it when it was issued later (1), else it is
+ * replaces the one held for it when it was issued later, else it is
  * ignored (0); a new peer takes a free place, or the oldest record's (by
- * issue time) once PEX_MAX_KEPT are held. Returns 1, 0 or SHOAL_ENOMEM. */
+ * issue time) once PEX_MAX_KEPT are held. Returns 1 when the record is
+ * news to pass on (a new peer, a peer at a new place, or a renewal half
+ * a lifetime after the record last passed on), 0 when it is not (a
+ * renewal at the same place is kept quietly), or SHOAL_ENOMEM. */
 int pex_store_add(struct pex_store *st, const uint8_t raw[TMSG_CERT_BYTES],
                   const struct tmsg_cert *c);
 /* Drops the records that ended before now_wall_ms. Returns how many. */
