@@ -249,6 +249,9 @@ unsigned pex_collect(const struct pex_store *st, struct pex_session *ps,
     if (memcmp(next->c.peer, receiver, IDENTITY_PK_BYTES) == 0) {
       continue; /* it knows where it is */
     }
+    if (ps->sent_any && next->news_ms < ps->opened_wall_ms) {
+      continue; /* in the swarm before the session: no news to it */
+    }
     memcpy(out + (size_t)n * TMSG_CERT_BYTES, next->raw, TMSG_CERT_BYTES);
     n++;
   }
@@ -429,6 +432,7 @@ static void maybe_send(struct swarm *sw, struct session *s, uint64_t now) {
 }
 
 void pex_session_open(struct swarm *sw, struct session *s) {
+  s->pex.opened_wall_ms = clock_wall_ms();
   maybe_send(sw, s, node_now(sw->node));
 }
 

@@ -72,6 +72,9 @@ struct pex_session {
   uint64_t sent_upto;       /* records of seq <= this were considered */
   uint64_t own_sent_issued; /* our certificate sent, by issue time */
   uint64_t last_sent_ms;    /* loop clock of our last PEX */
+  /* Wall clock when the session opened: after its first PEX it is passed
+   * on only records that were news later (pex_collect). */
+  uint64_t opened_wall_ms;
   int sent_any;
   unsigned credit; /* PEX messages the remote may still send */
   uint64_t credit_ms;
@@ -126,8 +129,11 @@ int pex_accept(struct pex_store *st, const struct pwire_msg *m,
 /* Fills out (room for max records, TMSG_CERT_BYTES each) with what a
  * session has not been sent: own (NULL: none) unless own_issued was sent
  * already, then the records of st above ps->sent_upto in the order they
- * came, leaving out those of the receiver's key. Moves ps's marks past
- * what it returns (and past the receiver's records it skipped). Returns
+ * came, leaving out those of the receiver's key and, once the session was
+ * sent a message (ps->sent_any), those that were news (news_ms) before it
+ * opened (ps->opened_wall_ms): a peer in the swarm then was as plain to
+ * the other side, from its tracker and its sessions' first messages.
+ * Moves ps's marks past what it returns and what it left out. Returns
  * the number of records. */
 unsigned pex_collect(const struct pex_store *st, struct pex_session *ps,
                      const uint8_t *own, uint64_t own_issued,

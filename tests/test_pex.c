@@ -516,6 +516,61 @@ static void renewal_at_the_same_address_is_not_news(void **state) {
   keys_close(&k);
 }
 
+/* A session's first PEX passes on every record held; the later ones only
+ * peers that turned up (or moved) after it opened: those the other side
+ * could have missed, where a peer already in the swarm when the session
+ * opened was as plain to it, from the tracker and its other sessions'
+ * first PEXes. */
+static void later_messages_pass_on_only_newer_news(void **state) {
+  struct keys k;
+  struct pex_store st;
+  struct pex_session ps;
+  uint8_t raw[3 * TMSG_CERT_BYTES];
+  uint8_t out[PWIRE_PEX_MAX_RECORDS * TMSG_CERT_BYTES];
+  uint8_t receiver[32];
+  (void)state;
+  keys_make(&k);
+  pex_store_init(&st);
+  memset(&ps, 0, sizeof(ps));
+  tu_fill(receiver, sizeof(receiver), 9);
+  ps.opened_wall_ms = NOW + 100; /* the session opened then */
+  /* Records 0 and 1 issued before it opened, 2 after. */
+  for (unsigned i = 0; i < 3; i++) {
+    uint8_t pk[32];
+    tu_fill(pk, sizeof(pk), 500 + i);
+    struct tmsg_cert c = sample(pk, 1000, i < 2 ? NOW + i : NOW + 200);
+    assert_int_equal(tmsg_cert_seal(&k.tracker, &c, raw + i * TMSG_CERT_BYTES),
+                     0);
+  }
+  /* The first message: what is held then, older or not. */
+  for (unsigned i = 0; i < 1; i++) {
+    struct tmsg_cert c;
+    struct tmsg_cert_policy pol = policy(k.tracker.pk, 1, NOW + 300);
+    assert_int_equal(tmsg_cert_open(raw, TMSG_CERT_BYTES, &pol, &c), 0);
+    assert_int_equal(pex_store_add(&st, raw, &c), 1);
+  }
+  assert_int_equal(
+      pex_collect(&st, &ps, NULL, 0, receiver, out, PWIRE_PEX_MAX_RECORDS), 1);
+  ps.sent_any = 1; /* as maybe_send marks it */
+  /* Later: record 1 came in after the first message but was issued before
+   * the session opened; record 2 is a newcomer. */
+  for (unsigned i = 1; i < 3; i++) {
+    struct tmsg_cert c;
+    struct tmsg_cert_policy pol = policy(k.tracker.pk, 1, NOW + 300);
+    assert_int_equal(
+        tmsg_cert_open(raw + i * TMSG_CERT_BYTES, TMSG_CERT_BYTES, &pol, &c),
+        0);
+    assert_int_equal(pex_store_add(&st, raw + i * TMSG_CERT_BYTES, &c), 1);
+  }
+  assert_int_equal(
+      pex_collect(&st, &ps, NULL, 0, receiver, out, PWIRE_PEX_MAX_RECORDS), 1);
+  assert_memory_equal(out, raw + 2 * TMSG_CERT_BYTES, TMSG_CERT_BYTES);
+  assert_int_equal(
+      pex_collect(&st, &ps, NULL, 0, receiver, out, PWIRE_PEX_MAX_RECORDS), 0);
+  pex_store_close(&st);
+  keys_close(&k);
+}
+
 /* A record that cannot be news (its peer's record held was issued as late
  * or later) is not verified: in a swarm of 64 every peer forwards the same
  * few dozen records to every session, and checking each copy took the
@@ -693,6 +748,7 @@ int main(void) {
       cmocka_unit_test(accept_keeps_good_records_and_skips_the_rest),
       cmocka_unit_test(store_keeps_the_newest_record_of_each_peer),
       cmocka_unit_test(renewal_at_the_same_address_is_not_news),
+      cmocka_unit_test(later_messages_pass_on_only_newer_news),
       cmocka_unit_test(accept_checks_only_what_could_be_news),
       cmocka_unit_test(store_holds_at_most_PEX_MAX_KEPT_replacing_the_oldest),
       cmocka_unit_test(allowance_is_a_burst_then_one_per_interval),
