@@ -516,6 +516,15 @@ static void renewal_at_the_same_address_is_not_news(void **state) {
   keys_close(&k);
 }
 
+/* Checks a record of k's tracker and keeps it, as news. */
+static void keep_checked(struct pex_store *st, const struct keys *k,
+                         const uint8_t raw[TMSG_CERT_BYTES]) {
+  struct tmsg_cert c;
+  struct tmsg_cert_policy pol = policy(k->tracker.pk, 1, NOW + 300);
+  assert_int_equal(tmsg_cert_open(raw, TMSG_CERT_BYTES, &pol, &c), 0);
+  assert_int_equal(pex_store_add(st, raw, &c), 1);
+}
+
 /* A session's first PEX passes on every record held; the later ones only
  * peers that turned up (or moved) after it opened: those the other side
  * could have missed, where a peer already in the swarm when the session
@@ -543,25 +552,14 @@ static void later_messages_pass_on_only_newer_news(void **state) {
                      0);
   }
   /* The first message: what is held then, older or not. */
-  for (unsigned i = 0; i < 1; i++) {
-    struct tmsg_cert c;
-    struct tmsg_cert_policy pol = policy(k.tracker.pk, 1, NOW + 300);
-    assert_int_equal(tmsg_cert_open(raw, TMSG_CERT_BYTES, &pol, &c), 0);
-    assert_int_equal(pex_store_add(&st, raw, &c), 1);
-  }
+  keep_checked(&st, &k, raw);
   assert_int_equal(
       pex_collect(&st, &ps, NULL, 0, receiver, out, PWIRE_PEX_MAX_RECORDS), 1);
   ps.sent_any = 1; /* as maybe_send marks it */
   /* Later: record 1 came in after the first message but was issued before
    * the session opened; record 2 is a newcomer. */
-  for (unsigned i = 1; i < 3; i++) {
-    struct tmsg_cert c;
-    struct tmsg_cert_policy pol = policy(k.tracker.pk, 1, NOW + 300);
-    assert_int_equal(
-        tmsg_cert_open(raw + i * TMSG_CERT_BYTES, TMSG_CERT_BYTES, &pol, &c),
-        0);
-    assert_int_equal(pex_store_add(&st, raw + i * TMSG_CERT_BYTES, &c), 1);
-  }
+  keep_checked(&st, &k, raw + TMSG_CERT_BYTES);
+  keep_checked(&st, &k, raw + 2 * TMSG_CERT_BYTES);
   assert_int_equal(
       pex_collect(&st, &ps, NULL, 0, receiver, out, PWIRE_PEX_MAX_RECORDS), 1);
   assert_memory_equal(out, raw + 2 * TMSG_CERT_BYTES, TMSG_CERT_BYTES);
