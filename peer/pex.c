@@ -53,12 +53,20 @@ struct pex_record *pex_store_find(struct pex_store *st,
   return NULL;
 }
 
+/* r holds raw (c its fields) in place of what it held. */
+static void record_bytes(struct pex_record *r,
+                         const uint8_t raw[TMSG_CERT_BYTES],
+                         const struct tmsg_cert *c) {
+  memcpy(r->raw, raw, TMSG_CERT_BYTES);
+  r->c = *c;
+}
+
+/* r becomes a new record: news to every session. */
 static void record_set(struct pex_store *st, struct pex_record *r,
                        const uint8_t raw[TMSG_CERT_BYTES],
                        const struct tmsg_cert *c) {
   memset(r, 0, sizeof(*r));
-  memcpy(r->raw, raw, TMSG_CERT_BYTES);
-  r->c = *c;
+  record_bytes(r, raw, c);
   r->seq = ++st->seq;
   r->news_ms = c->issued_ms;
 }
@@ -82,8 +90,7 @@ int pex_store_add(struct pex_store *st, const uint8_t raw[TMSG_CERT_BYTES],
      * is news to every session at once. */
     if (same_place(c, &r->c) &&
         c->issued_ms - r->news_ms < (uint64_t)r->c.lifetime_s * 500u) {
-      memcpy(r->raw, raw, TMSG_CERT_BYTES);
-      r->c = *c;
+      record_bytes(r, raw, c);
       return 0;
     }
     record_set(st, r, raw, c);

@@ -464,6 +464,16 @@ static void store_keeps_the_newest_record_of_each_peer(void **state) {
   keys_close(&k);
 }
 
+/* Keys, an empty store, a session not yet sent anything, and the key of
+ * the peer at its other end. */
+static void collect_start(struct keys *k, struct pex_store *st,
+                          struct pex_session *ps, uint8_t receiver[32]) {
+  keys_make(k);
+  pex_store_init(st);
+  memset(ps, 0, sizeof(*ps));
+  tu_fill(receiver, 32, 9);
+}
+
 /* A peer renews its certificate at every announce (every few seconds
  * when the tracker's interval is short), so a renewal at the same address
  * is no news: it replaces the bytes held but is not passed on again
@@ -476,10 +486,7 @@ static void renewal_at_the_same_address_is_not_news(void **state) {
   uint8_t raw[TMSG_CERT_BYTES], out[PWIRE_PEX_MAX_RECORDS * TMSG_CERT_BYTES];
   uint8_t receiver[32];
   (void)state;
-  keys_make(&k);
-  pex_store_init(&st);
-  memset(&ps, 0, sizeof(ps));
-  tu_fill(receiver, sizeof(receiver), 9);
+  collect_start(&k, &st, &ps, receiver);
   struct tmsg_cert c = sample(k.peer.pk, 1000, NOW);
   assert_int_equal(tmsg_cert_seal(&k.tracker, &c, raw), 0);
   assert_int_equal(pex_store_add(&st, raw, &c), 1);
@@ -538,10 +545,7 @@ static void later_messages_pass_on_only_newer_news(void **state) {
   uint8_t out[PWIRE_PEX_MAX_RECORDS * TMSG_CERT_BYTES];
   uint8_t receiver[32];
   (void)state;
-  keys_make(&k);
-  pex_store_init(&st);
-  memset(&ps, 0, sizeof(ps));
-  tu_fill(receiver, sizeof(receiver), 9);
+  collect_start(&k, &st, &ps, receiver);
   ps.opened_wall_ms = NOW + 100; /* the session opened then */
   /* Records 0 and 1 issued before it opened, 2 after. */
   for (unsigned i = 0; i < 3; i++) {
