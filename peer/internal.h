@@ -123,6 +123,8 @@ struct session {
 
   uint64_t up_bytes, down_bytes;
   struct rate_meter down_meter; /* from this peer, for tit-for-tat */
+  struct rate_meter up_meter;   /* DATA to this peer, for pacing_cap */
+  uint64_t pacing;              /* SO_MAX_PACING_RATE set; 0: none */
   uint32_t notsent;             /* TCP_NOTSENT_LOWAT set on the socket */
   uint32_t sndbuf;              /* send buffer asked of the kernel (twice
                                    the SO_SNDBUF value passed) */

@@ -73,6 +73,19 @@
 #define NODE_WRITE_QUEUE_MAX (1u << 20)  /* bytes queued before uploads wait */
 #define NODE_SEND_BUFFER_MAX (4u << 20)  /* a socket's send buffer, at most */
 #define NODE_WRITE_QUEUE_HARD (8u << 20) /* past this the peer is closed */
+/* A seeding swarm's uplink, shared evenly (pacing_cap): a session sending
+ * more than NODE_PACE_OVER_PCT percent of the average of the node's
+ * sessions with uploads waiting is paced at NODE_PACE_CAP_PCT percent of
+ * it until it falls under NODE_PACE_UNDER_PCT percent. The kernel paces
+ * packets with their headers, the meters count DATA: NODE_PACE_WIRE_PCT
+ * percent covers the difference (TCP and IP headers on 1,448-byte
+ * segments, the DATA frame's). */
+#define NODE_PACE_OVER_PCT 108u
+#define NODE_PACE_CAP_PCT 105u
+#define NODE_PACE_UNDER_PCT 95u
+#define NODE_PACE_WIRE_PCT 104u
+#define NODE_PACE_METER_MS 1000u  /* a session's upload meter: 1 s */
+#define NODE_PACE_MIN (32u << 10) /* never paced slower: bytes a second */
 /* Manifest parts go ahead of DATA (pacing_ahead_wait): no session starts
  * a block while a part the node wrote waits for the kernel, for at most
  * this long from the first such part. */

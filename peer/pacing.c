@@ -27,6 +27,21 @@ uint64_t pacing_share(uint64_t node_rate, unsigned serving) {
   return node_rate / (serving > 0 ? serving : 1);
 }
 
+uint64_t pacing_cap(uint64_t mine, uint64_t sum, unsigned busy, int paced) {
+  uint64_t avg, cap;
+  if (busy < 2 || sum == 0) {
+    return 0;
+  }
+  avg = sum / busy;
+  /* Rates of bytes a second are far below 2^64 / 100. */
+  if (paced ? mine * 100 < avg * NODE_PACE_UNDER_PCT
+            : mine * 100 <= avg * NODE_PACE_OVER_PCT) {
+    return 0;
+  }
+  cap = avg * NODE_PACE_CAP_PCT / 100 * NODE_PACE_WIRE_PCT / 100;
+  return cap >= NODE_PACE_MIN ? cap : 0;
+}
+
 void pacing_ahead_wrote(struct pacing_ahead *a, uint64_t now, uint64_t bytes,
                         uint64_t rate) {
   uint64_t ms = NODE_MANIFEST_AHEAD_MS;

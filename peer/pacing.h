@@ -34,6 +34,26 @@ unsigned pacing_reads(unsigned busy);
  * among the serving sessions (at least one). */
 uint64_t pacing_share(uint64_t node_rate, unsigned serving);
 
+/* The most a session of a seeding swarm may send, in bytes a second of
+ * packets (SO_MAX_PACING_RATE), 0 for no limit. A seeder's uplink is
+ * where a swarm's new chunks come from, and each downloader can pass on
+ * only what it gets; split unevenly (two connections through one queue
+ * keep unequal shares for many seconds), the one given less is the last
+ * to complete, with its own uplink idle at the end. So:
+ * - mine is this session's rate of DATA lately, sum the rates of the
+ *   node's busy sessions (uploads waiting: requests, reads or bytes
+ *   queued), busy how many; none is limited with fewer than two busy;
+ * - a session over NODE_PACE_OVER_PCT of their average (paced is 0), or
+ *   still at NODE_PACE_UNDER_PCT of it once paced (paced is not 0), is
+ *   paced at NODE_PACE_CAP_PCT of the average, NODE_PACE_WIRE_PCT more
+ *   for the headers, unless that is under NODE_PACE_MIN (a session
+ *   paced at next to nothing would send next to nothing, and so hold its
+ *   own average down). The others are not limited: the slower ones grow
+ *   into what the faster leave, and a session held back at its far end
+ *   (its peer asks for little) lowers the average only by what it does
+ *   not take. */
+uint64_t pacing_cap(uint64_t mine, uint64_t sum, unsigned busy, int paced);
+
 /* Bytes of DATA a session with this share lets wait unsent, in libuv's
  * queue and in the socket each (TCP_NOTSENT_LOWAT): NODE_QUEUE_MS of it,
  * at least NODE_QUEUE_MIN, at most NODE_WRITE_QUEUE_MAX. */

@@ -10,6 +10,7 @@
  * points at it (refs), so callbacks never see a freed session.
  */
 #include <assert.h>
+#include <limits.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdlib.h>
@@ -124,6 +125,7 @@ static struct session *session_new(struct node *n, enum session_state initial) {
   s->last_send_ms = s->started_ms;
   s->choked_at_ms = s->started_ms;
   meter_init(&s->down_meter, 20000, s->started_ms);
+  meter_init(&s->up_meter, NODE_PACE_METER_MS, s->started_ms);
   /* Until the hellos are done only a hello may come: a small limit keeps
    * connections that never say hello cheap. */
   frame_decoder_init(&s->dec, SESSION_HELLO_FRAME_MAX);
@@ -734,6 +736,18 @@ static unsigned reads_share(const struct node *n) {
   return pacing_reads(busy);
 }
 
+static size_t upload_queued(const struct session *s);
+
+/* Whether the node serves this session: unchoked and interested. */
+static int serving(const struct session *x) {
+  return x->state == SESS_OPEN && !x->am_choking && x->peer_interested;
+}
+
+/* Whether it has uploads waiting: requests, reads or bytes queued. */
+static int upload_busy(const struct session *x) {
+  return x->upq_len > 0 || x->reading > 0 || upload_queued(x) > 0;
+}
+
 /* The session's share of the node's upload rate lately, in bytes a
  * second: the rate shared evenly among the peers the node is serving.
  * Even shares keep the uplink fair: a share by each session's own rate let
@@ -744,13 +758,51 @@ static uint64_t upload_share(const struct session *s, uint64_t now) {
   unsigned k = 0;
   for (const struct swarm *sw = s->node->swarms; sw != NULL; sw = sw->next) {
     for (const struct session *x = sw->sessions; x != NULL; x = x->next) {
-      k += x->state == SESS_OPEN && !x->am_choking && x->peer_interested;
+      k += serving(x);
     }
   }
   return pacing_share(meter_rate(&s->node->up_meter, now), k);
 }
 
-/* The kernel's share of the queue.
+/* A seeding swarm's session paced to its even share of the uplink
+ * (pacing_cap), measured against the node's busy sessions of every swarm,
+ * which share the uplink with it. SO_MAX_PACING_RATE has the kernel space
+ * the session's packets at the rate (TCP's own pacing when the qdisc does
+ * none); ~0 lifts the limit. */
+static void tune_pacing(struct session *s, uint64_t now, uv_os_fd_t fd) {
+#ifdef SO_MAX_PACING_RATE
+  uint64_t want = 0;
+  if (s->sw != NULL && s->sw->state == SW_SEEDING && serving(s) &&
+      upload_busy(s)) {
+    uint64_t sum = 0;
+    unsigned busy = 0;
+    for (const struct swarm *sw = s->node->swarms; sw != NULL; sw = sw->next) {
+      for (const struct session *x = sw->sessions; x != NULL; x = x->next) {
+        if (serving(x) && upload_busy(x)) {
+          busy++;
+          sum += meter_rate(&x->up_meter, now);
+        }
+      }
+    }
+    want = pacing_cap(meter_rate(&s->up_meter, now), sum, busy, s->pacing != 0);
+  }
+  if (want != s->pacing) {
+    unsigned v = want == 0         ? ~0u
+                 : want < UINT_MAX ? (unsigned)want
+                                   : UINT_MAX - 1;
+    if (setsockopt(fd, SOL_SOCKET, SO_MAX_PACING_RATE, &v, sizeof(v)) == 0) {
+      s->pacing = want;
+    }
+  }
+#else
+  (void)s;
+  (void)now;
+  (void)fd;
+#endif
+}
+
+/* The kernel's share of the queue, and a seeding swarm's pacing
+ * (tune_pacing).
  * - TCP_NOTSENT_LOWAT keeps the socket from taking more than the queue
  *   budget of bytes not yet sent, so what else waits stays in the session,
  *   where control messages go ahead of it and a CANCEL or CHOKE can still
@@ -769,6 +821,7 @@ void session_tune_socket(struct session *s, uint64_t now) {
   if (uv_fileno((uv_handle_t *)&s->tcp, &fd) != 0) {
     return;
   }
+  tune_pacing(s, now, fd);
 #ifdef TCP_NOTSENT_LOWAT
   uint32_t want = pacing_queue_bytes(share);
   if (pacing_moved(s->notsent, want)) {

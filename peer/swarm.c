@@ -1018,6 +1018,7 @@ int swarm_on_message(struct swarm *sw, struct session *s,
 
 void swarm_upload_sent(struct swarm *sw, struct session *s, uint32_t len) {
   s->up_bytes += len;
+  meter_add(&s->up_meter, len, node_now(sw->node));
   meter_add(&sw->node->up_meter, len, node_now(sw->node));
   sw->up_bytes += len;
   sw->node->up_bytes += len;

@@ -82,6 +82,68 @@ static void test_the_upload_is_shared_evenly(void **state) {
   assert_int_equal(pacing_share(10, 3), 3);
 }
 
+static void test_a_seeder_paces_the_sessions_over_the_average(void **state) {
+  (void)state;
+  /* Two sessions at 59% and 41% of 5 MB/s: the faster is paced at 105% of
+   * the 2.5 MB/s average, 4% more for the headers; the slower is not. */
+  uint64_t cap =
+      2500000ull * NODE_PACE_CAP_PCT / 100 * NODE_PACE_WIRE_PCT / 100;
+  assert_int_equal(pacing_cap(2950000, 5000000, 2, 0), cap);
+  assert_int_equal(pacing_cap(2050000, 5000000, 2, 0), 0);
+  /* Not paced up to NODE_PACE_OVER_PCT of the average, paced past it. */
+  assert_int_equal(pacing_cap(2700000, 5000000, 2, 0), 0);
+  assert_int_equal(pacing_cap(2700001, 5000000, 2, 0), cap);
+  /* Once paced, it stays so down to NODE_PACE_UNDER_PCT of the average,
+   * and is let go under it. */
+  assert_int_equal(pacing_cap(2500000, 5000000, 2, 1), cap);
+  assert_int_equal(pacing_cap(2375000, 5000000, 2, 1), cap);
+  assert_int_equal(pacing_cap(2374999, 5000000, 2, 1), 0);
+  /* One busy session, or nothing sent yet: no limit. */
+  assert_int_equal(pacing_cap(5000000, 5000000, 1, 0), 0);
+  assert_int_equal(pacing_cap(5000000, 5000000, 1, 1), 0);
+  assert_int_equal(pacing_cap(0, 0, 4, 0), 0);
+  assert_int_equal(pacing_cap(0, 0, 4, 1), 0);
+  /* Never paced under NODE_PACE_MIN: a session held at next to nothing
+   * would keep the average there. */
+  assert_int_equal(pacing_cap(3, 3, 3, 1), 0);
+  assert_int_equal(pacing_cap(0, 1, 2, 1), 0);
+  uint64_t floor_sum = 2 * (uint64_t)NODE_PACE_MIN;
+  assert_int_equal(pacing_cap(floor_sum, floor_sum, 2, 1),
+                   (uint64_t)NODE_PACE_MIN * NODE_PACE_CAP_PCT / 100 *
+                       NODE_PACE_WIRE_PCT / 100);
+  assert_int_equal(pacing_cap(floor_sum / 2, floor_sum / 2, 2, 1), 0);
+}
+
+/* The rule's point: whatever the split between sessions that all take
+ * what they are given, none is paced at less than the average, so the
+ * paced ones together never take less than their even share, and the
+ * cap leaves the rest room to grow. */
+static void test_pacing_never_holds_a_session_under_the_average(void **state) {
+  (void)state;
+  for (unsigned busy = 2; busy <= 64; busy *= 2) {
+    for (uint64_t sum = 1000; sum <= 1000000000; sum *= 7) {
+      uint64_t avg = sum / busy;
+      for (uint64_t pct = 0; pct <= 300; pct += 5) {
+        uint64_t mine = avg * pct / 100;
+        for (int paced = 0; paced <= 1; paced++) {
+          uint64_t cap = pacing_cap(mine, sum, busy, paced);
+          if (cap != 0) {
+            assert_true(cap >= avg);
+            assert_true(cap >= NODE_PACE_MIN);
+          }
+          /* Paced past the trigger, held until under the release, where
+           * the average is enough to pace at. */
+          if (avg >= NODE_PACE_MIN) {
+            assert_int_equal(cap != 0,
+                             paced ? mine * 100 >= avg * NODE_PACE_UNDER_PCT
+                                   : mine * 100 > avg * NODE_PACE_OVER_PCT);
+          }
+        }
+      }
+    }
+  }
+}
+
 static void test_queued_bytes_are_100_ms_of_the_share(void **state) {
   (void)state;
   assert_int_equal(pacing_queue_bytes(0), NODE_QUEUE_MIN);
@@ -261,6 +323,8 @@ int main(void) {
           test_blocks_open_on_the_pool_only_while_the_loop_is_busy),
       cmocka_unit_test(test_read_slots_are_shared_among_busy_sessions),
       cmocka_unit_test(test_the_upload_is_shared_evenly),
+      cmocka_unit_test(test_a_seeder_paces_the_sessions_over_the_average),
+      cmocka_unit_test(test_pacing_never_holds_a_session_under_the_average),
       cmocka_unit_test(test_queued_bytes_are_100_ms_of_the_share),
       cmocka_unit_test(test_send_buffer_is_a_round_trip_and_100_ms),
       cmocka_unit_test(test_a_2_mib_s_upload_keeps_a_quarter_second),
