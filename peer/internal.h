@@ -342,6 +342,11 @@ struct node {
   uint64_t up_bytes, down_bytes;
   uint64_t wasted_bytes; /* of down_bytes: discarded, or in failed chunks */
   struct rate_meter up_meter; /* DATA queued to every peer, over 2 s */
+  /* The sessions with uploads waiting and their rate of DATA, counted
+   * once at the start of each tick (session_count_busy) for the pacing of
+   * seeding swarms' sessions (tune_pacing). */
+  unsigned up_busy;
+  uint64_t up_busy_rate;
   /* Manifest parts written and not yet taken by the kernel, ahead of
    * which no DATA starts (pacing_ahead_wait). */
   struct pacing_ahead ahead;
@@ -376,6 +381,9 @@ int session_send_requests(struct session *s, const struct picker_block *b,
 int session_send_block(struct session *s, uint8_t type, uint32_t chunk,
                        uint32_t offset, uint32_t length);
 void session_tick(struct session *s, uint64_t now);
+/* Counts the node's sessions with uploads waiting (n->up_busy,
+ * n->up_busy_rate); on_tick calls it before it ticks the sessions. */
+void session_count_busy(struct node *n, uint64_t now);
 void session_pump_upload(struct session *s);
 void session_resume_reading(struct session *s);
 /* Sizes the socket's unsent-bytes limit to the session's send rate. */

@@ -276,6 +276,7 @@ static void on_tick(uv_timer_t *t) {
   uint64_t check_ms;
   unsigned sources = 0;
   choose_where_to_open(n, now);
+  session_count_busy(n, now);
   for_each_session(n, tick_session);
   for (struct swarm *sw = n->swarms; sw != NULL; sw = sw->next) {
     sources += sw->is_source && sw->state == SW_SEEDING;

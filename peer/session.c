@@ -764,27 +764,31 @@ static uint64_t upload_share(const struct session *s, uint64_t now) {
   return pacing_share(meter_rate(&s->node->up_meter, now), k);
 }
 
+void session_count_busy(struct node *n, uint64_t now) {
+  n->up_busy = 0;
+  n->up_busy_rate = 0;
+  for (const struct swarm *sw = n->swarms; sw != NULL; sw = sw->next) {
+    for (const struct session *x = sw->sessions; x != NULL; x = x->next) {
+      if (serving(x) && upload_busy(x)) {
+        n->up_busy++;
+        n->up_busy_rate += meter_rate(&x->up_meter, now);
+      }
+    }
+  }
+}
+
 /* A seeding swarm's session paced to its even share of the uplink
  * (pacing_cap), measured against the node's busy sessions of every swarm,
- * which share the uplink with it. SO_MAX_PACING_RATE has the kernel space
- * the session's packets at the rate (TCP's own pacing when the qdisc does
- * none); ~0 lifts the limit. */
+ * which share the uplink with it (counted once a tick, session_count_busy).
+ * SO_MAX_PACING_RATE has the kernel space the session's packets at the
+ * rate (TCP's own pacing when the qdisc does none); ~0 lifts the limit. */
 static void tune_pacing(struct session *s, uint64_t now, uv_os_fd_t fd) {
 #ifdef SO_MAX_PACING_RATE
   uint64_t want = 0;
   if (s->sw != NULL && s->sw->state == SW_SEEDING && serving(s) &&
       upload_busy(s)) {
-    uint64_t sum = 0;
-    unsigned busy = 0;
-    for (const struct swarm *sw = s->node->swarms; sw != NULL; sw = sw->next) {
-      for (const struct session *x = sw->sessions; x != NULL; x = x->next) {
-        if (serving(x) && upload_busy(x)) {
-          busy++;
-          sum += meter_rate(&x->up_meter, now);
-        }
-      }
-    }
-    want = pacing_cap(meter_rate(&s->up_meter, now), sum, busy, s->pacing != 0);
+    want = pacing_cap(meter_rate(&s->up_meter, now), s->node->up_busy_rate,
+                      s->node->up_busy, s->pacing != 0);
   }
   if (want != s->pacing) {
     unsigned v = want == 0         ? ~0u

@@ -1017,9 +1017,10 @@ int swarm_on_message(struct swarm *sw, struct session *s,
 }
 
 void swarm_upload_sent(struct swarm *sw, struct session *s, uint32_t len) {
+  uint64_t now = node_now(sw->node);
   s->up_bytes += len;
-  meter_add(&s->up_meter, len, node_now(sw->node));
-  meter_add(&sw->node->up_meter, len, node_now(sw->node));
+  meter_add(&s->up_meter, len, now);
+  meter_add(&sw->node->up_meter, len, now);
   sw->up_bytes += len;
   sw->node->up_bytes += len;
 }
