@@ -458,11 +458,11 @@ COMPARE_TRACKER_STOP = bash bench/compare.sh --systems p2p --tracker-stop 0.5 \
 # halfway (about 5 s more): every copy identical, the tracker stopped
 # before the end. Then 64 curls opening their connections to one HTTP server
 # in the same instant, behind an origin capped at 10 Mbit/s (256 KiB each,
-# about 15 s): every one must complete. With the origin's queue at 50 ms
-# (78 KB) the kernel gave up on connections whose first packets never got
-# in, and curl ended with "Connection reset by peer" (16 of 64, then 1, in two
-# runs; bench/compare.sh, tbf_args). Skipped (status 0) when namespaces
-# cannot be made.
+# about 15 s): every one must complete. With the kernel's 15 tries for a
+# packet its own full queue refuses, it gave up on connections whose first
+# flight never got in, and curl ended with "Connection reset by peer" (16,
+# 1 and 6 of 64 in three runs, 26 in two more; bench/compare.sh,
+# set_refused_tries). Skipped (status 0) when namespaces cannot be made.
 compare-quick: build
 	bash bench/compare.sh --n "1 4" --size 8M --reps 1 --systems "p2p cs http" \
 	  --bin $(BUILD)/bin --out $(BUILD)/compare-quick --check $(COMPARE_FLAGS)

@@ -4,10 +4,10 @@
 #
 # Each host (tracker, origin, downloaders 1..N) gets its own network
 # namespace, joined by a veth link to a bridge that lives in a namespace of
-# its own. Every host's upload is capped with a tbf qdisc on its veth (its
-# queue 50 ms; the origin's holds an initial window for each of the run's N
-# downloaders when that is more, see tbf_args); a download cap, when asked
-# for, is a tbf qdisc on the bridge's port facing the downloader. For each N the same file is distributed three ways on the
+# its own. Every host's upload is capped with a tbf qdisc on its veth
+# (set_refused_tries says what that asks of the kernel); a download cap,
+# when asked for, is a tbf qdisc on the bridge's port facing the
+# downloader. For each N the same file is distributed three ways on the
 # same hosts and caps: shoal --mode p2p, shoal --mode cs, and a stock HTTP
 # server on the origin with curl on every downloader.
 #
@@ -436,36 +436,13 @@ tracker_addr=$net.0.2
 origin_addr=$net.0.3
 host_addr() { echo "$net.$((1 + ($1 - 1) / 250)).$((1 + ($1 - 1) % 250))"; }
 
-# tbf_args BITS [CONNS]: a cap of BITS a second whose queue holds 50 ms
-# of it, or the first flight of CONNS connections opened at once if that is
-# more. tbf needs a bucket of at least one packet and a few timer ticks of
-# tokens.
-#
-# The queue is on the sending host's own veth, so a packet it drops is
-# dropped inside the sender's kernel, which TCP counts as local congestion,
-# not loss: a connection whose first flight found the queue full has
-# nothing in flight, so no ACK wakes it, and its retries (every 500 ms)
-# lose the free places to the connections that do get ACKs; the kernel
-# gives up after net.ipv4.tcp_retries2 (15) such tries, some 8 s, and
-# answers the downloader's next segment with a reset. 64 curls opening
-# their connections to one HTTP server in the same instant send 64 initial
-# windows of 10 segments (some 970 KB) into the origin's queue of 300 KB;
-# at N = 64 that ended one of them with "Connection reset by peer" (issue
-# 18). So the origin's queue holds an initial window for each downloader
-# of the run (origin_queue); at N <= 16 the 50 ms are more.
+# tbf needs a bucket of at least one packet and a few timer ticks of tokens.
 tbf_args() {
-  local bits=$1 conns=${2:-0} burst limit first
+  local bits=$1 burst
   burst=$((bits / 8 / 100))
   [ "$burst" -ge $((opt_mtu * 4)) ] || burst=$((opt_mtu * 4))
   [ "$burst" -ge 16384 ] || burst=16384
-  # tbf's own limit for "latency 50ms": the bytes of 50 ms plus the bucket.
-  limit=$((bits / 8 / 20 + burst))
-  first=$((conns * 10 * (opt_mtu + 14)))
-  if [ "$first" -gt "$limit" ]; then
-    echo "rate ${bits}bit burst $burst limit $first"
-  else
-    echo "rate ${bits}bit burst $burst latency 50ms"
-  fi
+  echo "rate ${bits}bit burst $burst latency 50ms"
 }
 
 mk_ns() {
@@ -494,6 +471,29 @@ set_cc() {
     die "could not set TCP congestion control $opt_cc in namespace $1"
 }
 
+# Every cap is a tbf queue on the sending host's own veth, so a packet the
+# queue refuses is refused inside the sender's kernel, which TCP takes as
+# local congestion, not loss. A connection whose whole first flight was
+# refused has nothing in flight and no ACK to wake it; it tries again every
+# 500 ms, and after net.ipv4.tcp_retries2 (15) refused tries, some 8 s, the
+# kernel aborts it and answers the other side's next segment with a reset.
+# 64 curls opening their connections to one HTTP server in the same
+# instant send 64 initial windows of 10 segments (some 970 KB) into the
+# origin's 300 KB queue, and at N = 64 the connections whose first flight
+# found it full lose the free places, try after try, to those whose ACKs
+# keep them sending: one of the 64 curls ended with "Connection reset by
+# peer" in six of eight runs (issue 18). Behind a router's queue those packets
+# would be dropped and sent again, and the kernel would go on retransmitting
+# for its usual quarter of an hour; so each host here allows 100 refused
+# tries, 50 s. The setting is per namespace; it also lengthens how long
+# the kernel retransmits lost data before it gives up, to hours, which no
+# run here reaches.
+refused_tries=100
+set_refused_tries() {
+  ip netns exec "$1" sysctl -q -w "net.ipv4.tcp_retries2=$refused_tries" >/dev/null 2>&1 ||
+    warn "could not set net.ipv4.tcp_retries2 in namespace $1; a connection the host's own queue keeps refusing is aborted after 15 tries"
+}
+
 br_ns=$prefix-br
 # add_host NAME ADDR UP_BITS DOWN_BITS
 add_host() {
@@ -501,6 +501,7 @@ add_host() {
   mk_ns "$ns"
   ip -n "$ns" link set lo up
   set_cc "$ns"
+  set_refused_tries "$ns"
   ip -n "$ns" link add eth0 mtu "$opt_mtu" type veth peer name "$name" \
     mtu "$opt_mtu" netns "$br_ns"
   made_link+=("$ns eth0")
@@ -517,15 +518,6 @@ add_host() {
     tc -n "$br_ns" qdisc add dev "$name" root tbf $(tbf_args "$down")
     made_qdisc+=("$br_ns $name")
   fi
-}
-
-# origin_queue N: the origin's queue sized for N downloaders (tbf_args).
-origin_queue() {
-  [ "$opt_loopback" = 1 ] && return 0
-  [ "$origin_bits" -gt 0 ] || return 0
-  # shellcheck disable=SC2046
-  tc -n "$prefix-or" qdisc change dev eth0 root tbf $(tbf_args "$origin_bits" "$1") ||
-    die "could not size the origin's queue for N = $1"
 }
 
 # Upload cap of downloader i in bits a second.
@@ -1810,7 +1802,6 @@ start_cs=$now
 failed_runs=0
 for ((rep = 1; rep <= opt_reps; rep++)); do
   for n in "${ns_list[@]}"; do
-    origin_queue "$n"
     # The longest a run may take: three times the client-server bound
     # (the largest of the bounds), plus half a minute for start-up.
     deadline_s=$(awk -v b="$(bound_cs "$n")" 'BEGIN { printf "%d", 3 * b + 30 }')
