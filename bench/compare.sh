@@ -489,9 +489,12 @@ set_cc() {
 # the kernel retransmits lost data before it gives up, to hours, which no
 # run here reaches.
 refused_tries=100
+refused_tries_warned=0
 set_refused_tries() {
-  ip netns exec "$1" sysctl -q -w "net.ipv4.tcp_retries2=$refused_tries" >/dev/null 2>&1 ||
-    warn "could not set net.ipv4.tcp_retries2 in namespace $1; a connection the host's own queue keeps refusing is aborted after 15 tries"
+  ip netns exec "$1" sysctl -q -w "net.ipv4.tcp_retries2=$refused_tries" >/dev/null 2>&1 && return 0
+  [ "$refused_tries_warned" = 1 ] && return 0
+  refused_tries_warned=1
+  warn "could not set net.ipv4.tcp_retries2 in namespace $1; a connection a host's own queue keeps refusing is aborted after the kernel's default tries"
 }
 
 br_ns=$prefix-br
