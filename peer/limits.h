@@ -73,6 +73,10 @@
 #define NODE_WRITE_QUEUE_MAX (1u << 20)  /* bytes queued before uploads wait */
 #define NODE_SEND_BUFFER_MAX (4u << 20)  /* a socket's send buffer, at most */
 #define NODE_WRITE_QUEUE_HARD (8u << 20) /* past this the peer is closed */
+/* A socket's send buffer holds at least this many of its connection's full
+ * segments: with fewer than two in flight the receiver holds its ACK for its
+ * delayed-ACK timer (pacing_send_buffer). */
+#define NODE_SEND_SEGMENTS 4u
 /* A seeding swarm's uplink, shared evenly (pacing_cap): a session sending
  * more than NODE_PACE_OVER_PCT percent of the average of the node's
  * sessions with uploads waiting is paced at NODE_PACE_CAP_PCT percent of

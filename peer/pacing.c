@@ -80,10 +80,14 @@ uint32_t pacing_queue_bytes(uint64_t share) {
   return b > NODE_WRITE_QUEUE_MAX ? NODE_WRITE_QUEUE_MAX : (uint32_t)b;
 }
 
-uint32_t pacing_send_buffer(uint64_t share, uint32_t rtt_us) {
+uint32_t pacing_send_buffer(uint64_t share, uint32_t rtt_us, uint32_t mss) {
   uint64_t b = share * ((uint64_t)rtt_us + NODE_QUEUE_MS * 1000u) / 1000000u;
-  if (b < NODE_QUEUE_MIN) {
-    return NODE_QUEUE_MIN;
+  uint64_t least = (uint64_t)mss * NODE_SEND_SEGMENTS;
+  if (least < NODE_QUEUE_MIN) {
+    least = NODE_QUEUE_MIN;
+  }
+  if (b < least) {
+    b = least;
   }
   return b > NODE_SEND_BUFFER_MAX ? NODE_SEND_BUFFER_MAX : (uint32_t)b;
 }

@@ -62,9 +62,10 @@ uint32_t pacing_queue_bytes(uint64_t share);
 /* Bytes the kernel may hold for a session with this share, sent and
  * unacknowledged or not yet sent (SO_SNDBUF asks for half of it, the
  * kernel doubling what it is given): the share for one round trip
- * (rtt_us) and NODE_QUEUE_MS more, at least NODE_QUEUE_MIN, at most
- * NODE_SEND_BUFFER_MAX. */
-uint32_t pacing_send_buffer(uint64_t share, uint32_t rtt_us);
+ * (rtt_us) and NODE_QUEUE_MS more, at least NODE_QUEUE_MIN and
+ * NODE_SEND_SEGMENTS of the connection's segments (mss bytes each; 0 when
+ * not known yet), at most NODE_SEND_BUFFER_MAX. */
+uint32_t pacing_send_buffer(uint64_t share, uint32_t rtt_us, uint32_t mss);
 
 /* Manifest parts ahead of DATA. A peer trades nothing before its
  * manifest is whole, and at a flash crowd every newcomer asks the first

@@ -816,8 +816,12 @@ static void tune_pacing(struct session *s, uint64_t now, uv_os_fd_t fd) {
  *   keep its congestion window in flight; at a shared uplink the ones with
  *   the larger windows then take most of it, and the uplink's queue stays
  *   full, drops packets and delays every request and acknowledgement
- *   behind it.
- * Each is set again when it has moved by more than a quarter. */
+ *   behind it. It never holds fewer than a few of the connection's
+ *   segments (TCP_INFO's MSS, known once connected), which a path of large
+ *   segments (loopback's are 64 KiB) needs to keep from waiting on the
+ *   receiver's delayed ACKs.
+ * Set at connect and accept, then again when one has moved by more than a
+ * quarter. */
 void session_tune_socket(struct session *s, uint64_t now) {
   uint64_t share = upload_share(s, now);
   uv_os_fd_t fd;
@@ -838,12 +842,13 @@ void session_tune_socket(struct session *s, uint64_t now) {
 #ifdef TCP_INFO
   struct tcp_info ti;
   socklen_t len = sizeof(ti);
-  uint32_t rtt_us = 0;
+  uint32_t rtt_us = 0, mss = 0;
   memset(&ti, 0, sizeof(ti));
   if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len) == 0) {
     rtt_us = ti.tcpi_rtt;
+    mss = ti.tcpi_snd_mss;
   }
-  uint32_t buf = pacing_send_buffer(share, rtt_us);
+  uint32_t buf = pacing_send_buffer(share, rtt_us, mss);
   if (pacing_moved(s->sndbuf, buf)) {
     int v = (int)(buf / 2); /* the kernel doubles it for its overhead */
     if (setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &v, sizeof(v)) == 0) {
@@ -1185,6 +1190,7 @@ static void on_connect(uv_connect_t *req, int status) {
     return;
   }
   session_set_state(s, SESS_HELLO_WAIT);
+  session_tune_socket(s, node_now(s->node)); /* the segment size is known */
   err = uv_read_start((uv_stream_t *)&s->tcp, on_alloc, on_read);
   if (err == 0) {
     err = send_hello(s);

@@ -158,29 +158,55 @@ static void test_queued_bytes_are_100_ms_of_the_share(void **state) {
 
 static void test_send_buffer_is_a_round_trip_and_100_ms(void **state) {
   (void)state;
-  assert_int_equal(pacing_send_buffer(0, 0), NODE_QUEUE_MIN);
-  assert_int_equal(pacing_send_buffer(2 * MiB, 0), 209715);
-  /* 2 MiB/s over a 50 us loopback round trip. */
-  assert_int_equal(pacing_send_buffer(2 * MiB, 50), 209820);
+  assert_int_equal(pacing_send_buffer(0, 0, 1448), NODE_QUEUE_MIN);
+  assert_int_equal(pacing_send_buffer(2 * MiB, 0, 1448), 209715);
+  /* 2 MiB/s over a 50 us round trip. */
+  assert_int_equal(pacing_send_buffer(2 * MiB, 50, 1448), 209820);
   /* 100 Mbit/s over 100 ms: 200 ms of 12.5 MB/s. */
-  assert_int_equal(pacing_send_buffer(12500000, 100000), 2500000);
-  assert_int_equal(pacing_send_buffer(100 * MiB, 100000), NODE_SEND_BUFFER_MAX);
+  assert_int_equal(pacing_send_buffer(12500000, 100000, 1448), 2500000);
+  assert_int_equal(pacing_send_buffer(100 * MiB, 100000, 1448),
+                   NODE_SEND_BUFFER_MAX);
   /* Linear in the share between the bounds. */
-  assert_int_equal(pacing_send_buffer(4 * MiB, 20000),
-                   2 * pacing_send_buffer(2 * MiB, 20000));
+  assert_int_equal(pacing_send_buffer(4 * MiB, 20000, 1448),
+                   2 * pacing_send_buffer(2 * MiB, 20000, 1448));
 }
 
-/* What it_peer's send_buffer_follows_the_upload_rate watched from
- * outside: a seeder held to 2 MiB/s on loopback keeps at most a quarter
- * of a second's worth in its socket. The node's meter may read up to the
- * bucket's burst over the cap, the round trip a few ms, and the option is
- * reset only when it moved by a quarter: all within the bound. */
+/* A buffer of fewer than two full segments sends only part-filled ones,
+ * and the receiver acknowledges a lone part-filled segment after its
+ * delayed-ACK timer (40 ms on Linux): on loopback, whose segments are
+ * 64 KiB, a fresh seeder (no rate measured yet, so the floor) sent in
+ * bursts 44 ms apart for its first ~130 ms. Four segments keep two in
+ * flight while two fill; on a 1,500-byte path the floor is the same. */
+static void test_send_buffer_holds_four_full_segments(void **state) {
+  (void)state;
+  /* Loopback's segment, nothing measured yet. */
+  assert_int_equal(pacing_send_buffer(0, 0, 65483), 4 * 65483);
+  assert_int_equal(pacing_send_buffer(0, 30, 65483),
+                   NODE_SEND_SEGMENTS * 65483);
+  /* Jumbo frames (MTU 9000): just over the old floor. */
+  assert_int_equal(pacing_send_buffer(0, 200, 8948), 4 * 8948);
+  /* An Ethernet segment, or none known yet: NODE_QUEUE_MIN rules. */
+  assert_int_equal(pacing_send_buffer(0, 0, 1448), NODE_QUEUE_MIN);
+  assert_int_equal(pacing_send_buffer(0, 0, 0), NODE_QUEUE_MIN);
+  /* A measured share above the floor is kept as it was. */
+  assert_int_equal(pacing_send_buffer(10 * MiB, 50, 65483), 1049100);
+  /* The ceiling holds whatever the segment. */
+  assert_int_equal(pacing_send_buffer(0, 0, UINT32_MAX), NODE_SEND_BUFFER_MAX);
+  /* A share whose round trip and 100 ms is less (2 MiB/s: 205 KiB) gets
+   * the floor. */
+  assert_int_equal(pacing_send_buffer(2 * MiB, 0, 65483), 4 * 65483);
+}
+
+/* What bench/pacing watches from outside: a seeder held to 2 MiB/s on loopback
+ * keeps at most a quarter of a second's worth in its socket. The node's meter
+ * may read up to the bucket's burst over the cap, the round trip a few ms, and
+ * the option is reset only when it moved by a quarter: all within the bound. */
 static void test_a_2_mib_s_upload_keeps_a_quarter_second(void **state) {
   const uint64_t rate = 2 * MiB;
   (void)state;
   for (uint64_t share = 0; share <= rate + rate / 4; share += 4 * KiB) {
     for (uint32_t rtt = 0; rtt <= 5000; rtt += 250) {
-      uint32_t want = pacing_send_buffer(share, rtt);
+      uint32_t want = pacing_send_buffer(share, rtt, 65483);
       assert_true(want <= rate / 4);
       /* The kernel holds twice what SO_SNDBUF passes, half of want. */
       assert_true(2 * (want / 2) <= rate / 4);
@@ -327,6 +353,7 @@ int main(void) {
       cmocka_unit_test(test_pacing_never_holds_a_session_under_the_average),
       cmocka_unit_test(test_queued_bytes_are_100_ms_of_the_share),
       cmocka_unit_test(test_send_buffer_is_a_round_trip_and_100_ms),
+      cmocka_unit_test(test_send_buffer_holds_four_full_segments),
       cmocka_unit_test(test_a_2_mib_s_upload_keeps_a_quarter_second),
       cmocka_unit_test(test_options_are_set_again_when_they_move_a_quarter),
       cmocka_unit_test(test_the_pipeline_holds_two_seconds_of_the_limit),
