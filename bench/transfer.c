@@ -17,6 +17,10 @@
  *                /proc/PID/task/PID/stat), the rest being the thread pool;
  *   page faults  minor faults per GiB, from the same files at the same
  *                moments (a fault per fresh page of a buffer is CPU spent);
+ *   cores busy   the two processes' CPU over the wall time, in cores, and
+ *                the ceiling it implies: throughput over the limit with
+ *                every online core busy for the whole transfer at the CPU
+ *                per GiB measured (both sides share this machine's cores);
  *   peak RSS     downloader: wait4's ru_maxrss (it exits by itself);
  *                seeder: VmHWM from /proc/PID/status before it is stopped.
  *
@@ -1295,6 +1299,7 @@ int main(int argc, char **argv) {
                                r->c[GETTER].ru.ru_stime.tv_sec +
                                r->c[GETTER].ru.ru_stime.tv_usec / 1e6;
     double cpu_seed = seeder_end.cpu - seeder_shared.cpu;
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
     uint64_t get_rss = (uint64_t)r->c[GETTER].ru.ru_maxrss * 1024u;
     double rss_ratio = (double)get_rss / (double)RSS_TARGET;
     char hx[65];
@@ -1322,6 +1327,16 @@ int main(int argc, char **argv) {
              "downloader %.2f s   (the rest: libuv's thread pool)\n",
              (seeder_end.loop - seeder_shared.loop) / gib,
              r->at_complete.loop / gib);
+    }
+    if (cores > 0 && cpu_seed + cpu_get > 0) {
+      /* Both processes share this machine's cores: at their CPU per GiB,
+       * no schedule moves the GiB faster than every core busy throughout. */
+      printf("  cores busy                 %.2f of %ld   (seeder and "
+             "downloader CPU over the wall time)\n",
+             (cpu_seed + cpu_get) / wall, cores);
+      printf("  ceiling at this CPU        %6.2f x the limit   (every core "
+             "busy for the whole wall time)\n",
+             (double)cores * (double)size / (cpu_seed + cpu_get) / limit_bps);
     }
     if (r->at_complete.faults >= 0 && seeder_end.faults >= 0) {
       printf("  page faults per GiB        seeder %.0f (serving)   downloader "
