@@ -1299,6 +1299,7 @@ int main(int argc, char **argv) {
                                r->c[GETTER].ru.ru_stime.tv_sec +
                                r->c[GETTER].ru.ru_stime.tv_usec / 1e6;
     double cpu_seed = seeder_end.cpu - seeder_shared.cpu;
+    double cpu_both = cpu_seed + cpu_get;
     long cores = sysconf(_SC_NPROCESSORS_ONLN);
     uint64_t get_rss = (uint64_t)r->c[GETTER].ru.ru_maxrss * 1024u;
     double rss_ratio = (double)get_rss / (double)RSS_TARGET;
@@ -1328,15 +1329,15 @@ int main(int argc, char **argv) {
              (seeder_end.loop - seeder_shared.loop) / gib,
              r->at_complete.loop / gib);
     }
-    if (cores > 0 && cpu_seed + cpu_get > 0) {
+    if (cores > 0 && cpu_both > 0) {
       /* Both processes share this machine's cores: at their CPU per GiB,
        * no schedule moves the GiB faster than every core busy throughout. */
       printf("  cores busy                 %.2f of %ld   (seeder and "
              "downloader CPU over the wall time)\n",
-             (cpu_seed + cpu_get) / wall, cores);
+             cpu_both / wall, cores);
       printf("  ceiling at this CPU        %6.2f x the limit   (every core "
              "busy for the whole wall time)\n",
-             (double)cores * (double)size / (cpu_seed + cpu_get) / limit_bps);
+             (double)cores * (double)size / cpu_both / limit_bps);
     }
     if (r->at_complete.faults >= 0 && seeder_end.faults >= 0) {
       printf("  page faults per GiB        seeder %.0f (serving)   downloader "

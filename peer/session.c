@@ -820,8 +820,8 @@ static void tune_pacing(struct session *s, uint64_t now, uv_os_fd_t fd) {
  *   segments (TCP_INFO's MSS, known once connected), which a path of large
  *   segments (loopback's are 64 KiB) needs to keep from waiting on the
  *   receiver's delayed ACKs.
- * Set at connect and accept, then again when one has moved by more than a
- * quarter. */
+ * Set once connected (on_connect, session_accepted), before anything is
+ * sent, then again when one has moved by more than a quarter. */
 void session_tune_socket(struct session *s, uint64_t now) {
   uint64_t share = upload_share(s, now);
   uv_os_fd_t fd;
@@ -1190,7 +1190,7 @@ static void on_connect(uv_connect_t *req, int status) {
     return;
   }
   session_set_state(s, SESS_HELLO_WAIT);
-  session_tune_socket(s, node_now(s->node)); /* the segment size is known */
+  session_tune_socket(s, node_now(s->node)); /* now the MSS is known */
   err = uv_read_start((uv_stream_t *)&s->tcp, on_alloc, on_read);
   if (err == 0) {
     err = send_hello(s);
@@ -1235,8 +1235,7 @@ int session_connect(struct node *n, struct swarm *sw, const struct sockaddr *sa,
     return err;
   }
   uv_tcp_nodelay(&s->tcp, 1);
-  session_tune_socket(s, node_now(n));
-  return 0;
+  return 0; /* on_connect tunes the socket before anything is sent */
 }
 
 void session_accepted(struct node *n, uv_tcp_t *server) {

@@ -175,7 +175,7 @@ static void test_send_buffer_is_a_round_trip_and_100_ms(void **state) {
  * and the receiver acknowledges a lone part-filled segment after its
  * delayed-ACK timer (40 ms on Linux): on loopback, whose segments are
  * 64 KiB, a fresh seeder (no rate measured yet, so the floor) sent in
- * bursts 44 ms apart for its first ~130 ms. Four segments keep two in
+ * bursts 44 ms apart for its first 100-140 ms. Four segments keep two in
  * flight while two fill; on a 1,500-byte path the floor is the same. */
 static void test_send_buffer_holds_four_full_segments(void **state) {
   (void)state;
